@@ -1,0 +1,1 @@
+//! nginx-free logic of the dynamic upstream module.

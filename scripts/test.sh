@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test: set-up (if needed), build, unit tests, then the t/ suite
+# against Debian's /usr/sbin/nginx with the module loaded.
+source "$(dirname "$0")/common.sh"
+
+scripts/setup.sh
+TEST_NGINX_MODULE=$(build_module dev)
+export TEST_NGINX_MODULE
+
+echo "== cargo test"
+cargo test --locked --workspace
+
+echo "== prove -r t/"
+prove -r t/

@@ -1,0 +1,208 @@
+//! Configuration: the module's directives and where their values live.
+//!
+//! Values are stored through nginx's own slot setters (`ngx_conf_set_*_slot`)
+//! into `#[repr(C)]` fields of nginx's types, so nginx does the parsing,
+//! range checks, duplicate detection and error messages exactly as it does
+//! for its own directives.
+
+use core::ffi::{c_char, c_void};
+use core::mem::offset_of;
+use core::ptr;
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
+    ngx_conf_set_str_slot, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+use ngx::ngx_string;
+
+use crate::entry::conf_guard;
+use crate::handlers;
+use crate::Module;
+
+/// nginx's "unset" markers (`NGX_CONF_UNSET*` are C macros, not in the bindings).
+const UNSET_FLAG: ngx_flag_t = -1;
+const UNSET_SIZE: usize = usize::MAX;
+const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+
+/// Defaults of the http-level directives.
+const DEFAULT_SHM_ZONE_SIZE: usize = 2 * 1024 * 1024;
+const DEFAULT_READ_MSG_TIMEOUT_MS: ngx_msec_t = 1000;
+
+/// `http {}` level settings, all for the run-time (dyups) upstreams.
+#[repr(C)]
+pub struct MainConf {
+    /// `dyups_shm_zone_size`: size of the module's own shared zone.
+    pub shm_zone_size: usize,
+    /// `dyups_read_msg_timeout`: how often idle workers look for changes.
+    pub read_msg_timeout: ngx_msec_t,
+    /// `dyups_trylock`: answer 409 instead of waiting for the lock.
+    pub trylock: ngx_flag_t,
+    /// `dyups_upstream_conf`: file of `upstream {}` blocks kept in sync.
+    pub upstream_conf: ngx_str_t,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        Self {
+            shm_zone_size: UNSET_SIZE,
+            read_msg_timeout: UNSET_MSEC,
+            trylock: UNSET_FLAG,
+            upstream_conf: ngx_str_t::empty(),
+        }
+    }
+}
+
+/// Per-`upstream {}` block settings (also created for every `server {}`,
+/// where they stay unused).
+#[repr(C)]
+#[derive(Default)]
+pub struct SrvConf {
+    /// `dynamic_state_file`: file of `server ...;` lines kept in sync.
+    pub state_file: ngx_str_t,
+}
+
+/// Per-location settings; the API handlers are installed directly on the
+/// location by their directives.
+#[derive(Default)]
+pub struct LocConf;
+
+// SAFETY: the conf types are the ones create_*_conf allocates for this module.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+// SAFETY: as above.
+unsafe impl HttpModuleServerConf for Module {
+    type ServerConf = SrvConf;
+}
+// SAFETY: as above.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+
+/// Fills in the defaults of directives the configuration did not set.
+///
+/// # Safety
+/// Called by nginx with its `ngx_conf_t` and the conf this module created.
+pub unsafe fn init_main_conf(_cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the MainConf that create_main_conf allocated.
+    let conf = unsafe { &mut *conf.cast::<MainConf>() };
+    if conf.shm_zone_size == UNSET_SIZE {
+        conf.shm_zone_size = DEFAULT_SHM_ZONE_SIZE;
+    }
+    if conf.read_msg_timeout == UNSET_MSEC {
+        conf.read_msg_timeout = DEFAULT_READ_MSG_TIMEOUT_MS;
+    }
+    if conf.trylock == UNSET_FLAG {
+        conf.trylock = 0;
+    }
+    NGX_CONF_OK
+}
+
+/// `dynamic_upstream;` makes the location serve the query-string API.
+extern "C" fn set_dynamic_upstream(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    set_location_handler(cf, handlers::dynamic_upstream_handler)
+}
+
+/// `dyups_interface;` makes the location serve the REST API.
+extern "C" fn set_dyups_interface(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    set_location_handler(cf, handlers::dyups_interface_handler)
+}
+
+/// Installs `handler` as the content handler of the location being parsed.
+fn set_location_handler(cf: *mut ngx_conf_t, handler: handlers::ContentHandler) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with a valid ngx_conf_t
+        // whose ctx is the http location being parsed (the directives are
+        // NGX_HTTP_LOC_CONF only).
+        match unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) } {
+            Some(clcf) => {
+                clcf.handler = Some(handler);
+                NGX_CONF_OK
+            }
+            None => NGX_CONF_ERROR,
+        }
+    })
+}
+
+const fn directive(
+    name: ngx_str_t,
+    type_: u32,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+    conf: usize,
+    offset: usize,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset,
+        post: ptr::null_mut(),
+    }
+}
+
+/// The directive table nginx reads (terminated by an empty entry).
+pub static mut COMMANDS: [ngx_command_t; 8] = [
+    directive(
+        ngx_string!("dynamic_upstream"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        set_dynamic_upstream,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("dyups_interface"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        set_dyups_interface,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("dyups_shm_zone_size"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        ngx_conf_set_size_slot,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        offset_of!(MainConf, shm_zone_size),
+    ),
+    directive(
+        ngx_string!("dyups_read_msg_timeout"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        offset_of!(MainConf, read_msg_timeout),
+    ),
+    directive(
+        ngx_string!("dyups_trylock"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        offset_of!(MainConf, trylock),
+    ),
+    directive(
+        ngx_string!("dyups_upstream_conf"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        ngx_conf_set_str_slot,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        offset_of!(MainConf, upstream_conf),
+    ),
+    directive(
+        ngx_string!("dynamic_state_file"),
+        NGX_HTTP_UPS_CONF | NGX_CONF_TAKE1,
+        ngx_conf_set_str_slot,
+        NGX_HTTP_SRV_CONF_OFFSET,
+        offset_of!(SrvConf, state_file),
+    ),
+    ngx_command_t::empty(),
+];

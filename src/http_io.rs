@@ -1,0 +1,109 @@
+//! Request input and response output: the only place handlers touch
+//! `ngx_http_request_t` directly.
+
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pnalloc, off_t,
+    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+};
+
+/// A complete response, built by a front end before anything is sent.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self { status, content_type: "text/plain", body: body.into() }
+    }
+}
+
+/// A request being handled; wraps the raw pointer nginx hands to a content
+/// handler, valid for the duration of that call.
+pub struct HttpRequest {
+    r: *mut ngx_http_request_t,
+}
+
+impl HttpRequest {
+    /// # Safety
+    /// `r` must be the live request nginx passed to the current handler.
+    pub unsafe fn from_raw(r: *mut ngx_http_request_t) -> Self {
+        Self { r }
+    }
+
+    /// Reads and throws away any request body (GET, HEAD, DELETE).
+    pub fn discard_body(&mut self) -> Result<(), ngx_int_t> {
+        // SAFETY: self.r is the live request (see from_raw).
+        let rc = unsafe { ngx_http_discard_request_body(self.r) };
+        if rc == NGX_OK as ngx_int_t {
+            Ok(())
+        } else {
+            Err(rc)
+        }
+    }
+
+    /// Sends `response` as the whole answer; returns what the content
+    /// handler should return to nginx.
+    pub fn send(&mut self, response: &Response) -> ngx_int_t {
+        // SAFETY: self.r is the live request; every pointer stored into it
+        // points into the request pool or static data, so it outlives the
+        // request's use of it.
+        unsafe {
+            let r = &mut *self.r;
+            r.headers_out.status = response.status.into();
+            r.headers_out.content_length_n = response.body.len() as off_t;
+            r.headers_out.content_type.len = response.content_type.len();
+            r.headers_out.content_type.data = response.content_type.as_ptr().cast_mut();
+            r.headers_out.content_type_len = response.content_type.len();
+            r.headers_out.content_type_lowcase = ptr::null_mut();
+
+            let rc = ngx_http_send_header(r);
+            if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+                return rc;
+            }
+            if response.body.is_empty() {
+                // An empty last buffer ends the response.
+                return self.output(ptr::null_mut(), 0);
+            }
+            let data = ngx_pnalloc(r.pool, response.body.len()).cast::<u8>();
+            if data.is_null() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            ptr::copy_nonoverlapping(response.body.as_ptr(), data, response.body.len());
+            self.output(data, response.body.len())
+        }
+    }
+
+    /// Passes one last buffer holding `len` bytes at `data` (pool memory) to
+    /// the output filters.
+    ///
+    /// # Safety
+    /// `data` must point to `len` bytes in the request pool (or be null with
+    /// `len == 0`).
+    unsafe fn output(&mut self, data: *mut u8, len: usize) -> ngx_int_t {
+        // SAFETY: self.r is live; the buffer is zeroed pool memory.
+        unsafe {
+            let r = &mut *self.r;
+            let buf = ngx_pcalloc(r.pool, core::mem::size_of::<ngx_buf_t>()).cast::<ngx_buf_t>();
+            if buf.is_null() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            let b = &mut *buf;
+            b.start = data;
+            b.pos = data;
+            b.last = data.add(len);
+            b.end = data.add(len);
+            if len > 0 {
+                b.set_memory(1);
+            }
+            b.set_last_buf(if r.main == self.r { 1 } else { 0 });
+            b.set_last_in_chain(1);
+            let mut chain = ngx_chain_t { buf, next: ptr::null_mut() };
+            ngx_http_output_filter(r, &mut chain)
+        }
+    }
+}
