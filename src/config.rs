@@ -12,14 +12,16 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
-    ngx_conf_set_str_slot, ngx_conf_t, ngx_flag_t, ngx_msec_t, ngx_str_t, ngx_uint_t,
+    ngx_conf_set_str_slot, ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
+use crate::balancer::{Balancer, KnownBalancers};
 use crate::entry::conf_guard;
+use crate::reclaim::ZoneState;
 use crate::handlers;
 use crate::Module;
 
@@ -43,6 +45,8 @@ pub struct MainConf {
     pub trylock: ngx_flag_t,
     /// `dyups_upstream_conf`: file of `upstream {}` blocks kept in sync.
     pub upstream_conf: ngx_str_t,
+    /// The balancers' `init_upstream` functions, learnt at configuration.
+    pub balancers: KnownBalancers,
 }
 
 impl Default for MainConf {
@@ -52,17 +56,39 @@ impl Default for MainConf {
             read_msg_timeout: UNSET_MSEC,
             trylock: UNSET_FLAG,
             upstream_conf: ngx_str_t::empty(),
+            balancers: KnownBalancers::default(),
         }
     }
 }
 
 /// Per-`upstream {}` block settings (also created for every `server {}`,
-/// where they stay unused).
+/// where they stay unused), and what `init_cycle` learns about the
+/// upstream.
 #[repr(C)]
-#[derive(Default)]
 pub struct SrvConf {
     /// `dynamic_state_file`: file of `server ...;` lines kept in sync.
     pub state_file: ngx_str_t,
+    /// The upstream's balancer.
+    pub balancer: Balancer,
+    /// Shared bookkeeping in the upstream's zone (null without a zone, or
+    /// if the zone had no room for it).
+    pub state: *mut ZoneState,
+    /// The `peer.init` that the request hook wraps.
+    pub original_init: ngx_http_upstream_init_peer_pt,
+    /// Size of every request's `tried` bitmap, in peers.
+    pub max_peers_per_list: usize,
+}
+
+impl Default for SrvConf {
+    fn default() -> Self {
+        Self {
+            state_file: ngx_str_t::empty(),
+            balancer: Balancer::RoundRobin,
+            state: ptr::null_mut(),
+            original_init: None,
+            max_peers_per_list: 0,
+        }
+    }
 }
 
 /// Per-location settings; the API handlers are installed directly on the

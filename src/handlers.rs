@@ -12,7 +12,13 @@ pub type ContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_i
 pub unsafe extern "C" fn dynamic_upstream_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
-    request_guard(|| not_implemented(&mut req, "the dynamic_upstream API (issue #2)"))
+    request_guard(|| {
+        if let Err(rc) = req.discard_body() {
+            return rc;
+        }
+        let response = crate::dynamic_api::respond(&mut req);
+        req.send(&response)
+    })
 }
 
 /// `location ... { dyups_interface; }`: the REST API.

@@ -6,7 +6,7 @@ use core::ptr;
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
     ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pnalloc, off_t,
-    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+    NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
 };
 
 /// A complete response, built by a front end before anything is sent.
@@ -33,6 +33,34 @@ impl HttpRequest {
     /// `r` must be the live request nginx passed to the current handler.
     pub unsafe fn from_raw(r: *mut ngx_http_request_t) -> Self {
         Self { r }
+    }
+
+    /// The raw query string (still percent-encoded).
+    pub fn args(&self) -> Vec<u8> {
+        // SAFETY: self.r is live; args points into the request's buffers.
+        unsafe {
+            let args = &(*self.r).args;
+            if args.len == 0 || args.data.is_null() {
+                return Vec::new();
+            }
+            core::slice::from_raw_parts(args.data, args.len).to_vec()
+        }
+    }
+
+    pub fn is_get_or_head(&self) -> bool {
+        // SAFETY: self.r is live.
+        let method = unsafe { (*self.r).method } as u32;
+        method & (NGX_HTTP_GET | NGX_HTTP_HEAD) != 0
+    }
+
+    /// The value of the first request header called `name` (any case).
+    pub fn header_in(&self, name: &str) -> Option<Vec<u8>> {
+        // SAFETY: self.r is live; the headers list belongs to it.
+        let request = unsafe { ngx::http::Request::from_ngx_http_request(self.r) };
+        request
+            .headers_in_iterator()
+            .find(|(key, _)| key.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value.as_bytes().to_vec())
     }
 
     /// Reads and throws away any request body (GET, HEAD, DELETE).

@@ -4,10 +4,18 @@
 //! `dynamic-upstream-core` crate: it declares the module and its directives
 //! and owns every `unsafe` line, kept in a few small files with safe APIs.
 
+mod balancer;
 mod config;
+mod cycle;
+mod dynamic_api;
 mod entry;
 mod handlers;
 mod http_io;
+mod peer_lock;
+mod reclaim;
+mod request_hook;
+mod sockaddr;
+mod zone_peers;
 
 use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
 use ngx::http::HttpModule;
@@ -35,7 +43,7 @@ impl HttpModule for Module {
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: None,
-    postconfiguration: None,
+    postconfiguration: Some(cycle::postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: Some(Module::init_main_conf),
     create_srv_conf: Some(Module::create_srv_conf),
@@ -54,6 +62,7 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
     // reads it while parsing the configuration.
     commands: unsafe { core::ptr::addr_of_mut!(config::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
+    init_module: Some(cycle::init_module),
     ..ngx_module_t::default()
 };
 

@@ -1,1 +1,16 @@
-//! nginx-free logic of the dynamic upstream module.
+//! nginx-free logic of the dynamic upstream module: the vocabulary of
+//! operations, the parsers of what clients send, validation, and the
+//! renderers of what they get back. Unit-tested with `cargo test`; the
+//! module crate is only the glue to nginx.
+
+pub mod address;
+pub mod error;
+pub mod peer;
+pub mod query;
+pub mod render;
+
+pub use address::Address;
+pub use error::ApiError;
+pub use peer::{Param, PeerParams, ServerSpec};
+pub use query::{Action, Format, QueryRequest};
+pub use render::{PeerView, UpstreamView};

@@ -1,0 +1,92 @@
+//! Errors of the admin APIs: each carries the HTTP status it answers with and
+//! a one-line reason.
+
+use thiserror::Error;
+
+/// A request the API refuses. Nothing was changed when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{text}")]
+pub struct ApiError {
+    /// HTTP status code (4xx/5xx).
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `invalid_parameter`.
+    pub code: &'static str,
+    /// One line saying what is wrong, for people.
+    pub text: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, text: impl Into<String>) -> Self {
+        Self { status, code, text: text.into() }
+    }
+
+    pub fn bad_request(code: &'static str, text: impl Into<String>) -> Self {
+        Self::new(400, code, text)
+    }
+
+    pub fn not_found(code: &'static str, text: impl Into<String>) -> Self {
+        Self::new(404, code, text)
+    }
+
+    pub fn conflict(code: &'static str, text: impl Into<String>) -> Self {
+        Self::new(409, code, text)
+    }
+
+    /// The zone's slab has no room left.
+    pub fn no_room(zone: &str, size: usize) -> Self {
+        Self::new(
+            507,
+            "zone_full",
+            format!("shared memory zone \"{zone}\" ({}) has no room left", human_size(size)),
+        )
+    }
+}
+
+/// The reason phrase nginx uses for a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        409 => "Conflict",
+        413 => "Request Entity Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        507 => "Insufficient Storage",
+        _ => "Error",
+    }
+}
+
+/// `131072` → `128k`, `2097152` → `2m`, as nginx's config would write them.
+pub fn human_size(size: usize) -> String {
+    const K: usize = 1024;
+    const M: usize = 1024 * 1024;
+    if size >= M && size % M == 0 {
+        format!("{}m", size / M)
+    } else if size >= K && size % K == 0 {
+        format!("{}k", size / K)
+    } else {
+        size.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_nginx_config() {
+        assert_eq!(human_size(128 * 1024), "128k");
+        assert_eq!(human_size(2 * 1024 * 1024), "2m");
+        assert_eq!(human_size(1000), "1000");
+    }
+
+    #[test]
+    fn no_room_names_zone_and_size() {
+        let e = ApiError::no_room("backends", 64 * 1024);
+        assert_eq!(e.status, 507);
+        assert_eq!(e.text, "shared memory zone \"backends\" (64k) has no room left");
+    }
+}

@@ -1,0 +1,204 @@
+//! Peer parameters (`weight`, `max_fails`, ...), their limits, and the
+//! full description of a server to add.
+
+use crate::address::Address;
+use crate::error::ApiError;
+
+/// nginx's defaults for a `server` line without parameters.
+pub const DEFAULT_WEIGHT: u32 = 1;
+pub const DEFAULT_MAX_FAILS: u32 = 1;
+pub const DEFAULT_FAIL_TIMEOUT: u32 = 10;
+
+/// Accepted range of each numeric parameter (inclusive).
+pub const WEIGHT_RANGE: (u64, u64) = (1, 1_000_000);
+pub const MAX_FAILS_RANGE: (u64, u64) = (0, 1_000_000);
+/// Seconds; one year at most.
+pub const FAIL_TIMEOUT_RANGE: (u64, u64) = (0, 31_536_000);
+pub const MAX_CONNS_RANGE: (u64, u64) = (0, 1_000_000);
+
+/// The numeric parameters a request may set; `None` leaves a value as is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerParams {
+    pub weight: Option<u32>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<u32>,
+    pub max_conns: Option<u32>,
+}
+
+impl PeerParams {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The parameter names, as used in queries, bodies and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Weight,
+    MaxFails,
+    FailTimeout,
+    MaxConns,
+}
+
+impl Param {
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::Weight => "weight",
+            Param::MaxFails => "max_fails",
+            Param::FailTimeout => "fail_timeout",
+            Param::MaxConns => "max_conns",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "weight" => Param::Weight,
+            "max_fails" => Param::MaxFails,
+            "fail_timeout" => Param::FailTimeout,
+            "max_conns" => Param::MaxConns,
+            _ => return None,
+        })
+    }
+
+    fn range(self) -> (u64, u64) {
+        match self {
+            Param::Weight => WEIGHT_RANGE,
+            Param::MaxFails => MAX_FAILS_RANGE,
+            Param::FailTimeout => FAIL_TIMEOUT_RANGE,
+            Param::MaxConns => MAX_CONNS_RANGE,
+        }
+    }
+
+    /// Parses a value: a plain integer within the range; `fail_timeout` also
+    /// takes nginx's time suffixes `s`, `m`, `h`, `d`.
+    pub fn parse_value(self, text: &str) -> Result<u32, ApiError> {
+        let (min, max) = self.range();
+        let unit_error = || {
+            let what = if self == Param::FailTimeout { "a number of seconds" } else { "an integer" };
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("{} must be {what} from {min} to {max}", self.name()),
+            )
+        };
+        let (digits, scale) = match self {
+            Param::FailTimeout => split_time_suffix(text),
+            _ => (text, 1),
+        };
+        if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(unit_error());
+        }
+        let value = digits.parse::<u64>().map_err(|_| unit_error())?.checked_mul(scale);
+        match value {
+            Some(v) if (min..=max).contains(&v) => Ok(v as u32),
+            _ => Err(unit_error()),
+        }
+    }
+
+    pub fn set(self, params: &mut PeerParams, value: u32) {
+        let slot = match self {
+            Param::Weight => &mut params.weight,
+            Param::MaxFails => &mut params.max_fails,
+            Param::FailTimeout => &mut params.fail_timeout,
+            Param::MaxConns => &mut params.max_conns,
+        };
+        *slot = Some(value);
+    }
+
+    pub fn get(self, params: &PeerParams) -> Option<u32> {
+        match self {
+            Param::Weight => params.weight,
+            Param::MaxFails => params.max_fails,
+            Param::FailTimeout => params.fail_timeout,
+            Param::MaxConns => params.max_conns,
+        }
+    }
+
+    pub const ALL: [Param; 4] = [Param::Weight, Param::MaxFails, Param::FailTimeout, Param::MaxConns];
+}
+
+fn split_time_suffix(text: &str) -> (&str, u64) {
+    match text.as_bytes().last() {
+        Some(b's') => (&text[..text.len() - 1], 1),
+        Some(b'm') => (&text[..text.len() - 1], 60),
+        Some(b'h') => (&text[..text.len() - 1], 3600),
+        Some(b'd') => (&text[..text.len() - 1], 86400),
+        _ => (text, 1),
+    }
+}
+
+/// A complete server, as added by the APIs or read from a state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub address: Address,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: u32,
+    pub max_conns: u32,
+    pub backup: bool,
+    pub down: bool,
+}
+
+impl ServerSpec {
+    /// A server with nginx's default parameters.
+    pub fn new(address: Address) -> Self {
+        Self {
+            address,
+            weight: DEFAULT_WEIGHT,
+            max_fails: DEFAULT_MAX_FAILS,
+            fail_timeout: DEFAULT_FAIL_TIMEOUT,
+            max_conns: 0,
+            backup: false,
+            down: false,
+        }
+    }
+
+    /// Overrides the parameters that `params` sets.
+    pub fn with_params(mut self, params: &PeerParams) -> Self {
+        self.weight = params.weight.unwrap_or(self.weight);
+        self.max_fails = params.max_fails.unwrap_or(self.max_fails);
+        self.fail_timeout = params.fail_timeout.unwrap_or(self.fail_timeout);
+        self.max_conns = params.max_conns.unwrap_or(self.max_conns);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_limits() {
+        assert_eq!(Param::Weight.parse_value("10").unwrap(), 10);
+        assert_eq!(Param::Weight.parse_value("1000000").unwrap(), 1_000_000);
+        for bad in ["0", "-1", "1000001", "", "abc", "1.5", " 1", "99999999999999999999999"] {
+            let e = Param::Weight.parse_value(bad).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert_eq!(e.text, "weight must be an integer from 1 to 1000000", "{bad}");
+        }
+    }
+
+    #[test]
+    fn zero_is_valid_where_nginx_allows_it() {
+        assert_eq!(Param::MaxFails.parse_value("0").unwrap(), 0);
+        assert_eq!(Param::MaxConns.parse_value("0").unwrap(), 0);
+        assert_eq!(Param::FailTimeout.parse_value("0").unwrap(), 0);
+    }
+
+    #[test]
+    fn fail_timeout_takes_time_units() {
+        assert_eq!(Param::FailTimeout.parse_value("5").unwrap(), 5);
+        assert_eq!(Param::FailTimeout.parse_value("5s").unwrap(), 5);
+        assert_eq!(Param::FailTimeout.parse_value("2m").unwrap(), 120);
+        assert_eq!(Param::FailTimeout.parse_value("1h").unwrap(), 3600);
+        assert!(Param::FailTimeout.parse_value("s").is_err());
+        assert!(Param::FailTimeout.parse_value("366d").is_err());
+        assert!(Param::MaxFails.parse_value("5s").is_err());
+    }
+
+    #[test]
+    fn spec_takes_defaults_and_overrides() {
+        let a = Address::parse("127.0.0.1:1").unwrap();
+        let s = ServerSpec::new(a).with_params(&PeerParams { weight: Some(3), ..Default::default() });
+        assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (3, 1, 10, 0));
+    }
+}

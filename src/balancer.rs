@@ -1,0 +1,325 @@
+//! Finding zone upstreams and telling which balancer each one uses.
+//!
+//! Whether run-time changes are safe depends on the balancer. On nginx 1.22:
+//! round robin and `least_conn` read the peer list on every request;
+//! `ip_hash` and plain `hash` walk it by position on every request; but
+//! `hash ... consistent` computes its points once (adding a peer would
+//! never give it traffic, weights are ignored), and `random` caches a table
+//! of peer pointers sized by the peer count on a worker's first request
+//! (adding or removing a peer afterwards would make it read past that table
+//! or use a freed peer). Those two only accept changes that do not alter
+//! the set of peers or their weights.
+//!
+//! nginx records the balancer only as a function pointer
+//! (`uscf->peer.init_upstream`) to static functions. To recognise them, the
+//! module runs the `ip_hash`, `random` and `least_conn` directive handlers
+//! once on a scratch upstream at configuration time and remembers which
+//! `init_upstream` each installs. `hash` is recognised by its own server
+//! configuration (its key is set; its points exist only when consistent).
+
+use core::ffi::c_void;
+use core::mem::zeroed;
+use core::ptr;
+
+use dynamic_upstream_core::ApiError;
+use ngx::ffi::{
+    ngx_array_t, ngx_conf_t, ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_pt,
+    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t,
+    ngx_str_t, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
+};
+
+use crate::config::SrvConf;
+use crate::reclaim::ZoneState;
+use crate::Module;
+
+extern "C" {
+    // Exported by the nginx binary; declared only in their .c files.
+    static mut ngx_http_upstream_hash_module: ngx_module_t;
+    static mut ngx_http_upstream_ip_hash_module: ngx_module_t;
+    static mut ngx_http_upstream_random_module: ngx_module_t;
+    static mut ngx_http_upstream_least_conn_module: ngx_module_t;
+}
+
+/// The load-balancing method of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancer {
+    RoundRobin,
+    LeastConn,
+    IpHash,
+    Hash,
+    ConsistentHash,
+    Random,
+    /// A third-party balancer: changes are allowed as nginx's round robin
+    /// data is what they edit, but backups only if it declared them.
+    Other { backup: bool },
+}
+
+impl Balancer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Balancer::RoundRobin => "round-robin",
+            Balancer::LeastConn => "least_conn",
+            Balancer::IpHash => "ip_hash",
+            Balancer::Hash => "hash",
+            Balancer::ConsistentHash => "consistent hash",
+            Balancer::Random => "random",
+            Balancer::Other { .. } => "third-party",
+        }
+    }
+
+    pub fn allows_backup(self) -> bool {
+        match self {
+            Balancer::RoundRobin | Balancer::LeastConn => true,
+            Balancer::Other { backup } => backup,
+            _ => false,
+        }
+    }
+
+    /// Whether peers may be added, removed or re-weighted.
+    pub fn follows_set_changes(self) -> bool {
+        !matches!(self, Balancer::ConsistentHash | Balancer::Random)
+    }
+}
+
+/// `init_upstream` functions installed by the balancer directives, learnt
+/// at configuration time (see the module comment).
+#[derive(Clone, Copy, Default)]
+pub struct KnownBalancers {
+    ip_hash: ngx_http_upstream_init_pt,
+    random: ngx_http_upstream_init_pt,
+    least_conn: ngx_http_upstream_init_pt,
+}
+
+impl KnownBalancers {
+    /// Runs each balancer directive's handler on a scratch upstream.
+    ///
+    /// # Safety
+    /// `cf` must be the live configuration context (http postconfiguration).
+    pub unsafe fn probe(cf: *mut ngx_conf_t) -> Self {
+        // SAFETY: the modules are nginx's own statics; per the contract.
+        unsafe {
+            Self {
+                ip_hash: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module)),
+                random: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_random_module)),
+                least_conn: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_least_conn_module)),
+            }
+        }
+    }
+
+    /// # Safety
+    /// `uscf` must be a configured upstream of the current cycle.
+    pub unsafe fn classify(&self, uscf: *mut ngx_http_upstream_srv_conf_t) -> Balancer {
+        // SAFETY: per the contract.
+        unsafe {
+            let init = (*uscf).peer.init_upstream;
+            let same = |known: ngx_http_upstream_init_pt| known.is_some() && known.map(|f| f as usize) == init.map(|f| f as usize);
+            if init.is_none() {
+                return Balancer::RoundRobin;
+            }
+            if same(self.least_conn) {
+                return Balancer::LeastConn;
+            }
+            if same(self.ip_hash) {
+                return Balancer::IpHash;
+            }
+            if same(self.random) {
+                return Balancer::Random;
+            }
+            if let Some(hash) = hash_conf(uscf) {
+                return if hash.points.is_null() { Balancer::Hash } else { Balancer::ConsistentHash };
+            }
+            Balancer::Other { backup: (*uscf).flags & NGX_HTTP_UPSTREAM_BACKUP as usize != 0 }
+        }
+    }
+}
+
+/// `ngx_http_upstream_hash_srv_conf_t` (1.22 layout, from its .c file).
+#[repr(C)]
+struct HashSrvConf {
+    key: ngx_http_complex_value_t,
+    points: *mut c_void,
+}
+
+/// The hash module's configuration of `uscf` if `hash` is its balancer.
+///
+/// # Safety
+/// `uscf` must be a configured upstream.
+unsafe fn hash_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<&'static HashSrvConf> {
+    // SAFETY: every upstream block gets a srv conf from every http module
+    // that has create_srv_conf, the hash module included.
+    unsafe {
+        let index = (*ptr::addr_of!(ngx_http_upstream_hash_module)).ctx_index;
+        let conf = (*(*uscf).srv_conf.add(index)).cast::<HashSrvConf>();
+        (!conf.is_null() && !(*conf).key.value.data.is_null()).then(|| &*conf)
+    }
+}
+
+/// Calls the first directive handler of `module` (`ip_hash;`, `random;`,
+/// `least_conn;`: no arguments) on a scratch upstream and returns the
+/// `init_upstream` it installs.
+///
+/// # Safety
+/// `cf` must be the live configuration context; `module` an http upstream
+/// balancer module whose first command takes no arguments and only sets
+/// fields of the upstream and of its own srv conf.
+unsafe fn probe_directive(cf: *mut ngx_conf_t, module: *mut ngx_module_t) -> ngx_http_upstream_init_pt {
+    // SAFETY: per the contract; everything the handler can touch is local
+    // scratch memory that outlives the call.
+    unsafe {
+        let command = (*module).commands;
+        let Some(set) = command.as_ref().and_then(|c| c.set) else {
+            return None;
+        };
+        let mut scratch_upstream: ngx_http_upstream_srv_conf_t = zeroed();
+        // The balancer's own srv conf (a few words, zero = fresh).
+        let mut scratch_module_conf = [0u64; 16];
+        let upstream_index = (*ptr::addr_of!(ngx_http_upstream_module)).ctx_index;
+        let mut srv_confs: Vec<*mut c_void> = vec![ptr::null_mut(); upstream_index + 1];
+        srv_confs[upstream_index] = ptr::addr_of_mut!(scratch_upstream).cast();
+        let mut ctx: ngx_http_conf_ctx_t = zeroed();
+        ctx.srv_conf = srv_confs.as_mut_ptr();
+        let mut name: ngx_str_t = (*command).name;
+        let mut args: ngx_array_t = zeroed();
+        args.elts = ptr::addr_of_mut!(name).cast();
+        args.nelts = 1;
+        args.size = core::mem::size_of::<ngx_str_t>();
+        args.nalloc = 1;
+        let mut scratch_cf: ngx_conf_t = *cf;
+        scratch_cf.ctx = ptr::addr_of_mut!(ctx).cast();
+        scratch_cf.args = &mut args;
+        let rc = set(&mut scratch_cf, command, scratch_module_conf.as_mut_ptr().cast());
+        if !rc.is_null() {
+            return None;
+        }
+        scratch_upstream.peer.init_upstream
+    }
+}
+
+/// A `zone` upstream of the running configuration.
+pub struct ZoneUpstream {
+    pub(crate) uscf: *mut ngx_http_upstream_srv_conf_t,
+    pub(crate) balancer: Balancer,
+    pub(crate) state: *mut ZoneState,
+}
+
+impl ZoneUpstream {
+    /// Finds an upstream by its zone name (what ngx_dynamic_upstream
+    /// expects) or, failing that, by its own name.
+    pub fn find(name: &str) -> Result<Self, ApiError> {
+        // SAFETY: at request time ngx_cycle is the running cycle.
+        let upstreams = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
+        let by_zone = upstreams.iter().copied().find(|&u| {
+            // SAFETY: configured upstreams of the running cycle.
+            unsafe { !(*u).shm_zone.is_null() && str_eq(&(*(*u).shm_zone).shm.name, name) }
+        });
+        let by_name = || {
+            upstreams.iter().copied().find(|&u| {
+                // SAFETY: as above.
+                unsafe { str_eq(&(*u).host, name) }
+            })
+        };
+        let uscf = by_zone.or_else(by_name).ok_or_else(|| {
+            ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"))
+        })?;
+        // SAFETY: a configured upstream; its srv conf of this module was
+        // filled in at init_module time.
+        unsafe {
+            if (*uscf).shm_zone.is_null() {
+                return Err(ApiError::bad_request(
+                    "no_zone",
+                    format!(
+                        "upstream \"{name}\" has no zone: its peers are not shared between workers \
+                         and cannot be changed (add \"zone NAME SIZE;\" to it)"
+                    ),
+                ));
+            }
+            let srv = srv_conf(uscf).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
+            if srv.state.is_null() {
+                return Err(ApiError::new(
+                    507,
+                    "zone_full",
+                    format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
+                ));
+            }
+            Ok(Self { uscf, balancer: srv.balancer, state: srv.state })
+        }
+    }
+
+    pub fn name(&self) -> String {
+        // SAFETY: configured upstream of the running cycle.
+        unsafe { str_lossy(&(*self.uscf).host) }
+    }
+
+    pub fn zone_name(&self) -> String {
+        // SAFETY: find() only returns upstreams with a zone.
+        unsafe { str_lossy(&(*(*self.uscf).shm_zone).shm.name) }
+    }
+
+    pub fn zone_size(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { (*(*self.uscf).shm_zone).shm.size }
+    }
+}
+
+/// Upstreams declared with `upstream {}` blocks (not the implicit ones
+/// nginx makes for `proxy_pass http://address`).
+///
+/// # Safety
+/// `cycle` must be a fully configured cycle: the running one, or the new
+/// one inside `init_module` (where the global `ngx_cycle` is still the old).
+pub unsafe fn configured_upstreams(cycle: *const ngx::ffi::ngx_cycle_t) -> Vec<*mut ngx_http_upstream_srv_conf_t> {
+    // SAFETY: per the contract; the upstream main conf and its array live
+    // as long as the cycle.
+    unsafe {
+        let Some(umcf) = upstream_main_conf(cycle) else {
+            return Vec::new();
+        };
+        let list = core::slice::from_raw_parts(
+            umcf.upstreams.elts as *const *mut ngx_http_upstream_srv_conf_t,
+            umcf.upstreams.nelts,
+        );
+        list.iter()
+            .copied()
+            .filter(|&u| !(*u).srv_conf.is_null() && (*u).flags & NGX_HTTP_UPSTREAM_CREATE as usize != 0)
+            .collect()
+    }
+}
+
+/// # Safety
+/// `cycle` must be a configured cycle.
+unsafe fn upstream_main_conf(cycle: *const ngx::ffi::ngx_cycle_t) -> Option<&'static ngx_http_upstream_main_conf_t> {
+    use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
+    // SAFETY: per the contract; a cycle without an http block has no
+    // http conf_ctx, which main_conf reports as None.
+    unsafe {
+        if (*cycle).conf_ctx.is_null() {
+            return None;
+        }
+        NgxHttpUpstreamModule::main_conf(&*cycle)
+    }
+}
+
+/// This module's configuration of an upstream block.
+///
+/// # Safety
+/// `uscf` must be an upstream block of the current cycle.
+pub unsafe fn srv_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<&'static mut SrvConf> {
+    use ngx::http::HttpModuleServerConf;
+    // SAFETY: per the contract; create_srv_conf ran for every upstream block.
+    unsafe { Module::server_conf_mut(&*uscf) }
+}
+
+fn str_eq(s: &ngx_str_t, text: &str) -> bool {
+    // SAFETY: nginx strings of the configuration are valid for s.len bytes.
+    s.len == text.len() && !s.data.is_null() && unsafe { core::slice::from_raw_parts(s.data, s.len) } == text.as_bytes()
+}
+
+/// # Safety
+/// `s` must be a valid nginx string.
+pub unsafe fn str_lossy(s: &ngx_str_t) -> String {
+    if s.data.is_null() || s.len == 0 {
+        return String::new();
+    }
+    // SAFETY: per the contract.
+    String::from_utf8_lossy(unsafe { core::slice::from_raw_parts(s.data, s.len) }).into_owned()
+}

@@ -1,0 +1,67 @@
+//! Start-up work for each configuration cycle.
+//!
+//! * `postconfiguration` (while the configuration is read): learn the
+//!   balancers' init functions (see [`crate::balancer`]).
+//! * `init_module` (in the master, after the shared zones exist and before
+//!   the workers fork): for every zone upstream, classify its balancer,
+//!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
+//!   with [`crate::request_hook`]. Workers inherit all of it.
+
+use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK};
+use ngx::http::HttpModuleMainConf;
+
+use crate::balancer::{configured_upstreams, srv_conf, str_lossy, KnownBalancers};
+use crate::reclaim::ZoneState;
+use crate::request_hook::init_zone_peer;
+use crate::zone_peers::max_peers_for_zone;
+use crate::Module;
+
+pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    crate::entry::request_guard(|| {
+        // SAFETY: nginx calls postconfiguration with the live conf context.
+        unsafe {
+            match Module::main_conf_mut(&*cf) {
+                Some(main) => {
+                    main.balancers = KnownBalancers::probe(cf);
+                    NGX_OK as ngx_int_t
+                }
+                None => NGX_ERROR as ngx_int_t,
+            }
+        }
+    })
+}
+
+pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    crate::entry::request_guard(|| {
+        // SAFETY: nginx calls init_module in the master with the new cycle,
+        // which is also ngx_cycle's target by now.
+        unsafe {
+            let Some(main) = Module::main_conf(&*cycle) else {
+                return NGX_OK as ngx_int_t; // no http block
+            };
+            for uscf in configured_upstreams(cycle) {
+                let Some(srv) = srv_conf(uscf) else { continue };
+                srv.balancer = main.balancers.classify(uscf);
+                let zone = (*uscf).shm_zone;
+                if zone.is_null() || (*uscf).peer.data.is_null() {
+                    continue;
+                }
+                srv.state = ZoneState::create((*zone).shm.addr.cast::<ngx_slab_pool_t>());
+                if srv.state.is_null() {
+                    ngx::ngx_log_error!(
+                        NGX_LOG_WARN,
+                        (*cycle).log,
+                        "dynamic upstream: zone \"{}\" has no room for bookkeeping; upstream \"{}\" cannot be changed",
+                        str_lossy(&(*zone).shm.name),
+                        str_lossy(&(*uscf).host)
+                    );
+                    continue;
+                }
+                srv.max_peers_per_list = max_peers_for_zone((*zone).shm.size);
+                srv.original_init = (*uscf).peer.init;
+                (*uscf).peer.init = Some(init_zone_peer);
+            }
+            NGX_OK as ngx_int_t
+        }
+    })
+}

@@ -1,0 +1,86 @@
+//! The `dynamic_upstream` front end: the query-string API on zone upstreams.
+//!
+//! Parse and validate the query (core crate), apply it to the zone's peers
+//! ([`crate::zone_peers`]), render the answer (core crate). Errors answer
+//! `STATUS Reason: text` (or JSON) and change nothing.
+
+use dynamic_upstream_core::render::{json_error, json_upstream, plain_list, text_error, verbose_list};
+use dynamic_upstream_core::{Action, ApiError, QueryRequest, UpstreamView};
+use ngx::ffi::NGX_LOG_NOTICE;
+
+use crate::balancer::ZoneUpstream;
+use crate::http_io::{HttpRequest, Response};
+use crate::reclaim;
+
+/// Answers one request to a `dynamic_upstream` location.
+pub fn respond(req: &mut HttpRequest) -> Response {
+    let args = req.args();
+    let json = wants_json(req, &args);
+    let result = if req.is_get_or_head() {
+        run(&args)
+    } else {
+        Err(ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted"))
+    };
+    match result {
+        Ok((request, zone)) => render(&request, &zone, json),
+        Err(e) => error_response(&e, json),
+    }
+}
+
+fn run(args: &[u8]) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
+    let request = QueryRequest::parse(args)?;
+    let zone = ZoneUpstream::find(&request.upstream)?;
+    zone.apply(&request.action)?;
+    if request.action != Action::List {
+        reclaim::reap(&zone);
+        log_change(&zone, &request.action);
+    }
+    Ok((request, zone))
+}
+
+fn render(request: &QueryRequest, zone: &ZoneUpstream, json: bool) -> Response {
+    let peers = zone.peers();
+    if json {
+        let view = UpstreamView { upstream: zone.name(), zone: Some(zone.zone_name()), peers };
+        return Response { status: 200, content_type: "application/json", body: json_upstream(&view).into_bytes() };
+    }
+    let body = if request.verbose { verbose_list(&peers) } else { plain_list(&peers) };
+    Response::text(200, body)
+}
+
+pub fn error_response(e: &ApiError, json: bool) -> Response {
+    if json {
+        Response { status: e.status, content_type: "application/json", body: json_error(e).into_bytes() }
+    } else {
+        Response::text(e.status, text_error(e))
+    }
+}
+
+/// JSON when asked by `format=json` or an `Accept: application/json`
+/// header (an explicit `format=text` wins over the header).
+fn wants_json(req: &HttpRequest, args: &[u8]) -> bool {
+    let format = args.split(|&b| b == b'&').find_map(|pair| pair.strip_prefix(b"format="));
+    match format {
+        Some(b"json") => true,
+        Some(_) => false,
+        None => req
+            .header_in("accept")
+            .is_some_and(|v| v.windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json"))),
+    }
+}
+
+fn log_change(zone: &ZoneUpstream, action: &Action) {
+    let what = match action {
+        Action::List => return,
+        Action::Update { server, .. } => format!("updated server {server}"),
+        Action::Add(spec) => format!("added server {}{}", spec.address, if spec.backup { " (backup)" } else { "" }),
+        Action::Remove { server } => format!("removed server {server}"),
+    };
+    ngx::ngx_log_error!(
+        NGX_LOG_NOTICE,
+        ngx::log::ngx_cycle_log().as_ptr(),
+        "dynamic upstream \"{}\": {}",
+        zone.name(),
+        what
+    );
+}

@@ -1,0 +1,585 @@
+//! Reading and editing the shared peer lists of `zone` upstreams.
+//!
+//! nginx 1.22 keeps a zone upstream's peers in the zone's slab: a primary
+//! list (`uscf->peer.data`) and an optional backup list (`primary->next`),
+//! each an `ngx_http_upstream_rr_peers_t` with its own rwlock. This file is
+//! the only code that walks or changes them. The rules it follows:
+//!
+//! * every read holds the list's read lock, every change its write lock
+//!   (primary before backup, the order in which nginx's balancer visits
+//!   them); slab allocations and frees hold the slab mutex inside those;
+//! * under a lock nothing allocates on the Rust heap, nothing panics, and
+//!   work is bounded by the list length: all parsing, validation and
+//!   formatting happens before (or after) the locked section;
+//! * the list counters nginx's balancers rely on (`number`, `total_weight`,
+//!   `weighted`, `tries`, `single`) are recomputed after every change, the
+//!   way `ngx_http_upstream_init_round_robin` sets them;
+//! * a removed peer is unlinked, never freed here: in-flight requests may
+//!   still hold it (`rrp->current`, `$upstream_addr`). It goes to
+//!   [`crate::reclaim`], which frees it once no such request can remain.
+
+use core::ptr;
+
+use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
+use ngx::ffi::{
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
+    ngx_slab_alloc_locked, ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t,
+    ngx_sockaddr_t, ngx_str_t,
+};
+
+use crate::balancer::{Balancer, ZoneUpstream};
+use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
+use crate::reclaim;
+use crate::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+
+/// Longest `server` text copied into a snapshot (config text can be long).
+const SNAPSHOT_SERVER_MAX: usize = 256;
+
+/// One peer copied out under the read lock, without heap allocation.
+struct PeerSnapshot {
+    name: [u8; SOCKADDR_STRLEN],
+    name_len: usize,
+    server: [u8; SNAPSHOT_SERVER_MAX],
+    server_len: usize,
+    backup: bool,
+    peer: ngx_http_upstream_rr_peer_t,
+}
+
+impl ZoneUpstream {
+    fn primary(&self) -> *mut ngx_http_upstream_rr_peers_t {
+        // SAFETY: a ZoneUpstream is only made for upstreams with a zone,
+        // whose peer.data the zone module pointed at the shared list.
+        unsafe { (*self.uscf()).peer.data.cast() }
+    }
+
+    fn uscf(&self) -> *mut ngx_http_upstream_srv_conf_t {
+        self.uscf
+    }
+
+    /// All peers, primaries then backups, with their live figures.
+    pub fn peers(&self) -> Vec<PeerView> {
+        // The number of peers can change between sizing and copying; copy
+        // what fits and size again if the list grew meanwhile.
+        let mut capacity = self.peer_count() + 8;
+        loop {
+            let mut snapshots: Vec<PeerSnapshot> = Vec::with_capacity(capacity);
+            if self.copy_peers(&mut snapshots) {
+                return snapshots.iter().map(to_view).collect();
+            }
+            capacity *= 2;
+        }
+    }
+
+    fn peer_count(&self) -> usize {
+        let primary = self.primary();
+        // SAFETY: shared list of a zone upstream; read under its lock.
+        unsafe {
+            let _lock = ReadLocked::new(primary);
+            let backup = (*primary).next;
+            (*primary).number + if backup.is_null() { 0 } else { (*backup).number }
+        }
+    }
+
+    /// Copies every peer into `out` without growing it; false if they did
+    /// not fit.
+    fn copy_peers(&self, out: &mut Vec<PeerSnapshot>) -> bool {
+        let primary = self.primary();
+        // SAFETY: shared lists of a zone upstream, each walked under its
+        // read lock (primary first, as nginx does).
+        unsafe {
+            let _primary_lock = ReadLocked::new(primary);
+            if !copy_list(primary, false, out) {
+                return false;
+            }
+            let backup = (*primary).next;
+            if backup.is_null() {
+                return true;
+            }
+            let _backup_lock = ReadLocked::new(backup);
+            copy_list(backup, true, out)
+        }
+    }
+
+    /// Applies a validated action. Everything that can fail is checked
+    /// before the lists change, so an error means nothing changed.
+    pub fn apply(&self, action: &Action) -> Result<(), ApiError> {
+        match action {
+            Action::List => Ok(()),
+            Action::Update { server, params, down } => {
+                self.check_balancer_allows(params.weight.is_some(), false)?;
+                self.update(&PeerAddress::new(server), params, *down)
+            }
+            Action::Add(spec) => {
+                self.check_balancer_allows(true, spec.backup)?;
+                self.add(spec, &PeerAddress::new(&spec.address))
+            }
+            Action::Remove { server } => {
+                self.check_balancer_allows(true, false)?;
+                self.remove(&PeerAddress::new(server))
+            }
+        }
+    }
+
+    /// Refuses changes the upstream's balancer cannot follow at run time.
+    fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
+        let balancer = self.balancer();
+        if backup && !balancer.allows_backup() {
+            return Err(ApiError::bad_request(
+                "backup_not_allowed",
+                format!(
+                    "upstream \"{}\" uses the {} balancer, which does not allow backup servers",
+                    self.name(),
+                    balancer.name()
+                ),
+            ));
+        }
+        if changes_set && !balancer.follows_set_changes() {
+            return Err(ApiError::conflict(
+                "balancer_fixed_at_start",
+                format!(
+                    "upstream \"{}\" uses the {} balancer, which computes its table once at start \
+                     on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, \
+                     max_fails, fail_timeout and max_conns work)",
+                    self.name(),
+                    balancer.name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<(), ApiError> {
+        let primary = self.primary();
+        // SAFETY: shared lists of a zone upstream, changed under the write
+        // lock of the list that holds the peer.
+        unsafe {
+            let primary_lock = WriteLocked::new(primary);
+            if let Some(peer) = find_peer(primary, target.name()) {
+                update_peer(primary, peer, params, down);
+                set_single(primary);
+                return Ok(());
+            }
+            let backup = (*primary).next;
+            if !backup.is_null() {
+                let _backup_lock = WriteLocked::new(backup);
+                if let Some(peer) = find_peer(backup, target.name()) {
+                    update_peer(backup, peer, params, down);
+                    return Ok(());
+                }
+            }
+            drop(primary_lock);
+        }
+        Err(self.no_such_server(target))
+    }
+
+    fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
+        let primary = self.primary();
+        let limit = self.max_peers_per_list();
+        // SAFETY: shared lists of a zone upstream, changed under both write
+        // locks (primary, then backup); slab memory under the slab mutex,
+        // taken inside them.
+        unsafe {
+            let _primary_lock = WriteLocked::new(primary);
+            let mut backup = (*primary).next;
+            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+
+            if find_peer(primary, address.name()).is_some()
+                || (!backup.is_null() && find_peer(backup, address.name()).is_some())
+            {
+                return Err(ApiError::bad_request(
+                    "server_exists",
+                    format!("server {} already exists in upstream \"{}\"", spec.address, self.name()),
+                ));
+            }
+            let list_len = match (spec.backup, backup.is_null()) {
+                (false, _) => (*primary).number,
+                (true, true) => 0,
+                (true, false) => (*backup).number,
+            };
+            if list_len >= limit {
+                return Err(ApiError::new(
+                    507,
+                    "too_many_peers",
+                    format!(
+                        "upstream \"{}\" already has {list_len} peers in that list, the most its zone \
+                         \"{}\" can track per request",
+                        self.name(),
+                        self.zone_name()
+                    ),
+                ));
+            }
+
+            let shpool = (*primary).shpool;
+            let slab = SlabLocked::new(shpool);
+            let new_backup_list = spec.backup && backup.is_null();
+            let peer = match alloc_peer(slab.pool(), spec, address, new_backup_list) {
+                Some((peer, list)) => {
+                    if new_backup_list {
+                        init_backup_list(list, primary);
+                        backup = list;
+                    }
+                    peer
+                }
+                None => return Err(ApiError::no_room(&self.zone_name(), self.zone_size())),
+            };
+            drop(slab);
+
+            let list = if spec.backup { backup } else { primary };
+            append_peer(list, peer);
+            if new_backup_list {
+                // Linked last, once complete; requests reach it only
+                // through primary->next, read under the primary lock we hold.
+                (*primary).next = backup;
+            }
+            set_single(primary);
+        }
+        Ok(())
+    }
+
+    fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
+        let primary = self.primary();
+        // SAFETY: shared lists of a zone upstream, changed under both write
+        // locks; the unlinked peer is handed to reclaim, not freed.
+        unsafe {
+            let _primary_lock = WriteLocked::new(primary);
+            let backup = (*primary).next;
+            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+
+            let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
+                if (*primary).number == 1 {
+                    return Err(ApiError::bad_request(
+                        "last_peer",
+                        format!(
+                            "server {} is the last primary server of upstream \"{}\" and cannot be removed",
+                            shown_name(target),
+                            self.name()
+                        ),
+                    ));
+                }
+                (primary, peer)
+            } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
+                (backup, peer)
+            } else {
+                return Err(self.no_such_server(target));
+            };
+            unlink_peer(list, peer);
+            set_single(primary);
+            reclaim::retire(self, peer);
+        }
+        Ok(())
+    }
+
+    fn no_such_server(&self, target: &PeerAddress) -> ApiError {
+        ApiError::not_found(
+            "server_not_found",
+            format!("server {} is not in upstream \"{}\"", shown_name(target), self.name()),
+        )
+    }
+
+    /// The most peers one list may hold: no list can have more peers than
+    /// the zone has room for, and each request's `tried` bitmap is sized for
+    /// that many (see [`crate::request_hook`]).
+    pub fn max_peers_per_list(&self) -> usize {
+        let limit = max_peers_for_zone(self.zone_size());
+        // SAFETY: the state lives in the zone for the cycle's lifetime.
+        if unsafe { (*self.state).unknown_request_data.load(core::sync::atomic::Ordering::SeqCst) } {
+            return limit.min(64);
+        }
+        limit
+    }
+
+    pub fn balancer(&self) -> Balancer {
+        self.balancer
+    }
+}
+
+/// An upper bound on the peers a zone of `size` bytes can hold: each peer
+/// takes at least its struct, its sockaddr and its name from the slab.
+pub fn max_peers_for_zone(size: usize) -> usize {
+    let min_peer_bytes =
+        core::mem::size_of::<ngx_http_upstream_rr_peer_t>() + core::mem::size_of::<ngx_sockaddr_t>() + SOCKADDR_STRLEN;
+    (size / min_peer_bytes).max(1)
+}
+
+fn shown_name(address: &PeerAddress) -> String {
+    String::from_utf8_lossy(address.name()).into_owned()
+}
+
+fn to_view(s: &PeerSnapshot) -> PeerView {
+    let p = &s.peer;
+    PeerView {
+        server: String::from_utf8_lossy(&s.server[..s.server_len]).into_owned(),
+        name: String::from_utf8_lossy(&s.name[..s.name_len]).into_owned(),
+        weight: p.weight as i64,
+        max_fails: p.max_fails as u64,
+        fail_timeout: p.fail_timeout as i64,
+        max_conns: p.max_conns as u64,
+        backup: s.backup,
+        down: p.down != 0,
+        conns: p.conns as u64,
+        fails: p.fails as u64,
+        current_weight: p.current_weight as i64,
+        effective_weight: p.effective_weight as i64,
+        accessed: p.accessed as i64,
+        checked: p.checked as i64,
+    }
+}
+
+/// Appends copies of the list's peers to `out` while it has room.
+///
+/// # Safety
+/// `list` must be a live peer list whose lock the caller holds.
+unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: &mut Vec<PeerSnapshot>) -> bool {
+    // SAFETY: per the contract; every peer of a locked list is live.
+    unsafe {
+        let mut peer = (*list).peer;
+        while !peer.is_null() {
+            if out.len() == out.capacity() {
+                return false;
+            }
+            let mut snapshot = PeerSnapshot {
+                name: [0; SOCKADDR_STRLEN],
+                name_len: 0,
+                server: [0; SNAPSHOT_SERVER_MAX],
+                server_len: 0,
+                backup,
+                peer: *peer,
+            };
+            snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
+            snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
+            out.push(snapshot); // within capacity: no allocation
+            peer = (*peer).next;
+        }
+    }
+    true
+}
+
+/// Copies as much of `s` as fits into `dst`; returns the bytes copied.
+///
+/// # Safety
+/// `s` must be a valid nginx string (or empty).
+unsafe fn copy_str(s: &ngx_str_t, dst: &mut [u8]) -> usize {
+    let len = s.len.min(dst.len());
+    if len > 0 && !s.data.is_null() {
+        // SAFETY: s.data has s.len >= len bytes; dst has >= len bytes.
+        unsafe { ptr::copy_nonoverlapping(s.data, dst.as_mut_ptr(), len) };
+    }
+    len
+}
+
+/// # Safety
+/// `list` must be a live peer list whose lock the caller holds.
+unsafe fn find_peer(list: *mut ngx_http_upstream_rr_peers_t, name: &[u8]) -> Option<*mut ngx_http_upstream_rr_peer_t> {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut peer = (*list).peer;
+        while !peer.is_null() {
+            if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name {
+                return Some(peer);
+            }
+            peer = (*peer).next;
+        }
+    }
+    None
+}
+
+/// Changes one peer's parameters and keeps the list's counters right.
+///
+/// # Safety
+/// `peer` must be in `list`, whose write lock the caller holds.
+unsafe fn update_peer(
+    list: *mut ngx_http_upstream_rr_peers_t,
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    params: &PeerParams,
+    down: Option<bool>,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let p = &mut *peer;
+        if let Some(weight) = params.weight {
+            p.weight = weight as _;
+            p.effective_weight = weight as _;
+            p.current_weight = 0;
+        }
+        if let Some(max_fails) = params.max_fails {
+            p.max_fails = max_fails as _;
+        }
+        if let Some(fail_timeout) = params.fail_timeout {
+            p.fail_timeout = fail_timeout as _;
+        }
+        if let Some(max_conns) = params.max_conns {
+            p.max_conns = max_conns as _;
+        }
+        if let Some(down) = down {
+            p.down = down as _;
+            if !down {
+                // Brought up by an operator: eligible at once, not only
+                // after a failure timeout from before it went down.
+                p.fails = 0;
+                p.checked = 0;
+            }
+        }
+        recount(list);
+    }
+}
+
+/// Recomputes `number`, `total_weight`, `weighted` and `tries` from the
+/// peers, as `ngx_http_upstream_init_round_robin` does.
+///
+/// # Safety
+/// The caller holds `list`'s write lock.
+unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let (mut number, mut total_weight, mut tries) = (0usize, 0usize, 0usize);
+        let mut peer = (*list).peer;
+        while !peer.is_null() {
+            number += 1;
+            total_weight += (*peer).weight as usize;
+            if (*peer).down == 0 {
+                tries += 1;
+            }
+            peer = (*peer).next;
+        }
+        let l = &mut *list;
+        l.number = number;
+        l.total_weight = total_weight;
+        l.tries = tries;
+        l.set_weighted((total_weight != number) as _);
+    }
+}
+
+/// `single` tells the balancer there is exactly one peer and no backup to
+/// fall back to; nginx then never marks that peer failed.
+///
+/// # Safety
+/// The caller holds the primary list's write lock.
+unsafe fn set_single(primary: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract; primary->next is read under its lock.
+    unsafe {
+        let backup = (*primary).next;
+        let has_backups = !backup.is_null() && (*backup).number > 0;
+        (*primary).set_single(((*primary).number == 1 && !has_backups) as _);
+    }
+}
+
+/// # Safety
+/// The caller holds `list`'s write lock; `peer` is complete and unlinked.
+unsafe fn append_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
+        while !(*link).is_null() {
+            link = &mut (**link).next;
+        }
+        (*peer).next = ptr::null_mut();
+        *link = peer;
+        recount(list);
+    }
+}
+
+/// # Safety
+/// The caller holds `list`'s write lock and `peer` is in it.
+unsafe fn unlink_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
+        while !(*link).is_null() {
+            if *link == peer {
+                *link = (*peer).next;
+                break;
+            }
+            link = &mut (**link).next;
+        }
+        recount(list);
+    }
+}
+
+/// A new backup list shares the primary's pool and name.
+///
+/// # Safety
+/// `list` is fresh zeroed slab memory; the primary list is write-locked.
+unsafe fn init_backup_list(list: *mut ngx_http_upstream_rr_peers_t, primary: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*list).shpool = (*primary).shpool;
+        (*list).name = (*primary).name;
+    }
+}
+
+/// Allocates a peer shaped exactly like the zone module's copies (peer,
+/// sockaddr, name and server as separate slab blocks, so every peer is
+/// freed the same way), plus a zeroed peer list when `with_list`.
+/// On failure frees what it took and returns None.
+///
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+unsafe fn alloc_peer(
+    pool: *mut ngx_slab_pool_t,
+    spec: &ServerSpec,
+    address: &PeerAddress,
+    with_list: bool,
+) -> Option<(*mut ngx_http_upstream_rr_peer_t, *mut ngx_http_upstream_rr_peers_t)> {
+    let name = address.name();
+    // SAFETY: per the contract; every block is checked before use.
+    unsafe {
+        let peer = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peer_t>())
+            .cast::<ngx_http_upstream_rr_peer_t>();
+        let sockaddr = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_sockaddr_t>());
+        let name_data = ngx_slab_calloc_locked(pool, SOCKADDR_STRLEN).cast::<u8>();
+        let server_data = ngx_slab_alloc_locked(pool, name.len()).cast::<u8>();
+        let list = if with_list {
+            ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>())
+                .cast::<ngx_http_upstream_rr_peers_t>()
+        } else {
+            ptr::null_mut()
+        };
+        if peer.is_null() || sockaddr.is_null() || name_data.is_null() || server_data.is_null() || (with_list && list.is_null()) {
+            for block in [peer.cast(), sockaddr, name_data.cast(), server_data.cast(), list.cast()] {
+                if !block.is_null() {
+                    ngx_slab_free_locked(pool, block);
+                }
+            }
+            return None;
+        }
+        ptr::copy_nonoverlapping(
+            ptr::addr_of!(address.sockaddr).cast::<u8>(),
+            sockaddr.cast::<u8>(),
+            address.socklen as usize,
+        );
+        ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
+        ptr::copy_nonoverlapping(name.as_ptr(), server_data, name.len());
+
+        let p = &mut *peer;
+        p.sockaddr = sockaddr.cast();
+        p.socklen = address.socklen;
+        p.name = ngx_str_t { len: name.len(), data: name_data };
+        p.server = ngx_str_t { len: name.len(), data: server_data };
+        p.weight = spec.weight as _;
+        p.effective_weight = spec.weight as _;
+        p.current_weight = 0;
+        p.max_fails = spec.max_fails as _;
+        p.fail_timeout = spec.fail_timeout as _;
+        p.max_conns = spec.max_conns as _;
+        p.down = spec.down as _;
+        Some((peer, list))
+    }
+}
+
+/// Frees a peer's blocks: what the zone module and [`alloc_peer`]
+/// allocated, plus the TLS session nginx may have cached in it.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach `peer` any more.
+pub unsafe fn free_peer(pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let p = &mut *peer;
+        for block in [p.ssl_session, p.server.data.cast(), p.name.data.cast(), p.sockaddr.cast()] {
+            if !block.is_null() {
+                ngx_slab_free_locked(pool, block);
+            }
+        }
+        ngx_slab_free_locked(pool, peer.cast());
+    }
+}
