@@ -11,11 +11,12 @@
 //! the set of peers or their weights.
 //!
 //! nginx records the balancer only as a function pointer
-//! (`uscf->peer.init_upstream`) to static functions. To recognise them, the
-//! module runs the `ip_hash`, `random` and `least_conn` directive handlers
-//! once on a scratch upstream at configuration time and remembers which
-//! `init_upstream` each installs. `hash` is recognised by its own server
-//! configuration (its key is set; its points exist only when consistent).
+//! (`uscf->peer.init_upstream`) to static functions, and the balancers'
+//! own configurations are not all initialised (the hash module's is
+//! `ngx_palloc`ed). To recognise them, the module runs the `ip_hash`,
+//! `random`, `least_conn`, `hash k` and `hash k consistent` directive
+//! handlers once on a scratch upstream at configuration time and remembers
+//! which `init_upstream` each installs.
 
 use core::ffi::c_void;
 use core::mem::zeroed;
@@ -23,10 +24,11 @@ use core::ptr;
 
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{
-    ngx_array_t, ngx_conf_t, ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_pt,
+    ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_pt,
     ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t,
     ngx_str_t, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
 };
+use ngx::ngx_string;
 
 use crate::config::SrvConf;
 use crate::reclaim::ZoneState;
@@ -88,6 +90,8 @@ pub struct KnownBalancers {
     ip_hash: ngx_http_upstream_init_pt,
     random: ngx_http_upstream_init_pt,
     least_conn: ngx_http_upstream_init_pt,
+    hash: ngx_http_upstream_init_pt,
+    consistent_hash: ngx_http_upstream_init_pt,
 }
 
 impl KnownBalancers {
@@ -97,11 +101,18 @@ impl KnownBalancers {
     /// `cf` must be the live configuration context (http postconfiguration).
     pub unsafe fn probe(cf: *mut ngx_conf_t) -> Self {
         // SAFETY: the modules are nginx's own statics; per the contract.
+        // The hash key is a literal, so compiling it needs no variables.
         unsafe {
             Self {
-                ip_hash: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module)),
-                random: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_random_module)),
-                least_conn: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_least_conn_module)),
+                ip_hash: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), &[]),
+                random: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_random_module), &[]),
+                least_conn: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_least_conn_module), &[]),
+                hash: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_hash_module), &[ngx_string!("k")]),
+                consistent_hash: probe_directive(
+                    cf,
+                    ptr::addr_of_mut!(ngx_http_upstream_hash_module),
+                    &[ngx_string!("k"), ngx_string!("consistent")],
+                ),
             }
         }
     }
@@ -110,83 +121,63 @@ impl KnownBalancers {
     /// `uscf` must be a configured upstream of the current cycle.
     pub unsafe fn classify(&self, uscf: *mut ngx_http_upstream_srv_conf_t) -> Balancer {
         // SAFETY: per the contract.
-        unsafe {
-            let init = (*uscf).peer.init_upstream;
-            let same = |known: ngx_http_upstream_init_pt| known.is_some() && known.map(|f| f as usize) == init.map(|f| f as usize);
-            if init.is_none() {
-                return Balancer::RoundRobin;
+        let init = unsafe { (*uscf).peer.init_upstream }.map(|f| f as usize);
+        let Some(init) = init else {
+            return Balancer::RoundRobin;
+        };
+        let known = [
+            (self.least_conn, Balancer::LeastConn),
+            (self.ip_hash, Balancer::IpHash),
+            (self.random, Balancer::Random),
+            (self.hash, Balancer::Hash),
+            (self.consistent_hash, Balancer::ConsistentHash),
+        ];
+        for (probed, balancer) in known {
+            if probed.map(|f| f as usize) == Some(init) {
+                return balancer;
             }
-            if same(self.least_conn) {
-                return Balancer::LeastConn;
-            }
-            if same(self.ip_hash) {
-                return Balancer::IpHash;
-            }
-            if same(self.random) {
-                return Balancer::Random;
-            }
-            if let Some(hash) = hash_conf(uscf) {
-                return if hash.points.is_null() { Balancer::Hash } else { Balancer::ConsistentHash };
-            }
-            Balancer::Other { backup: (*uscf).flags & NGX_HTTP_UPSTREAM_BACKUP as usize != 0 }
         }
-    }
-}
-
-/// `ngx_http_upstream_hash_srv_conf_t` (1.22 layout, from its .c file).
-#[repr(C)]
-struct HashSrvConf {
-    key: ngx_http_complex_value_t,
-    points: *mut c_void,
-}
-
-/// The hash module's configuration of `uscf` if `hash` is its balancer.
-///
-/// # Safety
-/// `uscf` must be a configured upstream.
-unsafe fn hash_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<&'static HashSrvConf> {
-    // SAFETY: every upstream block gets a srv conf from every http module
-    // that has create_srv_conf, the hash module included.
-    unsafe {
-        let index = (*ptr::addr_of!(ngx_http_upstream_hash_module)).ctx_index;
-        let conf = (*(*uscf).srv_conf.add(index)).cast::<HashSrvConf>();
-        (!conf.is_null() && !(*conf).key.value.data.is_null()).then(|| &*conf)
+        // SAFETY: per the contract.
+        let flags = unsafe { (*uscf).flags };
+        Balancer::Other { backup: flags & NGX_HTTP_UPSTREAM_BACKUP as usize != 0 }
     }
 }
 
 /// Calls the first directive handler of `module` (`ip_hash;`, `random;`,
-/// `least_conn;`: no arguments) on a scratch upstream and returns the
-/// `init_upstream` it installs.
+/// `least_conn;`, `hash KEY [consistent];`) with `args` on a scratch
+/// upstream and returns the `init_upstream` it installs.
 ///
 /// # Safety
 /// `cf` must be the live configuration context; `module` an http upstream
-/// balancer module whose first command takes no arguments and only sets
-/// fields of the upstream and of its own srv conf.
-unsafe fn probe_directive(cf: *mut ngx_conf_t, module: *mut ngx_module_t) -> ngx_http_upstream_init_pt {
+/// balancer module whose first command only sets fields of the upstream and
+/// of its own srv conf (a few words, given zeroed scratch memory here).
+unsafe fn probe_directive(cf: *mut ngx_conf_t, module: *mut ngx_module_t, args: &[ngx_str_t]) -> ngx_http_upstream_init_pt {
     // SAFETY: per the contract; everything the handler can touch is local
-    // scratch memory that outlives the call.
+    // scratch memory that outlives the call, or the configuration pool.
     unsafe {
         let command = (*module).commands;
         let Some(set) = command.as_ref().and_then(|c| c.set) else {
             return None;
         };
         let mut scratch_upstream: ngx_http_upstream_srv_conf_t = zeroed();
-        // The balancer's own srv conf (a few words, zero = fresh).
         let mut scratch_module_conf = [0u64; 16];
         let upstream_index = (*ptr::addr_of!(ngx_http_upstream_module)).ctx_index;
         let mut srv_confs: Vec<*mut c_void> = vec![ptr::null_mut(); upstream_index + 1];
         srv_confs[upstream_index] = ptr::addr_of_mut!(scratch_upstream).cast();
         let mut ctx: ngx_http_conf_ctx_t = zeroed();
         ctx.srv_conf = srv_confs.as_mut_ptr();
-        let mut name: ngx_str_t = (*command).name;
-        let mut args: ngx_array_t = zeroed();
-        args.elts = ptr::addr_of_mut!(name).cast();
-        args.nelts = 1;
-        args.size = core::mem::size_of::<ngx_str_t>();
-        args.nalloc = 1;
+        let mut words: Vec<ngx_str_t> = Vec::with_capacity(args.len() + 1);
+        words.push((*command).name);
+        words.extend_from_slice(args);
+        let mut args_array: ngx_array_t = zeroed();
+        args_array.elts = words.as_mut_ptr().cast();
+        args_array.nelts = words.len();
+        args_array.size = core::mem::size_of::<ngx_str_t>();
+        args_array.nalloc = words.len();
+        args_array.pool = (*cf).pool;
         let mut scratch_cf: ngx_conf_t = *cf;
         scratch_cf.ctx = ptr::addr_of_mut!(ctx).cast();
-        scratch_cf.args = &mut args;
+        scratch_cf.args = &mut args_array;
         let rc = set(&mut scratch_cf, command, scratch_module_conf.as_mut_ptr().cast());
         if !rc.is_null() {
             return None;

@@ -30,11 +30,15 @@ pub fn respond(req: &mut HttpRequest) -> Response {
 fn run(args: &[u8]) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
     let request = QueryRequest::parse(args)?;
     let zone = ZoneUpstream::find(&request.upstream)?;
-    zone.apply(&request.action)?;
-    if request.action != Action::List {
-        reclaim::reap(&zone);
-        log_change(&zone, &request.action);
+    if request.action == Action::List {
+        return Ok((request, zone));
     }
+    // Reaping first frees what earlier removals retired (room for an add);
+    // reaping after starts the grace period of what this one retired.
+    reclaim::reap(&zone);
+    zone.apply(&request.action)?;
+    reclaim::reap(&zone);
+    log_change(&zone, &request.action);
     Ok((request, zone))
 }
 

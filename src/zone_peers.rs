@@ -18,6 +18,7 @@
 //!   still hold it (`rrp->current`, `$upstream_addr`). It goes to
 //!   [`crate::reclaim`], which frees it once no such request can remain.
 
+use core::ffi::c_void;
 use core::ptr;
 
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
@@ -509,8 +510,8 @@ unsafe fn init_backup_list(list: *mut ngx_http_upstream_rr_peers_t, primary: *mu
 
 /// Allocates a peer shaped exactly like the zone module's copies (peer,
 /// sockaddr, name and server as separate slab blocks, so every peer is
-/// freed the same way), plus a zeroed peer list when `with_list`.
-/// On failure frees what it took and returns None.
+/// freed the same way), plus a zeroed peer list when `with_list`, and fills
+/// it in. On failure frees what it took and returns None.
 ///
 /// # Safety
 /// The caller holds the slab mutex of `pool`.
@@ -521,40 +522,25 @@ unsafe fn alloc_peer(
     with_list: bool,
 ) -> Option<(*mut ngx_http_upstream_rr_peer_t, *mut ngx_http_upstream_rr_peers_t)> {
     let name = address.name();
-    // SAFETY: per the contract; every block is checked before use.
+    // SAFETY: per the contract; the blocks are fresh and large enough.
     unsafe {
-        let peer = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peer_t>())
-            .cast::<ngx_http_upstream_rr_peer_t>();
-        let sockaddr = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_sockaddr_t>());
-        let name_data = ngx_slab_calloc_locked(pool, SOCKADDR_STRLEN).cast::<u8>();
-        let server_data = ngx_slab_alloc_locked(pool, name.len()).cast::<u8>();
-        let list = if with_list {
-            ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>())
-                .cast::<ngx_http_upstream_rr_peers_t>()
-        } else {
-            ptr::null_mut()
-        };
-        if peer.is_null() || sockaddr.is_null() || name_data.is_null() || server_data.is_null() || (with_list && list.is_null()) {
-            for block in [peer.cast(), sockaddr, name_data.cast(), server_data.cast(), list.cast()] {
-                if !block.is_null() {
-                    ngx_slab_free_locked(pool, block);
-                }
-            }
-            return None;
-        }
-        ptr::copy_nonoverlapping(
-            ptr::addr_of!(address.sockaddr).cast::<u8>(),
-            sockaddr.cast::<u8>(),
-            address.socklen as usize,
-        );
-        ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
-        ptr::copy_nonoverlapping(name.as_ptr(), server_data, name.len());
+        // A full zone is an ordinary API answer (507), not nginx's
+        // "[crit] ngx_slab_alloc() failed: no memory"; the flag is restored
+        // before the mutex is released, so other users of the zone keep it.
+        let log_nomem = (*pool).log_nomem();
+        (*pool).set_log_nomem(0);
+        let blocks = alloc_peer_blocks(pool, name.len(), with_list);
+        (*pool).set_log_nomem(log_nomem);
+        let PeerBlocks { peer, sockaddr, name: name_data, server, list } = blocks?;
 
+        ptr::copy_nonoverlapping(ptr::addr_of!(address.sockaddr).cast::<u8>(), sockaddr, address.socklen as usize);
+        ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
+        ptr::copy_nonoverlapping(name.as_ptr(), server, name.len());
         let p = &mut *peer;
         p.sockaddr = sockaddr.cast();
         p.socklen = address.socklen;
         p.name = ngx_str_t { len: name.len(), data: name_data };
-        p.server = ngx_str_t { len: name.len(), data: server_data };
+        p.server = ngx_str_t { len: name.len(), data: server };
         p.weight = spec.weight as _;
         p.effective_weight = spec.weight as _;
         p.current_weight = 0;
@@ -563,6 +549,49 @@ unsafe fn alloc_peer(
         p.max_conns = spec.max_conns as _;
         p.down = spec.down as _;
         Some((peer, list))
+    }
+}
+
+/// The slab blocks of one new peer.
+struct PeerBlocks {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    sockaddr: *mut u8,
+    name: *mut u8,
+    server: *mut u8,
+    list: *mut ngx_http_upstream_rr_peers_t,
+}
+
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_list: bool) -> Option<PeerBlocks> {
+    // SAFETY: per the contract.
+    unsafe {
+        let blocks = PeerBlocks {
+            peer: ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peer_t>()).cast(),
+            sockaddr: ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_sockaddr_t>()).cast(),
+            name: ngx_slab_calloc_locked(pool, SOCKADDR_STRLEN).cast(),
+            server: ngx_slab_alloc_locked(pool, server_len).cast(),
+            list: if with_list {
+                ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>()).cast()
+            } else {
+                ptr::null_mut()
+            },
+        };
+        let all: [*mut c_void; 5] = [
+            blocks.peer.cast(),
+            blocks.sockaddr.cast(),
+            blocks.name.cast(),
+            blocks.server.cast(),
+            blocks.list.cast(),
+        ];
+        let missing = all[..4].iter().any(|b| b.is_null()) || (with_list && blocks.list.is_null());
+        if missing {
+            for block in all.into_iter().filter(|b| !b.is_null()) {
+                ngx_slab_free_locked(pool, block);
+            }
+            return None;
+        }
+        Some(blocks)
     }
 }
 
