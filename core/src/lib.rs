@@ -4,6 +4,7 @@
 //! module crate is only the glue to nginx.
 
 pub mod address;
+pub mod dyups;
 pub mod error;
 pub mod peer;
 pub mod query;

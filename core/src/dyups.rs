@@ -1,0 +1,520 @@
+//! The dyups REST API: what `POST /upstream/NAME` bodies say, which names
+//! are acceptable, and the text formats Tengine's dyups answers with.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use crate::address::{shown, Address};
+use crate::error::ApiError;
+use crate::peer::{Param, ServerSpec};
+use crate::render::PeerView;
+
+/// Longest upstream name (a host name).
+pub const MAX_UPSTREAM_NAME: usize = 255;
+
+/// The load-balancing method of an upstream created through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BalancerSpec {
+    RoundRobin,
+    LeastConn,
+    IpHash,
+    /// `hash KEY [consistent];` with KEY kept as written (`$host$uri`).
+    Hash { key: String, consistent: bool },
+    Random,
+}
+
+impl BalancerSpec {
+    pub fn allows_backup(&self) -> bool {
+        matches!(self, BalancerSpec::RoundRobin | BalancerSpec::LeastConn)
+    }
+
+    /// The statement as nginx's configuration writes it (None for round
+    /// robin, which has none).
+    pub fn directive(&self) -> Option<String> {
+        match self {
+            BalancerSpec::RoundRobin => None,
+            BalancerSpec::LeastConn => Some("least_conn".into()),
+            BalancerSpec::IpHash => Some("ip_hash".into()),
+            BalancerSpec::Hash { key, consistent: false } => Some(format!("hash {key}")),
+            BalancerSpec::Hash { key, consistent: true } => Some(format!("hash {key} consistent")),
+            BalancerSpec::Random => Some("random".into()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            BalancerSpec::RoundRobin => "round-robin",
+            BalancerSpec::LeastConn => "least_conn",
+            BalancerSpec::IpHash => "ip_hash",
+            BalancerSpec::Hash { .. } => "hash",
+            BalancerSpec::Random => "random",
+        }
+    }
+}
+
+/// A whole upstream as a POST describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    pub balancer: BalancerSpec,
+    pub servers: Vec<ServerSpec>,
+}
+
+/// The request routes of `dyups_interface`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    List,
+    Detail,
+    Upstream(String),
+}
+
+impl Route {
+    /// `/list`, `/detail`, `/upstream/NAME`; None for anything else.
+    pub fn parse(path: &str) -> Option<Route> {
+        match path {
+            "/list" => Some(Route::List),
+            "/detail" => Some(Route::Detail),
+            _ => path.strip_prefix("/upstream/").map(|name| Route::Upstream(name.to_string())),
+        }
+    }
+}
+
+/// A dyups upstream name must be usable as a `Host` header: letters,
+/// digits, `.`, `-`, `_`, at most 255 bytes.
+pub fn validate_upstream_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_UPSTREAM_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            format!(
+                "upstream name \"{}\" is not a valid host name (letters, digits, '.', '-', '_', at most {} bytes)",
+                shown(name),
+                MAX_UPSTREAM_NAME
+            ),
+        ))
+    }
+}
+
+fn failed(text: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_body", format!("add server failed: {text}"))
+}
+
+/// Parses a body of nginx `upstream {}` statements:
+/// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down];`
+/// and at most one balancer statement (`least_conn;`, `ip_hash;`,
+/// `hash KEY [consistent];`, `random;`).
+pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
+    let mut balancer: Option<BalancerSpec> = None;
+    let mut servers = Vec::new();
+    let mut statements: Vec<&str> = text.split(';').collect();
+    let rest = statements.pop().unwrap_or("");
+    if !rest.trim().is_empty() {
+        return Err(failed(format!("missing ';' after \"{}\"", shown(rest.trim()))));
+    }
+    for statement in statements {
+        let words: Vec<&str> = statement.split_ascii_whitespace().collect();
+        let Some((&directive, args)) = words.split_first() else {
+            continue;
+        };
+        if directive == "server" {
+            servers.push(parse_server(args)?);
+            continue;
+        }
+        let parsed = parse_balancer(directive, args)?;
+        if let Some(previous) = &balancer {
+            return Err(failed(format!(
+                "more than one balancer (\"{}\" after \"{}\")",
+                directive,
+                previous.name()
+            )));
+        }
+        balancer = Some(parsed);
+    }
+    finish(balancer.unwrap_or(BalancerSpec::RoundRobin), servers)
+}
+
+fn finish(balancer: BalancerSpec, servers: Vec<ServerSpec>) -> Result<UpstreamSpec, ApiError> {
+    if servers.is_empty() {
+        return Err(failed("no server given"));
+    }
+    if !balancer.allows_backup() {
+        if let Some(s) = servers.iter().find(|s| s.backup) {
+            return Err(failed(format!(
+                "backup server {} is not allowed with the {} balancer",
+                s.address,
+                balancer.name()
+            )));
+        }
+    }
+    if servers.iter().all(|s| s.backup) {
+        return Err(failed("every server is a backup; at least one primary is needed"));
+    }
+    Ok(UpstreamSpec { balancer, servers })
+}
+
+fn parse_server(args: &[&str]) -> Result<ServerSpec, ApiError> {
+    let Some((&address, params)) = args.split_first() else {
+        return Err(failed("\"server\" needs an address"));
+    };
+    let address = Address::parse(address).map_err(|e| failed(e.text))?;
+    let mut spec = ServerSpec::new(address);
+    let mut seen: Vec<&str> = Vec::new();
+    for &param in params {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if seen.contains(&name) {
+            return Err(failed(format!("server parameter \"{}\" is given twice", shown(name))));
+        }
+        seen.push(name);
+        match (name, Param::from_name(name)) {
+            ("backup", _) if value.is_empty() && !param.contains('=') => spec.backup = true,
+            ("down", _) if value.is_empty() && !param.contains('=') => spec.down = true,
+            (_, Some(p)) => {
+                let v = p.parse_value(value).map_err(|e| failed(e.text))?;
+                match p {
+                    Param::Weight => spec.weight = v,
+                    Param::MaxFails => spec.max_fails = v,
+                    Param::FailTimeout => spec.fail_timeout = v,
+                    Param::MaxConns => spec.max_conns = v,
+                }
+            }
+            _ => return Err(failed(format!("invalid server parameter \"{}\"", shown(param)))),
+        }
+    }
+    Ok(spec)
+}
+
+fn parse_balancer(directive: &str, args: &[&str]) -> Result<BalancerSpec, ApiError> {
+    let wrong_args = || failed(format!("invalid number of arguments in \"{}\"", shown(directive)));
+    match directive {
+        "least_conn" | "ip_hash" | "random" if !args.is_empty() => Err(wrong_args()),
+        "least_conn" => Ok(BalancerSpec::LeastConn),
+        "ip_hash" => Ok(BalancerSpec::IpHash),
+        "random" => Ok(BalancerSpec::Random),
+        "hash" => match args {
+            [key] => Ok(BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: false }),
+            [key, "consistent"] => Ok(BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: true }),
+            [_, other] => Err(failed(format!("invalid parameter \"{}\" in \"hash\"", shown(other)))),
+            _ => Err(wrong_args()),
+        },
+        "keepalive" => Err(failed(
+            "\"keepalive\" is not supported for upstreams created at run time (cached connections are per worker and \
+             would outlive the upstream)",
+        )),
+        _ => Err(failed(format!("unknown directive \"{}\"", shown(directive)))),
+    }
+}
+
+/// One piece of a hash key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    Text(String),
+    Variable(String),
+}
+
+/// Splits a hash key such as `$host$uri` or `x${arg_id}` into literal text
+/// and variable names.
+pub fn split_hash_key(key: &str) -> Result<Vec<KeyPart>, ApiError> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = key;
+    while let Some(pos) = rest.find('$') {
+        text.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, next) = if let Some(braced) = after.strip_prefix('{') {
+            let end = braced.find('}').ok_or_else(|| failed(format!("unclosed '{{' in hash key \"{}\"", shown(key))))?;
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(failed(format!("invalid variable in hash key \"{}\"", shown(key))));
+        }
+        if !text.is_empty() {
+            parts.push(KeyPart::Text(std::mem::take(&mut text)));
+        }
+        parts.push(KeyPart::Variable(name.to_ascii_lowercase()));
+        rest = next;
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        parts.push(KeyPart::Text(text));
+    }
+    if parts.iter().any(|p| matches!(p, KeyPart::Text(t) if t.contains(['{', '}']))) {
+        return Err(failed(format!("'{{' and '}}' are only allowed as in ${{name}} in hash key \"{}\"", shown(key))));
+    }
+    Ok(parts)
+}
+
+fn parse_hash_key(key: &str) -> Result<String, ApiError> {
+    // `{` and `}` only as in `${name}`, checked by split_hash_key.
+    if key.len() > 255 || key.chars().any(|c| c.is_control() || "\"'#;\\".contains(c)) {
+        return Err(failed(format!("invalid hash key \"{}\"", shown(key))));
+    }
+    split_hash_key(key)?;
+    Ok(key.to_string())
+}
+
+/// `{"servers":[{"server":"127.0.0.1:8088","weight":3,...}],"balancer":"least_conn"}`
+pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        servers: Vec<JsonServer>,
+        #[serde(default)]
+        balancer: Option<String>,
+        #[serde(default)]
+        hash_key: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct JsonServer {
+        server: String,
+        weight: Option<u64>,
+        max_fails: Option<u64>,
+        fail_timeout: Option<u64>,
+        max_conns: Option<u64>,
+        #[serde(default)]
+        backup: bool,
+        #[serde(default)]
+        down: bool,
+    }
+    let body: Body = serde_json::from_str(text).map_err(|e| failed(format!("invalid JSON body: {e}")))?;
+    let balancer = match (body.balancer.as_deref(), body.hash_key) {
+        (None | Some("round_robin") | Some("round-robin"), None) => BalancerSpec::RoundRobin,
+        (Some("least_conn"), None) => BalancerSpec::LeastConn,
+        (Some("ip_hash"), None) => BalancerSpec::IpHash,
+        (Some("random"), None) => BalancerSpec::Random,
+        (Some(kind @ ("hash" | "consistent_hash")), Some(key)) => {
+            BalancerSpec::Hash { key: parse_hash_key(&key)?, consistent: kind == "consistent_hash" }
+        }
+        (Some("hash" | "consistent_hash"), None) => return Err(failed("a hash balancer needs \"hash_key\"")),
+        (_, Some(_)) => return Err(failed("\"hash_key\" goes with balancer \"hash\" or \"consistent_hash\"")),
+        (Some(other), None) => return Err(failed(format!("unknown balancer \"{}\"", shown(other)))),
+    };
+    let mut servers = Vec::with_capacity(body.servers.len());
+    for s in body.servers {
+        let address = Address::parse(&s.server).map_err(|e| failed(e.text))?;
+        let mut spec = ServerSpec::new(address);
+        let numbers = [
+            (Param::Weight, s.weight),
+            (Param::MaxFails, s.max_fails),
+            (Param::FailTimeout, s.fail_timeout),
+            (Param::MaxConns, s.max_conns),
+        ];
+        for (param, value) in numbers {
+            if let Some(v) = value {
+                let v = param.parse_value(&v.to_string()).map_err(|e| failed(e.text))?;
+                match param {
+                    Param::Weight => spec.weight = v,
+                    Param::MaxFails => spec.max_fails = v,
+                    Param::FailTimeout => spec.fail_timeout = v,
+                    Param::MaxConns => spec.max_conns = v,
+                }
+            }
+        }
+        spec.backup = s.backup;
+        spec.down = s.down;
+        servers.push(spec);
+    }
+    finish(balancer, servers)
+}
+
+/// `server 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0`
+pub fn server_line(p: &PeerView) -> String {
+    format!(
+        "server {} weight={} max_conns={} max_fails={} fail_timeout={} backup={} down={}",
+        p.name, p.weight, p.max_conns, p.max_fails, p.fail_timeout, p.backup as u8, p.down as u8
+    )
+}
+
+/// The server lines of one upstream, each ending in `\n`.
+pub fn upstream_lines(peers: &[PeerView]) -> String {
+    let mut out = String::new();
+    for p in peers {
+        out.push_str(&server_line(p));
+        out.push('\n');
+    }
+    out
+}
+
+/// `GET /detail`: per upstream its name, its server lines, an empty line.
+pub fn detail(upstreams: &[(String, Vec<PeerView>)]) -> String {
+    let mut out = String::new();
+    for (name, peers) in upstreams {
+        let _ = writeln!(out, "{name}");
+        out.push_str(&upstream_lines(peers));
+        out.push('\n');
+    }
+    out
+}
+
+/// `GET /list`: one name per line.
+pub fn list(names: &[String]) -> String {
+    names.iter().map(|n| format!("{n}\n")).collect()
+}
+
+/// The body as nginx's configuration would write it: what state files hold.
+pub fn config_text(spec: &UpstreamSpec) -> String {
+    let mut out = String::new();
+    if let Some(directive) = spec.balancer.directive() {
+        let _ = writeln!(out, "{directive};");
+    }
+    for s in &spec.servers {
+        let _ = write!(
+            out,
+            "server {} weight={} max_fails={} fail_timeout={}",
+            s.address, s.weight, s.max_fails, s.fail_timeout
+        );
+        if s.max_conns != 0 {
+            let _ = write!(out, " max_conns={}", s.max_conns);
+        }
+        if s.backup {
+            out.push_str(" backup");
+        }
+        if s.down {
+            out.push_str(" down");
+        }
+        out.push_str(";\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        parse_body(body).unwrap_err().text
+    }
+
+    #[test]
+    fn the_dyups_example_body() {
+        let spec = parse_body(
+            "server 127.0.0.1:8088;server 127.0.0.1:8089 weight=3 max_fails=2 fail_timeout=5 max_conns=10;\
+             server 127.0.0.1:18089 backup;server unix:/tmp/app.sock down;",
+        )
+        .unwrap();
+        assert_eq!(spec.balancer, BalancerSpec::RoundRobin);
+        assert_eq!(spec.servers.len(), 4);
+        let s = &spec.servers[1];
+        assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (3, 2, 5, 10));
+        assert!(spec.servers[2].backup);
+        assert!(spec.servers[3].down);
+        assert_eq!(spec.servers[3].address.to_string(), "unix:/tmp/app.sock");
+    }
+
+    #[test]
+    fn whitespace_and_balancers() {
+        let spec = parse_body("\n  ip_hash ;\n server   127.0.0.1:1 ;\n\n").unwrap();
+        assert_eq!(spec.balancer, BalancerSpec::IpHash);
+        let spec = parse_body("hash $host$uri consistent; server 127.0.0.1:1;").unwrap();
+        assert_eq!(spec.balancer, BalancerSpec::Hash { key: "$host$uri".into(), consistent: true });
+        assert_eq!(parse_body("least_conn; server 127.0.0.1:1 backup; server 127.0.0.1:2;").unwrap().balancer, BalancerSpec::LeastConn);
+        assert_eq!(parse_body("random; server 127.0.0.1:1;").unwrap().balancer, BalancerSpec::Random);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        assert_eq!(err("aaserver 127.0.0.1:1;"), "add server failed: unknown directive \"aaserver\"");
+        assert_eq!(err("ip_hash aaa; server 127.0.0.1:1;"), "add server failed: invalid number of arguments in \"ip_hash\"");
+        assert_eq!(err(""), "add server failed: no server given");
+        assert_eq!(err("server 127.0.0.1:1"), "add server failed: missing ';' after \"server 127.0.0.1:1\"");
+        assert!(err("server 127.0.0.1:1 weight=0;").starts_with("add server failed: weight must be"));
+        assert!(err("server 127.0.0.1:1 color=red;").contains("invalid server parameter"));
+        assert!(err("server 127.0.0.1:1 backup=1;").contains("invalid server parameter"));
+        assert!(err("server example.com:80;").contains("host name"));
+        assert!(err("ip_hash; server 127.0.0.1:1; server 127.0.0.1:2 backup;").contains("not allowed with the ip_hash"));
+        assert!(err("keepalive 8; server 127.0.0.1:1;").contains("keepalive"));
+        assert!(err("ip_hash; least_conn; server 127.0.0.1:1;").contains("more than one balancer"));
+        assert!(err("server 127.0.0.1:1 backup;").contains("at least one primary"));
+        assert!(err("hash $; server 127.0.0.1:1;").contains("invalid variable"));
+        assert!(err("hash a b; server 127.0.0.1:1;").contains("invalid parameter"));
+        assert!(err("hash a{b; server 127.0.0.1:1;").contains("only allowed as in"));
+    }
+
+    #[test]
+    fn hash_keys_split_into_parts() {
+        assert_eq!(
+            split_hash_key("a$host${uri}b").unwrap(),
+            vec![
+                KeyPart::Text("a".into()),
+                KeyPart::Variable("host".into()),
+                KeyPart::Variable("uri".into()),
+                KeyPart::Text("b".into())
+            ]
+        );
+        assert_eq!(split_hash_key("$Arg_ID").unwrap(), vec![KeyPart::Variable("arg_id".into())]);
+    }
+
+    #[test]
+    fn json_bodies() {
+        let spec = parse_json_body(r#"{"servers":[{"server":"127.0.0.1:8088","weight":3}],"balancer":"least_conn"}"#).unwrap();
+        assert_eq!(spec.balancer, BalancerSpec::LeastConn);
+        assert_eq!(spec.servers[0].weight, 3);
+        let spec = parse_json_body(r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"consistent_hash","hash_key":"$uri"}"#).unwrap();
+        assert_eq!(spec.balancer, BalancerSpec::Hash { key: "$uri".into(), consistent: true });
+        for bad in [
+            r#"{"servers":[]}"#,
+            r#"{"servers":[{"server":"x.example"}]}"#,
+            r#"{"servers":[{"server":"127.0.0.1:1","weight":0}]}"#,
+            r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"fastest"}"#,
+            r#"{"servers":[{"server":"127.0.0.1:1","colour":1}]}"#,
+            r#"not json"#,
+        ] {
+            assert!(parse_json_body(bad).unwrap_err().text.starts_with("add server failed: "), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_upstream_name("dyhost-1.example_x").is_ok());
+        for bad in ["", "a/b", "..x/", "a;b", "a b", "ü", &"a".repeat(256)] {
+            assert_eq!(validate_upstream_name(bad).unwrap_err().status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::parse("/list"), Some(Route::List));
+        assert_eq!(Route::parse("/detail"), Some(Route::Detail));
+        assert_eq!(Route::parse("/upstream/a"), Some(Route::Upstream("a".into())));
+        assert_eq!(Route::parse("/other"), None);
+    }
+
+    #[test]
+    fn formats() {
+        let p = PeerView {
+            server: "127.0.0.1:8088".into(),
+            name: "127.0.0.1:8088".into(),
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: 10,
+            max_conns: 0,
+            backup: false,
+            down: false,
+            conns: 0,
+            fails: 0,
+            current_weight: 0,
+            effective_weight: 1,
+            accessed: 0,
+            checked: 0,
+        };
+        assert_eq!(server_line(&p), "server 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0");
+        assert_eq!(
+            detail(&[("host1".into(), vec![p.clone()])]),
+            "host1\nserver 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n\n"
+        );
+        assert_eq!(list(&["a".into(), "b".into()]), "a\nb\n");
+    }
+
+    #[test]
+    fn config_text_round_trips() {
+        let spec = parse_body("hash $uri consistent; server 127.0.0.1:1 weight=2 max_conns=3; server 127.0.0.1:2 down;").unwrap();
+        assert_eq!(parse_body(&config_text(&spec)).unwrap(), spec);
+    }
+}
