@@ -100,20 +100,17 @@ impl KnownBalancers {
     /// # Safety
     /// `cf` must be the live configuration context (http postconfiguration).
     pub unsafe fn probe(cf: *mut ngx_conf_t) -> Self {
-        // SAFETY: the modules are nginx's own statics; per the contract.
-        // The hash key is a literal, so compiling it needs no variables.
-        unsafe {
-            Self {
-                ip_hash: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), &[]),
-                random: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_random_module), &[]),
-                least_conn: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_least_conn_module), &[]),
-                hash: probe_directive(cf, ptr::addr_of_mut!(ngx_http_upstream_hash_module), &[ngx_string!("k")]),
-                consistent_hash: probe_directive(
-                    cf,
-                    ptr::addr_of_mut!(ngx_http_upstream_hash_module),
-                    &[ngx_string!("k"), ngx_string!("consistent")],
-                ),
-            }
+        // SAFETY: per the contract. The hash key is a literal, so compiling
+        // it needs no variables.
+        let probe = |balancer| unsafe {
+            balancer_directive(balancer).and_then(|(module, args)| probe_directive(cf, module, &args))
+        };
+        Self {
+            ip_hash: probe(Balancer::IpHash),
+            random: probe(Balancer::Random),
+            least_conn: probe(Balancer::LeastConn),
+            hash: probe(Balancer::Hash),
+            consistent_hash: probe(Balancer::ConsistentHash),
         }
     }
 
@@ -149,21 +146,56 @@ impl KnownBalancers {
 ///
 /// # Safety
 /// `cf` must be the live configuration context; `module` an http upstream
-/// balancer module whose first command only sets fields of the upstream and
-/// of its own srv conf (a few words, given zeroed scratch memory here).
+/// balancer module (see [`run_directive`]).
 unsafe fn probe_directive(cf: *mut ngx_conf_t, module: *mut ngx_module_t, args: &[ngx_str_t]) -> ngx_http_upstream_init_pt {
-    // SAFETY: per the contract; everything the handler can touch is local
-    // scratch memory that outlives the call, or the configuration pool.
+    // SAFETY: per the contract; the scratch memory outlives the call.
+    unsafe {
+        let mut scratch_upstream: ngx_http_upstream_srv_conf_t = zeroed();
+        let mut scratch_module_conf = [0u64; BALANCER_CONF_WORDS];
+        let ok = run_directive(
+            &*cf,
+            module,
+            args,
+            &mut scratch_upstream,
+            scratch_module_conf.as_mut_ptr().cast(),
+        );
+        if ok {
+            scratch_upstream.peer.init_upstream
+        } else {
+            None
+        }
+    }
+}
+
+/// Room for any built-in balancer's own srv conf (the largest, hash's, is a
+/// complex value and a pointer: 7 words).
+pub const BALANCER_CONF_WORDS: usize = 16;
+
+/// Runs the first directive handler of a balancer `module` with `args` for
+/// `uscf`, with `module_conf` (zeroed, [`BALANCER_CONF_WORDS`] words) as the
+/// module's srv conf. `cf_template` provides pool and log.
+///
+/// # Safety
+/// `module` must be one of nginx's balancer modules, whose first command
+/// only sets fields of the upstream and of its own srv conf (and, for
+/// `hash`, compiles a key, which must be a literal here).
+pub unsafe fn run_directive(
+    cf_template: &ngx_conf_t,
+    module: *mut ngx_module_t,
+    args: &[ngx_str_t],
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+    module_conf: *mut c_void,
+) -> bool {
+    // SAFETY: per the contract; the context, argument array and conf copy
+    // live on this stack frame for the duration of the call.
     unsafe {
         let command = (*module).commands;
         let Some(set) = command.as_ref().and_then(|c| c.set) else {
-            return None;
+            return false;
         };
-        let mut scratch_upstream: ngx_http_upstream_srv_conf_t = zeroed();
-        let mut scratch_module_conf = [0u64; 16];
         let upstream_index = (*ptr::addr_of!(ngx_http_upstream_module)).ctx_index;
         let mut srv_confs: Vec<*mut c_void> = vec![ptr::null_mut(); upstream_index + 1];
-        srv_confs[upstream_index] = ptr::addr_of_mut!(scratch_upstream).cast();
+        srv_confs[upstream_index] = uscf.cast();
         let mut ctx: ngx_http_conf_ctx_t = zeroed();
         ctx.srv_conf = srv_confs.as_mut_ptr();
         let mut words: Vec<ngx_str_t> = Vec::with_capacity(args.len() + 1);
@@ -174,15 +206,31 @@ unsafe fn probe_directive(cf: *mut ngx_conf_t, module: *mut ngx_module_t, args: 
         args_array.nelts = words.len();
         args_array.size = core::mem::size_of::<ngx_str_t>();
         args_array.nalloc = words.len();
-        args_array.pool = (*cf).pool;
-        let mut scratch_cf: ngx_conf_t = *cf;
-        scratch_cf.ctx = ptr::addr_of_mut!(ctx).cast();
-        scratch_cf.args = &mut args_array;
-        let rc = set(&mut scratch_cf, command, scratch_module_conf.as_mut_ptr().cast());
-        if !rc.is_null() {
-            return None;
-        }
-        scratch_upstream.peer.init_upstream
+        args_array.pool = cf_template.pool;
+        let mut cf: ngx_conf_t = *cf_template;
+        cf.ctx = ptr::addr_of_mut!(ctx).cast();
+        cf.args = &mut args_array;
+        set(&mut cf, command, module_conf).is_null()
+    }
+}
+
+/// The module whose directive sets up `balancer`, and the directive's
+/// arguments (a literal stands in for a hash key: keys are evaluated per
+/// request by the caller). None for round robin, which has no directive.
+pub fn balancer_directive(balancer: Balancer) -> Option<(*mut ngx_module_t, Vec<ngx_str_t>)> {
+    // Only the addresses of nginx's module statics are taken.
+    {
+        Some(match balancer {
+            Balancer::LeastConn => (ptr::addr_of_mut!(ngx_http_upstream_least_conn_module), vec![]),
+            Balancer::IpHash => (ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), vec![]),
+            Balancer::Random => (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![]),
+            Balancer::Hash => (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k")]),
+            Balancer::ConsistentHash => (
+                ptr::addr_of_mut!(ngx_http_upstream_hash_module),
+                vec![ngx_string!("k"), ngx_string!("consistent")],
+            ),
+            Balancer::RoundRobin | Balancer::Other { .. } => return None,
+        })
     }
 }
 
@@ -222,6 +270,12 @@ impl ZoneUpstream {
                         "upstream \"{name}\" has no zone: its peers are not shared between workers \
                          and cannot be changed (add \"zone NAME SIZE;\" to it)"
                     ),
+                ));
+            }
+            if crate::dyups_worker::is_front(uscf) {
+                return Err(ApiError::conflict(
+                    "managed_by_dyups",
+                    format!("upstream \"{name}\" was replaced or deleted through the REST API and is managed there"),
                 ));
             }
             let srv = srv_conf(uscf).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;

@@ -113,7 +113,7 @@ unsafe impl HttpModuleLocationConf for Module {
 ///
 /// # Safety
 /// Called by nginx with its `ngx_conf_t` and the conf this module created.
-pub unsafe fn init_main_conf(_cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes the MainConf that create_main_conf allocated.
     let conf = unsafe { &mut *conf.cast::<MainConf>() };
     if conf.shm_zone_size == UNSET_SIZE {
@@ -125,7 +125,11 @@ pub unsafe fn init_main_conf(_cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_
     if conf.trylock == UNSET_FLAG {
         conf.trylock = 0;
     }
-    NGX_CONF_OK
+    // SAFETY: cf is the live configuration context of the http block.
+    match unsafe { crate::dyups_registry::declare_zone(cf, conf.shm_zone_size) } {
+        Ok(()) => NGX_CONF_OK,
+        Err(()) => NGX_CONF_ERROR,
+    }
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.

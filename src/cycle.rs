@@ -6,11 +6,14 @@
 //!   the workers fork): for every zone upstream, classify its balancer,
 //!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
 //!   with [`crate::request_hook`]. Workers inherit all of it.
+//! * `init_process` (in each worker): start the dyups sync timer.
 
 use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK};
-use ngx::http::HttpModuleMainConf;
+use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::balancer::{configured_upstreams, srv_conf, str_lossy, KnownBalancers};
+use crate::dyups_worker::{start_timer, sync_on_request};
 use crate::reclaim::ZoneState;
 use crate::request_hook::init_zone_peer;
 use crate::zone_peers::max_peers_for_zone;
@@ -20,13 +23,21 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls postconfiguration with the live conf context.
         unsafe {
-            match Module::main_conf_mut(&*cf) {
-                Some(main) => {
-                    main.balancers = KnownBalancers::probe(cf);
-                    NGX_OK as ngx_int_t
-                }
-                None => NGX_ERROR as ngx_int_t,
+            let Some(main) = Module::main_conf_mut(&*cf) else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            main.balancers = KnownBalancers::probe(cf);
+            // Every request first checks whether the dyups registry moved.
+            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_POST_READ_PHASE as usize].handlers;
+            let slot = ngx_array_push(handlers).cast::<ngx_http_handler_pt>();
+            if slot.is_null() {
+                return NGX_ERROR as ngx_int_t;
             }
+            *slot = Some(sync_on_request);
+            NGX_OK as ngx_int_t
         }
     })
 }
@@ -63,5 +74,16 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             }
             NGX_OK as ngx_int_t
         }
+    })
+}
+
+/// init_process: every worker keeps its dyups view fresh on a timer too.
+pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    crate::entry::request_guard(|| {
+        // SAFETY: nginx calls init_process in the new worker with its cycle.
+        if let Some(main) = unsafe { Module::main_conf(&*cycle) } {
+            start_timer(main.read_msg_timeout);
+        }
+        NGX_OK as ngx_int_t
     })
 }

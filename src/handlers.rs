@@ -1,9 +1,10 @@
 //! Content handlers of the admin locations.
 
-use ngx::ffi::{ngx_http_request_t, ngx_int_t};
+use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t};
 
 use crate::entry::request_guard;
-use crate::http_io::{HttpRequest, Response};
+use crate::dyups_api;
+use crate::http_io::{BodyError, HttpRequest, Response};
 
 /// The signature nginx expects of a location's content handler.
 pub type ContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
@@ -25,13 +26,45 @@ pub unsafe extern "C" fn dynamic_upstream_handler(r: *mut ngx_http_request_t) ->
 pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
-    request_guard(|| not_implemented(&mut req, "the dyups_interface API (issue #3)"))
+    request_guard(|| {
+        if req.method_name() == "POST" && dyups_api::accepts_post(&req) {
+            if req.content_length().is_some_and(|n| n > dyups_api::MAX_BODY as u64) {
+                return too_large(&mut req);
+            }
+            return req.read_body(dyups_body_ready);
+        }
+        if let Err(rc) = req.discard_body() {
+            return rc;
+        }
+        let response = dyups_api::respond(&req, trylock(r));
+        req.send(&response)
+    })
 }
 
-/// Answers 501 naming the work that will implement the location.
-fn not_implemented(req: &mut HttpRequest, what: &str) -> ngx_int_t {
-    if let Err(rc) = req.discard_body() {
-        return rc;
-    }
-    req.send(&Response::text(501, format!("501 Not Implemented: {what} is not built yet\n")))
+/// Called by nginx once a POST's body has been read.
+unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the body handler with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    let rc = request_guard(|| match req.body(dyups_api::MAX_BODY) {
+        Ok(body) => {
+            let response = dyups_api::respond_post(&req, &body, trylock(r));
+            req.send(&response)
+        }
+        Err(BodyError::TooLarge) => too_large(&mut req),
+        Err(BodyError::Unreadable) => req.send(&Response::text(500, "could not read the request body")),
+    });
+    // SAFETY: the body handler must finalize the request itself.
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
+fn too_large(req: &mut HttpRequest) -> ngx_int_t {
+    let _ = req.discard_body();
+    req.send(&Response::text(413, format!("request body larger than {} bytes", dyups_api::MAX_BODY)))
+}
+
+/// `dyups_trylock` of the request's http block.
+fn trylock(r: *mut ngx_http_request_t) -> bool {
+    use ngx::http::HttpModuleMainConf;
+    // SAFETY: r is the live request.
+    unsafe { crate::Module::main_conf(&*r) }.is_some_and(|c| c.trylock == 1)
 }

@@ -5,9 +5,17 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pnalloc, off_t,
-    NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc,
+    ngx_pnalloc, ngx_read_file, off_t, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
+
+/// Why a request body was not accepted.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Unreadable,
+}
 
 /// A complete response, built by a front end before anything is sent.
 pub struct Response {
@@ -45,6 +53,82 @@ impl HttpRequest {
             }
             core::slice::from_raw_parts(args.data, args.len).to_vec()
         }
+    }
+
+    /// The request method, e.g. `GET`.
+    pub fn method_name(&self) -> String {
+        // SAFETY: self.r is live; method_name points into its buffers.
+        unsafe { crate::balancer::str_lossy(&(*self.r).method_name) }
+    }
+
+    /// The decoded, normalised path (`r->uri`).
+    pub fn path(&self) -> String {
+        // SAFETY: self.r is live.
+        unsafe { crate::balancer::str_lossy(&(*self.r).uri) }
+    }
+
+    /// `Content-Length`, if the client sent one.
+    pub fn content_length(&self) -> Option<u64> {
+        // SAFETY: self.r is live.
+        let n = unsafe { (*self.r).headers_in.content_length_n };
+        u64::try_from(n).ok()
+    }
+
+    /// Starts reading the request body; nginx calls `done` with the request
+    /// once it is complete. Returns what the content handler returns.
+    pub fn read_body(&mut self, done: unsafe extern "C" fn(*mut ngx_http_request_t)) -> ngx_int_t {
+        // SAFETY: self.r is live; the reader keeps the request alive (it
+        // increments r->main->count) until `done` finalizes it.
+        let rc = unsafe { ngx_http_read_client_request_body(self.r, Some(done)) };
+        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+            return rc;
+        }
+        NGX_DONE as ngx_int_t
+    }
+
+    /// The request body read by [`read_body`](Self::read_body), from memory
+    /// or nginx's temporary file; Err if it exceeds `max` bytes or cannot
+    /// be read.
+    pub fn body(&self, max: usize) -> Result<Vec<u8>, BodyError> {
+        let mut body = Vec::new();
+        // SAFETY: self.r is live and its body has been read; each buffer
+        // is either memory (pos..last) or a file range (file_pos..file_last).
+        unsafe {
+            let rb = (*self.r).request_body;
+            if rb.is_null() {
+                return Ok(body);
+            }
+            let mut chain = (*rb).bufs;
+            while !chain.is_null() {
+                let b = &*(*chain).buf;
+                if b.in_file() != 0 && !b.file.is_null() {
+                    let len = usize::try_from(b.file_last - b.file_pos).map_err(|_| BodyError::Unreadable)?;
+                    if body.len() + len > max {
+                        return Err(BodyError::TooLarge);
+                    }
+                    let start = body.len();
+                    body.resize(start + len, 0);
+                    let n = ngx_read_file(b.file, body.as_mut_ptr().add(start), len, b.file_pos);
+                    if n != len as isize {
+                        return Err(BodyError::Unreadable);
+                    }
+                } else if !b.pos.is_null() {
+                    let len = b.last.offset_from(b.pos) as usize;
+                    if body.len() + len > max {
+                        return Err(BodyError::TooLarge);
+                    }
+                    body.extend_from_slice(core::slice::from_raw_parts(b.pos, len));
+                }
+                chain = (*chain).next;
+            }
+        }
+        Ok(body)
+    }
+
+    /// Whether nginx knows a variable of this (lower-case) name.
+    pub fn variable_exists(&self, name: &str) -> bool {
+        // SAFETY: self.r is live.
+        unsafe { crate::variables::variable_exists(self.r, name) }
     }
 
     pub fn is_get_or_head(&self) -> bool {

@@ -8,6 +8,9 @@ mod balancer;
 mod config;
 mod cycle;
 mod dynamic_api;
+mod dyups_api;
+mod dyups_registry;
+mod dyups_worker;
 mod entry;
 mod handlers;
 mod http_io;
@@ -15,6 +18,7 @@ mod peer_lock;
 mod reclaim;
 mod request_hook;
 mod sockaddr;
+mod variables;
 mod zone_peers;
 
 use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
@@ -63,6 +67,7 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
     commands: unsafe { core::ptr::addr_of_mut!(config::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
     init_module: Some(cycle::init_module),
+    init_process: Some(cycle::init_process),
     ..ngx_module_t::default()
 };
 

@@ -75,6 +75,15 @@ impl SlabLocked {
         Self { pool }
     }
 
+    /// Takes over a mutex this process already locked (`ngx_shmtx_trylock`).
+    ///
+    /// # Safety
+    /// `pool`'s mutex must be held by this process and released by no one
+    /// else.
+    pub unsafe fn adopt(pool: *mut ngx_slab_pool_t) -> Self {
+        Self { pool }
+    }
+
     pub fn pool(&self) -> *mut ngx_slab_pool_t {
         self.pool
     }

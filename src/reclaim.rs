@@ -28,11 +28,11 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
-use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_slab_calloc, ngx_slab_pool_t};
+use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
 
 use crate::balancer::ZoneUpstream;
 use crate::peer_lock::SlabLocked;
-use crate::zone_peers::free_peer;
+use crate::zone_peers::{free_list, free_peer};
 
 /// Per-zone bookkeeping, in the zone's own shared memory.
 #[repr(C)]
@@ -42,16 +42,35 @@ pub struct ZoneState {
     /// Set when a request's balancer data could not be recognised, so its
     /// `tried` bitmap could not be enlarged (see `request_hook`).
     pub unknown_request_data: AtomicBool,
-    // The lists below are chained through the peers' `next` and guarded by
-    // the zone's slab mutex.
-    pending: *mut ngx_http_upstream_rr_peer_t,
-    waiting: *mut ngx_http_upstream_rr_peer_t,
+    // The lists below are guarded by the zone's slab mutex. Retired peers
+    // are chained through their `next`, retired peer lists (with all their
+    // peers, backup list and name) through their `zone_next`.
+    pending: Retired,
+    waiting: Retired,
     waiting_phase: usize,
 }
 
+#[repr(C)]
+struct Retired {
+    peers: *mut ngx_http_upstream_rr_peer_t,
+    lists: *mut ngx_http_upstream_rr_peers_t,
+}
+
+impl Retired {
+    fn is_empty(&self) -> bool {
+        self.peers.is_null() && self.lists.is_null()
+    }
+
+    fn take(&mut self) -> Retired {
+        Retired {
+            peers: core::mem::replace(&mut self.peers, ptr::null_mut()),
+            lists: core::mem::replace(&mut self.lists, ptr::null_mut()),
+        }
+    }
+}
+
 impl ZoneState {
-    /// Allocates the state in a zone at start (master process, before the
-    /// workers exist).
+    /// Allocates the state in a zone (at start, or in the zone's init).
     ///
     /// # Safety
     /// `pool` must be the slab pool of an initialised zone.
@@ -76,9 +95,69 @@ impl ZoneState {
     pub fn leave(&self, phase: usize) {
         self.active[phase & 1].fetch_sub(1, SeqCst);
     }
+
+    /// Hands an unlinked peer over for deferred freeing.
+    ///
+    /// # Safety
+    /// The caller holds the zone's slab mutex; `peer` is unlinked from
+    /// every list and was allocated from this zone's slab.
+    pub unsafe fn retire_peer(&mut self, peer: *mut ngx_http_upstream_rr_peer_t) {
+        // SAFETY: per the contract.
+        unsafe { (*peer).next = self.pending.peers };
+        self.pending.peers = peer;
+    }
+
+    /// Hands a whole unreachable peer list (with its backup list, peers and
+    /// name, all from this zone) over for deferred freeing.
+    ///
+    /// # Safety
+    /// As for [`ZoneState::retire_peer`].
+    pub unsafe fn retire_list(&mut self, list: *mut ngx_http_upstream_rr_peers_t) {
+        // SAFETY: per the contract.
+        unsafe { (*list).zone_next = self.pending.lists };
+        self.pending.lists = list;
+    }
+
+    /// Frees what is safe to free and starts the next grace period.
+    ///
+    /// # Safety
+    /// The caller holds the slab mutex of `pool`, the zone of this state.
+    pub unsafe fn reap(&mut self, pool: *mut ngx_slab_pool_t) {
+        if !self.waiting.is_empty() && self.active[self.waiting_phase].load(SeqCst) == 0 {
+            let done = self.waiting.take();
+            // SAFETY: every request that could reach these has finished.
+            unsafe { free_retired(pool, done) };
+        }
+        if self.waiting.is_empty() && !self.pending.is_empty() {
+            self.waiting = self.pending.take();
+            let old = self.phase.load(SeqCst) & 1;
+            self.waiting_phase = old;
+            self.phase.store(old ^ 1, SeqCst);
+        }
+    }
 }
 
-/// Hands an unlinked peer over for deferred freeing.
+/// # Safety
+/// The caller holds the slab mutex; nothing can reach `retired` any more.
+unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut peer = retired.peers;
+        while !peer.is_null() {
+            let next = (*peer).next;
+            free_peer(pool, peer);
+            peer = next;
+        }
+        let mut list = retired.lists;
+        while !list.is_null() {
+            let next = (*list).zone_next;
+            free_list(pool, list);
+            list = next;
+        }
+    }
+}
+
+/// Hands an unlinked peer of a zone upstream over for deferred freeing.
 ///
 /// # Safety
 /// The caller holds the write locks of the peer's former list; `peer` is
@@ -88,35 +167,17 @@ pub unsafe fn retire(zone: &ZoneUpstream, peer: *mut ngx_http_upstream_rr_peer_t
     // mutex, taken after the rwlocks as everywhere.
     unsafe {
         let _slab = SlabLocked::new(shpool(zone));
-        let state = &mut *zone.state;
-        (*peer).next = state.pending;
-        state.pending = peer;
+        (*zone.state).retire_peer(peer);
     }
 }
 
-/// Frees what is safe to free and starts the next grace period.
+/// Frees what is safe to free in a zone upstream's zone.
 pub fn reap(zone: &ZoneUpstream) {
     // SAFETY: the state lives in the zone's shared memory; its lists are
     // changed only under the slab mutex held here.
     unsafe {
         let slab = SlabLocked::new(shpool(zone));
-        let state = &mut *zone.state;
-        if !state.waiting.is_null() && state.active[state.waiting_phase].load(SeqCst) == 0 {
-            let mut peer = state.waiting;
-            state.waiting = ptr::null_mut();
-            while !peer.is_null() {
-                let next = (*peer).next;
-                free_peer(slab.pool(), peer);
-                peer = next;
-            }
-        }
-        if state.waiting.is_null() && !state.pending.is_null() {
-            state.waiting = state.pending;
-            state.pending = ptr::null_mut();
-            let old = state.phase.load(SeqCst) & 1;
-            state.waiting_phase = old;
-            state.phase.store(old ^ 1, SeqCst);
-        }
+        (*zone.state).reap(slab.pool());
     }
 }
 

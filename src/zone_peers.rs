@@ -59,46 +59,9 @@ impl ZoneUpstream {
 
     /// All peers, primaries then backups, with their live figures.
     pub fn peers(&self) -> Vec<PeerView> {
-        // The number of peers can change between sizing and copying; copy
-        // what fits and size again if the list grew meanwhile.
-        let mut capacity = self.peer_count() + 8;
-        loop {
-            let mut snapshots: Vec<PeerSnapshot> = Vec::with_capacity(capacity);
-            if self.copy_peers(&mut snapshots) {
-                return snapshots.iter().map(to_view).collect();
-            }
-            capacity *= 2;
-        }
-    }
-
-    fn peer_count(&self) -> usize {
-        let primary = self.primary();
-        // SAFETY: shared list of a zone upstream; read under its lock.
-        unsafe {
-            let _lock = ReadLocked::new(primary);
-            let backup = (*primary).next;
-            (*primary).number + if backup.is_null() { 0 } else { (*backup).number }
-        }
-    }
-
-    /// Copies every peer into `out` without growing it; false if they did
-    /// not fit.
-    fn copy_peers(&self, out: &mut Vec<PeerSnapshot>) -> bool {
-        let primary = self.primary();
-        // SAFETY: shared lists of a zone upstream, each walked under its
-        // read lock (primary first, as nginx does).
-        unsafe {
-            let _primary_lock = ReadLocked::new(primary);
-            if !copy_list(primary, false, out) {
-                return false;
-            }
-            let backup = (*primary).next;
-            if backup.is_null() {
-                return true;
-            }
-            let _backup_lock = ReadLocked::new(backup);
-            copy_list(backup, true, out)
-        }
+        // SAFETY: the primary list of a zone upstream lives as long as the
+        // cycle.
+        unsafe { list_peers(self.primary()) }
     }
 
     /// Applies a validated action. Everything that can fail is checked
@@ -300,6 +263,60 @@ pub fn max_peers_for_zone(size: usize) -> usize {
     let min_peer_bytes =
         core::mem::size_of::<ngx_http_upstream_rr_peer_t>() + core::mem::size_of::<ngx_sockaddr_t>() + SOCKADDR_STRLEN;
     (size / min_peer_bytes).max(1)
+}
+
+/// Copies a peer list (primaries, then backups) with live figures.
+///
+/// # Safety
+/// `primary` must stay allocated during the call (its locks protect the
+/// contents); it is a shared list or a process-local one (whose locks are
+/// uncontended).
+pub unsafe fn list_peers(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
+    // The number of peers can change between sizing and copying; copy what
+    // fits and size again if the list grew meanwhile.
+    // SAFETY: per the contract.
+    let mut capacity = unsafe { peer_count(primary) } + 8;
+    loop {
+        let mut snapshots: Vec<PeerSnapshot> = Vec::with_capacity(capacity);
+        // SAFETY: per the contract.
+        if unsafe { copy_peers(primary, &mut snapshots) } {
+            return snapshots.iter().map(to_view).collect();
+        }
+        capacity *= 2;
+    }
+}
+
+/// # Safety
+/// As for [`list_peers`].
+unsafe fn peer_count(primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
+    // SAFETY: read under the list's lock.
+    unsafe {
+        let _lock = ReadLocked::new(primary);
+        let backup = (*primary).next;
+        (*primary).number + if backup.is_null() { 0 } else { (*backup).number }
+    }
+}
+
+/// Copies every peer into `out` without growing it; false if they did not
+/// fit.
+///
+/// # Safety
+/// As for [`list_peers`].
+unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<PeerSnapshot>) -> bool {
+    // SAFETY: each list walked under its read lock (primary first, as
+    // nginx does).
+    unsafe {
+        let _primary_lock = ReadLocked::new(primary);
+        if !copy_list(primary, false, out) {
+            return false;
+        }
+        let backup = (*primary).next;
+        if backup.is_null() {
+            return true;
+        }
+        let _backup_lock = ReadLocked::new(backup);
+        copy_list(backup, true, out)
+    }
 }
 
 fn shown_name(address: &PeerAddress) -> String {
@@ -610,5 +627,101 @@ pub unsafe fn free_peer(pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream
             }
         }
         ngx_slab_free_locked(pool, peer.cast());
+    }
+}
+
+/// Frees a whole peer list that the dyups registry built: its peers, its
+/// backup list and peers, and its name.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach `list` any more;
+/// the list was built by [`build_list`].
+pub unsafe fn free_list(pool: *mut ngx_slab_pool_t, list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let backup = (*list).next;
+        for l in [list, backup] {
+            if l.is_null() {
+                continue;
+            }
+            let mut peer = (*l).peer;
+            while !peer.is_null() {
+                let next = (*peer).next;
+                free_peer(pool, peer);
+                peer = next;
+            }
+        }
+        if !backup.is_null() {
+            ngx_slab_free_locked(pool, backup.cast());
+        }
+        let name = (*list).name;
+        if !name.is_null() {
+            ngx_slab_free_locked(pool, name.cast());
+        }
+        ngx_slab_free_locked(pool, list.cast());
+    }
+}
+
+/// Builds a complete shared peer list (primary and, if any server is a
+/// backup, a backup list) in a zone, for an upstream created at run time.
+/// The list is not reachable by anyone until the caller publishes it.
+/// On failure frees everything it took and returns None.
+///
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+pub unsafe fn build_list(pool: *mut ngx_slab_pool_t, name: &str, servers: &[ServerSpec]) -> Option<*mut ngx_http_upstream_rr_peers_t> {
+    // SAFETY: per the contract; every block is checked before use.
+    unsafe {
+        let log_nomem = (*pool).log_nomem();
+        (*pool).set_log_nomem(0);
+        let list = build_list_quietly(pool, name, servers);
+        (*pool).set_log_nomem(log_nomem);
+        list
+    }
+}
+
+/// # Safety
+/// As for [`build_list`].
+unsafe fn build_list_quietly(
+    pool: *mut ngx_slab_pool_t,
+    name: &str,
+    servers: &[ServerSpec],
+) -> Option<*mut ngx_http_upstream_rr_peers_t> {
+    // SAFETY: per the contract.
+    unsafe {
+        // The list's name: an ngx_str_t followed by its bytes, one block.
+        let name_block = ngx_slab_alloc_locked(pool, core::mem::size_of::<ngx_str_t>() + name.len()).cast::<ngx_str_t>();
+        let list = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>())
+            .cast::<ngx_http_upstream_rr_peers_t>();
+        if name_block.is_null() || list.is_null() {
+            for block in [name_block.cast::<c_void>(), list.cast()] {
+                if !block.is_null() {
+                    ngx_slab_free_locked(pool, block);
+                }
+            }
+            return None;
+        }
+        let name_data = name_block.add(1).cast::<u8>();
+        ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
+        name_block.write(ngx_str_t { len: name.len(), data: name_data });
+        (*list).shpool = pool;
+        (*list).name = name_block;
+
+        for spec in servers {
+            let address = PeerAddress::new(&spec.address);
+            let with_backup_list = spec.backup && (*list).next.is_null();
+            let Some((peer, backup)) = alloc_peer(pool, spec, &address, with_backup_list) else {
+                free_list(pool, list);
+                return None;
+            };
+            if with_backup_list {
+                init_backup_list(backup, list);
+                (*list).next = backup;
+            }
+            let target = if spec.backup { (*list).next } else { list };
+            append_peer(target, peer);
+        }
+        set_single(list);
+        Some(list)
     }
 }

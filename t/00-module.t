@@ -146,11 +146,13 @@ upstream backends { zone backends 64k; server 127.0.0.1:1; dynamic_state_file; }
 --- error_log
 invalid number of arguments in "dynamic_state_file" directive
 
-=== TEST 19: dyups_interface answers 501 until the REST API lands (issue #3)
+=== TEST 19: dyups_interface serves the REST API
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
 --- config
 location / { dyups_interface; }
 --- request
 GET /list
---- error_code: 501
+--- error_code: 200
 --- response_body
-501 Not Implemented: the dyups_interface API (issue #3) is not built yet
+host1

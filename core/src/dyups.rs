@@ -358,6 +358,24 @@ pub fn list(names: &[String]) -> String {
     names.iter().map(|n| format!("{n}\n")).collect()
 }
 
+/// `GET /list` as JSON: `{"upstreams":["a","b"]}`.
+pub fn list_json(names: &[String]) -> String {
+    #[derive(serde::Serialize)]
+    struct ListJson<'a> {
+        upstreams: &'a [String],
+    }
+    serde_json::to_string(&ListJson { upstreams: names }).unwrap_or_default() + "\n"
+}
+
+/// `GET /detail` as JSON: `{"upstreams":[{"upstream":..., "peers":[...]}]}`.
+pub fn detail_json(upstreams: &[crate::render::UpstreamView]) -> String {
+    #[derive(serde::Serialize)]
+    struct DetailJson<'a> {
+        upstreams: &'a [crate::render::UpstreamView],
+    }
+    serde_json::to_string(&DetailJson { upstreams }).unwrap_or_default() + "\n"
+}
+
 /// The body as nginx's configuration would write it: what state files hold.
 pub fn config_text(spec: &UpstreamSpec) -> String {
     let mut out = String::new();

@@ -1,0 +1,220 @@
+//! The `dyups_interface` front end: Tengine dyups' REST API.
+//!
+//! `GET /list`, `GET /detail`, `GET /upstream/NAME`, `POST /upstream/NAME`
+//! (body: `server ...;` statements, or JSON), `DELETE /upstream/NAME`.
+//! Bodies and status codes follow dyups: `success` on a change, `add
+//! server failed: ...` for a bad body.
+
+use dynamic_upstream_core::dyups::{self, parse_body, parse_json_body, validate_upstream_name, BalancerSpec, KeyPart, Route, UpstreamSpec};
+use dynamic_upstream_core::render::json_error;
+use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
+use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, NGX_LOG_NOTICE};
+
+use crate::balancer::{configured_upstreams, str_lossy};
+use crate::dyups_registry::{Dyups, ReadSection, RecordView};
+use crate::http_io::{HttpRequest, Response};
+use crate::zone_peers::list_peers;
+
+/// Largest body accepted by POST.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Answers GET, HEAD and DELETE (POST goes through [`respond_post`] once
+/// its body is read).
+pub fn respond(req: &HttpRequest, trylock: bool) -> Response {
+    let json = wants_json(req);
+    let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
+        (_, None) => Err(ApiError::not_found("no_route", "not found: use /list, /detail or /upstream/NAME")),
+        ("GET" | "HEAD", Some(route)) => get(&route, json),
+        ("DELETE", Some(Route::Upstream(name))) => delete(&name, trylock),
+        ("POST", Some(Route::Upstream(_))) => Err(ApiError::new(500, "internal", "body not read")),
+        _ => Err(ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted")),
+    };
+    result.unwrap_or_else(|e| error_response(&e, json))
+}
+
+/// Whether a POST to this request's path should have its body read.
+pub fn accepts_post(req: &HttpRequest) -> bool {
+    matches!(Route::parse(&req.path()), Some(Route::Upstream(_)))
+}
+
+/// Answers a POST whose whole body is `body`.
+pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
+    let json = wants_json(req);
+    let Some(Route::Upstream(name)) = Route::parse(&req.path()) else {
+        return error_response(&ApiError::not_found("no_route", "not found"), json);
+    };
+    let result = parse_post(req, &name, body).and_then(|spec| {
+        let dyups = registry()?;
+        dyups.replace(&name, &spec, trylock)?;
+        crate::dyups_worker::sync_if_moved();
+        log_change(&format!("dyups: upstream \"{name}\" set to {} server(s)", spec.servers.len()));
+        Ok(Response::text(200, "success"))
+    });
+    result.unwrap_or_else(|e| error_response(&e, json))
+}
+
+fn parse_post(req: &HttpRequest, name: &str, body: &[u8]) -> Result<UpstreamSpec, ApiError> {
+    validate_upstream_name(name)?;
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
+    let is_json = req
+        .header_in("content-type")
+        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
+    let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
+    if let BalancerSpec::Hash { key, .. } = &spec.balancer {
+        for part in dyups::split_hash_key(key)? {
+            if let KeyPart::Variable(var) = part {
+                if !req.variable_exists(&var) {
+                    return Err(ApiError::bad_request(
+                        "invalid_body",
+                        format!("add server failed: unknown variable \"${var}\" in hash key"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(spec)
+}
+
+fn delete(name: &str, trylock: bool) -> Result<Response, ApiError> {
+    validate_upstream_name(name)?;
+    let dyups = registry()?;
+    let deleted = dyups.delete(name, in_config(name), trylock)?;
+    if !deleted {
+        return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
+    }
+    crate::dyups_worker::sync_if_moved();
+    log_change(&format!("dyups: upstream \"{name}\" deleted"));
+    Ok(Response::text(200, "success"))
+}
+
+fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
+    let dyups = registry()?;
+    let section = ReadSection::new(&dyups);
+    let (_, records) = dyups.records();
+    let table = upstream_table(&records);
+    match route {
+        Route::List => {
+            let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
+            if json {
+                return Ok(json_response(dyups::list_json(&names)));
+            }
+            Ok(if names.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::list(&names)) })
+        }
+        Route::Detail => {
+            let details: Vec<(String, Vec<PeerView>)> =
+                table.iter().map(|(name, source)| (name.clone(), source.peers(&section))).collect();
+            if json {
+                let upstreams: Vec<UpstreamView> = details
+                    .into_iter()
+                    .map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers })
+                    .collect();
+                return Ok(json_response(dyups::detail_json(&upstreams)));
+            }
+            Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
+        }
+        Route::Upstream(name) => {
+            let (name, source) = table
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
+            let peers = source.peers(&section);
+            if json {
+                let view = UpstreamView { upstream: name.clone(), zone: None, peers };
+                return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
+            }
+            Ok(Response::text(200, dyups::upstream_lines(&peers)))
+        }
+    }
+}
+
+/// Where an upstream's peers are.
+enum Source {
+    /// A registry list (created or replaced through the API).
+    Shared(*mut ngx_http_upstream_rr_peers_t),
+    /// An upstream of the configuration as configured.
+    Config(*mut ngx_http_upstream_srv_conf_t),
+}
+
+impl Source {
+    fn peers(&self, section: &ReadSection) -> Vec<PeerView> {
+        match *self {
+            Source::Shared(list) => section.peers_of(list),
+            // SAFETY: configured upstreams' peer lists live as long as the
+            // cycle; every built-in balancer keeps the round-robin peers in
+            // peer.data.
+            Source::Config(uscf) => unsafe {
+                let list = (*uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+                if list.is_null() {
+                    Vec::new()
+                } else {
+                    list_peers(list)
+                }
+            },
+        }
+    }
+}
+
+/// Every upstream the API shows: those of the configuration in their order
+/// (as replaced, unless deleted), then those created at run time.
+fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
+    let record_for = |name: &str| records.iter().find(|r| r.name.eq_ignore_ascii_case(name));
+    let mut table = Vec::new();
+    // SAFETY: ngx_cycle is the running cycle in a worker.
+    let config = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
+    for &uscf in &config {
+        // SAFETY: configured upstream of the running cycle.
+        let name = unsafe { str_lossy(&(*uscf).host) };
+        match record_for(&name) {
+            Some(r) if r.deleted || r.peers.is_null() => {}
+            Some(r) => table.push((name, Source::Shared(r.peers))),
+            None => table.push((name, Source::Config(uscf))),
+        }
+    }
+    for r in records {
+        let is_config = table.iter().any(|(n, _)| n.eq_ignore_ascii_case(&r.name)) || in_config(&r.name);
+        if !is_config && !r.deleted && !r.peers.is_null() {
+            table.push((r.name.clone(), Source::Shared(r.peers)));
+        }
+    }
+    table
+}
+
+fn in_config(name: &str) -> bool {
+    // SAFETY: ngx_cycle is the running cycle in a worker.
+    unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }
+        .into_iter()
+        // SAFETY: configured upstream of the running cycle.
+        .any(|u| unsafe { str_lossy(&(*u).host) }.eq_ignore_ascii_case(name))
+}
+
+fn registry() -> Result<Dyups, ApiError> {
+    Dyups::get().ok_or_else(|| ApiError::new(500, "no_zone", "the dyups zone is not available"))
+}
+
+fn json_response(body: String) -> Response {
+    Response { status: 200, content_type: "application/json", body: body.into_bytes() }
+}
+
+/// dyups answers errors with the bare reason.
+fn error_response(e: &ApiError, json: bool) -> Response {
+    if json {
+        return Response { status: e.status, content_type: "application/json", body: json_error(e).into_bytes() };
+    }
+    Response::text(e.status, e.text.clone())
+}
+
+fn wants_json(req: &HttpRequest) -> bool {
+    let args = req.args();
+    let format = args.split(|&b| b == b'&').find_map(|pair| pair.strip_prefix(b"format="));
+    match format {
+        Some(b"json") => true,
+        Some(_) => false,
+        None => req
+            .header_in("accept")
+            .is_some_and(|v| v.windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json"))),
+    }
+}
+
+fn log_change(text: &str) {
+    ngx::ngx_log_error!(NGX_LOG_NOTICE, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+}

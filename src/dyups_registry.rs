@@ -1,0 +1,466 @@
+//! The registry of upstreams created or replaced through the REST API, in
+//! the module's own shared zone (`dyups_shm_zone_size`).
+//!
+//! Each record holds an upstream's name, its balancer and an immutable
+//! shared peer list (`ngx_http_upstream_rr_peers_t` with `shpool` set, so
+//! nginx's balancers lock it themselves). A POST builds a complete new list
+//! before anything changes, then swaps it in and retires the old one; a
+//! DELETE retires the list. Retired lists are freed by [`ZoneState`]'s grace
+//! period once no request can use them. Every change bumps `generation`,
+//! which workers compare with one atomic load on every request
+//! ([`crate::dyups_worker`]).
+//!
+//! The zone's slab mutex guards the registry: changes and readers take it
+//! (readers only to copy records out, with no heap allocation while they
+//! hold it). nginx reuses the zone across reloads when its name and size are
+//! unchanged, so the registry, and every accepted change, survives them.
+
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
+use dynamic_upstream_core::{ApiError, PeerView};
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_shmtx_trylock, ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+};
+
+use crate::peer_lock::SlabLocked;
+use crate::reclaim::ZoneState;
+use crate::zone_peers::{build_list, list_peers};
+
+/// Name of the module's zone.
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups";
+
+const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
+const MAX_KEY: usize = 256;
+
+/// Balancer kinds as stored in shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BalancerKind {
+    RoundRobin = 0,
+    LeastConn = 1,
+    IpHash = 2,
+    Hash = 3,
+    ConsistentHash = 4,
+    Random = 5,
+}
+
+/// One upstream of the registry (slab memory).
+#[repr(C)]
+struct Record {
+    next: *mut Record,
+    /// Bumped on every change of this upstream.
+    version: u64,
+    /// A deleted upstream of the configuration: hidden, requests get 502.
+    deleted: bool,
+    balancer: BalancerKind,
+    name_len: usize,
+    name: [u8; MAX_NAME],
+    key_len: usize,
+    key: [u8; MAX_KEY],
+    peers: *mut ngx_http_upstream_rr_peers_t,
+}
+
+/// The registry's root, at the zone's `shpool->data`.
+#[repr(C)]
+struct Registry {
+    generation: AtomicU64,
+    next_version: u64,
+    records: *mut Record,
+    reclaim: ZoneState,
+}
+
+/// What a worker needs to know of a record (copied out under the lock).
+#[derive(Clone)]
+pub struct RecordView {
+    pub name: String,
+    pub version: u64,
+    pub deleted: bool,
+    pub balancer: BalancerKind,
+    pub hash_key: String,
+    pub peers: *mut ngx_http_upstream_rr_peers_t,
+}
+
+/// The module's zone of this cycle, set when the configuration is read and
+/// inherited by the workers.
+static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
+
+/// Declares the zone (http `init_main_conf`).
+///
+/// # Safety
+/// `cf` must be the live configuration context.
+pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> Result<(), ()> {
+    let mut name = ngx_str_t { len: ZONE_NAME.len(), data: ZONE_NAME.as_ptr().cast_mut() };
+    // SAFETY: per the contract; the tag is this module's static.
+    unsafe {
+        let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
+        let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
+        if zone.is_null() {
+            return Err(());
+        }
+        (*zone).init = Some(init_zone);
+        ZONE = zone;
+    }
+    Ok(())
+}
+
+/// Zone init: a new registry, or the previous cycle's when nginx reused the
+/// zone on reload.
+unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx calls this in the master with the mapped zone; `data`
+    // is the previous cycle's zone data (the registry) when reused.
+    unsafe {
+        let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
+        if !data.is_null() {
+            (*zone).data = data;
+            return NGX_OK as ngx_int_t;
+        }
+        if (*zone).shm.exists != 0 || !(*pool).data.is_null() {
+            (*zone).data = (*pool).data;
+            return NGX_OK as ngx_int_t;
+        }
+        let registry = ngx_slab_calloc(pool, core::mem::size_of::<Registry>()).cast::<Registry>();
+        if registry.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        (*pool).data = registry.cast();
+        (*zone).data = registry.cast();
+        NGX_OK as ngx_int_t
+    }
+}
+
+/// The module's zone (null before configuration).
+pub fn zone() -> *mut ngx_shm_zone_t {
+    // SAFETY: set at configuration time in the master, read-only after.
+    unsafe { ZONE }
+}
+
+/// The registry of the running cycle, if the module's zone exists.
+pub struct Dyups {
+    pool: *mut ngx_slab_pool_t,
+    registry: *mut Registry,
+}
+
+impl Dyups {
+    pub fn get() -> Option<Dyups> {
+        // SAFETY: ZONE is set at configuration time in the master and only
+        // read afterwards; the zone is mapped in every worker.
+        unsafe {
+            let zone = ZONE;
+            if zone.is_null() || (*zone).data.is_null() {
+                return None;
+            }
+            Some(Dyups { pool: (*zone).shm.addr.cast(), registry: (*zone).data.cast() })
+        }
+    }
+
+    pub fn zone_size(&self) -> usize {
+        // SAFETY: see get().
+        unsafe { (*ZONE).shm.size }
+    }
+
+    /// The registry's change counter: one atomic load.
+    pub fn generation(&self) -> u64 {
+        // SAFETY: the registry lives as long as the zone.
+        unsafe { (*self.registry).generation.load(SeqCst) }
+    }
+
+    pub fn reclaim_state(&self) -> *mut ZoneState {
+        // SAFETY: as above.
+        unsafe { ptr::addr_of_mut!((*self.registry).reclaim) }
+    }
+
+    /// Takes the registry lock; with `try_only`, fails with 409 instead of
+    /// waiting when another worker holds it.
+    fn lock(&self, try_only: bool) -> Result<SlabLocked, ApiError> {
+        // SAFETY: the pool is the zone's slab pool, mapped here.
+        unsafe {
+            if try_only {
+                if ngx_shmtx_trylock(&mut (*self.pool).mutex) == 0 {
+                    return Err(ApiError::conflict("locked", "another worker is changing upstreams; try again"));
+                }
+                return Ok(SlabLocked::adopt(self.pool));
+            }
+            Ok(SlabLocked::new(self.pool))
+        }
+    }
+
+    /// Creates or replaces the upstream `name` with `spec`. Builds the new
+    /// peer list first: if the zone has no room, nothing changes.
+    pub fn replace(&self, name: &str, spec: &UpstreamSpec, try_only: bool) -> Result<(), ApiError> {
+        let (balancer, key) = match &spec.balancer {
+            BalancerSpec::RoundRobin => (BalancerKind::RoundRobin, ""),
+            BalancerSpec::LeastConn => (BalancerKind::LeastConn, ""),
+            BalancerSpec::IpHash => (BalancerKind::IpHash, ""),
+            BalancerSpec::Random => (BalancerKind::Random, ""),
+            BalancerSpec::Hash { key, consistent: false } => (BalancerKind::Hash, key.as_str()),
+            BalancerSpec::Hash { key, consistent: true } => (BalancerKind::ConsistentHash, key.as_str()),
+        };
+        let slab = self.lock(try_only)?;
+        // SAFETY: the registry is changed only under the lock held here.
+        unsafe {
+            let registry = &mut *self.registry;
+            registry.reclaim.reap(slab.pool());
+            let no_room = || ApiError::no_room(ZONE_NAME, self.zone_size());
+            let list = build_list(slab.pool(), name, &spec.servers).ok_or_else(no_room)?;
+            let record = match find_record(registry, name) {
+                Some(record) => record,
+                None => {
+                    let record = new_record(slab.pool(), name);
+                    if record.is_null() {
+                        crate::zone_peers::free_list(slab.pool(), list);
+                        return Err(no_room());
+                    }
+                    append_record(registry, record);
+                    record
+                }
+            };
+            let r = &mut *record;
+            if !r.peers.is_null() {
+                registry.reclaim.retire_list(r.peers);
+            }
+            r.peers = list;
+            r.deleted = false;
+            r.balancer = balancer;
+            r.key_len = key.len().min(MAX_KEY);
+            r.key[..r.key_len].copy_from_slice(&key.as_bytes()[..r.key_len]);
+            registry.next_version += 1;
+            r.version = registry.next_version;
+            registry.generation.fetch_add(1, SeqCst);
+            registry.reclaim.reap(slab.pool());
+        }
+        Ok(())
+    }
+
+    /// Deletes `name`. A run-time upstream disappears; an upstream of the
+    /// configuration (`in_config`) stays as a tombstone so that every worker
+    /// hides it. Returns false if there was nothing to delete.
+    pub fn delete(&self, name: &str, in_config: bool, try_only: bool) -> Result<bool, ApiError> {
+        let slab = self.lock(try_only)?;
+        // SAFETY: the registry is changed only under the lock held here.
+        unsafe {
+            let registry = &mut *self.registry;
+            registry.reclaim.reap(slab.pool());
+            let record = find_record(registry, name);
+            match record {
+                Some(record) if (*record).deleted => return Ok(false),
+                None if !in_config => return Ok(false),
+                _ => {}
+            }
+            let record = match record {
+                Some(record) => record,
+                None => {
+                    let record = new_record(slab.pool(), name);
+                    if record.is_null() {
+                        return Err(ApiError::no_room(ZONE_NAME, self.zone_size()));
+                    }
+                    append_record(registry, record);
+                    record
+                }
+            };
+            if !(*record).peers.is_null() {
+                registry.reclaim.retire_list((*record).peers);
+                (*record).peers = ptr::null_mut();
+            }
+            if in_config {
+                (*record).deleted = true;
+                registry.next_version += 1;
+                (*record).version = registry.next_version;
+            } else {
+                unlink_record(registry, record);
+                ngx_slab_free_locked(slab.pool(), record.cast());
+            }
+            registry.generation.fetch_add(1, SeqCst);
+            registry.reclaim.reap(slab.pool());
+        }
+        Ok(true)
+    }
+
+    /// Copies the records out; returns them with the generation they show.
+    pub fn records(&self) -> (u64, Vec<RecordView>) {
+        // Size outside the lock, copy under it without allocating, retry
+        // if the registry grew meanwhile.
+        let mut capacity = self.count() + 4;
+        loop {
+            let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
+            // SAFETY: the zone's slab pool, mapped here.
+            let slab = unsafe { SlabLocked::new(self.pool) };
+            // SAFETY: the registry is read under its lock.
+            let (generation, complete) = unsafe {
+                let registry = &*self.registry;
+                let generation = registry.generation.load(SeqCst);
+                let mut record = registry.records;
+                let mut complete = true;
+                while !record.is_null() {
+                    if raw.len() == raw.capacity() {
+                        complete = false;
+                        break;
+                    }
+                    raw.push(RawRecord::copy(&*record));
+                    record = (*record).next;
+                }
+                (generation, complete)
+            };
+            drop(slab);
+            if complete {
+                return (generation, raw.iter().map(RawRecord::view).collect());
+            }
+            capacity *= 2;
+        }
+    }
+
+    fn count(&self) -> usize {
+        // SAFETY: the zone's slab pool, mapped here.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let mut n = 0;
+        // SAFETY: read under the lock.
+        unsafe {
+            let mut record = (*self.registry).records;
+            while !record.is_null() {
+                n += 1;
+                record = (*record).next;
+            }
+        }
+        n
+    }
+}
+
+/// Registration in the registry's grace period for as long as it lives:
+/// every list pointer read from the registry after it was created stays
+/// allocated until it is dropped (see [`crate::reclaim`]).
+pub struct ReadSection {
+    state: *mut ZoneState,
+    phase: usize,
+}
+
+impl ReadSection {
+    pub fn new(dyups: &Dyups) -> Self {
+        let state = dyups.reclaim_state();
+        // SAFETY: the state lives in the zone for the life of the process.
+        let phase = unsafe { (*state).enter() };
+        Self { state, phase }
+    }
+
+    /// The peers of a registry list read in this section.
+    pub fn peers_of(&self, list: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
+        // SAFETY: list came from a record copied during this section, so it
+        // is not freed before the section ends.
+        unsafe { list_peers(list) }
+    }
+}
+
+impl Drop for ReadSection {
+    fn drop(&mut self) {
+        // SAFETY: as in new().
+        unsafe { (*self.state).leave(self.phase) };
+    }
+}
+
+/// A record copied out under the lock (fixed size: no heap allocation).
+struct RawRecord {
+    version: u64,
+    deleted: bool,
+    balancer: BalancerKind,
+    name_len: usize,
+    name: [u8; MAX_NAME],
+    key_len: usize,
+    key: [u8; MAX_KEY],
+    peers: *mut ngx_http_upstream_rr_peers_t,
+}
+
+impl RawRecord {
+    fn copy(r: &Record) -> Self {
+        RawRecord {
+            version: r.version,
+            deleted: r.deleted,
+            balancer: r.balancer,
+            name_len: r.name_len,
+            name: r.name,
+            key_len: r.key_len,
+            key: r.key,
+            peers: r.peers,
+        }
+    }
+
+    fn view(&self) -> RecordView {
+        RecordView {
+            name: String::from_utf8_lossy(&self.name[..self.name_len]).into_owned(),
+            version: self.version,
+            deleted: self.deleted,
+            balancer: self.balancer,
+            hash_key: String::from_utf8_lossy(&self.key[..self.key_len]).into_owned(),
+            peers: self.peers,
+        }
+    }
+}
+
+/// # Safety
+/// The caller holds the registry lock.
+unsafe fn find_record(registry: &Registry, name: &str) -> Option<*mut Record> {
+    let mut record = registry.records;
+    // SAFETY: per the contract.
+    unsafe {
+        while !record.is_null() {
+            let r = &*record;
+            if r.name[..r.name_len].eq_ignore_ascii_case(name.as_bytes()) {
+                return Some(record);
+            }
+            record = r.next;
+        }
+    }
+    None
+}
+
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+unsafe fn new_record(pool: *mut ngx_slab_pool_t, name: &str) -> *mut Record {
+    // SAFETY: per the contract; zeroed memory is a valid empty Record.
+    unsafe {
+        let log_nomem = (*pool).log_nomem();
+        (*pool).set_log_nomem(0);
+        let record = ngx::ffi::ngx_slab_calloc_locked(pool, core::mem::size_of::<Record>()).cast::<Record>();
+        (*pool).set_log_nomem(log_nomem);
+        if !record.is_null() {
+            let r = &mut *record;
+            let len = name.len().min(MAX_NAME);
+            r.name[..len].copy_from_slice(&name.as_bytes()[..len]);
+            r.name_len = len;
+        }
+        record
+    }
+}
+
+/// Appends at the tail, so listings keep creation order.
+///
+/// # Safety
+/// The caller holds the registry lock; `record` is not linked.
+unsafe fn append_record(registry: &mut Registry, record: *mut Record) {
+    let mut link: *mut *mut Record = &mut registry.records;
+    // SAFETY: per the contract.
+    unsafe {
+        while !(*link).is_null() {
+            link = &mut (**link).next;
+        }
+        (*record).next = ptr::null_mut();
+        *link = record;
+    }
+}
+
+/// # Safety
+/// The caller holds the registry lock; `record` is linked.
+unsafe fn unlink_record(registry: &mut Registry, record: *mut Record) {
+    let mut link: *mut *mut Record = &mut registry.records;
+    // SAFETY: per the contract.
+    unsafe {
+        while !(*link).is_null() {
+            if *link == record {
+                *link = (*record).next;
+                return;
+            }
+            link = &mut (**link).next;
+        }
+    }
+}

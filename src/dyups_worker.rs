@@ -1,0 +1,611 @@
+//! Each worker's view of the dyups registry, and how requests reach it.
+//!
+//! `proxy_pass http://$host` looks the host up in the worker's own
+//! `umcf->upstreams` array. For every name in the registry, a worker keeps
+//! a *front*: the `upstream {}` block of that name from the configuration,
+//! or a small `ngx_http_upstream_srv_conf_t` of its own that it adds to the
+//! array. A front's `peer.init` is [`init_front_peer`], which hands each
+//! request to the front's current *version*.
+//!
+//! A version is one state of the upstream in this worker: a scratch
+//! upstream on which the balancer's own directive handler and
+//! `init_upstream` ran (so every built-in balancer works, consistent hash
+//! included, without reimplementing any), with its `peer.data` pointing at
+//! the registry's shared peer list. A version lives in its own pool, freed
+//! when a newer version replaced it and its last request finished.
+//!
+//! Workers sync when the registry's generation moved: checked with one
+//! atomic load at the start of every request (POST_READ phase), again in
+//! [`init_front_peer`] after the request registered in the grace period (so
+//! it never picks up a list that was retired meanwhile), and on a timer
+//! (`dyups_read_msg_timeout`) so idle workers catch up too.
+
+use core::ffi::c_void;
+use core::mem::{size_of, zeroed};
+use core::ptr;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
+use dynamic_upstream_core::Address;
+use ngx::ffi::{
+    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool,
+    ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t, ngx_http_upstream_init_round_robin,
+    ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t,
+    ngx_log_t, ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add,
+    ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP,
+    NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS,
+    NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
+};
+
+use crate::balancer::{balancer_directive, configured_upstreams, run_directive, str_lossy, Balancer, BALANCER_CONF_WORDS};
+use crate::dyups_registry::{BalancerKind, Dyups, ReadSection, RecordView};
+use crate::sockaddr::PeerAddress;
+use crate::variables::evaluate_key;
+
+/// One name's entry point in this worker.
+struct Front {
+    /// The upstream `proxy_pass` finds: from the configuration, or ours.
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+    from_config: bool,
+    in_array: bool,
+    /// The registry version this front shows (0: none yet).
+    version_id: u64,
+    /// Null when the upstream is deleted (requests get 502).
+    current: *mut Version,
+}
+
+/// One state of an upstream in this worker.
+struct Version {
+    pool: *mut ngx_pool_t,
+    /// Scratch upstream set up by the balancer; `peer.data` is shared.
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+    /// Parts of a `hash` key, evaluated per request.
+    hash_key: Vec<KeyPart>,
+    /// The hash module's srv conf of the scratch upstream (hash only).
+    hash_conf: *mut ngx_http_complex_value_t,
+    /// The random module's srv conf (random only): its cached table is
+    /// per worker and freed with the version.
+    random_conf: *mut RandomSrvConf,
+    requests: usize,
+    superseded: bool,
+}
+
+/// `ngx_http_upstream_random_srv_conf_t` (1.22 layout, from its .c file).
+#[repr(C)]
+struct RandomSrvConf {
+    two: ngx_uint_t,
+    ranges: *mut c_void,
+}
+
+#[derive(Default)]
+struct WorkerView {
+    /// Registry generation last synced (None: never).
+    generation: Option<u64>,
+    /// Lower-case name → front. Fronts are never freed: the config's
+    /// upstreams reference them until the cycle ends.
+    fronts: HashMap<String, Box<Front>>,
+}
+
+thread_local! {
+    // nginx workers are single-threaded: this is the worker's state.
+    static VIEW: RefCell<WorkerView> = RefCell::new(WorkerView::default());
+}
+
+/// POST_READ phase handler: sync when the registry moved.
+pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int_t {
+    crate::entry::request_guard(|| {
+        sync_if_moved();
+        NGX_DECLINED as ngx_int_t
+    })
+}
+
+/// Syncs this worker if the registry's generation moved.
+pub fn sync_if_moved() {
+    let Some(dyups) = Dyups::get() else { return };
+    let current = dyups.generation();
+    if VIEW.with(|v| v.borrow().generation) != Some(current) {
+        sync(&dyups);
+    }
+}
+
+/// Brings every front up to the registry.
+fn sync(dyups: &Dyups) {
+    let section = ReadSection::new(dyups);
+    let (generation, records) = dyups.records();
+    VIEW.with(|view| {
+        let mut view = view.borrow_mut();
+        for record in &records {
+            let front = front_for(&mut view, &record.name);
+            if front.version_id != record.version {
+                update_front(front, record, &section);
+            }
+        }
+        // Run-time upstreams no longer in the registry were deleted.
+        for (name, front) in view.fronts.iter_mut() {
+            let listed = records.iter().any(|r| r.name.eq_ignore_ascii_case(name));
+            if !front.from_config && !listed && front.version_id != 0 {
+                set_version(front, ptr::null_mut());
+                remove_from_array(front);
+                front.version_id = 0;
+            }
+        }
+        view.generation = Some(generation);
+    });
+    drop(section);
+}
+
+fn front_for<'a>(view: &'a mut WorkerView, name: &str) -> &'a mut Front {
+    view.fronts.entry(name.to_ascii_lowercase()).or_insert_with(|| Box::new(new_front(name)))
+}
+
+fn new_front(name: &str) -> Front {
+    // SAFETY: ngx_cycle is the running cycle in a worker.
+    let config = unsafe { configured_upstreams(ngx_cycle) }.into_iter().find(|&u| {
+        // SAFETY: configured upstreams of the running cycle.
+        unsafe { str_lossy(&(*u).host) }.eq_ignore_ascii_case(name)
+    });
+    match config {
+        Some(uscf) => Front { uscf, from_config: true, in_array: true, version_id: 0, current: ptr::null_mut() },
+        None => Front {
+            uscf: runtime_upstream(name),
+            from_config: false,
+            in_array: false,
+            version_id: 0,
+            current: ptr::null_mut(),
+        },
+    }
+}
+
+/// A bare upstream entry for `proxy_pass http://$host` to find (cycle
+/// pool; lives as long as the cycle, like the configuration's).
+fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
+    // SAFETY: the cycle pool outlives every request of the cycle; a failed
+    // allocation leaves a null that callers check.
+    unsafe {
+        let pool = (*ngx_cycle).pool;
+        let uscf = ngx_pcalloc(pool, size_of::<ngx_http_upstream_srv_conf_t>()).cast::<ngx_http_upstream_srv_conf_t>();
+        let host = ngx_pnalloc(pool, name.len()).cast::<u8>();
+        if uscf.is_null() || host.is_null() {
+            return ptr::null_mut();
+        }
+        ptr::copy_nonoverlapping(name.as_ptr(), host, name.len());
+        (*uscf).host = ngx_str_t { len: name.len(), data: host };
+        (*uscf).flags = NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t;
+        (*uscf).port = 0;
+        (*uscf).no_port = 1;
+        uscf
+    }
+}
+
+fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) {
+    if front.uscf.is_null() {
+        return;
+    }
+    if record.deleted || record.peers.is_null() {
+        set_version(front, ptr::null_mut());
+        remove_from_array(front);
+        front.version_id = record.version;
+        return;
+    }
+    let Some(version) = build_version(record, section) else {
+        log_error(&format!("dyups: could not set up upstream \"{}\" in this worker; it keeps its previous state", record.name));
+        return;
+    };
+    set_version(front, version);
+    // SAFETY: the front's upstream lives as long as the cycle; only this
+    // worker's requests read these fields.
+    unsafe {
+        (*front.uscf).peer.init = Some(init_front_peer);
+        (*front.uscf).peer.data = (front as *mut Front).cast();
+    }
+    add_to_array(front);
+    front.version_id = record.version;
+}
+
+/// Makes `version` current; the old one is freed now if idle, or by its
+/// last request.
+fn set_version(front: &mut Front, version: *mut Version) {
+    let old = core::mem::replace(&mut front.current, version);
+    if !old.is_null() {
+        // SAFETY: versions are only reached from fronts and requests of
+        // this worker.
+        unsafe {
+            (*old).superseded = true;
+            release_if_done(old);
+        }
+    }
+    if version.is_null() && front.from_config && !front.uscf.is_null() {
+        // A deleted upstream of the configuration: static proxy_pass
+        // references to it reach no peer (502) from now on.
+        // SAFETY: as in update_front.
+        unsafe {
+            (*front.uscf).peer.init = Some(init_front_peer);
+            (*front.uscf).peer.data = (front as *mut Front).cast();
+        }
+    }
+}
+
+/// # Safety
+/// `version` is a live version of this worker.
+unsafe fn release_if_done(version: *mut Version) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*version).superseded && (*version).requests == 0 {
+            let v = Box::from_raw(version);
+            if !v.random_conf.is_null() && !(*v.random_conf).ranges.is_null() {
+                // The random balancer's table, ngx_alloc()ed per worker.
+                libc::free((*v.random_conf).ranges);
+            }
+            ngx_destroy_pool(v.pool);
+        }
+    }
+}
+
+fn add_to_array(front: &mut Front) {
+    if front.in_array || front.uscf.is_null() {
+        return;
+    }
+    // SAFETY: the upstream main conf's array lives in the cycle pool; this
+    // worker is its only user.
+    unsafe {
+        let Some(array) = upstreams_array() else { return };
+        let slot = ngx_array_push(array).cast::<*mut ngx_http_upstream_srv_conf_t>();
+        if slot.is_null() {
+            return;
+        }
+        *slot = front.uscf;
+    }
+    front.in_array = true;
+}
+
+fn remove_from_array(front: &mut Front) {
+    if !front.in_array {
+        return;
+    }
+    // SAFETY: as in add_to_array.
+    unsafe {
+        let Some(array) = upstreams_array() else { return };
+        let elts = (*array).elts.cast::<*mut ngx_http_upstream_srv_conf_t>();
+        let n = (*array).nelts;
+        if let Some(i) = (0..n).find(|&i| *elts.add(i) == front.uscf) {
+            ptr::copy(elts.add(i + 1), elts.add(i), n - i - 1);
+            (*array).nelts = n - 1;
+        }
+    }
+    front.in_array = false;
+}
+
+/// # Safety
+/// Called in a worker of a cycle with an http block.
+unsafe fn upstreams_array() -> Option<*mut ngx_array_t> {
+    use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
+    // SAFETY: per the contract.
+    unsafe { NgxHttpUpstreamModule::main_conf_mut(&*ngx_cycle).map(|umcf| ptr::addr_of_mut!(umcf.upstreams)) }
+}
+
+/// Builds this worker's version of a registry record (see module docs).
+fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Version> {
+    let balancer = match record.balancer {
+        BalancerKind::RoundRobin => Balancer::RoundRobin,
+        BalancerKind::LeastConn => Balancer::LeastConn,
+        BalancerKind::IpHash => Balancer::IpHash,
+        BalancerKind::Hash => Balancer::Hash,
+        BalancerKind::ConsistentHash => Balancer::ConsistentHash,
+        BalancerKind::Random => Balancer::Random,
+    };
+    let hash_key = if matches!(balancer, Balancer::Hash | Balancer::ConsistentHash) {
+        split_hash_key(&record.hash_key).ok()?
+    } else {
+        Vec::new()
+    };
+    let peers = section.peers_of(record.peers);
+    // SAFETY: everything below is allocated from the version's own pool,
+    // which lives until the version is released.
+    unsafe {
+        let log = (*ngx_cycle).log;
+        let pool = ngx_create_pool(4096, log);
+        if pool.is_null() {
+            return None;
+        }
+        let built = set_up_scratch(pool, log, &record.name, balancer, &peers, record.peers);
+        let Some((uscf, module_conf)) = built else {
+            ngx_destroy_pool(pool);
+            return None;
+        };
+        let (hash_conf, random_conf) = match balancer {
+            Balancer::Hash | Balancer::ConsistentHash => (module_conf.cast(), ptr::null_mut()),
+            Balancer::Random => (ptr::null_mut(), module_conf.cast()),
+            _ => (ptr::null_mut(), ptr::null_mut()),
+        };
+        Some(Box::into_raw(Box::new(Version {
+            pool,
+            uscf,
+            hash_key,
+            hash_conf,
+            random_conf,
+            requests: 0,
+            superseded: false,
+        })))
+    }
+}
+
+/// Creates the scratch upstream in `pool`, runs the balancer's directive
+/// and `init_upstream` on it, and points it at the shared list. Returns it
+/// and the balancer module's srv conf.
+///
+/// # Safety
+/// `pool` is a fresh pool; `shared` a live registry list.
+unsafe fn set_up_scratch(
+    pool: *mut ngx_pool_t,
+    log: *mut ngx_log_t,
+    name: &str,
+    balancer: Balancer,
+    peers: &[dynamic_upstream_core::PeerView],
+    shared: *mut ngx_http_upstream_rr_peers_t,
+) -> Option<(*mut ngx_http_upstream_srv_conf_t, *mut c_void)> {
+    // SAFETY: per the contract; all memory comes from `pool`.
+    unsafe {
+        let uscf = ngx_pcalloc(pool, size_of::<ngx_http_upstream_srv_conf_t>()).cast::<ngx_http_upstream_srv_conf_t>();
+        if uscf.is_null() {
+            return None;
+        }
+        (*uscf).host = pool_str(pool, name)?;
+        (*uscf).flags = (NGX_HTTP_UPSTREAM_CREATE
+            | NGX_HTTP_UPSTREAM_WEIGHT
+            | NGX_HTTP_UPSTREAM_MAX_FAILS
+            | NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
+            | NGX_HTTP_UPSTREAM_DOWN
+            | NGX_HTTP_UPSTREAM_MAX_CONNS
+            | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t;
+        (*uscf).no_port = 1;
+        (*uscf).file_name = c"dyups".as_ptr().cast_mut().cast();
+        // The zone makes random compute its table from the shared list on
+        // first use (as for zone upstreams), not from local copies.
+        (*uscf).shm_zone = crate::dyups_registry::zone();
+        (*uscf).servers = servers_array(pool, peers)?;
+
+        let mut cf: ngx_conf_t = zeroed();
+        cf.pool = pool;
+        cf.temp_pool = pool;
+        cf.log = log;
+        cf.cycle = ngx_cycle;
+
+        let module_conf = ngx_pcalloc(pool, BALANCER_CONF_WORDS * 8);
+        if module_conf.is_null() {
+            return None;
+        }
+        let srv_conf = srv_conf_array(pool, uscf, balancer, module_conf)?;
+        (*uscf).srv_conf = srv_conf;
+        if let Some((module, args)) = balancer_directive(balancer) {
+            if !run_directive(&cf, module, &args, uscf, module_conf) {
+                return None;
+            }
+        }
+        let init = (*uscf).peer.init_upstream.unwrap_or(ngx_http_upstream_init_round_robin);
+        if init(&mut cf, uscf) != NGX_OK as ngx_int_t {
+            return None;
+        }
+        (*uscf).peer.data = shared.cast();
+        Some((uscf, module_conf))
+    }
+}
+
+/// The srv conf array a balancer looks its own conf up in.
+///
+/// # Safety
+/// `pool` is live.
+unsafe fn srv_conf_array(
+    pool: *mut ngx_pool_t,
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+    balancer: Balancer,
+    module_conf: *mut c_void,
+) -> Option<*mut *mut c_void> {
+    // SAFETY: per the contract.
+    unsafe {
+        let count = ngx::ffi::ngx_http_max_module;
+        let array = ngx_pcalloc(pool, count * size_of::<*mut c_void>()).cast::<*mut c_void>();
+        if array.is_null() {
+            return None;
+        }
+        let upstream_index = (*ptr::addr_of!(ngx::ffi::ngx_http_upstream_module)).ctx_index;
+        *array.add(upstream_index) = uscf.cast();
+        if let Some((module, _)) = balancer_directive(balancer) {
+            *array.add((*module).ctx_index) = module_conf;
+        }
+        Some(array)
+    }
+}
+
+/// `ngx_http_upstream_server_t`s for the peers (for the balancer's init).
+///
+/// # Safety
+/// `pool` is live.
+unsafe fn servers_array(pool: *mut ngx_pool_t, peers: &[dynamic_upstream_core::PeerView]) -> Option<*mut ngx_array_t> {
+    // SAFETY: per the contract.
+    unsafe {
+        let array = ngx_array_create(pool, peers.len().max(1), size_of::<ngx_http_upstream_server_t>());
+        if array.is_null() {
+            return None;
+        }
+        for p in peers {
+            let address = Address::parse(&p.name).ok()?;
+            let peer_address = PeerAddress::new(&address);
+            let addr = ngx_pcalloc(pool, size_of::<ngx::ffi::ngx_addr_t>()).cast::<ngx::ffi::ngx_addr_t>();
+            let sockaddr = ngx_palloc(pool, peer_address.socklen as usize).cast::<u8>();
+            if addr.is_null() || sockaddr.is_null() {
+                return None;
+            }
+            ptr::copy_nonoverlapping(
+                ptr::addr_of!(peer_address.sockaddr).cast::<u8>(),
+                sockaddr,
+                peer_address.socklen as usize,
+            );
+            (*addr).sockaddr = sockaddr.cast();
+            (*addr).socklen = peer_address.socklen;
+            (*addr).name = pool_str(pool, &p.name)?;
+            let server = ngx_array_push(array).cast::<ngx_http_upstream_server_t>();
+            if server.is_null() {
+                return None;
+            }
+            server.write(zeroed());
+            let s = &mut *server;
+            // The balancer's copies must carry the same `server` text as the
+            // shared peers: consistent hash matches peers by it.
+            s.name = pool_str(pool, &p.server)?;
+            s.addrs = addr;
+            s.naddrs = 1;
+            s.weight = p.weight as ngx_uint_t;
+            s.max_fails = p.max_fails as ngx_uint_t;
+            s.fail_timeout = p.fail_timeout as _;
+            s.max_conns = p.max_conns as ngx_uint_t;
+            s.down = p.down as ngx_uint_t;
+            s.set_backup(p.backup as _);
+        }
+        Some(array)
+    }
+}
+
+/// # Safety
+/// `pool` is live.
+unsafe fn pool_str(pool: *mut ngx_pool_t, text: &str) -> Option<ngx_str_t> {
+    // SAFETY: per the contract.
+    unsafe {
+        let data = ngx_pnalloc(pool, text.len().max(1)).cast::<u8>();
+        if data.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
+        Some(ngx_str_t { len: text.len(), data })
+    }
+}
+
+/// What a request's pool cleanup releases.
+#[repr(C)]
+struct RequestHold {
+    version: *mut Version,
+    state: *mut crate::reclaim::ZoneState,
+    phase: usize,
+}
+
+/// `peer.init` of every front: registers the request, then runs the
+/// current version's balancer.
+pub unsafe extern "C" fn init_front_peer(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t {
+    crate::entry::request_guard(|| {
+        // SAFETY: nginx calls peer.init with the live request and the front
+        // upstream, whose peer.data is its Front (set in update_front).
+        unsafe {
+            let Some(dyups) = Dyups::get() else {
+                return NGX_ERROR as ngx_int_t;
+            };
+            let state = dyups.reclaim_state();
+            let cleanup = ngx_pool_cleanup_add((*r).pool, size_of::<RequestHold>());
+            if cleanup.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            // Registered first, then synced: no list this request can pick
+            // up from here on is freed before the request ends.
+            let phase = (*state).enter();
+            let hold = (*cleanup).data.cast::<RequestHold>();
+            hold.write(RequestHold { version: ptr::null_mut(), state, phase });
+            (*cleanup).handler = Some(release_request);
+            sync_if_moved();
+
+            let front = (*us).peer.data.cast::<Front>();
+            let version = (*front).current;
+            if version.is_null() {
+                return no_peers(r);
+            }
+            (*version).requests += 1;
+            (*hold).version = version;
+            if let Some(conf) = (*version).hash_conf.as_mut() {
+                match evaluate_key(r, &(*version).hash_key) {
+                    Some(key) => conf.value = key,
+                    None => return NGX_ERROR as ngx_int_t,
+                }
+            }
+            let v_uscf = (*version).uscf;
+            match (*v_uscf).peer.init {
+                Some(init) => init(r, v_uscf),
+                None => NGX_ERROR as ngx_int_t,
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn release_request(data: *mut c_void) {
+    // SAFETY: data is the RequestHold written in init_front_peer.
+    unsafe {
+        let hold = &*data.cast::<RequestHold>();
+        if !hold.version.is_null() {
+            (*hold.version).requests -= 1;
+            release_if_done(hold.version);
+        }
+        (*hold.state).leave(hold.phase);
+    }
+}
+
+/// A deleted upstream: no peer, so nginx answers 502 as for an upstream
+/// with no live servers.
+///
+/// # Safety
+/// `r` is the live request inside peer.init.
+unsafe fn no_peers(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    unsafe {
+        let u = (*r).upstream;
+        (*u).peer.get = Some(get_no_peer);
+        (*u).peer.free = Some(free_no_peer);
+        (*u).peer.tries = 1;
+        (*u).peer.data = ptr::null_mut();
+    }
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn get_no_peer(_pc: *mut ngx_peer_connection_t, _data: *mut c_void) -> ngx_int_t {
+    NGX_BUSY as ngx_int_t
+}
+
+unsafe extern "C" fn free_no_peer(_pc: *mut ngx_peer_connection_t, _data: *mut c_void, _state: ngx_uint_t) {}
+
+/// Whether `name` is currently served by the registry in this worker (so
+/// the query-string API must leave it alone).
+pub fn is_front(uscf: *mut ngx_http_upstream_srv_conf_t) -> bool {
+    // SAFETY: reading a function pointer of a configured upstream.
+    unsafe { (*uscf).peer.init.map(|f| f as usize) == Some(init_front_peer as *const () as usize) }
+}
+
+/// Timer that keeps idle workers in sync.
+static mut SYNC_TIMER: ngx_event_t = unsafe { zeroed() };
+static mut SYNC_INTERVAL: ngx_msec_t = 1000;
+
+/// Starts the sync timer (init_process).
+pub fn start_timer(interval: ngx_msec_t) {
+    // SAFETY: the worker's only thread sets up its own timer event.
+    unsafe {
+        SYNC_INTERVAL = interval.max(1);
+        let ev = ptr::addr_of_mut!(SYNC_TIMER);
+        (*ev).handler = Some(on_timer);
+        (*ev).log = (*ngx_cycle).log;
+        (*ev).data = ptr::null_mut();
+        (*ev).set_cancelable(1);
+        ngx::ffi::ngx_add_timer(ev, SYNC_INTERVAL);
+    }
+}
+
+unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
+    let _ = crate::entry::request_guard(|| {
+        sync_if_moved();
+        0
+    });
+    // SAFETY: the timer event is this worker's static.
+    unsafe {
+        if ngx_exiting == 0 {
+            ngx::ffi::ngx_add_timer(ev, SYNC_INTERVAL);
+        }
+    }
+}
+
+fn log_error(text: &str) {
+    ngx::ngx_log_error!(NGX_LOG_ERR, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+}
