@@ -127,7 +127,10 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_c
     }
     // SAFETY: cf is the live configuration context of the http block.
     match unsafe { crate::dyups_registry::declare_zone(cf, conf.shm_zone_size) } {
-        Ok(()) => NGX_CONF_OK,
+        Ok(()) => {
+            crate::c_api::enable();
+            NGX_CONF_OK
+        }
         Err(()) => NGX_CONF_ERROR,
     }
 }

@@ -43,27 +43,47 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
     let Some(Route::Upstream(name)) = Route::parse(&req.path()) else {
         return error_response(&ApiError::not_found("no_route", "not found"), json);
     };
-    let result = parse_post(req, &name, body).and_then(|spec| {
-        let dyups = registry()?;
-        dyups.replace(&name, &spec, trylock)?;
-        crate::dyups_worker::sync_if_moved();
-        log_change(&format!("dyups: upstream \"{name}\" set to {} server(s)", spec.servers.len()));
-        Ok(Response::text(200, "success"))
-    });
-    result.unwrap_or_else(|e| error_response(&e, json))
-}
-
-fn parse_post(req: &HttpRequest, name: &str, body: &[u8]) -> Result<UpstreamSpec, ApiError> {
-    validate_upstream_name(name)?;
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
-    let is_json = req
+    let is_json_body = req
         .header_in("content-type")
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
+    match update_upstream(&name, body, is_json_body, trylock) {
+        Ok(()) => Response::text(200, "success"),
+        Err(e) => error_response(&e, json),
+    }
+}
+
+/// Creates or replaces `name` from a body of `server ...;` statements (or
+/// JSON): the operation behind POST, the C API and Lua.
+pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(), ApiError> {
+    validate_upstream_name(name)?;
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
+    check_hash_key(&spec)?;
+    let dyups = registry()?;
+    dyups.replace(name, &spec, trylock)?;
+    crate::dyups_worker::sync_if_moved();
+    log_change(&format!("dyups: upstream \"{name}\" set to {} server(s)", spec.servers.len()));
+    Ok(())
+}
+
+/// Deletes `name`: the operation behind DELETE, the C API and Lua.
+pub fn delete_upstream(name: &str, trylock: bool) -> Result<(), ApiError> {
+    validate_upstream_name(name)?;
+    let dyups = registry()?;
+    if !dyups.delete(name, in_config(name), trylock)? {
+        return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
+    }
+    crate::dyups_worker::sync_if_moved();
+    log_change(&format!("dyups: upstream \"{name}\" deleted"));
+    Ok(())
+}
+
+/// A hash key may only use variables nginx knows.
+fn check_hash_key(spec: &UpstreamSpec) -> Result<(), ApiError> {
     if let BalancerSpec::Hash { key, .. } = &spec.balancer {
         for part in dyups::split_hash_key(key)? {
             if let KeyPart::Variable(var) = part {
-                if !req.variable_exists(&var) {
+                if !crate::variables::variable_exists(&var) {
                     return Err(ApiError::bad_request(
                         "invalid_body",
                         format!("add server failed: unknown variable \"${var}\" in hash key"),
@@ -72,19 +92,11 @@ fn parse_post(req: &HttpRequest, name: &str, body: &[u8]) -> Result<UpstreamSpec
             }
         }
     }
-    Ok(spec)
+    Ok(())
 }
 
 fn delete(name: &str, trylock: bool) -> Result<Response, ApiError> {
-    validate_upstream_name(name)?;
-    let dyups = registry()?;
-    let deleted = dyups.delete(name, in_config(name), trylock)?;
-    if !deleted {
-        return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
-    }
-    crate::dyups_worker::sync_if_moved();
-    log_change(&format!("dyups: upstream \"{name}\" deleted"));
-    Ok(Response::text(200, "success"))
+    delete_upstream(name, trylock).map(|()| Response::text(200, "success"))
 }
 
 fn get(route: &Route, json: bool) -> Result<Response, ApiError> {

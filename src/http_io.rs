@@ -125,12 +125,6 @@ impl HttpRequest {
         Ok(body)
     }
 
-    /// Whether nginx knows a variable of this (lower-case) name.
-    pub fn variable_exists(&self, name: &str) -> bool {
-        // SAFETY: self.r is live.
-        unsafe { crate::variables::variable_exists(self.r, name) }
-    }
-
     pub fn is_get_or_head(&self) -> bool {
         // SAFETY: self.r is live.
         let method = unsafe { (*self.r).method } as u32;

@@ -5,6 +5,7 @@
 //! and owns every `unsafe` line, kept in a few small files with safe APIs.
 
 mod balancer;
+mod c_api;
 mod config;
 mod cycle;
 mod dynamic_api;

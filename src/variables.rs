@@ -45,14 +45,12 @@ pub unsafe fn evaluate_key(r: *mut ngx_http_request_t, parts: &[KeyPart]) -> Opt
 
 /// Whether nginx knows a variable of this (lower-case) name: a declared
 /// one, or one of a prefix family such as `arg_` or `http_`.
-///
-/// # Safety
-/// `r` must be a live request.
-pub unsafe fn variable_exists(r: *mut ngx_http_request_t, name: &str) -> bool {
-    // SAFETY: per the contract; the core main conf lives as long as the
-    // cycle, and its variables hash and prefix list are read-only now.
+pub fn variable_exists(name: &str) -> bool {
+    // SAFETY: in a worker ngx_cycle is the running cycle; the core main
+    // conf lives as long as it, and its variables hash and prefix list are
+    // read-only by now.
     unsafe {
-        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*r) else {
+        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*ngx::ffi::ngx_cycle) else {
             return false;
         };
         let data = name.as_ptr().cast_mut();
