@@ -124,6 +124,20 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             }
             Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
         }
+        Route::Status => {
+            let (pages, free_pages) = dyups.pages();
+            let usage = dyups::ZoneUsage {
+                zone: crate::dyups_registry::ZONE_NAME.to_string(),
+                size: dyups.zone_size(),
+                pages,
+                free_pages,
+                upstreams: records.iter().filter(|r| !r.deleted).count(),
+            };
+            if json {
+                return Ok(json_response(usage.json()));
+            }
+            Ok(Response::text(200, usage.text()))
+        }
         Route::Upstream(name) => {
             let (name, source) = table
                 .iter()

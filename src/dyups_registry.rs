@@ -162,6 +162,18 @@ impl Dyups {
         unsafe { (*ZONE).shm.size }
     }
 
+    /// Total and free slab pages of the zone.
+    pub fn pages(&self) -> (usize, usize) {
+        // SAFETY: the slab pool's bounds are fixed; pfree is read under
+        // the mutex.
+        unsafe {
+            let _slab = SlabLocked::new(self.pool);
+            let pool = &*self.pool;
+            let total = (pool.end as usize - pool.start as usize) / ngx::ffi::ngx_pagesize.max(1);
+            (total, pool.pfree)
+        }
+    }
+
     /// The registry's change counter: one atomic load.
     pub fn generation(&self) -> u64 {
         // SAFETY: the registry lives as long as the zone.

@@ -467,6 +467,24 @@ unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
     }
 }
 
+/// Smooth weighted round robin keeps a running `current_weight` per peer
+/// whose sum is 0 while the set of peers is fixed; adding or removing a
+/// peer breaks that and skews the split for a long while. Start afresh,
+/// as nginx does at start.
+///
+/// # Safety
+/// The caller holds `list`'s write lock.
+unsafe fn restart_smooth_weights(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut peer = (*list).peer;
+        while !peer.is_null() {
+            (*peer).current_weight = 0;
+            peer = (*peer).next;
+        }
+    }
+}
+
 /// `single` tells the balancer there is exactly one peer and no backup to
 /// fall back to; nginx then never marks that peer failed.
 ///
@@ -493,6 +511,7 @@ unsafe fn append_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ngx_ht
         (*peer).next = ptr::null_mut();
         *link = peer;
         recount(list);
+        restart_smooth_weights(list);
     }
 }
 
@@ -510,6 +529,7 @@ unsafe fn unlink_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ngx_ht
             link = &mut (**link).next;
         }
         recount(list);
+        restart_smooth_weights(list);
     }
 }
 

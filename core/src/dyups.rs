@@ -66,6 +66,8 @@ pub enum Route {
     List,
     Detail,
     Upstream(String),
+    /// Usage of the module's shared zone.
+    Status,
 }
 
 impl Route {
@@ -74,6 +76,7 @@ impl Route {
         match path {
             "/list" => Some(Route::List),
             "/detail" => Some(Route::Detail),
+            "/status" => Some(Route::Status),
             _ => path.strip_prefix("/upstream/").map(|name| Route::Upstream(name.to_string())),
         }
     }
@@ -358,6 +361,30 @@ pub fn list(names: &[String]) -> String {
     names.iter().map(|n| format!("{n}\n")).collect()
 }
 
+/// Usage of the dyups zone, for `GET /status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ZoneUsage {
+    pub zone: String,
+    pub size: usize,
+    pub pages: usize,
+    pub free_pages: usize,
+    pub upstreams: usize,
+}
+
+impl ZoneUsage {
+    /// `zone NAME size=BYTES pages=N free_pages=N upstreams=N`
+    pub fn text(&self) -> String {
+        format!(
+            "zone {} size={} pages={} free_pages={} upstreams={}\n",
+            self.zone, self.size, self.pages, self.free_pages, self.upstreams
+        )
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default() + "\n"
+    }
+}
+
 /// `GET /list` as JSON: `{"upstreams":["a","b"]}`.
 pub fn list_json(names: &[String]) -> String {
     #[derive(serde::Serialize)]
@@ -501,6 +528,7 @@ mod tests {
         assert_eq!(Route::parse("/list"), Some(Route::List));
         assert_eq!(Route::parse("/detail"), Some(Route::Detail));
         assert_eq!(Route::parse("/upstream/a"), Some(Route::Upstream("a".into())));
+        assert_eq!(Route::parse("/status"), Some(Route::Status));
         assert_eq!(Route::parse("/other"), None);
     }
 

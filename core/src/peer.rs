@@ -80,14 +80,10 @@ impl Param {
                 format!("{} must be {what} from {min} to {max}", self.name()),
             )
         };
-        let (digits, scale) = match self {
-            Param::FailTimeout => split_time_suffix(text),
-            _ => (text, 1),
+        let value = match self {
+            Param::FailTimeout => parse_seconds(text),
+            _ => parse_integer(text),
         };
-        if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(unit_error());
-        }
-        let value = digits.parse::<u64>().map_err(|_| unit_error())?.checked_mul(scale);
         match value {
             Some(v) if (min..=max).contains(&v) => Ok(v as u32),
             _ => Err(unit_error()),
@@ -116,14 +112,52 @@ impl Param {
     pub const ALL: [Param; 4] = [Param::Weight, Param::MaxFails, Param::FailTimeout, Param::MaxConns];
 }
 
-fn split_time_suffix(text: &str) -> (&str, u64) {
-    match text.as_bytes().last() {
-        Some(b's') => (&text[..text.len() - 1], 1),
-        Some(b'm') => (&text[..text.len() - 1], 60),
-        Some(b'h') => (&text[..text.len() - 1], 3600),
-        Some(b'd') => (&text[..text.len() - 1], 86400),
-        _ => (text, 1),
+fn parse_integer(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    text.parse().ok()
+}
+
+/// nginx's time syntax in seconds (`ngx_parse_time(.., 1)`): parts such as
+/// `1h 30m` or `1m30s`, units `y M w d h m s` from largest to smallest,
+/// each once; a trailing number without a unit is seconds.
+pub fn parse_seconds(text: &str) -> Option<u64> {
+    const UNITS: [(char, u64); 7] =
+        [('y', 31_536_000), ('M', 2_592_000), ('w', 604_800), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+    let mut total: u64 = 0;
+    let mut next_unit = 0; // index into UNITS of the largest unit still allowed
+    let mut rest = text.trim_start();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number = parse_integer(&rest[..digits_end])?;
+        rest = &rest[digits_end..];
+        let scale = match rest.chars().next() {
+            None | Some(' ') => {
+                // A bare number is seconds, and must come last.
+                if !rest.trim_start().is_empty() {
+                    return None;
+                }
+                next_unit = UNITS.len();
+                1
+            }
+            Some(c) => {
+                let i = UNITS.iter().position(|&(u, _)| u == c)?;
+                if i < next_unit {
+                    return None;
+                }
+                next_unit = i + 1;
+                rest = &rest[1..];
+                UNITS[i].1
+            }
+        };
+        total = total.checked_add(number.checked_mul(scale)?)?;
+        rest = rest.trim_start();
+    }
+    Some(total)
 }
 
 /// A complete server, as added by the APIs or read from a state file.
@@ -192,6 +226,15 @@ mod tests {
         assert_eq!(Param::FailTimeout.parse_value("1h").unwrap(), 3600);
         assert!(Param::FailTimeout.parse_value("s").is_err());
         assert!(Param::FailTimeout.parse_value("366d").is_err());
+        assert_eq!(Param::FailTimeout.parse_value("1w").unwrap(), 604_800);
+        assert_eq!(Param::FailTimeout.parse_value("1M").unwrap(), 2_592_000);
+        assert_eq!(Param::FailTimeout.parse_value("1y").unwrap(), 31_536_000);
+        assert_eq!(Param::FailTimeout.parse_value("1m30s").unwrap(), 90);
+        assert_eq!(Param::FailTimeout.parse_value("1h 30m").unwrap(), 5400);
+        assert_eq!(Param::FailTimeout.parse_value("1m 5").unwrap(), 65);
+        for bad in ["500ms", "30s1m", "1s1s", "5 5", "1x", "", " ", "1h-"] {
+            assert!(Param::FailTimeout.parse_value(bad).is_err(), "{bad}");
+        }
         assert!(Param::MaxFails.parse_value("5s").is_err());
     }
 

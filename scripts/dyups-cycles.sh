@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Memory check for run-time upstreams (not part of the quick suite).
+#
+# Runs N cycles (default 10000) of: POST create an upstream, proxy one
+# request to it, POST replace it with two servers, proxy again, DELETE it;
+# then the same against an upstream of the configuration (replace, proxy).
+# Prints the dyups zone's used pages and the workers' resident memory
+# after a warm-up and after the run, and fails if the zone grew or any
+# request failed.
+#
+#   scripts/dyups-cycles.sh [CYCLES]
+source "$(dirname "$0")/common.sh"
+
+cycles=${1:-10000}
+scripts/setup.sh
+module=$(build_module dev)
+out="$REPO_ROOT/scripts/out/dyups-cycles"
+rm -rf "$out"
+mkdir -p "$out/logs" "$out/conf"
+
+base=$((20000 + RANDOM % 900 * 10))
+until ! ss -Hltn | awk '{print $4}' | grep -qE ":$base$|:$((base + 1))$|:$((base + 2))$|:$((base + 3))$"; do
+    base=$((20000 + RANDOM % 900 * 10))
+done
+cat > "$out/conf/nginx.conf" <<EOF
+load_module $module;
+worker_processes 2;
+pid logs/nginx.pid;
+error_log logs/error.log notice;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $out/client_body_temp;
+    proxy_temp_path $out/proxy_temp;
+    fastcgi_temp_path $out/fastcgi_temp;
+    uwsgi_temp_path $out/uwsgi_temp;
+    scgi_temp_path $out/scgi_temp;
+    upstream confhost { server 127.0.0.1:$((base + 2)); }
+    server {
+        listen 127.0.0.1:$base;
+        location / { proxy_pass http://\$host; }
+    }
+    server {
+        listen 127.0.0.1:$((base + 1));
+        location / { dyups_interface; }
+    }
+    server {
+        listen 127.0.0.1:$((base + 2));
+        listen 127.0.0.1:$((base + 3));
+        return 200 "\$server_port\n";
+    }
+}
+EOF
+
+"$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log
+trap 'kill -QUIT "$(cat "$out/logs/nginx.pid")" 2>/dev/null || true' EXIT
+
+perl - "$base" "$cycles" "$out/logs/nginx.pid" <<'PERL'
+use strict;
+use warnings;
+use HTTP::Tiny;
+use Time::HiRes qw(time sleep);
+
+my ($base, $cycles, $pidfile) = @ARGV;
+my ($proxy, $admin, $b1, $b2) = ($base, $base + 1, $base + 2, $base + 3);
+my $http = HTTP::Tiny->new(keep_alive => 1, timeout => 5);
+my $failed = 0;
+
+sub check {
+    my ($res, $code, $what) = @_;
+    return if $res->{status} == $code;
+    $failed++;
+    print "unexpected: $what answered $res->{status} $res->{content}\n" if $failed <= 5;
+}
+
+sub post { $http->request('POST', "http://127.0.0.1:$admin/upstream/$_[0]", { content => $_[1] }) }
+
+sub proxied {
+    my ($host, @ports) = @_;
+    my $res = $http->get("http://127.0.0.1:$proxy/", { headers => { Host => $host } });
+    check($res, 200, "proxy to $host");
+    my ($port) = $res->{content} =~ /^(\d+)/;
+    $failed++ unless defined $port && grep { $_ == $port } @ports;
+}
+
+sub cycle {
+    my ($i) = @_;
+    my $name = "cyc" . ($i % 50);
+    check(post($name, "server 127.0.0.1:$b1;"), 200, 'create');
+    proxied($name, $b1);
+    check(post($name, "server 127.0.0.1:$b1; server 127.0.0.1:$b2 weight=2;"), 200, 'replace');
+    proxied($name, $b1, $b2);
+    check($http->request('DELETE', "http://127.0.0.1:$admin/upstream/$name"), 200, 'delete');
+    check(post('confhost', $i % 2 ? "server 127.0.0.1:$b1;" : "server 127.0.0.1:$b2;"), 200, 'replace config upstream');
+    proxied('confhost', $b1, $b2);
+}
+
+sub usage {
+    my $status = $http->get("http://127.0.0.1:$admin/status")->{content};
+    my ($pages, $free) = $status =~ /pages=(\d+) free_pages=(\d+)/;
+    open(my $fh, '<', $pidfile) or die "pid file: $!";
+    chomp(my $master = <$fh>);
+    my $rss = 0;
+    opendir(my $proc, '/proc') or die;
+    for my $pid (grep { /^\d+$/ } readdir $proc) {
+        open(my $st, '<', "/proc/$pid/status") or next;
+        my ($ppid, $kb) = (0, 0);
+        while (<$st>) {
+            $ppid = $1 if /^PPid:\s+(\d+)/;
+            $kb = $1 if /^VmRSS:\s+(\d+)/;
+        }
+        $rss += $kb if $ppid == $master;
+    }
+    return ($pages - $free, $rss);
+}
+
+for (1 .. 600) { last if $http->get("http://127.0.0.1:$admin/list")->{success}; sleep 0.05 }
+cycle($_) for 1 .. 200;    # warm-up: pools, connections, first versions
+my ($used_before, $rss_before) = usage();
+my $start = time;
+cycle($_) for 1 .. $cycles;
+my $elapsed = time - $start;
+my ($used_after, $rss_after) = usage();
+
+printf "== dyups-cycles: %d cycles (create, proxy, replace, proxy, delete, replace config upstream, proxy)\n", $cycles;
+printf "operations:           %d in %.1f s (%.0f/s)\n", $cycles * 7, $elapsed, $cycles * 7 / $elapsed;
+printf "zone pages used:      %d before, %d after\n", $used_before, $used_after;
+printf "worker RSS (2, KiB):  %d before, %d after (%+d)\n", $rss_before, $rss_after, $rss_after - $rss_before;
+printf "failed requests:      %d\n", $failed;
+my $ok = $failed == 0 && $used_after <= $used_before + 1;
+print $ok ? "RESULT: PASS\n" : "RESULT: FAIL\n";
+exit($ok ? 0 : 1);
+PERL
+status=$?
+alerts=$(grep -cE '\[(alert|crit|emerg)\]|exited on signal' "$out/logs/error.log" || true)
+echo "alert/crit/signal:    $alerts"
+[ "$alerts" = 0 ] || status=1
+exit $status

@@ -1,0 +1,478 @@
+# dynamic_upstream on each load balancer: least_conn, ip_hash and hash $arg_key
+# accept down/up, add, remove and weight (the list shows them, the traffic
+# follows); hash ... consistent and random refuse add/remove/weight with 409
+# but accept down/up, max_fails, fail_timeout and max_conns.
+use lib 't/lib';
+use NginxTest;
+use IO::Socket::INET;
+
+# dead_ports(N): N local ports where nothing listens, outside the kernel's
+# ephemeral range (a connection to 127.0.0.1:P with P in that range can, rarely,
+# connect to itself and hang) and outside the harness's 10000-29999. Peers on
+# them refuse connections at once.
+sub dead_ports {
+    my ($n) = @_;
+    my ($low, $high) = (32768, 60999);
+    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        ($low, $high) = split ' ', scalar <$fh>;
+    }
+    my @gaps = sort { ($b->[1] - $b->[0]) <=> ($a->[1] - $a->[0]) }
+               ([30000, $low - 1], [$high + 1, 65535]);
+    my @ports;
+    for my $p ($gaps[0][0] .. $gaps[0][1]) {
+        last if @ports == $n;
+        next if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p, Proto => 'tcp', Timeout => 1);
+        push @ports, $p;
+    }
+    die "dead_ports: only " . scalar(@ports) . " free ports outside the ephemeral range\n" if @ports < $n;
+    return @ports;
+}
+
+
+# spread(N, URI_OF_I): N proxied requests; URI_OF_I(i) gives each URI
+# (default '/'). Returns { port => count }.
+sub spread {
+    my ($n, $uri_of) = @_;
+    $uri_of //= sub { '/' };
+    my %seen;
+    for my $i (1 .. $n) {
+        my $r = http_get($uri_of->($i));
+        my $key = $r->{status} == 200 ? $r->{body} : "status $r->{status}";
+        $key =~ s/\n\z//;
+        $seen{$key}++;
+    }
+    return \%seen;
+}
+
+# by_key(KEYS): for hash $arg_key: { key => port answering /?key=KEY }.
+sub by_key {
+    my (@keys) = @_;
+    my %map;
+    for my $k (@keys) {
+        my $r = http_get("/?key=$k");
+        ($map{$k} = $r->{status} == 200 ? $r->{body} : "status $r->{status}") =~ s/\n\z//;
+    }
+    return \%map;
+}
+
+sub api {
+    my ($upstream, $q, $status) = @_;
+    $status //= 200;
+    my $r = http_get("/dynamic?upstream=$upstream&$q");
+    is($r->{status}, $status, "$upstream $q: $status") or diag($r->{body});
+    return $r;
+}
+
+sub vline {
+    my ($port, $extra) = @_;
+    return "server 127.0.0.1:$port weight=1 max_fails=1 fail_timeout=10" . ($extra // '') . ";\n";
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: least_conn: down/up, add, remove, weight in the list and in the traffic
+--- workers: 1
+--- http_config
+upstream backends {
+    least_conn;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+is_deeply(main::spread(20), { $p1 => 10, $p2 => 10 }, 'two idle peers share evenly');
+
+my $r = main::api('backends', "server=127.0.0.1:$p1&down=");
+is($r->{body}, main::vline($p1, ' down') . main::vline($p2), 'down listed');
+is_deeply(main::spread(10), { $p2 => 10 }, 'down peer gets nothing');
+main::api('backends', "server=127.0.0.1:$p1&up=");
+is_deeply(main::spread(20), { $p1 => 10, $p2 => 10 }, 'up again: shares');
+
+$r = main::api('backends', "add=&server=127.0.0.1:$p3");
+is($r->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\nserver 127.0.0.1:$p3;\n", 'add listed');
+is_deeply(main::spread(30), { $p1 => 10, $p2 => 10, $p3 => 10 }, 'added peer gets its share');
+
+$r = main::api('backends', "remove=&server=127.0.0.1:$p2");
+is($r->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p3;\n", 'remove listed');
+is_deeply(main::spread(20), { $p1 => 10, $p3 => 10 }, 'removed peer gets nothing');
+
+$r = main::api('backends', "server=127.0.0.1:$p3&weight=3");
+is($r->{body}, main::vline($p1) . "server 127.0.0.1:$p3 weight=3 max_fails=1 fail_timeout=10;\n", 'weight listed');
+is_deeply(main::spread(40), { $p1 => 10, $p3 => 30 }, 'weight=3: 3:1 among idle peers');
+
+
+
+=== TEST 2: least_conn: an added peer takes part, and connection counts return to 0
+--- workers: 1
+--- http_config
+upstream backends {
+    least_conn;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / { return 200 "$server_port\n"; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    location / { return 200 "$server_port\n"; }
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+main::api('backends', "add=&server=127.0.0.1:$p2");
+my $s = main::spread(20);
+is_deeply($s, { $p1 => 10, $p2 => 10 }, 'the added peer takes part in least_conn') or diag(explain($s));
+my $j = http_get('/dynamic?upstream=backends&format=json');
+like($j->{body}, qr/"conns":0.*"conns":0/s, 'no connection left counted on either peer');
+
+
+
+=== TEST 3: ip_hash: requests from one address stick to one peer; down moves them; add, remove, weight
+--- http_config
+upstream backends {
+    ip_hash;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { port($_) } 1 .. 4;
+my $s = main::spread(10);
+is(scalar keys %$s, 1, 'all requests from 127.0.0.1 go to one peer') or diag(explain($s));
+my ($sticky) = keys %$s;
+ok((grep { $_ eq $sticky } @p[0 .. 2]), 'a configured peer');
+
+my $r = main::api('backends', "server=127.0.0.1:$sticky&down=");
+like($r->{body}, qr/^server 127\.0\.0\.1:$sticky weight=1 max_fails=1 fail_timeout=10 down;$/m, 'down listed');
+$s = main::spread(10);
+is(scalar keys %$s, 1, 'after down: still one peer') or diag(explain($s));
+my ($moved) = keys %$s;
+isnt($moved, $sticky, 'they moved to another peer');
+ok((grep { $_ eq $moved } @p[0 .. 2]), 'an up configured peer');
+
+main::api('backends', "server=127.0.0.1:$sticky&up=");
+is_deeply(main::spread(10), { $sticky => 10 }, 'up again: back to the first peer');
+
+$r = main::api('backends', "add=&server=127.0.0.1:$p[3]");
+is($r->{body}, join('', map { "server 127.0.0.1:$_;\n" } @p), 'add listed');
+$s = main::spread(10);
+is(scalar keys %$s, 1, 'after add: one peer') or diag(explain($s));
+($sticky) = keys %$s;
+
+# down every other peer: the added one must take the traffic
+for my $q (grep { $_ ne $p[3] } @p) { main::api('backends', "server=127.0.0.1:$q&down=") }
+is_deeply(main::spread(10), { $p[3] => 10 }, 'the added peer takes traffic when the others are down');
+for my $q (grep { $_ ne $p[3] } @p) { main::api('backends', "server=127.0.0.1:$q&up=") }
+
+$r = main::api('backends', "remove=&server=127.0.0.1:$sticky");
+unlike($r->{body}, qr/:$sticky;/, 'remove listed');
+$s = main::spread(10);
+is(scalar keys %$s, 1, 'after remove: one peer') or diag(explain($s));
+ok(!exists $s->{$sticky}, 'not the removed peer');
+my ($now) = keys %$s;
+
+$r = main::api('backends', "server=127.0.0.1:$now&weight=5");
+like($r->{body}, qr/^server 127\.0\.0\.1:$now weight=5 max_fails=1 fail_timeout=10;$/m, 'weight listed');
+$s = main::spread(10);
+is(scalar keys %$s, 1, 'after a weight change: one peer') or diag(explain($s));
+ok(!exists $s->{$sticky}, 'still not the removed peer');
+
+
+
+=== TEST 4: ip_hash with a single remaining up peer, and 502 when all are down
+--- http_config
+upstream backends {
+    ip_hash;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+main::api('backends', "server=127.0.0.1:$p1&down=");
+is_deeply(main::spread(10), { $p2 => 10 }, 'only the up peer');
+main::api('backends', "server=127.0.0.1:$p2&down=");
+main::api('backends', "server=127.0.0.1:$p1&up=");
+is_deeply(main::spread(10), { $p1 => 10 }, 'only the other up peer');
+main::api('backends', "server=127.0.0.1:$p1&down=");
+is_deeply(main::spread(4), { 'status 502' => 4 }, 'all down: 502');
+
+
+
+=== TEST 5: hash $arg_key: a key sticks to a peer; down moves it; add, remove and weight follow
+--- http_config
+upstream backends {
+    hash $arg_key;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { port($_) } 1 .. 4;
+my @keys = map { "k$_" } 1 .. 60;
+my $map = main::by_key(@keys);
+is_deeply(main::by_key(@keys), $map, 'each key sticks to its peer');
+my %count;
+$count{$_}++ for values %$map;
+is_deeply([sort keys %count], [sort @p[0 .. 2]], 'the keys spread over the three peers') or diag(explain(\%count));
+
+my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+like($r->{body}, qr/^server 127\.0\.0\.1:$p[0] weight=1 max_fails=1 fail_timeout=10 down;$/m, 'down listed');
+my $after = main::by_key(@keys);
+ok(!(grep { $_ eq $p[0] } values %$after), 'no key reaches the down peer');
+is_deeply({ map { $_ => $after->{$_} } grep { $map->{$_} ne $p[0] } @keys },
+          { map { $_ => $map->{$_} } grep { $map->{$_} ne $p[0] } @keys },
+          'keys of the other peers did not move');
+main::api('backends', "server=127.0.0.1:$p[0]&up=");
+is_deeply(main::by_key(@keys), $map, 'up again: every key back on its peer');
+
+$r = main::api('backends', "add=&server=127.0.0.1:$p[3]");
+is($r->{body}, join('', map { "server 127.0.0.1:$_;\n" } @p), 'add listed');
+$after = main::by_key(@keys);
+my %c4;
+$c4{$_}++ for values %$after;
+is_deeply([sort keys %c4], [sort @p], 'the keys now spread over four peers, the added one included')
+    or diag(explain(\%c4));
+is_deeply(main::by_key(@keys), $after, 'and stick there');
+
+$r = main::api('backends', "remove=&server=127.0.0.1:$p[1]");
+is($r->{body}, join('', map { "server 127.0.0.1:$_;\n" } @p[0, 2, 3]), 'remove listed');
+$after = main::by_key(@keys);
+ok(!(grep { $_ eq $p[1] } values %$after), 'no key reaches the removed peer');
+my %c3;
+$c3{$_}++ for values %$after;
+is_deeply([sort keys %c3], [sort @p[0, 2, 3]], 'the keys spread over the remaining three') or diag(explain(\%c3));
+
+$r = main::api('backends', "server=127.0.0.1:$p[3]&weight=20");
+like($r->{body}, qr/^server 127\.0\.0\.1:$p[3] weight=20 max_fails=1 fail_timeout=10;$/m, 'weight listed');
+$after = main::by_key(@keys);
+my %cw;
+$cw{$_}++ for values %$after;
+cmp_ok($cw{ $p[3] } // 0, '>=', 40, 'the weight=20 peer (of 22) gets most of the 60 keys') or diag(explain(\%cw));
+
+
+
+=== TEST 6: hash ... consistent: add, remove and weight answer 409; down/up and the other parameters work
+--- http_config
+upstream backends {
+    hash $arg_key consistent;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { port($_) } 1 .. 4;
+my $list = join '', map { main::vline($_) } @p[0 .. 2];
+my $conflict = qr/\A409 Conflict: upstream "backends" uses the consistent hash balancer, which computes its table once at start on nginx 1\.22: adding, removing or re-weighting peers is refused \(down, up, max_fails, fail_timeout and max_conns work\)\n\z/;
+for my $q ("add=&server=127.0.0.1:$p[3]", "add=&server=127.0.0.1:$p[3]&weight=2",
+           "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
+           "server=127.0.0.1:$p[2]&weight=2&down=") {
+    my $r = main::api('backends', $q, 409);
+    like($r->{body}, $conflict, "$q: reason");
+    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
+}
+
+my @keys = map { "k$_" } 1 .. 40;
+my $map = main::by_key(@keys);
+is_deeply(main::by_key(@keys), $map, 'keys stick');
+my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
+my $after = main::by_key(@keys);
+ok(!(grep { $_ eq $p[0] } values %$after), 'no key reaches the down peer');
+main::api('backends', "server=127.0.0.1:$p[0]&up=");
+is_deeply(main::by_key(@keys), $map, 'up: keys back');
+
+$r = main::api('backends', "server=127.0.0.1:$p[1]&max_fails=3&fail_timeout=20&max_conns=50");
+is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
+             . main::vline($p[2]), 'max_fails, fail_timeout, max_conns accepted');
+$r = main::api('backends', "server=127.0.0.1:$p[2]&down=&max_fails=0");
+is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
+             . "server 127.0.0.1:$p[2] weight=1 max_fails=0 fail_timeout=10 down;\n", 'down with max_fails accepted');
+
+
+
+=== TEST 7: random: add, remove and weight answer 409; down/up and the other parameters work
+--- http_config
+upstream backends {
+    random;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { port($_) } 1 .. 4;
+my $list = join '', map { main::vline($_) } @p[0 .. 2];
+my $conflict = "409 Conflict: upstream \"backends\" uses the random balancer, which computes its table once at start "
+             . "on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, max_fails, fail_timeout "
+             . "and max_conns work)\n";
+# traffic first, so that every worker has built its table
+my $s = main::spread(30);
+is(scalar keys %$s, 3, 'random spreads over the three peers') or diag(explain($s));
+for my $q ("add=&server=127.0.0.1:$p[3]", "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
+           "server=127.0.0.1:$p[0]&weight=1") {
+    my $r = main::api('backends', $q, 409);
+    is($r->{body}, $conflict, "$q: reason");
+    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
+}
+my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
+$s = main::spread(40);
+ok(!exists $s->{ $p[0] }, 'the down peer gets nothing') or diag(explain($s));
+is(($s->{ $p[1] } // 0) + ($s->{ $p[2] } // 0), 40, 'the up peers answer everything');
+main::api('backends', "server=127.0.0.1:$p[0]&up=");
+$s = main::spread(40);
+ok($s->{ $p[0] }, 'up again: it gets traffic') or diag(explain($s));
+
+$r = main::api('backends', "server=127.0.0.1:$p[2]&max_fails=2&fail_timeout=1m&max_conns=9");
+is($r->{body}, main::vline($p[0]) . main::vline($p[1])
+             . "server 127.0.0.1:$p[2] weight=1 max_fails=2 fail_timeout=60 max_conns=9;\n",
+   'max_fails, fail_timeout, max_conns accepted');
+$s = main::spread(20);
+is(eval { my $t = 0; $t += $_ for values %$s; $t }, 20, 'traffic still flows') or diag(explain($s));
+ok(!(grep { /^status/ } keys %$s), 'no errors') or diag(explain($s));
+
+
+
+=== TEST 8: round robin (no balancer directive): weights over three peers
+--- workers: 1
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { port($_) } 1 .. 3;
+main::api('backends', "server=127.0.0.1:$p[0]&weight=2");
+main::api('backends', "server=127.0.0.1:$p[2]&weight=5");
+is_deeply(main::spread(80), { $p[0] => 20, $p[1] => 10, $p[2] => 50 }, '2:1:5');
+
+
+
+=== TEST 9: more than 64 peers on least_conn, ip_hash and hash: failover past the 64th peer, no crash
+--- http_config
+upstream lc {
+    least_conn;
+    zone lc 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream iph {
+    ip_hash;
+    zone iph 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream hsh {
+    hash $arg_key;
+    zone hsh 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /lc/ { proxy_pass http://lc; }
+location /iph/ { proxy_pass http://iph; }
+location /hsh/ { proxy_pass http://hsh; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+my @dead = main::dead_ports(70);
+for my $u (qw(lc iph hsh)) {
+    # 70 peers that refuse connections, never taken out (max_fails=0), then
+    # a second live peer listed 72nd
+    my $bad = 0;
+    for my $i (1 .. 70) {
+        my $r = http_get("/dynamic?upstream=$u&add=&max_fails=0&server=127.0.0.1:$dead[$i - 1]");
+        $bad++ if $r->{status} != 200;
+    }
+    is($bad, 0, "$u: 70 peers added");
+    main::api($u, "add=&server=127.0.0.1:$p2");
+    my $s = main::spread(30, sub { "/$u/?key=k$_[0]" });
+    is(($s->{$p1} // 0) + ($s->{$p2} // 0), 30, "$u: every request reached a live peer") or diag(explain($s));
+    $bad = 0;
+    for my $i (1 .. 70) {
+        my $r = http_get("/dynamic?upstream=$u&remove=&server=127.0.0.1:$dead[$i - 1]");
+        $bad++ if $r->{status} != 200;
+    }
+    is($bad, 0, "$u: 70 peers removed");
+    is(http_get("/dynamic?upstream=$u")->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\n", "$u: two peers left");
+    $s = main::spread(20, sub { "/$u/?key=k$_[0]" });
+    is(($s->{$p1} // 0) + ($s->{$p2} // 0), 20, "$u: traffic after removal") or diag(explain($s));
+}
