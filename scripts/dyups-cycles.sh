@@ -8,10 +8,21 @@
 # after a warm-up and after the run, and fails if the zone grew or any
 # request failed.
 #
-#   scripts/dyups-cycles.sh [CYCLES]
+#   scripts/dyups-cycles.sh [CYCLES] [--valgrind]
+#
+# With --valgrind nginx runs under memcheck and the run also fails on any
+# invalid read, write or free.
 source "$(dirname "$0")/common.sh"
 
-cycles=${1:-10000}
+cycles=10000
+valgrind=0
+for arg in "$@"; do
+    case "$arg" in
+        --valgrind) valgrind=1 ;;
+        *[!0-9]*) echo "usage: $0 [CYCLES] [--valgrind]" >&2; exit 2 ;;
+        *) cycles=$arg ;;
+    esac
+done
 scripts/setup.sh
 module=$(build_module dev)
 out="$REPO_ROOT/scripts/out/dyups-cycles"
@@ -52,19 +63,65 @@ http {
 }
 EOF
 
-"$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log
-trap 'kill -QUIT "$(cat "$out/logs/nginx.pid")" 2>/dev/null || true' EXIT
+nginx_cmd=("$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log)
+if [ "$valgrind" = 1 ]; then
+    nginx_cmd=(valgrind --tool=memcheck --trace-children=yes --leak-check=full
+               --log-file="$out/logs/valgrind.%p.log" "${nginx_cmd[@]}")
+fi
+"${nginx_cmd[@]}"
+stop_nginx() {
+    # Only the nginx this script started, by its pid file.
+    local pid
+    pid=$(cat "$out/logs/nginx.pid" 2>/dev/null) || return 0
+    kill -QUIT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+trap stop_nginx EXIT
+for _ in $(seq 1 300); do [ -s "$out/logs/nginx.pid" ] && break; sleep 0.1; done
 
 perl - "$base" "$cycles" "$out/logs/nginx.pid" <<'PERL'
 use strict;
 use warnings;
-use HTTP::Tiny;
+use IO::Socket::INET;
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
 my ($base, $cycles, $pidfile) = @ARGV;
 my ($proxy, $admin, $b1, $b2) = ($base, $base + 1, $base + 2, $base + 3);
-my $http = HTTP::Tiny->new(keep_alive => 1, timeout => 5);
 my $failed = 0;
+
+# A minimal keep-alive HTTP/1.1 client: one write per request, one
+# connection per port.
+my %conn;
+sub request {
+    my ($method, $port, $path, $host, $body) = @_;
+    $body //= '';
+    for my $attempt (1, 2) {
+        my $s = $conn{$port} //= IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+            or die "connect $port: $!";
+        $s->setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
+        my $req = "$method $path HTTP/1.1\r\nHost: $host\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+        if (syswrite($s, $req) == length $req) {
+            my $res = read_response($s);
+            return $res if $res;
+        }
+        delete $conn{$port};    # the server closed a kept-alive connection: retry once
+    }
+    return { status => 599, content => 'connection failed' };
+}
+
+sub read_response {
+    my ($s) = @_;
+    my $buf = '';
+    while ($buf !~ /\r\n\r\n/) { sysread($s, $buf, 65536, length $buf) or return undef }
+    my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
+    my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+    $len //= 0;
+    while (length $rest < $len) { sysread($s, $rest, 65536, length $rest) or return undef }
+    return { status => $status, content => substr($rest, 0, $len), success => $status < 300 };
+}
+
 
 sub check {
     my ($res, $code, $what) = @_;
@@ -73,11 +130,11 @@ sub check {
     print "unexpected: $what answered $res->{status} $res->{content}\n" if $failed <= 5;
 }
 
-sub post { $http->request('POST', "http://127.0.0.1:$admin/upstream/$_[0]", { content => $_[1] }) }
+sub post { request('POST', $admin, "/upstream/$_[0]", 'localhost', $_[1]) }
 
 sub proxied {
     my ($host, @ports) = @_;
-    my $res = $http->get("http://127.0.0.1:$proxy/", { headers => { Host => $host } });
+    my $res = request('GET', $proxy, '/', $host);
     check($res, 200, "proxy to $host");
     my ($port) = $res->{content} =~ /^(\d+)/;
     $failed++ unless defined $port && grep { $_ == $port } @ports;
@@ -90,13 +147,13 @@ sub cycle {
     proxied($name, $b1);
     check(post($name, "server 127.0.0.1:$b1; server 127.0.0.1:$b2 weight=2;"), 200, 'replace');
     proxied($name, $b1, $b2);
-    check($http->request('DELETE', "http://127.0.0.1:$admin/upstream/$name"), 200, 'delete');
+    check(request('DELETE', $admin, "/upstream/$name", 'localhost'), 200, 'delete');
     check(post('confhost', $i % 2 ? "server 127.0.0.1:$b1;" : "server 127.0.0.1:$b2;"), 200, 'replace config upstream');
     proxied('confhost', $b1, $b2);
 }
 
 sub usage {
-    my $status = $http->get("http://127.0.0.1:$admin/status")->{content};
+    my $status = request('GET', $admin, '/status', 'localhost')->{content};
     my ($pages, $free) = $status =~ /pages=(\d+) free_pages=(\d+)/;
     open(my $fh, '<', $pidfile) or die "pid file: $!";
     chomp(my $master = <$fh>);
@@ -114,7 +171,7 @@ sub usage {
     return ($pages - $free, $rss);
 }
 
-for (1 .. 600) { last if $http->get("http://127.0.0.1:$admin/list")->{success}; sleep 0.05 }
+for (1 .. 1200) { last if eval { request('GET', $admin, '/status', 'localhost')->{success} }; sleep 0.05 }
 cycle($_) for 1 .. 200;    # warm-up: pools, connections, first versions
 my ($used_before, $rss_before) = usage();
 my $start = time;
@@ -132,7 +189,14 @@ print $ok ? "RESULT: PASS\n" : "RESULT: FAIL\n";
 exit($ok ? 0 : 1);
 PERL
 status=$?
+stop_nginx
+trap - EXIT
 alerts=$(grep -cE '\[(alert|crit|emerg)\]|exited on signal' "$out/logs/error.log" || true)
 echo "alert/crit/signal:    $alerts"
 [ "$alerts" = 0 ] || status=1
+if [ "$valgrind" = 1 ]; then
+    invalid=$(cat "$out"/logs/valgrind.*.log | grep -cE 'Invalid (read|write)|uninitialised|Invalid free' || true)
+    echo "valgrind errors:      $invalid (logs: $out/logs/valgrind.*.log)"
+    [ "$invalid" = 0 ] || status=1
+fi
 exit $status

@@ -87,3 +87,11 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         NGX_OK as ngx_int_t
     })
 }
+
+/// exit_process: free this worker's dyups versions.
+pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    let _ = crate::entry::request_guard(|| {
+        crate::dyups_worker::release_all();
+        NGX_OK as ngx_int_t
+    });
+}

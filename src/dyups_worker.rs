@@ -575,6 +575,16 @@ pub fn is_front(uscf: *mut ngx_http_upstream_srv_conf_t) -> bool {
     unsafe { (*uscf).peer.init.map(|f| f as usize) == Some(init_front_peer as *const () as usize) }
 }
 
+/// Releases this worker's versions (exit_process): nothing runs after it,
+/// and freeing them keeps memory checkers' reports meaningful.
+pub fn release_all() {
+    VIEW.with(|view| {
+        for front in view.borrow_mut().fronts.values_mut() {
+            set_version(front, ptr::null_mut());
+        }
+    });
+}
+
 /// Timer that keeps idle workers in sync.
 static mut SYNC_TIMER: ngx_event_t = unsafe { zeroed() };
 static mut SYNC_INTERVAL: ngx_msec_t = 1000;

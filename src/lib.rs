@@ -69,6 +69,7 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as _,
     init_module: Some(cycle::init_module),
     init_process: Some(cycle::init_process),
+    exit_process: Some(cycle::exit_process),
     ..ngx_module_t::default()
 };
 
