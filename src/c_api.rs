@@ -43,6 +43,7 @@ pub unsafe extern "C" fn ngx_dyups_update_upstream(name: *mut ngx_str_t, buf: *m
         // (pos..last), per the dyups API.
         let (name, body) = unsafe { (str_arg(name), buf_arg(buf)) };
         let result = match name {
+            _ if !crate::lua_api::in_running_process() => Err(not_running()),
             Some(name) => update_upstream(&name, &body, false, false),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
@@ -56,12 +57,17 @@ pub unsafe extern "C" fn ngx_dyups_delete_upstream(name: *mut ngx_str_t, rv: *mu
     request_guard(|| {
         // SAFETY: the caller passes a valid name, per the dyups API.
         let result = match unsafe { str_arg(name) } {
+            _ if !crate::lua_api::in_running_process() => Err(not_running()),
             Some(name) => delete_upstream(&name, false),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         // SAFETY: rv is the caller's string (or null).
         unsafe { answer(result, rv) }
     })
+}
+
+fn not_running() -> ApiError {
+    ApiError::new(500, "not_running", "not available here: call it from a worker")
 }
 
 /// # Safety

@@ -9,6 +9,8 @@
 //! * `init_process` (in each worker): start the dyups sync timer.
 
 use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK};
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -27,6 +29,9 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
                 return NGX_ERROR as ngx_int_t;
             };
             main.balancers = KnownBalancers::probe(cf);
+            if crate::lua::register_packages(cf).is_err() {
+                return NGX_ERROR as ngx_int_t;
+            }
             // Every request first checks whether the dyups registry moved.
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
@@ -42,7 +47,16 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     })
 }
 
+/// Set once a cycle's zones exist and init_module ran (see
+/// [`crate::lua_api::in_running_process`]).
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+pub fn started() -> bool {
+    STARTED.load(Ordering::Relaxed)
+}
+
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    STARTED.store(true, Ordering::Relaxed);
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls init_module in the master with the new cycle,
         // which is also ngx_cycle's target by now.

@@ -29,17 +29,24 @@ pub fn respond(req: &mut HttpRequest) -> Response {
 
 fn run(args: &[u8]) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
     let request = QueryRequest::parse(args)?;
-    let zone = ZoneUpstream::find(&request.upstream)?;
-    if request.action == Action::List {
-        return Ok((request, zone));
+    let zone = perform(&request.upstream, &request.action)?;
+    Ok((request, zone))
+}
+
+/// Finds the zone upstream `name` and applies `action` to it: the one
+/// operation behind the query-string API and Lua's `ngx.dynamic`.
+pub fn perform(name: &str, action: &Action) -> Result<ZoneUpstream, ApiError> {
+    let zone = ZoneUpstream::find(name)?;
+    if *action == Action::List {
+        return Ok(zone);
     }
     // Reaping first frees what earlier removals retired (room for an add);
     // reaping after starts the grace period of what this one retired.
     reclaim::reap(&zone);
-    zone.apply(&request.action)?;
+    zone.apply(action)?;
     reclaim::reap(&zone);
-    log_change(&zone, &request.action);
-    Ok((request, zone))
+    log_change(&zone, action);
+    Ok(zone)
 }
 
 fn render(request: &QueryRequest, zone: &ZoneUpstream, json: bool) -> Response {

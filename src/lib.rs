@@ -15,6 +15,8 @@ mod dyups_worker;
 mod entry;
 mod handlers;
 mod http_io;
+mod lua;
+mod lua_api;
 mod peer_lock;
 mod reclaim;
 mod request_hook;

@@ -1,0 +1,92 @@
+//! `require "ngx.dynamic"` and `require "ngx.dyups"` for Debian's (or
+//! OpenResty's) Lua module, when it is loaded before this one.
+//!
+//! At configuration time the module looks up the Lua module's
+//! `ngx_http_lua_add_package_preload` with `dlsym` (nginx opens modules with
+//! global symbol visibility; looking it up, rather than linking to it, keeps
+//! this module loadable without Lua) and registers a loader per package.
+//! A loader compiles and runs an embedded Lua wrapper (`src/lua/*.lua`)
+//! that calls this module's `ndu_*` functions ([`crate::lua_api`]) through
+//! LuaJIT's FFI. No `lua_package_path` is needed.
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+
+use ngx::ffi::{ngx_conf_t, ngx_int_t, NGX_OK};
+
+/// An opaque `lua_State`.
+#[repr(C)]
+pub struct LuaState {
+    _private: [u8; 0],
+}
+
+type LuaCFunction = unsafe extern "C-unwind" fn(*mut LuaState) -> c_int;
+type AddPreload = unsafe extern "C" fn(*mut ngx_conf_t, *const c_char, LuaCFunction) -> ngx_int_t;
+type LoadBuffer = unsafe extern "C-unwind" fn(*mut LuaState, *const c_char, usize, *const c_char) -> c_int;
+type Call = unsafe extern "C-unwind" fn(*mut LuaState, c_int, c_int);
+
+const DYNAMIC_SOURCE: &str = include_str!("lua/dynamic.lua");
+const DYUPS_SOURCE: &str = include_str!("lua/dyups.lua");
+
+/// Registers the packages if the Lua module is loaded (postconfiguration).
+///
+/// # Safety
+/// `cf` must be the http block's live configuration context.
+pub unsafe fn register_packages(cf: *mut ngx_conf_t) -> Result<(), ()> {
+    // SAFETY: dlsym with RTLD_DEFAULT only reads the loaded objects' symbol
+    // tables; the symbol, when present, has the declared C signature.
+    unsafe {
+        let Some(add) = symbol(c"ngx_http_lua_add_package_preload") else {
+            return Ok(()); // no Lua module: nothing to register
+        };
+        let add: AddPreload = core::mem::transmute::<*mut c_void, AddPreload>(add);
+        for (package, loader) in [
+            (c"ngx.dynamic", load_dynamic as LuaCFunction),
+            (c"ngx.dyups", load_dyups as LuaCFunction),
+        ] {
+            if add(cf, package.as_ptr(), loader) != NGX_OK as ngx_int_t {
+                return Err(());
+            }
+        }
+    }
+    Ok(())
+}
+
+unsafe fn symbol(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: see register_packages.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p)
+}
+
+unsafe extern "C-unwind" fn load_dynamic(l: *mut LuaState) -> c_int {
+    // SAFETY: called by Lua's `require` with its state.
+    unsafe { run_source(l, DYNAMIC_SOURCE, c"=ngx.dynamic") }
+}
+
+unsafe extern "C-unwind" fn load_dyups(l: *mut LuaState) -> c_int {
+    // SAFETY: called by Lua's `require` with its state.
+    unsafe { run_source(l, DYUPS_SOURCE, c"=ngx.dyups") }
+}
+
+/// Compiles and runs `source`, leaving its result (the package table) on
+/// the stack. A Lua error raised by either step propagates to `require` as
+/// usual: the C-unwind ABI lets it unwind through this frame, which holds
+/// no value with a destructor.
+///
+/// # Safety
+/// `l` is the Lua state `require` passed to the loader.
+unsafe fn run_source(l: *mut LuaState, source: &str, chunk_name: &CStr) -> c_int {
+    // SAFETY: per the contract; the Lua C API is present whenever a loader
+    // runs (the Lua module registered it).
+    unsafe {
+        let (Some(load), Some(call)) = (symbol(c"luaL_loadbuffer"), symbol(c"lua_call")) else {
+            return 0;
+        };
+        let load: LoadBuffer = core::mem::transmute::<*mut c_void, LoadBuffer>(load);
+        let call: Call = core::mem::transmute::<*mut c_void, Call>(call);
+        if load(l, source.as_ptr().cast(), source.len(), chunk_name.as_ptr()) != 0 {
+            return 1; // the error message is on the stack: require returns it
+        }
+        call(l, 0, 1);
+        1
+    }
+}

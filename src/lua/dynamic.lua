@@ -1,0 +1,213 @@
+-- ngx.dynamic: the dynamic_upstream operations for Lua (embedded in the
+-- nginx module; `require "ngx.dynamic"` needs no lua_package_path).
+-- Every function returns its result, or nil and an error message.
+local ffi = require "ffi"
+local C = ffi.C
+
+-- pcall: a second Lua VM in the same worker, or a re-require, must not
+-- fail on declarations that already exist.
+pcall(ffi.cdef, [[
+typedef struct {
+    unsigned char name[128];
+    size_t name_len;
+    int64_t weight, max_fails, fail_timeout, max_conns, conns, fails,
+            current_weight, effective_weight, accessed, checked;
+    int32_t backup, down;
+} ndu_peer_t;
+int ndu_list_zones(unsigned char *buf, size_t cap, size_t *len,
+                   unsigned char *err, size_t *err_len);
+int ndu_describe_zone(const char *zone, size_t zone_len, ndu_peer_t *peers,
+                      size_t cap, size_t *count, unsigned char *err, size_t *err_len);
+int ndu_add_peer(const char *zone, size_t zone_len, const char *server, size_t server_len,
+                 double weight, double max_fails, double fail_timeout, double max_conns,
+                 int down, int backup, unsigned char *err, size_t *err_len);
+int ndu_update_peer(const char *zone, size_t zone_len, const char *server, size_t server_len,
+                    double weight, double max_fails, double fail_timeout, double max_conns,
+                    int down, unsigned char *err, size_t *err_len);
+int ndu_remove_peer(const char *zone, size_t zone_len, const char *server, size_t server_len,
+                    unsigned char *err, size_t *err_len);
+]])
+
+local err_buf = ffi.new("unsigned char[512]")
+local err_len = ffi.new("size_t[1]")
+local size = ffi.new("size_t[1]")
+
+local _M = { _VERSION = "0.1" }
+
+local function failed()
+    return nil, ffi.string(err_buf, err_len[0])
+end
+
+local function check_string(value, what)
+    if type(value) ~= "string" then
+        return nil, what .. " must be a string"
+    end
+    return true
+end
+
+-- A number option: nil means "not given" (-1 for the C side).
+local function number(value, what)
+    if value == nil then
+        return -1
+    end
+    if type(value) ~= "number" then
+        return nil, what .. " must be a number"
+    end
+    if value < 0 then
+        -- Negative numbers are invalid, not "not given": let the module
+        -- refuse them with its own message.
+        return 1e13
+    end
+    return value
+end
+
+local function options(opts)
+    local values = {}
+    for _, key in ipairs({ "weight", "max_fails", "fail_timeout", "max_conns" }) do
+        local v, err = number(opts[key], key)
+        if not v then
+            return nil, err
+        end
+        values[key] = v
+    end
+    return values
+end
+
+function _M.list_zones()
+    local cap = 4096
+    while true do
+        local buf = ffi.new("unsigned char[?]", cap)
+        if C.ndu_list_zones(buf, cap, size, err_buf, err_len) ~= 0 then
+            return failed()
+        end
+        local len = tonumber(size[0])
+        if len <= cap then
+            local names = {}
+            for name in ffi.string(buf, len):gmatch("[^\n]+") do
+                names[#names + 1] = name
+            end
+            return names
+        end
+        cap = len
+    end
+end
+
+function _M.describe_zone(zone)
+    local ok, err = check_string(zone, "zone")
+    if not ok then
+        return nil, err
+    end
+    local cap = 64
+    while true do
+        local peers = ffi.new("ndu_peer_t[?]", cap)
+        if C.ndu_describe_zone(zone, #zone, peers, cap, size, err_buf, err_len) ~= 0 then
+            return failed()
+        end
+        local count = tonumber(size[0])
+        if count <= cap then
+            local out = {}
+            for i = 0, count - 1 do
+                local p = peers[i]
+                local peer = {
+                    name = ffi.string(p.name, p.name_len),
+                    weight = tonumber(p.weight),
+                    max_fails = tonumber(p.max_fails),
+                    fail_timeout = tonumber(p.fail_timeout),
+                    max_conns = tonumber(p.max_conns),
+                    conns = tonumber(p.conns),
+                    fails = tonumber(p.fails),
+                    current_weight = tonumber(p.current_weight),
+                    effective_weight = tonumber(p.effective_weight),
+                    accessed = tonumber(p.accessed),
+                    checked = tonumber(p.checked),
+                    backup = p.backup ~= 0,
+                }
+                if p.down ~= 0 then
+                    peer.down = true
+                end
+                out[#out + 1] = peer
+            end
+            return out
+        end
+        cap = count + 16
+    end
+end
+
+-- add_peer(zone, server, weight, max_fails, fail_timeout, down)
+-- add_peer(zone, server, { weight =, max_fails =, fail_timeout =, max_conns =, down =, backup = })
+function _M.add_peer(zone, server, weight, max_fails, fail_timeout, down)
+    local ok, err = check_string(zone, "zone")
+    if ok then
+        ok, err = check_string(server, "server")
+    end
+    if not ok then
+        return nil, err
+    end
+    local opts
+    if type(weight) == "table" then
+        opts = weight
+    else
+        opts = { weight = weight, max_fails = max_fails, fail_timeout = fail_timeout, down = down }
+    end
+    local v, verr = options(opts)
+    if not v then
+        return nil, verr
+    end
+    if C.ndu_add_peer(zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
+                      v.max_conns, opts.down and 1 or 0, opts.backup and 1 or 0,
+                      err_buf, err_len) ~= 0 then
+        return failed()
+    end
+    return true
+end
+
+function _M.remove_peer(zone, server)
+    local ok, err = check_string(zone, "zone")
+    if ok then
+        ok, err = check_string(server, "server")
+    end
+    if not ok then
+        return nil, err
+    end
+    if C.ndu_remove_peer(zone, #zone, server, #server, err_buf, err_len) ~= 0 then
+        return failed()
+    end
+    return true
+end
+
+-- update_peer(zone, server, { weight =, max_fails =, fail_timeout =, max_conns =, down = })
+function _M.update_peer(zone, server, opts)
+    local ok, err = check_string(zone, "zone")
+    if ok then
+        ok, err = check_string(server, "server")
+    end
+    if not ok then
+        return nil, err
+    end
+    if type(opts) ~= "table" then
+        return nil, "options must be a table"
+    end
+    local v, verr = options(opts)
+    if not v then
+        return nil, verr
+    end
+    local down = -1
+    if opts.down ~= nil then
+        down = opts.down and 1 or 0
+    end
+    if C.ndu_update_peer(zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
+                         v.max_conns, down, err_buf, err_len) ~= 0 then
+        return failed()
+    end
+    return true
+end
+
+-- set_peer_down(zone, server, down): down defaults to true.
+function _M.set_peer_down(zone, server, down)
+    if down == nil then
+        down = true
+    end
+    return _M.update_peer(zone, server, { down = down and true or false })
+end
+
+return _M

@@ -1,0 +1,35 @@
+-- ngx.dyups: create, replace and delete whole upstreams from Lua (embedded
+-- in the nginx module; `require "ngx.dyups"` needs no lua_package_path).
+-- Each call returns the HTTP status and message the REST API would answer:
+-- 200, "success"; 400, "add server failed: ..."; 404, ...
+local ffi = require "ffi"
+local C = ffi.C
+
+pcall(ffi.cdef, [[
+int ndu_dyups_update(const char *name, size_t name_len, const char *body, size_t body_len,
+                     unsigned char *msg, size_t *msg_len);
+int ndu_dyups_delete(const char *name, size_t name_len, unsigned char *msg, size_t *msg_len);
+]])
+
+local msg_buf = ffi.new("unsigned char[512]")
+local msg_len = ffi.new("size_t[1]")
+
+local _M = { _VERSION = "0.1" }
+
+function _M.update(name, body)
+    if type(name) ~= "string" or type(body) ~= "string" then
+        return 400, "name and body must be strings"
+    end
+    local status = C.ndu_dyups_update(name, #name, body, #body, msg_buf, msg_len)
+    return status, ffi.string(msg_buf, msg_len[0])
+end
+
+function _M.delete(name)
+    if type(name) ~= "string" then
+        return 400, "name must be a string"
+    end
+    local status = C.ndu_dyups_delete(name, #name, msg_buf, msg_len)
+    return status, ffi.string(msg_buf, msg_len[0])
+end
+
+return _M

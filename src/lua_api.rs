@@ -1,0 +1,314 @@
+//! The C functions behind Lua's `ngx.dynamic` and `ngx.dyups` (called
+//! through LuaJIT's FFI by the wrappers in `src/lua/`). They run the same
+//! operations as the HTTP APIs: same validation, locks, persistence and
+//! cross-worker visibility.
+//!
+//! Conventions: strings come as pointer and length; numbers as doubles,
+//! negative meaning "not given"; every function returns 0 on success or
+//! the HTTP status the HTTP API would answer, with the reason in `err`.
+
+use core::ffi::c_int;
+use core::slice;
+
+use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
+use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
+
+use crate::balancer::{configured_upstreams, str_lossy};
+use crate::dynamic_api::perform;
+use crate::dyups_api::{delete_upstream, update_upstream};
+use crate::entry::request_guard;
+
+/// A peer as `describe_zone` hands it to Lua (must match `src/lua/dynamic.lua`).
+#[repr(C)]
+pub struct LuaPeer {
+    name: [u8; 128],
+    name_len: usize,
+    weight: i64,
+    max_fails: i64,
+    fail_timeout: i64,
+    max_conns: i64,
+    conns: i64,
+    fails: i64,
+    current_weight: i64,
+    effective_weight: i64,
+    accessed: i64,
+    checked: i64,
+    backup: i32,
+    down: i32,
+}
+
+/// An error message buffer owned by the Lua caller.
+struct ErrOut {
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+}
+
+impl ErrOut {
+    fn set(&self, text: &str) {
+        if self.buf.is_null() || self.len.is_null() {
+            return;
+        }
+        let n = text.len().min(self.cap);
+        // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
+        unsafe {
+            core::ptr::copy_nonoverlapping(text.as_ptr(), self.buf, n);
+            *self.len = n;
+        }
+    }
+}
+
+/// Whether the running process has a configured cycle with its shared
+/// zones (a worker, or `master_process off` once started): not the master
+/// while it reads the configuration (`init_by_lua`).
+pub fn in_running_process() -> bool {
+    // SAFETY: plain reads of nginx's process globals.
+    let process = unsafe { ngx_process } as u32;
+    process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && crate::cycle::started())
+}
+
+/// Runs `body` in a panic barrier, turning errors into a status and a
+/// message for Lua.
+fn lua_call(err: ErrOut, body: impl FnOnce() -> Result<(), ApiError>) -> c_int {
+    let mut outcome = Ok(());
+    let rc = request_guard(|| {
+        outcome = if in_running_process() {
+            body()
+        } else {
+            Err(ApiError::new(500, "not_running", "not available here: call it from a worker (not init_by_lua)"))
+        };
+        0
+    });
+    match (rc, outcome) {
+        (0, Ok(())) => 0,
+        (0, Err(e)) => {
+            err.set(&e.text);
+            c_int::from(e.status)
+        }
+        _ => {
+            err.set("internal error");
+            500
+        }
+    }
+}
+
+/// # Safety
+/// `data` points to `len` readable bytes (or is null with `len` 0).
+unsafe fn text(data: *const u8, len: usize) -> String {
+    if data.is_null() || len == 0 {
+        return String::new();
+    }
+    // SAFETY: per the contract.
+    String::from_utf8_lossy(unsafe { slice::from_raw_parts(data, len) }).into_owned()
+}
+
+/// A numeric option: negative means not given; otherwise it must be an
+/// integer within the parameter's range.
+fn option(param: Param, value: f64) -> Result<Option<u32>, ApiError> {
+    if value < 0.0 && value.is_finite() {
+        return Ok(None);
+    }
+    if !value.is_finite() || value.fract() != 0.0 || value > 1e12 {
+        return param.parse_value("x").map(Some); // the parameter's own error
+    }
+    param.parse_value(&format!("{}", value as u64)).map(Some)
+}
+
+fn params(weight: f64, max_fails: f64, fail_timeout: f64, max_conns: f64) -> Result<PeerParams, ApiError> {
+    Ok(PeerParams {
+        weight: option(Param::Weight, weight)?,
+        max_fails: option(Param::MaxFails, max_fails)?,
+        fail_timeout: option(Param::FailTimeout, fail_timeout)?,
+        max_conns: option(Param::MaxConns, max_conns)?,
+    })
+}
+
+/// Zone names of the upstreams with a zone, `\n`-separated into `buf`;
+/// `*len` gets the full length (call again with a larger buffer if it
+/// exceeds `cap`).
+#[no_mangle]
+pub unsafe extern "C" fn ndu_list_zones(buf: *mut u8, cap: usize, len: *mut usize, err: *mut u8, err_len: *mut usize) -> c_int {
+    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+        // SAFETY: in a running worker, ngx_cycle is the running cycle.
+        let names: Vec<String> = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }
+            .into_iter()
+            // SAFETY: configured upstreams of the running cycle.
+            .filter_map(|u| unsafe { (*u).shm_zone.as_ref().map(|z| str_lossy(&z.shm.name)) })
+            .collect();
+        let joined = names.join("\n");
+        // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
+        unsafe {
+            *len = joined.len();
+            if joined.len() <= cap {
+                core::ptr::copy_nonoverlapping(joined.as_ptr(), buf, joined.len());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The peers of a zone into `peers` (room for `cap`); `*count` gets the
+/// number of peers (call again with more room if it exceeds `cap`).
+#[no_mangle]
+pub unsafe extern "C" fn ndu_describe_zone(
+    zone: *const u8,
+    zone_len: usize,
+    peers: *mut LuaPeer,
+    cap: usize,
+    count: *mut usize,
+    err: *mut u8,
+    err_len: *mut usize,
+) -> c_int {
+    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+        // SAFETY: the caller passes valid strings and buffers.
+        let name = unsafe { text(zone, zone_len) };
+        let views = perform(&name, &Action::List)?.peers();
+        // SAFETY: as above; at most `cap` peers are written.
+        unsafe {
+            *count = views.len();
+            for (i, v) in views.iter().take(cap).enumerate() {
+                peers.add(i).write(lua_peer(v));
+            }
+        }
+        Ok(())
+    })
+}
+
+fn lua_peer(v: &PeerView) -> LuaPeer {
+    let mut name = [0u8; 128];
+    let n = v.name.len().min(name.len());
+    name[..n].copy_from_slice(&v.name.as_bytes()[..n]);
+    LuaPeer {
+        name,
+        name_len: n,
+        weight: v.weight,
+        max_fails: v.max_fails as i64,
+        fail_timeout: v.fail_timeout,
+        max_conns: v.max_conns as i64,
+        conns: v.conns as i64,
+        fails: v.fails as i64,
+        current_weight: v.current_weight,
+        effective_weight: v.effective_weight,
+        accessed: v.accessed,
+        checked: v.checked,
+        backup: v.backup as i32,
+        down: v.down as i32,
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn ndu_add_peer(
+    zone: *const u8,
+    zone_len: usize,
+    server: *const u8,
+    server_len: usize,
+    weight: f64,
+    max_fails: f64,
+    fail_timeout: f64,
+    max_conns: f64,
+    down: c_int,
+    backup: c_int,
+    err: *mut u8,
+    err_len: *mut usize,
+) -> c_int {
+    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+        // SAFETY: the caller passes valid strings.
+        let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
+        let mut spec = ServerSpec::new(Address::parse(&server)?).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
+        spec.down = down > 0;
+        spec.backup = backup > 0;
+        perform(&zone, &Action::Add(spec)).map(drop)
+    })
+}
+
+/// Changes a peer; `down` is 1 (down), 0 (up) or -1 (unchanged).
+#[no_mangle]
+pub unsafe extern "C" fn ndu_update_peer(
+    zone: *const u8,
+    zone_len: usize,
+    server: *const u8,
+    server_len: usize,
+    weight: f64,
+    max_fails: f64,
+    fail_timeout: f64,
+    max_conns: f64,
+    down: c_int,
+    err: *mut u8,
+    err_len: *mut usize,
+) -> c_int {
+    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+        // SAFETY: the caller passes valid strings.
+        let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
+        let server = Address::parse(&server)?;
+        let params = params(weight, max_fails, fail_timeout, max_conns)?;
+        let down = match down {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        };
+        perform(&zone, &Action::Update { server, params, down }).map(drop)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn ndu_remove_peer(
+    zone: *const u8,
+    zone_len: usize,
+    server: *const u8,
+    server_len: usize,
+    err: *mut u8,
+    err_len: *mut usize,
+) -> c_int {
+    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+        // SAFETY: the caller passes valid strings.
+        let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
+        perform(&zone, &Action::Remove { server: Address::parse(&server)? }).map(drop)
+    })
+}
+
+/// `dyups.update`: returns the HTTP status (200 on success) and the REST
+/// API's message in `msg`.
+#[no_mangle]
+pub unsafe extern "C" fn ndu_dyups_update(
+    name: *const u8,
+    name_len: usize,
+    body: *const u8,
+    body_len: usize,
+    msg: *mut u8,
+    msg_len: *mut usize,
+) -> c_int {
+    dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
+        // SAFETY: the caller passes valid strings.
+        let (name, body) = unsafe { (text(name, name_len), slice_of(body, body_len)) };
+        update_upstream(&name, &body, false, false)
+    })
+}
+
+/// `dyups.delete`: as [`ndu_dyups_update`].
+#[no_mangle]
+pub unsafe extern "C" fn ndu_dyups_delete(name: *const u8, name_len: usize, msg: *mut u8, msg_len: *mut usize) -> c_int {
+    dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
+        // SAFETY: the caller passes a valid string.
+        delete_upstream(&unsafe { text(name, name_len) }, false)
+    })
+}
+
+fn dyups_status(msg: ErrOut, body: impl FnOnce() -> Result<(), ApiError>) -> c_int {
+    match lua_call(ErrOut { buf: msg.buf, cap: msg.cap, len: msg.len }, body) {
+        0 => {
+            msg.set("success");
+            200
+        }
+        status => status,
+    }
+}
+
+/// # Safety
+/// `data` points to `len` readable bytes (or is null with `len` 0).
+unsafe fn slice_of(data: *const u8, len: usize) -> Vec<u8> {
+    if data.is_null() || len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: per the contract.
+    unsafe { slice::from_raw_parts(data, len) }.to_vec()
+}
