@@ -100,6 +100,9 @@ fn delete(name: &str, trylock: bool) -> Result<Response, ApiError> {
 }
 
 fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
+    if let Route::Upstream(name) = route {
+        validate_upstream_name(name)?;
+    }
     let dyups = registry()?;
     let section = ReadSection::new(&dyups);
     let (_, records) = dyups.records();

@@ -3,8 +3,6 @@
 
 use std::fmt::Write as _;
 
-use serde::Deserialize;
-
 use crate::address::{shown, Address};
 use crate::error::ApiError;
 use crate::peer::{Param, ServerSpec};
@@ -106,11 +104,39 @@ fn failed(text: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_body", format!("add server failed: {text}"))
 }
 
+/// One statement of an upstream body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    Server(ServerSpec),
+    Balancer(BalancerSpec),
+}
+
+/// Parses one statement (without its `;`): `server ...` or a balancer.
+pub fn parse_statement(statement: &str) -> Result<Option<Statement>, ApiError> {
+    let words: Vec<&str> = statement.split_ascii_whitespace().collect();
+    let Some((&directive, args)) = words.split_first() else {
+        return Ok(None);
+    };
+    if directive == "server" {
+        return parse_server(args).map(|s| Some(Statement::Server(s)));
+    }
+    parse_balancer(directive, args).map(|b| Some(Statement::Balancer(b)))
+}
+
+/// Removes `#` comments (to the end of the line), as nginx's parser does.
+pub fn strip_comments(text: &str) -> String {
+    text.lines()
+        .map(|line| line.split_once('#').map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Parses a body of nginx `upstream {}` statements:
 /// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down];`
 /// and at most one balancer statement (`least_conn;`, `ip_hash;`,
-/// `hash KEY [consistent];`, `random;`).
+/// `hash KEY [consistent];`, `random;`); `#` starts a comment.
 pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
+    let text = strip_comments(text);
     let mut balancer: Option<BalancerSpec> = None;
     let mut servers = Vec::new();
     let mut statements: Vec<&str> = text.split(';').collect();
@@ -119,28 +145,25 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
         return Err(failed(format!("missing ';' after \"{}\"", shown(rest.trim()))));
     }
     for statement in statements {
-        let words: Vec<&str> = statement.split_ascii_whitespace().collect();
-        let Some((&directive, args)) = words.split_first() else {
-            continue;
-        };
-        if directive == "server" {
-            servers.push(parse_server(args)?);
-            continue;
+        match parse_statement(statement)? {
+            None => {}
+            Some(Statement::Server(server)) => servers.push(server),
+            Some(Statement::Balancer(parsed)) => {
+                if let Some(previous) = &balancer {
+                    return Err(failed(format!(
+                        "more than one balancer (\"{}\" after \"{}\")",
+                        statement.split_ascii_whitespace().next().unwrap_or(""),
+                        previous.name()
+                    )));
+                }
+                balancer = Some(parsed);
+            }
         }
-        let parsed = parse_balancer(directive, args)?;
-        if let Some(previous) = &balancer {
-            return Err(failed(format!(
-                "more than one balancer (\"{}\" after \"{}\")",
-                directive,
-                previous.name()
-            )));
-        }
-        balancer = Some(parsed);
     }
     finish(balancer.unwrap_or(BalancerSpec::RoundRobin), servers)
 }
 
-fn finish(balancer: BalancerSpec, servers: Vec<ServerSpec>) -> Result<UpstreamSpec, ApiError> {
+pub fn finish(balancer: BalancerSpec, servers: Vec<ServerSpec>) -> Result<UpstreamSpec, ApiError> {
     if servers.is_empty() {
         return Err(failed("no server given"));
     }
@@ -263,55 +286,65 @@ fn parse_hash_key(key: &str) -> Result<String, ApiError> {
 }
 
 /// `{"servers":[{"server":"127.0.0.1:8088","weight":3,...}],"balancer":"least_conn"}`
+///
+/// Checked field by field, so that every error names the field.
 pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        servers: Vec<JsonServer>,
-        #[serde(default)]
-        balancer: Option<String>,
-        #[serde(default)]
-        hash_key: Option<String>,
+    use serde_json::Value;
+    let body: Value = serde_json::from_str(text).map_err(|e| failed(format!("invalid JSON body: {e}")))?;
+    let object = body.as_object().ok_or_else(|| failed("the JSON body must be an object"))?;
+    if let Some(key) = object.keys().find(|k| !["servers", "balancer", "hash_key"].contains(&k.as_str())) {
+        return Err(failed(format!("unknown field \"{}\"", shown(key))));
     }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct JsonServer {
-        server: String,
-        weight: Option<u64>,
-        max_fails: Option<u64>,
-        fail_timeout: Option<u64>,
-        max_conns: Option<u64>,
-        #[serde(default)]
-        backup: bool,
-        #[serde(default)]
-        down: bool,
-    }
-    let body: Body = serde_json::from_str(text).map_err(|e| failed(format!("invalid JSON body: {e}")))?;
-    let balancer = match (body.balancer.as_deref(), body.hash_key) {
+    let text_field = |name: &str| -> Result<Option<&str>, ApiError> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(failed(format!("\"{name}\" must be a string"))),
+        }
+    };
+    let balancer = match (text_field("balancer")?, text_field("hash_key")?) {
         (None | Some("round_robin") | Some("round-robin"), None) => BalancerSpec::RoundRobin,
         (Some("least_conn"), None) => BalancerSpec::LeastConn,
         (Some("ip_hash"), None) => BalancerSpec::IpHash,
         (Some("random"), None) => BalancerSpec::Random,
         (Some(kind @ ("hash" | "consistent_hash")), Some(key)) => {
-            BalancerSpec::Hash { key: parse_hash_key(&key)?, consistent: kind == "consistent_hash" }
+            BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: kind == "consistent_hash" }
         }
         (Some("hash" | "consistent_hash"), None) => return Err(failed("a hash balancer needs \"hash_key\"")),
         (_, Some(_)) => return Err(failed("\"hash_key\" goes with balancer \"hash\" or \"consistent_hash\"")),
         (Some(other), None) => return Err(failed(format!("unknown balancer \"{}\"", shown(other)))),
     };
-    let mut servers = Vec::with_capacity(body.servers.len());
-    for s in body.servers {
-        let address = Address::parse(&s.server).map_err(|e| failed(e.text))?;
-        let mut spec = ServerSpec::new(address);
-        let numbers = [
-            (Param::Weight, s.weight),
-            (Param::MaxFails, s.max_fails),
-            (Param::FailTimeout, s.fail_timeout),
-            (Param::MaxConns, s.max_conns),
-        ];
-        for (param, value) in numbers {
-            if let Some(v) = value {
-                let v = param.parse_value(&v.to_string()).map_err(|e| failed(e.text))?;
+    let servers = match object.get("servers") {
+        Some(Value::Array(items)) => items.iter().map(json_server).collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(failed("\"servers\" must be an array of servers")),
+    };
+    finish(balancer, servers)
+}
+
+fn json_server(item: &serde_json::Value) -> Result<ServerSpec, ApiError> {
+    use serde_json::Value;
+    let fields = item.as_object().ok_or_else(|| failed("each server must be an object"))?;
+    let address = match fields.get("server") {
+        Some(Value::String(s)) => Address::parse(s).map_err(|e| failed(e.text))?,
+        _ => return Err(failed("each server needs \"server\": \"ADDRESS\"")),
+    };
+    let mut spec = ServerSpec::new(address);
+    for (key, value) in fields {
+        match (key.as_str(), Param::from_name(key)) {
+            ("server", _) => {}
+            ("backup" | "down", _) => {
+                let flag = value.as_bool().ok_or_else(|| failed(format!("\"{key}\" must be true or false")))?;
+                if key == "backup" {
+                    spec.backup = flag;
+                } else {
+                    spec.down = flag;
+                }
+            }
+            (_, Some(param)) => {
+                // Only plain non-negative integers; anything else gets the
+                // parameter's own range message.
+                let number = value.as_u64().map(|n| n.to_string()).unwrap_or_else(|| "invalid".into());
+                let v = param.parse_value(&number).map_err(|e| failed(e.text))?;
                 match param {
                     Param::Weight => spec.weight = v,
                     Param::MaxFails => spec.max_fails = v,
@@ -319,12 +352,10 @@ pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
                     Param::MaxConns => spec.max_conns = v,
                 }
             }
+            _ => return Err(failed(format!("unknown server field \"{}\"", shown(key)))),
         }
-        spec.backup = s.backup;
-        spec.down = s.down;
-        servers.push(spec);
     }
-    finish(balancer, servers)
+    Ok(spec)
 }
 
 /// `server 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0`
@@ -480,6 +511,7 @@ mod tests {
         assert!(err("hash $; server 127.0.0.1:1;").contains("invalid variable"));
         assert!(err("hash a b; server 127.0.0.1:1;").contains("invalid parameter"));
         assert!(err("hash a{b; server 127.0.0.1:1;").contains("only allowed as in"));
+        assert_eq!(parse_body("server 127.0.0.1:1; # main\n# all\nserver 127.0.0.1:2;").unwrap().servers.len(), 2);
     }
 
     #[test]
@@ -510,9 +542,21 @@ mod tests {
             r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"fastest"}"#,
             r#"{"servers":[{"server":"127.0.0.1:1","colour":1}]}"#,
             r#"not json"#,
+            r#"{"servers":[{"server":"127.0.0.1:1","max_fails":-1}]}"#,
+            r#"{"servers":[{"server":"127.0.0.1:1","weight":"3"}]}"#,
+            r#"{"servers":[{"server":"127.0.0.1:1","backup":1}]}"#,
         ] {
             assert!(parse_json_body(bad).unwrap_err().text.starts_with("add server failed: "), "{bad}");
         }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = |body: &str| parse_json_body(body).unwrap_err().text;
+        assert_eq!(e(r#"{"servers":[{"server":"127.0.0.1:1","max_fails":-1}]}"#), "add server failed: max_fails must be an integer from 0 to 1000000");
+        assert_eq!(e(r#"{"servers":[{"server":"127.0.0.1:1","weight":1.5}]}"#), "add server failed: weight must be an integer from 1 to 1000000");
+        assert_eq!(e(r#"{"servers":[{"server":"127.0.0.1:1","backup":1}]}"#), "add server failed: \"backup\" must be true or false");
+        assert!(e(r#"{"servers":[{"server":"127.0.0.1:1","fail_timeout":"soon"}]}"#).contains("fail_timeout must be"));
     }
 
     #[test]

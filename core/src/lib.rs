@@ -9,6 +9,7 @@ pub mod error;
 pub mod peer;
 pub mod query;
 pub mod render;
+pub mod state;
 
 pub use address::Address;
 pub use error::ApiError;

@@ -1,0 +1,264 @@
+# dyups_interface, reading: GET /list, GET /detail and GET /upstream/NAME in
+# Tengine dyups' plain-text formats.
+use lib 't/lib';
+use NginxTest;
+
+# One /detail line for a server with dyups' defaults unless overridden.
+sub line {
+    my ($server, %o) = @_;
+    my %v = (weight => 1, max_conns => 0, max_fails => 1, fail_timeout => 10,
+             backup => 0, down => 0, %o);
+    return "server $server weight=$v{weight} max_conns=$v{max_conns} max_fails=$v{max_fails}"
+         . " fail_timeout=$v{fail_timeout} backup=$v{backup} down=$v{down}\n";
+}
+
+sub addr { '127.0.0.1:' . port($_[0]) }
+
+run_tests();
+__DATA__
+
+=== TEST 1: /list names the upstream {} blocks in config order, one per line
+--- http_config
+upstream zeta  { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream alpha { zone alpha 64k; server 127.0.0.1:$TEST_NGINX_PORT_2; }
+upstream mid   { ip_hash; server 127.0.0.1:$TEST_NGINX_PORT_3; }
+--- config
+location / { dyups_interface; }
+--- request
+GET /list
+--- error_code: 200
+--- response_body
+zeta
+alpha
+mid
+
+
+
+=== TEST 2: implicit upstreams of proxy_pass http://ADDR are not listed
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location /a { proxy_pass http://127.0.0.1:$TEST_NGINX_PORT_2; }
+    location /b { proxy_pass http://host1; }
+    location /c { proxy_pass http://localhost:$TEST_NGINX_PORT_3/x; }
+}
+--- config
+location / { dyups_interface; }
+--- steps
+>>> GET /list
+<<< 200
+host1
+
+>>> GET /detail
+<<< 200 like
+\Ahost1\nserver 127\.0\.0\.1:$TEST_NGINX_PORT_1 [^\n]*\n\n\z
+
+
+
+=== TEST 3: /list and /detail answer 204 with an empty body when there is no upstream
+--- http_config
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://127.0.0.1:$TEST_NGINX_PORT_1; }
+}
+--- config
+location / { dyups_interface; }
+--- steps
+>>> GET /list
+<<< 204
+
+>>> GET /detail
+<<< 204
+
+>>> GET /upstream/host1
+<<< 404 any
+
+
+
+=== TEST 4: /list is 204 again once the only upstreams are deleted
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+--- steps
+>>> POST /upstream/dyhost
+
+server 127.0.0.1:$TEST_NGINX_PORT_2;
+<<< 200 chomp
+success
+
+>>> DELETE /upstream/dyhost
+<<< 200 chomp
+success
+
+>>> DELETE /upstream/host1
+<<< 200 chomp
+success
+
+>>> GET /list
+<<< 204
+
+>>> GET /detail
+<<< 204
+
+
+
+=== TEST 5: /detail of configured upstreams: name, one line per server, empty line
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 {
+    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=5 max_fails=3 fail_timeout=7s max_conns=9;
+    server 127.0.0.1:$TEST_NGINX_PORT_3 down;
+    server 127.0.0.1:$TEST_NGINX_PORT_4 backup;
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my $r = http_get('/detail');
+is($r->{status}, 200, '/detail status');
+is($r->{body},
+   "host1\n" . main::line(main::addr(1)) . "\n"
+   . "host2\n"
+   . main::line(main::addr(2), weight => 5, max_conns => 9, max_fails => 3, fail_timeout => 7)
+   . main::line(main::addr(3), down => 1)
+   . main::line(main::addr(4), backup => 1)
+   . "\n",
+   '/detail body');
+
+=== TEST 6: /upstream/NAME gives the server lines of one upstream
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 {
+    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3 max_fails=0 backup;
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my $r = http_get('/upstream/host2');
+is($r->{status}, 200, 'status');
+is($r->{body},
+   main::line(main::addr(2), weight => 2) . main::line(main::addr(3), max_fails => 0, backup => 1),
+   'server lines of host2');
+$r = http_get('/upstream/host1');
+is($r->{status}, 200, 'host1 status');
+is($r->{body}, main::line(main::addr(1)), 'server line of host1');
+
+=== TEST 7: /upstream/NAME of an unknown upstream is 404
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+--- steps
+>>> GET /upstream/nosuch
+<<< 404 any
+
+>>> GET /upstream/host10
+<<< 404 any
+
+>>> GET /upstream/host
+<<< 404 any
+
+
+
+=== TEST 8: upstreams created at run time follow the configured ones, in creation order
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+--- config
+location / { dyups_interface; }
+--- perl
+for my $name (qw(zz aa mm)) {
+    is(http('POST', "/upstream/$name", "server 127.0.0.1:" . port(3) . ";")->{body}, 'success', "create $name");
+}
+is(http_get('/list')->{body}, "host1\nhost2\nzz\naa\nmm\n", 'config first, then creation order');
+
+# Replacing keeps each one's place, the configured one's included.
+is(http('POST', '/upstream/zz', "server 127.0.0.1:" . port(4) . ";")->{status}, 200, 'replace zz');
+is(http('POST', '/upstream/host1', "server 127.0.0.1:" . port(4) . ";")->{status}, 200, 'replace host1');
+is(http_get('/list')->{body}, "host1\nhost2\nzz\naa\nmm\n", 'replacing does not reorder');
+
+# Deleting and creating again is a new creation: last.
+is(http('DELETE', '/upstream/aa')->{status}, 200, 'delete aa');
+is(http_get('/list')->{body}, "host1\nhost2\nzz\nmm\n", 'aa gone');
+is(http('POST', '/upstream/aa', "server 127.0.0.1:" . port(5) . ";")->{status}, 200, 're-create aa');
+is(http_get('/list')->{body}, "host1\nhost2\nzz\nmm\naa\n", 'aa is now the newest');
+
+my $d = http_get('/detail');
+is($d->{status}, 200, '/detail status');
+is($d->{body},
+   "host1\n" . main::line(main::addr(4)) . "\n"
+   . "host2\n" . main::line(main::addr(2)) . "\n"
+   . "zz\n" . main::line(main::addr(4)) . "\n"
+   . "mm\n" . main::line(main::addr(3)) . "\n"
+   . "aa\n" . main::line(main::addr(5)) . "\n",
+   '/detail in the same order, each with its servers');
+
+=== TEST 9: /detail of a run-time upstream shows every server parameter
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+--- perl
+my $sock = data_dir() . '/app.sock';
+my $body = "server 127.0.0.1:" . port(2) . ";"
+         . "server 127.0.0.1:" . port(3) . " weight=3 max_fails=2 fail_timeout=5 max_conns=10;"
+         . "server 127.0.0.1:" . port(4) . " backup;"
+         . "server unix:$sock down;";
+my $r = http('POST', '/upstream/dyhost', $body);
+is($r->{status}, 200, 'POST of the dyups example body');
+is($r->{body}, 'success', 'success');
+
+my $u = http_get('/upstream/dyhost');
+is($u->{status}, 200, '/upstream/dyhost status');
+my @lines = split /(?<=\n)/, $u->{body};
+is(scalar(@lines), 4, 'four server lines') or diag($u->{body});
+my @expected = (
+    main::line(main::addr(2)),
+    main::line(main::addr(3), weight => 3, max_fails => 2, fail_timeout => 5, max_conns => 10),
+    main::line("unix:$sock", down => 1),
+    main::line(main::addr(4), backup => 1),
+);
+is_deeply([sort @lines], [sort @expected], 'each server with its parameters');
+like($u->{body}, qr/\n\z/, 'every line ends in a newline');
+my $i_backup = (grep { $lines[$_] =~ /backup=1/ } 0 .. $#lines)[0] // -1;
+is($i_backup, 3, 'the backup comes after the primaries');
+
+is(http_get('/detail')->{body},
+   "host1\n" . main::line(main::addr(1)) . "\n" . "dyhost\n" . $u->{body} . "\n",
+   '/detail shows the same lines under the name, then an empty line');
+
+=== TEST 10: GET /upstream/NAME finds a run-time upstream by name, case-insensitively
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+--- perl
+is(http('POST', '/upstream/dyhost', "server 127.0.0.1:" . port(2) . ";")->{status}, 200, 'create');
+my $want = main::line(main::addr(2));
+is(http_get('/upstream/dyhost')->{body}, $want, 'dyhost');
+my $r = http_get('/upstream/DYHOST');
+is($r->{status}, 200, 'DYHOST status');
+is($r->{body}, $want, 'DYHOST is dyhost');
+is(http_get('/upstream/HOST1')->{body}, main::line(main::addr(1)), 'HOST1 is host1');
+
+=== TEST 11: a hundred run-time upstreams are listed in creation order
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+--- perl
+my @names = map { sprintf 'up%03d', (37 * $_) % 100 } 0 .. 99;
+my $failed = 0;
+for my $i (0 .. $#names) {
+    my $r = http('POST', "/upstream/$names[$i]", 'server 127.0.0.1:' . (20000 + $i) . ';');
+    $failed++ unless $r->{status} == 200;
+}
+is($failed, 0, 'all 100 created');
+is(http_get('/list')->{body}, join('', map { "$_\n" } 'host1', @names), 'listed in creation order');
+my $detail = http_get('/detail')->{body};
+my $want = "host1\n" . main::line(main::addr(1)) . "\n"
+         . join('', map { "$names[$_]\n" . main::line('127.0.0.1:' . (20000 + $_)) . "\n" } 0 .. $#names);
+ok($detail eq $want, '/detail: each with its server, in the same order') or diag(substr($detail, 0, 500));
+is(http_get("/upstream/$names[57]")->{body}, main::line('127.0.0.1:20057'), 'one of them by name');
