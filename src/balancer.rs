@@ -239,6 +239,8 @@ pub struct ZoneUpstream {
     pub(crate) uscf: *mut ngx_http_upstream_srv_conf_t,
     pub(crate) balancer: Balancer,
     pub(crate) state: *mut ZoneState,
+    /// Its `dynamic_state_file`, if any.
+    pub(crate) state_path: Option<std::path::PathBuf>,
 }
 
 impl ZoneUpstream {
@@ -260,8 +262,17 @@ impl ZoneUpstream {
         let uscf = by_zone.or_else(by_name).ok_or_else(|| {
             ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"))
         })?;
-        // SAFETY: a configured upstream; its srv conf of this module was
-        // filled in at init_module time.
+        // SAFETY: a configured upstream of the running cycle.
+        unsafe { Self::of(uscf, name) }
+    }
+
+    /// The zone upstream `uscf` (called `name` in messages).
+    ///
+    /// # Safety
+    /// `uscf` is a configured upstream whose module srv conf was filled in
+    /// at init_module time.
+    pub unsafe fn of(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str) -> Result<Self, ApiError> {
+        // SAFETY: per the contract.
         unsafe {
             if (*uscf).shm_zone.is_null() {
                 return Err(ApiError::bad_request(
@@ -286,7 +297,7 @@ impl ZoneUpstream {
                     format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
                 ));
             }
-            Ok(Self { uscf, balancer: srv.balancer, state: srv.state })
+            Ok(Self { uscf, balancer: srv.balancer, state: srv.state, state_path: srv.state_path.clone() })
         }
     }
 

@@ -77,6 +77,8 @@ pub struct SrvConf {
     pub original_init: ngx_http_upstream_init_peer_pt,
     /// Size of every request's `tried` bitmap, in peers.
     pub max_peers_per_list: usize,
+    /// `state_file` resolved against nginx's prefix (at start).
+    pub state_path: Option<std::path::PathBuf>,
 }
 
 impl Default for SrvConf {
@@ -87,6 +89,7 @@ impl Default for SrvConf {
             state: ptr::null_mut(),
             original_init: None,
             max_peers_per_list: 0,
+            state_path: None,
         }
     }
 }

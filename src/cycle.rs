@@ -8,7 +8,7 @@
 //!   with [`crate::request_hook`]. Workers inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer.
 
-use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK};
+use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
@@ -85,6 +85,10 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 srv.max_peers_per_list = max_peers_for_zone((*zone).shm.size);
                 srv.original_init = (*uscf).peer.init;
                 (*uscf).peer.init = Some(init_zone_peer);
+            }
+            if let Err(text) = crate::state_files::load_at_start(cycle, main) {
+                ngx::ngx_log_error!(NGX_LOG_EMERG, (*cycle).log, "{}", text);
+                return NGX_ERROR as ngx_int_t;
             }
             NGX_OK as ngx_int_t
         }

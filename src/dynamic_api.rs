@@ -11,6 +11,7 @@ use ngx::ffi::NGX_LOG_NOTICE;
 use crate::balancer::ZoneUpstream;
 use crate::http_io::{HttpRequest, Response};
 use crate::reclaim;
+use crate::state_files::{save_zone_upstream, ChangeGuard};
 
 /// Answers one request to a `dynamic_upstream` location.
 pub fn respond(req: &mut HttpRequest) -> Response {
@@ -40,12 +41,14 @@ pub fn perform(name: &str, action: &Action) -> Result<ZoneUpstream, ApiError> {
     if *action == Action::List {
         return Ok(zone);
     }
+    let _guard = ChangeGuard::for_zone_upstream(&zone)?;
     // Reaping first frees what earlier removals retired (room for an add);
     // reaping after starts the grace period of what this one retired.
     reclaim::reap(&zone);
     zone.apply(action)?;
     reclaim::reap(&zone);
     log_change(&zone, action);
+    save_zone_upstream(&zone)?;
     Ok(zone)
 }
 

@@ -13,6 +13,7 @@ use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, NGX_L
 use crate::balancer::{configured_upstreams, str_lossy};
 use crate::dyups_registry::{Dyups, ReadSection, RecordView};
 use crate::http_io::{HttpRequest, Response};
+use crate::state_files::{save_dyups, ChangeGuard};
 use crate::zone_peers::list_peers;
 
 /// Largest body accepted by POST.
@@ -60,22 +61,24 @@ pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) ->
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
     check_hash_key(&spec)?;
     let dyups = registry()?;
+    let _guard = ChangeGuard::for_dyups()?;
     dyups.replace(name, &spec, trylock)?;
     crate::dyups_worker::sync_if_moved();
     log_change(&format!("dyups: upstream \"{name}\" set to {} server(s)", spec.servers.len()));
-    Ok(())
+    save_dyups()
 }
 
 /// Deletes `name`: the operation behind DELETE, the C API and Lua.
 pub fn delete_upstream(name: &str, trylock: bool) -> Result<(), ApiError> {
     validate_upstream_name(name)?;
     let dyups = registry()?;
+    let _guard = ChangeGuard::for_dyups()?;
     if !dyups.delete(name, in_config(name), trylock)? {
         return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
     }
     crate::dyups_worker::sync_if_moved();
     log_change(&format!("dyups: upstream \"{name}\" deleted"));
-    Ok(())
+    save_dyups()
 }
 
 /// A hash key may only use variables nginx knows.

@@ -68,6 +68,12 @@ struct Record {
 #[repr(C)]
 struct Registry {
     generation: AtomicU64,
+    /// Bumped by the master for every configuration cycle it starts (the
+    /// zone outlives reloads): workers of older cycles see that they are
+    /// being replaced.
+    epoch: AtomicU64,
+    /// The `dyups_upstream_conf` file was loaded into this registry.
+    loaded: bool,
     next_version: u64,
     records: *mut Record,
     reclaim: ZoneState,
@@ -87,6 +93,10 @@ pub struct RecordView {
 /// The module's zone of this cycle, set when the configuration is read and
 /// inherited by the workers.
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
+
+/// The epoch of this process's cycle (set by the master in init_module,
+/// inherited by its workers).
+static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Declares the zone (http `init_main_conf`).
 ///
@@ -160,6 +170,33 @@ impl Dyups {
     pub fn zone_size(&self) -> usize {
         // SAFETY: see get().
         unsafe { (*ZONE).shm.size }
+    }
+
+    /// Starts a configuration cycle (master, init_module): workers of older
+    /// cycles are from now on known to be on their way out.
+    pub fn begin_cycle(&self) {
+        // SAFETY: the registry lives as long as the zone.
+        let epoch = unsafe { (*self.registry).epoch.fetch_add(1, SeqCst) } + 1;
+        MY_EPOCH.store(epoch, SeqCst);
+    }
+
+    /// False in a worker whose configuration a reload has replaced.
+    pub fn is_current_cycle(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { (*self.registry).epoch.load(SeqCst) == MY_EPOCH.load(SeqCst) }
+    }
+
+    /// Whether the registry is new (a fresh zone: first start, or a reload
+    /// that changed the zone's size) and so should be loaded from the file.
+    /// Marks it loaded.
+    pub fn take_first_load(&self) -> bool {
+        // SAFETY: called in the master before the workers exist.
+        unsafe {
+            let registry = &mut *self.registry;
+            let first = !registry.loaded;
+            registry.loaded = true;
+            first
+        }
     }
 
     /// Total and free slab pages of the zone.

@@ -18,9 +18,11 @@ mod http_io;
 mod lua;
 mod lua_api;
 mod peer_lock;
+mod persist;
 mod reclaim;
 mod request_hook;
 mod sockaddr;
+mod state_files;
 mod variables;
 mod zone_peers;
 

@@ -233,6 +233,91 @@ impl ZoneUpstream {
         Ok(())
     }
 
+    /// Replaces every peer with `servers` (the state file), at start: in
+    /// the master, before any worker exists, so old peers are freed at once.
+    /// Balancers that cannot follow a new set of peers only take the
+    /// parameters of the servers they already have.
+    pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
+        if !self.balancer().follows_set_changes() {
+            return self.restore_parameters(servers);
+        }
+        if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() {
+            return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
+        }
+        let primary = self.primary();
+        // SAFETY: the zone's lists, in the master before the workers fork:
+        // no request can hold a peer, so old peers are freed right away.
+        unsafe {
+            let _primary_lock = WriteLocked::new(primary);
+            let backup = (*primary).next;
+            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+            let slab = SlabLocked::new((*primary).shpool);
+            for list in [primary, backup] {
+                if list.is_null() {
+                    continue;
+                }
+                let mut peer = (*list).peer;
+                (*list).peer = ptr::null_mut();
+                while !peer.is_null() {
+                    let next = (*peer).next;
+                    free_peer(slab.pool(), peer);
+                    peer = next;
+                }
+                recount(list);
+            }
+            let mut backup = backup;
+            for spec in servers {
+                let address = PeerAddress::new(&spec.address);
+                let new_list = spec.backup && backup.is_null();
+                let Some((peer, list)) = alloc_peer(slab.pool(), spec, &address, new_list) else {
+                    return Err(format!(
+                        "zone \"{}\" ({}) has no room for the state's {} servers",
+                        self.zone_name(),
+                        dynamic_upstream_core::error::human_size(self.zone_size()),
+                        servers.len()
+                    ));
+                };
+                if new_list {
+                    init_backup_list(list, primary);
+                    (*primary).next = list;
+                    backup = list;
+                }
+                append_peer(if spec.backup { backup } else { primary }, peer);
+            }
+            set_single(primary);
+        }
+        Ok(())
+    }
+
+    /// For balancers with fixed tables: the state's parameters of servers
+    /// the upstream has; other differences are reported.
+    fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
+        let current: Vec<String> = self.peers().into_iter().map(|p| p.name).collect();
+        let wanted: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
+        if current.iter().any(|n| !wanted.contains(n)) || wanted.iter().any(|n| !current.contains(n)) {
+            return Err(format!(
+                "its servers differ from the configuration's, and the {} balancer cannot change its set of \
+                 servers: remove the file to start from the configuration",
+                self.balancer().name()
+            ));
+        }
+        for spec in servers {
+            let params = PeerParams {
+                weight: None,
+                max_fails: Some(spec.max_fails),
+                fail_timeout: Some(spec.fail_timeout),
+                max_conns: Some(spec.max_conns),
+            };
+            self.update(&PeerAddress::new(&spec.address), &params, Some(spec.down)).map_err(|e| e.text)?;
+        }
+        Ok(())
+    }
+
+    /// The servers as a state file records them.
+    pub fn server_specs(&self) -> Vec<ServerSpec> {
+        specs_of(&self.peers())
+    }
+
     fn no_such_server(&self, target: &PeerAddress) -> ApiError {
         ApiError::not_found(
             "server_not_found",
@@ -317,6 +402,24 @@ unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<P
         let _backup_lock = ReadLocked::new(backup);
         copy_list(backup, true, out)
     }
+}
+
+/// Peers as the specs that recreate them (their live figures dropped).
+pub fn specs_of(peers: &[PeerView]) -> Vec<ServerSpec> {
+    peers
+        .iter()
+        .filter_map(|p| {
+            let address = dynamic_upstream_core::Address::parse(&p.name).ok()?;
+            let mut spec = ServerSpec::new(address);
+            spec.weight = p.weight as u32;
+            spec.max_fails = p.max_fails as u32;
+            spec.fail_timeout = p.fail_timeout as u32;
+            spec.max_conns = p.max_conns as u32;
+            spec.backup = p.backup;
+            spec.down = p.down;
+            Some(spec)
+        })
+        .collect()
 }
 
 fn shown_name(address: &PeerAddress) -> String {

@@ -54,6 +54,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Request Entity Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        503 => "Service Unavailable",
         507 => "Insufficient Storage",
         _ => "Error",
     }

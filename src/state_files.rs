@@ -1,0 +1,225 @@
+//! Keeping every accepted change across reload, restart and crash.
+//!
+//! * At start ([`load_at_start`], the master's init_module, before workers
+//!   fork) the master first starts a new cycle epoch in the module's zone,
+//!   then reads each `dynamic_state_file` under its file lock and makes its
+//!   servers the upstream's, and, when the module's zone is fresh (a
+//!   restart), loads `dyups_upstream_conf` into the registry.
+//! * A change ([`ChangeGuard`]) takes the file's lock first; a worker whose
+//!   cycle a reload has replaced refuses zone-upstream changes with 503
+//!   (they would land in a zone that is going away). Because the master
+//!   bumps the epoch before it reads the file under the same lock, every
+//!   change answered 200 is in the file the new cycle reads.
+//! * After the change the whole state is written (atomically, see
+//!   [`crate::persist`]). If that fails the change stays in effect, the API
+//!   answers 500 naming the file and the error, and the next change writes
+//!   the file again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
+use dynamic_upstream_core::state::{parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry};
+use dynamic_upstream_core::ApiError;
+use ngx::ffi::{ngx_cycle_t, ngx_str_t, NGX_LOG_ERR};
+
+use crate::balancer::{configured_upstreams, srv_conf, str_lossy, ZoneUpstream};
+use crate::config::MainConf;
+use crate::dyups_registry::{BalancerKind, Dyups, ReadSection};
+use crate::persist::{self, FileLock};
+use crate::zone_peers::specs_of;
+
+/// `dyups_upstream_conf`, resolved (set by the master for each cycle).
+static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// A configured path, relative ones against nginx's prefix.
+///
+/// # Safety
+/// `cycle` is a configured cycle; `path` a string of its configuration.
+unsafe fn resolve(cycle: *mut ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> {
+    // SAFETY: per the contract.
+    let text = unsafe { str_lossy(path) };
+    if text.is_empty() {
+        return None;
+    }
+    if text.starts_with('/') {
+        return Some(PathBuf::from(text));
+    }
+    // SAFETY: per the contract; the prefix ends in '/'.
+    let prefix = unsafe { str_lossy(&(*cycle).prefix) };
+    Some(PathBuf::from(format!("{prefix}{text}")))
+}
+
+/// Restores the saved state at start (see the module comment). An error is
+/// the message for nginx's `[emerg]`: the file, the line, the problem.
+///
+/// # Safety
+/// Called from init_module with the new cycle, after the zones exist.
+pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<(), String> {
+    let Some(dyups) = Dyups::get() else {
+        return Ok(());
+    };
+    dyups.begin_cycle();
+    // SAFETY: per the contract.
+    unsafe {
+        for uscf in configured_upstreams(cycle) {
+            let Some(srv) = srv_conf(uscf) else { continue };
+            srv.state_path = resolve(cycle, &srv.state_file);
+            let Some(path) = srv.state_path.clone() else { continue };
+            if (*uscf).shm_zone.is_null() {
+                return Err(format!(
+                    "dynamic_state_file \"{}\": upstream \"{}\" has no zone",
+                    path.display(),
+                    str_lossy(&(*uscf).host)
+                ));
+            }
+            if srv.state.is_null() {
+                continue; // no room for bookkeeping: already warned
+            }
+            let zone = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host)).map_err(|e| e.text)?;
+            restore_zone_upstream(&zone, &path)?;
+        }
+        let dyups_file = resolve(cycle, &main.upstream_conf);
+        if let Ok(mut slot) = DYUPS_FILE.lock() {
+            slot.clone_from(&dyups_file);
+        }
+        if let Some(path) = dyups_file {
+            if dyups.take_first_load() {
+                restore_dyups(&dyups, &path, cycle)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let _lock = FileLock::exclusive(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot lock: {e}"))?;
+    let text = persist::read(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
+    let Some(text) = text else { return Ok(()) };
+    let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
+    match servers {
+        Some(servers) => zone
+            .restore_at_start(&servers)
+            .map_err(|e| format!("dynamic_state_file \"{shown}\" for upstream \"{}\": {e}", zone.name())),
+        None => Ok(()),
+    }
+}
+
+/// # Safety
+/// In the master at start, with the new cycle.
+unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> Result<(), String> {
+    let shown = path.display();
+    let _lock = FileLock::exclusive(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
+    let text = persist::read(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
+    let Some(text) = text else { return Ok(()) };
+    let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
+    for entry in entries {
+        let result = match &entry {
+            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false),
+            DyupsEntry::Deleted(name) => {
+                // SAFETY: per the contract.
+                let in_config = unsafe { configured_upstreams(cycle) }
+                    .into_iter()
+                    // SAFETY: upstreams of the new cycle.
+                    .any(|u| unsafe { str_lossy(&(*u).host) }.eq_ignore_ascii_case(name));
+                dyups.delete(name, in_config, false).map(drop)
+            }
+        };
+        result.map_err(|e| format!("dyups_upstream_conf \"{shown}\": {}", e.text))?;
+    }
+    Ok(())
+}
+
+/// Held across a change: the state file's lock (if there is a file).
+pub struct ChangeGuard {
+    _lock: Option<FileLock>,
+}
+
+impl ChangeGuard {
+    /// Before changing a zone upstream.
+    pub fn for_zone_upstream(zone: &ZoneUpstream) -> Result<ChangeGuard, ApiError> {
+        let lock = match &zone.state_path {
+            Some(path) => Some(lock(path)?),
+            None => None,
+        };
+        if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
+            return Err(ApiError::new(
+                503,
+                "reloading",
+                "nginx is reloading and this worker's configuration is being replaced: retry the request",
+            ));
+        }
+        Ok(ChangeGuard { _lock: lock })
+    }
+
+    /// Before changing the dyups registry.
+    pub fn for_dyups() -> Result<ChangeGuard, ApiError> {
+        let lock = match dyups_file() {
+            Some(path) => Some(lock(&path)?),
+            None => None,
+        };
+        Ok(ChangeGuard { _lock: lock })
+    }
+}
+
+fn dyups_file() -> Option<PathBuf> {
+    DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
+}
+
+fn lock(path: &Path) -> Result<FileLock, ApiError> {
+    FileLock::exclusive(path).map_err(|e| {
+        let text = format!("could not lock state file \"{}\": {e}; nothing was changed", path.display());
+        log_error(&text);
+        ApiError::new(500, "persist_failed", text)
+    })
+}
+
+/// After a change to a zone upstream (holding its ChangeGuard).
+pub fn save_zone_upstream(zone: &ZoneUpstream) -> Result<(), ApiError> {
+    let Some(path) = &zone.state_path else { return Ok(()) };
+    let text = render_server_state(&zone.server_specs());
+    persist::write_atomically(path, text.as_bytes()).map_err(|e| failure(path, &e))
+}
+
+/// After a change to the dyups registry (holding the ChangeGuard).
+pub fn save_dyups() -> Result<(), ApiError> {
+    let Some(path) = dyups_file() else { return Ok(()) };
+    let Some(dyups) = Dyups::get() else { return Ok(()) };
+    let section = ReadSection::new(&dyups);
+    let (_, records) = dyups.records();
+    let entries: Vec<DyupsEntry> = records
+        .iter()
+        .map(|r| {
+            if r.deleted || r.peers.is_null() {
+                return DyupsEntry::Deleted(r.name.clone());
+            }
+            let balancer = match r.balancer {
+                BalancerKind::RoundRobin => BalancerSpec::RoundRobin,
+                BalancerKind::LeastConn => BalancerSpec::LeastConn,
+                BalancerKind::IpHash => BalancerSpec::IpHash,
+                BalancerKind::Random => BalancerSpec::Random,
+                BalancerKind::Hash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: false },
+                BalancerKind::ConsistentHash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: true },
+            };
+            let servers = specs_of(&section.peers_of(r.peers));
+            DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer, servers })
+        })
+        .collect();
+    drop(section);
+    persist::write_atomically(&path, render_dyups_conf(&entries).as_bytes()).map_err(|e| failure(&path, &e))
+}
+
+/// A state file that could not be written: logged, and answered with 500.
+fn failure(path: &Path, error: &std::io::Error) -> ApiError {
+    let text = format!(
+        "could not write state file \"{}\": {error}; the change is in effect and the next change writes the file again",
+        path.display()
+    );
+    log_error(&text);
+    ApiError::new(500, "persist_failed", text)
+}
+
+fn log_error(text: &str) {
+    ngx::ngx_log_error!(NGX_LOG_ERR, ngx::log::ngx_cycle_log().as_ptr(), "dynamic upstream: {}", text);
+}
