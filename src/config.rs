@@ -14,9 +14,9 @@ use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
     ngx_conf_set_str_slot, ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use crate::balancer::{Balancer, KnownBalancers};
@@ -96,8 +96,26 @@ impl Default for SrvConf {
 
 /// Per-location settings; the API handlers are installed directly on the
 /// location by their directives.
-#[derive(Default)]
-pub struct LocConf;
+#[repr(C)]
+pub struct LocConf {
+    /// `dynamic_upstream_read_only` / `dyups_read_only`: listings only.
+    pub read_only: ngx_flag_t,
+}
+
+impl Default for LocConf {
+    fn default() -> Self {
+        Self { read_only: UNSET_FLAG }
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        if self.read_only == UNSET_FLAG {
+            self.read_only = if prev.read_only == UNSET_FLAG { 0 } else { prev.read_only };
+        }
+        Ok(())
+    }
+}
 
 // SAFETY: the conf types are the ones create_*_conf allocates for this module.
 unsafe impl HttpModuleMainConf for Module {
@@ -190,7 +208,7 @@ const fn directive(
 }
 
 /// The directive table nginx reads (terminated by an empty entry).
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 10] = [
     directive(
         ngx_string!("dynamic_upstream"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
@@ -204,6 +222,20 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         set_dyups_interface,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
+    ),
+    directive(
+        ngx_string!("dynamic_upstream_read_only"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, read_only),
+    ),
+    directive(
+        ngx_string!("dyups_read_only"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        offset_of!(LocConf, read_only),
     ),
     directive(
         ngx_string!("dyups_shm_zone_size"),

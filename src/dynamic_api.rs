@@ -13,12 +13,13 @@ use crate::http_io::{HttpRequest, Response};
 use crate::reclaim;
 use crate::state_files::{save_zone_upstream, ChangeGuard};
 
-/// Answers one request to a `dynamic_upstream` location.
-pub fn respond(req: &mut HttpRequest) -> Response {
+/// Answers one request to a `dynamic_upstream` location; `read_only`
+/// (`dynamic_upstream_read_only on`) allows listings only.
+pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let args = req.args();
     let json = wants_json(req, &args);
     let result = if req.is_get_or_head() {
-        run(&args)
+        run(&args, read_only)
     } else {
         Err(ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted"))
     };
@@ -28,8 +29,11 @@ pub fn respond(req: &mut HttpRequest) -> Response {
     }
 }
 
-fn run(args: &[u8]) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
+fn run(args: &[u8], read_only: bool) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
     let request = QueryRequest::parse(args)?;
+    if read_only && request.action != Action::List {
+        return Err(read_only_error("dynamic_upstream_read_only"));
+    }
     let zone = perform(&request.upstream, &request.action)?;
     Ok((request, zone))
 }
@@ -60,6 +64,11 @@ fn render(request: &QueryRequest, zone: &ZoneUpstream, json: bool) -> Response {
     }
     let body = if request.verbose { verbose_list(&peers) } else { plain_list(&peers) };
     Response::text(200, body)
+}
+
+/// A change asked of a read-only location.
+pub fn read_only_error(directive: &str) -> ApiError {
+    ApiError::new(403, "read_only", format!("this location only lists upstreams ({directive} on)"))
 }
 
 pub fn error_response(e: &ApiError, json: bool) -> Response {

@@ -21,11 +21,14 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Answers GET, HEAD and DELETE (POST goes through [`respond_post`] once
 /// its body is read).
-pub fn respond(req: &HttpRequest, trylock: bool) -> Response {
+pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
     let json = wants_json(req);
     let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
         (_, None) => Err(ApiError::not_found("no_route", "not found: use /list, /detail or /upstream/NAME")),
         ("GET" | "HEAD", Some(route)) => get(&route, json),
+        ("POST" | "DELETE", Some(Route::Upstream(_))) if read_only => {
+            Err(crate::dynamic_api::read_only_error("dyups_read_only"))
+        }
         ("DELETE", Some(Route::Upstream(name))) => delete(&name, trylock),
         ("POST", Some(Route::Upstream(_))) => Err(ApiError::new(500, "internal", "body not read")),
         _ => Err(ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted")),

@@ -17,7 +17,7 @@ pub unsafe extern "C" fn dynamic_upstream_handler(r: *mut ngx_http_request_t) ->
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = crate::dynamic_api::respond(&mut req);
+        let response = crate::dynamic_api::respond(&mut req, read_only(r));
         req.send(&response)
     })
 }
@@ -27,7 +27,7 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
     // SAFETY: nginx calls content handlers with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
     request_guard(|| {
-        if req.method_name() == "POST" && dyups_api::accepts_post(&req) {
+        if req.method_name() == "POST" && dyups_api::accepts_post(&req) && !read_only(r) {
             if req.content_length().is_some_and(|n| n > dyups_api::MAX_BODY as u64) {
                 return too_large(&mut req);
             }
@@ -36,7 +36,7 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = dyups_api::respond(&req, trylock(r));
+        let response = dyups_api::respond(&req, trylock(r), read_only(r));
         req.send(&response)
     })
 }
@@ -60,6 +60,13 @@ unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
 fn too_large(req: &mut HttpRequest) -> ngx_int_t {
     let _ = req.discard_body();
     req.send(&Response::text(413, format!("request body larger than {} bytes", dyups_api::MAX_BODY)))
+}
+
+/// `dynamic_upstream_read_only` / `dyups_read_only` of the location.
+fn read_only(r: *mut ngx_http_request_t) -> bool {
+    use ngx::http::HttpModuleLocationConf;
+    // SAFETY: r is the live request.
+    unsafe { crate::Module::location_conf(&*r) }.is_some_and(|c| c.read_only == 1)
 }
 
 /// `dyups_trylock` of the request's http block.
