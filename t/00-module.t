@@ -16,8 +16,11 @@ upstream backends {
     server 127.0.0.1:$TEST_NGINX_PORT_1;
     dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
 }
+dynamic_upstream_read_only off;
+dyups_read_only off;
 --- config
-location /dynamic { dynamic_upstream; }
+dyups_read_only on;
+location /dynamic { dynamic_upstream_read_only on; dynamic_upstream; }
 location / { dyups_interface; }
 --- nginx_t
 
@@ -146,7 +149,21 @@ upstream backends { zone backends 64k; server 127.0.0.1:1; dynamic_state_file; }
 --- error_log
 invalid number of arguments in "dynamic_state_file" directive
 
-=== TEST 19: dyups_interface serves the REST API
+=== TEST 19: dynamic_upstream_read_only is on or off
+--- config
+location /dynamic { dynamic_upstream_read_only yes; dynamic_upstream; }
+--- must_die
+--- error_log
+invalid value "yes" in "dynamic_upstream_read_only" directive, it must be "on" or "off"
+
+=== TEST 20: dyups_read_only is not allowed in an upstream block
+--- http_config
+upstream u { server 127.0.0.1:1; dyups_read_only on; }
+--- must_die
+--- error_log
+"dyups_read_only" directive is not allowed here
+
+=== TEST 21: dyups_interface serves the REST API
 --- http_config
 upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
 --- config
