@@ -98,20 +98,27 @@ impl Default for SrvConf {
 /// location by their directives.
 #[repr(C)]
 pub struct LocConf {
-    /// `dynamic_upstream_read_only` / `dyups_read_only`: listings only.
-    pub read_only: ngx_flag_t,
+    /// `dynamic_upstream_read_only`: the query-string API only lists.
+    pub dynamic_read_only: ngx_flag_t,
+    /// `dyups_read_only`: the REST API only answers GETs.
+    pub dyups_read_only: ngx_flag_t,
 }
 
 impl Default for LocConf {
     fn default() -> Self {
-        Self { read_only: UNSET_FLAG }
+        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG }
     }
 }
 
 impl Merge for LocConf {
     fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
-        if self.read_only == UNSET_FLAG {
-            self.read_only = if prev.read_only == UNSET_FLAG { 0 } else { prev.read_only };
+        for (value, parent) in [
+            (&mut self.dynamic_read_only, prev.dynamic_read_only),
+            (&mut self.dyups_read_only, prev.dyups_read_only),
+        ] {
+            if *value == UNSET_FLAG {
+                *value = if parent == UNSET_FLAG { 0 } else { parent };
+            }
         }
         Ok(())
     }
@@ -228,14 +235,14 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
         ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
-        offset_of!(LocConf, read_only),
+        offset_of!(LocConf, dynamic_read_only),
     ),
     directive(
         ngx_string!("dyups_read_only"),
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
         ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
-        offset_of!(LocConf, read_only),
+        offset_of!(LocConf, dyups_read_only),
     ),
     directive(
         ngx_string!("dyups_shm_zone_size"),

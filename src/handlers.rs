@@ -17,7 +17,7 @@ pub unsafe extern "C" fn dynamic_upstream_handler(r: *mut ngx_http_request_t) ->
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = crate::dynamic_api::respond(&mut req, read_only(r));
+        let response = crate::dynamic_api::respond(&mut req, loc_conf(r, |c| c.dynamic_read_only));
         req.send(&response)
     })
 }
@@ -27,7 +27,8 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
     // SAFETY: nginx calls content handlers with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
     request_guard(|| {
-        if req.method_name() == "POST" && dyups_api::accepts_post(&req) && !read_only(r) {
+        let read_only = loc_conf(r, |c| c.dyups_read_only);
+        if req.method_name() == "POST" && dyups_api::accepts_post(&req) && !read_only {
             if req.content_length().is_some_and(|n| n > dyups_api::MAX_BODY as u64) {
                 return too_large(&mut req);
             }
@@ -36,7 +37,7 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = dyups_api::respond(&req, trylock(r), read_only(r));
+        let response = dyups_api::respond(&req, trylock(r), read_only);
         req.send(&response)
     })
 }
@@ -62,11 +63,11 @@ fn too_large(req: &mut HttpRequest) -> ngx_int_t {
     req.send(&Response::text(413, format!("request body larger than {} bytes", dyups_api::MAX_BODY)))
 }
 
-/// `dynamic_upstream_read_only` / `dyups_read_only` of the location.
-fn read_only(r: *mut ngx_http_request_t) -> bool {
+/// A flag of the location's configuration (`..._read_only`).
+fn loc_conf(r: *mut ngx_http_request_t, flag: impl Fn(&crate::LocConf) -> ngx::ffi::ngx_flag_t) -> bool {
     use ngx::http::HttpModuleLocationConf;
     // SAFETY: r is the live request.
-    unsafe { crate::Module::location_conf(&*r) }.is_some_and(|c| c.read_only == 1)
+    unsafe { crate::Module::location_conf(&*r) }.is_some_and(|c| flag(c) == 1)
 }
 
 /// `dyups_trylock` of the request's http block.
