@@ -24,9 +24,9 @@ use core::ptr;
 
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{
-    ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_pt,
-    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t,
-    ngx_str_t, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
+    ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_pt, ngx_http_upstream_main_conf_t,
+    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_str_t, NGX_HTTP_UPSTREAM_BACKUP,
+    NGX_HTTP_UPSTREAM_CREATE,
 };
 use ngx::ngx_string;
 
@@ -53,7 +53,9 @@ pub enum Balancer {
     Random,
     /// A third-party balancer: changes are allowed as nginx's round robin
     /// data is what they edit, but backups only if it declared them.
-    Other { backup: bool },
+    Other {
+        backup: bool,
+    },
 }
 
 impl Balancer {
@@ -147,18 +149,16 @@ impl KnownBalancers {
 /// # Safety
 /// `cf` must be the live configuration context; `module` an http upstream
 /// balancer module (see [`run_directive`]).
-unsafe fn probe_directive(cf: *mut ngx_conf_t, module: *mut ngx_module_t, args: &[ngx_str_t]) -> ngx_http_upstream_init_pt {
+unsafe fn probe_directive(
+    cf: *mut ngx_conf_t,
+    module: *mut ngx_module_t,
+    args: &[ngx_str_t],
+) -> ngx_http_upstream_init_pt {
     // SAFETY: per the contract; the scratch memory outlives the call.
     unsafe {
         let mut scratch_upstream: ngx_http_upstream_srv_conf_t = zeroed();
         let mut scratch_module_conf = [0u64; BALANCER_CONF_WORDS];
-        let ok = run_directive(
-            &*cf,
-            module,
-            args,
-            &mut scratch_upstream,
-            scratch_module_conf.as_mut_ptr().cast(),
-        );
+        let ok = run_directive(&*cf, module, args, &mut scratch_upstream, scratch_module_conf.as_mut_ptr().cast());
         if ok {
             scratch_upstream.peer.init_upstream
         } else {
@@ -225,10 +225,9 @@ pub fn balancer_directive(balancer: Balancer) -> Option<(*mut ngx_module_t, Vec<
             Balancer::IpHash => (ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), vec![]),
             Balancer::Random => (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![]),
             Balancer::Hash => (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k")]),
-            Balancer::ConsistentHash => (
-                ptr::addr_of_mut!(ngx_http_upstream_hash_module),
-                vec![ngx_string!("k"), ngx_string!("consistent")],
-            ),
+            Balancer::ConsistentHash => {
+                (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k"), ngx_string!("consistent")])
+            }
             Balancer::RoundRobin | Balancer::Other { .. } => return None,
         })
     }
@@ -259,9 +258,9 @@ impl ZoneUpstream {
                 unsafe { str_eq(&(*u).host, name) }
             })
         };
-        let uscf = by_zone.or_else(by_name).ok_or_else(|| {
-            ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"))
-        })?;
+        let uscf = by_zone
+            .or_else(by_name)
+            .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
         // SAFETY: a configured upstream of the running cycle.
         unsafe { Self::of(uscf, name) }
     }

@@ -37,7 +37,11 @@ pub fn enable() {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn ngx_dyups_update_upstream(name: *mut ngx_str_t, buf: *mut ngx_buf_t, rv: *mut ngx_str_t) -> ngx_int_t {
+pub unsafe extern "C" fn ngx_dyups_update_upstream(
+    name: *mut ngx_str_t,
+    buf: *mut ngx_buf_t,
+    rv: *mut ngx_str_t,
+) -> ngx_int_t {
     request_guard(|| {
         // SAFETY: the caller passes a valid name and a memory buffer
         // (pos..last), per the dyups API.

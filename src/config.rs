@@ -11,18 +11,20 @@ use core::ptr;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
-    ngx_conf_set_str_slot, ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
+    ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, Merge, MergeConfigError, NgxHttpCoreModule};
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, Merge, MergeConfigError, NgxHttpCoreModule,
+};
 use ngx::ngx_string;
 
 use crate::balancer::{Balancer, KnownBalancers};
 use crate::entry::conf_guard;
-use crate::reclaim::ZoneState;
 use crate::handlers;
+use crate::reclaim::ZoneState;
 use crate::Module;
 
 /// nginx's "unset" markers (`NGX_CONF_UNSET*` are C macros, not in the bindings).
@@ -112,10 +114,9 @@ impl Default for LocConf {
 
 impl Merge for LocConf {
     fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
-        for (value, parent) in [
-            (&mut self.dynamic_read_only, prev.dynamic_read_only),
-            (&mut self.dyups_read_only, prev.dyups_read_only),
-        ] {
+        for (value, parent) in
+            [(&mut self.dynamic_read_only, prev.dynamic_read_only), (&mut self.dyups_read_only, prev.dyups_read_only)]
+        {
             if *value == UNSET_FLAG {
                 *value = if parent == UNSET_FLAG { 0 } else { parent };
             }
@@ -164,20 +165,12 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_c
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.
-extern "C" fn set_dynamic_upstream(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    _conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_dynamic_upstream(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     set_location_handler(cf, handlers::dynamic_upstream_handler)
 }
 
 /// `dyups_interface;` makes the location serve the REST API.
-extern "C" fn set_dyups_interface(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    _conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_dyups_interface(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     set_location_handler(cf, handlers::dyups_interface_handler)
 }
 
@@ -204,14 +197,7 @@ const fn directive(
     conf: usize,
     offset: usize,
 ) -> ngx_command_t {
-    ngx_command_t {
-        name,
-        type_: type_ as ngx_uint_t,
-        set: Some(set),
-        conf,
-        offset,
-        post: ptr::null_mut(),
-    }
+    ngx_command_t { name, type_: type_ as ngx_uint_t, set: Some(set), conf, offset, post: ptr::null_mut() }
 }
 
 /// The directive table nginx reads (terminated by an empty entry).

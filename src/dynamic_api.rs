@@ -17,7 +17,7 @@ use crate::state_files::{save_zone_upstream, ChangeGuard};
 /// (`dynamic_upstream_read_only on`) allows listings only.
 pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let args = req.args();
-    let json = wants_json(req, &args);
+    let json = req.wants_json();
     let result = if req.is_get_or_head() {
         run(&args, read_only)
     } else {
@@ -76,19 +76,6 @@ pub fn error_response(e: &ApiError, json: bool) -> Response {
         Response { status: e.status, content_type: "application/json", body: json_error(e).into_bytes() }
     } else {
         Response::text(e.status, text_error(e))
-    }
-}
-
-/// JSON when asked by `format=json` or an `Accept: application/json`
-/// header (an explicit `format=text` wins over the header).
-fn wants_json(req: &HttpRequest, args: &[u8]) -> bool {
-    let format = args.split(|&b| b == b'&').find_map(|pair| pair.strip_prefix(b"format="));
-    match format {
-        Some(b"json") => true,
-        Some(_) => false,
-        None => req
-            .header_in("accept")
-            .is_some_and(|v| v.windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json"))),
     }
 }
 

@@ -5,7 +5,9 @@
 //! Bodies and status codes follow dyups: `success` on a change, `add
 //! server failed: ...` for a bad body.
 
-use dynamic_upstream_core::dyups::{self, parse_body, parse_json_body, validate_upstream_name, BalancerSpec, KeyPart, Route, UpstreamSpec};
+use dynamic_upstream_core::dyups::{
+    self, parse_body, parse_json_body, validate_upstream_name, BalancerSpec, KeyPart, Route, UpstreamSpec,
+};
 use dynamic_upstream_core::render::json_error;
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, NGX_LOG_NOTICE};
@@ -22,7 +24,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// Answers GET, HEAD and DELETE (POST goes through [`respond_post`] once
 /// its body is read).
 pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
-    let json = wants_json(req);
+    let json = req.wants_json();
     let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
         (_, None) => Err(ApiError::not_found("no_route", "not found: use /list, /detail or /upstream/NAME")),
         ("GET" | "HEAD", Some(route)) => get(&route, json),
@@ -43,7 +45,7 @@ pub fn accepts_post(req: &HttpRequest) -> bool {
 
 /// Answers a POST whose whole body is `body`.
 pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
-    let json = wants_json(req);
+    let json = req.wants_json();
     let Some(Route::Upstream(name)) = Route::parse(&req.path()) else {
         return error_response(&ApiError::not_found("no_route", "not found"), json);
     };
@@ -60,7 +62,8 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
 /// JSON): the operation behind POST, the C API and Lua.
 pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(), ApiError> {
     validate_upstream_name(name)?;
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
     check_hash_key(&spec)?;
     let dyups = registry()?;
@@ -125,10 +128,8 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             let details: Vec<(String, Vec<PeerView>)> =
                 table.iter().map(|(name, source)| (name.clone(), source.peers(&section))).collect();
             if json {
-                let upstreams: Vec<UpstreamView> = details
-                    .into_iter()
-                    .map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers })
-                    .collect();
+                let upstreams: Vec<UpstreamView> =
+                    details.into_iter().map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers }).collect();
                 return Ok(json_response(dyups::detail_json(&upstreams)));
             }
             Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
@@ -236,18 +237,6 @@ fn error_response(e: &ApiError, json: bool) -> Response {
         return Response { status: e.status, content_type: "application/json", body: json_error(e).into_bytes() };
     }
     Response::text(e.status, e.text.clone())
-}
-
-fn wants_json(req: &HttpRequest) -> bool {
-    let args = req.args();
-    let format = args.split(|&b| b == b'&').find_map(|pair| pair.strip_prefix(b"format="));
-    match format {
-        Some(b"json") => true,
-        Some(_) => false,
-        None => req
-            .header_in("accept")
-            .is_some_and(|v| v.windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json"))),
-    }
 }
 
 fn log_change(text: &str) {

@@ -22,8 +22,8 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_shmtx_trylock, ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_trylock,
+    ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::peer_lock::SlabLocked;

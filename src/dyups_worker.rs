@@ -31,14 +31,16 @@ use dynamic_upstream_core::Address;
 use ngx::ffi::{
     ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool,
     ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t, ngx_http_upstream_init_round_robin,
-    ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t,
-    ngx_log_t, ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add,
-    ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP,
-    NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS,
-    NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
+    ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t,
+    ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t,
+    ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
+    NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
+    NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
 };
 
-use crate::balancer::{balancer_directive, configured_upstreams, run_directive, str_lossy, Balancer, BALANCER_CONF_WORDS};
+use crate::balancer::{
+    balancer_directive, configured_upstreams, run_directive, str_lossy, Balancer, BALANCER_CONF_WORDS,
+};
 use crate::dyups_registry::{BalancerKind, Dyups, ReadSection, RecordView};
 use crate::sockaddr::PeerAddress;
 use crate::variables::evaluate_key;
@@ -189,7 +191,10 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) {
         return;
     }
     let Some(version) = build_version(record, section) else {
-        log_error(&format!("dyups: could not set up upstream \"{}\" in this worker; it keeps its previous state", record.name));
+        log_error(&format!(
+            "dyups: could not set up upstream \"{}\" in this worker; it keeps its previous state",
+            record.name
+        ));
         return;
     };
     set_version(front, version);
@@ -490,7 +495,10 @@ struct RequestHold {
 
 /// `peer.init` of every front: registers the request, then runs the
 /// current version's balancer.
-pub unsafe extern "C" fn init_front_peer(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t {
+pub unsafe extern "C" fn init_front_peer(
+    r: *mut ngx_http_request_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls peer.init with the live request and the front
         // upstream, whose peer.data is its Front (set in update_front).

@@ -2,8 +2,8 @@
 
 use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t};
 
-use crate::entry::request_guard;
 use crate::dyups_api;
+use crate::entry::request_guard;
 use crate::http_io::{BodyError, HttpRequest, Response};
 
 /// The signature nginx expects of a location's content handler.

@@ -4,10 +4,9 @@
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
-    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc,
-    ngx_pnalloc, ngx_read_file, off_t, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_read_client_request_body,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pnalloc, ngx_read_file, off_t, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 
 /// Why a request body was not accepted.
@@ -123,6 +122,20 @@ impl HttpRequest {
             }
         }
         Ok(body)
+    }
+
+    /// JSON when asked by `format=json` or an `Accept: application/json`
+    /// header (an explicit `format=text` wins over the header).
+    pub fn wants_json(&self) -> bool {
+        let args = self.args();
+        let format = args.split(|&b| b == b'&').find_map(|pair| pair.strip_prefix(b"format="));
+        match format {
+            Some(b"json") => true,
+            Some(_) => false,
+            None => self
+                .header_in("accept")
+                .is_some_and(|v| v.windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json"))),
+        }
     }
 
     pub fn is_get_or_head(&self) -> bool {

@@ -39,10 +39,9 @@ pub unsafe fn register_packages(cf: *mut ngx_conf_t) -> Result<(), ()> {
             return Ok(()); // no Lua module: nothing to register
         };
         let add: AddPreload = core::mem::transmute::<*mut c_void, AddPreload>(add);
-        for (package, loader) in [
-            (c"ngx.dynamic", load_dynamic as LuaCFunction),
-            (c"ngx.dyups", load_dyups as LuaCFunction),
-        ] {
+        for (package, loader) in
+            [(c"ngx.dynamic", load_dynamic as LuaCFunction), (c"ngx.dyups", load_dyups as LuaCFunction)]
+        {
             if add(cf, package.as_ptr(), loader) != NGX_OK as ngx_int_t {
                 return Err(());
             }

@@ -127,7 +127,13 @@ fn params(weight: f64, max_fails: f64, fail_timeout: f64, max_conns: f64) -> Res
 /// `*len` gets the full length (call again with a larger buffer if it
 /// exceeds `cap`).
 #[no_mangle]
-pub unsafe extern "C" fn ndu_list_zones(buf: *mut u8, cap: usize, len: *mut usize, err: *mut u8, err_len: *mut usize) -> c_int {
+pub unsafe extern "C" fn ndu_list_zones(
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    err: *mut u8,
+    err_len: *mut usize,
+) -> c_int {
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: in a running worker, ngx_cycle is the running cycle.
         let names: Vec<String> = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }
@@ -214,7 +220,8 @@ pub unsafe extern "C" fn ndu_add_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        let mut spec = ServerSpec::new(Address::parse(&server)?).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
+        let mut spec =
+            ServerSpec::new(Address::parse(&server)?).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
         spec.down = down > 0;
         spec.backup = backup > 0;
         perform(&zone, &Action::Add(spec)).map(drop)
@@ -286,7 +293,12 @@ pub unsafe extern "C" fn ndu_dyups_update(
 
 /// `dyups.delete`: as [`ndu_dyups_update`].
 #[no_mangle]
-pub unsafe extern "C" fn ndu_dyups_delete(name: *const u8, name_len: usize, msg: *mut u8, msg_len: *mut usize) -> c_int {
+pub unsafe extern "C" fn ndu_dyups_delete(
+    name: *const u8,
+    name_len: usize,
+    msg: *mut u8,
+    msg_len: *mut usize,
+) -> c_int {
     dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
         // SAFETY: the caller passes a valid string.
         delete_upstream(&unsafe { text(name, name_len) }, false)

@@ -11,8 +11,8 @@
 //! leaves a lock held.
 
 use ngx::ffi::{
-    ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock,
-    ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_pool_t,
+    ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_shmtx_lock,
+    ngx_shmtx_unlock, ngx_slab_pool_t,
 };
 
 /// Holds `peers->rwlock` for writing.

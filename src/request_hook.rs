@@ -26,8 +26,8 @@ use core::mem::size_of;
 use core::sync::atomic::Ordering::SeqCst;
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_pcalloc, ngx_pool_cleanup_add, NGX_ERROR, NGX_OK,
+    ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
+    ngx_int_t, ngx_pcalloc, ngx_pool_cleanup_add, NGX_ERROR, NGX_OK,
 };
 
 use crate::balancer::srv_conf;
@@ -43,7 +43,10 @@ struct Registration {
 }
 
 /// Installed as `uscf->peer.init` of zone upstreams at start.
-pub unsafe extern "C" fn init_zone_peer(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t {
+pub unsafe extern "C" fn init_zone_peer(
+    r: *mut ngx_http_request_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls peer.init with the live request and upstream;
         // this hook is only installed where init_cycle recorded the

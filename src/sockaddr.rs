@@ -59,13 +59,7 @@ impl PeerAddress {
         // SAFETY: sa holds a valid socket address of socklen bytes; name has
         // SOCKADDR_STRLEN bytes, the length nginx uses for peer names.
         let name_len = unsafe {
-            ngx_sock_ntop(
-                ptr::addr_of_mut!(sa).cast::<sockaddr>(),
-                socklen,
-                name.as_mut_ptr(),
-                SOCKADDR_STRLEN,
-                1,
-            )
+            ngx_sock_ntop(ptr::addr_of_mut!(sa).cast::<sockaddr>(), socklen, name.as_mut_ptr(), SOCKADDR_STRLEN, 1)
         };
         Self { sockaddr: sa, socklen, name, name_len }
     }
@@ -81,6 +75,12 @@ fn write_into<T>(sa: &mut ngx_sockaddr_t, value: &T) -> socklen_t {
     const { assert!(size_of::<T>() <= size_of::<ngx_sockaddr_t>()) };
     // SAFETY: the union is at least size_of::<T>() bytes (checked above) and
     // any byte pattern is valid for it.
-    unsafe { ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), (sa as *mut ngx_sockaddr_t).cast::<u8>(), size_of::<T>()) };
+    unsafe {
+        ptr::copy_nonoverlapping(
+            (value as *const T).cast::<u8>(),
+            (sa as *mut ngx_sockaddr_t).cast::<u8>(),
+            size_of::<T>(),
+        )
+    };
     size_of::<T>() as socklen_t
 }

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
-use dynamic_upstream_core::state::{parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry};
+use dynamic_upstream_core::state::{
+    parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry,
+};
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{ngx_cycle_t, ngx_str_t, NGX_LOG_ERR};
 

@@ -23,9 +23,8 @@ use core::ptr;
 
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
-    ngx_slab_alloc_locked, ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t,
-    ngx_sockaddr_t, ngx_str_t,
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, ngx_slab_alloc_locked,
+    ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t,
 };
 
 use crate::balancer::{Balancer, ZoneUpstream};
@@ -717,13 +716,8 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
                 ptr::null_mut()
             },
         };
-        let all: [*mut c_void; 5] = [
-            blocks.peer.cast(),
-            blocks.sockaddr.cast(),
-            blocks.name.cast(),
-            blocks.server.cast(),
-            blocks.list.cast(),
-        ];
+        let all: [*mut c_void; 5] =
+            [blocks.peer.cast(), blocks.sockaddr.cast(), blocks.name.cast(), blocks.server.cast(), blocks.list.cast()];
         let missing = all[..4].iter().any(|b| b.is_null()) || (with_list && blocks.list.is_null());
         if missing {
             for block in all.into_iter().filter(|b| !b.is_null()) {
@@ -792,7 +786,11 @@ pub unsafe fn free_list(pool: *mut ngx_slab_pool_t, list: *mut ngx_http_upstream
 ///
 /// # Safety
 /// The caller holds the slab mutex of `pool`.
-pub unsafe fn build_list(pool: *mut ngx_slab_pool_t, name: &str, servers: &[ServerSpec]) -> Option<*mut ngx_http_upstream_rr_peers_t> {
+pub unsafe fn build_list(
+    pool: *mut ngx_slab_pool_t,
+    name: &str,
+    servers: &[ServerSpec],
+) -> Option<*mut ngx_http_upstream_rr_peers_t> {
     // SAFETY: per the contract; every block is checked before use.
     unsafe {
         let log_nomem = (*pool).log_nomem();
@@ -813,7 +811,8 @@ unsafe fn build_list_quietly(
     // SAFETY: per the contract.
     unsafe {
         // The list's name: an ngx_str_t followed by its bytes, one block.
-        let name_block = ngx_slab_alloc_locked(pool, core::mem::size_of::<ngx_str_t>() + name.len()).cast::<ngx_str_t>();
+        let name_block =
+            ngx_slab_alloc_locked(pool, core::mem::size_of::<ngx_str_t>() + name.len()).cast::<ngx_str_t>();
         let list = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>())
             .cast::<ngx_http_upstream_rr_peers_t>();
         if name_block.is_null() || list.is_null() {

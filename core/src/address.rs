@@ -55,11 +55,7 @@ fn invalid(text: &str, why: &str) -> ApiError {
 
 /// Addresses are echoed in error messages; keep them short and printable.
 pub(crate) fn shown(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let mut out: String = text.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect();
     if text.chars().count() > 64 {
         out.push_str("...");
     }

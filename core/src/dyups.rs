@@ -18,7 +18,10 @@ pub enum BalancerSpec {
     LeastConn,
     IpHash,
     /// `hash KEY [consistent];` with KEY kept as written (`$host$uri`).
-    Hash { key: String, consistent: bool },
+    Hash {
+        key: String,
+        consistent: bool,
+    },
     Random,
 }
 
@@ -125,10 +128,7 @@ pub fn parse_statement(statement: &str) -> Result<Option<Statement>, ApiError> {
 
 /// Removes `#` comments (to the end of the line), as nginx's parser does.
 pub fn strip_comments(text: &str) -> String {
-    text.lines()
-        .map(|line| line.split_once('#').map_or(line, |(code, _)| code))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().map(|line| line.split_once('#').map_or(line, |(code, _)| code)).collect::<Vec<_>>().join("\n")
 }
 
 /// Parses a body of nginx `upstream {}` statements:
@@ -251,7 +251,8 @@ pub fn split_hash_key(key: &str) -> Result<Vec<KeyPart>, ApiError> {
         text.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
         let (name, next) = if let Some(braced) = after.strip_prefix('{') {
-            let end = braced.find('}').ok_or_else(|| failed(format!("unclosed '{{' in hash key \"{}\"", shown(key))))?;
+            let end =
+                braced.find('}').ok_or_else(|| failed(format!("unclosed '{{' in hash key \"{}\"", shown(key))))?;
             (&braced[..end], &braced[end + 1..])
         } else {
             let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
@@ -490,14 +491,20 @@ mod tests {
         assert_eq!(spec.balancer, BalancerSpec::IpHash);
         let spec = parse_body("hash $host$uri consistent; server 127.0.0.1:1;").unwrap();
         assert_eq!(spec.balancer, BalancerSpec::Hash { key: "$host$uri".into(), consistent: true });
-        assert_eq!(parse_body("least_conn; server 127.0.0.1:1 backup; server 127.0.0.1:2;").unwrap().balancer, BalancerSpec::LeastConn);
+        assert_eq!(
+            parse_body("least_conn; server 127.0.0.1:1 backup; server 127.0.0.1:2;").unwrap().balancer,
+            BalancerSpec::LeastConn
+        );
         assert_eq!(parse_body("random; server 127.0.0.1:1;").unwrap().balancer, BalancerSpec::Random);
     }
 
     #[test]
     fn refusals_name_the_problem() {
         assert_eq!(err("aaserver 127.0.0.1:1;"), "add server failed: unknown directive \"aaserver\"");
-        assert_eq!(err("ip_hash aaa; server 127.0.0.1:1;"), "add server failed: invalid number of arguments in \"ip_hash\"");
+        assert_eq!(
+            err("ip_hash aaa; server 127.0.0.1:1;"),
+            "add server failed: invalid number of arguments in \"ip_hash\""
+        );
         assert_eq!(err(""), "add server failed: no server given");
         assert_eq!(err("server 127.0.0.1:1"), "add server failed: missing ';' after \"server 127.0.0.1:1\"");
         assert!(err("server 127.0.0.1:1 weight=0;").starts_with("add server failed: weight must be"));
@@ -530,10 +537,13 @@ mod tests {
 
     #[test]
     fn json_bodies() {
-        let spec = parse_json_body(r#"{"servers":[{"server":"127.0.0.1:8088","weight":3}],"balancer":"least_conn"}"#).unwrap();
+        let spec =
+            parse_json_body(r#"{"servers":[{"server":"127.0.0.1:8088","weight":3}],"balancer":"least_conn"}"#).unwrap();
         assert_eq!(spec.balancer, BalancerSpec::LeastConn);
         assert_eq!(spec.servers[0].weight, 3);
-        let spec = parse_json_body(r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"consistent_hash","hash_key":"$uri"}"#).unwrap();
+        let spec =
+            parse_json_body(r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"consistent_hash","hash_key":"$uri"}"#)
+                .unwrap();
         assert_eq!(spec.balancer, BalancerSpec::Hash { key: "$uri".into(), consistent: true });
         for bad in [
             r#"{"servers":[]}"#,
@@ -553,9 +563,18 @@ mod tests {
     #[test]
     fn json_errors_name_the_field() {
         let e = |body: &str| parse_json_body(body).unwrap_err().text;
-        assert_eq!(e(r#"{"servers":[{"server":"127.0.0.1:1","max_fails":-1}]}"#), "add server failed: max_fails must be an integer from 0 to 1000000");
-        assert_eq!(e(r#"{"servers":[{"server":"127.0.0.1:1","weight":1.5}]}"#), "add server failed: weight must be an integer from 1 to 1000000");
-        assert_eq!(e(r#"{"servers":[{"server":"127.0.0.1:1","backup":1}]}"#), "add server failed: \"backup\" must be true or false");
+        assert_eq!(
+            e(r#"{"servers":[{"server":"127.0.0.1:1","max_fails":-1}]}"#),
+            "add server failed: max_fails must be an integer from 0 to 1000000"
+        );
+        assert_eq!(
+            e(r#"{"servers":[{"server":"127.0.0.1:1","weight":1.5}]}"#),
+            "add server failed: weight must be an integer from 1 to 1000000"
+        );
+        assert_eq!(
+            e(r#"{"servers":[{"server":"127.0.0.1:1","backup":1}]}"#),
+            "add server failed: \"backup\" must be true or false"
+        );
         assert!(e(r#"{"servers":[{"server":"127.0.0.1:1","fail_timeout":"soon"}]}"#).contains("fail_timeout must be"));
     }
 
@@ -578,23 +597,11 @@ mod tests {
 
     #[test]
     fn formats() {
-        let p = PeerView {
-            server: "127.0.0.1:8088".into(),
-            name: "127.0.0.1:8088".into(),
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: 10,
-            max_conns: 0,
-            backup: false,
-            down: false,
-            conns: 0,
-            fails: 0,
-            current_weight: 0,
-            effective_weight: 1,
-            accessed: 0,
-            checked: 0,
-        };
-        assert_eq!(server_line(&p), "server 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0");
+        let p = crate::render::test_peer("127.0.0.1:8088");
+        assert_eq!(
+            server_line(&p),
+            "server 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0"
+        );
         assert_eq!(
             detail(&[("host1".into(), vec![p.clone()])]),
             "host1\nserver 127.0.0.1:8088 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n\n"
@@ -604,7 +611,9 @@ mod tests {
 
     #[test]
     fn config_text_round_trips() {
-        let spec = parse_body("hash $uri consistent; server 127.0.0.1:1 weight=2 max_conns=3; server 127.0.0.1:2 down;").unwrap();
+        let spec =
+            parse_body("hash $uri consistent; server 127.0.0.1:1 weight=2 max_conns=3; server 127.0.0.1:2 down;")
+                .unwrap();
         assert_eq!(parse_body(&config_text(&spec)).unwrap(), spec);
     }
 }

@@ -34,11 +34,7 @@ impl ApiError {
 
     /// The zone's slab has no room left.
     pub fn no_room(zone: &str, size: usize) -> Self {
-        Self::new(
-            507,
-            "zone_full",
-            format!("shared memory zone \"{zone}\" ({}) has no room left", human_size(size)),
-        )
+        Self::new(507, "zone_full", format!("shared memory zone \"{zone}\" ({}) has no room left", human_size(size)))
     }
 }
 

@@ -75,10 +75,7 @@ impl Param {
         let (min, max) = self.range();
         let unit_error = || {
             let what = if self == Param::FailTimeout { "a number of seconds" } else { "an integer" };
-            ApiError::bad_request(
-                "invalid_parameter",
-                format!("{} must be {what} from {min} to {max}", self.name()),
-            )
+            ApiError::bad_request("invalid_parameter", format!("{} must be {what} from {min} to {max}", self.name()))
         };
         let value = match self {
             Param::FailTimeout => parse_seconds(text),

@@ -212,12 +212,7 @@ fn take_arg(args: &mut RawArgs, key: &str, value: String) -> Result<(), ApiError
         "backup" => &mut args.backup,
         "down" => &mut args.down,
         "up" => &mut args.up,
-        _ => {
-            return Err(ApiError::bad_request(
-                "unknown_parameter",
-                format!("unknown parameter {}", shown(key)),
-            ))
-        }
+        _ => return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter {}", shown(key)))),
     };
     // Flags are given bare (`down=` or `down`); `1` and `true` are accepted
     // for scripts that send a value. Anything else is ambiguous (`down=0`).
@@ -295,12 +290,7 @@ mod tests {
             r.action,
             Action::Update {
                 server: addr("127.0.0.1:6003"),
-                params: PeerParams {
-                    weight: Some(10),
-                    max_fails: Some(5),
-                    fail_timeout: Some(5),
-                    max_conns: None
-                },
+                params: PeerParams { weight: Some(10), max_fails: Some(5), fail_timeout: Some(5), max_conns: None },
                 down: None
             }
         );
@@ -312,7 +302,10 @@ mod tests {
         assert!(matches!(r.action, Action::Update { down: Some(true), .. }));
         let r = parse("upstream=b&server=127.0.0.1:1&up=").unwrap();
         assert!(matches!(r.action, Action::Update { down: Some(false), .. }));
-        assert_eq!(parse("upstream=b&server=127.0.0.1:1&down=&up=").unwrap_err().text, "down and up cannot be combined");
+        assert_eq!(
+            parse("upstream=b&server=127.0.0.1:1&down=&up=").unwrap_err().text,
+            "down and up cannot be combined"
+        );
     }
 
     #[test]
@@ -332,7 +325,10 @@ mod tests {
         let r = parse("upstream=b&remove=&server=127.0.0.1:6003").unwrap();
         assert_eq!(r.action, Action::Remove { server: addr("127.0.0.1:6003") });
         assert!(!r.verbose);
-        assert_eq!(parse("upstream=b&remove=&add=&server=127.0.0.1:1").unwrap_err().text, "add and remove cannot be combined");
+        assert_eq!(
+            parse("upstream=b&remove=&add=&server=127.0.0.1:1").unwrap_err().text,
+            "add and remove cannot be combined"
+        );
         assert_eq!(parse("upstream=b&remove=&server=127.0.0.1:1&weight=3").unwrap_err().code, "invalid_combination");
     }
 
@@ -340,7 +336,10 @@ mod tests {
     fn missing_pieces() {
         assert_eq!(parse("").unwrap_err().text, "the upstream parameter is required");
         assert_eq!(parse("upstream=").unwrap_err().text, "the upstream name is empty");
-        assert_eq!(parse("upstream=b&weight=2").unwrap_err().text, "the server parameter is required for changing a peer");
+        assert_eq!(
+            parse("upstream=b&weight=2").unwrap_err().text,
+            "the server parameter is required for changing a peer"
+        );
         assert_eq!(parse("upstream=b&add=").unwrap_err().text, "the server parameter is required for add");
         assert_eq!(parse("upstream=b&remove=").unwrap_err().text, "the server parameter is required for remove");
         assert_eq!(parse("upstream=b&server=127.0.0.1:1").unwrap().action, Action::List);

@@ -106,27 +106,33 @@ pub fn json_error(e: &ApiError) -> String {
     serde_json::to_string(&body).unwrap_or_default() + "\n"
 }
 
+/// A peer with nginx's default parameters and no traffic, for tests.
+#[cfg(test)]
+pub(crate) fn test_peer(name: &str) -> PeerView {
+    PeerView {
+        server: name.to_string(),
+        name: name.to_string(),
+        weight: 1,
+        max_fails: 1,
+        fail_timeout: 10,
+        max_conns: 0,
+        backup: false,
+        down: false,
+        conns: 0,
+        fails: 0,
+        current_weight: 0,
+        effective_weight: 1,
+        accessed: 0,
+        checked: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn peer(name: &str) -> PeerView {
-        PeerView {
-            server: name.to_string(),
-            name: name.to_string(),
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: 10,
-            max_conns: 0,
-            backup: false,
-            down: false,
-            conns: 0,
-            fails: 0,
-            current_weight: 0,
-            effective_weight: 1,
-            accessed: 0,
-            checked: 0,
-        }
+        test_peer(name)
     }
 
     #[test]
@@ -169,8 +175,22 @@ mod tests {
         let v = UpstreamView { upstream: "b".into(), zone: Some("z".into()), peers: vec![peer("127.0.0.1:1")] };
         let j: serde_json::Value = serde_json::from_str(&json_upstream(&v)).unwrap();
         assert_eq!(j["zone"], "z");
-        for f in ["server", "name", "weight", "max_fails", "fail_timeout", "max_conns", "backup", "down", "conns",
-                  "fails", "current_weight", "effective_weight", "accessed", "checked"] {
+        for f in [
+            "server",
+            "name",
+            "weight",
+            "max_fails",
+            "fail_timeout",
+            "max_conns",
+            "backup",
+            "down",
+            "conns",
+            "fails",
+            "current_weight",
+            "effective_weight",
+            "accessed",
+            "checked",
+        ] {
             assert!(j["peers"][0].get(f).is_some(), "{f}");
         }
     }

@@ -14,7 +14,10 @@
 
 use std::fmt::Write as _;
 
-use crate::dyups::{config_text, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec, Statement, UpstreamSpec};
+use crate::dyups::{
+    config_text, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec, Statement,
+    UpstreamSpec,
+};
 use crate::peer::ServerSpec;
 
 /// A state file that cannot be used, with the line where it went wrong.
@@ -106,9 +109,8 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
             return Err(error(format!("upstream \"{name}\" is defined twice")));
         }
         let block_start = rest + "upstream".len() + open + 1;
-        let close = body[block_start..]
-            .find('}')
-            .ok_or_else(|| error(format!("missing '}}' closing upstream \"{name}\"")))?;
+        let close =
+            body[block_start..].find('}').ok_or_else(|| error(format!("missing '}}' closing upstream \"{name}\"")))?;
         let block = &body[block_start..block_start + close];
         let block_line = line_of(&body, block_start);
         if block.trim().trim_end_matches(';').trim() == "deleted" {
@@ -225,7 +227,10 @@ mod tests {
 
     #[test]
     fn corrupt_dyups_conf_names_the_line() {
-        let e = parse_dyups_conf("upstream a {\n    server 127.0.0.1:1;\n}\nupstream b {\n    server 127.0.0.1:2;\n    aaserver x;\n}\n").unwrap_err();
+        let e = parse_dyups_conf(
+            "upstream a {\n    server 127.0.0.1:1;\n}\nupstream b {\n    server 127.0.0.1:2;\n    aaserver x;\n}\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 6, "{e}");
         assert!(e.text.contains("upstream \"b\": unknown directive \"aaserver\""), "{e}");
         let e = parse_dyups_conf("upstream a {\n server 127.0.0.1:1;\n").unwrap_err();
