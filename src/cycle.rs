@@ -1,5 +1,6 @@
 //! Start-up work for each configuration cycle.
 //!
+//! * `preconfiguration`: register the Lua packages (see [`crate::lua`]).
 //! * `postconfiguration` (while the configuration is read): learn the
 //!   balancers' init functions (see [`crate::balancer`]).
 //! * `init_module` (in the master, after the shared zones exist and before
@@ -21,6 +22,20 @@ use crate::request_hook::init_zone_peer;
 use crate::zone_peers::max_peers_for_zone;
 use crate::Module;
 
+/// preconfiguration: register the Lua packages before any Lua code can run
+/// (the Lua module may run `init_by_lua` in its own postconfiguration,
+/// which comes before ours).
+pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    crate::entry::request_guard(|| {
+        // SAFETY: nginx calls preconfiguration with the http block's live
+        // configuration context; every module's main conf exists by now.
+        match unsafe { crate::lua::register_packages(cf) } {
+            Ok(()) => NGX_OK as ngx_int_t,
+            Err(()) => NGX_ERROR as ngx_int_t,
+        }
+    })
+}
+
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls postconfiguration with the live conf context.
@@ -29,9 +44,6 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
                 return NGX_ERROR as ngx_int_t;
             };
             main.balancers = KnownBalancers::probe(cf);
-            if crate::lua::register_packages(cf).is_err() {
-                return NGX_ERROR as ngx_int_t;
-            }
             // Every request first checks whether the dyups registry moved.
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;

@@ -51,7 +51,7 @@ impl HttpModule for Module {
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(cycle::preconfiguration),
     postconfiguration: Some(cycle::postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: Some(Module::init_main_conf),
