@@ -79,49 +79,18 @@ stop_nginx() {
 trap stop_nginx EXIT
 for _ in $(seq 1 300); do [ -s "$out/logs/nginx.pid" ] && break; sleep 0.1; done
 
-perl - "$base" "$cycles" "$out/logs/nginx.pid" <<'PERL'
+REPO_ROOT=$REPO_ROOT perl - "$base" "$cycles" "$out/logs/nginx.pid" <<'PERL'
 use strict;
 use warnings;
-use IO::Socket::INET;
-use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use lib "$ENV{REPO_ROOT}/scripts/lib";
+use HttpClient;
 use Time::HiRes qw(time sleep);
 
 my ($base, $cycles, $pidfile) = @ARGV;
 my ($proxy, $admin, $b1, $b2) = ($base, $base + 1, $base + 2, $base + 3);
 my $failed = 0;
-
-# A minimal keep-alive HTTP/1.1 client: one write per request, one
-# connection per port.
-my %conn;
-sub request {
-    my ($method, $port, $path, $host, $body) = @_;
-    $body //= '';
-    for my $attempt (1, 2) {
-        my $s = $conn{$port} //= IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
-            or die "connect $port: $!";
-        $s->setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-        my $req = "$method $path HTTP/1.1\r\nHost: $host\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
-        if (syswrite($s, $req) == length $req) {
-            my $res = read_response($s);
-            return $res if $res;
-        }
-        delete $conn{$port};    # the server closed a kept-alive connection: retry once
-    }
-    return { status => 599, content => 'connection failed' };
-}
-
-sub read_response {
-    my ($s) = @_;
-    my $buf = '';
-    while ($buf !~ /\r\n\r\n/) { sysread($s, $buf, 65536, length $buf) or return undef }
-    my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
-    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
-    my ($len) = $head =~ /^Content-Length: (\d+)/mi;
-    $len //= 0;
-    while (length $rest < $len) { sysread($s, $rest, 65536, length $rest) or return undef }
-    return { status => $status, content => substr($rest, 0, $len), success => $status < 300 };
-}
-
+my $client = HttpClient->new;
+sub request { $client->request(@_) }
 
 sub check {
     my ($res, $code, $what) = @_;

@@ -382,15 +382,15 @@ impl Dyups {
 /// allocated until it is dropped (see [`crate::reclaim`]).
 pub struct ReadSection {
     state: *mut ZoneState,
-    phase: usize,
+    ticket: crate::reclaim::Ticket,
 }
 
 impl ReadSection {
     pub fn new(dyups: &Dyups) -> Self {
         let state = dyups.reclaim_state();
         // SAFETY: the state lives in the zone for the life of the process.
-        let phase = unsafe { (*state).enter() };
-        Self { state, phase }
+        let ticket = unsafe { (*state).enter() };
+        Self { state, ticket }
     }
 
     /// The peers of a registry list read in this section.
@@ -404,7 +404,7 @@ impl ReadSection {
 impl Drop for ReadSection {
     fn drop(&mut self) {
         // SAFETY: as in new().
-        unsafe { (*self.state).leave(self.phase) };
+        unsafe { (*self.state).leave(self.ticket) };
     }
 }
 

@@ -490,7 +490,7 @@ unsafe fn pool_str(pool: *mut ngx_pool_t, text: &str) -> Option<ngx_str_t> {
 struct RequestHold {
     version: *mut Version,
     state: *mut crate::reclaim::ZoneState,
-    phase: usize,
+    ticket: crate::reclaim::Ticket,
 }
 
 /// `peer.init` of every front: registers the request, then runs the
@@ -513,9 +513,9 @@ pub unsafe extern "C" fn init_front_peer(
             }
             // Registered first, then synced: no list this request can pick
             // up from here on is freed before the request ends.
-            let phase = (*state).enter();
+            let ticket = (*state).enter();
             let hold = (*cleanup).data.cast::<RequestHold>();
-            hold.write(RequestHold { version: ptr::null_mut(), state, phase });
+            hold.write(RequestHold { version: ptr::null_mut(), state, ticket });
             (*cleanup).handler = Some(release_request);
             sync_if_moved();
 
@@ -549,7 +549,7 @@ unsafe extern "C" fn release_request(data: *mut c_void) {
             (*hold.version).requests -= 1;
             release_if_done(hold.version);
         }
-        (*hold.state).leave(hold.phase);
+        (*hold.state).leave(hold.ticket);
     }
 }
 

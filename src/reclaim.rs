@@ -21,12 +21,20 @@
 //! A request re-checks the phase after registering (and moves if it
 //! flipped meanwhile), so no late registration can hide in a drained
 //! counter. The reaper runs after every change through the API, in any
-//! worker. A worker killed while requests were registered leaves its count
-//! behind: that zone then stops reclaiming (a bounded leak until the next
-//! reload renews the zone), never frees early.
+//! worker.
+//!
+//! The counters are kept per process (a slot claimed by pid), so that a
+//! worker killed while its requests were registered does not stop
+//! reclamation forever: the slot of a process that no longer exists
+//! (`kill(pid, 0)` fails with ESRCH) counts as drained, and a new process
+//! reuses it. A recycled pid only delays reclamation; it never frees early.
+//! Past [`SLOTS`] live processes on one zone, the rest share an overflow
+//! counter that is never taken for dead.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
 
@@ -34,11 +42,46 @@ use crate::balancer::ZoneUpstream;
 use crate::peer_lock::SlabLocked;
 use crate::zone_peers::{free_list, free_peer};
 
+/// Processes with their own counters per zone (workers, old workers during
+/// a reload, helpers): more than any sane configuration runs at once.
+pub const SLOTS: usize = 64;
+
+/// One process's registered requests, per phase.
+#[repr(C)]
+struct ProcessSlot {
+    /// 0: free.
+    pid: AtomicI32,
+    active: [AtomicUsize; 2],
+}
+
+impl ProcessSlot {
+    /// Whether this slot's counts may still matter: its process may exist.
+    fn owner_alive(&self) -> bool {
+        let pid = self.pid.load(SeqCst);
+        pid != 0 && process_exists(pid)
+    }
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// What a request registered with, to leave with.
+#[derive(Clone, Copy)]
+pub struct Ticket {
+    slot: usize,
+    phase: usize,
+}
+
 /// Per-zone bookkeeping, in the zone's own shared memory.
 #[repr(C)]
 pub struct ZoneState {
     phase: AtomicUsize,
-    active: [AtomicUsize; 2],
+    slots: [ProcessSlot; SLOTS],
+    /// For processes past SLOTS; never taken for dead.
+    overflow: ProcessSlot,
     /// Set when a request's balancer data could not be recognised, so its
     /// `tried` bitmap could not be enlarged (see `request_hook`).
     pub unknown_request_data: AtomicBool,
@@ -80,20 +123,63 @@ impl ZoneState {
         unsafe { ngx_slab_calloc(pool, core::mem::size_of::<ZoneState>()).cast() }
     }
 
-    /// Registers a starting request; returns the phase to leave with.
-    pub fn enter(&self) -> usize {
+    /// Registers a starting request.
+    pub fn enter(&self) -> Ticket {
+        let slot = self.my_slot();
+        let counters = &self.slot(slot).active;
         loop {
             let phase = self.phase.load(SeqCst) & 1;
-            self.active[phase].fetch_add(1, SeqCst);
+            counters[phase].fetch_add(1, SeqCst);
             if self.phase.load(SeqCst) & 1 == phase {
-                return phase;
+                return Ticket { slot, phase };
             }
-            self.active[phase].fetch_sub(1, SeqCst);
+            counters[phase].fetch_sub(1, SeqCst);
         }
     }
 
-    pub fn leave(&self, phase: usize) {
-        self.active[phase & 1].fetch_sub(1, SeqCst);
+    pub fn leave(&self, ticket: Ticket) {
+        self.slot(ticket.slot).active[ticket.phase & 1].fetch_sub(1, SeqCst);
+    }
+
+    fn slot(&self, index: usize) -> &ProcessSlot {
+        self.slots.get(index).unwrap_or(&self.overflow)
+    }
+
+    /// This process's slot in this zone (claimed on first use).
+    fn my_slot(&self) -> usize {
+        let key = self as *const ZoneState as usize;
+        if let Some(slot) = MY_SLOTS.with(|m| m.borrow().get(&key).copied()) {
+            return slot;
+        }
+        let slot = self.claim_slot();
+        MY_SLOTS.with(|m| m.borrow_mut().insert(key, slot));
+        slot
+    }
+
+    fn claim_slot(&self) -> usize {
+        let me = std::process::id() as i32;
+        if let Some(i) = self.slots.iter().position(|s| s.pid.load(SeqCst) == me) {
+            return i;
+        }
+        for (i, slot) in self.slots.iter().enumerate() {
+            let owner = slot.pid.load(SeqCst);
+            let reusable = owner == 0 || !process_exists(owner);
+            if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
+                // The previous owner is gone: its counts no longer mean
+                // anything.
+                slot.active[0].store(0, SeqCst);
+                slot.active[1].store(0, SeqCst);
+                return i;
+            }
+        }
+        SLOTS // the overflow counter
+    }
+
+    /// Whether every request registered in `phase` has left (requests of
+    /// processes that no longer exist have left by definition).
+    fn drained(&self, phase: usize) -> bool {
+        let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner_alive();
+        self.slots.iter().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
     }
 
     /// Hands an unlinked peer over for deferred freeing.
@@ -123,7 +209,7 @@ impl ZoneState {
     /// # Safety
     /// The caller holds the slab mutex of `pool`, the zone of this state.
     pub unsafe fn reap(&mut self, pool: *mut ngx_slab_pool_t) {
-        if !self.waiting.is_empty() && self.active[self.waiting_phase].load(SeqCst) == 0 {
+        if !self.waiting.is_empty() && self.drained(self.waiting_phase) {
             let done = self.waiting.take();
             // SAFETY: every request that could reach these has finished.
             unsafe { free_retired(pool, done) };
@@ -155,6 +241,11 @@ unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
             list = next;
         }
     }
+}
+
+thread_local! {
+    /// This process's slot per zone state (workers are single-threaded).
+    static MY_SLOTS: RefCell<HashMap<usize, usize>> = RefCell::new(HashMap::new());
 }
 
 /// Hands an unlinked peer of a zone upstream over for deferred freeing.

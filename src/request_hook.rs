@@ -31,7 +31,7 @@ use ngx::ffi::{
 };
 
 use crate::balancer::srv_conf;
-use crate::reclaim::ZoneState;
+use crate::reclaim::{Ticket, ZoneState};
 
 const BITS_PER_WORD: usize = 8 * size_of::<usize>();
 
@@ -39,7 +39,7 @@ const BITS_PER_WORD: usize = 8 * size_of::<usize>();
 #[repr(C)]
 struct Registration {
     state: *mut ZoneState,
-    phase: usize,
+    ticket: Ticket,
 }
 
 /// Installed as `uscf->peer.init` of zone upstreams at start.
@@ -79,8 +79,8 @@ unsafe fn register_request(r: *mut ngx_http_request_t, state: *mut ZoneState) ->
         if cleanup.is_null() {
             return false;
         }
-        let phase = (*state).enter();
-        (*cleanup).data.cast::<Registration>().write(Registration { state, phase });
+        let ticket = (*state).enter();
+        (*cleanup).data.cast::<Registration>().write(Registration { state, ticket });
         (*cleanup).handler = Some(unregister_request);
         true
     }
@@ -91,7 +91,7 @@ unsafe extern "C" fn unregister_request(data: *mut c_void) {
     // zone outlives every request of the cycle that uses it.
     unsafe {
         let registration = &*data.cast::<Registration>();
-        (*registration.state).leave(registration.phase);
+        (*registration.state).leave(registration.ticket);
     }
 }
 
