@@ -31,15 +31,12 @@ fn main() {
         println!("cargo::rustc-check-cfg=cfg({name})");
     }
     println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
-    let version = env::var("DEP_NGINX_VERSION_NUMBER")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx-sys did not report the nginx version; is NGINX_BUILD_DIR a configured \
+    let version = env::var("DEP_NGINX_VERSION_NUMBER").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| {
+        panic!(
+            "nginx-sys did not report the nginx version; is NGINX_BUILD_DIR a configured \
                  nginx tree? Run scripts/setup.sh first."
-            )
-        });
+        )
+    });
     for (min, name) in VERSION_CHECKS {
         if version >= *min {
             println!("cargo::rustc-cfg={name}");

@@ -44,6 +44,10 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
                 return NGX_ERROR as ngx_int_t;
             };
             main.balancers = KnownBalancers::probe(cf);
+            if let Err(text) = crate::state_files::validate((*cf).cycle, main) {
+                ngx::ngx_log_error!(NGX_LOG_EMERG, (*cf).log, "{}", text);
+                return NGX_ERROR as ngx_int_t;
+            }
             // Every request first checks whether the dyups registry moved.
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
@@ -98,10 +102,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 srv.original_init = (*uscf).peer.init;
                 (*uscf).peer.init = Some(init_zone_peer);
             }
-            if let Err(text) = crate::state_files::load_at_start(cycle, main) {
-                ngx::ngx_log_error!(NGX_LOG_EMERG, (*cycle).log, "{}", text);
-                return NGX_ERROR as ngx_int_t;
-            }
+            crate::state_files::load_at_start(cycle, main);
             NGX_OK as ngx_int_t
         }
     })

@@ -19,7 +19,7 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let args = req.args();
     let json = req.wants_json();
     let result = if req.is_get_or_head() {
-        run(&args, read_only)
+        run(&args, read_only, req.method_name() == "HEAD")
     } else {
         Err(ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted"))
     };
@@ -29,10 +29,15 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     }
 }
 
-fn run(args: &[u8], read_only: bool) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
+fn run(args: &[u8], read_only: bool, head: bool) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
     let request = QueryRequest::parse(args)?;
     if read_only && request.action != Action::List {
         return Err(read_only_error("dynamic_upstream_read_only"));
+    }
+    if head && request.action != Action::List {
+        // HEAD must not change anything (it may still say 404).
+        ZoneUpstream::find(&request.upstream)?;
+        return Err(ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"));
     }
     let zone = perform(&request.upstream, &request.action)?;
     Ok((request, zone))

@@ -10,9 +10,15 @@
 //! which workers compare with one atomic load on every request
 //! ([`crate::dyups_worker`]).
 //!
-//! The zone's slab mutex guards the registry: changes and readers take it
-//! (readers only to copy records out, with no heap allocation while they
-//! hold it). nginx reuses the zone across reloads when its name and size are
+//! The registry has its own rwlock (nginx's spin rwlock, on a word in the
+//! zone): readers (listings, worker syncs) share it and never wait for each
+//! other; writers hold it exclusively and, inside it, the zone's slab mutex
+//! for allocations and frees (lock order: registry, then slab). Readers copy
+//! records out with no heap allocation while they hold it. Taking the slab
+//! mutex for reads instead made every listing serialise the workers (a
+//! contended `ngx_shmtx` can sleep in a semaphore, stalling every connection
+//! of the worker): a flood of `/detail` requests starved proxied traffic.
+//! nginx reuses the zone across reloads when its name and size are
 //! unchanged, so the registry, and every accepted change, survives them.
 
 use core::ffi::c_void;
@@ -22,16 +28,20 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_trylock,
+    ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_atomic_t, ngx_shared_memory_add, ngx_shm_zone_t,
     ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::peer_lock::SlabLocked;
+use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 use crate::reclaim::ZoneState;
 use crate::zone_peers::{build_list, list_peers};
 
-/// Name of the module's zone.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups";
+/// Name of the module's zone. It carries the registry's layout version:
+/// nginx hands a zone of the same name and size to the next cycle on
+/// reload, and a module build with another layout must not read it (it
+/// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
+/// any change to `Registry`, `Record` or `ZoneState`.
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v1";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -67,6 +77,8 @@ struct Record {
 /// The registry's root, at the zone's `shpool->data`.
 #[repr(C)]
 struct Registry {
+    /// The registry's rwlock (see the module comment).
+    lock: ngx_atomic_t,
     generation: AtomicU64,
     /// Bumped by the master for every configuration cycle it starts (the
     /// zone outlives reloads): workers of older cycles see that they are
@@ -199,15 +211,15 @@ impl Dyups {
         }
     }
 
-    /// Total and free slab pages of the zone.
+    /// Total and free slab pages of the zone (the free count is a
+    /// momentary reading: no lock is taken for a status line).
     pub fn pages(&self) -> (usize, usize) {
-        // SAFETY: the slab pool's bounds are fixed; pfree is read under
-        // the mutex.
+        // SAFETY: the slab pool's bounds are fixed; pfree is one word,
+        // read volatile because other processes change it.
         unsafe {
-            let _slab = SlabLocked::new(self.pool);
             let pool = &*self.pool;
             let total = (pool.end as usize - pool.start as usize) / ngx::ffi::ngx_pagesize.max(1);
-            (total, pool.pfree)
+            (total, ptr::read_volatile(ptr::addr_of!(pool.pfree)))
         }
     }
 
@@ -222,19 +234,32 @@ impl Dyups {
         unsafe { ptr::addr_of_mut!((*self.registry).reclaim) }
     }
 
-    /// Takes the registry lock; with `try_only`, fails with 409 instead of
-    /// waiting when another worker holds it.
-    fn lock(&self, try_only: bool) -> Result<SlabLocked, ApiError> {
-        // SAFETY: the pool is the zone's slab pool, mapped here.
+    fn lock_word(&self) -> *mut ngx_atomic_t {
+        // SAFETY: the registry lives as long as the zone.
+        unsafe { ptr::addr_of_mut!((*self.registry).lock) }
+    }
+
+    /// Takes the registry for writing, then the slab mutex; with
+    /// `try_only`, fails with 409 instead of waiting when another worker
+    /// holds the registry.
+    fn lock(&self, try_only: bool) -> Result<(WriteLocked, SlabLocked), ApiError> {
+        // SAFETY: the lock word and the slab pool are the zone's, mapped
+        // here; order: registry, then slab.
         unsafe {
-            if try_only {
-                if ngx_shmtx_trylock(&mut (*self.pool).mutex) == 0 {
-                    return Err(ApiError::conflict("locked", "another worker is changing upstreams; try again"));
-                }
-                return Ok(SlabLocked::adopt(self.pool));
-            }
-            Ok(SlabLocked::new(self.pool))
+            let registry = if try_only {
+                WriteLocked::try_on(self.lock_word())
+                    .ok_or_else(|| ApiError::conflict("locked", "another worker is using the upstream registry; try again"))?
+            } else {
+                WriteLocked::on(self.lock_word())
+            };
+            Ok((registry, SlabLocked::new(self.pool)))
         }
+    }
+
+    /// Takes the registry for reading.
+    fn read_lock(&self) -> ReadLocked {
+        // SAFETY: as in lock().
+        unsafe { ReadLocked::on(self.lock_word()) }
     }
 
     /// Creates or replaces the upstream `name` with `spec`. Builds the new
@@ -248,7 +273,7 @@ impl Dyups {
             BalancerSpec::Hash { key, consistent: false } => (BalancerKind::Hash, key.as_str()),
             BalancerSpec::Hash { key, consistent: true } => (BalancerKind::ConsistentHash, key.as_str()),
         };
-        let slab = self.lock(try_only)?;
+        let (_registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
@@ -288,7 +313,7 @@ impl Dyups {
     /// configuration (`in_config`) stays as a tombstone so that every worker
     /// hides it. Returns false if there was nothing to delete.
     pub fn delete(&self, name: &str, in_config: bool, try_only: bool) -> Result<bool, ApiError> {
-        let slab = self.lock(try_only)?;
+        let (_registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
@@ -335,8 +360,7 @@ impl Dyups {
         let mut capacity = self.count() + 4;
         loop {
             let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
-            // SAFETY: the zone's slab pool, mapped here.
-            let slab = unsafe { SlabLocked::new(self.pool) };
+            let reading = self.read_lock();
             // SAFETY: the registry is read under its lock.
             let (generation, complete) = unsafe {
                 let registry = &*self.registry;
@@ -353,7 +377,7 @@ impl Dyups {
                 }
                 (generation, complete)
             };
-            drop(slab);
+            drop(reading);
             if complete {
                 return (generation, raw.iter().map(RawRecord::view).collect());
             }
@@ -362,8 +386,7 @@ impl Dyups {
     }
 
     fn count(&self) -> usize {
-        // SAFETY: the zone's slab pool, mapped here.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let _reading = self.read_lock();
         let mut n = 0;
         // SAFETY: read under the lock.
         unsafe {

@@ -10,53 +10,90 @@
 //! A guard does no allocation and cannot panic, so no early return or error
 //! leaves a lock held.
 
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
 use ngx::ffi::{
-    ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_shmtx_lock,
-    ngx_shmtx_unlock, ngx_slab_pool_t,
+    ngx_atomic_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock,
+    ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_pool_t,
 };
 
-/// Holds `peers->rwlock` for writing.
+/// Holds an nginx rwlock (`ngx_atomic_t` in shared memory) for writing.
 pub struct WriteLocked {
-    peers: *mut ngx_http_upstream_rr_peers_t,
+    lock: *mut ngx_atomic_t,
 }
 
 impl WriteLocked {
+    /// Locks `peers->rwlock`.
+    ///
     /// # Safety
     /// `peers` must be a live peer list in a shared zone (`shpool` set), and
     /// the caller must not already hold its lock.
     pub unsafe fn new(peers: *mut ngx_http_upstream_rr_peers_t) -> Self {
-        // SAFETY: per the contract, the rwlock lives in mapped shared memory.
-        unsafe { ngx_rwlock_wlock(&mut (*peers).rwlock) };
-        Self { peers }
+        // SAFETY: per the contract.
+        unsafe { Self::on(ptr::addr_of_mut!((*peers).rwlock)) }
+    }
+
+    /// # Safety
+    /// `lock` must be an rwlock word in mapped shared memory that this
+    /// process does not hold.
+    pub unsafe fn on(lock: *mut ngx_atomic_t) -> Self {
+        // SAFETY: per the contract.
+        unsafe { ngx_rwlock_wlock(lock) };
+        Self { lock }
+    }
+
+    /// Takes the lock only if nobody holds it (nginx's rwlock has no
+    /// trylock: this is its first step, `cmpxchg(0, WLOCK)`).
+    ///
+    /// # Safety
+    /// As for [`WriteLocked::on`].
+    pub unsafe fn try_on(lock: *mut ngx_atomic_t) -> Option<Self> {
+        // SAFETY: per the contract; the word is only ever changed atomically
+        // (nginx's lock functions use the same atomic instructions).
+        let word = unsafe { AtomicUsize::from_ptr(lock.cast()) };
+        word.compare_exchange(0, NGX_RWLOCK_WLOCK, SeqCst, SeqCst).ok().map(|_| Self { lock })
     }
 }
 
 impl Drop for WriteLocked {
     fn drop(&mut self) {
-        // SAFETY: locked in new(); the list outlives the guard.
-        unsafe { ngx_rwlock_unlock(&mut (*self.peers).rwlock) };
+        // SAFETY: locked in new()/on()/try_on(); the word outlives the guard.
+        unsafe { ngx_rwlock_unlock(self.lock) };
     }
 }
 
-/// Holds `peers->rwlock` for reading.
+/// `NGX_RWLOCK_WLOCK` (a C macro): the value of a write-locked rwlock.
+const NGX_RWLOCK_WLOCK: usize = usize::MAX;
+
+/// Holds an nginx rwlock for reading.
 pub struct ReadLocked {
-    peers: *mut ngx_http_upstream_rr_peers_t,
+    lock: *mut ngx_atomic_t,
 }
 
 impl ReadLocked {
+    /// Locks `peers->rwlock` for reading.
+    ///
     /// # Safety
     /// As for [`WriteLocked::new`].
     pub unsafe fn new(peers: *mut ngx_http_upstream_rr_peers_t) -> Self {
-        // SAFETY: per the contract, the rwlock lives in mapped shared memory.
-        unsafe { ngx_rwlock_rlock(&mut (*peers).rwlock) };
-        Self { peers }
+        // SAFETY: per the contract.
+        unsafe { Self::on(ptr::addr_of_mut!((*peers).rwlock)) }
+    }
+
+    /// # Safety
+    /// As for [`WriteLocked::on`].
+    pub unsafe fn on(lock: *mut ngx_atomic_t) -> Self {
+        // SAFETY: per the contract.
+        unsafe { ngx_rwlock_rlock(lock) };
+        Self { lock }
     }
 }
 
 impl Drop for ReadLocked {
     fn drop(&mut self) {
-        // SAFETY: locked in new(); the list outlives the guard.
-        unsafe { ngx_rwlock_unlock(&mut (*self.peers).rwlock) };
+        // SAFETY: locked in new()/on(); the word outlives the guard.
+        unsafe { ngx_rwlock_unlock(self.lock) };
     }
 }
 
@@ -72,15 +109,6 @@ impl SlabLocked {
     pub unsafe fn new(pool: *mut ngx_slab_pool_t) -> Self {
         // SAFETY: per the contract.
         unsafe { ngx_shmtx_lock(&mut (*pool).mutex) };
-        Self { pool }
-    }
-
-    /// Takes over a mutex this process already locked (`ngx_shmtx_trylock`).
-    ///
-    /// # Safety
-    /// `pool`'s mutex must be held by this process and released by no one
-    /// else.
-    pub unsafe fn adopt(pool: *mut ngx_slab_pool_t) -> Self {
         Self { pool }
     }
 

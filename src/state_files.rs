@@ -1,10 +1,18 @@
 //! Keeping every accepted change across reload, restart and crash.
 //!
+//! * While the configuration is read ([`validate`]), every state file is
+//!   parsed and checked: a corrupt one fails the configuration with an
+//!   `[emerg]` naming file and line, so a reload is refused cleanly and the
+//!   running nginx carries on.
 //! * At start ([`load_at_start`], the master's init_module, before workers
-//!   fork) the master first starts a new cycle epoch in the module's zone,
-//!   then reads each `dynamic_state_file` under its file lock and makes its
+//!   fork) the master starts a new cycle epoch in the module's zone, then
+//!   reads each `dynamic_state_file` under its file lock and makes its
 //!   servers the upstream's, and, when the module's zone is fresh (a
-//!   restart), loads `dyups_upstream_conf` into the registry.
+//!   restart), loads `dyups_upstream_conf` into the registry. nginx treats
+//!   a failing init_module as fatal even on reload (the master exits), so
+//!   nothing here fails: a file that cannot be applied (it changed since
+//!   the check, or the zone is too small) is logged at `[error]` and the
+//!   configuration's servers stay.
 //! * A change ([`ChangeGuard`]) takes the file's lock first; a worker whose
 //!   cycle a reload has replaced refuses zone-upstream changes with 503
 //!   (they would land in a zone that is going away). Because the master
@@ -52,14 +60,55 @@ unsafe fn resolve(cycle: *mut ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> 
     Some(PathBuf::from(format!("{prefix}{text}")))
 }
 
-/// Restores the saved state at start (see the module comment). An error is
-/// the message for nginx's `[emerg]`: the file, the line, the problem.
+/// Checks every state file while the configuration is read
+/// (postconfiguration): the message of an error is for nginx's `[emerg]`.
+///
+/// # Safety
+/// `cycle` is the cycle being configured, its http block parsed.
+pub unsafe fn validate(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<(), String> {
+    // SAFETY: per the contract.
+    unsafe {
+        for uscf in configured_upstreams(cycle) {
+            let Some(srv) = srv_conf(uscf) else { continue };
+            let Some(path) = resolve(cycle, &srv.state_file) else { continue };
+            let shown = path.display();
+            let name = str_lossy(&(*uscf).host);
+            if (*uscf).shm_zone.is_null() {
+                return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
+            }
+            let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
+            let servers = match text.as_deref().map(parse_server_state) {
+                None | Some(Ok(None)) => continue,
+                Some(Ok(Some(servers))) => servers,
+                Some(Err(e)) => return Err(format!("dynamic_state_file \"{shown}\": {e}")),
+            };
+            let balancer = main.balancers.classify(uscf);
+            if servers.iter().any(|s| s.backup) && !balancer.allows_backup() {
+                return Err(format!(
+                    "dynamic_state_file \"{shown}\": backup servers, but upstream \"{name}\" uses the {} balancer",
+                    balancer.name()
+                ));
+            }
+        }
+        if let Some(path) = resolve(cycle, &main.upstream_conf) {
+            let shown = path.display();
+            let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
+            if let Some(text) = text {
+                parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Restores the saved state at start (see the module comment). Never
+/// fails: what cannot be applied is logged.
 ///
 /// # Safety
 /// Called from init_module with the new cycle, after the zones exist.
-pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<(), String> {
+pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
     let Some(dyups) = Dyups::get() else {
-        return Ok(());
+        return;
     };
     dyups.begin_cycle();
     // SAFETY: per the contract.
@@ -68,18 +117,15 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<
             let Some(srv) = srv_conf(uscf) else { continue };
             srv.state_path = resolve(cycle, &srv.state_file);
             let Some(path) = srv.state_path.clone() else { continue };
-            if (*uscf).shm_zone.is_null() {
-                return Err(format!(
-                    "dynamic_state_file \"{}\": upstream \"{}\" has no zone",
-                    path.display(),
-                    str_lossy(&(*uscf).host)
-                ));
-            }
             if srv.state.is_null() {
                 continue; // no room for bookkeeping: already warned
             }
-            let zone = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host)).map_err(|e| e.text)?;
-            restore_zone_upstream(&zone, &path)?;
+            let restored = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host))
+                .map_err(|e| e.text)
+                .and_then(|zone| restore_zone_upstream(&zone, &path));
+            if let Err(text) = restored {
+                log_error(&format!("{text}; the configuration's servers are used"));
+            }
         }
         let dyups_file = resolve(cycle, &main.upstream_conf);
         if let Ok(mut slot) = DYUPS_FILE.lock() {
@@ -87,11 +133,12 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<
         }
         if let Some(path) = dyups_file {
             if dyups.take_first_load() {
-                restore_dyups(&dyups, &path, cycle)?;
+                if let Err(text) = restore_dyups(&dyups, &path, cycle) {
+                    log_error(&format!("{text}; the upstreams after it were not restored"));
+                }
             }
         }
     }
-    Ok(())
 }
 
 fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String> {

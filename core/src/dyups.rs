@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::address::{shown, Address};
 use crate::error::ApiError;
+use crate::json::Json;
 use crate::peer::{Param, ServerSpec};
 use crate::render::PeerView;
 
@@ -86,8 +87,10 @@ impl Route {
 /// A dyups upstream name must be usable as a `Host` header: letters,
 /// digits, `.`, `-`, `_`, at most 255 bytes.
 pub fn validate_upstream_name(name: &str) -> Result<(), ApiError> {
+    // Labels separated by single dots: a name a Host header can carry.
     let ok = !name.is_empty()
         && name.len() <= MAX_UPSTREAM_NAME
+        && name.split('.').all(|label| !label.is_empty())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
     if ok {
         Ok(())
@@ -114,9 +117,15 @@ pub enum Statement {
     Balancer(BalancerSpec),
 }
 
+/// The characters nginx's configuration syntax treats as whitespace.
+const NGINX_WHITESPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+
 /// Parses one statement (without its `;`): `server ...` or a balancer.
 pub fn parse_statement(statement: &str) -> Result<Option<Statement>, ApiError> {
-    let words: Vec<&str> = statement.split_ascii_whitespace().collect();
+    if let Some(c) = statement.chars().find(|c| c.is_control() && !NGINX_WHITESPACE.contains(c)) {
+        return Err(failed(format!("control character {:?} in the body", c)));
+    }
+    let words: Vec<&str> = statement.split(NGINX_WHITESPACE).filter(|w| !w.is_empty()).collect();
     let Some((&directive, args)) = words.split_first() else {
         return Ok(None);
     };
@@ -141,8 +150,9 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
     let mut servers = Vec::new();
     let mut statements: Vec<&str> = text.split(';').collect();
     let rest = statements.pop().unwrap_or("");
-    if !rest.trim().is_empty() {
-        return Err(failed(format!("missing ';' after \"{}\"", shown(rest.trim()))));
+    let rest = rest.trim_matches(NGINX_WHITESPACE);
+    if !rest.is_empty() {
+        return Err(failed(format!("missing ';' after \"{}\"", shown(rest))));
     }
     for statement in statements {
         match parse_statement(statement)? {
@@ -278,8 +288,10 @@ pub fn split_hash_key(key: &str) -> Result<Vec<KeyPart>, ApiError> {
 }
 
 fn parse_hash_key(key: &str) -> Result<String, ApiError> {
-    // `{` and `}` only as in `${name}`, checked by split_hash_key.
-    if key.len() > 255 || key.chars().any(|c| c.is_control() || "\"'#;\\".contains(c)) {
+    // One nginx token: no whitespace (a JSON key "$uri consistent" must not
+    // become `hash $uri consistent;`), no quotes or syntax; `{` and `}`
+    // only as in `${name}`, checked by split_hash_key.
+    if key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control() || c.is_whitespace() || "\"'#;\\".contains(c)) {
         return Err(failed(format!("invalid hash key \"{}\"", shown(key))));
     }
     split_hash_key(key)?;
@@ -290,16 +302,17 @@ fn parse_hash_key(key: &str) -> Result<String, ApiError> {
 ///
 /// Checked field by field, so that every error names the field.
 pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
-    use serde_json::Value;
-    let body: Value = serde_json::from_str(text).map_err(|e| failed(format!("invalid JSON body: {e}")))?;
-    let object = body.as_object().ok_or_else(|| failed("the JSON body must be an object"))?;
-    if let Some(key) = object.keys().find(|k| !["servers", "balancer", "hash_key"].contains(&k.as_str())) {
+    let body = Json::parse(text).map_err(|e| failed(format!("invalid JSON body: {e}")))?;
+    let Json::Object(fields) = &body else {
+        return Err(failed("the JSON body must be an object"));
+    };
+    if let Some((key, _)) = fields.iter().find(|(k, _)| !["servers", "balancer", "hash_key"].contains(&k.as_str())) {
         return Err(failed(format!("unknown field \"{}\"", shown(key))));
     }
     let text_field = |name: &str| -> Result<Option<&str>, ApiError> {
-        match object.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
+        match body.get(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.as_str())),
             Some(_) => Err(failed(format!("\"{name}\" must be a string"))),
         }
     };
@@ -315,18 +328,19 @@ pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
         (_, Some(_)) => return Err(failed("\"hash_key\" goes with balancer \"hash\" or \"consistent_hash\"")),
         (Some(other), None) => return Err(failed(format!("unknown balancer \"{}\"", shown(other)))),
     };
-    let servers = match object.get("servers") {
-        Some(Value::Array(items)) => items.iter().map(json_server).collect::<Result<Vec<_>, _>>()?,
+    let servers = match body.get("servers") {
+        Some(Json::Array(items)) => items.iter().map(json_server).collect::<Result<Vec<_>, _>>()?,
         _ => return Err(failed("\"servers\" must be an array of servers")),
     };
     finish(balancer, servers)
 }
 
-fn json_server(item: &serde_json::Value) -> Result<ServerSpec, ApiError> {
-    use serde_json::Value;
-    let fields = item.as_object().ok_or_else(|| failed("each server must be an object"))?;
-    let address = match fields.get("server") {
-        Some(Value::String(s)) => Address::parse(s).map_err(|e| failed(e.text))?,
+fn json_server(item: &Json) -> Result<ServerSpec, ApiError> {
+    let Json::Object(fields) = item else {
+        return Err(failed("each server must be an object"));
+    };
+    let address = match item.get("server") {
+        Some(Json::String(s)) => Address::parse(s).map_err(|e| failed(e.text))?,
         _ => return Err(failed("each server needs \"server\": \"ADDRESS\"")),
     };
     let mut spec = ServerSpec::new(address);
@@ -334,17 +348,22 @@ fn json_server(item: &serde_json::Value) -> Result<ServerSpec, ApiError> {
         match (key.as_str(), Param::from_name(key)) {
             ("server", _) => {}
             ("backup" | "down", _) => {
-                let flag = value.as_bool().ok_or_else(|| failed(format!("\"{key}\" must be true or false")))?;
+                let Json::Bool(flag) = value else {
+                    return Err(failed(format!("\"{key}\" must be true or false")));
+                };
                 if key == "backup" {
-                    spec.backup = flag;
+                    spec.backup = *flag;
                 } else {
-                    spec.down = flag;
+                    spec.down = *flag;
                 }
             }
             (_, Some(param)) => {
                 // Only plain non-negative integers; anything else gets the
                 // parameter's own range message.
-                let number = value.as_u64().map(|n| n.to_string()).unwrap_or_else(|| "invalid".into());
+                let number = match value {
+                    Json::Unsigned(n) => n.to_string(),
+                    _ => "invalid".to_string(),
+                };
                 let v = param.parse_value(&number).map_err(|e| failed(e.text))?;
                 match param {
                     Param::Weight => spec.weight = v,
@@ -518,6 +537,11 @@ mod tests {
         assert!(err("hash $; server 127.0.0.1:1;").contains("invalid variable"));
         assert!(err("hash a b; server 127.0.0.1:1;").contains("invalid parameter"));
         assert!(err("hash a{b; server 127.0.0.1:1;").contains("only allowed as in"));
+        assert!(err("server\x0c127.0.0.1:1;").contains("control character"));
+        assert!(err("server 127.0.0.1:1;\x0b").contains("missing ';'"));
+        assert_eq!(parse_body("server\t127.0.0.1:1\r\n;").unwrap().servers.len(), 1);
+        let json_key = r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"hash","hash_key":"$uri consistent"}"#;
+        assert!(parse_json_body(json_key).unwrap_err().text.contains("invalid hash key"));
         assert_eq!(parse_body("server 127.0.0.1:1; # main\n# all\nserver 127.0.0.1:2;").unwrap().servers.len(), 2);
     }
 
@@ -581,7 +605,7 @@ mod tests {
     #[test]
     fn names() {
         assert!(validate_upstream_name("dyhost-1.example_x").is_ok());
-        for bad in ["", "a/b", "..x/", "a;b", "a b", "ü", &"a".repeat(256)] {
+        for bad in ["", "a/b", "..x/", "a;b", "a b", "ü", &"a".repeat(256), "...", "a..b", ".a", "a."] {
             assert_eq!(validate_upstream_name(bad).unwrap_err().status, 400, "{bad}");
         }
     }

@@ -6,6 +6,7 @@
 pub mod address;
 pub mod dyups;
 pub mod error;
+pub mod json;
 pub mod peer;
 pub mod query;
 pub mod render;

@@ -124,10 +124,11 @@ pub fn parse_seconds(text: &str) -> Option<u64> {
         [('y', 31_536_000), ('M', 2_592_000), ('w', 604_800), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
     let mut total: u64 = 0;
     let mut next_unit = 0; // index into UNITS of the largest unit still allowed
-    let mut rest = text.trim_start();
-    if rest.is_empty() {
+    // Spaces only between parts, as in `1h 30m`.
+    if text.is_empty() || text.starts_with(' ') || text.ends_with(' ') {
         return None;
     }
+    let mut rest = text;
     while !rest.is_empty() {
         let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let number = parse_integer(&rest[..digits_end])?;
@@ -229,7 +230,7 @@ mod tests {
         assert_eq!(Param::FailTimeout.parse_value("1m30s").unwrap(), 90);
         assert_eq!(Param::FailTimeout.parse_value("1h 30m").unwrap(), 5400);
         assert_eq!(Param::FailTimeout.parse_value("1m 5").unwrap(), 65);
-        for bad in ["500ms", "30s1m", "1s1s", "5 5", "1x", "", " ", "1h-"] {
+        for bad in ["500ms", "30s1m", "1s1s", "5 5", "1x", "", " ", "1h-", " 1", "1 ", "1s "] {
             assert!(Param::FailTimeout.parse_value(bad).is_err(), "{bad}");
         }
         assert!(Param::MaxFails.parse_value("5s").is_err());

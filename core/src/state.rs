@@ -112,27 +112,37 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
         let close =
             body[block_start..].find('}').ok_or_else(|| error(format!("missing '}}' closing upstream \"{name}\"")))?;
         let block = &body[block_start..block_start + close];
-        let block_line = line_of(&body, block_start);
         if block.trim().trim_end_matches(';').trim() == "deleted" {
             entries.push(DyupsEntry::Deleted(name.to_string()));
         } else {
-            let spec = parse_body(block).map_err(|e| StateError {
-                line: block_line + statement_line_offset(block, &e.text),
-                text: format!("upstream \"{name}\": {}", strip_prefix(&e.text)),
-            })?;
+            let spec = parse_block(block, line_of(&body, block_start), name)?;
             entries.push(DyupsEntry::Upstream(name.to_string(), spec));
         }
         rest = block_start + close + 1;
     }
 }
 
-/// Best effort: the line, within `block`, of the statement an error quotes.
-fn statement_line_offset(block: &str, error: &str) -> usize {
-    let quoted = error.split('"').nth(1).unwrap_or("");
-    match (!quoted.is_empty()).then(|| block.find(quoted)).flatten() {
-        Some(at) => block[..at].matches('\n').count(),
-        None => 0,
+/// Parses an upstream block's body statement by statement, so that an
+/// error names the line of the statement at fault (`first_line` is the
+/// line the body starts on).
+fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpec, StateError> {
+    let error = |line: usize, text: &str| StateError { line, text: format!("upstream \"{name}\": {}", strip_prefix(text)) };
+    let mut offset = 0;
+    for statement in block.split_inclusive(';') {
+        let start = offset + statement.len() - statement.trim_start().len();
+        offset += statement.len();
+        let trimmed = statement.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let line = first_line + block[..start].matches('\n').count();
+        if !trimmed.ends_with(';') {
+            return Err(error(line, &format!("missing ';' after \"{}\"", crate::address::shown(trimmed))));
+        }
+        parse_statement(trimmed.trim_end_matches(';')).map_err(|e| error(line, &e.text))?;
     }
+    // Whole-body rules (no server, backups the balancer forbids, ...).
+    parse_body(block).map_err(|e| error(first_line, &e.text))
 }
 
 fn entry_name(entry: &DyupsEntry) -> &str {
@@ -233,6 +243,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, 6, "{e}");
         assert!(e.text.contains("upstream \"b\": unknown directive \"aaserver\""), "{e}");
+        let e = parse_dyups_conf("# comment\nupstream a {\n    server 127.0.0.1:1 weight=0;\n}\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
         let e = parse_dyups_conf("upstream a {\n server 127.0.0.1:1;\n").unwrap_err();
         assert!(e.text.contains("missing '}'"));
         let e = parse_dyups_conf("server 127.0.0.1:1;").unwrap_err();
