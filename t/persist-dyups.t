@@ -1,0 +1,564 @@
+# dyups_upstream_conf: the upstreams of the REST API (dyups_interface) and
+# of Lua's ngx.dyups kept in a file of `upstream NAME { ... }` blocks.
+# After every accepted POST / DELETE the file holds the whole run-time
+# state: every upstream created or replaced, with its balancer, and every
+# configuration upstream deleted as `upstream NAME {\n    deleted;\n}`.
+# At start (a fresh zone: first start or restart) the file is loaded; a
+# reload keeps the zone and its state. The state survives reload, restart
+# and a worker killed with SIGKILL, in the listings and in the traffic.
+#
+# The admin API is also on port 8 and the proxy (proxy_pass http://$host)
+# on port 9, both with `reuseport` (successive connections land on
+# different workers) and X-Worker: $pid on every answer.
+use lib 't/lib';
+use NginxTest;
+
+our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
+
+$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
+location = /lua {
+    content_by_lua_block {
+        local dyups = require "ngx.dyups"
+        local function show(...)
+            local out = {}
+            for i = 1, select("#", ...) do
+                local v = select(i, ...)
+                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
+            end
+            return table.concat(out, ", ")
+        end
+        ngx.req.read_body()
+        local chunk, err = loadstring(ngx.req.get_body_data() or "", "=test")
+        if not chunk then
+            ngx.status = 400
+            ngx.say(err)
+            return
+        end
+        setfenv(chunk, setmetatable({ dyups = dyups, show = show }, { __index = _G }))
+        ngx.print(chunk())
+    }
+}
+NGINX
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or return undef;
+    binmode $fh;
+    local $/;
+    my $t = <$fh>;
+    return $t // '';
+}
+
+sub spew {
+    my ($f, $t) = @_;
+    open my $fh, '>', $f or die "write $f: $!";
+    binmode $fh;
+    print $fh $t;
+    close $fh or die "close $f: $!";
+}
+
+sub dyfile { data_dir() . '/dyups.conf' }
+
+sub addr { '127.0.0.1:' . port($_[0]) }
+
+# sv(N, OPTIONS): a server statement as the file writes it (no indentation).
+sub sv {
+    my ($n, %o) = @_;
+    my $s = 'server ' . addr($n) . ' weight=' . ($o{weight} // 1) . ' max_fails=' . ($o{max_fails} // 1)
+          . ' fail_timeout=' . ($o{fail_timeout} // 10);
+    $s .= " max_conns=$o{max_conns}" if $o{max_conns};
+    $s .= ' backup' if $o{backup};
+    $s .= ' down' if $o{down};
+    return "$s;";
+}
+
+# ublock(NAME, STATEMENTS...): an upstream block as the file writes it.
+sub ublock {
+    my ($name, @statements) = @_;
+    return "upstream $name {\n" . join('', map { "    $_\n" } @statements) . "}\n";
+}
+sub deleted { "upstream $_[0] {\n    deleted;\n}\n" }
+
+# The file holds exactly the header and BLOCKS (the order of upstreams is
+# not part of the contract: compared sorted).
+sub file_is {
+    my ($blocks, $what) = @_;
+    my $file = slurp(dyfile());
+    if (!defined $file) {
+        fail("$what: the file exists");
+        return;
+    }
+    my @got = $file =~ /^(upstream [^\n]*\{\n.*?^\}\n)/msg;
+    is($file, $HEADER . join('', @got), "$what: the file is the header and upstream blocks only");
+    is_deeply([sort @got], [sort @$blocks], "$what: the file holds exactly the expected upstreams")
+        or diag($file);
+}
+
+# One GET /upstream/NAME line for a server with dyups' defaults unless overridden.
+sub dline {
+    my ($n, %o) = @_;
+    my %v = (weight => 1, max_conns => 0, max_fails => 1, fail_timeout => 10, backup => 0, down => 0, %o);
+    return 'server ' . addr($n) . " weight=$v{weight} max_conns=$v{max_conns} max_fails=$v{max_fails}"
+         . " fail_timeout=$v{fail_timeout} backup=$v{backup} down=$v{down}\n";
+}
+
+sub admin { my ($m, $uri, $body, $h) = @_; http($m, 'http://127.0.0.1:' . port(8) . $uri, $body, $h) }
+sub proxied { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $_[0] }) }
+
+# post(NAME, BODY[, JSON]): must answer 200 success.
+sub post {
+    my ($name, $body, $json) = @_;
+    my $r = http('POST', "/upstream/$name", $body, $json ? { 'Content-Type' => 'application/json' } : undef);
+    is("$r->{status} $r->{body}", '200 success', "POST /upstream/$name");
+}
+
+sub del {
+    my ($name) = @_;
+    my $r = http('DELETE', "/upstream/$name");
+    is("$r->{status} $r->{body}", '200 success', "DELETE /upstream/$name");
+}
+
+# N proxied requests with Host NAME through port 9: { backend port | "status N" => count }.
+sub traffic {
+    my ($n, $host) = @_;
+    my %ports;
+    for (1 .. $n) {
+        my $r = proxied($host);
+        $ports{ $r->{status} == 200 ? $r->{body} =~ s/\n\z//r : "status $r->{status}" }++;
+    }
+    return \%ports;
+}
+
+# Through every worker (reuseport servers): GET /upstream/NAME on port 8 is
+# WANT (a string, or undef for 404), and proxied requests with Host NAME
+# reach only the ports in PORTS (numbers 1..9; empty: 502).
+sub every_worker_has {
+    my ($name, $want, $ports, $what) = @_;
+    my %workers = map { $_ => 1 } worker_pids();
+    my (%seen_admin, %seen_proxy, @bad);
+    my %ok_port = map { port($_) => 1 } @$ports;
+    for (1 .. 600) {
+        if (grep { !$seen_admin{$_} } keys %workers) {
+            my $r = admin('GET', "/upstream/$name");
+            $seen_admin{ $r->{headers}{'x-worker'} // 'none' } = 1;
+            my $good = defined $want ? $r->{status} == 200 && $r->{body} eq $want : $r->{status} == 404;
+            push @bad, "worker $r->{headers}{'x-worker'}: GET /upstream/$name: $r->{status} $r->{body}" unless $good;
+        }
+        if (grep { !$seen_proxy{$_} } keys %workers) {
+            my $r = proxied($name);
+            $seen_proxy{ $r->{headers}{'x-worker'} // 'none' } = 1;
+            my $good = @$ports ? $r->{status} == 200 && $ok_port{ $r->{body} =~ s/\n\z//r } : $r->{status} == 502;
+            push @bad, "worker $r->{headers}{'x-worker'}: proxied to $name: $r->{status} $r->{body}" unless $good;
+        }
+        last if !grep { !$seen_admin{$_} || !$seen_proxy{$_} } keys %workers;
+        last if @bad > 3;
+    }
+    is_deeply(\@bad, [], "$what: $name as expected in every worker");
+    is(scalar(grep { $seen_admin{$_} && $seen_proxy{$_} } keys %workers), scalar(keys %workers),
+       "$what: all " . scalar(keys %workers) . ' workers answered for ' . $name);
+}
+
+sub lua {
+    my ($code) = @_;
+    my $r = http('POST', '/lua', $code);
+    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
+}
+
+sub no_debris {
+    opendir my $dh, data_dir() or die "opendir: $!";
+    my @junk = grep { !/^\.\.?$/ && $_ ne 'dyups.conf' && $_ ne 'dyups.conf.lock' } readdir $dh;
+    is_deeply(\@junk, [], 'no temporary files left in the data directory');
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: every accepted POST and DELETE rewrites the file with the whole run-time state; refused ones do not
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+--- config
+location / { dyups_interface; }
+--- perl
+my @b;
+main::post('dyhost', 'server ' . main::addr(3) . ';');
+main::file_is([ main::ublock('dyhost', main::sv(3)) ], 'create');
+ok(-e main::dyfile() . '.lock', 'the lock file dyups.conf.lock is next to the file');
+my $inode = (stat main::dyfile())[1];
+
+main::post('lc', 'least_conn; server ' . main::addr(4) . ' weight=2; server ' . main::addr(5) . ' backup;');
+main::file_is([ main::ublock('dyhost', main::sv(3)),
+                main::ublock('lc', 'least_conn;', main::sv(4, weight => 2), main::sv(5, backup => 1)) ],
+              'create with least_conn');
+isnt((stat main::dyfile())[1], $inode, 'the file was replaced (a new file renamed over it), not rewritten in place');
+
+main::post('host1', 'server ' . main::addr(6) . ' max_fails=3 fail_timeout=30s max_conns=5;');
+my $host1 = main::ublock('host1', main::sv(6, max_fails => 3, fail_timeout => 30, max_conns => 5));
+main::file_is([ main::ublock('dyhost', main::sv(3)),
+                main::ublock('lc', 'least_conn;', main::sv(4, weight => 2), main::sv(5, backup => 1)), $host1 ],
+              'replace a configuration upstream');
+
+main::del('host2');
+main::file_is([ main::ublock('dyhost', main::sv(3)),
+                main::ublock('lc', 'least_conn;', main::sv(4, weight => 2), main::sv(5, backup => 1)), $host1,
+                main::deleted('host2') ],
+              'delete a configuration upstream');
+
+main::post('dyhost', 'server ' . main::addr(3) . ' down; server ' . main::addr(4) . ';');
+main::file_is([ main::ublock('dyhost', main::sv(3, down => 1), main::sv(4)),
+                main::ublock('lc', 'least_conn;', main::sv(4, weight => 2), main::sv(5, backup => 1)), $host1,
+                main::deleted('host2') ],
+              'replace a run-time upstream');
+
+main::post('js', '{"servers":[{"server":"' . main::addr(5) . '","weight":3,"max_conns":4}],"balancer":"ip_hash"}', 1);
+main::post('hc', 'hash $request_uri consistent; server ' . main::addr(3) . '; server ' . main::addr(4) . ';');
+main::post('hs', '{"servers":[{"server":"' . main::addr(3) . '"}],"balancer":"hash","hash_key":"$remote_addr$uri"}', 1);
+main::post('rnd', 'random; server ' . main::addr(3) . ';');
+my @more = (main::ublock('js', 'ip_hash;', main::sv(5, weight => 3, max_conns => 4)),
+            main::ublock('hc', 'hash $request_uri consistent;', main::sv(3), main::sv(4)),
+            main::ublock('hs', 'hash $remote_addr$uri;', main::sv(3)),
+            main::ublock('rnd', 'random;', main::sv(3)));
+main::file_is([ main::ublock('dyhost', main::sv(3, down => 1), main::sv(4)),
+                main::ublock('lc', 'least_conn;', main::sv(4, weight => 2), main::sv(5, backup => 1)), $host1,
+                main::deleted('host2'), @more ],
+              'JSON bodies and the other balancers');
+
+main::del('dyhost');
+my @now = (main::ublock('lc', 'least_conn;', main::sv(4, weight => 2), main::sv(5, backup => 1)), $host1,
+           main::deleted('host2'), @more);
+main::file_is(\@now, 'delete a run-time upstream: it is gone from the file');
+
+my $before = main::slurp(main::dyfile());
+for my $req (['POST', '/upstream/lc', 'aaserver 127.0.0.1:1;'], ['POST', '/upstream/lc', ''],
+             ['POST', '/upstream/x', 'keepalive 8; server 127.0.0.1:1;'], ['DELETE', '/upstream/nosuch'],
+             ['DELETE', '/upstream/dyhost'], ['DELETE', '/upstream/host2'],
+             ['POST', '/upstream/lc', '{"servers":[]}', { 'Content-Type' => 'application/json' }]) {
+    my $r = http(@$req);
+    like($r->{status}, qr/^4\d\d$/, "refused: $req->[0] $req->[1] " . ($req->[2] // ''));
+    is(main::slurp(main::dyfile()), $before, '  the file is unchanged');
+}
+main::file_is(\@now, 'after the refused requests');
+main::no_debris();
+
+
+
+=== TEST 2: Lua ngx.dyups update and delete rewrite the file; refused calls do not
+--- modules: lua
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+is(main::lua('return show(dyups.update("luahost", "least_conn; server ' . main::addr(2) . ' weight=4;"))'),
+   '200, "success"', 'dyups.update luahost');
+main::file_is([ main::ublock('luahost', 'least_conn;', main::sv(2, weight => 4)) ], 'Lua update');
+is(main::lua('return show(dyups.update("host1", "server ' . main::addr(3) . ' down; server ' . main::addr(4) . ';"))'),
+   '200, "success"', 'dyups.update host1');
+main::file_is([ main::ublock('luahost', 'least_conn;', main::sv(2, weight => 4)),
+                main::ublock('host1', main::sv(3, down => 1), main::sv(4)) ], 'Lua update of a configuration upstream');
+is(main::lua('return show(dyups.delete("luahost"))'), '200, "success"', 'dyups.delete luahost');
+is(main::lua('return show(dyups.delete("host1"))'), '200, "success"', 'dyups.delete host1');
+main::file_is([ main::deleted('host1') ], 'Lua deletes');
+my $before = main::slurp(main::dyfile());
+like(main::lua('return show(dyups.update("x", "aaserver 1;"))'), qr/^400, /, 'refused update');
+like(main::lua('return show(dyups.delete("nosuch"))'), qr/^404, /, 'refused delete');
+is(main::slurp(main::dyfile()), $before, 'the file is unchanged');
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: nginx_reload keeps the run-time state in every new worker (listings, traffic, file); changes after the reload are written
+--- workers: 3
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    listen 127.0.0.1:$TEST_NGINX_PORT_5;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::post('dyhost', 'least_conn; server ' . main::addr(3) . '; server ' . main::addr(4) . ';');
+main::post('host1', 'server ' . main::addr(5) . ';');
+main::del('host2');
+my @blocks = (main::ublock('dyhost', 'least_conn;', main::sv(3), main::sv(4)), main::ublock('host1', main::sv(5)),
+              main::deleted('host2'));
+main::file_is(\@blocks, 'before the reload');
+my $file = main::slurp(main::dyfile());
+my $list = http_get('/list')->{body};
+my $detail = http_get('/detail')->{body};
+
+for my $round (1 .. 3) {
+    my %old = map { $_ => 1 } worker_pids();
+    nginx_reload();
+    is(scalar(grep { $old{$_} } worker_pids()), 0, "reload $round: all workers are new");
+    is(main::slurp(main::dyfile()), $file, "reload $round: the file is unchanged");
+    is(http_get('/list')->{body}, $list, "reload $round: GET /list as before");
+    is(http_get('/detail')->{body}, $detail, "reload $round: GET /detail as before");
+    main::every_worker_has('dyhost', main::dline(3) . main::dline(4), [3, 4], "reload $round");
+    main::every_worker_has('host1', main::dline(5), [5], "reload $round");
+    main::every_worker_has('host2', undef, [], "reload $round");
+    is_deeply(main::traffic(20, 'dyhost'), { port(3) => 10, port(4) => 10 }, "reload $round: dyhost's traffic");
+}
+
+main::post('host2', 'server ' . main::addr(1) . ';');
+main::post('dyhost', 'server ' . main::addr(4) . ';');
+main::file_is([ main::ublock('dyhost', main::sv(4)), main::ublock('host1', main::sv(5)), main::ublock('host2', main::sv(1)) ],
+              'changed after the reloads');
+nginx_reload();
+main::every_worker_has('dyhost', main::dline(4), [4], 'one more reload');
+main::every_worker_has('host2', main::dline(1), [1], 'one more reload');
+
+
+
+=== TEST 4: a reload keeps the zone: the file is not read again; the next change writes the state in memory
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::post('dyhost', 'server ' . main::addr(1) . ';');
+main::spew(main::dyfile(), "upstream dyhost { server " . main::addr(2) . "; }\nupstream byhand { server " . main::addr(2) . "; }\n");
+nginx_reload();
+is(http_get('/upstream/dyhost')->{body}, main::dline(1), 'dyhost as in memory');
+is(http_get('/upstream/byhand')->{status}, 404, 'byhand (only in the file) does not exist');
+is_deeply(main::traffic(4, 'dyhost'), { port(1) => 4 }, 'traffic as in memory');
+main::post('other', 'server ' . main::addr(2) . ';');
+main::file_is([ main::ublock('dyhost', main::sv(1)), main::ublock('other', main::sv(2)) ],
+              'the next change writes the state in memory');
+
+
+
+=== TEST 5: nginx_restart restores the whole run-time state from the file (created, replaced, deleted, balancers)
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+upstream host3 { server 127.0.0.1:$TEST_NGINX_PORT_3; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    listen 127.0.0.1:$TEST_NGINX_PORT_5;
+    listen 127.0.0.1:$TEST_NGINX_PORT_6;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::post('dyhost', 'least_conn; server ' . main::addr(4) . ' weight=2; server ' . main::addr(5) . '; server '
+                   . main::addr(6) . ' backup;');
+main::post('hc', 'hash $request_uri consistent; server ' . main::addr(4) . '; server ' . main::addr(5) . ';');
+main::post('gone', 'server ' . main::addr(4) . ';');
+main::del('gone');
+main::post('host1', 'server ' . main::addr(6) . ' max_fails=2 fail_timeout=20;');
+main::del('host2');
+my @blocks = (main::ublock('dyhost', 'least_conn;', main::sv(4, weight => 2), main::sv(5), main::sv(6, backup => 1)),
+              main::ublock('hc', 'hash $request_uri consistent;', main::sv(4), main::sv(5)),
+              main::ublock('host1', main::sv(6, max_fails => 2, fail_timeout => 20)), main::deleted('host2'));
+main::file_is(\@blocks, 'before the restart');
+my $file = main::slurp(main::dyfile());
+my $detail = http_get('/detail')->{body};
+my $master = master_pid();
+
+nginx_restart();
+isnt(master_pid(), $master, 'a new master');
+is(main::slurp(main::dyfile()), $file, 'the file is unchanged by the restart');
+is(http_get('/list')->{body}, "host1\nhost3\ndyhost\nhc\n", 'GET /list: host2 stays deleted, gone stays gone');
+is(http_get('/detail')->{body}, $detail, 'GET /detail as before the restart');
+main::every_worker_has('dyhost', main::dline(4, weight => 2) . main::dline(5) . main::dline(6, backup => 1), [4, 5],
+                       'after the restart');
+main::every_worker_has('host1', main::dline(6, max_fails => 2, fail_timeout => 20), [6], 'after the restart');
+main::every_worker_has('host2', undef, [], 'after the restart');
+main::every_worker_has('gone', undef, [], 'after the restart');
+main::every_worker_has('host3', main::dline(3), [3], 'after the restart (untouched configuration upstream)');
+# consistent hash: the same URI always goes to the same server
+my %hc;
+for (1 .. 10) { my $r = http('GET', 'http://127.0.0.1:' . port(9) . '/same/uri', undef, { Host => 'hc' }); $hc{ $r->{body} }++ }
+is(scalar(keys %hc), 1, 'hc: one URI, one backend (hash)');
+
+# the next change rewrites the file from the restored state: balancers included
+main::post('host3', 'server ' . main::addr(1) . ';');
+main::file_is([ @blocks, main::ublock('host3', main::sv(1)) ], 'a change after the restart');
+nginx_restart();
+main::file_is([ @blocks, main::ublock('host3', main::sv(1)) ], 'after a second restart');
+main::every_worker_has('host3', main::dline(1), [1], 'after a second restart');
+main::every_worker_has('host2', undef, [], 'after a second restart');
+
+
+
+=== TEST 6: kill -9 of a worker: the respawned worker serves the run-time state from its first request, and can change it
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::post('dyhost', 'server ' . main::addr(2) . ';');
+main::post('host1', 'server ' . main::addr(3) . ';');
+my @before = worker_pids();
+ok(kill('KILL', $before[1]), "kill -9 worker $before[1]");
+my $new;
+ok(poll_until(sub {
+    my @now = worker_pids();
+    ($new) = grep { my $p = $_; !grep { $_ == $p } @before } @now;
+    return $new && @now == 2;
+}, 10, 'respawn'), 'the master respawned a worker');
+# a change after the crash, before the new worker served anything
+main::post('late', 'server ' . main::addr(1) . ';');
+
+my ($admin, $proxy, $tries, @bad) = (0, 0, 0);
+while (($admin < 20 || $proxy < 30) && $tries++ < 3000) {
+    my $r = main::admin('GET', '/detail');
+    if (($r->{headers}{'x-worker'} // 0) == $new) {
+        $admin++;
+        my $want = "host1\n" . main::dline(3) . "\ndyhost\n" . main::dline(2) . "\nlate\n" . main::dline(1) . "\n";
+        push @bad, "detail: $r->{body}" if $r->{body} ne $want;
+    }
+    for my $c (['dyhost', 2], ['host1', 3], ['late', 1]) {
+        my $x = main::proxied($c->[0]);
+        next unless ($x->{headers}{'x-worker'} // 0) == $new;
+        $proxy++;
+        push @bad, "proxied $c->[0]: $x->{status} $x->{body}" if $x->{status} != 200 || $x->{body} ne port($c->[1]) . "\n";
+    }
+}
+cmp_ok($admin, '>=', 20, 'the respawned worker answered 20 GET /detail');
+cmp_ok($proxy, '>=', 30, 'the respawned worker proxied 30 requests');
+is_deeply(\@bad, [], 'every answer of the respawned worker is the current state');
+
+my $r;
+for (1 .. 400) {
+    $r = main::admin('POST', '/upstream/dyhost', 'server ' . main::addr(1) . ';');
+    last if ($r->{headers}{'x-worker'} // 0) == $new;
+}
+is($r->{headers}{'x-worker'}, $new, 'a POST answered by the respawned worker');
+is("$r->{status} $r->{body}", '200 success', '  accepted');
+main::file_is([ main::ublock('dyhost', main::sv(1)), main::ublock('host1', main::sv(3)), main::ublock('late', main::sv(1)) ],
+              'changed through the respawned worker');
+main::every_worker_has('dyhost', main::dline(1), [1], 'changed through the respawned worker');
+--- allow_error_log
+worker process \d+ exited on signal 9
+
+
+
+=== TEST 7: a hand-written file is loaded at start; the next change writes it in the module's own form
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::spew(main::dyfile(), "# upstreams, by hand\n\nupstream  handmade{server " . main::addr(3) . " weight=2;server "
+    . main::addr(4) . ";}   # two\nupstream host1 {\n  least_conn ;\n\tserver " . main::addr(4) . "  ; # moved\n}\n"
+    . "upstream host2 { deleted; }\n");
+nginx_restart();
+is(http_get('/list')->{body}, "host1\nhandmade\n", 'GET /list');
+is(http_get('/upstream/handmade')->{body}, main::dline(3, weight => 2) . main::dline(4), 'handmade');
+is(http_get('/upstream/host1')->{body}, main::dline(4), 'host1 replaced');
+is(http_get('/upstream/host2')->{status}, 404, 'host2 deleted');
+is_deeply(main::traffic(6, 'handmade'), { port(3) => 4, port(4) => 2 }, 'handmade: traffic 2:1');
+is_deeply(main::traffic(2, 'host2'), { 'status 502' => 2 }, 'host2: 502');
+main::post('x', 'server ' . main::addr(1) . ';');
+main::file_is([ main::ublock('handmade', main::sv(3, weight => 2), main::sv(4)),
+                main::ublock('host1', 'least_conn;', main::sv(4)), main::deleted('host2'), main::ublock('x', main::sv(1)) ],
+              'the next change');
+
+
+
+=== TEST 8: a deleted configuration upstream created again is written with its servers, and restored so
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::del('host2');
+main::file_is([ main::deleted('host2') ], 'deleted');
+main::post('host2', 'server ' . main::addr(1) . ';');
+main::file_is([ main::ublock('host2', main::sv(1)) ], 'created again');
+nginx_restart();
+is(http_get('/upstream/host2')->{body}, main::dline(1), 'restored with its new servers');
+is_deeply(main::traffic(3, 'host2'), { port(1) => 3 }, 'traffic');
+main::del('host2');
+nginx_restart();
+is(http_get('/upstream/host2')->{status}, 404, 'deleted again, and after a restart');
+is_deeply(main::traffic(3, 'host2'), { 'status 502' => 3 }, 'traffic: 502');

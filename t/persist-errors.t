@@ -1,0 +1,670 @@
+# dynamic_state_file and dyups_upstream_conf when things go wrong:
+#  * a corrupt or unreadable state file is an [emerg] naming the file and
+#    the line: `nginx -t` fails, nginx refuses to start, and a reload is
+#    refused while the running nginx keeps serving (and changing) its state;
+#  * a state file that cannot be written: the API answers 500 naming the
+#    file and the OS error, logs [error], the change stays in effect, and
+#    the next change after the problem is fixed writes the whole state;
+#  * hostile input (`;`, `{`, `}`, quotes, newlines, `#`, spaces in server
+#    strings, upstream names, parameters, hash keys) is refused with 400 and
+#    the file stays byte for byte the same.
+use lib 't/lib';
+use NginxTest;
+
+our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
+
+$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
+location = /lua {
+    content_by_lua_block {
+        local d = require "ngx.dynamic"
+        local dyups = require "ngx.dyups"
+        local function show(...)
+            local out = {}
+            for i = 1, select("#", ...) do
+                local v = select(i, ...)
+                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
+            end
+            return table.concat(out, ", ")
+        end
+        ngx.req.read_body()
+        local chunk, err = loadstring(ngx.req.get_body_data() or "", "=test")
+        if not chunk then
+            ngx.status = 400
+            ngx.say(err)
+            return
+        end
+        setfenv(chunk, setmetatable({ d = d, dyups = dyups, show = show }, { __index = _G }))
+        ngx.print(chunk())
+    }
+}
+NGINX
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or return undef;
+    binmode $fh;
+    local $/;
+    my $t = <$fh>;
+    return $t // '';
+}
+
+sub spew {
+    my ($f, $t) = @_;
+    open my $fh, '>', $f or die "write $f: $!";
+    binmode $fh;
+    print $fh $t;
+    close $fh or die "close $f: $!";
+}
+
+sub zone_file  { data_dir() . '/backends.state' }
+sub dyups_file { data_dir() . '/dyups.conf' }
+
+sub srv {
+    my ($n, %o) = @_;
+    my $addr = $n =~ /^\d$/ ? '127.0.0.1:' . port($n) : $n;
+    my $s = "server $addr weight=" . ($o{weight} // 1) . ' max_fails=' . ($o{max_fails} // 1)
+          . ' fail_timeout=' . ($o{fail_timeout} // 10);
+    $s .= " max_conns=$o{max_conns}" if $o{max_conns};
+    $s .= ' backup' if $o{backup};
+    $s .= ' down' if $o{down};
+    return "$s;\n";
+}
+
+sub verbose {
+    my $r = http_get('/dynamic?upstream=backends&verbose=');
+    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
+}
+
+sub change {
+    my ($q) = @_;
+    my $r = http_get("/dynamic?upstream=backends&$q");
+    is($r->{status}, 200, "change $q") or diag($r->{body});
+    return $r;
+}
+
+sub admin { my ($m, $uri, $body) = @_; http($m, 'http://127.0.0.1:' . port(8) . $uri, $body) }
+sub proxied { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $_[0] }) }
+
+sub lua {
+    my ($code) = @_;
+    my $r = http('POST', '/lua', $code);
+    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
+}
+
+# A Lua long-bracket string literal holding TEXT.
+sub lstr {
+    my ($text) = @_;
+    my $eq = '';
+    $eq .= '=' while $text =~ /\]$eq\]/ || $text =~ /\]$eq\z/;
+    return "[$eq\[$text]$eq]";
+}
+
+# Backend ports that N proxied requests reached: { port => count }.
+sub traffic {
+    my ($n, $host) = @_;
+    my %ports;
+    for (1 .. $n) {
+        my $r = $host ? proxied($host) : http_get('/');
+        $ports{ $r->{status} == 200 ? $r->{body} =~ s/\n\z//r : "status $r->{status}" }++;
+    }
+    return \%ports;
+}
+
+sub alive {
+    my ($pid) = @_;
+    my $s = slurp("/proc/$pid/stat") or return 0;
+    return $s =~ /\)\s+([^ZX\s])\s/ ? 1 : 0;
+}
+
+# The block's data directory made read-only for the workers (root, the
+# test, can still write), and back.
+sub lock_data_dir   { chmod(0555, data_dir()) or die "chmod: $!" }
+sub unlock_data_dir { chmod(0777, data_dir()) or die "chmod: $!" }
+
+sub write_failure {
+    my ($path) = @_;
+    return qr/could not write state file "\Q$path\E": Permission denied \(os error 13\); the change is in effect and the next change writes the file again/;
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: must_die: a dynamic_state_file that is not a state file (nginx.conf itself): [emerg] naming the file and line 2 (its first statement)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file ${TEST_NGINX_PREFIX}conf/nginx.conf;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dynamic_state_file "[^"]*conf\/nginx\.conf": line 2: unknown directive "load_module"/
+
+
+
+=== TEST 2: must_die: a dyups_upstream_conf that is not a dyups file (nginx.conf itself): [emerg] naming the file and line 2 (its first statement)
+--- http_config
+dyups_upstream_conf ${TEST_NGINX_PREFIX}conf/nginx.conf;
+--- config
+location / { dyups_interface; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dyups_upstream_conf "[^"]*conf\/nginx\.conf": line 2: expected "upstream NAME \{"/
+
+
+
+=== TEST 3: a corrupt dynamic_state_file: nginx -t fails naming the file and the line, for each kind of damage; nginx refuses to start
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $path = main::zone_file();
+main::change("server=127.0.0.1:$p2&weight=2");
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t passes with the file the module wrote') or diag($out);
+
+my @cases = (
+    ["server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 weight=0;\n", 2, qr/weight must be an integer from 1 to 1000000/],
+    ["# a comment\nserver 127.0.0.1:$p1;\n\nleast_conn;\n", 4, qr/server/],
+    ["server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2", 2, qr/;/],
+    ["server 127.0.0.1:$p1;\nserver localhost:$p2;\n", 2, qr/localhost/],
+    ["\n\n\nserver 127.0.0.1:$p1 max_fails=x;\n", 4, qr/max_fails/],
+    ["server 127.0.0.1:$p1 bogus=1;\n", 1, qr/bogus/],
+    ["server 127.0.0.1:$p1;\nupstream x { server 127.0.0.1:$p2; }\n", 2, qr/./],
+);
+for my $c (@cases) {
+    my ($text, $line, $what) = @$c;
+    main::spew($path, $text);
+    my ($rc, $out) = nginx_t();
+    (my $shown = $text) =~ s/\n/\\n/g;
+    isnt($rc, 0, "nginx -t fails: $shown");
+    like($out, qr/\[emerg\].*dynamic_state_file "\Q$path\E": line $line: /, "  [emerg] names the file and line $line");
+    like($out, $what, '  and says what is wrong');
+}
+
+# the contract's own example, then a start with it
+main::spew($path, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 weight=0;\n");
+ok(!eval { nginx_restart(); 1 }, 'nginx refuses to start with the corrupt file');
+like(error_log_text(),
+     qr/\[emerg\].*dynamic_state_file "\Q$path\E": line 2: weight must be an integer from 1 to 1000000/,
+     'error.log: [emerg] with the file, the line and the problem');
+--- allow_error_log
+dynamic_state_file ".*": line \d+: 
+
+
+
+=== TEST 4: an unreadable dynamic_state_file (a directory, not UTF-8): nginx -t fails naming the file; nginx refuses to start
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $path = main::zone_file();
+main::spew($path, "server 127.0.0.1:" . port(1) . " weight=2;\n\xff\xfe\n");
+my ($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails: not UTF-8');
+like($out, qr/\[emerg\].*dynamic_state_file "\Q$path\E"/, '  [emerg] names the file');
+unlink $path;
+mkdir $path or die "mkdir: $!";
+($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails: the path is a directory');
+like($out, qr/\[emerg\].*dynamic_state_file "\Q$path\E"/, '  [emerg] names the file');
+ok(!eval { nginx_restart(); 1 }, 'nginx refuses to start');
+like(error_log_text(), qr/\[emerg\].*dynamic_state_file "\Q$path\E"/, 'error.log: [emerg] names the file');
+--- allow_error_log
+dynamic_state_file "
+
+
+
+=== TEST 5: a corrupt dynamic_state_file at reload: the reload is refused, nginx keeps running its state and keeps accepting changes
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+my $path = main::zone_file();
+main::change("server=127.0.0.1:$p1&down=");
+my $lines = main::srv(1, down => 1) . main::srv(2);
+is(main::slurp($path), $main::HEADER . $lines, 'the file before');
+
+main::spew($path, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 weight=0;\n");
+my $master = master_pid();
+my @workers = worker_pids();
+my $ok = eval { nginx_reload(); 1 };
+ok(!$ok, 'the reload is refused');
+like($@ // '', qr/dynamic_state_file "\Q$path\E": line 2: weight must be an integer from 1 to 1000000/,
+     '  with the [emerg] naming the file and the line');
+ok(main::alive($master), "the master ($master) is still running");
+ok(poll_until(sub { main::alive($master) && "@{[worker_pids()]}" eq "@workers" }, 2, 'old workers'),
+   'the old workers keep serving') or diag("workers before: @workers, now: @{[worker_pids()]}");
+is(main::verbose(), $lines, 'the running state is unchanged');
+is_deeply(main::traffic(10), { $p2 => 10 }, 'traffic as before');
+
+# the running configuration is still the current one: changes are accepted
+# and rewrite the file with the whole state
+my $r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'a change after the refused reload is accepted') or diag($r->{body});
+$lines = main::srv(1, down => 1) . main::srv(2) . main::srv(3);
+is(main::verbose(), $lines, '  and in effect');
+is(main::slurp($path), $main::HEADER . $lines, '  and written, replacing the corrupt file');
+ok(eval { nginx_reload(); 1 }, 'the next reload succeeds') or diag($@);
+is(main::verbose(), $lines, '  with the whole state');
+--- allow_error_log
+dynamic_state_file ".*": line 2: weight must be an integer from 1 to 1000000
+
+
+
+=== TEST 6: a corrupt dyups_upstream_conf: nginx -t fails naming the file and the line, for each kind of damage; nginx refuses to start
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $path = main::dyups_file();
+is(http('POST', '/upstream/a', "server 127.0.0.1:$p1;")->{status}, 200, 'POST a');
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t passes with the file the module wrote') or diag($out);
+
+my @cases = (
+    ["upstream a {\n    server 127.0.0.1:$p1;\n}\nupstream b {\n    server 127.0.0.1:$p2;\n    aaserver x;\n}\n",
+     6, qr/upstream "b": unknown directive "aaserver"/],
+    ["# comment\nupstream a {\n    server 127.0.0.1:$p1 weight=0;\n}\n", 3, qr/upstream "a": .*weight/],
+    ["upstream a {\n    server 127.0.0.1:$p1;\n", 1, qr/\}/],
+    ["upstream a {\n    server 127.0.0.1:$p1;\n}\n\nupstream a/b {\n    server 127.0.0.1:$p2;\n}\n", 5, qr/a\/b/],
+    ["upstream a {\n    server 127.0.0.1:$p1;\n}\nupstream A {\n    server 127.0.0.1:$p2;\n}\n", 4, qr/twice/],
+    ["server 127.0.0.1:$p1;\n", 1, qr/upstream/],
+);
+for my $c (@cases) {
+    my ($text, $line, $what) = @$c;
+    main::spew($path, $text);
+    my ($rc, $out) = nginx_t();
+    (my $shown = $text) =~ s/\n/\\n/g;
+    isnt($rc, 0, "nginx -t fails: $shown");
+    like($out, qr/\[emerg\].*dyups_upstream_conf "\Q$path\E": line $line: /, "  [emerg] names the file and line $line");
+    like($out, $what, '  and says what is wrong');
+}
+
+main::spew($path, $cases[0][0]);
+ok(!eval { nginx_restart(); 1 }, 'nginx refuses to start with the corrupt file');
+like(error_log_text(),
+     qr/\[emerg\].*dyups_upstream_conf "\Q$path\E": line 6: upstream "b": unknown directive "aaserver"/,
+     'error.log: [emerg] with the file, the line and the problem');
+--- allow_error_log
+dyups_upstream_conf ".*": line \d+: 
+
+
+
+=== TEST 7: an unreadable dyups_upstream_conf (a directory): nginx -t fails naming the file; nginx refuses to start
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+--- config
+location / { dyups_interface; }
+--- perl
+my $path = main::dyups_file();
+mkdir $path or die "mkdir: $!";
+my ($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails: the path is a directory');
+like($out, qr/\[emerg\].*dyups_upstream_conf "\Q$path\E"/, '  [emerg] names the file');
+ok(!eval { nginx_restart(); 1 }, 'nginx refuses to start');
+like(error_log_text(), qr/\[emerg\].*dyups_upstream_conf "\Q$path\E"/, 'error.log: [emerg] names the file');
+--- allow_error_log
+dyups_upstream_conf "
+
+
+
+=== TEST 8: the state file cannot be written (query API and Lua): 500 naming the file and the OS error, [error], the change stays in effect; once fixed the next change writes the whole state
+--- modules: lua
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+my $path = main::zone_file();
+main::change("server=127.0.0.1:$p2&weight=2");
+my $saved = main::slurp($path);
+is($saved, $main::HEADER . main::srv(1) . main::srv(2, weight => 2), 'the file before');
+
+main::lock_data_dir();
+my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&down=");
+is($r->{status}, 500, 'a change that cannot be written: 500');
+like($r->{body}, qr/\A500 Internal Server Error: ${\ main::write_failure($path)}\n\z/, '  the body names the file and the OS error');
+is(main::verbose(), main::srv(1, down => 1) . main::srv(2, weight => 2), '  the change is in effect');
+is_deeply(main::traffic(10), { $p2 => 10 }, '  in the traffic too');
+is(main::slurp($path), $saved, '  the file is the old one, intact');
+like(error_log_text(), qr/\[error\].*${\ main::write_failure($path)}/, '  error.log: [error] with the same text');
+
+$r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p3");
+is($r->{status}, 500, 'a second change: 500 too');
+is(main::lua(qq{return show(d.update_peer("zone_for_backends", "127.0.0.1:$p3", { weight = 3 }))}) =~ s/\\\n/\n/gr,
+   'nil, "' . "could not write state file \"$path\": Permission denied (os error 13); the change is in effect and the next change writes the file again" =~ s/"/\\"/gr . '"',
+   'Lua update_peer: nil and the same message');
+my $now = main::srv(1, down => 1) . main::srv(2, weight => 2) . main::srv(3, weight => 3);
+is(main::verbose(), $now, 'both changes are in effect');
+is(main::slurp($path), $saved, 'the file is still the old one');
+opendir my $dh, data_dir() or die;
+is_deeply([grep { /tmp/ } readdir $dh], [], 'no temporary file left behind');
+
+main::unlock_data_dir();
+main::change("server=127.0.0.1:$p1&up=");
+$now = main::srv(1) . main::srv(2, weight => 2) . main::srv(3, weight => 3);
+is(main::slurp($path), $main::HEADER . $now, 'fixed: the next change writes the whole state, with the earlier changes');
+nginx_restart();
+is(main::verbose(), $now, 'restored after a restart');
+is_deeply(main::traffic(12), { $p1 => 2, $p2 => 4, $p3 => 6 }, 'traffic 1:2:3 after the restart');
+--- error_log
+[error]
+could not write state file
+
+
+
+=== TEST 9: dyups_upstream_conf cannot be written (REST and Lua): 500 naming the file, [error], the change stays in effect; once fixed the next change writes the whole state
+--- modules: lua
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+my $path = main::dyups_file();
+is(main::admin('POST', '/upstream/keep', "server 127.0.0.1:$p3;")->{status}, 200, 'POST keep');
+my $saved = main::slurp($path);
+is($saved, "${main::HEADER}upstream keep {\n    server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10;\n}\n", 'the file before');
+
+main::lock_data_dir();
+my $r = main::admin('POST', '/upstream/dyhost', "least_conn; server 127.0.0.1:$p2;");
+is($r->{status}, 500, 'POST that cannot be written: 500');
+like($r->{body}, main::write_failure($path), '  the body names the file and the OS error');
+is(main::admin('GET', '/upstream/dyhost')->{status}, 200, '  the upstream exists');
+is_deeply(main::traffic(5, 'dyhost'), { $p2 => 5 }, '  and takes traffic');
+like(error_log_text(), qr/\[error\].*${\ main::write_failure($path)}/, '  error.log: [error] with the same text');
+$r = main::admin('DELETE', '/upstream/host1');
+is($r->{status}, 500, 'DELETE of a configuration upstream that cannot be written: 500');
+like($r->{body}, main::write_failure($path), '  the body names the file and the OS error');
+is_deeply(main::traffic(3, 'host1'), { 'status 502' => 3 }, '  host1 is gone');
+is(main::lua(q{return show(dyups.update("lua1", "server 127.0.0.1:} . $p1 . q{;"))}),
+   '500, "' . "could not write state file \"$path\": Permission denied (os error 13); the change is in effect and the next change writes the file again" =~ s/"/\\"/gr . '"',
+   'Lua dyups.update: 500 and the same message');
+is_deeply(main::traffic(3, 'lua1'), { $p1 => 3 }, '  lua1 takes traffic');
+is(main::slurp($path), $saved, 'the file is still the old one');
+
+main::unlock_data_dir();
+is(main::admin('POST', '/upstream/keep', "server 127.0.0.1:$p3 weight=2;")->{status}, 200, 'fixed: POST keep');
+my $file = main::slurp($path) // '';
+my @blocks = sort $file =~ /^(upstream [^\n]*\{\n.*?^\}\n)/msg;
+is($file, $main::HEADER . join('', map { $_ } $file =~ /^(upstream [^\n]*\{\n.*?^\}\n)/msg), 'the file is the header and upstream blocks');
+is_deeply(\@blocks, [sort
+    "upstream dyhost {\n    least_conn;\n    server 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10;\n}\n",
+    "upstream host1 {\n    deleted;\n}\n",
+    "upstream keep {\n    server 127.0.0.1:$p3 weight=2 max_fails=1 fail_timeout=10;\n}\n",
+    "upstream lua1 {\n    server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\n}\n",
+], 'the next change writes the whole state, with the earlier changes');
+nginx_restart();
+is_deeply(main::traffic(3, 'dyhost'), { $p2 => 3 }, 'after a restart: dyhost');
+is_deeply(main::traffic(3, 'lua1'), { $p1 => 3 }, 'after a restart: lua1');
+is_deeply(main::traffic(3, 'host1'), { 'status 502' => 3 }, 'after a restart: host1 still deleted');
+--- error_log
+[error]
+could not write state file
+
+
+
+=== TEST 10: hostile input to the query API and Lua ngx.dynamic is refused with 400 and the file stays byte for byte the same
+--- modules: lua
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $path = main::zone_file();
+main::change("server=127.0.0.1:$p2&weight=2");
+my $lines = main::srv(1) . main::srv(2, weight => 2);
+my $saved = main::slurp($path);
+is($saved, $main::HEADER . $lines, 'the file before');
+
+# hostile server strings, through add
+my @servers = (
+    '127.0.0.1:7001;server%20127.0.0.1:7002', '127.0.0.1:7001%3Bserver%20127.0.0.1:7002',
+    '127.0.0.1:7001%0Aserver%20127.0.0.1:7002', '127.0.0.1:7001%0A', '127.0.0.1:7001%0D%0A',
+    '127.0.0.1:7001%23', '%22127.0.0.1:7001%22', "'127.0.0.1:7001'", '127.0.0.1:7001%7D', '%7B127.0.0.1:7001',
+    '127.0.0.1:7001%20backup', '127.0.0.1:7001%09down', '127.0.0.1%20:7001',
+    'unix:/tmp/a;b', 'unix:/tmp/a%3Bserver%20127.0.0.1:1', 'unix:/tmp/a%20b', 'unix:/tmp/a%0Aserver%20127.0.0.1:1',
+    'unix:/tmp/a%7D', 'unix:/tmp/a%7B', 'unix:/tmp/a%23b', 'unix:/tmp/%22a%22', "unix:/tmp/a'b", 'unix:/tmp/a%00b',
+    '[::1%0A]:80', '[::1];:80',
+);
+for my $s (@servers) {
+    my $r = http_get("/dynamic?upstream=backends&add=&server=$s");
+    is($r->{status}, 400, "add server=$s: 400") or diag($r->{body});
+    is(main::slurp($path), $saved, '  the file is unchanged') if main::slurp($path) ne $saved;
+}
+# hostile parameters, on an existing server
+my @params = (
+    'weight=2;', 'weight=2%3B', 'weight=2%0A', 'weight=2%20backup', 'weight=%222%22', 'weight=2%23',
+    'max_fails=1%7D', 'max_fails=1%7B', 'fail_timeout=10s;', 'fail_timeout=10%23', 'fail_timeout=10%0Aserver',
+    'max_conns=1%20down', 'down=1;', 'down=%0A', 'up=true%23', 'weight=2&foo%3Bbar=1', 'weight=2&%0A=1',
+);
+for my $p (@params) {
+    my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&$p");
+    is($r->{status}, 400, "server=127.0.0.1:$p1&$p: 400") or diag($r->{body});
+}
+# and through add
+for my $p (@params[0 .. 5]) {
+    my $r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:7003&$p");
+    is($r->{status}, 400, "add server=127.0.0.1:7003&$p: 400") or diag($r->{body});
+}
+# hostile upstream names
+for my $u ('backends;', 'backends%3B', 'backends%0A', 'backends%20', 'backends%23', '%22backends%22', 'backends%7D') {
+    my $r = http_get("/dynamic?upstream=$u&server=127.0.0.1:$p1&weight=3");
+    is($r->{status}, 400, "upstream=$u: 400") or diag($r->{body});
+}
+# Lua
+for my $s ("127.0.0.1:7001;server 127.0.0.1:7002", "127.0.0.1:7001\nserver 127.0.0.1:7002", "127.0.0.1:7001 backup",
+           "127.0.0.1:7001#", "\"127.0.0.1:7001\"", "127.0.0.1:7001}", "unix:/tmp/a;b", "unix:/tmp/a}", "unix:/tmp/a b",
+           "unix:/tmp/a\nserver 127.0.0.1:1", "unix:/tmp/a#b", "unix:/tmp/a\"b") {
+    my $code = 'return show(d.add_peer("zone_for_backends", ' . main::lstr($s) . '))';
+    like(main::lua($code), qr/^nil, "/, "Lua add_peer " . ($s =~ s/\n/\\n/gr) . ": refused");
+}
+like(main::lua(qq{return show(d.update_peer("zone_for_backends", "127.0.0.1:$p1", { weight = "2;" }))}),
+     qr/^nil, "/, 'Lua update_peer weight "2;": refused');
+like(main::lua(qq{return show(d.update_peer("zone_for_backends", "127.0.0.1:$p1;", { weight = 2 }))}),
+     qr/^nil, "/, 'Lua update_peer server "...;": refused');
+
+is(main::slurp($path), $saved, 'after all of that the file is byte for byte the same');
+is(main::verbose(), $lines, 'and so is the upstream');
+nginx_restart();
+is(main::verbose(), $lines, 'a restart restores it');
+--- no_error_log
+could not write
+
+
+
+=== TEST 11: hostile input to the REST API and Lua ngx.dyups is refused with 400 and the file stays byte for byte the same
+--- modules: lua
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $path = main::dyups_file();
+is(main::admin('POST', '/upstream/keep', "server 127.0.0.1:$p2;")->{status}, 200, 'POST keep');
+my $saved = main::slurp($path);
+my $keep = "upstream keep {\n    server 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10;\n}\n";
+is($saved, $main::HEADER . $keep, 'the file before');
+
+# After each case: the file must be unchanged. If it changed (a hostile
+# input was accepted), that fails, and the upstream is deleted again so the
+# next cases start from the same file.
+my $same = sub {
+    my ($what) = @_;
+    my $now = main::slurp($path);
+    return if $now eq $saved;
+    is($now, $saved, "  $what: the file is unchanged");
+    main::admin('DELETE', '/upstream/evil');
+    $now = main::slurp($path);
+    is($now, $saved, "  (deleting evil again restores the file)") if $now ne $saved;
+    $saved = $now;
+};
+# hostile names
+for my $n ('a;b', 'a%3Bb', 'a%0Ab', 'a%0A', 'a%7Bb', 'a%7Db', 'a%23b', 'a%20b', '%22a%22', "a'b", 'a%09b',
+           'keep%0Aupstream%20evil%20%7B') {
+    for my $m ('POST', 'DELETE') {
+        my $r = main::admin($m, "/upstream/$n", $m eq 'POST' ? "server 127.0.0.1:$p1;" : undef);
+        is($r->{status}, 400, "$m /upstream/$n: 400") or diag($r->{body});
+        $same->("$m $n");
+    }
+}
+# hostile bodies (text)
+my @bodies = (
+    qq|server "unix:/tmp/a;b";|,
+    qq|server "127.0.0.1:$p1;server 127.0.0.1:7001";|,
+    qq|server "127.0.0.1:$p1\nserver 127.0.0.1:7001";|,
+    qq|server 127.0.0.1:$p1 weight=2};|,
+    qq|server 127.0.0.1:$p1; } upstream evil { server 127.0.0.1:7001;|,
+    qq|server 127.0.0.1:$p1; \{|,
+    qq|server 'unix:/tmp/x}';|,
+    qq|server unix:/tmp/a{b;|,
+    qq|server unix:/tmp/a}b;|,
+    qq|server "unix:/tmp/a b";|,
+    qq|server "unix:/tmp/a#b";|,
+    qq|server 127.0.0.1:$p1 "weight=2;";|,
+    qq|server 127.0.0.1:$p1 weight="2}";|,
+    qq|hash \$uri}; server 127.0.0.1:$p1;|,
+    qq|hash "\$uri}"; server 127.0.0.1:$p1;|,
+    qq|hash \$uri{; server 127.0.0.1:$p1;|,
+    qq|hash "\$uri consistent"; server 127.0.0.1:$p1;|,
+    qq|hash "\$uri\nupstream evil {"; server 127.0.0.1:$p1;|,
+    qq|hash "\$uri#"; server 127.0.0.1:$p1;|,
+    qq|hash "\$uri;"; server 127.0.0.1:$p1;|,
+);
+for my $b (@bodies) {
+    my $r = main::admin('POST', '/upstream/evil', $b);
+    is($r->{status}, 400, 'POST /upstream/evil ' . ($b =~ s/\n/\\n/gr) . ': 400') or diag($r->{body});
+    $same->($b);
+}
+# hostile bodies (JSON)
+my @json = (
+    qq{{"servers":[{"server":"unix:/tmp/a;b"}]}},
+    qq{{"servers":[{"server":"unix:/tmp/a}\\nupstream evil {"}]}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1\\nserver 127.0.0.1:7001"}]}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1 backup"}]}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1#"}]}},
+    qq{{"servers":[{"server":"\\"127.0.0.1:$p1\\""}]}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1","weight":"2;"}]}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1","fail_timeout":"10s; server 127.0.0.1:7001"}]}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"hash","hash_key":"\$uri}\\nupstream evil {"}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"hash","hash_key":"\$uri consistent"}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"hash","hash_key":"\$uri x"}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"hash","hash_key":"\$uri;"}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"hash","hash_key":"\$uri#"}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"hash","hash_key":"\\"\$uri\\""}},
+    qq{{"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"least_conn; server 127.0.0.1:7001"}},
+);
+for my $j (@json) {
+    my $r = http('POST', 'http://127.0.0.1:' . port(8) . '/upstream/evil', $j, { 'Content-Type' => 'application/json' });
+    is($r->{status}, 400, "POST /upstream/evil (JSON) $j: 400") or diag($r->{body});
+    $same->($j);
+}
+# Lua
+for my $c ([ 'a;b', "server 127.0.0.1:$p1;" ], [ "a\nb", "server 127.0.0.1:$p1;" ], [ 'a}', "server 127.0.0.1:$p1;" ],
+           [ 'a b', "server 127.0.0.1:$p1;" ], [ 'evil', qq|server "unix:/tmp/a}";| ],
+           [ 'evil', qq|hash "\$uri}"; server 127.0.0.1:$p1;| ]) {
+    my ($name, $body) = @$c;
+    like(main::lua('return show(dyups.update(' . main::lstr($name) . ', ' . main::lstr($body) . '))'),
+         qr/^400, "/, 'Lua dyups.update ' . ($name =~ s/\n/\\n/gr) . ", $body: 400");
+    $same->("Lua $name");
+}
+like(main::lua('return show(dyups.delete("a;b"))'), qr/^400, "/, 'Lua dyups.delete "a;b": 400');
+
+is(main::slurp($path), $main::HEADER . $keep, 'after all of that the file is byte for byte the same');
+is(main::admin('GET', '/upstream/evil')->{status}, 404, 'no upstream "evil"');
+
+# a comment in a body is not copied into the file
+is(main::admin('POST', '/upstream/commented', "server 127.0.0.1:$p1; # } upstream evil { server 127.0.0.1:7001;\n")->{status},
+   200, 'a body with a # comment is accepted');
+my @blocks = sort((main::slurp($path) // '') =~ /^(upstream [^\n]*\{\n.*?^\}\n)/msg);
+is(main::slurp($path), $main::HEADER . join('', (main::slurp($path) // '') =~ /^(upstream [^\n]*\{\n.*?^\}\n)/msg),
+   '  the file is the header and upstream blocks');
+is_deeply(\@blocks, [
+    "upstream commented {\n    server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\n}\n", $keep,
+], '  and the comment is not in it');
+nginx_restart();
+is(main::admin('GET', '/upstream/evil')->{status}, 404, 'after a restart: still no upstream "evil"');
+is(main::admin('GET', '/upstream/commented')->{status}, 200, 'after a restart: commented');
+is(main::admin('GET', '/upstream/keep')->{status}, 200, 'after a restart: keep');
