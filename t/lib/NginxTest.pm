@@ -77,7 +77,7 @@ L<Test::More>, and turns on C<strict> and C<warnings> in the test script.
 The plan is dynamic (C<done_testing>).  Unknown or duplicated section names,
 and malformed sections, make C<run_tests> die before any nginx is started.
 
-If the test script dies, exits or gets SIGINT/SIGTERM/SIGHUP while a block's
+If the test script dies, exits or gets SIGINT/SIGTERM/SIGHUP/SIGPIPE while a block's
 nginx runs, an END block / signal handler stops that nginx by its pid file.
 
 =head1 SECTIONS
@@ -1200,7 +1200,7 @@ sub _emergency_stop {
 }
 
 sub _install_signal_handlers {
-    for my $sig (qw(INT TERM HUP)) {
+    for my $sig (qw(INT TERM HUP PIPE)) {
         $SIG{$sig} = sub {
             _emergency_stop();
             $SIG{$sig} = 'DEFAULT';
