@@ -9,6 +9,8 @@ use dynamic_upstream_core::dyups::{
     self, parse_body, parse_json_body, validate_upstream_name, BalancerSpec, KeyPart, Route, UpstreamSpec,
 };
 use dynamic_upstream_core::render::json_error;
+use std::collections::{HashMap, HashSet};
+
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, NGX_LOG_NOTICE};
 
@@ -115,9 +117,10 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
     let dyups = registry()?;
     let section = ReadSection::new(&dyups);
     let (_, records) = dyups.records();
-    let table = upstream_table(&records);
     match route {
+        Route::Status => Ok(status(&dyups, &records, json)),
         Route::List => {
+            let table = upstream_table(&records);
             let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
             if json {
                 return Ok(json_response(dyups::list_json(&names)));
@@ -125,6 +128,7 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             Ok(if names.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::list(&names)) })
         }
         Route::Detail => {
+            let table = upstream_table(&records);
             let details: Vec<(String, Vec<PeerView>)> =
                 table.iter().map(|(name, source)| (name.clone(), source.peers(&section))).collect();
             if json {
@@ -134,21 +138,8 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             }
             Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
         }
-        Route::Status => {
-            let (pages, free_pages) = dyups.pages();
-            let usage = dyups::ZoneUsage {
-                zone: crate::dyups_registry::ZONE_NAME.to_string(),
-                size: dyups.zone_size(),
-                pages,
-                free_pages,
-                upstreams: records.iter().filter(|r| !r.deleted).count(),
-            };
-            if json {
-                return Ok(json_response(usage.json()));
-            }
-            Ok(Response::text(200, usage.text()))
-        }
         Route::Upstream(name) => {
+            let table = upstream_table(&records);
             let (name, source) = table
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -193,26 +184,45 @@ impl Source {
 /// Every upstream the API shows: those of the configuration in their order
 /// (as replaced, unless deleted), then those created at run time.
 fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
-    let record_for = |name: &str| records.iter().find(|r| r.name.eq_ignore_ascii_case(name));
-    let mut table = Vec::new();
+    // Lower-case name → record: one pass, then lookups (thousands of
+    // upstreams must not cost a search per upstream).
+    let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
+    let mut table = Vec::with_capacity(records.len());
+    let mut in_config: HashSet<String> = HashSet::new();
     // SAFETY: ngx_cycle is the running cycle in a worker.
-    let config = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
-    for &uscf in &config {
+    for uscf in unsafe { configured_upstreams(ngx::ffi::ngx_cycle) } {
         // SAFETY: configured upstream of the running cycle.
         let name = unsafe { str_lossy(&(*uscf).host) };
-        match record_for(&name) {
+        let key = name.to_ascii_lowercase();
+        match by_name.get(&key) {
             Some(r) if r.deleted || r.peers.is_null() => {}
             Some(r) => table.push((name, Source::Shared(r.peers))),
             None => table.push((name, Source::Config(uscf))),
         }
+        in_config.insert(key);
     }
     for r in records {
-        let is_config = table.iter().any(|(n, _)| n.eq_ignore_ascii_case(&r.name)) || in_config(&r.name);
-        if !is_config && !r.deleted && !r.peers.is_null() {
+        if !r.deleted && !r.peers.is_null() && !in_config.contains(&r.name.to_ascii_lowercase()) {
             table.push((r.name.clone(), Source::Shared(r.peers)));
         }
     }
     table
+}
+
+/// `GET /status`: how full the dyups zone is.
+fn status(dyups: &Dyups, records: &[RecordView], json: bool) -> Response {
+    let (pages, free_pages) = dyups.pages();
+    let usage = dyups::ZoneUsage {
+        zone: crate::dyups_registry::ZONE_NAME.to_string(),
+        size: dyups.zone_size(),
+        pages,
+        free_pages,
+        upstreams: records.iter().filter(|r| !r.deleted).count(),
+    };
+    if json {
+        return json_response(usage.json());
+    }
+    Response::text(200, usage.text())
 }
 
 fn in_config(name: &str) -> bool {

@@ -24,7 +24,7 @@ use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
 use core::ptr;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::Address;
@@ -111,22 +111,31 @@ pub fn sync_if_moved() {
     }
 }
 
-/// Brings every front up to the registry.
+/// Brings every front up to the registry: linear in the number of
+/// upstreams, rebuilding only those whose version moved.
 fn sync(dyups: &Dyups) {
     let section = ReadSection::new(dyups);
     let (generation, records) = dyups.records();
+    // The configuration's upstreams by lower-case name, for new fronts.
+    // SAFETY: ngx_cycle is the running cycle in a worker.
+    let config: HashMap<String, *mut ngx_http_upstream_srv_conf_t> = unsafe { configured_upstreams(ngx_cycle) }
+        .into_iter()
+        // SAFETY: configured upstreams of the running cycle.
+        .map(|u| (unsafe { str_lossy(&(*u).host) }.to_ascii_lowercase(), u))
+        .collect();
+    let listed: HashSet<String> = records.iter().map(|r| r.name.to_ascii_lowercase()).collect();
     VIEW.with(|view| {
         let mut view = view.borrow_mut();
         for record in &records {
-            let front = front_for(&mut view, &record.name);
+            let key = record.name.to_ascii_lowercase();
+            let front = view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
             if front.version_id != record.version {
                 update_front(front, record, &section);
             }
         }
         // Run-time upstreams no longer in the registry were deleted.
         for (name, front) in view.fronts.iter_mut() {
-            let listed = records.iter().any(|r| r.name.eq_ignore_ascii_case(name));
-            if !front.from_config && !listed && front.version_id != 0 {
+            if !front.from_config && !listed.contains(name) && front.version_id != 0 {
                 set_version(front, ptr::null_mut());
                 remove_from_array(front);
                 front.version_id = 0;
@@ -137,18 +146,9 @@ fn sync(dyups: &Dyups) {
     drop(section);
 }
 
-fn front_for<'a>(view: &'a mut WorkerView, name: &str) -> &'a mut Front {
-    view.fronts.entry(name.to_ascii_lowercase()).or_insert_with(|| Box::new(new_front(name)))
-}
-
-fn new_front(name: &str) -> Front {
-    // SAFETY: ngx_cycle is the running cycle in a worker.
-    let config = unsafe { configured_upstreams(ngx_cycle) }.into_iter().find(|&u| {
-        // SAFETY: configured upstreams of the running cycle.
-        unsafe { str_lossy(&(*u).host) }.eq_ignore_ascii_case(name)
-    });
+fn new_front(name: &str, config: Option<&*mut ngx_http_upstream_srv_conf_t>) -> Front {
     match config {
-        Some(uscf) => Front { uscf, from_config: true, in_array: true, version_id: 0, current: ptr::null_mut() },
+        Some(&uscf) => Front { uscf, from_config: true, in_array: true, version_id: 0, current: ptr::null_mut() },
         None => Front {
             uscf: runtime_upstream(name),
             from_config: false,
@@ -309,7 +309,8 @@ fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Vers
     // which lives until the version is released.
     unsafe {
         let log = (*ngx_cycle).log;
-        let pool = ngx_create_pool(4096, log);
+        // Small: a version holds a few hundred bytes per server.
+        let pool = ngx_create_pool(1024, log);
         if pool.is_null() {
             return None;
         }
