@@ -17,7 +17,8 @@ packages=(
     libpcre2-dev libssl-dev zlib1g-dev   # nginx's configure checks for these
     libtest-base-perl                    # the t/ harness
     libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-stream
-    wrk hyperfine curl                   # benchmarks and the demo
+    wrk hyperfine curl gnuplot-nox       # benchmarks and the demo
+    valgrind                             # scripts' --valgrind modes
     build-essential pkg-config
 )
 
