@@ -34,7 +34,6 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
 
@@ -145,14 +144,16 @@ impl ZoneState {
         self.slots.get(index).unwrap_or(&self.overflow)
     }
 
-    /// This process's slot in this zone (claimed on first use).
+    /// This process's slot in this zone (claimed on first use). Called for
+    /// every proxied request: a process knows a handful of zones, so a
+    /// linear scan beats hashing.
     fn my_slot(&self) -> usize {
         let key = self as *const ZoneState as usize;
-        if let Some(slot) = MY_SLOTS.with(|m| m.borrow().get(&key).copied()) {
+        if let Some(slot) = MY_SLOTS.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|&(_, slot)| slot)) {
             return slot;
         }
         let slot = self.claim_slot();
-        MY_SLOTS.with(|m| m.borrow_mut().insert(key, slot));
+        MY_SLOTS.with(|m| m.borrow_mut().push((key, slot)));
         slot
     }
 
@@ -244,8 +245,9 @@ unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
 }
 
 thread_local! {
-    /// This process's slot per zone state (workers are single-threaded).
-    static MY_SLOTS: RefCell<HashMap<usize, usize>> = RefCell::new(HashMap::new());
+    /// This process's slot per zone state (workers are single-threaded):
+    /// (zone state address, slot).
+    static MY_SLOTS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Hands an unlinked peer of a zone upstream over for deferred freeing.
