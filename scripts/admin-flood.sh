@@ -21,10 +21,7 @@ out="$REPO_ROOT/scripts/out/admin-flood"
 rm -rf "$out"
 mkdir -p "$out/logs" "$out/conf" "$out/backends/logs" "$out/backends/conf"
 
-base=$((20000 + RANDOM % 900 * 10))
-while ss -Hltn | awk '{print $4}' | grep -qE ":($(seq -s '|' "$base" "$((base + 6))"))$"; do
-    base=$((20000 + RANDOM % 900 * 10))
-done
+base=$(free_port_block 7)
 front=$base admin=$((base + 1))
 cat > "$out/conf/nginx.conf" <<EOF
 load_module $module;
@@ -86,12 +83,6 @@ http {
 EOF
 "$NGINX_BIN" -p "$out/backends/" -c conf/nginx.conf -e logs/error.log
 "$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log
-stop_by_pid_file() {
-    local pid
-    pid=$(cat "$1" 2>/dev/null) || return 0
-    kill -QUIT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-}
 trap 'stop_by_pid_file "$out/logs/nginx.pid"; stop_by_pid_file "$out/backends/logs/nginx.pid"' EXIT
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$front/" && break; sleep 0.1; done
 for i in $(seq 1 20); do curl -sf -o /dev/null -d "server 127.0.0.1:$((base + 2)); server 127.0.0.1:$((base + 3));" "http://127.0.0.1:$admin/upstream/dy$i"; done

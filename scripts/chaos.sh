@@ -28,9 +28,7 @@ chmod 777 "$out/data"
 writers=8
 per_writer=4
 backends=$((2 + writers * per_writer))
-base=$((20000 + RANDOM % 800 * 10))
-in_use() { ss -Hltn | awk '{print $4}' | grep -qE ":($(seq -s '|' "$base" "$((base + backends + 10))"))$"; }
-while in_use; do base=$((20000 + RANDOM % 800 * 10)); done
+base=$(free_port_block $((backends + 10)))
 front=$base
 admin=$((base + 1))
 first_backend=$((base + 10))
@@ -45,11 +43,7 @@ error_log logs/error.log notice;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $out/client_body_temp;
-    proxy_temp_path $out/proxy_temp;
-    fastcgi_temp_path $out/fastcgi_temp;
-    uwsgi_temp_path $out/uwsgi_temp;
-    scgi_temp_path $out/scgi_temp;
+$(temp_paths "$out")
     dyups_upstream_conf $out/data/dyups.conf;
     upstream backends {
         zone backends 1m;
@@ -91,13 +85,6 @@ EOF
 nginx=("$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log)
 "${nginx[@]}"
 master() { cat "$out/logs/nginx.pid" 2>/dev/null; }
-stop_by_pid_file() {
-    local pid
-    pid=$(cat "$1" 2>/dev/null) || return 0
-    [ -n "$pid" ] || return 0
-    kill -QUIT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-}
 stop_nginx() {
     stop_by_pid_file "$out/logs/nginx.pid"
     stop_by_pid_file "$out/backends/logs/nginx.pid"

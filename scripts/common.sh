@@ -13,3 +13,32 @@ build_module() {
     cargo build --locked --profile "$profile" -p nginx-dynamic-upstream >&2
     echo "$REPO_ROOT/target/$dir/libngx_http_dynamic_upstream_module.so"
 }
+
+# Prints a port P such that P .. P+COUNT-1 are all free on 127.0.0.1,
+# chosen in 20000-29999 (below Linux's ephemeral range).
+free_port_block() {
+    local count=$1 base
+    while :; do
+        base=$((20000 + RANDOM % (9000 / 10) * 10))
+        ss -Hltn | awk '{print $4}' | grep -qE ":($(seq -s '|' "$base" "$((base + count - 1))"))$" || break
+    done
+    echo "$base"
+}
+
+# The nginx.conf lines that keep every temporary path under DIR (Debian's
+# compiled-in ones are in /var/lib/nginx).
+temp_paths() {
+    local dir=$1 kind
+    for kind in client_body proxy fastcgi uwsgi scgi; do
+        echo "    ${kind}_temp_path $dir/${kind}_temp;"
+    done
+}
+
+# Stops the nginx whose pid file is FILE (only that one): QUIT, then wait.
+stop_by_pid_file() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
+    kill -QUIT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}

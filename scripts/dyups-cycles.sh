@@ -29,10 +29,7 @@ out="$REPO_ROOT/scripts/out/dyups-cycles"
 rm -rf "$out"
 mkdir -p "$out/logs" "$out/conf"
 
-base=$((20000 + RANDOM % 900 * 10))
-until ! ss -Hltn | awk '{print $4}' | grep -qE ":$base$|:$((base + 1))$|:$((base + 2))$|:$((base + 3))$"; do
-    base=$((20000 + RANDOM % 900 * 10))
-done
+base=$(free_port_block 4)
 cat > "$out/conf/nginx.conf" <<EOF
 load_module $module;
 worker_processes 2;
@@ -41,11 +38,7 @@ error_log logs/error.log notice;
 events { worker_connections 1024; }
 http {
     access_log off;
-    client_body_temp_path $out/client_body_temp;
-    proxy_temp_path $out/proxy_temp;
-    fastcgi_temp_path $out/fastcgi_temp;
-    uwsgi_temp_path $out/uwsgi_temp;
-    scgi_temp_path $out/scgi_temp;
+$(temp_paths "$out")
     upstream confhost { server 127.0.0.1:$((base + 2)); }
     server {
         listen 127.0.0.1:$base;
@@ -69,13 +62,7 @@ if [ "$valgrind" = 1 ]; then
                --log-file="$out/logs/valgrind.%p.log" "${nginx_cmd[@]}")
 fi
 "${nginx_cmd[@]}"
-stop_nginx() {
-    # Only the nginx this script started, by its pid file.
-    local pid
-    pid=$(cat "$out/logs/nginx.pid" 2>/dev/null) || return 0
-    kill -QUIT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-}
+stop_nginx() { stop_by_pid_file "$out/logs/nginx.pid"; }
 trap stop_nginx EXIT
 for _ in $(seq 1 300); do [ -s "$out/logs/nginx.pid" ] && break; sleep 0.1; done
 

@@ -37,9 +37,7 @@ mkdir -p "$out/logs" "$out/conf" "$out/data"
 chmod 777 "$out/data"
 
 # Ten free ports: front, admin, (unused), six backends.
-base=$((20000 + RANDOM % 999 * 10))
-in_use() { ss -Hltn | awk '{print $4}' | grep -qE ":($(seq -s '|' "$base" "$((base + 9))"))$"; }
-while in_use; do base=$((20000 + RANDOM % 999 * 10)); done
+base=$(free_port_block 10)
 front=$base
 admin=$((base + 1))
 b0=$((base + 4))
@@ -54,11 +52,7 @@ error_log logs/error.log notice;
 events { worker_connections 1024; }
 http {
     access_log off;
-    client_body_temp_path $out/client_body_temp;
-    proxy_temp_path $out/proxy_temp;
-    fastcgi_temp_path $out/fastcgi_temp;
-    uwsgi_temp_path $out/uwsgi_temp;
-    scgi_temp_path $out/scgi_temp;
+$(temp_paths "$out")
     dyups_upstream_conf $out/data/dyups.conf;
     upstream backends {
         zone backends 256k;

@@ -36,11 +36,7 @@ chmod 755 "$out"
 # Ports: one for the proxy/admin server, 3 base backends, 80 extra backends,
 # in a block below Linux's ephemeral range that nothing listens on.
 extra=80
-ports_free() {
-    ! ss -Hltn | awk '{print $4}' | grep -qE ":($1|$(seq -s '|' "$1" "$(($1 + extra + 10))"))\$"
-}
-base=$((20000 + RANDOM % 900 * 10))
-until ports_free "$base"; do base=$((20000 + RANDOM % 900 * 10)); done
+base=$(free_port_block $((extra + 10)))
 front=$base
 first_extra=$((base + 10))
 listen_lines=""
@@ -59,11 +55,7 @@ error_log logs/error.log notice;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $out/client_body_temp;
-    proxy_temp_path $out/proxy_temp;
-    fastcgi_temp_path $out/fastcgi_temp;
-    uwsgi_temp_path $out/uwsgi_temp;
-    scgi_temp_path $out/scgi_temp;
+$(temp_paths "$out")
     upstream backends {
         zone backends 1m;
         server 127.0.0.1:$((base + 1));

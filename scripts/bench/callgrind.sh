@@ -19,10 +19,7 @@ out="$REPO_ROOT/scripts/out/callgrind"
 rm -rf "$out"
 mkdir -p "$out/backends/logs" "$out/backends/conf"
 
-base=$((20000 + RANDOM % 900 * 10))
-while ss -Hltn | awk '{print $4}' | grep -qE ":($base|$((base + 1))|$((base + 2))|$((base + 3)))$"; do
-    base=$((20000 + RANDOM % 900 * 10))
-done
+base=$(free_port_block 4)
 cat > "$out/backends/conf/nginx.conf" <<EOF
 worker_processes 1;
 pid logs/nginx.pid;
@@ -39,13 +36,7 @@ http {
 }
 EOF
 "$NGINX_BIN" -p "$out/backends/" -c conf/nginx.conf -e logs/error.log
-stop() {
-    local pid
-    pid=$(cat "$1" 2>/dev/null) || return 0
-    kill -QUIT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-}
-trap 'stop "$out/backends/logs/nginx.pid"' EXIT
+trap 'stop_by_pid_file "$out/backends/logs/nginx.pid"' EXIT
 
 # arm NAME LOAD_MODULE ADMIN_LOCATIONS REQUESTS -> total instructions
 arm() {
@@ -88,7 +79,7 @@ EOF
         for (1 .. 600) { last if $http->request("GET", $port, "/")->{status} == 200; sleep 0.1 }
         for (1 .. $n) { $http->request("GET", $port, "/")->{status} == 200 or die "request failed\n" }
     ' "$base" "$requests"
-    stop "$dir/logs/nginx.pid"
+    stop_by_pid_file "$dir/logs/nginx.pid"
     wait "$vg" || true
     awk '/^summary:|^totals:/ {print $2; exit}' "$dir/callgrind.out"
 }
