@@ -109,8 +109,8 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
             return Err(error(format!("upstream \"{name}\" is defined twice")));
         }
         let block_start = rest + "upstream".len() + open + 1;
-        let close =
-            body[block_start..].find('}').ok_or_else(|| error(format!("missing '}}' closing upstream \"{name}\"")))?;
+        let close = block_end(&body[block_start..])
+            .ok_or_else(|| error(format!("missing '}}' closing upstream \"{name}\"")))?;
         let block = &body[block_start..block_start + close];
         if block.trim().trim_end_matches(';').trim() == "deleted" {
             entries.push(DyupsEntry::Deleted(name.to_string()));
@@ -120,6 +120,21 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
         }
         rest = block_start + close + 1;
     }
+}
+
+/// The offset of the `}` that closes a block, skipping the braces of
+/// `${name}` variables in hash keys.
+fn block_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => i += text[i..].find('}')? + 1,
+            b'}' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Parses an upstream block's body statement by statement, so that an
@@ -225,6 +240,14 @@ mod tests {
         ];
         let text = render_dyups_conf(&entries);
         assert_eq!(parse_dyups_conf(&text).unwrap(), entries);
+    }
+
+    #[test]
+    fn braces_of_hash_key_variables_do_not_end_a_block() {
+        // Found by the fuzzer: the block used to end at the `}` of `${uri}`.
+        let spec = parse_body("hash $host${uri}x consistent; server 127.0.0.1:1;").unwrap();
+        let entries = vec![DyupsEntry::Upstream("a".into(), spec)];
+        assert_eq!(parse_dyups_conf(&render_dyups_conf(&entries)).unwrap(), entries);
     }
 
     #[test]
