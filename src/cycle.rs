@@ -126,3 +126,11 @@ pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         NGX_OK as ngx_int_t
     });
 }
+
+/// exit_master: release what the master's statics hold.
+pub unsafe extern "C" fn exit_master(_cycle: *mut ngx_cycle_t) {
+    let _ = crate::entry::request_guard(|| {
+        crate::state_files::forget();
+        NGX_OK as ngx_int_t
+    });
+}

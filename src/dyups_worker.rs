@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::Address;
 use ngx::ffi::{
-    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool,
+    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_connection_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool,
     ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t, ngx_http_upstream_init_round_robin,
     ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t,
     ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t,
@@ -598,15 +598,23 @@ pub fn release_all() {
 static mut SYNC_TIMER: ngx_event_t = unsafe { zeroed() };
 static mut SYNC_INTERVAL: ngx_msec_t = 1000;
 
+/// nginx's timer code logs `ngx_event_ident(ev->data)` at debug level,
+/// reading a connection's `fd`: a timer with no connection must point at a
+/// dummy one with `fd = -1`, as nginx's own connection-less timers do
+/// (with a null `data`, `error_log ... debug` crashed every worker).
+static mut SYNC_TIMER_CONNECTION: ngx_connection_t = unsafe { zeroed() };
+
 /// Starts the sync timer (init_process).
 pub fn start_timer(interval: ngx_msec_t) {
     // SAFETY: the worker's only thread sets up its own timer event.
     unsafe {
         SYNC_INTERVAL = interval.max(1);
         let ev = ptr::addr_of_mut!(SYNC_TIMER);
+        let dummy = ptr::addr_of_mut!(SYNC_TIMER_CONNECTION);
+        (*dummy).fd = -1;
         (*ev).handler = Some(on_timer);
         (*ev).log = (*ngx_cycle).log;
-        (*ev).data = ptr::null_mut();
+        (*ev).data = dummy.cast();
         (*ev).set_cancelable(1);
         ngx::ffi::ngx_add_timer(ev, SYNC_INTERVAL);
     }

@@ -74,6 +74,7 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
     init_module: Some(cycle::init_module),
     init_process: Some(cycle::init_process),
     exit_process: Some(cycle::exit_process),
+    exit_master: Some(cycle::exit_master),
     ..ngx_module_t::default()
 };
 

@@ -212,6 +212,14 @@ impl ChangeGuard {
     }
 }
 
+/// exit_master: release the path (the module is unloaded next, and a
+/// static's heap buffer would outlive it as a leak).
+pub fn forget() {
+    if let Ok(mut slot) = DYUPS_FILE.lock() {
+        *slot = None;
+    }
+}
+
 fn dyups_file() -> Option<PathBuf> {
     DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
 }
