@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds Debian's nginx (the source of the installed /usr/sbin/nginx) with
+# AddressSanitizer, for scripts/memcheck.sh asan. Prints the binary's path.
+#
+#   scripts/memcheck/build-asan.sh
+#
+# - adds a deb-src entry for bookworm, bookworm-updates and bookworm-security
+#   if apt has none (deb822 file /etc/apt/sources.list.d/deb-src.sources);
+# - `apt-get source nginx=<installed version>` into build/nginx-asan/
+#   (dpkg-dev unpacks it and applies Debian's patches);
+# - configures with Debian's own flags (NGX_CONF_FLAGS from
+#   /usr/share/nginx/src/conf_flags, the same ones the module is built
+#   against, so the module signature matches) plus the ASan options, and
+#   `make -j2`.
+#
+# Idempotent: a binary already built for the installed version with the same
+# options is reused.
+#
+# ASan options, beyond -fsanitize=address -fno-omit-frame-pointer -g -O1:
+#   -fsanitize-recover=address  so that ASAN_OPTIONS=halt_on_error=0 really
+#                               goes on after a report (without it ASan stops
+#                               the process at the first error whatever the
+#                               option says);
+#   -DNGX_DEBUG_PALLOC=1        every ngx_palloc() is a malloc() of its own
+#                               (nginx's documented debugging switch), so an
+#                               overflow of a pool allocation, the module's
+#                               included, hits a redzone instead of the next
+#                               object of the same pool block. It changes no
+#                               structure and not the module signature.
+#   ld: -Wl,--no-as-needed -lcrypt
+#                               libasan exports crypt_r() (an interceptor), so
+#                               configure finds crypt in libc and does not
+#                               link libcrypt, and the interceptor then calls
+#                               a NULL crypt_r: every auth_basic password
+#                               check crashes the worker (Debian's build
+#                               links libcrypt).
+#   make: CFLAGS += -include scripts/memcheck/asan-keep-modules.h
+#                               dlclose() is a no-op, so that LeakSanitizer's
+#                               report at exit (after the master unloaded the
+#                               modules) can still name the modules' frames;
+#                               see that file. Not used by configure's tests.
+# Set MEMCHECK_ASAN_PALLOC=0 to build without NGX_DEBUG_PALLOC,
+# MEMCHECK_ASAN_KEEP_MODULES=0 to keep nginx's dlclose().
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+top="$root/build/nginx-asan"
+log_dir="$root/scripts/out/memcheck/asan"
+mkdir -p "$top" "$log_dir"
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+
+version=$(dpkg-query -W -f='${Version}' nginx)
+upstream=${version%%-*}
+palloc=${MEMCHECK_ASAN_PALLOC:-1}
+cc_opt='-fsanitize=address -fsanitize-recover=address -fno-omit-frame-pointer -g -O1'
+[ "$palloc" = 1 ] && cc_opt+=' -DNGX_DEBUG_PALLOC=1'
+ld_opt='-fsanitize=address -Wl,--no-as-needed -lcrypt'
+keep_modules=${MEMCHECK_ASAN_KEEP_MODULES:-1}
+keep_header="$root/scripts/memcheck/asan-keep-modules.h"
+stamp_text="$version|$cc_opt|$ld_opt|keep-modules=$keep_modules"
+src="$top/nginx-$upstream"
+stamp="$top/.built-for"
+if [ -x "$src/objs/nginx" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_text" ]; then
+    echo "$src/objs/nginx"
+    exit 0
+fi
+
+# 1. deb-src entries (Debian 12 keeps its sources in deb822 format).
+has_deb_src() {
+    grep -rhsE '^\s*Types:.*\bdeb-src\b' /etc/apt/sources.list.d/*.sources >/dev/null 2>&1 && return 0
+    grep -hsE '^\s*deb-src\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list >/dev/null 2>&1
+}
+if ! has_deb_src; then
+    echo "build-asan: adding /etc/apt/sources.list.d/deb-src.sources" >&2
+    "${sudo_cmd[@]}" tee /etc/apt/sources.list.d/deb-src.sources >/dev/null <<'EOF'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    "${sudo_cmd[@]}" apt-get update -qq
+fi
+
+# 2. The source package (dpkg-source, from dpkg-dev, unpacks it).
+need=()
+for p in dpkg-dev nginx-dev libpcre2-dev libssl-dev zlib1g-dev build-essential; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "build-asan: installing ${need[*]}" >&2
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ ! -f "$src/configure" ]; then
+    echo "build-asan: apt-get source nginx=$version into build/nginx-asan/" >&2
+    rm -rf "$src"
+    (cd "$top" && apt-get source -qq "nginx=$version" >"$top/apt-get-source.log" 2>&1) || {
+        # The archive may have moved on from the installed version: the
+        # newest source of the same upstream version has the same ABI.
+        echo "build-asan: nginx=$version not in the archive, taking the newest source" >&2
+        (cd "$top" && apt-get source -qq nginx >"$top/apt-get-source.log" 2>&1)
+    }
+    [ -f "$src/configure" ] || { echo "build-asan: no $src/configure (see $top/apt-get-source.log)" >&2; exit 1; }
+fi
+
+# 3. Configure with Debian's flags plus ASan, then build.
+echo "build-asan: configuring and building (make -j2) in $src" >&2
+(
+    cd "$src"
+    # shellcheck disable=SC1091
+    source /usr/share/nginx/src/conf_flags
+    ./configure "${NGX_CONF_FLAGS[@]}" --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
+        > "$top/configure.log" 2>&1 || { echo "build-asan: configure failed, see $top/configure.log" >&2; exit 1; }
+    if [ "$keep_modules" = 1 ]; then
+        sed -i "s|^CFLAGS = .*|& -include $keep_header|" objs/Makefile
+    fi
+    # (The module signature is configure's: same version and flags as the
+    # tree the module is built against, so load_module accepts the module;
+    # scripts/memcheck.sh checks it with nginx -t.)
+    make -j2 > "$top/make.log" 2>&1 || { echo "build-asan: make failed, see $top/make.log" >&2; exit 1; }
+)
+echo "$stamp_text" > "$stamp"
+echo "$src/objs/nginx"
