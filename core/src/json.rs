@@ -85,7 +85,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
         let mut fields: Vec<(String, Json)> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             if fields.iter().any(|(k, _)| *k == key) {
-                return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
+                // Error texts are echoed to clients: no raw control characters.
+                return Err(de::Error::custom(format!("duplicate key \"{}\"", crate::address::shown(&key))));
             }
             let value = map.next_value()?;
             fields.push((key, value));
@@ -113,5 +114,8 @@ mod tests {
         assert!(Json::parse(r#"{"a":1,"a":2}"#).unwrap_err().to_string().contains("duplicate key \"a\""));
         assert!(Json::parse(r#"{"s":[{"w":1,"w":1}]}"#).is_err());
         assert!(Json::parse(r#"{"a":{"b":1},"b":{"b":2}}"#).is_ok());
+        // Found by the fuzzer: the key used to be echoed raw.
+        let e = Json::parse("{\"a\\rb\":1,\"a\\rb\":2}").unwrap_err().to_string();
+        assert!(!e.chars().any(char::is_control), "{e}");
     }
 }
