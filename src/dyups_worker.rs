@@ -595,6 +595,8 @@ pub fn release_all() {
 }
 
 /// Timer that keeps idle workers in sync.
+// SAFETY: ngx_event_t is a plain C struct for which all-zero is its
+// initial state (nginx ngx_pcalloc()s events).
 static mut SYNC_TIMER: ngx_event_t = unsafe { zeroed() };
 static mut SYNC_INTERVAL: ngx_msec_t = 1000;
 
@@ -602,6 +604,7 @@ static mut SYNC_INTERVAL: ngx_msec_t = 1000;
 /// reading a connection's `fd`: a timer with no connection must point at a
 /// dummy one with `fd = -1`, as nginx's own connection-less timers do
 /// (with a null `data`, `error_log ... debug` crashed every worker).
+// SAFETY: as for SYNC_TIMER; only `fd` is ever read from it.
 static mut SYNC_TIMER_CONNECTION: ngx_connection_t = unsafe { zeroed() };
 
 /// Starts the sync timer (init_process).
