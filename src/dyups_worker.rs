@@ -547,7 +547,8 @@ unsafe extern "C" fn release_request(data: *mut c_void) {
     unsafe {
         let hold = &*data.cast::<RequestHold>();
         if !hold.version.is_null() {
-            (*hold.version).requests -= 1;
+            // Never below zero (an overflow check would panic in nginx).
+            (*hold.version).requests = (*hold.version).requests.saturating_sub(1);
             release_if_done(hold.version);
         }
         (*hold.state).leave(hold.ticket);

@@ -3,7 +3,10 @@
 //! A Rust panic must never unwind into nginx (since Rust 1.81 it would abort
 //! the worker, and a worker that dies holding a spin lock in shared memory
 //! hangs the others). Each entry point runs its body through one of these
-//! functions, which turns a panic into an ordinary nginx error code.
+//! functions, which turns a panic into an ordinary nginx error code. The
+//! few that do not (pool cleanups, the no-peer balancer callbacks, the
+//! zone init, the Lua loaders) only do raw pointer work, atomics and FFI
+//! calls, none of which can panic.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -46,7 +46,8 @@ impl HttpModule for Module {
         cf: *mut ngx::ffi::ngx_conf_t,
         conf: *mut core::ffi::c_void,
     ) -> *mut core::ffi::c_char {
-        config::init_main_conf(cf, conf)
+        // SAFETY: nginx passes its conf context and this module's MainConf.
+        entry::conf_guard(|| unsafe { config::init_main_conf(cf, conf) })
     }
 }
 
