@@ -219,18 +219,16 @@ pub unsafe fn run_directive(
 /// request by the caller). None for round robin, which has no directive.
 pub fn balancer_directive(balancer: Balancer) -> Option<(*mut ngx_module_t, Vec<ngx_str_t>)> {
     // Only the addresses of nginx's module statics are taken.
-    {
-        Some(match balancer {
-            Balancer::LeastConn => (ptr::addr_of_mut!(ngx_http_upstream_least_conn_module), vec![]),
-            Balancer::IpHash => (ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), vec![]),
-            Balancer::Random => (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![]),
-            Balancer::Hash => (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k")]),
-            Balancer::ConsistentHash => {
-                (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k"), ngx_string!("consistent")])
-            }
-            Balancer::RoundRobin | Balancer::Other { .. } => return None,
-        })
-    }
+    Some(match balancer {
+        Balancer::LeastConn => (ptr::addr_of_mut!(ngx_http_upstream_least_conn_module), vec![]),
+        Balancer::IpHash => (ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), vec![]),
+        Balancer::Random => (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![]),
+        Balancer::Hash => (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k")]),
+        Balancer::ConsistentHash => {
+            (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k"), ngx_string!("consistent")])
+        }
+        Balancer::RoundRobin | Balancer::Other { .. } => return None,
+    })
 }
 
 /// A `zone` upstream of the running configuration.

@@ -28,7 +28,7 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_atomic_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
     ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
 };
 
@@ -247,8 +247,9 @@ impl Dyups {
         // here; order: registry, then slab.
         unsafe {
             let registry = if try_only {
-                WriteLocked::try_on(self.lock_word())
-                    .ok_or_else(|| ApiError::conflict("locked", "another worker is using the upstream registry; try again"))?
+                WriteLocked::try_on(self.lock_word()).ok_or_else(|| {
+                    ApiError::conflict("locked", "another worker is using the upstream registry; try again")
+                })?
             } else {
                 WriteLocked::on(self.lock_word())
             };

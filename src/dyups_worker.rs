@@ -29,13 +29,13 @@ use std::collections::{HashMap, HashSet};
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::Address;
 use ngx::ffi::{
-    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_connection_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool,
-    ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t, ngx_http_upstream_init_round_robin,
-    ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t,
-    ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t,
-    ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
-    NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
-    NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
+    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_connection_t, ngx_create_pool, ngx_cycle,
+    ngx_destroy_pool, ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t,
+    ngx_http_upstream_init_round_robin, ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t,
+    ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR,
+    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT,
+    NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
 };
 
 use crate::balancer::{
@@ -128,7 +128,8 @@ fn sync(dyups: &Dyups) {
         let mut view = view.borrow_mut();
         for record in &records {
             let key = record.name.to_ascii_lowercase();
-            let front = view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
+            let front =
+                view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
             if front.version_id != record.version {
                 update_front(front, record, &section);
             }

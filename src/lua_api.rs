@@ -38,6 +38,7 @@ pub struct LuaPeer {
 }
 
 /// An error message buffer owned by the Lua caller.
+#[derive(Clone, Copy)]
 struct ErrOut {
     buf: *mut u8,
     cap: usize,
@@ -306,7 +307,7 @@ pub unsafe extern "C" fn ndu_dyups_delete(
 }
 
 fn dyups_status(msg: ErrOut, body: impl FnOnce() -> Result<(), ApiError>) -> c_int {
-    match lua_call(ErrOut { buf: msg.buf, cap: msg.cap, len: msg.len }, body) {
+    match lua_call(msg, body) {
         0 => {
             msg.set("success");
             200

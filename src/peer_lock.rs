@@ -14,8 +14,8 @@ use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use ngx::ffi::{
-    ngx_atomic_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock,
-    ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_pool_t,
+    ngx_atomic_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_shmtx_lock,
+    ngx_shmtx_unlock, ngx_slab_pool_t,
 };
 
 /// Holds an nginx rwlock (`ngx_atomic_t` in shared memory) for writing.

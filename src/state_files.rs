@@ -92,7 +92,8 @@ pub unsafe fn validate(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<(), S
         }
         if let Some(path) = resolve(cycle, &main.upstream_conf) {
             let shown = path.display();
-            let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
+            let text =
+                persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
             if let Some(text) = text {
                 parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
             }

@@ -23,8 +23,8 @@ use core::ptr;
 
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, ngx_slab_alloc_locked,
-    ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t,
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t,
 };
 
 use crate::balancer::{Balancer, ZoneUpstream};
@@ -49,11 +49,7 @@ impl ZoneUpstream {
     fn primary(&self) -> *mut ngx_http_upstream_rr_peers_t {
         // SAFETY: a ZoneUpstream is only made for upstreams with a zone,
         // whose peer.data the zone module pointed at the shared list.
-        unsafe { (*self.uscf()).peer.data.cast() }
-    }
-
-    fn uscf(&self) -> *mut ngx_http_upstream_srv_conf_t {
-        self.uscf
+        unsafe { (*self.uscf).peer.data.cast() }
     }
 
     /// All peers, primaries then backups, with their live figures.
