@@ -291,7 +291,10 @@ fn parse_hash_key(key: &str) -> Result<String, ApiError> {
     // One nginx token: no whitespace (a JSON key "$uri consistent" must not
     // become `hash $uri consistent;`), no quotes or syntax; `{` and `}`
     // only as in `${name}`, checked by split_hash_key.
-    if key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control() || c.is_whitespace() || "\"'#;\\".contains(c)) {
+    if key.is_empty()
+        || key.len() > 255
+        || key.chars().any(|c| c.is_control() || c.is_whitespace() || "\"'#;\\".contains(c))
+    {
         return Err(failed(format!("invalid hash key \"{}\"", shown(key))));
     }
     split_hash_key(key)?;

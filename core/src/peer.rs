@@ -124,7 +124,7 @@ pub fn parse_seconds(text: &str) -> Option<u64> {
         [('y', 31_536_000), ('M', 2_592_000), ('w', 604_800), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
     let mut total: u64 = 0;
     let mut next_unit = 0; // index into UNITS of the largest unit still allowed
-    // Spaces only between parts, as in `1h 30m`.
+                           // Spaces only between parts, as in `1h 30m`.
     if text.is_empty() || text.starts_with(' ') || text.ends_with(' ') {
         return None;
     }

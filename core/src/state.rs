@@ -141,7 +141,8 @@ fn block_end(text: &str) -> Option<usize> {
 /// error names the line of the statement at fault (`first_line` is the
 /// line the body starts on).
 fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpec, StateError> {
-    let error = |line: usize, text: &str| StateError { line, text: format!("upstream \"{name}\": {}", strip_prefix(text)) };
+    let error =
+        |line: usize, text: &str| StateError { line, text: format!("upstream \"{name}\": {}", strip_prefix(text)) };
     let mut offset = 0;
     for statement in block.split_inclusive(';') {
         let start = offset + statement.len() - statement.trim_start().len();
