@@ -168,6 +168,16 @@ ok(-d data_dir(), 'data_dir exists');
 is((stat data_dir())[2] & 07777, 0777, 'data_dir is 0777');
 ok(-f conf_file(), 'conf_file exists');
 like(error_log_text(), qr/start worker process/, 'error_log_text');
+{
+    # A line nginx has only partly written is not returned until it is whole.
+    open(my $fh, '>>', prefix() . 'logs/error.log') or die $!;
+    $fh->autoflush(1);
+    print $fh '2026/01/01 00:00:00 [notice] 1#1: half a li';
+    unlike(error_log_text(), qr/half a li/, 'error_log_text: a partial last line is left out');
+    print $fh "ne\n";
+    like(error_log_text(), qr/half a line\n\z/, 'error_log_text: returned once it is complete');
+    close $fh;
+}
 
 my @old = worker_pids();
 is(scalar @old, 2, 'two workers');

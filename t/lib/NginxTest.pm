@@ -373,7 +373,10 @@ if C<TEST_NGINX_VERBOSE> is set).  Use as C<ok(poll_until(...), '...')>.
 
 =item C<error_log_text()>
 
-Current contents of F<logs/error.log>.
+Current contents of F<logs/error.log>, complete lines only: a line nginx is
+writing while the file is read can be visible in part (the kernel copies a
+write into the page cache page by page), and a half line must not match a
+pattern that polls for it.
 
 =item C<nginx_t()>
 
@@ -1505,7 +1508,12 @@ sub worker_pids {
     } _children($master);
 }
 
-sub error_log_text { _need_block('error_log_text'); _slurp("$CUR->{prefix}logs/error.log") // '' }
+sub error_log_text {
+    _need_block('error_log_text');
+    my $text = _slurp("$CUR->{prefix}logs/error.log") // '';
+    $text =~ s/[^\n]+\z//;    # a line still being written
+    return $text;
+}
 
 sub poll_until {
     my ($code, $timeout, $desc) = @_;
