@@ -33,7 +33,7 @@ use ngx::ffi::{
 };
 
 use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
-use crate::reclaim::ZoneState;
+use crate::reclaim::{ZoneState, REGISTRY_SLOTS};
 use crate::zone_peers::{build_list, list_peers};
 
 /// Name of the module's zone. It carries the registry's layout version:
@@ -41,7 +41,7 @@ use crate::zone_peers::{build_list, list_peers};
 /// reload, and a module build with another layout must not read it (it
 /// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
 /// any change to `Registry`, `Record` or `ZoneState`.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v1";
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v2";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -144,10 +144,15 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
             (*zone).data = (*pool).data;
             return NGX_OK as ngx_int_t;
         }
-        let registry = ngx_slab_calloc(pool, core::mem::size_of::<Registry>()).cast::<Registry>();
+        // The registry, then its grace-period slots (see crate::reclaim).
+        let size = core::mem::size_of::<Registry>() + ZoneState::slots_bytes(REGISTRY_SLOTS);
+        let registry = ngx_slab_calloc(pool, size).cast::<Registry>();
         if registry.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
+        // A Registry's size is a multiple of its alignment, which is the
+        // slots' alignment.
+        ZoneState::place_slots(ptr::addr_of_mut!((*registry).reclaim), registry.add(1).cast(), REGISTRY_SLOTS);
         (*pool).data = registry.cast();
         (*zone).data = registry.cast();
         NGX_OK as ngx_int_t

@@ -28,9 +28,16 @@
 //! reclamation forever: the slot of a process that no longer exists
 //! (`kill(pid, 0)` fails with ESRCH) counts as drained, and a new process
 //! reuses it. A recycled pid only delays reclamation; it never frees early.
-//! Past [`SLOTS`] live processes on one zone, the rest share an overflow
+//! Past the state's slots, further live processes share an overflow
 //! counter that is never taken for dead.
+//!
+//! The slots follow the state in the same slab block. An upstream zone
+//! lives for one configuration cycle (nginx never reuses it on reload), so
+//! its state needs a slot per worker of that cycle plus spares for
+//! respawned ones; the dyups registry's state outlives reloads and takes
+//! [`REGISTRY_SLOTS`].
 
+use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
@@ -41,9 +48,15 @@ use crate::balancer::ZoneUpstream;
 use crate::peer_lock::SlabLocked;
 use crate::zone_peers::{free_list, free_peer};
 
-/// Processes with their own counters per zone (workers, old workers during
-/// a reload, helpers): more than any sane configuration runs at once.
-pub const SLOTS: usize = 64;
+/// Slots of the dyups registry's state, which the workers of every cycle
+/// share (old workers during a reload, helpers): more than any sane
+/// configuration runs at once.
+pub const REGISTRY_SLOTS: usize = 64;
+
+/// Slots of an upstream zone's state beyond one per worker: for workers
+/// respawned while a dead one's slot still looks alive (recycled pid) and
+/// for helper processes.
+const SPARE_SLOTS: usize = 2;
 
 /// One process's registered requests, per phase.
 #[repr(C)]
@@ -78,8 +91,11 @@ pub struct Ticket {
 #[repr(C)]
 pub struct ZoneState {
     phase: AtomicUsize,
-    slots: [ProcessSlot; SLOTS],
-    /// For processes past SLOTS; never taken for dead.
+    /// `slot_count` slots right after this struct, in the same block (shared
+    /// memory is mapped at the same address in every process).
+    slots: *mut ProcessSlot,
+    slot_count: usize,
+    /// For processes past the slots; never taken for dead.
     overflow: ProcessSlot,
     /// Set when a request's balancer data could not be recognised, so its
     /// `tried` bitmap could not be enlarged (see `request_hook`).
@@ -112,14 +128,58 @@ impl Retired {
 }
 
 impl ZoneState {
-    /// Allocates the state in a zone (at start, or in the zone's init).
+    /// Bytes of `count` slots.
+    pub const fn slots_bytes(count: usize) -> usize {
+        count * size_of::<ProcessSlot>()
+    }
+
+    /// Allocates the state of an upstream zone whose cycle runs `workers`
+    /// workers (in the master's init_module).
+    ///
+    /// The block is at least as large as a peer so that it shares the slab
+    /// pages of the zone's peers: a block of its own size class would take
+    /// a 4 KiB page for itself. The slots fill the whole block.
     ///
     /// # Safety
     /// `pool` must be the slab pool of an initialised zone.
-    pub unsafe fn create(pool: *mut ngx_slab_pool_t) -> *mut ZoneState {
-        // SAFETY: zeroed memory is a valid ZoneState (atomics at 0, empty
-        // lists); ngx_slab_calloc takes the slab mutex itself.
-        unsafe { ngx_slab_calloc(pool, core::mem::size_of::<ZoneState>()).cast() }
+    pub unsafe fn create(pool: *mut ngx_slab_pool_t, workers: usize) -> *mut ZoneState {
+        let size = (size_of::<ZoneState>() + Self::slots_bytes(workers + SPARE_SLOTS))
+            .max(size_of::<ngx_http_upstream_rr_peer_t>());
+        let slots = (size - size_of::<ZoneState>()) / size_of::<ProcessSlot>();
+        // SAFETY: ngx_slab_calloc takes the slab mutex itself; the block
+        // is zeroed and `size` covers the state and its slots.
+        unsafe {
+            let state = ngx_slab_calloc(pool, size).cast::<ZoneState>();
+            if !state.is_null() {
+                // A state's size is a multiple of its alignment, which is
+                // the slots' alignment.
+                Self::place_slots(state, state.add(1).cast(), slots);
+            }
+            state
+        }
+    }
+
+    /// Completes a zeroed state (otherwise valid as it is: atomics at 0,
+    /// empty lists) with its `count` zeroed slots at `tail`.
+    ///
+    /// # Safety
+    /// `tail` is 8-byte aligned, has room for `count` slots and lives as
+    /// long as the state, in the same shared memory.
+    pub unsafe fn place_slots(state: *mut ZoneState, tail: *mut u8, count: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*state).slots = tail.cast();
+            (*state).slot_count = count;
+        }
+    }
+
+    fn slots(&self) -> &[ProcessSlot] {
+        if self.slots.is_null() {
+            return &[];
+        }
+        // SAFETY: `slots` points to `slot_count` slots that live as long as
+        // the state (see place_slots).
+        unsafe { core::slice::from_raw_parts(self.slots, self.slot_count) }
     }
 
     /// Registers a starting request.
@@ -141,7 +201,7 @@ impl ZoneState {
     }
 
     fn slot(&self, index: usize) -> &ProcessSlot {
-        self.slots.get(index).unwrap_or(&self.overflow)
+        self.slots().get(index).unwrap_or(&self.overflow)
     }
 
     /// This process's slot in this zone (claimed on first use). Called for
@@ -159,10 +219,10 @@ impl ZoneState {
 
     fn claim_slot(&self) -> usize {
         let me = std::process::id() as i32;
-        if let Some(i) = self.slots.iter().position(|s| s.pid.load(SeqCst) == me) {
+        if let Some(i) = self.slots().iter().position(|s| s.pid.load(SeqCst) == me) {
             return i;
         }
-        for (i, slot) in self.slots.iter().enumerate() {
+        for (i, slot) in self.slots().iter().enumerate() {
             let owner = slot.pid.load(SeqCst);
             let reusable = owner == 0 || !process_exists(owner);
             if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
@@ -173,14 +233,14 @@ impl ZoneState {
                 return i;
             }
         }
-        SLOTS // the overflow counter
+        self.slot_count // the overflow counter
     }
 
     /// Whether every request registered in `phase` has left (requests of
     /// processes that no longer exist have left by definition).
     fn drained(&self, phase: usize) -> bool {
         let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner_alive();
-        self.slots.iter().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
+        self.slots().iter().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
     }
 
     /// Hands an unlinked peer over for deferred freeing.

@@ -33,7 +33,7 @@ use ngx::ffi::{
 use crate::balancer::srv_conf;
 use crate::reclaim::{Ticket, ZoneState};
 
-const BITS_PER_WORD: usize = 8 * size_of::<usize>();
+const BITS_PER_WORD: usize = usize::BITS as usize;
 
 /// What the pool cleanup needs to unregister the request.
 #[repr(C)]
