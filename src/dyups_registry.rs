@@ -10,6 +10,13 @@
 //! which workers compare with one atomic load on every request
 //! ([`crate::dyups_worker`]).
 //!
+//! Every change also takes the next `version`. So that a worker's sync
+//! costs the changes it missed, not the size of the registry, the records
+//! are also chained by their last change (newest first), and the names of
+//! the run-time upstreams deleted lately (whose records are gone) are kept
+//! in a small ring with their versions. A worker that missed more deletions
+//! than the ring holds copies the whole registry instead ([`Changes`]).
+//!
 //! The registry has its own rwlock (nginx's spin rwlock, on a word in the
 //! zone): readers (listings, worker syncs) share it and never wait for each
 //! other; writers hold it exclusively and, inside it, the zone's slab mutex
@@ -61,7 +68,11 @@ pub enum BalancerKind {
 /// One upstream of the registry (slab memory).
 #[repr(C)]
 struct Record {
+    /// Creation order (listings).
     next: *mut Record,
+    /// The change chain, newest first (see `Registry::changes`).
+    newer: *mut Record,
+    older: *mut Record,
     /// Bumped on every change of this upstream.
     version: u64,
     /// A deleted upstream of the configuration: hidden, requests get 502.
@@ -86,9 +97,46 @@ struct Registry {
     epoch: AtomicU64,
     /// The `dyups_upstream_conf` file was loaded into this registry.
     loaded: bool,
+    /// The version of the latest change.
     next_version: u64,
     records: *mut Record,
+    /// The most recently changed record; `older` leads to the rest.
+    changes: *mut Record,
+    /// The latest deletions of run-time upstreams, a ring.
+    removals: [Removal; REMOVALS],
+    /// Deletions ever written to the ring.
+    removals_written: u64,
+    /// The highest version of a deletion that has left the ring.
+    forgotten: u64,
     reclaim: ZoneState,
+}
+
+/// Deletions of run-time upstreams a worker can miss and still sync by the
+/// changes alone (each takes about 270 bytes of the registry).
+const REMOVALS: usize = 32;
+
+/// A deleted run-time upstream.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Removal {
+    version: u64,
+    name_len: usize,
+    name: [u8; MAX_NAME],
+}
+
+/// What a worker must apply to catch up with the registry (see
+/// [`Dyups::changes_since`]).
+pub struct Changes {
+    pub generation: u64,
+    /// The version of the latest change; the next call takes it as `seen`.
+    pub version: u64,
+    /// `records` is the whole registry: names not in it were deleted.
+    pub complete: bool,
+    /// With `complete`: every record; else the records changed since.
+    pub records: Vec<RecordView>,
+    /// Without `complete`: run-time upstreams deleted since, with the
+    /// version of their deletion.
+    pub removed: Vec<(u64, String)>,
 }
 
 /// What a worker needs to know of a record (copied out under the lock).
@@ -307,8 +355,7 @@ impl Dyups {
             r.balancer = balancer;
             r.key_len = key.len().min(MAX_KEY);
             r.key[..r.key_len].copy_from_slice(&key.as_bytes()[..r.key_len]);
-            registry.next_version += 1;
-            r.version = registry.next_version;
+            mark_changed(registry, record);
             registry.generation.fetch_add(1, SeqCst);
             registry.reclaim.reap(slab.pool());
         }
@@ -347,10 +394,10 @@ impl Dyups {
             }
             if in_config {
                 (*record).deleted = true;
-                registry.next_version += 1;
-                (*record).version = registry.next_version;
+                mark_changed(registry, record);
             } else {
                 unlink_record(registry, record);
+                note_removal(registry, record);
                 ngx_slab_free_locked(slab.pool(), record.cast());
             }
             registry.generation.fetch_add(1, SeqCst);
@@ -388,6 +435,41 @@ impl Dyups {
                 return (generation, raw.iter().map(RawRecord::view).collect());
             }
             capacity *= 2;
+        }
+    }
+
+    /// What changed after version `seen` (None: never synced): the changed
+    /// records and the deleted names, or the whole registry when `seen` is
+    /// older than the deletions the ring remembers.
+    pub fn changes_since(&self, seen: Option<u64>) -> Changes {
+        let mut capacity = 16;
+        loop {
+            // Copied under the lock without allocating: sized before it,
+            // retried larger if the copy did not fit.
+            let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
+            let mut removals: Vec<Removal> = Vec::with_capacity(REMOVALS);
+            let reading = self.read_lock();
+            // SAFETY: the registry is read under its lock.
+            let (generation, version, complete, fits) = unsafe {
+                let registry = &*self.registry;
+                let complete = seen.map_or(true, |seen| seen < registry.forgotten);
+                let seen = if complete { 0 } else { seen.unwrap_or(0) };
+                let fits = copy_changed(registry, seen, &mut raw);
+                if !complete {
+                    removals.extend(registry.removals.iter().filter(|r| r.version > seen).copied());
+                }
+                (registry.generation.load(SeqCst), registry.next_version, complete, fits)
+            };
+            drop(reading);
+            if fits {
+                let removed = removals
+                    .iter()
+                    .map(|r| (r.version, String::from_utf8_lossy(&r.name[..r.name_len]).into_owned()))
+                    .collect();
+                let records = raw.iter().map(RawRecord::view).collect();
+                return Changes { generation, version, complete, records, removed };
+            }
+            capacity = (capacity * 2).max(self.count() + 4);
         }
     }
 
@@ -541,4 +623,83 @@ unsafe fn unlink_record(registry: &mut Registry, record: *mut Record) {
             link = &mut (**link).next;
         }
     }
+}
+
+/// Copies the records changed after version `seen` (all of them for 0),
+/// newest first, without allocating; false if `out` was too small.
+///
+/// # Safety
+/// The caller holds the registry lock.
+unsafe fn copy_changed(registry: &Registry, seen: u64, out: &mut Vec<RawRecord>) -> bool {
+    let mut record = registry.changes;
+    // SAFETY: per the contract.
+    unsafe {
+        while !record.is_null() && (*record).version > seen {
+            if out.len() == out.capacity() {
+                return false;
+            }
+            out.push(RawRecord::copy(&*record));
+            record = (*record).older;
+        }
+    }
+    true
+}
+
+/// Gives `record` the next version and moves it to the head of the change
+/// chain.
+///
+/// # Safety
+/// The caller holds the registry lock; `record` is linked.
+unsafe fn mark_changed(registry: &mut Registry, record: *mut Record) {
+    // SAFETY: per the contract.
+    unsafe {
+        unchain(registry, record);
+        registry.next_version += 1;
+        (*record).version = registry.next_version;
+        (*record).older = registry.changes;
+        if !registry.changes.is_null() {
+            (*registry.changes).newer = record;
+        }
+        registry.changes = record;
+    }
+}
+
+/// Takes `record` out of the change chain (if it is in it).
+///
+/// # Safety
+/// The caller holds the registry lock.
+unsafe fn unchain(registry: &mut Registry, record: *mut Record) {
+    // SAFETY: per the contract.
+    unsafe {
+        let r = &mut *record;
+        if !r.newer.is_null() {
+            (*r.newer).older = r.older;
+        } else if registry.changes == record {
+            registry.changes = r.older;
+        }
+        if !r.older.is_null() {
+            (*r.older).newer = r.newer;
+        }
+        r.newer = ptr::null_mut();
+        r.older = ptr::null_mut();
+    }
+}
+
+/// Records the deletion of a run-time upstream in the ring (its record is
+/// about to be freed) under the next version.
+///
+/// # Safety
+/// The caller holds the registry lock; `record` is unlinked.
+unsafe fn note_removal(registry: &mut Registry, record: *mut Record) {
+    // SAFETY: per the contract.
+    unsafe { unchain(registry, record) };
+    registry.next_version += 1;
+    let slot = (registry.removals_written % REMOVALS as u64) as usize;
+    if registry.removals_written >= REMOVALS as u64 {
+        registry.forgotten = registry.forgotten.max(registry.removals[slot].version);
+    }
+    // SAFETY: per the contract, the record is still allocated.
+    let r = unsafe { &*record };
+    registry.removals[slot] = Removal { version: registry.next_version, name_len: r.name_len, name: r.name };
+    registry.removals_written += 1;
 }

@@ -84,9 +84,14 @@ struct RandomSrvConf {
 struct WorkerView {
     /// Registry generation last synced (None: never).
     generation: Option<u64>,
+    /// Registry version last synced (None: never).
+    version: Option<u64>,
     /// Lower-case name → front. Fronts are never freed: the config's
     /// upstreams reference them until the cycle ends.
     fronts: HashMap<String, Box<Front>>,
+    /// The configuration's upstreams by lower-case name, for new fronts
+    /// (taken at the first sync, before this worker added any of its own).
+    config: Option<HashMap<String, *mut ngx_http_upstream_srv_conf_t>>,
 }
 
 thread_local! {
@@ -111,40 +116,69 @@ pub fn sync_if_moved() {
     }
 }
 
-/// Brings every front up to the registry: linear in the number of
-/// upstreams, rebuilding only those whose version moved.
+/// Brings the fronts up to the registry: rebuilds those whose upstream
+/// changed since the last sync (all of them the first time, or after more
+/// deletions than the registry remembers).
 fn sync(dyups: &Dyups) {
     let section = ReadSection::new(dyups);
-    let (generation, records) = dyups.records();
-    // The configuration's upstreams by lower-case name, for new fronts.
-    // SAFETY: ngx_cycle is the running cycle in a worker.
-    let config: HashMap<String, *mut ngx_http_upstream_srv_conf_t> = unsafe { configured_upstreams(ngx_cycle) }
-        .into_iter()
-        // SAFETY: configured upstreams of the running cycle.
-        .map(|u| (unsafe { str_lossy(&(*u).host) }.to_ascii_lowercase(), u))
-        .collect();
-    let listed: HashSet<String> = records.iter().map(|r| r.name.to_ascii_lowercase()).collect();
+    let seen = VIEW.with(|v| v.borrow().version);
+    let changes = dyups.changes_since(seen);
     VIEW.with(|view| {
         let mut view = view.borrow_mut();
-        for record in &records {
+        let view = &mut *view;
+        let config = view.config.get_or_insert_with(config_upstreams_by_name);
+        let mut all_applied = true;
+        for record in &changes.records {
             let key = record.name.to_ascii_lowercase();
             let front =
                 view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
             if front.version_id != record.version {
-                update_front(front, record, &section);
+                all_applied &= update_front(front, record, &section);
             }
         }
-        // Run-time upstreams no longer in the registry were deleted.
-        for (name, front) in view.fronts.iter_mut() {
-            if !front.from_config && !listed.contains(name) && front.version_id != 0 {
-                set_version(front, ptr::null_mut());
-                remove_from_array(front);
-                front.version_id = 0;
+        if changes.complete {
+            // Run-time upstreams no longer in the registry were deleted.
+            let listed: HashSet<String> = changes.records.iter().map(|r| r.name.to_ascii_lowercase()).collect();
+            for (name, front) in view.fronts.iter_mut() {
+                if !listed.contains(name) {
+                    forget_runtime_front(front, u64::MAX);
+                }
+            }
+        } else {
+            for (version, name) in &changes.removed {
+                if let Some(front) = view.fronts.get_mut(&name.to_ascii_lowercase()) {
+                    forget_runtime_front(front, *version);
+                }
             }
         }
-        view.generation = Some(generation);
+        view.generation = Some(changes.generation);
+        if all_applied {
+            view.version = Some(changes.version);
+        }
+        // else the next sync (at the next change) offers the failed ones again
     });
     drop(section);
+}
+
+/// Drops a run-time upstream deleted at version `deleted` unless this
+/// worker already shows a later version of it (it was created again).
+fn forget_runtime_front(front: &mut Front, deleted: u64) {
+    if front.from_config || front.version_id == 0 || front.version_id > deleted {
+        return;
+    }
+    set_version(front, ptr::null_mut());
+    remove_from_array(front);
+    front.version_id = 0;
+}
+
+/// The configuration's upstreams by lower-case name.
+fn config_upstreams_by_name() -> HashMap<String, *mut ngx_http_upstream_srv_conf_t> {
+    // SAFETY: ngx_cycle is the running cycle in a worker.
+    unsafe { configured_upstreams(ngx_cycle) }
+        .into_iter()
+        // SAFETY: configured upstreams of the running cycle.
+        .map(|u| (unsafe { str_lossy(&(*u).host) }.to_ascii_lowercase(), u))
+        .collect()
 }
 
 fn new_front(name: &str, config: Option<&*mut ngx_http_upstream_srv_conf_t>) -> Front {
@@ -181,22 +215,24 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
     }
 }
 
-fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) {
+/// Shows `record` through `front`; false if this worker could not set it
+/// up (it keeps its previous state).
+fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -> bool {
     if front.uscf.is_null() {
-        return;
+        return false;
     }
     if record.deleted || record.peers.is_null() {
         set_version(front, ptr::null_mut());
         remove_from_array(front);
         front.version_id = record.version;
-        return;
+        return true;
     }
     let Some(version) = build_version(record, section) else {
         log_error(&format!(
             "dyups: could not set up upstream \"{}\" in this worker; it keeps its previous state",
             record.name
         ));
-        return;
+        return false;
     };
     set_version(front, version);
     // SAFETY: the front's upstream lives as long as the cycle; only this
@@ -207,6 +243,7 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) {
     }
     add_to_array(front);
     front.version_id = record.version;
+    true
 }
 
 /// Makes `version` current; the old one is freed now if idle, or by its

@@ -3,14 +3,13 @@
 # safe, and dyups_trylock on still accepts uncontended changes.
 use lib 't/lib';
 use NginxTest;
+# The admin API is also on port 8 (admin()) and the proxy on port 9
+# (proxied()), both with reuseport so that successive connections land on
+# different workers; each answer carries the worker's pid in X-Pid.
+# (post() is this file's own: through port 8, answering a failure text.)
+use NginxTest::Dyups qw(admin proxied);
 use IO::Socket::INET;
 use IO::Select;
-
-# The admin API is also on port 8 and the proxy on port 9, both with
-# reuseport so that successive connections land on different workers; each
-# answer carries the worker's pid in X-Pid.
-sub admin { my ($m, $uri, $body) = @_; http($m, 'http://127.0.0.1:' . port(8) . $uri, $body) }
-sub via   { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $_[0] }) }
 
 sub post {
     my ($name, $body) = @_;
@@ -44,7 +43,7 @@ sub burst {
     return @res;
 }
 
-# A keep-alive HTTP/1.1 connection to port $port: ->(METHOD, URI, HOST)
+# A keep-alive HTTP/1.1 connection to port $port: ->(METHOD, URI, HOST[, BODY])
 # sends one request and reads its response (Content-Length bodies only).
 sub keepalive {
     my ($port) = @_;
@@ -59,8 +58,9 @@ sub keepalive {
         die "connection closed; got: $buf\n" unless $n;
     };
     return sub {
-        my ($m, $uri, $host) = @_;
-        print $sock "$m $uri HTTP/1.1\r\nHost: $host\r\n\r\n";
+        my ($m, $uri, $host, $body) = @_;
+        my $length = defined $body ? "Content-Length: " . length($body) . "\r\n" : '';
+        print $sock "$m $uri HTTP/1.1\r\nHost: $host\r\n$length\r\n" . ($body // '');
         $fill->() while index($buf, "\r\n\r\n") < 0;
         my $end = index($buf, "\r\n\r\n");
         my $head = substr($buf, 0, $end);
@@ -117,7 +117,7 @@ for my $round (1 .. 3) {
                 $stale_detail++;
                 diag("round $round port $p: /upstream/dyhost: $d->{status} $d->{body}") if $stale_detail < 5;
             }
-            my $r = main::via('dyhost');
+            my $r = main::proxied('dyhost');
             $proxy_pids{ $r->{headers}{'x-pid'} // '?' }++;
             if ($r->{status} != 200 || $r->{body} ne "$p\n") {
                 $stale_proxy++;
@@ -160,7 +160,7 @@ my $check = sub {
     my ($what, $host, $want_status, $want_body, $want_list) = @_;
     my ($bad_proxy, $bad_list) = (0, 0);
     for (1 .. 50) {
-        my $r = main::via($host);
+        my $r = main::proxied($host);
         $bad_proxy++ unless $r->{status} == $want_status && (!defined $want_body || $r->{body} eq $want_body);
         $bad_list++ unless main::admin('GET', '/list')->{body} eq $want_list;
     }
@@ -215,7 +215,7 @@ for my $round (1 .. 5) {
     is_deeply([keys %same], [$detail], "round $round: every worker shows the same list");
     ok((grep { $got[0] == $ports[$_] && ($got[1] // 0) == $ports[($_ + 1) % 4] } 0 .. 3),
        "round $round: it is one of the bodies posted, not a mix") or diag($detail);
-    my %traffic = map { main::via('dyhost')->{body} => 1 } 1 .. 20;
+    my %traffic = map { main::proxied('dyhost')->{body} => 1 } 1 .. 20;
     is_deeply([sort keys %traffic], [sort map { "$_\n" } @got], "round $round: and traffic goes to those two");
 }
 # Created concurrently, so in no particular order, but each exactly once.
@@ -267,13 +267,13 @@ my ($p1, $p2) = map { port($_) } 1 .. 2;
 for my $i (1 .. 20) {
     my $p = $i % 2 ? $p1 : $p2;
     is(main::post('dyhost', main::srv($p)), '', "POST $i: 200 success");
-    is(main::via('dyhost')->{body}, "$p\n", "POST $i: routes");
+    is(main::proxied('dyhost')->{body}, "$p\n", "POST $i: routes");
 }
 my $r = main::admin('DELETE', '/upstream/dyhost');
 is($r->{status}, 200, 'DELETE: 200');
 is($r->{body}, 'success', 'DELETE: success');
 is(main::post('host1', main::srv($p2)), '', 'replace host1');
-is(main::via('host1')->{body}, "$p2\n", 'host1 routes to the new server');
+is(main::proxied('host1')->{body}, "$p2\n", 'host1 routes to the new server');
 
 === TEST 6: dyups_trylock on: concurrent POSTs answer 200 or 409, never anything else
 --- workers: 4
@@ -308,7 +308,7 @@ diag("trylock statuses: " . join(', ', map { "$_ x $status{$_}" } sort keys %sta
 my $body = main::admin('GET', '/upstream/dyhost')->{body};
 like($body, qr/\Aserver 127\.0\.0\.1:(?:$p1|$p2) [^\n]*\n\z/, 'dyhost has one of the posted servers');
 my ($p) = $body =~ /:(\d+) /;
-my %got = map { main::via('dyhost')->{body} => 1 } 1 .. 20;
+my %got = map { main::proxied('dyhost')->{body} => 1 } 1 .. 20;
 is_deeply([keys %got], ["$p\n"], 'and traffic goes there from every worker');
 
 === TEST 7: requests on idle keep-alive connections of every worker see each change at once
@@ -362,3 +362,92 @@ for my $round (1 .. 8) {
 is($stale, 0, 'no stale answer on any kept-alive connection');
 cmp_ok(scalar(grep { $_ ne '?' } keys %ppids), '>=', 2, 'the proxy connections are on several workers') or diag(explain(\%ppids));
 cmp_ok(scalar(grep { $_ ne '?' } keys %apids), '>=', 2, 'the API connections are on several workers') or diag(explain(\%apids));
+
+
+
+=== TEST 8: a worker that missed many changes catches up on its next request (by the changes, then in full)
+--- workers: 4
+--- http_config
+dyups_read_msg_timeout 1h;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Pid $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    keepalive_requests 10000;
+    add_header X-Pid $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+# Every change goes through one kept-alive admin connection, so one worker
+# makes them all; the idle timer is an hour, so the other workers learn of
+# them only from their next request, all at once. The registry remembers
+# the latest 32 deletions: phase 1 (6 deletions) is caught up by the
+# changes alone, phase 2 (39 deletions) needs a full copy.
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+my $admin = main::keepalive(port(8));
+my $change = sub {
+    my ($m, $name, $body) = @_;
+    my $r = $admin->($m, "/upstream/$name", 'localhost', $body);
+    return $r->{status} == 200 ? '' : "$m $name: $r->{status} $r->{body}";
+};
+my $admin_pid = $admin->('GET', '/list', 'localhost')->{pid} // '?';
+my @proxy = map { main::keepalive(port(9)) } 1 .. 16;
+my %want;
+my @errors;
+for my $i (1 .. 40) { push @errors, $change->('POST', "up$i", main::srv($p1)); $want{"up$i"} = "$p1\n" }
+my %idle;    # proxy connections on workers that make no change
+for my $c (@proxy) {
+    my $r = $c->('GET', '/', 'up1');
+    $idle{$c} = $c if ($r->{pid} // '') ne $admin_pid;
+}
+my $check = sub {
+    my ($phase) = @_;
+    my $stale = 0;
+    for my $c (values %idle) {
+        for my $name (sort keys %want) {
+            my $r = $c->('GET', '/', $name);
+            my $got = $r->{status} == 200 ? $r->{body} : "status $r->{status}";
+            next if $got eq $want{$name};
+            $stale++;
+            diag("$phase: $name on worker $r->{pid}: got $got, want $want{$name}") if $stale < 6;
+        }
+    }
+    is($stale, 0, "$phase: every idle worker answers every upstream as changed (" . scalar(keys %idle) . " connections)");
+};
+cmp_ok(scalar(keys %idle), '>=', 2, 'several proxy connections are on workers that make no change');
+
+# Phase 1: 20 replaced (more than one copy round holds), 5 deleted, 1 of them
+# created again, 1 deleted and created again, 3 new.
+for my $i (1 .. 20) { push @errors, $change->('POST', "up$i", main::srv($p2)); $want{"up$i"} = "$p2\n" }
+for my $i (21 .. 25) { push @errors, $change->('DELETE', "up$i"); $want{"up$i"} = 'status 502' }
+push @errors, $change->('POST', 'up21', main::srv($p3)); $want{up21} = "$p3\n";
+push @errors, $change->('DELETE', 'up26'), $change->('POST', 'up26', main::srv($p4)); $want{up26} = "$p4\n";
+for my $i (1 .. 3) { push @errors, $change->('POST', "new$i", main::srv($p3)); $want{"new$i"} = "$p3\n" }
+is(join('', @errors), '', 'phase 1: every change answered 200');
+$check->('phase 1');
+
+# Phase 2: 39 deletions, then 2 of the names created again.
+@errors = ();
+for my $name (sort keys %want) {
+    next if $want{$name} eq 'status 502';
+    push @errors, $change->('DELETE', $name);
+    $want{$name} = 'status 502';
+}
+push @errors, $change->('POST', 'up7', main::srv($p4)); $want{up7} = "$p4\n";
+push @errors, $change->('POST', 'new2', main::srv($p1)); $want{new2} = "$p1\n";
+is(join('', @errors), '', 'phase 2: every change answered 200');
+is(scalar(grep { $_ eq 'status 502' } values %want), 41, 'phase 2: 41 upstreams deleted in all');
+$check->('phase 2');
+is($admin->('GET', '/list', 'localhost')->{body}, "up7\nnew2\n", 'the registry lists what is left');
