@@ -4,45 +4,7 @@
 # but accept down/up, max_fails, fail_timeout and max_conns.
 use lib 't/lib';
 use NginxTest;
-use IO::Socket::INET;
-
-# dead_ports(N): N local ports where nothing listens, outside the kernel's
-# ephemeral range (a connection to 127.0.0.1:P with P in that range can, rarely,
-# connect to itself and hang) and outside the harness's 10000-29999. Peers on
-# them refuse connections at once.
-sub dead_ports {
-    my ($n) = @_;
-    my ($low, $high) = (32768, 60999);
-    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
-        ($low, $high) = split ' ', scalar <$fh>;
-    }
-    my @gaps = sort { ($b->[1] - $b->[0]) <=> ($a->[1] - $a->[0]) }
-               ([30000, $low - 1], [$high + 1, 65535]);
-    my @ports;
-    for my $p ($gaps[0][0] .. $gaps[0][1]) {
-        last if @ports == $n;
-        next if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p, Proto => 'tcp', Timeout => 1);
-        push @ports, $p;
-    }
-    die "dead_ports: only " . scalar(@ports) . " free ports outside the ephemeral range\n" if @ports < $n;
-    return @ports;
-}
-
-
-# spread(N, URI_OF_I): N proxied requests; URI_OF_I(i) gives each URI
-# (default '/'). Returns { port => count }.
-sub spread {
-    my ($n, $uri_of) = @_;
-    $uri_of //= sub { '/' };
-    my %seen;
-    for my $i (1 .. $n) {
-        my $r = http_get($uri_of->($i));
-        my $key = $r->{status} == 200 ? $r->{body} : "status $r->{status}";
-        $key =~ s/\n\z//;
-        $seen{$key}++;
-    }
-    return \%seen;
-}
+use NginxTest::Traffic;
 
 # by_key(KEYS): for hash $arg_key: { key => port answering /?key=KEY }.
 sub by_key {

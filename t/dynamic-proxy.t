@@ -3,52 +3,8 @@
 # sockets. Backends answer their own port.
 use lib 't/lib';
 use NginxTest;
-use IO::Socket::INET;
-
-# dead_ports(N): N local ports where nothing listens, outside the kernel's
-# ephemeral range (a connection to 127.0.0.1:P with P in that range can, rarely,
-# connect to itself and hang) and outside the harness's 10000-29999. Peers on
-# them refuse connections at once.
-sub dead_ports {
-    my ($n) = @_;
-    my ($low, $high) = (32768, 60999);
-    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
-        ($low, $high) = split ' ', scalar <$fh>;
-    }
-    my @gaps = sort { ($b->[1] - $b->[0]) <=> ($a->[1] - $a->[0]) }
-               ([30000, $low - 1], [$high + 1, 65535]);
-    my @ports;
-    for my $p ($gaps[0][0] .. $gaps[0][1]) {
-        last if @ports == $n;
-        next if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p, Proto => 'tcp', Timeout => 1);
-        push @ports, $p;
-    }
-    die "dead_ports: only " . scalar(@ports) . " free ports outside the ephemeral range\n" if @ports < $n;
-    return @ports;
-}
-
-
-# spread(N): makes N proxied requests, returns { port => count } (failures
-# counted as "status NNN").
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for (1 .. $n) {
-        my $r = http_get('/');
-        my $key = $r->{status} == 200 ? $r->{body} : "status $r->{status}";
-        $key =~ s/\n\z//;
-        $seen{$key}++;
-    }
-    return \%seen;
-}
-
-# change(QUERY): one API call that must answer 200.
-sub change {
-    my ($q) = @_;
-    my $r = http_get("/dynamic?upstream=backends&$q");
-    is($r->{status}, 200, "change $q") or diag($r->{body});
-    return $r;
-}
+use NginxTest::Traffic;
+use NginxTest::QueryApi;
 
 run_tests();
 __DATA__

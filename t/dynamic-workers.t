@@ -5,46 +5,9 @@
 # that answered (X-Worker: $pid).
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Traffic;
 use IO::Socket::INET;
 use POSIX ();
-
-# via(PATH): a request to the reuseport server.
-sub via {
-    my ($path) = @_;
-    return http_get("http://127.0.0.1:" . port(9) . $path);
-}
-
-# Proxied requests through the reuseport server: ({ port => count }, { pid => 1 }).
-sub spread_via {
-    my ($n) = @_;
-    my (%seen, %pids);
-    for (1 .. $n) {
-        my $r = via('/');
-        my $key = $r->{status} == 200 ? $r->{body} : "status $r->{status}";
-        $key =~ s/\n\z//;
-        $seen{$key}++;
-        $pids{ $r->{headers}{'x-worker'} // 'none' } = 1;
-    }
-    return (\%seen, \%pids);
-}
-
-# every_worker(PATH, CHECK): requests PATH through the reuseport server until
-# each worker answered at least once (at most 400 requests); every answer
-# must pass CHECK(response). Returns (number of bad answers, workers seen).
-sub every_worker {
-    my ($path, $check) = @_;
-    my %want = map { $_ => 1 } worker_pids();
-    my (%seen, $bad);
-    for (1 .. 400) {
-        my $r = via($path);
-        my $pid = $r->{headers}{'x-worker'} // 'none';
-        $seen{$pid} = 1;
-        $bad++, diag("worker $pid answered $r->{status}:\n$r->{body}") unless $check->($r);
-        last if !grep { !$seen{$_} } keys %want;
-        last if ($bad // 0) > 3;
-    }
-    return ($bad // 0, scalar(grep { $seen{$_} } keys %want), scalar(keys %want));
-}
 
 # A raw request for forked children (no harness state, no Test::More).
 sub raw_get {

@@ -3,11 +3,7 @@
 # hash KEY, hash KEY consistent, random.
 use lib 't/lib';
 use NginxTest;
-
-sub via {
-    my ($host, $uri) = @_;
-    return http('GET', 'http://127.0.0.1:' . port(9) . ($uri // '/'), undef, { Host => $host });
-}
+use NginxTest::Dyups;
 
 # Ports (numbers) that answered $n requests, in order; non-200 answers are
 # recorded as "STATUS:body".
@@ -16,20 +12,13 @@ sub hits {
     my @got;
     for my $i (1 .. $n) {
         my $u = ref $uri eq 'CODE' ? $uri->($i) : $uri;
-        my $r = via($host, $u);
+        my $r = proxied($host, $u);
         push @got, $r->{status} == 200 ? ($r->{body} =~ s/\n\z//r) : "$r->{status}:$r->{body}";
     }
     return @got;
 }
 
 sub count { my %c; $c{$_}++ for @_; \%c }
-
-sub post {
-    my ($name, $body) = @_;
-    my $r = http('POST', "/upstream/$name", $body);
-    is($r->{status}, 200, "POST /upstream/$name: 200") or diag($r->{body});
-    is($r->{body}, 'success', "POST /upstream/$name: success");
-}
 
 sub srv { my ($n, $extra) = @_; "server 127.0.0.1:" . port($n) . ($extra ? " $extra" : '') . ";" }
 

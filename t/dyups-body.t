@@ -3,18 +3,9 @@
 # above 1 MiB: 413 and nothing changes.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Dyups;
 
 our $MiB = 1024 * 1024;
-
-sub state { join '', map { my $r = http_get($_); "$_ $r->{status}\n$r->{body}" } '/list', '/detail' }
-
-sub line {
-    my ($server, %o) = @_;
-    my %v = (weight => 1, max_conns => 0, max_fails => 1, fail_timeout => 10,
-             backup => 0, down => 0, %o);
-    return "server $server weight=$v{weight} max_conns=$v{max_conns} max_fails=$v{max_fails}"
-         . " fail_timeout=$v{fail_timeout} backup=$v{backup} down=$v{down}\n";
-}
 
 # A valid body of exactly $size bytes: one server, then padding made of
 # spaces and newlines.
@@ -51,8 +42,6 @@ sub chunked {
     return $out . "0\r\n\r\n";
 }
 
-sub via { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $_[0] }) }
-
 run_tests();
 __DATA__
 
@@ -85,7 +74,7 @@ like(http_get('/detail')->{body}, qr/\Adyhost\n\Q$want\E\n\z/, '/detail shows th
 # A small list afterwards through the same path still works.
 $r = http('POST', '/upstream/dyhost', "server 127.0.0.1:" . port(1) . ";");
 is($r->{status}, 200, 'back to one server');
-is(main::via('dyhost')->{body}, port(1) . "\n", 'routes');
+is(main::proxied('dyhost')->{body}, port(1) . "\n", 'routes');
 --- error_log
 a client request body is buffered to a temporary file
 

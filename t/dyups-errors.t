@@ -3,9 +3,7 @@
 # unknown paths 404.
 use lib 't/lib';
 use NginxTest;
-
-# Everything the API shows, to compare before and after a refused request.
-sub state { join '', map { my $r = http_get($_); "$_ $r->{status}\n$r->{body}" } '/list', '/detail' }
+use NginxTest::Dyups;
 
 # A POST that must be refused with 400 and a body matching $re, to an
 # existing run-time upstream, a configured one and a new name; each time
@@ -21,13 +19,8 @@ sub refused {
         is(state(), $before, "$what -> $name: /list and /detail unchanged");
     }
     is(http_get('/upstream/newname')->{status}, 404, "$what: no upstream was created");
-    my $via = http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => 'dyhost' });
+    my $via = proxied('dyhost');
     is($via->{body}, port(2) . "\n", "$what: dyhost still routes to its server");
-}
-
-sub setup {
-    my $r = http('POST', '/upstream/dyhost', 'server 127.0.0.1:' . port(2) . ';');
-    is($r->{status}, 200, 'setup: dyhost created') or diag($r->{body});
 }
 
 sub p { port($_[0]) }

@@ -3,6 +3,7 @@
 # as {"error":{"status":..,"code":..,"text":..}}.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Dyups;
 use JSON::PP ();
 
 my @PEER_KEYS = qw(server name weight max_fails fail_timeout max_conns backup down
@@ -38,19 +39,10 @@ sub defaults {
              max_conns => 0, backup => 0, down => 0, %o };
 }
 
-sub addr { '127.0.0.1:' . port($_[0]) }
-
 sub post_json {
     my ($name, $body, $headers) = @_;
     return http('POST', "/upstream/$name", $body, { 'Content-Type' => 'application/json', %{ $headers // {} } });
 }
-
-sub via {
-    my ($host, $uri) = @_;
-    return http('GET', 'http://127.0.0.1:' . port(9) . ($uri // '/'), undef, { Host => $host });
-}
-
-sub state { join '', map { my $r = http_get($_); "$_ $r->{status}\n$r->{body}" } '/list', '/detail' }
 
 # A JSON error answer: status, the error object's status/code/text.
 sub json_error_is {
@@ -178,7 +170,7 @@ is($r->{status}, 200, 'the example body: 200') or diag($r->{body});
 is($r->{body}, 'success', 'success');
 is(http_get('/upstream/dyhost')->{body},
    "server $a1 weight=3 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n", 'the server with its weight');
-is(main::via('dyhost')->{body}, port(1) . "\n", 'routes');
+is(main::proxied('dyhost')->{body}, port(1) . "\n", 'routes');
 
 $r = main::post_json('dyhost', qq({"servers":[
     {"server":"$a1","weight":2,"max_fails":5,"fail_timeout":6,"max_conns":7},
@@ -190,11 +182,11 @@ is_deeply([sort @lines], [sort
     "server $a1 weight=2 max_conns=7 max_fails=5 fail_timeout=6 backup=0 down=0",
     "server $a2 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=1",
     "server $a3 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=1 down=0"], 'shown as given');
-is(main::via('dyhost')->{body}, port(1) . "\n", 'the up primary gets the traffic');
+is(main::proxied('dyhost')->{body}, port(1) . "\n", 'the up primary gets the traffic');
 
 $r = main::post_json('dyhost', qq({"servers":[{"server":"$a2"},{"server":"$a3","backup":false,"down":false}]}), { 'Content-Type' => 'application/json; charset=utf-8' });
 is($r->{status}, 200, 'Content-Type with a charset') or diag($r->{body});
-my %seen = map { main::via('dyhost')->{body} => 1 } 1 .. 6;
+my %seen = map { main::proxied('dyhost')->{body} => 1 } 1 .. 6;
 is_deeply([sort keys %seen], [sort map { port($_) . "\n" } 2, 3], 'no balancer: round robin over both');
 
 for my $b (qw(round_robin least_conn ip_hash random)) {
@@ -203,22 +195,22 @@ for my $b (qw(round_robin least_conn ip_hash random)) {
     is(http_get('/upstream/dyhost')->{body} =~ tr/\n//, 2, "balancer $b: two servers");
 }
 $r = main::post_json('dyhost', qq({"servers":[{"server":"$a1"},{"server":"$a2"}],"balancer":"ip_hash"}));
-my %ip = map { main::via('dyhost')->{body} => 1 } 1 .. 10;
+my %ip = map { main::proxied('dyhost')->{body} => 1 } 1 .. 10;
 is(scalar(keys %ip), 1, 'ip_hash from JSON sticks');
 for my $b (qw(hash consistent_hash)) {
     $r = main::post_json('dyhost', qq({"servers":[{"server":"$a1"},{"server":"$a2"},{"server":"$a3"}],"balancer":"$b","hash_key":"\$arg_k"}));
     is($r->{status}, 200, "balancer $b with hash_key") or diag($r->{body});
     for my $k (qw(a b)) {
-        my %h = map { main::via('dyhost', "/?k=$k")->{body} => 1 } 1 .. 8;
+        my %h = map { main::proxied('dyhost', "/?k=$k")->{body} => 1 } 1 .. 8;
         is(scalar(keys %h), 1, "$b: key $k always reaches one peer");
     }
-    my %spread = map { main::via('dyhost', "/?k=key$_")->{body} => 1 } 1 .. 30;
+    my %spread = map { main::proxied('dyhost', "/?k=key$_")->{body} => 1 } 1 .. 30;
     cmp_ok(scalar(keys %spread), '>=', 2, "$b: keys spread");
 }
 
 $r = main::post_json('dyhost', qq(  {\n  "servers" : [ { "server" : "$a3" } ]\n}\n  ));
 is($r->{status}, 200, 'whitespace in JSON') or diag($r->{body});
-is(main::via('dyhost')->{body}, port(3) . "\n", 'routes');
+is(main::proxied('dyhost')->{body}, port(3) . "\n", 'routes');
 
 === TEST 5: a bad JSON body changes nothing; errors are JSON when asked for
 --- http_config

@@ -4,12 +4,7 @@
 # list; the upstreams survive a reload.
 use lib 't/lib';
 use NginxTest;
-
-# GET through the proxy server on port 9 with the given Host.
-sub via {
-    my ($host, $uri) = @_;
-    return http('GET', 'http://127.0.0.1:' . port(9) . ($uri // '/'), undef, { Host => $host });
-}
+use NginxTest::Dyups;
 
 # $n requests with Host $host: hashref body => count (bodies of non-200
 # answers are counted as "STATUS").
@@ -17,20 +12,11 @@ sub spread {
     my ($host, $n, $uri) = @_;
     my %seen;
     for (1 .. $n) {
-        my $r = via($host, $uri);
+        my $r = proxied($host, $uri);
         $seen{ $r->{status} == 200 ? $r->{body} : $r->{status} }++;
     }
     return \%seen;
 }
-
-sub post {
-    my ($name, $body) = @_;
-    my $r = http('POST', "/upstream/$name", $body);
-    is($r->{status}, 200, "POST /upstream/$name: 200") or diag($r->{body});
-    is($r->{body}, 'success', "POST /upstream/$name: success");
-}
-
-sub servers { join '', map { "server 127.0.0.1:" . port($_) . ";" } @_ }
 
 run_tests();
 __DATA__
@@ -52,8 +38,8 @@ server {
 location / { dyups_interface; }
 --- perl
 my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
-is(main::via('dyhost')->{status}, 502, 'no upstream dyhost yet: 502');
-is(main::via('host1')->{body}, "$p1\n", 'configured host1 routes');
+is(main::proxied('dyhost')->{status}, 502, 'no upstream dyhost yet: 502');
+is(main::proxied('host1')->{body}, "$p1\n", 'configured host1 routes');
 
 main::post('dyhost', main::servers(2));
 is_deeply(main::spread('dyhost', 20), { "$p2\n" => 20 }, 'every request reaches the new server');
@@ -65,7 +51,7 @@ is_deeply([sort keys %$seen], ["$p2\n", "$p3\n"], 'replaced with two: both get t
 
 is(http('DELETE', '/upstream/dyhost')->{status}, 200, 'DELETE');
 is_deeply(main::spread('dyhost', 10), { 502 => 10 }, 'every request gets 502 after the DELETE');
-is(main::via('host1')->{body}, "$p1\n", 'host1 is untouched');
+is(main::proxied('host1')->{body}, "$p1\n", 'host1 is untouched');
 
 main::post('dyhost', main::servers(3));
 is_deeply(main::spread('dyhost', 10), { "$p3\n" => 10 }, 'created again: routes again');
@@ -85,7 +71,7 @@ server {
 location / { dyups_interface; }
 --- perl
 my ($p1, $p2) = map { port($_) } 1 .. 2;
-is(main::via('whatever')->{status}, 502, 'before: 502');
+is(main::proxied('whatever')->{status}, 502, 'before: 502');
 main::post('dyhost', main::servers(1));
 is_deeply(main::spread('whatever', 10), { "$p1\n" => 10 }, 'via $u');
 main::post('dyhost', main::servers(2));
@@ -110,14 +96,14 @@ server {
 location / { dyups_interface; }
 --- perl
 my ($p1, $p2) = map { port($_) } 1 .. 2;
-is(main::via('HOST1')->{body}, "$p1\n", 'nginx itself: Host: HOST1 finds upstream Host1');
+is(main::proxied('HOST1')->{body}, "$p1\n", 'nginx itself: Host: HOST1 finds upstream Host1');
 main::post('dyhost', main::servers(2));
-is(main::via('dyhost')->{body}, "$p2\n", 'Host: dyhost');
-is(main::via('DYHOST')->{body}, "$p2\n", 'Host: DYHOST');
-is(main::via('DyHost')->{body}, "$p2\n", 'Host: DyHost');
-is(main::via('x', '/u')->{body}, "$p2\n", 'set $u DyHost');
+is(main::proxied('dyhost')->{body}, "$p2\n", 'Host: dyhost');
+is(main::proxied('DYHOST')->{body}, "$p2\n", 'Host: DYHOST');
+is(main::proxied('DyHost')->{body}, "$p2\n", 'Host: DyHost');
+is(main::proxied('x', '/u')->{body}, "$p2\n", 'set $u DyHost');
 main::post('HOST1', main::servers(2));
-is(main::via('host1')->{body}, "$p2\n", 'POST /upstream/HOST1 replaced Host1');
+is(main::proxied('host1')->{body}, "$p2\n", 'POST /upstream/HOST1 replaced Host1');
 is(http_get('/list')->{body}, "Host1\ndyhost\n", 'no second upstream was created');
 
 === TEST 4: a request in flight on the old list completes normally
@@ -146,9 +132,9 @@ ok(poll_until(sub {
     http_get('/upstream/dyhost?format=json')->{body} =~ /"conns":1/;
 }, 5, 'the slow request holds the old server'), 'request in flight on the old server');
 main::post('dyhost', main::servers(2));
-is(main::via('dyhost', '/fast')->{body}, "fast $p2\n", 'new requests use the new list at once');
+is(main::proxied('dyhost', '/fast')->{body}, "fast $p2\n", 'new requests use the new list at once');
 is(http('DELETE', '/upstream/dyhost')->{status}, 200, 'and even a DELETE');
-is(main::via('dyhost', '/fast')->{status}, 502, 'new requests get 502');
+is(main::proxied('dyhost', '/fast')->{status}, 502, 'new requests get 502');
 local $/;
 my $reply = <$sock>;
 like($reply, qr{\AHTTP/1\.1 200 .*\r\n\r\nslow $p1\n\z}s, 'the request in flight got its 200 from the old server');
@@ -213,13 +199,13 @@ server {
 location / { dyups_interface; }
 --- perl
 my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
-is(main::via('host2')->{body}, "$p2\n", 'host2 as configured');
+is(main::proxied('host2')->{body}, "$p2\n", 'host2 as configured');
 my $r = http('DELETE', '/upstream/host2');
 is($r->{status}, 200, 'DELETE host2');
 is($r->{body}, 'success', 'success');
 is_deeply(main::spread('host2', 10), { 502 => 10 }, 'Host: host2 gets 502');
 is(http_get('/list')->{body}, "host1\n", 'host2 is not in /list');
-is(main::via('host1')->{body}, "$p1\n", 'host1 still routes');
+is(main::proxied('host1')->{body}, "$p1\n", 'host1 still routes');
 main::post('host2', main::servers(3));
 is_deeply(main::spread('host2', 10), { "$p3\n" => 10 }, 're-created host2 routes to its new server');
 main::post('host2', main::servers(2));
@@ -251,7 +237,7 @@ is(http_get('/list')->{body}, "host1\ndyhost\n", 'dyhost is still listed after t
 is(http_get('/upstream/dyhost')->{body}, $before, 'with the same servers');
 my $seen = main::spread('dyhost', 12);
 is_deeply([sort keys %$seen], ["$p2\n", "$p3\n"], 'and still routes to both');
-is(main::via('gone')->{status}, 502, 'gone is still gone');
+is(main::proxied('gone')->{status}, 502, 'gone is still gone');
 main::post('dyhost', main::servers(1));
 is_deeply(main::spread('dyhost', 8), { "$p1\n" => 8 }, 'and can be changed after the reload');
 
@@ -275,7 +261,7 @@ main::post('www-2.example.com', main::servers(2));
 is_deeply(main::spread('api.example.com', 6), { "$p1\n" => 6 }, 'Host: api.example.com');
 is_deeply(main::spread('www-2.example.com', 6), { "$p2\n" => 6 }, 'Host: www-2.example.com');
 is_deeply(main::spread('API.Example.COM', 4), { "$p1\n" => 4 }, 'Host: API.Example.COM');
-is(main::via('example.com')->{status}, 502, 'Host: example.com is not one of them');
+is(main::proxied('example.com')->{status}, 502, 'Host: example.com is not one of them');
 is(http_get('/list')->{body}, "api.example.com\nwww-2.example.com\n", 'both listed');
 
 === TEST 10: configured upstreams with zone, keepalive or hash are replaced and deleted too
@@ -334,7 +320,7 @@ main::post('plain', 'hash $arg_k; ' . main::servers(1, 2, 3));
 main::post('ring', 'hash $arg_k consistent; ' . main::servers(1, 2, 3));
 my %before;
 for my $u (qw(plain ring)) {
-    $before{$u}{$_} = main::via($u, "/?k=key$_")->{body} for 1 .. 30;
+    $before{$u}{$_} = main::proxied($u, "/?k=key$_")->{body} for 1 .. 30;
     cmp_ok(scalar(keys %{ { reverse %{ $before{$u} } } }), '>=', 2, "$u: keys spread before the reload");
 }
 # More variables, used before the old ones, then reload.
@@ -345,6 +331,6 @@ print $fh $conf;
 close $fh;
 nginx_reload();
 for my $u (qw(plain ring)) {
-    my %after = map { $_ => main::via($u, "/?k=key$_")->{body} } 1 .. 30;
+    my %after = map { $_ => main::proxied($u, "/?k=key$_")->{body} } 1 .. 30;
     is_deeply(\%after, $before{$u}, "$u: every key reaches the same peer after the reload");
 }

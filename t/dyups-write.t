@@ -3,16 +3,7 @@
 # included.  (Traffic is checked in t/dyups-proxy.t.)
 use lib 't/lib';
 use NginxTest;
-
-sub line {
-    my ($server, %o) = @_;
-    my %v = (weight => 1, max_conns => 0, max_fails => 1, fail_timeout => 10,
-             backup => 0, down => 0, %o);
-    return "server $server weight=$v{weight} max_conns=$v{max_conns} max_fails=$v{max_fails}"
-         . " fail_timeout=$v{fail_timeout} backup=$v{backup} down=$v{down}\n";
-}
-
-sub addr { '127.0.0.1:' . port($_[0]) }
+use NginxTest::Dyups;
 
 # POST that must succeed: status 200 and body exactly "success".
 sub post_ok {

@@ -7,8 +7,8 @@
 # must keep proxying through the upstream afterwards.
 use lib 't/lib';
 use NginxTest;
-use IO::Select;
-use IO::Socket::INET;
+use NginxTest::Files;
+use NginxTest::Hostile;
 use JSON::PP ();
 
 # A 255-byte upstream (and zone) name for the configuration.
@@ -18,23 +18,6 @@ $ENV{TEST_NGINX_NAME255} = 'u' x 255;
 our $E400 = qr/\A400 Bad Request: [^\n]+\n\z/;
 our $E4XX = qr/\A4\d\d [A-Za-z ]+: [^\n]+\n\z/;
 our $E405 = "405 Not Allowed: only GET and HEAD are accepted\n";
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-# A printable, bounded rendering of a request or body, for test names.
-sub show {
-    my ($s) = @_;
-    my $len = length $s;
-    $s = substr($s, 0, 70) . "...($len bytes)" if $len > 90;
-    $s =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ge;
-    return $s;
-}
 
 # Everything a change could touch: the verbose listings of both zone
 # upstreams (with their status) and the state file of "backends".
@@ -55,15 +38,6 @@ sub serving {
     my ($p1, $p2) = (port(1), port(2));
     ok($r->{status} == 200 && $r->{body} =~ /\A(?:$p1|$p2)\n\z/, "$what: nginx still proxies")
         or diag("GET /proxy: $r->{status} " . show($r->{body}));
-}
-
-# An error text from the module: no control characters, no line break but a
-# final one.
-sub clean {
-    my ($body, $what) = @_;
-    ok($body !~ /[\x00-\x08\x0b-\x1f\x7f]/ && $body !~ /\n(?!\z)/,
-       "$what: answer has no control characters and at most a final newline")
-        or diag('body: ' . show($body));
 }
 
 # refused(METHOD, URI, STATUS, BODY, %opt)
@@ -103,29 +77,6 @@ sub accepted {
     is($r->{status}, 200, 'GET ' . show($uri) . ': 200') or diag(show($r->{body}));
     like($r->{body}, $re, 'GET ' . show($uri) . ': answer') if $re;
     return $r;
-}
-
-# One raw request on its own connection; returns everything nginx sent
-# until it closed the connection.
-sub raw {
-    my ($bytes) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Proto => 'tcp',
-                                  Timeout => 5) or die "connect: $@";
-    binmode $s;
-    my $off = 0;
-    while ($off < length $bytes) {
-        my $n = syswrite($s, $bytes, length($bytes) - $off, $off);
-        last unless defined $n;
-        $off += $n;
-    }
-    my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time + 5);
-    while (time < $deadline) {
-        last unless $sel->can_read($deadline - time);
-        my $n = sysread($s, $buf, 65536, length $buf);
-        last unless $n;
-    }
-    close $s;
-    return $buf;
 }
 
 run_tests();

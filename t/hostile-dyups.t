@@ -6,8 +6,10 @@
 # reflect control characters, and nginx must keep routing by Host afterwards.
 use lib 't/lib';
 use NginxTest;
-use IO::Select;
-use IO::Socket::INET;
+# (state() is this file's own: it also covers /status, two upstreams and dyups.conf.)
+use NginxTest::Dyups qw(setup line proxied);
+use NginxTest::Files;
+use NginxTest::Hostile;
 use JSON::PP ();
 
 our $FAILED  = qr/\Aadd server failed: [^\n]+\z/;
@@ -15,22 +17,6 @@ our $BADNAME = qr/\Aupstream name "[^\n]*" is not a valid host name [^\n]+\z/;
 our $E405    = 'only GET, POST and DELETE are accepted';
 our $ANY4XX  = qr/\A4\d\d\z/;
 our $MiB     = 1024 * 1024;
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-sub show {
-    my ($s) = @_;
-    my $len = length $s;
-    $s = substr($s, 0, 70) . "...($len bytes)" if $len > 90;
-    $s =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ge;
-    return $s;
-}
 
 sub p { port($_[0]) }
 
@@ -49,22 +35,10 @@ sub serving {
     my ($what) = @_;
     for ([dyhost => p(2)], [host1 => p(1)]) {
         my ($host, $port) = @$_;
-        my $r = http('GET', 'http://127.0.0.1:' . p(9) . '/', undef, { Host => $host });
+        my $r = proxied($host);
         ok($r->{status} == 200 && $r->{body} eq "$port\n", "$what: $host still routes to its server")
             or diag("via $host: $r->{status} " . show($r->{body}));
     }
-}
-
-sub setup {
-    my $r = http('POST', '/upstream/dyhost', 'server 127.0.0.1:' . p(2) . ';');
-    is($r->{status}, 200, 'setup: dyhost created') or diag($r->{body});
-}
-
-sub clean {
-    my ($body, $what) = @_;
-    ok($body !~ /[\x00-\x08\x0b-\x1f\x7f]/ && $body !~ /\n(?!\z)/,
-       "$what: answer has no control characters and at most a final newline")
-        or diag('body: ' . show($body));
 }
 
 # refused(METHOD, PATH, BODY, STATUS, WANT, %opt)
@@ -128,35 +102,6 @@ sub accepted {
     is($r->{status}, 200, "POST $path " . show($body) . ': 200') or diag(show($r->{body}));
     is($r->{body}, 'success', "POST $path " . show($body) . ': success');
     return $r;
-}
-
-# A /upstream/NAME server line.
-sub line {
-    my ($server, %o) = @_;
-    my %v = (weight => 1, max_conns => 0, max_fails => 1, fail_timeout => 10, backup => 0, down => 0, %o);
-    return "server $server weight=$v{weight} max_conns=$v{max_conns} max_fails=$v{max_fails}"
-         . " fail_timeout=$v{fail_timeout} backup=$v{backup} down=$v{down}\n";
-}
-
-sub raw {
-    my ($bytes) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Proto => 'tcp',
-                                  Timeout => 5) or die "connect: $@";
-    binmode $s;
-    my $off = 0;
-    while ($off < length $bytes) {
-        my $n = syswrite($s, $bytes, length($bytes) - $off, $off);
-        last unless defined $n;
-        $off += $n;
-    }
-    my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time + 5);
-    while (time < $deadline) {
-        last unless $sel->can_read($deadline - time);
-        my $n = sysread($s, $buf, 65536, length $buf);
-        last unless $n;
-    }
-    close $s;
-    return $buf;
 }
 
 run_tests();

@@ -6,19 +6,16 @@
 # (the worker pids stay the same), and nginx must keep serving.
 use lib 't/lib';
 use NginxTest;
+# (state() is this file's own: it covers both APIs and both state files.)
+use NginxTest::Dyups qw(setup proxied);
+use NginxTest::Files;
 use IO::Select;
 use IO::Socket::INET;
 use Socket qw(IPPROTO_TCP TCP_NODELAY SHUT_WR);
 use Time::HiRes qw(sleep time);
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
+# Like NginxTest::Hostile's show(), but cut shorter (to 60 of more than 80
+# bytes): this file's test names are made with it.
 sub show {
     my ($s) = @_;
     my $len = length $s;
@@ -49,15 +46,10 @@ sub serving {
     my $r = http_get('/proxy');
     ok($r->{status} == 200 && $r->{body} =~ /\A(?:${\ p(1)}|${\ p(2)})\n\z/, "$what: the zone upstream still proxies")
         or diag("GET /proxy: $r->{status} " . show($r->{body}));
-    $r = http('GET', 'http://127.0.0.1:' . p(9) . '/', undef, { Host => 'dyhost' });
+    $r = proxied('dyhost');
     ok($r->{status} == 200 && $r->{body} eq p(2) . "\n", "$what: dyhost still routes")
         or diag("via dyhost: $r->{status} " . show($r->{body}));
     is(join(',', worker_pids()), $workers, "$what: the same workers run (none crashed)") if defined $workers;
-}
-
-sub setup {
-    my $r = http('POST', '/upstream/dyhost', 'server 127.0.0.1:' . p(2) . ';');
-    is($r->{status}, 200, 'setup: dyhost created') or diag($r->{body});
 }
 
 sub connect_raw {

@@ -17,81 +17,54 @@
 #               shows as ` BAD(key=value)`.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Lua;
+use NginxTest::QueryApi;
 
-$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
-location = /lua {
-    content_by_lua_block {
-        local dynamic = require "ngx.dynamic"
-        local function show(...)
-            local out = {}
-            for i = 1, select("#", ...) do
-                local v = select(i, ...)
-                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dynamic => 'ngx.dynamic'], [peers => <<'LUA']);
+local function peers(zone)
+    local list, err = dynamic.describe_zone(zone)
+    if not list then
+        return "describe_zone failed: " .. show(list, err) .. "\n"
+    end
+    local out = {}
+    for _, p in ipairs(list) do
+        local bad = {}
+        local line = { "server " .. tostring(p.name) }
+        for _, k in ipairs({ "weight", "max_fails", "fail_timeout" }) do
+            line[#line + 1] = k .. "=" .. tostring(p[k])
+        end
+        if p.max_conns ~= 0 then
+            line[#line + 1] = "max_conns=" .. tostring(p.max_conns)
+        end
+        if p.backup == true then
+            line[#line + 1] = "backup"
+        elseif p.backup ~= false then
+            bad[#bad + 1] = "backup=" .. tostring(p.backup)
+        end
+        if p.down == true then
+            line[#line + 1] = "down"
+        elseif p.down ~= nil then
+            bad[#bad + 1] = "down=" .. tostring(p.down)
+        end
+        for _, k in ipairs({ "weight", "max_fails", "fail_timeout", "max_conns", "fails",
+                             "current_weight", "effective_weight", "accessed", "checked",
+                             "conns" }) do
+            if type(p[k]) ~= "number" then
+                bad[#bad + 1] = k .. "=" .. tostring(p[k])
             end
-            return table.concat(out, ", ")
         end
-        local function peers(zone)
-            local list, err = dynamic.describe_zone(zone)
-            if not list then
-                return "describe_zone failed: " .. show(list, err) .. "\n"
-            end
-            local out = {}
-            for _, p in ipairs(list) do
-                local bad = {}
-                local line = { "server " .. tostring(p.name) }
-                for _, k in ipairs({ "weight", "max_fails", "fail_timeout" }) do
-                    line[#line + 1] = k .. "=" .. tostring(p[k])
-                end
-                if p.max_conns ~= 0 then
-                    line[#line + 1] = "max_conns=" .. tostring(p.max_conns)
-                end
-                if p.backup == true then
-                    line[#line + 1] = "backup"
-                elseif p.backup ~= false then
-                    bad[#bad + 1] = "backup=" .. tostring(p.backup)
-                end
-                if p.down == true then
-                    line[#line + 1] = "down"
-                elseif p.down ~= nil then
-                    bad[#bad + 1] = "down=" .. tostring(p.down)
-                end
-                for _, k in ipairs({ "weight", "max_fails", "fail_timeout", "max_conns", "fails",
-                                     "current_weight", "effective_weight", "accessed", "checked",
-                                     "conns" }) do
-                    if type(p[k]) ~= "number" then
-                        bad[#bad + 1] = k .. "=" .. tostring(p[k])
-                    end
-                end
-                if type(p.name) ~= "string" then
-                    bad[#bad + 1] = "name=" .. tostring(p.name)
-                end
-                local s = table.concat(line, " ")
-                for _, b in ipairs(bad) do
-                    s = s .. " BAD(" .. b .. ")"
-                end
-                out[#out + 1] = s .. ";\n"
-            end
-            return table.concat(out)
+        if type(p.name) ~= "string" then
+            bad[#bad + 1] = "name=" .. tostring(p.name)
         end
-        ngx.req.read_body()
-        local code = ngx.req.get_body_data()
-        if not code then
-            ngx.status = 400
-            ngx.say("no Lua code in the request body")
-            return
+        local s = table.concat(line, " ")
+        for _, b in ipairs(bad) do
+            s = s .. " BAD(" .. b .. ")"
         end
-        local chunk, err = loadstring(code, "=test")
-        if not chunk then
-            ngx.status = 400
-            ngx.say(err)
-            return
-        end
-        setfenv(chunk, setmetatable({ dynamic = dynamic, show = show, peers = peers },
-                                    { __index = _G }))
-        ngx.print(chunk())
-    }
-}
-NGINX
+        out[#out + 1] = s .. ";\n"
+    end
+    return table.concat(out)
+end
+LUA
 
 # 100 zone upstreams whose zone names (60 bytes each) add up to more than 4 KiB.
 $ENV{TEST_NGINX_MANY_ZONES} = join '', map {
@@ -99,22 +72,6 @@ $ENV{TEST_NGINX_MANY_ZONES} = join '', map {
     $zone .= 'x' x (60 - length $zone);
     "upstream many$_ { zone $zone 64k; server 127.0.0.1:1; }\n";
 } 1 .. 100;
-
-# lua(CODE[, PORT]): runs CODE in /lua (on the main server, or on 127.0.0.1:PORT)
-# and returns its answer; a non-200 answer comes back as "status N: body".
-sub lua {
-    my ($code, $port) = @_;
-    my $url = defined $port ? "http://127.0.0.1:$port/lua" : '/lua';
-    my $r = http('POST', $url, $code);
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
-
-# The verbose HTTP listing of an upstream.
-sub verbose {
-    my ($upstream) = @_;
-    my $r = http_get("/dynamic?upstream=$upstream&verbose=");
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
 
 # A default verbose line for 127.0.0.1:port(N) (or an address), plus extras.
 sub line {
@@ -142,14 +99,6 @@ sub refused {
         is(verbose($u), three(), "  nothing changed in $u (HTTP listing)");
         is(lua("return peers('$u')"), three(), "  nothing changed in $u (describe_zone)");
     }
-}
-
-# A check that no block needs lua_package_path: the generated nginx.conf
-# (which holds every section of the block) never sets it.
-sub no_package_path {
-    open my $fh, '<', conf_file() or die "cannot read " . conf_file() . ": $!";
-    my $conf = do { local $/; <$fh> };
-    unlike($conf, qr/^[^#]*\blua_package_c?path\b/m, 'nginx.conf sets no lua_package_path / lua_package_cpath');
 }
 
 run_tests();

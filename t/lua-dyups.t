@@ -11,54 +11,10 @@
 #               between; `show(dyups.update(...))` is `200, "success"`.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Dyups;
+use NginxTest::Lua;
 
-$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
-location = /lua {
-    content_by_lua_block {
-        local dyups = require "ngx.dyups"
-        local function show(...)
-            local out = {}
-            for i = 1, select("#", ...) do
-                local v = select(i, ...)
-                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
-            end
-            return table.concat(out, ", ")
-        end
-        ngx.req.read_body()
-        local code = ngx.req.get_body_data()
-        if not code then
-            ngx.status = 400
-            ngx.say("no Lua code in the request body")
-            return
-        end
-        local chunk, err = loadstring(code, "=test")
-        if not chunk then
-            ngx.status = 400
-            ngx.say(err)
-            return
-        end
-        setfenv(chunk, setmetatable({ dyups = dyups, show = show }, { __index = _G }))
-        ngx.print(chunk())
-    }
-}
-NGINX
-
-# lua(CODE[, PORT]): runs CODE in /lua and returns its answer; a non-200
-# answer comes back as "status N: body".
-sub lua {
-    my ($code, $port) = @_;
-    my $url = defined $port ? "http://127.0.0.1:$port/lua" : '/lua';
-    my $r = http('POST', $url, $code);
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
-
-# A Lua long-bracket string literal holding TEXT.
-sub lstr {
-    my ($text) = @_;
-    my $eq = '=';
-    $eq .= '=' while $text =~ /\]$eq\]/;
-    return "[$eq\[$text]$eq]";
-}
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dyups => 'ngx.dyups']);
 
 # The REST API's answer rendered like show(): `STATUS, "BODY"` (the body
 # %q-quoted as Lua would: only \ " and newlines need it here).
@@ -69,30 +25,12 @@ sub rest_show {
     return qq{$r->{status}, "$b"};
 }
 
-# Everything the REST API shows, to compare before and after a call.
-sub state { join '', map { my $r = http_get($_); "$_ $r->{status}\n$r->{body}" } '/list', '/detail' }
-
-# GET through the proxy server on port 9 with the given Host.
-sub via {
-    my ($host) = @_;
-    my $r = http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $host });
-    return $r->{status} == 200 ? $r->{body} =~ s/\n\z//r : "status $r->{status}";
-}
-
 # $n proxied requests with Host $host: { port or "status N" => count }.
 sub spread {
     my ($host, $n) = @_;
     my %seen;
-    $seen{ via($host) }++ for 1 .. $n;
+    $seen{ proxied_port($host) }++ for 1 .. $n;
     return \%seen;
-}
-
-sub servers { join '', map { "server 127.0.0.1:" . port($_) . ";" } @_ }
-
-sub no_package_path {
-    open my $fh, '<', conf_file() or die "cannot read " . conf_file() . ": $!";
-    my $conf = do { local $/; <$fh> };
-    unlike($conf, qr/^[^#]*\blua_package_c?path\b/m, 'nginx.conf sets no lua_package_path / lua_package_cpath');
 }
 
 run_tests();
@@ -273,8 +211,8 @@ for my $body ("aaserver 127.0.0.1:$p1;", "server 127.0.0.1:$p1; server 127.0.0.1
         is(main::state(), $before, "'$body' -> $name: nothing changed");
     }
 }
-is(main::via('dyhost'), $p2, 'dyhost still routes to its server');
-is(main::via('host1'), $p1, 'host1 still routes to its server');
+is(main::proxied_port('dyhost'), $p2, 'dyhost still routes to its server');
+is(main::proxied_port('host1'), $p1, 'host1 still routes to its server');
 is(http_get('/upstream/newname')->{status}, 404, 'no upstream was created');
 --- no_error_log
 [error]
@@ -328,7 +266,7 @@ location / { dyups_interface; }
 $TEST_NGINX_LUA_EVAL
 --- perl
 my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
-is(main::via('dyhost'), 'status 502', 'no dyhost yet: 502');
+is(main::proxied_port('dyhost'), 'status 502', 'no dyhost yet: 502');
 is(main::lua("return show(dyups.update('dyhost', 'server 127.0.0.1:$p2;'))"), '200, "success"', 'update');
 is_deeply(main::spread('dyhost', 10), { $p2 => 10 }, 'every request with Host: dyhost reaches its server');
 is(main::lua("return show(dyups.update('dyhost', 'server 127.0.0.1:$p2; server 127.0.0.1:$p3;'))"), '200, "success"',

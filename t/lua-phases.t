@@ -12,6 +12,10 @@
 #   takes it) sees its effect.
 use lib 't/lib';
 use NginxTest;
+# (line() is this file's own: the verbose listing's format.)
+use NginxTest::Dyups qw(proxied_port);
+use NginxTest::Lua;
+use NginxTest::QueryApi;
 
 # The phases test (TEST 4) shares one Lua helper, RUN(op, server, name, weight),
 # defined in init_by_lua (the helper itself calls nothing at that time).  It
@@ -140,29 +144,9 @@ WANT
        "server 127.0.0.1:1 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n", "$when: host1 unchanged");
 }
 
-# The verbose HTTP listing of "backends".
-sub verbose {
-    my $r = http_get('/dynamic?upstream=backends&verbose=');
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
-
 sub line {
     my ($n, $extra) = @_;
     return "server 127.0.0.1:" . port($n) . " weight=1 max_fails=1 fail_timeout=10" . ($extra // '') . ";\n";
-}
-
-# GET through the proxy server on port 9 with the given Host: the backend's
-# port, or "status N".
-sub via {
-    my ($host) = @_;
-    my $r = http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $host });
-    return $r->{status} == 200 ? $r->{body} =~ s/\n\z//r : "status $r->{status}";
-}
-
-sub no_package_path {
-    open my $fh, '<', conf_file() or die "cannot read " . conf_file() . ": $!";
-    my $conf = do { local $/; <$fh> };
-    unlike($conf, qr/^[^#]*\blua_package_c?path\b/m, 'nginx.conf sets no lua_package_path / lua_package_cpath');
 }
 
 run_tests();
@@ -328,8 +312,8 @@ my $want = "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10 down;\n"
          . "server 127.0.0.1:$p3 weight=2 max_fails=1 fail_timeout=10;\n";
 ok(poll_until(sub { main::verbose() eq $want }, 10, 'the timer changes backends'),
    'the timer added a peer and marked one down') or diag(main::verbose());
-ok(poll_until(sub { main::via('timerhost') eq $p2 }, 10, 'timerhost routes'), 'the timer created timerhost: it routes')
-    or diag(main::via('timerhost'));
+ok(poll_until(sub { main::proxied_port('timerhost') eq $p2 }, 10, 'timerhost routes'), 'the timer created timerhost: it routes')
+    or diag(main::proxied_port('timerhost'));
 is(http_get('/list')->{body}, "backends\ntimerhost\n", 'the REST API lists timerhost');
 ok(poll_until(sub { () = error_log_text() =~ /timer list_zones: zone_for_backends nil/g; }, 10),
    'list_zones ran in the timers');
@@ -463,11 +447,11 @@ for my $phase (qw(rewrite access content set header_filter body_filter log timer
     like($call->($phase, "op=add&server=localhost:80"), qr/\Aadd: nil .*host name/, "$phase: a host name is refused");
     is(main::verbose(), $three, "$phase: the refused calls changed nothing");
     is($call->($phase, "op=update&name=host$phase&server=127.0.0.1:$p2"), 'update: 200 success', "$phase: dyups.update");
-    is(main::via("host$phase"), $p2, "$phase: the next request routes by Host to the new upstream");
+    is(main::proxied_port("host$phase"), $p2, "$phase: the next request routes by Host to the new upstream");
     is($call->($phase, "op=update&name=host$phase&server=127.0.0.1:$p1"), 'update: 200 success', "$phase: dyups.update again");
-    is(main::via("host$phase"), $p1, "$phase: the next request routes to the replaced server");
+    is(main::proxied_port("host$phase"), $p1, "$phase: the next request routes to the replaced server");
     is($call->($phase, "op=delete&name=host$phase"), 'delete: 200 success', "$phase: dyups.delete");
-    is(main::via("host$phase"), 'status 502', "$phase: the next request gets 502");
+    is(main::proxied_port("host$phase"), 'status 502', "$phase: the next request gets 502");
     is($call->($phase, "op=delete&name=host$phase"), qq{delete: 404 upstream "host$phase" not found}, "$phase: deleting again: 404");
 }
 

@@ -12,54 +12,16 @@
 # different workers) and X-Worker: $pid on every answer.
 use lib 't/lib';
 use NginxTest;
+# (post() is this file's own: one test, and an optional JSON body.)
+use NginxTest::Dyups qw(addr line admin proxied proxied_port);
+use NginxTest::Files;
+use NginxTest::Lua;
 
 our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
-$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
-location = /lua {
-    content_by_lua_block {
-        local dyups = require "ngx.dyups"
-        local function show(...)
-            local out = {}
-            for i = 1, select("#", ...) do
-                local v = select(i, ...)
-                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
-            end
-            return table.concat(out, ", ")
-        end
-        ngx.req.read_body()
-        local chunk, err = loadstring(ngx.req.get_body_data() or "", "=test")
-        if not chunk then
-            ngx.status = 400
-            ngx.say(err)
-            return
-        end
-        setfenv(chunk, setmetatable({ dyups = dyups, show = show }, { __index = _G }))
-        ngx.print(chunk())
-    }
-}
-NGINX
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    my $t = <$fh>;
-    return $t // '';
-}
-
-sub spew {
-    my ($f, $t) = @_;
-    open my $fh, '>', $f or die "write $f: $!";
-    binmode $fh;
-    print $fh $t;
-    close $fh or die "close $f: $!";
-}
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dyups => 'ngx.dyups']);
 
 sub dyfile { data_dir() . '/dyups.conf' }
-
-sub addr { '127.0.0.1:' . port($_[0]) }
 
 # sv(N, OPTIONS): a server statement as the file writes it (no indentation).
 sub sv {
@@ -94,16 +56,9 @@ sub file_is {
         or diag($file);
 }
 
-# One GET /upstream/NAME line for a server with dyups' defaults unless overridden.
-sub dline {
-    my ($n, %o) = @_;
-    my %v = (weight => 1, max_conns => 0, max_fails => 1, fail_timeout => 10, backup => 0, down => 0, %o);
-    return 'server ' . addr($n) . " weight=$v{weight} max_conns=$v{max_conns} max_fails=$v{max_fails}"
-         . " fail_timeout=$v{fail_timeout} backup=$v{backup} down=$v{down}\n";
-}
-
-sub admin { my ($m, $uri, $body, $h) = @_; http($m, 'http://127.0.0.1:' . port(8) . $uri, $body, $h) }
-sub proxied { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $_[0] }) }
+# One GET /upstream/NAME line for server N (127.0.0.1:port(N)) with dyups'
+# defaults unless overridden.
+sub dline { my ($n, %o) = @_; line(addr($n), %o) }
 
 # post(NAME, BODY[, JSON]): must answer 200 success.
 sub post {
@@ -122,10 +77,7 @@ sub del {
 sub traffic {
     my ($n, $host) = @_;
     my %ports;
-    for (1 .. $n) {
-        my $r = proxied($host);
-        $ports{ $r->{status} == 200 ? $r->{body} =~ s/\n\z//r : "status $r->{status}" }++;
-    }
+    $ports{ proxied_port($host) }++ for 1 .. $n;
     return \%ports;
 }
 
@@ -156,12 +108,6 @@ sub every_worker_has {
     is_deeply(\@bad, [], "$what: $name as expected in every worker");
     is(scalar(grep { $seen_admin{$_} && $seen_proxy{$_} } keys %workers), scalar(keys %workers),
        "$what: all " . scalar(keys %workers) . ' workers answered for ' . $name);
-}
-
-sub lua {
-    my ($code) = @_;
-    my $r = http('POST', '/lua', $code);
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
 }
 
 sub no_debris {

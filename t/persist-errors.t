@@ -10,94 +10,17 @@
 #    the file stays byte for byte the same.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Dyups;
+use NginxTest::Files;
+use NginxTest::Lua;
+use NginxTest::QueryApi;
 
 our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
-$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
-location = /lua {
-    content_by_lua_block {
-        local d = require "ngx.dynamic"
-        local dyups = require "ngx.dyups"
-        local function show(...)
-            local out = {}
-            for i = 1, select("#", ...) do
-                local v = select(i, ...)
-                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
-            end
-            return table.concat(out, ", ")
-        end
-        ngx.req.read_body()
-        local chunk, err = loadstring(ngx.req.get_body_data() or "", "=test")
-        if not chunk then
-            ngx.status = 400
-            ngx.say(err)
-            return
-        end
-        setfenv(chunk, setmetatable({ d = d, dyups = dyups, show = show }, { __index = _G }))
-        ngx.print(chunk())
-    }
-}
-NGINX
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    my $t = <$fh>;
-    return $t // '';
-}
-
-sub spew {
-    my ($f, $t) = @_;
-    open my $fh, '>', $f or die "write $f: $!";
-    binmode $fh;
-    print $fh $t;
-    close $fh or die "close $f: $!";
-}
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([d => 'ngx.dynamic', dyups => 'ngx.dyups']);
 
 sub zone_file  { data_dir() . '/backends.state' }
 sub dyups_file { data_dir() . '/dyups.conf' }
-
-sub srv {
-    my ($n, %o) = @_;
-    my $addr = $n =~ /^\d$/ ? '127.0.0.1:' . port($n) : $n;
-    my $s = "server $addr weight=" . ($o{weight} // 1) . ' max_fails=' . ($o{max_fails} // 1)
-          . ' fail_timeout=' . ($o{fail_timeout} // 10);
-    $s .= " max_conns=$o{max_conns}" if $o{max_conns};
-    $s .= ' backup' if $o{backup};
-    $s .= ' down' if $o{down};
-    return "$s;\n";
-}
-
-sub verbose {
-    my $r = http_get('/dynamic?upstream=backends&verbose=');
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
-
-sub change {
-    my ($q) = @_;
-    my $r = http_get("/dynamic?upstream=backends&$q");
-    is($r->{status}, 200, "change $q") or diag($r->{body});
-    return $r;
-}
-
-sub admin { my ($m, $uri, $body) = @_; http($m, 'http://127.0.0.1:' . port(8) . $uri, $body) }
-sub proxied { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => $_[0] }) }
-
-sub lua {
-    my ($code) = @_;
-    my $r = http('POST', '/lua', $code);
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
-
-# A Lua long-bracket string literal holding TEXT.
-sub lstr {
-    my ($text) = @_;
-    my $eq = '';
-    $eq .= '=' while $text =~ /\]$eq\]/ || $text =~ /\]$eq\z/;
-    return "[$eq\[$text]$eq]";
-}
 
 # Backend ports that N proxied requests reached: { port => count }.
 sub traffic {

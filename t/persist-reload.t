@@ -12,33 +12,13 @@
 # runs Lua that waits until its worker is exiting (ngx.worker.exiting()).
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Dyups;
+use NginxTest::Files;
+use NginxTest::QueryApi;
 use IO::Socket::INET;
 use IO::Select;
 
 our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    my $t = <$fh>;
-    return $t // '';
-}
-
-sub addr { '127.0.0.1:' . port($_[0]) }
-
-sub srv {
-    my ($n, %o) = @_;
-    my $s = 'server ' . addr($n) . ' weight=' . ($o{weight} // 1) . ' max_fails=1 fail_timeout=10';
-    $s .= ' down' if $o{down};
-    return "$s;\n";
-}
-
-sub verbose {
-    my $r = http_get('/dynamic?upstream=backends&verbose=');
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
 
 # Whether the server side of the connection 127.0.0.1:CLIENT_PORT ->
 # 127.0.0.1:SERVER_PORT has read everything sent (its receive queue in

@@ -12,86 +12,22 @@
 # that answered in X-Worker.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Files;
+use NginxTest::Lua;
+use NginxTest::QueryApi;
+use NginxTest::Traffic;
 use POSIX ();
 
 our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
 # A Lua location for the blocks that load the lua module: the POST body is
 # Lua code run with `d` = require "ngx.dynamic" and `show(...)` in scope;
-# its return value is the answer.
-$ENV{TEST_NGINX_LUA_EVAL} = <<'NGINX';
-location = /lua {
-    content_by_lua_block {
-        local d = require "ngx.dynamic"
-        local function show(...)
-            local out = {}
-            for i = 1, select("#", ...) do
-                local v = select(i, ...)
-                out[i] = type(v) == "string" and string.format("%q", v) or tostring(v)
-            end
-            return table.concat(out, ", ")
-        end
-        ngx.req.read_body()
-        local chunk, err = loadstring(ngx.req.get_body_data() or "", "=test")
-        if not chunk then
-            ngx.status = 400
-            ngx.say(err)
-            return
-        end
-        setfenv(chunk, setmetatable({ d = d, show = show }, { __index = _G }))
-        ngx.print(chunk())
-    }
-}
-NGINX
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    my $t = <$fh>;
-    return $t // '';
-}
-
-sub spew {
-    my ($f, $t) = @_;
-    open my $fh, '>', $f or die "write $f: $!";
-    binmode $fh;
-    print $fh $t;
-    close $fh or die "close $f: $!";
-}
+# its return value is the answer (see NginxTest::Lua).
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([d => 'ngx.dynamic']);
 
 # The state file of upstream NAME (default backends), and its contents.
 sub state_file { data_dir() . '/' . ($_[0] // 'backends') . '.state' }
 sub state { slurp(state_file(@_)) // '(no file)' }
-
-# srv(N | ADDR, OPTIONS): a server line as the state file and the verbose
-# listing write it; N is a port number 1..9 (127.0.0.1:port(N)).
-sub srv {
-    my ($n, %o) = @_;
-    my $addr = $n =~ /^\d$/ ? '127.0.0.1:' . port($n) : $n;
-    my $s = "server $addr weight=" . ($o{weight} // 1) . ' max_fails=' . ($o{max_fails} // 1)
-          . ' fail_timeout=' . ($o{fail_timeout} // 10);
-    $s .= " max_conns=$o{max_conns}" if $o{max_conns};
-    $s .= ' backup' if $o{backup};
-    $s .= ' down' if $o{down};
-    return "$s;\n";
-}
-
-# The verbose listing of an upstream (default backends) from the main server.
-sub verbose {
-    my ($u) = @_;
-    my $r = http_get('/dynamic?upstream=' . ($u // 'backends') . '&verbose=');
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
-}
-
-# change(QUERY[, UPSTREAM]): one query-API request, must answer 200.
-sub change {
-    my ($q, $u) = @_;
-    my $r = http_get('/dynamic?upstream=' . ($u // 'backends') . "&$q");
-    is($r->{status}, 200, "change $q") or diag($r->{body});
-    return $r;
-}
 
 # The file and the verbose listing both hold exactly LINES.
 sub state_is {
@@ -107,28 +43,13 @@ sub no_debris {
     is_deeply(\@junk, [], 'no temporary files left in the data directory');
 }
 
-sub via { http_get('http://127.0.0.1:' . port(9) . $_[0]) }
-
-# N proxied requests through port 9: ({ backend port => count }, { worker pid => count }).
-sub traffic {
-    my ($n) = @_;
-    my (%ports, %pids);
-    for (1 .. $n) {
-        my $r = via('/');
-        my $key = $r->{status} == 200 ? $r->{body} =~ s/\n\z//r : "status $r->{status}";
-        $ports{$key}++;
-        $pids{ $r->{headers}{'x-worker'} // 'none' }++;
-    }
-    return (\%ports, \%pids);
-}
-
 # split_ok(N, { port number 1..9 => weight }, NAME): N proxied requests go
 # only to those backends, in proportion to the weights (+-2 per backend:
 # smooth weighted round robin is exact over a full cycle up to where the
 # cycle started).
 sub split_ok {
     my ($n, $weights, $name) = @_;
-    my ($got) = traffic($n);
+    my ($got) = spread_via($n);
     my $total = 0;
     $total += $_ for values %$weights;
     my %want = map { port($_) => $n * $weights->{$_} / $total } keys %$weights;
@@ -137,24 +58,6 @@ sub split_ok {
     ok(!@bad, "$name: $n proxied requests split " . join(':', map { $weights->{$_} } sort keys %$weights)
               . ' over ports ' . join(',', map { port($_) } sort keys %$weights))
         or diag(explain({ got => $got, want => \%want }));
-}
-
-# every_worker(PATH, CHECK): requests PATH through port 9 until each worker
-# answered (at most 400 requests); every answer must pass CHECK. Returns
-# (bad answers, workers that answered, workers).
-sub every_worker {
-    my ($path, $check) = @_;
-    my %want = map { $_ => 1 } worker_pids();
-    my (%seen, $bad);
-    for (1 .. 400) {
-        my $r = via($path);
-        my $pid = $r->{headers}{'x-worker'} // 'none';
-        $seen{$pid} = 1;
-        $bad++, diag("worker $pid answered $r->{status}:\n$r->{body}") unless $check->($r);
-        last if !grep { !$seen{$_} } keys %want;
-        last if ($bad // 0) > 3;
-    }
-    return ($bad // 0, scalar(grep { $seen{$_} } keys %want), scalar(keys %want));
 }
 
 # Every worker lists exactly LINES (verbose).
@@ -174,12 +77,6 @@ sub set_config_servers {
     $conf =~ s/(upstream backends \{\n(?:[^\n]*\n)*?)(?:    server [^\n]*\n)+/$1$servers/
         or die "no server lines in upstream backends";
     spew(conf_file(), $conf);
-}
-
-sub lua {
-    my ($code) = @_;
-    my $r = http('POST', '/lua', $code);
-    return $r->{status} == 200 ? $r->{body} : "status $r->{status}: $r->{body}";
 }
 
 run_tests();

@@ -452,6 +452,7 @@ use warnings;
 use Test::More;
 use Test::Base ();          # only its parser; its import() is never called
 use NginxTest::Steps;
+use NginxTest::Files ();    # slurp and spew (see Files below)
 
 use Cwd qw(abs_path);
 use Errno ();
@@ -1574,22 +1575,10 @@ sub nginx_t {
 # Files
 # ==========================================================================
 
-sub _slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    binmode $fh;
-    local $/;
-    my $t = <$fh>;
-    return $t // '';
-}
-
-sub _spew {
-    my ($f, $t) = @_;
-    open my $fh, '>', $f or die "write $f: $!";
-    binmode $fh;
-    print $fh $t;
-    close $fh or die "close $f: $!";
-}
+# (NginxTest::Files's, under private names: the test scripts import them
+# from there themselves.)
+sub _slurp { NginxTest::Files::slurp(@_) }
+sub _spew  { NginxTest::Files::spew(@_) }
 
 # The package perl sections run in: Test::More plus the helpers.
 # (Aliased by hand: calling Test::More->import here would change
