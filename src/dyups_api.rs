@@ -116,11 +116,11 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
     }
     let dyups = registry()?;
     let section = ReadSection::new(&dyups);
-    let (_, records) = dyups.records();
     match route {
-        Route::Status => Ok(status(&dyups, &records, json)),
+        Route::Status => Ok(status(&dyups, json)),
+        Route::Upstream(name) => one_upstream(&dyups, &section, name, json),
         Route::List => {
-            let table = upstream_table(&records);
+            let table = upstream_table(&dyups.records().1);
             let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
             if json {
                 return Ok(json_response(dyups::list_json(&names)));
@@ -128,7 +128,7 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             Ok(if names.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::list(&names)) })
         }
         Route::Detail => {
-            let table = upstream_table(&records);
+            let table = upstream_table(&dyups.records().1);
             let details: Vec<(String, Vec<PeerView>)> =
                 table.iter().map(|(name, source)| (name.clone(), source.peers(&section))).collect();
             if json {
@@ -138,20 +138,27 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             }
             Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
         }
-        Route::Upstream(name) => {
-            let table = upstream_table(&records);
-            let (name, source) = table
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
-            let peers = source.peers(&section);
-            if json {
-                let view = UpstreamView { upstream: name.clone(), zone: None, peers };
-                return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
-            }
-            Ok(Response::text(200, dyups::upstream_lines(&peers)))
-        }
     }
+}
+
+/// `GET /upstream/NAME`: one registry lookup, not a copy of the registry.
+fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
+    let config = config_upstream(name);
+    let (name, source) = match (dyups.record(name), config) {
+        (Some(r), _) if r.deleted || r.peers.is_null() => return Err(not_found()),
+        // An upstream of the configuration keeps the configuration's spelling.
+        (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r.peers)),
+        (Some(r), None) => (r.name, Source::Shared(r.peers)),
+        (None, Some((config_name, uscf))) => (config_name, Source::Config(uscf)),
+        (None, None) => return Err(not_found()),
+    };
+    let peers = source.peers(section);
+    if json {
+        let view = UpstreamView { upstream: name, zone: None, peers };
+        return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
+    }
+    Ok(Response::text(200, dyups::upstream_lines(&peers)))
 }
 
 /// Where an upstream's peers are.
@@ -210,14 +217,14 @@ fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
 }
 
 /// `GET /status`: how full the dyups zone is.
-fn status(dyups: &Dyups, records: &[RecordView], json: bool) -> Response {
+fn status(dyups: &Dyups, json: bool) -> Response {
     let (pages, free_pages) = dyups.pages();
     let usage = dyups::ZoneUsage {
         zone: crate::dyups_registry::ZONE_NAME.to_string(),
         size: dyups.zone_size(),
         pages,
         free_pages,
-        upstreams: records.iter().filter(|r| !r.deleted).count(),
+        upstreams: dyups.live_count(),
     };
     if json {
         return json_response(usage.json());
@@ -226,11 +233,17 @@ fn status(dyups: &Dyups, records: &[RecordView], json: bool) -> Response {
 }
 
 fn in_config(name: &str) -> bool {
+    config_upstream(name).is_some()
+}
+
+/// The configuration's upstream `name` (any case), with its own spelling.
+fn config_upstream(name: &str) -> Option<(String, *mut ngx_http_upstream_srv_conf_t)> {
     // SAFETY: ngx_cycle is the running cycle in a worker.
     unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }
         .into_iter()
         // SAFETY: configured upstream of the running cycle.
-        .any(|u| unsafe { str_lossy(&(*u).host) }.eq_ignore_ascii_case(name))
+        .map(|u| (unsafe { str_lossy(&(*u).host) }, u))
+        .find(|(host, _)| host.eq_ignore_ascii_case(name))
 }
 
 fn registry() -> Result<Dyups, ApiError> {

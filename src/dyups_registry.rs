@@ -473,14 +473,34 @@ impl Dyups {
         }
     }
 
+    /// The record of `name` (any case), copied out.
+    pub fn record(&self, name: &str) -> Option<RecordView> {
+        let reading = self.read_lock();
+        // SAFETY: the registry is read under its lock; the copy is a fixed
+        // size value (no heap allocation under the lock).
+        let raw = unsafe { find_record(&*self.registry, name).map(|record| RawRecord::copy(&*record)) };
+        drop(reading);
+        raw.map(|raw| raw.view())
+    }
+
     fn count(&self) -> usize {
+        self.count_where(|_| true)
+    }
+
+    /// Upstreams the registry shows (records of deleted configuration
+    /// upstreams excluded).
+    pub fn live_count(&self) -> usize {
+        self.count_where(|r| !r.deleted)
+    }
+
+    fn count_where(&self, wanted: impl Fn(&Record) -> bool) -> usize {
         let _reading = self.read_lock();
         let mut n = 0;
         // SAFETY: read under the lock.
         unsafe {
             let mut record = (*self.registry).records;
             while !record.is_null() {
-                n += 1;
+                n += usize::from(wanted(&*record));
                 record = (*record).next;
             }
         }

@@ -252,3 +252,31 @@ my $want = "host1\n" . main::line(main::addr(1)) . "\n"
          . join('', map { "$names[$_]\n" . main::line('127.0.0.1:' . (20000 + $_)) . "\n" } 0 .. $#names);
 ok($detail eq $want, '/detail: each with its server, in the same order') or diag(substr($detail, 0, 500));
 is(http_get("/upstream/$names[57]")->{body}, main::line('127.0.0.1:20057'), 'one of them by name');
+
+=== TEST 12: /upstream/NAME in any case, through every state: configured, replaced, deleted, run-time
+--- http_config
+upstream Host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+--- perl
+use JSON::PP ();
+my $json_name = sub {
+    my $r = http_get("$_[0]?format=json");
+    return "status $r->{status}" if $r->{status} != 200;
+    return JSON::PP->new->decode($r->{body})->{upstream};
+};
+is(http_get('/upstream/hOST1')->{body}, main::line(main::addr(1)), 'configured: found in any case');
+is($json_name->('/upstream/HOST1'), 'Host1', 'configured: JSON names it as the configuration does');
+is(http('POST', '/upstream/host1', 'server 127.0.0.1:' . port(2) . ';')->{status}, 200, 'replace host1');
+is(http_get('/upstream/HOST1')->{body}, main::line(main::addr(2)), 'replaced: the new server');
+is($json_name->('/upstream/host1'), 'Host1', 'replaced: still the configuration\'s spelling');
+is(http('DELETE', '/upstream/HoSt1')->{status}, 200, 'delete host1');
+my $r = http_get('/upstream/host1');
+is("$r->{status} $r->{body}", '404 upstream "host1" not found', 'deleted: 404 with the name asked for');
+is(http('POST', '/upstream/DyHost', 'server 127.0.0.1:' . port(3) . ';')->{status}, 200, 'create DyHost');
+is(http_get('/upstream/dyhost')->{body}, main::line(main::addr(3)), 'run-time: found in any case');
+is($json_name->('/upstream/DYHOST'), 'DyHost', 'run-time: JSON names it as it was created');
+is(http_get('/status')->{body} =~ /upstreams=(\d+)/ ? $1 : 'none', 1, '/status counts the run-time upstream, not the deleted one');
+is(http('DELETE', '/upstream/dyhost')->{status}, 200, 'delete dyhost');
+is(http_get('/upstream/DyHost')->{status}, 404, 'run-time deleted: 404');
+is(http_get('/status')->{body} =~ /upstreams=(\d+)/ ? $1 : 'none', 0, '/status: none left');
