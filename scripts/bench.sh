@@ -9,7 +9,8 @@
 #      keep-alive); then proxy_pass http://$host with 100 and 1,000
 #      upstreams of the configuration vs. as many created through dyups;
 #   2. a change (1 of 3 servers down, then up), 100 times: rewrite the
-#      configuration + HUP vs. the query-string API, under a wrk load;
+#      configuration + HUP vs. the query-string API, under a wrk load,
+#      then 50 times more with no load (API: paced, and back to back);
 #   3. admin operations/s and latency (wrk + scripts/bench/wrk.lua) vs. a
 #      trivial `return 200` on the same server;
 #   4. scale: 10 .. 10,000 peers in one zone, 10 .. 10,000 run-time
@@ -61,7 +62,8 @@ printf 'scenario\tarm\tround\tmetric\tvalue\tunit\n' > "$raw"
 
 if [ "$quick" = 1 ]; then
     rounds=3; dur=2                 # scenario 1: rounds x seconds per arm
-    s2_rounds=1; s2_changes=20      # scenario 2
+    s2_rounds=1; s2_changes=20      # scenario 2 (under load)
+    s2_idle_changes=10              #            (no load)
     s3_rounds=2; s3_dur=1           # scenario 3
     scale_sizes=(10 100 1000)       # scenario 4: peers of one zone
     dyups_sizes=(10 100 1000)       #             run-time upstreams
@@ -70,6 +72,7 @@ if [ "$quick" = 1 ]; then
 else
     rounds=5; dur=5
     s2_rounds=3; s2_changes=100
+    s2_idle_changes=50
     s3_rounds=5; s3_dur=2
     scale_sizes=(10 100 1000 10000)
     dyups_sizes=(10 100 1000 10000)
@@ -416,6 +419,13 @@ for r in $(seq 1 "$s2_rounds"); do
         record s2 "$arm" "$r" peak_rss_kib "$(cat "$out/rss-$arm-$r.txt")"
     done
 done
+# The same changes with no load: what a change costs by itself, without
+# waiting behind proxied requests in the workers' event loops. Paced API
+# changes find client and worker asleep (on a VM, waking an idle vCPU costs
+# ~0.2 ms): the back-to-back arm shows the change's own cost.
+bench_pl s2-idle reload 1 reload-changes "$reload_dir" "$out/nginx/s2-reload/logs/nginx.pid" 2 "$s2_idle_changes" "$s2_pace_ms"
+bench_pl s2-idle api 1 api-changes "$P_API" backends "127.0.0.1:$B2" "$s2_idle_changes" "$s2_pace_ms"
+bench_pl s2-idle api_b2b 1 api-changes "$P_API" backends "127.0.0.1:$B2" "$s2_idle_changes" 0
 stop_nginx s2-reload; stop_nginx s2-api
 
 # ======================================================================
@@ -609,6 +619,12 @@ done
 s=s2
 row "2 change" "wall time per change" reload "$(med $s reload change_ms)" API "$(med $s api change_ms)" ms \
     "$s2_changes changes (down, up, ...) x $s2_rounds rounds, one per ≥${s2_pace_ms} ms; slowest: reload $(fmt "$(vals $s reload change_max_ms | sort -g | tail -1)") ms, API $(fmt "$(vals $s api change_max_ms | sort -g | tail -1)") ms"
+s=s2-idle
+row "2 change" "wall time per change, no load" reload "$(med $s reload change_ms)" API "$(med $s api change_ms)" ms \
+    "$s2_idle_changes changes per arm, one per ≥${s2_pace_ms} ms, no wrk; slowest: reload $(fmt "$(vals $s reload change_max_ms)") ms, API $(fmt "$(vals $s api change_max_ms)") ms"
+row "2 change" "wall time per change, no load, API back to back" reload "$(med $s reload change_ms)" API "$(med $s api_b2b change_ms)" ms \
+    "$s2_idle_changes API changes with no pause (no idle wake-up between them); reload as above"
+s=s2
 row "2 change" "p99 of wrk load during the changes" reload "$(med $s reload p99_us)" API "$(med $s api p99_us)" µs \
     "wrk -t1 -c16 for the whole arm; req/s reload $(fmt "$(med $s reload rps)"), API $(fmt "$(med $s api rps)")" \
     "$(pratio $s reload api p99_us)"
