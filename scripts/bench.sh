@@ -392,6 +392,7 @@ start_nginx s2-api 2 1 <<EOF
         listen 127.0.0.1:$P_API;
         location / { proxy_pass http://backends; $proxy_loc }
         location /dynamic { dynamic_upstream; }
+        location = /trivial { return 200 "ok\n"; }
     }
 EOF
 wait_http "http://127.0.0.1:$P_RELOAD/"; wait_http "http://127.0.0.1:$P_API/"
@@ -426,6 +427,9 @@ done
 bench_pl s2-idle reload 1 reload-changes "$reload_dir" "$out/nginx/s2-reload/logs/nginx.pid" 2 "$s2_idle_changes" "$s2_pace_ms"
 bench_pl s2-idle api 1 api-changes "$P_API" backends "127.0.0.1:$B2" "$s2_idle_changes" "$s2_pace_ms"
 bench_pl s2-idle api_b2b 1 api-changes "$P_API" backends "127.0.0.1:$B2" "$s2_idle_changes" 0
+# Control: a `return 200` on the same server, paced and back to back.
+bench_pl s2-idle trivial 1 paced-get "$P_API" /trivial "$s2_idle_changes" "$s2_pace_ms"
+bench_pl s2-idle trivial_b2b 1 paced-get "$P_API" /trivial "$s2_idle_changes" 0
 stop_nginx s2-reload; stop_nginx s2-api
 
 # ======================================================================
@@ -624,6 +628,8 @@ row "2 change" "wall time per change, no load" reload "$(med $s reload change_ms
     "$s2_idle_changes changes per arm, one per ≥${s2_pace_ms} ms, no wrk; slowest: reload $(fmt "$(vals $s reload change_max_ms)") ms, API $(fmt "$(vals $s api change_max_ms)") ms"
 row "2 change" "wall time per change, no load, API back to back" reload "$(med $s reload change_ms)" API "$(med $s api_b2b change_ms)" ms \
     "$s2_idle_changes API changes with no pause (no idle wake-up between them); reload as above"
+row "2 change" "control: return 200 on the API's server, no load" "one per ${s2_pace_ms} ms" "$(med $s trivial request_ms)" "back to back" "$(med $s trivial_b2b request_ms)" ms \
+    "the paced API change's time over back to back is the machine waking up: a trivial request shows it too"
 s=s2
 row "2 change" "p99 of wrk load during the changes" reload "$(med $s reload p99_us)" API "$(med $s api p99_us)" µs \
     "wrk -t1 -c16 for the whole arm; req/s reload $(fmt "$(med $s reload rps)"), API $(fmt "$(med $s api rps)")" \

@@ -7,6 +7,7 @@
 #                         run-time upstreams up to TO, then time ops (PROXY_PORT 0: no
 #                         proxied requests; else its answers carry X-Worker: PID)
 #   bench.pl api-changes  DYN_PORT UPSTREAM SERVER COUNT PACE_MS   down/up through the API
+#   bench.pl paced-get    PORT PATH COUNT PACE_MS        the same pacing for any GET (a control)
 #   bench.pl reload-changes CONF_DIR PIDFILE WORKERS COUNT PACE_MS  down/up by rewriting the conf + HUP
 #   bench.pl propagation  PROXY_PORT ADMIN_PORT NAME PORT_A PORT_B WORKERS TRIALS
 #   bench.pl rss          PIDFILE OUTFILE                peak summed VmRSS (KiB) of master + children, every 50 ms, until TERM
@@ -305,22 +306,40 @@ if ($cmd eq 'dyups-grow') {
     exit 0;
 }
 
-if ($cmd eq 'api-changes') {
-    my ($port, $up, $server, $count, $pace_ms) = @ARGV;
+# paced_gets(PORT, COUNT, PACE_MS, PATH_OF_K): COUNT timed GETs on one
+# kept-alive connection, one per PACE_MS at most (0: back to back), each
+# expected to answer 200; returns their times.
+sub paced_gets {
+    my ($port, $count, $pace_ms, $path_of) = @_;
     my @t;
-    my $start = now();
     for my $k (1 .. $count) {
         my $slot = now();
-        my $op = $k % 2 ? 'down' : 'up';
-        my ($dt, $res) = timed(1, 'GET', $port, "/dynamic?upstream=$up&server=$server&$op=");
-        expect($res, 200, "API $op");
+        my $path = $path_of->($k);
+        my ($dt, $res) = timed(1, 'GET', $port, $path);
+        expect($res, 200, "GET $path");
         push @t, $dt;
         my $left = $pace_ms / 1000 - (now() - $slot);
         sleep($left) if $left > 0;
     }
+    return @t;
+}
+
+if ($cmd eq 'api-changes') {
+    my ($port, $up, $server, $count, $pace_ms) = @ARGV;
+    my $start = now();
+    my @t = paced_gets($port, $count, $pace_ms,
+                       sub { "/dynamic?upstream=$up&server=$server&" . ($_[0] % 2 ? 'down' : 'up') . '=' });
     out('change_ms', median(@t) * 1000, 'ms');
     out('change_max_ms', pct(100, @t) * 1000, 'ms');
     out('arm_wall_s', now() - $start, 's');
+    out('failures', $failures, 'count');
+    exit 0;
+}
+
+if ($cmd eq 'paced-get') {
+    my ($port, $path, $count, $pace_ms) = @ARGV;
+    my @t = paced_gets($port, $count, $pace_ms, sub { $path });
+    out('request_ms', median(@t) * 1000, 'ms');
     out('failures', $failures, 'count');
     exit 0;
 }
