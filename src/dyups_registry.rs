@@ -456,7 +456,12 @@ impl Dyups {
                 let seen = if complete { 0 } else { seen.unwrap_or(0) };
                 let fits = copy_changed(registry, seen, &mut raw);
                 if !complete {
-                    removals.extend(registry.removals.iter().filter(|r| r.version > seen).copied());
+                    // At most REMOVALS, the capacity: no allocation.
+                    for removal in registry.removals.iter().filter(|r| r.version > seen) {
+                        if removals.len() < removals.capacity() {
+                            removals.push(*removal);
+                        }
+                    }
                 }
                 (registry.generation.load(SeqCst), registry.next_version, complete, fits)
             };

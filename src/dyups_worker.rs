@@ -92,6 +92,9 @@ struct WorkerView {
     /// The configuration's upstreams by lower-case name, for new fronts
     /// (taken at the first sync, before this worker added any of its own).
     config: Option<HashMap<String, *mut ngx_http_upstream_srv_conf_t>>,
+    /// Lower-case names this worker could not set up (no memory, say):
+    /// tried again at every sync until they work or change.
+    failed: HashSet<String>,
 }
 
 thread_local! {
@@ -118,7 +121,8 @@ pub fn sync_if_moved() {
 
 /// Brings the fronts up to the registry: rebuilds those whose upstream
 /// changed since the last sync (all of them the first time, or after more
-/// deletions than the registry remembers).
+/// deletions than the registry remembers), and tries again those this
+/// worker could not set up at an earlier sync.
 fn sync(dyups: &Dyups) {
     let section = ReadSection::new(dyups);
     let seen = VIEW.with(|v| v.borrow().version);
@@ -127,47 +131,54 @@ fn sync(dyups: &Dyups) {
         let mut view = view.borrow_mut();
         let view = &mut *view;
         let config = view.config.get_or_insert_with(config_upstreams_by_name);
-        let mut all_applied = true;
-        for record in &changes.records {
+        let earlier_failures = core::mem::take(&mut view.failed);
+        let retries = earlier_failures
+            .iter()
+            .filter(|name| !changes.records.iter().any(|r| r.name.eq_ignore_ascii_case(name)))
+            .filter_map(|name| dyups.record(name));
+        for record in changes.records.iter().cloned().chain(retries) {
             let key = record.name.to_ascii_lowercase();
             let front =
                 view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
-            if front.version_id != record.version {
-                all_applied &= update_front(front, record, &section);
+            if front.version_id != record.version && !update_front(front, &record, &section) {
+                view.failed.insert(key);
             }
         }
         if changes.complete {
-            // Run-time upstreams no longer in the registry were deleted.
+            // Upstreams no longer in the registry were deleted.
             let listed: HashSet<String> = changes.records.iter().map(|r| r.name.to_ascii_lowercase()).collect();
             for (name, front) in view.fronts.iter_mut() {
                 if !listed.contains(name) {
-                    forget_runtime_front(front, u64::MAX);
+                    forget_deleted_front(front, u64::MAX);
                 }
             }
         } else {
             for (version, name) in &changes.removed {
                 if let Some(front) = view.fronts.get_mut(&name.to_ascii_lowercase()) {
-                    forget_runtime_front(front, *version);
+                    forget_deleted_front(front, *version);
                 }
             }
         }
         view.generation = Some(changes.generation);
-        if all_applied {
-            view.version = Some(changes.version);
-        }
-        // else the next sync (at the next change) offers the failed ones again
+        view.version = Some(changes.version);
     });
     drop(section);
 }
 
-/// Drops a run-time upstream deleted at version `deleted` unless this
-/// worker already shows a later version of it (it was created again).
-fn forget_runtime_front(front: &mut Front, deleted: u64) {
-    if front.from_config || front.version_id == 0 || front.version_id > deleted {
+/// Drops the version of an upstream whose record was deleted at version
+/// `deleted` (its peer list is retired), unless this worker already shows a
+/// later version of it (it was created again). A run-time upstream leaves
+/// nginx's table. An upstream of this worker's configuration answers 502
+/// like a deleted one: its record can only have gone if this worker is of
+/// an older cycle and a newer configuration dropped the block.
+fn forget_deleted_front(front: &mut Front, deleted: u64) {
+    if front.version_id == 0 || front.version_id > deleted {
         return;
     }
     set_version(front, ptr::null_mut());
-    remove_from_array(front);
+    if !front.from_config {
+        remove_from_array(front);
+    }
     front.version_id = 0;
 }
 
@@ -219,7 +230,11 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
 /// up (it keeps its previous state).
 fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -> bool {
     if front.uscf.is_null() {
-        return false;
+        // The cycle pool had no room for it when the front was made.
+        front.uscf = runtime_upstream(&record.name);
+        if front.uscf.is_null() {
+            return false;
+        }
     }
     if record.deleted || record.peers.is_null() {
         set_version(front, ptr::null_mut());

@@ -56,7 +56,7 @@ pub const REGISTRY_SLOTS: usize = 64;
 /// Slots of an upstream zone's state beyond one per worker: for workers
 /// respawned while a dead one's slot still looks alive (recycled pid) and
 /// for helper processes.
-const SPARE_SLOTS: usize = 2;
+const SPARE_SLOTS: usize = 4;
 
 /// One process's registered requests, per phase.
 #[repr(C)]
@@ -233,6 +233,15 @@ impl ZoneState {
                 return i;
             }
         }
+        if !OVERFLOW_WARNED.swap(true, SeqCst) {
+            ngx::ngx_log_error!(
+                ngx::ffi::NGX_LOG_WARN,
+                ngx::log::ngx_cycle_log().as_ptr(),
+                "dynamic upstream: more live processes than the {} grace-period slots of a zone; \
+                 if one of the extra ones dies while serving, removed peers of that zone stay allocated",
+                self.slot_count
+            );
+        }
         self.slot_count // the overflow counter
     }
 
@@ -303,6 +312,9 @@ unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
         }
     }
 }
+
+/// Set once this process has used an overflow counter (warned once).
+static OVERFLOW_WARNED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// This process's slot per zone state (workers are single-threaded):

@@ -219,3 +219,47 @@ is(http_get('/dynamic?upstream=backends&server=' . main::addr(2) . '&weight=9')-
    'the same change in a new worker: 200');
 like(main::slurp(data_dir() . '/dyups.conf') // '', qr/^upstream late \{\n    server \Q${\ main::addr(2)}\E weight=1 /m,
      'the dyups change is written');
+
+
+
+=== TEST 4: a worker the reload replaced stops routing to an upstream the new configuration dropped once the API deletes it
+--- workers: 2
+--- http_config
+upstream hostx { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+--- config
+location / { proxy_pass http://$host; }
+--- perl
+# hostx, an upstream of the configuration, is replaced through the API; a
+# request for it is held in an old worker across a reload to a configuration
+# without `upstream hostx`, where the API deletes it (its peer list is
+# retired and, after the grace period, freed). The held request must get
+# 502, not the freed list.
+is(main::admin('POST', '/upstream/hostx', main::servers(2))->{status}, 200, 'replace hostx');
+my $r = http('GET', '/', undef, { Host => 'hostx' });
+is("$r->{status} $r->{body}", '200 ' . port(2) . "\n", 'hostx routes to the replacement');
+my $held = main::hold_request("GET / HTTP/1.1\r\nHost: hostx\r\nConnection: close\r\n");
+my $conf = main::slurp(conf_file());
+$conf =~ s/upstream hostx \{[^}]*\}\n// or die "no upstream hostx in the configuration\n";
+main::spew(conf_file(), $conf);
+my @old = main::start_reload(2);
+is(main::admin('DELETE', '/upstream/hostx')->{status}, 200, 'the new configuration deletes hostx through the API');
+# More changes: each runs the reaper, which frees the retired list once no
+# registered request can use it.
+for my $i (1 .. 3) {
+    is(main::admin('POST', '/upstream/churn', main::servers(3))->{status}, 200, "churn $i: POST");
+    is(main::admin('DELETE', '/upstream/churn')->{status}, 200, "churn $i: DELETE");
+}
+my ($status, $body) = @{ main::finish_request($held, "\r\n") };
+is($status, 502, 'the held request in the old worker: 502') or diag($body);
+ok(poll_until(sub { !grep { !main::gone($_) } @old }, 10, 'old workers exit'), 'the old workers exit');
+is(http('GET', '/', undef, { Host => 'hostx' })->{status}, 502, 'a new worker: 502 too');
