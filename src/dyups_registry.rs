@@ -408,71 +408,61 @@ impl Dyups {
 
     /// Copies the records out; returns them with the generation they show.
     pub fn records(&self) -> (u64, Vec<RecordView>) {
-        // Size outside the lock, copy under it without allocating, retry
-        // if the registry grew meanwhile.
-        let mut capacity = self.count() + 4;
-        loop {
-            let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
-            let reading = self.read_lock();
-            // SAFETY: the registry is read under its lock.
-            let (generation, complete) = unsafe {
-                let registry = &*self.registry;
-                let generation = registry.generation.load(SeqCst);
-                let mut record = registry.records;
-                let mut complete = true;
-                while !record.is_null() {
-                    if raw.len() == raw.capacity() {
-                        complete = false;
-                        break;
-                    }
-                    raw.push(RawRecord::copy(&*record));
-                    record = (*record).next;
-                }
-                (generation, complete)
-            };
-            drop(reading);
-            if complete {
-                return (generation, raw.iter().map(RawRecord::view).collect());
-            }
-            capacity *= 2;
-        }
+        let (raw, generation) = self.copy_out(self.count() + 4, |registry, raw| {
+            // SAFETY: copy_out holds the registry lock.
+            let all = unsafe { copy_chain(registry.records, |r| r.next, |_| true, raw) };
+            all.then(|| registry.generation.load(SeqCst))
+        });
+        (generation, raw.iter().map(RawRecord::view).collect())
     }
 
     /// What changed after version `seen` (None: never synced): the changed
     /// records and the deleted names, or the whole registry when `seen` is
     /// older than the deletions the ring remembers.
     pub fn changes_since(&self, seen: Option<u64>) -> Changes {
-        let mut capacity = 16;
-        loop {
-            // Copied under the lock without allocating: sized before it,
-            // retried larger if the copy did not fit.
-            let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
-            let mut removals: Vec<Removal> = Vec::with_capacity(REMOVALS);
-            let reading = self.read_lock();
-            // SAFETY: the registry is read under its lock.
-            let (generation, version, complete, fits) = unsafe {
-                let registry = &*self.registry;
-                let complete = seen.map_or(true, |seen| seen < registry.forgotten);
-                let seen = if complete { 0 } else { seen.unwrap_or(0) };
-                let fits = copy_changed(registry, seen, &mut raw);
-                if !complete {
-                    // At most REMOVALS, the capacity: no allocation.
-                    for removal in registry.removals.iter().filter(|r| r.version > seen) {
-                        if removals.len() < removals.capacity() {
-                            removals.push(*removal);
-                        }
+        let mut removals: Vec<Removal> = Vec::with_capacity(REMOVALS);
+        let (raw, (generation, version, complete)) = self.copy_out(16, |registry, raw| {
+            let complete = seen.map_or(true, |seen| seen < registry.forgotten);
+            let seen = if complete { 0 } else { seen.unwrap_or(0) };
+            // SAFETY: copy_out holds the registry lock.
+            if !unsafe { copy_chain(registry.changes, |r| r.older, |r| r.version > seen, raw) } {
+                return None;
+            }
+            removals.clear();
+            if !complete {
+                // At most REMOVALS, the capacity: no allocation.
+                for removal in registry.removals.iter().filter(|r| r.version > seen) {
+                    if removals.len() < removals.capacity() {
+                        removals.push(*removal);
                     }
                 }
-                (registry.generation.load(SeqCst), registry.next_version, complete, fits)
-            };
+            }
+            Some((registry.generation.load(SeqCst), registry.next_version, complete))
+        });
+        let removed =
+            removals.iter().map(|r| (r.version, String::from_utf8_lossy(&r.name[..r.name_len]).into_owned())).collect();
+        let records = raw.iter().map(RawRecord::view).collect();
+        Changes { generation, version, complete, records, removed }
+    }
+
+    /// Runs `copy` under the registry's read lock with a vector sized
+    /// beforehand, so that nothing is allocated while the lock is held.
+    /// `copy` answers None when the records did not fit; it runs again with
+    /// more room (the registry can grow between sizing and locking).
+    fn copy_out<T>(
+        &self,
+        mut capacity: usize,
+        mut copy: impl FnMut(&Registry, &mut Vec<RawRecord>) -> Option<T>,
+    ) -> (Vec<RawRecord>, T) {
+        loop {
+            let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
+            let reading = self.read_lock();
+            // SAFETY: the registry lives as long as the zone and is read
+            // under its lock.
+            let done = copy(unsafe { &*self.registry }, &mut raw);
             drop(reading);
-            if fits {
-                let removed = removals
-                    .iter()
-                    .map(|r| (r.version, String::from_utf8_lossy(&r.name[..r.name_len]).into_owned()))
-                    .collect();
-                let records = raw.iter().map(RawRecord::view).collect();
-                return Changes { generation, version, complete, records, removed };
+            if let Some(result) = done {
+                return (raw, result);
             }
             capacity = (capacity * 2).max(self.count() + 4);
         }
@@ -650,21 +640,25 @@ unsafe fn unlink_record(registry: &mut Registry, record: *mut Record) {
     }
 }
 
-/// Copies the records changed after version `seen` (all of them for 0),
-/// newest first, without allocating; false if `out` was too small.
+/// Copies records from `record` on along `link` while `wanted` holds,
+/// without allocating; false if `out` filled up first.
 ///
 /// # Safety
 /// The caller holds the registry lock.
-unsafe fn copy_changed(registry: &Registry, seen: u64, out: &mut Vec<RawRecord>) -> bool {
-    let mut record = registry.changes;
-    // SAFETY: per the contract.
+unsafe fn copy_chain(
+    mut record: *mut Record,
+    link: fn(&Record) -> *mut Record,
+    wanted: impl Fn(&Record) -> bool,
+    out: &mut Vec<RawRecord>,
+) -> bool {
+    // SAFETY: per the contract, every linked record is allocated.
     unsafe {
-        while !record.is_null() && (*record).version > seen {
+        while !record.is_null() && wanted(&*record) {
             if out.len() == out.capacity() {
                 return false;
             }
             out.push(RawRecord::copy(&*record));
-            record = (*record).older;
+            record = link(&*record);
         }
     }
     true
