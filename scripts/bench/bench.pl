@@ -17,86 +17,34 @@
 # Times are from CLOCK_MONOTONIC.
 use strict;
 use warnings;
-use IO::Socket::INET;
-use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HttpClient;
 use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC sleep);
 
 $| = 1;
 sub now { clock_gettime(CLOCK_MONOTONIC) }
 
-# --- A minimal keep-alive HTTP/1.1 client: one write per request, one
-# connection per port, or per key (the approach of scripts/dyups-cycles.sh).
-my %conn;
+# --- The scripts' keep-alive client (scripts/lib/HttpClient.pm).
+my $client = HttpClient->new(timeout => 10);
 
-sub connect_to {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')
-        or die "connect 127.0.0.1:$port: $!\n";
-    $s->setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    return $s;
-}
-
+# request(METHOD, PORT, PATH, body => B, host => H, key => K): see
+# HttpClient::request.
 sub request {
     my ($method, $port, $path, %opt) = @_;
-    my $body = $opt{body} // '';
-    my $host = $opt{host} // 'localhost';
-    my $key = $opt{key} // $port;
-    for my $attempt (1, 2) {
-        my $s = $conn{$key} //= connect_to($port);
-        my $req = "$method $path HTTP/1.1\r\nHost: $host\r\n"
-            . ($method eq 'POST' ? 'Content-Length: ' . length($body) . "\r\n" : '') . "\r\n$body";
-        my $w = syswrite($s, $req);
-        if (defined $w && $w == length $req) {
-            my $res = read_response($s, $method eq 'HEAD');
-            return $res if $res;
-        }
-        delete $conn{$key};    # the server closed a kept-alive connection: retry once
-    }
-    return { status => 599, content => 'connection failed', head => '' };
-}
-
-sub read_response {
-    my ($s, $head_only) = @_;
-    my $buf = '';
-    while ($buf !~ /\r\n\r\n/) { sysread($s, $buf, 262144, length $buf) or return undef }
-    my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
-    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
-    my $content = '';
-    if ($head_only || $status == 204 || $status == 304) {
-        # no body
-    } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
-        while (1) {
-            while ($rest !~ /\r\n/) { sysread($s, $rest, 262144, length $rest) or return undef }
-            my ($size) = $rest =~ /^([0-9a-fA-F]+)/;
-            $rest =~ s/^[^\r]*\r\n//;
-            my $n = hex $size;
-            while (length $rest < $n + 2) { sysread($s, $rest, 262144, length $rest) or return undef }
-            $content .= substr($rest, 0, $n);
-            $rest = substr($rest, $n + 2);
-            if ($n == 0) { last }
-        }
-    } else {
-        my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-        $len //= 0;
-        while (length $rest < $len) { sysread($s, $rest, 262144, length $rest) or return undef }
-        $content = substr($rest, 0, $len);
-    }
-    return { status => $status, content => $content, head => $head };
+    return $client->request($method, $port, $path, $opt{host}, $opt{body}, $opt{key});
 }
 
 # A request on a fresh connection (Connection: close), for the workers'
 # spread: with reuseport every new connection lands on a hashed worker.
 sub one_shot {
     my ($port, $path, $host) = @_;
-    my $s = connect_to($port);
-    syswrite($s, "GET $path HTTP/1.1\r\nHost: $host\r\nConnection: close\r\n\r\n");
-    my $res = read_response($s, 0);
-    close $s;
-    return $res // { status => 599, content => '', head => '' };
+    return $client->once('GET', $port, $path, $host);
 }
 
+# timed(ARGS of request): (seconds, response).
 sub timed {
-    my ($code, @args) = @_;
+    my @args = @_;
     my $t = now();
     my $res = request(@args);
     my $dt = now() - $t;
@@ -148,7 +96,7 @@ if ($cmd eq 'peers-grow') {
     my @adds;
     my $last_bytes = 0;
     for my $i ($from .. $to - 1) {
-        my ($dt, $res) = timed(1, 'GET', $port, "$q&add=&server=" . peer_addr($i));
+        my ($dt, $res) = timed('GET', $port, "$q&add=&server=" . peer_addr($i));
         expect($res, 200, "add peer $i") or last;
         push @adds, $dt;
         $last_bytes = length $res->{content};
@@ -161,17 +109,17 @@ if ($cmd eq 'peers-grow') {
     my $n = $to + 1;    # plus the peer of the configuration
     for my $k (1 .. 100) {
         # a random peer of those added (the list is searched by address)
-        my ($dt, $res) = timed(1, 'GET', $port, "$q&server=" . peer_addr(int(rand($to))) . '&weight=' . (1 + $k % 7));
+        my ($dt, $res) = timed('GET', $port, "$q&server=" . peer_addr(int(rand($to))) . '&weight=' . (1 + $k % 7));
         expect($res, 200, 'weight update');
         push @upd, $dt;
     }
     out('update_us', us(median(@upd)), 'us');
     for my $k (1 .. 50) {
         my $a = peer_addr(($k * 7919) % $to);
-        my ($dt, $res) = timed(1, 'GET', $port, "$q&server=$a&down=");
+        my ($dt, $res) = timed('GET', $port, "$q&server=$a&down=");
         expect($res, 200, 'down');
         push @down, $dt;
-        ($dt, $res) = timed(1, 'GET', $port, "$q&server=$a&up=");
+        ($dt, $res) = timed('GET', $port, "$q&server=$a&up=");
         expect($res, 200, 'up');
         push @down, $dt;
     }
@@ -179,7 +127,7 @@ if ($cmd eq 'peers-grow') {
     my $reps = $n >= 5000 ? 10 : 30;
     my $list_bytes = 0;
     for (1 .. $reps) {
-        my ($dt, $res) = timed(1, 'GET', $port, $q);
+        my ($dt, $res) = timed('GET', $port, $q);
         expect($res, 200, 'list');
         push @list, $dt;
         $list_bytes = length $res->{content};
@@ -188,9 +136,9 @@ if ($cmd eq 'peers-grow') {
     out('list_bytes', $list_bytes, 'B');
     for my $k (1 .. 30) {
         my $a = peer_addr(900000 + $k);
-        my ($dt, $res) = timed(1, 'GET', $port, "$q&add=&server=$a");
+        my ($dt, $res) = timed('GET', $port, "$q&add=&server=$a");
         expect($res, 200, 'extra add');
-        ($dt, $res) = timed(1, 'GET', $port, "$q&remove=&server=$a");
+        ($dt, $res) = timed('GET', $port, "$q&remove=&server=$a");
         expect($res, 200, 'remove');
         push @rm, $dt;
     }
@@ -222,7 +170,7 @@ if ($cmd eq 'dyups-grow') {
     $workers //= 2;
     my @posts;
     for my $i ($from .. $to - 1) {
-        my ($dt, $res) = timed(1, 'POST', $admin, "/upstream/up$i", body => $body);
+        my ($dt, $res) = timed('POST', $admin, "/upstream/up$i", body => $body);
         expect($res, 200, "POST up$i") or last;
         push @posts, $dt;
     }
@@ -244,7 +192,7 @@ if ($cmd eq 'dyups-grow') {
             if (defined $pid && !$have{$pid}++) {
                 push @wkeys, $key;
             } else {
-                delete $conn{$key};
+                $client->forget($key);
             }
             last if @wkeys >= $workers;
         }
@@ -255,7 +203,7 @@ if ($cmd eq 'dyups-grow') {
         my ($what) = @_;
         my $max = 0;
         for my $key (@wkeys) {
-            my ($dt, $res) = timed(1, 'GET', $proxy, '/', host => $target, key => $key);
+            my ($dt, $res) = timed('GET', $proxy, '/', host => $target, key => $key);
             expect($res, 200, $what);
             $max = $dt if $dt > $max;
         }
@@ -263,7 +211,7 @@ if ($cmd eq 'dyups-grow') {
     };
     for my $k (1 .. $reps) {
         my $name = 'up' . int(rand($to));
-        my ($dt, $res) = timed(1, 'POST', $admin, "/upstream/$name", body => $body);
+        my ($dt, $res) = timed('POST', $admin, "/upstream/$name", body => $body);
         expect($res, 200, "POST replace $name");
         push @replace, $dt;
         next unless @wkeys;
@@ -273,16 +221,16 @@ if ($cmd eq 'dyups-grow') {
     my @status;
     my (@one, @list);
     for (1 .. ($to >= 5000 ? 5 : 20)) {
-        my ($dt, $res) = timed(1, 'GET', $admin, '/detail');
+        my ($dt, $res) = timed('GET', $admin, '/detail');
         expect($res, 200, 'GET /detail');
         push @get, $dt;
-        ($dt, $res) = timed(1, 'GET', $admin, '/list');
+        ($dt, $res) = timed('GET', $admin, '/list');
         expect($res, 200, 'GET /list');
         push @list, $dt;
-        ($dt, $res) = timed(1, 'GET', $admin, "/upstream/$target");
+        ($dt, $res) = timed('GET', $admin, "/upstream/$target");
         expect($res, 200, "GET /upstream/$target");
         push @one, $dt;
-        ($dt, $res) = timed(1, 'GET', $admin, '/status');
+        ($dt, $res) = timed('GET', $admin, '/status');
         expect($res, 200, 'GET /status');
         push @status, $dt;
     }
@@ -315,7 +263,7 @@ sub paced_gets {
     for my $k (1 .. $count) {
         my $slot = now();
         my $path = $path_of->($k);
-        my ($dt, $res) = timed(1, 'GET', $port, $path);
+        my ($dt, $res) = timed('GET', $port, $path);
         expect($res, 200, "GET $path");
         push @t, $dt;
         my $left = $pace_ms / 1000 - (now() - $slot);
