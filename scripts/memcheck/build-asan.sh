@@ -103,12 +103,17 @@ fi
 if [ ! -f "$src/configure" ]; then
     echo "build-asan: apt-get source nginx=$version into build/nginx-asan/" >&2
     rm -rf "$src"
-    (cd "$top" && apt-get source -qq "nginx=$version" >"$top/apt-get-source.log" 2>&1) || {
-        # The archive may have moved on from the installed version: the
-        # newest source of the same upstream version has the same ABI.
-        echo "build-asan: nginx=$version not in the archive, taking the newest source" >&2
-        (cd "$top" && apt-get source -qq nginx >"$top/apt-get-source.log" 2>&1)
-    }
+    # The installed version first; the archive may have moved on from it, or
+    # list a version whose files are not (yet) in its pool: then every other
+    # source version of the same upstream release, newest first (same ABI).
+    candidates=("$version")
+    while read -r v; do
+        [ "$v" != "$version" ] && [ "${v%%-*}" = "$upstream" ] && candidates+=("$v")
+    done < <(apt-cache showsrc nginx 2>/dev/null | sed -n 's/^Version: //p' | sort -rV)
+    for v in "${candidates[@]}"; do
+        [ "$v" = "$version" ] || echo "build-asan: nginx=$version's source is not to be had, trying $v" >&2
+        (cd "$top" && apt-get source -qq "nginx=$v" >"$top/apt-get-source.log" 2>&1) && break
+    done
     [ -f "$src/configure" ] || { echo "build-asan: no $src/configure (see $top/apt-get-source.log)" >&2; exit 1; }
 fi
 
