@@ -543,7 +543,7 @@ unsafe fn pool_str(pool: *mut ngx_pool_t, text: &str) -> Option<ngx_str_t> {
 #[repr(C)]
 struct RequestHold {
     version: *mut Version,
-    state: *mut crate::reclaim::ZoneState,
+    state: *mut crate::reclaim::GracePeriod,
     ticket: crate::reclaim::Ticket,
 }
 

@@ -1,22 +1,41 @@
 //! Freeing removed peers only once no request can still use them.
 //!
-//! nginx 1.22 has no reference count on peers. A request that picked a peer
-//! keeps `rrp->current` and writes to the peer when it finishes (`conns--`,
-//! `fails++` in `ngx_http_upstream_free_round_robin_peer`), and its log
-//! phase reads the peer's name through `$upstream_addr`. So a removed peer
-//! is only unlinked; its memory is reclaimed by a two-phase grace period
-//! over the requests of the zone (the scheme of sleepable RCU):
+//! nginx 1.22 has no reference count on peers. Two kinds of memory are
+//! retired, each freed by its own rule.
 //!
-//! * every request that uses the upstream registers in one of two
-//!   counters, `active[phase]`, before it first reads the peer list (in the
-//!   `peer.init` hook), and leaves it when its pool is destroyed, after its
-//!   log phase;
-//! * removed peers collect in `pending`. When nothing is `waiting`, the
+//! **Peers removed from a zone upstream** ([`ZoneState`]). Every balancer
+//! counts the requests that picked a peer in the peer's `conns`: `get`
+//! increments it under the list's lock once it has picked the peer, and
+//! `free` (`ngx_http_upstream_free_round_robin_peer`, where every built-in
+//! balancer and `keepalive` end) decrements it under the list's read lock
+//! and touches the peer no more after that. Until it picks a peer a request
+//! reaches peers only through the lists, under their locks; from then until
+//! `free` only through `rrp->current`. So a removed peer whose `conns`,
+//! read under both lists' write locks, is zero cannot be reached by any
+//! request: it is freed. The one pointer a request keeps after `free` is
+//! the peer's name (`u->peer.name`, and `u->state->peer` for
+//! `$upstream_addr`); the request hook wraps `free` and first moves both to
+//! a copy in the request's pool ([`crate::request_hook`]). A removed peer
+//! thus waits only for the requests that hold it: a request that never ends
+//! keeps its own peer allocated and nothing else. A worker killed while it
+//! held a peer leaves that peer's `conns` counted (in stock nginx too, where
+//! it skews `least_conn` and `max_conns`): that peer stays allocated if it
+//! is removed; nothing else waits for it.
+//!
+//! **Peer lists of the dyups registry** ([`GracePeriod`]). A request through
+//! a dyups front keeps its version's list for its whole life, so retired
+//! lists wait for a two-phase grace period over the requests (the scheme of
+//! sleepable RCU):
+//!
+//! * every request that uses a registry list registers in one of two
+//!   counters, `active[phase]`, before it first reads the list, and leaves
+//!   it when its pool is destroyed, after its log phase;
+//! * retired lists collect in `pending`. When nothing is `waiting`, the
 //!   reaper moves `pending` to `waiting` and flips `phase`: requests that
 //!   start from then on register in the other counter and cannot reach the
-//!   waiting peers, which were unlinked before the flip;
+//!   waiting lists, which were unlinked before the flip;
 //! * once the old phase's counter is seen at zero, every request that could
-//!   have reached a waiting peer has finished: they are freed.
+//!   have reached a waiting list has finished: they are freed.
 //!
 //! A request re-checks the phase after registering (and moves if it
 //! flipped meanwhile), so no late registration can hide in a drained
@@ -31,11 +50,8 @@
 //! Past the state's slots, further live processes share an overflow
 //! counter that is never taken for dead.
 //!
-//! The slots follow the state in the same slab block. An upstream zone
-//! lives for one configuration cycle (nginx never reuses it on reload), so
-//! its state needs a slot per worker of that cycle plus spares for
-//! respawned ones; the dyups registry's state outlives reloads and takes
-//! [`REGISTRY_SLOTS`].
+//! The slots follow the state in the registry's slab block: the registry
+//! outlives reloads, so it takes [`REGISTRY_SLOTS`].
 
 use core::mem::size_of;
 use core::ptr;
@@ -45,18 +61,93 @@ use std::cell::RefCell;
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
 
 use crate::balancer::ZoneUpstream;
-use crate::peer_lock::SlabLocked;
+use crate::peer_lock::{SlabLocked, WriteLocked};
 use crate::zone_peers::{free_list, free_peer};
 
-/// Slots of the dyups registry's state, which the workers of every cycle
-/// share (old workers during a reload, helpers): more than any sane
+/// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
+#[repr(C)]
+pub struct ZoneState {
+    /// Set when a request's balancer data could not be recognised, so its
+    /// `tried` bitmap could not be enlarged (see `request_hook`).
+    pub unknown_request_data: AtomicBool,
+    /// Removed peers not freed yet, chained through their `next`; guarded
+    /// by the zone's slab mutex.
+    retired: *mut ngx_http_upstream_rr_peer_t,
+}
+
+impl ZoneState {
+    /// Allocates the state of an upstream zone (in the master's
+    /// init_module).
+    ///
+    /// The block is as large as a peer so that it shares the slab pages of
+    /// the zone's peers: a block of its own size class would take a 4 KiB
+    /// page for itself.
+    ///
+    /// # Safety
+    /// `pool` must be the slab pool of an initialised zone.
+    pub unsafe fn create(pool: *mut ngx_slab_pool_t) -> *mut ZoneState {
+        let size = size_of::<ZoneState>().max(size_of::<ngx_http_upstream_rr_peer_t>());
+        // SAFETY: ngx_slab_calloc takes the slab mutex itself; a zeroed
+        // state is valid (flag clear, nothing retired).
+        unsafe { ngx_slab_calloc(pool, size).cast() }
+    }
+}
+
+/// Hands an unlinked peer of a zone upstream over, to be freed once no
+/// request holds it.
+///
+/// # Safety
+/// The caller holds the write locks of the peer's former list; `peer` is
+/// unlinked and belongs to `zone`'s slab.
+pub unsafe fn retire(zone: &ZoneUpstream, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract; the retired chain is guarded by the slab
+    // mutex, taken after the rwlocks as everywhere.
+    unsafe {
+        let _slab = SlabLocked::new(shpool(zone));
+        let state = &mut *zone.state;
+        (*peer).next = state.retired;
+        state.retired = peer;
+    }
+}
+
+/// Frees the removed peers of a zone upstream that no request holds any
+/// more (see the module comment): work bounded by the removed peers.
+pub fn reap(zone: &ZoneUpstream) {
+    // SAFETY: the lists and the state live in the zone's shared memory for
+    // the cycle. Under both lists' write locks no balancer is between
+    // reading and changing a `conns`, and a request in `free` holds one of
+    // them for reading until it no longer touches the peer. Order: primary,
+    // backup, slab mutex, as for every change.
+    unsafe {
+        let primary = (*zone.uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+        let _primary_lock = WriteLocked::new(primary);
+        let backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        let slab = SlabLocked::new(shpool(zone));
+        let mut link = ptr::addr_of_mut!((*zone.state).retired);
+        while !(*link).is_null() {
+            let peer = *link;
+            if (*peer).conns == 0 {
+                *link = (*peer).next;
+                free_peer(slab.pool(), peer);
+            } else {
+                link = ptr::addr_of_mut!((*peer).next);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `zone` must be a zone upstream of the running cycle.
+unsafe fn shpool(zone: &ZoneUpstream) -> *mut ngx_slab_pool_t {
+    // SAFETY: a zone's shm starts with its slab pool.
+    unsafe { (*(*zone.uscf).shm_zone).shm.addr.cast() }
+}
+
+/// Slots of the dyups registry's grace period, which the workers of every
+/// cycle share (old workers during a reload, helpers): more than any sane
 /// configuration runs at once.
 pub const REGISTRY_SLOTS: usize = 64;
-
-/// Slots of an upstream zone's state beyond one per worker: for workers
-/// respawned while a dead one's slot still looks alive (recycled pid) and
-/// for helper processes.
-const SPARE_SLOTS: usize = 4;
 
 /// One process's registered requests, per phase.
 #[repr(C)]
@@ -87,76 +178,28 @@ pub struct Ticket {
     phase: usize,
 }
 
-/// Per-zone bookkeeping, in the zone's own shared memory.
+/// The dyups registry's grace period, in the registry's shared memory.
 #[repr(C)]
-pub struct ZoneState {
+pub struct GracePeriod {
     phase: AtomicUsize,
-    /// `slot_count` slots right after this struct, in the same block (shared
+    /// `slot_count` slots placed by [`GracePeriod::place_slots`] (shared
     /// memory is mapped at the same address in every process).
     slots: *mut ProcessSlot,
     slot_count: usize,
     /// For processes past the slots; never taken for dead.
     overflow: ProcessSlot,
-    /// Set when a request's balancer data could not be recognised, so its
-    /// `tried` bitmap could not be enlarged (see `request_hook`).
-    pub unknown_request_data: AtomicBool,
-    // The lists below are guarded by the zone's slab mutex. Retired peers
-    // are chained through their `next`, retired peer lists (with all their
-    // peers, backup list and name) through their `zone_next`.
-    pending: Retired,
-    waiting: Retired,
+    // The lists below are guarded by the zone's slab mutex. Retired peer
+    // lists (with all their peers, backup list and name) are chained
+    // through their `zone_next`.
+    pending: *mut ngx_http_upstream_rr_peers_t,
+    waiting: *mut ngx_http_upstream_rr_peers_t,
     waiting_phase: usize,
 }
 
-#[repr(C)]
-struct Retired {
-    peers: *mut ngx_http_upstream_rr_peer_t,
-    lists: *mut ngx_http_upstream_rr_peers_t,
-}
-
-impl Retired {
-    fn is_empty(&self) -> bool {
-        self.peers.is_null() && self.lists.is_null()
-    }
-
-    fn take(&mut self) -> Retired {
-        Retired {
-            peers: core::mem::replace(&mut self.peers, ptr::null_mut()),
-            lists: core::mem::replace(&mut self.lists, ptr::null_mut()),
-        }
-    }
-}
-
-impl ZoneState {
+impl GracePeriod {
     /// Bytes of `count` slots.
     pub const fn slots_bytes(count: usize) -> usize {
         count * size_of::<ProcessSlot>()
-    }
-
-    /// Allocates the state of an upstream zone whose cycle runs `workers`
-    /// workers (in the master's init_module).
-    ///
-    /// The block is at least as large as a peer so that it shares the slab
-    /// pages of the zone's peers: a block of its own size class would take
-    /// a 4 KiB page for itself. The slots fill the whole block.
-    ///
-    /// # Safety
-    /// `pool` must be the slab pool of an initialised zone.
-    pub unsafe fn create(pool: *mut ngx_slab_pool_t, workers: usize) -> *mut ZoneState {
-        let size = (size_of::<ZoneState>() + Self::slots_bytes(workers + SPARE_SLOTS))
-            .max(size_of::<ngx_http_upstream_rr_peer_t>());
-        let slots = (size - size_of::<ZoneState>()) / size_of::<ProcessSlot>();
-        // SAFETY: ngx_slab_calloc takes the slab mutex itself; the block
-        // is zeroed and `size` covers the state and its slots.
-        unsafe {
-            let state = ngx_slab_calloc(pool, size).cast::<ZoneState>();
-            if !state.is_null() {
-                // A state's size is a multiple of its alignment, which is
-                // the slots' alignment.
-                Self::place_slots(state, state.add(1).cast(), slots);
-            }
-            state
-        }
     }
 
     /// Completes a zeroed state (otherwise valid as it is: atomics at 0,
@@ -165,7 +208,7 @@ impl ZoneState {
     /// # Safety
     /// `tail` is 8-byte aligned, has room for `count` slots and lives as
     /// long as the state, in the same shared memory.
-    pub unsafe fn place_slots(state: *mut ZoneState, tail: *mut u8, count: usize) {
+    pub unsafe fn place_slots(state: *mut GracePeriod, tail: *mut u8, count: usize) {
         // SAFETY: per the contract.
         unsafe {
             (*state).slots = tail.cast();
@@ -208,7 +251,7 @@ impl ZoneState {
     /// every proxied request: a process knows a handful of zones, so a
     /// linear scan beats hashing.
     fn my_slot(&self) -> usize {
-        let key = self as *const ZoneState as usize;
+        let key = self as *const GracePeriod as usize;
         if let Some(slot) = MY_SLOTS.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|&(_, slot)| slot)) {
             return slot;
         }
@@ -237,8 +280,8 @@ impl ZoneState {
             ngx::ngx_log_error!(
                 ngx::ffi::NGX_LOG_WARN,
                 ngx::log::ngx_cycle_log().as_ptr(),
-                "dynamic upstream: more live processes than the {} grace-period slots of a zone; \
-                 if one of the extra ones dies while serving, removed peers of that zone stay allocated",
+                "dynamic upstream: more live processes than the {} grace-period slots of the dyups registry; \
+                 if one of the extra ones dies while serving, replaced and deleted upstreams stay allocated",
                 self.slot_count
             );
         }
@@ -252,26 +295,16 @@ impl ZoneState {
         self.slots().iter().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
     }
 
-    /// Hands an unlinked peer over for deferred freeing.
-    ///
-    /// # Safety
-    /// The caller holds the zone's slab mutex; `peer` is unlinked from
-    /// every list and was allocated from this zone's slab.
-    pub unsafe fn retire_peer(&mut self, peer: *mut ngx_http_upstream_rr_peer_t) {
-        // SAFETY: per the contract.
-        unsafe { (*peer).next = self.pending.peers };
-        self.pending.peers = peer;
-    }
-
     /// Hands a whole unreachable peer list (with its backup list, peers and
     /// name, all from this zone) over for deferred freeing.
     ///
     /// # Safety
-    /// As for [`ZoneState::retire_peer`].
+    /// The caller holds the zone's slab mutex; `list` is unlinked from the
+    /// registry and was allocated from its slab.
     pub unsafe fn retire_list(&mut self, list: *mut ngx_http_upstream_rr_peers_t) {
         // SAFETY: per the contract.
-        unsafe { (*list).zone_next = self.pending.lists };
-        self.pending.lists = list;
+        unsafe { (*list).zone_next = self.pending };
+        self.pending = list;
     }
 
     /// Frees what is safe to free and starts the next grace period.
@@ -279,36 +312,22 @@ impl ZoneState {
     /// # Safety
     /// The caller holds the slab mutex of `pool`, the zone of this state.
     pub unsafe fn reap(&mut self, pool: *mut ngx_slab_pool_t) {
-        if !self.waiting.is_empty() && self.drained(self.waiting_phase) {
-            let done = self.waiting.take();
+        if !self.waiting.is_null() && self.drained(self.waiting_phase) {
+            let mut list = core::mem::replace(&mut self.waiting, ptr::null_mut());
             // SAFETY: every request that could reach these has finished.
-            unsafe { free_retired(pool, done) };
+            unsafe {
+                while !list.is_null() {
+                    let next = (*list).zone_next;
+                    free_list(pool, list);
+                    list = next;
+                }
+            }
         }
-        if self.waiting.is_empty() && !self.pending.is_empty() {
-            self.waiting = self.pending.take();
+        if self.waiting.is_null() && !self.pending.is_null() {
+            self.waiting = core::mem::replace(&mut self.pending, ptr::null_mut());
             let old = self.phase.load(SeqCst) & 1;
             self.waiting_phase = old;
             self.phase.store(old ^ 1, SeqCst);
-        }
-    }
-}
-
-/// # Safety
-/// The caller holds the slab mutex; nothing can reach `retired` any more.
-unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
-    // SAFETY: per the contract.
-    unsafe {
-        let mut peer = retired.peers;
-        while !peer.is_null() {
-            let next = (*peer).next;
-            free_peer(pool, peer);
-            peer = next;
-        }
-        let mut list = retired.lists;
-        while !list.is_null() {
-            let next = (*list).zone_next;
-            free_list(pool, list);
-            list = next;
         }
     }
 }
@@ -317,38 +336,7 @@ unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
 static OVERFLOW_WARNED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    /// This process's slot per zone state (workers are single-threaded):
-    /// (zone state address, slot).
+    /// This process's slot per grace period (workers are single-threaded):
+    /// (state address, slot).
     static MY_SLOTS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Hands an unlinked peer of a zone upstream over for deferred freeing.
-///
-/// # Safety
-/// The caller holds the write locks of the peer's former list; `peer` is
-/// unlinked and belongs to `zone`'s slab.
-pub unsafe fn retire(zone: &ZoneUpstream, peer: *mut ngx_http_upstream_rr_peer_t) {
-    // SAFETY: per the contract; the state lists are guarded by the slab
-    // mutex, taken after the rwlocks as everywhere.
-    unsafe {
-        let _slab = SlabLocked::new(shpool(zone));
-        (*zone.state).retire_peer(peer);
-    }
-}
-
-/// Frees what is safe to free in a zone upstream's zone.
-pub fn reap(zone: &ZoneUpstream) {
-    // SAFETY: the state lives in the zone's shared memory; its lists are
-    // changed only under the slab mutex held here.
-    unsafe {
-        let slab = SlabLocked::new(shpool(zone));
-        (*zone.state).reap(slab.pool());
-    }
-}
-
-/// # Safety
-/// `zone` must be a zone upstream of the running cycle.
-unsafe fn shpool(zone: &ZoneUpstream) -> *mut ngx_slab_pool_t {
-    // SAFETY: a zone's shm starts with its slab pool.
-    unsafe { (*(*zone.uscf).shm_zone).shm.addr.cast() }
 }

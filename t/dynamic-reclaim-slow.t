@@ -1,0 +1,132 @@
+# Removed peers are freed while a slow request is still in flight: only
+# the peer that request holds waits for it.
+use lib 't/lib';
+use NginxTest;
+use IO::Select;
+use IO::Socket::INET;
+
+# A peer name of fixed length for churn number $i (0 .. 9999): same-size
+# slab blocks every time, and no literal port.
+sub churn_peer {
+    my ($i) = @_;
+    return sprintf('127.1.%d.%d:%d', 100 + int($i / 100), 100 + $i % 100, port(2));
+}
+
+# Adds churn peers (with the query flags $flags) until the zone is full
+# (507); removes them again. Returns how many fitted.
+sub zone_capacity {
+    my ($flags) = @_;
+    my $n = 0;
+    while (1) {
+        my $add = http_get("/dynamic?upstream=backends&add=$flags&server=" . churn_peer($n));
+        last if $add->{status} == 507;
+        die "add $n: $add->{status} $add->{body}" if $add->{status} != 200 || $n > 5000;
+        $n++;
+    }
+    for my $i (0 .. $n - 1) {
+        my $remove = http_get('/dynamic?upstream=backends&remove=&server=' . churn_peer($i));
+        die "remove $i: $remove->{status} $remove->{body}" if $remove->{status} != 200;
+    }
+    return $n;
+}
+
+# A backend that accepts and never answers until told to.
+sub silent_backend {
+    my ($port) = @_;
+    my $listener = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 8, ReuseAddr => 1);
+    return $listener || die "listen on $port: $!";
+}
+
+# Sends a request and returns the client socket once the backend has
+# accepted the proxied connection (returned too).
+sub hold_request {
+    my ($listener) = @_;
+    my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die $!;
+    print $client "GET /slow HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    IO::Select->new($listener)->can_read(10) or die 'the proxied request never reached the backend';
+    my $upstream = $listener->accept or die "accept: $!";
+    return ($client, $upstream);
+}
+
+# The upstream starts with the one peer 127.0.0.1:port(1) reachable (a
+# backup when $flags is '&backup='). A request is held on it, the peer is
+# removed, and peers (with $flags) are added and removed until three times
+# the zone's capacity went through it; then the request ends.
+sub churn_past_slow_request {
+    my ($flags) = @_;
+    my ($p1, $p2) = (port(1), port(2));
+    my $capacity = zone_capacity($flags);
+    ok($capacity > 10, "the zone holds $capacity churn peers");
+
+    my $listener = silent_backend($p1);
+    my ($client, $upstream) = hold_request($listener);
+    is(http_get("/dynamic?upstream=backends&add=$flags&server=127.0.0.1:$p2")->{status}, 200, 'second peer added');
+    is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
+
+    my $failed = 0;
+    for my $i (0 .. 3 * $capacity) {
+        my $add = http_get("/dynamic?upstream=backends&add=$flags&server=" . churn_peer($i));
+        my $remove = http_get('/dynamic?upstream=backends&remove=&server=' . churn_peer($i));
+        if ($add->{status} != 200 || $remove->{status} != 200) {
+            diag("cycle $i: add $add->{status} $add->{body}remove $remove->{status} $remove->{body}");
+            $failed++;
+            last;
+        }
+    }
+    is($failed, 0, '3 zones worth of churn while the slow request is in flight: every change succeeded');
+
+    print $upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
+    close $upstream;
+    my $reply = do { local $/; <$client> };
+    like($reply, qr/^HTTP\/1\.1 200 .*\r\n\r\nslow done\n\z/s, 'the slow request completed on its removed peer');
+    ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
+    is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1 200\n",
+        '$upstream_addr of the removed peer is logged intact');
+
+    is(http_get("/dynamic?upstream=backends&add=$flags&server=127.0.0.1:$p1")->{status}, 200, 'held peer added back');
+    is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p2")->{status}, 200, 'second peer removed');
+    is(zone_capacity($flags), $capacity, 'the zone holds as many peers as at the start: nothing leaked');
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: add/remove churn past a request that never gets an answer: every add fits, nothing leaks
+--- workers: 1
+--- http_config
+log_format upstream '$upstream_addr $status';
+upstream backends {
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_read_timeout 1h;
+    access_log logs/upstream.log upstream;
+}
+--- perl
+main::churn_past_slow_request('');
+
+=== TEST 2: the same with keepalive, the held peer and the churn in the backup list
+--- workers: 1
+--- http_config
+log_format upstream '$upstream_addr $status';
+upstream backends {
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_3 down;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 backup;
+    keepalive 4;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_read_timeout 1h;
+    access_log logs/upstream.log upstream;
+}
+--- perl
+main::churn_past_slow_request('&backup=');
