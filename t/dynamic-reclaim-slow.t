@@ -30,6 +30,20 @@ sub zone_capacity {
     return $n;
 }
 
+# Adds and removes $cycles churn peers (with $flags), one at a time;
+# true if every change succeeded.
+sub churn {
+    my ($flags, $cycles) = @_;
+    for my $i (0 .. $cycles - 1) {
+        my $add = http_get("/dynamic?upstream=backends&add=$flags&server=" . churn_peer($i));
+        my $remove = http_get('/dynamic?upstream=backends&remove=&server=' . churn_peer($i));
+        next if $add->{status} == 200 && $remove->{status} == 200;
+        diag("cycle $i: add $add->{status} $add->{body}remove $remove->{status} $remove->{body}");
+        return 0;
+    }
+    return 1;
+}
+
 # A backend that accepts and never answers until told to.
 sub silent_backend {
     my ($port) = @_;
@@ -63,17 +77,7 @@ sub churn_past_slow_request {
     is(http_get("/dynamic?upstream=backends&add=$flags&server=127.0.0.1:$p2")->{status}, 200, 'second peer added');
     is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
 
-    my $failed = 0;
-    for my $i (0 .. 3 * $capacity) {
-        my $add = http_get("/dynamic?upstream=backends&add=$flags&server=" . churn_peer($i));
-        my $remove = http_get('/dynamic?upstream=backends&remove=&server=' . churn_peer($i));
-        if ($add->{status} != 200 || $remove->{status} != 200) {
-            diag("cycle $i: add $add->{status} $add->{body}remove $remove->{status} $remove->{body}");
-            $failed++;
-            last;
-        }
-    }
-    is($failed, 0, '3 zones worth of churn while the slow request is in flight: every change succeeded');
+    ok(churn($flags, 3 * $capacity), '3 zones worth of churn while the slow request is in flight: every change succeeded');
 
     print $upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
     close $upstream;
@@ -130,3 +134,33 @@ location / {
 }
 --- perl
 main::churn_past_slow_request('&backup=');
+
+=== TEST 3: a worker killed while it held a request: the next worker serves and churn still succeeds
+--- workers: 1
+--- http_config
+upstream backends {
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "two\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; proxy_read_timeout 1h; }
+--- allow_error_log
+exited on signal 9
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $capacity = main::zone_capacity('');
+my $listener = main::silent_backend($p1);
+my ($client, $upstream) = main::hold_request($listener);
+my ($worker) = worker_pids();
+kill 'KILL', $worker;
+ok(poll_until(sub { my @w = worker_pids(); @w == 1 && $w[0] != $worker }, 10, 'respawned'), 'a new worker runs');
+is(http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p2")->{status}, 200, 'second peer added');
+is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'the dead request\'s peer removed');
+ok(main::churn('', 3 * $capacity), '3 zones worth of churn after the kill: every change succeeded');
+my $reply = http_get('/');
+is("$reply->{status} $reply->{body}", "200 two\n", 'the new worker proxies to the remaining peer');
