@@ -40,7 +40,7 @@ use ngx::ffi::{
 };
 
 use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
-use crate::reclaim::{GracePeriod, REGISTRY_SLOTS};
+use crate::reclaim::{GracePeriod, SlotBlock};
 use crate::zone_peers::{build_list, list_peers};
 
 /// Name of the module's zone. It carries the registry's layout version:
@@ -192,15 +192,15 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
             (*zone).data = (*pool).data;
             return NGX_OK as ngx_int_t;
         }
-        // The registry, then its grace-period slots (see crate::reclaim).
-        let size = core::mem::size_of::<Registry>() + GracePeriod::slots_bytes(REGISTRY_SLOTS);
+        // The registry, then its first grace-period slots (see crate::reclaim).
+        let size = core::mem::size_of::<Registry>() + core::mem::size_of::<SlotBlock>();
         let registry = ngx_slab_calloc(pool, size).cast::<Registry>();
         if registry.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
         // A Registry's size is a multiple of its alignment, which is the
         // slots' alignment.
-        GracePeriod::place_slots(ptr::addr_of_mut!((*registry).reclaim), registry.add(1).cast(), REGISTRY_SLOTS);
+        GracePeriod::place_first_block(ptr::addr_of_mut!((*registry).reclaim), registry.add(1).cast(), pool);
         (*pool).data = registry.cast();
         (*zone).data = registry.cast();
         NGX_OK as ngx_int_t

@@ -46,19 +46,21 @@
 //! worker killed while its requests were registered does not stop
 //! reclamation forever: the slot of a process that no longer exists
 //! (`kill(pid, 0)` fails with ESRCH) counts as drained, and a new process
-//! reuses it. A recycled pid only delays reclamation; it never frees early.
-//! Past the state's slots, further live processes share an overflow
-//! counter that is never taken for dead.
-//!
-//! The slots follow the state in the registry's slab block: the registry
-//! outlives reloads, so it takes [`REGISTRY_SLOTS`].
+//! takes it over with its counts reset. A process that finds a slot with
+//! its own pid that it never claimed knows that slot's process is dead (its
+//! pid was recycled) and takes it over too. A pid recycled by another
+//! process only delays reclamation; it never frees early. When every slot
+//! belongs to a live process, a new block of slots is added to the zone:
+//! no process shares a counter with another.
 
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
 
-use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
+use ngx::ffi::{
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_calloc_locked, ngx_slab_pool_t,
+};
 
 use crate::balancer::ZoneUpstream;
 use crate::peer_lock::{SlabLocked, WriteLocked};
@@ -144,10 +146,8 @@ unsafe fn shpool(zone: &ZoneUpstream) -> *mut ngx_slab_pool_t {
     unsafe { (*(*zone.uscf).shm_zone).shm.addr.cast() }
 }
 
-/// Slots of the dyups registry's grace period, which the workers of every
-/// cycle share (old workers during a reload, helpers): more than any sane
-/// configuration runs at once.
-pub const REGISTRY_SLOTS: usize = 64;
+/// Slots per block of a grace period's process slots.
+const BLOCK_SLOTS: usize = 64;
 
 /// One process's registered requests, per phase.
 #[repr(C)]
@@ -165,28 +165,42 @@ impl ProcessSlot {
     }
 }
 
+/// Whether `pid` may still exist. `EPERM` means it does, as a process this
+/// one may not signal: an old worker whose cycle ran under another `user`,
+/// or a recycled pid; either way its counts are kept (a recycled pid only
+/// delays reclamation, never frees early).
 fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Process slots, in the registry's zone; blocks are chained, never freed.
+#[repr(C)]
+pub struct SlotBlock {
+    next: AtomicPtr<SlotBlock>,
+    slots: [ProcessSlot; BLOCK_SLOTS],
+}
+
 /// What a request registered with, to leave with.
 #[derive(Clone, Copy)]
 pub struct Ticket {
-    slot: usize,
+    slot: *const ProcessSlot,
     phase: usize,
 }
 
-/// The dyups registry's grace period, in the registry's shared memory.
+/// The dyups registry's grace period, in the registry's shared memory
+/// (mapped at the same address in every process).
 #[repr(C)]
 pub struct GracePeriod {
     phase: AtomicUsize,
-    /// `slot_count` slots placed by [`GracePeriod::place_slots`] (shared
-    /// memory is mapped at the same address in every process).
-    slots: *mut ProcessSlot,
-    slot_count: usize,
-    /// For processes past the slots; never taken for dead.
+    /// The first block is placed with the state; one more is added from
+    /// `pool` whenever a process finds every slot held by a live process.
+    blocks: AtomicPtr<SlotBlock>,
+    pool: *mut ngx_slab_pool_t,
+    /// For a process that found no slot and no room for another block;
+    /// never taken for dead (the only case where a killed process can stop
+    /// reclamation, warned about).
     overflow: ProcessSlot,
     // The lists below are guarded by the zone's slab mutex. Retired peer
     // lists (with all their peers, backup list and name) are chained
@@ -197,102 +211,112 @@ pub struct GracePeriod {
 }
 
 impl GracePeriod {
-    /// Bytes of `count` slots.
-    pub const fn slots_bytes(count: usize) -> usize {
-        count * size_of::<ProcessSlot>()
-    }
-
     /// Completes a zeroed state (otherwise valid as it is: atomics at 0,
-    /// empty lists) with its `count` zeroed slots at `tail`.
+    /// empty lists) with its zeroed first block and its zone's pool.
     ///
     /// # Safety
-    /// `tail` is 8-byte aligned, has room for `count` slots and lives as
-    /// long as the state, in the same shared memory.
-    pub unsafe fn place_slots(state: *mut GracePeriod, tail: *mut u8, count: usize) {
+    /// `first` is a zeroed block in `pool`, which is the state's zone, and
+    /// lives as long as the state.
+    pub unsafe fn place_first_block(state: *mut GracePeriod, first: *mut SlotBlock, pool: *mut ngx_slab_pool_t) {
         // SAFETY: per the contract.
         unsafe {
-            (*state).slots = tail.cast();
-            (*state).slot_count = count;
+            (*state).blocks = AtomicPtr::new(first);
+            (*state).pool = pool;
         }
     }
 
-    fn slots(&self) -> &[ProcessSlot] {
-        if self.slots.is_null() {
-            return &[];
-        }
-        // SAFETY: `slots` points to `slot_count` slots that live as long as
-        // the state (see place_slots).
-        unsafe { core::slice::from_raw_parts(self.slots, self.slot_count) }
+    fn slots(&self) -> impl Iterator<Item = &ProcessSlot> {
+        let first = self.blocks.load(SeqCst);
+        // SAFETY: blocks are only ever added, fully initialised before they
+        // are linked, and live as long as the state.
+        core::iter::successors(unsafe { first.as_ref() }, |b| unsafe { b.next.load(SeqCst).as_ref() })
+            .flat_map(|b| b.slots.iter())
     }
 
     /// Registers a starting request.
     pub fn enter(&self) -> Ticket {
         let slot = self.my_slot();
-        let counters = &self.slot(slot).active;
         loop {
             let phase = self.phase.load(SeqCst) & 1;
-            counters[phase].fetch_add(1, SeqCst);
+            slot.active[phase].fetch_add(1, SeqCst);
             if self.phase.load(SeqCst) & 1 == phase {
                 return Ticket { slot, phase };
             }
-            counters[phase].fetch_sub(1, SeqCst);
+            slot.active[phase].fetch_sub(1, SeqCst);
         }
     }
 
     pub fn leave(&self, ticket: Ticket) {
-        self.slot(ticket.slot).active[ticket.phase & 1].fetch_sub(1, SeqCst);
+        // SAFETY: the ticket's slot is one of this state's, which live as
+        // long as the state.
+        unsafe { (*ticket.slot).active[ticket.phase & 1].fetch_sub(1, SeqCst) };
     }
 
-    fn slot(&self, index: usize) -> &ProcessSlot {
-        self.slots().get(index).unwrap_or(&self.overflow)
-    }
-
-    /// This process's slot in this zone (claimed on first use). Called for
-    /// every proxied request: a process knows a handful of zones, so a
-    /// linear scan beats hashing.
-    fn my_slot(&self) -> usize {
+    /// This process's slot in this state (claimed on first use). Called for
+    /// every request: a process knows one or two states, so a linear scan
+    /// beats hashing.
+    fn my_slot(&self) -> &ProcessSlot {
         let key = self as *const GracePeriod as usize;
-        if let Some(slot) = MY_SLOTS.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|&(_, slot)| slot)) {
-            return slot;
-        }
-        let slot = self.claim_slot();
-        MY_SLOTS.with(|m| m.borrow_mut().push((key, slot)));
-        slot
+        let known = MY_SLOTS.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|&(_, slot)| slot));
+        let slot = known.unwrap_or_else(|| {
+            let slot: *const ProcessSlot = self.claim_slot();
+            MY_SLOTS.with(|m| m.borrow_mut().push((key, slot)));
+            slot
+        });
+        // SAFETY: slots live as long as the state.
+        unsafe { &*slot }
     }
 
-    fn claim_slot(&self) -> usize {
+    /// Takes a free slot, or one whose process is gone: dead (ESRCH), or
+    /// carrying this process's pid although this process never claimed it
+    /// (a killed process whose pid was recycled to this one). Its counts
+    /// are then reset: they were the dead process's. Without one, adds a
+    /// block.
+    fn claim_slot(&self) -> &ProcessSlot {
         let me = std::process::id() as i32;
-        if let Some(i) = self.slots().iter().position(|s| s.pid.load(SeqCst) == me) {
-            return i;
-        }
-        for (i, slot) in self.slots().iter().enumerate() {
+        for slot in self.slots() {
             let owner = slot.pid.load(SeqCst);
-            let reusable = owner == 0 || !process_exists(owner);
+            let reusable = owner == 0 || owner == me || !process_exists(owner);
             if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
-                // The previous owner is gone: its counts no longer mean
-                // anything.
                 slot.active[0].store(0, SeqCst);
                 slot.active[1].store(0, SeqCst);
-                return i;
+                return slot;
             }
+        }
+        if let Some(slot) = self.add_block(me) {
+            return slot;
         }
         if !OVERFLOW_WARNED.swap(true, SeqCst) {
             ngx::ngx_log_error!(
                 ngx::ffi::NGX_LOG_WARN,
                 ngx::log::ngx_cycle_log().as_ptr(),
-                "dynamic upstream: more live processes than the {} grace-period slots of the dyups registry; \
-                 if one of the extra ones dies while serving, replaced and deleted upstreams stay allocated",
-                self.slot_count
+                "dynamic upstream: no room in the dyups zone for this process's grace-period slot; \
+                 if it dies while serving, replaced and deleted upstreams stay allocated"
             );
         }
-        self.slot_count // the overflow counter
+        &self.overflow
+    }
+
+    /// Links a new block whose first slot is `me`'s.
+    fn add_block(&self, me: i32) -> Option<&ProcessSlot> {
+        // SAFETY: blocks are added only under the slab mutex, initialised
+        // (zeroed, first slot owned) before they are linked.
+        unsafe {
+            let _slab = SlabLocked::new(self.pool);
+            let block = ngx_slab_calloc_locked(self.pool, size_of::<SlotBlock>()).cast::<SlotBlock>();
+            let block = block.as_mut()?;
+            block.slots[0].pid.store(me, SeqCst);
+            block.next.store(self.blocks.load(SeqCst), SeqCst);
+            self.blocks.store(block, SeqCst);
+            Some(&block.slots[0])
+        }
     }
 
     /// Whether every request registered in `phase` has left (requests of
     /// processes that no longer exist have left by definition).
     fn drained(&self, phase: usize) -> bool {
         let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner_alive();
-        self.slots().iter().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
+        self.slots().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
     }
 
     /// Hands a whole unreachable peer list (with its backup list, peers and
@@ -338,5 +362,5 @@ static OVERFLOW_WARNED: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// This process's slot per grace period (workers are single-threaded):
     /// (state address, slot).
-    static MY_SLOTS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    static MY_SLOTS: RefCell<Vec<(usize, *const ProcessSlot)>> = const { RefCell::new(Vec::new()) };
 }
