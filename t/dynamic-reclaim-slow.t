@@ -164,3 +164,48 @@ is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}
 ok(main::churn('', 3 * $capacity), '3 zones worth of churn after the kill: every change succeeded');
 my $reply = http_get('/');
 is("$reply->{status} $reply->{body}", "200 two\n", 'the new worker proxies to the remaining peer');
+
+=== TEST 4: dyups: more workers than a block of grace-period slots, all killed while holding requests: replaced lists are still freed
+--- workers: 66
+--- http_config
+dyups_shm_zone_size 256k;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    location / { proxy_pass http://$host; proxy_read_timeout 1h; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+is(http('POST', '/upstream/slow', "server 127.0.0.1:$p1;")->{status}, 200, 'upstream slow created');
+# Every worker registers in the grace period (its sync timer) at start.
+my $listener = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $p1, Listen => 1024, ReuseAddr => 1)
+    or die "listen: $!";
+# With reuseport, connections spread over the workers: every worker holds
+# some of these requests (so do the ones that found no slot before the fix).
+my (@clients, @upstreams);
+for (1 .. 400) {
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9)) or die "connect: $!";
+    print $c "GET / HTTP/1.0\r\nHost: slow\r\n\r\n";
+    push @clients, $c;
+}
+my $select = IO::Select->new($listener);
+while (@upstreams < 400 && $select->can_read(10)) {
+    push @upstreams, $listener->accept;
+}
+is(scalar @upstreams, 400, 'every request reached the silent backend');
+my @killed = worker_pids();
+kill 'KILL', @killed;
+my %old = map { $_ => 1 } @killed;
+ok(poll_until(sub { my @w = worker_pids(); @w == 66 && !grep { $old{$_} } @w }, 20, 'respawned'), '66 new workers run');
+my $failed = '';
+for my $i (1 .. 2000) {
+    my $r = http('POST', '/upstream/churn', "server 127.0.0.1:$p2 weight=" . (1 + $i % 9) . ';');
+    next if $r->{status} == 200;
+    $failed = "replace $i: $r->{status} $r->{body}";
+    last;
+}
+is($failed, '', '2000 replacements of one upstream in a 256k zone after the kill: every one succeeded');
+close $_ for @upstreams, @clients;
