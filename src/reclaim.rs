@@ -23,27 +23,31 @@
 //! is removed; nothing else waits for it.
 //!
 //! **Peer lists of the dyups registry** ([`GracePeriod`]). A request through
-//! a dyups front keeps its version's list for its whole life, so retired
-//! lists wait for a two-phase grace period over the requests (the scheme of
-//! sleepable RCU):
+//! a dyups front uses its version's list for its whole life, and counts
+//! itself in that list's `requests` ([`RegistryList`]) as long. Between
+//! reading a list pointer and holding the list (a worker's sync, the
+//! request's own `peer.init`, the API's reads) code runs in a short section
+//! of a two-phase grace period (the scheme of sleepable RCU):
 //!
-//! * every request that uses a registry list registers in one of two
-//!   counters, `active[phase]`, before it first reads the list, and leaves
-//!   it when its pool is destroyed, after its log phase;
+//! * each such section registers in one of two counters, `active[phase]`,
+//!   before it first reads a list, and leaves it at its end;
 //! * retired lists collect in `pending`. When nothing is `waiting`, the
-//!   reaper moves `pending` to `waiting` and flips `phase`: requests that
+//!   reaper moves `pending` to `waiting` and flips `phase`: sections that
 //!   start from then on register in the other counter and cannot reach the
 //!   waiting lists, which were unlinked before the flip;
-//! * once the old phase's counter is seen at zero, every request that could
-//!   have reached a waiting list has finished: they are freed.
+//! * once the old phase's counter is seen at zero, no section can still
+//!   reach a waiting list, and every request that reached one counts in it:
+//!   lists no request holds are freed, the others wait in `held` until
+//!   their last request ends.
 //!
-//! A request re-checks the phase after registering (and moves if it
+//! A section re-checks the phase after registering (and moves if it
 //! flipped meanwhile), so no late registration can hide in a drained
 //! counter. The reaper runs after every change through the API, in any
-//! worker.
-//!
+//! worker. A slow request thus keeps only its own list allocated; a worker
+//! killed while it served requests leaves their lists counted (allocated).
+
 //! The counters are kept per process (a slot claimed by pid), so that a
-//! worker killed while its requests were registered does not stop
+//! worker killed inside a section does not stop
 //! reclamation forever: the slot of a process that no longer exists
 //! (`kill(pid, 0)` fails with ESRCH) counts as drained, and a new process
 //! takes it over with its counts reset. A process that finds a slot with
@@ -146,6 +150,39 @@ unsafe fn shpool(zone: &ZoneUpstream) -> *mut ngx_slab_pool_t {
     unsafe { (*(*zone.uscf).shm_zone).shm.addr.cast() }
 }
 
+/// A peer list of the dyups registry as allocated
+/// ([`crate::zone_peers::build_list`]): nginx's list, then the number of
+/// requests that use it (zeroed with the block).
+#[repr(C)]
+pub struct RegistryList {
+    list: ngx_http_upstream_rr_peers_t,
+    requests: AtomicUsize,
+}
+
+/// # Safety
+/// `list` is a live registry list.
+unsafe fn requests_of<'a>(list: *mut ngx_http_upstream_rr_peers_t) -> &'a AtomicUsize {
+    // SAFETY: per the contract, the list is the start of a RegistryList.
+    unsafe { &(*list.cast::<RegistryList>()).requests }
+}
+
+/// Counts a request in registry list `list` until [`release_list`].
+///
+/// # Safety
+/// `list` is a live registry list reached inside a grace-period section
+/// that has not ended yet.
+pub unsafe fn hold_list(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe { requests_of(list).fetch_add(1, SeqCst) };
+}
+
+/// # Safety
+/// `list` was held by [`hold_list`] and not released since.
+pub unsafe fn release_list(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe { requests_of(list).fetch_sub(1, SeqCst) };
+}
+
 /// Slots per block of a grace period's process slots.
 const BLOCK_SLOTS: usize = 64;
 
@@ -208,6 +245,8 @@ pub struct GracePeriod {
     pending: *mut ngx_http_upstream_rr_peers_t,
     waiting: *mut ngx_http_upstream_rr_peers_t,
     waiting_phase: usize,
+    /// Past their grace period, still used by requests.
+    held: *mut ngx_http_upstream_rr_peers_t,
 }
 
 impl GracePeriod {
@@ -336,14 +375,26 @@ impl GracePeriod {
     /// # Safety
     /// The caller holds the slab mutex of `pool`, the zone of this state.
     pub unsafe fn reap(&mut self, pool: *mut ngx_slab_pool_t) {
-        if !self.waiting.is_null() && self.drained(self.waiting_phase) {
-            let mut list = core::mem::replace(&mut self.waiting, ptr::null_mut());
-            // SAFETY: every request that could reach these has finished.
-            unsafe {
+        // SAFETY: per the contract; lists past their grace period are
+        // reached only by the requests counted in them.
+        unsafe {
+            if !self.waiting.is_null() && self.drained(self.waiting_phase) {
+                let mut list = core::mem::replace(&mut self.waiting, ptr::null_mut());
                 while !list.is_null() {
                     let next = (*list).zone_next;
-                    free_list(pool, list);
+                    (*list).zone_next = self.held;
+                    self.held = list;
                     list = next;
+                }
+            }
+            let mut link = ptr::addr_of_mut!(self.held);
+            while !(*link).is_null() {
+                let list = *link;
+                if requests_of(list).load(SeqCst) == 0 {
+                    *link = (*list).zone_next;
+                    free_list(pool, list);
+                } else {
+                    link = ptr::addr_of_mut!((*list).zone_next);
                 }
             }
         }

@@ -209,3 +209,47 @@ for my $i (1 .. 2000) {
 }
 is($failed, '', '2000 replacements of one upstream in a 256k zone after the kill: every one succeeded');
 close $_ for @upstreams, @clients;
+
+=== TEST 5: dyups: replacements past a request that never gets an answer: every one fits, nothing leaks
+--- http_config
+dyups_shm_zone_size 256k;
+log_format upstream '$upstream_addr $status';
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; proxy_read_timeout 1h; access_log logs/upstream.log upstream; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $free_pages = sub { http_get('/status')->{body} =~ /free_pages=(\d+)/ ? $1 : die 'no /status' };
+my $replace = sub {
+    my ($name, $servers) = @_;
+    my $r = http('POST', "/upstream/$name", $servers);
+    return $r->{status} == 200 ? '' : "POST /upstream/$name: $r->{status} $r->{body}";
+};
+is($replace->('slow', "server 127.0.0.1:$p1;"), '', 'upstream slow created');
+is($replace->('churn', "server 127.0.0.1:$p2;"), '', 'upstream churn created');
+my $start = $free_pages->();
+
+my $listener = main::silent_backend($p1);
+my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9)) or die $!;
+print $client "GET /slow HTTP/1.0\r\nHost: slow\r\n\r\n";
+IO::Select->new($listener)->can_read(10) or die 'the proxied request never reached the backend';
+my $upstream = $listener->accept or die "accept: $!";
+is($replace->('slow', "server 127.0.0.1:$p1 weight=2;"), '', 'the held list replaced');
+
+my $failed = '';
+for my $i (1 .. 2000) {
+    $failed = $replace->('churn', "server 127.0.0.1:$p2 weight=" . (1 + $i % 9) . ';') and last;
+}
+is($failed, '', '2000 replacements in a 256k zone while the slow request is in flight: every one succeeded');
+
+print $upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
+close $upstream;
+my $reply = do { local $/; <$client> };
+like($reply, qr/^HTTP\/1\.1 200 .*\r\n\r\nslow done\n\z/s, 'the slow request completed on its replaced list');
+ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
+is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1 200\n", '$upstream_addr intact');
+is($replace->('churn', "server 127.0.0.1:$p2;"), '', 'one more replacement frees the list the request held');
+is($free_pages->(), $start, 'the zone has as many free pages as at the start: nothing leaked');
