@@ -10,10 +10,7 @@
 //! * `init_process` (in each worker): start the dyups sync timer.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-use ngx::ffi::{
-    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG,
-    NGX_LOG_WARN, NGX_OK,
-};
+use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK};
 
 use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
