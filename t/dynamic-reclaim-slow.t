@@ -86,6 +86,11 @@ sub churn_past_slow_request {
     ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
     is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1 200\n",
         '$upstream_addr of the removed peer is logged intact');
+    # Had the held peer been freed and its memory reused by the churn, its
+    # free would have taken a connection off whatever lives there now.
+    my $json = http_get('/dynamic?upstream=backends&format=json')->{body};
+    my @conns = $json =~ /"conns":(\d+)/g;
+    ok(@conns && !grep({ $_ != 0 } @conns), 'no remaining peer counts a connection') or diag($json);
 
     is(http_get("/dynamic?upstream=backends&add=$flags&server=127.0.0.1:$p1")->{status}, 200, 'held peer added back');
     is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p2")->{status}, 200, 'second peer removed');
