@@ -44,19 +44,22 @@ sub churn {
     return 1;
 }
 
-# A backend that accepts and never answers until told to.
+# A backend that accepts (up to $backlog connections, default 8) and
+# never answers until told to.
 sub silent_backend {
-    my ($port) = @_;
-    my $listener = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 8, ReuseAddr => 1);
+    my ($port, $backlog) = @_;
+    my $listener =
+        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => $backlog // 8, ReuseAddr => 1);
     return $listener || die "listen on $port: $!";
 }
 
-# Sends a request and returns the client socket once the backend has
-# accepted the proxied connection (returned too).
+# Sends a request (to the main server, or to $port with Host $host) and
+# returns the client socket once the backend has accepted the proxied
+# connection (returned too).
 sub hold_request {
-    my ($listener) = @_;
-    my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die $!;
-    print $client "GET /slow HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    my ($listener, $port, $host) = @_;
+    my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port // server_port()) or die $!;
+    print $client "GET /slow HTTP/1.0\r\nHost: " . ($host // 'localhost') . "\r\n\r\n";
     IO::Select->new($listener)->can_read(10) or die 'the proxied request never reached the backend';
     my $upstream = $listener->accept or die "accept: $!";
     return ($client, $upstream);
@@ -186,8 +189,7 @@ exited on signal 9
 my ($p1, $p2) = (port(1), port(2));
 is(http('POST', '/upstream/slow', "server 127.0.0.1:$p1;")->{status}, 200, 'upstream slow created');
 # Every worker registers in the grace period (its sync timer) at start.
-my $listener = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $p1, Listen => 1024, ReuseAddr => 1)
-    or die "listen: $!";
+my $listener = main::silent_backend($p1, 1024);
 # With reuseport, connections spread over the workers: every worker holds
 # some of these requests (so do the ones that found no slot before the fix).
 my (@clients, @upstreams);
@@ -237,11 +239,7 @@ is($replace->('slow', "server 127.0.0.1:$p1;"), '', 'upstream slow created');
 is($replace->('churn', "server 127.0.0.1:$p2;"), '', 'upstream churn created');
 my $start = $free_pages->();
 
-my $listener = main::silent_backend($p1);
-my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9)) or die $!;
-print $client "GET /slow HTTP/1.0\r\nHost: slow\r\n\r\n";
-IO::Select->new($listener)->can_read(10) or die 'the proxied request never reached the backend';
-my $upstream = $listener->accept or die "accept: $!";
+my ($client, $upstream) = main::hold_request(main::silent_backend($p1), port(9), 'slow');
 is($replace->('slow', "server 127.0.0.1:$p1 weight=2;"), '', 'the held list replaced');
 
 my $failed = '';
