@@ -49,19 +49,18 @@
 //! The counters are kept per process (a slot claimed by pid), so that a
 //! worker killed inside a section does not stop
 //! reclamation forever: the slot of a process that no longer exists
-//! (`kill(pid, 0)` fails with ESRCH) counts as drained, and a new process
-//! takes it over with its counts reset. A process that finds a slot with
-//! its own pid that it never claimed knows that slot's process is dead (its
-//! pid was recycled) and takes it over too. A pid recycled by another
-//! process only delays reclamation; it never frees early. When every slot
+//! (`kill(pid, 0)` fails with ESRCH, or the process with that pid started
+//! later than the slot's owner: its pid was recycled) counts as drained,
+//! and a new process takes it over with its counts reset. When every slot
 //! belongs to a live process, a new block of slots is added to the zone:
 //! no process shares a counter with another.
 
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
 
+use dynamic_upstream_core::process::{parse_stat, ProcStat};
 use ngx::ffi::{
     ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_calloc_locked, ngx_slab_pool_t,
 };
@@ -186,30 +185,70 @@ pub unsafe fn release_list(list: *mut ngx_http_upstream_rr_peers_t) {
 /// Slots per block of a grace period's process slots.
 const BLOCK_SLOTS: usize = 64;
 
-/// One process's registered requests, per phase.
+/// One process's registered sections, per phase.
 #[repr(C)]
 struct ProcessSlot {
     /// 0: free.
     pid: AtomicI32,
+    /// The owner's start time (0: unknown): with the pid, it names the
+    /// owner for good (see [`ProcStat`]).
+    start: AtomicU64,
     active: [AtomicUsize; 2],
 }
 
 impl ProcessSlot {
-    /// Whether this slot's counts may still matter: its process may exist.
+    /// Whether this slot's counts may still matter: its owner may exist.
+    /// `EPERM` from `kill(pid, 0)` means a process with that pid exists,
+    /// one this process may not signal (an old worker whose cycle ran under
+    /// another `user`, or a recycled pid): it is the owner unless its start
+    /// time says otherwise. Without /proc a recycled pid only delays
+    /// reclamation; it never frees early.
     fn owner_alive(&self) -> bool {
         let pid = self.pid.load(SeqCst);
-        pid != 0 && process_exists(pid)
+        if pid == 0 {
+            return false;
+        }
+        // SAFETY: signal 0 only checks that the process exists.
+        let rc = unsafe { libc::kill(pid, 0) };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return false;
+        }
+        let start = self.start.load(SeqCst);
+        start == 0 || proc_stat(Some(pid)).map_or(true, |now| now.start_time == start)
     }
 }
 
-/// Whether `pid` may still exist. `EPERM` means it does, as a process this
-/// one may not signal: an old worker whose cycle ran under another `user`,
-/// or a recycled pid; either way its counts are kept (a recycled pid only
-/// delays reclamation, never frees early).
-fn process_exists(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+/// `/proc/PID/stat` of process `pid`, or of this process with None (None
+/// if unreadable). Bounded work on the stack (called under the slab
+/// mutex): one read of a small procfs file.
+fn proc_stat(pid: Option<i32>) -> Option<ProcStat> {
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    match pid {
+        Some(pid) => write!(&mut path[..], "/proc/{pid}/stat\0"),
+        None => write!(&mut path[..], "/proc/self/stat\0"),
+    }
+    .ok()?;
+    let mut stat = [0u8; 1024];
+    // SAFETY: a NUL-terminated path and a buffer of the length given; the
+    // descriptor is closed before returning.
+    let read = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let read = libc::read(fd, stat.as_mut_ptr().cast(), stat.len());
+        libc::close(fd);
+        read
+    };
+    parse_stat(stat.get(..usize::try_from(read).ok()?)?)
+}
+
+/// This process's start time, if /proc shows this process under its own
+/// pid (else it is another pid namespace's, and start times are not
+/// compared: 0).
+fn my_start(me: i32) -> u64 {
+    proc_stat(None).filter(|s| s.pid == me).map_or(0, |s| s.start_time)
 }
 
 /// Process slots, in the registry's zone; blocks are chained, never freed.
@@ -306,23 +345,29 @@ impl GracePeriod {
         unsafe { &*slot }
     }
 
-    /// Takes a free slot, or one whose process is gone: dead (ESRCH), or
-    /// carrying this process's pid although this process never claimed it
-    /// (a killed process whose pid was recycled to this one). Its counts
-    /// are then reset: they were the dead process's. Without one, adds a
-    /// block.
+    /// Takes a free slot, or one whose owner is gone: dead, or carrying
+    /// this process's pid although this process never claimed it (a killed
+    /// process whose pid was recycled to this one). The slot is then this
+    /// process's, its counts reset (they were the dead owner's). Without
+    /// one, adds a block.
     fn claim_slot(&self) -> &ProcessSlot {
         let me = std::process::id() as i32;
+        let start = my_start(me);
+        let take = |slot: &ProcessSlot| {
+            slot.active[0].store(0, SeqCst);
+            slot.active[1].store(0, SeqCst);
+            slot.start.store(start, SeqCst);
+        };
         for slot in self.slots() {
             let owner = slot.pid.load(SeqCst);
-            let reusable = owner == 0 || owner == me || !process_exists(owner);
+            let reusable = owner == 0 || owner == me || !slot.owner_alive();
             if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
-                slot.active[0].store(0, SeqCst);
-                slot.active[1].store(0, SeqCst);
+                take(slot);
                 return slot;
             }
         }
         if let Some(slot) = self.add_block(me) {
+            take(slot);
             return slot;
         }
         if !OVERFLOW_WARNED.swap(true, SeqCst) {
@@ -336,7 +381,8 @@ impl GracePeriod {
         &self.overflow
     }
 
-    /// Links a new block whose first slot is `me`'s.
+    /// Links a new block whose first slot is `me`'s (its counts and start
+    /// to be set by the caller before it registers).
     fn add_block(&self, me: i32) -> Option<&ProcessSlot> {
         // SAFETY: blocks are added only under the slab mutex, initialised
         // (zeroed, first slot owned) before they are linked.
