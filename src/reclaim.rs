@@ -258,7 +258,7 @@ pub struct SlotBlock {
     slots: [ProcessSlot; BLOCK_SLOTS],
 }
 
-/// What a request registered with, to leave with.
+/// What a section registered with, to leave with.
 #[derive(Clone, Copy)]
 pub struct Ticket {
     slot: *const ProcessSlot,
