@@ -12,8 +12,8 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG,
-    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    ngx_conf_t, ngx_event_free_peer_pt, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
 use ngx::http::{
@@ -77,6 +77,9 @@ pub struct SrvConf {
     pub state: *mut ZoneState,
     /// The `peer.init` that the request hook wraps.
     pub original_init: ngx_http_upstream_init_peer_pt,
+    /// The `peer.free` that the request hook wraps: the one the first
+    /// request got from `original_init` (the same for every request).
+    pub original_free: ngx_event_free_peer_pt,
     /// Size of every request's `tried` bitmap, in peers.
     pub max_peers_per_list: usize,
     /// `state_file` resolved against nginx's prefix (at start).
@@ -90,6 +93,7 @@ impl Default for SrvConf {
             balancer: Balancer::RoundRobin,
             state: ptr::null_mut(),
             original_init: None,
+            original_free: None,
             max_peers_per_list: 0,
             state_path: None,
         }

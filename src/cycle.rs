@@ -10,10 +10,7 @@
 //! * `init_process` (in each worker): start the dyups sync timer.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-use ngx::ffi::{
-    ngx_conf_t, ngx_core_conf_t, ngx_core_module, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG,
-    NGX_LOG_WARN, NGX_OK,
-};
+use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK};
 
 use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
@@ -83,7 +80,6 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             let Some(main) = Module::main_conf(&*cycle) else {
                 return NGX_OK as ngx_int_t; // no http block
             };
-            let workers = worker_processes(cycle);
             for uscf in configured_upstreams(cycle) {
                 let Some(srv) = srv_conf(uscf) else { continue };
                 srv.balancer = main.balancers.classify(uscf);
@@ -91,7 +87,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 if zone.is_null() || (*uscf).peer.data.is_null() {
                     continue;
                 }
-                srv.state = ZoneState::create((*zone).shm.addr.cast::<ngx_slab_pool_t>(), workers);
+                srv.state = ZoneState::create((*zone).shm.addr.cast::<ngx_slab_pool_t>());
                 if srv.state.is_null() {
                     ngx::ngx_log_error!(
                         NGX_LOG_WARN,
@@ -110,22 +106,6 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             NGX_OK as ngx_int_t
         }
     })
-}
-
-/// The cycle's `worker_processes` (at least 1).
-///
-/// # Safety
-/// `cycle` is a cycle whose configuration has been read.
-unsafe fn worker_processes(cycle: *mut ngx_cycle_t) -> usize {
-    // SAFETY: per the contract, the core module's conf exists (nginx's
-    // ngx_get_conf(cycle->conf_ctx, ngx_core_module)).
-    unsafe {
-        let ccf = (*(*cycle).conf_ctx.add(ngx_core_module.index)).cast::<ngx_core_conf_t>();
-        if ccf.is_null() {
-            return 1;
-        }
-        usize::try_from((*ccf).worker_processes).unwrap_or(1).max(1)
-    }
 }
 
 /// init_process: every worker keeps its dyups view fresh on a timer too.

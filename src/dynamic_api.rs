@@ -51,8 +51,9 @@ pub fn perform(name: &str, action: &Action) -> Result<ZoneUpstream, ApiError> {
         return Ok(zone);
     }
     let _guard = ChangeGuard::for_zone_upstream(&zone)?;
-    // Reaping first frees what earlier removals retired (room for an add);
-    // reaping after starts the grace period of what this one retired.
+    // Reaping first frees what earlier removals retired and no request holds
+    // any more (room for an add); reaping after frees what this one retired,
+    // unless a request holds it.
     reclaim::reap(&zone);
     zone.apply(action)?;
     reclaim::reap(&zone);

@@ -5,7 +5,7 @@
 //! shared peer list (`ngx_http_upstream_rr_peers_t` with `shpool` set, so
 //! nginx's balancers lock it themselves). A POST builds a complete new list
 //! before anything changes, then swaps it in and retires the old one; a
-//! DELETE retires the list. Retired lists are freed by [`ZoneState`]'s grace
+//! DELETE retires the list. Retired lists are freed by [`GracePeriod`]'s grace
 //! period once no request can use them. Every change bumps `generation`,
 //! which workers compare with one atomic load on every request
 //! ([`crate::dyups_worker`]).
@@ -40,15 +40,15 @@ use ngx::ffi::{
 };
 
 use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
-use crate::reclaim::{ZoneState, REGISTRY_SLOTS};
+use crate::reclaim::{GracePeriod, SlotBlock};
 use crate::zone_peers::{build_list, list_peers};
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
 /// reload, and a module build with another layout must not read it (it
 /// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
-/// any change to `Registry`, `Record` or `ZoneState`.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v2";
+/// any change to `Registry`, `Record` or `GracePeriod`.
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -108,7 +108,7 @@ struct Registry {
     removals_written: u64,
     /// The highest version of a deletion that has left the ring.
     forgotten: u64,
-    reclaim: ZoneState,
+    reclaim: GracePeriod,
 }
 
 /// Deletions of run-time upstreams a worker can miss and still sync by the
@@ -192,15 +192,15 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
             (*zone).data = (*pool).data;
             return NGX_OK as ngx_int_t;
         }
-        // The registry, then its grace-period slots (see crate::reclaim).
-        let size = core::mem::size_of::<Registry>() + ZoneState::slots_bytes(REGISTRY_SLOTS);
+        // The registry, then its first grace-period slots (see crate::reclaim).
+        let size = core::mem::size_of::<Registry>() + core::mem::size_of::<SlotBlock>();
         let registry = ngx_slab_calloc(pool, size).cast::<Registry>();
         if registry.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
         // A Registry's size is a multiple of its alignment, which is the
         // slots' alignment.
-        ZoneState::place_slots(ptr::addr_of_mut!((*registry).reclaim), registry.add(1).cast(), REGISTRY_SLOTS);
+        GracePeriod::place_first_block(ptr::addr_of_mut!((*registry).reclaim), registry.add(1).cast(), pool);
         (*pool).data = registry.cast();
         (*zone).data = registry.cast();
         NGX_OK as ngx_int_t
@@ -282,7 +282,7 @@ impl Dyups {
         unsafe { (*self.registry).generation.load(SeqCst) }
     }
 
-    pub fn reclaim_state(&self) -> *mut ZoneState {
+    pub fn reclaim_state(&self) -> *mut GracePeriod {
         // SAFETY: as above.
         unsafe { ptr::addr_of_mut!((*self.registry).reclaim) }
     }
@@ -507,7 +507,7 @@ impl Dyups {
 /// every list pointer read from the registry after it was created stays
 /// allocated until it is dropped (see [`crate::reclaim`]).
 pub struct ReadSection {
-    state: *mut ZoneState,
+    state: *mut GracePeriod,
     ticket: crate::reclaim::Ticket,
 }
 

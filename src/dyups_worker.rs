@@ -16,8 +16,8 @@
 //!
 //! Workers sync when the registry's generation moved: checked with one
 //! atomic load at the start of every request (POST_READ phase), again in
-//! [`init_front_peer`] after the request registered in the grace period (so
-//! it never picks up a list that was retired meanwhile), and on a timer
+//! [`init_front_peer`] inside a grace-period section (so it never picks up
+//! a list that was retired meanwhile), and on a timer
 //! (`dyups_read_msg_timeout`) so idle workers catch up too.
 
 use core::ffi::c_void;
@@ -543,12 +543,12 @@ unsafe fn pool_str(pool: *mut ngx_pool_t, text: &str) -> Option<ngx_str_t> {
 #[repr(C)]
 struct RequestHold {
     version: *mut Version,
-    state: *mut crate::reclaim::ZoneState,
-    ticket: crate::reclaim::Ticket,
+    /// The version's shared list, held (see [`crate::reclaim`]).
+    list: *mut ngx_http_upstream_rr_peers_t,
 }
 
-/// `peer.init` of every front: registers the request, then runs the
-/// current version's balancer.
+/// `peer.init` of every front: holds the current version and its list,
+/// then runs the version's balancer.
 pub unsafe extern "C" fn init_front_peer(
     r: *mut ngx_http_request_t,
     us: *mut ngx_http_upstream_srv_conf_t,
@@ -560,17 +560,16 @@ pub unsafe extern "C" fn init_front_peer(
             let Some(dyups) = Dyups::get() else {
                 return NGX_ERROR as ngx_int_t;
             };
-            let state = dyups.reclaim_state();
             let cleanup = ngx_pool_cleanup_add((*r).pool, size_of::<RequestHold>());
             if cleanup.is_null() {
                 return NGX_ERROR as ngx_int_t;
             }
-            // Registered first, then synced: no list this request can pick
-            // up from here on is freed before the request ends.
-            let ticket = (*state).enter();
             let hold = (*cleanup).data.cast::<RequestHold>();
-            hold.write(RequestHold { version: ptr::null_mut(), state, ticket });
+            hold.write(RequestHold { version: ptr::null_mut(), list: ptr::null_mut() });
             (*cleanup).handler = Some(release_request);
+            // In a section first, then synced: the list this request picks
+            // up is not freed before the request holds it.
+            let section = ReadSection::new(&dyups);
             sync_if_moved();
 
             let front = (*us).peer.data.cast::<Front>();
@@ -580,13 +579,17 @@ pub unsafe extern "C" fn init_front_peer(
             }
             (*version).requests += 1;
             (*hold).version = version;
+            let v_uscf = (*version).uscf;
+            let list = (*v_uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+            crate::reclaim::hold_list(list);
+            (*hold).list = list;
+            drop(section);
             if let Some(conf) = (*version).hash_conf.as_mut() {
                 match evaluate_key(r, &(*version).hash_key) {
                     Some(key) => conf.value = key,
                     None => return NGX_ERROR as ngx_int_t,
                 }
             }
-            let v_uscf = (*version).uscf;
             match (*v_uscf).peer.init {
                 Some(init) => init(r, v_uscf),
                 None => NGX_ERROR as ngx_int_t,
@@ -599,12 +602,14 @@ unsafe extern "C" fn release_request(data: *mut c_void) {
     // SAFETY: data is the RequestHold written in init_front_peer.
     unsafe {
         let hold = &*data.cast::<RequestHold>();
+        if !hold.list.is_null() {
+            crate::reclaim::release_list(hold.list);
+        }
         if !hold.version.is_null() {
             // Never below zero (an overflow check would panic in nginx).
             (*hold.version).requests = (*hold.version).requests.saturating_sub(1);
             release_if_done(hold.version);
         }
-        (*hold.state).leave(hold.ticket);
     }
 }
 

@@ -1,348 +1,144 @@
 //! Freeing removed peers only once no request can still use them.
 //!
-//! nginx 1.22 has no reference count on peers. A request that picked a peer
-//! keeps `rrp->current` and writes to the peer when it finishes (`conns--`,
-//! `fails++` in `ngx_http_upstream_free_round_robin_peer`), and its log
-//! phase reads the peer's name through `$upstream_addr`. So a removed peer
-//! is only unlinked; its memory is reclaimed by a two-phase grace period
-//! over the requests of the zone (the scheme of sleepable RCU):
+//! nginx 1.22 has no reference count on peers. Two kinds of memory are
+//! retired, each freed by its own rule.
 //!
-//! * every request that uses the upstream registers in one of two
-//!   counters, `active[phase]`, before it first reads the peer list (in the
-//!   `peer.init` hook), and leaves it when its pool is destroyed, after its
-//!   log phase;
-//! * removed peers collect in `pending`. When nothing is `waiting`, the
-//!   reaper moves `pending` to `waiting` and flips `phase`: requests that
+//! **Peers removed from a zone upstream** ([`ZoneState`]). Every balancer
+//! counts the requests that picked a peer in the peer's `conns`: `get`
+//! increments it under the list's lock once it has picked the peer, and
+//! `free` (`ngx_http_upstream_free_round_robin_peer`, where every built-in
+//! balancer and `keepalive` end) decrements it under the list's read lock
+//! and touches the peer no more after that. Until it picks a peer a request
+//! reaches peers only through the lists, under their locks; from then until
+//! `free` only through `rrp->current`. So a removed peer whose `conns`,
+//! read under both lists' write locks, is zero cannot be reached by any
+//! request: it is freed. The one pointer a request keeps after `free` is
+//! the peer's name (`u->peer.name`, and `u->state->peer` for
+//! `$upstream_addr`); the request hook wraps `free` and first moves both to
+//! a copy in the request's pool ([`crate::request_hook`]). A removed peer
+//! thus waits only for the requests that hold it: a request that never ends
+//! keeps its own peer allocated and nothing else. A worker killed while it
+//! held a peer leaves that peer's `conns` counted (in stock nginx too, where
+//! it skews `least_conn` and `max_conns`): that peer stays allocated if it
+//! is removed; nothing else waits for it.
+//!
+//! **Peer lists of the dyups registry** ([`GracePeriod`]). A request through
+//! a dyups front uses its version's list for its whole life, and counts
+//! itself in that list's `requests` ([`RegistryList`]) as long. Between
+//! reading a list pointer and holding the list (a worker's sync, the
+//! request's own `peer.init`, the API's reads) code runs in a short section
+//! of a two-phase grace period (the scheme of sleepable RCU):
+//!
+//! * each such section registers in one of two counters, `active[phase]`,
+//!   before it first reads a list, and leaves it at its end;
+//! * retired lists collect in `pending`. When nothing is `waiting`, the
+//!   reaper moves `pending` to `waiting` and flips `phase`: sections that
 //!   start from then on register in the other counter and cannot reach the
-//!   waiting peers, which were unlinked before the flip;
-//! * once the old phase's counter is seen at zero, every request that could
-//!   have reached a waiting peer has finished: they are freed.
+//!   waiting lists, which were unlinked before the flip;
+//! * once the old phase's counter is seen at zero, no section can still
+//!   reach a waiting list, and every request that reached one counts in it:
+//!   lists no request holds are freed, the others wait in `held` until
+//!   their last request ends.
 //!
-//! A request re-checks the phase after registering (and moves if it
+//! A section re-checks the phase after registering (and moves if it
 //! flipped meanwhile), so no late registration can hide in a drained
 //! counter. The reaper runs after every change through the API, in any
-//! worker.
-//!
+//! worker. A slow request thus keeps only its own list allocated; a worker
+//! killed while it served requests leaves their lists counted (allocated).
+
 //! The counters are kept per process (a slot claimed by pid), so that a
-//! worker killed while its requests were registered does not stop
+//! worker killed inside a section does not stop
 //! reclamation forever: the slot of a process that no longer exists
-//! (`kill(pid, 0)` fails with ESRCH) counts as drained, and a new process
-//! reuses it. A recycled pid only delays reclamation; it never frees early.
-//! Past the state's slots, further live processes share an overflow
-//! counter that is never taken for dead.
-//!
-//! The slots follow the state in the same slab block. An upstream zone
-//! lives for one configuration cycle (nginx never reuses it on reload), so
-//! its state needs a slot per worker of that cycle plus spares for
-//! respawned ones; the dyups registry's state outlives reloads and takes
-//! [`REGISTRY_SLOTS`].
+//! (`kill(pid, 0)` fails with ESRCH, or the process with that pid started
+//! later than the slot's owner: its pid was recycled) counts as drained,
+//! and a new process takes it over with its counts reset. When every slot
+//! belongs to a live process, a new block of slots is added to the zone:
+//! no process shares a counter with another.
 
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
 
-use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
+use dynamic_upstream_core::process::{parse_stat, ProcStat};
+use ngx::ffi::{
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_calloc_locked, ngx_slab_pool_t,
+};
 
 use crate::balancer::ZoneUpstream;
-use crate::peer_lock::SlabLocked;
+use crate::peer_lock::{SlabLocked, WriteLocked};
 use crate::zone_peers::{free_list, free_peer};
 
-/// Slots of the dyups registry's state, which the workers of every cycle
-/// share (old workers during a reload, helpers): more than any sane
-/// configuration runs at once.
-pub const REGISTRY_SLOTS: usize = 64;
-
-/// Slots of an upstream zone's state beyond one per worker: for workers
-/// respawned while a dead one's slot still looks alive (recycled pid) and
-/// for helper processes.
-const SPARE_SLOTS: usize = 4;
-
-/// One process's registered requests, per phase.
-#[repr(C)]
-struct ProcessSlot {
-    /// 0: free.
-    pid: AtomicI32,
-    active: [AtomicUsize; 2],
-}
-
-impl ProcessSlot {
-    /// Whether this slot's counts may still matter: its process may exist.
-    fn owner_alive(&self) -> bool {
-        let pid = self.pid.load(SeqCst);
-        pid != 0 && process_exists(pid)
-    }
-}
-
-fn process_exists(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// What a request registered with, to leave with.
-#[derive(Clone, Copy)]
-pub struct Ticket {
-    slot: usize,
-    phase: usize,
-}
-
-/// Per-zone bookkeeping, in the zone's own shared memory.
+/// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
 #[repr(C)]
 pub struct ZoneState {
-    phase: AtomicUsize,
-    /// `slot_count` slots right after this struct, in the same block (shared
-    /// memory is mapped at the same address in every process).
-    slots: *mut ProcessSlot,
-    slot_count: usize,
-    /// For processes past the slots; never taken for dead.
-    overflow: ProcessSlot,
     /// Set when a request's balancer data could not be recognised, so its
     /// `tried` bitmap could not be enlarged (see `request_hook`).
     pub unknown_request_data: AtomicBool,
-    // The lists below are guarded by the zone's slab mutex. Retired peers
-    // are chained through their `next`, retired peer lists (with all their
-    // peers, backup list and name) through their `zone_next`.
-    pending: Retired,
-    waiting: Retired,
-    waiting_phase: usize,
-}
-
-#[repr(C)]
-struct Retired {
-    peers: *mut ngx_http_upstream_rr_peer_t,
-    lists: *mut ngx_http_upstream_rr_peers_t,
-}
-
-impl Retired {
-    fn is_empty(&self) -> bool {
-        self.peers.is_null() && self.lists.is_null()
-    }
-
-    fn take(&mut self) -> Retired {
-        Retired {
-            peers: core::mem::replace(&mut self.peers, ptr::null_mut()),
-            lists: core::mem::replace(&mut self.lists, ptr::null_mut()),
-        }
-    }
+    /// Removed peers not freed yet, chained through their `next`; guarded
+    /// by the zone's slab mutex.
+    retired: *mut ngx_http_upstream_rr_peer_t,
 }
 
 impl ZoneState {
-    /// Bytes of `count` slots.
-    pub const fn slots_bytes(count: usize) -> usize {
-        count * size_of::<ProcessSlot>()
-    }
-
-    /// Allocates the state of an upstream zone whose cycle runs `workers`
-    /// workers (in the master's init_module).
+    /// Allocates the state of an upstream zone (in the master's
+    /// init_module).
     ///
-    /// The block is at least as large as a peer so that it shares the slab
-    /// pages of the zone's peers: a block of its own size class would take
-    /// a 4 KiB page for itself. The slots fill the whole block.
+    /// The block is as large as a peer so that it shares the slab pages of
+    /// the zone's peers: a block of its own size class would take a 4 KiB
+    /// page for itself.
     ///
     /// # Safety
     /// `pool` must be the slab pool of an initialised zone.
-    pub unsafe fn create(pool: *mut ngx_slab_pool_t, workers: usize) -> *mut ZoneState {
-        let size = (size_of::<ZoneState>() + Self::slots_bytes(workers + SPARE_SLOTS))
-            .max(size_of::<ngx_http_upstream_rr_peer_t>());
-        let slots = (size - size_of::<ZoneState>()) / size_of::<ProcessSlot>();
-        // SAFETY: ngx_slab_calloc takes the slab mutex itself; the block
-        // is zeroed and `size` covers the state and its slots.
-        unsafe {
-            let state = ngx_slab_calloc(pool, size).cast::<ZoneState>();
-            if !state.is_null() {
-                // A state's size is a multiple of its alignment, which is
-                // the slots' alignment.
-                Self::place_slots(state, state.add(1).cast(), slots);
-            }
-            state
-        }
-    }
-
-    /// Completes a zeroed state (otherwise valid as it is: atomics at 0,
-    /// empty lists) with its `count` zeroed slots at `tail`.
-    ///
-    /// # Safety
-    /// `tail` is 8-byte aligned, has room for `count` slots and lives as
-    /// long as the state, in the same shared memory.
-    pub unsafe fn place_slots(state: *mut ZoneState, tail: *mut u8, count: usize) {
-        // SAFETY: per the contract.
-        unsafe {
-            (*state).slots = tail.cast();
-            (*state).slot_count = count;
-        }
-    }
-
-    fn slots(&self) -> &[ProcessSlot] {
-        if self.slots.is_null() {
-            return &[];
-        }
-        // SAFETY: `slots` points to `slot_count` slots that live as long as
-        // the state (see place_slots).
-        unsafe { core::slice::from_raw_parts(self.slots, self.slot_count) }
-    }
-
-    /// Registers a starting request.
-    pub fn enter(&self) -> Ticket {
-        let slot = self.my_slot();
-        let counters = &self.slot(slot).active;
-        loop {
-            let phase = self.phase.load(SeqCst) & 1;
-            counters[phase].fetch_add(1, SeqCst);
-            if self.phase.load(SeqCst) & 1 == phase {
-                return Ticket { slot, phase };
-            }
-            counters[phase].fetch_sub(1, SeqCst);
-        }
-    }
-
-    pub fn leave(&self, ticket: Ticket) {
-        self.slot(ticket.slot).active[ticket.phase & 1].fetch_sub(1, SeqCst);
-    }
-
-    fn slot(&self, index: usize) -> &ProcessSlot {
-        self.slots().get(index).unwrap_or(&self.overflow)
-    }
-
-    /// This process's slot in this zone (claimed on first use). Called for
-    /// every proxied request: a process knows a handful of zones, so a
-    /// linear scan beats hashing.
-    fn my_slot(&self) -> usize {
-        let key = self as *const ZoneState as usize;
-        if let Some(slot) = MY_SLOTS.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|&(_, slot)| slot)) {
-            return slot;
-        }
-        let slot = self.claim_slot();
-        MY_SLOTS.with(|m| m.borrow_mut().push((key, slot)));
-        slot
-    }
-
-    fn claim_slot(&self) -> usize {
-        let me = std::process::id() as i32;
-        if let Some(i) = self.slots().iter().position(|s| s.pid.load(SeqCst) == me) {
-            return i;
-        }
-        for (i, slot) in self.slots().iter().enumerate() {
-            let owner = slot.pid.load(SeqCst);
-            let reusable = owner == 0 || !process_exists(owner);
-            if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
-                // The previous owner is gone: its counts no longer mean
-                // anything.
-                slot.active[0].store(0, SeqCst);
-                slot.active[1].store(0, SeqCst);
-                return i;
-            }
-        }
-        if !OVERFLOW_WARNED.swap(true, SeqCst) {
-            ngx::ngx_log_error!(
-                ngx::ffi::NGX_LOG_WARN,
-                ngx::log::ngx_cycle_log().as_ptr(),
-                "dynamic upstream: more live processes than the {} grace-period slots of a zone; \
-                 if one of the extra ones dies while serving, removed peers of that zone stay allocated",
-                self.slot_count
-            );
-        }
-        self.slot_count // the overflow counter
-    }
-
-    /// Whether every request registered in `phase` has left (requests of
-    /// processes that no longer exist have left by definition).
-    fn drained(&self, phase: usize) -> bool {
-        let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner_alive();
-        self.slots().iter().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
-    }
-
-    /// Hands an unlinked peer over for deferred freeing.
-    ///
-    /// # Safety
-    /// The caller holds the zone's slab mutex; `peer` is unlinked from
-    /// every list and was allocated from this zone's slab.
-    pub unsafe fn retire_peer(&mut self, peer: *mut ngx_http_upstream_rr_peer_t) {
-        // SAFETY: per the contract.
-        unsafe { (*peer).next = self.pending.peers };
-        self.pending.peers = peer;
-    }
-
-    /// Hands a whole unreachable peer list (with its backup list, peers and
-    /// name, all from this zone) over for deferred freeing.
-    ///
-    /// # Safety
-    /// As for [`ZoneState::retire_peer`].
-    pub unsafe fn retire_list(&mut self, list: *mut ngx_http_upstream_rr_peers_t) {
-        // SAFETY: per the contract.
-        unsafe { (*list).zone_next = self.pending.lists };
-        self.pending.lists = list;
-    }
-
-    /// Frees what is safe to free and starts the next grace period.
-    ///
-    /// # Safety
-    /// The caller holds the slab mutex of `pool`, the zone of this state.
-    pub unsafe fn reap(&mut self, pool: *mut ngx_slab_pool_t) {
-        if !self.waiting.is_empty() && self.drained(self.waiting_phase) {
-            let done = self.waiting.take();
-            // SAFETY: every request that could reach these has finished.
-            unsafe { free_retired(pool, done) };
-        }
-        if self.waiting.is_empty() && !self.pending.is_empty() {
-            self.waiting = self.pending.take();
-            let old = self.phase.load(SeqCst) & 1;
-            self.waiting_phase = old;
-            self.phase.store(old ^ 1, SeqCst);
-        }
+    pub unsafe fn create(pool: *mut ngx_slab_pool_t) -> *mut ZoneState {
+        let size = size_of::<ZoneState>().max(size_of::<ngx_http_upstream_rr_peer_t>());
+        // SAFETY: ngx_slab_calloc takes the slab mutex itself; a zeroed
+        // state is valid (flag clear, nothing retired).
+        unsafe { ngx_slab_calloc(pool, size).cast() }
     }
 }
 
-/// # Safety
-/// The caller holds the slab mutex; nothing can reach `retired` any more.
-unsafe fn free_retired(pool: *mut ngx_slab_pool_t, retired: Retired) {
-    // SAFETY: per the contract.
-    unsafe {
-        let mut peer = retired.peers;
-        while !peer.is_null() {
-            let next = (*peer).next;
-            free_peer(pool, peer);
-            peer = next;
-        }
-        let mut list = retired.lists;
-        while !list.is_null() {
-            let next = (*list).zone_next;
-            free_list(pool, list);
-            list = next;
-        }
-    }
-}
-
-/// Set once this process has used an overflow counter (warned once).
-static OVERFLOW_WARNED: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    /// This process's slot per zone state (workers are single-threaded):
-    /// (zone state address, slot).
-    static MY_SLOTS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Hands an unlinked peer of a zone upstream over for deferred freeing.
+/// Hands an unlinked peer of a zone upstream over, to be freed once no
+/// request holds it.
 ///
 /// # Safety
 /// The caller holds the write locks of the peer's former list; `peer` is
 /// unlinked and belongs to `zone`'s slab.
 pub unsafe fn retire(zone: &ZoneUpstream, peer: *mut ngx_http_upstream_rr_peer_t) {
-    // SAFETY: per the contract; the state lists are guarded by the slab
+    // SAFETY: per the contract; the retired chain is guarded by the slab
     // mutex, taken after the rwlocks as everywhere.
     unsafe {
         let _slab = SlabLocked::new(shpool(zone));
-        (*zone.state).retire_peer(peer);
+        let state = &mut *zone.state;
+        (*peer).next = state.retired;
+        state.retired = peer;
     }
 }
 
-/// Frees what is safe to free in a zone upstream's zone.
+/// Frees the removed peers of a zone upstream that no request holds any
+/// more (see the module comment): work bounded by the removed peers.
 pub fn reap(zone: &ZoneUpstream) {
-    // SAFETY: the state lives in the zone's shared memory; its lists are
-    // changed only under the slab mutex held here.
+    // SAFETY: the lists and the state live in the zone's shared memory for
+    // the cycle. Under both lists' write locks no balancer is between
+    // reading and changing a `conns`, and a request in `free` holds one of
+    // them for reading until it no longer touches the peer. Order: primary,
+    // backup, slab mutex, as for every change.
     unsafe {
+        let primary = (*zone.uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+        let _primary_lock = WriteLocked::new(primary);
+        let backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
         let slab = SlabLocked::new(shpool(zone));
-        (*zone.state).reap(slab.pool());
+        let mut link = ptr::addr_of_mut!((*zone.state).retired);
+        while !(*link).is_null() {
+            let peer = *link;
+            if (*peer).conns == 0 {
+                *link = (*peer).next;
+                free_peer(slab.pool(), peer);
+            } else {
+                link = ptr::addr_of_mut!((*peer).next);
+            }
+        }
     }
 }
 
@@ -351,4 +147,317 @@ pub fn reap(zone: &ZoneUpstream) {
 unsafe fn shpool(zone: &ZoneUpstream) -> *mut ngx_slab_pool_t {
     // SAFETY: a zone's shm starts with its slab pool.
     unsafe { (*(*zone.uscf).shm_zone).shm.addr.cast() }
+}
+
+/// A peer list of the dyups registry as allocated
+/// ([`crate::zone_peers::build_list`]): nginx's list, then the number of
+/// requests that use it (zeroed with the block).
+#[repr(C)]
+pub struct RegistryList {
+    list: ngx_http_upstream_rr_peers_t,
+    requests: AtomicUsize,
+}
+
+/// # Safety
+/// `list` is a live registry list.
+unsafe fn requests_of<'a>(list: *mut ngx_http_upstream_rr_peers_t) -> &'a AtomicUsize {
+    // SAFETY: per the contract, the list is the start of a RegistryList.
+    unsafe { &(*list.cast::<RegistryList>()).requests }
+}
+
+/// Counts a request in registry list `list` until [`release_list`].
+///
+/// # Safety
+/// `list` is a live registry list reached inside a grace-period section
+/// that has not ended yet.
+pub unsafe fn hold_list(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe { requests_of(list).fetch_add(1, SeqCst) };
+}
+
+/// # Safety
+/// `list` was held by [`hold_list`] and not released since.
+pub unsafe fn release_list(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe { requests_of(list).fetch_sub(1, SeqCst) };
+}
+
+/// Slots per block of a grace period's process slots.
+const BLOCK_SLOTS: usize = 64;
+
+/// One process's registered sections, per phase.
+#[repr(C)]
+struct ProcessSlot {
+    /// 0: free.
+    pid: AtomicI32,
+    /// The owner's start time (0: unknown): with the pid, it names the
+    /// owner for good (see [`ProcStat`]).
+    start: AtomicU64,
+    active: [AtomicUsize; 2],
+}
+
+impl ProcessSlot {
+    /// Whether this slot's counts may still matter: its owner may exist.
+    /// `EPERM` from `kill(pid, 0)` means a process with that pid exists,
+    /// one this process may not signal (an old worker whose cycle ran under
+    /// another `user`, or a recycled pid): it is the owner unless its start
+    /// time says otherwise. Without /proc a recycled pid only delays
+    /// reclamation; it never frees early.
+    fn owner_alive(&self) -> bool {
+        let pid = self.pid.load(SeqCst);
+        if pid == 0 {
+            return false;
+        }
+        // SAFETY: signal 0 only checks that the process exists.
+        let rc = unsafe { libc::kill(pid, 0) };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return false;
+        }
+        let start = self.start.load(SeqCst);
+        start == 0 || proc_stat(Some(pid)).map_or(true, |now| now.start_time == start)
+    }
+}
+
+/// `/proc/PID/stat` of process `pid`, or of this process with None (None
+/// if unreadable). Bounded work on the stack (called under the slab
+/// mutex): one read of a small procfs file.
+fn proc_stat(pid: Option<i32>) -> Option<ProcStat> {
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    match pid {
+        Some(pid) => write!(&mut path[..], "/proc/{pid}/stat\0"),
+        None => write!(&mut path[..], "/proc/self/stat\0"),
+    }
+    .ok()?;
+    let mut stat = [0u8; 1024];
+    // SAFETY: a NUL-terminated path and a buffer of the length given; the
+    // descriptor is closed before returning.
+    let read = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let read = libc::read(fd, stat.as_mut_ptr().cast(), stat.len());
+        libc::close(fd);
+        read
+    };
+    parse_stat(stat.get(..usize::try_from(read).ok()?)?)
+}
+
+/// This process's start time, if /proc shows this process under its own
+/// pid (else it is another pid namespace's, and start times are not
+/// compared: 0).
+fn my_start(me: i32) -> u64 {
+    proc_stat(None).filter(|s| s.pid == me).map_or(0, |s| s.start_time)
+}
+
+/// Process slots, in the registry's zone; blocks are chained, never freed.
+#[repr(C)]
+pub struct SlotBlock {
+    next: AtomicPtr<SlotBlock>,
+    slots: [ProcessSlot; BLOCK_SLOTS],
+}
+
+/// What a section registered with, to leave with.
+#[derive(Clone, Copy)]
+pub struct Ticket {
+    slot: *const ProcessSlot,
+    phase: usize,
+}
+
+/// The dyups registry's grace period, in the registry's shared memory
+/// (mapped at the same address in every process).
+#[repr(C)]
+pub struct GracePeriod {
+    phase: AtomicUsize,
+    /// The first block is placed with the state; one more is added from
+    /// `pool` whenever a process finds every slot held by a live process.
+    blocks: AtomicPtr<SlotBlock>,
+    pool: *mut ngx_slab_pool_t,
+    /// For a process that found no slot and no room for another block;
+    /// never taken for dead (the only case where a killed process can stop
+    /// reclamation, warned about).
+    overflow: ProcessSlot,
+    // The lists below are guarded by the zone's slab mutex. Retired peer
+    // lists (with all their peers, backup list and name) are chained
+    // through their `zone_next`.
+    pending: *mut ngx_http_upstream_rr_peers_t,
+    waiting: *mut ngx_http_upstream_rr_peers_t,
+    waiting_phase: usize,
+    /// Past their grace period, still used by requests.
+    held: *mut ngx_http_upstream_rr_peers_t,
+}
+
+impl GracePeriod {
+    /// Completes a zeroed state (otherwise valid as it is: atomics at 0,
+    /// empty lists) with its zeroed first block and its zone's pool.
+    ///
+    /// # Safety
+    /// `first` is a zeroed block in `pool`, which is the state's zone, and
+    /// lives as long as the state.
+    pub unsafe fn place_first_block(state: *mut GracePeriod, first: *mut SlotBlock, pool: *mut ngx_slab_pool_t) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*state).blocks = AtomicPtr::new(first);
+            (*state).pool = pool;
+        }
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &ProcessSlot> {
+        let first = self.blocks.load(SeqCst);
+        // SAFETY: blocks are only ever added, fully initialised before they
+        // are linked, and live as long as the state.
+        core::iter::successors(unsafe { first.as_ref() }, |b| unsafe { b.next.load(SeqCst).as_ref() })
+            .flat_map(|b| b.slots.iter())
+    }
+
+    /// Registers a starting request.
+    pub fn enter(&self) -> Ticket {
+        let slot = self.my_slot();
+        loop {
+            let phase = self.phase.load(SeqCst) & 1;
+            slot.active[phase].fetch_add(1, SeqCst);
+            if self.phase.load(SeqCst) & 1 == phase {
+                return Ticket { slot, phase };
+            }
+            slot.active[phase].fetch_sub(1, SeqCst);
+        }
+    }
+
+    pub fn leave(&self, ticket: Ticket) {
+        // SAFETY: the ticket's slot is one of this state's, which live as
+        // long as the state.
+        unsafe { (*ticket.slot).active[ticket.phase & 1].fetch_sub(1, SeqCst) };
+    }
+
+    /// This process's slot in this state (claimed on first use). Called for
+    /// every request: a process knows one or two states, so a linear scan
+    /// beats hashing.
+    fn my_slot(&self) -> &ProcessSlot {
+        let key = self as *const GracePeriod as usize;
+        let known = MY_SLOTS.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|&(_, slot)| slot));
+        let slot = known.unwrap_or_else(|| {
+            let slot: *const ProcessSlot = self.claim_slot();
+            MY_SLOTS.with(|m| m.borrow_mut().push((key, slot)));
+            slot
+        });
+        // SAFETY: slots live as long as the state.
+        unsafe { &*slot }
+    }
+
+    /// Takes a free slot, or one whose owner is gone: dead, or carrying
+    /// this process's pid although this process never claimed it (a killed
+    /// process whose pid was recycled to this one). The slot is then this
+    /// process's, its counts reset (they were the dead owner's). Without
+    /// one, adds a block.
+    fn claim_slot(&self) -> &ProcessSlot {
+        let me = std::process::id() as i32;
+        let start = my_start(me);
+        let take = |slot: &ProcessSlot| {
+            slot.active[0].store(0, SeqCst);
+            slot.active[1].store(0, SeqCst);
+            slot.start.store(start, SeqCst);
+        };
+        for slot in self.slots() {
+            let owner = slot.pid.load(SeqCst);
+            let reusable = owner == 0 || owner == me || !slot.owner_alive();
+            if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
+                take(slot);
+                return slot;
+            }
+        }
+        if let Some(slot) = self.add_block(me) {
+            take(slot);
+            return slot;
+        }
+        if !OVERFLOW_WARNED.swap(true, SeqCst) {
+            ngx::ngx_log_error!(
+                ngx::ffi::NGX_LOG_WARN,
+                ngx::log::ngx_cycle_log().as_ptr(),
+                "dynamic upstream: no room in the dyups zone for this process's grace-period slot; \
+                 if it dies while serving, replaced and deleted upstreams stay allocated"
+            );
+        }
+        &self.overflow
+    }
+
+    /// Links a new block whose first slot is `me`'s (its counts and start
+    /// to be set by the caller before it registers).
+    fn add_block(&self, me: i32) -> Option<&ProcessSlot> {
+        // SAFETY: blocks are added only under the slab mutex, initialised
+        // (zeroed, first slot owned) before they are linked.
+        unsafe {
+            let _slab = SlabLocked::new(self.pool);
+            let block = ngx_slab_calloc_locked(self.pool, size_of::<SlotBlock>()).cast::<SlotBlock>();
+            let block = block.as_mut()?;
+            block.slots[0].pid.store(me, SeqCst);
+            block.next.store(self.blocks.load(SeqCst), SeqCst);
+            self.blocks.store(block, SeqCst);
+            Some(&block.slots[0])
+        }
+    }
+
+    /// Whether every request registered in `phase` has left (requests of
+    /// processes that no longer exist have left by definition).
+    fn drained(&self, phase: usize) -> bool {
+        let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner_alive();
+        self.slots().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
+    }
+
+    /// Hands a whole unreachable peer list (with its backup list, peers and
+    /// name, all from this zone) over for deferred freeing.
+    ///
+    /// # Safety
+    /// The caller holds the zone's slab mutex; `list` is unlinked from the
+    /// registry and was allocated from its slab.
+    pub unsafe fn retire_list(&mut self, list: *mut ngx_http_upstream_rr_peers_t) {
+        // SAFETY: per the contract.
+        unsafe { (*list).zone_next = self.pending };
+        self.pending = list;
+    }
+
+    /// Frees what is safe to free and starts the next grace period.
+    ///
+    /// # Safety
+    /// The caller holds the slab mutex of `pool`, the zone of this state.
+    pub unsafe fn reap(&mut self, pool: *mut ngx_slab_pool_t) {
+        // SAFETY: per the contract; lists past their grace period are
+        // reached only by the requests counted in them.
+        unsafe {
+            if !self.waiting.is_null() && self.drained(self.waiting_phase) {
+                let mut list = core::mem::replace(&mut self.waiting, ptr::null_mut());
+                while !list.is_null() {
+                    let next = (*list).zone_next;
+                    (*list).zone_next = self.held;
+                    self.held = list;
+                    list = next;
+                }
+            }
+            let mut link = ptr::addr_of_mut!(self.held);
+            while !(*link).is_null() {
+                let list = *link;
+                if requests_of(list).load(SeqCst) == 0 {
+                    *link = (*list).zone_next;
+                    free_list(pool, list);
+                } else {
+                    link = ptr::addr_of_mut!((*list).zone_next);
+                }
+            }
+        }
+        if self.waiting.is_null() && !self.pending.is_null() {
+            self.waiting = core::mem::replace(&mut self.pending, ptr::null_mut());
+            let old = self.phase.load(SeqCst) & 1;
+            self.waiting_phase = old;
+            self.phase.store(old ^ 1, SeqCst);
+        }
+    }
+}
+
+/// Set once this process has used an overflow counter (warned once).
+static OVERFLOW_WARNED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This process's slot per grace period (workers are single-threaded):
+    /// (state address, slot).
+    static MY_SLOTS: RefCell<Vec<(usize, *const ProcessSlot)>> = const { RefCell::new(Vec::new()) };
 }

@@ -3,9 +3,11 @@
 //! It wraps whatever `peer.init` the balancer (and `keepalive`) installed
 //! and does two things for each request that uses the upstream:
 //!
-//! 1. registers the request with the zone's grace-period counter
-//!    ([`crate::reclaim`]) before the balancer first reads the peer list,
-//!    and unregisters it when the request's pool is destroyed;
+//! 1. wraps the request's `peer.free`, which then first moves the peer's
+//!    name that `u->peer.name` and `u->state->peer` point to into the
+//!    request's pool: once `free` has run the request no longer holds the
+//!    peer, and a removed peer may be freed ([`crate::reclaim`]), but the
+//!    error log and `$upstream_addr` still show that name;
 //! 2. enlarges the request's `tried` bitmap. nginx sizes it from the peer
 //!    count at request start (one machine word up to 64 peers) and indexes
 //!    it by list position; a peer added past that while the request is in
@@ -22,25 +24,21 @@
 //! API refuses to grow its lists beyond 64 peers.
 
 use core::ffi::c_void;
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
+use core::ptr;
 use core::sync::atomic::Ordering::SeqCst;
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
-    ngx_int_t, ngx_pcalloc, ngx_pool_cleanup_add, NGX_ERROR, NGX_OK,
+    ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
+    NGX_LOG_ERR, NGX_OK,
 };
 
 use crate::balancer::srv_conf;
-use crate::reclaim::{Ticket, ZoneState};
+use crate::config::SrvConf;
+use crate::reclaim::ZoneState;
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
-
-/// What the pool cleanup needs to unregister the request.
-#[repr(C)]
-struct Registration {
-    state: *mut ZoneState,
-    ticket: Ticket,
-}
 
 /// Installed as `uscf->peer.init` of zone upstreams at start.
 pub unsafe extern "C" fn init_zone_peer(
@@ -58,40 +56,91 @@ pub unsafe extern "C" fn init_zone_peer(
             let Some(original_init) = srv.original_init else {
                 return NGX_ERROR as ngx_int_t;
             };
-            if !srv.state.is_null() && !register_request(r, srv.state) {
-                return NGX_ERROR as ngx_int_t;
-            }
             let rc = original_init(r, us);
             if rc != NGX_OK as ngx_int_t || srv.state.is_null() {
                 return rc;
+            }
+            if !wrap_free(r, srv) {
+                return NGX_ERROR as ngx_int_t;
             }
             enlarge_tried_bitmap(r, us, srv.max_peers_per_list, &*srv.state)
         }
     })
 }
 
+/// Makes the request's `peer.free` [`free_zone_peer`]. A balancer (with
+/// `keepalive` or not) installs the same `free` for every request of an
+/// upstream: the first one is recorded, and a request with another one
+/// fails rather than run with a name that a reaped peer would take along.
+///
 /// # Safety
-/// `r` is the live request; `state` the zone's shared state.
-unsafe fn register_request(r: *mut ngx_http_request_t, state: *mut ZoneState) -> bool {
+/// `r` is the live request, right after the balancer's peer.init.
+unsafe fn wrap_free(r: *mut ngx_http_request_t, srv: &mut SrvConf) -> bool {
     // SAFETY: per the contract.
     unsafe {
-        let cleanup = ngx_pool_cleanup_add((*r).pool, size_of::<Registration>());
-        if cleanup.is_null() {
+        let u = (*r).upstream;
+        let free = (*u).peer.free;
+        if free.is_none() {
+            // Nobody ever frees the peer: its `conns` keeps it allocated.
+            return true;
+        }
+        if srv.original_free.is_none() {
+            srv.original_free = free;
+        } else if srv.original_free.map(|f| f as usize) != free.map(|f| f as usize) {
+            ngx::ngx_log_error!(
+                NGX_LOG_ERR,
+                (*(*r).connection).log,
+                "dynamic upstream: the balancer of this upstream changed its peer.free between requests; \
+                 the request cannot use it safely"
+            );
             return false;
         }
-        let ticket = (*state).enter();
-        (*cleanup).data.cast::<Registration>().write(Registration { state, ticket });
-        (*cleanup).handler = Some(unregister_request);
+        (*u).peer.free = Some(free_zone_peer);
         true
     }
 }
 
-unsafe extern "C" fn unregister_request(data: *mut c_void) {
-    // SAFETY: data is the Registration written in register_request; the
-    // zone outlives every request of the cycle that uses it.
+/// The request's `peer.free` (see [`wrap_free`]): detaches the peer's name,
+/// then runs the balancer's `free`.
+unsafe extern "C" fn free_zone_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // No panic can happen here: raw pointer work and FFI calls only.
+    // SAFETY: nginx calls peer.free with `&u->peer` of a live request whose
+    // peer.init was init_zone_peer, so `u->upstream` has our srv conf with
+    // the recorded free, and the peer is still counted in its `conns`.
     unsafe {
-        let registration = &*data.cast::<Registration>();
-        (*registration.state).leave(registration.ticket);
+        let u = pc.byte_sub(offset_of!(ngx_http_upstream_t, peer)).cast::<ngx_http_upstream_t>();
+        detach_name(u);
+        if let Some(free) = srv_conf((*u).upstream).and_then(|srv| srv.original_free) {
+            free(pc, data, state);
+        }
+    }
+}
+
+/// Points `u->peer.name` and the current `u->state->peer` at a copy of the
+/// name in the request's pool (none if the pool has no room: nginx shows
+/// `-` then, and the log line no `upstream:`).
+///
+/// # Safety
+/// `u` is a live request's upstream; its peer is still allocated.
+unsafe fn detach_name(u: *mut ngx_http_upstream_t) {
+    // SAFETY: per the contract; `u->writer.pool` is the request's pool
+    // (ngx_http_upstream_init_request).
+    unsafe {
+        let name = (*u).peer.name;
+        if name.is_null() {
+            return;
+        }
+        let copy = ngx_palloc((*u).writer.pool, size_of::<ngx_str_t>() + (*name).len).cast::<ngx_str_t>();
+        if !copy.is_null() {
+            let data = copy.add(1).cast::<u8>();
+            ptr::copy_nonoverlapping((*name).data, data, (*name).len);
+            copy.write(ngx_str_t { len: (*name).len, data });
+        }
+        let state = (*u).state;
+        if !state.is_null() && (*state).peer == name {
+            (*state).peer = copy;
+        }
+        (*u).peer.name = copy;
     }
 }
 

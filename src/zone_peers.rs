@@ -776,7 +776,8 @@ pub unsafe fn free_list(pool: *mut ngx_slab_pool_t, list: *mut ngx_http_upstream
 }
 
 /// Builds a complete shared peer list (primary and, if any server is a
-/// backup, a backup list) in a zone, for an upstream created at run time.
+/// backup, a backup list) in a zone, for an upstream created at run time
+/// (a [`crate::reclaim::RegistryList`]).
 /// The list is not reachable by anyone until the caller publishes it.
 /// On failure frees everything it took and returns None.
 ///
@@ -809,7 +810,7 @@ unsafe fn build_list_quietly(
         // The list's name: an ngx_str_t followed by its bytes, one block.
         let name_block =
             ngx_slab_alloc_locked(pool, core::mem::size_of::<ngx_str_t>() + name.len()).cast::<ngx_str_t>();
-        let list = ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>())
+        let list = ngx_slab_calloc_locked(pool, core::mem::size_of::<crate::reclaim::RegistryList>())
             .cast::<ngx_http_upstream_rr_peers_t>();
         if name_block.is_null() || list.is_null() {
             for block in [name_block.cast::<c_void>(), list.cast()] {

@@ -8,6 +8,7 @@ pub mod dyups;
 pub mod error;
 pub mod json;
 pub mod peer;
+pub mod process;
 pub mod query;
 pub mod render;
 pub mod state;
