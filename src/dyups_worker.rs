@@ -49,6 +49,10 @@ use crate::variables::evaluate_key;
 struct Front {
     /// The upstream `proxy_pass` finds: from the configuration, or ours.
     uscf: *mut ngx_http_upstream_srv_conf_t,
+    /// An upstream of the configuration stays in nginx's table, in its
+    /// place, even while deleted (its peer.init answers 502): the table is
+    /// what tells the API that a name is the configuration's, and a DELETE
+    /// must tombstone it, not unlink it, whatever this worker last synced.
     from_config: bool,
     in_array: bool,
     /// The registry version this front shows (0: none yet).
@@ -238,7 +242,9 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -
     }
     if record.deleted || record.peers.is_null() {
         set_version(front, ptr::null_mut());
-        remove_from_array(front);
+        if !front.from_config {
+            remove_from_array(front);
+        }
         front.version_id = record.version;
         return true;
     }
