@@ -19,6 +19,10 @@
 //! [`init_front_peer`] after the request registered in the grace period (so
 //! it never picks up a list that was retired meanwhile), and on a timer
 //! (`dyups_read_msg_timeout`) so idle workers catch up too.
+//!
+//! A worker that cannot set a version up (no memory) drops the front's
+//! previous version, whose list the change retired: requests get 502, and
+//! the timer tries again.
 
 use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
@@ -97,7 +101,7 @@ struct WorkerView {
     /// (taken at the first sync, before this worker added any of its own).
     config: Option<HashMap<String, *mut ngx_http_upstream_srv_conf_t>>,
     /// Lower-case names this worker could not set up (no memory, say):
-    /// tried again at every sync until they work or change.
+    /// tried again at every sync and timer tick until they work or change.
     failed: HashSet<String>,
 }
 
@@ -116,9 +120,20 @@ pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int
 
 /// Syncs this worker if the registry's generation moved.
 pub fn sync_if_moved() {
+    sync_if_stale(false);
+}
+
+/// Syncs this worker if the registry's generation moved or, with
+/// `retry_failed`, if it could not set up an upstream at its last sync (the
+/// timer retries those, so that requests never pay for a failing set-up).
+fn sync_if_stale(retry_failed: bool) {
     let Some(dyups) = Dyups::get() else { return };
     let current = dyups.generation();
-    if VIEW.with(|v| v.borrow().generation) != Some(current) {
+    let stale = VIEW.with(|v| {
+        let v = v.borrow();
+        v.generation != Some(current) || (retry_failed && !v.failed.is_empty())
+    });
+    if stale {
         sync(&dyups);
     }
 }
@@ -231,7 +246,7 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
 }
 
 /// Shows `record` through `front`; false if this worker could not set it
-/// up (it keeps its previous state).
+/// up (it then has no version: 502).
 fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -> bool {
     if front.uscf.is_null() {
         // The cycle pool had no room for it when the front was made.
@@ -249,8 +264,12 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -
         return true;
     }
     let Some(version) = build_version(record, section) else {
+        // The previous version's list was retired by this very change and
+        // is freed once the requests that could see it end: later requests
+        // must not reach it. They get 502 until a retry works.
+        set_version(front, ptr::null_mut());
         log_error(&format!(
-            "dyups: could not set up upstream \"{}\" in this worker; it keeps its previous state",
+            "dyups: could not set up upstream \"{}\" in this worker; it answers 502 until it can",
             record.name
         ));
         return false;
@@ -685,7 +704,7 @@ pub fn start_timer(interval: ngx_msec_t) {
 
 unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     let _ = crate::entry::request_guard(|| {
-        sync_if_moved();
+        sync_if_stale(true);
         0
     });
     // SAFETY: the timer event is this worker's static.

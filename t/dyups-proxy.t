@@ -334,3 +334,47 @@ for my $u (qw(plain ring)) {
     my %after = map { $_ => main::proxied($u, "/?k=key$_")->{body} } 1 .. 30;
     is_deeply(\%after, $before{$u}, "$u: every key reaches the same peer after the reload");
 }
+
+=== TEST 12: a version no worker can build (a consistent-hash table too large to allocate) answers 502, never the replaced list
+--- http_config
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+malloc\(\d+\) failed
+--- perl
+# 100 servers of weight 1000000: nginx's consistent hash allocates 160
+# points of 16 bytes per unit of weight, 256 GB, when a worker sets the
+# version up; the registry only holds the 100 servers. A machine that could
+# allocate that (or never refuses: overcommit_memory 1) would not fail.
+my %mem = map { /^(\w+):\s+(\d+)/ ? ($1 => $2) : () } do { local @ARGV = '/proc/meminfo'; <> };
+my $overcommit = do { local @ARGV = '/proc/sys/vm/overcommit_memory'; <> } // '';
+if ($overcommit =~ /^1/ || $mem{MemTotal} + $mem{SwapTotal} >= 256 * 1024 * 1024) {
+    pass('skipped: this machine could allocate 256 GB');
+    return;
+}
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+main::post('dyhost', main::servers(1));
+is_deeply(main::spread('dyhost', 10), { "$p1\n" => 10 }, 'dyhost routes to its server');
+main::post('dyhost', 'hash $arg_k consistent;' . join('', map { "server 127.0.0.1:$_ weight=1000000;" } 1 .. 100));
+my $seen = main::spread('dyhost', 10);
+is_deeply($seen, { 502 => 10 }, 'no worker can set the new version up: 502, not the replaced list') or diag(explain($seen));
+my $attempts = sub { scalar(() = error_log_text() =~ /could not set up upstream "dyhost"/g) };
+my $tried = $attempts->();
+ok(poll_until(sub { $attempts->() > $tried }, 5, 'a retry'), 'the workers try again on their timer');
+# The replaced list is freed by now; a new list can take its memory.
+main::post('other', main::servers(2));
+$seen = main::spread('dyhost', 10);
+is_deeply($seen, { 502 => 10 }, 'still 502 once the replaced list was freed and reused') or diag(explain($seen));
+is_deeply(main::spread('other', 10), { "$p2\n" => 10 }, 'the other upstream routes');
+main::post('dyhost', main::servers(3));
+is_deeply(main::spread('dyhost', 10), { "$p3\n" => 10 }, 'a version the workers can set up routes again');
