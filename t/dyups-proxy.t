@@ -378,3 +378,33 @@ is_deeply($seen, { 502 => 10 }, 'still 502 once the replaced list was freed and 
 is_deeply(main::spread('other', 10), { "$p2\n" => 10 }, 'the other upstream routes');
 main::post('dyhost', main::servers(3));
 is_deeply(main::spread('dyhost', 10), { "$p3\n" => 10 }, 'a version the workers can set up routes again');
+
+=== TEST 13: a run-time upstream wins over an implicit upstream of the same name for http://$host; a literal proxy_pass keeps its own
+--- http_config
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Upstream $upstream_addr always;
+    proxy_connect_timeout 2s;
+    proxy_read_timeout 2s;
+    location / { proxy_pass http://$host; }
+    # An implicit upstream "localhost" (127.0.0.1:80), resolved by nginx
+    # when it reads the configuration, as nginx resolves a literal name.
+    location /literal { proxy_pass http://localhost; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+like(main::proxied('localhost')->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'before: Host localhost finds the implicit upstream');
+main::post('localhost', main::servers(1));
+my $seen = main::spread('localhost', 10);
+is_deeply($seen, { "$p1\n" => 10 }, 'the run-time upstream localhost wins for http://$host') or diag(explain($seen));
+my $r = main::proxied('localhost', '/literal');
+like($r->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'proxy_pass http://localhost; keeps its implicit upstream');
+is(http('DELETE', '/upstream/localhost')->{status}, 200, 'DELETE localhost');
+like(main::proxied('localhost')->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'after: Host localhost finds the implicit upstream again');
+is(http_get('/list')->{status}, 204, 'the implicit upstream is never listed');
