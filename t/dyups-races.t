@@ -4,7 +4,7 @@
 # keeps (a deleted upstream of the configuration stays deleted).
 use lib 't/lib';
 use NginxTest;
-use NginxTest::Dyups qw(admin proxied);
+use NginxTest::Dyups qw(admin proxied addr line);
 use POSIX ();
 use IO::Socket::INET;
 use NginxTest::Files;
@@ -215,3 +215,38 @@ for my $round (1 .. 5) {
     is_deeply($after_proxy, $proxy->{502} ? { 502 => 20 } : { (keys %$proxy)[0] => 20 }, "round $round: and its traffic")
         or last;
 }
+
+=== TEST 3: a worker the reload replaced lists an upstream of its configuration that the new cycle deleted as deleted (its front is not a peer list)
+--- workers: 1
+--- http_config
+upstream hostx { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
+limit_req_zone $server_port zone=slow:1m rate=20r/m;
+server {
+    # Holds the second request of a burst for 3 s, after the worker synced.
+    listen 127.0.0.1:$TEST_NGINX_PORT_7;
+    limit_req zone=slow burst=10;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+is(main::admin('POST', '/upstream/hostx', 'server ' . main::addr(3) . ';')->{status}, 200, 'replace hostx');
+my $slow = main::connection(port(7));
+$slow->{send}->('GET', '/list');
+is($slow->{read}->()->{body}, "hostx\nhost2\n", 'the old worker lists both');
+$slow->{send}->('GET', '/detail');    # held by limit_req in the old worker
+my $conf = main::slurp(conf_file());
+$conf =~ s/upstream hostx \{[^}]*\}\n// or die "no upstream hostx in the configuration\n";
+main::spew(conf_file(), $conf);
+my %old = map { $_ => 1 } worker_pids();
+kill 'HUP', master_pid() or die "kill HUP: $!";
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10, 'a new worker'), 'reloaded');
+is(main::admin('DELETE', '/upstream/hostx')->{status}, 200, 'the new cycle deletes hostx, one of its run-time upstreams');
+my $detail = $slow->{read}->();
+is("$detail->{status} $detail->{body}", "200 host2\n" . main::line(main::addr(2)) . "\n",
+   "the old worker's /detail: hostx is gone");
