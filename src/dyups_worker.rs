@@ -224,10 +224,8 @@ fn config_upstreams_by_name() -> HashMap<String, ConfigUpstream> {
             .map(|u| (str_lossy(&(*u).host).to_ascii_lowercase(), ConfigUpstream::Block(u)))
             .collect();
         if let Some(array) = upstreams_array() {
-            let all = core::slice::from_raw_parts(
-                (*array).elts as *const *mut ngx_http_upstream_srv_conf_t,
-                (*array).nelts,
-            );
+            let all =
+                core::slice::from_raw_parts((*array).elts as *const *mut ngx_http_upstream_srv_conf_t, (*array).nelts);
             for &u in all {
                 config.entry(str_lossy(&(*u).host).to_ascii_lowercase()).or_insert(ConfigUpstream::Implicit);
             }
