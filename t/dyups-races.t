@@ -4,9 +4,8 @@
 # keeps (a deleted upstream of the configuration stays deleted).
 use lib 't/lib';
 use NginxTest;
-use NginxTest::Dyups qw(admin proxied addr line);
+use NginxTest::Dyups qw(admin proxied addr line keepalive);
 use POSIX ();
-use IO::Socket::INET;
 use NginxTest::Files;
 
 # Every answer of the admin API (port 8) and of the proxy (port 9) on
@@ -60,29 +59,6 @@ sub storm {
         waitpid($k->[0], 0);
     }
     return @bad;
-}
-
-# One keep-alive connection to port $port: ->{send}(METHOD, URI[, BODY])
-# writes a request, ->{read}() reads one answer as { status, body, pid }.
-sub connection {
-    my ($port) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 10)
-        or die "connect: $!";
-    binmode $sock;
-    my $send = sub {
-        my ($method, $uri, $body) = @_;
-        $body //= '';
-        print $sock "$method $uri HTTP/1.1\r\nHost: localhost\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
-    };
-    my $read = sub {
-        my $buf = '';
-        while ($buf !~ /\r\n\r\n/ || length($') < ($buf =~ /^Content-Length:\s*(\d+)/mi ? $1 : 0)) {
-            sysread($sock, $buf, 65536, length $buf) or die "connection closed; got: $buf\n";
-        }
-        my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-        return { status => ($head =~ m{\AHTTP/1\.1 (\d+)})[0], body => $body, pid => ($head =~ /^X-Pid:\s*(\d+)/mi)[0] };
-    };
-    return { send => $send, read => $read };
 }
 
 run_tests();
@@ -150,30 +126,26 @@ server {
 location / { dyups_interface; }
 --- perl
 is(http('DELETE', '/upstream/host1')->{status}, 200, 'host1 deleted');
-my $slow = main::connection(port(7));
-$slow->{send}->('GET', '/list');
-my $first = $slow->{read}->();
+my $slow = main::keepalive(port(7));
+my $first = $slow->request('GET', '/list', 'localhost');
 is($first->{body}, "host2\n", 'the slow worker sees host1 deleted');
 # Another worker: new connections to the reuseport port until one lands elsewhere.
 my $other;
 for (1 .. 50) {
-    my $c = main::connection(port(8));
-    $c->{send}->('GET', '/list');
-    if ($c->{read}->()->{pid} != $first->{pid}) { $other = $c; last }
+    my $c = main::keepalive(port(8));
+    if ($c->request('GET', '/list', 'localhost')->{pid} != $first->{pid}) { $other = $c; last }
 }
 ok($other, 'a connection to another worker') or return;
-$slow->{send}->('DELETE', '/upstream/host1');    # delayed by limit_req
-$other->{send}->('POST', '/upstream/host1', 'server 127.0.0.1:' . port(3) . ';');
-my $post = $other->{read}->();
+$slow->send('DELETE', '/upstream/host1', 'localhost');    # delayed by limit_req
+$other->send('POST', '/upstream/host1', 'localhost', 'server 127.0.0.1:' . port(3) . ';');
+my $post = $other->read;
 is("$post->{status} $post->{body}", '200 success', 'POST host1 in another worker, while the DELETE waits');
-my $delete = $slow->{read}->();
+my $delete = $slow->read;
 is("$delete->{status} $delete->{body}", '200 success', 'then the DELETE');
 for my $c ($slow, $other) {
-    $c->{send}->('GET', '/upstream/host1');
-    my $r = $c->{read}->();
+    my $r = $c->request('GET', '/upstream/host1', 'localhost');
     is("$r->{status} $r->{body}", '404 upstream "host1" not found', "worker $r->{pid}: host1 is deleted");
-    $c->{send}->('GET', '/list');
-    is($c->{read}->()->{body}, "host2\n", "worker $r->{pid}: only host2 listed");
+    is($c->request('GET', '/list', 'localhost')->{body}, "host2\n", "worker $r->{pid}: only host2 listed");
 }
 is(main::proxied('host1')->{status}, 502, 'Host: host1 gets 502');
 like(main::slurp(data_dir() . '/dyups.conf') // '', qr/upstream host1 \{\s*deleted;\s*\}/, 'the file keeps the deletion');
@@ -236,10 +208,9 @@ server {
 location / { dyups_interface; }
 --- perl
 is(main::admin('POST', '/upstream/hostx', 'server ' . main::addr(3) . ';')->{status}, 200, 'replace hostx');
-my $slow = main::connection(port(7));
-$slow->{send}->('GET', '/list');
-is($slow->{read}->()->{body}, "hostx\nhost2\n", 'the old worker lists both');
-$slow->{send}->('GET', '/detail');    # held by limit_req in the old worker
+my $slow = main::keepalive(port(7));
+is($slow->request('GET', '/list', 'localhost')->{body}, "hostx\nhost2\n", 'the old worker lists both');
+$slow->send('GET', '/detail', 'localhost');    # held by limit_req in the old worker
 my $conf = main::slurp(conf_file());
 $conf =~ s/upstream hostx \{[^}]*\}\n// or die "no upstream hostx in the configuration\n";
 main::spew(conf_file(), $conf);
@@ -247,6 +218,6 @@ my %old = map { $_ => 1 } worker_pids();
 kill 'HUP', master_pid() or die "kill HUP: $!";
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10, 'a new worker'), 'reloaded');
 is(main::admin('DELETE', '/upstream/hostx')->{status}, 200, 'the new cycle deletes hostx, one of its run-time upstreams');
-my $detail = $slow->{read}->();
+my $detail = $slow->read;
 is("$detail->{status} $detail->{body}", "200 host2\n" . main::line(main::addr(2)) . "\n",
    "the old worker's /detail: hostx is gone");
