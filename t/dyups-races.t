@@ -95,7 +95,7 @@ dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 dyups_read_msg_timeout 60s;
 upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
 upstream host2 { server 127.0.0.1:$TEST_NGINX_PORT_2; }
-limit_req_zone $server_port zone=slow:1m rate=5r/s;
+limit_req_zone $server_port zone=slow:1m rate=1r/s;
 server {
     listen 127.0.0.1:$TEST_NGINX_PORT_1;
     listen 127.0.0.1:$TEST_NGINX_PORT_2;
@@ -139,7 +139,8 @@ ok($other, 'a connection to another worker') or return;
 $slow->send('DELETE', '/upstream/host1', 'localhost');    # delayed by limit_req
 $other->send('POST', '/upstream/host1', 'localhost', 'server 127.0.0.1:' . port(3) . ';');
 my $post = $other->read;
-is("$post->{status} $post->{body}", '200 success', 'POST host1 in another worker, while the DELETE waits');
+is("$post->{status} $post->{body}", '200 success', 'POST host1 in another worker');
+ok(!$slow->answered, 'the DELETE is still held');
 my $delete = $slow->read;
 is("$delete->{status} $delete->{body}", '200 success', 'then the DELETE');
 for my $c ($slow, $other) {
@@ -218,6 +219,7 @@ my %old = map { $_ => 1 } worker_pids();
 kill 'HUP', master_pid() or die "kill HUP: $!";
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10, 'a new worker'), 'reloaded');
 is(main::admin('DELETE', '/upstream/hostx')->{status}, 200, 'the new cycle deletes hostx, one of its run-time upstreams');
+ok(!$slow->answered, 'the old worker still holds /detail');
 my $detail = $slow->read;
 is("$detail->{status} $detail->{body}", "200 host2\n" . main::line(main::addr(2)) . "\n",
    "the old worker's /detail: hostx is gone");

@@ -99,8 +99,8 @@ sub proxied_port {
 # $c->request(METHOD, URI, HOST[, BODY]) sends a request and reads its
 # answer as { status, body, pid } (pid: the X-Pid header, if the server adds
 # it); $c->send(...) and $c->read() do the two halves, so that a request can
-# wait (say, delayed by limit_req) while others run. Content-Length bodies
-# only.
+# wait (say, delayed by limit_req) while others run, and $c->answered() says
+# whether an answer has started to arrive. Content-Length bodies only.
 sub keepalive {
     my ($port) = @_;
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 10)
@@ -135,6 +135,11 @@ sub read {
     $len //= 0;
     $fill->() while length($c->{buf}) < $len;
     return { status => $status // 0, body => substr($c->{buf}, 0, $len, ''), pid => $pid };
+}
+
+sub answered {
+    my ($c) = @_;
+    return length($c->{buf}) || $c->{sel}->can_read(0);
 }
 
 sub request {
