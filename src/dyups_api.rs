@@ -16,6 +16,7 @@ use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, NGX_L
 
 use crate::balancer::{configured_upstreams, str_lossy};
 use crate::dyups_registry::{Dyups, ReadSection, RecordView};
+use crate::dyups_worker::is_front;
 use crate::http_io::{HttpRequest, Response};
 use crate::state_files::{save_dyups, ChangeGuard};
 use crate::zone_peers::list_peers;
@@ -150,6 +151,7 @@ fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) ->
         // An upstream of the configuration keeps the configuration's spelling.
         (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r.peers)),
         (Some(r), None) => (r.name, Source::Shared(r.peers)),
+        (None, Some((_, uscf))) if is_front(uscf) => return Err(not_found()),
         (None, Some((config_name, uscf))) => (config_name, Source::Config(uscf)),
         (None, None) => return Err(not_found()),
     };
@@ -165,7 +167,10 @@ fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) ->
 enum Source {
     /// A registry list (created or replaced through the API).
     Shared(*mut ngx_http_upstream_rr_peers_t),
-    /// An upstream of the configuration as configured.
+    /// An upstream of the configuration as configured. Never one that
+    /// this worker has made a front (its peer.data is then the front, not a
+    /// peer list): a front whose record is gone was deleted by a newer
+    /// cycle, and answers 502 (see `dyups_worker::forget_deleted_front`).
     Config(*mut ngx_http_upstream_srv_conf_t),
 }
 
@@ -204,6 +209,7 @@ fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
         match by_name.get(&key) {
             Some(r) if r.deleted || r.peers.is_null() => {}
             Some(r) => table.push((name, Source::Shared(r.peers))),
+            None if is_front(uscf) => {}
             None => table.push((name, Source::Config(uscf))),
         }
         in_config.insert(key);

@@ -19,6 +19,10 @@
 //! [`init_front_peer`] inside a grace-period section (so it never picks up
 //! a list that was retired meanwhile), and on a timer
 //! (`dyups_read_msg_timeout`) so idle workers catch up too.
+//!
+//! A worker that cannot set a version up (no memory) drops the front's
+//! previous version, whose list the change retired: requests get 502, and
+//! the timer tries again.
 
 use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
@@ -49,7 +53,14 @@ use crate::variables::evaluate_key;
 struct Front {
     /// The upstream `proxy_pass` finds: from the configuration, or ours.
     uscf: *mut ngx_http_upstream_srv_conf_t,
+    /// An upstream of the configuration stays in nginx's table, in its
+    /// place, even while deleted (its peer.init answers 502): the table is
+    /// what tells the API that a name is the configuration's, and a DELETE
+    /// must tombstone it, not unlink it, whatever this worker last synced.
     from_config: bool,
+    /// A run-time upstream named like an implicit upstream of the
+    /// configuration (see [`add_to_array`]).
+    before_implicit: bool,
     in_array: bool,
     /// The registry version this front shows (0: none yet).
     version_id: u64,
@@ -80,6 +91,15 @@ struct RandomSrvConf {
     ranges: *mut c_void,
 }
 
+/// An upstream of the configuration, as a name's front sees it.
+#[derive(Clone, Copy)]
+enum ConfigUpstream {
+    /// An `upstream {}` block: the front.
+    Block(*mut ngx_http_upstream_srv_conf_t),
+    /// Only implicit upstreams (`proxy_pass http://NAME;`) of that name.
+    Implicit,
+}
+
 #[derive(Default)]
 struct WorkerView {
     /// Registry generation last synced (None: never).
@@ -91,9 +111,9 @@ struct WorkerView {
     fronts: HashMap<String, Box<Front>>,
     /// The configuration's upstreams by lower-case name, for new fronts
     /// (taken at the first sync, before this worker added any of its own).
-    config: Option<HashMap<String, *mut ngx_http_upstream_srv_conf_t>>,
+    config: Option<HashMap<String, ConfigUpstream>>,
     /// Lower-case names this worker could not set up (no memory, say):
-    /// tried again at every sync until they work or change.
+    /// tried again at every sync and timer tick until they work or change.
     failed: HashSet<String>,
 }
 
@@ -112,9 +132,20 @@ pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int
 
 /// Syncs this worker if the registry's generation moved.
 pub fn sync_if_moved() {
+    sync_if_stale(false);
+}
+
+/// Syncs this worker if the registry's generation moved or, with
+/// `retry_failed`, if it could not set up an upstream at its last sync (the
+/// timer retries those, so that requests never pay for a failing set-up).
+fn sync_if_stale(retry_failed: bool) {
     let Some(dyups) = Dyups::get() else { return };
     let current = dyups.generation();
-    if VIEW.with(|v| v.borrow().generation) != Some(current) {
+    let stale = VIEW.with(|v| {
+        let v = v.borrow();
+        v.generation != Some(current) || (retry_failed && !v.failed.is_empty())
+    });
+    if stale {
         sync(&dyups);
     }
 }
@@ -182,26 +213,47 @@ fn forget_deleted_front(front: &mut Front, deleted: u64) {
     front.version_id = 0;
 }
 
-/// The configuration's upstreams by lower-case name.
-fn config_upstreams_by_name() -> HashMap<String, *mut ngx_http_upstream_srv_conf_t> {
-    // SAFETY: ngx_cycle is the running cycle in a worker.
-    unsafe { configured_upstreams(ngx_cycle) }
-        .into_iter()
-        // SAFETY: configured upstreams of the running cycle.
-        .map(|u| (unsafe { str_lossy(&(*u).host) }.to_ascii_lowercase(), u))
-        .collect()
+/// The configuration's upstreams by lower-case name: its `upstream {}`
+/// blocks, then the names that only implicit upstreams have.
+fn config_upstreams_by_name() -> HashMap<String, ConfigUpstream> {
+    // SAFETY: ngx_cycle is the running cycle in a worker, which has added
+    // no front of its own to nginx's table yet; all its entries have a host.
+    unsafe {
+        let mut config: HashMap<String, ConfigUpstream> = configured_upstreams(ngx_cycle)
+            .into_iter()
+            .map(|u| (str_lossy(&(*u).host).to_ascii_lowercase(), ConfigUpstream::Block(u)))
+            .collect();
+        if let Some(array) = upstreams_array() {
+            let all =
+                core::slice::from_raw_parts((*array).elts as *const *mut ngx_http_upstream_srv_conf_t, (*array).nelts);
+            for &u in all {
+                config.entry(str_lossy(&(*u).host).to_ascii_lowercase()).or_insert(ConfigUpstream::Implicit);
+            }
+        }
+        config
+    }
 }
 
-fn new_front(name: &str, config: Option<&*mut ngx_http_upstream_srv_conf_t>) -> Front {
+fn new_front(name: &str, config: Option<&ConfigUpstream>) -> Front {
+    let runtime = |before_implicit| Front {
+        uscf: runtime_upstream(name),
+        from_config: false,
+        before_implicit,
+        in_array: false,
+        version_id: 0,
+        current: ptr::null_mut(),
+    };
     match config {
-        Some(&uscf) => Front { uscf, from_config: true, in_array: true, version_id: 0, current: ptr::null_mut() },
-        None => Front {
-            uscf: runtime_upstream(name),
-            from_config: false,
-            in_array: false,
+        Some(&ConfigUpstream::Block(uscf)) => Front {
+            uscf,
+            from_config: true,
+            before_implicit: false,
+            in_array: true,
             version_id: 0,
             current: ptr::null_mut(),
         },
+        Some(ConfigUpstream::Implicit) => runtime(true),
+        None => runtime(false),
     }
 }
 
@@ -227,7 +279,7 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
 }
 
 /// Shows `record` through `front`; false if this worker could not set it
-/// up (it keeps its previous state).
+/// up (it then has no version: 502).
 fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -> bool {
     if front.uscf.is_null() {
         // The cycle pool had no room for it when the front was made.
@@ -238,13 +290,19 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -
     }
     if record.deleted || record.peers.is_null() {
         set_version(front, ptr::null_mut());
-        remove_from_array(front);
+        if !front.from_config {
+            remove_from_array(front);
+        }
         front.version_id = record.version;
         return true;
     }
     let Some(version) = build_version(record, section) else {
+        // The previous version's list was retired by this very change and
+        // is freed once the requests that could see it end: later requests
+        // must not reach it. They get 502 until a retry works.
+        set_version(front, ptr::null_mut());
         log_error(&format!(
-            "dyups: could not set up upstream \"{}\" in this worker; it keeps its previous state",
+            "dyups: could not set up upstream \"{}\" in this worker; it answers 502 until it can",
             record.name
         ));
         return false;
@@ -300,21 +358,48 @@ unsafe fn release_if_done(version: *mut Version) {
     }
 }
 
+/// Adds a run-time front to nginx's table of upstreams; one named like an
+/// implicit upstream (`proxy_pass http://NAME;` creates one) goes before
+/// it: `proxy_pass http://$host` takes the first match, and the upstream
+/// created through the API must win. A literal `proxy_pass http://NAME;`
+/// keeps its own, found when nginx read the configuration.
 fn add_to_array(front: &mut Front) {
     if front.in_array || front.uscf.is_null() {
         return;
     }
     // SAFETY: the upstream main conf's array lives in the cycle pool; this
-    // worker is its only user.
+    // worker is its only user; all its entries have a host.
     unsafe {
         let Some(array) = upstreams_array() else { return };
-        let slot = ngx_array_push(array).cast::<*mut ngx_http_upstream_srv_conf_t>();
-        if slot.is_null() {
+        if ngx_array_push(array).is_null() {
             return;
         }
-        *slot = front.uscf;
+        // The push may have moved the elements.
+        let elts = (*array).elts.cast::<*mut ngx_http_upstream_srv_conf_t>();
+        let n = (*array).nelts - 1;
+        let at = if front.before_implicit {
+            let host = host_bytes(front.uscf);
+            (0..n).find(|&i| host_bytes(*elts.add(i)).eq_ignore_ascii_case(host)).unwrap_or(n)
+        } else {
+            n
+        };
+        ptr::copy(elts.add(at), elts.add(at + 1), n - at);
+        *elts.add(at) = front.uscf;
     }
     front.in_array = true;
+}
+
+/// # Safety
+/// `uscf` is an upstream of the running cycle, or a front's.
+unsafe fn host_bytes<'a>(uscf: *const ngx_http_upstream_srv_conf_t) -> &'a [u8] {
+    // SAFETY: per the contract, `host` points at `len` bytes (or is empty).
+    unsafe {
+        let host = &(*uscf).host;
+        if host.len == 0 {
+            return &[];
+        }
+        core::slice::from_raw_parts(host.data, host.len)
+    }
 }
 
 fn remove_from_array(front: &mut Front) {
@@ -684,7 +769,7 @@ pub fn start_timer(interval: ngx_msec_t) {
 
 unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     let _ = crate::entry::request_guard(|| {
-        sync_if_moved();
+        sync_if_stale(true);
         0
     });
     // SAFETY: the timer event is this worker's static.

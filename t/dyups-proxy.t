@@ -334,3 +334,77 @@ for my $u (qw(plain ring)) {
     my %after = map { $_ => main::proxied($u, "/?k=key$_")->{body} } 1 .. 30;
     is_deeply(\%after, $before{$u}, "$u: every key reaches the same peer after the reload");
 }
+
+=== TEST 12: a version no worker can build (a consistent-hash table too large to allocate) answers 502, never the replaced list
+--- http_config
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+malloc\(\d+\) failed
+--- perl
+# 100 servers of weight 1000000: nginx's consistent hash allocates 160
+# points of 16 bytes per unit of weight, 256 GB, when a worker sets the
+# version up; the registry only holds the 100 servers. A machine that could
+# allocate that (or never refuses: overcommit_memory 1) would not fail.
+my %mem = map { /^(\w+):\s+(\d+)/ ? ($1 => $2) : () } do { local @ARGV = '/proc/meminfo'; <> };
+my $overcommit = do { local @ARGV = '/proc/sys/vm/overcommit_memory'; <> } // '';
+if ($overcommit =~ /^1/ || $mem{MemTotal} + $mem{SwapTotal} >= 256 * 1024 * 1024) {
+    pass('skipped: this machine could allocate 256 GB');
+    return;
+}
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+main::post('dyhost', main::servers(1));
+is_deeply(main::spread('dyhost', 10), { "$p1\n" => 10 }, 'dyhost routes to its server');
+main::post('dyhost', 'hash $arg_k consistent;' . join('', map { "server 127.0.0.1:$_ weight=1000000;" } 1 .. 100));
+my $seen = main::spread('dyhost', 10);
+is_deeply($seen, { 502 => 10 }, 'no worker can set the new version up: 502, not the replaced list') or diag(explain($seen));
+my $attempts = sub { scalar(() = error_log_text() =~ /could not set up upstream "dyhost"/g) };
+my $tried = $attempts->();
+ok(poll_until(sub { $attempts->() > $tried }, 5, 'a retry'), 'the workers try again on their timer');
+# The replaced list is freed by now; a new list can take its memory.
+main::post('other', main::servers(2));
+$seen = main::spread('dyhost', 10);
+is_deeply($seen, { 502 => 10 }, 'still 502 once the replaced list was freed and reused') or diag(explain($seen));
+is_deeply(main::spread('other', 10), { "$p2\n" => 10 }, 'the other upstream routes');
+main::post('dyhost', main::servers(3));
+is_deeply(main::spread('dyhost', 10), { "$p3\n" => 10 }, 'a version the workers can set up routes again');
+
+=== TEST 13: a run-time upstream wins over an implicit upstream of the same name for http://$host; a literal proxy_pass keeps its own
+--- http_config
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Upstream $upstream_addr always;
+    proxy_connect_timeout 2s;
+    proxy_read_timeout 2s;
+    location / { proxy_pass http://$host; }
+    # An implicit upstream "localhost" (127.0.0.1:80), resolved by nginx
+    # when it reads the configuration, as nginx resolves a literal name.
+    location /literal { proxy_pass http://localhost; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+like(main::proxied('localhost')->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'before: Host localhost finds the implicit upstream');
+main::post('localhost', main::servers(1));
+my $seen = main::spread('localhost', 10);
+is_deeply($seen, { "$p1\n" => 10 }, 'the run-time upstream localhost wins for http://$host') or diag(explain($seen));
+my $r = main::proxied('localhost', '/literal');
+like($r->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'proxy_pass http://localhost; keeps its implicit upstream');
+is(http('DELETE', '/upstream/localhost')->{status}, 200, 'DELETE localhost');
+like(main::proxied('localhost')->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'after: Host localhost finds the implicit upstream again');
+is(http_get('/list')->{status}, 204, 'the implicit upstream is never listed');

@@ -7,9 +7,8 @@ use NginxTest;
 # (proxied()), both with reuseport so that successive connections land on
 # different workers; each answer carries the worker's pid in X-Pid.
 # (post() is this file's own: through port 8, answering a failure text.)
-use NginxTest::Dyups qw(admin proxied);
+use NginxTest::Dyups qw(admin proxied keepalive);
 use IO::Socket::INET;
-use IO::Select;
 
 sub post {
     my ($name, $body) = @_;
@@ -41,37 +40,6 @@ sub burst {
         push @res, [$status // 0, $body // ''];
     }
     return @res;
-}
-
-# A keep-alive HTTP/1.1 connection to port $port: ->(METHOD, URI, HOST[, BODY])
-# sends one request and reads its response (Content-Length bodies only).
-sub keepalive {
-    my ($port) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 10)
-        or die "connect: $!";
-    binmode $sock;
-    my $buf = '';
-    my $sel = IO::Select->new($sock);
-    my $fill = sub {
-        $sel->can_read(10) or die "timeout; got: $buf\n";
-        my $n = sysread($sock, $buf, 65536, length $buf);
-        die "connection closed; got: $buf\n" unless $n;
-    };
-    return sub {
-        my ($m, $uri, $host, $body) = @_;
-        my $length = defined $body ? "Content-Length: " . length($body) . "\r\n" : '';
-        print $sock "$m $uri HTTP/1.1\r\nHost: $host\r\n$length\r\n" . ($body // '');
-        $fill->() while index($buf, "\r\n\r\n") < 0;
-        my $end = index($buf, "\r\n\r\n");
-        my $head = substr($buf, 0, $end);
-        $buf = substr($buf, $end + 4);
-        my ($status) = $head =~ m{\AHTTP/1\.1 (\d+)};
-        my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-        my ($pid) = $head =~ /^X-Pid:\s*(\d+)/mi;
-        $len //= 0;
-        $fill->() while length($buf) < $len;
-        return { status => $status // 0, body => substr($buf, 0, $len, ''), pid => $pid };
-    };
 }
 
 run_tests();
@@ -341,22 +309,22 @@ my @admin = map { main::keepalive(port(8)) } 1 .. 12;
 my (%ppids, %apids);
 my $stale = 0;
 is(main::post('dyhost', main::srv(port(1))), '', 'create');
-for my $c (@proxy) { my $r = $c->('GET', '/', 'dyhost'); $ppids{ $r->{pid} // '?' }++; $stale++ if $r->{body} ne port(1) . "\n" }
-for my $c (@admin) { my $r = $c->('GET', '/list', 'localhost'); $apids{ $r->{pid} // '?' }++ }
+for my $c (@proxy) { my $r = $c->request('GET', '/', 'dyhost'); $ppids{ $r->{pid} // '?' }++; $stale++ if $r->{body} ne port(1) . "\n" }
+for my $c (@admin) { my $r = $c->request('GET', '/list', 'localhost'); $apids{ $r->{pid} // '?' }++ }
 for my $round (1 .. 8) {
     my $p = port(1 + $round % 4);
     is(main::post('dyhost', main::srv($p)), '', "round $round: POST");
     for my $c (@proxy) {
-        my $r = $c->('GET', '/', 'dyhost');
+        my $r = $c->request('GET', '/', 'dyhost');
         if ($r->{status} != 200 || $r->{body} ne "$p\n") { $stale++; diag("round $round: $r->{status} $r->{body}") }
     }
     for my $c (@admin) {
-        my $r = $c->('GET', '/upstream/dyhost', 'localhost');
+        my $r = $c->request('GET', '/upstream/dyhost', 'localhost');
         if ($r->{body} !~ /\Aserver 127\.0\.0\.1:$p /) { $stale++; diag("round $round admin: $r->{body}") }
     }
     is(main::admin('DELETE', '/upstream/dyhost')->{status}, 200, "round $round: DELETE");
-    for my $c (@proxy) { $stale++ if $c->('GET', '/', 'dyhost')->{status} != 502 }
-    for my $c (@admin) { $stale++ if $c->('GET', '/list', 'localhost')->{body} ne "host1\n" }
+    for my $c (@proxy) { $stale++ if $c->request('GET', '/', 'dyhost')->{status} != 502 }
+    for my $c (@admin) { $stale++ if $c->request('GET', '/list', 'localhost')->{body} ne "host1\n" }
     is(main::post('dyhost', main::srv($p)), '', "round $round: re-create");
 }
 is($stale, 0, 'no stale answer on any kept-alive connection');
@@ -399,17 +367,17 @@ my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
 my $admin = main::keepalive(port(8));
 my $change = sub {
     my ($m, $name, $body) = @_;
-    my $r = $admin->($m, "/upstream/$name", 'localhost', $body);
+    my $r = $admin->request($m, "/upstream/$name", 'localhost', $body);
     return $r->{status} == 200 ? '' : "$m $name: $r->{status} $r->{body}";
 };
-my $admin_pid = $admin->('GET', '/list', 'localhost')->{pid} // '?';
+my $admin_pid = $admin->request('GET', '/list', 'localhost')->{pid} // '?';
 my @proxy = map { main::keepalive(port(9)) } 1 .. 16;
 my %want;
 my @errors;
 for my $i (1 .. 40) { push @errors, $change->('POST', "up$i", main::srv($p1)); $want{"up$i"} = "$p1\n" }
 my %idle;    # proxy connections on workers that make no change
 for my $c (@proxy) {
-    my $r = $c->('GET', '/', 'up1');
+    my $r = $c->request('GET', '/', 'up1');
     $idle{$c} = $c if ($r->{pid} // '') ne $admin_pid;
 }
 my $check = sub {
@@ -417,7 +385,7 @@ my $check = sub {
     my $stale = 0;
     for my $c (values %idle) {
         for my $name (sort keys %want) {
-            my $r = $c->('GET', '/', $name);
+            my $r = $c->request('GET', '/', $name);
             my $got = $r->{status} == 200 ? $r->{body} : "status $r->{status}";
             next if $got eq $want{$name};
             $stale++;
@@ -450,4 +418,4 @@ push @errors, $change->('POST', 'new2', main::srv($p1)); $want{new2} = "$p1\n";
 is(join('', @errors), '', 'phase 2: every change answered 200');
 is(scalar(grep { $_ eq 'status 502' } values %want), 41, 'phase 2: 41 upstreams deleted in all');
 $check->('phase 2');
-is($admin->('GET', '/list', 'localhost')->{body}, "up7\nnew2\n", 'the registry lists what is left');
+is($admin->request('GET', '/list', 'localhost')->{body}, "up7\nnew2\n", 'the registry lists what is left');
