@@ -666,13 +666,16 @@ my $list = main::vline($p[0]) . main::vline($p[1]);
 my $conflict = "409 409 Conflict: upstream \"backends\" uses a balancer this module does not know (another module's), "
              . "which may keep its own copy of the peers: adding, removing or re-weighting peers is refused "
              . "(down, up, max_fails, fail_timeout and max_conns work)\n";
-for my $q ("add=&server=127.0.0.1:$p[2]", "add=&backup=&server=127.0.0.1:$p[2]", "remove=&server=127.0.0.1:$p[1]",
-           "server=127.0.0.1:$p[1]&weight=2") {
+for my $q ("add=&server=127.0.0.1:$p[2]", "remove=&server=127.0.0.1:$p[1]", "server=127.0.0.1:$p[1]&weight=2") {
     my $r = http_get("/dynamic?upstream=backends&$q");
     is("$r->{status} $r->{body}", $conflict, "$q: refused");
     is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
 }
-my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+my $r = http_get("/dynamic?upstream=backends&add=&backup=&server=127.0.0.1:$p[2]");
+is("$r->{status} $r->{body}",
+   "400 400 Bad Request: upstream \"backends\" uses the third-party balancer, which does not allow backup servers\n",
+   'backup add refused: balancer_by_lua declares no backups');
+$r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
 is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]), 'down listed');
 is_deeply(main::spread(10), { $p[1] => 10 }, 'the down peer gets nothing');
 main::api('backends', "server=127.0.0.1:$p[0]&up=&max_fails=3&fail_timeout=20&max_conns=5");
