@@ -72,6 +72,39 @@ sub fixed_behind_keepalive {
     is(($s->{ $p[0] } // 0) + ($s->{ $p[1] } // 0), 50, 'up: all answered by live peers') or diag(explain($s));
 }
 
+# past_64th_peer(UPSTREAMS): on each upstream (proxied at /NAME/, one live
+# peer on port 1), after one proxied request (so that the request hook has
+# seen the balancer's request data), 70 dead peers and a live one (port 2)
+# are added, then removed: every request reaches a live peer past the 64th
+# (each request's tried bitmap covers them), and the lists come back.
+sub past_64th_peer {
+    my ($p1, $p2) = map { port($_) } 1 .. 2;
+    my @dead = dead_ports(70);
+    for my $u (@_) {
+        is(http_get("/$u/?key=first")->{status}, 200, "$u: proxied");
+        # 70 peers that refuse connections, never taken out (max_fails=0), then
+        # a second live peer listed 72nd
+        my $bad = 0;
+        for my $i (1 .. 70) {
+            my $r = http_get("/dynamic?upstream=$u&add=&max_fails=0&server=127.0.0.1:$dead[$i - 1]");
+            $bad++ if $r->{status} != 200;
+        }
+        is($bad, 0, "$u: 70 peers added");
+        api($u, "add=&server=127.0.0.1:$p2");
+        my $s = spread(30, sub { "/$u/?key=k$_[0]" });
+        is(($s->{$p1} // 0) + ($s->{$p2} // 0), 30, "$u: every request reached a live peer") or diag(explain($s));
+        $bad = 0;
+        for my $i (1 .. 70) {
+            my $r = http_get("/dynamic?upstream=$u&remove=&server=127.0.0.1:$dead[$i - 1]");
+            $bad++ if $r->{status} != 200;
+        }
+        is($bad, 0, "$u: 70 peers removed");
+        is(http_get("/dynamic?upstream=$u")->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\n", "$u: two peers left");
+        $s = spread(20, sub { "/$u/?key=k$_[0]" });
+        is(($s->{$p1} // 0) + ($s->{$p2} // 0), 20, "$u: traffic after removal") or diag(explain($s));
+    }
+}
+
 run_tests();
 __DATA__
 
@@ -456,30 +489,7 @@ location /lc/ { proxy_pass http://lc; }
 location /iph/ { proxy_pass http://iph; }
 location /hsh/ { proxy_pass http://hsh; }
 --- perl
-my ($p1, $p2) = map { port($_) } 1 .. 2;
-my @dead = main::dead_ports(70);
-for my $u (qw(lc iph hsh)) {
-    # 70 peers that refuse connections, never taken out (max_fails=0), then
-    # a second live peer listed 72nd
-    my $bad = 0;
-    for my $i (1 .. 70) {
-        my $r = http_get("/dynamic?upstream=$u&add=&max_fails=0&server=127.0.0.1:$dead[$i - 1]");
-        $bad++ if $r->{status} != 200;
-    }
-    is($bad, 0, "$u: 70 peers added");
-    main::api($u, "add=&server=127.0.0.1:$p2");
-    my $s = main::spread(30, sub { "/$u/?key=k$_[0]" });
-    is(($s->{$p1} // 0) + ($s->{$p2} // 0), 30, "$u: every request reached a live peer") or diag(explain($s));
-    $bad = 0;
-    for my $i (1 .. 70) {
-        my $r = http_get("/dynamic?upstream=$u&remove=&server=127.0.0.1:$dead[$i - 1]");
-        $bad++ if $r->{status} != 200;
-    }
-    is($bad, 0, "$u: 70 peers removed");
-    is(http_get("/dynamic?upstream=$u")->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\n", "$u: two peers left");
-    $s = main::spread(20, sub { "/$u/?key=k$_[0]" });
-    is(($s->{$p1} // 0) + ($s->{$p2} // 0), 20, "$u: traffic after removal") or diag(explain($s));
-}
+main::past_64th_peer(qw(lc iph hsh));
 
 
 
@@ -683,3 +693,38 @@ is(http_get('/dynamic?upstream=backends&verbose=')->{body},
    "server 127.0.0.1:$p[0] weight=1 max_fails=3 fail_timeout=20 max_conns=5;\n" . main::vline($p[1]),
    'up and parameters accepted');
 is_deeply(main::spread(10), { $p[0] => 5, $p[1] => 5 }, 'both answer');
+
+
+
+=== TEST 15: more than 64 peers on least_conn, ip_hash and hash behind keepalive: the request hook finds the balancer's data inside keepalive's
+--- http_config
+upstream lc {
+    least_conn;
+    zone lc 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+upstream iph {
+    ip_hash;
+    zone iph 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+upstream hsh {
+    hash $arg_key;
+    zone hsh 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /lc/ { proxy_pass http://lc; proxy_http_version 1.1; proxy_set_header Connection ""; }
+location /iph/ { proxy_pass http://iph; proxy_http_version 1.1; proxy_set_header Connection ""; }
+location /hsh/ { proxy_pass http://hsh; proxy_http_version 1.1; proxy_set_header Connection ""; }
+--- perl
+main::past_64th_peer(qw(lc iph hsh));
