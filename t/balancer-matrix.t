@@ -18,6 +18,7 @@ use lib 't/lib';
 use lib 'scripts/lib';
 use NginxTest;
 use HttpClient;
+use NginxTest::QueryApi qw(set_change_refused);
 use POSIX ();
 
 my $ROUNDS = $ENV{TEST_NGINX_MATRIX_ROUNDS} // 3;
@@ -111,12 +112,7 @@ sub start_background {
     };
 }
 
-sub conflict {
-    my ($u, $b) = @_;
-    return "409 409 Conflict: upstream \"$u\" uses the $NAME{$b} balancer, which computes its table once at start "
-         . "on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, max_fails, fail_timeout "
-         . "and max_conns work)\n";
-}
+sub conflict { '409 ' . set_change_refused($_[0], $NAME{ $_[1] }) }
 
 # One round of every query-API operation on upstream NAME; returns the
 # failures (unexpected answers, traffic that did not reach an allowed peer).

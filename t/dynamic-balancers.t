@@ -5,6 +5,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Traffic;
+use NginxTest::QueryApi qw(set_change_refused);
 
 # by_key(KEYS): for hash $arg_key: { key => port answering /?key=KEY }.
 sub by_key {
@@ -30,14 +31,9 @@ sub vline {
     return "server 127.0.0.1:$port weight=1 max_fails=1 fail_timeout=10" . ($extra // '') . ";\n";
 }
 
-# conflict(UPSTREAM, BALANCER): the 409 answer (status and body) to adding,
+# conflict(UPSTREAM, BALANCER): "STATUS BODY" of the 409 to adding,
 # removing or re-weighting on a balancer that computes its table at start.
-sub conflict {
-    my ($upstream, $balancer) = @_;
-    return "409 409 Conflict: upstream \"$upstream\" uses the $balancer balancer, which computes its table once at "
-         . "start on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, max_fails, "
-         . "fail_timeout and max_conns work)\n";
-}
+sub conflict { '409 ' . set_change_refused(@_) }
 
 # fixed_behind_keepalive(BALANCER[, URI_OF]): the upstream "backends" (live
 # peers on ports 1 and 2, keepalive, one worker) has served a request, so
