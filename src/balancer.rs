@@ -73,6 +73,9 @@ struct KeepaliveSrvConf {
     original_init_peer: ngx_http_upstream_init_peer_pt,
 }
 
+// The probe gives keepalive's directive BALANCER_CONF_WORDS words as its conf.
+const _: () = assert!(core::mem::size_of::<KeepaliveSrvConf>() <= BALANCER_CONF_WORDS * 8);
+
 /// The load-balancing method of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balancer {
