@@ -36,6 +36,9 @@
 #           (~1.5x, 1-2 min) and sees nginx's side of the interface with byte
 #           precision (NGX_DEBUG_PALLOC: every pool allocation is its own
 #           malloc). The first run builds nginx (~2 min).
+#           t/balancer-matrix.t runs its long form here
+#           (TEST_NGINX_MATRIX_ROUNDS=$MEMCHECK_MATRIX_ROUNDS rounds, default
+#           200, against 3 in the plain suite).
 # all       both, valgrind first.
 #
 # Not run here: scripts/chaos.sh (4 workers, kill -9, reloads) under
@@ -68,6 +71,7 @@
 #                                 the tool causes from those it does not
 #   MEMCHECK_SCRIPTS=0            skip the stress-dynamic/dyups-cycles runs
 #   MEMCHECK_VG_EXTRA="..."       more valgrind options (e.g. --track-origins=yes)
+#   MEMCHECK_MATRIX_ROUNDS=N      rounds of t/balancer-matrix.t under asan (default 200)
 #
 # Exit status: 0 when every part passed and no module-attributed error was
 # found, 1 otherwise (the summary says which).
@@ -259,6 +263,7 @@ EOF
             MEMCHECK_ASAN_NGINX="$nginx_asan" MEMCHECK_ASAN_LOGDIR="$dir/logs" \
             TEST_NGINX_TIMEOUT="${MEMCHECK_TIMEOUT:-30}" \
             MEMCHECK_HARNESS_WAIT_FACTOR="${MEMCHECK_WAIT_FACTOR:-3}" \
+            TEST_NGINX_MATRIX_ROUNDS="${MEMCHECK_MATRIX_ROUNDS:-200}" \
             PERL5OPT="$shim_opt${PERL5OPT:+ $PERL5OPT}" || rc=$?
     fi
     local took=$((SECONDS - start))

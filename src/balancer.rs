@@ -8,7 +8,8 @@
 //! of peer pointers sized by the peer count on a worker's first request
 //! (adding or removing a peer afterwards would make it read past that table
 //! or use a freed peer). Those two only accept changes that do not alter
-//! the set of peers or their weights.
+//! the set of peers or their weights. Neither does a balancer this module
+//! does not know (another module's): it may keep its own copy of the peers.
 //!
 //! nginx records the balancer only as a function pointer
 //! (`uscf->peer.init_upstream`) to static functions, and the balancers'
@@ -17,6 +18,14 @@
 //! `random`, `least_conn`, `hash k` and `hash k consistent` directive
 //! handlers once on a scratch upstream at configuration time and remembers
 //! which `init_upstream` each installs.
+//!
+//! `keepalive` wraps the balancer: its directive stores the balancer's
+//! `init_upstream` in its own srv conf and installs its own. When it comes
+//! after the balancer directive, the balancer is read back from there
+//! ([`KeepaliveSrvConf`]); when it comes before, the balancer directive
+//! replaces keepalive's `init_upstream` (nginx warns "load balancing method
+//! redefined" and the upstream has no keepalive), so the balancer is seen
+//! directly.
 
 use core::ffi::c_void;
 use core::mem::zeroed;
@@ -24,9 +33,10 @@ use core::ptr;
 
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{
-    ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_pt, ngx_http_upstream_main_conf_t,
-    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_str_t, NGX_HTTP_UPSTREAM_BACKUP,
-    NGX_HTTP_UPSTREAM_CREATE,
+    ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_init_pt,
+    ngx_http_upstream_init_round_robin, ngx_http_upstream_main_conf_t, ngx_http_upstream_module,
+    ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_msec_t, ngx_queue_t, ngx_str_t, ngx_uint_t,
+    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
 };
 use ngx::ngx_string;
 
@@ -40,7 +50,31 @@ extern "C" {
     static mut ngx_http_upstream_ip_hash_module: ngx_module_t;
     static mut ngx_http_upstream_random_module: ngx_module_t;
     static mut ngx_http_upstream_least_conn_module: ngx_module_t;
+    static mut ngx_http_upstream_keepalive_module: ngx_module_t;
 }
+
+/// `ngx_http_upstream_keepalive_srv_conf_t`, copied from nginx 1.22.1's
+/// `src/http/modules/ngx_http_upstream_keepalive_module.c` (declared only
+/// there). Only `original_init_upstream` is read. [`KnownBalancers::probe`]
+/// checks the layout on the running nginx (the directive must leave its
+/// argument in `max_cached` and round robin in `original_init_upstream`);
+/// if it does not match, keepalive is not looked through and its upstreams
+/// count as unknown balancers. Another nginx version whose struct differs
+/// needs its own mirror, chosen by `nginx_version`.
+#[repr(C)]
+struct KeepaliveSrvConf {
+    max_cached: ngx_uint_t,
+    requests: ngx_uint_t,
+    time: ngx_msec_t,
+    timeout: ngx_msec_t,
+    cache: ngx_queue_t,
+    free: ngx_queue_t,
+    original_init_upstream: ngx_http_upstream_init_pt,
+    original_init_peer: ngx_http_upstream_init_peer_pt,
+}
+
+// The probe gives keepalive's directive BALANCER_CONF_WORDS words as its conf.
+const _: () = assert!(core::mem::size_of::<KeepaliveSrvConf>() <= BALANCER_CONF_WORDS * 8);
 
 /// The load-balancing method of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +85,9 @@ pub enum Balancer {
     Hash,
     ConsistentHash,
     Random,
-    /// A third-party balancer: changes are allowed as nginx's round robin
-    /// data is what they edit, but backups only if it declared them.
+    /// A balancer this module does not know (another module's): it may
+    /// keep its own copy of the peers, so the set of peers and their
+    /// weights stay fixed; backups are listed only if it declared them.
     Other {
         backup: bool,
     },
@@ -81,7 +116,24 @@ impl Balancer {
 
     /// Whether peers may be added, removed or re-weighted.
     pub fn follows_set_changes(self) -> bool {
-        !matches!(self, Balancer::ConsistentHash | Balancer::Random)
+        !matches!(self, Balancer::ConsistentHash | Balancer::Random | Balancer::Other { .. })
+    }
+
+    /// The one-line reason why adding, removing or re-weighting peers of
+    /// `upstream` is refused (for balancers that do not follow them).
+    pub fn set_change_refusal(self, upstream: &str) -> String {
+        let why = match self {
+            Balancer::Other { .. } => {
+                "uses a balancer this module does not know (another module's), which may keep its own copy \
+                 of the peers"
+                    .to_owned()
+            }
+            _ => format!("uses the {} balancer, which computes its table once at start on nginx 1.22", self.name()),
+        };
+        format!(
+            "upstream \"{upstream}\" {why}: adding, removing or re-weighting peers is refused (down, up, max_fails, \
+             fail_timeout and max_conns work)"
+        )
     }
 }
 
@@ -94,6 +146,8 @@ pub struct KnownBalancers {
     least_conn: ngx_http_upstream_init_pt,
     hash: ngx_http_upstream_init_pt,
     consistent_hash: ngx_http_upstream_init_pt,
+    /// keepalive's, if [`KeepaliveSrvConf`] matches the running nginx.
+    keepalive: ngx_http_upstream_init_pt,
 }
 
 impl KnownBalancers {
@@ -113,6 +167,8 @@ impl KnownBalancers {
             least_conn: probe(Balancer::LeastConn),
             hash: probe(Balancer::Hash),
             consistent_hash: probe(Balancer::ConsistentHash),
+            // SAFETY: per the contract.
+            keepalive: unsafe { probe_keepalive(cf) },
         }
     }
 
@@ -120,10 +176,15 @@ impl KnownBalancers {
     /// `uscf` must be a configured upstream of the current cycle.
     pub unsafe fn classify(&self, uscf: *mut ngx_http_upstream_srv_conf_t) -> Balancer {
         // SAFETY: per the contract.
-        let init = unsafe { (*uscf).peer.init_upstream }.map(|f| f as usize);
-        let Some(init) = init else {
+        let mut init = unsafe { (*uscf).peer.init_upstream };
+        if self.keepalive.is_some() && same(init, self.keepalive) {
+            // SAFETY: per the contract, keepalive's srv conf of this
+            // upstream, whose layout probe() checked.
+            init = unsafe { (*keepalive_conf(uscf)).original_init_upstream };
+        }
+        if init.is_none() || same(init, Some(ngx_http_upstream_init_round_robin)) {
             return Balancer::RoundRobin;
-        };
+        }
         let known = [
             (self.least_conn, Balancer::LeastConn),
             (self.ip_hash, Balancer::IpHash),
@@ -132,13 +193,56 @@ impl KnownBalancers {
             (self.consistent_hash, Balancer::ConsistentHash),
         ];
         for (probed, balancer) in known {
-            if probed.map(|f| f as usize) == Some(init) {
+            if probed.is_some() && same(probed, init) {
                 return balancer;
             }
         }
         // SAFETY: per the contract.
         let flags = unsafe { (*uscf).flags };
         Balancer::Other { backup: flags & NGX_HTTP_UPSTREAM_BACKUP as usize != 0 }
+    }
+}
+
+fn same(a: ngx_http_upstream_init_pt, b: ngx_http_upstream_init_pt) -> bool {
+    a.map(|f| f as usize) == b.map(|f| f as usize)
+}
+
+/// keepalive's srv conf of `uscf`.
+///
+/// # Safety
+/// `uscf` is an upstream block of the configuration being read or run.
+unsafe fn keepalive_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> *mut KeepaliveSrvConf {
+    // SAFETY: per the contract: nginx's ngx_http_conf_upstream_srv_conf();
+    // every http module has a srv conf slot in every upstream block.
+    unsafe {
+        let index = (*ptr::addr_of!(ngx_http_upstream_keepalive_module)).ctx_index;
+        (*(*uscf).srv_conf.add(index)).cast()
+    }
+}
+
+/// Runs `keepalive 1;` on a scratch upstream with no balancer and returns
+/// the `init_upstream` it installs, if the directive left what
+/// [`KeepaliveSrvConf`] expects where it expects it.
+///
+/// # Safety
+/// `cf` must be the live configuration context.
+unsafe fn probe_keepalive(cf: *mut ngx_conf_t) -> ngx_http_upstream_init_pt {
+    // SAFETY: per the contract; keepalive's directive only sets fields of
+    // the upstream and of its own srv conf, which the scratch words hold
+    // (KeepaliveSrvConf is 10 words).
+    unsafe {
+        let mut scratch_upstream: ngx_http_upstream_srv_conf_t = zeroed();
+        let mut scratch_conf = [0u64; BALANCER_CONF_WORDS];
+        let module = ptr::addr_of_mut!(ngx_http_upstream_keepalive_module);
+        let conf = scratch_conf.as_mut_ptr().cast::<KeepaliveSrvConf>();
+        let ok = run_directive(&*cf, module, &[ngx_string!("1")], &mut scratch_upstream, conf.cast());
+        let layout_matches =
+            (*conf).max_cached == 1 && same((*conf).original_init_upstream, Some(ngx_http_upstream_init_round_robin));
+        if ok && layout_matches {
+            scratch_upstream.peer.init_upstream
+        } else {
+            None
+        }
     }
 }
 

@@ -93,16 +93,7 @@ impl ZoneUpstream {
             ));
         }
         if changes_set && !balancer.follows_set_changes() {
-            return Err(ApiError::conflict(
-                "balancer_fixed_at_start",
-                format!(
-                    "upstream \"{}\" uses the {} balancer, which computes its table once at start \
-                     on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, \
-                     max_fails, fail_timeout and max_conns work)",
-                    self.name(),
-                    balancer.name()
-                ),
-            ));
+            return Err(ApiError::conflict("balancer_fixed_at_start", balancer.set_change_refusal(&self.name())));
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Traffic;
+use NginxTest::QueryApi qw(set_change_refused);
 
 # by_key(KEYS): for hash $arg_key: { key => port answering /?key=KEY }.
 sub by_key {
@@ -28,6 +29,76 @@ sub api {
 sub vline {
     my ($port, $extra) = @_;
     return "server 127.0.0.1:$port weight=1 max_fails=1 fail_timeout=10" . ($extra // '') . ";\n";
+}
+
+# conflict(UPSTREAM, BALANCER): "STATUS BODY" of the 409 to adding,
+# removing or re-weighting on a balancer that computes its table at start.
+sub conflict { '409 ' . set_change_refused(@_) }
+
+# fixed_behind_keepalive(BALANCER[, URI_OF]): the upstream "backends" (live
+# peers on ports 1 and 2, keepalive, one worker) has served a request, so
+# the worker built its table; then ~100 adds (as the crash report did),
+# removes and weights must all answer 409 and change nothing, down/up must
+# work, and traffic must only reach the live, up peers.
+sub fixed_behind_keepalive {
+    my ($balancer, $uri_of) = @_;
+    my @p = map { port($_) } 1 .. 2;
+    my $list = join '', map { vline($_) } @p;
+    is(http_get('/')->{status}, 200, 'one request builds the worker\'s table');
+    my @dead = dead_ports(100);
+    my %answers;
+    for (@dead) {
+        my $r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$_");
+        $answers{ $r->{status} == 409 ? "$r->{status} $r->{body}" : $r->{status} }++;
+    }
+    is_deeply(\%answers, { conflict('backends', $balancer) => 100 }, '100 adds: all refused with the reason');
+    for my $q ("remove=&server=127.0.0.1:$p[1]", "server=127.0.0.1:$p[1]&weight=2") {
+        my $r = http_get("/dynamic?upstream=backends&$q");
+        is($r->{status} == 409 ? "$r->{status} $r->{body}" : $r->{status}, conflict('backends', $balancer),
+           "$q: refused");
+    }
+    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, 'nothing changed');
+    my $s = spread(300, $uri_of);
+    is(($s->{ $p[0] } // 0) + ($s->{ $p[1] } // 0), 300, 'every request answered by a live peer') or diag(explain($s));
+    api('backends', "server=127.0.0.1:$p[0]&down=");
+    $s = spread(50, $uri_of);
+    is_deeply($s, { $p[1] => 50 }, 'down: only the other peer answers');
+    api('backends', "server=127.0.0.1:$p[0]&up=");
+    $s = spread(50, $uri_of);
+    is(($s->{ $p[0] } // 0) + ($s->{ $p[1] } // 0), 50, 'up: all answered by live peers') or diag(explain($s));
+}
+
+# past_64th_peer(UPSTREAMS): on each upstream (proxied at /NAME/, one live
+# peer on port 1), after one proxied request (so that the request hook has
+# seen the balancer's request data), 70 dead peers and a live one (port 2)
+# are added, then removed: every request reaches a live peer past the 64th
+# (each request's tried bitmap covers them), and the lists come back.
+sub past_64th_peer {
+    my ($p1, $p2) = map { port($_) } 1 .. 2;
+    my @dead = dead_ports(70);
+    for my $u (@_) {
+        is(http_get("/$u/?key=first")->{status}, 200, "$u: proxied");
+        # 70 peers that refuse connections, never taken out (max_fails=0), then
+        # a second live peer listed 72nd
+        my $bad = 0;
+        for my $i (1 .. 70) {
+            my $r = http_get("/dynamic?upstream=$u&add=&max_fails=0&server=127.0.0.1:$dead[$i - 1]");
+            $bad++ if $r->{status} != 200;
+        }
+        is($bad, 0, "$u: 70 peers added");
+        api($u, "add=&server=127.0.0.1:$p2");
+        my $s = spread(30, sub { "/$u/?key=k$_[0]" });
+        is(($s->{$p1} // 0) + ($s->{$p2} // 0), 30, "$u: every request reached a live peer") or diag(explain($s));
+        $bad = 0;
+        for my $i (1 .. 70) {
+            my $r = http_get("/dynamic?upstream=$u&remove=&server=127.0.0.1:$dead[$i - 1]");
+            $bad++ if $r->{status} != 200;
+        }
+        is($bad, 0, "$u: 70 peers removed");
+        is(http_get("/dynamic?upstream=$u")->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\n", "$u: two peers left");
+        $s = spread(20, sub { "/$u/?key=k$_[0]" });
+        is(($s->{$p1} // 0) + ($s->{$p2} // 0), 20, "$u: traffic after removal") or diag(explain($s));
+    }
 }
 
 run_tests();
@@ -414,27 +485,242 @@ location /lc/ { proxy_pass http://lc; }
 location /iph/ { proxy_pass http://iph; }
 location /hsh/ { proxy_pass http://hsh; }
 --- perl
-my ($p1, $p2) = map { port($_) } 1 .. 2;
-my @dead = main::dead_ports(70);
-for my $u (qw(lc iph hsh)) {
-    # 70 peers that refuse connections, never taken out (max_fails=0), then
-    # a second live peer listed 72nd
-    my $bad = 0;
-    for my $i (1 .. 70) {
-        my $r = http_get("/dynamic?upstream=$u&add=&max_fails=0&server=127.0.0.1:$dead[$i - 1]");
-        $bad++ if $r->{status} != 200;
-    }
-    is($bad, 0, "$u: 70 peers added");
-    main::api($u, "add=&server=127.0.0.1:$p2");
-    my $s = main::spread(30, sub { "/$u/?key=k$_[0]" });
-    is(($s->{$p1} // 0) + ($s->{$p2} // 0), 30, "$u: every request reached a live peer") or diag(explain($s));
-    $bad = 0;
-    for my $i (1 .. 70) {
-        my $r = http_get("/dynamic?upstream=$u&remove=&server=127.0.0.1:$dead[$i - 1]");
-        $bad++ if $r->{status} != 200;
-    }
-    is($bad, 0, "$u: 70 peers removed");
-    is(http_get("/dynamic?upstream=$u")->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\n", "$u: two peers left");
-    $s = main::spread(20, sub { "/$u/?key=k$_[0]" });
-    is(($s->{$p1} // 0) + ($s->{$p2} // 0), 20, "$u: traffic after removal") or diag(explain($s));
+main::past_64th_peer(qw(lc iph hsh));
+
+
+
+=== TEST 10: random behind keepalive: add, remove and weight answer 409 (a worker's table cannot overrun); traffic stays on live peers
+--- workers: 1
+--- http_config
+upstream backends {
+    zone zone_for_backends 64k;
+    random;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    keepalive 4;
 }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+}
+--- perl
+main::fixed_behind_keepalive('random');
+
+
+
+=== TEST 11: hash ... consistent behind keepalive: add, remove and weight answer 409; traffic stays on live peers
+--- workers: 1
+--- http_config
+upstream backends {
+    zone zone_for_backends 64k;
+    hash $request_uri consistent;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    keepalive 4;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+}
+--- perl
+main::fixed_behind_keepalive('consistent hash', sub { "/?i=$_[0]" });
+
+
+
+=== TEST 12: keepalive before the balancer directive: nginx drops keepalive ("load balancing method redefined"), the balancer is still recognised
+--- workers: 1
+--- http_config
+upstream rnd {
+    zone rnd 64k;
+    keepalive 4;
+    random;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream chash {
+    zone chash 64k;
+    keepalive 4;
+    hash $request_uri consistent;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream lc {
+    zone lc 64k;
+    keepalive 4;
+    least_conn;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /rnd { proxy_pass http://rnd; }
+location /chash { proxy_pass http://chash; }
+location /lc { proxy_pass http://lc; }
+--- perl
+my @p = map { port($_) } 1 .. 3;
+is(http_get("/$_")->{status}, 200, "$_: proxied") for qw(rnd chash lc);
+for (['rnd', 'random'], ['chash', 'consistent hash']) {
+    my ($u, $name) = @$_;
+    my $r = http_get("/dynamic?upstream=$u&add=&server=127.0.0.1:$p[2]");
+    is("$r->{status} $r->{body}", main::conflict($u, $name), "$u: add refused");
+    $r = http_get("/dynamic?upstream=$u&server=127.0.0.1:$p[1]&down=");
+    is($r->{status}, 200, "$u: down accepted");
+}
+my $r = http_get("/dynamic?upstream=lc&add=&server=127.0.0.1:$p[1]");
+is("$r->{status} $r->{body}", "200 server 127.0.0.1:$p[0];\nserver 127.0.0.1:$p[1];\n", 'least_conn: add accepted');
+$r = http_get("/dynamic?upstream=lc&add=&backup=&server=127.0.0.1:$p[2]");
+is($r->{status}, 200, 'least_conn: backup add accepted') or diag($r->{body});
+my %seen;
+$seen{ http_get('/lc')->{body} }++ for 1 .. 20;
+is_deeply(\%seen, { "$p[0]\n" => 10, "$p[1]\n" => 10 }, 'least_conn: both primaries answer');
+--- error_log
+load balancing method redefined
+
+
+
+=== TEST 13: round robin, least_conn and ip_hash behind keepalive keep their rules: add, remove, weight accepted; backup as the balancer allows
+--- workers: 1
+--- http_config
+upstream rr {
+    zone rr 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+upstream lc {
+    zone lc 64k;
+    least_conn;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+upstream iph {
+    zone iph 64k;
+    ip_hash;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my @p = map { port($_) } 1 .. 3;
+for my $u (qw(rr lc iph)) {
+    my $r = http_get("/dynamic?upstream=$u&add=&server=127.0.0.1:$p[1]");
+    is("$r->{status} $r->{body}", "200 server 127.0.0.1:$p[0];\nserver 127.0.0.1:$p[1];\n", "$u: add");
+    $r = http_get("/dynamic?upstream=$u&server=127.0.0.1:$p[1]&weight=3");
+    is($r->{status}, 200, "$u: weight");
+    $r = http_get("/dynamic?upstream=$u&remove=&server=127.0.0.1:$p[1]");
+    is("$r->{status} $r->{body}", "200 server 127.0.0.1:$p[0];\n", "$u: remove");
+}
+for my $u (qw(rr lc)) {
+    my $r = http_get("/dynamic?upstream=$u&add=&backup=&server=127.0.0.1:$p[2]");
+    is("$r->{status} $r->{body}", "200 server 127.0.0.1:$p[0];\nserver 127.0.0.1:$p[2] backup;\n", "$u: backup add");
+}
+my $r = http_get("/dynamic?upstream=iph&add=&backup=&server=127.0.0.1:$p[2]");
+is("$r->{status} $r->{body}",
+   "400 400 Bad Request: upstream \"iph\" uses the ip_hash balancer, which does not allow backup servers\n",
+   'ip_hash: backup refused');
+
+
+
+=== TEST 14: a balancer the module does not know (balancer_by_lua): add, remove and weight answer 409; down/up and the other parameters work
+--- modules: lua
+--- workers: 1
+--- http_config
+upstream backends {
+    zone zone_for_backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    balancer_by_lua_block { local unused = true }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { port($_) } 1 .. 3;
+my $list = main::vline($p[0]) . main::vline($p[1]);
+my $conflict = "409 409 Conflict: upstream \"backends\" uses a balancer this module does not know (another module's), "
+             . "which may keep its own copy of the peers: adding, removing or re-weighting peers is refused "
+             . "(down, up, max_fails, fail_timeout and max_conns work)\n";
+for my $q ("add=&server=127.0.0.1:$p[2]", "remove=&server=127.0.0.1:$p[1]", "server=127.0.0.1:$p[1]&weight=2") {
+    my $r = http_get("/dynamic?upstream=backends&$q");
+    is("$r->{status} $r->{body}", $conflict, "$q: refused");
+    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
+}
+my $r = http_get("/dynamic?upstream=backends&add=&backup=&server=127.0.0.1:$p[2]");
+is("$r->{status} $r->{body}",
+   "400 400 Bad Request: upstream \"backends\" uses the third-party balancer, which does not allow backup servers\n",
+   'backup add refused: balancer_by_lua declares no backups');
+$r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]), 'down listed');
+is_deeply(main::spread(10), { $p[1] => 10 }, 'the down peer gets nothing');
+main::api('backends', "server=127.0.0.1:$p[0]&up=&max_fails=3&fail_timeout=20&max_conns=5");
+is(http_get('/dynamic?upstream=backends&verbose=')->{body},
+   "server 127.0.0.1:$p[0] weight=1 max_fails=3 fail_timeout=20 max_conns=5;\n" . main::vline($p[1]),
+   'up and parameters accepted');
+is_deeply(main::spread(10), { $p[0] => 5, $p[1] => 5 }, 'both answer');
+
+
+
+=== TEST 15: more than 64 peers on least_conn, ip_hash and hash behind keepalive: the request hook finds the balancer's data inside keepalive's
+--- http_config
+upstream lc {
+    least_conn;
+    zone lc 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+upstream iph {
+    ip_hash;
+    zone iph 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+upstream hsh {
+    hash $arg_key;
+    zone hsh 1m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /lc/ { proxy_pass http://lc; proxy_http_version 1.1; proxy_set_header Connection ""; }
+location /iph/ { proxy_pass http://iph; proxy_http_version 1.1; proxy_set_header Connection ""; }
+location /hsh/ { proxy_pass http://hsh; proxy_http_version 1.1; proxy_set_header Connection ""; }
+--- perl
+main::past_64th_peer(qw(lc iph hsh));

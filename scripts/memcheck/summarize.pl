@@ -74,9 +74,10 @@ my @KNOWN = (
     # balancer ngx_alloc()s its ranges in the first request of each worker
     # (ngx_http_upstream_random_module.c:190 -> :134) and keeps the only
     # pointer in its conf, which the worker's exit frees with the cycle pool.
-    # The module frame is its peer.init wrapper, which calls nginx's.
+    # The module frame is its peer.init wrapper, which calls nginx's (through
+    # keepalive's peer.init when the upstream has keepalive).
     [ 'nginx random balancer (zone): ranges ngx_alloc()ed once per worker, lost at exit (stock nginx does the same)'
-        => qr/\bngx_alloc\b$F(?:\?\?\?|ngx_http_upstream_update_random\b)$F(?:\?\?\?|ngx_http_upstream_init_random_peer\b)$F(?:init_zone_peer|ngx_http_upstream_init_request)/ ],
+        => qr/\bngx_alloc\b$F(?:\?\?\?|ngx_http_upstream_update_random\b)$F(?:\?\?\?|ngx_http_upstream_init_random_peer\b)$F(?:(?:\?\?\?|ngx_http_upstream_init_keepalive_peer\b)$F)?(?:init_zone_peer|ngx_http_upstream_init_request)/ ],
 );
 # Frames in code that was unloaded before the report: valgrind's "???"
 # without an object (without --keep-debuginfo), ASan's "<unknown module>"

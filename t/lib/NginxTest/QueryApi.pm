@@ -27,6 +27,7 @@ use NginxTest;
 
 use Exporter 'import';
 our @EXPORT = qw(verbose change srv);
+our @EXPORT_OK = qw(set_change_refused);
 
 # verbose([UPSTREAM]): the verbose listing of UPSTREAM (default backends), or
 # "status N: body" when it does not answer 200.
@@ -58,6 +59,16 @@ sub srv {
     $s .= ' backup' if $o{backup};
     $s .= ' down' if $o{down};
     return "$s;\n";
+}
+
+# set_change_refused(UPSTREAM, BALANCER): the 409 answer's body to adding,
+# removing or re-weighting peers on a balancer that computes its table at
+# start (BALANCER as the answer names it: "random", "consistent hash").
+sub set_change_refused {
+    my ($upstream, $balancer) = @_;
+    return "409 Conflict: upstream \"$upstream\" uses the $balancer balancer, which computes its table once at "
+         . "start on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, max_fails, "
+         . "fail_timeout and max_conns work)\n";
 }
 
 1;
