@@ -313,8 +313,9 @@ impl ZoneUpstream {
         specs_of(&self.peers())
     }
 
+    /// `400`, as ngx_dynamic_upstream answers (an unknown upstream is 404).
     fn no_such_server(&self, target: &PeerAddress) -> ApiError {
-        ApiError::not_found(
+        ApiError::bad_request(
             "server_not_found",
             format!("server {} is not in upstream \"{}\"", shown_name(target), self.name()),
         )
