@@ -144,7 +144,7 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
 
 fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
     let shown = path.display();
-    let _lock = FileLock::exclusive(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot lock: {e}"))?;
+    let _lock = FileLock::exclusive(path, true).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot lock: {e}"))?;
     let text = persist::read(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
     let Some(text) = text else { return Ok(()) };
     let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
@@ -160,7 +160,7 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String>
 /// In the master at start, with the new cycle.
 unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> Result<(), String> {
     let shown = path.display();
-    let _lock = FileLock::exclusive(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
+    let _lock = FileLock::exclusive(path, true).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
     let text = persist::read(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
     let Some(text) = text else { return Ok(()) };
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
@@ -190,7 +190,7 @@ impl ChangeGuard {
     /// Before changing a zone upstream.
     pub fn for_zone_upstream(zone: &ZoneUpstream) -> Result<ChangeGuard, ApiError> {
         let lock = match &zone.state_path {
-            Some(path) => Some(lock(path)?),
+            Some(path) => Some(lock(path, true)?),
             None => None,
         };
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
@@ -203,10 +203,12 @@ impl ChangeGuard {
         Ok(ChangeGuard { _lock: lock })
     }
 
-    /// Before changing the dyups registry.
-    pub fn for_dyups() -> Result<ChangeGuard, ApiError> {
+    /// Before changing the dyups registry; with `trylock`
+    /// (`dyups_trylock on`), a file another change holds locked answers 409
+    /// at once, as the registry's lock does.
+    pub fn for_dyups(trylock: bool) -> Result<ChangeGuard, ApiError> {
         let lock = match dyups_file() {
-            Some(path) => Some(lock(&path)?),
+            Some(path) => Some(lock(&path, !trylock)?),
             None => None,
         };
         Ok(ChangeGuard { _lock: lock })
@@ -225,8 +227,14 @@ fn dyups_file() -> Option<PathBuf> {
     DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
 }
 
-fn lock(path: &Path) -> Result<FileLock, ApiError> {
-    FileLock::exclusive(path).map_err(|e| {
+fn lock(path: &Path, wait: bool) -> Result<FileLock, ApiError> {
+    FileLock::exclusive(path, wait).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return ApiError::conflict(
+                "locked",
+                format!("the state file \"{}\" is locked by another change; try again", path.display()),
+            );
+        }
         let text = format!("could not lock state file \"{}\": {e}; nothing was changed", path.display());
         log_error(&text);
         ApiError::new(500, "persist_failed", text)
