@@ -21,6 +21,7 @@
 use core::ffi::c_void;
 use core::ptr;
 
+use dynamic_upstream_core::state::parse_peer_address;
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
@@ -309,7 +310,7 @@ impl ZoneUpstream {
     }
 
     /// The servers as a state file records them.
-    pub fn server_specs(&self) -> Vec<ServerSpec> {
+    pub fn server_specs(&self) -> Result<Vec<ServerSpec>, String> {
         specs_of(&self.peers())
     }
 
@@ -401,19 +402,24 @@ unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<P
 }
 
 /// Peers as the specs that recreate them (their live figures dropped).
-pub fn specs_of(peers: &[PeerView]) -> Vec<ServerSpec> {
+/// Fails, naming the peer, for a name a state file cannot hold: a unix
+/// path that is not UTF-8 (its copy replaced the bytes with U+FFFD).
+pub fn specs_of(peers: &[PeerView]) -> Result<Vec<ServerSpec>, String> {
     peers
         .iter()
-        .filter_map(|p| {
-            let address = dynamic_upstream_core::Address::parse(&p.name).ok()?;
+        .map(|p| {
+            let address = (!p.name.contains(char::REPLACEMENT_CHARACTER))
+                .then(|| parse_peer_address(&p.name).ok())
+                .flatten()
+                .ok_or_else(|| format!("server \"{}\" cannot be written to a state file", p.name.escape_debug()))?;
             let mut spec = ServerSpec::new(address);
-            spec.weight = p.weight as u32;
-            spec.max_fails = p.max_fails as u32;
-            spec.fail_timeout = p.fail_timeout as u32;
-            spec.max_conns = p.max_conns as u32;
+            spec.weight = p.weight as u64;
+            spec.max_fails = p.max_fails;
+            spec.fail_timeout = p.fail_timeout as u64;
+            spec.max_conns = p.max_conns;
             spec.backup = p.backup;
             spec.down = p.down;
-            Some(spec)
+            Ok(spec)
         })
         .collect()
 }
@@ -552,7 +558,9 @@ unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
         let mut peer = (*list).peer;
         while !peer.is_null() {
             number += 1;
-            total_weight += (*peer).weight as usize;
+            // Wraps as nginx's own sum does: a configuration may give
+            // weights up to NGX_MAX_INT_T_VALUE.
+            total_weight = total_weight.wrapping_add((*peer).weight as usize);
             if (*peer).down == 0 {
                 tries += 1;
             }
