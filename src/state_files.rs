@@ -125,7 +125,10 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
                 .map_err(|e| e.text)
                 .and_then(|zone| restore_zone_upstream(&zone, &path));
             if let Err(text) = restored {
-                log_error(&format!("{text}; the configuration's servers are used"));
+                log_error(&format!(
+                    "{text}: the configuration's servers are used (the next change through the API writes them \
+                     to the file)"
+                ));
             }
         }
         let dyups_file = resolve(cycle, &main.upstream_conf);

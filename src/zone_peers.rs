@@ -231,8 +231,9 @@ impl ZoneUpstream {
 
     /// Replaces every peer with `servers` (the state file), at start: in
     /// the master, before any worker exists, so old peers are freed at once.
-    /// Balancers that cannot follow a new set of peers only take the
-    /// parameters of the servers they already have.
+    /// All or nothing: if the zone has no room for every new peer, nothing
+    /// changes. Balancers that cannot follow a new set of peers only take
+    /// the parameters of the servers they already have.
     pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
         if !self.balancer().follows_set_changes() {
             return self.restore_parameters(servers);
@@ -243,44 +244,20 @@ impl ZoneUpstream {
         let primary = self.primary();
         // SAFETY: the zone's lists, in the master before the workers fork:
         // no request can hold a peer, so old peers are freed right away.
-        unsafe {
+        let replaced = unsafe {
             let _primary_lock = WriteLocked::new(primary);
             let backup = (*primary).next;
             let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
             let slab = SlabLocked::new((*primary).shpool);
-            for list in [primary, backup] {
-                if list.is_null() {
-                    continue;
-                }
-                let mut peer = (*list).peer;
-                (*list).peer = ptr::null_mut();
-                while !peer.is_null() {
-                    let next = (*peer).next;
-                    free_peer(slab.pool(), peer);
-                    peer = next;
-                }
-                recount(list);
-            }
-            let mut backup = backup;
-            for spec in servers {
-                let address = PeerAddress::new(&spec.address);
-                let new_list = spec.backup && backup.is_null();
-                let Some((peer, list)) = alloc_peer(slab.pool(), spec, &address, new_list) else {
-                    return Err(format!(
-                        "zone \"{}\" ({}) has no room for the state's {} servers",
-                        self.zone_name(),
-                        dynamic_upstream_core::error::human_size(self.zone_size()),
-                        servers.len()
-                    ));
-                };
-                if new_list {
-                    init_backup_list(list, primary);
-                    (*primary).next = list;
-                    backup = list;
-                }
-                append_peer(if spec.backup { backup } else { primary }, peer);
-            }
-            set_single(primary);
+            replace_peers(slab.pool(), primary, servers)
+        };
+        if !replaced {
+            return Err(format!(
+                "zone \"{}\" ({}) has no room for the state's {} servers; nothing was restored",
+                self.zone_name(),
+                dynamic_upstream_core::error::human_size(self.zone_size()),
+                servers.len()
+            ));
         }
         Ok(())
     }
@@ -734,6 +711,76 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
     }
 }
 
+/// Makes `servers` the peers of `primary` and its backup list: allocates
+/// every new peer first (and a backup list if one is needed), then frees
+/// the old peers and links the new ones. If the zone has no room, frees
+/// what it took and returns false with the lists unchanged.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`,
+/// and no request can reach the old peers.
+unsafe fn replace_peers(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: &[ServerSpec],
+) -> bool {
+    // SAFETY: per the contract; the new peers are reachable by nobody
+    // until linked at the end.
+    unsafe {
+        let mut backup = (*primary).next;
+        let mut new_list: *mut ngx_http_upstream_rr_peers_t = ptr::null_mut();
+        let mut heads: [*mut ngx_http_upstream_rr_peer_t; 2] = [ptr::null_mut(); 2];
+        let mut tails = [ptr::addr_of_mut!(heads[0]), ptr::addr_of_mut!(heads[1])];
+        for spec in servers {
+            let with_list = spec.backup && backup.is_null() && new_list.is_null();
+            let Some((peer, list)) = alloc_peer(pool, spec, &PeerAddress::new(&spec.address), with_list) else {
+                free_chain(pool, heads[0]);
+                free_chain(pool, heads[1]);
+                if !new_list.is_null() {
+                    ngx_slab_free_locked(pool, new_list.cast());
+                }
+                return false;
+            };
+            if with_list {
+                new_list = list;
+            }
+            let chain = usize::from(spec.backup);
+            *tails[chain] = peer;
+            tails[chain] = &mut (*peer).next;
+        }
+        if !new_list.is_null() {
+            init_backup_list(new_list, primary);
+            (*primary).next = new_list;
+            backup = new_list;
+        }
+        for (list, head) in [(primary, heads[0]), (backup, heads[1])] {
+            if list.is_null() {
+                continue;
+            }
+            free_chain(pool, (*list).peer);
+            (*list).peer = head;
+            recount(list);
+        }
+        set_single(primary);
+        true
+    }
+}
+
+/// Frees a chain of peers linked by `next`.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach the peers.
+unsafe fn free_chain(pool: *mut ngx_slab_pool_t, mut peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        while !peer.is_null() {
+            let next = (*peer).next;
+            free_peer(pool, peer);
+            peer = next;
+        }
+    }
+}
+
 /// Frees a peer's blocks: what the zone module and [`alloc_peer`]
 /// allocated, plus the TLS session nginx may have cached in it.
 ///
@@ -763,14 +810,8 @@ pub unsafe fn free_list(pool: *mut ngx_slab_pool_t, list: *mut ngx_http_upstream
     unsafe {
         let backup = (*list).next;
         for l in [list, backup] {
-            if l.is_null() {
-                continue;
-            }
-            let mut peer = (*l).peer;
-            while !peer.is_null() {
-                let next = (*peer).next;
-                free_peer(pool, peer);
-                peer = next;
+            if !l.is_null() {
+                free_chain(pool, (*l).peer);
             }
         }
         if !backup.is_null() {

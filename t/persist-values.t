@@ -51,3 +51,41 @@ ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
 is(main::verbose(), $down, 'after the restart: every server, every value');
 ok(eval { nginx_reload(); 1 }, 'and reloads') or diag($@);
 is(main::verbose(), $down, 'after the reload: the same');
+
+
+
+=== TEST 2: a state file with more servers than the zone holds: nothing is restored, the configuration's servers stay intact, and [error] says so
+--- http_config
+upstream backends {
+    zone zone_for_backends 32k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 weight=3;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $config = "server 127.0.0.1:$p1 weight=3 max_fails=1 fail_timeout=10;\n"
+           . "server 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10 backup;\n";
+is(main::verbose(), $config, 'the configuration, before');
+my $path = main::state_file();
+my $file = join('', map { "server 127.0.0.1:" . (30000 + $_) . ";\n" } 1 .. 300) . "server 127.0.0.1:32000 backup;\n";
+main::spew($path, $file);
+ok(eval { nginx_restart(); 1 }, 'nginx starts') or diag($@);
+is(main::verbose(), $config, "the configuration's servers, intact (none freed, none of the file's)");
+my %ports;
+$ports{ http_get('/')->{body} }++ for 1 .. 6;
+is_deeply(\%ports, { "$p1\n" => 6 }, 'traffic goes to the primary of the configuration');
+like(error_log_text(),
+     qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": zone "zone_for_backends" \(32k\) has no room for the state's 301 servers; nothing was restored: the configuration's servers are used \(the next change through the API writes them to the file\)/,
+     '[error] says exactly that');
+is(main::slurp($path), $file, 'the file is left as it was');
+--- allow_error_log
+has no room for the state's 301 servers
