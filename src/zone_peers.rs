@@ -129,104 +129,56 @@ impl ZoneUpstream {
             }
             drop(primary_lock);
         }
-        Err(self.no_such_server(target))
+        Err(self.refused(Refusal::NotFound, &shown_name(target)))
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
-        let primary = self.primary();
         let limit = self.max_peers_per_list();
-        // SAFETY: shared lists of a zone upstream, changed under both write
-        // locks (primary, then backup); slab memory under the slab mutex,
-        // taken inside them.
-        unsafe {
-            let _primary_lock = WriteLocked::new(primary);
-            let mut backup = (*primary).next;
-            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
-
-            if find_peer(primary, address.name()).is_some()
-                || (!backup.is_null() && find_peer(backup, address.name()).is_some())
-            {
-                return Err(ApiError::bad_request(
-                    "server_exists",
-                    format!("server {} already exists in upstream \"{}\"", spec.address, self.name()),
-                ));
-            }
-            let list_len = match (spec.backup, backup.is_null()) {
-                (false, _) => (*primary).number,
-                (true, true) => 0,
-                (true, false) => (*backup).number,
-            };
-            if list_len >= limit {
-                return Err(ApiError::new(
-                    507,
-                    "too_many_peers",
-                    format!(
-                        "upstream \"{}\" already has {list_len} peers in that list, the most its zone \
-                         \"{}\" can track per request",
-                        self.name(),
-                        self.zone_name()
-                    ),
-                ));
-            }
-
-            let shpool = (*primary).shpool;
-            let slab = SlabLocked::new(shpool);
-            let new_backup_list = spec.backup && backup.is_null();
-            let peer = match alloc_peer(slab.pool(), spec, address, new_backup_list) {
-                Some((peer, list)) => {
-                    if new_backup_list {
-                        init_backup_list(list, primary);
-                        backup = list;
-                    }
-                    peer
-                }
-                None => return Err(ApiError::no_room(&self.zone_name(), self.zone_size())),
-            };
-            drop(slab);
-
-            let list = if spec.backup { backup } else { primary };
-            append_peer(list, peer);
-            if new_backup_list {
-                // Linked last, once complete; requests reach it only
-                // through primary->next, read under the primary lock we hold.
-                (*primary).next = backup;
-            }
-            set_single(primary);
-        }
-        Ok(())
+        // SAFETY: the primary list of a zone upstream.
+        let added = unsafe { add_locked(self.primary(), spec, address, limit) };
+        // The reason is written once the locks are released.
+        added.map_err(|refusal| self.refused(refusal, &spec.address))
     }
 
     fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
-        let primary = self.primary();
-        // SAFETY: shared lists of a zone upstream, changed under both write
-        // locks; the unlinked peer is handed to reclaim, not freed.
-        unsafe {
-            let _primary_lock = WriteLocked::new(primary);
-            let backup = (*primary).next;
-            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        // SAFETY: the primary list of a zone upstream; the unlinked peer is
+        // handed to reclaim (under the locks), not freed.
+        let removed = unsafe { remove_locked(self.primary(), target, |peer| reclaim::retire(self, peer)) };
+        // The reason is written once the locks are released.
+        removed.map_err(|refusal| self.refused(refusal, &shown_name(target)))
+    }
 
-            let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
-                if (*primary).number == 1 {
-                    return Err(ApiError::bad_request(
-                        "last_peer",
-                        format!(
-                            "server {} is the last primary server of upstream \"{}\" and cannot be removed",
-                            shown_name(target),
-                            self.name()
-                        ),
-                    ));
-                }
-                (primary, peer)
-            } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
-                (backup, peer)
-            } else {
-                return Err(self.no_such_server(target));
-            };
-            unlink_peer(list, peer);
-            set_single(primary);
-            reclaim::retire(self, peer);
+    /// The answer to an edit refused under the locks, about `server`.
+    fn refused(&self, refusal: Refusal, server: &dyn std::fmt::Display) -> ApiError {
+        match refusal {
+            Refusal::Exists => ApiError::bad_request(
+                "server_exists",
+                format!("server {server} already exists in upstream \"{}\"", self.name()),
+            ),
+            Refusal::ListFull(list_len) => ApiError::new(
+                507,
+                "too_many_peers",
+                format!(
+                    "upstream \"{}\" already has {list_len} peers in that list, the most its zone \"{}\" can \
+                     track per request",
+                    self.name(),
+                    self.zone_name()
+                ),
+            ),
+            Refusal::NoRoom => ApiError::no_room(&self.zone_name(), self.zone_size()),
+            Refusal::LastPeer => ApiError::bad_request(
+                "last_peer",
+                format!(
+                    "server {server} is the last primary server of upstream \"{}\" and cannot be removed",
+                    self.name()
+                ),
+            ),
+            // 400, as ngx_dynamic_upstream answers (an unknown upstream is 404).
+            Refusal::NotFound => ApiError::bad_request(
+                "server_not_found",
+                format!("server {server} is not in upstream \"{}\"", self.name()),
+            ),
         }
-        Ok(())
     }
 
     /// Replaces every peer with `servers` (the state file), at start: in
@@ -291,14 +243,6 @@ impl ZoneUpstream {
         specs_of(&self.peers())
     }
 
-    /// `400`, as ngx_dynamic_upstream answers (an unknown upstream is 404).
-    fn no_such_server(&self, target: &PeerAddress) -> ApiError {
-        ApiError::bad_request(
-            "server_not_found",
-            format!("server {} is not in upstream \"{}\"", shown_name(target), self.name()),
-        )
-    }
-
     /// The most peers one list may hold: no list can have more peers than
     /// the zone has room for, and each request's `tried` bitmap is sized for
     /// that many (see [`crate::request_hook`]).
@@ -314,6 +258,105 @@ impl ZoneUpstream {
     pub fn balancer(&self) -> Balancer {
         self.balancer
     }
+}
+
+/// Why an edit made under the locks was refused; the caller writes the
+/// message once the locks are released (no allocation under them).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Exists,
+    /// The list already has this many peers, the most the zone tracks.
+    ListFull(usize),
+    NoRoom,
+    LastPeer,
+    NotFound,
+}
+
+/// Appends a new peer for `spec` to the primary or backup list (creating
+/// the backup list if needed), under both write locks and the slab mutex.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+unsafe fn add_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    spec: &ServerSpec,
+    address: &PeerAddress,
+    limit: usize,
+) -> Result<(), Refusal> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup); slab memory under the slab mutex, taken
+    // inside them.
+    unsafe {
+        let _primary_lock = WriteLocked::new(primary);
+        let mut backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+
+        if find_peer(primary, address.name()).is_some()
+            || (!backup.is_null() && find_peer(backup, address.name()).is_some())
+        {
+            return Err(Refusal::Exists);
+        }
+        let list_len = match (spec.backup, backup.is_null()) {
+            (false, _) => (*primary).number,
+            (true, true) => 0,
+            (true, false) => (*backup).number,
+        };
+        if list_len >= limit {
+            return Err(Refusal::ListFull(list_len));
+        }
+
+        let slab = SlabLocked::new((*primary).shpool);
+        let new_backup_list = spec.backup && backup.is_null();
+        let (peer, list) = alloc_peer(slab.pool(), spec, address, new_backup_list).ok_or(Refusal::NoRoom)?;
+        drop(slab);
+        if new_backup_list {
+            init_backup_list(list, primary);
+            backup = list;
+        }
+
+        append_peer(if spec.backup { backup } else { primary }, peer);
+        if new_backup_list {
+            // Linked last, once complete; requests reach it only through
+            // primary->next, read under the primary lock we hold.
+            (*primary).next = backup;
+        }
+        set_single(primary);
+    }
+    Ok(())
+}
+
+/// Unlinks the peer named by `target` from its list under both write
+/// locks and hands it to `retire` (still under them).
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream; `retire`
+/// takes the unlinked peer over without freeing it.
+unsafe fn remove_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+    retire: impl FnOnce(*mut ngx_http_upstream_rr_peer_t),
+) -> Result<(), Refusal> {
+    // SAFETY: per the contract.
+    unsafe {
+        let _primary_lock = WriteLocked::new(primary);
+        let backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+
+        let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
+            if (*primary).number == 1 {
+                return Err(Refusal::LastPeer);
+            }
+            (primary, peer)
+        } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
+            (backup, peer)
+        } else {
+            return Err(Refusal::NotFound);
+        };
+        unlink_peer(list, peer);
+        set_single(primary);
+        retire(peer);
+    }
+    Ok(())
 }
 
 /// An upper bound on the peers a zone of `size` bytes can hold: each peer
