@@ -289,14 +289,18 @@ fn without_braced_variables(text: &str) -> String {
 /// A server as every parser must leave it: parameters within their ranges.
 fn check_server(s: &ServerSpec, input: &str) {
     check_address_value(&s.address);
-    for (p, v) in [
+    for (p, v) in values(s) {
+        assert!(in_range(p, v), "input {input}: server {} has {} = {v}", s.address, p.name());
+    }
+}
+
+fn values(s: &ServerSpec) -> [(Param, u64); 4] {
+    [
         (Param::Weight, s.weight),
         (Param::MaxFails, s.max_fails),
         (Param::FailTimeout, s.fail_timeout),
         (Param::MaxConns, s.max_conns),
-    ] {
-        assert!(in_range(p, v), "input {input}: server {} has {} = {v}", s.address, p.name());
-    }
+    ]
 }
 
 fn in_range(p: Param, v: u64) -> bool {
@@ -322,12 +326,7 @@ fn check_state_server(s: &ServerSpec, input: &str) {
     } else {
         check_address_value(&s.address);
     }
-    for (p, v) in [
-        (Param::Weight, s.weight),
-        (Param::MaxFails, s.max_fails),
-        (Param::FailTimeout, s.fail_timeout),
-        (Param::MaxConns, s.max_conns),
-    ] {
+    for (p, v) in values(s) {
         let min = u64::from(p == Param::Weight);
         assert!((min..=dynamic_upstream_core::peer::CONFIG_MAX).contains(&v), "input {input}: {} = {v}", p.name());
     }
