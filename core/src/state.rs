@@ -46,7 +46,9 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
     let mut servers = Vec::new();
     statements(text, |line, words| {
         let error = |text: String| StateError { line, text };
-        let Some((directive, args)) = words.split_first() else { return Ok(()) };
+        let Some((directive, args)) = words.split_first() else {
+            return Err(error("unexpected \";\"".to_string()));
+        };
         if directive != "server" {
             return Err(error(format!(
                 "unknown directive \"{}\" (a state file holds only \"server\" lines)",
@@ -115,13 +117,19 @@ pub fn parse_peer_address(text: &str) -> Result<Address, String> {
 }
 
 /// Hands each statement of a file in nginx's configuration syntax to
-/// `statement`, in order, with the line it starts on and its words unquoted (`"..."`, `'...'`, and the
-/// escapes `\"`, `\'`, `\\`, `\t`, `\r`, `\n`, as `ngx_conf_read_token`
-/// reads them); `#` at the start of a word comments to the end of the line.
+/// `statement`, in order, with the line it starts on and its words
+/// unquoted (`"..."`, `'...'`, and the escapes `\"`, `\'`, `\\`, `\t`, `\r`,
+/// `\n`, as `ngx_conf_read_token` reads them); `#` at the start of a word
+/// comments to the end of the line.
 fn statements(
     text: &str,
     mut statement: impl FnMut(usize, Vec<String>) -> Result<(), StateError>,
 ) -> Result<(), StateError> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let unexpected = |c: char, line: usize| StateError {
+        line,
+        text: format!("unexpected \"{c}\" (a state file holds only \"server\" lines)"),
+    };
     let mut words: Vec<String> = Vec::new();
     let mut start_line = 1;
     let mut line = 1;
@@ -129,15 +137,13 @@ fn statements(
     while let Some(c) = chars.next() {
         match c {
             '\n' => line += 1,
-            c if c.is_whitespace() => {}
+            c if is_space(c) => {}
             '#' => while chars.next_if(|&c| c != '\n').is_some() {},
-            ';' => statement(start_line, std::mem::take(&mut words))?,
-            '{' | '}' => {
-                return Err(StateError {
-                    line,
-                    text: format!("unexpected \"{c}\" (a state file holds only \"server\" lines)"),
-                })
+            ';' => {
+                let line = if words.is_empty() { line } else { start_line };
+                statement(line, std::mem::take(&mut words))?
             }
+            '{' | '}' => return Err(unexpected(c, line)),
             _ => {
                 if words.is_empty() {
                     start_line = line;
@@ -168,12 +174,12 @@ fn statements(
                         continue;
                     }
                     if Some(c) == quote {
-                        if chars.peek().is_some_and(|&n| !n.is_whitespace() && n != ';') {
+                        if chars.peek().is_some_and(|&n| !is_space(n) && n != ';') {
                             return Err(StateError { line, text: format!("unexpected text after the closing {c}") });
                         }
                         break;
                     }
-                    if quote.is_none() && (c.is_whitespace() || ";{}".contains(c)) {
+                    if quote.is_none() && (is_space(c) || ";{}".contains(c)) {
                         // The delimiter is handled by the outer loop.
                         pending = Some(c);
                         break;
@@ -185,12 +191,7 @@ fn statements(
                 match pending {
                     Some('\n') => line += 1,
                     Some(';') => statement(start_line, std::mem::take(&mut words))?,
-                    Some(c @ ('{' | '}')) => {
-                        return Err(StateError {
-                            line,
-                            text: format!("unexpected \"{c}\" (a state file holds only \"server\" lines)"),
-                        })
-                    }
+                    Some(c @ ('{' | '}')) => return Err(unexpected(c, line)),
                     _ => {}
                 }
             }
@@ -205,13 +206,14 @@ fn statements(
     Ok(())
 }
 
-/// A word as nginx's configuration syntax must write it: as is when it
-/// holds only characters that need no quoting (every address the APIs
-/// accept), otherwise in double quotes with `"`, `\` and line breaks
-/// escaped.
+/// A word as nginx's configuration syntax must write it: as is unless it
+/// is empty or holds whitespace, a control character or one of
+/// `; { } " ' # \ $` (no address the APIs accept does, so the dyups
+/// file, read without quoting, never gets quotes), otherwise in double
+/// quotes with `"`, `\` and line breaks escaped.
 pub fn config_word(word: &str) -> std::borrow::Cow<'_, str> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._:-[]@+,=%~".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
+    let special = |c: char| c.is_whitespace() || c.is_control() || ";{}\"'#\\$".contains(c);
+    if !word.is_empty() && !word.chars().any(special) {
         return word.into();
     }
     let mut out = String::with_capacity(word.len() + 2);
@@ -463,6 +465,9 @@ mod tests {
             parse_server_state("server 127.0.0.1:1; # unix:/x\n#server 127.0.0.1:2;").unwrap().unwrap().len(),
             1
         );
+        // Found by the fuzzer: an empty statement is not "nothing to restore".
+        let e = parse_server_state("# only a comment\n;\n").unwrap_err();
+        assert_eq!((e.line, e.text.as_str()), (2, "unexpected \";\""));
     }
 
     #[test]
@@ -496,6 +501,18 @@ mod tests {
         ];
         let text = render_dyups_conf(&entries);
         assert_eq!(parse_dyups_conf(&text).unwrap(), entries);
+    }
+
+    #[test]
+    fn addresses_the_apis_accept_are_never_quoted() {
+        // Found by the fuzzer: a non-ASCII unix path was quoted, and the
+        // dyups file (read without quoting) then refused it.
+        let spec = parse_body("server unix:/tmp/Õm/=10;").unwrap();
+        let entries = vec![DyupsEntry::Upstream("a".into(), spec.clone())];
+        let text = render_dyups_conf(&entries);
+        assert!(!text.contains('"'), "{text}");
+        assert_eq!(parse_dyups_conf(&text).unwrap(), entries);
+        assert!(!render_server_state(&spec.servers).contains('"'));
     }
 
     #[test]
