@@ -70,7 +70,7 @@ pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) ->
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
     check_hash_key(&spec)?;
     let dyups = registry()?;
-    let _guard = ChangeGuard::for_dyups()?;
+    let _guard = ChangeGuard::for_dyups(trylock)?;
     dyups.replace(name, &spec, trylock)?;
     crate::dyups_worker::sync_if_moved();
     log_change(&format!("dyups: upstream \"{name}\" set to {} server(s)", spec.servers.len()));
@@ -81,7 +81,7 @@ pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) ->
 pub fn delete_upstream(name: &str, trylock: bool) -> Result<(), ApiError> {
     validate_upstream_name(name)?;
     let dyups = registry()?;
-    let _guard = ChangeGuard::for_dyups()?;
+    let _guard = ChangeGuard::for_dyups(trylock)?;
     if !dyups.delete(name, in_config(name), trylock)? {
         return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
     }

@@ -327,19 +327,23 @@ impl Dyups {
             BalancerSpec::Hash { key, consistent: false } => (BalancerKind::Hash, key.as_str()),
             BalancerSpec::Hash { key, consistent: true } => (BalancerKind::ConsistentHash, key.as_str()),
         };
-        let (_registry_lock, slab) = self.lock(try_only)?;
+        let (registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
             registry.reclaim.reap(slab.pool());
             let no_room = || ApiError::no_room(ZONE_NAME, self.zone_size());
-            let list = build_list(slab.pool(), name, &spec.servers).ok_or_else(no_room)?;
+            let Some(list) = build_list(slab.pool(), name, &spec.servers) else {
+                drop((slab, registry_lock)); // the error allocates: not under the locks
+                return Err(no_room());
+            };
             let record = match find_record(registry, name) {
                 Some(record) => record,
                 None => {
                     let record = new_record(slab.pool(), name);
                     if record.is_null() {
                         crate::zone_peers::free_list(slab.pool(), list);
+                        drop((slab, registry_lock)); // the error allocates: not under the locks
                         return Err(no_room());
                     }
                     append_record(registry, record);
@@ -366,7 +370,7 @@ impl Dyups {
     /// configuration (`in_config`) stays as a tombstone so that every worker
     /// hides it. Returns false if there was nothing to delete.
     pub fn delete(&self, name: &str, in_config: bool, try_only: bool) -> Result<bool, ApiError> {
-        let (_registry_lock, slab) = self.lock(try_only)?;
+        let (registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
@@ -382,6 +386,7 @@ impl Dyups {
                 None => {
                     let record = new_record(slab.pool(), name);
                     if record.is_null() {
+                        drop((slab, registry_lock)); // the error allocates: not under the locks
                         return Err(ApiError::no_room(ZONE_NAME, self.zone_size()));
                     }
                     append_record(registry, record);

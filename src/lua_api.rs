@@ -105,7 +105,7 @@ unsafe fn text(data: *const u8, len: usize) -> String {
 
 /// A numeric option: negative means not given; otherwise it must be an
 /// integer within the parameter's range.
-fn option(param: Param, value: f64) -> Result<Option<u32>, ApiError> {
+fn option(param: Param, value: f64) -> Result<Option<u64>, ApiError> {
     if value < 0.0 && value.is_finite() {
         return Ok(None);
     }

@@ -18,7 +18,9 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    pub fn exclusive(path: &Path) -> io::Result<FileLock> {
+    /// Takes the lock; with `wait` false, fails at once with
+    /// [`io::ErrorKind::WouldBlock`] if another process holds it.
+    pub fn exclusive(path: &Path, wait: bool) -> io::Result<FileLock> {
         // Read-only is enough for flock, so a lock file the master (root)
         // created stays usable by workers running as another user.
         let file = OpenOptions::new()
@@ -29,9 +31,10 @@ impl FileLock {
             .mode(0o644)
             .open(lock_path(path))
             .or_else(|_| File::open(lock_path(path)))?;
+        let operation = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
         loop {
             // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
                 return Ok(FileLock { _file: file });
             }
             let err = io::Error::last_os_error();

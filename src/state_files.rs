@@ -125,7 +125,10 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
                 .map_err(|e| e.text)
                 .and_then(|zone| restore_zone_upstream(&zone, &path));
             if let Err(text) = restored {
-                log_error(&format!("{text}; the configuration's servers are used"));
+                log_error(&format!(
+                    "{text}: the configuration's servers are used (the next change through the API writes them \
+                     to the file)"
+                ));
             }
         }
         let dyups_file = resolve(cycle, &main.upstream_conf);
@@ -144,7 +147,8 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
 
 fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
     let shown = path.display();
-    let _lock = FileLock::exclusive(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot lock: {e}"))?;
+    let _lock =
+        FileLock::exclusive(path, true).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot lock: {e}"))?;
     let text = persist::read(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
     let Some(text) = text else { return Ok(()) };
     let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
@@ -160,7 +164,8 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String>
 /// In the master at start, with the new cycle.
 unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> Result<(), String> {
     let shown = path.display();
-    let _lock = FileLock::exclusive(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
+    let _lock =
+        FileLock::exclusive(path, true).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
     let text = persist::read(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
     let Some(text) = text else { return Ok(()) };
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
@@ -190,7 +195,7 @@ impl ChangeGuard {
     /// Before changing a zone upstream.
     pub fn for_zone_upstream(zone: &ZoneUpstream) -> Result<ChangeGuard, ApiError> {
         let lock = match &zone.state_path {
-            Some(path) => Some(lock(path)?),
+            Some(path) => Some(lock(path, true)?),
             None => None,
         };
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
@@ -203,10 +208,12 @@ impl ChangeGuard {
         Ok(ChangeGuard { _lock: lock })
     }
 
-    /// Before changing the dyups registry.
-    pub fn for_dyups() -> Result<ChangeGuard, ApiError> {
+    /// Before changing the dyups registry; with `trylock`
+    /// (`dyups_trylock on`), a file another change holds locked answers 409
+    /// at once, as the registry's lock does.
+    pub fn for_dyups(trylock: bool) -> Result<ChangeGuard, ApiError> {
         let lock = match dyups_file() {
-            Some(path) => Some(lock(&path)?),
+            Some(path) => Some(lock(&path, !trylock)?),
             None => None,
         };
         Ok(ChangeGuard { _lock: lock })
@@ -225,8 +232,14 @@ fn dyups_file() -> Option<PathBuf> {
     DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
 }
 
-fn lock(path: &Path) -> Result<FileLock, ApiError> {
-    FileLock::exclusive(path).map_err(|e| {
+fn lock(path: &Path, wait: bool) -> Result<FileLock, ApiError> {
+    FileLock::exclusive(path, wait).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return ApiError::conflict(
+                "locked",
+                format!("the state file \"{}\" is locked by another change; try again", path.display()),
+            );
+        }
         let text = format!("could not lock state file \"{}\": {e}; nothing was changed", path.display());
         log_error(&text);
         ApiError::new(500, "persist_failed", text)
@@ -236,8 +249,8 @@ fn lock(path: &Path) -> Result<FileLock, ApiError> {
 /// After a change to a zone upstream (holding its ChangeGuard).
 pub fn save_zone_upstream(zone: &ZoneUpstream) -> Result<(), ApiError> {
     let Some(path) = &zone.state_path else { return Ok(()) };
-    let text = render_server_state(&zone.server_specs());
-    persist::write_atomically(path, text.as_bytes()).map_err(|e| failure(path, &e))
+    let servers = zone.server_specs().map_err(|e| failure(path, &e))?;
+    persist::write_atomically(path, render_server_state(&servers).as_bytes()).map_err(|e| failure(path, &e))
 }
 
 /// After a change to the dyups registry (holding the ChangeGuard).
@@ -246,11 +259,11 @@ pub fn save_dyups() -> Result<(), ApiError> {
     let Some(dyups) = Dyups::get() else { return Ok(()) };
     let section = ReadSection::new(&dyups);
     let (_, records) = dyups.records();
-    let entries: Vec<DyupsEntry> = records
+    let entries: Result<Vec<DyupsEntry>, String> = records
         .iter()
         .map(|r| {
             if r.deleted || r.peers.is_null() {
-                return DyupsEntry::Deleted(r.name.clone());
+                return Ok(DyupsEntry::Deleted(r.name.clone()));
             }
             let balancer = match r.balancer {
                 BalancerKind::RoundRobin => BalancerSpec::RoundRobin,
@@ -260,16 +273,17 @@ pub fn save_dyups() -> Result<(), ApiError> {
                 BalancerKind::Hash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: false },
                 BalancerKind::ConsistentHash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: true },
             };
-            let servers = specs_of(&section.peers_of(r.peers));
-            DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer, servers })
+            let servers = specs_of(&section.peers_of(r.peers))?;
+            Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer, servers }))
         })
         .collect();
     drop(section);
+    let entries = entries.map_err(|e| failure(&path, &e))?;
     persist::write_atomically(&path, render_dyups_conf(&entries).as_bytes()).map_err(|e| failure(&path, &e))
 }
 
 /// A state file that could not be written: logged, and answered with 500.
-fn failure(path: &Path, error: &std::io::Error) -> ApiError {
+fn failure(path: &Path, error: &dyn std::fmt::Display) -> ApiError {
     let text = format!(
         "could not write state file \"{}\": {error}; the change is in effect and the next change writes the file again",
         path.display()

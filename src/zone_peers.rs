@@ -21,6 +21,7 @@
 use core::ffi::c_void;
 use core::ptr;
 
+use dynamic_upstream_core::state::parse_peer_address;
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
@@ -119,110 +120,63 @@ impl ZoneUpstream {
             }
             drop(primary_lock);
         }
-        Err(self.no_such_server(target))
+        Err(self.refused(Refusal::NotFound, &shown_name(target)))
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
-        let primary = self.primary();
         let limit = self.max_peers_per_list();
-        // SAFETY: shared lists of a zone upstream, changed under both write
-        // locks (primary, then backup); slab memory under the slab mutex,
-        // taken inside them.
-        unsafe {
-            let _primary_lock = WriteLocked::new(primary);
-            let mut backup = (*primary).next;
-            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
-
-            if find_peer(primary, address.name()).is_some()
-                || (!backup.is_null() && find_peer(backup, address.name()).is_some())
-            {
-                return Err(ApiError::bad_request(
-                    "server_exists",
-                    format!("server {} already exists in upstream \"{}\"", spec.address, self.name()),
-                ));
-            }
-            let list_len = match (spec.backup, backup.is_null()) {
-                (false, _) => (*primary).number,
-                (true, true) => 0,
-                (true, false) => (*backup).number,
-            };
-            if list_len >= limit {
-                return Err(ApiError::new(
-                    507,
-                    "too_many_peers",
-                    format!(
-                        "upstream \"{}\" already has {list_len} peers in that list, the most its zone \
-                         \"{}\" can track per request",
-                        self.name(),
-                        self.zone_name()
-                    ),
-                ));
-            }
-
-            let shpool = (*primary).shpool;
-            let slab = SlabLocked::new(shpool);
-            let new_backup_list = spec.backup && backup.is_null();
-            let peer = match alloc_peer(slab.pool(), spec, address, new_backup_list) {
-                Some((peer, list)) => {
-                    if new_backup_list {
-                        init_backup_list(list, primary);
-                        backup = list;
-                    }
-                    peer
-                }
-                None => return Err(ApiError::no_room(&self.zone_name(), self.zone_size())),
-            };
-            drop(slab);
-
-            let list = if spec.backup { backup } else { primary };
-            append_peer(list, peer);
-            if new_backup_list {
-                // Linked last, once complete; requests reach it only
-                // through primary->next, read under the primary lock we hold.
-                (*primary).next = backup;
-            }
-            set_single(primary);
-        }
-        Ok(())
+        // SAFETY: the primary list of a zone upstream.
+        let added = unsafe { add_locked(self.primary(), spec, address, limit) };
+        // The reason is written once the locks are released.
+        added.map_err(|refusal| self.refused(refusal, &spec.address))
     }
 
     fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
-        let primary = self.primary();
-        // SAFETY: shared lists of a zone upstream, changed under both write
-        // locks; the unlinked peer is handed to reclaim, not freed.
-        unsafe {
-            let _primary_lock = WriteLocked::new(primary);
-            let backup = (*primary).next;
-            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        // SAFETY: the primary list of a zone upstream; the unlinked peer is
+        // handed to reclaim (under the locks), not freed.
+        let removed = unsafe { remove_locked(self.primary(), target, |peer| reclaim::retire(self, peer)) };
+        // The reason is written once the locks are released.
+        removed.map_err(|refusal| self.refused(refusal, &shown_name(target)))
+    }
 
-            let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
-                if (*primary).number == 1 {
-                    return Err(ApiError::bad_request(
-                        "last_peer",
-                        format!(
-                            "server {} is the last primary server of upstream \"{}\" and cannot be removed",
-                            shown_name(target),
-                            self.name()
-                        ),
-                    ));
-                }
-                (primary, peer)
-            } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
-                (backup, peer)
-            } else {
-                return Err(self.no_such_server(target));
-            };
-            unlink_peer(list, peer);
-            set_single(primary);
-            reclaim::retire(self, peer);
+    /// The answer to an edit refused under the locks, about `server`.
+    fn refused(&self, refusal: Refusal, server: &dyn std::fmt::Display) -> ApiError {
+        match refusal {
+            Refusal::Exists => ApiError::bad_request(
+                "server_exists",
+                format!("server {server} already exists in upstream \"{}\"", self.name()),
+            ),
+            Refusal::ListFull(list_len) => ApiError::new(
+                507,
+                "too_many_peers",
+                format!(
+                    "upstream \"{}\" already has {list_len} peers in that list, the most its zone \"{}\" can \
+                     track per request",
+                    self.name(),
+                    self.zone_name()
+                ),
+            ),
+            Refusal::NoRoom => ApiError::no_room(&self.zone_name(), self.zone_size()),
+            Refusal::LastPeer => ApiError::bad_request(
+                "last_peer",
+                format!(
+                    "server {server} is the last primary server of upstream \"{}\" and cannot be removed",
+                    self.name()
+                ),
+            ),
+            // 400, as ngx_dynamic_upstream answers (an unknown upstream is 404).
+            Refusal::NotFound => ApiError::bad_request(
+                "server_not_found",
+                format!("server {server} is not in upstream \"{}\"", self.name()),
+            ),
         }
-        Ok(())
     }
 
     /// Replaces every peer with `servers` (the state file), at start: in
     /// the master, before any worker exists, so old peers are freed at once.
-    /// Balancers that cannot follow a new set of peers only take the
-    /// parameters of the servers they already have.
+    /// All or nothing: if the zone has no room for every new peer, nothing
+    /// changes. Balancers that cannot follow a new set of peers only take
+    /// the parameters of the servers they already have.
     pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
         if !self.balancer().follows_set_changes() {
             return self.restore_parameters(servers);
@@ -233,44 +187,20 @@ impl ZoneUpstream {
         let primary = self.primary();
         // SAFETY: the zone's lists, in the master before the workers fork:
         // no request can hold a peer, so old peers are freed right away.
-        unsafe {
+        let replaced = unsafe {
             let _primary_lock = WriteLocked::new(primary);
             let backup = (*primary).next;
             let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
             let slab = SlabLocked::new((*primary).shpool);
-            for list in [primary, backup] {
-                if list.is_null() {
-                    continue;
-                }
-                let mut peer = (*list).peer;
-                (*list).peer = ptr::null_mut();
-                while !peer.is_null() {
-                    let next = (*peer).next;
-                    free_peer(slab.pool(), peer);
-                    peer = next;
-                }
-                recount(list);
-            }
-            let mut backup = backup;
-            for spec in servers {
-                let address = PeerAddress::new(&spec.address);
-                let new_list = spec.backup && backup.is_null();
-                let Some((peer, list)) = alloc_peer(slab.pool(), spec, &address, new_list) else {
-                    return Err(format!(
-                        "zone \"{}\" ({}) has no room for the state's {} servers",
-                        self.zone_name(),
-                        dynamic_upstream_core::error::human_size(self.zone_size()),
-                        servers.len()
-                    ));
-                };
-                if new_list {
-                    init_backup_list(list, primary);
-                    (*primary).next = list;
-                    backup = list;
-                }
-                append_peer(if spec.backup { backup } else { primary }, peer);
-            }
-            set_single(primary);
+            replace_peers(slab.pool(), primary, servers)
+        };
+        if !replaced {
+            return Err(format!(
+                "zone \"{}\" ({}) has no room for the state's {} servers; nothing was restored",
+                self.zone_name(),
+                dynamic_upstream_core::error::human_size(self.zone_size()),
+                servers.len()
+            ));
         }
         Ok(())
     }
@@ -300,15 +230,8 @@ impl ZoneUpstream {
     }
 
     /// The servers as a state file records them.
-    pub fn server_specs(&self) -> Vec<ServerSpec> {
+    pub fn server_specs(&self) -> Result<Vec<ServerSpec>, String> {
         specs_of(&self.peers())
-    }
-
-    fn no_such_server(&self, target: &PeerAddress) -> ApiError {
-        ApiError::not_found(
-            "server_not_found",
-            format!("server {} is not in upstream \"{}\"", shown_name(target), self.name()),
-        )
     }
 
     /// The most peers one list may hold: no list can have more peers than
@@ -326,6 +249,105 @@ impl ZoneUpstream {
     pub fn balancer(&self) -> Balancer {
         self.balancer
     }
+}
+
+/// Why an edit made under the locks was refused; the caller writes the
+/// message once the locks are released (no allocation under them).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Exists,
+    /// The list already has this many peers, the most the zone tracks.
+    ListFull(usize),
+    NoRoom,
+    LastPeer,
+    NotFound,
+}
+
+/// Appends a new peer for `spec` to the primary or backup list (creating
+/// the backup list if needed), under both write locks and the slab mutex.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+unsafe fn add_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    spec: &ServerSpec,
+    address: &PeerAddress,
+    limit: usize,
+) -> Result<(), Refusal> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup); slab memory under the slab mutex, taken
+    // inside them.
+    unsafe {
+        let _primary_lock = WriteLocked::new(primary);
+        let mut backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+
+        if find_peer(primary, address.name()).is_some()
+            || (!backup.is_null() && find_peer(backup, address.name()).is_some())
+        {
+            return Err(Refusal::Exists);
+        }
+        let list_len = match (spec.backup, backup.is_null()) {
+            (false, _) => (*primary).number,
+            (true, true) => 0,
+            (true, false) => (*backup).number,
+        };
+        if list_len >= limit {
+            return Err(Refusal::ListFull(list_len));
+        }
+
+        let slab = SlabLocked::new((*primary).shpool);
+        let new_backup_list = spec.backup && backup.is_null();
+        let (peer, list) = alloc_peer(slab.pool(), spec, address, new_backup_list).ok_or(Refusal::NoRoom)?;
+        drop(slab);
+        if new_backup_list {
+            init_backup_list(list, primary);
+            backup = list;
+        }
+
+        append_peer(if spec.backup { backup } else { primary }, peer);
+        if new_backup_list {
+            // Linked last, once complete; requests reach it only through
+            // primary->next, read under the primary lock we hold.
+            (*primary).next = backup;
+        }
+        set_single(primary);
+    }
+    Ok(())
+}
+
+/// Unlinks the peer named by `target` from its list under both write
+/// locks and hands it to `retire` (still under them).
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream; `retire`
+/// takes the unlinked peer over without freeing it.
+unsafe fn remove_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+    retire: impl FnOnce(*mut ngx_http_upstream_rr_peer_t),
+) -> Result<(), Refusal> {
+    // SAFETY: per the contract.
+    unsafe {
+        let _primary_lock = WriteLocked::new(primary);
+        let backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+
+        let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
+            if (*primary).number == 1 {
+                return Err(Refusal::LastPeer);
+            }
+            (primary, peer)
+        } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
+            (backup, peer)
+        } else {
+            return Err(Refusal::NotFound);
+        };
+        unlink_peer(list, peer);
+        set_single(primary);
+        retire(peer);
+    }
+    Ok(())
 }
 
 /// An upper bound on the peers a zone of `size` bytes can hold: each peer
@@ -391,19 +413,24 @@ unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<P
 }
 
 /// Peers as the specs that recreate them (their live figures dropped).
-pub fn specs_of(peers: &[PeerView]) -> Vec<ServerSpec> {
+/// Fails, naming the peer, for a name a state file cannot hold: a unix
+/// path that is not UTF-8 (its copy replaced the bytes with U+FFFD).
+pub fn specs_of(peers: &[PeerView]) -> Result<Vec<ServerSpec>, String> {
     peers
         .iter()
-        .filter_map(|p| {
-            let address = dynamic_upstream_core::Address::parse(&p.name).ok()?;
+        .map(|p| {
+            let address = (!p.name.contains(char::REPLACEMENT_CHARACTER))
+                .then(|| parse_peer_address(&p.name).ok())
+                .flatten()
+                .ok_or_else(|| format!("server \"{}\" cannot be written to a state file", p.name.escape_debug()))?;
             let mut spec = ServerSpec::new(address);
-            spec.weight = p.weight as u32;
-            spec.max_fails = p.max_fails as u32;
-            spec.fail_timeout = p.fail_timeout as u32;
-            spec.max_conns = p.max_conns as u32;
+            spec.weight = p.weight as u64;
+            spec.max_fails = p.max_fails;
+            spec.fail_timeout = p.fail_timeout as u64;
+            spec.max_conns = p.max_conns;
             spec.backup = p.backup;
             spec.down = p.down;
-            Some(spec)
+            Ok(spec)
         })
         .collect()
 }
@@ -542,7 +569,9 @@ unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
         let mut peer = (*list).peer;
         while !peer.is_null() {
             number += 1;
-            total_weight += (*peer).weight as usize;
+            // Wraps as nginx's own sum does: a configuration may give
+            // weights up to NGX_MAX_INT_T_VALUE.
+            total_weight = total_weight.wrapping_add((*peer).weight as usize);
             if (*peer).down == 0 {
                 tries += 1;
             }
@@ -716,6 +745,76 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
     }
 }
 
+/// Makes `servers` the peers of `primary` and its backup list: allocates
+/// every new peer first (and a backup list if one is needed), then frees
+/// the old peers and links the new ones. If the zone has no room, frees
+/// what it took and returns false with the lists unchanged.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`,
+/// and no request can reach the old peers.
+unsafe fn replace_peers(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: &[ServerSpec],
+) -> bool {
+    // SAFETY: per the contract; the new peers are reachable by nobody
+    // until linked at the end.
+    unsafe {
+        let mut backup = (*primary).next;
+        let mut new_list: *mut ngx_http_upstream_rr_peers_t = ptr::null_mut();
+        let mut heads: [*mut ngx_http_upstream_rr_peer_t; 2] = [ptr::null_mut(); 2];
+        let mut tails = [ptr::addr_of_mut!(heads[0]), ptr::addr_of_mut!(heads[1])];
+        for spec in servers {
+            let with_list = spec.backup && backup.is_null() && new_list.is_null();
+            let Some((peer, list)) = alloc_peer(pool, spec, &PeerAddress::new(&spec.address), with_list) else {
+                free_chain(pool, heads[0]);
+                free_chain(pool, heads[1]);
+                if !new_list.is_null() {
+                    ngx_slab_free_locked(pool, new_list.cast());
+                }
+                return false;
+            };
+            if with_list {
+                new_list = list;
+            }
+            let chain = usize::from(spec.backup);
+            *tails[chain] = peer;
+            tails[chain] = &mut (*peer).next;
+        }
+        if !new_list.is_null() {
+            init_backup_list(new_list, primary);
+            (*primary).next = new_list;
+            backup = new_list;
+        }
+        for (list, head) in [(primary, heads[0]), (backup, heads[1])] {
+            if list.is_null() {
+                continue;
+            }
+            free_chain(pool, (*list).peer);
+            (*list).peer = head;
+            recount(list);
+        }
+        set_single(primary);
+        true
+    }
+}
+
+/// Frees a chain of peers linked by `next`.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach the peers.
+unsafe fn free_chain(pool: *mut ngx_slab_pool_t, mut peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        while !peer.is_null() {
+            let next = (*peer).next;
+            free_peer(pool, peer);
+            peer = next;
+        }
+    }
+}
+
 /// Frees a peer's blocks: what the zone module and [`alloc_peer`]
 /// allocated, plus the TLS session nginx may have cached in it.
 ///
@@ -745,14 +844,8 @@ pub unsafe fn free_list(pool: *mut ngx_slab_pool_t, list: *mut ngx_http_upstream
     unsafe {
         let backup = (*list).next;
         for l in [list, backup] {
-            if l.is_null() {
-                continue;
-            }
-            let mut peer = (*l).peer;
-            while !peer.is_null() {
-                let next = (*peer).next;
-                free_peer(pool, peer);
-                peer = next;
+            if !l.is_null() {
+                free_chain(pool, (*l).peer);
             }
         }
         if !backup.is_null() {

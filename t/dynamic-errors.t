@@ -84,7 +84,7 @@ server 127.0.0.1:$TEST_NGINX_PORT_3 weight=1 max_fails=1 fail_timeout=10;
 
 
 
-=== TEST 2: 404 when server names no peer (update, down, up, remove)
+=== TEST 2: 400 when server names no peer (update, down, up, remove), as ngx_dynamic_upstream answers
 --- http_config
 upstream backends {
     zone zone_for_backends 128k;
@@ -96,22 +96,22 @@ upstream backends {
 location /dynamic { dynamic_upstream; }
 --- perl
 my $p4 = port(4);
-my $missing = qq{404 Not Found: server 127.0.0.1:$p4 is not in upstream "backends"\n};
+my $missing = qq{400 Bad Request: server 127.0.0.1:$p4 is not in upstream "backends"\n};
 for my $change ('weight=2', 'max_fails=2', 'fail_timeout=2', 'max_conns=2', 'down=', 'up=',
                 'weight=3&max_fails=3&down=', 'remove=') {
     main::refused("/dynamic?upstream=zone_for_backends&server=127.0.0.1:$p4&$change",
-                  404, $missing, 'zone_for_backends', main::three());
+                  400, $missing, 'zone_for_backends', main::three());
 }
 # same address, other port; same port, other address
 my $p1 = port(1);
-main::refused("/dynamic?upstream=backends&server=127.0.0.2:$p1&down=", 404,
-              qq{404 Not Found: server 127.0.0.2:$p1 is not in upstream "backends"\n}, 'backends', main::three());
-main::refused("/dynamic?upstream=backends&server=127.0.0.1&remove=", 404,
-              qq{404 Not Found: server 127.0.0.1:80 is not in upstream "backends"\n}, 'backends', main::three());
-main::refused("/dynamic?upstream=backends&server=[::1]:$p1&down=", 404,
-              qq{404 Not Found: server [::1]:$p1 is not in upstream "backends"\n}, 'backends', main::three());
-main::refused("/dynamic?upstream=backends&server=unix:/tmp/none.sock&remove=", 404,
-              qq{404 Not Found: server unix:/tmp/none.sock is not in upstream "backends"\n}, 'backends', main::three());
+main::refused("/dynamic?upstream=backends&server=127.0.0.2:$p1&down=", 400,
+              qq{400 Bad Request: server 127.0.0.2:$p1 is not in upstream "backends"\n}, 'backends', main::three());
+main::refused("/dynamic?upstream=backends&server=127.0.0.1&remove=", 400,
+              qq{400 Bad Request: server 127.0.0.1:80 is not in upstream "backends"\n}, 'backends', main::three());
+main::refused("/dynamic?upstream=backends&server=[::1]:$p1&down=", 400,
+              qq{400 Bad Request: server [::1]:$p1 is not in upstream "backends"\n}, 'backends', main::three());
+main::refused("/dynamic?upstream=backends&server=unix:/tmp/none.sock&remove=", 400,
+              qq{400 Bad Request: server unix:/tmp/none.sock is not in upstream "backends"\n}, 'backends', main::three());
 
 
 
@@ -589,7 +589,7 @@ location /dynamic { dynamic_upstream; }
 --- perl
 my $p1 = port(1);
 my %phrase = (400 => 'Bad Request', 404 => 'Not Found', 405 => 'Not Allowed');
-for my $c ([GET => "server=127.0.0.1:$p1&weight=0", 400], [GET => "server=127.0.0.1:9&down=", 404],
+for my $c ([GET => "server=127.0.0.1:$p1&weight=0", 400], [GET => "server=127.0.0.1:9&down=", 400],
            [PUT => "server=127.0.0.1:$p1&down=", 405]) {
     my ($m, $q, $status) = @$c;
     main::refused("/dynamic?upstream=backends&$q", $status, qr/\A$status \Q$phrase{$status}\E: [^\n]+\n\z/,

@@ -185,7 +185,7 @@ my $expected = [
 ];
 my @cases = (
     ['GET', "upstream=nope", 404, 'upstream "nope" not found'],
-    ['GET', "upstream=backends&server=127.0.0.1:$p4&down=", 404, qq{server 127.0.0.1:$p4 is not in upstream "backends"}],
+    ['GET', "upstream=backends&server=127.0.0.1:$p4&down=", 400, qq{server 127.0.0.1:$p4 is not in upstream "backends"}],
     ['GET', "upstream=backends&server=127.0.0.1:$p3&weight=0", 400, 'weight must be an integer from 1 to 1000000'],
     ['GET', "upstream=backends&server=127.0.0.1:$p3&weight=99999999999999999999", 400,
      'weight must be an integer from 1 to 1000000'],

@@ -15,7 +15,7 @@ location /dynamic { dynamic_upstream; }
 --- perl
 my $failed = 0;
 for my $i (1 .. 2000) {
-    my $port = 10000 + $i;
+    my $port = 30000 + $i;
     my $add = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$port");
     my $remove = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$port");
     if ($add->{status} != 200 || $remove->{status} != 200) {

@@ -24,7 +24,7 @@ sub many {
     my ($n) = @_;
     my ($body, $want) = ('', '');
     for my $i (1 .. $n) {
-        my $port = 20000 + $i;
+        my $port = 30000 + $i;
         my $w = 1 + $i % 7;
         $body .= "server 127.0.0.1:$port weight=$w max_fails=2 fail_timeout=11 max_conns=$i;\n";
         $want .= line("127.0.0.1:$port", weight => $w, max_fails => 2, fail_timeout => 11, max_conns => $i);
@@ -182,14 +182,14 @@ location / {
 my $r = http('POST', '/upstream/dyhost', main::padded(50_000, port(2) + 0), { Expect => '100-continue' });
 is($r->{status}, 200, 'Expect: 100-continue: 200') or diag($r->{body});
 is(http_get('/upstream/dyhost')->{body}, main::line('127.0.0.1:' . port(2)), 'the server');
-my @servers = map { sprintf '{"server":"127.0.0.1:%d","weight":%d}', 20000 + $_, 1 + $_ % 5 } 1 .. 2500;
+my @servers = map { sprintf '{"server":"127.0.0.1:%d","weight":%d}', 30000 + $_, 1 + $_ % 5 } 1 .. 2500;
 my $json = '{"servers":[' . join(",\n", @servers) . ']}';
 cmp_ok(length($json), '>', 100_000, 'JSON body over 100 KB');
 $r = http('POST', '/upstream/dyhost', $json, { 'Content-Type' => 'application/json' });
 is($r->{status}, 200, 'large JSON body: 200') or diag($r->{body});
 my $got = http_get('/upstream/dyhost')->{body};
 is(($got =~ tr/\n//), 2500, '2500 servers');
-like($got, qr/\Aserver 127\.0\.0\.1:20001 weight=2 .*\nserver 127\.0\.0\.1:22500 weight=1 [^\n]*\n\z/s, 'first and last as sent');
+like($got, qr/\Aserver 127\.0\.0\.1:30001 weight=2 .*\nserver 127\.0\.0\.1:32500 weight=1 [^\n]*\n\z/s, 'first and last as sent');
 
 === TEST 7: an empty body with Content-Length: 0, and a POST without a body
 --- http_config

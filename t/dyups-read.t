@@ -242,16 +242,16 @@ location / { dyups_interface; }
 my @names = map { sprintf 'up%03d', (37 * $_) % 100 } 0 .. 99;
 my $failed = 0;
 for my $i (0 .. $#names) {
-    my $r = http('POST', "/upstream/$names[$i]", 'server 127.0.0.1:' . (20000 + $i) . ';');
+    my $r = http('POST', "/upstream/$names[$i]", 'server 127.0.0.1:' . (30000 + $i) . ';');
     $failed++ unless $r->{status} == 200;
 }
 is($failed, 0, 'all 100 created');
 is(http_get('/list')->{body}, join('', map { "$_\n" } 'host1', @names), 'listed in creation order');
 my $detail = http_get('/detail')->{body};
 my $want = "host1\n" . main::line(main::addr(1)) . "\n"
-         . join('', map { "$names[$_]\n" . main::line('127.0.0.1:' . (20000 + $_)) . "\n" } 0 .. $#names);
+         . join('', map { "$names[$_]\n" . main::line('127.0.0.1:' . (30000 + $_)) . "\n" } 0 .. $#names);
 ok($detail eq $want, '/detail: each with its server, in the same order') or diag(substr($detail, 0, 500));
-is(http_get("/upstream/$names[57]")->{body}, main::line('127.0.0.1:20057'), 'one of them by name');
+is(http_get("/upstream/$names[57]")->{body}, main::line('127.0.0.1:30057'), 'one of them by name');
 
 === TEST 12: /upstream/NAME in any case, through every state: configured, replaced, deleted, run-time
 --- http_config

@@ -925,7 +925,7 @@ is(main::lua('return peers("backends")'), main::three() . "server 127.0.0.1:$p4 
    'describe_zone sees the HTTP add');
 like(main::lua(qq{return show(dynamic.add_peer("backends", "127.0.0.1:$p4"))}), qr/already exists/, 'Lua cannot add it again');
 is(main::lua(qq{return show(dynamic.remove_peer("backends", "127.0.0.1:$p4"))}), 'true', 'Lua removes it');
-is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p4")->{status}, 404, 'HTTP: it is gone');
+is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p4")->{status}, 400, 'HTTP: it is gone');
 is(main::lua(qq{return show(dynamic.set_peer_down("backends", "127.0.0.1:$p2", true))}), 'true', 'Lua down');
 is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&up=")->{status}, 200, 'HTTP up');
 is(main::lua('return peers("backends")'), main::three(), 'describe_zone sees it up');

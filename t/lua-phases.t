@@ -531,7 +531,7 @@ location = /t {
         local list = dynamic.describe_zone("backends")
         ngx.say(#list, " ", tostring(dynamic.set_peer_down("backends", "127.0.0.1:$TEST_NGINX_PORT_1", #list % 2 == 0)),
                 " ", dyups.update("dyhost" .. #list, "server 127.0.0.1:$TEST_NGINX_PORT_1;"))
-        ngx.say(tostring(dynamic.add_peer("backends", "127.0.0.1:" .. (20000 + #list))))
+        ngx.say(tostring(dynamic.add_peer("backends", "127.0.0.1:" .. (30000 + #list))))
     }
 }
 --- perl

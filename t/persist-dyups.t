@@ -508,3 +508,30 @@ main::del('host2');
 nginx_restart();
 is(http_get('/upstream/host2')->{status}, 404, 'deleted again, and after a restart');
 is_deeply(main::traffic(3, 'host2'), { 'status 502' => 3 }, 'traffic: 502');
+
+
+
+=== TEST 9: dyups_trylock on: a state file another process holds locked answers 409 at once and changes nothing
+--- timeout: 3
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+dyups_trylock on;
+--- config
+location / { dyups_interface; }
+--- perl
+use Fcntl qw(:flock);
+main::post('dyhost', 'server ' . main::addr(1) . ';');
+open my $lock, '>>', main::dyfile() . '.lock' or die "open: $!";
+flock($lock, LOCK_EX) or die "flock: $!";
+my $busy = '409 the state file "' . main::dyfile() . '" is locked by another change; try again';
+my $r = http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';');
+is("$r->{status} $r->{body}", $busy, 'POST while the file is locked');
+$r = http('DELETE', '/upstream/dyhost');
+is("$r->{status} $r->{body}", $busy, 'DELETE while the file is locked');
+$r = http('POST', '/upstream/other', 'server ' . main::addr(2) . ';');
+is("$r->{status} $r->{body}", $busy, 'a new upstream while the file is locked');
+is(http_get('/upstream/dyhost')->{body}, main::dline(1), 'dyhost unchanged');
+is(http_get('/upstream/other')->{status}, 404, 'other not created');
+close $lock;
+main::post('dyhost', 'server ' . main::addr(2) . ';');
+main::file_is([ main::ublock('dyhost', main::sv(2)) ], 'the next change, once the lock is free');

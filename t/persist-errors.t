@@ -96,7 +96,7 @@ my ($rc, $out) = nginx_t();
 is($rc, 0, 'nginx -t passes with the file the module wrote') or diag($out);
 
 my @cases = (
-    ["server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 weight=0;\n", 2, qr/weight must be an integer from 1 to 1000000/],
+    ["server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 weight=0;\n", 2, qr/weight must be an integer from 1 to 9223372036854775807/],
     ["# a comment\nserver 127.0.0.1:$p1;\n\nleast_conn;\n", 4, qr/server/],
     ["server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2", 2, qr/;/],
     ["server 127.0.0.1:$p1;\nserver localhost:$p2;\n", 2, qr/localhost/],
@@ -118,7 +118,7 @@ for my $c (@cases) {
 main::spew($path, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 weight=0;\n");
 ok(!eval { nginx_restart(); 1 }, 'nginx refuses to start with the corrupt file');
 like(error_log_text(),
-     qr/\[emerg\].*dynamic_state_file "\Q$path\E": line 2: weight must be an integer from 1 to 1000000/,
+     qr/\[emerg\].*dynamic_state_file "\Q$path\E": line 2: weight must be an integer from 1 to 9223372036854775807/,
      'error.log: [emerg] with the file, the line and the problem');
 --- allow_error_log
 dynamic_state_file ".*": line \d+: 
@@ -181,7 +181,7 @@ my $master = master_pid();
 my @workers = worker_pids();
 my $ok = eval { nginx_reload(); 1 };
 ok(!$ok, 'the reload is refused');
-like($@ // '', qr/dynamic_state_file "\Q$path\E": line 2: weight must be an integer from 1 to 1000000/,
+like($@ // '', qr/dynamic_state_file "\Q$path\E": line 2: weight must be an integer from 1 to 9223372036854775807/,
      '  with the [emerg] naming the file and the line');
 ok(main::alive($master), "the master ($master) is still running");
 ok(poll_until(sub { main::alive($master) && "@{[worker_pids()]}" eq "@workers" }, 2, 'old workers'),
@@ -199,7 +199,7 @@ is(main::slurp($path), $main::HEADER . $lines, '  and written, replacing the cor
 ok(eval { nginx_reload(); 1 }, 'the next reload succeeds') or diag($@);
 is(main::verbose(), $lines, '  with the whole state');
 --- allow_error_log
-dynamic_state_file ".*": line 2: weight must be an integer from 1 to 1000000
+dynamic_state_file ".*": line 2: weight must be an integer from 1 to 9223372036854775807
 
 
 

@@ -143,7 +143,7 @@ main::state_is($final, 'remove the backup');
 
 # refused changes leave the file alone
 my $before = main::state();
-for my $q ('server=127.0.0.1:' . port(7) . '&weight=2',          # no such server (404)
+for my $q ('server=127.0.0.1:' . port(7) . '&weight=2',          # no such server (400)
            'server=127.0.0.1:' . port(2) . '&weight=0',          # bad weight (400)
            'add=&server=127.0.0.1:' . port(3),                   # already there (400)
            'server=127.0.0.1:' . port(2) . '&down=&up=') {       # down with up (400)

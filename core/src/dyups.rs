@@ -467,7 +467,10 @@ pub fn config_text(spec: &UpstreamSpec) -> String {
         let _ = write!(
             out,
             "server {} weight={} max_fails={} fail_timeout={}",
-            s.address, s.weight, s.max_fails, s.fail_timeout
+            crate::state::config_word(&s.address.to_string()),
+            s.weight,
+            s.max_fails,
+            s.fail_timeout
         );
         if s.max_conns != 0 {
             let _ = write!(out, " max_conns={}", s.max_conns);

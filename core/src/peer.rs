@@ -5,24 +5,29 @@ use crate::address::Address;
 use crate::error::ApiError;
 
 /// nginx's defaults for a `server` line without parameters.
-pub const DEFAULT_WEIGHT: u32 = 1;
-pub const DEFAULT_MAX_FAILS: u32 = 1;
-pub const DEFAULT_FAIL_TIMEOUT: u32 = 10;
+pub const DEFAULT_WEIGHT: u64 = 1;
+pub const DEFAULT_MAX_FAILS: u64 = 1;
+pub const DEFAULT_FAIL_TIMEOUT: u64 = 10;
 
-/// Accepted range of each numeric parameter (inclusive).
+/// Accepted range of each numeric parameter (inclusive), through the APIs.
+/// nginx's own `server` directive accepts more (see [`Param::parse_config_value`]).
 pub const WEIGHT_RANGE: (u64, u64) = (1, 1_000_000);
 pub const MAX_FAILS_RANGE: (u64, u64) = (0, 1_000_000);
 /// Seconds; one year at most.
 pub const FAIL_TIMEOUT_RANGE: (u64, u64) = (0, 31_536_000);
 pub const MAX_CONNS_RANGE: (u64, u64) = (0, 1_000_000);
 
+/// The largest value nginx's `server` directive accepts for any parameter
+/// (`NGX_MAX_INT_T_VALUE`: `ngx_atoi` and `ngx_parse_time` stop there).
+pub const CONFIG_MAX: u64 = i64::MAX as u64;
+
 /// The numeric parameters a request may set; `None` leaves a value as is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PeerParams {
-    pub weight: Option<u32>,
-    pub max_fails: Option<u32>,
-    pub fail_timeout: Option<u32>,
-    pub max_conns: Option<u32>,
+    pub weight: Option<u64>,
+    pub max_fails: Option<u64>,
+    pub fail_timeout: Option<u64>,
+    pub max_conns: Option<u64>,
 }
 
 impl PeerParams {
@@ -71,7 +76,7 @@ impl Param {
 
     /// Parses a value: a plain integer within the range; `fail_timeout` also
     /// takes nginx's time suffixes `s`, `m`, `h`, `d`.
-    pub fn parse_value(self, text: &str) -> Result<u32, ApiError> {
+    pub fn parse_value(self, text: &str) -> Result<u64, ApiError> {
         let (min, max) = self.range();
         let unit_error = || {
             let what = if self == Param::FailTimeout { "a number of seconds" } else { "an integer" };
@@ -82,12 +87,28 @@ impl Param {
             _ => parse_integer(text),
         };
         match value {
-            Some(v) if (min..=max).contains(&v) => Ok(v as u32),
+            Some(v) if (min..=max).contains(&v) => Ok(v),
             _ => Err(unit_error()),
         }
     }
 
-    pub fn set(self, params: &mut PeerParams, value: u32) {
+    /// Parses a value as nginx's `server` directive does (what a
+    /// configuration, and so a state file, may hold): integers of any
+    /// length up to [`CONFIG_MAX`], `weight` at least 1; `fail_timeout`
+    /// also in nginx's time syntax.
+    pub fn parse_config_value(self, text: &str) -> Result<u64, String> {
+        let min = u64::from(self == Param::Weight);
+        let value = match self {
+            Param::FailTimeout => parse_config_integer(text).or_else(|| parse_seconds(text)),
+            _ => parse_config_integer(text),
+        };
+        match value {
+            Some(v) if (min..=CONFIG_MAX).contains(&v) => Ok(v),
+            _ => Err(format!("{} must be an integer from {min} to {CONFIG_MAX}", self.name())),
+        }
+    }
+
+    pub fn set(self, params: &mut PeerParams, value: u64) {
         let slot = match self {
             Param::Weight => &mut params.weight,
             Param::MaxFails => &mut params.max_fails,
@@ -97,7 +118,7 @@ impl Param {
         *slot = Some(value);
     }
 
-    pub fn get(self, params: &PeerParams) -> Option<u32> {
+    pub fn get(self, params: &PeerParams) -> Option<u64> {
         match self {
             Param::Weight => params.weight,
             Param::MaxFails => params.max_fails,
@@ -110,10 +131,22 @@ impl Param {
 }
 
 fn parse_integer(text: &str) -> Option<u64> {
-    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.len() > 12 {
         return None;
     }
-    text.parse().ok()
+    parse_config_integer(text)
+}
+
+/// `ngx_atoi`: digits only, leading zeros allowed, no sign; None past u64.
+fn parse_config_integer(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = text.trim_start_matches('0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    digits.parse().ok()
 }
 
 /// nginx's time syntax in seconds (`ngx_parse_time(.., 1)`): parts such as
@@ -162,10 +195,10 @@ pub fn parse_seconds(text: &str) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
     pub address: Address,
-    pub weight: u32,
-    pub max_fails: u32,
-    pub fail_timeout: u32,
-    pub max_conns: u32,
+    pub weight: u64,
+    pub max_fails: u64,
+    pub fail_timeout: u64,
+    pub max_conns: u64,
     pub backup: bool,
     pub down: bool,
 }
@@ -234,6 +267,25 @@ mod tests {
             assert!(Param::FailTimeout.parse_value(bad).is_err(), "{bad}");
         }
         assert!(Param::MaxFails.parse_value("5s").is_err());
+    }
+
+    #[test]
+    fn config_values_reach_nginx_limits() {
+        for p in Param::ALL {
+            assert_eq!(p.parse_config_value("9223372036854775807"), Ok(CONFIG_MAX), "{}", p.name());
+            assert_eq!(p.parse_config_value("0009223372036854775807"), Ok(CONFIG_MAX), "{}", p.name());
+            assert_eq!(p.parse_config_value("2000000"), Ok(2_000_000), "{}", p.name());
+            for bad in ["9223372036854775808", "18446744073709551616", "", "-1", "+1", "1.5", "x"] {
+                let e = p.parse_config_value(bad).unwrap_err();
+                assert!(e.ends_with("to 9223372036854775807"), "{} {bad}: {e}", p.name());
+            }
+        }
+        assert!(Param::Weight.parse_config_value("0").is_err());
+        assert_eq!(Param::MaxFails.parse_config_value("0"), Ok(0));
+        assert_eq!(Param::FailTimeout.parse_config_value("0"), Ok(0));
+        assert_eq!(Param::FailTimeout.parse_config_value("2m"), Ok(120));
+        assert_eq!(Param::FailTimeout.parse_config_value("9999y"), Ok(9999 * 31_536_000));
+        assert!(Param::MaxConns.parse_config_value("2m").is_err());
     }
 
     #[test]

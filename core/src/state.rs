@@ -14,11 +14,12 @@
 
 use std::fmt::Write as _;
 
+use crate::address::{Address, MAX_UNIX_PATH};
 use crate::dyups::{
-    config_text, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec, Statement,
+    config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec,
     UpstreamSpec,
 };
-use crate::peer::ServerSpec;
+use crate::peer::{Param, ServerSpec};
 
 /// A state file that cannot be used, with the line where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,36 +36,202 @@ fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
 }
 
-/// Reads a `dynamic_state_file`: `server ...;` statements only. Returns
-/// None for a file with no statements (nothing to restore).
+/// Reads a `dynamic_state_file`: `server ...;` statements only, read as
+/// nginx's `server` directive reads them, so that every server a
+/// configuration can hold comes back as it was written: parameters up to
+/// nginx's own limits ([`Param::parse_config_value`]), and `unix:` paths of
+/// any characters (quoted as in nginx's syntax, see [`config_word`]).
+/// Returns None for a file with no statements (nothing to restore).
 pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateError> {
-    let body = strip_comments(text);
-    if body.trim().is_empty() {
+    let mut servers = Vec::new();
+    statements(text, |line, words| {
+        let error = |text: String| StateError { line, text };
+        let Some((directive, args)) = words.split_first() else {
+            return Err(error("unexpected \";\"".to_string()));
+        };
+        if directive != "server" {
+            return Err(error(format!(
+                "unknown directive \"{}\" (a state file holds only \"server\" lines)",
+                crate::address::shown(directive)
+            )));
+        }
+        servers.push(parse_server_words(args).map_err(error)?);
+        Ok(())
+    })?;
+    if servers.is_empty() {
         return Ok(None);
     }
-    // Check statement by statement, so an error names its line.
-    let mut offset = 0;
-    for statement in body.split_inclusive(';') {
-        let start = offset + statement.len() - statement.trim_start().len();
-        offset += statement.len();
-        let trimmed = statement.trim();
-        if trimmed.is_empty() {
-            continue;
+    let first_line = line_of(text, text.len() - text.trim_start().len());
+    finish(BalancerSpec::RoundRobin, servers)
+        .map(|spec| Some(spec.servers))
+        .map_err(|e| StateError { line: first_line, text: strip_prefix(&e.text) })
+}
+
+/// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
+/// [backup] [down]` (the words after `server`).
+fn parse_server_words(words: &[String]) -> Result<ServerSpec, String> {
+    let Some((address, params)) = words.split_first() else {
+        return Err("\"server\" needs an address".to_string());
+    };
+    let mut spec = ServerSpec::new(parse_peer_address(address)?);
+    let mut seen: Vec<&str> = Vec::new();
+    for word in params {
+        let (name, value) = word.split_once('=').unwrap_or((word, ""));
+        if seen.contains(&name) {
+            return Err(format!("server parameter \"{}\" is given twice", crate::address::shown(name)));
         }
-        let error = |text: String| StateError { line: line_of(&body, start), text };
-        if !trimmed.ends_with(';') {
-            return Err(error(format!("missing ';' after \"{}\"", crate::address::shown(trimmed))));
-        }
-        match parse_statement(trimmed.trim_end_matches(';')) {
-            Ok(Some(Statement::Server(_))) => {}
-            Ok(_) => {
-                return Err(error(format!("expected a \"server\" line, found \"{}\"", crate::address::shown(trimmed))))
+        seen.push(name);
+        match (word.as_str(), Param::from_name(name)) {
+            ("backup", _) => spec.backup = true,
+            ("down", _) => spec.down = true,
+            (_, Some(param)) if word.contains('=') => {
+                let v = param.parse_config_value(value)?;
+                match param {
+                    Param::Weight => spec.weight = v,
+                    Param::MaxFails => spec.max_fails = v,
+                    Param::FailTimeout => spec.fail_timeout = v,
+                    Param::MaxConns => spec.max_conns = v,
+                }
             }
-            Err(e) => return Err(error(strip_prefix(&e.text))),
+            _ => return Err(format!("invalid server parameter \"{}\"", crate::address::shown(word))),
         }
     }
-    let spec = parse_body(&body).map_err(|e| StateError { line: 1, text: strip_prefix(&e.text) })?;
-    Ok(Some(spec.servers))
+    Ok(spec)
+}
+
+/// A peer's address as nginx names it (`ngx_sock_ntop`): what the state
+/// files and the configuration can hold. IP addresses as the APIs take
+/// them; `unix:` with any path nginx accepts (1 to 107 bytes, relative
+/// ones too, any character but NUL), where the APIs are stricter.
+pub fn parse_peer_address(text: &str) -> Result<Address, String> {
+    match text.strip_prefix("unix:") {
+        Some(path) if !path.is_empty() && path.len() <= MAX_UNIX_PATH && !path.contains('\0') => {
+            Ok(Address::Unix(path.to_string()))
+        }
+        Some(_) => Err(format!(
+            "server address \"{}\" must be a unix socket path of 1 to {MAX_UNIX_PATH} bytes",
+            crate::address::shown(text)
+        )),
+        None => Address::parse(text).map_err(|e| e.text),
+    }
+}
+
+/// Hands each statement of a file in nginx's configuration syntax to
+/// `statement`, in order, with the line it starts on and its words
+/// unquoted (`"..."`, `'...'`, and the escapes `\"`, `\'`, `\\`, `\t`, `\r`,
+/// `\n`, as `ngx_conf_read_token` reads them); `#` at the start of a word
+/// comments to the end of the line.
+fn statements(
+    text: &str,
+    mut statement: impl FnMut(usize, Vec<String>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let unexpected = |c: char, line: usize| StateError {
+        line,
+        text: format!("unexpected \"{c}\" (a state file holds only \"server\" lines)"),
+    };
+    let mut words: Vec<String> = Vec::new();
+    let mut start_line = 1;
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => line += 1,
+            c if is_space(c) => {}
+            '#' => while chars.next_if(|&c| c != '\n').is_some() {},
+            ';' => {
+                let line = if words.is_empty() { line } else { start_line };
+                statement(line, std::mem::take(&mut words))?
+            }
+            '{' | '}' => return Err(unexpected(c, line)),
+            _ => {
+                if words.is_empty() {
+                    start_line = line;
+                }
+                let quote = (c == '"' || c == '\'').then_some(c);
+                let mut word = String::new();
+                let mut pending = if quote.is_some() { None } else { Some(c) };
+                loop {
+                    let Some(c) = pending.take().or_else(|| chars.next()) else {
+                        if quote.is_some() {
+                            return Err(StateError { line: start_line, text: "missing closing quote".to_string() });
+                        }
+                        break;
+                    };
+                    if c == '\\' {
+                        match chars.next() {
+                            Some(e @ ('"' | '\'' | '\\')) => word.push(e),
+                            Some('t') => word.push('\t'),
+                            Some('r') => word.push('\r'),
+                            Some('n') => word.push('\n'),
+                            Some(other) => {
+                                line += usize::from(other == '\n');
+                                word.push('\\');
+                                word.push(other);
+                            }
+                            None => word.push('\\'),
+                        }
+                        continue;
+                    }
+                    if Some(c) == quote {
+                        if chars.peek().is_some_and(|&n| !is_space(n) && n != ';') {
+                            return Err(StateError { line, text: format!("unexpected text after the closing {c}") });
+                        }
+                        break;
+                    }
+                    if quote.is_none() && (is_space(c) || ";{}".contains(c)) {
+                        // The delimiter is handled by the outer loop.
+                        pending = Some(c);
+                        break;
+                    }
+                    line += usize::from(c == '\n');
+                    word.push(c);
+                }
+                words.push(word);
+                match pending {
+                    Some('\n') => line += 1,
+                    Some(';') => statement(start_line, std::mem::take(&mut words))?,
+                    Some(c @ ('{' | '}')) => return Err(unexpected(c, line)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some(first) = words.first() {
+        return Err(StateError {
+            line: start_line,
+            text: format!("missing ';' after \"{}\"", crate::address::shown(first)),
+        });
+    }
+    Ok(())
+}
+
+/// A word as nginx's configuration syntax must write it: as is unless it
+/// is empty or holds whitespace, a control character or one of
+/// `; { } " ' # \ $` (no address the APIs accept does, so the dyups
+/// file, read without quoting, never gets quotes), otherwise in double
+/// quotes with `"`, `\` and line breaks escaped.
+pub fn config_word(word: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| c.is_whitespace() || c.is_control() || ";{}\"'#\\$".contains(c);
+    if !word.is_empty() && !word.chars().any(special) {
+        return word.into();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('"');
+    for c in word.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.into()
 }
 
 fn strip_prefix(text: &str) -> String {
@@ -210,6 +377,99 @@ mod tests {
         assert_eq!(parse_server_state(&text).unwrap(), Some(servers));
     }
 
+    /// Every value nginx's `server` directive accepts comes back as it
+    /// was (issue 11 item 4: `weight=2000000` used to brick the restart).
+    #[test]
+    fn every_value_nginx_accepts_round_trips() {
+        use crate::peer::CONFIG_MAX;
+        let mut servers = Vec::new();
+        for (i, (weight, max_fails, fail_timeout, max_conns)) in [
+            (1, 0, 0, 0),
+            (1_000_000, 1_000_000, 31_536_000, 1_000_000),
+            (1_000_001, 1_000_001, 31_536_001, 1_000_001),
+            (2_000_000, 2_000_000, 2_000_000, 2_000_000),
+            (u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1),
+            (CONFIG_MAX, CONFIG_MAX, CONFIG_MAX, CONFIG_MAX),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = server(&format!("127.0.0.1:{}", i + 1));
+            (s.weight, s.max_fails, s.fail_timeout, s.max_conns) = (weight, max_fails, fail_timeout, max_conns);
+            s.down = i % 2 == 1;
+            servers.push(s);
+        }
+        let text = render_server_state(&servers);
+        assert_eq!(parse_server_state(&text).unwrap(), Some(servers), "{text}");
+        // nginx's own spellings of the same values
+        let hand = "server 127.0.0.1:1 weight=0002000000 fail_timeout=1h max_conns=9223372036854775807;";
+        let s = &parse_server_state(hand).unwrap().unwrap()[0];
+        assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (2_000_000, 1, 3600, CONFIG_MAX));
+        for bad in ["weight=9223372036854775808", "weight=0", "max_fails=-1", "max_conns=1.5", "fail_timeout=1x"] {
+            let e = parse_server_state(&format!("# x\nserver 127.0.0.1:1 {bad};\n")).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}");
+            assert!(e.text.ends_with("to 9223372036854775807"), "{bad}: {}", e.text);
+        }
+    }
+
+    /// Every address nginx can name a peer by comes back as it was, unix
+    /// paths with any character included (quoted in the file).
+    #[test]
+    fn every_peer_address_round_trips() {
+        let names = [
+            "unix:/tmp/a b.sock",
+            "unix:/tmp/q\"uote'and\\back;semi{brace}#hash$dollar",
+            "unix:/tmp/tab\tnew\nline\rcr",
+            "unix:relative.sock",
+            "unix:/ü/ß.sock",
+            "[::ffff:1.2.3.4]:80",
+            "[::0.0.2.1]:8080",
+            "[2001:db8::1]:1",
+            "127.0.0.1:65535",
+        ];
+        let mut long = String::from("unix:/");
+        long.push_str(&" ".repeat(MAX_UNIX_PATH - 1));
+        let servers: Vec<ServerSpec> = names
+            .iter()
+            .map(|n| n.to_string())
+            .chain([long])
+            .map(|n| ServerSpec::new(parse_peer_address(&n).unwrap()))
+            .collect();
+        let text = render_server_state(&servers);
+        assert!(text.contains("server \"unix:/tmp/a b.sock\" weight=1"), "{text}");
+        assert_eq!(parse_server_state(&text).unwrap(), Some(servers), "{text}");
+        assert!(parse_peer_address(&format!("unix:/{}", "a".repeat(MAX_UNIX_PATH))).is_err());
+        assert!(parse_peer_address("unix:").is_err());
+        assert!(parse_peer_address("unix:/a\0b").is_err());
+        assert!(parse_peer_address("localhost:80").is_err());
+    }
+
+    #[test]
+    fn quoting_follows_nginx() {
+        let s = parse_server_state("server 'unix:/a \\'b' down;\nserver \"unix:/c\\d\" backup;").unwrap().unwrap();
+        assert_eq!(s[0].address, Address::Unix("/a 'b".into()));
+        assert!(s[0].down);
+        assert_eq!(s[1].address, Address::Unix("/c\\d".into()), "an unknown escape keeps its backslash");
+        let e = parse_server_state("server 127.0.0.1:1;\nserver \"unix:/a;\n").unwrap_err();
+        assert_eq!((e.line, e.text.as_str()), (2, "missing closing quote"));
+        let e = parse_server_state("server \"unix:/a\"x;").unwrap_err();
+        assert!(e.text.contains("after the closing"), "{}", e.text);
+        let e = parse_server_state("# c\nload_module x.so;\nevents {\n}\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.text.as_str()),
+            (2, "unknown directive \"load_module\" (a state file holds only \"server\" lines)")
+        );
+        let e = parse_server_state("server 127.0.0.1:1;\nupstream x {").unwrap_err();
+        assert_eq!(e.line, 2, "{}", e.text);
+        assert_eq!(
+            parse_server_state("server 127.0.0.1:1; # unix:/x\n#server 127.0.0.1:2;").unwrap().unwrap().len(),
+            1
+        );
+        // Found by the fuzzer: an empty statement is not "nothing to restore".
+        let e = parse_server_state("# only a comment\n;\n").unwrap_err();
+        assert_eq!((e.line, e.text.as_str()), (2, "unexpected \";\""));
+    }
+
     #[test]
     fn empty_state_means_nothing_to_restore() {
         assert_eq!(parse_server_state("").unwrap(), None);
@@ -241,6 +501,18 @@ mod tests {
         ];
         let text = render_dyups_conf(&entries);
         assert_eq!(parse_dyups_conf(&text).unwrap(), entries);
+    }
+
+    #[test]
+    fn addresses_the_apis_accept_are_never_quoted() {
+        // Found by the fuzzer: a non-ASCII unix path was quoted, and the
+        // dyups file (read without quoting) then refused it.
+        let spec = parse_body("server unix:/tmp/Õm/=10;").unwrap();
+        let entries = vec![DyupsEntry::Upstream("a".into(), spec.clone())];
+        let text = render_dyups_conf(&entries);
+        assert!(!text.contains('"'), "{text}");
+        assert_eq!(parse_dyups_conf(&text).unwrap(), entries);
+        assert!(!render_server_state(&spec.servers).contains('"'));
     }
 
     #[test]

@@ -170,6 +170,15 @@ sub exit_code { my $st = shift; $st & 127 ? "signal " . ($st & 127) : $st >> 8 }
     no_leftovers('unknown-section');
 }
 
+# A literal port in the harness's range dies before anything runs.
+{
+    my ($st, $out) = run_fixture('literal-port');
+    isnt($st, 0, 'literal-port: script fails');
+    like($out, qr/line 14: literal port 10000 is in the harness's range 10000\.\.29999/, 'literal-port: line and port named');
+    unlike($out, qr/^ok /m, 'literal-port: no test ran');
+    no_leftovers('literal-port');
+}
+
 # The script exits / is killed while nginx runs: nginx is stopped anyway.
 {
     my ($st, $out) = run_fixture('exit-midway');
@@ -223,7 +232,7 @@ sub exit_code { my $st = shift; $st & 127 ? "signal " . ($st & 127) : $st >> 8 }
 {
     my %used = map { $_ => 1 } qw(forced-alert worker-signal wrong-body allowed-alert
         wrong-steps startup-failure must-die-survives unknown-section exit-midway signal-midway
-        hard-exit master-killed);
+        hard-exit master-killed literal-port);
     my @unused = grep { !$used{$_} } map { m{([^/]+)\.tfix$} } glob('t/fixtures/*.tfix');
     is("@unused", '', 'all fixtures are checked');
 }

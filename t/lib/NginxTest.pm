@@ -315,6 +315,12 @@ this process holds an C<flock> on F</tmp/nginxtest-port-locks/PORT.lock>
 and it can be bound (TCP and UDP) right now.  A file keeps its ports for
 all its blocks and re-checks them before each block.
 
+A test file whose blocks hold a literal port in that range (C<:20001>,
+C<20000 + $i>) is refused before any block runs: it could be another
+block's or checkout's port.  Use C<port(N)>, or ports from 30000 up for
+peers that nothing needs to answer (or C<dead_ports> of
+L<NginxTest::Traffic>).
+
 =head1 HELPERS
 
 Available in C<--- perl> code, and exported to the test script.
@@ -569,7 +575,7 @@ sub run_tests {
     my @blocks = @{ $tb->block_list };
     die "NginxTest: no '=== name' blocks found after __DATA__\n" unless @blocks;
 
-    my @errors = map { _validate_block($_) } @blocks;
+    my @errors = ((map { _validate_block($_) } @blocks), _literal_port_errors($0));
     die "NginxTest: invalid test file $0:\n" . join('', map { "  $_\n" } @errors)
         if @errors;
 
@@ -580,6 +586,24 @@ sub run_tests {
     _install_signal_handlers();
     run_block($_) for @blocks;
     done_testing();
+}
+
+# Literal ports in the harness's range (`127.0.0.1:20001`, `20000 + $i`) in
+# the test script may be another block's or checkout's ports: refused.
+sub _literal_port_errors {
+    my ($script) = @_;
+    open my $fh, '<', $script or return ("cannot read $script: $!");
+    my @err;
+    while (my $text = <$fh>) {
+        my $line = $.;
+        while ($text =~ /(?:(?<=:)|(?<=\+)\s*)(\d{5})(?!\d)|(?<![\w.])(\d{5})(?=\s*\+)/g) {
+            my $port = $1 // $2;
+            push @err, "line $line: literal port $port is in the harness's range $NginxTest::PORT_MIN..$NginxTest::PORT_MAX "
+                     . "(use port(N) or a port outside it, e.g. 30000 + N)"
+                if $port >= $NginxTest::PORT_MIN && $port <= $NginxTest::PORT_MAX;
+        }
+    }
+    return @err;
 }
 
 # Returns a list of error strings for one block (empty if fine).
