@@ -36,7 +36,7 @@ use ngx::ffi::{
     ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_init_pt,
     ngx_http_upstream_init_round_robin, ngx_http_upstream_main_conf_t, ngx_http_upstream_module,
     ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_msec_t, ngx_queue_t, ngx_str_t, ngx_uint_t,
-    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
+    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_WARN,
 };
 use ngx::ngx_string;
 
@@ -161,7 +161,7 @@ impl KnownBalancers {
         let probe = |balancer| unsafe {
             balancer_directive(balancer).and_then(|(module, args)| probe_directive(cf, module, &args))
         };
-        Self {
+        let known = Self {
             ip_hash: probe(Balancer::IpHash),
             random: probe(Balancer::Random),
             least_conn: probe(Balancer::LeastConn),
@@ -169,7 +169,20 @@ impl KnownBalancers {
             consistent_hash: probe(Balancer::ConsistentHash),
             // SAFETY: per the contract.
             keepalive: unsafe { probe_keepalive(cf) },
+        };
+        if known.keepalive.is_none() {
+            // SAFETY: per the contract, cf's log is live.
+            unsafe {
+                ngx::ngx_log_error!(
+                    NGX_LOG_WARN,
+                    (*cf).log,
+                    "dynamic upstream: this nginx's keepalive module is not the one the module was written for; \
+                     upstreams with keepalive count as using an unknown balancer (adding, removing and \
+                     re-weighting their peers answer 409)"
+                );
+            }
         }
+        known
     }
 
     /// # Safety
