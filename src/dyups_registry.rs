@@ -48,7 +48,7 @@ use crate::zone_peers::{build_list, list_peers};
 /// reload, and a module build with another layout must not read it (it
 /// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
 /// any change to `Registry`, `Record` or `GracePeriod`.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v4";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -63,6 +63,10 @@ pub enum BalancerKind {
     Hash = 3,
     ConsistentHash = 4,
     Random = 5,
+    /// `random two;`
+    RandomTwo = 6,
+    /// `random two least_conn;`
+    RandomTwoLeastConn = 7,
 }
 
 /// One upstream of the registry (slab memory).
@@ -324,6 +328,8 @@ impl Dyups {
             BalancerSpec::LeastConn => (BalancerKind::LeastConn, ""),
             BalancerSpec::IpHash => (BalancerKind::IpHash, ""),
             BalancerSpec::Random => (BalancerKind::Random, ""),
+            BalancerSpec::RandomTwo { least_conn: false } => (BalancerKind::RandomTwo, ""),
+            BalancerSpec::RandomTwo { least_conn: true } => (BalancerKind::RandomTwoLeastConn, ""),
             BalancerSpec::Hash { key, consistent: false } => (BalancerKind::Hash, key.as_str()),
             BalancerSpec::Hash { key, consistent: true } => (BalancerKind::ConsistentHash, key.as_str()),
         };

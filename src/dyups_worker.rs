@@ -41,6 +41,7 @@ use ngx::ffi::{
     NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT,
     NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
 };
+use ngx::ngx_string;
 
 use crate::balancer::{
     balancer_directive, configured_upstreams, run_directive, str_lossy, Balancer, BALANCER_CONF_WORDS,
@@ -429,13 +430,16 @@ unsafe fn upstreams_array() -> Option<*mut ngx_array_t> {
 
 /// Builds this worker's version of a registry record (see module docs).
 fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Version> {
-    let balancer = match record.balancer {
-        BalancerKind::RoundRobin => Balancer::RoundRobin,
-        BalancerKind::LeastConn => Balancer::LeastConn,
-        BalancerKind::IpHash => Balancer::IpHash,
-        BalancerKind::Hash => Balancer::Hash,
-        BalancerKind::ConsistentHash => Balancer::ConsistentHash,
-        BalancerKind::Random => Balancer::Random,
+    // random's own arguments, given to its directive as they were written.
+    let (balancer, random_args) = match record.balancer {
+        BalancerKind::RoundRobin => (Balancer::RoundRobin, vec![]),
+        BalancerKind::LeastConn => (Balancer::LeastConn, vec![]),
+        BalancerKind::IpHash => (Balancer::IpHash, vec![]),
+        BalancerKind::Hash => (Balancer::Hash, vec![]),
+        BalancerKind::ConsistentHash => (Balancer::ConsistentHash, vec![]),
+        BalancerKind::Random => (Balancer::Random, vec![]),
+        BalancerKind::RandomTwo => (Balancer::Random, vec![ngx_string!("two")]),
+        BalancerKind::RandomTwoLeastConn => (Balancer::Random, vec![ngx_string!("two"), ngx_string!("least_conn")]),
     };
     let hash_key = if matches!(balancer, Balancer::Hash | Balancer::ConsistentHash) {
         split_hash_key(&record.hash_key).ok()?
@@ -452,7 +456,7 @@ fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Vers
         if pool.is_null() {
             return None;
         }
-        let built = set_up_scratch(pool, log, &record.name, balancer, &peers, record.peers);
+        let built = set_up_scratch(pool, log, &record.name, balancer, &random_args, &peers, record.peers);
         let Some((uscf, module_conf)) = built else {
             ngx_destroy_pool(pool);
             return None;
@@ -475,8 +479,9 @@ fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Vers
 }
 
 /// Creates the scratch upstream in `pool`, runs the balancer's directive
-/// and `init_upstream` on it, and points it at the shared list. Returns it
-/// and the balancer module's srv conf.
+/// (with `extra_args` after those of [`balancer_directive`]) and
+/// `init_upstream` on it, and points it at the shared list. Returns it and
+/// the balancer module's srv conf.
 ///
 /// # Safety
 /// `pool` is a fresh pool; `shared` a live registry list.
@@ -485,6 +490,7 @@ unsafe fn set_up_scratch(
     log: *mut ngx_log_t,
     name: &str,
     balancer: Balancer,
+    extra_args: &[ngx_str_t],
     peers: &[dynamic_upstream_core::PeerView],
     shared: *mut ngx_http_upstream_rr_peers_t,
 ) -> Option<(*mut ngx_http_upstream_srv_conf_t, *mut c_void)> {
@@ -521,7 +527,8 @@ unsafe fn set_up_scratch(
         }
         let srv_conf = srv_conf_array(pool, uscf, balancer, module_conf)?;
         (*uscf).srv_conf = srv_conf;
-        if let Some((module, args)) = balancer_directive(balancer) {
+        if let Some((module, mut args)) = balancer_directive(balancer) {
+            args.extend_from_slice(extra_args);
             if !run_directive(&cf, module, &args, uscf, module_conf) {
                 return None;
             }

@@ -270,6 +270,8 @@ pub fn save_dyups() -> Result<(), ApiError> {
                 BalancerKind::LeastConn => BalancerSpec::LeastConn,
                 BalancerKind::IpHash => BalancerSpec::IpHash,
                 BalancerKind::Random => BalancerSpec::Random,
+                BalancerKind::RandomTwo => BalancerSpec::RandomTwo { least_conn: false },
+                BalancerKind::RandomTwoLeastConn => BalancerSpec::RandomTwo { least_conn: true },
                 BalancerKind::Hash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: false },
                 BalancerKind::ConsistentHash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: true },
             };

@@ -9,8 +9,7 @@
 # backend that is in the list and up; no worker exits on a signal (the
 # harness checks the log). The same balancers, without keepalive (REST bodies
 # refuse it), are created, replaced and deleted through the REST API, as
-# run-time upstreams and as replacements of configuration upstreams (except
-# random two least_conn: REST bodies take "random;" only, and refuse it).
+# run-time upstreams and as replacements of configuration upstreams.
 #
 # TEST_NGINX_MATRIX_ROUNDS (default 3) sets the number of rounds:
 # scripts/memcheck.sh asan runs many under AddressSanitizer.
@@ -169,11 +168,6 @@ sub dyups_round {
         my ($what, $got, $want) = @_;
         push @bad, "$what: got '$got', expected '$want'" if $got ne $want;
     };
-    if ($b eq 'rnd2') {    # the REST API takes "random;" only
-        $expect->('POST dy-rnd2', admin('POST', '/upstream/dy-rnd2', "$balancer server 127.0.0.1:$p1;"),
-                  "400 add server failed: invalid number of arguments in \"random\"");
-        return @bad;
-    }
     my $backup = $BACKUP{$b} ? " server 127.0.0.1:$p3 backup;" : '';
     for my $name ("dy-$b", "cf-$b") {
         $expect->("POST $name", admin('POST', "/upstream/$name", "$balancer server 127.0.0.1:$p1; "

@@ -1,9 +1,11 @@
 # dyups_interface: the balancers and server parameters of a POSTed body
 # really drive the traffic: weights, backup, down, ip_hash, least_conn,
-# hash KEY, hash KEY consistent, random.
+# hash KEY, hash KEY consistent, random, random two [least_conn].
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Dyups;
+use NginxTest::Files;
+use IO::Socket::INET;
 
 # Ports (numbers) that answered $n requests, in order; non-200 answers are
 # recorded as "STATUS:body".
@@ -21,6 +23,24 @@ sub hits {
 sub count { my %c; $c{$_}++ for @_; \%c }
 
 sub srv { my ($n, $extra) = @_; "server 127.0.0.1:" . port($n) . ($extra ? " $extra" : '') . ";" }
+
+# busy_goes_idle(HOST, P1, P2): while a slow request holds one of the two
+# peers, every other request goes to the idle one (what `random two` adds
+# to `random`: of two peers picked, the one with fewer connections).
+sub busy_goes_idle {
+    my ($host, $p1, $p2) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9)) or die "connect: $!";
+    print $sock "GET /slow HTTP/1.0\r\nHost: $host\r\n\r\n";
+    my $busy;
+    ok(poll_until(sub {
+        ($busy) = http_get("/upstream/$host?format=json")->{body} =~ /"server":"127\.0\.0\.1:(\d+)"[^}]*"conns":1/;
+        defined $busy;
+    }, 5, "$host: a peer holds the slow request"), "$host: the slow request is on a peer");
+    my $idle = ($busy // 0) == $p1 ? $p2 : $p1;
+    is_deeply(count(hits($host, 10)), { $idle => 10 }, "$host: every request goes to the idle peer");
+    local $/;
+    like(scalar(<$sock>), qr/slow $busy\n\z/, "$host: the slow request completed");
+}
 
 run_tests();
 __DATA__
@@ -188,6 +208,7 @@ server {
 --- config
 location / { dyups_interface; }
 --- perl
+use NginxTest::Files;
 use IO::Socket::INET;
 my ($p1, $p2) = map { port($_) } 1 .. 2;
 main::post('dyhost', 'least_conn; ' . main::srv(1) . main::srv(2));
@@ -336,6 +357,7 @@ server {
 --- config
 location / { dyups_interface; }
 --- perl
+use NginxTest::Files;
 use IO::Socket::INET;
 my ($p1, $p3) = map { port($_) } 1, 3;
 main::post('dyhost', main::srv(1, 'max_conns=1') . main::srv(3, 'backup'));
@@ -375,3 +397,82 @@ is($refused->(), 1 + 5, 'max_fails=0: the dead peer was tried every other reques
 main::post('dyhost', main::srv(8, 'max_fails=3 fail_timeout=60') . main::srv(1));
 is_deeply(main::count(main::hits('dyhost', 12)), { $p1 => 12 }, 'max_fails=3: all answered by the live peer');
 is($refused->(), 6 + 3, 'max_fails=3: the dead peer was tried 3 times, then left alone');
+
+=== TEST 14: random two [least_conn] (text and JSON bodies): traffic, the busy peer avoided, listings, state file, restart
+--- modules: echo
+--- workers: 1
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    location /slow { echo_sleep 1; echo "slow $server_port"; }
+    location / { echo $server_port; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+use NginxTest::Files;
+use IO::Socket::INET;
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+my $servers = main::srv(1) . main::srv(2);
+my $json = sub { qq({"servers":[{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2"}],"balancer":"$_[0]"}) };
+# [name, body, JSON?, the balancer line the state file writes]
+my @forms = (['r2', "random two; $servers", 0, 'random two;'],
+             ['r2lc', "random  two\tleast_conn ; $servers", 0, 'random two least_conn;'],
+             ['j2', $json->('random_two'), 1, 'random two;'],
+             ['j2lc', $json->('random_two_least_conn'), 1, 'random two least_conn;']);
+my $lines = main::line(main::addr(1)) . main::line(main::addr(2));
+for my $f (@forms) {
+    my ($name, $body, $is_json) = @$f;
+    my $r = http('POST', "/upstream/$name", $body, $is_json ? { 'Content-Type' => 'application/json' } : undef);
+    is("$r->{status} $r->{body}", '200 success', "POST /upstream/$name");
+}
+my $file = main::slurp(data_dir() . '/dyups.conf') // '';
+my $detail = http_get('/detail')->{body};
+is($detail, join('', map { "$_->[0]\n$lines\n" } @forms), 'GET /detail lists the four upstreams');
+for my $f (@forms) {
+    my ($name, undef, undef, $statement) = @$f;
+    is(http_get("/upstream/$name")->{body}, $lines, "GET /upstream/$name");
+    like($file, qr/^upstream $name \{\n    \Q$statement\E\n    server 127\.0\.0\.1:$p1 [^\n]*\n    server [^\n]*\n\}\n/m,
+         "the state file writes $name with \"$statement\"");
+    is_deeply([sort keys %{ main::count(main::hits($name, 40)) }], [sort $p1, $p2], "$name: both peers get requests");
+    main::busy_goes_idle($name, $p1, $p2);
+}
+nginx_restart();
+is(main::slurp(data_dir() . '/dyups.conf'), $file, 'after a restart: the state file is unchanged');
+is(http_get('/detail')->{body}, $detail, 'after a restart: GET /detail as before');
+main::busy_goes_idle($_->[0], $p1, $p2) for @forms;
+
+=== TEST 15: random's arguments are checked as nginx checks them; a refused body changes nothing
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+main::post('dyhost', 'random two; ' . main::srv(1));
+my $before = main::state();
+my $file = main::slurp(data_dir() . '/dyups.conf');
+for (['random one;', 'invalid parameter "one" in "random"'],
+     ['random least_conn;', 'invalid parameter "least_conn" in "random"'],
+     ['random two most_conn;', 'invalid parameter "most_conn" in "random"'],
+     ['random two LEAST_CONN;', 'invalid parameter "LEAST_CONN" in "random"'],
+     ['random two least_conn extra;', 'invalid number of arguments in "random"'],
+     ['random two; ip_hash;', 'more than one balancer ("ip_hash" after "random")'],
+     ['random two least_conn; server 127.0.0.1:1 backup;', 'backup server 127.0.0.1:1 is not allowed with the random balancer']) {
+    my ($balancer, $reason) = @$_;
+    my $r = http('POST', '/upstream/dyhost', "$balancer " . main::srv(1));
+    is("$r->{status} $r->{body}", "400 add server failed: $reason", "'$balancer': 400 with the reason");
+}
+for my $b ('random_two_most_conn', 'random two', 'random_one') {
+    my $r = http('POST', '/upstream/dyhost', qq({"servers":[{"server":"127.0.0.1:$p1"}],"balancer":"$b"}),
+                 { 'Content-Type' => 'application/json' });
+    is("$r->{status} $r->{body}", "400 add server failed: unknown balancer \"$b\"", "JSON \"$b\": 400");
+}
+is(main::state(), $before, 'nothing changed');
+is(main::slurp(data_dir() . '/dyups.conf'), $file, 'the state file is unchanged');

@@ -24,6 +24,11 @@ pub enum BalancerSpec {
         consistent: bool,
     },
     Random,
+    /// `random two [least_conn];` (nginx's only method for two is
+    /// least_conn: both spellings pick the same way, and are kept as written).
+    RandomTwo {
+        least_conn: bool,
+    },
 }
 
 impl BalancerSpec {
@@ -41,6 +46,8 @@ impl BalancerSpec {
             BalancerSpec::Hash { key, consistent: false } => Some(format!("hash {key}")),
             BalancerSpec::Hash { key, consistent: true } => Some(format!("hash {key} consistent")),
             BalancerSpec::Random => Some("random".into()),
+            BalancerSpec::RandomTwo { least_conn: false } => Some("random two".into()),
+            BalancerSpec::RandomTwo { least_conn: true } => Some("random two least_conn".into()),
         }
     }
 
@@ -50,7 +57,7 @@ impl BalancerSpec {
             BalancerSpec::LeastConn => "least_conn",
             BalancerSpec::IpHash => "ip_hash",
             BalancerSpec::Hash { .. } => "hash",
-            BalancerSpec::Random => "random",
+            BalancerSpec::Random | BalancerSpec::RandomTwo { .. } => "random",
         }
     }
 }
@@ -143,7 +150,8 @@ pub fn strip_comments(text: &str) -> String {
 /// Parses a body of nginx `upstream {}` statements:
 /// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down];`
 /// and at most one balancer statement (`least_conn;`, `ip_hash;`,
-/// `hash KEY [consistent];`, `random;`); `#` starts a comment.
+/// `hash KEY [consistent];`, `random [two [least_conn]];`); `#` starts a
+/// comment.
 pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
     let text = strip_comments(text);
     let mut balancer: Option<BalancerSpec> = None;
@@ -226,10 +234,20 @@ fn parse_server(args: &[&str]) -> Result<ServerSpec, ApiError> {
 fn parse_balancer(directive: &str, args: &[&str]) -> Result<BalancerSpec, ApiError> {
     let wrong_args = || failed(format!("invalid number of arguments in \"{}\"", shown(directive)));
     match directive {
-        "least_conn" | "ip_hash" | "random" if !args.is_empty() => Err(wrong_args()),
+        "least_conn" | "ip_hash" if !args.is_empty() => Err(wrong_args()),
         "least_conn" => Ok(BalancerSpec::LeastConn),
         "ip_hash" => Ok(BalancerSpec::IpHash),
-        "random" => Ok(BalancerSpec::Random),
+        // As nginx's ngx_http_upstream_random(): at most two arguments,
+        // "two", then "least_conn".
+        "random" => match args {
+            [] => Ok(BalancerSpec::Random),
+            ["two"] => Ok(BalancerSpec::RandomTwo { least_conn: false }),
+            ["two", "least_conn"] => Ok(BalancerSpec::RandomTwo { least_conn: true }),
+            [_, _, _, ..] => Err(wrong_args()),
+            ["two", other] | [other, ..] => {
+                Err(failed(format!("invalid parameter \"{}\" in \"random\"", shown(other))))
+            }
+        },
         "hash" => match args {
             [key] => Ok(BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: false }),
             [key, "consistent"] => Ok(BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: true }),
@@ -324,6 +342,8 @@ pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
         (Some("least_conn"), None) => BalancerSpec::LeastConn,
         (Some("ip_hash"), None) => BalancerSpec::IpHash,
         (Some("random"), None) => BalancerSpec::Random,
+        (Some("random_two"), None) => BalancerSpec::RandomTwo { least_conn: false },
+        (Some("random_two_least_conn"), None) => BalancerSpec::RandomTwo { least_conn: true },
         (Some(kind @ ("hash" | "consistent_hash")), Some(key)) => {
             BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: kind == "consistent_hash" }
         }
@@ -521,6 +541,41 @@ mod tests {
             BalancerSpec::LeastConn
         );
         assert_eq!(parse_body("random; server 127.0.0.1:1;").unwrap().balancer, BalancerSpec::Random);
+    }
+
+    #[test]
+    fn random_two_as_nginx_takes_it() {
+        let balancer = |body: &str| parse_body(&format!("{body} server 127.0.0.1:1;")).map(|s| s.balancer);
+        assert_eq!(balancer("random two;").unwrap(), BalancerSpec::RandomTwo { least_conn: false });
+        assert_eq!(balancer("random\ttwo  least_conn ;").unwrap(), BalancerSpec::RandomTwo { least_conn: true });
+        for (body, reason) in [
+            ("random one;", "invalid parameter \"one\" in \"random\""),
+            ("random least_conn;", "invalid parameter \"least_conn\" in \"random\""),
+            ("random two most_conn;", "invalid parameter \"most_conn\" in \"random\""),
+            ("random TWO;", "invalid parameter \"TWO\" in \"random\""),
+            ("random two least_conn extra;", "invalid number of arguments in \"random\""),
+            ("random one two three;", "invalid number of arguments in \"random\""),
+            ("random two; random;", "more than one balancer (\"random\" after \"random\")"),
+        ] {
+            assert_eq!(balancer(body).unwrap_err().text, format!("add server failed: {reason}"), "{body}");
+        }
+        assert!(balancer("random two least_conn; server 127.0.0.1:2 backup;")
+            .unwrap_err()
+            .text
+            .contains("not allowed with the random balancer"));
+        let json = |name: &str| {
+            parse_json_body(&format!(r#"{{"servers":[{{"server":"127.0.0.1:1"}}],"balancer":"{name}"}}"#))
+                .map(|s| s.balancer)
+        };
+        assert_eq!(json("random_two").unwrap(), BalancerSpec::RandomTwo { least_conn: false });
+        assert_eq!(json("random_two_least_conn").unwrap(), BalancerSpec::RandomTwo { least_conn: true });
+        assert_eq!(json("random two").unwrap_err().text, "add server failed: unknown balancer \"random two\"");
+        for body in ["random two;", "random two least_conn;"] {
+            let spec = parse_body(&format!("{body} server 127.0.0.1:1 weight=2;")).unwrap();
+            let text = config_text(&spec);
+            assert!(text.starts_with(&format!("{body}\n")), "{text}");
+            assert_eq!(parse_body(&text).unwrap(), spec);
+        }
     }
 
     #[test]
