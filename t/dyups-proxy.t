@@ -368,9 +368,19 @@ is_deeply(main::spread('dyhost', 10), { "$p1\n" => 10 }, 'dyhost routes to its s
 main::post('dyhost', 'hash $arg_k consistent;' . join('', map { "server 127.0.0.1:$_ weight=1000000;" } 1 .. 100));
 my $seen = main::spread('dyhost', 10);
 is_deeply($seen, { 502 => 10 }, 'no worker can set the new version up: 502, not the replaced list') or diag(explain($seen));
-my $attempts = sub { scalar(() = error_log_text() =~ /could not set up upstream "dyhost"/g) };
-my $tried = $attempts->();
-ok(poll_until(sub { $attempts->() > $tried }, 5, 'a retry'), 'the workers try again on their timer');
+# Requests never try an old failure again; the timer does, 1 s after the
+# failure, then 2 s after that, 4 s, ...: in 4 s, at most 3 tries per
+# worker (one [emerg] each), and the module's [error] once per worker.
+my $workers = () = worker_pids();
+my $logged = sub { scalar(() = error_log_text() =~ /could not set up upstream "dyhost"/g) };
+my $tries = sub { scalar(() = error_log_text() =~ /malloc\(\d+\) failed/g) };
+my %during;
+ok(!poll_until(sub { $during{ main::proxied('dyhost')->{status} }++; $logged->() > $workers }, 4, 'a repeated [error]'),
+   'the failure is logged once per worker');
+is_deeply([keys %during], [502], 'requests meanwhile get 502') or diag(explain(\%during));
+is($logged->(), $workers, 'one [error] per worker');
+cmp_ok($tries->(), '>', $workers, 'the timer tried again');
+cmp_ok($tries->(), '<=', 3 * $workers, 'with a growing delay, and never for a request') or diag(error_log_text());
 # The replaced list is freed by now; a new list can take its memory.
 main::post('other', main::servers(2));
 $seen = main::spread('dyhost', 10);
@@ -378,6 +388,8 @@ is_deeply($seen, { 502 => 10 }, 'still 502 once the replaced list was freed and 
 is_deeply(main::spread('other', 10), { "$p2\n" => 10 }, 'the other upstream routes');
 main::post('dyhost', main::servers(3));
 is_deeply(main::spread('dyhost', 10), { "$p3\n" => 10 }, 'a version the workers can set up routes again');
+ok(poll_until(sub { (() = error_log_text() =~ /\[notice\].*upstream "dyhost" is set up again in this worker/g) == $workers }, 5),
+   'each worker logs the recovery once, at notice');
 
 === TEST 13: a run-time upstream wins over an implicit upstream of the same name for http://$host; a literal proxy_pass keeps its own
 --- http_config
