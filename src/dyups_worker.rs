@@ -252,7 +252,7 @@ fn note_outcome(failed: &mut HashMap<String, Failure>, key: String, record: &Rec
                 NGX_LOG_ERR,
                 &format!(
                     "dyups: could not set up upstream \"{}\" in this worker; it answers 502 until it can (tried again \
-                     after 1 s, then at most every 60 s)",
+                     after 1 s, then after twice the last wait, up to 60 s)",
                     record.name
                 ),
             );
