@@ -414,20 +414,22 @@ server {
     proxy_connect_timeout 2s;
     proxy_read_timeout 2s;
     location / { proxy_pass http://$host; }
-    # An implicit upstream "localhost" (127.0.0.1:80), resolved by nginx
-    # when it reads the configuration, as nginx resolves a literal name.
-    location /literal { proxy_pass http://localhost; }
+    # An implicit upstream "127.0.0.1" (port 80, the one peer
+    # 127.0.0.1:80): an address, so nothing the machine's hosts file says
+    # changes it. http://$host with Host 127.0.0.1 (no port: 80) finds it.
+    location /literal { proxy_pass http://127.0.0.1; }
 }
 --- config
 location / { dyups_interface; }
 --- perl
 my $p1 = port(1);
-like(main::proxied('localhost')->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'before: Host localhost finds the implicit upstream');
-main::post('localhost', main::servers(1));
-my $seen = main::spread('localhost', 10);
-is_deeply($seen, { "$p1\n" => 10 }, 'the run-time upstream localhost wins for http://$host') or diag(explain($seen));
-my $r = main::proxied('localhost', '/literal');
-like($r->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'proxy_pass http://localhost; keeps its implicit upstream');
-is(http('DELETE', '/upstream/localhost')->{status}, 200, 'DELETE localhost');
-like(main::proxied('localhost')->{headers}{'x-upstream'}, qr/\A127\.0\.0\.1:80\b/, 'after: Host localhost finds the implicit upstream again');
+my $implicit = '127.0.0.1:80';
+is(main::proxied('127.0.0.1')->{headers}{'x-upstream'}, $implicit, 'before: Host 127.0.0.1 finds the implicit upstream');
+main::post('127.0.0.1', main::servers(1));
+my $seen = main::spread('127.0.0.1', 10);
+is_deeply($seen, { "$p1\n" => 10 }, 'the run-time upstream 127.0.0.1 wins for http://$host') or diag(explain($seen));
+my $r = main::proxied('127.0.0.1', '/literal');
+is($r->{headers}{'x-upstream'}, $implicit, 'proxy_pass http://127.0.0.1; keeps its implicit upstream');
+is(http('DELETE', '/upstream/127.0.0.1')->{status}, 200, 'DELETE 127.0.0.1');
+is(main::proxied('127.0.0.1')->{headers}{'x-upstream'}, $implicit, 'after: Host 127.0.0.1 finds the implicit upstream again');
 is(http_get('/list')->{status}, 204, 'the implicit upstream is never listed');
