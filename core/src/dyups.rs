@@ -638,7 +638,10 @@ mod tests {
     #[test]
     fn consistent_hash_tables_are_bounded() {
         let body = |weight: u64, n: usize| {
-            format!("hash $uri consistent;{}", (1..=n).map(|p| format!("server 127.0.0.1:{p} weight={weight};")).collect::<String>())
+            format!(
+                "hash $uri consistent;{}",
+                (1..=n).map(|p| format!("server 127.0.0.1:{p} weight={weight};")).collect::<String>()
+            )
         };
         // 26214 units of weight: 26214 * 160 points of 16 bytes, under 64 MiB.
         assert!(parse_body(&body(26214, 1)).is_ok());
@@ -649,7 +652,8 @@ mod tests {
              total weight 26215 would take 65 MiB, more than the 64 MiB allowed (total weight at most 26214)"
         );
         assert!(err(&body(1_000_000, 100)).contains("total weight 100000000 would take 244141 MiB"));
-        let json = r#"{"servers":[{"server":"127.0.0.1:1","weight":30000}],"balancer":"consistent_hash","hash_key":"$uri"}"#;
+        let json =
+            r#"{"servers":[{"server":"127.0.0.1:1","weight":30000}],"balancer":"consistent_hash","hash_key":"$uri"}"#;
         assert!(parse_json_body(json).unwrap_err().text.contains("more than the 64 MiB allowed"));
         // Down servers have their points too; other balancers have no table.
         assert!(err(&format!("{} server 127.0.0.1:9 weight=26214 down;", body(1, 1))).contains("total weight 26215"));
