@@ -21,8 +21,10 @@
 //! (`dyups_read_msg_timeout`) so idle workers catch up too.
 //!
 //! A worker that cannot set a version up (no memory) drops the front's
-//! previous version, whose list the change retired: requests get 502, and
-//! the timer tries again.
+//! previous version, whose list the change retired: requests get 502. It
+//! logs that once; only the timer tries again, 1 s later, then after a
+//! delay that doubles up to 60 s (back to 1 s when the upstream changes
+//! again), and logs a notice once it works.
 
 use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
@@ -39,7 +41,8 @@ use ngx::ffi::{
     ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t,
     ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR,
     NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT,
-    NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_OK,
+    NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_LOG_NOTICE,
+    NGX_OK,
 };
 use ngx::ngx_string;
 
@@ -114,9 +117,23 @@ struct WorkerView {
     /// (taken at the first sync, before this worker added any of its own).
     config: Option<HashMap<String, ConfigUpstream>>,
     /// Lower-case names this worker could not set up (no memory, say):
-    /// tried again at every sync and timer tick until they work or change.
-    failed: HashSet<String>,
+    /// the timer tries them again (see [`note_outcome`]).
+    failed: HashMap<String, Failure>,
 }
+
+/// An upstream this worker could not set up, and when to try again.
+struct Failure {
+    /// The registry version that failed.
+    version: u64,
+    /// Wait before the next try: doubles from [`FIRST_RETRY`] up to
+    /// [`LAST_RETRY`].
+    delay: ngx_msec_t,
+    /// `ngx_current_msec` of the next try.
+    next_try: ngx_msec_t,
+}
+
+const FIRST_RETRY: ngx_msec_t = 1000;
+const LAST_RETRY: ngx_msec_t = 60_000;
 
 thread_local! {
     // nginx workers are single-threaded: this is the worker's state.
@@ -131,31 +148,33 @@ pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int
     })
 }
 
-/// Syncs this worker if the registry's generation moved.
+/// Syncs this worker if the registry's generation moved (requests and
+/// the API: they never try an earlier failure again).
 pub fn sync_if_moved() {
     sync_if_stale(false);
 }
 
 /// Syncs this worker if the registry's generation moved or, with
-/// `retry_failed`, if it could not set up an upstream at its last sync (the
-/// timer retries those, so that requests never pay for a failing set-up).
-fn sync_if_stale(retry_failed: bool) {
+/// `retry_due` (the timer), if an upstream it could not set up is due for
+/// another try.
+fn sync_if_stale(retry_due: bool) {
     let Some(dyups) = Dyups::get() else { return };
     let current = dyups.generation();
+    let now = current_msec();
     let stale = VIEW.with(|v| {
         let v = v.borrow();
-        v.generation != Some(current) || (retry_failed && !v.failed.is_empty())
+        v.generation != Some(current) || (retry_due && v.failed.values().any(|f| f.next_try <= now))
     });
     if stale {
-        sync(&dyups);
+        sync(&dyups, retry_due, now);
     }
 }
 
 /// Brings the fronts up to the registry: rebuilds those whose upstream
 /// changed since the last sync (all of them the first time, or after more
-/// deletions than the registry remembers), and tries again those this
-/// worker could not set up at an earlier sync.
-fn sync(dyups: &Dyups) {
+/// deletions than the registry remembers) and, with `retry_due`, tries
+/// again those this worker could not set up whose delay has passed.
+fn sync(dyups: &Dyups, retry_due: bool, now: ngx_msec_t) {
     let section = ReadSection::new(dyups);
     let seen = VIEW.with(|v| v.borrow().version);
     let changes = dyups.changes_since(seen);
@@ -163,17 +182,31 @@ fn sync(dyups: &Dyups) {
         let mut view = view.borrow_mut();
         let view = &mut *view;
         let config = view.config.get_or_insert_with(config_upstreams_by_name);
-        let earlier_failures = core::mem::take(&mut view.failed);
-        let retries = earlier_failures
-            .iter()
-            .filter(|name| !changes.records.iter().any(|r| r.name.eq_ignore_ascii_case(name)))
-            .filter_map(|name| dyups.record(name));
+        let mut retries = Vec::new();
+        if retry_due {
+            let due: Vec<String> = view
+                .failed
+                .iter()
+                .filter(|(name, f)| {
+                    f.next_try <= now && !changes.records.iter().any(|r| r.name.eq_ignore_ascii_case(name))
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in due {
+                match dyups.record(&name) {
+                    Some(record) => retries.push(record),
+                    // Gone from the registry: nothing to set up.
+                    None => drop(view.failed.remove(&name)),
+                }
+            }
+        }
         for record in changes.records.iter().cloned().chain(retries) {
             let key = record.name.to_ascii_lowercase();
             let front =
                 view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
-            if front.version_id != record.version && !update_front(front, &record, &section) {
-                view.failed.insert(key);
+            if front.version_id != record.version {
+                let ok = update_front(front, &record, &section);
+                note_outcome(&mut view.failed, key, &record, ok, now);
             }
         }
         if changes.complete {
@@ -195,6 +228,43 @@ fn sync(dyups: &Dyups) {
         view.version = Some(changes.version);
     });
     drop(section);
+}
+
+/// Keeps `failed` up to date after an attempt to set `record` up: a new
+/// failure (or a failure of a newer version) is logged and tried again
+/// [`FIRST_RETRY`] later; a repeated one waits twice as long as the last
+/// time (up to [`LAST_RETRY`]), unlogged; a success after a failure is
+/// logged once.
+fn note_outcome(failed: &mut HashMap<String, Failure>, key: String, record: &RecordView, ok: bool, now: ngx_msec_t) {
+    if ok {
+        if failed.remove(&key).is_some() && !record.deleted {
+            log(NGX_LOG_NOTICE, &format!("dyups: upstream \"{}\" is set up again in this worker", record.name));
+        }
+        return;
+    }
+    match failed.get_mut(&key) {
+        Some(f) if f.version == record.version => {
+            f.delay = (f.delay * 2).min(LAST_RETRY);
+            f.next_try = now + f.delay;
+        }
+        _ => {
+            log(
+                NGX_LOG_ERR,
+                &format!(
+                    "dyups: could not set up upstream \"{}\" in this worker; it answers 502 until it can (tried again \
+                     after 1 s, then after twice the last wait, up to 60 s)",
+                    record.name
+                ),
+            );
+            failed.insert(key, Failure { version: record.version, delay: FIRST_RETRY, next_try: now + FIRST_RETRY });
+        }
+    }
+}
+
+/// nginx's cached time of the event loop, in milliseconds.
+fn current_msec() -> ngx_msec_t {
+    // SAFETY: a plain integer nginx updates in this (the only) thread.
+    unsafe { ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_current_msec)) }
 }
 
 /// Drops the version of an upstream whose record was deleted at version
@@ -302,10 +372,6 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -
         // is freed once the requests that could see it end: later requests
         // must not reach it. They get 502 until a retry works.
         set_version(front, ptr::null_mut());
-        log_error(&format!(
-            "dyups: could not set up upstream \"{}\" in this worker; it answers 502 until it can",
-            record.name
-        ));
         return false;
     };
     set_version(front, version);
@@ -787,6 +853,6 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     }
 }
 
-fn log_error(text: &str) {
-    ngx::ngx_log_error!(NGX_LOG_ERR, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+fn log(level: u32, text: &str) {
+    ngx::ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
 }

@@ -281,3 +281,34 @@ for my $uri ('/upstreams/dyhost', '/foo', '/upstream') {
     is(http('DELETE', $uri)->{status}, 404, "DELETE $uri: 404");
 }
 is(main::state(), $before, 'nothing changed');
+
+=== TEST 10: a consistent hash whose points table would pass 64 MiB per worker is refused, in text and JSON bodies
+--- http_config
+upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+main::setup();
+my ($a1, $a2) = map { '127.0.0.1:' . main::p($_) } 1 .. 2;
+# 160 points of 16 bytes per unit of weight, in 64 MiB.
+my $max = int(64 * 1024 * 1024 / (160 * 16));
+my $over = $max + 1;
+my $too_big = qr/\Aadd server failed: consistent hash needs 160 points of 16 bytes per unit of weight in every worker: total weight $over would take 65 MiB, more than the 64 MiB allowed \(total weight at most $max\)\z/;
+main::refused("hash \$arg_k consistent; server $a1 weight=$max; server $a2 down;", $too_big, "total weight $over");
+main::refused('hash $arg_k consistent;' . join('', map { "server 127.0.0.1:$_ weight=1000000;" } 1 .. 100),
+    qr/total weight 100000000 would take 244141 MiB, more than the 64 MiB allowed/, '100 servers of weight 1000000');
+my $r = http('POST', '/upstream/newname',
+    qq({"servers":[{"server":"$a1","weight":$over}],"balancer":"consistent_hash","hash_key":"\$arg_k"}),
+    { 'Content-Type' => 'application/json' });
+is($r->{status}, 400, 'JSON body: 400');
+like($r->{body}, $too_big, 'JSON body: names the bound') or diag($r->{body});
+is(http_get('/upstream/newname')->{status}, 404, 'JSON body: nothing created');

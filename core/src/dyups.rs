@@ -197,7 +197,36 @@ pub fn finish(balancer: BalancerSpec, servers: Vec<ServerSpec>) -> Result<Upstre
     if servers.iter().all(|s| s.backup) {
         return Err(failed("every server is a backup; at least one primary is needed"));
     }
+    if let BalancerSpec::Hash { consistent: true, .. } = balancer {
+        check_chash_table(&servers)?;
+    }
     Ok(UpstreamSpec { balancer, servers })
+}
+
+/// Largest consistent-hash points table a body may make each worker
+/// allocate when it sets the upstream up.
+pub const MAX_CHASH_TABLE: u64 = 64 * 1024 * 1024;
+
+/// nginx's `ngx_http_upstream_init_chash` allocates, in every worker, 160
+/// points of 16 bytes (hash and server pointer, 64-bit) per unit of the
+/// primary servers' total weight (down ones included), after an 8-byte
+/// count. A body whose table would be larger than [`MAX_CHASH_TABLE`] is
+/// refused: a worker may fail to allocate it (the upstream would answer
+/// 502 there), and building it costs every worker time.
+fn check_chash_table(servers: &[ServerSpec]) -> Result<(), ApiError> {
+    const MIB: u64 = 1024 * 1024;
+    let bytes_for = |weight: u64| weight.saturating_mul(160 * 16).saturating_add(8);
+    let total: u64 = servers.iter().filter(|s| !s.backup).map(|s| s.weight).fold(0, u64::saturating_add);
+    if bytes_for(total) <= MAX_CHASH_TABLE {
+        return Ok(());
+    }
+    Err(failed(format!(
+        "consistent hash needs 160 points of 16 bytes per unit of weight in every worker: total weight {total} \
+         would take {} MiB, more than the {} MiB allowed (total weight at most {})",
+        bytes_for(total).div_ceil(MIB),
+        MAX_CHASH_TABLE / MIB,
+        (MAX_CHASH_TABLE - 8) / (160 * 16)
+    )))
 }
 
 fn parse_server(args: &[&str]) -> Result<ServerSpec, ApiError> {
@@ -604,6 +633,37 @@ mod tests {
         let json_key = r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"hash","hash_key":"$uri consistent"}"#;
         assert!(parse_json_body(json_key).unwrap_err().text.contains("invalid hash key"));
         assert_eq!(parse_body("server 127.0.0.1:1; # main\n# all\nserver 127.0.0.1:2;").unwrap().servers.len(), 2);
+    }
+
+    #[test]
+    fn consistent_hash_tables_are_bounded() {
+        let body = |weight: u64, n: usize| {
+            format!(
+                "hash $uri consistent;{}",
+                (1..=n).map(|p| format!("server 127.0.0.1:{p} weight={weight};")).collect::<String>()
+            )
+        };
+        // 26214 units of weight: 26214 * 160 points of 16 bytes, under 64 MiB.
+        assert!(parse_body(&body(26214, 1)).is_ok());
+        assert!(parse_body(&body(262, 100)).is_ok());
+        assert_eq!(
+            err(&body(26215, 1)),
+            "add server failed: consistent hash needs 160 points of 16 bytes per unit of weight in every worker: \
+             total weight 26215 would take 65 MiB, more than the 64 MiB allowed (total weight at most 26214)"
+        );
+        assert!(err(&body(1_000_000, 100)).contains("total weight 100000000 would take 244141 MiB"));
+        let json =
+            r#"{"servers":[{"server":"127.0.0.1:1","weight":30000}],"balancer":"consistent_hash","hash_key":"$uri"}"#;
+        assert!(parse_json_body(json).unwrap_err().text.contains("more than the 64 MiB allowed"));
+        // Down servers have their points too; other balancers have no table.
+        assert!(err(&format!("{} server 127.0.0.1:9 weight=26214 down;", body(1, 1))).contains("total weight 26215"));
+        assert!(parse_body("hash $uri; server 127.0.0.1:1 weight=1000000;").is_ok());
+        assert!(parse_body("server 127.0.0.1:1 weight=1000000;").is_ok());
+        // The state file reader refuses it too, naming the line.
+        let conf = format!("upstream a {{\n{}\n}}\n", body(26215, 1));
+        let e = crate::state::parse_dyups_conf(&conf).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.text.contains("more than the 64 MiB allowed"), "{}", e.text);
     }
 
     #[test]

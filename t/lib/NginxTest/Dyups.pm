@@ -8,8 +8,6 @@ NginxTest::Dyups - the dyups_interface REST API and the upstreams it makes
 
     use lib 't/lib';
     use NginxTest;
-use IO::Select;
-use IO::Socket::INET;
     use NginxTest::Dyups;
 
     setup();
@@ -34,6 +32,8 @@ use strict;
 use warnings;
 
 use NginxTest;
+use IO::Select;
+use IO::Socket::INET;
 
 use Exporter 'import';
 our @EXPORT = qw(addr line servers state post setup admin proxied proxied_port keepalive);
