@@ -21,6 +21,7 @@
 use core::ffi::c_void;
 use core::ptr;
 
+use dynamic_upstream_core::peer::{checked_total_weight, total_weight_error, MAX_TOTAL_WEIGHT};
 use dynamic_upstream_core::state::parse_peer_address;
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
@@ -100,27 +101,10 @@ impl ZoneUpstream {
     }
 
     fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<(), ApiError> {
-        let primary = self.primary();
-        // SAFETY: shared lists of a zone upstream, changed under the write
-        // lock of the list that holds the peer.
-        unsafe {
-            let primary_lock = WriteLocked::new(primary);
-            if let Some(peer) = find_peer(primary, target.name()) {
-                update_peer(primary, peer, params, down);
-                set_single(primary);
-                return Ok(());
-            }
-            let backup = (*primary).next;
-            if !backup.is_null() {
-                let _backup_lock = WriteLocked::new(backup);
-                if let Some(peer) = find_peer(backup, target.name()) {
-                    update_peer(backup, peer, params, down);
-                    return Ok(());
-                }
-            }
-            drop(primary_lock);
-        }
-        Err(self.refused(Refusal::NotFound, &shown_name(target)))
+        // SAFETY: the primary list of a zone upstream.
+        let updated = unsafe { update_locked(self.primary(), target, params, down) };
+        // The reason is written once the locks are released.
+        updated.map_err(|refusal| self.refused(refusal, &shown_name(target)))
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
@@ -168,6 +152,13 @@ impl ZoneUpstream {
             Refusal::NotFound => ApiError::bad_request(
                 "server_not_found",
                 format!("server {server} is not in upstream \"{}\"", self.name()),
+            ),
+            Refusal::WeightTotal { backup } => ApiError::bad_request(
+                "weight_total",
+                total_weight_error(
+                    &format!("upstream \"{}\"'s {} servers", self.name(), if backup { "backup" } else { "primary" }),
+                    "would total",
+                ),
             ),
         }
     }
@@ -261,6 +252,103 @@ enum Refusal {
     NoRoom,
     LastPeer,
     NotFound,
+    /// The weights of a list would total more than [`MAX_TOTAL_WEIGHT`].
+    WeightTotal {
+        backup: bool,
+    },
+}
+
+/// Changes the parameters of the peer named by `target`, under both write
+/// locks.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+unsafe fn update_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+    params: &PeerParams,
+    down: Option<bool>,
+) -> Result<(), Refusal> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup).
+    unsafe {
+        let _primary_lock = WriteLocked::new(primary);
+        let backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
+        update_peer(list, peer, params, down);
+        set_single(primary);
+    }
+    Ok(())
+}
+
+/// The list holding the peer named by `target`, and the peer.
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list.
+unsafe fn find_in_lists(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+) -> Option<(*mut ngx_http_upstream_rr_peers_t, *mut ngx_http_upstream_rr_peer_t)> {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(peer) = find_peer(primary, target.name()) {
+            return Some((primary, peer));
+        }
+        let backup = (*primary).next;
+        (!backup.is_null()).then(|| find_peer(backup, target.name()).map(|peer| (backup, peer))).flatten()
+    }
+}
+
+/// A peer's weight as nginx keeps it (at least 1).
+///
+/// # Safety
+/// `peer` is a live peer of a list whose lock the caller holds.
+unsafe fn weight_of(peer: *mut ngx_http_upstream_rr_peer_t) -> u64 {
+    // SAFETY: per the contract.
+    unsafe { (*peer).weight as u64 }
+}
+
+/// The peers of `list` (none for a null list), walked by `next`.
+///
+/// # Safety
+/// The caller holds `list`'s lock while the iterator is used.
+unsafe fn peers_of(list: *mut ngx_http_upstream_rr_peers_t) -> impl Iterator<Item = *mut ngx_http_upstream_rr_peer_t> {
+    // SAFETY: per the contract.
+    let first = if list.is_null() { ptr::null_mut() } else { unsafe { (*list).peer } };
+    core::iter::successors((!first.is_null()).then_some(first), |&peer| {
+        // SAFETY: every peer of a locked list is live.
+        let next = unsafe { (*peer).next };
+        (!next.is_null()).then_some(next)
+    })
+}
+
+/// Refuses a change after which the weights of the primary or the backup
+/// list would total more than [`MAX_TOTAL_WEIGHT`]: with each present peer
+/// weighing `weight` (0 for one being removed), plus a new peer `added`
+/// (to the backup list?, its weight). Sums the lists as they are, not
+/// `total_weight`: nginx's own sum of a configuration may have wrapped.
+/// Any change is checked, so the module never writes a state file past the
+/// limit (which its reader refuses).
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list.
+unsafe fn check_totals(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    weight: impl Fn(*mut ngx_http_upstream_rr_peer_t) -> u64,
+    added: Option<(bool, u64)>,
+) -> Result<(), Refusal> {
+    // SAFETY: per the contract.
+    unsafe {
+        for (backup, list) in [(false, primary), (true, (*primary).next)] {
+            let extra = added.filter(|&(to_backup, _)| to_backup == backup).map(|(_, w)| w);
+            if checked_total_weight(peers_of(list).map(&weight).chain(extra)).is_none() {
+                return Err(Refusal::WeightTotal { backup });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Appends a new peer for `spec` to the primary or backup list (creating
@@ -295,6 +383,7 @@ unsafe fn add_locked(
         if list_len >= limit {
             return Err(Refusal::ListFull(list_len));
         }
+        check_totals(primary, |p| weight_of(p), Some((spec.backup, spec.weight)))?;
 
         let slab = SlabLocked::new((*primary).shpool);
         let new_backup_list = spec.backup && backup.is_null();
@@ -333,16 +422,11 @@ unsafe fn remove_locked(
         let backup = (*primary).next;
         let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
 
-        let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
-            if (*primary).number == 1 {
-                return Err(Refusal::LastPeer);
-            }
-            (primary, peer)
-        } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
-            (backup, peer)
-        } else {
-            return Err(Refusal::NotFound);
-        };
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        if list == primary && (*primary).number == 1 {
+            return Err(Refusal::LastPeer);
+        }
+        check_totals(primary, |p| if p == peer { 0 } else { weight_of(p) }, None)?;
         unlink_peer(list, peer);
         set_single(primary);
         retire(peer);
@@ -533,7 +617,8 @@ unsafe fn update_peer(
         if let Some(weight) = params.weight {
             p.weight = weight as _;
             p.effective_weight = weight as _;
-            p.current_weight = 0;
+            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
+            restart_smooth_weights(list);
         }
         if let Some(max_fails) = params.max_fails {
             p.max_fails = max_fails as _;
@@ -565,18 +650,18 @@ unsafe fn update_peer(
 unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
     // SAFETY: per the contract.
     unsafe {
-        let (mut number, mut total_weight, mut tries) = (0usize, 0usize, 0usize);
-        let mut peer = (*list).peer;
-        while !peer.is_null() {
+        let (mut number, mut tries) = (0usize, 0usize);
+        for peer in peers_of(list) {
             number += 1;
-            // Wraps as nginx's own sum does: a configuration may give
-            // weights up to NGX_MAX_INT_T_VALUE.
-            total_weight = total_weight.wrapping_add((*peer).weight as usize);
             if (*peer).down == 0 {
                 tries += 1;
             }
-            peer = (*peer).next;
         }
+        // Every change was checked against the limit first (check_totals;
+        // dyups lists hold API weights), so this is the exact sum; were it
+        // not, the limit keeps nginx's divisor non-zero.
+        let total_weight =
+            checked_total_weight(peers_of(list).map(|p| weight_of(p))).unwrap_or(MAX_TOTAL_WEIGHT) as usize;
         let l = &mut *list;
         l.number = number;
         l.total_weight = total_weight;

@@ -21,6 +21,46 @@ pub const MAX_CONNS_RANGE: (u64, u64) = (0, 1_000_000);
 /// (`NGX_MAX_INT_T_VALUE`: `ngx_atoi` and `ngx_parse_time` stop there).
 pub const CONFIG_MAX: u64 = i64::MAX as u64;
 
+/// The most the weights of one peer list (the primaries, or the backups)
+/// may total, through the APIs and in a state file.
+///
+/// nginx adds weights up per request: `hash` and `ip_hash` divide by the
+/// list's `total_weight` (an unsigned sum: 2^64 wraps to 0, and the worker
+/// dies of SIGFPE), and smooth weighted round robin
+/// (`ngx_http_upstream_get_peer`, also the fallback of `hash`, `ip_hash` and
+/// `least_conn`) does `current_weight += effective_weight` and
+/// `total += effective_weight` in signed `ngx_int_t`, then
+/// `best->current_weight -= total`. With T the list's total weight:
+/// `total` <= T, since `effective_weight` <= `weight`. While the set of
+/// peers and their weights stay fixed, the current weights sum to 0 (each
+/// request adds `total` and takes it back from the chosen peer, the
+/// largest), which keeps each within (-T, T); so `current_weight +
+/// effective_weight` < 2T and `current_weight - total` > -2T. The module
+/// restarts every current weight at 0 whenever it changes a list's peers
+/// or weights, so that sum starts at 0. Peers skipped for a while (down,
+/// failed, at `max_conns`) keep their current weight while the others move
+/// on; the sum over all peers stays 0, but the simple bound above does not
+/// cover that case, so a further factor of 2 is kept in hand:
+/// T <= i64::MAX / 4 keeps all of nginx's per-request arithmetic far from
+/// overflow. (`least_conn`'s `conns * weight` products are unsigned:
+/// they cannot fault.)
+pub const MAX_TOTAL_WEIGHT: u64 = (i64::MAX / 4) as u64;
+
+/// The total of `weights` if it is at most [`MAX_TOTAL_WEIGHT`]. Neither
+/// allocates nor panics: it is computed under the peers locks.
+pub fn checked_total_weight(weights: impl IntoIterator<Item = u64>) -> Option<u64> {
+    weights.into_iter().try_fold(0u64, |total, weight| total.checked_add(weight).filter(|&t| t <= MAX_TOTAL_WEIGHT))
+}
+
+/// Why a list's weights are refused; `servers` names the list ("the primary
+/// servers"), `verb` is "total" or "would total".
+pub fn total_weight_error(servers: &str, verb: &str) -> String {
+    format!(
+        "the weights of {servers} {verb} more than {MAX_TOTAL_WEIGHT}, the most nginx's balancers can add up without \
+         overflow"
+    )
+}
+
 /// The numeric parameters a request may set; `None` leaves a value as is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PeerParams {
@@ -286,6 +326,26 @@ mod tests {
         assert_eq!(Param::FailTimeout.parse_config_value("2m"), Ok(120));
         assert_eq!(Param::FailTimeout.parse_config_value("9999y"), Ok(9999 * 31_536_000));
         assert!(Param::MaxConns.parse_config_value("2m").is_err());
+    }
+
+    #[test]
+    fn total_weight_is_checked() {
+        assert_eq!(MAX_TOTAL_WEIGHT, 2_305_843_009_213_693_951);
+        assert_eq!(checked_total_weight([]), Some(0));
+        assert_eq!(checked_total_weight([1, 2, 3]), Some(6));
+        assert_eq!(checked_total_weight([MAX_TOTAL_WEIGHT]), Some(MAX_TOTAL_WEIGHT));
+        assert_eq!(checked_total_weight([MAX_TOTAL_WEIGHT - 1, 1]), Some(MAX_TOTAL_WEIGHT));
+        assert_eq!(checked_total_weight([MAX_TOTAL_WEIGHT, 1]), None);
+        assert_eq!(checked_total_weight([CONFIG_MAX]), None);
+        // the sums that wrap nginx's unsigned total to 0 and 3
+        assert_eq!(checked_total_weight([CONFIG_MAX, CONFIG_MAX, 2]), None);
+        assert_eq!(checked_total_weight([CONFIG_MAX, CONFIG_MAX, 5]), None);
+        assert_eq!(checked_total_weight([u64::MAX, 1]), None);
+        assert_eq!(
+            total_weight_error("the backup servers", "total"),
+            "the weights of the backup servers total more than 2305843009213693951, the most nginx's balancers can \
+             add up without overflow"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::dyups::{
     config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec,
     UpstreamSpec,
 };
-use crate::peer::{Param, ServerSpec};
+use crate::peer::{checked_total_weight, total_weight_error, Param, ServerSpec};
 
 /// A state file that cannot be used, with the line where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +44,9 @@ fn line_of(text: &str, at: usize) -> usize {
 /// Returns None for a file with no statements (nothing to restore).
 pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateError> {
     let mut servers = Vec::new();
+    // Per list (primaries, backups), checked as nginx's balancers add them
+    // up (see `peer::MAX_TOTAL_WEIGHT`); the module never writes a file past it.
+    let mut totals = [0u64; 2];
     statements(text, |line, words| {
         let error = |text: String| StateError { line, text };
         let Some((directive, args)) = words.split_first() else {
@@ -55,7 +58,12 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
                 crate::address::shown(directive)
             )));
         }
-        servers.push(parse_server_words(args).map_err(error)?);
+        let server = parse_server_words(args).map_err(error)?;
+        let list = usize::from(server.backup);
+        totals[list] = checked_total_weight([totals[list], server.weight]).ok_or_else(|| {
+            error(total_weight_error(if server.backup { "the backup servers" } else { "the primary servers" }, "total"))
+        })?;
+        servers.push(server);
         Ok(())
     })?;
     if servers.is_empty() {
@@ -381,7 +389,7 @@ mod tests {
     /// was (issue 11 item 4: `weight=2000000` used to brick the restart).
     #[test]
     fn every_value_nginx_accepts_round_trips() {
-        use crate::peer::CONFIG_MAX;
+        use crate::peer::{CONFIG_MAX, MAX_TOTAL_WEIGHT};
         let mut servers = Vec::new();
         for (i, (weight, max_fails, fail_timeout, max_conns)) in [
             (1, 0, 0, 0),
@@ -389,7 +397,13 @@ mod tests {
             (1_000_001, 1_000_001, 31_536_001, 1_000_001),
             (2_000_000, 2_000_000, 2_000_000, 2_000_000),
             (u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1),
-            (CONFIG_MAX, CONFIG_MAX, CONFIG_MAX, CONFIG_MAX),
+            // the weights of a list total at most MAX_TOTAL_WEIGHT
+            (
+                MAX_TOTAL_WEIGHT - (1 + 1_000_000 + 1_000_001 + 2_000_000 + u64::from(u32::MAX) + 1),
+                CONFIG_MAX,
+                CONFIG_MAX,
+                CONFIG_MAX,
+            ),
         ]
         .into_iter()
         .enumerate()
@@ -405,6 +419,17 @@ mod tests {
         let hand = "server 127.0.0.1:1 weight=0002000000 fail_timeout=1h max_conns=9223372036854775807;";
         let s = &parse_server_state(hand).unwrap().unwrap()[0];
         assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (2_000_000, 1, 3600, CONFIG_MAX));
+        // A list whose weights total more than nginx's balancers can add up.
+        for (text, line, list) in [
+            (format!("server 127.0.0.1:1 weight={CONFIG_MAX};\n"), 1, "primary"),
+            (format!("server 127.0.0.1:1 weight={MAX_TOTAL_WEIGHT};\nserver 127.0.0.1:2 weight={MAX_TOTAL_WEIGHT} backup;\n# x\nserver 127.0.0.1:3 weight=1 backup;\n"), 4, "backup"),
+            (format!("server 127.0.0.1:1 weight={CONFIG_MAX};\nserver 127.0.0.1:2 weight={CONFIG_MAX};\nserver 127.0.0.1:3 weight=2;\n"), 1, "primary"),
+        ] {
+            let e = parse_server_state(&text).unwrap_err();
+            assert_eq!((e.line, e.text), (line, total_weight_error(&format!("the {list} servers"), "total")), "{text}");
+        }
+        let at_limit = format!("server 127.0.0.1:1 weight={};\nserver 127.0.0.1:2 weight=1;\nserver 127.0.0.1:3 weight={MAX_TOTAL_WEIGHT} backup;\n", MAX_TOTAL_WEIGHT - 1);
+        assert_eq!(parse_server_state(&at_limit).unwrap().unwrap().len(), 3, "each list up to the limit");
         for bad in ["weight=9223372036854775808", "weight=0", "max_fails=-1", "max_conns=1.5", "fail_timeout=1x"] {
             let e = parse_server_state(&format!("# x\nserver 127.0.0.1:1 {bad};\n")).unwrap_err();
             assert_eq!(e.line, 2, "{bad}");
