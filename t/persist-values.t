@@ -79,7 +79,7 @@ my $path = main::state_file();
 my $file = join('', map { "server 127.0.0.1:" . (30000 + $_) . ";\n" } 1 .. 300) . "server 127.0.0.1:32000 backup;\n";
 main::spew($path, $file);
 ok(eval { nginx_restart(); 1 }, 'nginx starts') or diag($@);
-is(main::verbose(), $config, "the configuration's servers, intact (none freed, none of the file's)");
+is(main::verbose(), $config, "the configuration's servers, intact (rebuilt as they were, none of the file's)");
 my %ports;
 $ports{ http_get('/')->{body} }++ for 1 .. 6;
 is_deeply(\%ports, { "$p1\n" => 6 }, 'traffic goes to the primary of the configuration');
@@ -153,3 +153,30 @@ is($r->{body}, "400 Bad Request: the weights of upstream \"backends\"'s primary 
              . "2305843009213693951, the most nginx's balancers can add up without overflow\n", 'one line naming the limit');
 is(main::verbose(), $before, 'nothing changed');
 is(http_get('/x')->{status}, 200, 'traffic flows');
+
+
+
+=== TEST 5: a zone filled through the API until 507 writes a file that the next restart restores in full (the configuration's peers are freed before the file's are allocated)
+--- http_config
+upstream backends {
+    zone zone_for_backends 32k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($added, $last) = (0, 0);
+for my $i (1 .. 100) {
+    $last = http_get('/dynamic?upstream=backends&add=&server=127.0.0.1:' . (30000 + $i))->{status};
+    last if $last != 200;
+    $added++;
+}
+is($last, 507, "adds until the zone is full: $added answered 200, then 507");
+my $full = main::verbose();
+my $file = main::slurp(main::state_file());
+ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
+is(main::verbose(), $full, 'after the restart: all ' . ($added + 1) . ' servers, as in the file');
+is(main::slurp(main::state_file()), $file, 'the file is left as it was');
+--- no_error_log
+nothing was restored
