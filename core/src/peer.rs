@@ -139,7 +139,7 @@ impl Param {
     pub fn parse_config_value(self, text: &str) -> Result<u64, String> {
         let min = u64::from(self == Param::Weight);
         let value = match self {
-            Param::FailTimeout => parse_config_integer(text).or_else(|| parse_seconds(text)),
+            Param::FailTimeout => parse_config_seconds(text),
             _ => parse_config_integer(text),
         };
         match value {
@@ -229,6 +229,60 @@ pub fn parse_seconds(text: &str) -> Option<u64> {
         rest = rest.trim_start();
     }
     Some(total)
+}
+
+/// `ngx_parse_time(.., 1)` of nginx 1.22.1, as the `server` directive
+/// reads `fail_timeout`: numbers of any length, each followed by a unit
+/// `y M w d h m s` (from larger to smaller, each once; `y` only first) or
+/// by a space (seconds, after which only digits may follow, which add up
+/// as seconds too), or ending the text (seconds); spaces after a unit are
+/// skipped; every figure at most [`CONFIG_MAX`].
+fn parse_config_seconds(text: &str) -> Option<u64> {
+    #[derive(Clone, Copy, PartialEq, PartialOrd)]
+    enum Step {
+        Start,
+        Year,
+        Month,
+        Week,
+        Day,
+        Hour,
+        Min,
+        Sec,
+        Last,
+    }
+    let within = |v: u64| (v <= CONFIG_MAX).then_some(v);
+    let bytes = text.as_bytes();
+    let (mut valid, mut value, mut total, mut step, mut i) = (false, 0u64, 0u64, Step::Start, 0);
+    while let Some(&c) = bytes.get(i) {
+        i += 1;
+        if c.is_ascii_digit() {
+            value = within(value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?)?;
+            valid = true;
+            continue;
+        }
+        let (next, scale) = match c {
+            b'y' if step == Step::Start => (Step::Year, 31_536_000),
+            b'M' if step < Step::Month => (Step::Month, 2_592_000),
+            b'w' if step < Step::Week => (Step::Week, 604_800),
+            b'd' if step < Step::Day => (Step::Day, 86_400),
+            b'h' if step < Step::Hour => (Step::Hour, 3_600),
+            b'm' if bytes.get(i) == Some(&b's') => return None, // milliseconds: not for seconds
+            b'm' if step < Step::Min => (Step::Min, 60),
+            b's' if step < Step::Sec => (Step::Sec, 1),
+            b' ' if step < Step::Sec => (Step::Last, 1),
+            _ => return None,
+        };
+        step = next;
+        total = within(total.checked_add(value.checked_mul(scale)?)?)?;
+        value = 0;
+        while bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+    }
+    if !valid {
+        return None;
+    }
+    within(total.checked_add(value)?)
 }
 
 /// A complete server, as added by the APIs or read from a state file.
@@ -326,6 +380,54 @@ mod tests {
         assert_eq!(Param::FailTimeout.parse_config_value("2m"), Ok(120));
         assert_eq!(Param::FailTimeout.parse_config_value("9999y"), Ok(9999 * 31_536_000));
         assert!(Param::MaxConns.parse_config_value("2m").is_err());
+    }
+
+    /// `ngx_parse_time(.., 1)`, case by case (item 3 of the review: numbers
+    /// of more than 12 digits used to be refused).
+    #[test]
+    fn config_seconds_follow_ngx_parse_time() {
+        let ok = [
+            ("1000000000000s", 1_000_000_000_000),
+            ("0000000000001s", 1),
+            ("1000000000000", 1_000_000_000_000),
+            ("9223372036854775807", CONFIG_MAX),
+            ("9223372036854775807s", CONFIG_MAX),
+            ("292471208677y", 292_471_208_677 * 31_536_000),
+            ("1y1M1w1d1h1m1s", 31_536_000 + 2_592_000 + 604_800 + 86_400 + 3_600 + 60 + 1),
+            ("1h 30m", 5_400),
+            ("1h  30", 3_630),
+            ("1 5", 6),
+            ("1 ", 1),
+            (" 1", 1),
+            ("1s ", 1),
+            ("0", 0),
+        ];
+        for (text, seconds) in ok {
+            assert_eq!(parse_config_seconds(text), Some(seconds), "{text}");
+            assert_eq!(Param::FailTimeout.parse_config_value(text), Ok(seconds), "{text}");
+        }
+        for bad in [
+            "",
+            " ",
+            "s",
+            "1ms",
+            "1s1s",
+            "1m1h",
+            "1d1y",
+            "1 1s",
+            "1 1 1",
+            "1x",
+            "-1",
+            "9223372036854775808",
+            "292471208678y",
+            "9223372036854775807s1",
+            "1.5",
+        ] {
+            assert_eq!(parse_config_seconds(bad), None, "{bad}");
+        }
+        // the APIs keep their stricter rules
+        assert!(Param::FailTimeout.parse_value("1000000000000s").is_err());
+        assert!(Param::FailTimeout.parse_value("1 5").is_err());
     }
 
     #[test]

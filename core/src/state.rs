@@ -76,19 +76,15 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
 }
 
 /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
-/// [backup] [down]` (the words after `server`).
+/// [backup] [down]` (the words after `server`); as in nginx, a parameter
+/// given again replaces the earlier one.
 fn parse_server_words(words: &[String]) -> Result<ServerSpec, String> {
     let Some((address, params)) = words.split_first() else {
         return Err("\"server\" needs an address".to_string());
     };
     let mut spec = ServerSpec::new(parse_peer_address(address)?);
-    let mut seen: Vec<&str> = Vec::new();
     for word in params {
         let (name, value) = word.split_once('=').unwrap_or((word, ""));
-        if seen.contains(&name) {
-            return Err(format!("server parameter \"{}\" is given twice", crate::address::shown(name)));
-        }
-        seen.push(name);
         match (word.as_str(), Param::from_name(name)) {
             ("backup", _) => spec.backup = true,
             ("down", _) => spec.down = true,
@@ -128,7 +124,9 @@ pub fn parse_peer_address(text: &str) -> Result<Address, String> {
 /// `statement`, in order, with the line it starts on and its words
 /// unquoted (`"..."`, `'...'`, and the escapes `\"`, `\'`, `\\`, `\t`, `\r`,
 /// `\n`, as `ngx_conf_read_token` reads them); `#` at the start of a word
-/// comments to the end of the line.
+/// comments to the end of the line. An unquoted word ends at whitespace,
+/// `;` or `{`, except a `{` right after `$` (or after such a `{`), which
+/// stays in it as in `${name}`; `}` inside a word is part of it.
 fn statements(
     text: &str,
     mut statement: impl FnMut(usize, Vec<String>) -> Result<(), StateError>,
@@ -159,6 +157,7 @@ fn statements(
                 let quote = (c == '"' || c == '\'').then_some(c);
                 let mut word = String::new();
                 let mut pending = if quote.is_some() { None } else { Some(c) };
+                let mut variable = false;
                 loop {
                     let Some(c) = pending.take().or_else(|| chars.next()) else {
                         if quote.is_some() {
@@ -166,6 +165,11 @@ fn statements(
                         }
                         break;
                     };
+                    if quote.is_none() && c == '{' && variable {
+                        word.push(c);
+                        continue;
+                    }
+                    variable = c == '$';
                     if c == '\\' {
                         match chars.next() {
                             Some(e @ ('"' | '\'' | '\\')) => word.push(e),
@@ -187,7 +191,7 @@ fn statements(
                         }
                         break;
                     }
-                    if quote.is_none() && (is_space(c) || ";{}".contains(c)) {
+                    if quote.is_none() && (is_space(c) || c == ';' || c == '{') {
                         // The delimiter is handled by the outer loop.
                         pending = Some(c);
                         break;
@@ -199,7 +203,7 @@ fn statements(
                 match pending {
                     Some('\n') => line += 1,
                     Some(';') => statement(start_line, std::mem::take(&mut words))?,
-                    Some(c @ ('{' | '}')) => return Err(unexpected(c, line)),
+                    Some('{') => return Err(unexpected('{', line)),
                     _ => {}
                 }
             }
@@ -493,6 +497,44 @@ mod tests {
         // Found by the fuzzer: an empty statement is not "nothing to restore".
         let e = parse_server_state("# only a comment\n;\n").unwrap_err();
         assert_eq!((e.line, e.text.as_str()), (2, "unexpected \";\""));
+    }
+
+    /// Hand-written files are read as nginx reads `server` lines (item 3 of
+    /// the review): a parameter given again replaces the earlier one,
+    /// `fail_timeout` numbers of any length, `{` after `$` and `}` inside an
+    /// unquoted word are part of it (`ngx_conf_read_token`).
+    #[test]
+    fn hand_written_files_read_as_nginx_reads_them() {
+        let s = &parse_server_state(
+            "server 127.0.0.1:9;\nserver 127.0.0.1:1 weight=2 down weight=3 backup backup max_fails=0 max_fails=4;",
+        )
+        .unwrap()
+        .unwrap()[1];
+        assert_eq!((s.weight, s.max_fails, s.backup, s.down), (3, 4, true, true));
+        for (param, seconds) in [("1000000000000s", 1_000_000_000_000), ("0000000000001s", 1), ("1h 5", 3_605)] {
+            let text = format!("server 127.0.0.1:1 \"fail_timeout={param}\";");
+            assert_eq!(parse_server_state(&text).unwrap().unwrap()[0].fail_timeout, seconds, "{text}");
+        }
+        let s = parse_server_state(
+            "server unix:/tmp/a${b}c.sock;\nserver unix:/tmp/x}y weight=2;\nserver unix:/${{x;\nserver unix:/#x;",
+        )
+        .unwrap()
+        .unwrap();
+        let paths: Vec<String> = s.iter().map(|s| s.address.to_string()).collect();
+        assert_eq!(paths, ["unix:/tmp/a${b}c.sock", "unix:/tmp/x}y", "unix:/${{x", "unix:/#x"]);
+        // what nginx refuses too
+        for (text, line, error) in [
+            ("server unix:/tmp/x{y;", 1, "unexpected \"{\" (a state file holds only \"server\" lines)"),
+            ("server 127.0.0.1:1;\n}", 2, "unexpected \"}\" (a state file holds only \"server\" lines)"),
+            (
+                "server 127.0.0.1:1 fail_timeout=1ms;",
+                1,
+                "fail_timeout must be an integer from 0 to 9223372036854775807",
+            ),
+        ] {
+            let e = parse_server_state(text).unwrap_err();
+            assert_eq!((e.line, e.text.as_str()), (line, error), "{text}");
+        }
     }
 
     #[test]
