@@ -21,6 +21,7 @@
 use core::ffi::c_void;
 use core::ptr;
 
+use dynamic_upstream_core::peer::{checked_total_weight, total_weight_error, MAX_TOTAL_WEIGHT};
 use dynamic_upstream_core::state::parse_peer_address;
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
@@ -100,27 +101,10 @@ impl ZoneUpstream {
     }
 
     fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<(), ApiError> {
-        let primary = self.primary();
-        // SAFETY: shared lists of a zone upstream, changed under the write
-        // lock of the list that holds the peer.
-        unsafe {
-            let primary_lock = WriteLocked::new(primary);
-            if let Some(peer) = find_peer(primary, target.name()) {
-                update_peer(primary, peer, params, down);
-                set_single(primary);
-                return Ok(());
-            }
-            let backup = (*primary).next;
-            if !backup.is_null() {
-                let _backup_lock = WriteLocked::new(backup);
-                if let Some(peer) = find_peer(backup, target.name()) {
-                    update_peer(backup, peer, params, down);
-                    return Ok(());
-                }
-            }
-            drop(primary_lock);
-        }
-        Err(self.refused(Refusal::NotFound, &shown_name(target)))
+        // SAFETY: the primary list of a zone upstream.
+        let updated = unsafe { update_locked(self.primary(), target, params, down) };
+        // The reason is written once the locks are released.
+        updated.map_err(|refusal| self.refused(refusal, &shown_name(target)))
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
@@ -169,14 +153,26 @@ impl ZoneUpstream {
                 "server_not_found",
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
+            Refusal::WeightTotal { backup } => ApiError::bad_request(
+                "weight_total",
+                total_weight_error(
+                    &format!("upstream \"{}\"'s {} servers", self.name(), if backup { "backup" } else { "primary" }),
+                    "would total",
+                ),
+            ),
         }
     }
 
     /// Replaces every peer with `servers` (the state file), at start: in
-    /// the master, before any worker exists, so old peers are freed at once.
-    /// All or nothing: if the zone has no room for every new peer, nothing
-    /// changes. Balancers that cannot follow a new set of peers only take
-    /// the parameters of the servers they already have.
+    /// the master's init_module, before the cycle's workers exist. An
+    /// upstream zone is never reused across cycles (the zone module sets
+    /// `noreuse`), so these lists are the new cycle's own, reached by no
+    /// process yet (the workers of a reloaded cycle use their own zone): no
+    /// request can hold a peer, and the old peers are freed at once.
+    /// All or nothing: if the zone has no room for every new peer, the
+    /// configuration's servers are rebuilt as they were. Balancers that
+    /// cannot follow a new set of peers only take the parameters of the
+    /// servers they already have.
     pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
         if !self.balancer().follows_set_changes() {
             return self.restore_parameters(servers);
@@ -184,25 +180,46 @@ impl ZoneUpstream {
         if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() {
             return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
         }
+        // The configuration's servers, kept aside (before the locks) to be
+        // rebuilt if the state's do not fit: as specs, with their `server`
+        // text exactly (so the rebuilt blocks have the sizes of the freed).
+        let current = self.peers();
+        let kept: Vec<(ServerSpec, &[u8])> =
+            specs_of(&current)?.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
+        if let Some(peer) = current
+            .iter()
+            .find(|p| p.server.len() >= SNAPSHOT_SERVER_MAX || p.server.contains(char::REPLACEMENT_CHARACTER))
+        {
+            return Err(format!(
+                "the configuration's server \"{}\" cannot be kept aside; nothing was restored",
+                peer.server
+            ));
+        }
         let primary = self.primary();
-        // SAFETY: the zone's lists, in the master before the workers fork:
-        // no request can hold a peer, so old peers are freed right away.
+        // SAFETY: the zone's lists, which no request can reach yet (see
+        // above), so old peers are freed right away.
         let replaced = unsafe {
             let _primary_lock = WriteLocked::new(primary);
             let backup = (*primary).next;
             let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
             let slab = SlabLocked::new((*primary).shpool);
-            replace_peers(slab.pool(), primary, servers)
+            replace_peers(slab.pool(), primary, servers, &kept)
         };
-        if !replaced {
-            return Err(format!(
-                "zone \"{}\" ({}) has no room for the state's {} servers; nothing was restored",
+        let no_room = || {
+            format!(
+                "zone \"{}\" ({}) has no room for the state's {} servers",
                 self.zone_name(),
                 dynamic_upstream_core::error::human_size(self.zone_size()),
                 servers.len()
-            ));
+            )
+        };
+        match replaced {
+            Replaced::Yes => Ok(()),
+            Replaced::NoRoom => Err(format!("{}; nothing was restored", no_room())),
+            Replaced::Lost => {
+                Err(format!("{}, and the configuration's could not be rebuilt: the upstream has no servers", no_room()))
+            }
         }
-        Ok(())
     }
 
     /// For balancers with fixed tables: the state's parameters of servers
@@ -261,6 +278,103 @@ enum Refusal {
     NoRoom,
     LastPeer,
     NotFound,
+    /// The weights of a list would total more than [`MAX_TOTAL_WEIGHT`].
+    WeightTotal {
+        backup: bool,
+    },
+}
+
+/// Changes the parameters of the peer named by `target`, under both write
+/// locks.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+unsafe fn update_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+    params: &PeerParams,
+    down: Option<bool>,
+) -> Result<(), Refusal> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup).
+    unsafe {
+        let _primary_lock = WriteLocked::new(primary);
+        let backup = (*primary).next;
+        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
+        update_peer(list, peer, params, down);
+        set_single(primary);
+    }
+    Ok(())
+}
+
+/// The list holding the peer named by `target`, and the peer.
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list.
+unsafe fn find_in_lists(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+) -> Option<(*mut ngx_http_upstream_rr_peers_t, *mut ngx_http_upstream_rr_peer_t)> {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(peer) = find_peer(primary, target.name()) {
+            return Some((primary, peer));
+        }
+        let backup = (*primary).next;
+        (!backup.is_null()).then(|| find_peer(backup, target.name()).map(|peer| (backup, peer))).flatten()
+    }
+}
+
+/// A peer's weight as nginx keeps it (at least 1).
+///
+/// # Safety
+/// `peer` is a live peer of a list whose lock the caller holds.
+unsafe fn weight_of(peer: *mut ngx_http_upstream_rr_peer_t) -> u64 {
+    // SAFETY: per the contract.
+    unsafe { (*peer).weight as u64 }
+}
+
+/// The peers of `list` (none for a null list), walked by `next`.
+///
+/// # Safety
+/// The caller holds `list`'s lock while the iterator is used.
+unsafe fn peers_of(list: *mut ngx_http_upstream_rr_peers_t) -> impl Iterator<Item = *mut ngx_http_upstream_rr_peer_t> {
+    // SAFETY: per the contract.
+    let first = if list.is_null() { ptr::null_mut() } else { unsafe { (*list).peer } };
+    core::iter::successors((!first.is_null()).then_some(first), |&peer| {
+        // SAFETY: every peer of a locked list is live.
+        let next = unsafe { (*peer).next };
+        (!next.is_null()).then_some(next)
+    })
+}
+
+/// Refuses a change after which the weights of the primary or the backup
+/// list would total more than [`MAX_TOTAL_WEIGHT`]: with each present peer
+/// weighing `weight` (0 for one being removed), plus a new peer `added`
+/// (to the backup list?, its weight). Sums the lists as they are, not
+/// `total_weight`: nginx's own sum of a configuration may have wrapped.
+/// Any change is checked, so the module never writes a state file past the
+/// limit (which its reader refuses).
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list.
+unsafe fn check_totals(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    weight: impl Fn(*mut ngx_http_upstream_rr_peer_t) -> u64,
+    added: Option<(bool, u64)>,
+) -> Result<(), Refusal> {
+    // SAFETY: per the contract.
+    unsafe {
+        for (backup, list) in [(false, primary), (true, (*primary).next)] {
+            let extra = added.filter(|&(to_backup, _)| to_backup == backup).map(|(_, w)| w);
+            if checked_total_weight(peers_of(list).map(&weight).chain(extra)).is_none() {
+                return Err(Refusal::WeightTotal { backup });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Appends a new peer for `spec` to the primary or backup list (creating
@@ -295,10 +409,12 @@ unsafe fn add_locked(
         if list_len >= limit {
             return Err(Refusal::ListFull(list_len));
         }
+        check_totals(primary, |p| weight_of(p), Some((spec.backup, spec.weight)))?;
 
         let slab = SlabLocked::new((*primary).shpool);
         let new_backup_list = spec.backup && backup.is_null();
-        let (peer, list) = alloc_peer(slab.pool(), spec, address, new_backup_list).ok_or(Refusal::NoRoom)?;
+        let (peer, list) =
+            alloc_peer(slab.pool(), spec, address, address.name(), new_backup_list).ok_or(Refusal::NoRoom)?;
         drop(slab);
         if new_backup_list {
             init_backup_list(list, primary);
@@ -333,16 +449,11 @@ unsafe fn remove_locked(
         let backup = (*primary).next;
         let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
 
-        let (list, peer) = if let Some(peer) = find_peer(primary, target.name()) {
-            if (*primary).number == 1 {
-                return Err(Refusal::LastPeer);
-            }
-            (primary, peer)
-        } else if let Some(peer) = (!backup.is_null()).then(|| find_peer(backup, target.name())).flatten() {
-            (backup, peer)
-        } else {
-            return Err(Refusal::NotFound);
-        };
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        if list == primary && (*primary).number == 1 {
+            return Err(Refusal::LastPeer);
+        }
+        check_totals(primary, |p| if p == peer { 0 } else { weight_of(p) }, None)?;
         unlink_peer(list, peer);
         set_single(primary);
         retire(peer);
@@ -533,7 +644,8 @@ unsafe fn update_peer(
         if let Some(weight) = params.weight {
             p.weight = weight as _;
             p.effective_weight = weight as _;
-            p.current_weight = 0;
+            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
+            restart_smooth_weights(list);
         }
         if let Some(max_fails) = params.max_fails {
             p.max_fails = max_fails as _;
@@ -565,18 +677,18 @@ unsafe fn update_peer(
 unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
     // SAFETY: per the contract.
     unsafe {
-        let (mut number, mut total_weight, mut tries) = (0usize, 0usize, 0usize);
-        let mut peer = (*list).peer;
-        while !peer.is_null() {
+        let (mut number, mut tries) = (0usize, 0usize);
+        for peer in peers_of(list) {
             number += 1;
-            // Wraps as nginx's own sum does: a configuration may give
-            // weights up to NGX_MAX_INT_T_VALUE.
-            total_weight = total_weight.wrapping_add((*peer).weight as usize);
             if (*peer).down == 0 {
                 tries += 1;
             }
-            peer = (*peer).next;
         }
+        // Every change was checked against the limit first (check_totals;
+        // dyups lists hold API weights), so this is the exact sum; were it
+        // not, the limit keeps nginx's divisor non-zero.
+        let total_weight =
+            checked_total_weight(peers_of(list).map(|p| weight_of(p))).unwrap_or(MAX_TOTAL_WEIGHT) as usize;
         let l = &mut *list;
         l.number = number;
         l.total_weight = total_weight;
@@ -666,7 +778,8 @@ unsafe fn init_backup_list(list: *mut ngx_http_upstream_rr_peers_t, primary: *mu
 /// Allocates a peer shaped exactly like the zone module's copies (peer,
 /// sockaddr, name and server as separate slab blocks, so every peer is
 /// freed the same way), plus a zeroed peer list when `with_list`, and fills
-/// it in. On failure frees what it took and returns None.
+/// it in (`server` is the text of its `server` line). On failure frees
+/// what it took and returns None.
 ///
 /// # Safety
 /// The caller holds the slab mutex of `pool`.
@@ -674,6 +787,7 @@ unsafe fn alloc_peer(
     pool: *mut ngx_slab_pool_t,
     spec: &ServerSpec,
     address: &PeerAddress,
+    server: &[u8],
     with_list: bool,
 ) -> Option<(*mut ngx_http_upstream_rr_peer_t, *mut ngx_http_upstream_rr_peers_t)> {
     let name = address.name();
@@ -684,18 +798,18 @@ unsafe fn alloc_peer(
         // before the mutex is released, so other users of the zone keep it.
         let log_nomem = (*pool).log_nomem();
         (*pool).set_log_nomem(0);
-        let blocks = alloc_peer_blocks(pool, name.len(), with_list);
+        let blocks = alloc_peer_blocks(pool, server.len(), with_list);
         (*pool).set_log_nomem(log_nomem);
-        let PeerBlocks { peer, sockaddr, name: name_data, server, list } = blocks?;
+        let PeerBlocks { peer, sockaddr, name: name_data, server: server_data, list } = blocks?;
 
         ptr::copy_nonoverlapping(ptr::addr_of!(address.sockaddr).cast::<u8>(), sockaddr, address.socklen as usize);
         ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
-        ptr::copy_nonoverlapping(name.as_ptr(), server, name.len());
+        ptr::copy_nonoverlapping(server.as_ptr(), server_data, server.len());
         let p = &mut *peer;
         p.sockaddr = sockaddr.cast();
         p.socklen = address.socklen;
         p.name = ngx_str_t { len: name.len(), data: name_data };
-        p.server = ngx_str_t { len: name.len(), data: server };
+        p.server = ngx_str_t { len: server.len(), data: server_data };
         p.weight = spec.weight as _;
         p.effective_weight = spec.weight as _;
         p.current_weight = 0;
@@ -745,10 +859,32 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
     }
 }
 
-/// Makes `servers` the peers of `primary` and its backup list: allocates
-/// every new peer first (and a backup list if one is needed), then frees
-/// the old peers and links the new ones. If the zone has no room, frees
-/// what it took and returns false with the lists unchanged.
+/// How [`replace_peers`] ended.
+enum Replaced {
+    Yes,
+    /// The configuration's peers were rebuilt.
+    NoRoom,
+    /// Not even those fit again (see [`replace_peers`]: cannot happen).
+    Lost,
+}
+
+/// Makes `servers` the peers of `primary` and its backup list. The old
+/// peers are freed first, so the zone needs room for the new ones only
+/// (a zone filled through the API holds its own state file). If it has
+/// none, the new peers taken so far are freed and the old ones rebuilt
+/// from `kept` (specs and `server` texts).
+///
+/// The rebuild fits again. Every block of a peer is under half a page
+/// (the struct, the sockaddr, the name's NGX_SOCKADDR_STRLEN and a
+/// `server` text under [`SNAPSHOT_SERVER_MAX`]), so the slab serves each
+/// as a chunk of its size class: from a page of that class with a free
+/// chunk, or else from any free page. A freed chunk stays free in its
+/// page, or that page goes back to the free pages once it is empty; the
+/// failed attempt gave back everything it took, and nothing else allocates
+/// meanwhile (the slab mutex is held, in the master). The rebuilt blocks
+/// have exactly the sizes of the freed ones, so for each size class the
+/// rebuild finds the chunks the old peers left, or as many free pages as
+/// their freeing emptied.
 ///
 /// # Safety
 /// The caller holds both lists' write locks and the slab mutex of `pool`,
@@ -757,6 +893,38 @@ unsafe fn replace_peers(
     pool: *mut ngx_slab_pool_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
     servers: &[ServerSpec],
+    kept: &[(ServerSpec, &[u8])],
+) -> Replaced {
+    // SAFETY: per the contract.
+    unsafe {
+        for list in [primary, (*primary).next] {
+            if !list.is_null() {
+                free_chain(pool, (*list).peer);
+                (*list).peer = ptr::null_mut();
+            }
+        }
+        if link_peers(pool, primary, servers.iter().map(|spec| (spec, None))) {
+            Replaced::Yes
+        } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
+            Replaced::NoRoom
+        } else {
+            Replaced::Lost
+        }
+    }
+}
+
+/// Allocates a peer for each of `servers` (spec, and `server` text if not
+/// its name) and makes them the peers of the empty `primary` and backup
+/// lists (allocating a backup list if one is needed). If the zone has no
+/// room, frees what it took and returns false with the lists unchanged.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`;
+/// the lists have no peers.
+unsafe fn link_peers<'a>(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: impl Iterator<Item = (&'a ServerSpec, Option<&'a [u8]>)>,
 ) -> bool {
     // SAFETY: per the contract; the new peers are reachable by nobody
     // until linked at the end.
@@ -765,9 +933,11 @@ unsafe fn replace_peers(
         let mut new_list: *mut ngx_http_upstream_rr_peers_t = ptr::null_mut();
         let mut heads: [*mut ngx_http_upstream_rr_peer_t; 2] = [ptr::null_mut(); 2];
         let mut tails = [ptr::addr_of_mut!(heads[0]), ptr::addr_of_mut!(heads[1])];
-        for spec in servers {
+        for (spec, server) in servers {
             let with_list = spec.backup && backup.is_null() && new_list.is_null();
-            let Some((peer, list)) = alloc_peer(pool, spec, &PeerAddress::new(&spec.address), with_list) else {
+            let address = PeerAddress::new(&spec.address);
+            let server = server.unwrap_or(address.name());
+            let Some((peer, list)) = alloc_peer(pool, spec, &address, server, with_list) else {
                 free_chain(pool, heads[0]);
                 free_chain(pool, heads[1]);
                 if !new_list.is_null() {
@@ -791,7 +961,6 @@ unsafe fn replace_peers(
             if list.is_null() {
                 continue;
             }
-            free_chain(pool, (*list).peer);
             (*list).peer = head;
             recount(list);
         }
@@ -913,7 +1082,7 @@ unsafe fn build_list_quietly(
         for spec in servers {
             let address = PeerAddress::new(&spec.address);
             let with_backup_list = spec.backup && (*list).next.is_null();
-            let Some((peer, backup)) = alloc_peer(pool, spec, &address, with_backup_list) else {
+            let Some((peer, backup)) = alloc_peer(pool, spec, &address, address.name(), with_backup_list) else {
                 free_list(pool, list);
                 return None;
             };

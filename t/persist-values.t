@@ -79,7 +79,7 @@ my $path = main::state_file();
 my $file = join('', map { "server 127.0.0.1:" . (30000 + $_) . ";\n" } 1 .. 300) . "server 127.0.0.1:32000 backup;\n";
 main::spew($path, $file);
 ok(eval { nginx_restart(); 1 }, 'nginx starts') or diag($@);
-is(main::verbose(), $config, "the configuration's servers, intact (none freed, none of the file's)");
+is(main::verbose(), $config, "the configuration's servers, intact (rebuilt as they were, none of the file's)");
 my %ports;
 $ports{ http_get('/')->{body} }++ for 1 .. 6;
 is_deeply(\%ports, { "$p1\n" => 6 }, 'traffic goes to the primary of the configuration');
@@ -89,3 +89,94 @@ like(error_log_text(),
 is(main::slurp($path), $file, 'the file is left as it was');
 --- allow_error_log
 has no room for the state's 301 servers
+
+
+
+=== TEST 3: hash: a state file whose weights nginx would sum to 2^64 (0, the divisor of every request) is refused with [emerg] naming the file and line (the first request used to kill the worker with signal 8)
+--- http_config
+upstream backends {
+    hash $uri;
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my $path = main::state_file();
+my $max = '9223372036854775807';
+main::spew($path, "server 127.0.0.1:" . port(1) . " weight=$max;\n"
+                . "server 127.0.0.1:30001 weight=$max;\nserver 127.0.0.1:30002 weight=2;\n");
+my ($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t refuses the file');
+my $refusal = qr/\[emerg\].*dynamic_state_file "\Q$path\E": line 1: the weights of the primary servers total more than 2305843009213693951, the most nginx's balancers can add up without overflow/;
+like($out, $refusal, '[emerg] names the file, the line and the limit');
+my $started = eval { nginx_restart(); 1 };
+ok(!$started, 'nginx refuses to start with the file');
+is(http_get('/x')->{status}, 200, 'a request (only if nginx started)') if $started;
+like(error_log_text(), $refusal, 'error.log: the same [emerg]');
+--- allow_error_log
+dynamic_state_file ".*": line 1: the weights
+
+
+
+=== TEST 4: hash: weights nginx sums to 3 (2^63-1 + 2^63-1 + 5 wraps); weight=2 on the third through the API (which would make it 0) is refused with 400 naming the limit, nothing changes, traffic flows (it used to kill the worker with signal 8)
+--- http_config
+upstream backends {
+    hash $uri;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 weight=9223372036854775807;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=9223372036854775807;
+    server 127.0.0.1:$TEST_NGINX_PORT_3 weight=5;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+is(http_get('/x')->{status}, 200, 'nginx alone serves the configuration');
+my $before = main::verbose();
+my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p3&weight=2");
+is($r->{status}, 400, 'weight=2 on the third server: 400');
+is($r->{body}, "400 Bad Request: the weights of upstream \"backends\"'s primary servers would total more than "
+             . "2305843009213693951, the most nginx's balancers can add up without overflow\n", 'one line naming the limit');
+is(main::verbose(), $before, 'nothing changed');
+is(http_get('/x')->{status}, 200, 'traffic flows');
+
+
+
+=== TEST 5: a zone filled through the API until 507 writes a file that the next restart restores in full (the configuration's peers are freed before the file's are allocated)
+--- http_config
+upstream backends {
+    zone zone_for_backends 32k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($added, $last) = (0, 0);
+for my $i (1 .. 100) {
+    $last = http_get('/dynamic?upstream=backends&add=&server=127.0.0.1:' . (30000 + $i))->{status};
+    last if $last != 200;
+    $added++;
+}
+is($last, 507, "adds until the zone is full: $added answered 200, then 507");
+my $full = main::verbose();
+my $file = main::slurp(main::state_file());
+ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
+is(main::verbose(), $full, 'after the restart: all ' . ($added + 1) . ' servers, as in the file');
+is(main::slurp(main::state_file()), $file, 'the file is left as it was');
+--- no_error_log
+nothing was restored

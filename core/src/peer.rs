@@ -21,6 +21,46 @@ pub const MAX_CONNS_RANGE: (u64, u64) = (0, 1_000_000);
 /// (`NGX_MAX_INT_T_VALUE`: `ngx_atoi` and `ngx_parse_time` stop there).
 pub const CONFIG_MAX: u64 = i64::MAX as u64;
 
+/// The most the weights of one peer list (the primaries, or the backups)
+/// may total, through the APIs and in a state file.
+///
+/// nginx adds weights up per request: `hash` and `ip_hash` divide by the
+/// list's `total_weight` (an unsigned sum: 2^64 wraps to 0, and the worker
+/// dies of SIGFPE), and smooth weighted round robin
+/// (`ngx_http_upstream_get_peer`, also the fallback of `hash`, `ip_hash` and
+/// `least_conn`) does `current_weight += effective_weight` and
+/// `total += effective_weight` in signed `ngx_int_t`, then
+/// `best->current_weight -= total`. With T the list's total weight:
+/// `total` <= T, since `effective_weight` <= `weight`. While the set of
+/// peers and their weights stay fixed, the current weights sum to 0 (each
+/// request adds `total` and takes it back from the chosen peer, the
+/// largest), which keeps each within (-T, T); so `current_weight +
+/// effective_weight` < 2T and `current_weight - total` > -2T. The module
+/// restarts every current weight at 0 whenever it changes a list's peers
+/// or weights, so that sum starts at 0. Peers skipped for a while (down,
+/// failed, at `max_conns`) keep their current weight while the others move
+/// on; the sum over all peers stays 0, but the simple bound above does not
+/// cover that case, so a further factor of 2 is kept in hand:
+/// T <= i64::MAX / 4 keeps all of nginx's per-request arithmetic far from
+/// overflow. (`least_conn`'s `conns * weight` products are unsigned:
+/// they cannot fault.)
+pub const MAX_TOTAL_WEIGHT: u64 = (i64::MAX / 4) as u64;
+
+/// The total of `weights` if it is at most [`MAX_TOTAL_WEIGHT`]. Neither
+/// allocates nor panics: it is computed under the peers locks.
+pub fn checked_total_weight(weights: impl IntoIterator<Item = u64>) -> Option<u64> {
+    weights.into_iter().try_fold(0u64, |total, weight| total.checked_add(weight).filter(|&t| t <= MAX_TOTAL_WEIGHT))
+}
+
+/// Why a list's weights are refused; `servers` names the list ("the primary
+/// servers"), `verb` is "total" or "would total".
+pub fn total_weight_error(servers: &str, verb: &str) -> String {
+    format!(
+        "the weights of {servers} {verb} more than {MAX_TOTAL_WEIGHT}, the most nginx's balancers can add up without \
+         overflow"
+    )
+}
+
 /// The numeric parameters a request may set; `None` leaves a value as is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PeerParams {
@@ -99,7 +139,7 @@ impl Param {
     pub fn parse_config_value(self, text: &str) -> Result<u64, String> {
         let min = u64::from(self == Param::Weight);
         let value = match self {
-            Param::FailTimeout => parse_config_integer(text).or_else(|| parse_seconds(text)),
+            Param::FailTimeout => parse_config_seconds(text),
             _ => parse_config_integer(text),
         };
         match value {
@@ -189,6 +229,60 @@ pub fn parse_seconds(text: &str) -> Option<u64> {
         rest = rest.trim_start();
     }
     Some(total)
+}
+
+/// `ngx_parse_time(.., 1)` of nginx 1.22.1, as the `server` directive
+/// reads `fail_timeout`: numbers of any length, each followed by a unit
+/// `y M w d h m s` (from larger to smaller, each once; `y` only first) or
+/// by a space (seconds, after which only digits may follow, which add up
+/// as seconds too), or ending the text (seconds); spaces after a unit are
+/// skipped; every figure at most [`CONFIG_MAX`].
+fn parse_config_seconds(text: &str) -> Option<u64> {
+    #[derive(Clone, Copy, PartialEq, PartialOrd)]
+    enum Step {
+        Start,
+        Year,
+        Month,
+        Week,
+        Day,
+        Hour,
+        Min,
+        Sec,
+        Last,
+    }
+    let within = |v: u64| (v <= CONFIG_MAX).then_some(v);
+    let bytes = text.as_bytes();
+    let (mut valid, mut value, mut total, mut step, mut i) = (false, 0u64, 0u64, Step::Start, 0);
+    while let Some(&c) = bytes.get(i) {
+        i += 1;
+        if c.is_ascii_digit() {
+            value = within(value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?)?;
+            valid = true;
+            continue;
+        }
+        let (next, scale) = match c {
+            b'y' if step == Step::Start => (Step::Year, 31_536_000),
+            b'M' if step < Step::Month => (Step::Month, 2_592_000),
+            b'w' if step < Step::Week => (Step::Week, 604_800),
+            b'd' if step < Step::Day => (Step::Day, 86_400),
+            b'h' if step < Step::Hour => (Step::Hour, 3_600),
+            b'm' if bytes.get(i) == Some(&b's') => return None, // milliseconds: not for seconds
+            b'm' if step < Step::Min => (Step::Min, 60),
+            b's' if step < Step::Sec => (Step::Sec, 1),
+            b' ' if step < Step::Sec => (Step::Last, 1),
+            _ => return None,
+        };
+        step = next;
+        total = within(total.checked_add(value.checked_mul(scale)?)?)?;
+        value = 0;
+        while bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+    }
+    if !valid {
+        return None;
+    }
+    within(total.checked_add(value)?)
 }
 
 /// A complete server, as added by the APIs or read from a state file.
@@ -286,6 +380,74 @@ mod tests {
         assert_eq!(Param::FailTimeout.parse_config_value("2m"), Ok(120));
         assert_eq!(Param::FailTimeout.parse_config_value("9999y"), Ok(9999 * 31_536_000));
         assert!(Param::MaxConns.parse_config_value("2m").is_err());
+    }
+
+    /// `ngx_parse_time(.., 1)`, case by case (item 3 of the review: numbers
+    /// of more than 12 digits used to be refused).
+    #[test]
+    fn config_seconds_follow_ngx_parse_time() {
+        let ok = [
+            ("1000000000000s", 1_000_000_000_000),
+            ("0000000000001s", 1),
+            ("1000000000000", 1_000_000_000_000),
+            ("9223372036854775807", CONFIG_MAX),
+            ("9223372036854775807s", CONFIG_MAX),
+            ("292471208677y", 292_471_208_677 * 31_536_000),
+            ("1y1M1w1d1h1m1s", 31_536_000 + 2_592_000 + 604_800 + 86_400 + 3_600 + 60 + 1),
+            ("1h 30m", 5_400),
+            ("1h  30", 3_630),
+            ("1 5", 6),
+            ("1 ", 1),
+            (" 1", 1),
+            ("1s ", 1),
+            ("0", 0),
+        ];
+        for (text, seconds) in ok {
+            assert_eq!(parse_config_seconds(text), Some(seconds), "{text}");
+            assert_eq!(Param::FailTimeout.parse_config_value(text), Ok(seconds), "{text}");
+        }
+        for bad in [
+            "",
+            " ",
+            "s",
+            "1ms",
+            "1s1s",
+            "1m1h",
+            "1d1y",
+            "1 1s",
+            "1 1 1",
+            "1x",
+            "-1",
+            "9223372036854775808",
+            "292471208678y",
+            "9223372036854775807s1",
+            "1.5",
+        ] {
+            assert_eq!(parse_config_seconds(bad), None, "{bad}");
+        }
+        // the APIs keep their stricter rules
+        assert!(Param::FailTimeout.parse_value("1000000000000s").is_err());
+        assert!(Param::FailTimeout.parse_value("1 5").is_err());
+    }
+
+    #[test]
+    fn total_weight_is_checked() {
+        assert_eq!(MAX_TOTAL_WEIGHT, 2_305_843_009_213_693_951);
+        assert_eq!(checked_total_weight([]), Some(0));
+        assert_eq!(checked_total_weight([1, 2, 3]), Some(6));
+        assert_eq!(checked_total_weight([MAX_TOTAL_WEIGHT]), Some(MAX_TOTAL_WEIGHT));
+        assert_eq!(checked_total_weight([MAX_TOTAL_WEIGHT - 1, 1]), Some(MAX_TOTAL_WEIGHT));
+        assert_eq!(checked_total_weight([MAX_TOTAL_WEIGHT, 1]), None);
+        assert_eq!(checked_total_weight([CONFIG_MAX]), None);
+        // the sums that wrap nginx's unsigned total to 0 and 3
+        assert_eq!(checked_total_weight([CONFIG_MAX, CONFIG_MAX, 2]), None);
+        assert_eq!(checked_total_weight([CONFIG_MAX, CONFIG_MAX, 5]), None);
+        assert_eq!(checked_total_weight([u64::MAX, 1]), None);
+        assert_eq!(
+            total_weight_error("the backup servers", "total"),
+            "the weights of the backup servers total more than 2305843009213693951, the most nginx's balancers can \
+             add up without overflow"
+        );
     }
 
     #[test]

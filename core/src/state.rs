@@ -19,7 +19,7 @@ use crate::dyups::{
     config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec,
     UpstreamSpec,
 };
-use crate::peer::{Param, ServerSpec};
+use crate::peer::{checked_total_weight, total_weight_error, Param, ServerSpec};
 
 /// A state file that cannot be used, with the line where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +44,9 @@ fn line_of(text: &str, at: usize) -> usize {
 /// Returns None for a file with no statements (nothing to restore).
 pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateError> {
     let mut servers = Vec::new();
+    // Per list (primaries, backups), checked as nginx's balancers add them
+    // up (see `peer::MAX_TOTAL_WEIGHT`); the module never writes a file past it.
+    let mut totals = [0u64; 2];
     statements(text, |line, words| {
         let error = |text: String| StateError { line, text };
         let Some((directive, args)) = words.split_first() else {
@@ -55,7 +58,12 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
                 crate::address::shown(directive)
             )));
         }
-        servers.push(parse_server_words(args).map_err(error)?);
+        let server = parse_server_words(args).map_err(error)?;
+        let list = usize::from(server.backup);
+        totals[list] = checked_total_weight([totals[list], server.weight]).ok_or_else(|| {
+            error(total_weight_error(if server.backup { "the backup servers" } else { "the primary servers" }, "total"))
+        })?;
+        servers.push(server);
         Ok(())
     })?;
     if servers.is_empty() {
@@ -68,19 +76,15 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
 }
 
 /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
-/// [backup] [down]` (the words after `server`).
+/// [backup] [down]` (the words after `server`); as in nginx, a parameter
+/// given again replaces the earlier one.
 fn parse_server_words(words: &[String]) -> Result<ServerSpec, String> {
     let Some((address, params)) = words.split_first() else {
         return Err("\"server\" needs an address".to_string());
     };
     let mut spec = ServerSpec::new(parse_peer_address(address)?);
-    let mut seen: Vec<&str> = Vec::new();
     for word in params {
         let (name, value) = word.split_once('=').unwrap_or((word, ""));
-        if seen.contains(&name) {
-            return Err(format!("server parameter \"{}\" is given twice", crate::address::shown(name)));
-        }
-        seen.push(name);
         match (word.as_str(), Param::from_name(name)) {
             ("backup", _) => spec.backup = true,
             ("down", _) => spec.down = true,
@@ -120,7 +124,9 @@ pub fn parse_peer_address(text: &str) -> Result<Address, String> {
 /// `statement`, in order, with the line it starts on and its words
 /// unquoted (`"..."`, `'...'`, and the escapes `\"`, `\'`, `\\`, `\t`, `\r`,
 /// `\n`, as `ngx_conf_read_token` reads them); `#` at the start of a word
-/// comments to the end of the line.
+/// comments to the end of the line. An unquoted word ends at whitespace,
+/// `;` or `{`, except a `{` right after `$` (or after such a `{`), which
+/// stays in it as in `${name}`; `}` inside a word is part of it.
 fn statements(
     text: &str,
     mut statement: impl FnMut(usize, Vec<String>) -> Result<(), StateError>,
@@ -151,6 +157,7 @@ fn statements(
                 let quote = (c == '"' || c == '\'').then_some(c);
                 let mut word = String::new();
                 let mut pending = if quote.is_some() { None } else { Some(c) };
+                let mut variable = false;
                 loop {
                     let Some(c) = pending.take().or_else(|| chars.next()) else {
                         if quote.is_some() {
@@ -158,6 +165,11 @@ fn statements(
                         }
                         break;
                     };
+                    if quote.is_none() && c == '{' && variable {
+                        word.push(c);
+                        continue;
+                    }
+                    variable = c == '$';
                     if c == '\\' {
                         match chars.next() {
                             Some(e @ ('"' | '\'' | '\\')) => word.push(e),
@@ -179,7 +191,7 @@ fn statements(
                         }
                         break;
                     }
-                    if quote.is_none() && (is_space(c) || ";{}".contains(c)) {
+                    if quote.is_none() && (is_space(c) || c == ';' || c == '{') {
                         // The delimiter is handled by the outer loop.
                         pending = Some(c);
                         break;
@@ -191,7 +203,7 @@ fn statements(
                 match pending {
                     Some('\n') => line += 1,
                     Some(';') => statement(start_line, std::mem::take(&mut words))?,
-                    Some(c @ ('{' | '}')) => return Err(unexpected(c, line)),
+                    Some('{') => return Err(unexpected('{', line)),
                     _ => {}
                 }
             }
@@ -381,7 +393,7 @@ mod tests {
     /// was (issue 11 item 4: `weight=2000000` used to brick the restart).
     #[test]
     fn every_value_nginx_accepts_round_trips() {
-        use crate::peer::CONFIG_MAX;
+        use crate::peer::{CONFIG_MAX, MAX_TOTAL_WEIGHT};
         let mut servers = Vec::new();
         for (i, (weight, max_fails, fail_timeout, max_conns)) in [
             (1, 0, 0, 0),
@@ -389,7 +401,13 @@ mod tests {
             (1_000_001, 1_000_001, 31_536_001, 1_000_001),
             (2_000_000, 2_000_000, 2_000_000, 2_000_000),
             (u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1, u64::from(u32::MAX) + 1),
-            (CONFIG_MAX, CONFIG_MAX, CONFIG_MAX, CONFIG_MAX),
+            // the weights of a list total at most MAX_TOTAL_WEIGHT
+            (
+                MAX_TOTAL_WEIGHT - (1 + 1_000_000 + 1_000_001 + 2_000_000 + u64::from(u32::MAX) + 1),
+                CONFIG_MAX,
+                CONFIG_MAX,
+                CONFIG_MAX,
+            ),
         ]
         .into_iter()
         .enumerate()
@@ -405,6 +423,17 @@ mod tests {
         let hand = "server 127.0.0.1:1 weight=0002000000 fail_timeout=1h max_conns=9223372036854775807;";
         let s = &parse_server_state(hand).unwrap().unwrap()[0];
         assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (2_000_000, 1, 3600, CONFIG_MAX));
+        // A list whose weights total more than nginx's balancers can add up.
+        for (text, line, list) in [
+            (format!("server 127.0.0.1:1 weight={CONFIG_MAX};\n"), 1, "primary"),
+            (format!("server 127.0.0.1:1 weight={MAX_TOTAL_WEIGHT};\nserver 127.0.0.1:2 weight={MAX_TOTAL_WEIGHT} backup;\n# x\nserver 127.0.0.1:3 weight=1 backup;\n"), 4, "backup"),
+            (format!("server 127.0.0.1:1 weight={CONFIG_MAX};\nserver 127.0.0.1:2 weight={CONFIG_MAX};\nserver 127.0.0.1:3 weight=2;\n"), 1, "primary"),
+        ] {
+            let e = parse_server_state(&text).unwrap_err();
+            assert_eq!((e.line, e.text), (line, total_weight_error(&format!("the {list} servers"), "total")), "{text}");
+        }
+        let at_limit = format!("server 127.0.0.1:1 weight={};\nserver 127.0.0.1:2 weight=1;\nserver 127.0.0.1:3 weight={MAX_TOTAL_WEIGHT} backup;\n", MAX_TOTAL_WEIGHT - 1);
+        assert_eq!(parse_server_state(&at_limit).unwrap().unwrap().len(), 3, "each list up to the limit");
         for bad in ["weight=9223372036854775808", "weight=0", "max_fails=-1", "max_conns=1.5", "fail_timeout=1x"] {
             let e = parse_server_state(&format!("# x\nserver 127.0.0.1:1 {bad};\n")).unwrap_err();
             assert_eq!(e.line, 2, "{bad}");
@@ -468,6 +497,44 @@ mod tests {
         // Found by the fuzzer: an empty statement is not "nothing to restore".
         let e = parse_server_state("# only a comment\n;\n").unwrap_err();
         assert_eq!((e.line, e.text.as_str()), (2, "unexpected \";\""));
+    }
+
+    /// Hand-written files are read as nginx reads `server` lines (item 3 of
+    /// the review): a parameter given again replaces the earlier one,
+    /// `fail_timeout` numbers of any length, `{` after `$` and `}` inside an
+    /// unquoted word are part of it (`ngx_conf_read_token`).
+    #[test]
+    fn hand_written_files_read_as_nginx_reads_them() {
+        let s = &parse_server_state(
+            "server 127.0.0.1:9;\nserver 127.0.0.1:1 weight=2 down weight=3 backup backup max_fails=0 max_fails=4;",
+        )
+        .unwrap()
+        .unwrap()[1];
+        assert_eq!((s.weight, s.max_fails, s.backup, s.down), (3, 4, true, true));
+        for (param, seconds) in [("1000000000000s", 1_000_000_000_000), ("0000000000001s", 1), ("1h 5", 3_605)] {
+            let text = format!("server 127.0.0.1:1 \"fail_timeout={param}\";");
+            assert_eq!(parse_server_state(&text).unwrap().unwrap()[0].fail_timeout, seconds, "{text}");
+        }
+        let s = parse_server_state(
+            "server unix:/tmp/a${b}c.sock;\nserver unix:/tmp/x}y weight=2;\nserver unix:/${{x;\nserver unix:/#x;",
+        )
+        .unwrap()
+        .unwrap();
+        let paths: Vec<String> = s.iter().map(|s| s.address.to_string()).collect();
+        assert_eq!(paths, ["unix:/tmp/a${b}c.sock", "unix:/tmp/x}y", "unix:/${{x", "unix:/#x"]);
+        // what nginx refuses too
+        for (text, line, error) in [
+            ("server unix:/tmp/x{y;", 1, "unexpected \"{\" (a state file holds only \"server\" lines)"),
+            ("server 127.0.0.1:1;\n}", 2, "unexpected \"}\" (a state file holds only \"server\" lines)"),
+            (
+                "server 127.0.0.1:1 fail_timeout=1ms;",
+                1,
+                "fail_timeout must be an integer from 0 to 9223372036854775807",
+            ),
+        ] {
+            let e = parse_server_state(text).unwrap_err();
+            assert_eq!((e.line, e.text.as_str()), (line, error), "{text}");
+        }
     }
 
     #[test]

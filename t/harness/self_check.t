@@ -175,6 +175,9 @@ sub exit_code { my $st = shift; $st & 127 ? "signal " . ($st & 127) : $st >> 8 }
     my ($st, $out) = run_fixture('literal-port');
     isnt($st, 0, 'literal-port: script fails');
     like($out, qr/line 14: literal port 10000 is in the harness's range 10000\.\.29999/, 'literal-port: line and port named');
+    my @found = $out =~ /line (\d+): literal port (\d+) is in the harness's range/g;
+    is("@found", '14 10000 21 15000 23 10001 24 12345 24 12346 25 12347',
+       'literal-port: every port-like context (address, +, listen, range, *port* =>/=), and nothing else');
     unlike($out, qr/^ok /m, 'literal-port: no test ran');
     no_leftovers('literal-port');
 }

@@ -315,9 +315,10 @@ this process holds an C<flock> on F</tmp/nginxtest-port-locks/PORT.lock>
 and it can be bound (TCP and UDP) right now.  A file keeps its ports for
 all its blocks and re-checks them before each block.
 
-A test file whose blocks hold a literal port in that range (C<:20001>,
-C<20000 + $i>) is refused before any block runs: it could be another
-block's or checkout's port.  Use C<port(N)>, or ports from 30000 up for
+A test file that holds a literal port in that range in a port-like context
+(C<:20001>, C<20000 + $i>, C<(20001 .. 20009)>, C<listen 20001>,
+C<port =E<gt> 20001>, C<$port = 20001>) is refused before any block runs: it
+could be another block's or checkout's port.  Use C<port(N)>, or ports from 30000 up for
 peers that nothing needs to answer (or C<dead_ports> of
 L<NginxTest::Traffic>).
 
@@ -588,16 +589,33 @@ sub run_tests {
     done_testing();
 }
 
-# Literal ports in the harness's range (`127.0.0.1:20001`, `20000 + $i`) in
-# the test script may be another block's or checkout's ports: refused.
+# Literal ports in the harness's range in the test script may be another
+# block's or checkout's ports: refused.  A five-digit literal counts as a
+# port in a port-like context: after ':' (an address), next to '+' (port
+# arithmetic), starting a range (`20001 .. 20009`: a range that starts low
+# is a count), after `listen`, or given to something named *port*
+# (`port => 20001`, `PeerPort => '20001'`, `$port = 20001`).  Other numbers
+# (sizes, timeouts, counts) are left alone.
+my @PORT_CONTEXTS = (
+    qr/(?<=:)(\d{5})(?!\d)/,
+    qr/\+\s*(\d{5})(?!\d)/,
+    qr/(?<![\w.])(\d{5})(?=\s*\+)/,
+    qr/(?<![\w.])(\d{5})(?=\s*\.\.)/,
+    qr/\blisten\s+(\d{5})(?!\d)/,
+    qr/port\w*['"]?\s*(?:=>|=(?![=~]))\s*['"]?(\d{5})(?!\d)/i,
+);
+
 sub _literal_port_errors {
     my ($script) = @_;
     open my $fh, '<', $script or return ("cannot read $script: $!");
     my @err;
     while (my $text = <$fh>) {
         my $line = $.;
-        while ($text =~ /(?:(?<=:)|(?<=\+)\s*)(\d{5})(?!\d)|(?<![\w.])(\d{5})(?=\s*\+)/g) {
-            my $port = $1 // $2;
+        my %at;
+        for my $re (@PORT_CONTEXTS) {
+            $at{ $-[1] } = $1 while $text =~ /$re/g;
+        }
+        for my $port (map { $at{$_} } sort { $a <=> $b } keys %at) {
             push @err, "line $line: literal port $port is in the harness's range $NginxTest::PORT_MIN..$NginxTest::PORT_MAX "
                      . "(use port(N) or a port outside it, e.g. 30000 + N)"
                 if $port >= $NginxTest::PORT_MIN && $port <= $NginxTest::PORT_MAX;
