@@ -12,7 +12,7 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG,
+    ngx_conf_t, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG,
     NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
@@ -49,6 +49,8 @@ pub struct MainConf {
     pub upstream_conf: ngx_str_t,
     /// The balancers' `init_upstream` functions, learnt at configuration.
     pub balancers: KnownBalancers,
+    /// The module's zone in this cycle (see [`crate::dyups_registry::declare_zone`]).
+    pub zone: *mut ngx_shm_zone_t,
 }
 
 impl Default for MainConf {
@@ -59,6 +61,7 @@ impl Default for MainConf {
             trylock: UNSET_FLAG,
             upstream_conf: ngx_str_t::empty(),
             balancers: KnownBalancers::default(),
+            zone: ptr::null_mut(),
         }
     }
 }
@@ -156,7 +159,8 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_c
     }
     // SAFETY: cf is the live configuration context of the http block.
     match unsafe { crate::dyups_registry::declare_zone(cf, conf.shm_zone_size) } {
-        Ok(()) => {
+        Ok(zone) => {
+            conf.zone = zone;
             crate::c_api::enable();
             NGX_CONF_OK
         }

@@ -111,7 +111,6 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
     let Some(dyups) = Dyups::get() else {
         return;
     };
-    dyups.begin_cycle();
     // SAFETY: per the contract.
     unsafe {
         for uscf in configured_upstreams(cycle) {

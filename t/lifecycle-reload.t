@@ -1,0 +1,262 @@
+# Lifecycle faults: reloads that fail late (a bad state file, a bad
+# directive after the http block, a port in use), reloads that remove or
+# add the Lua module or change dyups_shm_zone_size, each followed by
+# `kill -9` of a worker. The master survives, the respawned worker serves
+# every upstream, no process exits on a signal, and no change is lost.
+#
+# Every block has the REST API on port 8 and the proxy (proxy_pass
+# http://$host) on port 9, both with `reuseport` (successive connections
+# land on different workers) and X-Worker: $pid on every answer.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::Dyups qw(addr admin);
+use NginxTest::Files;
+use IO::Socket::INET;
+
+# Sends SIGHUP for a configuration that must fail, and waits for the
+# [emerg] matching EMERG. The master and its workers stay as they were.
+sub failed_reload {
+    my ($emerg) = @_;
+    my @workers = worker_pids();
+    my $master = master_pid();
+    kill 'HUP', $master or die "kill HUP: $!";
+    poll_until(sub { error_log_text() =~ $emerg }, 15, 'the [emerg]') or die "no [emerg] matching $emerg\n";
+    ok(kill(0, $master), 'the master survives the failed reload');
+    is_deeply([worker_pids()], \@workers, 'its workers are the same');
+}
+
+# kill -9 of one worker; waits until the master respawned it. Returns the
+# new worker's pid.
+sub kill_worker {
+    my @before = worker_pids();
+    kill 'KILL', $before[0] or die "kill -9 $before[0]: $!";
+    my $new;
+    poll_until(sub {
+        my @now = worker_pids();
+        ($new) = grep { my $p = $_; !grep { $_ == $p } @before } @now;
+        return $new && @now == @before;
+    }, 10, 'respawn') or die "no worker respawned after kill -9 of $before[0]\n";
+    return $new;
+}
+
+# Requests PATH on PORT (8 or 9) with Host HOST until the worker PID
+# answered (at most 400 requests, and none timed out); returns its answer
+# as "STATUS BODY".
+sub from_worker {
+    my ($pid, $port, $path, $host) = @_;
+    for (1 .. 400) {
+        my $r = http('GET', 'http://127.0.0.1:' . port($port) . $path, undef, { Host => $host // 'localhost' });
+        return "$r->{status} $r->{body}" if ($r->{headers}{'x-worker'} // 0) == $pid || $r->{status} == 599;
+    }
+    return "worker $pid never answered";
+}
+
+# After a fault: kill -9 a worker; the respawned one lists and proxies
+# to dyhost (on port 2), and takes a change.
+sub respawned_worker_serves {
+    my ($what) = @_;
+    my $pid = main::kill_worker();
+    is(main::from_worker($pid, 8, '/upstream/dyhost'),
+       '200 server ' . addr(2) . " weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n",
+       "$what: the respawned worker lists dyhost");
+    is(main::from_worker($pid, 9, '/', 'dyhost'), '200 ' . port(2) . "\n", "$what: and proxies to it");
+    is(main::from_worker($pid, 8, '/list'), "200 dyhost\n", "$what: GET /list");
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: a reload refused for a corrupt dyups_upstream_conf, then kill -9 of a worker: the respawned worker serves
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9$
+\[emerg\] .*dyups_upstream_conf ".*": line 1
+--- perl
+my $file = data_dir() . '/dyups.conf';
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';')->{body}, 'success', 'dyhost created');
+my $saved = main::slurp($file);
+main::spew($file, "upstream {{ junk\n");
+main::failed_reload(qr/\[emerg\] .*dyups_upstream_conf ".*": line 1/);
+main::respawned_worker_serves('after the refused reload');
+main::spew($file, $saved);
+nginx_reload();
+main::respawned_worker_serves('after a good reload');
+
+
+
+=== TEST 2: a reload refused for a bad directive after the http block, with a new dyups_shm_zone_size, then kill -9: the respawned worker serves
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9$
+\[emerg\] .*unknown directive "no_such_directive"
+--- perl
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';')->{body}, 'success', 'dyhost created');
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s/^(dyups_upstream_conf .*)$/$1\ndyups_shm_zone_size 4m;/mr . "no_such_directive;\n");
+main::failed_reload(qr/\[emerg\] .*unknown directive "no_such_directive"/);
+main::respawned_worker_serves('after the refused reload');
+main::spew(conf_file(), $conf);
+nginx_reload();
+main::respawned_worker_serves('after a good reload');
+
+
+
+=== TEST 3: a reload refused because a new listen port is in use, then kill -9: the respawned worker serves
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9$
+\[emerg\] .*bind\(\) to 127\.0\.0\.1:\d+ failed \(98: Address already in use\)
+\[emerg\] .*still could not bind\(\)
+--- perl
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';')->{body}, 'success', 'dyhost created');
+my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(7), Listen => 1, ReuseAddr => 1)
+    or die "listen on port 7: $!";
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s/^(dyups_upstream_conf .*)$/$1\nserver { listen 127.0.0.1:${\ port(7)}; }/mr);
+main::failed_reload(qr/\[emerg\] .*still could not bind\(\)/);
+main::respawned_worker_serves('after the refused reload');
+close $busy;
+main::spew(conf_file(), $conf);
+nginx_reload();
+main::respawned_worker_serves('after a good reload');
+
+
+
+=== TEST 4: a reload without the Lua module (its load_module lines removed), then with it again: the master survives both, workers serve
+--- workers: 2
+--- modules: lua
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+location = /lua { content_by_lua_block { ngx.print(require("ngx.dyups").update("dyhost", ngx.unescape_uri(ngx.var.arg_body))) } }
+--- allow_error_log
+exited on signal 9$
+--- perl
+my $master = master_pid();
+my $lua = sub { http_get('/lua?body=' . "server%20$_[0];") };
+is(do { my $r = $lua->(main::addr(1)); "$r->{status} $r->{body}" }, '200 200success', 'Lua: dyhost created');
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s{^load_module \S*(ndk_http|ngx_http_lua)_module\.so;\n}{}mgr =~ s/^.*_by_lua.*\n//mgr);
+nginx_reload();
+is(master_pid(), $master, 'without Lua: the same master');
+ok(kill(0, $master), '  is running');
+is(http_get('/lua')->{status}, 404, '  /lua is gone');
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';')->{body}, 'success', '  the REST API works');
+main::respawned_worker_serves('without Lua');
+main::spew(conf_file(), $conf);
+nginx_reload();
+is(master_pid(), $master, 'with Lua again: the same master');
+is(do { my $r = $lua->(main::addr(2)); "$r->{status} $r->{body}" }, '200 200success', '  Lua works');
+main::respawned_worker_serves('with Lua again');
+
+
+
+=== TEST 5: a reload that adds the Lua module: require "ngx.dyups" works in the new workers
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9$
+--- perl
+my $master = master_pid();
+my $conf = main::slurp(conf_file());
+my ($ours) = $conf =~ /^(load_module .*;\n)/m;
+my $lua_modules = join '', map { "load_module /usr/lib/nginx/modules/$_.so;\n" } qw(ndk_http_module ngx_http_lua_module);
+$conf =~ s/^\Q$ours\E/$lua_modules$ours/m;
+$conf =~ s/.*\K^(\s*location \/ \{ dyups_interface; \})$/$1\nlocation = \/lua { content_by_lua_block { ngx.print(require("ngx.dyups").update("dyhost", ngx.unescape_uri(ngx.var.arg_body))) } }/ms;
+main::spew(conf_file(), $conf);
+nginx_reload();
+is(master_pid(), $master, 'the same master');
+my $r = http_get('/lua?body=server%20' . main::addr(2) . ';');
+is("$r->{status} $r->{body}", '200 200success', 'Lua: dyhost created');
+main::respawned_worker_serves('with Lua added');
