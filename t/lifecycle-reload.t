@@ -260,3 +260,55 @@ is(master_pid(), $master, 'the same master');
 my $r = http_get('/lua?body=server%20' . main::addr(2) . ';');
 is("$r->{status} $r->{body}", '200 200success', 'Lua: dyhost created');
 main::respawned_worker_serves('with Lua added');
+
+
+
+=== TEST 6: a reload that changes dyups_shm_zone_size (a new registry): a zone-upstream change in a worker it replaced is refused (503 guard), nothing is lost
+--- workers: 2
+--- modules: lua
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location = /late {
+    content_by_lua_block {
+        local d = require "ngx.dynamic"
+        local f = assert(io.open("$TEST_NGINX_DATA_DIR/started", "w"))
+        f:write(ngx.worker.pid())
+        f:close()
+        local waited = 0
+        while not ngx.worker.exiting() and waited < 15 do
+            ngx.sleep(0.01)
+            waited = waited + 0.01
+        end
+        ngx.say("exiting: ", tostring(ngx.worker.exiting()))
+        local ok, err = d.update_peer("zone_for_backends", ngx.var.arg_server, { weight = 9 })
+        ngx.say("update_peer: ", tostring(ok), ", ", tostring(err))
+    }
+}
+--- perl
+my $state = data_dir() . '/backends.state';
+my $verbose = sub { http_get('/dynamic?upstream=backends&verbose=')->{body} };
+is(http_get('/dynamic?upstream=backends&server=' . main::addr(1) . '&down=')->{status}, 200, 'a change');
+my $lines = $verbose->();
+my $file = main::slurp($state);
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Timeout => 30) or die "connect: $!";
+$s->autoflush(1);
+print $s 'GET /late?server=' . main::addr(2) . " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+ok(poll_until(sub { -s data_dir() . '/started' }, 5, 'Lua started'), 'the Lua handler runs in an old worker');
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s/^(dyups_upstream_conf .*)$/$1\ndyups_shm_zone_size 4m;/mr);
+nginx_reload();
+my $raw = do { local $/; <$s> } // '';
+like($raw, qr/^exiting: true$/m, 'the Lua handler saw its worker exiting');
+like($raw, qr/^update_peer: nil, .*reloading/m, 'ngx.dynamic.update_peer in the replaced worker: nil, "... reloading ..."');
+is($verbose->(), $lines, 'the zone upstream is unchanged');
+is(main::slurp($state), $file, 'its file is unchanged');
+nginx_restart();
+is($verbose->(), $lines, 'and so after a restart');
