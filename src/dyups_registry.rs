@@ -30,7 +30,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
 use dynamic_upstream_core::{ApiError, PeerView};
@@ -48,7 +48,7 @@ use crate::zone_peers::{build_list, list_peers};
 /// reload, and a module build with another layout must not read it (it
 /// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
 /// any change to `Registry`, `Record` or `ZoneState`.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v2";
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -95,6 +95,9 @@ struct Registry {
     /// zone outlives reloads): workers of older cycles see that they are
     /// being replaced.
     epoch: AtomicU64,
+    /// A reload replaced this registry with a new one (a new zone size):
+    /// changes made here would be lost.
+    superseded: AtomicBool,
     /// The `dyups_upstream_conf` file was loaded into this registry.
     loaded: bool,
     /// The version of the latest change.
@@ -254,9 +257,12 @@ impl Dyups {
         let dyups = Dyups::get();
         if let Some(previous) = previous.filter(|p| dyups.as_ref().is_none_or(|d| d.registry != p.registry)) {
             // A new zone size is a new registry: the old one's workers must
-            // see that they are replaced all the same.
+            // see that they are replaced all the same, and stop changing it.
             // SAFETY: see above.
-            unsafe { (*previous.registry).epoch.fetch_add(1, SeqCst) };
+            unsafe {
+                (*previous.registry).superseded.store(true, SeqCst);
+                (*previous.registry).epoch.fetch_add(1, SeqCst);
+            }
         }
         let dyups = dyups?;
         // SAFETY: the registry lives as long as the zone.
@@ -269,6 +275,13 @@ impl Dyups {
     pub fn is_current_cycle(&self) -> bool {
         // SAFETY: as above.
         unsafe { (*self.registry).epoch.load(SeqCst) == MY_EPOCH.load(SeqCst) }
+    }
+
+    /// True in a worker whose registry a reload replaced with a new one:
+    /// the new workers never see what changes here.
+    pub fn is_superseded(&self) -> bool {
+        // SAFETY: the registry lives as long as the zone.
+        unsafe { (*self.registry).superseded.load(SeqCst) }
     }
 
     /// Whether the registry is new (a fresh zone: first start, or a reload

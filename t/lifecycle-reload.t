@@ -263,7 +263,7 @@ main::respawned_worker_serves('with Lua added');
 
 
 
-=== TEST 6: a reload that changes dyups_shm_zone_size (a new registry): a zone-upstream change in a worker it replaced is refused (503 guard), nothing is lost
+=== TEST 6: a reload that changes dyups_shm_zone_size (a new registry): zone-upstream and dyups changes in a worker it replaced are refused (503 guard), nothing is lost
 --- workers: 2
 --- modules: lua
 --- http_config
@@ -276,6 +276,7 @@ upstream backends {
 }
 --- config
 location /dynamic { dynamic_upstream; }
+location / { dyups_interface; }
 location = /late {
     content_by_lua_block {
         local d = require "ngx.dynamic"
@@ -290,6 +291,8 @@ location = /late {
         ngx.say("exiting: ", tostring(ngx.worker.exiting()))
         local ok, err = d.update_peer("zone_for_backends", ngx.var.arg_server, { weight = 9 })
         ngx.say("update_peer: ", tostring(ok), ", ", tostring(err))
+        local status, msg = require("ngx.dyups").update("late", "server " .. ngx.var.arg_server .. ";")
+        ngx.say("dyups.update: ", status, ", ", msg)
     }
 }
 --- perl
@@ -308,7 +311,10 @@ nginx_reload();
 my $raw = do { local $/; <$s> } // '';
 like($raw, qr/^exiting: true$/m, 'the Lua handler saw its worker exiting');
 like($raw, qr/^update_peer: nil, .*reloading/m, 'ngx.dynamic.update_peer in the replaced worker: nil, "... reloading ..."');
+like($raw, qr/^dyups\.update: 503, .*reloading/m, 'ngx.dyups.update in the replaced worker: 503, "... reloading ..."');
 is($verbose->(), $lines, 'the zone upstream is unchanged');
+is(http_get('/upstream/late')->{status}, 404, 'no upstream "late" in the new registry');
+is(main::slurp(data_dir() . '/dyups.conf'), undef, 'nor in the file');
 is(main::slurp($state), $file, 'its file is unchanged');
 nginx_restart();
 is($verbose->(), $lines, 'and so after a restart');
