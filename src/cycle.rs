@@ -81,12 +81,13 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // (ngx_cycle is still the old one), after its zones are initialised;
         // nothing can fail the cycle after init_module.
         unsafe {
-            let Some(main) = Module::main_conf(&*cycle) else {
+            let main = Module::main_conf(&*cycle);
+            // Only now, when this cycle can no longer fail, does its zone
+            // (none without an http block) become the running one.
+            crate::dyups_registry::Dyups::begin_cycle(main.map_or(core::ptr::null_mut(), |m| m.zone));
+            let Some(main) = main else {
                 return NGX_OK as ngx_int_t; // no http block
             };
-            // Only now, when this cycle can no longer fail, does its zone
-            // become the running one.
-            crate::dyups_registry::Dyups::begin_cycle(main.zone);
             let workers = worker_processes(cycle);
             for uscf in configured_upstreams(cycle) {
                 let Some(srv) = srv_conf(uscf) else { continue };

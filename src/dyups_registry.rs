@@ -246,7 +246,7 @@ impl Dyups {
     /// older cycles are from now on known to be on their way out.
     ///
     /// # Safety
-    /// `zone` is the new cycle's zone, initialised.
+    /// `zone` is the new cycle's zone, initialised, or null (no http block).
     pub unsafe fn begin_cycle(zone: *mut ngx_shm_zone_t) -> Option<Dyups> {
         // The running cycle's registry: still mapped, nginx frees the old
         // cycle's zones after init_module.
