@@ -12,6 +12,7 @@ use NginxTest;
 use NginxTest::Dyups qw(addr admin);
 use NginxTest::Files;
 use IO::Socket::INET;
+use IO::Select;
 
 # Sends SIGHUP for a configuration that must fail, and waits for the
 # [emerg] matching EMERG. The master and its workers stay as they were.
@@ -318,3 +319,50 @@ is(main::slurp(data_dir() . '/dyups.conf'), undef, 'nor in the file');
 is(main::slurp($state), $file, 'its file is unchanged');
 nginx_restart();
 is($verbose->(), $lines, 'and so after a restart');
+
+
+
+=== TEST 7: nginx -s stop (SIGTERM) while proxied requests to a run-time upstream are in flight: every process exits cleanly; a restart serves the upstream
+--- workers: 2
+--- modules: lua
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / {
+        content_by_lua_block {
+            local f = assert(io.open("$TEST_NGINX_DATA_DIR/started-" .. ngx.var.arg_n, "w"))
+            f:close()
+            ngx.sleep(tonumber(ngx.var.arg_sleep) or 0)
+            ngx.say("slow")
+        }
+    }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(1) . ';')->{body}, 'success', 'dyhost created');
+my @held = map {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9), Timeout => 10) or die "connect: $!";
+    $s->autoflush(1);
+    print $s "GET /?sleep=5&n=$_ HTTP/1.1\r\nHost: dyhost\r\nConnection: close\r\n\r\n";
+    $s;
+} 1 .. 8;
+ok(poll_until(sub { 8 == grep { -e data_dir() . "/started-$_" } 1 .. 8 }, 10, 'requests in flight'),
+   '8 proxied requests in flight');
+my $master = master_pid();
+my @workers = worker_pids();
+ok(kill('TERM', $master), 'SIGTERM to the master (nginx -s stop)');
+ok(poll_until(sub { !grep { kill 0, $_ } $master, @workers }, 10, 'all exit'), 'the master and its workers exit');
+for my $s (@held) {
+    my $sel = IO::Select->new($s);
+    ok($sel->can_read(5), 'a held connection is closed, not left hanging');
+}
+unlike(error_log_text(), qr/exited on signal|\[(alert|crit|emerg)\]/, 'no signal exit, no alert');
+nginx_restart();
+my $r = http('GET', 'http://127.0.0.1:' . port(9) . '/?n=9', undef, { Host => 'dyhost' });
+is("$r->{status} $r->{body}", "200 slow\n", 'after a restart dyhost is served again');
