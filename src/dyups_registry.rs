@@ -247,7 +247,7 @@ impl Dyups {
     ///
     /// # Safety
     /// `zone` is the new cycle's zone, initialised, or null (no http block).
-    pub unsafe fn begin_cycle(zone: *mut ngx_shm_zone_t) -> Option<Dyups> {
+    pub unsafe fn begin_cycle(zone: *mut ngx_shm_zone_t) {
         // The running cycle's registry: still mapped, nginx frees the old
         // cycle's zones after init_module.
         let previous = Dyups::get();
@@ -255,7 +255,7 @@ impl Dyups {
         // workers fork.
         unsafe { ZONE = zone };
         let dyups = Dyups::get();
-        if let Some(previous) = previous.filter(|p| dyups.as_ref().is_none_or(|d| d.registry != p.registry)) {
+        if let Some(previous) = previous.filter(|p| dyups.as_ref().map(|d| d.registry) != Some(p.registry)) {
             // A new zone size is a new registry: the old one's workers must
             // see that they are replaced all the same, and stop changing it.
             // SAFETY: see above.
@@ -264,11 +264,11 @@ impl Dyups {
                 (*previous.registry).epoch.fetch_add(1, SeqCst);
             }
         }
-        let dyups = dyups?;
-        // SAFETY: the registry lives as long as the zone.
-        let epoch = unsafe { (*dyups.registry).epoch.fetch_add(1, SeqCst) } + 1;
-        MY_EPOCH.store(epoch, SeqCst);
-        Some(dyups)
+        if let Some(dyups) = dyups {
+            // SAFETY: the registry lives as long as the zone.
+            let epoch = unsafe { (*dyups.registry).epoch.fetch_add(1, SeqCst) } + 1;
+            MY_EPOCH.store(epoch, SeqCst);
+        }
     }
 
     /// False in a worker whose configuration a reload has replaced.

@@ -213,7 +213,11 @@ impl ChangeGuard {
 
 /// 503 for a change in a worker whose configuration a reload replaced.
 fn reloading() -> ApiError {
-    ApiError::new(503, "reloading", "nginx is reloading and this worker's configuration is being replaced: retry the request")
+    ApiError::new(
+        503,
+        "reloading",
+        "nginx is reloading and this worker's configuration is being replaced: retry the request",
+    )
 }
 
 /// exit_master: release the path (the module is unloaded next, and a
