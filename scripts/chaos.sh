@@ -2,13 +2,17 @@
 # Chaos run (not part of the quick suite): nginx with 4 workers, wrk traffic
 # through a zone upstream and a run-time (dyups) upstream, 8 concurrent API
 # writers issuing random valid operations on both APIs, and every few
-# seconds a `kill -9` of a random worker and an `nginx -s reload`.
+# seconds a `kill -9` of a random worker or a lifecycle fault: a reload, a
+# reload that fails late (a bad directive after the http block, a corrupt
+# state file, a port in use), a reload that loads or drops the Lua module
+# (when Debian's is installed), a reload that changes dyups_shm_zone_size.
 #
 # Each writer owns its own peers and run-time upstreams, so the operations
 # it got a 200 for replay, in its own order, into a model of the final
 # state. At the end the run checks that:
-#   - no worker exited on a signal except those it killed, and error.log
-#     has no [alert]/[crit];
+#   - the master survived; no worker exited on a signal except those it
+#     killed, and error.log has no [alert]/[crit]/[emerg] but those of the
+#     kills and of the reloads meant to fail;
 #   - every proxied request succeeded (non-2xx: 0), except connections cut
 #     off by a killed worker (wrk's socket read errors, counted apart);
 #   - the final state (both APIs' listings, the state files) equals the
@@ -35,8 +39,18 @@ first_backend=$((base + 10))
 listen_lines=""
 for i in $(seq 0 $((backends - 1))); do listen_lines+="        listen 127.0.0.1:$((first_backend + i));"$'\n'; done
 
-cat > "$out/conf/nginx.conf" <<EOF
-load_module $module;
+lua_modules=""
+for so in ndk_http_module ngx_http_lua_module; do
+    [ -f "/usr/lib/nginx/modules/$so.so" ] && lua_modules+="load_module /usr/lib/nginx/modules/$so.so;"$'\n'
+done
+
+# write_conf ZONE_SIZE LUA(0|1) [AFTER [IN_HTTP]]: the configuration, AFTER
+# after the http block, IN_HTTP at its end.
+write_conf() {
+    local lua=""
+    [ "$2" = 1 ] && lua=$lua_modules
+    cat > "$out/conf/nginx.conf" <<EOF
+${lua}load_module $module;
 worker_processes 4;
 pid logs/nginx.pid;
 error_log logs/error.log notice;
@@ -45,6 +59,12 @@ http {
     access_log off;
 $(temp_paths "$out")
     dyups_upstream_conf $out/data/dyups.conf;
+    dyups_shm_zone_size $1;
+    upstream spare {
+        zone spare 64k;
+        server 127.0.0.1:$first_backend;
+        dynamic_state_file $out/data/spare.state;
+    }
     upstream backends {
         zone backends 1m;
         server 127.0.0.1:$first_backend;
@@ -61,8 +81,14 @@ $(temp_paths "$out")
         location /dynamic { dynamic_upstream; }
         location / { dyups_interface; }
     }
+${4:-}
 }
+${3:-}
 EOF
+}
+zone_size=2m
+lua=0
+write_conf $zone_size $lua
 
 # The backends run in a nginx of their own, which the chaos never touches:
 # a killed worker can then only fail requests it was itself serving.
@@ -85,6 +111,8 @@ EOF
 nginx=("$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log)
 "${nginx[@]}"
 master() { cat "$out/logs/nginx.pid" 2>/dev/null; }
+for _ in $(seq 1 100); do [ -n "$(master)" ] && break; sleep 0.1; done
+first_master=$(master)
 stop_nginx() {
     stop_by_pid_file "$out/logs/nginx.pid"
     stop_by_pid_file "$out/backends/logs/nginx.pid"
@@ -100,7 +128,21 @@ wrk_zone=$!
 wrk -t1 -c16 -d"${duration}s" -H 'Host: traffic' "http://127.0.0.1:$front/" > "$out/wrk-dyups.txt" 2>&1 &
 wrk_dyups=$!
 
-# Chaos: every 3-5 s kill -9 one worker, or reload.
+# A reload meant to fail: waits for its [emerg]; the caller then puts the
+# good configuration back for the next one.
+failed_reload() {
+    local emergs
+    emergs=$(grep -c '\[emerg\]' "$out/logs/error.log" || true)
+    kill -HUP "$(master)" 2>/dev/null || return
+    for _ in $(seq 1 100); do
+        [ "$(grep -c '\[emerg\]' "$out/logs/error.log" || true)" -gt "$emergs" ] && break
+        sleep 0.1
+    done
+    echo "failed reload: $1" >> "$out/chaos.log"
+}
+
+# Chaos: every 3-5 s kill -9 one worker, or a lifecycle fault (in turn).
+faults=(reload bad-directive zone-size bad-state-file lua port-in-use)
 (
     end=$((SECONDS + duration - 2))
     n=0
@@ -111,9 +153,30 @@ wrk_dyups=$!
             workers=$(ps -o pid= --ppid "$(master)" 2>/dev/null | tr -s ' ' '\n' | grep -v '^$' || true)
             victim=$(echo "$workers" | shuf -n1)
             if [ -n "$victim" ]; then kill -9 "$victim" 2>/dev/null && echo "kill $victim" >> "$out/chaos.log"; fi
-        else
-            kill -HUP "$(master)" 2>/dev/null && echo "reload" >> "$out/chaos.log"
+            continue
         fi
+        fault=${faults[$(((n / 2) % ${#faults[@]}))]}
+        case $fault in
+            bad-directive)
+                write_conf $zone_size $lua "chaos_bad_directive;"
+                failed_reload "$fault"
+                write_conf $zone_size $lua ;;
+            bad-state-file)
+                echo "chaos: not a state file" > "$out/data/spare.state"
+                failed_reload "$fault"
+                rm -f "$out/data/spare.state" ;;
+            port-in-use)
+                write_conf $zone_size $lua "" "server { listen 127.0.0.1:$first_backend; }"
+                failed_reload "$fault"
+                write_conf $zone_size $lua ;;
+            *)
+                case $fault in
+                    zone-size) if [ $zone_size = 2m ]; then zone_size=4m; else zone_size=2m; fi ;;
+                    lua) if [ -n "$lua_modules" ]; then lua=$((1 - lua)); fi ;;
+                esac
+                write_conf $zone_size $lua
+                kill -HUP "$(master)" 2>/dev/null && echo "reload: $fault (zone $zone_size, lua $lua)" >> "$out/chaos.log" ;;
+        esac
     done
 ) &
 chaos=$!
@@ -125,6 +188,8 @@ wait "$wrk_zone" "$wrk_dyups" "$chaos" 2>/dev/null || true
 
 # Let the last reload settle, then check the final state.
 sleep 2
+master_status=0
+[ "$(master)" = "$first_master" ] && kill -0 "$first_master" 2>/dev/null || master_status=1
 check_status=0
 REPO_ROOT=$REPO_ROOT perl "$REPO_ROOT/scripts/chaos/check.pl" "$admin" "$front" "$first_backend" "$out" > "$out/check.txt" || check_status=$?
 stop_nginx
@@ -132,10 +197,14 @@ trap - EXIT
 
 kills=$(grep -c '^kill' "$out/chaos.log" || true)
 reloads=$(grep -c '^reload' "$out/chaos.log" || true)
+failed_reloads=$(grep -c '^failed reload' "$out/chaos.log" || true)
+fault_counts=$(sed -n 's/^\(failed \)\{0,1\}reload: \([a-z-]*\).*/\2/p' "$out/chaos.log" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
 signals=$(grep -c 'exited on signal' "$out/logs/error.log" || true)
 unexpected_signals=$(grep 'exited on signal' "$out/logs/error.log" | grep -vc 'signal 9' || true)
-# nginx logs the workers we killed at [alert]: those lines are expected.
-alerts=$(grep -E '\[(alert|crit|emerg)\]' "$out/logs/error.log" | grep -vc 'exited on signal 9' || true)
+# nginx logs the workers we killed at [alert], and the reloads meant to
+# fail at [emerg]: those lines are expected.
+expected='exited on signal 9|unknown directive "chaos_bad_directive"|spare\.state.*line 1|bind\(\) to 127\.0\.0\.1:'"$first_backend"' failed|still could not bind'
+alerts=$(grep -E '\[(alert|crit|emerg)\]' "$out/logs/error.log" | grep -Evc "$expected" || true)
 wrk_figures() {
     local file=$1 requests errors non2xx
     requests=$(awk '/requests in/ {print $1}' "$file")
@@ -148,10 +217,11 @@ echo "== chaos: ${duration}s, 4 workers, $writers writers"
 cat "$out/writers.txt"
 echo "traffic (zone upstream):    $(wrk_figures "$out/wrk-zone.txt")"
 echo "traffic (run-time upstream): $(wrk_figures "$out/wrk-dyups.txt")"
-echo "reloads: $reloads, workers killed: $kills, exited on a signal: $signals (other than 9: $unexpected_signals)"
+echo "reloads: $reloads, failed reloads: $failed_reloads (${fault_counts%, }), workers killed: $kills, exited on a signal: $signals (other than 9: $unexpected_signals)"
 echo "alert/crit/emerg lines (other than the kills): $alerts"
 cat "$out/check.txt"
 status=0
+[ "$master_status" = 0 ] && echo "master: the same process from start to end" || { echo "master: gone or replaced"; status=1; }
 [ "$writers_status" = 0 ] || status=1
 [ "$check_status" = 0 ] || status=1
 [ "$unexpected_signals" = 0 ] || status=1

@@ -12,9 +12,10 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_event_free_peer_pt, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+    ngx_conf_t, ngx_event_free_peer_pt, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_shm_zone_t,
+    ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+    NGX_LOG_EMERG,
 };
 use ngx::http::{
     HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, Merge, MergeConfigError, NgxHttpCoreModule,
@@ -34,6 +35,9 @@ const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
 
 /// Defaults of the http-level directives.
 const DEFAULT_SHM_ZONE_SIZE: usize = 2 * 1024 * 1024;
+/// The smallest `dyups_shm_zone_size`: the registry's root takes about
+/// 12 KiB, and smaller zones crashed the master at start.
+const MIN_SHM_ZONE_SIZE: usize = 64 * 1024;
 const DEFAULT_READ_MSG_TIMEOUT_MS: ngx_msec_t = 1000;
 
 /// `http {}` level settings, all for the run-time (dyups) upstreams.
@@ -49,6 +53,8 @@ pub struct MainConf {
     pub upstream_conf: ngx_str_t,
     /// The balancers' `init_upstream` functions, learnt at configuration.
     pub balancers: KnownBalancers,
+    /// The module's zone in this cycle (see [`crate::dyups_registry::declare_zone`]).
+    pub zone: *mut ngx_shm_zone_t,
 }
 
 impl Default for MainConf {
@@ -59,6 +65,7 @@ impl Default for MainConf {
             trylock: UNSET_FLAG,
             upstream_conf: ngx_str_t::empty(),
             balancers: KnownBalancers::default(),
+            zone: ptr::null_mut(),
         }
     }
 }
@@ -160,12 +167,36 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_c
     }
     // SAFETY: cf is the live configuration context of the http block.
     match unsafe { crate::dyups_registry::declare_zone(cf, conf.shm_zone_size) } {
-        Ok(()) => {
+        Ok(zone) => {
+            conf.zone = zone;
             crate::c_api::enable();
             NGX_CONF_OK
         }
         Err(()) => NGX_CONF_ERROR,
     }
+}
+
+/// `dyups_shm_zone_size SIZE;`: nginx's size parser, and a minimum.
+extern "C" fn set_shm_zone_size(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with its live ngx_conf_t,
+        // the command and this module's MainConf, as the slot setter needs.
+        unsafe {
+            let rv = ngx_conf_set_size_slot(cf, cmd, conf);
+            let size = (*conf.cast::<MainConf>()).shm_zone_size;
+            if rv.is_null() && size < MIN_SHM_ZONE_SIZE {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "\"dyups_shm_zone_size\" must be at least {}k, not {} bytes",
+                    MIN_SHM_ZONE_SIZE / 1024,
+                    size
+                );
+                return NGX_CONF_ERROR;
+            }
+            rv
+        }
+    })
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.
@@ -237,7 +268,7 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
     directive(
         ngx_string!("dyups_shm_zone_size"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        ngx_conf_set_size_slot,
+        set_shm_zone_size,
         NGX_HTTP_MAIN_CONF_OFFSET,
         offset_of!(MainConf, shm_zone_size),
     ),

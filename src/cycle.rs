@@ -74,10 +74,15 @@ pub fn started() -> bool {
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     STARTED.store(true, Ordering::Relaxed);
     crate::entry::request_guard(|| {
-        // SAFETY: nginx calls init_module in the master with the new cycle,
-        // which is also ngx_cycle's target by now.
+        // SAFETY: nginx calls init_module in the master with the new cycle
+        // (ngx_cycle is still the old one), after its zones are initialised;
+        // nothing can fail the cycle after init_module.
         unsafe {
-            let Some(main) = Module::main_conf(&*cycle) else {
+            let main = Module::main_conf(&*cycle);
+            // Only now, when this cycle can no longer fail, does its zone
+            // (none without an http block) become the running one.
+            crate::dyups_registry::Dyups::begin_cycle(main.map_or(core::ptr::null_mut(), |m| m.zone));
+            let Some(main) = main else {
                 return NGX_OK as ngx_int_t; // no http block
             };
             for uscf in configured_upstreams(cycle) {

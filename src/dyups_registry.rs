@@ -30,7 +30,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
 use dynamic_upstream_core::{ApiError, PeerView};
@@ -47,8 +47,9 @@ use crate::zone_peers::{build_list, list_peers};
 /// nginx hands a zone of the same name and size to the next cycle on
 /// reload, and a module build with another layout must not read it (it
 /// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
-/// any change to `Registry`, `Record` or `GracePeriod`.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v4";
+/// any change to `Registry`, `Record` or `GracePeriod` (v2 is the last
+/// released layout).
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -99,6 +100,9 @@ struct Registry {
     /// zone outlives reloads): workers of older cycles see that they are
     /// being replaced.
     epoch: AtomicU64,
+    /// A reload replaced this registry with a new one (a new zone size):
+    /// changes made here would be lost.
+    superseded: AtomicBool,
     /// The `dyups_upstream_conf` file was loaded into this registry.
     loaded: bool,
     /// The version of the latest change.
@@ -154,19 +158,21 @@ pub struct RecordView {
     pub peers: *mut ngx_http_upstream_rr_peers_t,
 }
 
-/// The module's zone of this cycle, set when the configuration is read and
-/// inherited by the workers.
+/// The module's zone of the running cycle, inherited by the workers. Set
+/// only in init_module ([`Dyups::begin_cycle`]), once the new cycle can no
+/// longer fail: a reload that fails earlier frees its cycle and its new
+/// zones, and the master's next workers must still find the running one.
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 
 /// The epoch of this process's cycle (set by the master in init_module,
 /// inherited by its workers).
 static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// Declares the zone (http `init_main_conf`).
+/// Declares the zone of the cycle being configured (http `init_main_conf`).
 ///
 /// # Safety
 /// `cf` must be the live configuration context.
-pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> Result<(), ()> {
+pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
     let mut name = ngx_str_t { len: ZONE_NAME.len(), data: ZONE_NAME.as_ptr().cast_mut() };
     // SAFETY: per the contract; the tag is this module's static.
     unsafe {
@@ -176,9 +182,8 @@ pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> Result<(), ()> {
             return Err(());
         }
         (*zone).init = Some(init_zone);
-        ZONE = zone;
+        Ok(zone)
     }
-    Ok(())
 }
 
 /// Zone init: a new registry, or the previous cycle's when nginx reused the
@@ -211,9 +216,9 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     }
 }
 
-/// The module's zone (null before configuration).
+/// The module's zone of the running cycle (null before the first one).
 pub fn zone() -> *mut ngx_shm_zone_t {
-    // SAFETY: set at configuration time in the master, read-only after.
+    // SAFETY: set in the master's init_module only, read-only after.
     unsafe { ZONE }
 }
 
@@ -225,8 +230,8 @@ pub struct Dyups {
 
 impl Dyups {
     pub fn get() -> Option<Dyups> {
-        // SAFETY: ZONE is set at configuration time in the master and only
-        // read afterwards; the zone is mapped in every worker.
+        // SAFETY: ZONE is set in the master's init_module only, and points
+        // to the running cycle's zone, mapped in the master and every worker.
         unsafe {
             let zone = ZONE;
             if zone.is_null() || (*zone).data.is_null() {
@@ -241,18 +246,47 @@ impl Dyups {
         unsafe { (*ZONE).shm.size }
     }
 
-    /// Starts a configuration cycle (master, init_module): workers of older
-    /// cycles are from now on known to be on their way out.
-    pub fn begin_cycle(&self) {
-        // SAFETY: the registry lives as long as the zone.
-        let epoch = unsafe { (*self.registry).epoch.fetch_add(1, SeqCst) } + 1;
-        MY_EPOCH.store(epoch, SeqCst);
+    /// Starts a configuration cycle (master, init_module, after which the
+    /// cycle cannot fail): `zone` becomes the running one, and workers of
+    /// older cycles are from now on known to be on their way out.
+    ///
+    /// # Safety
+    /// `zone` is the new cycle's zone, initialised, or null (no http block).
+    pub unsafe fn begin_cycle(zone: *mut ngx_shm_zone_t) {
+        // The running cycle's registry: still mapped, nginx frees the old
+        // cycle's zones after init_module.
+        let previous = Dyups::get();
+        // SAFETY: init_module runs in the master's only thread, before the
+        // workers fork.
+        unsafe { ZONE = zone };
+        let dyups = Dyups::get();
+        if let Some(previous) = previous.filter(|p| dyups.as_ref().map(|d| d.registry) != Some(p.registry)) {
+            // A new zone size is a new registry: the old one's workers must
+            // see that they are replaced all the same, and stop changing it.
+            // SAFETY: see above.
+            unsafe {
+                (*previous.registry).superseded.store(true, SeqCst);
+                (*previous.registry).epoch.fetch_add(1, SeqCst);
+            }
+        }
+        if let Some(dyups) = dyups {
+            // SAFETY: the registry lives as long as the zone.
+            let epoch = unsafe { (*dyups.registry).epoch.fetch_add(1, SeqCst) } + 1;
+            MY_EPOCH.store(epoch, SeqCst);
+        }
     }
 
     /// False in a worker whose configuration a reload has replaced.
     pub fn is_current_cycle(&self) -> bool {
         // SAFETY: as above.
         unsafe { (*self.registry).epoch.load(SeqCst) == MY_EPOCH.load(SeqCst) }
+    }
+
+    /// True in a worker whose registry a reload replaced with a new one:
+    /// the new workers never see what changes here.
+    pub fn is_superseded(&self) -> bool {
+        // SAFETY: the registry lives as long as the zone.
+        unsafe { (*self.registry).superseded.load(SeqCst) }
     }
 
     /// Whether the registry is new (a fresh zone: first start, or a reload

@@ -11,7 +11,7 @@
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 
-use ngx::ffi::{ngx_conf_t, ngx_int_t, NGX_OK};
+use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, NGX_OK};
 
 /// An opaque `lua_State`.
 #[repr(C)]
@@ -27,7 +27,8 @@ type Call = unsafe extern "C-unwind" fn(*mut LuaState, c_int, c_int);
 const DYNAMIC_SOURCE: &str = include_str!("lua/dynamic.lua");
 const DYUPS_SOURCE: &str = include_str!("lua/dyups.lua");
 
-/// Registers the packages if the Lua module is loaded (postconfiguration).
+/// Registers the packages if the Lua module is part of the cycle being
+/// configured (preconfiguration).
 ///
 /// # Safety
 /// `cf` must be the http block's live configuration context.
@@ -35,8 +36,11 @@ pub unsafe fn register_packages(cf: *mut ngx_conf_t) -> Result<(), ()> {
     // SAFETY: dlsym with RTLD_DEFAULT only reads the loaded objects' symbol
     // tables; the symbol, when present, has the declared C signature.
     unsafe {
-        let Some(add) = symbol(c"ngx_http_lua_add_package_preload") else {
+        if !lua_in_cycle((*cf).cycle) {
             return Ok(()); // no Lua module: nothing to register
+        }
+        let Some(add) = symbol(c"ngx_http_lua_add_package_preload") else {
+            return Ok(());
         };
         let add: AddPreload = core::mem::transmute::<*mut c_void, AddPreload>(add);
         for (package, loader) in
@@ -48,6 +52,23 @@ pub unsafe fn register_packages(cf: *mut ngx_conf_t) -> Result<(), ()> {
         }
     }
     Ok(())
+}
+
+/// Whether the Lua module that dlsym finds is one of `cycle`'s modules.
+/// During a reload the old cycle's modules stay loaded until the new cycle
+/// is running: a configuration that no longer loads Lua would otherwise
+/// have the old Lua module register into a cycle it has no configuration
+/// in (which crashed the master).
+///
+/// # Safety
+/// `cycle` is the cycle being configured, its modules loaded.
+unsafe fn lua_in_cycle(cycle: *mut ngx_cycle_t) -> bool {
+    // SAFETY: per the contract, `modules` holds `modules_n` module pointers.
+    unsafe {
+        let Some(lua) = symbol(c"ngx_http_lua_module") else { return false };
+        let modules = core::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n);
+        modules.iter().any(|&m| m.cast::<c_void>() == lua)
+    }
 }
 
 unsafe fn symbol(name: &CStr) -> Option<*mut c_void> {

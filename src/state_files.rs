@@ -111,7 +111,6 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
     let Some(dyups) = Dyups::get() else {
         return;
     };
-    dyups.begin_cycle();
     // SAFETY: per the contract.
     unsafe {
         for uscf in configured_upstreams(cycle) {
@@ -199,11 +198,7 @@ impl ChangeGuard {
             None => None,
         };
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
-            return Err(ApiError::new(
-                503,
-                "reloading",
-                "nginx is reloading and this worker's configuration is being replaced: retry the request",
-            ));
+            return Err(reloading());
         }
         Ok(ChangeGuard { _lock: lock })
     }
@@ -216,8 +211,20 @@ impl ChangeGuard {
             Some(path) => Some(lock(&path, !trylock)?),
             None => None,
         };
+        if Dyups::get().is_some_and(|d| d.is_superseded()) {
+            return Err(reloading());
+        }
         Ok(ChangeGuard { _lock: lock })
     }
+}
+
+/// 503 for a change in a worker whose configuration a reload replaced.
+fn reloading() -> ApiError {
+    ApiError::new(
+        503,
+        "reloading",
+        "nginx is reloading and this worker's configuration is being replaced: retry the request",
+    )
 }
 
 /// exit_master: release the path (the module is unloaded next, and a
