@@ -63,6 +63,28 @@ impl Drop for WriteLocked {
     }
 }
 
+/// Both write locks of a zone upstream, in the order every change takes
+/// them: its primary list's, then its backup list's (if it has one at the
+/// time of locking). Dropped in reverse order.
+pub struct ListsWriteLocked {
+    _backup: Option<WriteLocked>,
+    _primary: WriteLocked,
+}
+
+impl ListsWriteLocked {
+    /// # Safety
+    /// As for [`WriteLocked::new`], for `primary` and its backup list.
+    pub unsafe fn new(primary: *mut ngx_http_upstream_rr_peers_t) -> Self {
+        // SAFETY: per the contract; `next` is read under the primary's lock,
+        // which every change to it holds.
+        unsafe {
+            let primary_lock = WriteLocked::new(primary);
+            let backup = (*primary).next;
+            Self { _backup: (!backup.is_null()).then(|| WriteLocked::new(backup)), _primary: primary_lock }
+        }
+    }
+}
+
 /// `NGX_RWLOCK_WLOCK` (a C macro): the value of a write-locked rwlock.
 const NGX_RWLOCK_WLOCK: usize = usize::MAX;
 

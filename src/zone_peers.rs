@@ -30,7 +30,7 @@ use ngx::ffi::{
 };
 
 use crate::balancer::{Balancer, ZoneUpstream};
-use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
+use crate::peer_lock::{ListsWriteLocked, ReadLocked, SlabLocked};
 use crate::reclaim;
 use crate::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
 
@@ -199,9 +199,7 @@ impl ZoneUpstream {
         // SAFETY: the zone's lists, which no request can reach yet (see
         // above), so old peers are freed right away.
         let replaced = unsafe {
-            let _primary_lock = WriteLocked::new(primary);
-            let backup = (*primary).next;
-            let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+            let _locks = ListsWriteLocked::new(primary);
             let slab = SlabLocked::new((*primary).shpool);
             replace_peers(slab.pool(), primary, servers, &kept)
         };
@@ -298,9 +296,7 @@ unsafe fn update_locked(
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup).
     unsafe {
-        let _primary_lock = WriteLocked::new(primary);
-        let backup = (*primary).next;
-        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        let _locks = ListsWriteLocked::new(primary);
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         update_peer(list, peer, params, down);
@@ -392,9 +388,8 @@ unsafe fn add_locked(
     // locks (primary, then backup); slab memory under the slab mutex, taken
     // inside them.
     unsafe {
-        let _primary_lock = WriteLocked::new(primary);
+        let _locks = ListsWriteLocked::new(primary);
         let mut backup = (*primary).next;
-        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
 
         if find_peer(primary, address.name()).is_some()
             || (!backup.is_null() && find_peer(backup, address.name()).is_some())
@@ -445,9 +440,7 @@ unsafe fn remove_locked(
 ) -> Result<(), Refusal> {
     // SAFETY: per the contract.
     unsafe {
-        let _primary_lock = WriteLocked::new(primary);
-        let backup = (*primary).next;
-        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        let _locks = ListsWriteLocked::new(primary);
 
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if list == primary && (*primary).number == 1 {
