@@ -1,5 +1,6 @@
 # Removed peers are freed while a slow request is still in flight: only
-# the peer that request holds waits for it.
+# the peer that request holds waits for it (on every balancer that accepts
+# removals), and a request that moved on keeps its first peer's name.
 use lib 't/lib';
 use NginxTest;
 use IO::Select;
@@ -256,3 +257,104 @@ ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'
 is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1 200\n", '$upstream_addr intact');
 is($replace->('churn', "server 127.0.0.1:$p2;"), '', 'one more replacement frees the list the request held');
 is($free_pages->(), $start, 'the zone has as many free pages as at the start: nothing leaked');
+
+=== TEST 6: a request fails over from its removed peer to a held one; churn frees and reuses the first: $upstream_addr still names both
+--- workers: 1
+--- http_config
+log_format upstream '$upstream_addr $status';
+upstream backends {
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+    server 127.0.0.1:$TEST_NGINX_PORT_4 down;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 weight=2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_next_upstream error;
+    proxy_read_timeout 1h;
+    access_log logs/upstream.log upstream;
+}
+--- perl
+my ($p1, $p3) = (port(1), port(3));
+my $capacity = main::zone_capacity('');
+my $second = main::silent_backend($p3);
+# Round robin's first pick is the heaviest peer, port 1. It is last in the
+# list, so that removing it moves no peer to the position the request
+# marked tried; the down peer keeps the list from being a single peer once
+# it is removed (nginx gives up on a failed request of a single peer).
+my ($client, $first_upstream) = main::hold_request(main::silent_backend($p1));
+is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
+# The request's free of its failed peer must leave it nothing of that peer.
+close $first_upstream;
+IO::Select->new($second)->can_read(10) or die 'the request never failed over to the second peer';
+my $second_upstream = $second->accept or die "accept: $!";
+ok(main::churn('', 3 * $capacity), '3 zones worth of churn after the failover: every change succeeded');
+print $second_upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
+close $second_upstream;
+my $reply = do { local $/; <$client> };
+like($reply, qr/^HTTP\/1\.1 200 .*\r\n\r\nslow done\n\z/s, 'the request completed on the second peer');
+ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
+is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1, 127.0.0.1:$p3 200\n",
+    '$upstream_addr names the freed peer and the second one');
+my $json = http_get('/dynamic?upstream=backends&format=json')->{body};
+my @conns = $json =~ /"conns":(\d+)/g;
+ok(@conns == 2 && !grep({ $_ != 0 } @conns), 'no remaining peer counts a connection') or diag($json);
+
+=== TEST 7: TEST 1 on least_conn
+--- workers: 1
+--- http_config
+log_format upstream '$upstream_addr $status';
+upstream backends {
+    least_conn;
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_read_timeout 1h;
+    access_log logs/upstream.log upstream;
+}
+--- perl
+main::churn_past_slow_request('');
+
+=== TEST 8: TEST 1 on ip_hash
+--- workers: 1
+--- http_config
+log_format upstream '$upstream_addr $status';
+upstream backends {
+    ip_hash;
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_read_timeout 1h;
+    access_log logs/upstream.log upstream;
+}
+--- perl
+main::churn_past_slow_request('');
+
+=== TEST 9: TEST 1 on hash
+--- workers: 1
+--- http_config
+log_format upstream '$upstream_addr $status';
+upstream backends {
+    hash $request_uri;
+    zone small 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / {
+    proxy_pass http://backends;
+    proxy_read_timeout 1h;
+    access_log logs/upstream.log upstream;
+}
+--- perl
+main::churn_past_slow_request('');
