@@ -48,7 +48,7 @@ use crate::zone_peers::{build_list, list_peers};
 /// reload, and a module build with another layout must not read it (it
 /// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
 /// any change to `Registry`, `Record` or `GracePeriod`.
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v4";
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -299,6 +299,7 @@ impl Dyups {
         // SAFETY: the lock word and the slab pool are the zone's, mapped
         // here; order: registry, then slab.
         unsafe {
+            (*self.registry).reclaim.forget_dead(); // Reads /proc: before the locks.
             let registry = if try_only {
                 WriteLocked::try_on(self.lock_word()).ok_or_else(|| {
                     ApiError::conflict("locked", "another worker is using the upstream registry; try again")
