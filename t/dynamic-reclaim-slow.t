@@ -13,31 +13,34 @@ sub churn_peer {
     return sprintf('127.1.%d.%d:%d', 100 + int($i / 100), 100 + $i % 100, port(2));
 }
 
-# Adds churn peers (with the query flags $flags) until the zone is full
-# (507); removes them again. Returns how many fitted.
+# Adds churn peers (with the query flags $flags) to upstream $up (default
+# backends) until its zone is full (507); removes them again. Returns how
+# many fitted.
 sub zone_capacity {
-    my ($flags) = @_;
+    my ($flags, $up) = @_;
+    $up //= 'backends';
     my $n = 0;
     while (1) {
-        my $add = http_get("/dynamic?upstream=backends&add=$flags&server=" . churn_peer($n));
+        my $add = http_get("/dynamic?upstream=$up&add=$flags&server=" . churn_peer($n));
         last if $add->{status} == 507;
         die "add $n: $add->{status} $add->{body}" if $add->{status} != 200 || $n > 5000;
         $n++;
     }
     for my $i (0 .. $n - 1) {
-        my $remove = http_get('/dynamic?upstream=backends&remove=&server=' . churn_peer($i));
+        my $remove = http_get("/dynamic?upstream=$up&remove=&server=" . churn_peer($i));
         die "remove $i: $remove->{status} $remove->{body}" if $remove->{status} != 200;
     }
     return $n;
 }
 
-# Adds and removes $cycles churn peers (with $flags), one at a time;
-# true if every change succeeded.
+# Adds and removes $cycles churn peers (with $flags) in upstream $up
+# (default backends), one at a time; true if every change succeeded.
 sub churn {
-    my ($flags, $cycles) = @_;
+    my ($flags, $cycles, $up) = @_;
+    $up //= 'backends';
     for my $i (0 .. $cycles - 1) {
-        my $add = http_get("/dynamic?upstream=backends&add=$flags&server=" . churn_peer($i));
-        my $remove = http_get('/dynamic?upstream=backends&remove=&server=' . churn_peer($i));
+        my $add = http_get("/dynamic?upstream=$up&add=$flags&server=" . churn_peer($i));
+        my $remove = http_get("/dynamic?upstream=$up&remove=&server=" . churn_peer($i));
         next if $add->{status} == 200 && $remove->{status} == 200;
         diag("cycle $i: add $add->{status} $add->{body}remove $remove->{status} $remove->{body}");
         return 0;
@@ -66,39 +69,43 @@ sub hold_request {
     return ($client, $upstream);
 }
 
-# The upstream starts with the one peer 127.0.0.1:port(1) reachable (a
+# The upstream (backends through the main server, or $up through port(9)
+# with Host $up) starts with the one peer 127.0.0.1:port(1) reachable (a
 # backup when $flags is '&backup='). A request is held on it, the peer is
 # removed, and peers (with $flags) are added and removed until three times
 # the zone's capacity went through it; then the request ends.
 sub churn_past_slow_request {
-    my ($flags) = @_;
+    my ($flags, $up) = @_;
     my ($p1, $p2) = (port(1), port(2));
-    my $capacity = zone_capacity($flags);
-    ok($capacity > 10, "the zone holds $capacity churn peers");
+    my @via = $up ? (port(9), $up) : ();
+    $up //= 'backends';
+    my $log = prefix() . 'logs/upstream.log';
+    truncate($log, 0) if -e $log;
+    my $capacity = zone_capacity($flags, $up);
+    ok($capacity > 10, "$up: the zone holds $capacity churn peers");
 
     my $listener = silent_backend($p1);
-    my ($client, $upstream) = hold_request($listener);
-    is(http_get("/dynamic?upstream=backends&add=$flags&server=127.0.0.1:$p2")->{status}, 200, 'second peer added');
-    is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
+    my ($client, $upstream) = hold_request($listener, @via);
+    is(http_get("/dynamic?upstream=$up&add=$flags&server=127.0.0.1:$p2")->{status}, 200, 'second peer added');
+    is(http_get("/dynamic?upstream=$up&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
 
-    ok(churn($flags, 3 * $capacity), '3 zones worth of churn while the slow request is in flight: every change succeeded');
+    ok(churn($flags, 3 * $capacity, $up), '3 zones worth of churn while the slow request is in flight: every change succeeded');
 
     print $upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
     close $upstream;
     my $reply = do { local $/; <$client> };
     like($reply, qr/^HTTP\/1\.1 200 .*\r\n\r\nslow done\n\z/s, 'the slow request completed on its removed peer');
-    ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
-    is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1 200\n",
-        '$upstream_addr of the removed peer is logged intact');
+    ok(poll_until(sub { -s $log }, 5, 'access log written'), 'logged');
+    is(NginxTest::Files::slurp($log), "127.0.0.1:$p1 200\n", '$upstream_addr of the removed peer is logged intact');
     # Had the held peer been freed and its memory reused by the churn, its
     # free would have taken a connection off whatever lives there now.
-    my $json = http_get('/dynamic?upstream=backends&format=json')->{body};
+    my $json = http_get("/dynamic?upstream=$up&format=json")->{body};
     my @conns = $json =~ /"conns":(\d+)/g;
     ok(@conns && !grep({ $_ != 0 } @conns), 'no remaining peer counts a connection') or diag($json);
 
-    is(http_get("/dynamic?upstream=backends&add=$flags&server=127.0.0.1:$p1")->{status}, 200, 'held peer added back');
-    is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p2")->{status}, 200, 'second peer removed');
-    is(zone_capacity($flags), $capacity, 'the zone holds as many peers as at the start: nothing leaked');
+    is(http_get("/dynamic?upstream=$up&add=$flags&server=127.0.0.1:$p1")->{status}, 200, 'held peer added back');
+    is(http_get("/dynamic?upstream=$up&remove=&server=127.0.0.1:$p2")->{status}, 200, 'second peer removed');
+    is(zone_capacity($flags, $up), $capacity, 'the zone holds as many peers as at the start: nothing leaked');
 }
 
 run_tests();
@@ -302,59 +309,30 @@ my $json = http_get('/dynamic?upstream=backends&format=json')->{body};
 my @conns = $json =~ /"conns":(\d+)/g;
 ok(@conns == 2 && !grep({ $_ != 0 } @conns), 'no remaining peer counts a connection') or diag($json);
 
-=== TEST 7: TEST 1 on least_conn
+=== TEST 7: TEST 1 on least_conn, ip_hash and hash
 --- workers: 1
 --- http_config
 log_format upstream '$upstream_addr $status';
-upstream backends {
+upstream least_conn {
     least_conn;
-    zone small 64k;
+    zone least_conn 64k;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
 }
---- config
-location /dynamic { dynamic_upstream; }
-location / {
-    proxy_pass http://backends;
-    proxy_read_timeout 1h;
-    access_log logs/upstream.log upstream;
-}
---- perl
-main::churn_past_slow_request('');
-
-=== TEST 8: TEST 1 on ip_hash
---- workers: 1
---- http_config
-log_format upstream '$upstream_addr $status';
-upstream backends {
+upstream ip_hash {
     ip_hash;
-    zone small 64k;
+    zone ip_hash 64k;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
 }
---- config
-location /dynamic { dynamic_upstream; }
-location / {
-    proxy_pass http://backends;
-    proxy_read_timeout 1h;
-    access_log logs/upstream.log upstream;
-}
---- perl
-main::churn_past_slow_request('');
-
-=== TEST 9: TEST 1 on hash
---- workers: 1
---- http_config
-log_format upstream '$upstream_addr $status';
-upstream backends {
+upstream hash {
     hash $request_uri;
-    zone small 64k;
+    zone hash 64k;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; proxy_read_timeout 1h; access_log logs/upstream.log upstream; }
 }
 --- config
 location /dynamic { dynamic_upstream; }
-location / {
-    proxy_pass http://backends;
-    proxy_read_timeout 1h;
-    access_log logs/upstream.log upstream;
-}
 --- perl
-main::churn_past_slow_request('');
+main::churn_past_slow_request('', $_) for qw(least_conn ip_hash hash);
