@@ -206,7 +206,8 @@ struct Owner(u64);
 const FREE: u32 = 0;
 /// Being claimed: the claimant resets the counts and stores its start time,
 /// then publishes its pid. Not counted (the claimant has not registered
-/// yet), and not claimable.
+/// yet), and not claimable: a process killed inside those few stores loses
+/// the slot for good (a block is added when no other slot is left).
 const CLAIMING: u32 = u32::MAX;
 
 impl Owner {
