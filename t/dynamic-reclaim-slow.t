@@ -336,3 +336,46 @@ server {
 location /dynamic { dynamic_upstream; }
 --- perl
 main::churn_past_slow_request('', $_) for qw(least_conn ip_hash hash);
+
+=== TEST 8: dyups: an old worker killed inside a grace-period section, whose slot no new worker takes: replaced lists are still freed
+--- workers: 1
+--- http_config
+dyups_shm_zone_size 256k;
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+--- perl
+SKIP: {
+# gdb stops the worker inside a section; a memory tool's workers cannot be stopped at a breakpoint.
+skip 'needs gdb, and no memory tool', 4 if !-x '/usr/bin/gdb' || $INC{'NginxTestUnderTool.pm'};
+is(http('POST', '/upstream/churn', 'server 127.0.0.1:' . port(2) . ';')->{status}, 200, 'upstream churn created');
+my ($old) = worker_pids();
+my $gdb_log = prefix() . 'logs/gdb.log';
+# gdb holds the worker at the breakpoint until its input closes (the
+# shell's `read` returns).
+open(my $gdb, '|-', "exec gdb -q -batch -p $old -ex 'break ngx_http_dynamic_upstream_module::reclaim::GracePeriod::leave' "
+    . "-ex continue -ex 'shell read line' > $gdb_log 2>&1") or die "gdb: $!";
+my $gdb_says = sub { my ($what) = @_; sub { (NginxTest::Files::slurp($gdb_log) // '') =~ $what } };
+poll_until($gdb_says->(qr/^Breakpoint 1 at /m), 20, 'gdb attached') or die 'gdb never set its breakpoint';
+# The worker stops where this request leaves its section: still counted.
+my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die $!;
+print $c "GET /upstream/churn HTTP/1.0\r\nHost: localhost\r\n\r\n";
+poll_until($gdb_says->(qr/^Breakpoint 1, /m), 10, 'in the section') or die 'the worker never reached the breakpoint';
+# A new worker (it takes a slot of its own: the stopped one is alive) ...
+kill 'HUP', master_pid();
+ok(poll_until(sub { grep { $_ != $old } worker_pids() }, 10, 'new worker'), 'a new worker runs');
+is(http_get('/upstream/churn')->{status}, 200, 'the new worker answers (it has its slot)');
+# ... then the old one dies in its section; nobody replaces it.
+kill 'KILL', $old;
+close $gdb;
+my $failed = '';
+for my $i (1 .. 2000) {
+    my $r = http('POST', '/upstream/churn', 'server 127.0.0.1:' . port(2) . ' weight=' . (1 + $i % 9) . ';');
+    next if $r->{status} == 200;
+    $failed = "replace $i: $r->{status} $r->{body}";
+    last;
+}
+is($failed, '', '2000 replacements in a 256k zone after the kill: every one succeeded');
+close $c;
+}
