@@ -337,6 +337,7 @@ impl Dyups {
         // SAFETY: the lock word and the slab pool are the zone's, mapped
         // here; order: registry, then slab.
         unsafe {
+            (*self.registry).reclaim.forget_dead(); // Reads /proc: before the locks.
             let registry = if try_only {
                 WriteLocked::try_on(self.lock_word()).ok_or_else(|| {
                     ApiError::conflict("locked", "another worker is using the upstream registry; try again")

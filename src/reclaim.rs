@@ -47,17 +47,19 @@
 //! killed while it served requests leaves their lists counted (allocated).
 
 //! The counters are kept per process (a slot claimed by pid), so that a
-//! worker killed inside a section does not stop
-//! reclamation forever: the slot of a process that no longer exists
-//! (`kill(pid, 0)` fails with ESRCH, or the process with that pid started
-//! later than the slot's owner: its pid was recycled) counts as drained,
-//! and a new process takes it over with its counts reset. When every slot
-//! belongs to a live process, a new block of slots is added to the zone:
-//! no process shares a counter with another.
+//! worker killed inside a section does not stop reclamation forever: the
+//! slot of a process that no longer exists (`kill(pid, 0)` fails with
+//! ESRCH, or the process with that pid started later than the slot's
+//! owner: its pid was recycled) is freed by the next change through the
+//! API, before it takes the registry's lock (the reaper, under the lock,
+//! only reads the slots), and a new process takes it over with its counts
+//! reset. [`ProcessSlot`] describes the protocol. When every slot belongs
+//! to a live process, a new block of slots is added to the zone: no
+//! process shares a counter with another.
 
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
 
 use dynamic_upstream_core::process::{parse_stat, ProcStat};
@@ -100,6 +102,13 @@ impl ZoneState {
 
 /// Hands an unlinked peer of a zone upstream over, to be freed once no
 /// request holds it.
+///
+/// Only peers of the built-in balancers that follow set changes come here
+/// (round robin, `least_conn`, `ip_hash`, `hash`, with `keepalive` or
+/// not), which count every pick in `conns` until `free`:
+/// `ZoneUpstream::apply` refuses removals with 409 on the others (`random`,
+/// `hash ... consistent`, and every balancer this module does not know,
+/// whose `get` may not count: `Balancer::follows_set_changes`).
 ///
 /// # Safety
 /// The caller holds the write locks of the peer's former list; `peer` is
@@ -185,42 +194,103 @@ pub unsafe fn release_list(list: *mut ngx_http_upstream_rr_peers_t) {
 /// Slots per block of a grace period's process slots.
 const BLOCK_SLOTS: usize = 64;
 
+/// Who holds a [`ProcessSlot`]: one word, so that every change of owner is
+/// one compare-and-swap against the word a decision was based on. The low
+/// half is the owner's pid, or [`FREE`] or [`CLAIMING`]; the high half
+/// counts claims, so that the word of a slot claimed again differs from
+/// the word read before even if the new owner got the same pid.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Owner(u64);
+
+/// No owner: not counted, may be claimed.
+const FREE: u32 = 0;
+/// Being claimed: the claimant resets the counts and stores its start time,
+/// then publishes its pid. Not counted (the claimant has not registered
+/// yet), and not claimable: a process killed inside those few stores loses
+/// the slot for good (a block is added when no other slot is left).
+const CLAIMING: u32 = u32::MAX;
+
+impl Owner {
+    fn pid(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// A process owns the slot (counted, may be found dead).
+    fn owned(self) -> bool {
+        self.pid() != FREE && self.pid() != CLAIMING
+    }
+
+    fn with_pid(self, pid: u32) -> Owner {
+        Owner(self.0 & !u64::from(u32::MAX) | u64::from(pid))
+    }
+
+    /// The word of the next claim.
+    fn next_claim(self) -> Owner {
+        let claims = (self.0 >> 32) as u32;
+        Owner(u64::from(claims.wrapping_add(1)) << 32 | u64::from(CLAIMING))
+    }
+}
+
 /// One process's registered sections, per phase.
+///
+/// The protocol: a slot changes owner only by compare-and-swap of `owner`
+/// against a word read before. A claimant swaps a free or dead owner's
+/// word for [`CLAIMING`], resets the counts, stores its start time, and
+/// only then stores its pid: `start` never stands next to a pid it does not
+/// belong to. Whoever decides that an owner is dead reads `owner`, then
+/// `start`, then `owner` again: if the word changed meanwhile, `start` may
+/// be a later owner's and nothing is decided. A dead owner stays dead, so
+/// that decision may be taken without any lock; it is acted on only by a
+/// swap against the word it was taken on, which fails if the slot was
+/// claimed since.
 #[repr(C)]
 struct ProcessSlot {
-    /// 0: free.
-    pid: AtomicI32,
+    owner: AtomicU64,
     /// The owner's start time (0: unknown): with the pid, it names the
-    /// owner for good (see [`ProcStat`]).
+    /// owner for good (see [`ProcStat`]). Written only while the slot is
+    /// [`CLAIMING`].
     start: AtomicU64,
     active: [AtomicUsize; 2],
 }
 
 impl ProcessSlot {
-    /// Whether this slot's counts may still matter: its owner may exist.
+    fn owner(&self) -> Owner {
+        Owner(self.owner.load(SeqCst))
+    }
+
+    /// Whether the process that owned this slot as `seen` no longer exists.
     /// `EPERM` from `kill(pid, 0)` means a process with that pid exists,
     /// one this process may not signal (an old worker whose cycle ran under
     /// another `user`, or a recycled pid): it is the owner unless its start
     /// time says otherwise. Without /proc a recycled pid only delays
-    /// reclamation; it never frees early.
-    fn owner_alive(&self) -> bool {
-        let pid = self.pid.load(SeqCst);
-        if pid == 0 {
-            return false;
-        }
+    /// reclamation; it never frees early. Reads /proc: never call it under
+    /// a lock.
+    fn owner_gone(&self, seen: Owner) -> bool {
+        let pid = seen.pid() as i32;
         // SAFETY: signal 0 only checks that the process exists.
         let rc = unsafe { libc::kill(pid, 0) };
         if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return false;
+            return true;
         }
         let start = self.start.load(SeqCst);
-        start == 0 || proc_stat(Some(pid)).map_or(true, |now| now.start_time == start)
+        if self.owner() != seen {
+            return false;
+        }
+        start != 0 && proc_stat(Some(pid)).is_some_and(|now| now.start_time != start)
+    }
+
+    /// Finishes a claim that swapped the owner word to `claiming`.
+    fn take(&self, claiming: Owner, me: u32, start: u64) {
+        self.active[0].store(0, SeqCst);
+        self.active[1].store(0, SeqCst);
+        self.start.store(start, SeqCst);
+        self.owner.store(claiming.with_pid(me).0, SeqCst);
     }
 }
 
 /// `/proc/PID/stat` of process `pid`, or of this process with None (None
-/// if unreadable). Bounded work on the stack (called under the slab
-/// mutex): one read of a small procfs file.
+/// if unreadable): one read of a small procfs file. Never called under a
+/// lock.
 fn proc_stat(pid: Option<i32>) -> Option<ProcStat> {
     use std::io::Write;
     let mut path = [0u8; 32];
@@ -247,8 +317,8 @@ fn proc_stat(pid: Option<i32>) -> Option<ProcStat> {
 /// This process's start time, if /proc shows this process under its own
 /// pid (else it is another pid namespace's, and start times are not
 /// compared: 0).
-fn my_start(me: i32) -> u64 {
-    proc_stat(None).filter(|s| s.pid == me).map_or(0, |s| s.start_time)
+fn my_start(me: u32) -> u64 {
+    proc_stat(None).filter(|s| s.pid as u32 == me).map_or(0, |s| s.start_time)
 }
 
 /// Process slots, in the registry's zone; blocks are chained, never freed.
@@ -349,25 +419,24 @@ impl GracePeriod {
     /// this process's pid although this process never claimed it (a killed
     /// process whose pid was recycled to this one). The slot is then this
     /// process's, its counts reset (they were the dead owner's). Without
-    /// one, adds a block.
+    /// one, adds a block. Takes no lock while it reads /proc.
     fn claim_slot(&self) -> &ProcessSlot {
-        let me = std::process::id() as i32;
+        let me = std::process::id();
         let start = my_start(me);
-        let take = |slot: &ProcessSlot| {
-            slot.active[0].store(0, SeqCst);
-            slot.active[1].store(0, SeqCst);
-            slot.start.store(start, SeqCst);
-        };
         for slot in self.slots() {
-            let owner = slot.pid.load(SeqCst);
-            let reusable = owner == 0 || owner == me || !slot.owner_alive();
-            if reusable && slot.pid.compare_exchange(owner, me, SeqCst, SeqCst).is_ok() {
-                take(slot);
+            let seen = slot.owner();
+            let reusable = match seen.pid() {
+                FREE => true,
+                CLAIMING => false,
+                pid => pid == me || slot.owner_gone(seen),
+            };
+            let claiming = seen.next_claim();
+            if reusable && slot.owner.compare_exchange(seen.0, claiming.0, SeqCst, SeqCst).is_ok() {
+                slot.take(claiming, me, start);
                 return slot;
             }
         }
-        if let Some(slot) = self.add_block(me) {
-            take(slot);
+        if let Some(slot) = self.add_block(me, start) {
             return slot;
         }
         if !OVERFLOW_WARNED.swap(true, SeqCst) {
@@ -381,26 +450,44 @@ impl GracePeriod {
         &self.overflow
     }
 
-    /// Links a new block whose first slot is `me`'s (its counts and start
-    /// to be set by the caller before it registers).
-    fn add_block(&self, me: i32) -> Option<&ProcessSlot> {
+    /// Links a new block whose first slot is `me`'s.
+    fn add_block(&self, me: u32, start: u64) -> Option<&ProcessSlot> {
         // SAFETY: blocks are added only under the slab mutex, initialised
         // (zeroed, first slot owned) before they are linked.
         unsafe {
             let _slab = SlabLocked::new(self.pool);
             let block = ngx_slab_calloc_locked(self.pool, size_of::<SlotBlock>()).cast::<SlotBlock>();
             let block = block.as_mut()?;
-            block.slots[0].pid.store(me, SeqCst);
+            block.slots[0].take(Owner(0).next_claim(), me, start);
             block.next.store(self.blocks.load(SeqCst), SeqCst);
             self.blocks.store(block, SeqCst);
             Some(&block.slots[0])
         }
     }
 
-    /// Whether every request registered in `phase` has left (requests of
-    /// processes that no longer exist have left by definition).
+    /// Frees the slots of processes that no longer exist and still count
+    /// sections (a killed process's), so that [`GracePeriod::reap`] need
+    /// not wait for them. Reads /proc: call it before taking the
+    /// registry's lock, never under it.
+    pub fn forget_dead(&self) {
+        for slot in self.slots() {
+            let seen = slot.owner();
+            let counts = slot.active.iter().any(|a| a.load(SeqCst) != 0);
+            if seen.owned() && counts && slot.owner_gone(seen) {
+                // Fails if the slot was claimed since it was read: the
+                // verdict was about its former owner.
+                let _ = slot.owner.compare_exchange(seen.0, seen.with_pid(FREE).0, SeqCst, SeqCst);
+            }
+        }
+    }
+
+    /// Whether every request registered in `phase` has left. Only owned
+    /// slots count: a free slot's counts are a dead owner's, a claimed
+    /// one's owner has not registered yet. Reads memory only (called under
+    /// the slab mutex): dead owners were freed before, by
+    /// [`GracePeriod::forget_dead`].
     fn drained(&self, phase: usize) -> bool {
-        let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner_alive();
+        let idle = |s: &ProcessSlot| s.active[phase].load(SeqCst) == 0 || !s.owner().owned();
         self.slots().all(idle) && self.overflow.active[phase].load(SeqCst) == 0
     }
 
