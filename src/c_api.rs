@@ -18,8 +18,8 @@ use ngx::ffi::{ngx_buf_t, ngx_flag_t, ngx_int_t, ngx_str_t};
 use crate::dyups_api::{delete_upstream, update_upstream};
 use crate::entry::request_guard;
 
-/// 1 once a configuration with an http block (and so the dyups zone) is
-/// loaded.
+/// 1 while the running configuration has an http block (and so the dyups
+/// zone); set in init_module, when a cycle can no longer fail.
 #[no_mangle]
 #[allow(non_upper_case_globals)]
 pub static mut ngx_http_dyups_api_enable: ngx_flag_t = 0;
@@ -31,9 +31,10 @@ thread_local! {
     static RV: core::cell::RefCell<[u8; RV_CAPACITY]> = const { core::cell::RefCell::new([0; RV_CAPACITY]) };
 }
 
-pub fn enable() {
-    // SAFETY: set at configuration time, in the master's only thread.
-    unsafe { ngx_http_dyups_api_enable = 1 };
+pub fn set_enabled(enabled: bool) {
+    // SAFETY: set in init_module, in the master's only thread, before the
+    // workers fork.
+    unsafe { ngx_http_dyups_api_enable = ngx_flag_t::from(enabled) };
 }
 
 #[no_mangle]

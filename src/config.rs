@@ -169,7 +169,6 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_c
     match unsafe { crate::dyups_registry::declare_zone(cf, conf.shm_zone_size) } {
         Ok(zone) => {
             conf.zone = zone;
-            crate::c_api::enable();
             NGX_CONF_OK
         }
         Err(()) => NGX_CONF_ERROR,

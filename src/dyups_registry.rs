@@ -259,6 +259,7 @@ impl Dyups {
         // SAFETY: init_module runs in the master's only thread, before the
         // workers fork.
         unsafe { ZONE = zone };
+        crate::c_api::set_enabled(!zone.is_null());
         let dyups = Dyups::get();
         if let Some(previous) = previous.filter(|p| dyups.as_ref().map(|d| d.registry) != Some(p.registry)) {
             // A new zone size is a new registry: the old one's workers must

@@ -67,7 +67,23 @@ unsafe fn lua_in_cycle(cycle: *mut ngx_cycle_t) -> bool {
     unsafe {
         let Some(lua) = symbol(c"ngx_http_lua_module") else { return false };
         let modules = core::slice::from_raw_parts((*cycle).modules, (*cycle).modules_n);
-        modules.iter().any(|&m| m.cast::<c_void>() == lua)
+        if modules.iter().any(|&m| m.cast::<c_void>() == lua) {
+            return true;
+        }
+        let named_lua = |m: &*mut ngx::ffi::ngx_module_t| {
+            !(**m).name.is_null() && CStr::from_ptr((**m).name) == c"ngx_http_lua_module"
+        };
+        if modules.iter().any(named_lua) {
+            // A Lua module from another file than the running one's (which
+            // dlsym finds first until the old cycle is gone).
+            ngx::ngx_log_error!(
+                ngx::ffi::NGX_LOG_WARN,
+                (*cycle).log,
+                "dynamic upstream: this configuration loads the Lua module from another file than the running \
+                 one; require \"ngx.dynamic\" and \"ngx.dyups\" fail until nginx is restarted"
+            );
+        }
+        false
     }
 }
 

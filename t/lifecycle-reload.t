@@ -173,6 +173,11 @@ my $conf = main::slurp(conf_file());
 main::spew(conf_file(), $conf =~ s/^(dyups_upstream_conf .*)$/$1\nserver { listen 127.0.0.1:${\ port(7)}; }/mr);
 main::failed_reload(qr/\[emerg\] .*still could not bind\(\)/);
 main::respawned_worker_serves('after the refused reload');
+# The same with a new dyups_shm_zone_size: nginx maps and initialises the
+# new zone, then fails at bind() and unmaps it.
+main::spew(conf_file(), $conf =~ s/^(dyups_upstream_conf .*)$/$1\ndyups_shm_zone_size 4m;\nserver { listen 127.0.0.1:${\ port(7)}; }/mr);
+main::failed_reload(qr/(?s:still could not bind.*){2}/);
+main::respawned_worker_serves('after the refused reload with a new zone size');
 close $busy;
 main::spew(conf_file(), $conf);
 nginx_reload();
@@ -319,6 +324,14 @@ is(main::slurp(data_dir() . '/dyups.conf'), undef, 'nor in the file');
 is(main::slurp($state), $file, 'its file is unchanged');
 nginx_restart();
 is($verbose->(), $lines, 'and so after a restart');
+# The registry that replaced the old one is the running one: it takes
+# changes, and a change of size again carries them over (through the file).
+is(http('POST', '/upstream/after', 'server ' . main::addr(2) . ';')->{body}, 'success', 'a POST after the new size');
+main::spew(conf_file(), $conf);
+nginx_reload();
+is(http_get('/upstream/after')->{body}, 'server ' . main::addr(2) . " weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n",
+   'back to the first size: the upstream is in the next registry');
+is(http('POST', '/upstream/again', 'server ' . main::addr(1) . ';')->{body}, 'success', 'which takes changes too');
 
 
 
@@ -366,3 +379,42 @@ unlike(error_log_text(), qr/exited on signal|\[(alert|crit|emerg)\]/, 'no signal
 nginx_restart();
 my $r = http('GET', 'http://127.0.0.1:' . port(9) . '/?n=9', undef, { Host => 'dyhost' });
 is("$r->{status} $r->{body}", "200 slow\n", 'after a restart dyhost is served again');
+
+
+
+=== TEST 8: a reload to a configuration without an http block, kill -9, then back: the master survives, the workers serve
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Worker $pid always;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    add_header X-Worker $pid always;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9$
+--- perl
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';')->{body}, 'success', 'dyhost created');
+my $conf = main::slurp(conf_file());
+my ($no_http) = $conf =~ /\A(.*?)^http \{/ms or die "no http block in the configuration\n";
+my $master = master_pid();
+main::spew(conf_file(), $no_http);
+nginx_reload();
+main::kill_worker();
+main::spew(conf_file(), $conf);
+nginx_reload();
+is(master_pid(), $master, 'the same master throughout');
+main::respawned_worker_serves('after a configuration without http and back');
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(1) . ';')->{body}, 'success', 'a change after it');
