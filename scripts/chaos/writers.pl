@@ -63,7 +63,7 @@ sub writer {
         } elsif ($pick == 1) {
             $res = $call->('GET', "/dynamic?upstream=backends&remove=&server=127.0.0.1:$port");
             delete $zone{$port} if $res->{status} == 200;
-            $res->{status} = 200 if $res->{status} == 404 && !exists $zone{$port};
+            $res->{status} = 200 if $res->{status} == 400 && !exists $zone{$port};    # not there: fine (400, as ngx_dynamic_upstream)
         } elsif ($pick == 2 && exists $zone{$port}) {
             my $weight = 1 + int rand 5;
             $res = $call->('GET', "/dynamic?upstream=backends&server=127.0.0.1:$port&weight=$weight");
