@@ -63,8 +63,12 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     })
 }
 
-/// Set once a cycle's zones exist and init_module ran (see
-/// [`crate::lua_api::in_running_process`]).
+/// Set by init_process: in a worker, or in the one process of
+/// `master_process off` (see [`crate::lua_api::in_running_process`]). Never
+/// in the master, whose `ngx_process` still says "single" while the first
+/// configuration is read and the modules' init_module run: a change made
+/// there would give the master state that every worker inherits (a
+/// grace-period slot, see [`crate::reclaim`]).
 static STARTED: AtomicBool = AtomicBool::new(false);
 
 pub fn started() -> bool {
@@ -72,7 +76,6 @@ pub fn started() -> bool {
 }
 
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    STARTED.store(true, Ordering::Relaxed);
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls init_module in the master with the new cycle
         // (ngx_cycle is still the old one), after its zones are initialised;
@@ -115,6 +118,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 
 /// init_process: every worker keeps its dyups view fresh on a timer too.
 pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    STARTED.store(true, Ordering::Relaxed);
     crate::entry::request_guard(|| {
         // SAFETY: nginx calls init_process in the new worker with its cycle.
         if let Some(main) = unsafe { Module::main_conf(&*cycle) } {

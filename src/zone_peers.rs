@@ -215,7 +215,21 @@ impl ZoneUpstream {
             Replaced::Yes => Ok(()),
             Replaced::NoRoom => Err(format!("{}; nothing was restored", no_room())),
             Replaced::Lost => {
-                Err(format!("{}, and the configuration's could not be rebuilt: the upstream has no servers", no_room()))
+                // Believed impossible (see replace_peers). No balancer may
+                // then see the empty lists (a NULL peer for round robin, a
+                // division by a zero total for hash): without its original
+                // peer.init the request hook fails the upstream's requests
+                // (500) instead.
+                // SAFETY: this cycle's configuration memory, in the master
+                // before the workers fork.
+                if let Some(srv) = unsafe { crate::balancer::srv_conf(self.uscf) } {
+                    srv.original_init = None;
+                }
+                Err(format!(
+                    "{}, and the configuration's could not be rebuilt: the upstream has no servers and its requests \
+                     fail (500) until nginx starts with a larger zone",
+                    no_room()
+                ))
             }
         }
     }
@@ -901,6 +915,13 @@ unsafe fn replace_peers(
         } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
             Replaced::NoRoom
         } else {
+            // Empty lists whose counts say so.
+            for list in [primary, (*primary).next] {
+                if !list.is_null() {
+                    recount(list);
+                }
+            }
+            set_single(primary);
             Replaced::Lost
         }
     }
