@@ -10,7 +10,8 @@
 #     site is ours (so the stock default site's 0.0.0.0:80 never listens),
 #     logs and temporary files in a temporary directory, pid /run/nginx.pid.
 #  4. Both APIs through it: a zone upstream change (query string) and a
-#     run-time upstream (REST), traffic through both, the state files; dpkg -i
+#     run-time upstream (REST), traffic through both, the state files;
+#     `require "ngx.dyups"` where Debian's Lua module is enabled; dpkg -i
 #     again while nginx runs: the package's nginx-reload trigger reloads it
 #     (unless policy-rc.d forbids it: then nginx must be left alone).
 #  5. nginx stopped by its pid file; the site removed; dpkg -r: the link is
@@ -80,6 +81,22 @@ base=$(free_port_block 10)
 port() { echo $((base + $1 - 8080)); }
 BASE=$base perl -pe 's/127\.0\.0\.1:(808\d)\b/"127.0.0.1:" . ($ENV{BASE} + $1 - 8080)/ge' \
     nginx-conf/debian-site.conf > "$site"
+# With Debian's Lua module enabled, `require "ngx.dyups"` must work.
+lua=false
+if [ -e /etc/nginx/modules-enabled/50-mod-http-lua.conf ]; then
+    lua=true
+    cat >> "$site" <<EOF
+server {
+    listen 127.0.0.1:$(port 8087);
+    location / {
+        content_by_lua_block {
+            local status, message = require("ngx.dyups").update("luademo", "server 127.0.0.1:$(port 8081);")
+            ngx.say(status, " ", message)
+        }
+    }
+}
+EOF
+fi
 out=$("$NGINX_BIN" -t 2>&1) || fail "nginx -t with the stock nginx.conf: $out"
 ok "nginx -t with the stock /etc/nginx/nginx.conf and the site"
 
@@ -139,6 +156,11 @@ for _ in 1 2 3; do expect 200 "backend $(port 8082)$nl" -H 'Host: demo' "http://
 expect 200 "backends${nl}demo$nl" "$admin/list"
 grep -q "^upstream demo {" "$state/dyups.conf" || fail "$state/dyups.conf: $(cat "$state/dyups.conf")"
 ok "REST API: upstream demo created, traffic by Host to it, $state/dyups.conf"
+if $lua; then
+    expect 200 "200 success$nl" "http://127.0.0.1:$(port 8087)/"
+    expect 200 "backend $(port 8081)$nl" -H 'Host: luademo' "http://127.0.0.1:$(port 8089)/"
+    ok "Lua (Debian's libnginx-mod-http-lua): require \"ngx.dyups\" works, upstream luademo created"
+fi
 
 # Reinstalling while nginx runs activates Debian's nginx-reload trigger: the
 # nginx package's postinst reloads nginx through invoke-rc.d (nginx -t
