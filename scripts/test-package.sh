@@ -190,8 +190,9 @@ stop_by_pid_file "$pid_file"
 rm "$site"
 dpkg -r "$name" >/dev/null
 [ ! -e "$link" ] && [ ! -e "$so" ] && [ ! -e "$load_file" ] || fail "dpkg -r left the module or its link"
+[ "$(readlink "$link.removed")" = "$load_file" ] || fail "dpkg -r did not set the link aside as $link.removed"
 out=$("$NGINX_BIN" -t 2>&1) || fail "nginx -t after dpkg -r: $out"
-ok "dpkg -r: the module and its link gone, nginx -t passes"
+ok "dpkg -r: the module gone, its link set aside (.removed), nginx -t passes"
 dpkg --purge "$name" >/dev/null
 [ ! -e "$link.removed" ] && [ ! -e "$state" ] || fail "dpkg --purge left $link.removed or $state"
 ok "dpkg --purge: the set-aside link and $state gone"
