@@ -12,3 +12,4 @@ cargo test --locked --workspace
 
 echo "== prove -r t/"
 prove -r t/
+echo "== scripts/test-package.sh"; scripts/test-package.sh
