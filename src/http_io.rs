@@ -3,6 +3,8 @@
 
 use core::ptr;
 
+use dynamic_upstream_core::render::Origin;
+
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_read_client_request_body,
     ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pnalloc, ngx_read_file, off_t, NGX_DONE,
@@ -51,6 +53,22 @@ impl HttpRequest {
                 return Vec::new();
             }
             core::slice::from_raw_parts(args.data, args.len).to_vec()
+        }
+    }
+
+    /// Who sends this request, for the change log: the client address and
+    /// the user `auth_basic` authenticated (`$remote_user`), if any.
+    pub fn origin(&self, api: &'static str) -> Origin {
+        // SAFETY: self.r is live, and so is its connection; the user was
+        // set by auth_basic's access check, before the content handler.
+        unsafe {
+            let r = &*self.r;
+            let text = |s: &ngx::ffi::ngx_str_t| (s.len > 0).then(|| crate::balancer::str_lossy(s));
+            Origin {
+                api,
+                client: r.connection.as_ref().and_then(|c| text(&c.addr_text)),
+                user: text(&r.headers_in.user),
+            }
         }
     }
 
