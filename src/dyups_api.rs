@@ -32,7 +32,11 @@ pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
     let json = req.wants_json();
     let origin = req.origin("rest");
     let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
-        (_, None) => Err(ApiError::not_found("no_route", "not found: use /list, /detail or /upstream/NAME")),
+        (_, None) => Err(ApiError::not_found(
+            "no_route",
+            "not found: use GET /list, GET /detail, GET /status, GET /upstream/NAME, POST /upstream/NAME or \
+             DELETE /upstream/NAME",
+        )),
         ("GET" | "HEAD", Some(route)) => get(&route, json),
         ("POST" | "DELETE", Some(Route::Upstream(name))) if read_only => {
             let e = crate::dynamic_api::read_only_error("dyups_read_only");

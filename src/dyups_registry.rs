@@ -388,7 +388,7 @@ impl Dyups {
         unsafe {
             let registry = &mut *self.registry;
             registry.reclaim.reap(slab.pool());
-            let no_room = || ApiError::no_room(ZONE_NAME, self.zone_size());
+            let no_room = || ApiError::dyups_full(ZONE_NAME, self.zone_size());
             let Some(list) = build_list(slab.pool(), name, &spec.servers) else {
                 drop((slab, registry_lock)); // the error allocates: not under the locks
                 return Err(no_room());
@@ -445,7 +445,7 @@ impl Dyups {
                     let record = new_record(slab.pool(), name);
                     if record.is_null() {
                         drop((slab, registry_lock)); // the error allocates: not under the locks
-                        return Err(ApiError::no_room(ZONE_NAME, self.zone_size()));
+                        return Err(ApiError::dyups_full(ZONE_NAME, self.zone_size()));
                     }
                     append_record(registry, record);
                     record

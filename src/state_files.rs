@@ -235,7 +235,7 @@ pub fn forget() {
     }
 }
 
-fn dyups_file() -> Option<PathBuf> {
+pub fn dyups_file() -> Option<PathBuf> {
     DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
 }
 
