@@ -12,3 +12,4 @@ cargo test --locked --workspace
 
 echo "== prove -r t/"
 prove -r t/
+scripts/test-run.sh  # the demo, headless (its own lines say what it checks)
