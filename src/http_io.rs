@@ -195,7 +195,9 @@ impl HttpRequest {
     pub fn send(&mut self, response: &Response) -> ngx_int_t {
         // SAFETY: self.r is the live request; every pointer stored into it
         // points into the request pool or static data, so it outlives the
-        // request's use of it.
+        // request's use of it (the version header's element is pushed onto
+        // the request's own headers_out list, its strings copied into the
+        // pool).
         unsafe {
             let r = &mut *self.r;
             r.headers_out.status = response.status.into();

@@ -15,7 +15,7 @@ use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerVi
 use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::perform;
+use crate::dynamic_api::{log_refusal, perform};
 use crate::dyups_api::{delete_upstream, update_upstream};
 use crate::entry::request_guard;
 
@@ -72,6 +72,13 @@ pub fn in_running_process() -> bool {
 /// Changes made through Lua: no client address at hand.
 fn lua() -> Origin {
     Origin::internal("lua")
+}
+
+/// Applies the change `action` builds to the zone upstream `zone`; a
+/// change refused while it is built is logged as any refusal.
+fn change(zone: &str, action: impl FnOnce() -> Result<Action, ApiError>) -> Result<(), ApiError> {
+    let action = action().inspect_err(|e| log_refusal(&lua(), zone, e))?;
+    perform(zone, &action, &lua()).map(drop)
 }
 
 /// Runs `body` in a panic barrier, turning errors into a status and a
@@ -227,11 +234,17 @@ pub unsafe extern "C" fn ndu_add_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        let mut spec =
-            ServerSpec::new(Address::parse(&server)?).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
-        spec.down = down > 0;
-        spec.backup = backup > 0;
-        perform(&zone, &Action::Add(spec), &lua()).map(drop)
+        change(&zone, || {
+            let mut spec = ServerSpec::new(Address::parse(&server)?).with_params(&params(
+                weight,
+                max_fails,
+                fail_timeout,
+                max_conns,
+            )?);
+            spec.down = down > 0;
+            spec.backup = backup > 0;
+            Ok(Action::Add(spec))
+        })
     })
 }
 
@@ -253,14 +266,16 @@ pub unsafe extern "C" fn ndu_update_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        let server = Address::parse(&server)?;
-        let params = params(weight, max_fails, fail_timeout, max_conns)?;
-        let down = match down {
-            1 => Some(true),
-            0 => Some(false),
-            _ => None,
-        };
-        perform(&zone, &Action::Update { server, params, down }, &lua()).map(drop)
+        change(&zone, || {
+            let server = Address::parse(&server)?;
+            let params = params(weight, max_fails, fail_timeout, max_conns)?;
+            let down = match down {
+                1 => Some(true),
+                0 => Some(false),
+                _ => None,
+            };
+            Ok(Action::Update { server, params, down })
+        })
     })
 }
 
@@ -276,7 +291,7 @@ pub unsafe extern "C" fn ndu_remove_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        perform(&zone, &Action::Remove { server: Address::parse(&server)? }, &lua()).map(drop)
+        change(&zone, || Ok(Action::Remove { server: Address::parse(&server)? }))
     })
 }
 

@@ -139,6 +139,7 @@ is(main::lua('return show(dynamic.remove_peer("backends", "127.0.0.1:30002"))'),
 is(main::lua('return show(dyups.update("luadyn", "server 127.0.0.1:30001;"))'), '200, "success"', 'dyups update');
 is(main::lua('return show(dyups.delete("luadyn"))'), '200, "success"', 'dyups delete');
 is(main::lua('return show(dyups.delete("luadyn"))'), '404, "upstream \"luadyn\" not found"', 'dyups delete again');
+is(main::lua('return show(dynamic.remove_peer("backends", "127.0.0.1:0"))'), 'nil, "server address \\"127.0.0.1:0\\" has a port outside 1-65535"', 'bad address');
 is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 1 -> 7',
     '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 down',
@@ -147,6 +148,7 @@ is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: created: 1 servers',
     '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: deleted',
     '[info] dynamic upstream change refused: client=- user=- api=lua upstream=luadyn: 404 upstream "luadyn" not found',
+    '[info] dynamic upstream change refused: client=- user=- api=lua upstream=backends: 400 server address "127.0.0.1:0" has a port outside 1-65535',
 ], 'api=lua');
 
 === TEST 5: C API: api=c, no client
