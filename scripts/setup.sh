@@ -10,6 +10,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build_root="$root/build/nginx"
+# Where rustup puts cargo, for a shell started before it was installed.
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+
+fail() {
+    echo "setup: $*" >&2
+    exit 1
+}
+
+# Prerequisites first, before minutes of apt: each missing one is one line.
+# shellcheck disable=SC1091
+os=$(. /etc/os-release 2>/dev/null && echo "${ID:-}-${VERSION_ID:-}")
+[ "$os" = debian-12 ] || fail "this needs Debian 12 (bookworm), not ${os:-an unknown system}: the module is built for its nginx 1.22.1"
+
+rust_min=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+# Debian 12's own rustc (1.63) is too old and no registry reachable here ships
+# a newer toolchain: the one thing left to the user, said in one line.
+if ! command -v cargo >/dev/null 2>&1; then
+    fail "cargo not found: install Rust $rust_min or newer with rustup (https://rustup.rs; Debian 12's rustc 1.63 is too old), then run this again"
+fi
+rust_version=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$rust_min" "$rust_version" | sort -V | head -1)" != "$rust_min" ]; then
+    fail "rustc $rust_version is too old: this crate needs $rust_min or newer (rustup update)"
+fi
 
 packages=(
     nginx nginx-dev                      # the target binary and its headers
@@ -17,7 +40,8 @@ packages=(
     libpcre2-dev libssl-dev zlib1g-dev   # nginx's configure checks for these
     libtest-base-perl                    # the t/ harness
     libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-stream
-    wrk hyperfine curl gnuplot-nox       # benchmarks and the demo
+    wrk curl gnuplot-nox                 # benchmarks and the demo
+    iproute2                             # ss: the scripts' free-port checks
     valgrind                             # scripts' --valgrind modes
     build-essential pkg-config
 )
@@ -28,20 +52,34 @@ for p in "${packages[@]}"; do
 done
 
 sudo_cmd=()
-[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+if [ "$(id -u)" -ne 0 ] && [ "${#missing[@]}" -gt 0 ]; then
+    command -v sudo >/dev/null 2>&1 || fail "not root and no sudo: run this as root to install ${missing[*]}"
+    sudo_cmd=(sudo)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# Debian starts nginx from the package's postinst where an init system runs;
-# nothing here relies on that instance, and we never stop it.
-
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo is not installed; install Rust (rustup) first" >&2
-    exit 1
+    # Debian's nginx package starts (or restarts) its service from its
+    # maintainer scripts where an init system runs: a policy-rc.d that
+    # refuses every start keeps the system's nginx as it was. One already
+    # there is left alone (it decides instead).
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        "${sudo_cmd[@]}" sh -c "printf '#!/bin/sh\\nexit 101\\n' > $policy && chmod 755 $policy"
+        own_policy=1
+        trap '"${sudo_cmd[@]}" rm -f "$policy"' EXIT
+    else
+        echo "setup: $policy exists: it decides whether installing nginx starts the system's nginx"
+    fi
+    "${sudo_cmd[@]}" apt-get update
+    # Progress: apt's own lines (Get:, Unpacking, Setting up), not silence.
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [ -n "$own_policy" ]; then
+        "${sudo_cmd[@]}" rm -f "$policy"
+        trap - EXIT
+        echo "setup: the system's nginx was not started; Debian enables its service, so it starts at the next boot"
+    fi
 fi
 
 # The configured tree is keyed by the installed nginx version, so a Debian

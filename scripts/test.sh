@@ -12,4 +12,5 @@ cargo test --locked --workspace
 
 echo "== prove -r t/"
 prove -r t/
+echo "== scripts/test-run.sh"; scripts/test-run.sh     # the demo, headless
 echo "== scripts/test-package.sh"; scripts/test-package.sh

@@ -398,10 +398,8 @@ impl ZoneUpstream {
                 ));
             }
             if crate::dyups_worker::is_front(uscf) {
-                return Err(ApiError::conflict(
-                    "managed_by_dyups",
-                    format!("upstream \"{name}\" was replaced or deleted through the REST API and is managed there"),
-                ));
+                let file = crate::state_files::dyups_file();
+                return Err(ApiError::managed_by_dyups(name, file.as_deref().map(|f| f.to_string_lossy()).as_deref()));
             }
             let srv = srv_conf(uscf).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
             if srv.state.is_null() {

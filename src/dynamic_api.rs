@@ -4,9 +4,11 @@
 //! ([`crate::zone_peers`]), render the answer (core crate). Errors answer
 //! `STATUS Reason: text` (or JSON) and change nothing.
 
-use dynamic_upstream_core::render::{json_error, json_upstream, plain_list, text_error, verbose_list};
+use dynamic_upstream_core::render::{
+    change_line, json_error, json_upstream, plain_list, refusal_line, text_error, verbose_list, Change, Origin,
+};
 use dynamic_upstream_core::{Action, ApiError, QueryRequest, UpstreamView};
-use ngx::ffi::NGX_LOG_NOTICE;
+use ngx::ffi::{NGX_LOG_INFO, NGX_LOG_WARN};
 
 use crate::balancer::ZoneUpstream;
 use crate::http_io::{HttpRequest, Response};
@@ -18,8 +20,9 @@ use crate::state_files::{save_zone_upstream, ChangeGuard};
 pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let args = req.args();
     let json = req.wants_json();
+    let origin = req.origin("query");
     let result = if req.is_get_or_head() {
-        run(&args, read_only, req.method_name() == "HEAD")
+        run(&args, read_only, req.method_name() == "HEAD", &origin)
     } else {
         Err(ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted"))
     };
@@ -29,23 +32,35 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     }
 }
 
-fn run(args: &[u8], read_only: bool, head: bool) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
-    let request = QueryRequest::parse(args)?;
+fn run(args: &[u8], read_only: bool, head: bool, origin: &Origin) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
+    // Unparsed, a request might have been a change: say why it was refused.
+    let request = QueryRequest::parse(args).inspect_err(|e| log_refusal(origin, "-", e))?;
     if read_only && request.action != Action::List {
-        return Err(read_only_error("dynamic_upstream_read_only"));
+        let e = read_only_error("dynamic_upstream_read_only");
+        log_refusal(origin, &request.upstream, &e);
+        return Err(e);
     }
     if head && request.action != Action::List {
         // HEAD must not change anything (it may still say 404).
         ZoneUpstream::find(&request.upstream)?;
         return Err(ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"));
     }
-    let zone = perform(&request.upstream, &request.action)?;
+    let zone = perform(&request.upstream, &request.action, origin)?;
     Ok((request, zone))
 }
 
 /// Finds the zone upstream `name` and applies `action` to it: the one
-/// operation behind the query-string API and Lua's `ngx.dynamic`.
-pub fn perform(name: &str, action: &Action) -> Result<ZoneUpstream, ApiError> {
+/// operation behind the query-string API and Lua's `ngx.dynamic`. Logs the
+/// change, or why a change was refused.
+pub fn perform(name: &str, action: &Action, origin: &Origin) -> Result<ZoneUpstream, ApiError> {
+    let result = change(name, action, origin);
+    if let (Err(e), false) = (&result, *action == Action::List) {
+        log_refusal(origin, name, e);
+    }
+    result
+}
+
+fn change(name: &str, action: &Action, origin: &Origin) -> Result<ZoneUpstream, ApiError> {
     let zone = ZoneUpstream::find(name)?;
     if *action == Action::List {
         return Ok(zone);
@@ -55,9 +70,11 @@ pub fn perform(name: &str, action: &Action) -> Result<ZoneUpstream, ApiError> {
     // any more (room for an add); reaping after frees what this one retired,
     // unless a request holds it.
     reclaim::reap(&zone);
-    zone.apply(action)?;
+    let change = zone.apply(action)?;
     reclaim::reap(&zone);
-    log_change(&zone, action);
+    if let Some(change) = change {
+        log_change(origin, &zone.name(), &change);
+    }
     save_zone_upstream(&zone)?;
     Ok(zone)
 }
@@ -85,18 +102,15 @@ pub fn error_response(e: &ApiError, json: bool) -> Response {
     }
 }
 
-fn log_change(zone: &ZoneUpstream, action: &Action) {
-    let what = match action {
-        Action::List => return,
-        Action::Update { server, .. } => format!("updated server {server}"),
-        Action::Add(spec) => format!("added server {}{}", spec.address, if spec.backup { " (backup)" } else { "" }),
-        Action::Remove { server } => format!("removed server {server}"),
-    };
-    ngx::ngx_log_error!(
-        NGX_LOG_NOTICE,
-        ngx::log::ngx_cycle_log().as_ptr(),
-        "dynamic upstream \"{}\": {}",
-        zone.name(),
-        what
-    );
+/// Logs an accepted change at `warn` (not `error`: a change is not a
+/// fault; Debian's `error_log` without a level shows `error` and above).
+pub fn log_change(origin: &Origin, upstream: &str, change: &Change) {
+    let line = change_line(origin, upstream, change);
+    ngx::ngx_log_error!(NGX_LOG_WARN, ngx::log::ngx_cycle_log().as_ptr(), "{}", line);
+}
+
+/// Logs why a change was refused, at `info`.
+pub fn log_refusal(origin: &Origin, upstream: &str, e: &ApiError) {
+    let line = refusal_line(origin, upstream, e);
+    ngx::ngx_log_error!(NGX_LOG_INFO, ngx::log::ngx_cycle_log().as_ptr(), "{}", line);
 }

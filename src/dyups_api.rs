@@ -11,10 +11,12 @@ use dynamic_upstream_core::dyups::{
 use dynamic_upstream_core::render::json_error;
 use std::collections::{HashMap, HashSet};
 
+use dynamic_upstream_core::render::{Change, Origin};
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
-use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t, NGX_LOG_NOTICE};
+use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t};
 
 use crate::balancer::{configured_upstreams, str_lossy};
+use crate::dynamic_api::{log_change, log_refusal};
 use crate::dyups_registry::{Dyups, ReadSection, RecordView};
 use crate::dyups_worker::is_front;
 use crate::http_io::{HttpRequest, Response};
@@ -28,13 +30,20 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// its body is read).
 pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
     let json = req.wants_json();
+    let origin = req.origin("rest");
     let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
-        (_, None) => Err(ApiError::not_found("no_route", "not found: use /list, /detail or /upstream/NAME")),
+        (_, None) => Err(ApiError::not_found(
+            "no_route",
+            "not found: use GET /list, GET /detail, GET /status, GET /upstream/NAME, POST /upstream/NAME or \
+             DELETE /upstream/NAME",
+        )),
         ("GET" | "HEAD", Some(route)) => get(&route, json),
-        ("POST" | "DELETE", Some(Route::Upstream(_))) if read_only => {
-            Err(crate::dynamic_api::read_only_error("dyups_read_only"))
+        ("POST" | "DELETE", Some(Route::Upstream(name))) if read_only => {
+            let e = crate::dynamic_api::read_only_error("dyups_read_only");
+            log_refusal(&origin, &name, &e);
+            Err(e)
         }
-        ("DELETE", Some(Route::Upstream(name))) => delete(&name, trylock),
+        ("DELETE", Some(Route::Upstream(name))) => delete(&name, trylock, &origin),
         ("POST", Some(Route::Upstream(_))) => Err(ApiError::new(500, "internal", "body not read")),
         _ => Err(ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted")),
     };
@@ -46,6 +55,14 @@ pub fn accepts_post(req: &HttpRequest) -> bool {
     matches!(Route::parse(&req.path()), Some(Route::Upstream(_)))
 }
 
+/// The upstream a POST is about (`-` if none), for the change log.
+pub fn upstream_of(req: &HttpRequest) -> String {
+    match Route::parse(&req.path()) {
+        Some(Route::Upstream(name)) => name,
+        _ => "-".into(),
+    }
+}
+
 /// Answers a POST whose whole body is `body`.
 pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
     let json = req.wants_json();
@@ -55,15 +72,40 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
     let is_json_body = req
         .header_in("content-type")
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
-    match update_upstream(&name, body, is_json_body, trylock) {
+    match update_upstream(&name, body, is_json_body, trylock, &req.origin("rest")) {
         Ok(()) => Response::text(200, "success"),
         Err(e) => error_response(&e, json),
     }
 }
 
 /// Creates or replaces `name` from a body of `server ...;` statements (or
-/// JSON): the operation behind POST, the C API and Lua.
-pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(), ApiError> {
+/// JSON): the operation behind POST, the C API and Lua. Logs the change,
+/// or why it was refused.
+pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool, origin: &Origin) -> Result<(), ApiError> {
+    logged(origin, name, replace(name, body, is_json, trylock))
+}
+
+/// Deletes `name`: the operation behind DELETE, the C API and Lua.
+pub fn delete_upstream(name: &str, trylock: bool, origin: &Origin) -> Result<(), ApiError> {
+    logged(origin, name, delete_record(name, trylock).map(|()| Change::Delete))
+}
+
+/// Logs `result` (the change made, or the refusal), then saves the state
+/// file after a change.
+fn logged(origin: &Origin, name: &str, result: Result<Change<'static>, ApiError>) -> Result<(), ApiError> {
+    match result {
+        Ok(change) => {
+            log_change(origin, name, &change);
+            save_dyups()
+        }
+        Err(e) => {
+            log_refusal(origin, name, &e);
+            Err(e)
+        }
+    }
+}
+
+fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<Change<'static>, ApiError> {
     validate_upstream_name(name)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
@@ -71,14 +113,17 @@ pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool) ->
     check_hash_key(&spec)?;
     let dyups = registry()?;
     let _guard = ChangeGuard::for_dyups(trylock)?;
-    dyups.replace(name, &spec, trylock)?;
+    // Until its first replacement, an upstream of the configuration has no
+    // record: it had the configuration's servers.
+    let config_servers = config_upstream(name)
+        .filter(|&(_, uscf)| !is_front(uscf))
+        .map(|(_, uscf)| Source::Config(uscf).peers(&ReadSection::new(&dyups)).len());
+    let before = dyups.replace(name, &spec, trylock)?.or(config_servers);
     crate::dyups_worker::sync_if_moved();
-    log_change(&format!("dyups: upstream \"{name}\" set to {} server(s)", spec.servers.len()));
-    save_dyups()
+    Ok(Change::Replace { before, after: spec.servers.len() })
 }
 
-/// Deletes `name`: the operation behind DELETE, the C API and Lua.
-pub fn delete_upstream(name: &str, trylock: bool) -> Result<(), ApiError> {
+fn delete_record(name: &str, trylock: bool) -> Result<(), ApiError> {
     validate_upstream_name(name)?;
     let dyups = registry()?;
     let _guard = ChangeGuard::for_dyups(trylock)?;
@@ -86,8 +131,7 @@ pub fn delete_upstream(name: &str, trylock: bool) -> Result<(), ApiError> {
         return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
     }
     crate::dyups_worker::sync_if_moved();
-    log_change(&format!("dyups: upstream \"{name}\" deleted"));
-    save_dyups()
+    Ok(())
 }
 
 /// A hash key may only use variables nginx knows.
@@ -107,8 +151,8 @@ fn check_hash_key(spec: &UpstreamSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn delete(name: &str, trylock: bool) -> Result<Response, ApiError> {
-    delete_upstream(name, trylock).map(|()| Response::text(200, "success"))
+fn delete(name: &str, trylock: bool, origin: &Origin) -> Result<Response, ApiError> {
+    delete_upstream(name, trylock, origin).map(|()| Response::text(200, "success"))
 }
 
 fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
@@ -266,8 +310,4 @@ fn error_response(e: &ApiError, json: bool) -> Response {
         return Response { status: e.status, content_type: "application/json", body: json_error(e).into_bytes() };
     }
     Response::text(e.status, e.text.clone())
-}
-
-fn log_change(text: &str) {
-    ngx::ngx_log_error!(NGX_LOG_NOTICE, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
 }

@@ -147,6 +147,19 @@ pub struct Changes {
     pub removed: Vec<(u64, String)>,
 }
 
+/// The servers of a registry list: primaries plus backups.
+///
+/// # Safety
+/// `list` is a live registry list (never changed once built) and the
+/// caller holds the registry lock, so it is not freed meanwhile.
+unsafe fn server_count(list: *mut ngx_http_upstream_rr_peers_t) -> usize {
+    // SAFETY: per the contract; the backup list lives as long as its primary.
+    unsafe {
+        let backup = (*list).next;
+        (*list).number + if backup.is_null() { 0 } else { (*backup).number }
+    }
+}
+
 /// What a worker needs to know of a record (copied out under the lock).
 #[derive(Clone)]
 pub struct RecordView {
@@ -357,8 +370,10 @@ impl Dyups {
     }
 
     /// Creates or replaces the upstream `name` with `spec`. Builds the new
-    /// peer list first: if the zone has no room, nothing changes.
-    pub fn replace(&self, name: &str, spec: &UpstreamSpec, try_only: bool) -> Result<(), ApiError> {
+    /// peer list first: if the zone has no room, nothing changes. Returns
+    /// how many servers its record had before (0 if deleted; `None` if it
+    /// had no record), for the change log.
+    pub fn replace(&self, name: &str, spec: &UpstreamSpec, try_only: bool) -> Result<Option<usize>, ApiError> {
         let (balancer, key) = match &spec.balancer {
             BalancerSpec::RoundRobin => (BalancerKind::RoundRobin, ""),
             BalancerSpec::LeastConn => (BalancerKind::LeastConn, ""),
@@ -374,12 +389,13 @@ impl Dyups {
         unsafe {
             let registry = &mut *self.registry;
             registry.reclaim.reap(slab.pool());
-            let no_room = || ApiError::no_room(ZONE_NAME, self.zone_size());
+            let no_room = || ApiError::dyups_full(ZONE_NAME, self.zone_size());
             let Some(list) = build_list(slab.pool(), name, &spec.servers) else {
                 drop((slab, registry_lock)); // the error allocates: not under the locks
                 return Err(no_room());
             };
-            let record = match find_record(registry, name) {
+            let existed = find_record(registry, name);
+            let record = match existed {
                 Some(record) => record,
                 None => {
                     let record = new_record(slab.pool(), name);
@@ -393,6 +409,7 @@ impl Dyups {
                 }
             };
             let r = &mut *record;
+            let before = existed.map(|_| if r.peers.is_null() { 0 } else { server_count(r.peers) });
             if !r.peers.is_null() {
                 registry.reclaim.retire_list(r.peers);
             }
@@ -404,8 +421,8 @@ impl Dyups {
             mark_changed(registry, record);
             registry.generation.fetch_add(1, SeqCst);
             registry.reclaim.reap(slab.pool());
+            Ok(before)
         }
-        Ok(())
     }
 
     /// Deletes `name`. A run-time upstream disappears; an upstream of the
@@ -429,7 +446,7 @@ impl Dyups {
                     let record = new_record(slab.pool(), name);
                     if record.is_null() {
                         drop((slab, registry_lock)); // the error allocates: not under the locks
-                        return Err(ApiError::no_room(ZONE_NAME, self.zone_size()));
+                        return Err(ApiError::dyups_full(ZONE_NAME, self.zone_size()));
                     }
                     append_record(registry, record);
                     record

@@ -1,5 +1,6 @@
 //! Content handlers of the admin locations.
 
+use dynamic_upstream_core::ApiError;
 use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t};
 
 use crate::dyups_api;
@@ -60,7 +61,9 @@ unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
 
 fn too_large(req: &mut HttpRequest) -> ngx_int_t {
     let _ = req.discard_body();
-    req.send(&Response::text(413, format!("request body larger than {} bytes", dyups_api::MAX_BODY)))
+    let e = ApiError::new(413, "too_large", format!("request body larger than {} bytes", dyups_api::MAX_BODY));
+    crate::dynamic_api::log_refusal(&req.origin("rest"), &dyups_api::upstream_of(req), &e);
+    req.send(&Response::text(e.status, e.text))
 }
 
 /// A flag of the location's configuration (`..._read_only`).

@@ -3,11 +3,20 @@
 
 use core::ptr;
 
+use dynamic_upstream_core::render::Origin;
+
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_pcalloc, ngx_pnalloc, ngx_read_file, off_t, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pcalloc,
+    ngx_pnalloc, ngx_read_file, ngx_table_elt_t, off_t, NGINX_VERSION, NGX_DONE, NGX_ERROR, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
+
+/// `0.1.0 (nginx 1.22.1)`: this module's version and the nginx it was
+/// built for, sent as `X-Dynamic-Upstream` with every API answer.
+fn version() -> String {
+    format!("{} (nginx {})", env!("CARGO_PKG_VERSION"), NGINX_VERSION.to_str().unwrap_or("?"))
+}
 
 /// Why a request body was not accepted.
 #[derive(Debug)]
@@ -51,6 +60,22 @@ impl HttpRequest {
                 return Vec::new();
             }
             core::slice::from_raw_parts(args.data, args.len).to_vec()
+        }
+    }
+
+    /// Who sends this request, for the change log: the client address and
+    /// the user `auth_basic` authenticated (`$remote_user`), if any.
+    pub fn origin(&self, api: &'static str) -> Origin {
+        // SAFETY: self.r is live, and so is its connection; the user was
+        // set by auth_basic's access check, before the content handler.
+        unsafe {
+            let r = &*self.r;
+            let text = |s: &ngx::ffi::ngx_str_t| (s.len > 0).then(|| crate::balancer::str_lossy(s));
+            Origin {
+                api,
+                client: r.connection.as_ref().and_then(|c| text(&c.addr_text)),
+                user: text(&r.headers_in.user),
+            }
         }
     }
 
@@ -170,7 +195,9 @@ impl HttpRequest {
     pub fn send(&mut self, response: &Response) -> ngx_int_t {
         // SAFETY: self.r is the live request; every pointer stored into it
         // points into the request pool or static data, so it outlives the
-        // request's use of it.
+        // request's use of it (the version header's element is pushed onto
+        // the request's own headers_out list, its strings copied into the
+        // pool).
         unsafe {
             let r = &mut *self.r;
             r.headers_out.status = response.status.into();
@@ -179,6 +206,14 @@ impl HttpRequest {
             r.headers_out.content_type.data = response.content_type.as_ptr().cast_mut();
             r.headers_out.content_type_len = response.content_type.len();
             r.headers_out.content_type_lowcase = ptr::null_mut();
+            let header = ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
+            if header.is_null() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            if add_to_ngx_table(header, r.pool, "X-Dynamic-Upstream", version()).is_none() {
+                (*header).hash = 0; // half filled: nginx skips it
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
 
             let rc = ngx_http_send_header(r);
             if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {

@@ -10,11 +10,12 @@
 use core::ffi::c_int;
 use core::slice;
 
+use dynamic_upstream_core::render::Origin;
 use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::perform;
+use crate::dynamic_api::{log_refusal, perform};
 use crate::dyups_api::{delete_upstream, update_upstream};
 use crate::entry::request_guard;
 
@@ -66,6 +67,18 @@ pub fn in_running_process() -> bool {
     // SAFETY: plain reads of nginx's process globals.
     let process = unsafe { ngx_process } as u32;
     process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && crate::cycle::started())
+}
+
+/// Changes made through Lua: no client address at hand.
+fn lua() -> Origin {
+    Origin::internal("lua")
+}
+
+/// Applies the change `action` builds to the zone upstream `zone`; a
+/// change refused while it is built is logged as any refusal.
+fn change(zone: &str, action: impl FnOnce() -> Result<Action, ApiError>) -> Result<(), ApiError> {
+    let action = action().inspect_err(|e| log_refusal(&lua(), zone, e))?;
+    perform(zone, &action, &lua()).map(drop)
 }
 
 /// Runs `body` in a panic barrier, turning errors into a status and a
@@ -169,7 +182,7 @@ pub unsafe extern "C" fn ndu_describe_zone(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings and buffers.
         let name = unsafe { text(zone, zone_len) };
-        let views = perform(&name, &Action::List)?.peers();
+        let views = perform(&name, &Action::List, &lua())?.peers();
         // SAFETY: as above; at most `cap` peers are written.
         unsafe {
             *count = views.len();
@@ -221,11 +234,17 @@ pub unsafe extern "C" fn ndu_add_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        let mut spec =
-            ServerSpec::new(Address::parse(&server)?).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
-        spec.down = down > 0;
-        spec.backup = backup > 0;
-        perform(&zone, &Action::Add(spec)).map(drop)
+        change(&zone, || {
+            let mut spec = ServerSpec::new(Address::parse(&server)?).with_params(&params(
+                weight,
+                max_fails,
+                fail_timeout,
+                max_conns,
+            )?);
+            spec.down = down > 0;
+            spec.backup = backup > 0;
+            Ok(Action::Add(spec))
+        })
     })
 }
 
@@ -247,14 +266,16 @@ pub unsafe extern "C" fn ndu_update_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        let server = Address::parse(&server)?;
-        let params = params(weight, max_fails, fail_timeout, max_conns)?;
-        let down = match down {
-            1 => Some(true),
-            0 => Some(false),
-            _ => None,
-        };
-        perform(&zone, &Action::Update { server, params, down }).map(drop)
+        change(&zone, || {
+            let server = Address::parse(&server)?;
+            let params = params(weight, max_fails, fail_timeout, max_conns)?;
+            let down = match down {
+                1 => Some(true),
+                0 => Some(false),
+                _ => None,
+            };
+            Ok(Action::Update { server, params, down })
+        })
     })
 }
 
@@ -270,7 +291,7 @@ pub unsafe extern "C" fn ndu_remove_peer(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings.
         let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        perform(&zone, &Action::Remove { server: Address::parse(&server)? }).map(drop)
+        change(&zone, || Ok(Action::Remove { server: Address::parse(&server)? }))
     })
 }
 
@@ -288,7 +309,7 @@ pub unsafe extern "C" fn ndu_dyups_update(
     dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
         // SAFETY: the caller passes valid strings.
         let (name, body) = unsafe { (text(name, name_len), slice_of(body, body_len)) };
-        update_upstream(&name, &body, false, false)
+        update_upstream(&name, &body, false, false, &lua())
     })
 }
 
@@ -302,7 +323,7 @@ pub unsafe extern "C" fn ndu_dyups_delete(
 ) -> c_int {
     dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
         // SAFETY: the caller passes a valid string.
-        delete_upstream(&unsafe { text(name, name_len) }, false)
+        delete_upstream(&unsafe { text(name, name_len) }, false, &lua())
     })
 }
 

@@ -170,7 +170,7 @@ unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> 
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
     for entry in entries {
         let result = match &entry {
-            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false),
+            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false).map(drop),
             DyupsEntry::Deleted(name) => {
                 // SAFETY: per the contract.
                 let in_config = unsafe { configured_upstreams(cycle) }
@@ -235,7 +235,7 @@ pub fn forget() {
     }
 }
 
-fn dyups_file() -> Option<PathBuf> {
+pub fn dyups_file() -> Option<PathBuf> {
     DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
 }
 

@@ -22,6 +22,7 @@ use core::ffi::c_void;
 use core::ptr;
 
 use dynamic_upstream_core::peer::{checked_total_weight, total_weight_error, MAX_TOTAL_WEIGHT};
+use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::state::parse_peer_address;
 use dynamic_upstream_core::{Action, ApiError, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
@@ -62,21 +63,26 @@ impl ZoneUpstream {
     }
 
     /// Applies a validated action. Everything that can fail is checked
-    /// before the lists change, so an error means nothing changed.
-    pub fn apply(&self, action: &Action) -> Result<(), ApiError> {
+    /// before the lists change, so an error means nothing changed. An
+    /// Returns the change made, with an updated peer's values from before
+    /// (for the change log); `None` for a listing.
+    pub fn apply<'a>(&self, action: &'a Action) -> Result<Option<Change<'a>>, ApiError> {
         match action {
-            Action::List => Ok(()),
+            Action::List => Ok(None),
             Action::Update { server, params, down } => {
                 self.check_balancer_allows(params.weight.is_some(), false)?;
-                self.update(&PeerAddress::new(server), params, *down)
+                let before = self.update(&PeerAddress::new(server), params, *down)?;
+                Ok(Some(Change::Update { server, before, params, down: *down }))
             }
             Action::Add(spec) => {
                 self.check_balancer_allows(true, spec.backup)?;
-                self.add(spec, &PeerAddress::new(&spec.address))
+                self.add(spec, &PeerAddress::new(&spec.address))?;
+                Ok(Some(Change::Add(spec)))
             }
             Action::Remove { server } => {
                 self.check_balancer_allows(true, false)?;
-                self.remove(&PeerAddress::new(server))
+                self.remove(&PeerAddress::new(server))?;
+                Ok(Some(Change::Remove(server)))
             }
         }
     }
@@ -100,7 +106,7 @@ impl ZoneUpstream {
         Ok(())
     }
 
-    fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<(), ApiError> {
+    fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<PeerValues, ApiError> {
         // SAFETY: the primary list of a zone upstream.
         let updated = unsafe { update_locked(self.primary(), target, params, down) };
         // The reason is written once the locks are released.
@@ -306,17 +312,26 @@ unsafe fn update_locked(
     target: &PeerAddress,
     params: &PeerParams,
     down: Option<bool>,
-) -> Result<(), Refusal> {
+) -> Result<PeerValues, Refusal> {
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup).
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
+        // Copied into a fixed-size value: nothing allocates under the locks.
+        let p = &*peer;
+        let before = PeerValues {
+            weight: weight_of(peer),
+            max_fails: p.max_fails as u64,
+            fail_timeout: p.fail_timeout as u64,
+            max_conns: p.max_conns as u64,
+            down: p.down != 0,
+        };
         update_peer(list, peer, params, down);
         set_single(primary);
+        Ok(before)
     }
-    Ok(())
 }
 
 /// The list holding the peer named by `target`, and the peer.

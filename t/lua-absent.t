@@ -66,4 +66,4 @@ unlike($conf, qr/lua_module/, 'the Lua module is not loaded');
 --- no_error_log
 lua
 [error]
-[warn]
+qr/\[warn\](?! \d+#\d+: dynamic upstream change: )/

@@ -36,6 +36,31 @@ impl ApiError {
     pub fn no_room(zone: &str, size: usize) -> Self {
         Self::new(507, "zone_full", format!("shared memory zone \"{zone}\" ({}) has no room left", human_size(size)))
     }
+
+    /// The dyups zone (`dyups_shm_zone_size`) has no room left: what to
+    /// change, and what changing it does.
+    pub fn dyups_full(zone: &str, size: usize) -> Self {
+        let mut e = Self::no_room(zone, size);
+        e.text.push_str(
+            ": raise dyups_shm_zone_size and reload; a new size makes a new zone, which starts with only the \
+             upstreams saved in dyups_upstream_conf",
+        );
+        e
+    }
+
+    /// A zone upstream the REST API replaced or deleted: the query API
+    /// and Lua's `ngx.dynamic` leave it alone until a restart finds no
+    /// entry for it in `file` (the `dyups_upstream_conf`, if any).
+    pub fn managed_by_dyups(name: &str, file: Option<&str>) -> Self {
+        let remove = file.map(|f| format!("remove its entry from {f} and ")).unwrap_or_default();
+        Self::conflict(
+            "managed_by_dyups",
+            format!(
+                "upstream \"{name}\" is managed through the REST API since it was replaced or deleted there: to \
+                 manage it here again, {remove}restart nginx (a reload keeps the REST API's copy)"
+            ),
+        )
+    }
 }
 
 /// The reason phrase nginx uses for a status code.
@@ -86,5 +111,15 @@ mod tests {
         let e = ApiError::no_room("backends", 64 * 1024);
         assert_eq!(e.status, 507);
         assert_eq!(e.text, "shared memory zone \"backends\" (64k) has no room left");
+        let e = ApiError::dyups_full("d", 2 * 1024 * 1024);
+        assert!(e.text.starts_with("shared memory zone \"d\" (2m) has no room left: raise dyups_shm_zone_size"));
+    }
+
+    #[test]
+    fn managed_by_dyups_says_how_to_hand_back() {
+        let e = ApiError::managed_by_dyups("b", Some("/var/lib/d.conf"));
+        assert_eq!(e.status, 409);
+        assert!(e.text.ends_with("manage it here again, remove its entry from /var/lib/d.conf and restart nginx (a reload keeps the REST API's copy)"));
+        assert!(ApiError::managed_by_dyups("b", None).text.contains("again, restart nginx"));
     }
 }

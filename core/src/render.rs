@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::address::Address;
 use crate::error::{reason_phrase, ApiError};
+use crate::peer::{Param, PeerParams, ServerSpec};
 
 /// One peer as the APIs show it: its configuration and live figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,6 +108,124 @@ pub fn json_error(e: &ApiError) -> String {
     serde_json::to_string(&body).unwrap_or_default() + "\n"
 }
 
+/// Who asked for a change, for the change log: the API (`query`, `rest`,
+/// `lua`, `c`), the client address and the authenticated user (`auth_basic`)
+/// when the change came through an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub api: &'static str,
+    pub client: Option<String>,
+    pub user: Option<String>,
+}
+
+impl Origin {
+    /// A change made from inside nginx (Lua, the C API): no client.
+    pub fn internal(api: &'static str) -> Self {
+        Self { api, client: None, user: None }
+    }
+}
+
+/// A peer's parameters before an update, copied out under the peers lock
+/// (a fixed-size value: nothing is allocated there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerValues {
+    pub weight: u64,
+    pub max_fails: u64,
+    pub fail_timeout: u64,
+    pub max_conns: u64,
+    pub down: bool,
+}
+
+/// An accepted change, as the change log tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// A peer's parameters (`params`, `down`) changed from `before`.
+    Update {
+        server: &'a Address,
+        before: PeerValues,
+        params: &'a PeerParams,
+        down: Option<bool>,
+    },
+    Add(&'a ServerSpec),
+    Remove(&'a Address),
+    /// A dyups upstream set to `after` servers; `before` is `None` when it
+    /// was created.
+    Replace {
+        before: Option<usize>,
+        after: usize,
+    },
+    Delete,
+}
+
+/// `dynamic upstream change: client=127.0.0.1 user=alice api=query upstream=backend: 10.0.0.5:80 weight 1 -> 10, down`
+pub fn change_line(origin: &Origin, upstream: &str, change: &Change) -> String {
+    format!("dynamic upstream change: {}: {}", who(origin, upstream), describe(change))
+}
+
+/// `dynamic upstream change refused: client=... upstream=backend: 400 server 10.0.0.9:80 is not in upstream "backend"`
+pub fn refusal_line(origin: &Origin, upstream: &str, e: &ApiError) -> String {
+    format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text)
+}
+
+fn who(origin: &Origin, upstream: &str) -> String {
+    let word = |w: &Option<String>| w.as_deref().map_or("-".into(), |w| crate::state::config_word(w).into_owned());
+    format!(
+        "client={} user={} api={} upstream={}",
+        word(&origin.client),
+        word(&origin.user),
+        origin.api,
+        crate::state::config_word(upstream)
+    )
+}
+
+fn describe(change: &Change) -> String {
+    match change {
+        Change::Update { server, before, params, down } => {
+            let mut parts = Vec::new();
+            let olds = [before.weight, before.max_fails, before.fail_timeout, before.max_conns];
+            for (param, old) in Param::ALL.into_iter().zip(olds) {
+                if let Some(new) = param.get(params) {
+                    parts.push(format!("{} {old} -> {new}", param.name()));
+                }
+            }
+            match down {
+                Some(true) => parts.push("down".into()),
+                Some(false) => parts.push("up".into()),
+                None => {}
+            }
+            if parts.is_empty() {
+                parts.push("no change".into());
+            }
+            format!("{server} {}", parts.join(", "))
+        }
+        Change::Add(spec) => {
+            let mut out = format!("added {}", spec.address);
+            let defaults = ServerSpec::new(spec.address.clone());
+            let values = [
+                ("weight", spec.weight, defaults.weight),
+                ("max_fails", spec.max_fails, defaults.max_fails),
+                ("fail_timeout", spec.fail_timeout, defaults.fail_timeout),
+                ("max_conns", spec.max_conns, defaults.max_conns),
+            ];
+            for (name, value, default) in values {
+                if value != default {
+                    let _ = write!(out, " {name}={value}");
+                }
+            }
+            for (flag, set) in [("backup", spec.backup), ("down", spec.down)] {
+                if set {
+                    let _ = write!(out, " {flag}");
+                }
+            }
+            out
+        }
+        Change::Remove(server) => format!("removed {server}"),
+        Change::Replace { before: Some(before), after } => format!("replaced: {before} servers -> {after}"),
+        Change::Replace { before: None, after } => format!("created: {after} servers"),
+        Change::Delete => "deleted".into(),
+    }
+}
+
 /// A peer with nginx's default parameters and no traffic, for tests.
 #[cfg(test)]
 pub(crate) fn test_peer(name: &str) -> PeerView {
@@ -193,5 +313,47 @@ mod tests {
         ] {
             assert!(j["peers"][0].get(f).is_some(), "{f}");
         }
+    }
+
+    fn origin() -> Origin {
+        Origin { api: "query", client: Some("127.0.0.1".into()), user: Some("alice".into()) }
+    }
+
+    #[test]
+    fn change_lines() {
+        let server: Address = Address::parse("10.0.0.5:80").unwrap();
+        let before = PeerValues { weight: 1, max_fails: 1, fail_timeout: 10, max_conns: 0, down: false };
+        let params = PeerParams { weight: Some(10), max_conns: Some(5), ..PeerParams::default() };
+        let update = Change::Update { server: &server, before, params: &params, down: Some(true) };
+        assert_eq!(
+            change_line(&origin(), "backend", &update),
+            "dynamic upstream change: client=127.0.0.1 user=alice api=query upstream=backend: \
+             10.0.0.5:80 weight 1 -> 10, max_conns 0 -> 5, down"
+        );
+        let nothing = PeerParams::default();
+        let up = Change::Update { server: &server, before, params: &nothing, down: Some(false) };
+        let lua = Origin::internal("lua");
+        assert_eq!(
+            change_line(&lua, "b", &up),
+            "dynamic upstream change: client=- user=- api=lua upstream=b: 10.0.0.5:80 up"
+        );
+        let mut spec = ServerSpec::new(server.clone());
+        spec.weight = 2;
+        spec.backup = true;
+        assert_eq!(describe(&Change::Add(&spec)), "added 10.0.0.5:80 weight=2 backup");
+        assert_eq!(describe(&Change::Remove(&server)), "removed 10.0.0.5:80");
+        assert_eq!(describe(&Change::Replace { before: Some(3), after: 4 }), "replaced: 3 servers -> 4");
+        assert_eq!(describe(&Change::Replace { before: None, after: 1 }), "created: 1 servers");
+        assert_eq!(describe(&Change::Delete), "deleted");
+    }
+
+    #[test]
+    fn refusal_line_quotes_odd_users() {
+        let who = Origin { api: "rest", client: Some("::1".into()), user: Some("a b".into()) };
+        let e = ApiError::not_found("upstream_not_found", "upstream \"x\" not found");
+        assert_eq!(
+            refusal_line(&who, "x", &e),
+            "dynamic upstream change refused: client=::1 user=\"a b\" api=rest upstream=x: 404 upstream \"x\" not found"
+        );
     }
 }

@@ -1,10 +1,18 @@
 package HttpClient;
-# A minimal keep-alive HTTP/1.1 client for the scripts (chaos, dyups-cycles,
-# the benchmarks): one connection per port or key, each request written with
-# one syscall (TCP_NODELAY). Fast enough to measure an admin API, and it can
-# set any Host header.
+# The scripts' HTTP/1.1 client (chaos, dyups-cycles, reload-loop, the
+# benchmarks), in two modes:
+#   request: keep-alive, one connection per port or key, each request written
+#            with one syscall (TCP_NODELAY); fast enough to measure an admin
+#            API, and it can set any Host header;
+#   once:    one request on a connection of its own (Connection: close), so a
+#            change is never sent twice nor left ambiguous by a kept-alive
+#            connection the server closed (the reload loop's writers).
+# Every read waits at most `timeout` seconds. (t/lib/NginxTest.pm has its own
+# client: the harness reports every header and error text a test asserts,
+# and t/ does not depend on scripts/.)
 use strict;
 use warnings;
+use IO::Select;
 use IO::Socket::INET;
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
@@ -33,7 +41,7 @@ sub request {
         return _no_answer("connect: $!") unless $s;
         my $written = syswrite($s, $req);
         if (defined $written && $written == length $req) {
-            my $res = _read_response($s, $method eq 'HEAD');
+            my $res = _read_response($s, $method eq 'HEAD', $self->{timeout});
             return $res if $res;
         }
         # The server closed a kept-alive connection: one retry on a new one.
@@ -46,13 +54,22 @@ sub request {
 # forget(KEY): closes the kept-alive connection of KEY (if any).
 sub forget { delete $_[0]{conn}{$_[1]} }
 
-# once(METHOD, PORT, PATH, HOST): one request on a connection of its own
-# (Connection: close); with reuseport, each lands on a hashed worker.
+# once(METHOD, PORT, PATH, HOST, BODY, HEADERS): one request on a connection
+# of its own (Connection: close), HEADERS a hashref of extra headers; with
+# reuseport, each lands on a hashed worker. Never retried.
 sub once {
-    my ($self, $method, $port, $path, $host) = @_;
+    my ($self, $method, $port, $path, $host, $body, $headers) = @_;
+    $body //= '';
     my $s = $self->_connect($port) or return _no_answer("connect: $!");
-    syswrite($s, "$method $path HTTP/1.1\r\nHost: " . ($host // 'localhost') . "\r\nConnection: close\r\n\r\n");
-    my $res = _read_response($s, $method eq 'HEAD');
+    my $extra = join '', map { "$_: $headers->{$_}\r\n" } sort keys %{ $headers // {} };
+    my $req = "$method $path HTTP/1.1\r\nHost: " . ($host // 'localhost') . "\r\nConnection: close\r\n$extra"
+            . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    my $off = 0;
+    while ($off < length $req) {
+        my $n = syswrite($s, $req, length($req) - $off, $off) or return _no_answer("write: $!");
+        $off += $n;
+    }
+    my $res = _read_response($s, $method eq 'HEAD', $self->{timeout});
     close $s;
     return $res // _no_answer('no response');
 }
@@ -67,11 +84,14 @@ sub _connect {
 
 sub _no_answer { return { status => 599, content => $_[0], head => '', success => 0 } }
 
-# One response: by Content-Length, chunked, or none (HEAD, 204, 304).
+# One response: by Content-Length, chunked, or none (HEAD, 204, 304);
+# undef if the connection closes first or a read waits over TIMEOUT seconds.
 sub _read_response {
-    my ($s, $head_only) = @_;
+    my ($s, $head_only, $timeout) = @_;
+    my $sel = IO::Select->new($s);
+    my $more = sub { $sel->can_read($timeout) && sysread($s, $_[0], 65536, length $_[0]) };
     my $buf = '';
-    while ($buf !~ /\r\n\r\n/) { sysread($s, $buf, 65536, length $buf) or return undef }
+    while ($buf !~ /\r\n\r\n/) { $more->($buf) or return undef }
     my ($head, $rest) = split /\r\n\r\n/, $buf, 2;
     my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
     my $content = '';
@@ -79,11 +99,11 @@ sub _read_response {
         # no body
     } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
         while (1) {
-            while ($rest !~ /\r\n/) { sysread($s, $rest, 65536, length $rest) or return undef }
+            while ($rest !~ /\r\n/) { $more->($rest) or return undef }
             my ($size) = $rest =~ /^([0-9a-fA-F]+)/;
             $rest =~ s/^[^\r]*\r\n//;
             my $n = hex $size;
-            while (length $rest < $n + 2) { sysread($s, $rest, 65536, length $rest) or return undef }
+            while (length $rest < $n + 2) { $more->($rest) or return undef }
             $content .= substr($rest, 0, $n);
             $rest = substr($rest, $n + 2);
             last if $n == 0;
@@ -91,7 +111,7 @@ sub _read_response {
     } else {
         my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
         $len //= 0;
-        while (length $rest < $len) { sysread($s, $rest, 65536, length $rest) or return undef }
+        while (length $rest < $len) { $more->($rest) or return undef }
         $content = substr($rest, 0, $len);
     }
     return { status => $status, content => $content, head => $head, success => $status < 300 };

@@ -1,52 +1,30 @@
 package RL;
 # Shared by scripts/reload-loop/client.pl and check.pl: a one-request-per-
-# connection HTTP client (so a change is never sent twice and never left
-# ambiguous by a closed keep-alive connection), the models of the two
-# state files, and how the module renders and lists them.
+# connection HTTP client (scripts/lib/HttpClient.pm's `once`: a change is
+# never sent twice and never left ambiguous by a closed keep-alive
+# connection), the models of the two state files, and how the module
+# renders and lists them.
 use strict;
 use warnings;
-use IO::Select;
-use IO::Socket::INET;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HttpClient;
 use Exporter 'import';
 
 our @EXPORT = qw(http slurp HEADER zone_text zone_line dyups_blocks dyups_get_text file_blocks parse_detail);
 
 use constant HEADER => "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
+my $client = HttpClient->new(timeout => 10);
+
 # http(METHOD, PORT, PATH, BODY, HOST, HEADERS) -> { status, body, worker };
 # status 599 when there was no complete answer; worker is the X-Worker
 # header (the answering worker's pid), if any.
 sub http {
     my ($method, $port, $path, $body, $host, $headers) = @_;
-    $body //= '';
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 10)
-        or return { status => 599, body => "connect: $!" };
-    binmode $s;
-    my $extra = join '', map { "$_: $headers->{$_}\r\n" } sort keys %{ $headers // {} };
-    my $req = "$method $path HTTP/1.1\r\nHost: " . ($host // 'localhost') . "\r\nConnection: close\r\n$extra"
-            . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-    my $off = 0;
-    while ($off < length $req) {
-        my $n = syswrite($s, $req, length($req) - $off, $off);
-        return { status => 599, body => "write: $!" } unless $n;
-        $off += $n;
-    }
-    my $raw = '';
-    my $sel = IO::Select->new($s);
-    while (1) {
-        $sel->can_read(10) or return { status => 599, body => "timeout; got: $raw" };
-        my $n = sysread($s, $raw, 65536, length $raw);
-        return { status => 599, body => "read: $!" } unless defined $n;
-        last if $n == 0;
-    }
-    my ($head, $content) = split /\r\n\r\n/, $raw, 2;
-    my ($status) = ($head // '') =~ m{\AHTTP/1\.\d (\d{3})};
-    return { status => 599, body => "no status line: $raw" } unless $status;
-    my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-    my ($worker) = $head =~ /^X-Worker:\s*(\d+)/mi;
-    $content //= '';
-    $content = substr($content, 0, $len) if defined $len;
-    return { status => $status, body => $content, worker => $worker };
+    my $res = $client->once($method, $port, $path, $host, $body, $headers);
+    my ($worker) = $res->{head} =~ /^X-Worker:\s*(\d+)/mi;
+    return { status => $res->{status}, body => $res->{content}, worker => $worker };
 }
 
 sub slurp {

@@ -1,0 +1,188 @@
+# The change log: every accepted change writes one [warn] line, every
+# refused change one [info] line with its reason, to the error log:
+#   dynamic upstream change: client=ADDR user=USER api=API upstream=NAME: WHAT
+#   dynamic upstream change refused: client=ADDR user=USER api=API upstream=NAME: STATUS REASON
+# (client and user are `-` when unknown: no auth_basic user, or a change made
+# through Lua or the C API). Each block compares the exact lines, in order.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::Lua;
+
+# The change-log lines of the error log so far, as `[level] text`.
+sub change_lines {
+    return [ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$1] $2") : () }
+             split /\n/, error_log_text() ];
+}
+
+# Writes an htpasswd file with `admin:secret` and returns the
+# Authorization header that logs in as admin.
+sub admin_login {
+    require MIME::Base64;
+    my $file = data_dir() . '/htpasswd';
+    open(my $fh, '>', $file) or die "$file: $!";
+    print $fh 'admin:' . crypt('secret', 'ab') . "\n";
+    close $fh or die "$file: $!";
+    chmod 0644, $file;
+    return { Authorization => 'Basic ' . MIME::Base64::encode_base64('admin:secret', '') };
+}
+
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dynamic => 'ngx.dynamic', dyups => 'ngx.dyups']);
+
+run_tests();
+__DATA__
+
+=== TEST 1: query API: update, down, up, add, remove, and refusals (no user)
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; server 127.0.0.1:30002; }
+--- config
+location /dynamic { dynamic_upstream; }
+location /ro { dynamic_upstream; dynamic_upstream_read_only on; }
+--- steps
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&weight=10&max_fails=3
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&down=
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30005&weight=2&add=
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30006&add=&backup=
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30005&remove=
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30009&remove=
+<<< 400 any
+>>> GET /dynamic?upstream=nope&server=127.0.0.1:30009&remove=
+<<< 404 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&weight=0
+<<< 400 any
+>>> GET /ro?upstream=backends&server=127.0.0.1:30001&down=
+<<< 403 any
+>>> GET /dynamic?upstream=backends
+<<< 200 any
+--- perl
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 10, max_fails 1 -> 3',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 down',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 up',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: added 127.0.0.1:30005 weight=2',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: added 127.0.0.1:30006 backup',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: removed 127.0.0.1:30005',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 400 server 127.0.0.1:30009 is not in upstream "backends"',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=nope: 404 upstream "nope" not found',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=-: 400 weight must be an integer from 1 to 1000000',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 403 this location only lists upstreams (dynamic_upstream_read_only on)',
+], 'one line per change and per refusal; listings log nothing');
+
+=== TEST 2: query API behind auth_basic: the user is logged
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+--- config
+location /dynamic {
+    auth_basic "upstream admin";
+    auth_basic_user_file $TEST_NGINX_DATA_DIR/htpasswd;
+    dynamic_upstream;
+}
+--- perl
+my $admin = main::admin_login();
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30001&weight=4', undef, $admin)->{status}, 200, 'changed');
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30009&down=', undef, $admin)->{status}, 400, 'refused');
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 4',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=query upstream=backends: 400 server 127.0.0.1:30009 is not in upstream "backends"',
+], 'the authenticated user is in the lines');
+
+=== TEST 3: REST API behind auth_basic: create, replace (also an upstream of the configuration), delete, refusals
+--- http_config
+upstream conf_up { server 127.0.0.1:30001; server 127.0.0.1:30002; server 127.0.0.1:30003; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / { dyups_interface; dyups_read_only on; }
+}
+--- config
+location / {
+    auth_basic "upstream admin";
+    auth_basic_user_file $TEST_NGINX_DATA_DIR/htpasswd;
+    dyups_interface;
+}
+--- perl
+my $admin = main::admin_login();
+my $post = sub { http('POST', $_[0], $_[1], $admin)->{status} };
+is($post->('/upstream/dyn', 'server 127.0.0.1:30001;'), 200, 'created');
+is($post->('/upstream/dyn', 'server 127.0.0.1:30001; server 127.0.0.1:30002;'), 200, 'replaced');
+is($post->('/upstream/conf_up', "server 127.0.0.1:30001;\nserver 127.0.0.1:30002;\nserver 127.0.0.1:30003;\nserver 127.0.0.1:30004;"), 200, 'configuration upstream replaced');
+is(http('DELETE', '/upstream/dyn', undef, $admin)->{status}, 200, 'deleted');
+is(http('DELETE', '/upstream/dyn', undef, $admin)->{status}, 404, 'already deleted');
+is($post->('/upstream/dyn', 'servr 1.2.3.4;'), 400, 'bad body');
+is(http('DELETE', 'http://127.0.0.1:' . port(1) . '/upstream/conf_up')->{status}, 403, 'read-only location');
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: created: 1 servers',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: replaced: 1 servers -> 2',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=conf_up: replaced: 3 servers -> 4',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: deleted',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 404 upstream "dyn" not found',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 400 add server failed: unknown directive "servr"',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream=conf_up: 403 this location only lists upstreams (dyups_read_only on)',
+], 'one line per change and per refusal');
+
+=== TEST 4: Lua (ngx.dynamic and ngx.dyups): api=lua, no client
+--- modules: lua
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+--- config
+$TEST_NGINX_LUA_EVAL
+--- perl
+is(main::lua('return show(dynamic.update_peer("backends", "127.0.0.1:30001", { weight = 7 }))'), 'true', 'update');
+is(main::lua('return show(dynamic.set_peer_down("backends", "127.0.0.1:30001", true))'), 'true', 'down');
+is(main::lua('return show(dynamic.add_peer("backends", "127.0.0.1:30002"))'), 'true', 'add');
+is(main::lua('return show(dynamic.remove_peer("backends", "127.0.0.1:30002"))'), 'true', 'remove');
+is(main::lua('return show(dyups.update("luadyn", "server 127.0.0.1:30001;"))'), '200, "success"', 'dyups update');
+is(main::lua('return show(dyups.delete("luadyn"))'), '200, "success"', 'dyups delete');
+is(main::lua('return show(dyups.delete("luadyn"))'), '404, "upstream \"luadyn\" not found"', 'dyups delete again');
+is(main::lua('return show(dynamic.remove_peer("backends", "127.0.0.1:0"))'), 'nil, "server address \\"127.0.0.1:0\\" has a port outside 1-65535"', 'bad address');
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 1 -> 7',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 down',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: added 127.0.0.1:30002',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: removed 127.0.0.1:30002',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: created: 1 servers',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: deleted',
+    '[info] dynamic upstream change refused: client=- user=- api=lua upstream=luadyn: 404 upstream "luadyn" not found',
+    '[info] dynamic upstream change refused: client=- user=- api=lua upstream=backends: 400 server address "127.0.0.1:0" has a port outside 1-65535',
+], 'api=lua');
+
+=== TEST 5: C API: api=c, no client
+--- modules: lua
+--- http_config
+init_by_lua_block {
+    require("ffi").cdef[[
+        typedef struct { size_t len; unsigned char *data; } ngx_str_t;
+        typedef struct { unsigned char *pos; unsigned char *last; } ngx_buf_prefix_t;
+        intptr_t ngx_dyups_update_upstream(ngx_str_t *name, ngx_buf_prefix_t *buf, ngx_str_t *rv);
+        intptr_t ngx_dyups_delete_upstream(ngx_str_t *name, ngx_str_t *rv);
+    ]]
+}
+--- config
+location /c {
+    content_by_lua_block {
+        local ffi = require "ffi"
+        local name, body = "cdyn", "server 127.0.0.1:30001;"
+        local n = ffi.new("ngx_str_t", #name, ffi.cast("unsigned char *", name))
+        local b = ffi.new("ngx_buf_prefix_t")
+        b.pos = ffi.cast("unsigned char *", body)
+        b.last = b.pos + #body
+        local rv = ffi.new("ngx_str_t")
+        local updated = tonumber(ffi.C.ngx_dyups_update_upstream(n, b, rv))
+        local deleted = tonumber(ffi.C.ngx_dyups_delete_upstream(n, rv))
+        ngx.print(updated, " ", deleted)
+    }
+}
+--- request
+GET /c
+--- response_body chomp
+200 200
+--- perl
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=- user=- api=c upstream=cdyn: created: 1 servers',
+    '[warn] dynamic upstream change: client=- user=- api=c upstream=cdyn: deleted',
+], 'api=c');
