@@ -4,7 +4,8 @@
 # (version from Cargo.toml), whose path is the last line printed.
 #
 # With Debian's own tooling, as Debian's libnginx-mod-* packages are built:
-# packaging/debian/ runs `dh --with nginx`, so dh_nginx (from nginx-dev)
+# packaging/debian/rules runs `dh` and calls dh_nginx (from nginx-dev) after
+# dh_install; dh_nginx
 #  - installs the .so into /usr/lib/nginx/modules/ and
 #    mod-http-dynamic-upstream.conf (its load_module line) into
 #    /usr/share/nginx/modules-available/;

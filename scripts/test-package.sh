@@ -30,6 +30,9 @@ pid_file=/run/nginx.pid
 
 skip() { echo "test-package: skipped: $*"; exit 0; }
 [ "$(id -u)" -eq 0 ] || skip "installing a package needs root"
+# One run at a time: two would share /etc/nginx, the package and the pid file.
+exec 9>/run/lock/nginx-dynamic-upstream-test-package.lock
+flock -n 9 || skip "another test-package.sh runs"
 status=$(dpkg-query -W -f='${db:Status-Status}' "$name" 2>/dev/null || true)
 [ -z "$status" ] || [ "$status" = not-installed ] || skip "$name is $status already"
 [ ! -e "$state" ] || skip "$state exists already"
@@ -47,9 +50,17 @@ chmod 755 "$tmp"   # the workers (www-data) use its temporary directories
 # nginx -t with the stock configuration chowns its temporary directories to
 # www-data: their owners are restored afterwards.
 owners=$(stat -c '%u %n' /var/lib/nginx/*/ 2>/dev/null || true)
+# The master this test started (set once it runs): the only nginx it stops.
+master=
+stop_master() {
+    [ -n "$master" ] || return 0
+    kill -QUIT "$master" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+    master=
+}
 cleanup() {
     local status=$?
-    stop_by_pid_file "$pid_file"
+    stop_master
     $pid_file_existed || rm -f "$pid_file"
     rm -f "$site"
     dpkg-query -W "$name" >/dev/null 2>&1 && dpkg --purge "$name" >/dev/null
@@ -114,6 +125,10 @@ for line in "include $site;" "error_log $tmp/error.log;" "access_log $tmp/access
 done
 ! grep -q 'sites-enabled/\*\|conf\.d' "$conf" || fail "the copy of /etc/nginx/nginx.conf still includes other sites"
 "$NGINX_BIN" -c "$conf" -e "$tmp/error.log"
+# The daemon writes its pid file after the launcher returned.
+for _ in $(seq 1 50); do running && break; sleep 0.1; done
+running || fail "nginx did not start (see $tmp/error.log)"
+master=$(cat "$pid_file")
 
 # Polls URL until it answers (5 s).
 wait_for() {
@@ -166,8 +181,8 @@ fi
 # nginx package's postinst reloads nginx through invoke-rc.d (nginx -t
 # first), unless policy-rc.d denies service actions, as in Docker images.
 # Either way the changes are still there.
-workers() { pgrep -P "$(cat "$pid_file")" | sort; }
-master=$(cat "$pid_file") workers_before=$(workers)
+workers() { pgrep -P "$master" | sort; }
+workers_before=$(workers)
 out=$(dpkg -i "$deb" 2>&1)
 [[ "$out" == *"Processing triggers for nginx "* ]] || fail "dpkg -i did not trigger nginx-reload: $out"
 if [ -x /usr/sbin/policy-rc.d ] && { /usr/sbin/policy-rc.d nginx reload >/dev/null 2>&1; [ $? -eq 101 ]; }; then
@@ -185,7 +200,7 @@ expect 200 "backend $(port 8082)$nl" -H 'Host: demo' "http://127.0.0.1:$(port 80
 ok "dpkg -i while nginx runs: the nginx-reload trigger ran, nginx $reloaded, changes kept"
 
 # 5. Stop, remove, purge.
-stop_by_pid_file "$pid_file"
+stop_master
 ! grep -E '\[(alert|crit|emerg)\]|exited on signal' "$tmp/error.log" || fail "$tmp/error.log"
 rm "$site"
 dpkg -r "$name" >/dev/null
