@@ -186,3 +186,29 @@ is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=- user=- api=c upstream=cdyn: created: 1 servers',
     '[warn] dynamic upstream change: client=- user=- api=c upstream=cdyn: deleted',
 ], 'api=c');
+
+=== TEST 6: control characters in the client's name or user never reach the log raw: they are escaped
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / { dyups_interface; dyups_read_only on; }
+}
+--- config
+location /dynamic {
+    # $remote_user decodes the Authorization header: no password checked.
+    set $who $remote_user;
+    dynamic_upstream;
+}
+--- perl
+require MIME::Base64;
+my $user = { Authorization => 'Basic ' . MIME::Base64::encode_base64("a\x1b[2J\x07\x00\x7f\xc2\x85\xe2\x80\xaeb:x", '') };
+is(http('GET', '/dynamic?upstream=x%1b&server=127.0.0.1:30001&down=', undef, $user)->{status}, 400, 'query API');
+is(http('DELETE', 'http://127.0.0.1:' . port(1) . '/upstream/x%1b[2J%07%7f%c2%85')->{status}, 403, 'REST API, read-only');
+is_deeply(main::change_lines(), [
+    '[info] dynamic upstream change refused: client=127.0.0.1 user="a\x1b[2J\x07\x00\x7f\u{85}\u{202e}b" api=query upstream=-: 400 query string has control characters',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream="x\x1b[2J\x07\x7f\u{85}": 403 this location only lists upstreams (dyups_read_only on)',
+], 'escaped as \xNN (ASCII) or \u{N} (other non-printing characters)');
+my $log = NginxTest::Files::slurp(data_dir() . '/../logs/error.log');
+my @raw = grep { /dynamic upstream change/ && /[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80\xae/ } split /\n/, $log;
+is(scalar @raw, 0, 'no raw control byte in any change line') or diag(join "\n", @raw);

@@ -159,12 +159,41 @@ pub enum Change<'a> {
 
 /// `dynamic upstream change: client=127.0.0.1 user=alice api=query upstream=backend: 10.0.0.5:80 weight 1 -> 10, down`
 pub fn change_line(origin: &Origin, upstream: &str, change: &Change) -> String {
-    format!("dynamic upstream change: {}: {}", who(origin, upstream), describe(change))
+    printable(&format!("dynamic upstream change: {}: {}", who(origin, upstream), describe(change))).into_owned()
 }
 
 /// `dynamic upstream change refused: client=... upstream=backend: 400 server 10.0.0.9:80 is not in upstream "backend"`
 pub fn refusal_line(origin: &Origin, upstream: &str, e: &ApiError) -> String {
-    format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text)
+    printable(&format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text)).into_owned()
+}
+
+/// `text` with every non-printing character escaped, for a log line whose
+/// fields come from a request (user, upstream name, reason): control
+/// characters (`char::is_control`: C0, DEL, C1) as `\xNN` below 0x80 and
+/// `\u{N}` above, and so are the invisible format characters (zero-width,
+/// line and paragraph separators, bidi overrides, BOM), so no field can
+/// forge a line or hide or reorder what follows it.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    };
+    if !text.chars().any(hidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !hidden(c) => out.push(c),
+            c if c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+    }
+    out.into()
 }
 
 fn who(origin: &Origin, upstream: &str) -> String {
@@ -345,6 +374,33 @@ mod tests {
         assert_eq!(describe(&Change::Replace { before: Some(3), after: 4 }), "replaced: 3 servers -> 4");
         assert_eq!(describe(&Change::Replace { before: None, after: 1 }), "created: 1 servers");
         assert_eq!(describe(&Change::Delete), "deleted");
+    }
+
+    #[test]
+    fn printable_escapes_every_non_printing_character() {
+        assert_eq!(printable("plain text, \"quoted\" é ü 名"), "plain text, \"quoted\" é ü 名");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("a\u{1b}[2J\u{7}\0\u{7f}\t\n\rb"), "a\\x1b[2J\\x07\\x00\\x7f\\x09\\x0a\\x0db");
+        assert_eq!(printable("\u{85}\u{9f}\u{200b}\u{2028}\u{202e}\u{2066}\u{feff}x"), "\\u{85}\\u{9f}\\u{200b}\\u{2028}\\u{202e}\\u{2066}\\u{feff}x");
+        // Every char below 0x20, DEL and C1 is escaped.
+        for c in (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32) {
+            assert!(printable(&c.to_string()).starts_with('\\'), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn log_lines_carry_no_raw_control_character() {
+        let who = Origin { api: "query", client: Some("127.0.0.1".into()), user: Some("a\u{1b}]0;x\u{7}\u{85}".into()) };
+        let e = ApiError::not_found("upstream_not_found", "upstream \"x\u{1b}[2J\0\" not found");
+        assert_eq!(
+            refusal_line(&who, "x\u{1b}[2J\0", &e),
+            "dynamic upstream change refused: client=127.0.0.1 user=\"a\\x1b]0;x\\x07\\u{85}\" api=query \
+             upstream=\"x\\x1b[2J\\x00\": 404 upstream \"x\\x1b[2J\\x00\" not found"
+        );
+        assert_eq!(
+            change_line(&who, "b\u{7f}", &Change::Delete),
+            "dynamic upstream change: client=127.0.0.1 user=\"a\\x1b]0;x\\x07\\u{85}\" api=query upstream=\"b\\x7f\": deleted"
+        );
     }
 
     #[test]
