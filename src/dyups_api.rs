@@ -11,12 +11,12 @@ use dynamic_upstream_core::dyups::{
 use dynamic_upstream_core::render::json_error;
 use std::collections::{HashMap, HashSet};
 
-use dynamic_upstream_core::render::{Change, Origin};
+use dynamic_upstream_core::render::Change;
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::{log_change, log_refusal};
+use crate::dynamic_api::{log_change, log_refusal, Requester};
 use crate::dyups_registry::{Dyups, ReadSection, RecordView};
 use crate::dyups_worker::is_front;
 use crate::http_io::{HttpRequest, Response};
@@ -30,7 +30,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// its body is read).
 pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
     let json = req.wants_json();
-    let origin = req.origin("rest");
+    let origin = req.requester("rest");
     let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
         (_, None) => Err(ApiError::not_found(
             "no_route",
@@ -72,7 +72,7 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
     let is_json_body = req
         .header_in("content-type")
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
-    match update_upstream(&name, body, is_json_body, trylock, &req.origin("rest")) {
+    match update_upstream(&name, body, is_json_body, trylock, &req.requester("rest")) {
         Ok(()) => Response::text(200, "success"),
         Err(e) => error_response(&e, json),
     }
@@ -81,18 +81,18 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
 /// Creates or replaces `name` from a body of `server ...;` statements (or
 /// JSON): the operation behind POST, the C API and Lua. Logs the change,
 /// or why it was refused.
-pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool, origin: &Origin) -> Result<(), ApiError> {
+pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
     logged(origin, name, replace(name, body, is_json, trylock))
 }
 
 /// Deletes `name`: the operation behind DELETE, the C API and Lua.
-pub fn delete_upstream(name: &str, trylock: bool, origin: &Origin) -> Result<(), ApiError> {
+pub fn delete_upstream(name: &str, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
     logged(origin, name, delete_record(name, trylock).map(|()| Change::Delete))
 }
 
 /// Logs `result` (the change made, or the refusal), then saves the state
 /// file after a change.
-fn logged(origin: &Origin, name: &str, result: Result<Change<'static>, ApiError>) -> Result<(), ApiError> {
+fn logged(origin: &Requester, name: &str, result: Result<Change<'static>, ApiError>) -> Result<(), ApiError> {
     match result {
         Ok(change) => {
             log_change(origin, name, &change);
@@ -151,7 +151,7 @@ fn check_hash_key(spec: &UpstreamSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn delete(name: &str, trylock: bool, origin: &Origin) -> Result<Response, ApiError> {
+fn delete(name: &str, trylock: bool, origin: &Requester) -> Result<Response, ApiError> {
     delete_upstream(name, trylock, origin).map(|()| Response::text(200, "success"))
 }
 

@@ -10,12 +10,11 @@
 use core::ffi::c_int;
 use core::slice;
 
-use dynamic_upstream_core::render::Origin;
 use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::{log_refusal, perform};
+use crate::dynamic_api::{log_refusal, perform, Requester};
 use crate::dyups_api::{delete_upstream, update_upstream};
 use crate::entry::request_guard;
 
@@ -70,8 +69,8 @@ pub fn in_running_process() -> bool {
 }
 
 /// Changes made through Lua: no client address at hand.
-fn lua() -> Origin {
-    Origin::internal("lua")
+fn lua() -> Requester {
+    Requester::internal("lua")
 }
 
 /// Applies the change `action` builds to the zone upstream `zone`; a

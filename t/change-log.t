@@ -212,3 +212,33 @@ is_deeply(main::change_lines(), [
 my $log = NginxTest::Files::slurp(data_dir() . '/../logs/error.log');
 my @raw = grep { /dynamic upstream change/ && /[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80\xae/ } split /\n/, $log;
 is(scalar @raw, 0, 'no raw control byte in any change line') or diag(join "\n", @raw);
+
+=== TEST 7: lines from a request go to the log of its location: an error_log at warn there shows them when the main one is at error
+--- log_level: error
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / {
+        error_log $TEST_NGINX_DATA_DIR/admin.log info;
+        dyups_interface;
+    }
+}
+--- config
+location /dynamic {
+    error_log $TEST_NGINX_DATA_DIR/admin.log warn;
+    dynamic_upstream;
+}
+--- perl
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30001&weight=4')->{status}, 200, 'query API change');
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30009&down=')->{status}, 400, 'query API refusal (info: not shown at warn)');
+my $rest = 'http://127.0.0.1:' . port(1) . '/upstream/dyn';
+is(http('POST', $rest, 'server 127.0.0.1:30001;')->{status}, 200, 'REST change');
+is(http('POST', $rest, 'servr 1.2.3.4;')->{status}, 400, 'REST refusal');
+my $admin = NginxTest::Files::slurp(data_dir() . '/admin.log') // '';
+is_deeply([ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$1] $2") : () } split /\n/, $admin ], [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 4',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=rest upstream=dyn: created: 1 servers',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream=dyn: 400 add server failed: unknown directive "servr"',
+], "the admin locations' error_log has the lines, at their levels");
+is_deeply(main::change_lines(), [], 'the main error_log (at error) has none');
