@@ -53,28 +53,28 @@ fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(
 /// operation behind the query-string API and Lua's `ngx.dynamic`. Logs the
 /// change, or why a change was refused.
 pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream, ApiError> {
-    let result = change(name, action, origin);
-    if let (Err(e), false) = (&result, *action == Action::List) {
-        log_refusal(origin, name, e);
-    }
-    result
-}
-
-fn change(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream, ApiError> {
-    let zone = ZoneUpstream::find(name)?;
+    let refused = |e: ApiError| {
+        if *action != Action::List {
+            log_refusal(origin, name, &e);
+        }
+        e
+    };
+    let zone = ZoneUpstream::find(name).map_err(refused)?;
     if *action == Action::List {
         return Ok(zone);
     }
-    let _guard = ChangeGuard::for_zone_upstream(&zone)?;
+    let _guard = ChangeGuard::for_zone_upstream(&zone).map_err(refused)?;
     // Reaping first frees what earlier removals retired and no request holds
     // any more (room for an add); reaping after frees what this one retired,
     // unless a request holds it.
     reclaim::reap(&zone);
-    let change = zone.apply(action)?;
+    let change = zone.apply(action).map_err(refused)?;
     reclaim::reap(&zone);
     if let Some(change) = change {
         log_change(origin, &zone.name(), &change);
     }
+    // The change is live: a state file not written is logged as that (an
+    // [error] naming the file), not as a refused change.
     save_zone_upstream(&zone)?;
     Ok(zone)
 }

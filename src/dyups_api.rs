@@ -87,14 +87,19 @@ pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool, or
 
 /// Deletes `name`: the operation behind DELETE, the C API and Lua.
 pub fn delete_upstream(name: &str, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
-    logged(origin, name, delete_record(name, trylock).map(|()| Change::Delete))
+    logged(origin, name, delete_record(name, trylock).map(|guard| (Change::Delete, guard)))
 }
 
 /// Logs `result` (the change made, or the refusal), then saves the state
-/// file after a change.
-fn logged(origin: &Requester, name: &str, result: Result<Change<'static>, ApiError>) -> Result<(), ApiError> {
+/// file after a change, still holding the change's guard (a failure to save
+/// is logged as that, not as a refused change: the change is live).
+fn logged(
+    origin: &Requester,
+    name: &str,
+    result: Result<(Change<'static>, ChangeGuard), ApiError>,
+) -> Result<(), ApiError> {
     match result {
-        Ok(change) => {
+        Ok((change, _guard)) => {
             log_change(origin, name, &change);
             save_dyups()
         }
@@ -105,14 +110,14 @@ fn logged(origin: &Requester, name: &str, result: Result<Change<'static>, ApiErr
     }
 }
 
-fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<Change<'static>, ApiError> {
+fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(Change<'static>, ChangeGuard), ApiError> {
     validate_upstream_name(name)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
     check_hash_key(&spec)?;
     let dyups = registry()?;
-    let _guard = ChangeGuard::for_dyups(trylock)?;
+    let guard = ChangeGuard::for_dyups(trylock)?;
     // Until its first replacement, an upstream of the configuration has no
     // record: it had the configuration's servers.
     let config_servers = config_upstream(name)
@@ -120,18 +125,18 @@ fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<Chan
         .map(|(_, uscf)| Source::Config(uscf).peers(&ReadSection::new(&dyups)).len());
     let before = dyups.replace(name, &spec, trylock)?.or(config_servers);
     crate::dyups_worker::sync_if_moved();
-    Ok(Change::Replace { before, after: spec.servers.len() })
+    Ok((Change::Replace { before, after: spec.servers.len() }, guard))
 }
 
-fn delete_record(name: &str, trylock: bool) -> Result<(), ApiError> {
+fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {
     validate_upstream_name(name)?;
     let dyups = registry()?;
-    let _guard = ChangeGuard::for_dyups(trylock)?;
+    let guard = ChangeGuard::for_dyups(trylock)?;
     if !dyups.delete(name, in_config(name), trylock)? {
         return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
     }
     crate::dyups_worker::sync_if_moved();
-    Ok(())
+    Ok(guard)
 }
 
 /// A hash key may only use variables nginx knows.

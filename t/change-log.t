@@ -242,3 +242,30 @@ is_deeply([ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream=dyn: 400 add server failed: unknown directive "servr"',
 ], "the admin locations' error_log has the lines, at their levels");
 is_deeply(main::change_lines(), [], 'the main error_log (at error) has none');
+
+=== TEST 8: a state file that cannot be written: the change is logged (it is live), the failure as an [error], no "change refused"
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream backends {
+    zone backends 64k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:30001;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { dyups_interface; }
+--- perl
+chmod(0555, data_dir()) or die "chmod: $!";
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30001&weight=5')->{status}, 500, 'query API: not saved');
+is(http('POST', '/upstream/dyn', 'server 127.0.0.1:30001;')->{status}, 500, 'REST API: not saved');
+chmod(0777, data_dir()) or die "chmod: $!";
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 5',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=rest upstream=dyn: created: 1 servers',
+], 'the changes, and no refusal');
+my @errors = grep { /\[error\]/ } split /\n/, error_log_text();
+is(scalar @errors, 2, 'one [error] per state file');
+like($errors[0] // '', qr/could not write state file "[^"]*backends\.state": Permission denied/, 'the zone state file');
+like($errors[1] // '', qr/could not write state file "[^"]*dyups\.conf": Permission denied/, 'the dyups file');
+--- allow_error_log
+qr/\[error\].*could not write state file/
