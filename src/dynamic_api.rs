@@ -24,7 +24,11 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let result = if req.is_get_or_head() {
         run(&args, read_only, req.method_name() == "HEAD", &origin)
     } else {
-        Err(ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted"))
+        let e = ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted");
+        Err(match QueryRequest::parse(&args) {
+            Ok(request) => refuse(&origin, &request, e),
+            Err(_) => e,
+        })
     };
     match result {
         Ok((request, zone)) => render(&request, &zone, json),
@@ -36,17 +40,26 @@ fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(
     // Unparsed, a request might have been a change: say why it was refused.
     let request = QueryRequest::parse(args).inspect_err(|e| log_refusal(origin, "-", e))?;
     if read_only && request.action != Action::List {
-        let e = read_only_error("dynamic_upstream_read_only");
-        log_refusal(origin, &request.upstream, &e);
-        return Err(e);
+        return Err(refuse(origin, &request, read_only_error("dynamic_upstream_read_only")));
     }
     if head && request.action != Action::List {
         // HEAD must not change anything (it may still say 404).
-        ZoneUpstream::find(&request.upstream)?;
-        return Err(ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"));
+        let e = match ZoneUpstream::find(&request.upstream) {
+            Err(e) => e,
+            Ok(_) => ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"),
+        };
+        return Err(refuse(origin, &request, e));
     }
     let zone = perform(&request.upstream, &request.action, origin)?;
     Ok((request, zone))
+}
+
+/// Refuses `request` with `e`, logged if it asked for a change.
+fn refuse(origin: &Requester, request: &QueryRequest, e: ApiError) -> ApiError {
+    if request.action != Action::List {
+        log_refusal(origin, &request.upstream, &e);
+    }
+    e
 }
 
 /// Finds the zone upstream `name` and applies `action` to it: the one

@@ -45,7 +45,14 @@ pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
         }
         ("DELETE", Some(Route::Upstream(name))) => delete(&name, trylock, &origin),
         ("POST", Some(Route::Upstream(_))) => Err(ApiError::new(500, "internal", "body not read")),
-        _ => Err(ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted")),
+        (_, route) => {
+            let e = ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted");
+            // Any other method on an upstream asked to change it.
+            if let Some(Route::Upstream(name)) = route {
+                log_refusal(&origin, &name, &e);
+            }
+            Err(e)
+        }
     };
     result.unwrap_or_else(|e| error_response(&e, json))
 }
@@ -81,7 +88,13 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
 /// Creates or replaces `name` from a body of `server ...;` statements (or
 /// JSON): the operation behind POST, the C API and Lua. Logs the change,
 /// or why it was refused.
-pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
+pub fn update_upstream(
+    name: &str,
+    body: &[u8],
+    is_json: bool,
+    trylock: bool,
+    origin: &Requester,
+) -> Result<(), ApiError> {
     logged(origin, name, replace(name, body, is_json, trylock))
 }
 

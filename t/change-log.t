@@ -44,6 +44,10 @@ location /ro { dynamic_upstream; dynamic_upstream_read_only on; }
 <<< 200 any
 >>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=
 <<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=&weight=10&max_fails=4
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=&weight=10
+<<< 200 any
 >>> GET /dynamic?upstream=backends&server=127.0.0.1:30005&weight=2&add=
 <<< 200 any
 >>> GET /dynamic?upstream=backends&server=127.0.0.1:30006&add=&backup=
@@ -58,6 +62,16 @@ location /ro { dynamic_upstream; dynamic_upstream_read_only on; }
 <<< 400 any
 >>> GET /ro?upstream=backends&server=127.0.0.1:30001&down=
 <<< 403 any
+>>> HEAD /dynamic?upstream=backends&server=127.0.0.1:30001&down=
+<<< 405 any
+>>> HEAD /dynamic?upstream=nope&server=127.0.0.1:30001&down=
+<<< 404 any
+>>> POST /dynamic?upstream=backends&server=127.0.0.1:30001&down=
+<<< 405 any
+>>> HEAD /dynamic?upstream=backends
+<<< 200 any
+>>> POST /dynamic?upstream=backends
+<<< 405 any
 >>> GET /dynamic?upstream=backends
 <<< 200 any
 --- perl
@@ -65,6 +79,8 @@ is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 10, max_fails 1 -> 3',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 down',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 up',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 max_fails 3 -> 4',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 unchanged',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: added 127.0.0.1:30005 weight=2',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: added 127.0.0.1:30006 backup',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: removed 127.0.0.1:30005',
@@ -72,7 +88,10 @@ is_deeply(main::change_lines(), [
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=nope: 404 upstream "nope" not found',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=-: 400 weight must be an integer from 1 to 1000000',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 403 this location only lists upstreams (dynamic_upstream_read_only on)',
-], 'one line per change and per refusal; listings log nothing');
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 405 HEAD only lists: use GET to change upstreams',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=nope: 404 upstream "nope" not found',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 405 only GET and HEAD are accepted',
+], 'one line per change and per refusal (whatever the method); listings log nothing; only real changes are told');
 
 === TEST 2: query API behind auth_basic: the user is logged
 --- http_config
@@ -115,6 +134,8 @@ is(http('DELETE', '/upstream/dyn', undef, $admin)->{status}, 200, 'deleted');
 is(http('DELETE', '/upstream/dyn', undef, $admin)->{status}, 404, 'already deleted');
 is($post->('/upstream/dyn', 'servr 1.2.3.4;'), 400, 'bad body');
 is(http('DELETE', 'http://127.0.0.1:' . port(1) . '/upstream/conf_up')->{status}, 403, 'read-only location');
+is(http('PUT', '/upstream/dyn', 'server 127.0.0.1:30001;', $admin)->{status}, 405, 'PUT');
+is(http('PUT', '/list', undef, $admin)->{status}, 405, 'PUT on no upstream: not a change');
 is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: created: 1 servers',
     '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: replaced: 1 servers -> 2',
@@ -123,6 +144,7 @@ is_deeply(main::change_lines(), [
     '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 404 upstream "dyn" not found',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 400 add server failed: unknown directive "servr"',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream=conf_up: 403 this location only lists upstreams (dyups_read_only on)',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 405 only GET, POST and DELETE are accepted',
 ], 'one line per change and per refusal');
 
 === TEST 4: Lua (ngx.dynamic and ngx.dyups): api=lua, no client

@@ -139,7 +139,8 @@ pub struct PeerValues {
 /// An accepted change, as the change log tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change<'a> {
-    /// A peer's parameters (`params`, `down`) changed from `before`.
+    /// A peer's parameters (`params`, `down`) set; `before` holds their
+    /// values before.
     Update {
         server: &'a Address,
         before: PeerValues,
@@ -164,7 +165,8 @@ pub fn change_line(origin: &Origin, upstream: &str, change: &Change) -> String {
 
 /// `dynamic upstream change refused: client=... upstream=backend: 400 server 10.0.0.9:80 is not in upstream "backend"`
 pub fn refusal_line(origin: &Origin, upstream: &str, e: &ApiError) -> String {
-    printable(&format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text)).into_owned()
+    printable(&format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text))
+        .into_owned()
 }
 
 /// `text` with every non-printing character escaped, for a log line whose
@@ -212,18 +214,20 @@ fn describe(change: &Change) -> String {
         Change::Update { server, before, params, down } => {
             let mut parts = Vec::new();
             let olds = [before.weight, before.max_fails, before.fail_timeout, before.max_conns];
+            // Only what changed: setting a value a peer already has is none.
             for (param, old) in Param::ALL.into_iter().zip(olds) {
-                if let Some(new) = param.get(params) {
-                    parts.push(format!("{} {old} -> {new}", param.name()));
+                match param.get(params) {
+                    Some(new) if new != old => parts.push(format!("{} {old} -> {new}", param.name())),
+                    _ => {}
                 }
             }
             match down {
-                Some(true) => parts.push("down".into()),
-                Some(false) => parts.push("up".into()),
-                None => {}
+                Some(true) if !before.down => parts.push("down".into()),
+                Some(false) if before.down => parts.push("up".into()),
+                _ => {}
             }
             if parts.is_empty() {
-                parts.push("no change".into());
+                parts.push("unchanged".into());
             }
             format!("{server} {}", parts.join(", "))
         }
@@ -362,10 +366,17 @@ mod tests {
         let nothing = PeerParams::default();
         let up = Change::Update { server: &server, before, params: &nothing, down: Some(false) };
         let lua = Origin::internal("lua");
+        let was_down = PeerValues { down: true, ..before };
+        let up_again = Change::Update { server: &server, before: was_down, params: &nothing, down: Some(false) };
         assert_eq!(
-            change_line(&lua, "b", &up),
+            change_line(&lua, "b", &up_again),
             "dynamic upstream change: client=- user=- api=lua upstream=b: 10.0.0.5:80 up"
         );
+        // Only real changes: a peer already up, a weight it already has.
+        assert_eq!(describe(&up), "10.0.0.5:80 unchanged");
+        let same = PeerParams { weight: Some(1), max_fails: Some(2), ..PeerParams::default() };
+        let no_news = Change::Update { server: &server, before: was_down, params: &same, down: Some(true) };
+        assert_eq!(describe(&no_news), "10.0.0.5:80 max_fails 1 -> 2");
         let mut spec = ServerSpec::new(server.clone());
         spec.weight = 2;
         spec.backup = true;
@@ -381,7 +392,10 @@ mod tests {
         assert_eq!(printable("plain text, \"quoted\" é ü 名"), "plain text, \"quoted\" é ü 名");
         assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
         assert_eq!(printable("a\u{1b}[2J\u{7}\0\u{7f}\t\n\rb"), "a\\x1b[2J\\x07\\x00\\x7f\\x09\\x0a\\x0db");
-        assert_eq!(printable("\u{85}\u{9f}\u{200b}\u{2028}\u{202e}\u{2066}\u{feff}x"), "\\u{85}\\u{9f}\\u{200b}\\u{2028}\\u{202e}\\u{2066}\\u{feff}x");
+        assert_eq!(
+            printable("\u{85}\u{9f}\u{200b}\u{2028}\u{202e}\u{2066}\u{feff}x"),
+            "\\u{85}\\u{9f}\\u{200b}\\u{2028}\\u{202e}\\u{2066}\\u{feff}x"
+        );
         // Every char below 0x20, DEL and C1 is escaped.
         for c in (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32) {
             assert!(printable(&c.to_string()).starts_with('\\'), "{c:?}");
@@ -390,7 +404,8 @@ mod tests {
 
     #[test]
     fn log_lines_carry_no_raw_control_character() {
-        let who = Origin { api: "query", client: Some("127.0.0.1".into()), user: Some("a\u{1b}]0;x\u{7}\u{85}".into()) };
+        let who =
+            Origin { api: "query", client: Some("127.0.0.1".into()), user: Some("a\u{1b}]0;x\u{7}\u{85}".into()) };
         let e = ApiError::not_found("upstream_not_found", "upstream \"x\u{1b}[2J\0\" not found");
         assert_eq!(
             refusal_line(&who, "x\u{1b}[2J\0", &e),
