@@ -291,3 +291,39 @@ like($errors[0] // '', qr/could not write state file "[^"]*backends\.state": Per
 like($errors[1] // '', qr/could not write state file "[^"]*dyups\.conf": Permission denied/, 'the dyups file');
 --- allow_error_log
 qr/\[error\].*could not write state file/
+
+=== TEST 9: Lua logs where its own ngx.log lines go: the error_log of the location whose request (or timer) runs it
+--- modules: lua
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+--- config
+location = /lua-change {
+    error_log $TEST_NGINX_DATA_DIR/admin.log warn;
+    content_by_lua_block {
+        local dynamic, dyups = require "ngx.dynamic", require "ngx.dyups"
+        assert(dynamic.update_peer("backends", "127.0.0.1:30001", { weight = 3 }))
+        assert(dyups.update("luadyn", "server 127.0.0.1:30001;") == 200)
+        assert(dyups.delete("luadyn") == 200)
+        assert(ngx.timer.at(0, function()
+            dynamic.update_peer("backends", "127.0.0.1:30001", { weight = 5 })
+        end))
+        ngx.print("ok")
+    }
+}
+--- request
+GET /lua-change
+--- response_body chomp
+ok
+--- perl
+my $admin_lines = sub {
+    my $text = NginxTest::Files::slurp(data_dir() . '/admin.log') // '';
+    return [ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$1] $2") : () } split /\n/, $text ];
+};
+poll_until(sub { @{ $admin_lines->() } >= 4 }, 10, 'the timer has run');
+is_deeply($admin_lines->(), [
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 1 -> 3',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: created: 1 servers',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: deleted',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 3 -> 5',
+], "in the location's error_log");
+is_deeply(main::change_lines(), [], 'none in the main one');
