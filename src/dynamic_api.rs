@@ -26,7 +26,7 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     } else {
         let e = ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted");
         Err(match QueryRequest::parse(&args) {
-            Ok(request) => refuse(&origin, &request, e),
+            Ok(request) => refuse(&origin, &request.upstream, &request.action, e),
             Err(_) => e,
         })
     };
@@ -40,7 +40,8 @@ fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(
     // Unparsed, a request might have been a change: say why it was refused.
     let request = QueryRequest::parse(args).inspect_err(|e| log_refusal(origin, "-", e))?;
     if read_only && request.action != Action::List {
-        return Err(refuse(origin, &request, read_only_error("dynamic_upstream_read_only")));
+        let e = read_only_error("dynamic_upstream_read_only");
+        return Err(refuse(origin, &request.upstream, &request.action, e));
     }
     if head && request.action != Action::List {
         // HEAD must not change anything (it may still say 404).
@@ -48,16 +49,16 @@ fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(
             Err(e) => e,
             Ok(_) => ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"),
         };
-        return Err(refuse(origin, &request, e));
+        return Err(refuse(origin, &request.upstream, &request.action, e));
     }
     let zone = perform(&request.upstream, &request.action, origin)?;
     Ok((request, zone))
 }
 
-/// Refuses `request` with `e`, logged if it asked for a change.
-fn refuse(origin: &Requester, request: &QueryRequest, e: ApiError) -> ApiError {
-    if request.action != Action::List {
-        log_refusal(origin, &request.upstream, &e);
+/// Refuses `action` on `upstream` with `e`, logged if it is a change.
+fn refuse(origin: &Requester, upstream: &str, action: &Action, e: ApiError) -> ApiError {
+    if *action != Action::List {
+        log_refusal(origin, upstream, &e);
     }
     e
 }
@@ -66,12 +67,7 @@ fn refuse(origin: &Requester, request: &QueryRequest, e: ApiError) -> ApiError {
 /// operation behind the query-string API and Lua's `ngx.dynamic`. Logs the
 /// change, or why a change was refused.
 pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream, ApiError> {
-    let refused = |e: ApiError| {
-        if *action != Action::List {
-            log_refusal(origin, name, &e);
-        }
-        e
-    };
+    let refused = |e| refuse(origin, name, action, e);
     let zone = ZoneUpstream::find(name).map_err(refused)?;
     if *action == Action::List {
         return Ok(zone);
@@ -117,7 +113,7 @@ pub fn error_response(e: &ApiError, json: bool) -> Response {
 
 /// Who asked for a change, and the log its line goes to.
 pub struct Requester {
-    pub origin: Origin,
+    origin: Origin,
     /// The request's connection log, which nginx points at the location's
     /// `error_log`; the cycle's log for changes made outside a request.
     log: *mut ngx_log_t,
@@ -133,7 +129,7 @@ impl Requester {
         Self { origin, log }
     }
 
-    /// A change made from inside nginx (Lua, the C API): no client, the
+    /// A change made outside any request (the C API): no client, the
     /// cycle's log.
     pub fn internal(api: &'static str) -> Self {
         // SAFETY: null: the cycle's log.
