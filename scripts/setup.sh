@@ -78,7 +78,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if [ -n "$own_policy" ]; then
         "${sudo_cmd[@]}" rm -f "$policy"
         trap - EXIT
-        echo "setup: the system's nginx was not started; Debian enables its service, so it starts at the next boot"
+        if [[ " ${missing[*]} " == *" nginx "* ]]; then
+            echo "setup: the system's nginx was not started; Debian enables its service, so it starts at the next boot"
+        fi
     fi
 fi
 

@@ -8,7 +8,7 @@ use dynamic_upstream_core::render::{
     change_line, json_error, json_upstream, plain_list, refusal_line, text_error, verbose_list, Change, Origin,
 };
 use dynamic_upstream_core::{Action, ApiError, QueryRequest, UpstreamView};
-use ngx::ffi::{NGX_LOG_INFO, NGX_LOG_WARN};
+use ngx::ffi::{ngx_log_t, NGX_LOG_INFO, NGX_LOG_WARN};
 
 use crate::balancer::ZoneUpstream;
 use crate::http_io::{HttpRequest, Response};
@@ -20,11 +20,15 @@ use crate::state_files::{save_zone_upstream, ChangeGuard};
 pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let args = req.args();
     let json = req.wants_json();
-    let origin = req.origin("query");
+    let origin = req.requester("query");
     let result = if req.is_get_or_head() {
         run(&args, read_only, req.method_name() == "HEAD", &origin)
     } else {
-        Err(ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted"))
+        let e = ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted");
+        Err(match QueryRequest::parse(&args) {
+            Ok(request) => refuse(&origin, &request.upstream, &request.action, e),
+            Err(_) => e,
+        })
     };
     match result {
         Ok((request, zone)) => render(&request, &zone, json),
@@ -32,49 +36,54 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     }
 }
 
-fn run(args: &[u8], read_only: bool, head: bool, origin: &Origin) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
+fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
     // Unparsed, a request might have been a change: say why it was refused.
     let request = QueryRequest::parse(args).inspect_err(|e| log_refusal(origin, "-", e))?;
     if read_only && request.action != Action::List {
         let e = read_only_error("dynamic_upstream_read_only");
-        log_refusal(origin, &request.upstream, &e);
-        return Err(e);
+        return Err(refuse(origin, &request.upstream, &request.action, e));
     }
     if head && request.action != Action::List {
         // HEAD must not change anything (it may still say 404).
-        ZoneUpstream::find(&request.upstream)?;
-        return Err(ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"));
+        let e = match ZoneUpstream::find(&request.upstream) {
+            Err(e) => e,
+            Ok(_) => ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"),
+        };
+        return Err(refuse(origin, &request.upstream, &request.action, e));
     }
     let zone = perform(&request.upstream, &request.action, origin)?;
     Ok((request, zone))
 }
 
+/// Refuses `action` on `upstream` with `e`, logged if it is a change.
+fn refuse(origin: &Requester, upstream: &str, action: &Action, e: ApiError) -> ApiError {
+    if *action != Action::List {
+        log_refusal(origin, upstream, &e);
+    }
+    e
+}
+
 /// Finds the zone upstream `name` and applies `action` to it: the one
 /// operation behind the query-string API and Lua's `ngx.dynamic`. Logs the
 /// change, or why a change was refused.
-pub fn perform(name: &str, action: &Action, origin: &Origin) -> Result<ZoneUpstream, ApiError> {
-    let result = change(name, action, origin);
-    if let (Err(e), false) = (&result, *action == Action::List) {
-        log_refusal(origin, name, e);
-    }
-    result
-}
-
-fn change(name: &str, action: &Action, origin: &Origin) -> Result<ZoneUpstream, ApiError> {
-    let zone = ZoneUpstream::find(name)?;
+pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream, ApiError> {
+    let refused = |e| refuse(origin, name, action, e);
+    let zone = ZoneUpstream::find(name).map_err(refused)?;
     if *action == Action::List {
         return Ok(zone);
     }
-    let _guard = ChangeGuard::for_zone_upstream(&zone)?;
+    let _guard = ChangeGuard::for_zone_upstream(&zone).map_err(refused)?;
     // Reaping first frees what earlier removals retired and no request holds
     // any more (room for an add); reaping after frees what this one retired,
     // unless a request holds it.
     reclaim::reap(&zone);
-    let change = zone.apply(action)?;
+    let change = zone.apply(action).map_err(refused)?;
     reclaim::reap(&zone);
     if let Some(change) = change {
         log_change(origin, &zone.name(), &change);
     }
+    // The change is live: a state file not written is logged as that (an
+    // [error] naming the file), not as a refused change.
     save_zone_upstream(&zone)?;
     Ok(zone)
 }
@@ -102,15 +111,52 @@ pub fn error_response(e: &ApiError, json: bool) -> Response {
     }
 }
 
+/// Who asked for a change, and the log its line goes to.
+pub struct Requester {
+    origin: Origin,
+    /// The request's connection log, which nginx points at the location's
+    /// `error_log`; the cycle's log for changes made outside a request.
+    log: *mut ngx_log_t,
+}
+
+impl Requester {
+    /// # Safety
+    /// `log` is null (the cycle's log is used) or must stay valid as long
+    /// as this value (a request's connection log: the request outlives its
+    /// handler's call).
+    pub unsafe fn new(origin: Origin, log: *mut ngx_log_t) -> Self {
+        let log = if log.is_null() { ngx::log::ngx_cycle_log().as_ptr() } else { log };
+        Self { origin, log }
+    }
+
+    /// A change made outside any request (the C API): no client, the
+    /// cycle's log.
+    pub fn internal(api: &'static str) -> Self {
+        // SAFETY: null: the cycle's log.
+        unsafe { Self::new(Origin::internal(api), core::ptr::null_mut()) }
+    }
+
+    /// Writes `line` at `level`: to the files and level of `self.log`, but
+    /// without what a connection log adds (`*N`, `client: ..., request:
+    /// ...`), so a line reads the same whichever log has it.
+    fn log(&self, level: u32, line: &str) {
+        // SAFETY: self.log is valid (see new); the copy lives on the stack
+        // for this call only.
+        let mut log = unsafe { *self.log };
+        log.connection = 0;
+        log.handler = None;
+        log.data = core::ptr::null_mut();
+        ngx::ngx_log_error!(level, &mut log as *mut ngx_log_t, "{}", line);
+    }
+}
+
 /// Logs an accepted change at `warn` (not `error`: a change is not a
 /// fault; Debian's `error_log` without a level shows `error` and above).
-pub fn log_change(origin: &Origin, upstream: &str, change: &Change) {
-    let line = change_line(origin, upstream, change);
-    ngx::ngx_log_error!(NGX_LOG_WARN, ngx::log::ngx_cycle_log().as_ptr(), "{}", line);
+pub fn log_change(by: &Requester, upstream: &str, change: &Change) {
+    by.log(NGX_LOG_WARN, &change_line(&by.origin, upstream, change));
 }
 
 /// Logs why a change was refused, at `info`.
-pub fn log_refusal(origin: &Origin, upstream: &str, e: &ApiError) {
-    let line = refusal_line(origin, upstream, e);
-    ngx::ngx_log_error!(NGX_LOG_INFO, ngx::log::ngx_cycle_log().as_ptr(), "{}", line);
+pub fn log_refusal(by: &Requester, upstream: &str, e: &ApiError) {
+    by.log(NGX_LOG_INFO, &refusal_line(&by.origin, upstream, e));
 }

@@ -11,12 +11,12 @@ use dynamic_upstream_core::dyups::{
 use dynamic_upstream_core::render::json_error;
 use std::collections::{HashMap, HashSet};
 
-use dynamic_upstream_core::render::{Change, Origin};
+use dynamic_upstream_core::render::Change;
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::{log_change, log_refusal};
+use crate::dynamic_api::{log_change, log_refusal, Requester};
 use crate::dyups_registry::{Dyups, ReadSection, RecordView};
 use crate::dyups_worker::is_front;
 use crate::http_io::{HttpRequest, Response};
@@ -30,7 +30,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// its body is read).
 pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
     let json = req.wants_json();
-    let origin = req.origin("rest");
+    let origin = req.requester("rest");
     let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
         (_, None) => Err(ApiError::not_found(
             "no_route",
@@ -45,7 +45,14 @@ pub fn respond(req: &HttpRequest, trylock: bool, read_only: bool) -> Response {
         }
         ("DELETE", Some(Route::Upstream(name))) => delete(&name, trylock, &origin),
         ("POST", Some(Route::Upstream(_))) => Err(ApiError::new(500, "internal", "body not read")),
-        _ => Err(ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted")),
+        (_, route) => {
+            let e = ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted");
+            // Any other method on an upstream asked to change it.
+            if let Some(Route::Upstream(name)) = route {
+                log_refusal(&origin, &name, &e);
+            }
+            Err(e)
+        }
     };
     result.unwrap_or_else(|e| error_response(&e, json))
 }
@@ -72,7 +79,7 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
     let is_json_body = req
         .header_in("content-type")
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
-    match update_upstream(&name, body, is_json_body, trylock, &req.origin("rest")) {
+    match update_upstream(&name, body, is_json_body, trylock, &req.requester("rest")) {
         Ok(()) => Response::text(200, "success"),
         Err(e) => error_response(&e, json),
     }
@@ -81,20 +88,31 @@ pub fn respond_post(req: &HttpRequest, body: &[u8], trylock: bool) -> Response {
 /// Creates or replaces `name` from a body of `server ...;` statements (or
 /// JSON): the operation behind POST, the C API and Lua. Logs the change,
 /// or why it was refused.
-pub fn update_upstream(name: &str, body: &[u8], is_json: bool, trylock: bool, origin: &Origin) -> Result<(), ApiError> {
+pub fn update_upstream(
+    name: &str,
+    body: &[u8],
+    is_json: bool,
+    trylock: bool,
+    origin: &Requester,
+) -> Result<(), ApiError> {
     logged(origin, name, replace(name, body, is_json, trylock))
 }
 
 /// Deletes `name`: the operation behind DELETE, the C API and Lua.
-pub fn delete_upstream(name: &str, trylock: bool, origin: &Origin) -> Result<(), ApiError> {
-    logged(origin, name, delete_record(name, trylock).map(|()| Change::Delete))
+pub fn delete_upstream(name: &str, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
+    logged(origin, name, delete_record(name, trylock).map(|guard| (Change::Delete, guard)))
 }
 
 /// Logs `result` (the change made, or the refusal), then saves the state
-/// file after a change.
-fn logged(origin: &Origin, name: &str, result: Result<Change<'static>, ApiError>) -> Result<(), ApiError> {
+/// file after a change, still holding the change's guard (a failure to save
+/// is logged as that, not as a refused change: the change is live).
+fn logged(
+    origin: &Requester,
+    name: &str,
+    result: Result<(Change<'static>, ChangeGuard), ApiError>,
+) -> Result<(), ApiError> {
     match result {
-        Ok(change) => {
+        Ok((change, _guard)) => {
             log_change(origin, name, &change);
             save_dyups()
         }
@@ -105,14 +123,14 @@ fn logged(origin: &Origin, name: &str, result: Result<Change<'static>, ApiError>
     }
 }
 
-fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<Change<'static>, ApiError> {
+fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(Change<'static>, ChangeGuard), ApiError> {
     validate_upstream_name(name)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
     check_hash_key(&spec)?;
     let dyups = registry()?;
-    let _guard = ChangeGuard::for_dyups(trylock)?;
+    let guard = ChangeGuard::for_dyups(trylock)?;
     // Until its first replacement, an upstream of the configuration has no
     // record: it had the configuration's servers.
     let config_servers = config_upstream(name)
@@ -120,18 +138,18 @@ fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<Chan
         .map(|(_, uscf)| Source::Config(uscf).peers(&ReadSection::new(&dyups)).len());
     let before = dyups.replace(name, &spec, trylock)?.or(config_servers);
     crate::dyups_worker::sync_if_moved();
-    Ok(Change::Replace { before, after: spec.servers.len() })
+    Ok((Change::Replace { before, after: spec.servers.len() }, guard))
 }
 
-fn delete_record(name: &str, trylock: bool) -> Result<(), ApiError> {
+fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {
     validate_upstream_name(name)?;
     let dyups = registry()?;
-    let _guard = ChangeGuard::for_dyups(trylock)?;
+    let guard = ChangeGuard::for_dyups(trylock)?;
     if !dyups.delete(name, in_config(name), trylock)? {
         return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
     }
     crate::dyups_worker::sync_if_moved();
-    Ok(())
+    Ok(guard)
 }
 
 /// A hash key may only use variables nginx knows.
@@ -151,7 +169,7 @@ fn check_hash_key(spec: &UpstreamSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn delete(name: &str, trylock: bool, origin: &Origin) -> Result<Response, ApiError> {
+fn delete(name: &str, trylock: bool, origin: &Requester) -> Result<Response, ApiError> {
     delete_upstream(name, trylock, origin).map(|()| Response::text(200, "success"))
 }
 

@@ -5,6 +5,8 @@ use core::ptr;
 
 use dynamic_upstream_core::render::Origin;
 
+use crate::dynamic_api::Requester;
+
 use ngx::ffi::{
     add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
     ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pcalloc,
@@ -64,18 +66,22 @@ impl HttpRequest {
     }
 
     /// Who sends this request, for the change log: the client address and
-    /// the user `auth_basic` authenticated (`$remote_user`), if any.
-    pub fn origin(&self, api: &'static str) -> Origin {
-        // SAFETY: self.r is live, and so is its connection; the user was
-        // set by auth_basic's access check, before the content handler.
+    /// `$remote_user`, if set; its lines go to the request's connection
+    /// log (the location's `error_log`).
+    pub fn requester(&self, api: &'static str) -> Requester {
+        // SAFETY: self.r is live, and so is its connection and the
+        // connection's log, for as long as the handler runs (a Requester
+        // lives within it); the user was set by auth_basic's access check
+        // or a `$remote_user` evaluated before the content handler.
         unsafe {
             let r = &*self.r;
             let text = |s: &ngx::ffi::ngx_str_t| (s.len > 0).then(|| crate::balancer::str_lossy(s));
-            Origin {
+            let origin = Origin {
                 api,
                 client: r.connection.as_ref().and_then(|c| text(&c.addr_text)),
                 user: text(&r.headers_in.user),
-            }
+            };
+            Requester::new(origin, r.connection.as_ref().map_or(core::ptr::null_mut(), |c| c.log))
         }
     }
 

@@ -12,10 +12,10 @@ use core::slice;
 
 use dynamic_upstream_core::render::Origin;
 use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
-use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
+use ngx::ffi::{ngx_http_request_t, ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::{log_refusal, perform};
+use crate::dynamic_api::{log_refusal, perform, Requester};
 use crate::dyups_api::{delete_upstream, update_upstream};
 use crate::entry::request_guard;
 
@@ -69,16 +69,26 @@ pub fn in_running_process() -> bool {
     process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && crate::cycle::started())
 }
 
-/// Changes made through Lua: no client address at hand.
-fn lua() -> Origin {
-    Origin::internal("lua")
+/// Changes made through Lua: no client address at hand; logged where the
+/// Lua code's own `ngx.log` lines go: the log of the request (or timer's
+/// fake request) `r` it runs for, the cycle's if `r` is null.
+///
+/// # Safety
+/// `r` is null or the live request the calling Lua code runs for (what
+/// `resty.core.base.get_request()` returns).
+unsafe fn lua(r: *mut ngx_http_request_t) -> Requester {
+    // SAFETY: per the contract, r and its connection live during the call.
+    unsafe {
+        let log = r.as_ref().and_then(|r| r.connection.as_ref()).map_or(core::ptr::null_mut(), |c| c.log);
+        Requester::new(Origin::internal("lua"), log)
+    }
 }
 
 /// Applies the change `action` builds to the zone upstream `zone`; a
 /// change refused while it is built is logged as any refusal.
-fn change(zone: &str, action: impl FnOnce() -> Result<Action, ApiError>) -> Result<(), ApiError> {
-    let action = action().inspect_err(|e| log_refusal(&lua(), zone, e))?;
-    perform(zone, &action, &lua()).map(drop)
+fn change(by: &Requester, zone: &str, action: impl FnOnce() -> Result<Action, ApiError>) -> Result<(), ApiError> {
+    let action = action().inspect_err(|e| log_refusal(by, zone, e))?;
+    perform(zone, &action, by).map(drop)
 }
 
 /// Runs `body` in a panic barrier, turning errors into a status and a
@@ -182,7 +192,7 @@ pub unsafe extern "C" fn ndu_describe_zone(
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
         // SAFETY: the caller passes valid strings and buffers.
         let name = unsafe { text(zone, zone_len) };
-        let views = perform(&name, &Action::List, &lua())?.peers();
+        let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers();
         // SAFETY: as above; at most `cap` peers are written.
         unsafe {
             *count = views.len();
@@ -218,6 +228,7 @@ fn lua_peer(v: &PeerView) -> LuaPeer {
 
 #[no_mangle]
 pub unsafe extern "C" fn ndu_add_peer(
+    r: *mut ngx_http_request_t,
     zone: *const u8,
     zone_len: usize,
     server: *const u8,
@@ -232,9 +243,9 @@ pub unsafe extern "C" fn ndu_add_peer(
     err_len: *mut usize,
 ) -> c_int {
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
-        // SAFETY: the caller passes valid strings.
-        let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        change(&zone, || {
+        // SAFETY: the caller passes valid strings and its request (or null).
+        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
+        change(&by, &zone, || {
             let mut spec = ServerSpec::new(Address::parse(&server)?).with_params(&params(
                 weight,
                 max_fails,
@@ -251,6 +262,7 @@ pub unsafe extern "C" fn ndu_add_peer(
 /// Changes a peer; `down` is 1 (down), 0 (up) or -1 (unchanged).
 #[no_mangle]
 pub unsafe extern "C" fn ndu_update_peer(
+    r: *mut ngx_http_request_t,
     zone: *const u8,
     zone_len: usize,
     server: *const u8,
@@ -264,9 +276,9 @@ pub unsafe extern "C" fn ndu_update_peer(
     err_len: *mut usize,
 ) -> c_int {
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
-        // SAFETY: the caller passes valid strings.
-        let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        change(&zone, || {
+        // SAFETY: the caller passes valid strings and its request (or null).
+        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
+        change(&by, &zone, || {
             let server = Address::parse(&server)?;
             let params = params(weight, max_fails, fail_timeout, max_conns)?;
             let down = match down {
@@ -281,6 +293,7 @@ pub unsafe extern "C" fn ndu_update_peer(
 
 #[no_mangle]
 pub unsafe extern "C" fn ndu_remove_peer(
+    r: *mut ngx_http_request_t,
     zone: *const u8,
     zone_len: usize,
     server: *const u8,
@@ -289,9 +302,9 @@ pub unsafe extern "C" fn ndu_remove_peer(
     err_len: *mut usize,
 ) -> c_int {
     lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
-        // SAFETY: the caller passes valid strings.
-        let (zone, server) = unsafe { (text(zone, zone_len), text(server, server_len)) };
-        change(&zone, || Ok(Action::Remove { server: Address::parse(&server)? }))
+        // SAFETY: the caller passes valid strings and its request (or null).
+        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
+        change(&by, &zone, || Ok(Action::Remove { server: Address::parse(&server)? }))
     })
 }
 
@@ -299,6 +312,7 @@ pub unsafe extern "C" fn ndu_remove_peer(
 /// API's message in `msg`.
 #[no_mangle]
 pub unsafe extern "C" fn ndu_dyups_update(
+    r: *mut ngx_http_request_t,
     name: *const u8,
     name_len: usize,
     body: *const u8,
@@ -307,23 +321,25 @@ pub unsafe extern "C" fn ndu_dyups_update(
     msg_len: *mut usize,
 ) -> c_int {
     dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
-        // SAFETY: the caller passes valid strings.
-        let (name, body) = unsafe { (text(name, name_len), slice_of(body, body_len)) };
-        update_upstream(&name, &body, false, false, &lua())
+        // SAFETY: the caller passes valid strings and its request (or null).
+        let (by, name, body) = unsafe { (lua(r), text(name, name_len), slice_of(body, body_len)) };
+        update_upstream(&name, &body, false, false, &by)
     })
 }
 
 /// `dyups.delete`: as [`ndu_dyups_update`].
 #[no_mangle]
 pub unsafe extern "C" fn ndu_dyups_delete(
+    r: *mut ngx_http_request_t,
     name: *const u8,
     name_len: usize,
     msg: *mut u8,
     msg_len: *mut usize,
 ) -> c_int {
     dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
-        // SAFETY: the caller passes a valid string.
-        delete_upstream(&unsafe { text(name, name_len) }, false, &lua())
+        // SAFETY: the caller passes a valid string and its request (or null).
+        let (by, name) = unsafe { (lua(r), text(name, name_len)) };
+        delete_upstream(&name, false, &by)
     })
 }
 

@@ -63,7 +63,7 @@ impl ZoneUpstream {
     }
 
     /// Applies a validated action. Everything that can fail is checked
-    /// before the lists change, so an error means nothing changed. An
+    /// before the lists change, so an error means nothing changed.
     /// Returns the change made, with an updated peer's values from before
     /// (for the change log); `None` for a listing.
     pub fn apply<'a>(&self, action: &'a Action) -> Result<Option<Change<'a>>, ApiError> {

@@ -44,6 +44,10 @@ location /ro { dynamic_upstream; dynamic_upstream_read_only on; }
 <<< 200 any
 >>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=
 <<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=&weight=10&max_fails=4
+<<< 200 any
+>>> GET /dynamic?upstream=backends&server=127.0.0.1:30001&up=&weight=10
+<<< 200 any
 >>> GET /dynamic?upstream=backends&server=127.0.0.1:30005&weight=2&add=
 <<< 200 any
 >>> GET /dynamic?upstream=backends&server=127.0.0.1:30006&add=&backup=
@@ -58,6 +62,16 @@ location /ro { dynamic_upstream; dynamic_upstream_read_only on; }
 <<< 400 any
 >>> GET /ro?upstream=backends&server=127.0.0.1:30001&down=
 <<< 403 any
+>>> HEAD /dynamic?upstream=backends&server=127.0.0.1:30001&down=
+<<< 405 any
+>>> HEAD /dynamic?upstream=nope&server=127.0.0.1:30001&down=
+<<< 404 any
+>>> POST /dynamic?upstream=backends&server=127.0.0.1:30001&down=
+<<< 405 any
+>>> HEAD /dynamic?upstream=backends
+<<< 200 any
+>>> POST /dynamic?upstream=backends
+<<< 405 any
 >>> GET /dynamic?upstream=backends
 <<< 200 any
 --- perl
@@ -65,6 +79,8 @@ is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 10, max_fails 1 -> 3',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 down',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 up',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 max_fails 3 -> 4',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 unchanged',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: added 127.0.0.1:30005 weight=2',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: added 127.0.0.1:30006 backup',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: removed 127.0.0.1:30005',
@@ -72,7 +88,10 @@ is_deeply(main::change_lines(), [
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=nope: 404 upstream "nope" not found',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=-: 400 weight must be an integer from 1 to 1000000',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 403 this location only lists upstreams (dynamic_upstream_read_only on)',
-], 'one line per change and per refusal; listings log nothing');
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 405 HEAD only lists: use GET to change upstreams',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=nope: 404 upstream "nope" not found',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=query upstream=backends: 405 only GET and HEAD are accepted',
+], 'one line per change and per refusal (whatever the method); listings log nothing; only real changes are told');
 
 === TEST 2: query API behind auth_basic: the user is logged
 --- http_config
@@ -115,6 +134,8 @@ is(http('DELETE', '/upstream/dyn', undef, $admin)->{status}, 200, 'deleted');
 is(http('DELETE', '/upstream/dyn', undef, $admin)->{status}, 404, 'already deleted');
 is($post->('/upstream/dyn', 'servr 1.2.3.4;'), 400, 'bad body');
 is(http('DELETE', 'http://127.0.0.1:' . port(1) . '/upstream/conf_up')->{status}, 403, 'read-only location');
+is(http('PUT', '/upstream/dyn', 'server 127.0.0.1:30001;', $admin)->{status}, 405, 'PUT');
+is(http('PUT', '/list', undef, $admin)->{status}, 405, 'PUT on no upstream: not a change');
 is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: created: 1 servers',
     '[warn] dynamic upstream change: client=127.0.0.1 user=admin api=rest upstream=dyn: replaced: 1 servers -> 2',
@@ -123,6 +144,7 @@ is_deeply(main::change_lines(), [
     '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 404 upstream "dyn" not found',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 400 add server failed: unknown directive "servr"',
     '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream=conf_up: 403 this location only lists upstreams (dyups_read_only on)',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=admin api=rest upstream=dyn: 405 only GET, POST and DELETE are accepted',
 ], 'one line per change and per refusal');
 
 === TEST 4: Lua (ngx.dynamic and ngx.dyups): api=lua, no client
@@ -186,3 +208,122 @@ is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=- user=- api=c upstream=cdyn: created: 1 servers',
     '[warn] dynamic upstream change: client=- user=- api=c upstream=cdyn: deleted',
 ], 'api=c');
+
+=== TEST 6: control characters in the client's name or user never reach the log raw: they are escaped
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / { dyups_interface; dyups_read_only on; }
+}
+--- config
+location /dynamic {
+    # $remote_user decodes the Authorization header: no password checked.
+    set $who $remote_user;
+    dynamic_upstream;
+}
+--- perl
+require MIME::Base64;
+my $user = { Authorization => 'Basic ' . MIME::Base64::encode_base64("a\x1b[2J\x07\x00\x7f\xc2\x85\xe2\x80\xaeb:x", '') };
+is(http('GET', '/dynamic?upstream=x%1b&server=127.0.0.1:30001&down=', undef, $user)->{status}, 400, 'query API');
+is(http('DELETE', 'http://127.0.0.1:' . port(1) . '/upstream/x%1b[2J%07%7f%c2%85')->{status}, 403, 'REST API, read-only');
+is_deeply(main::change_lines(), [
+    '[info] dynamic upstream change refused: client=127.0.0.1 user="a\x1b[2J\x07\x00\x7f\u{85}\u{202e}b" api=query upstream=-: 400 query string has control characters',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream="x\x1b[2J\x07\x7f\u{85}": 403 this location only lists upstreams (dyups_read_only on)',
+], 'escaped as \xNN (ASCII) or \u{N} (other non-printing characters)');
+my $log = NginxTest::Files::slurp(data_dir() . '/../logs/error.log');
+my @raw = grep { /dynamic upstream change/ && /[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80\xae/ } split /\n/, $log;
+is(scalar @raw, 0, 'no raw control byte in any change line') or diag(join "\n", @raw);
+
+=== TEST 7: lines from a request go to the log of its location: an error_log at warn there shows them when the main one is at error
+--- log_level: error
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / {
+        error_log $TEST_NGINX_DATA_DIR/admin.log info;
+        dyups_interface;
+    }
+}
+--- config
+location /dynamic {
+    error_log $TEST_NGINX_DATA_DIR/admin.log warn;
+    dynamic_upstream;
+}
+--- perl
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30001&weight=4')->{status}, 200, 'query API change');
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30009&down=')->{status}, 400, 'query API refusal (info: not shown at warn)');
+my $rest = 'http://127.0.0.1:' . port(1) . '/upstream/dyn';
+is(http('POST', $rest, 'server 127.0.0.1:30001;')->{status}, 200, 'REST change');
+is(http('POST', $rest, 'servr 1.2.3.4;')->{status}, 400, 'REST refusal');
+my $admin = NginxTest::Files::slurp(data_dir() . '/admin.log') // '';
+is_deeply([ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$1] $2") : () } split /\n/, $admin ], [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 4',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=rest upstream=dyn: created: 1 servers',
+    '[info] dynamic upstream change refused: client=127.0.0.1 user=- api=rest upstream=dyn: 400 add server failed: unknown directive "servr"',
+], "the admin locations' error_log has the lines, at their levels");
+is_deeply(main::change_lines(), [], 'the main error_log (at error) has none');
+
+=== TEST 8: a state file that cannot be written: the change is logged (it is live), the failure as an [error], no "change refused"
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream backends {
+    zone backends 64k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:30001;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { dyups_interface; }
+--- perl
+chmod(0555, data_dir()) or die "chmod: $!";
+is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30001&weight=5')->{status}, 500, 'query API: not saved');
+is(http('POST', '/upstream/dyn', 'server 127.0.0.1:30001;')->{status}, 500, 'REST API: not saved');
+chmod(0777, data_dir()) or die "chmod: $!";
+is_deeply(main::change_lines(), [
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 5',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=rest upstream=dyn: created: 1 servers',
+], 'the changes, and no refusal');
+my @errors = grep { /\[error\]/ } split /\n/, error_log_text();
+is(scalar @errors, 2, 'one [error] per state file');
+like($errors[0] // '', qr/could not write state file "[^"]*backends\.state": Permission denied/, 'the zone state file');
+like($errors[1] // '', qr/could not write state file "[^"]*dyups\.conf": Permission denied/, 'the dyups file');
+--- allow_error_log
+qr/\[error\].*could not write state file/
+
+=== TEST 9: Lua logs where its own ngx.log lines go: the error_log of the location whose request (or timer) runs it
+--- modules: lua
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+--- config
+location = /lua-change {
+    error_log $TEST_NGINX_DATA_DIR/admin.log warn;
+    content_by_lua_block {
+        local dynamic, dyups = require "ngx.dynamic", require "ngx.dyups"
+        assert(dynamic.update_peer("backends", "127.0.0.1:30001", { weight = 3 }))
+        assert(dyups.update("luadyn", "server 127.0.0.1:30001;") == 200)
+        assert(dyups.delete("luadyn") == 200)
+        assert(ngx.timer.at(0, function()
+            dynamic.update_peer("backends", "127.0.0.1:30001", { weight = 5 })
+        end))
+        ngx.print("ok")
+    }
+}
+--- request
+GET /lua-change
+--- response_body chomp
+ok
+--- perl
+my $admin_lines = sub {
+    my $text = NginxTest::Files::slurp(data_dir() . '/admin.log') // '';
+    return [ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$1] $2") : () } split /\n/, $text ];
+};
+poll_until(sub { @{ $admin_lines->() } >= 4 }, 10, 'the timer has run');
+is_deeply($admin_lines->(), [
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 1 -> 3',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: created: 1 servers',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=luadyn: deleted',
+    '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 3 -> 5',
+], "in the location's error_log");
+is_deeply(main::change_lines(), [], 'none in the main one');

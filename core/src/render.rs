@@ -139,7 +139,8 @@ pub struct PeerValues {
 /// An accepted change, as the change log tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change<'a> {
-    /// A peer's parameters (`params`, `down`) changed from `before`.
+    /// A peer's parameters (`params`, `down`) set; `before` holds their
+    /// values before.
     Update {
         server: &'a Address,
         before: PeerValues,
@@ -159,12 +160,42 @@ pub enum Change<'a> {
 
 /// `dynamic upstream change: client=127.0.0.1 user=alice api=query upstream=backend: 10.0.0.5:80 weight 1 -> 10, down`
 pub fn change_line(origin: &Origin, upstream: &str, change: &Change) -> String {
-    format!("dynamic upstream change: {}: {}", who(origin, upstream), describe(change))
+    printable(&format!("dynamic upstream change: {}: {}", who(origin, upstream), describe(change))).into_owned()
 }
 
 /// `dynamic upstream change refused: client=... upstream=backend: 400 server 10.0.0.9:80 is not in upstream "backend"`
 pub fn refusal_line(origin: &Origin, upstream: &str, e: &ApiError) -> String {
-    format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text)
+    printable(&format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text))
+        .into_owned()
+}
+
+/// `text` with every non-printing character escaped, for a log line whose
+/// fields come from a request (user, upstream name, reason): control
+/// characters (`char::is_control`: C0, DEL, C1) as `\xNN` below 0x80 and
+/// `\u{N}` above, and so are the invisible format characters (zero-width,
+/// line and paragraph separators, bidi overrides, BOM), so no field can
+/// forge a line or hide or reorder what follows it.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    };
+    if !text.chars().any(hidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !hidden(c) => out.push(c),
+            c if c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+    }
+    out.into()
 }
 
 fn who(origin: &Origin, upstream: &str) -> String {
@@ -183,18 +214,20 @@ fn describe(change: &Change) -> String {
         Change::Update { server, before, params, down } => {
             let mut parts = Vec::new();
             let olds = [before.weight, before.max_fails, before.fail_timeout, before.max_conns];
+            // Only what changed: setting a value a peer already has is none.
             for (param, old) in Param::ALL.into_iter().zip(olds) {
-                if let Some(new) = param.get(params) {
-                    parts.push(format!("{} {old} -> {new}", param.name()));
+                match param.get(params) {
+                    Some(new) if new != old => parts.push(format!("{} {old} -> {new}", param.name())),
+                    _ => {}
                 }
             }
             match down {
-                Some(true) => parts.push("down".into()),
-                Some(false) => parts.push("up".into()),
-                None => {}
+                Some(true) if !before.down => parts.push("down".into()),
+                Some(false) if before.down => parts.push("up".into()),
+                _ => {}
             }
             if parts.is_empty() {
-                parts.push("no change".into());
+                parts.push("unchanged".into());
             }
             format!("{server} {}", parts.join(", "))
         }
@@ -333,10 +366,17 @@ mod tests {
         let nothing = PeerParams::default();
         let up = Change::Update { server: &server, before, params: &nothing, down: Some(false) };
         let lua = Origin::internal("lua");
+        let was_down = PeerValues { down: true, ..before };
+        let up_again = Change::Update { server: &server, before: was_down, params: &nothing, down: Some(false) };
         assert_eq!(
-            change_line(&lua, "b", &up),
+            change_line(&lua, "b", &up_again),
             "dynamic upstream change: client=- user=- api=lua upstream=b: 10.0.0.5:80 up"
         );
+        // Only real changes: a peer already up, a weight it already has.
+        assert_eq!(describe(&up), "10.0.0.5:80 unchanged");
+        let same = PeerParams { weight: Some(1), max_fails: Some(2), ..PeerParams::default() };
+        let no_news = Change::Update { server: &server, before: was_down, params: &same, down: Some(true) };
+        assert_eq!(describe(&no_news), "10.0.0.5:80 max_fails 1 -> 2");
         let mut spec = ServerSpec::new(server.clone());
         spec.weight = 2;
         spec.backup = true;
@@ -345,6 +385,37 @@ mod tests {
         assert_eq!(describe(&Change::Replace { before: Some(3), after: 4 }), "replaced: 3 servers -> 4");
         assert_eq!(describe(&Change::Replace { before: None, after: 1 }), "created: 1 servers");
         assert_eq!(describe(&Change::Delete), "deleted");
+    }
+
+    #[test]
+    fn printable_escapes_every_non_printing_character() {
+        assert_eq!(printable("plain text, \"quoted\" é ü 名"), "plain text, \"quoted\" é ü 名");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("a\u{1b}[2J\u{7}\0\u{7f}\t\n\rb"), "a\\x1b[2J\\x07\\x00\\x7f\\x09\\x0a\\x0db");
+        assert_eq!(
+            printable("\u{85}\u{9f}\u{200b}\u{2028}\u{202e}\u{2066}\u{feff}x"),
+            "\\u{85}\\u{9f}\\u{200b}\\u{2028}\\u{202e}\\u{2066}\\u{feff}x"
+        );
+        // Every char below 0x20, DEL and C1 is escaped.
+        for c in (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32) {
+            assert!(printable(&c.to_string()).starts_with('\\'), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn log_lines_carry_no_raw_control_character() {
+        let who =
+            Origin { api: "query", client: Some("127.0.0.1".into()), user: Some("a\u{1b}]0;x\u{7}\u{85}".into()) };
+        let e = ApiError::not_found("upstream_not_found", "upstream \"x\u{1b}[2J\0\" not found");
+        assert_eq!(
+            refusal_line(&who, "x\u{1b}[2J\0", &e),
+            "dynamic upstream change refused: client=127.0.0.1 user=\"a\\x1b]0;x\\x07\\u{85}\" api=query \
+             upstream=\"x\\x1b[2J\\x00\": 404 upstream \"x\\x1b[2J\\x00\" not found"
+        );
+        assert_eq!(
+            change_line(&who, "b\u{7f}", &Change::Delete),
+            "dynamic upstream change: client=127.0.0.1 user=\"a\\x1b]0;x\\x07\\u{85}\" api=query upstream=\"b\\x7f\": deleted"
+        );
     }
 
     #[test]

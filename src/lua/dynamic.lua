@@ -3,6 +3,9 @@
 -- Every function returns its result, or nil and an error message.
 local ffi = require "ffi"
 local C = ffi.C
+-- The request (or timer's fake request) the caller runs for: the change
+-- log goes where its ngx.log lines go.
+local get_request = require("resty.core.base").get_request
 
 -- pcall: a second Lua VM in the same worker, or a re-require, must not
 -- fail on declarations that already exist.
@@ -18,13 +21,13 @@ int ndu_list_zones(unsigned char *buf, size_t cap, size_t *len,
                    unsigned char *err, size_t *err_len);
 int ndu_describe_zone(const char *zone, size_t zone_len, ndu_peer_t *peers,
                       size_t cap, size_t *count, unsigned char *err, size_t *err_len);
-int ndu_add_peer(const char *zone, size_t zone_len, const char *server, size_t server_len,
+int ndu_add_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
                  double weight, double max_fails, double fail_timeout, double max_conns,
                  int down, int backup, unsigned char *err, size_t *err_len);
-int ndu_update_peer(const char *zone, size_t zone_len, const char *server, size_t server_len,
+int ndu_update_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
                     double weight, double max_fails, double fail_timeout, double max_conns,
                     int down, unsigned char *err, size_t *err_len);
-int ndu_remove_peer(const char *zone, size_t zone_len, const char *server, size_t server_len,
+int ndu_remove_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
                     unsigned char *err, size_t *err_len);
 ]])
 
@@ -153,7 +156,7 @@ function _M.add_peer(zone, server, weight, max_fails, fail_timeout, down)
     if not v then
         return nil, verr
     end
-    if C.ndu_add_peer(zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
+    if C.ndu_add_peer(get_request(), zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
                       v.max_conns, opts.down and 1 or 0, opts.backup and 1 or 0,
                       err_buf, err_len) ~= 0 then
         return failed()
@@ -169,7 +172,7 @@ function _M.remove_peer(zone, server)
     if not ok then
         return nil, err
     end
-    if C.ndu_remove_peer(zone, #zone, server, #server, err_buf, err_len) ~= 0 then
+    if C.ndu_remove_peer(get_request(), zone, #zone, server, #server, err_buf, err_len) ~= 0 then
         return failed()
     end
     return true
@@ -195,7 +198,7 @@ function _M.update_peer(zone, server, opts)
     if opts.down ~= nil then
         down = opts.down and 1 or 0
     end
-    if C.ndu_update_peer(zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
+    if C.ndu_update_peer(get_request(), zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
                          v.max_conns, down, err_buf, err_len) ~= 0 then
         return failed()
     end

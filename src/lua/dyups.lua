@@ -4,11 +4,14 @@
 -- 200, "success"; 400, "add server failed: ..."; 404, ...
 local ffi = require "ffi"
 local C = ffi.C
+-- The request (or timer's fake request) the caller runs for: the change
+-- log goes where its ngx.log lines go.
+local get_request = require("resty.core.base").get_request
 
 pcall(ffi.cdef, [[
-int ndu_dyups_update(const char *name, size_t name_len, const char *body, size_t body_len,
+int ndu_dyups_update(void *r, const char *name, size_t name_len, const char *body, size_t body_len,
                      unsigned char *msg, size_t *msg_len);
-int ndu_dyups_delete(const char *name, size_t name_len, unsigned char *msg, size_t *msg_len);
+int ndu_dyups_delete(void *r, const char *name, size_t name_len, unsigned char *msg, size_t *msg_len);
 ]])
 
 local msg_buf = ffi.new("unsigned char[512]")
@@ -20,7 +23,7 @@ function _M.update(name, body)
     if type(name) ~= "string" or type(body) ~= "string" then
         return 400, "name and body must be strings"
     end
-    local status = C.ndu_dyups_update(name, #name, body, #body, msg_buf, msg_len)
+    local status = C.ndu_dyups_update(get_request(), name, #name, body, #body, msg_buf, msg_len)
     return status, ffi.string(msg_buf, msg_len[0])
 end
 
@@ -28,7 +31,7 @@ function _M.delete(name)
     if type(name) ~= "string" then
         return 400, "name must be a string"
     end
-    local status = C.ndu_dyups_delete(name, #name, msg_buf, msg_len)
+    local status = C.ndu_dyups_delete(get_request(), name, #name, msg_buf, msg_len)
     return status, ffi.string(msg_buf, msg_len[0])
 end
 
