@@ -29,6 +29,7 @@
 use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
@@ -106,8 +107,6 @@ enum ConfigUpstream {
 
 #[derive(Default)]
 struct WorkerView {
-    /// Registry generation last synced (None: never).
-    generation: Option<u64>,
     /// Registry version last synced (None: never).
     version: Option<u64>,
     /// Lower-case name → front. Fronts are never freed: the config's
@@ -140,12 +139,24 @@ thread_local! {
     static VIEW: RefCell<WorkerView> = RefCell::new(WorkerView::default());
 }
 
-/// POST_READ phase handler: sync when the registry moved.
+/// The registry generation this process last synced to ([`NEVER`]: none).
+/// Process-local (one per worker), outside [`VIEW`] so that a request reads
+/// it without a thread-local borrow.
+static SYNCED: AtomicU64 = AtomicU64::new(NEVER);
+const NEVER: u64 = u64::MAX;
+
+/// POST_READ phase handler: sync when the registry moved. When it did not
+/// (nearly always), one load of the registry's generation and one of
+/// [`SYNCED`], nothing else (no panic possible, so no guard).
 pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int_t {
-    crate::entry::request_guard(|| {
-        sync_if_moved();
-        NGX_DECLINED as ngx_int_t
-    })
+    let moved = Dyups::get().is_some_and(|dyups| dyups.generation() != SYNCED.load(Relaxed));
+    if moved {
+        crate::entry::request_guard(|| {
+            sync_if_moved();
+            NGX_DECLINED as ngx_int_t
+        });
+    }
+    NGX_DECLINED as ngx_int_t
 }
 
 /// Syncs this worker if the registry's generation moved (requests and
@@ -163,7 +174,7 @@ fn sync_if_stale(retry_due: bool) {
     let now = current_msec();
     let stale = VIEW.with(|v| {
         let v = v.borrow();
-        v.generation != Some(current) || (retry_due && v.failed.values().any(|f| f.next_try <= now))
+        SYNCED.load(Relaxed) != current || (retry_due && v.failed.values().any(|f| f.next_try <= now))
     });
     if stale {
         sync(&dyups, retry_due, now);
@@ -224,7 +235,7 @@ fn sync(dyups: &Dyups, retry_due: bool, now: ngx_msec_t) {
                 }
             }
         }
-        view.generation = Some(changes.generation);
+        SYNCED.store(changes.generation, Relaxed);
         view.version = Some(changes.version);
     });
     drop(section);
