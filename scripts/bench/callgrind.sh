@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, stock nginx vs. nginx with the module
 # (both admin APIs configured), counted by callgrind: repeatable whatever
-# else the machine does, unlike requests/s.
+# else the machine does, unlike requests/s. One table: zone sizes x
+# balancers, plus an upstream without a zone (the dyups request-time check
+# alone).
 #
 # nginx runs with `master_process off` under callgrind; each arm runs twice
-# (N1 and N2 keep-alive requests through a zone upstream) and the
-# difference of the totals divided by N2 - N1 is the cost of one request,
-# with start-up and shutdown cancelled out.
+# (N1 and N2 keep-alive requests through the upstream) and the difference of
+# the totals divided by N2 - N1 is the cost of one request, with start-up and
+# shutdown cancelled out.
 #
-#   scripts/bench/callgrind.sh [N1] [N2]        (default 1000 3000)
+#   scripts/bench/callgrind.sh [N1] [N2]        (default 200 1200)
+#   ZONES="64k 1m" BALANCERS="rr hash" ...      to measure part of the table
+#   ANNOTATE=1 ...                              also write callgrind_annotate
+#                                               of each module arm (N2 run)
 source "$(dirname "$0")/../common.sh"
 
-n1=${1:-1000}
-n2=${2:-3000}
+n1=${1:-200}
+n2=${2:-1200}
+zones=${ZONES:-64k 1m 64m 256m}
+balancers=${BALANCERS:-rr least_conn hash}
 scripts/setup.sh
 module=$(build_module release)
 out="$REPO_ROOT/scripts/out/callgrind"
@@ -38,9 +45,18 @@ EOF
 "$NGINX_BIN" -p "$out/backends/" -c conf/nginx.conf -e logs/error.log
 trap 'stop_by_pid_file "$out/backends/logs/nginx.pid"' EXIT
 
-# arm NAME LOAD_MODULE ADMIN_LOCATIONS REQUESTS -> total instructions
+# The balancer directive of a short name.
+balancer_line() {
+    case $1 in
+        rr) echo "" ;;
+        least_conn) echo "least_conn;" ;;
+        hash) echo "hash \$request_uri;" ;;
+    esac
+}
+
+# arm DIR LOAD_MODULE ADMIN_LOCATIONS ZONE_LINE BALANCER_LINE REQUESTS -> total instructions
 arm() {
-    local name=$1 load=$2 admin=$3 requests=$4 dir="$out/$1.$4"
+    local dir="$out/$1" load=$2 admin=$3 zone=$4 balancer=$5 requests=$6
     mkdir -p "$dir/logs" "$dir/conf"
     cat > "$dir/conf/nginx.conf" <<EOF
 $load
@@ -52,7 +68,8 @@ events {}
 http {
     access_log off;
     upstream backends {
-        zone backends 64k;
+        $zone
+        $balancer
         server 127.0.0.1:$((base + 1));
         server 127.0.0.1:$((base + 2));
         server 127.0.0.1:$((base + 3));
@@ -86,18 +103,32 @@ EOF
 
 with_module="load_module $module;"
 admin='location /dynamic { dynamic_upstream; } location /dyups { dyups_interface; }'
-# The warm-up request of each run is counted in both N1 and N2 runs alike.
-stock1=$(arm stock "" "" "$n1")
-stock2=$(arm stock "" "" "$n2")
-module1=$(arm module "$with_module" "$admin" "$n1")
-module2=$(arm module "$with_module" "$admin" "$n2")
 
-per_request() { awk -v a="$1" -v b="$2" -v n="$((n2 - n1))" 'BEGIN { printf "%.0f", (b - a) / n }'; }
-stock=$(per_request "$stock1" "$stock2")
-module=$(per_request "$module1" "$module2")
-echo "== instructions per proxied request (callgrind, master_process off, $((n2 - n1)) requests)"
-echo "| arm | instructions per request |"
-echo "|---|---|"
-echo "| stock nginx | $stock |"
-echo "| with the module | $module |"
-echo "| difference | $((module - stock)) ($(awk -v a="$module" -v b="$stock" 'BEGIN { printf "%+.2f%%", (a - b) * 100 / b }')) |"
+# per_request NAME LOAD ADMIN ZONE_LINE BALANCER_LINE -> instructions per request
+# (the warm-up request of each run is counted in both runs alike)
+per_request() {
+    local a b
+    a=$(arm "$1.$n1" "$2" "$3" "$4" "$5" "$n1")
+    b=$(arm "$1.$n2" "$2" "$3" "$4" "$5" "$n2")
+    if [ -n "${ANNOTATE:-}" ] && [ -n "$2" ]; then
+        callgrind_annotate --inclusive=yes "$out/$1.$n2/callgrind.out" > "$out/$1.annotate.txt" 2>/dev/null || true
+    fi
+    awk -v a="$a" -v b="$b" -v n="$((n2 - n1))" 'BEGIN { printf "%.0f", (b - a) / n }'
+}
+
+row() {
+    local label=$1 zone=$2 balancer=$3 name=$4 stock module
+    stock=$(per_request "stock.$name" "" "" "$zone" "$balancer")
+    module=$(per_request "module.$name" "$with_module" "$admin" "$zone" "$balancer")
+    echo "| $label | $stock | $module | $((module - stock)) | $(awk -v a="$module" -v b="$stock" 'BEGIN { printf "%.4f", a / b }') |"
+}
+
+echo "== instructions per proxied request (callgrind, master_process off, $((n2 - n1)) keep-alive requests, nginx $("$NGINX_BIN" -v 2>&1 | sed 's|.*/||'))"
+echo "| upstream | stock nginx | with the module | difference | ratio |"
+echo "|---|---|---|---|---|"
+for b in $balancers; do
+    for z in $zones; do
+        row "zone $z, $b" "zone backends $z;" "$(balancer_line "$b")" "$b.$z"
+    done
+done
+row "no zone (dyups check only), rr" "" "" "nozone"
