@@ -68,7 +68,7 @@ use ngx::ffi::{
 };
 
 use crate::balancer::ZoneUpstream;
-use crate::peer_lock::{SlabLocked, WriteLocked};
+use crate::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::zone_peers::{free_list, free_peer};
 
 /// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
@@ -134,9 +134,7 @@ pub fn reap(zone: &ZoneUpstream) {
     // backup, slab mutex, as for every change.
     unsafe {
         let primary = (*zone.uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
-        let _primary_lock = WriteLocked::new(primary);
-        let backup = (*primary).next;
-        let _backup_lock = (!backup.is_null()).then(|| WriteLocked::new(backup));
+        let _locks = ListsWriteLocked::new(primary);
         let slab = SlabLocked::new(shpool(zone));
         let mut link = ptr::addr_of_mut!((*zone.state).retired);
         while !(*link).is_null() {

@@ -420,9 +420,7 @@ unsafe fn add_locked(
         let _locks = ListsWriteLocked::new(primary);
         let mut backup = (*primary).next;
 
-        if find_peer(primary, address.name()).is_some()
-            || (!backup.is_null() && find_peer(backup, address.name()).is_some())
-        {
+        if find_in_lists(primary, address).is_some() {
             return Err(Refusal::Exists);
         }
         let list_len = match (spec.backup, backup.is_null()) {
@@ -599,8 +597,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
 unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: &mut Vec<PeerSnapshot>) -> bool {
     // SAFETY: per the contract; every peer of a locked list is live.
     unsafe {
-        let mut peer = (*list).peer;
-        while !peer.is_null() {
+        for peer in peers_of(list) {
             if out.len() == out.capacity() {
                 return false;
             }
@@ -615,7 +612,6 @@ unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: 
             snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
             snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
             out.push(snapshot); // within capacity: no allocation
-            peer = (*peer).next;
         }
     }
     true
@@ -637,17 +633,13 @@ unsafe fn copy_str(s: &ngx_str_t, dst: &mut [u8]) -> usize {
 /// # Safety
 /// `list` must be a live peer list whose lock the caller holds.
 unsafe fn find_peer(list: *mut ngx_http_upstream_rr_peers_t, name: &[u8]) -> Option<*mut ngx_http_upstream_rr_peer_t> {
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; every peer of a locked list is live, its
+    // name valid for name.len bytes.
     unsafe {
-        let mut peer = (*list).peer;
-        while !peer.is_null() {
-            if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name {
-                return Some(peer);
-            }
-            peer = (*peer).next;
-        }
+        peers_of(list).find(|&peer| {
+            (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name
+        })
     }
-    None
 }
 
 /// Changes one peer's parameters and keeps the list's counters right.
@@ -728,12 +720,9 @@ unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
 /// The caller holds `list`'s write lock.
 unsafe fn restart_smooth_weights(list: *mut ngx_http_upstream_rr_peers_t) {
     // SAFETY: per the contract.
-    unsafe {
-        let mut peer = (*list).peer;
-        while !peer.is_null() {
-            (*peer).current_weight = 0;
-            peer = (*peer).next;
-        }
+    for peer in unsafe { peers_of(list) } {
+        // SAFETY: a live peer of the locked list.
+        unsafe { (*peer).current_weight = 0 };
     }
 }
 
