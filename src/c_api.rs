@@ -49,7 +49,7 @@ pub unsafe extern "C" fn ngx_dyups_update_upstream(
         let (name, body) = unsafe { (str_arg(name), buf_arg(buf)) };
         let result = match name {
             _ if !crate::lua_api::in_running_process() => Err(not_running()),
-            Some(name) => update_upstream(&name, &body, false, false, &crate::dynamic_api::Requester::internal("c")),
+            Some(name) => update_upstream(&name, &body, false, false, &crate::change_log::Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         // SAFETY: rv is the caller's string (or null).
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn ngx_dyups_delete_upstream(name: *mut ngx_str_t, rv: *mu
         // SAFETY: the caller passes a valid name, per the dyups API.
         let result = match unsafe { str_arg(name) } {
             _ if !crate::lua_api::in_running_process() => Err(not_running()),
-            Some(name) => delete_upstream(&name, false, &crate::dynamic_api::Requester::internal("c")),
+            Some(name) => delete_upstream(&name, false, &crate::change_log::Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         // SAFETY: rv is the caller's string (or null).

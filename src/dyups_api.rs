@@ -16,7 +16,7 @@ use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::{log_change, log_refusal, Requester};
+use crate::change_log::{log_change, log_refusal, Requester};
 use crate::dyups_registry::{Dyups, ReadSection, RecordView};
 use crate::dyups_worker::is_front;
 use crate::http_io::{HttpRequest, Response};

@@ -62,7 +62,7 @@ unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
 fn too_large(req: &mut HttpRequest) -> ngx_int_t {
     let _ = req.discard_body();
     let e = ApiError::new(413, "too_large", format!("request body larger than {} bytes", dyups_api::MAX_BODY));
-    crate::dynamic_api::log_refusal(&req.requester("rest"), &dyups_api::upstream_of(req), &e);
+    crate::change_log::log_refusal(&req.requester("rest"), &dyups_api::upstream_of(req), &e);
     req.send(&Response::text(e.status, e.text))
 }
 

@@ -5,7 +5,7 @@ use core::ptr;
 
 use dynamic_upstream_core::render::Origin;
 
-use crate::dynamic_api::Requester;
+use crate::change_log::Requester;
 
 use ngx::ffi::{
     add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,

@@ -6,6 +6,7 @@
 
 mod balancer;
 mod c_api;
+mod change_log;
 mod config;
 mod cycle;
 mod dynamic_api;

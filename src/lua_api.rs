@@ -15,7 +15,8 @@ use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerVi
 use ngx::ffi::{ngx_http_request_t, ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 
 use crate::balancer::{configured_upstreams, str_lossy};
-use crate::dynamic_api::{log_refusal, perform, Requester};
+use crate::change_log::{log_refusal, Requester};
+use crate::dynamic_api::perform;
 use crate::dyups_api::{delete_upstream, update_upstream};
 use crate::entry::request_guard;
 
