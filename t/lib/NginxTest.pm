@@ -458,17 +458,16 @@ use warnings;
 
 use Test::More;
 use Test::Base ();          # only its parser; its import() is never called
+use HttpClient;             # http() (shared with the t/ helpers and scripts/)
 use NginxTest::Steps;
 use NginxTest::Files ();    # slurp and spew (see Files below)
 
 use Cwd qw(abs_path);
-use Errno ();
 use Fcntl qw(:flock O_RDWR O_CREAT);
 use File::Basename qw(basename dirname);
 use File::Path qw(remove_tree);
 use File::Spec;
 use File::Temp qw(tempdir);
-use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(sleep time);
@@ -1384,12 +1383,11 @@ sub _can_connect {
 }
 
 # ==========================================================================
-# HTTP client (HTTP/1.1, Connection: close, raw socket)
+# HTTP client (t/lib/HttpClient.pm: HTTP/1.1, Connection: close)
 # ==========================================================================
 
 sub _http {
     my ($method, $uri, $body, $headers, $timeout) = @_;
-    $timeout //= $TIMEOUT;
     my $port = $PORTS[0];
     if ($uri =~ m{^http://(?:127\.0\.0\.1|localhost)(?::(\d+))?(/.*)?$}) {
         $port = $1 // 80;
@@ -1397,119 +1395,7 @@ sub _http {
     } elsif ($uri =~ m{^\w+://}) {
         die "http: only http://127.0.0.1 URLs are allowed, got '$uri'\n";
     }
-    my @h = ref $headers eq 'HASH'  ? map { [$_, $headers->{$_}] } sort keys %$headers
-          : ref $headers eq 'ARRAY' ? @$headers
-          :                           ();
-    my %given = map { lc($_->[0]) => 1 } @h;
-
-    my $req = "$method $uri HTTP/1.1\r\n";
-    $req .= "Host: localhost\r\n"    unless $given{host};
-    $req .= "Connection: close\r\n"  unless $given{connection};
-    $req .= "$_->[0]: $_->[1]\r\n" for @h;
-    $req .= "Content-Length: " . length($body) . "\r\n"
-        if defined $body && !$given{'content-length'} && !$given{'transfer-encoding'};
-    $req .= "\r\n";
-    $req .= $body if defined $body;
-
-    my $err = sub { +{ status => 599, body => $_[0], error => $_[0], headers => {}, header_list => [] } };
-    my $deadline = time + $timeout;
-
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                     Proto => 'tcp', Timeout => $timeout)
-        or return $err->("connect to 127.0.0.1:$port failed: $@");
-    binmode $sock;
-    $sock->blocking(0);
-    my $sel = IO::Select->new($sock);
-
-    my $off = 0;
-    while ($off < length $req) {
-        my $left = $deadline - time;
-        return $err->("timeout sending the request") if $left <= 0;
-        next unless $sel->can_write($left);
-        my $n = syswrite($sock, $req, length($req) - $off, $off);
-        if (!defined $n) {
-            next if $!{EAGAIN} || $!{EINTR};
-            last;    # server closed early (e.g. 413): still read its response
-        }
-        $off += $n;
-    }
-
-    my $buf = '';
-    my ($res, $eof);
-    while (1) {
-        $res = _parse_response($buf, $eof, $method);
-        last if $res;
-        return $err->("connection closed before a complete response; got: " . _show($buf)) if $eof;
-        my $left = $deadline - time;
-        return $err->("timeout after ${timeout}s waiting for the response; got: " . _show($buf))
-            if $left <= 0;
-        next unless $sel->can_read($left);
-        my $n = sysread($sock, $buf, 65536, length $buf);
-        if (!defined $n) {
-            next if $!{EAGAIN} || $!{EINTR};
-            $eof = 1;    # ECONNRESET etc.
-        } elsif ($n == 0) {
-            $eof = 1;
-        }
-    }
-    close $sock;
-    return $res;
-}
-
-# Parse a buffered response; undef if more data is needed.
-sub _parse_response {
-    my ($buf, $eof, $method) = @_;
-    while (1) {
-        my $end = index($buf, "\r\n\r\n");
-        return undef if $end < 0;
-        my $head = substr($buf, 0, $end);
-        my $rest = substr($buf, $end + 4);
-        my ($status_line, @lines) = split /\r\n/, $head;
-        my ($status) = $status_line =~ m{^HTTP/\d\.\d\s+(\d{3})}
-            or return { status => 599, error => "bad status line '$status_line'",
-                        body => $buf, headers => {}, header_list => [] };
-        # Skip interim 1xx responses.
-        if ($status =~ /^1/ && $status != 101) { $buf = $rest; next; }
-
-        my (@list, %h);
-        for my $l (@lines) {
-            my ($n, $v) = $l =~ /^([^:]+):\s*(.*?)\s*$/ or next;
-            push @list, [$n, $v];
-            $h{ lc $n } = exists $h{ lc $n } ? "$h{lc $n}, $v" : $v;
-        }
-        my %res = (status => 0 + $status, headers => \%h, header_list => \@list, error => undef);
-
-        if ($method eq 'HEAD' || $status == 204 || $status == 304) {
-            return { %res, body => '' };
-        }
-        if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
-            my ($body, $pos) = ('', 0);
-            while (1) {
-                my $e = index($rest, "\r\n", $pos);
-                return undef if $e < 0;
-                my ($size) = substr($rest, $pos, $e - $pos) =~ /^([0-9a-fA-F]+)/;
-                return { %res, status => 599, error => 'bad chunk size', body => $rest }
-                    unless defined $size;
-                $size = hex $size;
-                $pos = $e + 2;
-                if ($size == 0) {
-                    # Trailers end with an empty line; with Connection: close
-                    # EOF is just as good.
-                    return { %res, body => $body } if $eof || index($rest, "\r\n", $pos) >= 0;
-                    return undef;
-                }
-                return undef if length($rest) < $pos + $size + 2;
-                $body .= substr($rest, $pos, $size);
-                $pos += $size + 2;
-            }
-        }
-        if (defined $h{'content-length'}) {
-            my $len = $h{'content-length'};
-            return undef if length($rest) < $len && !$eof;
-            return { %res, body => substr($rest, 0, $len) };
-        }
-        return $eof ? { %res, body => $rest } : undef;
-    }
+    return HttpClient->new(timeout => $timeout // $TIMEOUT)->once($method, $port, $uri, undef, $body, $headers);
 }
 
 # ==========================================================================
