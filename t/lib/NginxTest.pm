@@ -303,7 +303,20 @@ Absolute path of the prefix directory (with a trailing C</>).
 
 =item any other C<$TEST_NGINX_*>
 
-Taken from the environment.
+Taken from the environment, with the variables above substituted in its
+value too.  That is how blocks share a fixture: a configuration that many
+blocks of a file need, and that is not what they test, is set once before
+C<run_tests> and named in each block:
+
+    $ENV{TEST_NGINX_BACKENDS} = <<'NGINX';    # quoted: no Perl interpolation
+    upstream backends { zone backends 64k; server 127.0.0.1:$TEST_NGINX_PORT_1; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "$server_port\n"; }
+    NGINX
+    run_tests();
+    __DATA__
+    === TEST 1: ...
+    --- http_config
+    $TEST_NGINX_BACKENDS
 
 =back
 
@@ -885,14 +898,16 @@ sub _expected_workers {
 # Variables
 # --------------------------------------------------------------------------
 
+# A value from the environment gets the block's own variables substituted
+# too (not other environment variables): a fixture shared by many blocks.
 sub _subst {
-    my ($text, $where) = @_;
+    my ($text, $where, $in_env) = @_;
     return $text unless defined $text;
     my $vars = $CUR->{vars};
     $text =~ s{\$(?:\{(TEST_NGINX_\w+)\}|(TEST_NGINX_\w+))}{
         my $n = $1 // $2;
-        defined $vars->{$n}   ? $vars->{$n}
-      : defined $ENV{$n}      ? $ENV{$n}
+        defined $vars->{$n}             ? $vars->{$n}
+      : defined $ENV{$n} && !$in_env    ? _subst($ENV{$n}, "$where (in \$$n)", 1)
       : die "unknown variable \$$n in --- $where (not set by the harness nor in the environment)\n";
     }ge;
     return $text;
