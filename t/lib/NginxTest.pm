@@ -80,6 +80,21 @@ and malformed sections, make C<run_tests> die before any nginx is started.
 If the test script dies, exits or gets SIGINT/SIGTERM/SIGHUP/SIGPIPE while a block's
 nginx runs, an END block / signal handler stops that nginx by its pid file.
 
+=head2 Why a harness of its own
+
+The block format is openresty's L<Test::Nginx> (C<=== TEST>, C<--- config>,
+C<--- request>, C<--- error_code>, C<--- response_body>, ...), so its
+blocks read as the tests of other nginx modules do, but Test::Nginx itself
+is not used: Debian 12 does not package it (C<apt-cache policy
+libtest-nginx-perl> lists no such package and C<apt-cache search Test::Nginx>
+finds nothing, checked on 2026-12-02; it is on CPAN only), and the tests run
+from Debian packages alone (C<scripts/setup.sh> installs them, no CPAN).
+The harness builds on Debian's L<Test::Base> (C<libtest-base-perl>), which
+Test::Nginx is built on too, and adds what this module's tests need:
+several workers and reloads checked through F</proc>, a failed block for any
+C<[alert]>/C<[crit]>/C<[emerg]> or signal exit, C<--- steps>, Debian's
+dynamic modules by name, and ports locked across parallel runs.
+
 =head1 SECTIONS
 
 Section values are taken as written, except that blank lines at the very
