@@ -69,7 +69,7 @@ for _ in $(seq 1 300); do [ -s "$out/logs/nginx.pid" ] && break; sleep 0.1; done
 REPO_ROOT=$REPO_ROOT perl - "$base" "$cycles" "$out/logs/nginx.pid" <<'PERL'
 use strict;
 use warnings;
-use lib "$ENV{REPO_ROOT}/scripts/lib";
+use lib "$ENV{REPO_ROOT}/t/lib";
 use HttpClient;
 use Time::HiRes qw(time sleep);
 
@@ -83,7 +83,7 @@ sub check {
     my ($res, $code, $what) = @_;
     return if $res->{status} == $code;
     $failed++;
-    print "unexpected: $what answered $res->{status} $res->{content}\n" if $failed <= 5;
+    print "unexpected: $what answered $res->{status} $res->{body}\n" if $failed <= 5;
 }
 
 sub post { request('POST', $admin, "/upstream/$_[0]", 'localhost', $_[1]) }
@@ -92,7 +92,7 @@ sub proxied {
     my ($host, @ports) = @_;
     my $res = request('GET', $proxy, '/', $host);
     check($res, 200, "proxy to $host");
-    my ($port) = $res->{content} =~ /^(\d+)/;
+    my ($port) = $res->{body} =~ /^(\d+)/;
     $failed++ unless defined $port && grep { $_ == $port } @ports;
 }
 
@@ -109,7 +109,7 @@ sub cycle {
 }
 
 sub usage {
-    my $status = request('GET', $admin, '/status', 'localhost')->{content};
+    my $status = request('GET', $admin, '/status', 'localhost')->{body};
     my ($pages, $free) = $status =~ /pages=(\d+) free_pages=(\d+)/;
     open(my $fh, '<', $pidfile) or die "pid file: $!";
     chomp(my $master = <$fh>);
@@ -127,7 +127,7 @@ sub usage {
     return ($pages - $free, $rss);
 }
 
-for (1 .. 1200) { last if eval { request('GET', $admin, '/status', 'localhost')->{success} }; sleep 0.05 }
+for (1 .. 1200) { last if eval { request('GET', $admin, '/status', 'localhost')->{status} == 200 }; sleep 0.05 }
 cycle($_) for 1 .. 200;    # warm-up: pools, connections, first versions
 my ($used_before, $rss_before) = usage();
 my $start = time;

@@ -14,7 +14,6 @@
 # TEST_NGINX_MATRIX_ROUNDS (default 3) sets the number of rounds:
 # scripts/memcheck.sh asan runs many under AddressSanitizer.
 use lib 't/lib';
-use lib 'scripts/lib';
 use NginxTest;
 use HttpClient;
 use NginxTest::QueryApi qw(set_change_refused);
@@ -55,7 +54,7 @@ my ($admin_turn, $checked) = (0, 0);
 sub admin {
     my ($method, $path, $body) = @_;
     my $r = $client->request($method, port(8), $path, 'localhost', $body, 'admin' . ($admin_turn++ % 4));
-    return "$r->{status} $r->{content}";
+    return "$r->{status} $r->{body}";
 }
 
 # check_traffic(HOST, ALLOWED, N): N keep-alive requests through the proxy
@@ -67,7 +66,7 @@ sub check_traffic {
     for my $i (1 .. $n) {
         my $r = $client->request('GET', port(9), "/?k=$i", $host, undef, 'proxy' . ($i % 2));
         $checked++;
-        my $port = $r->{content} =~ s/\n\z//r;
+        my $port = $r->{body} =~ s/\n\z//r;
         push @bad, "$host /?k=$i: $r->{status} $port" unless $r->{status} == 200 && $allowed->{$port};
     }
     return @bad;
@@ -91,7 +90,7 @@ sub start_background {
         while ($n < $max && !-e $stop) {
             for my $host (@hosts) {
                 my $r = $bg->request('GET', port(9), "/?k=$n", $host, undef, 'bg' . ($n % 3));
-                my $port = $r->{content} =~ s/\n\z//r;
+                my $port = $r->{body} =~ s/\n\z//r;
                 push @bad, "$host: $r->{status} $port" unless $r->{status} == 200 && $live{$port};
                 $n++;
             }

@@ -6,18 +6,11 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Traffic;
-use IO::Socket::INET;
+use HttpClient;
 use POSIX ();
 
-# A raw request for forked children (no harness state, no Test::More).
-sub raw_get {
-    my ($path) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9), Timeout => 10) or return 599;
-    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    local $/;
-    my $resp = <$s> // '';
-    return $resp =~ m{^HTTP/1\.\d (\d{3})} ? $1 : 599;
-}
+# The status of GET PATH on port 9, for forked children (no Test::More).
+sub raw_get { HttpClient->new(timeout => 10)->once('GET', port(9), $_[0])->{status} }
 
 run_tests();
 __DATA__

@@ -215,48 +215,13 @@ location / {
     dyups_interface;
 }
 --- perl
-use IO::Socket::INET;
-use IO::Select;
-my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Timeout => 10) or die "connect: $!";
-binmode $sock;
-my $buf = '';
-# Reads one response from the keep-alive connection: [status, body].
-my $read_one = sub {
-    my $sel = IO::Select->new($sock);
-    my $fill = sub {
-        $sel->can_read(10) or die "timeout; got: $buf\n";
-        my $n = sysread($sock, $buf, 65536, length $buf);
-        die "connection closed; got: $buf\n" unless $n;
-    };
-    $fill->() while index($buf, "\r\n\r\n") < 0;
-    my $end = index($buf, "\r\n\r\n");
-    my $head = substr($buf, 0, $end);
-    $buf = substr($buf, $end + 4);
-    my ($status) = $head =~ m{\AHTTP/1\.1 (\d+)};
-    my $body = '';
-    if ($head =~ /^Content-Length:\s*(\d+)/mi) {
-        my $len = $1;
-        $fill->() while length($buf) < $len;
-        $body = substr($buf, 0, $len, '');
-    } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
-        while (1) {
-            $fill->() while $buf !~ /\A[0-9a-fA-F]+\r\n/;
-            my ($hex) = $buf =~ /\A([0-9a-fA-F]+)\r\n/;
-            my $size = hex $hex;
-            $fill->() while length($buf) < length($hex) + 2 + $size + 2;
-            $body .= substr($buf, length($hex) + 2, $size);
-            substr($buf, 0, length($hex) + 2 + $size + 2, '');
-            last if $size == 0;
-        }
-    }
-    return [$status // 0, $body, $head];
-};
+use HttpClient;
+my $conn = HttpClient::Connection->open(server_port(), 10) or die "connect: $@";
+# One request on the keep-alive connection, and its answer.
 my $ask = sub {
-    my ($m, $uri, $body, $extra) = @_;
-    $body //= '';
-    print $sock "$m $uri HTTP/1.1\r\nHost: localhost\r\n" . ($extra // '')
-              . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    return $read_one->();
+    my ($m, $uri, $body, $headers) = @_;
+    $conn->send(HttpClient::request_text($m, $uri, $body // '', $headers)) or die "$conn->{error}\n";
+    return $conn->read($m) // die "$conn->{error}\n";
 };
 my $good = 'server 127.0.0.1:' . port(2) . ';';
 my $big_bad = ('x' x 5000) . ';';
@@ -275,18 +240,15 @@ my @steps = (
 for my $s (@steps) {
     my ($m, $uri, $body, $want) = @$s;
     my $r = $ask->($m, $uri, $body);
-    is($r->[0], $want, "$m $uri with a " . length($body) . "-byte body: $want on the same connection")
-        or diag($r->[2]);
+    is($r->{status}, $want, "$m $uri with a " . length($body) . "-byte body: $want on the same connection")
+        or diag(explain($r->{header_list}));
 }
 my $r = $ask->('GET', '/list');
-is($r->[0], 200, 'the connection is still in sync');
-is($r->[1], "host1\ndyhost\n", 'and dyhost was created once');
+is($r->{status}, 200, 'the connection is still in sync');
+is($r->{body}, "host1\ndyhost\n", 'and dyhost was created once');
 # A chunked POST on the same connection.
-my $chunked = "POST /upstream/dyhost HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
-            . "5\r\nserve\r\n" . sprintf("%x\r\n%s\r\n", length("r 127.0.0.1:" . port(3) . ";"), "r 127.0.0.1:" . port(3) . ";") . "0\r\n\r\n";
-print $sock $chunked;
-$r = $read_one->();
-is($r->[0], 200, 'chunked POST on the keep-alive connection');
+my $chunks = "5\r\nserve\r\n" . sprintf("%x\r\n%s\r\n", length("r 127.0.0.1:" . port(3) . ";"), "r 127.0.0.1:" . port(3) . ";") . "0\r\n\r\n";
+$r = $ask->('POST', '/upstream/dyhost', $chunks, [['Transfer-Encoding' => 'chunked']]);
+is($r->{status}, 200, 'chunked POST on the keep-alive connection');
 $r = $ask->('GET', '/upstream/dyhost');
-like($r->[1], qr/\Aserver 127\.0\.0\.1:${\ port(3)} /, 'and its body was read whole');
-close $sock;
+like($r->{body}, qr/\Aserver 127\.0\.0\.1:${\ port(3)} /, 'and its body was read whole');

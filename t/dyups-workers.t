@@ -8,7 +8,7 @@ use NginxTest;
 # different workers; each answer carries the worker's pid in X-Pid.
 # (post() is this file's own: through port 8, answering a failure text.)
 use NginxTest::Dyups qw(admin proxied keepalive);
-use IO::Socket::INET;
+use HttpClient;
 
 sub post {
     my ($name, $body) = @_;
@@ -19,27 +19,15 @@ sub post {
 sub srv { join '', map { "server 127.0.0.1:$_;" } @_ }
 
 # Sends every request at once on its own connection to port 8, then reads
-# every answer: list of [status, body].
+# every answer: list of [status, body] ([0, ''] for no answer).
 sub burst {
-    my @socks;
-    for my $req (@_) {
-        my ($m, $uri, $body) = @$req;
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(8), Timeout => 10)
-            or die "connect: $!";
-        $body //= '';
-        print $s "$m $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-               . "Content-Length: " . length($body) . "\r\n\r\n$body";
-        push @socks, $s;
-    }
-    my @res;
-    for my $s (@socks) {
-        local $/;
-        my $raw = <$s> // '';
-        my ($status) = $raw =~ m{\AHTTP/1\.\d (\d{3})};
-        my ($body) = $raw =~ m{\r\n\r\n(.*)\z}s;
-        push @res, [$status // 0, $body // ''];
-    }
-    return @res;
+    my @conns = map {
+        my ($m, $uri, $body) = @$_;
+        my $c = HttpClient::Connection->open(port(8), 10) or die "connect: $@";
+        $c->send(HttpClient::request_text($m, $uri, $body // '', [[Connection => 'close']]));
+        [$c, $m];
+    } @_;
+    return map { my $r = $_->[0]->read($_->[1]); $r ? [$r->{status}, $r->{body}] : [0, ''] } @conns;
 }
 
 run_tests();

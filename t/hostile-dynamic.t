@@ -79,11 +79,10 @@ sub accepted {
     return $r;
 }
 
-run_tests();
-__DATA__
-
-=== TEST 1: over-long request lines and values
---- http_config
+# The configuration of every block but TEST 2 (which has long names): two zone
+# upstreams, "backends" with a state file, and the backends that answer their
+# port.
+$ENV{TEST_NGINX_UPSTREAMS} = <<'NGINX';
 upstream backends {
     zone zone_for_backends 128k;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
@@ -101,6 +100,14 @@ server {
     listen 127.0.0.1:$TEST_NGINX_PORT_3;
     return 200 "$server_port\n";
 }
+NGINX
+
+run_tests();
+__DATA__
+
+=== TEST 1: over-long request lines and values
+--- http_config
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -197,23 +204,7 @@ main::serving('after the unix peer');
 
 === TEST 3: percent-encoded control characters in every key and value
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -255,23 +246,7 @@ for my $c ('%00', '%0A', '%0D', '%09', '%7F', '%1B', '%0D%0AX-Injected:%201', '%
 
 === TEST 4: malformed escapes, invalid UTF-8 and non-ASCII text
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -290,23 +265,7 @@ for my $bad ('%', '%4', '%zz', '%%', '%G0', '%0', '%ff', '%C3', '%C3%28', '%C0%8
 
 === TEST 5: duplicate parameters, also spelled with escapes
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -351,23 +310,7 @@ for my $q (sort keys %dup) {
 
 === TEST 6: numbers at and beyond the limits of every parameter
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -402,23 +345,7 @@ for my $param (sort keys %bad) {
 
 === TEST 7: the largest and smallest values are accepted and shown as given
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -439,23 +366,7 @@ main::serving('after the boundary values');
 
 === TEST 8: bad ports and IPv6 edge forms
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -478,23 +389,7 @@ for my $addr ('127.0.0.1:0', '127.0.0.1:00', '127.0.0.1:65536', '127.0.0.1:99999
 
 === TEST 9: valid IPv6 edge forms are added under their canonical name and removed again
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -516,23 +411,7 @@ main::serving('after the IPv6 peers');
 
 === TEST 10: upstream names with odd characters
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -554,23 +433,7 @@ for my $name ('a/b', 'backends/', '/backends', '..', '../backends', 'backends/..
 
 === TEST 11: empty values, bare keys and stray separators
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -597,23 +460,7 @@ for my $q ('', '?', '?&&&', '?=', '?==', '?=&=', '?&=&', '?=backends', '?upstrea
 
 === TEST 12: methods other than GET and HEAD; HEAD
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -644,23 +491,7 @@ for my $q ("upstream=backends&server=$s1&weight=0", "upstream=backends&server=$s
 
 === TEST 13: JSON error answers are valid JSON without raw control characters
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -693,23 +524,7 @@ main::serving('after the JSON errors');
 
 === TEST 14: header injection and raw control bytes, at the socket level
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -760,23 +575,7 @@ main::serving('after the raw requests');
 
 === TEST 15: a 10 MiB body is refused with 413 (Content-Length and chunked)
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2 max_fails=3 fail_timeout=7;
-    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream other {
-    zone other_zone 64k;
-    server 127.0.0.1:$TEST_NGINX_PORT_4 max_conns=5;
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }

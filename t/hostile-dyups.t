@@ -104,11 +104,9 @@ sub accepted {
     return $r;
 }
 
-run_tests();
-__DATA__
-
-=== TEST 1: over-long request lines, names and addresses
---- http_config
+# The configuration of every block but TEST 2: a configuration upstream, the
+# dyups file, backends that answer their port, and the proxy by Host on port 9.
+$ENV{TEST_NGINX_DYUPS} = <<'NGINX';
 upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 server {
@@ -121,6 +119,14 @@ server {
     listen 127.0.0.1:$TEST_NGINX_PORT_9;
     location / { proxy_pass http://$host; }
 }
+NGINX
+
+run_tests();
+__DATA__
+
+=== TEST 1: over-long request lines, names and addresses
+--- http_config
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -226,18 +232,7 @@ main::serving('at the end');
 
 === TEST 3: control characters, CR/LF and NUL in names
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -255,18 +250,7 @@ for my $c ('%00', '%0A', '%0D', '%09', '%7F', '%1B', '%0D%0AX-Injected:%201', '%
 
 === TEST 4: names with odd characters, only dots, empty
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -286,18 +270,7 @@ for my $name ('a/b', 'a%2Fb', 'dyhost%2F', 'a%5Cb', 'a;b', 'dyhost;', 'a%3Bb', '
 
 === TEST 5: NUL, CR/LF and other control bytes in text bodies
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -344,18 +317,7 @@ main::serving('at the end');
 
 === TEST 6: control characters in JSON bodies
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -391,18 +353,7 @@ is(main::state(), $before, 'JSON error: nothing changed');
 
 === TEST 7: numbers at and beyond the limits (text and JSON bodies)
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -461,18 +412,7 @@ main::serving('at the end');
 
 === TEST 8: duplicate parameters and keys
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -497,18 +437,7 @@ for my $body (qq({"servers":[{"server":"$a3","weight":1,"weight":2}]}),
 
 === TEST 9: bad ports and IPv6 edge forms; valid edge forms under their canonical names
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -542,18 +471,7 @@ main::serving('at the end');
 
 === TEST 10: odd statements, empty values, stray separators
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -587,18 +505,7 @@ for my $body ('', ' ', '{}', '[]', 'null', '""', '0', 'true', '{"servers":null}'
 
 === TEST 11: methods other than GET, POST, DELETE; HEAD
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -632,18 +539,7 @@ main::refused('HEAD', '/nope', $s3, 404, '');
 
 === TEST 12: content types
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -681,18 +577,7 @@ main::serving('at the end');
 
 === TEST 13: header injection and raw control bytes, at the socket level
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl
@@ -736,18 +621,7 @@ main::serving('at the end');
 
 === TEST 14: a body of very many servers is refused whole
 --- http_config
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- perl

@@ -119,11 +119,10 @@ sub req {
     return "$h\r\n" . ($o{body} // '');
 }
 
-run_tests();
-__DATA__
-
-=== TEST 1: valid requests sent byte by byte are read whole and applied
---- http_config
+# The configuration of every block: a zone upstream with a state file, a
+# configuration upstream and the dyups file, backends that answer their port,
+# and the proxy by Host on port 9.
+$ENV{TEST_NGINX_UPSTREAMS} = <<'NGINX';
 upstream backends {
     zone zone_for_backends 128k;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
@@ -142,6 +141,14 @@ server {
     listen 127.0.0.1:$TEST_NGINX_PORT_9;
     location / { proxy_pass http://$host; }
 }
+NGINX
+
+run_tests();
+__DATA__
+
+=== TEST 1: valid requests sent byte by byte are read whole and applied
+--- http_config
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -200,24 +207,7 @@ main::serving('after the slow clients', $workers);
 
 === TEST 2: bodies that never complete: cut, half-closed, chunked and cut
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -286,24 +276,7 @@ main::hostile('Expect: 100-continue, then close', sub {
 
 === TEST 3: clients too slow for nginx's timeouts are dropped; nothing changes
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 client_body_timeout 300ms;
 client_header_timeout 300ms;
@@ -338,24 +311,7 @@ main::hostile('GET /dynamic: headers stall', sub {
 
 === TEST 4: garbage, broken framing and unsupported versions
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }
@@ -443,24 +399,7 @@ for my $name (sort keys %odd) {
 
 === TEST 5: pipelined and smuggled requests
 --- http_config
-upstream backends {
-    zone zone_for_backends 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
-}
-upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    listen 127.0.0.1:$TEST_NGINX_PORT_3;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_UPSTREAMS
 --- config
 location /dynamic { dynamic_upstream; }
 location /proxy { proxy_pass http://backends; }

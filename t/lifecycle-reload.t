@@ -64,12 +64,10 @@ sub respawned_worker_serves {
     is(main::from_worker($pid, 8, '/list'), "200 dyhost\n", "$what: GET /list");
 }
 
-run_tests();
-__DATA__
-
-=== TEST 1: a reload refused for a corrupt dyups_upstream_conf, then kill -9 of a worker: the respawned worker serves
---- workers: 2
---- http_config
+# The configuration of TESTs 1-5 and 8: the dyups file, backends that answer
+# their port, the REST API on port 8 and the proxy by Host on port 9 (both
+# reuseport, naming the worker in X-Worker).
+$ENV{TEST_NGINX_DYUPS} = <<'NGINX';
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 server {
     listen 127.0.0.1:$TEST_NGINX_PORT_1;
@@ -86,6 +84,15 @@ server {
     add_header X-Worker $pid always;
     location / { proxy_pass http://$host; }
 }
+NGINX
+
+run_tests();
+__DATA__
+
+=== TEST 1: a reload refused for a corrupt dyups_upstream_conf, then kill -9 of a worker: the respawned worker serves
+--- workers: 2
+--- http_config
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- allow_error_log
@@ -107,22 +114,7 @@ main::respawned_worker_serves('after a good reload');
 === TEST 2: a reload refused for a bad directive after the http block, with a new dyups_shm_zone_size, then kill -9: the respawned worker serves
 --- workers: 2
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
-    add_header X-Worker $pid always;
-    location / { dyups_interface; }
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
-    add_header X-Worker $pid always;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- allow_error_log
@@ -143,22 +135,7 @@ main::respawned_worker_serves('after a good reload');
 === TEST 3: a reload refused because a new listen port is in use, then kill -9: the respawned worker serves
 --- workers: 2
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
-    add_header X-Worker $pid always;
-    location / { dyups_interface; }
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
-    add_header X-Worker $pid always;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- allow_error_log
@@ -189,22 +166,7 @@ main::respawned_worker_serves('after a good reload');
 --- workers: 2
 --- modules: lua
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
-    add_header X-Worker $pid always;
-    location / { dyups_interface; }
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
-    add_header X-Worker $pid always;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 location = /lua { content_by_lua_block { ngx.print(require("ngx.dyups").update("dyhost", ngx.unescape_uri(ngx.var.arg_body))) } }
@@ -233,22 +195,7 @@ main::respawned_worker_serves('with Lua again');
 === TEST 5: a reload that adds the Lua module: require "ngx.dyups" works in the new workers
 --- workers: 2
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
-    add_header X-Worker $pid always;
-    location / { dyups_interface; }
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
-    add_header X-Worker $pid always;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- allow_error_log
@@ -385,22 +332,7 @@ is("$r->{status} $r->{body}", "200 slow\n", 'after a restart dyhost is served ag
 === TEST 8: a reload to a configuration without an http block, kill -9, then back: the master survives, the workers serve
 --- workers: 2
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    listen 127.0.0.1:$TEST_NGINX_PORT_2;
-    return 200 "$server_port\n";
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
-    add_header X-Worker $pid always;
-    location / { dyups_interface; }
-}
-server {
-    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
-    add_header X-Worker $pid always;
-    location / { proxy_pass http://$host; }
-}
+$TEST_NGINX_DYUPS
 --- config
 location / { dyups_interface; }
 --- allow_error_log

@@ -18,14 +18,14 @@
 use strict;
 use warnings;
 use FindBin;
-use lib "$FindBin::Bin/../lib";
+use lib "$FindBin::Bin/../../t/lib";
 use HttpClient;
 use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC sleep);
 
 $| = 1;
 sub now { clock_gettime(CLOCK_MONOTONIC) }
 
-# --- The scripts' keep-alive client (scripts/lib/HttpClient.pm).
+# --- The keep-alive client of t/ and scripts/ (t/lib/HttpClient.pm).
 my $client = HttpClient->new(timeout => 10);
 
 # request(METHOD, PORT, PATH, body => B, host => H, key => K): see
@@ -75,7 +75,7 @@ sub expect {
     my ($res, $code, $what) = @_;
     return 1 if $res->{status} == $code;
     $failures++;
-    my $c = substr($res->{content} // '', 0, 200);
+    my $c = substr($res->{body} // '', 0, 200);
     $c =~ s/\s+/ /g;
     print STDERR "bench.pl: $what answered $res->{status} (expected $code): $c\n" if $failures <= 5;
     return 0;
@@ -99,7 +99,7 @@ if ($cmd eq 'peers-grow') {
         my ($dt, $res) = timed('GET', $port, "$q&add=&server=" . peer_addr($i));
         expect($res, 200, "add peer $i") or last;
         push @adds, $dt;
-        $last_bytes = length $res->{content};
+        $last_bytes = length $res->{body};
     }
     # adds close to the target size (the last 100, or all for small steps)
     my @tail = @adds > 100 ? @adds[-100 .. -1] : @adds;
@@ -130,7 +130,7 @@ if ($cmd eq 'peers-grow') {
         my ($dt, $res) = timed('GET', $port, $q);
         expect($res, 200, 'list');
         push @list, $dt;
-        $list_bytes = length $res->{content};
+        $list_bytes = length $res->{body};
     }
     out('list_us', us(median(@list)), 'us');
     out('list_bytes', $list_bytes, 'B');
@@ -150,14 +150,14 @@ if ($cmd eq 'peers-grow') {
 if ($cmd eq 'zone-max') {
     my ($port, $up) = @ARGV;
     my $q = "/dynamic?upstream=$up";
-    my $peers = scalar(() = request('GET', $port, $q)->{content} =~ /^server /mg);
+    my $peers = scalar(() = request('GET', $port, $q)->{body} =~ /^server /mg);
     my $last;
     for my $i (0 .. 1_000_000) {
         $last = request('GET', $port, "$q&add=&server=" . peer_addr($i));
         last if $last->{status} != 200;
         $peers++;
     }
-    my $reason = $last->{content};
+    my $reason = $last->{body};
     $reason =~ s/\s+/ /g;
     out('max_peers', $peers, 'peers');
     out('stop_status', $last->{status}, 'http');
@@ -188,7 +188,7 @@ if ($cmd eq 'dyups-grow') {
         for my $k (1 .. 200) {
             my $key = "proxy$k";
             my $res = request('GET', $proxy, '/', host => $target, key => $key);
-            my ($pid) = $res->{head} =~ /^X-Worker:\s*(\d+)/mi;
+            my $pid = $res->{headers}{'x-worker'};
             if (defined $pid && !$have{$pid}++) {
                 push @wkeys, $key;
             } else {
@@ -234,7 +234,7 @@ if ($cmd eq 'dyups-grow') {
         expect($res, 200, 'GET /status');
         push @status, $dt;
     }
-    my $status = request('GET', $admin, '/status')->{content};
+    my $status = request('GET', $admin, '/status')->{body};
     my ($pages, $free, $n) = $status =~ /pages=(\d+) free_pages=(\d+) upstreams=(\d+)/;
     out('post_replace_us', us(median(@replace)), 'us');
     out('status_us', us(median(@status)), 'us');
@@ -369,8 +369,8 @@ if ($cmd eq 'propagation') {
             while (keys %seen < $workers) {
                 my $res = one_shot($proxy, '/', $name);
                 $conns++;
-                my ($pid) = $res->{head} =~ /^X-Worker:\s*(\d+)/mi;
-                my ($port) = $res->{content} =~ /(\d+)/;
+                my $pid = $res->{headers}{'x-worker'};
+                my ($port) = $res->{body} =~ /(\d+)/;
                 if ($res->{status} != 200 || !defined $pid) {
                     $failures++;
                 } elsif (defined $port && $port == $new) {

@@ -90,7 +90,7 @@ EOF
         "$NGINX_BIN" -p "$dir/" -c conf/nginx.conf -e logs/error.log 2> "$dir/valgrind.txt" &
     local vg=$!
     REPO_ROOT=$REPO_ROOT perl -e '
-        use lib "$ENV{REPO_ROOT}/scripts/lib"; use HttpClient; use Time::HiRes qw(sleep);
+        use lib "$ENV{REPO_ROOT}/t/lib"; use HttpClient; use Time::HiRes qw(sleep);
         my ($port, $n) = @ARGV;
         my $http = HttpClient->new;
         for (1 .. 600) { last if $http->request("GET", $port, "/")->{status} == 200; sleep 0.1 }

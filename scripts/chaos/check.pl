@@ -3,7 +3,7 @@
 # the state files, and where traffic actually goes.
 use strict;
 use warnings;
-use lib "$ENV{REPO_ROOT}/scripts/lib";
+use lib "$ENV{REPO_ROOT}/t/lib";
 use HttpClient;
 
 my ($admin, $front, $first_backend, $out) = @ARGV;
@@ -26,7 +26,7 @@ sub problem { $problems++; print "MISMATCH: @_\n" }
 my $expected = join '', map {
     "server 127.0.0.1:$_ weight=$zone{$_}{weight}" . ($zone{$_}{down} ? ' down' : '')
 } sort { $a <=> $b } keys %zone;
-my $listing = $http->request('GET', $admin, '/dynamic?upstream=backends&verbose=')->{content};
+my $listing = $http->request('GET', $admin, '/dynamic?upstream=backends&verbose=')->{body};
 my $actual = join '', map {
     /^server (\S+) weight=(\d+) .*?( down)?;$/ ? "server $1 weight=$2" . ($3 // '') : "?$_"
 } sort { ($a =~ /:(\d+)/)[0] <=> ($b =~ /:(\d+)/)[0] } split /\n/, $listing;
@@ -49,13 +49,13 @@ sub servers_of {
 my $conf = do { local $/; open(my $fh, '<', "$out/data/dyups.conf") or die "dyups file: $!"; <$fh> };
 for my $name (sort keys %dyups) {
     my $want = join '', map { "127.0.0.1:$_ weight=$dyups{$name}{$_};" } sort { $a <=> $b } keys %{ $dyups{$name} };
-    my $got = servers_of($http->request('GET', $admin, "/upstream/$name")->{content});
+    my $got = servers_of($http->request('GET', $admin, "/upstream/$name")->{body});
     problem("upstream $name\n  expected: $want\n  got:      $got") if $got ne $want;
     my ($block) = $conf =~ /^upstream \Q$name\E \{\n(.*?)^\}/ms;
     my $in_file = servers_of($block);
     problem("dyups file, upstream $name\n  expected: $want\n  got:      $in_file") if $in_file ne $want;
 }
-my $list = $http->request('GET', $admin, '/list')->{content};
+my $list = $http->request('GET', $admin, '/list')->{body};
 for my $name ($list =~ /^(w\d+[ab])$/mg) {
     problem("upstream $name exists but the model deleted it") unless $dyups{$name};
 }
@@ -65,7 +65,7 @@ my %up = map { $_ => 1 } grep { !$zone{$_}{down} } keys %zone;
 my (%seen, $bad);
 for (1 .. 400) {
     my $res = $http->request('GET', $front, '/zone');
-    my ($port) = $res->{content} =~ /^(\d+)/;
+    my ($port) = $res->{body} =~ /^(\d+)/;
     $port //= "status $res->{status}";
     $seen{$port}++;
     $bad++ unless $up{$port};
@@ -73,7 +73,7 @@ for (1 .. 400) {
 problem("traffic reached peers that are not up: " . join(', ', grep { !$up{$_} } keys %seen)) if $bad;
 for my $name (sort keys %dyups) {
     for (1 .. 20) {
-        my ($port) = $http->request('GET', $front, '/', $name)->{content} =~ /^(\d+)/;
+        my ($port) = $http->request('GET', $front, '/', $name)->{body} =~ /^(\d+)/;
         problem("traffic for $name reached " . ($port // 'nothing')) unless $port && $dyups{$name}{$port};
     }
 }

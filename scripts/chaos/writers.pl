@@ -8,7 +8,7 @@
 # retried.
 use strict;
 use warnings;
-use lib "$ENV{REPO_ROOT}/scripts/lib";
+use lib "$ENV{REPO_ROOT}/t/lib";
 use HttpClient;
 use Time::HiRes qw(time sleep);
 
@@ -94,7 +94,7 @@ sub writer {
             resync($http, \%zone, \%dyups, \@ports, \@names);
         } else {
             $stats{unexpected}++;
-            print STDERR "writer $w: unexpected $res->{status} $res->{content}\n";
+            print STDERR "writer $w: unexpected $res->{status} $res->{body}\n";
         }
     }
 
@@ -120,7 +120,7 @@ sub resync {
         sleep 0.05;
     }
     %$zone = ();
-    for (split /\n/, $list->{content}) {
+    for (split /\n/, $list->{body}) {
         next unless /^server 127\.0\.0\.1:(\d+) weight=(\d+) .*?(down)?;$/ && $mine{$1};
         $zone->{$1} = { weight => $2, down => $3 ? 1 : 0 };
     }
@@ -132,7 +132,7 @@ sub resync {
             sleep 0.05;
         }
         if ($res->{status} == 404) { delete $dyups->{$name}; next }
-        my %weights = $res->{content} =~ /^server 127\.0\.0\.1:(\d+) weight=(\d+)/mg;
+        my %weights = $res->{body} =~ /^server 127\.0\.0\.1:(\d+) weight=(\d+)/mg;
         $dyups->{$name} = \%weights;
     }
 }

@@ -1,13 +1,13 @@
 package RL;
 # Shared by scripts/reload-loop/client.pl and check.pl: a one-request-per-
-# connection HTTP client (scripts/lib/HttpClient.pm's `once`: a change is
+# connection HTTP client (t/lib/HttpClient.pm's `once`: a change is
 # never sent twice and never left ambiguous by a closed keep-alive
 # connection), the models of the two state files, and how the module
 # renders and lists them.
 use strict;
 use warnings;
 use FindBin;
-use lib "$FindBin::Bin/../lib";
+use lib "$FindBin::Bin/../../t/lib";
 use HttpClient;
 use Exporter 'import';
 
@@ -23,8 +23,7 @@ my $client = HttpClient->new(timeout => 10);
 sub http {
     my ($method, $port, $path, $body, $host, $headers) = @_;
     my $res = $client->once($method, $port, $path, $host, $body, $headers);
-    my ($worker) = $res->{head} =~ /^X-Worker:\s*(\d+)/mi;
-    return { status => $res->{status}, body => $res->{content}, worker => $worker };
+    return { status => $res->{status}, body => $res->{body}, worker => $res->{headers}{'x-worker'} };
 }
 
 sub slurp {

@@ -3,6 +3,15 @@
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use NginxTest;
+
+# A fixture shared by blocks (TEST 16): the harness's variables in it are
+# substituted per block.
+$ENV{TEST_NGINX_SHARED_BACKEND} = <<'NGINX';
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / { return 200 "port $server_port, data ${TEST_NGINX_DATA_DIR}\n"; }
+}
+NGINX
 run_tests();
 __DATA__
 
@@ -322,3 +331,15 @@ GET /lua
 lua 2 core
 --- error_log
 lua says hi
+
+
+
+=== TEST 16: a fixture from the environment gets the block's variables
+--- http_config
+$TEST_NGINX_SHARED_BACKEND
+--- config
+location / { proxy_pass http://127.0.0.1:$TEST_NGINX_PORT_1; }
+--- request
+GET /
+--- response_body
+port $TEST_NGINX_PORT_1, data $TEST_NGINX_DATA_DIR

@@ -80,6 +80,21 @@ and malformed sections, make C<run_tests> die before any nginx is started.
 If the test script dies, exits or gets SIGINT/SIGTERM/SIGHUP/SIGPIPE while a block's
 nginx runs, an END block / signal handler stops that nginx by its pid file.
 
+=head2 Why a harness of its own
+
+The block format is openresty's L<Test::Nginx> (C<=== TEST>, C<--- config>,
+C<--- request>, C<--- error_code>, C<--- response_body>, ...), so its
+blocks read as the tests of other nginx modules do, but Test::Nginx itself
+is not used: Debian 12 does not package it (C<apt-cache policy
+libtest-nginx-perl> lists no such package and C<apt-cache search Test::Nginx>
+finds nothing, checked on 2026-12-02; it is on CPAN only), and the tests run
+from Debian packages alone (C<scripts/setup.sh> installs them, no CPAN).
+The harness builds on Debian's L<Test::Base> (C<libtest-base-perl>), which
+Test::Nginx is built on too, and adds what this module's tests need:
+several workers and reloads checked through F</proc>, a failed block for any
+C<[alert]>/C<[crit]>/C<[emerg]> or signal exit, C<--- steps>, Debian's
+dynamic modules by name, and ports locked across parallel runs.
+
 =head1 SECTIONS
 
 Section values are taken as written, except that blank lines at the very
@@ -303,7 +318,20 @@ Absolute path of the prefix directory (with a trailing C</>).
 
 =item any other C<$TEST_NGINX_*>
 
-Taken from the environment.
+Taken from the environment, with the variables above substituted in its
+value too.  That is how blocks share a fixture: a configuration that many
+blocks of a file need, and that is not what they test, is set once before
+C<run_tests> and named in each block:
+
+    $ENV{TEST_NGINX_BACKENDS} = <<'NGINX';    # quoted: no Perl interpolation
+    upstream backends { zone backends 64k; server 127.0.0.1:$TEST_NGINX_PORT_1; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "$server_port\n"; }
+    NGINX
+    run_tests();
+    __DATA__
+    === TEST 1: ...
+    --- http_config
+    $TEST_NGINX_BACKENDS
 
 =back
 
@@ -458,17 +486,16 @@ use warnings;
 
 use Test::More;
 use Test::Base ();          # only its parser; its import() is never called
+use HttpClient;             # http() (shared with the t/ helpers and scripts/)
 use NginxTest::Steps;
 use NginxTest::Files ();    # slurp and spew (see Files below)
 
 use Cwd qw(abs_path);
-use Errno ();
 use Fcntl qw(:flock O_RDWR O_CREAT);
 use File::Basename qw(basename dirname);
 use File::Path qw(remove_tree);
 use File::Spec;
 use File::Temp qw(tempdir);
-use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(sleep time);
@@ -886,14 +913,16 @@ sub _expected_workers {
 # Variables
 # --------------------------------------------------------------------------
 
+# A value from the environment gets the block's own variables substituted
+# too (not other environment variables): a fixture shared by many blocks.
 sub _subst {
-    my ($text, $where) = @_;
+    my ($text, $where, $in_env) = @_;
     return $text unless defined $text;
     my $vars = $CUR->{vars};
     $text =~ s{\$(?:\{(TEST_NGINX_\w+)\}|(TEST_NGINX_\w+))}{
         my $n = $1 // $2;
-        defined $vars->{$n}   ? $vars->{$n}
-      : defined $ENV{$n}      ? $ENV{$n}
+        defined $vars->{$n}             ? $vars->{$n}
+      : defined $ENV{$n} && !$in_env    ? _subst($ENV{$n}, "$where (in \$$n)", 1)
       : die "unknown variable \$$n in --- $where (not set by the harness nor in the environment)\n";
     }ge;
     return $text;
@@ -1384,12 +1413,11 @@ sub _can_connect {
 }
 
 # ==========================================================================
-# HTTP client (HTTP/1.1, Connection: close, raw socket)
+# HTTP client (t/lib/HttpClient.pm: HTTP/1.1, Connection: close)
 # ==========================================================================
 
 sub _http {
     my ($method, $uri, $body, $headers, $timeout) = @_;
-    $timeout //= $TIMEOUT;
     my $port = $PORTS[0];
     if ($uri =~ m{^http://(?:127\.0\.0\.1|localhost)(?::(\d+))?(/.*)?$}) {
         $port = $1 // 80;
@@ -1397,119 +1425,7 @@ sub _http {
     } elsif ($uri =~ m{^\w+://}) {
         die "http: only http://127.0.0.1 URLs are allowed, got '$uri'\n";
     }
-    my @h = ref $headers eq 'HASH'  ? map { [$_, $headers->{$_}] } sort keys %$headers
-          : ref $headers eq 'ARRAY' ? @$headers
-          :                           ();
-    my %given = map { lc($_->[0]) => 1 } @h;
-
-    my $req = "$method $uri HTTP/1.1\r\n";
-    $req .= "Host: localhost\r\n"    unless $given{host};
-    $req .= "Connection: close\r\n"  unless $given{connection};
-    $req .= "$_->[0]: $_->[1]\r\n" for @h;
-    $req .= "Content-Length: " . length($body) . "\r\n"
-        if defined $body && !$given{'content-length'} && !$given{'transfer-encoding'};
-    $req .= "\r\n";
-    $req .= $body if defined $body;
-
-    my $err = sub { +{ status => 599, body => $_[0], error => $_[0], headers => {}, header_list => [] } };
-    my $deadline = time + $timeout;
-
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                     Proto => 'tcp', Timeout => $timeout)
-        or return $err->("connect to 127.0.0.1:$port failed: $@");
-    binmode $sock;
-    $sock->blocking(0);
-    my $sel = IO::Select->new($sock);
-
-    my $off = 0;
-    while ($off < length $req) {
-        my $left = $deadline - time;
-        return $err->("timeout sending the request") if $left <= 0;
-        next unless $sel->can_write($left);
-        my $n = syswrite($sock, $req, length($req) - $off, $off);
-        if (!defined $n) {
-            next if $!{EAGAIN} || $!{EINTR};
-            last;    # server closed early (e.g. 413): still read its response
-        }
-        $off += $n;
-    }
-
-    my $buf = '';
-    my ($res, $eof);
-    while (1) {
-        $res = _parse_response($buf, $eof, $method);
-        last if $res;
-        return $err->("connection closed before a complete response; got: " . _show($buf)) if $eof;
-        my $left = $deadline - time;
-        return $err->("timeout after ${timeout}s waiting for the response; got: " . _show($buf))
-            if $left <= 0;
-        next unless $sel->can_read($left);
-        my $n = sysread($sock, $buf, 65536, length $buf);
-        if (!defined $n) {
-            next if $!{EAGAIN} || $!{EINTR};
-            $eof = 1;    # ECONNRESET etc.
-        } elsif ($n == 0) {
-            $eof = 1;
-        }
-    }
-    close $sock;
-    return $res;
-}
-
-# Parse a buffered response; undef if more data is needed.
-sub _parse_response {
-    my ($buf, $eof, $method) = @_;
-    while (1) {
-        my $end = index($buf, "\r\n\r\n");
-        return undef if $end < 0;
-        my $head = substr($buf, 0, $end);
-        my $rest = substr($buf, $end + 4);
-        my ($status_line, @lines) = split /\r\n/, $head;
-        my ($status) = $status_line =~ m{^HTTP/\d\.\d\s+(\d{3})}
-            or return { status => 599, error => "bad status line '$status_line'",
-                        body => $buf, headers => {}, header_list => [] };
-        # Skip interim 1xx responses.
-        if ($status =~ /^1/ && $status != 101) { $buf = $rest; next; }
-
-        my (@list, %h);
-        for my $l (@lines) {
-            my ($n, $v) = $l =~ /^([^:]+):\s*(.*?)\s*$/ or next;
-            push @list, [$n, $v];
-            $h{ lc $n } = exists $h{ lc $n } ? "$h{lc $n}, $v" : $v;
-        }
-        my %res = (status => 0 + $status, headers => \%h, header_list => \@list, error => undef);
-
-        if ($method eq 'HEAD' || $status == 204 || $status == 304) {
-            return { %res, body => '' };
-        }
-        if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
-            my ($body, $pos) = ('', 0);
-            while (1) {
-                my $e = index($rest, "\r\n", $pos);
-                return undef if $e < 0;
-                my ($size) = substr($rest, $pos, $e - $pos) =~ /^([0-9a-fA-F]+)/;
-                return { %res, status => 599, error => 'bad chunk size', body => $rest }
-                    unless defined $size;
-                $size = hex $size;
-                $pos = $e + 2;
-                if ($size == 0) {
-                    # Trailers end with an empty line; with Connection: close
-                    # EOF is just as good.
-                    return { %res, body => $body } if $eof || index($rest, "\r\n", $pos) >= 0;
-                    return undef;
-                }
-                return undef if length($rest) < $pos + $size + 2;
-                $body .= substr($rest, $pos, $size);
-                $pos += $size + 2;
-            }
-        }
-        if (defined $h{'content-length'}) {
-            my $len = $h{'content-length'};
-            return undef if length($rest) < $len && !$eof;
-            return { %res, body => substr($rest, 0, $len) };
-        }
-        return $eof ? { %res, body => $rest } : undef;
-    }
+    return HttpClient->new(timeout => $timeout // $TIMEOUT)->once($method, $port, $uri, undef, $body, $headers);
 }
 
 # ==========================================================================

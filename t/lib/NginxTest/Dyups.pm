@@ -32,8 +32,7 @@ use strict;
 use warnings;
 
 use NginxTest;
-use IO::Select;
-use IO::Socket::INET;
+use HttpClient;
 
 use Exporter 'import';
 our @EXPORT = qw(addr line servers state post setup admin proxied proxied_port keepalive);
@@ -97,50 +96,31 @@ sub proxied_port {
 
 # keepalive(PORT): one keep-alive HTTP/1.1 connection to PORT.
 # $c->request(METHOD, URI, HOST[, BODY]) sends a request and reads its
-# answer as { status, body, pid } (pid: the X-Pid header, if the server adds
-# it); $c->send(...) and $c->read() do the two halves, so that a request can
-# wait (say, delayed by limit_req) while others run, and $c->answered() says
-# whether an answer has started to arrive. Content-Length bodies only.
+# answer (HttpClient's response, plus pid: the X-Pid header, if the server
+# adds it); $c->send(...) and $c->read() do the two halves, so that a request
+# can wait (say, delayed by limit_req) while others run, and $c->answered()
+# says whether an answer has started to arrive. They die when no answer
+# comes.
 sub keepalive {
     my ($port) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 10)
-        or die "connect: $!";
-    binmode $sock;
-    $sock->autoflush(1);
-    return bless { sock => $sock, sel => IO::Select->new($sock), buf => '' }, 'NginxTest::Dyups::Connection';
+    my $conn = HttpClient::Connection->open($port, 10) or die "connect: $@";
+    return bless { conn => $conn }, 'NginxTest::Dyups::Connection';
 }
 
 package NginxTest::Dyups::Connection;
 
 sub send {
     my ($c, $m, $uri, $host, $body) = @_;
-    my $length = defined $body ? "Content-Length: " . length($body) . "\r\n" : '';
-    print { $c->{sock} } "$m $uri HTTP/1.1\r\nHost: $host\r\n$length\r\n" . ($body // '');
+    $c->{conn}->send(HttpClient::request_text($m, $uri, $body, [[Host => $host]])) or die "$c->{conn}{error}\n";
 }
 
 sub read {
     my ($c) = @_;
-    my $fill = sub {
-        $c->{sel}->can_read(10) or die "timeout; got: $c->{buf}\n";
-        my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
-        die "connection closed; got: $c->{buf}\n" unless $n;
-    };
-    $fill->() while index($c->{buf}, "\r\n\r\n") < 0;
-    my $end = index($c->{buf}, "\r\n\r\n");
-    my $head = substr($c->{buf}, 0, $end);
-    $c->{buf} = substr($c->{buf}, $end + 4);
-    my ($status) = $head =~ m{\AHTTP/1\.1 (\d+)};
-    my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-    my ($pid) = $head =~ /^X-Pid:\s*(\d+)/mi;
-    $len //= 0;
-    $fill->() while length($c->{buf}) < $len;
-    return { status => $status // 0, body => substr($c->{buf}, 0, $len, ''), pid => $pid };
+    my $r = $c->{conn}->read or die "$c->{conn}{error}\n";
+    return { %$r, pid => $r->{headers}{'x-pid'} };
 }
 
-sub answered {
-    my ($c) = @_;
-    return length($c->{buf}) || $c->{sel}->can_read(0);
-}
+sub answered { $_[0]{conn}->answered }
 
 sub request {
     my $c = shift;

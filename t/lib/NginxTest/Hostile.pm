@@ -26,8 +26,8 @@ use strict;
 use warnings;
 
 use NginxTest;
-use IO::Select;
-use IO::Socket::INET;
+use HttpClient;
+use Time::HiRes qw(time);
 
 use Exporter 'import';
 our @EXPORT = qw(show clean raw);
@@ -57,23 +57,10 @@ sub clean {
 # (or 5 s passed).
 sub raw {
     my ($bytes) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Proto => 'tcp',
-                                  Timeout => 5) or die "connect: $@";
-    binmode $s;
-    my $off = 0;
-    while ($off < length $bytes) {
-        my $n = syswrite($s, $bytes, length($bytes) - $off, $off);
-        last unless defined $n;
-        $off += $n;
-    }
-    my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time + 5);
-    while (time < $deadline) {
-        last unless $sel->can_read($deadline - time);
-        my $n = sysread($s, $buf, 65536, length $buf);
-        last unless $n;
-    }
-    close $s;
-    return $buf;
+    my $c = HttpClient::Connection->open(server_port(), 5) or die "connect: $@";
+    my $deadline = time + 5;
+    $c->send($bytes, $deadline);
+    return $c->rest($deadline);
 }
 
 1;
