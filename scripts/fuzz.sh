@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 600; TARGET defaults to every target
-# (query body json_body state_files address). Targets run one after another.
+# (query body json_body state_files address health). Targets run one after another.
 #
 # First replays every input saved under core/fuzz/regressions/<target>/ (a
 # crash found earlier, kept until its fix lands), then fuzzes each target
@@ -29,7 +29,7 @@
 # core/fuzz/work/logs/, crashing inputs in core/fuzz/artifacts/<target>/.
 source "$(dirname "$0")/common.sh"
 
-ALL_TARGETS=(query body json_body state_files address)
+ALL_TARGETS=(query body json_body state_files address health)
 SECONDS_PER_TARGET=${1:-600}
 shift || true
 TARGETS=("$@")

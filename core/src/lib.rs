@@ -6,6 +6,7 @@
 pub mod address;
 pub mod dyups;
 pub mod error;
+pub mod health;
 pub mod json;
 pub mod peer;
 pub mod process;

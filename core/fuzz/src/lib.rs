@@ -470,6 +470,53 @@ pub fn check_address_value(address: &Address) {
     }
 }
 
+// ---------------------------------------------------------------- health
+
+/// The health check parsers, on the same input:
+/// - as a probe's response: the verdict is the same however the bytes are
+///   split into reads (at the place the first byte names), and the parser
+///   reads at most `MAX_STATUS_LINE` bytes before deciding;
+/// - as a dyups body's check directives: an accepted configuration renders
+///   (`config_text`) to text that reads back to the same configuration;
+///   refusals are well-formed.
+pub fn check_health(data: &[u8]) {
+    use dynamic_upstream_core::health::check_conf::{CheckConfBuilder, DEFAULT_EXPECT_ALIVE};
+    use dynamic_upstream_core::health::probe::{HttpProbe, Verdict, MAX_STATUS_LINE};
+
+    let whole = HttpProbe::new(DEFAULT_EXPECT_ALIVE).feed(data);
+    let at = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let mut split = HttpProbe::new(DEFAULT_EXPECT_ALIVE);
+    let first = split.feed(&data[..at]);
+    let second = if first == Verdict::NeedMore { split.feed(&data[at..]) } else { first };
+    assert_eq!(second, whole, "probe {}: split at {at}", q(&String::from_utf8_lossy(data)));
+    if whole == Verdict::NeedMore {
+        assert!(data.len() < MAX_STATUS_LINE as usize, "probe read {} bytes without a verdict", data.len());
+    }
+
+    let input = String::from_utf8_lossy(data);
+    let parsed = (|| {
+        let mut builder = CheckConfBuilder::default();
+        for words in dynamic_upstream_core::health::tokens::statements(&input)? {
+            builder.apply(&words[0], &words[1..])?;
+        }
+        builder.finish()
+    })();
+    match parsed {
+        Err(e) => check_api_error(&e, &input),
+        Ok(None) => {}
+        Ok(Some(conf)) => {
+            let text = conf.config_text();
+            let mut again = CheckConfBuilder::default();
+            for words in dynamic_upstream_core::health::tokens::statements(&text).expect("config_text splits") {
+                again
+                    .apply(&words[0], &words[1..])
+                    .unwrap_or_else(|e| panic!("input {}: {text:?} refused: {e}", q(&input)));
+            }
+            assert_eq!(again.finish().ok().flatten().as_ref(), Some(&conf), "input {}: {text:?}", q(&input));
+        }
+    }
+}
+
 // ---------------------------------------------------------------- errors
 
 /// A refusal: 4xx (these parsers never fail for the server's sake), a code,
@@ -533,6 +580,11 @@ mod tests {
     #[test]
     fn address_seeds() {
         replay("address", super::check_address);
+    }
+
+    #[test]
+    fn health_seeds() {
+        replay("health", super::check_health);
     }
 
     #[test]
