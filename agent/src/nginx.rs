@@ -45,6 +45,17 @@ pub struct Inventory {
     pub run_time: BTreeSet<String>,
 }
 
+impl Answer {
+    /// The text of an error answer: `error.text` of the module's JSON
+    /// errors (dyups and Plus API alike), else the body.
+    pub fn reason(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"]["text"].as_str().map(String::from))
+            .unwrap_or_else(|| self.body.clone())
+    }
+}
+
 impl Nginx {
     pub fn new(api: &str, dyups: &str) -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
@@ -168,6 +179,17 @@ pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<Peer>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_reasons() {
+        let answer = |body: &str| Answer { status: 400, body: body.into(), changed: None };
+        assert_eq!(
+            answer(r#"{"error":{"status":400,"code":"invalid_body","text":"add server failed: no server given"}}"#)
+                .reason(),
+            "add server failed: no server given"
+        );
+        assert_eq!(answer("404 not found").reason(), "404 not found");
+    }
 
     #[test]
     fn inventory_by_kind() {

@@ -37,8 +37,10 @@ pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapsh
     let options = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         // HTTP/2 pings: an etcd that stops answering (host down, network
-        // cut) ends the watch within seconds instead of never.
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        // cut) ends the watch within 15 s instead of never. etcd closes the
+        // connection of a client that pings more often than every 5 s
+        // (--grpc-keepalive-min-time).
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
         .with_keep_alive_while_idle(true);
     let mut client = timed(Client::connect(endpoints, Some(options))).await?;
     let read = timed(client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;

@@ -6,7 +6,7 @@
 //! or reloaded (then everything is sent again), and every `--resync`
 //! compared with the desired state (what differs is sent again).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
@@ -32,11 +32,14 @@ struct Engine {
     watched: String,
     /// The last good document of each key, with its revision.
     desired: BTreeMap<String, (i64, UpstreamSpec)>,
-    /// Every name that has a key, good or not: the agent never deletes a
-    /// run-time upstream whose key holds a bad document.
-    keys: BTreeSet<String>,
+    /// Every name that has a key, good or not, with the key's revision: the
+    /// agent never deletes a run-time upstream whose key holds a bad document.
+    keys: BTreeMap<String, i64>,
     /// What is still to send to nginx.
     pending: BTreeMap<String, Why>,
+    /// The revision nginx refused, per upstream: the resync does not send
+    /// it again (nginx would refuse it again).
+    refused: BTreeMap<String, i64>,
     /// The kinds of nginx's upstreams; None until learned (again).
     inventory: Option<Inventory>,
     /// Whether nginx has the Plus API location, which tells run-time
@@ -56,8 +59,9 @@ pub async fn run(config: Config) {
         nginx: Nginx::new(&config.api, &config.dyups),
         watched: watched.clone(),
         desired: BTreeMap::new(),
-        keys: BTreeSet::new(),
+        keys: BTreeMap::new(),
         pending: BTreeMap::new(),
+        refused: BTreeMap::new(),
         inventory: None,
         plus_api: false,
         prune: false,
@@ -83,7 +87,7 @@ pub async fn run(config: Config) {
             changes = next_changes(&mut session) => match changes {
                 Ok(entries) => {
                     for entry in entries {
-                        engine.change(entry, true);
+                        engine.change(entry);
                     }
                     engine.flush().await;
                 }
@@ -130,10 +134,9 @@ async fn next_tick(every: &mut Option<Interval>) {
 }
 
 impl Engine {
-    /// A key's new value or deletion. `always`: send it even if the
-    /// document is the one nginx already has (an etcd event overwrites a
-    /// manual change); a re-read after reconnecting sends only what moved.
-    fn change(&mut self, entry: Entry, always: bool) {
+    /// A key's new value or deletion. A value already seen (same revision,
+    /// as a re-read after reconnecting finds most keys) changes nothing.
+    fn change(&mut self, entry: Entry) {
         let name = match plan::upstream_name(&self.watched, &entry.key) {
             Ok(name) => name.to_string(),
             Err(reason) => {
@@ -148,7 +151,9 @@ impl Engine {
             self.pending.insert(name, why);
             return;
         };
-        self.keys.insert(name.clone());
+        if self.keys.insert(name.clone(), entry.revision) == Some(entry.revision) {
+            return;
+        }
         match document::parse(&value) {
             Err(reason) => {
                 let kept = match self.desired.get(&name) {
@@ -158,11 +163,8 @@ impl Engine {
                 log!("refused revision {} of upstream \"{name}\": {}; {kept}", entry.revision, printable(&reason));
             }
             Ok(spec) => {
-                let same = self.desired.get(&name).is_some_and(|(_, s)| *s == spec);
                 self.desired.insert(name.clone(), (entry.revision, spec));
-                if always || !same {
-                    self.pending.insert(name, why);
-                }
+                self.pending.insert(name, why);
             }
         }
     }
@@ -176,16 +178,14 @@ impl Engine {
             snapshot.revision,
             snapshot.revision + 1
         );
-        let before = std::mem::take(&mut self.keys);
+        let read: std::collections::BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
         for entry in snapshot.entries {
-            self.change(entry, false);
+            self.change(entry);
         }
-        let gone: Vec<String> = before.difference(&self.keys).cloned().collect();
-        for name in gone {
-            self.change(
-                Entry { key: format!("{}{name}", self.watched), value: None, revision: snapshot.revision },
-                false,
-            );
+        let gone: Vec<String> =
+            self.keys.keys().map(|name| format!("{}{name}", self.watched)).filter(|key| !read.contains(key)).collect();
+        for key in gone {
+            self.change(Entry { key, value: None, revision: snapshot.revision });
         }
         // Keys deleted while no agent ran leave run-time upstreams behind.
         self.prune = true;
@@ -233,7 +233,7 @@ impl Engine {
             } else {
                 !peers.get(name).is_some_and(|p| plan::holds(spec, p))
             };
-            if differs {
+            if differs && self.refused.get(name) != Some(revision) {
                 self.pending.entry(name.clone()).or_insert(Why { revision: *revision, note: Some("resync") });
             }
         }
@@ -261,7 +261,7 @@ impl Engine {
         }
         if std::mem::take(&mut self.prune) && self.plus_api {
             let run_time = self.inventory.as_ref().map(|i| i.run_time.clone()).unwrap_or_default();
-            for name in run_time.into_iter().filter(|n| !self.keys.contains(n)) {
+            for name in run_time.into_iter().filter(|n| !self.keys.contains_key(n)) {
                 self.pending.entry(name).or_insert(Why { revision: 0, note: Some("no key") });
             }
         }
@@ -293,20 +293,22 @@ impl Engine {
                             (_, None) => String::new(),
                         };
                         // A resync's PUT that changed nothing is not a change.
+                        self.refused.remove(&name);
                         if !(why.note == Some("resync") && answer.changed == Some(false)) {
                             log!("applied revision {} to upstream \"{name}\" ({kind}{note}): {what}", why.revision);
                         }
                     }
                     Outcome::Refused => {
+                        self.refused.insert(name.clone(), why.revision);
                         log!(
                             "nginx refused revision {} of upstream \"{name}\" ({kind}): {} {}; it keeps what it had",
                             why.revision,
                             answer.status,
-                            printable(&answer.body)
+                            printable(&answer.reason())
                         );
                     }
                     Outcome::Retry => {
-                        return self.later(&format!("{} {}", answer.status, printable(&answer.body)));
+                        return self.later(&format!("{} {}", answer.status, printable(&answer.reason())));
                     }
                 },
             }
