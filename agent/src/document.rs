@@ -143,11 +143,15 @@ pub fn plus_servers(spec: &UpstreamSpec) -> String {
     serde_json::Value::Array(servers).to_string()
 }
 
-/// How a document reads in a log line: `3 servers, least_conn`.
-pub fn summary(spec: &UpstreamSpec) -> String {
+/// How a document reads in a log line: `3 servers, least_conn` (the
+/// balancer only where it is sent: to run-time upstreams).
+pub fn summary(spec: &UpstreamSpec, with_balancer: bool) -> String {
     let n = spec.servers.len();
-    let balancer = spec.balancer.directive().unwrap_or_else(|| "round robin".into());
-    format!("{n} server{}, {balancer}", if n == 1 { "" } else { "s" })
+    let servers = format!("{n} server{}", if n == 1 { "" } else { "s" });
+    if !with_balancer {
+        return servers;
+    }
+    format!("{servers}, {}", spec.balancer.directive().unwrap_or_else(|| "round robin".into()))
 }
 
 #[cfg(test)]
@@ -163,7 +167,8 @@ mod tests {
         let spec =
             parse(br#"{"servers": [{"server": "10.0.0.5:80", "weight": 2}], "balancer": "least_conn"}"#).unwrap();
         assert_eq!(dyups_body(&spec), "least_conn;\nserver 10.0.0.5:80 weight=2 max_fails=1 fail_timeout=10;\n");
-        assert_eq!(summary(&spec), "1 server, least_conn");
+        assert_eq!(summary(&spec, true), "1 server, least_conn");
+        assert_eq!(summary(&spec, false), "1 server");
     }
 
     #[test]
@@ -183,7 +188,7 @@ mod tests {
              server [::1]:80 weight=1 max_fails=1 fail_timeout=5 backup;\n\
              server unix:/run/app.sock weight=1 max_fails=1 fail_timeout=10;\n"
         );
-        assert_eq!(summary(&spec), "3 servers, round robin");
+        assert_eq!(summary(&spec, true), "3 servers, round robin");
         let plus: serde_json::Value = serde_json::from_str(&plus_servers(&spec)).unwrap();
         assert_eq!(
             plus[0],

@@ -35,6 +35,8 @@ struct Engine {
     /// Every name that has a key, good or not, with the key's revision: the
     /// agent never deletes a run-time upstream whose key holds a bad document.
     keys: BTreeMap<String, i64>,
+    /// The latest etcd revision read.
+    revision: i64,
     /// What is still to send to nginx.
     pending: BTreeMap<String, Why>,
     /// The revision nginx refused, per upstream: the resync does not send
@@ -60,6 +62,7 @@ pub async fn run(config: Config) {
         watched: watched.clone(),
         desired: BTreeMap::new(),
         keys: BTreeMap::new(),
+        revision: 0,
         pending: BTreeMap::new(),
         refused: BTreeMap::new(),
         inventory: None,
@@ -145,6 +148,7 @@ impl Engine {
             }
         };
         let why = Why { revision: entry.revision, note: None };
+        self.revision = self.revision.max(entry.revision);
         let Some(value) = entry.value else {
             self.keys.remove(&name);
             self.desired.remove(&name);
@@ -178,6 +182,7 @@ impl Engine {
             snapshot.revision,
             snapshot.revision + 1
         );
+        self.revision = self.revision.max(snapshot.revision);
         let read: std::collections::BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
         for entry in snapshot.entries {
             self.change(entry);
@@ -262,7 +267,7 @@ impl Engine {
         if std::mem::take(&mut self.prune) && self.plus_api {
             let run_time = self.inventory.as_ref().map(|i| i.run_time.clone()).unwrap_or_default();
             for name in run_time.into_iter().filter(|n| !self.keys.contains_key(n)) {
-                self.pending.entry(name).or_insert(Why { revision: 0, note: Some("no key") });
+                self.pending.entry(name).or_insert(Why { revision: self.revision, note: Some("no key") });
             }
         }
         while let Some((name, why)) = self.pending.first_key_value().map(|(n, w)| (n.clone(), *w)) {
@@ -287,9 +292,9 @@ impl Engine {
                             }
                             (Action::DeleteDyups, _) => "deleted".to_string(),
                             (_, Some(spec)) if answer.changed == Some(false) => {
-                                format!("{} (unchanged)", document::summary(spec))
+                                format!("{} (unchanged)", document::summary(spec, !configuration))
                             }
-                            (_, Some(spec)) => document::summary(spec),
+                            (_, Some(spec)) => document::summary(spec, !configuration),
                             (_, None) => String::new(),
                         };
                         // A resync's PUT that changed nothing is not a change.

@@ -372,7 +372,7 @@ sub main {
     put('app', doc_one($backends[4]));
     my $t = converge('app', $backends[4], 15);
     ok(defined $t, 'etcd started again: a change reaches all three');
-    figure('etcd started again, until all three route by a new change', ms(time - $start));
+    figure('etcd started again (answering), until all three route by a change written then', ms(time - $start));
 
     # --- an agent killed: its nginx keeps routing; restarted, it converges
     stop_child('agent0', 'KILL');
