@@ -13,7 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
-use crate::plan::{Action, BootId, NginxSeen, Peer};
+use dynamic_upstream_core::{Address, ServerSpec};
+
+use crate::plan::{Action, BootId, NginxSeen};
 
 /// How long one request to nginx may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,7 +110,7 @@ impl Nginx {
     }
 
     /// The peers of every upstream `GET {dyups}/detail` lists.
-    pub async fn dyups_peers(&self) -> Result<HashMap<String, Vec<Peer>>, String> {
+    pub async fn dyups_peers(&self) -> Result<HashMap<String, Vec<ServerSpec>>, String> {
         let url = format!("{}/detail", self.dyups);
         let answer = self.send(Method::GET, &url, None).await?;
         match answer.status {
@@ -161,8 +163,9 @@ pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
     Ok(inventory)
 }
 
-/// `{"upstreams": [{"upstream": "NAME", "zone": ..., "peers": [...]}]}`
-pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<Peer>>, String> {
+/// `{"upstreams": [{"upstream": "NAME", "zone": ..., "peers": [...]}]}`:
+/// each upstream's peers as servers.
+pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<ServerSpec>>, String> {
     #[derive(Deserialize)]
     struct Detail {
         upstreams: Vec<Upstream>,
@@ -170,10 +173,26 @@ pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<Peer>>, String> {
     #[derive(Deserialize)]
     struct Upstream {
         upstream: String,
-        peers: Vec<Peer>,
+        peers: Vec<serde_json::Value>,
     }
     let detail: Detail = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    Ok(detail.upstreams.into_iter().map(|u| (u.upstream, u.peers)).collect())
+    detail
+        .upstreams
+        .into_iter()
+        .map(|u| {
+            let peers = u.peers.iter().map(peer_spec).collect::<Option<Vec<_>>>();
+            Ok((u.upstream, peers.ok_or("a peer without its address or parameters")?))
+        })
+        .collect()
+}
+
+fn peer_spec(peer: &serde_json::Value) -> Option<ServerSpec> {
+    let number = |key: &str| peer[key].as_u64();
+    let mut s = ServerSpec::new(Address::parse(peer["name"].as_str()?).ok()?);
+    (s.weight, s.max_fails, s.fail_timeout, s.max_conns) =
+        (number("weight")?, number("max_fails")?, number("fail_timeout")?, number("max_conns")?);
+    (s.backup, s.down) = (peer["backup"].as_bool()?, peer["down"].as_bool()?);
+    Some(s)
 }
 
 #[cfg(test)]
@@ -211,17 +230,9 @@ mod tests {
                 "down":false,"conns":0,"fails":0,"current_weight":0,"effective_weight":2,"accessed":0,"checked":0}]}]}"#,
         )
         .unwrap();
-        assert_eq!(
-            peers["dyhost"],
-            [Peer {
-                name: "127.0.0.1:8088".into(),
-                weight: 2,
-                max_fails: 1,
-                fail_timeout: 10,
-                max_conns: 0,
-                backup: false,
-                down: false
-            }]
-        );
+        let mut want = ServerSpec::new(Address::parse("127.0.0.1:8088").unwrap());
+        want.weight = 2;
+        assert_eq!(peers["dyhost"], [want]);
+        assert!(parse_detail(r#"{"upstreams":[{"upstream":"x","peers":[{"name":"127.0.0.1:1"}]}]}"#).is_err());
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::{validate_upstream_name, UpstreamSpec};
+use dynamic_upstream_core::ServerSpec;
 use serde::Deserialize;
 
 use crate::document;
@@ -74,39 +75,16 @@ pub fn outcome(action: &Action, status: u16) -> Outcome {
     }
 }
 
-/// A peer of a run-time upstream as `GET {dyups}/detail` shows it in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-pub struct Peer {
-    pub name: String,
-    pub weight: u64,
-    pub max_fails: u64,
-    pub fail_timeout: u64,
-    pub max_conns: u64,
-    pub backup: bool,
-    pub down: bool,
-}
-
-/// Whether nginx's peers are exactly the document's servers (in any order:
-/// nginx lists the primaries, then the backups). The balancer is not shown
-/// by dyups and so not compared.
-pub fn holds(spec: &UpstreamSpec, peers: &[Peer]) -> bool {
-    let mut want: Vec<Peer> = spec
-        .servers
-        .iter()
-        .map(|s| Peer {
-            name: s.address.to_string(),
-            weight: s.weight,
-            max_fails: s.max_fails,
-            fail_timeout: s.fail_timeout,
-            max_conns: s.max_conns,
-            backup: s.backup,
-            down: s.down,
-        })
-        .collect();
-    let mut have = peers.to_vec();
-    want.sort();
-    have.sort();
-    want == have
+/// Whether nginx's peers (from `GET {dyups}/detail`) are exactly the
+/// document's servers, in any order (nginx lists the primaries, then the
+/// backups). The balancer is not shown by dyups and so not compared.
+pub fn holds(spec: &UpstreamSpec, peers: &[ServerSpec]) -> bool {
+    let sorted = |servers: &[ServerSpec]| {
+        let mut servers = servers.to_vec();
+        servers.sort_by_key(|s| s.address.to_string());
+        servers
+    };
+    sorted(&spec.servers) == sorted(peers)
 }
 
 /// Who answers on the nginx side: (`ppid`, `generation`, `load_timestamp`)
@@ -218,8 +196,10 @@ mod tests {
         }
     }
 
-    fn peer(name: &str, weight: u64, backup: bool) -> Peer {
-        Peer { name: name.into(), weight, max_fails: 1, fail_timeout: 10, max_conns: 0, backup, down: false }
+    fn peer(name: &str, weight: u64, backup: bool) -> ServerSpec {
+        let mut s = ServerSpec::new(dynamic_upstream_core::Address::parse(name).unwrap());
+        (s.weight, s.backup) = (weight, backup);
+        s
     }
 
     #[test]
