@@ -334,7 +334,7 @@ sub main {
     }
     my ($total, $bad) = load_stop();
     my ($p50, $p99, $max) = percentiles(@times);
-    figure('100 changes, until all three route by each', "p50 $p50, p99 $p99, max $max");
+    figure('100 changes (each written once the previous one is everywhere), until all three route by each', "p50 $p50, p99 $p99, max $max");
     my @sorted = sort { $a <=> $b } @times;
     ok($sorted[98] < 1, "p99 of the time until all three route by a change is under 1 s ($p99)");
     figure('proxied requests during the 100 changes', "$total, $bad failed");
@@ -443,7 +443,8 @@ sub main {
         push @later, defined $t ? time - $start : 5;
     }
     my ($l50, $l99, $lmax) = percentiles(@later);
-    figure("one change with $scale upstreams, until all three route by it", "p50 $l50, max $lmax (" . ms($small_p50) . " with 2)");
+    figure("20 changes of one upstream among $scale, until all three route by each",
+        "p50 $l50, max $lmax (p50 " . ms($small_p50) . " with 2 upstreams, above)");
     @later = sort { $a <=> $b } @later;
     ok($later[-1] < 1, "a change with $scale upstreams converges in under 1 s ($lmax)");
     ok($later[9] < 3 * $small_p50 + 0.01, "the cost of a change does not grow with the number of upstreams ($l50 against "
