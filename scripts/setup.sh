@@ -43,6 +43,8 @@ packages=(
     wrk curl gnuplot-nox                 # benchmarks and the demo
     iproute2                             # ss: the scripts' free-port checks
     valgrind                             # scripts' --valgrind modes
+    protobuf-compiler                    # protoc: the etcd client's build (agent/)
+    etcd-server etcd-client              # scripts/test-etcd.sh (the ndu-sync agent)
     build-essential pkg-config
 )
 
@@ -59,10 +61,10 @@ fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
-    # Debian's nginx package starts (or restarts) its service from its
-    # maintainer scripts where an init system runs: a policy-rc.d that
-    # refuses every start keeps the system's nginx as it was. One already
-    # there is left alone (it decides instead).
+    # Debian's nginx and etcd-server packages start (or restart) their
+    # services from their maintainer scripts where an init system runs: a
+    # policy-rc.d that refuses every start keeps them as they were. One
+    # already there is left alone (it decides instead).
     policy=/usr/sbin/policy-rc.d
     own_policy=
     if [ ! -e "$policy" ]; then
@@ -78,9 +80,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if [ -n "$own_policy" ]; then
         "${sudo_cmd[@]}" rm -f "$policy"
         trap - EXIT
-        if [[ " ${missing[*]} " == *" nginx "* ]]; then
-            echo "setup: the system's nginx was not started; Debian enables its service, so it starts at the next boot"
-        fi
+        for service in nginx etcd-server; do
+            if [[ " ${missing[*]} " == *" $service "* ]]; then
+                echo "setup: the system's ${service%-server} was not started; Debian enables its service, so it starts at the next boot"
+            fi
+        done
     fi
 fi
 

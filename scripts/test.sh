@@ -13,4 +13,5 @@ cargo test --locked --workspace
 echo "== prove -r t/"
 prove -r t/
 echo "== scripts/test-run.sh"; scripts/test-run.sh     # the demo, headless
+echo "== scripts/test-etcd.sh"; scripts/test-etcd.sh   # ndu-sync, real etcd, three nginx
 echo "== scripts/test-package.sh"; scripts/test-package.sh

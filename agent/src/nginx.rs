@@ -1,0 +1,238 @@
+//! The nginx side: its NGINX Plus-compatible API location (`--api`) and its
+//! dyups location (`--dyups`), over plain HTTP/1.1 with kept-alive
+//! connections.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Method;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+use dynamic_upstream_core::{Address, ServerSpec};
+
+use crate::plan::{Action, BootId, NginxSeen};
+
+/// How long one request to nginx may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Plus API version the agent speaks.
+const API_VERSION: u32 = 9;
+
+pub struct Nginx {
+    client: Client<HttpConnector, Full<Bytes>>,
+    api: String,
+    dyups: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// `X-Upstream-Changed` of a PUT (false: it changed nothing).
+    pub changed: Option<bool>,
+}
+
+/// The upstreams nginx has, by kind, from `GET {api}/9/http/upstreams`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// Upstreams of the configuration with a zone.
+    pub configuration: BTreeSet<String>,
+    /// Upstreams created through dyups.
+    pub run_time: BTreeSet<String>,
+}
+
+impl Answer {
+    /// The text of an error answer: `error.text` of the module's JSON
+    /// errors (dyups and Plus API alike), else the body.
+    pub fn reason(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"]["text"].as_str().map(String::from))
+            .unwrap_or_else(|| self.body.clone())
+    }
+}
+
+impl Nginx {
+    pub fn new(api: &str, dyups: &str) -> Self {
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
+        Self { client, api: api.to_string(), dyups: dyups.to_string() }
+    }
+
+    async fn send(&self, method: Method, url: &str, body: Option<(&str, String)>) -> Result<Answer, String> {
+        let mut request = hyper::Request::builder().method(method).uri(url).header("accept", "application/json");
+        if let Some((content_type, _)) = &body {
+            request = request.header("content-type", *content_type);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.map(|(_, b)| b).unwrap_or_default())))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            let status = response.status().as_u16();
+            let changed = response
+                .headers()
+                .get("x-upstream-changed")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.eq_ignore_ascii_case("true"));
+            let body = response.into_body().collect().await.map_err(|e| format!("{url}: {e}"))?.to_bytes();
+            Ok(Answer { status, body: String::from_utf8_lossy(&body).trim_end().to_string(), changed })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("{url}: no answer within {}s", REQUEST_TIMEOUT.as_secs())))
+    }
+
+    /// Whether nginx answers, and its boot id where the Plus API is there.
+    pub async fn seen(&self) -> NginxSeen {
+        match self.send(Method::GET, &format!("{}/{API_VERSION}/nginx", self.api), None).await {
+            Err(_) => NginxSeen::Down,
+            Ok(a) if a.status == 200 => NginxSeen::Up(serde_json::from_str::<BootId>(&a.body).ok()),
+            Ok(_) => NginxSeen::Up(None),
+        }
+    }
+
+    /// The upstreams by kind; None where nginx has no Plus API location
+    /// (then every name is taken for a run-time upstream).
+    pub async fn inventory(&self) -> Result<Option<Inventory>, String> {
+        let url = format!("{}/{API_VERSION}/http/upstreams", self.api);
+        let answer = self.send(Method::GET, &url, None).await?;
+        match answer.status {
+            200 => parse_inventory(&answer.body).map(Some).map_err(|e| format!("{url}: {e}")),
+            404 => Ok(None),
+            s => Err(format!("{url}: {s} {}", answer.body)),
+        }
+    }
+
+    /// The peers of every upstream `GET {dyups}/detail` lists.
+    pub async fn dyups_peers(&self) -> Result<HashMap<String, Vec<ServerSpec>>, String> {
+        let url = format!("{}/detail", self.dyups);
+        let answer = self.send(Method::GET, &url, None).await?;
+        match answer.status {
+            200 => parse_detail(&answer.body).map_err(|e| format!("{url}: {e}")),
+            204 => Ok(HashMap::new()),
+            s => Err(format!("{url}: {s} {}", answer.body)),
+        }
+    }
+
+    /// Sends an action; None for [`Action::Leave`], which sends nothing.
+    pub async fn apply(&self, name: &str, action: &Action) -> Option<Result<Answer, String>> {
+        let dyups = format!("{}/upstream/{name}", self.dyups);
+        Some(match action {
+            Action::PutServers(json) => {
+                let url = format!("{}/{API_VERSION}/http/upstreams/{name}/servers", self.api);
+                self.send(Method::PUT, &url, Some(("application/json", json.clone()))).await
+            }
+            Action::PostDyups(body) => self.send(Method::POST, &dyups, Some(("text/plain", body.clone()))).await,
+            Action::DeleteDyups => self.send(Method::DELETE, &dyups, None).await,
+            Action::Leave => return None,
+        })
+    }
+}
+
+/// The error and its causes on one line (hyper's own message is only
+/// "client error (Connect)").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `{"NAME": {"peers": [...], "zone": "...", "runtime": false}, ...}`
+pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
+    #[derive(Deserialize)]
+    struct Upstream {
+        #[serde(default)]
+        runtime: bool,
+    }
+    let upstreams: BTreeMap<String, Upstream> = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let mut inventory = Inventory::default();
+    for (name, upstream) in upstreams {
+        if upstream.runtime { &mut inventory.run_time } else { &mut inventory.configuration }.insert(name);
+    }
+    Ok(inventory)
+}
+
+/// `{"upstreams": [{"upstream": "NAME", "zone": ..., "peers": [...]}]}`:
+/// each upstream's peers as servers.
+pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<ServerSpec>>, String> {
+    #[derive(Deserialize)]
+    struct Detail {
+        upstreams: Vec<Upstream>,
+    }
+    #[derive(Deserialize)]
+    struct Upstream {
+        upstream: String,
+        peers: Vec<serde_json::Value>,
+    }
+    let detail: Detail = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    detail
+        .upstreams
+        .into_iter()
+        .map(|u| {
+            let peers = u.peers.iter().map(peer_spec).collect::<Option<Vec<_>>>();
+            Ok((u.upstream, peers.ok_or("a peer without its address or parameters")?))
+        })
+        .collect()
+}
+
+fn peer_spec(peer: &serde_json::Value) -> Option<ServerSpec> {
+    let number = |key: &str| peer[key].as_u64();
+    let mut s = ServerSpec::new(Address::parse(peer["name"].as_str()?).ok()?);
+    (s.weight, s.max_fails, s.fail_timeout, s.max_conns) =
+        (number("weight")?, number("max_fails")?, number("fail_timeout")?, number("max_conns")?);
+    (s.backup, s.down) = (peer["backup"].as_bool()?, peer["down"].as_bool()?);
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_reasons() {
+        let answer = |body: &str| Answer { status: 400, body: body.into(), changed: None };
+        assert_eq!(
+            answer(r#"{"error":{"status":400,"code":"invalid_body","text":"add server failed: no server given"}}"#)
+                .reason(),
+            "add server failed: no server given"
+        );
+        assert_eq!(answer("404 not found").reason(), "404 not found");
+    }
+
+    #[test]
+    fn inventory_by_kind() {
+        let inventory = parse_inventory(
+            r#"{"backends": {"peers": [], "keepalive": 0, "zombies": 0, "zone": "backends", "runtime": false},
+                "dyhost": {"peers": [], "keepalive": 0, "zombies": 0, "zone": "dyups", "runtime": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(inventory.configuration, BTreeSet::from(["backends".to_string()]));
+        assert_eq!(inventory.run_time, BTreeSet::from(["dyhost".to_string()]));
+        assert!(parse_inventory("[]").is_err());
+    }
+
+    #[test]
+    fn detail_as_the_module_writes_it() {
+        let peers = parse_detail(
+            r#"{"upstreams":[{"upstream":"dyhost","zone":null,"peers":[{"server":"127.0.0.1:8088",
+                "name":"127.0.0.1:8088","weight":2,"max_fails":1,"fail_timeout":10,"max_conns":0,"backup":false,
+                "down":false,"conns":0,"fails":0,"current_weight":0,"effective_weight":2,"accessed":0,"checked":0}]}]}"#,
+        )
+        .unwrap();
+        let mut want = ServerSpec::new(Address::parse("127.0.0.1:8088").unwrap());
+        want.weight = 2;
+        assert_eq!(peers["dyhost"], [want]);
+        assert!(parse_detail(r#"{"upstreams":[{"upstream":"x","peers":[{"name":"127.0.0.1:1"}]}]}"#).is_err());
+    }
+}

@@ -1,0 +1,452 @@
+#!/usr/bin/perl
+# Run by scripts/test-etcd.sh (which says what it checks), with its settings
+# in the environment. Prints each figure, one line per check and a closing
+# "N passed, N failed" line; exits non-zero on any failure.
+use strict;
+use warnings;
+use lib "$ENV{REPO_ROOT}/scripts/lib";
+use HttpClient;
+use MIME::Base64 qw(encode_base64);
+use POSIX qw(ceil);
+use Time::HiRes qw(time sleep);
+
+my $module = $ENV{NDU_MODULE};
+my $agent_bin = $ENV{NDU_AGENT};
+my $nginx_bin = $ENV{NGINX_BIN};
+my $work = $ENV{NDU_WORK};
+my $base = $ENV{NDU_BASE};
+my $plus = $ENV{NDU_PLUS};
+my $scale = $ENV{NDU_SCALE};
+my $temp_paths = $ENV{NDU_TEMP_PATHS};
+
+my $etcd_port = $base;
+my $etcd_peer = $base + 1;
+my @backends = map { $base + 2 + $_ } 0 .. 9;
+my @proxy = map { $base + 12 + 3 * $_ } 0 .. 2;    # proxy_pass http://$host
+my @admin = map { $base + 13 + 3 * $_ } 0 .. 2;    # dyups at /, Plus API at /api
+my @conf = map { $base + 14 + 3 * $_ } 0 .. 2;     # proxy_pass http://backends (Plus API only)
+my $prefix = '/ndu-test';
+my $resync = 3;                                    # the agents' --resync, seconds
+
+my ($passed, $failed) = (0, 0);
+my %figures;
+my $http = HttpClient->new(timeout => 5);
+my (%pid, @load);
+
+sub ok {
+    my ($cond, $what) = @_;
+    if ($cond) { $passed++; print "ok - $what\n" } else { $failed++; print "not ok - $what\n" }
+    return $cond;
+}
+
+sub figure {
+    my ($name, $text) = @_;
+    $figures{$name} = $text;
+    print "figure: $name: $text\n";
+}
+
+sub ms { sprintf '%.1f ms', 1000 * $_[0] }
+
+# Starts a command in the background, its output appended to LOG.
+sub spawn {
+    my ($log, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', $log or die "$log: $!";
+        open STDERR, '>&', \*STDOUT or die;
+        exec @cmd or die "exec $cmd[0]: $!";
+    }
+    return $pid;
+}
+
+# Stops a child started by spawn (TERM, or the signal given) and reaps it.
+sub stop_child {
+    my ($name, $signal) = @_;
+    my $pid = delete $pid{$name} or return;
+    kill $signal // 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
+# Waits until CHECK returns true, polling; returns the seconds it took, or
+# undef after DEADLINE seconds.
+sub until_true {
+    my ($deadline, $check, $pause) = @_;
+    my $start = time;
+    while (time - $start < $deadline) {
+        return time - $start if $check->();
+        sleep($pause // 0.001);
+    }
+    return undef;
+}
+
+# --- etcd ---------------------------------------------------------------
+
+sub etcd_start {
+    $pid{etcd} = spawn("$work/etcd.log", 'etcd', '--name', 'ndu', '--data-dir', "$work/etcd.data",
+        '--listen-client-urls', "http://127.0.0.1:$etcd_port", '--advertise-client-urls', "http://127.0.0.1:$etcd_port",
+        '--listen-peer-urls', "http://127.0.0.1:$etcd_peer", '--initial-advertise-peer-urls', "http://127.0.0.1:$etcd_peer",
+        '--initial-cluster', "ndu=http://127.0.0.1:$etcd_peer", '--log-level', 'warn');
+    defined until_true(30, sub { $http->once('GET', $etcd_port, '/health')->{content} =~ /"health":"true"/ }, 0.05)
+        or die "etcd did not start: see $work/etcd.log\n";
+}
+
+sub b64 { encode_base64($_[0], '') }
+
+# Through etcd's JSON gateway; returns the revision, or undef if etcd did not answer.
+sub etcd_call {
+    my ($path, $json) = @_;
+    my $res = $http->once('POST', $etcd_port, $path, undef, $json);
+    return undef unless $res->{status} == 200;
+    return $res->{content} =~ /"revision":"(\d+)"/ ? $1 : die "etcd: $res->{content}\n";
+}
+
+sub put {
+    my ($name, $doc) = @_;
+    return etcd_call('/v3/kv/put', sprintf '{"key":"%s","value":"%s"}', b64("$prefix/upstreams/$name"), b64($doc));
+}
+
+sub del {
+    my ($name) = @_;
+    return etcd_call('/v3/kv/deleterange', sprintf '{"key":"%s"}', b64("$prefix/upstreams/$name"));
+}
+
+# A document whose servers are the backends (all when $up is undef), each
+# down but the one at index $up.
+sub doc_one { sprintf '{"servers":[{"server":"127.0.0.1:%d"}]}', $_[0] }
+
+sub doc_ten {
+    my ($up) = @_;
+    my @servers = map {
+        sprintf '{"server":"127.0.0.1:%d","weight":%d,"max_fails":0%s}', $backends[$_], 1 + $_,
+            $_ == $up ? '' : ',"down":true'
+    } 0 .. 9;
+    return '{"servers":[' . join(',', @servers) . '],"balancer":"least_conn"}';
+}
+
+# --- nginx --------------------------------------------------------------
+
+sub write_file {
+    my ($path, $text) = @_;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $text;
+    close $fh;
+}
+
+sub nginx_dir { "$work/nginx$_[0]" }
+
+sub nginx_start {
+    my ($dir) = @_;
+    unlink "$dir/nginx.pid";
+    system($nginx_bin, '-p', "$dir/", '-c', 'nginx.conf', '-e', 'error.log') == 0 or die "nginx in $dir did not start\n";
+    defined until_true(10, sub { -s "$dir/nginx.pid" }, 0.01) or die "no pid file in $dir\n";
+}
+
+sub nginx_stop {
+    my ($dir) = @_;
+    open my $fh, '<', "$dir/nginx.pid" or return;
+    chomp(my $master = <$fh> // '');
+    return unless $master =~ /^\d+$/;
+    kill 'QUIT', $master;
+    until_true(30, sub { !kill 0, $master }, 0.01);
+}
+
+sub setup_nginx {
+    mkdir nginx_dir('backends');
+    my $listen = join '', map { "        listen 127.0.0.1:$_;\n" } @backends;
+    write_file(nginx_dir('backends') . '/nginx.conf', <<EOF);
+worker_processes 1;
+pid nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+$temp_paths
+    server {
+$listen        return 200 "backend \$server_port\\n";
+    }
+}
+EOF
+    nginx_start(nginx_dir('backends'));
+    for my $i (0 .. 2) {
+        my $dir = nginx_dir($i);
+        mkdir $dir;
+        my $conf_upstream = $plus ? <<EOF : '';
+    upstream backends {
+        zone backends 256k;
+        server 127.0.0.1:$backends[0];
+    }
+    server {
+        listen 127.0.0.1:$conf[$i];
+        location / { proxy_pass http://backends; }
+    }
+EOF
+        my $api = $plus ? "        location /api { dynamic_upstream_api write=on; }\n" : '';
+        write_file("$dir/nginx.conf", <<EOF);
+load_module $module;
+worker_processes 2;
+pid nginx.pid;
+error_log error.log notice;
+events { worker_connections 1024; }
+http {
+    access_log off;
+$temp_paths
+    dyups_shm_zone_size 64m;
+$conf_upstream
+    server {
+        listen 127.0.0.1:$proxy[$i];
+        location / { proxy_pass http://\$host; }
+    }
+    server {
+        listen 127.0.0.1:$admin[$i];
+        error_log admin.log warn;
+$api        location / { dyups_interface; }
+    }
+}
+EOF
+        nginx_start($dir);
+    }
+}
+
+# The backend port that nginx I routes HOST to, or the failure.
+sub route {
+    my ($i, $host, $port) = @_;
+    my $res = $http->request('GET', $port // $proxy[$i], '/', $host, undef, "route$i");
+    return $res->{status} == 200 && $res->{content} =~ /^backend (\d+)$/ ? $1 : "$res->{status}";
+}
+
+# Seconds until every nginx in @$which routes HOST to backend port PORT.
+sub converge {
+    my ($host, $port, $deadline, $which, $via) = @_;
+    my %pending = map { $_ => 1 } @{ $which // [0 .. 2] };
+    return until_true($deadline // 10, sub {
+        for my $i (keys %pending) {
+            delete $pending{$i} if route($i, $host, $via ? $via->[$i] : undef) eq $port;
+        }
+        return !%pending;
+    });
+}
+
+# --- agents -------------------------------------------------------------
+
+sub agent_start {
+    my ($i) = @_;
+    $pid{"agent$i"} = spawn("$work/agent$i.log", $agent_bin, '--etcd', "http://127.0.0.1:$etcd_port",
+        '--prefix', $prefix, '--api', "http://127.0.0.1:$admin[$i]/api", '--dyups', "http://127.0.0.1:$admin[$i]",
+        '--check', '200ms', '--resync', "${resync}s");
+}
+
+sub agent_log {
+    open my $fh, '<', "$work/agent$_[0].log" or return '';
+    local $/;
+    return <$fh>;
+}
+
+# Seconds until every agent's log has a line matching RE.
+sub logged {
+    my ($re, $which) = @_;
+    return until_true(10, sub { !grep { agent_log($_) !~ $re } @{ $which // [0 .. 2] } }, 0.02);
+}
+
+# --- load ---------------------------------------------------------------
+
+# One child per nginx sends requests for HOST until told to stop (or
+# 10 minutes), counting every answer that is not a backend's 200.
+sub load_start {
+    my ($host) = @_;
+    for my $i (0 .. 2) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my $client = HttpClient->new(timeout => 5);
+            my ($total, $bad, $stop) = (0, 0, 0);
+            $SIG{TERM} = sub { $stop = 1 };
+            my $start = time;
+            while (!$stop && time - $start < 600) {
+                my $res = $client->request('GET', $proxy[$i], '/', $host);
+                $total++;
+                $bad++ unless $res->{status} == 200 && $res->{content} =~ /^backend \d+$/;
+                sleep 0.0005;
+            }
+            write_file("$work/load$i", "$total $bad\n");
+            POSIX::_exit(0);
+        }
+        push @load, $pid;
+    }
+}
+
+sub load_stop {
+    kill 'TERM', @load;
+    waitpid $_, 0 for @load;
+    @load = ();
+    my ($total, $bad) = (0, 0);
+    for my $i (0 .. 2) {
+        open my $fh, '<', "$work/load$i" or next;
+        my ($t, $b) = split ' ', <$fh>;
+        $total += $t;
+        $bad += $b;
+    }
+    return ($total, $bad);
+}
+
+sub percentiles {
+    my @t = sort { $a <=> $b } @_;
+    return (ms($t[int(0.5 * $#t)]), ms($t[ceil(0.99 * @t) - 1]), ms($t[-1]));
+}
+
+sub cleanup {
+    kill 'TERM', @load;
+    waitpid $_, 0 for @load;
+    stop_child($_) for grep { /^agent/ } keys %pid;
+    nginx_stop(nginx_dir($_)) for 0 .. 2, 'backends';
+    stop_child('etcd');
+}
+
+$SIG{INT} = $SIG{TERM} = sub { cleanup(); exit 1 };
+my $ok = eval { main(); 1 };
+my $error = $@;
+cleanup();
+print "error: $error" unless $ok;
+for my $i (0 .. 2) {
+    open my $fh, '<', nginx_dir($i) . '/error.log' or next;
+    my @bad = grep { /\[(alert|crit|emerg)\]|exited on signal/ } <$fh>;
+    ok(!@bad, "nginx $i: no alert, crit, emerg or signal in error.log") or print "  $_" for @bad;
+}
+$failed++ unless $ok;
+print "$passed passed, $failed failed\n";
+exit($failed ? 1 : 0);
+
+sub main {
+    etcd_start();
+    setup_nginx();
+    agent_start($_) for 0 .. 2;
+
+    # --- first sync
+    put('app', doc_one($backends[0]));
+    ok(defined converge('app', $backends[0]), 'the first document reaches all three nginx');
+
+    # --- 100 changes under load
+    load_start('app');
+    my @times;
+    for my $n (1 .. 100) {
+        my $port = $backends[$n % 10];
+        my $start = time;
+        put('app', doc_one($port));
+        my $t = converge('app', $port, 5);
+        push @times, defined $t ? time - $start : 5;
+    }
+    my ($total, $bad) = load_stop();
+    my ($p50, $p99, $max) = percentiles(@times);
+    figure('100 changes (each written once the previous one is everywhere), until all three route by each', "p50 $p50, p99 $p99, max $max");
+    my @sorted = sort { $a <=> $b } @times;
+    ok($sorted[98] < 1, "p99 of the time until all three route by a change is under 1 s ($p99)");
+    figure('proxied requests during the 100 changes', "$total, $bad failed");
+    ok($total > 0 && $bad == 0, "no failed proxied request during the changes ($bad of $total)");
+    my $small_p50 = $sorted[49];
+
+    # --- bad documents: refused with one reason, the last good one stays
+    my $last = $backends[100 % 10];
+    for my $case (['{"servers": [', 'invalid document: '],
+                  ['{"servers":[{"server":"backend.example:80"}]}', 'servers\[0\]: server "backend.example:80" is a host name'],
+                  ['{"servers":[]}', 'no server given'],
+                  ['{"servers":[{"server":"127.0.0.1:1","weigth":2}]}', 'invalid document: unknown field `weigth`']) {
+        my ($doc, $reason) = @$case;
+        my $rev = put('app', $doc);
+        ok(defined logged(qr/refused revision $rev of upstream "app": $reason.*; upstream keeps revision \d+$/m),
+            "bad document refused with its reason: $reason");
+    }
+    my $rev = put('app', doc_one($backends[1]) =~ s/\]\}$/],"balancer":"hash \$no_such_variable"}/r);
+    ok(defined logged(qr/nginx refused revision $rev of upstream "app" \(run-time\): 400 add server failed: .*no_such_variable/),
+        'a document nginx refuses is logged with nginx\'s answer');
+    put('other', doc_one($backends[2]));
+    ok(defined converge('other', $backends[2]), 'other upstreams keep syncing');
+    ok(!grep({ route($_, 'app') ne $last } 0 .. 2), 'the upstream of the refused documents keeps its last good state');
+
+    # --- etcd down: nginx keeps routing; a change is not possible; etcd back: converge
+    stop_child('etcd');
+    my $served = 0;
+    until_true(2, sub { $served += !grep({ route($_, 'app') ne $last } 0 .. 2); 0 }, 0.01);
+    ok($served > 10, "etcd stopped: all three keep routing by the last state ($served rounds)");
+    ok(!defined put('app', doc_one($backends[3])), 'etcd stopped: a change cannot be written');
+    ok(defined logged(qr/etcd: .*nginx keeps what it has/), 'etcd stopped: every agent says so');
+    ok(!grep({ route($_, 'app') ne $last } 0 .. 2), 'etcd stopped: nothing changed in nginx');
+    etcd_start();
+    my $start = time;
+    put('app', doc_one($backends[4]));
+    my $t = converge('app', $backends[4], 15);
+    ok(defined $t, 'etcd started again: a change reaches all three');
+    figure('etcd started again (answering), until all three route by a change written then', ms(time - $start));
+
+    # --- an agent killed: its nginx keeps routing; restarted, it converges
+    stop_child('agent0', 'KILL');
+    put('app', doc_one($backends[5]));
+    ok(defined converge('app', $backends[5], 10, [1, 2]), 'agent 0 killed: the others converge');
+    ok(route(0, 'app') eq $backends[4], 'agent 0 killed: nginx 0 keeps routing by the last state');
+    if ($plus) {
+        del('other');
+        ok(defined converge('other', '502', 10, [1, 2]), 'agent 0 killed: a deleted key deletes the upstream elsewhere');
+    }
+    $start = time;
+    agent_start(0);
+    ok(defined converge('app', $backends[5], 10, [0]), 'agent 0 restarted: nginx 0 converges');
+    figure('agent restarted, until its nginx routes by the change it missed', ms(time - $start));
+    ok(defined converge('other', '502', 10, [0]), 'agent 0 restarted: the key deleted meanwhile is deleted') if $plus;
+
+    # --- an nginx restarted (run-time upstreams live in its memory only)
+    nginx_stop(nginx_dir(0));
+    $start = time;
+    nginx_start(nginx_dir(0));
+    ok(defined converge('app', $backends[5], 10, [0]), 'nginx 0 restarted: its agent applies everything again');
+    figure('nginx restarted, until it routes by etcd again', ms(time - $start));
+    ok(defined logged(qr/nginx restarted or reloaded: sending all/, [0]), 'nginx 0 restarted: its agent says so');
+
+    # --- a manual change is undone by the resync
+    my $res = $http->request('POST', $admin[1], '/upstream/app', undef, "server 127.0.0.1:$backends[6];");
+    ok($res->{status} == 200 && route(1, 'app') eq $backends[6], 'a manual change through dyups takes effect');
+    $t = converge('app', $backends[5], 3 * $resync, [1]);
+    ok(defined $t, "the periodic resync (${resync}s) undoes it");
+    figure("manual change undone by the resync (every ${resync}s)", defined $t ? ms($t) : 'never');
+
+    if ($plus) {
+        # --- a configuration upstream: PUT, kept across a reload
+        put('backends', doc_one($backends[7]));
+        ok(defined converge('localhost', $backends[7], 10, undef, \@conf), 'a configuration upstream gets the document (PUT)');
+        open my $fh, '<', nginx_dir(0) . '/nginx.pid' or die;
+        chomp(my $master = <$fh>);
+        kill 'HUP', $master;
+        $start = time;
+        ok(defined logged(qr/nginx restarted or reloaded/, [0]), 'nginx 0 reloaded: its agent notices');
+        ok(defined converge('localhost', $backends[7], 10, [0], \@conf), 'nginx 0 reloaded: the configuration upstream gets the document again');
+        figure('nginx reloaded, until its configuration upstream routes by etcd again', ms(time - $start));
+        del('backends');
+        ok(defined logged(qr/upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/),
+            'a deleted key leaves a configuration upstream as it is');
+    }
+
+    # --- scale: $scale upstreams of 10 servers
+    stop_child("agent$_") for 0 .. 2;
+    my @names = map { sprintf 'u%04d', $_ } 1 .. $scale;
+    put($names[$_], doc_ten($_ % 10)) for 0 .. $#names;
+    $start = time;
+    agent_start($_) for 0 .. 2;
+    $t = converge($names[-1], $backends[$#names % 10], 120);
+    ok(defined $t, "$scale upstreams of 10 servers reach all three nginx");
+    figure("first full sync of $scale upstreams x 10 servers (agents started, until all three route by the last)",
+        ms(time - $start));
+    my @sample = map { $_ * int($scale / 10) } 0 .. 9;
+    ok(!grep({ my $n = $_; grep { route($_, $names[$n]) ne $backends[$n % 10] } 0 .. 2 } @sample),
+        'every sampled upstream routes by its document');
+    my $middle = int($scale / 2);
+    my @later;
+    for my $n (1 .. 20) {
+        my $up = ($middle + $n) % 10;
+        $start = time;
+        put($names[$middle], doc_ten($up));
+        my $t = converge($names[$middle], $backends[$up], 5);
+        push @later, defined $t ? time - $start : 5;
+    }
+    my ($l50, $l99, $lmax) = percentiles(@later);
+    figure("20 changes of one upstream among $scale, until all three route by each",
+        "p50 $l50, max $lmax (p50 " . ms($small_p50) . " with 2 upstreams, above)");
+    @later = sort { $a <=> $b } @later;
+    ok($later[-1] < 1, "a change with $scale upstreams converges in under 1 s ($lmax)");
+    ok($later[9] < 3 * $small_p50 + 0.01, "the cost of a change does not grow with the number of upstreams ($l50 against "
+        . ms($small_p50) . ')');
+}

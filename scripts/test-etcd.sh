@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The ndu-sync agent against a real etcd and three nginx (issue 18, item 5).
+#
+# Starts etcd (Debian's etcd-server) on 127.0.0.1 with a temporary data
+# directory, a stock nginx serving ten backends, three nginx with the module
+# (master and 2 workers each) and one agent per nginx, then
+# scripts/etcd/fleet.pl measures and checks: 100 changes under load (time
+# until all three route by each, p50/p99/max, no failed proxied request), bad
+# documents, etcd stopped and started, an agent killed and restarted, an nginx
+# restarted, a manual change undone by the resync, 1,000 upstreams of 10
+# servers (first full sync, one later change). Where the module has the NGINX
+# Plus-compatible API (`dynamic_upstream_api`), configuration upstreams too.
+# Everything it started is stopped by pid; ports come from free_port_block.
+#
+#   scripts/test-etcd.sh [UPSTREAMS]     (default 1000)
+source "$(dirname "$0")/common.sh"
+
+scale=${1:-1000}
+for tool in etcd etcdctl; do
+    command -v "$tool" >/dev/null || { echo "test-etcd: $tool not found: run scripts/setup.sh" >&2; exit 1; }
+done
+module=${TEST_NGINX_MODULE:-$(build_module dev)}
+cargo build --locked -p ndu-sync >&2
+agent=$REPO_ROOT/target/debug/ndu-sync
+plus=0
+# The Plus API location, where this build of the module has it.
+grep -q dynamic_upstream_api "$module" && plus=1
+
+work=$(mktemp -d /tmp/ndu-etcd.XXXXXX)
+base=$(free_port_block 24)
+echo "test-etcd: work directory $work, ports $base-$((base + 23)), Plus API: $([ $plus = 1 ] && echo yes || echo no)"
+
+export REPO_ROOT NGINX_BIN
+status=0
+NDU_MODULE=$module NDU_AGENT=$agent NDU_WORK=$work NDU_BASE=$base NDU_PLUS=$plus NDU_SCALE=$scale \
+    NDU_TEMP_PATHS="$(temp_paths "$work")" perl "$REPO_ROOT/scripts/etcd/fleet.pl" || status=$?
+if [ "$status" = 0 ]; then
+    rm -rf "$work"
+else
+    echo "test-etcd: FAILED; logs kept in $work" >&2
+fi
+exit "$status"
