@@ -4,7 +4,7 @@
 # "N passed, N failed" line; exits non-zero on any failure.
 use strict;
 use warnings;
-use lib "$ENV{REPO_ROOT}/scripts/lib";
+use lib "$ENV{REPO_ROOT}/t/lib";
 use HttpClient;
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(ceil);
@@ -86,7 +86,7 @@ sub etcd_start {
         '--listen-client-urls', "http://127.0.0.1:$etcd_port", '--advertise-client-urls', "http://127.0.0.1:$etcd_port",
         '--listen-peer-urls', "http://127.0.0.1:$etcd_peer", '--initial-advertise-peer-urls', "http://127.0.0.1:$etcd_peer",
         '--initial-cluster', "ndu=http://127.0.0.1:$etcd_peer", '--log-level', 'warn');
-    defined until_true(30, sub { $http->once('GET', $etcd_port, '/health')->{content} =~ /"health":"true"/ }, 0.05)
+    defined until_true(30, sub { $http->once('GET', $etcd_port, '/health')->{body} =~ /"health":"true"/ }, 0.05)
         or die "etcd did not start: see $work/etcd.log\n";
 }
 
@@ -97,7 +97,7 @@ sub etcd_call {
     my ($path, $json) = @_;
     my $res = $http->once('POST', $etcd_port, $path, undef, $json);
     return undef unless $res->{status} == 200;
-    return $res->{content} =~ /"revision":"(\d+)"/ ? $1 : die "etcd: $res->{content}\n";
+    return $res->{body} =~ /"revision":"(\d+)"/ ? $1 : die "etcd: $res->{body}\n";
 }
 
 sub put {
@@ -210,7 +210,7 @@ EOF
 sub route {
     my ($i, $host, $port) = @_;
     my $res = $http->request('GET', $port // $proxy[$i], '/', $host, undef, "route$i");
-    return $res->{status} == 200 && $res->{content} =~ /^backend (\d+)$/ ? $1 : "$res->{status}";
+    return $res->{status} == 200 && $res->{body} =~ /^backend (\d+)$/ ? $1 : "$res->{status}";
 }
 
 # Seconds until every nginx in @$which routes HOST to backend port PORT.
@@ -262,7 +262,7 @@ sub load_start {
             while (!$stop && time - $start < 600) {
                 my $res = $client->request('GET', $proxy[$i], '/', $host);
                 $total++;
-                $bad++ unless $res->{status} == 200 && $res->{content} =~ /^backend \d+$/;
+                $bad++ unless $res->{status} == 200 && $res->{body} =~ /^backend \d+$/;
                 sleep 0.0005;
             }
             write_file("$work/load$i", "$total $bad\n");
