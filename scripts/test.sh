@@ -9,6 +9,10 @@ export TEST_NGINX_MODULE
 
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== scripts/check-layers.sh"
+scripts/check-layers.sh
 
 echo "== prove -r t/"
 prove -r t/

@@ -12,142 +12,20 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_event_free_peer_pt, ngx_flag_t, ngx_http_upstream_init_peer_pt, ngx_msec_t, ngx_shm_zone_t,
-    ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
-    NGX_LOG_EMERG,
+    ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
 };
-use ngx::http::{
-    HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, Merge, MergeConfigError, NgxHttpCoreModule,
-};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
-use crate::balancer::{Balancer, KnownBalancers};
-use crate::entry::conf_guard;
-use crate::handlers;
-use crate::reclaim::ZoneState;
-use crate::Module;
-
-/// nginx's "unset" markers (`NGX_CONF_UNSET*` are C macros, not in the bindings).
-const UNSET_FLAG: ngx_flag_t = -1;
-const UNSET_SIZE: usize = usize::MAX;
-const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
-
-/// Defaults of the http-level directives.
-const DEFAULT_SHM_ZONE_SIZE: usize = 2 * 1024 * 1024;
-/// The smallest `dyups_shm_zone_size`: the registry's root takes about
-/// 12 KiB, and smaller zones crashed the master at start.
-const MIN_SHM_ZONE_SIZE: usize = 64 * 1024;
-const DEFAULT_READ_MSG_TIMEOUT_MS: ngx_msec_t = 1000;
-
-/// `http {}` level settings, all for the run-time (dyups) upstreams.
-#[repr(C)]
-pub struct MainConf {
-    /// `dyups_shm_zone_size`: size of the module's own shared zone.
-    pub shm_zone_size: usize,
-    /// `dyups_read_msg_timeout`: how often idle workers look for changes.
-    pub read_msg_timeout: ngx_msec_t,
-    /// `dyups_trylock`: answer 409 instead of waiting for the lock.
-    pub trylock: ngx_flag_t,
-    /// `dyups_upstream_conf`: file of `upstream {}` blocks kept in sync.
-    pub upstream_conf: ngx_str_t,
-    /// The balancers' `init_upstream` functions, learnt at configuration.
-    pub balancers: KnownBalancers,
-    /// The module's zone in this cycle (see [`crate::dyups_registry::declare_zone`]).
-    pub zone: *mut ngx_shm_zone_t,
-}
-
-impl Default for MainConf {
-    fn default() -> Self {
-        Self {
-            shm_zone_size: UNSET_SIZE,
-            read_msg_timeout: UNSET_MSEC,
-            trylock: UNSET_FLAG,
-            upstream_conf: ngx_str_t::empty(),
-            balancers: KnownBalancers::default(),
-            zone: ptr::null_mut(),
-        }
-    }
-}
-
-/// Per-`upstream {}` block settings (also created for every `server {}`,
-/// where they stay unused), and what `init_cycle` learns about the
-/// upstream.
-#[repr(C)]
-pub struct SrvConf {
-    /// `dynamic_state_file`: file of `server ...;` lines kept in sync.
-    pub state_file: ngx_str_t,
-    /// The upstream's balancer.
-    pub balancer: Balancer,
-    /// Shared bookkeeping in the upstream's zone (null without a zone, or
-    /// if the zone had no room for it).
-    pub state: *mut ZoneState,
-    /// The `peer.init` that the request hook wraps.
-    pub original_init: ngx_http_upstream_init_peer_pt,
-    /// The `peer.free` that the request hook wraps: the one the first
-    /// request got from `original_init` (the same for every request).
-    pub original_free: ngx_event_free_peer_pt,
-    /// Size of every request's `tried` bitmap, in peers.
-    pub max_peers_per_list: usize,
-    /// `state_file` resolved against nginx's prefix (at start).
-    pub state_path: Option<std::path::PathBuf>,
-}
-
-impl Default for SrvConf {
-    fn default() -> Self {
-        Self {
-            state_file: ngx_str_t::empty(),
-            balancer: Balancer::RoundRobin,
-            state: ptr::null_mut(),
-            original_init: None,
-            original_free: None,
-            max_peers_per_list: 0,
-            state_path: None,
-        }
-    }
-}
-
-/// Per-location settings; the API handlers are installed directly on the
-/// location by their directives.
-#[repr(C)]
-pub struct LocConf {
-    /// `dynamic_upstream_read_only`: the query-string API only lists.
-    pub dynamic_read_only: ngx_flag_t,
-    /// `dyups_read_only`: the REST API only answers GETs.
-    pub dyups_read_only: ngx_flag_t,
-}
-
-impl Default for LocConf {
-    fn default() -> Self {
-        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG }
-    }
-}
-
-impl Merge for LocConf {
-    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
-        for (value, parent) in
-            [(&mut self.dynamic_read_only, prev.dynamic_read_only), (&mut self.dyups_read_only, prev.dyups_read_only)]
-        {
-            if *value == UNSET_FLAG {
-                *value = if parent == UNSET_FLAG { 0 } else { parent };
-            }
-        }
-        Ok(())
-    }
-}
-
-// SAFETY: the conf types are the ones create_*_conf allocates for this module.
-unsafe impl HttpModuleMainConf for Module {
-    type MainConf = MainConf;
-}
-// SAFETY: as above.
-unsafe impl HttpModuleServerConf for Module {
-    type ServerConf = SrvConf;
-}
-// SAFETY: as above.
-unsafe impl HttpModuleLocationConf for Module {
-    type LocationConf = LocConf;
-}
+use crate::api::handlers;
+use crate::nginx::conf::{
+    LocConf, MainConf, DEFAULT_READ_MSG_TIMEOUT_MS, DEFAULT_SHM_ZONE_SIZE, MIN_SHM_ZONE_SIZE, UNSET_FLAG, UNSET_MSEC,
+    UNSET_SIZE,
+};
+use crate::nginx::entry::conf_guard;
+use crate::zone::upstream::SrvConf;
 
 /// Fills in the defaults of directives the configuration did not set.
 ///
@@ -166,7 +44,7 @@ pub unsafe fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_c
         conf.trylock = 0;
     }
     // SAFETY: cf is the live configuration context of the http block.
-    match unsafe { crate::dyups_registry::declare_zone(cf, conf.shm_zone_size) } {
+    match unsafe { crate::dyups::registry::declare_zone(cf, conf.shm_zone_size) } {
         Ok(zone) => {
             conf.zone = zone;
             NGX_CONF_OK

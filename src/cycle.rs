@@ -1,35 +1,40 @@
 //! Start-up work for each configuration cycle.
 //!
-//! * `preconfiguration`: register the Lua packages (see [`crate::lua`]).
+//! * `preconfiguration`: register the Lua packages (see [`crate::api::lua`]).
 //! * `postconfiguration` (while the configuration is read): learn the
-//!   balancers' init functions (see [`crate::balancer`]).
+//!   balancers' init functions (see [`crate::nginx::balancers`]).
 //! * `init_module` (in the master, after the shared zones exist and before
 //!   the workers fork): for every zone upstream, classify its balancer,
 //!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
-//!   with [`crate::request_hook`]. Workers inherit all of it.
+//!   with [`crate::zone::request_hook`]. Workers inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer.
 
-use core::sync::atomic::{AtomicBool, Ordering};
 use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK};
 
 use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
-use crate::balancer::{configured_upstreams, srv_conf, str_lossy, KnownBalancers};
-use crate::dyups_worker::{start_timer, sync_on_request};
-use crate::reclaim::ZoneState;
-use crate::request_hook::init_zone_peer;
-use crate::zone_peers::max_peers_for_zone;
+use crate::dyups::registry::Dyups;
+use crate::dyups::worker::{release_all, start_timer, sync_on_request};
+use crate::nginx::balancers::KnownBalancers;
+use crate::nginx::entry::request_guard;
+use crate::nginx::process::mark_started;
+use crate::nginx::upstreams::{configured_upstreams, str_lossy};
+use crate::ops::state_files;
+use crate::zone::peers::max_peers_for_zone;
+use crate::zone::reclaim::ZoneState;
+use crate::zone::request_hook::init_zone_peer;
+use crate::zone::upstream::srv_conf;
 use crate::Module;
 
 /// preconfiguration: register the Lua packages before any Lua code can run
 /// (the Lua module may run `init_by_lua` in its own postconfiguration,
 /// which comes before ours).
 pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-    crate::entry::request_guard(|| {
+    request_guard(|| {
         // SAFETY: nginx calls preconfiguration with the http block's live
         // configuration context; every module's main conf exists by now.
-        match unsafe { crate::lua::register_packages(cf) } {
+        match unsafe { crate::api::lua::register_packages(cf) } {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(()) => NGX_ERROR as ngx_int_t,
         }
@@ -37,14 +42,14 @@ pub unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-    crate::entry::request_guard(|| {
+    request_guard(|| {
         // SAFETY: nginx calls postconfiguration with the live conf context.
         unsafe {
             let Some(main) = Module::main_conf_mut(&*cf) else {
                 return NGX_ERROR as ngx_int_t;
             };
             main.balancers = KnownBalancers::probe(cf);
-            if let Err(text) = crate::state_files::validate((*cf).cycle, main) {
+            if let Err(text) = state_files::validate((*cf).cycle, main) {
                 ngx::ngx_log_error!(NGX_LOG_EMERG, (*cf).log, "{}", text);
                 return NGX_ERROR as ngx_int_t;
             }
@@ -63,20 +68,8 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     })
 }
 
-/// Set by init_process: in a worker, or in the one process of
-/// `master_process off` (see [`crate::lua_api::in_running_process`]). Never
-/// in the master, whose `ngx_process` still says "single" while the first
-/// configuration is read and the modules' init_module run: a change made
-/// there would give the master state that every worker inherits (a
-/// grace-period slot, see [`crate::reclaim`]).
-static STARTED: AtomicBool = AtomicBool::new(false);
-
-pub fn started() -> bool {
-    STARTED.load(Ordering::Relaxed)
-}
-
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    crate::entry::request_guard(|| {
+    request_guard(|| {
         // SAFETY: nginx calls init_module in the master with the new cycle
         // (ngx_cycle is still the old one), after its zones are initialised;
         // nothing can fail the cycle after init_module.
@@ -84,7 +77,9 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             let main = Module::main_conf(&*cycle);
             // Only now, when this cycle can no longer fail, does its zone
             // (none without an http block) become the running one.
-            crate::dyups_registry::Dyups::begin_cycle(main.map_or(core::ptr::null_mut(), |m| m.zone));
+            let zone = main.map_or(core::ptr::null_mut(), |m| m.zone);
+            Dyups::begin_cycle(zone);
+            crate::api::c_api::set_enabled(!zone.is_null());
             let Some(main) = main else {
                 return NGX_OK as ngx_int_t; // no http block
             };
@@ -110,7 +105,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 srv.original_init = (*uscf).peer.init;
                 (*uscf).peer.init = Some(init_zone_peer);
             }
-            crate::state_files::load_at_start(cycle, main);
+            state_files::load_at_start(cycle, main);
             NGX_OK as ngx_int_t
         }
     })
@@ -118,8 +113,8 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 
 /// init_process: every worker keeps its dyups view fresh on a timer too.
 pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    STARTED.store(true, Ordering::Relaxed);
-    crate::entry::request_guard(|| {
+    mark_started();
+    request_guard(|| {
         // SAFETY: nginx calls init_process in the new worker with its cycle.
         if let Some(main) = unsafe { Module::main_conf(&*cycle) } {
             start_timer(main.read_msg_timeout);
@@ -130,16 +125,16 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 
 /// exit_process: free this worker's dyups versions.
 pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
-    let _ = crate::entry::request_guard(|| {
-        crate::dyups_worker::release_all();
+    let _ = request_guard(|| {
+        release_all();
         NGX_OK as ngx_int_t
     });
 }
 
 /// exit_master: release what the master's statics hold.
 pub unsafe extern "C" fn exit_master(_cycle: *mut ngx_cycle_t) {
-    let _ = crate::entry::request_guard(|| {
-        crate::state_files::forget();
+    let _ = request_guard(|| {
+        state_files::forget();
         NGX_OK as ngx_int_t
     });
 }

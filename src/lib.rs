@@ -1,36 +1,54 @@
 //! nginx module that changes upstreams at run time.
 //!
-//! This crate is only the glue between nginx and the nginx-free logic in the
-//! `dynamic-upstream-core` crate: it declares the module and its directives
-//! and owns every `unsafe` line, kept in a few small files with safe APIs.
+//! This crate is the glue between nginx and the nginx-free logic in the
+//! `dynamic-upstream-core` crate (which forbids `unsafe`). Its files are
+//! layers that only import downward (`docs/architecture.md`, checked by
+//! `scripts/check-layers.sh`): `nginx/` wraps nginx's structures and calls,
+//! `zone/` edits zone upstreams, `dyups/` keeps the run-time upstreams,
+//! `ops/` holds the operations every front end shares, `api/` the front
+//! ends; this file, `config.rs` and `cycle.rs` tie them to nginx.
+//!
+//! `unsafe` (each block with its `// SAFETY:` comment, which clippy
+//! enforces) is in these files only:
+//!
+//! * `nginx/`: every file but `entry.rs` and `mod.rs`: they are the
+//!   wrappers (requests, logs, locks, slab peer lists, socket addresses,
+//!   the upstream table, the balancers' directives, variables, the
+//!   module's configuration, process globals, `flock`);
+//! * `zone/`: `upstream.rs` (a zone upstream's `uscf` and srv conf),
+//!   `peers.rs` (edits under the lists' locks), `reclaim.rs` (the retired
+//!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
+//!   nginx calls);
+//! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
+//!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
+//!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
+//!   and timer nginx calls);
+//! * `ops/state_files.rs`: reads the new cycle's paths and upstreams at
+//!   start (init_module);
+//! * `api/`: `handlers.rs` (content handlers nginx calls), `lua_ffi.rs`
+//!   and `c_api.rs` (C functions Lua and other modules call with raw
+//!   pointers), `lua.rs` (`dlsym` of the Lua module's functions);
+//! * `lib.rs`, `config.rs`, `cycle.rs`: the module object, the directive
+//!   handlers and the cycle hooks nginx calls.
+//!
+//! `api/query.rs`, `api/rest.rs`, `ops/` (but `state_files.rs`) and
+//! `nginx/entry.rs` have none.
 
-mod balancer;
-mod c_api;
-mod change_log;
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod api;
 mod config;
 mod cycle;
-mod dynamic_api;
-mod dyups_api;
-mod dyups_registry;
-mod dyups_worker;
-mod entry;
-mod handlers;
-mod http_io;
-mod lua;
-mod lua_api;
-mod peer_lock;
-mod persist;
-mod reclaim;
-mod request_hook;
-mod sockaddr;
-mod state_files;
-mod variables;
-mod zone_peers;
+mod dyups;
+mod nginx;
+mod ops;
+mod zone;
 
 use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
 use ngx::http::HttpModule;
 
-pub use config::{LocConf, MainConf, SrvConf};
+pub use nginx::conf::{LocConf, MainConf};
+pub use zone::upstream::SrvConf;
 
 /// The module type that ties the configuration structs to the module object.
 pub struct Module;
@@ -48,7 +66,7 @@ impl HttpModule for Module {
         conf: *mut core::ffi::c_void,
     ) -> *mut core::ffi::c_char {
         // SAFETY: nginx passes its conf context and this module's MainConf.
-        entry::conf_guard(|| unsafe { config::init_main_conf(cf, conf) })
+        nginx::entry::conf_guard(|| unsafe { config::init_main_conf(cf, conf) })
     }
 }
 

@@ -354,7 +354,7 @@ my ($old) = worker_pids();
 my $gdb_log = prefix() . 'logs/gdb.log';
 # gdb holds the worker at the breakpoint until its input closes (the
 # shell's `read` returns).
-open(my $gdb, '|-', "exec gdb -q -batch -p $old -ex 'break ngx_http_dynamic_upstream_module::reclaim::GracePeriod::leave' "
+open(my $gdb, '|-', "exec gdb -q -batch -p $old -ex 'break ngx_http_dynamic_upstream_module::dyups::grace::GracePeriod::leave' "
     . "-ex continue -ex 'shell read line' > $gdb_log 2>&1") or die "gdb: $!";
 my $gdb_says = sub { my ($what) = @_; sub { (NginxTest::Files::slurp($gdb_log) // '') =~ $what } };
 poll_until($gdb_says->(qr/^Breakpoint 1 at /m), 20, 'gdb attached') or die 'gdb never set its breakpoint';

@@ -10,7 +10,8 @@
 
 use std::collections::HashSet;
 
-use dynamic_upstream_core::dyups::{config_text, finish, parse_statement, BalancerSpec, Statement, UpstreamSpec};
+use dynamic_upstream_core::balancer::Balancer;
+use dynamic_upstream_core::dyups::{config_text, finish, parse_statement, Statement, UpstreamSpec};
 use dynamic_upstream_core::render::printable;
 use dynamic_upstream_core::{Address, Param, ServerSpec};
 use serde::Deserialize;
@@ -64,7 +65,7 @@ pub fn parse(value: &[u8]) -> Result<UpstreamSpec, String> {
     }
     let doc = Document::deserialize(value).map_err(invalid)?;
     let balancer = match doc.balancer.as_deref().map(str::trim) {
-        None | Some("") => BalancerSpec::RoundRobin,
+        None | Some("") => Balancer::RoundRobin,
         Some(line) => match parse_statement(line).map_err(|e| format!("balancer: {}", core_reason(&e.text)))? {
             Some(Statement::Balancer(b)) => b,
             _ => return Err(format!("balancer: \"{}\" is not a balancer line", printable(line))),

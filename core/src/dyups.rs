@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::address::{shown, Address};
+use crate::balancer::Balancer;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::peer::{Param, ServerSpec};
@@ -12,60 +13,10 @@ use crate::render::PeerView;
 /// Longest upstream name (a host name).
 pub const MAX_UPSTREAM_NAME: usize = 255;
 
-/// The load-balancing method of an upstream created through the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BalancerSpec {
-    RoundRobin,
-    LeastConn,
-    IpHash,
-    /// `hash KEY [consistent];` with KEY kept as written (`$host$uri`).
-    Hash {
-        key: String,
-        consistent: bool,
-    },
-    Random,
-    /// `random two [least_conn];` (nginx's only method for two is
-    /// least_conn: both spellings pick the same way, and are kept as written).
-    RandomTwo {
-        least_conn: bool,
-    },
-}
-
-impl BalancerSpec {
-    pub fn allows_backup(&self) -> bool {
-        matches!(self, BalancerSpec::RoundRobin | BalancerSpec::LeastConn)
-    }
-
-    /// The statement as nginx's configuration writes it (None for round
-    /// robin, which has none).
-    pub fn directive(&self) -> Option<String> {
-        match self {
-            BalancerSpec::RoundRobin => None,
-            BalancerSpec::LeastConn => Some("least_conn".into()),
-            BalancerSpec::IpHash => Some("ip_hash".into()),
-            BalancerSpec::Hash { key, consistent: false } => Some(format!("hash {key}")),
-            BalancerSpec::Hash { key, consistent: true } => Some(format!("hash {key} consistent")),
-            BalancerSpec::Random => Some("random".into()),
-            BalancerSpec::RandomTwo { least_conn: false } => Some("random two".into()),
-            BalancerSpec::RandomTwo { least_conn: true } => Some("random two least_conn".into()),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            BalancerSpec::RoundRobin => "round-robin",
-            BalancerSpec::LeastConn => "least_conn",
-            BalancerSpec::IpHash => "ip_hash",
-            BalancerSpec::Hash { .. } => "hash",
-            BalancerSpec::Random | BalancerSpec::RandomTwo { .. } => "random",
-        }
-    }
-}
-
 /// A whole upstream as a POST describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
-    pub balancer: BalancerSpec,
+    pub balancer: Balancer,
     pub servers: Vec<ServerSpec>,
 }
 
@@ -121,7 +72,7 @@ fn failed(text: impl std::fmt::Display) -> ApiError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
     Server(ServerSpec),
-    Balancer(BalancerSpec),
+    Balancer(Balancer),
 }
 
 /// The characters nginx's configuration syntax treats as whitespace.
@@ -154,7 +105,7 @@ pub fn strip_comments(text: &str) -> String {
 /// comment.
 pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
     let text = strip_comments(text);
-    let mut balancer: Option<BalancerSpec> = None;
+    let mut balancer: Option<Balancer> = None;
     let mut servers = Vec::new();
     let mut statements: Vec<&str> = text.split(';').collect();
     let rest = statements.pop().unwrap_or("");
@@ -171,17 +122,17 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
                     return Err(failed(format!(
                         "more than one balancer (\"{}\" after \"{}\")",
                         statement.split_ascii_whitespace().next().unwrap_or(""),
-                        previous.name()
+                        previous.directive_name()
                     )));
                 }
                 balancer = Some(parsed);
             }
         }
     }
-    finish(balancer.unwrap_or(BalancerSpec::RoundRobin), servers)
+    finish(balancer.unwrap_or(Balancer::RoundRobin), servers)
 }
 
-pub fn finish(balancer: BalancerSpec, servers: Vec<ServerSpec>) -> Result<UpstreamSpec, ApiError> {
+pub fn finish(balancer: Balancer, servers: Vec<ServerSpec>) -> Result<UpstreamSpec, ApiError> {
     if servers.is_empty() {
         return Err(failed("no server given"));
     }
@@ -190,14 +141,14 @@ pub fn finish(balancer: BalancerSpec, servers: Vec<ServerSpec>) -> Result<Upstre
             return Err(failed(format!(
                 "backup server {} is not allowed with the {} balancer",
                 s.address,
-                balancer.name()
+                balancer.directive_name()
             )));
         }
     }
     if servers.iter().all(|s| s.backup) {
         return Err(failed("every server is a backup; at least one primary is needed"));
     }
-    if let BalancerSpec::Hash { consistent: true, .. } = balancer {
+    if let Balancer::Hash { consistent: true, .. } = balancer {
         check_chash_table(&servers)?;
     }
     Ok(UpstreamSpec { balancer, servers })
@@ -260,26 +211,26 @@ fn parse_server(args: &[&str]) -> Result<ServerSpec, ApiError> {
     Ok(spec)
 }
 
-fn parse_balancer(directive: &str, args: &[&str]) -> Result<BalancerSpec, ApiError> {
+fn parse_balancer(directive: &str, args: &[&str]) -> Result<Balancer, ApiError> {
     let wrong_args = || failed(format!("invalid number of arguments in \"{}\"", shown(directive)));
     match directive {
         "least_conn" | "ip_hash" if !args.is_empty() => Err(wrong_args()),
-        "least_conn" => Ok(BalancerSpec::LeastConn),
-        "ip_hash" => Ok(BalancerSpec::IpHash),
+        "least_conn" => Ok(Balancer::LeastConn),
+        "ip_hash" => Ok(Balancer::IpHash),
         // As nginx's ngx_http_upstream_random(): at most two arguments,
         // "two", then "least_conn".
         "random" => match args {
-            [] => Ok(BalancerSpec::Random),
-            ["two"] => Ok(BalancerSpec::RandomTwo { least_conn: false }),
-            ["two", "least_conn"] => Ok(BalancerSpec::RandomTwo { least_conn: true }),
+            [] => Ok(Balancer::Random),
+            ["two"] => Ok(Balancer::RandomTwo { least_conn: false }),
+            ["two", "least_conn"] => Ok(Balancer::RandomTwo { least_conn: true }),
             [_, _, _, ..] => Err(wrong_args()),
             ["two", other] | [other, ..] => {
                 Err(failed(format!("invalid parameter \"{}\" in \"random\"", shown(other))))
             }
         },
         "hash" => match args {
-            [key] => Ok(BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: false }),
-            [key, "consistent"] => Ok(BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: true }),
+            [key] => Ok(Balancer::Hash { key: parse_hash_key(key)?, consistent: false }),
+            [key, "consistent"] => Ok(Balancer::Hash { key: parse_hash_key(key)?, consistent: true }),
             [_, other] => Err(failed(format!("invalid parameter \"{}\" in \"hash\"", shown(other)))),
             _ => Err(wrong_args()),
         },
@@ -367,14 +318,14 @@ pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
         }
     };
     let balancer = match (text_field("balancer")?, text_field("hash_key")?) {
-        (None | Some("round_robin") | Some("round-robin"), None) => BalancerSpec::RoundRobin,
-        (Some("least_conn"), None) => BalancerSpec::LeastConn,
-        (Some("ip_hash"), None) => BalancerSpec::IpHash,
-        (Some("random"), None) => BalancerSpec::Random,
-        (Some("random_two"), None) => BalancerSpec::RandomTwo { least_conn: false },
-        (Some("random_two_least_conn"), None) => BalancerSpec::RandomTwo { least_conn: true },
+        (None | Some("round_robin") | Some("round-robin"), None) => Balancer::RoundRobin,
+        (Some("least_conn"), None) => Balancer::LeastConn,
+        (Some("ip_hash"), None) => Balancer::IpHash,
+        (Some("random"), None) => Balancer::Random,
+        (Some("random_two"), None) => Balancer::RandomTwo { least_conn: false },
+        (Some("random_two_least_conn"), None) => Balancer::RandomTwo { least_conn: true },
         (Some(kind @ ("hash" | "consistent_hash")), Some(key)) => {
-            BalancerSpec::Hash { key: parse_hash_key(key)?, consistent: kind == "consistent_hash" }
+            Balancer::Hash { key: parse_hash_key(key)?, consistent: kind == "consistent_hash" }
         }
         (Some("hash" | "consistent_hash"), None) => return Err(failed("a hash balancer needs \"hash_key\"")),
         (_, Some(_)) => return Err(failed("\"hash_key\" goes with balancer \"hash\" or \"consistent_hash\"")),
@@ -550,7 +501,7 @@ mod tests {
              server 127.0.0.1:18089 backup;server unix:/tmp/app.sock down;",
         )
         .unwrap();
-        assert_eq!(spec.balancer, BalancerSpec::RoundRobin);
+        assert_eq!(spec.balancer, Balancer::RoundRobin);
         assert_eq!(spec.servers.len(), 4);
         let s = &spec.servers[1];
         assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (3, 2, 5, 10));
@@ -562,21 +513,21 @@ mod tests {
     #[test]
     fn whitespace_and_balancers() {
         let spec = parse_body("\n  ip_hash ;\n server   127.0.0.1:1 ;\n\n").unwrap();
-        assert_eq!(spec.balancer, BalancerSpec::IpHash);
+        assert_eq!(spec.balancer, Balancer::IpHash);
         let spec = parse_body("hash $host$uri consistent; server 127.0.0.1:1;").unwrap();
-        assert_eq!(spec.balancer, BalancerSpec::Hash { key: "$host$uri".into(), consistent: true });
+        assert_eq!(spec.balancer, Balancer::Hash { key: "$host$uri".into(), consistent: true });
         assert_eq!(
             parse_body("least_conn; server 127.0.0.1:1 backup; server 127.0.0.1:2;").unwrap().balancer,
-            BalancerSpec::LeastConn
+            Balancer::LeastConn
         );
-        assert_eq!(parse_body("random; server 127.0.0.1:1;").unwrap().balancer, BalancerSpec::Random);
+        assert_eq!(parse_body("random; server 127.0.0.1:1;").unwrap().balancer, Balancer::Random);
     }
 
     #[test]
     fn random_two_as_nginx_takes_it() {
         let balancer = |body: &str| parse_body(&format!("{body} server 127.0.0.1:1;")).map(|s| s.balancer);
-        assert_eq!(balancer("random two;").unwrap(), BalancerSpec::RandomTwo { least_conn: false });
-        assert_eq!(balancer("random\ttwo  least_conn ;").unwrap(), BalancerSpec::RandomTwo { least_conn: true });
+        assert_eq!(balancer("random two;").unwrap(), Balancer::RandomTwo { least_conn: false });
+        assert_eq!(balancer("random\ttwo  least_conn ;").unwrap(), Balancer::RandomTwo { least_conn: true });
         for (body, reason) in [
             ("random one;", "invalid parameter \"one\" in \"random\""),
             ("random least_conn;", "invalid parameter \"least_conn\" in \"random\""),
@@ -596,8 +547,8 @@ mod tests {
             parse_json_body(&format!(r#"{{"servers":[{{"server":"127.0.0.1:1"}}],"balancer":"{name}"}}"#))
                 .map(|s| s.balancer)
         };
-        assert_eq!(json("random_two").unwrap(), BalancerSpec::RandomTwo { least_conn: false });
-        assert_eq!(json("random_two_least_conn").unwrap(), BalancerSpec::RandomTwo { least_conn: true });
+        assert_eq!(json("random_two").unwrap(), Balancer::RandomTwo { least_conn: false });
+        assert_eq!(json("random_two_least_conn").unwrap(), Balancer::RandomTwo { least_conn: true });
         assert_eq!(json("random two").unwrap_err().text, "add server failed: unknown balancer \"random two\"");
         for body in ["random two;", "random two least_conn;"] {
             let spec = parse_body(&format!("{body} server 127.0.0.1:1 weight=2;")).unwrap();
@@ -684,12 +635,12 @@ mod tests {
     fn json_bodies() {
         let spec =
             parse_json_body(r#"{"servers":[{"server":"127.0.0.1:8088","weight":3}],"balancer":"least_conn"}"#).unwrap();
-        assert_eq!(spec.balancer, BalancerSpec::LeastConn);
+        assert_eq!(spec.balancer, Balancer::LeastConn);
         assert_eq!(spec.servers[0].weight, 3);
         let spec =
             parse_json_body(r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"consistent_hash","hash_key":"$uri"}"#)
                 .unwrap();
-        assert_eq!(spec.balancer, BalancerSpec::Hash { key: "$uri".into(), consistent: true });
+        assert_eq!(spec.balancer, Balancer::Hash { key: "$uri".into(), consistent: true });
         for bad in [
             r#"{"servers":[]}"#,
             r#"{"servers":[{"server":"x.example"}]}"#,

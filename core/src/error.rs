@@ -61,6 +61,11 @@ impl ApiError {
             ),
         )
     }
+
+    /// A change asked of a read-only location (`directive` is on).
+    pub fn read_only(directive: &str) -> Self {
+        Self::new(403, "read_only", format!("this location only lists upstreams ({directive} on)"))
+    }
 }
 
 /// The reason phrase nginx uses for a status code.

@@ -3,7 +3,10 @@
 //! renderers of what they get back. Unit-tested with `cargo test`; the
 //! module crate is only the glue to nginx.
 
+#![forbid(unsafe_code)]
+
 pub mod address;
+pub mod balancer;
 pub mod dyups;
 pub mod error;
 pub mod health;
@@ -15,6 +18,7 @@ pub mod render;
 pub mod state;
 
 pub use address::Address;
+pub use balancer::Balancer;
 pub use error::ApiError;
 pub use peer::{Param, PeerParams, ServerSpec};
 pub use query::{Action, Format, QueryRequest};

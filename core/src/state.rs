@@ -15,11 +15,12 @@
 use std::fmt::Write as _;
 
 use crate::address::{Address, MAX_UNIX_PATH};
+use crate::balancer::Balancer;
 use crate::dyups::{
-    config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, BalancerSpec,
-    UpstreamSpec,
+    config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, UpstreamSpec,
 };
 use crate::peer::{checked_total_weight, total_weight_error, Param, ServerSpec};
+use crate::render::PeerView;
 
 /// A state file that cannot be used, with the line where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +71,7 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
         return Ok(None);
     }
     let first_line = line_of(text, text.len() - text.trim_start().len());
-    finish(BalancerSpec::RoundRobin, servers)
+    finish(Balancer::RoundRobin, servers)
         .map(|spec| Some(spec.servers))
         .map_err(|e| StateError { line: first_line, text: strip_prefix(&e.text) })
 }
@@ -101,6 +102,29 @@ fn parse_server_words(words: &[String]) -> Result<ServerSpec, String> {
         }
     }
     Ok(spec)
+}
+
+/// Peers as the specs that recreate them (their live figures dropped).
+/// Fails, naming the peer, for a name a state file cannot hold: a unix
+/// path that is not UTF-8 (its copy replaced the bytes with U+FFFD).
+pub fn specs_of(peers: &[PeerView]) -> Result<Vec<ServerSpec>, String> {
+    peers
+        .iter()
+        .map(|p| {
+            let address = (!p.name.contains(char::REPLACEMENT_CHARACTER))
+                .then(|| parse_peer_address(&p.name).ok())
+                .flatten()
+                .ok_or_else(|| format!("server \"{}\" cannot be written to a state file", p.name.escape_debug()))?;
+            let mut spec = ServerSpec::new(address);
+            spec.weight = p.weight as u64;
+            spec.max_fails = p.max_fails;
+            spec.fail_timeout = p.fail_timeout as u64;
+            spec.max_conns = p.max_conns;
+            spec.backup = p.backup;
+            spec.down = p.down;
+            Ok(spec)
+        })
+        .collect()
 }
 
 /// A peer's address as nginx names it (`ngx_sock_ntop`): what the state
@@ -252,7 +276,7 @@ fn strip_prefix(text: &str) -> String {
 
 /// Writes a `dynamic_state_file`.
 pub fn render_server_state(servers: &[ServerSpec]) -> String {
-    let spec = UpstreamSpec { balancer: BalancerSpec::RoundRobin, servers: servers.to_vec() };
+    let spec = UpstreamSpec { balancer: Balancer::RoundRobin, servers: servers.to_vec() };
     format!("{HEADER}{}", config_text(&spec))
 }
 
@@ -622,11 +646,10 @@ mod tests {
     fn nothing_hostile_survives_rendering() {
         // Everything rendered comes from validated values; the renderer's
         // output must parse back to exactly the same values.
-        for body in ["server 127.0.0.1:1 weight=5 max_fails=0 fail_timeout=0 max_conns=1000000;"] {
-            let spec = parse_body(body).unwrap();
-            let text = render_dyups_conf(&[DyupsEntry::Upstream("x".into(), spec.clone())]);
-            assert_eq!(parse_dyups_conf(&text).unwrap(), vec![DyupsEntry::Upstream("x".into(), spec)]);
-            assert!(!text.lines().skip(1).any(|l| l.contains('#') || l.contains('"')));
-        }
+        let body = "server 127.0.0.1:1 weight=5 max_fails=0 fail_timeout=0 max_conns=1000000;";
+        let spec = parse_body(body).unwrap();
+        let text = render_dyups_conf(&[DyupsEntry::Upstream("x".into(), spec.clone())]);
+        assert_eq!(parse_dyups_conf(&text).unwrap(), vec![DyupsEntry::Upstream("x".into(), spec)]);
+        assert!(!text.lines().skip(1).any(|l| l.contains('#') || l.contains('"')));
     }
 }

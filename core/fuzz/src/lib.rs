@@ -14,7 +14,7 @@
 //!   bounded length; a state file's error names a line that exists.
 
 use dynamic_upstream_core::dyups::{
-    config_text, parse_body, parse_json_body, split_hash_key, BalancerSpec, KeyPart, UpstreamSpec,
+    config_text, parse_body, parse_json_body, split_hash_key, KeyPart, UpstreamSpec,
 };
 use dynamic_upstream_core::peer::{
     DEFAULT_FAIL_TIMEOUT, DEFAULT_MAX_FAILS, DEFAULT_WEIGHT, FAIL_TIMEOUT_RANGE, MAX_CONNS_RANGE, MAX_FAILS_RANGE,
@@ -181,7 +181,7 @@ pub fn check_upstream(spec: &UpstreamSpec, input: &str) {
     for s in &spec.servers {
         check_server(s, input);
     }
-    if let BalancerSpec::Hash { key, .. } = &spec.balancer {
+    if let dynamic_upstream_core::Balancer::Hash { key, .. } = &spec.balancer {
         check_hash_key(key, input);
     }
 

@@ -1,15 +1,5 @@
-//! Finding zone upstreams and telling which balancer each one uses.
-//!
-//! Whether run-time changes are safe depends on the balancer. On nginx 1.22:
-//! round robin and `least_conn` read the peer list on every request;
-//! `ip_hash` and plain `hash` walk it by position on every request; but
-//! `hash ... consistent` computes its points once (adding a peer would
-//! never give it traffic, weights are ignored), and `random` caches a table
-//! of peer pointers sized by the peer count on a worker's first request
-//! (adding or removing a peer afterwards would make it read past that table
-//! or use a freed peer). Those two only accept changes that do not alter
-//! the set of peers or their weights. Neither does a balancer this module
-//! does not know (another module's): it may keep its own copy of the peers.
+//! Telling which balancer a configured upstream uses, and running a
+//! balancer's own directive on a scratch upstream.
 //!
 //! nginx records the balancer only as a function pointer
 //! (`uscf->peer.init_upstream`) to static functions, and the balancers'
@@ -31,18 +21,13 @@ use core::ffi::c_void;
 use core::mem::zeroed;
 use core::ptr;
 
-use dynamic_upstream_core::ApiError;
+use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
     ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_init_pt,
-    ngx_http_upstream_init_round_robin, ngx_http_upstream_main_conf_t, ngx_http_upstream_module,
-    ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_msec_t, ngx_queue_t, ngx_str_t, ngx_uint_t,
-    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_WARN,
+    ngx_http_upstream_init_round_robin, ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t,
+    ngx_msec_t, ngx_queue_t, ngx_str_t, ngx_uint_t, NGX_HTTP_UPSTREAM_BACKUP, NGX_LOG_WARN,
 };
 use ngx::ngx_string;
-
-use crate::config::SrvConf;
-use crate::reclaim::ZoneState;
-use crate::Module;
 
 extern "C" {
     // Exported by the nginx binary; declared only in their .c files.
@@ -76,67 +61,6 @@ struct KeepaliveSrvConf {
 // The probe gives keepalive's directive BALANCER_CONF_WORDS words as its conf.
 const _: () = assert!(core::mem::size_of::<KeepaliveSrvConf>() <= BALANCER_CONF_WORDS * 8);
 
-/// The load-balancing method of an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balancer {
-    RoundRobin,
-    LeastConn,
-    IpHash,
-    Hash,
-    ConsistentHash,
-    Random,
-    /// A balancer this module does not know (another module's): it may
-    /// keep its own copy of the peers, so the set of peers and their
-    /// weights stay fixed; backups are listed only if it declared them.
-    Other {
-        backup: bool,
-    },
-}
-
-impl Balancer {
-    pub fn name(self) -> &'static str {
-        match self {
-            Balancer::RoundRobin => "round-robin",
-            Balancer::LeastConn => "least_conn",
-            Balancer::IpHash => "ip_hash",
-            Balancer::Hash => "hash",
-            Balancer::ConsistentHash => "consistent hash",
-            Balancer::Random => "random",
-            Balancer::Other { .. } => "third-party",
-        }
-    }
-
-    pub fn allows_backup(self) -> bool {
-        match self {
-            Balancer::RoundRobin | Balancer::LeastConn => true,
-            Balancer::Other { backup } => backup,
-            _ => false,
-        }
-    }
-
-    /// Whether peers may be added, removed or re-weighted.
-    pub fn follows_set_changes(self) -> bool {
-        !matches!(self, Balancer::ConsistentHash | Balancer::Random | Balancer::Other { .. })
-    }
-
-    /// The one-line reason why adding, removing or re-weighting peers of
-    /// `upstream` is refused (for balancers that do not follow them).
-    pub fn set_change_refusal(self, upstream: &str) -> String {
-        let why = match self {
-            Balancer::Other { .. } => {
-                "uses a balancer this module does not know (another module's), which may keep its own copy \
-                 of the peers"
-                    .to_owned()
-            }
-            _ => format!("uses the {} balancer, which computes its table once at start on nginx 1.22", self.name()),
-        };
-        format!(
-            "upstream \"{upstream}\" {why}: adding, removing or re-weighting peers is refused (down, up, max_fails, \
-             fail_timeout and max_conns work)"
-        )
-    }
-}
-
 /// `init_upstream` functions installed by the balancer directives, learnt
 /// at configuration time (see the module comment).
 #[derive(Clone, Copy, Default)]
@@ -158,15 +82,16 @@ impl KnownBalancers {
     pub unsafe fn probe(cf: *mut ngx_conf_t) -> Self {
         // SAFETY: per the contract. The hash key is a literal, so compiling
         // it needs no variables.
-        let probe = |balancer| unsafe {
-            balancer_directive(balancer).and_then(|(module, args)| probe_directive(cf, module, &args))
+        let probe = |balancer: Balancer| unsafe {
+            balancer_directive(&balancer).and_then(|(module, args)| probe_directive(cf, module, &args))
         };
+        let hash = |consistent| Balancer::Hash { key: String::new(), consistent };
         let known = Self {
             ip_hash: probe(Balancer::IpHash),
             random: probe(Balancer::Random),
             least_conn: probe(Balancer::LeastConn),
-            hash: probe(Balancer::Hash),
-            consistent_hash: probe(Balancer::ConsistentHash),
+            hash: probe(hash(false)),
+            consistent_hash: probe(hash(true)),
             // SAFETY: per the contract.
             keepalive: unsafe { probe_keepalive(cf) },
         };
@@ -202,8 +127,8 @@ impl KnownBalancers {
             (self.least_conn, Balancer::LeastConn),
             (self.ip_hash, Balancer::IpHash),
             (self.random, Balancer::Random),
-            (self.hash, Balancer::Hash),
-            (self.consistent_hash, Balancer::ConsistentHash),
+            (self.hash, Balancer::Hash { key: String::new(), consistent: false }),
+            (self.consistent_hash, Balancer::Hash { key: String::new(), consistent: true }),
         ];
         for (probed, balancer) in known {
             if probed.is_some() && same(probed, init) {
@@ -333,161 +258,26 @@ pub unsafe fn run_directive(
 
 /// The module whose directive sets up `balancer`, and the directive's
 /// arguments (a literal stands in for a hash key: keys are evaluated per
-/// request by the caller). None for round robin, which has no directive.
-pub fn balancer_directive(balancer: Balancer) -> Option<(*mut ngx_module_t, Vec<ngx_str_t>)> {
+/// request by the caller; `random two`'s arguments as written). None for
+/// round robin, which has no directive, and for another module's balancer.
+pub fn balancer_directive(balancer: &Balancer) -> Option<(*mut ngx_module_t, Vec<ngx_str_t>)> {
     // Only the addresses of nginx's module statics are taken.
     Some(match balancer {
         Balancer::LeastConn => (ptr::addr_of_mut!(ngx_http_upstream_least_conn_module), vec![]),
         Balancer::IpHash => (ptr::addr_of_mut!(ngx_http_upstream_ip_hash_module), vec![]),
         Balancer::Random => (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![]),
-        Balancer::Hash => (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k")]),
-        Balancer::ConsistentHash => {
+        Balancer::RandomTwo { least_conn: false } => {
+            (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![ngx_string!("two")])
+        }
+        Balancer::RandomTwo { least_conn: true } => {
+            (ptr::addr_of_mut!(ngx_http_upstream_random_module), vec![ngx_string!("two"), ngx_string!("least_conn")])
+        }
+        Balancer::Hash { consistent: false, .. } => {
+            (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k")])
+        }
+        Balancer::Hash { consistent: true, .. } => {
             (ptr::addr_of_mut!(ngx_http_upstream_hash_module), vec![ngx_string!("k"), ngx_string!("consistent")])
         }
         Balancer::RoundRobin | Balancer::Other { .. } => return None,
     })
-}
-
-/// A `zone` upstream of the running configuration.
-pub struct ZoneUpstream {
-    pub(crate) uscf: *mut ngx_http_upstream_srv_conf_t,
-    pub(crate) balancer: Balancer,
-    pub(crate) state: *mut ZoneState,
-    /// Its `dynamic_state_file`, if any.
-    pub(crate) state_path: Option<std::path::PathBuf>,
-}
-
-impl ZoneUpstream {
-    /// Finds an upstream by its zone name (what ngx_dynamic_upstream
-    /// expects) or, failing that, by its own name.
-    pub fn find(name: &str) -> Result<Self, ApiError> {
-        // SAFETY: at request time ngx_cycle is the running cycle.
-        let upstreams = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
-        let by_zone = upstreams.iter().copied().find(|&u| {
-            // SAFETY: configured upstreams of the running cycle.
-            unsafe { !(*u).shm_zone.is_null() && str_eq(&(*(*u).shm_zone).shm.name, name) }
-        });
-        let by_name = || {
-            upstreams.iter().copied().find(|&u| {
-                // SAFETY: as above.
-                unsafe { str_eq(&(*u).host, name) }
-            })
-        };
-        let uscf = by_zone
-            .or_else(by_name)
-            .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
-        // SAFETY: a configured upstream of the running cycle.
-        unsafe { Self::of(uscf, name) }
-    }
-
-    /// The zone upstream `uscf` (called `name` in messages).
-    ///
-    /// # Safety
-    /// `uscf` is a configured upstream whose module srv conf was filled in
-    /// at init_module time.
-    pub unsafe fn of(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str) -> Result<Self, ApiError> {
-        // SAFETY: per the contract.
-        unsafe {
-            if (*uscf).shm_zone.is_null() {
-                return Err(ApiError::bad_request(
-                    "no_zone",
-                    format!(
-                        "upstream \"{name}\" has no zone: its peers are not shared between workers \
-                         and cannot be changed (add \"zone NAME SIZE;\" to it)"
-                    ),
-                ));
-            }
-            if crate::dyups_worker::is_front(uscf) {
-                let file = crate::state_files::dyups_file();
-                return Err(ApiError::managed_by_dyups(name, file.as_deref().map(|f| f.to_string_lossy()).as_deref()));
-            }
-            let srv = srv_conf(uscf).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
-            if srv.state.is_null() {
-                return Err(ApiError::new(
-                    507,
-                    "zone_full",
-                    format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
-                ));
-            }
-            Ok(Self { uscf, balancer: srv.balancer, state: srv.state, state_path: srv.state_path.clone() })
-        }
-    }
-
-    pub fn name(&self) -> String {
-        // SAFETY: configured upstream of the running cycle.
-        unsafe { str_lossy(&(*self.uscf).host) }
-    }
-
-    pub fn zone_name(&self) -> String {
-        // SAFETY: find() only returns upstreams with a zone.
-        unsafe { str_lossy(&(*(*self.uscf).shm_zone).shm.name) }
-    }
-
-    pub fn zone_size(&self) -> usize {
-        // SAFETY: as above.
-        unsafe { (*(*self.uscf).shm_zone).shm.size }
-    }
-}
-
-/// Upstreams declared with `upstream {}` blocks (not the implicit ones
-/// nginx makes for `proxy_pass http://address`).
-///
-/// # Safety
-/// `cycle` must be a fully configured cycle: the running one, or the new
-/// one inside `init_module` (where the global `ngx_cycle` is still the old).
-pub unsafe fn configured_upstreams(cycle: *const ngx::ffi::ngx_cycle_t) -> Vec<*mut ngx_http_upstream_srv_conf_t> {
-    // SAFETY: per the contract; the upstream main conf and its array live
-    // as long as the cycle.
-    unsafe {
-        let Some(umcf) = upstream_main_conf(cycle) else {
-            return Vec::new();
-        };
-        let list = core::slice::from_raw_parts(
-            umcf.upstreams.elts as *const *mut ngx_http_upstream_srv_conf_t,
-            umcf.upstreams.nelts,
-        );
-        list.iter()
-            .copied()
-            .filter(|&u| !(*u).srv_conf.is_null() && (*u).flags & NGX_HTTP_UPSTREAM_CREATE as usize != 0)
-            .collect()
-    }
-}
-
-/// # Safety
-/// `cycle` must be a configured cycle.
-unsafe fn upstream_main_conf(cycle: *const ngx::ffi::ngx_cycle_t) -> Option<&'static ngx_http_upstream_main_conf_t> {
-    use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
-    // SAFETY: per the contract; a cycle without an http block has no
-    // http conf_ctx, which main_conf reports as None.
-    unsafe {
-        if (*cycle).conf_ctx.is_null() {
-            return None;
-        }
-        NgxHttpUpstreamModule::main_conf(&*cycle)
-    }
-}
-
-/// This module's configuration of an upstream block.
-///
-/// # Safety
-/// `uscf` must be an upstream block of the current cycle.
-pub unsafe fn srv_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<&'static mut SrvConf> {
-    use ngx::http::HttpModuleServerConf;
-    // SAFETY: per the contract; create_srv_conf ran for every upstream block.
-    unsafe { Module::server_conf_mut(&*uscf) }
-}
-
-fn str_eq(s: &ngx_str_t, text: &str) -> bool {
-    // SAFETY: nginx strings of the configuration are valid for s.len bytes.
-    s.len == text.len() && !s.data.is_null() && unsafe { core::slice::from_raw_parts(s.data, s.len) } == text.as_bytes()
-}
-
-/// # Safety
-/// `s` must be a valid nginx string.
-pub unsafe fn str_lossy(s: &ngx_str_t) -> String {
-    if s.data.is_null() || s.len == 0 {
-        return String::new();
-    }
-    // SAFETY: per the contract.
-    String::from_utf8_lossy(unsafe { core::slice::from_raw_parts(s.data, s.len) }).into_owned()
 }

@@ -12,15 +12,20 @@ use core::slice;
 
 use dynamic_upstream_core::render::Origin;
 use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
-use ngx::ffi::{ngx_http_request_t, ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
+use ngx::ffi::ngx_http_request_t;
 
-use crate::balancer::{configured_upstreams, str_lossy};
-use crate::change_log::{log_refusal, Requester};
-use crate::dynamic_api::perform;
-use crate::dyups_api::{delete_upstream, update_upstream};
-use crate::entry::request_guard;
+use crate::nginx::entry::request_guard;
+use crate::nginx::layout;
+use crate::nginx::log::Log;
+use crate::nginx::process::in_running_process;
+use crate::nginx::upstreams::Upstream;
+use crate::ops::change_log::{log_refusal, Requester};
+use crate::ops::dyups::{delete_upstream, update_upstream};
+use crate::ops::zone::perform;
 
-/// A peer as `describe_zone` hands it to Lua (must match `src/lua/dynamic.lua`).
+/// A peer as `describe_zone` hands it to Lua: `ndu_peer_t` in
+/// `src/api/lua/dynamic.lua`, which checks its declaration against
+/// [`ndu_peer_layout`] when it is loaded.
 #[repr(C)]
 pub struct LuaPeer {
     name: [u8; 128],
@@ -37,6 +42,22 @@ pub struct LuaPeer {
     checked: i64,
     backup: i32,
     down: i32,
+}
+
+/// The size and alignment of [`LuaPeer`], then the offsets of its fields
+/// in declaration order, written to `out` (room for `cap`); returns how
+/// many numbers the layout has.
+#[no_mangle]
+pub unsafe extern "C" fn ndu_peer_layout(out: *mut usize, cap: usize) -> usize {
+    let layout = layout!(LuaPeer; name, name_len, weight, max_fails, fail_timeout, max_conns, conns, fails,
+        current_weight, effective_weight, accessed, checked, backup, down);
+    if !out.is_null() {
+        for (i, value) in layout.iter().take(cap).enumerate() {
+            // SAFETY: the caller passes room for `cap` numbers.
+            unsafe { out.add(i).write(*value) };
+        }
+    }
+    layout.len()
 }
 
 /// An error message buffer owned by the Lua caller.
@@ -61,15 +82,6 @@ impl ErrOut {
     }
 }
 
-/// Whether the running process has a configured cycle with its shared
-/// zones (a worker, or `master_process off` once started): not the master
-/// while it reads the configuration (`init_by_lua`).
-pub fn in_running_process() -> bool {
-    // SAFETY: plain reads of nginx's process globals.
-    let process = unsafe { ngx_process } as u32;
-    process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && crate::cycle::started())
-}
-
 /// Changes made through Lua: no client address at hand; logged where the
 /// Lua code's own `ngx.log` lines go: the log of the request (or timer's
 /// fake request) `r` it runs for, the cycle's if `r` is null.
@@ -81,7 +93,7 @@ unsafe fn lua(r: *mut ngx_http_request_t) -> Requester {
     // SAFETY: per the contract, r and its connection live during the call.
     unsafe {
         let log = r.as_ref().and_then(|r| r.connection.as_ref()).map_or(core::ptr::null_mut(), |c| c.log);
-        Requester::new(Origin::internal("lua"), log)
+        Requester::new(Origin::internal("lua"), Log::from_raw(log))
     }
 }
 
@@ -157,15 +169,11 @@ pub unsafe extern "C" fn ndu_list_zones(
     cap: usize,
     len: *mut usize,
     err: *mut u8,
+    err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
-        // SAFETY: in a running worker, ngx_cycle is the running cycle.
-        let names: Vec<String> = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }
-            .into_iter()
-            // SAFETY: configured upstreams of the running cycle.
-            .filter_map(|u| unsafe { (*u).shm_zone.as_ref().map(|z| str_lossy(&z.shm.name)) })
-            .collect();
+    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
+        let names: Vec<String> = Upstream::running().into_iter().filter_map(Upstream::zone_name).collect();
         let joined = names.join("\n");
         // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
         unsafe {
@@ -188,9 +196,10 @@ pub unsafe extern "C" fn ndu_describe_zone(
     cap: usize,
     count: *mut usize,
     err: *mut u8,
+    err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
         // SAFETY: the caller passes valid strings and buffers.
         let name = unsafe { text(zone, zone_len) };
         let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers();
@@ -241,9 +250,10 @@ pub unsafe extern "C" fn ndu_add_peer(
     down: c_int,
     backup: c_int,
     err: *mut u8,
+    err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
         // SAFETY: the caller passes valid strings and its request (or null).
         let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
         change(&by, &zone, || {
@@ -274,9 +284,10 @@ pub unsafe extern "C" fn ndu_update_peer(
     max_conns: f64,
     down: c_int,
     err: *mut u8,
+    err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
         // SAFETY: the caller passes valid strings and its request (or null).
         let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
         change(&by, &zone, || {
@@ -300,9 +311,10 @@ pub unsafe extern "C" fn ndu_remove_peer(
     server: *const u8,
     server_len: usize,
     err: *mut u8,
+    err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: 512, len: err_len }, || {
+    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
         // SAFETY: the caller passes valid strings and its request (or null).
         let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
         change(&by, &zone, || Ok(Action::Remove { server: Address::parse(&server)? }))
@@ -319,9 +331,10 @@ pub unsafe extern "C" fn ndu_dyups_update(
     body: *const u8,
     body_len: usize,
     msg: *mut u8,
+    msg_cap: usize,
     msg_len: *mut usize,
 ) -> c_int {
-    dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
+    dyups_status(ErrOut { buf: msg, cap: msg_cap, len: msg_len }, || {
         // SAFETY: the caller passes valid strings and its request (or null).
         let (by, name, body) = unsafe { (lua(r), text(name, name_len), slice_of(body, body_len)) };
         update_upstream(&name, &body, false, false, &by)
@@ -335,9 +348,10 @@ pub unsafe extern "C" fn ndu_dyups_delete(
     name: *const u8,
     name_len: usize,
     msg: *mut u8,
+    msg_cap: usize,
     msg_len: *mut usize,
 ) -> c_int {
-    dyups_status(ErrOut { buf: msg, cap: 512, len: msg_len }, || {
+    dyups_status(ErrOut { buf: msg, cap: msg_cap, len: msg_len }, || {
         // SAFETY: the caller passes a valid string and its request (or null).
         let (by, name) = unsafe { (lua(r), text(name, name_len)) };
         delete_upstream(&name, false, &by)

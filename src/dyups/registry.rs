@@ -8,7 +8,7 @@
 //! DELETE retires the list. Retired lists are freed by [`GracePeriod`]'s grace
 //! period once no request can use them. Every change bumps `generation`,
 //! which workers compare with one atomic load on every request
-//! ([`crate::dyups_worker`]).
+//! ([`crate::dyups::worker`]).
 //!
 //! Every change also takes the next `version`. So that a worker's sync
 //! costs the changes it missed, not the size of the registry, the records
@@ -29,49 +29,75 @@
 //! unchanged, so the registry, and every accepted change, survives them.
 
 use core::ffi::c_void;
+use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
-use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
-use dynamic_upstream_core::{ApiError, PeerView};
+use dynamic_upstream_core::dyups::UpstreamSpec;
+use dynamic_upstream_core::{ApiError, Balancer, PeerView};
 use ngx::ffi::{
-    ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t,
+    NGX_ERROR, NGX_OK,
 };
 
-use crate::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
-use crate::reclaim::{GracePeriod, SlotBlock};
-use crate::zone_peers::{build_list, list_peers};
+use crate::dyups::grace::{GracePeriod, RegistryList, SlotBlock, Ticket};
+use crate::nginx::layout;
+use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly};
+use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
 /// reload, and a module build with another layout must not read it (it
-/// gets a fresh zone, restored from `dyups_upstream_conf`). Bump it with
-/// any change to `Registry`, `Record` or `GracePeriod` (v2 is the last
+/// gets a fresh zone, restored from `dyups_upstream_conf`). The build fails
+/// when the layout no longer has [`ZONE_LAYOUT`]'s fingerprint: bump the
+/// version here and record the new fingerprint there (v2 is the last
 /// released layout).
 pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
+
+/// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
+/// targets; the numbers differ on others).
+const ZONE_LAYOUT: u64 = 0x73df_6e1f_c521_1be5;
+
+/// Everything the registry keeps in its zone, as sizes, alignments and
+/// field offsets: its own structs, the grace period's, and nginx's peer
+/// structs its lists are made of. The stored balancer byte is
+/// [`Balancer::code`], whose values core's tests pin.
+const LAYOUTS: [&[usize]; 4] = [
+    &layout!(Registry; lock, generation, epoch, superseded, loaded, next_version, records, changes, removals,
+        removals_written, forgotten, reclaim),
+    &layout!(Record; next, newer, older, version, deleted, balancer, name_len, name, key_len, key, peers),
+    &layout!(Removal; version, name_len, name),
+    &[size_of::<ngx_http_upstream_rr_peer_t>(), size_of::<ngx_http_upstream_rr_peers_t>()],
+];
+
+/// FNV-1a over the numbers of `layouts`.
+const fn fingerprint(mut hash: u64, layouts: &[&[usize]]) -> u64 {
+    let mut i = 0;
+    while i < layouts.len() {
+        let mut j = 0;
+        while j < layouts[i].len() {
+            hash = (hash ^ layouts[i][j] as u64).wrapping_mul(0x0100_0000_01b3);
+            j += 1;
+        }
+        i += 1;
+    }
+    hash
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(
+    fingerprint(fingerprint(0xcbf2_9ce4_8422_2325, &LAYOUTS), &crate::dyups::grace::LAYOUTS) == ZONE_LAYOUT,
+    "the dyups zone's layout changed: give ZONE_NAME the next version and record the new fingerprint in ZONE_LAYOUT"
+);
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
 
-/// Balancer kinds as stored in shared memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum BalancerKind {
-    RoundRobin = 0,
-    LeastConn = 1,
-    IpHash = 2,
-    Hash = 3,
-    ConsistentHash = 4,
-    Random = 5,
-    /// `random two;`
-    RandomTwo = 6,
-    /// `random two least_conn;`
-    RandomTwoLeastConn = 7,
-}
-
-/// One upstream of the registry (slab memory).
+/// One upstream of the registry (slab memory; copied out under the lock,
+/// a fixed-size value: no heap allocation).
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Record {
     /// Creation order (listings).
     next: *mut Record,
@@ -82,7 +108,8 @@ struct Record {
     version: u64,
     /// A deleted upstream of the configuration: hidden, requests get 502.
     deleted: bool,
-    balancer: BalancerKind,
+    /// [`Balancer::code`]; a hash's key is `key`.
+    balancer: u8,
     name_len: usize,
     name: [u8; MAX_NAME],
     key_len: usize,
@@ -166,8 +193,7 @@ pub struct RecordView {
     pub name: String,
     pub version: u64,
     pub deleted: bool,
-    pub balancer: BalancerKind,
-    pub hash_key: String,
+    pub balancer: Balancer,
     pub peers: *mut ngx_http_upstream_rr_peers_t,
 }
 
@@ -214,7 +240,7 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
             (*zone).data = (*pool).data;
             return NGX_OK as ngx_int_t;
         }
-        // The registry, then its first grace-period slots (see crate::reclaim).
+        // The registry, then its first grace-period slots (see crate::dyups::grace).
         let size = core::mem::size_of::<Registry>() + core::mem::size_of::<SlotBlock>();
         let registry = ngx_slab_calloc(pool, size).cast::<Registry>();
         if registry.is_null() {
@@ -272,7 +298,6 @@ impl Dyups {
         // SAFETY: init_module runs in the master's only thread, before the
         // workers fork.
         unsafe { ZONE = zone };
-        crate::c_api::set_enabled(!zone.is_null());
         let dyups = Dyups::get();
         if let Some(previous) = previous.filter(|p| dyups.as_ref().map(|d| d.registry) != Some(p.registry)) {
             // A new zone size is a new registry: the old one's workers must
@@ -374,15 +399,9 @@ impl Dyups {
     /// how many servers its record had before (0 if deleted; `None` if it
     /// had no record), for the change log.
     pub fn replace(&self, name: &str, spec: &UpstreamSpec, try_only: bool) -> Result<Option<usize>, ApiError> {
-        let (balancer, key) = match &spec.balancer {
-            BalancerSpec::RoundRobin => (BalancerKind::RoundRobin, ""),
-            BalancerSpec::LeastConn => (BalancerKind::LeastConn, ""),
-            BalancerSpec::IpHash => (BalancerKind::IpHash, ""),
-            BalancerSpec::Random => (BalancerKind::Random, ""),
-            BalancerSpec::RandomTwo { least_conn: false } => (BalancerKind::RandomTwo, ""),
-            BalancerSpec::RandomTwo { least_conn: true } => (BalancerKind::RandomTwoLeastConn, ""),
-            BalancerSpec::Hash { key, consistent: false } => (BalancerKind::Hash, key.as_str()),
-            BalancerSpec::Hash { key, consistent: true } => (BalancerKind::ConsistentHash, key.as_str()),
+        let key = match &spec.balancer {
+            Balancer::Hash { key, .. } => key.as_str(),
+            _ => "",
         };
         let (registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
@@ -390,7 +409,7 @@ impl Dyups {
             let registry = &mut *self.registry;
             registry.reclaim.reap(slab.pool());
             let no_room = || ApiError::dyups_full(ZONE_NAME, self.zone_size());
-            let Some(list) = build_list(slab.pool(), name, &spec.servers) else {
+            let Some(list) = build_list(slab.pool(), name, &spec.servers, core::mem::size_of::<RegistryList>()) else {
                 drop((slab, registry_lock)); // the error allocates: not under the locks
                 return Err(no_room());
             };
@@ -400,7 +419,7 @@ impl Dyups {
                 None => {
                     let record = new_record(slab.pool(), name);
                     if record.is_null() {
-                        crate::zone_peers::free_list(slab.pool(), list);
+                        free_list(slab.pool(), list);
                         drop((slab, registry_lock)); // the error allocates: not under the locks
                         return Err(no_room());
                     }
@@ -415,7 +434,7 @@ impl Dyups {
             }
             r.peers = list;
             r.deleted = false;
-            r.balancer = balancer;
+            r.balancer = spec.balancer.code();
             r.key_len = key.len().min(MAX_KEY);
             r.key[..r.key_len].copy_from_slice(&key.as_bytes()[..r.key_len]);
             mark_changed(registry, record);
@@ -477,7 +496,7 @@ impl Dyups {
             let all = unsafe { copy_chain(registry.records, |r| r.next, |_| true, raw) };
             all.then(|| registry.generation.load(SeqCst))
         });
-        (generation, raw.iter().map(RawRecord::view).collect())
+        (generation, raw.iter().map(Record::view).collect())
     }
 
     /// What changed after version `seen` (None: never synced): the changed
@@ -505,7 +524,7 @@ impl Dyups {
         });
         let removed =
             removals.iter().map(|r| (r.version, String::from_utf8_lossy(&r.name[..r.name_len]).into_owned())).collect();
-        let records = raw.iter().map(RawRecord::view).collect();
+        let records = raw.iter().map(Record::view).collect();
         Changes { generation, version, complete, records, removed }
     }
 
@@ -516,10 +535,10 @@ impl Dyups {
     fn copy_out<T>(
         &self,
         mut capacity: usize,
-        mut copy: impl FnMut(&Registry, &mut Vec<RawRecord>) -> Option<T>,
-    ) -> (Vec<RawRecord>, T) {
+        mut copy: impl FnMut(&Registry, &mut Vec<Record>) -> Option<T>,
+    ) -> (Vec<Record>, T) {
         loop {
-            let mut raw: Vec<RawRecord> = Vec::with_capacity(capacity);
+            let mut raw: Vec<Record> = Vec::with_capacity(capacity);
             let reading = self.read_lock();
             // SAFETY: the registry lives as long as the zone and is read
             // under its lock.
@@ -537,7 +556,7 @@ impl Dyups {
         let reading = self.read_lock();
         // SAFETY: the registry is read under its lock; the copy is a fixed
         // size value (no heap allocation under the lock).
-        let raw = unsafe { find_record(&*self.registry, name).map(|record| RawRecord::copy(&*record)) };
+        let raw = unsafe { find_record(&*self.registry, name).map(|record| *record) };
         drop(reading);
         raw.map(|raw| raw.view())
     }
@@ -569,10 +588,10 @@ impl Dyups {
 
 /// Registration in the registry's grace period for as long as it lives:
 /// every list pointer read from the registry after it was created stays
-/// allocated until it is dropped (see [`crate::reclaim`]).
+/// allocated until it is dropped (see [`crate::dyups::grace`]).
 pub struct ReadSection {
     state: *mut GracePeriod,
-    ticket: crate::reclaim::Ticket,
+    ticket: Ticket,
 }
 
 impl ReadSection {
@@ -598,39 +617,15 @@ impl Drop for ReadSection {
     }
 }
 
-/// A record copied out under the lock (fixed size: no heap allocation).
-struct RawRecord {
-    version: u64,
-    deleted: bool,
-    balancer: BalancerKind,
-    name_len: usize,
-    name: [u8; MAX_NAME],
-    key_len: usize,
-    key: [u8; MAX_KEY],
-    peers: *mut ngx_http_upstream_rr_peers_t,
-}
-
-impl RawRecord {
-    fn copy(r: &Record) -> Self {
-        RawRecord {
-            version: r.version,
-            deleted: r.deleted,
-            balancer: r.balancer,
-            name_len: r.name_len,
-            name: r.name,
-            key_len: r.key_len,
-            key: r.key,
-            peers: r.peers,
-        }
-    }
-
+impl Record {
     fn view(&self) -> RecordView {
         RecordView {
             name: String::from_utf8_lossy(&self.name[..self.name_len]).into_owned(),
             version: self.version,
             deleted: self.deleted,
-            balancer: self.balancer,
-            hash_key: String::from_utf8_lossy(&self.key[..self.key_len]).into_owned(),
+            // Only Balancer::code writes the byte.
+            balancer: Balancer::from_code(self.balancer, &String::from_utf8_lossy(&self.key[..self.key_len]))
+                .unwrap_or(Balancer::RoundRobin),
             peers: self.peers,
         }
     }
@@ -658,10 +653,7 @@ unsafe fn find_record(registry: &Registry, name: &str) -> Option<*mut Record> {
 unsafe fn new_record(pool: *mut ngx_slab_pool_t, name: &str) -> *mut Record {
     // SAFETY: per the contract; zeroed memory is a valid empty Record.
     unsafe {
-        let log_nomem = (*pool).log_nomem();
-        (*pool).set_log_nomem(0);
-        let record = ngx::ffi::ngx_slab_calloc_locked(pool, core::mem::size_of::<Record>()).cast::<Record>();
-        (*pool).set_log_nomem(log_nomem);
+        let record = quietly(pool, || ngx::ffi::ngx_slab_calloc_locked(pool, size_of::<Record>())).cast::<Record>();
         if !record.is_null() {
             let r = &mut *record;
             let len = name.len().min(MAX_NAME);
@@ -713,7 +705,7 @@ unsafe fn copy_chain(
     mut record: *mut Record,
     link: fn(&Record) -> *mut Record,
     wanted: impl Fn(&Record) -> bool,
-    out: &mut Vec<RawRecord>,
+    out: &mut Vec<Record>,
 ) -> bool {
     // SAFETY: per the contract, every linked record is allocated.
     unsafe {
@@ -721,7 +713,7 @@ unsafe fn copy_chain(
             if out.len() == out.capacity() {
                 return false;
             }
-            out.push(RawRecord::copy(&*record));
+            out.push(*record);
             record = link(&*record);
         }
     }

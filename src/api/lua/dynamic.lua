@@ -17,21 +17,41 @@ typedef struct {
             current_weight, effective_weight, accessed, checked;
     int32_t backup, down;
 } ndu_peer_t;
+size_t ndu_peer_layout(size_t *out, size_t cap);
 int ndu_list_zones(unsigned char *buf, size_t cap, size_t *len,
-                   unsigned char *err, size_t *err_len);
+                   unsigned char *err, size_t err_cap, size_t *err_len);
 int ndu_describe_zone(const char *zone, size_t zone_len, ndu_peer_t *peers,
-                      size_t cap, size_t *count, unsigned char *err, size_t *err_len);
+                      size_t cap, size_t *count, unsigned char *err, size_t err_cap, size_t *err_len);
 int ndu_add_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
                  double weight, double max_fails, double fail_timeout, double max_conns,
-                 int down, int backup, unsigned char *err, size_t *err_len);
+                 int down, int backup, unsigned char *err, size_t err_cap, size_t *err_len);
 int ndu_update_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
                     double weight, double max_fails, double fail_timeout, double max_conns,
-                    int down, unsigned char *err, size_t *err_len);
+                    int down, unsigned char *err, size_t err_cap, size_t *err_len);
 int ndu_remove_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
-                    unsigned char *err, size_t *err_len);
+                    unsigned char *err, size_t err_cap, size_t *err_len);
 ]])
 
-local err_buf = ffi.new("unsigned char[512]")
+-- ndu_peer_t above must be the module's LuaPeer: its size and alignment,
+-- then the offsets of these fields, in this order (see ndu_peer_layout).
+local PEER_FIELDS = { "name", "name_len", "weight", "max_fails", "fail_timeout", "max_conns", "conns", "fails",
+                      "current_weight", "effective_weight", "accessed", "checked", "backup", "down" }
+do
+    local n = #PEER_FIELDS + 2
+    local layout = ffi.new("size_t[?]", n)
+    local ok = tonumber(C.ndu_peer_layout(layout, n)) == n
+        and tonumber(layout[0]) == ffi.sizeof("ndu_peer_t") and tonumber(layout[1]) == ffi.alignof("ndu_peer_t")
+    for i, field in ipairs(PEER_FIELDS) do
+        ok = ok and tonumber(layout[i + 1]) == ffi.offsetof("ndu_peer_t", field)
+    end
+    if not ok then
+        error("ngx.dynamic: ndu_peer_t does not match the module's LuaPeer (src/api/lua_ffi.rs)")
+    end
+end
+
+-- The message buffer; its size goes with every call.
+local ERR_CAP = 512
+local err_buf = ffi.new("unsigned char[?]", ERR_CAP)
 local err_len = ffi.new("size_t[1]")
 local size = ffi.new("size_t[1]")
 
@@ -46,6 +66,14 @@ local function check_string(value, what)
         return nil, what .. " must be a string"
     end
     return true
+end
+
+local function check_zone_server(zone, server)
+    local ok, err = check_string(zone, "zone")
+    if ok then
+        ok, err = check_string(server, "server")
+    end
+    return ok, err
 end
 
 -- A number option: nil means "not given" (-1 for the C side).
@@ -80,7 +108,7 @@ function _M.list_zones()
     local cap = 4096
     while true do
         local buf = ffi.new("unsigned char[?]", cap)
-        if C.ndu_list_zones(buf, cap, size, err_buf, err_len) ~= 0 then
+        if C.ndu_list_zones(buf, cap, size, err_buf, ERR_CAP, err_len) ~= 0 then
             return failed()
         end
         local len = tonumber(size[0])
@@ -103,7 +131,7 @@ function _M.describe_zone(zone)
     local cap = 64
     while true do
         local peers = ffi.new("ndu_peer_t[?]", cap)
-        if C.ndu_describe_zone(zone, #zone, peers, cap, size, err_buf, err_len) ~= 0 then
+        if C.ndu_describe_zone(zone, #zone, peers, cap, size, err_buf, ERR_CAP, err_len) ~= 0 then
             return failed()
         end
         local count = tonumber(size[0])
@@ -139,10 +167,7 @@ end
 -- add_peer(zone, server, weight, max_fails, fail_timeout, down)
 -- add_peer(zone, server, { weight =, max_fails =, fail_timeout =, max_conns =, down =, backup = })
 function _M.add_peer(zone, server, weight, max_fails, fail_timeout, down)
-    local ok, err = check_string(zone, "zone")
-    if ok then
-        ok, err = check_string(server, "server")
-    end
+    local ok, err = check_zone_server(zone, server)
     if not ok then
         return nil, err
     end
@@ -158,21 +183,18 @@ function _M.add_peer(zone, server, weight, max_fails, fail_timeout, down)
     end
     if C.ndu_add_peer(get_request(), zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
                       v.max_conns, opts.down and 1 or 0, opts.backup and 1 or 0,
-                      err_buf, err_len) ~= 0 then
+                      err_buf, ERR_CAP, err_len) ~= 0 then
         return failed()
     end
     return true
 end
 
 function _M.remove_peer(zone, server)
-    local ok, err = check_string(zone, "zone")
-    if ok then
-        ok, err = check_string(server, "server")
-    end
+    local ok, err = check_zone_server(zone, server)
     if not ok then
         return nil, err
     end
-    if C.ndu_remove_peer(get_request(), zone, #zone, server, #server, err_buf, err_len) ~= 0 then
+    if C.ndu_remove_peer(get_request(), zone, #zone, server, #server, err_buf, ERR_CAP, err_len) ~= 0 then
         return failed()
     end
     return true
@@ -180,10 +202,7 @@ end
 
 -- update_peer(zone, server, { weight =, max_fails =, fail_timeout =, max_conns =, down = })
 function _M.update_peer(zone, server, opts)
-    local ok, err = check_string(zone, "zone")
-    if ok then
-        ok, err = check_string(server, "server")
-    end
+    local ok, err = check_zone_server(zone, server)
     if not ok then
         return nil, err
     end
@@ -199,7 +218,7 @@ function _M.update_peer(zone, server, opts)
         down = opts.down and 1 or 0
     end
     if C.ndu_update_peer(get_request(), zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
-                         v.max_conns, down, err_buf, err_len) ~= 0 then
+                         v.max_conns, down, err_buf, ERR_CAP, err_len) ~= 0 then
         return failed()
     end
     return true

@@ -33,8 +33,16 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
+use crate::dyups::grace::{hold_list, release_list};
+use crate::dyups::registry::{Dyups, ReadSection, RecordView};
+use crate::nginx::balancers::{balancer_directive, run_directive, BALANCER_CONF_WORDS};
+use crate::nginx::entry::request_guard;
+use crate::nginx::log::log;
+use crate::nginx::sockaddr::PeerAddress;
+use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
+use crate::nginx::variables::evaluate_key;
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
-use dynamic_upstream_core::Address;
+use dynamic_upstream_core::{Address, Balancer};
 use ngx::ffi::{
     ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_connection_t, ngx_create_pool, ngx_cycle,
     ngx_destroy_pool, ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t,
@@ -45,14 +53,6 @@ use ngx::ffi::{
     NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_LOG_NOTICE,
     NGX_OK,
 };
-use ngx::ngx_string;
-
-use crate::balancer::{
-    balancer_directive, configured_upstreams, run_directive, str_lossy, Balancer, BALANCER_CONF_WORDS,
-};
-use crate::dyups_registry::{BalancerKind, Dyups, ReadSection, RecordView};
-use crate::sockaddr::PeerAddress;
-use crate::variables::evaluate_key;
 
 /// One name's entry point in this worker.
 struct Front {
@@ -151,7 +151,7 @@ const NEVER: u64 = u64::MAX;
 pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int_t {
     let moved = Dyups::get().is_some_and(|dyups| dyups.generation() != SYNCED.load(Relaxed));
     if moved {
-        crate::entry::request_guard(|| {
+        request_guard(|| {
             sync_if_moved();
             NGX_DECLINED as ngx_int_t
         });
@@ -507,21 +507,10 @@ unsafe fn upstreams_array() -> Option<*mut ngx_array_t> {
 
 /// Builds this worker's version of a registry record (see module docs).
 fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Version> {
-    // random's own arguments, given to its directive as they were written.
-    let (balancer, random_args) = match record.balancer {
-        BalancerKind::RoundRobin => (Balancer::RoundRobin, vec![]),
-        BalancerKind::LeastConn => (Balancer::LeastConn, vec![]),
-        BalancerKind::IpHash => (Balancer::IpHash, vec![]),
-        BalancerKind::Hash => (Balancer::Hash, vec![]),
-        BalancerKind::ConsistentHash => (Balancer::ConsistentHash, vec![]),
-        BalancerKind::Random => (Balancer::Random, vec![]),
-        BalancerKind::RandomTwo => (Balancer::Random, vec![ngx_string!("two")]),
-        BalancerKind::RandomTwoLeastConn => (Balancer::Random, vec![ngx_string!("two"), ngx_string!("least_conn")]),
-    };
-    let hash_key = if matches!(balancer, Balancer::Hash | Balancer::ConsistentHash) {
-        split_hash_key(&record.hash_key).ok()?
-    } else {
-        Vec::new()
+    let balancer = &record.balancer;
+    let hash_key = match balancer {
+        Balancer::Hash { key, .. } => split_hash_key(key).ok()?,
+        _ => Vec::new(),
     };
     let peers = section.peers_of(record.peers);
     // SAFETY: everything below is allocated from the version's own pool,
@@ -533,14 +522,14 @@ fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Vers
         if pool.is_null() {
             return None;
         }
-        let built = set_up_scratch(pool, log, &record.name, balancer, &random_args, &peers, record.peers);
+        let built = set_up_scratch(pool, log, &record.name, balancer, &peers, record.peers);
         let Some((uscf, module_conf)) = built else {
             ngx_destroy_pool(pool);
             return None;
         };
         let (hash_conf, random_conf) = match balancer {
-            Balancer::Hash | Balancer::ConsistentHash => (module_conf.cast(), ptr::null_mut()),
-            Balancer::Random => (ptr::null_mut(), module_conf.cast()),
+            Balancer::Hash { .. } => (module_conf.cast(), ptr::null_mut()),
+            Balancer::Random | Balancer::RandomTwo { .. } => (ptr::null_mut(), module_conf.cast()),
             _ => (ptr::null_mut(), ptr::null_mut()),
         };
         Some(Box::into_raw(Box::new(Version {
@@ -556,8 +545,7 @@ fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Vers
 }
 
 /// Creates the scratch upstream in `pool`, runs the balancer's directive
-/// (with `extra_args` after those of [`balancer_directive`]) and
-/// `init_upstream` on it, and points it at the shared list. Returns it and
+/// (see [`balancer_directive`]) and `init_upstream` on it, and points it at the shared list. Returns it and
 /// the balancer module's srv conf.
 ///
 /// # Safety
@@ -566,8 +554,7 @@ unsafe fn set_up_scratch(
     pool: *mut ngx_pool_t,
     log: *mut ngx_log_t,
     name: &str,
-    balancer: Balancer,
-    extra_args: &[ngx_str_t],
+    balancer: &Balancer,
     peers: &[dynamic_upstream_core::PeerView],
     shared: *mut ngx_http_upstream_rr_peers_t,
 ) -> Option<(*mut ngx_http_upstream_srv_conf_t, *mut c_void)> {
@@ -589,7 +576,7 @@ unsafe fn set_up_scratch(
         (*uscf).file_name = c"dyups".as_ptr().cast_mut().cast();
         // The zone makes random compute its table from the shared list on
         // first use (as for zone upstreams), not from local copies.
-        (*uscf).shm_zone = crate::dyups_registry::zone();
+        (*uscf).shm_zone = crate::dyups::registry::zone();
         (*uscf).servers = servers_array(pool, peers)?;
 
         let mut cf: ngx_conf_t = zeroed();
@@ -604,8 +591,7 @@ unsafe fn set_up_scratch(
         }
         let srv_conf = srv_conf_array(pool, uscf, balancer, module_conf)?;
         (*uscf).srv_conf = srv_conf;
-        if let Some((module, mut args)) = balancer_directive(balancer) {
-            args.extend_from_slice(extra_args);
+        if let Some((module, args)) = balancer_directive(balancer) {
             if !run_directive(&cf, module, &args, uscf, module_conf) {
                 return None;
             }
@@ -626,7 +612,7 @@ unsafe fn set_up_scratch(
 unsafe fn srv_conf_array(
     pool: *mut ngx_pool_t,
     uscf: *mut ngx_http_upstream_srv_conf_t,
-    balancer: Balancer,
+    balancer: &Balancer,
     module_conf: *mut c_void,
 ) -> Option<*mut *mut c_void> {
     // SAFETY: per the contract.
@@ -712,7 +698,7 @@ unsafe fn pool_str(pool: *mut ngx_pool_t, text: &str) -> Option<ngx_str_t> {
 #[repr(C)]
 struct RequestHold {
     version: *mut Version,
-    /// The version's shared list, held (see [`crate::reclaim`]).
+    /// The version's shared list, held (see [`crate::dyups::grace`]).
     list: *mut ngx_http_upstream_rr_peers_t,
 }
 
@@ -722,7 +708,7 @@ pub unsafe extern "C" fn init_front_peer(
     r: *mut ngx_http_request_t,
     us: *mut ngx_http_upstream_srv_conf_t,
 ) -> ngx_int_t {
-    crate::entry::request_guard(|| {
+    request_guard(|| {
         // SAFETY: nginx calls peer.init with the live request and the front
         // upstream, whose peer.data is its Front (set in update_front).
         unsafe {
@@ -750,7 +736,7 @@ pub unsafe extern "C" fn init_front_peer(
             (*hold).version = version;
             let v_uscf = (*version).uscf;
             let list = (*v_uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
-            crate::reclaim::hold_list(list);
+            hold_list(list);
             (*hold).list = list;
             drop(section);
             if let Some(conf) = (*version).hash_conf.as_mut() {
@@ -772,7 +758,7 @@ unsafe extern "C" fn release_request(data: *mut c_void) {
     unsafe {
         let hold = &*data.cast::<RequestHold>();
         if !hold.list.is_null() {
-            crate::reclaim::release_list(hold.list);
+            release_list(hold.list);
         }
         if !hold.version.is_null() {
             // Never below zero (an overflow check would panic in nginx).
@@ -810,6 +796,13 @@ unsafe extern "C" fn free_no_peer(_pc: *mut ngx_peer_connection_t, _data: *mut c
 pub fn is_front(uscf: *mut ngx_http_upstream_srv_conf_t) -> bool {
     // SAFETY: reading a function pointer of a configured upstream.
     unsafe { (*uscf).peer.init.map(|f| f as usize) == Some(init_front_peer as *const () as usize) }
+}
+
+/// The peers of an upstream of the configuration as configured, unless
+/// this worker made it a front (its peer.data is then the front).
+pub fn configured_peers(upstream: Upstream) -> Option<Vec<dynamic_upstream_core::PeerView>> {
+    // SAFETY: not a front: its peer.data is the configuration's peer list.
+    (!is_front(upstream.raw())).then(|| unsafe { upstream.configured_peers() })
 }
 
 /// Releases this worker's versions (exit_process): nothing runs after it,
@@ -852,7 +845,7 @@ pub fn start_timer(interval: ngx_msec_t) {
 }
 
 unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
-    let _ = crate::entry::request_guard(|| {
+    let _ = request_guard(|| {
         sync_if_stale(true);
         0
     });
@@ -862,8 +855,4 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
             ngx::ffi::ngx_add_timer(ev, SYNC_INTERVAL);
         }
     }
-}
-
-fn log(level: u32, text: &str) {
-    ngx::ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
 }

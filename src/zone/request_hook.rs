@@ -6,7 +6,7 @@
 //! 1. wraps the request's `peer.free`, which then first moves the peer's
 //!    name that `u->peer.name` and `u->state->peer` point to into the
 //!    request's pool: once `free` has run the request no longer holds the
-//!    peer, and a removed peer may be freed ([`crate::reclaim`]), but the
+//!    peer, and a removed peer may be freed ([`crate::zone::reclaim`]), but the
 //!    error log and `$upstream_addr` still show that name;
 //! 2. enlarges the request's `tried` bitmap. nginx sizes it from the peer
 //!    count at request start (one machine word up to 64 peers) and indexes
@@ -34,9 +34,9 @@ use ngx::ffi::{
     NGX_LOG_ERR, NGX_OK,
 };
 
-use crate::balancer::srv_conf;
-use crate::config::SrvConf;
-use crate::reclaim::ZoneState;
+use crate::nginx::entry::request_guard;
+use crate::zone::reclaim::ZoneState;
+use crate::zone::upstream::{srv_conf, SrvConf};
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
 
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn init_zone_peer(
     r: *mut ngx_http_request_t,
     us: *mut ngx_http_upstream_srv_conf_t,
 ) -> ngx_int_t {
-    crate::entry::request_guard(|| {
+    request_guard(|| {
         // SAFETY: nginx calls peer.init with the live request and upstream;
         // this hook is only installed where init_cycle recorded the
         // original init and zone state in the upstream's srv conf.

@@ -10,11 +10,14 @@ local get_request = require("resty.core.base").get_request
 
 pcall(ffi.cdef, [[
 int ndu_dyups_update(void *r, const char *name, size_t name_len, const char *body, size_t body_len,
-                     unsigned char *msg, size_t *msg_len);
-int ndu_dyups_delete(void *r, const char *name, size_t name_len, unsigned char *msg, size_t *msg_len);
+                     unsigned char *msg, size_t msg_cap, size_t *msg_len);
+int ndu_dyups_delete(void *r, const char *name, size_t name_len, unsigned char *msg, size_t msg_cap,
+                     size_t *msg_len);
 ]])
 
-local msg_buf = ffi.new("unsigned char[512]")
+-- The message buffer; its size goes with every call.
+local MSG_CAP = 512
+local msg_buf = ffi.new("unsigned char[?]", MSG_CAP)
 local msg_len = ffi.new("size_t[1]")
 
 local _M = { _VERSION = "0.1" }
@@ -23,7 +26,7 @@ function _M.update(name, body)
     if type(name) ~= "string" or type(body) ~= "string" then
         return 400, "name and body must be strings"
     end
-    local status = C.ndu_dyups_update(get_request(), name, #name, body, #body, msg_buf, msg_len)
+    local status = C.ndu_dyups_update(get_request(), name, #name, body, #body, msg_buf, MSG_CAP, msg_len)
     return status, ffi.string(msg_buf, msg_len[0])
 end
 
@@ -31,7 +34,7 @@ function _M.delete(name)
     if type(name) ~= "string" then
         return 400, "name must be a string"
     end
-    local status = C.ndu_dyups_delete(get_request(), name, #name, msg_buf, msg_len)
+    local status = C.ndu_dyups_delete(get_request(), name, #name, msg_buf, MSG_CAP, msg_len)
     return status, ffi.string(msg_buf, msg_len[0])
 end
 

@@ -3,9 +3,12 @@
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t};
 
-use crate::dyups_api;
-use crate::entry::request_guard;
-use crate::http_io::{BodyError, HttpRequest, Response};
+use crate::api::query;
+use crate::api::rest;
+use crate::nginx::conf::{loc_conf, main_conf, LocConf};
+use crate::nginx::entry::request_guard;
+use crate::nginx::http_io::{BodyError, HttpRequest, Response};
+use crate::ops::change_log::{log_refusal, Requester};
 
 /// The signature nginx expects of a location's content handler.
 pub type ContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
@@ -18,7 +21,7 @@ pub unsafe extern "C" fn dynamic_upstream_handler(r: *mut ngx_http_request_t) ->
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = crate::dynamic_api::respond(&mut req, loc_conf(r, |c| c.dynamic_read_only));
+        let response = query::respond(&mut req, flag(r, |c| c.dynamic_read_only));
         req.send(&response)
     })
 }
@@ -28,9 +31,9 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
     // SAFETY: nginx calls content handlers with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
     request_guard(|| {
-        let read_only = loc_conf(r, |c| c.dyups_read_only);
-        if req.method_name() == "POST" && dyups_api::accepts_post(&req) && !read_only {
-            if req.content_length().is_some_and(|n| n > dyups_api::MAX_BODY as u64) {
+        let read_only = dyups_read_only(r);
+        if rest::reads_body(&req, read_only) {
+            if req.content_length().is_some_and(|n| n > rest::MAX_BODY as u64) {
                 return too_large(&mut req);
             }
             return req.read_body(dyups_body_ready);
@@ -38,7 +41,7 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = dyups_api::respond(&req, trylock(r), read_only);
+        let response = rest::respond(&req, None, trylock(r), read_only);
         req.send(&response)
     })
 }
@@ -47,9 +50,9 @@ pub unsafe extern "C" fn dyups_interface_handler(r: *mut ngx_http_request_t) -> 
 unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls the body handler with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
-    let rc = request_guard(|| match req.body(dyups_api::MAX_BODY) {
+    let rc = request_guard(|| match req.body(rest::MAX_BODY) {
         Ok(body) => {
-            let response = dyups_api::respond_post(&req, &body, trylock(r));
+            let response = rest::respond(&req, Some(&body), trylock(r), dyups_read_only(r));
             req.send(&response)
         }
         Err(BodyError::TooLarge) => too_large(&mut req),
@@ -61,21 +64,23 @@ unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
 
 fn too_large(req: &mut HttpRequest) -> ngx_int_t {
     let _ = req.discard_body();
-    let e = ApiError::new(413, "too_large", format!("request body larger than {} bytes", dyups_api::MAX_BODY));
-    crate::change_log::log_refusal(&req.requester("rest"), &dyups_api::upstream_of(req), &e);
+    let e = ApiError::new(413, "too_large", format!("request body larger than {} bytes", rest::MAX_BODY));
+    log_refusal(&Requester::of(req, "rest"), &rest::upstream_of(req), &e);
     req.send(&Response::text(e.status, e.text))
 }
 
 /// A flag of the location's configuration (`..._read_only`).
-fn loc_conf(r: *mut ngx_http_request_t, flag: impl Fn(&crate::LocConf) -> ngx::ffi::ngx_flag_t) -> bool {
-    use ngx::http::HttpModuleLocationConf;
+fn flag(r: *mut ngx_http_request_t, flag: impl Fn(&LocConf) -> ngx::ffi::ngx_flag_t) -> bool {
     // SAFETY: r is the live request.
-    unsafe { crate::Module::location_conf(&*r) }.is_some_and(|c| flag(c) == 1)
+    unsafe { loc_conf(r) }.is_some_and(|c| flag(c) == 1)
+}
+
+fn dyups_read_only(r: *mut ngx_http_request_t) -> bool {
+    flag(r, |c| c.dyups_read_only)
 }
 
 /// `dyups_trylock` of the request's http block.
 fn trylock(r: *mut ngx_http_request_t) -> bool {
-    use ngx::http::HttpModuleMainConf;
     // SAFETY: r is the live request.
-    unsafe { crate::Module::main_conf(&*r) }.is_some_and(|c| c.trylock == 1)
+    unsafe { main_conf(r) }.is_some_and(|c| c.trylock == 1)
 }

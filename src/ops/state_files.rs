@@ -19,25 +19,27 @@
 //!   bumps the epoch before it reads the file under the same lock, every
 //!   change answered 200 is in the file the new cycle reads.
 //! * After the change the whole state is written (atomically, see
-//!   [`crate::persist`]). If that fails the change stays in effect, the API
+//!   [`crate::nginx::atomic_file`]). If that fails the change stays in effect, the API
 //!   answers 500 naming the file and the error, and the next change writes
 //!   the file again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use dynamic_upstream_core::dyups::{BalancerSpec, UpstreamSpec};
+use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::state::{
-    parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry,
+    parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, specs_of, DyupsEntry,
 };
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::{ngx_cycle_t, ngx_str_t, NGX_LOG_ERR};
+use ngx::ffi::{ngx_cycle_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_LOG_ERR};
 
-use crate::balancer::{configured_upstreams, srv_conf, str_lossy, ZoneUpstream};
-use crate::config::MainConf;
-use crate::dyups_registry::{BalancerKind, Dyups, ReadSection};
-use crate::persist::{self, FileLock};
-use crate::zone_peers::specs_of;
+use crate::dyups::registry::{Dyups, ReadSection};
+use crate::dyups::worker::is_front;
+use crate::nginx::atomic_file::{self as persist, FileLock};
+use crate::nginx::conf::MainConf;
+use crate::nginx::log::log;
+use crate::nginx::upstreams::{configured_upstreams, str_lossy};
+use crate::zone::upstream::{srv_conf, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
 static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -120,7 +122,7 @@ pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
             if srv.state.is_null() {
                 continue; // no room for bookkeeping: already warned
             }
-            let restored = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host))
+            let restored = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host), managed_by_dyups)
                 .map_err(|e| e.text)
                 .and_then(|zone| restore_zone_upstream(&zone, &path));
             if let Err(text) = restored {
@@ -239,6 +241,15 @@ pub fn dyups_file() -> Option<PathBuf> {
     DYUPS_FILE.lock().ok().and_then(|slot| slot.clone())
 }
 
+/// An upstream this worker serves through the dyups registry (the REST
+/// API replaced or deleted it) is not changed here.
+pub fn managed_by_dyups(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str) -> Option<ApiError> {
+    is_front(uscf).then(|| {
+        let file = dyups_file();
+        ApiError::managed_by_dyups(name, file.as_deref().map(|f| f.to_string_lossy()).as_deref())
+    })
+}
+
 fn lock(path: &Path, wait: bool) -> Result<FileLock, ApiError> {
     FileLock::exclusive(path, wait).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -272,18 +283,8 @@ pub fn save_dyups() -> Result<(), ApiError> {
             if r.deleted || r.peers.is_null() {
                 return Ok(DyupsEntry::Deleted(r.name.clone()));
             }
-            let balancer = match r.balancer {
-                BalancerKind::RoundRobin => BalancerSpec::RoundRobin,
-                BalancerKind::LeastConn => BalancerSpec::LeastConn,
-                BalancerKind::IpHash => BalancerSpec::IpHash,
-                BalancerKind::Random => BalancerSpec::Random,
-                BalancerKind::RandomTwo => BalancerSpec::RandomTwo { least_conn: false },
-                BalancerKind::RandomTwoLeastConn => BalancerSpec::RandomTwo { least_conn: true },
-                BalancerKind::Hash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: false },
-                BalancerKind::ConsistentHash => BalancerSpec::Hash { key: r.hash_key.clone(), consistent: true },
-            };
             let servers = specs_of(&section.peers_of(r.peers))?;
-            Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer, servers }))
+            Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer: r.balancer.clone(), servers }))
         })
         .collect();
     drop(section);
@@ -302,5 +303,5 @@ fn failure(path: &Path, error: &dyn std::fmt::Display) -> ApiError {
 }
 
 fn log_error(text: &str) {
-    ngx::ngx_log_error!(NGX_LOG_ERR, ngx::log::ngx_cycle_log().as_ptr(), "dynamic upstream: {}", text);
+    log(NGX_LOG_ERR, &format!("dynamic upstream: {text}"));
 }

@@ -5,7 +5,8 @@ use core::ptr;
 
 use dynamic_upstream_core::render::Origin;
 
-use crate::change_log::Requester;
+use crate::nginx::log::Log;
+use crate::nginx::upstreams::str_lossy;
 
 use ngx::ffi::{
     add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
@@ -66,35 +67,39 @@ impl HttpRequest {
     }
 
     /// Who sends this request, for the change log: the client address and
-    /// `$remote_user`, if set; its lines go to the request's connection
-    /// log (the location's `error_log`).
-    pub fn requester(&self, api: &'static str) -> Requester {
-        // SAFETY: self.r is live, and so is its connection and the
-        // connection's log, for as long as the handler runs (a Requester
-        // lives within it); the user was set by auth_basic's access check
-        // or a `$remote_user` evaluated before the content handler.
+    /// `$remote_user`, if set.
+    pub fn origin(&self, api: &'static str) -> Origin {
+        // SAFETY: self.r is live, and so is its connection; the user was
+        // set by auth_basic's access check or a `$remote_user` evaluated
+        // before the content handler.
         unsafe {
             let r = &*self.r;
-            let text = |s: &ngx::ffi::ngx_str_t| (s.len > 0).then(|| crate::balancer::str_lossy(s));
-            let origin = Origin {
+            let text = |s: &ngx::ffi::ngx_str_t| (s.len > 0).then(|| str_lossy(s));
+            Origin {
                 api,
                 client: r.connection.as_ref().and_then(|c| text(&c.addr_text)),
                 user: text(&r.headers_in.user),
-            };
-            Requester::new(origin, r.connection.as_ref().map_or(core::ptr::null_mut(), |c| c.log))
+            }
         }
+    }
+
+    /// The request's connection log (the location's `error_log`).
+    pub fn log(&self) -> Log {
+        // SAFETY: self.r is live, and so are its connection and the
+        // connection's log for as long as the handler runs.
+        unsafe { Log::from_raw((*self.r).connection.as_ref().map_or(ptr::null_mut(), |c| c.log)) }
     }
 
     /// The request method, e.g. `GET`.
     pub fn method_name(&self) -> String {
         // SAFETY: self.r is live; method_name points into its buffers.
-        unsafe { crate::balancer::str_lossy(&(*self.r).method_name) }
+        unsafe { str_lossy(&(*self.r).method_name) }
     }
 
     /// The decoded, normalised path (`r->uri`).
     pub fn path(&self) -> String {
         // SAFETY: self.r is live.
-        unsafe { crate::balancer::str_lossy(&(*self.r).uri) }
+        unsafe { str_lossy(&(*self.r).uri) }
     }
 
     /// `Content-Length`, if the client sent one.

@@ -15,8 +15,11 @@
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{ngx_buf_t, ngx_flag_t, ngx_int_t, ngx_str_t};
 
-use crate::dyups_api::{delete_upstream, update_upstream};
-use crate::entry::request_guard;
+use crate::nginx::entry::request_guard;
+use crate::nginx::process::in_running_process;
+use crate::nginx::upstreams::str_lossy;
+use crate::ops::change_log::Requester;
+use crate::ops::dyups::{delete_upstream, update_upstream};
 
 /// 1 while the running configuration has an http block (and so the dyups
 /// zone); set in init_module, when a cycle can no longer fail.
@@ -48,8 +51,8 @@ pub unsafe extern "C" fn ngx_dyups_update_upstream(
         // (pos..last), per the dyups API.
         let (name, body) = unsafe { (str_arg(name), buf_arg(buf)) };
         let result = match name {
-            _ if !crate::lua_api::in_running_process() => Err(not_running()),
-            Some(name) => update_upstream(&name, &body, false, false, &crate::change_log::Requester::internal("c")),
+            _ if !in_running_process() => Err(not_running()),
+            Some(name) => update_upstream(&name, &body, false, false, &Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         // SAFETY: rv is the caller's string (or null).
@@ -62,8 +65,8 @@ pub unsafe extern "C" fn ngx_dyups_delete_upstream(name: *mut ngx_str_t, rv: *mu
     request_guard(|| {
         // SAFETY: the caller passes a valid name, per the dyups API.
         let result = match unsafe { str_arg(name) } {
-            _ if !crate::lua_api::in_running_process() => Err(not_running()),
-            Some(name) => delete_upstream(&name, false, &crate::change_log::Requester::internal("c")),
+            _ if !in_running_process() => Err(not_running()),
+            Some(name) => delete_upstream(&name, false, &Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         // SAFETY: rv is the caller's string (or null).
@@ -79,7 +82,7 @@ fn not_running() -> ApiError {
 /// `s` is null or a valid nginx string.
 unsafe fn str_arg(s: *mut ngx_str_t) -> Option<String> {
     // SAFETY: per the contract.
-    unsafe { s.as_ref().map(|s| crate::balancer::str_lossy(s)) }
+    unsafe { s.as_ref().map(|s| str_lossy(s)) }
 }
 
 /// # Safety

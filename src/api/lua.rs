@@ -5,8 +5,8 @@
 //! `ngx_http_lua_add_package_preload` with `dlsym` (nginx opens modules with
 //! global symbol visibility; looking it up, rather than linking to it, keeps
 //! this module loadable without Lua) and registers a loader per package.
-//! A loader compiles and runs an embedded Lua wrapper (`src/lua/*.lua`)
-//! that calls this module's `ndu_*` functions ([`crate::lua_api`]) through
+//! A loader compiles and runs an embedded Lua wrapper (`src/api/lua/*.lua`)
+//! that calls this module's `ndu_*` functions ([`crate::api::lua_ffi`]) through
 //! LuaJIT's FFI. No `lua_package_path` is needed.
 
 use core::ffi::{c_char, c_int, c_void, CStr};

@@ -1,0 +1,212 @@
+//! The load-balancing methods, one enum for all of them: the balancer an
+//! `upstream {}` block of the configuration uses (the module classifies it
+//! at start), the one a dyups body asks for, the one the dyups registry
+//! keeps in shared memory ([`Balancer::code`]) and the one a state file
+//! writes ([`Balancer::directive`]).
+//!
+//! Whether run-time changes are safe depends on the balancer. On nginx
+//! 1.22: round robin and `least_conn` read the peer list on every request;
+//! `ip_hash` and plain `hash` walk it by position on every request; but
+//! `hash ... consistent` computes its points once (adding a peer would
+//! never give it traffic, weights are ignored), and `random` caches a table
+//! of peer pointers sized by the peer count on a worker's first request
+//! (adding or removing a peer afterwards would make it read past that table
+//! or use a freed peer). Those two only accept changes that do not alter
+//! the set of peers or their weights. Neither does a balancer this module
+//! does not know (another module's): it may keep its own copy of the peers.
+
+/// The load-balancing method of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balancer {
+    RoundRobin,
+    LeastConn,
+    IpHash,
+    /// `hash KEY [consistent];` with KEY kept as written (`$host$uri`);
+    /// empty for an upstream of the configuration, whose key nginx compiled.
+    Hash {
+        key: String,
+        consistent: bool,
+    },
+    Random,
+    /// `random two [least_conn];` (nginx's only method for two is
+    /// least_conn: both spellings pick the same way, and are kept as written).
+    RandomTwo {
+        least_conn: bool,
+    },
+    /// A balancer this module does not know (another module's): it may
+    /// keep its own copy of the peers, so the set of peers and their
+    /// weights stay fixed; backups are listed only if it declared them.
+    /// Only found in the configuration, never asked for.
+    Other {
+        backup: bool,
+    },
+}
+
+impl Balancer {
+    /// The name messages about changes use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Balancer::Hash { consistent: true, .. } => "consistent hash",
+            Balancer::Other { .. } => "third-party",
+            _ => self.directive_name(),
+        }
+    }
+
+    /// The directive's own word (`hash` for both hashes), as dyups body
+    /// errors name it.
+    pub fn directive_name(&self) -> &'static str {
+        match self {
+            Balancer::RoundRobin => "round-robin",
+            Balancer::LeastConn => "least_conn",
+            Balancer::IpHash => "ip_hash",
+            Balancer::Hash { .. } => "hash",
+            Balancer::Random | Balancer::RandomTwo { .. } => "random",
+            Balancer::Other { .. } => "third-party",
+        }
+    }
+
+    pub fn allows_backup(&self) -> bool {
+        match self {
+            Balancer::RoundRobin | Balancer::LeastConn => true,
+            Balancer::Other { backup } => *backup,
+            _ => false,
+        }
+    }
+
+    /// Whether peers may be added, removed or re-weighted at run time.
+    pub fn follows_set_changes(&self) -> bool {
+        !matches!(
+            self,
+            Balancer::Hash { consistent: true, .. }
+                | Balancer::Random
+                | Balancer::RandomTwo { .. }
+                | Balancer::Other { .. }
+        )
+    }
+
+    /// The one-line reason why adding, removing or re-weighting peers of
+    /// `upstream` is refused (for balancers that do not follow them).
+    pub fn set_change_refusal(&self, upstream: &str) -> String {
+        let why = match self {
+            Balancer::Other { .. } => {
+                "uses a balancer this module does not know (another module's), which may keep its own copy \
+                 of the peers"
+                    .to_owned()
+            }
+            _ => format!("uses the {} balancer, which computes its table once at start on nginx 1.22", self.name()),
+        };
+        format!(
+            "upstream \"{upstream}\" {why}: adding, removing or re-weighting peers is refused (down, up, max_fails, \
+             fail_timeout and max_conns work)"
+        )
+    }
+
+    /// The statement as nginx's configuration writes it (None for round
+    /// robin, which has none, and for another module's balancer).
+    pub fn directive(&self) -> Option<String> {
+        match self {
+            Balancer::RoundRobin | Balancer::Other { .. } => None,
+            Balancer::LeastConn => Some("least_conn".into()),
+            Balancer::IpHash => Some("ip_hash".into()),
+            Balancer::Hash { key, consistent: false } => Some(format!("hash {key}")),
+            Balancer::Hash { key, consistent: true } => Some(format!("hash {key} consistent")),
+            Balancer::Random => Some("random".into()),
+            Balancer::RandomTwo { least_conn: false } => Some("random two".into()),
+            Balancer::RandomTwo { least_conn: true } => Some("random two least_conn".into()),
+        }
+    }
+
+    /// The byte the dyups registry stores (the hash key is stored apart).
+    /// These values are part of the registry's shared-memory layout.
+    pub fn code(&self) -> u8 {
+        match self {
+            Balancer::RoundRobin => 0,
+            Balancer::LeastConn => 1,
+            Balancer::IpHash => 2,
+            Balancer::Hash { consistent: false, .. } => 3,
+            Balancer::Hash { consistent: true, .. } => 4,
+            Balancer::Random => 5,
+            Balancer::RandomTwo { least_conn: false } => 6,
+            Balancer::RandomTwo { least_conn: true } => 7,
+            Balancer::Other { backup: false } => 8,
+            Balancer::Other { backup: true } => 9,
+        }
+    }
+
+    /// The balancer [`Balancer::code`] stored, with its hash key.
+    pub fn from_code(code: u8, key: &str) -> Option<Balancer> {
+        let key = key.to_owned();
+        Some(match code {
+            0 => Balancer::RoundRobin,
+            1 => Balancer::LeastConn,
+            2 => Balancer::IpHash,
+            3 => Balancer::Hash { key, consistent: false },
+            4 => Balancer::Hash { key, consistent: true },
+            5 => Balancer::Random,
+            6 => Balancer::RandomTwo { least_conn: false },
+            7 => Balancer::RandomTwo { least_conn: true },
+            8 => Balancer::Other { backup: false },
+            9 => Balancer::Other { backup: true },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Balancer> {
+        let key = || "$host".to_string();
+        vec![
+            Balancer::RoundRobin,
+            Balancer::LeastConn,
+            Balancer::IpHash,
+            Balancer::Hash { key: key(), consistent: false },
+            Balancer::Hash { key: key(), consistent: true },
+            Balancer::Random,
+            Balancer::RandomTwo { least_conn: false },
+            Balancer::RandomTwo { least_conn: true },
+            Balancer::Other { backup: false },
+            Balancer::Other { backup: true },
+        ]
+    }
+
+    #[test]
+    fn codes_round_trip_and_keep_their_values() {
+        for (code, balancer) in all().into_iter().enumerate() {
+            assert_eq!(balancer.code(), code as u8);
+            assert_eq!(Balancer::from_code(balancer.code(), "$host"), Some(balancer));
+        }
+        assert_eq!(Balancer::from_code(10, ""), None);
+    }
+
+    #[test]
+    fn which_balancers_follow_changes() {
+        let follows: Vec<bool> = all().iter().map(Balancer::follows_set_changes).collect();
+        assert_eq!(follows, [true, true, true, true, false, false, false, false, false, false]);
+        let backup: Vec<bool> = all().iter().map(Balancer::allows_backup).collect();
+        assert_eq!(backup, [true, true, false, false, false, false, false, false, false, true]);
+    }
+
+    #[test]
+    fn names() {
+        let names: Vec<&str> = all().iter().map(Balancer::name).collect();
+        assert_eq!(
+            names,
+            [
+                "round-robin",
+                "least_conn",
+                "ip_hash",
+                "hash",
+                "consistent hash",
+                "random",
+                "random",
+                "random",
+                "third-party",
+                "third-party"
+            ]
+        );
+        assert_eq!(Balancer::Hash { key: String::new(), consistent: true }.directive_name(), "hash");
+    }
+}

@@ -1,0 +1,206 @@
+//! The `dyups_interface` front end: Tengine dyups' REST API.
+//!
+//! `GET /list`, `GET /detail`, `GET /upstream/NAME`, `POST /upstream/NAME`
+//! (body: `server ...;` statements, or JSON), `DELETE /upstream/NAME`.
+//! Bodies and status codes follow dyups: `success` on a change, `add
+//! server failed: ...` for a bad body.
+
+use std::collections::{HashMap, HashSet};
+
+use dynamic_upstream_core::dyups::{self, validate_upstream_name, Route};
+use dynamic_upstream_core::render::json_error;
+use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
+use ngx::ffi::ngx_http_upstream_rr_peers_t;
+
+use crate::dyups::registry::{Dyups, ReadSection, RecordView, ZONE_NAME};
+use crate::dyups::worker::{configured_peers, is_front};
+use crate::nginx::http_io::{HttpRequest, Response};
+use crate::nginx::upstreams::Upstream;
+use crate::ops::change_log::{log_refusal, Requester};
+use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream};
+
+/// Largest body accepted by POST.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Whether the request's body is read before it is answered: a POST to
+/// `/upstream/NAME` where changes are allowed. The one place that decides
+/// it: the content handler reads the body exactly when this says so, and
+/// hands it to [`respond`].
+pub fn reads_body(req: &HttpRequest, read_only: bool) -> bool {
+    req.method_name() == "POST" && !read_only && matches!(Route::parse(&req.path()), Some(Route::Upstream(_)))
+}
+
+/// Answers a request; `body` is the one read when [`reads_body`] said so.
+pub fn respond(req: &HttpRequest, body: Option<&[u8]>, trylock: bool, read_only: bool) -> Response {
+    let json = req.wants_json();
+    let origin = Requester::of(req, "rest");
+    let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
+        (_, None) => Err(ApiError::not_found(
+            "no_route",
+            "not found: use GET /list, GET /detail, GET /status, GET /upstream/NAME, POST /upstream/NAME or \
+             DELETE /upstream/NAME",
+        )),
+        ("GET" | "HEAD", Some(route)) => get(&route, json),
+        ("POST" | "DELETE", Some(Route::Upstream(name))) if read_only => {
+            let e = ApiError::read_only("dyups_read_only");
+            log_refusal(&origin, &name, &e);
+            Err(e)
+        }
+        ("DELETE", Some(Route::Upstream(name))) => {
+            delete_upstream(&name, trylock, &origin).map(|()| Response::text(200, "success"))
+        }
+        ("POST", Some(Route::Upstream(name))) => match body {
+            Some(body) => {
+                let is_json_body = req
+                    .header_in("content-type")
+                    .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
+                update_upstream(&name, body, is_json_body, trylock, &origin).map(|()| Response::text(200, "success"))
+            }
+            None => Err(ApiError::new(500, "internal", "body not read")),
+        },
+        (_, route) => {
+            let e = ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted");
+            // Any other method on an upstream asked to change it.
+            if let Some(Route::Upstream(name)) = route {
+                log_refusal(&origin, &name, &e);
+            }
+            Err(e)
+        }
+    };
+    result.unwrap_or_else(|e| error_response(&e, json))
+}
+
+/// The upstream a POST is about (`-` if none), for the change log.
+pub fn upstream_of(req: &HttpRequest) -> String {
+    match Route::parse(&req.path()) {
+        Some(Route::Upstream(name)) => name,
+        _ => "-".into(),
+    }
+}
+
+fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
+    if let Route::Upstream(name) = route {
+        validate_upstream_name(name)?;
+    }
+    let dyups = registry()?;
+    let section = ReadSection::new(&dyups);
+    match route {
+        Route::Status => Ok(status(&dyups, json)),
+        Route::Upstream(name) => one_upstream(&dyups, &section, name, json),
+        Route::List => {
+            let table = upstream_table(&dyups.records().1);
+            let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
+            if json {
+                return Ok(json_response(dyups::list_json(&names)));
+            }
+            Ok(if names.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::list(&names)) })
+        }
+        Route::Detail => {
+            let table = upstream_table(&dyups.records().1);
+            let details: Vec<(String, Vec<PeerView>)> =
+                table.iter().map(|(name, source)| (name.clone(), source.peers(&section))).collect();
+            if json {
+                let upstreams: Vec<UpstreamView> =
+                    details.into_iter().map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers }).collect();
+                return Ok(json_response(dyups::detail_json(&upstreams)));
+            }
+            Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
+        }
+    }
+}
+
+/// `GET /upstream/NAME`: one registry lookup, not a copy of the registry.
+fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
+    let config = config_upstream(name);
+    let (name, source) = match (dyups.record(name), config) {
+        (Some(r), _) if r.deleted || r.peers.is_null() => return Err(not_found()),
+        // An upstream of the configuration keeps the configuration's spelling.
+        (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r.peers)),
+        (Some(r), None) => (r.name, Source::Shared(r.peers)),
+        (None, Some((_, upstream))) if is_front(upstream.raw()) => return Err(not_found()),
+        (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
+        (None, None) => return Err(not_found()),
+    };
+    let peers = source.peers(section);
+    if json {
+        let view = UpstreamView { upstream: name, zone: None, peers };
+        return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
+    }
+    Ok(Response::text(200, dyups::upstream_lines(&peers)))
+}
+
+/// Where an upstream's peers are.
+enum Source {
+    /// A registry list (created or replaced through the API).
+    Shared(*mut ngx_http_upstream_rr_peers_t),
+    /// An upstream of the configuration as configured. Never one that
+    /// this worker has made a front (its peer.data is then the front, not a
+    /// peer list): a front whose record is gone was deleted by a newer
+    /// cycle, and answers 502 (see `dyups_worker::forget_deleted_front`).
+    Config(Upstream),
+}
+
+impl Source {
+    fn peers(&self, section: &ReadSection) -> Vec<PeerView> {
+        match *self {
+            Source::Shared(list) => section.peers_of(list),
+            Source::Config(upstream) => configured_peers(upstream).unwrap_or_default(),
+        }
+    }
+}
+
+/// Every upstream the API shows: those of the configuration in their order
+/// (as replaced, unless deleted), then those created at run time.
+fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
+    // Lower-case name → record: one pass, then lookups (thousands of
+    // upstreams must not cost a search per upstream).
+    let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
+    let mut table = Vec::with_capacity(records.len());
+    let mut in_config: HashSet<String> = HashSet::new();
+    for upstream in Upstream::running() {
+        let name = upstream.name();
+        let key = name.to_ascii_lowercase();
+        match by_name.get(&key) {
+            Some(r) if r.deleted || r.peers.is_null() => {}
+            Some(r) => table.push((name, Source::Shared(r.peers))),
+            None if is_front(upstream.raw()) => {}
+            None => table.push((name, Source::Config(upstream))),
+        }
+        in_config.insert(key);
+    }
+    for r in records {
+        if !r.deleted && !r.peers.is_null() && !in_config.contains(&r.name.to_ascii_lowercase()) {
+            table.push((r.name.clone(), Source::Shared(r.peers)));
+        }
+    }
+    table
+}
+
+/// `GET /status`: how full the dyups zone is.
+fn status(dyups: &Dyups, json: bool) -> Response {
+    let (pages, free_pages) = dyups.pages();
+    let usage = dyups::ZoneUsage {
+        zone: ZONE_NAME.to_string(),
+        size: dyups.zone_size(),
+        pages,
+        free_pages,
+        upstreams: dyups.live_count(),
+    };
+    if json {
+        return json_response(usage.json());
+    }
+    Response::text(200, usage.text())
+}
+
+fn json_response(body: String) -> Response {
+    Response { status: 200, content_type: "application/json", body: body.into_bytes() }
+}
+
+/// dyups answers errors with the bare reason.
+fn error_response(e: &ApiError, json: bool) -> Response {
+    if json {
+        return Response { status: e.status, content_type: "application/json", body: json_error(e).into_bytes() };
+    }
+    Response::text(e.status, e.text.clone())
+}

@@ -1,0 +1,6 @@
+//! Upstreams created or replaced at run time: the registry in the module's
+//! zone, its grace period, and each worker's view of it.
+
+pub mod grace;
+pub mod registry;
+pub mod worker;

@@ -1,0 +1,109 @@
+//! The module's http-level and location-level settings, which the
+//! directives (`crate::config`) fill in, and where a request finds them.
+//! (The upstream-level ones are [`crate::zone::upstream::SrvConf`].)
+
+use core::ptr;
+
+use ngx::ffi::{ngx_flag_t, ngx_http_request_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
+
+use crate::nginx::balancers::KnownBalancers;
+use crate::Module;
+
+/// nginx's "unset" markers (`NGX_CONF_UNSET*` are C macros, not in the bindings).
+pub const UNSET_FLAG: ngx_flag_t = -1;
+pub const UNSET_SIZE: usize = usize::MAX;
+pub const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+
+/// Defaults of the http-level directives.
+pub const DEFAULT_SHM_ZONE_SIZE: usize = 2 * 1024 * 1024;
+/// The smallest `dyups_shm_zone_size`: the registry's root takes about
+/// 12 KiB, and smaller zones crashed the master at start.
+pub const MIN_SHM_ZONE_SIZE: usize = 64 * 1024;
+pub const DEFAULT_READ_MSG_TIMEOUT_MS: ngx_msec_t = 1000;
+
+/// `http {}` level settings, all for the run-time (dyups) upstreams.
+#[repr(C)]
+pub struct MainConf {
+    /// `dyups_shm_zone_size`: size of the module's own shared zone.
+    pub shm_zone_size: usize,
+    /// `dyups_read_msg_timeout`: how often idle workers look for changes.
+    pub read_msg_timeout: ngx_msec_t,
+    /// `dyups_trylock`: answer 409 instead of waiting for the lock.
+    pub trylock: ngx_flag_t,
+    /// `dyups_upstream_conf`: file of `upstream {}` blocks kept in sync.
+    pub upstream_conf: ngx_str_t,
+    /// The balancers' `init_upstream` functions, learnt at configuration.
+    pub balancers: KnownBalancers,
+    /// The module's zone in this cycle (see [`crate::dyups::registry::declare_zone`]).
+    pub zone: *mut ngx_shm_zone_t,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        Self {
+            shm_zone_size: UNSET_SIZE,
+            read_msg_timeout: UNSET_MSEC,
+            trylock: UNSET_FLAG,
+            upstream_conf: ngx_str_t::empty(),
+            balancers: KnownBalancers::default(),
+            zone: ptr::null_mut(),
+        }
+    }
+}
+
+/// Per-location settings; the API handlers are installed directly on the
+/// location by their directives.
+#[repr(C)]
+pub struct LocConf {
+    /// `dynamic_upstream_read_only`: the query-string API only lists.
+    pub dynamic_read_only: ngx_flag_t,
+    /// `dyups_read_only`: the REST API only answers GETs.
+    pub dyups_read_only: ngx_flag_t,
+}
+
+impl Default for LocConf {
+    fn default() -> Self {
+        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG }
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        for (value, parent) in
+            [(&mut self.dynamic_read_only, prev.dynamic_read_only), (&mut self.dyups_read_only, prev.dyups_read_only)]
+        {
+            if *value == UNSET_FLAG {
+                *value = if parent == UNSET_FLAG { 0 } else { parent };
+            }
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: the conf types are the ones create_*_conf allocates for this module.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+// SAFETY: as above.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+
+/// The location configuration of a live request.
+///
+/// # Safety
+/// `r` is a live request.
+pub unsafe fn loc_conf<'a>(r: *mut ngx_http_request_t) -> Option<&'a LocConf> {
+    // SAFETY: per the contract.
+    unsafe { Module::location_conf(&*r) }
+}
+
+/// The http-level configuration of a live request.
+///
+/// # Safety
+/// `r` is a live request.
+pub unsafe fn main_conf<'a>(r: *mut ngx_http_request_t) -> Option<&'a MainConf> {
+    // SAFETY: per the contract.
+    unsafe { Module::main_conf(&*r) }
+}

@@ -1,0 +1,551 @@
+//! nginx's shared peer lists (`ngx_http_upstream_rr_peers_t` in a zone's
+//! slab): walking, copying out, counting, linking, allocating and freeing
+//! peers the way nginx's zone module lays them out. The policy (what may
+//! change, and when a peer may be freed) is the callers'.
+//!
+//! The rules every function here follows:
+//!
+//! * every read holds the list's read lock, every change its write lock
+//!   (primary before backup, the order in which nginx's balancer visits
+//!   them); slab allocations and frees hold the slab mutex inside those;
+//! * under a lock nothing allocates on the Rust heap, nothing panics, and
+//!   work is bounded by the list length;
+//! * the list counters nginx's balancers rely on (`number`, `total_weight`,
+//!   `weighted`, `tries`, `single`) are recomputed after every change, the
+//!   way `ngx_http_upstream_init_round_robin` sets them.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use dynamic_upstream_core::peer::{checked_total_weight, MAX_TOTAL_WEIGHT};
+use dynamic_upstream_core::{PeerParams, PeerView, ServerSpec};
+use ngx::ffi::{
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t,
+};
+
+use crate::nginx::peer_lock::ReadLocked;
+use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+
+/// Longest `server` text copied into a snapshot (config text can be long).
+pub const SNAPSHOT_SERVER_MAX: usize = 256;
+
+/// One peer copied out under the read lock, without heap allocation.
+struct PeerSnapshot {
+    name: [u8; SOCKADDR_STRLEN],
+    name_len: usize,
+    server: [u8; SNAPSHOT_SERVER_MAX],
+    server_len: usize,
+    backup: bool,
+    peer: ngx_http_upstream_rr_peer_t,
+}
+
+/// A peer's weight as nginx keeps it (at least 1).
+///
+/// # Safety
+/// `peer` is a live peer of a list whose lock the caller holds.
+pub unsafe fn weight_of(peer: *mut ngx_http_upstream_rr_peer_t) -> u64 {
+    // SAFETY: per the contract.
+    unsafe { (*peer).weight as u64 }
+}
+
+/// The peers of `list` (none for a null list), walked by `next`.
+///
+/// # Safety
+/// The caller holds `list`'s lock while the iterator is used.
+pub unsafe fn peers_of(
+    list: *mut ngx_http_upstream_rr_peers_t,
+) -> impl Iterator<Item = *mut ngx_http_upstream_rr_peer_t> {
+    // SAFETY: per the contract.
+    let first = if list.is_null() { ptr::null_mut() } else { unsafe { (*list).peer } };
+    core::iter::successors((!first.is_null()).then_some(first), |&peer| {
+        // SAFETY: every peer of a locked list is live.
+        let next = unsafe { (*peer).next };
+        (!next.is_null()).then_some(next)
+    })
+}
+
+/// Copies a peer list (primaries, then backups) with live figures.
+///
+/// # Safety
+/// `primary` must stay allocated during the call (its locks protect the
+/// contents); it is a shared list or a process-local one (whose locks are
+/// uncontended).
+pub unsafe fn list_peers(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
+    // The number of peers can change between sizing and copying; copy what
+    // fits and size again if the list grew meanwhile.
+    // SAFETY: per the contract.
+    let mut capacity = unsafe { peer_count(primary) } + 8;
+    loop {
+        let mut snapshots: Vec<PeerSnapshot> = Vec::with_capacity(capacity);
+        // SAFETY: per the contract.
+        if unsafe { copy_peers(primary, &mut snapshots) } {
+            return snapshots.iter().map(to_view).collect();
+        }
+        capacity *= 2;
+    }
+}
+
+/// # Safety
+/// As for [`list_peers`].
+unsafe fn peer_count(primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
+    // SAFETY: read under the list's lock.
+    unsafe {
+        let _lock = ReadLocked::new(primary);
+        let backup = (*primary).next;
+        (*primary).number + if backup.is_null() { 0 } else { (*backup).number }
+    }
+}
+
+/// Copies every peer into `out` without growing it; false if they did not
+/// fit.
+///
+/// # Safety
+/// As for [`list_peers`].
+unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<PeerSnapshot>) -> bool {
+    // SAFETY: each list walked under its read lock (primary first, as
+    // nginx does).
+    unsafe {
+        let _primary_lock = ReadLocked::new(primary);
+        if !copy_list(primary, false, out) {
+            return false;
+        }
+        let backup = (*primary).next;
+        if backup.is_null() {
+            return true;
+        }
+        let _backup_lock = ReadLocked::new(backup);
+        copy_list(backup, true, out)
+    }
+}
+
+fn to_view(s: &PeerSnapshot) -> PeerView {
+    let p = &s.peer;
+    PeerView {
+        server: String::from_utf8_lossy(&s.server[..s.server_len]).into_owned(),
+        name: String::from_utf8_lossy(&s.name[..s.name_len]).into_owned(),
+        weight: p.weight as i64,
+        max_fails: p.max_fails as u64,
+        fail_timeout: p.fail_timeout,
+        max_conns: p.max_conns as u64,
+        backup: s.backup,
+        down: p.down != 0,
+        conns: p.conns as u64,
+        fails: p.fails as u64,
+        current_weight: p.current_weight as i64,
+        effective_weight: p.effective_weight as i64,
+        accessed: p.accessed,
+        checked: p.checked,
+    }
+}
+
+/// Appends copies of the list's peers to `out` while it has room.
+///
+/// # Safety
+/// `list` must be a live peer list whose lock the caller holds.
+unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: &mut Vec<PeerSnapshot>) -> bool {
+    // SAFETY: per the contract; every peer of a locked list is live.
+    unsafe {
+        for peer in peers_of(list) {
+            if out.len() == out.capacity() {
+                return false;
+            }
+            let mut snapshot = PeerSnapshot {
+                name: [0; SOCKADDR_STRLEN],
+                name_len: 0,
+                server: [0; SNAPSHOT_SERVER_MAX],
+                server_len: 0,
+                backup,
+                peer: *peer,
+            };
+            snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
+            snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
+            out.push(snapshot); // within capacity: no allocation
+        }
+    }
+    true
+}
+
+/// Copies as much of `s` as fits into `dst`; returns the bytes copied.
+///
+/// # Safety
+/// `s` must be a valid nginx string (or empty).
+unsafe fn copy_str(s: &ngx_str_t, dst: &mut [u8]) -> usize {
+    let len = s.len.min(dst.len());
+    if len > 0 && !s.data.is_null() {
+        // SAFETY: s.data has s.len >= len bytes; dst has >= len bytes.
+        unsafe { ptr::copy_nonoverlapping(s.data, dst.as_mut_ptr(), len) };
+    }
+    len
+}
+
+/// # Safety
+/// `list` must be a live peer list whose lock the caller holds.
+pub unsafe fn find_peer(
+    list: *mut ngx_http_upstream_rr_peers_t,
+    name: &[u8],
+) -> Option<*mut ngx_http_upstream_rr_peer_t> {
+    // SAFETY: per the contract; every peer of a locked list is live, its
+    // name valid for name.len bytes.
+    unsafe {
+        peers_of(list).find(|&peer| {
+            (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name
+        })
+    }
+}
+
+/// Changes one peer's parameters and keeps the list's counters right.
+///
+/// # Safety
+/// `peer` must be in `list`, whose write lock the caller holds.
+pub unsafe fn update_peer(
+    list: *mut ngx_http_upstream_rr_peers_t,
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    params: &PeerParams,
+    down: Option<bool>,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let p = &mut *peer;
+        if let Some(weight) = params.weight {
+            p.weight = weight as _;
+            p.effective_weight = weight as _;
+            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
+            restart_smooth_weights(list);
+        }
+        if let Some(max_fails) = params.max_fails {
+            p.max_fails = max_fails as _;
+        }
+        if let Some(fail_timeout) = params.fail_timeout {
+            p.fail_timeout = fail_timeout as _;
+        }
+        if let Some(max_conns) = params.max_conns {
+            p.max_conns = max_conns as _;
+        }
+        if let Some(down) = down {
+            p.down = down as _;
+            if !down {
+                // Brought up by an operator: eligible at once, not only
+                // after a failure timeout from before it went down.
+                p.fails = 0;
+                p.checked = 0;
+            }
+        }
+        recount(list);
+    }
+}
+
+/// Recomputes `number`, `total_weight`, `weighted` and `tries` from the
+/// peers, as `ngx_http_upstream_init_round_robin` does.
+///
+/// # Safety
+/// The caller holds `list`'s write lock.
+pub unsafe fn recount(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let (mut number, mut tries) = (0usize, 0usize);
+        for peer in peers_of(list) {
+            number += 1;
+            if (*peer).down == 0 {
+                tries += 1;
+            }
+        }
+        // Every change was checked against the limit first (check_totals;
+        // dyups lists hold API weights), so this is the exact sum; were it
+        // not, the limit keeps nginx's divisor non-zero.
+        let total_weight =
+            checked_total_weight(peers_of(list).map(|p| weight_of(p))).unwrap_or(MAX_TOTAL_WEIGHT) as usize;
+        let l = &mut *list;
+        l.number = number;
+        l.total_weight = total_weight;
+        l.tries = tries;
+        l.set_weighted((total_weight != number) as _);
+    }
+}
+
+/// Smooth weighted round robin keeps a running `current_weight` per peer
+/// whose sum is 0 while the set of peers is fixed; adding or removing a
+/// peer breaks that and skews the split for a long while. Start afresh,
+/// as nginx does at start.
+///
+/// # Safety
+/// The caller holds `list`'s write lock.
+unsafe fn restart_smooth_weights(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    for peer in unsafe { peers_of(list) } {
+        // SAFETY: a live peer of the locked list.
+        unsafe { (*peer).current_weight = 0 };
+    }
+}
+
+/// `single` tells the balancer there is exactly one peer and no backup to
+/// fall back to; nginx then never marks that peer failed.
+///
+/// # Safety
+/// The caller holds the primary list's write lock.
+pub unsafe fn set_single(primary: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract; primary->next is read under its lock.
+    unsafe {
+        let backup = (*primary).next;
+        let has_backups = !backup.is_null() && (*backup).number > 0;
+        (*primary).set_single(((*primary).number == 1 && !has_backups) as _);
+    }
+}
+
+/// # Safety
+/// The caller holds `list`'s write lock; `peer` is complete and unlinked.
+pub unsafe fn append_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
+        while !(*link).is_null() {
+            link = &mut (**link).next;
+        }
+        (*peer).next = ptr::null_mut();
+        *link = peer;
+        recount(list);
+        restart_smooth_weights(list);
+    }
+}
+
+/// # Safety
+/// The caller holds `list`'s write lock and `peer` is in it.
+pub unsafe fn unlink_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
+        while !(*link).is_null() {
+            if *link == peer {
+                *link = (*peer).next;
+                break;
+            }
+            link = &mut (**link).next;
+        }
+        recount(list);
+        restart_smooth_weights(list);
+    }
+}
+
+/// A new backup list shares the primary's pool and name.
+///
+/// # Safety
+/// `list` is fresh zeroed slab memory; the primary list is write-locked.
+pub unsafe fn init_backup_list(list: *mut ngx_http_upstream_rr_peers_t, primary: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*list).shpool = (*primary).shpool;
+        (*list).name = (*primary).name;
+    }
+}
+
+/// Allocates a peer shaped exactly like the zone module's copies (peer,
+/// sockaddr, name and server as separate slab blocks, so every peer is
+/// freed the same way), plus a zeroed peer list when `with_list`, and fills
+/// it in (`server` is the text of its `server` line). On failure frees
+/// what it took and returns None.
+///
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+pub unsafe fn alloc_peer(
+    pool: *mut ngx_slab_pool_t,
+    spec: &ServerSpec,
+    address: &PeerAddress,
+    server: &[u8],
+    with_list: bool,
+) -> Option<(*mut ngx_http_upstream_rr_peer_t, *mut ngx_http_upstream_rr_peers_t)> {
+    let name = address.name();
+    // SAFETY: per the contract; the blocks are fresh and large enough.
+    unsafe {
+        let blocks = quietly(pool, || alloc_peer_blocks(pool, server.len(), with_list));
+        let PeerBlocks { peer, sockaddr, name: name_data, server: server_data, list } = blocks?;
+
+        ptr::copy_nonoverlapping(ptr::addr_of!(address.sockaddr).cast::<u8>(), sockaddr, address.socklen as usize);
+        ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
+        ptr::copy_nonoverlapping(server.as_ptr(), server_data, server.len());
+        let p = &mut *peer;
+        p.sockaddr = sockaddr.cast();
+        p.socklen = address.socklen;
+        p.name = ngx_str_t { len: name.len(), data: name_data };
+        p.server = ngx_str_t { len: server.len(), data: server_data };
+        p.weight = spec.weight as _;
+        p.effective_weight = spec.weight as _;
+        p.current_weight = 0;
+        p.max_fails = spec.max_fails as _;
+        p.fail_timeout = spec.fail_timeout as _;
+        p.max_conns = spec.max_conns as _;
+        p.down = spec.down as _;
+        Some((peer, list))
+    }
+}
+
+/// The slab blocks of one new peer.
+struct PeerBlocks {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    sockaddr: *mut u8,
+    name: *mut u8,
+    server: *mut u8,
+    list: *mut ngx_http_upstream_rr_peers_t,
+}
+
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_list: bool) -> Option<PeerBlocks> {
+    // SAFETY: per the contract.
+    unsafe {
+        let blocks = PeerBlocks {
+            peer: ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peer_t>()).cast(),
+            sockaddr: ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_sockaddr_t>()).cast(),
+            name: ngx_slab_calloc_locked(pool, SOCKADDR_STRLEN).cast(),
+            server: ngx_slab_alloc_locked(pool, server_len).cast(),
+            list: if with_list {
+                ngx_slab_calloc_locked(pool, core::mem::size_of::<ngx_http_upstream_rr_peers_t>()).cast()
+            } else {
+                ptr::null_mut()
+            },
+        };
+        let all: [*mut c_void; 5] =
+            [blocks.peer.cast(), blocks.sockaddr.cast(), blocks.name.cast(), blocks.server.cast(), blocks.list.cast()];
+        let missing = all[..4].iter().any(|b| b.is_null()) || (with_list && blocks.list.is_null());
+        if missing {
+            for block in all.into_iter().filter(|b| !b.is_null()) {
+                ngx_slab_free_locked(pool, block);
+            }
+            return None;
+        }
+        Some(blocks)
+    }
+}
+
+/// Frees a chain of peers linked by `next`.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach the peers.
+pub unsafe fn free_chain(pool: *mut ngx_slab_pool_t, mut peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        while !peer.is_null() {
+            let next = (*peer).next;
+            free_peer(pool, peer);
+            peer = next;
+        }
+    }
+}
+
+/// Frees a peer's blocks: what the zone module and [`alloc_peer`]
+/// allocated, plus the TLS session nginx may have cached in it.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach `peer` any more.
+pub unsafe fn free_peer(pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let p = &mut *peer;
+        for block in [p.ssl_session, p.server.data.cast(), p.name.data.cast(), p.sockaddr.cast()] {
+            if !block.is_null() {
+                ngx_slab_free_locked(pool, block);
+            }
+        }
+        ngx_slab_free_locked(pool, peer.cast());
+    }
+}
+
+/// Frees a whole peer list that the dyups registry built: its peers, its
+/// backup list and peers, and its name.
+///
+/// # Safety
+/// The caller holds the slab mutex; no request can reach `list` any more;
+/// the list was built by [`build_list`].
+pub unsafe fn free_list(pool: *mut ngx_slab_pool_t, list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let backup = (*list).next;
+        for l in [list, backup] {
+            if !l.is_null() {
+                free_chain(pool, (*l).peer);
+            }
+        }
+        if !backup.is_null() {
+            ngx_slab_free_locked(pool, backup.cast());
+        }
+        let name = (*list).name;
+        if !name.is_null() {
+            ngx_slab_free_locked(pool, name.cast());
+        }
+        ngx_slab_free_locked(pool, list.cast());
+    }
+}
+
+/// Builds a complete shared peer list (primary and, if any server is a
+/// backup, a backup list) in a zone, for an upstream created at run time.
+/// The primary list's block is `block_size` bytes, zeroed: the list, then
+/// whatever the caller keeps with it.
+/// The list is not reachable by anyone until the caller publishes it.
+/// On failure frees everything it took and returns None.
+///
+/// # Safety
+/// The caller holds the slab mutex of `pool`; `block_size` is at least the
+/// size of a list.
+pub unsafe fn build_list(
+    pool: *mut ngx_slab_pool_t,
+    name: &str,
+    servers: &[ServerSpec],
+    block_size: usize,
+) -> Option<*mut ngx_http_upstream_rr_peers_t> {
+    // SAFETY: per the contract; every block is checked before use.
+    unsafe {
+        quietly(pool, || {
+            // The list's name: an ngx_str_t followed by its bytes, one block.
+            let name_block =
+                ngx_slab_alloc_locked(pool, core::mem::size_of::<ngx_str_t>() + name.len()).cast::<ngx_str_t>();
+            let list = ngx_slab_calloc_locked(pool, block_size).cast::<ngx_http_upstream_rr_peers_t>();
+            if name_block.is_null() || list.is_null() {
+                for block in [name_block.cast::<c_void>(), list.cast()] {
+                    if !block.is_null() {
+                        ngx_slab_free_locked(pool, block);
+                    }
+                }
+                return None;
+            }
+            let name_data = name_block.add(1).cast::<u8>();
+            ptr::copy_nonoverlapping(name.as_ptr(), name_data, name.len());
+            name_block.write(ngx_str_t { len: name.len(), data: name_data });
+            (*list).shpool = pool;
+            (*list).name = name_block;
+
+            for spec in servers {
+                let address = PeerAddress::new(&spec.address);
+                let with_backup_list = spec.backup && (*list).next.is_null();
+                let Some((peer, backup)) = alloc_peer(pool, spec, &address, address.name(), with_backup_list) else {
+                    free_list(pool, list);
+                    return None;
+                };
+                if with_backup_list {
+                    init_backup_list(backup, list);
+                    (*list).next = backup;
+                }
+                let target = if spec.backup { (*list).next } else { list };
+                append_peer(target, peer);
+            }
+            set_single(list);
+            Some(list)
+        })
+    }
+}
+
+/// Runs `alloc` with the slab's "no memory" logging off: a full zone is an
+/// ordinary API answer (507), not nginx's "[crit] ngx_slab_alloc() failed:
+/// no memory". The flag is restored before the mutex is released, so other
+/// users of the zone keep it.
+///
+/// # Safety
+/// The caller holds the slab mutex of `pool`.
+pub unsafe fn quietly<T>(pool: *mut ngx_slab_pool_t, alloc: impl FnOnce() -> T) -> T {
+    // SAFETY: per the contract, the flag is ours to change meanwhile.
+    unsafe {
+        let log_nomem = (*pool).log_nomem();
+        (*pool).set_log_nomem(0);
+        let result = alloc();
+        (*pool).set_log_nomem(log_nomem);
+        result
+    }
+}

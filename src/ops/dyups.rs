@@ -1,0 +1,109 @@
+//! Changing the dyups registry: creating, replacing and deleting whole
+//! upstreams, the operations behind the REST API's POST and DELETE, the C
+//! API and Lua's `ngx.dyups`.
+
+use dynamic_upstream_core::dyups::{self, parse_body, parse_json_body, validate_upstream_name, KeyPart, UpstreamSpec};
+use dynamic_upstream_core::render::Change;
+use dynamic_upstream_core::{ApiError, Balancer};
+
+use crate::dyups::registry::Dyups;
+use crate::dyups::worker::{configured_peers, sync_if_moved};
+use crate::nginx::upstreams::Upstream;
+use crate::nginx::variables::variable_exists;
+use crate::ops::change_log::{log_change, log_refusal, Requester};
+use crate::ops::state_files::{save_dyups, ChangeGuard};
+
+/// Creates or replaces `name` from a body of `server ...;` statements (or
+/// JSON): the operation behind POST, the C API and Lua. Logs the change,
+/// or why it was refused.
+pub fn update_upstream(
+    name: &str,
+    body: &[u8],
+    is_json: bool,
+    trylock: bool,
+    origin: &Requester,
+) -> Result<(), ApiError> {
+    logged(origin, name, replace(name, body, is_json, trylock))
+}
+
+/// Deletes `name`: the operation behind DELETE, the C API and Lua.
+pub fn delete_upstream(name: &str, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
+    logged(origin, name, delete_record(name, trylock).map(|guard| (Change::Delete, guard)))
+}
+
+/// Logs `result` (the change made, or the refusal), then saves the state
+/// file after a change, still holding the change's guard (a failure to save
+/// is logged as that, not as a refused change: the change is live).
+fn logged(
+    origin: &Requester,
+    name: &str,
+    result: Result<(Change<'static>, ChangeGuard), ApiError>,
+) -> Result<(), ApiError> {
+    match result {
+        Ok((change, _guard)) => {
+            log_change(origin, name, &change);
+            save_dyups()
+        }
+        Err(e) => {
+            log_refusal(origin, name, &e);
+            Err(e)
+        }
+    }
+}
+
+fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(Change<'static>, ChangeGuard), ApiError> {
+    validate_upstream_name(name)?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
+    let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
+    check_hash_key(&spec)?;
+    let dyups = registry()?;
+    let guard = ChangeGuard::for_dyups(trylock)?;
+    // Until its first replacement, an upstream of the configuration has no
+    // record: it had the configuration's servers.
+    let config_servers = config_upstream(name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len());
+    let before = dyups.replace(name, &spec, trylock)?.or(config_servers);
+    sync_if_moved();
+    Ok((Change::Replace { before, after: spec.servers.len() }, guard))
+}
+
+fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {
+    validate_upstream_name(name)?;
+    let dyups = registry()?;
+    let guard = ChangeGuard::for_dyups(trylock)?;
+    if !dyups.delete(name, in_config(name), trylock)? {
+        return Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")));
+    }
+    sync_if_moved();
+    Ok(guard)
+}
+
+/// A hash key may only use variables nginx knows.
+fn check_hash_key(spec: &UpstreamSpec) -> Result<(), ApiError> {
+    if let Balancer::Hash { key, .. } = &spec.balancer {
+        for part in dyups::split_hash_key(key)? {
+            if let KeyPart::Variable(var) = part {
+                if !variable_exists(&var) {
+                    return Err(ApiError::bad_request(
+                        "invalid_body",
+                        format!("add server failed: unknown variable \"${var}\" in hash key"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn in_config(name: &str) -> bool {
+    config_upstream(name).is_some()
+}
+
+/// The configuration's upstream `name` (any case), with its own spelling.
+pub fn config_upstream(name: &str) -> Option<(String, Upstream)> {
+    Upstream::running().into_iter().map(|u| (u.name(), u)).find(|(host, _)| host.eq_ignore_ascii_case(name))
+}
+
+pub fn registry() -> Result<Dyups, ApiError> {
+    Dyups::get().ok_or_else(|| ApiError::new(500, "no_zone", "the dyups zone is not available"))
+}

@@ -1,0 +1,8 @@
+//! The operations every front end shares: change a zone upstream, replace
+//! or delete a run-time upstream, the reload guard and the state files,
+//! and the change log.
+
+pub mod change_log;
+pub mod dyups;
+pub mod state_files;
+pub mod zone;

@@ -1,0 +1,325 @@
+//! Edits of a zone upstream's peer lists under their locks.
+//!
+//! nginx 1.22 keeps a zone upstream's peers in the zone's slab: a primary
+//! list (`uscf->peer.data`) and an optional backup list (`primary->next`),
+//! each an `ngx_http_upstream_rr_peers_t` with its own rwlock. Every edit
+//! here checks everything that can refuse it under both write locks, then
+//! applies it with [`crate::nginx::peer_list`]'s primitives; refusals are
+//! reported as a [`Refusal`] whose message the caller writes once the locks
+//! are released. A removed peer is unlinked, never freed here: in-flight
+//! requests may still hold it (`rrp->current`, `$upstream_addr`). It goes
+//! to [`crate::zone::reclaim`], which frees it once no such request can
+//! remain.
+
+use core::ptr;
+
+use dynamic_upstream_core::peer::checked_total_weight;
+use dynamic_upstream_core::render::PeerValues;
+use dynamic_upstream_core::{PeerParams, ServerSpec};
+use ngx::ffi::{
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t,
+};
+
+use crate::nginx::peer_list::{
+    alloc_peer, append_peer, find_peer, free_chain, init_backup_list, peers_of, recount, set_single, unlink_peer,
+    update_peer, weight_of,
+};
+use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+
+/// Why an edit made under the locks was refused; the caller writes the
+/// message once the locks are released (no allocation under them).
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    Exists,
+    /// The list already has this many peers, the most the zone tracks.
+    ListFull(usize),
+    NoRoom,
+    LastPeer,
+    NotFound,
+    /// The weights of a list would total more than [`MAX_TOTAL_WEIGHT`].
+    WeightTotal {
+        backup: bool,
+    },
+}
+
+/// Changes the parameters of the peer named by `target`, under both write
+/// locks.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+pub unsafe fn update_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+    params: &PeerParams,
+    down: Option<bool>,
+) -> Result<PeerValues, Refusal> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup).
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
+        // Copied into a fixed-size value: nothing allocates under the locks.
+        let p = &*peer;
+        let before = PeerValues {
+            weight: weight_of(peer),
+            max_fails: p.max_fails as u64,
+            fail_timeout: p.fail_timeout as u64,
+            max_conns: p.max_conns as u64,
+            down: p.down != 0,
+        };
+        update_peer(list, peer, params, down);
+        set_single(primary);
+        Ok(before)
+    }
+}
+
+/// The list holding the peer named by `target`, and the peer.
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list.
+unsafe fn find_in_lists(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+) -> Option<(*mut ngx_http_upstream_rr_peers_t, *mut ngx_http_upstream_rr_peer_t)> {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(peer) = find_peer(primary, target.name()) {
+            return Some((primary, peer));
+        }
+        let backup = (*primary).next;
+        (!backup.is_null()).then(|| find_peer(backup, target.name()).map(|peer| (backup, peer))).flatten()
+    }
+}
+
+/// Refuses a change after which the weights of the primary or the backup
+/// list would total more than [`MAX_TOTAL_WEIGHT`]: with each present peer
+/// weighing `weight` (0 for one being removed), plus a new peer `added`
+/// (to the backup list?, its weight). Sums the lists as they are, not
+/// `total_weight`: nginx's own sum of a configuration may have wrapped.
+/// Any change is checked, so the module never writes a state file past the
+/// limit (which its reader refuses).
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list.
+unsafe fn check_totals(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    weight: impl Fn(*mut ngx_http_upstream_rr_peer_t) -> u64,
+    added: Option<(bool, u64)>,
+) -> Result<(), Refusal> {
+    // SAFETY: per the contract.
+    unsafe {
+        for (backup, list) in [(false, primary), (true, (*primary).next)] {
+            let extra = added.filter(|&(to_backup, _)| to_backup == backup).map(|(_, w)| w);
+            if checked_total_weight(peers_of(list).map(&weight).chain(extra)).is_none() {
+                return Err(Refusal::WeightTotal { backup });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends a new peer for `spec` to the primary or backup list (creating
+/// the backup list if needed), under both write locks and the slab mutex.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+pub unsafe fn add_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    spec: &ServerSpec,
+    address: &PeerAddress,
+    limit: usize,
+) -> Result<(), Refusal> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup); slab memory under the slab mutex, taken
+    // inside them.
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+        let mut backup = (*primary).next;
+
+        if find_in_lists(primary, address).is_some() {
+            return Err(Refusal::Exists);
+        }
+        let list_len = match (spec.backup, backup.is_null()) {
+            (false, _) => (*primary).number,
+            (true, true) => 0,
+            (true, false) => (*backup).number,
+        };
+        if list_len >= limit {
+            return Err(Refusal::ListFull(list_len));
+        }
+        check_totals(primary, |p| weight_of(p), Some((spec.backup, spec.weight)))?;
+
+        let slab = SlabLocked::new((*primary).shpool);
+        let new_backup_list = spec.backup && backup.is_null();
+        let (peer, list) =
+            alloc_peer(slab.pool(), spec, address, address.name(), new_backup_list).ok_or(Refusal::NoRoom)?;
+        drop(slab);
+        if new_backup_list {
+            init_backup_list(list, primary);
+            backup = list;
+        }
+
+        append_peer(if spec.backup { backup } else { primary }, peer);
+        if new_backup_list {
+            // Linked last, once complete; requests reach it only through
+            // primary->next, read under the primary lock we hold.
+            (*primary).next = backup;
+        }
+        set_single(primary);
+    }
+    Ok(())
+}
+
+/// Unlinks the peer named by `target` from its list under both write
+/// locks and hands it to `retire` (still under them).
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream; `retire`
+/// takes the unlinked peer over without freeing it.
+pub unsafe fn remove_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    target: &PeerAddress,
+    retire: impl FnOnce(*mut ngx_http_upstream_rr_peer_t),
+) -> Result<(), Refusal> {
+    // SAFETY: per the contract.
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        if list == primary && (*primary).number == 1 {
+            return Err(Refusal::LastPeer);
+        }
+        check_totals(primary, |p| if p == peer { 0 } else { weight_of(p) }, None)?;
+        unlink_peer(list, peer);
+        set_single(primary);
+        retire(peer);
+    }
+    Ok(())
+}
+
+/// An upper bound on the peers a zone of `size` bytes can hold: each peer
+/// takes at least its struct, its sockaddr and its name from the slab.
+pub fn max_peers_for_zone(size: usize) -> usize {
+    let min_peer_bytes =
+        core::mem::size_of::<ngx_http_upstream_rr_peer_t>() + core::mem::size_of::<ngx_sockaddr_t>() + SOCKADDR_STRLEN;
+    (size / min_peer_bytes).max(1)
+}
+
+/// How [`replace_peers`] ended.
+pub enum Replaced {
+    Yes,
+    /// The configuration's peers were rebuilt.
+    NoRoom,
+    /// Not even those fit again (see [`replace_peers`]: cannot happen).
+    Lost,
+}
+
+/// Makes `servers` the peers of `primary` and its backup list. The old
+/// peers are freed first, so the zone needs room for the new ones only
+/// (a zone filled through the API holds its own state file). If it has
+/// none, the new peers taken so far are freed and the old ones rebuilt
+/// from `kept` (specs and `server` texts).
+///
+/// The rebuild fits again. Every block of a peer is under half a page
+/// (the struct, the sockaddr, the name's NGX_SOCKADDR_STRLEN and a
+/// `server` text under [`SNAPSHOT_SERVER_MAX`]), so the slab serves each
+/// as a chunk of its size class: from a page of that class with a free
+/// chunk, or else from any free page. A freed chunk stays free in its
+/// page, or that page goes back to the free pages once it is empty; the
+/// failed attempt gave back everything it took, and nothing else allocates
+/// meanwhile (the slab mutex is held, in the master). The rebuilt blocks
+/// have exactly the sizes of the freed ones, so for each size class the
+/// rebuild finds the chunks the old peers left, or as many free pages as
+/// their freeing emptied.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`,
+/// and no request can reach the old peers.
+pub unsafe fn replace_peers(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: &[ServerSpec],
+    kept: &[(ServerSpec, &[u8])],
+) -> Replaced {
+    // SAFETY: per the contract.
+    unsafe {
+        for list in [primary, (*primary).next] {
+            if !list.is_null() {
+                free_chain(pool, (*list).peer);
+                (*list).peer = ptr::null_mut();
+            }
+        }
+        if link_peers(pool, primary, servers.iter().map(|spec| (spec, None))) {
+            Replaced::Yes
+        } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
+            Replaced::NoRoom
+        } else {
+            // Empty lists whose counts say so.
+            for list in [primary, (*primary).next] {
+                if !list.is_null() {
+                    recount(list);
+                }
+            }
+            set_single(primary);
+            Replaced::Lost
+        }
+    }
+}
+
+/// Allocates a peer for each of `servers` (spec, and `server` text if not
+/// its name) and makes them the peers of the empty `primary` and backup
+/// lists (allocating a backup list if one is needed). If the zone has no
+/// room, frees what it took and returns false with the lists unchanged.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`;
+/// the lists have no peers.
+unsafe fn link_peers<'a>(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: impl Iterator<Item = (&'a ServerSpec, Option<&'a [u8]>)>,
+) -> bool {
+    // SAFETY: per the contract; the new peers are reachable by nobody
+    // until linked at the end.
+    unsafe {
+        let mut backup = (*primary).next;
+        let mut new_list: *mut ngx_http_upstream_rr_peers_t = ptr::null_mut();
+        let mut heads: [*mut ngx_http_upstream_rr_peer_t; 2] = [ptr::null_mut(); 2];
+        let mut tails = [ptr::addr_of_mut!(heads[0]), ptr::addr_of_mut!(heads[1])];
+        for (spec, server) in servers {
+            let with_list = spec.backup && backup.is_null() && new_list.is_null();
+            let address = PeerAddress::new(&spec.address);
+            let server = server.unwrap_or(address.name());
+            let Some((peer, list)) = alloc_peer(pool, spec, &address, server, with_list) else {
+                free_chain(pool, heads[0]);
+                free_chain(pool, heads[1]);
+                if !new_list.is_null() {
+                    ngx_slab_free_locked(pool, new_list.cast());
+                }
+                return false;
+            };
+            if with_list {
+                new_list = list;
+            }
+            let chain = usize::from(spec.backup);
+            *tails[chain] = peer;
+            tails[chain] = &mut (*peer).next;
+        }
+        if !new_list.is_null() {
+            init_backup_list(new_list, primary);
+            (*primary).next = new_list;
+            backup = new_list;
+        }
+        for (list, head) in [(primary, heads[0]), (backup, heads[1])] {
+            if list.is_null() {
+                continue;
+            }
+            (*list).peer = head;
+            recount(list);
+        }
+        set_single(primary);
+        true
+    }
+}

@@ -1,0 +1,113 @@
+//! Freeing removed peers of zone upstreams only once no request can still
+//! use them.
+//!
+//! nginx 1.22 has no reference count on peers. Every balancer
+//! counts the requests that picked a peer in the peer's `conns`: `get`
+//! increments it under the list's lock once it has picked the peer, and
+//! `free` (`ngx_http_upstream_free_round_robin_peer`, where every built-in
+//! balancer and `keepalive` end) decrements it under the list's read lock
+//! and touches the peer no more after that. Until it picks a peer a request
+//! reaches peers only through the lists, under their locks; from then until
+//! `free` only through `rrp->current`. So a removed peer whose `conns`,
+//! read under both lists' write locks, is zero cannot be reached by any
+//! request: it is freed. The one pointer a request keeps after `free` is
+//! the peer's name (`u->peer.name`, and `u->state->peer` for
+//! `$upstream_addr`); the request hook wraps `free` and first moves both to
+//! a copy in the request's pool ([`crate::zone::request_hook`]). A removed peer
+//! thus waits only for the requests that hold it: a request that never ends
+//! keeps its own peer allocated and nothing else. A worker killed while it
+//! held a peer leaves that peer's `conns` counted (in stock nginx too, where
+//! it skews `least_conn` and `max_conns`): that peer stays allocated if it
+//! is removed; nothing else waits for it.
+//!
+
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::AtomicBool;
+
+use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
+
+use crate::nginx::peer_list::free_peer;
+use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+
+/// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
+#[repr(C)]
+pub struct ZoneState {
+    /// Set when a request's balancer data could not be recognised, so its
+    /// `tried` bitmap could not be enlarged (see `request_hook`).
+    pub unknown_request_data: AtomicBool,
+    /// Removed peers not freed yet, chained through their `next`; guarded
+    /// by the zone's slab mutex.
+    retired: *mut ngx_http_upstream_rr_peer_t,
+}
+
+impl ZoneState {
+    /// Allocates the state of an upstream zone (in the master's
+    /// init_module).
+    ///
+    /// The block is as large as a peer so that it shares the slab pages of
+    /// the zone's peers: a block of its own size class would take a 4 KiB
+    /// page for itself.
+    ///
+    /// # Safety
+    /// `pool` must be the slab pool of an initialised zone.
+    pub unsafe fn create(pool: *mut ngx_slab_pool_t) -> *mut ZoneState {
+        let size = size_of::<ZoneState>().max(size_of::<ngx_http_upstream_rr_peer_t>());
+        // SAFETY: ngx_slab_calloc takes the slab mutex itself; a zeroed
+        // state is valid (flag clear, nothing retired).
+        unsafe { ngx_slab_calloc(pool, size).cast() }
+    }
+
+    /// Hands an unlinked peer of a zone upstream over, to be freed once no
+    /// request holds it.
+    ///
+    /// Only peers of the built-in balancers that follow set changes come
+    /// here (round robin, `least_conn`, `ip_hash`, `hash`, with `keepalive`
+    /// or not), which count every pick in `conns` until `free`:
+    /// `ZoneUpstream::apply` refuses removals with 409 on the others
+    /// (`random`, `hash ... consistent`, and every balancer this module does
+    /// not know, whose `get` may not count: `Balancer::follows_set_changes`).
+    ///
+    /// # Safety
+    /// `state` is the zone's state and `pool` its slab pool; the caller
+    /// holds the write locks of the peer's former list; `peer` is unlinked
+    /// and belongs to the zone's slab.
+    pub unsafe fn retire(state: *mut ZoneState, pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) {
+        // SAFETY: per the contract; the retired chain is guarded by the
+        // slab mutex, taken after the rwlocks as everywhere.
+        unsafe {
+            let _slab = SlabLocked::new(pool);
+            (*peer).next = (*state).retired;
+            (*state).retired = peer;
+        }
+    }
+
+    /// Frees the removed peers of a zone upstream that no request holds
+    /// any more (see the module comment): work bounded by the removed peers.
+    ///
+    /// # Safety
+    /// `state`, `primary` and `pool` are the state, primary list and slab
+    /// pool of one zone upstream of the running cycle.
+    pub unsafe fn reap(state: *mut ZoneState, primary: *mut ngx_http_upstream_rr_peers_t, pool: *mut ngx_slab_pool_t) {
+        // SAFETY: per the contract; the lists and the state live in the
+        // zone's shared memory for the cycle. Under both lists' write locks
+        // no balancer is between reading and changing a `conns`, and a
+        // request in `free` holds one of them for reading until it no
+        // longer touches the peer. Order: primary, backup, slab mutex, as
+        // for every change.
+        unsafe {
+            let _locks = ListsWriteLocked::new(primary);
+            let slab = SlabLocked::new(pool);
+            let mut link = ptr::addr_of_mut!((*state).retired);
+            while !(*link).is_null() {
+                let peer = *link;
+                if (*peer).conns == 0 {
+                    *link = (*peer).next;
+                    free_peer(slab.pool(), peer);
+                } else {
+                    link = ptr::addr_of_mut!((*peer).next);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Zone upstreams: an `upstream {}` block with a `zone`, whose peers the
+//! query-string API, Lua and the state files change, and the module's
+//! configuration of every upstream block ([`SrvConf`]).
+
+use core::ptr;
+
+use dynamic_upstream_core::error::human_size;
+use dynamic_upstream_core::peer::total_weight_error;
+use dynamic_upstream_core::render::{Change, PeerValues};
+use dynamic_upstream_core::state::specs_of;
+use dynamic_upstream_core::{Action, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
+use ngx::ffi::{
+    ngx_event_free_peer_pt, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
+    ngx_slab_pool_t, ngx_str_t,
+};
+use ngx::http::HttpModuleServerConf;
+
+use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
+use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::sockaddr::PeerAddress;
+use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
+use crate::zone::peers::{
+    add_locked, max_peers_for_zone, remove_locked, replace_peers, update_locked, Refusal, Replaced,
+};
+use crate::zone::reclaim::ZoneState;
+use crate::Module;
+
+/// Per-`upstream {}` block settings (also created for every `server {}`,
+/// where they stay unused), and what `init_module` learns about the
+/// upstream.
+#[repr(C)]
+pub struct SrvConf {
+    /// `dynamic_state_file`: file of `server ...;` lines kept in sync.
+    pub state_file: ngx_str_t,
+    /// The upstream's balancer.
+    pub balancer: Balancer,
+    /// Shared bookkeeping in the upstream's zone (null without a zone, or
+    /// if the zone had no room for it).
+    pub state: *mut ZoneState,
+    /// The `peer.init` that the request hook wraps.
+    pub original_init: ngx_http_upstream_init_peer_pt,
+    /// The `peer.free` that the request hook wraps: the one the first
+    /// request got from `original_init` (the same for every request).
+    pub original_free: ngx_event_free_peer_pt,
+    /// Size of every request's `tried` bitmap, in peers.
+    pub max_peers_per_list: usize,
+    /// `state_file` resolved against nginx's prefix (at start).
+    pub state_path: Option<std::path::PathBuf>,
+}
+
+impl Default for SrvConf {
+    fn default() -> Self {
+        Self {
+            state_file: ngx_str_t::empty(),
+            balancer: Balancer::RoundRobin,
+            state: ptr::null_mut(),
+            original_init: None,
+            original_free: None,
+            max_peers_per_list: 0,
+            state_path: None,
+        }
+    }
+}
+
+// SAFETY: SrvConf is the type create_srv_conf allocates for this module.
+unsafe impl HttpModuleServerConf for Module {
+    type ServerConf = SrvConf;
+}
+
+/// This module's configuration of an upstream block.
+///
+/// # Safety
+/// `uscf` must be an upstream block of the current cycle.
+pub unsafe fn srv_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<&'static mut SrvConf> {
+    // SAFETY: per the contract; create_srv_conf ran for every upstream block.
+    unsafe { Module::server_conf_mut(&*uscf) }
+}
+
+/// The error for an upstream that another part of the module serves, if
+/// `uscf` (called by its name) is one.
+pub type Managed = fn(*mut ngx_http_upstream_srv_conf_t, &str) -> Option<ApiError>;
+
+/// A `zone` upstream of the running configuration.
+pub struct ZoneUpstream {
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+    balancer: Balancer,
+    state: *mut ZoneState,
+    /// Its `dynamic_state_file`, if any.
+    pub state_path: Option<std::path::PathBuf>,
+}
+
+impl ZoneUpstream {
+    /// Finds an upstream by its zone name (what ngx_dynamic_upstream
+    /// expects) or, failing that, by its own name. `managed` answers the
+    /// error for an upstream another part of the module serves (a dyups
+    /// front), if it is one.
+    pub fn find(name: &str, managed: Managed) -> Result<Self, ApiError> {
+        // SAFETY: at request time ngx_cycle is the running cycle.
+        let upstreams = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
+        let by_zone = upstreams.iter().copied().find(|&u| {
+            // SAFETY: configured upstreams of the running cycle.
+            unsafe { !(*u).shm_zone.is_null() && str_eq(&(*(*u).shm_zone).shm.name, name) }
+        });
+        let by_name = || {
+            upstreams.iter().copied().find(|&u| {
+                // SAFETY: as above.
+                unsafe { str_eq(&(*u).host, name) }
+            })
+        };
+        let uscf = by_zone
+            .or_else(by_name)
+            .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
+        // SAFETY: a configured upstream of the running cycle.
+        unsafe { Self::of(uscf, name, managed) }
+    }
+
+    /// The zone upstream `uscf` (called `name` in messages).
+    ///
+    /// # Safety
+    /// `uscf` is a configured upstream whose module srv conf was filled in
+    /// at init_module time.
+    pub unsafe fn of(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str, managed: Managed) -> Result<Self, ApiError> {
+        // SAFETY: per the contract.
+        unsafe {
+            if (*uscf).shm_zone.is_null() {
+                return Err(ApiError::bad_request(
+                    "no_zone",
+                    format!(
+                        "upstream \"{name}\" has no zone: its peers are not shared between workers \
+                         and cannot be changed (add \"zone NAME SIZE;\" to it)"
+                    ),
+                ));
+            }
+            if let Some(e) = managed(uscf, name) {
+                return Err(e);
+            }
+            let srv = srv_conf(uscf).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
+            if srv.state.is_null() {
+                return Err(ApiError::new(
+                    507,
+                    "zone_full",
+                    format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
+                ));
+            }
+            Ok(Self { uscf, balancer: srv.balancer.clone(), state: srv.state, state_path: srv.state_path.clone() })
+        }
+    }
+
+    pub fn name(&self) -> String {
+        // SAFETY: configured upstream of the running cycle.
+        unsafe { str_lossy(&(*self.uscf).host) }
+    }
+
+    pub fn zone_name(&self) -> String {
+        // SAFETY: find() only returns upstreams with a zone.
+        unsafe { str_lossy(&(*(*self.uscf).shm_zone).shm.name) }
+    }
+
+    pub fn zone_size(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { (*(*self.uscf).shm_zone).shm.size }
+    }
+    fn primary(&self) -> *mut ngx_http_upstream_rr_peers_t {
+        // SAFETY: a ZoneUpstream is only made for upstreams with a zone,
+        // whose peer.data the zone module pointed at the shared list.
+        unsafe { (*self.uscf).peer.data.cast() }
+    }
+
+    /// All peers, primaries then backups, with their live figures.
+    pub fn peers(&self) -> Vec<PeerView> {
+        // SAFETY: the primary list of a zone upstream lives as long as the
+        // cycle.
+        unsafe { list_peers(self.primary()) }
+    }
+
+    /// Applies a validated action. Everything that can fail is checked
+    /// before the lists change, so an error means nothing changed.
+    /// Returns the change made, with an updated peer's values from before
+    /// (for the change log); `None` for a listing.
+    pub fn apply<'a>(&self, action: &'a Action) -> Result<Option<Change<'a>>, ApiError> {
+        match action {
+            Action::List => Ok(None),
+            Action::Update { server, params, down } => {
+                self.check_balancer_allows(params.weight.is_some(), false)?;
+                let before = self.update(&PeerAddress::new(server), params, *down)?;
+                Ok(Some(Change::Update { server, before, params, down: *down }))
+            }
+            Action::Add(spec) => {
+                self.check_balancer_allows(true, spec.backup)?;
+                self.add(spec, &PeerAddress::new(&spec.address))?;
+                Ok(Some(Change::Add(spec)))
+            }
+            Action::Remove { server } => {
+                self.check_balancer_allows(true, false)?;
+                self.remove(&PeerAddress::new(server))?;
+                Ok(Some(Change::Remove(server)))
+            }
+        }
+    }
+
+    /// Refuses changes the upstream's balancer cannot follow at run time.
+    fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
+        let balancer = self.balancer();
+        if backup && !balancer.allows_backup() {
+            return Err(ApiError::bad_request(
+                "backup_not_allowed",
+                format!(
+                    "upstream \"{}\" uses the {} balancer, which does not allow backup servers",
+                    self.name(),
+                    balancer.name()
+                ),
+            ));
+        }
+        if changes_set && !balancer.follows_set_changes() {
+            return Err(ApiError::conflict("balancer_fixed_at_start", balancer.set_change_refusal(&self.name())));
+        }
+        Ok(())
+    }
+
+    fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<PeerValues, ApiError> {
+        // SAFETY: the primary list of a zone upstream.
+        let updated = unsafe { update_locked(self.primary(), target, params, down) };
+        // The reason is written once the locks are released.
+        updated.map_err(|refusal| self.refused(refusal, &shown_name(target)))
+    }
+
+    fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
+        let limit = self.max_peers_per_list();
+        // SAFETY: the primary list of a zone upstream.
+        let added = unsafe { add_locked(self.primary(), spec, address, limit) };
+        // The reason is written once the locks are released.
+        added.map_err(|refusal| self.refused(refusal, &spec.address))
+    }
+
+    fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
+        // SAFETY: the primary list of a zone upstream; the unlinked peer is
+        // handed to reclaim (under the locks), not freed.
+        let removed =
+            unsafe { remove_locked(self.primary(), target, |peer| ZoneState::retire(self.state, self.shpool(), peer)) };
+        // The reason is written once the locks are released.
+        removed.map_err(|refusal| self.refused(refusal, &shown_name(target)))
+    }
+
+    /// The answer to an edit refused under the locks, about `server`.
+    fn refused(&self, refusal: Refusal, server: &dyn std::fmt::Display) -> ApiError {
+        match refusal {
+            Refusal::Exists => ApiError::bad_request(
+                "server_exists",
+                format!("server {server} already exists in upstream \"{}\"", self.name()),
+            ),
+            Refusal::ListFull(list_len) => ApiError::new(
+                507,
+                "too_many_peers",
+                format!(
+                    "upstream \"{}\" already has {list_len} peers in that list, the most its zone \"{}\" can \
+                     track per request",
+                    self.name(),
+                    self.zone_name()
+                ),
+            ),
+            Refusal::NoRoom => ApiError::no_room(&self.zone_name(), self.zone_size()),
+            Refusal::LastPeer => ApiError::bad_request(
+                "last_peer",
+                format!(
+                    "server {server} is the last primary server of upstream \"{}\" and cannot be removed",
+                    self.name()
+                ),
+            ),
+            // 400, as ngx_dynamic_upstream answers (an unknown upstream is 404).
+            Refusal::NotFound => ApiError::bad_request(
+                "server_not_found",
+                format!("server {server} is not in upstream \"{}\"", self.name()),
+            ),
+            Refusal::WeightTotal { backup } => ApiError::bad_request(
+                "weight_total",
+                total_weight_error(
+                    &format!("upstream \"{}\"'s {} servers", self.name(), if backup { "backup" } else { "primary" }),
+                    "would total",
+                ),
+            ),
+        }
+    }
+
+    /// Replaces every peer with `servers` (the state file), at start: in
+    /// the master's init_module, before the cycle's workers exist. An
+    /// upstream zone is never reused across cycles (the zone module sets
+    /// `noreuse`), so these lists are the new cycle's own, reached by no
+    /// process yet (the workers of a reloaded cycle use their own zone): no
+    /// request can hold a peer, and the old peers are freed at once.
+    /// All or nothing: if the zone has no room for every new peer, the
+    /// configuration's servers are rebuilt as they were. Balancers that
+    /// cannot follow a new set of peers only take the parameters of the
+    /// servers they already have.
+    pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
+        if !self.balancer().follows_set_changes() {
+            return self.restore_parameters(servers);
+        }
+        if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() {
+            return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
+        }
+        // The configuration's servers, kept aside (before the locks) to be
+        // rebuilt if the state's do not fit: as specs, with their `server`
+        // text exactly (so the rebuilt blocks have the sizes of the freed).
+        let current = self.peers();
+        let kept: Vec<(ServerSpec, &[u8])> =
+            specs_of(&current)?.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
+        if let Some(peer) = current
+            .iter()
+            .find(|p| p.server.len() >= SNAPSHOT_SERVER_MAX || p.server.contains(char::REPLACEMENT_CHARACTER))
+        {
+            return Err(format!(
+                "the configuration's server \"{}\" cannot be kept aside; nothing was restored",
+                peer.server
+            ));
+        }
+        let primary = self.primary();
+        // SAFETY: the zone's lists, which no request can reach yet (see
+        // above), so old peers are freed right away.
+        let replaced = unsafe {
+            let _locks = ListsWriteLocked::new(primary);
+            let slab = SlabLocked::new((*primary).shpool);
+            replace_peers(slab.pool(), primary, servers, &kept)
+        };
+        let no_room = || {
+            format!(
+                "zone \"{}\" ({}) has no room for the state's {} servers",
+                self.zone_name(),
+                human_size(self.zone_size()),
+                servers.len()
+            )
+        };
+        match replaced {
+            Replaced::Yes => Ok(()),
+            Replaced::NoRoom => Err(format!("{}; nothing was restored", no_room())),
+            Replaced::Lost => {
+                // Believed impossible (see replace_peers). No balancer may
+                // then see the empty lists (a NULL peer for round robin, a
+                // division by a zero total for hash): without its original
+                // peer.init the request hook fails the upstream's requests
+                // (500) instead.
+                // SAFETY: this cycle's configuration memory, in the master
+                // before the workers fork.
+                if let Some(srv) = unsafe { srv_conf(self.uscf) } {
+                    srv.original_init = None;
+                }
+                Err(format!(
+                    "{}, and the configuration's could not be rebuilt: the upstream has no servers and its requests \
+                     fail (500) until nginx starts with a larger zone",
+                    no_room()
+                ))
+            }
+        }
+    }
+
+    /// For balancers with fixed tables: the state's parameters of servers
+    /// the upstream has; other differences are reported.
+    fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
+        let current: Vec<String> = self.peers().into_iter().map(|p| p.name).collect();
+        let wanted: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
+        if current.iter().any(|n| !wanted.contains(n)) || wanted.iter().any(|n| !current.contains(n)) {
+            return Err(format!(
+                "its servers differ from the configuration's, and the {} balancer cannot change its set of \
+                 servers: remove the file to start from the configuration",
+                self.balancer().name()
+            ));
+        }
+        for spec in servers {
+            let params = PeerParams {
+                weight: None,
+                max_fails: Some(spec.max_fails),
+                fail_timeout: Some(spec.fail_timeout),
+                max_conns: Some(spec.max_conns),
+            };
+            self.update(&PeerAddress::new(&spec.address), &params, Some(spec.down)).map_err(|e| e.text)?;
+        }
+        Ok(())
+    }
+
+    /// The servers as a state file records them.
+    pub fn server_specs(&self) -> Result<Vec<ServerSpec>, String> {
+        specs_of(&self.peers())
+    }
+
+    /// The most peers one list may hold: no list can have more peers than
+    /// the zone has room for, and each request's `tried` bitmap is sized for
+    /// that many (see [`crate::request_hook`]).
+    pub fn max_peers_per_list(&self) -> usize {
+        let limit = max_peers_for_zone(self.zone_size());
+        // SAFETY: the state lives in the zone for the cycle's lifetime.
+        if unsafe { (*self.state).unknown_request_data.load(core::sync::atomic::Ordering::SeqCst) } {
+            return limit.min(64);
+        }
+        limit
+    }
+
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// Frees the removed peers no request holds any more (see
+    /// [`crate::zone::reclaim`]).
+    pub fn reap(&self) {
+        // SAFETY: the zone's lists, slab and state live for the cycle.
+        unsafe { ZoneState::reap(self.state, self.primary(), self.shpool()) }
+    }
+
+    fn shpool(&self) -> *mut ngx_slab_pool_t {
+        // SAFETY: a zone's shm starts with its slab pool.
+        unsafe { (*(*self.uscf).shm_zone).shm.addr.cast() }
+    }
+}
+
+fn shown_name(address: &PeerAddress) -> String {
+    String::from_utf8_lossy(address.name()).into_owned()
+}
