@@ -3,13 +3,18 @@
 #
 # Starts etcd (Debian's etcd-server) on 127.0.0.1 with a temporary data
 # directory, a stock nginx serving ten backends, three nginx with the module
-# (master and 2 workers each) and one agent per nginx, then
-# scripts/etcd/fleet.pl measures and checks: 100 changes under load (time
-# until all three route by each, p50/p99/max, no failed proxied request), bad
-# documents, etcd stopped and started, an agent killed and restarted, an nginx
-# restarted, a manual change undone by the resync, 1,000 upstreams of 10
-# servers (first full sync, one later change). Where the module has the NGINX
+# (master and 2 workers each) and one agent per nginx (the third through a
+# TCP relay the test can cut), then scripts/etcd/fleet.pl measures and
+# checks: 100 changes under load (time until all three route by each,
+# p50/p99/max, no failed proxied request, one log line per revision), a
+# burst, bad documents, a key deleted, etcd stopped and started, an agent
+# started while etcd is down or on a mistyped prefix, an agent cut off from
+# etcd, an agent killed and restarted, an nginx restarted, a manual change
+# undone by the resync, a prefix over 4 MiB, a mass delete held, one
+# upstream whose nginx answers fail, 1,000 upstreams of 10 servers (first
+# full sync, one later change). Where the module has the NGINX
 # Plus-compatible API (`dynamic_upstream_api`), configuration upstreams too.
+# NDU_AGENT=PATH runs another build of the agent.
 # Everything it started is stopped by pid; ports come from free_port_block.
 #
 #   scripts/test-etcd.sh [UPSTREAMS]     (default 1000)
@@ -21,7 +26,7 @@ for tool in etcd etcdctl; do
 done
 module=${TEST_NGINX_MODULE:-$(build_module dev)}
 cargo build --locked -p ndu-sync >&2
-agent=$REPO_ROOT/target/debug/ndu-sync
+agent=${NDU_AGENT:-$REPO_ROOT/target/debug/ndu-sync}
 plus=0
 # The Plus API location, where this build of the module has it.
 grep -q dynamic_upstream_api "$module" && plus=1

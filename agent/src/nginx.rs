@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use dynamic_upstream_core::{Address, ServerSpec};
 
-use crate::plan::{Action, BootId, NginxSeen};
+use crate::plan::{Action, BootId};
 
 /// How long one request to nginx may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,10 +51,17 @@ impl Answer {
     /// The text of an error answer: `error.text` of the module's JSON
     /// errors (dyups and Plus API alike), else the body.
     pub fn reason(&self) -> String {
-        serde_json::from_str::<serde_json::Value>(&self.body)
-            .ok()
-            .and_then(|v| v["error"]["text"].as_str().map(String::from))
-            .unwrap_or_else(|| self.body.clone())
+        self.error_field("text").unwrap_or_else(|| self.body.clone())
+    }
+
+    /// `error.code` of the module's JSON errors (`persist_failed`, ...).
+    pub fn code(&self) -> Option<String> {
+        self.error_field("code")
+    }
+
+    fn error_field(&self, field: &str) -> Option<String> {
+        let value = serde_json::from_str::<serde_json::Value>(&self.body).ok()?;
+        value["error"][field].as_str().map(String::from)
     }
 }
 
@@ -88,12 +95,24 @@ impl Nginx {
             .unwrap_or_else(|_| Err(format!("{url}: no answer within {}s", REQUEST_TIMEOUT.as_secs())))
     }
 
-    /// Whether nginx answers, and its boot id where the Plus API is there.
-    pub async fn seen(&self) -> NginxSeen {
-        match self.send(Method::GET, &format!("{}/{API_VERSION}/nginx", self.api), None).await {
-            Err(_) => NginxSeen::Down,
-            Ok(a) if a.status == 200 => NginxSeen::Up(serde_json::from_str::<BootId>(&a.body).ok()),
-            Ok(_) => NginxSeen::Up(None),
+    /// nginx's boot id, from the Plus API location.
+    pub async fn boot_id(&self) -> Result<BootId, String> {
+        let url = format!("{}/{API_VERSION}/nginx", self.api);
+        let answer = self.send(Method::GET, &url, None).await?;
+        match answer.status {
+            200 => serde_json::from_str(&answer.body).map_err(|e| format!("{url}: {e}")),
+            s => Err(format!("{url}: {s} {}", answer.body)),
+        }
+    }
+
+    /// The names of every upstream nginx has, from `GET {dyups}/list`.
+    pub async fn dyups_names(&self) -> Result<BTreeSet<String>, String> {
+        let url = format!("{}/list", self.dyups);
+        let answer = self.send(Method::GET, &url, None).await?;
+        match answer.status {
+            200 => parse_list(&answer.body).map_err(|e| format!("{url}: {e}")),
+            204 => Ok(BTreeSet::new()),
+            s => Err(format!("{url}: {s} {}", answer.body)),
         }
     }
 
@@ -163,6 +182,15 @@ pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
     Ok(inventory)
 }
 
+/// `{"upstreams": ["NAME", ...]}`
+pub fn parse_list(body: &str) -> Result<BTreeSet<String>, String> {
+    #[derive(Deserialize)]
+    struct List {
+        upstreams: BTreeSet<String>,
+    }
+    serde_json::from_str::<List>(body).map(|l| l.upstreams).map_err(|e| e.to_string())
+}
+
 /// `{"upstreams": [{"upstream": "NAME", "zone": ..., "peers": [...]}]}`:
 /// each upstream's peers as servers.
 pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<ServerSpec>>, String> {
@@ -202,12 +230,12 @@ mod tests {
     #[test]
     fn error_reasons() {
         let answer = |body: &str| Answer { status: 400, body: body.into(), changed: None };
-        assert_eq!(
-            answer(r#"{"error":{"status":400,"code":"invalid_body","text":"add server failed: no server given"}}"#)
-                .reason(),
-            "add server failed: no server given"
-        );
+        let json =
+            answer(r#"{"error":{"status":400,"code":"invalid_body","text":"add server failed: no server given"}}"#);
+        assert_eq!(json.reason(), "add server failed: no server given");
+        assert_eq!(json.code().as_deref(), Some("invalid_body"));
         assert_eq!(answer("404 not found").reason(), "404 not found");
+        assert_eq!(answer("404 not found").code(), None);
     }
 
     #[test]
@@ -220,6 +248,13 @@ mod tests {
         assert_eq!(inventory.configuration, BTreeSet::from(["backends".to_string()]));
         assert_eq!(inventory.run_time, BTreeSet::from(["dyhost".to_string()]));
         assert!(parse_inventory("[]").is_err());
+    }
+
+    #[test]
+    fn list_as_the_module_writes_it() {
+        let names = parse_list(r#"{"upstreams":["backends","dyhost"]}"#).unwrap();
+        assert_eq!(names, BTreeSet::from(["backends".to_string(), "dyhost".to_string()]));
+        assert!(parse_list("backends\n").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! to send nginx for it, whether nginx still holds what was sent, whether
 //! nginx restarted, and how long to wait before trying again.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::{validate_upstream_name, UpstreamSpec};
@@ -57,18 +58,23 @@ pub fn action(configuration: bool, desired: Option<&UpstreamSpec>) -> Action {
 pub enum Outcome {
     /// nginx holds the document (a DELETE's 404: it had no such upstream).
     Applied,
+    /// nginx holds it but could not write its state file (500
+    /// `persist_failed`: "the change is in effect"): logged, not retried.
+    Unsaved,
     /// nginx refused the document and changed nothing: logged, not retried
     /// until the key changes or a resync.
     Refused,
     /// nginx could not take it now (busy lock, reload in progress, error):
-    /// tried again after a delay.
+    /// tried again after a delay of its own; other upstreams go on.
     Retry,
 }
 
-pub fn outcome(action: &Action, status: u16) -> Outcome {
+/// `code` is the `error.code` of the answer's JSON body, if any.
+pub fn outcome(action: &Action, status: u16, code: Option<&str>) -> Outcome {
     match status {
         200 => Outcome::Applied,
         404 if *action == Action::DeleteDyups => Outcome::Applied,
+        500 if code == Some("persist_failed") => Outcome::Unsaved,
         // 507: the zone is full, which only the operator can fix.
         409 | 500..=506 | 508..=599 => Outcome::Retry,
         _ => Outcome::Refused,
@@ -96,29 +102,55 @@ pub struct BootId {
     pub load_timestamp: String,
 }
 
-/// What the agent last saw of nginx.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NginxSeen {
-    /// Not asked yet.
-    Unknown,
-    /// No answer (stopped, restarting).
-    Down,
-    /// Answering; the boot id where the Plus API location is there.
-    Up(Option<BootId>),
+/// Whether nginx restarted or reloaded: its boot id moved since the last
+/// one read (a failed read is no news, and the first read is no change).
+pub fn nginx_restarted(known: Option<&BootId>, now: &BootId) -> bool {
+    known.is_some_and(|known| known != now)
 }
 
-/// Whether nginx lost what the agent applied since it last looked: it was
-/// down and answers again (restarted), or its boot id moved (restarted or
-/// reloaded).
-pub fn nginx_restarted(before: &NginxSeen, now: &NginxSeen) -> bool {
-    match (before, now) {
-        (NginxSeen::Down, NginxSeen::Up(_)) => true,
-        (NginxSeen::Up(a), NginxSeen::Up(b)) => a != b,
-        _ => false,
+/// The upstreams nginx lists by name (`GET {dyups}/list`) that it no longer
+/// has of those `desired`: restarted without them (no Plus API, no boot id).
+pub fn missing<'a>(desired: impl Iterator<Item = &'a String>, listed: &BTreeSet<String>) -> Vec<String> {
+    desired.filter(|name| !listed.contains(*name)).cloned().collect()
+}
+
+/// The run-time upstreams to delete because they have no key: only after a
+/// read of etcd succeeded (`read`), and only those the agent owns (it
+/// created them, or saw their key deleted), never one made by hand or by
+/// another agent.
+pub fn prunable(
+    read: bool,
+    run_time: &BTreeSet<String>,
+    owned: &BTreeSet<String>,
+    keys: &BTreeMap<String, i64>,
+) -> Vec<String> {
+    if !read {
+        return Vec::new();
     }
+    run_time.iter().filter(|name| owned.contains(*name) && !keys.contains_key(*name)).cloned().collect()
 }
 
-/// Delays between attempts: doubling from `first` up to `max`.
+/// Whether one read or watch answer deletes too many of the `holding`
+/// upstreams at once to be applied: more than one, and more than
+/// `max_percent` of them (an emptied or wrong etcd, a mistyped range delete).
+pub fn too_many_deletes(deleting: usize, holding: usize, max_percent: u8) -> bool {
+    deleting > 1 && deleting * 100 > holding * usize::from(max_percent)
+}
+
+/// How long a new watch must live without failing before the delays
+/// between reconnections start again from the first (a watch that each time
+/// fails at once must not make the agent hammer etcd).
+pub const HEALTHY: Duration = Duration::from_secs(10);
+
+/// Whether a watch that ended proved healthy: it delivered a change, or it
+/// lived `HEALTHY`.
+pub fn watch_was_healthy(lived: Duration, delivered: bool) -> bool {
+    delivered || lived >= HEALTHY
+}
+
+/// Delays between attempts: doubling from `first` up to `max`, each drawn
+/// between half the delay and the whole (agents that lost etcd together do
+/// not come back in step).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     first: Duration,
@@ -131,11 +163,13 @@ impl Backoff {
         Self { first, max, next: first }
     }
 
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    /// The delay before the next attempt; `random` picks where in its
+    /// upper half.
+    pub fn next_delay(&mut self, random: u64) -> Duration {
         let delay = self.next;
         self.next = (delay * 2).min(self.max);
-        delay
+        let half = delay / 2;
+        half + Duration::from_nanos(random % (half.as_nanos() as u64 + 1))
     }
 
     /// After a success: the next failure waits `first` again.
@@ -186,13 +220,16 @@ mod tests {
     #[test]
     fn answers() {
         let post = Action::PostDyups(String::new());
-        assert_eq!(outcome(&post, 200), Outcome::Applied);
-        assert_eq!(outcome(&post, 400), Outcome::Refused);
-        assert_eq!(outcome(&post, 404), Outcome::Refused);
-        assert_eq!(outcome(&Action::DeleteDyups, 404), Outcome::Applied);
-        assert_eq!(outcome(&post, 507), Outcome::Refused);
+        assert_eq!(outcome(&post, 200, None), Outcome::Applied);
+        assert_eq!(outcome(&post, 400, Some("invalid_body")), Outcome::Refused);
+        assert_eq!(outcome(&post, 404, None), Outcome::Refused);
+        assert_eq!(outcome(&Action::DeleteDyups, 404, None), Outcome::Applied);
+        assert_eq!(outcome(&post, 507, None), Outcome::Refused);
+        // "the change is in effect and the next change writes the file again"
+        assert_eq!(outcome(&post, 500, Some("persist_failed")), Outcome::Unsaved);
+        assert_eq!(outcome(&Action::DeleteDyups, 500, Some("persist_failed")), Outcome::Unsaved);
         for busy in [409, 500, 502, 503] {
-            assert_eq!(outcome(&post, busy), Outcome::Retry, "{busy}");
+            assert_eq!(outcome(&post, busy, None), Outcome::Retry, "{busy}");
         }
     }
 
@@ -216,26 +253,71 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_or_reload_is_seen() {
-        let boot = |generation| {
-            NginxSeen::Up(Some(BootId { ppid: 7, generation, load_timestamp: "2026-12-02T10:00:00.000Z".into() }))
-        };
-        assert!(!nginx_restarted(&NginxSeen::Unknown, &boot(0)));
-        assert!(!nginx_restarted(&boot(0), &boot(0)));
-        assert!(nginx_restarted(&boot(0), &boot(1)));
-        assert!(nginx_restarted(&NginxSeen::Down, &boot(0)));
-        assert!(!nginx_restarted(&boot(0), &NginxSeen::Down));
-        // Without the Plus API location: only a stop is seen.
-        assert!(!nginx_restarted(&NginxSeen::Up(None), &NginxSeen::Up(None)));
-        assert!(nginx_restarted(&NginxSeen::Down, &NginxSeen::Up(None)));
+    fn a_restart_or_reload_is_a_new_boot_id_only() {
+        let boot = |ppid, generation| BootId { ppid, generation, load_timestamp: "2026-12-02T10:00:00.000Z".into() };
+        // The first answer, and a failed read in between (None stays the
+        // last known id: the caller keeps it), are no restart.
+        assert!(!nginx_restarted(None, &boot(7, 0)));
+        assert!(!nginx_restarted(Some(&boot(7, 0)), &boot(7, 0)));
+        assert!(nginx_restarted(Some(&boot(7, 0)), &boot(7, 1)));
+        // A restart as fast as a check: a new master.
+        assert!(nginx_restarted(Some(&boot(7, 0)), &boot(8, 0)));
+        let mut later = boot(7, 0);
+        later.load_timestamp = "2026-12-02T10:00:01.000Z".into();
+        assert!(nginx_restarted(Some(&boot(7, 0)), &later));
     }
 
     #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets() {
+    fn without_the_plus_api_the_missing_upstreams_are_sent_again() {
+        let desired: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        let listed = BTreeSet::from(["backends", "b"].map(String::from));
+        assert_eq!(missing(desired.iter(), &listed), ["a", "c"]);
+        assert!(missing(desired.iter(), &desired.iter().cloned().collect()).is_empty());
+    }
+
+    #[test]
+    fn only_owned_upstreams_without_a_key_are_pruned_after_a_read() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let run_time = set(&["a", "b", "by-hand", "gone"]);
+        let owned = set(&["a", "b", "gone"]);
+        let keys = BTreeMap::from([("a".to_string(), 5), ("b".to_string(), 6)]);
+        assert_eq!(prunable(true, &run_time, &owned, &keys), ["gone"]);
+        // etcd not read yet (down at start): nothing, whatever else holds.
+        assert!(prunable(false, &run_time, &owned, &BTreeMap::new()).is_empty());
+        // A new agent (owns nothing) on an empty or mistyped prefix.
+        assert!(prunable(true, &run_time, &BTreeSet::new(), &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_mass_delete_is_held() {
+        assert!(!too_many_deletes(1, 1, 50));
+        assert!(!too_many_deletes(1, 2, 0));
+        assert!(!too_many_deletes(2, 4, 50));
+        assert!(too_many_deletes(3, 4, 50));
+        assert!(too_many_deletes(1000, 1000, 99));
+        assert!(!too_many_deletes(1000, 1000, 100));
+        assert!(!too_many_deletes(0, 0, 0));
+    }
+
+    #[test]
+    fn a_watch_is_healthy_after_a_change_or_ten_seconds() {
+        assert!(!watch_was_healthy(Duration::from_millis(50), false));
+        assert!(watch_was_healthy(Duration::from_millis(50), true));
+        assert!(watch_was_healthy(HEALTHY, false));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_and_resets() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let delays: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 500, 500]);
+        // The smallest draw is half the delay.
+        let delays: Vec<u128> = (0..5).map(|_| b.next_delay(0).as_millis()).collect();
+        assert_eq!(delays, [50, 100, 200, 250, 250]);
+        for random in [1, 12_345_678, 250_000_000, u64::MAX] {
+            let d = b.next_delay(random);
+            assert!(d >= Duration::from_millis(250) && d <= Duration::from_millis(500), "{d:?}");
+        }
+        assert_eq!(b.next_delay(250_000_000), Duration::from_millis(500));
         b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
+        assert_eq!(b.next_delay(0), Duration::from_millis(50));
     }
 }

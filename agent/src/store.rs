@@ -1,4 +1,5 @@
-//! etcd: one range read of the prefix, then a watch from the revision after it.
+//! etcd: a paged read of the prefix at one revision, then a watch from the
+//! revision after it.
 
 use std::time::Duration;
 
@@ -31,8 +32,29 @@ pub struct Session {
 /// counts etcd as down.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Keys per page of the read: with values up to etcd's 1.5 MiB request
+/// limit, a page stays under `MAX_MESSAGE`.
+const PAGE: i64 = 100;
+
+/// The largest answer taken from etcd (gRPC's default is 4 MiB: a prefix
+/// larger than that could never be read in one answer).
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// The first key after every key that starts with `prefix` (etcd's range end
+/// of a prefix; the prefix ends with `/`, so its last byte can be raised).
+pub fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
 /// Connects, reads the prefix and starts watching it from the revision
-/// after the read, so that no change between the two is missed.
+/// after the read, so that no change between the two is missed. The read
+/// is linearizable (it needs etcd's leader: a member cut off from the
+/// others fails it instead of answering its stale copy), in pages of
+/// `PAGE` keys at the revision of the first page.
 pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapshot), String> {
     let options = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
@@ -41,21 +63,36 @@ pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapsh
         // connection of a client that pings more often than every 5 s
         // (--grpc-keepalive-min-time).
         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
-    let mut client = timed(Client::connect(endpoints, Some(options))).await?;
-    let read = timed(client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
-    let revision = read.header().map(|h| h.revision()).ok_or("the read has no revision")?;
-    let entries = read
-        .kvs()
-        .iter()
-        .map(|kv| Entry {
+        .with_keep_alive_while_idle(true)
+        // A member that loses its leader (cut off from the others) ends the
+        // watch with "no leader" instead of keeping it open and silent.
+        .with_require_leader(true);
+    let client = timed(Client::connect(endpoints, Some(options))).await?;
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let end = range_end(prefix);
+    let (mut from, mut revision, mut entries) = (prefix.as_bytes().to_vec(), 0, Vec::new());
+    loop {
+        let mut page = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if revision > 0 {
+            page = page.with_revision(revision);
+        }
+        let read = timed(kv.get(from.clone(), Some(page))).await?;
+        if revision == 0 {
+            revision = read.header().map(|h| h.revision()).ok_or("the read has no revision")?;
+        }
+        entries.extend(read.kvs().iter().map(|kv| Entry {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             value: Some(kv.value().to_vec()),
             revision: kv.mod_revision(),
-        })
-        .collect();
+        }));
+        match read.kvs().last() {
+            Some(last) if read.more() => from = [last.key(), &[0]].concat(),
+            _ => break,
+        }
+    }
     let watch = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-    let (watcher, stream) = timed(client.watch(prefix, Some(watch))).await?;
+    let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+    let (watcher, stream) = timed(watch_client.watch(prefix, Some(watch))).await?;
     Ok((Session { _watcher: watcher, stream }, Snapshot { revision, entries }))
 }
 
@@ -77,11 +114,10 @@ impl Session {
                 Err(e) => return Err(e.to_string()),
             };
             if response.canceled() {
-                return Err(format!(
-                    "etcd cancelled the watch (compacted at revision {}): {}",
-                    response.compact_revision(),
-                    response.cancel_reason()
-                ));
+                return Err(match response.compact_revision() {
+                    0 => format!("etcd cancelled the watch: {}", response.cancel_reason()),
+                    r => format!("etcd cancelled the watch: its history is compacted up to revision {r}"),
+                });
             }
             let entries: Vec<Entry> = response
                 .events()
@@ -103,5 +139,15 @@ impl Session {
                 return Ok(entries);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_range_of_a_prefix() {
+        assert_eq!(range_end("/fleet/upstreams/"), b"/fleet/upstreams0");
     }
 }

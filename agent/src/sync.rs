@@ -1,12 +1,16 @@
 //! The agent's loop: etcd's changes in, nginx's API calls out.
 //!
 //! The desired state is the last good document of every key. A change is
-//! sent to nginx at once; what nginx could not take (down, busy) is sent
-//! again with backoff. nginx is asked every `--check` whether it restarted
-//! or reloaded (then everything is sent again), and every `--resync`
-//! compared with the desired state (what differs is sent again).
+//! sent to nginx at once. An upstream nginx answers with an error (busy,
+//! 5xx) is sent again after a delay of its own while the others go on;
+//! when nginx does not answer at all, everything waits. Every `--check`
+//! nginx is asked whether it restarted or reloaded (its boot id through the
+//! Plus API; without it, whether upstreams are missing from its list), and
+//! every `--resync` etcd is read again over a new connection and nginx is
+//! compared with the documents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
@@ -15,7 +19,7 @@ use tokio::time::{interval, sleep_until, Instant, Interval, MissedTickBehavior};
 use crate::args::Config;
 use crate::document;
 use crate::nginx::{Inventory, Nginx};
-use crate::plan::{self, Action, Backoff, NginxSeen, Outcome};
+use crate::plan::{self, Action, Backoff, BootId, Outcome};
 use crate::store::{self, Entry, Session, Snapshot};
 
 /// Why an upstream is sent to nginx again: the etcd revision of its key (or
@@ -30,29 +34,52 @@ struct Why {
 struct Engine {
     nginx: Nginx,
     watched: String,
+    dyups: String,
+    max_delete: u8,
     /// The last good document of each key, with its revision.
     desired: BTreeMap<String, (i64, UpstreamSpec)>,
     /// Every name that has a key, good or not, with the key's revision: the
     /// agent never deletes a run-time upstream whose key holds a bad document.
     keys: BTreeMap<String, i64>,
-    /// The latest etcd revision read.
-    revision: i64,
+    /// Keys that name no upstream, with the revision logged (once).
+    bad_keys: BTreeMap<String, i64>,
+    /// The revision of the last read of the whole prefix; 0 before the
+    /// first: nothing is deleted before etcd has been read.
+    read_revision: i64,
     /// What is still to send to nginx.
     pending: BTreeMap<String, Why>,
+    /// Upstreams nginx answered with an error: each waits its own delay.
+    delayed: BTreeMap<String, (Backoff, Instant)>,
     /// The revision nginx refused, per upstream: the resync does not send
     /// it again (nginx would refuse it again).
     refused: BTreeMap<String, i64>,
+    /// The run-time upstreams this agent may delete: it created them, or
+    /// saw their key deleted. Others (made by hand, by another agent, before
+    /// it started) are never deleted.
+    owned: BTreeSet<String>,
+    /// Run-time upstreams without a key left alone, logged once each.
+    not_owned: BTreeSet<String>,
     /// The kinds of nginx's upstreams; None until learned (again).
     inventory: Option<Inventory>,
-    /// Whether nginx has the Plus API location, which tells run-time
-    /// upstreams apart: only then are run-time upstreams without a key
-    /// deleted.
+    /// Whether nginx has the Plus API location (boot id, kinds of upstreams).
     plus_api: bool,
-    /// Run-time upstreams without a key are looked for at the next send.
+    /// Owned run-time upstreams without a key are looked for at the next send.
     prune: bool,
-    seen: NginxSeen,
+    /// nginx's last boot id read (Plus API).
+    boot: Option<BootId>,
+    /// While nginx does not answer.
     backoff: Backoff,
     retry_at: Option<Instant>,
+}
+
+/// Delays before sending again to nginx, or reconnecting to etcd.
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// A number that differs at each call, for the backoff's jitter.
+fn random() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now())
 }
 
 pub async fn run(config: Config) {
@@ -60,20 +87,28 @@ pub async fn run(config: Config) {
     let mut engine = Engine {
         nginx: Nginx::new(&config.api, &config.dyups),
         watched: watched.clone(),
+        dyups: config.dyups.clone(),
+        max_delete: config.max_delete,
         desired: BTreeMap::new(),
         keys: BTreeMap::new(),
-        revision: 0,
+        bad_keys: BTreeMap::new(),
+        read_revision: 0,
         pending: BTreeMap::new(),
+        delayed: BTreeMap::new(),
         refused: BTreeMap::new(),
+        owned: BTreeSet::new(),
+        not_owned: BTreeSet::new(),
         inventory: None,
         plus_api: false,
         prune: false,
-        seen: NginxSeen::Unknown,
-        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+        boot: None,
+        backoff: retry_backoff(),
         retry_at: None,
     };
     let mut session: Option<Session> = None;
-    let mut etcd_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    // When the watch was opened, and whether it delivered a change since.
+    let (mut opened_at, mut delivered) = (Instant::now(), false);
+    let mut etcd_backoff = retry_backoff();
     let mut connect_at = Instant::now();
     let mut check = interval(config.check);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -89,32 +124,45 @@ pub async fn run(config: Config) {
         tokio::select! {
             changes = next_changes(&mut session) => match changes {
                 Ok(entries) => {
-                    for entry in entries {
-                        engine.change(entry);
+                    if !delivered {
+                        delivered = true;
+                        etcd_backoff.reset();
                     }
+                    engine.batch(entries);
                     engine.flush().await;
                 }
                 Err(e) => {
                     session = None;
-                    connect_at = Instant::now() + etcd_backoff.next_delay();
-                    log!("etcd: {e}: nginx keeps what it has; reconnecting");
+                    if plan::watch_was_healthy(opened_at.elapsed(), delivered) {
+                        etcd_backoff.reset();
+                    }
+                    let delay = etcd_backoff.next_delay(random());
+                    connect_at = Instant::now() + delay;
+                    log!("etcd: {e}: nginx keeps what it has; next try in {delay:?}");
                 }
             },
             _ = sleep_until(connect_at), if session.is_none() => match store::open(&config.etcd, &watched).await {
                 Ok((opened, snapshot)) => {
-                    etcd_backoff.reset();
                     session = Some(opened);
+                    (opened_at, delivered) = (Instant::now(), false);
                     engine.load(snapshot);
                     engine.flush().await;
                 }
                 Err(e) => {
-                    let delay = etcd_backoff.next_delay();
+                    let delay = etcd_backoff.next_delay(random());
                     connect_at = Instant::now() + delay;
                     log!("etcd: {e}: nginx keeps what it has; next try in {delay:?}");
                 }
             },
             _ = check.tick() => engine.check().await,
-            _ = next_tick(&mut resync) => engine.resync().await,
+            _ = next_tick(&mut resync) => {
+                // A new connection and read: a watch that stalled without
+                // failing (a member cut off from etcd's leader) is replaced.
+                if session.take().is_some() {
+                    connect_at = Instant::now();
+                }
+                engine.reconcile("resync").await;
+            }
             _ = sleep_until(engine.retry_at.unwrap_or(never)), if engine.retry_at.is_some() => engine.flush().await,
         }
     }
@@ -137,21 +185,60 @@ async fn next_tick(every: &mut Option<Interval>) {
 }
 
 impl Engine {
+    /// The changes of one watch answer or read. One that would delete more
+    /// than `--max-delete` percent of the upstreams is not applied: etcd
+    /// emptied or restored from an old backup, a mistyped range delete.
+    fn batch(&mut self, mut entries: Vec<Entry>) {
+        let deleting: BTreeSet<String> = entries
+            .iter()
+            .filter(|e| e.value.is_none())
+            .filter_map(|e| plan::upstream_name(&self.watched, &e.key).ok())
+            .filter(|name| self.keys.contains_key(*name))
+            .map(String::from)
+            .collect();
+        if plan::too_many_deletes(deleting.len(), self.keys.len(), self.max_delete) {
+            let revision = entries.iter().map(|e| e.revision).max().unwrap_or_default();
+            log!(
+                "held the deletion of {} of the {} upstreams at revision {revision} (more than --max-delete {}%): \
+                 nginx keeps them and this agent no longer manages them; if this was meant, delete them with \
+                 DELETE {}/upstream/NAME",
+                deleting.len(),
+                self.keys.len(),
+                self.max_delete,
+                self.dyups
+            );
+            for name in &deleting {
+                self.forget(name);
+                self.owned.remove(name);
+                self.pending.remove(name);
+            }
+            let watched = &self.watched;
+            entries.retain(|e| {
+                e.value.is_some() || !plan::upstream_name(watched, &e.key).is_ok_and(|n| deleting.contains(n))
+            });
+        }
+        for entry in entries {
+            self.change(entry);
+        }
+    }
+
     /// A key's new value or deletion. A value already seen (same revision,
-    /// as a re-read after reconnecting finds most keys) changes nothing.
+    /// as a re-read finds most keys) changes nothing.
     fn change(&mut self, entry: Entry) {
         let name = match plan::upstream_name(&self.watched, &entry.key) {
             Ok(name) => name.to_string(),
             Err(reason) => {
-                log!("refused revision {} of key \"{}\": {reason}", entry.revision, printable(&entry.key));
+                if self.bad_keys.insert(entry.key.clone(), entry.revision) != Some(entry.revision) {
+                    log!("refused revision {} of key \"{}\": {reason}", entry.revision, printable(&entry.key));
+                }
                 return;
             }
         };
         let why = Why { revision: entry.revision, note: None };
-        self.revision = self.revision.max(entry.revision);
         let Some(value) = entry.value else {
-            self.keys.remove(&name);
-            self.desired.remove(&name);
+            self.forget(&name);
+            // Its key was there: the upstream is the agent's to delete.
+            self.owned.insert(name.clone());
             self.pending.insert(name, why);
             return;
         };
@@ -168,9 +255,19 @@ impl Engine {
             }
             Ok(spec) => {
                 self.desired.insert(name.clone(), (entry.revision, spec));
+                // A new document is sent at once, whatever failed before.
+                self.delayed.remove(&name);
                 self.pending.insert(name, why);
             }
         }
+    }
+
+    /// Drops what the agent knows of a key that is gone.
+    fn forget(&mut self, name: &str) {
+        self.keys.remove(name);
+        self.desired.remove(name);
+        self.refused.remove(name);
+        self.delayed.remove(name);
     }
 
     /// Everything etcd holds, read at (re)connection: what changed since
@@ -182,55 +279,73 @@ impl Engine {
             snapshot.revision,
             snapshot.revision + 1
         );
-        self.revision = self.revision.max(snapshot.revision);
-        let read: std::collections::BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
-        for entry in snapshot.entries {
-            self.change(entry);
-        }
-        let gone: Vec<String> =
-            self.keys.keys().map(|name| format!("{}{name}", self.watched)).filter(|key| !read.contains(key)).collect();
-        for key in gone {
-            self.change(Entry { key, value: None, revision: snapshot.revision });
-        }
-        // Keys deleted while no agent ran leave run-time upstreams behind.
+        let read: BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
+        let gone: Vec<Entry> = self
+            .keys
+            .keys()
+            .map(|name| format!("{}{name}", self.watched))
+            .filter(|key| !read.contains(key))
+            .map(|key| Entry { key, value: None, revision: snapshot.revision })
+            .collect();
+        let mut entries = snapshot.entries;
+        entries.extend(gone);
+        self.batch(entries);
+        self.read_revision = snapshot.revision;
+        // Keys deleted while etcd was out of reach.
         self.prune = true;
     }
 
-    /// Asks nginx whether it restarted or reloaded since the last look.
+    /// Asks nginx whether it restarted or reloaded since the last look; a
+    /// failed question is no news.
     async fn check(&mut self) {
-        let now = self.nginx.seen().await;
-        if plan::nginx_restarted(&self.seen, &now) {
-            log!("nginx restarted or reloaded: sending all {} upstreams again", self.desired.len());
-            self.send_all("nginx restarted");
+        if self.learn_inventory().await.is_err() {
+            return;
         }
-        self.seen = now;
+        if self.plus_api {
+            let Ok(boot) = self.nginx.boot_id().await else { return };
+            let restarted = plan::nginx_restarted(self.boot.as_ref(), &boot);
+            self.boot = Some(boot);
+            if restarted {
+                log!(
+                    "nginx restarted or reloaded (new boot id): comparing it with the {} documents",
+                    self.desired.len()
+                );
+                return self.reconcile("nginx restarted or reloaded").await;
+            }
+        } else {
+            // No boot id: a restarted nginx is one that lacks upstreams.
+            let Ok(listed) = self.nginx.dyups_names().await else { return };
+            let missing = plan::missing(self.desired.keys(), &listed);
+            if !missing.is_empty() {
+                log!(
+                    "nginx lacks {} of the {} upstreams (restarted?): sending them again",
+                    missing.len(),
+                    self.desired.len()
+                );
+            }
+            for name in missing {
+                let revision = self.desired[&name].0;
+                self.pending.entry(name).or_insert(Why { revision, note: Some("missing in nginx") });
+            }
+        }
         if !self.pending.is_empty() && self.retry_at.is_none() {
             self.flush().await;
         }
     }
 
-    /// Sends every desired upstream again, and deletes run-time upstreams
-    /// without a key.
-    fn send_all(&mut self, note: &'static str) {
-        for (name, (revision, _)) in &self.desired {
-            self.pending.insert(name.clone(), Why { revision: *revision, note: Some(note) });
+    /// Compares nginx with the desired state and sends what differs (a
+    /// reload keeps the run-time upstreams: those that still hold their
+    /// document are not sent again).
+    async fn reconcile(&mut self, note: &'static str) {
+        self.inventory = None;
+        self.prune = true;
+        if let Err(e) = self.learn_inventory().await {
+            return log!("{note}: {e}");
         }
-        self.inventory = None;
-        self.prune = true;
-        self.retry_at = None;
-    }
-
-    /// Compares nginx with the desired state and sends what differs.
-    async fn resync(&mut self) {
-        self.inventory = None;
-        self.prune = true;
         let peers = match self.nginx.dyups_peers().await {
             Ok(peers) => peers,
-            Err(e) => return log!("resync: {e}"),
+            Err(e) => return log!("{note}: {e}"),
         };
-        if let Err(e) = self.learn_inventory().await {
-            return log!("resync: {e}");
-        }
         for (name, (revision, spec)) in &self.desired {
             let differs = if self.is_configuration(name) {
                 // A PUT of the same servers changes nothing and says so.
@@ -239,7 +354,7 @@ impl Engine {
                 !peers.get(name).is_some_and(|p| plan::holds(spec, p))
             };
             if differs && self.refused.get(name) != Some(revision) {
-                self.pending.entry(name.clone()).or_insert(Why { revision: *revision, note: Some("resync") });
+                self.pending.entry(name.clone()).or_insert(Why { revision: *revision, note: Some(note) });
             }
         }
         self.flush().await;
@@ -259,18 +374,46 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends what is pending; on a failure to reach nginx, tries again later.
+    /// Queues the deletion of the owned run-time upstreams without a key.
+    async fn prune(&mut self) -> Result<(), String> {
+        let run_time = match &self.inventory {
+            Some(inventory) if self.plus_api => inventory.run_time.clone(),
+            _ => self.nginx.dyups_names().await?,
+        };
+        for name in plan::prunable(self.read_revision > 0, &run_time, &self.owned, &self.keys) {
+            let why = Why { revision: self.read_revision, note: Some("no key at the last read") };
+            self.pending.entry(name).or_insert(why);
+        }
+        if self.plus_api && self.read_revision > 0 {
+            for name in run_time.iter().filter(|n| !self.keys.contains_key(*n) && !self.owned.contains(*n)) {
+                if self.not_owned.insert(name.clone()) {
+                    log!("run-time upstream \"{name}\" has no key and this agent did not create it: left as it is");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending and due; an upstream nginx answers with an
+    /// error waits its own delay, and nginx not answering stops the round.
     async fn flush(&mut self) {
         if let Err(e) = self.learn_inventory().await {
             return self.later(&e);
         }
-        if std::mem::take(&mut self.prune) && self.plus_api {
-            let run_time = self.inventory.as_ref().map(|i| i.run_time.clone()).unwrap_or_default();
-            for name in run_time.into_iter().filter(|n| !self.keys.contains_key(n)) {
-                self.pending.entry(name).or_insert(Why { revision: self.revision, note: Some("no key") });
+        if std::mem::take(&mut self.prune) {
+            if let Err(e) = self.prune().await {
+                self.prune = true;
+                return self.later(&e);
             }
         }
-        while let Some((name, why)) = self.pending.first_key_value().map(|(n, w)| (n.clone(), *w)) {
+        let now = Instant::now();
+        let due: Vec<(String, Why)> = self
+            .pending
+            .iter()
+            .filter(|(name, _)| !matches!(self.delayed.get(*name), Some((_, at)) if *at > now))
+            .map(|(name, why)| (name.clone(), *why))
+            .collect();
+        for (name, why) in due {
             let configuration = self.is_configuration(&name);
             let spec = self.desired.get(&name).map(|(_, spec)| spec);
             let action = plan::action(configuration, spec);
@@ -284,8 +427,8 @@ impl Engine {
                     );
                 }
                 Some(Err(e)) => return self.later(&e),
-                Some(Ok(answer)) => match plan::outcome(&action, answer.status) {
-                    Outcome::Applied => {
+                Some(Ok(answer)) => match plan::outcome(&action, answer.status, answer.code().as_deref()) {
+                    outcome @ (Outcome::Applied | Outcome::Unsaved) => {
                         let what = match (&action, spec) {
                             (Action::DeleteDyups, _) if answer.status == 404 => {
                                 "deleted (it did not exist)".to_string()
@@ -297,10 +440,20 @@ impl Engine {
                             (_, Some(spec)) => document::summary(spec, !configuration),
                             (_, None) => String::new(),
                         };
-                        // A resync's PUT that changed nothing is not a change.
+                        let unsaved = match outcome {
+                            Outcome::Unsaved => format!("; nginx: {}", printable(&answer.reason())),
+                            _ => String::new(),
+                        };
                         self.refused.remove(&name);
-                        if !(why.note == Some("resync") && answer.changed == Some(false)) {
-                            log!("applied revision {} to upstream \"{name}\" ({kind}{note}): {what}", why.revision);
+                        if !configuration {
+                            self.owned.insert(name.clone());
+                        }
+                        // A PUT sent again that changed nothing is no change.
+                        if !(why.note.is_some() && answer.changed == Some(false)) {
+                            log!(
+                                "applied revision {} to upstream \"{name}\" ({kind}{note}): {what}{unsaved}",
+                                why.revision
+                            );
                         }
                     }
                     Outcome::Refused => {
@@ -313,18 +466,28 @@ impl Engine {
                         );
                     }
                     Outcome::Retry => {
-                        return self.later(&format!("{} {}", answer.status, printable(&answer.reason())));
+                        let (backoff, at) = self.delayed.entry(name.clone()).or_insert_with(|| (retry_backoff(), now));
+                        let delay = backoff.next_delay(random());
+                        *at = Instant::now() + delay;
+                        log!(
+                            "nginx: {} {} for revision {} of upstream \"{name}\": next try in {delay:?}; the others go on",
+                            answer.status,
+                            printable(&answer.reason()),
+                            why.revision
+                        );
+                        continue;
                     }
                 },
             }
             self.pending.remove(&name);
+            self.delayed.remove(&name);
         }
         self.backoff.reset();
-        self.retry_at = None;
+        self.retry_at = self.pending.keys().filter_map(|name| self.delayed.get(name).map(|(_, at)| *at)).min();
     }
 
     fn later(&mut self, error: &str) {
-        let delay = self.backoff.next_delay();
+        let delay = self.backoff.next_delay(random());
         self.retry_at = Some(Instant::now() + delay);
         log!("nginx: {error}: {} upstreams to send, next try in {delay:?}", self.pending.len());
     }

@@ -4,8 +4,10 @@
 # "N passed, N failed" line; exits non-zero on any failure.
 use strict;
 use warnings;
-use lib "$ENV{REPO_ROOT}/scripts/lib";
+use lib "$ENV{REPO_ROOT}/t/lib";
 use HttpClient;
+use IO::Select;
+use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(ceil);
 use Time::HiRes qw(time sleep);
@@ -25,6 +27,7 @@ my @backends = map { $base + 2 + $_ } 0 .. 9;
 my @proxy = map { $base + 12 + 3 * $_ } 0 .. 2;    # proxy_pass http://$host
 my @admin = map { $base + 13 + 3 * $_ } 0 .. 2;    # dyups at /, Plus API at /api
 my @conf = map { $base + 14 + 3 * $_ } 0 .. 2;     # proxy_pass http://backends (Plus API only)
+my $relay_port = $base + 21;                       # agent 2 reaches etcd through it
 my $prefix = '/ndu-test';
 my $resync = 3;                                    # the agents' --resync, seconds
 
@@ -86,7 +89,7 @@ sub etcd_start {
         '--listen-client-urls', "http://127.0.0.1:$etcd_port", '--advertise-client-urls', "http://127.0.0.1:$etcd_port",
         '--listen-peer-urls', "http://127.0.0.1:$etcd_peer", '--initial-advertise-peer-urls', "http://127.0.0.1:$etcd_peer",
         '--initial-cluster', "ndu=http://127.0.0.1:$etcd_peer", '--log-level', 'warn');
-    defined until_true(30, sub { $http->once('GET', $etcd_port, '/health')->{content} =~ /"health":"true"/ }, 0.05)
+    defined until_true(30, sub { $http->once('GET', $etcd_port, '/health')->{body} =~ /"health":"true"/ }, 0.05)
         or die "etcd did not start: see $work/etcd.log\n";
 }
 
@@ -97,7 +100,7 @@ sub etcd_call {
     my ($path, $json) = @_;
     my $res = $http->once('POST', $etcd_port, $path, undef, $json);
     return undef unless $res->{status} == 200;
-    return $res->{content} =~ /"revision":"(\d+)"/ ? $1 : die "etcd: $res->{content}\n";
+    return $res->{body} =~ /"revision":"(\d+)"/ ? $1 : die "etcd: $res->{body}\n";
 }
 
 sub put {
@@ -105,9 +108,51 @@ sub put {
     return etcd_call('/v3/kv/put', sprintf '{"key":"%s","value":"%s"}', b64("$prefix/upstreams/$name"), b64($doc));
 }
 
+# Deletes NAME's key, or with END every key from NAME's to END's (one revision).
 sub del {
-    my ($name) = @_;
-    return etcd_call('/v3/kv/deleterange', sprintf '{"key":"%s"}', b64("$prefix/upstreams/$name"));
+    my ($name, $end) = @_;
+    my $range = defined $end ? sprintf ',"range_end":"%s"', b64("$prefix/upstreams/$end") : '';
+    return etcd_call('/v3/kv/deleterange', sprintf '{"key":"%s"%s}', b64("$prefix/upstreams/$name"), $range);
+}
+
+# A TCP relay to etcd (a process group: the relay and one child per
+# connection), which cuts agent 2 off from etcd while etcd is up.
+sub relay_start {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        # Not the test's handler (which stops everything): TERM ends the relay.
+        $SIG{INT} = $SIG{TERM} = 'DEFAULT';
+        setpgrp(0, 0);
+        my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $relay_port, Listen => 16,
+            ReuseAddr => 1) or POSIX::_exit(1);
+        $SIG{CHLD} = 'IGNORE';
+        while (1) {
+            my $client = $listen->accept or next;
+            my $child = fork // next;
+            if ($child == 0) {
+                my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $etcd_port) or POSIX::_exit(0);
+                my $select = IO::Select->new($client, $server);
+                while (my @ready = $select->can_read) {
+                    for my $from (@ready) {
+                        my $to = $from == $client ? $server : $client;
+                        my $n = sysread($from, my $buf, 65536) or POSIX::_exit(0);
+                        for (my $off = 0; $off < $n;) { $off += syswrite($to, $buf, $n - $off, $off) || POSIX::_exit(0) }
+                    }
+                }
+                POSIX::_exit(0);
+            }
+            close $client;
+        }
+    }
+    $pid{relay} = $pid;
+    defined until_true(5, sub { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $relay_port) }, 0.01)
+        or die "the relay did not start\n";
+}
+
+sub relay_stop {
+    my $pid = delete $pid{relay} or return;
+    kill 'TERM', -$pid;
+    waitpid $pid, 0;
 }
 
 # A document whose servers are the backends (all when $up is undef), each
@@ -180,6 +225,17 @@ EOF
     }
 EOF
         my $api = $plus ? "        location /api { dynamic_upstream_api write=on; }\n" : '';
+        # Staged answers of nginx for two upstreams: a POST to a-stuck always
+        # fails (503), one to a-unsaved answers as the module does when its
+        # state file cannot be written (500 persist_failed: in effect).
+        my $staged = '';
+        for (['a-stuck', 503, 'busy', 'staged failure'],
+             ['a-unsaved', 500, 'persist_failed', 'staged: could not write state file; the change is in effect']) {
+            my ($name, $status, $code, $text) = @$_;
+            $staged .= "        location = /upstream/$name {\n"
+                . "            if (\$request_method = POST) { return $status '{\"error\":{\"status\":$status,"
+                . "\"code\":\"$code\",\"text\":\"$text\"}}'; }\n            dyups_interface;\n        }\n";
+        }
         write_file("$dir/nginx.conf", <<EOF);
 load_module $module;
 worker_processes 2;
@@ -198,7 +254,7 @@ $conf_upstream
     server {
         listen 127.0.0.1:$admin[$i];
         error_log admin.log warn;
-$api        location / { dyups_interface; }
+$api$staged        location / { dyups_interface; }
     }
 }
 EOF
@@ -210,7 +266,7 @@ EOF
 sub route {
     my ($i, $host, $port) = @_;
     my $res = $http->request('GET', $port // $proxy[$i], '/', $host, undef, "route$i");
-    return $res->{status} == 200 && $res->{content} =~ /^backend (\d+)$/ ? $1 : "$res->{status}";
+    return $res->{status} == 200 && $res->{body} =~ /^backend (\d+)$/ ? $1 : "$res->{status}";
 }
 
 # Seconds until every nginx in @$which routes HOST to backend port PORT.
@@ -227,11 +283,13 @@ sub converge {
 
 # --- agents -------------------------------------------------------------
 
+# Agent 2 reaches etcd through the relay; PREFIX replaces the fleet's.
 sub agent_start {
-    my ($i) = @_;
-    $pid{"agent$i"} = spawn("$work/agent$i.log", $agent_bin, '--etcd', "http://127.0.0.1:$etcd_port",
-        '--prefix', $prefix, '--api', "http://127.0.0.1:$admin[$i]/api", '--dyups', "http://127.0.0.1:$admin[$i]",
-        '--check', '200ms', '--resync', "${resync}s");
+    my ($i, $other_prefix) = @_;
+    my $etcd = $i == 2 ? $relay_port : $etcd_port;
+    $pid{"agent$i"} = spawn("$work/agent$i.log", $agent_bin, '--etcd', "http://127.0.0.1:$etcd",
+        '--prefix', $other_prefix // $prefix, '--api', "http://127.0.0.1:$admin[$i]/api",
+        '--dyups', "http://127.0.0.1:$admin[$i]", '--check', '200ms', '--resync', "${resync}s");
 }
 
 sub agent_log {
@@ -240,10 +298,22 @@ sub agent_log {
     return <$fh>;
 }
 
-# Seconds until every agent's log has a line matching RE.
+# Where each agent's log ends now: logged() and log_since() look after it.
+sub marks { return { map { $_ => length agent_log($_) } 0 .. 2 } }
+
+sub log_since { substr(agent_log($_[0]), $_[1] ? $_[1]{ $_[0] } // 0 : 0) }
+
+# Seconds until every agent's log (after MARKS, from marks()) has a line
+# matching RE; undef after DEADLINE (10) seconds.
 sub logged {
-    my ($re, $which) = @_;
-    return until_true(10, sub { !grep { agent_log($_) !~ $re } @{ $which // [0 .. 2] } }, 0.02);
+    my ($re, $which, $marks, $deadline) = @_;
+    return until_true($deadline // 10, sub { !grep { log_since($_, $marks) !~ $re } @{ $which // [0 .. 2] } }, 0.02);
+}
+
+# Whether CHECK stays true for SECONDS (polled): nothing happens meanwhile.
+sub stays {
+    my ($seconds, $check) = @_;
+    return !defined until_true($seconds, sub { !$check->() }, 0.05);
 }
 
 # --- load ---------------------------------------------------------------
@@ -262,7 +332,7 @@ sub load_start {
             while (!$stop && time - $start < 600) {
                 my $res = $client->request('GET', $proxy[$i], '/', $host);
                 $total++;
-                $bad++ unless $res->{status} == 200 && $res->{content} =~ /^backend \d+$/;
+                $bad++ unless $res->{status} == 200 && $res->{body} =~ /^backend \d+$/;
                 sleep 0.0005;
             }
             write_file("$work/load$i", "$total $bad\n");
@@ -295,6 +365,7 @@ sub cleanup {
     kill 'TERM', @load;
     waitpid $_, 0 for @load;
     stop_child($_) for grep { /^agent/ } keys %pid;
+    relay_stop();
     nginx_stop(nginx_dir($_)) for 0 .. 2, 'backends';
     stop_child('etcd');
 }
@@ -316,6 +387,7 @@ exit($failed ? 1 : 0);
 sub main {
     etcd_start();
     setup_nginx();
+    relay_start();
     agent_start($_) for 0 .. 2;
 
     # --- first sync
@@ -324,11 +396,11 @@ sub main {
 
     # --- 100 changes under load
     load_start('app');
-    my @times;
+    my (@times, @revs);
     for my $n (1 .. 100) {
         my $port = $backends[$n % 10];
         my $start = time;
-        put('app', doc_one($port));
+        push @revs, put('app', doc_one($port));
         my $t = converge('app', $port, 5);
         push @times, defined $t ? time - $start : 5;
     }
@@ -340,9 +412,23 @@ sub main {
     figure('proxied requests during the 100 changes', "$total, $bad failed");
     ok($total > 0 && $bad == 0, "no failed proxied request during the changes ($bad of $total)");
     my $small_p50 = $sorted[49];
+    for my $i (0 .. 2) {
+        my $log = agent_log($i);
+        my @unlogged = grep { $log !~ /^ndu-sync: applied revision $_ to upstream "app" \(run-time\): 1 server/m } @revs;
+        ok(!@unlogged, "agent $i logged each of the 100 changes with its revision (" . @unlogged . ' missing)');
+    }
+
+    # --- a burst of changes to one key, written without waiting: the last wins
+    my $marks = marks();
+    my $last_rev;
+    $last_rev = put('app', doc_one($backends[$_])) for 1 .. 9;
+    ok(defined converge('app', $backends[9]), 'a burst of 9 changes: all three route by the last');
+    ok(defined logged(qr/applied revision $last_rev to upstream "app"/, undef, $marks), 'a burst: each agent logs the last revision');
+    put('app', doc_one($backends[0]));
+    ok(defined converge('app', $backends[0]), 'after the burst, a change converges');
 
     # --- bad documents: refused with one reason, the last good one stays
-    my $last = $backends[100 % 10];
+    my $last = $backends[0];
     for my $case (['{"servers": [', 'invalid document: '],
                   ['{"servers":[{"server":"backend.example:80"}]}', 'servers\[0\]: server "backend.example:80" is a host name'],
                   ['{"servers":[]}', 'no server given'],
@@ -359,6 +445,15 @@ sub main {
     ok(defined converge('other', $backends[2]), 'other upstreams keep syncing');
     ok(!grep({ route($_, 'app') ne $last } 0 .. 2), 'the upstream of the refused documents keeps its last good state');
 
+    # --- a deleted key deletes the run-time upstream
+    $marks = marks();
+    $rev = del('other');
+    ok(defined converge('other', '502'), 'a deleted key deletes the run-time upstream on all three');
+    ok(defined logged(qr/applied revision $rev to upstream "other" \(run-time\): deleted$/m, undef, $marks),
+        'the deletion is logged with its revision');
+    put('kept', doc_one($backends[2]));
+    ok(defined converge('kept', $backends[2]), 'another upstream for what follows');
+
     # --- etcd down: nginx keeps routing; a change is not possible; etcd back: converge
     stop_child('etcd');
     my $served = 0;
@@ -367,6 +462,15 @@ sub main {
     ok(!defined put('app', doc_one($backends[3])), 'etcd stopped: a change cannot be written');
     ok(defined logged(qr/etcd: .*nginx keeps what it has/), 'etcd stopped: every agent says so');
     ok(!grep({ route($_, 'app') ne $last } 0 .. 2), 'etcd stopped: nothing changed in nginx');
+
+    # --- an agent started while etcd is down deletes nothing (two resyncs)
+    stop_child('agent0');
+    $marks = marks();
+    agent_start(0);
+    ok(stays(2 * $resync + 1, sub { route(0, 'app') eq $last && route(0, 'kept') eq $backends[2] }),
+        'an agent started while etcd is down: its nginx keeps every upstream through two resyncs');
+    ok(log_since(0, $marks) !~ /deleted/, 'an agent started while etcd is down deletes nothing');
+
     etcd_start();
     my $start = time;
     put('app', doc_one($backends[4]));
@@ -374,28 +478,53 @@ sub main {
     ok(defined $t, 'etcd started again: a change reaches all three');
     figure('etcd started again (answering), until all three route by a change written then', ms(time - $start));
 
+    # --- an agent on a mistyped prefix (zero keys) deletes nothing
+    stop_child('agent0');
+    agent_start(0, '/ndu-typo');
+    ok(stays(2 * $resync + 1, sub { route(0, 'app') eq $backends[4] && route(0, 'kept') eq $backends[2] }),
+        'an agent on a prefix without keys: its nginx keeps every upstream through two resyncs');
+    stop_child('agent0');
+    agent_start(0);
+
+    # --- agent 2 cut off from etcd (etcd up): it catches up when it can reach it again
+    relay_stop();
+    $marks = marks();
+    ok(defined logged(qr/etcd: .*nginx keeps what it has/, [2], $marks), 'agent 2 cut off from etcd: it says so');
+    put('app', doc_one($backends[6]));
+    ok(defined converge('app', $backends[6], 10, [0, 1]), 'agent 2 cut off: the others converge');
+    ok(route(2, 'app') eq $backends[4], 'agent 2 cut off: nginx 2 keeps routing by the last state');
+    relay_start();
+    $start = time;
+    ok(defined converge('app', $backends[6], 15, [2]), 'agent 2 reaches etcd again: nginx 2 converges');
+    figure('agent cut off from etcd reaches it again, until its nginx routes by the change it missed', ms(time - $start));
+
     # --- an agent killed: its nginx keeps routing; restarted, it converges
     stop_child('agent0', 'KILL');
     put('app', doc_one($backends[5]));
     ok(defined converge('app', $backends[5], 10, [1, 2]), 'agent 0 killed: the others converge');
-    ok(route(0, 'app') eq $backends[4], 'agent 0 killed: nginx 0 keeps routing by the last state');
-    if ($plus) {
-        del('other');
-        ok(defined converge('other', '502', 10, [1, 2]), 'agent 0 killed: a deleted key deletes the upstream elsewhere');
-    }
+    ok(route(0, 'app') eq $backends[6], 'agent 0 killed: nginx 0 keeps routing by the last state');
+    del('kept');
+    ok(defined converge('kept', '502', 10, [1, 2]), 'agent 0 killed: a deleted key deletes the upstream elsewhere');
+    $marks = marks();
     $start = time;
     agent_start(0);
     ok(defined converge('app', $backends[5], 10, [0]), 'agent 0 restarted: nginx 0 converges');
     figure('agent restarted, until its nginx routes by the change it missed', ms(time - $start));
-    ok(defined converge('other', '502', 10, [0]), 'agent 0 restarted: the key deleted meanwhile is deleted') if $plus;
+    # The ownership policy: a new agent deletes only what it created or saw deleted.
+    ok(stays($resync + 1, sub { route(0, 'kept') eq $backends[2] }),
+        'agent 0 restarted: the upstream whose key was deleted meanwhile is left (not its own)');
+    ok(defined logged(qr/run-time upstream "kept" has no key and this agent did not create it: left as it is/, [0], $marks),
+        'agent 0 restarted: it says it leaves that upstream') if $plus;
 
     # --- an nginx restarted (run-time upstreams live in its memory only)
+    $marks = marks();
     nginx_stop(nginx_dir(0));
     $start = time;
     nginx_start(nginx_dir(0));
     ok(defined converge('app', $backends[5], 10, [0]), 'nginx 0 restarted: its agent applies everything again');
     figure('nginx restarted, until it routes by etcd again', ms(time - $start));
-    ok(defined logged(qr/nginx restarted or reloaded: sending all/, [0]), 'nginx 0 restarted: its agent says so');
+    ok(defined logged($plus ? qr/nginx restarted or reloaded \(new boot id\)/ : qr/nginx lacks \d+ of the \d+ upstreams/, [0], $marks),
+        'nginx 0 restarted: its agent says so');
 
     # --- a manual change is undone by the resync
     my $res = $http->request('POST', $admin[1], '/upstream/app', undef, "server 127.0.0.1:$backends[6];");
@@ -404,19 +533,59 @@ sub main {
     ok(defined $t, "the periodic resync (${resync}s) undoes it");
     figure("manual change undone by the resync (every ${resync}s)", defined $t ? ms($t) : 'never');
 
+    # --- a prefix over 4 MiB (gRPC's default answer size) is read at start
+    my @big = map { "big$_" } 1 .. 5;
+    put($big[$_], doc_one($backends[$_]) =~ s/\}$/' ' x 900_000 . '}'/er) for 0 .. $#big;
+    ok(defined converge($big[-1], $backends[$#big]), '5 documents of 0.9 MiB reach all three');
+    stop_child('agent0');
+    put('app', doc_one($backends[7]));
+    $marks = marks();
+    agent_start(0);
+    ok(defined converge('app', $backends[7], 10, [0]), 'an agent reading a prefix of 4.5 MiB at start converges');
+    ok(defined logged(qr/etcd: read 6 keys at revision/, [0], $marks), 'it read every key');
+    del($_) for @big;
+    ok(defined converge($big[0], '502'), 'the big documents deleted one by one are deleted everywhere');
+
+    # --- a mass delete is held (--max-delete 50)
+    my @mass = map { "m$_" } 1 .. 4;
+    put($mass[$_], doc_one($backends[$_])) for 0 .. 3;
+    ok(defined converge($mass[-1], $backends[3]), '4 more upstreams');
+    $marks = marks();
+    del('m', 'n');
+    ok(defined logged(qr/held the deletion of 4 of the 5 upstreams at revision \d+ \(more than --max-delete 50%\)/, undef, $marks),
+        'a range delete of 4 of 5 upstreams is held, and logged');
+    ok(stays($resync + 1, sub { !grep { route($_, 'm1') ne $backends[0] } 0 .. 2 }), 'the 4 upstreams stay on all three');
+
+    # --- one upstream whose nginx answers fail does not block the others
+    $marks = marks();
+    put('a-stuck', doc_one($backends[1]));
+    put('app', doc_one($backends[8]));
+    $t = converge('app', $backends[8], 3);
+    ok(defined $t, 'an upstream nginx keeps answering 503 for does not block a change of another');
+    ok(defined logged(qr/nginx: 503 staged failure for revision \d+ of upstream "a-stuck": next try in/, undef, $marks),
+        'the failing upstream is logged and tried again');
+    $rev = put('a-unsaved', doc_one($backends[2]));
+    ok(defined logged(qr/applied revision $rev to upstream "a-unsaved" \(run-time\): 1 server, round robin; nginx: staged: could not write state file/, undef, $marks),
+        'nginx\'s 500 persist_failed ("the change is in effect") counts as applied, logged');
+    ok(stays(1, sub { !grep { log_since($_, $marks) =~ /nginx: 500/ } 0 .. 2 }), 'and is not sent again');
+    del($_) for 'a-stuck', 'a-unsaved';
+
     if ($plus) {
         # --- a configuration upstream: PUT, kept across a reload
         put('backends', doc_one($backends[7]));
         ok(defined converge('localhost', $backends[7], 10, undef, \@conf), 'a configuration upstream gets the document (PUT)');
         open my $fh, '<', nginx_dir(0) . '/nginx.pid' or die;
         chomp(my $master = <$fh>);
+        $marks = marks();
         kill 'HUP', $master;
         $start = time;
-        ok(defined logged(qr/nginx restarted or reloaded/, [0]), 'nginx 0 reloaded: its agent notices');
+        ok(defined logged(qr/nginx restarted or reloaded/, [0], $marks), 'nginx 0 reloaded: its agent notices');
         ok(defined converge('localhost', $backends[7], 10, [0], \@conf), 'nginx 0 reloaded: the configuration upstream gets the document again');
         figure('nginx reloaded, until its configuration upstream routes by etcd again', ms(time - $start));
+        ok(log_since(0, $marks) !~ /to upstream "app"/, 'nginx 0 reloaded: the run-time upstream (kept by the reload) is not sent again');
+        $marks = marks();
         del('backends');
-        ok(defined logged(qr/upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/),
+        ok(defined logged(qr/upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/, undef, $marks),
             'a deleted key leaves a configuration upstream as it is');
     }
 
