@@ -27,12 +27,13 @@ use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{
-    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_slab_calloc_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc_locked,
+    ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::nginx::peer_list::{quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
 use crate::zone::peers::find_in_lists;
 
@@ -96,16 +97,8 @@ static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 /// # Safety
 /// `cf` is the live configuration context of the http block.
 pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> *mut ngx_shm_zone_t {
-    let mut name = ngx_str_t { len: ZONE_NAME.len(), data: ZONE_NAME.as_ptr().cast_mut() };
-    // SAFETY: per the contract; the tag is this module's static.
-    unsafe {
-        let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
-        let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
-        if !zone.is_null() {
-            (*zone).init = Some(init_zone);
-        }
-        zone
-    }
+    // SAFETY: per the contract.
+    unsafe { shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone)) }
 }
 
 /// Zone init: the previous cycle's table when nginx reused the zone, else
@@ -114,15 +107,10 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     // SAFETY: nginx calls this in the master with the mapped zone; `data`
     // is the previous cycle's table when the zone is reused.
     unsafe {
+        if shm_zone::reuse(zone, data) {
+            return NGX_OK as ngx_int_t;
+        }
         let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
-        if !data.is_null() {
-            (*zone).data = data;
-            return NGX_OK as ngx_int_t;
-        }
-        if (*zone).shm.exists != 0 || !(*pool).data.is_null() {
-            (*zone).data = (*pool).data;
-            return NGX_OK as ngx_int_t;
-        }
         // The slab's own bookkeeping takes a share of the zone: ask for
         // less until the table fits (calloc: every slot FREE, gen 0).
         let mut count = (*zone).shm.size / size_of::<Slot>();
