@@ -12,7 +12,7 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
+    ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
     NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
 };
@@ -25,7 +25,9 @@ use crate::nginx::conf::{
     UNSET_SIZE,
 };
 use crate::nginx::entry::conf_guard;
-use crate::zone::upstream::SrvConf;
+use crate::nginx::upstreams::{configured_upstreams, str_lossy};
+use crate::zone::health;
+use crate::zone::upstream::{srv_conf, SrvConf};
 
 /// Fills in the defaults of directives the configuration did not set.
 ///
@@ -76,6 +78,99 @@ extern "C" fn set_shm_zone_size(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, co
     })
 }
 
+/// `check_shm_size SIZE;`: nginx's size parser, and a minimum.
+extern "C" fn set_check_shm_size(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with its live ngx_conf_t,
+        // the command and this module's MainConf, as the slot setter needs.
+        unsafe {
+            let rv = ngx_conf_set_size_slot(cf, cmd, conf);
+            let size = (*conf.cast::<MainConf>()).check_shm_size;
+            if rv.is_null() && size < health::MIN_SHM_SIZE {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "\"check_shm_size\" must be at least {}k, not {} bytes",
+                    health::MIN_SHM_SIZE / 1024,
+                    size
+                );
+                return NGX_CONF_ERROR;
+            }
+            rv
+        }
+    })
+}
+
+/// `check`, `check_http_send`, `check_http_expect_alive`,
+/// `check_keepalive_requests` in an `upstream {}` block: collected for
+/// the upstream, each validated as it is read ([`finish_checks`] makes
+/// the upstream's checks).
+extern "C" fn set_check(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with its live ngx_conf_t,
+        // whose args are the directive's words, and the upstream's SrvConf.
+        unsafe {
+            let srv = &mut *conf.cast::<SrvConf>();
+            let args = &*(*cf).args;
+            let words: Vec<String> = core::slice::from_raw_parts(args.elts.cast::<ngx_str_t>(), args.nelts)
+                .iter()
+                .map(|w| String::from_utf8_lossy(w.as_bytes()).into_owned())
+                .collect();
+            match srv.checks.apply(&words[0], &words[1..]) {
+                Ok(()) => NGX_CONF_OK,
+                Err(e) => {
+                    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e.text);
+                    NGX_CONF_ERROR
+                }
+            }
+        }
+    })
+}
+
+/// postconfiguration: makes every upstream's checks; a checked upstream
+/// needs a `zone` (its peers' health is shared by the workers there) and
+/// a name that fits the health zone's records. Declares the health zone
+/// if an upstream has checks.
+///
+/// # Safety
+/// `cf` is the live configuration context of the http block.
+pub unsafe fn finish_checks(cf: *mut ngx_conf_t, main: &mut MainConf) -> Result<(), ()> {
+    let mut any = false;
+    // SAFETY: per the contract; the upstreams' srv confs are this cycle's.
+    unsafe {
+        for uscf in configured_upstreams((*cf).cycle) {
+            let Some(srv) = srv_conf(uscf) else { continue };
+            let name = str_lossy(&(*uscf).host);
+            let failed = |text: &str| {
+                ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{} in upstream \"{}\"", text, name);
+            };
+            srv.check = core::mem::take(&mut srv.checks).finish().map_err(|e| failed(&e.text))?;
+            if srv.check.is_none() {
+                continue;
+            }
+            if (*uscf).shm_zone.is_null() {
+                failed("\"check\" needs a \"zone\": the workers share the peers' health there");
+                return Err(());
+            }
+            if (*uscf).host.len > health::UPSTREAM_NAME_MAX {
+                failed(&format!("\"check\" needs an upstream name of at most {} bytes", health::UPSTREAM_NAME_MAX));
+                return Err(());
+            }
+            any = true;
+        }
+        if any {
+            if main.check_shm_size == UNSET_SIZE {
+                main.check_shm_size = health::DEFAULT_SHM_SIZE;
+            }
+            main.check_zone = health::declare_zone(cf, main.check_shm_size);
+            if main.check_zone.is_null() {
+                return Err(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `dynamic_upstream;` makes the location serve the query-string API.
 extern "C" fn set_dynamic_upstream(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     set_location_handler(cf, handlers::dynamic_upstream_handler)
@@ -113,7 +208,7 @@ const fn directive(
 }
 
 /// The directive table nginx reads (terminated by an empty entry).
-pub static mut COMMANDS: [ngx_command_t; 10] = [
+pub static mut COMMANDS: [ngx_command_t; 15] = [
     directive(
         ngx_string!("dynamic_upstream"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
@@ -176,6 +271,29 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         ngx_conf_set_str_slot,
         NGX_HTTP_SRV_CONF_OFFSET,
         offset_of!(SrvConf, state_file),
+    ),
+    directive(ngx_string!("check"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, set_check, NGX_HTTP_SRV_CONF_OFFSET, 0),
+    directive(ngx_string!("check_http_send"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, set_check, NGX_HTTP_SRV_CONF_OFFSET, 0),
+    directive(
+        ngx_string!("check_http_expect_alive"),
+        NGX_HTTP_UPS_CONF | NGX_CONF_ANY,
+        set_check,
+        NGX_HTTP_SRV_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("check_keepalive_requests"),
+        NGX_HTTP_UPS_CONF | NGX_CONF_ANY,
+        set_check,
+        NGX_HTTP_SRV_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("check_shm_size"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_check_shm_size,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        offset_of!(MainConf, check_shm_size),
     ),
     ngx_command_t::empty(),
 ];

@@ -9,7 +9,9 @@
 //!   with [`crate::zone::request_hook`]. Workers inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer.
 
-use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK};
+use ngx::ffi::{
+    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
+};
 
 use ngx::ffi::{ngx_array_push, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_POST_READ_PHASE};
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
@@ -22,6 +24,7 @@ use crate::nginx::process::mark_started;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy};
 use crate::ops::state_files;
 use crate::zone::peers::max_peers_for_zone;
+use crate::zone::prober;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::request_hook::init_zone_peer;
 use crate::zone::upstream::srv_conf;
@@ -63,7 +66,10 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
                 return NGX_ERROR as ngx_int_t;
             }
             *slot = Some(sync_on_request);
-            NGX_OK as ngx_int_t
+            match crate::config::finish_checks(cf, main) {
+                Ok(()) => NGX_OK as ngx_int_t,
+                Err(()) => NGX_ERROR as ngx_int_t,
+            }
         }
     })
 }
@@ -79,6 +85,9 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             // (none without an http block) become the running one.
             let zone = main.map_or(core::ptr::null_mut(), |m| m.zone);
             Dyups::begin_cycle(zone);
+            if main.is_none() {
+                prober::begin_cycle(cycle, core::ptr::null_mut()).ok();
+            }
             crate::api::c_api::set_enabled(!zone.is_null());
             let Some(main) = main else {
                 return NGX_OK as ngx_int_t; // no http block
@@ -106,6 +115,9 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 (*uscf).peer.init = Some(init_zone_peer);
             }
             state_files::load_at_start(cycle, main);
+            if let Err(text) = prober::begin_cycle(cycle, main.check_zone) {
+                ngx::ngx_log_error!(NGX_LOG_ERR, (*cycle).log, "{}", text);
+            }
             NGX_OK as ngx_int_t
         }
     })
@@ -118,6 +130,8 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // SAFETY: nginx calls init_process in the new worker with its cycle.
         if let Some(main) = unsafe { Module::main_conf(&*cycle) } {
             start_timer(main.read_msg_timeout);
+            // SAFETY: as above.
+            unsafe { prober::start(cycle) };
         }
         NGX_OK as ngx_int_t
     })
@@ -127,6 +141,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 pub unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     let _ = request_guard(|| {
         release_all();
+        prober::release_all();
         NGX_OK as ngx_int_t
     });
 }

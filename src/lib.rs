@@ -14,11 +14,13 @@
 //! * `nginx/`: every file but `entry.rs` and `mod.rs`: they are the
 //!   wrappers (requests, logs, locks, slab peer lists, socket addresses,
 //!   the upstream table, the balancers' directives, variables, the
-//!   module's configuration, process globals, `flock`);
+//!   module's shared zones, the module's configuration, process globals,
+//!   `flock`);
 //! * `zone/`: `upstream.rs` (a zone upstream's `uscf` and srv conf),
 //!   `peers.rs` (edits under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
-//!   nginx calls);
+//!   nginx calls), `health.rs` (the health records in shared memory),
+//!   `prober.rs` (the probes' connections, events and timers);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`

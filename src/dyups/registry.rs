@@ -36,15 +36,15 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::{ApiError, Balancer, PeerView};
 use ngx::ffi::{
-    ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t,
-    ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t,
-    NGX_ERROR, NGX_OK,
+    ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::dyups::grace::{GracePeriod, RegistryList, SlotBlock, Ticket};
 use crate::nginx::layout;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly};
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
+use crate::nginx::shm_zone;
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
@@ -212,17 +212,12 @@ static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// # Safety
 /// `cf` must be the live configuration context.
 pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
-    let mut name = ngx_str_t { len: ZONE_NAME.len(), data: ZONE_NAME.as_ptr().cast_mut() };
-    // SAFETY: per the contract; the tag is this module's static.
-    unsafe {
-        let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
-        let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
-        if zone.is_null() {
-            return Err(());
-        }
-        (*zone).init = Some(init_zone);
-        Ok(zone)
+    // SAFETY: per the contract.
+    let zone = unsafe { shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone)) };
+    if zone.is_null() {
+        return Err(());
     }
+    Ok(zone)
 }
 
 /// Zone init: a new registry, or the previous cycle's when nginx reused the
@@ -231,15 +226,10 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     // SAFETY: nginx calls this in the master with the mapped zone; `data`
     // is the previous cycle's zone data (the registry) when reused.
     unsafe {
+        if shm_zone::reuse(zone, data) {
+            return NGX_OK as ngx_int_t;
+        }
         let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
-        if !data.is_null() {
-            (*zone).data = data;
-            return NGX_OK as ngx_int_t;
-        }
-        if (*zone).shm.exists != 0 || !(*pool).data.is_null() {
-            (*zone).data = (*pool).data;
-            return NGX_OK as ngx_int_t;
-        }
         // The registry, then its first grace-period slots (see crate::dyups::grace).
         let size = core::mem::size_of::<Registry>() + core::mem::size_of::<SlotBlock>();
         let registry = ngx_slab_calloc(pool, size).cast::<Registry>();

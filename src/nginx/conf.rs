@@ -22,7 +22,8 @@ pub const DEFAULT_SHM_ZONE_SIZE: usize = 2 * 1024 * 1024;
 pub const MIN_SHM_ZONE_SIZE: usize = 64 * 1024;
 pub const DEFAULT_READ_MSG_TIMEOUT_MS: ngx_msec_t = 1000;
 
-/// `http {}` level settings, all for the run-time (dyups) upstreams.
+/// `http {}` level settings: for the run-time (dyups) upstreams, and the
+/// health checks' zone.
 #[repr(C)]
 pub struct MainConf {
     /// `dyups_shm_zone_size`: size of the module's own shared zone.
@@ -37,6 +38,10 @@ pub struct MainConf {
     pub balancers: KnownBalancers,
     /// The module's zone in this cycle (see [`crate::dyups::registry::declare_zone`]).
     pub zone: *mut ngx_shm_zone_t,
+    /// `check_shm_size`: size of the health checks' zone.
+    pub check_shm_size: usize,
+    /// The health checks' zone in this cycle (null without `check`).
+    pub check_zone: *mut ngx_shm_zone_t,
 }
 
 impl Default for MainConf {
@@ -48,6 +53,8 @@ impl Default for MainConf {
             upstream_conf: ngx_str_t::empty(),
             balancers: KnownBalancers::default(),
             zone: ptr::null_mut(),
+            check_shm_size: UNSET_SIZE,
+            check_zone: ptr::null_mut(),
         }
     }
 }

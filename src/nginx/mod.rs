@@ -21,6 +21,7 @@ pub mod log;
 pub mod peer_list;
 pub mod peer_lock;
 pub mod process;
+pub mod shm_zone;
 pub mod sockaddr;
 pub mod upstreams;
 pub mod variables;

@@ -21,11 +21,19 @@ use dynamic_upstream_core::peer::{checked_total_weight, MAX_TOTAL_WEIGHT};
 use dynamic_upstream_core::{PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
-    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t,
+    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
 };
 
 use crate::nginx::peer_lock::ReadLocked;
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+
+/// `peer->down` holds two flags; every nginx balancer skips a peer whose
+/// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
+/// administrator's `down` (configuration, APIs, state files) is
+/// [`DOWN_ADMIN`]; a failing health check's is [`DOWN_HEALTH`]. Each side
+/// changes its own bit only, and listings show the administrator's.
+pub const DOWN_ADMIN: ngx_uint_t = 1;
+pub const DOWN_HEALTH: ngx_uint_t = 2;
 
 /// Longest `server` text copied into a snapshot (config text can be long).
 pub const SNAPSHOT_SERVER_MAX: usize = 256;
@@ -129,7 +137,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
         fail_timeout: p.fail_timeout,
         max_conns: p.max_conns as u64,
         backup: s.backup,
-        down: p.down != 0,
+        down: p.down & DOWN_ADMIN != 0,
         conns: p.conns as u64,
         fails: p.fails as u64,
         current_weight: p.current_weight as i64,
@@ -223,7 +231,7 @@ pub unsafe fn update_peer(
             p.max_conns = max_conns as _;
         }
         if let Some(down) = down {
-            p.down = down as _;
+            p.down = if down { p.down | DOWN_ADMIN } else { p.down & !DOWN_ADMIN };
             if !down {
                 // Brought up by an operator: eligible at once, not only
                 // after a failure timeout from before it went down.

@@ -22,7 +22,7 @@ use ngx::ffi::{
 
 use crate::nginx::peer_list::{
     alloc_peer, append_peer, find_peer, free_chain, init_backup_list, peers_of, recount, set_single, unlink_peer,
-    update_peer, weight_of,
+    update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
@@ -58,7 +58,7 @@ pub unsafe fn update_locked(
     // locks (primary, then backup).
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        let (list, peer) = find_in_lists(primary, target.name()).ok_or(Refusal::NotFound)?;
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         // Copied into a fixed-size value: nothing allocates under the locks.
         let p = &*peer;
@@ -67,7 +67,7 @@ pub unsafe fn update_locked(
             max_fails: p.max_fails as u64,
             fail_timeout: p.fail_timeout as u64,
             max_conns: p.max_conns as u64,
-            down: p.down != 0,
+            down: p.down & DOWN_ADMIN != 0,
         };
         update_peer(list, peer, params, down);
         set_single(primary);
@@ -75,21 +75,21 @@ pub unsafe fn update_locked(
     }
 }
 
-/// The list holding the peer named by `target`, and the peer.
+/// The list holding the peer named `name`, and the peer.
 ///
 /// # Safety
 /// The caller holds the write locks of `primary` and its backup list.
-unsafe fn find_in_lists(
+pub unsafe fn find_in_lists(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    target: &PeerAddress,
+    name: &[u8],
 ) -> Option<(*mut ngx_http_upstream_rr_peers_t, *mut ngx_http_upstream_rr_peer_t)> {
     // SAFETY: per the contract.
     unsafe {
-        if let Some(peer) = find_peer(primary, target.name()) {
+        if let Some(peer) = find_peer(primary, name) {
             return Some((primary, peer));
         }
         let backup = (*primary).next;
-        (!backup.is_null()).then(|| find_peer(backup, target.name()).map(|peer| (backup, peer))).flatten()
+        (!backup.is_null()).then(|| find_peer(backup, name).map(|peer| (backup, peer))).flatten()
     }
 }
 
@@ -121,7 +121,8 @@ unsafe fn check_totals(
 }
 
 /// Appends a new peer for `spec` to the primary or backup list (creating
-/// the backup list if needed), under both write locks and the slab mutex.
+/// the backup list if needed), under both write locks and the slab mutex;
+/// `health_down`: it starts down for the health checks.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream.
@@ -130,6 +131,7 @@ pub unsafe fn add_locked(
     spec: &ServerSpec,
     address: &PeerAddress,
     limit: usize,
+    health_down: bool,
 ) -> Result<(), Refusal> {
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup); slab memory under the slab mutex, taken
@@ -138,7 +140,7 @@ pub unsafe fn add_locked(
         let _locks = ListsWriteLocked::new(primary);
         let mut backup = (*primary).next;
 
-        if find_in_lists(primary, address).is_some() {
+        if find_in_lists(primary, address.name()).is_some() {
             return Err(Refusal::Exists);
         }
         let list_len = match (spec.backup, backup.is_null()) {
@@ -156,6 +158,9 @@ pub unsafe fn add_locked(
         let (peer, list) =
             alloc_peer(slab.pool(), spec, address, address.name(), new_backup_list).ok_or(Refusal::NoRoom)?;
         drop(slab);
+        if health_down {
+            (*peer).down |= DOWN_HEALTH;
+        }
         if new_backup_list {
             init_backup_list(list, primary);
             backup = list;
@@ -187,7 +192,7 @@ pub unsafe fn remove_locked(
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
 
-        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        let (list, peer) = find_in_lists(primary, target.name()).ok_or(Refusal::NotFound)?;
         if list == primary && (*primary).number == 1 {
             return Err(Refusal::LastPeer);
         }

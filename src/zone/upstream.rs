@@ -5,6 +5,7 @@
 use core::ptr;
 
 use dynamic_upstream_core::error::human_size;
+use dynamic_upstream_core::health::check_conf::{CheckConf, CheckConfBuilder};
 use dynamic_upstream_core::peer::total_weight_error;
 use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::state::specs_of;
@@ -19,6 +20,7 @@ use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
+use crate::zone::health::{HealthZone, Pending};
 use crate::zone::peers::{
     add_locked, max_peers_for_zone, remove_locked, replace_peers, update_locked, Refusal, Replaced,
 };
@@ -46,6 +48,10 @@ pub struct SrvConf {
     pub max_peers_per_list: usize,
     /// `state_file` resolved against nginx's prefix (at start).
     pub state_path: Option<std::path::PathBuf>,
+    /// The `check*` directives while the block is read, and the checks
+    /// they make (postconfiguration).
+    pub checks: CheckConfBuilder,
+    pub check: Option<CheckConf>,
 }
 
 impl Default for SrvConf {
@@ -58,6 +64,8 @@ impl Default for SrvConf {
             original_free: None,
             max_peers_per_list: 0,
             state_path: None,
+            checks: CheckConfBuilder::default(),
+            check: None,
         }
     }
 }
@@ -87,6 +95,8 @@ pub struct ZoneUpstream {
     state: *mut ZoneState,
     /// Its `dynamic_state_file`, if any.
     pub state_path: Option<std::path::PathBuf>,
+    /// Its health checks, if any.
+    check: Option<CheckConf>,
 }
 
 impl ZoneUpstream {
@@ -142,7 +152,13 @@ impl ZoneUpstream {
                     format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
                 ));
             }
-            Ok(Self { uscf, balancer: srv.balancer.clone(), state: srv.state, state_path: srv.state_path.clone() })
+            Ok(Self {
+                uscf,
+                balancer: srv.balancer.clone(),
+                state: srv.state,
+                state_path: srv.state_path.clone(),
+                check: srv.check.clone(),
+            })
         }
     }
 
@@ -226,10 +242,18 @@ impl ZoneUpstream {
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
         let limit = self.max_peers_per_list();
+        // A checked upstream's new peer has its slot before it is linked.
+        let slot = self.check.as_ref().map(|check| Pending::claim(&self.name(), check, address.name())).transpose()?;
+        let health_down = slot.as_ref().is_some_and(|s| s.default_down);
         // SAFETY: the primary list of a zone upstream.
-        let added = unsafe { add_locked(self.primary(), spec, address, limit) };
-        // The reason is written once the locks are released.
-        added.map_err(|refusal| self.refused(refusal, &spec.address))
+        let added = unsafe { add_locked(self.primary(), spec, address, limit, health_down) };
+        // The reason is written once the locks are released (a refused
+        // add's slot is freed as it drops).
+        added.map_err(|refusal| self.refused(refusal, &spec.address))?;
+        if let Some(slot) = slot {
+            slot.activate();
+        }
+        Ok(())
     }
 
     fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
@@ -238,7 +262,11 @@ impl ZoneUpstream {
         let removed =
             unsafe { remove_locked(self.primary(), target, |peer| ZoneState::retire(self.state, self.shpool(), peer)) };
         // The reason is written once the locks are released.
-        removed.map_err(|refusal| self.refused(refusal, &shown_name(target)))
+        removed.map_err(|refusal| self.refused(refusal, &shown_name(target)))?;
+        if let (Some(_), Some(health)) = (&self.check, HealthZone::running()) {
+            health.forget(&self.name(), target.name());
+        }
+        Ok(())
     }
 
     /// The answer to an edit refused under the locks, about `server`.

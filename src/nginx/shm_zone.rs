@@ -1,0 +1,53 @@
+//! The module's own shared zones (`ngx_shared_memory_add` with this
+//! module's tag), which nginx hands over to the next cycle on reload when
+//! their name and size stay.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::ffi::{ngx_conf_t, ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t};
+
+/// Declares the zone `name` of `size` bytes for the cycle being configured,
+/// with `init` as its init; null if nginx refused it (it said why).
+///
+/// # Safety
+/// `cf` is the live configuration context.
+pub unsafe fn declare(
+    cf: *mut ngx_conf_t,
+    name: &'static str,
+    size: usize,
+    init: ngx_shm_zone_init_pt,
+) -> *mut ngx_shm_zone_t {
+    let mut name = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
+    // SAFETY: per the contract; the tag is this module's static.
+    unsafe {
+        let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
+        let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
+        if !zone.is_null() {
+            (*zone).init = init;
+        }
+        zone
+    }
+}
+
+/// In a zone's init: takes over the data of the previous cycle's zone (a
+/// reload, `data` not null) or of the zone's slab (a zone that already
+/// existed); false for a new zone, whose data the caller makes.
+///
+/// # Safety
+/// nginx's arguments to a zone init, in the master.
+pub unsafe fn reuse(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> bool {
+    // SAFETY: per the contract: the zone is mapped, its slab pool first.
+    unsafe {
+        let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
+        if !data.is_null() {
+            (*zone).data = data;
+            return true;
+        }
+        if (*zone).shm.exists != 0 || !(*pool).data.is_null() {
+            (*zone).data = (*pool).data;
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,396 @@
+//! Active health checks' shared records: one [`Slot`] per checked peer in
+//! the module's health zone (`check_shm_size`), keyed by (upstream name,
+//! peer name). A slot holds the probe lease that lets exactly one worker
+//! probe the peer at a time (`core::health::probe::Lease`), the rise/fall
+//! counters and the last result; [`crate::zone::prober`] runs the probes.
+//!
+//! A peer's health reaches the balancers through its `down` word
+//! ([`DOWN_HEALTH`], next to the administrator's [`DOWN_ADMIN`] bit), set
+//! under the lists' write locks: the request path never looks at a slot.
+//!
+//! The table is one array in the zone, allocated once; slots are reused,
+//! never freed, so a probe in flight always points at slot memory. Freeing
+//! a slot bumps its `gen` and clears its lease: the probe's release fails
+//! and its result is dropped. Slots are claimed and freed under the zone's
+//! slab mutex (taken with no peers lock held); the per-tick walk of every
+//! worker reads them with atomic loads only. nginx reuses the zone across
+//! reloads when its name and size are unchanged, so health survives them
+//! for the peers that still exist ([`begin_cycle`]).
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering::*};
+
+use dynamic_upstream_core::health::check_conf::CheckConf;
+use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
+use dynamic_upstream_core::ApiError;
+use ngx::ffi::{
+    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc_locked,
+    ngx_slab_pool_t, NGX_ERROR, NGX_OK,
+};
+
+use crate::nginx::peer_list::{quietly, recount, DOWN_HEALTH};
+use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::shm_zone;
+use crate::nginx::sockaddr::SOCKADDR_STRLEN;
+use crate::zone::peers::find_in_lists;
+
+/// The zone's name; its version names the layout of [`Slot`] (a build
+/// with another layout must not read a zone nginx hands over on reload).
+pub const ZONE_NAME: &str = "dynamic_upstream_check_v1";
+const _: () = assert!(size_of::<Slot>() == 424, "the health zone's layout changed: give ZONE_NAME the next version");
+
+/// Default and smallest `check_shm_size` (the C module's default; nginx's
+/// smallest shared zone is 8 pages).
+pub const DEFAULT_SHM_SIZE: usize = 1024 * 1024;
+pub const MIN_SHM_SIZE: usize = 32 * 1024;
+
+/// Longest upstream name a checked upstream may have.
+pub const UPSTREAM_NAME_MAX: usize = 255;
+
+const FREE: u32 = 0;
+/// Claimed for a peer an API is adding: not probed, not applied, until the
+/// peer is linked ([`Pending::activate`]).
+const PENDING: u32 = 1;
+const LIVE: u32 = 2;
+
+/// One checked peer's record.
+#[repr(C)]
+pub struct Slot {
+    state: AtomicU32,
+    /// Bumped when the slot is freed: a reader that copied its key checks
+    /// it did not change meanwhile.
+    gen: AtomicU32,
+    lease: AtomicU64,
+    down: AtomicU32,
+    rises: AtomicU32,
+    falls: AtomicU32,
+    /// Bumped after every change of `down`: workers apply `down` to their
+    /// cycle's lists when it moved.
+    transitions: AtomicU32,
+    /// `Failure::code()` of the last check, 0 after a success.
+    last_error: AtomicU32,
+    /// Unix time of the last finished check, 0 before the first.
+    last_check: AtomicI64,
+    /// The key, written only while the slot is FREE, under the zone's
+    /// mutex.
+    upstream_len: AtomicU32,
+    name_len: AtomicU32,
+    upstream: UnsafeCell<[u8; UPSTREAM_NAME_MAX]>,
+    name: UnsafeCell<[u8; SOCKADDR_STRLEN]>,
+}
+
+/// The zone's table: its length, then the slots.
+#[repr(C)]
+struct Table {
+    count: usize,
+}
+
+/// The health zone of the running cycle (null without checks); set by
+/// the master's init_module, which no later failure of the cycle can undo.
+static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
+
+/// Declares the health zone of the cycle being configured.
+///
+/// # Safety
+/// `cf` is the live configuration context of the http block.
+pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> *mut ngx_shm_zone_t {
+    // SAFETY: per the contract.
+    unsafe { shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone)) }
+}
+
+/// Zone init: the previous cycle's table when nginx reused the zone, else
+/// as many free slots as the zone holds.
+unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx calls this in the master with the mapped zone; `data`
+    // is the previous cycle's table when the zone is reused.
+    unsafe {
+        if shm_zone::reuse(zone, data) {
+            return NGX_OK as ngx_int_t;
+        }
+        let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
+        // The slab's own bookkeeping takes a share of the zone: ask for
+        // less until the table fits (calloc: every slot FREE, gen 0).
+        let mut count = (*zone).shm.size / size_of::<Slot>();
+        let slab = SlabLocked::new(pool);
+        let table = loop {
+            count = count * 9 / 10;
+            if count == 0 {
+                return NGX_ERROR as ngx_int_t;
+            }
+            let bytes = size_of::<Table>() + count * size_of::<Slot>();
+            let table = quietly(pool, || ngx_slab_calloc_locked(pool, bytes)).cast::<Table>();
+            if !table.is_null() {
+                break table;
+            }
+        };
+        drop(slab);
+        (*table).count = count;
+        (*pool).data = table.cast();
+        (*zone).data = table.cast();
+        NGX_OK as ngx_int_t
+    }
+}
+
+/// The running cycle's health zone, if it has checks.
+#[derive(Clone, Copy)]
+pub struct HealthZone {
+    pool: *mut ngx_slab_pool_t,
+    table: *mut Table,
+}
+
+impl HealthZone {
+    pub fn running() -> Option<HealthZone> {
+        // SAFETY: ZONE is set in the master's init_module only and points
+        // at the running cycle's zone, mapped in the master and the workers.
+        unsafe {
+            let zone = ZONE;
+            if zone.is_null() || (*zone).data.is_null() {
+                return None;
+            }
+            Some(HealthZone { pool: (*zone).shm.addr.cast(), table: (*zone).data.cast() })
+        }
+    }
+
+    pub fn len(self) -> usize {
+        // SAFETY: the table lives as long as the zone.
+        unsafe { (*self.table).count }
+    }
+
+    pub fn slot(self, index: usize) -> &'static Slot {
+        assert!(index < self.len());
+        // SAFETY: in bounds; slots follow the table header, which is
+        // aligned for them (a usize), and are never freed.
+        unsafe { &*self.table.add(1).cast::<Slot>().add(index) }
+    }
+
+    pub fn slots(self) -> impl Iterator<Item = (usize, &'static Slot)> {
+        (0..self.len()).map(move |i| (i, self.slot(i)))
+    }
+
+    /// Claims a free slot for (`upstream`, `name`) in `state`; None when
+    /// every slot is taken.
+    fn claim(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32, state: u32) -> Option<usize> {
+        // SAFETY: the zone's pool; slots are keyed under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let (index, slot) = self.slots().find(|(_, s)| s.state.load(Acquire) == FREE)?;
+        // SAFETY: a FREE slot's key is written only under the mutex we
+        // hold; readers check `gen` and `state` around their copies. The
+        // callers bound the lengths (upstream names at configuration, peer
+        // names by nginx's NGX_SOCKADDR_STRLEN).
+        unsafe {
+            let upstream = &upstream[..upstream.len().min(UPSTREAM_NAME_MAX)];
+            let name = &name[..name.len().min(SOCKADDR_STRLEN)];
+            ptr::copy_nonoverlapping(upstream.as_ptr(), slot.upstream.get().cast::<u8>(), upstream.len());
+            ptr::copy_nonoverlapping(name.as_ptr(), slot.name.get().cast::<u8>(), name.len());
+            slot.upstream_len.store(upstream.len() as u32, Relaxed);
+            slot.name_len.store(name.len() as u32, Relaxed);
+        }
+        slot.set_counters(counters);
+        slot.last_check.store(0, Relaxed);
+        slot.last_error.store(0, Relaxed);
+        slot.lease.store(Lease::due_at(due).pack(), Relaxed);
+        slot.state.store(state, Release);
+        Some(index)
+    }
+
+    /// The live slot of (`upstream`, `name`), or a new one due at `due`.
+    pub fn find_or_claim(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32) -> Option<usize> {
+        {
+            // SAFETY: the zone's pool.
+            let _slab = unsafe { SlabLocked::new(self.pool) };
+            if let Some((index, _)) = self.find_locked(upstream, name) {
+                return Some(index);
+            }
+        }
+        self.claim(upstream, name, counters, due, LIVE)
+    }
+
+    /// Frees the slot at `index`.
+    pub fn free(self, index: usize) {
+        // SAFETY: the zone's pool.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        self.free_locked(self.slot(index));
+    }
+
+    fn free_locked(self, slot: &Slot) {
+        slot.gen.fetch_add(1, AcqRel);
+        slot.state.store(FREE, Release);
+        slot.lease.store(0, Release);
+    }
+
+    /// The live slot of (`upstream`, `name`), if any.
+    fn find_locked(self, upstream: &[u8], name: &[u8]) -> Option<(usize, &'static Slot)> {
+        self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && s.is(upstream, name))
+    }
+
+    /// Frees the live slot of a peer an API removed.
+    pub fn forget(self, upstream: &str, name: &[u8]) {
+        // SAFETY: the zone's pool.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        if let Some((_, slot)) = self.find_locked(upstream.as_bytes(), name) {
+            self.free_locked(slot);
+        }
+    }
+}
+
+impl Slot {
+    pub fn is_live(&self) -> bool {
+        self.state.load(Acquire) == LIVE
+    }
+
+    pub fn gen(&self) -> u32 {
+        self.gen.load(Acquire)
+    }
+
+    /// Whether the slot is keyed (`upstream`, `name`); the caller holds the
+    /// zone's mutex.
+    fn is(&self, upstream: &[u8], name: &[u8]) -> bool {
+        let (u, n) = self.key_ranges();
+        u.len() == upstream.len()
+            && n.len() == name.len()
+            // SAFETY: the key does not change under the mutex.
+            && unsafe { volatile_eq(u, upstream) && volatile_eq(n, name) }
+    }
+
+    /// Where the key is: (upstream name, peer name).
+    fn key_ranges(&self) -> (*const [u8], *const [u8]) {
+        let u = (self.upstream_len.load(Relaxed) as usize).min(UPSTREAM_NAME_MAX);
+        let n = (self.name_len.load(Relaxed) as usize).min(SOCKADDR_STRLEN);
+        (
+            ptr::slice_from_raw_parts(self.upstream.get().cast::<u8>(), u),
+            ptr::slice_from_raw_parts(self.name.get().cast::<u8>(), n),
+        )
+    }
+
+    /// Copies the key of a live slot of generation `gen` (the upstream's
+    /// name and the peer's); None if the slot was freed or reused meanwhile.
+    pub fn key_copy(&self, gen: u32) -> Option<(String, Vec<u8>)> {
+        let (u, n) = self.key_ranges();
+        // SAFETY: both ranges are within the slot; a concurrent rewrite is
+        // detected below and the copy dropped.
+        let (u, n) = unsafe { (volatile_copy(u), volatile_copy(n)) };
+        fence(Acquire);
+        (self.is_live() && self.gen() == gen).then(|| (String::from_utf8_lossy(&u).into_owned(), n))
+    }
+
+    pub fn lease(&self) -> &AtomicU64 {
+        &self.lease
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            down: self.down.load(Acquire) != 0,
+            rises: self.rises.load(Relaxed),
+            falls: self.falls.load(Relaxed),
+        }
+    }
+
+    fn set_counters(&self, c: Counters) {
+        self.rises.store(c.rises, Relaxed);
+        self.falls.store(c.falls, Relaxed);
+        if self.down.swap(u32::from(c.down), AcqRel) != u32::from(c.down) {
+            self.transitions.fetch_add(1, Release);
+        }
+    }
+
+    /// The lease holder's record of a finished check.
+    pub fn record(&self, counters: Counters, now: i64, failure: Option<Failure>) {
+        self.last_check.store(now, Relaxed);
+        self.last_error.store(failure.map_or(0, Failure::code), Relaxed);
+        self.set_counters(counters);
+    }
+
+    pub fn transitions(&self) -> u32 {
+        self.transitions.load(Acquire)
+    }
+}
+
+/// # Safety
+/// `bytes` is readable.
+unsafe fn volatile_copy(bytes: *const [u8]) -> Vec<u8> {
+    // SAFETY: per the contract, byte by byte within the range.
+    (0..bytes.len()).map(|i| unsafe { ptr::read_volatile(bytes.cast::<u8>().add(i)) }).collect()
+}
+
+/// Compares shared bytes with `other` (of the same length), allocating nothing.
+///
+/// # Safety
+/// `bytes` is readable.
+unsafe fn volatile_eq(bytes: *const [u8], other: &[u8]) -> bool {
+    // SAFETY: per the contract, byte by byte within the range.
+    other.iter().enumerate().all(|(i, b)| unsafe { ptr::read_volatile(bytes.cast::<u8>().add(i)) } == *b)
+}
+
+/// Sets or clears the health bit of the peer named `name` in `primary`'s
+/// lists (false if there is no such peer).
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) -> bool {
+    // SAFETY: per the contract; written under both write locks, nothing
+    // allocated, bounded by the lists' length.
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+        let Some((list, peer)) = find_in_lists(primary, name) else {
+            return false;
+        };
+        (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
+        recount(list);
+        true
+    }
+}
+
+/// A slot claimed for a peer an API is adding, freed unless
+/// [`Pending::activate`]d once the peer is linked.
+pub struct Pending {
+    zone: HealthZone,
+    index: usize,
+    pub default_down: bool,
+}
+
+impl Pending {
+    /// A slot for the peer `name` being added to the checked upstream
+    /// `upstream`: due at once, down if `default_down`.
+    pub fn claim(upstream: &str, check: &CheckConf, name: &[u8]) -> Result<Pending, ApiError> {
+        let zone = HealthZone::running().ok_or_else(|| ApiError::new(500, "internal", "no health zone"))?;
+        let counters = Counters::new(check.default_down);
+        // SAFETY: a plain read of nginx's clock, which only this thread writes.
+        let now = unsafe { ngx_current_msec } as u32;
+        let index = zone.claim(upstream.as_bytes(), name, counters, now, PENDING).ok_or_else(|| {
+            ApiError::new(
+                507,
+                "check_zone_full",
+                format!(
+                    "the health zone holds {} checked peers and has no room for another: raise \"check_shm_size\" and reload",
+                    zone.len()
+                ),
+            )
+        })?;
+        Ok(Pending { zone, index, default_down: check.default_down })
+    }
+
+    /// The peer is linked: the slot is checked from now on.
+    pub fn activate(self) {
+        self.zone.slot(self.index).state.store(LIVE, Release);
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.zone.free(self.index);
+    }
+}
+
+/// init_module (master): makes `zone` (null without checks) the running
+/// health zone.
+///
+/// # Safety
+/// In the master's init_module, before the workers fork.
+pub unsafe fn set_running(zone: *mut ngx_shm_zone_t) {
+    // SAFETY: per the contract.
+    unsafe { ZONE = zone };
+}

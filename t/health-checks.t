@@ -1,0 +1,240 @@
+# Active health checks of a zone upstream's configured peers: a backend
+# that dies is excluded within fall x interval (+ one interval), it comes
+# back after rise x interval; default_down keeps a peer out until its
+# first rises; an administrator's down and the checks' down stay apart.
+# Backends are processes the block starts and kills (NginxTest::Backend);
+# passive checks are off (max_fails=0), so only the active checks exclude a
+# peer, and proxy_next_upstream is off, so a request that reaches a dead
+# peer answers 502.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::Backend;
+
+$ENV{TEST_NGINX_PROXY} = <<'NGINX';
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; proxy_next_upstream off; proxy_connect_timeout 2s; }
+NGINX
+
+# The answers of N requests through the upstream: { port or "status NNN" => count }.
+sub spread {
+    my ($n) = @_;
+    my %seen;
+    for (1 .. $n) {
+        my $r = http_get('/');
+        $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
+    }
+    return \%seen;
+}
+
+# Whether N requests in a row all land on the ports given.
+sub only_on {
+    my ($n, @ports) = @_;
+    my $seen = spread($n);
+    my %want = map { $_ => 1 } @ports;
+    return !grep { !$want{$_} } keys %$seen;
+}
+
+# Whether the error log has a line matching RE.
+sub logged {
+    my ($re) = @_;
+    open my $fh, '<', prefix() . 'logs/error.log' or return 0;
+    return scalar grep { $_ =~ $re } <$fh>;
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: a backend that dies is excluded within fall x interval + interval; it is back after rise x interval
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=500 rise=2 fall=2 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my @b = (main::backend($p1), main::backend($p2));
+ok(main::only_on(10, $p1, $p2) && keys %{ main::spread(10) } == 2, 'both peers answer') or diag(explain(main::spread(10)));
+$b[0]->stop;
+my $t = main::wait_until(5, sub { main::only_on(6, $p2) });
+ok(defined $t, 'the dead peer is excluded') or return;
+cmp_ok($t, '<=', (2 + 1) * 0.5 + 0.4, "excluded after $t s: within fall x interval + interval (+ the probe's timeout)");
+ok(main::only_on(20, $p2), '20 requests after: none reaches the dead peer');
+$b[0] = main::backend($p1);
+$t = main::wait_until(5, sub { main::spread(4)->{$p1} });
+ok(defined $t, 'the peer is back') or return;
+cmp_ok($t, '<=', (2 + 1) * 0.5 + 0.2, "back after $t s: within rise x interval + interval");
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_1 of upstream "backends" is down (
+health check: server 127.0.0.1:$TEST_NGINX_PORT_1 of upstream "backends" is up
+
+
+
+=== TEST 2: type=tcp excludes a closed port; type=http a peer whose status is not expected
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_3 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=400 default_down=false type=http;
+    check_http_expect_alive http_2xx;
+}
+upstream tcp {
+    zone tcp 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_4 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=400 default_down=false type=tcp;
+}
+--- config
+$TEST_NGINX_PROXY
+location /tcp { proxy_pass http://tcp; proxy_next_upstream off; }
+--- perl
+my @b = (main::backend(port(1)), main::backend(port(2), status => 503), main::backend(port(3), status => 302));
+ok(defined main::wait_until(5, sub { main::only_on(10, port(1), 'status 302') }),
+   'http: the 503 peer is excluded, the 302 one too (only http_2xx is expected)') or diag(explain(main::spread(10)));
+ok(defined main::wait_until(5, sub {
+    my %seen; for (1 .. 10) { my $r = http_get('/tcp'); $seen{$r->{status}}++ } keys %seen == 1 && $seen{200} }),
+   'tcp: the closed port is excluded');
+--- error_log
+of upstream "backends" is down (status 503 not expected)
+of upstream "backends" is down (status 302 not expected)
+health check: server 127.0.0.1:$TEST_NGINX_PORT_4 of upstream "tcp" is down (connect failed)
+
+
+
+=== TEST 3: default_down=true: a peer gets no request before it rose; a dead one never does
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=300 rise=2 fall=1 timeout=400 type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my $b = main::backend(port(1));
+my $t = main::wait_until(5, sub { main::spread(1)->{port(1)} });
+ok(defined $t, 'the live peer rose');
+ok(main::only_on(20, port(1)), '20 requests: the peer that never rose gets none');
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_1 of upstream "backends" is up
+--- no_error_log
+of upstream "backends" is down
+
+
+
+=== TEST 4: an administrator's down survives the checks; up does not clear the checks' down
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my @b = (main::backend($p1), main::backend($p2));
+my $q = "/dynamic?upstream=backends&server=127.0.0.1:$p1";
+is(http_get("$q&down=")->{status}, 200, 'down by the administrator');
+# Several intervals of successful checks.
+my $probes = $b[0]->accepted;
+ok(defined main::wait_until(5, sub { $b[0]->accepted >= $probes + 3 }), 'the peer is still checked');
+ok(main::only_on(20, $p2), 'a check never clears the administrator\'s down');
+is(http_get('/dynamic?upstream=backends')->{body},
+   "server 127.0.0.1:$p1 down;\nserver 127.0.0.1:$p2;\n", 'the listing shows it down');
+# Now the backend dies, then the administrator brings the peer up.
+$b[0]->stop;
+ok(defined main::wait_until(5, sub { main::logged(qr/127\.0\.0\.1:$p1 of upstream "backends" is down/) }),
+   'the checks took it down too');
+is(http_get("$q&up=")->{status}, 200, 'up by the administrator');
+is(http_get('/dynamic?upstream=backends')->{body},
+   "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2;\n", 'the listing shows it up');
+ok(main::only_on(20, $p2), 'up does not clear the checks\' down: no request reaches the dead peer');
+$b[0] = main::backend($p1);
+ok(defined main::wait_until(5, sub { main::spread(4)->{$p1} }), 'back once its checks pass');
+
+
+
+=== TEST 5: a peer added through the query API starts default_down and is checked; a removed one is no longer probed
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    check interval=200 rise=2 fall=1 timeout=400 type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(5, sub { main::spread(1)->{$p1} }), 'the configured peer rose');
+# Nothing listens on $p2 yet: without checks the new peer would answer 502.
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&add=&max_fails=0")->{status}, 200, 'added');
+ok(main::only_on(20, $p1), 'the added peer gets no request before it rose');
+my $b2 = main::backend($p2);
+ok(defined main::wait_until(5, sub { main::spread(4)->{$p2} }), 'it rose once its backend answered');
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'removed');
+my $probes = $b2->accepted;
+ok(!defined main::wait_until(1, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed peer for 5 intervals')
+    or diag($b2->accepted - $probes . ' more');
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_2 of upstream "backends" is up
+
+
+
+=== TEST 6: health survives a reload for the peers that still exist
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=2000 rise=1 fall=1 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(5, sub { main::logged(qr/:$p2 of upstream "backends" is down/) }), 'the dead peer went down');
+nginx_reload();
+# A peer starting afresh (default_down=false) would be up until its first
+# probe, up to a second after the reload.
+ok(main::only_on(20, $p1), 'after the reload, the dead peer still gets no request');
+
+
+
+=== TEST 7: 4 workers do not multiply the probes: probes/s = peers/interval
+--- workers: 4
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+    server 127.0.0.1:$TEST_NGINX_PORT_4;
+    check interval=250 rise=1 fall=1 timeout=400 type=tcp;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my @b = map { main::backend(port($_)) } 1 .. 4;
+ok(defined main::wait_until(5, sub { (grep { $_->accepted > 0 } @b) == 4 }), 'every peer is probed');
+my $before = 0;
+$before += $_->accepted for @b;
+my $start = Time::HiRes::time();
+# A measuring window of 3 s (12 intervals), not a wait for a condition.
+main::wait_until(3, sub { 0 });
+my $seconds = Time::HiRes::time() - $start;
+my $probes = -$before;
+$probes += $_->accepted for @b;
+my $rate = $probes / $seconds;
+note(sprintf '%d probes in %.2f s: %.1f/s (4 peers / 0.25 s = 16/s)', $probes, $seconds, $rate);
+cmp_ok($rate, '>=', 16 * 0.9, 'at least 90% of peers/interval');
+cmp_ok($rate, '<=', 16 * 1.1, 'at most 110% of peers/interval (not 4 x 16)');
