@@ -37,6 +37,9 @@ pub struct MainConf {
     pub balancers: KnownBalancers,
     /// The module's zone in this cycle (see [`crate::dyups::registry::declare_zone`]).
     pub zone: *mut ngx_shm_zone_t,
+    /// A location has `dynamic_upstream_api` or `dynamic_upstream_metrics`:
+    /// requests count per-peer statistics ([`crate::nginx::peer_stats`]).
+    pub stats: bool,
 }
 
 impl Default for MainConf {
@@ -48,6 +51,7 @@ impl Default for MainConf {
             upstream_conf: ngx_str_t::empty(),
             balancers: KnownBalancers::default(),
             zone: ptr::null_mut(),
+            stats: false,
         }
     }
 }
@@ -60,11 +64,13 @@ pub struct LocConf {
     pub dynamic_read_only: ngx_flag_t,
     /// `dyups_read_only`: the REST API only answers GETs.
     pub dyups_read_only: ngx_flag_t,
+    /// `dynamic_upstream_api write=on`: the NGINX Plus API may change upstreams.
+    pub plus_write: ngx_flag_t,
 }
 
 impl Default for LocConf {
     fn default() -> Self {
-        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG }
+        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG, plus_write: 0 }
     }
 }
 

@@ -25,6 +25,7 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_lock::ReadLocked;
+use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
 
 /// Longest `server` text copied into a snapshot (config text can be long).
@@ -136,6 +137,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
         effective_weight: p.effective_weight as i64,
         accessed: p.accessed,
         checked: p.checked,
+        stats: record_of(p),
     }
 }
 
@@ -374,6 +376,9 @@ pub unsafe fn alloc_peer(
         p.fail_timeout = spec.fail_timeout as _;
         p.max_conns = spec.max_conns as _;
         p.down = spec.down as _;
+        if let Some(id) = spec.id {
+            set_id(peer, id);
+        }
         Some((peer, list))
     }
 }
