@@ -22,8 +22,8 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_list::{
-    alloc_peer, append_peer, find_peer, free_chain, free_peer, init_backup_list, peers_of, recount, set_single,
-    unlink_peer, update_peer, weight_of,
+    alloc_peer, append_peer, edit_list, find_peer, free_chain, free_peer, init_backup_list, peers_of, recount,
+    set_single, unlink_peer, update_peer, weight_of,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
@@ -378,21 +378,13 @@ pub enum Lost {
     NoRoom,
 }
 
-/// The peer with server ID `id` and its list.
-///
-/// # Safety
-/// The caller holds both lists' write locks.
-unsafe fn find_id(
-    primary: *mut ngx_http_upstream_rr_peers_t,
-    id: u64,
-) -> Option<(*mut ngx_http_upstream_rr_peers_t, *mut ngx_http_upstream_rr_peer_t)> {
-    // SAFETY: per the contract.
-    unsafe { find_in_lists(primary, Target::Id(id)) }
-}
-
 /// Applies `plan` (whose new servers and their addresses are `added`) if
-/// the revision is still `revision`; `new_peers` has room for every added
-/// peer (nothing is allocated on the heap under the locks).
+/// the revision is still `revision`, in one pass over each list
+/// ([`edit_list`]; `plan`'s IDs are sorted, so each peer is looked up by
+/// binary search): linear work under the locks. `new_peers` has room for
+/// every added peer (nothing is allocated on the heap under the locks).
+/// As the revision moves with every change under the locks, an unchanged
+/// revision means the lists are the ones the plan was made from.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream; `retire`
@@ -411,9 +403,7 @@ pub unsafe fn replace_locked(
     // taken inside them and released before retiring (which takes it).
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        if counters.revision() != revision
-            || plan.remove.iter().chain(plan.update.iter().map(|u| &u.id)).any(|&id| find_id(primary, id).is_none())
-        {
+        if counters.revision() != revision {
             return Err(Lost::Race);
         }
         // Every new peer first: a zone without room changes nothing.
@@ -440,23 +430,22 @@ pub unsafe fn replace_locked(
             }
         }
         drop(slab);
-        for &id in &plan.remove {
-            if let Some((list, peer)) = find_id(primary, id) {
-                unlink_peer(list, peer);
-                retire(peer);
-            }
-        }
-        for u in &plan.update {
-            if let Some((list, peer)) = find_id(primary, u.id) {
-                update_peer(list, peer, &u.params, u.down);
-            }
-        }
         if !backup_list.is_null() {
             init_backup_list(backup_list, primary);
         }
         let backup = if backup_list.is_null() { (*primary).next } else { backup_list };
-        for (&peer, (spec, _)) in new_peers.iter().zip(added) {
-            append_peer(if spec.backup { backup } else { primary }, peer);
+        let update = |peer| {
+            let id = id_of(peer)?;
+            let i = plan.update.binary_search_by_key(&id, |u| u.id).ok()?;
+            Some((&plan.update[i].params, plan.update[i].down))
+        };
+        let keep = |peer| id_of(peer).is_none_or(|id| plan.remove.binary_search(&id).is_err());
+        for (list, backups) in [(primary, false), (backup, true)] {
+            if list.is_null() {
+                continue;
+            }
+            let of_list = new_peers.iter().zip(added).filter(|(_, (spec, _))| spec.backup == backups);
+            edit_list(list, update, keep, &mut retire, of_list.map(|(&peer, _)| peer));
         }
         if !backup_list.is_null() {
             // Linked last, once complete (as add does).

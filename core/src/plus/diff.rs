@@ -5,6 +5,8 @@
 //! the backup list is removed and added again (NGINX Plus cannot change a
 //! server's `backup` either).
 
+use std::collections::{HashMap, HashSet};
+
 use crate::address::Address;
 use crate::peer::{PeerParams, ServerSpec};
 
@@ -27,8 +29,9 @@ pub struct Update {
 /// What a replace does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// IDs of the servers to remove.
+    /// IDs of the servers to remove, sorted.
     pub remove: Vec<u64>,
+    /// Sorted by ID.
     pub update: Vec<Update>,
     /// New servers, in the order of the desired list.
     pub add: Vec<ServerSpec>,
@@ -48,12 +51,13 @@ impl Plan {
 }
 
 /// The plan that makes `current` into `desired` (addresses in `desired`
-/// are distinct).
+/// are distinct): O(n log n) work for lists of thousands.
 pub fn plan(current: &[Current], desired: &[ServerSpec]) -> Plan {
     let mut plan = Plan::default();
+    let wanted: HashMap<&Address, &ServerSpec> = desired.iter().map(|d| (&d.address, d)).collect();
+    let staying: HashSet<(&Address, bool)> = current.iter().map(|c| (&c.spec.address, c.spec.backup)).collect();
     for c in current {
-        let wanted = desired.iter().find(|d| d.address == c.spec.address);
-        match wanted {
+        match wanted.get(&c.spec.address) {
             Some(d) if d.backup == c.spec.backup => {
                 if let Some(update) = update_of(c, d) {
                     plan.update.push(update);
@@ -63,11 +67,12 @@ pub fn plan(current: &[Current], desired: &[ServerSpec]) -> Plan {
         }
     }
     for d in desired {
-        let stays = current.iter().any(|c| c.spec.address == d.address && c.spec.backup == d.backup);
-        if !stays {
+        if !staying.contains(&(&d.address, d.backup)) {
             plan.add.push(d.clone());
         }
     }
+    plan.remove.sort_unstable();
+    plan.update.sort_unstable_by_key(|u| u.id);
     plan
 }
 
