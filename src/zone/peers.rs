@@ -439,7 +439,7 @@ pub unsafe fn replace_locked(
             let i = plan.update.binary_search_by_key(&id, |u| u.id).ok()?;
             Some((&plan.update[i].params, plan.update[i].down))
         };
-        let keep = |peer| id_of(peer).is_none_or(|id| plan.remove.binary_search(&id).is_err());
+        let keep = |peer| !id_of(peer).is_some_and(|id| plan.remove.binary_search(&id).is_ok());
         for (list, backups) in [(primary, false), (backup, true)] {
             if list.is_null() {
                 continue;
