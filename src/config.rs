@@ -181,6 +181,49 @@ extern "C" fn set_dyups_interface(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t,
     set_location_handler(cf, handlers::dyups_interface_handler)
 }
 
+/// `dynamic_upstream_api [write=on|off];` makes the location serve the
+/// NGINX Plus API (read-only unless `write=on`).
+extern "C" fn set_plus_api(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with its live ngx_conf_t
+        // (arguments in cf->args) and this module's LocConf.
+        unsafe {
+            let args = (*(*cf).args).as_slice::<ngx_str_t>();
+            let write = match args.get(1).map(|a| a.as_bytes()) {
+                None | Some(b"write=off") => 0,
+                Some(b"write=on") => 1,
+                Some(other) => {
+                    ngx::ngx_conf_log_error!(
+                        NGX_LOG_EMERG,
+                        cf,
+                        "invalid parameter \"{}\" in \"dynamic_upstream_api\": write=on or write=off",
+                        String::from_utf8_lossy(other)
+                    );
+                    return NGX_CONF_ERROR;
+                }
+            };
+            (*conf.cast::<LocConf>()).plus_write = write;
+        }
+        set_stats_handler(cf, handlers::plus_api_handler)
+    })
+}
+
+/// `dynamic_upstream_metrics;` makes the location serve the Prometheus page.
+extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| set_stats_handler(cf, handlers::metrics_handler))
+}
+
+/// Installs `handler`, whose answers show per-peer statistics: requests
+/// count them from now on.
+fn set_stats_handler(cf: *mut ngx_conf_t, handler: handlers::ContentHandler) -> *mut c_char {
+    // SAFETY: a directive of an http location: the http main conf exists.
+    match unsafe { <crate::Module as ngx::http::HttpModuleMainConf>::main_conf_mut(&*cf) } {
+        Some(main) => main.stats = true,
+        None => return NGX_CONF_ERROR,
+    }
+    set_location_handler(cf, handler)
+}
+
 /// Installs `handler` as the content handler of the location being parsed.
 fn set_location_handler(cf: *mut ngx_conf_t, handler: handlers::ContentHandler) -> *mut c_char {
     conf_guard(|| {
@@ -208,7 +251,21 @@ const fn directive(
 }
 
 /// The directive table nginx reads (terminated by an empty entry).
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 17] = [
+    directive(
+        ngx_string!("dynamic_upstream_api"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+        set_plus_api,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("dynamic_upstream_metrics"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        set_metrics,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
     directive(
         ngx_string!("dynamic_upstream"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,

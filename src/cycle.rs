@@ -26,8 +26,10 @@ use crate::ops::state_files;
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::prober;
 use crate::zone::reclaim::ZoneState;
-use crate::zone::request_hook::init_zone_peer;
-use crate::zone::upstream::srv_conf;
+use crate::nginx::peer_stats::{now_ms, set_counting};
+use crate::zone::request_hook::{free_hook, init_zone_peer};
+use crate::zone::upstream::{srv_conf, ZoneUpstream};
+use dynamic_upstream_core::Balancer;
 use crate::Module;
 
 /// preconfiguration: register the Lua packages before any Lua code can run
@@ -112,15 +114,44 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 }
                 srv.max_peers_per_list = max_peers_for_zone((*zone).shm.size);
                 srv.original_init = (*uscf).peer.init;
+                // Statistics read the balancer's request data: nginx's own
+                // balancers only.
+                srv.free_hook = free_hook(main.stats && !matches!(srv.balancer, Balancer::Other { .. }));
                 (*uscf).peer.init = Some(init_zone_peer);
             }
             state_files::load_at_start(cycle, main);
             if let Err(text) = prober::begin_cycle(cycle, main.check_zone) {
                 ngx::ngx_log_error!(NGX_LOG_ERR, (*cycle).log, "{}", text);
             }
+            start_plus_api(cycle, main.stats);
             NGX_OK as ngx_int_t
         }
     })
+}
+
+/// After the state files were restored: the instance's figures for the
+/// NGINX Plus API's `/nginx`, whether this cycle counts statistics, and
+/// every zone upstream's server IDs (the configuration's order, or the
+/// state file's) and first revision (the load time in microseconds, so
+/// that revisions never repeat across reloads).
+///
+/// # Safety
+/// In the master's init_module, with the new cycle.
+unsafe fn start_plus_api(cycle: *mut ngx_cycle_t, counting: bool) {
+    let now_ms = now_ms();
+    crate::ops::plus::start_cycle(now_ms);
+    set_counting(counting);
+    // SAFETY: per the contract; the upstreams of the new cycle, whose lists
+    // no worker can reach yet.
+    unsafe {
+        for uscf in configured_upstreams(cycle) {
+            if srv_conf(uscf).is_some_and(|srv| !srv.state.is_null()) {
+                if let Ok(zone) = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host), |_, _| None) {
+                    zone.start_ids(now_ms * 1000);
+                }
+            }
+        }
+    }
 }
 
 /// init_process: every worker keeps its dyups view fresh on a timer too.

@@ -17,7 +17,8 @@
 //!   module's shared zones, the module's configuration, process globals,
 //!   `flock`);
 //! * `zone/`: `upstream.rs` (a zone upstream's `uscf` and srv conf),
-//!   `peers.rs` (edits under the lists' locks), `reclaim.rs` (the retired
+//!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
+//!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
 //!   nginx calls), `health.rs` (the health records in shared memory),
 //!   `prober.rs` (the probes' connections, events and timers);
@@ -33,7 +34,8 @@
 //! * `lib.rs`, `config.rs`, `cycle.rs`: the module object, the directive
 //!   handlers and the cycle hooks nginx calls.
 //!
-//! `api/query.rs`, `api/rest.rs`, `ops/` (but `state_files.rs`) and
+//! `api/query.rs`, `api/rest.rs`, `api/plus.rs`, `api/metrics.rs`, `ops/`
+//! (but `state_files.rs`) and
 //! `nginx/entry.rs` have none.
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

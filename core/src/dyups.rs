@@ -481,7 +481,11 @@ pub fn config_text(spec: &UpstreamSpec) -> String {
         if s.down {
             out.push_str(" down");
         }
-        out.push_str(";\n");
+        out.push(';');
+        if let Some(id) = s.id {
+            let _ = write!(out, " {}{id}", crate::plus::ids::MARK);
+        }
+        out.push('\n');
     }
     out
 }

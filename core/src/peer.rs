@@ -295,6 +295,9 @@ pub struct ServerSpec {
     pub max_conns: u64,
     pub backup: bool,
     pub down: bool,
+    /// Its NGINX Plus API server ID, where one was given (state files keep
+    /// it as a comment, see [`crate::plus::ids`]); None: the next free one.
+    pub id: Option<u64>,
 }
 
 impl ServerSpec {
@@ -308,6 +311,7 @@ impl ServerSpec {
             max_conns: 0,
             backup: false,
             down: false,
+            id: None,
         }
     }
 

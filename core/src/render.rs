@@ -31,6 +31,9 @@ pub struct PeerView {
     pub accessed: i64,
     /// Unix time the peer was last checked, 0 if never.
     pub checked: i64,
+    /// Its ID and NGINX Plus statistics (the Plus API and metrics only).
+    #[serde(skip)]
+    pub stats: crate::plus::PeerStats,
 }
 
 /// An upstream's peers, primaries first, then backups.
@@ -277,6 +280,7 @@ pub(crate) fn test_peer(name: &str) -> PeerView {
         effective_weight: 1,
         accessed: 0,
         checked: 0,
+        stats: Default::default(),
     }
 }
 

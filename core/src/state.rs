@@ -71,6 +71,7 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
         return Ok(None);
     }
     let first_line = line_of(text, text.len() - text.trim_start().len());
+    crate::plus::ids::attach(text, None, &mut servers);
     finish(Balancer::RoundRobin, servers)
         .map(|spec| Some(spec.servers))
         .map_err(|e| StateError { line: first_line, text: strip_prefix(&e.text) })
@@ -122,6 +123,7 @@ pub fn specs_of(peers: &[PeerView]) -> Result<Vec<ServerSpec>, String> {
             spec.max_conns = p.max_conns;
             spec.backup = p.backup;
             spec.down = p.down;
+            spec.id = p.stats.id;
             Ok(spec)
         })
         .collect()
@@ -318,7 +320,8 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
         if block.trim().trim_end_matches(';').trim() == "deleted" {
             entries.push(DyupsEntry::Deleted(name.to_string()));
         } else {
-            let spec = parse_block(block, line_of(&body, block_start), name)?;
+            let mut spec = parse_block(block, line_of(&body, block_start), name)?;
+            crate::plus::ids::attach(text, Some(name), &mut spec.servers);
             entries.push(DyupsEntry::Upstream(name.to_string(), spec));
         }
         rest = block_start + close + 1;

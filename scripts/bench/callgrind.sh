@@ -12,6 +12,7 @@
 #
 #   scripts/bench/callgrind.sh [N1] [N2]        (default 200 1200)
 #   ZONES="64k 1m" BALANCERS="rr hash" ...      to measure part of the table
+#   PLUS=1 ...                                  with dynamic_upstream_api (statistics counted)
 #   ANNOTATE=1 ...                              also write callgrind_annotate
 #                                               of each module arm (N2 run)
 source "$(dirname "$0")/../common.sh"
@@ -103,6 +104,8 @@ EOF
 
 with_module="load_module $module;"
 admin='location /dynamic { dynamic_upstream; } location /dyups { dyups_interface; }'
+# PLUS=1: the NGINX Plus API too, so that requests count per-peer statistics.
+if [ -n "${PLUS:-}" ]; then admin="$admin location /api { dynamic_upstream_api; }"; fi
 
 # per_request NAME LOAD ADMIN ZONE_LINE BALANCER_LINE -> instructions per request
 # (the warm-up request of each run is counted in both runs alike)

@@ -1,10 +1,10 @@
 //! Content handlers of the admin locations.
 
+use dynamic_upstream_core::plus::PlusError;
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t};
 
-use crate::api::query;
-use crate::api::rest;
+use crate::api::{metrics, plus, query, rest};
 use crate::nginx::conf::{loc_conf, main_conf, LocConf};
 use crate::nginx::entry::request_guard;
 use crate::nginx::http_io::{BodyError, HttpRequest, Response};
@@ -60,6 +60,56 @@ unsafe extern "C" fn dyups_body_ready(r: *mut ngx_http_request_t) {
     });
     // SAFETY: the body handler must finalize the request itself.
     unsafe { ngx_http_finalize_request(r, rc) };
+}
+
+/// `location ... { dynamic_upstream_api [write=on]; }`: the NGINX Plus API.
+pub unsafe extern "C" fn plus_api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    request_guard(|| {
+        let write = flag(r, |c| c.plus_write);
+        if write && plus::is_change(&req) {
+            if req.content_length().is_some_and(|n| n > plus::MAX_BODY as u64) {
+                let _ = req.discard_body();
+                return plus::send(&mut req, Err(plus::too_large()));
+            }
+            return req.read_body(plus_body_ready);
+        }
+        if let Err(rc) = req.discard_body() {
+            return rc;
+        }
+        let answer = plus::respond(&req, write, trylock(r), None);
+        plus::send(&mut req, answer)
+    })
+}
+
+/// Called by nginx once a POST, PATCH or PUT body has been read.
+unsafe extern "C" fn plus_body_ready(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the body handler with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    let rc = request_guard(|| {
+        let answer = match req.body(plus::MAX_BODY) {
+            Ok(body) => plus::respond(&req, true, trylock(r), Some(&body)),
+            Err(BodyError::TooLarge) => Err(plus::too_large()),
+            Err(BodyError::Unreadable) => Err(PlusError::new(400, "BodyReadError", "reading the request body failed")),
+        };
+        plus::send(&mut req, answer)
+    });
+    // SAFETY: the body handler must finalize the request itself.
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
+/// `location ... { dynamic_upstream_metrics; }`: the Prometheus page.
+pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    request_guard(|| {
+        if let Err(rc) = req.discard_body() {
+            return rc;
+        }
+        let response = metrics::respond(&req);
+        req.send(&response)
+    })
 }
 
 fn too_large(req: &mut HttpRequest) -> ngx_int_t {

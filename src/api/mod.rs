@@ -5,5 +5,7 @@ pub mod c_api;
 pub mod handlers;
 pub mod lua;
 pub mod lua_ffi;
+pub mod metrics;
+pub mod plus;
 pub mod query;
 pub mod rest;

@@ -47,14 +47,26 @@ use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_slab_calloc_locked, ngx_slab_po
 use crate::nginx::layout;
 use crate::nginx::peer_list::free_list;
 use crate::nginx::peer_lock::SlabLocked;
+use crate::nginx::peer_stats::UpstreamCounters;
 
 /// A peer list of the dyups registry as allocated
 /// ([`crate::nginx::peer_list::build_list`]): nginx's list, then the number of
-/// requests that use it (zeroed with the block).
+/// requests that use it and the upstream's next server ID (zeroed with the
+/// block; its revision is the record's version).
 #[repr(C)]
 pub struct RegistryList {
     list: ngx_http_upstream_rr_peers_t,
     requests: AtomicUsize,
+    counters: UpstreamCounters,
+}
+
+/// The counters of registry list `list`.
+///
+/// # Safety
+/// `list` is a live registry list.
+pub unsafe fn registry_counters<'a>(list: *mut ngx_http_upstream_rr_peers_t) -> &'a UpstreamCounters {
+    // SAFETY: per the contract, the list is the start of a RegistryList.
+    unsafe { &(*list.cast::<RegistryList>()).counters }
 }
 
 /// # Safety
@@ -228,7 +240,7 @@ pub struct Ticket {
 /// The layouts of what this file keeps in the registry's zone (see
 /// `registry::ZONE_LAYOUT`).
 pub const LAYOUTS: [&[usize]; 4] = [
-    &layout!(RegistryList; list, requests),
+    &layout!(RegistryList; list, requests, counters),
     &layout!(ProcessSlot; owner, start, active),
     &layout!(SlotBlock; next, slots),
     &layout!(GracePeriod; phase, blocks, pool, overflow, pending, waiting, waiting_phase, held),

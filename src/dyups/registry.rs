@@ -40,11 +40,12 @@ use ngx::ffi::{
     ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::dyups::grace::{GracePeriod, RegistryList, SlotBlock, Ticket};
+use crate::dyups::grace::{registry_counters, GracePeriod, RegistryList, SlotBlock, Ticket};
 use crate::nginx::layout;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly};
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 use crate::nginx::shm_zone;
+use crate::zone::ids::inherit;
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
@@ -53,11 +54,11 @@ use crate::nginx::shm_zone;
 /// when the layout no longer has [`ZONE_LAYOUT`]'s fingerprint: bump the
 /// version here and record the new fingerprint there (v2 is the last
 /// released layout).
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v4";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
 /// targets; the numbers differ on others).
-const ZONE_LAYOUT: u64 = 0x73df_6e1f_c521_1be5;
+const ZONE_LAYOUT: u64 = 0x32bd_27ac_3f5d_3bc7;
 
 /// Everything the registry keeps in its zone, as sizes, alignments and
 /// field offsets: its own structs, the grace period's, and nginx's peer
@@ -185,6 +186,15 @@ unsafe fn server_count(list: *mut ngx_http_upstream_rr_peers_t) -> usize {
         let backup = (*list).next;
         (*list).number + if backup.is_null() { 0 } else { (*backup).number }
     }
+}
+
+/// 412 for a conditional change of an upstream that changed meanwhile.
+pub fn revision_mismatch(name: &str) -> ApiError {
+    ApiError::new(
+        412,
+        "upstream_revision_mismatch",
+        format!("upstream \"{name}\" changed since the revision given in If-Match: read it again"),
+    )
 }
 
 /// What a worker needs to know of a record (copied out under the lock).
@@ -389,6 +399,19 @@ impl Dyups {
     /// how many servers its record had before (0 if deleted; `None` if it
     /// had no record), for the change log.
     pub fn replace(&self, name: &str, spec: &UpstreamSpec, try_only: bool) -> Result<Option<usize>, ApiError> {
+        self.replace_if(name, spec, try_only, None)
+    }
+
+    /// [`Dyups::replace`], only if the upstream's version is still
+    /// `expected` (0: it has no record) when the lock is taken: else 412
+    /// (the NGINX Plus API's conditional changes).
+    pub fn replace_if(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        try_only: bool,
+        expected: Option<u64>,
+    ) -> Result<Option<usize>, ApiError> {
         let key = match &spec.balancer {
             Balancer::Hash { key, .. } => key.as_str(),
             _ => "",
@@ -397,6 +420,11 @@ impl Dyups {
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
+            let version = find_record(registry, name).map_or(0, |r| (*r).version);
+            if expected.is_some_and(|expected| expected != version) {
+                drop((slab, registry_lock)); // the error allocates: not under the locks
+                return Err(revision_mismatch(name));
+            }
             registry.reclaim.reap(slab.pool());
             let no_room = || ApiError::dyups_full(ZONE_NAME, self.zone_size());
             let Some(list) = build_list(slab.pool(), name, &spec.servers, core::mem::size_of::<RegistryList>()) else {
@@ -418,6 +446,8 @@ impl Dyups {
                 }
             };
             let r = &mut *record;
+            let old_counters = (!r.peers.is_null()).then(|| registry_counters(r.peers));
+            inherit(list, registry_counters(list), r.peers, old_counters);
             let before = existed.map(|_| if r.peers.is_null() { 0 } else { server_count(r.peers) });
             if !r.peers.is_null() {
                 registry.reclaim.retire_list(r.peers);

@@ -40,6 +40,7 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
+use crate::nginx::peer_stats::wrap_dyups_free;
 use crate::nginx::variables::evaluate_key;
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::{Address, Balancer};
@@ -745,10 +746,14 @@ pub unsafe extern "C" fn init_front_peer(
                     None => return NGX_ERROR as ngx_int_t,
                 }
             }
-            match (*v_uscf).peer.init {
+            let rc = match (*v_uscf).peer.init {
                 Some(init) => init(r, v_uscf),
                 None => NGX_ERROR as ngx_int_t,
+            };
+            if rc == NGX_OK as ngx_int_t {
+                wrap_dyups_free((*r).upstream);
             }
+            rc
         }
     })
 }

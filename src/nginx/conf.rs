@@ -42,6 +42,9 @@ pub struct MainConf {
     pub check_shm_size: usize,
     /// The health checks' zone in this cycle (null without `check`).
     pub check_zone: *mut ngx_shm_zone_t,
+    /// A location has `dynamic_upstream_api` or `dynamic_upstream_metrics`:
+    /// requests count per-peer statistics ([`crate::nginx::peer_stats`]).
+    pub stats: bool,
 }
 
 impl Default for MainConf {
@@ -55,6 +58,7 @@ impl Default for MainConf {
             zone: ptr::null_mut(),
             check_shm_size: UNSET_SIZE,
             check_zone: ptr::null_mut(),
+            stats: false,
         }
     }
 }
@@ -67,11 +71,13 @@ pub struct LocConf {
     pub dynamic_read_only: ngx_flag_t,
     /// `dyups_read_only`: the REST API only answers GETs.
     pub dyups_read_only: ngx_flag_t,
+    /// `dynamic_upstream_api write=on`: the NGINX Plus API may change upstreams.
+    pub plus_write: ngx_flag_t,
 }
 
 impl Default for LocConf {
     fn default() -> Self {
-        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG }
+        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG, plus_write: 0 }
     }
 }
 

@@ -201,13 +201,46 @@ impl HttpRequest {
         }
     }
 
+    /// The path after the location's prefix (the whole path in a regular
+    /// expression location).
+    pub fn path_in_location(&self) -> String {
+        use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+        let path = self.path();
+        // SAFETY: self.r is live; its location's core conf and name live as
+        // long as the configuration.
+        let prefix = unsafe { NgxHttpCoreModule::location_conf(&*self.r) }
+            .filter(|clcf| clcf.regex.is_null())
+            // SAFETY: as above.
+            .map(|clcf| unsafe { str_lossy(&clcf.name) })
+            .unwrap_or_default();
+        path.strip_prefix(&prefix).unwrap_or(&path).to_string()
+    }
+
+    /// The value of nginx variable `name` for this request ("" if none).
+    pub fn variable(&self, name: &str) -> String {
+        let key = [dynamic_upstream_core::dyups::KeyPart::Variable(name.to_string())];
+        // SAFETY: self.r is live; the value lives in its pool.
+        unsafe { crate::nginx::variables::evaluate_key(self.r, &key).map(|v| str_lossy(&v)) }.unwrap_or_default()
+    }
+
     /// Sends `response` as the whole answer; returns what the content
     /// handler should return to nginx.
     pub fn send(&mut self, response: &Response) -> ngx_int_t {
+        self.send_answer(response, &[], false)
+    }
+
+    /// [`send`](Self::send) with more response headers, for an API that
+    /// reads the request's `If-Match` itself: nginx's not_modified filter
+    /// is kept out (it would answer 412 for any ETag but the one given).
+    pub fn send_with_headers(&mut self, response: &Response, headers: &[(&str, String)]) -> ngx_int_t {
+        self.send_answer(response, headers, true)
+    }
+
+    fn send_answer(&mut self, response: &Response, headers: &[(&str, String)], own_conditionals: bool) -> ngx_int_t {
         // SAFETY: self.r is the live request; every pointer stored into it
         // points into the request pool or static data, so it outlives the
-        // request's use of it (the version header's element is pushed onto
-        // the request's own headers_out list, its strings copied into the
+        // request's use of it (each header's element is pushed onto the
+        // request's own headers_out list, its strings copied into the
         // pool).
         unsafe {
             let r = &mut *self.r;
@@ -217,13 +250,19 @@ impl HttpRequest {
             r.headers_out.content_type.data = response.content_type.as_ptr().cast_mut();
             r.headers_out.content_type_len = response.content_type.len();
             r.headers_out.content_type_lowcase = ptr::null_mut();
-            let header = ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
-            if header.is_null() {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            if own_conditionals {
+                r.set_disable_not_modified(1);
             }
-            if add_to_ngx_table(header, r.pool, "X-Dynamic-Upstream", version()).is_none() {
-                (*header).hash = 0; // half filled: nginx skips it
-                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            let version = [("X-Dynamic-Upstream", version())];
+            for (name, value) in version.iter().chain(headers) {
+                let header = ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
+                if header.is_null() {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                }
+                if add_to_ngx_table(header, r.pool, name, value).is_none() {
+                    (*header).hash = 0; // half filled: nginx skips it
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                }
             }
 
             let rc = ngx_http_send_header(r);

@@ -25,6 +25,7 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_lock::ReadLocked;
+use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
@@ -144,6 +145,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
         effective_weight: p.effective_weight as i64,
         accessed: p.accessed,
         checked: p.checked,
+        stats: record_of(p),
     }
 }
 
@@ -214,12 +216,27 @@ pub unsafe fn update_peer(
 ) {
     // SAFETY: per the contract.
     unsafe {
+        if set_params(peer, params, down) {
+            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
+            restart_smooth_weights(list);
+        }
+        recount(list);
+    }
+}
+
+/// Changes one peer's parameters, leaving the list's counters to the
+/// caller ([`recount`], and [`restart_smooth_weights`] when this answers
+/// that a weight changed).
+///
+/// # Safety
+/// `peer` is in a list whose write lock the caller holds.
+unsafe fn set_params(peer: *mut ngx_http_upstream_rr_peer_t, params: &PeerParams, down: Option<bool>) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
         let p = &mut *peer;
         if let Some(weight) = params.weight {
             p.weight = weight as _;
             p.effective_weight = weight as _;
-            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
-            restart_smooth_weights(list);
         }
         if let Some(max_fails) = params.max_fails {
             p.max_fails = max_fails as _;
@@ -239,7 +256,48 @@ pub unsafe fn update_peer(
                 p.checked = 0;
             }
         }
+        params.weight.is_some()
+    }
+}
+
+/// Edits `list` in one pass, for a change of many peers at once: gives
+/// each peer the parameters `params` answers for it, unlinks those `keep`
+/// refuses (handing each to `removed`), appends `added` in order, then
+/// recounts the list and restarts its smooth weighting once (work linear
+/// in the peers, where a peer-by-peer edit would walk the list per peer).
+///
+/// # Safety
+/// The caller holds `list`'s write lock; `added` are complete unlinked
+/// peers; `removed` takes an unlinked peer over without freeing it.
+pub unsafe fn edit_list<'p>(
+    list: *mut ngx_http_upstream_rr_peers_t,
+    params: impl Fn(*mut ngx_http_upstream_rr_peer_t) -> Option<(&'p PeerParams, Option<bool>)>,
+    keep: impl Fn(*mut ngx_http_upstream_rr_peer_t) -> bool,
+    mut removed: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
+    added: impl Iterator<Item = *mut ngx_http_upstream_rr_peer_t>,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
+        while !(*link).is_null() {
+            let peer = *link;
+            if !keep(peer) {
+                *link = (*peer).next;
+                removed(peer);
+                continue;
+            }
+            if let Some((params, down)) = params(peer) {
+                set_params(peer, params, down);
+            }
+            link = &mut (*peer).next;
+        }
+        for peer in added {
+            (*peer).next = ptr::null_mut();
+            *link = peer;
+            link = &mut (*peer).next;
+        }
         recount(list);
+        restart_smooth_weights(list);
     }
 }
 
@@ -382,6 +440,9 @@ pub unsafe fn alloc_peer(
         p.fail_timeout = spec.fail_timeout as _;
         p.max_conns = spec.max_conns as _;
         p.down = spec.down as _;
+        if let Some(id) = spec.id {
+            set_id(peer, id);
+        }
         Some((peer, list))
     }
 }

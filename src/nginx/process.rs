@@ -25,3 +25,15 @@ pub fn in_running_process() -> bool {
     let process = unsafe { ngx_process } as u32;
     process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && STARTED.load(Ordering::Relaxed))
 }
+
+/// This process's id.
+pub fn pid() -> u64 {
+    // SAFETY: a plain read of nginx's process global, set at start.
+    unsafe { ngx::ffi::ngx_pid as u64 }
+}
+
+/// The parent process's id (a worker's master).
+pub fn ppid() -> u64 {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() as u64 }
+}

@@ -56,13 +56,35 @@ fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(Cha
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
-    check_hash_key(&spec)?;
+    replace_spec(name, &spec, trylock, None)
+}
+
+/// Sets the servers of run-time upstream `name` to `spec`'s (the NGINX
+/// Plus API's changes), only if its version is still `expected`: the
+/// operation behind POST, logged and saved the same way.
+pub fn update_upstream_spec(
+    name: &str,
+    spec: &UpstreamSpec,
+    trylock: bool,
+    expected: u64,
+    origin: &Requester,
+) -> Result<(), ApiError> {
+    logged(origin, name, replace_spec(name, spec, trylock, Some(expected)))
+}
+
+fn replace_spec(
+    name: &str,
+    spec: &UpstreamSpec,
+    trylock: bool,
+    expected: Option<u64>,
+) -> Result<(Change<'static>, ChangeGuard), ApiError> {
+    check_hash_key(spec)?;
     let dyups = registry()?;
     let guard = ChangeGuard::for_dyups(trylock)?;
     // Until its first replacement, an upstream of the configuration has no
     // record: it had the configuration's servers.
     let config_servers = config_upstream(name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len());
-    let before = dyups.replace(name, &spec, trylock)?.or(config_servers);
+    let before = dyups.replace_if(name, spec, trylock, expected)?.or(config_servers);
     sync_if_moved();
     Ok((Change::Replace { before, after: spec.servers.len() }, guard))
 }

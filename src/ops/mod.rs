@@ -4,5 +4,6 @@
 
 pub mod change_log;
 pub mod dyups;
+pub mod plus;
 pub mod state_files;
 pub mod zone;

@@ -31,7 +31,7 @@ use dynamic_upstream_core::state::{
     parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, specs_of, DyupsEntry,
 };
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::{ngx_cycle_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_LOG_ERR};
+use ngx::ffi::{ngx_cycle_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_LOG_ERR, NGX_LOG_WARN};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
@@ -153,6 +153,7 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String>
     let text = persist::read(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
     let Some(text) = text else { return Ok(()) };
     let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
+    log_id_problems(&format!("dynamic_state_file \"{shown}\""), &text);
     match servers {
         Some(servers) => zone
             .restore_at_start(&servers)
@@ -170,6 +171,7 @@ unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> 
     let text = persist::read(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
     let Some(text) = text else { return Ok(()) };
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
+    log_id_problems(&format!("dyups_upstream_conf \"{shown}\""), &text);
     for entry in entries {
         let result = match &entry {
             DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false).map(drop),
@@ -300,6 +302,14 @@ fn failure(path: &Path, error: &dyn std::fmt::Display) -> ApiError {
     );
     log_error(&text);
     ApiError::new(500, "persist_failed", text)
+}
+
+/// Server IDs a state file gives that the servers do not get (see
+/// [`dynamic_upstream_core::plus::ids`]).
+fn log_id_problems(file: &str, text: &str) {
+    for problem in dynamic_upstream_core::plus::ids::problems(text) {
+        log(NGX_LOG_WARN, &format!("dynamic upstream: {file}, {problem}"));
+    }
 }
 
 fn log_error(text: &str) {

@@ -1,10 +1,17 @@
-//! Changing a zone upstream: the operation behind the query-string API and
-//! Lua's `ngx.dynamic`.
+//! Changing a zone upstream: the operations behind the query-string API,
+//! Lua's `ngx.dynamic` and the NGINX Plus API (by server ID, and the
+//! declarative replace of `PUT .../servers`).
 
-use dynamic_upstream_core::{Action, ApiError};
+use dynamic_upstream_core::peer::{checked_total_weight, total_weight_error};
+use dynamic_upstream_core::plus::diff::{plan, Current};
+use dynamic_upstream_core::render::Change;
+use dynamic_upstream_core::{Action, ApiError, PeerParams, ServerSpec};
 
+use crate::dyups::registry::revision_mismatch;
+use crate::nginx::sockaddr::PeerAddress;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
 use crate::ops::state_files::{managed_by_dyups, save_zone_upstream, ChangeGuard};
+use crate::zone::peers::Lost;
 use crate::zone::upstream::ZoneUpstream;
 
 /// The zone upstream `name` (by zone name, else by its own name).
@@ -23,23 +30,157 @@ pub fn refuse(origin: &Requester, upstream: &str, action: &Action, e: ApiError) 
 /// Finds the zone upstream `name` and applies `action` to it. Logs the
 /// change, or why a change was refused.
 pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream, ApiError> {
-    let refused = |e| refuse(origin, name, action, e);
-    let zone = find_zone(name).map_err(refused)?;
+    let zone = find_zone(name).map_err(|e| refuse(origin, name, action, e))?;
     if *action == Action::List {
         return Ok(zone);
     }
-    let _guard = ChangeGuard::for_zone_upstream(&zone).map_err(refused)?;
+    changing(&zone, origin, |zone| {
+        if let Some(change) = zone.apply(action)? {
+            log_change(origin, &zone.name(), &change);
+        }
+        Ok(())
+    })?;
+    Ok(zone)
+}
+
+/// What PATCH and DELETE of the NGINX Plus API do to a server by its ID.
+pub enum IdEdit {
+    Update { params: PeerParams, down: Option<bool> },
+    Remove,
+}
+
+/// Applies `edit` to the server with ID `id` of `zone`, which is found
+/// under the lists' write locks with the edit (a server removed and added
+/// again meanwhile has another ID: 404). Logs the change or the refusal.
+pub fn perform_by_id(zone: &ZoneUpstream, id: u64, edit: &IdEdit, origin: &Requester) -> Result<(), ApiError> {
+    changing(zone, origin, |zone| {
+        match edit {
+            IdEdit::Update { params, down } => {
+                let (server, before) = zone.update_by_id(id, params, *down)?;
+                log_change(origin, &zone.name(), &Change::Update { server: &server, before, params, down: *down });
+            }
+            IdEdit::Remove => {
+                let server = zone.remove_by_id(id)?;
+                log_change(origin, &zone.name(), &Change::Remove(&server));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `apply` (which logs the change it makes) on `zone` under its
+/// change guard, then saves the state file. Logs a refusal.
+fn changing(
+    zone: &ZoneUpstream,
+    origin: &Requester,
+    apply: impl FnOnce(&ZoneUpstream) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let refused = |e: ApiError| {
+        log_refusal(origin, &zone.name(), &e);
+        e
+    };
+    let _guard = ChangeGuard::for_zone_upstream(zone).map_err(refused)?;
     // Reaping first frees what earlier removals retired and no request holds
     // any more (room for an add); reaping after frees what this one retired,
     // unless a request holds it.
     zone.reap();
-    let change = zone.apply(action).map_err(refused)?;
+    apply(zone).map_err(refused)?;
     zone.reap();
-    if let Some(change) = change {
-        log_change(origin, &zone.name(), &change);
-    }
     // The change is live: a state file not written is logged as that (an
     // [error] naming the file), not as a refused change.
-    save_zone_upstream(&zone)?;
-    Ok(zone)
+    save_zone_upstream(zone)
+}
+
+/// Plans made again at most this often when other changes keep winning.
+const TRIES: usize = 8;
+
+/// The declarative replace (`PUT .../servers`): makes `desired` the
+/// servers of `zone`, only if its revision is still `if_match` (when
+/// given). The difference ([`dynamic_upstream_core::plus::diff`]) is
+/// applied under one hold of the lists' write locks
+/// ([`crate::zone::peers::replace_locked`]); servers that stay keep their
+/// peer (ID, statistics, failure state, connections). All or nothing: the
+/// desired list is checked as a whole first, and a zone without room for
+/// every new peer changes nothing. The plan is computed from a copy of the
+/// lists taken after reading the revision, which every change bumps under
+/// the write locks: a replace that lost a race with another change is
+/// planned again. Logs the change (or refusal) and saves the state file.
+/// Ok(false): nothing to change.
+pub fn replace(
+    zone: &ZoneUpstream,
+    desired: &[ServerSpec],
+    if_match: Option<u64>,
+    origin: &Requester,
+) -> Result<bool, ApiError> {
+    let mut before = None;
+    changing(zone, origin, |zone| {
+        before = apply_replace(zone, desired, if_match)?;
+        if let Some(before) = before {
+            log_change(origin, &zone.name(), &Change::Replace { before: Some(before), after: desired.len() });
+        }
+        Ok(())
+    })?;
+    Ok(before.is_some())
+}
+
+/// Applies the replace; Some(servers before) if anything changed.
+fn apply_replace(zone: &ZoneUpstream, desired: &[ServerSpec], if_match: Option<u64>) -> Result<Option<usize>, ApiError> {
+    check_list(zone, desired)?;
+    for _ in 0..TRIES {
+        let revision = zone.counters().revision();
+        if if_match.is_some_and(|wanted| wanted != revision) {
+            return Err(revision_mismatch(&zone.name()));
+        }
+        let current: Vec<Current> = zone
+            .server_specs()
+            .map_err(|e| ApiError::new(500, "internal", e))?
+            .into_iter()
+            .map(|spec| Current { id: spec.id.unwrap_or(u64::MAX), spec })
+            .collect();
+        let plan = plan(&current, desired);
+        if plan.is_empty() {
+            return Ok(None);
+        }
+        zone.check_balancer_allows(plan.changes_set_or_weights(), false)?;
+        let added: Vec<(&ServerSpec, PeerAddress)> =
+            plan.add.iter().map(|spec| (spec, PeerAddress::new(&spec.address))).collect();
+        match zone.replace(revision, &plan, &added) {
+            Ok(()) => return Ok(Some(current.len())),
+            Err(Lost::Race) => continue,
+            Err(Lost::NoRoom) => return Err(ApiError::no_room(&zone.zone_name(), zone.zone_size())),
+        }
+    }
+    Err(ApiError::conflict(
+        "busy",
+        format!("upstream \"{}\" kept changing while it was replaced; try again", zone.name()),
+    ))
+}
+
+/// What the desired list must satisfy whatever the current one is.
+fn check_list(zone: &ZoneUpstream, desired: &[ServerSpec]) -> Result<(), ApiError> {
+    zone.check_balancer_allows(false, desired.iter().any(|s| s.backup))?;
+    for backup in [false, true] {
+        let list = || desired.iter().filter(move |s| s.backup == backup);
+        let which = if backup { "backup" } else { "primary" };
+        let limit = zone.max_peers_per_list();
+        if list().count() > limit {
+            return Err(ApiError::new(
+                507,
+                "too_many_peers",
+                format!(
+                    "upstream \"{}\": {} {which} servers, more than the {limit} its zone \"{}\" can track per request",
+                    zone.name(),
+                    list().count(),
+                    zone.zone_name()
+                ),
+            ));
+        }
+        if checked_total_weight(list().map(|s| s.weight)).is_none() {
+            return Err(ApiError::bad_request(
+                "weight_total",
+                total_weight_error(&format!("upstream \"{}\"'s {which} servers", zone.name()), "would total"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -35,7 +35,7 @@ use crate::nginx::peer_list::{quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
-use crate::zone::peers::find_in_lists;
+use crate::zone::peers::{find_in_lists, Target};
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
@@ -334,7 +334,7 @@ pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: 
     // allocated, bounded by the lists' length.
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        let Some((list, peer)) = find_in_lists(primary, name) else {
+        let Some((list, peer)) = find_in_lists(primary, Target::RawName(name)) else {
             return false;
         };
         (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };

@@ -3,6 +3,7 @@
 //! checks.
 
 pub mod health;
+pub mod ids;
 pub mod peers;
 pub mod prober;
 pub mod reclaim;

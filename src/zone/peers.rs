@@ -14,6 +14,7 @@
 use core::ptr;
 
 use dynamic_upstream_core::peer::checked_total_weight;
+use dynamic_upstream_core::plus::diff::Plan;
 use dynamic_upstream_core::render::PeerValues;
 use dynamic_upstream_core::{PeerParams, ServerSpec};
 use ngx::ffi::{
@@ -21,11 +22,13 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_list::{
-    alloc_peer, append_peer, find_peer, free_chain, init_backup_list, peers_of, recount, set_single, unlink_peer,
-    update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
+    alloc_peer, append_peer, edit_list, find_peer, free_chain, free_peer, init_backup_list, peers_of, recount,
+    set_single, unlink_peer, update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+use crate::zone::ids::ensure_ids;
 
 /// Why an edit made under the locks was refused; the caller writes the
 /// message once the locks are released (no allocation under them).
@@ -43,22 +46,59 @@ pub enum Refusal {
     },
 }
 
-/// Changes the parameters of the peer named by `target`, under both write
-/// locks.
+/// The peer an edit is about: by address, or by its server ID (resolved
+/// under the write locks, so that a server removed and added again
+/// meanwhile is not taken for the one the ID named).
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    Name(&'a PeerAddress),
+    /// A peer name kept elsewhere (a health-check slot's copy).
+    RawName(&'a [u8]),
+    Id(u64),
+}
+
+/// A peer's name copied out under the locks (no allocation there).
+pub struct PeerName {
+    bytes: [u8; SOCKADDR_STRLEN],
+    len: usize,
+}
+
+impl PeerName {
+    /// # Safety
+    /// `peer` is live.
+    unsafe fn of(peer: *mut ngx_http_upstream_rr_peer_t) -> Self {
+        let mut name = PeerName { bytes: [0; SOCKADDR_STRLEN], len: 0 };
+        // SAFETY: per the contract; a peer's name is valid for name.len
+        // bytes (at most SOCKADDR_STRLEN, as nginx writes them).
+        unsafe {
+            name.len = (*peer).name.len.min(SOCKADDR_STRLEN);
+            ptr::copy_nonoverlapping((*peer).name.data, name.bytes.as_mut_ptr(), name.len);
+        }
+        name
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Changes the parameters of the peer `target`, under both write locks.
+/// Returns its name and its values from before.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream.
 pub unsafe fn update_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    target: &PeerAddress,
+    counters: &UpstreamCounters,
+    target: Target,
     params: &PeerParams,
     down: Option<bool>,
-) -> Result<PeerValues, Refusal> {
+) -> Result<(PeerName, PeerValues), Refusal> {
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup).
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        let (list, peer) = find_in_lists(primary, target.name()).ok_or(Refusal::NotFound)?;
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         // Copied into a fixed-size value: nothing allocates under the locks.
         let p = &*peer;
@@ -71,25 +111,29 @@ pub unsafe fn update_locked(
         };
         update_peer(list, peer, params, down);
         set_single(primary);
-        Ok(before)
+        counters.bump();
+        Ok((PeerName::of(peer), before))
     }
 }
 
-/// The list holding the peer named `name`, and the peer.
+/// The list holding the peer `target`, and the peer.
 ///
 /// # Safety
 /// The caller holds the write locks of `primary` and its backup list.
 pub unsafe fn find_in_lists(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    name: &[u8],
+    target: Target,
 ) -> Option<(*mut ngx_http_upstream_rr_peers_t, *mut ngx_http_upstream_rr_peer_t)> {
     // SAFETY: per the contract.
     unsafe {
-        if let Some(peer) = find_peer(primary, name) {
-            return Some((primary, peer));
-        }
-        let backup = (*primary).next;
-        (!backup.is_null()).then(|| find_peer(backup, name).map(|peer| (backup, peer))).flatten()
+        [primary, (*primary).next].into_iter().find_map(|list| {
+            let peer = match target {
+                Target::Name(address) => find_peer(list, address.name()),
+                Target::RawName(name) => find_peer(list, name),
+                Target::Id(id) => peers_of(list).find(|&p| id_of(p) == Some(id)),
+            };
+            peer.map(|peer| (list, peer))
+        })
     }
 }
 
@@ -128,6 +172,7 @@ unsafe fn check_totals(
 /// `primary` is the live shared primary list of a zone upstream.
 pub unsafe fn add_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
+    counters: &UpstreamCounters,
     spec: &ServerSpec,
     address: &PeerAddress,
     limit: usize,
@@ -140,7 +185,7 @@ pub unsafe fn add_locked(
         let _locks = ListsWriteLocked::new(primary);
         let mut backup = (*primary).next;
 
-        if find_in_lists(primary, address.name()).is_some() {
+        if find_in_lists(primary, Target::Name(address)).is_some() {
             return Err(Refusal::Exists);
         }
         let list_len = match (spec.backup, backup.is_null()) {
@@ -173,35 +218,40 @@ pub unsafe fn add_locked(
             (*primary).next = backup;
         }
         set_single(primary);
+        ensure_ids(primary, counters);
+        counters.bump();
     }
     Ok(())
 }
 
-/// Unlinks the peer named by `target` from its list under both write
-/// locks and hands it to `retire` (still under them).
+/// Unlinks the peer `target` from its list under both write locks and
+/// hands it to `retire` (still under them). Returns its name.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream; `retire`
 /// takes the unlinked peer over without freeing it.
 pub unsafe fn remove_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    target: &PeerAddress,
+    counters: &UpstreamCounters,
+    target: Target,
     retire: impl FnOnce(*mut ngx_http_upstream_rr_peer_t),
-) -> Result<(), Refusal> {
+) -> Result<PeerName, Refusal> {
     // SAFETY: per the contract.
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
 
-        let (list, peer) = find_in_lists(primary, target.name()).ok_or(Refusal::NotFound)?;
+        let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if list == primary && (*primary).number == 1 {
             return Err(Refusal::LastPeer);
         }
         check_totals(primary, |p| if p == peer { 0 } else { weight_of(p) }, None)?;
+        let name = PeerName::of(peer);
         unlink_peer(list, peer);
         set_single(primary);
         retire(peer);
+        counters.bump();
+        Ok(name)
     }
-    Ok(())
 }
 
 /// An upper bound on the peers a zone of `size` bytes can hold: each peer
@@ -327,4 +377,91 @@ unsafe fn link_peers<'a>(
         set_single(primary);
         true
     }
+}
+
+/// Why a replace did not happen under the locks.
+pub enum Lost {
+    /// Another change came first: plan again.
+    Race,
+    NoRoom,
+}
+
+/// Applies `plan` (whose new servers and their addresses are `added`) if
+/// the revision is still `revision`, in one pass over each list
+/// ([`edit_list`]; `plan`'s IDs are sorted, so each peer is looked up by
+/// binary search): linear work under the locks. `new_peers` has room for
+/// every added peer (nothing is allocated on the heap under the locks).
+/// As the revision moves with every change under the locks, an unchanged
+/// revision means the lists are the ones the plan was made from.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream; `retire`
+/// takes an unlinked peer over without freeing it.
+pub unsafe fn replace_locked(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    counters: &UpstreamCounters,
+    revision: u64,
+    plan: &Plan,
+    added: &[(&ServerSpec, PeerAddress)],
+    new_peers: &mut Vec<*mut ngx_http_upstream_rr_peer_t>,
+    mut retire: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
+) -> Result<(), Lost> {
+    // SAFETY: shared lists of a zone upstream, changed under both write
+    // locks (primary, then backup); slab memory under the slab mutex,
+    // taken inside them and released before retiring (which takes it).
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+        if counters.revision() != revision {
+            return Err(Lost::Race);
+        }
+        // Every new peer first: a zone without room changes nothing.
+        let slab = SlabLocked::new((*primary).shpool);
+        let mut backup_list: *mut ngx_http_upstream_rr_peers_t = ptr::null_mut();
+        for (spec, address) in added {
+            let with_list = spec.backup && (*primary).next.is_null() && backup_list.is_null();
+            match alloc_peer(slab.pool(), spec, address, address.name(), with_list) {
+                Some((peer, list)) => {
+                    if with_list {
+                        backup_list = list;
+                    }
+                    new_peers.push(peer); // within capacity
+                }
+                None => {
+                    for &peer in new_peers.iter() {
+                        free_peer(slab.pool(), peer);
+                    }
+                    if !backup_list.is_null() {
+                        ngx_slab_free_locked(slab.pool(), backup_list.cast());
+                    }
+                    return Err(Lost::NoRoom);
+                }
+            }
+        }
+        drop(slab);
+        if !backup_list.is_null() {
+            init_backup_list(backup_list, primary);
+        }
+        let backup = if backup_list.is_null() { (*primary).next } else { backup_list };
+        let update = |peer| {
+            let id = id_of(peer)?;
+            let i = plan.update.binary_search_by_key(&id, |u| u.id).ok()?;
+            Some((&plan.update[i].params, plan.update[i].down))
+        };
+        let keep = |peer| !id_of(peer).is_some_and(|id| plan.remove.binary_search(&id).is_ok());
+        for (list, backups) in [(primary, false), (backup, true)] {
+            if list.is_null() {
+                continue;
+            }
+            let of_list = new_peers.iter().zip(added).filter(|(_, (spec, _))| spec.backup == backups);
+            edit_list(list, update, keep, &mut retire, of_list.map(|(&peer, _)| peer));
+        }
+        if !backup_list.is_null() {
+            // Linked last, once complete (as add does).
+            (*primary).next = backup_list;
+        }
+        set_single(primary);
+        ensure_ids(primary, counters);
+        counters.bump();
+    }
+    Ok(())
 }

@@ -29,6 +29,7 @@ use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_sl
 
 use crate::nginx::peer_list::free_peer;
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_stats::UpstreamCounters;
 
 /// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
 #[repr(C)]
@@ -39,6 +40,8 @@ pub struct ZoneState {
     /// Removed peers not freed yet, chained through their `next`; guarded
     /// by the zone's slab mutex.
     retired: *mut ngx_http_upstream_rr_peer_t,
+    /// The upstream's next server ID and revision (NGINX Plus API).
+    pub counters: UpstreamCounters,
 }
 
 impl ZoneState {
@@ -79,6 +82,26 @@ impl ZoneState {
             let _slab = SlabLocked::new(pool);
             (*peer).next = (*state).retired;
             (*state).retired = peer;
+        }
+    }
+
+    /// Removed peers that requests still hold (NGINX Plus's "zombies").
+    ///
+    /// # Safety
+    /// `state` and `pool` are the state and slab pool of one zone upstream
+    /// of the running cycle.
+    pub unsafe fn zombies(state: *mut ZoneState, pool: *mut ngx_slab_pool_t) -> u64 {
+        // SAFETY: per the contract; the retired chain is read under the
+        // slab mutex that guards it, bounded by the removed peers.
+        unsafe {
+            let _slab = SlabLocked::new(pool);
+            let mut n = 0;
+            let mut peer = (*state).retired;
+            while !peer.is_null() {
+                n += 1;
+                peer = (*peer).next;
+            }
+            n
         }
     }
 

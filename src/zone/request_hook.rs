@@ -95,8 +95,26 @@ unsafe fn wrap_free(r: *mut ngx_http_request_t, srv: &mut SrvConf) -> bool {
             );
             return false;
         }
-        (*u).peer.free = Some(free_zone_peer);
+        (*u).peer.free = srv.free_hook;
         true
+    }
+}
+
+/// The `peer.free` that requests of zone upstreams get in this cycle:
+/// [`free_zone_peer`], after counting the attempt when statistics are on
+/// (chosen once at start, so that requests pay nothing when they are off).
+pub fn free_hook(counting: bool) -> ngx::ffi::ngx_event_free_peer_pt {
+    Some(if counting { free_counted_zone_peer } else { free_zone_peer })
+}
+
+/// [`free_zone_peer`] after counting the attempt ([`crate::nginx::peer_stats`]).
+unsafe extern "C" fn free_counted_zone_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // No panic can happen here: atomics, raw pointer work and FFI calls.
+    // SAFETY: as for free_zone_peer; counting reads the peer the request
+    // still holds, before the balancer's free releases it.
+    unsafe {
+        crate::nginx::peer_stats::count(pc, data, state);
+        free_zone_peer(pc, data, state);
     }
 }
 

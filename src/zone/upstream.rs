@@ -8,8 +8,9 @@ use dynamic_upstream_core::error::human_size;
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckConfBuilder};
 use dynamic_upstream_core::peer::total_weight_error;
 use dynamic_upstream_core::render::{Change, PeerValues};
-use dynamic_upstream_core::state::specs_of;
-use dynamic_upstream_core::{Action, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
+use dynamic_upstream_core::plus::diff::Plan;
+use dynamic_upstream_core::state::{parse_peer_address, specs_of};
+use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
     ngx_slab_pool_t, ngx_str_t,
@@ -19,10 +20,13 @@ use ngx::http::HttpModuleServerConf;
 use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
+use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy, Upstream};
+use crate::nginx::peer_stats::UpstreamCounters;
+use crate::zone::ids::ensure_ids;
 use crate::zone::health::{HealthZone, Pending};
 use crate::zone::peers::{
-    add_locked, max_peers_for_zone, remove_locked, replace_peers, update_locked, Refusal, Replaced,
+    add_locked, max_peers_for_zone, remove_locked, replace_locked, replace_peers, update_locked, Lost, PeerName,
+    Refusal, Replaced, Target,
 };
 use crate::zone::reclaim::ZoneState;
 use crate::Module;
@@ -52,6 +56,8 @@ pub struct SrvConf {
     /// they make (postconfiguration).
     pub checks: CheckConfBuilder,
     pub check: Option<CheckConf>,
+    /// The request's `peer.free` the request hook installs (at start).
+    pub free_hook: ngx_event_free_peer_pt,
 }
 
 impl Default for SrvConf {
@@ -66,6 +72,7 @@ impl Default for SrvConf {
             state_path: None,
             checks: CheckConfBuilder::default(),
             check: None,
+            free_hook: None,
         }
     }
 }
@@ -122,6 +129,13 @@ impl ZoneUpstream {
             .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
         // SAFETY: a configured upstream of the running cycle.
         unsafe { Self::of(uscf, name, managed) }
+    }
+
+    /// The running configuration's `upstream`, if it is a zone upstream.
+    pub fn of_running(upstream: Upstream, managed: Managed) -> Result<Self, ApiError> {
+        // SAFETY: an upstream of the running cycle, whose srv conf
+        // init_module filled in.
+        unsafe { Self::of(upstream.raw(), &upstream.name(), managed) }
     }
 
     /// The zone upstream `uscf` (called `name` in messages).
@@ -215,7 +229,7 @@ impl ZoneUpstream {
     }
 
     /// Refuses changes the upstream's balancer cannot follow at run time.
-    fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
+    pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
         if backup && !balancer.allows_backup() {
             return Err(ApiError::bad_request(
@@ -234,10 +248,19 @@ impl ZoneUpstream {
     }
 
     fn update(&self, target: &PeerAddress, params: &PeerParams, down: Option<bool>) -> Result<PeerValues, ApiError> {
+        self.update_target(Target::Name(target), params, down)
+            .map(|(_, before)| before)
+            .map_err(|refusal| self.refused(refusal, &shown_name(target)))
+    }
+
+    fn update_target(
+        &self,
+        target: Target,
+        params: &PeerParams,
+        down: Option<bool>,
+    ) -> Result<(PeerName, PeerValues), Refusal> {
         // SAFETY: the primary list of a zone upstream.
-        let updated = unsafe { update_locked(self.primary(), target, params, down) };
-        // The reason is written once the locks are released.
-        updated.map_err(|refusal| self.refused(refusal, &shown_name(target)))
+        unsafe { update_locked(self.primary(), self.counters(), target, params, down) }
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
@@ -246,7 +269,7 @@ impl ZoneUpstream {
         let slot = self.check.as_ref().map(|check| Pending::claim(&self.name(), check, address.name())).transpose()?;
         let health_down = slot.as_ref().is_some_and(|s| s.default_down);
         // SAFETY: the primary list of a zone upstream.
-        let added = unsafe { add_locked(self.primary(), spec, address, limit, health_down) };
+        let added = unsafe { add_locked(self.primary(), self.counters(), spec, address, limit, health_down) };
         // The reason is written once the locks are released (a refused
         // add's slot is freed as it drops).
         added.map_err(|refusal| self.refused(refusal, &spec.address))?;
@@ -257,16 +280,87 @@ impl ZoneUpstream {
     }
 
     fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
+        self.remove_target(Target::Name(target))
+            .map(drop)
+            .map_err(|refusal| self.refused(refusal, &shown_name(target)))
+    }
+
+    fn remove_target(&self, target: Target) -> Result<PeerName, Refusal> {
         // SAFETY: the primary list of a zone upstream; the unlinked peer is
         // handed to reclaim (under the locks), not freed.
-        let removed =
-            unsafe { remove_locked(self.primary(), target, |peer| ZoneState::retire(self.state, self.shpool(), peer)) };
-        // The reason is written once the locks are released.
-        removed.map_err(|refusal| self.refused(refusal, &shown_name(target)))?;
+        let name = unsafe {
+            remove_locked(self.primary(), self.counters(), target, |peer| {
+                ZoneState::retire(self.state, self.shpool(), peer)
+            })
+        }?;
+        // Its checks stop with it (by name: a removal by ID too).
         if let (Some(_), Some(health)) = (&self.check, HealthZone::running()) {
-            health.forget(&self.name(), target.name());
+            health.forget(&self.name(), name.as_bytes());
         }
-        Ok(())
+        Ok(name)
+    }
+
+    /// Changes the parameters of the server with ID `id` (found under the
+    /// lists' write locks). Returns its address and its values from before.
+    pub fn update_by_id(&self, id: u64, params: &PeerParams, down: Option<bool>) -> Result<(Address, PeerValues), ApiError> {
+        self.check_balancer_allows(params.weight.is_some(), false)?;
+        let (name, before) = self.update_target(Target::Id(id), params, down).map_err(|r| self.refused_id(r, id))?;
+        Ok((address_of(&name)?, before))
+    }
+
+    /// Removes the server with ID `id` (found under the lists' write
+    /// locks). Returns its address.
+    pub fn remove_by_id(&self, id: u64) -> Result<Address, ApiError> {
+        self.check_balancer_allows(true, false)?;
+        let name = self.remove_target(Target::Id(id)).map_err(|r| self.refused_id(r, id))?;
+        address_of(&name)
+    }
+
+    /// [`Self::refused`] for an edit of the server with ID `id`.
+    fn refused_id(&self, refusal: Refusal, id: u64) -> ApiError {
+        match refusal {
+            Refusal::NotFound => {
+                ApiError::not_found("server_not_found", format!("server with ID \"{id}\" does not exist"))
+            }
+            other => self.refused(other, &format_args!("with ID {id}")),
+        }
+    }
+
+    /// Makes the servers what `plan` says, if the upstream's revision is
+    /// still `revision`: `added` are the plan's new servers with their
+    /// addresses (see [`crate::zone::peers::replace_locked`]).
+    pub fn replace(&self, revision: u64, plan: &Plan, added: &[(&ServerSpec, PeerAddress)]) -> Result<(), Lost> {
+        let mut new_peers = Vec::with_capacity(added.len());
+        // SAFETY: the primary list of a zone upstream; unlinked peers are
+        // handed to reclaim (under the locks), not freed.
+        unsafe {
+            replace_locked(self.primary(), self.counters(), revision, plan, added, &mut new_peers, |peer| {
+                ZoneState::retire(self.state, self.shpool(), peer)
+            })
+        }
+    }
+
+    /// Its next server ID and revision.
+    pub fn counters(&self) -> &UpstreamCounters {
+        // SAFETY: the state lives in the zone for the cycle's lifetime.
+        unsafe { &(*self.state).counters }
+    }
+
+    /// Removed peers that requests still hold.
+    pub fn zombies(&self) -> u64 {
+        // SAFETY: the zone's slab and state live for the cycle.
+        unsafe { ZoneState::zombies(self.state, self.shpool()) }
+    }
+
+    /// Starts the upstream's revisions at `revision` and gives its servers
+    /// IDs (init_module, before any worker can reach the lists).
+    pub fn start_ids(&self, revision: u64) {
+        self.counters().revision.store(revision, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the zone's lists, under both write locks.
+        unsafe {
+            let _locks = ListsWriteLocked::new(self.primary());
+            ensure_ids(self.primary(), self.counters());
+        }
     }
 
     /// The answer to an edit refused under the locks, about `server`.
@@ -436,6 +530,12 @@ impl ZoneUpstream {
         // SAFETY: a zone's shm starts with its slab pool.
         unsafe { (*(*self.uscf).shm_zone).shm.addr.cast() }
     }
+}
+
+/// The address of a peer named `name` (as nginx names peers).
+fn address_of(name: &PeerName) -> Result<Address, ApiError> {
+    parse_peer_address(&String::from_utf8_lossy(name.as_bytes()))
+        .map_err(|e| ApiError::new(500, "internal", format!("server {e}")))
 }
 
 fn shown_name(address: &PeerAddress) -> String {

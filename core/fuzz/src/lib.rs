@@ -258,7 +258,7 @@ fn check_hash_key(key: &str, input: &str) {
 /// Braces are only allowed as nginx writes a variable in a hash key,
 /// `${name}` (which the state file reader skips since c890c1d).
 fn check_config_text(text: &str, input: &str) {
-    let outside_variables = without_braced_variables(text);
+    let outside_variables = without_braced_variables(&without_ids(text));
     if let Some(c) = outside_variables.chars().find(|&c| "{}\"'#\\".contains(c) || (c.is_control() && c != '\n')) {
         panic!("body {input}: config_text {} contains {c:?}", q(text));
     }
@@ -410,13 +410,24 @@ fn entry_name(entry: &DyupsEntry) -> &str {
     }
 }
 
-/// A rendered state file: only its header line may hold `#`; no quotes,
-/// backslashes or control characters but `\n`.
+/// A rendered state file: only its header line and the server IDs
+/// (`; # id=N` ending a line) may hold `#`; no quotes, backslashes or
+/// control characters but `\n`.
 fn check_file_text(file: &str, input: &str) {
-    let body = file.split_once('\n').map_or("", |(_, rest)| rest);
+    let body = without_ids(file.split_once('\n').map_or("", |(_, rest)| rest));
     if let Some(c) = body.chars().find(|&c| "\"'#\\".contains(c) || (c.is_control() && c != '\n')) {
         panic!("state file from {input}: rendered as {} contains {c:?}", q(file));
     }
+}
+
+/// `text` without the ` # id=N` that ends a server line with an ID.
+fn without_ids(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.rsplit_once(" # id=") {
+            Some((statement, id)) if statement.ends_with(';') && id.bytes().all(|b| b.is_ascii_digit()) => statement,
+            _ => line,
+        })
+        .fold(String::new(), |out, line| out + line + "\n")
 }
 
 fn check_state_error(e: &StateError, last_line: usize, what: &str, input: &str) {

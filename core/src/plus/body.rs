@@ -1,0 +1,250 @@
+//! The server objects clients send (`POST`, `PATCH`, and the `PUT`
+//! extension's array), validated field by field as the module's other APIs
+//! validate them. Parameters this module cannot honour on open-source
+//! nginx (`slow_start` other than 0, `route`, `service`, `drain`) are
+//! refused with a 400 that says so, rather than ignored.
+
+use crate::address::{shown, Address};
+use crate::json::Json;
+use crate::peer::{Param, PeerParams, ServerSpec};
+
+use super::PlusError;
+
+/// The fields of one server object; `None` where it did not give one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerFields {
+    pub id: Option<u64>,
+    pub server: Option<Address>,
+    pub params: PeerParams,
+    pub backup: Option<bool>,
+    pub down: Option<bool>,
+}
+
+impl ServerFields {
+    /// The server to add: nginx's defaults for what was not given.
+    fn into_spec(self) -> Result<ServerSpec, PlusError> {
+        let address = self.server.ok_or_else(|| PlusError::format("missing \"server\" argument"))?;
+        let mut spec = ServerSpec::new(address).with_params(&self.params);
+        spec.backup = self.backup.unwrap_or(false);
+        spec.down = self.down.unwrap_or(false);
+        Ok(spec)
+    }
+}
+
+/// A request body as JSON: 415 `JsonError` if it is not.
+pub fn parse_json(body: &[u8]) -> Result<Json, PlusError> {
+    let text = std::str::from_utf8(body).map_err(|_| PlusError::new(415, "JsonError", "the body is not UTF-8"))?;
+    Json::parse(text).map_err(|e| PlusError::new(415, "JsonError", format!("JSON error: {e}")))
+}
+
+/// `POST .../servers`: one server object; `server` is required.
+pub fn post(body: &[u8]) -> Result<ServerSpec, PlusError> {
+    fields(&parse_json(body)?)?.into_spec()
+}
+
+/// `PATCH .../servers/ID`: any subset of the fields.
+pub fn patch(body: &[u8]) -> Result<ServerFields, PlusError> {
+    fields(&parse_json(body)?)
+}
+
+/// `PUT .../servers`: the complete, non-empty list; no address twice.
+pub fn put(body: &[u8]) -> Result<Vec<ServerSpec>, PlusError> {
+    let Json::Array(items) = parse_json(body)? else {
+        return Err(PlusError::format("the body must be a JSON array of server objects"));
+    };
+    if items.is_empty() {
+        return Err(PlusError::format("the server list is empty: an upstream needs at least one server"));
+    }
+    let mut servers: Vec<ServerSpec> = Vec::with_capacity(items.len());
+    for item in &items {
+        let spec = fields(item)?.into_spec()?;
+        if servers.iter().any(|s| s.address == spec.address) {
+            return Err(PlusError::format(format!("server \"{}\" is given twice", spec.address)));
+        }
+        servers.push(spec);
+    }
+    if servers.iter().all(|s| s.backup) {
+        return Err(PlusError::format("every server is a backup: at least one primary server is needed"));
+    }
+    Ok(servers)
+}
+
+/// The fields of one server object.
+pub fn fields(json: &Json) -> Result<ServerFields, PlusError> {
+    let Json::Object(entries) = json else {
+        return Err(PlusError::format("a server must be a JSON object"));
+    };
+    let mut out = ServerFields::default();
+    for (key, value) in entries {
+        if matches!(value, Json::Array(_) | Json::Object(_)) {
+            return Err(PlusError::format(format!("nested object or list in \"{}\"", shown(key))));
+        }
+        match key.as_str() {
+            "id" => out.id = Some(unsigned(key, value)?),
+            "server" => {
+                let Json::String(text) = value else { return Err(invalid(key)) };
+                out.server = Some(Address::parse(text).map_err(|e| PlusError::new(400, "UpstreamBadAddress", e.text))?);
+            }
+            "backup" => out.backup = Some(flag(key, value)?),
+            "down" => out.down = Some(flag(key, value)?),
+            "slow_start" => {
+                if seconds(key, value, "UpstreamBadSlowStart")? != 0 {
+                    return Err(unsupported("UpstreamBadSlowStart", "slow_start"));
+                }
+            }
+            "route" => match value {
+                Json::String(s) if s.is_empty() => {}
+                Json::String(_) => return Err(unsupported("UpstreamBadRoute", "route")),
+                _ => return Err(invalid(key)),
+            },
+            "service" => return Err(unsupported("UpstreamBadService", "service")),
+            "drain" => {
+                if flag(key, value)? {
+                    return Err(unsupported("UpstreamConfFormatError", "drain"));
+                }
+            }
+            name => {
+                let Some(param) = Param::from_name(name) else {
+                    return Err(PlusError::format(format!("unknown parameter \"{}\"", shown(name))));
+                };
+                let code = match param {
+                    Param::Weight => "UpstreamBadWeight",
+                    Param::MaxFails => "UpstreamBadMaxFails",
+                    Param::FailTimeout => "UpstreamBadFailTimeout",
+                    Param::MaxConns => "UpstreamBadMaxConns",
+                };
+                let text = match (param, value) {
+                    (Param::FailTimeout, Json::String(s)) => s.clone(),
+                    (_, Json::Unsigned(n)) => n.to_string(),
+                    (_, Json::OtherNumber(n)) => n.clone(),
+                    _ => return Err(invalid(key)),
+                };
+                let v = param.parse_value(&text).map_err(|e| PlusError::new(400, code, e.text))?;
+                param.set(&mut out.params, v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn invalid(key: &str) -> PlusError {
+    PlusError::format(format!("invalid \"{}\" value", shown(key)))
+}
+
+fn unsupported(code: &str, what: &str) -> PlusError {
+    PlusError::new(400, code, format!("\"{what}\" is not supported by this module (NGINX Plus only)"))
+}
+
+fn flag(key: &str, value: &Json) -> Result<bool, PlusError> {
+    match value {
+        Json::Bool(b) => Ok(*b),
+        _ => Err(invalid(key)),
+    }
+}
+
+fn unsigned(key: &str, value: &Json) -> Result<u64, PlusError> {
+    match value {
+        Json::Unsigned(n) => Ok(*n),
+        _ => Err(invalid(key)),
+    }
+}
+
+/// A time as NGINX Plus writes it (`"10s"`, `"1m"`) or a number of seconds.
+fn seconds(key: &str, value: &Json, code: &str) -> Result<u64, PlusError> {
+    let text = match value {
+        Json::String(s) => s.clone(),
+        Json::Unsigned(n) => n.to_string(),
+        _ => return Err(invalid(key)),
+    };
+    crate::peer::parse_seconds(&text)
+        .ok_or_else(|| PlusError::new(400, code, format!("invalid \"{}\" value \"{}\"", shown(key), shown(&text))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(result: Result<impl std::fmt::Debug, PlusError>) -> (u16, String, String) {
+        let e = result.unwrap_err();
+        (e.status, e.code, e.text)
+    }
+
+    #[test]
+    fn post_takes_defaults() {
+        let s = post(br#"{"server":"127.0.0.1:8081"}"#).unwrap();
+        assert_eq!(s, ServerSpec::new(Address::parse("127.0.0.1:8081").unwrap()));
+        let s = post(br#"{"server":"10.0.0.1","weight":5,"max_conns":7,"max_fails":0,"fail_timeout":"1m","slow_start":"0s","route":"","backup":true,"down":true,"drain":false,"id":3}"#).unwrap();
+        assert_eq!(s.address.to_string(), "10.0.0.1:80");
+        assert_eq!((s.weight, s.max_conns, s.max_fails, s.fail_timeout, s.backup, s.down), (5, 7, 0, 60, true, true));
+        assert_eq!(post(br#"{"server":"10.0.0.1","fail_timeout":30}"#).unwrap().fail_timeout, 30);
+    }
+
+    #[test]
+    fn every_field_is_validated() {
+        let cases: [(&[u8], u16, &str); 21] = [
+            (b"{", 415, "JsonError"),
+            (b"\xff", 415, "JsonError"),
+            (br#"{"server":"1.2.3.4","server":"1.2.3.5"}"#, 415, "JsonError"),
+            (br#"[]"#, 400, "UpstreamConfFormatError"),
+            (br#"{}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"weight":2}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"server":"example.com"}"#, 400, "UpstreamBadAddress"),
+            (br#"{"server":5}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"server":"1.2.3.4","weight":0}"#, 400, "UpstreamBadWeight"),
+            (br#"{"server":"1.2.3.4","weight":"2"}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"server":"1.2.3.4","weight":-1}"#, 400, "UpstreamBadWeight"),
+            (br#"{"server":"1.2.3.4","max_conns":1.5}"#, 400, "UpstreamBadMaxConns"),
+            (br#"{"server":"1.2.3.4","max_fails":1000001}"#, 400, "UpstreamBadMaxFails"),
+            (br#"{"server":"1.2.3.4","fail_timeout":"1x"}"#, 400, "UpstreamBadFailTimeout"),
+            (br#"{"server":"1.2.3.4","slow_start":"10s"}"#, 400, "UpstreamBadSlowStart"),
+            (br#"{"server":"1.2.3.4","route":"a"}"#, 400, "UpstreamBadRoute"),
+            (br#"{"server":"1.2.3.4","service":"http"}"#, 400, "UpstreamBadService"),
+            (br#"{"server":"1.2.3.4","drain":true}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"server":"1.2.3.4","backup":1}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"server":"1.2.3.4","bogus":1}"#, 400, "UpstreamConfFormatError"),
+            (br#"{"server":"1.2.3.4","weight":[1]}"#, 400, "UpstreamConfFormatError"),
+        ];
+        for (body, status, code) in cases {
+            let (s, c, _) = err(post(body));
+            assert_eq!((s, c.as_str()), (status, code), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(err(post(br#"{"server":"1.2.3.4","weight":0}"#)).2, "weight must be an integer from 1 to 1000000");
+        assert_eq!(err(post(br#"{"server":"1.2.3.4","bogus":1}"#)).2, "unknown parameter \"bogus\"");
+        assert_eq!(
+            err(post(br#"{"server":"1.2.3.4","slow_start":"10s"}"#)).2,
+            "\"slow_start\" is not supported by this module (NGINX Plus only)"
+        );
+    }
+
+    #[test]
+    fn patch_takes_any_subset() {
+        assert_eq!(patch(b"{}").unwrap(), ServerFields::default());
+        let f = patch(br#"{"down":true,"weight":3}"#).unwrap();
+        assert_eq!((f.down, f.params.weight, f.server), (Some(true), Some(3), None));
+        assert_eq!(err(patch(br#"{"max_fails":"x"}"#)).1, "UpstreamConfFormatError");
+    }
+
+    #[test]
+    fn put_takes_a_whole_list() {
+        let s = put(br#"[{"server":"127.0.0.1:1"},{"server":"127.0.0.1:2","weight":2,"backup":true}]"#).unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[1].backup);
+        for (body, text) in [
+            (&br#"{"server":"127.0.0.1:1"}"#[..], "the body must be a JSON array of server objects"),
+            (b"[]", "the server list is empty: an upstream needs at least one server"),
+            (
+                br#"[{"server":"127.0.0.1:1"},{"server":"127.0.0.1:1","weight":2}]"#,
+                "server \"127.0.0.1:1\" is given twice",
+            ),
+            (
+                br#"[{"server":"127.0.0.1:1","backup":true}]"#,
+                "every server is a backup: at least one primary server is needed",
+            ),
+            (br#"[{"weight":1}]"#, "missing \"server\" argument"),
+            (br#"[1]"#, "a server must be a JSON object"),
+        ] {
+            let (status, code, t) = err(put(body));
+            assert_eq!((status, code.as_str(), t.as_str()), (400, "UpstreamConfFormatError", text));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Server IDs in the state files. A server line carries its ID as a
+//! comment, `server 10.0.0.5:80 weight=1 ...; # id=3`, so that every
+//! reader that does not know IDs (an older module, nginx's own `include`)
+//! still reads the file as before, and a restart gives each server the ID
+//! it had. IDs are matched to servers by address, within an upstream
+//! block for `dyups_upstream_conf`; a line whose comment is not exactly
+//! that is read as before, without an ID.
+//!
+//! A file is text anyone can edit: an ID above [`MAX_ID`] is ignored, and
+//! of servers given the same ID within a block only the first keeps it;
+//! those servers get new IDs, and [`problems`] says why (the module logs
+//! it at start).
+
+use crate::address::Address;
+use crate::peer::ServerSpec;
+use crate::state::parse_server_state;
+
+/// What precedes the ID on a server line.
+pub const MARK: &str = "# id=";
+
+/// The highest server ID: the module keeps an ID in 32 bits of the peer's
+/// record ([`crate::plus::stats::word`]); JSON clients read it exactly.
+pub const MAX_ID: u64 = u32::MAX as u64 - 1;
+
+/// An ID found on a line: (line number, upstream block, address, ID),
+/// where the upstream is the name of the `upstream NAME {` block the line
+/// is in (None outside blocks).
+struct Found {
+    line: usize,
+    upstream: Option<String>,
+    address: Address,
+    id: u64,
+}
+
+/// The well-formed ID comments of a file, in order (out-of-range IDs
+/// included: [`attach`] skips them, [`problems`] reports them).
+fn ids_in(text: &str) -> Vec<Found> {
+    let mut upstream: Option<String> = None;
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("upstream ") {
+            upstream = rest.split('{').next().map(|name| name.trim().to_string());
+            continue;
+        }
+        let Some((statement, id)) = trimmed.rsplit_once(MARK) else { continue };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let id = id.parse::<u64>().unwrap_or(u64::MAX);
+        if let Ok(Some(servers)) = parse_server_state(statement.trim_end()) {
+            if let [server] = servers.as_slice() {
+                found.push(Found { line: n + 1, upstream: upstream.clone(), address: server.address.clone(), id });
+            }
+        }
+    }
+    found
+}
+
+fn same_block(a: Option<&str>, b: Option<&str>) -> bool {
+    a.map(str::to_ascii_lowercase) == b.map(str::to_ascii_lowercase)
+}
+
+/// Whether `f` is the first use of its ID within its block (and in range).
+fn kept(all: &[Found], i: usize) -> bool {
+    let f = &all[i];
+    f.id <= MAX_ID
+        && !all[..i].iter().any(|g| g.id == f.id && same_block(g.upstream.as_deref(), f.upstream.as_deref()))
+}
+
+/// Gives `servers` (of the block `upstream`, None for a
+/// `dynamic_state_file`) the IDs the lines of `text` carry (see the module
+/// comment for the IDs it does not give).
+pub fn attach(text: &str, upstream: Option<&str>, servers: &mut [ServerSpec]) {
+    let all = ids_in(text);
+    for server in servers.iter_mut() {
+        server.id = (0..all.len())
+            .find(|&i| same_block(all[i].upstream.as_deref(), upstream) && all[i].address == server.address)
+            .filter(|&i| kept(&all, i))
+            .map(|i| all[i].id);
+    }
+}
+
+/// Why IDs of `text` were not given, one line each (empty: all were).
+pub fn problems(text: &str) -> Vec<String> {
+    let all = ids_in(text);
+    (0..all.len())
+        .filter(|&i| !kept(&all, i))
+        .map(|i| {
+            let f = &all[i];
+            let why = if f.id > MAX_ID {
+                format!("is above {MAX_ID}")
+            } else {
+                "is given to an earlier server too".to_string()
+            };
+            format!("line {}: the ID of server {} {why}: it gets a new one", f.line, f.address)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry};
+
+    fn spec(addr: &str, id: Option<u64>) -> ServerSpec {
+        let mut s = ServerSpec::new(Address::parse(addr).unwrap());
+        s.id = id;
+        s
+    }
+
+    #[test]
+    fn state_file_keeps_ids_as_comments() {
+        let servers = vec![spec("127.0.0.1:1", Some(7)), spec("127.0.0.1:2", None), spec("unix:/tmp/a.sock", Some(0))];
+        let text = render_server_state(&servers);
+        assert!(text.contains("server 127.0.0.1:1 weight=1 max_fails=1 fail_timeout=10; # id=7\n"), "{text}");
+        assert!(text.contains("server 127.0.0.1:2 weight=1 max_fails=1 fail_timeout=10;\n"), "{text}");
+        assert_eq!(parse_server_state(&text).unwrap(), Some(servers));
+        assert!(problems(&text).is_empty());
+    }
+
+    #[test]
+    fn readers_without_ids_read_the_same_servers() {
+        let text = render_server_state(&[spec("127.0.0.1:1", Some(7))]);
+        let without = text.replace(" # id=7", "");
+        let plain: Vec<ServerSpec> =
+            parse_server_state(&text).unwrap().unwrap().into_iter().map(|s| ServerSpec { id: None, ..s }).collect();
+        assert_eq!(Some(plain), parse_server_state(&without).unwrap());
+    }
+
+    #[test]
+    fn odd_comments_give_no_id_and_the_first_of_a_duplicate_keeps_it() {
+        let text = "server 127.0.0.1:1; # id=x\nserver 127.0.0.1:2; # id=3\nserver 127.0.0.1:3; # id=3\nserver 127.0.0.1:4; # id=-1\n";
+        let ids: Vec<Option<u64>> = parse_server_state(text).unwrap().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![None, Some(3), None, None]);
+        assert_eq!(
+            problems(text),
+            vec!["line 3: the ID of server 127.0.0.1:3 is given to an earlier server too: it gets a new one"]
+        );
+        let text = "server 127.0.0.1:1;   # id=12  \n";
+        assert_eq!(parse_server_state(text).unwrap().unwrap()[0].id, Some(12));
+    }
+
+    #[test]
+    fn ids_out_of_range_are_ignored() {
+        let text = "server 127.0.0.1:1; # id=18446744073709551614\nserver 127.0.0.1:2; # id=99999999999999999999999\n\
+                    server 127.0.0.1:3; # id=4294967294\nserver 127.0.0.1:4; # id=4294967295\nserver 127.0.0.1:5;\n";
+        let ids: Vec<Option<u64>> = parse_server_state(text).unwrap().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![None, None, Some(MAX_ID), None, None]);
+        assert_eq!(
+            problems(text),
+            vec![
+                "line 1: the ID of server 127.0.0.1:1 is above 4294967294: it gets a new one",
+                "line 2: the ID of server 127.0.0.1:2 is above 4294967294: it gets a new one",
+                "line 4: the ID of server 127.0.0.1:4 is above 4294967294: it gets a new one",
+            ]
+        );
+    }
+
+    #[test]
+    fn dyups_file_keeps_ids_per_upstream() {
+        let a = crate::dyups::parse_body("server 127.0.0.1:1; server 127.0.0.1:2;").unwrap();
+        let mut a_ids = a.clone();
+        a_ids.servers[0].id = Some(5);
+        a_ids.servers[1].id = Some(1);
+        let mut b = a.clone();
+        b.servers[0].id = Some(5);
+        let entries = vec![DyupsEntry::Upstream("a".into(), a_ids), DyupsEntry::Upstream("B".into(), b)];
+        let text = render_dyups_conf(&entries);
+        assert_eq!(parse_dyups_conf(&text).unwrap(), entries, "{text}");
+        assert!(problems(&text).is_empty(), "the same ID in two blocks is fine");
+    }
+}

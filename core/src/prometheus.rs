@@ -1,0 +1,173 @@
+//! `dynamic_upstream_metrics`: the Prometheus text exposition format
+//! (version 0.0.4) with the metric names and labels that
+//! nginx-prometheus-exporter publishes for NGINX Plus
+//! (`nginxplus_upstream_server_*{upstream="...",server="..."}`), so that
+//! dashboards and alerts written for it work unchanged.
+
+use std::fmt::Write as _;
+
+use crate::plus::stats::peer_state;
+use crate::plus::view::{Connections, Requests, UpstreamStatus};
+use crate::render::PeerView;
+
+/// The exporter's numbers for a server state (`up` 1, `down` 3,
+/// `unavail` 4; 2, 5 and 6 are NGINX Plus states this module has not).
+fn state_value(state: &str) -> u64 {
+    match state {
+        "up" => 1,
+        "down" => 3,
+        _ => 4,
+    }
+}
+
+/// A label value, escaped as the format requires.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP nginxplus_{name} {help}");
+    let _ = writeln!(out, "# TYPE nginxplus_{name} {kind}");
+}
+
+type PeerMetric = (&'static str, &'static str, &'static str, fn(&PeerView, u64) -> u64);
+
+/// The per-server families: name, type, help (the exporter's), value.
+const SERVER_METRICS: [PeerMetric; 12] = [
+    ("state", "gauge", "Current state", |p, now| {
+        state_value(peer_state(p.down, p.fails, p.max_fails, p.checked, p.fail_timeout, (now / 1000) as i64))
+    }),
+    ("active", "gauge", "Active connections", |p, _| p.conns),
+    (
+        "limit",
+        "gauge",
+        "Limit for connections which corresponds to the max_conns parameter of the upstream server. Zero value \
+         means there is no limit",
+        |p, _| p.max_conns,
+    ),
+    ("requests", "counter", "Total client requests", |p, _| p.stats.requests),
+    ("sent", "counter", "Bytes sent to this server", |p, _| p.stats.sent),
+    ("received", "counter", "Bytes received to this server", |p, _| p.stats.received),
+    ("fails", "counter", "Number of unsuccessful attempts to communicate with the server", |p, _| p.stats.fails),
+    (
+        "unavail",
+        "counter",
+        "How many times the server became unavailable for client requests (state 'unavail') due to the number of \
+         unsuccessful attempts reaching the max_fails threshold",
+        |p, _| p.stats.unavail,
+    ),
+    ("header_time", "gauge", "Average time to get the response header from the server", |p, _| {
+        p.stats.average_times().map_or(0, |t| t.0)
+    }),
+    ("response_time", "gauge", "Average time to get the full response from the server", |p, _| {
+        p.stats.average_times().map_or(0, |t| t.1)
+    }),
+    ("downtime", "counter", "Total time the server was unavailable, in milliseconds", |p, now| {
+        p.stats.downtime_at(now)
+    }),
+    ("selected", "gauge", "Unix time in milliseconds the server was last selected (0: never)", |p, _| {
+        p.stats.selected_ms
+    }),
+];
+
+/// The whole exposition: connections and requests, then per upstream its
+/// zombies and keepalive connections, then per server its families.
+pub fn render(connections: &Connections, requests: &Requests, upstreams: &[UpstreamStatus<'_>], now_ms: u64) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in [
+        ("connections_accepted", "counter", "Accepted client connections", connections.accepted),
+        ("connections_dropped", "counter", "Dropped client connections", connections.dropped),
+        ("connections_active", "gauge", "Active client connections", connections.active),
+        ("connections_idle", "gauge", "Idle client connections", connections.idle),
+        ("http_requests_total", "counter", "Total http requests", requests.total),
+        ("http_requests_current", "gauge", "Current http requests", requests.current),
+    ] {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "nginxplus_{name} {value}");
+    }
+    for (name, help) in [
+        ("keepalives", "Idle keepalive connections"),
+        ("zombies", "Servers removed from the group but still processing active client requests"),
+    ] {
+        family(&mut out, &format!("upstream_{name}"), "gauge", help);
+        for u in upstreams {
+            let value = if name == "zombies" { u.zombies } else { 0 };
+            let _ = writeln!(out, "nginxplus_upstream_{name}{{upstream=\"{}\"}} {value}", label(u.name));
+        }
+    }
+    let servers = || upstreams.iter().flat_map(|u| u.peers.iter().map(move |p| (u.name, p)));
+    for (name, kind, help, value) in SERVER_METRICS {
+        family(&mut out, &format!("upstream_server_{name}"), kind, help);
+        for (upstream, p) in servers() {
+            let _ = writeln!(
+                out,
+                "nginxplus_upstream_server_{name}{{upstream=\"{}\",server=\"{}\"}} {}",
+                label(upstream),
+                label(&p.server),
+                value(p, now_ms)
+            );
+        }
+    }
+    family(&mut out, "upstream_server_responses", "counter", "Total responses sent to clients");
+    for (upstream, p) in servers() {
+        for (i, count) in p.stats.responses.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "nginxplus_upstream_server_responses{{upstream=\"{}\",server=\"{}\",code=\"{}xx\"}} {count}",
+                label(upstream),
+                label(&p.server),
+                i + 1
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plus::PeerStats;
+    use crate::render::test_peer;
+
+    #[test]
+    fn exporter_names_and_labels() {
+        let mut p = test_peer("127.0.0.1:8081");
+        p.conns = 1;
+        p.stats = PeerStats {
+            requests: 3,
+            responses: [0, 2, 0, 0, 1],
+            header_time_ms: 3,
+            response_time_ms: 9,
+            ..Default::default()
+        };
+        let mut q = test_peer("unix:/tmp/\"q\".sock");
+        q.down = true;
+        let peers = [p, q];
+        let u = [UpstreamStatus { name: "backends", zone: "z", runtime: false, zombies: 0, peers: &peers }];
+        let c = Connections { accepted: 10, dropped: 0, active: 2, idle: 1 };
+        let r = Requests { total: 20, current: 1 };
+        let text = render(&c, &r, &u, 0);
+        for line in [
+            "# TYPE nginxplus_connections_accepted counter",
+            "nginxplus_connections_accepted 10",
+            "nginxplus_http_requests_total 20",
+            "nginxplus_upstream_zombies{upstream=\"backends\"} 0",
+            "# TYPE nginxplus_upstream_server_requests counter",
+            "nginxplus_upstream_server_state{upstream=\"backends\",server=\"127.0.0.1:8081\"} 1",
+            "nginxplus_upstream_server_state{upstream=\"backends\",server=\"unix:/tmp/\\\"q\\\".sock\"} 3",
+            "nginxplus_upstream_server_active{upstream=\"backends\",server=\"127.0.0.1:8081\"} 1",
+            "nginxplus_upstream_server_requests{upstream=\"backends\",server=\"127.0.0.1:8081\"} 3",
+            "nginxplus_upstream_server_responses{upstream=\"backends\",server=\"127.0.0.1:8081\",code=\"2xx\"} 2",
+            "nginxplus_upstream_server_responses{upstream=\"backends\",server=\"127.0.0.1:8081\",code=\"5xx\"} 1",
+            "nginxplus_upstream_server_header_time{upstream=\"backends\",server=\"127.0.0.1:8081\"} 1",
+            "nginxplus_upstream_server_response_time{upstream=\"backends\",server=\"127.0.0.1:8081\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        // Every sample line: name{labels} value, after its family's TYPE.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = l.rsplit_once(' ').unwrap();
+            assert!(value.parse::<u64>().is_ok(), "{l}");
+        }
+    }
+}

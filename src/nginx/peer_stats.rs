@@ -1,0 +1,240 @@
+//! Per-peer statistics and server IDs, in the peer's own shared memory.
+//!
+//! nginx built with `--with-compat` (Debian's and nginx.org's packages)
+//! reserves spare words at the end of every `ngx_http_upstream_rr_peer_t`
+//! (`NGX_COMPAT_BEGIN(32)` up to 1.27.2, `NGX_COMPAT_BEGIN(15)` from
+//! 1.27.3 on), which no code of open-source nginx reads or writes, and
+//! which every peer has: the zone module copies configuration peers with
+//! `memcpy` from zeroed memory, the module allocates its own zeroed
+//! ([`crate::nginx::peer_list::alloc_peer`]). The module keeps the NGINX
+//! Plus API's record of a peer there ([`word`], 15 words): its server ID
+//! and its counters. So they are created with the peer, survive every
+//! change that keeps the peer, and are freed with it: nothing to allocate,
+//! look up or reclaim.
+//!
+//! Counting happens once per upstream attempt, in the request's
+//! `peer.free` (wrapped by [`crate::zone::request_hook`] for zone upstreams
+//! and by [`wrap_dyups_free`] for run-time ones), before the balancer's own
+//! `free` runs: it is the last moment the request is sure to hold the peer
+//! (its `conns` still counts the request, so a removed peer is not freed,
+//! and a dyups list is held until the request ends), and nginx has filled
+//! in the attempt's `u->state` (status, times, bytes) by then. Every
+//! counter is an atomic add on the peer's words: no lock is taken, and
+//! nothing is counted at all unless a location of the configuration has
+//! `dynamic_upstream_api` or `dynamic_upstream_metrics` (the wrappers
+//! without counting are installed then).
+
+use core::ffi::c_void;
+use core::mem::{offset_of, size_of};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use dynamic_upstream_core::plus::ids::MAX_ID;
+use dynamic_upstream_core::plus::stats::{response_class, word};
+use ngx::ffi::{
+    ngx_http_upstream_free_round_robin_peer, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peer_t,
+    ngx_http_upstream_t, ngx_peer_connection_t, ngx_uint_t, NGX_PEER_FAILED,
+};
+
+/// The spare words of a peer in the nginx this module is built for (they
+/// end the struct).
+const SPARE_WORDS: usize =
+    (size_of::<ngx_http_upstream_rr_peer_t>() - offset_of!(ngx_http_upstream_rr_peer_t, spare)) / size_of::<u64>();
+const _: () = assert!(word::COUNT <= SPARE_WORDS, "the record must fit this nginx's spare words");
+const _: () = assert!(word::COUNT <= 15, "the record must fit the 15 spare words of nginx 1.27.3 and later");
+
+/// Whether this cycle counts, i.e. has the NGINX Plus API or its metrics
+/// (set by the master in init_module from the configuration, inherited by
+/// the workers). Peers get server IDs only then.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+pub fn set_counting(on: bool) {
+    COUNTING.store(on, Relaxed);
+}
+
+pub fn counting() -> bool {
+    COUNTING.load(Relaxed)
+}
+
+/// Word `i` of `peer`'s record.
+///
+/// # Safety
+/// `peer` is a live peer (its memory stays mapped while the word is used).
+pub unsafe fn at<'a>(peer: *mut ngx_http_upstream_rr_peer_t, i: usize) -> &'a AtomicU64 {
+    // SAFETY: per the contract; the spare words are 8-byte aligned u64s
+    // (i < COUNT <= SPARE_WORDS) only ever accessed atomically by this
+    // module.
+    unsafe { AtomicU64::from_ptr(ptr::addr_of_mut!((*peer).spare).cast::<u64>().add(i)) }
+}
+
+/// A copy of the peer's record (for [`crate::nginx::peer_list`]'s views).
+pub fn record_of(peer: &ngx_http_upstream_rr_peer_t) -> dynamic_upstream_core::plus::PeerStats {
+    let words: [u64; word::COUNT] = core::array::from_fn(|i| peer.spare[i]);
+    dynamic_upstream_core::plus::PeerStats::from_words(&words)
+}
+
+/// The peer's server ID, if it has one.
+///
+/// # Safety
+/// As for [`at`].
+pub unsafe fn id_of(peer: *mut ngx_http_upstream_rr_peer_t) -> Option<u64> {
+    // SAFETY: per the contract.
+    unsafe { (at(peer, word::ID_UNAVAIL).load(Relaxed) & word::ID_MASK).checked_sub(1) }
+}
+
+/// Gives the peer `id` (at most [`MAX_ID`]: callers check), keeping its
+/// `unavail` count.
+///
+/// # Safety
+/// As for [`at`]; the peer's list is write-locked or not published yet.
+pub unsafe fn set_id(peer: *mut ngx_http_upstream_rr_peer_t, id: u64) {
+    // SAFETY: per the contract.
+    let w = unsafe { at(peer, word::ID_UNAVAIL) };
+    let _ = w.fetch_update(Relaxed, Relaxed, |old| Some(old & !word::ID_MASK | (id.min(MAX_ID) + 1)));
+}
+
+/// An upstream's next free server ID and its revision (the number that
+/// moves on every change, sent as `ETag`); kept in the upstream's zone.
+#[repr(C)]
+#[derive(Default)]
+pub struct UpstreamCounters {
+    pub next_id: AtomicU64,
+    pub revision: AtomicU64,
+}
+
+impl UpstreamCounters {
+    /// A change was made (called under the lists' write locks).
+    pub fn bump(&self) {
+        self.revision.fetch_add(1, Relaxed);
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Relaxed)
+    }
+}
+
+/// Unix time in milliseconds, from nginx's cached time.
+pub fn now_ms() -> u64 {
+    // SAFETY: ngx_cached_time always points at one of nginx's time slots;
+    // read volatile (the worker updates it between events).
+    unsafe {
+        let t = ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_cached_time));
+        (*t).sec as u64 * 1000 + (*t).msec as u64
+    }
+}
+
+/// The round-robin data of a request's balancer whose attempt is ending:
+/// `data` is it (every built-in balancer keeps it first in its data), or
+/// `keepalive`'s data holds it as its third word; `current` is the peer
+/// the attempt used, and `pc->name` still points at that peer's name.
+///
+/// # Safety
+/// `pc` and `data` are what nginx passes to `peer.free` of a live request
+/// whose balancer is a built-in one (with keepalive or not).
+unsafe fn attempt_peer(
+    pc: *mut ngx_peer_connection_t,
+    data: *mut c_void,
+    u: *mut ngx_http_upstream_t,
+) -> Option<*mut ngx_http_upstream_rr_peer_t> {
+    // SAFETY: per the contract; every layout read is at least three words.
+    unsafe {
+        let picked = |rrp: *mut ngx_http_upstream_rr_peer_data_t| {
+            let current = (*rrp).current;
+            (!current.is_null() && ptr::addr_of_mut!((*current).name) == (*pc).name).then_some(current)
+        };
+        if data.is_null() {
+            return None;
+        }
+        let words = data.cast::<*mut c_void>();
+        // keepalive: { conf, upstream, data, ... }
+        if *words.add(1) == u.cast() && !(*words.add(2)).is_null() {
+            if let Some(peer) = picked((*words.add(2)).cast()) {
+                return Some(peer);
+            }
+        }
+        picked(data.cast())
+    }
+}
+
+/// Counts the attempt that `peer.free(pc, data, state)` ends.
+///
+/// # Safety
+/// Called at the start of a request's `peer.free` (see the module
+/// comment), whose balancer is a built-in one.
+pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // SAFETY: per the contract; the peer stays allocated while the request
+    // still counts in its conns (or holds its dyups list).
+    unsafe {
+        let u = pc.byte_sub(offset_of!(ngx_http_upstream_t, peer)).cast::<ngx_http_upstream_t>();
+        let Some(peer) = attempt_peer(pc, data, u) else { return };
+        let add = |i: usize, n: u64| {
+            at(peer, i).fetch_add(n, Relaxed);
+        };
+        let now = now_ms();
+        add(word::REQUESTS, 1);
+        at(peer, word::SELECTED).store(now, Relaxed);
+        let s = (*u).state;
+        if !s.is_null() {
+            add(word::SENT, (*s).bytes_sent.max(0) as u64);
+            add(word::RECEIVED, (*s).bytes_received.max(0) as u64);
+            let class = response_class((*s).status as u64);
+            if let (Some(class), true) = (class, (*s).header_time != ngx::ffi::ngx_msec_t::MAX) {
+                let response_time = if (*s).response_time == ngx::ffi::ngx_msec_t::MAX {
+                    ngx::ffi::ngx_current_msec.wrapping_sub((*u).start_time)
+                } else {
+                    (*s).response_time
+                };
+                add(word::RESPONSES + class, 1);
+                add(word::HEADER_TIME, (*s).header_time as u64);
+                add(word::RESPONSE_TIME, response_time as u64);
+            }
+        }
+        if state as u32 & NGX_PEER_FAILED != 0 {
+            add(word::FAILS, 1);
+            // nginx counts this failure next (`fails++` in its free): the
+            // one that reaches max_fails makes the peer unavailable.
+            let max_fails = (*peer).max_fails as u64;
+            let fails = ptr::read_volatile(ptr::addr_of!((*peer).fails)) as u64;
+            if max_fails != 0 && fails + 1 == max_fails {
+                add(word::ID_UNAVAIL, word::UNAVAIL_ONE);
+                let _ = at(peer, word::DOWNSTART).compare_exchange(0, now, Relaxed, Relaxed);
+            }
+        } else {
+            // It answered: a stretch of unavailability ends.
+            let started = at(peer, word::DOWNSTART).swap(0, Relaxed);
+            if started != 0 {
+                add(word::DOWNTIME, now.saturating_sub(started));
+            }
+        }
+    }
+}
+
+/// `peer.free` of requests through a run-time (dyups) upstream while
+/// counting: counts, then runs round robin's `free` (every balancer a
+/// run-time upstream can have ends there).
+unsafe extern "C" fn free_dyups_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // No panic can happen here: atomics, raw pointer reads and FFI.
+    // SAFETY: installed by wrap_dyups_free only, over round robin's free.
+    unsafe {
+        count(pc, data, state);
+        ngx_http_upstream_free_round_robin_peer(pc, data, state);
+    }
+}
+
+/// After a run-time upstream's balancer set a request up: count its
+/// attempts, if this cycle counts and the balancer's `free` is round
+/// robin's (what [`free_dyups_peer`] runs after counting).
+///
+/// # Safety
+/// `u` is the live request's upstream, right after the balancer's
+/// `peer.init`.
+pub unsafe fn wrap_dyups_free(u: *mut ngx_http_upstream_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        let rr: unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void, ngx_uint_t) =
+            ngx_http_upstream_free_round_robin_peer;
+        if counting() && (*u).peer.free.map(|f| f as usize) == Some(rr as usize) {
+            (*u).peer.free = Some(free_dyups_peer);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The upstreams the NGINX Plus API and its metrics serve, read and
+//! changed: every configuration upstream with a zone, and every upstream
+//! the dyups registry holds (created at run time, or a configuration
+//! upstream the REST API replaced). A run-time upstream's changes are
+//! whole new server lists for [`crate::ops::dyups::update_upstream_spec`]
+//! (keeping its balancer), made only if nothing changed it meanwhile.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::collections::{HashMap, HashSet};
+
+use dynamic_upstream_core::dyups::{finish, UpstreamSpec};
+use dynamic_upstream_core::plus::view::UpstreamStatus;
+use dynamic_upstream_core::plus::PlusError;
+use dynamic_upstream_core::state::specs_of;
+use dynamic_upstream_core::{PeerView, ServerSpec};
+
+use crate::dyups::registry::{revision_mismatch, Dyups, ReadSection, RecordView, ZONE_NAME};
+use crate::dyups::worker::is_front;
+use crate::nginx::upstreams::Upstream;
+use crate::ops::change_log::Requester;
+use crate::ops::dyups::{config_upstream, update_upstream_spec};
+use crate::ops::state_files::managed_by_dyups;
+use crate::zone::upstream::ZoneUpstream;
+
+/// Configuration cycles the master started (the first is generation 0),
+/// when the running one was loaded (ms), and when the master started (µs):
+/// set by the master in init_module, inherited by the workers.
+static CYCLES: AtomicU64 = AtomicU64::new(0);
+static LOAD_MS: AtomicU64 = AtomicU64::new(0);
+static MASTER_START_US: AtomicU64 = AtomicU64::new(0);
+
+/// init_module: a cycle was loaded at `now_ms`.
+pub fn start_cycle(now_ms: u64) {
+    CYCLES.fetch_add(1, Relaxed);
+    LOAD_MS.store(now_ms, Relaxed);
+    let _ = MASTER_START_US.compare_exchange(0, now_ms * 1000, Relaxed, Relaxed);
+}
+
+/// Configuration reloads since the master started.
+pub fn generation() -> u64 {
+    CYCLES.load(Relaxed).saturating_sub(1)
+}
+
+/// When the running configuration was loaded (Unix ms).
+pub fn load_ms() -> u64 {
+    LOAD_MS.load(Relaxed)
+}
+
+/// A run-time upstream's revision: the registry's version of it, after the
+/// master's start time (registries live as long as the master).
+fn runtime_revision(version: u64) -> u64 {
+    MASTER_START_US.load(Relaxed) + version
+}
+
+/// Conditional run-time upstream changes lost to another change are
+/// planned again at most this often.
+const TRIES: usize = 8;
+
+/// An upstream the API serves: one of the configuration with a zone, or
+/// one the registry holds (its servers are the registry's).
+pub enum Target {
+    Zone(ZoneUpstream),
+    Runtime { name: String, runtime: bool },
+}
+
+/// An upstream with its servers and revision, copied out.
+pub struct Listed {
+    pub name: String,
+    zone: String,
+    runtime: bool,
+    zombies: u64,
+    pub revision: u64,
+    pub peers: Vec<PeerView>,
+}
+
+impl Listed {
+    pub fn status(&self) -> UpstreamStatus<'_> {
+        UpstreamStatus {
+            name: &self.name,
+            zone: &self.zone,
+            runtime: self.runtime,
+            zombies: self.zombies,
+            peers: &self.peers,
+        }
+    }
+}
+
+impl Target {
+    /// Its servers and revision. The revision is read first, so that it is
+    /// never newer than the servers (a conditional change made with it
+    /// fails rather than overwrite a change its sender did not see).
+    pub fn listed(&self) -> Listed {
+        match self {
+            Target::Zone(zone) => {
+                let revision = zone.counters().revision();
+                Listed {
+                    name: zone.name(),
+                    zone: zone.zone_name(),
+                    runtime: false,
+                    zombies: zone.zombies(),
+                    revision,
+                    peers: zone.peers(),
+                }
+            }
+            Target::Runtime { name, runtime } => {
+                let record = Dyups::get().and_then(|dyups| {
+                    let section = ReadSection::new(&dyups);
+                    dyups
+                        .record(name)
+                        .filter(|r| !r.deleted && !r.peers.is_null())
+                        .map(|r| (runtime_revision(r.version), section.peers_of(r.peers)))
+                });
+                let (revision, peers) = record.unwrap_or_default();
+                Listed { name: name.clone(), zone: ZONE_NAME.into(), runtime: *runtime, zombies: 0, revision, peers }
+            }
+        }
+    }
+}
+
+/// The upstream called `name`, as the API sees it.
+pub fn find(name: &str) -> Result<Target, PlusError> {
+    let not_found = || PlusError::upstream_not_found(name);
+    let record = Dyups::get().and_then(|dyups| dyups.record(name));
+    match (record, config_upstream(name)) {
+        (Some(r), _) if r.deleted || r.peers.is_null() => Err(not_found()),
+        (Some(r), config) => {
+            let runtime = config.is_none();
+            Ok(Target::Runtime { name: config.map_or(r.name, |(config_name, _)| config_name), runtime })
+        }
+        (None, Some((_, upstream))) if is_front(upstream.raw()) => Err(not_found()),
+        (None, Some((_, upstream))) => Ok(Target::Zone(ZoneUpstream::of_running(upstream, managed_by_dyups)?)),
+        (None, None) => Err(not_found()),
+    }
+}
+
+/// Every upstream the API serves: the configuration's with a zone (or as
+/// the REST API replaced them), in order, then those created at run time.
+pub fn all_upstreams() -> Vec<Listed> {
+    let records = Dyups::get().map(|d| d.records().1).unwrap_or_default();
+    let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
+    let mut targets = Vec::new();
+    let mut in_config = HashSet::new();
+    for upstream in Upstream::running() {
+        let name = upstream.name();
+        let key = name.to_ascii_lowercase();
+        match by_name.get(&key) {
+            Some(r) if r.deleted || r.peers.is_null() => {}
+            Some(_) => targets.push(Target::Runtime { name, runtime: false }),
+            None if is_front(upstream.raw()) => {}
+            None => {
+                if let Ok(zone) = ZoneUpstream::of_running(upstream, managed_by_dyups) {
+                    targets.push(Target::Zone(zone));
+                }
+            }
+        }
+        in_config.insert(key);
+    }
+    for r in &records {
+        if !r.deleted && !r.peers.is_null() && !in_config.contains(&r.name.to_ascii_lowercase()) {
+            targets.push(Target::Runtime { name: r.name.clone(), runtime: true });
+        }
+    }
+    targets.iter().map(Target::listed).collect()
+}
+
+/// Changes a run-time upstream's server list with `edit` (which answers
+/// whether it changed anything), keeping its balancer; with `if_match`,
+/// only from that revision (412 otherwise), else planned again when
+/// another change came first.
+pub fn change_runtime(
+    name: &str,
+    origin: &Requester,
+    trylock: bool,
+    if_match: Option<u64>,
+    mut edit: impl FnMut(&mut Vec<ServerSpec>) -> Result<bool, PlusError>,
+) -> Result<(), PlusError> {
+    let dyups = Dyups::get().ok_or_else(|| PlusError::upstream_not_found(name))?;
+    for _ in 0..TRIES {
+        let (version, balancer, peers) = {
+            let section = ReadSection::new(&dyups);
+            let record = dyups.record(name).filter(|r| !r.deleted && !r.peers.is_null());
+            let record = record.ok_or_else(|| PlusError::upstream_not_found(name))?;
+            (record.version, record.balancer, section.peers_of(record.peers))
+        };
+        if if_match.is_some_and(|wanted| wanted != runtime_revision(version)) {
+            return Err(revision_mismatch(name).into());
+        }
+        let mut servers = specs_of(&peers).map_err(|e| PlusError::new(500, "Internal", e))?;
+        if !edit(&mut servers)? {
+            return Ok(());
+        }
+        let spec: UpstreamSpec = finish(balancer, servers)?;
+        match update_upstream_spec(name, &spec, trylock, version, origin) {
+            Err(e) if e.status == 412 && if_match.is_none() => continue,
+            result => return result.map_err(PlusError::from),
+        }
+    }
+    Err(PlusError::new(409, "Busy", format!("upstream \"{name}\" kept changing; try again")))
+}

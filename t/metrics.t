@@ -1,0 +1,138 @@
+# dynamic_upstream_metrics: the Prometheus page with nginx-prometheus-exporter's
+# NGINX Plus names; and Debian's prometheus-nginx-exporter itself, in NGINX
+# Plus mode (-nginx.plus), scraping dynamic_upstream_api.
+use lib 't/lib';
+use NginxTest;
+use JSON::PP ();
+use POSIX ();
+
+# The samples of a Prometheus text page: { 'name{labels}' => value }.
+sub samples {
+    my ($text) = @_;
+    my %s;
+    for (split /\n/, $text) {
+        next if /^#/ || !/\S/;
+        my ($key, $value) = /^(\S+) (\S+)$/ or next;
+        $s{$key} = $value;
+    }
+    return \%s;
+}
+
+# The exporter's label order (sorted) or ours: the same sample either way.
+sub sample {
+    my ($s, $name, $upstream, $server, $code) = @_;
+    for my $key ("$name\{upstream=\"$upstream\",server=\"$server\"" . (defined $code ? ",code=\"$code\"" : '') . '}',
+                 (defined $code ? "$name\{code=\"$code\"," : "$name\{") . "server=\"$server\",upstream=\"$upstream\"}") {
+        return $s->{$key} if exists $s->{$key};
+    }
+    return undef;
+}
+
+our $EXPORTER = '/usr/bin/prometheus-nginx-exporter';
+
+run_tests();
+__DATA__
+
+=== TEST 1: the upstream server families with the exporter's names, labels and values
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 down max_conns=7;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } location /x { return 404; } }
+--- config
+location = /metrics { dynamic_upstream_metrics; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+http_get('/') for 1 .. 3;
+http_get('/x');
+my $r = http_get('/metrics');
+is($r->{status}, 200, 'status');
+is($r->{headers}{'content-type'}, 'text/plain; version=0.0.4', 'Prometheus text format');
+my $s = main::samples($r->{body});
+my ($up, $down) = ("127.0.0.1:$p1", "127.0.0.1:$p2");
+is(main::sample($s, 'nginxplus_upstream_server_requests', 'backends', $up), 4, 'requests');
+is(main::sample($s, 'nginxplus_upstream_server_responses', 'backends', $up, '2xx'), 3, '2xx');
+is(main::sample($s, 'nginxplus_upstream_server_responses', 'backends', $up, '4xx'), 1, '4xx');
+is(main::sample($s, 'nginxplus_upstream_server_state', 'backends', $up), 1, 'up is 1');
+is(main::sample($s, 'nginxplus_upstream_server_state', 'backends', $down), 3, 'down is 3');
+is(main::sample($s, 'nginxplus_upstream_server_limit', 'backends', $down), 7, 'limit is max_conns');
+is(main::sample($s, 'nginxplus_upstream_server_active', 'backends', $up), 0, 'active');
+ok(main::sample($s, 'nginxplus_upstream_server_received', 'backends', $up) > 0, 'received');
+is($s->{'nginxplus_upstream_zombies{upstream="backends"}'}, 0, 'zombies');
+ok($s->{nginxplus_http_requests_total} >= 5, 'http requests');
+like($r->{body}, qr/^# TYPE nginxplus_upstream_server_requests counter$/m, 'TYPE lines');
+is(http('POST', '/metrics', 'x')->{status}, 405, 'GET only');
+
+=== TEST 2: Debian's prometheus-nginx-exporter -nginx.plus scrapes the API and exports the same values
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    location / { return 200 "ok\n"; }
+    location /x { return 503; }
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+--- config
+location /api { dynamic_upstream_api; }
+location = /metrics { dynamic_upstream_metrics; }
+location /dy { proxy_pass http://$host; }
+location / { proxy_pass http://backends; }
+--- perl
+SKIP: {
+    skip "$main::EXPORTER is not installed (scripts/setup.sh installs it)", 1 unless -x $main::EXPORTER;
+    my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+    is(http('POST', "http://127.0.0.1:$p4/upstream/dyhost", "server 127.0.0.1:$p1;")->{status}, 200, 'run-time upstream');
+    http_get('/') for 1 .. 9;
+    http_get('/x') for 1 .. 3;
+    http('GET', '/dy', undef, { Host => 'dyhost' }) for 1 .. 2;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open(STDOUT, '>', prefix() . 'logs/exporter.log');
+        open(STDERR, '>&', \*STDOUT);
+        exec($main::EXPORTER, '-nginx.plus', '-nginx.scrape-uri', 'http://127.0.0.1:' . server_port() . '/api',
+             '-web.listen-address', "127.0.0.1:$p3") or POSIX::_exit(127);
+    }
+    my $page;
+    ok(poll_until(sub { my $r = http_get("http://127.0.0.1:$p3/metrics"); $page = $r->{body}; $r->{status} == 200 }, 10,
+                  'exporter answers'), 'the exporter serves /metrics');
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+    my $s = main::samples($page // '');
+    is($s->{nginxplus_up}, 1, 'nginxplus_up: the exporter scraped the API without error')
+        or diag(do { local $/; open(my $fh, '<', prefix() . 'logs/exporter.log'); <$fh> } // '');
+    my $ours = main::samples(http_get('/metrics')->{body});
+    # Smooth weighted round robin (weights 1 and 2) sends 9 x "/" then 3 x
+    # "/x" (503) to p2, p1, p2, p2, p1, p2, ...: p1 gets 4 (one 503), p2 8.
+    my %want = ("127.0.0.1:$p1" => { requests => 4, '2xx' => 3, '5xx' => 1 },
+                "127.0.0.1:$p2" => { requests => 8, '2xx' => 6, '5xx' => 2 });
+    for my $server (sort keys %want) {
+        for my $family (qw(requests fails unavail state limit active sent received)) {
+            my $name = "nginxplus_upstream_server_$family";
+            my ($theirs, $mine) = map { main::sample($_, $name, 'backends', $server) } $s, $ours;
+            ok(defined $theirs && defined $mine, "$family of $server: on both pages") or next;
+            is($theirs, $mine, "$family of $server: the exporter's value is ours");
+            if ($family =~ /^(sent|received)$/) { ok($mine > 0, "$family of $server counted") }
+            else {
+                my $v = { requests => $want{$server}{requests}, state => 1 }->{$family} // 0;
+                is($mine, $v, "$family of $server is $v");
+            }
+        }
+        for my $code (qw(1xx 2xx 3xx 4xx 5xx)) {
+            my $name = 'nginxplus_upstream_server_responses';
+            my ($theirs, $mine) = map { main::sample($_, $name, 'backends', $server, $code) } $s, $ours;
+            is_deeply([$theirs, $mine], [($want{$server}{$code} // 0) x 2], "responses $code of $server: on both pages, exact");
+        }
+    }
+    is(main::sample($s, 'nginxplus_upstream_server_requests', 'dyhost', "127.0.0.1:$p1"), 2, 'the run-time upstream');
+    is(main::sample($s, 'nginxplus_upstream_server_state', 'backends', "127.0.0.1:$p1"), 1, 'state up');
+    my $sample = join "\n", grep { /^nginxplus_(up|upstream_server_(requests|responses)\{)/ } split /\n/, $page;
+    diag("exporter scrape sample:\n$sample") if $ENV{TEST_NGINX_VERBOSE};
+}

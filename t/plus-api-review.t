@@ -1,0 +1,246 @@
+# The review of the NGINX Plus API (brief P2): server IDs from hand-edited
+# state files, IDs of servers moved between primary and backup, the PUT
+# rollback when the zone has no room, PUT on balancers that cannot follow
+# set changes, removed peers still in use (zombies), If-Match across
+# workers, and the cost of a large PUT.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::PlusApi;
+use IO::Socket::INET;
+use Time::HiRes ();
+
+sub state_file { data_dir() . '/' . $_[0] . '.state' }
+
+sub put {
+    my ($upstream, $servers, $headers) = @_;
+    my $body = '[' . join(',', map { ref $_ ? qq({"server":"$_->[0]","backup":true}) : qq({"server":"$_"}) } @$servers) . ']';
+    return http('PUT', "/api/9/http/upstreams/$upstream/servers", $body, $headers);
+}
+
+run_tests();
+__DATA__
+
+=== TEST 1: state files with IDs out of range, duplicated, or past the last one: nginx starts, IDs are fresh and distinct
+--- http_config
+upstream backends {
+    zone backends 64k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream last {
+    zone last 64k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/last.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my @p = map { "127.0.0.1:" . port($_) } 1 .. 5;
+my $line = sub { "server $_[0] weight=1 max_fails=1 fail_timeout=10;" . (defined $_[1] ? " # id=$_[1]" : '') . "\n" };
+NginxTest::Files::spew(main::state_file('backends'),
+           $line->($p[0], '18446744073709551614') . $line->($p[1]) . $line->($p[2], 5) . $line->($p[3], 5));
+NginxTest::Files::spew(main::state_file('last'), $line->($p[0], 4294967294) . $line->($p[1]));
+nginx_restart();
+is_deeply(main::server_list('backends'), ["6 $p[0] w1", "7 $p[1] w1", "5 $p[2] w1", "8 $p[3] w1"],
+          'the out-of-range ID and the second 5 are replaced by fresh IDs after the highest');
+is_deeply(main::server_list('last'), ["4294967294 $p[0] w1", "0 $p[1] w1"],
+          'past the highest ID, the lowest free one');
+my $log = error_log_text();
+like($log, qr/\[warn\].*dynamic_state_file "[^"]*backends\.state", line 1: the ID of server \Q$p[0]\E is above 4294967294: it gets a new one/,
+     'the out-of-range ID is logged');
+like($log, qr/\[warn\].*line 4: the ID of server \Q$p[3]\E is given to an earlier server too: it gets a new one/,
+     'the duplicate is logged');
+is(http('POST', '/api/9/http/upstreams/last/servers', qq({"server":"$p[2]"}))->{status}, 201, 'POST past the highest ID');
+is_deeply(main::server_list('last'), ["4294967294 $p[0] w1", "0 $p[1] w1", "1 $p[2] w1"], 'gets the next free one');
+is(NginxTest::Files::slurp(main::state_file('last')) =~ s/^#.*\n//r, $line->($p[0], 4294967294) . $line->($p[1], 0) . $line->($p[2], 1),
+   'the file keeps them');
+nginx_restart();
+is_deeply(main::server_list('last'), ["4294967294 $p[0] w1", "0 $p[1] w1", "1 $p[2] w1"], 'and a restart restores them');
+
+=== TEST 2: a server PUT from primary to backup gets a new ID, on run-time and zone upstreams alike
+--- http_config
+upstream backends {
+    zone backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /upstream { dyups_interface; }
+--- perl
+my @p = map { "127.0.0.1:" . port($_) } 1 .. 2;
+is(http('POST', '/upstream/rt', "server $p[0]; server $p[1];")->{status}, 200, 'run-time upstream created');
+for my $u (qw(rt backends)) {
+    is_deeply(main::server_list($u), ["0 $p[0] w1", "1 $p[1] w1"], "$u: IDs 0 and 1");
+    is(main::put($u, [$p[0], [$p[1]]])->{status}, 200, "$u: PUT with $p[1] as a backup");
+    is_deeply(main::server_list($u), ["0 $p[0] w1", "2 $p[1] w1 backup"], "$u: the moved server has a new ID");
+}
+
+=== TEST 3: a PUT whose new servers fit the list but not the zone answers 507 and changes nothing; all its memory is given back
+--- http_config
+upstream backends {
+    zone backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my $post = sub { http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.2:$_[0]"}))->{status} };
+my $fill = sub { my ($base) = @_; my $n = 0; $n++ while $n < 500 && $post->($base + $n) == 201; $n };
+my $full = $fill->(50000);
+ok($full > 20 && $full < 500, "the zone is full after $full more servers");
+# Keep two thirds: a PUT replacing all of them needs room for old and new at once.
+my @before = @{ main::server_list('backends') };
+my @keep = grep { defined } @before[0 .. int(@before * 2 / 3)];
+for my $s (@before[@keep .. $#before]) {
+    my ($id) = split / /, $s;
+    is(http('DELETE', "/api/9/http/upstreams/backends/servers/$id")->{status}, 200, "server $id deleted") or last;
+}
+is_deeply(main::server_list('backends'), \@keep, 'two thirds left');
+my @new = map { "127.0.0.3:" . (30000 + $_) } 1 .. @keep;
+main::plus_error(main::put('backends', \@new), 507, 'UpstreamOutOfMemory', qr/^shared memory zone "backends" \(64k\) has no room/,
+                 'PUT of as many new servers');
+is_deeply(main::server_list('backends'), \@keep, 'nothing changed');
+my $again = $fill->(51000);
+is($again, @before - @keep, 'the zone takes exactly as many servers as before the PUT: it gave everything back');
+
+=== TEST 4: PUT on balancers that cannot follow set changes: 409, parameter-only changes apply; keepalive follows
+--- http_config
+upstream consistent {
+    zone consistent 64k;
+    hash $request_uri consistent;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream rnd {
+    zone rnd 64k;
+    random;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream kept {
+    zone kept 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    keepalive 4;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_2; return 200 "two\n"; }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /kept { proxy_pass http://kept; proxy_http_version 1.1; proxy_set_header Connection ""; }
+--- perl
+my @p = map { "127.0.0.1:" . port($_) } 1 .. 3;
+for my $u (qw(consistent rnd)) {
+    my $r = main::put($u, [$p[0]]);
+    main::plus_error($r, 409, 'BalancerFixedAtStart', qr/^upstream "$u" uses the .* balancer/, "$u: removing");
+    main::plus_error(main::put($u, [@p]), 409, 'BalancerFixedAtStart', qr/^upstream "$u"/, "$u: adding");
+    my $body = qq([{"server":"$p[0]","max_fails":3},{"server":"$p[1]","down":true}]);
+    $r = http('PUT', "/api/9/http/upstreams/$u/servers", $body);
+    is($r->{status}, 200, "$u: parameters only");
+    is($r->{headers}{'x-upstream-changed'}, 'true', "$u: changed");
+    my $servers = main::plus_json(http_get("/api/9/http/upstreams/$u/servers"), 200, "$u: servers");
+    is_deeply([map { "$_->{id} $_->{server} $_->{max_fails}" . ($_->{down} ? ' down' : '') } @$servers],
+              ["0 $p[0] 3", "1 $p[1] 1 down"], "$u: applied, the same IDs");
+}
+is(main::put('kept', [$p[1]])->{status}, 200, 'keepalive: the server replaced');
+is(http_get('/kept')->{body}, "two\n", 'keepalive: traffic goes to the new one');
+
+=== TEST 5: a peer a slow request holds, removed by PUT and by DELETE: a zombie until the request ends, then reaped
+--- modules: echo
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    location / { echo_sleep 0.5; echo "slow $server_port"; }
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; }
+--- perl
+my @p = map { "127.0.0.1:" . port($_) } 1 .. 2;
+my $zombies = sub { main::plus_json(http_get('/api/9/http/upstreams/backends'), 200, 'upstream')->{zombies} };
+for my $how (qw(PUT DELETE)) {
+    is(http('PATCH', '/api/9/http/upstreams/backends/servers/1', '{"down":true}')->{status}, 200, "$how: the other server down");
+    my $held = $how eq 'PUT' ? 0 : 2;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die $!;
+    print $sock "GET /slow HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    ok(poll_until(sub { my ($s) = grep { $_->{id} == $held } @{ main::upstream_peers('backends') }; $s && $s->{active} == 1 },
+                  5, "$how: the slow request holds server $held"), "$how: in flight");
+    my $r = $how eq 'PUT' ? main::put('backends', [$p[1]]) : http('DELETE', "/api/9/http/upstreams/backends/servers/$held");
+    is($r->{status}, 200, "$how: removed");
+    is($zombies->(), 1, "$how: one zombie");
+    local $/;
+    my $reply = <$sock>;
+    like($reply, qr/^HTTP\/1\.1 200 .*slow/s, "$how: the request on the removed peer completed");
+    is($zombies->(), 1, "$how: still counted until a change reaps it");
+    is(http('PATCH', '/api/9/http/upstreams/backends/servers/1', '{"down":false}')->{status}, 200, "$how: a change");
+    is($zombies->(), 0, "$how: reaped");
+    is(http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"$p[0]"}))->{status}, 201, "$how: added back");
+}
+is_deeply(main::server_list('backends'), ["1 $p[1] w1", "3 $p[0] w1"], 'the servers left, with their IDs');
+
+=== TEST 6: If-Match across two workers: of concurrent PUTs from the same revision exactly one applies, the others get 412
+--- workers: 2
+--- http_config
+upstream backends {
+    zone backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my $tag = http_get('/api/9/http/upstreams/backends/servers')->{headers}{etag};
+my $dir = prefix();
+my @pids;
+for my $n (1 .. 8) {
+    my $pid = fork() // die "fork: $!";
+    if (!$pid) {
+        my $body = qq([{"server":"127.0.0.1:) . (40000 + $n) . qq("}]);
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or POSIX::_exit(1);
+        print $s "PUT /api/9/http/upstreams/backends/servers HTTP/1.0\r\nHost: x\r\nIf-Match: $tag\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n$body";
+        local $/;
+        my $reply = <$s>;
+        my ($status) = $reply =~ m{^HTTP/1\.\d (\d+)};
+        open(my $fh, '>', "$dir/put-$n") or POSIX::_exit(1);
+        print $fh $status // 0;
+        close $fh;
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+waitpid($_, 0) for @pids;
+my @statuses = sort map { NginxTest::Files::slurp("$dir/put-$_") } 1 .. 8;
+is_deeply(\@statuses, [200, (412) x 7], 'one 200, seven 412');
+my @left = @{ main::server_list('backends') };
+is(scalar @left, 1, 'one server: the winner\'s') and like($left[0], qr/^1 127\.0\.0\.1:4000\d w1$/, 'its ID is the next one');
+
+=== TEST 7: a PUT replacing 6,000 servers with 6,000 others does linear work under the lock
+--- http_config
+upstream backends {
+    zone backends 16m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+client_max_body_size 2m;
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- timeout: 120
+--- perl
+my $n = 6000;
+my @a = map { sprintf '127.0.%d.%d:80', 10 + int($_ / 250), 1 + $_ % 250 } 0 .. $n - 1;
+my @b = map { sprintf '127.1.%d.%d:80', 10 + int($_ / 250), 1 + $_ % 250 } 0 .. $n - 1;
+is(main::put('backends', \@a)->{status}, 200, "$n servers");
+my $t0 = Time::HiRes::time();
+my $r = main::put('backends', \@b);
+my $took = Time::HiRes::time() - $t0;
+is($r->{status}, 200, "replaced by $n others");
+my $t1 = Time::HiRes::time();
+http_get('/api/9/http/upstreams/backends/servers');
+my $listing = Time::HiRes::time() - $t1;
+ok($took < 1 + 10 * $listing, sprintf('the PUT took %.2fs, listing the servers %.2fs', $took, $listing));

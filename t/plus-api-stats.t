@@ -1,0 +1,113 @@
+# Per-peer statistics as the NGINX Plus API reports them: requests,
+# responses by class, fails, unavail, downtime, sent/received, selected,
+# header and response times, active; counted in every worker, for zone and
+# run-time upstreams, and kept by servers that stay through a PUT.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::PlusApi;
+use JSON::PP ();
+
+run_tests();
+__DATA__
+
+=== TEST 1: responses by class, bytes, times and selected, counted by every worker
+--- workers: 2
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    location / { return 200 "hello\n"; }
+    location /missing { return 404; }
+    location /broken { return 503; }
+}
+--- config
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://backends; proxy_next_upstream off; }
+--- perl
+my %status;
+for my $path (('/') x 20, ('/missing') x 4, ('/broken') x 4) {
+    $status{ http_get($path)->{status} }++;
+}
+my $p = main::upstream_peers('backends');
+my ($a, $b) = @$p;
+is($a->{requests} + $b->{requests}, 28, 'every attempt counted once, whichever worker served it');
+is($a->{responses}{'2xx'} + $b->{responses}{'2xx'}, 20, '2xx');
+is($a->{responses}{'4xx'} + $b->{responses}{'4xx'}, $status{404}, '4xx');
+is($a->{responses}{'5xx'} + $b->{responses}{'5xx'}, $status{503}, '5xx');
+for my $peer ($a, $b) {
+    is($peer->{responses}{total}, $peer->{requests}, "$peer->{server}: a response per request");
+    ok($peer->{sent} > 0 && $peer->{received} > 0, "$peer->{server}: bytes sent and received") or diag(explain $peer);
+    like($peer->{selected}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, "$peer->{server}: selected");
+    ok(defined $peer->{header_time} && defined $peer->{response_time}, "$peer->{server}: times") or diag(explain $peer);
+    is($peer->{active}, 0, "$peer->{server}: no active request");
+    is_deeply([@$peer{qw(fails unavail downtime state)}], [0, 0, 0, 'up'], "$peer->{server}: no failure");
+}
+ok($status{404} && $status{503}, 'some 404 and 503 reached the backend') or diag(explain \%status);
+
+=== TEST 2: fails, unavail, state, downtime; a failed server is counted by its next success
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:30001 max_fails=2 fail_timeout=1s;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } }
+--- config
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://backends; }
+--- perl
+is(http_get('/')->{status}, 200, "request $_") for 1 .. 6;
+my ($ok, $dead) = @{ main::upstream_peers('backends') };
+is($dead->{fails}, 2, 'fails: the dead server failed max_fails times');
+is($dead->{unavail}, 1, 'unavail: it became unavailable once');
+is($dead->{state}, 'unavail', 'state');
+is($dead->{responses}{total}, 0, 'no response from it');
+is($dead->{requests}, 2, 'two attempts');
+ok($dead->{downstart}, 'downstart while unavailable');
+ok(poll_until(sub { main::upstream_peers('backends')->[1]{downtime} >= 200 }, 5, 'downtime grows'), 'downtime grows while it is down');
+is($ok->{requests}, 6, 'the good server took every request');
+is($ok->{fails}, 0, 'and did not fail');
+
+=== TEST 3: run-time upstreams count too; a PUT keeps the counters of servers that stay
+--- http_config
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_2; return 200 "two\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_3; location / { dyups_interface; } }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://$host; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+is(http('POST', "http://127.0.0.1:$p3/upstream/dyhost", "server 127.0.0.1:$p1;")->{status}, 200, 'created');
+is(http('GET', '/', undef, { Host => 'dyhost' })->{status}, 200, "request $_") for 1 .. 5;
+is(main::upstream_peers('dyhost')->[0]{requests}, 5, 'counted');
+my $r = http('PUT', '/api/9/http/upstreams/dyhost/servers', qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2"}]));
+is($r->{status}, 200, 'PUT') or diag($r->{body});
+is(http('GET', '/', undef, { Host => 'dyhost' })->{status}, 200, "request $_ after") for 1 .. 4;
+my $p = main::upstream_peers('dyhost');
+is($p->[0]{requests} + $p->[1]{requests}, 9, 'the server that stayed kept its 5');
+is($p->[1]{id}, 1, 'the new server has the next ID');
+is(http('POST', "http://127.0.0.1:$p3/upstream/dyhost", "server 127.0.0.1:$p1;")->{status}, 200, 'replaced through REST');
+ok(main::upstream_peers('dyhost')->[0]{requests} >= 5, 'a REST replace keeps them too');
+
+=== TEST 4: the other APIs' answers carry no statistics
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "ok\n"; }
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+is(http_get('/')->{status}, 200, 'proxied');
+my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
+is_deeply([sort keys %{ $j->{peers}[0] }], [sort qw(server name weight max_fails fail_timeout max_conns backup down
+          conns fails current_weight effective_weight accessed checked)], 'the query API\'s JSON is as before');
