@@ -24,14 +24,8 @@ mkdir -p "$out/logs" "$out/conf" "$out/backends/logs" "$out/backends/conf"
 base=$(free_port_block 7)
 front=$base admin=$((base + 1))
 cat > "$out/conf/nginx.conf" <<EOF
-load_module $module;
-worker_processes 2;
 worker_rlimit_nofile 16384;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
+$(nginx_conf_head "$out" 2 8192 warn "$module")
     upstream backends {
         zone backends 256k;
         server 127.0.0.1:$((base + 2));
@@ -67,12 +61,7 @@ http {
 EOF
 # Backends in a nginx of their own, so they are not slowed by the flood.
 cat > "$out/backends/conf/nginx.conf" <<EOF
-worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
+$(nginx_conf_head "$out/backends" 1 4096 warn)
     server {
         listen 127.0.0.1:$((base + 2));
         listen 127.0.0.1:$((base + 3));

@@ -50,14 +50,7 @@ write_conf() {
     local lua=""
     [ "$2" = 1 ] && lua=$lua_modules
     cat > "$out/conf/nginx.conf" <<EOF
-${lua}load_module $module;
-worker_processes 4;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 4096; }
-http {
-    access_log off;
-$(temp_paths "$out")
+${lua}$(nginx_conf_head "$out" 4 4096 notice "$module")
     dyups_upstream_conf $out/data/dyups.conf;
     dyups_shm_zone_size $1;
     upstream spare {
@@ -94,12 +87,7 @@ write_conf $zone_size $lua
 # a killed worker can then only fail requests it was itself serving.
 mkdir -p "$out/backends/logs" "$out/backends/conf"
 cat > "$out/backends/conf/nginx.conf" <<EOF
-worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 4096; }
-http {
-    access_log off;
+$(nginx_conf_head "$out/backends" 1 4096 notice)
     server {
 $listen_lines
         location / { return 200 "\$server_port\n"; }

@@ -34,6 +34,48 @@ temp_paths() {
     done
 }
 
+# count_and_valgrind DEFAULT NAME ARGS...: reads a reliability script's
+# arguments "[N] [--valgrind]" into $count (default DEFAULT; NAME is what N
+# counts, for the usage line) and $valgrind (0 or 1).
+count_and_valgrind() {
+    local name=$2 arg
+    count=$1 valgrind=0
+    shift 2
+    for arg in "$@"; do
+        case "$arg" in
+            --valgrind) valgrind=1 ;;
+            *[!0-9]* | "") echo "usage: $0 [$name] [--valgrind]" >&2; exit 2 ;;
+            *) count=$arg ;;
+        esac
+    done
+}
+
+# fresh_out_dir NAME: prints scripts/out/NAME, emptied, with logs/ and conf/.
+fresh_out_dir() {
+    local out="$REPO_ROOT/scripts/out/$1"
+    rm -rf "$out"
+    mkdir -p "$out/logs" "$out/conf"
+    echo "$out"
+}
+
+# nginx_conf_head OUT WORKERS CONNECTIONS LOG_LEVEL [MODULE]: the first lines
+# of a script's nginx.conf, up to "http {" and the settings every script
+# shares there (no access log, temporary files under OUT); with MODULE, its
+# load_module line first.
+nginx_conf_head() {
+    local out=$1 workers=$2 connections=$3 level=$4 module=${5:-}
+    [ -z "$module" ] || echo "load_module $module;"
+    cat <<EOF
+worker_processes $workers;
+pid logs/nginx.pid;
+error_log logs/error.log $level;
+events { worker_connections $connections; }
+http {
+    access_log off;
+$(temp_paths "$out")
+EOF
+}
+
 # Stops the nginx whose pid file is FILE (only that one): QUIT, then wait.
 stop_by_pid_file() {
     local pid

@@ -14,31 +14,15 @@
 # invalid read, write or free.
 source "$(dirname "$0")/common.sh"
 
-cycles=10000
-valgrind=0
-for arg in "$@"; do
-    case "$arg" in
-        --valgrind) valgrind=1 ;;
-        *[!0-9]*) echo "usage: $0 [CYCLES] [--valgrind]" >&2; exit 2 ;;
-        *) cycles=$arg ;;
-    esac
-done
+count_and_valgrind 10000 CYCLES "$@"
+cycles=$count
 scripts/setup.sh
 module=$(build_module dev)
-out="$REPO_ROOT/scripts/out/dyups-cycles"
-rm -rf "$out"
-mkdir -p "$out/logs" "$out/conf"
+out=$(fresh_out_dir dyups-cycles)
 
 base=$(free_port_block 4)
 cat > "$out/conf/nginx.conf" <<EOF
-load_module $module;
-worker_processes 2;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 1024; }
-http {
-    access_log off;
-$(temp_paths "$out")
+$(nginx_conf_head "$out" 2 1024 notice "$module")
     upstream confhost { server 127.0.0.1:$((base + 2)); }
     server {
         listen 127.0.0.1:$base;

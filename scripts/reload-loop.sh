@@ -45,14 +45,7 @@ backend_listens=""
 for i in 0 1 2 3 4 5; do backend_listens+="        listen 127.0.0.1:$((b0 + i));"$'\n'; done
 
 cat > "$out/conf/nginx.conf" <<EOF
-load_module $module;
-worker_processes $workers;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 1024; }
-http {
-    access_log off;
-$(temp_paths "$out")
+$(nginx_conf_head "$out" $workers 1024 notice "$module")
     dyups_upstream_conf $out/data/dyups.conf;
     upstream backends {
         zone backends 256k;

@@ -16,21 +16,12 @@
 # 2 workers) and the run also fails on any invalid read or write.
 source "$(dirname "$0")/common.sh"
 
-duration=20
-valgrind=0
-for arg in "$@"; do
-    case "$arg" in
-        --valgrind) valgrind=1 ;;
-        *[!0-9]*) echo "usage: $0 [SECONDS] [--valgrind]" >&2; exit 2 ;;
-        *) duration=$arg ;;
-    esac
-done
+count_and_valgrind 20 SECONDS "$@"
+duration=$count
 
 scripts/setup.sh
 module=$(build_module dev)
-out="$REPO_ROOT/scripts/out/stress-dynamic"
-rm -rf "$out"
-mkdir -p "$out/logs" "$out/conf"
+out=$(fresh_out_dir stress-dynamic)
 chmod 755 "$out"
 
 # Ports: one for the proxy/admin server, 3 base backends, 80 extra backends,
@@ -48,14 +39,7 @@ done
 workers=4
 [ "$valgrind" = 1 ] && workers=2
 cat > "$out/conf/nginx.conf" <<EOF
-load_module $module;
-worker_processes $workers;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 4096; }
-http {
-    access_log off;
-$(temp_paths "$out")
+$(nginx_conf_head "$out" $workers 4096 notice "$module")
     upstream backends {
         zone backends 1m;
         server 127.0.0.1:$((base + 1));
