@@ -93,8 +93,9 @@ pub fn statements(text: &str) -> Result<Vec<Statement>, ApiError> {
             }
         }
     }
-    if let Some(first) = words.first() {
-        return Err(ApiError::bad_request("invalid_body", format!("missing ';' after \"{}\"", shown(first))));
+    if !words.is_empty() {
+        let last = words.join(" ");
+        return Err(ApiError::bad_request("invalid_body", format!("missing ';' after \"{}\"", shown(&last))));
     }
     Ok(out)
 }
@@ -185,7 +186,7 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(err("server 127.0.0.1:1"), "missing ';' after \"server\"");
+        assert_eq!(err("server 127.0.0.1:1"), "missing ';' after \"server 127.0.0.1:1\"");
         assert_eq!(err(";"), "unexpected \";\" in the body");
         assert_eq!(err("a \"open;"), "unexpected end of the body inside a \"-quoted string in the body");
         assert_eq!(err("a \"x\"y;"), "unexpected \"y\" after a quoted string in the body");
