@@ -18,15 +18,16 @@ use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
+use crate::health::prober;
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
 use crate::nginx::process::mark_started;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy};
 use crate::ops::state_files;
 use crate::zone::peers::max_peers_for_zone;
-use crate::zone::prober;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::request_hook::init_zone_peer;
+use crate::zone::health;
 use crate::zone::upstream::srv_conf;
 use crate::Module;
 
@@ -114,6 +115,9 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 srv.original_init = (*uscf).peer.init;
                 (*uscf).peer.init = Some(init_zone_peer);
             }
+            // Restored run-time upstreams and zone peers get their health
+            // records there.
+            health::set_running(main.check_zone);
             state_files::load_at_start(cycle, main);
             if let Err(text) = prober::begin_cycle(cycle, main.check_zone) {
                 ngx::ngx_log_error!(NGX_LOG_ERR, (*cycle).log, "{}", text);

@@ -40,8 +40,11 @@ pub struct MainConf {
     pub zone: *mut ngx_shm_zone_t,
     /// `check_shm_size`: size of the health checks' zone.
     pub check_shm_size: usize,
-    /// The health checks' zone in this cycle (null without `check`).
+    /// The health checks' zone in this cycle (null without `check`, a
+    /// `dyups_interface` location or `check_shm_size`).
     pub check_zone: *mut ngx_shm_zone_t,
+    /// A `dyups_interface` location exists: its bodies may carry checks.
+    pub dyups_interface: bool,
 }
 
 impl Default for MainConf {
@@ -55,6 +58,7 @@ impl Default for MainConf {
             zone: ptr::null_mut(),
             check_shm_size: UNSET_SIZE,
             check_zone: ptr::null_mut(),
+            dyups_interface: false,
         }
     }
 }
