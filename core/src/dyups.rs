@@ -160,11 +160,21 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
     let mut balancer: Option<Balancer> = None;
     let mut servers = Vec::new();
     let mut checks = CheckConfBuilder::default();
-    for words in tokens::statements(text).map_err(|e| failed(e.text))? {
+    let statements = tokens::marked_statements(text).map_err(|e| {
+        if text.trim_start().starts_with('{') && Json::parse(text).is_ok() {
+            failed("the body is JSON: send it with \"Content-Type: application/json\"")
+        } else {
+            failed(e.text)
+        }
+    })?;
+    for (words, quoted) in statements {
         let directive = words.first().map_or("", String::as_str);
         if CheckConfBuilder::handles(directive) {
             checks.apply(directive, &words[1..]).map_err(|e| failed(e.text))?;
             continue;
+        }
+        if quoted {
+            return Err(failed(format!("quoted words are only allowed in check directives (\"{}\")", shown(directive))));
         }
         match parse_words(&words)? {
             None => {}
