@@ -21,7 +21,7 @@
 use core::ffi::c_void;
 use core::mem::zeroed;
 use core::ptr;
-use core::sync::atomic::Ordering::{AcqRel, Acquire};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -35,6 +35,7 @@ use ngx::ffi::{
     ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_pid, ngx_quit, ngx_shm_zone_t, ngx_str_t, ngx_terminate,
     NGX_AGAIN, NGX_LOG_WARN, NGX_OK,
 };
+use ngx::ffi::{ngx_post_event, ngx_posted_events, ngx_process, ngx_uint_t, NGX_PROCESS_WORKER};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
@@ -136,6 +137,12 @@ fn now_msec() -> u32 {
 /// # Safety
 /// In a new worker, with its cycle.
 pub unsafe fn start(cycle: *mut ngx_cycle_t) {
+    // SAFETY: a plain read of this process's kind, set before init_process.
+    if unsafe { ngx_process } != NGX_PROCESS_WORKER as ngx_uint_t {
+        // The cache manager and loader run init_process too, but leave
+        // without exit_process: they do not probe.
+        return;
+    }
     let Some(health) = HealthZone::running() else { return };
     // SAFETY: per the contract.
     let intervals = unsafe { checked_upstreams(cycle) }.into_iter().map(|(_, t)| t.check.interval_ms);
@@ -200,6 +207,7 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) ->
     let Some(health) = HealthZone::running() else {
         return Ok(());
     };
+    health.begin_cycle();
     // SAFETY: a plain read of nginx's clock, which only this thread writes.
     let now = unsafe { ngx_current_msec } as u32;
     let mut keep = vec![false; health.len()];
@@ -221,6 +229,9 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) ->
                 continue;
             };
             keep[index] = true;
+            // A carried slot is due on the new schedule (the interval may
+            // have changed): its lease from the old one could be a day away.
+            health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
             // SAFETY: as above.
             unsafe { set_peer_health(primary, &name, health.slot(index).counters().down) };
         }
@@ -293,6 +304,7 @@ fn tick(w: &mut Worker) {
     let now = now_msec();
     // SAFETY: a plain read of this process's pid.
     let pid = unsafe { ngx_pid } as u32;
+    let current_cycle = w.health.is_current_cycle();
     let registry = Dyups::get().map(|d| d.generation());
     if registry != w.registry {
         // A run-time upstream was replaced or deleted: its checks, and the
@@ -317,6 +329,11 @@ fn tick(w: &mut Worker) {
         let Some(target) = w.known[index].as_ref().and_then(|k| k.target.clone()) else { continue };
         apply(w, index);
         if w.probes.contains_key(&index) {
+            continue;
+        }
+        if target.primary.is_some() && !current_cycle {
+            // A reload made a new cycle, whose workers probe its
+            // configuration's peers with its settings.
             continue;
         }
         let word = slot.lease().load(Acquire);
@@ -461,9 +478,12 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     }
     w.probes.insert(index, probe);
     if rc == NGX_OK as ngx_int_t {
-        // Connected at once: no write event may come.
-        // SAFETY: the live connection's write event.
-        unsafe { on_write((*(*raw).pc.connection).write) };
+        // Connected at once (a unix socket): no write event may come. Run
+        // the write handler from the event loop, not from here, where the
+        // tick still borrows the worker.
+        // SAFETY: the live connection's write event, posted as nginx posts
+        // its own; ngx_close_connection drops it if the probe ends first.
+        unsafe { ngx_post_event((*(*raw).pc.connection).write, ptr::addr_of_mut!(ngx_posted_events)) };
     }
 }
 

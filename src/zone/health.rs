@@ -31,11 +31,10 @@ use ngx::ffi::{
     ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::peer_list::{quietly, recount, DOWN_HEALTH};
+use crate::nginx::peer_list::{peers_of, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
-use crate::zone::peers::find_in_lists;
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
@@ -91,7 +90,15 @@ pub struct Slot {
 struct Table {
     count: usize,
     used: AtomicUsize,
+    /// Bumped by the master for every configuration cycle it starts: the
+    /// workers of older cycles no longer probe configuration upstreams'
+    /// peers (their checks may have changed).
+    cycle: AtomicU64,
 }
+
+/// The `cycle` of this process's configuration (set by the master in
+/// init_module, inherited by its workers).
+static MY_CYCLE: AtomicU64 = AtomicU64::new(0);
 
 /// The health zone of the running cycle (null without checks); set by
 /// the master's init_module, which no later failure of the cycle can undo.
@@ -169,6 +176,19 @@ impl HealthZone {
     pub fn in_use(self) -> bool {
         // SAFETY: as above.
         unsafe { (*self.table).used.load(Acquire) != 0 }
+    }
+
+    /// init_module (master): the zone belongs to a new cycle from now on.
+    pub fn begin_cycle(self) {
+        // SAFETY: the table lives as long as the zone.
+        let cycle = unsafe { (*self.table).cycle.fetch_add(1, AcqRel) } + 1;
+        MY_CYCLE.store(cycle, Release);
+    }
+
+    /// False in a worker whose configuration a reload replaced.
+    pub fn is_current_cycle(self) -> bool {
+        // SAFETY: the table lives as long as the zone.
+        unsafe { (*self.table).cycle.load(Acquire) == MY_CYCLE.load(Acquire) }
     }
 
     fn used(self) -> &'static AtomicUsize {
@@ -366,22 +386,29 @@ unsafe fn volatile_eq(bytes: *const [u8], other: &[u8]) -> bool {
     other.iter().enumerate().all(|(i, b)| unsafe { ptr::read_volatile(bytes.cast::<u8>().add(i)) } == *b)
 }
 
-/// Sets or clears the health bit of the peer named `name` in `primary`'s
-/// lists (false if there is no such peer).
+/// Sets or clears the health bit of every peer named `name` in `primary`'s
+/// lists (nginx allows a server twice: both peers are that server).
 ///
 /// # Safety
-/// `primary` is the live shared primary list of a zone upstream.
-pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) -> bool {
+/// `primary` is the live shared primary list of a zone upstream, or a
+/// registry list.
+pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) {
     // SAFETY: per the contract; written under both write locks, nothing
     // allocated, bounded by the lists' length.
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        let Some((list, peer)) = find_in_lists(primary, name) else {
-            return false;
-        };
-        (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
-        recount(list);
-        true
+        for list in [primary, (*primary).next] {
+            let mut changed = false;
+            for peer in peers_of(list) {
+                if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name {
+                    (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
+                    changed = true;
+                }
+            }
+            if changed {
+                recount(list);
+            }
+        }
     }
 }
 
