@@ -24,10 +24,10 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::process::mark_started;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy};
 use crate::ops::state_files;
+use crate::zone::health;
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::request_hook::init_zone_peer;
-use crate::zone::health;
 use crate::zone::upstream::srv_conf;
 use crate::Module;
 

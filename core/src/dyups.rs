@@ -174,7 +174,10 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
             continue;
         }
         if quoted {
-            return Err(failed(format!("quoted words are only allowed in check directives (\"{}\")", shown(directive))));
+            return Err(failed(format!(
+                "quoted words are only allowed in check directives (\"{}\")",
+                shown(directive)
+            )));
         }
         match parse_words(&words)? {
             None => {}
@@ -195,7 +198,11 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
     finish(balancer.unwrap_or(Balancer::RoundRobin), servers, check)
 }
 
-pub fn finish(balancer: Balancer, servers: Vec<ServerSpec>, check: Option<CheckConf>) -> Result<UpstreamSpec, ApiError> {
+pub fn finish(
+    balancer: Balancer,
+    servers: Vec<ServerSpec>,
+    check: Option<CheckConf>,
+) -> Result<UpstreamSpec, ApiError> {
     if servers.is_empty() {
         return Err(failed("no server given"));
     }
@@ -871,7 +878,10 @@ mod tests {
             ("server 127.0.0.1:1; check interval=0;", "add server failed: interval in \"check\" must be"),
             ("server 127.0.0.1:1; check type=mysql;", "add server failed: "),
             ("server 127.0.0.1:1; check; check;", "add server failed: "),
-            ("server 127.0.0.1:1; check_http_send \"GET / HTTP/1.0\\r\\n\\r\\n\";", "add server failed: \"check_http_send\" has no effect"),
+            (
+                "server 127.0.0.1:1; check_http_send \"GET / HTTP/1.0\\r\\n\\r\\n\";",
+                "add server failed: \"check_http_send\" has no effect",
+            ),
             ("server 127.0.0.1:1; check rise=2 rise=3;", "add server failed: parameter \"rise\" is given twice"),
             ("server 127.0.0.1:1; check_http_send \"GET /;", "add server failed: unexpected end of the body"),
             ("server 127.0.0.1:1; check_keepalive_requests 2;", "add server failed: "),
@@ -897,8 +907,14 @@ mod tests {
         let json_err = |body: &str| parse_json_body(body).unwrap_err().text;
         for (body, text) in [
             (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":[]}"#, "add server failed: \"check\" must be an object"),
-            (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"rise":"2"}}"#, "add server failed: \"check\" field \"rise\" must be a non-negative integer"),
-            (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"bogus":1}}"#, "add server failed: unknown \"check\" field \"bogus\""),
+            (
+                r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"rise":"2"}}"#,
+                "add server failed: \"check\" field \"rise\" must be a non-negative integer",
+            ),
+            (
+                r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"bogus":1}}"#,
+                "add server failed: unknown \"check\" field \"bogus\"",
+            ),
             (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"type":"ajp"}}"#, "add server failed: "),
             (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"rise":0}}"#, "add server failed: rise in \"check\""),
         ] {

@@ -16,10 +16,10 @@ use std::fmt::Write as _;
 
 use crate::address::{Address, MAX_UNIX_PATH};
 use crate::balancer::Balancer;
-use crate::health::check_conf::CheckConfBuilder;
 use crate::dyups::{
     config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, Quotes, UpstreamSpec,
 };
+use crate::health::check_conf::CheckConfBuilder;
 use crate::peer::{checked_total_weight, total_weight_error, Param, ServerSpec};
 use crate::render::PeerView;
 

@@ -44,10 +44,10 @@ use ngx::ffi::{
 use crate::dyups::grace::{check_text, list_block_size, set_check_text, GracePeriod, SlotBlock, Ticket};
 use crate::nginx::layout;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
-use crate::nginx::sockaddr::PeerAddress;
-use crate::zone::health::{forget_runtime, RuntimeSlots};
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 use crate::nginx::shm_zone;
+use crate::nginx::sockaddr::PeerAddress;
+use crate::zone::health::{forget_runtime, RuntimeSlots};
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on

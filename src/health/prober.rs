@@ -214,7 +214,8 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) ->
     let mut unchecked = 0usize;
     let mut spread = 0u32;
     // SAFETY: per the contract.
-    for (uscf, primary, check) in unsafe { checked_upstreams(cycle) }.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
+    let checked = unsafe { checked_upstreams(cycle) };
+    for (uscf, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
         // SAFETY: an upstream of the new cycle; its lists only this
         // process reaches yet.
         let (upstream, peers) = unsafe { (str_lossy(&(*uscf).host), list_peers(primary)) };

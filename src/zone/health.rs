@@ -219,7 +219,8 @@ impl HealthZone {
     /// zone's mutex.
     fn claim_locked(self, from: usize, key: Key, counters: Counters, due: u32, state: u32) -> Option<usize> {
         let Key { upstream, name, runtime } = key;
-        let (index, slot) = (from..self.len()).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)?;
+        let (index, slot) =
+            (from..self.len()).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)?;
         // SAFETY: a FREE slot's key is written only under the mutex we
         // hold; readers check `gen` and `state` around their copies. The
         // callers bound the lengths (upstream names at configuration, peer
@@ -400,7 +401,8 @@ pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: 
         for list in [primary, (*primary).next] {
             let mut changed = false;
             for peer in peers_of(list) {
-                if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name {
+                if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name
+                {
                     (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
                     changed = true;
                 }
@@ -524,8 +526,7 @@ impl RuntimeSlots {
             let (index, down) = match found {
                 Some((index, slot)) => (index, slot.counters().down),
                 None => {
-                    let claimed =
-                        zone.claim_locked(next_free, key, Counters::new(self.default_down), now, PENDING);
+                    let claimed = zone.claim_locked(next_free, key, Counters::new(self.default_down), now, PENDING);
                     let Some(index) = claimed else {
                         for &index in &self.claimed {
                             zone.free_locked(zone.slot(index));
@@ -562,8 +563,7 @@ impl RuntimeSlots {
         }
         self.claimed.clear();
         for (index, slot) in zone.slots() {
-            if slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream)
-            {
+            if slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream) {
                 zone.free_locked(slot);
             }
         }
