@@ -2,7 +2,7 @@
 # Checks the module's layering (docs/architecture.md): every `crate::` path
 # in src/ names a file of the same layer or a lower one, and no files import
 # each other in a loop. Layers, lowest first: src/nginx/, src/zone/,
-# src/dyups/, src/ops/, src/api/, then the crate root's own files (lib.rs,
+# src/dyups/, src/health/, src/ops/, src/api/, then the crate root's own files (lib.rs,
 # config.rs, cycle.rs). Exits 1 naming each upward import and each loop.
 # Comments (doc links included) are not imports.
 set -euo pipefail
@@ -11,7 +11,7 @@ exec perl -e '
 use strict;
 use warnings;
 
-my @layers = qw(nginx zone dyups ops api);
+my @layers = qw(nginx zone dyups health ops api);
 my %rank = map { $layers[$_] => $_ } 0 .. $#layers;
 my $root_rank = @layers;
 # The module object and the Module type every layer names to reach its own

@@ -16,7 +16,7 @@ use ngx::ffi::{
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
     NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
 };
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use crate::api::handlers;
@@ -28,6 +28,7 @@ use crate::nginx::entry::conf_guard;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy};
 use crate::zone::health;
 use crate::zone::upstream::{srv_conf, SrvConf};
+use crate::Module;
 
 /// Fills in the defaults of directives the configuration did not set.
 ///
@@ -130,7 +131,9 @@ extern "C" fn set_check(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mu
 /// postconfiguration: makes every upstream's checks; a checked upstream
 /// needs a `zone` (its peers' health is shared by the workers there) and
 /// a name that fits the health zone's records. Declares the health zone
-/// if an upstream has checks.
+/// if an upstream has checks, or run-time upstreams may have them (a
+/// `dyups_interface` location, or `check_shm_size` given for Lua and the
+/// C API).
 ///
 /// # Safety
 /// `cf` is the live configuration context of the http block.
@@ -158,7 +161,7 @@ pub unsafe fn finish_checks(cf: *mut ngx_conf_t, main: &mut MainConf) -> Result<
             }
             any = true;
         }
-        if any {
+        if any || main.dyups_interface || main.check_shm_size != UNSET_SIZE {
             if main.check_shm_size == UNSET_SIZE {
                 main.check_shm_size = health::DEFAULT_SHM_SIZE;
             }
@@ -178,6 +181,11 @@ extern "C" fn set_dynamic_upstream(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t
 
 /// `dyups_interface;` makes the location serve the REST API.
 extern "C" fn set_dyups_interface(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid ngx_conf_t of the
+    // http block, whose main confs exist.
+    if let Some(main) = unsafe { Module::main_conf_mut(&*cf) } {
+        main.dyups_interface = true;
+    }
     set_location_handler(cf, handlers::dyups_interface_handler)
 }
 

@@ -18,19 +18,20 @@ use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
+use crate::health::prober;
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
+use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy};
 use crate::ops::state_files;
+use crate::zone::health;
 use crate::zone::peers::max_peers_for_zone;
-use crate::zone::prober;
 use crate::zone::reclaim::ZoneState;
-use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::zone::request_hook::{free_hook, init_zone_peer};
 use crate::zone::upstream::{srv_conf, ZoneUpstream};
-use dynamic_upstream_core::Balancer;
 use crate::Module;
+use dynamic_upstream_core::Balancer;
 
 /// preconfiguration: register the Lua packages before any Lua code can run
 /// (the Lua module may run `init_by_lua` in its own postconfiguration,
@@ -119,6 +120,9 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 srv.free_hook = free_hook(main.stats && !matches!(srv.balancer, Balancer::Other { .. }));
                 (*uscf).peer.init = Some(init_zone_peer);
             }
+            // Restored run-time upstreams and zone peers get their health
+            // records there.
+            health::set_running(main.check_zone);
             state_files::load_at_start(cycle, main);
             if let Err(text) = prober::begin_cycle(cycle, main.check_zone) {
                 ngx::ngx_log_error!(NGX_LOG_ERR, (*cycle).log, "{}", text);

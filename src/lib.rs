@@ -20,12 +20,12 @@
 //!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
 //!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
-//!   nginx calls), `health.rs` (the health records in shared memory),
-//!   `prober.rs` (the probes' connections, events and timers);
+//!   nginx calls), `health.rs` (the health records in shared memory);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
 //!   and timer nginx calls);
+//! * `health/prober.rs` (the probes' connections, events and timers);
 //! * `ops/state_files.rs`: reads the new cycle's paths and upstreams at
 //!   start (init_module);
 //! * `api/`: `handlers.rs` (content handlers nginx calls), `lua_ffi.rs`
@@ -44,6 +44,7 @@ mod api;
 mod config;
 mod cycle;
 mod dyups;
+mod health;
 mod nginx;
 mod ops;
 mod zone;

@@ -238,3 +238,68 @@ my $rate = $probes / $seconds;
 note(sprintf '%d probes in %.2f s: %.1f/s (4 peers / 0.25 s = 16/s)', $probes, $seconds, $rate);
 cmp_ok($rate, '>=', 16 * 0.9, 'at least 90% of peers/interval');
 cmp_ok($rate, '<=', 16 * 1.1, 'at most 110% of peers/interval (not 4 x 16)');
+
+
+
+=== TEST 8: a reload that shortens interval takes effect at once (review H2 finding 1)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=20000 rise=1 fall=1 timeout=300 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my @b = (main::backend($p1), main::backend($p2));
+ok(defined main::wait_until(3, sub { $b[1]->accepted >= 1 }), 'probed once at the long interval');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/interval=20000/interval=200/;
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+$b[1]->stop;
+my $t = main::wait_until(3, sub { main::only_on(6, $p1) });
+ok(defined $t, 'the dead peer is excluded at the new interval') or diag(explain(main::spread(10)));
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_2 of upstream "backends" is down
+
+
+
+=== TEST 9: every peer of a duplicated server gets the checks' down (review H2 finding 2)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(3, sub { main::logged(qr/:$p2 of upstream "backends" is down/) }), 'the dead server went down');
+ok(main::only_on(30, $p1), 'neither of its two peers gets a request') or diag(explain(main::spread(30)));
+
+
+
+=== TEST 10: a unix-socket peer (connect completes at once) is probed (review H2 finding 6)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server unix:$TEST_NGINX_DATA_DIR/u.sock max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=300 type=http;
+}
+server {
+    listen unix:$TEST_NGINX_DATA_DIR/u.sock;
+    return 200 "unix\n";
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+ok(defined main::wait_until(3, sub { main::spread(1)->{unix} }), 'the unix peer rose');
+--- error_log
+of upstream "backends" is up

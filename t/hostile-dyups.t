@@ -551,7 +551,7 @@ my $tbody = "least_conn; server $a3 weight=3;";
 for my $type (undef, 'text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded',
               'application/octet-stream', 'multipart/form-data; boundary=x', 'text/json', 'json', '*/*', '',
               'application/ json', 'application/javascript') {
-    main::bad_body($jbody, qr/missing ';'/, headers => (defined $type ? { 'Content-Type' => $type } : undef),
+    main::bad_body($jbody, qr/JSON/, headers => (defined $type ? { 'Content-Type' => $type } : undef),
                    what => 'JSON body as ' . ($type // '(no type)'));
 }
 for my $type ('application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON', 'Application/Json;charset=UTF-8',

@@ -80,7 +80,7 @@ pub fn parse(value: &[u8]) -> Result<UpstreamSpec, String> {
         }
         servers.push(server);
     }
-    finish(balancer, servers).map_err(|e| core_reason(&e.text).to_string())
+    finish(balancer, servers, None).map_err(|e| core_reason(&e.text).to_string())
 }
 
 fn server_spec(s: &PlusServer) -> Result<ServerSpec, String> {

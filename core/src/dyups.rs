@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use crate::address::{shown, Address};
 use crate::balancer::Balancer;
 use crate::error::ApiError;
+use crate::health::check_conf::{CheckConf, CheckConfBuilder};
+use crate::health::tokens;
 use crate::json::Json;
 use crate::peer::{Param, ServerSpec};
 use crate::render::PeerView;
@@ -18,6 +20,8 @@ pub const MAX_UPSTREAM_NAME: usize = 255;
 pub struct UpstreamSpec {
     pub balancer: Balancer,
     pub servers: Vec<ServerSpec>,
+    /// The upstream's active health checks (`check ...;` lines).
+    pub check: Option<CheckConf>,
 }
 
 /// The request routes of `dyups_interface`.
@@ -84,6 +88,12 @@ pub fn parse_statement(statement: &str) -> Result<Option<Statement>, ApiError> {
         return Err(failed(format!("control character {:?} in the body", c)));
     }
     let words: Vec<&str> = statement.split(NGINX_WHITESPACE).filter(|w| !w.is_empty()).collect();
+    parse_words(&words)
+}
+
+/// Parses one statement's words: `server ...` or a balancer.
+pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Option<Statement>, ApiError> {
+    let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
     let Some((&directive, args)) = words.split_first() else {
         return Ok(None);
     };
@@ -93,35 +103,90 @@ pub fn parse_statement(statement: &str) -> Result<Option<Statement>, ApiError> {
     parse_balancer(directive, args).map(|b| Some(Statement::Balancer(b)))
 }
 
-/// Removes `#` comments (to the end of the line), as nginx's parser does.
+/// Removes `#` comments (to the end of the line), as nginx's parser does;
+/// a `#` inside a quoted word is kept.
 pub fn strip_comments(text: &str) -> String {
-    text.lines().map(|line| line.split_once('#').map_or(line, |(code, _)| code)).collect::<Vec<_>>().join("\n")
+    let mut out = String::with_capacity(text.len());
+    let mut quotes = Quotes::default();
+    let mut comment = false;
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+        } else if c == '#' && !quotes.inside() {
+            comment = true;
+            continue;
+        } else {
+            quotes.step(c);
+        }
+        if !comment {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a scan of nginx configuration text is inside a quoted word.
+#[derive(Default)]
+pub struct Quotes {
+    open: Option<char>,
+    escaped: bool,
+}
+
+impl Quotes {
+    pub fn inside(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Moves past `c`.
+    pub fn step(&mut self, c: char) {
+        match self.open {
+            _ if self.escaped => self.escaped = false,
+            _ if c == '\\' => self.escaped = true,
+            Some(q) if c == q => self.open = None,
+            None if c == '"' || c == '\'' => self.open = Some(c),
+            _ => {}
+        }
+    }
 }
 
 /// Parses a body of nginx `upstream {}` statements:
-/// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down];`
-/// and at most one balancer statement (`least_conn;`, `ip_hash;`,
-/// `hash KEY [consistent];`, `random [two [least_conn]];`); `#` starts a
-/// comment.
+/// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down];`,
+/// at most one balancer statement (`least_conn;`, `ip_hash;`,
+/// `hash KEY [consistent];`, `random [two [least_conn]];`) and the check
+/// directives (`check ...;`, `check_http_send "...";`, ...). Words are
+/// split as nginx does ([`tokens::statements`]: quotes, `\r\n`, `#`
+/// comments at the start of a word).
 pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
-    let text = strip_comments(text);
     let mut balancer: Option<Balancer> = None;
     let mut servers = Vec::new();
-    let mut statements: Vec<&str> = text.split(';').collect();
-    let rest = statements.pop().unwrap_or("");
-    let rest = rest.trim_matches(NGINX_WHITESPACE);
-    if !rest.is_empty() {
-        return Err(failed(format!("missing ';' after \"{}\"", shown(rest))));
-    }
-    for statement in statements {
-        match parse_statement(statement)? {
+    let mut checks = CheckConfBuilder::default();
+    let statements = tokens::marked_statements(text).map_err(|e| {
+        if text.trim_start().starts_with('{') && Json::parse(text).is_ok() {
+            failed("the body is JSON: send it with \"Content-Type: application/json\"")
+        } else {
+            failed(e.text)
+        }
+    })?;
+    for (words, quoted) in statements {
+        let directive = words.first().map_or("", String::as_str);
+        if CheckConfBuilder::handles(directive) {
+            checks.apply(directive, &words[1..]).map_err(|e| failed(e.text))?;
+            continue;
+        }
+        if quoted {
+            return Err(failed(format!(
+                "quoted words are only allowed in check directives (\"{}\")",
+                shown(directive)
+            )));
+        }
+        match parse_words(&words)? {
             None => {}
             Some(Statement::Server(server)) => servers.push(server),
             Some(Statement::Balancer(parsed)) => {
                 if let Some(previous) = &balancer {
                     return Err(failed(format!(
                         "more than one balancer (\"{}\" after \"{}\")",
-                        statement.split_ascii_whitespace().next().unwrap_or(""),
+                        shown(directive),
                         previous.directive_name()
                     )));
                 }
@@ -129,10 +194,15 @@ pub fn parse_body(text: &str) -> Result<UpstreamSpec, ApiError> {
             }
         }
     }
-    finish(balancer.unwrap_or(Balancer::RoundRobin), servers)
+    let check = checks.finish().map_err(|e| failed(e.text))?;
+    finish(balancer.unwrap_or(Balancer::RoundRobin), servers, check)
 }
 
-pub fn finish(balancer: Balancer, servers: Vec<ServerSpec>) -> Result<UpstreamSpec, ApiError> {
+pub fn finish(
+    balancer: Balancer,
+    servers: Vec<ServerSpec>,
+    check: Option<CheckConf>,
+) -> Result<UpstreamSpec, ApiError> {
     if servers.is_empty() {
         return Err(failed("no server given"));
     }
@@ -151,7 +221,7 @@ pub fn finish(balancer: Balancer, servers: Vec<ServerSpec>) -> Result<UpstreamSp
     if let Balancer::Hash { consistent: true, .. } = balancer {
         check_chash_table(&servers)?;
     }
-    Ok(UpstreamSpec { balancer, servers })
+    Ok(UpstreamSpec { balancer, servers, check })
 }
 
 /// Largest consistent-hash points table a body may make each worker
@@ -307,7 +377,9 @@ pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
     let Json::Object(fields) = &body else {
         return Err(failed("the JSON body must be an object"));
     };
-    if let Some((key, _)) = fields.iter().find(|(k, _)| !["servers", "balancer", "hash_key"].contains(&k.as_str())) {
+    if let Some((key, _)) =
+        fields.iter().find(|(k, _)| !["servers", "balancer", "hash_key", "check"].contains(&k.as_str()))
+    {
         return Err(failed(format!("unknown field \"{}\"", shown(key))));
     }
     let text_field = |name: &str| -> Result<Option<&str>, ApiError> {
@@ -335,7 +407,63 @@ pub fn parse_json_body(text: &str) -> Result<UpstreamSpec, ApiError> {
         Some(Json::Array(items)) => items.iter().map(json_server).collect::<Result<Vec<_>, _>>()?,
         _ => return Err(failed("\"servers\" must be an array of servers")),
     };
-    finish(balancer, servers)
+    let check = match body.get("check") {
+        None | Some(Json::Null) => None,
+        Some(check) => json_check(check)?,
+    };
+    finish(balancer, servers, check)
+}
+
+/// The JSON body's `"check"` object, read through the same
+/// [`CheckConfBuilder`] as `check ...;` lines: `{"interval":3000,
+/// "rise":2, "fall":5, "timeout":1000, "default_down":true, "type":"http",
+/// "port":8080, "http_send":"GET / HTTP/1.0\r\n\r\n",
+/// "expect_alive":["http_2xx"], "keepalive_requests":1}`.
+fn json_check(check: &Json) -> Result<Option<CheckConf>, ApiError> {
+    let Json::Object(fields) = check else {
+        return Err(failed("\"check\" must be an object"));
+    };
+    let mut builder = CheckConfBuilder::default();
+    let mut line = Vec::new();
+    for (key, value) in fields {
+        let number = || match value {
+            Json::Unsigned(n) => Ok(n.to_string()),
+            _ => Err(failed(format!("\"check\" field \"{key}\" must be a non-negative integer"))),
+        };
+        let text = || match value {
+            Json::String(s) => Ok(s.clone()),
+            _ => Err(failed(format!("\"check\" field \"{key}\" must be a string"))),
+        };
+        let apply = |builder: &mut CheckConfBuilder, directive: &str, args: &[String]| {
+            builder.apply(directive, args).map_err(|e| failed(e.text))
+        };
+        match key.as_str() {
+            "interval" | "rise" | "fall" | "timeout" | "port" => line.push(format!("{key}={}", number()?)),
+            "type" => line.push(format!("type={}", text()?)),
+            "default_down" => match value {
+                Json::Bool(flag) => line.push(format!("default_down={flag}")),
+                _ => return Err(failed("\"check\" field \"default_down\" must be true or false")),
+            },
+            "http_send" => apply(&mut builder, "check_http_send", &[text()?])?,
+            "keepalive_requests" => apply(&mut builder, "check_keepalive_requests", &[number()?])?,
+            "expect_alive" => {
+                let classes = match value {
+                    Json::Array(items) => items
+                        .iter()
+                        .map(|item| match item {
+                            Json::String(s) => Ok(s.clone()),
+                            _ => Err(failed("\"check\" field \"expect_alive\" must be an array of strings")),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => return Err(failed("\"check\" field \"expect_alive\" must be an array of strings")),
+                };
+                apply(&mut builder, "check_http_expect_alive", &classes)?;
+            }
+            _ => return Err(failed(format!("unknown \"check\" field \"{}\"", shown(key)))),
+        }
+    }
+    builder.apply("check", &line).map_err(|e| failed(e.text))?;
+    builder.finish().map_err(|e| failed(e.text))
 }
 
 fn json_server(item: &Json) -> Result<ServerSpec, ApiError> {
@@ -487,6 +615,9 @@ pub fn config_text(spec: &UpstreamSpec) -> String {
         }
         out.push('\n');
     }
+    if let Some(check) = &spec.check {
+        out.push_str(&check.config_text());
+    }
     out
 }
 
@@ -581,9 +712,10 @@ mod tests {
         assert!(err("server 127.0.0.1:1 backup;").contains("at least one primary"));
         assert!(err("hash $; server 127.0.0.1:1;").contains("invalid variable"));
         assert!(err("hash a b; server 127.0.0.1:1;").contains("invalid parameter"));
-        assert!(err("hash a{b; server 127.0.0.1:1;").contains("only allowed as in"));
+        assert!(err("hash a{b; server 127.0.0.1:1;").contains("blocks are not allowed here"));
+        assert!(err("hash a}b; server 127.0.0.1:1;").contains("only allowed as in"));
         assert!(err("server\x0c127.0.0.1:1;").contains("control character"));
-        assert!(err("server 127.0.0.1:1;\x0b").contains("missing ';'"));
+        assert!(err("server 127.0.0.1:1;\x0b").contains("control character"));
         assert_eq!(parse_body("server\t127.0.0.1:1\r\n;").unwrap().servers.len(), 1);
         let json_key = r#"{"servers":[{"server":"127.0.0.1:1"}],"balancer":"hash","hash_key":"$uri consistent"}"#;
         assert!(parse_json_body(json_key).unwrap_err().text.contains("invalid hash key"));
@@ -715,5 +847,82 @@ mod tests {
             parse_body("hash $uri consistent; server 127.0.0.1:1 weight=2 max_conns=3; server 127.0.0.1:2 down;")
                 .unwrap();
         assert_eq!(parse_body(&config_text(&spec)).unwrap(), spec);
+    }
+
+    #[test]
+    fn check_lines_in_a_body() {
+        // Tengine's dyups test body.
+        let spec = parse_body(
+            "server 127.0.0.1:8088; check interval=1000 rise=2 fall=3 timeout=1000 default_down=true type=tcp;",
+        )
+        .unwrap();
+        let check = spec.check.clone().unwrap();
+        assert_eq!((check.interval_ms, check.rise, check.fall, check.timeout_ms), (1000, 2, 3, 1000));
+        assert!(check.default_down);
+        // A quoted request may hold `;`, `#` and `}`; `\r\n` are CR LF.
+        let spec = parse_body(
+            "server 127.0.0.1:1; check type=http; check_http_send \"GET /a;b#c} HTTP/1.0\\r\\n\\r\\n\"; \
+             check_http_expect_alive http_2xx;",
+        )
+        .unwrap();
+        assert_eq!(spec.check.as_ref().unwrap().send, "GET /a;b#c} HTTP/1.0\r\n\r\n");
+        assert_eq!(parse_body(&config_text(&spec)).unwrap(), spec);
+        assert_eq!(
+            config_text(&spec),
+            "server 127.0.0.1:1 weight=1 max_fails=1 fail_timeout=10;\n\
+             check interval=30000 rise=2 fall=5 timeout=1000 default_down=true type=http;\n\
+             check_http_send \"GET /a;b#c} HTTP/1.0\\r\\n\\r\\n\";\n\
+             check_http_expect_alive http_2xx;\n"
+        );
+    }
+
+    #[test]
+    fn hostile_check_lines() {
+        for (body, text) in [
+            ("server 127.0.0.1:1; check interval=0;", "add server failed: interval in \"check\" must be"),
+            ("server 127.0.0.1:1; check type=mysql;", "add server failed: "),
+            ("server 127.0.0.1:1; check; check;", "add server failed: "),
+            (
+                "server 127.0.0.1:1; check_http_send \"GET / HTTP/1.0\\r\\n\\r\\n\";",
+                "add server failed: \"check_http_send\" has no effect",
+            ),
+            ("server 127.0.0.1:1; check rise=2 rise=3;", "add server failed: parameter \"rise\" is given twice"),
+            ("server 127.0.0.1:1; check_http_send \"GET /;", "add server failed: unexpected end of the body"),
+            ("server 127.0.0.1:1; check_keepalive_requests 2;", "add server failed: "),
+        ] {
+            assert!(err(body).starts_with(text), "{body}: {}", err(body));
+        }
+    }
+
+    #[test]
+    fn json_check_object() {
+        let spec = parse_json_body(
+            r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"interval":1000,"rise":2,"fall":3,"timeout":500,
+                "default_down":false,"type":"http","port":8080,"http_send":"HEAD / HTTP/1.0\r\n\r\n",
+                "expect_alive":["http_2xx","http_4xx"]}}"#,
+        )
+        .unwrap();
+        let body = parse_body(
+            "server 127.0.0.1:1; check interval=1000 rise=2 fall=3 timeout=500 default_down=false type=http port=8080; \
+             check_http_send \"HEAD / HTTP/1.0\\r\\n\\r\\n\"; check_http_expect_alive http_2xx http_4xx;",
+        )
+        .unwrap();
+        assert_eq!(spec, body);
+        let json_err = |body: &str| parse_json_body(body).unwrap_err().text;
+        for (body, text) in [
+            (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":[]}"#, "add server failed: \"check\" must be an object"),
+            (
+                r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"rise":"2"}}"#,
+                "add server failed: \"check\" field \"rise\" must be a non-negative integer",
+            ),
+            (
+                r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"bogus":1}}"#,
+                "add server failed: unknown \"check\" field \"bogus\"",
+            ),
+            (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"type":"ajp"}}"#, "add server failed: "),
+            (r#"{"servers":[{"server":"127.0.0.1:1"}],"check":{"rise":0}}"#, "add server failed: rise in \"check\""),
+        ] {
+            assert!(json_err(body).starts_with(text), "{body}: {}", json_err(body));
+        }
     }
 }

@@ -17,8 +17,9 @@ use std::fmt::Write as _;
 use crate::address::{Address, MAX_UNIX_PATH};
 use crate::balancer::Balancer;
 use crate::dyups::{
-    config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, UpstreamSpec,
+    config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, Quotes, UpstreamSpec,
 };
+use crate::health::check_conf::CheckConfBuilder;
 use crate::peer::{checked_total_weight, total_weight_error, Param, ServerSpec};
 use crate::render::PeerView;
 
@@ -72,7 +73,7 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
     }
     let first_line = line_of(text, text.len() - text.trim_start().len());
     crate::plus::ids::attach(text, None, &mut servers);
-    finish(Balancer::RoundRobin, servers)
+    finish(Balancer::RoundRobin, servers, None)
         .map(|spec| Some(spec.servers))
         .map_err(|e| StateError { line: first_line, text: strip_prefix(&e.text) })
 }
@@ -278,7 +279,7 @@ fn strip_prefix(text: &str) -> String {
 
 /// Writes a `dynamic_state_file`.
 pub fn render_server_state(servers: &[ServerSpec]) -> String {
-    let spec = UpstreamSpec { balancer: Balancer::RoundRobin, servers: servers.to_vec() };
+    let spec = UpstreamSpec { balancer: Balancer::RoundRobin, servers: servers.to_vec(), check: None };
     format!("{HEADER}{}", config_text(&spec))
 }
 
@@ -329,18 +330,39 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
 }
 
 /// The offset of the `}` that closes a block, skipping the braces of
-/// `${name}` variables in hash keys.
+/// `${name}` variables in hash keys and quoted words (`check_http_send`).
 fn block_end(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
+    let mut quotes = Quotes::default();
     let mut i = 0;
     while i < bytes.len() {
+        let inside = quotes.inside();
+        quotes.step(char::from(bytes[i]));
         match bytes[i] {
+            _ if inside || quotes.inside() => i += 1,
             b'$' if bytes.get(i + 1) == Some(&b'{') => i += text[i..].find('}')? + 1,
             b'}' => return Some(i),
             _ => i += 1,
         }
     }
     None
+}
+
+/// `block` cut after each `;` that is not quoted.
+fn split_statements(block: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut quotes = Quotes::default();
+    let mut start = 0;
+    for (i, c) in block.char_indices() {
+        let inside = quotes.inside();
+        quotes.step(c);
+        if c == ';' && !inside {
+            out.push(&block[start..=i]);
+            start = i + 1;
+        }
+    }
+    out.push(&block[start..]);
+    out
 }
 
 /// Parses an upstream block's body statement by statement, so that an
@@ -350,7 +372,7 @@ fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpe
     let error =
         |line: usize, text: &str| StateError { line, text: format!("upstream \"{name}\": {}", strip_prefix(text)) };
     let mut offset = 0;
-    for statement in block.split_inclusive(';') {
+    for statement in split_statements(block) {
         let start = offset + statement.len() - statement.trim_start().len();
         offset += statement.len();
         let trimmed = statement.trim();
@@ -360,6 +382,11 @@ fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpe
         let line = first_line + block[..start].matches('\n').count();
         if !trimmed.ends_with(';') {
             return Err(error(line, &format!("missing ';' after \"{}\"", crate::address::shown(trimmed))));
+        }
+        let directive = trimmed.split(|c: char| c.is_whitespace() || c == ';').next().unwrap_or("");
+        if CheckConfBuilder::handles(directive) {
+            // Words may be quoted: the whole body's parse below reads them.
+            continue;
         }
         parse_statement(trimmed.trim_end_matches(';')).map_err(|e| error(line, &e.text))?;
     }
@@ -654,5 +681,19 @@ mod tests {
         let text = render_dyups_conf(&[DyupsEntry::Upstream("x".into(), spec.clone())]);
         assert_eq!(parse_dyups_conf(&text).unwrap(), vec![DyupsEntry::Upstream("x".into(), spec)]);
         assert!(!text.lines().skip(1).any(|l| l.contains('#') || l.contains('"')));
+    }
+
+    #[test]
+    fn dyups_conf_keeps_checks() {
+        let spec = parse_body(
+            "server 127.0.0.1:1; check interval=1000 type=http; \
+             check_http_send \"GET /x;y#z}{ HTTP/1.0\\r\\nHost: a\\r\\n\\r\\n\";",
+        )
+        .unwrap();
+        let entries = vec![DyupsEntry::Upstream("x".into(), spec), DyupsEntry::Deleted("y".into())];
+        let text = render_dyups_conf(&entries);
+        assert_eq!(parse_dyups_conf(&text).unwrap(), entries);
+        let bad = "upstream x {\n    server 127.0.0.1:1;\n    check interval=0;\n}\n";
+        assert!(parse_dyups_conf(bad).unwrap_err().text.contains("interval in \"check\""));
     }
 }

@@ -52,12 +52,15 @@ use crate::nginx::peer_stats::UpstreamCounters;
 /// A peer list of the dyups registry as allocated
 /// ([`crate::nginx::peer_list::build_list`]): nginx's list, then the number of
 /// requests that use it and the upstream's next server ID (zeroed with the
-/// block; its revision is the record's version).
+/// block; its revision is the record's version), then the upstream's check
+/// directives as text (`check_len` bytes after the struct; see
+/// [`set_check_text`]).
 #[repr(C)]
 pub struct RegistryList {
     list: ngx_http_upstream_rr_peers_t,
     requests: AtomicUsize,
     counters: UpstreamCounters,
+    check_len: usize,
 }
 
 /// The counters of registry list `list`.
@@ -67,6 +70,38 @@ pub struct RegistryList {
 pub unsafe fn registry_counters<'a>(list: *mut ngx_http_upstream_rr_peers_t) -> &'a UpstreamCounters {
     // SAFETY: per the contract, the list is the start of a RegistryList.
     unsafe { &(*list.cast::<RegistryList>()).counters }
+}
+
+/// The size of a registry list's block that holds `check_text`.
+pub fn list_block_size(check_text: &str) -> usize {
+    size_of::<RegistryList>() + check_text.len()
+}
+
+/// Writes the check directives into a new registry list's block.
+///
+/// # Safety
+/// `list` is a registry list no other process can reach yet, allocated
+/// with [`list_block_size`]`(text)`.
+pub unsafe fn set_check_text(list: *mut ngx_http_upstream_rr_peers_t, text: &str) {
+    // SAFETY: per the contract, the text fits after the struct.
+    unsafe {
+        let block = list.cast::<RegistryList>();
+        ptr::copy_nonoverlapping(text.as_ptr(), block.add(1).cast::<u8>(), text.len());
+        (*block).check_len = text.len();
+    }
+}
+
+/// The check directives of a registry list (empty without checks).
+///
+/// # Safety
+/// `list` is a live registry list, not freed while the slice is used
+/// (read inside a grace-period section). Its text never changes.
+pub unsafe fn check_text<'a>(list: *mut ngx_http_upstream_rr_peers_t) -> &'a [u8] {
+    // SAFETY: per the contract.
+    unsafe {
+        let block = list.cast::<RegistryList>();
+        core::slice::from_raw_parts(block.add(1).cast::<u8>(), (*block).check_len)
+    }
 }
 
 /// # Safety
@@ -240,7 +275,7 @@ pub struct Ticket {
 /// The layouts of what this file keeps in the registry's zone (see
 /// `registry::ZONE_LAYOUT`).
 pub const LAYOUTS: [&[usize]; 4] = [
-    &layout!(RegistryList; list, requests, counters),
+    &layout!(RegistryList; list, requests, counters, check_len),
     &layout!(ProcessSlot; owner, start, active),
     &layout!(SlotBlock; next, slots),
     &layout!(GracePeriod; phase, blocks, pool, overflow, pending, waiting, waiting_phase, held),

@@ -34,17 +34,22 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
+use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::{ApiError, Balancer, PeerView};
 use ngx::ffi::{
     ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
     ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::dyups::grace::{registry_counters, GracePeriod, RegistryList, SlotBlock, Ticket};
+use crate::dyups::grace::{
+    check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
+};
 use crate::nginx::layout;
-use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly};
+use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 use crate::nginx::shm_zone;
+use crate::nginx::sockaddr::PeerAddress;
+use crate::zone::health::{forget_runtime, RuntimeSlots};
 use crate::zone::ids::inherit;
 
 /// Name of the module's zone. It carries the registry's layout version:
@@ -53,12 +58,13 @@ use crate::zone::ids::inherit;
 /// gets a fresh zone, restored from `dyups_upstream_conf`). The build fails
 /// when the layout no longer has [`ZONE_LAYOUT`]'s fingerprint: bump the
 /// version here and record the new fingerprint there (v2 is the last
-/// released layout).
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v4";
+/// released layout; v4: registry lists carry their check directives, or
+/// (another v4) their upstream's server-ID counter and revision; v5: both).
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v5";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
 /// targets; the numbers differ on others).
-const ZONE_LAYOUT: u64 = 0x32bd_27ac_3f5d_3bc7;
+const ZONE_LAYOUT: u64 = 0xef8c_16ad_3126_5e25;
 
 /// Everything the registry keeps in its zone, as sizes, alignments and
 /// field offsets: its own structs, the grace period's, and nginx's peer
@@ -416,6 +422,11 @@ impl Dyups {
             Balancer::Hash { key, .. } => key.as_str(),
             _ => "",
         };
+        let check_text = spec.check.as_ref().map(CheckConf::config_text).unwrap_or_default();
+        let mut health = match &spec.check {
+            Some(check) => Some(runtime_slots(name, spec, check)?),
+            None => None,
+        };
         let (registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
@@ -427,10 +438,19 @@ impl Dyups {
             }
             registry.reclaim.reap(slab.pool());
             let no_room = || ApiError::dyups_full(ZONE_NAME, self.zone_size());
-            let Some(list) = build_list(slab.pool(), name, &spec.servers, core::mem::size_of::<RegistryList>()) else {
+            let Some(list) = build_list(slab.pool(), name, &spec.servers, list_block_size(&check_text)) else {
                 drop((slab, registry_lock)); // the error allocates: not under the locks
                 return Err(no_room());
             };
+            set_check_text(list, &check_text);
+            if let Some(health) = health.as_mut() {
+                if let Err(slots) = health.prepare() {
+                    free_list(slab.pool(), list);
+                    drop((slab, registry_lock)); // the error allocates: not under the locks
+                    return Err(health_full(slots));
+                }
+                set_health(list, spec, health.down());
+            }
             let existed = find_record(registry, name);
             let record = match existed {
                 Some(record) => record,
@@ -458,6 +478,10 @@ impl Dyups {
             r.key_len = key.len().min(MAX_KEY);
             r.key[..r.key_len].copy_from_slice(&key.as_bytes()[..r.key_len]);
             mark_changed(registry, record);
+            match health {
+                Some(health) => health.commit(),
+                None => forget_runtime(name),
+            }
             registry.generation.fetch_add(1, SeqCst);
             registry.reclaim.reap(slab.pool());
             Ok(before)
@@ -495,6 +519,7 @@ impl Dyups {
                 registry.reclaim.retire_list((*record).peers);
                 (*record).peers = ptr::null_mut();
             }
+            forget_runtime(name);
             if in_config {
                 (*record).deleted = true;
                 mark_changed(registry, record);
@@ -627,6 +652,16 @@ impl ReadSection {
         // SAFETY: list came from a record copied during this section, so it
         // is not freed before the section ends.
         unsafe { list_peers(list) }
+    }
+}
+
+impl ReadSection {
+    /// The check directives of a registry list read in this section.
+    pub fn check_of(&self, list: *mut ngx_http_upstream_rr_peers_t) -> Option<CheckConf> {
+        // SAFETY: as in peers_of; the text never changes.
+        let text = unsafe { check_text(list) };
+        // Written from a CheckConf by replace(): it reads back.
+        CheckConf::from_config_text(&String::from_utf8_lossy(text)).ok().flatten()
     }
 }
 
@@ -797,4 +832,56 @@ unsafe fn note_removal(registry: &mut Registry, record: *mut Record) {
     let r = unsafe { &*record };
     registry.removals[slot] = Removal { version: registry.next_version, name_len: r.name_len, name: r.name };
     registry.removals_written += 1;
+}
+
+/// The health slots a replace of run-time upstream `name` with `spec`
+/// (checked by `check`) prepares, allocated before any lock is taken.
+fn runtime_slots(name: &str, spec: &UpstreamSpec, check: &CheckConf) -> Result<RuntimeSlots, ApiError> {
+    let names = spec.servers.iter().map(|s| PeerAddress::new(&s.address).name().to_vec()).collect();
+    RuntimeSlots::new(name, names, check.default_down).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_body",
+            "add server failed: \"check\" needs the health zone, which this nginx has not declared (add \
+             \"check_shm_size\" or a \"dyups_interface\" location to the configuration)",
+        )
+    })
+}
+
+fn health_full(slots: usize) -> ApiError {
+    ApiError::new(
+        507,
+        "check_zone_full",
+        format!(
+            "the health zone holds {slots} checked peers and has no room for these servers: raise \"check_shm_size\" \
+             and reload"
+        ),
+    )
+}
+
+/// Sets the health bit of the peers of a new list that start down: `down`
+/// holds one flag per server of `spec`, whose primaries and backups are in
+/// the list and its backup list in the same order. Allocates nothing.
+///
+/// # Safety
+/// `list` was built from `spec` and no other process can reach it yet.
+unsafe fn set_health(list: *mut ngx_http_upstream_rr_peers_t, spec: &UpstreamSpec, down: &[bool]) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut next = [(*list).peer, if (*list).next.is_null() { ptr::null_mut() } else { (*(*list).next).peer }];
+        for (server, &down) in spec.servers.iter().zip(down) {
+            let at = usize::from(server.backup);
+            let peer = next[at];
+            if peer.is_null() {
+                return;
+            }
+            if down {
+                (*peer).down |= DOWN_HEALTH;
+            }
+            next[at] = (*peer).next;
+        }
+        recount(list);
+        if !(*list).next.is_null() {
+            recount((*list).next);
+        }
+    }
 }

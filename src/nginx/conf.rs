@@ -40,11 +40,14 @@ pub struct MainConf {
     pub zone: *mut ngx_shm_zone_t,
     /// `check_shm_size`: size of the health checks' zone.
     pub check_shm_size: usize,
-    /// The health checks' zone in this cycle (null without `check`).
+    /// The health checks' zone in this cycle (null without `check`, a
+    /// `dyups_interface` location or `check_shm_size`).
     pub check_zone: *mut ngx_shm_zone_t,
     /// A location has `dynamic_upstream_api` or `dynamic_upstream_metrics`:
     /// requests count per-peer statistics ([`crate::nginx::peer_stats`]).
     pub stats: bool,
+    /// A `dyups_interface` location exists: its bodies may carry checks.
+    pub dyups_interface: bool,
 }
 
 impl Default for MainConf {
@@ -59,6 +62,7 @@ impl Default for MainConf {
             check_shm_size: UNSET_SIZE,
             check_zone: ptr::null_mut(),
             stats: false,
+            dyups_interface: false,
         }
     }
 }

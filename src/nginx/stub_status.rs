@@ -18,15 +18,20 @@ fn stat(counter: *mut ngx_atomic_t) -> u64 {
 /// excludes the `idle` (waiting) ones.
 pub fn connections() -> Connections {
     // SAFETY: reading the addresses nginx set at start.
-    let (accepted, handled, active, waiting) = unsafe {
-        (stat(ngx_stat_accepted), stat(ngx_stat_handled), stat(ngx_stat_active), stat(ngx_stat_waiting))
-    };
-    Connections { accepted, dropped: accepted.saturating_sub(handled), active: active.saturating_sub(waiting), idle: waiting }
+    let (accepted, handled, active, waiting) =
+        unsafe { (stat(ngx_stat_accepted), stat(ngx_stat_handled), stat(ngx_stat_active), stat(ngx_stat_waiting)) };
+    Connections {
+        accepted,
+        dropped: accepted.saturating_sub(handled),
+        active: active.saturating_sub(waiting),
+        idle: waiting,
+    }
 }
 
 /// `GET /http/requests`: all requests, and those being read or written.
 pub fn requests() -> Requests {
     // SAFETY: as in connections().
-    let (total, reading, writing) = unsafe { (stat(ngx_stat_requests), stat(ngx_stat_reading), stat(ngx_stat_writing)) };
+    let (total, reading, writing) =
+        unsafe { (stat(ngx_stat_requests), stat(ngx_stat_reading), stat(ngx_stat_writing)) };
     Requests { total, current: reading + writing }
 }

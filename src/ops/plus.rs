@@ -176,11 +176,11 @@ pub fn change_runtime(
 ) -> Result<(), PlusError> {
     let dyups = Dyups::get().ok_or_else(|| PlusError::upstream_not_found(name))?;
     for _ in 0..TRIES {
-        let (version, balancer, peers) = {
+        let (version, balancer, check, peers) = {
             let section = ReadSection::new(&dyups);
             let record = dyups.record(name).filter(|r| !r.deleted && !r.peers.is_null());
             let record = record.ok_or_else(|| PlusError::upstream_not_found(name))?;
-            (record.version, record.balancer, section.peers_of(record.peers))
+            (record.version, record.balancer, section.check_of(record.peers), section.peers_of(record.peers))
         };
         if if_match.is_some_and(|wanted| wanted != runtime_revision(version)) {
             return Err(revision_mismatch(name).into());
@@ -189,7 +189,7 @@ pub fn change_runtime(
         if !edit(&mut servers)? {
             return Ok(());
         }
-        let spec: UpstreamSpec = finish(balancer, servers)?;
+        let spec: UpstreamSpec = finish(balancer, servers, check)?;
         match update_upstream_spec(name, &spec, trylock, version, origin) {
             Err(e) if e.status == 412 && if_match.is_none() => continue,
             result => return result.map_err(PlusError::from),

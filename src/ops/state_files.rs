@@ -286,7 +286,8 @@ pub fn save_dyups() -> Result<(), ApiError> {
                 return Ok(DyupsEntry::Deleted(r.name.clone()));
             }
             let servers = specs_of(&section.peers_of(r.peers))?;
-            Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer: r.balancer.clone(), servers }))
+            let check = section.check_of(r.peers);
+            Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer: r.balancer.clone(), servers, check }))
         })
         .collect();
     drop(section);

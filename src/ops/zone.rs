@@ -124,7 +124,11 @@ pub fn replace(
 }
 
 /// Applies the replace; Some(servers before) if anything changed.
-fn apply_replace(zone: &ZoneUpstream, desired: &[ServerSpec], if_match: Option<u64>) -> Result<Option<usize>, ApiError> {
+fn apply_replace(
+    zone: &ZoneUpstream,
+    desired: &[ServerSpec],
+    if_match: Option<u64>,
+) -> Result<Option<usize>, ApiError> {
     check_list(zone, desired)?;
     for _ in 0..TRIES {
         let revision = zone.counters().revision();

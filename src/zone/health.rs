@@ -2,7 +2,7 @@
 //! the module's health zone (`check_shm_size`), keyed by (upstream name,
 //! peer name). A slot holds the probe lease that lets exactly one worker
 //! probe the peer at a time (`core::health::probe::Lease`), the rise/fall
-//! counters and the last result; [`crate::zone::prober`] runs the probes.
+//! counters and the last result; [`crate::health::prober`] runs the probes.
 //!
 //! A peer's health reaches the balancers through its `down` word
 //! ([`DOWN_HEALTH`], next to the administrator's [`DOWN_ADMIN`] bit), set
@@ -21,7 +21,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
@@ -31,15 +31,14 @@ use ngx::ffi::{
     ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::peer_list::{quietly, recount, DOWN_HEALTH};
+use crate::nginx::peer_list::{peers_of, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
-use crate::zone::peers::{find_in_lists, Target};
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
-pub const ZONE_NAME: &str = "dynamic_upstream_check_v1";
+pub const ZONE_NAME: &str = "dynamic_upstream_check_v2";
 const _: () = assert!(size_of::<Slot>() == 424, "the health zone's layout changed: give ZONE_NAME the next version");
 
 /// Default and smallest `check_shm_size` (the C module's default; nginx's
@@ -72,6 +71,9 @@ pub struct Slot {
     transitions: AtomicU32,
     /// `Failure::code()` of the last check, 0 after a success.
     last_error: AtomicU32,
+    /// 1: a server of a run-time (dyups) upstream; 0: of a configuration
+    /// upstream. Written with the key.
+    runtime: AtomicU32,
     /// Unix time of the last finished check, 0 before the first.
     last_check: AtomicI64,
     /// The key, written only while the slot is FREE, under the zone's
@@ -82,11 +84,21 @@ pub struct Slot {
     name: UnsafeCell<[u8; SOCKADDR_STRLEN]>,
 }
 
-/// The zone's table: its length, then the slots.
+/// The zone's table: its length and how many slots are not free, then
+/// the slots.
 #[repr(C)]
 struct Table {
     count: usize,
+    used: AtomicUsize,
+    /// Bumped by the master for every configuration cycle it starts: the
+    /// workers of older cycles no longer probe configuration upstreams'
+    /// peers (their checks may have changed).
+    cycle: AtomicU64,
 }
+
+/// The `cycle` of this process's configuration (set by the master in
+/// init_module, inherited by its workers).
+static MY_CYCLE: AtomicU64 = AtomicU64::new(0);
 
 /// The health zone of the running cycle (null without checks); set by
 /// the master's init_module, which no later failure of the cycle can undo.
@@ -159,6 +171,31 @@ impl HealthZone {
         unsafe { (*self.table).count }
     }
 
+    /// Whether any slot is claimed (one load: a tick with nothing to check
+    /// stops here).
+    pub fn in_use(self) -> bool {
+        // SAFETY: as above.
+        unsafe { (*self.table).used.load(Acquire) != 0 }
+    }
+
+    /// init_module (master): the zone belongs to a new cycle from now on.
+    pub fn begin_cycle(self) {
+        // SAFETY: the table lives as long as the zone.
+        let cycle = unsafe { (*self.table).cycle.fetch_add(1, AcqRel) } + 1;
+        MY_CYCLE.store(cycle, Release);
+    }
+
+    /// False in a worker whose configuration a reload replaced.
+    pub fn is_current_cycle(self) -> bool {
+        // SAFETY: the table lives as long as the zone.
+        unsafe { (*self.table).cycle.load(Acquire) == MY_CYCLE.load(Acquire) }
+    }
+
+    fn used(self) -> &'static AtomicUsize {
+        // SAFETY: as above.
+        unsafe { &(*self.table).used }
+    }
+
     pub fn slot(self, index: usize) -> &'static Slot {
         assert!(index < self.len());
         // SAFETY: in bounds; slots follow the table header, which is
@@ -175,7 +212,15 @@ impl HealthZone {
     fn claim(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32, state: u32) -> Option<usize> {
         // SAFETY: the zone's pool; slots are keyed under its mutex.
         let _slab = unsafe { SlabLocked::new(self.pool) };
-        let (index, slot) = self.slots().find(|(_, s)| s.state.load(Acquire) == FREE)?;
+        self.claim_locked(0, Key { upstream, name, runtime: false }, counters, due, state)
+    }
+
+    /// Claims the first free slot from `from` on; the caller holds the
+    /// zone's mutex.
+    fn claim_locked(self, from: usize, key: Key, counters: Counters, due: u32, state: u32) -> Option<usize> {
+        let Key { upstream, name, runtime } = key;
+        let (index, slot) =
+            (from..self.len()).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)?;
         // SAFETY: a FREE slot's key is written only under the mutex we
         // hold; readers check `gen` and `state` around their copies. The
         // callers bound the lengths (upstream names at configuration, peer
@@ -188,11 +233,13 @@ impl HealthZone {
             slot.upstream_len.store(upstream.len() as u32, Relaxed);
             slot.name_len.store(name.len() as u32, Relaxed);
         }
+        slot.runtime.store(u32::from(runtime), Relaxed);
         slot.set_counters(counters);
         slot.last_check.store(0, Relaxed);
         slot.last_error.store(0, Relaxed);
         slot.lease.store(Lease::due_at(due).pack(), Relaxed);
         slot.state.store(state, Release);
+        self.used().fetch_add(1, AcqRel);
         Some(index)
     }
 
@@ -217,13 +264,16 @@ impl HealthZone {
 
     fn free_locked(self, slot: &Slot) {
         slot.gen.fetch_add(1, AcqRel);
-        slot.state.store(FREE, Release);
+        if slot.state.swap(FREE, AcqRel) != FREE {
+            self.used().fetch_sub(1, AcqRel);
+        }
         slot.lease.store(0, Release);
     }
 
-    /// The live slot of (`upstream`, `name`), if any.
+    /// The live slot of a configuration upstream's peer (`upstream`,
+    /// `name`), if any.
     fn find_locked(self, upstream: &[u8], name: &[u8]) -> Option<(usize, &'static Slot)> {
-        self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && s.is(upstream, name))
+        self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && !s.is_runtime() && s.is(upstream, name))
     }
 
     /// Frees the live slot of a peer an API removed.
@@ -241,6 +291,11 @@ impl Slot {
         self.state.load(Acquire) == LIVE
     }
 
+    /// A server of a run-time (dyups) upstream.
+    pub fn is_runtime(&self) -> bool {
+        self.runtime.load(Relaxed) != 0
+    }
+
     pub fn gen(&self) -> u32 {
         self.gen.load(Acquire)
     }
@@ -253,6 +308,14 @@ impl Slot {
             && n.len() == name.len()
             // SAFETY: the key does not change under the mutex.
             && unsafe { volatile_eq(u, upstream) && volatile_eq(n, name) }
+    }
+
+    /// Whether the slot is of upstream `upstream`; the caller holds the
+    /// zone's mutex.
+    fn upstream_is(&self, upstream: &[u8]) -> bool {
+        let (u, _) = self.key_ranges();
+        // SAFETY: the key does not change under the mutex.
+        u.len() == upstream.len() && unsafe { volatile_eq(u, upstream) }
     }
 
     /// Where the key is: (upstream name, peer name).
@@ -324,22 +387,30 @@ unsafe fn volatile_eq(bytes: *const [u8], other: &[u8]) -> bool {
     other.iter().enumerate().all(|(i, b)| unsafe { ptr::read_volatile(bytes.cast::<u8>().add(i)) } == *b)
 }
 
-/// Sets or clears the health bit of the peer named `name` in `primary`'s
-/// lists (false if there is no such peer).
+/// Sets or clears the health bit of every peer named `name` in `primary`'s
+/// lists (nginx allows a server twice: both peers are that server).
 ///
 /// # Safety
-/// `primary` is the live shared primary list of a zone upstream.
-pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) -> bool {
+/// `primary` is the live shared primary list of a zone upstream, or a
+/// registry list.
+pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) {
     // SAFETY: per the contract; written under both write locks, nothing
     // allocated, bounded by the lists' length.
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        let Some((list, peer)) = find_in_lists(primary, Target::RawName(name)) else {
-            return false;
-        };
-        (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
-        recount(list);
-        true
+        for list in [primary, (*primary).next] {
+            let mut changed = false;
+            for peer in peers_of(list) {
+                if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name
+                {
+                    (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
+                    changed = true;
+                }
+            }
+            if changed {
+                recount(list);
+            }
+        }
     }
 }
 
@@ -393,4 +464,138 @@ impl Drop for Pending {
 pub unsafe fn set_running(zone: *mut ngx_shm_zone_t) {
     // SAFETY: per the contract.
     unsafe { ZONE = zone };
+}
+
+/// A slot's key: (upstream name, peer name), and whose peer it is.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    upstream: &'a [u8],
+    name: &'a [u8],
+    runtime: bool,
+}
+
+/// The health slots of a run-time upstream's servers while a POST replaces
+/// it (see [`RuntimeSlots::prepare`]). Built before the registry's lock is
+/// taken (its vectors are allocated then), filled and committed under it.
+pub struct RuntimeSlots {
+    zone: HealthZone,
+    /// The upstream's key (lower case: dyups names are case-insensitive).
+    upstream: Vec<u8>,
+    names: Vec<Vec<u8>>,
+    default_down: bool,
+    /// Per name: its slot, once prepared.
+    slots: Vec<usize>,
+    /// Per name: whether it starts down (its kept slot's health, or
+    /// `default_down`).
+    down: Vec<bool>,
+    /// Slots claimed by `prepare`, freed unless committed.
+    claimed: Vec<usize>,
+}
+
+impl RuntimeSlots {
+    /// For the servers `names` of run-time upstream `upstream`, checked
+    /// with `default_down`; None without a health zone.
+    pub fn new(upstream: &str, names: Vec<Vec<u8>>, default_down: bool) -> Option<RuntimeSlots> {
+        let zone = HealthZone::running()?;
+        let n = names.len();
+        Some(RuntimeSlots {
+            zone,
+            upstream: upstream.to_ascii_lowercase().into_bytes(),
+            names,
+            default_down,
+            slots: Vec::with_capacity(n),
+            down: Vec::with_capacity(n),
+            claimed: Vec::with_capacity(n),
+        })
+    }
+
+    /// Finds the live slot of each server (a server that stays keeps its
+    /// health) and claims one, due at once, for each new server. Allocates
+    /// nothing. Err (nothing claimed) when the zone has no room: the
+    /// number of slots it holds.
+    pub fn prepare(&mut self) -> Result<(), usize> {
+        let zone = self.zone;
+        // SAFETY: the zone's pool; slots are keyed under its mutex.
+        let slab = unsafe { SlabLocked::new(zone.pool) };
+        // SAFETY: a plain read of nginx's clock, which only this thread writes.
+        let now = unsafe { ngx_current_msec } as u32;
+        let mut next_free = 0;
+        for name in &self.names {
+            let key = Key { upstream: &self.upstream, name, runtime: true };
+            let found = zone.slots().find(|(_, s)| s.is_live() && s.is_runtime() && s.is(key.upstream, key.name));
+            let (index, down) = match found {
+                Some((index, slot)) => (index, slot.counters().down),
+                None => {
+                    let claimed = zone.claim_locked(next_free, key, Counters::new(self.default_down), now, PENDING);
+                    let Some(index) = claimed else {
+                        for &index in &self.claimed {
+                            zone.free_locked(zone.slot(index));
+                        }
+                        self.claimed.clear();
+                        drop(slab);
+                        return Err(zone.len());
+                    };
+                    next_free = index + 1;
+                    self.claimed.push(index);
+                    (index, self.default_down)
+                }
+            };
+            self.slots.push(index);
+            self.down.push(down);
+        }
+        Ok(())
+    }
+
+    /// Per server, in the order given: whether it starts down.
+    pub fn down(&self) -> &[bool] {
+        &self.down
+    }
+
+    /// The new servers are linked: their slots are checked from now on,
+    /// and the upstream's other slots (servers it no longer has) are freed.
+    /// Allocates nothing.
+    pub fn commit(mut self) {
+        let zone = self.zone;
+        // SAFETY: the zone's pool.
+        let _slab = unsafe { SlabLocked::new(zone.pool) };
+        for &index in &self.claimed {
+            zone.slot(index).state.store(LIVE, Release);
+        }
+        self.claimed.clear();
+        for (index, slot) in zone.slots() {
+            if slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream) {
+                zone.free_locked(slot);
+            }
+        }
+    }
+}
+
+impl Drop for RuntimeSlots {
+    fn drop(&mut self) {
+        if self.claimed.is_empty() {
+            return;
+        }
+        // SAFETY: the zone's pool.
+        let _slab = unsafe { SlabLocked::new(self.zone.pool) };
+        for &index in &self.claimed {
+            self.zone.free_locked(self.zone.slot(index));
+        }
+    }
+}
+
+/// Frees the slots of run-time upstream `upstream`'s servers (it was
+/// deleted, or replaced by a body without checks). Allocates nothing.
+pub fn forget_runtime(upstream: &str) {
+    let Some(zone) = HealthZone::running() else { return };
+    let mut key = [0u8; UPSTREAM_NAME_MAX];
+    let len = upstream.len().min(UPSTREAM_NAME_MAX);
+    key[..len].copy_from_slice(&upstream.as_bytes()[..len]);
+    key[..len].make_ascii_lowercase();
+    // SAFETY: the zone's pool.
+    let _slab = unsafe { SlabLocked::new(zone.pool) };
+    for (_, slot) in zone.slots() {
+        if slot.is_live() && slot.is_runtime() && slot.upstream_is(&key[..len]) {
+            zone.free_locked(slot);
+        }
+    }
 }

@@ -1,11 +1,10 @@
 //! Zone upstreams: editing their shared peer lists, freeing removed peers,
-//! the per-request hook that makes both safe, and their active health
-//! checks.
+//! the per-request hook that makes both safe, and the health records of
+//! the active health checks.
 
 pub mod health;
 pub mod ids;
 pub mod peers;
-pub mod prober;
 pub mod reclaim;
 pub mod request_hook;
 pub mod upstream;

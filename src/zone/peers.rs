@@ -52,8 +52,6 @@ pub enum Refusal {
 #[derive(Clone, Copy)]
 pub enum Target<'a> {
     Name(&'a PeerAddress),
-    /// A peer name kept elsewhere (a health-check slot's copy).
-    RawName(&'a [u8]),
     Id(u64),
 }
 
@@ -129,7 +127,6 @@ pub unsafe fn find_in_lists(
         [primary, (*primary).next].into_iter().find_map(|list| {
             let peer = match target {
                 Target::Name(address) => find_peer(list, address.name()),
-                Target::RawName(name) => find_peer(list, name),
                 Target::Id(id) => peers_of(list).find(|&p| id_of(p) == Some(id)),
             };
             peer.map(|peer| (list, peer))

@@ -7,8 +7,8 @@ use core::ptr;
 use dynamic_upstream_core::error::human_size;
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckConfBuilder};
 use dynamic_upstream_core::peer::total_weight_error;
-use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::plus::diff::Plan;
+use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
@@ -19,11 +19,11 @@ use ngx::http::HttpModuleServerConf;
 
 use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy, Upstream};
-use crate::nginx::peer_stats::UpstreamCounters;
-use crate::zone::ids::ensure_ids;
 use crate::zone::health::{HealthZone, Pending};
+use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
     add_locked, max_peers_for_zone, remove_locked, replace_locked, replace_peers, update_locked, Lost, PeerName,
     Refusal, Replaced, Target,
@@ -280,9 +280,7 @@ impl ZoneUpstream {
     }
 
     fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
-        self.remove_target(Target::Name(target))
-            .map(drop)
-            .map_err(|refusal| self.refused(refusal, &shown_name(target)))
+        self.remove_target(Target::Name(target)).map(drop).map_err(|refusal| self.refused(refusal, &shown_name(target)))
     }
 
     fn remove_target(&self, target: Target) -> Result<PeerName, Refusal> {
@@ -302,7 +300,12 @@ impl ZoneUpstream {
 
     /// Changes the parameters of the server with ID `id` (found under the
     /// lists' write locks). Returns its address and its values from before.
-    pub fn update_by_id(&self, id: u64, params: &PeerParams, down: Option<bool>) -> Result<(Address, PeerValues), ApiError> {
+    pub fn update_by_id(
+        &self,
+        id: u64,
+        params: &PeerParams,
+        down: Option<bool>,
+    ) -> Result<(Address, PeerValues), ApiError> {
         self.check_balancer_allows(params.weight.is_some(), false)?;
         let (name, before) = self.update_target(Target::Id(id), params, down).map_err(|r| self.refused_id(r, id))?;
         Ok((address_of(&name)?, before))

@@ -146,6 +146,18 @@ impl CheckConf {
     }
 }
 
+impl CheckConf {
+    /// Reads back [`CheckConf::config_text`] (or any text of check
+    /// directives only); None for an empty text.
+    pub fn from_config_text(text: &str) -> Result<Option<CheckConf>, ApiError> {
+        let mut builder = CheckConfBuilder::default();
+        for words in super::tokens::statements(text)? {
+            builder.apply(&words[0], &words[1..])?;
+        }
+        builder.finish()
+    }
+}
+
 fn invalid(text: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_check", text)
 }
@@ -566,6 +578,7 @@ mod tests {
             let text = c.config_text();
             assert_eq!(conf(&text), c, "{text}");
             assert_eq!(conf(&text).config_text(), text);
+            assert_eq!(CheckConf::from_config_text(&text).unwrap().unwrap().config_text(), text);
         }
         assert_eq!(
             conf("check interval=3000;").config_text(),

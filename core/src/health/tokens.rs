@@ -32,11 +32,17 @@ fn unexpected(what: &str) -> ApiError {
 /// Other control characters than tab, CR and LF are refused, as is text
 /// after the last `;`.
 pub fn statements(text: &str) -> Result<Vec<Statement>, ApiError> {
+    Ok(marked_statements(text)?.into_iter().map(|(words, _)| words).collect())
+}
+
+/// [`statements`], each with whether one of its words was quoted.
+pub fn marked_statements(text: &str) -> Result<Vec<(Statement, bool)>, ApiError> {
     if let Some(c) = text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n')) {
         return Err(ApiError::bad_request("invalid_body", format!("control character {c:?} in the body")));
     }
     let mut out = Vec::new();
     let mut words: Statement = Vec::new();
+    let mut quoted = false;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -56,7 +62,7 @@ pub fn statements(text: &str) -> Result<Vec<Statement>, ApiError> {
                         format!("more than {MAX_STATEMENTS} statements in the body"),
                     ));
                 }
-                out.push(std::mem::take(&mut words));
+                out.push((std::mem::take(&mut words), std::mem::take(&mut quoted)));
             }
             '{' | '}' => return Err(unexpected(&format!("\"{c}\" (blocks are not allowed here)"))),
             '"' | '\'' => {
@@ -70,7 +76,10 @@ pub fn statements(text: &str) -> Result<Vec<Statement>, ApiError> {
                     }
                 }
                 match chars.peek() {
-                    None | Some(' ' | '\t' | '\r' | '\n' | ';') => words.push(word),
+                    None | Some(' ' | '\t' | '\r' | '\n' | ';') => {
+                        words.push(word);
+                        quoted = true;
+                    }
                     Some(&next) => {
                         return Err(unexpected(&format!("\"{}\" after a quoted string", shown(&next.to_string()))))
                     }
@@ -93,8 +102,9 @@ pub fn statements(text: &str) -> Result<Vec<Statement>, ApiError> {
             }
         }
     }
-    if let Some(first) = words.first() {
-        return Err(ApiError::bad_request("invalid_body", format!("missing ';' after \"{}\"", shown(first))));
+    if !words.is_empty() {
+        let last = words.join(" ");
+        return Err(ApiError::bad_request("invalid_body", format!("missing ';' after \"{}\"", shown(&last))));
     }
     Ok(out)
 }
@@ -185,7 +195,7 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(err("server 127.0.0.1:1"), "missing ';' after \"server\"");
+        assert_eq!(err("server 127.0.0.1:1"), "missing ';' after \"server 127.0.0.1:1\"");
         assert_eq!(err(";"), "unexpected \";\" in the body");
         assert_eq!(err("a \"open;"), "unexpected end of the body inside a \"-quoted string in the body");
         assert_eq!(err("a \"x\"y;"), "unexpected \"y\" after a quoted string in the body");

@@ -64,8 +64,7 @@ fn same_block(a: Option<&str>, b: Option<&str>) -> bool {
 /// Whether `f` is the first use of its ID within its block (and in range).
 fn kept(all: &[Found], i: usize) -> bool {
     let f = &all[i];
-    f.id <= MAX_ID
-        && !all[..i].iter().any(|g| g.id == f.id && same_block(g.upstream.as_deref(), f.upstream.as_deref()))
+    f.id <= MAX_ID && !all[..i].iter().any(|g| g.id == f.id && same_block(g.upstream.as_deref(), f.upstream.as_deref()))
 }
 
 /// Gives `servers` (of the block `upstream`, None for a

@@ -1,10 +1,13 @@
 //! The probes of the active health checks, on each worker's event loop.
 //!
 //! Every worker runs one tick timer (every 100 ms, or the smallest
-//! `interval` if shorter). Each tick walks the health zone's slots
-//! ([`crate::zone::health`]): for a slot of one of its cycle's checked
-//! upstreams, it applies the slot's health to the cycle's peer lists when
-//! it changed, and, when the slot's lease is due, claims it (one CAS) and
+//! `interval` of the configuration if shorter). Each tick walks the health
+//! zone's slots ([`crate::zone::health`]): for a slot of one of its cycle's
+//! checked upstreams, or of a run-time upstream of the dyups registry whose
+//! list carries checks, it applies the slot's health to the peer lists
+//! when it changed (the registry's current list for a run-time upstream,
+//! read inside a grace-period section), and, when the slot's lease is due,
+//! claims it (one CAS) and
 //! starts a probe: a non-blocking connection through
 //! `ngx_event_connect_peer`, whose read, write and timeout events come back
 //! here. `type=tcp` peeks one byte once connected (up on a byte or EAGAIN,
@@ -18,8 +21,9 @@
 use core::ffi::c_void;
 use core::mem::zeroed;
 use core::ptr;
-use core::sync::atomic::Ordering::{AcqRel, Acquire};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckType};
 use dynamic_upstream_core::health::probe::{Counters, Failure, HttpProbe, Lease, Transition, Verdict};
@@ -31,7 +35,10 @@ use ngx::ffi::{
     ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_pid, ngx_quit, ngx_shm_zone_t, ngx_str_t, ngx_terminate,
     NGX_AGAIN, NGX_LOG_WARN, NGX_OK,
 };
+use ngx::ffi::{ngx_post_event, ngx_posted_events, ngx_process, ngx_uint_t, NGX_PROCESS_WORKER};
 
+use crate::dyups::registry::{Dyups, ReadSection};
+use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::peer_list::list_peers;
@@ -48,11 +55,13 @@ const LEASE_SLACK_MS: u32 = 1000;
 /// Bytes read from a probe's connection at a time (then dropped).
 const READ_CHUNK: usize = 512;
 
-/// A checked upstream of this worker's cycle, as a slot names it.
-#[derive(Clone, Copy)]
+/// A checked upstream, as a slot names it.
+#[derive(Clone)]
 struct Target {
-    primary: *mut ngx_http_upstream_rr_peers_t,
-    check: &'static CheckConf,
+    /// A zone upstream's shared primary list; None for a run-time upstream,
+    /// whose current list is read from the registry each time.
+    primary: Option<*mut ngx_http_upstream_rr_peers_t>,
+    check: Rc<CheckConf>,
 }
 
 /// What this worker knows of one slot, for its generation `gen`.
@@ -60,7 +69,10 @@ struct Known {
     gen: u32,
     upstream: String,
     name: Vec<u8>,
-    /// None: the slot is not of this cycle's checked upstreams.
+    /// A server of a run-time upstream.
+    runtime: bool,
+    /// None: the slot is not of this cycle's checked upstreams (or of a
+    /// run-time upstream with checks).
     target: Option<Target>,
     /// The slot's `transitions` last applied to this cycle's lists.
     applied: Option<u32>,
@@ -73,7 +85,7 @@ struct Probe {
     claimed: u64,
     /// When the probe was due (or started, if it is an interval late).
     scheduled: u32,
-    check: &'static CheckConf,
+    check: Rc<CheckConf>,
     upstream: String,
     /// The peer's name (the address probed differs with `port=`).
     peer: String,
@@ -87,6 +99,8 @@ struct Probe {
 
 struct Worker {
     health: HealthZone,
+    /// The dyups registry's generation the run-time slots were resolved at.
+    registry: Option<u64>,
     known: Vec<Option<Known>>,
     probes: HashMap<usize, Box<Probe>>,
     tick_ms: ngx_msec_t,
@@ -123,15 +137,22 @@ fn now_msec() -> u32 {
 /// # Safety
 /// In a new worker, with its cycle.
 pub unsafe fn start(cycle: *mut ngx_cycle_t) {
+    // SAFETY: a plain read of this process's kind, set before init_process.
+    if unsafe { ngx_process } != NGX_PROCESS_WORKER as ngx_uint_t {
+        // The cache manager and loader run init_process too, but leave
+        // without exit_process: they do not probe.
+        return;
+    }
     let Some(health) = HealthZone::running() else { return };
     // SAFETY: per the contract.
     let intervals = unsafe { checked_upstreams(cycle) }.into_iter().map(|(_, t)| t.check.interval_ms);
-    let Some(smallest) = intervals.min() else { return };
+    let tick_ms = intervals.fold(TICK_MS, u32::min);
     let worker = Box::into_raw(Box::new(Worker {
         health,
+        registry: None,
         known: (0..health.len()).map(|_| None).collect(),
         probes: HashMap::new(),
-        tick_ms: smallest.min(TICK_MS) as ngx_msec_t,
+        tick_ms: tick_ms as ngx_msec_t,
         // SAFETY: plain C structs, all-zero is their initial state.
         tick: unsafe { zeroed() },
         // SAFETY: as above.
@@ -186,13 +207,15 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) ->
     let Some(health) = HealthZone::running() else {
         return Ok(());
     };
+    health.begin_cycle();
     // SAFETY: a plain read of nginx's clock, which only this thread writes.
     let now = unsafe { ngx_current_msec } as u32;
     let mut keep = vec![false; health.len()];
     let mut unchecked = 0usize;
     let mut spread = 0u32;
     // SAFETY: per the contract.
-    for (uscf, Target { primary, check }) in unsafe { checked_upstreams(cycle) } {
+    let checked = unsafe { checked_upstreams(cycle) };
+    for (uscf, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
         // SAFETY: an upstream of the new cycle; its lists only this
         // process reaches yet.
         let (upstream, peers) = unsafe { (str_lossy(&(*uscf).host), list_peers(primary)) };
@@ -207,12 +230,17 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) ->
                 continue;
             };
             keep[index] = true;
+            // A carried slot is due on the new schedule (the interval may
+            // have changed): its lease from the old one could be a day away.
+            health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
             // SAFETY: as above.
             unsafe { set_peer_health(primary, &name, health.slot(index).counters().down) };
         }
     }
     for (index, slot) in health.slots() {
-        if slot.is_live() && !keep[index] {
+        // Run-time upstreams' slots live as long as their upstreams, which
+        // the dyups registry keeps across reloads.
+        if slot.is_live() && !slot.is_runtime() && !keep[index] {
             health.free(index);
         }
     }
@@ -235,9 +263,14 @@ unsafe fn checked_upstreams(cycle: *mut ngx_cycle_t) -> Vec<(*mut ngx_http_upstr
     unsafe {
         for uscf in configured_upstreams(cycle) {
             let Some(check) = srv_conf(uscf).and_then(|s| s.check.as_ref()) else { continue };
+            if is_front(uscf) {
+                // Served by the dyups registry in this worker: its peer.data
+                // is the front, not a peer list.
+                continue;
+            }
             let primary = (*uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
             if !(*uscf).shm_zone.is_null() && !primary.is_null() {
-                checked.push((uscf, Target { primary, check }));
+                checked.push((uscf, Target { primary: Some(primary), check: Rc::new(check.clone()) }));
             }
         }
     }
@@ -266,9 +299,24 @@ unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
 }
 
 fn tick(w: &mut Worker) {
+    if !w.health.in_use() {
+        return;
+    }
     let now = now_msec();
     // SAFETY: a plain read of this process's pid.
     let pid = unsafe { ngx_pid } as u32;
+    let current_cycle = w.health.is_current_cycle();
+    let registry = Dyups::get().map(|d| d.generation());
+    if registry != w.registry {
+        // A run-time upstream was replaced or deleted: its checks, and the
+        // list its servers' health goes to, are read again.
+        w.registry = registry;
+        for known in w.known.iter_mut() {
+            if known.as_ref().is_some_and(|k| k.runtime) {
+                *known = None;
+            }
+        }
+    }
     for index in 0..w.health.len() {
         let slot = w.health.slot(index);
         if !slot.is_live() {
@@ -279,9 +327,14 @@ fn tick(w: &mut Worker) {
         if !w.known[index].as_ref().is_some_and(|k| k.gen == gen) {
             w.known[index] = resolve(w.health, index, gen);
         }
-        let Some(target) = w.known[index].as_ref().and_then(|k| k.target) else { continue };
+        let Some(target) = w.known[index].as_ref().and_then(|k| k.target.clone()) else { continue };
         apply(w, index);
         if w.probes.contains_key(&index) {
+            continue;
+        }
+        if target.primary.is_some() && !current_cycle {
+            // A reload made a new cycle, whose workers probe its
+            // configuration's peers with its settings.
             continue;
         }
         let word = slot.lease().load(Acquire);
@@ -299,35 +352,68 @@ fn tick(w: &mut Worker) {
 
 /// What this worker's cycle makes of the slot at `index` (generation `gen`).
 fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
-    let (upstream, name) = health.slot(index).key_copy(gen)?;
-    // SAFETY: at run time ngx_cycle is this worker's cycle.
-    let target = unsafe { checked_upstreams(ngx_cycle) }
-        .into_iter()
-        // SAFETY: upstreams of the running cycle.
-        .find(|(uscf, _)| unsafe { str_eq(&(**uscf).host, &upstream) })
-        .map(|(_, target)| target);
-    Some(Known { gen, upstream, name, target, applied: None })
+    let slot = health.slot(index);
+    let runtime = slot.is_runtime();
+    let (upstream, name) = slot.key_copy(gen)?;
+    let target = if runtime {
+        runtime_check(&upstream).map(|check| Target { primary: None, check: Rc::new(check) })
+    } else {
+        // SAFETY: at run time ngx_cycle is this worker's cycle.
+        unsafe { checked_upstreams(ngx_cycle) }
+            .into_iter()
+            // SAFETY: upstreams of the running cycle.
+            .find(|(uscf, _)| unsafe { str_eq(&(**uscf).host, &upstream) })
+            .map(|(_, target)| target)
+    };
+    Some(Known { gen, upstream, name, runtime, target, applied: None })
+}
+
+/// The checks of run-time upstream `upstream`'s current list.
+fn runtime_check(upstream: &str) -> Option<CheckConf> {
+    let dyups = Dyups::get()?;
+    let section = ReadSection::new(&dyups);
+    let record = dyups.record(upstream).filter(|r| !r.peers.is_null())?;
+    section.check_of(record.peers)
+}
+
+/// Sets the health bit of peer `name` of run-time upstream `upstream` in
+/// the registry's current list.
+fn set_runtime_health(upstream: &str, name: &[u8], down: bool) {
+    let Some(dyups) = Dyups::get() else { return };
+    let section = ReadSection::new(&dyups);
+    if let Some(record) = dyups.record(upstream).filter(|r| !r.peers.is_null()) {
+        // SAFETY: a registry list read in this section is not freed before
+        // it ends; its peers are written only under its write lock.
+        unsafe { set_peer_health(record.peers, name, down) };
+    }
+    drop(section);
 }
 
 /// Applies the slot's health to this cycle's lists if it changed since.
 fn apply(w: &mut Worker, index: usize) {
     let slot = w.health.slot(index);
     let Some(known) = w.known[index].as_mut() else { return };
-    let Some(target) = known.target else { return };
+    let Some(target) = &known.target else { return };
     let transitions = slot.transitions();
     if known.applied == Some(transitions) {
         return;
     }
-    // SAFETY: a checked zone upstream's shared primary list, which lives as
-    // long as this worker's cycle.
-    unsafe { set_peer_health(target.primary, &known.name, slot.counters().down) };
+    let down = slot.counters().down;
+    match target.primary {
+        // SAFETY: a checked zone upstream's shared primary list, which
+        // lives as long as this worker's cycle.
+        Some(primary) => unsafe {
+            set_peer_health(primary, &known.name, down);
+        },
+        None => set_runtime_health(&known.upstream, &known.name, down),
+    }
     known.applied = Some(transitions);
 }
 
 fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     let Some(known) = w.known[index].as_ref() else { return };
-    let Some(target) = known.target else { return };
-    let check = target.check;
+    let Some(target) = &known.target else { return };
+    let check = target.check.clone();
     let address = match Address::parse(&String::from_utf8_lossy(&known.name)) {
         Ok(Address::Inet(mut a)) if check.port != 0 => {
             a.set_port(check.port);
@@ -343,7 +429,6 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
         gen: known.gen,
         claimed,
         scheduled,
-        check,
         upstream: known.upstream.clone(),
         peer: String::from_utf8_lossy(&known.name).into_owned(),
         address,
@@ -354,6 +439,7 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
         timeout: unsafe { zeroed() },
         http: HttpProbe::new(check.expect_alive),
         sent: 0,
+        check: check.clone(),
     }));
     // SAFETY: `raw` is the fresh box, owned here until it goes into
     // `w.probes` (or is dropped); the connection's sockaddr and name point
@@ -393,9 +479,12 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     }
     w.probes.insert(index, probe);
     if rc == NGX_OK as ngx_int_t {
-        // Connected at once: no write event may come.
-        // SAFETY: the live connection's write event.
-        unsafe { on_write((*(*raw).pc.connection).write) };
+        // Connected at once (a unix socket): no write event may come. Run
+        // the write handler from the event loop, not from here, where the
+        // tick still borrows the worker.
+        // SAFETY: the live connection's write event, posted as nginx posts
+        // its own; ngx_close_connection drops it if the probe ends first.
+        unsafe { ngx_post_event((*(*raw).pc.connection).write, ptr::addr_of_mut!(ngx_posted_events)) };
     }
 }
 
@@ -552,7 +641,7 @@ fn report(w: &mut Worker, probe: &Probe, verdict: Verdict) {
         Verdict::Down(failure) => Some(failure),
         _ => None,
     };
-    let check = probe.check;
+    let check = &probe.check;
     let mut counters = slot.counters();
     let transition = counters.record(failure.is_none(), check.rise, check.fall);
     // SAFETY: a plain read of nginx's cached time.

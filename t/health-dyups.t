@@ -1,0 +1,200 @@
+# Active health checks of run-time (dyups) upstreams: `check ...;` lines
+# in POST bodies (REST, JSON, Lua), as Tengine's dyups takes them. A new
+# upstream's servers start default_down and are probed from the next tick;
+# a replaced upstream checks its new servers and keeps the health of those
+# whose address stays; a deleted one is no longer probed; the check is kept
+# in dyups_upstream_conf across a restart; hostile check lines answer 400
+# and change nothing. Backends are processes the block starts and kills
+# (NginxTest::Backend); the proxy on port 9 sends Host NAME to upstream NAME.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::Backend;
+use NginxTest::Dyups qw(addr line state proxied proxied_port);
+use NginxTest::Files;
+use NginxTest::Lua;
+
+$ENV{TEST_NGINX_PROXY} = <<'NGINX';
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; proxy_next_upstream off; proxy_connect_timeout 2s; }
+}
+NGINX
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dyups => 'ngx.dyups']);
+
+# post(NAME, BODY[, JSON]): must answer 200 success.
+sub post {
+    my ($name, $body, $json) = @_;
+    my $r = http('POST', "/upstream/$name", $body, $json ? { 'Content-Type' => 'application/json' } : undef);
+    is("$r->{status} $r->{body}", '200 success', "POST /upstream/$name");
+}
+
+# The answers of N proxied requests to NAME: { port or "status NNN" => count }.
+sub spread {
+    my ($name, $n) = @_;
+    my %seen;
+    $seen{ proxied_port($name) }++ for 1 .. $n;
+    return \%seen;
+}
+
+# Whether N requests in a row to NAME all land on the ports given.
+sub only_on {
+    my ($name, $n, @ports) = @_;
+    my %want = map { $_ => 1 } @ports;
+    return !grep { !$want{$_} } keys %{ spread($name, $n) };
+}
+
+sub logged {
+    my ($re) = @_;
+    open my $fh, '<', prefix() . 'logs/error.log' or return 0;
+    return scalar grep { $_ =~ $re } <$fh>;
+}
+
+sub dyfile { data_dir() . '/dyups.conf' }
+
+# A Lua string as show() renders it (%q).
+sub luaq { my ($s) = @_; $s =~ s/([\\"])/\\$1/g; return qq{"$s"} }
+
+run_tests();
+__DATA__
+
+=== TEST 1: Tengine's sequence: POST with check default_down=true answers 502 until the peer rose, then 200
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+my $b = main::backend($p1);
+main::post('dyhost', "server 127.0.0.1:$p1; check interval=1000 rise=2 fall=3 timeout=1000 default_down=true type=tcp;");
+is(main::proxied('dyhost')->{status}, 502, 'default_down: 502 before the peer rose');
+my $t = main::wait_until(3, sub { main::proxied('dyhost')->{status} == 200 });
+ok(defined $t, 'then 200 within 3 s') or return;
+cmp_ok($t, '<=', 2 * 1 + 0.2, "up after $t s (rise=2 x interval=1 s)");
+is(main::proxied('dyhost')->{body}, "$p1\n", 'routed to the backend');
+is(http_get('/upstream/dyhost')->{body}, main::line(main::addr(1)), 'the listing keeps its format (the administrator\'s down only)');
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_1 of upstream "dyhost" is up
+
+
+
+=== TEST 2: a replaced upstream checks its new servers and keeps the health of those that stay
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+my $b2 = main::backend($p2, status => 503);
+my $check = 'check interval=200 rise=1 fall=1 timeout=400 type=http;';
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; $check");
+ok(defined main::wait_until(3, sub { main::proxied('dy')->{status} == 200 }), 'the first server rose') or return;
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; $check");
+ok(main::only_on('dy', 20, $p1), 'at once after the replace: the kept server is still up, the new one starts down');
+my $probes = $b2->accepted;
+ok(defined main::wait_until(3, sub { $b2->accepted >= $probes + 2 }), 'the new server is probed');
+ok(main::only_on('dy', 20, $p1), 'the failing new server gets no request');
+$b2->stop;
+$b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'the new server rose once it answered 200');
+# A body without check: the servers are no longer checked, none is down.
+$b1->stop;
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0;");
+my $seen = main::spread('dy', 10);
+ok($seen->{'status 502'} && $seen->{$p2}, 'without check both servers take requests (the dead one answers 502)')
+    or diag(explain($seen));
+$probes = $b2->accepted;
+ok(!defined main::wait_until(1, sub { $b2->accepted > $probes }), 'and they are no longer probed')
+    or diag($b2->accepted - $probes . ' more');
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_1 of upstream "dy" is up
+health check: server 127.0.0.1:$TEST_NGINX_PORT_2 of upstream "dy" is up
+
+
+
+=== TEST 3: a deleted upstream is no longer probed; the same name created again starts afresh
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+my $b = main::backend($p1);
+main::post('dy', "server 127.0.0.1:$p1; check interval=200 rise=1 fall=1 timeout=400 type=tcp;");
+ok(defined main::wait_until(3, sub { $b->accepted >= 3 }), 'probed');
+is(http('DELETE', '/upstream/dy')->{status}, 200, 'deleted');
+my $probes = $b->accepted;
+ok(!defined main::wait_until(1, sub { $b->accepted > $probes + 1 }), 'no probe for 5 intervals after the delete')
+    or diag($b->accepted - $probes . ' more');
+main::post('dy', "server 127.0.0.1:$p1; check interval=200 rise=2 fall=1 timeout=400 type=tcp;");
+is(main::proxied('dy')->{status}, 502, 'created again: default_down until it rose again');
+ok(defined main::wait_until(3, sub { main::proxied('dy')->{status} == 200 }), 'then up');
+
+
+
+=== TEST 4: dyups_upstream_conf keeps the check lines; a restart restores them
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0;"
+    . ' check interval=200 rise=1 fall=1 timeout=400 type=http; check_http_send "GET /a;b#c HTTP/1.0\r\n\r\n";');
+my $file = "# Written by nginx-dynamic-upstream after every change through its APIs.\n"
+    . "upstream dy {\n"
+    . "    server 127.0.0.1:$p1 weight=1 max_fails=0 fail_timeout=10;\n"
+    . "    server 127.0.0.1:$p2 weight=1 max_fails=0 fail_timeout=10;\n"
+    . "    check interval=200 rise=1 fall=1 timeout=400 default_down=true type=http;\n"
+    . "    check_http_send \"GET /a;b#c HTTP/1.0\\r\\n\\r\\n\";\n"
+    . "}\n";
+is(main::slurp(main::dyfile()), $file, 'the file holds the check lines');
+nginx_restart();
+is(main::slurp(main::dyfile()), $file, 'unchanged by the restart');
+ok(defined main::wait_until(3, sub { main::proxied('dy')->{status} == 200 }), 'after the restart the live server rose');
+ok(main::only_on('dy', 20, $p1), 'the dead one is still checked: no request reaches it');
+
+
+
+=== TEST 5: hostile check lines in REST, JSON and Lua bodies answer 400 with the reason and change nothing
+--- modules: lua
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+my $a = main::addr(1);
+main::post('dy', "server $a;");
+my $before = main::state();
+for my $case (
+    ["server $a; check interval=0;", 'add server failed: interval in "check" must be a number of milliseconds from 1 to 86400000 (got "0")'],
+    ["server $a; check type=mysql;", 'add server failed: check type "mysql" is not supported (only tcp and http are)'],
+    ["server $a; check rise=1; check rise=2;", 'add server failed: "check" is given more than once'],
+    ["server $a; check_http_send \"GET / HTTP/1.0\\r\\n\\r\\n\";", 'add server failed: "check_http_send" has no effect without "check" in the same upstream'],
+    ["server $a; check type=http; check_http_send \"GET / HTTP/1.0\\r\\n\\r\\n;", 'add server failed: unexpected end of the body inside a "-quoted string in the body'],
+    ["server $a; check type=http; check_http_send \"EHLO\\r\\n\\r\\n\";", 'add server failed: "check_http_send" must start with a request line "METHOD /path HTTP/1.x" (got "EHLO")'],
+    ["server $a; check interval=1000; check_keepalive_requests 2;", 'add server failed: "check_keepalive_requests 2" is not supported: each check opens its own connection (only 1, the default)'],
+    ["server $a; check port=70000;", 'add server failed: port in "check" must be an integer from 1 to 65535 (got "70000")'],
+) {
+    my ($body, $reason) = @$case;
+    my $r = http('POST', '/upstream/dy', $body);
+    is("$r->{status} $r->{body}", "400 $reason", "REST: $body");
+    my $lua = main::lua('return show(dyups.update("dy", ' . main::lstr($body) . '))');
+    is($lua, '400, ' . main::luaq($reason), "Lua: $body");
+}
+for my $case (
+    ['{"servers":[{"server":"' . $a . '"}],"check":{"interval":0}}', 'add server failed: interval in "check" must be a number of milliseconds from 1 to 86400000 (got "0")'],
+    ['{"servers":[{"server":"' . $a . '"}],"check":{"type":"ssl_hello"}}', 'add server failed: check type "ssl_hello" is not supported (only tcp and http are)'],
+    ['{"servers":[{"server":"' . $a . '"}],"check":{"rise":-1}}', 'add server failed: "check" field "rise" must be a non-negative integer'],
+    ['{"servers":[{"server":"' . $a . '"}],"check":{"http_send":"GET /\r\n\r\n"}}', 'add server failed: "check_http_send" must start with a request line "METHOD /path HTTP/1.x" (got "GET /")'],
+    ['{"servers":[{"server":"' . $a . '"}],"check":{"expect_alive":["http_6xx"]}}', 'add server failed: invalid value "http_6xx" in "check_http_expect_alive" (http_2xx, http_3xx, http_4xx or http_5xx)'],
+    ['{"servers":[{"server":"' . $a . '"}],"check":{"colour":1}}', 'add server failed: unknown "check" field "colour"'],
+) {
+    my ($body, $reason) = @$case;
+    my $r = http('POST', '/upstream/dy', $body, { 'Content-Type' => 'application/json' });
+    is("$r->{status} $r->{body}", "400 $reason", "JSON: $body");
+}
+is(main::state(), $before, 'nothing changed');
