@@ -20,6 +20,7 @@ use crate::nginx::upstreams::Upstream;
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
+use crate::zone::health::HealthZone;
 use crate::zone::upstream::ZoneUpstream;
 
 /// Configuration cycles the master started (the first is generation 0),
@@ -93,14 +94,12 @@ impl Target {
         match self {
             Target::Zone(zone) => {
                 let revision = zone.counters().revision();
-                Listed {
-                    name: zone.name(),
-                    zone: zone.zone_name(),
-                    runtime: false,
-                    zombies: zone.zombies(),
-                    revision,
-                    peers: zone.peers(),
+                let name = zone.name();
+                let mut peers = zone.peers();
+                if let Some(health) = HealthZone::running() {
+                    health.fill_health(&name, false, &mut peers);
                 }
+                Listed { name, zone: zone.zone_name(), runtime: false, zombies: zone.zombies(), revision, peers }
             }
             Target::Runtime { name, runtime } => {
                 let record = Dyups::get().and_then(|dyups| {
@@ -110,7 +109,10 @@ impl Target {
                         .filter(|r| !r.deleted && !r.peers.is_null())
                         .map(|r| (runtime_revision(r.version), section.peers_of(r.peers)))
                 });
-                let (revision, peers) = record.unwrap_or_default();
+                let (revision, mut peers) = record.unwrap_or_default();
+                if let Some(health) = HealthZone::running() {
+                    health.fill_health(&name.to_ascii_lowercase(), true, &mut peers);
+                }
                 Listed { name: name.clone(), zone: ZONE_NAME.into(), runtime: *runtime, zombies: 0, revision, peers }
             }
         }

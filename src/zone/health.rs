@@ -25,7 +25,8 @@ use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Or
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
-use dynamic_upstream_core::ApiError;
+use dynamic_upstream_core::health::PeerHealth;
+use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
     ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc_locked,
     ngx_slab_pool_t, NGX_ERROR, NGX_OK,
@@ -38,8 +39,8 @@ use crate::nginx::sockaddr::SOCKADDR_STRLEN;
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
-pub const ZONE_NAME: &str = "dynamic_upstream_check_v2";
-const _: () = assert!(size_of::<Slot>() == 424, "the health zone's layout changed: give ZONE_NAME the next version");
+pub const ZONE_NAME: &str = "dynamic_upstream_check_v3";
+const _: () = assert!(size_of::<Slot>() == 440, "the health zone's layout changed: give ZONE_NAME the next version");
 
 /// Default and smallest `check_shm_size` (the C module's default; nginx's
 /// smallest shared zone is 8 pages).
@@ -74,6 +75,11 @@ pub struct Slot {
     /// 1: a server of a run-time (dyups) upstream; 0: of a configuration
     /// upstream. Written with the key.
     runtime: AtomicU32,
+    /// Checks made, failed, and how often the peer went down (the NGINX
+    /// Plus API's `health_checks`).
+    checks: AtomicU32,
+    fails: AtomicU32,
+    unhealthy: AtomicU32,
     /// Unix time of the last finished check, 0 before the first.
     last_check: AtomicI64,
     /// The key, written only while the slot is FREE, under the zone's
@@ -237,6 +243,9 @@ impl HealthZone {
         slot.set_counters(counters);
         slot.last_check.store(0, Relaxed);
         slot.last_error.store(0, Relaxed);
+        for count in [&slot.checks, &slot.fails, &slot.unhealthy] {
+            count.store(0, Relaxed);
+        }
         slot.lease.store(Lease::due_at(due).pack(), Relaxed);
         slot.state.store(state, Release);
         self.used().fetch_add(1, AcqRel);
@@ -274,6 +283,23 @@ impl HealthZone {
     /// `name`), if any.
     fn find_locked(self, upstream: &[u8], name: &[u8]) -> Option<(usize, &'static Slot)> {
         self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && !s.is_runtime() && s.is(upstream, name))
+    }
+
+    /// Gives `peers` of upstream `upstream` (a run-time one if `runtime`;
+    /// its name lower case then) the health of their live slots.
+    pub fn fill_health(self, upstream: &str, runtime: bool, peers: &mut [PeerView]) {
+        // SAFETY: the zone's pool; keys do not change under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        for (_, slot) in self.slots() {
+            if !slot.is_live() || slot.is_runtime() != runtime || !slot.upstream_is(upstream.as_bytes()) {
+                continue;
+            }
+            for peer in peers.iter_mut() {
+                if slot.is(upstream.as_bytes(), peer.name.as_bytes()) {
+                    peer.health = Some(slot.health());
+                }
+            }
+        }
     }
 
     /// Frees the live slot of a peer an API removed.
@@ -351,19 +377,44 @@ impl Slot {
         }
     }
 
-    fn set_counters(&self, c: Counters) {
+    /// Stores `c`; whether `down` changed.
+    fn set_counters(&self, c: Counters) -> bool {
         self.rises.store(c.rises, Relaxed);
         self.falls.store(c.falls, Relaxed);
-        if self.down.swap(u32::from(c.down), AcqRel) != u32::from(c.down) {
+        let changed = self.down.swap(u32::from(c.down), AcqRel) != u32::from(c.down);
+        if changed {
             self.transitions.fetch_add(1, Release);
         }
+        changed
     }
 
     /// The lease holder's record of a finished check.
     pub fn record(&self, counters: Counters, now: i64, failure: Option<Failure>) {
         self.last_check.store(now, Relaxed);
         self.last_error.store(failure.map_or(0, Failure::code), Relaxed);
-        self.set_counters(counters);
+        self.checks.fetch_add(1, Relaxed);
+        if failure.is_some() {
+            self.fails.fetch_add(1, Relaxed);
+        }
+        if self.set_counters(counters) && counters.down {
+            self.unhealthy.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Its health as the APIs show it.
+    pub fn health(&self) -> PeerHealth {
+        let c = self.counters();
+        let last_check = self.last_check.load(Relaxed);
+        PeerHealth {
+            down: c.down,
+            rises: c.rises,
+            falls: c.falls,
+            checks: self.checks.load(Relaxed).into(),
+            fails: self.fails.load(Relaxed).into(),
+            unhealthy: self.unhealthy.load(Relaxed).into(),
+            last_check,
+            last_passed: last_check != 0 && self.last_error.load(Relaxed) == 0,
+        }
     }
 
     pub fn transitions(&self) -> u32 {

@@ -388,6 +388,7 @@ pub enum Lost {
 /// ([`edit_list`]; `plan`'s IDs are sorted, so each peer is looked up by
 /// binary search): linear work under the locks. `new_peers` has room for
 /// every added peer (nothing is allocated on the heap under the locks).
+/// With `health_down` the new peers start down by their checks.
 /// As the revision moves with every change under the locks, an unchanged
 /// revision means the lists are the ones the plan was made from.
 ///
@@ -400,6 +401,7 @@ pub unsafe fn replace_locked(
     revision: u64,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
+    health_down: bool,
     new_peers: &mut Vec<*mut ngx_http_upstream_rr_peer_t>,
     mut retire: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
 ) -> Result<(), Lost> {
@@ -435,6 +437,11 @@ pub unsafe fn replace_locked(
             }
         }
         drop(slab);
+        if health_down {
+            for &peer in new_peers.iter() {
+                (*peer).down |= DOWN_HEALTH;
+            }
+        }
         if !backup_list.is_null() {
             init_backup_list(backup_list, primary);
         }

@@ -329,18 +329,52 @@ impl ZoneUpstream {
         }
     }
 
+    /// Health slots for servers a replace adds to a checked upstream
+    /// (none without checks): all or nothing (507 when the health zone is
+    /// full), freed unless [`Self::replace`] links their servers.
+    pub fn claim_slots(&self, added: &[(&ServerSpec, PeerAddress)]) -> Result<Vec<Pending>, ApiError> {
+        let Some(check) = &self.check else { return Ok(Vec::new()) };
+        let name = self.name();
+        added.iter().map(|(_, address)| Pending::claim(&name, check, address.name())).collect()
+    }
+
     /// Makes the servers what `plan` says, if the upstream's revision is
     /// still `revision`: `added` are the plan's new servers with their
-    /// addresses (see [`crate::zone::peers::replace_locked`]).
-    pub fn replace(&self, revision: u64, plan: &Plan, added: &[(&ServerSpec, PeerAddress)]) -> Result<(), Lost> {
+    /// addresses and `slots` their health slots ([`Self::claim_slots`]),
+    /// `removed` the addresses of the servers it removes (see
+    /// [`crate::zone::peers::replace_locked`]).
+    pub fn replace(
+        &self,
+        revision: u64,
+        plan: &Plan,
+        added: &[(&ServerSpec, PeerAddress)],
+        slots: Vec<Pending>,
+        removed: &[PeerAddress],
+    ) -> Result<(), Lost> {
         let mut new_peers = Vec::with_capacity(added.len());
+        let health_down = slots.first().is_some_and(|s| s.default_down);
         // SAFETY: the primary list of a zone upstream; unlinked peers are
         // handed to reclaim (under the locks), not freed.
         unsafe {
-            replace_locked(self.primary(), self.counters(), revision, plan, added, &mut new_peers, |peer| {
-                ZoneState::retire(self.state, self.shpool(), peer)
-            })
+            replace_locked(
+                self.primary(),
+                self.counters(),
+                revision,
+                plan,
+                added,
+                health_down,
+                &mut new_peers,
+                |peer| ZoneState::retire(self.state, self.shpool(), peer),
+            )
+        }?;
+        // The removed servers' checks stop with them; the new ones' start.
+        if let (Some(_), Some(health)) = (&self.check, HealthZone::running()) {
+            for address in removed {
+                health.forget(&self.name(), address.name());
+            }
         }
+        slots.into_iter().for_each(Pending::activate);
+        Ok(())
     }
 
     /// Its next server ID and revision.

@@ -9,3 +9,21 @@ pub mod check_conf;
 pub mod probe;
 pub mod status_page;
 pub mod tokens;
+
+/// A checked peer's health, as its shared record has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerHealth {
+    /// Down by its checks.
+    pub down: bool,
+    /// Consecutive passed and failed checks.
+    pub rises: u32,
+    pub falls: u32,
+    /// Checks made, failed, and how often the peer went down.
+    pub checks: u64,
+    pub fails: u64,
+    pub unhealthy: u64,
+    /// Unix time of the last check, 0 before the first.
+    pub last_check: i64,
+    /// Whether the last check passed (false before the first).
+    pub last_passed: bool,
+}
