@@ -20,10 +20,11 @@ sub spread {
     return \%seen;
 }
 
-# The Plus API's status of server ADDR of upstream "backends".
+# The Plus API's status of server ADDR of upstream UPSTREAM ("backends").
 sub peer {
-    my ($addr) = @_;
-    my $u = JSON::PP->new->decode(http_get('/api/9/http/upstreams/backends')->{body});
+    my ($addr, $upstream) = @_;
+    $upstream //= 'backends';
+    my $u = JSON::PP->new->decode(http_get("/api/9/http/upstreams/$upstream")->{body});
     my ($p) = grep { $_->{server} eq $addr } @{ $u->{peers} };
     return $p;
 }
@@ -77,3 +78,44 @@ $p = main::peer("127.0.0.1:$p1");
 ok(!exists $p->{health_checks}{last_passed} || $p->{health_checks}{last_passed}, 'the configured peer passes');
 --- error_log
 health check: server 127.0.0.1:$TEST_NGINX_PORT_3 of upstream "backends" is up
+
+
+
+=== TEST 2: run-time upstreams: POST and PUT of the Plus API keep the check; added servers start default_down, removed ones are no longer probed
+--- http_config
+server { listen 127.0.0.1:$TEST_NGINX_PORT_9; location / { dyups_interface; } }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://$host; proxy_next_upstream off; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $rest = 'http://127.0.0.1:' . port(9);
+my ($b1, $b2) = (main::backend($p1), main::backend($p2));
+my $spread = sub {
+    my %seen;
+    for (1 .. $_[0]) {
+        my $r = http('GET', '/', undef, { Host => 'dyhost' });
+        $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
+    }
+    return \%seen;
+};
+is(http('POST', "$rest/upstream/dyhost",
+        "server 127.0.0.1:$p1 max_fails=0; check interval=200 rise=2 fall=1 timeout=400 type=http;")->{status}, 200, 'created');
+ok(defined main::wait_until(5, sub { $spread->(2)->{$p1} }), 'the first server rose');
+my $r = http('POST', '/api/9/http/upstreams/dyhost/servers', qq({"server":"127.0.0.1:$p2","max_fails":0}));
+main::plus_json($r, 201, 'POST');
+is(main::peer("127.0.0.1:$p2", 'dyhost')->{state}, 'unhealthy', 'the POSTed server starts unhealthy (default_down)');
+ok(defined main::wait_until(5, sub { $spread->(4)->{$p2} }), 'then rises');
+$r = http('PUT', '/api/9/http/upstreams/dyhost/servers',
+          qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p3","max_fails":0}]));
+main::plus_json($r, 200, 'PUT');
+my $s = $spread->(20);
+is_deeply($s, { $p1 => 20 }, 'the server the PUT added gets no request before it rose') or diag(explain($s));
+my $p = main::peer("127.0.0.1:$p3", 'dyhost');
+is($p->{state}, 'unhealthy', 'unhealthy');
+my $probes = $b2->accepted;
+ok(!defined main::wait_until(1, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 5 intervals')
+    or diag($b2->accepted - $probes . ' more');
+cmp_ok(main::peer("127.0.0.1:$p1", 'dyhost')->{health_checks}{checks}, '>=', 3, 'the server that stayed keeps its checks');
+--- error_log
+health check: server 127.0.0.1:$TEST_NGINX_PORT_2 of upstream "dyhost" is up
