@@ -9,6 +9,7 @@ use core::ffi::{c_char, c_void};
 use core::mem::offset_of;
 use core::ptr;
 
+use dynamic_upstream_core::health::status_page::StatusFormat;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
@@ -221,6 +222,35 @@ extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: 
     conf_guard(|| set_stats_handler(cf, handlers::metrics_handler))
 }
 
+/// `check_status [html|csv|json];` makes the location serve the health
+/// checks' status page (HTML unless given).
+extern "C" fn set_check_status(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with its live ngx_conf_t
+        // (arguments in cf->args) and this module's LocConf.
+        unsafe {
+            let args = (*(*cf).args).as_slice::<ngx_str_t>();
+            let format = match args.get(1) {
+                None => StatusFormat::Html,
+                Some(a) => match StatusFormat::parse(&String::from_utf8_lossy(a.as_bytes())) {
+                    Some(format) => format,
+                    None => {
+                        ngx::ngx_conf_log_error!(
+                            NGX_LOG_EMERG,
+                            cf,
+                            "invalid parameter \"{}\" in \"check_status\": html, csv or json",
+                            String::from_utf8_lossy(a.as_bytes())
+                        );
+                        return NGX_CONF_ERROR;
+                    }
+                },
+            };
+            (*conf.cast::<LocConf>()).check_status = format;
+        }
+        set_location_handler(cf, handlers::check_status_handler)
+    })
+}
+
 /// Installs `handler`, whose answers show per-peer statistics: requests
 /// count them from now on.
 fn set_stats_handler(cf: *mut ngx_conf_t, handler: handlers::ContentHandler) -> *mut c_char {
@@ -259,7 +289,7 @@ const fn directive(
 }
 
 /// The directive table nginx reads (terminated by an empty entry).
-pub static mut COMMANDS: [ngx_command_t; 17] = [
+pub static mut COMMANDS: [ngx_command_t; 18] = [
     directive(
         ngx_string!("dynamic_upstream_api"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
@@ -271,6 +301,13 @@ pub static mut COMMANDS: [ngx_command_t; 17] = [
         ngx_string!("dynamic_upstream_metrics"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
         set_metrics,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("check_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+        set_check_status,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::dyups::{finish, UpstreamSpec};
+use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::plus::view::UpstreamStatus;
 use dynamic_upstream_core::plus::PlusError;
 use dynamic_upstream_core::state::specs_of;
@@ -69,6 +70,8 @@ pub struct Listed {
     pub name: String,
     zone: String,
     runtime: bool,
+    /// Its health checks, if any.
+    pub check: Option<CheckConf>,
     zombies: u64,
     pub revision: u64,
     pub peers: Vec<PeerView>,
@@ -99,7 +102,15 @@ impl Target {
                 if let Some(health) = HealthZone::running() {
                     health.fill_health(&name, false, &mut peers);
                 }
-                Listed { name, zone: zone.zone_name(), runtime: false, zombies: zone.zombies(), revision, peers }
+                Listed {
+                    name,
+                    zone: zone.zone_name(),
+                    runtime: false,
+                    check: zone.check().cloned(),
+                    zombies: zone.zombies(),
+                    revision,
+                    peers,
+                }
             }
             Target::Runtime { name, runtime } => {
                 let record = Dyups::get().and_then(|dyups| {
@@ -107,13 +118,21 @@ impl Target {
                     dyups
                         .record(name)
                         .filter(|r| !r.deleted && !r.peers.is_null())
-                        .map(|r| (runtime_revision(r.version), section.peers_of(r.peers)))
+                        .map(|r| (runtime_revision(r.version), section.check_of(r.peers), section.peers_of(r.peers)))
                 });
-                let (revision, mut peers) = record.unwrap_or_default();
+                let (revision, check, mut peers) = record.unwrap_or_default();
                 if let Some(health) = HealthZone::running() {
                     health.fill_health(&name.to_ascii_lowercase(), true, &mut peers);
                 }
-                Listed { name: name.clone(), zone: ZONE_NAME.into(), runtime: *runtime, zombies: 0, revision, peers }
+                Listed {
+                    name: name.clone(),
+                    zone: ZONE_NAME.into(),
+                    runtime: *runtime,
+                    check,
+                    zombies: 0,
+                    revision,
+                    peers,
+                }
             }
         }
     }

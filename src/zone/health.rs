@@ -413,7 +413,7 @@ impl Slot {
             fails: self.fails.load(Relaxed).into(),
             unhealthy: self.unhealthy.load(Relaxed).into(),
             last_check,
-            last_passed: last_check != 0 && self.last_error.load(Relaxed) == 0,
+            last_error: Failure::from_code(self.last_error.load(Relaxed)),
         }
     }
 

@@ -181,6 +181,11 @@ impl ZoneUpstream {
         unsafe { str_lossy(&(*self.uscf).host) }
     }
 
+    /// Its health checks, if any.
+    pub fn check(&self) -> Option<&CheckConf> {
+        self.check.as_ref()
+    }
+
     pub fn zone_name(&self) -> String {
         // SAFETY: find() only returns upstreams with a zone.
         unsafe { str_lossy(&(*(*self.uscf).shm_zone).shm.name) }

@@ -24,6 +24,14 @@ pub struct PeerHealth {
     pub unhealthy: u64,
     /// Unix time of the last check, 0 before the first.
     pub last_check: i64,
+    /// Why the last check failed (None after a success, or before the
+    /// first check).
+    pub last_error: Option<probe::Failure>,
+}
+
+impl PeerHealth {
     /// Whether the last check passed (false before the first).
-    pub last_passed: bool,
+    pub fn last_passed(&self) -> bool {
+        self.last_check != 0 && self.last_error.is_none()
+    }
 }

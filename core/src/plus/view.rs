@@ -93,7 +93,7 @@ fn health_checks(p: &PeerView) -> HealthChecks {
         checks: h.checks,
         fails: h.fails,
         unhealthy: h.unhealthy,
-        last_passed: (h.last_check != 0).then_some(h.last_passed),
+        last_passed: (h.last_check != 0).then(|| h.last_passed()),
     }
 }
 
