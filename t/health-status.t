@@ -1,11 +1,26 @@
 # check_status [html|csv|json]: nginx_upstream_check_module's status page
 # over every checked peer, of configured upstreams (in order) then run-time
 # ones; ?format= and ?status= as the C module reads them (a bad value is
-# 400). interval=30000: each peer is checked once (the first check is due
+# 400). The health fields of the JSON answers (query API, dyups, Lua's
+# describe_zone) while text listings keep their formats.
+# interval=30000: each peer is checked once (the first check is due
 # within a second), so rise and fall counts are exact; times are masked.
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Backend;
+use NginxTest::Lua;
+use JSON::PP ();
+
+# The health fields of the peers of a JSON listing's upstream: "name
+# health rises falls last_error checked?" per peer ("name -" without them).
+sub health_of {
+    my ($peers) = @_;
+    return [ map {
+        exists $_->{health}
+            ? "$_->{name} $_->{health} $_->{rises} $_->{falls} '$_->{last_error}' " . ($_->{last_check} > 0 ? 'T' : 0)
+            : "$_->{name} -"
+    } @$peers ];
+}
 
 # The page at URI, with its last check times replaced by T.
 sub page {
@@ -36,6 +51,8 @@ upstream plain {
 }
 server { listen 127.0.0.1:$TEST_NGINX_PORT_9; location / { dyups_interface; } }
 NGINX
+
+$ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dynamic => 'ngx.dynamic']);
 
 run_tests();
 __DATA__
@@ -107,3 +124,56 @@ GET /status
   "server": [
   ]
 }}
+
+
+
+=== TEST 4: JSON answers show the checks' health, rises, falls, last check and error; text listings do not change
+--- http_config
+$TEST_NGINX_CHECKED
+--- config
+location /status { check_status csv; }
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b = main::backend($p1);
+is(http('POST', 'http://127.0.0.1:' . port(9) . '/upstream/dyhost',
+        "server 127.0.0.1:$p1; server 127.0.0.1:$p2; check interval=30000 rise=1 fall=1 timeout=1000 type=tcp;")->{status}, 200, 'POST');
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&down=")->{status}, 200, 'an administrator\'s down');
+ok(defined main::wait_until(5, \&main::all_checked), 'every peer checked once') or return;
+my $rest = 'http://127.0.0.1:' . port(9);
+my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
+is_deeply(main::health_of($j->{peers}), ["127.0.0.1:$p1 up 1 0 '' T", "127.0.0.1:$p2 down 0 1 'connect failed' T"], 'query API JSON');
+is($j->{peers}[1]{down}, JSON::PP::true, 'next to the administrator\'s down');
+$j = JSON::PP->new->decode(http_get('/dynamic?upstream=plain&format=json')->{body});
+is_deeply(main::health_of($j->{peers}), ["127.0.0.1:$p1 -"], 'an upstream without checks has no health fields');
+is(http_get('/dynamic?upstream=backends')->{body}, "server 127.0.0.1:$p1;\nserver 127.0.0.1:$p2 down;\n", 'the text listing is unchanged');
+$j = JSON::PP->new->decode(http_get("$rest/upstream/dyhost?format=json")->{body});
+is_deeply(main::health_of($j->{peers}), ["127.0.0.1:$p1 up 1 0 '' T", "127.0.0.1:$p2 down 0 1 'connect failed' T"], 'dyups JSON');
+$j = JSON::PP->new->decode(http_get("$rest/detail?format=json")->{body});
+is_deeply({ map { $_->{upstream} => main::health_of($_->{peers}) } @{ $j->{upstreams} } },
+          { backends => ["127.0.0.1:$p1 up 1 0 '' T", "127.0.0.1:$p2 down 0 1 'connect failed' T"],
+            plain => ["127.0.0.1:$p1 -"],
+            dyhost => ["127.0.0.1:$p1 up 1 0 '' T", "127.0.0.1:$p2 down 0 1 'connect failed' T"] }, 'dyups /detail JSON');
+is(http_get("$rest/upstream/dyhost")->{body},
+   "server 127.0.0.1:$p1 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n"
+   . "server 127.0.0.1:$p2 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n", 'the dyups text listing is unchanged');
+
+
+
+=== TEST 5: Lua's describe_zone gives the checks' health
+--- modules: lua
+--- http_config
+$TEST_NGINX_CHECKED
+--- config
+location /status { check_status csv; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b = main::backend($p1);
+ok(defined main::wait_until(5, \&main::all_checked), 'every peer checked once') or return;
+my $code = 'local out = {} for _, p in ipairs(dynamic.describe_zone(%s)) do '
+         . 'out[#out + 1] = p.name .. " " .. tostring(p.health) .. " " .. tostring(p.rises) .. " " .. tostring(p.falls) '
+         . '.. " \'" .. tostring(p.last_error) .. "\' " .. (p.last_check and (p.last_check > 0 and "T" or "0") or "nil") end '
+         . 'return table.concat(out, ", ")';
+is(main::lua(sprintf($code, '"backends"')), qq(127.0.0.1:$p1 up 1 0 '' T, 127.0.0.1:$p2 down 0 1 'connect failed' T), 'checked');
+is(main::lua(sprintf($code, '"plain"')), qq(127.0.0.1:$p1 nil nil nil 'nil' nil), 'without checks: no fields');

@@ -34,8 +34,9 @@ pub struct PeerView {
     /// Its ID and NGINX Plus statistics (the Plus API and metrics only).
     #[serde(skip)]
     pub stats: crate::plus::PeerStats,
-    /// Its health, if its upstream has checks.
-    #[serde(skip)]
+    /// Its health, if its upstream has checks (JSON: the fields of
+    /// [`crate::health::PeerHealth`], none without checks).
+    #[serde(flatten)]
     pub health: Option<crate::health::PeerHealth>,
 }
 

@@ -21,7 +21,7 @@ use crate::nginx::upstreams::Upstream;
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
-use crate::zone::health::HealthZone;
+use crate::zone::health::show_health;
 use crate::zone::upstream::ZoneUpstream;
 
 /// Configuration cycles the master started (the first is generation 0),
@@ -97,19 +97,14 @@ impl Target {
         match self {
             Target::Zone(zone) => {
                 let revision = zone.counters().revision();
-                let name = zone.name();
-                let mut peers = zone.peers();
-                if let Some(health) = HealthZone::running() {
-                    health.fill_health(&name, false, &mut peers);
-                }
                 Listed {
-                    name,
+                    name: zone.name(),
                     zone: zone.zone_name(),
                     runtime: false,
                     check: zone.check().cloned(),
                     zombies: zone.zombies(),
                     revision,
-                    peers,
+                    peers: zone.peers_with_health(),
                 }
             }
             Target::Runtime { name, runtime } => {
@@ -121,9 +116,7 @@ impl Target {
                         .map(|r| (runtime_revision(r.version), section.check_of(r.peers), section.peers_of(r.peers)))
                 });
                 let (revision, check, mut peers) = record.unwrap_or_default();
-                if let Some(health) = HealthZone::running() {
-                    health.fill_health(&name.to_ascii_lowercase(), true, &mut peers);
-                }
+                show_health(name, true, check.is_some(), &mut peers);
                 Listed {
                     name: name.clone(),
                     zone: ZONE_NAME.into(),

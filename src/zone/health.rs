@@ -285,9 +285,13 @@ impl HealthZone {
         self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && !s.is_runtime() && s.is(upstream, name))
     }
 
-    /// Gives `peers` of upstream `upstream` (a run-time one if `runtime`;
-    /// its name lower case then) the health of their live slots.
-    pub fn fill_health(self, upstream: &str, runtime: bool, peers: &mut [PeerView]) {
+    /// Gives `peers` of the checked upstream `upstream` (its key: a
+    /// run-time one's name is lower case) the health of their live slots
+    /// ("unchecked" without one).
+    fn fill_health(self, upstream: &str, runtime: bool, peers: &mut [PeerView]) {
+        for peer in peers.iter_mut() {
+            peer.health = Some(PeerHealth::default());
+        }
         // SAFETY: the zone's pool; keys do not change under its mutex.
         let _slab = unsafe { SlabLocked::new(self.pool) };
         for (_, slot) in self.slots() {
@@ -406,6 +410,7 @@ impl Slot {
         let c = self.counters();
         let last_check = self.last_check.load(Relaxed);
         PeerHealth {
+            checked: true,
             down: c.down,
             rises: c.rises,
             falls: c.falls,
@@ -504,6 +509,17 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         self.zone.free(self.index);
+    }
+}
+
+/// Gives `peers` of upstream `upstream` (a run-time one if `runtime`)
+/// their health, if the upstream is `checked`.
+pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
+    let Some(zone) = HealthZone::running().filter(|_| checked) else { return };
+    if runtime {
+        zone.fill_health(&upstream.to_ascii_lowercase(), true, peers);
+    } else {
+        zone.fill_health(upstream, false, peers);
     }
 }
 

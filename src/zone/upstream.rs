@@ -22,7 +22,7 @@ use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy, Upstream};
-use crate::zone::health::{HealthZone, Pending};
+use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
     add_locked, max_peers_for_zone, remove_locked, replace_locked, replace_peers, update_locked, Lost, PeerName,
@@ -206,6 +206,14 @@ impl ZoneUpstream {
         // SAFETY: the primary list of a zone upstream lives as long as the
         // cycle.
         unsafe { list_peers(self.primary()) }
+    }
+
+    /// [`Self::peers`] with their health, if the upstream is checked (the
+    /// JSON answers and the status page).
+    pub fn peers_with_health(&self) -> Vec<PeerView> {
+        let mut peers = self.peers();
+        show_health(&self.name(), false, self.check.is_some(), &mut peers);
+        peers
     }
 
     /// Applies a validated action. Everything that can fail is checked
