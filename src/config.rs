@@ -10,12 +10,13 @@ use core::mem::offset_of;
 use core::ptr;
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
+use dynamic_upstream_core::Address;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
+    ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY,
+    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
@@ -160,6 +161,13 @@ pub unsafe fn finish_checks(cf: *mut ngx_conf_t, main: &mut MainConf) -> Result<
                 failed(&format!("\"check\" needs an upstream name of at most {} bytes", health::UPSTREAM_NAME_MAX));
                 return Err(());
             }
+            // The probes connect to the address a peer's name reads back
+            // as: a name that does not (a relative unix path, say) could
+            // never be checked, and would stay default_down.
+            if let Some(e) = unprobed_server(uscf) {
+                failed(&format!("\"check\" cannot probe this server: {e}"));
+                return Err(());
+            }
             any = true;
         }
         if any || main.dyups_interface || main.check_shm_size != UNSET_SIZE {
@@ -173,6 +181,29 @@ pub unsafe fn finish_checks(cf: *mut ngx_conf_t, main: &mut MainConf) -> Result<
         }
     }
     Ok(())
+}
+
+/// Why the checks could not probe a server of `uscf`, if one is such.
+///
+/// # Safety
+/// `uscf` is an upstream block of the cycle being configured.
+unsafe fn unprobed_server(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<String> {
+    // SAFETY: per the contract; the servers array and its addresses are
+    // the configuration's.
+    unsafe {
+        let servers = (*uscf).servers;
+        if servers.is_null() {
+            return None;
+        }
+        let servers =
+            core::slice::from_raw_parts((*servers).elts.cast::<ngx_http_upstream_server_t>(), (*servers).nelts);
+        servers
+            .iter()
+            .filter(|s| !s.addrs.is_null())
+            .flat_map(|s| core::slice::from_raw_parts(s.addrs, s.naddrs))
+            .find_map(|a| Address::parse(&str_lossy(&a.name)).err())
+            .map(|e| e.text)
+    }
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.
