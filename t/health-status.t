@@ -52,6 +52,11 @@ upstream plain {
 server { listen 127.0.0.1:$TEST_NGINX_PORT_9; location / { dyups_interface; } }
 NGINX
 
+# 80 checked servers (nothing listens there), more than a 32k health zone holds.
+$ENV{TEST_NGINX_MANY} = "upstream many {\n    zone many 256k;\n"
+    . join('', map { "    server 127.0.0.1:$_;\n" } 30001 .. 30080)
+    . "    check interval=30000 timeout=1000;\n}\n";
+
 $ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dynamic => 'ngx.dynamic']);
 
 run_tests();
@@ -177,3 +182,23 @@ my $code = 'local out = {} for _, p in ipairs(dynamic.describe_zone(%s)) do '
          . 'return table.concat(out, ", ")';
 is(main::lua(sprintf($code, '"backends"')), qq(127.0.0.1:$p1 up 1 0 '' T, 127.0.0.1:$p2 down 0 1 'connect failed' T), 'checked');
 is(main::lua(sprintf($code, '"plain"')), qq(127.0.0.1:$p1 nil nil nil 'nil' nil), 'without checks: no fields');
+
+
+
+=== TEST 6: peers the health zone had no room for are not on the page, and "unchecked" in JSON
+--- http_config
+check_shm_size 32k;
+$TEST_NGINX_MANY
+--- config
+location /status { check_status csv; }
+location /dynamic { dynamic_upstream; }
+--- perl
+my @rows = split /\n/, http_get('/status')->{body};
+my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=many&format=json')->{body});
+my %health;
+$health{ $_->{health} }++ for @{ $j->{peers} };
+cmp_ok(scalar @rows, '<', 80, 'not every server has a record');
+is_deeply(\%health, { down => scalar @rows, unchecked => 80 - @rows }, 'the others are unchecked');
+like($rows[-1], qr/^\d+,many,127\.0\.0\.1:300\d\d,down,0,[01],tcp,0$/, 'rows are the checked peers') or diag($rows[-1]);
+--- error_log
+peers are not checked; raise "check_shm_size"

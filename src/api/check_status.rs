@@ -31,7 +31,7 @@ fn rows_of(upstream: &Listed) -> Vec<StatusRow> {
         .peers
         .iter()
         .filter_map(|p| {
-            let h = p.health?;
+            let h = p.health.filter(|h| h.checked)?;
             Some(StatusRow {
                 upstream: upstream.name.clone(),
                 name: p.name.clone(),
