@@ -343,3 +343,33 @@ ok(defined main::wait_until(2, sub { $health->() eq "127.0.0.1:$p1=up 127.0.0.1:
    'the new configuration still checks it') or diag($health->());
 $b[1]->stop;
 ok(defined main::wait_until(3, sub { main::only_on(6, $p1) }), 'and excludes it when it dies');
+
+
+
+=== TEST 12: removing one of two peers of a server given twice keeps the other checked (review H2 finding 5)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0 backup;
+    check interval=200 rise=1 fall=1 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my @b = (main::backend($p1), main::backend($p2));
+my $health = sub {
+    my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
+    return join ' ', map { "$_->{name}" . ($_->{backup} ? '(backup)' : '') . "=$_->{health}" } @{ $j->{peers} };
+};
+ok(defined main::wait_until(5, sub { $health->() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up 127.0.0.1:$p2(backup)=up" }), 'checked')
+    or diag($health->());
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'the primary peer removed');
+is($health->(), "127.0.0.1:$p1=up 127.0.0.1:$p2(backup)=up", 'the backup peer of the same server is still checked');
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'the backup peer removed');
+is($health->(), "127.0.0.1:$p1=up", 'gone');
+my $probes = $b[1]->accepted;
+ok(!defined main::wait_until(1, sub { $b[1]->accepted > $probes + 1 }), 'no probe of the removed server for 5 intervals')
+    or diag($b[1]->accepted - $probes . ' more');

@@ -28,8 +28,8 @@ use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
 use dynamic_upstream_core::health::PeerHealth;
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc_locked,
-    ngx_slab_pool_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::nginx::peer_list::{peers_of, quietly, recount, DOWN_HEALTH};
@@ -306,11 +306,41 @@ impl HealthZone {
         }
     }
 
-    /// Frees the live slot of a peer an API removed.
-    pub fn forget(self, upstream: &str, name: &[u8]) {
+    /// The slot, as (index, generation), of `peer`, which an API just
+    /// unlinked from `primary`'s lists of the checked upstream `upstream`;
+    /// None if another peer of the same name stays (a server given twice),
+    /// or it has none. Allocates nothing: called under the lists' write
+    /// locks, so that the slot found is the removed peer's (an add of the
+    /// same server by another worker cannot link its own before).
+    ///
+    /// # Safety
+    /// The caller holds `primary`'s write locks; `peer` is a live peer.
+    pub unsafe fn slot_of_removed(
+        self,
+        primary: *mut ngx_http_upstream_rr_peers_t,
+        upstream: &[u8],
+        peer: *mut ngx_http_upstream_rr_peer_t,
+    ) -> Option<(usize, u32)> {
+        // SAFETY: per the contract.
+        unsafe {
+            let name = core::slice::from_raw_parts((*peer).name.data, (*peer).name.len);
+            let same = |p: *mut ngx_http_upstream_rr_peer_t| {
+                (*p).name.len == name.len() && core::slice::from_raw_parts((*p).name.data, name.len()) == name
+            };
+            if [primary, (*primary).next].into_iter().any(|list| peers_of(list).any(same)) {
+                return None;
+            }
+            let _slab = SlabLocked::new(self.pool);
+            self.find_locked(upstream, name).map(|(index, slot)| (index, slot.gen()))
+        }
+    }
+
+    /// Frees the slot at `index` if it is still of generation `gen`.
+    pub fn free_generation(self, index: usize, gen: u32) {
         // SAFETY: the zone's pool.
         let _slab = unsafe { SlabLocked::new(self.pool) };
-        if let Some((_, slot)) = self.find_locked(upstream.as_bytes(), name) {
+        let slot = self.slot(index);
+        if slot.is_live() && slot.gen() == gen {
             self.free_locked(slot);
         }
     }

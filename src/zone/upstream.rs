@@ -297,18 +297,29 @@ impl ZoneUpstream {
     }
 
     fn remove_target(&self, target: Target) -> Result<PeerName, Refusal> {
+        let (health, upstream) = (self.health(), self.name());
+        let mut slot = None;
         // SAFETY: the primary list of a zone upstream; the unlinked peer is
-        // handed to reclaim (under the locks), not freed.
+        // handed to reclaim (under the locks), not freed. Its slot is found
+        // under the locks too (see slot_of_removed).
         let name = unsafe {
             remove_locked(self.primary(), self.counters(), target, |peer| {
+                if let Some(health) = health {
+                    slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer);
+                }
                 ZoneState::retire(self.state, self.shpool(), peer)
             })
         }?;
-        // Its checks stop with it (by name: a removal by ID too).
-        if let (Some(_), Some(health)) = (&self.check, HealthZone::running()) {
-            health.forget(&self.name(), name.as_bytes());
+        // Its checks stop with it.
+        if let (Some(health), Some((index, gen))) = (health, slot) {
+            health.free_generation(index, gen);
         }
         Ok(name)
+    }
+
+    /// The health zone, if the upstream is checked.
+    fn health(&self) -> Option<HealthZone> {
+        self.check.as_ref().and(HealthZone::running())
     }
 
     /// Changes the parameters of the server with ID `id` (found under the
@@ -353,21 +364,23 @@ impl ZoneUpstream {
 
     /// Makes the servers what `plan` says, if the upstream's revision is
     /// still `revision`: `added` are the plan's new servers with their
-    /// addresses and `slots` their health slots ([`Self::claim_slots`]),
-    /// `removed` the addresses of the servers it removes (see
-    /// [`crate::zone::peers::replace_locked`]).
+    /// addresses and `slots` their health slots ([`Self::claim_slots`])
+    /// (see [`crate::zone::peers::replace_locked`]).
     pub fn replace(
         &self,
         revision: u64,
         plan: &Plan,
         added: &[(&ServerSpec, PeerAddress)],
         slots: Vec<Pending>,
-        removed: &[PeerAddress],
     ) -> Result<(), Lost> {
         let mut new_peers = Vec::with_capacity(added.len());
         let health_down = slots.first().is_some_and(|s| s.default_down);
+        let (health, upstream) = (self.health(), self.name());
+        // Filled under the locks within this capacity (no allocation).
+        let mut removed = Vec::with_capacity(if health.is_some() { plan.remove.len() } else { 0 });
         // SAFETY: the primary list of a zone upstream; unlinked peers are
-        // handed to reclaim (under the locks), not freed.
+        // handed to reclaim (under the locks), not freed. Their slots are
+        // found under the locks too (see slot_of_removed).
         unsafe {
             replace_locked(
                 self.primary(),
@@ -377,13 +390,19 @@ impl ZoneUpstream {
                 added,
                 health_down,
                 &mut new_peers,
-                |peer| ZoneState::retire(self.state, self.shpool(), peer),
+                |peer| {
+                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
+                    if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
+                        removed.push(slot);
+                    }
+                    ZoneState::retire(self.state, self.shpool(), peer)
+                },
             )
         }?;
         // The removed servers' checks stop with them; the new ones' start.
-        if let (Some(_), Some(health)) = (&self.check, HealthZone::running()) {
-            for address in removed {
-                health.forget(&self.name(), address.name());
+        if let Some(health) = health {
+            for (index, gen) in removed {
+                health.free_generation(index, gen);
             }
         }
         slots.into_iter().for_each(Pending::activate);
