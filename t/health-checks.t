@@ -8,7 +8,7 @@
 # peer answers 502.
 use lib 't/lib';
 use NginxTest;
-use NginxTest::Backend;
+use NginxTest::Backend qw(backend wait_until spread);
 use IO::Socket::INET;
 use JSON::PP ();
 
@@ -17,23 +17,19 @@ location /dynamic { dynamic_upstream; }
 location / { proxy_pass http://backends; proxy_next_upstream off; proxy_connect_timeout 2s; }
 NGINX
 
-# The answers of N requests through the upstream: { port or "status NNN" => count }.
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for (1 .. $n) {
-        my $r = http_get('/');
-        $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
-    }
-    return \%seen;
-}
-
 # Whether N requests in a row all land on the ports given.
 sub only_on {
     my ($n, @ports) = @_;
     my $seen = spread($n);
     my %want = map { $_ => 1 } @ports;
     return !grep { !$want{$_} } keys %$seen;
+}
+
+# The checks' health of the upstream's peers in the query API's JSON:
+# "ADDR=HEALTH ADDR(backup)=HEALTH ...".
+sub health {
+    my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
+    return join ' ', map { "$_->{name}" . ($_->{backup} ? '(backup)' : '') . "=$_->{health}" } @{ $j->{peers} };
 }
 
 # Whether the error log has a line matching RE.
@@ -321,11 +317,7 @@ $TEST_NGINX_PROXY
 --- perl
 my ($p1, $p2) = (port(1), port(2));
 my @b = (main::backend($p1), main::backend($p2));
-my $health = sub {
-    my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
-    return join ' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} };
-};
-ok(defined main::wait_until(5, sub { $health->() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up" }), 'both checked and up');
+ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up" }), 'both checked and up');
 # A request the old worker has begun to read: it stays to finish it.
 my $old = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die "connect: $!";
 $old->autoflush(1);
@@ -339,8 +331,8 @@ my $answer = '';
 while (sysread($old, my $buf, 4096)) { $answer .= $buf }
 like($answer, qr{^HTTP/1\.1 503 .*\r\n\r\n503 Service Unavailable: nginx is reloading and this worker's configuration is being replaced: retry the request\n\z}s,
      'the old worker refuses the change (the reload guard)') or diag($answer);
-ok(defined main::wait_until(2, sub { $health->() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up" }),
-   'the new configuration still checks it') or diag($health->());
+ok(defined main::wait_until(2, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up" }),
+   'the new configuration still checks it') or diag(main::health());
 $b[1]->stop;
 ok(defined main::wait_until(3, sub { main::only_on(6, $p1) }), 'and excludes it when it dies');
 
@@ -360,16 +352,12 @@ $TEST_NGINX_PROXY
 --- perl
 my ($p1, $p2) = (port(1), port(2));
 my @b = (main::backend($p1), main::backend($p2));
-my $health = sub {
-    my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
-    return join ' ', map { "$_->{name}" . ($_->{backup} ? '(backup)' : '') . "=$_->{health}" } @{ $j->{peers} };
-};
-ok(defined main::wait_until(5, sub { $health->() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up 127.0.0.1:$p2(backup)=up" }), 'checked')
-    or diag($health->());
+ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up 127.0.0.1:$p2(backup)=up" }), 'checked')
+    or diag(main::health());
 is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'the primary peer removed');
-is($health->(), "127.0.0.1:$p1=up 127.0.0.1:$p2(backup)=up", 'the backup peer of the same server is still checked');
+is(main::health(), "127.0.0.1:$p1=up 127.0.0.1:$p2(backup)=up", 'the backup peer of the same server is still checked');
 is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'the backup peer removed');
-is($health->(), "127.0.0.1:$p1=up", 'gone');
+is(main::health(), "127.0.0.1:$p1=up", 'gone');
 my $probes = $b[1]->accepted;
 ok(!defined main::wait_until(1, sub { $b[1]->accepted > $probes + 1 }), 'no probe of the removed server for 5 intervals')
     or diag($b[1]->accepted - $probes . ' more');

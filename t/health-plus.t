@@ -6,19 +6,8 @@
 # (NginxTest::Backend); passive checks are off (max_fails=0).
 use lib 't/lib';
 use NginxTest;
-use NginxTest::Backend;
+use NginxTest::Backend qw(backend wait_until spread);
 use NginxTest::PlusApi;
-
-# The answers of N requests through the upstream: { port or "status NNN" => count }.
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for (1 .. $n) {
-        my $r = http_get('/');
-        $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
-    }
-    return \%seen;
-}
 
 # The Plus API's status of server ADDR of upstream UPSTREAM ("backends").
 sub peer {

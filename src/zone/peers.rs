@@ -386,8 +386,8 @@ pub enum Lost {
 /// Applies `plan` (whose new servers and their addresses are `added`) if
 /// the revision is still `revision`, in one pass over each list
 /// ([`edit_list`]; `plan`'s IDs are sorted, so each peer is looked up by
-/// binary search): linear work under the locks. `new_peers` has room for
-/// every added peer (nothing is allocated on the heap under the locks).
+/// binary search): linear work under the locks (nothing is allocated on
+/// the heap under them).
 /// With `health_down` the new peers start down by their checks.
 /// As the revision moves with every change under the locks, an unchanged
 /// revision means the lists are the ones the plan was made from.
@@ -402,9 +402,10 @@ pub unsafe fn replace_locked(
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
     health_down: bool,
-    new_peers: &mut Vec<*mut ngx_http_upstream_rr_peer_t>,
     mut retire: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
 ) -> Result<(), Lost> {
+    // Allocated before the locks (with room for every new peer).
+    let mut new_peers: Vec<*mut ngx_http_upstream_rr_peer_t> = Vec::with_capacity(added.len());
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup); slab memory under the slab mutex,
     // taken inside them and released before retiring (which takes it).

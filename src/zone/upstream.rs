@@ -373,7 +373,6 @@ impl ZoneUpstream {
         added: &[(&ServerSpec, PeerAddress)],
         slots: Vec<Pending>,
     ) -> Result<(), Lost> {
-        let mut new_peers = Vec::with_capacity(added.len());
         let health_down = slots.first().is_some_and(|s| s.default_down);
         let (health, upstream) = (self.health(), self.name());
         // Filled under the locks within this capacity (no allocation).
@@ -382,22 +381,13 @@ impl ZoneUpstream {
         // handed to reclaim (under the locks), not freed. Their slots are
         // found under the locks too (see slot_of_removed).
         unsafe {
-            replace_locked(
-                self.primary(),
-                self.counters(),
-                revision,
-                plan,
-                added,
-                health_down,
-                &mut new_peers,
-                |peer| {
-                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
-                    if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
-                        removed.push(slot);
-                    }
-                    ZoneState::retire(self.state, self.shpool(), peer)
-                },
-            )
+            replace_locked(self.primary(), self.counters(), revision, plan, added, health_down, |peer| {
+                let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
+                if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
+                    removed.push(slot);
+                }
+                ZoneState::retire(self.state, self.shpool(), peer)
+            })
         }?;
         // The removed servers' checks stop with them; the new ones' start.
         if let Some(health) = health {
