@@ -9,12 +9,14 @@ use core::ffi::{c_char, c_void};
 use core::mem::offset_of;
 use core::ptr;
 
+use dynamic_upstream_core::health::status_page::StatusFormat;
+use dynamic_upstream_core::Address;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot, ngx_conf_set_str_slot,
-    ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
+    ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY,
+    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
@@ -159,6 +161,13 @@ pub unsafe fn finish_checks(cf: *mut ngx_conf_t, main: &mut MainConf) -> Result<
                 failed(&format!("\"check\" needs an upstream name of at most {} bytes", health::UPSTREAM_NAME_MAX));
                 return Err(());
             }
+            // The probes connect to the address a peer's name reads back
+            // as: a name that does not (a relative unix path, say) could
+            // never be checked, and would stay default_down.
+            if let Some(e) = unprobed_server(uscf) {
+                failed(&format!("\"check\" cannot probe this server: {e}"));
+                return Err(());
+            }
             any = true;
         }
         if any || main.dyups_interface || main.check_shm_size != UNSET_SIZE {
@@ -172,6 +181,29 @@ pub unsafe fn finish_checks(cf: *mut ngx_conf_t, main: &mut MainConf) -> Result<
         }
     }
     Ok(())
+}
+
+/// Why the checks could not probe a server of `uscf`, if one is such.
+///
+/// # Safety
+/// `uscf` is an upstream block of the cycle being configured.
+unsafe fn unprobed_server(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<String> {
+    // SAFETY: per the contract; the servers array and its addresses are
+    // the configuration's.
+    unsafe {
+        let servers = (*uscf).servers;
+        if servers.is_null() {
+            return None;
+        }
+        let servers =
+            core::slice::from_raw_parts((*servers).elts.cast::<ngx_http_upstream_server_t>(), (*servers).nelts);
+        servers
+            .iter()
+            .filter(|s| !s.addrs.is_null())
+            .flat_map(|s| core::slice::from_raw_parts(s.addrs, s.naddrs))
+            .find_map(|a| Address::parse(&str_lossy(&a.name)).err())
+            .map(|e| e.text)
+    }
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.
@@ -221,6 +253,35 @@ extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: 
     conf_guard(|| set_stats_handler(cf, handlers::metrics_handler))
 }
 
+/// `check_status [html|csv|json];` makes the location serve the health
+/// checks' status page (HTML unless given).
+extern "C" fn set_check_status(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls directive handlers with its live ngx_conf_t
+        // (arguments in cf->args) and this module's LocConf.
+        unsafe {
+            let args = (*(*cf).args).as_slice::<ngx_str_t>();
+            let format = match args.get(1) {
+                None => StatusFormat::Html,
+                Some(a) => match StatusFormat::parse(&String::from_utf8_lossy(a.as_bytes())) {
+                    Some(format) => format,
+                    None => {
+                        ngx::ngx_conf_log_error!(
+                            NGX_LOG_EMERG,
+                            cf,
+                            "invalid parameter \"{}\" in \"check_status\": html, csv or json",
+                            String::from_utf8_lossy(a.as_bytes())
+                        );
+                        return NGX_CONF_ERROR;
+                    }
+                },
+            };
+            (*conf.cast::<LocConf>()).check_status = format;
+        }
+        set_location_handler(cf, handlers::check_status_handler)
+    })
+}
+
 /// Installs `handler`, whose answers show per-peer statistics: requests
 /// count them from now on.
 fn set_stats_handler(cf: *mut ngx_conf_t, handler: handlers::ContentHandler) -> *mut c_char {
@@ -259,7 +320,7 @@ const fn directive(
 }
 
 /// The directive table nginx reads (terminated by an empty entry).
-pub static mut COMMANDS: [ngx_command_t; 17] = [
+pub static mut COMMANDS: [ngx_command_t; 18] = [
     directive(
         ngx_string!("dynamic_upstream_api"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
@@ -271,6 +332,13 @@ pub static mut COMMANDS: [ngx_command_t; 17] = [
         ngx_string!("dynamic_upstream_metrics"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
         set_metrics,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    directive(
+        ngx_string!("check_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+        set_check_status,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),

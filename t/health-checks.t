@@ -8,23 +8,14 @@
 # peer answers 502.
 use lib 't/lib';
 use NginxTest;
-use NginxTest::Backend;
+use NginxTest::Backend qw(backend wait_until spread);
+use IO::Socket::INET;
+use JSON::PP ();
 
 $ENV{TEST_NGINX_PROXY} = <<'NGINX';
 location /dynamic { dynamic_upstream; }
 location / { proxy_pass http://backends; proxy_next_upstream off; proxy_connect_timeout 2s; }
 NGINX
-
-# The answers of N requests through the upstream: { port or "status NNN" => count }.
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for (1 .. $n) {
-        my $r = http_get('/');
-        $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
-    }
-    return \%seen;
-}
 
 # Whether N requests in a row all land on the ports given.
 sub only_on {
@@ -32,6 +23,13 @@ sub only_on {
     my $seen = spread($n);
     my %want = map { $_ => 1 } @ports;
     return !grep { !$want{$_} } keys %$seen;
+}
+
+# The checks' health of the upstream's peers in the query API's JSON:
+# "ADDR=HEALTH ADDR(backup)=HEALTH ...".
+sub health {
+    my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
+    return join ' ', map { "$_->{name}" . ($_->{backup} ? '(backup)' : '') . "=$_->{health}" } @{ $j->{peers} };
 }
 
 # Whether the error log has a line matching RE.
@@ -303,3 +301,63 @@ $TEST_NGINX_PROXY
 ok(defined main::wait_until(3, sub { main::spread(1)->{unix} }), 'the unix peer rose');
 --- error_log
 of upstream "backends" is up
+
+
+
+=== TEST 11: a worker of the previous configuration refuses a removal; the new configuration's record stays (review H2 finding 5a)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my @b = (main::backend($p1), main::backend($p2));
+ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up" }), 'both checked and up');
+# A request the old worker has begun to read: it stays to finish it.
+my $old = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die "connect: $!";
+$old->autoflush(1);
+print $old "GET /dynamic?upstream=backends&server=127.0.0.1:$p2&remove= HTTP/1.0\r\nHost: localhost\r\n";
+my @before = worker_pids();
+kill 'HUP', master_pid();
+ok(defined main::wait_until(10, sub { my @w = worker_pids(); @w && !grep { my $w = $_; grep { $_ == $w } @before } @w }),
+   'the new configuration\'s worker runs');
+print $old "\r\n";
+my $answer = '';
+while (sysread($old, my $buf, 4096)) { $answer .= $buf }
+like($answer, qr{^HTTP/1\.1 503 .*\r\n\r\n503 Service Unavailable: nginx is reloading and this worker's configuration is being replaced: retry the request\n\z}s,
+     'the old worker refuses the change (the reload guard)') or diag($answer);
+ok(defined main::wait_until(2, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up" }),
+   'the new configuration still checks it') or diag(main::health());
+$b[1]->stop;
+ok(defined main::wait_until(3, sub { main::only_on(6, $p1) }), 'and excludes it when it dies');
+
+
+
+=== TEST 12: removing one of two peers of a server given twice keeps the other checked (review H2 finding 5)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0 backup;
+    check interval=200 rise=1 fall=1 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my @b = (main::backend($p1), main::backend($p2));
+ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=up 127.0.0.1:$p2(backup)=up" }), 'checked')
+    or diag(main::health());
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'the primary peer removed');
+is(main::health(), "127.0.0.1:$p1=up 127.0.0.1:$p2(backup)=up", 'the backup peer of the same server is still checked');
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&remove=")->{status}, 200, 'the backup peer removed');
+is(main::health(), "127.0.0.1:$p1=up", 'gone');
+my $probes = $b[1]->accepted;
+ok(!defined main::wait_until(1, sub { $b[1]->accepted > $probes + 1 }), 'no probe of the removed server for 5 intervals')
+    or diag($b[1]->accepted - $probes . ' more');

@@ -194,3 +194,19 @@ check interval=1000;
 --- must_die
 --- error_log
 "check" directive is not allowed here
+
+
+
+=== TEST 17: a checked server whose address the checks cannot probe (a relative unix path) is refused (review H2 finding 3)
+--- http_config
+upstream backends {
+    zone backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server unix:relative.sock;
+    check interval=1000;
+}
+--- config
+location / { proxy_pass http://backends; }
+--- must_die
+--- error_log
+qr/\[emerg\] .*"check" cannot probe this server: server address "unix:relative\.sock" must be an absolute unix socket path in upstream "backends" in \S+nginx\.conf:\d+/

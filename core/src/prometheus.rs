@@ -11,11 +11,13 @@ use crate::plus::view::{Connections, Requests, UpstreamStatus};
 use crate::render::PeerView;
 
 /// The exporter's numbers for a server state (`up` 1, `down` 3,
-/// `unavail` 4; 2, 5 and 6 are NGINX Plus states this module has not).
+/// `unavail` 4, `unhealthy` 6; `draining` 2 and `checking` 5 are NGINX
+/// Plus states this module has not).
 fn state_value(state: &str) -> u64 {
     match state {
         "up" => 1,
         "down" => 3,
+        "unhealthy" => 6,
         _ => 4,
     }
 }
@@ -34,9 +36,7 @@ type PeerMetric = (&'static str, &'static str, &'static str, fn(&PeerView, u64) 
 
 /// The per-server families: name, type, help (the exporter's), value.
 const SERVER_METRICS: [PeerMetric; 12] = [
-    ("state", "gauge", "Current state", |p, now| {
-        state_value(peer_state(p.down, p.fails, p.max_fails, p.checked, p.fail_timeout, (now / 1000) as i64))
-    }),
+    ("state", "gauge", "Current state", |p, now| state_value(peer_state(p, (now / 1000) as i64))),
     ("active", "gauge", "Active connections", |p, _| p.conns),
     (
         "limit",

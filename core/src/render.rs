@@ -34,6 +34,10 @@ pub struct PeerView {
     /// Its ID and NGINX Plus statistics (the Plus API and metrics only).
     #[serde(skip)]
     pub stats: crate::plus::PeerStats,
+    /// Its health, if its upstream has checks (JSON: the fields of
+    /// [`crate::health::PeerHealth`], none without checks).
+    #[serde(flatten)]
+    pub health: Option<crate::health::PeerHealth>,
 }
 
 /// An upstream's peers, primaries first, then backups.
@@ -281,6 +285,7 @@ pub(crate) fn test_peer(name: &str) -> PeerView {
         accessed: 0,
         checked: 0,
         stats: Default::default(),
+        health: None,
     }
 }
 

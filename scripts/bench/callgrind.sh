@@ -15,6 +15,8 @@
 #   PLUS=1 ...                                  with dynamic_upstream_api (statistics counted)
 #   ANNOTATE=1 ...                              also write callgrind_annotate
 #                                               of each module arm (N2 run)
+#   MODULE=path/to/module.so ...                measure that build (another
+#                                               branch's) instead of this one
 source "$(dirname "$0")/../common.sh"
 
 n1=${1:-200}
@@ -22,7 +24,7 @@ n2=${2:-1200}
 zones=${ZONES:-64k 1m 64m 256m}
 balancers=${BALANCERS:-rr least_conn hash}
 scripts/setup.sh
-module=$(build_module release)
+module=${MODULE:-$(build_module release)}
 out="$REPO_ROOT/scripts/out/callgrind"
 rm -rf "$out"
 mkdir -p "$out/backends/logs" "$out/backends/conf"

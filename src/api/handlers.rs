@@ -1,10 +1,11 @@
 //! Content handlers of the admin locations.
 
+use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::plus::PlusError;
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t};
 
-use crate::api::{metrics, plus, query, rest};
+use crate::api::{check_status, metrics, plus, query, rest};
 use crate::nginx::conf::{loc_conf, main_conf, LocConf};
 use crate::nginx::entry::request_guard;
 use crate::nginx::http_io::{BodyError, HttpRequest, Response};
@@ -108,6 +109,22 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
             return rc;
         }
         let response = metrics::respond(&req);
+        req.send(&response)
+    })
+}
+
+/// `location ... { check_status [html|csv|json]; }`: the health checks'
+/// status page.
+pub unsafe extern "C" fn check_status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    request_guard(|| {
+        if let Err(rc) = req.discard_body() {
+            return rc;
+        }
+        // SAFETY: r is the live request.
+        let format = unsafe { loc_conf(r) }.map_or(StatusFormat::Html, |c| c.check_status);
+        let response = check_status::respond(&req, format);
         req.send(&response)
     })
 }

@@ -40,8 +40,16 @@ pub struct LuaPeer {
     effective_weight: i64,
     accessed: i64,
     checked: i64,
+    /// The checks' counts, last check and error (when `health` is not 0).
+    rises: i64,
+    falls: i64,
+    last_check: i64,
+    last_error: [u8; 64],
+    last_error_len: usize,
     backup: i32,
     down: i32,
+    /// 0: its upstream has no checks; 1: unchecked; 2: up; 3: down.
+    health: i32,
 }
 
 /// The size and alignment of [`LuaPeer`], then the offsets of its fields
@@ -50,7 +58,8 @@ pub struct LuaPeer {
 #[no_mangle]
 pub unsafe extern "C" fn ndu_peer_layout(out: *mut usize, cap: usize) -> usize {
     let layout = layout!(LuaPeer; name, name_len, weight, max_fails, fail_timeout, max_conns, conns, fails,
-        current_weight, effective_weight, accessed, checked, backup, down);
+        current_weight, effective_weight, accessed, checked, rises, falls, last_check, last_error, last_error_len,
+        backup, down, health);
     if !out.is_null() {
         for (i, value) in layout.iter().take(cap).enumerate() {
             // SAFETY: the caller passes room for `cap` numbers.
@@ -202,7 +211,7 @@ pub unsafe extern "C" fn ndu_describe_zone(
     lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
         // SAFETY: the caller passes valid strings and buffers.
         let name = unsafe { text(zone, zone_len) };
-        let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers();
+        let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers_with_health();
         // SAFETY: as above; at most `cap` peers are written.
         unsafe {
             *count = views.len();
@@ -218,6 +227,11 @@ fn lua_peer(v: &PeerView) -> LuaPeer {
     let mut name = [0u8; 128];
     let n = v.name.len().min(name.len());
     name[..n].copy_from_slice(&v.name.as_bytes()[..n]);
+    let h = v.health.unwrap_or_default();
+    let error = h.last_error.map(|e| e.to_string()).unwrap_or_default();
+    let mut last_error = [0u8; 64];
+    let error_len = error.len().min(last_error.len());
+    last_error[..error_len].copy_from_slice(&error.as_bytes()[..error_len]);
     LuaPeer {
         name,
         name_len: n,
@@ -231,8 +245,19 @@ fn lua_peer(v: &PeerView) -> LuaPeer {
         effective_weight: v.effective_weight,
         accessed: v.accessed,
         checked: v.checked,
+        rises: h.rises.into(),
+        falls: h.falls.into(),
+        last_check: h.last_check,
+        last_error,
+        last_error_len: error_len,
         backup: v.backup as i32,
         down: v.down as i32,
+        health: match v.health {
+            None => 0,
+            Some(h) if !h.checked => 1,
+            Some(h) if !h.down => 2,
+            Some(_) => 3,
+        },
     }
 }
 

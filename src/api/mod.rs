@@ -2,6 +2,7 @@
 //! and the content handlers of the admin locations.
 
 pub mod c_api;
+pub mod check_status;
 pub mod handlers;
 pub mod lua;
 pub mod lua_ffi;

@@ -53,11 +53,12 @@ fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(
 }
 
 fn render(request: &QueryRequest, zone: &ZoneUpstream, json: bool) -> Response {
-    let peers = zone.peers();
     if json {
+        let peers = zone.peers_with_health();
         let view = UpstreamView { upstream: zone.name(), zone: Some(zone.zone_name()), peers };
         return Response { status: 200, content_type: "application/json", body: json_upstream(&view).into_bytes() };
     }
+    let peers = zone.peers();
     let body = if request.verbose { verbose_list(&peers) } else { plain_list(&peers) };
     Response::text(200, body)
 }

@@ -18,6 +18,8 @@ use crate::nginx::http_io::{HttpRequest, Response};
 use crate::nginx::upstreams::Upstream;
 use crate::ops::change_log::{log_refusal, Requester};
 use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream};
+use crate::zone::health::show_health;
+use crate::zone::upstream::ZoneUpstream;
 
 /// Largest body accepted by POST.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -98,7 +100,7 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
         Route::Detail => {
             let table = upstream_table(&dyups.records().1);
             let details: Vec<(String, Vec<PeerView>)> =
-                table.iter().map(|(name, source)| (name.clone(), source.peers(&section))).collect();
+                table.iter().map(|(name, source)| (name.clone(), source.peers(&section, name))).collect();
             if json {
                 let upstreams: Vec<UpstreamView> =
                     details.into_iter().map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers }).collect();
@@ -122,7 +124,7 @@ fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) ->
         (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
         (None, None) => return Err(not_found()),
     };
-    let peers = source.peers(section);
+    let peers = source.peers(section, &name);
     if json {
         let view = UpstreamView { upstream: name, zone: None, peers };
         return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
@@ -142,10 +144,18 @@ enum Source {
 }
 
 impl Source {
-    fn peers(&self, section: &ReadSection) -> Vec<PeerView> {
+    /// The peers of upstream `name`, with their health if it is checked.
+    fn peers(&self, section: &ReadSection, name: &str) -> Vec<PeerView> {
         match *self {
-            Source::Shared(list) => section.peers_of(list),
-            Source::Config(upstream) => configured_peers(upstream).unwrap_or_default(),
+            Source::Shared(list) => {
+                let mut peers = section.peers_of(list);
+                show_health(name, true, section.check_of(list).is_some(), &mut peers);
+                peers
+            }
+            Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {
+                Ok(zone) if !is_front(upstream.raw()) => zone.peers_with_health(),
+                _ => configured_peers(upstream).unwrap_or_default(),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use core::ptr;
 
+use dynamic_upstream_core::health::status_page::StatusFormat;
 use ngx::ffi::{ngx_flag_t, ngx_http_request_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
 
@@ -77,11 +78,18 @@ pub struct LocConf {
     pub dyups_read_only: ngx_flag_t,
     /// `dynamic_upstream_api write=on`: the NGINX Plus API may change upstreams.
     pub plus_write: ngx_flag_t,
+    /// `check_status FORMAT`: the status page's format without `?format=`.
+    pub check_status: StatusFormat,
 }
 
 impl Default for LocConf {
     fn default() -> Self {
-        Self { dynamic_read_only: UNSET_FLAG, dyups_read_only: UNSET_FLAG, plus_write: 0 }
+        Self {
+            dynamic_read_only: UNSET_FLAG,
+            dyups_read_only: UNSET_FLAG,
+            plus_write: 0,
+            check_status: StatusFormat::Html,
+        }
     }
 }
 

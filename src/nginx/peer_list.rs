@@ -146,6 +146,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
         accessed: p.accessed,
         checked: p.checked,
         stats: record_of(p),
+        health: None,
     }
 }
 

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::dyups::{finish, UpstreamSpec};
+use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::plus::view::UpstreamStatus;
 use dynamic_upstream_core::plus::PlusError;
 use dynamic_upstream_core::state::specs_of;
@@ -20,6 +21,7 @@ use crate::nginx::upstreams::Upstream;
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
+use crate::zone::health::show_health;
 use crate::zone::upstream::ZoneUpstream;
 
 /// Configuration cycles the master started (the first is generation 0),
@@ -68,6 +70,8 @@ pub struct Listed {
     pub name: String,
     zone: String,
     runtime: bool,
+    /// Its health checks, if any.
+    pub check: Option<CheckConf>,
     zombies: u64,
     pub revision: u64,
     pub peers: Vec<PeerView>,
@@ -97,9 +101,10 @@ impl Target {
                     name: zone.name(),
                     zone: zone.zone_name(),
                     runtime: false,
+                    check: zone.check().cloned(),
                     zombies: zone.zombies(),
                     revision,
-                    peers: zone.peers(),
+                    peers: zone.peers_with_health(),
                 }
             }
             Target::Runtime { name, runtime } => {
@@ -108,10 +113,19 @@ impl Target {
                     dyups
                         .record(name)
                         .filter(|r| !r.deleted && !r.peers.is_null())
-                        .map(|r| (runtime_revision(r.version), section.peers_of(r.peers)))
+                        .map(|r| (runtime_revision(r.version), section.check_of(r.peers), section.peers_of(r.peers)))
                 });
-                let (revision, peers) = record.unwrap_or_default();
-                Listed { name: name.clone(), zone: ZONE_NAME.into(), runtime: *runtime, zombies: 0, revision, peers }
+                let (revision, check, mut peers) = record.unwrap_or_default();
+                show_health(name, true, check.is_some(), &mut peers);
+                Listed {
+                    name: name.clone(),
+                    zone: ZONE_NAME.into(),
+                    runtime: *runtime,
+                    check,
+                    zombies: 0,
+                    revision,
+                    peers,
+                }
             }
         }
     }

@@ -148,7 +148,8 @@ fn apply_replace(
         zone.check_balancer_allows(plan.changes_set_or_weights(), false)?;
         let added: Vec<(&ServerSpec, PeerAddress)> =
             plan.add.iter().map(|spec| (spec, PeerAddress::new(&spec.address))).collect();
-        match zone.replace(revision, &plan, &added) {
+        let slots = zone.claim_slots(&added)?;
+        match zone.replace(revision, &plan, &added, slots) {
             Ok(()) => return Ok(Some(current.len())),
             Err(Lost::Race) => continue,
             Err(Lost::NoRoom) => return Err(ApiError::no_room(&zone.zone_name(), zone.zone_size())),

@@ -25,10 +25,11 @@ use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Or
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
-use dynamic_upstream_core::ApiError;
+use dynamic_upstream_core::health::PeerHealth;
+use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc_locked,
-    ngx_slab_pool_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::nginx::peer_list::{peers_of, quietly, recount, DOWN_HEALTH};
@@ -38,8 +39,8 @@ use crate::nginx::sockaddr::SOCKADDR_STRLEN;
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
-pub const ZONE_NAME: &str = "dynamic_upstream_check_v2";
-const _: () = assert!(size_of::<Slot>() == 424, "the health zone's layout changed: give ZONE_NAME the next version");
+pub const ZONE_NAME: &str = "dynamic_upstream_check_v3";
+const _: () = assert!(size_of::<Slot>() == 440, "the health zone's layout changed: give ZONE_NAME the next version");
 
 /// Default and smallest `check_shm_size` (the C module's default; nginx's
 /// smallest shared zone is 8 pages).
@@ -74,6 +75,11 @@ pub struct Slot {
     /// 1: a server of a run-time (dyups) upstream; 0: of a configuration
     /// upstream. Written with the key.
     runtime: AtomicU32,
+    /// Checks made, failed, and how often the peer went down (the NGINX
+    /// Plus API's `health_checks`).
+    checks: AtomicU32,
+    fails: AtomicU32,
+    unhealthy: AtomicU32,
     /// Unix time of the last finished check, 0 before the first.
     last_check: AtomicI64,
     /// The key, written only while the slot is FREE, under the zone's
@@ -237,6 +243,9 @@ impl HealthZone {
         slot.set_counters(counters);
         slot.last_check.store(0, Relaxed);
         slot.last_error.store(0, Relaxed);
+        for count in [&slot.checks, &slot.fails, &slot.unhealthy] {
+            count.store(0, Relaxed);
+        }
         slot.lease.store(Lease::due_at(due).pack(), Relaxed);
         slot.state.store(state, Release);
         self.used().fetch_add(1, AcqRel);
@@ -276,11 +285,79 @@ impl HealthZone {
         self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && !s.is_runtime() && s.is(upstream, name))
     }
 
-    /// Frees the live slot of a peer an API removed.
-    pub fn forget(self, upstream: &str, name: &[u8]) {
+    /// Gives `peers` of the checked upstream `upstream` (its key: a
+    /// run-time one's name is lower case) the health of their live slots
+    /// ("unchecked" without one).
+    fn fill_health(self, upstream: &str, runtime: bool, peers: &mut [PeerView]) {
+        for peer in peers.iter_mut() {
+            peer.health = Some(PeerHealth::default());
+        }
+        // The peers by name (made before the mutex): each slot finds its
+        // peers by binary search, so a listing of a thousand checked peers
+        // holds the mutex for a thousand searches, not a million compares.
+        let mut by_name: Vec<usize> = (0..peers.len()).collect();
+        by_name.sort_by(|&a, &b| peers[a].name.cmp(&peers[b].name));
+        let mut name = [0u8; SOCKADDR_STRLEN];
+        // SAFETY: the zone's pool; keys do not change under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        for (_, slot) in self.slots() {
+            if !slot.is_live() || slot.is_runtime() != runtime || !slot.upstream_is(upstream.as_bytes()) {
+                continue;
+            }
+            let (_, range) = slot.key_ranges();
+            // SAFETY: the range is within the slot and at most
+            // SOCKADDR_STRLEN long; the key does not change under the mutex.
+            let name = unsafe {
+                for (i, b) in name.iter_mut().enumerate().take(range.len()) {
+                    *b = ptr::read_volatile(range.cast::<u8>().add(i));
+                }
+                &name[..range.len()]
+            };
+            let first = by_name.partition_point(|&i| peers[i].name.as_bytes() < name);
+            for &i in &by_name[first..] {
+                if peers[i].name.as_bytes() != name {
+                    break;
+                }
+                peers[i].health = Some(slot.health());
+            }
+        }
+    }
+
+    /// The slot, as (index, generation), of `peer`, which an API just
+    /// unlinked from `primary`'s lists of the checked upstream `upstream`;
+    /// None if another peer of the same name stays (a server given twice),
+    /// or it has none. Allocates nothing: called under the lists' write
+    /// locks, so that the slot found is the removed peer's (an add of the
+    /// same server by another worker cannot link its own before).
+    ///
+    /// # Safety
+    /// The caller holds `primary`'s write locks; `peer` is a live peer.
+    pub unsafe fn slot_of_removed(
+        self,
+        primary: *mut ngx_http_upstream_rr_peers_t,
+        upstream: &[u8],
+        peer: *mut ngx_http_upstream_rr_peer_t,
+    ) -> Option<(usize, u32)> {
+        // SAFETY: per the contract.
+        unsafe {
+            let name = core::slice::from_raw_parts((*peer).name.data, (*peer).name.len);
+            let same = |p: *mut ngx_http_upstream_rr_peer_t| {
+                (*p).name.len == name.len() && core::slice::from_raw_parts((*p).name.data, name.len()) == name
+            };
+            if [primary, (*primary).next].into_iter().any(|list| peers_of(list).any(same)) {
+                return None;
+            }
+            let _slab = SlabLocked::new(self.pool);
+            self.find_locked(upstream, name).map(|(index, slot)| (index, slot.gen()))
+        }
+    }
+
+    /// Frees the slot at `index` if it is still of generation `gen`.
+    pub fn free_generation(self, index: usize, gen: u32) {
         // SAFETY: the zone's pool.
         let _slab = unsafe { SlabLocked::new(self.pool) };
-        if let Some((_, slot)) = self.find_locked(upstream.as_bytes(), name) {
+        let slot = self.slot(index);
+        if slot.is_live() && slot.gen() == gen {
             self.free_locked(slot);
         }
     }
@@ -351,19 +428,45 @@ impl Slot {
         }
     }
 
-    fn set_counters(&self, c: Counters) {
+    /// Stores `c`; whether `down` changed.
+    fn set_counters(&self, c: Counters) -> bool {
         self.rises.store(c.rises, Relaxed);
         self.falls.store(c.falls, Relaxed);
-        if self.down.swap(u32::from(c.down), AcqRel) != u32::from(c.down) {
+        let changed = self.down.swap(u32::from(c.down), AcqRel) != u32::from(c.down);
+        if changed {
             self.transitions.fetch_add(1, Release);
         }
+        changed
     }
 
     /// The lease holder's record of a finished check.
     pub fn record(&self, counters: Counters, now: i64, failure: Option<Failure>) {
         self.last_check.store(now, Relaxed);
         self.last_error.store(failure.map_or(0, Failure::code), Relaxed);
-        self.set_counters(counters);
+        self.checks.fetch_add(1, Relaxed);
+        if failure.is_some() {
+            self.fails.fetch_add(1, Relaxed);
+        }
+        if self.set_counters(counters) && counters.down {
+            self.unhealthy.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Its health as the APIs show it.
+    pub fn health(&self) -> PeerHealth {
+        let c = self.counters();
+        let last_check = self.last_check.load(Relaxed);
+        PeerHealth {
+            checked: true,
+            down: c.down,
+            rises: c.rises,
+            falls: c.falls,
+            checks: self.checks.load(Relaxed).into(),
+            fails: self.fails.load(Relaxed).into(),
+            unhealthy: self.unhealthy.load(Relaxed).into(),
+            last_check,
+            last_error: Failure::from_code(self.last_error.load(Relaxed)),
+        }
     }
 
     pub fn transitions(&self) -> u32 {
@@ -453,6 +556,17 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         self.zone.free(self.index);
+    }
+}
+
+/// Gives `peers` of upstream `upstream` (a run-time one if `runtime`)
+/// their health, if the upstream is `checked`.
+pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
+    let Some(zone) = HealthZone::running().filter(|_| checked) else { return };
+    if runtime {
+        zone.fill_health(&upstream.to_ascii_lowercase(), true, peers);
+    } else {
+        zone.fill_health(upstream, false, peers);
     }
 }
 

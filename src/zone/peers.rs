@@ -386,8 +386,9 @@ pub enum Lost {
 /// Applies `plan` (whose new servers and their addresses are `added`) if
 /// the revision is still `revision`, in one pass over each list
 /// ([`edit_list`]; `plan`'s IDs are sorted, so each peer is looked up by
-/// binary search): linear work under the locks. `new_peers` has room for
-/// every added peer (nothing is allocated on the heap under the locks).
+/// binary search): linear work under the locks (nothing is allocated on
+/// the heap under them).
+/// With `health_down` the new peers start down by their checks.
 /// As the revision moves with every change under the locks, an unchanged
 /// revision means the lists are the ones the plan was made from.
 ///
@@ -400,9 +401,11 @@ pub unsafe fn replace_locked(
     revision: u64,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
-    new_peers: &mut Vec<*mut ngx_http_upstream_rr_peer_t>,
+    health_down: bool,
     mut retire: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
 ) -> Result<(), Lost> {
+    // Allocated before the locks (with room for every new peer).
+    let mut new_peers: Vec<*mut ngx_http_upstream_rr_peer_t> = Vec::with_capacity(added.len());
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup); slab memory under the slab mutex,
     // taken inside them and released before retiring (which takes it).
@@ -435,6 +438,11 @@ pub unsafe fn replace_locked(
             }
         }
         drop(slab);
+        if health_down {
+            for &peer in new_peers.iter() {
+                (*peer).down |= DOWN_HEALTH;
+            }
+        }
         if !backup_list.is_null() {
             init_backup_list(backup_list, primary);
         }

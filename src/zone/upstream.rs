@@ -22,7 +22,7 @@ use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy, Upstream};
-use crate::zone::health::{HealthZone, Pending};
+use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
     add_locked, max_peers_for_zone, remove_locked, replace_locked, replace_peers, update_locked, Lost, PeerName,
@@ -181,6 +181,11 @@ impl ZoneUpstream {
         unsafe { str_lossy(&(*self.uscf).host) }
     }
 
+    /// Its health checks, if any.
+    pub fn check(&self) -> Option<&CheckConf> {
+        self.check.as_ref()
+    }
+
     pub fn zone_name(&self) -> String {
         // SAFETY: find() only returns upstreams with a zone.
         unsafe { str_lossy(&(*(*self.uscf).shm_zone).shm.name) }
@@ -201,6 +206,14 @@ impl ZoneUpstream {
         // SAFETY: the primary list of a zone upstream lives as long as the
         // cycle.
         unsafe { list_peers(self.primary()) }
+    }
+
+    /// [`Self::peers`] with their health, if the upstream is checked (the
+    /// JSON answers and the status page).
+    pub fn peers_with_health(&self) -> Vec<PeerView> {
+        let mut peers = self.peers();
+        show_health(&self.name(), false, self.check.is_some(), &mut peers);
+        peers
     }
 
     /// Applies a validated action. Everything that can fail is checked
@@ -284,18 +297,29 @@ impl ZoneUpstream {
     }
 
     fn remove_target(&self, target: Target) -> Result<PeerName, Refusal> {
+        let (health, upstream) = (self.health(), self.name());
+        let mut slot = None;
         // SAFETY: the primary list of a zone upstream; the unlinked peer is
-        // handed to reclaim (under the locks), not freed.
+        // handed to reclaim (under the locks), not freed. Its slot is found
+        // under the locks too (see slot_of_removed).
         let name = unsafe {
             remove_locked(self.primary(), self.counters(), target, |peer| {
+                if let Some(health) = health {
+                    slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer);
+                }
                 ZoneState::retire(self.state, self.shpool(), peer)
             })
         }?;
-        // Its checks stop with it (by name: a removal by ID too).
-        if let (Some(_), Some(health)) = (&self.check, HealthZone::running()) {
-            health.forget(&self.name(), name.as_bytes());
+        // Its checks stop with it.
+        if let (Some(health), Some((index, gen))) = (health, slot) {
+            health.free_generation(index, gen);
         }
         Ok(name)
+    }
+
+    /// The health zone, if the upstream is checked.
+    fn health(&self) -> Option<HealthZone> {
+        self.check.as_ref().and(HealthZone::running())
     }
 
     /// Changes the parameters of the server with ID `id` (found under the
@@ -329,18 +353,50 @@ impl ZoneUpstream {
         }
     }
 
+    /// Health slots for servers a replace adds to a checked upstream
+    /// (none without checks): all or nothing (507 when the health zone is
+    /// full), freed unless [`Self::replace`] links their servers.
+    pub fn claim_slots(&self, added: &[(&ServerSpec, PeerAddress)]) -> Result<Vec<Pending>, ApiError> {
+        let Some(check) = &self.check else { return Ok(Vec::new()) };
+        let name = self.name();
+        added.iter().map(|(_, address)| Pending::claim(&name, check, address.name())).collect()
+    }
+
     /// Makes the servers what `plan` says, if the upstream's revision is
     /// still `revision`: `added` are the plan's new servers with their
-    /// addresses (see [`crate::zone::peers::replace_locked`]).
-    pub fn replace(&self, revision: u64, plan: &Plan, added: &[(&ServerSpec, PeerAddress)]) -> Result<(), Lost> {
-        let mut new_peers = Vec::with_capacity(added.len());
+    /// addresses and `slots` their health slots ([`Self::claim_slots`])
+    /// (see [`crate::zone::peers::replace_locked`]).
+    pub fn replace(
+        &self,
+        revision: u64,
+        plan: &Plan,
+        added: &[(&ServerSpec, PeerAddress)],
+        slots: Vec<Pending>,
+    ) -> Result<(), Lost> {
+        let health_down = slots.first().is_some_and(|s| s.default_down);
+        let (health, upstream) = (self.health(), self.name());
+        // Filled under the locks within this capacity (no allocation).
+        let mut removed = Vec::with_capacity(if health.is_some() { plan.remove.len() } else { 0 });
         // SAFETY: the primary list of a zone upstream; unlinked peers are
-        // handed to reclaim (under the locks), not freed.
+        // handed to reclaim (under the locks), not freed. Their slots are
+        // found under the locks too (see slot_of_removed).
         unsafe {
-            replace_locked(self.primary(), self.counters(), revision, plan, added, &mut new_peers, |peer| {
+            replace_locked(self.primary(), self.counters(), revision, plan, added, health_down, |peer| {
+                let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
+                if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
+                    removed.push(slot);
+                }
                 ZoneState::retire(self.state, self.shpool(), peer)
             })
+        }?;
+        // The removed servers' checks stop with them; the new ones' start.
+        if let Some(health) = health {
+            for (index, gen) in removed {
+                health.free_generation(index, gen);
+            }
         }
+        slots.into_iter().for_each(Pending::activate);
+        Ok(())
     }
 
     /// Its next server ID and revision.

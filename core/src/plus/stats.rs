@@ -3,6 +3,8 @@
 //! module stores them in the peer's own memory, so they live and die with
 //! it). This file only names the words and reads them; the module counts.
 
+use crate::render::PeerView;
+
 /// The words of a peer's record, in order: [`COUNT`](word::COUNT) words,
 /// which fit the 15 spare words nginx 1.27.3 and later leave in a peer
 /// (1.22 leaves 32). What can be derived is not stored: `active` is the
@@ -101,13 +103,17 @@ pub fn response_class(status: u64) -> Option<usize> {
 }
 
 /// A peer's state as NGINX Plus names it: `down` (by an operator),
-/// `unavail` (it failed `max_fails` times within `fail_timeout` and
-/// nginx is not sending it requests until `fail_timeout` after its last
-/// failure), else `up`. Times in seconds, as nginx keeps them.
-pub fn peer_state(down: bool, fails: u64, max_fails: u64, checked: i64, fail_timeout: i64, now: i64) -> &'static str {
-    if down {
+/// `unhealthy` (down by its active health checks), `unavail` (it failed
+/// `max_fails` times within `fail_timeout` and nginx is not sending it
+/// requests until `fail_timeout` after its last failure), else `up`.
+/// Times in seconds, as nginx keeps them.
+pub fn peer_state(p: &PeerView, now: i64) -> &'static str {
+    let (fails, max_fails) = (p.fails, p.max_fails);
+    if p.down {
         "down"
-    } else if max_fails != 0 && fails >= max_fails && now - checked <= fail_timeout {
+    } else if p.health.is_some_and(|h| h.down) {
+        "unhealthy"
+    } else if max_fails != 0 && fails >= max_fails && now - p.checked <= p.fail_timeout {
         "unavail"
     } else {
         "up"
@@ -151,9 +157,17 @@ mod tests {
         assert_eq!(response_class(599), Some(4));
         assert_eq!(response_class(99), None);
         assert_eq!(response_class(600), None);
-        assert_eq!(peer_state(true, 0, 1, 0, 10, 100), "down");
-        assert_eq!(peer_state(false, 1, 1, 95, 10, 100), "unavail");
-        assert_eq!(peer_state(false, 1, 1, 80, 10, 100), "up");
-        assert_eq!(peer_state(false, 5, 0, 95, 10, 100), "up");
+        let state = |down, fails, max_fails, checked, health_down: Option<bool>| {
+            let mut p = crate::render::test_peer("127.0.0.1:8081");
+            (p.down, p.fails, p.max_fails, p.checked) = (down, fails, max_fails, checked);
+            p.health = health_down.map(|down| crate::health::PeerHealth { down, ..Default::default() });
+            peer_state(&p, 100)
+        };
+        assert_eq!(state(true, 0, 1, 0, Some(true)), "down");
+        assert_eq!(state(false, 1, 1, 95, None), "unavail");
+        assert_eq!(state(false, 1, 1, 80, None), "up");
+        assert_eq!(state(false, 5, 0, 95, None), "up");
+        assert_eq!(state(false, 1, 1, 95, Some(true)), "unhealthy");
+        assert_eq!(state(false, 0, 1, 0, Some(false)), "up");
     }
 }

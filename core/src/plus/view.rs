@@ -77,11 +77,24 @@ struct Responses {
     total: u64,
 }
 
+/// Its active health checks (`last_passed` once it was checked).
 #[derive(Debug, Serialize)]
 struct HealthChecks {
     checks: u64,
     fails: u64,
     unhealthy: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_passed: Option<bool>,
+}
+
+fn health_checks(p: &PeerView) -> HealthChecks {
+    let h = p.health.unwrap_or_default();
+    HealthChecks {
+        checks: h.checks,
+        fails: h.fails,
+        unhealthy: h.unhealthy,
+        last_passed: (h.last_check != 0).then(|| h.last_passed()),
+    }
 }
 
 /// A server's status (`NginxHTTPUpstreamPeer`).
@@ -123,7 +136,7 @@ fn peer(p: &PeerView, now_ms: u64) -> Peer<'_> {
         name: &p.name,
         backup: p.backup,
         weight: p.weight,
-        state: peer_state(p.down, p.fails, p.max_fails, p.checked, p.fail_timeout, (now_ms / 1000) as i64),
+        state: peer_state(p, (now_ms / 1000) as i64),
         active: p.conns,
         max_conns: p.max_conns,
         requests: s.requests,
@@ -132,7 +145,7 @@ fn peer(p: &PeerView, now_ms: u64) -> Peer<'_> {
         received: s.received,
         fails: s.fails,
         unavail: s.unavail,
-        health_checks: HealthChecks { checks: 0, fails: 0, unhealthy: 0 },
+        health_checks: health_checks(p),
         downtime: s.downtime_at(now_ms),
         downstart: (s.downstart_ms != 0).then(|| iso8601(s.downstart_ms)),
         selected: (s.selected_ms != 0).then(|| iso8601(s.selected_ms)),

@@ -14,8 +14,10 @@ typedef struct {
     unsigned char name[128];
     size_t name_len;
     int64_t weight, max_fails, fail_timeout, max_conns, conns, fails,
-            current_weight, effective_weight, accessed, checked;
-    int32_t backup, down;
+            current_weight, effective_weight, accessed, checked, rises, falls, last_check;
+    unsigned char last_error[64];
+    size_t last_error_len;
+    int32_t backup, down, health;
 } ndu_peer_t;
 size_t ndu_peer_layout(size_t *out, size_t cap);
 int ndu_list_zones(unsigned char *buf, size_t cap, size_t *len,
@@ -35,7 +37,8 @@ int ndu_remove_peer(void *r, const char *zone, size_t zone_len, const char *serv
 -- ndu_peer_t above must be the module's LuaPeer: its size and alignment,
 -- then the offsets of these fields, in this order (see ndu_peer_layout).
 local PEER_FIELDS = { "name", "name_len", "weight", "max_fails", "fail_timeout", "max_conns", "conns", "fails",
-                      "current_weight", "effective_weight", "accessed", "checked", "backup", "down" }
+                      "current_weight", "effective_weight", "accessed", "checked", "rises", "falls", "last_check",
+                      "last_error", "last_error_len", "backup", "down", "health" }
 do
     local n = #PEER_FIELDS + 2
     local layout = ffi.new("size_t[?]", n)
@@ -48,6 +51,9 @@ do
         error("ngx.dynamic: ndu_peer_t does not match the module's LuaPeer (src/api/lua_ffi.rs)")
     end
 end
+
+-- ndu_peer_t's health: its upstream's checks' verdict (0: no checks).
+local HEALTH = { "unchecked", "up", "down" }
 
 -- The message buffer; its size goes with every call.
 local ERR_CAP = 512
@@ -155,6 +161,13 @@ function _M.describe_zone(zone)
                 }
                 if p.down ~= 0 then
                     peer.down = true
+                end
+                if p.health ~= 0 then
+                    peer.health = HEALTH[p.health]
+                    peer.rises = tonumber(p.rises)
+                    peer.falls = tonumber(p.falls)
+                    peer.last_check = tonumber(p.last_check)
+                    peer.last_error = ffi.string(p.last_error, p.last_error_len)
                 end
                 out[#out + 1] = peer
             end

@@ -40,6 +40,19 @@ use Time::HiRes ();
 
 use Exporter 'import';
 our @EXPORT = qw(backend wait_until);
+our @EXPORT_OK = qw(spread);
+
+# spread(N): the answers of N requests to / through the block's server:
+# { backend port, or "status NNN" => count }.
+sub spread {
+    my ($n) = @_;
+    my %seen;
+    for (1 .. $n) {
+        my $r = http_get('/');
+        $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
+    }
+    return \%seen;
+}
 
 sub backend {
     my ($port, %opt) = @_;
