@@ -44,6 +44,7 @@ packages=(
     iproute2                             # ss: the scripts' free-port checks
     valgrind                             # scripts' --valgrind modes
     build-essential pkg-config
+    debootstrap patchelf                 # scripts/build.sh --nginx 1.26: Debian 13's nginx
 )
 
 missing=()
