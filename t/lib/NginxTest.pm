@@ -415,6 +415,18 @@ holds this F<NginxTest.pm>).
 
 Where the Debian modules are (default F</usr/lib/nginx/modules>).
 
+=item C<TEST_NGINX_SKIP_MODULES>
+
+Modules of C<--- modules> that this nginx cannot load, one C<NAME=reason>
+line each (C<lua=no Lua module for nginx 1.28.3: ...>): every block that
+needs one is skipped with that reason (C<ok N # skip NAME: needs the lua
+module: REASON>), and a file whose blocks all need one is skipped whole
+(C<skip_all>); either way each skipped block is also one
+C<# skipped: NAME: needs the lua module: REASON> line on stderr, so it
+shows in C<prove>'s output (and C<scripts/test.sh> counts them).  A module the binary has
+built in (C<nginx -V> says C<--with-stream>, as nginx.org's packages do) is
+not loaded at all.
+
 =item C<TEST_NGINX_KEEP=1>
 
 Keep every prefix directory (paths printed with C<diag>).
@@ -584,9 +596,59 @@ sub run_tests {
     -f $MODULE or die "NginxTest: module '$MODULE' not found: build it (cargo build) "
                     . "or set TEST_NGINX_MODULE=/abs/path.so\n";
 
+    my @skips = map { _skip_reason($_) } @blocks;
+    # One line per skipped block, whatever prove's verbosity.
+    diag('skipped: ' . $blocks[$_]->name . ": $skips[$_]") for grep { defined $skips[$_] } 0 .. $#blocks;
+    if (!grep { !defined } @skips) {
+        my %seen;
+        plan skip_all => join('; ', grep { !$seen{$_}++ } @skips);
+    }
+
     _install_signal_handlers();
-    run_block($_) for @blocks;
+    for my $i (0 .. $#blocks) {
+        if (defined $skips[$i]) {
+            Test::More->builder->skip($blocks[$i]->name . ": $skips[$i]");
+        } else {
+            run_block($blocks[$i]);
+        }
+    }
     done_testing();
+}
+
+# TEST_NGINX_SKIP_MODULES: NAME=reason lines (see ENVIRONMENT).
+sub _skipped_modules {
+    my %skip;
+    for my $line (split /\n/, $ENV{TEST_NGINX_SKIP_MODULES} // '') {
+        next unless $line =~ /\S/;
+        $line =~ /^\s*(\w+)=(.+)$/ && $DEBIAN_MODULES{$1}
+            or die "NginxTest: TEST_NGINX_SKIP_MODULES: '$line' is not NAME=reason with NAME one of "
+                 . join(' ', sort keys %DEBIAN_MODULES) . "\n";
+        $skip{$1} = $2;
+    }
+    return %skip;
+}
+
+# Why a block cannot run with this nginx (a module it needs is skipped), or
+# undef.
+sub _skip_reason {
+    my ($block) = @_;
+    my %skip = _skipped_modules();
+    for my $m (split ' ', $block->{modules} ? _raw($block, 'modules') : '') {
+        return "needs the $m module: $skip{$m}" if exists $skip{$m};
+    }
+    return undef;
+}
+
+# Modules of %DEBIAN_MODULES that this nginx has built in (`nginx -V`:
+# nginx.org's packages build stream in, Debian's as a dynamic module), so
+# nothing is loaded for them.
+my $BUILTIN;
+sub _builtin_modules {
+    $BUILTIN //= do {
+        my $v = `'$BINARY' -V 2>&1`;
+        +{ map { ($_ => 1) } grep { $v =~ /--with-\Q$_\E(?=\s|$)/ } keys %DEBIAN_MODULES };
+    };
+    return $BUILTIN;
 }
 
 # Literal ports in the harness's range in the test script may be another
@@ -832,6 +894,7 @@ sub _write_conf {
     my %seen;
     for my $m (split ' ', $block->{modules} ? _raw($block, 'modules') : '') {
         next if $seen{$m}++;
+        next if _builtin_modules()->{$m};
         for my $so (@{ $DEBIAN_MODULES{$m} }) {
             my $path = "$MODULES_DIR/$so";
             -f $path or die "module '$m' needs $path: apt-get install -y $DEBIAN_PACKAGE{$m}\n";
