@@ -116,6 +116,12 @@ C<worker_processes N;> (default 2).
 Level of C<error_log logs/error.log LEVEL;> (default C<info>); one of debug
 info notice warn error crit alert emerg.
 
+=item C<--- needs_modules: lua>
+
+Modules the block loads itself (by rewriting F<nginx.conf> before a reload,
+with C<module_files>), not at start: the block is skipped like one with
+C<--- modules> when this nginx cannot load them (C<TEST_NGINX_SKIP_MODULES>).
+
 =item C<--- modules: echo lua stream>
 
 Debian dynamic modules to load before ours, any subset, in the order given.
@@ -395,6 +401,12 @@ test of a bad configuration does not trip the automatic [emerg] check.
 
 The current L<Test::Base::Block> and its name.
 
+=item C<module_files(NAME)>
+
+The files a C<load_module> of module NAME (as in C<--- modules>) needs with
+this nginx: in C<TEST_NGINX_MODULES_DIR>, none if C<nginx -V> says it is
+built in.  For a block that loads a module itself (with C<--- needs_modules>).
+
 =back
 
 =head1 ENVIRONMENT
@@ -489,7 +501,7 @@ use Exporter ();
 our @HELPERS = qw(
     http http_get port server_port prefix data_dir conf_file
     master_pid worker_pids nginx_reload nginx_restart poll_until
-    error_log_text nginx_t block block_name
+    error_log_text nginx_t block block_name module_files
 );
 our @EXPORT = (qw(run_tests), @HELPERS, @Test::More::EXPORT);
 
@@ -534,6 +546,7 @@ our %SECTIONS = (
     workers            => { kind => 'value' },
     log_level          => { kind => 'value' },
     modules            => { kind => 'value' },
+    needs_modules      => { kind => 'value' },
     timeout            => { kind => 'value' },
     request            => { kind => 'text' },
     more_headers       => { kind => 'text' },
@@ -633,7 +646,7 @@ sub _skipped_modules {
 sub _skip_reason {
     my ($block) = @_;
     my %skip = _skipped_modules();
-    for my $m (split ' ', $block->{modules} ? _raw($block, 'modules') : '') {
+    for my $m (map { split ' ', $block->{$_} ? _raw($block, $_) : '' } qw(modules needs_modules)) {
         return "needs the $m module: $skip{$m}" if exists $skip{$m};
     }
     return undef;
@@ -649,6 +662,18 @@ sub _builtin_modules {
         +{ map { ($_ => 1) } grep { $v =~ /--with-\Q$_\E(?=\s|$)/ } keys %DEBIAN_MODULES };
     };
     return $BUILTIN;
+}
+
+# The files to load_module for a module of %DEBIAN_MODULES (none if built
+# in); dies if one is missing.
+sub module_files {
+    my ($m) = @_;
+    return () if _builtin_modules()->{$m};
+    return map {
+        my $path = "$MODULES_DIR/$_";
+        -f $path or die "module '$m' needs $path: apt-get install -y $DEBIAN_PACKAGE{$m}\n";
+        $path;
+    } @{ $DEBIAN_MODULES{$m} };
 }
 
 # Literal ports in the harness's range in the test script may be another
@@ -726,9 +751,10 @@ sub _validate_block {
     if ($has->('log_level') && !grep { $_ eq $val->('log_level') } @LOG_LEVELS) {
         $e->("log_level must be one of @LOG_LEVELS");
     }
-    if ($has->('modules')) {
-        for my $m (split ' ', $val->('modules')) {
-            $e->("unknown module '$m' in --- modules (known: "
+    for my $s (qw(modules needs_modules)) {
+        next unless $has->($s);
+        for my $m (split ' ', $val->($s)) {
+            $e->("unknown module '$m' in --- $s (known: "
                  . join(' ', sort keys %DEBIAN_MODULES) . ")") unless $DEBIAN_MODULES{$m};
         }
     }
@@ -893,13 +919,7 @@ sub _write_conf {
     my @load;
     my %seen;
     for my $m (split ' ', $block->{modules} ? _raw($block, 'modules') : '') {
-        next if $seen{$m}++;
-        next if _builtin_modules()->{$m};
-        for my $so (@{ $DEBIAN_MODULES{$m} }) {
-            my $path = "$MODULES_DIR/$so";
-            -f $path or die "module '$m' needs $path: apt-get install -y $DEBIAN_PACKAGE{$m}\n";
-            push @load, $path;
-        }
+        push @load, module_files($m) unless $seen{$m}++;
     }
     push @load, $MODULE;
 
