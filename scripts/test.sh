@@ -52,7 +52,7 @@ summarize() {
     files=$(sed -n 's/^Files=\([0-9]*\),.*/\1/p' "$log")
     tests=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log")
     skips=$(grep -c '^# skipped: ' "$log" || true)
-    reasons=$(sed -n 's/^# skipped: .*: \(needs the .*\)$/\1/p' "$log" | sort | uniq -c | sed 's/^ *\([0-9]*\) /\1 blocks: /' | paste -sd ';' -)
+    reasons=$(sed -n 's/^# skipped: .*: \(needs .*\)$/\1/p' "$log" | sort | uniq -c | sed 's/^ *\([0-9]*\) /\1 blocks: /' | paste -sd ';' -)
     printf 'nginx %s: %s (%s files, %s assertions, %d s, %s blocks skipped%s)' \
         "$v" "$([ "$rc" -eq 0 ] && echo PASS || echo FAIL)" "${files:-?}" "${tests:-?}" "$secs" "$skips" \
         "${reasons:+: $reasons}"

@@ -122,6 +122,12 @@ Modules the block loads itself (by rewriting F<nginx.conf> before a reload,
 with C<module_files>), not at start: the block is skipped like one with
 C<--- modules> when this nginx cannot load them (C<TEST_NGINX_SKIP_MODULES>).
 
+=item C<--- needs_debug>
+
+The block needs an nginx built C<--with-debug> (Debian's are; nginx.org's
+C<nginx> is not, its C<nginx-debug> is): skipped otherwise, with that
+reason, as for C<TEST_NGINX_SKIP_MODULES>.
+
 =item C<--- modules: echo lua stream>
 
 Debian dynamic modules to load before ours, any subset, in the order given.
@@ -547,6 +553,7 @@ our %SECTIONS = (
     log_level          => { kind => 'value' },
     modules            => { kind => 'value' },
     needs_modules      => { kind => 'value' },
+    needs_debug        => { kind => 'flag' },
     timeout            => { kind => 'value' },
     request            => { kind => 'text' },
     more_headers       => { kind => 'text' },
@@ -649,17 +656,19 @@ sub _skip_reason {
     for my $m (map { split ' ', $block->{$_} ? _raw($block, $_) : '' } qw(modules needs_modules)) {
         return "needs the $m module: $skip{$m}" if exists $skip{$m};
     }
+    return "needs nginx built --with-debug: this one is not (nginx -V)"
+        if exists $block->{needs_debug} && !_builtin_modules()->{debug};
     return undef;
 }
 
-# Modules of %DEBIAN_MODULES that this nginx has built in (`nginx -V`:
-# nginx.org's packages build stream in, Debian's as a dynamic module), so
-# nothing is loaded for them.
+# What this nginx was built --with (`nginx -V`): the modules of
+# %DEBIAN_MODULES it has built in (nginx.org's packages build stream in,
+# Debian's as a dynamic module), for which nothing is loaded, and debug.
 my $BUILTIN;
 sub _builtin_modules {
     $BUILTIN //= do {
         my $v = `'$BINARY' -V 2>&1`;
-        +{ map { ($_ => 1) } grep { $v =~ /--with-\Q$_\E(?=\s|$)/ } keys %DEBIAN_MODULES };
+        +{ map { ($_ => 1) } grep { $v =~ /--with-\Q$_\E(?=\s|$)/ } 'debug', keys %DEBIAN_MODULES };
     };
     return $BUILTIN;
 }
