@@ -65,6 +65,8 @@ nginx_modules_dir() {
 # blocks are skipped with that reason.
 nginx_skipped_modules() {
     case $1 in
+    1.26) [ "$(id -u)" -eq 0 ] ||
+              echo "lua=Debian 13's Lua module needs Debian 13's lua-resty-core, which build/nginx-1.26/nginx mounts over the host's only as root" ;;
     1.28) echo "lua=no Lua module for nginx 1.28.3: Debian's libnginx-mod-http-lua is built for Debian's nginx ABI (1.22.1 in Debian 12, 1.26.3 in Debian 13) and nginx.org ships none" ;;
     esac
 }
