@@ -6,7 +6,7 @@
 //! * `init_module` (in the master, after the shared zones exist and before
 //!   the workers fork): for every zone upstream, classify its balancer,
 //!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
-//!   with [`crate::zone::request_hook`]. Workers inherit all of it.
+//!   with [`crate::zone::request_hook`] where that is needed. Workers inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer.
 
 use ngx::ffi::{
@@ -26,7 +26,7 @@ use crate::ops::state_files;
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::prober;
 use crate::zone::reclaim::ZoneState;
-use crate::zone::request_hook::init_zone_peer;
+use crate::zone::request_hook::{self, init_zone_peer};
 use crate::zone::upstream::srv_conf;
 use crate::Module;
 
@@ -111,8 +111,10 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                     continue;
                 }
                 srv.max_peers_per_list = max_peers_for_zone((*zone).shm.size);
-                srv.original_init = (*uscf).peer.init;
-                (*uscf).peer.init = Some(init_zone_peer);
+                if request_hook::needed() {
+                    srv.original_init = (*uscf).peer.init;
+                    (*uscf).peer.init = Some(init_zone_peer);
+                }
             }
             state_files::load_at_start(cycle, main);
             if let Err(text) = prober::begin_cycle(cycle, main.check_zone) {

@@ -46,15 +46,30 @@ use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_slab_calloc_locked, ngx_slab_po
 
 use crate::nginx::layout;
 use crate::nginx::peer_list::free_list;
+use crate::nginx::version::{set_config_word, ConfigWord};
 use crate::nginx::peer_lock::SlabLocked;
 
 /// A peer list of the dyups registry as allocated
 /// ([`crate::nginx::peer_list::build_list`]): nginx's list, then the number of
-/// requests that use it (zeroed with the block).
+/// requests that use it (zeroed with the block), then the generation word
+/// its lists point at where nginx has one (see [`attach_config_word`]).
 #[repr(C)]
 pub struct RegistryList {
     list: ngx_http_upstream_rr_peers_t,
     requests: AtomicUsize,
+    config: ConfigWord,
+}
+
+/// Points the lists of the new registry list `list` at its generation word:
+/// `hash ... consistent` and `random` build their tables from a list with
+/// one (and crash on one without). A registry list is never edited, only
+/// replaced, so the word never moves.
+///
+/// # Safety
+/// `list` is a complete registry list nobody can reach yet.
+pub unsafe fn attach_config_word(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract, the list is the start of a RegistryList.
+    unsafe { set_config_word(list, ptr::addr_of_mut!((*list.cast::<RegistryList>()).config)) };
 }
 
 /// # Safety
@@ -228,7 +243,7 @@ pub struct Ticket {
 /// The layouts of what this file keeps in the registry's zone (see
 /// `registry::ZONE_LAYOUT`).
 pub const LAYOUTS: [&[usize]; 4] = [
-    &layout!(RegistryList; list, requests),
+    &layout!(RegistryList; list, requests, config),
     &layout!(ProcessSlot; owner, start, active),
     &layout!(SlotBlock; next, slots),
     &layout!(GracePeriod; phase, blocks, pool, overflow, pending, waiting, waiting_phase, held),

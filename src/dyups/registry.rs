@@ -40,7 +40,7 @@ use ngx::ffi::{
     ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::dyups::grace::{GracePeriod, RegistryList, SlotBlock, Ticket};
+use crate::dyups::grace::{attach_config_word, GracePeriod, RegistryList, SlotBlock, Ticket};
 use crate::nginx::layout;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly};
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
@@ -56,8 +56,9 @@ use crate::nginx::shm_zone;
 pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v3";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
-/// targets; the numbers differ on others).
-const ZONE_LAYOUT: u64 = 0x73df_6e1f_c521_1be5;
+/// targets; the numbers differ on others). It covers nginx's peer structs,
+/// which differ between nginx versions: each has its own.
+const ZONE_LAYOUT: u64 = crate::nginx::version::DYUPS_ZONE_LAYOUT;
 
 /// Everything the registry keeps in its zone, as sizes, alignments and
 /// field offsets: its own structs, the grace period's, and nginx's peer
@@ -403,6 +404,7 @@ impl Dyups {
                 drop((slab, registry_lock)); // the error allocates: not under the locks
                 return Err(no_room());
             };
+            attach_config_word(list);
             let existed = find_record(registry, name);
             let record = match existed {
                 Some(record) => record,

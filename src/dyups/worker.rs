@@ -39,8 +39,9 @@ use crate::nginx::balancers::{balancer_directive, run_directive, BALANCER_CONF_W
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
+use crate::nginx::upstreams::{configured_upstreams, http_conf_ctx, str_lossy, Upstream};
 use crate::nginx::variables::evaluate_key;
+use crate::nginx::version::{free_worker_tables, UPSTREAM_MODIFY};
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::{Address, Balancer};
 use ngx::ffi::{
@@ -83,17 +84,11 @@ struct Version {
     /// The hash module's srv conf of the scratch upstream (hash only).
     hash_conf: *mut ngx_http_complex_value_t,
     /// The random module's srv conf (random only): its cached table is
-    /// per worker and freed with the version.
-    random_conf: *mut RandomSrvConf,
+    /// per worker and freed with the version (as consistent hash's, where
+    /// nginx builds it per worker: `free_worker_tables`).
+    random_conf: *mut c_void,
     requests: usize,
     superseded: bool,
-}
-
-/// `ngx_http_upstream_random_srv_conf_t` (1.22 layout, from its .c file).
-#[repr(C)]
-struct RandomSrvConf {
-    two: ngx_uint_t,
-    ranges: *mut c_void,
 }
 
 /// An upstream of the configuration, as a name's front sees it.
@@ -353,7 +348,7 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
         }
         ptr::copy_nonoverlapping(name.as_ptr(), host, name.len());
         (*uscf).host = ngx_str_t { len: name.len(), data: host };
-        (*uscf).flags = NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t;
+        (*uscf).flags = NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t | UPSTREAM_MODIFY;
         (*uscf).port = 0;
         (*uscf).no_port = 1;
         uscf
@@ -427,10 +422,7 @@ unsafe fn release_if_done(version: *mut Version) {
     unsafe {
         if (*version).superseded && (*version).requests == 0 {
             let v = Box::from_raw(version);
-            if !v.random_conf.is_null() && !(*v.random_conf).ranges.is_null() {
-                // The random balancer's table, ngx_alloc()ed per worker.
-                libc::free((*v.random_conf).ranges);
-            }
+            free_worker_tables(v.random_conf, v.hash_conf.cast());
             ngx_destroy_pool(v.pool);
         }
     }
@@ -571,7 +563,8 @@ unsafe fn set_up_scratch(
             | NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
             | NGX_HTTP_UPSTREAM_DOWN
             | NGX_HTTP_UPSTREAM_MAX_CONNS
-            | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t;
+            | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t
+            | UPSTREAM_MODIFY;
         (*uscf).no_port = 1;
         (*uscf).file_name = c"dyups".as_ptr().cast_mut().cast();
         // The zone makes random compute its table from the shared list on
@@ -584,6 +577,9 @@ unsafe fn set_up_scratch(
         cf.temp_pool = pool;
         cf.log = log;
         cf.cycle = ngx_cycle;
+        // The http block's context: round robin's init reads its core loc
+        // conf (`resolver`) for upstreams with a zone.
+        cf.ctx = http_conf_ctx();
 
         let module_conf = ngx_pcalloc(pool, BALANCER_CONF_WORDS * 8);
         if module_conf.is_null() {

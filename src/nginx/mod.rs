@@ -25,3 +25,4 @@ pub mod shm_zone;
 pub mod sockaddr;
 pub mod upstreams;
 pub mod variables;
+pub mod version;

@@ -26,6 +26,7 @@ use crate::nginx::peer_list::{
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+use crate::nginx::version::{bump_config, peer_free_locked, resolved_from};
 
 /// Why an edit made under the locks was refused; the caller writes the
 /// message once the locks are released (no allocation under them).
@@ -41,6 +42,8 @@ pub enum Refusal {
     WeightTotal {
         backup: bool,
     },
+    /// nginx's resolver made this peer (`server NAME resolve`).
+    Resolved,
 }
 
 /// Changes the parameters of the peer named by `target`, under both write
@@ -59,6 +62,9 @@ pub unsafe fn update_locked(
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
         let (list, peer) = find_in_lists(primary, target.name()).ok_or(Refusal::NotFound)?;
+        if resolved_from(peer).is_some() {
+            return Err(Refusal::Resolved);
+        }
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         // Copied into a fixed-size value: nothing allocates under the locks.
         let p = &*peer;
@@ -71,6 +77,9 @@ pub unsafe fn update_locked(
         };
         update_peer(list, peer, params, down);
         set_single(primary);
+        if params.weight.is_some_and(|w| w != before.weight) {
+            bump_config(primary);
+        }
         Ok(before)
     }
 }
@@ -173,6 +182,7 @@ pub unsafe fn add_locked(
             (*primary).next = backup;
         }
         set_single(primary);
+        bump_config(primary);
     }
     Ok(())
 }
@@ -193,12 +203,16 @@ pub unsafe fn remove_locked(
         let _locks = ListsWriteLocked::new(primary);
 
         let (list, peer) = find_in_lists(primary, target.name()).ok_or(Refusal::NotFound)?;
+        if resolved_from(peer).is_some() {
+            return Err(Refusal::Resolved);
+        }
         if list == primary && (*primary).number == 1 {
             return Err(Refusal::LastPeer);
         }
         check_totals(primary, |p| if p == peer { 0 } else { weight_of(p) }, None)?;
         unlink_peer(list, peer);
         set_single(primary);
+        bump_config(primary);
         retire(peer);
     }
     Ok(())
@@ -221,7 +235,8 @@ pub enum Replaced {
     Lost,
 }
 
-/// Makes `servers` the peers of `primary` and its backup list. The old
+/// Makes `servers` the peers of `primary` and its backup list, next to
+/// the peers nginx's resolver made (kept as they are). The old
 /// peers are freed first, so the zone needs room for the new ones only
 /// (a zone filled through the API holds its own state file). If it has
 /// none, the new peers taken so far are freed and the old ones rebuilt
@@ -252,8 +267,7 @@ pub unsafe fn replace_peers(
     unsafe {
         for list in [primary, (*primary).next] {
             if !list.is_null() {
-                free_chain(pool, (*list).peer);
-                (*list).peer = ptr::null_mut();
+                (*list).peer = free_static_peers(pool, (*list).peer);
             }
         }
         if link_peers(pool, primary, servers.iter().map(|spec| (spec, None))) {
@@ -261,7 +275,8 @@ pub unsafe fn replace_peers(
         } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
             Replaced::NoRoom
         } else {
-            // Empty lists whose counts say so.
+            // Lists of their resolved peers only (if any), whose counts
+            // say so.
             for list in [primary, (*primary).next] {
                 if !list.is_null() {
                     recount(list);
@@ -280,7 +295,7 @@ pub unsafe fn replace_peers(
 ///
 /// # Safety
 /// The caller holds both lists' write locks and the slab mutex of `pool`;
-/// the lists have no peers.
+/// the lists have no peers but resolved ones (kept after the new ones).
 unsafe fn link_peers<'a>(
     pool: *mut ngx_slab_pool_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
@@ -317,14 +332,46 @@ unsafe fn link_peers<'a>(
             (*primary).next = new_list;
             backup = new_list;
         }
-        for (list, head) in [(primary, heads[0]), (backup, heads[1])] {
+        for (list, chain) in [(primary, 0), (backup, 1)] {
             if list.is_null() {
                 continue;
             }
-            (*list).peer = head;
+            // The resolved peers the list kept follow the new ones.
+            *tails[chain] = (*list).peer;
+            (*list).peer = heads[chain];
             recount(list);
         }
         set_single(primary);
+        bump_config(primary);
         true
+    }
+}
+
+/// Frees the peers of the chain `peer` that nginx's resolver did not make
+/// and returns the chain of those it did (which stay nginx's).
+///
+/// # Safety
+/// The caller holds the list's write lock and the slab mutex of `pool`;
+/// no request can reach the peers.
+unsafe fn free_static_peers(
+    pool: *mut ngx_slab_pool_t,
+    mut peer: *mut ngx_http_upstream_rr_peer_t,
+) -> *mut ngx_http_upstream_rr_peer_t {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut kept: *mut ngx_http_upstream_rr_peer_t = ptr::null_mut();
+        let mut tail = ptr::addr_of_mut!(kept);
+        while !peer.is_null() {
+            let next = (*peer).next;
+            if resolved_from(peer).is_some() {
+                (*peer).next = ptr::null_mut();
+                *tail = peer;
+                tail = ptr::addr_of_mut!((*peer).next);
+            } else {
+                peer_free_locked(pool, peer);
+            }
+            peer = next;
+        }
+        kept
     }
 }

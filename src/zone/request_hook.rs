@@ -1,4 +1,5 @@
-//! The `peer.init` hook installed on every zone upstream.
+//! The `peer.init` hook installed on every zone upstream where [`needed`]
+//! (before nginx 1.27.3).
 //!
 //! It wraps whatever `peer.init` the balancer (and `keepalive`) installed
 //! and does two things for each request that uses the upstream:
@@ -35,10 +36,26 @@ use ngx::ffi::{
 };
 
 use crate::nginx::entry::request_guard;
+use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::upstream::{srv_conf, SrvConf};
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
+
+/// Whether zone upstreams' requests go through [`init_zone_peer`]: the one
+/// place that decides it (anything else a request must do for the module,
+/// in `peer.init` or `peer.free`, adds its reason here). The health checks
+/// need nothing per request. From nginx 1.27.3 on, neither of the hook's
+/// two jobs is left: nginx copies the peer's name into the request itself
+/// (`NGX_HTTP_UPSTREAM_MODIFY`, set by every `upstream {}` block and
+/// balancer) and frees removed peers only once no request holds them
+/// (`refs`), and a request whose list changed since its `peer.init` gets
+/// no further peer from it (the module moves `*peers->config` on every
+/// change of the set), so it never indexes a longer list with its bitmap.
+/// Requests then cost nothing over stock nginx.
+pub fn needed() -> bool {
+    !NGINX_FREES_REMOVED_PEERS
+}
 
 /// Installed as `uscf->peer.init` of zone upstreams at start.
 pub unsafe extern "C" fn init_zone_peer(

@@ -11,8 +11,8 @@ use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::state::specs_of;
 use dynamic_upstream_core::{Action, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_event_free_peer_pt, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
-    ngx_slab_pool_t, ngx_str_t,
+    ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
 };
 use ngx::http::HttpModuleServerConf;
 
@@ -20,6 +20,7 @@ use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
+use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{HealthZone, Pending};
 use crate::zone::peers::{
     add_locked, max_peers_for_zone, remove_locked, replace_peers, update_locked, Refusal, Replaced,
@@ -227,7 +228,7 @@ impl ZoneUpstream {
                 ),
             ));
         }
-        if changes_set && !balancer.follows_set_changes() {
+        if changes_set && !balancer.follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return Err(ApiError::conflict("balancer_fixed_at_start", balancer.set_change_refusal(&self.name())));
         }
         Ok(())
@@ -299,6 +300,18 @@ impl ZoneUpstream {
                 "server_not_found",
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
+            Refusal::Resolved => {
+                let name = self.peers().into_iter().find(|p| p.name == server.to_string()).and_then(|p| p.resolved_from);
+                ApiError::conflict(
+                    "server_resolved",
+                    format!(
+                        "server {server} of upstream \"{}\" was resolved from \"{}\" by nginx (server ... resolve): \
+                         nginx adds and removes it; change the configuration's server line instead",
+                        self.name(),
+                        name.unwrap_or_default()
+                    ),
+                )
+            }
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
@@ -320,7 +333,7 @@ impl ZoneUpstream {
     /// cannot follow a new set of peers only take the parameters of the
     /// servers they already have.
     pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        if !self.balancer().follows_set_changes() {
+        if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return self.restore_parameters(servers);
         }
         if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() {
@@ -329,7 +342,7 @@ impl ZoneUpstream {
         // The configuration's servers, kept aside (before the locks) to be
         // rebuilt if the state's do not fit: as specs, with their `server`
         // text exactly (so the rebuilt blocks have the sizes of the freed).
-        let current = self.peers();
+        let current = self.static_peers();
         let kept: Vec<(ServerSpec, &[u8])> =
             specs_of(&current)?.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
         if let Some(peer) = current
@@ -363,14 +376,11 @@ impl ZoneUpstream {
             Replaced::Lost => {
                 // Believed impossible (see replace_peers). No balancer may
                 // then see the empty lists (a NULL peer for round robin, a
-                // division by a zero total for hash): without its original
-                // peer.init the request hook fails the upstream's requests
-                // (500) instead.
+                // division by a zero total for hash): the upstream's
+                // requests fail (500) instead.
                 // SAFETY: this cycle's configuration memory, in the master
                 // before the workers fork.
-                if let Some(srv) = unsafe { srv_conf(self.uscf) } {
-                    srv.original_init = None;
-                }
+                unsafe { (*self.uscf).peer.init = Some(fail_request) };
                 Err(format!(
                     "{}, and the configuration's could not be rebuilt: the upstream has no servers and its requests \
                      fail (500) until nginx starts with a larger zone",
@@ -383,7 +393,7 @@ impl ZoneUpstream {
     /// For balancers with fixed tables: the state's parameters of servers
     /// the upstream has; other differences are reported.
     fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        let current: Vec<String> = self.peers().into_iter().map(|p| p.name).collect();
+        let current: Vec<String> = self.static_peers().into_iter().map(|p| p.name).collect();
         let wanted: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
         if current.iter().any(|n| !wanted.contains(n)) || wanted.iter().any(|n| !current.contains(n)) {
             return Err(format!(
@@ -406,7 +416,14 @@ impl ZoneUpstream {
 
     /// The servers as a state file records them.
     pub fn server_specs(&self) -> Result<Vec<ServerSpec>, String> {
-        specs_of(&self.peers())
+        specs_of(&self.static_peers())
+    }
+
+    /// The peers of the configuration and the APIs, without those nginx's
+    /// resolver made (`server NAME resolve`), which nginx adds again after
+    /// a restart: a state file never holds them.
+    fn static_peers(&self) -> Vec<PeerView> {
+        self.peers().into_iter().filter(|p| p.resolved_from.is_none()).collect()
     }
 
     /// The most peers one list may hold: no list can have more peers than
@@ -436,6 +453,12 @@ impl ZoneUpstream {
         // SAFETY: a zone's shm starts with its slab pool.
         unsafe { (*(*self.uscf).shm_zone).shm.addr.cast() }
     }
+}
+
+/// The `peer.init` of an upstream that lost its servers at start (see
+/// [`ZoneUpstream::restore_at_start`]): every request fails with 500.
+unsafe extern "C" fn fail_request(_r: *mut ngx_http_request_t, _us: *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t {
+    NGX_ERROR as ngx_int_t
 }
 
 fn shown_name(address: &PeerAddress) -> String {

@@ -441,6 +441,12 @@ The files a C<load_module> of module NAME (as in C<--- modules>) needs with
 this nginx: in C<TEST_NGINX_MODULES_DIR>, none if C<nginx -V> says it is
 built in.  For a block that loads a module itself (with C<--- needs_modules>).
 
+=item C<nginx_at_least(VERSION)>
+
+Whether the nginx under test (C<nginx -v>) is VERSION (C<1.27.3>) or later:
+for the few behaviours that differ between nginx versions (see
+F<src/nginx/version.rs>).
+
 =back
 
 =head1 ENVIRONMENT
@@ -534,7 +540,7 @@ use Exporter ();
 our @HELPERS = qw(
     http http_get port server_port prefix data_dir conf_file
     master_pid worker_pids nginx_reload nginx_restart poll_until
-    error_log_text nginx_t block block_name module_files
+    error_log_text nginx_t block block_name module_files nginx_at_least
 );
 our @EXPORT = (qw(run_tests), @HELPERS, @Test::More::EXPORT);
 
@@ -698,6 +704,18 @@ sub _builtin_modules {
         +{ map { ($_ => 1) } grep { $v =~ /--with-\Q$_\E(?=\s|$)/ } 'debug', keys %DEBIAN_MODULES };
     };
     return $BUILTIN;
+}
+
+my $VERSION_OF_BINARY;
+
+sub nginx_at_least {
+    my ($want) = @_;
+    $VERSION_OF_BINARY //= do {
+        my $v = `'$BINARY' -v 2>&1`;
+        $v =~ m{nginx/(\d+)\.(\d+)\.(\d+)} or die "cannot tell the version of $BINARY: $v";
+        sprintf '%03d%03d%03d', $1, $2, $3;
+    };
+    return $VERSION_OF_BINARY ge sprintf('%03d%03d%03d', split /\./, $want);
 }
 
 # The files to load_module for a module of %DEBIAN_MODULES (none if built
