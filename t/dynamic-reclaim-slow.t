@@ -306,18 +306,18 @@ if (nginx_at_least('1.27.3')) {
     is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1, backends 502\n",
         '$upstream_addr names the removed peer (nginx copied its name)');
     like(error_log_text(), qr/no live upstreams while connecting to upstream/, 'logged as no live upstreams');
-    return;
+} else {
+    IO::Select->new($second)->can_read(10) or die 'the request never failed over to the second peer';
+    my $second_upstream = $second->accept or die "accept: $!";
+    ok(main::churn('', 3 * $capacity), '3 zones worth of churn after the failover: every change succeeded');
+    print $second_upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
+    close $second_upstream;
+    my $reply = do { local $/; <$client> };
+    like($reply, qr/^HTTP\/1\.1 200 .*\r\n\r\nslow done\n\z/s, 'the request completed on the second peer');
+    ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
+    is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1, 127.0.0.1:$p3 200\n",
+        '$upstream_addr names the freed peer and the second one');
 }
-IO::Select->new($second)->can_read(10) or die 'the request never failed over to the second peer';
-my $second_upstream = $second->accept or die "accept: $!";
-ok(main::churn('', 3 * $capacity), '3 zones worth of churn after the failover: every change succeeded');
-print $second_upstream "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nslow done\n";
-close $second_upstream;
-my $reply = do { local $/; <$client> };
-like($reply, qr/^HTTP\/1\.1 200 .*\r\n\r\nslow done\n\z/s, 'the request completed on the second peer');
-ok(poll_until(sub { -s prefix() . 'logs/upstream.log' }, 5, 'access log written'), 'logged');
-is(NginxTest::Files::slurp(prefix() . 'logs/upstream.log'), "127.0.0.1:$p1, 127.0.0.1:$p3 200\n",
-    '$upstream_addr names the freed peer and the second one');
 my $json = http_get('/dynamic?upstream=backends&format=json')->{body};
 my @conns = $json =~ /"conns":(\d+)/g;
 ok(@conns == 2 && !grep({ $_ != 0 } @conns), 'no remaining peer counts a connection') or diag($json);

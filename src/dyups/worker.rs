@@ -776,12 +776,18 @@ unsafe fn no_peers(r: *mut ngx_http_request_t) -> ngx_int_t {
         (*u).peer.get = Some(get_no_peer);
         (*u).peer.free = Some(free_no_peer);
         (*u).peer.tries = 1;
-        (*u).peer.data = ptr::null_mut();
+        // What get names, as nginx's balancers do when they find no peer.
+        (*u).peer.data = ptr::addr_of_mut!((*(*u).upstream).host).cast();
     }
     NGX_OK as ngx_int_t
 }
 
-unsafe extern "C" fn get_no_peer(_pc: *mut ngx_peer_connection_t, _data: *mut c_void) -> ngx_int_t {
+/// No peer: `NGX_BUSY`, the upstream's name as the peer's (nginx copies
+/// the name of a zone upstream's peer right after `get`, busy or not).
+unsafe extern "C" fn get_no_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: `data` is the upstream's `host` (no_peers), which lives as
+    // long as the cycle; `pc` is the request's peer connection.
+    unsafe { (*pc).name = data.cast() };
     NGX_BUSY as ngx_int_t
 }
 
