@@ -225,7 +225,10 @@ echo_src_dir() {
 }
 
 build_128() {
-    local dir=$REPO_ROOT/build/nginx-1.28 src stamp echo_dir args
+    local dir src stamp echo_dir args
+    # The physical path: worktrees that share build/ (a symlink) then agree
+    # on the stamp, and none rebuilds what another built.
+    dir=$(cd -P "$REPO_ROOT/build" && pwd)/nginx-1.28
     src=$(nginx_src_dir)
     [ -f "$src/src/core/nginx.h" ] || { say "nginx-src crate not found (cargo fetch)"; exit 1; }
     echo_dir=$(echo_src_dir)
