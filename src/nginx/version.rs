@@ -33,7 +33,7 @@ mod imp {
         ngx_uint_t, NGX_HTTP_UPSTREAM_MODIFY,
     };
 
-    use super::free_blocks;
+    use crate::nginx::version::free_blocks;
 
     /// nginx frees removed peers itself once no request holds them.
     pub const NGINX_FREES_REMOVED_PEERS: bool = true;
@@ -176,7 +176,7 @@ mod imp {
 
     use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_pool_t, ngx_uint_t};
 
-    use super::free_blocks;
+    use crate::nginx::version::free_blocks;
 
     /// nginx frees no removed peer: the module does
     /// ([`crate::zone::reclaim`]).
