@@ -27,6 +27,7 @@ use ngx::ffi::{
 use crate::nginx::peer_lock::ReadLocked;
 use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+use crate::nginx::version::{peer_free_locked, resolved_from, share_config};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
 /// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
@@ -45,6 +46,8 @@ struct PeerSnapshot {
     name_len: usize,
     server: [u8; SNAPSHOT_SERVER_MAX],
     server_len: usize,
+    /// The name `server NAME resolve` resolved it from, if it was.
+    resolved_from: Option<([u8; SNAPSHOT_SERVER_MAX], usize)>,
     backup: bool,
     peer: ngx_http_upstream_rr_peer_t,
 }
@@ -138,6 +141,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
         fail_timeout: p.fail_timeout,
         max_conns: p.max_conns as u64,
         backup: s.backup,
+        resolved_from: s.resolved_from.map(|(name, len)| String::from_utf8_lossy(&name[..len]).into_owned()),
         down: p.down & DOWN_ADMIN != 0,
         conns: p.conns as u64,
         fails: p.fails as u64,
@@ -165,9 +169,16 @@ unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: 
                 name_len: 0,
                 server: [0; SNAPSHOT_SERVER_MAX],
                 server_len: 0,
+                resolved_from: None,
                 backup,
                 peer: *peer,
             };
+            if let Some(from) = resolved_from(peer) {
+                let mut name = [0; SNAPSHOT_SERVER_MAX];
+                let len = from.len().min(name.len());
+                name[..len].copy_from_slice(&from[..len]);
+                snapshot.resolved_from = Some((name, len));
+            }
             snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
             snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
             out.push(snapshot); // within capacity: no allocation
@@ -392,7 +403,7 @@ pub unsafe fn unlink_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ng
     }
 }
 
-/// A new backup list shares the primary's pool and name.
+/// A new backup list shares the primary's pool, name and generation word.
 ///
 /// # Safety
 /// `list` is fresh zeroed slab memory; the primary list is write-locked.
@@ -401,6 +412,7 @@ pub unsafe fn init_backup_list(list: *mut ngx_http_upstream_rr_peers_t, primary:
     unsafe {
         (*list).shpool = (*primary).shpool;
         (*list).name = (*primary).name;
+        share_config(list, primary);
     }
 }
 
@@ -488,33 +500,16 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
 /// Frees a chain of peers linked by `next`.
 ///
 /// # Safety
-/// The caller holds the slab mutex; no request can reach the peers.
+/// The caller holds the slab mutex; no request can reach the peers (so
+/// none holds them: each is freed at once).
 pub unsafe fn free_chain(pool: *mut ngx_slab_pool_t, mut peer: *mut ngx_http_upstream_rr_peer_t) {
     // SAFETY: per the contract.
     unsafe {
         while !peer.is_null() {
             let next = (*peer).next;
-            free_peer(pool, peer);
+            peer_free_locked(pool, peer);
             peer = next;
         }
-    }
-}
-
-/// Frees a peer's blocks: what the zone module and [`alloc_peer`]
-/// allocated, plus the TLS session nginx may have cached in it.
-///
-/// # Safety
-/// The caller holds the slab mutex; no request can reach `peer` any more.
-pub unsafe fn free_peer(pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) {
-    // SAFETY: per the contract.
-    unsafe {
-        let p = &mut *peer;
-        for block in [p.ssl_session, p.server.data.cast(), p.name.data.cast(), p.sockaddr.cast()] {
-            if !block.is_null() {
-                ngx_slab_free_locked(pool, block);
-            }
-        }
-        ngx_slab_free_locked(pool, peer.cast());
     }
 }
 
