@@ -27,7 +27,7 @@ use ngx::ffi::{
 use crate::nginx::peer_lock::ReadLocked;
 use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::nginx::version::{peer_free_locked, resolved_from, share_config};
+use crate::nginx::version::{bump_config, peer_free_locked, resolved_from, share_config};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
 /// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
@@ -228,16 +228,16 @@ pub unsafe fn update_peer(
     // SAFETY: per the contract.
     unsafe {
         if set_params(peer, params, down) {
-            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
-            restart_smooth_weights(list);
+            set_changed(list);
+        } else {
+            recount(list);
         }
-        recount(list);
     }
 }
 
 /// Changes one peer's parameters, leaving the list's counters to the
-/// caller ([`recount`], and [`restart_smooth_weights`] when this answers
-/// that a weight changed).
+/// caller ([`recount`], or [`set_changed`] when this answers that its
+/// weight changed).
 ///
 /// # Safety
 /// `peer` is in a list whose write lock the caller holds.
@@ -245,6 +245,7 @@ unsafe fn set_params(peer: *mut ngx_http_upstream_rr_peer_t, params: &PeerParams
     // SAFETY: per the contract.
     unsafe {
         let p = &mut *peer;
+        let weight_changed = params.weight.is_some_and(|w| w != p.weight as u64);
         if let Some(weight) = params.weight {
             p.weight = weight as _;
             p.effective_weight = weight as _;
@@ -267,15 +268,16 @@ unsafe fn set_params(peer: *mut ngx_http_upstream_rr_peer_t, params: &PeerParams
                 p.checked = 0;
             }
         }
-        params.weight.is_some()
+        weight_changed
     }
 }
 
 /// Edits `list` in one pass, for a change of many peers at once: gives
 /// each peer the parameters `params` answers for it, unlinks those `keep`
 /// refuses (handing each to `removed`), appends `added` in order, then
-/// recounts the list and restarts its smooth weighting once (work linear
-/// in the peers, where a peer-by-peer edit would walk the list per peer).
+/// recounts the list, and [`set_changed`] once if the set or a weight
+/// changed (work linear in the peers, where a peer-by-peer edit would walk
+/// the list per peer).
 ///
 /// # Safety
 /// The caller holds `list`'s write lock; `added` are complete unlinked
@@ -289,16 +291,18 @@ pub unsafe fn edit_list<'p>(
 ) {
     // SAFETY: per the contract.
     unsafe {
+        let mut changed = false;
         let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
         while !(*link).is_null() {
             let peer = *link;
             if !keep(peer) {
                 *link = (*peer).next;
                 removed(peer);
+                changed = true;
                 continue;
             }
             if let Some((params, down)) = params(peer) {
-                set_params(peer, params, down);
+                changed |= set_params(peer, params, down);
             }
             link = &mut (*peer).next;
         }
@@ -306,9 +310,13 @@ pub unsafe fn edit_list<'p>(
             (*peer).next = ptr::null_mut();
             *link = peer;
             link = &mut (*peer).next;
+            changed = true;
         }
-        recount(list);
-        restart_smooth_weights(list);
+        if changed {
+            set_changed(list);
+        } else {
+            recount(list);
+        }
     }
 }
 
@@ -355,6 +363,26 @@ unsafe fn restart_smooth_weights(list: *mut ngx_http_upstream_rr_peers_t) {
     }
 }
 
+/// The one place every change of a list's set of peers or of a weight
+/// goes through: recounts the list, restarts its smooth weighting, and
+/// moves nginx's generation word ([`bump_config`]: from 1.27.3 on, a
+/// request that started before gets no further peer from the list, so it
+/// never indexes a longer list with its `tried` bitmap, and `random` and
+/// `hash ... consistent` rebuild their tables). Not for `down` or the other
+/// parameters: that would fail in-flight requests' next tries for nothing.
+///
+/// # Safety
+/// The caller holds `list`'s write lock (and its primary's, which shares
+/// the word).
+pub unsafe fn set_changed(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        recount(list);
+        restart_smooth_weights(list);
+        bump_config(list);
+    }
+}
+
 /// `single` tells the balancer there is exactly one peer and no backup to
 /// fall back to; nginx then never marks that peer failed.
 ///
@@ -380,8 +408,7 @@ pub unsafe fn append_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ng
         }
         (*peer).next = ptr::null_mut();
         *link = peer;
-        recount(list);
-        restart_smooth_weights(list);
+        set_changed(list);
     }
 }
 
@@ -398,8 +425,7 @@ pub unsafe fn unlink_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ng
             }
             link = &mut (**link).next;
         }
-        recount(list);
-        restart_smooth_weights(list);
+        set_changed(list);
     }
 }
 

@@ -57,12 +57,13 @@ mod imp {
     /// further peer from it).
     ///
     /// # Safety
-    /// The caller holds the write locks of `primary` (and its backup list).
-    pub unsafe fn bump_config(primary: *mut ngx_http_upstream_rr_peers_t) {
+    /// The caller holds the write lock of `list` (a zone list) or `list` is
+    /// unreached (a registry list being built).
+    pub unsafe fn bump_config(list: *mut ngx_http_upstream_rr_peers_t) {
         // SAFETY: per the contract; the word is nginx's (zone lists) or the
         // registry list's, changed under the list's write lock.
         unsafe {
-            let config = (*primary).config;
+            let config = (*list).config;
             if !config.is_null() {
                 *config = (*config).wrapping_add(1);
             }
@@ -198,7 +199,7 @@ mod imp {
     ///
     /// # Safety
     /// None needed; kept for the callers' uniformity.
-    pub unsafe fn bump_config(_primary: *mut ngx_http_upstream_rr_peers_t) {}
+    pub unsafe fn bump_config(_list: *mut ngx_http_upstream_rr_peers_t) {}
 
     /// No generation word.
     ///

@@ -22,13 +22,13 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_list::{
-    alloc_peer, append_peer, edit_list, find_peer, free_chain, init_backup_list, peers_of, recount, set_single,
+    alloc_peer, append_peer, edit_list, find_peer, free_chain, init_backup_list, peers_of, set_changed, set_single,
     unlink_peer, update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::nginx::version::{bump_config, peer_free_locked, resolved_from};
+use crate::nginx::version::{peer_free_locked, resolved_from};
 use crate::zone::ids::ensure_ids;
 
 /// Why an edit made under the locks was refused; the caller writes the
@@ -254,7 +254,6 @@ pub unsafe fn remove_locked(
         let name = PeerName::of(peer);
         unlink_peer(list, peer);
         set_single(primary);
-        bump_config(primary);
         retire(peer);
         counters.bump();
         Ok(name)
@@ -322,7 +321,7 @@ pub unsafe fn replace_peers(
             // say so.
             for list in [primary, (*primary).next] {
                 if !list.is_null() {
-                    recount(list);
+                    set_changed(list);
                 }
             }
             set_single(primary);
@@ -382,10 +381,9 @@ unsafe fn link_peers<'a>(
             // The resolved peers the list kept follow the new ones.
             *tails[chain] = (*list).peer;
             (*list).peer = heads[chain];
-            recount(list);
+            set_changed(list);
         }
         set_single(primary);
-        bump_config(primary);
         true
     }
 }
