@@ -10,6 +10,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Dns;
 use NginxTest::Files;
+use NginxTest::PlusApi;
 
 plan skip_all => 'server ... resolve exists from nginx 1.27.3 on' unless nginx_at_least('1.27.3');
 
@@ -103,5 +104,46 @@ nginx_reload();
 main::resolved(main::line($p1) . main::line($p3) . main::line($p2), 'after the reload');
 is(main::slurp(data_dir() . '/backends.state'), $main::HEADER . main::line($p1) . main::line($p3),
    'the state file still holds the static peers only');
+--- allow_error_log
+could not be resolved
+
+
+
+=== TEST 3: the NGINX Plus API follows the same rules: PATCH and DELETE of a resolved peer by ID are 409, POST of its address 409, and a PUT replaces the static peers only
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2), 'start');
+my $servers = main::plus_json(http_get('/api/9/http/upstreams/backends/servers'), 200, 'GET');
+is_deeply([map { "$_->{id} $_->{server}" } @$servers], ["0 127.0.0.1:$p1", "1 backend.test:$p2"],
+          'the resolved peer is listed with its server line (as NGINX Plus does) and the next free ID');
+my $reason = "server 127.0.0.1:$p2 of upstream \"backends\" was resolved from \"backend.test\" by nginx "
+           . "(server ... resolve): nginx adds and removes it; change the configuration's server line instead";
+main::plus_error(http('PATCH', '/api/9/http/upstreams/backends/servers/1', '{"weight":3}'), 409, 'ServerResolved',
+                 $reason, 'PATCH');
+main::plus_error(http('DELETE', '/api/9/http/upstreams/backends/servers/1'), 409, 'ServerResolved', $reason, 'DELETE');
+main::plus_error(http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p2"})), 409,
+                 'EntryExists', "server 127.0.0.1:$p2 already exists in upstream \"backends\"", 'POST of its address');
+my $r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2"}]));
+main::plus_error($r, 409, 'ServerResolved', $reason, 'PUT naming the resolved peer');
+is(main::verbose(), main::line($p1) . main::line($p2), 'nothing changed');
+
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p3"}]));
+my $put = main::plus_json($r, 200, 'PUT of the static peers');
+is_deeply([map { "$_->{id} $_->{server}" } @$put], ["1 backend.test:$p2", "2 127.0.0.1:$p3"],
+          'the answer shows the resolved peer kept and the new static one');
+is(main::verbose(), main::line($p2) . main::line($p3), 'the resolved peer was neither removed nor duplicated');
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p3"}]));
+is($r->{headers}{'x-upstream-changed'}, 'false', 'the same static peers again: no change');
 --- allow_error_log
 could not be resolved

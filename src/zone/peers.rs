@@ -46,7 +46,7 @@ pub enum Refusal {
         backup: bool,
     },
     /// nginx's resolver made this peer (`server NAME resolve`).
-    Resolved,
+    Resolved(PeerName),
 }
 
 /// The peer an edit is about: by address, or by its server ID (resolved
@@ -59,6 +59,7 @@ pub enum Target<'a> {
 }
 
 /// A peer's name copied out under the locks (no allocation there).
+#[derive(Debug, Clone, Copy)]
 pub struct PeerName {
     bytes: [u8; SOCKADDR_STRLEN],
     len: usize,
@@ -101,7 +102,7 @@ pub unsafe fn update_locked(
         let _locks = ListsWriteLocked::new(primary);
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if resolved_from(peer).is_some() {
-            return Err(Refusal::Resolved);
+            return Err(Refusal::Resolved(PeerName::of(peer)));
         }
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         // Copied into a fixed-size value: nothing allocates under the locks.
@@ -245,7 +246,7 @@ pub unsafe fn remove_locked(
 
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if resolved_from(peer).is_some() {
-            return Err(Refusal::Resolved);
+            return Err(Refusal::Resolved(PeerName::of(peer)));
         }
         if list == primary && (*primary).number == 1 {
             return Err(Refusal::LastPeer);

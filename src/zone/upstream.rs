@@ -361,11 +361,48 @@ impl ZoneUpstream {
     /// IDs (init_module, before any worker can reach the lists).
     pub fn start_ids(&self, revision: u64) {
         self.counters().revision.store(revision, core::sync::atomic::Ordering::Relaxed);
+        self.give_ids();
+    }
+
+    /// Gives the peers without an ID the next free ones: those nginx's
+    /// resolver added since the last change (`server NAME resolve`, nginx
+    /// 1.27.3 and later), before the NGINX Plus API lists them.
+    pub fn give_ids(&self) {
         // SAFETY: the zone's lists, under both write locks.
         unsafe {
             let _locks = ListsWriteLocked::new(self.primary());
             ensure_ids(self.primary(), self.counters());
         }
+    }
+
+    /// The answer to a change of the peer `server` that nginx's resolver
+    /// made.
+    fn resolved_conflict(&self, server: &str) -> ApiError {
+        let from = self.peers().into_iter().find(|p| p.name == server).and_then(|p| p.resolved_from);
+        ApiError::conflict(
+            "server_resolved",
+            format!(
+                "server {server} of upstream \"{}\" was resolved from \"{}\" by nginx (server ... resolve): \
+                 nginx adds and removes it; change the configuration's server line instead",
+                self.name(),
+                from.unwrap_or_default()
+            ),
+        )
+    }
+
+    /// Refuses a declarative replace whose `desired` servers name a peer
+    /// nginx's resolver made: the replace is about the static peers, and
+    /// the resolved ones stay nginx's (409, as changing them).
+    pub fn check_not_resolved(&self, desired: &[ServerSpec]) -> Result<(), ApiError> {
+        let resolved: Vec<String> =
+            self.peers().into_iter().filter(|p| p.resolved_from.is_some()).map(|p| p.name).collect();
+        for spec in desired {
+            let name = String::from_utf8_lossy(PeerAddress::new(&spec.address).name()).into_owned();
+            if resolved.contains(&name) {
+                return Err(self.resolved_conflict(&name));
+            }
+        }
+        Ok(())
     }
 
     /// The answer to an edit refused under the locks, about `server`.
@@ -398,19 +435,7 @@ impl ZoneUpstream {
                 "server_not_found",
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
-            Refusal::Resolved => {
-                let name =
-                    self.peers().into_iter().find(|p| p.name == server.to_string()).and_then(|p| p.resolved_from);
-                ApiError::conflict(
-                    "server_resolved",
-                    format!(
-                        "server {server} of upstream \"{}\" was resolved from \"{}\" by nginx (server ... resolve): \
-                         nginx adds and removes it; change the configuration's server line instead",
-                        self.name(),
-                        name.unwrap_or_default()
-                    ),
-                )
-            }
+            Refusal::Resolved(name) => self.resolved_conflict(&String::from_utf8_lossy(name.as_bytes())),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
