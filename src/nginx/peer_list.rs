@@ -27,7 +27,7 @@ use ngx::ffi::{
 use crate::nginx::peer_lock::ReadLocked;
 use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::nginx::version::{bump_config, peer_free_locked, resolved_from, share_config};
+use crate::nginx::version::{bump_config, free_peer_now, resolved_from, share_config};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
 /// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
@@ -523,17 +523,18 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
     }
 }
 
-/// Frees a chain of peers linked by `next`.
+/// Frees a chain of peers linked by `next`, each at once (not nginx's
+/// `refs` rule: no request holds them, and the module never makes a peer
+/// of a list it frees whole a zombie that nginx would free too).
 ///
 /// # Safety
-/// The caller holds the slab mutex; no request can reach the peers (so
-/// none holds them: each is freed at once).
+/// The caller holds the slab mutex; no request can reach the peers.
 pub unsafe fn free_chain(pool: *mut ngx_slab_pool_t, mut peer: *mut ngx_http_upstream_rr_peer_t) {
     // SAFETY: per the contract.
     unsafe {
         while !peer.is_null() {
             let next = (*peer).next;
-            peer_free_locked(pool, peer);
+            free_peer_now(pool, peer);
             peer = next;
         }
     }

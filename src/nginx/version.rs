@@ -33,7 +33,7 @@ mod imp {
         ngx_uint_t, NGX_HTTP_UPSTREAM_MODIFY,
     };
 
-    use crate::nginx::version::free_blocks;
+    use crate::nginx::version::free_peer_now;
 
     /// nginx frees removed peers itself once no request holds them.
     pub const NGINX_FREES_REMOVED_PEERS: bool = true;
@@ -128,7 +128,7 @@ mod imp {
                 (*peer).set_zombie(1);
                 return false;
             }
-            free_blocks(pool, peer);
+            free_peer_now(pool, peer);
         }
         true
     }
@@ -177,7 +177,7 @@ mod imp {
 
     use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_pool_t, ngx_uint_t};
 
-    use crate::nginx::version::free_blocks;
+    use crate::nginx::version::free_peer_now;
 
     /// nginx frees no removed peer: the module does
     /// ([`crate::zone::reclaim`]).
@@ -228,7 +228,7 @@ mod imp {
     /// `peer` any more.
     pub unsafe fn peer_free_locked(pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) -> bool {
         // SAFETY: per the contract.
-        unsafe { free_blocks(pool, peer) };
+        unsafe { free_peer_now(pool, peer) };
         true
     }
 
@@ -260,11 +260,14 @@ mod imp {
 /// Frees a peer's blocks: what the zone module and
 /// [`crate::nginx::peer_list::alloc_peer`] allocate, plus the TLS session
 /// nginx may have cached in it (`ngx_http_upstream_rr_peer_free_locked`'s
-/// list; a resolved peer's `host` is its template's).
+/// list; a resolved peer's `host` is its template's). For a peer no
+/// request can hold (never published, or of a dyups list no request holds
+/// any more: the module never makes those zombies), whatever nginx's
+/// version; [`peer_free_locked`] for a zone peer just unlinked.
 ///
 /// # Safety
 /// The caller holds the slab mutex; no request can reach `peer` any more.
-unsafe fn free_blocks(pool: *mut ngx::ffi::ngx_slab_pool_t, peer: *mut ngx::ffi::ngx_http_upstream_rr_peer_t) {
+pub unsafe fn free_peer_now(pool: *mut ngx::ffi::ngx_slab_pool_t, peer: *mut ngx::ffi::ngx_http_upstream_rr_peer_t) {
     // SAFETY: per the contract.
     unsafe {
         let p = &mut *peer;

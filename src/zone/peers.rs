@@ -28,7 +28,7 @@ use crate::nginx::peer_list::{
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::nginx::version::{peer_free_locked, resolved_from};
+use crate::nginx::version::{free_peer_now, peer_free_locked, resolved_from};
 use crate::zone::ids::ensure_ids;
 
 /// Why an edit made under the locks was refused; the caller writes the
@@ -438,7 +438,7 @@ pub unsafe fn replace_locked(
                 }
                 None => {
                     for &peer in new_peers.iter() {
-                        peer_free_locked(slab.pool(), peer);
+                        free_peer_now(slab.pool(), peer);
                     }
                     if !backup_list.is_null() {
                         ngx_slab_free_locked(slab.pool(), backup_list.cast());
