@@ -46,7 +46,7 @@ pub enum Refusal {
         backup: bool,
     },
     /// nginx's resolver made this peer (`server NAME resolve`).
-    Resolved(PeerName),
+    Resolved,
 }
 
 /// The peer an edit is about: by address, or by its server ID (resolved
@@ -59,7 +59,6 @@ pub enum Target<'a> {
 }
 
 /// A peer's name copied out under the locks (no allocation there).
-#[derive(Debug, Clone, Copy)]
 pub struct PeerName {
     bytes: [u8; SOCKADDR_STRLEN],
     len: usize,
@@ -102,7 +101,7 @@ pub unsafe fn update_locked(
         let _locks = ListsWriteLocked::new(primary);
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if resolved_from(peer).is_some() {
-            return Err(Refusal::Resolved(PeerName::of(peer)));
+            return Err(Refusal::Resolved);
         }
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         // Copied into a fixed-size value: nothing allocates under the locks.
@@ -138,6 +137,18 @@ pub unsafe fn find_in_lists(
             };
             peer.map(|peer| (list, peer))
         })
+    }
+}
+
+/// The name of the peer `target`, if there is one.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+pub unsafe fn name_of(primary: *mut ngx_http_upstream_rr_peers_t, target: Target) -> Option<PeerName> {
+    // SAFETY: per the contract; the peer is read under the lists' locks.
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+        find_in_lists(primary, target).map(|(_, peer)| PeerName::of(peer))
     }
 }
 
@@ -246,7 +257,7 @@ pub unsafe fn remove_locked(
 
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if resolved_from(peer).is_some() {
-            return Err(Refusal::Resolved(PeerName::of(peer)));
+            return Err(Refusal::Resolved);
         }
         if list == primary && (*primary).number == 1 {
             return Err(Refusal::LastPeer);

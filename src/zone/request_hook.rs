@@ -38,20 +38,9 @@ use ngx::ffi::{
 use crate::nginx::entry::request_guard;
 use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
 use crate::zone::reclaim::ZoneState;
-use crate::zone::upstream::{srv_conf, SrvConf};
+use crate::zone::upstream::{srv_conf, Hook, SrvConf};
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
-
-/// What [`init_zone_peer`] does for each request of a zone upstream.
-#[derive(Clone, Copy)]
-pub struct Hook {
-    /// Detach the peer's name at `free` and enlarge the `tried` bitmap
-    /// (see the module comment).
-    pub guard: bool,
-    /// The request's `peer.free`: the balancer's, after the guard's name
-    /// copy and/or counting the attempt ([`crate::nginx::peer_stats`]).
-    pub free: ngx_event_free_peer_pt,
-}
 
 /// Whether zone upstreams' requests go through [`init_zone_peer`], and what
 /// for: the one place that decides it (anything else a request must do for

@@ -26,11 +26,10 @@ use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
-    add_locked, max_peers_for_zone, remove_locked, replace_locked, replace_peers, update_locked, Lost, PeerName,
-    Refusal, Replaced, Target,
+    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, replace_peers, update_locked, Lost,
+    PeerName, Refusal, Replaced, Target,
 };
 use crate::zone::reclaim::ZoneState;
-use crate::zone::request_hook::Hook;
 use crate::Module;
 
 /// Per-`upstream {}` block settings (also created for every `server {}`,
@@ -60,6 +59,17 @@ pub struct SrvConf {
     pub check: Option<CheckConf>,
     /// What the request hook does (at start; none: not installed).
     pub hook: Option<Hook>,
+}
+
+/// What the request hook does for each request of a zone upstream
+/// ([`crate::zone::request_hook::needed`]).
+#[derive(Clone, Copy)]
+pub struct Hook {
+    /// Detach the peer's name at `free` and enlarge the `tried` bitmap.
+    pub guard: bool,
+    /// The request's `peer.free`: the balancer's, after the guard's name
+    /// copy and/or counting the attempt ([`crate::nginx::peer_stats`]).
+    pub free: ngx_event_free_peer_pt,
 }
 
 impl Default for SrvConf {
@@ -327,6 +337,12 @@ impl ZoneUpstream {
             Refusal::NotFound => {
                 ApiError::not_found("server_not_found", format!("server with ID \"{id}\" does not exist"))
             }
+            Refusal::Resolved => {
+                // SAFETY: the primary list of a zone upstream.
+                let name = unsafe { name_of(self.primary(), Target::Id(id)) };
+                let name = name.map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+                self.resolved_conflict(&name.unwrap_or_else(|| format!("with ID {id}")))
+            }
             other => self.refused(other, &format_args!("with ID {id}")),
         }
     }
@@ -435,7 +451,7 @@ impl ZoneUpstream {
                 "server_not_found",
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
-            Refusal::Resolved(name) => self.resolved_conflict(&String::from_utf8_lossy(name.as_bytes())),
+            Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(

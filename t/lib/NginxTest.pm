@@ -447,6 +447,10 @@ Whether the nginx under test (C<nginx -v>) is VERSION (C<1.27.3>) or later:
 for the few behaviours that differ between nginx versions (see
 F<src/nginx/version.rs>).
 
+=item C<nginx_version()>
+
+The version of the nginx under test (C<nginx -v>), e.g. C<1.28.3>.
+
 =back
 
 =head1 ENVIRONMENT
@@ -540,7 +544,7 @@ use Exporter ();
 our @HELPERS = qw(
     http http_get port server_port prefix data_dir conf_file
     master_pid worker_pids nginx_reload nginx_restart poll_until
-    error_log_text nginx_t block block_name module_files nginx_at_least
+    error_log_text nginx_t block block_name module_files nginx_at_least nginx_version
 );
 our @EXPORT = (qw(run_tests), @HELPERS, @Test::More::EXPORT);
 
@@ -708,14 +712,19 @@ sub _builtin_modules {
 
 my $VERSION_OF_BINARY;
 
-sub nginx_at_least {
-    my ($want) = @_;
+sub nginx_version {
     $VERSION_OF_BINARY //= do {
         my $v = `'$BINARY' -v 2>&1`;
-        $v =~ m{nginx/(\d+)\.(\d+)\.(\d+)} or die "cannot tell the version of $BINARY: $v";
-        sprintf '%03d%03d%03d', $1, $2, $3;
+        $v =~ m{nginx/(\d+\.\d+\.\d+)} or die "cannot tell the version of $BINARY: $v";
+        $1;
     };
-    return $VERSION_OF_BINARY ge sprintf('%03d%03d%03d', split /\./, $want);
+    return $VERSION_OF_BINARY;
+}
+
+sub nginx_at_least {
+    my ($want) = @_;
+    my $number = sub { sprintf '%03d%03d%03d', split /\./, $_[0] };
+    return $number->(nginx_version()) ge $number->($want);
 }
 
 # The files to load_module for a module of %DEBIAN_MODULES (none if built
