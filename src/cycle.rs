@@ -6,7 +6,8 @@
 //! * `init_module` (in the master, after the shared zones exist and before
 //!   the workers fork): for every zone upstream, classify its balancer,
 //!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
-//!   with [`crate::zone::request_hook`] where that is needed. Workers inherit all of it.
+//!   with [`crate::zone::request_hook`] where that is needed. Workers
+//!   inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer.
 
 use ngx::ffi::{
