@@ -6,12 +6,13 @@ REPO_ROOT=$PWD
 NGINX_BIN=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 
 # Builds the module with the given cargo profile (dev or release) and prints
-# the path of the .so.
+# the path of the .so (under CARGO_TARGET_DIR when that is set, as
+# scripts/build.sh does for nginx versions other than 1.22).
 build_module() {
     local profile=$1 dir=debug
     [ "$profile" = release ] && dir=release
     cargo build --locked --profile "$profile" -p nginx-dynamic-upstream >&2
-    echo "$REPO_ROOT/target/$dir/libngx_http_dynamic_upstream_module.so"
+    echo "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$dir/libngx_http_dynamic_upstream_module.so"
 }
 
 # Prints a port P such that P .. P+COUNT-1 are all free on 127.0.0.1,

@@ -47,6 +47,7 @@ packages=(
     protobuf-compiler                    # protoc: the etcd client's build (agent/)
     etcd-server etcd-client              # scripts/test-etcd.sh (the ndu-sync agent)
     build-essential pkg-config
+    debootstrap patchelf                 # scripts/build.sh --nginx 1.26: Debian 13's nginx
 )
 
 missing=()

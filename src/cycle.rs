@@ -6,7 +6,8 @@
 //! * `init_module` (in the master, after the shared zones exist and before
 //!   the workers fork): for every zone upstream, classify its balancer,
 //!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
-//!   with [`crate::zone::request_hook`]. Workers inherit all of it.
+//!   with [`crate::zone::request_hook`] where that is needed. Workers
+//!   inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer.
 
 use ngx::ffi::{
@@ -28,7 +29,7 @@ use crate::ops::state_files;
 use crate::zone::health;
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
-use crate::zone::request_hook::{free_hook, init_zone_peer};
+use crate::zone::request_hook::{self, init_zone_peer};
 use crate::zone::upstream::{srv_conf, ZoneUpstream};
 use crate::Module;
 use dynamic_upstream_core::Balancer;
@@ -114,11 +115,13 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                     continue;
                 }
                 srv.max_peers_per_list = max_peers_for_zone((*zone).shm.size);
-                srv.original_init = (*uscf).peer.init;
                 // Statistics read the balancer's request data: nginx's own
                 // balancers only.
-                srv.free_hook = free_hook(main.stats && !matches!(srv.balancer, Balancer::Other { .. }));
-                (*uscf).peer.init = Some(init_zone_peer);
+                srv.hook = request_hook::needed(main.stats && !matches!(srv.balancer, Balancer::Other { .. }));
+                if srv.hook.is_some() {
+                    srv.original_init = (*uscf).peer.init;
+                    (*uscf).peer.init = Some(init_zone_peer);
+                }
             }
             // Restored run-time upstreams and zone peers get their health
             // records there.

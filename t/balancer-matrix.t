@@ -16,7 +16,7 @@
 use lib 't/lib';
 use NginxTest;
 use HttpClient;
-use NginxTest::QueryApi qw(set_change_refused);
+use NginxTest::QueryApi qw(set_change_refused tables_fixed);
 use POSIX ();
 
 my $ROUNDS = $ENV{TEST_NGINX_MATRIX_ROUNDS} // 3;
@@ -29,7 +29,7 @@ my @BALANCERS = (
     [rnd   => 'random;'],
     [rnd2  => 'random two least_conn;'],
 );
-my %FIXED = map { $_ => 1 } qw(chash rnd rnd2);          # add/remove/weight: 409
+my %FIXED = tables_fixed() ? map { $_ => 1 } qw(chash rnd rnd2) : ();  # add/remove/weight: 409
 my %BACKUP = map { $_ => 1 } qw(rr lc);                  # backup servers allowed
 my %NAME = (rr => 'round-robin', lc => 'least_conn', iph => 'ip_hash', hash => 'hash',
             chash => 'consistent hash', rnd => 'random', rnd2 => 'random');

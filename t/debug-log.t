@@ -7,6 +7,7 @@ run_tests();
 __DATA__
 
 === TEST 1: workers run the dyups sync timer at debug log level
+--- needs_debug
 --- log_level: debug
 --- http_config
 dyups_read_msg_timeout 100ms;

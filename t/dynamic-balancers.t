@@ -1,11 +1,13 @@
 # dynamic_upstream on each load balancer: least_conn, ip_hash and hash $arg_key
 # accept down/up, add, remove and weight (the list shows them, the traffic
 # follows); hash ... consistent and random refuse add/remove/weight with 409
-# but accept down/up, max_fails, fail_timeout and max_conns.
+# but accept down/up, max_fails, fail_timeout and max_conns where nginx
+# computes their tables once (before 1.27.3), and follow every change where
+# it rebuilds them (1.27.3 and later).
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Traffic;
-use NginxTest::QueryApi qw(set_change_refused);
+use NginxTest::QueryApi qw(set_change_refused tables_fixed);
 
 # by_key(KEYS): for hash $arg_key: { key => port answering /?key=KEY }.
 sub by_key {
@@ -66,6 +68,55 @@ sub fixed_behind_keepalive {
     api('backends', "server=127.0.0.1:$p[0]&up=");
     $s = spread(50, $uri_of);
     is(($s->{ $p[0] } // 0) + ($s->{ $p[1] } // 0), 50, 'up: all answered by live peers') or diag(explain($s));
+}
+
+# follows_changes(KEYED) (nginx 1.27.3 and later, hash ... consistent
+# and random on "backends", peers on ports 1-3): an added peer (port 4)
+# gets traffic, a removed peer no more; with KEYED (hash $arg_key
+# consistent) down/up brings every key back to its peer and a weight
+# change moves keys (the list's generation moved: every worker rebuilt its
+# table).
+sub follows_changes {
+    my ($keyed) = @_;
+    my $uri_of = sub { "/?key=k$_[0]" };
+    my @p = map { port($_) } 1 .. 4;
+    my @keys = map { "k$_" } 1 .. 40;
+    is(http_get('/')->{status}, 200, 'one request builds the worker\'s table');
+    api('backends', "add=&server=127.0.0.1:$p[3]");
+    my $s = spread(80, $uri_of);
+    ok($s->{ $p[3] }, 'the added peer gets traffic') or diag(explain($s));
+    my $before = by_key(@keys);
+    api('backends', "server=127.0.0.1:$p[1]&down=");
+    api('backends', "server=127.0.0.1:$p[1]&up=");
+    is_deeply(by_key(@keys), $before, 'down and up: every key back on its peer') if $keyed;
+    api('backends', "server=127.0.0.1:$p[0]&weight=5");
+    my $after = by_key(@keys);
+    ok((grep { $after->{$_} ne $before->{$_} } @keys), 'a weight change moves keys') or diag(explain($after))
+        if $keyed;
+    api('backends', "remove=&server=127.0.0.1:$p[3]");
+    is(http_get('/dynamic?upstream=backends&verbose=')->{body},
+       "server 127.0.0.1:$p[0] weight=5 max_fails=1 fail_timeout=10;\n" . vline($p[1]) . vline($p[2]), 'listed');
+    $s = spread(60, $uri_of);
+    is(($s->{ $p[0] } // 0) + ($s->{ $p[1] } // 0) + ($s->{ $p[2] } // 0), 60, 'the removed peer gets nothing')
+        or diag(explain($s));
+}
+
+# follows_behind_keepalive([URI_OF]) (nginx 1.27.3 and later): as
+# fixed_behind_keepalive, but adds (50), and their removals, are accepted.
+sub follows_behind_keepalive {
+    my ($uri_of) = @_;
+    my @p = map { port($_) } 1 .. 2;
+    is(http_get('/')->{status}, 200, 'one request builds the worker\'s table');
+    my @dead = dead_ports(50);
+    my %answers;
+    $answers{ http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$_")->{status} }++ for @dead;
+    is_deeply(\%answers, { 200 => 50 }, '50 adds accepted (what the 64k zone holds)');
+    %answers = ();
+    $answers{ http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$_")->{status} }++ for @dead;
+    is_deeply(\%answers, { 200 => 50 }, '50 removes accepted');
+    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, join('', map { vline($_) } @p), 'the two peers left');
+    my $s = spread(300, $uri_of);
+    is(($s->{ $p[0] } // 0) + ($s->{ $p[1] } // 0), 300, 'every request answered by a live peer') or diag(explain($s));
 }
 
 # past_64th_peer(UPSTREAMS): on each upstream (proxied at /NAME/, one live
@@ -330,7 +381,7 @@ cmp_ok($cw{ $p[3] } // 0, '>=', 40, 'the weight=20 peer (of 22) gets most of the
 
 
 
-=== TEST 6: hash ... consistent: add, remove and weight answer 409; down/up and the other parameters work
+=== TEST 6: hash ... consistent: add, remove and weight answer 409 (nginx ≥ 1.27.3: follow them); down/up and the other parameters work
 --- http_config
 upstream backends {
     hash $arg_key consistent;
@@ -343,43 +394,48 @@ server {
     listen 127.0.0.1:$TEST_NGINX_PORT_1;
     listen 127.0.0.1:$TEST_NGINX_PORT_2;
     listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
     return 200 "$server_port\n";
 }
 --- config
 location /dynamic { dynamic_upstream; }
 location / { proxy_pass http://backends; }
 --- perl
-my @p = map { port($_) } 1 .. 4;
-my $list = join '', map { main::vline($_) } @p[0 .. 2];
-my $conflict = qr/\A409 Conflict: upstream "backends" uses the consistent hash balancer, which computes its table once at start on nginx 1\.22: adding, removing or re-weighting peers is refused \(down, up, max_fails, fail_timeout and max_conns work\)\n\z/;
-for my $q ("add=&server=127.0.0.1:$p[3]", "add=&server=127.0.0.1:$p[3]&weight=2",
-           "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
-           "server=127.0.0.1:$p[2]&weight=2&down=") {
-    my $r = main::api('backends', $q, 409);
-    like($r->{body}, $conflict, "$q: reason");
-    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
+if (!main::tables_fixed()) {
+    main::follows_changes(1);
+} else {
+    my @p = map { port($_) } 1 .. 4;
+    my $list = join '', map { main::vline($_) } @p[0 .. 2];
+    my $conflict = qr/\A409 Conflict: upstream "backends" uses the consistent hash balancer, which computes its table once at start on this nginx \(before 1\.27\.3\): adding, removing or re-weighting peers is refused \(down, up, max_fails, fail_timeout and max_conns work\)\n\z/;
+    for my $q ("add=&server=127.0.0.1:$p[3]", "add=&server=127.0.0.1:$p[3]&weight=2",
+               "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
+               "server=127.0.0.1:$p[2]&weight=2&down=") {
+        my $r = main::api('backends', $q, 409);
+        like($r->{body}, $conflict, "$q: reason");
+        is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
+    }
+
+    my @keys = map { "k$_" } 1 .. 40;
+    my $map = main::by_key(@keys);
+    is_deeply(main::by_key(@keys), $map, 'keys stick');
+    my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+    is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
+    my $after = main::by_key(@keys);
+    ok(!(grep { $_ eq $p[0] } values %$after), 'no key reaches the down peer');
+    main::api('backends', "server=127.0.0.1:$p[0]&up=");
+    is_deeply(main::by_key(@keys), $map, 'up: keys back');
+
+    $r = main::api('backends', "server=127.0.0.1:$p[1]&max_fails=3&fail_timeout=20&max_conns=50");
+    is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
+                 . main::vline($p[2]), 'max_fails, fail_timeout, max_conns accepted');
+    $r = main::api('backends', "server=127.0.0.1:$p[2]&down=&max_fails=0");
+    is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
+                 . "server 127.0.0.1:$p[2] weight=1 max_fails=0 fail_timeout=10 down;\n", 'down with max_fails accepted');
 }
 
-my @keys = map { "k$_" } 1 .. 40;
-my $map = main::by_key(@keys);
-is_deeply(main::by_key(@keys), $map, 'keys stick');
-my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
-is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
-my $after = main::by_key(@keys);
-ok(!(grep { $_ eq $p[0] } values %$after), 'no key reaches the down peer');
-main::api('backends', "server=127.0.0.1:$p[0]&up=");
-is_deeply(main::by_key(@keys), $map, 'up: keys back');
-
-$r = main::api('backends', "server=127.0.0.1:$p[1]&max_fails=3&fail_timeout=20&max_conns=50");
-is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
-             . main::vline($p[2]), 'max_fails, fail_timeout, max_conns accepted');
-$r = main::api('backends', "server=127.0.0.1:$p[2]&down=&max_fails=0");
-is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
-             . "server 127.0.0.1:$p[2] weight=1 max_fails=0 fail_timeout=10 down;\n", 'down with max_fails accepted');
 
 
-
-=== TEST 7: random: add, remove and weight answer 409; down/up and the other parameters work
+=== TEST 7: random: add, remove and weight answer 409 (nginx ≥ 1.27.3: follow them); down/up and the other parameters work
 --- http_config
 upstream backends {
     random;
@@ -392,42 +448,47 @@ server {
     listen 127.0.0.1:$TEST_NGINX_PORT_1;
     listen 127.0.0.1:$TEST_NGINX_PORT_2;
     listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
     return 200 "$server_port\n";
 }
 --- config
 location /dynamic { dynamic_upstream; }
 location / { proxy_pass http://backends; }
 --- perl
-my @p = map { port($_) } 1 .. 4;
-my $list = join '', map { main::vline($_) } @p[0 .. 2];
-my $conflict = "409 Conflict: upstream \"backends\" uses the random balancer, which computes its table once at start "
-             . "on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, max_fails, fail_timeout "
-             . "and max_conns work)\n";
-# traffic first, so that every worker has built its table
-my $s = main::spread(30);
-is(scalar keys %$s, 3, 'random spreads over the three peers') or diag(explain($s));
-for my $q ("add=&server=127.0.0.1:$p[3]", "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
-           "server=127.0.0.1:$p[0]&weight=1") {
-    my $r = main::api('backends', $q, 409);
-    is($r->{body}, $conflict, "$q: reason");
-    is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
-}
-my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
-is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
-$s = main::spread(40);
-ok(!exists $s->{ $p[0] }, 'the down peer gets nothing') or diag(explain($s));
-is(($s->{ $p[1] } // 0) + ($s->{ $p[2] } // 0), 40, 'the up peers answer everything');
-main::api('backends', "server=127.0.0.1:$p[0]&up=");
-$s = main::spread(40);
-ok($s->{ $p[0] }, 'up again: it gets traffic') or diag(explain($s));
+if (!main::tables_fixed()) {
+    main::follows_changes();
+} else {
+    my @p = map { port($_) } 1 .. 4;
+    my $list = join '', map { main::vline($_) } @p[0 .. 2];
+    my $conflict = "409 Conflict: upstream \"backends\" uses the random balancer, which computes its table once at start "
+                 . "on this nginx (before 1.27.3): adding, removing or re-weighting peers is refused (down, up, max_fails, fail_timeout "
+                 . "and max_conns work)\n";
+    # traffic first, so that every worker has built its table
+    my $s = main::spread(30);
+    is(scalar keys %$s, 3, 'random spreads over the three peers') or diag(explain($s));
+    for my $q ("add=&server=127.0.0.1:$p[3]", "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
+               "server=127.0.0.1:$p[0]&weight=1") {
+        my $r = main::api('backends', $q, 409);
+        is($r->{body}, $conflict, "$q: reason");
+        is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
+    }
+    my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
+    is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
+    $s = main::spread(40);
+    ok(!exists $s->{ $p[0] }, 'the down peer gets nothing') or diag(explain($s));
+    is(($s->{ $p[1] } // 0) + ($s->{ $p[2] } // 0), 40, 'the up peers answer everything');
+    main::api('backends', "server=127.0.0.1:$p[0]&up=");
+    $s = main::spread(40);
+    ok($s->{ $p[0] }, 'up again: it gets traffic') or diag(explain($s));
 
-$r = main::api('backends', "server=127.0.0.1:$p[2]&max_fails=2&fail_timeout=1m&max_conns=9");
-is($r->{body}, main::vline($p[0]) . main::vline($p[1])
-             . "server 127.0.0.1:$p[2] weight=1 max_fails=2 fail_timeout=60 max_conns=9;\n",
-   'max_fails, fail_timeout, max_conns accepted');
-$s = main::spread(20);
-is(eval { my $t = 0; $t += $_ for values %$s; $t }, 20, 'traffic still flows') or diag(explain($s));
-ok(!(grep { /^status/ } keys %$s), 'no errors') or diag(explain($s));
+    $r = main::api('backends', "server=127.0.0.1:$p[2]&max_fails=2&fail_timeout=1m&max_conns=9");
+    is($r->{body}, main::vline($p[0]) . main::vline($p[1])
+                 . "server 127.0.0.1:$p[2] weight=1 max_fails=2 fail_timeout=60 max_conns=9;\n",
+       'max_fails, fail_timeout, max_conns accepted');
+    $s = main::spread(20);
+    is(eval { my $t = 0; $t += $_ for values %$s; $t }, 20, 'traffic still flows') or diag(explain($s));
+    ok(!(grep { /^status/ } keys %$s), 'no errors') or diag(explain($s));
+}
 
 
 
@@ -489,7 +550,7 @@ main::past_64th_peer(qw(lc iph hsh));
 
 
 
-=== TEST 10: random behind keepalive: add, remove and weight answer 409 (a worker's table cannot overrun); traffic stays on live peers
+=== TEST 10: random behind keepalive: add, remove and weight answer 409 (a worker's table cannot overrun; nginx ≥ 1.27.3: 200, the tables are rebuilt); traffic stays on live peers
 --- workers: 1
 --- http_config
 upstream backends {
@@ -512,11 +573,11 @@ location / {
     proxy_set_header Connection "";
 }
 --- perl
-main::fixed_behind_keepalive('random');
+main::tables_fixed() ? main::fixed_behind_keepalive('random') : main::follows_behind_keepalive();
 
 
 
-=== TEST 11: hash ... consistent behind keepalive: add, remove and weight answer 409; traffic stays on live peers
+=== TEST 11: hash ... consistent behind keepalive: add, remove and weight answer 409 (nginx ≥ 1.27.3: 200); traffic stays on live peers
 --- workers: 1
 --- http_config
 upstream backends {
@@ -539,7 +600,8 @@ location / {
     proxy_set_header Connection "";
 }
 --- perl
-main::fixed_behind_keepalive('consistent hash', sub { "/?i=$_[0]" });
+main::tables_fixed() ? main::fixed_behind_keepalive('consistent hash', sub { "/?i=$_[0]" })
+               : main::follows_behind_keepalive(sub { "/?i=$_[0]" });
 
 
 
@@ -583,7 +645,8 @@ is(http_get("/$_")->{status}, 200, "$_: proxied") for qw(rnd chash lc);
 for (['rnd', 'random'], ['chash', 'consistent hash']) {
     my ($u, $name) = @$_;
     my $r = http_get("/dynamic?upstream=$u&add=&server=127.0.0.1:$p[2]");
-    is("$r->{status} $r->{body}", main::conflict($u, $name), "$u: add refused");
+    is(main::tables_fixed() ? "$r->{status} $r->{body}" : $r->{status}, main::tables_fixed() ? main::conflict($u, $name) : 200,
+       "$u: add refused (accepted from nginx 1.27.3 on)");
     $r = http_get("/dynamic?upstream=$u&server=127.0.0.1:$p[1]&down=");
     is($r->{status}, 200, "$u: down accepted");
 }

@@ -335,7 +335,7 @@ for my $u (qw(plain ring)) {
     is_deeply(\%after, $before{$u}, "$u: every key reaches the same peer after the reload");
 }
 
-=== TEST 12: a version a worker cannot build (no memory for its consistent-hash table) answers 502, never the replaced list; only the timer retries, with backoff
+=== TEST 12: a version a worker cannot build (no memory for its consistent-hash table) answers 502 (nginx ≥ 1.27.3: its requests 500), never the replaced list; only the timer retries, with backoff
 --- http_config
 server {
     listen 127.0.0.1:$TEST_NGINX_PORT_1;
@@ -378,6 +378,16 @@ is_deeply(main::spread('dyhost', 10), { "$p1\n" => 10 }, 'dyhost routes to its s
 # Were it set up, it would route to $p1.
 main::post('dyhost', "hash \$arg_k consistent; server 127.0.0.1:$p1 weight=" . 262 * 100 . ';');
 my $seen = main::spread('dyhost', 10);
+if (nginx_at_least('1.27.3')) {
+    # nginx builds the table of a list with a generation word per request
+    # (when the word moved): the version is set up, and each request that
+    # cannot build the table fails (500), never reaching the replaced list.
+    is_deeply($seen, { 500 => 10 }, 'requests that cannot build the table: 500, not the replaced list')
+        or diag(explain($seen));
+    main::post('dyhost', main::servers(3));
+    is_deeply(main::spread('dyhost', 10), { "$p3\n" => 10 }, 'a version whose table fits routes again');
+    skip('nginx 1.27.3 and later build the table per request: no version fails to set up', 1);
+}
 is_deeply($seen, { 502 => 10 }, 'no worker can set the new version up: 502, not the replaced list') or diag(explain($seen));
 # Requests never try an old failure again; the timer does, 1 s after the
 # failure, then 2 s after that, 4 s, ...: in 4 s, at most 3 tries per

@@ -194,6 +194,7 @@ main::respawned_worker_serves('with Lua again');
 
 === TEST 5: a reload that adds the Lua module: require "ngx.dyups" works in the new workers
 --- workers: 2
+--- needs_modules: lua
 --- http_config
 $TEST_NGINX_DYUPS
 --- config
@@ -204,7 +205,7 @@ exited on signal 9$
 my $master = master_pid();
 my $conf = main::slurp(conf_file());
 my ($ours) = $conf =~ /^(load_module .*;\n)/m;
-my $lua_modules = join '', map { "load_module /usr/lib/nginx/modules/$_.so;\n" } qw(ndk_http_module ngx_http_lua_module);
+my $lua_modules = join '', map { "load_module $_;\n" } module_files('lua');
 $conf =~ s/^\Q$ours\E/$lua_modules$ours/m;
 $conf =~ s/.*\K^(\s*location \/ \{ dyups_interface; \})$/$1\nlocation = \/lua { content_by_lua_block { ngx.print(require("ngx.dyups").update("dyhost", ngx.unescape_uri(ngx.var.arg_body))) } }/ms;
 main::spew(conf_file(), $conf);

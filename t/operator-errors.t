@@ -96,9 +96,11 @@ upstream backends { zone backends 64k; server 127.0.0.1:30001; }
 location /dynamic { dynamic_upstream; }
 location / { dyups_interface; }
 --- perl
+# The nginx under test: a module only loads into the nginx it was built for.
+my ($nginx) = `$NginxTest::BINARY -v 2>&1` =~ m{nginx/(\S+)};
 for my $req (['GET', '/dynamic?upstream=backends'], ['GET', '/dynamic?upstream=nope'], ['GET', '/list'],
              ['GET', '/status'], ['POST', '/upstream/x', 'server 127.0.0.1:30001;'], ['DELETE', '/upstream/x'],
              ['GET', '/nope']) {
     my $r = http(@$req);
-    is($r->{headers}{'x-dynamic-upstream'}, '0.1.0 (nginx 1.22.1)', "@$req[0,1]: $r->{status} with the header");
+    is($r->{headers}{'x-dynamic-upstream'}, "0.1.0 (nginx $nginx)", "@$req[0,1]: $r->{status} with the header");
 }

@@ -6,6 +6,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::PlusApi;
+use NginxTest::QueryApi qw(tables_fixed);
 use IO::Socket::INET;
 use Time::HiRes ();
 
@@ -104,7 +105,7 @@ is_deeply(main::server_list('backends'), \@keep, 'nothing changed');
 my $again = $fill->(51000);
 is($again, @before - @keep, 'the zone takes exactly as many servers as before the PUT: it gave everything back');
 
-=== TEST 4: PUT on balancers that cannot follow set changes: 409, parameter-only changes apply; keepalive follows
+=== TEST 4: PUT on balancers that cannot follow set changes (before nginx 1.27.3): 409, parameter-only changes apply; keepalive follows
 --- http_config
 upstream consistent {
     zone consistent 64k;
@@ -131,16 +132,25 @@ location /kept { proxy_pass http://kept; proxy_http_version 1.1; proxy_set_heade
 --- perl
 my @p = map { "127.0.0.1:" . port($_) } 1 .. 3;
 for my $u (qw(consistent rnd)) {
-    my $r = main::put($u, [$p[0]]);
-    main::plus_error($r, 409, 'BalancerFixedAtStart', qr/^upstream "$u" uses the .* balancer/, "$u: removing");
-    main::plus_error(main::put($u, [@p]), 409, 'BalancerFixedAtStart', qr/^upstream "$u"/, "$u: adding");
+    my $r;
+    # From nginx 1.27.3 on both rebuild their tables when the set changes.
+    my $second = 1;
+    if (main::tables_fixed()) {
+        $r = main::put($u, [$p[0]]);
+        main::plus_error($r, 409, 'BalancerFixedAtStart', qr/^upstream "$u" uses the .* balancer/, "$u: removing");
+        main::plus_error(main::put($u, [@p]), 409, 'BalancerFixedAtStart', qr/^upstream "$u"/, "$u: adding");
+    } else {
+        is(main::put($u, [$p[0]])->{status}, 200, "$u: removing (nginx >= 1.27.3)");
+        is(main::put($u, [@p[0, 1]])->{status}, 200, "$u: adding back");
+        $second = 2;
+    }
     my $body = qq([{"server":"$p[0]","max_fails":3},{"server":"$p[1]","down":true}]);
     $r = http('PUT', "/api/9/http/upstreams/$u/servers", $body);
     is($r->{status}, 200, "$u: parameters only");
     is($r->{headers}{'x-upstream-changed'}, 'true', "$u: changed");
     my $servers = main::plus_json(http_get("/api/9/http/upstreams/$u/servers"), 200, "$u: servers");
     is_deeply([map { "$_->{id} $_->{server} $_->{max_fails}" . ($_->{down} ? ' down' : '') } @$servers],
-              ["0 $p[0] 3", "1 $p[1] 1 down"], "$u: applied, the same IDs");
+              ["0 $p[0] 3", "$second $p[1] 1 down"], "$u: applied, the same IDs");
 }
 is(main::put('kept', [$p[1]])->{status}, 200, 'keepalive: the server replaced');
 is(http_get('/kept')->{body}, "two\n", 'keepalive: traffic goes to the new one');
@@ -174,11 +184,17 @@ for my $how (qw(PUT DELETE)) {
                   5, "$how: the slow request holds server $held"), "$how: in flight");
     my $r = $how eq 'PUT' ? main::put('backends', [$p[1]]) : http('DELETE', "/api/9/http/upstreams/backends/servers/$held");
     is($r->{status}, 200, "$how: removed");
-    is($zombies->(), 1, "$how: one zombie");
+    # From nginx 1.27.3 on a removed peer a request holds is nginx's zombie,
+    # freed by nginx when the request ends: the module cannot count it.
+    my $counted = !nginx_at_least('1.27.3');
+    SKIP: {
+        skip('nginx 1.27.3 and later free removed peers themselves: zombies are not counted', 1) unless $counted;
+        is($zombies->(), 1, "$how: one zombie");
+    }
     local $/;
     my $reply = <$sock>;
     like($reply, qr/^HTTP\/1\.1 200 .*slow/s, "$how: the request on the removed peer completed");
-    is($zombies->(), 1, "$how: still counted until a change reaps it");
+    is($zombies->(), $counted ? 1 : 0, "$how: still counted until a change reaps it (nginx >= 1.27.3: none)");
     is(http('PATCH', '/api/9/http/upstreams/backends/servers/1', '{"down":false}')->{status}, 200, "$how: a change");
     is($zombies->(), 0, "$how: reaped");
     is(http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"$p[0]"}))->{status}, 201, "$how: added back");

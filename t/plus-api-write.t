@@ -6,6 +6,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Dyups;
 use NginxTest::PlusApi;
+use NginxTest::QueryApi qw(tables_fixed);
 use JSON::PP ();
 
 sub etag {
@@ -224,3 +225,42 @@ is_deeply(main::server_list('backends'), \@zone, 'zone IDs after restart');
 is_deeply(main::server_list('dyhost'), \@dy, 'dyups IDs after restart');
 http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p1"}));
 is((main::server_list('backends'))->[-1], "3 127.0.0.1:$p1 w1", 'the next ID after a restart');
+
+=== TEST 6: a PUT moves nginx's generation word: random and hash ... consistent follow the new set at once (nginx >= 1.27.3)
+--- http_config
+upstream rnd {
+    zone rnd 128k;
+    random;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream consistent {
+    zone consistent 128k;
+    hash $arg_k consistent;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_2; return 200 "two\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_3; return 200 "three\n"; }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /rnd { proxy_pass http://rnd; }
+location /consistent { proxy_pass http://consistent; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+for my $u (qw(rnd consistent)) {
+    my %seen;
+    $seen{ http_get("/$u?k=$_")->{body} }++ for 1 .. 20;
+    ok($seen{"one\n"} && $seen{"two\n"}, "$u: built its table from the configured servers") or diag(explain \%seen);
+    my $r = http('PUT', "/api/9/http/upstreams/$u/servers", qq([{"server":"127.0.0.1:$p2"},{"server":"127.0.0.1:$p3"}]));
+    if (main::tables_fixed()) {
+        is($r->{status}, 409, "$u: fixes its table at start before nginx 1.27.3: the PUT is refused");
+        next;
+    }
+    main::plus_json($r, 200, "$u: PUT");
+    %seen = ();
+    $seen{ http_get("/$u?k=$_")->{body} }++ for 1 .. 30;
+    ok(!$seen{"one\n"} && $seen{"two\n"} && $seen{"three\n"}, "$u: the new set, none to the removed server")
+        or diag(explain \%seen);
+}

@@ -12,7 +12,9 @@
 //! of peer pointers sized by the peer count on a worker's first request
 //! (adding or removing a peer afterwards would make it read past that table
 //! or use a freed peer). Those two only accept changes that do not alter
-//! the set of peers or their weights. Neither does a balancer this module
+//! the set of peers or their weights there. From nginx 1.27.3 on, both
+//! rebuild their tables in each worker when the list's generation moves,
+//! and follow every change. Neither does a balancer this module
 //! does not know (another module's): it may keep its own copy of the peers.
 
 /// The load-balancing method of an upstream.
@@ -73,15 +75,15 @@ impl Balancer {
         }
     }
 
-    /// Whether peers may be added, removed or re-weighted at run time.
-    pub fn follows_set_changes(&self) -> bool {
-        !matches!(
-            self,
-            Balancer::Hash { consistent: true, .. }
-                | Balancer::Random
-                | Balancer::RandomTwo { .. }
-                | Balancer::Other { .. }
-        )
+    /// Whether peers may be added, removed or re-weighted at run time;
+    /// `tables_follow`: nginx rebuilds the tables of `hash ... consistent`
+    /// and `random` when the set of peers changes (nginx 1.27.3 and later).
+    pub fn follows_set_changes(&self, tables_follow: bool) -> bool {
+        match self {
+            Balancer::Hash { consistent: true, .. } | Balancer::Random | Balancer::RandomTwo { .. } => tables_follow,
+            Balancer::Other { .. } => false,
+            _ => true,
+        }
     }
 
     /// The one-line reason why adding, removing or re-weighting peers of
@@ -93,7 +95,10 @@ impl Balancer {
                  of the peers"
                     .to_owned()
             }
-            _ => format!("uses the {} balancer, which computes its table once at start on nginx 1.22", self.name()),
+            _ => format!(
+                "uses the {} balancer, which computes its table once at start on this nginx (before 1.27.3)",
+                self.name()
+            ),
         };
         format!(
             "upstream \"{upstream}\" {why}: adding, removing or re-weighting peers is refused (down, up, max_fails, \
@@ -183,8 +188,10 @@ mod tests {
 
     #[test]
     fn which_balancers_follow_changes() {
-        let follows: Vec<bool> = all().iter().map(Balancer::follows_set_changes).collect();
+        let follows: Vec<bool> = all().iter().map(|b| b.follows_set_changes(false)).collect();
         assert_eq!(follows, [true, true, true, true, false, false, false, false, false, false]);
+        let follows: Vec<bool> = all().iter().map(|b| b.follows_set_changes(true)).collect();
+        assert_eq!(follows, [true, true, true, true, true, true, true, true, false, false]);
         let backup: Vec<bool> = all().iter().map(Balancer::allows_backup).collect();
         assert_eq!(backup, [true, true, false, false, false, false, false, false, false, true]);
     }

@@ -22,6 +22,10 @@ pub struct PeerView {
     pub fail_timeout: i64,
     pub max_conns: u64,
     pub backup: bool,
+    /// The name nginx resolved it from (`server NAME resolve`): nginx
+    /// adds and removes such a peer, the APIs only show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
     pub down: bool,
     pub conns: u64,
     pub fails: u64,
@@ -277,6 +281,7 @@ pub(crate) fn test_peer(name: &str) -> PeerView {
         fail_timeout: 10,
         max_conns: 0,
         backup: false,
+        resolved_from: None,
         down: false,
         conns: 0,
         fails: 0,

@@ -48,19 +48,22 @@ use crate::nginx::layout;
 use crate::nginx::peer_list::free_list;
 use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::peer_stats::UpstreamCounters;
+use crate::nginx::version::{set_config_word, ConfigWord};
 
 /// A peer list of the dyups registry as allocated
 /// ([`crate::nginx::peer_list::build_list`]): nginx's list, then the number of
 /// requests that use it and the upstream's next server ID (zeroed with the
-/// block; its revision is the record's version), then the upstream's check
-/// directives as text (`check_len` bytes after the struct; see
-/// [`set_check_text`]).
+/// block; its revision is the record's version), the generation word its
+/// lists point at where nginx has one (see [`attach_config_word`]), then the
+/// upstream's check directives as text (`check_len` bytes after the struct;
+/// see [`set_check_text`]).
 #[repr(C)]
 pub struct RegistryList {
     list: ngx_http_upstream_rr_peers_t,
     requests: AtomicUsize,
     counters: UpstreamCounters,
     check_len: usize,
+    config: ConfigWord,
 }
 
 /// The counters of registry list `list`.
@@ -102,6 +105,18 @@ pub unsafe fn check_text<'a>(list: *mut ngx_http_upstream_rr_peers_t) -> &'a [u8
         let block = list.cast::<RegistryList>();
         core::slice::from_raw_parts(block.add(1).cast::<u8>(), (*block).check_len)
     }
+}
+
+/// Points the lists of the new registry list `list` at its generation word:
+/// `hash ... consistent` and `random` build their tables from a list with
+/// one (and crash on one without). A registry list is never edited, only
+/// replaced, so the word never moves.
+///
+/// # Safety
+/// `list` is a complete registry list nobody can reach yet.
+pub unsafe fn attach_config_word(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract, the list is the start of a RegistryList.
+    unsafe { set_config_word(list, ptr::addr_of_mut!((*list.cast::<RegistryList>()).config)) };
 }
 
 /// # Safety
@@ -275,7 +290,7 @@ pub struct Ticket {
 /// The layouts of what this file keeps in the registry's zone (see
 /// `registry::ZONE_LAYOUT`).
 pub const LAYOUTS: [&[usize]; 4] = [
-    &layout!(RegistryList; list, requests, counters, check_len),
+    &layout!(RegistryList; list, requests, counters, check_len, config),
     &layout!(ProcessSlot; owner, start, active),
     &layout!(SlotBlock; next, slots),
     &layout!(GracePeriod; phase, blocks, pool, overflow, pending, waiting, waiting_phase, held),

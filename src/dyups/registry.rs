@@ -42,7 +42,7 @@ use ngx::ffi::{
 };
 
 use crate::dyups::grace::{
-    check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
+    attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
 use crate::nginx::layout;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
@@ -63,8 +63,9 @@ use crate::zone::ids::inherit;
 pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v5";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
-/// targets; the numbers differ on others).
-const ZONE_LAYOUT: u64 = 0xef8c_16ad_3126_5e25;
+/// targets; the numbers differ on others). It covers nginx's peer structs,
+/// which differ between nginx versions: each has its own.
+const ZONE_LAYOUT: u64 = crate::nginx::version::DYUPS_ZONE_LAYOUT;
 
 /// Everything the registry keeps in its zone, as sizes, alignments and
 /// field offsets: its own structs, the grace period's, and nginx's peer
@@ -443,6 +444,7 @@ impl Dyups {
                 return Err(no_room());
             };
             set_check_text(list, &check_text);
+            attach_config_word(list);
             if let Some(health) = health.as_mut() {
                 if let Err(slots) = health.prepare() {
                     free_list(slab.pool(), list);

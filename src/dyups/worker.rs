@@ -40,8 +40,9 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::peer_stats::wrap_dyups_free;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
+use crate::nginx::upstreams::{configured_upstreams, http_conf_ctx, str_lossy, Upstream};
 use crate::nginx::variables::evaluate_key;
+use crate::nginx::version::{free_worker_tables, UPSTREAM_MODIFY};
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::{Address, Balancer};
 use ngx::ffi::{
@@ -84,17 +85,11 @@ struct Version {
     /// The hash module's srv conf of the scratch upstream (hash only).
     hash_conf: *mut ngx_http_complex_value_t,
     /// The random module's srv conf (random only): its cached table is
-    /// per worker and freed with the version.
-    random_conf: *mut RandomSrvConf,
+    /// per worker and freed with the version (as consistent hash's, where
+    /// nginx builds it per worker: `free_worker_tables`).
+    random_conf: *mut c_void,
     requests: usize,
     superseded: bool,
-}
-
-/// `ngx_http_upstream_random_srv_conf_t` (1.22 layout, from its .c file).
-#[repr(C)]
-struct RandomSrvConf {
-    two: ngx_uint_t,
-    ranges: *mut c_void,
 }
 
 /// An upstream of the configuration, as a name's front sees it.
@@ -354,7 +349,7 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
         }
         ptr::copy_nonoverlapping(name.as_ptr(), host, name.len());
         (*uscf).host = ngx_str_t { len: name.len(), data: host };
-        (*uscf).flags = NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t;
+        (*uscf).flags = NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t | UPSTREAM_MODIFY;
         (*uscf).port = 0;
         (*uscf).no_port = 1;
         uscf
@@ -428,10 +423,7 @@ unsafe fn release_if_done(version: *mut Version) {
     unsafe {
         if (*version).superseded && (*version).requests == 0 {
             let v = Box::from_raw(version);
-            if !v.random_conf.is_null() && !(*v.random_conf).ranges.is_null() {
-                // The random balancer's table, ngx_alloc()ed per worker.
-                libc::free((*v.random_conf).ranges);
-            }
+            free_worker_tables(v.random_conf, v.hash_conf.cast());
             ngx_destroy_pool(v.pool);
         }
     }
@@ -572,7 +564,8 @@ unsafe fn set_up_scratch(
             | NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
             | NGX_HTTP_UPSTREAM_DOWN
             | NGX_HTTP_UPSTREAM_MAX_CONNS
-            | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t;
+            | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t
+            | UPSTREAM_MODIFY;
         (*uscf).no_port = 1;
         (*uscf).file_name = c"dyups".as_ptr().cast_mut().cast();
         // The zone makes random compute its table from the shared list on
@@ -585,6 +578,9 @@ unsafe fn set_up_scratch(
         cf.temp_pool = pool;
         cf.log = log;
         cf.cycle = ngx_cycle;
+        // The http block's context: round robin's init reads its core loc
+        // conf (`resolver`) for upstreams with a zone.
+        cf.ctx = http_conf_ctx();
 
         let module_conf = ngx_pcalloc(pool, BALANCER_CONF_WORDS * 8);
         if module_conf.is_null() {
@@ -785,12 +781,18 @@ unsafe fn no_peers(r: *mut ngx_http_request_t) -> ngx_int_t {
         (*u).peer.get = Some(get_no_peer);
         (*u).peer.free = Some(free_no_peer);
         (*u).peer.tries = 1;
-        (*u).peer.data = ptr::null_mut();
+        // What get names, as nginx's balancers do when they find no peer.
+        (*u).peer.data = ptr::addr_of_mut!((*(*u).upstream).host).cast();
     }
     NGX_OK as ngx_int_t
 }
 
-unsafe extern "C" fn get_no_peer(_pc: *mut ngx_peer_connection_t, _data: *mut c_void) -> ngx_int_t {
+/// No peer: `NGX_BUSY`, the upstream's name as the peer's (nginx copies
+/// the name of a zone upstream's peer right after `get`, busy or not).
+unsafe extern "C" fn get_no_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: `data` is the upstream's `host` (no_peers), which lives as
+    // long as the cycle; `pc` is the request's peer connection.
+    unsafe { (*pc).name = data.cast() };
     NGX_BUSY as ngx_int_t
 }
 

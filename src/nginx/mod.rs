@@ -27,3 +27,4 @@ pub mod sockaddr;
 pub mod stub_status;
 pub mod upstreams;
 pub mod variables;
+pub mod version;

@@ -27,6 +27,7 @@ use ngx::ffi::{
 use crate::nginx::peer_lock::ReadLocked;
 use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+use crate::nginx::version::{bump_config, free_peer_now, resolved_from, share_config};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
 /// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
@@ -45,6 +46,8 @@ struct PeerSnapshot {
     name_len: usize,
     server: [u8; SNAPSHOT_SERVER_MAX],
     server_len: usize,
+    /// The name `server NAME resolve` resolved it from, if it was.
+    resolved_from: Option<([u8; SNAPSHOT_SERVER_MAX], usize)>,
     backup: bool,
     peer: ngx_http_upstream_rr_peer_t,
 }
@@ -138,6 +141,7 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
         fail_timeout: p.fail_timeout,
         max_conns: p.max_conns as u64,
         backup: s.backup,
+        resolved_from: s.resolved_from.map(|(name, len)| String::from_utf8_lossy(&name[..len]).into_owned()),
         down: p.down & DOWN_ADMIN != 0,
         conns: p.conns as u64,
         fails: p.fails as u64,
@@ -166,9 +170,16 @@ unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: 
                 name_len: 0,
                 server: [0; SNAPSHOT_SERVER_MAX],
                 server_len: 0,
+                resolved_from: None,
                 backup,
                 peer: *peer,
             };
+            if let Some(from) = resolved_from(peer) {
+                let mut name = [0; SNAPSHOT_SERVER_MAX];
+                let len = from.len().min(name.len());
+                name[..len].copy_from_slice(&from[..len]);
+                snapshot.resolved_from = Some((name, len));
+            }
             snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
             snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
             out.push(snapshot); // within capacity: no allocation
@@ -218,16 +229,16 @@ pub unsafe fn update_peer(
     // SAFETY: per the contract.
     unsafe {
         if set_params(peer, params, down) {
-            // All of them: their sum must be 0 (see MAX_TOTAL_WEIGHT).
-            restart_smooth_weights(list);
+            set_changed(list);
+        } else {
+            recount(list);
         }
-        recount(list);
     }
 }
 
 /// Changes one peer's parameters, leaving the list's counters to the
-/// caller ([`recount`], and [`restart_smooth_weights`] when this answers
-/// that a weight changed).
+/// caller ([`recount`], or [`set_changed`] when this answers that its
+/// weight changed).
 ///
 /// # Safety
 /// `peer` is in a list whose write lock the caller holds.
@@ -235,6 +246,7 @@ unsafe fn set_params(peer: *mut ngx_http_upstream_rr_peer_t, params: &PeerParams
     // SAFETY: per the contract.
     unsafe {
         let p = &mut *peer;
+        let weight_changed = params.weight.is_some_and(|w| w != p.weight as u64);
         if let Some(weight) = params.weight {
             p.weight = weight as _;
             p.effective_weight = weight as _;
@@ -257,15 +269,16 @@ unsafe fn set_params(peer: *mut ngx_http_upstream_rr_peer_t, params: &PeerParams
                 p.checked = 0;
             }
         }
-        params.weight.is_some()
+        weight_changed
     }
 }
 
 /// Edits `list` in one pass, for a change of many peers at once: gives
 /// each peer the parameters `params` answers for it, unlinks those `keep`
 /// refuses (handing each to `removed`), appends `added` in order, then
-/// recounts the list and restarts its smooth weighting once (work linear
-/// in the peers, where a peer-by-peer edit would walk the list per peer).
+/// recounts the list, and [`set_changed`] once if the set or a weight
+/// changed (work linear in the peers, where a peer-by-peer edit would walk
+/// the list per peer).
 ///
 /// # Safety
 /// The caller holds `list`'s write lock; `added` are complete unlinked
@@ -279,16 +292,18 @@ pub unsafe fn edit_list<'p>(
 ) {
     // SAFETY: per the contract.
     unsafe {
+        let mut changed = false;
         let mut link: *mut *mut ngx_http_upstream_rr_peer_t = &mut (*list).peer;
         while !(*link).is_null() {
             let peer = *link;
             if !keep(peer) {
                 *link = (*peer).next;
                 removed(peer);
+                changed = true;
                 continue;
             }
             if let Some((params, down)) = params(peer) {
-                set_params(peer, params, down);
+                changed |= set_params(peer, params, down);
             }
             link = &mut (*peer).next;
         }
@@ -296,9 +311,13 @@ pub unsafe fn edit_list<'p>(
             (*peer).next = ptr::null_mut();
             *link = peer;
             link = &mut (*peer).next;
+            changed = true;
         }
-        recount(list);
-        restart_smooth_weights(list);
+        if changed {
+            set_changed(list);
+        } else {
+            recount(list);
+        }
     }
 }
 
@@ -345,6 +364,26 @@ unsafe fn restart_smooth_weights(list: *mut ngx_http_upstream_rr_peers_t) {
     }
 }
 
+/// The one place every change of a list's set of peers or of a weight
+/// goes through: recounts the list, restarts its smooth weighting, and
+/// moves nginx's generation word ([`bump_config`]: from 1.27.3 on, a
+/// request that started before gets no further peer from the list, so it
+/// never indexes a longer list with its `tried` bitmap, and `random` and
+/// `hash ... consistent` rebuild their tables). Not for `down` or the other
+/// parameters: that would fail in-flight requests' next tries for nothing.
+///
+/// # Safety
+/// The caller holds `list`'s write lock (and its primary's, which shares
+/// the word).
+pub unsafe fn set_changed(list: *mut ngx_http_upstream_rr_peers_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        recount(list);
+        restart_smooth_weights(list);
+        bump_config(list);
+    }
+}
+
 /// `single` tells the balancer there is exactly one peer and no backup to
 /// fall back to; nginx then never marks that peer failed.
 ///
@@ -370,8 +409,7 @@ pub unsafe fn append_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ng
         }
         (*peer).next = ptr::null_mut();
         *link = peer;
-        recount(list);
-        restart_smooth_weights(list);
+        set_changed(list);
     }
 }
 
@@ -388,12 +426,11 @@ pub unsafe fn unlink_peer(list: *mut ngx_http_upstream_rr_peers_t, peer: *mut ng
             }
             link = &mut (**link).next;
         }
-        recount(list);
-        restart_smooth_weights(list);
+        set_changed(list);
     }
 }
 
-/// A new backup list shares the primary's pool and name.
+/// A new backup list shares the primary's pool, name and generation word.
 ///
 /// # Safety
 /// `list` is fresh zeroed slab memory; the primary list is write-locked.
@@ -402,6 +439,7 @@ pub unsafe fn init_backup_list(list: *mut ngx_http_upstream_rr_peers_t, primary:
     unsafe {
         (*list).shpool = (*primary).shpool;
         (*list).name = (*primary).name;
+        share_config(list, primary);
     }
 }
 
@@ -486,7 +524,9 @@ unsafe fn alloc_peer_blocks(pool: *mut ngx_slab_pool_t, server_len: usize, with_
     }
 }
 
-/// Frees a chain of peers linked by `next`.
+/// Frees a chain of peers linked by `next`, each at once (not nginx's
+/// `refs` rule: no request holds them, and the module never makes a peer
+/// of a list it frees whole a zombie that nginx would free too).
 ///
 /// # Safety
 /// The caller holds the slab mutex; no request can reach the peers.
@@ -495,27 +535,9 @@ pub unsafe fn free_chain(pool: *mut ngx_slab_pool_t, mut peer: *mut ngx_http_ups
     unsafe {
         while !peer.is_null() {
             let next = (*peer).next;
-            free_peer(pool, peer);
+            free_peer_now(pool, peer);
             peer = next;
         }
-    }
-}
-
-/// Frees a peer's blocks: what the zone module and [`alloc_peer`]
-/// allocated, plus the TLS session nginx may have cached in it.
-///
-/// # Safety
-/// The caller holds the slab mutex; no request can reach `peer` any more.
-pub unsafe fn free_peer(pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) {
-    // SAFETY: per the contract.
-    unsafe {
-        let p = &mut *peer;
-        for block in [p.ssl_session, p.server.data.cast(), p.name.data.cast(), p.sockaddr.cast()] {
-            if !block.is_null() {
-                ngx_slab_free_locked(pool, block);
-            }
-        }
-        ngx_slab_free_locked(pool, peer.cast());
     }
 }
 

@@ -140,7 +140,7 @@ unsafe fn attempt_peer(
     unsafe {
         let picked = |rrp: *mut ngx_http_upstream_rr_peer_data_t| {
             let current = (*rrp).current;
-            (!current.is_null() && ptr::addr_of_mut!((*current).name) == (*pc).name).then_some(current)
+            (!current.is_null() && same_name(ptr::addr_of_mut!((*current).name), (*pc).name)).then_some(current)
         };
         if data.is_null() {
             return None;
@@ -153,6 +153,22 @@ unsafe fn attempt_peer(
             }
         }
         picked(data.cast())
+    }
+}
+
+/// Whether `name` is the peer's `name` (itself, or from nginx 1.27.3 on
+/// the copy nginx makes in the request of a zone upstream's peer).
+///
+/// # Safety
+/// Both are null or valid strings.
+unsafe fn same_name(peer_name: *mut ngx::ffi::ngx_str_t, name: *mut ngx::ffi::ngx_str_t) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        peer_name == name
+            || (!name.is_null()
+                && (*peer_name).len == (*name).len
+                && core::slice::from_raw_parts((*peer_name).data, (*peer_name).len)
+                    == core::slice::from_raw_parts((*name).data, (*name).len))
     }
 }
 

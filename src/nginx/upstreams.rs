@@ -40,6 +40,23 @@ unsafe fn upstream_main_conf(cycle: *const ngx::ffi::ngx_cycle_t) -> Option<&'st
     }
 }
 
+/// The running cycle's http block configuration context (null without
+/// one), as a `ngx_conf_t`'s `ctx` in that block.
+///
+/// # Safety
+/// Called in a process of a configured cycle.
+pub unsafe fn http_conf_ctx() -> *mut core::ffi::c_void {
+    // SAFETY: per the contract; `conf_ctx` has a slot per core module.
+    unsafe {
+        let cycle = ngx::ffi::ngx_cycle;
+        if (*cycle).conf_ctx.is_null() {
+            return core::ptr::null_mut();
+        }
+        let index = (*core::ptr::addr_of!(ngx::ffi::ngx_http_module)).index;
+        (*(*cycle).conf_ctx.add(index)).cast()
+    }
+}
+
 pub fn str_eq(s: &ngx_str_t, text: &str) -> bool {
     // SAFETY: nginx strings of the configuration are valid for s.len bytes.
     s.len == text.len() && !s.data.is_null() && unsafe { core::slice::from_raw_parts(s.data, s.len) } == text.as_bytes()

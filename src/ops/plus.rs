@@ -96,6 +96,7 @@ impl Target {
     pub fn listed(&self) -> Listed {
         match self {
             Target::Zone(zone) => {
+                zone.give_ids();
                 let revision = zone.counters().revision();
                 Listed {
                     name: zone.name(),

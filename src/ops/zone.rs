@@ -104,8 +104,10 @@ const TRIES: usize = 8;
 /// every new peer changes nothing. The plan is computed from a copy of the
 /// lists taken after reading the revision, which every change bumps under
 /// the write locks: a replace that lost a race with another change is
-/// planned again. Logs the change (or refusal) and saves the state file.
-/// Ok(false): nothing to change.
+/// planned again. Peers nginx's resolver made are not compared: they stay
+/// (a desired server with the address of one is refused, 409). Logs the
+/// change (or refusal) and saves the state file. Ok(false): nothing to
+/// change.
 pub fn replace(
     zone: &ZoneUpstream,
     desired: &[ServerSpec],
@@ -141,6 +143,7 @@ fn apply_replace(
             .into_iter()
             .map(|spec| Current { id: spec.id.unwrap_or(u64::MAX), spec })
             .collect();
+        zone.check_not_resolved(desired)?;
         let plan = plan(&current, desired);
         if plan.is_empty() {
             return Ok(None);

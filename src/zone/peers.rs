@@ -22,12 +22,13 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_list::{
-    alloc_peer, append_peer, edit_list, find_peer, free_chain, free_peer, init_backup_list, peers_of, recount,
-    set_single, unlink_peer, update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
+    alloc_peer, append_peer, edit_list, find_peer, free_chain, init_backup_list, peers_of, set_changed, set_single,
+    unlink_peer, update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+use crate::nginx::version::{free_peer_now, peer_free_locked, resolved_from};
 use crate::zone::ids::ensure_ids;
 
 /// Why an edit made under the locks was refused; the caller writes the
@@ -44,6 +45,8 @@ pub enum Refusal {
     WeightTotal {
         backup: bool,
     },
+    /// nginx's resolver made this peer (`server NAME resolve`).
+    Resolved,
 }
 
 /// The peer an edit is about: by address, or by its server ID (resolved
@@ -97,6 +100,9 @@ pub unsafe fn update_locked(
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        if resolved_from(peer).is_some() {
+            return Err(Refusal::Resolved);
+        }
         check_totals(primary, |p| if p == peer { params.weight.unwrap_or(weight_of(p)) } else { weight_of(p) }, None)?;
         // Copied into a fixed-size value: nothing allocates under the locks.
         let p = &*peer;
@@ -131,6 +137,18 @@ pub unsafe fn find_in_lists(
             };
             peer.map(|peer| (list, peer))
         })
+    }
+}
+
+/// The name of the peer `target`, if there is one.
+///
+/// # Safety
+/// `primary` is the live shared primary list of a zone upstream.
+pub unsafe fn name_of(primary: *mut ngx_http_upstream_rr_peers_t, target: Target) -> Option<PeerName> {
+    // SAFETY: per the contract; the peer is read under the lists' locks.
+    unsafe {
+        let _locks = ListsWriteLocked::new(primary);
+        find_in_lists(primary, target).map(|(_, peer)| PeerName::of(peer))
     }
 }
 
@@ -238,6 +256,9 @@ pub unsafe fn remove_locked(
         let _locks = ListsWriteLocked::new(primary);
 
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
+        if resolved_from(peer).is_some() {
+            return Err(Refusal::Resolved);
+        }
         if list == primary && (*primary).number == 1 {
             return Err(Refusal::LastPeer);
         }
@@ -268,7 +289,8 @@ pub enum Replaced {
     Lost,
 }
 
-/// Makes `servers` the peers of `primary` and its backup list. The old
+/// Makes `servers` the peers of `primary` and its backup list, next to
+/// the peers nginx's resolver made (kept as they are). The old
 /// peers are freed first, so the zone needs room for the new ones only
 /// (a zone filled through the API holds its own state file). If it has
 /// none, the new peers taken so far are freed and the old ones rebuilt
@@ -299,8 +321,7 @@ pub unsafe fn replace_peers(
     unsafe {
         for list in [primary, (*primary).next] {
             if !list.is_null() {
-                free_chain(pool, (*list).peer);
-                (*list).peer = ptr::null_mut();
+                (*list).peer = free_static_peers(pool, (*list).peer);
             }
         }
         if link_peers(pool, primary, servers.iter().map(|spec| (spec, None))) {
@@ -308,10 +329,11 @@ pub unsafe fn replace_peers(
         } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
             Replaced::NoRoom
         } else {
-            // Empty lists whose counts say so.
+            // Lists of their resolved peers only (if any), whose counts
+            // say so.
             for list in [primary, (*primary).next] {
                 if !list.is_null() {
-                    recount(list);
+                    set_changed(list);
                 }
             }
             set_single(primary);
@@ -327,7 +349,7 @@ pub unsafe fn replace_peers(
 ///
 /// # Safety
 /// The caller holds both lists' write locks and the slab mutex of `pool`;
-/// the lists have no peers.
+/// the lists have no peers but resolved ones (kept after the new ones).
 unsafe fn link_peers<'a>(
     pool: *mut ngx_slab_pool_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
@@ -364,12 +386,14 @@ unsafe fn link_peers<'a>(
             (*primary).next = new_list;
             backup = new_list;
         }
-        for (list, head) in [(primary, heads[0]), (backup, heads[1])] {
+        for (list, chain) in [(primary, 0), (backup, 1)] {
             if list.is_null() {
                 continue;
             }
-            (*list).peer = head;
-            recount(list);
+            // The resolved peers the list kept follow the new ones.
+            *tails[chain] = (*list).peer;
+            (*list).peer = heads[chain];
+            set_changed(list);
         }
         set_single(primary);
         true
@@ -428,7 +452,7 @@ pub unsafe fn replace_locked(
                 }
                 None => {
                     for &peer in new_peers.iter() {
-                        free_peer(slab.pool(), peer);
+                        free_peer_now(slab.pool(), peer);
                     }
                     if !backup_list.is_null() {
                         ngx_slab_free_locked(slab.pool(), backup_list.cast());
@@ -469,4 +493,33 @@ pub unsafe fn replace_locked(
         counters.bump();
     }
     Ok(())
+}
+
+/// Frees the peers of the chain `peer` that nginx's resolver did not make
+/// and returns the chain of those it did (which stay nginx's).
+///
+/// # Safety
+/// The caller holds the list's write lock and the slab mutex of `pool`;
+/// no request can reach the peers.
+unsafe fn free_static_peers(
+    pool: *mut ngx_slab_pool_t,
+    mut peer: *mut ngx_http_upstream_rr_peer_t,
+) -> *mut ngx_http_upstream_rr_peer_t {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut kept: *mut ngx_http_upstream_rr_peer_t = ptr::null_mut();
+        let mut tail = ptr::addr_of_mut!(kept);
+        while !peer.is_null() {
+            let next = (*peer).next;
+            if resolved_from(peer).is_some() {
+                (*peer).next = ptr::null_mut();
+                *tail = peer;
+                tail = ptr::addr_of_mut!((*peer).next);
+            } else {
+                peer_free_locked(pool, peer);
+            }
+            peer = next;
+        }
+        kept
+    }
 }

@@ -1,7 +1,13 @@
 //! Freeing removed peers of zone upstreams only once no request can still
 //! use them.
 //!
-//! nginx 1.22 has no reference count on peers. Every balancer
+//! From nginx 1.27.3 on, nginx does it itself: a removed peer that requests
+//! hold (`refs`) becomes a zombie that nginx frees when the last one lets
+//! go, and any other is freed at once
+//! ([`crate::nginx::version::NGINX_FREES_REMOVED_PEERS`]); nothing is
+//! retired here then. What follows is for the versions before.
+//!
+//! nginx 1.22 and 1.26 have no reference count on peers. Every balancer
 //! counts the requests that picked a peer in the peer's `conns`: `get`
 //! increments it under the list's lock once it has picked the peer, and
 //! `free` (`ngx_http_upstream_free_round_robin_peer`, where every built-in
@@ -27,9 +33,9 @@ use core::sync::atomic::AtomicBool;
 
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
 
-use crate::nginx::peer_list::free_peer;
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
+use crate::nginx::version::{peer_free_locked, NGINX_FREES_REMOVED_PEERS};
 
 /// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
 #[repr(C)]
@@ -62,9 +68,10 @@ impl ZoneState {
     }
 
     /// Hands an unlinked peer of a zone upstream over, to be freed once no
-    /// request holds it.
+    /// request holds it: by nginx where it counts `refs`, else by
+    /// [`ZoneState::reap`].
     ///
-    /// Only peers of the built-in balancers that follow set changes come
+    /// Before nginx 1.27.3, only peers of the built-in balancers that follow set changes come
     /// here (round robin, `least_conn`, `ip_hash`, `hash`, with `keepalive`
     /// or not), which count every pick in `conns` until `free`:
     /// `ZoneUpstream::apply` refuses removals with 409 on the others
@@ -79,7 +86,11 @@ impl ZoneState {
         // SAFETY: per the contract; the retired chain is guarded by the
         // slab mutex, taken after the rwlocks as everywhere.
         unsafe {
-            let _slab = SlabLocked::new(pool);
+            let slab = SlabLocked::new(pool);
+            if NGINX_FREES_REMOVED_PEERS {
+                peer_free_locked(slab.pool(), peer);
+                return;
+            }
             (*peer).next = (*state).retired;
             (*state).retired = peer;
         }
@@ -112,6 +123,9 @@ impl ZoneState {
     /// `state`, `primary` and `pool` are the state, primary list and slab
     /// pool of one zone upstream of the running cycle.
     pub unsafe fn reap(state: *mut ZoneState, primary: *mut ngx_http_upstream_rr_peers_t, pool: *mut ngx_slab_pool_t) {
+        if NGINX_FREES_REMOVED_PEERS {
+            return; // nothing is ever retired
+        }
         // SAFETY: per the contract; the lists and the state live in the
         // zone's shared memory for the cycle. Under both lists' write locks
         // no balancer is between reading and changing a `conns`, and a
@@ -126,7 +140,7 @@ impl ZoneState {
                 let peer = *link;
                 if (*peer).conns == 0 {
                     *link = (*peer).next;
-                    free_peer(slab.pool(), peer);
+                    peer_free_locked(slab.pool(), peer);
                 } else {
                     link = ptr::addr_of_mut!((*peer).next);
                 }

@@ -1,4 +1,5 @@
-//! The `peer.init` hook installed on every zone upstream.
+//! The `peer.init` hook installed on every zone upstream where [`needed`]
+//! (before nginx 1.27.3, or to count the attempts for the statistics).
 //!
 //! It wraps whatever `peer.init` the balancer (and `keepalive`) installed
 //! and does two things for each request that uses the upstream:
@@ -29,16 +30,41 @@ use core::ptr;
 use core::sync::atomic::Ordering::SeqCst;
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
-    ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_LOG_ERR, NGX_OK,
+    ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t,
+    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_OK,
 };
 
 use crate::nginx::entry::request_guard;
+use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
 use crate::zone::reclaim::ZoneState;
-use crate::zone::upstream::{srv_conf, SrvConf};
+use crate::zone::upstream::{srv_conf, Hook, SrvConf};
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
+
+/// Whether zone upstreams' requests go through [`init_zone_peer`], and what
+/// for: the one place that decides it (anything else a request must do for
+/// the module, in `peer.init` or `peer.free`, adds its reason here), with
+/// `counting` telling whether the upstream's attempts are counted
+/// (statistics on, nginx's own balancer). The health checks need nothing
+/// per request. From nginx 1.27.3 on, the guard has no job left: nginx
+/// copies the peer's name into the request itself
+/// (`NGX_HTTP_UPSTREAM_MODIFY`, set by every `upstream {}` block and
+/// balancer) and frees removed peers only once no request holds them
+/// (`refs`), and a request whose list changed since its `peer.init` gets
+/// no further peer from it (every change of the set moves
+/// `*peers->config`), so it never indexes a longer list with its bitmap.
+/// Requests then cost nothing over stock nginx unless they are counted.
+pub fn needed(counting: bool) -> Option<Hook> {
+    let guard = !NGINX_FREES_REMOVED_PEERS;
+    let free: ngx_event_free_peer_pt = match (guard, counting) {
+        (true, true) => Some(free_counted_zone_peer),
+        (true, false) => Some(free_zone_peer),
+        (false, true) => Some(free_counted_peer),
+        (false, false) => return None,
+    };
+    Some(Hook { guard, free })
+}
 
 /// Installed as `uscf->peer.init` of zone upstreams at start.
 pub unsafe extern "C" fn init_zone_peer(
@@ -60,22 +86,28 @@ pub unsafe extern "C" fn init_zone_peer(
             if rc != NGX_OK as ngx_int_t || srv.state.is_null() {
                 return rc;
             }
-            if !wrap_free(r, srv) {
+            let Some(hook) = srv.hook else {
+                return rc;
+            };
+            if !wrap_free(r, srv, hook.free) {
                 return NGX_ERROR as ngx_int_t;
+            }
+            if !hook.guard {
+                return rc;
             }
             enlarge_tried_bitmap(r, us, srv.max_peers_per_list, &*srv.state)
         }
     })
 }
 
-/// Makes the request's `peer.free` [`free_zone_peer`]. A balancer (with
+/// Makes the request's `peer.free` `hook` (see [`needed`]). A balancer (with
 /// `keepalive` or not) installs the same `free` for every request of an
 /// upstream: the first one is recorded, and a request with another one
 /// fails rather than run with a name that a reaped peer would take along.
 ///
 /// # Safety
 /// `r` is the live request, right after the balancer's peer.init.
-unsafe fn wrap_free(r: *mut ngx_http_request_t, srv: &mut SrvConf) -> bool {
+unsafe fn wrap_free(r: *mut ngx_http_request_t, srv: &mut SrvConf, hook: ngx_event_free_peer_pt) -> bool {
     // SAFETY: per the contract.
     unsafe {
         let u = (*r).upstream;
@@ -95,19 +127,12 @@ unsafe fn wrap_free(r: *mut ngx_http_request_t, srv: &mut SrvConf) -> bool {
             );
             return false;
         }
-        (*u).peer.free = srv.free_hook;
+        (*u).peer.free = hook;
         true
     }
 }
 
-/// The `peer.free` that requests of zone upstreams get in this cycle:
-/// [`free_zone_peer`], after counting the attempt when statistics are on
-/// (chosen once at start, so that requests pay nothing when they are off).
-pub fn free_hook(counting: bool) -> ngx::ffi::ngx_event_free_peer_pt {
-    Some(if counting { free_counted_zone_peer } else { free_zone_peer })
-}
-
-/// [`free_zone_peer`] after counting the attempt ([`crate::nginx::peer_stats`]).
+/// [`free_zone_peer`] after counting the attempt.
 unsafe extern "C" fn free_counted_zone_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
     // No panic can happen here: atomics, raw pointer work and FFI calls.
     // SAFETY: as for free_zone_peer; counting reads the peer the request
@@ -118,17 +143,48 @@ unsafe extern "C" fn free_counted_zone_peer(pc: *mut ngx_peer_connection_t, data
     }
 }
 
+/// The balancer's `free` after counting the attempt (no name copy: nginx
+/// makes its own, see [`needed`]).
+unsafe extern "C" fn free_counted_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // No panic can happen here: atomics, raw pointer work and FFI calls.
+    // SAFETY: as for free_zone_peer.
+    unsafe {
+        crate::nginx::peer_stats::count(pc, data, state);
+        original_free(pc, data, state);
+    }
+}
+
 /// The request's `peer.free` (see [`wrap_free`]): detaches the peer's name,
 /// then runs the balancer's `free`.
 unsafe extern "C" fn free_zone_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
     // No panic can happen here: raw pointer work and FFI calls only.
-    // SAFETY: nginx calls peer.free with `&u->peer` of a live request whose
-    // peer.init was init_zone_peer, so `u->upstream` has our srv conf with
-    // the recorded free, and the peer is still counted in its `conns`.
+    // SAFETY: as for original_free; the peer is still counted in its
+    // `conns`, so its name is still allocated.
     unsafe {
-        let u = pc.byte_sub(offset_of!(ngx_http_upstream_t, peer)).cast::<ngx_http_upstream_t>();
-        detach_name(u);
-        if let Some(free) = srv_conf((*u).upstream).and_then(|srv| srv.original_free) {
+        detach_name(upstream_of(pc));
+        original_free(pc, data, state);
+    }
+}
+
+/// The request's upstream, whose `peer` is `pc`.
+///
+/// # Safety
+/// `pc` is `&u->peer` of a live request.
+unsafe fn upstream_of(pc: *mut ngx_peer_connection_t) -> *mut ngx_http_upstream_t {
+    // SAFETY: per the contract.
+    unsafe { pc.byte_sub(offset_of!(ngx_http_upstream_t, peer)).cast() }
+}
+
+/// Runs the balancer's `free` that [`wrap_free`] recorded.
+///
+/// # Safety
+/// nginx calls peer.free with `&u->peer` of a live request whose peer.init
+/// was init_zone_peer, so `u->upstream` has our srv conf with the recorded
+/// free.
+unsafe fn original_free(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(free) = srv_conf((*upstream_of(pc)).upstream).and_then(|srv| srv.original_free) {
             free(pc, data, state);
         }
     }

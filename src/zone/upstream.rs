@@ -12,8 +12,8 @@ use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_event_free_peer_pt, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
-    ngx_slab_pool_t, ngx_str_t,
+    ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
 };
 use ngx::http::HttpModuleServerConf;
 
@@ -22,11 +22,12 @@ use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy, Upstream};
+use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
-    add_locked, max_peers_for_zone, remove_locked, replace_locked, replace_peers, update_locked, Lost, PeerName,
-    Refusal, Replaced, Target,
+    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, replace_peers, update_locked, Lost,
+    PeerName, Refusal, Replaced, Target,
 };
 use crate::zone::reclaim::ZoneState;
 use crate::Module;
@@ -56,8 +57,19 @@ pub struct SrvConf {
     /// they make (postconfiguration).
     pub checks: CheckConfBuilder,
     pub check: Option<CheckConf>,
-    /// The request's `peer.free` the request hook installs (at start).
-    pub free_hook: ngx_event_free_peer_pt,
+    /// What the request hook does (at start; none: not installed).
+    pub hook: Option<Hook>,
+}
+
+/// What the request hook does for each request of a zone upstream
+/// ([`crate::zone::request_hook::needed`]).
+#[derive(Clone, Copy)]
+pub struct Hook {
+    /// Detach the peer's name at `free` and enlarge the `tried` bitmap.
+    pub guard: bool,
+    /// The request's `peer.free`: the balancer's, after the guard's name
+    /// copy and/or counting the attempt ([`crate::nginx::peer_stats`]).
+    pub free: ngx_event_free_peer_pt,
 }
 
 impl Default for SrvConf {
@@ -72,7 +84,7 @@ impl Default for SrvConf {
             state_path: None,
             checks: CheckConfBuilder::default(),
             check: None,
-            free_hook: None,
+            hook: None,
         }
     }
 }
@@ -254,7 +266,7 @@ impl ZoneUpstream {
                 ),
             ));
         }
-        if changes_set && !balancer.follows_set_changes() {
+        if changes_set && !balancer.follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return Err(ApiError::conflict("balancer_fixed_at_start", balancer.set_change_refusal(&self.name())));
         }
         Ok(())
@@ -349,6 +361,12 @@ impl ZoneUpstream {
             Refusal::NotFound => {
                 ApiError::not_found("server_not_found", format!("server with ID \"{id}\" does not exist"))
             }
+            Refusal::Resolved => {
+                // SAFETY: the primary list of a zone upstream.
+                let name = unsafe { name_of(self.primary(), Target::Id(id)) };
+                let name = name.map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+                self.resolved_conflict(&name.unwrap_or_else(|| format!("with ID {id}")))
+            }
             other => self.refused(other, &format_args!("with ID {id}")),
         }
     }
@@ -415,11 +433,48 @@ impl ZoneUpstream {
     /// IDs (init_module, before any worker can reach the lists).
     pub fn start_ids(&self, revision: u64) {
         self.counters().revision.store(revision, core::sync::atomic::Ordering::Relaxed);
+        self.give_ids();
+    }
+
+    /// Gives the peers without an ID the next free ones: those nginx's
+    /// resolver added since the last change (`server NAME resolve`, nginx
+    /// 1.27.3 and later), before the NGINX Plus API lists them.
+    pub fn give_ids(&self) {
         // SAFETY: the zone's lists, under both write locks.
         unsafe {
             let _locks = ListsWriteLocked::new(self.primary());
             ensure_ids(self.primary(), self.counters());
         }
+    }
+
+    /// The answer to a change of the peer `server` that nginx's resolver
+    /// made.
+    fn resolved_conflict(&self, server: &str) -> ApiError {
+        let from = self.peers().into_iter().find(|p| p.name == server).and_then(|p| p.resolved_from);
+        ApiError::conflict(
+            "server_resolved",
+            format!(
+                "server {server} of upstream \"{}\" was resolved from \"{}\" by nginx (server ... resolve): \
+                 nginx adds and removes it; change the configuration's server line instead",
+                self.name(),
+                from.unwrap_or_default()
+            ),
+        )
+    }
+
+    /// Refuses a declarative replace whose `desired` servers name a peer
+    /// nginx's resolver made: the replace is about the static peers, and
+    /// the resolved ones stay nginx's (409, as changing them).
+    pub fn check_not_resolved(&self, desired: &[ServerSpec]) -> Result<(), ApiError> {
+        let resolved: Vec<String> =
+            self.peers().into_iter().filter(|p| p.resolved_from.is_some()).map(|p| p.name).collect();
+        for spec in desired {
+            let name = String::from_utf8_lossy(PeerAddress::new(&spec.address).name()).into_owned();
+            if resolved.contains(&name) {
+                return Err(self.resolved_conflict(&name));
+            }
+        }
+        Ok(())
     }
 
     /// The answer to an edit refused under the locks, about `server`.
@@ -452,6 +507,7 @@ impl ZoneUpstream {
                 "server_not_found",
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
+            Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
@@ -473,7 +529,7 @@ impl ZoneUpstream {
     /// cannot follow a new set of peers only take the parameters of the
     /// servers they already have.
     pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        if !self.balancer().follows_set_changes() {
+        if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return self.restore_parameters(servers);
         }
         if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() {
@@ -482,7 +538,7 @@ impl ZoneUpstream {
         // The configuration's servers, kept aside (before the locks) to be
         // rebuilt if the state's do not fit: as specs, with their `server`
         // text exactly (so the rebuilt blocks have the sizes of the freed).
-        let current = self.peers();
+        let current = self.static_peers();
         let kept: Vec<(ServerSpec, &[u8])> =
             specs_of(&current)?.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
         if let Some(peer) = current
@@ -516,14 +572,11 @@ impl ZoneUpstream {
             Replaced::Lost => {
                 // Believed impossible (see replace_peers). No balancer may
                 // then see the empty lists (a NULL peer for round robin, a
-                // division by a zero total for hash): without its original
-                // peer.init the request hook fails the upstream's requests
-                // (500) instead.
+                // division by a zero total for hash): the upstream's
+                // requests fail (500) instead.
                 // SAFETY: this cycle's configuration memory, in the master
                 // before the workers fork.
-                if let Some(srv) = unsafe { srv_conf(self.uscf) } {
-                    srv.original_init = None;
-                }
+                unsafe { (*self.uscf).peer.init = Some(fail_request) };
                 Err(format!(
                     "{}, and the configuration's could not be rebuilt: the upstream has no servers and its requests \
                      fail (500) until nginx starts with a larger zone",
@@ -536,7 +589,7 @@ impl ZoneUpstream {
     /// For balancers with fixed tables: the state's parameters of servers
     /// the upstream has; other differences are reported.
     fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        let current: Vec<String> = self.peers().into_iter().map(|p| p.name).collect();
+        let current: Vec<String> = self.static_peers().into_iter().map(|p| p.name).collect();
         let wanted: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
         if current.iter().any(|n| !wanted.contains(n)) || wanted.iter().any(|n| !current.contains(n)) {
             return Err(format!(
@@ -559,7 +612,14 @@ impl ZoneUpstream {
 
     /// The servers as a state file records them.
     pub fn server_specs(&self) -> Result<Vec<ServerSpec>, String> {
-        specs_of(&self.peers())
+        specs_of(&self.static_peers())
+    }
+
+    /// The peers of the configuration and the APIs, without those nginx's
+    /// resolver made (`server NAME resolve`), which nginx adds again after
+    /// a restart: a state file never holds them.
+    fn static_peers(&self) -> Vec<PeerView> {
+        self.peers().into_iter().filter(|p| p.resolved_from.is_none()).collect()
     }
 
     /// The most peers one list may hold: no list can have more peers than
@@ -595,6 +655,12 @@ impl ZoneUpstream {
 fn address_of(name: &PeerName) -> Result<Address, ApiError> {
     parse_peer_address(&String::from_utf8_lossy(name.as_bytes()))
         .map_err(|e| ApiError::new(500, "internal", format!("server {e}")))
+}
+
+/// The `peer.init` of an upstream that lost its servers at start (see
+/// [`ZoneUpstream::restore_at_start`]): every request fails with 500.
+unsafe extern "C" fn fail_request(_r: *mut ngx_http_request_t, _us: *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t {
+    NGX_ERROR as ngx_int_t
 }
 
 fn shown_name(address: &PeerAddress) -> String {

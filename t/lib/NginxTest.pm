@@ -131,6 +131,18 @@ C<worker_processes N;> (default 2).
 Level of C<error_log logs/error.log LEVEL;> (default C<info>); one of debug
 info notice warn error crit alert emerg.
 
+=item C<--- needs_modules: lua>
+
+Modules the block loads itself (by rewriting F<nginx.conf> before a reload,
+with C<module_files>), not at start: the block is skipped like one with
+C<--- modules> when this nginx cannot load them (C<TEST_NGINX_SKIP_MODULES>).
+
+=item C<--- needs_debug>
+
+The block needs an nginx built C<--with-debug> (Debian's are; nginx.org's
+C<nginx> is not, its C<nginx-debug> is): skipped otherwise, with that
+reason, as for C<TEST_NGINX_SKIP_MODULES>.
+
 =item C<--- modules: echo lua stream>
 
 Debian dynamic modules to load before ours, any subset, in the order given.
@@ -423,6 +435,22 @@ test of a bad configuration does not trip the automatic [emerg] check.
 
 The current L<Test::Base::Block> and its name.
 
+=item C<module_files(NAME)>
+
+The files a C<load_module> of module NAME (as in C<--- modules>) needs with
+this nginx: in C<TEST_NGINX_MODULES_DIR>, none if C<nginx -V> says it is
+built in.  For a block that loads a module itself (with C<--- needs_modules>).
+
+=item C<nginx_at_least(VERSION)>
+
+Whether the nginx under test (C<nginx -v>) is VERSION (C<1.27.3>) or later:
+for the few behaviours that differ between nginx versions (see
+F<src/nginx/version.rs>).
+
+=item C<nginx_version()>
+
+The version of the nginx under test (C<nginx -v>), e.g. C<1.28.3>.
+
 =back
 
 =head1 ENVIRONMENT
@@ -442,6 +470,18 @@ holds this F<NginxTest.pm>).
 =item C<TEST_NGINX_MODULES_DIR>
 
 Where the Debian modules are (default F</usr/lib/nginx/modules>).
+
+=item C<TEST_NGINX_SKIP_MODULES>
+
+Modules of C<--- modules> that this nginx cannot load, one C<NAME=reason>
+line each (C<lua=no Lua module for nginx 1.28.3: ...>): every block that
+needs one is skipped with that reason (C<ok N # skip NAME: needs the lua
+module: REASON>), and a file whose blocks all need one is skipped whole
+(C<skip_all>); either way each skipped block is also one
+C<# skipped: NAME: needs the lua module: REASON> line on stderr, so it
+shows in C<prove>'s output (and C<scripts/test.sh> counts them).  A module the binary has
+built in (C<nginx -V> says C<--with-stream>, as nginx.org's packages do) is
+not loaded at all.
 
 =item C<TEST_NGINX_KEEP=1>
 
@@ -504,7 +544,7 @@ use Exporter ();
 our @HELPERS = qw(
     http http_get port server_port prefix data_dir conf_file
     master_pid worker_pids nginx_reload nginx_restart poll_until
-    error_log_text nginx_t block block_name
+    error_log_text nginx_t block block_name module_files nginx_at_least nginx_version
 );
 our @EXPORT = (qw(run_tests), @HELPERS, @Test::More::EXPORT);
 
@@ -549,6 +589,8 @@ our %SECTIONS = (
     workers            => { kind => 'value' },
     log_level          => { kind => 'value' },
     modules            => { kind => 'value' },
+    needs_modules      => { kind => 'value' },
+    needs_debug        => { kind => 'flag' },
     timeout            => { kind => 'value' },
     request            => { kind => 'text' },
     more_headers       => { kind => 'text' },
@@ -611,9 +653,90 @@ sub run_tests {
     -f $MODULE or die "NginxTest: module '$MODULE' not found: build it (cargo build) "
                     . "or set TEST_NGINX_MODULE=/abs/path.so\n";
 
+    my @skips = map { _skip_reason($_) } @blocks;
+    # One line per skipped block, whatever prove's verbosity.
+    diag('skipped: ' . $blocks[$_]->name . ": $skips[$_]") for grep { defined $skips[$_] } 0 .. $#blocks;
+    if (!grep { !defined } @skips) {
+        my %seen;
+        plan skip_all => join('; ', grep { !$seen{$_}++ } @skips);
+    }
+
     _install_signal_handlers();
-    run_block($_) for @blocks;
+    for my $i (0 .. $#blocks) {
+        if (defined $skips[$i]) {
+            Test::More->builder->skip($blocks[$i]->name . ": $skips[$i]");
+        } else {
+            run_block($blocks[$i]);
+        }
+    }
     done_testing();
+}
+
+# TEST_NGINX_SKIP_MODULES: NAME=reason lines (see ENVIRONMENT).
+sub _skipped_modules {
+    my %skip;
+    for my $line (split /\n/, $ENV{TEST_NGINX_SKIP_MODULES} // '') {
+        next unless $line =~ /\S/;
+        $line =~ /^\s*(\w+)=(.+)$/ && $DEBIAN_MODULES{$1}
+            or die "NginxTest: TEST_NGINX_SKIP_MODULES: '$line' is not NAME=reason with NAME one of "
+                 . join(' ', sort keys %DEBIAN_MODULES) . "\n";
+        $skip{$1} = $2;
+    }
+    return %skip;
+}
+
+# Why a block cannot run with this nginx (a module it needs is skipped), or
+# undef.
+sub _skip_reason {
+    my ($block) = @_;
+    my %skip = _skipped_modules();
+    for my $m (map { split ' ', $block->{$_} ? _raw($block, $_) : '' } qw(modules needs_modules)) {
+        return "needs the $m module: $skip{$m}" if exists $skip{$m};
+    }
+    return "needs nginx built --with-debug: this one is not (nginx -V)"
+        if exists $block->{needs_debug} && !_builtin_modules()->{debug};
+    return undef;
+}
+
+# What this nginx was built --with (`nginx -V`): the modules of
+# %DEBIAN_MODULES it has built in (nginx.org's packages build stream in,
+# Debian's as a dynamic module), for which nothing is loaded, and debug.
+my $BUILTIN;
+sub _builtin_modules {
+    $BUILTIN //= do {
+        my $v = `'$BINARY' -V 2>&1`;
+        +{ map { ($_ => 1) } grep { $v =~ /--with-\Q$_\E(?=\s|$)/ } 'debug', keys %DEBIAN_MODULES };
+    };
+    return $BUILTIN;
+}
+
+my $VERSION_OF_BINARY;
+
+sub nginx_version {
+    $VERSION_OF_BINARY //= do {
+        my $v = `'$BINARY' -v 2>&1`;
+        $v =~ m{nginx/(\d+\.\d+\.\d+)} or die "cannot tell the version of $BINARY: $v";
+        $1;
+    };
+    return $VERSION_OF_BINARY;
+}
+
+sub nginx_at_least {
+    my ($want) = @_;
+    my $number = sub { sprintf '%03d%03d%03d', split /\./, $_[0] };
+    return $number->(nginx_version()) ge $number->($want);
+}
+
+# The files to load_module for a module of %DEBIAN_MODULES (none if built
+# in); dies if one is missing.
+sub module_files {
+    my ($m) = @_;
+    return () if _builtin_modules()->{$m};
+    return map {
+        my $path = "$MODULES_DIR/$_";
+        -f $path or die "module '$m' needs $path: apt-get install -y $DEBIAN_PACKAGE{$m}\n";
+        $path;
+    } @{ $DEBIAN_MODULES{$m} };
 }
 
 # Literal ports in the harness's range in the test script may be another
@@ -691,9 +814,10 @@ sub _validate_block {
     if ($has->('log_level') && !grep { $_ eq $val->('log_level') } @LOG_LEVELS) {
         $e->("log_level must be one of @LOG_LEVELS");
     }
-    if ($has->('modules')) {
-        for my $m (split ' ', $val->('modules')) {
-            $e->("unknown module '$m' in --- modules (known: "
+    for my $s (qw(modules needs_modules)) {
+        next unless $has->($s);
+        for my $m (split ' ', $val->($s)) {
+            $e->("unknown module '$m' in --- $s (known: "
                  . join(' ', sort keys %DEBIAN_MODULES) . ")") unless $DEBIAN_MODULES{$m};
         }
     }
@@ -858,12 +982,7 @@ sub _write_conf {
     my @load;
     my %seen;
     for my $m (split ' ', $block->{modules} ? _raw($block, 'modules') : '') {
-        next if $seen{$m}++;
-        for my $so (@{ $DEBIAN_MODULES{$m} }) {
-            my $path = "$MODULES_DIR/$so";
-            -f $path or die "module '$m' needs $path: apt-get install -y $DEBIAN_PACKAGE{$m}\n";
-            push @load, $path;
-        }
+        push @load, module_files($m) unless $seen{$m}++;
     }
     push @load, $MODULE;
 

@@ -27,7 +27,7 @@ use NginxTest;
 
 use Exporter 'import';
 our @EXPORT = qw(verbose change srv);
-our @EXPORT_OK = qw(set_change_refused);
+our @EXPORT_OK = qw(set_change_refused tables_fixed);
 
 # verbose([UPSTREAM]): the verbose listing of UPSTREAM (default backends), or
 # "status N: body" when it does not answer 200.
@@ -67,8 +67,13 @@ sub srv {
 sub set_change_refused {
     my ($upstream, $balancer) = @_;
     return "409 Conflict: upstream \"$upstream\" uses the $balancer balancer, which computes its table once at "
-         . "start on nginx 1.22: adding, removing or re-weighting peers is refused (down, up, max_fails, "
-         . "fail_timeout and max_conns work)\n";
+         . "start on this nginx (before 1.27.3): adding, removing or re-weighting peers is refused (down, up, "
+         . "max_fails, fail_timeout and max_conns work)\n";
 }
+
+# tables_fixed(): whether `hash ... consistent` and `random` compute their
+# tables once (nginx before 1.27.3), so that the API refuses to add, remove
+# or re-weight their peers; from 1.27.3 on nginx rebuilds them.
+sub tables_fixed { !nginx_at_least('1.27.3') }
 
 1;

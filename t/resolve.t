@@ -1,0 +1,149 @@
+# `server NAME resolve` (nginx 1.27.3 and later): the peers nginx's
+# resolver makes are nginx's. The APIs list them (JSON says
+# "resolved_from"), refuse to change or remove them (409 with the reason),
+# never write them into a state file, and after a reload nginx carries them
+# over (its zone copy) without the module duplicating them. A tiny DNS
+# server (NginxTest::Dns) on the UDP side of port 5 answers backend.test
+# with 127.0.0.1.
+
+use lib 't/lib';
+use NginxTest;
+use NginxTest::Dns;
+use NginxTest::Files;
+use NginxTest::PlusApi;
+
+plan skip_all => 'server ... resolve exists from nginx 1.27.3 on' unless nginx_at_least('1.27.3');
+
+our $HEADER = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
+
+sub line { "server 127.0.0.1:$_[0] weight=1 max_fails=1 fail_timeout=10;\n" }
+sub verbose { http_get('/dynamic?upstream=backends&verbose=')->{body} }
+
+# Waits until nginx resolved backend.test: the verbose listing is LINES.
+sub resolved {
+    my ($lines, $what) = @_;
+    ok(poll_until(sub { main::verbose() eq $lines }, 15, "$what: the resolved peer listed"), "$what: listed")
+        or diag(main::verbose());
+}
+
+$ENV{TEST_NGINX_RESOLVER} = 'resolver 127.0.0.1:$TEST_NGINX_PORT_5 ipv6=off valid=1s; resolver_timeout 1s;';
+
+run_tests();
+__DATA__
+
+=== TEST 1: a resolved peer is listed, refused to change or remove with the reason, kept out of the state file; traffic reaches it
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2), 'start');
+my $json = http_get('/dynamic?upstream=backends&format=json')->{body};
+like($json, qr/"name":"127\.0\.0\.1:$p2"[^}]*"resolved_from":"backend\.test"/, 'JSON: resolved_from');
+unlike($json, qr/"name":"127\.0\.0\.1:$p1"[^}]*"resolved_from"/, 'JSON: no resolved_from for a static peer');
+
+my $reason = "409 409 Conflict: server 127.0.0.1:$p2 of upstream \"backends\" was resolved from \"backend.test\" by nginx "
+           . "(server ... resolve): nginx adds and removes it; change the configuration's server line instead\n";
+for my $q ("remove=&server=127.0.0.1:$p2", "server=127.0.0.1:$p2&weight=3", "server=127.0.0.1:$p2&down=") {
+    my $r = http_get("/dynamic?upstream=backends&$q");
+    is("$r->{status} $r->{body}", $reason, "$q: 409 with the reason");
+}
+my $r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p2");
+is("$r->{status} $r->{body}", "400 400 Bad Request: server 127.0.0.1:$p2 already exists in upstream \"backends\"\n",
+   'adding its address: server_exists');
+is(main::verbose(), main::line($p1) . main::line($p2), 'nothing changed');
+
+$r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'a static peer added') or diag($r->{body});
+is(main::slurp(data_dir() . '/backends.state'), $main::HEADER . main::line($p1) . main::line($p3),
+   'the state file holds the static peers only');
+$r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'and removed') or diag($r->{body});
+
+my %seen;
+$seen{ http_get('/')->{body} }++ for 1 .. 10;
+is_deeply(\%seen, { "$p1\n" => 5, "$p2\n" => 5 }, 'round robin over the static and the resolved peer');
+--- allow_error_log
+could not be resolved
+
+
+
+=== TEST 2: after a reload the resolved peer is still there once, next to the state file's static peers
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2), 'start');
+my $r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'a static peer added') or diag($r->{body});
+main::resolved(main::line($p1) . main::line($p2) . main::line($p3), 'after the add');
+nginx_reload();
+main::resolved(main::line($p1) . main::line($p3) . main::line($p2), 'after the reload');
+is(main::slurp(data_dir() . '/backends.state'), $main::HEADER . main::line($p1) . main::line($p3),
+   'the state file still holds the static peers only');
+--- allow_error_log
+could not be resolved
+
+
+
+=== TEST 3: the NGINX Plus API follows the same rules: PATCH and DELETE of a resolved peer by ID are 409, POST of its address 409, and a PUT replaces the static peers only
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2), 'start');
+my $servers = main::plus_json(http_get('/api/9/http/upstreams/backends/servers'), 200, 'GET');
+is_deeply([map { "$_->{id} $_->{server}" } @$servers], ["0 127.0.0.1:$p1", "1 backend.test:$p2"],
+          'the resolved peer is listed with its server line (as NGINX Plus does) and the next free ID');
+my $reason = "server 127.0.0.1:$p2 of upstream \"backends\" was resolved from \"backend.test\" by nginx "
+           . "(server ... resolve): nginx adds and removes it; change the configuration's server line instead";
+main::plus_error(http('PATCH', '/api/9/http/upstreams/backends/servers/1', '{"weight":3}'), 409, 'ServerResolved',
+                 $reason, 'PATCH');
+main::plus_error(http('DELETE', '/api/9/http/upstreams/backends/servers/1'), 409, 'ServerResolved', $reason, 'DELETE');
+main::plus_error(http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p2"})), 409,
+                 'EntryExists', "server 127.0.0.1:$p2 already exists in upstream \"backends\"", 'POST of its address');
+my $r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2"}]));
+main::plus_error($r, 409, 'ServerResolved', $reason, 'PUT naming the resolved peer');
+is(main::verbose(), main::line($p1) . main::line($p2), 'nothing changed');
+
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p3"}]));
+my $put = main::plus_json($r, 200, 'PUT of the static peers');
+is_deeply([map { "$_->{id} $_->{server}" } @$put], ["1 backend.test:$p2", "2 127.0.0.1:$p3"],
+          'the answer shows the resolved peer kept and the new static one');
+is(main::verbose(), main::line($p2) . main::line($p3), 'the resolved peer was neither removed nor duplicated');
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p3"}]));
+is($r->{headers}{'x-upstream-changed'}, 'false', 'the same static peers again: no change');
+--- allow_error_log
+could not be resolved
