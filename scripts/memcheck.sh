@@ -225,7 +225,13 @@ run_asan() {
     # would refuse (a consistent-hash table is at most 64 MiB), and
     # t/dyups-proxy.t TEST 12, which makes mallocs fail under ulimit -v,
     # skips itself under ASan.
-    export ASAN_OPTIONS="log_path=$dir/asan:detect_leaks=1:abort_on_error=0:halt_on_error=0"
+    # intercept_tls_get_addr=0: GCC 12's runtime (Debian 12's libasan8) takes the 16
+    # bytes before a thread-local block at page offset 16 for an old glibc's header;
+    # with glibc 2.36 they are ASan's own allocation header, and LeakSanitizer's
+    # tracer then scans a bogus range and dies at exit ("Tracer caught signal 11")
+    # when LuaJIT's 48-byte TLS block lands there (google/sanitizers#1322). Leak
+    # checking stays on; only that broken TLS tracking is off.
+    export ASAN_OPTIONS="log_path=$dir/asan:detect_leaks=1:intercept_tls_get_addr=0:abort_on_error=0:halt_on_error=0"
 
     # The module and Debian's modules must load into the ASan binary.
     local t="$dir/load-check"
