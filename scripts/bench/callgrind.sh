@@ -40,7 +40,7 @@ scripts/setup.sh
 if [ "$version" != 1.22 ]; then
     # The nginx of that version (built and cached by scripts/build.sh), and the
     # module built against its tree into its own target dir, as build.sh does.
-    NGINX_BIN=$(scripts/build.sh --nginx "$version" | head -1)
+    NGINX_BIN=$(scripts/build.sh --nginx "$version" | sed -n 1p)
     NGINX_BUILD_DIR=$(nginx_build_dir "$version")
     CARGO_TARGET_DIR=$(cargo_target_dir "$version")
     export NGINX_BUILD_DIR CARGO_TARGET_DIR
