@@ -2,6 +2,11 @@
 # Benchmarks of the module (not part of the test suite).
 #
 #   scripts/bench.sh [--quick]
+#   scripts/bench.sh --nginx 1.22|1.28 [N1 N2]
+#
+# --nginx V: only the request path on that nginx (1.28: nginx 1.28.3), in
+# instructions per request: scripts/bench/callgrind.sh --nginx V (ZONES and
+# BALANCERS as there). The scenarios below run on Debian's 1.22.1.
 #
 # Five scenarios, everything on 127.0.0.1, each comparing two arms in the
 # same run (alternating, several rounds; figures are medians):
@@ -31,11 +36,14 @@
 # scripts/bench/scale.gp.
 source "$(dirname "$0")/common.sh"
 
+if [ "${1:-}" = --nginx ]; then
+    exec scripts/bench/callgrind.sh "$@"
+fi
 quick=0
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
-        *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--quick] | --nginx 1.22|1.28 [N1 N2]" >&2; exit 2 ;;
     esac
 done
 

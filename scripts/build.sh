@@ -209,8 +209,10 @@ nginx_src_dir() {
 
 # Debian 12's source of the echo module (libnginx-mod-http-echo, the one the
 # host's t/ runs load), for a dynamic build against 1.28.
+# Its physical path, as build_128's: it is part of build_128's stamp.
 echo_src_dir() {
-    local dir=$REPO_ROOT/build/nginx-1.28/echo
+    local dir
+    dir=$(cd -P "$REPO_ROOT/build" && pwd)/nginx-1.28/echo
     if [ ! -f "$dir/.fetched" ]; then
         say "fetching Debian 12's libnginx-mod-http-echo source (apt-get source) into build/nginx-1.28/echo"
         rm -rf "$dir"

@@ -3,8 +3,15 @@
 # suite with nginx under valgrind's memcheck, and/or under an AddressSanitizer
 # build of the same nginx.
 #
-#   scripts/memcheck.sh valgrind|asan|all
+#   scripts/memcheck.sh valgrind|asan|all [--nginx 1.22|1.28]
 #
+# --nginx 1.28 (asan only; default 1.22): nginx 1.28.3 built with ASan from
+#           the nginx-src tree and flags of scripts/build.sh --nginx 1.28
+#           (scripts/memcheck/build-asan.sh --nginx 1.28: build/
+#           nginx-1.28-asan/), the module scripts/build.sh --nginx 1.28 built
+#           for it, and the suite's settings for 1.28 (scripts/lib/
+#           nginx-versions.sh: the echo module of that tree, Lua blocks
+#           skipped with their reason).
 # valgrind  Debian's /usr/sbin/nginx, our module (target/debug, a snapshot
 #           copied to scripts/out/memcheck/module/ so that a rebuild during
 #           the run changes nothing) and Debian's Lua/echo/stream modules, run
@@ -76,14 +83,17 @@
 # Exit status: 0 when every part passed and no module-attributed error was
 # found, 1 otherwise (the summary says which).
 source "$(dirname "$0")/common.sh"
+source scripts/lib/nginx-versions.sh
 # The whole script is one { ... } group: bash parses it completely before
 # running it, so editing this file during a (long) run cannot derail it.
 {
 
 mode=${1:-}
-case "$mode" in
-    valgrind|asan|all) ;;
-    *) echo "usage: $0 valgrind|asan|all" >&2; exit 2 ;;
+version=1.22
+[ "${2:-}" = --nginx ] && version=${3:-}
+case "$mode $version" in
+    "valgrind 1.22"|"asan 1.22"|"asan 1.28"|"all 1.22") ;;
+    *) echo "usage: $0 valgrind|asan|all [--nginx 1.22|1.28] (1.28: asan only)" >&2; exit 2 ;;
 esac
 
 read -r -a tests <<< "${MEMCHECK_TESTS:-t/}"
@@ -108,7 +118,11 @@ if [ "$mode" != asan ] && ! command -v valgrind >/dev/null; then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-built=$(build_module dev)
+if [ "$version" = 1.22 ]; then
+    built=$(build_module dev)
+else
+    built=$(scripts/build.sh --nginx "$version" | tail -1)
+fi
 module_dir="$top/module"
 mkdir -p "$module_dir"
 chmod 755 "$module_dir"
@@ -132,6 +146,8 @@ run_prove() {
     chmod 755 "$dir" "$dir/tmp"
     local rc=0
     env "$@" TEST_NGINX_MODULE="$module" TEST_NGINX_TMPDIR="$dir/tmp" \
+        TEST_NGINX_MODULES_DIR="$(nginx_modules_dir "$version")" \
+        TEST_NGINX_SKIP_MODULES="$(nginx_skipped_modules "$version")" \
         prove -r -v --merge --timer -j "$jobs" "${tests[@]}" > "$dir/prove.log" 2>&1 || rc=$?
     return $rc
 }
@@ -144,7 +160,7 @@ baseline() {
     mkdir -p "$top/baseline"
     echo "memcheck: plain run of the suite (to compare failures): ${tests[*]}"
     local start=$SECONDS
-    run_prove "$top/baseline" TEST_NGINX_BINARY=/usr/sbin/nginx || true
+    run_prove "$top/baseline" TEST_NGINX_BINARY="$(nginx_binary "$version")" || true
     touch "$top/baseline/.done-$$"
     echo "memcheck: plain run done in $(fmt_time $((SECONDS - start)))"
 }
@@ -220,7 +236,7 @@ run_asan() {
     chmod 755 "$dir"
     chmod 1777 "$dir/logs"
     local nginx_asan
-    nginx_asan=$(scripts/memcheck/build-asan.sh)
+    nginx_asan=$(scripts/memcheck/build-asan.sh --nginx "$version")
     # No allocator_may_return_null: no test asks for an allocation ASan
     # would refuse (a consistent-hash table is at most 64 MiB), and
     # t/dyups-proxy.t TEST 12, which makes mallocs fail under ulimit -v,
@@ -233,14 +249,20 @@ run_asan() {
     # checking stays on; only that broken TLS tracking is off.
     export ASAN_OPTIONS="log_path=$dir/asan:detect_leaks=1:intercept_tls_get_addr=0:abort_on_error=0:halt_on_error=0"
 
-    # The module and Debian's modules must load into the ASan binary.
+    # The module and the suite's other modules must load into the ASan
+    # binary: Debian's for 1.22; 1.28's echo (its stream is static, no Lua).
     local t="$dir/load-check"
     mkdir -p "$t/conf" "$t/logs"
     chmod 755 "$t"
-    local mods="" m
-    for m in ngx_http_echo_module ndk_http_module ngx_http_lua_module ngx_stream_module; do
-        mods+="load_module /usr/lib/nginx/modules/$m.so;"$'\n'
+    local mods="" m load_list lua_location=""
+    load_list=(ngx_http_echo_module ndk_http_module ngx_http_lua_module ngx_stream_module)
+    [ "$version" = 1.22 ] || load_list=(ngx_http_echo_module)
+    for m in "${load_list[@]}"; do
+        mods+="load_module $(nginx_modules_dir "$version")/$m.so;"$'\n'
     done
+    if [[ " ${load_list[*]} " == *" ngx_http_lua_module "* ]]; then
+        lua_location='location /lua { content_by_lua_block { require("ngx.dynamic") } }'
+    fi
     cat > "$t/conf/nginx.conf" <<EOF
 $mods
 load_module $module;
@@ -253,7 +275,7 @@ http {
         location /dynamic { dynamic_upstream; }
         location /dyups { dyups_interface; }
         location /echo { echo "ok"; }
-        location /lua { content_by_lua_block { require("ngx.dynamic") } }
+        $lua_location
     }
 }
 EOF
@@ -275,14 +297,14 @@ EOF
     fi
     local took=$((SECONDS - start))
     say ""
-    say "==================== asan: t/ suite, nginx built with AddressSanitizer ===================="
+    say "==================== asan: t/ suite, nginx $version built with AddressSanitizer ===================="
     say "runtime: $(fmt_time "$took") ($(date -u +%FT%TZ))"
     say "binary: $nginx_asan"
     say "  $("$nginx_asan" -V 2>&1 | grep -o "with-cc-opt='[^']*'")"
     say_file "$top/module.txt"
     say "ASAN_OPTIONS: $ASAN_OPTIONS (log_path set per block by scripts/memcheck/asan-nginx.sh: $dir/logs/<block>/asan.<pid>)"
     if [ "$load_rc" = 0 ]; then
-        say "load check (nginx -t, load_module echo, ndk, lua, stream and ours): OK"
+        say "load check (nginx -t, load_module ${load_list[*]} and ours): OK"
     else
         say "load check FAILED (exit $load_rc), the suite was not run:"
         say "$load_out"

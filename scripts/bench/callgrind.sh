@@ -10,7 +10,12 @@
 # the totals divided by N2 - N1 is the cost of one request, with start-up and
 # shutdown cancelled out.
 #
-#   scripts/bench/callgrind.sh [N1] [N2]        (default 200 1200)
+#   scripts/bench/callgrind.sh [--nginx 1.22|1.28] [N1] [N2]
+#                                               (default 1.22, 200 1200)
+#   NGINX=1.28 ...                              the same as --nginx 1.28: that
+#                                               nginx (scripts/build.sh --nginx
+#                                               1.28) and the module's release
+#                                               build for it (target/nginx-1.28)
 #   ZONES="64k 1m" BALANCERS="rr hash" ...      to measure part of the table
 #   PLUS=1 ...                                  with dynamic_upstream_api (statistics counted)
 #   ANNOTATE=1 ...                              also write callgrind_annotate
@@ -18,12 +23,28 @@
 #   MODULE=path/to/module.so ...                measure that build (another
 #                                               branch's) instead of this one
 source "$(dirname "$0")/../common.sh"
+source scripts/lib/nginx-versions.sh
 
+version=${NGINX:-1.22}
+if [ "${1:-}" = --nginx ]; then version=${2:-}; shift 2 || shift; fi
+# 1.26's binary is a wrapper script (build/nginx-1.26/nginx): callgrind would count the shell.
+case $version in
+1.22|1.28) ;;
+*) echo "callgrind.sh: --nginx 1.22 or 1.28, not '$version'" >&2; exit 2 ;;
+esac
 n1=${1:-200}
 n2=${2:-1200}
 zones=${ZONES:-64k 1m 64m 256m}
 balancers=${BALANCERS:-rr least_conn hash}
 scripts/setup.sh
+if [ "$version" != 1.22 ]; then
+    # The nginx of that version (built and cached by scripts/build.sh), and the
+    # module built against its tree into its own target dir, as build.sh does.
+    NGINX_BIN=$(scripts/build.sh --nginx "$version" | sed -n 1p)
+    NGINX_BUILD_DIR=$(nginx_build_dir "$version")
+    CARGO_TARGET_DIR=$(cargo_target_dir "$version")
+    export NGINX_BUILD_DIR CARGO_TARGET_DIR
+fi
 module=${MODULE:-$(build_module release)}
 out="$REPO_ROOT/scripts/out/callgrind"
 rm -rf "$out"

@@ -2,8 +2,13 @@
 # Builds Debian's nginx (the source of the installed /usr/sbin/nginx) with
 # AddressSanitizer, for scripts/memcheck.sh asan. Prints the binary's path.
 #
-#   scripts/memcheck/build-asan.sh
+#   scripts/memcheck/build-asan.sh [--nginx 1.22|1.28]     (default 1.22)
 #
+# 1.28: nginx 1.28.3 from the same nginx-src tree and with the same configure
+# arguments as scripts/build.sh --nginx 1.28 (which it runs first; they are
+# in the stamp build.sh writes, build/nginx-1.28/src/.built-with), plus the
+# ASan options below, built in build/nginx-1.28-asan/src. The rest of this
+# comment is about 1.22:
 # - adds a deb-src entry for bookworm, bookworm-updates and bookworm-security
 #   if apt has none (deb822 file /etc/apt/sources.list.d/deb-src.sources);
 # - `apt-get source nginx=<installed version>` into build/nginx-asan/
@@ -51,14 +56,57 @@ mkdir -p "$top" "$log_dir"
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 
-version=$(dpkg-query -W -f='${Version}' nginx)
-upstream=${version%%-*}
+nginx=1.22
+if [ "${1:-}" = --nginx ]; then nginx=${2:-}; fi
+case $nginx in
+1.22|1.28) ;;
+*) echo "usage: $0 [--nginx 1.22|1.28]" >&2; exit 2 ;;
+esac
+
 palloc=${MEMCHECK_ASAN_PALLOC:-1}
 cc_opt='-fsanitize=address -fsanitize-recover=address -fno-omit-frame-pointer -g -O1'
 [ "$palloc" = 1 ] && cc_opt+=' -DNGX_DEBUG_PALLOC=1'
 ld_opt='-fsanitize=address -Wl,--no-as-needed -lcrypt'
 keep_modules=${MEMCHECK_ASAN_KEEP_MODULES:-1}
 keep_header="$root/scripts/memcheck/asan-keep-modules.h"
+
+# Runs configure ARGS... with the ASan options, then make, in the current directory.
+configure_and_make() {
+    "$@" --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
+        > "$top/configure.log" 2>&1 || { echo "build-asan: configure failed, see $top/configure.log" >&2; exit 1; }
+    if [ "$keep_modules" = 1 ]; then
+        sed -i "s|^CFLAGS = .*|& -include $keep_header|" objs/Makefile
+    fi
+    # (The module signature is configure's: same version and flags as the
+    # tree the module is built against, so load_module accepts the module;
+    # scripts/memcheck.sh checks it with nginx -t.)
+    nice -n 10 make -j2 > "$top/make.log" 2>&1 || { echo "build-asan: make failed, see $top/make.log" >&2; exit 1; }
+}
+
+if [ "$nginx" = 1.28 ]; then
+    scripts/build.sh --nginx 1.28 >/dev/null
+    # The physical path, as build.sh's: worktrees sharing build/ share it.
+    top=$(cd -P "$root/build" && pwd)/nginx-1.28-asan
+    built_with=$(cat "$root/build/nginx-1.28/src/.built-with")
+    read -r -a args <<< "$built_with"
+    src_tree=${args[0]}
+    stamp_text="$built_with|$cc_opt|$ld_opt|keep-modules=$keep_modules"
+    if [ -x "$top/src/objs/nginx" ] && [ "$(cat "$top/.built-for" 2>/dev/null)" = "$stamp_text" ]; then
+        echo "$top/src/objs/nginx"
+        exit 0
+    fi
+    echo "build-asan: building nginx 1.28.3 with ASan in $top/src (a few minutes)" >&2
+    rm -rf "$top/src"
+    mkdir -p "$top"
+    cp -a "$src_tree/." "$top/src/"
+    (cd "$top/src" && configure_and_make auto/configure "${args[@]:1}")
+    echo "$stamp_text" > "$top/.built-for"
+    echo "$top/src/objs/nginx"
+    exit 0
+fi
+
+version=$(dpkg-query -W -f='${Version}' nginx)
+upstream=${version%%-*}
 stamp_text="$version|$cc_opt|$ld_opt|keep-modules=$keep_modules"
 src="$top/nginx-$upstream"
 stamp="$top/.built-for"
@@ -123,15 +171,7 @@ echo "build-asan: configuring and building (make -j2) in $src" >&2
     cd "$src"
     # shellcheck disable=SC1091
     source /usr/share/nginx/src/conf_flags
-    ./configure "${NGX_CONF_FLAGS[@]}" --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
-        > "$top/configure.log" 2>&1 || { echo "build-asan: configure failed, see $top/configure.log" >&2; exit 1; }
-    if [ "$keep_modules" = 1 ]; then
-        sed -i "s|^CFLAGS = .*|& -include $keep_header|" objs/Makefile
-    fi
-    # (The module signature is configure's: same version and flags as the
-    # tree the module is built against, so load_module accepts the module;
-    # scripts/memcheck.sh checks it with nginx -t.)
-    make -j2 > "$top/make.log" 2>&1 || { echo "build-asan: make failed, see $top/make.log" >&2; exit 1; }
+    configure_and_make ./configure "${NGX_CONF_FLAGS[@]}"
 )
 echo "$stamp_text" > "$stamp"
 echo "$src/objs/nginx"

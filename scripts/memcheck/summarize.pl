@@ -78,6 +78,12 @@ my @KNOWN = (
     # keepalive's peer.init when the upstream has keepalive).
     [ 'nginx random balancer (zone): ranges ngx_alloc()ed once per worker, lost at exit (stock nginx does the same)'
         => qr/\bngx_alloc\b$F(?:\?\?\?|ngx_http_upstream_update_random\b)$F(?:\?\?\?|ngx_http_upstream_init_random_peer\b)$F(?:(?:\?\?\?|ngx_http_upstream_init_keepalive_peer\b)$F)?(?:init_zone_peer|ngx_http_upstream_init_request)/ ],
+    # The same in nginx >= 1.27.3's consistent hash: with a zone, a request
+    # that finds the list's generation (*peers->config) moved rebuilds the
+    # points with ngx_alloc() (ngx_http_upstream_hash_module.c:527 -> :349);
+    # the next rebuild frees them, the worker's exit does not.
+    [ 'nginx consistent hash (zone, nginx >= 1.27.3): points ngx_alloc()ed at each change of the list, the last ones lost at exit'
+        => qr/\bngx_alloc\b$F(?:\?\?\?|ngx_http_upstream_update_chash\b)$F(?:\?\?\?|ngx_http_upstream_init_chash_peer\b)$F(?:(?:\?\?\?|ngx_http_upstream_init_keepalive_peer\b)$F)?(?:init_zone_peer|ngx_http_upstream_init_request)/ ],
 );
 # Frames in code that was unloaded before the report: valgrind's "???"
 # without an object (without --keep-debuginfo), ASan's "<unknown module>"
