@@ -19,6 +19,7 @@ use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
+use crate::zone::tried_bitmap::free_spares_with_cycle;
 use crate::health::prober;
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
@@ -121,6 +122,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 if srv.hook.is_some() {
                     srv.original_init = (*uscf).peer.init;
                     (*uscf).peer.init = Some(init_zone_peer);
+                    free_spares_with_cycle(cycle, &mut srv.spare_bitmaps);
                 }
             }
             // Restored run-time upstreams and zone peers get their health

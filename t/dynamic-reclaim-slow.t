@@ -3,6 +3,7 @@
 # removals), and a request that moved on keeps its first peer's name.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Traffic;
 use IO::Select;
 use IO::Socket::INET;
 
@@ -48,27 +49,6 @@ sub churn {
     return 1;
 }
 
-# A backend that accepts (up to $backlog connections, default 8) and
-# never answers until told to.
-sub silent_backend {
-    my ($port, $backlog) = @_;
-    my $listener =
-        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => $backlog // 8, ReuseAddr => 1);
-    return $listener || die "listen on $port: $!";
-}
-
-# Sends a request (to the main server, or to $port with Host $host) and
-# returns the client socket once the backend has accepted the proxied
-# connection (returned too).
-sub hold_request {
-    my ($listener, $port, $host) = @_;
-    my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port // server_port()) or die $!;
-    print $client "GET /slow HTTP/1.0\r\nHost: " . ($host // 'localhost') . "\r\n\r\n";
-    IO::Select->new($listener)->can_read(10) or die 'the proxied request never reached the backend';
-    my $upstream = $listener->accept or die "accept: $!";
-    return ($client, $upstream);
-}
-
 # The upstream (backends through the main server, or $up through port(9)
 # with Host $up) starts with the one peer 127.0.0.1:port(1) reachable (a
 # backup when $flags is '&backup='). A request is held on it, the peer is
@@ -84,8 +64,8 @@ sub churn_past_slow_request {
     my $capacity = zone_capacity($flags, $up);
     ok($capacity > 10, "$up: the zone holds $capacity churn peers");
 
-    my $listener = silent_backend($p1);
-    my ($client, $upstream) = hold_request($listener, @via);
+    my $listener = main::silent_backend($p1);
+    my ($client, $upstream) = main::hold_proxied_request($listener, @via);
     is(http_get("/dynamic?upstream=$up&add=$flags&server=127.0.0.1:$p2")->{status}, 200, 'second peer added');
     is(http_get("/dynamic?upstream=$up&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
 
@@ -171,7 +151,7 @@ exited on signal 9
 my ($p1, $p2) = (port(1), port(2));
 my $capacity = main::zone_capacity('');
 my $listener = main::silent_backend($p1);
-my ($client, $upstream) = main::hold_request($listener);
+my ($client, $upstream) = main::hold_proxied_request($listener);
 my ($worker) = worker_pids();
 kill 'KILL', $worker;
 ok(poll_until(sub { my @w = worker_pids(); @w == 1 && $w[0] != $worker }, 10, 'respawned'), 'a new worker runs');
@@ -247,7 +227,7 @@ is($replace->('slow', "server 127.0.0.1:$p1;"), '', 'upstream slow created');
 is($replace->('churn', "server 127.0.0.1:$p2;"), '', 'upstream churn created');
 my $start = $free_pages->();
 
-my ($client, $upstream) = main::hold_request(main::silent_backend($p1), port(9), 'slow');
+my ($client, $upstream) = main::hold_proxied_request(main::silent_backend($p1), port(9), 'slow');
 is($replace->('slow', "server 127.0.0.1:$p1 weight=2;"), '', 'the held list replaced');
 
 my $failed = '';
@@ -291,7 +271,7 @@ my $second = main::silent_backend($p3);
 # list, so that removing it moves no peer to the position the request
 # marked tried; the down peer keeps the list from being a single peer once
 # it is removed (nginx gives up on a failed request of a single peer).
-my ($client, $first_upstream) = main::hold_request(main::silent_backend($p1));
+my ($client, $first_upstream) = main::hold_proxied_request(main::silent_backend($p1));
 is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'held peer removed');
 # The request's free of its failed peer must leave it nothing of that peer.
 close $first_upstream;

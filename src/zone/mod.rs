@@ -7,4 +7,5 @@ pub mod ids;
 pub mod peers;
 pub mod reclaim;
 pub mod request_hook;
+pub mod tried_bitmap;
 pub mod upstream;

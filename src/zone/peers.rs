@@ -28,6 +28,7 @@ use crate::nginx::peer_list::{
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
+use crate::zone::reclaim::ZoneState;
 use crate::nginx::version::{free_peer_now, peer_free_locked, resolved_from};
 use crate::zone::ids::ensure_ids;
 
@@ -187,7 +188,7 @@ unsafe fn check_totals(
 /// `primary` is the live shared primary list of a zone upstream.
 pub unsafe fn add_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    counters: &UpstreamCounters,
+    state: &ZoneState,
     spec: &ServerSpec,
     address: &PeerAddress,
     limit: usize,
@@ -233,8 +234,9 @@ pub unsafe fn add_locked(
             (*primary).next = backup;
         }
         set_single(primary);
-        ensure_ids(primary, counters);
-        counters.bump();
+        ensure_ids(primary, &state.counters);
+        state.counters.bump();
+        state.note_list_lengths(primary);
     }
     Ok(())
 }
@@ -421,7 +423,7 @@ pub enum Lost {
 /// takes an unlinked peer over without freeing it.
 pub unsafe fn replace_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    counters: &UpstreamCounters,
+    state: &ZoneState,
     revision: u64,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
@@ -435,7 +437,7 @@ pub unsafe fn replace_locked(
     // taken inside them and released before retiring (which takes it).
     unsafe {
         let _locks = ListsWriteLocked::new(primary);
-        if counters.revision() != revision {
+        if state.counters.revision() != revision {
             return Err(Lost::Race);
         }
         // Every new peer first: a zone without room changes nothing.
@@ -489,8 +491,9 @@ pub unsafe fn replace_locked(
             (*primary).next = backup_list;
         }
         set_single(primary);
-        ensure_ids(primary, counters);
-        counters.bump();
+        ensure_ids(primary, &state.counters);
+        state.counters.bump();
+        state.note_list_lengths(primary);
     }
     Ok(())
 }

@@ -29,13 +29,32 @@
 
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
 
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::version::{peer_free_locked, NGINX_FREES_REMOVED_PEERS};
+
+/// The length of the longer of `primary` and its backup list (read
+/// volatile: other processes change them under their lock).
+///
+/// # Safety
+/// `primary` is the primary list of a zone upstream of the running cycle.
+unsafe fn longest_list(primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
+    // SAFETY: per the contract; the backup list, once linked, lives as
+    // long as the primary.
+    unsafe {
+        let number = ptr::read_volatile(ptr::addr_of!((*primary).number));
+        let backup = ptr::read_volatile(ptr::addr_of!((*primary).next));
+        if backup.is_null() {
+            number
+        } else {
+            number.max(ptr::read_volatile(ptr::addr_of!((*backup).number)))
+        }
+    }
+}
 
 /// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
 #[repr(C)]
@@ -48,6 +67,11 @@ pub struct ZoneState {
     retired: *mut ngx_http_upstream_rr_peer_t,
     /// The upstream's next server ID and revision (NGINX Plus API).
     pub counters: UpstreamCounters,
+    /// The most peers either list of the upstream has had since the workers
+    /// started (noted at start and by every change that adds peers, under
+    /// the lists' write locks; never lowered): the balancers set no bit of
+    /// a request's `tried` bitmap at or beyond it (see `request_hook`).
+    most_peers: AtomicUsize,
 }
 
 impl ZoneState {
@@ -94,6 +118,33 @@ impl ZoneState {
             (*peer).next = (*state).retired;
             (*state).retired = peer;
         }
+    }
+
+    /// Notes the lengths of `primary` and its backup list in
+    /// [`Self::most_peers`].
+    ///
+    /// # Safety
+    /// `primary` is this zone upstream's primary list; the caller holds its
+    /// lists' write locks, or no worker runs yet.
+    pub unsafe fn note_list_lengths(&self, primary: *mut ngx_http_upstream_rr_peers_t) {
+        // SAFETY: per the contract.
+        let longest = unsafe { longest_list(primary) };
+        self.most_peers.fetch_max(longest, SeqCst);
+    }
+
+    /// The most peers either list of the upstream whose primary list is
+    /// `primary` has had (see [`Self::note_list_lengths`]), from any
+    /// process without a lock.
+    ///
+    /// # Safety
+    /// `primary` is this zone upstream's primary list.
+    pub unsafe fn most_peers(&self, primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
+        // The lists' current lengths too, read without their lock (as
+        // nginx's peer.init does): never below what was noted, unless a
+        // change path failed to note (then the lengths still bound what
+        // the lists have now).
+        // SAFETY: per the contract.
+        self.most_peers.load(SeqCst).max(unsafe { longest_list(primary) })
     }
 
     /// Removed peers that requests still hold (NGINX Plus's "zombies").

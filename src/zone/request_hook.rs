@@ -15,7 +15,8 @@
 //!    flight would make the balancer read and write past the bitmap. The
 //!    hook gives every request a bitmap for the most peers a list of the
 //!    zone can hold (`ZoneUpstream::max_peers_per_list`), which the API
-//!    never exceeds.
+//!    never exceeds; [`crate::zone::tried_bitmap`] makes it cheap whatever
+//!    the zone's size.
 //!
 //! All built-in balancers keep `ngx_http_upstream_rr_peer_data_t` first in
 //! their per-request data, and `keepalive` keeps the balancer's data as its
@@ -31,13 +32,14 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t,
     ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_OK,
 };
 
 use crate::nginx::entry::request_guard;
 use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
 use crate::zone::reclaim::ZoneState;
+use crate::zone::tried_bitmap::zeroed_bitmap;
 use crate::zone::upstream::{srv_conf, Hook, SrvConf};
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
@@ -95,7 +97,7 @@ pub unsafe extern "C" fn init_zone_peer(
             if !hook.guard {
                 return rc;
             }
-            enlarge_tried_bitmap(r, us, srv.max_peers_per_list, &*srv.state)
+            enlarge_tried_bitmap(r, us, srv, &*srv.state)
         }
     })
 }
@@ -219,26 +221,28 @@ unsafe fn detach_name(u: *mut ngx_http_upstream_t) {
 }
 
 /// # Safety
-/// Called right after the balancer's peer.init succeeded for `r`.
+/// Called right after the balancer's peer.init succeeded for `r`; `srv` is
+/// the upstream's configuration (which lives as long as the cycle) and
+/// `state` its zone state.
 unsafe fn enlarge_tried_bitmap(
     r: *mut ngx_http_request_t,
     us: *mut ngx_http_upstream_srv_conf_t,
-    max_peers: usize,
+    srv: *mut SrvConf,
     state: &ZoneState,
 ) -> ngx_int_t {
-    let words = max_peers.div_ceil(BITS_PER_WORD);
-    if words <= 1 {
-        return NGX_OK as ngx_int_t;
-    }
     // SAFETY: per the contract; r->upstream exists while peer.init runs.
     unsafe {
+        let words = (*srv).max_peers_per_list.div_ceil(BITS_PER_WORD);
+        if words <= 1 {
+            return NGX_OK as ngx_int_t;
+        }
         let primary = (*us).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
         let upstream = (*r).upstream;
         let Some(rrp) = find_rr_data((*upstream).peer.data, upstream.cast(), primary) else {
             state.unknown_request_data.store(true, SeqCst);
             return NGX_OK as ngx_int_t;
         };
-        let tried = ngx_pcalloc((*r).pool, words * size_of::<usize>()).cast::<usize>();
+        let tried = zeroed_bitmap(r, words, ptr::addr_of_mut!((*srv).spare_bitmaps), state, primary);
         if tried.is_null() {
             return NGX_ERROR as ngx_int_t;
         }

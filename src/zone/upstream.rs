@@ -30,6 +30,7 @@ use crate::zone::peers::{
     PeerName, Refusal, Replaced, Target,
 };
 use crate::zone::reclaim::ZoneState;
+use crate::zone::tried_bitmap::SpareBitmaps;
 use crate::Module;
 
 /// Per-`upstream {}` block settings (also created for every `server {}`,
@@ -59,6 +60,9 @@ pub struct SrvConf {
     pub check: Option<CheckConf>,
     /// What the request hook does (at start; none: not installed).
     pub hook: Option<Hook>,
+    /// This process's zeroed `tried` bitmaps for the requests of a large
+    /// zone (see `request_hook`).
+    pub spare_bitmaps: SpareBitmaps,
 }
 
 /// What the request hook does for each request of a zone upstream
@@ -85,6 +89,7 @@ impl Default for SrvConf {
             checks: CheckConfBuilder::default(),
             check: None,
             hook: None,
+            spare_bitmaps: SpareBitmaps::default(),
         }
     }
 }
@@ -294,7 +299,7 @@ impl ZoneUpstream {
         let slot = self.check.as_ref().map(|check| Pending::claim(&self.name(), check, address.name())).transpose()?;
         let health_down = slot.as_ref().is_some_and(|s| s.default_down);
         // SAFETY: the primary list of a zone upstream.
-        let added = unsafe { add_locked(self.primary(), self.counters(), spec, address, limit, health_down) };
+        let added = unsafe { add_locked(self.primary(), &*self.state, spec, address, limit, health_down) };
         // The reason is written once the locks are released (a refused
         // add's slot is freed as it drops).
         added.map_err(|refusal| self.refused(refusal, &spec.address))?;
@@ -399,7 +404,7 @@ impl ZoneUpstream {
         // handed to reclaim (under the locks), not freed. Their slots are
         // found under the locks too (see slot_of_removed).
         unsafe {
-            replace_locked(self.primary(), self.counters(), revision, plan, added, health_down, |peer| {
+            replace_locked(self.primary(), &*self.state, revision, plan, added, health_down, |peer| {
                 let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
                 if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
                     removed.push(slot);
@@ -444,6 +449,9 @@ impl ZoneUpstream {
         unsafe {
             let _locks = ListsWriteLocked::new(self.primary());
             ensure_ids(self.primary(), self.counters());
+            // At start (start_ids), after the state files: the lengths the
+            // workers begin with.
+            (*self.state).note_list_lengths(self.primary());
         }
     }
 

@@ -34,10 +34,11 @@ use strict;
 use warnings;
 
 use NginxTest;
+use IO::Select;
 use IO::Socket::INET;
 
 use Exporter 'import';
-our @EXPORT = qw(dead_ports spread via spread_via every_worker);
+our @EXPORT = qw(dead_ports spread via spread_via every_worker silent_backend hold_proxied_request);
 
 # dead_ports(N): N local ports where nothing listens, outside the kernel's
 # ephemeral range (a connection to 127.0.0.1:P with P in that range can, rarely,
@@ -118,6 +119,28 @@ sub every_worker {
         last if ($bad // 0) > 3;
     }
     return ($bad // 0, scalar(grep { $seen{$_} } keys %want), scalar(keys %want));
+}
+
+# silent_backend(PORT, BACKLOG): a backend on 127.0.0.1:PORT that accepts (up
+# to BACKLOG connections, default 8) and never answers until the test writes
+# to the accepted socket.
+sub silent_backend {
+    my ($port, $backlog) = @_;
+    my $listener =
+        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => $backlog // 8, ReuseAddr => 1);
+    return $listener || die "listen on $port: $!";
+}
+
+# hold_proxied_request(LISTENER, PORT, HOST): sends GET /slow (to the main
+# server, or to PORT with Host HOST) and returns the client socket once the
+# silent backend LISTENER has accepted the proxied connection (returned too).
+sub hold_proxied_request {
+    my ($listener, $port, $host) = @_;
+    my $client = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port // server_port()) or die $!;
+    print $client "GET /slow HTTP/1.0\r\nHost: " . ($host // 'localhost') . "\r\n\r\n";
+    IO::Select->new($listener)->can_read(10) or die 'the proxied request never reached the backend';
+    my $upstream = $listener->accept or die "accept: $!";
+    return ($client, $upstream);
 }
 
 1;
