@@ -2,9 +2,10 @@
 # Benchmarks of the module (not part of the test suite).
 #
 #   scripts/bench.sh [--quick]
-#   scripts/bench.sh --nginx 1.22|1.28 [N1 N2]
+#   scripts/bench.sh --nginx 1.22|1.26|1.28 [N1 N2]
 #
-# --nginx V: only the request path on that nginx (1.28: nginx 1.28.3), in
+# --nginx V: only the request path on that nginx (1.26: Debian 13's 1.26.3,
+# 1.28: nginx 1.28.3), in
 # instructions per request: scripts/bench/callgrind.sh --nginx V (ZONES and
 # BALANCERS as there). The scenarios below run on Debian's 1.22.1.
 #
@@ -43,7 +44,7 @@ quick=0
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
-        *) echo "usage: $0 [--quick] | --nginx 1.22|1.28 [N1 N2]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--quick] | --nginx 1.22|1.26|1.28 [N1 N2]" >&2; exit 2 ;;
     esac
 done
 

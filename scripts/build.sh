@@ -71,7 +71,10 @@ trixie_root() {
 # and load_module of any host path.
 nginx_126_binary() {
     local bin=$REPO_ROOT/build/nginx-1.26/sbin/nginx stock=$TRIXIE_ROOT/usr/sbin/nginx
-    [ "$bin" -nt "$stock" ] && return
+    # Made from this checkout's root (a build/ shared by another checkout
+    # names that one's paths: redone).
+    [ "$bin" -nt "$stock" ] &&
+        [ "$(patchelf --print-interpreter "$bin")" = "$TRIXIE_ROOT/lib64/ld-linux-x86-64.so.2" ] && return
     mkdir -p "$(dirname "$bin")"
     cp "$stock" "$bin.tmp"
     patchelf --set-interpreter "$TRIXIE_ROOT/lib64/ld-linux-x86-64.so.2" \

@@ -19,7 +19,6 @@ use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
-use crate::zone::tried_bitmap::free_spares_with_cycle;
 use crate::health::prober;
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
@@ -31,6 +30,7 @@ use crate::zone::health;
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::request_hook::{self, init_zone_peer};
+use crate::zone::tried_bitmap::free_spares_with_cycle;
 use crate::zone::upstream::{srv_conf, ZoneUpstream};
 use crate::Module;
 use dynamic_upstream_core::Balancer;

@@ -20,7 +20,9 @@
 //!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
 //!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
-//!   nginx calls), `health.rs` (the health records in shared memory);
+//!   nginx calls), `tried_bitmap.rs` (the requests' bitmaps and the pool
+//!   cleanups that give them back), `health.rs` (the health records in
+//!   shared memory);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`

@@ -150,3 +150,72 @@ for (1 .. 12) {
     $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
 }
 is_deeply(\%seen, { $p1 => 12 }, 'every request reached the live peer past 200 refusing ones') or diag(explain(\%seen));
+
+=== TEST 5: a lent bitmap is zeroed as far as the list was long, not as it is when given back (shrunk in flight)
+--- workers: 1
+--- http_config
+upstream backends {
+    zone big 8m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; proxy_read_timeout 1h; }
+--- perl
+my ($p2, $p3) = (port(2), port(3));
+# Port 1 and 199 more refuse (never marked failed); the silent backend is
+# 201st. The held request marks positions 0 .. 200 of its lent bitmap.
+my @dead = main::dead_ports(199);
+my $add = sub { http_get("/dynamic?upstream=backends&add=&max_fails=0&server=127.0.0.1:$_[0]")->{status} };
+is(scalar(grep { $add->($_) != 200 } @dead), 0, '199 refusing peers added');
+is($add->($p2), 200, 'silent backend added 201st');
+my ($client, $upstream) = main::hold_proxied_request(main::silent_backend($p2));
+my $remove = sub { http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$_[0]")->{status} };
+is(scalar(grep { $remove->($_) != 200 } @dead[49 .. 198]), 0, '150 peers removed while it is in flight: 51 left');
+print $upstream "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nheld\n";
+close $upstream;
+like(do { local $/; <$client> }, qr/\r\n\r\nheld\n\z/, 'the held request ends: its bitmap goes back');
+is($remove->($p2), 200, 'silent backend removed');
+is(scalar(grep { $add->($_) != 200 } @dead[49 .. 198]), 0, 'the 150 added back');
+is($add->($p3), 200, 'a live peer 201st, where the held request had marked');
+my %seen;
+for (1 .. 4) {
+    my $r = http_get('/');
+    $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
+}
+is_deeply(\%seen, { $p3 => 4 }, 'every request (the first on the reused bitmap) reaches it') or diag(explain(\%seen));
+
+=== TEST 6: the backup list counts: bits a request set there are zeroed too
+--- workers: 1
+--- http_config
+upstream backends {
+    zone big 8m;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my $p2 = port(2);
+my @dead = main::dead_ports(349);
+my $add = sub { http_get("/dynamic?upstream=backends&add=&max_fails=0&server=127.0.0.1:$_[0]$_[1]")->{status} };
+is(scalar(grep { $add->($_, '&backup=') != 200 } @dead[0 .. 199]), 0, '200 refusing backup peers');
+# Each request fails on port 1, then on every backup peer, marking their
+# positions 0 .. 199 (in the backup list) in its bitmap.
+is(http_get('/')->{status}, 502, 'a request through 201 refusing peers fails') for 1 .. 2;
+is(scalar(grep { $add->($_, '') != 200 } @dead[200 .. 348]), 0, '149 refusing primary peers');
+is($add->($p2, ''), 200, 'a live primary peer 151st, at a position the backup pass had marked');
+my %seen;
+for (1 .. 4) {
+    my $r = http_get('/');
+    $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
+}
+is_deeply(\%seen, { $p2 => 4 }, 'every request (the first on a reused bitmap) reaches it') or diag(explain(\%seen));

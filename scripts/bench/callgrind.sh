@@ -10,7 +10,7 @@
 # the totals divided by N2 - N1 is the cost of one request, with start-up and
 # shutdown cancelled out.
 #
-#   scripts/bench/callgrind.sh [--nginx 1.22|1.28] [N1] [N2]
+#   scripts/bench/callgrind.sh [--nginx 1.22|1.26|1.28] [N1] [N2]
 #                                               (default 1.22, 200 1200)
 #   NGINX=1.28 ...                              the same as --nginx 1.28: that
 #                                               nginx (scripts/build.sh --nginx
@@ -22,15 +22,21 @@
 #                                               of each module arm (N2 run)
 #   MODULE=path/to/module.so ...                measure that build (another
 #                                               branch's) instead of this one
+#   STOCK_MODULE=path/to/other.so ...           load that (unrelated) dynamic
+#                                               module into the stock arm: what
+#                                               loading any module costs a
+#                                               request (one more slot in its
+#                                               per-module arrays, which can
+#                                               take its pool past a block)
+#                                               then counts in both arms
 source "$(dirname "$0")/../common.sh"
 source scripts/lib/nginx-versions.sh
 
 version=${NGINX:-1.22}
 if [ "${1:-}" = --nginx ]; then version=${2:-}; shift 2 || shift; fi
-# 1.26's binary is a wrapper script (build/nginx-1.26/nginx): callgrind would count the shell.
 case $version in
-1.22|1.28) ;;
-*) echo "callgrind.sh: --nginx 1.22 or 1.28, not '$version'" >&2; exit 2 ;;
+1.22|1.26|1.28) ;;
+*) echo "callgrind.sh: --nginx 1.22, 1.26 or 1.28, not '$version'" >&2; exit 2 ;;
 esac
 n1=${1:-200}
 n2=${2:-1200}
@@ -41,6 +47,9 @@ if [ "$version" != 1.22 ]; then
     # The nginx of that version (built and cached by scripts/build.sh), and the
     # module built against its tree into its own target dir, as build.sh does.
     NGINX_BIN=$(scripts/build.sh --nginx "$version" | sed -n 1p)
+    # 1.26's is a wrapper script (build/nginx-1.26/nginx) that callgrind
+    # would count: the binary it runs (no Lua is needed here).
+    if [ "$version" = 1.26 ]; then NGINX_BIN=$REPO_ROOT/build/nginx-1.26/sbin/nginx; fi
     NGINX_BUILD_DIR=$(nginx_build_dir "$version")
     CARGO_TARGET_DIR=$(cargo_target_dir "$version")
     export NGINX_BUILD_DIR CARGO_TARGET_DIR
@@ -144,7 +153,7 @@ per_request() {
 
 row() {
     local label=$1 zone=$2 balancer=$3 name=$4 stock module
-    stock=$(per_request "stock.$name" "" "" "$zone" "$balancer")
+    stock=$(per_request "stock.$name" "${STOCK_MODULE:+load_module $STOCK_MODULE;}" "" "$zone" "$balancer")
     module=$(per_request "module.$name" "$with_module" "$admin" "$zone" "$balancer")
     echo "| $label | $stock | $module | $((module - stock)) | $(awk -v a="$module" -v b="$stock" 'BEGIN { printf "%.4f", a / b }') |"
 }

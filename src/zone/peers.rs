@@ -28,9 +28,9 @@ use crate::nginx::peer_list::{
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::zone::reclaim::ZoneState;
 use crate::nginx::version::{free_peer_now, peer_free_locked, resolved_from};
 use crate::zone::ids::ensure_ids;
+use crate::zone::reclaim::ZoneState;
 
 /// Why an edit made under the locks was refused; the caller writes the
 /// message once the locks are released (no allocation under them).

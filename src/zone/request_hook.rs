@@ -32,8 +32,8 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t,
-    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_OK,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_str_t,
+    ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_OK,
 };
 
 use crate::nginx::entry::request_guard;

@@ -10,13 +10,17 @@
 //! request's pool cleanup, zeroed only as far as the balancers can have
 //! set bits: below the most peers either list of the zone has had
 //! ([`ZoneState::most_peers`], which only grows). Its cost follows the
-//! lists' length, not the zone's size.
+//! longest the zone's lists have been, not the zone's size, for as many
+//! requests of the upstream at once as the spares cover (64, or fewer
+//! where 64 would take more than 1 MiB: 20 for a zone of 256 MB).
 
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
 
-use ngx::ffi::{ngx_calloc, ngx_cycle_t, ngx_http_request_t, ngx_http_upstream_rr_peers_t, ngx_pcalloc, ngx_pool_cleanup_add};
+use ngx::ffi::{
+    ngx_calloc, ngx_cycle_t, ngx_http_request_t, ngx_http_upstream_rr_peers_t, ngx_pcalloc, ngx_pool_cleanup_add,
+};
 
 use crate::zone::reclaim::ZoneState;
 
@@ -26,9 +30,12 @@ const BITS_PER_WORD: usize = usize::BITS as usize;
 /// pool, zeroed there; larger ones are lent ([`SpareBitmaps`]).
 const POOL_BITMAP_WORDS: usize = 64;
 
-/// At most this many zeroed bitmaps wait in a worker for the next requests
-/// of one upstream; one given back when all are there is freed.
-const SPARE_BITMAPS: usize = 16;
+/// At most this many zeroed bitmaps, and at most [`SPARE_BYTES`] of them,
+/// wait in a worker for the next requests of one upstream; one given back
+/// when they are there is freed. Requests beyond as many at once allocate
+/// (and zero) their own.
+const SPARE_BITMAPS: usize = 64;
+const SPARE_BYTES: usize = 1 << 20;
 
 /// A worker's zeroed `tried` bitmaps for one upstream (in its
 /// `SrvConf`, process memory), all as long: lent to requests
@@ -166,7 +173,8 @@ unsafe extern "C" fn give_back_bitmap(data: *mut c_void) {
         let dirty = most.div_ceil(BITS_PER_WORD).min(loan.words);
         ptr::write_bytes(loan.bitmap, 0, dirty);
         let spares = &mut *loan.spares;
-        if spares.keep && spares.count < SPARE_BITMAPS {
+        let room = SPARE_BITMAPS.min(SPARE_BYTES / (loan.words * size_of::<usize>()));
+        if spares.keep && spares.count < room {
             spares.bitmaps[spares.count] = loan.bitmap;
             spares.count += 1;
         } else {
@@ -174,4 +182,3 @@ unsafe extern "C" fn give_back_bitmap(data: *mut c_void) {
         }
     }
 }
-
