@@ -271,7 +271,17 @@ for my $k (1 .. 4) {
 }
 chomp @lines;
 is(scalar @lines, 4 * 70, 'every child made all its requests');
-is_deeply([grep { !/ 200$/ } @lines], [], 'every request answered 200');
+my @failed = grep { !/ 200$/ } @lines;
+if (nginx_at_least('1.27.3')) {
+    # nginx's own rule from 1.27.3 on: a request whose list changed between
+    # its peer.init and its first peer (microseconds, but 4 writers hit it
+    # now and then) gets no peer from it: 502, logged as no live upstreams.
+    my $no_live = () = error_log_text() =~ /no live upstreams while connecting to upstream/g;
+    is_deeply([grep { $_ ne 'proxy 502' } @failed], [], 'every change answered 200, every proxied request 200 or 502');
+    is(scalar(@failed), $no_live, 'each 502 is a request whose list changed under it (no live upstreams)');
+} else {
+    is_deeply(\@failed, [], 'every request answered 200');
+}
 my $r = http_get('/dynamic?upstream=backends');
 my @peers = $r->{body} =~ /^server (\S+?)(?: down)?;$/mg;
 my %count;
