@@ -11,6 +11,11 @@
 #   - the upstream is back to its 3 original peers.
 #
 #   scripts/stress-dynamic.sh [SECONDS] [--valgrind]
+#   STRESS_ZONE=64m ...   the zone's size (default 1m; from about 3.3m on,
+#                         before nginx 1.27.3, requests borrow their
+#                         `tried` bitmaps from the workers' spares: 32
+#                         connections are more than the spares of a 64m
+#                         zone, so both ways are taken)
 #
 # With --valgrind nginx runs under valgrind's memcheck (--trace-children,
 # 2 workers) and the run also fails on any invalid read or write.
@@ -41,7 +46,7 @@ workers=4
 cat > "$out/conf/nginx.conf" <<EOF
 $(nginx_conf_head "$out" $workers 4096 notice "$module")
     upstream backends {
-        zone backends 1m;
+        zone backends ${STRESS_ZONE:-1m};
         server 127.0.0.1:$((base + 1));
         server 127.0.0.1:$((base + 2));
         server 127.0.0.1:$((base + 3));

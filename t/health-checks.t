@@ -10,6 +10,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Backend qw(backend wait_until spread);
 use IO::Socket::INET;
+use POSIX ();
 use JSON::PP ();
 
 $ENV{TEST_NGINX_PROXY} = <<'NGINX';
@@ -32,10 +33,10 @@ sub health {
     return join ' ', map { "$_->{name}" . ($_->{backup} ? '(backup)' : '') . "=$_->{health}" } @{ $j->{peers} };
 }
 
-# Whether the error log has a line matching RE.
+# Whether the error log (or FILE) has a line matching RE.
 sub logged {
-    my ($re) = @_;
-    open my $fh, '<', prefix() . 'logs/error.log' or return 0;
+    my ($re, $file) = @_;
+    open my $fh, '<', $file // prefix() . 'logs/error.log' or return 0;
     return scalar grep { $_ =~ $re } <$fh>;
 }
 
@@ -361,3 +362,132 @@ is(main::health(), "127.0.0.1:$p1=up", 'gone');
 my $probes = $b[1]->accepted;
 ok(!defined main::wait_until(1, sub { $b[1]->accepted > $probes + 1 }), 'no probe of the removed server for 5 intervals')
     or diag($b[1]->accepted - $probes . ' more');
+
+=== TEST 13: a reload that raises check_shm_size (as the 507 answer says to) keeps the configured peers' health
+--- http_config
+check_shm_size 1m;
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    check interval=1000 rise=2 fall=2 timeout=300 type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my $p1 = port(1);
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(4, sub { http_get('/')->{status} == 200 }), 'the peer rose');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die 'no check_shm_size';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+# Without its record the peer would start down again (default_down) in the
+# new workers, for rise x interval (2 s).
+my %seen;
+$seen{ http_get('/')->{status} }++ for 1 .. 10;
+is_deeply(\%seen, { 200 => 10 }, 'the live peer keeps taking requests right after the reload') or diag(explain(\%seen));
+like(main::health(), qr/^127\.0\.0\.1:$p1=up$/, 'listed up');
+
+=== TEST 14: ip_hash with keepalive: a checked-down peer gets no request, and comes back
+--- http_config
+upstream backends {
+    zone backends 128k;
+    ip_hash;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;
+    keepalive 4;
+}
+--- config
+location / {
+    proxy_pass http://backends;
+    proxy_next_upstream off;
+    proxy_connect_timeout 2s;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+}
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my %b = ($p1 => main::backend($p1), $p2 => main::backend($p2));
+ok(defined main::wait_until(3, sub { my $s = main::spread(6); !grep { !/^\d+$/ } keys %$s }), 'up');
+# ip_hash sends this client to one peer: that one dies.
+my ($first) = keys %{ main::spread(1) };
+my ($other) = grep { $_ != $first } ($p1, $p2);
+$b{$first}->stop;
+ok(defined main::wait_until(3, sub { main::only_on(10, $other) }), "the dead peer is excluded")
+    or diag(explain(main::spread(10)));
+ok(main::only_on(30, $other), '30 requests after: none reaches it');
+$b{$first} = main::backend($first);
+ok(defined main::wait_until(3, sub { main::spread(10)->{$first} }), 'it comes back') or diag(explain(main::spread(10)));
+
+=== TEST 15: backup: with the primary checked down the backup takes the traffic, and gives it back
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0 backup;
+    check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;
+    keepalive 4;
+}
+--- config
+location / {
+    proxy_pass http://backends;
+    proxy_next_upstream off;
+    proxy_connect_timeout 2s;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+}
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+my $b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::only_on(6, $p1) }), 'the primary takes the traffic');
+$b1->stop;
+ok(defined main::wait_until(3, sub { main::only_on(10, $p2) }), 'the backup takes it once the primary is down');
+$b1 = main::backend($p1);
+ok(defined main::wait_until(3, sub { main::only_on(10, $p1) }), 'back on the primary');
+
+=== TEST 16: master_process off: the one process probes (checked peers start down and rise)
+--- http_config
+--- config
+--- perl
+# A second nginx, of one process, next to the harness's.
+my ($p1, $p3) = (port(1), port(3));
+my $b1 = main::backend($p1);
+my $dir = prefix() . 'single';
+mkdir $dir; mkdir "$dir/logs"; mkdir "$dir/conf";
+NginxTest::Files::spew("$dir/conf/nginx.conf", <<"CONF");
+load_module $NginxTest::MODULE;
+master_process off;
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path logs; proxy_temp_path logs; fastcgi_temp_path logs; uwsgi_temp_path logs; scgi_temp_path logs;
+    upstream backends {
+        zone backends 128k;
+        server 127.0.0.1:$p1 max_fails=0;
+        check interval=200 rise=1 fall=1 timeout=300 type=http;
+    }
+    server { listen 127.0.0.1:$p3; location / { proxy_pass http://backends; proxy_next_upstream off; } }
+}
+CONF
+my $pid = fork // die "fork: $!";
+if (!$pid) {
+    open STDERR, '>', "$dir/logs/stderr.log";
+    exec $NginxTest::BINARY, '-p', "$dir/", '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
+}
+my $get = sub {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p3, Timeout => 2) or return 0;
+    print $s "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+    my $reply = do { local $/; <$s> } // '';
+    return ($reply =~ m{^HTTP/1\.\d (\d+)})[0] // 0;
+};
+my $up = main::wait_until(5, sub { $get->() == 200 });
+kill 'QUIT', $pid;
+waitpid($pid, 0);
+ok(defined $up, 'the checked peer rose: proxied requests answer 200');
+is(main::logged(qr/\[(alert|crit|emerg)\]|exited on signal/, "$dir/logs/error.log"), 0, 'its error log has no alert')
+    or diag(NginxTest::Files::slurp("$dir/logs/error.log"));

@@ -198,3 +198,28 @@ for my $case (
     is("$r->{status} $r->{body}", "400 $reason", "JSON: $body");
 }
 is(main::state(), $before, 'nothing changed');
+
+=== TEST 6: a reload that changes check_shm_size keeps checking run-time upstreams (their records move to the new zone)
+--- http_config
+check_shm_size 1m;
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+my $b2 = main::backend($p2);
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;");
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
+$b2->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is excluded');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die 'no check_shm_size';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+$b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'after the reload the revived server comes back')
+    or diag(explain(main::spread('dy', 10)));
+$b1->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p2) }), 'and a server that dies after the reload is excluded')
+    or diag(explain(main::spread('dy', 10)));

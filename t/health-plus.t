@@ -108,3 +108,32 @@ ok(!defined main::wait_until(1, sub { $b2->accepted > $probes + 1 }), 'no probe 
 cmp_ok(main::peer("127.0.0.1:$p1", 'dyhost')->{health_checks}{checks}, '>=', 3, 'the server that stayed keeps its checks');
 --- error_log
 health check: server 127.0.0.1:$TEST_NGINX_PORT_2 of upstream "dyhost" is up
+
+=== TEST 3: a PUT that moves a checked server from backup to primary keeps its record (and health); a PUT that removes it stops its checks
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0 backup;
+    check interval=200 rise=1 fall=1 timeout=400 type=http;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; proxy_next_upstream off; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+my ($b1, $b2) = (main::backend($p1), main::backend($p2));
+ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), 'the backup is probed and up');
+my $checks = main::peer("127.0.0.1:$p2")->{health_checks}{checks};
+my $r = http('PUT', '/api/9/http/upstreams/backends/servers',
+             qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p2","max_fails":0}]));
+main::plus_json($r, 200, 'PUT: the backup becomes a primary');
+my $moved = main::peer("127.0.0.1:$p2");
+is($moved->{state}, 'up', 'it is up at once (its record, not default_down)');
+cmp_ok($moved->{health_checks}{checks}, '>=', $checks, 'with its checks so far');
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1","max_fails":0}]));
+main::plus_json($r, 200, 'PUT: the server is removed');
+my $probes = $b2->accepted;
+# One probe may be in flight as it goes.
+ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
+    or diag($b2->accepted - $probes . ' more probes');

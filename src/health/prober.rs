@@ -35,16 +35,17 @@ use ngx::ffi::{
     ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_pid, ngx_quit, ngx_shm_zone_t, ngx_str_t, ngx_terminate,
     NGX_AGAIN, NGX_LOG_WARN, NGX_OK,
 };
-use ngx::ffi::{ngx_post_event, ngx_posted_events, ngx_process, ngx_uint_t, NGX_PROCESS_WORKER};
+use ngx::ffi::{ngx_post_event, ngx_posted_events};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::peer_list::list_peers;
+use crate::nginx::process::in_running_process;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
-use crate::zone::health::{set_peer_health, set_running, HealthZone};
+use crate::zone::health::{not_carried, set_peer_health, set_running, HealthZone};
 use crate::zone::upstream::srv_conf;
 
 /// The longest time between two ticks.
@@ -137,10 +138,11 @@ fn now_msec() -> u32 {
 /// # Safety
 /// In a new worker, with its cycle.
 pub unsafe fn start(cycle: *mut ngx_cycle_t) {
-    // SAFETY: a plain read of this process's kind, set before init_process.
-    if unsafe { ngx_process } != NGX_PROCESS_WORKER as ngx_uint_t {
+    if !in_running_process() {
         // The cache manager and loader run init_process too, but leave
-        // without exit_process: they do not probe.
+        // without exit_process: they do not probe. The one process of
+        // `master_process off` does (else its checked peers, down by
+        // default, would never come up).
         return;
     }
     let Some(health) = HealthZone::running() else { return };
@@ -204,6 +206,7 @@ pub fn release_all() {
 pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) -> Result<(), String> {
     // SAFETY: per the contract.
     unsafe { set_running(zone) };
+    let not_carried = not_carried();
     let Some(health) = HealthZone::running() else {
         return Ok(());
     };
@@ -244,10 +247,11 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) ->
             health.free(index);
         }
     }
-    if unchecked > 0 {
+    if unchecked > 0 || not_carried > 0 {
         return Err(format!(
-            "the health zone holds {} checked peers: {unchecked} peers are not checked; raise \"check_shm_size\"",
-            health.len()
+            "the health zone holds {} checked peers: {} peers are not checked; raise \"check_shm_size\"",
+            health.len(),
+            unchecked + not_carried
         ));
     }
     Ok(())
@@ -580,6 +584,12 @@ fn send(probe: &mut Probe) -> Verdict {
             }
             probe.sent += n as usize;
         }
+        // All sent: with a level-triggered event method (`use poll` or
+        // `select`) nginx stops watching a ready write event only here;
+        // else it would call on_write again and again until the answer.
+        if ngx_handle_write_event((*c).write, 0) != NGX_OK as ngx_int_t {
+            return Verdict::Down(Failure::Io);
+        }
     }
     probe.http.verdict()
 }
@@ -633,22 +643,18 @@ unsafe fn close(mut probe: Box<Probe>) -> Box<Probe> {
 /// The lease holder's record of a probe's verdict; dropped if the lease
 /// is no longer this probe's (the slot was freed, or the lease expired).
 fn report(w: &mut Worker, probe: &Probe, verdict: Verdict) {
-    let slot = w.health.slot(probe.slot);
-    if slot.gen() != probe.gen || !slot.is_live() || slot.lease().load(Acquire) != probe.claimed {
-        return;
-    }
     let failure = match verdict {
         Verdict::Down(failure) => Some(failure),
         _ => None,
     };
     let check = &probe.check;
-    let mut counters = slot.counters();
-    let transition = counters.record(failure.is_none(), check.rise, check.fall);
     // SAFETY: a plain read of nginx's cached time.
     let now = unsafe { (*ngx_cached_time).sec };
-    slot.record(counters, now, failure);
     let released = Lease::release(probe.scheduled, check.interval_ms);
-    let _ = slot.lease().compare_exchange(probe.claimed, released, AcqRel, Acquire);
+    let recorded = w.health.record_probe(probe.slot, probe.gen, probe.claimed, released, now, failure, |counters| {
+        counters.record(failure.is_none(), check.rise, check.fall)
+    });
+    let Some(transition) = recorded else { return };
     apply(w, probe.slot);
     if let Some(transition) = transition {
         let text = match (transition, failure) {

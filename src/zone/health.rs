@@ -252,6 +252,50 @@ impl HealthZone {
         Some(index)
     }
 
+    /// init_module (master), after a reload gave the zone a new size (and
+    /// so a new, empty table): copies the live records of `old`, the
+    /// previous cycle's zone (still mapped until the new cycle has
+    /// started), by key into this one, due at `due`, so that every peer
+    /// keeps its health and the run-time upstreams' servers (whose slots
+    /// only their POSTs claim) stay checked. Returns how many run-time
+    /// upstreams' servers did not fit.
+    /// Nothing else uses the new table yet; the old one's keys are read
+    /// under its mutex. Allocates nothing.
+    pub fn carry_over(self, old: HealthZone, due: u32) -> usize {
+        if old.table == self.table {
+            return 0;
+        }
+        // SAFETY: both zones' pools; the old zone's mutex, then the new
+        // one's (no other code holds two health zones' mutexes).
+        let (_old, _new) = unsafe { (SlabLocked::new(old.pool), SlabLocked::new(self.pool)) };
+        let (mut upstream, mut name) = ([0u8; UPSTREAM_NAME_MAX], [0u8; SOCKADDR_STRLEN]);
+        let (mut next_free, mut dropped) = (0, 0);
+        for (_, from) in old.slots().filter(|(_, s)| s.is_live()) {
+            let (u, n) = from.key_ranges();
+            // SAFETY: the ranges are within the slot and bounded by the
+            // arrays; the key does not change under the old zone's mutex.
+            unsafe {
+                ptr::copy_nonoverlapping(u.cast::<u8>(), upstream.as_mut_ptr(), u.len());
+                ptr::copy_nonoverlapping(n.cast::<u8>(), name.as_mut_ptr(), n.len());
+            }
+            let key = Key { upstream: &upstream[..u.len()], name: &name[..n.len()], runtime: from.is_runtime() };
+            let Some(index) = self.claim_locked(next_free, key, from.counters(), due, LIVE) else {
+                // A configuration upstream's peer is claimed again (or
+                // counted) by begin_cycle.
+                dropped += usize::from(from.is_runtime());
+                continue;
+            };
+            next_free = index + 1;
+            let to = self.slot(index);
+            to.last_check.store(from.last_check.load(Relaxed), Relaxed);
+            to.last_error.store(from.last_error.load(Relaxed), Relaxed);
+            for (to, from) in [(&to.checks, &from.checks), (&to.fails, &from.fails), (&to.unhealthy, &from.unhealthy)] {
+                to.store(from.load(Relaxed), Relaxed);
+            }
+        }
+        dropped
+    }
+
     /// The live slot of (`upstream`, `name`), or a new one due at `due`.
     pub fn find_or_claim(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32) -> Option<usize> {
         {
@@ -352,6 +396,38 @@ impl HealthZone {
         }
     }
 
+    /// Records a finished probe's result in the slot at `index`
+    /// ([`Slot::record`], with the counters `update` makes from the
+    /// current ones) and releases its lease to `released`, if the slot is
+    /// still of generation `gen`, live, and leased by `claimed`: checked
+    /// and written under the zone's mutex, so that no free and new claim
+    /// of the slot (another peer's) comes in between. None if the result
+    /// was dropped. Allocates nothing.
+    #[allow(clippy::too_many_arguments)] // the probe's identity, and its result
+    pub fn record_probe<T>(
+        self,
+        index: usize,
+        gen: u32,
+        claimed: u64,
+        released: u64,
+        now: i64,
+        failure: Option<Failure>,
+        update: impl FnOnce(&mut Counters) -> T,
+    ) -> Option<T> {
+        // SAFETY: the zone's pool; slots are claimed and freed under its
+        // mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let slot = self.slot(index);
+        if slot.gen() != gen || !slot.is_live() || slot.lease.load(Acquire) != claimed {
+            return None;
+        }
+        let mut counters = slot.counters();
+        let result = update(&mut counters);
+        slot.record(counters, now, failure);
+        let _ = slot.lease.compare_exchange(claimed, released, AcqRel, Acquire);
+        Some(result)
+    }
+
     /// Frees the slot at `index` if it is still of generation `gen`.
     pub fn free_generation(self, index: usize, gen: u32) {
         // SAFETY: the zone's pool.
@@ -440,7 +516,7 @@ impl Slot {
     }
 
     /// The lease holder's record of a finished check.
-    pub fn record(&self, counters: Counters, now: i64, failure: Option<Failure>) {
+    fn record(&self, counters: Counters, now: i64, failure: Option<Failure>) {
         self.last_check.store(now, Relaxed);
         self.last_error.store(failure.map_or(0, Failure::code), Relaxed);
         self.checks.fetch_add(1, Relaxed);
@@ -517,19 +593,62 @@ pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: 
     }
 }
 
-/// A slot claimed for a peer an API is adding, freed unless
-/// [`Pending::activate`]d once the peer is linked.
+/// The health slot of a peer an API is adding to a checked configuration
+/// upstream: a new one, claimed before the lists' locks and freed unless
+/// [`Pending::activate`]d under them once the peer is linked, or, for a
+/// server the same change takes out of the other list (a Plus API `PUT`
+/// that moves it between primary and backup), the slot it already has,
+/// which keeps its health.
 pub struct Pending {
     zone: HealthZone,
     index: usize,
-    pub default_down: bool,
+    /// The server's existing slot, of this generation, with its key (to
+    /// claim another if a removal freed it meanwhile): nothing to free.
+    kept: Option<KeptSlot>,
+    /// Whether the new peer starts down: `default_down`, or the kept
+    /// slot's health.
+    pub starts_down: bool,
+}
+
+/// See [`Pending::kept`]: fixed-size, so that nothing is freed under the
+/// lists' locks where it is used.
+struct KeptSlot {
+    gen: u32,
+    upstream: [u8; UPSTREAM_NAME_MAX],
+    upstream_len: usize,
+    name: [u8; SOCKADDR_STRLEN],
+    name_len: usize,
 }
 
 impl Pending {
     /// A slot for the peer `name` being added to the checked upstream
     /// `upstream`: due at once, down if `default_down`.
     pub fn claim(upstream: &str, check: &CheckConf, name: &[u8]) -> Result<Pending, ApiError> {
+        Self::claim_or_keep(upstream, check, name, false)
+    }
+
+    /// As [`Self::claim`], but the live slot of a server of that name (one
+    /// the same change removes from the other list) is kept, with its
+    /// health.
+    pub fn claim_or_keep(upstream: &str, check: &CheckConf, name: &[u8], keep: bool) -> Result<Pending, ApiError> {
         let zone = HealthZone::running().ok_or_else(|| ApiError::new(500, "internal", "no health zone"))?;
+        if keep && upstream.len() <= UPSTREAM_NAME_MAX && name.len() <= SOCKADDR_STRLEN {
+            // SAFETY: the zone's pool; keys do not change under its mutex.
+            let _slab = unsafe { SlabLocked::new(zone.pool) };
+            if let Some((index, slot)) = zone.find_locked(upstream.as_bytes(), name) {
+                let mut kept = KeptSlot {
+                    gen: slot.gen(),
+                    upstream: [0; UPSTREAM_NAME_MAX],
+                    upstream_len: upstream.len(),
+                    name: [0; SOCKADDR_STRLEN],
+                    name_len: name.len(),
+                };
+                kept.upstream[..upstream.len()].copy_from_slice(upstream.as_bytes());
+                kept.name[..name.len()].copy_from_slice(name);
+                let starts_down = slot.counters().down;
+                return Ok(Pending { zone, index, kept: Some(kept), starts_down });
+            }
+        }
         let counters = Counters::new(check.default_down);
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
@@ -543,19 +662,50 @@ impl Pending {
                 ),
             )
         })?;
-        Ok(Pending { zone, index, default_down: check.default_down })
+        Ok(Pending { zone, index, kept: None, starts_down: check.default_down })
     }
 
-    /// The peer is linked: the slot is checked from now on.
+    /// The slot an existing server keeps (see [`Self::claim_or_keep`]).
+    pub fn kept_slot(&self) -> Option<usize> {
+        self.kept.as_ref().map(|_| self.index)
+    }
+
+    /// The peer is linked: the slot is checked from now on. Called under
+    /// the lists' write locks, so that a removal of the peer (which finds
+    /// its slot under them, [`HealthZone::slot_of_removed`]) never misses
+    /// it. Allocates nothing.
     pub fn activate(self) {
-        self.zone.slot(self.index).state.store(LIVE, Release);
+        match &self.kept {
+            None => self.zone.slot(self.index).state.store(LIVE, Release),
+            Some(kept) => {
+                // A removal of that server by another worker may have freed
+                // the kept slot since: its new peer gets a fresh one.
+                // SAFETY: the zone's pool; its mutex comes after the lists'
+                // locks, as everywhere.
+                let _slab = unsafe { SlabLocked::new(self.zone.pool) };
+                let slot = self.zone.slot(self.index);
+                if !(slot.is_live() && slot.gen() == kept.gen) {
+                    let key = Key {
+                        upstream: &kept.upstream[..kept.upstream_len],
+                        name: &kept.name[..kept.name_len],
+                        runtime: false,
+                    };
+                    // SAFETY: a plain read of nginx's clock.
+                    let now = unsafe { ngx_current_msec } as u32;
+                    // No room: the peer stays unchecked, as at start.
+                    let _ = self.zone.claim_locked(0, key, Counters::new(self.starts_down), now, LIVE);
+                }
+            }
+        }
         core::mem::forget(self);
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.zone.free(self.index);
+        if self.kept.is_none() {
+            self.zone.free(self.index);
+        }
     }
 }
 
@@ -571,13 +721,31 @@ pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [Pe
 }
 
 /// init_module (master): makes `zone` (null without checks) the running
-/// health zone.
+/// health zone. If a reload gave it a new size, the previous zone's
+/// records move into it ([`HealthZone::carry_over`]); the number of
+/// run-time upstreams' servers that did not fit is kept for
+/// [`not_carried`].
 ///
 /// # Safety
 /// In the master's init_module, before the workers fork.
 pub unsafe fn set_running(zone: *mut ngx_shm_zone_t) {
+    let previous = HealthZone::running();
     // SAFETY: per the contract.
     unsafe { ZONE = zone };
+    if let (Some(previous), Some(running)) = (previous, HealthZone::running()) {
+        // SAFETY: a plain read of nginx's clock, which only this thread writes.
+        let now = unsafe { ngx_current_msec } as u32;
+        NOT_CARRIED.fetch_add(running.carry_over(previous, now), Relaxed);
+    }
+}
+
+/// See [`set_running`].
+static NOT_CARRIED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many run-time upstreams' servers lost their records to a smaller
+/// `check_shm_size` at the last reload (then no longer checked).
+pub fn not_carried() -> usize {
+    NOT_CARRIED.swap(0, Relaxed)
 }
 
 /// A slot's key: (upstream name, peer name), and whose peer it is.

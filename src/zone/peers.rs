@@ -182,7 +182,8 @@ unsafe fn check_totals(
 
 /// Appends a new peer for `spec` to the primary or backup list (creating
 /// the backup list if needed), under both write locks and the slab mutex;
-/// `health_down`: it starts down for the health checks.
+/// `health_down`: it starts down for the health checks; `on_linked` runs
+/// once it is linked, still under the locks (it must not allocate).
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream.
@@ -193,6 +194,7 @@ pub unsafe fn add_locked(
     address: &PeerAddress,
     limit: usize,
     health_down: bool,
+    on_linked: impl FnOnce(),
 ) -> Result<(), Refusal> {
     // SAFETY: shared lists of a zone upstream, changed under both write
     // locks (primary, then backup); slab memory under the slab mutex, taken
@@ -233,6 +235,7 @@ pub unsafe fn add_locked(
             // primary->next, read under the primary lock we hold.
             (*primary).next = backup;
         }
+        on_linked();
         set_single(primary);
         ensure_ids(primary, &state.counters);
         state.counters.bump();
@@ -414,21 +417,25 @@ pub enum Lost {
 /// ([`edit_list`]; `plan`'s IDs are sorted, so each peer is looked up by
 /// binary search): linear work under the locks (nothing is allocated on
 /// the heap under them).
-/// With `health_down` the new peers start down by their checks.
+/// The new peers start down by their checks where `health_down` (one per
+/// entry of `added`) says so; `on_linked` runs once they are linked, still
+/// under the locks (it must not allocate).
 /// As the revision moves with every change under the locks, an unchanged
 /// revision means the lists are the ones the plan was made from.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream; `retire`
 /// takes an unlinked peer over without freeing it.
+#[allow(clippy::too_many_arguments)] // the plan's parts, and what runs under the locks
 pub unsafe fn replace_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
     state: &ZoneState,
     revision: u64,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
-    health_down: bool,
+    health_down: &[bool],
     mut retire: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
+    on_linked: impl FnOnce(),
 ) -> Result<(), Lost> {
     // Allocated before the locks (with room for every new peer).
     let mut new_peers: Vec<*mut ngx_http_upstream_rr_peer_t> = Vec::with_capacity(added.len());
@@ -464,10 +471,8 @@ pub unsafe fn replace_locked(
             }
         }
         drop(slab);
-        if health_down {
-            for &peer in new_peers.iter() {
-                (*peer).down |= DOWN_HEALTH;
-            }
+        for (&peer, _) in new_peers.iter().zip(health_down).filter(|(_, &down)| down) {
+            (*peer).down |= DOWN_HEALTH;
         }
         if !backup_list.is_null() {
             init_backup_list(backup_list, primary);
@@ -490,6 +495,7 @@ pub unsafe fn replace_locked(
             // Linked last, once complete (as add does).
             (*primary).next = backup_list;
         }
+        on_linked();
         set_single(primary);
         ensure_ids(primary, &state.counters);
         state.counters.bump();

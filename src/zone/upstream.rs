@@ -297,16 +297,18 @@ impl ZoneUpstream {
         let limit = self.max_peers_per_list();
         // A checked upstream's new peer has its slot before it is linked.
         let slot = self.check.as_ref().map(|check| Pending::claim(&self.name(), check, address.name())).transpose()?;
-        let health_down = slot.as_ref().is_some_and(|s| s.default_down);
+        let health_down = slot.as_ref().is_some_and(|s| s.starts_down);
         // SAFETY: the primary list of a zone upstream.
-        let added = unsafe { add_locked(self.primary(), &*self.state, spec, address, limit, health_down) };
+        let added = unsafe {
+            add_locked(self.primary(), &*self.state, spec, address, limit, health_down, || {
+                if let Some(slot) = slot {
+                    slot.activate();
+                }
+            })
+        };
         // The reason is written once the locks are released (a refused
         // add's slot is freed as it drops).
-        added.map_err(|refusal| self.refused(refusal, &spec.address))?;
-        if let Some(slot) = slot {
-            slot.activate();
-        }
-        Ok(())
+        added.map_err(|refusal| self.refused(refusal, &spec.address))
     }
 
     fn remove(&self, target: &PeerAddress) -> Result<(), ApiError> {
@@ -378,11 +380,13 @@ impl ZoneUpstream {
 
     /// Health slots for servers a replace adds to a checked upstream
     /// (none without checks): all or nothing (507 when the health zone is
-    /// full), freed unless [`Self::replace`] links their servers.
+    /// full), freed unless [`Self::replace`] links their servers. A server
+    /// the replace moves between primary and backup (removed from one
+    /// list, added to the other) keeps its slot and health.
     pub fn claim_slots(&self, added: &[(&ServerSpec, PeerAddress)]) -> Result<Vec<Pending>, ApiError> {
         let Some(check) = &self.check else { return Ok(Vec::new()) };
         let name = self.name();
-        added.iter().map(|(_, address)| Pending::claim(&name, check, address.name())).collect()
+        added.iter().map(|(_, address)| Pending::claim_or_keep(&name, check, address.name(), true)).collect()
     }
 
     /// Makes the servers what `plan` says, if the upstream's revision is
@@ -396,7 +400,9 @@ impl ZoneUpstream {
         added: &[(&ServerSpec, PeerAddress)],
         slots: Vec<Pending>,
     ) -> Result<(), Lost> {
-        let health_down = slots.first().is_some_and(|s| s.default_down);
+        let health_down: Vec<bool> =
+            if slots.is_empty() { vec![false; added.len()] } else { slots.iter().map(|s| s.starts_down).collect() };
+        let kept: Vec<usize> = slots.iter().filter_map(Pending::kept_slot).collect();
         let (health, upstream) = (self.health(), self.name());
         // Filled under the locks within this capacity (no allocation).
         let mut removed = Vec::with_capacity(if health.is_some() { plan.remove.len() } else { 0 });
@@ -404,21 +410,30 @@ impl ZoneUpstream {
         // handed to reclaim (under the locks), not freed. Their slots are
         // found under the locks too (see slot_of_removed).
         unsafe {
-            replace_locked(self.primary(), &*self.state, revision, plan, added, health_down, |peer| {
-                let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
-                if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
-                    removed.push(slot);
-                }
-                ZoneState::retire(self.state, self.shpool(), peer)
-            })
+            replace_locked(
+                self.primary(),
+                &*self.state,
+                revision,
+                plan,
+                added,
+                &health_down,
+                |peer| {
+                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
+                    if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
+                        removed.push(slot);
+                    }
+                    ZoneState::retire(self.state, self.shpool(), peer)
+                },
+                || slots.into_iter().for_each(Pending::activate),
+            )
         }?;
-        // The removed servers' checks stop with them; the new ones' start.
+        // The removed servers' checks stop with them (but the slot of one
+        // that moved to the other list: its new peer keeps it).
         if let Some(health) = health {
-            for (index, gen) in removed {
+            for (index, gen) in removed.into_iter().filter(|(index, _)| !kept.contains(index)) {
                 health.free_generation(index, gen);
             }
         }
-        slots.into_iter().for_each(Pending::activate);
         Ok(())
     }
 
