@@ -26,7 +26,6 @@ use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
 use crate::nginx::upstreams::{configured_upstreams, str_lossy};
 use crate::ops::state_files;
-use crate::zone::health;
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::request_hook::{self, init_zone_peer};
@@ -91,7 +90,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             let zone = main.map_or(core::ptr::null_mut(), |m| m.zone);
             Dyups::begin_cycle(zone);
             if main.is_none() {
-                prober::begin_cycle(cycle, core::ptr::null_mut()).ok();
+                prober::set_zone(cycle, core::ptr::null_mut());
             }
             crate::api::c_api::set_enabled(!zone.is_null());
             let Some(main) = main else {
@@ -127,9 +126,9 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             }
             // Restored run-time upstreams and zone peers get their health
             // records there.
-            health::set_running(main.check_zone);
+            let not_carried = prober::set_zone(cycle, main.check_zone);
             state_files::load_at_start(cycle, main);
-            if let Err(text) = prober::begin_cycle(cycle, main.check_zone) {
+            if let Err(text) = prober::begin_cycle(cycle, not_carried) {
                 ngx::ngx_log_error!(NGX_LOG_ERR, (*cycle).log, "{}", text);
             }
             start_plus_api(cycle, main.stats);

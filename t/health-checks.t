@@ -40,6 +40,61 @@ sub logged {
     return scalar grep { $_ =~ $re } <$fh>;
 }
 
+# A second nginx of one process (master_process off) next to the harness's,
+# in prefix()/single, with a checked upstream of 127.0.0.1:$p1 served on
+# 127.0.0.1:$p3 and a health zone of $shm.
+sub single_conf {
+    my ($dir, $shm, $p1, $p3) = @_;
+    NginxTest::Files::spew("$dir/conf/nginx.conf", <<"CONF");
+load_module $NginxTest::MODULE;
+master_process off;
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    check_shm_size $shm;
+    client_body_temp_path logs; proxy_temp_path logs; fastcgi_temp_path logs; uwsgi_temp_path logs; scgi_temp_path logs;
+    upstream backends {
+        zone backends 128k;
+        server 127.0.0.1:$p1 max_fails=0;
+        check interval=200 rise=1 fall=1 timeout=300 type=http;
+    }
+    server { listen 127.0.0.1:$p3; location / { proxy_pass http://backends; proxy_next_upstream off; } }
+}
+CONF
+}
+
+# Starts it; returns its pid and directory.
+sub start_single {
+    my ($shm, $p1, $p3) = @_;
+    my $dir = prefix() . 'single';
+    mkdir $_ for $dir, "$dir/logs", "$dir/conf";
+    single_conf($dir, $shm, $p1, $p3);
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDERR, '>', "$dir/logs/stderr.log";
+        exec $NginxTest::BINARY, '-p', "$dir/", '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
+    }
+    return ($pid, $dir);
+}
+
+sub stop_single {
+    my ($pid) = @_;
+    kill 'QUIT', $pid;
+    waitpid($pid, 0);
+}
+
+# The status of GET / on 127.0.0.1:$port (0 if none).
+sub get_status {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 2) or return 0;
+    print $s "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+    my $reply = do { local $/; <$s> } // '';
+    return ($reply =~ m{^HTTP/1\.\d (\d+)})[0] // 0;
+}
+
 run_tests();
 __DATA__
 
@@ -451,43 +506,31 @@ ok(defined main::wait_until(3, sub { main::only_on(10, $p1) }), 'back on the pri
 --- http_config
 --- config
 --- perl
-# A second nginx, of one process, next to the harness's.
 my ($p1, $p3) = (port(1), port(3));
 my $b1 = main::backend($p1);
-my $dir = prefix() . 'single';
-mkdir $dir; mkdir "$dir/logs"; mkdir "$dir/conf";
-NginxTest::Files::spew("$dir/conf/nginx.conf", <<"CONF");
-load_module $NginxTest::MODULE;
-master_process off;
-daemon off;
-pid logs/nginx.pid;
-error_log logs/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path logs; proxy_temp_path logs; fastcgi_temp_path logs; uwsgi_temp_path logs; scgi_temp_path logs;
-    upstream backends {
-        zone backends 128k;
-        server 127.0.0.1:$p1 max_fails=0;
-        check interval=200 rise=1 fall=1 timeout=300 type=http;
-    }
-    server { listen 127.0.0.1:$p3; location / { proxy_pass http://backends; proxy_next_upstream off; } }
-}
-CONF
-my $pid = fork // die "fork: $!";
-if (!$pid) {
-    open STDERR, '>', "$dir/logs/stderr.log";
-    exec $NginxTest::BINARY, '-p', "$dir/", '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
-}
-my $get = sub {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p3, Timeout => 2) or return 0;
-    print $s "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
-    my $reply = do { local $/; <$s> } // '';
-    return ($reply =~ m{^HTTP/1\.\d (\d+)})[0] // 0;
-};
-my $up = main::wait_until(5, sub { $get->() == 200 });
-kill 'QUIT', $pid;
-waitpid($pid, 0);
+my ($pid, $dir) = main::start_single('1m', $p1, $p3);
+my $up = main::wait_until(5, sub { main::get_status($p3) == 200 });
+main::stop_single($pid);
 ok(defined $up, 'the checked peer rose: proxied requests answer 200');
 is(main::logged(qr/\[(alert|crit|emerg)\]|exited on signal/, "$dir/logs/error.log"), 0, 'its error log has no alert')
+    or diag(NginxTest::Files::slurp("$dir/logs/error.log"));
+
+=== TEST 17: master_process off, a reload that changes check_shm_size: the process survives (its prober leaves the freed zone)
+--- http_config
+--- config
+--- perl
+# nginx's own reload of a single process never sets up the new cycle's
+# connections ("worker_connections are not enough" from then on): the
+# prober cannot connect after it, but must not touch the zone nginx freed.
+my ($p1, $p3) = (port(1), port(3));
+my $b1 = main::backend($p1);
+my ($pid, $dir) = main::start_single('1m', $p1, $p3);
+ok(defined main::wait_until(5, sub { main::get_status($p3) == 200 }), 'up');
+main::single_conf($dir, '2m', $p1, $p3);
+kill 'HUP', $pid;
+ok(defined main::wait_until(5, sub { main::logged(qr/reconfiguring/, "$dir/logs/error.log") }), 'reloaded');
+ok(!defined main::wait_until(1, sub { waitpid($pid, POSIX::WNOHANG()) != 0 }), 'alive 10 ticks after the reload');
+main::stop_single($pid);
+is(main::logged(qr/\[(crit|emerg)\]|exited on signal|\[alert\](?!.*worker_connections are not enough)/,
+                "$dir/logs/error.log"), 0, 'its error log has no alert but nginx\'s own')
     or diag(NginxTest::Files::slurp("$dir/logs/error.log"));

@@ -12,6 +12,8 @@ use NginxTest::Backend;
 use NginxTest::Dyups qw(addr line state proxied proxied_port);
 use NginxTest::Files;
 use NginxTest::Lua;
+use IO::Socket::INET;
+use NginxTest::Traffic ();
 
 $ENV{TEST_NGINX_PROXY} = <<'NGINX';
 server {
@@ -20,6 +22,8 @@ server {
 }
 NGINX
 $ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dyups => 'ngx.dyups']);
+# 80 servers where nothing listens, for a checked configuration upstream.
+$ENV{TEST_NGINX_BIG} = join '', map { "    server 127.0.0.1:$_;\n" } NginxTest::Traffic::dead_ports(80);
 
 # post(NAME, BODY[, JSON]): must answer 200 success.
 sub post {
@@ -223,3 +227,60 @@ ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'after the
 $b1->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p2) }), 'and a server that dies after the reload is excluded')
     or diag(explain(main::spread('dy', 10)));
+
+=== TEST 7: a worker of the previous configuration refuses a run-time change once a reload moved the health records (new check_shm_size): 503, and the retry is checked
+--- http_config
+check_shm_size 1m;
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+location = /basic_status { stub_status; }
+--- perl
+my $p1 = port(1);
+my $b1 = main::backend($p1);
+my $body = "server 127.0.0.1:$p1 max_fails=0; check interval=200 rise=1 fall=1 timeout=300 default_down=true type=http;";
+# A POST whose header is still being read by a worker of the first
+# configuration (stub_status counts it "Reading") when the reload comes.
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Timeout => 5) or die "connect: $!";
+$s->autoflush(1);
+print $s "POST /upstream/dy HTTP/1.0\r\nHost: x\r\n";
+ok(defined main::wait_until(5, sub { http_get('/basic_status')->{body} =~ /Reading: [1-9]/ }), 'an old worker reads the POST');
+my %old = map { $_ => 1 } worker_pids();
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die 'no check_shm_size';
+NginxTest::Files::spew(conf_file(), $conf);
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
+print $s "Content-Length: " . length($body) . "\r\n\r\n$body";
+my $reply = do { local $/; <$s> } // '';
+like($reply, qr{^HTTP/1\.\d 503 .*retry the request}s, 'the old worker answers 503: retry') or diag($reply);
+main::post('dy', $body);
+ok(defined main::wait_until(3, sub { main::proxied_port('dy') eq $p1 }), 'the retry is checked: its server rises')
+    or diag(explain(main::spread('dy', 4)));
+
+=== TEST 8: a reload to a smaller check_shm_size that also drops a configured upstream's checks: the run-time servers' records move first, and stay checked
+--- http_config
+check_shm_size 1m;
+$TEST_NGINX_PROXY
+upstream big {
+    zone big 256k;
+$TEST_NGINX_BIG
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp; # BIGCHECK
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+my $b2 = main::backend($p2);
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;");
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/check_shm_size 1m;/check_shm_size 32k;/ or die 'no check_shm_size';
+$conf =~ s/^.*# BIGCHECK$//m or die 'no big check';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+$b1->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p2) }), 'a run-time server that dies after the reload is excluded')
+    or diag(explain(main::spread('dy', 10)));
+ok(!main::logged(qr/peers are not checked/), 'nothing was left unchecked');

@@ -103,7 +103,10 @@ ok(defined main::wait_until(3, sub { $b1->accepted >= $before + 3 }), 'the live 
 my $master = master_pid();
 kill 'QUIT', $master;
 ok(poll_until(sub { !kill(0, $master) }, 5), 'a graceful quit with probes in flight exits within 5 s');
-is(main::logged(qr/open socket|\[alert\](?!.*exited on signal 9)/), 0, 'no socket left open, no alert')
+# (A worker killed while it held a zone's mutex makes the master unlock it,
+# with an alert of nginx's own.)
+is(main::logged(qr/open socket|\[alert\](?!.*(exited on signal 9|was locked by))/), 0, 'no socket left open, no alert')
     or diag(`grep -E 'alert|open socket' ${\ prefix()}logs/error.log`);
 --- allow_error_log
 exited on signal 9
+shared memory zone ".*" was locked by \d+

@@ -137,3 +137,32 @@ my $probes = $b2->accepted;
 # One probe may be in flight as it goes.
 ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
     or diag($b2->accepted - $probes . ' more probes');
+
+=== TEST 4: a PUT that moves a checked server from primary to backup keeps its record (and health); a PUT that removes it stops its checks
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=400 type=http;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; proxy_next_upstream off; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+my ($b1, $b2) = (main::backend($p1), main::backend($p2));
+ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), 'the second primary is probed and up');
+my $checks = main::peer("127.0.0.1:$p2")->{health_checks}{checks};
+my $r = http('PUT', '/api/9/http/upstreams/backends/servers',
+             qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p2","max_fails":0,"backup":true}]));
+main::plus_json($r, 200, 'PUT: it becomes a backup');
+my $moved = main::peer("127.0.0.1:$p2");
+is($moved->{backup} ? 'backup' : 'primary', 'backup', 'listed as a backup');
+is($moved->{state}, 'up', 'it is up at once (its record, not default_down)');
+cmp_ok($moved->{health_checks}{checks}, '>=', $checks, 'with its checks so far');
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1","max_fails":0}]));
+main::plus_json($r, 200, 'PUT: the server is removed');
+my $probes = $b2->accepted;
+ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
+    or diag($b2->accepted - $probes . ' more probes');

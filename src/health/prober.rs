@@ -45,7 +45,7 @@ use crate::nginx::peer_list::list_peers;
 use crate::nginx::process::in_running_process;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
-use crate::zone::health::{not_carried, set_peer_health, set_running, HealthZone};
+use crate::zone::health::{configuration_number, set_peer_health, set_running, HealthZone};
 use crate::zone::upstream::srv_conf;
 
 /// The longest time between two ticks.
@@ -100,6 +100,8 @@ struct Probe {
 
 struct Worker {
     health: HealthZone,
+    /// The configuration number it was started for.
+    cycle: u64,
     /// The dyups registry's generation the run-time slots were resolved at.
     registry: Option<u64>,
     known: Vec<Option<Known>>,
@@ -151,6 +153,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t) {
     let tick_ms = intervals.fold(TICK_MS, u32::min);
     let worker = Box::into_raw(Box::new(Worker {
         health,
+        cycle: configuration_number(),
         registry: None,
         known: (0..health.len()).map(|_| None).collect(),
         probes: HashMap::new(),
@@ -194,19 +197,38 @@ pub fn release_all() {
     }
 }
 
-/// init_module (master, after the state files were restored): makes
-/// `zone` the running health zone and gives every peer of the cycle's
-/// checked upstreams its slot, keeping the counters of a peer that had one
-/// (a reload) and setting its health bit from them; frees the slots of
-/// peers that are gone. A peer the zone has no room for stays unchecked
-/// (the error says so; failing init_module would stop nginx).
+/// init_module (master), before the state files are restored: makes
+/// `zone` (null without checks) the running health zone; if a reload gave
+/// it a new size, the previous zone's records move into it (those of the
+/// configuration upstreams this cycle still checks). Returns how many
+/// run-time upstreams' servers did not fit, for [`begin_cycle`].
 ///
 /// # Safety
 /// `cycle` is the new cycle, in the master's init_module.
-pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) -> Result<(), String> {
+pub unsafe fn set_zone(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) -> usize {
     // SAFETY: per the contract.
-    unsafe { set_running(zone) };
-    let not_carried = not_carried();
+    let names: Vec<String> = unsafe { checked_upstreams(cycle) }
+        .into_iter()
+        // SAFETY: upstreams of the new cycle.
+        .map(|(uscf, _)| unsafe { str_lossy(&(*uscf).host) })
+        .collect();
+    let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+    // SAFETY: per the contract.
+    unsafe { set_running(zone, &names) }
+}
+
+/// init_module (master, after the state files were restored): gives
+/// every peer of the cycle's checked upstreams its slot, keeping the
+/// counters of a peer that had one (a reload) and setting its health bit
+/// from them; frees the slots of peers that are gone. A peer the zone has
+/// no room for stays unchecked (the error says so, with the
+/// `not_carried` run-time servers of [`set_zone`]; failing init_module
+/// would stop nginx).
+///
+/// # Safety
+/// `cycle` is the new cycle, in the master's init_module, after
+/// [`set_zone`].
+pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, not_carried: usize) -> Result<(), String> {
     let Some(health) = HealthZone::running() else {
         return Ok(());
     };
@@ -282,6 +304,18 @@ unsafe fn checked_upstreams(cycle: *mut ngx_cycle_t) -> Vec<(*mut ngx_http_upstr
 }
 
 unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
+    // SAFETY: the worker's only thread; no other reference is alive in a
+    // timer handler.
+    if unsafe { worker() }.is_some_and(|w| !w.health.is_running(w.cycle)) {
+        // `master_process off` after a reload (nginx runs no new
+        // init_process): this prober's zone and lists may be gone. It
+        // stops, its event (in the freed box) is not touched again, and
+        // one starts for the new configuration.
+        release_all();
+        // SAFETY: this process's new cycle, as init_process would have it.
+        unsafe { start(ngx_cycle) };
+        return;
+    }
     let _ = request_guard(|| {
         // SAFETY: the worker's only thread; no other reference is alive in
         // a timer handler.
@@ -540,7 +574,9 @@ unsafe fn event(ev: *mut ngx_event_t, step: impl FnOnce(&mut Probe) -> Verdict) 
     let Some(probe) = w.probes.remove(&slot) else { return };
     // SAFETY: the probe's connection and timer are live; close() ends them.
     let probe = unsafe { close(probe) };
-    if !exiting() {
+    // Not into a zone a `master_process off` reload replaced (the next
+    // tick starts the prober again).
+    if !exiting() && w.health.is_running(w.cycle) {
         report(w, &probe, verdict);
     }
 }

@@ -215,7 +215,10 @@ impl ChangeGuard {
             Some(path) => Some(lock(&path, !trylock)?),
             None => None,
         };
-        if Dyups::get().is_some_and(|d| d.is_superseded()) {
+        // A reload that gave the registry or the health checks a new zone
+        // (a new size): this worker's changes would not reach the new
+        // workers.
+        if Dyups::get().is_some_and(|d| d.is_superseded()) || crate::zone::health::superseded() {
             return Err(reloading());
         }
         Ok(ChangeGuard { _lock: lock })

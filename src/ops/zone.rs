@@ -151,7 +151,12 @@ fn apply_replace(
         zone.check_balancer_allows(plan.changes_set_or_weights(), false)?;
         let added: Vec<(&ServerSpec, PeerAddress)> =
             plan.add.iter().map(|spec| (spec, PeerAddress::new(&spec.address))).collect();
-        let slots = zone.claim_slots(&added)?;
+        let removed: Vec<PeerAddress> = current
+            .iter()
+            .filter(|c| plan.remove.binary_search(&c.id).is_ok())
+            .map(|c| PeerAddress::new(&c.spec.address))
+            .collect();
+        let slots = zone.claim_slots(&added, &removed)?;
         match zone.replace(revision, &plan, &added, slots) {
             Ok(()) => return Ok(Some(current.len())),
             Err(Lost::Race) => continue,

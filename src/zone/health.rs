@@ -106,6 +106,23 @@ struct Table {
 /// init_module, inherited by its workers).
 static MY_CYCLE: AtomicU64 = AtomicU64::new(0);
 
+/// The number of this process's configuration (see [`Table::cycle`]).
+pub fn configuration_number() -> u64 {
+    MY_CYCLE.load(Acquire)
+}
+
+/// A table's `cycle` once a reload moved its records to a new zone
+/// ([`HealthZone::carry_over`]).
+const SUPERSEDED: u64 = u64::MAX;
+
+/// Whether a reload moved this process's health records to a new zone (a
+/// new `check_shm_size`): a worker of the previous configuration, whose
+/// changes to run-time upstreams' records the new workers would not see.
+pub fn superseded() -> bool {
+    // SAFETY: the table lives as long as the zone.
+    HealthZone::running().is_some_and(|zone| unsafe { (*zone.table).cycle.load(Acquire) } == SUPERSEDED)
+}
+
 /// The health zone of the running cycle (null without checks); set by
 /// the master's init_module, which no later failure of the cycle can undo.
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
@@ -191,6 +208,14 @@ impl HealthZone {
         MY_CYCLE.store(cycle, Release);
     }
 
+    /// Whether this is still the running health zone of this process's
+    /// configuration number `cycle` (see [`configuration_number`]): always
+    /// in a worker, which a reload replaces; not in the one process of
+    /// `master_process off` after a reload.
+    pub fn is_running(self, cycle: u64) -> bool {
+        HealthZone::running().is_some_and(|z| z.table == self.table) && configuration_number() == cycle
+    }
+
     /// False in a worker whose configuration a reload replaced.
     pub fn is_current_cycle(self) -> bool {
         // SAFETY: the table lives as long as the zone.
@@ -257,40 +282,51 @@ impl HealthZone {
     /// previous cycle's zone (still mapped until the new cycle has
     /// started), by key into this one, due at `due`, so that every peer
     /// keeps its health and the run-time upstreams' servers (whose slots
-    /// only their POSTs claim) stay checked. Returns how many run-time
-    /// upstreams' servers did not fit.
-    /// Nothing else uses the new table yet; the old one's keys are read
-    /// under its mutex. Allocates nothing.
-    pub fn carry_over(self, old: HealthZone, due: u32) -> usize {
+    /// only their POSTs claim) stay checked: those first, then the
+    /// configuration upstreams' peers of the upstreams `checked` (by name)
+    /// in the new configuration. Marks `old` superseded (see
+    /// [`superseded`]). Returns how many run-time upstreams' servers did
+    /// not fit. Nothing else uses the new table yet; the old one's keys are
+    /// read under its mutex. Allocates nothing.
+    pub fn carry_over(self, old: HealthZone, due: u32, checked: &[&[u8]]) -> usize {
         if old.table == self.table {
             return 0;
         }
+        // SAFETY: the old table lives as long as its zone, mapped here.
+        unsafe { (*old.table).cycle.store(SUPERSEDED, Release) };
         // SAFETY: both zones' pools; the old zone's mutex, then the new
         // one's (no other code holds two health zones' mutexes).
         let (_old, _new) = unsafe { (SlabLocked::new(old.pool), SlabLocked::new(self.pool)) };
         let (mut upstream, mut name) = ([0u8; UPSTREAM_NAME_MAX], [0u8; SOCKADDR_STRLEN]);
         let (mut next_free, mut dropped) = (0, 0);
-        for (_, from) in old.slots().filter(|(_, s)| s.is_live()) {
-            let (u, n) = from.key_ranges();
-            // SAFETY: the ranges are within the slot and bounded by the
-            // arrays; the key does not change under the old zone's mutex.
-            unsafe {
-                ptr::copy_nonoverlapping(u.cast::<u8>(), upstream.as_mut_ptr(), u.len());
-                ptr::copy_nonoverlapping(n.cast::<u8>(), name.as_mut_ptr(), n.len());
-            }
-            let key = Key { upstream: &upstream[..u.len()], name: &name[..n.len()], runtime: from.is_runtime() };
-            let Some(index) = self.claim_locked(next_free, key, from.counters(), due, LIVE) else {
-                // A configuration upstream's peer is claimed again (or
-                // counted) by begin_cycle.
-                dropped += usize::from(from.is_runtime());
-                continue;
-            };
-            next_free = index + 1;
-            let to = self.slot(index);
-            to.last_check.store(from.last_check.load(Relaxed), Relaxed);
-            to.last_error.store(from.last_error.load(Relaxed), Relaxed);
-            for (to, from) in [(&to.checks, &from.checks), (&to.fails, &from.fails), (&to.unhealthy, &from.unhealthy)] {
-                to.store(from.load(Relaxed), Relaxed);
+        for runtime in [true, false] {
+            for (_, from) in old.slots().filter(|(_, s)| s.is_live() && s.is_runtime() == runtime) {
+                let (u, n) = from.key_ranges();
+                // SAFETY: the ranges are within the slot and bounded by the
+                // arrays; the key does not change under the old zone's mutex.
+                unsafe {
+                    ptr::copy_nonoverlapping(u.cast::<u8>(), upstream.as_mut_ptr(), u.len());
+                    ptr::copy_nonoverlapping(n.cast::<u8>(), name.as_mut_ptr(), n.len());
+                }
+                let key = Key { upstream: &upstream[..u.len()], name: &name[..n.len()], runtime };
+                if !runtime && !checked.contains(&key.upstream) {
+                    continue; // the new configuration does not check it
+                }
+                let Some(index) = self.claim_locked(next_free, key, from.counters(), due, LIVE) else {
+                    // A configuration upstream's peer is claimed again (or
+                    // counted) by begin_cycle.
+                    dropped += usize::from(runtime);
+                    continue;
+                };
+                next_free = index + 1;
+                let to = self.slot(index);
+                to.last_check.store(from.last_check.load(Relaxed), Relaxed);
+                to.last_error.store(from.last_error.load(Relaxed), Relaxed);
+                for (to, from) in
+                    [(&to.checks, &from.checks), (&to.fails, &from.fails), (&to.unhealthy, &from.unhealthy)]
+                {
+                    to.store(from.load(Relaxed), Relaxed);
+                }
             }
         }
         dropped
@@ -684,7 +720,12 @@ impl Pending {
                 // locks, as everywhere.
                 let _slab = unsafe { SlabLocked::new(self.zone.pool) };
                 let slot = self.zone.slot(self.index);
-                if !(slot.is_live() && slot.gen() == kept.gen) {
+                if slot.is_live() && slot.gen() == kept.gen {
+                    // Its health may have moved since `starts_down` was
+                    // read: every worker applies it again to the server's
+                    // peers, the new one too.
+                    slot.transitions.fetch_add(1, Release);
+                } else {
                     let key = Key {
                         upstream: &kept.upstream[..kept.upstream_len],
                         name: &kept.name[..kept.name_len],
@@ -720,32 +761,32 @@ pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [Pe
     }
 }
 
-/// init_module (master): makes `zone` (null without checks) the running
-/// health zone. If a reload gave it a new size, the previous zone's
-/// records move into it ([`HealthZone::carry_over`]); the number of
-/// run-time upstreams' servers that did not fit is kept for
-/// [`not_carried`].
+/// init_module (master, once per cycle): makes `zone` (null without
+/// checks) the running health zone. If a reload gave it a new size, the
+/// previous zone's records move into it ([`HealthZone::carry_over`]; the
+/// configuration upstreams' of the upstreams named `checked`); returns how
+/// many run-time upstreams' servers did not fit.
 ///
 /// # Safety
 /// In the master's init_module, before the workers fork.
-pub unsafe fn set_running(zone: *mut ngx_shm_zone_t) {
+pub unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]]) -> usize {
     let previous = HealthZone::running();
     // SAFETY: per the contract.
     unsafe { ZONE = zone };
-    if let (Some(previous), Some(running)) = (previous, HealthZone::running()) {
-        // SAFETY: a plain read of nginx's clock, which only this thread writes.
-        let now = unsafe { ngx_current_msec } as u32;
-        NOT_CARRIED.fetch_add(running.carry_over(previous, now), Relaxed);
+    match (previous, HealthZone::running()) {
+        (Some(previous), Some(running)) => {
+            // SAFETY: a plain read of nginx's clock, which only this thread writes.
+            let now = unsafe { ngx_current_msec } as u32;
+            running.carry_over(previous, now, checked)
+        }
+        (Some(previous), None) => {
+            // No health zone any more: the old workers' records go nowhere.
+            // SAFETY: the old table lives as long as its zone, mapped here.
+            unsafe { (*previous.table).cycle.store(SUPERSEDED, Release) };
+            0
+        }
+        _ => 0,
     }
-}
-
-/// See [`set_running`].
-static NOT_CARRIED: AtomicUsize = AtomicUsize::new(0);
-
-/// How many run-time upstreams' servers lost their records to a smaller
-/// `check_shm_size` at the last reload (then no longer checked).
-pub fn not_carried() -> usize {
-    NOT_CARRIED.swap(0, Relaxed)
 }
 
 /// A slot's key: (upstream name, peer name), and whose peer it is.

@@ -381,12 +381,22 @@ impl ZoneUpstream {
     /// Health slots for servers a replace adds to a checked upstream
     /// (none without checks): all or nothing (507 when the health zone is
     /// full), freed unless [`Self::replace`] links their servers. A server
-    /// the replace moves between primary and backup (removed from one
-    /// list, added to the other) keeps its slot and health.
-    pub fn claim_slots(&self, added: &[(&ServerSpec, PeerAddress)]) -> Result<Vec<Pending>, ApiError> {
+    /// the replace moves between primary and backup (one of `removed`, the
+    /// names of the servers it removes) keeps its slot and health.
+    pub fn claim_slots(
+        &self,
+        added: &[(&ServerSpec, PeerAddress)],
+        removed: &[PeerAddress],
+    ) -> Result<Vec<Pending>, ApiError> {
         let Some(check) = &self.check else { return Ok(Vec::new()) };
         let name = self.name();
-        added.iter().map(|(_, address)| Pending::claim_or_keep(&name, check, address.name(), true)).collect()
+        added
+            .iter()
+            .map(|(_, address)| {
+                let moved = removed.iter().any(|r| r.name() == address.name());
+                Pending::claim_or_keep(&name, check, address.name(), moved)
+            })
+            .collect()
     }
 
     /// Makes the servers what `plan` says, if the upstream's revision is
@@ -398,7 +408,7 @@ impl ZoneUpstream {
         revision: u64,
         plan: &Plan,
         added: &[(&ServerSpec, PeerAddress)],
-        slots: Vec<Pending>,
+        mut slots: Vec<Pending>,
     ) -> Result<(), Lost> {
         let health_down: Vec<bool> =
             if slots.is_empty() { vec![false; added.len()] } else { slots.iter().map(|s| s.starts_down).collect() };
@@ -424,7 +434,8 @@ impl ZoneUpstream {
                     }
                     ZoneState::retire(self.state, self.shpool(), peer)
                 },
-                || slots.into_iter().for_each(Pending::activate),
+                // Drained: the vector's memory is freed after the locks.
+                || slots.drain(..).for_each(Pending::activate),
             )
         }?;
         // The removed servers' checks stop with them (but the slot of one
