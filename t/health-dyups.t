@@ -284,3 +284,34 @@ $b1->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p2) }), 'a run-time server that dies after the reload is excluded')
     or diag(explain(main::spread('dy', 10)));
 ok(!main::logged(qr/peers are not checked/), 'nothing was left unchecked');
+
+=== TEST 9: a reload that replaces the registry (new dyups_shm_zone_size, no dyups_upstream_conf) and shrinks check_shm_size: the lost run-time upstreams' records stay behind, the configured peers keep theirs
+--- http_config
+dyups_shm_zone_size 1m;
+check_shm_size 64k;
+upstream cfg {
+    zone cfg 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=300 type=http;
+}
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(3, sub { main::proxied_port('cfg') eq $p1 }), 'cfg is checked and up');
+my $servers = join '', map { "server 127.0.0.1:$_; " } NginxTest::Traffic::dead_ports(59);
+main::post('dy', "${servers}check interval=1000 rise=1 fall=1 timeout=300 type=tcp;");
+my %old = map { $_ => 1 } worker_pids();
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/check_shm_size 64k;/check_shm_size 32k;/ or die;
+$conf =~ s/dyups_shm_zone_size 1m;/dyups_shm_zone_size 2m;/ or die;
+NginxTest::Files::spew(conf_file(), $conf);
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
+is(http_get('/upstream/dy')->{status}, 404, 'the run-time upstream is gone with the old registry');
+is(scalar(grep { /peers are not checked/ } split /\n/, error_log_text()), 0, 'every configured checked peer has a record');
+is(main::proxied_port('cfg'), $p1, 'cfg keeps its health across the reload');
+$b1->stop;
+ok(defined main::wait_until(3, sub { main::proxied_port('cfg') ne $p1 }), 'and is still checked: its dead server goes down');

@@ -32,6 +32,16 @@ impl ApiError {
         Self::new(409, code, text)
     }
 
+    /// A change in a worker whose configuration a reload is replacing,
+    /// and whose changes the new workers would not see.
+    pub fn reloading() -> Self {
+        Self::new(
+            503,
+            "reloading",
+            "nginx is reloading and this worker's configuration is being replaced: retry the request",
+        )
+    }
+
     /// The zone's slab has no room left.
     pub fn no_room(zone: &str, size: usize) -> Self {
         Self::new(507, "zone_full", format!("shared memory zone \"{zone}\" ({}) has no room left", human_size(size)))

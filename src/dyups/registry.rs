@@ -49,7 +49,7 @@ use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recoun
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::zone::health::{forget_runtime, RuntimeSlots};
+use crate::zone::health::{self, forget_runtime, RuntimeSlots};
 use crate::zone::ids::inherit;
 
 /// Name of the module's zone. It carries the registry's layout version:
@@ -391,8 +391,52 @@ impl Dyups {
             } else {
                 WriteLocked::on(self.lock_word())
             };
+            // Checked again under the lock, which the master holds while
+            // it moves the health records to a new zone
+            // ([`Dyups::while_write_locked`]): a change either went in
+            // before (its records move) or is refused.
+            if health::superseded() {
+                drop(registry);
+                return Err(ApiError::reloading());
+            }
             Ok((registry, SlabLocked::new(self.pool)))
         }
+    }
+
+    /// Runs `f` holding the registry's write lock (the master, moving the
+    /// health records in init_module: no change of a worker can be half
+    /// done meanwhile), with a test of whether the registry has a run-time
+    /// upstream of that name with checks. A lock not taken within a second
+    /// (a worker killed while it held it stops every change anyway) is
+    /// given up on: `f` runs without it.
+    pub fn while_write_locked<T>(&self, f: impl FnOnce(&dyn Fn(&[u8]) -> bool) -> T) -> T {
+        // Walks the records, which the lock (or, without it, the master's
+        // being the only process that can still wait on it) keeps still;
+        // allocates nothing.
+        let checked = |name: &[u8]| {
+            // SAFETY: the registry lives as long as the zone; see above.
+            unsafe { find_record(&*self.registry, name) }.is_some_and(|record| {
+                // SAFETY: a record of the registry, and its list, live while
+                // it holds them.
+                unsafe { !(*record).deleted && !(*record).peers.is_null() && !check_text((*record).peers).is_empty() }
+            })
+        };
+        for _ in 0..1000 {
+            // SAFETY: the lock word is the zone's, mapped here.
+            if let Some(_locked) = unsafe { WriteLocked::try_on(self.lock_word()) } {
+                return f(&checked);
+            }
+            // SAFETY: plain sleep.
+            unsafe { libc::usleep(1000) };
+        }
+        f(&checked)
+    }
+
+    /// Runs `f` holding the registry's read lock: no change can be made
+    /// meanwhile (reads inside take it again, which a read lock allows).
+    pub fn while_read_locked<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _locked = self.read_lock();
+        f()
     }
 
     /// Takes the registry for reading.
@@ -690,13 +734,14 @@ impl Record {
 
 /// # Safety
 /// The caller holds the registry lock.
-unsafe fn find_record(registry: &Registry, name: &str) -> Option<*mut Record> {
+unsafe fn find_record(registry: &Registry, name: impl AsRef<[u8]>) -> Option<*mut Record> {
+    let name = name.as_ref();
     let mut record = registry.records;
     // SAFETY: per the contract.
     unsafe {
         while !record.is_null() {
             let r = &*record;
-            if r.name[..r.name_len].eq_ignore_ascii_case(name.as_bytes()) {
+            if r.name[..r.name_len].eq_ignore_ascii_case(name) {
                 return Some(record);
             }
             record = r.next;

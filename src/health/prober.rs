@@ -214,7 +214,16 @@ pub unsafe fn set_zone(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) -> us
         .collect();
     let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     // SAFETY: per the contract.
-    unsafe { set_running(zone, &names) }
+    let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| unsafe { set_running(zone, &names, runtime_checked) };
+    // Under the registry's lock: a worker of the previous configuration
+    // changing a run-time upstream either did before (its records move) or
+    // finds the old records superseded under it and answers 503. Records
+    // of run-time upstreams the registry no longer has (a reload that
+    // replaced it) stay behind.
+    match Dyups::get() {
+        Some(dyups) => dyups.while_write_locked(set),
+        None => set(&|_| false),
+    }
 }
 
 /// init_module (master, after the state files were restored): gives
@@ -307,13 +316,13 @@ unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
     // SAFETY: the worker's only thread; no other reference is alive in a
     // timer handler.
     if unsafe { worker() }.is_some_and(|w| !w.health.is_running(w.cycle)) {
-        // `master_process off` after a reload (nginx runs no new
-        // init_process): this prober's zone and lists may be gone. It
-        // stops, its event (in the freed box) is not touched again, and
-        // one starts for the new configuration.
+        // `master_process off` after a reload: nginx runs no new
+        // init_process and sets up no connections for the new cycle (every
+        // connect fails from then on), and this prober's zone and lists
+        // may be gone. It stops; its event (in the freed box) is not
+        // touched again.
+        log(NGX_LOG_WARN, "health checks stop: a reload of a single process (master_process off) cannot probe");
         release_all();
-        // SAFETY: this process's new cycle, as init_process would have it.
-        unsafe { start(ngx_cycle) };
         return;
     }
     let _ = request_guard(|| {
@@ -394,7 +403,12 @@ fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
     let runtime = slot.is_runtime();
     let (upstream, name) = slot.key_copy(gen)?;
     let target = if runtime {
-        runtime_check(&upstream).map(|check| Target { primary: None, check: Rc::new(check) })
+        let check = runtime_check(&upstream);
+        if check.is_none() {
+            free_orphan(health, index, gen, &upstream);
+            return None;
+        }
+        check.map(|check| Target { primary: None, check: Rc::new(check) })
     } else {
         // SAFETY: at run time ngx_cycle is this worker's cycle.
         unsafe { checked_upstreams(ngx_cycle) }
@@ -404,6 +418,24 @@ fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
             .map(|(_, target)| target)
     };
     Some(Known { gen, upstream, name, runtime, target, applied: None })
+}
+
+/// Frees the record of a server of run-time upstream `upstream` that the
+/// registry no longer has with checks (deleted, or replaced without them,
+/// by a worker of a previous configuration whose records a reload moved;
+/// or the upstream was lost with a registry a reload replaced): decided
+/// and freed under the registry's read lock, so that no change of that
+/// upstream (which takes its write lock) comes in between.
+fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str) {
+    let Some(dyups) = Dyups::get() else {
+        health.free_generation(index, gen);
+        return;
+    };
+    dyups.while_read_locked(|| {
+        if runtime_check(upstream).is_none() {
+            health.free_generation(index, gen);
+        }
+    });
 }
 
 /// The checks of run-time upstream `upstream`'s current list.

@@ -202,7 +202,7 @@ impl ChangeGuard {
             None => None,
         };
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
-            return Err(reloading());
+            return Err(ApiError::reloading());
         }
         Ok(ChangeGuard { _lock: lock })
     }
@@ -219,19 +219,10 @@ impl ChangeGuard {
         // (a new size): this worker's changes would not reach the new
         // workers.
         if Dyups::get().is_some_and(|d| d.is_superseded()) || crate::zone::health::superseded() {
-            return Err(reloading());
+            return Err(ApiError::reloading());
         }
         Ok(ChangeGuard { _lock: lock })
     }
-}
-
-/// 503 for a change in a worker whose configuration a reload replaced.
-fn reloading() -> ApiError {
-    ApiError::new(
-        503,
-        "reloading",
-        "nginx is reloading and this worker's configuration is being replaced: retry the request",
-    )
 }
 
 /// exit_master: release the path (the module is unloaded next, and a

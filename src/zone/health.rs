@@ -282,13 +282,21 @@ impl HealthZone {
     /// previous cycle's zone (still mapped until the new cycle has
     /// started), by key into this one, due at `due`, so that every peer
     /// keeps its health and the run-time upstreams' servers (whose slots
-    /// only their POSTs claim) stay checked: those first, then the
-    /// configuration upstreams' peers of the upstreams `checked` (by name)
-    /// in the new configuration. Marks `old` superseded (see
+    /// only their POSTs claim) stay checked: first the configuration
+    /// upstreams' peers of the upstreams `checked` (by name) in the new
+    /// configuration, then the run-time upstreams' (some may be of
+    /// upstreams a replaced registry lost: the workers free those,
+    /// `prober::free_orphan`). Marks `old` superseded (see
     /// [`superseded`]). Returns how many run-time upstreams' servers did
     /// not fit. Nothing else uses the new table yet; the old one's keys are
     /// read under its mutex. Allocates nothing.
-    pub fn carry_over(self, old: HealthZone, due: u32, checked: &[&[u8]]) -> usize {
+    pub fn carry_over(
+        self,
+        old: HealthZone,
+        due: u32,
+        checked: &[&[u8]],
+        runtime_checked: &dyn Fn(&[u8]) -> bool,
+    ) -> usize {
         if old.table == self.table {
             return 0;
         }
@@ -299,7 +307,7 @@ impl HealthZone {
         let (_old, _new) = unsafe { (SlabLocked::new(old.pool), SlabLocked::new(self.pool)) };
         let (mut upstream, mut name) = ([0u8; UPSTREAM_NAME_MAX], [0u8; SOCKADDR_STRLEN]);
         let (mut next_free, mut dropped) = (0, 0);
-        for runtime in [true, false] {
+        for runtime in [false, true] {
             for (_, from) in old.slots().filter(|(_, s)| s.is_live() && s.is_runtime() == runtime) {
                 let (u, n) = from.key_ranges();
                 // SAFETY: the ranges are within the slot and bounded by the
@@ -309,8 +317,9 @@ impl HealthZone {
                     ptr::copy_nonoverlapping(n.cast::<u8>(), name.as_mut_ptr(), n.len());
                 }
                 let key = Key { upstream: &upstream[..u.len()], name: &name[..n.len()], runtime };
-                if !runtime && !checked.contains(&key.upstream) {
-                    continue; // the new configuration does not check it
+                let wanted = if runtime { runtime_checked(key.upstream) } else { checked.contains(&key.upstream) };
+                if !wanted {
+                    continue; // nothing checks it any more
                 }
                 let Some(index) = self.claim_locked(next_free, key, from.counters(), due, LIVE) else {
                     // A configuration upstream's peer is claimed again (or
@@ -763,13 +772,19 @@ pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [Pe
 
 /// init_module (master, once per cycle): makes `zone` (null without
 /// checks) the running health zone. If a reload gave it a new size, the
-/// previous zone's records move into it ([`HealthZone::carry_over`]; the
-/// configuration upstreams' of the upstreams named `checked`); returns how
-/// many run-time upstreams' servers did not fit.
+/// previous zone's records move into it ([`HealthZone::carry_over`]: the
+/// configuration upstreams' of the upstreams named `checked`, the run-time
+/// upstreams' for which `runtime_checked` says the registry still has
+/// them with checks); returns how many run-time upstreams' servers did not
+/// fit.
 ///
 /// # Safety
 /// In the master's init_module, before the workers fork.
-pub unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]]) -> usize {
+pub unsafe fn set_running(
+    zone: *mut ngx_shm_zone_t,
+    checked: &[&[u8]],
+    runtime_checked: &dyn Fn(&[u8]) -> bool,
+) -> usize {
     let previous = HealthZone::running();
     // SAFETY: per the contract.
     unsafe { ZONE = zone };
@@ -777,7 +792,7 @@ pub unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]]) -> usize
         (Some(previous), Some(running)) => {
             // SAFETY: a plain read of nginx's clock, which only this thread writes.
             let now = unsafe { ngx_current_msec } as u32;
-            running.carry_over(previous, now, checked)
+            running.carry_over(previous, now, checked, runtime_checked)
         }
         (Some(previous), None) => {
             // No health zone any more: the old workers' records go nowhere.
