@@ -258,7 +258,7 @@ main::post('dy', $body);
 ok(defined main::wait_until(3, sub { main::proxied_port('dy') eq $p1 }), 'the retry is checked: its server rises')
     or diag(explain(main::spread('dy', 4)));
 
-=== TEST 8: a reload to a smaller check_shm_size that also drops a configured upstream's checks: the run-time servers' records move first, and stay checked
+=== TEST 8: a reload to a smaller check_shm_size that also drops a configured upstream's checks: the run-time servers' records move, and stay checked
 --- http_config
 check_shm_size 1m;
 $TEST_NGINX_PROXY

@@ -321,7 +321,7 @@ unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
         // connect fails from then on), and this prober's zone and lists
         // may be gone. It stops; its event (in the freed box) is not
         // touched again.
-        log(NGX_LOG_WARN, "health checks stop: a reload of a single process (master_process off) cannot probe");
+        log(NGX_LOG_WARN, "health checks stop: a reload of a single process (master_process off) cannot probe; peers keep their last health");
         release_all();
         return;
     }
@@ -431,6 +431,11 @@ fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str) {
         health.free_generation(index, gen);
         return;
     };
+    if !dyups.is_current_cycle() || !health.is_current_cycle() {
+        // A worker of a previous configuration: its registry may not be the
+        // one the records now belong to (a reload that replaced it).
+        return;
+    }
     dyups.while_read_locked(|| {
         if runtime_check(upstream).is_none() {
             health.free_generation(index, gen);
