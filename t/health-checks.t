@@ -17,6 +17,16 @@ $ENV{TEST_NGINX_PROXY} = <<'NGINX';
 location /dynamic { dynamic_upstream; }
 location / { proxy_pass http://backends; proxy_next_upstream off; proxy_connect_timeout 2s; }
 NGINX
+# The same through keep-alive connections to the backends.
+$ENV{TEST_NGINX_PROXY_KEEPALIVE} = <<'NGINX';
+location / {
+    proxy_pass http://backends;
+    proxy_next_upstream off;
+    proxy_connect_timeout 2s;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+}
+NGINX
 
 # Whether N requests in a row all land on the ports given.
 sub only_on {
@@ -454,13 +464,7 @@ upstream backends {
     keepalive 4;
 }
 --- config
-location / {
-    proxy_pass http://backends;
-    proxy_next_upstream off;
-    proxy_connect_timeout 2s;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-}
+$TEST_NGINX_PROXY_KEEPALIVE
 --- perl
 my ($p1, $p2) = (port(1), port(2));
 my %b = ($p1 => main::backend($p1), $p2 => main::backend($p2));
@@ -485,13 +489,7 @@ upstream backends {
     keepalive 4;
 }
 --- config
-location / {
-    proxy_pass http://backends;
-    proxy_next_upstream off;
-    proxy_connect_timeout 2s;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-}
+$TEST_NGINX_PROXY_KEEPALIVE
 --- perl
 my ($p1, $p2) = (port(1), port(2));
 my $b1 = main::backend($p1);

@@ -58,6 +58,17 @@ sub dyfile { data_dir() . '/dyups.conf' }
 # A Lua string as show() renders it (%q).
 sub luaq { my ($s) = @_; $s =~ s/([\\"])/\\$1/g; return qq{"$s"} }
 
+# Rewrites the configuration file: each (FROM, TO) pair, FROM a regex that
+# must match, replaced by TO.
+sub edit_conf {
+    my @pairs = @_;
+    my $conf = NginxTest::Files::slurp(conf_file());
+    while (my ($from, $to) = splice @pairs, 0, 2) {
+        $conf =~ s/$from/$to/ or die "configuration has no $from";
+    }
+    NginxTest::Files::spew(conf_file(), $conf);
+}
+
 run_tests();
 __DATA__
 
@@ -217,9 +228,7 @@ main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fai
 ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
 $b2->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is excluded');
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die 'no check_shm_size';
-NginxTest::Files::spew(conf_file(), $conf);
+main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 2m;');
 nginx_reload();
 $b2 = main::backend($p2);
 ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'after the reload the revived server comes back')
@@ -246,9 +255,7 @@ $s->autoflush(1);
 print $s "POST /upstream/dy HTTP/1.0\r\nHost: x\r\n";
 ok(defined main::wait_until(5, sub { http_get('/basic_status')->{body} =~ /Reading: [1-9]/ }), 'an old worker reads the POST');
 my %old = map { $_ => 1 } worker_pids();
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die 'no check_shm_size';
-NginxTest::Files::spew(conf_file(), $conf);
+main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 2m;');
 kill 'HUP', master_pid();
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
 print $s "Content-Length: " . length($body) . "\r\n\r\n$body";
@@ -275,10 +282,7 @@ my $b1 = main::backend($p1);
 my $b2 = main::backend($p2);
 main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;");
 ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s/check_shm_size 1m;/check_shm_size 32k;/ or die 'no check_shm_size';
-$conf =~ s/^.*# BIGCHECK$//m or die 'no big check';
-NginxTest::Files::spew(conf_file(), $conf);
+main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 32k;', qr/^.*# BIGCHECK$/m => '');
 nginx_reload();
 $b1->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p2) }), 'a run-time server that dies after the reload is excluded')
@@ -304,10 +308,7 @@ ok(defined main::wait_until(3, sub { main::proxied_port('cfg') eq $p1 }), 'cfg i
 my $servers = join '', map { "server 127.0.0.1:$_; " } NginxTest::Traffic::dead_ports(59);
 main::post('dy', "${servers}check interval=1000 rise=1 fall=1 timeout=300 type=tcp;");
 my %old = map { $_ => 1 } worker_pids();
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s/check_shm_size 64k;/check_shm_size 32k;/ or die;
-$conf =~ s/dyups_shm_zone_size 1m;/dyups_shm_zone_size 2m;/ or die;
-NginxTest::Files::spew(conf_file(), $conf);
+main::edit_conf(qr/check_shm_size 64k;/ => 'check_shm_size 32k;', qr/dyups_shm_zone_size 1m;/ => 'dyups_shm_zone_size 2m;');
 kill 'HUP', master_pid();
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
 is(http_get('/upstream/dy')->{status}, 404, 'the run-time upstream is gone with the old registry');

@@ -18,6 +18,31 @@ sub peer {
     return $p;
 }
 
+# A PUT moves checked server port 2 to the other list (to the backup list
+# if $to_backup): it keeps its record (up at once, not default_down, with
+# its checks so far); a PUT that removes it stops its checks.
+sub move_then_remove {
+    my ($to_backup) = @_;
+    my ($p1, $p2) = map { port($_) } 1 .. 2;
+    my ($b1, $b2) = (main::backend($p1), main::backend($p2));
+    ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), 'port 2 is probed and up');
+    my $checks = main::peer("127.0.0.1:$p2")->{health_checks}{checks};
+    my $backup = $to_backup ? ',"backup":true' : '';
+    my $r = http('PUT', '/api/9/http/upstreams/backends/servers',
+                 qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p2","max_fails":0$backup}]));
+    main::plus_json($r, 200, 'PUT: it moves to the other list');
+    my $moved = main::peer("127.0.0.1:$p2");
+    is($moved->{backup} ? 'backup' : 'primary', $to_backup ? 'backup' : 'primary', 'listed in its new list');
+    is($moved->{state}, 'up', 'it is up at once (its record, not default_down)');
+    cmp_ok($moved->{health_checks}{checks}, '>=', $checks, 'with its checks so far');
+    $r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1","max_fails":0}]));
+    main::plus_json($r, 200, 'PUT: the server is removed');
+    my $probes = $b2->accepted;
+    # One probe may be in flight as it goes.
+    ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
+        or diag($b2->accepted - $probes . ' more probes');
+}
+
 run_tests();
 __DATA__
 
@@ -121,22 +146,7 @@ upstream backends {
 location /api { dynamic_upstream_api write=on; }
 location / { proxy_pass http://backends; proxy_next_upstream off; }
 --- perl
-my ($p1, $p2) = map { port($_) } 1 .. 2;
-my ($b1, $b2) = (main::backend($p1), main::backend($p2));
-ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), 'the backup is probed and up');
-my $checks = main::peer("127.0.0.1:$p2")->{health_checks}{checks};
-my $r = http('PUT', '/api/9/http/upstreams/backends/servers',
-             qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p2","max_fails":0}]));
-main::plus_json($r, 200, 'PUT: the backup becomes a primary');
-my $moved = main::peer("127.0.0.1:$p2");
-is($moved->{state}, 'up', 'it is up at once (its record, not default_down)');
-cmp_ok($moved->{health_checks}{checks}, '>=', $checks, 'with its checks so far');
-$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1","max_fails":0}]));
-main::plus_json($r, 200, 'PUT: the server is removed');
-my $probes = $b2->accepted;
-# One probe may be in flight as it goes.
-ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
-    or diag($b2->accepted - $probes . ' more probes');
+main::move_then_remove(0);
 
 === TEST 4: a PUT that moves a checked server from primary to backup keeps its record (and health); a PUT that removes it stops its checks
 --- http_config
@@ -150,19 +160,4 @@ upstream backends {
 location /api { dynamic_upstream_api write=on; }
 location / { proxy_pass http://backends; proxy_next_upstream off; }
 --- perl
-my ($p1, $p2) = map { port($_) } 1 .. 2;
-my ($b1, $b2) = (main::backend($p1), main::backend($p2));
-ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), 'the second primary is probed and up');
-my $checks = main::peer("127.0.0.1:$p2")->{health_checks}{checks};
-my $r = http('PUT', '/api/9/http/upstreams/backends/servers',
-             qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p2","max_fails":0,"backup":true}]));
-main::plus_json($r, 200, 'PUT: it becomes a backup');
-my $moved = main::peer("127.0.0.1:$p2");
-is($moved->{backup} ? 'backup' : 'primary', 'backup', 'listed as a backup');
-is($moved->{state}, 'up', 'it is up at once (its record, not default_down)');
-cmp_ok($moved->{health_checks}{checks}, '>=', $checks, 'with its checks so far');
-$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1","max_fails":0}]));
-main::plus_json($r, 200, 'PUT: the server is removed');
-my $probes = $b2->accepted;
-ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
-    or diag($b2->accepted - $probes . ' more probes');
+main::move_then_remove(1);

@@ -144,12 +144,8 @@ for my $port (@dead) {
 is($bad, 0, '200 refusing peers added after the live one');
 is(http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1")->{status}, 200, 'live peer removed');
 is(http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p1")->{status}, 200, 'and added back last (201st)');
-my %seen;
-for (1 .. 12) {
-    my $r = http_get('/');
-    $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
-}
-is_deeply(\%seen, { $p1 => 12 }, 'every request reached the live peer past 200 refusing ones') or diag(explain(\%seen));
+my $seen = main::spread(12);
+is_deeply($seen, { $p1 => 12 }, 'every request reached the live peer past 200 refusing ones') or diag(explain($seen));
 
 === TEST 5: a lent bitmap is zeroed as far as the list was long, not as it is when given back (shrunk in flight)
 --- workers: 1
@@ -182,12 +178,8 @@ like(do { local $/; <$client> }, qr/\r\n\r\nheld\n\z/, 'the held request ends: i
 is($remove->($p2), 200, 'silent backend removed');
 is(scalar(grep { $add->($_) != 200 } @dead[49 .. 198]), 0, 'the 150 added back');
 is($add->($p3), 200, 'a live peer 201st, where the held request had marked');
-my %seen;
-for (1 .. 4) {
-    my $r = http_get('/');
-    $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
-}
-is_deeply(\%seen, { $p3 => 4 }, 'every request (the first on the reused bitmap) reaches it') or diag(explain(\%seen));
+my $seen = main::spread(4);
+is_deeply($seen, { $p3 => 4 }, 'every request (the first on the reused bitmap) reaches it') or diag(explain($seen));
 
 === TEST 6: the backup list counts: bits a request set there are zeroed too
 --- workers: 1
@@ -213,9 +205,5 @@ is(scalar(grep { $add->($_, '&backup=') != 200 } @dead[0 .. 199]), 0, '200 refus
 is(http_get('/')->{status}, 502, 'a request through 201 refusing peers fails') for 1 .. 2;
 is(scalar(grep { $add->($_, '') != 200 } @dead[200 .. 348]), 0, '149 refusing primary peers');
 is($add->($p2, ''), 200, 'a live primary peer 151st, at a position the backup pass had marked');
-my %seen;
-for (1 .. 4) {
-    my $r = http_get('/');
-    $seen{ $r->{status} == 200 ? $r->{body} =~ s/\n//r : "status $r->{status}" }++;
-}
-is_deeply(\%seen, { $p2 => 4 }, 'every request (the first on a reused bitmap) reaches it') or diag(explain(\%seen));
+my $seen = main::spread(4);
+is_deeply($seen, { $p2 => 4 }, 'every request (the first on a reused bitmap) reaches it') or diag(explain($seen));
