@@ -54,6 +54,9 @@ mod zone;
 use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
 use ngx::http::HttpModule;
 
+use cycle::Hooks;
+use nginx::module_hooks;
+
 pub use nginx::conf::{LocConf, MainConf};
 pub use zone::upstream::SrvConf;
 
@@ -72,14 +75,16 @@ impl HttpModule for Module {
         cf: *mut ngx::ffi::ngx_conf_t,
         conf: *mut core::ffi::c_void,
     ) -> *mut core::ffi::c_char {
-        // SAFETY: nginx passes its conf context and this module's MainConf.
-        nginx::entry::conf_guard(|| unsafe { config::init_main_conf(cf, conf) })
+        // SAFETY: nginx passes its live conf context and the MainConf
+        // create_main_conf made, which nothing else reaches meanwhile.
+        let (cf, conf) = unsafe { (&mut *cf, &mut *conf.cast::<MainConf>()) };
+        nginx::entry::conf_guard(|| config::init_main_conf(cf, conf))
     }
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: Some(cycle::preconfiguration),
-    postconfiguration: Some(cycle::postconfiguration),
+    preconfiguration: Some(module_hooks::preconfiguration::<Hooks>),
+    postconfiguration: Some(module_hooks::postconfiguration::<Hooks>),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: Some(Module::init_main_conf),
     create_srv_conf: Some(Module::create_srv_conf),
@@ -98,10 +103,10 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
     // reads it while parsing the configuration.
     commands: unsafe { core::ptr::addr_of_mut!(config::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
-    init_module: Some(cycle::init_module),
-    init_process: Some(cycle::init_process),
-    exit_process: Some(cycle::exit_process),
-    exit_master: Some(cycle::exit_master),
+    init_module: Some(module_hooks::init_module::<Hooks>),
+    init_process: Some(module_hooks::init_process::<Hooks>),
+    exit_process: Some(module_hooks::exit_process::<Hooks>),
+    exit_master: Some(module_hooks::exit_master::<Hooks>),
     ..ngx_module_t::default()
 };
 

@@ -82,7 +82,7 @@ fn not_running() -> ApiError {
 /// `s` is null or a valid nginx string.
 unsafe fn str_arg(s: *mut ngx_str_t) -> Option<String> {
     // SAFETY: per the contract.
-    unsafe { s.as_ref().map(|s| str_lossy(s)) }
+    unsafe { s.as_ref().map(str_lossy) }
 }
 
 /// # Safety

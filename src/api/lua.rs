@@ -30,9 +30,8 @@ const DYUPS_SOURCE: &str = include_str!("lua/dyups.lua");
 /// Registers the packages if the Lua module is part of the cycle being
 /// configured (preconfiguration).
 ///
-/// # Safety
-/// `cf` must be the http block's live configuration context.
-pub unsafe fn register_packages(cf: *mut ngx_conf_t) -> Result<(), ()> {
+pub fn register_packages(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    let cf: *mut ngx_conf_t = cf;
     // SAFETY: dlsym with RTLD_DEFAULT only reads the loaded objects' symbol
     // tables; the symbol, when present, has the declared C signature.
     unsafe {

@@ -45,12 +45,15 @@ use crate::dyups::grace::{
     attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
 use crate::nginx::layout;
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::zone::health::{self, forget_runtime, RuntimeSlots};
 use crate::zone::ids::inherit;
+use crate::Module;
+use ngx::http::HttpModuleMainConf;
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
@@ -225,12 +228,8 @@ static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Declares the zone of the cycle being configured (http `init_main_conf`).
-///
-/// # Safety
-/// `cf` must be the live configuration context.
-pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
-    // SAFETY: per the contract.
-    let zone = unsafe { shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone)) };
+pub fn declare_zone(cf: &mut ngx_conf_t, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
+    let zone = shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone));
     if zone.is_null() {
         return Err(());
     }
@@ -293,17 +292,16 @@ impl Dyups {
     }
 
     /// Starts a configuration cycle (master, init_module, after which the
-    /// cycle cannot fail): `zone` becomes the running one, and workers of
-    /// older cycles are from now on known to be on their way out.
-    ///
-    /// # Safety
-    /// `zone` is the new cycle's zone, initialised, or null (no http block).
-    pub unsafe fn begin_cycle(zone: *mut ngx_shm_zone_t) {
+    /// cycle cannot fail): the new cycle's zone (none without an http
+    /// block) becomes the running one, and workers of older cycles are from
+    /// now on known to be on their way out.
+    pub fn begin_cycle(init: &InitModule) {
+        let zone = Module::main_conf(init.cycle()).map_or(ptr::null_mut(), |main| main.zone);
         // The running cycle's registry: still mapped, nginx frees the old
         // cycle's zones after init_module.
         let previous = Dyups::get();
         // SAFETY: init_module runs in the master's only thread, before the
-        // workers fork.
+        // workers fork; the new cycle's zone is initialised.
         unsafe { ZONE = zone };
         let dyups = Dyups::get();
         if let Some(previous) = previous.filter(|p| dyups.as_ref().map(|d| d.registry) != Some(p.registry)) {

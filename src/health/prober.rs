@@ -31,9 +31,8 @@ use dynamic_upstream_core::Address;
 use ngx::ffi::{
     ngx_cached_time, ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_ERR, ngx_connection_t,
     ngx_current_msec, ngx_cycle, ngx_cycle_t, ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_http_upstream_rr_peers_t, ngx_http_upstream_srv_conf_t,
-    ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_pid, ngx_quit, ngx_shm_zone_t, ngx_str_t, ngx_terminate,
-    NGX_AGAIN, NGX_LOG_WARN, NGX_OK,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_msec_t,
+    ngx_peer_connection_t, ngx_pid, ngx_quit, ngx_str_t, ngx_terminate, NGX_AGAIN, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::ffi::{ngx_post_event, ngx_posted_events};
 
@@ -41,12 +40,15 @@ use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::list_peers;
 use crate::nginx::process::in_running_process;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy};
+use crate::nginx::upstreams::{str_eq, Upstream};
 use crate::zone::health::{configuration_number, set_peer_health, set_running, HealthZone};
 use crate::zone::upstream::srv_conf;
+use crate::Module;
+use ngx::http::HttpModuleMainConf;
 
 /// The longest time between two ticks.
 const TICK_MS: u32 = 100;
@@ -136,10 +138,7 @@ fn now_msec() -> u32 {
 }
 
 /// init_process: starts the tick if the cycle has checks.
-///
-/// # Safety
-/// In a new worker, with its cycle.
-pub unsafe fn start(cycle: *mut ngx_cycle_t) {
+pub fn start(cycle: &ngx_cycle_t) {
     if !in_running_process() {
         // The cache manager and loader run init_process too, but leave
         // without exit_process: they do not probe. The one process of
@@ -148,8 +147,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t) {
         return;
     }
     let Some(health) = HealthZone::running() else { return };
-    // SAFETY: per the contract.
-    let intervals = unsafe { checked_upstreams(cycle) }.into_iter().map(|(_, t)| t.check.interval_ms);
+    let intervals = checked_upstreams(cycle).into_iter().map(|(_, t)| t.check.interval_ms);
     let tick_ms = intervals.fold(TICK_MS, u32::min);
     let worker = Box::into_raw(Box::new(Worker {
         health,
@@ -197,23 +195,17 @@ pub fn release_all() {
     }
 }
 
-/// init_module (master), before the state files are restored: makes
-/// `zone` (null without checks) the running health zone; if a reload gave
+/// init_module (master), before the state files are restored: makes the
+/// new cycle's health zone (none without checks) the running one; if a reload gave
 /// it a new size, the previous zone's records move into it (those of the
 /// configuration upstreams this cycle still checks). Returns how many
 /// run-time upstreams' servers did not fit, for [`begin_cycle`].
-///
-/// # Safety
-/// `cycle` is the new cycle, in the master's init_module.
-pub unsafe fn set_zone(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) -> usize {
-    // SAFETY: per the contract.
-    let names: Vec<String> = unsafe { checked_upstreams(cycle) }
-        .into_iter()
-        // SAFETY: upstreams of the new cycle.
-        .map(|(uscf, _)| unsafe { str_lossy(&(*uscf).host) })
-        .collect();
+pub fn set_zone(init: &InitModule) -> usize {
+    let zone = Module::main_conf(init.cycle()).map_or(ptr::null_mut(), |main| main.check_zone);
+    let names: Vec<String> = checked_upstreams(init.cycle()).into_iter().map(|(upstream, _)| upstream.name()).collect();
     let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-    // SAFETY: per the contract.
+    // SAFETY: in init_module, the new cycle's health zone (initialised) or
+    // null.
     let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| unsafe { set_running(zone, &names, runtime_checked) };
     // Under the registry's lock: a worker of the previous configuration
     // changing a run-time upstream either did before (its records move) or
@@ -233,11 +225,9 @@ pub unsafe fn set_zone(cycle: *mut ngx_cycle_t, zone: *mut ngx_shm_zone_t) -> us
 /// no room for stays unchecked (the error says so, with the
 /// `not_carried` run-time servers of [`set_zone`]; failing init_module
 /// would stop nginx).
-///
-/// # Safety
-/// `cycle` is the new cycle, in the master's init_module, after
-/// [`set_zone`].
-pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, not_carried: usize) -> Result<(), String> {
+/// In the master's init_module, after [`set_zone`].
+pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> {
+    let cycle = init.cycle();
     let Some(health) = HealthZone::running() else {
         return Ok(());
     };
@@ -247,12 +237,11 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, not_carried: usize) -> Result
     let mut keep = vec![false; health.len()];
     let mut unchecked = 0usize;
     let mut spread = 0u32;
-    // SAFETY: per the contract.
-    let checked = unsafe { checked_upstreams(cycle) };
-    for (uscf, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
-        // SAFETY: an upstream of the new cycle; its lists only this
-        // process reaches yet.
-        let (upstream, peers) = unsafe { (str_lossy(&(*uscf).host), list_peers(primary)) };
+    let checked = checked_upstreams(cycle);
+    for (upstream, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
+        // SAFETY: the primary list of an upstream of the new cycle, which
+        // only this process reaches yet.
+        let (upstream, peers) = (upstream.name(), unsafe { list_peers(primary) });
         let upstream = upstream.as_bytes();
         for name in peers.into_iter().map(|p| p.name.into_bytes()) {
             // The C module's random start: a thousand peers do not connect
@@ -288,25 +277,20 @@ pub unsafe fn begin_cycle(cycle: *mut ngx_cycle_t, not_carried: usize) -> Result
     Ok(())
 }
 
-/// The checked zone upstreams of `cycle`.
-///
-/// # Safety
-/// `cycle` is this process's cycle.
-unsafe fn checked_upstreams(cycle: *mut ngx_cycle_t) -> Vec<(*mut ngx_http_upstream_srv_conf_t, Target)> {
+/// The checked zone upstreams of `cycle` (this process's, or the new one
+/// in init_module).
+fn checked_upstreams(cycle: &ngx_cycle_t) -> Vec<(Upstream, Target)> {
     let mut checked = Vec::new();
-    // SAFETY: per the contract; srv confs live as long as the cycle.
-    unsafe {
-        for uscf in configured_upstreams(cycle) {
-            let Some(check) = srv_conf(uscf).and_then(|s| s.check.as_ref()) else { continue };
-            if is_front(uscf) {
-                // Served by the dyups registry in this worker: its peer.data
-                // is the front, not a peer list.
-                continue;
-            }
-            let primary = (*uscf).peer.data.cast::<ngx_http_upstream_rr_peers_t>();
-            if !(*uscf).shm_zone.is_null() && !primary.is_null() {
-                checked.push((uscf, Target { primary: Some(primary), check: Rc::new(check.clone()) }));
-            }
+    for upstream in Upstream::of_cycle(cycle) {
+        let Some(check) = srv_conf(upstream).and_then(|s| s.check.as_ref()) else { continue };
+        if is_front(upstream.raw()) {
+            // Served by the dyups registry in this worker: its peer.data
+            // is the front, not a peer list.
+            continue;
+        }
+        let primary = upstream.conf().peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+        if upstream.zone().is_some() && !primary.is_null() {
+            checked.push((upstream, Target { primary: Some(primary), check: Rc::new(check.clone()) }));
         }
     }
     checked
@@ -411,10 +395,9 @@ fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
         check.map(|check| Target { primary: None, check: Rc::new(check) })
     } else {
         // SAFETY: at run time ngx_cycle is this worker's cycle.
-        unsafe { checked_upstreams(ngx_cycle) }
+        checked_upstreams(unsafe { &*ngx_cycle })
             .into_iter()
-            // SAFETY: upstreams of the running cycle.
-            .find(|(uscf, _)| unsafe { str_eq(&(**uscf).host, &upstream) })
+            .find(|(u, _)| str_eq(&u.conf().host, &upstream))
             .map(|(_, target)| target)
     };
     Some(Known { gen, upstream, name, runtime, target, applied: None })

@@ -21,6 +21,7 @@ use core::ffi::c_void;
 use core::mem::zeroed;
 use core::ptr;
 
+use crate::nginx::upstreams::Upstream;
 use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
     ngx_array_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_init_pt,
@@ -75,13 +76,12 @@ pub struct KnownBalancers {
 }
 
 impl KnownBalancers {
-    /// Runs each balancer directive's handler on a scratch upstream.
-    ///
-    /// # Safety
-    /// `cf` must be the live configuration context (http postconfiguration).
-    pub unsafe fn probe(cf: *mut ngx_conf_t) -> Self {
-        // SAFETY: per the contract. The hash key is a literal, so compiling
-        // it needs no variables.
+    /// Runs each balancer directive's handler on a scratch upstream (http
+    /// postconfiguration).
+    pub fn probe(cf: &mut ngx_conf_t) -> Self {
+        let cf: *mut ngx_conf_t = cf;
+        // SAFETY: cf is the live configuration context. The hash key is a
+        // literal, so compiling it needs no variables.
         let probe = |balancer: Balancer| unsafe {
             balancer_directive(&balancer).and_then(|(module, args)| probe_directive(cf, module, &args))
         };
@@ -92,11 +92,11 @@ impl KnownBalancers {
             least_conn: probe(Balancer::LeastConn),
             hash: probe(hash(false)),
             consistent_hash: probe(hash(true)),
-            // SAFETY: per the contract.
+            // SAFETY: as above.
             keepalive: unsafe { probe_keepalive(cf) },
         };
         if known.keepalive.is_none() {
-            // SAFETY: per the contract, cf's log is live.
+            // SAFETY: cf's log is live.
             unsafe {
                 ngx::ngx_log_error!(
                     NGX_LOG_WARN,
@@ -110,14 +110,13 @@ impl KnownBalancers {
         known
     }
 
-    /// # Safety
-    /// `uscf` must be a configured upstream of the current cycle.
-    pub unsafe fn classify(&self, uscf: *mut ngx_http_upstream_srv_conf_t) -> Balancer {
-        // SAFETY: per the contract.
-        let mut init = unsafe { (*uscf).peer.init_upstream };
+    /// The balancer `upstream` uses (once its configuration is read).
+    pub fn classify(&self, upstream: Upstream) -> Balancer {
+        let uscf = upstream.raw();
+        let mut init = upstream.conf().peer.init_upstream;
         if self.keepalive.is_some() && same(init, self.keepalive) {
-            // SAFETY: per the contract, keepalive's srv conf of this
-            // upstream, whose layout probe() checked.
+            // SAFETY: keepalive's srv conf of this configured upstream,
+            // whose layout probe() checked.
             init = unsafe { (*keepalive_conf(uscf)).original_init_upstream };
         }
         if init.is_none() || same(init, Some(ngx_http_upstream_init_round_robin)) {
@@ -135,8 +134,7 @@ impl KnownBalancers {
                 return balancer;
             }
         }
-        // SAFETY: per the contract.
-        let flags = unsafe { (*uscf).flags };
+        let flags = upstream.conf().flags;
         Balancer::Other { backup: flags & NGX_HTTP_UPSTREAM_BACKUP as usize != 0 }
     }
 }

@@ -211,7 +211,7 @@ impl HttpRequest {
         let prefix = unsafe { NgxHttpCoreModule::location_conf(&*self.r) }
             .filter(|clcf| clcf.regex.is_null())
             // SAFETY: as above.
-            .map(|clcf| unsafe { str_lossy(&clcf.name) })
+            .map(|clcf| str_lossy(&clcf.name))
             .unwrap_or_default();
         path.strip_prefix(&prefix).unwrap_or(&path).to_string()
     }

@@ -9,19 +9,18 @@ use ngx::ffi::{ngx_conf_t, ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_
 
 /// Declares the zone `name` of `size` bytes for the cycle being configured,
 /// with `init` as its init; null if nginx refused it (it said why).
-///
-/// # Safety
-/// `cf` is the live configuration context.
-pub unsafe fn declare(
-    cf: *mut ngx_conf_t,
+pub fn declare(
+    cf: &mut ngx_conf_t,
     name: &'static str,
     size: usize,
     init: ngx_shm_zone_init_pt,
 ) -> *mut ngx_shm_zone_t {
     let mut name = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
-    // SAFETY: per the contract; the tag is this module's static.
+    let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
+    // SAFETY: cf is the live configuration context; nginx copies neither
+    // the name (it keeps the pointer to this static text) nor the tag, this
+    // module's static.
     unsafe {
-        let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
         let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
         if !zone.is_null() {
             (*zone).init = init;

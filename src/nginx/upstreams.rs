@@ -58,18 +58,16 @@ pub unsafe fn http_conf_ctx() -> *mut core::ffi::c_void {
 }
 
 pub fn str_eq(s: &ngx_str_t, text: &str) -> bool {
-    // SAFETY: nginx strings of the configuration are valid for s.len bytes.
-    s.len == text.len() && !s.data.is_null() && unsafe { core::slice::from_raw_parts(s.data, s.len) } == text.as_bytes()
+    s.len == text.len() && !s.data.is_null() && s.as_bytes() == text.as_bytes()
 }
 
-/// # Safety
-/// `s` must be a valid nginx string.
-pub unsafe fn str_lossy(s: &ngx_str_t) -> String {
+/// An nginx string as text (invalid UTF-8 replaced). Like `ngx_str_t::as_bytes`,
+/// which it uses, it trusts a string nginx made: `data` valid for `len` bytes.
+pub fn str_lossy(s: &ngx_str_t) -> String {
     if s.data.is_null() || s.len == 0 {
         return String::new();
     }
-    // SAFETY: per the contract.
-    String::from_utf8_lossy(unsafe { core::slice::from_raw_parts(s.data, s.len) }).into_owned()
+    String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
 
 /// An `upstream {}` block of the running configuration.
@@ -86,19 +84,91 @@ impl Upstream {
         unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }.into_iter().map(Upstream).collect()
     }
 
+    /// The `upstream {}` blocks of `cycle`, a configured cycle nginx handed
+    /// over (the new one in init_module, a worker's, or the one being
+    /// configured once its http block is read), in their order.
+    pub fn of_cycle(cycle: &ngx::ffi::ngx_cycle_t) -> Vec<Upstream> {
+        // SAFETY: such a cycle is configured; its upstreams live as long.
+        unsafe { configured_upstreams(cycle) }.into_iter().map(Upstream).collect()
+    }
+
+    /// # Safety
+    /// `uscf` is an upstream block of a live configuration, which outlives
+    /// the handle's use.
+    pub unsafe fn from_raw(uscf: *mut ngx_http_upstream_srv_conf_t) -> Upstream {
+        Upstream(uscf)
+    }
+
     pub fn raw(self) -> *mut ngx_http_upstream_srv_conf_t {
         self.0
     }
 
+    /// nginx's structure of the block.
+    pub fn conf(self) -> &'static ngx_http_upstream_srv_conf_t {
+        // SAFETY: handles are made only for upstream blocks of a live
+        // configuration (of_cycle, running, from_raw's contract).
+        unsafe { &*self.0 }
+    }
+
+    /// The length of its name, in bytes.
+    pub fn name_len(self) -> usize {
+        self.conf().host.len
+    }
+
+    /// Its zone (`zone NAME SIZE;`), if it has one.
+    pub fn zone(self) -> Option<&'static ngx::ffi::ngx_shm_zone_t> {
+        // SAFETY: a block's zone lives as long as its configuration.
+        unsafe { self.conf().shm_zone.as_ref() }
+    }
+
+    /// Whether its balancer made a peer list (`peer.data`): after init_module.
+    pub fn has_peer_data(self) -> bool {
+        !self.conf().peer.data.is_null()
+    }
+
+    /// Its balancer's `peer.init`.
+    pub fn peer_init(self) -> ngx::ffi::ngx_http_upstream_init_peer_pt {
+        self.conf().peer.init
+    }
+
+    /// Replaces its balancer's `peer.init` (in init_module, before any
+    /// request; workers inherit it).
+    pub fn set_peer_init(self, init: ngx::ffi::ngx_http_upstream_init_peer_pt) {
+        // SAFETY: see conf(); a plain write of a function pointer nginx
+        // reads only when a request starts, which none does in the master.
+        unsafe { (*self.0).peer.init = init };
+    }
+
+    /// The addresses of its `server` lines as configured (`127.0.0.1:8080`,
+    /// `unix:/path`), every address each name resolved to.
+    pub fn server_addresses(self) -> Vec<String> {
+        let servers = self.conf().servers;
+        if servers.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the servers array and each server's addresses are the
+        // configuration's: ngx_http_upstream_server_t elements, naddrs each.
+        unsafe {
+            let servers = core::slice::from_raw_parts(
+                (*servers).elts.cast::<ngx::ffi::ngx_http_upstream_server_t>(),
+                (*servers).nelts,
+            );
+            servers
+                .iter()
+                .filter(|s| !s.addrs.is_null())
+                .flat_map(|s| core::slice::from_raw_parts(s.addrs, s.naddrs))
+                .map(|a| str_lossy(&a.name))
+                .collect()
+        }
+    }
+
     pub fn name(self) -> String {
-        // SAFETY: an upstream of the running cycle, which outlives its use.
-        unsafe { str_lossy(&(*self.0).host) }
+        str_lossy(&self.conf().host)
     }
 
     /// Its zone's name, if it has one.
     pub fn zone_name(self) -> Option<String> {
-        // SAFETY: as above.
-        unsafe { (*self.0).shm_zone.as_ref().map(|z| str_lossy(&z.shm.name)) }
+        self.zone().map(|z| str_lossy(&z.shm.name))
     }
 
     /// Its peers as configured.

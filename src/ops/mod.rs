@@ -2,6 +2,8 @@
 //! or delete a run-time upstream, the reload guard and the state files,
 //! and the change log.
 
+#![forbid(unsafe_code)]
+
 pub mod change_log;
 pub mod dyups;
 pub mod plus;

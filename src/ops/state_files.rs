@@ -38,67 +38,57 @@ use crate::dyups::worker::is_front;
 use crate::nginx::atomic_file::{self as persist, FileLock};
 use crate::nginx::conf::MainConf;
 use crate::nginx::log::log;
-use crate::nginx::upstreams::{configured_upstreams, str_lossy};
+use crate::nginx::upstreams::{str_lossy, Upstream};
 use crate::zone::upstream::{srv_conf, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
 static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// A configured path, relative ones against nginx's prefix.
-///
-/// # Safety
-/// `cycle` is a configured cycle; `path` a string of its configuration.
-unsafe fn resolve(cycle: *mut ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> {
-    // SAFETY: per the contract.
-    let text = unsafe { str_lossy(path) };
+fn resolve(cycle: &ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> {
+    let text = str_lossy(path);
     if text.is_empty() {
         return None;
     }
     if text.starts_with('/') {
         return Some(PathBuf::from(text));
     }
-    // SAFETY: per the contract; the prefix ends in '/'.
-    let prefix = unsafe { str_lossy(&(*cycle).prefix) };
+    // The prefix ends in '/'.
+    let prefix = str_lossy(&cycle.prefix);
     Some(PathBuf::from(format!("{prefix}{text}")))
 }
 
 /// Checks every state file while the configuration is read
 /// (postconfiguration): the message of an error is for nginx's `[emerg]`.
-///
-/// # Safety
 /// `cycle` is the cycle being configured, its http block parsed.
-pub unsafe fn validate(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<(), String> {
-    // SAFETY: per the contract.
-    unsafe {
-        for uscf in configured_upstreams(cycle) {
-            let Some(srv) = srv_conf(uscf) else { continue };
-            let Some(path) = resolve(cycle, &srv.state_file) else { continue };
-            let shown = path.display();
-            let name = str_lossy(&(*uscf).host);
-            if (*uscf).shm_zone.is_null() {
-                return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
-            }
-            let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
-            let servers = match text.as_deref().map(parse_server_state) {
-                None | Some(Ok(None)) => continue,
-                Some(Ok(Some(servers))) => servers,
-                Some(Err(e)) => return Err(format!("dynamic_state_file \"{shown}\": {e}")),
-            };
-            let balancer = main.balancers.classify(uscf);
-            if servers.iter().any(|s| s.backup) && !balancer.allows_backup() {
-                return Err(format!(
-                    "dynamic_state_file \"{shown}\": backup servers, but upstream \"{name}\" uses the {} balancer",
-                    balancer.name()
-                ));
-            }
+pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
+    for upstream in Upstream::of_cycle(cycle) {
+        let Some(srv) = srv_conf(upstream) else { continue };
+        let Some(path) = resolve(cycle, &srv.state_file) else { continue };
+        let shown = path.display();
+        let name = upstream.name();
+        if upstream.zone().is_none() {
+            return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }
-        if let Some(path) = resolve(cycle, &main.upstream_conf) {
-            let shown = path.display();
-            let text =
-                persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
-            if let Some(text) = text {
-                parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
-            }
+        let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
+        let servers = match text.as_deref().map(parse_server_state) {
+            None | Some(Ok(None)) => continue,
+            Some(Ok(Some(servers))) => servers,
+            Some(Err(e)) => return Err(format!("dynamic_state_file \"{shown}\": {e}")),
+        };
+        let balancer = main.balancers.classify(upstream);
+        if servers.iter().any(|s| s.backup) && !balancer.allows_backup() {
+            return Err(format!(
+                "dynamic_state_file \"{shown}\": backup servers, but upstream \"{name}\" uses the {} balancer",
+                balancer.name()
+            ));
+        }
+    }
+    if let Some(path) = resolve(cycle, &main.upstream_conf) {
+        let shown = path.display();
+        let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
+        if let Some(text) = text {
+            parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
         }
     }
     Ok(())
@@ -106,41 +96,36 @@ pub unsafe fn validate(cycle: *mut ngx_cycle_t, main: &MainConf) -> Result<(), S
 
 /// Restores the saved state at start (see the module comment). Never
 /// fails: what cannot be applied is logged.
-///
-/// # Safety
 /// Called from init_module with the new cycle, after the zones exist.
-pub unsafe fn load_at_start(cycle: *mut ngx_cycle_t, main: &MainConf) {
+pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
     let Some(dyups) = Dyups::get() else {
         return;
     };
-    // SAFETY: per the contract.
-    unsafe {
-        for uscf in configured_upstreams(cycle) {
-            let Some(srv) = srv_conf(uscf) else { continue };
-            srv.state_path = resolve(cycle, &srv.state_file);
-            let Some(path) = srv.state_path.clone() else { continue };
-            if srv.state.is_null() {
-                continue; // no room for bookkeeping: already warned
-            }
-            let restored = ZoneUpstream::of(uscf, &str_lossy(&(*uscf).host), managed_by_dyups)
-                .map_err(|e| e.text)
-                .and_then(|zone| restore_zone_upstream(&zone, &path));
-            if let Err(text) = restored {
-                log_error(&format!(
-                    "{text}: the configuration's servers are used (the next change through the API writes them \
-                     to the file)"
-                ));
-            }
+    for upstream in Upstream::of_cycle(cycle) {
+        let Some(srv) = srv_conf(upstream) else { continue };
+        srv.state_path = resolve(cycle, &srv.state_file);
+        let Some(path) = srv.state_path.clone() else { continue };
+        if srv.state.is_null() {
+            continue; // no room for bookkeeping: already warned
         }
-        let dyups_file = resolve(cycle, &main.upstream_conf);
-        if let Ok(mut slot) = DYUPS_FILE.lock() {
-            slot.clone_from(&dyups_file);
+        let restored = ZoneUpstream::of_running(upstream, managed_by_dyups)
+            .map_err(|e| e.text)
+            .and_then(|zone| restore_zone_upstream(&zone, &path));
+        if let Err(text) = restored {
+            log_error(&format!(
+                "{text}: the configuration's servers are used (the next change through the API writes them \
+                 to the file)"
+            ));
         }
-        if let Some(path) = dyups_file {
-            if dyups.take_first_load() {
-                if let Err(text) = restore_dyups(&dyups, &path, cycle) {
-                    log_error(&format!("{text}; the upstreams after it were not restored"));
-                }
+    }
+    let dyups_file = resolve(cycle, &main.upstream_conf);
+    if let Ok(mut slot) = DYUPS_FILE.lock() {
+        slot.clone_from(&dyups_file);
+    }
+    if let Some(path) = dyups_file {
+        if dyups.take_first_load() {
+            if let Err(text) = restore_dyups(&dyups, &path, cycle) {
+                log_error(&format!("{text}; the upstreams after it were not restored"));
             }
         }
     }
@@ -162,9 +147,8 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String>
     }
 }
 
-/// # Safety
 /// In the master at start, with the new cycle.
-unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> Result<(), String> {
+fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), String> {
     let shown = path.display();
     let _lock =
         FileLock::exclusive(path, true).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
@@ -176,11 +160,7 @@ unsafe fn restore_dyups(dyups: &Dyups, path: &Path, cycle: *mut ngx_cycle_t) -> 
         let result = match &entry {
             DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false).map(drop),
             DyupsEntry::Deleted(name) => {
-                // SAFETY: per the contract.
-                let in_config = unsafe { configured_upstreams(cycle) }
-                    .into_iter()
-                    // SAFETY: upstreams of the new cycle.
-                    .any(|u| unsafe { str_lossy(&(*u).host) }.eq_ignore_ascii_case(name));
+                let in_config = Upstream::of_cycle(cycle).into_iter().any(|u| u.name().eq_ignore_ascii_case(name));
                 dyups.delete(name, in_config, false).map(drop)
             }
         };

@@ -128,12 +128,8 @@ pub fn superseded() -> bool {
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 
 /// Declares the health zone of the cycle being configured.
-///
-/// # Safety
-/// `cf` is the live configuration context of the http block.
-pub unsafe fn declare_zone(cf: *mut ngx_conf_t, size: usize) -> *mut ngx_shm_zone_t {
-    // SAFETY: per the contract.
-    unsafe { shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone)) }
+pub fn declare_zone(cf: &mut ngx_conf_t, size: usize) -> *mut ngx_shm_zone_t {
+    shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone))
 }
 
 /// Zone init: the previous cycle's table when nginx reused the zone, else

@@ -30,15 +30,21 @@ use core::mem::{offset_of, size_of};
 use core::ptr;
 use core::sync::atomic::Ordering::SeqCst;
 
+use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_str_t,
-    ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_OK,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_slab_pool_t,
+    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
 };
 
+use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
+use crate::nginx::module_hooks::InitModule;
+use crate::nginx::upstreams::{str_lossy, Upstream};
 use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
+use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
+use crate::zone::tried_bitmap::free_spares_with_cycle;
 use crate::zone::tried_bitmap::zeroed_bitmap;
 use crate::zone::upstream::{srv_conf, Hook, SrvConf};
 
@@ -78,7 +84,7 @@ pub unsafe extern "C" fn init_zone_peer(
         // this hook is only installed where init_cycle recorded the
         // original init and zone state in the upstream's srv conf.
         unsafe {
-            let Some(srv) = srv_conf(us) else {
+            let Some(srv) = srv_conf(Upstream::from_raw(us)) else {
                 return NGX_ERROR as ngx_int_t;
             };
             let Some(original_init) = srv.original_init else {
@@ -186,7 +192,8 @@ unsafe fn upstream_of(pc: *mut ngx_peer_connection_t) -> *mut ngx_http_upstream_
 unsafe fn original_free(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
     // SAFETY: per the contract.
     unsafe {
-        if let Some(free) = srv_conf((*upstream_of(pc)).upstream).and_then(|srv| srv.original_free) {
+        if let Some(free) = srv_conf(Upstream::from_raw((*upstream_of(pc)).upstream)).and_then(|srv| srv.original_free)
+        {
             free(pc, data, state);
         }
     }
@@ -277,5 +284,42 @@ unsafe fn find_rr_data(
             return Some((*words.add(2)).cast());
         }
         None
+    }
+}
+
+/// init_module: what the module learns about `upstream` of the new
+/// `cycle` (its balancer, its bookkeeping in its zone, the size of the
+/// requests' bitmaps) and, where [`needed`] says so, its
+/// `peer.init` wrapped. Workers inherit all of it.
+pub fn prepare_for_cycle(init: &mut InitModule, upstream: Upstream, balancers: &KnownBalancers, stats: bool) {
+    let Some(srv) = srv_conf(upstream) else { return };
+    srv.balancer = balancers.classify(upstream);
+    let Some(zone) = upstream.zone() else { return };
+    if !upstream.has_peer_data() {
+        return;
+    }
+    // SAFETY: in init_module the zone is initialised, its slab pool at its
+    // start.
+    srv.state = unsafe { ZoneState::create(zone.shm.addr.cast::<ngx_slab_pool_t>()) };
+    if srv.state.is_null() {
+        init.log(
+            NGX_LOG_WARN,
+            &format!(
+                "dynamic upstream: zone \"{}\" has no room for bookkeeping; upstream \"{}\" cannot be changed",
+                str_lossy(&zone.shm.name),
+                upstream.name()
+            ),
+        );
+        return;
+    }
+    srv.max_peers_per_list = max_peers_for_zone(zone.shm.size);
+    // Statistics read the balancer's request data: nginx's own balancers only.
+    srv.hook = needed(stats && !matches!(srv.balancer, Balancer::Other { .. }));
+    if srv.hook.is_some() {
+        srv.original_init = upstream.peer_init();
+        upstream.set_peer_init(Some(init_zone_peer));
+        // SAFETY: init_module's cycle is the one whose configuration holds
+        // the spares.
+        unsafe { free_spares_with_cycle(init.cycle_mut(), &mut srv.spare_bitmaps) };
     }
 }

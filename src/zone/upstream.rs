@@ -13,15 +13,16 @@ use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_HTTP_SRV_CONF_OFFSET,
 };
 use ngx::http::HttpModuleServerConf;
 
+use crate::nginx::module_hooks::ConfLevel;
 use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{configured_upstreams, str_eq, str_lossy, Upstream};
+use crate::nginx::upstreams::{str_eq, str_lossy, Upstream};
 use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
@@ -99,13 +100,14 @@ unsafe impl HttpModuleServerConf for Module {
     type ServerConf = SrvConf;
 }
 
+// SAFETY: create_srv_conf makes a SrvConf.
+unsafe impl ConfLevel for SrvConf {
+    const OFFSET: usize = NGX_HTTP_SRV_CONF_OFFSET;
+}
+
 /// This module's configuration of an upstream block.
-///
-/// # Safety
-/// `uscf` must be an upstream block of the current cycle.
-pub unsafe fn srv_conf(uscf: *mut ngx_http_upstream_srv_conf_t) -> Option<&'static mut SrvConf> {
-    // SAFETY: per the contract; create_srv_conf ran for every upstream block.
-    unsafe { Module::server_conf_mut(&*uscf) }
+pub fn srv_conf(upstream: Upstream) -> Option<&'static mut SrvConf> {
+    Module::server_conf_mut(upstream.conf())
 }
 
 /// The error for an upstream that another part of the module serves, if
@@ -129,68 +131,50 @@ impl ZoneUpstream {
     /// error for an upstream another part of the module serves (a dyups
     /// front), if it is one.
     pub fn find(name: &str, managed: Managed) -> Result<Self, ApiError> {
-        // SAFETY: at request time ngx_cycle is the running cycle.
-        let upstreams = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
-        let by_zone = upstreams.iter().copied().find(|&u| {
-            // SAFETY: configured upstreams of the running cycle.
-            unsafe { !(*u).shm_zone.is_null() && str_eq(&(*(*u).shm_zone).shm.name, name) }
-        });
-        let by_name = || {
-            upstreams.iter().copied().find(|&u| {
-                // SAFETY: as above.
-                unsafe { str_eq(&(*u).host, name) }
-            })
-        };
-        let uscf = by_zone
+        let upstreams = Upstream::running();
+        let by_zone = upstreams.iter().copied().find(|u| u.zone().is_some_and(|z| str_eq(&z.shm.name, name)));
+        let by_name = || upstreams.iter().copied().find(|u| str_eq(&u.conf().host, name));
+        let upstream = by_zone
             .or_else(by_name)
             .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
-        // SAFETY: a configured upstream of the running cycle.
-        unsafe { Self::of(uscf, name, managed) }
+        Self::of(upstream, name, managed)
     }
 
     /// The running configuration's `upstream`, if it is a zone upstream.
     pub fn of_running(upstream: Upstream, managed: Managed) -> Result<Self, ApiError> {
-        // SAFETY: an upstream of the running cycle, whose srv conf
-        // init_module filled in.
-        unsafe { Self::of(upstream.raw(), &upstream.name(), managed) }
+        Self::of(upstream, &upstream.name(), managed)
     }
 
-    /// The zone upstream `uscf` (called `name` in messages).
-    ///
-    /// # Safety
-    /// `uscf` is a configured upstream whose module srv conf was filled in
-    /// at init_module time.
-    pub unsafe fn of(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str, managed: Managed) -> Result<Self, ApiError> {
-        // SAFETY: per the contract.
-        unsafe {
-            if (*uscf).shm_zone.is_null() {
-                return Err(ApiError::bad_request(
-                    "no_zone",
-                    format!(
-                        "upstream \"{name}\" has no zone: its peers are not shared between workers \
-                         and cannot be changed (add \"zone NAME SIZE;\" to it)"
-                    ),
-                ));
-            }
-            if let Some(e) = managed(uscf, name) {
-                return Err(e);
-            }
-            let srv = srv_conf(uscf).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
-            if srv.state.is_null() {
-                return Err(ApiError::new(
-                    507,
-                    "zone_full",
-                    format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
-                ));
-            }
-            Ok(Self {
-                uscf,
-                balancer: srv.balancer.clone(),
-                state: srv.state,
-                state_path: srv.state_path.clone(),
-                check: srv.check.clone(),
-            })
+    /// The zone upstream `upstream` (called `name` in messages), once
+    /// init_module filled in its configuration.
+    pub fn of(upstream: Upstream, name: &str, managed: Managed) -> Result<Self, ApiError> {
+        if upstream.zone().is_none() {
+            return Err(ApiError::bad_request(
+                "no_zone",
+                format!(
+                    "upstream \"{name}\" has no zone: its peers are not shared between workers \
+                     and cannot be changed (add \"zone NAME SIZE;\" to it)"
+                ),
+            ));
         }
+        if let Some(e) = managed(upstream.raw(), name) {
+            return Err(e);
+        }
+        let srv = srv_conf(upstream).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
+        if srv.state.is_null() {
+            return Err(ApiError::new(
+                507,
+                "zone_full",
+                format!("upstream \"{name}\": its zone had no room for the module's bookkeeping at start"),
+            ));
+        }
+        Ok(Self {
+            uscf: upstream.raw(),
+            balancer: srv.balancer.clone(),
+            state: srv.state,
+            state_path: srv.state_path.clone(),
+            check: srv.check.clone(),
+        })
     }
 
     pub fn name(&self) -> String {

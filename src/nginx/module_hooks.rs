@@ -1,0 +1,308 @@
+//! The functions nginx calls on the module object while it reads the
+//! configuration and runs its cycles (the http module's pre- and
+//! postconfiguration, init_module, init_process, exit_process,
+//! exit_master, and the directives' handlers), as safe Rust callbacks:
+//! each gets nginx's structures as references and runs inside the panic
+//! barrier ([`crate::nginx::entry`]).
+//!
+//! A reference to an nginx structure is trusted to be one nginx made, as
+//! the `ngx` crate's own configuration accessors trust it
+//! (`HttpModuleMainConf::main_conf_mut(&ngx_conf_t)`); the conversion from
+//! nginx's raw pointers happens here only.
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_array_push, ngx_command_t, ngx_conf_set_size_slot, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt,
+    ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF_OFFSET, NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+use crate::nginx::conf::{LocConf, MainConf};
+use crate::nginx::entry::{conf_guard, request_guard};
+use crate::nginx::upstreams::str_lossy;
+
+/// What the module does at each step of a cycle's life.
+pub trait CycleHooks {
+    /// Before the http block is read.
+    fn preconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()>;
+    /// After the http block was read.
+    fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()>;
+    /// In the master, with the new cycle (the global `ngx_cycle` is still
+    /// the old one), after its shared zones are initialised. nginx treats a
+    /// failure here as fatal even on reload, so there is none.
+    fn init_module(init: &mut InitModule);
+    /// In each new worker (or the single process), with its cycle.
+    fn init_process(cycle: &mut ngx_cycle_t);
+    /// In a worker that exits.
+    fn exit_process();
+    /// In the master that exits.
+    fn exit_master();
+}
+
+fn status(result: Result<(), ()>) -> ngx_int_t {
+    match result {
+        Ok(()) => NGX_OK as ngx_int_t,
+        Err(()) => NGX_ERROR as ngx_int_t,
+    }
+}
+
+pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx calls preconfiguration with the http block's live
+    // configuration context, which nothing else uses during the call.
+    let cf = unsafe { &mut *cf };
+    request_guard(|| status(H::preconfiguration(cf)))
+}
+
+pub unsafe extern "C" fn postconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: as for preconfiguration.
+    let cf = unsafe { &mut *cf };
+    request_guard(|| status(H::postconfiguration(cf)))
+}
+
+/// The master's init_module of a new cycle: its shared zones exist and are
+/// initialised, no worker of it runs yet, and nothing can fail the cycle
+/// any more. Only nginx's call of init_module makes one, so a function
+/// that takes it may rely on all of that.
+pub struct InitModule<'a> {
+    cycle: &'a mut ngx_cycle_t,
+}
+
+impl InitModule<'_> {
+    pub fn cycle(&self) -> &ngx_cycle_t {
+        self.cycle
+    }
+
+    pub fn cycle_mut(&mut self) -> &mut ngx_cycle_t {
+        self.cycle
+    }
+
+    /// Writes `text` to the new cycle's log (its `error_log`, which may not
+    /// be the running one's).
+    pub fn log(&self, level: u32, text: &str) {
+        ngx::ngx_log_error!(level, self.cycle.log, "{}", text);
+    }
+}
+
+pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx calls init_module with the new cycle, fully configured,
+    // its zones initialised.
+    let mut init = InitModule { cycle: unsafe { &mut *cycle } };
+    request_guard(|| {
+        H::init_module(&mut init);
+        NGX_OK as ngx_int_t
+    })
+}
+
+pub unsafe extern "C" fn init_process<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx calls init_process with the process's cycle.
+    let cycle = unsafe { &mut *cycle };
+    request_guard(|| {
+        H::init_process(cycle);
+        NGX_OK as ngx_int_t
+    })
+}
+
+pub unsafe extern "C" fn exit_process<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
+    let _ = request_guard(|| {
+        H::exit_process();
+        NGX_OK as ngx_int_t
+    });
+}
+
+pub unsafe extern "C" fn exit_master<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
+    let _ = request_guard(|| {
+        H::exit_master();
+        NGX_OK as ngx_int_t
+    });
+}
+
+/// Adds `handler` to the http block's POST_READ phase (postconfiguration).
+pub fn add_post_read_handler(
+    cf: &mut ngx_conf_t,
+    handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
+) -> Result<(), ()> {
+    let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(())?;
+    let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_POST_READ_PHASE as usize].handlers;
+    // SAFETY: the phase's array holds ngx_http_handler_pt elements; a
+    // pushed slot is uninitialised memory of that size, written at once.
+    unsafe {
+        let slot = ngx_array_push(handlers).cast::<ngx_http_handler_pt>();
+        if slot.is_null() {
+            return Err(());
+        }
+        slot.write(Some(handler));
+    }
+    Ok(())
+}
+
+/// The cycle being configured.
+pub fn cycle_of(cf: &ngx_conf_t) -> &ngx_cycle_t {
+    // SAFETY: a configuration context's cycle outlives it.
+    unsafe { &*cf.cycle }
+}
+
+/// Writes `text` to the log of the configuration being read, as is (no
+/// file and line: see [`conf_emerg`]).
+pub fn conf_log(cf: &ngx_conf_t, level: u32, text: &str) {
+    ngx::ngx_log_error!(level, cf.log, "{}", text);
+}
+
+/// Writes `text` as an `[emerg]` naming the configuration file and line
+/// being read.
+pub fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
+    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, ptr::from_mut(cf), "{}", text);
+}
+
+/// A configuration a directive's `conf` offset selects: nginx passes the
+/// directive's handler this module's structure of that level.
+///
+/// # Safety
+/// `OFFSET` is the `NGX_HTTP_*_CONF_OFFSET` of the level whose module
+/// configuration (created by this module's `create_*_conf`) is `Self`.
+pub unsafe trait ConfLevel {
+    const OFFSET: usize;
+}
+
+// SAFETY: create_main_conf makes a MainConf.
+unsafe impl ConfLevel for MainConf {
+    const OFFSET: usize = NGX_HTTP_MAIN_CONF_OFFSET;
+}
+
+// SAFETY: create_loc_conf makes a LocConf.
+unsafe impl ConfLevel for LocConf {
+    const OFFSET: usize = NGX_HTTP_LOC_CONF_OFFSET;
+}
+
+/// Why a directive was refused.
+pub enum DirectiveError {
+    /// The handler logged its own `[emerg]`.
+    Logged,
+    /// nginx's slot setter refused it with this message (nginx logs it).
+    Nginx(*mut c_char),
+}
+
+/// A directive being read: its words, the configuration it sets, and the
+/// configuration context.
+pub struct DirectiveCall<'a, C> {
+    cf: &'a mut ngx_conf_t,
+    cmd: &'a mut ngx_command_t,
+    conf: *mut c_void,
+    _conf: core::marker::PhantomData<&'a mut C>,
+}
+
+impl<C> DirectiveCall<'_, C> {
+    /// The directive's words, its name first (lossy UTF-8).
+    pub fn words(&self) -> Vec<String> {
+        if self.cf.args.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: while a directive is read, cf->args is nginx's array of
+        // its words, ngx_str_t elements.
+        let words = unsafe { (*self.cf.args).as_slice::<ngx_str_t>() };
+        words.iter().map(str_lossy).collect()
+    }
+
+    /// The configuration the directive sets.
+    pub fn conf(&mut self) -> &mut C {
+        // SAFETY: nginx passes the module's configuration of the level the
+        // directive's `conf` offset names, C (ConfLevel, see `command`);
+        // borrowed through self, it is reached by nothing else meanwhile.
+        unsafe { &mut *self.conf.cast::<C>() }
+    }
+
+    /// Writes `text` as an `[emerg]` naming the directive's file and line.
+    pub fn emerg(&mut self, text: &str) {
+        conf_emerg(self.cf, text);
+    }
+
+    /// Runs nginx's size parser on the directive (`ngx_conf_set_size_slot`):
+    /// the field at the command's offset gets the value, or nginx's message.
+    pub fn set_size(&mut self) -> Result<(), DirectiveError> {
+        // SAFETY: the command's offset is a usize field of C (see `command`),
+        // whose memory `conf` is.
+        let rv = unsafe { ngx_conf_set_size_slot(self.cf, self.cmd, self.conf) };
+        if rv.is_null() {
+            Ok(())
+        } else {
+            Err(DirectiveError::Nginx(rv))
+        }
+    }
+
+    /// Makes the location being read answer with `handler`.
+    pub fn set_location_handler(
+        &mut self,
+        handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
+    ) -> Result<(), DirectiveError> {
+        let clcf = NgxHttpCoreModule::location_conf_mut(self.cf).ok_or(DirectiveError::Logged)?;
+        clcf.handler = Some(handler);
+        Ok(())
+    }
+
+    /// The module's http-level configuration.
+    pub fn main_conf(&mut self) -> Option<&mut MainConf> {
+        crate::Module::main_conf_mut(self.cf)
+    }
+}
+
+/// A directive's handler.
+pub trait Directive {
+    /// The configuration the directive sets.
+    type Conf: ConfLevel;
+    fn set(call: &mut DirectiveCall<'_, Self::Conf>) -> Result<(), DirectiveError>;
+}
+
+unsafe extern "C" fn directive<D: Directive>(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    conf_guard(|| {
+        // SAFETY: nginx calls a directive's handler with its live
+        // configuration context, the command (from `command`, whose `conf`
+        // offset is D::Conf's) and that level's configuration of the module.
+        let mut call = unsafe {
+            DirectiveCall { cf: &mut *cf, cmd: &mut *cmd, conf, _conf: core::marker::PhantomData::<&mut D::Conf> }
+        };
+        match D::set(&mut call) {
+            Ok(()) => NGX_CONF_OK,
+            Err(DirectiveError::Logged) => NGX_CONF_ERROR,
+            Err(DirectiveError::Nginx(message)) => message,
+        }
+    })
+}
+
+/// The directive table's entry for `D`: `flags` are the contexts and
+/// arguments (`NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1`...), `field` the offset
+/// of the field in `D::Conf` nginx's slot setters fill in (0 if none).
+pub const fn command<D: Directive>(name: ngx_str_t, flags: u32, field: usize) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: flags as ngx_uint_t,
+        set: Some(directive::<D>),
+        conf: <D::Conf as ConfLevel>::OFFSET,
+        offset: field,
+        post: ptr::null_mut(),
+    }
+}
+
+/// An entry whose value nginx's own slot setter (`ngx_conf_set_flag_slot`...)
+/// stores at `field` of `C`.
+pub const fn slot<C: ConfLevel>(
+    name: ngx_str_t,
+    flags: u32,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+    field: usize,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: flags as ngx_uint_t,
+        set: Some(set),
+        conf: C::OFFSET,
+        offset: field,
+        post: ptr::null_mut(),
+    }
+}
