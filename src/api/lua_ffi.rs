@@ -69,27 +69,39 @@ pub unsafe extern "C" fn ndu_peer_layout(out: *mut usize, cap: usize) -> usize {
     layout.len()
 }
 
-/// An error message buffer owned by the Lua caller.
-#[derive(Clone, Copy)]
-struct ErrOut {
-    buf: *mut u8,
-    cap: usize,
-    len: *mut usize,
-}
+/// An error (or message) buffer the Lua caller owns: `cap` bytes and a
+/// length slot. Its fields are private to this module so that only
+/// [`ErrOut::new`]'s contract makes one.
+mod err_out {
+    #[derive(Clone, Copy)]
+    pub struct ErrOut {
+        buf: *mut u8,
+        cap: usize,
+        len: *mut usize,
+    }
 
-impl ErrOut {
-    fn set(&self, text: &str) {
-        if self.buf.is_null() || self.len.is_null() {
-            return;
+    impl ErrOut {
+        /// # Safety
+        /// `buf` is null or writable for `cap` bytes, `len` null or a
+        /// writable slot, both for as long as the value is used (the call).
+        pub unsafe fn new(buf: *mut u8, cap: usize, len: *mut usize) -> Self {
+            Self { buf, cap, len }
         }
-        let n = text.len().min(self.cap);
-        // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
-        unsafe {
-            core::ptr::copy_nonoverlapping(text.as_ptr(), self.buf, n);
-            *self.len = n;
+
+        pub fn set(&self, text: &str) {
+            if self.buf.is_null() || self.len.is_null() {
+                return;
+            }
+            let n = text.len().min(self.cap);
+            // SAFETY: per new()'s contract; at most `cap` bytes are written.
+            unsafe {
+                core::ptr::copy_nonoverlapping(text.as_ptr(), self.buf, n);
+                *self.len = n;
+            }
         }
     }
 }
+use err_out::ErrOut;
 
 /// Changes made through Lua: no client address at hand; logged where the
 /// Lua code's own `ngx.log` lines go: the log of the request (or timer's
@@ -111,6 +123,27 @@ unsafe fn lua(r: *mut ngx_http_request_t) -> Requester {
 fn change(by: &Requester, zone: &str, action: impl FnOnce() -> Result<Action, ApiError>) -> Result<(), ApiError> {
     let action = action().inspect_err(|e| log_refusal(by, zone, e))?;
     perform(zone, &action, by).map(drop)
+}
+
+/// A change of one peer of a zone upstream, as `ndu_add_peer`,
+/// `ndu_update_peer` and `ndu_remove_peer` get it: `action` makes the
+/// change from the server's address as given.
+///
+/// # Safety
+/// As for those functions: `r` null or the live request the Lua code runs
+/// for; the strings readable for their lengths; the error buffer writable.
+unsafe fn peer_change(
+    r: *mut ngx_http_request_t,
+    (zone, zone_len): (*const u8, usize),
+    (server, server_len): (*const u8, usize),
+    err: ErrOut,
+    action: impl FnOnce(&str) -> Result<Action, ApiError>,
+) -> c_int {
+    lua_call(err, || {
+        // SAFETY: per the contract.
+        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
+        change(&by, &zone, || action(&server))
+    })
 }
 
 /// Runs `body` in a panic barrier, turning errors into a status and a
@@ -181,18 +214,22 @@ pub unsafe extern "C" fn ndu_list_zones(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
-        let names: Vec<String> = Upstream::running().into_iter().filter_map(Upstream::zone_name).collect();
-        let joined = names.join("\n");
-        // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
-        unsafe {
-            *len = joined.len();
-            if joined.len() <= cap {
-                core::ptr::copy_nonoverlapping(joined.as_ptr(), buf, joined.len());
+    lua_call(
+        // SAFETY: the caller passes its error buffer of err_cap bytes and a length slot.
+        unsafe { ErrOut::new(err, err_cap, err_len) },
+        || {
+            let names: Vec<String> = Upstream::running().into_iter().filter_map(Upstream::zone_name).collect();
+            let joined = names.join("\n");
+            // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
+            unsafe {
+                *len = joined.len();
+                if joined.len() <= cap {
+                    core::ptr::copy_nonoverlapping(joined.as_ptr(), buf, joined.len());
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// The peers of a zone into `peers` (room for `cap`); `*count` gets the
@@ -208,19 +245,23 @@ pub unsafe extern "C" fn ndu_describe_zone(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
-        // SAFETY: the caller passes valid strings and buffers.
-        let name = unsafe { text(zone, zone_len) };
-        let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers_with_health();
-        // SAFETY: as above; at most `cap` peers are written.
-        unsafe {
-            *count = views.len();
-            for (i, v) in views.iter().take(cap).enumerate() {
-                peers.add(i).write(lua_peer(v));
+    lua_call(
+        // SAFETY: the caller passes its error buffer of err_cap bytes and a length slot.
+        unsafe { ErrOut::new(err, err_cap, err_len) },
+        || {
+            // SAFETY: the caller passes valid strings and buffers.
+            let name = unsafe { text(zone, zone_len) };
+            let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers_with_health();
+            // SAFETY: as above; at most `cap` peers are written.
+            unsafe {
+                *count = views.len();
+                for (i, v) in views.iter().take(cap).enumerate() {
+                    peers.add(i).write(lua_peer(v));
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 fn lua_peer(v: &PeerView) -> LuaPeer {
@@ -278,21 +319,17 @@ pub unsafe extern "C" fn ndu_add_peer(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
-        // SAFETY: the caller passes valid strings and its request (or null).
-        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
-        change(&by, &zone, || {
-            let mut spec = ServerSpec::new(Address::parse(&server)?).with_params(&params(
-                weight,
-                max_fails,
-                fail_timeout,
-                max_conns,
-            )?);
+    // SAFETY: the caller passes valid strings, its request (or null) and
+    // its error buffer of err_cap bytes with a length slot.
+    unsafe {
+        peer_change(r, (zone, zone_len), (server, server_len), ErrOut::new(err, err_cap, err_len), |server| {
+            let address = Address::parse(server)?;
+            let mut spec = ServerSpec::new(address).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
             spec.down = down > 0;
             spec.backup = backup > 0;
             Ok(Action::Add(spec))
         })
-    })
+    }
 }
 
 /// Changes a peer; `down` is 1 (down), 0 (up) or -1 (unchanged).
@@ -312,11 +349,10 @@ pub unsafe extern "C" fn ndu_update_peer(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
-        // SAFETY: the caller passes valid strings and its request (or null).
-        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
-        change(&by, &zone, || {
-            let server = Address::parse(&server)?;
+    // SAFETY: as for ndu_add_peer.
+    unsafe {
+        peer_change(r, (zone, zone_len), (server, server_len), ErrOut::new(err, err_cap, err_len), |server| {
+            let server = Address::parse(server)?;
             let params = params(weight, max_fails, fail_timeout, max_conns)?;
             let down = match down {
                 1 => Some(true),
@@ -325,7 +361,7 @@ pub unsafe extern "C" fn ndu_update_peer(
             };
             Ok(Action::Update { server, params, down })
         })
-    })
+    }
 }
 
 #[no_mangle]
@@ -339,11 +375,12 @@ pub unsafe extern "C" fn ndu_remove_peer(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(ErrOut { buf: err, cap: err_cap, len: err_len }, || {
-        // SAFETY: the caller passes valid strings and its request (or null).
-        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
-        change(&by, &zone, || Ok(Action::Remove { server: Address::parse(&server)? }))
-    })
+    // SAFETY: as for ndu_add_peer.
+    unsafe {
+        peer_change(r, (zone, zone_len), (server, server_len), ErrOut::new(err, err_cap, err_len), |server| {
+            Ok(Action::Remove { server: Address::parse(server)? })
+        })
+    }
 }
 
 /// `dyups.update`: returns the HTTP status (200 on success) and the REST
@@ -359,11 +396,15 @@ pub unsafe extern "C" fn ndu_dyups_update(
     msg_cap: usize,
     msg_len: *mut usize,
 ) -> c_int {
-    dyups_status(ErrOut { buf: msg, cap: msg_cap, len: msg_len }, || {
-        // SAFETY: the caller passes valid strings and its request (or null).
-        let (by, name, body) = unsafe { (lua(r), text(name, name_len), slice_of(body, body_len)) };
-        update_upstream(&name, &body, false, false, &by)
-    })
+    dyups_status(
+        // SAFETY: the caller passes its message buffer of msg_cap bytes and a length slot.
+        unsafe { ErrOut::new(msg, msg_cap, msg_len) },
+        || {
+            // SAFETY: the caller passes valid strings and its request (or null).
+            let (by, name, body) = unsafe { (lua(r), text(name, name_len), slice_of(body, body_len)) };
+            update_upstream(&name, &body, false, false, &by)
+        },
+    )
 }
 
 /// `dyups.delete`: as [`ndu_dyups_update`].
@@ -376,11 +417,15 @@ pub unsafe extern "C" fn ndu_dyups_delete(
     msg_cap: usize,
     msg_len: *mut usize,
 ) -> c_int {
-    dyups_status(ErrOut { buf: msg, cap: msg_cap, len: msg_len }, || {
-        // SAFETY: the caller passes a valid string and its request (or null).
-        let (by, name) = unsafe { (lua(r), text(name, name_len)) };
-        delete_upstream(&name, false, &by)
-    })
+    dyups_status(
+        // SAFETY: the caller passes its message buffer of msg_cap bytes and a length slot.
+        unsafe { ErrOut::new(msg, msg_cap, msg_len) },
+        || {
+            // SAFETY: the caller passes a valid string and its request (or null).
+            let (by, name) = unsafe { (lua(r), text(name, name_len)) };
+            delete_upstream(&name, false, &by)
+        },
+    )
 }
 
 fn dyups_status(msg: ErrOut, body: impl FnOnce() -> Result<(), ApiError>) -> c_int {
