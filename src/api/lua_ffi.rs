@@ -125,27 +125,6 @@ fn change(by: &Requester, zone: &str, action: impl FnOnce() -> Result<Action, Ap
     perform(zone, &action, by).map(drop)
 }
 
-/// A change of one peer of a zone upstream, as `ndu_add_peer`,
-/// `ndu_update_peer` and `ndu_remove_peer` get it: `action` makes the
-/// change from the server's address as given.
-///
-/// # Safety
-/// As for those functions: `r` null or the live request the Lua code runs
-/// for; the strings readable for their lengths; the error buffer writable.
-unsafe fn peer_change(
-    r: *mut ngx_http_request_t,
-    (zone, zone_len): (*const u8, usize),
-    (server, server_len): (*const u8, usize),
-    err: ErrOut,
-    action: impl FnOnce(&str) -> Result<Action, ApiError>,
-) -> c_int {
-    lua_call(err, || {
-        // SAFETY: per the contract.
-        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
-        change(&by, &zone, || action(&server))
-    })
-}
-
 /// Runs `body` in a panic barrier, turning errors into a status and a
 /// message for Lua.
 fn lua_call(err: ErrOut, body: impl FnOnce() -> Result<(), ApiError>) -> c_int {
@@ -302,9 +281,20 @@ fn lua_peer(v: &PeerView) -> LuaPeer {
     }
 }
 
+/// `ndu_change_peer`'s `op`: what to do with the server (the same
+/// numbers as `OP_*` in `lua/dynamic.lua`).
+const OP_ADD: c_int = 0;
+const OP_UPDATE: c_int = 1;
+const OP_REMOVE: c_int = 2;
+
+/// Adds (`op` 0), changes (1) or removes (2) a server of a zone upstream.
+/// Adding: `down` and `backup` are 1 or 0. Changing: `down` is 1 (down),
+/// 0 (up) or -1 (unchanged); `backup` is not used. Removing: neither are
+/// the numbers.
 #[no_mangle]
-pub unsafe extern "C" fn ndu_add_peer(
+pub unsafe extern "C" fn ndu_change_peer(
     r: *mut ngx_http_request_t,
+    op: c_int,
     zone: *const u8,
     zone_len: usize,
     server: *const u8,
@@ -319,68 +309,35 @@ pub unsafe extern "C" fn ndu_add_peer(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    // SAFETY: the caller passes valid strings, its request (or null) and
-    // its error buffer of err_cap bytes with a length slot.
-    unsafe {
-        peer_change(r, (zone, zone_len), (server, server_len), ErrOut::new(err, err_cap, err_len), |server| {
-            let address = Address::parse(server)?;
-            let mut spec = ServerSpec::new(address).with_params(&params(weight, max_fails, fail_timeout, max_conns)?);
-            spec.down = down > 0;
-            spec.backup = backup > 0;
-            Ok(Action::Add(spec))
+    // SAFETY: the caller passes its error buffer of err_cap bytes and a
+    // length slot.
+    let err = unsafe { ErrOut::new(err, err_cap, err_len) };
+    lua_call(err, || {
+        // SAFETY: the caller passes valid strings and its request (or null).
+        let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
+        change(&by, &zone, || {
+            let server = Address::parse(&server)?;
+            let params = || params(weight, max_fails, fail_timeout, max_conns);
+            match op {
+                OP_ADD => {
+                    let mut spec = ServerSpec::new(server).with_params(&params()?);
+                    spec.down = down > 0;
+                    spec.backup = backup > 0;
+                    Ok(Action::Add(spec))
+                }
+                OP_UPDATE => {
+                    let down = match down {
+                        1 => Some(true),
+                        0 => Some(false),
+                        _ => None,
+                    };
+                    Ok(Action::Update { server, params: params()?, down })
+                }
+                OP_REMOVE => Ok(Action::Remove { server }),
+                _ => Err(ApiError::new(500, "internal", format!("unknown peer operation {op}"))),
+            }
         })
-    }
-}
-
-/// Changes a peer; `down` is 1 (down), 0 (up) or -1 (unchanged).
-#[no_mangle]
-pub unsafe extern "C" fn ndu_update_peer(
-    r: *mut ngx_http_request_t,
-    zone: *const u8,
-    zone_len: usize,
-    server: *const u8,
-    server_len: usize,
-    weight: f64,
-    max_fails: f64,
-    fail_timeout: f64,
-    max_conns: f64,
-    down: c_int,
-    err: *mut u8,
-    err_cap: usize,
-    err_len: *mut usize,
-) -> c_int {
-    // SAFETY: as for ndu_add_peer.
-    unsafe {
-        peer_change(r, (zone, zone_len), (server, server_len), ErrOut::new(err, err_cap, err_len), |server| {
-            let server = Address::parse(server)?;
-            let params = params(weight, max_fails, fail_timeout, max_conns)?;
-            let down = match down {
-                1 => Some(true),
-                0 => Some(false),
-                _ => None,
-            };
-            Ok(Action::Update { server, params, down })
-        })
-    }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn ndu_remove_peer(
-    r: *mut ngx_http_request_t,
-    zone: *const u8,
-    zone_len: usize,
-    server: *const u8,
-    server_len: usize,
-    err: *mut u8,
-    err_cap: usize,
-    err_len: *mut usize,
-) -> c_int {
-    // SAFETY: as for ndu_add_peer.
-    unsafe {
-        peer_change(r, (zone, zone_len), (server, server_len), ErrOut::new(err, err_cap, err_len), |server| {
-            Ok(Action::Remove { server: Address::parse(server)? })
-        })
-    }
+    })
 }
 
 /// `dyups.update`: returns the HTTP status (200 on success) and the REST

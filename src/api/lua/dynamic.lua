@@ -24,14 +24,9 @@ int ndu_list_zones(unsigned char *buf, size_t cap, size_t *len,
                    unsigned char *err, size_t err_cap, size_t *err_len);
 int ndu_describe_zone(const char *zone, size_t zone_len, ndu_peer_t *peers,
                       size_t cap, size_t *count, unsigned char *err, size_t err_cap, size_t *err_len);
-int ndu_add_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
-                 double weight, double max_fails, double fail_timeout, double max_conns,
-                 int down, int backup, unsigned char *err, size_t err_cap, size_t *err_len);
-int ndu_update_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
+int ndu_change_peer(void *r, int op, const char *zone, size_t zone_len, const char *server, size_t server_len,
                     double weight, double max_fails, double fail_timeout, double max_conns,
-                    int down, unsigned char *err, size_t err_cap, size_t *err_len);
-int ndu_remove_peer(void *r, const char *zone, size_t zone_len, const char *server, size_t server_len,
-                    unsigned char *err, size_t err_cap, size_t *err_len);
+                    int down, int backup, unsigned char *err, size_t err_cap, size_t *err_len);
 ]])
 
 -- ndu_peer_t above must be the module's LuaPeer: its size and alignment,
@@ -57,6 +52,8 @@ local HEALTH = { "unchecked", "up", "down" }
 
 -- The message buffer; its size goes with every call.
 local ERR_CAP = 512
+-- ndu_change_peer's operations.
+local OP_ADD, OP_UPDATE, OP_REMOVE = 0, 1, 2
 local err_buf = ffi.new("unsigned char[?]", ERR_CAP)
 local err_len = ffi.new("size_t[1]")
 local size = ffi.new("size_t[1]")
@@ -194,9 +191,9 @@ function _M.add_peer(zone, server, weight, max_fails, fail_timeout, down)
     if not v then
         return nil, verr
     end
-    if C.ndu_add_peer(get_request(), zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
-                      v.max_conns, opts.down and 1 or 0, opts.backup and 1 or 0,
-                      err_buf, ERR_CAP, err_len) ~= 0 then
+    if C.ndu_change_peer(get_request(), OP_ADD, zone, #zone, server, #server, v.weight, v.max_fails,
+                         v.fail_timeout, v.max_conns, opts.down and 1 or 0, opts.backup and 1 or 0,
+                         err_buf, ERR_CAP, err_len) ~= 0 then
         return failed()
     end
     return true
@@ -207,7 +204,8 @@ function _M.remove_peer(zone, server)
     if not ok then
         return nil, err
     end
-    if C.ndu_remove_peer(get_request(), zone, #zone, server, #server, err_buf, ERR_CAP, err_len) ~= 0 then
+    if C.ndu_change_peer(get_request(), OP_REMOVE, zone, #zone, server, #server, -1, -1, -1, -1, 0, 0,
+                         err_buf, ERR_CAP, err_len) ~= 0 then
         return failed()
     end
     return true
@@ -230,8 +228,8 @@ function _M.update_peer(zone, server, opts)
     if opts.down ~= nil then
         down = opts.down and 1 or 0
     end
-    if C.ndu_update_peer(get_request(), zone, #zone, server, #server, v.weight, v.max_fails, v.fail_timeout,
-                         v.max_conns, down, err_buf, ERR_CAP, err_len) ~= 0 then
+    if C.ndu_change_peer(get_request(), OP_UPDATE, zone, #zone, server, #server, v.weight, v.max_fails,
+                         v.fail_timeout, v.max_conns, down, 0, err_buf, ERR_CAP, err_len) ~= 0 then
         return failed()
     end
     return true
