@@ -193,22 +193,21 @@ pub unsafe extern "C" fn ndu_list_zones(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(
-        // SAFETY: the caller passes its error buffer of err_cap bytes and a length slot.
-        unsafe { ErrOut::new(err, err_cap, err_len) },
-        || {
-            let names: Vec<String> = Upstream::running().into_iter().filter_map(Upstream::zone_name).collect();
-            let joined = names.join("\n");
-            // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
-            unsafe {
-                *len = joined.len();
-                if joined.len() <= cap {
-                    core::ptr::copy_nonoverlapping(joined.as_ptr(), buf, joined.len());
-                }
+    // SAFETY: the caller passes its error buffer of err_cap bytes and a
+    // length slot.
+    let out = unsafe { ErrOut::new(err, err_cap, err_len) };
+    lua_call(out, || {
+        let names: Vec<String> = Upstream::running().into_iter().filter_map(Upstream::zone_name).collect();
+        let joined = names.join("\n");
+        // SAFETY: the caller passes a buffer of `cap` bytes and a length slot.
+        unsafe {
+            *len = joined.len();
+            if joined.len() <= cap {
+                core::ptr::copy_nonoverlapping(joined.as_ptr(), buf, joined.len());
             }
-            Ok(())
-        },
-    )
+        }
+        Ok(())
+    })
 }
 
 /// The peers of a zone into `peers` (room for `cap`); `*count` gets the
@@ -224,23 +223,22 @@ pub unsafe extern "C" fn ndu_describe_zone(
     err_cap: usize,
     err_len: *mut usize,
 ) -> c_int {
-    lua_call(
-        // SAFETY: the caller passes its error buffer of err_cap bytes and a length slot.
-        unsafe { ErrOut::new(err, err_cap, err_len) },
-        || {
-            // SAFETY: the caller passes valid strings and buffers.
-            let name = unsafe { text(zone, zone_len) };
-            let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers_with_health();
-            // SAFETY: as above; at most `cap` peers are written.
-            unsafe {
-                *count = views.len();
-                for (i, v) in views.iter().take(cap).enumerate() {
-                    peers.add(i).write(lua_peer(v));
-                }
+    // SAFETY: the caller passes its error buffer of err_cap bytes and a
+    // length slot.
+    let out = unsafe { ErrOut::new(err, err_cap, err_len) };
+    lua_call(out, || {
+        // SAFETY: the caller passes valid strings and buffers.
+        let name = unsafe { text(zone, zone_len) };
+        let views = perform(&name, &Action::List, &Requester::internal("lua"))?.peers_with_health();
+        // SAFETY: as above; at most `cap` peers are written.
+        unsafe {
+            *count = views.len();
+            for (i, v) in views.iter().take(cap).enumerate() {
+                peers.add(i).write(lua_peer(v));
             }
-            Ok(())
-        },
-    )
+        }
+        Ok(())
+    })
 }
 
 fn lua_peer(v: &PeerView) -> LuaPeer {
@@ -311,8 +309,8 @@ pub unsafe extern "C" fn ndu_change_peer(
 ) -> c_int {
     // SAFETY: the caller passes its error buffer of err_cap bytes and a
     // length slot.
-    let err = unsafe { ErrOut::new(err, err_cap, err_len) };
-    lua_call(err, || {
+    let out = unsafe { ErrOut::new(err, err_cap, err_len) };
+    lua_call(out, || {
         // SAFETY: the caller passes valid strings and its request (or null).
         let (by, zone, server) = unsafe { (lua(r), text(zone, zone_len), text(server, server_len)) };
         change(&by, &zone, || {
@@ -353,15 +351,14 @@ pub unsafe extern "C" fn ndu_dyups_update(
     msg_cap: usize,
     msg_len: *mut usize,
 ) -> c_int {
-    dyups_status(
-        // SAFETY: the caller passes its message buffer of msg_cap bytes and a length slot.
-        unsafe { ErrOut::new(msg, msg_cap, msg_len) },
-        || {
-            // SAFETY: the caller passes valid strings and its request (or null).
-            let (by, name, body) = unsafe { (lua(r), text(name, name_len), slice_of(body, body_len)) };
-            update_upstream(&name, &body, false, false, &by)
-        },
-    )
+    // SAFETY: the caller passes its message buffer of msg_cap bytes and a
+    // length slot.
+    let out = unsafe { ErrOut::new(msg, msg_cap, msg_len) };
+    dyups_status(out, || {
+        // SAFETY: the caller passes valid strings and its request (or null).
+        let (by, name, body) = unsafe { (lua(r), text(name, name_len), slice_of(body, body_len)) };
+        update_upstream(&name, &body, false, false, &by)
+    })
 }
 
 /// `dyups.delete`: as [`ndu_dyups_update`].
@@ -374,15 +371,14 @@ pub unsafe extern "C" fn ndu_dyups_delete(
     msg_cap: usize,
     msg_len: *mut usize,
 ) -> c_int {
-    dyups_status(
-        // SAFETY: the caller passes its message buffer of msg_cap bytes and a length slot.
-        unsafe { ErrOut::new(msg, msg_cap, msg_len) },
-        || {
-            // SAFETY: the caller passes a valid string and its request (or null).
-            let (by, name) = unsafe { (lua(r), text(name, name_len)) };
-            delete_upstream(&name, false, &by)
-        },
-    )
+    // SAFETY: the caller passes its message buffer of msg_cap bytes and a
+    // length slot.
+    let out = unsafe { ErrOut::new(msg, msg_cap, msg_len) };
+    dyups_status(out, || {
+        // SAFETY: the caller passes a valid string and its request (or null).
+        let (by, name) = unsafe { (lua(r), text(name, name_len)) };
+        delete_upstream(&name, false, &by)
+    })
 }
 
 fn dyups_status(msg: ErrOut, body: impl FnOnce() -> Result<(), ApiError>) -> c_int {

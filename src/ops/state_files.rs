@@ -131,11 +131,19 @@ pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
     }
 }
 
+/// A state file's text, read under its lock (held until the returned lock
+/// is dropped), for a restore at start; none if the file does not exist.
+/// `directive` names the file in messages.
+fn read_locked(directive: &str, path: &Path) -> Result<(FileLock, Option<String>), String> {
+    let shown = path.display();
+    let lock = FileLock::exclusive(path, true).map_err(|e| format!("{directive} \"{shown}\": cannot lock: {e}"))?;
+    let text = persist::read(path).map_err(|e| format!("{directive} \"{shown}\": cannot read: {e}"))?;
+    Ok((lock, text))
+}
+
 fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
     let shown = path.display();
-    let _lock =
-        FileLock::exclusive(path, true).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot lock: {e}"))?;
-    let text = persist::read(path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
+    let (_lock, text) = read_locked("dynamic_state_file", path)?;
     let Some(text) = text else { return Ok(()) };
     let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
     log_id_problems(&format!("dynamic_state_file \"{shown}\""), &text);
@@ -150,9 +158,7 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String>
 /// In the master at start, with the new cycle.
 fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), String> {
     let shown = path.display();
-    let _lock =
-        FileLock::exclusive(path, true).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot lock: {e}"))?;
-    let text = persist::read(path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
+    let (_lock, text) = read_locked("dyups_upstream_conf", path)?;
     let Some(text) = text else { return Ok(()) };
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
     log_id_problems(&format!("dyups_upstream_conf \"{shown}\""), &text);

@@ -180,6 +180,34 @@ unsafe fn check_totals(
     Ok(())
 }
 
+/// The end of every change that adds peers, still under both write
+/// locks: links a new backup list (last, once complete: requests reach it
+/// only through `primary->next`, read under the primary lock), lets the
+/// caller's `on_linked` run, and keeps the lists' `single` flag, the
+/// server IDs, the revision and the zone's longest list right.
+///
+/// # Safety
+/// The caller holds the write locks of `primary` and its backup list;
+/// `new_backup` is a complete backup list no one can reach yet.
+unsafe fn finish_change(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    state: &ZoneState,
+    new_backup: Option<*mut ngx_http_upstream_rr_peers_t>,
+    on_linked: impl FnOnce(),
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(backup) = new_backup {
+            (*primary).next = backup;
+        }
+        on_linked();
+        set_single(primary);
+        ensure_ids(primary, &state.counters);
+        state.counters.bump();
+        state.note_list_lengths(primary);
+    }
+}
+
 /// Appends a new peer for `spec` to the primary or backup list (creating
 /// the backup list if needed), under both write locks and the slab mutex;
 /// `health_down`: it starts down for the health checks; `on_linked` runs
@@ -230,16 +258,7 @@ pub unsafe fn add_locked(
         }
 
         append_peer(if spec.backup { backup } else { primary }, peer);
-        if new_backup_list {
-            // Linked last, once complete; requests reach it only through
-            // primary->next, read under the primary lock we hold.
-            (*primary).next = backup;
-        }
-        on_linked();
-        set_single(primary);
-        ensure_ids(primary, &state.counters);
-        state.counters.bump();
-        state.note_list_lengths(primary);
+        finish_change(primary, state, new_backup_list.then_some(backup), on_linked);
     }
     Ok(())
 }
@@ -491,15 +510,7 @@ pub unsafe fn replace_locked(
             let of_list = new_peers.iter().zip(added).filter(|(_, (spec, _))| spec.backup == backups);
             edit_list(list, update, keep, &mut retire, of_list.map(|(&peer, _)| peer));
         }
-        if !backup_list.is_null() {
-            // Linked last, once complete (as add does).
-            (*primary).next = backup_list;
-        }
-        on_linked();
-        set_single(primary);
-        ensure_ids(primary, &state.counters);
-        state.counters.bump();
-        state.note_list_lengths(primary);
+        finish_change(primary, state, (!backup_list.is_null()).then_some(backup_list), on_linked);
     }
     Ok(())
 }
