@@ -1,4 +1,5 @@
-//! nginx's table of upstreams (`upstream {}` blocks) and its strings.
+//! nginx's table of upstreams (`upstream {}` blocks), and nginx's strings and
+//! buffers as bytes.
 
 use ngx::ffi::{ngx_http_upstream_main_conf_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_HTTP_UPSTREAM_CREATE};
 
@@ -55,6 +56,16 @@ pub unsafe fn http_conf_ctx() -> *mut core::ffi::c_void {
         let index = (*core::ptr::addr_of!(ngx::ffi::ngx_http_module)).index;
         (*(*cycle).conf_ctx.add(index)).cast()
     }
+}
+
+/// The bytes of a memory buffer (`pos..last`). Like `ngx_str_t::as_bytes`,
+/// it trusts a buffer nginx (or an nginx module) made.
+pub fn buf_bytes(b: &ngx::ffi::ngx_buf_t) -> &[u8] {
+    if b.pos.is_null() || b.last < b.pos {
+        return &[];
+    }
+    // SAFETY: a memory buffer's pos..last are its readable bytes.
+    unsafe { core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize) }
 }
 
 pub fn str_eq(s: &ngx_str_t, text: &str) -> bool {
