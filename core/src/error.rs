@@ -42,6 +42,21 @@ impl ApiError {
         )
     }
 
+    /// A change in a worker of an nginx whose state file a newer nginx
+    /// (a binary upgrade, or a reload of this one) has read since: the
+    /// newer one would never see it.
+    pub fn state_file_taken_over(path: &str) -> Self {
+        Self::new(
+            503,
+            "taken_over",
+            format!(
+                "the state file \"{path}\" was taken over by a newer nginx (a binary upgrade or a reload started \
+                 after this worker's): this worker changes nothing; retry the request (after a rollback to this \
+                 nginx, reload it first)"
+            ),
+        )
+    }
+
     /// The zone's slab has no room left.
     pub fn no_room(zone: &str, size: usize) -> Self {
         Self::new(507, "zone_full", format!("shared memory zone \"{zone}\" ({}) has no room left", human_size(size)))

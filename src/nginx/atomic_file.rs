@@ -4,17 +4,19 @@
 //! renamed over the old file and the directory is `fsync`ed: a crash at any
 //! point leaves the old file or the new one, never a torn one. Writers (and
 //! the master reading at start) serialise on an `flock` of `PATH.lock`,
-//! which the kernel releases if a worker dies holding it.
+//! which the kernel releases if a worker dies holding it. The lock file
+//! also holds the claim of the nginx that read the state file last
+//! ([`FileLock::claim`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// An exclusive lock on a state file, held until dropped.
 pub struct FileLock {
-    _file: File,
+    file: File,
 }
 
 impl FileLock {
@@ -35,13 +37,30 @@ impl FileLock {
         loop {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-                return Ok(FileLock { _file: file });
+                return Ok(FileLock { file });
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
         }
+    }
+}
+
+impl FileLock {
+    /// Writes `token` into the lock file: the mark of the nginx (master
+    /// and cycle) that read the state file last. Fails where the lock file
+    /// is not writable (opened read-only).
+    pub fn claim(&self, token: &str) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.write_all_at(token.as_bytes(), 0)
+    }
+
+    /// The token of the last [`FileLock::claim`] (empty if none).
+    pub fn claimed(&self) -> io::Result<String> {
+        let mut buf = [0u8; 128];
+        let n = self.file.read_at(&mut buf, 0)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 }
 

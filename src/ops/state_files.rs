@@ -18,6 +18,17 @@
 //!   (they would land in a zone that is going away). Because the master
 //!   bumps the epoch before it reads the file under the same lock, every
 //!   change answered 200 is in the file the new cycle reads.
+//! * A binary upgrade (USR2) runs a second nginx, with its own shared
+//!   memory, on the same files. So that no change lands in the instance
+//!   that is going away, each master writes its claim (its pid and start
+//!   time) into every state file's lock file at each cycle's start, under
+//!   the lock; a worker that finds another master's claim there refuses
+//!   changes with 503: a newer nginx has read the file and would never see
+//!   them. A reload keeps the master, and so the claim (the workers it
+//!   replaces refuse zone-upstream changes for their own reason; their
+//!   dyups changes reach the new workers through the kept registry). After
+//!   a rollback (the new master quits) the old one's workers refuse until
+//!   it is reloaded, which claims the files again.
 //! * After the change the whole state is written (atomically, see
 //!   [`crate::nginx::atomic_file`]). If that fails the change stays in effect, the API
 //!   answers 500 naming the file and the error, and the next change writes
@@ -43,6 +54,44 @@ use crate::zone::upstream::{srv_conf, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
 static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The claims this cycle's master wrote at start: its token, and the
+/// state files it wrote it for (see the module comment).
+static CLAIMS: Mutex<Option<Claims>> = Mutex::new(None);
+
+/// This master's token (workers inherit it): its pid and the time it was
+/// first needed, which no other master writes.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+struct Claims {
+    token: String,
+    paths: Vec<PathBuf>,
+}
+
+impl Claims {
+    fn new() -> Claims {
+        let token = TOKEN.get_or_init(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            format!("{} {}", std::process::id(), now.as_nanos())
+        });
+        Claims { token: token.clone(), paths: Vec::new() }
+    }
+
+    /// Claims the state file whose lock `lock` is.
+    fn claim(&mut self, lock: &FileLock, directive: &str, path: &Path) {
+        match lock.claim(&self.token) {
+            Ok(()) => self.paths.push(path.to_path_buf()),
+            Err(e) => log(
+                NGX_LOG_WARN,
+                &format!(
+                    "dynamic upstream: {directive} \"{}\": cannot write its lock file: {e}; during a binary upgrade \
+                     the old nginx's workers may change it unseen by the new one",
+                    path.display()
+                ),
+            ),
+        }
+    }
+}
 
 /// A configured path, relative ones against nginx's prefix.
 fn resolve(cycle: &ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> {
@@ -101,6 +150,7 @@ pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
     let Some(dyups) = Dyups::get() else {
         return;
     };
+    let mut claims = Claims::new();
     for upstream in Upstream::of_cycle(cycle) {
         let Some(srv) = srv_conf(upstream) else { continue };
         srv.state_path = resolve(cycle, &srv.state_file);
@@ -110,7 +160,7 @@ pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
         }
         let restored = ZoneUpstream::of_running(upstream, managed_by_dyups)
             .map_err(|e| e.text)
-            .and_then(|zone| restore_zone_upstream(&zone, &path));
+            .and_then(|zone| restore_zone_upstream(&zone, &path, &mut claims));
         if let Err(text) = restored {
             log_error(&format!(
                 "{text}: the configuration's servers are used (the next change through the API writes them \
@@ -124,26 +174,38 @@ pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
     }
     if let Some(path) = dyups_file {
         if dyups.take_first_load() {
-            if let Err(text) = restore_dyups(&dyups, &path, cycle) {
+            if let Err(text) = restore_dyups(&dyups, &path, cycle, &mut claims) {
                 log_error(&format!("{text}; the upstreams after it were not restored"));
             }
+        } else {
+            // The registry this cycle keeps is the file's: claimed all the
+            // same (again, or after a rollback).
+            match FileLock::exclusive(&path, true) {
+                Ok(lock) => claims.claim(&lock, "dyups_upstream_conf", &path),
+                Err(e) => log_error(&format!("dyups_upstream_conf \"{}\": cannot lock: {e}", path.display())),
+            }
         }
+    }
+    if let Ok(mut slot) = CLAIMS.lock() {
+        *slot = Some(claims);
     }
 }
 
 /// A state file's text, read under its lock (held until the returned lock
 /// is dropped), for a restore at start; none if the file does not exist.
-/// `directive` names the file in messages.
-fn read_locked(directive: &str, path: &Path) -> Result<(FileLock, Option<String>), String> {
+/// The file is claimed for this cycle under the same lock. `directive`
+/// names the file in messages.
+fn read_locked(directive: &str, path: &Path, claims: &mut Claims) -> Result<(FileLock, Option<String>), String> {
     let shown = path.display();
     let lock = FileLock::exclusive(path, true).map_err(|e| format!("{directive} \"{shown}\": cannot lock: {e}"))?;
+    claims.claim(&lock, directive, path);
     let text = persist::read(path).map_err(|e| format!("{directive} \"{shown}\": cannot read: {e}"))?;
     Ok((lock, text))
 }
 
-fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
+fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path, claims: &mut Claims) -> Result<(), String> {
     let shown = path.display();
-    let (_lock, text) = read_locked("dynamic_state_file", path)?;
+    let (_lock, text) = read_locked("dynamic_state_file", path, claims)?;
     let Some(text) = text else { return Ok(()) };
     let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
     log_id_problems(&format!("dynamic_state_file \"{shown}\""), &text);
@@ -156,9 +218,9 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path) -> Result<(), String>
 }
 
 /// In the master at start, with the new cycle.
-fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), String> {
+fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t, claims: &mut Claims) -> Result<(), String> {
     let shown = path.display();
-    let (_lock, text) = read_locked("dyups_upstream_conf", path)?;
+    let (_lock, text) = read_locked("dyups_upstream_conf", path, claims)?;
     let Some(text) = text else { return Ok(()) };
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
     log_id_problems(&format!("dyups_upstream_conf \"{shown}\""), &text);
@@ -190,6 +252,9 @@ impl ChangeGuard {
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
             return Err(ApiError::reloading());
         }
+        if let (Some(lock), Some(path)) = (&lock, &zone.state_path) {
+            check_claim(lock, path)?;
+        }
         Ok(ChangeGuard { _lock: lock })
     }
 
@@ -197,8 +262,9 @@ impl ChangeGuard {
     /// (`dyups_trylock on`), a file another change holds locked answers 409
     /// at once, as the registry's lock does.
     pub fn for_dyups(trylock: bool) -> Result<ChangeGuard, ApiError> {
-        let lock = match dyups_file() {
-            Some(path) => Some(lock(&path, !trylock)?),
+        let path = dyups_file();
+        let lock = match &path {
+            Some(path) => Some(lock(path, !trylock)?),
             None => None,
         };
         // A reload that gave the registry or the health checks a new zone
@@ -206,6 +272,9 @@ impl ChangeGuard {
         // workers.
         if Dyups::get().is_some_and(|d| d.is_superseded()) || crate::zone::health::superseded() {
             return Err(ApiError::reloading());
+        }
+        if let (Some(lock), Some(path)) = (&lock, &path) {
+            check_claim(lock, path)?;
         }
         Ok(ChangeGuard { _lock: lock })
     }
@@ -215,6 +284,9 @@ impl ChangeGuard {
 /// static's heap buffer would outlive it as a leak).
 pub fn forget() {
     if let Ok(mut slot) = DYUPS_FILE.lock() {
+        *slot = None;
+    }
+    if let Ok(mut slot) = CLAIMS.lock() {
         *slot = None;
     }
 }
@@ -230,6 +302,21 @@ pub fn managed_by_dyups(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str) -> 
         let file = dyups_file();
         ApiError::managed_by_dyups(name, file.as_deref().map(|f| f.to_string_lossy()).as_deref())
     })
+}
+
+/// Refuses a change if a newer nginx claimed the state file since this
+/// cycle did (a file this cycle did not claim, or whose claim cannot be
+/// read, is not refused).
+fn check_claim(lock: &FileLock, path: &Path) -> Result<(), ApiError> {
+    let ours = CLAIMS
+        .lock()
+        .ok()
+        .and_then(|claims| claims.as_ref().filter(|c| c.paths.iter().any(|p| p == path)).map(|c| c.token.clone()));
+    let Some(ours) = ours else { return Ok(()) };
+    if lock.claimed().is_ok_and(|theirs| !theirs.is_empty() && theirs != ours) {
+        return Err(ApiError::state_file_taken_over(&path.display().to_string()));
+    }
+    Ok(())
 }
 
 fn lock(path: &Path, wait: bool) -> Result<FileLock, ApiError> {

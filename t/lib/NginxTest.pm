@@ -407,6 +407,17 @@ a child of the master before is gone and the configured number of new
 workers is running.  Dies if the reload fails (e.g. C<[emerg]> in the new
 configuration) or times out.
 
+=item C<nginx_upgrade_start()>, C<nginx_upgrade_finish(OLD_PID)>
+
+A binary upgrade as operators run it (Debian's C<service nginx upgrade>):
+C<nginx_upgrade_start> sends USR2 to the master and waits (up to 10 s) until
+the new master (the same binary executed again, which reads the
+configuration file again: edit it first to make the two differ) has
+written F<logs/nginx.pid> and runs its workers, while the old one
+(F<logs/nginx.pid.oldbin>) and its workers keep serving; returns the old
+and the new master's pids. C<nginx_upgrade_finish> sends QUIT to the old
+master and waits until it has exited. Both die on a timeout.
+
 =item C<nginx_restart()>
 
 Stops nginx and starts it again with the same prefix and configuration;
@@ -543,7 +554,7 @@ use Time::HiRes qw(sleep time);
 use Exporter ();
 our @HELPERS = qw(
     http http_get port server_port prefix data_dir conf_file
-    master_pid worker_pids nginx_reload nginx_restart poll_until
+    master_pid worker_pids nginx_reload nginx_restart nginx_upgrade_start nginx_upgrade_finish poll_until
     error_log_text nginx_t block block_name module_files nginx_at_least nginx_version
 );
 our @EXPORT = (qw(run_tests), @HELPERS, @Test::More::EXPORT);
@@ -1632,6 +1643,34 @@ sub nginx_reload {
     }, 10);
     die "nginx_reload: new configuration rejected: $failed\n" if $failed;
     die "nginx_reload: old workers still running or new ones missing after 10 s\n" unless $ok;
+    return 1;
+}
+
+sub nginx_upgrade_start {
+    _need_block('nginx_upgrade_start');
+    my $old = _read_pid() or die "nginx_upgrade_start: no pid file\n";
+    _alive($old) or die "nginx_upgrade_start: master $old is not running\n";
+    my $want = _expected_workers();
+    kill 'USR2', $old or die "nginx_upgrade_start: kill USR2 $old: $!\n";
+    my $new;
+    my $ok = poll_until(sub {
+        my $oldbin = _slurp(_pid_file() . '.oldbin') // '';
+        return 0 unless $oldbin =~ /^(\d+)/ && $1 == $old;
+        $new = _read_pid() or return 0;
+        return 0 if $new == $old || !_alive($new);
+        return (grep { _cmdline($_) =~ /^nginx: worker process/ } _children($new)) >= $want;
+    }, 10);
+    die "nginx_upgrade_start: no new master with $want workers within 10 s; error.log:\n"
+        . _tail(_slurp("$CUR->{prefix}logs/error.log"), 20) unless $ok;
+    $CUR->{master_pid} = $new;
+    return ($old, $new);
+}
+
+sub nginx_upgrade_finish {
+    my ($old) = @_;
+    _need_block('nginx_upgrade_finish');
+    kill 'QUIT', $old or die "nginx_upgrade_finish: kill QUIT $old: $!\n";
+    poll_until(sub { !_alive($old) }, 10) or die "nginx_upgrade_finish: old master $old still running after 10 s\n";
     return 1;
 }
 
