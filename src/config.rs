@@ -1,4 +1,5 @@
-//! Configuration: the module's directives and where their values live.
+//! Configuration: what the module's directives do (their table, with the
+//! offsets nginx writes at, is the module object's: `lib.rs`).
 //!
 //! Values are stored through nginx's own slot setters (`ngx_conf_set_*_slot`)
 //! into `#[repr(C)]` fields of nginx's types, so nginx does the parsing,
@@ -8,18 +9,12 @@
 #![forbid(unsafe_code)]
 
 use core::ffi::c_char;
-use core::mem::offset_of;
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::Address;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_str_slot, ngx_conf_t, NGX_CONF_ANY,
-    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
-    NGX_HTTP_UPS_CONF,
-};
+use ngx::ffi::ngx_conf_t;
 use ngx::http::HttpModuleMainConf;
-use ngx::ngx_string;
 
 use crate::api::handlers;
 use crate::nginx::conf::{
@@ -27,11 +22,11 @@ use crate::nginx::conf::{
     UNSET_SIZE,
 };
 use crate::nginx::module_hooks::{
-    command, conf_emerg, cycle_of, slot, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged,
+    conf_emerg, cycle_of, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged,
 };
 use crate::nginx::upstreams::Upstream;
 use crate::zone::health;
-use crate::zone::upstream::{srv_conf, SrvConf};
+use crate::zone::upstream::{finish_checks as finish_upstream_checks, SrvConf};
 use crate::Module;
 
 /// Fills in the defaults of directives the configuration did not set.
@@ -72,7 +67,7 @@ fn set_size_at_least(
 }
 
 /// `dyups_shm_zone_size SIZE;`: nginx's size parser, and a minimum.
-struct SetShmZoneSize;
+pub struct SetShmZoneSize;
 impl Directive for SetShmZoneSize {
     type Conf = MainConf;
     fn set(call: &mut DirectiveCall<'_, MainConf>) -> Result<(), DirectiveError> {
@@ -81,7 +76,7 @@ impl Directive for SetShmZoneSize {
 }
 
 /// `check_shm_size SIZE;`: nginx's size parser, and a minimum.
-struct SetCheckShmSize;
+pub struct SetCheckShmSize;
 impl Directive for SetCheckShmSize {
     type Conf = MainConf;
     fn set(call: &mut DirectiveCall<'_, MainConf>) -> Result<(), DirectiveError> {
@@ -93,7 +88,7 @@ impl Directive for SetCheckShmSize {
 /// `check_keepalive_requests` in an `upstream {}` block: collected for
 /// the upstream, each validated as it is read ([`finish_checks`] makes
 /// the upstream's checks).
-struct SetCheck;
+pub struct SetCheck;
 impl Directive for SetCheck {
     type Conf = SrvConf;
     fn set(call: &mut DirectiveCall<'_, SrvConf>) -> Result<(), DirectiveError> {
@@ -115,11 +110,9 @@ impl Directive for SetCheck {
 pub fn finish_checks(cf: &mut ngx_conf_t) -> Result<(), ()> {
     let mut any = false;
     for upstream in Upstream::of_cycle(cycle_of(cf)) {
-        let Some(srv) = srv_conf(upstream) else { continue };
         let name = upstream.name();
         let mut failed = |text: &str| conf_emerg(cf, &format!("{text} in upstream \"{name}\""));
-        srv.check = core::mem::take(&mut srv.checks).finish().map_err(|e| failed(&e.text))?;
-        if srv.check.is_none() {
+        if !finish_upstream_checks(upstream).map_err(|e| failed(&e))? {
             continue;
         }
         if upstream.zone().is_none() {
@@ -153,7 +146,7 @@ pub fn finish_checks(cf: &mut ngx_conf_t) -> Result<(), ()> {
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.
-struct SetDynamicUpstream;
+pub struct SetDynamicUpstream;
 impl Directive for SetDynamicUpstream {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
@@ -162,7 +155,7 @@ impl Directive for SetDynamicUpstream {
 }
 
 /// `dyups_interface;` makes the location serve the REST API.
-struct SetDyupsInterface;
+pub struct SetDyupsInterface;
 impl Directive for SetDyupsInterface {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
@@ -175,7 +168,7 @@ impl Directive for SetDyupsInterface {
 
 /// `dynamic_upstream_api [write=on|off];` makes the location serve the
 /// NGINX Plus API (read-only unless `write=on`).
-struct SetPlusApi;
+pub struct SetPlusApi;
 impl Directive for SetPlusApi {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
@@ -195,7 +188,7 @@ impl Directive for SetPlusApi {
 }
 
 /// `dynamic_upstream_metrics;` makes the location serve the Prometheus page.
-struct SetMetrics;
+pub struct SetMetrics;
 impl Directive for SetMetrics {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
@@ -205,7 +198,7 @@ impl Directive for SetMetrics {
 
 /// `check_status [html|csv|json];` makes the location serve the health
 /// checks' status page (HTML unless given).
-struct SetCheckStatus;
+pub struct SetCheckStatus;
 impl Directive for SetCheckStatus {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
@@ -230,63 +223,3 @@ fn set_stats_handler(
     call.main_conf().ok_or(Logged)?.stats = true;
     call.set_location_handler(handler)
 }
-
-/// The directive table nginx reads (terminated by an empty entry).
-pub static mut COMMANDS: [ngx_command_t; 18] = [
-    command::<SetPlusApi>(ngx_string!("dynamic_upstream_api"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, 0),
-    command::<SetMetrics>(ngx_string!("dynamic_upstream_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, 0),
-    command::<SetCheckStatus>(ngx_string!("check_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1, 0),
-    command::<SetDynamicUpstream>(ngx_string!("dynamic_upstream"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, 0),
-    command::<SetDyupsInterface>(ngx_string!("dyups_interface"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, 0),
-    slot::<LocConf>(
-        ngx_string!("dynamic_upstream_read_only"),
-        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
-        ngx_conf_set_flag_slot,
-        offset_of!(LocConf, dynamic_read_only),
-    ),
-    slot::<LocConf>(
-        ngx_string!("dyups_read_only"),
-        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
-        ngx_conf_set_flag_slot,
-        offset_of!(LocConf, dyups_read_only),
-    ),
-    command::<SetShmZoneSize>(
-        ngx_string!("dyups_shm_zone_size"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        offset_of!(MainConf, shm_zone_size),
-    ),
-    slot::<MainConf>(
-        ngx_string!("dyups_read_msg_timeout"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        ngx_conf_set_msec_slot,
-        offset_of!(MainConf, read_msg_timeout),
-    ),
-    slot::<MainConf>(
-        ngx_string!("dyups_trylock"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
-        ngx_conf_set_flag_slot,
-        offset_of!(MainConf, trylock),
-    ),
-    slot::<MainConf>(
-        ngx_string!("dyups_upstream_conf"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        ngx_conf_set_str_slot,
-        offset_of!(MainConf, upstream_conf),
-    ),
-    slot::<SrvConf>(
-        ngx_string!("dynamic_state_file"),
-        NGX_HTTP_UPS_CONF | NGX_CONF_TAKE1,
-        ngx_conf_set_str_slot,
-        offset_of!(SrvConf, state_file),
-    ),
-    command::<SetCheck>(ngx_string!("check"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0),
-    command::<SetCheck>(ngx_string!("check_http_send"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0),
-    command::<SetCheck>(ngx_string!("check_http_expect_alive"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0),
-    command::<SetCheck>(ngx_string!("check_keepalive_requests"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0),
-    command::<SetCheckShmSize>(
-        ngx_string!("check_shm_size"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        offset_of!(MainConf, check_shm_size),
-    ),
-    ngx_command_t::empty(),
-];

@@ -23,13 +23,13 @@ use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
 use crate::health::prober;
 use crate::nginx::balancers::KnownBalancers;
-use crate::nginx::module_hooks::{add_post_read_handler, conf_log, cycle_of, CycleHooks, InitModule};
+use crate::nginx::module_hooks::{conf_log, cycle_of, CycleHooks, InitModule, Postconfiguration};
 use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
 use crate::nginx::upstreams::Upstream;
 use crate::ops::state_files;
-use crate::zone::request_hook::prepare_for_cycle;
-use crate::zone::upstream::{srv_conf, ZoneUpstream};
+use crate::zone::request_hook::prepare_upstreams;
+use crate::zone::upstream::{has_bookkeeping, ZoneUpstream};
 use crate::Module;
 
 /// The module's cycle hooks.
@@ -43,7 +43,8 @@ impl CycleHooks for Hooks {
         crate::api::lua::register_packages(cf)
     }
 
-    fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()> {
+        let cf = post.conf();
         let balancers = KnownBalancers::probe(cf);
         let main = Module::main_conf_mut(cf).ok_or(())?;
         main.balancers = balancers;
@@ -52,8 +53,8 @@ impl CycleHooks for Hooks {
             return Err(());
         }
         // Every request first checks whether the dyups registry moved.
-        add_post_read_handler(cf, sync_on_request)?;
-        crate::config::finish_checks(cf)
+        post.add_post_read_handler(sync_on_request)?;
+        crate::config::finish_checks(post.conf())
     }
 
     fn init_module(init: &mut InitModule) {
@@ -66,13 +67,11 @@ impl CycleHooks for Hooks {
             return; // no http block
         };
         crate::api::c_api::set_enabled(!main.zone.is_null());
-        for upstream in Upstream::of_cycle(init.cycle()) {
-            prepare_for_cycle(init, upstream, &main.balancers, main.stats);
-        }
+        prepare_upstreams(init, &main.balancers, main.stats);
         // Restored run-time upstreams and zone peers get their health
         // records there.
         let not_carried = prober::set_zone(init);
-        state_files::load_at_start(init.cycle(), main);
+        state_files::load_at_start(init, main);
         if let Err(text) = prober::begin_cycle(init, not_carried) {
             init.log(NGX_LOG_ERR, &text);
         }
@@ -81,7 +80,7 @@ impl CycleHooks for Hooks {
 
     /// Every worker keeps its dyups view fresh on a timer too, and probes
     /// the checked peers.
-    fn init_process(cycle: &mut ngx_cycle_t) {
+    fn init_process(cycle: &ngx_cycle_t) {
         mark_started();
         if let Some(main) = Module::main_conf(cycle) {
             start_timer(main.read_msg_timeout);
@@ -112,7 +111,7 @@ fn start_plus_api(cycle: &ngx_cycle_t, counting: bool) {
     crate::ops::plus::start_cycle(now_ms);
     set_counting(counting);
     for upstream in Upstream::of_cycle(cycle) {
-        if srv_conf(upstream).is_some_and(|srv| !srv.state.is_null()) {
+        if has_bookkeeping(upstream) {
             if let Ok(zone) = ZoneUpstream::of_running(upstream, |_, _| None) {
                 zone.start_ids(now_ms * 1000);
             }

@@ -51,11 +51,18 @@ mod nginx;
 mod ops;
 mod zone;
 
-use ngx::ffi::{ngx_http_module_t, ngx_module_t, NGX_HTTP_MODULE};
+use core::mem::offset_of;
+
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_str_slot, ngx_http_module_t,
+    ngx_module_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_HTTP_UPS_CONF,
+};
 use ngx::http::HttpModule;
+use ngx::ngx_string;
 
 use cycle::Hooks;
-use nginx::module_hooks;
+use nginx::module_hooks::{self, command, slot};
 
 pub use nginx::conf::{LocConf, MainConf};
 pub use zone::upstream::SrvConf;
@@ -101,7 +108,7 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
     ctx: core::ptr::addr_of!(MODULE_CTX) as _,
     // SAFETY: only the address of the command table is taken here; nginx
     // reads it while parsing the configuration.
-    commands: unsafe { core::ptr::addr_of_mut!(config::COMMANDS[0]) },
+    commands: unsafe { core::ptr::addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
     init_module: Some(module_hooks::init_module::<Hooks>),
     init_process: Some(module_hooks::init_process::<Hooks>),
@@ -112,3 +119,105 @@ pub static mut ngx_http_dynamic_upstream_module: ngx_module_t = ngx_module_t {
 
 #[cfg(feature = "export-modules")]
 ngx::ngx_modules!(ngx_http_dynamic_upstream_module);
+
+/// The directive table nginx reads (terminated by an empty entry).
+// SAFETY (every entry): http contexts only; each `slot` field has the type
+// its setter stores (flag: ngx_flag_t, msec: ngx_msec_t, str: ngx_str_t),
+// and the field of each `command` whose handler calls `set_size` is a
+// usize (`shm_zone_size`, `check_shm_size`); the others' handlers set no
+// field through nginx.
+#[allow(clippy::undocumented_unsafe_blocks)]
+static mut COMMANDS: [ngx_command_t; 18] = [
+    unsafe {
+        command::<config::SetPlusApi>(
+            ngx_string!("dynamic_upstream_api"),
+            NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+            0,
+        )
+    },
+    unsafe {
+        command::<config::SetMetrics>(ngx_string!("dynamic_upstream_metrics"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, 0)
+    },
+    unsafe {
+        command::<config::SetCheckStatus>(
+            ngx_string!("check_status"),
+            NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+            0,
+        )
+    },
+    unsafe {
+        command::<config::SetDynamicUpstream>(ngx_string!("dynamic_upstream"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, 0)
+    },
+    unsafe {
+        command::<config::SetDyupsInterface>(ngx_string!("dyups_interface"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, 0)
+    },
+    unsafe {
+        slot::<LocConf>(
+            ngx_string!("dynamic_upstream_read_only"),
+            NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+            ngx_conf_set_flag_slot,
+            offset_of!(LocConf, dynamic_read_only),
+        )
+    },
+    unsafe {
+        slot::<LocConf>(
+            ngx_string!("dyups_read_only"),
+            NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+            ngx_conf_set_flag_slot,
+            offset_of!(LocConf, dyups_read_only),
+        )
+    },
+    unsafe {
+        command::<config::SetShmZoneSize>(
+            ngx_string!("dyups_shm_zone_size"),
+            NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+            offset_of!(MainConf, shm_zone_size),
+        )
+    },
+    unsafe {
+        slot::<MainConf>(
+            ngx_string!("dyups_read_msg_timeout"),
+            NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+            ngx_conf_set_msec_slot,
+            offset_of!(MainConf, read_msg_timeout),
+        )
+    },
+    unsafe {
+        slot::<MainConf>(
+            ngx_string!("dyups_trylock"),
+            NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
+            ngx_conf_set_flag_slot,
+            offset_of!(MainConf, trylock),
+        )
+    },
+    unsafe {
+        slot::<MainConf>(
+            ngx_string!("dyups_upstream_conf"),
+            NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+            ngx_conf_set_str_slot,
+            offset_of!(MainConf, upstream_conf),
+        )
+    },
+    unsafe {
+        slot::<SrvConf>(
+            ngx_string!("dynamic_state_file"),
+            NGX_HTTP_UPS_CONF | NGX_CONF_TAKE1,
+            ngx_conf_set_str_slot,
+            offset_of!(SrvConf, state_file),
+        )
+    },
+    unsafe { command::<config::SetCheck>(ngx_string!("check"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0) },
+    unsafe { command::<config::SetCheck>(ngx_string!("check_http_send"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0) },
+    unsafe { command::<config::SetCheck>(ngx_string!("check_http_expect_alive"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0) },
+    unsafe {
+        command::<config::SetCheck>(ngx_string!("check_keepalive_requests"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0)
+    },
+    unsafe {
+        command::<config::SetCheckShmSize>(
+            ngx_string!("check_shm_size"),
+            NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+            offset_of!(MainConf, check_shm_size),
+        )
+    },
+    ngx_command_t::empty(),
+];

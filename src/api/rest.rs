@@ -120,7 +120,7 @@ fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) ->
         // An upstream of the configuration keeps the configuration's spelling.
         (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r.peers)),
         (Some(r), None) => (r.name, Source::Shared(r.peers)),
-        (None, Some((_, upstream))) if is_front(upstream.raw()) => return Err(not_found()),
+        (None, Some((_, upstream))) if is_front(upstream) => return Err(not_found()),
         (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
         (None, None) => return Err(not_found()),
     };
@@ -153,7 +153,7 @@ impl Source {
                 peers
             }
             Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {
-                Ok(zone) if !is_front(upstream.raw()) => zone.peers_with_health(),
+                Ok(zone) if !is_front(upstream) => zone.peers_with_health(),
                 _ => configured_peers(upstream).unwrap_or_default(),
             },
         }
@@ -174,7 +174,7 @@ fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
         match by_name.get(&key) {
             Some(r) if r.deleted || r.peers.is_null() => {}
             Some(r) => table.push((name, Source::Shared(r.peers))),
-            None if is_front(upstream.raw()) => {}
+            None if is_front(upstream) => {}
             None => table.push((name, Source::Config(upstream))),
         }
         in_config.insert(key);

@@ -800,16 +800,15 @@ unsafe extern "C" fn free_no_peer(_pc: *mut ngx_peer_connection_t, _data: *mut c
 
 /// Whether `name` is currently served by the registry in this worker (so
 /// the query-string API must leave it alone).
-pub fn is_front(uscf: *mut ngx_http_upstream_srv_conf_t) -> bool {
-    // SAFETY: reading a function pointer of a configured upstream.
-    unsafe { (*uscf).peer.init.map(|f| f as usize) == Some(init_front_peer as *const () as usize) }
+pub fn is_front(upstream: Upstream) -> bool {
+    upstream.peer_init().map(|f| f as usize) == Some(init_front_peer as *const () as usize)
 }
 
 /// The peers of an upstream of the configuration as configured, unless
 /// this worker made it a front (its peer.data is then the front).
 pub fn configured_peers(upstream: Upstream) -> Option<Vec<dynamic_upstream_core::PeerView>> {
     // SAFETY: not a front: its peer.data is the configuration's peer list.
-    (!is_front(upstream.raw())).then(|| unsafe { upstream.configured_peers() })
+    (!is_front(upstream)).then(|| unsafe { upstream.configured_peers() })
 }
 
 /// Releases this worker's versions (exit_process): nothing runs after it,

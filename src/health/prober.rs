@@ -46,7 +46,7 @@ use crate::nginx::process::in_running_process;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{str_eq, Upstream};
 use crate::zone::health::{configuration_number, set_peer_health, set_running, HealthZone};
-use crate::zone::upstream::srv_conf;
+use crate::zone::upstream::check_of;
 use crate::Module;
 use ngx::http::HttpModuleMainConf;
 
@@ -282,15 +282,15 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
 fn checked_upstreams(cycle: &ngx_cycle_t) -> Vec<(Upstream, Target)> {
     let mut checked = Vec::new();
     for upstream in Upstream::of_cycle(cycle) {
-        let Some(check) = srv_conf(upstream).and_then(|s| s.check.as_ref()) else { continue };
-        if is_front(upstream.raw()) {
+        let Some(check) = check_of(upstream) else { continue };
+        if is_front(upstream) {
             // Served by the dyups registry in this worker: its peer.data
             // is the front, not a peer list.
             continue;
         }
         let primary = upstream.conf().peer.data.cast::<ngx_http_upstream_rr_peers_t>();
         if upstream.zone().is_some() && !primary.is_null() {
-            checked.push((upstream, Target { primary: Some(primary), check: Rc::new(check.clone()) }));
+            checked.push((upstream, Target { primary: Some(primary), check: Rc::new(check) }));
         }
     }
     checked

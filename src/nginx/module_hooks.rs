@@ -30,13 +30,13 @@ pub trait CycleHooks {
     /// Before the http block is read.
     fn preconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()>;
     /// After the http block was read.
-    fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()>;
+    fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()>;
     /// In the master, with the new cycle (the global `ngx_cycle` is still
     /// the old one), after its shared zones are initialised. nginx treats a
     /// failure here as fatal even on reload, so there is none.
     fn init_module(init: &mut InitModule);
     /// In each new worker (or the single process), with its cycle.
-    fn init_process(cycle: &mut ngx_cycle_t);
+    fn init_process(cycle: &ngx_cycle_t);
     /// In a worker that exits.
     fn exit_process();
     /// In the master that exits.
@@ -57,10 +57,43 @@ pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) ->
     request_guard(|| status(H::preconfiguration(cf)))
 }
 
+/// The http module's postconfiguration: the http block is read, its
+/// phases' handler arrays exist. Only nginx's call makes one.
+pub struct Postconfiguration<'a> {
+    cf: &'a mut ngx_conf_t,
+}
+
+impl Postconfiguration<'_> {
+    /// The configuration context of the http block.
+    pub fn conf(&mut self) -> &mut ngx_conf_t {
+        self.cf
+    }
+
+    /// Adds `handler` to the http block's POST_READ phase.
+    pub fn add_post_read_handler(
+        &mut self,
+        handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
+    ) -> Result<(), ()> {
+        let cmcf = NgxHttpCoreModule::main_conf_mut(self.cf).ok_or(())?;
+        let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_POST_READ_PHASE as usize].handlers;
+        // SAFETY: at postconfiguration the phase's array exists
+        // (ngx_http_init_phases ran), of ngx_http_handler_pt elements; a
+        // pushed slot is uninitialised memory of that size, written at once.
+        unsafe {
+            let slot = ngx_array_push(handlers).cast::<ngx_http_handler_pt>();
+            if slot.is_null() {
+                return Err(());
+            }
+            slot.write(Some(handler));
+        }
+        Ok(())
+    }
+}
+
 pub unsafe extern "C" fn postconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: as for preconfiguration.
-    let cf = unsafe { &mut *cf };
-    request_guard(|| status(H::postconfiguration(cf)))
+    let mut post = Postconfiguration { cf: unsafe { &mut *cf } };
+    request_guard(|| status(H::postconfiguration(&mut post)))
 }
 
 /// The master's init_module of a new cycle: its shared zones exist and are
@@ -68,15 +101,11 @@ pub unsafe extern "C" fn postconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -
 /// any more. Only nginx's call of init_module makes one, so a function
 /// that takes it may rely on all of that.
 pub struct InitModule<'a> {
-    cycle: &'a mut ngx_cycle_t,
+    cycle: &'a ngx_cycle_t,
 }
 
 impl InitModule<'_> {
     pub fn cycle(&self) -> &ngx_cycle_t {
-        self.cycle
-    }
-
-    pub fn cycle_mut(&mut self) -> &mut ngx_cycle_t {
         self.cycle
     }
 
@@ -90,7 +119,7 @@ impl InitModule<'_> {
 pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    let mut init = InitModule { cycle: unsafe { &mut *cycle } };
+    let mut init = InitModule { cycle: unsafe { &*cycle } };
     request_guard(|| {
         H::init_module(&mut init);
         NGX_OK as ngx_int_t
@@ -99,7 +128,7 @@ pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> 
 
 pub unsafe extern "C" fn init_process<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx calls init_process with the process's cycle.
-    let cycle = unsafe { &mut *cycle };
+    let cycle = unsafe { &*cycle };
     request_guard(|| {
         H::init_process(cycle);
         NGX_OK as ngx_int_t
@@ -118,25 +147,6 @@ pub unsafe extern "C" fn exit_master<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
         H::exit_master();
         NGX_OK as ngx_int_t
     });
-}
-
-/// Adds `handler` to the http block's POST_READ phase (postconfiguration).
-pub fn add_post_read_handler(
-    cf: &mut ngx_conf_t,
-    handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
-) -> Result<(), ()> {
-    let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(())?;
-    let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_POST_READ_PHASE as usize].handlers;
-    // SAFETY: the phase's array holds ngx_http_handler_pt elements; a
-    // pushed slot is uninitialised memory of that size, written at once.
-    unsafe {
-        let slot = ngx_array_push(handlers).cast::<ngx_http_handler_pt>();
-        if slot.is_null() {
-            return Err(());
-        }
-        slot.write(Some(handler));
-    }
-    Ok(())
 }
 
 /// The cycle being configured.
@@ -179,11 +189,15 @@ unsafe impl ConfLevel for LocConf {
 
 /// Why a directive was refused.
 pub enum DirectiveError {
-    /// The handler logged its own `[emerg]`.
+    /// The handler logged its own `[emerg]`, or nginx has nothing to add.
     Logged,
-    /// nginx's slot setter refused it with this message (nginx logs it).
-    Nginx(*mut c_char),
+    /// nginx's slot setter refused it with its message (nginx logs it).
+    Nginx(SlotMessage),
 }
+
+/// A message of nginx's slot setter (a static C string of nginx's); only
+/// [`DirectiveCall::set_size`] makes one.
+pub struct SlotMessage(*mut c_char);
 
 /// A directive being read: its words, the configuration it sets, and the
 /// configuration context.
@@ -222,13 +236,13 @@ impl<C> DirectiveCall<'_, C> {
     /// Runs nginx's size parser on the directive (`ngx_conf_set_size_slot`):
     /// the field at the command's offset gets the value, or nginx's message.
     pub fn set_size(&mut self) -> Result<(), DirectiveError> {
-        // SAFETY: the command's offset is a usize field of C (see `command`),
-        // whose memory `conf` is.
+        // SAFETY: the command's offset is a usize field of C (`command`'s
+        // contract), whose memory `conf` is.
         let rv = unsafe { ngx_conf_set_size_slot(self.cf, self.cmd, self.conf) };
         if rv.is_null() {
             Ok(())
         } else {
-            Err(DirectiveError::Nginx(rv))
+            Err(DirectiveError::Nginx(SlotMessage(rv)))
         }
     }
 
@@ -270,7 +284,7 @@ unsafe extern "C" fn directive<D: Directive>(
         match D::set(&mut call) {
             Ok(()) => NGX_CONF_OK,
             Err(DirectiveError::Logged) => NGX_CONF_ERROR,
-            Err(DirectiveError::Nginx(message)) => message,
+            Err(DirectiveError::Nginx(SlotMessage(message))) => message,
         }
     })
 }
@@ -278,7 +292,13 @@ unsafe extern "C" fn directive<D: Directive>(
 /// The directive table's entry for `D`: `flags` are the contexts and
 /// arguments (`NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1`...), `field` the offset
 /// of the field in `D::Conf` nginx's slot setters fill in (0 if none).
-pub const fn command<D: Directive>(name: ngx_str_t, flags: u32, field: usize) -> ngx_command_t {
+///
+/// # Safety
+/// `flags` name http contexts only (`NGX_HTTP_*_CONF`, never
+/// `NGX_DIRECT_CONF`/`NGX_MAIN_CONF`), so that nginx passes `D::Conf`; if
+/// `D::set` calls [`DirectiveCall::set_size`], `field` is the offset of a
+/// `usize` field of `D::Conf`.
+pub const unsafe fn command<D: Directive>(name: ngx_str_t, flags: u32, field: usize) -> ngx_command_t {
     ngx_command_t {
         name,
         type_: flags as ngx_uint_t,
@@ -291,7 +311,12 @@ pub const fn command<D: Directive>(name: ngx_str_t, flags: u32, field: usize) ->
 
 /// An entry whose value nginx's own slot setter (`ngx_conf_set_flag_slot`...)
 /// stores at `field` of `C`.
-pub const fn slot<C: ConfLevel>(
+///
+/// # Safety
+/// `flags` name http contexts only, and `field` is the offset of a field of
+/// `C` of the type `set` stores (`ngx_flag_t` for the flag slot,
+/// `ngx_msec_t` for msec, `ngx_str_t` for str...).
+pub const unsafe fn slot<C: ConfLevel>(
     name: ngx_str_t,
     flags: u32,
     set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,

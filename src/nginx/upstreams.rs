@@ -81,7 +81,9 @@ pub fn str_lossy(s: &ngx_str_t) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
 
-/// An `upstream {}` block of the running configuration.
+/// An `upstream {}` block of a configuration (the running one, or the new
+/// one in init_module): handles are made only from a configured cycle's
+/// table, and used while that configuration lives.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Upstream(*mut ngx_http_upstream_srv_conf_t);
 
@@ -142,11 +144,13 @@ impl Upstream {
         self.conf().peer.init
     }
 
-    /// Replaces its balancer's `peer.init` (in init_module, before any
-    /// request; workers inherit it).
-    pub fn set_peer_init(self, init: ngx::ffi::ngx_http_upstream_init_peer_pt) {
-        // SAFETY: see conf(); a plain write of a function pointer nginx
-        // reads only when a request starts, which none does in the master.
+    /// Replaces its balancer's `peer.init` (workers inherit it).
+    ///
+    /// # Safety
+    /// In init_module, an upstream of the new cycle (no request has started
+    /// on it), and no reference of [`Upstream::conf`] to it is in use.
+    pub unsafe fn set_peer_init(self, init: ngx::ffi::ngx_http_upstream_init_peer_pt) {
+        // SAFETY: per the contract; a plain write of a function pointer.
         unsafe { (*self.0).peer.init = init };
     }
 

@@ -142,7 +142,7 @@ pub fn find(name: &str) -> Result<Target, PlusError> {
             let runtime = config.is_none();
             Ok(Target::Runtime { name: config.map_or(r.name, |(config_name, _)| config_name), runtime })
         }
-        (None, Some((_, upstream))) if is_front(upstream.raw()) => Err(not_found()),
+        (None, Some((_, upstream))) if is_front(upstream) => Err(not_found()),
         (None, Some((_, upstream))) => Ok(Target::Zone(ZoneUpstream::of_running(upstream, managed_by_dyups)?)),
         (None, None) => Err(not_found()),
     }
@@ -161,7 +161,7 @@ pub fn all_upstreams() -> Vec<Listed> {
         match by_name.get(&key) {
             Some(r) if r.deleted || r.peers.is_null() => {}
             Some(_) => targets.push(Target::Runtime { name, runtime: false }),
-            None if is_front(upstream.raw()) => {}
+            None if is_front(upstream) => {}
             None => {
                 if let Ok(zone) = ZoneUpstream::of_running(upstream, managed_by_dyups) {
                     targets.push(Target::Zone(zone));

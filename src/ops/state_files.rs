@@ -42,15 +42,16 @@ use dynamic_upstream_core::state::{
     parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, specs_of, DyupsEntry,
 };
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::{ngx_cycle_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_LOG_ERR, NGX_LOG_WARN};
+use ngx::ffi::{ngx_cycle_t, NGX_LOG_ERR, NGX_LOG_WARN};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::atomic_file::{self as persist, FileLock};
 use crate::nginx::conf::MainConf;
 use crate::nginx::log::log;
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::upstreams::{str_lossy, Upstream};
-use crate::zone::upstream::{srv_conf, ZoneUpstream};
+use crate::zone::upstream::{has_bookkeeping, set_state_path, state_file_of, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
 static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -94,8 +95,7 @@ impl Claims {
 }
 
 /// A configured path, relative ones against nginx's prefix.
-fn resolve(cycle: &ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> {
-    let text = str_lossy(path);
+fn resolve(cycle: &ngx_cycle_t, text: String) -> Option<PathBuf> {
     if text.is_empty() {
         return None;
     }
@@ -112,8 +112,7 @@ fn resolve(cycle: &ngx_cycle_t, path: &ngx_str_t) -> Option<PathBuf> {
 /// `cycle` is the cycle being configured, its http block parsed.
 pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
     for upstream in Upstream::of_cycle(cycle) {
-        let Some(srv) = srv_conf(upstream) else { continue };
-        let Some(path) = resolve(cycle, &srv.state_file) else { continue };
+        let Some(path) = resolve(cycle, state_file_of(upstream)) else { continue };
         let shown = path.display();
         let name = upstream.name();
         if upstream.zone().is_none() {
@@ -133,7 +132,7 @@ pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
             ));
         }
     }
-    if let Some(path) = resolve(cycle, &main.upstream_conf) {
+    if let Some(path) = resolve(cycle, str_lossy(&main.upstream_conf)) {
         let shown = path.display();
         let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
         if let Some(text) = text {
@@ -145,22 +144,23 @@ pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
 
 /// Restores the saved state at start (see the module comment). Never
 /// fails: what cannot be applied is logged.
-/// Called from init_module with the new cycle, after the zones exist.
-pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
+/// In init_module, after the zones exist.
+pub fn load_at_start(init: &InitModule, main: &MainConf) {
+    let cycle = init.cycle();
     let Some(dyups) = Dyups::get() else {
         return;
     };
     let mut claims = Claims::new();
     for upstream in Upstream::of_cycle(cycle) {
-        let Some(srv) = srv_conf(upstream) else { continue };
-        srv.state_path = resolve(cycle, &srv.state_file);
-        let Some(path) = srv.state_path.clone() else { continue };
-        if srv.state.is_null() {
+        let path = resolve(cycle, state_file_of(upstream));
+        set_state_path(init, upstream, path.clone());
+        let Some(path) = path else { continue };
+        if !has_bookkeeping(upstream) {
             continue; // no room for bookkeeping: already warned
         }
         let restored = ZoneUpstream::of_running(upstream, managed_by_dyups)
             .map_err(|e| e.text)
-            .and_then(|zone| restore_zone_upstream(&zone, &path, &mut claims));
+            .and_then(|zone| restore_zone_upstream(init, &zone, &path, &mut claims));
         if let Err(text) = restored {
             log_error(&format!(
                 "{text}: the configuration's servers are used (the next change through the API writes them \
@@ -168,7 +168,7 @@ pub fn load_at_start(cycle: &ngx_cycle_t, main: &MainConf) {
             ));
         }
     }
-    let dyups_file = resolve(cycle, &main.upstream_conf);
+    let dyups_file = resolve(cycle, str_lossy(&main.upstream_conf));
     if let Ok(mut slot) = DYUPS_FILE.lock() {
         slot.clone_from(&dyups_file);
     }
@@ -203,7 +203,12 @@ fn read_locked(directive: &str, path: &Path, claims: &mut Claims) -> Result<(Fil
     Ok((lock, text))
 }
 
-fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path, claims: &mut Claims) -> Result<(), String> {
+fn restore_zone_upstream(
+    init: &InitModule,
+    zone: &ZoneUpstream,
+    path: &Path,
+    claims: &mut Claims,
+) -> Result<(), String> {
     let shown = path.display();
     let (_lock, text) = read_locked("dynamic_state_file", path, claims)?;
     let Some(text) = text else { return Ok(()) };
@@ -211,7 +216,7 @@ fn restore_zone_upstream(zone: &ZoneUpstream, path: &Path, claims: &mut Claims) 
     log_id_problems(&format!("dynamic_state_file \"{shown}\""), &text);
     match servers {
         Some(servers) => zone
-            .restore_at_start(&servers)
+            .restore_at_start(init, &servers)
             .map_err(|e| format!("dynamic_state_file \"{shown}\" for upstream \"{}\": {e}", zone.name())),
         None => Ok(()),
     }
@@ -297,8 +302,8 @@ pub fn dyups_file() -> Option<PathBuf> {
 
 /// An upstream this worker serves through the dyups registry (the REST
 /// API replaced or deleted it) is not changed here.
-pub fn managed_by_dyups(uscf: *mut ngx_http_upstream_srv_conf_t, name: &str) -> Option<ApiError> {
-    is_front(uscf).then(|| {
+pub fn managed_by_dyups(upstream: Upstream, name: &str) -> Option<ApiError> {
+    is_front(upstream).then(|| {
         let file = dyups_file();
         ApiError::managed_by_dyups(name, file.as_deref().map(|f| f.to_string_lossy()).as_deref())
     })

@@ -46,7 +46,7 @@ use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::tried_bitmap::free_spares_with_cycle;
 use crate::zone::tried_bitmap::zeroed_bitmap;
-use crate::zone::upstream::{srv_conf, Hook, SrvConf};
+use crate::zone::upstream::{srv_conf_mut, Hook, SrvConf};
 
 const BITS_PER_WORD: usize = usize::BITS as usize;
 
@@ -84,7 +84,7 @@ pub unsafe extern "C" fn init_zone_peer(
         // this hook is only installed where init_cycle recorded the
         // original init and zone state in the upstream's srv conf.
         unsafe {
-            let Some(srv) = srv_conf(Upstream::from_raw(us)) else {
+            let Some(srv) = srv_conf_mut(Upstream::from_raw(us)) else {
                 return NGX_ERROR as ngx_int_t;
             };
             let Some(original_init) = srv.original_init else {
@@ -192,7 +192,8 @@ unsafe fn upstream_of(pc: *mut ngx_peer_connection_t) -> *mut ngx_http_upstream_
 unsafe fn original_free(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
     // SAFETY: per the contract.
     unsafe {
-        if let Some(free) = srv_conf(Upstream::from_raw((*upstream_of(pc)).upstream)).and_then(|srv| srv.original_free)
+        if let Some(free) =
+            srv_conf_mut(Upstream::from_raw((*upstream_of(pc)).upstream)).and_then(|srv| srv.original_free)
         {
             free(pc, data, state);
         }
@@ -287,12 +288,20 @@ unsafe fn find_rr_data(
     }
 }
 
-/// init_module: what the module learns about `upstream` of the new
-/// `cycle` (its balancer, its bookkeeping in its zone, the size of the
-/// requests' bitmaps) and, where [`needed`] says so, its
-/// `peer.init` wrapped. Workers inherit all of it.
-pub fn prepare_for_cycle(init: &mut InitModule, upstream: Upstream, balancers: &KnownBalancers, stats: bool) {
-    let Some(srv) = srv_conf(upstream) else { return };
+/// init_module: what the module learns about each upstream of the new
+/// cycle (its balancer, its bookkeeping in its zone, the size of the
+/// requests' bitmaps) and, where [`needed`] says so, its `peer.init`
+/// wrapped. Workers inherit all of it.
+pub fn prepare_upstreams(init: &InitModule, balancers: &KnownBalancers, stats: bool) {
+    for upstream in Upstream::of_cycle(init.cycle()) {
+        prepare_upstream(init, upstream, balancers, stats);
+    }
+}
+
+fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBalancers, stats: bool) {
+    // SAFETY: an upstream of init_module's new cycle, whose configuration
+    // nothing else reaches during the call.
+    let Some(srv) = (unsafe { srv_conf_mut(upstream) }) else { return };
     srv.balancer = balancers.classify(upstream);
     let Some(zone) = upstream.zone() else { return };
     if !upstream.has_peer_data() {
@@ -317,9 +326,11 @@ pub fn prepare_for_cycle(init: &mut InitModule, upstream: Upstream, balancers: &
     srv.hook = needed(stats && !matches!(srv.balancer, Balancer::Other { .. }));
     if srv.hook.is_some() {
         srv.original_init = upstream.peer_init();
-        upstream.set_peer_init(Some(init_zone_peer));
+        // SAFETY: in init_module, an upstream of the new cycle: no request
+        // has started on it.
+        unsafe { upstream.set_peer_init(Some(init_zone_peer)) };
         // SAFETY: init_module's cycle is the one whose configuration holds
         // the spares.
-        unsafe { free_spares_with_cycle(init.cycle_mut(), &mut srv.spare_bitmaps) };
+        unsafe { free_spares_with_cycle(init.cycle(), &mut srv.spare_bitmaps) };
     }
 }

@@ -65,11 +65,11 @@ impl Default for SpareBitmaps {
 /// # Safety
 /// `cycle` is the cycle whose configuration holds `spares`, in
 /// init_module.
-pub unsafe fn free_spares_with_cycle(cycle: *mut ngx_cycle_t, spares: &mut SpareBitmaps) {
+pub unsafe fn free_spares_with_cycle(cycle: &ngx_cycle_t, spares: &mut SpareBitmaps) {
     // SAFETY: per the contract; the cleanup runs before the pool's memory,
     // which holds `spares`, is freed.
     unsafe {
-        let cleanup = ngx_pool_cleanup_add((*cycle).pool, 0);
+        let cleanup = ngx_pool_cleanup_add(cycle.pool, 0);
         if cleanup.is_null() {
             return;
         }

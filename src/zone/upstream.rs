@@ -17,7 +17,7 @@ use ngx::ffi::{
 };
 use ngx::http::HttpModuleServerConf;
 
-use crate::nginx::module_hooks::ConfLevel;
+use crate::nginx::module_hooks::{ConfLevel, InitModule};
 use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
@@ -106,13 +106,53 @@ unsafe impl ConfLevel for SrvConf {
 }
 
 /// This module's configuration of an upstream block.
-pub fn srv_conf(upstream: Upstream) -> Option<&'static mut SrvConf> {
+///
+/// # Safety
+/// No other reference to it is used while this one is (the safe
+/// functions below hand none out: they copy or write within the call).
+pub unsafe fn srv_conf_mut(upstream: Upstream) -> Option<&'static mut SrvConf> {
     Module::server_conf_mut(upstream.conf())
 }
 
+/// The upstream's health checks, if any (postconfiguration makes them).
+pub fn check_of(upstream: Upstream) -> Option<CheckConf> {
+    // SAFETY: read and copied within the call.
+    unsafe { srv_conf_mut(upstream) }.and_then(|srv| srv.check.clone())
+}
+
+/// Its `dynamic_state_file` as configured (empty if none).
+pub fn state_file_of(upstream: Upstream) -> String {
+    // SAFETY: as above.
+    unsafe { srv_conf_mut(upstream) }.map(|srv| str_lossy(&srv.state_file)).unwrap_or_default()
+}
+
+/// Whether init_module gave it the module's bookkeeping (a zone upstream
+/// with room for it: one the APIs can change).
+pub fn has_bookkeeping(upstream: Upstream) -> bool {
+    // SAFETY: as above.
+    unsafe { srv_conf_mut(upstream) }.is_some_and(|srv| !srv.state.is_null())
+}
+
+/// init_module: its `dynamic_state_file`, resolved.
+pub fn set_state_path(_init: &InitModule, upstream: Upstream, path: Option<std::path::PathBuf>) {
+    // SAFETY: written within the call.
+    if let Some(srv) = unsafe { srv_conf_mut(upstream) } {
+        srv.state_path = path;
+    }
+}
+
+/// postconfiguration: makes the upstream's checks from its `check*`
+/// directives; whether it has any, or what is wrong with them.
+pub fn finish_checks(upstream: Upstream) -> Result<bool, String> {
+    // SAFETY: written within the call.
+    let Some(srv) = (unsafe { srv_conf_mut(upstream) }) else { return Ok(false) };
+    srv.check = core::mem::take(&mut srv.checks).finish().map_err(|e| e.text)?;
+    Ok(srv.check.is_some())
+}
+
 /// The error for an upstream that another part of the module serves, if
-/// `uscf` (called by its name) is one.
-pub type Managed = fn(*mut ngx_http_upstream_srv_conf_t, &str) -> Option<ApiError>;
+/// `upstream` (called by its name) is one.
+pub type Managed = fn(Upstream, &str) -> Option<ApiError>;
 
 /// A `zone` upstream of the running configuration.
 pub struct ZoneUpstream {
@@ -140,7 +180,7 @@ impl ZoneUpstream {
         Self::of(upstream, name, managed)
     }
 
-    /// The running configuration's `upstream`, if it is a zone upstream.
+    /// The zone upstream `upstream` (its own name in messages).
     pub fn of_running(upstream: Upstream, managed: Managed) -> Result<Self, ApiError> {
         Self::of(upstream, &upstream.name(), managed)
     }
@@ -157,10 +197,12 @@ impl ZoneUpstream {
                 ),
             ));
         }
-        if let Some(e) = managed(upstream.raw(), name) {
+        if let Some(e) = managed(upstream, name) {
             return Err(e);
         }
-        let srv = srv_conf(upstream).ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
+        // SAFETY: read and copied within the call.
+        let srv = unsafe { srv_conf_mut(upstream) }
+            .ok_or_else(|| ApiError::new(500, "internal", "upstream without configuration"))?;
         if srv.state.is_null() {
             return Err(ApiError::new(
                 507,
@@ -546,7 +588,11 @@ impl ZoneUpstream {
     /// configuration's servers are rebuilt as they were. Balancers that
     /// cannot follow a new set of peers only take the parameters of the
     /// servers they already have.
-    pub fn restore_at_start(&self, servers: &[ServerSpec]) -> Result<(), String> {
+    pub fn restore_at_start(&self, init: &InitModule, servers: &[ServerSpec]) -> Result<(), String> {
+        // Only the new cycle's upstreams are reached by no process yet.
+        if !Upstream::of_cycle(init.cycle()).iter().any(|u| u.raw() == self.uscf) {
+            return Err(format!("upstream \"{}\" is not one of the new configuration's", self.name()));
+        }
         if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return self.restore_parameters(servers);
         }
