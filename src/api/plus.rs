@@ -12,6 +12,8 @@
 //! (`api=plus`) and saved in the state files, and the other APIs see it at
 //! once.
 
+#![forbid(unsafe_code)]
+
 use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamStatus};
 use dynamic_upstream_core::plus::{body, diff, Endpoint, PlusError, Route};

@@ -1,18 +1,22 @@
 //! Request input and response output: the only place handlers touch
-//! `ngx_http_request_t` directly.
+//! `ngx_http_request_t` directly. A content handler is a safe
+//! [`RequestHandler`] (and, to read a body, [`BodyHandler`]);
+//! [`content_handler`] makes the function nginx calls from it.
 
 use core::ptr;
 
 use dynamic_upstream_core::render::Origin;
 
+use crate::nginx::conf::{self, LocConf, MainConf};
+use crate::nginx::entry::request_guard;
 use crate::nginx::log::Log;
 use crate::nginx::upstreams::str_lossy;
 
 use ngx::ffi::{
-    add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
-    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pcalloc,
-    ngx_pnalloc, ngx_read_file, ngx_table_elt_t, off_t, NGINX_VERSION, NGX_DONE, NGX_ERROR, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
+    ngx_list_push, ngx_pcalloc, ngx_pnalloc, ngx_read_file, ngx_table_elt_t, off_t, NGINX_VERSION, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 
 /// `0.1.0 (nginx 1.22.1)`: this module's version and the nginx it was
@@ -41,17 +45,86 @@ impl Response {
     }
 }
 
+/// The signature nginx expects of a location's content handler
+/// (`clcf->handler`).
+pub type NgxContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+/// A location's content handler, in safe Rust: [`content_handler::<H>`]
+/// is the function nginx calls.
+pub trait RequestHandler {
+    /// Handles the request; returns what the content handler returns to
+    /// nginx (the result of [`HttpRequest::send`],
+    /// [`HttpRequest::read_body`] or an nginx status).
+    fn handle(req: &mut HttpRequest) -> ngx_int_t;
+}
+
+/// What runs once the body [`HttpRequest::read_body::<H>`] started reading
+/// is complete.
+pub trait BodyHandler {
+    /// Answers the request whose body has been read (see
+    /// [`HttpRequest::body`]); returns the code the request is finalized
+    /// with (the result of [`HttpRequest::send`] or an nginx status).
+    fn body_ready(req: &mut HttpRequest) -> ngx_int_t;
+}
+
+/// The content handler nginx calls for a location whose handler is `H`:
+/// wraps the request and runs `H::handle` inside the panic barrier (a
+/// panic answers 500).
+///
+/// # Safety
+/// For nginx only: `r` must be the live request of a content phase (set it
+/// as a location's `clcf->handler`).
+pub unsafe extern "C" fn content_handler<H: RequestHandler>(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract, nginx calls content handlers with the live
+    // request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    request_guard(|| H::handle(&mut req))
+}
+
+/// The body handler [`HttpRequest::read_body::<H>`] gives nginx: runs
+/// `H::body_ready` inside the panic barrier, then finalizes the request
+/// with its code (a body handler must finalize the request itself).
+///
+/// # Safety
+/// For nginx only, as an `ngx_http_client_body_handler_pt`: `r` is the live
+/// request whose body has been read.
+unsafe extern "C" fn body_ready<H: BodyHandler>(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the body handler with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    let rc = request_guard(|| H::body_ready(&mut req));
+    // SAFETY: r is the live request; the body handler must finalize it
+    // itself (this drops the reference read_body's reader took).
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
 /// A request being handled; wraps the raw pointer nginx hands to a content
-/// handler, valid for the duration of that call.
+/// handler, valid for the duration of that call. Only [`content_handler`]
+/// and the body handler of [`read_body`](Self::read_body) make one, and
+/// lend it to the handler for that call: safe code can neither make one
+/// nor keep it past the call.
 pub struct HttpRequest {
     r: *mut ngx_http_request_t,
 }
 
 impl HttpRequest {
     /// # Safety
-    /// `r` must be the live request nginx passed to the current handler.
-    pub unsafe fn from_raw(r: *mut ngx_http_request_t) -> Self {
+    /// `r` must be the live request nginx passed to the current handler,
+    /// and the value must not outlive that call.
+    unsafe fn from_raw(r: *mut ngx_http_request_t) -> Self {
         Self { r }
+    }
+
+    /// This module's settings for the request's location.
+    pub fn loc_conf(&self) -> Option<&LocConf> {
+        // SAFETY: self.r is the live request; its location's configuration
+        // lives as long as the cycle, beyond the request.
+        unsafe { conf::loc_conf(self.r) }
+    }
+
+    /// This module's settings for the request's http block.
+    pub fn main_conf(&self) -> Option<&MainConf> {
+        // SAFETY: as in loc_conf.
+        unsafe { conf::main_conf(self.r) }
     }
 
     /// The raw query string (still percent-encoded).
@@ -109,12 +182,16 @@ impl HttpRequest {
         u64::try_from(n).ok()
     }
 
-    /// Starts reading the request body; nginx calls `done` with the request
-    /// once it is complete. Returns what the content handler returns.
-    pub fn read_body(&mut self, done: unsafe extern "C" fn(*mut ngx_http_request_t)) -> ngx_int_t {
+    /// Starts reading the request body; once it is complete, nginx calls
+    /// `H::body_ready` with the request (maybe before this returns), then
+    /// the request is finalized with its code. Returns what the content
+    /// handler returns.
+    pub fn read_body<H: BodyHandler>(&mut self) -> ngx_int_t {
         // SAFETY: self.r is live; the reader keeps the request alive (it
-        // increments r->main->count) until `done` finalizes it.
-        let rc = unsafe { ngx_http_read_client_request_body(self.r, Some(done)) };
+        // increments r->main->count) until body_ready finalizes it; nginx
+        // calls body_ready::<H> with the request (at once if the body was
+        // already read or discarded, or for a subrequest).
+        let rc = unsafe { ngx_http_read_client_request_body(self.r, Some(body_ready::<H>)) };
         if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
             return rc;
         }
