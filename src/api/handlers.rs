@@ -7,12 +7,11 @@
 use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::plus::PlusError;
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::ngx_int_t;
 
 use crate::api::{check_status, metrics, plus, query, rest};
 use crate::nginx::conf::LocConf;
 use crate::nginx::http_io::{
-    content_handler, BodyError, BodyHandler, HttpRequest, NgxContentHandler, RequestHandler, Response,
+    content_handler, BodyError, BodyHandler, Handled, HttpRequest, NgxContentHandler, RequestHandler, Response,
 };
 use crate::ops::change_log::{log_refusal, Requester};
 
@@ -48,7 +47,7 @@ pub const check_status_handler: ContentHandler = content_handler::<CheckStatusPa
 struct QueryApi;
 
 impl RequestHandler for QueryApi {
-    fn handle(req: &mut HttpRequest) -> ngx_int_t {
+    fn handle(req: &mut HttpRequest) -> Handled {
         if let Err(rc) = req.discard_body() {
             return rc;
         }
@@ -62,7 +61,7 @@ impl RequestHandler for QueryApi {
 struct RestApi;
 
 impl RequestHandler for RestApi {
-    fn handle(req: &mut HttpRequest) -> ngx_int_t {
+    fn handle(req: &mut HttpRequest) -> Handled {
         let read_only = dyups_read_only(req);
         if rest::reads_body(req, read_only) {
             if req.content_length().is_some_and(|n| n > rest::MAX_BODY as u64) {
@@ -80,7 +79,7 @@ impl RequestHandler for RestApi {
 
 /// Called once a POST's body has been read.
 impl BodyHandler for RestApi {
-    fn body_ready(req: &mut HttpRequest) -> ngx_int_t {
+    fn body_ready(req: &mut HttpRequest) -> Handled {
         match req.body(rest::MAX_BODY) {
             Ok(body) => {
                 let response = rest::respond(req, Some(&body), trylock(req), dyups_read_only(req));
@@ -96,7 +95,7 @@ impl BodyHandler for RestApi {
 struct PlusApi;
 
 impl RequestHandler for PlusApi {
-    fn handle(req: &mut HttpRequest) -> ngx_int_t {
+    fn handle(req: &mut HttpRequest) -> Handled {
         let write = flag(req, |c| c.plus_write);
         if write && plus::is_change(req) {
             if req.content_length().is_some_and(|n| n > plus::MAX_BODY as u64) {
@@ -115,7 +114,7 @@ impl RequestHandler for PlusApi {
 
 /// Called once a POST, PATCH or PUT body has been read.
 impl BodyHandler for PlusApi {
-    fn body_ready(req: &mut HttpRequest) -> ngx_int_t {
+    fn body_ready(req: &mut HttpRequest) -> Handled {
         let answer = match req.body(plus::MAX_BODY) {
             Ok(body) => plus::respond(req, true, trylock(req), Some(&body)),
             Err(BodyError::TooLarge) => Err(plus::too_large()),
@@ -129,7 +128,7 @@ impl BodyHandler for PlusApi {
 struct MetricsPage;
 
 impl RequestHandler for MetricsPage {
-    fn handle(req: &mut HttpRequest) -> ngx_int_t {
+    fn handle(req: &mut HttpRequest) -> Handled {
         if let Err(rc) = req.discard_body() {
             return rc;
         }
@@ -142,7 +141,7 @@ impl RequestHandler for MetricsPage {
 struct CheckStatusPage;
 
 impl RequestHandler for CheckStatusPage {
-    fn handle(req: &mut HttpRequest) -> ngx_int_t {
+    fn handle(req: &mut HttpRequest) -> Handled {
         if let Err(rc) = req.discard_body() {
             return rc;
         }
@@ -152,7 +151,7 @@ impl RequestHandler for CheckStatusPage {
     }
 }
 
-fn too_large(req: &mut HttpRequest) -> ngx_int_t {
+fn too_large(req: &mut HttpRequest) -> Handled {
     let _ = req.discard_body();
     let e = ApiError::new(413, "too_large", format!("request body larger than {} bytes", rest::MAX_BODY));
     log_refusal(&Requester::of(req, "rest"), &rest::upstream_of(req), &e);

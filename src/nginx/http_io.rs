@@ -49,13 +49,24 @@ impl Response {
 /// (`clcf->handler`).
 pub type NgxContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 
+/// What a handler hands back to nginx: a code nginx itself returned for
+/// the request (sending the answer, discarding the body) or the one
+/// [`HttpRequest::read_body`] returns (`NGX_DONE` once nginx holds the
+/// request for the body). Only this file makes one, so a handler returns
+/// what its request's calls gave it, not a code of its own making. (A
+/// guard against mistakes: nginx's finalization copes with the codes any
+/// C module's handler may return, and the reference count only matters
+/// for `NGX_DONE`, which this file returns itself only from `read_body`.)
+#[must_use]
+pub struct Handled(ngx_int_t);
+
 /// A location's content handler, in safe Rust: [`content_handler::<H>`]
 /// is the function nginx calls.
 pub trait RequestHandler {
     /// Handles the request; returns what the content handler returns to
-    /// nginx (the result of [`HttpRequest::send`],
-    /// [`HttpRequest::read_body`] or an nginx status).
-    fn handle(req: &mut HttpRequest) -> ngx_int_t;
+    /// nginx (from [`HttpRequest::send`], [`HttpRequest::read_body`] or
+    /// [`HttpRequest::discard_body`]).
+    fn handle(req: &mut HttpRequest) -> Handled;
 }
 
 /// What runs once the body [`HttpRequest::read_body::<H>`] started reading
@@ -63,8 +74,8 @@ pub trait RequestHandler {
 pub trait BodyHandler {
     /// Answers the request whose body has been read (see
     /// [`HttpRequest::body`]); returns the code the request is finalized
-    /// with (the result of [`HttpRequest::send`] or an nginx status).
-    fn body_ready(req: &mut HttpRequest) -> ngx_int_t;
+    /// with (from [`HttpRequest::send`]).
+    fn body_ready(req: &mut HttpRequest) -> Handled;
 }
 
 /// The content handler nginx calls for a location whose handler is `H`:
@@ -78,7 +89,7 @@ pub unsafe extern "C" fn content_handler<H: RequestHandler>(r: *mut ngx_http_req
     // SAFETY: per the contract, nginx calls content handlers with the live
     // request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
-    request_guard(|| H::handle(&mut req))
+    request_guard(|| H::handle(&mut req).0)
 }
 
 /// The body handler [`HttpRequest::read_body::<H>`] gives nginx: runs
@@ -91,7 +102,7 @@ pub unsafe extern "C" fn content_handler<H: RequestHandler>(r: *mut ngx_http_req
 unsafe extern "C" fn body_ready<H: BodyHandler>(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls the body handler with the live request.
     let mut req = unsafe { HttpRequest::from_raw(r) };
-    let rc = request_guard(|| H::body_ready(&mut req));
+    let rc = request_guard(|| H::body_ready(&mut req).0);
     // SAFETY: r is the live request; the body handler must finalize it
     // itself (this drops the reference read_body's reader took).
     unsafe { ngx_http_finalize_request(r, rc) };
@@ -186,16 +197,16 @@ impl HttpRequest {
     /// `H::body_ready` with the request (maybe before this returns), then
     /// the request is finalized with its code. Returns what the content
     /// handler returns.
-    pub fn read_body<H: BodyHandler>(&mut self) -> ngx_int_t {
+    pub fn read_body<H: BodyHandler>(&mut self) -> Handled {
         // SAFETY: self.r is live; the reader keeps the request alive (it
         // increments r->main->count) until body_ready finalizes it; nginx
         // calls body_ready::<H> with the request (at once if the body was
         // already read or discarded, or for a subrequest).
         let rc = unsafe { ngx_http_read_client_request_body(self.r, Some(body_ready::<H>)) };
         if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
-            return rc;
+            return Handled(rc);
         }
-        NGX_DONE as ngx_int_t
+        Handled(NGX_DONE as ngx_int_t)
     }
 
     /// The request body read by [`read_body`](Self::read_body), from memory
@@ -268,13 +279,13 @@ impl HttpRequest {
     }
 
     /// Reads and throws away any request body (GET, HEAD, DELETE).
-    pub fn discard_body(&mut self) -> Result<(), ngx_int_t> {
+    pub fn discard_body(&mut self) -> Result<(), Handled> {
         // SAFETY: self.r is the live request (see from_raw).
         let rc = unsafe { ngx_http_discard_request_body(self.r) };
         if rc == NGX_OK as ngx_int_t {
             Ok(())
         } else {
-            Err(rc)
+            Err(Handled(rc))
         }
     }
 
@@ -302,15 +313,15 @@ impl HttpRequest {
 
     /// Sends `response` as the whole answer; returns what the content
     /// handler should return to nginx.
-    pub fn send(&mut self, response: &Response) -> ngx_int_t {
-        self.send_answer(response, &[], false)
+    pub fn send(&mut self, response: &Response) -> Handled {
+        Handled(self.send_answer(response, &[], false))
     }
 
     /// [`send`](Self::send) with more response headers, for an API that
     /// reads the request's `If-Match` itself: nginx's not_modified filter
     /// is kept out (it would answer 412 for any ETag but the one given).
-    pub fn send_with_headers(&mut self, response: &Response, headers: &[(&str, String)]) -> ngx_int_t {
-        self.send_answer(response, headers, true)
+    pub fn send_with_headers(&mut self, response: &Response, headers: &[(&str, String)]) -> Handled {
+        Handled(self.send_answer(response, headers, true))
     }
 
     fn send_answer(&mut self, response: &Response, headers: &[(&str, String)], own_conditionals: bool) -> ngx_int_t {
