@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-use ngx::ffi::{ngx_conf_t, ngx_cycle_t, NGX_LOG_EMERG, NGX_LOG_ERR};
+use ngx::ffi::{ngx_cycle_t, NGX_LOG_EMERG, NGX_LOG_ERR};
 use ngx::http::HttpModuleMainConf;
 
 use crate::dyups::registry::Dyups;
@@ -36,12 +36,7 @@ use crate::Module;
 pub struct Hooks;
 
 impl CycleHooks for Hooks {
-    /// Registers the Lua packages before any Lua code can run (the Lua
-    /// module may run `init_by_lua` in its own postconfiguration, which
-    /// comes before ours).
-    fn preconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
-        crate::api::lua::register_packages(cf)
-    }
+    type LuaPackages = crate::api::lua::Packages;
 
     fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()> {
         let cf = post.conf();

@@ -2,6 +2,8 @@
 //! status page ([`dynamic_upstream_core::health::status_page`]) over every
 //! checked peer, of configured and run-time upstreams alike.
 
+#![forbid(unsafe_code)]
+
 use dynamic_upstream_core::health::status_page::{render, StatusFormat, StatusQuery, StatusRow};
 
 use crate::nginx::http_io::{HttpRequest, Response};

@@ -2,6 +2,8 @@
 //! what the NGINX Plus API shows, with nginx-prometheus-exporter's metric
 //! names and labels ([`dynamic_upstream_core::prometheus`]).
 
+#![forbid(unsafe_code)]
+
 use dynamic_upstream_core::plus::view::UpstreamStatus;
 
 use crate::nginx::http_io::{HttpRequest, Response};

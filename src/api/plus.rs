@@ -12,13 +12,15 @@
 //! (`api=plus`) and saved in the state files, and the other APIs see it at
 //! once.
 
+#![forbid(unsafe_code)]
+
 use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamStatus};
 use dynamic_upstream_core::plus::{body, diff, Endpoint, PlusError, Route};
 use dynamic_upstream_core::{Action, PeerView, ServerSpec};
 use ngx::ffi::NGINX_VERSION;
 
-use crate::nginx::http_io::{HttpRequest, Response};
+use crate::nginx::http_io::{Handled, HttpRequest, Response};
 use crate::nginx::peer_stats::now_ms;
 use crate::nginx::process::{pid, ppid};
 use crate::nginx::stub_status::{connections, requests};
@@ -56,7 +58,7 @@ impl Answer {
 }
 
 /// Sends the answer, or the error in NGINX Plus's shape.
-pub fn send(req: &mut HttpRequest, answer: Result<Answer, PlusError>) -> ngx::ffi::ngx_int_t {
+pub fn send(req: &mut HttpRequest, answer: Result<Answer, PlusError>) -> Handled {
     let answer = answer.unwrap_or_else(|e| Answer {
         status: e.status,
         body: e.json(&req.variable("request_id")),

@@ -4,6 +4,8 @@
 //! ([`crate::ops::zone`]), render the answer (core crate). Errors answer
 //! `STATUS Reason: text` (or JSON) and change nothing.
 
+#![forbid(unsafe_code)]
+
 use dynamic_upstream_core::render::{json_error, json_upstream, plain_list, text_error, verbose_list};
 use dynamic_upstream_core::{Action, ApiError, QueryRequest, UpstreamView};
 

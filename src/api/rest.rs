@@ -5,6 +5,8 @@
 //! Bodies and status codes follow dyups: `success` on a change, `add
 //! server failed: ...` for a bad body.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::dyups::{self, validate_upstream_name, Route};

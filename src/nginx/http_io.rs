@@ -1,18 +1,22 @@
 //! Request input and response output: the only place handlers touch
-//! `ngx_http_request_t` directly.
+//! `ngx_http_request_t` directly. A content handler is a safe
+//! [`RequestHandler`] (and, to read a body, [`BodyHandler`]);
+//! [`content_handler`] makes the function nginx calls from it.
 
 use core::ptr;
 
 use dynamic_upstream_core::render::Origin;
 
+use crate::nginx::conf::{self, LocConf, MainConf};
+use crate::nginx::entry::request_guard;
 use crate::nginx::log::Log;
 use crate::nginx::upstreams::str_lossy;
 
 use ngx::ffi::{
-    add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_output_filter,
-    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pcalloc,
-    ngx_pnalloc, ngx_read_file, ngx_table_elt_t, off_t, NGINX_VERSION, NGX_DONE, NGX_ERROR, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    add_to_ngx_table, ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
+    ngx_list_push, ngx_pcalloc, ngx_pnalloc, ngx_read_file, ngx_table_elt_t, off_t, NGINX_VERSION, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 
 /// `0.1.0 (nginx 1.22.1)`: this module's version and the nginx it was
@@ -41,17 +45,97 @@ impl Response {
     }
 }
 
+/// The signature nginx expects of a location's content handler
+/// (`clcf->handler`).
+pub type NgxContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+/// What a handler hands back to nginx: a code nginx itself returned for
+/// the request (sending the answer, discarding the body) or the one
+/// [`HttpRequest::read_body`] returns (`NGX_DONE` once nginx holds the
+/// request for the body). Only this file makes one, so a handler returns
+/// what its request's calls gave it, not a code of its own making. (A
+/// guard against mistakes: nginx's finalization copes with the codes any
+/// C module's handler may return, and the reference count only matters
+/// for `NGX_DONE`, which this file returns itself only from `read_body`.)
+#[must_use]
+pub struct Handled(ngx_int_t);
+
+/// A location's content handler, in safe Rust: [`content_handler::<H>`]
+/// is the function nginx calls.
+pub trait RequestHandler {
+    /// Handles the request; returns what the content handler returns to
+    /// nginx (from [`HttpRequest::send`], [`HttpRequest::read_body`] or
+    /// [`HttpRequest::discard_body`]).
+    fn handle(req: &mut HttpRequest) -> Handled;
+}
+
+/// What runs once the body [`HttpRequest::read_body::<H>`] started reading
+/// is complete.
+pub trait BodyHandler {
+    /// Answers the request whose body has been read (see
+    /// [`HttpRequest::body`]); returns the code the request is finalized
+    /// with (from [`HttpRequest::send`]).
+    fn body_ready(req: &mut HttpRequest) -> Handled;
+}
+
+/// The content handler nginx calls for a location whose handler is `H`:
+/// wraps the request and runs `H::handle` inside the panic barrier (a
+/// panic answers 500).
+///
+/// # Safety
+/// For nginx only: `r` must be the live request of a content phase (set it
+/// as a location's `clcf->handler`).
+pub unsafe extern "C" fn content_handler<H: RequestHandler>(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract, nginx calls content handlers with the live
+    // request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    request_guard(|| H::handle(&mut req).0)
+}
+
+/// The body handler [`HttpRequest::read_body::<H>`] gives nginx: runs
+/// `H::body_ready` inside the panic barrier, then finalizes the request
+/// with its code (a body handler must finalize the request itself).
+///
+/// # Safety
+/// For nginx only, as an `ngx_http_client_body_handler_pt`: `r` is the live
+/// request whose body has been read.
+unsafe extern "C" fn body_ready<H: BodyHandler>(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the body handler with the live request.
+    let mut req = unsafe { HttpRequest::from_raw(r) };
+    let rc = request_guard(|| H::body_ready(&mut req).0);
+    // SAFETY: r is the live request; the body handler must finalize it
+    // itself (this drops the reference read_body's reader took).
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
 /// A request being handled; wraps the raw pointer nginx hands to a content
-/// handler, valid for the duration of that call.
+/// handler, valid for the duration of that call. Only [`content_handler`]
+/// and the body handler of [`read_body`](Self::read_body) make one, and
+/// lend it to the handler for that call: safe code can neither make one
+/// nor keep it past the call.
 pub struct HttpRequest {
     r: *mut ngx_http_request_t,
 }
 
 impl HttpRequest {
     /// # Safety
-    /// `r` must be the live request nginx passed to the current handler.
-    pub unsafe fn from_raw(r: *mut ngx_http_request_t) -> Self {
+    /// `r` must be the live request nginx passed to the current handler,
+    /// and the value must not outlive that call.
+    unsafe fn from_raw(r: *mut ngx_http_request_t) -> Self {
         Self { r }
+    }
+
+    /// This module's settings for the request's location.
+    pub fn loc_conf(&self) -> Option<&LocConf> {
+        // SAFETY: self.r is the live request; its location's configuration
+        // lives as long as the cycle, beyond the request.
+        unsafe { conf::loc_conf(self.r) }
+    }
+
+    /// This module's settings for the request's http block.
+    pub fn main_conf(&self) -> Option<&MainConf> {
+        // SAFETY: as in loc_conf.
+        unsafe { conf::main_conf(self.r) }
     }
 
     /// The raw query string (still percent-encoded).
@@ -109,16 +193,20 @@ impl HttpRequest {
         u64::try_from(n).ok()
     }
 
-    /// Starts reading the request body; nginx calls `done` with the request
-    /// once it is complete. Returns what the content handler returns.
-    pub fn read_body(&mut self, done: unsafe extern "C" fn(*mut ngx_http_request_t)) -> ngx_int_t {
+    /// Starts reading the request body; once it is complete, nginx calls
+    /// `H::body_ready` with the request (maybe before this returns), then
+    /// the request is finalized with its code. Returns what the content
+    /// handler returns.
+    pub fn read_body<H: BodyHandler>(&mut self) -> Handled {
         // SAFETY: self.r is live; the reader keeps the request alive (it
-        // increments r->main->count) until `done` finalizes it.
-        let rc = unsafe { ngx_http_read_client_request_body(self.r, Some(done)) };
+        // increments r->main->count) until body_ready finalizes it; nginx
+        // calls body_ready::<H> with the request (at once if the body was
+        // already read or discarded, or for a subrequest).
+        let rc = unsafe { ngx_http_read_client_request_body(self.r, Some(body_ready::<H>)) };
         if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
-            return rc;
+            return Handled(rc);
         }
-        NGX_DONE as ngx_int_t
+        Handled(NGX_DONE as ngx_int_t)
     }
 
     /// The request body read by [`read_body`](Self::read_body), from memory
@@ -191,13 +279,13 @@ impl HttpRequest {
     }
 
     /// Reads and throws away any request body (GET, HEAD, DELETE).
-    pub fn discard_body(&mut self) -> Result<(), ngx_int_t> {
+    pub fn discard_body(&mut self) -> Result<(), Handled> {
         // SAFETY: self.r is the live request (see from_raw).
         let rc = unsafe { ngx_http_discard_request_body(self.r) };
         if rc == NGX_OK as ngx_int_t {
             Ok(())
         } else {
-            Err(rc)
+            Err(Handled(rc))
         }
     }
 
@@ -225,15 +313,15 @@ impl HttpRequest {
 
     /// Sends `response` as the whole answer; returns what the content
     /// handler should return to nginx.
-    pub fn send(&mut self, response: &Response) -> ngx_int_t {
-        self.send_answer(response, &[], false)
+    pub fn send(&mut self, response: &Response) -> Handled {
+        Handled(self.send_answer(response, &[], false))
     }
 
     /// [`send`](Self::send) with more response headers, for an API that
     /// reads the request's `If-Match` itself: nginx's not_modified filter
     /// is kept out (it would answer 412 for any ETag but the one given).
-    pub fn send_with_headers(&mut self, response: &Response, headers: &[(&str, String)]) -> ngx_int_t {
-        self.send_answer(response, headers, true)
+    pub fn send_with_headers(&mut self, response: &Response, headers: &[(&str, String)]) -> Handled {
+        Handled(self.send_answer(response, headers, true))
     }
 
     fn send_answer(&mut self, response: &Response, headers: &[(&str, String)], own_conditionals: bool) -> ngx_int_t {

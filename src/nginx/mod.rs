@@ -18,6 +18,7 @@ pub mod conf;
 pub mod entry;
 pub mod http_io;
 pub mod log;
+pub mod lua_c;
 pub mod module_hooks;
 pub mod peer_list;
 pub mod peer_lock;

@@ -23,12 +23,15 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::nginx::conf::{LocConf, MainConf};
 use crate::nginx::entry::{conf_guard, request_guard};
+use crate::nginx::lua_c::{register_packages, LuaPackages};
 use crate::nginx::upstreams::str_lossy;
 
 /// What the module does at each step of a cycle's life.
 pub trait CycleHooks {
-    /// Before the http block is read.
-    fn preconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()>;
+    /// The Lua packages registered before the http block is read, if the
+    /// Lua module is part of the configuration (the Lua module may run
+    /// `init_by_lua` in its own postconfiguration, which comes before ours).
+    type LuaPackages: LuaPackages;
     /// After the http block was read.
     fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()>;
     /// In the master, with the new cycle (the global `ngx_cycle` is still
@@ -52,9 +55,8 @@ fn status(result: Result<(), ()>) -> ngx_int_t {
 
 pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx calls preconfiguration with the http block's live
-    // configuration context, which nothing else uses during the call.
-    let cf = unsafe { &mut *cf };
-    request_guard(|| status(H::preconfiguration(cf)))
+    // configuration context.
+    request_guard(|| status(unsafe { register_packages::<H::LuaPackages>(cf) }))
 }
 
 /// The http module's postconfiguration: the http block is read, its
