@@ -55,14 +55,15 @@ use core::mem::offset_of;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_str_slot, ngx_http_module_t,
-    ngx_module_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_HTTP_UPS_CONF,
+    ngx_module_t, NGX_CONF_ANY, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
-use ngx::http::HttpModule;
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf};
 use ngx::ngx_string;
 
 use cycle::Hooks;
-use nginx::module_hooks::{self, command, slot};
+use nginx::module_hooks::{self, command, slot, ConfLevel};
 
 pub use nginx::conf::{LocConf, MainConf};
 pub use zone::upstream::SrvConf;
@@ -87,6 +88,34 @@ impl HttpModule for Module {
         let (cf, conf) = unsafe { (&mut *cf, &mut *conf.cast::<MainConf>()) };
         nginx::entry::conf_guard(|| config::init_main_conf(cf, conf))
     }
+}
+
+// Which structure each of the module's configuration levels is: the ones
+// its create_*_conf make (the `ngx` crate's HttpModule, above), and the
+// directive table's `conf` offsets (ConfLevel).
+// SAFETY: create_main_conf makes a MainConf.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+// SAFETY: create_srv_conf makes a SrvConf (in every server and upstream block).
+unsafe impl HttpModuleServerConf for Module {
+    type ServerConf = SrvConf;
+}
+// SAFETY: create_loc_conf makes a LocConf.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+// SAFETY: as for HttpModuleMainConf.
+unsafe impl ConfLevel for MainConf {
+    const OFFSET: usize = NGX_HTTP_MAIN_CONF_OFFSET;
+}
+// SAFETY: as for HttpModuleServerConf.
+unsafe impl ConfLevel for SrvConf {
+    const OFFSET: usize = NGX_HTTP_SRV_CONF_OFFSET;
+}
+// SAFETY: as for HttpModuleLocationConf.
+unsafe impl ConfLevel for LocConf {
+    const OFFSET: usize = NGX_HTTP_LOC_CONF_OFFSET;
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {

@@ -5,11 +5,10 @@
 use core::ptr;
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
-use ngx::ffi::{ngx_flag_t, ngx_http_request_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t};
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::ffi::{ngx_flag_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t};
+use ngx::http::{Merge, MergeConfigError};
 
 use crate::nginx::balancers::KnownBalancers;
-use crate::Module;
 
 /// nginx's "unset" markers (`NGX_CONF_UNSET*` are C macros, not in the bindings).
 pub const UNSET_FLAG: ngx_flag_t = -1;
@@ -104,31 +103,4 @@ impl Merge for LocConf {
         }
         Ok(())
     }
-}
-
-// SAFETY: the conf types are the ones create_*_conf allocates for this module.
-unsafe impl HttpModuleMainConf for Module {
-    type MainConf = MainConf;
-}
-// SAFETY: as above.
-unsafe impl HttpModuleLocationConf for Module {
-    type LocationConf = LocConf;
-}
-
-/// The location configuration of a live request.
-///
-/// # Safety
-/// `r` is a live request.
-pub unsafe fn loc_conf<'a>(r: *mut ngx_http_request_t) -> Option<&'a LocConf> {
-    // SAFETY: per the contract.
-    unsafe { Module::location_conf(&*r) }
-}
-
-/// The http-level configuration of a live request.
-///
-/// # Safety
-/// `r` is a live request.
-pub unsafe fn main_conf<'a>(r: *mut ngx_http_request_t) -> Option<&'a MainConf> {
-    // SAFETY: per the contract.
-    unsafe { Module::main_conf(&*r) }
 }

@@ -7,7 +7,7 @@ use core::ptr;
 
 use dynamic_upstream_core::render::Origin;
 
-use crate::nginx::conf::{self, LocConf, MainConf};
+use crate::nginx::conf::{LocConf, MainConf};
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::Log;
 use crate::nginx::upstreams::str_lossy;
@@ -129,13 +129,13 @@ impl HttpRequest {
     pub fn loc_conf(&self) -> Option<&LocConf> {
         // SAFETY: self.r is the live request; its location's configuration
         // lives as long as the cycle, beyond the request.
-        unsafe { conf::loc_conf(self.r) }
+        unsafe { <crate::Module as ngx::http::HttpModuleLocationConf>::location_conf(&*self.r) }
     }
 
     /// This module's settings for the request's http block.
     pub fn main_conf(&self) -> Option<&MainConf> {
         // SAFETY: as in loc_conf.
-        unsafe { conf::main_conf(self.r) }
+        unsafe { <crate::Module as ngx::http::HttpModuleMainConf>::main_conf(&*self.r) }
     }
 
     /// The raw query string (still percent-encoded).

@@ -17,11 +17,11 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_set_size_slot, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt,
     ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF_OFFSET, NGX_LOG_EMERG, NGX_OK,
+    NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
-use crate::nginx::conf::{LocConf, MainConf};
+use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
 use crate::nginx::upstreams::str_lossy;
@@ -177,16 +177,6 @@ pub fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
 /// configuration (created by this module's `create_*_conf`) is `Self`.
 pub unsafe trait ConfLevel {
     const OFFSET: usize;
-}
-
-// SAFETY: create_main_conf makes a MainConf.
-unsafe impl ConfLevel for MainConf {
-    const OFFSET: usize = NGX_HTTP_MAIN_CONF_OFFSET;
-}
-
-// SAFETY: create_loc_conf makes a LocConf.
-unsafe impl ConfLevel for LocConf {
-    const OFFSET: usize = NGX_HTTP_LOC_CONF_OFFSET;
 }
 
 /// Why a directive was refused.

@@ -13,11 +13,11 @@ use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_HTTP_SRV_CONF_OFFSET,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
 };
 use ngx::http::HttpModuleServerConf;
 
-use crate::nginx::module_hooks::{ConfLevel, InitModule};
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
@@ -93,16 +93,6 @@ impl Default for SrvConf {
             spare_bitmaps: SpareBitmaps::default(),
         }
     }
-}
-
-// SAFETY: SrvConf is the type create_srv_conf allocates for this module.
-unsafe impl HttpModuleServerConf for Module {
-    type ServerConf = SrvConf;
-}
-
-// SAFETY: create_srv_conf makes a SrvConf.
-unsafe impl ConfLevel for SrvConf {
-    const OFFSET: usize = NGX_HTTP_SRV_CONF_OFFSET;
 }
 
 /// This module's configuration of an upstream block.
