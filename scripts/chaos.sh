@@ -5,12 +5,14 @@
 # seconds a `kill -9` of a random worker or a lifecycle fault: a reload, a
 # reload that fails late (a bad directive after the http block, a corrupt
 # state file, a port in use), a reload that loads or drops the Lua module
-# (when Debian's is installed), a reload that changes dyups_shm_zone_size.
+# (when Debian's is installed), a reload that changes dyups_shm_zone_size,
+# a binary upgrade (USR2, both instances serve for a second, QUIT of the
+# old master: Debian's `service nginx upgrade`).
 #
 # Each writer owns its own peers and run-time upstreams, so the operations
 # it got a 200 for replay, in its own order, into a model of the final
 # state. At the end the run checks that:
-#   - the master survived; no worker exited on a signal except those it
+#   - the master survived (or the last upgrade's); no worker exited on a signal except those it
 #     killed, and error.log has no [alert]/[crit]/[emerg] but those of the
 #     kills and of the reloads meant to fail;
 #   - every proxied request succeeded (non-2xx: 0), except connections cut
@@ -98,7 +100,7 @@ EOF
 
 nginx=("$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log)
 "${nginx[@]}"
-master() { cat "$out/logs/nginx.pid" 2>/dev/null; }
+master() { cat "$out/logs/nginx.pid" 2>/dev/null || true; } # (renamed for a moment during an upgrade)
 for _ in $(seq 1 100); do [ -n "$(master)" ] && break; sleep 0.1; done
 first_master=$(master)
 stop_nginx() {
@@ -130,7 +132,8 @@ failed_reload() {
 }
 
 # Chaos: every 3-5 s kill -9 one worker, or a lifecycle fault (in turn).
-faults=(reload bad-directive zone-size bad-state-file lua port-in-use)
+faults=(reload bad-directive zone-size bad-state-file upgrade lua port-in-use)
+echo "$first_master" > "$out/master.expected"
 (
     end=$((SECONDS + duration - 2))
     n=0
@@ -157,6 +160,20 @@ faults=(reload bad-directive zone-size bad-state-file lua port-in-use)
                 write_conf $zone_size $lua "" "server { listen 127.0.0.1:$first_backend; }"
                 failed_reload "$fault"
                 write_conf $zone_size $lua ;;
+            upgrade)
+                old=$(master)
+                kill -USR2 "$old" 2>/dev/null || continue
+                new=""
+                for _ in $(seq 1 100); do
+                    new=$(master)
+                    [ -n "$new" ] && [ "$new" != "$old" ] && [ -f "$out/logs/nginx.pid.oldbin" ] && break
+                    sleep 0.1
+                done
+                sleep 1 # both instances serve, as with Debian's `service nginx upgrade`
+                kill -QUIT "$old" 2>/dev/null
+                for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+                echo "$new" > "$out/master.expected"
+                echo "upgrade: master $old -> $new" >> "$out/chaos.log" ;;
             *)
                 case $fault in
                     zone-size) if [ $zone_size = 2m ]; then zone_size=4m; else zone_size=2m; fi ;;
@@ -177,7 +194,8 @@ wait "$wrk_zone" "$wrk_dyups" "$chaos" 2>/dev/null || true
 # Let the last reload settle, then check the final state.
 sleep 2
 master_status=0
-[ "$(master)" = "$first_master" ] && kill -0 "$first_master" 2>/dev/null || master_status=1
+expected_master=$(cat "$out/master.expected")
+[ "$(master)" = "$expected_master" ] && kill -0 "$expected_master" 2>/dev/null || master_status=1
 check_status=0
 REPO_ROOT=$REPO_ROOT perl "$REPO_ROOT/scripts/chaos/check.pl" "$admin" "$front" "$first_backend" "$out" > "$out/check.txt" || check_status=$?
 stop_nginx
@@ -185,6 +203,7 @@ trap - EXIT
 
 kills=$(grep -c '^kill' "$out/chaos.log" || true)
 reloads=$(grep -c '^reload' "$out/chaos.log" || true)
+upgrades=$(grep -c '^upgrade' "$out/chaos.log" || true)
 failed_reloads=$(grep -c '^failed reload' "$out/chaos.log" || true)
 fault_counts=$(sed -n 's/^\(failed \)\{0,1\}reload: \([a-z-]*\).*/\2/p' "$out/chaos.log" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
 signals=$(grep -c 'exited on signal' "$out/logs/error.log" || true)
@@ -205,11 +224,11 @@ echo "== chaos: ${duration}s, 4 workers, $writers writers"
 cat "$out/writers.txt"
 echo "traffic (zone upstream):    $(wrk_figures "$out/wrk-zone.txt")"
 echo "traffic (run-time upstream): $(wrk_figures "$out/wrk-dyups.txt")"
-echo "reloads: $reloads, failed reloads: $failed_reloads (${fault_counts%, }), workers killed: $kills, exited on a signal: $signals (other than 9: $unexpected_signals)"
+echo "reloads: $reloads, failed reloads: $failed_reloads (${fault_counts%, }), binary upgrades: $upgrades, workers killed: $kills, exited on a signal: $signals (other than 9: $unexpected_signals)"
 echo "alert/crit/emerg lines (other than the kills): $alerts"
 cat "$out/check.txt"
 status=0
-[ "$master_status" = 0 ] && echo "master: the same process from start to end" || { echo "master: gone or replaced"; status=1; }
+[ "$master_status" = 0 ] && echo "master: alive from start to end (the last upgrade's)" || { echo "master: gone or replaced"; status=1; }
 [ "$writers_status" = 0 ] || status=1
 [ "$check_status" = 0 ] || status=1
 [ "$unexpected_signals" = 0 ] || status=1

@@ -42,17 +42,32 @@ impl ApiError {
         )
     }
 
-    /// A change in a worker of an nginx whose state file a newer nginx
-    /// (a binary upgrade, or a reload of this one) has read since: the
-    /// newer one would never see it.
+    /// A change in a worker of an nginx whose state file another nginx
+    /// (a binary upgrade's new one) has read since: the other would never
+    /// see it.
     pub fn state_file_taken_over(path: &str) -> Self {
         Self::new(
             503,
             "taken_over",
             format!(
-                "the state file \"{path}\" was taken over by a newer nginx (a binary upgrade or a reload started \
-                 after this worker's): this worker changes nothing; retry the request (after a rollback to this \
-                 nginx, reload it first)"
+                "the state file \"{path}\" was taken over by another nginx (a binary upgrade's new one): this \
+                 worker changes nothing; retry the request (if no other nginx runs any more, its start failed or it \
+                 was stopped to roll back: reload this one first)"
+            ),
+        )
+    }
+
+    /// A change of a run-time upstream in an nginx whose registry is older
+    /// than its state file: another nginx claimed the file meanwhile (a
+    /// binary upgrade rolled back) and may have changed it.
+    pub fn state_file_newer(path: &str) -> Self {
+        Self::new(
+            503,
+            "state_file_newer",
+            format!(
+                "the state file \"{path}\" may hold changes of another nginx (a binary upgrade that was rolled \
+                 back) that this nginx's run-time upstreams lack: restart nginx to load them; until then their \
+                 changes are refused"
             ),
         )
     }

@@ -37,3 +37,10 @@ pub fn ppid() -> u64 {
     // SAFETY: getppid cannot fail.
     unsafe { libc::getppid() as u64 }
 }
+
+/// Whether this process only tests the configuration (`nginx -t`, `-T`),
+/// which runs the modules' init_module too.
+pub fn testing_configuration() -> bool {
+    // SAFETY: a plain read of nginx's global, set from the command line.
+    unsafe { ngx::ffi::ngx_test_config != 0 }
+}

@@ -28,7 +28,10 @@
 //!   replaces refuse zone-upstream changes for their own reason; their
 //!   dyups changes reach the new workers through the kept registry). After
 //!   a rollback (the new master quits) the old one's workers refuse until
-//!   it is reloaded, which claims the files again.
+//!   it is reloaded, which reads the zone upstreams' files again and claims
+//!   them; the dyups file it cannot read into a registry it keeps: changes
+//!   of run-time upstreams are refused until a restart. `nginx -t` claims
+//!   nothing.
 //! * After the change the whole state is written (atomically, see
 //!   [`crate::nginx::atomic_file`]). If that fails the change stays in effect, the API
 //!   answers 500 naming the file and the error, and the next change writes
@@ -50,6 +53,7 @@ use crate::nginx::atomic_file::{self as persist, FileLock};
 use crate::nginx::conf::MainConf;
 use crate::nginx::log::log;
 use crate::nginx::module_hooks::InitModule;
+use crate::nginx::process::testing_configuration;
 use crate::nginx::upstreams::{str_lossy, Upstream};
 use crate::zone::upstream::{has_bookkeeping, set_state_path, state_file_of, ZoneUpstream};
 
@@ -66,7 +70,11 @@ static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 struct Claims {
     token: String,
+    /// The files this cycle claimed.
     paths: Vec<PathBuf>,
+    /// The files another nginx claimed that this cycle could not take
+    /// back (the dyups file of a registry a reload kept).
+    foreign: Vec<PathBuf>,
 }
 
 impl Claims {
@@ -75,21 +83,49 @@ impl Claims {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             format!("{} {}", std::process::id(), now.as_nanos())
         });
-        Claims { token: token.clone(), paths: Vec::new() }
+        Claims { token: token.clone(), paths: Vec::new(), foreign: Vec::new() }
     }
 
     /// Claims the state file whose lock `lock` is.
     fn claim(&mut self, lock: &FileLock, directive: &str, path: &Path) {
         match lock.claim(&self.token) {
             Ok(()) => self.paths.push(path.to_path_buf()),
-            Err(e) => log(
-                NGX_LOG_WARN,
-                &format!(
-                    "dynamic upstream: {directive} \"{}\": cannot write its lock file: {e}; during a binary upgrade \
-                     the old nginx's workers may change it unseen by the new one",
+            Err(e) => log_error(&format!(
+                "{directive} \"{}\": cannot write its lock file: {e}; during a binary upgrade the old nginx's \
+                 workers may change the file unseen by the new one",
+                path.display()
+            )),
+        }
+    }
+
+    /// Claims the state file at `path` (taking its lock for that).
+    fn claim_path(&mut self, directive: &str, path: &Path) {
+        match FileLock::exclusive(path, true) {
+            Ok(lock) => self.claim(&lock, directive, path),
+            Err(e) => log_error(&format!("{directive} \"{}\": cannot lock: {e}", path.display())),
+        }
+    }
+
+    /// Claims the dyups file of a registry this cycle keeps (a reload): the
+    /// registry holds what the file does unless another nginx claimed the
+    /// file since (a binary upgrade, rolled back): its workers may have
+    /// changed it, and only a restart loads it into a registry.
+    fn claim_kept(&mut self, path: &Path) {
+        const DIRECTIVE: &str = "dyups_upstream_conf";
+        let lock = match FileLock::exclusive(path, true) {
+            Ok(lock) => lock,
+            Err(e) => return log_error(&format!("{DIRECTIVE} \"{}\": cannot lock: {e}", path.display())),
+        };
+        match lock.claimed() {
+            Ok(theirs) if theirs != self.token => {
+                self.foreign.push(path.to_path_buf());
+                log_error(&format!(
+                    "{DIRECTIVE} \"{}\": another nginx claimed it since the run-time upstreams were loaded (a \
+                     binary upgrade rolled back?); their changes are refused until a restart loads the file",
                     path.display()
-                ),
-            ),
+                ));
+            }
+            _ => self.claim(&lock, DIRECTIVE, path),
         }
     }
 }
@@ -146,6 +182,9 @@ pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
 /// fails: what cannot be applied is logged.
 /// In init_module, after the zones exist.
 pub fn load_at_start(init: &InitModule, main: &MainConf) {
+    if testing_configuration() {
+        return; // nginx -t: nothing is restored, nothing claimed
+    }
     let cycle = init.cycle();
     let Some(dyups) = Dyups::get() else {
         return;
@@ -155,6 +194,9 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         let path = resolve(cycle, state_file_of(upstream));
         set_state_path(init, upstream, path.clone());
         let Some(path) = path else { continue };
+        // Claimed whatever follows: an old nginx's workers must not change
+        // a file this one will write.
+        claims.claim_path("dynamic_state_file", &path);
         if !has_bookkeeping(upstream) {
             continue; // no room for bookkeeping: already warned
         }
@@ -178,12 +220,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
                 log_error(&format!("{text}; the upstreams after it were not restored"));
             }
         } else {
-            // The registry this cycle keeps is the file's: claimed all the
-            // same (again, or after a rollback).
-            match FileLock::exclusive(&path, true) {
-                Ok(lock) => claims.claim(&lock, "dyups_upstream_conf", &path),
-                Err(e) => log_error(&format!("dyups_upstream_conf \"{}\": cannot lock: {e}", path.display())),
-            }
+            claims.claim_kept(&path);
         }
     }
     if let Ok(mut slot) = CLAIMS.lock() {
@@ -198,7 +235,9 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
 fn read_locked(directive: &str, path: &Path, claims: &mut Claims) -> Result<(FileLock, Option<String>), String> {
     let shown = path.display();
     let lock = FileLock::exclusive(path, true).map_err(|e| format!("{directive} \"{shown}\": cannot lock: {e}"))?;
-    claims.claim(&lock, directive, path);
+    if !claims.paths.iter().any(|p| p == path) {
+        claims.claim(&lock, directive, path);
+    }
     let text = persist::read(path).map_err(|e| format!("{directive} \"{shown}\": cannot read: {e}"))?;
     Ok((lock, text))
 }
@@ -309,19 +348,24 @@ pub fn managed_by_dyups(upstream: Upstream, name: &str) -> Option<ApiError> {
     })
 }
 
-/// Refuses a change if a newer nginx claimed the state file since this
-/// cycle did (a file this cycle did not claim, or whose claim cannot be
-/// read, is not refused).
+/// Refuses a change to a state file that another nginx claimed since this
+/// cycle did (an empty claim too: the lock file was replaced, or a claim
+/// was cut short), or that this cycle found claimed by another (see
+/// [`Claims::claim_kept`]). A file this cycle could not claim is not
+/// checked.
 fn check_claim(lock: &FileLock, path: &Path) -> Result<(), ApiError> {
-    let ours = CLAIMS
-        .lock()
-        .ok()
-        .and_then(|claims| claims.as_ref().filter(|c| c.paths.iter().any(|p| p == path)).map(|c| c.token.clone()));
-    let Some(ours) = ours else { return Ok(()) };
-    if lock.claimed().is_ok_and(|theirs| !theirs.is_empty() && theirs != ours) {
-        return Err(ApiError::state_file_taken_over(&path.display().to_string()));
+    let (ours, foreign) = match CLAIMS.lock().ok().as_deref().and_then(Option::as_ref) {
+        Some(c) => (c.paths.iter().any(|p| p == path).then(|| c.token.clone()), c.foreign.iter().any(|p| p == path)),
+        None => (None, false),
+    };
+    let shown = path.display().to_string();
+    if foreign {
+        return Err(ApiError::state_file_newer(&shown));
     }
-    Ok(())
+    match ours {
+        Some(ours) if lock.claimed().is_ok_and(|theirs| theirs != ours) => Err(ApiError::state_file_taken_over(&shown)),
+        _ => Ok(()),
+    }
 }
 
 fn lock(path: &Path, wait: bool) -> Result<FileLock, ApiError> {
