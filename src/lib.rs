@@ -11,34 +11,38 @@
 //! `unsafe` (each block with its `// SAFETY:` comment, which clippy
 //! enforces) is in these files only:
 //!
-//! * `nginx/`: every file but `entry.rs` and `mod.rs`: they are the
-//!   wrappers (requests, logs, locks, slab peer lists, socket addresses,
-//!   the upstream table, the balancers' directives, variables, the
-//!   module's shared zones, the module's configuration, process globals,
-//!   `flock`);
-//! * `zone/`: `upstream.rs` (a zone upstream's `uscf` and srv conf),
+//! * `nginx/`: the wrappers, every file but `entry.rs` and `mod.rs`:
+//!   requests and the content handlers nginx calls (`http_io.rs`), the
+//!   cycle hooks and directive handlers nginx calls (`module_hooks.rs`),
+//!   logs, locks, slab peer lists, the per-peer records, socket addresses,
+//!   the upstream table and nginx's strings, the balancers' directives,
+//!   variables, the module's shared zones, process globals, `flock`, the
+//!   Lua C API (`lua_c.rs`), what differs between nginx versions;
+//! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
 //!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
 //!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
-//!   nginx calls), `tried_bitmap.rs` (the requests' bitmaps and the pool
-//!   cleanups that give them back), `health.rs` (the health records in
-//!   shared memory);
+//!   nginx calls, installed in init_module), `tried_bitmap.rs` (the
+//!   requests' bitmaps and the pool cleanups that give them back),
+//!   `health.rs` (the health records in shared memory);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
 //!   and timer nginx calls);
 //! * `health/prober.rs` (the probes' connections, events and timers);
-//! * `ops/state_files.rs`: reads the new cycle's paths and upstreams at
-//!   start (init_module);
-//! * `api/`: `handlers.rs` (content handlers nginx calls), `lua_ffi.rs`
-//!   and `c_api.rs` (C functions Lua and other modules call with raw
-//!   pointers), `lua.rs` (`dlsym` of the Lua module's functions);
-//! * `lib.rs`, `config.rs`, `cycle.rs`: the module object, the directive
-//!   handlers and the cycle hooks nginx calls.
+//! * `api/lua_ffi.rs` (the functions LuaJIT calls with raw pointers and
+//!   lengths; `api/c_api.rs` exports C functions too, but takes nginx's
+//!   structures as references and has no `unsafe` block);
+//! * this file: the module object, its directive table (offsets nginx
+//!   writes at) and which structure each configuration level is.
 //!
-//! `api/query.rs`, `api/rest.rs`, `api/plus.rs`, `api/metrics.rs`, `ops/`
-//! (but `state_files.rs`) and
-//! `nginx/entry.rs` have none.
+//! The compiler holds the others to it: `config.rs`, `cycle.rs`, `ops/`
+//! and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
+//! `#[no_mangle]` the lint counts) start with `#![forbid(unsafe_code)]`.
+//! A reference to an nginx structure is trusted to be one nginx made, as
+//! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);
+//! what only one phase of nginx's life may do takes that phase's token
+//! (`nginx::module_hooks::{Postconfiguration, InitModule}`).
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
