@@ -15,19 +15,21 @@
 //!   wrappers (requests, logs, locks, slab peer lists, socket addresses,
 //!   the upstream table, the balancers' directives, variables, the
 //!   module's shared zones, the module's configuration, process globals,
-//!   `flock`);
+//!   timers and probe connections on the event loop, `flock`);
 //! * `zone/`: `upstream.rs` (a zone upstream's `uscf` and srv conf),
 //!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
 //!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
 //!   nginx calls), `tried_bitmap.rs` (the requests' bitmaps and the pool
 //!   cleanups that give them back), `health.rs` (the health records in
-//!   shared memory);
+//!   shared memory, and the checked upstreams' lists their health goes to);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
 //!   and timer nginx calls);
-//! * `health/prober.rs` (the probes' connections, events and timers);
+//! * `health/prober.rs`: one block (allowed by name; `health/` denies
+//!   `unsafe` otherwise), the health bit of a run-time upstream's
+//!   registry list, until `dyups/` has a safe entry for it;
 //! * `ops/state_files.rs`: reads the new cycle's paths and upstreams at
 //!   start (init_module);
 //! * `api/`: `handlers.rs` (content handlers nginx calls), `lua_ffi.rs`
