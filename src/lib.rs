@@ -16,28 +16,30 @@
 //!   cycle hooks and directive handlers nginx calls (`module_hooks.rs`),
 //!   logs, locks, slab peer lists, the per-peer records, socket addresses,
 //!   the upstream table and nginx's strings, the balancers' directives,
-//!   variables, the module's shared zones, process globals, `flock`, the
-//!   Lua C API (`lua_c.rs`), what differs between nginx versions;
+//!   variables, the module's shared zones, process globals, timers and
+//!   probe connections on the event loop (`timer.rs`,
+//!   `probe_connection.rs`), `flock`, the Lua C API (`lua_c.rs`), what
+//!   differs between nginx versions;
 //! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
 //!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
 //!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
 //!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
 //!   nginx calls, installed in init_module), `tried_bitmap.rs` (the
 //!   requests' bitmaps and the pool cleanups that give them back),
-//!   `health.rs` (the health records in shared memory);
+//!   `health.rs` (the health records in shared memory, and the checked
+//!   upstreams' lists their health goes to);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
 //!   and timer nginx calls);
-//! * `health/prober.rs` (the probes' connections, events and timers);
 //! * `api/lua_ffi.rs` (the functions LuaJIT calls with raw pointers and
 //!   lengths; `api/c_api.rs` exports C functions too, but takes nginx's
 //!   structures as references and has no `unsafe` block);
 //! * this file: the module object, its directive table (offsets nginx
 //!   writes at) and which structure each configuration level is.
 //!
-//! The compiler holds the others to it: `config.rs`, `cycle.rs`, `ops/`
-//! and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
+//! The compiler holds the others to it: `config.rs`, `cycle.rs`, `ops/`,
+//! `health/` and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
 //! `#[no_mangle]` the lint counts) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as
 //! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);

@@ -644,6 +644,20 @@ impl Dyups {
         }
     }
 
+    /// Sets or clears the health bit of every peer named `name` in the
+    /// current list of run-time upstream `upstream` (the health checks'
+    /// prober applying a record's health), read inside a grace-period
+    /// section so that the list is not freed meanwhile.
+    pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: bool) {
+        let section = ReadSection::new(self);
+        if let Some(record) = self.record(upstream).filter(|r| !r.peers.is_null()) {
+            // SAFETY: a registry list read in this section is not freed before
+            // it ends; its peers are written only under its write lock.
+            unsafe { health::set_peer_health(record.peers, name, down) };
+        }
+        drop(section);
+    }
+
     /// The record of `name` (any case), copied out.
     pub fn record(&self, name: &str) -> Option<RecordView> {
         let reading = self.read_lock();

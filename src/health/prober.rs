@@ -8,8 +8,8 @@
 //! when it changed (the registry's current list for a run-time upstream,
 //! read inside a grace-period section), and, when the slot's lease is due,
 //! claims it (one CAS) and
-//! starts a probe: a non-blocking connection through
-//! `ngx_event_connect_peer`, whose read, write and timeout events come back
+//! starts a probe: a non-blocking connection ([`ProbeConnection`]:
+//! `ngx_event_connect_peer`), whose read, write and timeout events come back
 //! here. `type=tcp` peeks one byte once connected (up on a byte or EAGAIN,
 //! as nginx_upstream_check_module); `type=http` sends `check_http_send` and
 //! reads the status line ([`HttpProbe`]). The lease holder records the
@@ -18,9 +18,8 @@
 //! every interval), so the probes of a peer are `interval` apart whatever
 //! the number of workers. Nothing here blocks; nothing allocates under a lock.
 
-use core::ffi::c_void;
-use core::mem::zeroed;
-use core::ptr;
+use core::cell::RefCell;
+use core::mem::ManuallyDrop;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -28,27 +27,19 @@ use std::rc::Rc;
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckType};
 use dynamic_upstream_core::health::probe::{Counters, Failure, HttpProbe, Lease, Transition, Verdict};
 use dynamic_upstream_core::Address;
-use ngx::ffi::{
-    ngx_cached_time, ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_ERR, ngx_connection_t,
-    ngx_current_msec, ngx_cycle, ngx_cycle_t, ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_pid, ngx_quit, ngx_str_t, ngx_terminate, NGX_AGAIN, NGX_LOG_WARN, NGX_OK,
-};
-use ngx::ffi::{ngx_post_event, ngx_posted_events};
+use ngx::ffi::{ngx_cycle_t, ngx_int_t, ngx_msec_t, NGX_LOG_WARN, NGX_OK};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::peer_list::list_peers;
-use crate::nginx::process::in_running_process;
-use crate::nginx::sockaddr::PeerAddress;
+use crate::nginx::probe_connection::{Io, ProbeConnection, ProbeEvent};
+use crate::nginx::process::{cached_time_sec, current_msec, exiting, in_running_process, pid};
+use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::{str_eq, Upstream};
-use crate::zone::health::{configuration_number, set_peer_health, set_running, HealthZone};
+use crate::zone::health::{configuration_number, set_running_for, CheckedList, HealthZone};
 use crate::zone::upstream::check_of;
-use crate::Module;
-use ngx::http::HttpModuleMainConf;
 
 /// The longest time between two ticks.
 const TICK_MS: u32 = 100;
@@ -63,7 +54,7 @@ const READ_CHUNK: usize = 512;
 struct Target {
     /// A zone upstream's shared primary list; None for a run-time upstream,
     /// whose current list is read from the registry each time.
-    primary: Option<*mut ngx_http_upstream_rr_peers_t>,
+    primary: Option<CheckedList>,
     check: Rc<CheckConf>,
 }
 
@@ -81,8 +72,8 @@ struct Known {
     applied: Option<u32>,
 }
 
-/// One probe in flight (boxed: nginx holds pointers into it).
-struct Probe {
+/// What a probe's result is recorded against.
+struct Job {
     slot: usize,
     gen: u32,
     claimed: u64,
@@ -92,10 +83,13 @@ struct Probe {
     upstream: String,
     /// The peer's name (the address probed differs with `port=`).
     peer: String,
-    address: PeerAddress,
-    name: ngx_str_t,
-    pc: ngx_peer_connection_t,
-    timeout: ngx_event_t,
+}
+
+/// One probe in flight: its connection's events come back, with the
+/// slot's index, to [`on_probe_event`].
+struct Probe {
+    job: Job,
+    connection: ProbeConnection,
     http: HttpProbe,
     sent: usize,
 }
@@ -107,34 +101,42 @@ struct Worker {
     /// The dyups registry's generation the run-time slots were resolved at.
     registry: Option<u64>,
     known: Vec<Option<Known>>,
-    probes: HashMap<usize, Box<Probe>>,
+    /// By slot index: one probe per slot at a time (a slot with one in
+    /// flight is not claimed again), and a probe's connection is open
+    /// exactly as long as it is here (taken out, it is closed).
+    probes: HashMap<usize, Probe>,
     tick_ms: ngx_msec_t,
-    tick: ngx_event_t,
-    /// The tick event's `data` (nginx's timer code reads it as a connection).
-    tick_connection: ngx_connection_t,
+    tick: Timer,
 }
 
-/// This worker's prober (null in the master, and without checks).
-static mut WORKER: *mut Worker = ptr::null_mut();
-
-/// The worker's prober.
-///
-/// # Safety
-/// The worker's only thread, with no other reference to it alive.
-unsafe fn worker<'a>() -> Option<&'a mut Worker> {
-    // SAFETY: per the contract.
-    unsafe { WORKER.as_mut() }
+thread_local! {
+    /// This worker's prober (None in the master, and without checks).
+    ///
+    /// nginx runs a worker's event handlers one after the other on its one
+    /// thread, never one inside another; the handlers here (the tick and
+    /// the probes' events) hold the borrow for their whole run, across
+    /// `ngx_event_connect_peer` (which posts, never runs, the write event
+    /// of a connection made at once, and may close nginx's idle HTTP
+    /// connections to free one: their handlers, not these), closing
+    /// connections (which removes their events, runs none), logging and
+    /// the lists' locks. None of those runs a handler of this prober, so
+    /// no borrow is ever refused; if one were, the RefCell's panic would
+    /// end that handler at its entry's guard, never alias the prober.
+    /// [`release_all`] takes the prober out before it closes anything.
+    ///
+    /// ManuallyDrop: no destructor at thread (process) exit, when nginx's
+    /// cycle may be gone; exit_process releases it ([`release_all`]).
+    static WORKER: RefCell<ManuallyDrop<Option<Worker>>> = const { RefCell::new(ManuallyDrop::new(None)) };
 }
 
-fn exiting() -> bool {
-    // SAFETY: plain reads of nginx's process flags, written by this thread
-    // (or its signal handler, as nginx's own loop reads them).
-    unsafe { ngx_exiting != 0 || ngx_quit != 0 || ngx_terminate != 0 }
+/// Runs `f` on this worker's prober, if it has one (see [`WORKER`] for
+/// why the borrow can be held for all of `f`).
+fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
+    WORKER.with(|cell| Option::as_mut(&mut **cell.borrow_mut()).map(f))
 }
 
 fn now_msec() -> u32 {
-    // SAFETY: a plain read of nginx's clock, which only this thread writes.
-    unsafe { ngx_current_msec as u32 }
+    current_msec() as u32
 }
 
 /// init_process: starts the tick if the cycle has checks.
@@ -147,51 +149,29 @@ pub fn start(cycle: &ngx_cycle_t) {
         return;
     }
     let Some(health) = HealthZone::running() else { return };
-    let intervals = checked_upstreams(cycle).into_iter().map(|(_, t)| t.check.interval_ms);
+    let intervals = checked_upstreams(Upstream::of_cycle(cycle)).into_iter().map(|(_, t)| t.check.interval_ms);
     let tick_ms = intervals.fold(TICK_MS, u32::min);
-    let worker = Box::into_raw(Box::new(Worker {
+    let mut worker = Worker {
         health,
         cycle: configuration_number(),
         registry: None,
         known: (0..health.len()).map(|_| None).collect(),
         probes: HashMap::new(),
         tick_ms: tick_ms as ngx_msec_t,
-        // SAFETY: plain C structs, all-zero is their initial state.
-        tick: unsafe { zeroed() },
-        // SAFETY: as above.
-        tick_connection: unsafe { zeroed() },
-    }));
-    // SAFETY: the worker's only thread; the box lives until release_all.
-    unsafe {
-        WORKER = worker;
-        let w = &mut *worker;
-        w.tick_connection.fd = -1;
-        w.tick.handler = Some(on_tick);
-        w.tick.log = (*ngx_cycle).log;
-        w.tick.data = ptr::addr_of_mut!(w.tick_connection).cast();
-        w.tick.set_cancelable(1);
-        ngx::ffi::ngx_add_timer(&mut w.tick, w.tick_ms);
-    }
+        tick: Timer::new(on_tick),
+    };
+    worker.tick.add(worker.tick_ms);
+    WORKER.with(|cell| **cell.borrow_mut() = Some(worker));
 }
 
 /// exit_process: closes the probes in flight (unreported: their leases
 /// expire) and frees the prober.
 pub fn release_all() {
-    // SAFETY: the worker's only thread; WORKER is cleared before the box
-    // is dropped.
-    unsafe {
-        let worker = WORKER;
-        if worker.is_null() {
-            return;
-        }
-        WORKER = ptr::null_mut();
-        let mut w = Box::from_raw(worker);
-        if w.tick.timer_set() != 0 {
-            ngx::ffi::ngx_del_timer(&mut w.tick);
-        }
-        for (_, probe) in w.probes.drain() {
-            close(probe);
-        }
+    // Taken out first: nothing below runs with the prober borrowed.
+    let Some(mut w) = WORKER.with(|cell| Option::take(&mut **cell.borrow_mut())) else { return };
+    w.tick.del();
+    for (_, probe) in w.probes.drain() {
+        drop(probe.connection);
     }
 }
 
@@ -201,12 +181,11 @@ pub fn release_all() {
 /// configuration upstreams this cycle still checks). Returns how many
 /// run-time upstreams' servers did not fit, for [`begin_cycle`].
 pub fn set_zone(init: &InitModule) -> usize {
-    let zone = Module::main_conf(init.cycle()).map_or(ptr::null_mut(), |main| main.check_zone);
-    let names: Vec<String> = checked_upstreams(init.cycle()).into_iter().map(|(upstream, _)| upstream.name()).collect();
+    let names: Vec<String> =
+        checked_upstreams(Upstream::of_cycle(init.cycle())).into_iter().map(|(upstream, _)| upstream.name()).collect();
     let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-    // SAFETY: in init_module, the new cycle's health zone (initialised) or
-    // null.
-    let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| unsafe { set_running(zone, &names, runtime_checked) };
+    // The new cycle's health zone (none without checks).
+    let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| set_running_for(init, &names, runtime_checked);
     // Under the registry's lock: a worker of the previous configuration
     // changing a run-time upstream either did before (its records move) or
     // finds the old records superseded under it and answers 503. Records
@@ -232,16 +211,15 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         return Ok(());
     };
     health.begin_cycle();
-    // SAFETY: a plain read of nginx's clock, which only this thread writes.
-    let now = unsafe { ngx_current_msec } as u32;
+    let now = now_msec();
     let mut keep = vec![false; health.len()];
     let mut unchecked = 0usize;
     let mut spread = 0u32;
-    let checked = checked_upstreams(cycle);
+    let checked = checked_upstreams(Upstream::of_cycle(cycle));
     for (upstream, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
-        // SAFETY: the primary list of an upstream of the new cycle, which
-        // only this process reaches yet.
-        let (upstream, peers) = (upstream.name(), unsafe { list_peers(primary) });
+        // The primary list of an upstream of the new cycle, which only this
+        // process reaches yet.
+        let (upstream, peers) = (upstream.name(), primary.peers());
         let upstream = upstream.as_bytes();
         for name in peers.into_iter().map(|p| p.name.into_bytes()) {
             // The C module's random start: a thousand peers do not connect
@@ -256,8 +234,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             // A carried slot is due on the new schedule (the interval may
             // have changed): its lease from the old one could be a day away.
             health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
-            // SAFETY: as above.
-            unsafe { set_peer_health(primary, &name, health.slot(index).counters().down) };
+            primary.set_health(&name, health.slot(index).counters().down);
         }
     }
     for (index, slot) in health.slots() {
@@ -277,55 +254,47 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     Ok(())
 }
 
-/// The checked zone upstreams of `cycle` (this process's, or the new one
-/// in init_module).
-fn checked_upstreams(cycle: &ngx_cycle_t) -> Vec<(Upstream, Target)> {
+/// The checked zone upstreams among `upstreams` (of this process's cycle,
+/// or of the new one in init_module).
+fn checked_upstreams(upstreams: Vec<Upstream>) -> Vec<(Upstream, Target)> {
     let mut checked = Vec::new();
-    for upstream in Upstream::of_cycle(cycle) {
+    for upstream in upstreams {
         let Some(check) = check_of(upstream) else { continue };
         if is_front(upstream) {
             // Served by the dyups registry in this worker: its peer.data
             // is the front, not a peer list.
             continue;
         }
-        let primary = upstream.conf().peer.data.cast::<ngx_http_upstream_rr_peers_t>();
-        if upstream.zone().is_some() && !primary.is_null() {
+        // A zone upstream with its shared list.
+        if let Some(primary) = CheckedList::of(upstream) {
             checked.push((upstream, Target { primary: Some(primary), check: Rc::new(check) }));
         }
     }
     checked
 }
 
-unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
-    // SAFETY: the worker's only thread; no other reference is alive in a
-    // timer handler.
-    if unsafe { worker() }.is_some_and(|w| !w.health.is_running(w.cycle)) {
+/// The tick timer's handler.
+fn on_tick() {
+    if with_worker(|w| !w.health.is_running(w.cycle)).unwrap_or(false) {
         // `master_process off` after a reload: nginx runs no new
         // init_process and sets up no connections for the new cycle (every
         // connect fails from then on), and this prober's zone and lists
-        // may be gone. It stops; its event (in the freed box) is not
-        // touched again.
+        // may be gone. It stops; its timer (freed with it) is not set
+        // again.
         log(NGX_LOG_WARN, "health checks stop: a reload of a single process (master_process off) cannot probe; peers keep their last health");
         release_all();
         return;
     }
     let _ = request_guard(|| {
-        // SAFETY: the worker's only thread; no other reference is alive in
-        // a timer handler.
-        if let Some(w) = unsafe { worker() } {
+        with_worker(|w| {
             if !exiting() {
                 tick(w);
             }
-        }
+        });
         NGX_OK as ngx_int_t
     });
-    // SAFETY: the tick event is the worker's, in its box.
-    unsafe {
-        if !exiting() {
-            if let Some(w) = worker() {
-                ngx::ffi::ngx_add_timer(ev, w.tick_ms);
-            }
-        }
+    if !exiting() {
+        with_worker(|w| w.tick.add(w.tick_ms));
     }
 }
 
@@ -334,8 +303,7 @@ fn tick(w: &mut Worker) {
         return;
     }
     let now = now_msec();
-    // SAFETY: a plain read of this process's pid.
-    let pid = unsafe { ngx_pid } as u32;
+    let pid = pid() as u32;
     let current_cycle = w.health.is_current_cycle();
     let registry = Dyups::get().map(|d| d.generation());
     if registry != w.registry {
@@ -394,8 +362,7 @@ fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
         }
         check.map(|check| Target { primary: None, check: Rc::new(check) })
     } else {
-        // SAFETY: at run time ngx_cycle is this worker's cycle.
-        checked_upstreams(unsafe { &*ngx_cycle })
+        checked_upstreams(Upstream::running())
             .into_iter()
             .find(|(u, _)| str_eq(&u.conf().host, &upstream))
             .map(|(_, target)| target)
@@ -437,14 +404,9 @@ fn runtime_check(upstream: &str) -> Option<CheckConf> {
 /// Sets the health bit of peer `name` of run-time upstream `upstream` in
 /// the registry's current list.
 fn set_runtime_health(upstream: &str, name: &[u8], down: bool) {
-    let Some(dyups) = Dyups::get() else { return };
-    let section = ReadSection::new(&dyups);
-    if let Some(record) = dyups.record(upstream).filter(|r| !r.peers.is_null()) {
-        // SAFETY: a registry list read in this section is not freed before
-        // it ends; its peers are written only under its write lock.
-        unsafe { set_peer_health(record.peers, name, down) };
+    if let Some(dyups) = Dyups::get() {
+        dyups.set_runtime_health(upstream, name, down);
     }
-    drop(section);
 }
 
 /// Applies the slot's health to this cycle's lists if it changed since.
@@ -458,11 +420,9 @@ fn apply(w: &mut Worker, index: usize) {
     }
     let down = slot.counters().down;
     match target.primary {
-        // SAFETY: a checked zone upstream's shared primary list, which
-        // lives as long as this worker's cycle.
-        Some(primary) => unsafe {
-            set_peer_health(primary, &known.name, down);
-        },
+        // A checked zone upstream's shared primary list, which lives as
+        // long as this worker's cycle.
+        Some(primary) => primary.set_health(&known.name, down),
         None => set_runtime_health(&known.upstream, &known.name, down),
     }
     known.applied = Some(transitions);
@@ -475,177 +435,99 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     let address = match Address::parse(&String::from_utf8_lossy(&known.name)) {
         Ok(Address::Inet(mut a)) if check.port != 0 => {
             a.set_port(check.port);
-            PeerAddress::new(&Address::Inet(a))
+            Address::Inet(a)
         }
-        Ok(a) => PeerAddress::new(&a),
+        Ok(a) => a,
         // Names come from validated addresses; one that does not read back
         // is not probed.
         Err(_) => return,
     };
-    let raw = Box::into_raw(Box::new(Probe {
+    let job = Job {
         slot: index,
         gen: known.gen,
         claimed,
         scheduled,
         upstream: known.upstream.clone(),
         peer: String::from_utf8_lossy(&known.name).into_owned(),
-        address,
-        name: ngx_str_t::empty(),
-        // SAFETY: plain C structs, all-zero is their initial state.
-        pc: unsafe { zeroed() },
-        // SAFETY: as above.
-        timeout: unsafe { zeroed() },
-        http: HttpProbe::new(check.expect_alive),
-        sent: 0,
         check: check.clone(),
-    }));
-    // SAFETY: `raw` is the fresh box, owned here until it goes into
-    // `w.probes` (or is dropped); the connection's sockaddr and name point
-    // into it and the connection is closed before it is dropped.
-    let rc = unsafe {
-        let p = &mut *raw;
-        let name = p.address.name();
-        p.name = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
-        p.pc.sockaddr = ptr::addr_of_mut!(p.address.sockaddr).cast();
-        p.pc.socklen = p.address.socklen;
-        p.pc.name = &mut p.name;
-        p.pc.get = Some(ngx_event_get_peer);
-        p.pc.log = (*ngx_cycle).log;
-        p.pc.set_log_error(ngx_connection_log_error_e_NGX_ERROR_ERR);
-        ngx_event_connect_peer(&mut p.pc)
     };
-    // SAFETY: as above.
-    let probe = unsafe { Box::from_raw(raw) };
-    if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
+    // A connection made at once (a unix socket) gets its write event
+    // posted: it runs from the event loop, not from here, where the tick
+    // still borrows the worker.
+    let Some(connection) = ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event)
+    else {
         // NGX_ERROR, or NGX_DECLINED (refused at once): no connection left.
-        report(w, &probe, Verdict::Down(Failure::Connect));
+        report(w, &job, Verdict::Down(Failure::Connect));
         return;
-    }
-    // SAFETY: a fresh connection of this worker; its data points at the
-    // boxed probe, which stays in `w.probes` until the connection is closed.
-    unsafe {
-        let c = (*raw).pc.connection;
-        (*c).data = raw.cast::<c_void>();
-        (*(*c).read).handler = Some(on_read);
-        (*(*c).write).handler = Some(on_write);
-        let timeout = ptr::addr_of_mut!((*raw).timeout);
-        (*timeout).handler = Some(on_timeout);
-        (*timeout).data = c.cast();
-        (*timeout).log = (*raw).pc.log;
-        (*timeout).set_cancelable(1);
-        ngx::ffi::ngx_add_timer(timeout, check.timeout_ms as ngx_msec_t);
-    }
-    w.probes.insert(index, probe);
-    if rc == NGX_OK as ngx_int_t {
-        // Connected at once (a unix socket): no write event may come. Run
-        // the write handler from the event loop, not from here, where the
-        // tick still borrows the worker.
-        // SAFETY: the live connection's write event, posted as nginx posts
-        // its own; ngx_close_connection drops it if the probe ends first.
-        unsafe { ngx_post_event((*(*raw).pc.connection).write, ptr::addr_of_mut!(ngx_posted_events)) };
-    }
-}
-
-unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
-    let _ = request_guard(|| {
-        // SAFETY: nginx calls this with a probe's write event.
-        unsafe { event(ev, |probe| if probe.check.check_type == CheckType::Tcp { peek(probe) } else { send(probe) }) };
-        NGX_OK as ngx_int_t
-    });
-}
-
-unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
-    let _ = request_guard(|| {
-        // SAFETY: nginx calls this with a probe's read event.
-        unsafe {
-            event(ev, |probe| if probe.check.check_type == CheckType::Tcp { peek(probe) } else { receive(probe) })
-        };
-        NGX_OK as ngx_int_t
-    });
-}
-
-unsafe extern "C" fn on_timeout(ev: *mut ngx_event_t) {
-    let _ = request_guard(|| {
-        // SAFETY: nginx calls this with a probe's timeout event.
-        unsafe { event(ev, |_| Verdict::Down(Failure::Timeout)) };
-        NGX_OK as ngx_int_t
-    });
-}
-
-/// Runs `step` on the probe of `ev` and ends the probe on a verdict, or
-/// at once when the worker is exiting.
-///
-/// # Safety
-/// `ev` is a read, write or timeout event of a probe's connection (its
-/// `data` is the connection, whose `data` is the probe).
-unsafe fn event(ev: *mut ngx_event_t, step: impl FnOnce(&mut Probe) -> Verdict) {
-    // SAFETY: per the contract; the probe is boxed in `w.probes` and this
-    // is the only reference to it until it is taken out below.
-    let (slot, verdict) = unsafe {
-        let probe = &mut *(*(*ev).data.cast::<ngx_connection_t>()).data.cast::<Probe>();
-        let verdict = if exiting() { Verdict::NeedMore } else { step(probe) };
-        (probe.slot, verdict)
     };
-    if verdict == Verdict::NeedMore && !exiting() {
-        return;
-    }
-    // SAFETY: the worker's only thread, in an event handler.
-    let Some(w) = (unsafe { worker() }) else { return };
-    let Some(probe) = w.probes.remove(&slot) else { return };
-    // SAFETY: the probe's connection and timer are live; close() ends them.
-    let probe = unsafe { close(probe) };
-    // Not into a zone a `master_process off` reload replaced (the next
-    // tick starts the prober again).
-    if !exiting() && w.health.is_running(w.cycle) {
-        report(w, &probe, verdict);
+    w.probes.insert(index, Probe { job, connection, http: HttpProbe::new(check.expect_alive), sent: 0 });
+}
+
+/// A probe connection's event: runs the probe's next step and ends the
+/// probe on a verdict, or at once when the worker is exiting.
+fn on_probe_event(slot: usize, event: ProbeEvent) {
+    with_worker(|w| {
+        let Some(probe) = w.probes.get_mut(&slot) else { return };
+        let verdict = if exiting() { Verdict::NeedMore } else { step(probe, event) };
+        if verdict == Verdict::NeedMore && !exiting() {
+            return;
+        }
+        let Some(Probe { job, connection, .. }) = w.probes.remove(&slot) else { return };
+        // Deletes its timer and closes it.
+        drop(connection);
+        // Not into a zone a `master_process off` reload replaced (the next
+        // tick stops the prober).
+        if !exiting() && w.health.is_running(w.cycle) {
+            report(w, &job, verdict);
+        }
+    });
+}
+
+fn step(probe: &mut Probe, event: ProbeEvent) -> Verdict {
+    let tcp = probe.job.check.check_type == CheckType::Tcp;
+    match event {
+        ProbeEvent::Write if tcp => peek(probe),
+        ProbeEvent::Write => send(probe),
+        ProbeEvent::Read if tcp => peek(probe),
+        ProbeEvent::Read => receive(probe),
+        ProbeEvent::Timeout => Verdict::Down(Failure::Timeout),
     }
 }
 
 /// `type=tcp`: connected, and the connection neither failed nor closed.
 fn peek(probe: &mut Probe) -> Verdict {
-    let mut byte = 0u8;
-    // SAFETY: the probe's live connection; one byte into a local.
-    let (n, err) = unsafe {
-        let fd = (*probe.pc.connection).fd;
-        let n = libc::recv(fd, ptr::addr_of_mut!(byte).cast(), 1, libc::MSG_PEEK);
-        (n, *libc::__errno_location())
-    };
-    if n == 1 || (n == -1 && err == libc::EAGAIN) {
-        Verdict::Up
-    } else if n == 0 {
-        Verdict::Down(Failure::Closed)
-    } else {
-        Verdict::Down(Failure::Connect)
+    match probe.connection.peek() {
+        Ok(1) => Verdict::Up,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Verdict::Up,
+        Ok(0) => Verdict::Down(Failure::Closed),
+        _ => Verdict::Down(Failure::Connect),
     }
 }
 
 /// `type=http`, writable: sends what is left of the request.
 fn send(probe: &mut Probe) -> Verdict {
-    let request = probe.check.send.as_bytes();
-    // SAFETY: the probe's live connection; c->send writes from our bytes.
-    unsafe {
-        let c = probe.pc.connection;
-        while probe.sent < request.len() {
-            let Some(send) = (*c).send else { return Verdict::Down(Failure::Io) };
-            let rest = &request[probe.sent..];
-            let n = send(c, rest.as_ptr().cast_mut(), rest.len());
-            if n == NGX_AGAIN as isize {
-                if ngx_handle_write_event((*c).write, 0) != NGX_OK as ngx_int_t {
+    let check = probe.job.check.clone();
+    let request = check.send.as_bytes();
+    while probe.sent < request.len() {
+        match probe.connection.send(&request[probe.sent..]) {
+            Io::Done(n) => probe.sent += n,
+            Io::Again => {
+                if !probe.connection.handle_write_event() {
                     return Verdict::Down(Failure::Io);
                 }
                 return Verdict::NeedMore;
             }
-            if n <= 0 {
-                return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io });
+            Io::Unsupported => return Verdict::Down(Failure::Io),
+            Io::Closed | Io::Error => {
+                return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io })
             }
-            probe.sent += n as usize;
         }
-        // All sent: with a level-triggered event method (`use poll` or
-        // `select`) nginx stops watching a ready write event only here;
-        // else it would call on_write again and again until the answer.
-        if ngx_handle_write_event((*c).write, 0) != NGX_OK as ngx_int_t {
-            return Verdict::Down(Failure::Io);
-        }
+    }
+    // All sent: with a level-triggered event method (`use poll` or
+    // `select`) nginx stops watching a ready write event only here;
+    // else it would call on_write again and again until the answer.
+    if !probe.connection.handle_write_event() {
+        return Verdict::Down(Failure::Io);
     }
     probe.http.verdict()
 }
@@ -653,59 +535,36 @@ fn send(probe: &mut Probe) -> Verdict {
 /// `type=http`, readable: feeds the response to the status-line parser.
 fn receive(probe: &mut Probe) -> Verdict {
     let mut buf = [0u8; READ_CHUNK];
-    // SAFETY: the probe's live connection; c->recv reads into our buffer.
-    unsafe {
-        let c = probe.pc.connection;
-        loop {
-            let Some(recv) = (*c).recv else { return Verdict::Down(Failure::Io) };
-            let n = recv(c, buf.as_mut_ptr(), buf.len());
-            if n > 0 {
-                let verdict = probe.http.feed(&buf[..n as usize]);
+    loop {
+        match probe.connection.recv(&mut buf) {
+            Io::Done(n) => {
+                let verdict = probe.http.feed(&buf[..n]);
                 if verdict != Verdict::NeedMore {
                     return verdict;
                 }
-            } else if n == 0 {
-                return probe.http.closed();
-            } else if n == NGX_AGAIN as isize {
-                if ngx_handle_read_event((*c).read, 0) != NGX_OK as ngx_int_t {
+            }
+            Io::Closed => return probe.http.closed(),
+            Io::Again => {
+                if !probe.connection.handle_read_event() {
                     return Verdict::Down(Failure::Io);
                 }
                 return Verdict::NeedMore;
-            } else {
-                return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io });
             }
+            Io::Unsupported => return Verdict::Down(Failure::Io),
+            Io::Error => return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io }),
         }
     }
-}
-
-/// Closes a probe's connection and removes its timer.
-///
-/// # Safety
-/// The probe's connection, if any, is open.
-unsafe fn close(mut probe: Box<Probe>) -> Box<Probe> {
-    // SAFETY: per the contract.
-    unsafe {
-        if probe.timeout.timer_set() != 0 {
-            ngx::ffi::ngx_del_timer(&mut probe.timeout);
-        }
-        if !probe.pc.connection.is_null() {
-            ngx_close_connection(probe.pc.connection);
-            probe.pc.connection = ptr::null_mut();
-        }
-    }
-    probe
 }
 
 /// The lease holder's record of a probe's verdict; dropped if the lease
 /// is no longer this probe's (the slot was freed, or the lease expired).
-fn report(w: &mut Worker, probe: &Probe, verdict: Verdict) {
+fn report(w: &mut Worker, probe: &Job, verdict: Verdict) {
     let failure = match verdict {
         Verdict::Down(failure) => Some(failure),
         _ => None,
     };
     let check = &probe.check;
-    // SAFETY: a plain read of nginx's cached time.
-    let now = unsafe { (*ngx_cached_time).sec };
+    let now = cached_time_sec();
     let released = Lease::release(probe.scheduled, check.interval_ms);
     let recorded = w.health.record_probe(probe.slot, probe.gen, probe.claimed, released, now, failure, |counters| {
         counters.record(failure.is_none(), check.rise, check.fall)

@@ -1,5 +1,7 @@
-//! Which nginx process this is.
+//! Which nginx process this is, and the process globals the module reads
+//! (its flags, clocks and pid).
 
+use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
@@ -43,4 +45,54 @@ pub fn ppid() -> u64 {
 pub fn testing_configuration() -> bool {
     // SAFETY: a plain read of nginx's global, set from the command line.
     unsafe { ngx::ffi::ngx_test_config != 0 }
+}
+
+/// Whether nginx asked this process to stop: a graceful quit under way
+/// (`ngx_exiting`), or a quit or terminate signal not yet acted on.
+pub fn exiting() -> bool {
+    // SAFETY: plain reads of nginx's process flags, written by this thread
+    // or its signal handlers (`sig_atomic_t`): read volatile, as nginx's
+    // own loop reads them.
+    unsafe {
+        ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_exiting)) != 0
+            || ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_quit)) != 0
+            || ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_terminate)) != 0
+    }
+}
+
+/// nginx's millisecond clock (`ngx_current_msec`), as of its last time
+/// update.
+pub fn current_msec() -> ngx::ffi::ngx_msec_t {
+    // SAFETY: one word nginx's time update writes (a `volatile` in C), read
+    // volatile as nginx's own readers do.
+    unsafe { ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_current_msec)) }
+}
+
+/// The Unix time of nginx's cached clock (`ngx_cached_time->sec`); 0 before
+/// nginx set its clock up.
+pub fn cached_time_sec() -> i64 {
+    // SAFETY: nginx points `ngx_cached_time` at one of its time slots (a
+    // static array, never freed) before any module code runs, and moves it
+    // to another slot only after that slot is written: a reader that takes
+    // the pointer once reads a whole entry, as nginx's `ngx_time()` does.
+    unsafe {
+        let cached = ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_cached_time));
+        if cached.is_null() {
+            return 0;
+        }
+        ptr::read_volatile(ptr::addr_of!((*cached).sec)) as i64
+    }
+}
+
+/// Whether nginx's event loop runs in this process and this is its thread
+/// (the process's main thread, which nginx's thread pools are not): what
+/// every timer, posted event and connection call needs. False in the
+/// master, which never sets up the event loop.
+pub fn in_event_loop() -> bool {
+    // SAFETY: getpid and gettid cannot fail.
+    let main_thread = unsafe { libc::gettid() == libc::getpid() };
+    // SAFETY: a read of nginx's timer tree root, written only by this
+    // (main) thread: ngx_event_process_init sets it, before any timer can
+    // be added.
+    main_thread && unsafe { !ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_event_timer_rbtree.root)).is_null() }
 }

@@ -32,10 +32,14 @@ use ngx::ffi::{
     ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::peer_list::{peers_of, quietly, recount, DOWN_HEALTH};
+use crate::nginx::module_hooks::InitModule;
+use crate::nginx::peer_list::{list_peers, peers_of, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
+use crate::nginx::upstreams::Upstream;
+use crate::Module;
+use ngx::http::HttpModuleMainConf;
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
@@ -634,6 +638,43 @@ pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: 
     }
 }
 
+/// The shared primary peer list of a zone upstream of a live
+/// configuration (and its backup list, `next`): the lists whose peers'
+/// health bits a checked upstream's records go to. Made only from an
+/// [`Upstream`] handle, and only when its `peer.data` is a list in its own
+/// zone, where nginx's zone module put it: not a dyups front (which a
+/// worker makes of a configuration upstream the REST API replaced, and
+/// whose `peer.data` is that worker's own memory). Like the `Upstream`
+/// handle, it is valid as long as that configuration lives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CheckedList(*mut ngx_http_upstream_rr_peers_t);
+
+impl CheckedList {
+    /// `upstream`'s shared primary list, if it has a zone and its
+    /// balancer's peer list lies in it.
+    pub fn of(upstream: Upstream) -> Option<CheckedList> {
+        let zone = upstream.zone()?;
+        let primary = upstream.conf().peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+        let (start, at) = (zone.shm.addr as usize, primary as usize);
+        let in_zone = !primary.is_null() && at >= start && at < start.saturating_add(zone.shm.size);
+        in_zone.then_some(CheckedList(primary))
+    }
+
+    /// Its peers, primaries then backups ([`list_peers`]).
+    pub fn peers(self) -> Vec<PeerView> {
+        // SAFETY: a zone upstream's shared primary list (see of()), which
+        // lives as long as its configuration.
+        unsafe { list_peers(self.0) }
+    }
+
+    /// Sets or clears the health bit of every peer named `name`
+    /// ([`set_peer_health`]).
+    pub fn set_health(self, name: &[u8], down: bool) {
+        // SAFETY: as in peers().
+        unsafe { set_peer_health(self.0, name, down) }
+    }
+}
+
 /// The health slot of a peer an API is adding to a checked configuration
 /// upstream: a new one, claimed before the lists' locks and freed unless
 /// [`Pending::activate`]d under them once the peer is linked, or, for a
@@ -776,11 +817,7 @@ pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [Pe
 ///
 /// # Safety
 /// In the master's init_module, before the workers fork.
-pub unsafe fn set_running(
-    zone: *mut ngx_shm_zone_t,
-    checked: &[&[u8]],
-    runtime_checked: &dyn Fn(&[u8]) -> bool,
-) -> usize {
+unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]], runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
     let previous = HealthZone::running();
     // SAFETY: per the contract.
     unsafe { ZONE = zone };
@@ -798,6 +835,16 @@ pub unsafe fn set_running(
         }
         _ => 0,
     }
+}
+
+/// [`set_running`] in the master's init_module with the new cycle's health
+/// zone (none without checks: its main configuration's `check_zone`).
+pub fn set_running_for(init: &InitModule, checked: &[&[u8]], runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
+    let zone = Module::main_conf(init.cycle()).map_or(ptr::null_mut(), |main| main.check_zone);
+    // SAFETY: an InitModule is only made for the master's init_module, before
+    // the workers fork; the zone is the new cycle's (initialised: nginx
+    // initialises every shared zone before init_module) or null.
+    unsafe { set_running(zone, checked, runtime_checked) }
 }
 
 /// A slot's key: (upstream name, peer name), and whose peer it is.
