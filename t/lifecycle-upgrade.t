@@ -25,6 +25,20 @@ sub move_api_for_new_instance {
     spew(conf_file(), $conf);
 }
 
+# A rollback as nginx documents it for an old master whose workers still
+# run: QUIT to the new master; the old one is the master again. Then the
+# configuration file gets the API back on port 3 (for the reload that
+# follows).
+sub roll_back {
+    my ($old, $new) = @_;
+    kill 'QUIT', $new or die "kill QUIT $new: $!";
+    ok(poll_until(sub { !kill(0, $new) && (master_pid() // 0) == $old }, 10), 'the old master is the master again');
+    my ($p3, $p4) = (port(3), port(4));
+    my $conf = slurp(conf_file());
+    $conf =~ s/listen 127\.0\.0\.1:$p4;/listen 127.0.0.1:$p3;/ or die "no listen on port 4 in the configuration\n";
+    spew(conf_file(), $conf);
+}
+
 # A request to the old instance (port 3) or the new one (port 4).
 sub old_api { my ($m, $uri, $body) = @_; http($m // 'GET', 'http://127.0.0.1:' . port(3) . $uri, $body) }
 sub new_api { my ($m, $uri, $body) = @_; http($m // 'GET', 'http://127.0.0.1:' . port(4) . $uri, $body) }
@@ -163,14 +177,9 @@ my @accepted;
 main::move_api_for_new_instance();
 my ($old, $new) = nginx_upgrade_start();
 is(main::add_peer(\&main::new_api, 5, \@accepted)->{status}, 200, 'a change through the new instance');
-kill 'QUIT', $new or die "kill QUIT $new: $!";
-ok(poll_until(sub { !kill(0, $new) && (master_pid() // 0) == $old }, 10), 'the old master is the master again');
+main::roll_back($old, $new);
 my $r = main::add_peer(\&main::old_api, 6, \@accepted);
 is("$r->{status} $r->{body}", main::taken_over_query($file), 'the old instance refuses changes');
-my $conf = main::slurp(conf_file());
-my ($p3, $p4) = (port(3), port(4));
-$conf =~ s/listen 127\.0\.0\.1:$p4;/listen 127.0.0.1:$p3;/;
-main::spew(conf_file(), $conf);
 nginx_reload();
 is(main::add_peer(\&main::old_api, 6, \@accepted)->{status}, 200, 'after a reload it accepts them again');
 is(main::old_api('GET', '/dynamic?upstream=backends&verbose=')->{body}, join('', map { main::srv($_) } 2, @accepted),
@@ -195,14 +204,9 @@ main::post_upstream(\&main::old_api, 'first', 5, \@accepted);
 main::move_api_for_new_instance();
 my ($old, $new) = nginx_upgrade_start();
 is(main::post_upstream(\&main::new_api, 'second', 6, \@accepted)->{status}, 200, 'an update through the new instance');
-kill 'QUIT', $new or die "kill QUIT $new: $!";
-ok(poll_until(sub { !kill(0, $new) && (master_pid() // 0) == $old }, 10), 'the old master is the master again');
+main::roll_back($old, $new);
 my $r = main::post_upstream(\&main::old_api, 'third', 7, \@accepted);
 is("$r->{status} $r->{body}", main::taken_over($file), 'the old instance refuses changes');
-my $conf = main::slurp(conf_file());
-my ($p3, $p4) = (port(3), port(4));
-$conf =~ s/listen 127\.0\.0\.1:$p4;/listen 127.0.0.1:$p3;/;
-main::spew(conf_file(), $conf);
 nginx_reload();
 $r = main::post_upstream(\&main::old_api, 'third', 7, \@accepted);
 is("$r->{status} $r->{body}", main::newer($file), 'after a reload: refused until a restart');
