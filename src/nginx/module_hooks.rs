@@ -24,6 +24,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
+use crate::nginx::process::mark_exited;
 use crate::nginx::upstreams::str_lossy;
 
 /// What the module does at each step of a cycle's life.
@@ -142,6 +143,7 @@ pub unsafe extern "C" fn exit_process<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
         H::exit_process();
         NGX_OK as ngx_int_t
     });
+    mark_exited();
 }
 
 pub unsafe extern "C" fn exit_master<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
@@ -149,6 +151,7 @@ pub unsafe extern "C" fn exit_master<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
         H::exit_master();
         NGX_OK as ngx_int_t
     });
+    mark_exited();
 }
 
 /// The cycle being configured.

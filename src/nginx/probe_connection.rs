@@ -203,6 +203,12 @@ impl Drop for ProbeConnection {
     /// delivered after: ngx_close_connection removes its posted events and
     /// its fd from the event method), then frees what nginx pointed at.
     fn drop(&mut self) {
+        if !in_event_loop() {
+            // After the exit hooks (nginx is freeing the cycle and its
+            // connections): nothing of nginx is touched, the memory goes
+            // with the process. A connection is only made in the event loop.
+            return;
+        }
         let p = self.inner.as_ptr();
         // SAFETY: the allocation and its open connection (see `inner`),
         // on the event loop's thread (connect() checked it and the value

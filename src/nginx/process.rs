@@ -84,11 +84,26 @@ pub fn cached_time_sec() -> i64 {
     }
 }
 
+/// Set once this process's module exit hooks ran: nginx frees the cycle
+/// next (and with it the connections and timer tree), then exits.
+static EXITED: AtomicBool = AtomicBool::new(false);
+
+/// exit_process / exit_master, after the module's own: from now on the
+/// wrappers make no call into nginx's event loop (a value dropped later,
+/// by a thread-local destructor at `exit()`, is left to the process's end).
+pub fn mark_exited() {
+    EXITED.store(true, Ordering::Relaxed);
+}
+
 /// Whether nginx's event loop runs in this process and this is its thread
 /// (the process's main thread, which nginx's thread pools are not): what
 /// every timer, posted event and connection call needs. False in the
-/// master, which never sets up the event loop.
+/// master, which never sets up the event loop, and once the process's
+/// exit hooks ran.
 pub fn in_event_loop() -> bool {
+    if EXITED.load(Ordering::Relaxed) {
+        return false;
+    }
     // SAFETY: getpid and gettid cannot fail.
     let main_thread = unsafe { libc::gettid() == libc::getpid() };
     // SAFETY: a read of nginx's timer tree root, written only by this

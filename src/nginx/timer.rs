@@ -92,6 +92,12 @@ impl Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
+        if !in_event_loop() {
+            // After the exit hooks (nginx is freeing the cycle and its timer
+            // tree): nothing of nginx is touched, the memory goes with the
+            // process. A timer is only ever added in the event loop.
+            return;
+        }
         self.del();
         // SAFETY: allocated by new() with Box; no longer in nginx's tree.
         // nginx reads nothing of an expired event after its handler
