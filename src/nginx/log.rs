@@ -3,38 +3,40 @@
 use ngx::ffi::ngx_log_t;
 
 /// A log lines can go to: a request's connection log (which nginx points
-/// at the location's `error_log`), or the cycle's.
+/// at the location's `error_log`), or the cycle's. It holds a copy of the
+/// log without what belongs to the connection (its number, its handler
+/// and that handler's data, which live in the request's memory): what is
+/// left (files, level, the next logs) lives as long as the cycle, so a
+/// value kept after its request ended still writes safely.
 #[derive(Clone, Copy)]
-pub struct Log(*mut ngx_log_t);
+pub struct Log(ngx_log_t);
 
 impl Log {
     /// The cycle's log.
     pub fn cycle() -> Log {
-        Log(ngx::log::ngx_cycle_log().as_ptr())
+        // SAFETY: the running cycle's log, valid as long as the cycle.
+        unsafe { Log::from_raw(ngx::log::ngx_cycle_log().as_ptr()) }
     }
 
     /// # Safety
-    /// `log` is null (the cycle's log is used) or stays valid as long as
-    /// this value (a request's connection log: the request outlives its
-    /// handler's call).
+    /// `log` is null (the cycle's log is used) or valid for the call; the
+    /// files it points at live as long as the cycle (a request's
+    /// connection log, or the cycle's).
     pub unsafe fn from_raw(log: *mut ngx_log_t) -> Log {
-        if log.is_null() {
-            Log::cycle()
-        } else {
-            Log(log)
-        }
+        let log = if log.is_null() { ngx::log::ngx_cycle_log().as_ptr() } else { log };
+        // SAFETY: per the contract; a plain copy of the struct.
+        let mut copy = unsafe { *log };
+        copy.connection = 0;
+        copy.handler = None;
+        copy.data = core::ptr::null_mut();
+        Log(copy)
     }
 
     /// Writes `line` at `level`: to the files and level of this log, but
     /// without what a connection log adds (`*N`, `client: ..., request:
     /// ...`), so a line reads the same whichever log has it.
     pub fn write_plain(self, level: u32, line: &str) {
-        // SAFETY: self.0 is valid (see from_raw); the copy lives on the
-        // stack for this call only.
-        let mut log = unsafe { *self.0 };
-        log.connection = 0;
-        log.handler = None;
-        log.data = core::ptr::null_mut();
+        let mut log = self.0;
         ngx::ngx_log_error!(level, &mut log as *mut ngx_log_t, "{}", line);
     }
 }
