@@ -52,7 +52,7 @@ impl CycleHooks for Hooks {
         crate::config::finish_checks(post.conf())
     }
 
-    fn init_module(init: &mut InitModule) {
+    fn init_module(init: &InitModule) {
         // Only now, when this cycle can no longer fail, does its zone (none
         // without an http block) become the running one.
         Dyups::begin_cycle(init);

@@ -38,7 +38,7 @@ pub trait CycleHooks {
     /// In the master, with the new cycle (the global `ngx_cycle` is still
     /// the old one), after its shared zones are initialised. nginx treats a
     /// failure here as fatal even on reload, so there is none.
-    fn init_module(init: &mut InitModule);
+    fn init_module(init: &InitModule);
     /// In each new worker (or the single process), with its cycle.
     fn init_process(cycle: &ngx_cycle_t);
     /// In a worker that exits.
@@ -122,9 +122,9 @@ impl InitModule<'_> {
 pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    let mut init = InitModule { cycle: unsafe { &*cycle } };
+    let init = InitModule { cycle: unsafe { &*cycle } };
     request_guard(|| {
-        H::init_module(&mut init);
+        H::init_module(&init);
         NGX_OK as ngx_int_t
     })
 }
