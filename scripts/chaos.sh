@@ -105,6 +105,9 @@ for _ in $(seq 1 100); do [ -n "$(master)" ] && break; sleep 0.1; done
 first_master=$(master)
 stop_nginx() {
     stop_by_pid_file "$out/logs/nginx.pid"
+    # An old master a binary upgrade left running (the run stopped between
+    # USR2 and QUIT).
+    stop_by_pid_file "$out/logs/nginx.pid.oldbin"
     stop_by_pid_file "$out/backends/logs/nginx.pid"
 }
 trap stop_nginx EXIT
