@@ -21,6 +21,7 @@ use crate::nginx::conf::{
     LocConf, MainConf, DEFAULT_READ_MSG_TIMEOUT_MS, DEFAULT_SHM_ZONE_SIZE, MIN_SHM_ZONE_SIZE, UNSET_FLAG, UNSET_MSEC,
     UNSET_SIZE,
 };
+use crate::nginx::http_io::NgxContentHandler;
 use crate::nginx::module_hooks::{
     conf_emerg, cycle_of, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged,
 };
@@ -216,10 +217,7 @@ impl Directive for SetCheckStatus {
 
 /// Installs `handler`, whose answers show per-peer statistics: requests
 /// count them from now on.
-fn set_stats_handler(
-    call: &mut DirectiveCall<'_, LocConf>,
-    handler: handlers::ContentHandler,
-) -> Result<(), DirectiveError> {
+fn set_stats_handler(call: &mut DirectiveCall<'_, LocConf>, handler: NgxContentHandler) -> Result<(), DirectiveError> {
     call.main_conf().ok_or(Logged)?.stats = true;
     call.set_location_handler(handler)
 }

@@ -15,33 +15,30 @@ use crate::nginx::http_io::{
 };
 use crate::ops::change_log::{log_refusal, Requester};
 
-/// The signature nginx expects of a location's content handler.
-pub type ContentHandler = NgxContentHandler;
-
 // The content handlers the directives install (`clcf->handler`). Each is
 // `content_handler::<H>`: nginx calls it with the live request, it runs
 // `H::handle` inside the panic barrier.
 
 /// `location ... { dynamic_upstream; }`: the query-string API.
 #[allow(non_upper_case_globals)]
-pub const dynamic_upstream_handler: ContentHandler = content_handler::<QueryApi>;
+pub const dynamic_upstream_handler: NgxContentHandler = content_handler::<QueryApi>;
 
 /// `location ... { dyups_interface; }`: the REST API.
 #[allow(non_upper_case_globals)]
-pub const dyups_interface_handler: ContentHandler = content_handler::<RestApi>;
+pub const dyups_interface_handler: NgxContentHandler = content_handler::<RestApi>;
 
 /// `location ... { dynamic_upstream_api [write=on]; }`: the NGINX Plus API.
 #[allow(non_upper_case_globals)]
-pub const plus_api_handler: ContentHandler = content_handler::<PlusApi>;
+pub const plus_api_handler: NgxContentHandler = content_handler::<PlusApi>;
 
 /// `location ... { dynamic_upstream_metrics; }`: the Prometheus page.
 #[allow(non_upper_case_globals)]
-pub const metrics_handler: ContentHandler = content_handler::<MetricsPage>;
+pub const metrics_handler: NgxContentHandler = content_handler::<MetricsPage>;
 
 /// `location ... { check_status [html|csv|json]; }`: the health checks'
 /// status page.
 #[allow(non_upper_case_globals)]
-pub const check_status_handler: ContentHandler = content_handler::<CheckStatusPage>;
+pub const check_status_handler: NgxContentHandler = content_handler::<CheckStatusPage>;
 
 /// The query-string API.
 struct QueryApi;

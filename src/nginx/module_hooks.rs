@@ -23,6 +23,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
+use crate::nginx::http_io::NgxContentHandler;
 use crate::nginx::lua_c::{register_packages, LuaPackages};
 use crate::nginx::process::mark_exited;
 use crate::nginx::upstreams::str_lossy;
@@ -242,10 +243,7 @@ impl<C> DirectiveCall<'_, C> {
     }
 
     /// Makes the location being read answer with `handler`.
-    pub fn set_location_handler(
-        &mut self,
-        handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
-    ) -> Result<(), DirectiveError> {
+    pub fn set_location_handler(&mut self, handler: NgxContentHandler) -> Result<(), DirectiveError> {
         let clcf = NgxHttpCoreModule::location_conf_mut(self.cf).ok_or(DirectiveError::Logged)?;
         clcf.handler = Some(handler);
         Ok(())

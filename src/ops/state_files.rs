@@ -100,9 +100,8 @@ impl Claims {
 
     /// Claims the state file at `path` (taking its lock for that).
     fn claim_path(&mut self, directive: &str, path: &Path) {
-        match FileLock::exclusive(path, true) {
-            Ok(lock) => self.claim(&lock, directive, path),
-            Err(e) => log_error(&format!("{directive} \"{}\": cannot lock: {e}", path.display())),
+        if let Some(lock) = lock_at_start(directive, path) {
+            self.claim(&lock, directive, path);
         }
     }
 
@@ -112,10 +111,7 @@ impl Claims {
     /// changed it, and only a restart loads it into a registry.
     fn claim_kept(&mut self, path: &Path) {
         const DIRECTIVE: &str = "dyups_upstream_conf";
-        let lock = match FileLock::exclusive(path, true) {
-            Ok(lock) => lock,
-            Err(e) => return log_error(&format!("{DIRECTIVE} \"{}\": cannot lock: {e}", path.display())),
-        };
+        let Some(lock) = lock_at_start(DIRECTIVE, path) else { return };
         match lock.claimed() {
             Ok(theirs) if theirs != self.token => {
                 self.foreign.push(path.to_path_buf());
@@ -128,6 +124,13 @@ impl Claims {
             _ => self.claim(&lock, DIRECTIVE, path),
         }
     }
+}
+
+/// A state file's lock, taken at start; an error is logged.
+fn lock_at_start(directive: &str, path: &Path) -> Option<FileLock> {
+    FileLock::exclusive(path, true)
+        .inspect_err(|e| log_error(&format!("{directive} \"{}\": cannot lock: {e}", path.display())))
+        .ok()
 }
 
 /// A configured path, relative ones against nginx's prefix.
@@ -202,7 +205,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         }
         let restored = ZoneUpstream::of_running(upstream, managed_by_dyups)
             .map_err(|e| e.text)
-            .and_then(|zone| restore_zone_upstream(init, &zone, &path, &mut claims));
+            .and_then(|zone| restore_zone_upstream(init, &zone, &path));
         if let Err(text) = restored {
             log_error(&format!(
                 "{text}: the configuration's servers are used (the next change through the API writes them \
@@ -216,7 +219,8 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
     }
     if let Some(path) = dyups_file {
         if dyups.take_first_load() {
-            if let Err(text) = restore_dyups(&dyups, &path, cycle, &mut claims) {
+            claims.claim_path("dyups_upstream_conf", &path);
+            if let Err(text) = restore_dyups(&dyups, &path, cycle) {
                 log_error(&format!("{text}; the upstreams after it were not restored"));
             }
         } else {
@@ -229,27 +233,19 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
 }
 
 /// A state file's text, read under its lock (held until the returned lock
-/// is dropped), for a restore at start; none if the file does not exist.
-/// The file is claimed for this cycle under the same lock. `directive`
-/// names the file in messages.
-fn read_locked(directive: &str, path: &Path, claims: &mut Claims) -> Result<(FileLock, Option<String>), String> {
+/// is dropped), for a restore at start (claimed before: see
+/// [`load_at_start`]); none if the file does not exist. `directive` names
+/// the file in messages.
+fn read_locked(directive: &str, path: &Path) -> Result<(FileLock, Option<String>), String> {
     let shown = path.display();
     let lock = FileLock::exclusive(path, true).map_err(|e| format!("{directive} \"{shown}\": cannot lock: {e}"))?;
-    if !claims.paths.iter().any(|p| p == path) {
-        claims.claim(&lock, directive, path);
-    }
     let text = persist::read(path).map_err(|e| format!("{directive} \"{shown}\": cannot read: {e}"))?;
     Ok((lock, text))
 }
 
-fn restore_zone_upstream(
-    init: &InitModule,
-    zone: &ZoneUpstream,
-    path: &Path,
-    claims: &mut Claims,
-) -> Result<(), String> {
+fn restore_zone_upstream(init: &InitModule, zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
     let shown = path.display();
-    let (_lock, text) = read_locked("dynamic_state_file", path, claims)?;
+    let (_lock, text) = read_locked("dynamic_state_file", path)?;
     let Some(text) = text else { return Ok(()) };
     let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
     log_id_problems(&format!("dynamic_state_file \"{shown}\""), &text);
@@ -262,9 +258,9 @@ fn restore_zone_upstream(
 }
 
 /// In the master at start, with the new cycle.
-fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t, claims: &mut Claims) -> Result<(), String> {
+fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), String> {
     let shown = path.display();
-    let (_lock, text) = read_locked("dyups_upstream_conf", path, claims)?;
+    let (_lock, text) = read_locked("dyups_upstream_conf", path)?;
     let Some(text) = text else { return Ok(()) };
     let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
     log_id_problems(&format!("dyups_upstream_conf \"{shown}\""), &text);
