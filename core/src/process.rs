@@ -5,6 +5,8 @@
 pub struct ProcStat {
     /// Field 1: the pid, as the reader's /proc sees it.
     pub pid: i32,
+    /// Field 3: the state letter (`R`, `S`, `D`, ..., `Z` for a zombie).
+    pub state: u8,
     /// Field 22: the start time, in clock ticks since boot. With the pid it
     /// names one process for good: a recycled pid comes with a later start.
     pub start_time: u64,
@@ -20,7 +22,16 @@ pub fn parse_stat(stat: &[u8]) -> Option<ProcStat> {
     let rest = core::str::from_utf8(&stat[name_end + 1..]).ok()?;
     // Fields 3, 4, ... follow the name: field 22 is the 20th of them.
     let start_time = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
-    Some(ProcStat { pid, start_time })
+    let state = *rest.trim_start().as_bytes().first()?;
+    Some(ProcStat { pid, state, start_time })
+}
+
+impl ProcStat {
+    /// Whether the process has ended: a zombie its parent has not reaped
+    /// yet (`Z`), or dead (`X`). It runs no code any more.
+    pub fn ended(&self) -> bool {
+        matches!(self.state, b'Z' | b'X')
+    }
 }
 
 #[cfg(test)]
@@ -31,13 +42,20 @@ mod tests {
     fn reads_fields_1_and_22() {
         let stat = b"20035 (cat) R 20031 20031 9785 0 -1 4194304 124 0 0 0 0 0 0 0 20 0 1 0 139214 3133440 382 \
             18446744073709551615 94708076507136\n";
-        assert_eq!(parse_stat(stat), Some(ProcStat { pid: 20035, start_time: 139214 }));
+        assert_eq!(parse_stat(stat), Some(ProcStat { pid: 20035, state: b'R', start_time: 139214 }));
     }
 
     #[test]
     fn a_name_with_spaces_and_parentheses_does_not_shift_the_fields() {
         let stat = b"7 (nginx: worker) (x)) S 1 1 1 0 -1 4194368 5 0 0 0 0 0 0 0 20 0 1 0 4242 1 2 3\n";
-        assert_eq!(parse_stat(stat), Some(ProcStat { pid: 7, start_time: 4242 }));
+        assert_eq!(parse_stat(stat), Some(ProcStat { pid: 7, state: b'S', start_time: 4242 }));
+    }
+
+    #[test]
+    fn a_zombie_has_ended() {
+        let stat = parse_stat(b"9 (nginx) Z 1 1 1 0 -1 4194368 5 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n").unwrap();
+        assert!(stat.ended());
+        assert!(!parse_stat(b"9 (nginx) S 1 1 1 0 -1 4194368 5 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n").unwrap().ended());
     }
 
     #[test]

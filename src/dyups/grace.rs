@@ -41,13 +41,13 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
 
-use dynamic_upstream_core::process::{parse_stat, ProcStat};
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_slab_calloc_locked, ngx_slab_pool_t};
 
 use crate::nginx::layout;
 use crate::nginx::peer_list::free_list;
 use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::peer_stats::UpstreamCounters;
+use crate::nginx::process;
 use crate::nginx::version::{set_config_word, ConfigWord};
 
 /// A peer list of the dyups registry as allocated
@@ -199,7 +199,7 @@ impl Owner {
 struct ProcessSlot {
     owner: AtomicU64,
     /// The owner's start time (0: unknown): with the pid, it names the
-    /// owner for good (see [`ProcStat`]). Written only while the slot is
+    /// owner for good (see `core::process::ProcStat`). Written only while the slot is
     /// [`CLAIMING`].
     start: AtomicU64,
     active: [AtomicUsize; 2],
@@ -210,25 +210,14 @@ impl ProcessSlot {
         Owner(self.owner.load(SeqCst))
     }
 
-    /// Whether the process that owned this slot as `seen` no longer exists.
-    /// `EPERM` from `kill(pid, 0)` means a process with that pid exists,
-    /// one this process may not signal (an old worker whose cycle ran under
-    /// another `user`, or a recycled pid): it is the owner unless its start
-    /// time says otherwise. Without /proc a recycled pid only delays
-    /// reclamation; it never frees early. Reads /proc: never call it under
-    /// a lock.
+    /// Whether the process that owned this slot as `seen` no longer exists
+    /// ([`process::gone`]). Reads /proc: never call it under a lock.
     fn owner_gone(&self, seen: Owner) -> bool {
-        let pid = seen.pid() as i32;
-        // SAFETY: signal 0 only checks that the process exists.
-        let rc = unsafe { libc::kill(pid, 0) };
-        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return true;
-        }
         let start = self.start.load(SeqCst);
         if self.owner() != seen {
             return false;
         }
-        start != 0 && proc_stat(Some(pid)).is_some_and(|now| now.start_time != start)
+        process::gone(seen.pid() as i32, start)
     }
 
     /// Finishes a claim that swapped the owner word to `claiming`.
@@ -238,39 +227,6 @@ impl ProcessSlot {
         self.start.store(start, SeqCst);
         self.owner.store(claiming.with_pid(me).0, SeqCst);
     }
-}
-
-/// `/proc/PID/stat` of process `pid`, or of this process with None (None
-/// if unreadable): one read of a small procfs file. Never called under a
-/// lock.
-fn proc_stat(pid: Option<i32>) -> Option<ProcStat> {
-    use std::io::Write;
-    let mut path = [0u8; 32];
-    match pid {
-        Some(pid) => write!(&mut path[..], "/proc/{pid}/stat\0"),
-        None => write!(&mut path[..], "/proc/self/stat\0"),
-    }
-    .ok()?;
-    let mut stat = [0u8; 1024];
-    // SAFETY: a NUL-terminated path and a buffer of the length given; the
-    // descriptor is closed before returning.
-    let read = unsafe {
-        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return None;
-        }
-        let read = libc::read(fd, stat.as_mut_ptr().cast(), stat.len());
-        libc::close(fd);
-        read
-    };
-    parse_stat(stat.get(..usize::try_from(read).ok()?)?)
-}
-
-/// This process's start time, if /proc shows this process under its own
-/// pid (else it is another pid namespace's, and start times are not
-/// compared: 0).
-fn my_start(me: u32) -> u64 {
-    proc_stat(None).filter(|s| s.pid as u32 == me).map_or(0, |s| s.start_time)
 }
 
 /// Process slots, in the registry's zone; blocks are chained, never freed.
@@ -383,7 +339,7 @@ impl GracePeriod {
     /// one, adds a block. Takes no lock while it reads /proc.
     fn claim_slot(&self) -> &ProcessSlot {
         let me = std::process::id();
-        let start = my_start(me);
+        let start = process::my_start_time();
         for slot in self.slots() {
             let seen = slot.owner();
             let reusable = match seen.pid() {

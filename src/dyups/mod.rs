@@ -3,4 +3,5 @@
 
 pub mod grace;
 pub mod registry;
+pub mod registry_lock;
 pub mod worker;

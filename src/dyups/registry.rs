@@ -17,14 +17,18 @@
 //! in a small ring with their versions. A worker that missed more deletions
 //! than the ring holds copies the whole registry instead ([`Changes`]).
 //!
-//! The registry has its own rwlock (nginx's spin rwlock, on a word in the
-//! zone): readers (listings, worker syncs) share it and never wait for each
-//! other; writers hold it exclusively and, inside it, the zone's slab mutex
-//! for allocations and frees (lock order: registry, then slab). Readers copy
-//! records out with no heap allocation while they hold it. Taking the slab
-//! mutex for reads instead made every listing serialise the workers (a
-//! contended `ngx_shmtx` can sleep in a semaphore, stalling every connection
-//! of the worker): a flood of `/detail` requests starved proxied traffic.
+//! The registry has its own lock ([`RegistryLock`], a spin lock on words in
+//! the zone that names its holder, so that a worker killed while it held
+//! it does not stop every later change: the next one takes it over and, if
+//! the dead one was inside a change, repairs the change chain and makes
+//! every worker reload the registry, see [`repair`]). Readers (listings,
+//! worker syncs) copy records out with no heap allocation while they hold
+//! it; writers hold, inside it, the zone's slab mutex for allocations and
+//! frees (lock order: registry, then slab). Taking the slab mutex for reads
+//! instead made every listing serialise the workers on a lock that can
+//! sleep (a contended `ngx_shmtx` waits in a semaphore, stalling every
+//! connection of the worker): a flood of `/detail` requests starved proxied
+//! traffic. The registry's lock only spins and yields.
 //! nginx reuses the zone across reloads when its name and size are
 //! unchanged, so the registry, and every accepted change, survives them.
 
@@ -32,22 +36,24 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::{ApiError, Balancer, PeerView};
 use ngx::ffi::{
-    ngx_atomic_t, ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
-    ngx_slab_calloc, ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc,
+    ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
 use crate::dyups::grace::{
     attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
+use crate::dyups::registry_lock::{Held, RegistryLock};
 use crate::nginx::layout;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
-use crate::nginx::peer_lock::{ReadLocked, SlabLocked, WriteLocked};
+use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::zone::health::{self, forget_runtime, RuntimeSlots};
@@ -62,8 +68,9 @@ use ngx::http::HttpModuleMainConf;
 /// when the layout no longer has [`ZONE_LAYOUT`]'s fingerprint: bump the
 /// version here and record the new fingerprint there (v2 is the last
 /// released layout; v4: registry lists carry their check directives, or
-/// (another v4) their upstream's server-ID counter and revision; v5: both).
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v5";
+/// (another v4) their upstream's server-ID counter and revision; v5: both;
+/// v6: the registry's lock names its holder).
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v6";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
 /// targets; the numbers differ on others). It covers nginx's peer structs,
@@ -74,7 +81,8 @@ const ZONE_LAYOUT: u64 = crate::nginx::version::DYUPS_ZONE_LAYOUT;
 /// field offsets: its own structs, the grace period's, and nginx's peer
 /// structs its lists are made of. The stored balancer byte is
 /// [`Balancer::code`], whose values core's tests pin.
-const LAYOUTS: [&[usize]; 4] = [
+const LAYOUTS: [&[usize]; 5] = [
+    &crate::dyups::registry_lock::LAYOUT,
     &layout!(Registry; lock, generation, epoch, superseded, loaded, next_version, records, changes, removals,
         removals_written, forgotten, reclaim),
     &layout!(Record; next, newer, older, version, deleted, balancer, name_len, name, key_len, key, peers),
@@ -131,8 +139,8 @@ struct Record {
 /// The registry's root, at the zone's `shpool->data`.
 #[repr(C)]
 struct Registry {
-    /// The registry's rwlock (see the module comment).
-    lock: ngx_atomic_t,
+    /// The registry's lock (see the module comment).
+    lock: RegistryLock,
     generation: AtomicU64,
     /// Bumped by the master for every configuration cycle it starts (the
     /// zone outlives reloads): workers of older cycles see that they are
@@ -369,44 +377,53 @@ impl Dyups {
         unsafe { ptr::addr_of_mut!((*self.registry).reclaim) }
     }
 
-    fn lock_word(&self) -> *mut ngx_atomic_t {
-        // SAFETY: the registry lives as long as the zone.
-        unsafe { ptr::addr_of_mut!((*self.registry).lock) }
+    fn registry_lock(&self) -> &RegistryLock {
+        // SAFETY: the registry lives as long as the zone; the lock is only
+        // ever used through shared references (atomics).
+        unsafe { &*ptr::addr_of!((*self.registry).lock) }
     }
 
-    /// Takes the registry for writing, then the slab mutex; with
+    /// Takes the registry's lock (waiting for a running holder, or not at
+    /// all with `try_only`) and repairs the registry first if a holder died
+    /// inside a change.
+    fn hold(&self, try_only: bool) -> Option<Held<'_>> {
+        let lock = self.registry_lock();
+        let held = if try_only { lock.try_hold()? } else { lock.hold() };
+        if held.took_over_a_change() {
+            // SAFETY: the registry is changed only under its lock, held here.
+            unsafe { repair(&mut *self.registry) };
+        }
+        Some(held)
+    }
+
+    /// Takes the registry for a change, then the slab mutex; with
     /// `try_only`, fails with 409 instead of waiting when another worker
     /// holds the registry.
-    fn lock(&self, try_only: bool) -> Result<(WriteLocked, SlabLocked), ApiError> {
-        // SAFETY: the lock word and the slab pool are the zone's, mapped
-        // here; order: registry, then slab.
-        unsafe {
-            (*self.registry).reclaim.forget_dead(); // Reads /proc: before the locks.
-            let registry = if try_only {
-                WriteLocked::try_on(self.lock_word()).ok_or_else(|| {
-                    ApiError::conflict("locked", "another worker is using the upstream registry; try again")
-                })?
-            } else {
-                WriteLocked::on(self.lock_word())
-            };
-            // Checked again under the lock, which the master holds while
-            // it moves the health records to a new zone
-            // ([`Dyups::while_write_locked`]): a change either went in
-            // before (its records move) or is refused.
-            if health::superseded() {
-                drop(registry);
-                return Err(ApiError::reloading());
-            }
-            Ok((registry, SlabLocked::new(self.pool)))
+    fn lock(&self, try_only: bool) -> Result<(Held<'_>, SlabLocked), ApiError> {
+        // SAFETY: the state lives as long as the zone; its slots are atomics.
+        unsafe { (*self.registry).reclaim.forget_dead() }; // Reads /proc: before the locks.
+        let registry = self
+            .hold(try_only)
+            .ok_or_else(|| ApiError::conflict("locked", "another worker is using the upstream registry; try again"))?;
+        // Checked again under the lock, which the master holds while
+        // it moves the health records to a new zone
+        // ([`Dyups::while_write_locked`]): a change either went in
+        // before (its records move) or is refused.
+        if health::superseded() {
+            drop(registry);
+            return Err(ApiError::reloading());
         }
+        registry.changing();
+        // SAFETY: the zone's slab pool, mapped here; order: registry, then slab.
+        Ok((registry, unsafe { SlabLocked::new(self.pool) }))
     }
 
-    /// Runs `f` holding the registry's write lock (the master, moving the
+    /// Runs `f` holding the registry's lock (the master, moving the
     /// health records in init_module: no change of a worker can be half
     /// done meanwhile), with a test of whether the registry has a run-time
-    /// upstream of that name with checks. A lock not taken within a second
-    /// (a worker killed while it held it stops every change anyway) is
-    /// given up on: `f` runs without it.
+    /// upstream of that name with checks. A lock that a running process
+    /// keeps for over a second (one stuck) is given up on: `f` runs without
+    /// it.
     pub fn while_write_locked<T>(&self, f: impl FnOnce(&dyn Fn(&[u8]) -> bool) -> T) -> T {
         // Walks the records, which the lock keeps still; allocates nothing.
         let checked = |name: &[u8]| {
@@ -417,13 +434,12 @@ impl Dyups {
                 unsafe { !(*record).deleted && !(*record).peers.is_null() && !check_text((*record).peers).is_empty() }
             })
         };
-        for _ in 0..1000 {
-            // SAFETY: the lock word is the zone's, mapped here.
-            if let Some(_locked) = unsafe { WriteLocked::try_on(self.lock_word()) } {
-                return f(&checked);
+        if let Some(held) = self.registry_lock().hold_within(Duration::from_secs(1)) {
+            if held.took_over_a_change() {
+                // SAFETY: as in hold().
+                unsafe { repair(&mut *self.registry) };
             }
-            // SAFETY: plain sleep.
-            unsafe { libc::usleep(1000) };
+            return f(&checked);
         }
         // Not taken: the records may change under a walk, so none is made
         // (every name counts as checked; the workers free what is not).
@@ -434,17 +450,21 @@ impl Dyups {
         f(&|_| true)
     }
 
-    /// Runs `f` holding the registry's read lock: no change can be made
-    /// meanwhile (reads inside take it again, which a read lock allows).
+    /// Runs `f` holding the registry's lock: no change can be made
+    /// meanwhile (reads inside take it again, which the lock allows the
+    /// process that holds it).
     pub fn while_read_locked<T>(&self, f: impl FnOnce() -> T) -> T {
         let _locked = self.read_lock();
         f()
     }
 
     /// Takes the registry for reading.
-    fn read_lock(&self) -> ReadLocked {
-        // SAFETY: as in lock().
-        unsafe { ReadLocked::on(self.lock_word()) }
+    fn read_lock(&self) -> Held<'_> {
+        loop {
+            if let Some(held) = self.hold(false) {
+                return held;
+            }
+        }
     }
 
     /// Creates or replaces the upstream `name` with `spec`. Builds the new
@@ -525,6 +545,8 @@ impl Dyups {
             r.balancer = spec.balancer.code();
             r.key_len = key.len().min(MAX_KEY);
             r.key[..r.key_len].copy_from_slice(&key.as_bytes()[..r.key_len]);
+            #[cfg(debug_assertions)]
+            stall_for_tests(name);
             mark_changed(registry, record);
             match health {
                 Some(health) => health.commit(),
@@ -745,6 +767,57 @@ impl Record {
                 .unwrap_or(Balancer::RoundRobin),
             peers: self.peers,
         }
+    }
+}
+
+/// Makes the registry consistent again after a holder of its lock died
+/// inside a change ([`RegistryLock`]). The creation chain is consistent
+/// after every single store (a record is linked, or unlinked, by one);
+/// the change chain, which several stores update, is rebuilt from it,
+/// every record with a new version, and every worker is made to copy the
+/// whole registry (`forgotten`, as for one that missed more deletions than
+/// the ring holds), so whatever the dead holder had written reaches all of
+/// them alike. Its half-made change stays as far as it got: a record with
+/// no list yet reads as deleted, a list whose version had not moved yet is
+/// served from now on. What it had allocated and not linked stays
+/// allocated. Allocates nothing.
+///
+/// # Safety
+/// The caller holds the registry lock.
+unsafe fn repair(registry: &mut Registry) {
+    registry.changes = ptr::null_mut();
+    let mut record = registry.records;
+    // SAFETY: per the contract; linked records are allocated.
+    unsafe {
+        while !record.is_null() {
+            let r = &mut *record;
+            registry.next_version += 1;
+            r.version = registry.next_version;
+            r.newer = ptr::null_mut();
+            r.older = registry.changes;
+            if !registry.changes.is_null() {
+                (*registry.changes).newer = record;
+            }
+            registry.changes = record;
+            record = r.next;
+        }
+    }
+    registry.forgotten = registry.next_version;
+    registry.generation.fetch_add(1, SeqCst);
+}
+
+/// Debug builds only, for the tests of a worker killed inside a change: a
+/// change of the upstream that the environment variable
+/// `NDU_TEST_STALL_IN_CHANGE` names (passed to workers with nginx's `env`
+/// directive) stops halfway for 60 s, its new list in and its version not
+/// moved yet, with the registry's lock and the slab mutex held, after
+/// logging `stalling in a change of NAME` (test code: it logs and
+/// allocates under the locks, which the module never does otherwise).
+#[cfg(debug_assertions)]
+fn stall_for_tests(name: &str) {
+    if std::env::var("NDU_TEST_STALL_IN_CHANGE").is_ok_and(|stall| stall == name) {
+        crate::nginx::log::log(ngx::ffi::NGX_LOG_NOTICE, &format!("stalling in a change of {name}"));
+        std::thread::sleep(Duration::from_secs(60));
     }
 }
 

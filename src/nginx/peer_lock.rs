@@ -11,7 +11,6 @@
 //! leaves a lock held.
 
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use ngx::ffi::{
     ngx_atomic_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_shmtx_lock,
@@ -41,18 +40,6 @@ impl WriteLocked {
         // SAFETY: per the contract.
         unsafe { ngx_rwlock_wlock(lock) };
         Self { lock }
-    }
-
-    /// Takes the lock only if nobody holds it (nginx's rwlock has no
-    /// trylock: this is its first step, `cmpxchg(0, WLOCK)`).
-    ///
-    /// # Safety
-    /// As for [`WriteLocked::on`].
-    pub unsafe fn try_on(lock: *mut ngx_atomic_t) -> Option<Self> {
-        // SAFETY: per the contract; the word is only ever changed atomically
-        // (nginx's lock functions use the same atomic instructions).
-        let word = unsafe { AtomicUsize::from_ptr(lock.cast()) };
-        word.compare_exchange(0, NGX_RWLOCK_WLOCK, SeqCst, SeqCst).ok().map(|_| Self { lock })
     }
 }
 
@@ -84,9 +71,6 @@ impl ListsWriteLocked {
         }
     }
 }
-
-/// `NGX_RWLOCK_WLOCK` (a C macro): the value of a write-locked rwlock.
-const NGX_RWLOCK_WLOCK: usize = usize::MAX;
 
 /// Holds an nginx rwlock for reading.
 pub struct ReadLocked {

@@ -4,6 +4,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use dynamic_upstream_core::process::{parse_stat, ProcStat};
 use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 
 /// Set by init_process: in a worker, or in the one process of
@@ -110,4 +111,58 @@ pub fn in_event_loop() -> bool {
     // (main) thread: ngx_event_process_init sets it, before any timer can
     // be added.
     main_thread && unsafe { !ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_event_timer_rbtree.root)).is_null() }
+}
+
+/// Whether the process `pid`, which started at `start` (clock ticks since
+/// boot, as `/proc/PID/stat` says; 0: unknown), no longer runs: no process
+/// has that pid (`kill(pid, 0)` fails with `ESRCH`), or the one that has it
+/// has ended (a zombie its parent has not reaped yet) or started at another
+/// time (a recycled pid). `EPERM` from `kill` means a process with that pid
+/// exists that this one may not signal (an old worker whose cycle ran under
+/// another `user`): it runs unless /proc says otherwise. Without /proc a
+/// recycled pid counts as running: the caller waits longer, never takes
+/// over early. Reads /proc: never call it under a lock.
+pub fn gone(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return true;
+    }
+    proc_stat(Some(pid)).is_some_and(|now| now.ended() || (start != 0 && now.start_time != start))
+}
+
+/// This process's start time in clock ticks since boot, if /proc shows this
+/// process under its own pid (else it is another pid namespace's, and start
+/// times are not compared: 0).
+pub fn my_start_time() -> u64 {
+    let me = std::process::id();
+    proc_stat(None).filter(|s| s.pid as u32 == me).map_or(0, |s| s.start_time)
+}
+
+/// `/proc/PID/stat` of process `pid`, or of this process with None (None
+/// if unreadable): one read of a small procfs file, with no allocation.
+fn proc_stat(pid: Option<i32>) -> Option<ProcStat> {
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    match pid {
+        Some(pid) => write!(&mut path[..], "/proc/{pid}/stat\0"),
+        None => write!(&mut path[..], "/proc/self/stat\0"),
+    }
+    .ok()?;
+    let mut stat = [0u8; 1024];
+    // SAFETY: a NUL-terminated path and a buffer of the length given; the
+    // descriptor is closed before returning.
+    let read = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let read = libc::read(fd, stat.as_mut_ptr().cast(), stat.len());
+        libc::close(fd);
+        read
+    };
+    parse_stat(stat.get(..usize::try_from(read).ok()?)?)
 }

@@ -50,7 +50,7 @@ mod imp {
     pub type ConfigWord = ngx_uint_t;
 
     /// `registry::ZONE_LAYOUT` with this nginx's peer structs.
-    pub const DYUPS_ZONE_LAYOUT: u64 = 0x5db6_7d7e_6b93_7a5f;
+    pub const DYUPS_ZONE_LAYOUT: u64 = 0xe3ed_13e1_90fd_816f;
 
     /// Tells nginx that the set of peers or their weights changed (not for
     /// down/up and the other parameters: a request whose list moved gets no
@@ -193,7 +193,7 @@ mod imp {
     pub type ConfigWord = ();
 
     /// `registry::ZONE_LAYOUT` with this nginx's peer structs.
-    pub const DYUPS_ZONE_LAYOUT: u64 = 0x86fc_7b87_e3c2_289f;
+    pub const DYUPS_ZONE_LAYOUT: u64 = 0x7ff2_8570_0cbf_2a8f;
 
     /// No generation word.
     ///

@@ -1,0 +1,228 @@
+//! The dyups registry's lock: a spin lock in the registry's shared memory
+//! that names the process holding it, so that a holder killed inside
+//! (`kill -9`, the OOM killer) does not stop every later change.
+//!
+//! nginx's own rwlock is a bare counter: after a worker died holding it,
+//! every other worker spun on it for ever (and a binary upgrade's new
+//! master with them). nginx frees a dead worker's slab mutexes
+//! (`ngx_unlock_mutexes`), not a module's own locks. Here the lock word is
+//! the holder's pid and start time ([`Holder`]); a waiter that finds the
+//! word unchanged for a while asks whether that process still runs
+//! ([`process::gone`]) and, if not, takes the lock over with one
+//! compare-and-swap against the word it judged (which fails if anyone else
+//! took it meanwhile).
+//!
+//! The lock is exclusive: the registry's readers only copy fixed-size
+//! records out, and a dead reader must be as recoverable as a dead writer
+//! (a reader count names nobody). A process that holds the lock may take
+//! it again (a worker is one thread): only the outermost hold releases it.
+//!
+//! A holder that changes the registry says so first ([`Held::changing`]);
+//! the mark is cleared when the lock is released. Whoever takes the lock
+//! over from a dead holder that had marked it learns that a change may be
+//! half made ([`Held::took_over_a_change`]) and repairs the registry before
+//! anything else (the registry knows how: `registry::repair`); the mark
+//! stays until that repair's own release, so a repairer killed in turn
+//! leaves it for the next one.
+
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use crate::nginx::log::log;
+use crate::nginx::process;
+
+/// The lock, in shared memory (zeroed: free).
+#[repr(C)]
+pub struct RegistryLock {
+    /// 0 when free, else the holder's [`Holder`] word.
+    holder: AtomicU64,
+    /// Non-zero while the holder changes what the lock guards.
+    changing: AtomicU64,
+}
+
+/// The layout of the lock, for the registry's zone fingerprint.
+pub const LAYOUT: [usize; 4] = [
+    core::mem::size_of::<RegistryLock>(),
+    core::mem::align_of::<RegistryLock>(),
+    core::mem::offset_of!(RegistryLock, holder),
+    core::mem::offset_of!(RegistryLock, changing),
+];
+
+/// A process as the lock word names it: its pid in the low [`PID_BITS`]
+/// bits (Linux's `pid_max` is at most 2^22), its start time in clock ticks
+/// since boot above (42 bits: over a century at 100 ticks a second; 0 when
+/// /proc does not say). One word, so that a takeover is one
+/// compare-and-swap against the holder that was found dead.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Holder(u64);
+
+const PID_BITS: u32 = 22;
+const PID_MASK: u64 = (1 << PID_BITS) - 1;
+
+impl Holder {
+    fn new(pid: u32, start: u64) -> Self {
+        Holder(start << PID_BITS | u64::from(pid) & PID_MASK)
+    }
+
+    /// This process (its start time read once per process: a worker
+    /// inherits its master's memory, so the pid says whose it is).
+    fn me() -> Self {
+        static ME: AtomicU64 = AtomicU64::new(0);
+        let pid = std::process::id();
+        let known = Holder(ME.load(SeqCst));
+        if known.0 != 0 && known.pid() == pid {
+            return known;
+        }
+        let me = Holder::new(pid, process::my_start_time() & (u64::MAX >> PID_BITS));
+        ME.store(me.0, SeqCst);
+        me
+    }
+
+    fn pid(self) -> u32 {
+        (self.0 & PID_MASK) as u32
+    }
+
+    fn start(self) -> u64 {
+        self.0 >> PID_BITS
+    }
+
+    /// Whether this holder no longer runs. Reads /proc. (The word keeps
+    /// 42 bits of the start time: a start past them, after centuries of
+    /// uptime, would read as another process.)
+    fn gone(self) -> bool {
+        process::gone(self.pid() as i32, self.start())
+    }
+}
+
+/// How long [`RegistryLock::acquire`] waits for a running holder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// One try (and a takeover if the holder is gone).
+    None,
+    For(Duration),
+    Forever,
+}
+
+/// How long a waiter lets a holder keep the lock before asking whether it
+/// still runs, and then again between two such checks.
+const CHECK_EVERY: Duration = Duration::from_millis(2);
+
+impl RegistryLock {
+    /// Takes the lock, waiting for as long as a running process holds it.
+    pub fn hold(&self) -> Held<'_> {
+        loop {
+            if let Some(held) = self.acquire(Patience::Forever) {
+                return held;
+            }
+        }
+    }
+
+    /// Takes the lock unless a running process holds it.
+    pub fn try_hold(&self) -> Option<Held<'_>> {
+        self.acquire(Patience::None)
+    }
+
+    /// Takes the lock, waiting at most `limit` for a running holder.
+    pub fn hold_within(&self, limit: Duration) -> Option<Held<'_>> {
+        self.acquire(Patience::For(limit))
+    }
+
+    fn acquire(&self, patience: Patience) -> Option<Held<'_>> {
+        let me = Holder::me();
+        if self.holder.load(SeqCst) == me.0 {
+            // Only this process stores its own word: it holds the lock.
+            return Some(Held { lock: self, outermost: false, took_over_a_change: false });
+        }
+        let started = Instant::now();
+        let mut next_check = started + CHECK_EVERY;
+        let mut spins = 0u32;
+        loop {
+            let seen = match self.holder.compare_exchange(0, me.0, SeqCst, SeqCst) {
+                Ok(_) => return Some(Held { lock: self, outermost: true, took_over_a_change: false }),
+                Err(seen) => Holder(seen),
+            };
+            let now = Instant::now();
+            if patience == Patience::None || now >= next_check {
+                if seen.gone() {
+                    if let Some(held) = self.take_over(seen, me) {
+                        return Some(held);
+                    }
+                    continue;
+                }
+                next_check = now + CHECK_EVERY;
+            }
+            match patience {
+                Patience::None => return None,
+                Patience::For(limit) if now.duration_since(started) >= limit => return None,
+                _ => {}
+            }
+            // As nginx's own spin locks: a few pauses, then give the CPU up.
+            if spins < 64 {
+                spins += 1;
+                for _ in 0..1 << (spins / 8) {
+                    core::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Takes the lock from `dead`, which was found gone while it held it.
+    /// Logs before the swap (nothing is held yet); None if another process
+    /// changed the word first.
+    fn take_over(&self, dead: Holder, me: Holder) -> Option<Held<'_>> {
+        let changing = self.changing.load(SeqCst) != 0;
+        log(
+            ngx::ffi::NGX_LOG_WARN,
+            &format!(
+                "dynamic upstream: process {} ended while it held the upstream registry's lock; taking the lock over{}",
+                dead.pid(),
+                if changing {
+                    " and repairing the registry (it died inside a change: every worker reloads it)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        self.holder.compare_exchange(dead.0, me.0, SeqCst, SeqCst).ok()?;
+        // Read again under the lock: the mark is only ever set by a holder.
+        let took_over_a_change = self.changing.load(SeqCst) != 0;
+        Some(Held { lock: self, outermost: true, took_over_a_change })
+    }
+}
+
+/// A hold of the [`RegistryLock`]; the outermost one releases it when
+/// dropped.
+pub struct Held<'a> {
+    lock: &'a RegistryLock,
+    outermost: bool,
+    took_over_a_change: bool,
+}
+
+impl Held<'_> {
+    /// Marks the start of a change: until the lock is released, a takeover
+    /// repairs what it finds.
+    pub fn changing(&self) {
+        self.lock.changing.store(1, SeqCst);
+    }
+
+    /// Whether this hold took the lock from a process that died inside a
+    /// change (the mark is still set: it is cleared on release).
+    pub fn took_over_a_change(&self) -> bool {
+        self.took_over_a_change
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.outermost {
+            // Clear the mark first: a holder killed between the two stores
+            // had finished its change.
+            self.lock.changing.store(0, SeqCst);
+            self.lock.holder.store(0, SeqCst);
+        }
+    }
+}
