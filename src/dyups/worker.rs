@@ -39,21 +39,22 @@ use crate::nginx::balancers::{balancer_directive, run_directive, BALANCER_CONF_W
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::peer_stats::wrap_dyups_free;
+use crate::nginx::process;
 use crate::nginx::sockaddr::PeerAddress;
+use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::{configured_upstreams, http_conf_ctx, str_lossy, Upstream};
 use crate::nginx::variables::evaluate_key;
 use crate::nginx::version::{free_worker_tables, UPSTREAM_MODIFY};
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::{Address, Balancer};
 use ngx::ffi::{
-    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_connection_t, ngx_create_pool, ngx_cycle,
-    ngx_destroy_pool, ngx_event_t, ngx_exiting, ngx_http_complex_value_t, ngx_http_request_t,
-    ngx_http_upstream_init_round_robin, ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_palloc, ngx_pcalloc, ngx_peer_connection_t,
-    ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY, NGX_DECLINED, NGX_ERROR,
-    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT,
-    NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_ERR, NGX_LOG_NOTICE,
-    NGX_OK,
+    ngx_array_create, ngx_array_push, ngx_array_t, ngx_conf_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool,
+    ngx_http_complex_value_t, ngx_http_request_t, ngx_http_upstream_init_round_robin, ngx_http_upstream_rr_peers_t,
+    ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_palloc,
+    ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY,
+    NGX_DECLINED, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
+    NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT,
+    NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
 };
 
 /// One name's entry point in this worker.
@@ -821,44 +822,26 @@ pub fn release_all() {
     });
 }
 
-/// Timer that keeps idle workers in sync.
-// SAFETY: ngx_event_t is a plain C struct for which all-zero is its
-// initial state (nginx ngx_pcalloc()s events).
-static mut SYNC_TIMER: ngx_event_t = unsafe { zeroed() };
-static mut SYNC_INTERVAL: ngx_msec_t = 1000;
-
-/// nginx's timer code logs `ngx_event_ident(ev->data)` at debug level,
-/// reading a connection's `fd`: a timer with no connection must point at a
-/// dummy one with `fd = -1`, as nginx's own connection-less timers do
-/// (with a null `data`, `error_log ... debug` crashed every worker).
-// SAFETY: as for SYNC_TIMER; only `fd` is ever read from it.
-static mut SYNC_TIMER_CONNECTION: ngx_connection_t = unsafe { zeroed() };
+thread_local! {
+    /// The timer that keeps idle workers in sync, and its interval.
+    static SYNC_TIMER: RefCell<Option<(Timer, ngx_msec_t)>> = const { RefCell::new(None) };
+}
 
 /// Starts the sync timer (init_process).
 pub fn start_timer(interval: ngx_msec_t) {
-    // SAFETY: the worker's only thread sets up its own timer event.
-    unsafe {
-        SYNC_INTERVAL = interval.max(1);
-        let ev = ptr::addr_of_mut!(SYNC_TIMER);
-        let dummy = ptr::addr_of_mut!(SYNC_TIMER_CONNECTION);
-        (*dummy).fd = -1;
-        (*ev).handler = Some(on_timer);
-        (*ev).log = (*ngx_cycle).log;
-        (*ev).data = dummy.cast();
-        (*ev).set_cancelable(1);
-        ngx::ffi::ngx_add_timer(ev, SYNC_INTERVAL);
-    }
+    let interval = interval.max(1);
+    let mut timer = Timer::new(on_timer);
+    timer.add(interval);
+    SYNC_TIMER.with(|slot| *slot.borrow_mut() = Some((timer, interval)));
 }
 
-unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
-    let _ = request_guard(|| {
-        sync_if_stale(true);
-        0
-    });
-    // SAFETY: the timer event is this worker's static.
-    unsafe {
-        if ngx_exiting == 0 {
-            ngx::ffi::ngx_add_timer(ev, SYNC_INTERVAL);
-        }
+fn on_timer() {
+    sync_if_stale(true);
+    if !process::exiting() {
+        SYNC_TIMER.with(|slot| {
+            if let Some((timer, interval)) = slot.borrow_mut().as_mut() {
+                timer.add(*interval);
+            }
+        });
     }
 }
