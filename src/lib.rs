@@ -21,10 +21,9 @@
 //!   `probe_connection.rs`), `flock`, the Lua C API (`lua_c.rs`), what
 //!   differs between nginx versions;
 //! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
-//!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
-//!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
-//!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
-//!   nginx calls, installed in init_module), `tried_bitmap.rs` (the
+//!   `peers.rs` (edits under the lists' locks), `request_hook.rs` (the
+//!   `peer.init`/`peer.free` wrappers nginx calls, installed in
+//!   init_module), `tried_bitmap.rs` (the
 //!   requests' bitmaps and the pool cleanups that give them back),
 //!   `health.rs` (the health records in shared memory, and the checked
 //!   upstreams' lists their health goes to);
@@ -39,7 +38,9 @@
 //!   writes at) and which structure each configuration level is.
 //!
 //! The compiler holds the others to it: `config.rs`, `cycle.rs`, `ops/`,
-//! `health/` and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
+//! `health/`, `zone/ids.rs` and `zone/reclaim.rs` (which reach the peers'
+//! records and the removed peers through `nginx/`'s handles of locked
+//! lists) and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
 //! `#[no_mangle]` the lint counts) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as
 //! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);

@@ -15,19 +15,24 @@
 //!   way `ngx_http_upstream_init_round_robin` sets them.
 
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use dynamic_upstream_core::peer::{checked_total_weight, MAX_TOTAL_WEIGHT};
 use dynamic_upstream_core::{PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
-    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc,
+    ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
 };
 
-use crate::nginx::peer_lock::ReadLocked;
+use crate::nginx::peer_lock::{LockedLists, ReadLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::nginx::version::{bump_config, free_peer_now, resolved_from, share_config};
+use crate::nginx::version::{
+    bump_config, free_peer_now, peer_free_locked, resolved_from, share_config, NGINX_FREES_REMOVED_PEERS,
+};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
 /// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
@@ -639,5 +644,141 @@ pub unsafe fn quietly<T>(pool: *mut ngx_slab_pool_t, alloc: impl FnOnce() -> T) 
         let result = alloc();
         (*pool).set_log_nomem(log_nomem);
         result
+    }
+}
+
+/// Moves `value` into a new zeroed block of the zone's slab of at least
+/// `min_size` bytes, which is never freed (it lives as long as the zone);
+/// null if the zone has no room. Takes the slab mutex itself: a process
+/// that holds it already would wait forever.
+pub fn place_in_zone<T>(lists: ZoneLists, value: T, min_size: usize) -> *mut T {
+    // The slab aligns every block to at least 8 bytes (its smallest chunk;
+    // chunks of a page sit at multiples of their power-of-two size).
+    const { assert!(align_of::<T>() <= 8) };
+    // SAFETY: the zone's live slab pool (ZoneLists' contract);
+    // ngx_slab_calloc takes its mutex. The block is fresh, large enough and
+    // aligned (above).
+    unsafe {
+        let block = ngx_slab_calloc(lists.shpool(), size_of::<T>().max(min_size)).cast::<T>();
+        if !block.is_null() {
+            block.write(value);
+        }
+        block
+    }
+}
+
+/// A peer just unlinked from a zone upstream's lists under their write
+/// locks (for as long as those are held, `'a`), to be handed over once
+/// ([`RetiredPeers::retire`]).
+pub struct UnlinkedPeer<'a> {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _locked: PhantomData<LockedLists<'a>>,
+}
+
+impl<'a> UnlinkedPeer<'a> {
+    /// # Safety
+    /// `lists` stands for both write locks of a zone upstream's lists (not
+    /// a list reached by no one else); `peer` was a peer of them (in the
+    /// zone's slab) that the caller has just unlinked under those locks;
+    /// nothing else frees it or hands it over.
+    pub unsafe fn new(lists: &LockedLists<'a>, peer: *mut ngx_http_upstream_rr_peer_t) -> Self {
+        Self { peer, primary: lists.primary_raw(), _locked: PhantomData }
+    }
+
+    pub fn raw(&self) -> *mut ngx_http_upstream_rr_peer_t {
+        self.peer
+    }
+}
+
+/// The removed peers of a zone upstream that are not freed yet (before
+/// nginx 1.27.3, see `zone/reclaim.rs`), chained through their `next` and
+/// guarded by the zone's slab mutex, with the upstream's lists: kept in the
+/// zone's shared memory ([`place_in_zone`]).
+#[repr(C)]
+pub struct RetiredPeers {
+    lists: ZoneLists,
+    /// Read and written only under the zone's slab mutex.
+    head: AtomicPtr<ngx_http_upstream_rr_peer_t>,
+}
+
+impl RetiredPeers {
+    pub fn new(lists: ZoneLists) -> Self {
+        Self { lists, head: AtomicPtr::new(ptr::null_mut()) }
+    }
+
+    pub fn lists(&self) -> ZoneLists {
+        self.lists
+    }
+
+    /// Takes an unlinked peer over, to be freed once no request holds it:
+    /// by nginx where it counts `refs` ([`peer_free_locked`]), else by
+    /// [`RetiredPeers::reap`]. A peer of another upstream is left alone
+    /// (cannot happen: each upstream retires into its own).
+    pub fn retire(&self, peer: UnlinkedPeer<'_>) {
+        if peer.primary != self.lists.raw() {
+            return;
+        }
+        // SAFETY: the zone's slab pool, locked after the lists' write locks
+        // that `peer` stands for (still held for its lifetime); the peer is
+        // unlinked from these lists and in this zone's slab
+        // (UnlinkedPeer's contract), and handed over once (moved here).
+        unsafe {
+            let slab = SlabLocked::new(self.lists.shpool());
+            if NGINX_FREES_REMOVED_PEERS {
+                peer_free_locked(slab.pool(), peer.peer);
+                return;
+            }
+            (*peer.peer).next = self.head.load(Relaxed);
+            self.head.store(peer.peer, Relaxed);
+        }
+    }
+
+    /// The removed peers that requests still hold (NGINX Plus's
+    /// "zombies"): work bounded by the removed peers.
+    pub fn count(&self) -> u64 {
+        // SAFETY: the chain is read under the slab mutex that guards it;
+        // its peers are freed only under it too (reap).
+        unsafe {
+            let _slab = SlabLocked::new(self.lists.shpool());
+            let mut n = 0;
+            let mut peer = self.head.load(Relaxed);
+            while !peer.is_null() {
+                n += 1;
+                peer = (*peer).next;
+            }
+            n
+        }
+    }
+
+    /// Frees the removed peers that no request holds any more (see
+    /// `zone/reclaim.rs`): those whose `conns` is zero under both lists'
+    /// write locks. Work bounded by the removed peers. Takes the locks
+    /// itself: a process that holds them already would wait forever.
+    pub fn reap(&self) {
+        if NGINX_FREES_REMOVED_PEERS {
+            return; // nothing is ever retired
+        }
+        // Under both lists' write locks no balancer is between reading and
+        // changing a `conns`, and a request in `free` holds one of them for
+        // reading until it no longer touches the peer. Order: primary,
+        // backup, slab mutex, as for every change.
+        let _locks = self.lists.write_lock();
+        // SAFETY: the zone's slab pool, locked after the rwlocks; the chain
+        // is guarded by it; its peers are unlinked peers of these lists
+        // (retire), in the zone's slab.
+        unsafe {
+            let slab = SlabLocked::new(self.lists.shpool());
+            let mut link = self.head.as_ptr();
+            while !(*link).is_null() {
+                let peer = *link;
+                if (*peer).conns == 0 {
+                    *link = (*peer).next;
+                    peer_free_locked(slab.pool(), peer);
+                } else {
+                    link = ptr::addr_of_mut!((*peer).next);
+                }
+            }
+        }
     }
 }

@@ -23,9 +23,9 @@ use ngx::ffi::{
 
 use crate::nginx::peer_list::{
     alloc_peer, append_peer, edit_list, find_peer, free_chain, init_backup_list, peers_of, set_changed, set_single,
-    unlink_peer, update_peer, weight_of, DOWN_ADMIN, DOWN_HEALTH,
+    unlink_peer, update_peer, weight_of, UnlinkedPeer, DOWN_ADMIN, DOWN_HEALTH,
 };
-use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_lock::{ListsWriteLocked, LockedLists, SlabLocked};
 use crate::nginx::peer_stats::{id_of, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
 use crate::nginx::version::{free_peer_now, peer_free_locked, resolved_from};
@@ -202,9 +202,9 @@ unsafe fn finish_change(
         }
         on_linked();
         set_single(primary);
-        ensure_ids(primary, &state.counters);
+        ensure_ids(LockedLists::assume(primary), &state.counters);
         state.counters.bump();
-        state.note_list_lengths(primary);
+        state.note_list_lengths();
     }
 }
 
@@ -267,17 +267,16 @@ pub unsafe fn add_locked(
 /// hands it to `retire` (still under them). Returns its name.
 ///
 /// # Safety
-/// `primary` is the live shared primary list of a zone upstream; `retire`
-/// takes the unlinked peer over without freeing it.
+/// `primary` is the live shared primary list of a zone upstream.
 pub unsafe fn remove_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
     counters: &UpstreamCounters,
     target: Target,
-    retire: impl FnOnce(*mut ngx_http_upstream_rr_peer_t),
+    retire: impl FnOnce(UnlinkedPeer<'_>),
 ) -> Result<PeerName, Refusal> {
     // SAFETY: per the contract.
     unsafe {
-        let _locks = ListsWriteLocked::new(primary);
+        let locks = ListsWriteLocked::new(primary);
 
         let (list, peer) = find_in_lists(primary, target).ok_or(Refusal::NotFound)?;
         if resolved_from(peer).is_some() {
@@ -290,7 +289,7 @@ pub unsafe fn remove_locked(
         let name = PeerName::of(peer);
         unlink_peer(list, peer);
         set_single(primary);
-        retire(peer);
+        retire(UnlinkedPeer::new(&locks.lists(), peer));
         counters.bump();
         Ok(name)
     }
@@ -443,8 +442,7 @@ pub enum Lost {
 /// revision means the lists are the ones the plan was made from.
 ///
 /// # Safety
-/// `primary` is the live shared primary list of a zone upstream; `retire`
-/// takes an unlinked peer over without freeing it.
+/// `primary` is the live shared primary list of a zone upstream.
 #[allow(clippy::too_many_arguments)] // the plan's parts, and what runs under the locks
 pub unsafe fn replace_locked(
     primary: *mut ngx_http_upstream_rr_peers_t,
@@ -453,7 +451,7 @@ pub unsafe fn replace_locked(
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
     health_down: &[bool],
-    mut retire: impl FnMut(*mut ngx_http_upstream_rr_peer_t),
+    mut retire: impl FnMut(UnlinkedPeer<'_>),
     on_linked: impl FnOnce(),
 ) -> Result<(), Lost> {
     // Allocated before the locks (with room for every new peer).
@@ -462,7 +460,8 @@ pub unsafe fn replace_locked(
     // locks (primary, then backup); slab memory under the slab mutex,
     // taken inside them and released before retiring (which takes it).
     unsafe {
-        let _locks = ListsWriteLocked::new(primary);
+        let locks = ListsWriteLocked::new(primary);
+        let lists = locks.lists();
         if state.counters.revision() != revision {
             return Err(Lost::Race);
         }
@@ -508,7 +507,8 @@ pub unsafe fn replace_locked(
                 continue;
             }
             let of_list = new_peers.iter().zip(added).filter(|(_, (spec, _))| spec.backup == backups);
-            edit_list(list, update, keep, &mut retire, of_list.map(|(&peer, _)| peer));
+            let removed = |peer| retire(UnlinkedPeer::new(&lists, peer));
+            edit_list(list, update, keep, removed, of_list.map(|(&peer, _)| peer));
         }
         finish_change(primary, state, (!backup_list.is_null()).then_some(backup_list), on_linked);
     }

@@ -18,9 +18,7 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
 
-use ngx::ffi::{
-    ngx_calloc, ngx_cycle_t, ngx_http_request_t, ngx_http_upstream_rr_peers_t, ngx_pcalloc, ngx_pool_cleanup_add,
-};
+use ngx::ffi::{ngx_calloc, ngx_cycle_t, ngx_http_request_t, ngx_pcalloc, ngx_pool_cleanup_add};
 
 use crate::zone::reclaim::ZoneState;
 
@@ -100,7 +98,6 @@ struct Loan {
     words: usize,
     spares: *mut SpareBitmaps,
     state: *const ZoneState,
-    primary: *mut ngx_http_upstream_rr_peers_t,
 }
 
 /// A zeroed bitmap of `words` words for request `r` (see the module
@@ -108,21 +105,20 @@ struct Loan {
 ///
 /// # Safety
 /// `r` is a live request of the zone upstream whose spares are `spares`,
-/// zone state `state` and primary list `primary`, all living as long as
+/// and zone state `state`, all living as long as
 /// the cycle; `words` is the same for every call with these `spares`.
 pub unsafe fn zeroed_bitmap(
     r: *mut ngx_http_request_t,
     words: usize,
     spares: *mut SpareBitmaps,
     state: *const ZoneState,
-    primary: *mut ngx_http_upstream_rr_peers_t,
 ) -> *mut usize {
     // SAFETY: per the contract.
     unsafe {
         if words <= POOL_BITMAP_WORDS {
             ngx_pcalloc((*r).pool, words * size_of::<usize>()).cast()
         } else {
-            lend_bitmap(r, Loan { bitmap: ptr::null_mut(), words, spares, state, primary })
+            lend_bitmap(r, Loan { bitmap: ptr::null_mut(), words, spares, state })
         }
     }
 }
@@ -169,7 +165,7 @@ unsafe extern "C" fn give_back_bitmap(data: *mut c_void) {
     // requests.
     unsafe {
         let loan = &*data.cast::<Loan>();
-        let most = (*loan.state).most_peers(loan.primary);
+        let most = (*loan.state).most_peers();
         let dirty = most.div_ceil(BITS_PER_WORD).min(loan.words);
         ptr::write_bytes(loan.bitmap, 0, dirty);
         let spares = &mut *loan.spares;

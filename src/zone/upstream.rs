@@ -13,7 +13,7 @@ use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_str_t, NGX_ERROR,
 };
 use ngx::http::HttpModuleServerConf;
 
@@ -340,9 +340,9 @@ impl ZoneUpstream {
         let name = unsafe {
             remove_locked(self.primary(), self.counters(), target, |peer| {
                 if let Some(health) = health {
-                    slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer);
+                    slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw());
                 }
-                ZoneState::retire(self.state, self.shpool(), peer)
+                (*self.state).retire(peer)
             })
         }?;
         // Its checks stop with it.
@@ -444,11 +444,11 @@ impl ZoneUpstream {
                 added,
                 &health_down,
                 |peer| {
-                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
+                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw()));
                     if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
                         removed.push(slot);
                     }
-                    ZoneState::retire(self.state, self.shpool(), peer)
+                    (*self.state).retire(peer)
                 },
                 // Drained: the vector's memory is freed after the locks.
                 || slots.drain(..).for_each(Pending::activate),
@@ -473,7 +473,7 @@ impl ZoneUpstream {
     /// Removed peers that requests still hold.
     pub fn zombies(&self) -> u64 {
         // SAFETY: the zone's slab and state live for the cycle.
-        unsafe { ZoneState::zombies(self.state, self.shpool()) }
+        unsafe { (*self.state).zombies() }
     }
 
     /// Starts the upstream's revisions at `revision` and gives its servers
@@ -489,11 +489,11 @@ impl ZoneUpstream {
     pub fn give_ids(&self) {
         // SAFETY: the zone's lists, under both write locks.
         unsafe {
-            let _locks = ListsWriteLocked::new(self.primary());
-            ensure_ids(self.primary(), self.counters());
+            let locks = ListsWriteLocked::new(self.primary());
+            ensure_ids(locks.lists(), self.counters());
             // At start (start_ids), after the state files: the lengths the
             // workers begin with.
-            (*self.state).note_list_lengths(self.primary());
+            (*self.state).note_list_lengths();
         }
     }
 
@@ -696,12 +696,7 @@ impl ZoneUpstream {
     /// [`crate::zone::reclaim`]).
     pub fn reap(&self) {
         // SAFETY: the zone's lists, slab and state live for the cycle.
-        unsafe { ZoneState::reap(self.state, self.primary(), self.shpool()) }
-    }
-
-    fn shpool(&self) -> *mut ngx_slab_pool_t {
-        // SAFETY: a zone's shm starts with its slab pool.
-        unsafe { (*(*self.uscf).shm_zone).shm.addr.cast() }
+        unsafe { (*self.state).reap() }
     }
 }
 
