@@ -707,10 +707,6 @@ impl RetiredPeers {
         Self { lists, head: AtomicPtr::new(ptr::null_mut()) }
     }
 
-    pub fn lists(&self) -> ZoneLists {
-        self.lists
-    }
-
     /// Takes an unlinked peer over, to be freed once no request holds it:
     /// by nginx where it counts `refs` ([`peer_free_locked`]), else by
     /// [`RetiredPeers::reap`]. A peer of another upstream is left alone

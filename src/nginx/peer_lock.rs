@@ -157,6 +157,36 @@ impl ZoneLists {
     }
 }
 
+/// The most peers either list of a zone upstream has had (noted at start
+/// and by every change that adds peers, under the lists' write locks; never
+/// lowered), kept with the upstream's bookkeeping in its zone: the
+/// balancers set no bit of a request's `tried` bitmap at or beyond it.
+#[repr(C)]
+pub struct ListLengths {
+    lists: ZoneLists,
+    most: AtomicUsize,
+}
+
+impl ListLengths {
+    pub fn new(lists: ZoneLists) -> Self {
+        Self { lists, most: AtomicUsize::new(0) }
+    }
+
+    /// Notes the lists' current lengths.
+    pub fn note(&self) {
+        self.most.fetch_max(self.lists.longest_list(), SeqCst);
+    }
+
+    /// The most peers noted, from any process without a lock, or more: the
+    /// lists' current lengths too, read without their lock (as nginx's
+    /// peer.init does), never below what was noted unless a change path
+    /// failed to note (then the lengths still bound what the lists have
+    /// now).
+    pub fn most(&self) -> usize {
+        self.most.load(SeqCst).max(self.lists.longest_list())
+    }
+}
+
 /// A zone upstream's lists (or a list being built), seen while no one else
 /// changes them: both write locks held ([`ListsWriteLocked::lists`]), or
 /// reached by no one else. Valid for `'a`, the time that holds.

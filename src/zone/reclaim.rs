@@ -34,12 +34,12 @@
 #![forbid(unsafe_code)]
 
 use core::mem::size_of;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::AtomicBool;
 
 use ngx::ffi::ngx_http_upstream_rr_peer_t;
 
 use crate::nginx::peer_list::{place_in_zone, RetiredPeers, UnlinkedPeer};
-use crate::nginx::peer_lock::ZoneLists;
+use crate::nginx::peer_lock::{ListLengths, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
 
 /// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
@@ -54,10 +54,8 @@ pub struct ZoneState {
     /// The upstream's next server ID and revision (NGINX Plus API).
     pub counters: UpstreamCounters,
     /// The most peers either list of the upstream has had since the workers
-    /// started (noted at start and by every change that adds peers, under
-    /// the lists' write locks; never lowered): the balancers set no bit of
-    /// a request's `tried` bitmap at or beyond it (see `request_hook`).
-    most_peers: AtomicUsize,
+    /// started (see `request_hook`).
+    lengths: ListLengths,
 }
 
 impl ZoneState {
@@ -73,7 +71,7 @@ impl ZoneState {
             unknown_request_data: AtomicBool::new(false),
             retired: RetiredPeers::new(lists),
             counters: UpstreamCounters::default(),
-            most_peers: AtomicUsize::new(0),
+            lengths: ListLengths::new(lists),
         };
         place_in_zone(lists, state, size_of::<ngx_http_upstream_rr_peer_t>())
     }
@@ -92,20 +90,17 @@ impl ZoneState {
         self.retired.retire(peer);
     }
 
-    /// Notes the lengths of the upstream's lists in [`Self::most_peers`]
+    /// Notes the lengths of the upstream's lists in [`Self::lengths`]
     /// (under the lists' write locks, or before any worker runs).
     pub fn note_list_lengths(&self) {
-        self.most_peers.fetch_max(self.retired.lists().longest_list(), SeqCst);
+        self.lengths.note();
     }
 
     /// The most peers either list of the upstream has had (see
-    /// [`Self::note_list_lengths`]), from any process without a lock.
-    pub fn most_peers(&self) -> usize {
-        // The lists' current lengths too, read without their lock (as
-        // nginx's peer.init does): never below what was noted, unless a
-        // change path failed to note (then the lengths still bound what
-        // the lists have now).
-        self.most_peers.load(SeqCst).max(self.retired.lists().longest_list())
+    /// [`Self::note_list_lengths`]; [`ListLengths::most`] reads it from any
+    /// process without a lock): the requests' bitmaps are zeroed that far.
+    pub fn lengths(&self) -> &ListLengths {
+        &self.lengths
     }
 
     /// Removed peers that requests still hold (NGINX Plus's "zombies").

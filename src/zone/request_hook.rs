@@ -251,7 +251,7 @@ unsafe fn enlarge_tried_bitmap(
             state.unknown_request_data.store(true, SeqCst);
             return NGX_OK as ngx_int_t;
         };
-        let tried = zeroed_bitmap(r, words, ptr::addr_of_mut!((*srv).spare_bitmaps), state);
+        let tried = zeroed_bitmap(r, words, ptr::addr_of_mut!((*srv).spare_bitmaps), state.lengths());
         if tried.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
