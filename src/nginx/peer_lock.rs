@@ -92,8 +92,9 @@ impl ListsWriteLocked<'_> {
         }
     }
 
-    /// The locked lists, for as long as the guard holds them.
-    pub fn lists(&self) -> LockedLists<'_> {
+    /// The locked lists, for as long as the guard holds them (one view at
+    /// a time: `&mut`).
+    pub fn lists(&mut self) -> LockedLists<'_> {
         // SAFETY: the guard holds both write locks of a live zone
         // upstream's lists (new()'s contract) while the view is used. A
         // backup list linked since new() is one a change made under these
@@ -190,7 +191,11 @@ impl ListLengths {
 /// A zone upstream's lists (or a list being built), seen while no one else
 /// changes them: both write locks held ([`ListsWriteLocked::lists`]), or
 /// reached by no one else. Valid for `'a`, the time that holds.
-#[derive(Clone, Copy)]
+///
+/// Not `Clone`: what changes the lists (in `nginx/peer_list.rs`) takes it
+/// by `&mut`, so no peer or list handle borrowed from it ([`LockedList`],
+/// [`LockedPeer`]) outlives a change, and no closure that a change runs can
+/// change the lists itself.
 pub struct LockedLists<'a> {
     primary: *mut ngx_http_upstream_rr_peers_t,
     _locked: PhantomData<&'a ListsWriteLocked<'a>>,
@@ -199,10 +204,12 @@ pub struct LockedLists<'a> {
 impl<'a> LockedLists<'a> {
     /// # Safety
     /// For `'a`, `primary` (not null) and its backup list are live peer
-    /// lists that no other process or code changes (their links, their
-    /// peers' names): the caller holds both write locks, or no one else
-    /// can reach them yet (or only ever changes them under a lock the
-    /// caller holds).
+    /// lists of a shared zone (`shpool` set) that no other process or code
+    /// changes (their links, their peers' names, their peers' fields but
+    /// the atomic record and the fields nginx changes under the read lock
+    /// plus the peer's lock): the caller holds both write locks, or no one
+    /// else can reach them yet (or only ever changes them under a lock the
+    /// caller holds); no other `LockedLists` of them is used meanwhile.
     pub unsafe fn assume(primary: *mut ngx_http_upstream_rr_peers_t) -> Self {
         Self { primary, _locked: PhantomData }
     }
@@ -211,8 +218,13 @@ impl<'a> LockedLists<'a> {
         self.primary
     }
 
+    /// The primary list.
+    pub fn primary(&self) -> LockedList<'_> {
+        LockedList { list: self.primary, _locked: PhantomData }
+    }
+
     /// The primary list, or the backup list if it has one.
-    pub fn list(&self, backup: bool) -> Option<LockedList<'a>> {
+    pub fn list(&self, backup: bool) -> Option<LockedList<'_>> {
         let list = if backup {
             // SAFETY: a live list that no one else changes for 'a.
             unsafe { (*self.primary).next }
@@ -223,19 +235,30 @@ impl<'a> LockedLists<'a> {
     }
 
     /// Every peer, the primaries first.
-    pub fn peers(&self) -> impl Iterator<Item = LockedPeer<'a>> {
+    pub fn peers(&self) -> impl Iterator<Item = LockedPeer<'_>> {
         [self.list(false), self.list(true)].into_iter().flatten().flat_map(|list| list.peers())
     }
 }
 
-/// One list of [`LockedLists`].
-#[derive(Clone, Copy)]
+/// One list of [`LockedLists`], for as long as that is borrowed.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LockedList<'a> {
     list: *mut ngx_http_upstream_rr_peers_t,
     _locked: PhantomData<&'a ListsWriteLocked<'a>>,
 }
 
 impl<'a> LockedList<'a> {
+    /// # Safety
+    /// `list` is a live peer list that no one else changes for `'a` (as
+    /// for [`LockedLists::assume`]).
+    pub unsafe fn assume(list: *mut ngx_http_upstream_rr_peers_t) -> Self {
+        Self { list, _locked: PhantomData }
+    }
+
+    pub fn raw(self) -> *mut ngx_http_upstream_rr_peers_t {
+        self.list
+    }
+
     /// Its peers, walked by `next`.
     pub fn peers(self) -> impl Iterator<Item = LockedPeer<'a>> {
         // SAFETY: a live list that no one else changes for 'a.
@@ -252,9 +275,15 @@ impl<'a> LockedList<'a> {
     pub fn find(self, name: &[u8]) -> Option<LockedPeer<'a>> {
         self.peers().find(|p| p.name() == name)
     }
+
+    /// Its number of peers (`number`).
+    pub fn number(self) -> usize {
+        // SAFETY: a live list that no one else changes for 'a.
+        unsafe { (*self.list).number }
+    }
 }
 
-/// A peer of [`LockedLists`], live for `'a`.
+/// A peer of [`LockedLists`], live for as long as that is borrowed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LockedPeer<'a> {
     peer: *mut ngx_http_upstream_rr_peer_t,
@@ -262,6 +291,13 @@ pub struct LockedPeer<'a> {
 }
 
 impl<'a> LockedPeer<'a> {
+    /// # Safety
+    /// `peer` is a peer of a list that no one else changes for `'a`, and
+    /// stays allocated for `'a`.
+    pub unsafe fn assume(peer: *mut ngx_http_upstream_rr_peer_t) -> Self {
+        Self { peer, _locked: PhantomData }
+    }
+
     pub fn raw(self) -> *mut ngx_http_upstream_rr_peer_t {
         self.peer
     }

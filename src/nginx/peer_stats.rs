@@ -123,7 +123,7 @@ impl LockedPeer<'_> {
 /// nothing when this cycle does not count. Once the IDs reach [`MAX_ID`]
 /// (a state file may give one that high), the lowest free ID instead.
 /// Bounded work without allocation (called under the lists' write locks).
-pub fn ensure_ids(lists: LockedLists<'_>, counters: &UpstreamCounters) {
+pub fn ensure_ids(lists: &LockedLists<'_>, counters: &UpstreamCounters) {
     if !counting() {
         return;
     }
@@ -173,7 +173,9 @@ pub unsafe fn inherit(
     // SAFETY: per the contract, neither changes during the call.
     let (new, old) = unsafe { (LockedLists::assume(new), (!old.is_null()).then(|| LockedLists::assume(old))) };
     for backup in [false, true] {
-        let (Some(list), Some(old_list)) = (new.list(backup), old.and_then(|old| old.list(backup))) else { continue };
+        let (Some(list), Some(old_list)) = (new.list(backup), old.as_ref().and_then(|old| old.list(backup))) else {
+            continue;
+        };
         for peer in list.peers() {
             let Some(o) = old_list.find(peer.name()) else { continue };
             let given = peer.id();
@@ -184,7 +186,7 @@ pub unsafe fn inherit(
         }
     }
     new_counters.next_id.store(old_counters.map_or(0, |c| c.next_id.load(Relaxed)), Relaxed);
-    ensure_ids(new, new_counters);
+    ensure_ids(&new, new_counters);
 }
 
 /// An upstream's next free server ID and its revision (the number that
