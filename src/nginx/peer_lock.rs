@@ -210,6 +210,10 @@ impl<'a> LockedLists<'a> {
     /// plus the peer's lock): the caller holds both write locks, or no one
     /// else can reach them yet (or only ever changes them under a lock the
     /// caller holds); no other `LockedLists` of them is used meanwhile.
+    /// (A list that others use meanwhile, as a published run-time list
+    /// that requests still pick from, qualifies only if its links and its
+    /// peers' names cannot change and the caller uses the view to read
+    /// those and the atomic records only.)
     pub unsafe fn assume(primary: *mut ngx_http_upstream_rr_peers_t) -> Self {
         Self { primary, _locked: PhantomData }
     }
@@ -248,13 +252,6 @@ pub struct LockedList<'a> {
 }
 
 impl<'a> LockedList<'a> {
-    /// # Safety
-    /// `list` is a live peer list that no one else changes for `'a` (as
-    /// for [`LockedLists::assume`]).
-    pub unsafe fn assume(list: *mut ngx_http_upstream_rr_peers_t) -> Self {
-        Self { list, _locked: PhantomData }
-    }
-
     pub fn raw(self) -> *mut ngx_http_upstream_rr_peers_t {
         self.list
     }

@@ -170,7 +170,11 @@ pub unsafe fn inherit(
     old: *mut ngx_http_upstream_rr_peers_t,
     old_counters: Option<&UpstreamCounters>,
 ) {
-    // SAFETY: per the contract, neither changes during the call.
+    // SAFETY: per the contract: no one else reaches `new`; `old` (which
+    // requests may still use) keeps its links and its peers' names (a
+    // run-time list never changes them once published: a change builds a
+    // new list), and its view is used only to find peers by name and read
+    // their atomic records.
     let (new, old) = unsafe { (LockedLists::assume(new), (!old.is_null()).then(|| LockedLists::assume(old))) };
     for backup in [false, true] {
         let (Some(list), Some(old_list)) = (new.list(backup), old.as_ref().and_then(|old| old.list(backup))) else {
