@@ -15,19 +15,18 @@
 //!   requests and the content handlers nginx calls (`http_io.rs`), the
 //!   cycle hooks and directive handlers nginx calls (`module_hooks.rs`),
 //!   logs, locks, slab peer lists, the per-peer records, socket addresses,
-//!   the upstream table and nginx's strings, the balancers' directives,
-//!   variables, the module's shared zones, process globals, timers and
+//!   the upstream table and nginx's strings, the balancers' directives
+//!   and the requests' `tried` bitmaps (with the pool cleanups that give
+//!   them back), variables, the module's shared zones, process globals,
+//!   timers and
 //!   probe connections on the event loop (`timer.rs`,
 //!   `probe_connection.rs`), `flock`, the Lua C API (`lua_c.rs`), what
 //!   differs between nginx versions;
 //! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
-//!   `peers.rs` (edits under the lists' locks), `ids.rs` (server IDs in
-//!   the peers' records, under the lists' locks), `reclaim.rs` (the retired
-//!   peers chain), `request_hook.rs` (the `peer.init`/`peer.free` wrappers
-//!   nginx calls, installed in init_module), `tried_bitmap.rs` (the
-//!   requests' bitmaps and the pool cleanups that give them back),
-//!   `health.rs` (the health records in shared memory, and the checked
-//!   upstreams' lists their health goes to);
+//!   `request_hook.rs` (the
+//!   `peer.init`/`peer.free` wrappers nginx calls, installed in
+//!   init_module), `health.rs` (the health records in shared memory, and
+//!   the checked upstreams' lists their health goes to);
 //! * `dyups/`: `registry.rs` (the registry's structs in shared memory),
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
@@ -39,7 +38,10 @@
 //!   writes at) and which structure each configuration level is.
 //!
 //! The compiler holds the others to it: `config.rs`, `cycle.rs`, `ops/`,
-//! `health/` and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
+//! `health/`, `zone/peers.rs`, `zone/ids.rs`, `zone/reclaim.rs` and
+//! `zone/tried_bitmap.rs` (which edit the lists, reach the peers' records
+//! and the removed peers through `nginx/`'s handles of locked lists, the
+//! bitmaps through `nginx/balancers.rs`) and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
 //! `#[no_mangle]` the lint counts) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as
 //! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);

@@ -15,19 +15,25 @@
 //!   way `ngx_http_upstream_init_round_robin` sets them.
 
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use dynamic_upstream_core::peer::{checked_total_weight, MAX_TOTAL_WEIGHT};
+use dynamic_upstream_core::render::PeerValues;
 use dynamic_upstream_core::{PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
-    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc,
+    ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
 };
 
-use crate::nginx::peer_lock::ReadLocked;
+use crate::nginx::peer_lock::{LockedLists, LockedPeer, ReadLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::{record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
-use crate::nginx::version::{bump_config, free_peer_now, resolved_from, share_config};
+use crate::nginx::version::{
+    bump_config, free_peer_now, peer_free_locked, resolved_from, share_config, NGINX_FREES_REMOVED_PEERS,
+};
 
 /// `peer->down` holds two flags; every nginx balancer skips a peer whose
 /// `down` is not 0, and `tries` counts the peers whose `down` is 0. An
@@ -199,21 +205,6 @@ unsafe fn copy_str(s: &ngx_str_t, dst: &mut [u8]) -> usize {
         unsafe { ptr::copy_nonoverlapping(s.data, dst.as_mut_ptr(), len) };
     }
     len
-}
-
-/// # Safety
-/// `list` must be a live peer list whose lock the caller holds.
-pub unsafe fn find_peer(
-    list: *mut ngx_http_upstream_rr_peers_t,
-    name: &[u8],
-) -> Option<*mut ngx_http_upstream_rr_peer_t> {
-    // SAFETY: per the contract; every peer of a locked list is live, its
-    // name valid for name.len bytes.
-    unsafe {
-        peers_of(list).find(|&peer| {
-            (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name
-        })
-    }
 }
 
 /// Changes one peer's parameters and keeps the list's counters right.
@@ -639,5 +630,525 @@ pub unsafe fn quietly<T>(pool: *mut ngx_slab_pool_t, alloc: impl FnOnce() -> T) 
         let result = alloc();
         (*pool).set_log_nomem(log_nomem);
         result
+    }
+}
+
+/// Moves `value` into a new zeroed block of the zone's slab of at least
+/// `min_size` bytes, which is never freed (it lives as long as the zone);
+/// null if the zone has no room. Takes the slab mutex itself: a process
+/// that holds it already would wait forever.
+pub fn place_in_zone<T>(lists: ZoneLists, value: T, min_size: usize) -> *mut T {
+    // The slab aligns every block to at least 8 bytes (its smallest chunk;
+    // chunks of a page sit at multiples of their power-of-two size).
+    const { assert!(align_of::<T>() <= 8) };
+    // SAFETY: the zone's live slab pool (ZoneLists' contract);
+    // ngx_slab_calloc takes its mutex. The block is fresh, large enough and
+    // aligned (above).
+    unsafe {
+        let block = ngx_slab_calloc(lists.shpool(), size_of::<T>().max(min_size)).cast::<T>();
+        if !block.is_null() {
+            block.write(value);
+        }
+        block
+    }
+}
+
+/// A peer just unlinked from a zone upstream's lists under their write
+/// locks (for as long as those are held, `'a`), to be handed over once
+/// ([`RetiredPeers::retire`]).
+pub struct UnlinkedPeer<'a> {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _locked: PhantomData<LockedLists<'a>>,
+}
+
+impl UnlinkedPeer<'_> {
+    /// The peer (still allocated while the handle lives: only
+    /// [`RetiredPeers::retire`], which takes the handle, can free it).
+    pub fn raw(&self) -> *mut ngx_http_upstream_rr_peer_t {
+        self.peer
+    }
+}
+
+/// Identifies a peer of [`LockedLists`] for a change
+/// ([`LockedLists::update`], [`LockedLists::unlink`]), which looks it up in
+/// the lists (a key is never dereferenced): a [`LockedPeer`] cannot be held
+/// across a change, which borrows the lists mutably.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PeerKey(*mut ngx_http_upstream_rr_peer_t);
+
+impl<'a> LockedPeer<'a> {
+    pub fn key(self) -> PeerKey {
+        PeerKey(self.raw())
+    }
+
+    /// Its weight as nginx keeps it (at least 1).
+    pub fn weight(self) -> u64 {
+        // SAFETY: a live peer whose list is write-locked (or reached by no
+        // one else) while the handle lives.
+        unsafe { weight_of(self.raw()) }
+    }
+
+    /// Its parameters, `down` being the administrator's.
+    pub fn values(self) -> PeerValues {
+        let p = self.raw();
+        // SAFETY: as above; these fields change only under the write lock.
+        unsafe {
+            PeerValues {
+                weight: weight_of(p),
+                max_fails: (*p).max_fails as u64,
+                fail_timeout: (*p).fail_timeout as u64,
+                max_conns: (*p).max_conns as u64,
+                down: (*p).down & DOWN_ADMIN != 0,
+            }
+        }
+    }
+
+    /// The name nginx's resolver made it from (`server NAME resolve`), if
+    /// it did.
+    pub fn resolved_from(self) -> Option<&'a [u8]> {
+        // SAFETY: as above.
+        unsafe { resolved_from(self.raw()) }
+    }
+}
+
+/// A peer allocated in a zone's slab for a zone upstream's lists
+/// ([`ZoneSlab::alloc_peer`]) and linked nowhere yet: no request and no
+/// other process can reach it. It is linked ([`LockedLists::append`],
+/// [`LockedLists::edit`], [`NewList::extend`]) or freed
+/// ([`ZoneSlab::free_peer`]); one dropped otherwise stays allocated.
+pub struct NewPeer<'a> {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _lists: PhantomData<&'a ()>,
+}
+
+impl NewPeer<'_> {
+    /// It starts down for the health checks.
+    pub fn set_health_down(&mut self) {
+        // SAFETY: a complete peer no one else can reach.
+        unsafe { (*self.peer).down |= DOWN_HEALTH };
+    }
+}
+
+/// A backup list allocated for a zone upstream whose primary list has
+/// none ([`ZoneSlab::alloc_peer`]), sharing the primary's pool, name and
+/// generation word, and linked nowhere yet ([`LockedLists::link_backup`]).
+pub struct NewList<'a> {
+    list: *mut ngx_http_upstream_rr_peers_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _lists: PhantomData<&'a ()>,
+}
+
+impl<'a> NewList<'a> {
+    /// Appends `peers` (in one pass, recounting once; a peer of another
+    /// upstream is left alone).
+    pub fn extend(&mut self, peers: impl Iterator<Item = NewPeer<'a>>) {
+        let (list, primary) = (self.list, self.primary);
+        let added = peers.filter(|p| p.primary == primary).map(|p| p.peer);
+        // SAFETY: a list no one else can reach; the peers are complete,
+        // unlinked and of this zone.
+        unsafe { edit_list(list, |_| None, |_| true, |_| {}, added) };
+    }
+}
+
+/// The slab mutex of a zone upstream's zone, taken inside the lists' write
+/// locks (`'a`) as every change takes it ([`LockedLists::lock_slab`]).
+pub struct ZoneSlab<'a> {
+    slab: SlabLocked,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _lists: PhantomData<&'a ()>,
+}
+
+impl<'a> ZoneSlab<'a> {
+    /// A new peer for `spec` at `address` (`server` is the text of its
+    /// `server` line; see [`alloc_peer`]), plus a new backup list for the
+    /// upstream if `with_list`. None if the zone has no room (nothing is
+    /// taken then).
+    pub fn alloc_peer(
+        &self,
+        spec: &ServerSpec,
+        address: &PeerAddress,
+        server: &[u8],
+        with_list: bool,
+    ) -> Option<(NewPeer<'a>, Option<NewList<'a>>)> {
+        // SAFETY: the zone's slab mutex is held; the primary list is
+        // write-locked (or reached by no one else) for 'a.
+        unsafe {
+            let (peer, list) = alloc_peer(self.slab.pool(), spec, address, server, with_list)?;
+            let new_list = with_list.then(|| {
+                init_backup_list(list, self.primary);
+                NewList { list, primary: self.primary, _lists: PhantomData }
+            });
+            Some((NewPeer { peer, primary: self.primary, _lists: PhantomData }, new_list))
+        }
+    }
+
+    /// Frees a new peer of this zone (one of another is left alone).
+    pub fn free_peer(&self, peer: NewPeer<'a>) {
+        if peer.primary == self.primary {
+            // SAFETY: the slab mutex is held; no one can reach the peer.
+            unsafe { free_peer_now(self.slab.pool(), peer.peer) };
+        }
+    }
+
+    /// Frees a new backup list of this zone (one of another is left
+    /// alone), without the peers it may have been given.
+    pub fn free_list(&self, list: NewList<'a>) {
+        if list.primary == self.primary {
+            // SAFETY: the slab mutex is held; no one can reach the list.
+            unsafe { ngx_slab_free_locked(self.slab.pool(), list.list.cast()) };
+        }
+    }
+}
+
+/// The changes of a zone upstream's lists. Each takes the lists by `&mut`:
+/// no peer handle borrowed from them lives across a change, and no closure
+/// a change runs can change them.
+impl<'a> LockedLists<'a> {
+    /// Takes the zone's slab mutex (inside the lists' locks, as every
+    /// change). Not reentrant: a process that holds it already, or retires
+    /// a peer while holding it ([`RetiredPeers::retire`] takes it), waits
+    /// forever.
+    pub fn lock_slab(&self) -> ZoneSlab<'a> {
+        let primary = self.primary_raw();
+        // SAFETY: a live list of a shared zone (`shpool` set: the views'
+        // contract), whose pool lives as long.
+        let slab = unsafe { SlabLocked::new((*primary).shpool) };
+        ZoneSlab { slab, primary, _lists: PhantomData }
+    }
+
+    /// The list (primary or backup) that holds the peer `key`.
+    fn holder(&self, key: PeerKey) -> Option<*mut ngx_http_upstream_rr_peers_t> {
+        [self.list(false), self.list(true)]
+            .into_iter()
+            .flatten()
+            .find(|list| list.peers().any(|p| p.key() == key))
+            .map(|list| list.raw())
+    }
+
+    /// Changes the parameters of the peer `key` and keeps its list's
+    /// counters right ([`update_peer`]); false if neither list holds it.
+    pub fn update(&mut self, key: PeerKey, params: &PeerParams, down: Option<bool>) -> bool {
+        let Some(list) = self.holder(key) else { return false };
+        // SAFETY: the peer is in `list`, which no one else changes for 'a.
+        unsafe { update_peer(list, key.0, params, down) };
+        true
+    }
+
+    /// Unlinks the peer `key` from its list ([`unlink_peer`]); None if
+    /// neither list holds it.
+    pub fn unlink(&mut self, key: PeerKey) -> Option<UnlinkedPeer<'a>> {
+        let list = self.holder(key)?;
+        // SAFETY: as above.
+        unsafe { unlink_peer(list, key.0) };
+        Some(UnlinkedPeer { peer: key.0, primary: self.primary_raw(), _locked: PhantomData })
+    }
+
+    /// Appends a new peer to the primary or the backup list
+    /// ([`append_peer`]); gives it back if that list does not exist or the
+    /// peer is another upstream's.
+    pub fn append(&mut self, backup: bool, peer: NewPeer<'a>) -> Result<(), NewPeer<'a>> {
+        let list = self.list(backup).map(|l| l.raw());
+        match list {
+            Some(list) if peer.primary == self.primary_raw() => {
+                // SAFETY: a list no one else changes for 'a; the peer is
+                // complete, unlinked and of this zone.
+                unsafe { append_peer(list, peer.peer) };
+                Ok(())
+            }
+            _ => Err(peer),
+        }
+    }
+
+    /// Edits the primary or the backup list in one pass ([`edit_list`]):
+    /// `params` answers each peer's new parameters, those `keep` refuses
+    /// are unlinked and handed to `removed`, `added` (new peers of this
+    /// upstream; others are left alone) are appended. False if the list
+    /// does not exist (nothing changes then).
+    pub fn edit<'p>(
+        &mut self,
+        backup: bool,
+        params: impl Fn(LockedPeer<'_>) -> Option<(&'p PeerParams, Option<bool>)>,
+        keep: impl Fn(LockedPeer<'_>) -> bool,
+        mut removed: impl FnMut(UnlinkedPeer<'a>),
+        added: impl Iterator<Item = NewPeer<'a>>,
+    ) -> bool {
+        let primary = self.primary_raw();
+        let Some(list) = self.list(backup).map(|l| l.raw()) else { return false };
+        let added = added.filter(|p| p.primary == primary).map(|p| p.peer);
+        // SAFETY: a list no one else changes for 'a; each peer the
+        // closures see is live for the call (they cannot keep it: the
+        // handle's lifetime is the call's), and an unlinked one is handed
+        // over as an UnlinkedPeer; the added peers are complete, unlinked
+        // and of this zone.
+        unsafe {
+            edit_list(
+                list,
+                |p| params(LockedPeer::assume(p)),
+                |p| keep(LockedPeer::assume(p)),
+                |p| removed(UnlinkedPeer { peer: p, primary, _locked: PhantomData }),
+                added,
+            )
+        };
+        true
+    }
+
+    /// Keeps the primary list's `single` flag right ([`set_single`]).
+    pub fn set_single(&mut self) {
+        // SAFETY: the primary list, which no one else changes for 'a.
+        unsafe { set_single(self.primary_raw()) };
+    }
+
+    /// Links a complete new backup list (requests reach it from then on);
+    /// gives it back if the upstream has a backup list already or the list
+    /// is another upstream's.
+    pub fn link_backup(&mut self, list: NewList<'a>) -> Result<(), NewList<'a>> {
+        let primary = self.primary_raw();
+        if list.primary != primary || self.list(true).is_some() {
+            return Err(list);
+        }
+        // SAFETY: the primary list, which no one else changes for 'a.
+        unsafe { (*primary).next = list.list };
+        Ok(())
+    }
+}
+
+/// The removed peers of a zone upstream that are not freed yet (before
+/// nginx 1.27.3, see `zone/reclaim.rs`), chained through their `next` and
+/// guarded by the zone's slab mutex, with the upstream's lists: kept in the
+/// zone's shared memory ([`place_in_zone`]).
+#[repr(C)]
+pub struct RetiredPeers {
+    lists: ZoneLists,
+    /// Read and written only under the zone's slab mutex.
+    head: AtomicPtr<ngx_http_upstream_rr_peer_t>,
+}
+
+impl RetiredPeers {
+    pub fn new(lists: ZoneLists) -> Self {
+        Self { lists, head: AtomicPtr::new(ptr::null_mut()) }
+    }
+
+    /// Takes an unlinked peer over, to be freed once no request holds it:
+    /// by nginx where it counts `refs` ([`peer_free_locked`]), else by
+    /// [`RetiredPeers::reap`]. A peer of another upstream is left alone
+    /// (cannot happen: each upstream retires into its own).
+    pub fn retire(&self, peer: UnlinkedPeer<'_>) {
+        if peer.primary != self.lists.raw() {
+            return;
+        }
+        // SAFETY: the zone's slab pool, locked after the lists' write locks
+        // that `peer` stands for (still held for its lifetime); the peer is
+        // unlinked from these lists and in this zone's slab
+        // (UnlinkedPeer's contract), and handed over once (moved here).
+        unsafe {
+            let slab = SlabLocked::new(self.lists.shpool());
+            if NGINX_FREES_REMOVED_PEERS {
+                peer_free_locked(slab.pool(), peer.peer);
+                return;
+            }
+            (*peer.peer).next = self.head.load(Relaxed);
+            self.head.store(peer.peer, Relaxed);
+        }
+    }
+
+    /// The removed peers that requests still hold (NGINX Plus's
+    /// "zombies"): work bounded by the removed peers.
+    pub fn count(&self) -> u64 {
+        // SAFETY: the chain is read under the slab mutex that guards it;
+        // its peers are freed only under it too (reap).
+        unsafe {
+            let _slab = SlabLocked::new(self.lists.shpool());
+            let mut n = 0;
+            let mut peer = self.head.load(Relaxed);
+            while !peer.is_null() {
+                n += 1;
+                peer = (*peer).next;
+            }
+            n
+        }
+    }
+
+    /// Frees the removed peers that no request holds any more (see
+    /// `zone/reclaim.rs`): those whose `conns` is zero under both lists'
+    /// write locks. Work bounded by the removed peers. Takes the locks
+    /// itself: a process that holds them already would wait forever.
+    pub fn reap(&self) {
+        if NGINX_FREES_REMOVED_PEERS {
+            return; // nothing is ever retired
+        }
+        // Under both lists' write locks no balancer is between reading and
+        // changing a `conns`, and a request in `free` holds one of them for
+        // reading until it no longer touches the peer. Order: primary,
+        // backup, slab mutex, as for every change.
+        let _locks = self.lists.write_lock();
+        // SAFETY: the zone's slab pool, locked after the rwlocks; the chain
+        // is guarded by it; its peers are unlinked peers of these lists
+        // (retire), in the zone's slab.
+        unsafe {
+            let slab = SlabLocked::new(self.lists.shpool());
+            let mut link = self.head.as_ptr();
+            while !(*link).is_null() {
+                let peer = *link;
+                if (*peer).conns == 0 {
+                    *link = (*peer).next;
+                    peer_free_locked(slab.pool(), peer);
+                } else {
+                    link = ptr::addr_of_mut!((*peer).next);
+                }
+            }
+        }
+    }
+}
+
+// Replacing every peer at start (`zone/upstream.rs`, restore_at_start).
+
+/// How [`replace_peers`] ended.
+pub enum Replaced {
+    Yes,
+    /// The configuration's peers were rebuilt.
+    NoRoom,
+    /// Not even those fit again (see [`replace_peers`]: cannot happen).
+    Lost,
+}
+
+/// Makes `servers` the peers of `primary` and its backup list, next to
+/// the peers nginx's resolver made (kept as they are). The old
+/// peers are freed first, so the zone needs room for the new ones only
+/// (a zone filled through the API holds its own state file). If it has
+/// none, the new peers taken so far are freed and the old ones rebuilt
+/// from `kept` (specs and `server` texts).
+///
+/// The rebuild fits again. Every block of a peer is under half a page
+/// (the struct, the sockaddr, the name's NGX_SOCKADDR_STRLEN and a
+/// `server` text under [`SNAPSHOT_SERVER_MAX`]), so the slab serves each
+/// as a chunk of its size class: from a page of that class with a free
+/// chunk, or else from any free page. A freed chunk stays free in its
+/// page, or that page goes back to the free pages once it is empty; the
+/// failed attempt gave back everything it took, and nothing else allocates
+/// meanwhile (the slab mutex is held, in the master). The rebuilt blocks
+/// have exactly the sizes of the freed ones, so for each size class the
+/// rebuild finds the chunks the old peers left, or as many free pages as
+/// their freeing emptied.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`,
+/// and no request can reach the old peers.
+pub unsafe fn replace_peers(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: &[ServerSpec],
+    kept: &[(ServerSpec, &[u8])],
+) -> Replaced {
+    // SAFETY: per the contract.
+    unsafe {
+        for list in [primary, (*primary).next] {
+            if !list.is_null() {
+                (*list).peer = free_static_peers(pool, (*list).peer);
+            }
+        }
+        if link_peers(pool, primary, servers.iter().map(|spec| (spec, None))) {
+            Replaced::Yes
+        } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
+            Replaced::NoRoom
+        } else {
+            // Lists of their resolved peers only (if any), whose counts
+            // say so.
+            for list in [primary, (*primary).next] {
+                if !list.is_null() {
+                    set_changed(list);
+                }
+            }
+            set_single(primary);
+            Replaced::Lost
+        }
+    }
+}
+
+/// Allocates a peer for each of `servers` (spec, and `server` text if not
+/// its name) and makes them the peers of the empty `primary` and backup
+/// lists (allocating a backup list if one is needed). If the zone has no
+/// room, frees what it took and returns false with the lists unchanged.
+///
+/// # Safety
+/// The caller holds both lists' write locks and the slab mutex of `pool`;
+/// the lists have no peers but resolved ones (kept after the new ones).
+unsafe fn link_peers<'a>(
+    pool: *mut ngx_slab_pool_t,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    servers: impl Iterator<Item = (&'a ServerSpec, Option<&'a [u8]>)>,
+) -> bool {
+    // SAFETY: per the contract; the new peers are reachable by nobody
+    // until linked at the end.
+    unsafe {
+        let mut backup = (*primary).next;
+        let mut new_list: *mut ngx_http_upstream_rr_peers_t = ptr::null_mut();
+        let mut heads: [*mut ngx_http_upstream_rr_peer_t; 2] = [ptr::null_mut(); 2];
+        let mut tails = [ptr::addr_of_mut!(heads[0]), ptr::addr_of_mut!(heads[1])];
+        for (spec, server) in servers {
+            let with_list = spec.backup && backup.is_null() && new_list.is_null();
+            let address = PeerAddress::new(&spec.address);
+            let server = server.unwrap_or(address.name());
+            let Some((peer, list)) = alloc_peer(pool, spec, &address, server, with_list) else {
+                free_chain(pool, heads[0]);
+                free_chain(pool, heads[1]);
+                if !new_list.is_null() {
+                    ngx_slab_free_locked(pool, new_list.cast());
+                }
+                return false;
+            };
+            if with_list {
+                new_list = list;
+            }
+            let chain = usize::from(spec.backup);
+            *tails[chain] = peer;
+            tails[chain] = &mut (*peer).next;
+        }
+        if !new_list.is_null() {
+            init_backup_list(new_list, primary);
+            (*primary).next = new_list;
+            backup = new_list;
+        }
+        for (list, chain) in [(primary, 0), (backup, 1)] {
+            if list.is_null() {
+                continue;
+            }
+            // The resolved peers the list kept follow the new ones.
+            *tails[chain] = (*list).peer;
+            (*list).peer = heads[chain];
+            set_changed(list);
+        }
+        set_single(primary);
+        true
+    }
+}
+
+/// Frees the peers of the chain `peer` that nginx's resolver did not make
+/// and returns the chain of those it did (which stay nginx's).
+///
+/// # Safety
+/// The caller holds the list's write lock and the slab mutex of `pool`;
+/// no request can reach the peers.
+unsafe fn free_static_peers(
+    pool: *mut ngx_slab_pool_t,
+    mut peer: *mut ngx_http_upstream_rr_peer_t,
+) -> *mut ngx_http_upstream_rr_peer_t {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut kept: *mut ngx_http_upstream_rr_peer_t = ptr::null_mut();
+        let mut tail = ptr::addr_of_mut!(kept);
+        while !peer.is_null() {
+            let next = (*peer).next;
+            if resolved_from(peer).is_some() {
+                (*peer).next = ptr::null_mut();
+                *tail = peer;
+                tail = ptr::addr_of_mut!((*peer).next);
+            } else {
+                peer_free_locked(pool, peer);
+            }
+            peer = next;
+        }
+        kept
     }
 }

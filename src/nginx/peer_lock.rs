@@ -10,11 +10,12 @@
 //! A guard does no allocation and cannot panic, so no early return or error
 //! leaves a lock held.
 
+use core::marker::PhantomData;
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_atomic_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_shmtx_lock,
-    ngx_shmtx_unlock, ngx_slab_pool_t,
+    ngx_atomic_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock,
+    ngx_rwlock_wlock, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_pool_t,
 };
 
 /// Holds an nginx rwlock (`ngx_atomic_t` in shared memory) for writing.
@@ -53,12 +54,14 @@ impl Drop for WriteLocked {
 /// Both write locks of a zone upstream, in the order every change takes
 /// them: its primary list's, then its backup list's (if it has one at the
 /// time of locking). Dropped in reverse order.
-pub struct ListsWriteLocked {
+pub struct ListsWriteLocked<'a> {
     _backup: Option<WriteLocked>,
     _primary: WriteLocked,
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _lists: PhantomData<&'a ZoneLists>,
 }
 
-impl ListsWriteLocked {
+impl ListsWriteLocked<'_> {
     /// # Safety
     /// As for [`WriteLocked::new`], for `primary` and its backup list.
     pub unsafe fn new(primary: *mut ngx_http_upstream_rr_peers_t) -> Self {
@@ -67,7 +70,233 @@ impl ListsWriteLocked {
         unsafe {
             let primary_lock = WriteLocked::new(primary);
             let backup = (*primary).next;
-            Self { _backup: (!backup.is_null()).then(|| WriteLocked::new(backup)), _primary: primary_lock }
+            Self {
+                _backup: (!backup.is_null()).then(|| WriteLocked::new(backup)),
+                _primary: primary_lock,
+                primary,
+                _lists: PhantomData,
+            }
+        }
+    }
+
+    /// The locked lists, for as long as the guard holds them (one view at
+    /// a time: `&mut`).
+    pub fn lists(&mut self) -> LockedLists<'_> {
+        // SAFETY: the guard holds both write locks of a live zone
+        // upstream's lists (new()'s contract) while the view is used. A
+        // backup list linked since new() is one a change made under these
+        // locks, in this process.
+        unsafe { LockedLists::assume(self.primary) }
+    }
+}
+
+/// The shared peer lists of a zone upstream: its primary list
+/// (`uscf->peer.data`, in the zone's slab) and the backup list its `next`
+/// links. A handle is made (unsafely) only for such a list, and used only
+/// while its configuration lives, as [`crate::nginx::upstreams::Upstream`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ZoneLists {
+    primary: *mut ngx_http_upstream_rr_peers_t,
+}
+
+impl ZoneLists {
+    /// # Safety
+    /// `primary` is the primary peer list of a zone upstream (in the
+    /// zone's slab, `shpool` set), whose configuration (and zone) outlives
+    /// every use of the handle and of its copies: an upstream of the cycle
+    /// of the process that uses it (or, in init_module, of the new cycle).
+    pub unsafe fn new(primary: *mut ngx_http_upstream_rr_peers_t) -> Self {
+        Self { primary }
+    }
+
+    pub fn raw(self) -> *mut ngx_http_upstream_rr_peers_t {
+        self.primary
+    }
+
+    /// The zone's slab pool (set when the zone module copied the list,
+    /// never changed).
+    pub fn shpool(self) -> *mut ngx_slab_pool_t {
+        // SAFETY: a live list (new()'s contract).
+        unsafe { (*self.primary).shpool }
+    }
+
+    /// Takes both write locks (primary, then backup). The lock is not
+    /// reentrant: a process that already holds it waits forever.
+    pub fn write_lock(&self) -> ListsWriteLocked<'_> {
+        // SAFETY: a live shared list (new()'s contract).
+        unsafe { ListsWriteLocked::new(self.primary) }
+    }
+
+    /// The length of the longer of the primary and the backup list, read
+    /// without their locks (volatile: other processes change them under
+    /// their locks), as nginx's `peer.init` reads `number`.
+    pub fn longest_list(self) -> usize {
+        // SAFETY: a live list (new()'s contract); the backup list, once
+        // linked, lives as long as the primary.
+        unsafe {
+            let number = ptr::read_volatile(ptr::addr_of!((*self.primary).number));
+            let backup = ptr::read_volatile(ptr::addr_of!((*self.primary).next));
+            if backup.is_null() {
+                number
+            } else {
+                number.max(ptr::read_volatile(ptr::addr_of!((*backup).number)))
+            }
+        }
+    }
+}
+
+/// The most peers either list of a zone upstream has had (noted at start
+/// and by every change that adds peers, under the lists' write locks; never
+/// lowered), kept with the upstream's bookkeeping in its zone: the
+/// balancers set no bit of a request's `tried` bitmap at or beyond it.
+#[repr(C)]
+pub struct ListLengths {
+    lists: ZoneLists,
+    most: AtomicUsize,
+}
+
+impl ListLengths {
+    pub fn new(lists: ZoneLists) -> Self {
+        Self { lists, most: AtomicUsize::new(0) }
+    }
+
+    /// Notes the lists' current lengths.
+    pub fn note(&self) {
+        self.most.fetch_max(self.lists.longest_list(), SeqCst);
+    }
+
+    /// The most peers noted, from any process without a lock, or more: the
+    /// lists' current lengths too, read without their lock (as nginx's
+    /// peer.init does), never below what was noted unless a change path
+    /// failed to note (then the lengths still bound what the lists have
+    /// now).
+    pub fn most(&self) -> usize {
+        self.most.load(SeqCst).max(self.lists.longest_list())
+    }
+}
+
+/// A zone upstream's lists (or a list being built), seen while no one else
+/// changes them: both write locks held ([`ListsWriteLocked::lists`]), or
+/// reached by no one else. Valid for `'a`, the time that holds.
+///
+/// Not `Clone`: what changes the lists (in `nginx/peer_list.rs`) takes it
+/// by `&mut`, so no peer or list handle borrowed from it ([`LockedList`],
+/// [`LockedPeer`]) outlives a change, and no closure that a change runs can
+/// change the lists itself.
+pub struct LockedLists<'a> {
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    _locked: PhantomData<&'a ListsWriteLocked<'a>>,
+}
+
+impl<'a> LockedLists<'a> {
+    /// # Safety
+    /// For `'a`, `primary` (not null) and its backup list are live peer
+    /// lists of a shared zone (`shpool` set) that no other process or code
+    /// changes (their links, their peers' names, their peers' fields but
+    /// the atomic record and the fields nginx changes under the read lock
+    /// plus the peer's lock): the caller holds both write locks, or no one
+    /// else can reach them yet (or only ever changes them under a lock the
+    /// caller holds); no other `LockedLists` of them is used meanwhile.
+    /// (A list that others use meanwhile, as a published run-time list
+    /// that requests still pick from, qualifies only if its links and its
+    /// peers' names cannot change and the caller uses the view to read
+    /// those and the atomic records only.)
+    pub unsafe fn assume(primary: *mut ngx_http_upstream_rr_peers_t) -> Self {
+        Self { primary, _locked: PhantomData }
+    }
+
+    pub fn primary_raw(&self) -> *mut ngx_http_upstream_rr_peers_t {
+        self.primary
+    }
+
+    /// The primary list.
+    pub fn primary(&self) -> LockedList<'_> {
+        LockedList { list: self.primary, _locked: PhantomData }
+    }
+
+    /// The primary list, or the backup list if it has one.
+    pub fn list(&self, backup: bool) -> Option<LockedList<'_>> {
+        let list = if backup {
+            // SAFETY: a live list that no one else changes for 'a.
+            unsafe { (*self.primary).next }
+        } else {
+            self.primary
+        };
+        (!list.is_null()).then_some(LockedList { list, _locked: PhantomData })
+    }
+
+    /// Every peer, the primaries first.
+    pub fn peers(&self) -> impl Iterator<Item = LockedPeer<'_>> {
+        [self.list(false), self.list(true)].into_iter().flatten().flat_map(|list| list.peers())
+    }
+}
+
+/// One list of [`LockedLists`], for as long as that is borrowed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LockedList<'a> {
+    list: *mut ngx_http_upstream_rr_peers_t,
+    _locked: PhantomData<&'a ListsWriteLocked<'a>>,
+}
+
+impl<'a> LockedList<'a> {
+    pub fn raw(self) -> *mut ngx_http_upstream_rr_peers_t {
+        self.list
+    }
+
+    /// Its peers, walked by `next`.
+    pub fn peers(self) -> impl Iterator<Item = LockedPeer<'a>> {
+        // SAFETY: a live list that no one else changes for 'a.
+        let first = unsafe { (*self.list).peer };
+        core::iter::successors((!first.is_null()).then_some(first), |&peer| {
+            // SAFETY: every peer of such a list is live for 'a.
+            let next = unsafe { (*peer).next };
+            (!next.is_null()).then_some(next)
+        })
+        .map(|peer| LockedPeer { peer, _locked: PhantomData })
+    }
+
+    /// Its peer named `name`, if any.
+    pub fn find(self, name: &[u8]) -> Option<LockedPeer<'a>> {
+        self.peers().find(|p| p.name() == name)
+    }
+
+    /// Its number of peers (`number`).
+    pub fn number(self) -> usize {
+        // SAFETY: a live list that no one else changes for 'a.
+        unsafe { (*self.list).number }
+    }
+}
+
+/// A peer of [`LockedLists`], live for as long as that is borrowed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LockedPeer<'a> {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    _locked: PhantomData<&'a ListsWriteLocked<'a>>,
+}
+
+impl<'a> LockedPeer<'a> {
+    /// # Safety
+    /// `peer` is a peer of a list that no one else changes for `'a`, and
+    /// stays allocated for `'a`.
+    pub unsafe fn assume(peer: *mut ngx_http_upstream_rr_peer_t) -> Self {
+        Self { peer, _locked: PhantomData }
+    }
+
+    pub fn raw(self) -> *mut ngx_http_upstream_rr_peer_t {
+        self.peer
+    }
+
+    /// Its name (`127.0.0.1:8080`), which nginx never changes while the
+    /// peer lives.
+    pub fn name(self) -> &'a [u8] {
+        // SAFETY: a live peer for 'a; a peer's name is valid for name.len
+        // bytes.
+        unsafe {
+            let name = &(*self.peer).name;
+            if name.len == 0 || name.data.is_null() {
+                return &[];
+            }
+            core::slice::from_raw_parts(name.data, name.len)
         }
     }
 }

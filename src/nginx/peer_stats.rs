@@ -33,8 +33,10 @@ use dynamic_upstream_core::plus::ids::MAX_ID;
 use dynamic_upstream_core::plus::stats::{response_class, word};
 use ngx::ffi::{
     ngx_http_upstream_free_round_robin_peer, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peer_t,
-    ngx_http_upstream_t, ngx_peer_connection_t, ngx_uint_t, NGX_PEER_FAILED,
+    ngx_http_upstream_rr_peers_t, ngx_http_upstream_t, ngx_peer_connection_t, ngx_uint_t, NGX_PEER_FAILED,
 };
+
+use crate::nginx::peer_lock::{LockedLists, LockedPeer};
 
 /// The spare words of a peer in the nginx this module is built for (they
 /// end the struct).
@@ -91,6 +93,104 @@ pub unsafe fn set_id(peer: *mut ngx_http_upstream_rr_peer_t, id: u64) {
     // SAFETY: per the contract.
     let w = unsafe { at(peer, word::ID_UNAVAIL) };
     let _ = w.fetch_update(Relaxed, Relaxed, |old| Some(old & !word::ID_MASK | (id.min(MAX_ID) + 1)));
+}
+
+impl LockedPeer<'_> {
+    /// Its server ID, if it has one.
+    pub fn id(self) -> Option<u64> {
+        // SAFETY: a LockedPeer is live while it can be used.
+        unsafe { id_of(self.raw()) }
+    }
+
+    /// Gives it `id` (at most [`MAX_ID`]), keeping its `unavail` count.
+    pub fn set_id(self, id: u64) {
+        // SAFETY: as above; its lists are write-locked or reached by no
+        // one else.
+        unsafe { set_id(self.raw(), id) }
+    }
+
+    /// Copies `from`'s whole record (ID and counters) into this peer's.
+    fn copy_record_from(self, from: LockedPeer<'_>) {
+        for i in 0..word::COUNT {
+            // SAFETY: both are live while they can be used.
+            unsafe { at(self.raw(), i).store(at(from.raw(), i).load(Relaxed), Relaxed) };
+        }
+    }
+}
+
+/// Gives every peer of `lists` that has no ID the next free one, in list
+/// order (first the primaries), after those the peers already have;
+/// nothing when this cycle does not count. Once the IDs reach [`MAX_ID`]
+/// (a state file may give one that high), the lowest free ID instead.
+/// Bounded work without allocation (called under the lists' write locks).
+pub fn ensure_ids(lists: &LockedLists<'_>, counters: &UpstreamCounters) {
+    if !counting() {
+        return;
+    }
+    let peers = || lists.peers();
+    let mut next = counters.next_id.load(Relaxed);
+    for id in peers().filter_map(|p| p.id()) {
+        next = next.max(id.saturating_add(1));
+    }
+    for peer in peers() {
+        if peer.id().is_some() {
+            continue;
+        }
+        if next > MAX_ID {
+            // Among as many candidates as there are peers plus one, one
+            // is free: bounded work, only with IDs this high.
+            let count = peers().count();
+            let taken = |c: u64| peers().any(|p| p.id() == Some(c));
+            if let Some(free) = (0..=MAX_ID).take(count + 1).find(|&c| !taken(c)) {
+                peer.set_id(free);
+            }
+            continue;
+        }
+        peer.set_id(next);
+        next += 1;
+    }
+    counters.next_id.store(next, Relaxed);
+}
+
+/// A new version of a run-time upstream (`new`, not published yet) takes
+/// over from `old` (null when created): a server of the same address in
+/// the same kind of list (primary or backup) keeps its ID and counters,
+/// the others get new IDs (unless the caller gave them one), from `old`'s
+/// next free ID on. Requests that still hold `old` count into its peers
+/// until they end: those counts are not carried over (README). Bounded
+/// work without allocation (called under the registry's lock).
+///
+/// # Safety
+/// The caller holds the registry lock; `old` is null or the live list
+/// `new` replaces (changed only under that lock); `new` is a live list
+/// reached by no one else yet.
+pub unsafe fn inherit(
+    new: *mut ngx_http_upstream_rr_peers_t,
+    new_counters: &UpstreamCounters,
+    old: *mut ngx_http_upstream_rr_peers_t,
+    old_counters: Option<&UpstreamCounters>,
+) {
+    // SAFETY: per the contract: no one else reaches `new`; `old` (which
+    // requests may still use) keeps its links and its peers' names (a
+    // run-time list never changes them once published: a change builds a
+    // new list), and its view is used only to find peers by name and read
+    // their atomic records.
+    let (new, old) = unsafe { (LockedLists::assume(new), (!old.is_null()).then(|| LockedLists::assume(old))) };
+    for backup in [false, true] {
+        let (Some(list), Some(old_list)) = (new.list(backup), old.as_ref().and_then(|old| old.list(backup))) else {
+            continue;
+        };
+        for peer in list.peers() {
+            let Some(o) = old_list.find(peer.name()) else { continue };
+            let given = peer.id();
+            peer.copy_record_from(o);
+            if let Some(id) = given {
+                peer.set_id(id);
+            }
+        }
+    }
+    new_counters.next_id.store(old_counters.map_or(0, |c| c.next_id.load(Relaxed)), Relaxed);
+    ensure_ids(&new, new_counters);
 }
 
 /// An upstream's next free server ID and its revision (the number that

@@ -26,35 +26,21 @@
 //! it skews `least_conn` and `max_conns`): that peer stays allocated if it
 //! is removed; nothing else waits for it.
 //!
+//! The chain of removed peers and the freeing under the locks are
+//! [`crate::nginx::peer_list::RetiredPeers`]; a peer enters it only as an
+//! [`UnlinkedPeer`], which only the code that unlinked it under the lists'
+//! write locks makes.
+
+#![forbid(unsafe_code)]
 
 use core::mem::size_of;
-use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::AtomicBool;
 
-use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_calloc, ngx_slab_pool_t};
+use ngx::ffi::ngx_http_upstream_rr_peer_t;
 
-use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_list::{place_in_zone, RetiredPeers, UnlinkedPeer};
+use crate::nginx::peer_lock::{ListLengths, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
-use crate::nginx::version::{peer_free_locked, NGINX_FREES_REMOVED_PEERS};
-
-/// The length of the longer of `primary` and its backup list (read
-/// volatile: other processes change them under their lock).
-///
-/// # Safety
-/// `primary` is the primary list of a zone upstream of the running cycle.
-unsafe fn longest_list(primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
-    // SAFETY: per the contract; the backup list, once linked, lives as
-    // long as the primary.
-    unsafe {
-        let number = ptr::read_volatile(ptr::addr_of!((*primary).number));
-        let backup = ptr::read_volatile(ptr::addr_of!((*primary).next));
-        if backup.is_null() {
-            number
-        } else {
-            number.max(ptr::read_volatile(ptr::addr_of!((*backup).number)))
-        }
-    }
-}
 
 /// Per-zone bookkeeping of a zone upstream, in the zone's shared memory.
 #[repr(C)]
@@ -62,37 +48,36 @@ pub struct ZoneState {
     /// Set when a request's balancer data could not be recognised, so its
     /// `tried` bitmap could not be enlarged (see `request_hook`).
     pub unknown_request_data: AtomicBool,
-    /// Removed peers not freed yet, chained through their `next`; guarded
-    /// by the zone's slab mutex.
-    retired: *mut ngx_http_upstream_rr_peer_t,
+    /// Removed peers not freed yet (guarded by the zone's slab mutex), and
+    /// the upstream's lists.
+    retired: RetiredPeers,
     /// The upstream's next server ID and revision (NGINX Plus API).
     pub counters: UpstreamCounters,
     /// The most peers either list of the upstream has had since the workers
-    /// started (noted at start and by every change that adds peers, under
-    /// the lists' write locks; never lowered): the balancers set no bit of
-    /// a request's `tried` bitmap at or beyond it (see `request_hook`).
-    most_peers: AtomicUsize,
+    /// started (see `request_hook`).
+    lengths: ListLengths,
 }
 
 impl ZoneState {
-    /// Allocates the state of an upstream zone (in the master's
-    /// init_module).
+    /// Allocates the state of the zone upstream whose lists are `lists`
+    /// in its zone (in the master's init_module); null if the zone has no
+    /// room.
     ///
     /// The block is as large as a peer so that it shares the slab pages of
     /// the zone's peers: a block of its own size class would take a 4 KiB
     /// page for itself.
-    ///
-    /// # Safety
-    /// `pool` must be the slab pool of an initialised zone.
-    pub unsafe fn create(pool: *mut ngx_slab_pool_t) -> *mut ZoneState {
-        let size = size_of::<ZoneState>().max(size_of::<ngx_http_upstream_rr_peer_t>());
-        // SAFETY: ngx_slab_calloc takes the slab mutex itself; a zeroed
-        // state is valid (flag clear, nothing retired).
-        unsafe { ngx_slab_calloc(pool, size).cast() }
+    pub fn create(lists: ZoneLists) -> *mut ZoneState {
+        let state = ZoneState {
+            unknown_request_data: AtomicBool::new(false),
+            retired: RetiredPeers::new(lists),
+            counters: UpstreamCounters::default(),
+            lengths: ListLengths::new(lists),
+        };
+        place_in_zone(lists, state, size_of::<ngx_http_upstream_rr_peer_t>())
     }
 
-    /// Hands an unlinked peer of a zone upstream over, to be freed once no
-    /// request holds it: by nginx where it counts `refs`, else by
+    /// Hands an unlinked peer of this zone upstream over, to be freed once
+    /// no request holds it: by nginx where it counts `refs`, else by
     /// [`ZoneState::reap`].
     ///
     /// Before nginx 1.27.3, only peers of the built-in balancers that follow set changes come
@@ -101,101 +86,31 @@ impl ZoneState {
     /// `ZoneUpstream::apply` refuses removals with 409 on the others
     /// (`random`, `hash ... consistent`, and every balancer this module does
     /// not know, whose `get` may not count: `Balancer::follows_set_changes`).
-    ///
-    /// # Safety
-    /// `state` is the zone's state and `pool` its slab pool; the caller
-    /// holds the write locks of the peer's former list; `peer` is unlinked
-    /// and belongs to the zone's slab.
-    pub unsafe fn retire(state: *mut ZoneState, pool: *mut ngx_slab_pool_t, peer: *mut ngx_http_upstream_rr_peer_t) {
-        // SAFETY: per the contract; the retired chain is guarded by the
-        // slab mutex, taken after the rwlocks as everywhere.
-        unsafe {
-            let slab = SlabLocked::new(pool);
-            if NGINX_FREES_REMOVED_PEERS {
-                peer_free_locked(slab.pool(), peer);
-                return;
-            }
-            (*peer).next = (*state).retired;
-            (*state).retired = peer;
-        }
+    pub fn retire(&self, peer: UnlinkedPeer<'_>) {
+        self.retired.retire(peer);
     }
 
-    /// Notes the lengths of `primary` and its backup list in
-    /// [`Self::most_peers`].
-    ///
-    /// # Safety
-    /// `primary` is this zone upstream's primary list; the caller holds its
-    /// lists' write locks, or no worker runs yet.
-    pub unsafe fn note_list_lengths(&self, primary: *mut ngx_http_upstream_rr_peers_t) {
-        // SAFETY: per the contract.
-        let longest = unsafe { longest_list(primary) };
-        self.most_peers.fetch_max(longest, SeqCst);
+    /// Notes the lengths of the upstream's lists in [`Self::lengths`]
+    /// (under the lists' write locks, or before any worker runs).
+    pub fn note_list_lengths(&self) {
+        self.lengths.note();
     }
 
-    /// The most peers either list of the upstream whose primary list is
-    /// `primary` has had (see [`Self::note_list_lengths`]), from any
-    /// process without a lock.
-    ///
-    /// # Safety
-    /// `primary` is this zone upstream's primary list.
-    pub unsafe fn most_peers(&self, primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
-        // The lists' current lengths too, read without their lock (as
-        // nginx's peer.init does): never below what was noted, unless a
-        // change path failed to note (then the lengths still bound what
-        // the lists have now).
-        // SAFETY: per the contract.
-        self.most_peers.load(SeqCst).max(unsafe { longest_list(primary) })
+    /// The most peers either list of the upstream has had (see
+    /// [`Self::note_list_lengths`]; [`ListLengths::most`] reads it from any
+    /// process without a lock): the requests' bitmaps are zeroed that far.
+    pub fn lengths(&self) -> &ListLengths {
+        &self.lengths
     }
 
     /// Removed peers that requests still hold (NGINX Plus's "zombies").
-    ///
-    /// # Safety
-    /// `state` and `pool` are the state and slab pool of one zone upstream
-    /// of the running cycle.
-    pub unsafe fn zombies(state: *mut ZoneState, pool: *mut ngx_slab_pool_t) -> u64 {
-        // SAFETY: per the contract; the retired chain is read under the
-        // slab mutex that guards it, bounded by the removed peers.
-        unsafe {
-            let _slab = SlabLocked::new(pool);
-            let mut n = 0;
-            let mut peer = (*state).retired;
-            while !peer.is_null() {
-                n += 1;
-                peer = (*peer).next;
-            }
-            n
-        }
+    pub fn zombies(&self) -> u64 {
+        self.retired.count()
     }
 
-    /// Frees the removed peers of a zone upstream that no request holds
+    /// Frees the removed peers of the zone upstream that no request holds
     /// any more (see the module comment): work bounded by the removed peers.
-    ///
-    /// # Safety
-    /// `state`, `primary` and `pool` are the state, primary list and slab
-    /// pool of one zone upstream of the running cycle.
-    pub unsafe fn reap(state: *mut ZoneState, primary: *mut ngx_http_upstream_rr_peers_t, pool: *mut ngx_slab_pool_t) {
-        if NGINX_FREES_REMOVED_PEERS {
-            return; // nothing is ever retired
-        }
-        // SAFETY: per the contract; the lists and the state live in the
-        // zone's shared memory for the cycle. Under both lists' write locks
-        // no balancer is between reading and changing a `conns`, and a
-        // request in `free` holds one of them for reading until it no
-        // longer touches the peer. Order: primary, backup, slab mutex, as
-        // for every change.
-        unsafe {
-            let _locks = ListsWriteLocked::new(primary);
-            let slab = SlabLocked::new(pool);
-            let mut link = ptr::addr_of_mut!((*state).retired);
-            while !(*link).is_null() {
-                let peer = *link;
-                if (*peer).conns == 0 {
-                    *link = (*peer).next;
-                    peer_free_locked(slab.pool(), peer);
-                } else {
-                    link = ptr::addr_of_mut!((*peer).next);
-                }
-            }
-        }
+    pub fn reap(&self) {
+        self.retired.reap();
     }
 }

@@ -33,13 +33,14 @@ use core::sync::atomic::Ordering::SeqCst;
 use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_slab_pool_t,
-    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_str_t,
+    ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
 };
 
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
 use crate::nginx::module_hooks::InitModule;
+use crate::nginx::peer_lock::ZoneLists;
 use crate::nginx::upstreams::{str_lossy, Upstream};
 use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
 use crate::zone::peers::max_peers_for_zone;
@@ -250,7 +251,7 @@ unsafe fn enlarge_tried_bitmap(
             state.unknown_request_data.store(true, SeqCst);
             return NGX_OK as ngx_int_t;
         };
-        let tried = zeroed_bitmap(r, words, ptr::addr_of_mut!((*srv).spare_bitmaps), state, primary);
+        let tried = zeroed_bitmap(r, words, ptr::addr_of_mut!((*srv).spare_bitmaps), state.lengths());
         if tried.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
@@ -307,9 +308,10 @@ fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBala
     if !upstream.has_peer_data() {
         return;
     }
-    // SAFETY: in init_module the zone is initialised, its slab pool at its
-    // start.
-    srv.state = unsafe { ZoneState::create(zone.shm.addr.cast::<ngx_slab_pool_t>()) };
+    // SAFETY: in init_module the zone is initialised, and the zone module
+    // pointed `peer.data` at the primary list it copied into it; both live
+    // as long as the new cycle, whose processes alone use its upstreams.
+    srv.state = ZoneState::create(unsafe { ZoneLists::new(upstream.conf().peer.data.cast()) });
     if srv.state.is_null() {
         init.log(
             NGX_LOG_WARN,

@@ -13,13 +13,13 @@ use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_str_t, NGX_ERROR,
 };
 use ngx::http::HttpModuleServerConf;
 
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::peer_list::{list_peers, SNAPSHOT_SERVER_MAX};
-use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_list::{list_peers, replace_peers, Replaced, SNAPSHOT_SERVER_MAX};
+use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{str_eq, str_lossy, Upstream};
@@ -27,8 +27,8 @@ use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
-    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, replace_peers, update_locked, Lost,
-    PeerName, Refusal, Replaced, Target,
+    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, update_locked, Lost, PeerName, Refusal,
+    Target,
 };
 use crate::zone::reclaim::ZoneState;
 use crate::zone::tried_bitmap::SpareBitmaps;
@@ -234,6 +234,13 @@ impl ZoneUpstream {
         unsafe { (*self.uscf).peer.data.cast() }
     }
 
+    /// Its lists, for the edits of [`crate::zone::peers`].
+    fn lists(&self) -> ZoneLists {
+        // SAFETY: the shared primary list of a zone upstream of the running
+        // configuration (as above), which lives as long as it.
+        unsafe { ZoneLists::new(self.primary()) }
+    }
+
     /// All peers, primaries then backups, with their live figures.
     pub fn peers(&self) -> Vec<PeerView> {
         // SAFETY: the primary list of a zone upstream lives as long as the
@@ -305,8 +312,7 @@ impl ZoneUpstream {
         params: &PeerParams,
         down: Option<bool>,
     ) -> Result<(PeerName, PeerValues), Refusal> {
-        // SAFETY: the primary list of a zone upstream.
-        unsafe { update_locked(self.primary(), self.counters(), target, params, down) }
+        update_locked(self.lists(), self.counters(), target, params, down)
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
@@ -316,7 +322,7 @@ impl ZoneUpstream {
         let health_down = slot.as_ref().is_some_and(|s| s.starts_down);
         // SAFETY: the primary list of a zone upstream.
         let added = unsafe {
-            add_locked(self.primary(), &*self.state, spec, address, limit, health_down, || {
+            add_locked(self.lists(), &*self.state, spec, address, limit, health_down, || {
                 if let Some(slot) = slot {
                     slot.activate();
                 }
@@ -338,11 +344,11 @@ impl ZoneUpstream {
         // handed to reclaim (under the locks), not freed. Its slot is found
         // under the locks too (see slot_of_removed).
         let name = unsafe {
-            remove_locked(self.primary(), self.counters(), target, |peer| {
+            remove_locked(self.lists(), self.counters(), target, |peer| {
                 if let Some(health) = health {
-                    slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer);
+                    slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw());
                 }
-                ZoneState::retire(self.state, self.shpool(), peer)
+                (*self.state).retire(peer)
             })
         }?;
         // Its checks stop with it.
@@ -385,8 +391,7 @@ impl ZoneUpstream {
                 ApiError::not_found("server_not_found", format!("server with ID \"{id}\" does not exist"))
             }
             Refusal::Resolved => {
-                // SAFETY: the primary list of a zone upstream.
-                let name = unsafe { name_of(self.primary(), Target::Id(id)) };
+                let name = name_of(self.lists(), Target::Id(id));
                 let name = name.map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
                 self.resolved_conflict(&name.unwrap_or_else(|| format!("with ID {id}")))
             }
@@ -437,18 +442,18 @@ impl ZoneUpstream {
         // found under the locks too (see slot_of_removed).
         unsafe {
             replace_locked(
-                self.primary(),
+                self.lists(),
                 &*self.state,
                 revision,
                 plan,
                 added,
                 &health_down,
                 |peer| {
-                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer));
+                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw()));
                     if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
                         removed.push(slot);
                     }
-                    ZoneState::retire(self.state, self.shpool(), peer)
+                    (*self.state).retire(peer)
                 },
                 // Drained: the vector's memory is freed after the locks.
                 || slots.drain(..).for_each(Pending::activate),
@@ -473,7 +478,7 @@ impl ZoneUpstream {
     /// Removed peers that requests still hold.
     pub fn zombies(&self) -> u64 {
         // SAFETY: the zone's slab and state live for the cycle.
-        unsafe { ZoneState::zombies(self.state, self.shpool()) }
+        unsafe { (*self.state).zombies() }
     }
 
     /// Starts the upstream's revisions at `revision` and gives its servers
@@ -489,11 +494,11 @@ impl ZoneUpstream {
     pub fn give_ids(&self) {
         // SAFETY: the zone's lists, under both write locks.
         unsafe {
-            let _locks = ListsWriteLocked::new(self.primary());
-            ensure_ids(self.primary(), self.counters());
+            let mut locks = ListsWriteLocked::new(self.primary());
+            ensure_ids(&locks.lists(), self.counters());
             // At start (start_ids), after the state files: the lengths the
             // workers begin with.
-            (*self.state).note_list_lengths(self.primary());
+            (*self.state).note_list_lengths();
         }
     }
 
@@ -696,12 +701,7 @@ impl ZoneUpstream {
     /// [`crate::zone::reclaim`]).
     pub fn reap(&self) {
         // SAFETY: the zone's lists, slab and state live for the cycle.
-        unsafe { ZoneState::reap(self.state, self.primary(), self.shpool()) }
-    }
-
-    fn shpool(&self) -> *mut ngx_slab_pool_t {
-        // SAFETY: a zone's shm starts with its slab pool.
-        unsafe { (*(*self.uscf).shm_zone).shm.addr.cast() }
+        unsafe { (*self.state).reap() }
     }
 }
 
