@@ -12,6 +12,7 @@
 
 use core::marker::PhantomData;
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use ngx::ffi::{
     ngx_atomic_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock,
@@ -46,7 +47,7 @@ impl WriteLocked {
 
 impl Drop for WriteLocked {
     fn drop(&mut self) {
-        // SAFETY: locked in new()/on()/try_on(); the word outlives the guard.
+        // SAFETY: locked in new()/on(); the word outlives the guard.
         unsafe { ngx_rwlock_unlock(self.lock) };
     }
 }
