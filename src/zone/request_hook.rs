@@ -23,7 +23,9 @@
 //! third word after a pointer to the request's upstream; both layouts are
 //! recognised by content (the data points at this upstream's peer list).
 //! If neither matches (a third-party wrapper), the zone is flagged and the
-//! API refuses to grow its lists beyond 64 peers.
+//! API refuses to grow its lists beyond 64 peers. The hook is not installed
+//! on balancers the module does not know (whose peers it never adds or
+//! removes): their request data may be shorter than what is read here.
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
@@ -42,7 +44,7 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_lock::ZoneLists;
 use crate::nginx::upstreams::{str_lossy, Upstream};
-use crate::nginx::version::NGINX_FREES_REMOVED_PEERS;
+use crate::nginx::version::{NGINX_FREES_REMOVED_PEERS, TABLES_FOLLOW_CHANGES};
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
 use crate::zone::tried_bitmap::free_spares_with_cycle;
@@ -64,8 +66,12 @@ const BITS_PER_WORD: usize = usize::BITS as usize;
 /// no further peer from it (every change of the set moves
 /// `*peers->config`), so it never indexes a longer list with its bitmap.
 /// Requests then cost nothing over stock nginx unless they are counted.
-pub fn needed(counting: bool) -> Option<Hook> {
-    let guard = !NGINX_FREES_REMOVED_PEERS;
+/// Nor does the guard have a job where the module never adds or removes
+/// peers (`set_changes` false: a balancer it does not know, or one whose
+/// table nginx computes once): there it would only read the request data
+/// of a balancer whose layout, and size, the module cannot know.
+pub fn needed(counting: bool, set_changes: bool) -> Option<Hook> {
+    let guard = !NGINX_FREES_REMOVED_PEERS && set_changes;
     let free: ngx_event_free_peer_pt = match (guard, counting) {
         (true, true) => Some(free_counted_zone_peer),
         (true, false) => Some(free_zone_peer),
@@ -325,7 +331,8 @@ fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBala
     }
     srv.max_peers_per_list = max_peers_for_zone(zone.shm.size);
     // Statistics read the balancer's request data: nginx's own balancers only.
-    srv.hook = needed(stats && !matches!(srv.balancer, Balancer::Other { .. }));
+    let known = !matches!(srv.balancer, Balancer::Other { .. });
+    srv.hook = needed(stats && known, srv.balancer.follows_set_changes(TABLES_FOLLOW_CHANGES));
     if srv.hook.is_some() {
         srv.original_init = upstream.peer_init();
         // SAFETY: in init_module, an upstream of the new cycle: no request
