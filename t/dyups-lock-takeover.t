@@ -4,11 +4,15 @@
 # the lock finds the holder gone, takes the lock over and repairs the
 # registry (every worker reloads it); changes, listings and traffic go on.
 #
-# The module's debug builds (which the tests load) stop a change of the
-# upstream named by NDU_TEST_STALL_IN_CHANGE halfway, with the lock held,
-# for 60 s after logging "stalling in a change of NAME": the test kills
-# that worker there. Before the fix every later change and listing spun
-# for ever on the dead worker's lock.
+# The module's debug builds (which the tests load) stop a change of an
+# upstream at a point NDU_TEST_STALL names ("POINT:NAME", see
+# stall_for_tests in src/dyups/registry.rs), with the lock held, for 60 s
+# after logging "stalling at POINT in a change of NAME": the test kills
+# that worker there. Before the lock named its holder every later change
+# and listing spun for ever on the dead worker's lock; before the stores of
+# a change were ordered for it, a kill between publishing a new list and
+# retiring the old one left a record on a freed list (other upstreams'
+# servers listed under it, then every list emptied).
 #
 # The admin API is also on port 8 and the proxy (proxy_pass http://$host)
 # on port 9, both with `reuseport` and X-Worker: $pid on every answer.
@@ -22,7 +26,7 @@ our $RELEASE = ($ENV{TEST_NGINX_MODULE} // '') =~ m{/release/};
 # The pid of the worker that logged it stalls in a change of NAME.
 sub stalled_pid {
     my ($name) = @_;
-    my ($pid) = error_log_text() =~ /\[notice\] (\d+)#\d+: stalling in a change of \Q$name\E$/m;
+    my ($pid) = error_log_text() =~ /\[notice\] (\d+)#\d+: stalling at \w+ in a change of \Q$name\E$/m;
     return $pid;
 }
 
@@ -43,6 +47,49 @@ sub every_worker_serves {
     }
     my @missed = grep { !$admin{$_} || !$proxy{$_} } keys %workers;
     is_deeply([@missed, @bad], [], "$what: every worker lists $name and proxies it to port $port");
+}
+
+# METHOD /upstream/NAME (BODY) to the admin port, on a connection of its
+# own; waits until a worker stalls inside it and kills that worker with -9
+# (two tests).
+sub kill_inside {
+    my ($method, $name, $body) = @_;
+    my $c = keepalive(port(8));
+    $c->send($method, "/upstream/$name", 'localhost', $body);
+    my $pid;
+    ok(poll_until(sub { $pid = stalled_pid($name) }, 10, 'stall'), "$method /upstream/$name: a worker stalls inside it");
+    ok(kill('KILL', $pid), "kill -9 of worker $pid, inside the registry's lock");
+}
+
+# METHOD /upstream/NAME (BODY) answers 200 "success" (polled: the first
+# one after a kill may wait for the takeover): one test.
+sub accepted {
+    my ($method, $name, $body) = @_;
+    my $r;
+    poll_until(sub { $r = admin($method, "/upstream/$name", $body); $r->{status} == 200 }, 20, "$method $name");
+    is("$r->{status} $r->{body}", '200 success', "$method /upstream/$name");
+}
+
+# Four upstreams of 8 servers each (never proxied to): lists the size of
+# the retired ones, so that their memory is reused.
+sub churn {
+    for my $i (1 .. 4) {
+        accepted('POST', "c$i", join('', map { "server 127.0.0.$_:" . port(1) . ";" } 2 .. 9));
+    }
+}
+
+# Every worker answers GET /upstream/NAME with STATUS and BODY: one test.
+sub every_worker_lists {
+    my ($name, $status, $body, $what) = @_;
+    my %workers = map { $_ => 1 } worker_pids();
+    my (%seen, @bad);
+    for (1 .. 600) {
+        last unless grep { !$seen{$_} } keys %workers;
+        my $r = admin('GET', "/upstream/$name");
+        $seen{ $r->{headers}{'x-worker'} // 'none' } = 1;
+        push @bad, "$r->{status} $r->{body}" unless $r->{status} == $status && $r->{body} eq $body;
+    }
+    is_deeply([(grep { !$seen{$_} } keys %workers), @bad], [], "$what: every worker answers GET /upstream/$name with $status");
 }
 
 # Backends on ports 1 to 3 that answer their port, the admin API on port 8
@@ -73,7 +120,7 @@ __DATA__
 === TEST 1: a worker killed inside a change: the next change takes the lock over, every worker serves one state, the file and a restart keep it
 --- workers: 2
 --- main_config
-env NDU_TEST_STALL_IN_CHANGE=stalled;
+env NDU_TEST_STALL=replace_version:stalled;
 --- http_config
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 $TEST_NGINX_SERVERS
@@ -121,7 +168,7 @@ is(main::admin('GET', '/upstream/stalled')->{status}, 404, 'after a restart: the
 === TEST 2: a worker killed inside a change while another worker waits for the lock: the waiter takes it over
 --- workers: 2
 --- main_config
-env NDU_TEST_STALL_IN_CHANGE=stalled;
+env NDU_TEST_STALL=replace_version:stalled;
 --- http_config
 $TEST_NGINX_SERVERS
 --- config
@@ -153,4 +200,111 @@ my $r = eval { $conn{$waiter}->read };
 is($r && "$r->{status} $r->{body}", '200 success', 'the waiting POST is accepted once the holder is gone');
 main::every_worker_serves('waiter', main::line(main::addr(1)), 1, 'after the takeover');
 main::every_worker_serves('stalled', main::line(main::addr(2)), 2, 'after the takeover');
+}
+
+=== TEST 3: killed between publishing a replaced upstream's new list and retiring the old one: the record never points at a freed list
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_retire:a;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 20 if $main::RELEASE;
+main::accepted('POST', 'a', 'server ' . main::addr(1) . ';');
+main::kill_inside('POST', 'a', 'server ' . main::addr(2) . ';');
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+main::churn();
+my $c = join '', map { main::line("127.0.0.$_:" . port(1)) } 2 .. 9;
+main::every_worker_serves('a', main::line(main::addr(2)), 2, 'after the takeover and more changes');
+main::every_worker_lists('c1', 200, $c, 'after the takeover and more changes');
+main::every_worker_lists('c4', 200, $c, 'after the takeover and more changes');
+main::accepted('POST', 'a', 'server ' . main::addr(3) . ';');
+main::accepted('POST', 'd', 'server ' . main::addr(1) . ';');
+main::every_worker_serves('a', main::line(main::addr(3)), 3, 'after another change of a');
+main::every_worker_serves('b', main::line(main::addr(3)), 3, 'after another change of a');
+main::every_worker_lists('c2', 200, $c, 'after another change of a');
+my $file = main::slurp(data_dir() . '/dyups.conf') // '';
+is(join(' ', $file =~ /^upstream (\S+) \{/mg), 'a b c1 c2 c3 c4 d', 'the file holds every upstream');
+like($file, qr/^upstream a \{\n    server \Q${\ main::addr(3)}\E /m, '  a with its last server');
+}
+
+=== TEST 4: killed between unpublishing a deleted upstream's list and retiring it: the upstream is gone everywhere, the others keep theirs
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=delete_retire:gone;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 13 if $main::RELEASE;
+main::accepted('POST', 'gone', 'server ' . main::addr(1) . ';');
+main::accepted('POST', 'keep', 'server ' . main::addr(2) . ';');
+main::kill_inside('DELETE', 'gone');
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+main::churn();
+my $c = join '', map { main::line("127.0.0.$_:" . port(1)) } 2 .. 9;
+main::every_worker_lists('gone', 404, 'upstream "gone" not found', 'after the takeover and more changes');
+main::every_worker_serves('keep', main::line(main::addr(2)), 2, 'after the takeover and more changes');
+main::every_worker_lists('c1', 200, $c, 'after the takeover and more changes');
+main::accepted('POST', 'gone', 'server ' . main::addr(3) . ';');
+main::every_worker_serves('gone', main::line(main::addr(3)), 3, 'created again');
+main::accepted('DELETE', 'gone');
+main::every_worker_lists('gone', 404, 'upstream "gone" not found', 'deleted again');
+}
+
+=== TEST 5: killed inside the first change of an upstream of the configuration: the replacement is served (not a deletion)
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_version:cu;
+--- http_config
+upstream cu { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 6 if $main::RELEASE;
+main::every_worker_serves('cu', main::line(main::addr(1)), 1, 'from the configuration');
+main::kill_inside('POST', 'cu', 'server ' . main::addr(2) . ';');
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+main::every_worker_serves('cu', main::line(main::addr(2)), 2, 'after the takeover');
+main::every_worker_serves('b', main::line(main::addr(3)), 3, 'after the takeover');
+}
+
+=== TEST 6: killed inside a change with checks: its servers are checked (they start down and rise), not left unchecked
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_version:h;
+--- http_config
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 4 if $main::RELEASE;
+main::kill_inside('POST', 'h', 'server ' . main::addr(1) . '; check interval=200 rise=1 fall=1 timeout=400 default_down=true type=tcp;');
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+ok(poll_until(sub { main::proxied('h')->{status} == 200 }, 5, 'rise'), 'the checked server rises and is proxied to');
+main::every_worker_serves('h', main::line(main::addr(1)), 1, 'after it rose');
 }

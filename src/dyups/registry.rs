@@ -35,7 +35,7 @@
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
@@ -389,7 +389,7 @@ impl Dyups {
     fn hold(&self, try_only: bool) -> Option<Held<'_>> {
         let lock = self.registry_lock();
         let held = if try_only { lock.try_hold()? } else { lock.hold() };
-        if held.took_over_a_change() {
+        if held.needs_repair() {
             // SAFETY: the registry is changed only under its lock, held here.
             unsafe { repair(&mut *self.registry) };
         }
@@ -435,7 +435,7 @@ impl Dyups {
             })
         };
         if let Some(held) = self.registry_lock().hold_within(Duration::from_secs(1)) {
-            if held.took_over_a_change() {
+            if held.needs_repair() {
                 // SAFETY: as in hold().
                 unsafe { repair(&mut *self.registry) };
             }
@@ -529,29 +529,46 @@ impl Dyups {
                         drop((slab, registry_lock)); // the error allocates: not under the locks
                         return Err(no_room());
                     }
-                    append_record(registry, record);
                     record
                 }
             };
             let r = &mut *record;
-            let old_counters = (!r.peers.is_null()).then(|| registry_counters(r.peers));
-            inherit(list, registry_counters(list), r.peers, old_counters);
-            let before = existed.map(|_| if r.peers.is_null() { 0 } else { server_count(r.peers) });
-            if !r.peers.is_null() {
-                registry.reclaim.retire_list(r.peers);
-            }
-            r.peers = list;
-            r.deleted = false;
-            r.balancer = spec.balancer.code();
-            r.key_len = key.len().min(MAX_KEY);
-            r.key[..r.key_len].copy_from_slice(&key.as_bytes()[..r.key_len]);
-            #[cfg(debug_assertions)]
-            stall_for_tests(name);
-            mark_changed(registry, record);
+            let old = r.peers;
+            let old_counters = (!old.is_null()).then(|| registry_counters(old));
+            inherit(list, registry_counters(list), old, old_counters);
+            let before = existed.map(|_| if old.is_null() { 0 } else { server_count(old) });
+            // The stores below are ordered so that a holder killed between
+            // any two leaves a registry that repair() makes whole, or at
+            // worst a leak (see RegistryLock): the health slots first (a
+            // list is never published with slots nobody checks), then the
+            // new list, and only then the old one retired (a record never
+            // points at a list that may be freed); a new record is linked
+            // once complete.
             match health {
                 Some(health) => health.commit(),
                 None => forget_runtime(name),
             }
+            r.balancer = spec.balancer.code();
+            let key_len = key.len().min(MAX_KEY);
+            r.key[..key_len].copy_from_slice(&key.as_bytes()[..key_len]);
+            r.key_len = key_len;
+            compiler_fence(SeqCst);
+            r.peers = list;
+            compiler_fence(SeqCst);
+            r.deleted = false;
+            compiler_fence(SeqCst);
+            if !old.is_null() {
+                #[cfg(debug_assertions)]
+                stall_for_tests("replace_retire", name);
+                registry.reclaim.retire_list(old);
+            }
+            if existed.is_none() {
+                compiler_fence(SeqCst);
+                append_record(registry, record);
+            }
+            #[cfg(debug_assertions)]
+            stall_for_tests("replace_version", name);
+            mark_changed(registry, record);
             registry.generation.fetch_add(1, SeqCst);
             registry.reclaim.reap(slab.pool());
             Ok(before)
@@ -581,13 +598,21 @@ impl Dyups {
                         drop((slab, registry_lock)); // the error allocates: not under the locks
                         return Err(ApiError::dyups_full(ZONE_NAME, self.zone_size()));
                     }
+                    // A tombstone: linked once complete.
+                    (*record).deleted = true;
+                    compiler_fence(SeqCst);
                     append_record(registry, record);
                     record
                 }
             };
-            if !(*record).peers.is_null() {
-                registry.reclaim.retire_list((*record).peers);
+            // As in replace_if: the list is unpublished before it is retired.
+            let old = (*record).peers;
+            if !old.is_null() {
                 (*record).peers = ptr::null_mut();
+                compiler_fence(SeqCst);
+                #[cfg(debug_assertions)]
+                stall_for_tests("delete_retire", name);
+                registry.reclaim.retire_list(old);
             }
             forget_runtime(name);
             if in_config {
@@ -595,6 +620,8 @@ impl Dyups {
                 mark_changed(registry, record);
             } else {
                 unlink_record(registry, record);
+                #[cfg(debug_assertions)]
+                stall_for_tests("delete_unlinked", name);
                 note_removal(registry, record);
                 ngx_slab_free_locked(slab.pool(), record.cast());
             }
@@ -806,19 +833,32 @@ unsafe fn repair(registry: &mut Registry) {
     registry.generation.fetch_add(1, SeqCst);
 }
 
-/// Debug builds only, for the tests of a worker killed inside a change: a
-/// change of the upstream that the environment variable
-/// `NDU_TEST_STALL_IN_CHANGE` names (passed to workers with nginx's `env`
-/// directive) stops halfway for 60 s, its new list in and its version not
-/// moved yet, with the registry's lock and the slab mutex held, after
-/// logging `stalling in a change of NAME` (test code: it logs and
-/// allocates under the locks, which the module never does otherwise).
+/// Debug builds only, for the tests of a worker killed inside a change:
+/// with the environment variable `NDU_TEST_STALL` set to `POINT:NAME`
+/// (passed to workers with nginx's `env` directive), a change of upstream
+/// NAME stops at POINT (`replace_retire`: its new list in, the old one not
+/// retired yet; `replace_version`: complete but its version not moved yet;
+/// `delete_retire`: its list unpublished, not retired yet;
+/// `delete_unlinked`: a run-time upstream's record unlinked, its deletion
+/// not noted yet) for 60 s, with the
+/// registry's lock and the slab mutex held, after logging `stalling at
+/// POINT in a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path,
+/// only the process that creates that file stalls. (Test code: it reads
+/// the environment, logs and sleeps under the locks, which the module
+/// never does otherwise.)
 #[cfg(debug_assertions)]
-fn stall_for_tests(name: &str) {
-    if std::env::var("NDU_TEST_STALL_IN_CHANGE").is_ok_and(|stall| stall == name) {
-        crate::nginx::log::log(ngx::ffi::NGX_LOG_NOTICE, &format!("stalling in a change of {name}"));
-        std::thread::sleep(Duration::from_secs(60));
+fn stall_for_tests(point: &str, name: &str) {
+    let Ok(wanted) = std::env::var("NDU_TEST_STALL") else { return };
+    if wanted.split_once(':') != Some((point, name)) {
+        return;
     }
+    if let Ok(once) = std::env::var("NDU_TEST_STALL_ONCE") {
+        if std::fs::OpenOptions::new().write(true).create_new(true).open(once).is_err() {
+            return;
+        }
+    }
+    crate::nginx::log::log(ngx::ffi::NGX_LOG_NOTICE, &format!("stalling at {point} in a change of {name}"));
+    std::thread::sleep(Duration::from_secs(60));
 }
 
 /// # Safety

@@ -20,7 +20,7 @@
 //! A holder that changes the registry says so first ([`Held::changing`]);
 //! the mark is cleared when the lock is released. Whoever takes the lock
 //! over from a dead holder that had marked it learns that a change may be
-//! half made ([`Held::took_over_a_change`]) and repairs the registry before
+//! half made ([`Held::needs_repair`]) and repairs the registry before
 //! anything else (the registry knows how: `registry::repair`); the mark
 //! stays until that repair's own release, so a repairer killed in turn
 //! leaves it for the next one.
@@ -131,21 +131,22 @@ impl RegistryLock {
 
     fn acquire(&self, patience: Patience) -> Option<Held<'_>> {
         let me = Holder::me();
-        if self.holder.load(SeqCst) == me.0 {
-            // Only this process stores its own word: it holds the lock.
-            return Some(Held { lock: self, outermost: false, took_over_a_change: false });
+        if holds::nest(self) {
+            return Some(Held { lock: self, me, outermost: false, repair: false });
         }
         let started = Instant::now();
         let mut next_check = started + CHECK_EVERY;
         let mut spins = 0u32;
         loop {
             let seen = match self.holder.compare_exchange(0, me.0, SeqCst, SeqCst) {
-                Ok(_) => return Some(Held { lock: self, outermost: true, took_over_a_change: false }),
+                Ok(_) => return Some(self.outermost(me)),
                 Err(seen) => Holder(seen),
             };
             let now = Instant::now();
-            if patience == Patience::None || now >= next_check {
-                if seen.gone() {
+            // This process's word without a hold of this process: a dead
+            // process's whose pid this one got (with no start time to tell).
+            if seen == me || patience == Patience::None || now >= next_check {
+                if seen == me || seen.gone() {
                     if let Some(held) = self.take_over(seen, me) {
                         return Some(held);
                     }
@@ -188,9 +189,70 @@ impl RegistryLock {
             ),
         );
         self.holder.compare_exchange(dead.0, me.0, SeqCst, SeqCst).ok()?;
-        // Read again under the lock: the mark is only ever set by a holder.
-        let took_over_a_change = self.changing.load(SeqCst) != 0;
-        Some(Held { lock: self, outermost: true, took_over_a_change })
+        Some(self.outermost(me))
+    }
+
+    /// The outermost hold of a lock just taken. The change mark, read under
+    /// the lock (only a holder sets it), is still set if the last holder
+    /// died inside a change or panicked out of one: repair first.
+    fn outermost(&self, me: Holder) -> Held<'_> {
+        holds::enter(self);
+        Held { lock: self, me, outermost: true, repair: self.changing.load(SeqCst) != 0 }
+    }
+}
+
+/// The locks this process holds, with how deep (a worker is one thread; a
+/// fixed table: nothing is allocated while a lock is taken). A process
+/// holds one registry's lock at a time; the table allows a few.
+mod holds {
+    use super::RegistryLock;
+    use std::cell::Cell;
+
+    const MAX: usize = 4;
+
+    thread_local! {
+        static HOLDS: Cell<[(usize, u32); MAX]> = const { Cell::new([(0, 0); MAX]) };
+    }
+
+    fn key(lock: &RegistryLock) -> usize {
+        lock as *const RegistryLock as usize
+    }
+
+    /// One more hold of `lock` if this process holds it already.
+    pub fn nest(lock: &RegistryLock) -> bool {
+        update(key(lock), |depth| (*depth > 0).then(|| *depth += 1).is_some())
+    }
+
+    /// The first hold of `lock`.
+    pub fn enter(lock: &RegistryLock) {
+        let key = key(lock);
+        HOLDS.with(|holds| {
+            let mut table = holds.get();
+            if let Some(entry) = table.iter_mut().find(|(k, d)| *k == key || *d == 0) {
+                *entry = (key, 1);
+            }
+            holds.set(table);
+        });
+    }
+
+    /// One hold of `lock` fewer; true when it was the last.
+    pub fn leave(lock: &RegistryLock) -> bool {
+        update(key(lock), |depth| {
+            *depth = depth.saturating_sub(1);
+            *depth == 0
+        })
+    }
+
+    fn update(key: usize, f: impl FnOnce(&mut u32) -> bool) -> bool {
+        HOLDS.with(|holds| {
+            let mut table = holds.get();
+            let Some((_, depth)) = table.iter_mut().find(|(k, d)| *k == key && *d > 0) else {
+                return false;
+            };
+            let result = f(depth);
+            holds.set(table);
+            result
+        })
     }
 }
 
@@ -198,8 +260,9 @@ impl RegistryLock {
 /// dropped.
 pub struct Held<'a> {
     lock: &'a RegistryLock,
+    me: Holder,
     outermost: bool,
-    took_over_a_change: bool,
+    repair: bool,
 }
 
 impl Held<'_> {
@@ -209,20 +272,36 @@ impl Held<'_> {
         self.lock.changing.store(1, SeqCst);
     }
 
-    /// Whether this hold took the lock from a process that died inside a
-    /// change (the mark is still set: it is cleared on release).
-    pub fn took_over_a_change(&self) -> bool {
-        self.took_over_a_change
+    /// Whether the registry must be repaired before anything else: the last
+    /// holder died inside a change (or panicked out of one). The mark stays
+    /// set until this hold is released.
+    pub fn needs_repair(&self) -> bool {
+        self.repair
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        if self.outermost {
-            // Clear the mark first: a holder killed between the two stores
-            // had finished its change.
-            self.lock.changing.store(0, SeqCst);
-            self.lock.holder.store(0, SeqCst);
+        if !self.outermost {
+            holds::leave(self.lock);
+            return;
         }
+        holds::leave(self.lock);
+        if self.lock.holder.load(SeqCst) != self.me.0 {
+            // Taken over while this process held it (judged dead): the
+            // lock and its mark are the new holder's.
+            log(
+                ngx::ffi::NGX_LOG_ERR,
+                "dynamic upstream: the upstream registry's lock was taken over while this process held it",
+            );
+            return;
+        }
+        // A panic out of a change leaves the mark: the next holder repairs.
+        // Otherwise it is cleared first: a holder killed between the two
+        // stores had finished its change.
+        if !std::thread::panicking() {
+            self.lock.changing.store(0, SeqCst);
+        }
+        self.lock.holder.store(0, SeqCst);
     }
 }

@@ -115,9 +115,9 @@ pub fn in_event_loop() -> bool {
 
 /// Whether the process `pid`, which started at `start` (clock ticks since
 /// boot, as `/proc/PID/stat` says; 0: unknown), no longer runs: no process
-/// has that pid (`kill(pid, 0)` fails with `ESRCH`), or the one that has it
-/// has ended (a zombie its parent has not reaped yet) or started at another
-/// time (a recycled pid). `EPERM` from `kill` means a process with that pid
+/// has that pid (`kill(pid, 0)` fails with `ESRCH`), or, with a start time,
+/// the one that has it has ended (a zombie its parent has not reaped yet)
+/// or started at another time (a recycled pid). `EPERM` from `kill` means a process with that pid
 /// exists that this one may not signal (an old worker whose cycle ran under
 /// another `user`): it runs unless /proc says otherwise. Without /proc a
 /// recycled pid counts as running: the caller waits longer, never takes
@@ -131,7 +131,9 @@ pub fn gone(pid: i32, start: u64) -> bool {
     if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
         return true;
     }
-    proc_stat(Some(pid)).is_some_and(|now| now.ended() || (start != 0 && now.start_time != start))
+    // Without a start time /proc is not this pid namespace's (or was
+    // unreadable): what it says of `pid` may be another process's.
+    start != 0 && proc_stat(Some(pid)).is_some_and(|now| now.ended() || now.start_time != start)
 }
 
 /// This process's start time in clock ticks since boot, if /proc shows this
