@@ -20,6 +20,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Dyups qw(addr line admin proxied keepalive);
 use NginxTest::Files;
+use IO::Socket::INET;
 
 our $RELEASE = ($ENV{TEST_NGINX_MODULE} // '') =~ m{/release/};
 
@@ -131,7 +132,7 @@ exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
 SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 14 if $main::RELEASE;
+skip 'the stall that this test kills a worker in exists in debug builds only', 15 if $main::RELEASE;
 is(main::admin('POST', '/upstream/before', 'server ' . main::addr(1) . ';')->{body}, 'success', 'POST before');
 
 my $c = main::keepalive(port(8));
@@ -217,7 +218,7 @@ exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
 SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 20 if $main::RELEASE;
+skip 'the stall that this test kills a worker in exists in debug builds only', 18 if $main::RELEASE;
 main::accepted('POST', 'a', 'server ' . main::addr(1) . ';');
 main::kill_inside('POST', 'a', 'server ' . main::addr(2) . ';');
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
@@ -251,7 +252,7 @@ exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
 SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 13 if $main::RELEASE;
+skip 'the stall that this test kills a worker in exists in debug builds only', 16 if $main::RELEASE;
 main::accepted('POST', 'gone', 'server ' . main::addr(1) . ';');
 main::accepted('POST', 'keep', 'server ' . main::addr(2) . ';');
 main::kill_inside('DELETE', 'gone');
@@ -302,9 +303,90 @@ exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
 SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 4 if $main::RELEASE;
+skip 'the stall that this test kills a worker in exists in debug builds only', 5 if $main::RELEASE;
 main::kill_inside('POST', 'h', 'server ' . main::addr(1) . '; check interval=200 rise=1 fall=1 timeout=400 default_down=true type=tcp;');
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
 ok(poll_until(sub { main::proxied('h')->{status} == 200 }, 5, 'rise'), 'the checked server rises and is proxied to');
 main::every_worker_serves('h', main::line(main::addr(1)), 1, 'after it rose');
+}
+
+=== TEST 7: killed between writing a replace's balancer and putting it in force: the old balancer and key stay whole (the file parses, a restart works)
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_balancer:K;
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 7 if $main::RELEASE;
+# Stalls match the name as written, records any case: "K" changes "k".
+main::accepted('POST', 'k', 'hash $remote_addr; server ' . main::addr(1) . ';');
+main::kill_inside('POST', 'K', 'hash ${arg_abcdefghij}; server ' . main::addr(2) . ';');
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+main::every_worker_serves('k', main::line(main::addr(1)), 1, 'after the takeover: the old list and balancer');
+my $file = main::slurp(data_dir() . '/dyups.conf') // '';
+like($file, qr/^upstream k \{\n    hash \$remote_addr;\n/m, 'the file keeps the old key whole');
+nginx_restart();
+main::every_worker_serves('k', main::line(main::addr(1)), 1, 'after a restart');
+}
+
+=== TEST 8: killed after a replace's new health slots are checked, before its list is published: the old list keeps its checks
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_activated:U;
+--- http_config
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 9 if $main::RELEASE;
+# Checks probe port 4, where nothing listens until the test opens it.
+my $check = ' check interval=200 rise=1 fall=1 timeout=400 type=tcp port=' . port(4) . ';';
+main::accepted('POST', 'u', 'server ' . main::addr(2) . ';' . $check);
+main::accepted('POST', 'v', 'server ' . main::addr(2) . ';' . $check);
+ok(poll_until(sub { main::proxied('u')->{status} == 502 && main::proxied('v')->{status} == 502 }, 5, 'down'),
+   'u and v are down (port 4 closed)');
+main::kill_inside('POST', 'U', 'server ' . main::addr(3) . ';' . $check);
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+my $listener = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1', LocalPort => port(4), ReuseAddr => 1)
+    or die "listen on port 4: $!";
+ok(poll_until(sub { main::proxied('v')->{status} == 200 }, 5, 'v rises'), 'v rises once port 4 listens');
+ok(poll_until(sub { main::proxied('u')->{status} == 200 }, 5, 'u rises'), 'u, whose old list is still served, rises too');
+main::every_worker_serves('u', main::line(main::addr(2)), 2, 'after it rose');
+}
+
+=== TEST 9: killed with a replace's health slots claimed, not yet checked: the repair frees them (the health zone does not fill up)
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_prepared:leak;
+--- http_config
+check_shm_size 32k;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+SKIP: {
+skip 'the stall that this test kills a worker in exists in debug builds only', 6 if $main::RELEASE;
+my $check = ' check interval=1000 rise=1 fall=1 timeout=400 type=tcp;';
+my $servers = sub { join '', map { "server 127.0.0.$_:" . port(1) . ';' } 2 .. $_[0] + 1 };
+my $r = main::admin('POST', '/upstream/probe', $servers->(249) . $check);
+my ($room) = $r->{body} =~ /holds (\d+) checked peers/;
+ok($room, "the health zone has room for $room checked peers") or diag("$r->{status} $r->{body}");
+main::kill_inside('POST', 'leak', $servers->($room) . $check);
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+is(main::admin('GET', '/upstream/leak')->{status}, 404, 'the killed change made no upstream');
+main::accepted('POST', 'full', $servers->($room) . $check);
 }

@@ -69,7 +69,7 @@ use ngx::http::HttpModuleMainConf;
 /// version here and record the new fingerprint there (v2 is the last
 /// released layout; v4: registry lists carry their check directives, or
 /// (another v4) their upstream's server-ID counter and revision; v5: both;
-/// v6: the registry's lock names its holder).
+/// v6: the registry's lock names its holder, a record's balancer is kept twice).
 pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v6";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
@@ -81,11 +81,12 @@ const ZONE_LAYOUT: u64 = crate::nginx::version::DYUPS_ZONE_LAYOUT;
 /// field offsets: its own structs, the grace period's, and nginx's peer
 /// structs its lists are made of. The stored balancer byte is
 /// [`Balancer::code`], whose values core's tests pin.
-const LAYOUTS: [&[usize]; 5] = [
+const LAYOUTS: [&[usize]; 6] = [
     &crate::dyups::registry_lock::LAYOUT,
     &layout!(Registry; lock, generation, epoch, superseded, loaded, next_version, records, changes, removals,
         removals_written, forgotten, reclaim),
-    &layout!(Record; next, newer, older, version, deleted, balancer, name_len, name, key_len, key, peers),
+    &layout!(Record; next, newer, older, version, deleted, current_balancer, name_len, name, balancers, peers),
+    &layout!(BalancerSlot; balancer, key_len, key),
     &layout!(Removal; version, name_len, name),
     &[size_of::<ngx_http_upstream_rr_peer_t>(), size_of::<ngx_http_upstream_rr_peers_t>()],
 ];
@@ -127,13 +128,24 @@ struct Record {
     version: u64,
     /// A deleted upstream of the configuration: hidden, requests get 502.
     deleted: bool,
-    /// [`Balancer::code`]; a hash's key is `key`.
-    balancer: u8,
+    /// Which of `balancers` is in force (0 or 1).
+    current_balancer: u8,
     name_len: usize,
     name: [u8; MAX_NAME],
+    /// The balancer in force and the one a change writes: a change fills
+    /// the other one whole, then makes it current with one store, so that a
+    /// holder killed halfway leaves one of them, never a mix of the two.
+    balancers: [BalancerSlot; 2],
+    peers: *mut ngx_http_upstream_rr_peers_t,
+}
+
+/// A record's balancer: [`Balancer::code`]; a hash's key is `key`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BalancerSlot {
+    balancer: u8,
     key_len: usize,
     key: [u8; MAX_KEY],
-    peers: *mut ngx_http_upstream_rr_peers_t,
 }
 
 /// The registry's root, at the zone's `shpool->data`.
@@ -518,6 +530,8 @@ impl Dyups {
                     return Err(health_full(slots));
                 }
                 set_health(list, spec, health.down());
+                #[cfg(debug_assertions)]
+                stall_for_tests("replace_prepared", name);
             }
             let existed = find_record(registry, name);
             let record = match existed {
@@ -526,6 +540,9 @@ impl Dyups {
                     let record = new_record(slab.pool(), name);
                     if record.is_null() {
                         free_list(slab.pool(), list);
+                        // Its claimed slots are freed under the lock: a
+                        // repair may free pending slots once it is released.
+                        drop(health);
                         drop((slab, registry_lock)); // the error allocates: not under the locks
                         return Err(no_room());
                     }
@@ -539,24 +556,36 @@ impl Dyups {
             let before = existed.map(|_| if old.is_null() { 0 } else { server_count(old) });
             // The stores below are ordered so that a holder killed between
             // any two leaves a registry that repair() makes whole, or at
-            // worst a leak (see RegistryLock): the health slots first (a
-            // list is never published with slots nobody checks), then the
-            // new list, and only then the old one retired (a record never
-            // points at a list that may be freed); a new record is linked
-            // once complete.
-            match health {
-                Some(health) => health.commit(),
-                None => forget_runtime(name),
+            // worst a leak (see RegistryLock): the new servers' health slots
+            // checked first (a list is never published with slots nobody
+            // checks), the balancer (whole, see `balancers`), then the new
+            // list, and only then the old one retired (a record never points
+            // at a list that may be freed) and the slots of servers it alone
+            // had freed (it keeps its checks while it is served); a new
+            // record is linked once complete.
+            if let Some(health) = health.as_mut() {
+                health.activate();
             }
-            r.balancer = spec.balancer.code();
-            let key_len = key.len().min(MAX_KEY);
-            r.key[..key_len].copy_from_slice(&key.as_bytes()[..key_len]);
-            r.key_len = key_len;
+            #[cfg(debug_assertions)]
+            stall_for_tests("replace_activated", name);
+            let next = usize::from(r.current_balancer & 1 ^ 1);
+            let slot = &mut r.balancers[next];
+            slot.balancer = spec.balancer.code();
+            slot.key_len = key.len().min(MAX_KEY);
+            slot.key[..slot.key_len].copy_from_slice(&key.as_bytes()[..slot.key_len]);
+            #[cfg(debug_assertions)]
+            stall_for_tests("replace_balancer", name);
+            compiler_fence(SeqCst);
+            r.current_balancer = next as u8;
             compiler_fence(SeqCst);
             r.peers = list;
             compiler_fence(SeqCst);
             r.deleted = false;
             compiler_fence(SeqCst);
+            match health {
+                Some(health) => health.free_others(),
+                None => forget_runtime(name),
+            }
             if !old.is_null() {
                 #[cfg(debug_assertions)]
                 stall_for_tests("replace_retire", name);
@@ -785,13 +814,17 @@ impl Drop for ReadSection {
 
 impl Record {
     fn view(&self) -> RecordView {
+        let slot = &self.balancers[usize::from(self.current_balancer & 1)];
         RecordView {
             name: String::from_utf8_lossy(&self.name[..self.name_len]).into_owned(),
             version: self.version,
             deleted: self.deleted,
             // Only Balancer::code writes the byte.
-            balancer: Balancer::from_code(self.balancer, &String::from_utf8_lossy(&self.key[..self.key_len]))
-                .unwrap_or(Balancer::RoundRobin),
+            balancer: Balancer::from_code(
+                slot.balancer,
+                &String::from_utf8_lossy(&slot.key[..slot.key_len.min(MAX_KEY)]),
+            )
+            .unwrap_or(Balancer::RoundRobin),
             peers: self.peers,
         }
     }
@@ -804,10 +837,10 @@ impl Record {
 /// every record with a new version, and every worker is made to copy the
 /// whole registry (`forgotten`, as for one that missed more deletions than
 /// the ring holds), so whatever the dead holder had written reaches all of
-/// them alike. Its half-made change stays as far as it got: a record with
-/// no list yet reads as deleted, a list whose version had not moved yet is
-/// served from now on. What it had allocated and not linked stays
-/// allocated. Allocates nothing.
+/// them alike: its change as far as it got (the order of its stores, in
+/// `replace_if` and `delete`, makes every prefix a valid registry). Health
+/// slots it had claimed and not activated are freed. What it had allocated
+/// and not linked stays allocated. Allocates nothing.
 ///
 /// # Safety
 /// The caller holds the registry lock.
@@ -831,15 +864,21 @@ unsafe fn repair(registry: &mut Registry) {
     }
     registry.forgotten = registry.next_version;
     registry.generation.fetch_add(1, SeqCst);
+    // Run-time upstreams' health slots are claimed and activated only under
+    // this lock: any still pending is the dead change's.
+    health::free_pending_runtime();
 }
 
 /// Debug builds only, for the tests of a worker killed inside a change:
 /// with the environment variable `NDU_TEST_STALL` set to `POINT:NAME`
 /// (passed to workers with nginx's `env` directive), a change of upstream
-/// NAME stops at POINT (`replace_retire`: its new list in, the old one not
-/// retired yet; `replace_version`: complete but its version not moved yet;
-/// `delete_retire`: its list unpublished, not retired yet;
-/// `delete_unlinked`: a run-time upstream's record unlinked, its deletion
+/// NAME stops at POINT, in a replace: `replace_prepared` (its health slots
+/// claimed, pending), `replace_activated` (checked, the list not
+/// published), `replace_balancer` (the new balancer written, not in force),
+/// `replace_retire` (its new list in, the old one not retired),
+/// `replace_version` (complete but its version not moved); in a delete:
+/// `delete_retire` (its list unpublished, not retired), `delete_unlinked`
+/// (a run-time upstream's record unlinked, its deletion
 /// not noted yet) for 60 s, with the
 /// registry's lock and the slab mutex held, after logging `stalling at
 /// POINT in a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path,

@@ -129,9 +129,14 @@ impl RegistryLock {
         self.acquire(Patience::For(limit))
     }
 
+    /// This lock's name in the table of [`holds`].
+    fn key(&self) -> usize {
+        self as *const RegistryLock as usize
+    }
+
     fn acquire(&self, patience: Patience) -> Option<Held<'_>> {
         let me = Holder::me();
-        if holds::nest(self) {
+        if holds::nest(self.key()) {
             return Some(Held { lock: self, me, outermost: false, repair: false });
         }
         let started = Instant::now();
@@ -196,7 +201,7 @@ impl RegistryLock {
     /// the lock (only a holder sets it), is still set if the last holder
     /// died inside a change or panicked out of one: repair first.
     fn outermost(&self, me: Holder) -> Held<'_> {
-        holds::enter(self);
+        holds::enter(self.key());
         Held { lock: self, me, outermost: true, repair: self.changing.load(SeqCst) != 0 }
     }
 }
@@ -204,8 +209,8 @@ impl RegistryLock {
 /// The locks this process holds, with how deep (a worker is one thread; a
 /// fixed table: nothing is allocated while a lock is taken). A process
 /// holds one registry's lock at a time; the table allows a few.
+/// Locks are named by their address.
 mod holds {
-    use super::RegistryLock;
     use std::cell::Cell;
 
     const MAX: usize = 4;
@@ -214,18 +219,13 @@ mod holds {
         static HOLDS: Cell<[(usize, u32); MAX]> = const { Cell::new([(0, 0); MAX]) };
     }
 
-    fn key(lock: &RegistryLock) -> usize {
-        lock as *const RegistryLock as usize
-    }
-
     /// One more hold of `lock` if this process holds it already.
-    pub fn nest(lock: &RegistryLock) -> bool {
-        update(key(lock), |depth| (*depth > 0).then(|| *depth += 1).is_some())
+    pub fn nest(key: usize) -> bool {
+        update(key, |depth| (*depth > 0).then(|| *depth += 1).is_some())
     }
 
     /// The first hold of `lock`.
-    pub fn enter(lock: &RegistryLock) {
-        let key = key(lock);
+    pub fn enter(key: usize) {
         HOLDS.with(|holds| {
             let mut table = holds.get();
             if let Some(entry) = table.iter_mut().find(|(k, d)| *k == key || *d == 0) {
@@ -236,8 +236,8 @@ mod holds {
     }
 
     /// One hold of `lock` fewer; true when it was the last.
-    pub fn leave(lock: &RegistryLock) -> bool {
-        update(key(lock), |depth| {
+    pub fn leave(key: usize) -> bool {
+        update(key, |depth| {
             *depth = depth.saturating_sub(1);
             *depth == 0
         })
@@ -283,10 +283,10 @@ impl Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if !self.outermost {
-            holds::leave(self.lock);
+            holds::leave(self.lock.key());
             return;
         }
-        holds::leave(self.lock);
+        holds::leave(self.lock.key());
         if self.lock.holder.load(SeqCst) != self.me.0 {
             // Taken over while this process held it (judged dead): the
             // lock and its mark are the new holder's.

@@ -932,10 +932,10 @@ impl RuntimeSlots {
         &self.down
     }
 
-    /// The new servers are linked: their slots are checked from now on,
-    /// and the upstream's other slots (servers it no longer has) are freed.
+    /// The new servers' slots are checked from now on: called before their
+    /// list is published, so that it never is with slots nobody checks.
     /// Allocates nothing.
-    pub fn commit(mut self) {
+    pub fn activate(&mut self) {
         let zone = self.zone;
         // SAFETY: the zone's pool.
         let _slab = unsafe { SlabLocked::new(zone.pool) };
@@ -943,6 +943,15 @@ impl RuntimeSlots {
             zone.slot(index).state.store(LIVE, Release);
         }
         self.claimed.clear();
+    }
+
+    /// Frees the upstream's other slots (servers its new list no longer
+    /// has): called once the new list is published, so that the old one
+    /// keeps its checks while it is served. Allocates nothing.
+    pub fn free_others(self) {
+        let zone = self.zone;
+        // SAFETY: the zone's pool.
+        let _slab = unsafe { SlabLocked::new(zone.pool) };
         for (index, slot) in zone.slots() {
             if slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream) {
                 zone.free_locked(slot);
@@ -960,6 +969,21 @@ impl Drop for RuntimeSlots {
         let _slab = unsafe { SlabLocked::new(self.zone.pool) };
         for &index in &self.claimed {
             self.zone.free_locked(self.zone.slot(index));
+        }
+    }
+}
+
+/// Frees every run-time upstream's slot that is still being claimed
+/// (`PENDING`): called by the dyups registry's repair, under the registry's
+/// lock, under which alone such slots are claimed and activated, so every
+/// one left is a dead change's. Allocates nothing.
+pub fn free_pending_runtime() {
+    let Some(zone) = HealthZone::running() else { return };
+    // SAFETY: the zone's pool.
+    let _slab = unsafe { SlabLocked::new(zone.pool) };
+    for (_, slot) in zone.slots() {
+        if slot.state.load(Acquire) == PENDING && slot.is_runtime() {
+            zone.free_locked(slot);
         }
     }
 }
