@@ -23,6 +23,8 @@
 //!   `probe_connection.rs`), `flock`, the Lua C API (`lua_c.rs`), what
 //!   differs between nginx versions;
 //! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
+//!   `peers.rs` (its edits call the list changes that are `unsafe`:
+//!   nginx's balancers rely on invariants only its checks keep),
 //!   `request_hook.rs` (the
 //!   `peer.init`/`peer.free` wrappers nginx calls, installed in
 //!   init_module), `health.rs` (the health records in shared memory, and
@@ -38,10 +40,10 @@
 //!   writes at) and which structure each configuration level is.
 //!
 //! The compiler holds the others to it: `config.rs`, `cycle.rs`, `ops/`,
-//! `health/`, `zone/peers.rs`, `zone/ids.rs`, `zone/reclaim.rs` and
-//! `zone/tried_bitmap.rs` (which edit the lists, reach the peers' records
-//! and the removed peers through `nginx/`'s handles of locked lists, the
-//! bitmaps through `nginx/balancers.rs`) and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
+//! `health/`, `zone/ids.rs`, `zone/reclaim.rs` and `zone/tried_bitmap.rs`
+//! (which reach the peers' records and the removed peers through
+//! `nginx/`'s handles of locked lists, the bitmaps through
+//! `nginx/balancers.rs`), `dyups/registry_lock.rs` and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
 //! `#[no_mangle]` the lint counts) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as
 //! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);

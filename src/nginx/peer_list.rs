@@ -656,6 +656,7 @@ pub fn place_in_zone<T>(lists: ZoneLists, value: T, min_size: usize) -> *mut T {
 /// A peer just unlinked from a zone upstream's lists under their write
 /// locks (for as long as those are held, `'a`), to be handed over once
 /// ([`RetiredPeers::retire`]).
+#[must_use = "dropped, it stays allocated (nothing frees it)"]
 pub struct UnlinkedPeer<'a> {
     peer: *mut ngx_http_upstream_rr_peer_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
@@ -717,6 +718,7 @@ impl<'a> LockedPeer<'a> {
 /// other process can reach it. It is linked ([`LockedLists::append`],
 /// [`LockedLists::edit`], [`NewList::extend`]) or freed
 /// ([`ZoneSlab::free_peer`]); one dropped otherwise stays allocated.
+#[must_use = "dropped, it stays allocated (nothing frees it)"]
 pub struct NewPeer<'a> {
     peer: *mut ngx_http_upstream_rr_peer_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
@@ -734,6 +736,7 @@ impl NewPeer<'_> {
 /// A backup list allocated for a zone upstream whose primary list has
 /// none ([`ZoneSlab::alloc_peer`]), sharing the primary's pool, name and
 /// generation word, and linked nowhere yet ([`LockedLists::link_backup`]).
+#[must_use = "dropped, it stays allocated (nothing frees it)"]
 pub struct NewList<'a> {
     list: *mut ngx_http_upstream_rr_peers_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
@@ -805,6 +808,19 @@ impl<'a> ZoneSlab<'a> {
 /// The changes of a zone upstream's lists. Each takes the lists by `&mut`:
 /// no peer handle borrowed from them lives across a change, and no closure
 /// a change runs can change them.
+///
+/// The changes that add, remove or re-weight peers (`update`, `unlink`,
+/// `append`, `edit`, `link_backup`) are `unsafe`: nginx's balancers rely
+/// on invariants they do not check, which the caller keeps (`zone/peers.rs`
+/// does, after `ZoneUpstream::apply`'s checks): the primary list is never
+/// emptied; [`LockedLists::set_single`] runs after the change; every weight
+/// is in 1..=`MAX_WEIGHT` and each list's total within `MAX_TOTAL_WEIGHT`;
+/// peers are added, removed or re-weighted only on an upstream whose
+/// balancer follows such changes, and before nginx 1.27.3 only where the
+/// request hook enlarges the requests' bitmaps. Broken, each makes nginx's
+/// own code divide by zero, dereference null or read past a table (an
+/// adversarial review reproduced all three with one-line safe edits of the
+/// callers, when these were safe functions).
 impl<'a> LockedLists<'a> {
     /// Takes the zone's slab mutex (inside the lists' locks, as every
     /// change). Not reentrant: a process that holds it already, or retires
@@ -829,7 +845,10 @@ impl<'a> LockedLists<'a> {
 
     /// Changes the parameters of the peer `key` and keeps its list's
     /// counters right ([`update_peer`]); false if neither list holds it.
-    pub fn update(&mut self, key: PeerKey, params: &PeerParams, down: Option<bool>) -> bool {
+    ///
+    /// # Safety
+    /// The lists' invariants (see the `impl`) hold after the change.
+    pub unsafe fn update(&mut self, key: PeerKey, params: &PeerParams, down: Option<bool>) -> bool {
         let Some(list) = self.holder(key) else { return false };
         // SAFETY: the peer is in `list`, which no one else changes for 'a.
         unsafe { update_peer(list, key.0, params, down) };
@@ -838,7 +857,10 @@ impl<'a> LockedLists<'a> {
 
     /// Unlinks the peer `key` from its list ([`unlink_peer`]); None if
     /// neither list holds it.
-    pub fn unlink(&mut self, key: PeerKey) -> Option<UnlinkedPeer<'a>> {
+    ///
+    /// # Safety
+    /// The lists' invariants (see the `impl`) hold after the change.
+    pub unsafe fn unlink(&mut self, key: PeerKey) -> Option<UnlinkedPeer<'a>> {
         let list = self.holder(key)?;
         // SAFETY: as above.
         unsafe { unlink_peer(list, key.0) };
@@ -848,7 +870,10 @@ impl<'a> LockedLists<'a> {
     /// Appends a new peer to the primary or the backup list
     /// ([`append_peer`]); gives it back if that list does not exist or the
     /// peer is another upstream's.
-    pub fn append(&mut self, backup: bool, peer: NewPeer<'a>) -> Result<(), NewPeer<'a>> {
+    ///
+    /// # Safety
+    /// The lists' invariants (see the `impl`) hold after the change.
+    pub unsafe fn append(&mut self, backup: bool, peer: NewPeer<'a>) -> Result<(), NewPeer<'a>> {
         let list = self.list(backup).map(|l| l.raw());
         match list {
             Some(list) if peer.primary == self.primary_raw() => {
@@ -866,7 +891,10 @@ impl<'a> LockedLists<'a> {
     /// are unlinked and handed to `removed`, `added` (new peers of this
     /// upstream; others are left alone) are appended. False if the list
     /// does not exist (nothing changes then).
-    pub fn edit<'p>(
+    ///
+    /// # Safety
+    /// The lists' invariants (see the `impl`) hold after the change.
+    pub unsafe fn edit<'p>(
         &mut self,
         backup: bool,
         params: impl Fn(LockedPeer<'_>) -> Option<(&'p PeerParams, Option<bool>)>,
@@ -903,7 +931,10 @@ impl<'a> LockedLists<'a> {
     /// Links a complete new backup list (requests reach it from then on);
     /// gives it back if the upstream has a backup list already or the list
     /// is another upstream's.
-    pub fn link_backup(&mut self, list: NewList<'a>) -> Result<(), NewList<'a>> {
+    ///
+    /// # Safety
+    /// The lists' invariants (see the `impl`) hold after the change.
+    pub unsafe fn link_backup(&mut self, list: NewList<'a>) -> Result<(), NewList<'a>> {
         let primary = self.primary_raw();
         if list.primary != primary || self.list(true).is_some() {
             return Err(list);

@@ -18,9 +18,11 @@
 //! zone's slab mutex ([`crate::nginx::peer_list::ZoneSlab`]) and linked nowhere until a change links
 //! them. Replacing every peer at start, which frees them at once, is
 //! [`crate::nginx::peer_list::replace_peers`] (an `unsafe fn`: only the
-//! caller knows that no request can hold them).
-
-#![forbid(unsafe_code)]
+//! caller knows that no request can hold them). The changes that add,
+//! remove or re-weight peers are `unsafe` too: nginx's balancers rely on
+//! invariants (a primary list never empty, weights and totals within
+//! nginx's limits, a balancer that follows such changes) that only the
+//! checks made here and in `ZoneUpstream::apply` keep.
 
 use dynamic_upstream_core::peer::checked_total_weight;
 use dynamic_upstream_core::plus::diff::Plan;
@@ -102,7 +104,10 @@ pub fn update_locked(
     // Copied into fixed-size values: nothing allocates under the locks.
     let before = peer.values();
     let name = PeerName::of(peer);
-    lists.update(key, params, down);
+    // SAFETY: the weight was validated (1..=MAX_WEIGHT) when parsed and the
+    // totals above; the caller's ZoneUpstream::apply refused a re-weight the
+    // balancer does not follow; set_single follows.
+    unsafe { lists.update(key, params, down) };
     lists.set_single();
     counters.bump();
     Ok((name, before))
@@ -160,7 +165,9 @@ fn finish_change<'a>(
     on_linked: impl FnOnce(),
 ) {
     if let Some(backup) = new_backup {
-        if let Err(list) = lists.link_backup(backup) {
+        // SAFETY: a new backup list of validated peers, within the totals
+        // (checked by the change that made it); set_single follows.
+        if let Err(list) = unsafe { lists.link_backup(backup) } {
             // Cannot happen: a new backup list is made only where there is
             // none, for this upstream.
             lists.lock_slab().free_list(list);
@@ -213,7 +220,10 @@ pub fn add_locked(
     match new_list.as_mut() {
         Some(list) => list.extend(core::iter::once(peer)),
         None => {
-            if let Err(peer) = lists.append(spec.backup, peer) {
+            // SAFETY: a validated peer within the totals (checked above), on
+            // an upstream whose balancer follows additions
+            // (ZoneUpstream::apply); finish_change runs set_single.
+            if let Err(peer) = unsafe { lists.append(spec.backup, peer) } {
                 // Cannot happen: the list exists (checked above) and the
                 // peer is this upstream's.
                 lists.lock_slab().free_peer(peer);
@@ -246,7 +256,10 @@ pub fn remove_locked(
     let key = peer.key();
     check_totals(&lists, |p| if p.key() == key { 0 } else { p.weight() }, None)?;
     let name = PeerName::of(peer);
-    let unlinked = lists.unlink(key).ok_or(Refusal::NotFound)?;
+    // SAFETY: not the primary list's last peer (refused above), within the
+    // totals, on an upstream whose balancer follows removals
+    // (ZoneUpstream::apply); set_single follows.
+    let unlinked = unsafe { lists.unlink(key) }.ok_or(Refusal::NotFound)?;
     lists.set_single();
     retire(unlinked);
     counters.bump();
@@ -334,12 +347,19 @@ pub fn replace_locked(
         Some((&plan.update[i].params, plan.update[i].down))
     };
     let keep = |peer: LockedPeer<'_>| !peer.id().is_some_and(|id| plan.remove.binary_search(&id).is_ok());
-    lists.edit(false, update, keep, &mut retire, taken(&mut new_peers, added, false));
+    // SAFETY: the caller checked the desired list whole before the locks
+    // (ops/zone.rs: at least one primary server, from the body's parse;
+    // weights within the totals, check_list; a balancer that follows set
+    // changes, check_balancer_allows), and the unchanged revision says the
+    // lists are the ones the plan was made from; finish_change runs
+    // set_single.
+    unsafe { lists.edit(false, update, keep, &mut retire, taken(&mut new_peers, added, false)) };
     match backup_list.as_mut() {
         // A new backup list has only new peers (linked once complete).
         Some(list) => list.extend(taken(&mut new_peers, added, true)),
         None => {
-            lists.edit(true, update, keep, &mut retire, taken(&mut new_peers, added, true));
+            // SAFETY: as for the primary list.
+            unsafe { lists.edit(true, update, keep, &mut retire, taken(&mut new_peers, added, true)) };
         }
     }
     finish_change(&mut lists, state, backup_list, on_linked);
