@@ -206,10 +206,10 @@ impl RegistryLock {
     }
 }
 
-/// The locks this process holds, with how deep (a worker is one thread; a
-/// fixed table: nothing is allocated while a lock is taken). A process
-/// holds one registry's lock at a time; the table allows a few.
-/// Locks are named by their address.
+/// The locks this process holds (named by their address), with how deep
+/// (a worker is one thread; a fixed table: nothing is allocated while a
+/// lock is taken). A process holds one registry's lock at a time; the
+/// table allows a few.
 mod holds {
     use std::cell::Cell;
 
@@ -219,15 +219,17 @@ mod holds {
         static HOLDS: Cell<[(usize, u32); MAX]> = const { Cell::new([(0, 0); MAX]) };
     }
 
-    /// One more hold of `lock` if this process holds it already.
+    /// One more hold of the lock `key` if this process holds it already.
     pub fn nest(key: usize) -> bool {
-        update(key, |depth| (*depth > 0).then(|| *depth += 1).is_some())
+        update(key, |depth| *depth += 1)
     }
 
-    /// The first hold of `lock`.
+    /// The first hold of the lock `key`.
     pub fn enter(key: usize) {
         HOLDS.with(|holds| {
             let mut table = holds.get();
+            // Never full: a process holds one registry's lock at a time (a
+            // panic here would leave the lock held).
             if let Some(entry) = table.iter_mut().find(|(k, d)| *k == key || *d == 0) {
                 *entry = (key, 1);
             }
@@ -235,23 +237,22 @@ mod holds {
         });
     }
 
-    /// One hold of `lock` fewer; true when it was the last.
-    pub fn leave(key: usize) -> bool {
-        update(key, |depth| {
-            *depth = depth.saturating_sub(1);
-            *depth == 0
-        })
+    /// One hold of the lock `key` fewer.
+    pub fn leave(key: usize) {
+        update(key, |depth| *depth -= 1);
     }
 
-    fn update(key: usize, f: impl FnOnce(&mut u32) -> bool) -> bool {
+    /// Applies `f` to the depth of the lock `key`; false if this process
+    /// does not hold it.
+    fn update(key: usize, f: impl FnOnce(&mut u32)) -> bool {
         HOLDS.with(|holds| {
             let mut table = holds.get();
             let Some((_, depth)) = table.iter_mut().find(|(k, d)| *k == key && *d > 0) else {
                 return false;
             };
-            let result = f(depth);
+            f(depth);
             holds.set(table);
-            result
+            true
         })
     }
 }
@@ -282,11 +283,10 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        holds::leave(self.lock.key());
         if !self.outermost {
-            holds::leave(self.lock.key());
             return;
         }
-        holds::leave(self.lock.key());
         if self.lock.holder.load(SeqCst) != self.me.0 {
             // Taken over while this process held it (judged dead): the
             // lock and its mark are the new holder's.
