@@ -22,7 +22,8 @@ use NginxTest::Dyups qw(addr line admin proxied keepalive);
 use NginxTest::Files;
 use IO::Socket::INET;
 
-our $RELEASE = ($ENV{TEST_NGINX_MODULE} // '') =~ m{/release/};
+plan skip_all => 'the stall that this file kills workers in exists in debug builds only'
+    if ($ENV{TEST_NGINX_MODULE} // '') =~ m{/release/};
 
 # The pid of the worker that logged it stalls in a change of NAME.
 sub stalled_pid {
@@ -131,8 +132,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 15 if $main::RELEASE;
 is(main::admin('POST', '/upstream/before', 'server ' . main::addr(1) . ';')->{body}, 'success', 'POST before');
 
 my $c = main::keepalive(port(8));
@@ -164,7 +163,6 @@ is(join(' ', $file =~ /^upstream (\S+) \{/mg), 'before after', 'the file holds t
 nginx_restart();
 main::every_worker_serves('after', main::line(main::addr(3)), 3, 'after a restart');
 is(main::admin('GET', '/upstream/stalled')->{status}, 404, 'after a restart: the deleted one stays deleted');
-}
 
 === TEST 2: a worker killed inside a change while another worker waits for the lock: the waiter takes it over
 --- workers: 2
@@ -178,8 +176,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 8 if $main::RELEASE;
 # A keep-alive connection to each worker (reuseport spreads new ones).
 my %conn;
 for (1 .. 100) {
@@ -201,7 +197,6 @@ my $r = eval { $conn{$waiter}->read };
 is($r && "$r->{status} $r->{body}", '200 success', 'the waiting POST is accepted once the holder is gone');
 main::every_worker_serves('waiter', main::line(main::addr(1)), 1, 'after the takeover');
 main::every_worker_serves('stalled', main::line(main::addr(2)), 2, 'after the takeover');
-}
 
 === TEST 3: killed between publishing a replaced upstream's new list and retiring the old one: the record never points at a freed list
 --- workers: 2
@@ -217,8 +212,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 18 if $main::RELEASE;
 main::accepted('POST', 'a', 'server ' . main::addr(1) . ';');
 main::kill_inside('POST', 'a', 'server ' . main::addr(2) . ';');
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
@@ -235,7 +228,6 @@ main::every_worker_lists('c2', 200, $c, 'after another change of a');
 my $file = main::slurp(data_dir() . '/dyups.conf') // '';
 is(join(' ', $file =~ /^upstream (\S+) \{/mg), 'a b c1 c2 c3 c4 d', 'the file holds every upstream');
 like($file, qr/^upstream a \{\n    server \Q${\ main::addr(3)}\E /m, '  a with its last server');
-}
 
 === TEST 4: killed between unpublishing a deleted upstream's list and retiring it: the upstream is gone everywhere, the others keep theirs
 --- workers: 2
@@ -251,8 +243,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 16 if $main::RELEASE;
 main::accepted('POST', 'gone', 'server ' . main::addr(1) . ';');
 main::accepted('POST', 'keep', 'server ' . main::addr(2) . ';');
 main::kill_inside('DELETE', 'gone');
@@ -266,7 +256,6 @@ main::accepted('POST', 'gone', 'server ' . main::addr(3) . ';');
 main::every_worker_serves('gone', main::line(main::addr(3)), 3, 'created again');
 main::accepted('DELETE', 'gone');
 main::every_worker_lists('gone', 404, 'upstream "gone" not found', 'deleted again');
-}
 
 === TEST 5: killed inside the first change of an upstream of the configuration: the replacement is served (not a deletion)
 --- workers: 2
@@ -281,14 +270,11 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 6 if $main::RELEASE;
 main::every_worker_serves('cu', main::line(main::addr(1)), 1, 'from the configuration');
 main::kill_inside('POST', 'cu', 'server ' . main::addr(2) . ';');
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
 main::every_worker_serves('cu', main::line(main::addr(2)), 2, 'after the takeover');
 main::every_worker_serves('b', main::line(main::addr(3)), 3, 'after the takeover');
-}
 
 === TEST 6: killed inside a change with checks: its servers are checked (they start down and rise), not left unchecked
 --- workers: 2
@@ -302,13 +288,10 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 5 if $main::RELEASE;
 main::kill_inside('POST', 'h', 'server ' . main::addr(1) . '; check interval=200 rise=1 fall=1 timeout=400 default_down=true type=tcp;');
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
 ok(poll_until(sub { main::proxied('h')->{status} == 200 }, 5, 'rise'), 'the checked server rises and is proxied to');
 main::every_worker_serves('h', main::line(main::addr(1)), 1, 'after it rose');
-}
 
 === TEST 7: killed between writing a replace's balancer and putting it in force: the old balancer and key stay whole (the file parses, a restart works)
 --- workers: 2
@@ -323,8 +306,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 7 if $main::RELEASE;
 # Stalls match the name as written, records any case: "K" changes "k".
 main::accepted('POST', 'k', 'hash $remote_addr; server ' . main::addr(1) . ';');
 main::kill_inside('POST', 'K', 'hash ${arg_abcdefghij}; server ' . main::addr(2) . ';');
@@ -334,7 +315,6 @@ my $file = main::slurp(data_dir() . '/dyups.conf') // '';
 like($file, qr/^upstream k \{\n    hash \$remote_addr;\n/m, 'the file keeps the old key whole');
 nginx_restart();
 main::every_worker_serves('k', main::line(main::addr(1)), 1, 'after a restart');
-}
 
 === TEST 8: killed after a replace's new health slots are checked, before its list is published: the old list keeps its checks
 --- workers: 2
@@ -348,8 +328,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 9 if $main::RELEASE;
 # Checks probe port 4, where nothing listens until the test opens it.
 my $check = ' check interval=200 rise=1 fall=1 timeout=400 type=tcp port=' . port(4) . ';';
 main::accepted('POST', 'u', 'server ' . main::addr(2) . ';' . $check);
@@ -363,7 +341,6 @@ my $listener = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1', Loc
 ok(poll_until(sub { main::proxied('v')->{status} == 200 }, 5, 'v rises'), 'v rises once port 4 listens');
 ok(poll_until(sub { main::proxied('u')->{status} == 200 }, 5, 'u rises'), 'u, whose old list is still served, rises too');
 main::every_worker_serves('u', main::line(main::addr(2)), 2, 'after it rose');
-}
 
 === TEST 9: killed with a replace's health slots claimed, not yet checked: the repair frees them (the health zone does not fill up)
 --- workers: 2
@@ -378,8 +355,6 @@ location / { dyups_interface; }
 exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 --- perl
-SKIP: {
-skip 'the stall that this test kills a worker in exists in debug builds only', 6 if $main::RELEASE;
 my $check = ' check interval=1000 rise=1 fall=1 timeout=400 type=tcp;';
 my $servers = sub { join '', map { "server 127.0.0.$_:" . port(1) . ';' } 2 .. $_[0] + 1 };
 my $r = main::admin('POST', '/upstream/probe', $servers->(249) . $check);
@@ -389,4 +364,3 @@ main::kill_inside('POST', 'leak', $servers->($room) . $check);
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
 is(main::admin('GET', '/upstream/leak')->{status}, 404, 'the killed change made no upstream');
 main::accepted('POST', 'full', $servers->($room) . $check);
-}
