@@ -395,17 +395,14 @@ impl Dyups {
         unsafe { &*ptr::addr_of!((*self.registry).lock) }
     }
 
-    /// Takes the registry's lock (waiting for a running holder, or not at
-    /// all with `try_only`) and repairs the registry first if a holder died
-    /// inside a change.
-    fn hold(&self, try_only: bool) -> Option<Held<'_>> {
-        let lock = self.registry_lock();
-        let held = if try_only { lock.try_hold()? } else { lock.hold() };
+    /// A hold of the registry's lock, after repairing the registry if the
+    /// last holder died inside a change.
+    fn repaired<'a>(&'a self, held: Held<'a>) -> Held<'a> {
         if held.needs_repair() {
             // SAFETY: the registry is changed only under its lock, held here.
             unsafe { repair(&mut *self.registry) };
         }
-        Some(held)
+        held
     }
 
     /// Takes the registry for a change, then the slab mutex; with
@@ -414,9 +411,12 @@ impl Dyups {
     fn lock(&self, try_only: bool) -> Result<(Held<'_>, SlabLocked), ApiError> {
         // SAFETY: the state lives as long as the zone; its slots are atomics.
         unsafe { (*self.registry).reclaim.forget_dead() }; // Reads /proc: before the locks.
-        let registry = self
-            .hold(try_only)
-            .ok_or_else(|| ApiError::conflict("locked", "another worker is using the upstream registry; try again"))?;
+        let lock = self.registry_lock();
+        let held = if try_only { lock.try_hold() } else { Some(lock.hold()) };
+        let registry =
+            self.repaired(held.ok_or_else(|| {
+                ApiError::conflict("locked", "another worker is using the upstream registry; try again")
+            })?);
         // Checked again under the lock, which the master holds while
         // it moves the health records to a new zone
         // ([`Dyups::while_write_locked`]): a change either went in
@@ -447,10 +447,7 @@ impl Dyups {
             })
         };
         if let Some(held) = self.registry_lock().hold_within(Duration::from_secs(1)) {
-            if held.needs_repair() {
-                // SAFETY: as in hold().
-                unsafe { repair(&mut *self.registry) };
-            }
+            let _held = self.repaired(held);
             return f(&checked);
         }
         // Not taken: the records may change under a walk, so none is made
@@ -472,11 +469,7 @@ impl Dyups {
 
     /// Takes the registry for reading.
     fn read_lock(&self) -> Held<'_> {
-        loop {
-            if let Some(held) = self.hold(false) {
-                return held;
-            }
-        }
+        self.repaired(self.registry_lock().hold())
     }
 
     /// Creates or replaces the upstream `name` with `spec`. Builds the new
