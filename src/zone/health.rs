@@ -473,6 +473,18 @@ impl HealthZone {
         Some(result)
     }
 
+    /// Frees every slot `wanted` picks (by index and slot), under the
+    /// zone's mutex. Allocates nothing.
+    fn free_where(self, wanted: impl Fn(usize, &Slot) -> bool) {
+        // SAFETY: the zone's pool.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        for (index, slot) in self.slots() {
+            if wanted(index, slot) {
+                self.free_locked(slot);
+            }
+        }
+    }
+
     /// Frees the slot at `index` if it is still of generation `gen`.
     pub fn free_generation(self, index: usize, gen: u32) {
         // SAFETY: the zone's pool.
@@ -949,14 +961,9 @@ impl RuntimeSlots {
     /// has): called once the new list is published, so that the old one
     /// keeps its checks while it is served. Allocates nothing.
     pub fn free_others(self) {
-        let zone = self.zone;
-        // SAFETY: the zone's pool.
-        let _slab = unsafe { SlabLocked::new(zone.pool) };
-        for (index, slot) in zone.slots() {
-            if slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream) {
-                zone.free_locked(slot);
-            }
-        }
+        self.zone.free_where(|index, slot| {
+            slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream)
+        });
     }
 }
 
@@ -979,13 +986,7 @@ impl Drop for RuntimeSlots {
 /// one left is a dead change's. Allocates nothing.
 pub fn free_pending_runtime() {
     let Some(zone) = HealthZone::running() else { return };
-    // SAFETY: the zone's pool.
-    let _slab = unsafe { SlabLocked::new(zone.pool) };
-    for (_, slot) in zone.slots() {
-        if slot.state.load(Acquire) == PENDING && slot.is_runtime() {
-            zone.free_locked(slot);
-        }
-    }
+    zone.free_where(|_, slot| slot.state.load(Acquire) == PENDING && slot.is_runtime());
 }
 
 /// Frees the slots of run-time upstream `upstream`'s servers (it was
@@ -996,11 +997,5 @@ pub fn forget_runtime(upstream: &str) {
     let len = upstream.len().min(UPSTREAM_NAME_MAX);
     key[..len].copy_from_slice(&upstream.as_bytes()[..len]);
     key[..len].make_ascii_lowercase();
-    // SAFETY: the zone's pool.
-    let _slab = unsafe { SlabLocked::new(zone.pool) };
-    for (_, slot) in zone.slots() {
-        if slot.is_live() && slot.is_runtime() && slot.upstream_is(&key[..len]) {
-            zone.free_locked(slot);
-        }
-    }
+    zone.free_where(|_, slot| slot.is_live() && slot.is_runtime() && slot.upstream_is(&key[..len]));
 }
