@@ -20,7 +20,8 @@
 //!   them back), variables, the module's shared zones, process globals,
 //!   timers and
 //!   probe connections on the event loop (`timer.rs`,
-//!   `probe_connection.rs`), `flock`, the Lua C API (`lua_c.rs`), what
+//!   `probe_connection.rs`), `flock`, the Lua C API and the `ndu_*`
+//!   functions LuaJIT calls with raw pointers and lengths (`lua_c.rs`), what
 //!   differs between nginx versions;
 //! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
 //!   `peers.rs` (its edits call the list changes that are `unsafe`:
@@ -33,9 +34,6 @@
 //!   `grace.rs` (its grace period's per-process slots), `worker.rs` (each
 //!   worker's scratch upstreams, nginx's upstream table, the `peer.init`
 //!   and timer nginx calls);
-//! * `api/lua_ffi.rs` (the functions LuaJIT calls with raw pointers and
-//!   lengths; `api/c_api.rs` exports C functions too, but takes nginx's
-//!   structures as references and has no `unsafe` block);
 //! * this file: the module object, its directive table (offsets nginx
 //!   writes at) and which structure each configuration level is.
 //!
@@ -43,8 +41,9 @@
 //! `health/`, `zone/ids.rs`, `zone/reclaim.rs` and `zone/tried_bitmap.rs`
 //! (which reach the peers' records and the removed peers through
 //! `nginx/`'s handles of locked lists, the bitmaps through
-//! `nginx/balancers.rs`), `dyups/registry_lock.rs` and every file of `api/` but `lua_ffi.rs` and `c_api.rs` (whose
-//! `#[no_mangle]` the lint counts) start with `#![forbid(unsafe_code)]`.
+//! `nginx/balancers.rs`), `dyups/registry_lock.rs` and every file of `api/` but `c_api.rs` (whose
+//! `#[no_mangle]` the lint counts; it takes nginx's structures as
+//! references and has no `unsafe` block) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as
 //! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);
 //! what only one phase of nginx's life may do takes that phase's token

@@ -5,14 +5,15 @@
 //! the Lua module ([`crate::nginx::lua_c`], which finds the Lua module and
 //! the Lua C API at run time). A loader compiles and runs an embedded Lua
 //! wrapper (`src/api/lua/*.lua`) that calls this module's `ndu_*` functions
-//! ([`crate::api::lua_ffi`]) through LuaJIT's FFI. No `lua_package_path` is
+//! (in [`crate::nginx::lua_c`], doing [`crate::api::lua_ffi`]'s calls)
+//! through LuaJIT's FFI. No `lua_package_path` is
 //! needed.
 
 #![forbid(unsafe_code)]
 
 use core::ffi::CStr;
 
-use crate::nginx::lua_c::{LuaPackage, LuaPackages, Preload};
+use crate::nginx::lua_c::{LuaCalls, LuaPackage, LuaPackages, Preload};
 
 /// `require "ngx.dynamic"`: the query-string API's operations.
 struct Dynamic;
@@ -37,6 +38,8 @@ impl LuaPackage for Dyups {
 pub struct Packages;
 
 impl LuaPackages for Packages {
+    const CALLS: &'static dyn LuaCalls = &crate::api::lua_ffi::Calls;
+
     fn register(preload: &Preload<'_>) -> Result<(), ()> {
         preload.register::<Dynamic>()?;
         preload.register::<Dyups>()

@@ -43,7 +43,7 @@ do
         ok = ok and tonumber(layout[i + 1]) == ffi.offsetof("ndu_peer_t", field)
     end
     if not ok then
-        error("ngx.dynamic: ndu_peer_t does not match the module's LuaPeer (src/api/lua_ffi.rs)")
+        error("ngx.dynamic: ndu_peer_t does not match the module's LuaPeer (src/nginx/lua_c.rs)")
     end
 end
 
