@@ -23,6 +23,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The Plus API version the agent speaks.
 const API_VERSION: u32 = 9;
 
+/// Cloned for the resync's reads, which run beside the sends (same pool
+/// of connections).
+#[derive(Clone)]
 pub struct Nginx {
     client: Client<HttpConnector, Full<Bytes>>,
     api: String,
@@ -122,7 +125,7 @@ impl Nginx {
         let url = format!("{}/{API_VERSION}/http/upstreams", self.api);
         let answer = self.send(Method::GET, &url, None).await?;
         match answer.status {
-            200 => parse_inventory(&answer.body).map(Some).map_err(|e| format!("{url}: {e}")),
+            200 => off_the_loop(answer.body, parse_inventory).await.map(Some).map_err(|e| format!("{url}: {e}")),
             404 => Ok(None),
             s => Err(format!("{url}: {s} {}", answer.body)),
         }
@@ -133,7 +136,7 @@ impl Nginx {
         let url = format!("{}/detail", self.dyups);
         let answer = self.send(Method::GET, &url, None).await?;
         match answer.status {
-            200 => parse_detail(&answer.body).map_err(|e| format!("{url}: {e}")),
+            200 => off_the_loop(answer.body, parse_detail).await.map_err(|e| format!("{url}: {e}")),
             204 => Ok(HashMap::new()),
             s => Err(format!("{url}: {s} {}", answer.body)),
         }
@@ -152,6 +155,12 @@ impl Nginx {
             Action::Leave => return None,
         })
     }
+}
+
+/// Parses a listing on a thread of its own: thousands of upstreams take
+/// long enough to hold up the changes the loop sends meanwhile.
+async fn off_the_loop<T: Send + 'static>(body: String, parse: fn(&str) -> Result<T, String>) -> Result<T, String> {
+    tokio::task::spawn_blocking(move || parse(&body)).await.map_err(|e| e.to_string())?
 }
 
 /// The error and its causes on one line (hyper's own message is only

@@ -7,13 +7,18 @@
 //! nginx is asked whether it restarted or reloaded (its boot id through the
 //! Plus API; without it, whether upstreams are missing from its list), and
 //! every `--resync` etcd is read again over a new connection and nginx is
-//! compared with the documents.
+//! compared with the documents. nginx's full listings, which take a while
+//! with thousands of upstreams, are read beside the loop: changes from etcd
+//! go on being sent meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
+use dynamic_upstream_core::ServerSpec;
 use tokio::time::{interval, sleep_until, Instant, Interval, MissedTickBehavior};
 
 use crate::args::Config;
@@ -70,6 +75,22 @@ struct Engine {
     /// While nginx does not answer.
     backoff: Backoff,
     retry_at: Option<Instant>,
+    /// A comparison with nginx asked for (why), started when none runs.
+    reconcile_wanted: Option<&'static str>,
+    /// Upstreams sent, or changed in etcd, since the running comparison's
+    /// reads started: what those reads show of them may be older than
+    /// what nginx has, so the comparison leaves them alone.
+    touched: BTreeSet<String>,
+}
+
+/// nginx's listings a comparison reads: its upstreams by kind (Plus API)
+/// and the run-time upstreams' servers.
+type Listings = (Result<Option<Inventory>, String>, Result<HashMap<String, Vec<ServerSpec>>, String>);
+
+/// A comparison's reads under way, with why it was asked for.
+struct Reading {
+    note: &'static str,
+    listings: Pin<Box<dyn Future<Output = Listings>>>,
 }
 
 /// Delays before sending again to nginx, or reconnecting to etcd.
@@ -104,7 +125,10 @@ pub async fn run(config: Config) {
         boot: None,
         backoff: retry_backoff(),
         retry_at: None,
+        reconcile_wanted: None,
+        touched: BTreeSet::new(),
     };
+    let mut reading: Option<Reading> = None;
     let mut session: Option<Session> = None;
     // When the watch was opened, and whether it delivered a change since.
     let (mut opened_at, mut delivered) = (Instant::now(), false);
@@ -161,10 +185,24 @@ pub async fn run(config: Config) {
                 if session.take().is_some() {
                     connect_at = Instant::now();
                 }
-                engine.reconcile("resync").await;
+                engine.reconcile_wanted.get_or_insert("resync");
+            }
+            listings = next_listings(&mut reading) => {
+                let note = reading.take().map_or("resync", |r| r.note);
+                engine.reconcile(note, listings).await;
             }
             _ = sleep_until(engine.retry_at.unwrap_or(never)), if engine.retry_at.is_some() => engine.flush().await,
         }
+        if reading.is_none() {
+            reading = engine.start_reconcile();
+        }
+    }
+}
+
+async fn next_listings(reading: &mut Option<Reading>) -> Listings {
+    match reading {
+        Some(r) => r.listings.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -239,6 +277,7 @@ impl Engine {
             self.forget(&name);
             // Its key was there: the upstream is the agent's to delete.
             self.owned.insert(name.clone());
+            self.touched.insert(name.clone());
             self.pending.insert(name, why);
             return;
         };
@@ -257,6 +296,7 @@ impl Engine {
                 self.desired.insert(name.clone(), (entry.revision, spec));
                 // A new document is sent at once, whatever failed before.
                 self.delayed.remove(&name);
+                self.touched.insert(name.clone());
                 self.pending.insert(name, why);
             }
         }
@@ -310,7 +350,8 @@ impl Engine {
                     "nginx restarted or reloaded (new boot id): comparing it with the {} documents",
                     self.desired.len()
                 );
-                return self.reconcile("nginx restarted or reloaded").await;
+                self.reconcile_wanted = Some("nginx restarted or reloaded");
+                return;
             }
         } else {
             // No boot id: a restarted nginx is one that lacks upstreams.
@@ -333,20 +374,41 @@ impl Engine {
         }
     }
 
-    /// Compares nginx with the desired state and sends what differs (a
-    /// reload keeps the run-time upstreams: those that still hold their
-    /// document are not sent again).
-    async fn reconcile(&mut self, note: &'static str) {
-        self.inventory = None;
+    /// Starts the reads of the comparison asked for, if one is.
+    fn start_reconcile(&mut self) -> Option<Reading> {
+        let note = self.reconcile_wanted.take()?;
+        self.touched.clear();
+        let nginx = self.nginx.clone();
+        // One after the other: a listing keeps an nginx worker busy while it
+        // renders, and the others are left to the changes and the traffic.
+        let listings = Box::pin(async move { (nginx.inventory().await, nginx.dyups_peers().await) });
+        Some(Reading { note, listings })
+    }
+
+    /// Compares nginx's `listings` with the desired state and sends what
+    /// differs (a reload keeps the run-time upstreams: those that still
+    /// hold their document are not sent again). Upstreams sent or changed
+    /// since the listings were read are left to what sent them.
+    async fn reconcile(&mut self, note: &'static str, (inventory, peers): Listings) {
         self.prune = true;
-        if let Err(e) = self.learn_inventory().await {
-            return log!("{note}: {e}");
+        match inventory {
+            Ok(inventory) => {
+                self.plus_api = inventory.is_some();
+                self.inventory = Some(inventory.unwrap_or_default());
+            }
+            Err(e) => {
+                self.inventory = None;
+                return log!("{note}: {e}");
+            }
         }
-        let peers = match self.nginx.dyups_peers().await {
+        let peers = match peers {
             Ok(peers) => peers,
             Err(e) => return log!("{note}: {e}"),
         };
         for (name, (revision, spec)) in &self.desired {
+            if self.touched.contains(name) {
+                continue;
+            }
             let differs = if self.is_configuration(name) {
                 // A PUT of the same servers changes nothing and says so.
                 true
@@ -419,6 +481,7 @@ impl Engine {
             let action = plan::action(configuration, spec);
             let kind = if configuration { "configuration" } else { "run-time" };
             let note = why.note.map(|n| format!(", {n}")).unwrap_or_default();
+            self.touched.insert(name.clone());
             match self.nginx.apply(&name, &action).await {
                 None => {
                     log!(
