@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use dynamic_upstream_core::dyups::{self, validate_upstream_name, Route};
 use dynamic_upstream_core::render::json_error;
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
-use ngx::ffi::ngx_http_upstream_rr_peers_t;
 
 use crate::dyups::registry::{Dyups, ReadSection, RecordView, ZONE_NAME};
 use crate::dyups::worker::{configured_peers, is_front};
@@ -92,7 +91,8 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
         Route::Status => Ok(status(&dyups, json)),
         Route::Upstream(name) => one_upstream(&dyups, &section, name, json),
         Route::List => {
-            let table = upstream_table(&dyups.records().1);
+            let records = dyups.records(&section).1;
+            let table = upstream_table(&records);
             let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
             if json {
                 return Ok(json_response(dyups::list_json(&names)));
@@ -100,9 +100,10 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
             Ok(if names.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::list(&names)) })
         }
         Route::Detail => {
-            let table = upstream_table(&dyups.records().1);
+            let records = dyups.records(&section).1;
+            let table = upstream_table(&records);
             let details: Vec<(String, Vec<PeerView>)> =
-                table.iter().map(|(name, source)| (name.clone(), source.peers(&section, name))).collect();
+                table.iter().map(|(name, source)| (name.clone(), source.peers(name))).collect();
             if json {
                 let upstreams: Vec<UpstreamView> =
                     details.into_iter().map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers }).collect();
@@ -117,16 +118,17 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
 fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
     let config = config_upstream(name);
-    let (name, source) = match (dyups.record(name), config) {
-        (Some(r), _) if r.deleted || r.peers.is_null() => return Err(not_found()),
+    let record = dyups.record(section, name);
+    let (name, source) = match (&record, config) {
+        (Some(r), _) if r.deleted || !r.has_list() => return Err(not_found()),
         // An upstream of the configuration keeps the configuration's spelling.
-        (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r.peers)),
-        (Some(r), None) => (r.name, Source::Shared(r.peers)),
+        (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r)),
+        (Some(r), None) => (r.name.clone(), Source::Shared(r)),
         (None, Some((_, upstream))) if is_front(upstream) => return Err(not_found()),
         (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
         (None, None) => return Err(not_found()),
     };
-    let peers = source.peers(section, &name);
+    let peers = source.peers(&name);
     if json {
         let view = UpstreamView { upstream: name, zone: None, peers };
         return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
@@ -135,9 +137,9 @@ fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) ->
 }
 
 /// Where an upstream's peers are.
-enum Source {
-    /// A registry list (created or replaced through the API).
-    Shared(*mut ngx_http_upstream_rr_peers_t),
+enum Source<'r> {
+    /// A registry record's list (created or replaced through the API).
+    Shared(&'r RecordView<'r>),
     /// An upstream of the configuration as configured. Never one that
     /// this worker has made a front (its peer.data is then the front, not a
     /// peer list): a front whose record is gone was deleted by a newer
@@ -145,13 +147,13 @@ enum Source {
     Config(Upstream),
 }
 
-impl Source {
+impl Source<'_> {
     /// The peers of upstream `name`, with their health if it is checked.
-    fn peers(&self, section: &ReadSection, name: &str) -> Vec<PeerView> {
+    fn peers(&self, name: &str) -> Vec<PeerView> {
         match *self {
-            Source::Shared(list) => {
-                let mut peers = section.peers_of(list);
-                show_health(name, true, section.check_of(list).is_some(), &mut peers);
+            Source::Shared(record) => {
+                let mut peers = record.peers();
+                show_health(name, true, record.check().is_some(), &mut peers);
                 peers
             }
             Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {
@@ -164,7 +166,7 @@ impl Source {
 
 /// Every upstream the API shows: those of the configuration in their order
 /// (as replaced, unless deleted), then those created at run time.
-fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
+fn upstream_table<'r>(records: &'r [RecordView<'r>]) -> Vec<(String, Source<'r>)> {
     // Lower-case name → record: one pass, then lookups (thousands of
     // upstreams must not cost a search per upstream).
     let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
@@ -174,16 +176,16 @@ fn upstream_table(records: &[RecordView]) -> Vec<(String, Source)> {
         let name = upstream.name();
         let key = name.to_ascii_lowercase();
         match by_name.get(&key) {
-            Some(r) if r.deleted || r.peers.is_null() => {}
-            Some(r) => table.push((name, Source::Shared(r.peers))),
+            Some(r) if r.deleted || !r.has_list() => {}
+            Some(r) => table.push((name, Source::Shared(r))),
             None if is_front(upstream) => {}
             None => table.push((name, Source::Config(upstream))),
         }
         in_config.insert(key);
     }
     for r in records {
-        if !r.deleted && !r.peers.is_null() && !in_config.contains(&r.name.to_ascii_lowercase()) {
-            table.push((r.name.clone(), Source::Shared(r.peers)));
+        if !r.deleted && r.has_list() && !in_config.contains(&r.name.to_ascii_lowercase()) {
+            table.push((r.name.clone(), Source::Shared(r)));
         }
     }
     table

@@ -33,6 +33,7 @@
 //! unchanged, so the registry, and every accepted change, survives them.
 
 use core::ffi::c_void;
+use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -192,14 +193,14 @@ struct Removal {
 
 /// What a worker must apply to catch up with the registry (see
 /// [`Dyups::changes_since`]).
-pub struct Changes {
+pub struct Changes<'s> {
     pub generation: u64,
     /// The version of the latest change; the next call takes it as `seen`.
     pub version: u64,
     /// `records` is the whole registry: names not in it were deleted.
     pub complete: bool,
     /// With `complete`: every record; else the records changed since.
-    pub records: Vec<RecordView>,
+    pub records: Vec<RecordView<'s>>,
     /// Without `complete`: run-time upstreams deleted since, with the
     /// version of their deletion.
     pub removed: Vec<(u64, String)>,
@@ -227,14 +228,51 @@ pub fn revision_mismatch(name: &str) -> ApiError {
     )
 }
 
-/// What a worker needs to know of a record (copied out under the lock).
+/// What a worker needs to know of a record (copied out under the lock),
+/// read inside the grace-period section `'s` borrows: its peer list stays
+/// allocated as long as the view can be used.
 #[derive(Clone)]
-pub struct RecordView {
+pub struct RecordView<'s> {
     pub name: String,
     pub version: u64,
     pub deleted: bool,
     pub balancer: Balancer,
-    pub peers: *mut ngx_http_upstream_rr_peers_t,
+    list: *mut ngx_http_upstream_rr_peers_t,
+    _section: PhantomData<&'s ReadSection>,
+}
+
+impl RecordView<'_> {
+    /// Whether the record has a peer list (not a deletion's tombstone, nor
+    /// a configuration upstream's record before its first change).
+    pub fn has_list(&self) -> bool {
+        !self.list.is_null()
+    }
+
+    /// The peers of its list (none without one).
+    pub fn peers(&self) -> Vec<PeerView> {
+        if self.list.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: a list read in a section is not freed before it ends,
+        // and the section outlives this view.
+        unsafe { list_peers(self.list) }
+    }
+
+    /// The check directives of its list.
+    pub fn check(&self) -> Option<CheckConf> {
+        if self.list.is_null() {
+            return None;
+        }
+        // SAFETY: as in peers(); the text never changes.
+        let text = unsafe { check_text(self.list) };
+        // Written from a CheckConf by replace(): it reads back.
+        CheckConf::from_config_text(&String::from_utf8_lossy(text)).ok().flatten()
+    }
+
+    /// Its list (null without one), allocated while the section lives.
+    pub fn list(&self) -> *mut ngx_http_upstream_rr_peers_t {
+        self.list
+    }
 }
 
 /// The module's zone of the running cycle, inherited by the workers. Set
@@ -654,7 +692,7 @@ impl Dyups {
     }
 
     /// Copies the records out; returns them with the generation they show.
-    pub fn records(&self) -> (u64, Vec<RecordView>) {
+    pub fn records<'s>(&self, _section: &'s ReadSection) -> (u64, Vec<RecordView<'s>>) {
         let (raw, generation) = self.copy_out(self.count() + 4, |registry, raw| {
             // SAFETY: copy_out holds the registry lock.
             let all = unsafe { copy_chain(registry.records, |r| r.next, |_| true, raw) };
@@ -666,7 +704,7 @@ impl Dyups {
     /// What changed after version `seen` (None: never synced): the changed
     /// records and the deleted names, or the whole registry when `seen` is
     /// older than the deletions the ring remembers.
-    pub fn changes_since(&self, seen: Option<u64>) -> Changes {
+    pub fn changes_since<'s>(&self, _section: &'s ReadSection, seen: Option<u64>) -> Changes<'s> {
         let mut removals: Vec<Removal> = Vec::with_capacity(REMOVALS);
         let (raw, (generation, version, complete)) = self.copy_out(16, |registry, raw| {
             let complete = seen.map_or(true, |seen| seen < registry.forgotten);
@@ -721,16 +759,15 @@ impl Dyups {
     /// section so that the list is not freed meanwhile.
     pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: bool) {
         let section = ReadSection::new(self);
-        if let Some(record) = self.record(upstream).filter(|r| !r.peers.is_null()) {
+        if let Some(record) = self.record(&section, upstream).filter(RecordView::has_list) {
             // SAFETY: a registry list read in this section is not freed before
             // it ends; its peers are written only under its write lock.
-            unsafe { health::set_peer_health(record.peers, name, down) };
+            unsafe { health::set_peer_health(record.list(), name, down) };
         }
-        drop(section);
     }
 
     /// The record of `name` (any case), copied out.
-    pub fn record(&self, name: &str) -> Option<RecordView> {
+    pub fn record<'s>(&self, _section: &'s ReadSection, name: &str) -> Option<RecordView<'s>> {
         let reading = self.read_lock();
         // SAFETY: the registry is read under its lock; the copy is a fixed
         // size value (no heap allocation under the lock).
@@ -779,23 +816,6 @@ impl ReadSection {
         let ticket = unsafe { (*state).enter() };
         Self { state, ticket }
     }
-
-    /// The peers of a registry list read in this section.
-    pub fn peers_of(&self, list: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
-        // SAFETY: list came from a record copied during this section, so it
-        // is not freed before the section ends.
-        unsafe { list_peers(list) }
-    }
-}
-
-impl ReadSection {
-    /// The check directives of a registry list read in this section.
-    pub fn check_of(&self, list: *mut ngx_http_upstream_rr_peers_t) -> Option<CheckConf> {
-        // SAFETY: as in peers_of; the text never changes.
-        let text = unsafe { check_text(list) };
-        // Written from a CheckConf by replace(): it reads back.
-        CheckConf::from_config_text(&String::from_utf8_lossy(text)).ok().flatten()
-    }
 }
 
 impl Drop for ReadSection {
@@ -806,7 +826,7 @@ impl Drop for ReadSection {
 }
 
 impl Record {
-    fn view(&self) -> RecordView {
+    fn view<'s>(&self) -> RecordView<'s> {
         let slot = &self.balancers[usize::from(self.current_balancer & 1)];
         RecordView {
             name: String::from_utf8_lossy(&self.name[..self.name_len]).into_owned(),
@@ -818,7 +838,8 @@ impl Record {
                 &String::from_utf8_lossy(&slot.key[..slot.key_len.min(MAX_KEY)]),
             )
             .unwrap_or(Balancer::RoundRobin),
-            peers: self.peers,
+            list: self.peers,
+            _section: PhantomData,
         }
     }
 }

@@ -185,7 +185,7 @@ fn sync_if_stale(retry_due: bool) {
 fn sync(dyups: &Dyups, retry_due: bool, now: ngx_msec_t) {
     let section = ReadSection::new(dyups);
     let seen = VIEW.with(|v| v.borrow().version);
-    let changes = dyups.changes_since(seen);
+    let changes = dyups.changes_since(&section, seen);
     VIEW.with(|view| {
         let mut view = view.borrow_mut();
         let view = &mut *view;
@@ -201,7 +201,7 @@ fn sync(dyups: &Dyups, retry_due: bool, now: ngx_msec_t) {
                 .map(|(name, _)| name.clone())
                 .collect();
             for name in due {
-                match dyups.record(&name) {
+                match dyups.record(&section, &name) {
                     Some(record) => retries.push(record),
                     // Gone from the registry: nothing to set up.
                     None => drop(view.failed.remove(&name)),
@@ -213,7 +213,7 @@ fn sync(dyups: &Dyups, retry_due: bool, now: ngx_msec_t) {
             let front =
                 view.fronts.entry(key.clone()).or_insert_with(|| Box::new(new_front(&record.name, config.get(&key))));
             if front.version_id != record.version {
-                let ok = update_front(front, &record, &section);
+                let ok = update_front(front, &record);
                 note_outcome(&mut view.failed, key, &record, ok, now);
             }
         }
@@ -359,7 +359,7 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
 
 /// Shows `record` through `front`; false if this worker could not set it
 /// up (it then has no version: 502).
-fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -> bool {
+fn update_front(front: &mut Front, record: &RecordView) -> bool {
     if front.uscf.is_null() {
         // The cycle pool had no room for it when the front was made.
         front.uscf = runtime_upstream(&record.name);
@@ -367,7 +367,7 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -
             return false;
         }
     }
-    if record.deleted || record.peers.is_null() {
+    if record.deleted || !record.has_list() {
         set_version(front, ptr::null_mut());
         if !front.from_config {
             remove_from_array(front);
@@ -375,7 +375,7 @@ fn update_front(front: &mut Front, record: &RecordView, section: &ReadSection) -
         front.version_id = record.version;
         return true;
     }
-    let Some(version) = build_version(record, section) else {
+    let Some(version) = build_version(record) else {
         // The previous version's list was retired by this very change and
         // is freed once the requests that could see it end: later requests
         // must not reach it. They get 502 until a retry works.
@@ -500,13 +500,13 @@ unsafe fn upstreams_array() -> Option<*mut ngx_array_t> {
 }
 
 /// Builds this worker's version of a registry record (see module docs).
-fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Version> {
+fn build_version(record: &RecordView) -> Option<*mut Version> {
     let balancer = &record.balancer;
     let hash_key = match balancer {
         Balancer::Hash { key, .. } => split_hash_key(key).ok()?,
         _ => Vec::new(),
     };
-    let peers = section.peers_of(record.peers);
+    let peers = record.peers();
     // SAFETY: everything below is allocated from the version's own pool,
     // which lives until the version is released.
     unsafe {
@@ -516,7 +516,7 @@ fn build_version(record: &RecordView, section: &ReadSection) -> Option<*mut Vers
         if pool.is_null() {
             return None;
         }
-        let built = set_up_scratch(pool, log, &record.name, balancer, &peers, record.peers);
+        let built = set_up_scratch(pool, log, &record.name, balancer, &peers, record.list());
         let Some((uscf, module_conf)) = built else {
             ngx_destroy_pool(pool);
             return None;

@@ -397,8 +397,8 @@ fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str) {
 fn runtime_check(upstream: &str) -> Option<CheckConf> {
     let dyups = Dyups::get()?;
     let section = ReadSection::new(&dyups);
-    let record = dyups.record(upstream).filter(|r| !r.peers.is_null())?;
-    section.check_of(record.peers)
+    let record = dyups.record(&section, upstream)?;
+    record.check()
 }
 
 /// Sets the health bit of peer `name` of run-time upstream `upstream` in

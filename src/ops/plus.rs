@@ -112,9 +112,9 @@ impl Target {
                 let record = Dyups::get().and_then(|dyups| {
                     let section = ReadSection::new(&dyups);
                     dyups
-                        .record(name)
-                        .filter(|r| !r.deleted && !r.peers.is_null())
-                        .map(|r| (runtime_revision(r.version), section.check_of(r.peers), section.peers_of(r.peers)))
+                        .record(&section, name)
+                        .filter(|r| !r.deleted && r.has_list())
+                        .map(|r| (runtime_revision(r.version), r.check(), r.peers()))
                 });
                 let (revision, check, mut peers) = record.unwrap_or_default();
                 show_health(name, true, check.is_some(), &mut peers);
@@ -135,9 +135,11 @@ impl Target {
 /// The upstream called `name`, as the API sees it.
 pub fn find(name: &str) -> Result<Target, PlusError> {
     let not_found = || PlusError::upstream_not_found(name);
-    let record = Dyups::get().and_then(|dyups| dyups.record(name));
+    let dyups = Dyups::get();
+    let section = dyups.as_ref().map(ReadSection::new);
+    let record = dyups.as_ref().zip(section.as_ref()).and_then(|(dyups, section)| dyups.record(section, name));
     match (record, config_upstream(name)) {
-        (Some(r), _) if r.deleted || r.peers.is_null() => Err(not_found()),
+        (Some(r), _) if r.deleted || !r.has_list() => Err(not_found()),
         (Some(r), config) => {
             let runtime = config.is_none();
             Ok(Target::Runtime { name: config.map_or(r.name, |(config_name, _)| config_name), runtime })
@@ -151,7 +153,9 @@ pub fn find(name: &str) -> Result<Target, PlusError> {
 /// Every upstream the API serves: the configuration's with a zone (or as
 /// the REST API replaced them), in order, then those created at run time.
 pub fn all_upstreams() -> Vec<Listed> {
-    let records = Dyups::get().map(|d| d.records().1).unwrap_or_default();
+    let dyups = Dyups::get();
+    let section = dyups.as_ref().map(ReadSection::new);
+    let records = dyups.as_ref().zip(section.as_ref()).map(|(d, s)| d.records(s).1).unwrap_or_default();
     let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
     let mut targets = Vec::new();
     let mut in_config = HashSet::new();
@@ -159,7 +163,7 @@ pub fn all_upstreams() -> Vec<Listed> {
         let name = upstream.name();
         let key = name.to_ascii_lowercase();
         match by_name.get(&key) {
-            Some(r) if r.deleted || r.peers.is_null() => {}
+            Some(r) if r.deleted || !r.has_list() => {}
             Some(_) => targets.push(Target::Runtime { name, runtime: false }),
             None if is_front(upstream) => {}
             None => {
@@ -171,7 +175,7 @@ pub fn all_upstreams() -> Vec<Listed> {
         in_config.insert(key);
     }
     for r in &records {
-        if !r.deleted && !r.peers.is_null() && !in_config.contains(&r.name.to_ascii_lowercase()) {
+        if !r.deleted && r.has_list() && !in_config.contains(&r.name.to_ascii_lowercase()) {
             targets.push(Target::Runtime { name: r.name.clone(), runtime: true });
         }
     }
@@ -193,9 +197,10 @@ pub fn change_runtime(
     for _ in 0..TRIES {
         let (version, balancer, check, peers) = {
             let section = ReadSection::new(&dyups);
-            let record = dyups.record(name).filter(|r| !r.deleted && !r.peers.is_null());
+            let record = dyups.record(&section, name).filter(|r| !r.deleted && r.has_list());
             let record = record.ok_or_else(|| PlusError::upstream_not_found(name))?;
-            (record.version, record.balancer, section.check_of(record.peers), section.peers_of(record.peers))
+            let (check, peers) = (record.check(), record.peers());
+            (record.version, record.balancer, check, peers)
         };
         if if_match.is_some_and(|wanted| wanted != runtime_revision(version)) {
             return Err(revision_mismatch(name).into());

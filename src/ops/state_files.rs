@@ -390,15 +390,15 @@ pub fn save_dyups() -> Result<(), ApiError> {
     let Some(path) = dyups_file() else { return Ok(()) };
     let Some(dyups) = Dyups::get() else { return Ok(()) };
     let section = ReadSection::new(&dyups);
-    let (_, records) = dyups.records();
+    let (_, records) = dyups.records(&section);
     let entries: Result<Vec<DyupsEntry>, String> = records
         .iter()
         .map(|r| {
-            if r.deleted || r.peers.is_null() {
+            if r.deleted || !r.has_list() {
                 return Ok(DyupsEntry::Deleted(r.name.clone()));
             }
-            let servers = specs_of(&section.peers_of(r.peers))?;
-            let check = section.check_of(r.peers);
+            let servers = specs_of(&r.peers())?;
+            let check = r.check();
             Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer: r.balancer.clone(), servers, check }))
         })
         .collect();
