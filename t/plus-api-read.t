@@ -121,7 +121,33 @@ main::plus_error(http_get('/api/9/http/upstreams/static'), 400, 'UpstreamStatic'
                  'upstream "static" has no zone: its peers are not shared between workers and cannot be changed '
                  . '(add "zone NAME SIZE;" to it)', 'no zone');
 
-=== TEST 4: read-only: every change answers 405 MethodDisabled; other methods MethodNotSupported
+=== TEST 4: ?fields= keeps the named fields of each upstream, in their order; empty, only the names
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api; }
+location /upstream { dyups_interface; }
+--- perl
+my $p1 = port(1);
+is(http('POST', '/upstream/rt', "server 127.0.0.1:$p1;")->{status}, 200, 'run-time upstream created');
+my $body = sub { my $r = http_get($_[0]); is($r->{status}, 200, "$_[0]: 200"); $r->{body} };
+is($body->('/api/9/http/upstreams?fields=runtime,zone'),
+   '{"backends":{"zone":"backends","runtime":false},"rt":{"zone":"dynamic_upstream_dyups_v6","runtime":true}}',
+   'zone and runtime, in the upstream object\'s order');
+is($body->('/api/9/http/upstreams?fields='), '{"backends":{},"rt":{}}', 'empty: only the names');
+is($body->('/api/9/http/upstreams/rt/?fields=zombies%2Ckeepalive'), '{"keepalive":0,"zombies":0}',
+   'one upstream, the list percent-encoded');
+is($body->('/api/9/http/upstreams/backends?fields=nonsense'), '{}', 'an unknown field is not shown');
+my $peers = main::plus_json(http_get('/api/9/http/upstreams/backends?fields=peers'), 200, 'peers only');
+is_deeply([keys %$peers], ['peers'], 'peers only: one key');
+is_deeply([map { $_->{server} } @{ $peers->{peers} }], ["127.0.0.1:$p1"], 'peers only: the server');
+is_deeply(main::plus_json(http_get('/api/9/http/upstreams?a=1&fields=peers,keepalive,zombies,zone,runtime'), 200, 'all'),
+          main::plus_json(http_get('/api/9/http/upstreams'), 200, 'no fields'), 'every field named: as without fields');
+
+=== TEST 5: read-only: every change answers 405 MethodDisabled; other methods MethodNotSupported
 --- http_config
 upstream backends {
     zone backends 128k;
@@ -149,7 +175,7 @@ is_deeply([map { $_->{down} ? 1 : 0 } @{ main::plus_json(http_get('/api/9/http/u
           [0], 'nothing changed');
 is(http('HEAD', '/api/9/nginx')->{status}, 200, 'HEAD');
 
-=== TEST 5: a bad parameter of the directive is refused at configuration
+=== TEST 6: a bad parameter of the directive is refused at configuration
 --- config
 location /api { dynamic_upstream_api write=yes; }
 --- must_die

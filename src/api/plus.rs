@@ -15,7 +15,7 @@
 #![forbid(unsafe_code)]
 
 use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
-use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamStatus};
+use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};
 use dynamic_upstream_core::plus::{body, diff, Endpoint, PlusError, Route};
 use dynamic_upstream_core::{Action, PeerView, ServerSpec};
 use ngx::ffi::NGINX_VERSION;
@@ -25,7 +25,7 @@ use crate::nginx::peer_stats::now_ms;
 use crate::nginx::process::{pid, ppid};
 use crate::nginx::stub_status::{connections, requests};
 use crate::ops::change_log::Requester;
-use crate::ops::plus::{all_upstreams, change_runtime, find, generation, load_ms, Listed, Target};
+use crate::ops::plus::{all_upstreams_with, change_runtime, find, generation, load_ms, Listed, Target};
 use crate::ops::zone::{perform, perform_by_id, replace, IdEdit};
 
 /// Largest request body accepted (a PUT of a few thousand servers).
@@ -93,11 +93,15 @@ pub fn respond(req: &HttpRequest, write: bool, trylock: bool, body: Option<&[u8]
         (Endpoint::Connections, _) => Answer::ok(view::json(&connections())),
         (Endpoint::HttpRequests, _) => Answer::ok(view::json(&requests())),
         (Endpoint::Upstreams, _) => {
-            let all = all_upstreams();
+            let fields = upstream_fields(req);
+            let all = all_upstreams_with(fields.peers());
             let statuses: Vec<UpstreamStatus> = all.iter().map(Listed::status).collect();
-            Answer::ok(view::upstreams(&statuses, now_ms))
+            Answer::ok(view::upstreams(&statuses, now_ms, fields))
         }
-        (Endpoint::Upstream(name), _) => Answer::ok(view::upstream(&find(name)?.listed().status(), now_ms)),
+        (Endpoint::Upstream(name), _) => {
+            let fields = upstream_fields(req);
+            Answer::ok(view::upstream(&find(name)?.listed_with(fields.peers()).status(), now_ms, fields))
+        }
         (Endpoint::Servers(name), None) if read => servers_answer(&find(name)?, None),
         (Endpoint::Server(name, id), None) if read => {
             let listed = find(name)?.listed();
@@ -115,6 +119,11 @@ pub fn respond(req: &HttpRequest, write: bool, trylock: bool, body: Option<&[u8]
         (Endpoint::Server(name, id), Some(body)) => patch(&find(name)?, *id, body::patch(body)?, &origin, trylock)?,
         (Endpoint::Servers(_), None) => return Err(PlusError::new(400, "BodyReadError", "the request has no body")),
     })
+}
+
+/// The fields of an upstream its `?fields=` asks for (all without it).
+fn upstream_fields(req: &HttpRequest) -> UpstreamFields {
+    UpstreamFields::from_args(&String::from_utf8_lossy(&req.args()))
 }
 
 /// `If-Match: "REV"` (None without the header; `*` matches anything).

@@ -94,6 +94,24 @@ impl Target {
     /// never newer than the servers (a conditional change made with it
     /// fails rather than overwrite a change its sender did not see).
     pub fn listed(&self) -> Listed {
+        self.listed_with(true)
+    }
+
+    /// As [`Target::listed`]; without `peers`, no servers (nor their
+    /// health, checks and revision) are gathered: a listing of names and
+    /// kinds (`?fields=` without `peers`) stays cheap with thousands.
+    pub fn listed_with(&self, peers: bool) -> Listed {
+        if !peers {
+            let (zone, runtime, zombies) = match self {
+                Target::Zone(zone) => (zone.zone_name(), false, zone.zombies()),
+                Target::Runtime { runtime, .. } => (ZONE_NAME.into(), *runtime, 0),
+            };
+            let name = match self {
+                Target::Zone(zone) => zone.name(),
+                Target::Runtime { name, .. } => name.clone(),
+            };
+            return Listed { name, zone, runtime, check: None, zombies, revision: 0, peers: Vec::new() };
+        }
         match self {
             Target::Zone(zone) => {
                 zone.give_ids();
@@ -153,6 +171,11 @@ pub fn find(name: &str) -> Result<Target, PlusError> {
 /// Every upstream the API serves: the configuration's with a zone (or as
 /// the REST API replaced them), in order, then those created at run time.
 pub fn all_upstreams() -> Vec<Listed> {
+    all_upstreams_with(true)
+}
+
+/// As [`all_upstreams`]; without `peers`, see [`Target::listed_with`].
+pub fn all_upstreams_with(peers: bool) -> Vec<Listed> {
     let dyups = Dyups::get();
     let section = dyups.as_ref().map(ReadSection::new);
     let records = dyups.as_ref().zip(section.as_ref()).map(|(d, s)| d.records(s).1).unwrap_or_default();
@@ -179,7 +202,7 @@ pub fn all_upstreams() -> Vec<Listed> {
             targets.push(Target::Runtime { name: r.name.clone(), runtime: true });
         }
     }
-    targets.iter().map(Target::listed).collect()
+    targets.iter().map(|t| t.listed_with(peers)).collect()
 }
 
 /// Changes a run-time upstream's server list with `edit` (which answers

@@ -184,13 +184,66 @@ fn upstream_object<'a>(u: &UpstreamStatus<'a>, now_ms: u64) -> Upstream<'a> {
     }
 }
 
-/// `GET /http/upstreams/NAME`.
-pub fn upstream(u: &UpstreamStatus<'_>, now_ms: u64) -> String {
-    serde_json::to_string(&upstream_object(u, now_ms)).unwrap_or_default()
+/// The fields of an upstream object, in the order they are shown.
+const UPSTREAM_FIELDS: [&str; 5] = ["peers", "keepalive", "zombies", "zone", "runtime"];
+
+/// Which fields of an upstream `GET /http/upstreams[/NAME]` shows: all of
+/// them, or those `?fields=a,b` names (NGINX Plus's argument; `fields=`
+/// empty: none, only the names of the upstreams). Names it does not know
+/// are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamFields {
+    shown: [bool; UPSTREAM_FIELDS.len()],
+}
+
+impl UpstreamFields {
+    pub const ALL: UpstreamFields = UpstreamFields { shown: [true; UPSTREAM_FIELDS.len()] };
+
+    /// From a request's query string (the first `fields` argument, its name
+    /// in any case, as nginx's `ngx_http_arg` finds it).
+    pub fn from_args(args: &str) -> UpstreamFields {
+        let value = args.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            key.eq_ignore_ascii_case("fields").then_some(value)
+        });
+        let Some(value) = value else { return UpstreamFields::ALL };
+        let value = crate::query::decode(value.as_bytes()).unwrap_or_else(|_| value.to_string());
+        let mut shown = [false; UPSTREAM_FIELDS.len()];
+        for name in value.split(',') {
+            if let Some(i) = UPSTREAM_FIELDS.iter().position(|f| *f == name.trim()) {
+                shown[i] = true;
+            }
+        }
+        UpstreamFields { shown }
+    }
+
+    /// Whether the peers are shown (the costly part to gather).
+    pub fn peers(&self) -> bool {
+        self.shown[0]
+    }
+}
+
+/// `GET /http/upstreams/NAME`, with the fields `fields` keeps.
+pub fn upstream(u: &UpstreamStatus<'_>, now_ms: u64, fields: UpstreamFields) -> String {
+    if fields == UpstreamFields::ALL {
+        return serde_json::to_string(&upstream_object(u, now_ms)).unwrap_or_default();
+    }
+    let value = |i: usize| match i {
+        0 => serde_json::to_string(&u.peers.iter().map(|p| peer(p, now_ms)).collect::<Vec<_>>()),
+        1 => Ok("0".to_string()),
+        2 => Ok(u.zombies.to_string()),
+        3 => serde_json::to_string(u.zone),
+        _ => Ok(u.runtime.to_string()),
+    };
+    let shown: Vec<String> = (0..UPSTREAM_FIELDS.len())
+        .filter(|&i| fields.shown[i])
+        .map(|i| format!("\"{}\":{}", UPSTREAM_FIELDS[i], value(i).unwrap_or_default()))
+        .collect();
+    format!("{{{}}}", shown.join(","))
 }
 
 /// `GET /http/upstreams`: an object keyed by upstream name, in order.
-pub fn upstreams(list: &[UpstreamStatus<'_>], now_ms: u64) -> String {
+pub fn upstreams(list: &[UpstreamStatus<'_>], now_ms: u64, fields: UpstreamFields) -> String {
     let mut out = String::from("{");
     for (i, u) in list.iter().enumerate() {
         if i > 0 {
@@ -198,7 +251,7 @@ pub fn upstreams(list: &[UpstreamStatus<'_>], now_ms: u64) -> String {
         }
         out.push_str(&serde_json::to_string(u.name).unwrap_or_default());
         out.push(':');
-        out.push_str(&upstream(u, now_ms));
+        out.push_str(&upstream(u, now_ms, fields));
     }
     out.push('}');
     out
@@ -312,7 +365,7 @@ mod tests {
         let peers = [p, idle];
         let u = UpstreamStatus { name: "backends", zone: "z", runtime: false, zombies: 1, peers: &peers };
         assert_eq!(
-            upstreams(&[u], 1_656_415_045_000),
+            upstreams(&[u], 1_656_415_045_000, UpstreamFields::ALL),
             concat!(
                 r#"{"backends":{"peers":["#,
                 r#"{"id":0,"server":"127.0.0.1:8081","name":"127.0.0.1:8081","backup":false,"weight":1,"state":"up","active":2,"max_conns":0,"requests":5,"responses":{"1xx":0,"2xx":3,"3xx":0,"4xx":1,"5xx":0,"total":4},"sent":100,"received":2000,"fails":1,"unavail":0,"health_checks":{"checks":0,"fails":0,"unhealthy":0},"downtime":0,"selected":"2022-06-28T11:17:24.467Z","header_time":2,"response_time":5},"#,
@@ -320,5 +373,22 @@ mod tests {
                 r#"],"keepalive":0,"zombies":1,"zone":"z","runtime":false}}"#
             )
         );
+    }
+
+    #[test]
+    fn fields_keep_the_named_fields_in_their_order() {
+        let peers = [test_peer("127.0.0.1:8081")];
+        let u = UpstreamStatus { name: "b", zone: "z", runtime: true, zombies: 2, peers: &peers };
+        let shown = |args: &str| upstreams(std::slice::from_ref(&u), 0, UpstreamFields::from_args(args));
+        assert_eq!(shown("fields=runtime,zone"), r#"{"b":{"zone":"z","runtime":true}}"#);
+        assert_eq!(shown("a=1&FIELDS=zombies&fields=zone"), r#"{"b":{"zombies":2}}"#);
+        assert_eq!(shown("fields=zone%2Ckeepalive,nonsense"), r#"{"b":{"keepalive":0,"zone":"z"}}"#);
+        assert_eq!(shown("fields="), r#"{"b":{}}"#);
+        assert_eq!(shown("fields"), r#"{"b":{}}"#);
+        assert_eq!(shown("fieldsx=zone"), shown(""));
+        assert!(shown("fields=peers").starts_with(r#"{"b":{"peers":[{"id":"#));
+        assert_eq!(shown("fields=peers,keepalive,zombies,zone,runtime"), shown(""));
+        assert!(!UpstreamFields::from_args("fields=zone").peers());
+        assert!(UpstreamFields::from_args("x=1").peers());
     }
 }
