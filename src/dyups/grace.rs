@@ -38,7 +38,7 @@
 
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
 
 use ngx::ffi::{ngx_http_upstream_rr_peers_t, ngx_slab_calloc_locked, ngx_slab_pool_t};
@@ -417,6 +417,9 @@ impl GracePeriod {
     pub unsafe fn retire_list(&mut self, list: *mut ngx_http_upstream_rr_peers_t) {
         // SAFETY: per the contract.
         unsafe { (*list).zone_next = self.pending };
+        // A worker killed between the two stores leaves the list out of
+        // the chain (a leak), never the chain broken: keep their order.
+        compiler_fence(SeqCst);
         self.pending = list;
     }
 
@@ -430,10 +433,16 @@ impl GracePeriod {
         unsafe {
             if !self.waiting.is_null() && self.drained(self.waiting_phase) {
                 let mut list = core::mem::replace(&mut self.waiting, ptr::null_mut());
+                // The chain leaves `waiting` before any list joins `held`:
+                // a worker killed in the loop leaves lists in no chain (a
+                // leak), never in two (a double free).
+                compiler_fence(SeqCst);
                 while !list.is_null() {
                     let next = (*list).zone_next;
                     (*list).zone_next = self.held;
+                    compiler_fence(SeqCst);
                     self.held = list;
+                    compiler_fence(SeqCst);
                     list = next;
                 }
             }
@@ -442,6 +451,8 @@ impl GracePeriod {
                 let list = *link;
                 if requests_of(list).load(SeqCst) == 0 {
                     *link = (*list).zone_next;
+                    // Unlinked before it is freed (a kill between: a leak).
+                    compiler_fence(SeqCst);
                     free_list(pool, list);
                 } else {
                     link = ptr::addr_of_mut!((*list).zone_next);
