@@ -51,6 +51,10 @@ struct Engine {
     /// The revision of the last read of the whole prefix; 0 before the
     /// first: nothing is deleted before etcd has been read.
     read_revision: i64,
+    /// The newest revision taken in, from a read or a watch: a watch
+    /// delivers in revision order, so what a new watch delivers again up to
+    /// it was taken in already.
+    seen_revision: i64,
     /// What is still to send to nginx.
     pending: BTreeMap<String, Why>,
     /// Upstreams nginx answered with an error: each waits its own delay.
@@ -87,6 +91,9 @@ struct Engine {
 /// and the run-time upstreams' servers.
 type Listings = (Result<Option<Inventory>, String>, Result<HashMap<String, Vec<ServerSpec>>, String>);
 
+/// A new etcd connection and read under way (a resync's).
+type Opening = Pin<Box<dyn Future<Output = Result<(Session, Snapshot), String>>>>;
+
 /// A comparison's reads under way, with why it was asked for.
 struct Reading {
     note: &'static str,
@@ -114,6 +121,7 @@ pub async fn run(config: Config) {
         keys: BTreeMap::new(),
         bad_keys: BTreeMap::new(),
         read_revision: 0,
+        seen_revision: 0,
         pending: BTreeMap::new(),
         delayed: BTreeMap::new(),
         refused: BTreeMap::new(),
@@ -130,6 +138,9 @@ pub async fn run(config: Config) {
     };
     let mut reading: Option<Reading> = None;
     let mut session: Option<Session> = None;
+    // The resync's new connection and read, opened while the current watch
+    // goes on (see Engine::resynced).
+    let mut reopening: Option<Opening> = None;
     // When the watch was opened, and whether it delivered a change since.
     let (mut opened_at, mut delivered) = (Instant::now(), false);
     let mut etcd_backoff = retry_backoff();
@@ -152,7 +163,7 @@ pub async fn run(config: Config) {
                         delivered = true;
                         etcd_backoff.reset();
                     }
-                    engine.batch(entries);
+                    engine.watched(entries);
                     engine.flush().await;
                 }
                 Err(e) => {
@@ -165,7 +176,7 @@ pub async fn run(config: Config) {
                     log!("etcd: {e}: nginx keeps what it has; next try in {delay:?}");
                 }
             },
-            _ = sleep_until(connect_at), if session.is_none() => match store::open(&config.etcd, &watched).await {
+            _ = sleep_until(connect_at), if session.is_none() && reopening.is_none() => match store::open(&config.etcd, &watched).await {
                 Ok((opened, snapshot)) => {
                     session = Some(opened);
                     (opened_at, delivered) = (Instant::now(), false);
@@ -182,10 +193,33 @@ pub async fn run(config: Config) {
             _ = next_tick(&mut resync) => {
                 // A new connection and read: a watch that stalled without
                 // failing (a member cut off from etcd's leader) is replaced.
-                if session.take().is_some() {
-                    connect_at = Instant::now();
+                // The current one goes on meanwhile.
+                if session.is_some() && reopening.is_none() {
+                    let (endpoints, prefix) = (config.etcd.clone(), watched.clone());
+                    reopening = Some(Box::pin(async move { store::open(&endpoints, &prefix).await }));
                 }
                 engine.reconcile_wanted.get_or_insert("resync");
+            }
+            opened = next_open(&mut reopening) => {
+                reopening = None;
+                match opened {
+                    Ok((opened, snapshot)) => {
+                        // The current watch ends here (dropped).
+                        session = Some(opened);
+                        (opened_at, delivered) = (Instant::now(), false);
+                        engine.resynced(snapshot);
+                        engine.flush().await;
+                    }
+                    Err(e) => {
+                        // As at any failed connection: the watch is replaced
+                        // by a new connection after a delay (it may have
+                        // stalled, which is what the resync is for).
+                        session = None;
+                        let delay = etcd_backoff.next_delay(random());
+                        connect_at = Instant::now() + delay;
+                        log!("etcd: {e}: nginx keeps what it has; next try in {delay:?}");
+                    }
+                }
             }
             listings = next_listings(&mut reading) => {
                 let note = reading.take().map_or("resync", |r| r.note);
@@ -196,6 +230,13 @@ pub async fn run(config: Config) {
         if reading.is_none() {
             reading = engine.start_reconcile();
         }
+    }
+}
+
+async fn next_open(reopening: &mut Option<Opening>) -> Result<(Session, Snapshot), String> {
+    match reopening {
+        Some(open) => open.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -310,6 +351,37 @@ impl Engine {
         self.delayed.remove(name);
     }
 
+    /// Changes a watch delivered; those up to the newest revision taken in
+    /// were (a resync's new watch delivers again what the old one did
+    /// after the new read).
+    fn watched(&mut self, mut entries: Vec<Entry>) {
+        entries.retain(|e| e.revision > self.seen_revision);
+        if let Some(newest) = entries.iter().map(|e| e.revision).max() {
+            self.seen_revision = newest;
+            self.batch(entries);
+        }
+    }
+
+    /// A resync's read, made while the old watch went on. If that watch
+    /// delivered a revision newer than the read, it was live and has
+    /// delivered every change up to it (a watch delivers in revision
+    /// order): the read, older, would only take keys back to older
+    /// revisions, and is not taken in. Otherwise it is taken in as at a
+    /// connection (what a stalled watch missed is sent).
+    fn resynced(&mut self, snapshot: Snapshot) {
+        if snapshot.revision < self.seen_revision {
+            log!(
+                "etcd: resync read {} keys at revision {}; the watch had delivered up to revision {}: nothing missed",
+                snapshot.entries.len(),
+                snapshot.revision,
+                self.seen_revision
+            );
+            self.read_revision = self.read_revision.max(snapshot.revision);
+            return;
+        }
+        self.load(snapshot);
+    }
+
     /// Everything etcd holds, read at (re)connection: what changed since
     /// the last read is sent, and keys deleted meanwhile are deletions.
     fn load(&mut self, snapshot: Snapshot) {
@@ -331,6 +403,7 @@ impl Engine {
         entries.extend(gone);
         self.batch(entries);
         self.read_revision = snapshot.revision;
+        self.seen_revision = snapshot.revision;
         // Keys deleted while etcd was out of reach.
         self.prune = true;
     }

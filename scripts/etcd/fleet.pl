@@ -623,11 +623,10 @@ sub main {
     ok($later[-2] < 1, "19 of 20 changes with $scale upstreams converge in under 1 s (the 19th: " . ms($later[-2]) . ')');
     ok($later[-1] < 3, "every change with $scale upstreams converges in under 3 s, a resync's length ($lmax)");
     # 10 more, one every 0.7 s: they span two resyncs, and some meet one.
-    # The agents read nginx's listings beside their loop, so a change waits
-    # at most for the resync's new etcd connection and read of the 1,000
-    # keys (30-80 ms; 0.4-0.6 s for the third agent, whose etcd traffic
-    # goes through this script's relay); before, it waited for the whole
-    # comparison (1.1 to 1.9 s with these listings).
+    # The agents read nginx's listings beside their loop and open the
+    # resync's new etcd connection while the old watch goes on, so a change
+    # meeting a resync is sent at once; before, it waited for the whole
+    # comparison (1.1 to 1.9 s with these listings) and the new read.
     my (@applied, @paced);
     for my $n (21 .. 30) {
         my $began = time;
