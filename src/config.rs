@@ -14,7 +14,6 @@ use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::Address;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::ngx_conf_t;
-use ngx::http::HttpModuleMainConf;
 
 use crate::api::handlers;
 use crate::nginx::conf::{
@@ -23,12 +22,11 @@ use crate::nginx::conf::{
 };
 use crate::nginx::http_io::NgxContentHandler;
 use crate::nginx::module_hooks::{
-    conf_emerg, cycle_of, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged,
+    conf_emerg, cycle_of, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged, Postconfiguration,
 };
 use crate::nginx::upstreams::Upstream;
 use crate::zone::health;
 use crate::zone::upstream::{finish_checks as finish_upstream_checks, SrvConf};
-use crate::Module;
 
 /// Fills in the defaults of directives the configuration did not set.
 pub fn init_main_conf(cf: &mut ngx_conf_t, conf: &mut MainConf) -> *mut c_char {
@@ -108,11 +106,11 @@ impl Directive for SetCheck {
 /// if an upstream has checks, or run-time upstreams may have them (a
 /// `dyups_interface` location, or `check_shm_size` given for Lua and the
 /// C API).
-pub fn finish_checks(cf: &mut ngx_conf_t) -> Result<(), ()> {
+pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
     let mut any = false;
-    for upstream in Upstream::of_cycle(cycle_of(cf)) {
+    for upstream in Upstream::of_cycle(cycle_of(post.conf())) {
         let name = upstream.name();
-        let mut failed = |text: &str| conf_emerg(cf, &format!("{text} in upstream \"{name}\""));
+        let mut failed = |text: &str| conf_emerg(post.conf(), &format!("{text} in upstream \"{name}\""));
         if !finish_upstream_checks(upstream).map_err(|e| failed(&e))? {
             continue;
         }
@@ -133,16 +131,19 @@ pub fn finish_checks(cf: &mut ngx_conf_t) -> Result<(), ()> {
         }
         any = true;
     }
-    let main = Module::main_conf_mut(cf).ok_or(())?;
-    if any || main.dyups_interface || main.check_shm_size != UNSET_SIZE {
-        if main.check_shm_size == UNSET_SIZE {
-            main.check_shm_size = health::DEFAULT_SHM_SIZE;
-        }
-        main.check_zone = health::declare_zone(cf, main.check_shm_size);
-        if main.check_zone.is_null() {
-            return Err(());
-        }
+    let main = post.main_conf().ok_or(())?;
+    if !(any || main.dyups_interface || main.check_shm_size != UNSET_SIZE) {
+        return Ok(());
     }
+    if main.check_shm_size == UNSET_SIZE {
+        main.check_shm_size = health::DEFAULT_SHM_SIZE;
+    }
+    let size = main.check_shm_size;
+    let zone = health::declare_zone(post.conf(), size);
+    if zone.is_null() {
+        return Err(());
+    }
+    post.main_conf().ok_or(())?.check_zone = zone;
     Ok(())
 }
 

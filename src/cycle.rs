@@ -39,17 +39,15 @@ impl CycleHooks for Hooks {
     type LuaPackages = crate::api::lua::Packages;
 
     fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()> {
-        let cf = post.conf();
-        let balancers = KnownBalancers::probe(cf);
-        let main = Module::main_conf_mut(cf).ok_or(())?;
-        main.balancers = balancers;
-        if let Err(text) = state_files::validate(cycle_of(cf), main) {
-            conf_log(cf, NGX_LOG_EMERG, &text);
-            return Err(());
-        }
+        let balancers = KnownBalancers::probe(post.conf());
+        let valid = post.with_main_conf(|cf, main| {
+            main.balancers = balancers;
+            state_files::validate(cycle_of(cf), main).map_err(|text| conf_log(cf, NGX_LOG_EMERG, &text))
+        });
+        valid.ok_or(())??;
         // Every request first checks whether the dyups registry moved.
         post.add_post_read_handler(sync_on_request)?;
-        crate::config::finish_checks(post.conf())
+        crate::config::finish_checks(post)
     }
 
     fn init_module(init: &InitModule) {

@@ -47,7 +47,12 @@
 //! A reference to an nginx structure is trusted to be one nginx made, as
 //! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);
 //! what only one phase of nginx's life may do takes that phase's token
-//! (`nginx::module_hooks::{Postconfiguration, InitModule}`).
+//! (`nginx::module_hooks::{Postconfiguration, InitModule}`). The `ngx`
+//! crate's `main_conf_mut`/`server_conf_mut`/`location_conf_mut` are safe
+//! but hand out a `&'static mut` to any module's configuration (nginx's
+//! own too) from a shared reference: `clippy.toml` disallows them, and each
+//! call (in `nginx/` and in the files that hold `unsafe`) is allowed where
+//! it is made, with its reason.
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 

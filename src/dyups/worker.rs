@@ -495,8 +495,11 @@ fn remove_from_array(front: &mut Front) {
 /// Called in a worker of a cycle with an http block.
 unsafe fn upstreams_array() -> Option<*mut ngx_array_t> {
     use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
+    #[allow(clippy::disallowed_methods)] // this unsafe fn's contract: see clippy.toml
     // SAFETY: per the contract.
-    unsafe { NgxHttpUpstreamModule::main_conf_mut(&*ngx_cycle).map(|umcf| ptr::addr_of_mut!(umcf.upstreams)) }
+    unsafe {
+        NgxHttpUpstreamModule::main_conf_mut(&*ngx_cycle).map(|umcf| ptr::addr_of_mut!(umcf.upstreams))
+    }
 }
 
 /// Builds this worker's version of a registry record (see module docs).

@@ -73,11 +73,27 @@ impl Postconfiguration<'_> {
         self.cf
     }
 
+    /// The module's http-level configuration.
+    pub fn main_conf(&mut self) -> Option<&mut MainConf> {
+        #[allow(clippy::disallowed_methods)] // this module's own, borrowed through self: see clippy.toml
+        crate::Module::main_conf_mut(self.cf)
+    }
+
+    /// Runs `f` with the configuration context and the module's
+    /// http-level configuration (which lives in the context's pool, not in
+    /// the context: the two do not overlap).
+    pub fn with_main_conf<R>(&mut self, f: impl FnOnce(&ngx_conf_t, &mut MainConf) -> R) -> Option<R> {
+        #[allow(clippy::disallowed_methods)] // this module's own, borrowed through self: see clippy.toml
+        let main = crate::Module::main_conf_mut(self.cf)?;
+        Some(f(self.cf, main))
+    }
+
     /// Adds `handler` to the http block's POST_READ phase.
     pub fn add_post_read_handler(
         &mut self,
         handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
     ) -> Result<(), ()> {
+        #[allow(clippy::disallowed_methods)] // nginx's core module, in its postconfiguration: see clippy.toml
         let cmcf = NgxHttpCoreModule::main_conf_mut(self.cf).ok_or(())?;
         let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_POST_READ_PHASE as usize].handlers;
         // SAFETY: at postconfiguration the phase's array exists
@@ -244,6 +260,7 @@ impl<C> DirectiveCall<'_, C> {
 
     /// Makes the location being read answer with `handler`.
     pub fn set_location_handler(&mut self, handler: NgxContentHandler) -> Result<(), DirectiveError> {
+        #[allow(clippy::disallowed_methods)] // the location being read: see clippy.toml
         let clcf = NgxHttpCoreModule::location_conf_mut(self.cf).ok_or(DirectiveError::Logged)?;
         clcf.handler = Some(handler);
         Ok(())
@@ -251,6 +268,7 @@ impl<C> DirectiveCall<'_, C> {
 
     /// The module's http-level configuration.
     pub fn main_conf(&mut self) -> Option<&mut MainConf> {
+        #[allow(clippy::disallowed_methods)] // this module's own, borrowed through self: see clippy.toml
         crate::Module::main_conf_mut(self.cf)
     }
 }

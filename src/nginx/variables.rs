@@ -50,6 +50,7 @@ pub fn variable_exists(name: &str) -> bool {
     // conf lives as long as it, and its variables hash and prefix list are
     // read-only by now.
     unsafe {
+        #[allow(clippy::disallowed_methods)] // see clippy.toml; inside this unsafe block's contract
         let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*ngx::ffi::ngx_cycle) else {
             return false;
         };

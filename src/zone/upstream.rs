@@ -101,6 +101,7 @@ impl Default for SrvConf {
 /// No other reference to it is used while this one is (the safe
 /// functions below hand none out: they copy or write within the call).
 pub unsafe fn srv_conf_mut(upstream: Upstream) -> Option<&'static mut SrvConf> {
+    #[allow(clippy::disallowed_methods)] // this unsafe fn's contract: see clippy.toml
     Module::server_conf_mut(upstream.conf())
 }
 
