@@ -335,13 +335,8 @@ impl Dyups {
     pub fn get() -> Option<Dyups> {
         // SAFETY: ZONE is set in the master's init_module only, and points
         // to the running cycle's zone, mapped in the master and every worker.
-        unsafe {
-            let zone = ZONE;
-            if zone.is_null() || (*zone).data.is_null() {
-                return None;
-            }
-            Some(Dyups { pool: (*zone).shm.addr.cast(), registry: (*zone).data.cast() })
-        }
+        let (pool, registry) = unsafe { shm_zone::parts(ZONE) }?;
+        Some(Dyups { pool, registry })
     }
 
     pub fn zone_size(&self) -> usize {

@@ -62,3 +62,18 @@ pub unsafe fn reuse(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> bool {
         false
     }
 }
+
+/// The slab pool and the data of a zone whose init has run (`zone` not
+/// null, its data set): None otherwise.
+///
+/// # Safety
+/// `zone` is null or one of this process's mapped zones.
+pub unsafe fn parts<T>(zone: *mut ngx_shm_zone_t) -> Option<(*mut ngx_slab_pool_t, *mut T)> {
+    // SAFETY: per the contract.
+    unsafe {
+        if zone.is_null() || (*zone).data.is_null() {
+            return None;
+        }
+        Some(((*zone).shm.addr.cast(), (*zone).data.cast()))
+    }
+}

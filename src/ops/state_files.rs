@@ -243,27 +243,36 @@ fn read_locked(directive: &str, path: &Path) -> Result<(FileLock, Option<String>
     Ok((lock, text))
 }
 
-fn restore_zone_upstream(init: &InitModule, zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
+/// State file `path` of `directive`, read and parsed under its lock (held
+/// while the caller restores it); None if there is none. Its server IDs'
+/// problems are logged.
+fn read_state<T, E: core::fmt::Display>(
+    directive: &str,
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<(FileLock, T)>, String> {
     let shown = path.display();
-    let (_lock, text) = read_locked("dynamic_state_file", path)?;
-    let Some(text) = text else { return Ok(()) };
-    let servers = parse_server_state(&text).map_err(|e| format!("dynamic_state_file \"{shown}\": {e}"))?;
-    log_id_problems(&format!("dynamic_state_file \"{shown}\""), &text);
-    match servers {
-        Some(servers) => zone
-            .restore_at_start(init, &servers)
-            .map_err(|e| format!("dynamic_state_file \"{shown}\" for upstream \"{}\": {e}", zone.name())),
-        None => Ok(()),
-    }
+    let (lock, text) = read_locked(directive, path)?;
+    let Some(text) = text else { return Ok(None) };
+    let parsed = parse(&text).map_err(|e| format!("{directive} \"{shown}\": {e}"))?;
+    log_id_problems(&format!("{directive} \"{shown}\""), &text);
+    Ok(Some((lock, parsed)))
+}
+
+fn restore_zone_upstream(init: &InitModule, zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
+    let Some((_lock, Some(servers))) = read_state("dynamic_state_file", path, parse_server_state)? else {
+        return Ok(());
+    };
+    zone.restore_at_start(init, &servers)
+        .map_err(|e| format!("dynamic_state_file \"{}\" for upstream \"{}\": {e}", path.display(), zone.name()))
 }
 
 /// In the master at start, with the new cycle.
 fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), String> {
     let shown = path.display();
-    let (_lock, text) = read_locked("dyups_upstream_conf", path)?;
-    let Some(text) = text else { return Ok(()) };
-    let entries = parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
-    log_id_problems(&format!("dyups_upstream_conf \"{shown}\""), &text);
+    let Some((_lock, entries)) = read_state("dyups_upstream_conf", path, parse_dyups_conf)? else {
+        return Ok(());
+    };
     for entry in entries {
         let result = match &entry {
             DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false).map(drop),

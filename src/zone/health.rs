@@ -180,13 +180,8 @@ impl HealthZone {
     pub fn running() -> Option<HealthZone> {
         // SAFETY: ZONE is set in the master's init_module only and points
         // at the running cycle's zone, mapped in the master and the workers.
-        unsafe {
-            let zone = ZONE;
-            if zone.is_null() || (*zone).data.is_null() {
-                return None;
-            }
-            Some(HealthZone { pool: (*zone).shm.addr.cast(), table: (*zone).data.cast() })
-        }
+        let (pool, table) = unsafe { shm_zone::parts(ZONE) }?;
+        Some(HealthZone { pool, table })
     }
 
     pub fn len(self) -> usize {
