@@ -13,7 +13,6 @@ use core::ffi::c_char;
 use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::Address;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::ffi::ngx_conf_t;
 
 use crate::api::handlers;
 use crate::nginx::conf::{
@@ -22,14 +21,14 @@ use crate::nginx::conf::{
 };
 use crate::nginx::http_io::NgxContentHandler;
 use crate::nginx::module_hooks::{
-    conf_emerg, cycle_of, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged, Postconfiguration,
+    cycle_of, ConfContext, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged, Postconfiguration,
 };
 use crate::nginx::upstreams::Upstream;
 use crate::zone::health;
 use crate::zone::upstream::{finish_checks as finish_upstream_checks, SrvConf};
 
 /// Fills in the defaults of directives the configuration did not set.
-pub fn init_main_conf(cf: &mut ngx_conf_t, conf: &mut MainConf) -> *mut c_char {
+pub fn init_main_conf(context: &mut ConfContext<'_>, conf: &mut MainConf) -> *mut c_char {
     if conf.shm_zone_size == UNSET_SIZE {
         conf.shm_zone_size = DEFAULT_SHM_ZONE_SIZE;
     }
@@ -39,7 +38,7 @@ pub fn init_main_conf(cf: &mut ngx_conf_t, conf: &mut MainConf) -> *mut c_char {
     if conf.trylock == UNSET_FLAG {
         conf.trylock = 0;
     }
-    match crate::dyups::registry::declare_zone(cf, conf.shm_zone_size) {
+    match crate::dyups::registry::declare_zone(context, conf.shm_zone_size) {
         Ok(zone) => {
             conf.zone = zone;
             NGX_CONF_OK
@@ -110,7 +109,7 @@ pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
     let mut any = false;
     for upstream in Upstream::of_cycle(cycle_of(post.conf())) {
         let name = upstream.name();
-        let mut failed = |text: &str| conf_emerg(post.conf(), &format!("{text} in upstream \"{name}\""));
+        let mut failed = |text: &str| post.context().emerg(&format!("{text} in upstream \"{name}\""));
         if !finish_upstream_checks(upstream).map_err(|e| failed(&e))? {
             continue;
         }
@@ -139,7 +138,7 @@ pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
         main.check_shm_size = health::DEFAULT_SHM_SIZE;
     }
     let size = main.check_shm_size;
-    let zone = health::declare_zone(post.conf(), size);
+    let zone = health::declare_zone(&mut post.context(), size);
     if zone.is_null() {
         return Err(());
     }

@@ -22,7 +22,6 @@ use ngx::http::HttpModuleMainConf;
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
 use crate::health::prober;
-use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::module_hooks::{conf_log, cycle_of, CycleHooks, InitModule, Postconfiguration};
 use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
@@ -39,7 +38,7 @@ impl CycleHooks for Hooks {
     type LuaPackages = crate::api::lua::Packages;
 
     fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()> {
-        let balancers = KnownBalancers::probe(post.conf());
+        let balancers = post.probe_balancers();
         let valid = post.with_main_conf(|cf, main| {
             main.balancers = balancers;
             state_files::validate(cycle_of(cf), main).map_err(|text| conf_log(cf, NGX_LOG_EMERG, &text))

@@ -77,7 +77,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModu
 use ngx::ngx_string;
 
 use cycle::Hooks;
-use nginx::module_hooks::{self, command, slot, ConfLevel};
+use nginx::module_hooks::{self, command, slot, ConfContext, ConfLevel};
 
 pub use nginx::conf::{LocConf, MainConf};
 pub use zone::upstream::SrvConf;
@@ -99,8 +99,8 @@ impl HttpModule for Module {
     ) -> *mut core::ffi::c_char {
         // SAFETY: nginx passes its live conf context and the MainConf
         // create_main_conf made, which nothing else reaches meanwhile.
-        let (cf, conf) = unsafe { (&mut *cf, &mut *conf.cast::<MainConf>()) };
-        nginx::entry::conf_guard(|| config::init_main_conf(cf, conf))
+        let (mut context, conf) = unsafe { (ConfContext::from_raw(cf), &mut *conf.cast::<MainConf>()) };
+        nginx::entry::conf_guard(|| config::init_main_conf(&mut context, conf))
     }
 }
 

@@ -43,7 +43,7 @@ use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::{ApiError, Balancer, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc,
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc,
     ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
@@ -52,7 +52,7 @@ use crate::dyups::grace::{
 };
 use crate::dyups::registry_lock::{Held, RegistryLock};
 use crate::nginx::layout;
-use crate::nginx::module_hooks::InitModule;
+use crate::nginx::module_hooks::{ConfContext, InitModule};
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::shm_zone;
@@ -286,8 +286,8 @@ static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Declares the zone of the cycle being configured (http `init_main_conf`).
-pub fn declare_zone(cf: &mut ngx_conf_t, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
-    let zone = shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone));
+pub fn declare_zone(context: &mut ConfContext<'_>, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
+    let zone = shm_zone::declare(context, ZONE_NAME, size, Some(init_zone));
     if zone.is_null() {
         return Err(());
     }

@@ -82,8 +82,11 @@ pub struct KnownBalancers {
 impl KnownBalancers {
     /// Runs each balancer directive's handler on a scratch upstream (http
     /// postconfiguration).
-    pub fn probe(cf: &mut ngx_conf_t) -> Self {
-        let cf: *mut ngx_conf_t = cf;
+    ///
+    /// # Safety
+    /// `cf` is the live configuration context of the http block, in its
+    /// postconfiguration, reached by nothing else meanwhile.
+    pub unsafe fn probe(cf: *mut ngx_conf_t) -> Self {
         // SAFETY: cf is the live configuration context. The hash key is a
         // literal, so compiling it needs no variables.
         let probe = |balancer: Balancer| unsafe {

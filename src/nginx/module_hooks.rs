@@ -21,6 +21,7 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
+use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::NgxContentHandler;
@@ -61,6 +62,32 @@ pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) ->
     request_guard(|| status(unsafe { register_packages::<H::LuaPackages>(cf) }))
 }
 
+/// A configuration context nginx passed to one of the module's callbacks,
+/// lent for the call. What changes it (declaring a zone) is `nginx/`'s.
+pub struct ConfContext<'a> {
+    cf: &'a mut ngx_conf_t,
+}
+
+impl<'a> ConfContext<'a> {
+    /// # Safety
+    /// `cf` is the live configuration context nginx passed to the calling
+    /// callback, reached by nothing else while the value lives.
+    pub unsafe fn from_raw(cf: *mut ngx_conf_t) -> ConfContext<'a> {
+        // SAFETY: per the contract.
+        ConfContext { cf: unsafe { &mut *cf } }
+    }
+
+    /// Writes `text` as an `[emerg]` naming the file and line being read.
+    pub fn emerg(&mut self, text: &str) {
+        conf_emerg(self.cf, text);
+    }
+
+    /// The context, to change: for `nginx/` only.
+    pub(in crate::nginx) fn raw(&mut self) -> &mut ngx_conf_t {
+        self.cf
+    }
+}
+
 /// The http module's postconfiguration: the http block is read, its
 /// phases' handler arrays exist. Only nginx's call makes one.
 pub struct Postconfiguration<'a> {
@@ -68,9 +95,21 @@ pub struct Postconfiguration<'a> {
 }
 
 impl Postconfiguration<'_> {
-    /// The configuration context of the http block.
-    pub fn conf(&mut self) -> &mut ngx_conf_t {
+    /// The configuration context of the http block, to read.
+    pub fn conf(&self) -> &ngx_conf_t {
         self.cf
+    }
+
+    /// The configuration context of the http block, lent.
+    pub fn context(&mut self) -> ConfContext<'_> {
+        ConfContext { cf: self.cf }
+    }
+
+    /// Which balancers this nginx has ([`KnownBalancers::probe`]).
+    pub fn probe_balancers(&mut self) -> KnownBalancers {
+        // SAFETY: the http block's live context, in its postconfiguration,
+        // borrowed through self.
+        unsafe { KnownBalancers::probe(self.cf) }
     }
 
     /// The module's http-level configuration.
@@ -185,7 +224,7 @@ pub fn conf_log(cf: &ngx_conf_t, level: u32, text: &str) {
 
 /// Writes `text` as an `[emerg]` naming the configuration file and line
 /// being read.
-pub fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
+pub(in crate::nginx) fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
     ngx::ngx_conf_log_error!(NGX_LOG_EMERG, ptr::from_mut(cf), "{}", text);
 }
 

@@ -5,13 +5,14 @@
 use core::ffi::c_void;
 use core::ptr;
 
-use ngx::ffi::{ngx_conf_t, ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t};
+use crate::nginx::module_hooks::ConfContext;
+use ngx::ffi::{ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t};
 
 /// Declares the zone `name` of `size` bytes for the cycle being configured,
 /// with `init` as its init; null if it is smaller than nginx allows a
 /// zone, or nginx refused it (either said why).
 pub fn declare(
-    cf: &mut ngx_conf_t,
+    context: &mut ConfContext<'_>,
     name: &'static str,
     size: usize,
     init: ngx_shm_zone_init_pt,
@@ -21,12 +22,10 @@ pub fn declare(
     // SAFETY: a plain read of nginx's page size, set at start.
     let min = 8 * unsafe { ngx::ffi::ngx_pagesize };
     if size < min {
-        crate::nginx::module_hooks::conf_emerg(
-            cf,
-            &format!("zone \"{name}\" is too small: {size} bytes, at least {min}"),
-        );
+        context.emerg(&format!("zone \"{name}\" is too small: {size} bytes, at least {min}"));
         return ptr::null_mut();
     }
+    let cf = context.raw();
     let mut name = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
     let tag = ptr::addr_of_mut!(crate::ngx_http_dynamic_upstream_module).cast::<c_void>();
     // SAFETY: cf is the live configuration context; nginx copies neither

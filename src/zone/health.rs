@@ -28,11 +28,11 @@ use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
 use dynamic_upstream_core::health::PeerHealth;
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_conf_t, ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
     ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::module_hooks::InitModule;
+use crate::nginx::module_hooks::{ConfContext, InitModule};
 use crate::nginx::peer_list::{list_peers, peers_of, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::shm_zone;
@@ -132,8 +132,8 @@ pub fn superseded() -> bool {
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 
 /// Declares the health zone of the cycle being configured.
-pub fn declare_zone(cf: &mut ngx_conf_t, size: usize) -> *mut ngx_shm_zone_t {
-    shm_zone::declare(cf, ZONE_NAME, size, Some(init_zone))
+pub fn declare_zone(context: &mut ConfContext<'_>, size: usize) -> *mut ngx_shm_zone_t {
+    shm_zone::declare(context, ZONE_NAME, size, Some(init_zone))
 }
 
 /// Zone init: the previous cycle's table when nginx reused the zone, else
