@@ -91,8 +91,20 @@ struct Engine {
 /// and the run-time upstreams' servers.
 type Listings = (Result<Option<Inventory>, String>, Result<HashMap<String, Vec<ServerSpec>>, String>);
 
-/// A new etcd connection and read under way (a resync's).
-type Opening = Pin<Box<dyn Future<Output = Result<(Session, Snapshot), String>>>>;
+/// A new etcd connection and read under way; `resync`: made while the
+/// current watch goes on.
+struct Opening {
+    resync: bool,
+    read: Pin<Box<dyn Future<Output = Opened>>>,
+}
+
+/// A connection with its read, or why there is none.
+type Opened = Result<(Session, Snapshot), String>;
+
+fn open(config: &Config, prefix: &str, resync: bool) -> Opening {
+    let (endpoints, prefix) = (config.etcd.clone(), prefix.to_string());
+    Opening { resync, read: Box::pin(async move { store::open(&endpoints, &prefix).await }) }
+}
 
 /// A comparison's reads under way, with why it was asked for.
 struct Reading {
@@ -138,9 +150,9 @@ pub async fn run(config: Config) {
     };
     let mut reading: Option<Reading> = None;
     let mut session: Option<Session> = None;
-    // The resync's new connection and read, opened while the current watch
-    // goes on (see Engine::resynced).
-    let mut reopening: Option<Opening> = None;
+    // A new connection and read under way: at start, after a failure, or a
+    // resync's while the current watch goes on (see Engine::resynced).
+    let mut opening: Option<Opening> = None;
     // When the watch was opened, and whether it delivered a change since.
     let (mut opened_at, mut delivered) = (Instant::now(), false);
     let mut etcd_backoff = retry_backoff();
@@ -176,43 +188,35 @@ pub async fn run(config: Config) {
                     log!("etcd: {e}: nginx keeps what it has; next try in {delay:?}");
                 }
             },
-            _ = sleep_until(connect_at), if session.is_none() && reopening.is_none() => match store::open(&config.etcd, &watched).await {
-                Ok((opened, snapshot)) => {
-                    session = Some(opened);
-                    (opened_at, delivered) = (Instant::now(), false);
-                    engine.load(snapshot);
-                    engine.flush().await;
-                }
-                Err(e) => {
-                    let delay = etcd_backoff.next_delay(random());
-                    connect_at = Instant::now() + delay;
-                    log!("etcd: {e}: nginx keeps what it has; next try in {delay:?}");
-                }
-            },
+            _ = sleep_until(connect_at), if session.is_none() && opening.is_none() => {
+                opening = Some(open(&config, &watched, false));
+            }
             _ = check.tick() => engine.check().await,
             _ = next_tick(&mut resync) => {
                 // A new connection and read: a watch that stalled without
                 // failing (a member cut off from etcd's leader) is replaced.
                 // The current one goes on meanwhile.
-                if session.is_some() && reopening.is_none() {
-                    let (endpoints, prefix) = (config.etcd.clone(), watched.clone());
-                    reopening = Some(Box::pin(async move { store::open(&endpoints, &prefix).await }));
+                if session.is_some() && opening.is_none() {
+                    opening = Some(open(&config, &watched, true));
                 }
                 engine.reconcile_wanted.get_or_insert("resync");
             }
-            opened = next_open(&mut reopening) => {
-                reopening = None;
+            opened = next_open(&mut opening) => {
+                let resync = opening.take().is_some_and(|o| o.resync);
                 match opened {
                     Ok((opened, snapshot)) => {
-                        // The current watch ends here (dropped).
+                        // A resync's new watch replaces the current one here.
                         session = Some(opened);
                         (opened_at, delivered) = (Instant::now(), false);
-                        engine.resynced(snapshot);
+                        if resync {
+                            engine.resynced(snapshot);
+                        } else {
+                            engine.load(snapshot);
+                        }
                         engine.flush().await;
                     }
                     Err(e) => {
-                        // As at any failed connection: the watch is replaced
-                        // by a new connection after a delay (it may have
+                        // A resync's watch is replaced as well (it may have
                         // stalled, which is what the resync is for).
                         session = None;
                         let delay = etcd_backoff.next_delay(random());
@@ -233,9 +237,9 @@ pub async fn run(config: Config) {
     }
 }
 
-async fn next_open(reopening: &mut Option<Opening>) -> Result<(Session, Snapshot), String> {
-    match reopening {
-        Some(open) => open.as_mut().await,
+async fn next_open(opening: &mut Option<Opening>) -> Opened {
+    match opening {
+        Some(open) => open.read.as_mut().await,
         None => std::future::pending().await,
     }
 }
