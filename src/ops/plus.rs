@@ -101,33 +101,27 @@ impl Target {
     /// health, checks and revision) are gathered: a listing of names and
     /// kinds (`?fields=` without `peers`) stays cheap with thousands.
     pub fn listed_with(&self, peers: bool) -> Listed {
-        if !peers {
-            let (zone, runtime, zombies) = match self {
-                Target::Zone(zone) => (zone.zone_name(), false, zone.zombies()),
-                Target::Runtime { runtime, .. } => (ZONE_NAME.into(), *runtime, 0),
-            };
-            let name = match self {
-                Target::Zone(zone) => zone.name(),
-                Target::Runtime { name, .. } => name.clone(),
-            };
-            return Listed { name, zone, runtime, check: None, zombies, revision: 0, peers: Vec::new() };
-        }
         match self {
             Target::Zone(zone) => {
-                zone.give_ids();
-                let revision = zone.counters().revision();
+                let (revision, check, servers) = if peers {
+                    zone.give_ids();
+                    let revision = zone.counters().revision();
+                    (revision, zone.check().cloned(), zone.peers_with_health())
+                } else {
+                    (0, None, Vec::new())
+                };
                 Listed {
                     name: zone.name(),
                     zone: zone.zone_name(),
                     runtime: false,
-                    check: zone.check().cloned(),
+                    check,
                     zombies: zone.zombies(),
                     revision,
-                    peers: zone.peers_with_health(),
+                    peers: servers,
                 }
             }
             Target::Runtime { name, runtime } => {
-                let record = Dyups::get().and_then(|dyups| {
+                let record = Dyups::get().filter(|_| peers).and_then(|dyups| {
                     let section = ReadSection::new(&dyups);
                     dyups
                         .record(&section, name)
