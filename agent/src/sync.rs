@@ -91,26 +91,35 @@ struct Engine {
 /// and the run-time upstreams' servers.
 type Listings = (Result<Option<Inventory>, String>, Result<HashMap<String, Vec<ServerSpec>>, String>);
 
-/// A new etcd connection and read under way; `resync`: made while the
-/// current watch goes on.
-struct Opening {
-    resync: bool,
-    read: Pin<Box<dyn Future<Output = Opened>>>,
+/// Work under way beside the loop, polled by its select: what it is for,
+/// and the future that does it.
+struct Underway<W, T> {
+    what: W,
+    future: Pin<Box<dyn Future<Output = T>>>,
+}
+
+/// What `slot`'s work gives, once done (never, without work).
+async fn finished<W, T>(slot: &mut Option<Underway<W, T>>) -> T {
+    match slot {
+        Some(work) => work.future.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A connection with its read, or why there is none.
 type Opened = Result<(Session, Snapshot), String>;
 
+/// A new etcd connection and read; `what`: whether it is a resync's (made
+/// while the current watch goes on).
+type Opening = Underway<bool, Opened>;
+
 fn open(config: &Config, prefix: &str, resync: bool) -> Opening {
     let (endpoints, prefix) = (config.etcd.clone(), prefix.to_string());
-    Opening { resync, read: Box::pin(async move { store::open(&endpoints, &prefix).await }) }
+    Underway { what: resync, future: Box::pin(async move { store::open(&endpoints, &prefix).await }) }
 }
 
-/// A comparison's reads under way, with why it was asked for.
-struct Reading {
-    note: &'static str,
-    listings: Pin<Box<dyn Future<Output = Listings>>>,
-}
+/// A comparison's reads; `what`: why it was asked for.
+type Reading = Underway<&'static str, Listings>;
 
 /// Delays before sending again to nginx, or reconnecting to etcd.
 fn retry_backoff() -> Backoff {
@@ -201,8 +210,8 @@ pub async fn run(config: Config) {
                 }
                 engine.reconcile_wanted.get_or_insert("resync");
             }
-            opened = next_open(&mut opening) => {
-                let resync = opening.take().is_some_and(|o| o.resync);
+            opened = finished(&mut opening) => {
+                let resync = opening.take().is_some_and(|o| o.what);
                 match opened {
                     Ok((opened, snapshot)) => {
                         // A resync's new watch replaces the current one here.
@@ -225,8 +234,8 @@ pub async fn run(config: Config) {
                     }
                 }
             }
-            listings = next_listings(&mut reading) => {
-                let note = reading.take().map_or("resync", |r| r.note);
+            listings = finished(&mut reading) => {
+                let note = reading.take().map_or("resync", |r| r.what);
                 engine.reconcile(note, listings).await;
             }
             _ = sleep_until(engine.retry_at.unwrap_or(never)), if engine.retry_at.is_some() => engine.flush().await,
@@ -234,20 +243,6 @@ pub async fn run(config: Config) {
         if reading.is_none() {
             reading = engine.start_reconcile();
         }
-    }
-}
-
-async fn next_open(opening: &mut Option<Opening>) -> Opened {
-    match opening {
-        Some(open) => open.read.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_listings(reading: &mut Option<Reading>) -> Listings {
-    match reading {
-        Some(r) => r.listings.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -458,8 +453,8 @@ impl Engine {
         let nginx = self.nginx.clone();
         // One after the other: a listing keeps an nginx worker busy while it
         // renders, and the others are left to the changes and the traffic.
-        let listings = Box::pin(async move { (nginx.inventory().await, nginx.dyups_peers().await) });
-        Some(Reading { note, listings })
+        let future = Box::pin(async move { (nginx.inventory().await, nginx.dyups_peers().await) });
+        Some(Underway { what: note, future })
     }
 
     /// Compares nginx's `listings` with the desired state and sends what
@@ -469,10 +464,7 @@ impl Engine {
     async fn reconcile(&mut self, note: &'static str, (inventory, peers): Listings) {
         self.prune = true;
         match inventory {
-            Ok(inventory) => {
-                self.plus_api = inventory.is_some();
-                self.inventory = Some(inventory.unwrap_or_default());
-            }
+            Ok(inventory) => self.take_inventory(inventory),
             Err(e) => {
                 self.inventory = None;
                 return log!("{note}: {e}");
@@ -508,9 +500,14 @@ impl Engine {
             return Ok(());
         }
         let inventory = self.nginx.inventory().await?;
+        self.take_inventory(inventory);
+        Ok(())
+    }
+
+    /// nginx's upstreams by kind, as read (None: no Plus API location).
+    fn take_inventory(&mut self, inventory: Option<Inventory>) {
         self.plus_api = inventory.is_some();
         self.inventory = Some(inventory.unwrap_or_default());
-        Ok(())
     }
 
     /// Queues the deletion of the owned run-time upstreams without a key.
