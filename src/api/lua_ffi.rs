@@ -1,12 +1,3 @@
-//! The C functions behind Lua's `ngx.dynamic` and `ngx.dyups` (called
-//! through LuaJIT's FFI by the wrappers in `src/lua/`). They run the same
-//! operations as the HTTP APIs: same validation, locks, persistence and
-//! cross-worker visibility.
-//!
-//! Conventions: strings come as pointer and length; numbers as doubles,
-//! negative meaning "not given"; every function returns 0 on success or
-//! the HTTP status the HTTP API would answer, with the reason in `err`.
-
 //! What the C functions behind Lua's `ngx.dynamic` and `ngx.dyups` do
 //! (`ndu_*` in [`crate::nginx::lua_c`], which LuaJIT's FFI calls from the
 //! wrappers in `src/api/lua/`). They run the same operations as the HTTP
@@ -132,41 +123,32 @@ fn params(weight: f64, max_fails: f64, fail_timeout: f64, max_conns: f64) -> Res
 }
 
 fn lua_peer(v: &PeerView) -> LuaPeer {
-    let mut name = [0u8; 128];
-    let n = v.name.len().min(name.len());
-    name[..n].copy_from_slice(&v.name.as_bytes()[..n]);
     let h = v.health.unwrap_or_default();
-    let error = h.last_error.map(|e| e.to_string()).unwrap_or_default();
-    let mut last_error = [0u8; 64];
-    let error_len = error.len().min(last_error.len());
-    last_error[..error_len].copy_from_slice(&error.as_bytes()[..error_len]);
-    LuaPeer {
-        name,
-        name_len: n,
-        weight: v.weight,
-        max_fails: v.max_fails as i64,
-        fail_timeout: v.fail_timeout,
-        max_conns: v.max_conns as i64,
-        conns: v.conns as i64,
-        fails: v.fails as i64,
-        current_weight: v.current_weight,
-        effective_weight: v.effective_weight,
-        accessed: v.accessed,
-        checked: v.checked,
-        rises: h.rises.into(),
-        falls: h.falls.into(),
-        last_check: h.last_check,
-        last_error,
-        last_error_len: error_len,
-        backup: v.backup as i32,
-        down: v.down as i32,
-        health: match v.health {
-            None => 0,
-            Some(h) if !h.checked => 1,
-            Some(h) if !h.down => 2,
-            Some(_) => 3,
-        },
-    }
+    let mut peer = LuaPeer::default();
+    peer.set_name(&v.name);
+    peer.weight = v.weight;
+    peer.max_fails = v.max_fails as i64;
+    peer.fail_timeout = v.fail_timeout;
+    peer.max_conns = v.max_conns as i64;
+    peer.conns = v.conns as i64;
+    peer.fails = v.fails as i64;
+    peer.current_weight = v.current_weight;
+    peer.effective_weight = v.effective_weight;
+    peer.accessed = v.accessed;
+    peer.checked = v.checked;
+    peer.rises = h.rises.into();
+    peer.falls = h.falls.into();
+    peer.last_check = h.last_check;
+    peer.set_last_error(&h.last_error.map(|e| e.to_string()).unwrap_or_default());
+    peer.backup = v.backup as i32;
+    peer.down = v.down as i32;
+    peer.health = match v.health {
+        None => 0,
+        Some(h) if !h.checked => 1,
+        Some(h) if !h.down => 2,
+        Some(_) => 3,
+    };
+    peer
 }
 
 /// `ndu_change_peer`'s `op`: what to do with the server (the same

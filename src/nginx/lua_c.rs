@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 
 use ngx::ffi::{ngx_conf_t, ngx_cycle_t, ngx_http_request_t, ngx_int_t, ngx_module_t, NGX_OK};
 
+use crate::nginx::entry::request_guard;
 use crate::nginx::log::Log;
 
 /// An opaque `lua_State`.
@@ -192,28 +193,39 @@ pub trait LuaCalls: Sync {
 /// The calls of the registered packages (see [`register_packages`]).
 static CALLS: OnceLock<&'static dyn LuaCalls> = OnceLock::new();
 
-/// Runs `call` with the registered calls; before any package was
-/// registered (only Lua code that declares the functions itself can call
-/// them then) answers 500 with a reason in `err`.
+/// Runs `call` with the registered calls, inside the panic barrier (a
+/// panic must not unwind into LuaJIT: it answers 500). Before any package
+/// was registered (only Lua code that declares the functions itself could
+/// call them then) answers 500 with a reason in `err`.
 fn with_calls(err: &mut TextOut<'_>, call: impl FnOnce(&dyn LuaCalls, &mut TextOut<'_>) -> c_int) -> c_int {
-    match CALLS.get() {
-        Some(calls) => call(*calls, err),
-        None => {
-            err.set("ngx.dynamic and ngx.dyups are not registered: load the Lua module before this one");
-            500
-        }
+    let Some(calls) = CALLS.get() else {
+        err.set("ngx.dynamic and ngx.dyups are not registered in this process");
+        return 500;
+    };
+    let mut status = 500;
+    let guarded = request_guard(|| {
+        status = call(*calls, err);
+        0
+    });
+    if guarded != 0 {
+        err.set("internal error");
+        return 500;
     }
+    status
 }
 
 /// A peer as `ndu_describe_zone` hands it to Lua: `ndu_peer_t` in
 /// `src/api/lua/dynamic.lua`, which checks its declaration against
 /// [`ndu_peer_layout`] when it is loaded. Every field is a number or bytes
 /// (any bit pattern is one), so Lua's zeroed array is a valid `[LuaPeer]`.
+/// Lua reads `name_len` bytes of `name` (and `last_error_len` of
+/// `last_error`): those are private, set only by [`LuaPeer::set_name`] and
+/// [`LuaPeer::set_last_error`], which keep them within the arrays.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LuaPeer {
-    pub name: [u8; 128],
-    pub name_len: usize,
+    name: [u8; 128],
+    name_len: usize,
     pub weight: i64,
     pub max_fails: i64,
     pub fail_timeout: i64,
@@ -228,12 +240,58 @@ pub struct LuaPeer {
     pub rises: i64,
     pub falls: i64,
     pub last_check: i64,
-    pub last_error: [u8; 64],
-    pub last_error_len: usize,
+    last_error: [u8; 64],
+    last_error_len: usize,
     pub backup: i32,
     pub down: i32,
     /// 0: its upstream has no checks; 1: unchecked; 2: up; 3: down.
     pub health: i32,
+}
+
+impl Default for LuaPeer {
+    fn default() -> Self {
+        LuaPeer {
+            name: [0; 128],
+            name_len: 0,
+            weight: 0,
+            max_fails: 0,
+            fail_timeout: 0,
+            max_conns: 0,
+            conns: 0,
+            fails: 0,
+            current_weight: 0,
+            effective_weight: 0,
+            accessed: 0,
+            checked: 0,
+            rises: 0,
+            falls: 0,
+            last_check: 0,
+            last_error: [0; 64],
+            last_error_len: 0,
+            backup: 0,
+            down: 0,
+            health: 0,
+        }
+    }
+}
+
+impl LuaPeer {
+    /// Its name, cut to the array's 128 bytes.
+    pub fn set_name(&mut self, name: &str) {
+        self.name_len = copy_cut(&mut self.name, name.as_bytes());
+    }
+
+    /// The last check's error, cut to the array's 64 bytes.
+    pub fn set_last_error(&mut self, error: &str) {
+        self.last_error_len = copy_cut(&mut self.last_error, error.as_bytes());
+    }
+}
+
+/// Copies as much of `from` as fits into `to`; how much it copied.
+fn copy_cut(to: &mut [u8], from: &[u8]) -> usize {
+    let n = from.len().min(to.len());
+    to[..n].copy_from_slice(&from[..n]);
+    n
 }
 
 /// `ndu_change_peer`'s arguments: what to do (`op`) with `server` of zone

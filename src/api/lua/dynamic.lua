@@ -143,7 +143,7 @@ function _M.describe_zone(zone)
             for i = 0, count - 1 do
                 local p = peers[i]
                 local peer = {
-                    name = ffi.string(p.name, p.name_len),
+                    name = ffi.string(p.name, math.min(tonumber(p.name_len), 128)),
                     weight = tonumber(p.weight),
                     max_fails = tonumber(p.max_fails),
                     fail_timeout = tonumber(p.fail_timeout),
@@ -164,7 +164,7 @@ function _M.describe_zone(zone)
                     peer.rises = tonumber(p.rises)
                     peer.falls = tonumber(p.falls)
                     peer.last_check = tonumber(p.last_check)
-                    peer.last_error = ffi.string(p.last_error, p.last_error_len)
+                    peer.last_error = ffi.string(p.last_error, math.min(tonumber(p.last_error_len), 64))
                 end
                 out[#out + 1] = peer
             end
