@@ -15,6 +15,8 @@ const VERSION_CHECKS: &[(u64, &str)] = &[
 ];
 
 fn main() {
+    // scripts/check-misuse.sh compiles src/misuse.rs's items one by one.
+    println!("cargo::rustc-check-cfg=cfg(ndu_misuse, values(any()))");
     println!(
         "cargo::rustc-check-cfg=cfg(ngx_feature, values({}))",
         env::var("DEP_NGINX_FEATURES_CHECK").unwrap_or_else(|_| "any()".to_string())

@@ -70,6 +70,7 @@ scripts/setup.sh
 run "cargo test" cargo test --locked --workspace
 run "cargo clippy" cargo clippy --locked --workspace --all-targets -- -D warnings
 run "scripts/check-layers.sh" scripts/check-layers.sh
+run "scripts/check-misuse.sh" scripts/check-misuse.sh  # ~10 s: each misuse is refused as expected
 for v in "${versions[@]}"; do
     prove_version "$v"
 done

@@ -20,10 +20,8 @@ use crate::nginx::conf::{
     UNSET_SIZE,
 };
 use crate::nginx::http_io::NgxContentHandler;
-use crate::nginx::module_hooks::{
-    cycle_of, ConfContext, Directive, DirectiveCall, DirectiveError, DirectiveError::Logged, Postconfiguration,
-};
-use crate::nginx::upstreams::Upstream;
+use crate::nginx::module_hooks::ConfContext;
+use crate::nginx::module_hooks::{Directive, DirectiveCall, DirectiveError, DirectiveError::Logged, Postconfiguration};
 use crate::zone::health;
 use crate::zone::upstream::{finish_checks as finish_upstream_checks, SrvConf};
 
@@ -39,11 +37,11 @@ pub fn init_main_conf(context: &mut ConfContext<'_>, conf: &mut MainConf) -> *mu
         conf.trylock = 0;
     }
     match crate::dyups::registry::declare_zone(context, conf.shm_zone_size) {
-        Ok(zone) => {
-            conf.zone = zone;
+        Some(zone) => {
+            conf.set_dyups_zone(zone);
             NGX_CONF_OK
         }
-        Err(()) => NGX_CONF_ERROR,
+        None => NGX_CONF_ERROR,
     }
 }
 
@@ -107,13 +105,13 @@ impl Directive for SetCheck {
 /// C API).
 pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
     let mut any = false;
-    for upstream in Upstream::of_cycle(cycle_of(post.conf())) {
+    for upstream in post.cycle().upstreams() {
         let name = upstream.name();
         let mut failed = |text: &str| post.context().emerg(&format!("{text} in upstream \"{name}\""));
         if !finish_upstream_checks(upstream).map_err(|e| failed(&e))? {
             continue;
         }
-        if upstream.zone().is_none() {
+        if !upstream.has_zone() {
             failed("\"check\" needs a \"zone\": the workers share the peers' health there");
             return Err(());
         }
@@ -138,12 +136,7 @@ pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
         main.check_shm_size = health::DEFAULT_SHM_SIZE;
     }
     let size = main.check_shm_size;
-    let zone = health::declare_zone(&mut post.context(), size);
-    if zone.is_null() {
-        return Err(());
-    }
-    post.main_conf().ok_or(())?.check_zone = zone;
-    Ok(())
+    post.with_declared_zone(|context| health::declare_zone(context, size), MainConf::set_check_zone)
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.

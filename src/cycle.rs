@@ -16,20 +16,18 @@
 
 #![forbid(unsafe_code)]
 
-use ngx::ffi::{ngx_cycle_t, NGX_LOG_EMERG, NGX_LOG_ERR};
-use ngx::http::HttpModuleMainConf;
+use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, sync_on_request};
 use crate::health::prober;
-use crate::nginx::module_hooks::{conf_log, cycle_of, CycleHooks, InitModule, Postconfiguration};
+use crate::nginx::module_hooks::Cycle;
+use crate::nginx::module_hooks::{CycleHooks, InitModule, InitProcess, Postconfiguration};
 use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
-use crate::nginx::upstreams::Upstream;
 use crate::ops::state_files;
 use crate::zone::request_hook::prepare_upstreams;
 use crate::zone::upstream::{has_bookkeeping, ZoneUpstream};
-use crate::Module;
 
 /// The module's cycle hooks.
 pub struct Hooks;
@@ -39,11 +37,11 @@ impl CycleHooks for Hooks {
 
     fn postconfiguration(post: &mut Postconfiguration) -> Result<(), ()> {
         let balancers = post.probe_balancers();
-        let valid = post.with_main_conf(|cf, main| {
+        let valid = post.with_main_conf(|cycle, main| {
             main.balancers = balancers;
-            state_files::validate(cycle_of(cf), main).map_err(|text| conf_log(cf, NGX_LOG_EMERG, &text))
+            state_files::validate(cycle, main)
         });
-        valid.ok_or(())??;
+        valid.ok_or(())?.map_err(|text| post.log(NGX_LOG_EMERG, &text))?;
         // Every request first checks whether the dyups registry moved.
         post.add_post_read_handler(sync_on_request)?;
         crate::config::finish_checks(post)
@@ -53,12 +51,12 @@ impl CycleHooks for Hooks {
         // Only now, when this cycle can no longer fail, does its zone (none
         // without an http block) become the running one.
         Dyups::begin_cycle(init);
-        let Some(main) = Module::main_conf(init.cycle()) else {
+        let Some(main) = init.main_conf() else {
             prober::set_zone(init);
             crate::api::c_api::set_enabled(false);
             return; // no http block
         };
-        crate::api::c_api::set_enabled(!main.zone.is_null());
+        crate::api::c_api::set_enabled(!main.dyups_zone().is_null());
         prepare_upstreams(init, &main.balancers, main.stats);
         // Restored run-time upstreams and zone peers get their health
         // records there.
@@ -72,11 +70,11 @@ impl CycleHooks for Hooks {
 
     /// Every worker keeps its dyups view fresh on a timer too, and probes
     /// the checked peers.
-    fn init_process(cycle: &ngx_cycle_t) {
+    fn init_process(process: &InitProcess) {
         mark_started();
-        if let Some(main) = Module::main_conf(cycle) {
+        if let Some(main) = process.main_conf() {
             start_timer(main.read_msg_timeout);
-            prober::start(cycle);
+            prober::start(process.cycle());
         }
     }
 
@@ -98,11 +96,11 @@ impl CycleHooks for Hooks {
 /// state file's) and first revision (the load time in microseconds, so
 /// that revisions never repeat across reloads). In init_module, with the
 /// new cycle, whose lists no worker can reach yet.
-fn start_plus_api(cycle: &ngx_cycle_t, counting: bool) {
+fn start_plus_api(cycle: Cycle<'_>, counting: bool) {
     let now_ms = now_ms();
     crate::ops::plus::start_cycle(now_ms);
     set_counting(counting);
-    for upstream in Upstream::of_cycle(cycle) {
+    for upstream in cycle.upstreams() {
         if has_bookkeeping(upstream) {
             if let Ok(zone) = ZoneUpstream::of_running(upstream, |_, _| None) {
                 zone.start_ids(now_ms * 1000);

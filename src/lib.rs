@@ -45,14 +45,17 @@
 //! `#[no_mangle]` the lint counts; it takes nginx's structures as
 //! references and has no `unsafe` block) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as
-//! the `ngx` crate trusts it (`ngx_str_t::as_bytes`, `main_conf(&ngx_conf_t)`);
-//! what only one phase of nginx's life may do takes that phase's token
-//! (`nginx::module_hooks::{Postconfiguration, InitModule}`). The `ngx`
-//! crate's `main_conf_mut`/`server_conf_mut`/`location_conf_mut` are safe
-//! but hand out a `&'static mut` to any module's configuration (nginx's
-//! own too) from a shared reference: `clippy.toml` disallows them, and each
-//! call (in `nginx/` and in the files that hold `unsafe`) is allowed where
-//! it is made, with its reason.
+//! the `ngx` crate trusts it (`ngx_str_t::as_bytes`); safe files get none
+//! of nginx's cycle or configuration structures, whose copies would
+//! outlive a reload: the hooks lend a `Cycle<'c>`, and `Upstream<'c>`
+//! handles cannot outlive it. What only one phase of nginx's life may do
+//! takes that phase's token (`nginx::module_hooks::{Postconfiguration,
+//! InitModule}`). The `ngx` crate's `main_conf`/`server_conf`/
+//! `location_conf` and their `_mut` twins are safe but hand out a
+//! `&'static` (`mut`) to any module's configuration (nginx's own too):
+//! `clippy.toml` disallows them, and each call (in `nginx/` and in the
+//! files that hold `unsafe`) is allowed where it is made, with its reason.
+//! `scripts/check-misuse.sh` checks `misuse.rs`'s safe edits are refused.
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -61,6 +64,8 @@ mod config;
 mod cycle;
 mod dyups;
 mod health;
+// Empty but under scripts/check-misuse.sh.
+mod misuse;
 mod nginx;
 mod ops;
 mod zone;
@@ -77,7 +82,8 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModu
 use ngx::ngx_string;
 
 use cycle::Hooks;
-use nginx::module_hooks::{self, command, slot, ConfContext, ConfLevel};
+use nginx::module_hooks::ConfContext;
+use nginx::module_hooks::{self, command, slot, ConfLevel};
 
 pub use nginx::conf::{LocConf, MainConf};
 pub use zone::upstream::SrvConf;
@@ -238,7 +244,7 @@ static mut COMMANDS: [ngx_command_t; 18] = [
             ngx_string!("dyups_upstream_conf"),
             NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
             ngx_conf_set_str_slot,
-            offset_of!(MainConf, upstream_conf),
+            MainConf::UPSTREAM_CONF_OFFSET,
         )
     },
     unsafe {
@@ -246,7 +252,7 @@ static mut COMMANDS: [ngx_command_t; 18] = [
             ngx_string!("dynamic_state_file"),
             NGX_HTTP_UPS_CONF | NGX_CONF_TAKE1,
             ngx_conf_set_str_slot,
-            offset_of!(SrvConf, state_file),
+            SrvConf::STATE_FILE_OFFSET,
         )
     },
     unsafe { command::<config::SetCheck>(ngx_string!("check"), NGX_HTTP_UPS_CONF | NGX_CONF_ANY, 0) },

@@ -15,11 +15,11 @@
 use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::{ngx_buf_t, ngx_flag_t, ngx_int_t, ngx_str_t};
+use ngx::ffi::{ngx_flag_t, ngx_int_t, ngx_str_t};
 
 use crate::nginx::entry::request_guard;
 use crate::nginx::process::in_running_process;
-use crate::nginx::upstreams::{buf_bytes, str_lossy};
+use crate::nginx::upstreams::{NgxBuf, NgxText};
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{delete_upstream, update_upstream};
 
@@ -52,13 +52,13 @@ pub fn set_enabled(enabled: bool) {
 /// `ngx` crate trusts it (`ngx_str_t::as_bytes`).
 #[no_mangle]
 pub extern "C" fn ngx_dyups_update_upstream(
-    name: Option<&ngx_str_t>,
-    buf: Option<&ngx_buf_t>,
+    name: Option<&NgxText>,
+    buf: Option<&NgxBuf>,
     rv: Option<&mut ngx_str_t>,
 ) -> ngx_int_t {
     request_guard(|| {
-        let body = buf.map_or(&[][..], buf_bytes);
-        let result = match name.map(str_lossy) {
+        let body = buf.map_or(&[][..], NgxBuf::bytes);
+        let result = match name.map(NgxText::to_string_lossy) {
             _ if !in_running_process() => Err(not_running()),
             Some(name) => update_upstream(&name, body, false, false, &Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
@@ -68,9 +68,9 @@ pub extern "C" fn ngx_dyups_update_upstream(
 }
 
 #[no_mangle]
-pub extern "C" fn ngx_dyups_delete_upstream(name: Option<&ngx_str_t>, rv: Option<&mut ngx_str_t>) -> ngx_int_t {
+pub extern "C" fn ngx_dyups_delete_upstream(name: Option<&NgxText>, rv: Option<&mut ngx_str_t>) -> ngx_int_t {
     request_guard(|| {
-        let result = match name.map(str_lossy) {
+        let result = match name.map(NgxText::to_string_lossy) {
             _ if !in_running_process() => Err(not_running()),
             Some(name) => delete_upstream(&name, false, &Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),

@@ -144,7 +144,7 @@ enum Source<'r> {
     /// this worker has made a front (its peer.data is then the front, not a
     /// peer list): a front whose record is gone was deleted by a newer
     /// cycle, and answers 502 (see `dyups_worker::forget_deleted_front`).
-    Config(Upstream),
+    Config(Upstream<'static>),
 }
 
 impl Source<'_> {

@@ -51,16 +51,18 @@ use crate::dyups::grace::{
     attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
 use crate::dyups::registry_lock::{Held, RegistryLock};
+use crate::nginx::conf::DeclaredZone;
+use crate::nginx::conf::MainConf;
 use crate::nginx::layout;
-use crate::nginx::module_hooks::{ConfContext, InitModule};
+use crate::nginx::module_hooks::ConfContext;
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::SlabLocked;
+use crate::nginx::process::on_nginx_thread;
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::zone::health::{self, forget_runtime, RuntimeSlots};
 use crate::zone::ids::inherit;
-use crate::Module;
-use ngx::http::HttpModuleMainConf;
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
@@ -286,12 +288,8 @@ static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Declares the zone of the cycle being configured (http `init_main_conf`).
-pub fn declare_zone(context: &mut ConfContext<'_>, size: usize) -> Result<*mut ngx_shm_zone_t, ()> {
-    let zone = shm_zone::declare(context, ZONE_NAME, size, Some(init_zone));
-    if zone.is_null() {
-        return Err(());
-    }
-    Ok(zone)
+pub fn declare_zone<'a>(context: &'a mut ConfContext<'_>, size: usize) -> Option<DeclaredZone<'a>> {
+    shm_zone::declare(context, ZONE_NAME, size, Some(init_zone))
 }
 
 /// Zone init: a new registry, or the previous cycle's when nginx reused the
@@ -319,9 +317,14 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     }
 }
 
-/// The module's zone of the running cycle (null before the first one).
+/// The module's zone of the running cycle (null before the first one, and
+/// off nginx's thread).
 pub fn zone() -> *mut ngx_shm_zone_t {
-    // SAFETY: set in the master's init_module only, read-only after.
+    if !on_nginx_thread() {
+        return ptr::null_mut();
+    }
+    // SAFETY: set in the master's init_module only, on nginx's thread,
+    // which this is.
     unsafe { ZONE }
 }
 
@@ -332,9 +335,14 @@ pub struct Dyups {
 }
 
 impl Dyups {
+    /// None off nginx's thread (whose reload may change and unmap it).
     pub fn get() -> Option<Dyups> {
-        // SAFETY: ZONE is set in the master's init_module only, and points
-        // to the running cycle's zone, mapped in the master and every worker.
+        if !on_nginx_thread() {
+            return None;
+        }
+        // SAFETY: ZONE is set in the master's init_module only (on nginx's
+        // thread, which this is), and points to the running cycle's zone,
+        // mapped in the master and every worker.
         let (pool, registry) = unsafe { shm_zone::parts(ZONE) }?;
         Some(Dyups { pool, registry })
     }
@@ -349,7 +357,7 @@ impl Dyups {
     /// block) becomes the running one, and workers of older cycles are from
     /// now on known to be on their way out.
     pub fn begin_cycle(init: &InitModule) {
-        let zone = Module::main_conf(init.cycle()).map_or(ptr::null_mut(), |main| main.zone);
+        let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone);
         // The running cycle's registry: still mapped, nginx frees the old
         // cycle's zones after init_module.
         let previous = Dyups::get();
@@ -686,8 +694,21 @@ impl Dyups {
         Ok(true)
     }
 
-    /// Copies the records out; returns them with the generation they show.
-    pub fn records<'s>(&self, _section: &'s ReadSection) -> (u64, Vec<RecordView<'s>>) {
+    /// Whether `section` holds this registry's grace period (a section of
+    /// another zone would let its lists be freed while read: the reads
+    /// below find nothing then).
+    fn read_in(&self, section: &ReadSection) -> bool {
+        let ours = ptr::eq(section.state, self.reclaim_state());
+        debug_assert!(ours, "a read section of another registry");
+        ours
+    }
+
+    /// Copies the records out; returns them with the generation they show
+    /// (none outside a section of this registry).
+    pub fn records<'s>(&self, section: &'s ReadSection) -> (u64, Vec<RecordView<'s>>) {
+        if !self.read_in(section) {
+            return (0, Vec::new());
+        }
         let (raw, generation) = self.copy_out(self.count() + 4, |registry, raw| {
             // SAFETY: copy_out holds the registry lock.
             let all = unsafe { copy_chain(registry.records, |r| r.next, |_| true, raw) };
@@ -699,7 +720,12 @@ impl Dyups {
     /// What changed after version `seen` (None: never synced): the changed
     /// records and the deleted names, or the whole registry when `seen` is
     /// older than the deletions the ring remembers.
-    pub fn changes_since<'s>(&self, _section: &'s ReadSection, seen: Option<u64>) -> Changes<'s> {
+    /// Nothing outside a section of this registry.
+    pub fn changes_since<'s>(&self, section: &'s ReadSection, seen: Option<u64>) -> Changes<'s> {
+        if !self.read_in(section) {
+            let version = seen.unwrap_or(0);
+            return Changes { generation: 0, version, complete: false, records: Vec::new(), removed: Vec::new() };
+        }
         let mut removals: Vec<Removal> = Vec::with_capacity(REMOVALS);
         let (raw, (generation, version, complete)) = self.copy_out(16, |registry, raw| {
             let complete = seen.map_or(true, |seen| seen < registry.forgotten);
@@ -761,8 +787,12 @@ impl Dyups {
         }
     }
 
-    /// The record of `name` (any case), copied out.
-    pub fn record<'s>(&self, _section: &'s ReadSection, name: &str) -> Option<RecordView<'s>> {
+    /// The record of `name` (any case), copied out (none outside a
+    /// section of this registry).
+    pub fn record<'s>(&self, section: &'s ReadSection, name: &str) -> Option<RecordView<'s>> {
+        if !self.read_in(section) {
+            return None;
+        }
         let reading = self.read_lock();
         // SAFETY: the registry is read under its lock; the copy is a fixed
         // size value (no heap allocation under the lock).

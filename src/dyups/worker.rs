@@ -42,7 +42,7 @@ use crate::nginx::peer_stats::wrap_dyups_free;
 use crate::nginx::process;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::timer::Timer;
-use crate::nginx::upstreams::{configured_upstreams, http_conf_ctx, str_lossy, Upstream};
+use crate::nginx::upstreams::{configured_upstreams, http_conf_ctx, Upstream};
 use crate::nginx::variables::evaluate_key;
 use crate::nginx::version::{free_worker_tables, UPSTREAM_MODIFY};
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
@@ -300,13 +300,13 @@ fn config_upstreams_by_name() -> HashMap<String, ConfigUpstream> {
     unsafe {
         let mut config: HashMap<String, ConfigUpstream> = configured_upstreams(ngx_cycle)
             .into_iter()
-            .map(|u| (str_lossy(&(*u).host).to_ascii_lowercase(), ConfigUpstream::Block(u)))
+            .map(|u| (Upstream::from_raw(u).name().to_ascii_lowercase(), ConfigUpstream::Block(u)))
             .collect();
         if let Some(array) = upstreams_array() {
             let all =
                 core::slice::from_raw_parts((*array).elts as *const *mut ngx_http_upstream_srv_conf_t, (*array).nelts);
             for &u in all {
-                config.entry(str_lossy(&(*u).host).to_ascii_lowercase()).or_insert(ConfigUpstream::Implicit);
+                config.entry(Upstream::from_raw(u).name().to_ascii_lowercase()).or_insert(ConfigUpstream::Implicit);
             }
         }
         config

@@ -27,17 +27,18 @@ use std::rc::Rc;
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckType};
 use dynamic_upstream_core::health::probe::{Counters, Failure, HttpProbe, Lease, Transition, Verdict};
 use dynamic_upstream_core::Address;
-use ngx::ffi::{ngx_cycle_t, ngx_int_t, ngx_msec_t, NGX_LOG_WARN, NGX_OK};
+use ngx::ffi::{ngx_int_t, ngx_msec_t, NGX_LOG_WARN, NGX_OK};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
+use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::probe_connection::{Io, ProbeConnection, ProbeEvent};
 use crate::nginx::process::{cached_time_sec, current_msec, exiting, in_running_process, pid};
 use crate::nginx::timer::Timer;
-use crate::nginx::upstreams::{str_eq, Upstream};
+use crate::nginx::upstreams::Upstream;
 use crate::zone::health::{configuration_number, set_running_for, CheckedList, HealthZone};
 use crate::zone::upstream::check_of;
 
@@ -140,7 +141,7 @@ fn now_msec() -> u32 {
 }
 
 /// init_process: starts the tick if the cycle has checks.
-pub fn start(cycle: &ngx_cycle_t) {
+pub fn start(cycle: Cycle<'_>) {
     if !in_running_process() {
         // The cache manager and loader run init_process too, but leave
         // without exit_process: they do not probe. The one process of
@@ -149,7 +150,7 @@ pub fn start(cycle: &ngx_cycle_t) {
         return;
     }
     let Some(health) = HealthZone::running() else { return };
-    let intervals = checked_upstreams(Upstream::of_cycle(cycle)).into_iter().map(|(_, t)| t.check.interval_ms);
+    let intervals = checked_upstreams(cycle.upstreams()).into_iter().map(|(_, t)| t.check.interval_ms);
     let tick_ms = intervals.fold(TICK_MS, u32::min);
     let mut worker = Worker {
         health,
@@ -182,7 +183,7 @@ pub fn release_all() {
 /// run-time upstreams' servers did not fit, for [`begin_cycle`].
 pub fn set_zone(init: &InitModule) -> usize {
     let names: Vec<String> =
-        checked_upstreams(Upstream::of_cycle(init.cycle())).into_iter().map(|(upstream, _)| upstream.name()).collect();
+        checked_upstreams(init.cycle().upstreams()).into_iter().map(|(upstream, _)| upstream.name()).collect();
     let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     // The new cycle's health zone (none without checks).
     let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| set_running_for(init, &names, runtime_checked);
@@ -215,7 +216,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     let mut keep = vec![false; health.len()];
     let mut unchecked = 0usize;
     let mut spread = 0u32;
-    let checked = checked_upstreams(Upstream::of_cycle(cycle));
+    let checked = checked_upstreams(cycle.upstreams());
     for (upstream, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
         // The primary list of an upstream of the new cycle, which only this
         // process reaches yet.
@@ -362,10 +363,7 @@ fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
         }
         check.map(|check| Target { primary: None, check: Rc::new(check) })
     } else {
-        checked_upstreams(Upstream::running())
-            .into_iter()
-            .find(|(u, _)| str_eq(&u.conf().host, &upstream))
-            .map(|(_, target)| target)
+        checked_upstreams(Upstream::running()).into_iter().find(|(u, _)| u.name_is(&upstream)).map(|(_, target)| target)
     };
     Some(Known { gen, upstream, name, runtime, target, applied: None })
 }
@@ -386,8 +384,11 @@ fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str) {
         // one the records now belong to (a reload that replaced it).
         return;
     }
+    // Entered before the lock: a process's first section claims its slot
+    // (reading /proc), which grace.rs does outside the registry's lock.
+    let section = ReadSection::new(&dyups);
     dyups.while_read_locked(|| {
-        if runtime_check(upstream).is_none() {
+        if dyups.record(&section, upstream).and_then(|r| r.check()).is_none() {
             health.free_generation(index, gen);
         }
     });

@@ -27,10 +27,10 @@ use crate::nginx::peer_lock::ListLengths;
 use crate::nginx::upstreams::Upstream;
 use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
-    ngx_array_t, ngx_calloc, ngx_conf_t, ngx_cycle_t, ngx_http_conf_ctx_t, ngx_http_request_t,
-    ngx_http_upstream_init_peer_pt, ngx_http_upstream_init_pt, ngx_http_upstream_init_round_robin,
-    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_msec_t, ngx_pcalloc,
-    ngx_pool_cleanup_add, ngx_queue_t, ngx_str_t, ngx_uint_t, NGX_HTTP_UPSTREAM_BACKUP, NGX_LOG_WARN,
+    ngx_array_t, ngx_calloc, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_request_t, ngx_http_upstream_init_peer_pt,
+    ngx_http_upstream_init_pt, ngx_http_upstream_init_round_robin, ngx_http_upstream_module,
+    ngx_http_upstream_srv_conf_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_queue_t,
+    ngx_str_t, ngx_uint_t, NGX_HTTP_UPSTREAM_BACKUP, NGX_LOG_WARN,
 };
 use ngx::ngx_string;
 
@@ -313,7 +313,7 @@ pub struct SpareBitmaps {
     count: usize,
     bitmaps: [*mut usize; SPARE_BITMAPS],
     /// Bitmaps are kept only once the cycle frees them at its end
-    /// ([`free_spares_with_cycle`]); until then each is freed as it comes
+    /// ([`free_spares_with_pool`]); until then each is freed as it comes
     /// back.
     keep: bool,
 }
@@ -324,19 +324,19 @@ impl Default for SpareBitmaps {
     }
 }
 
-/// Has the spares freed with `cycle`'s pool (workers destroy it as they
+/// Has the spares freed with a cycle's pool (workers destroy it as they
 /// exit; requests still running then keep their bitmaps, with the rest of
 /// their pool), and only then kept (if the pool has no room for the
 /// cleanup, each bitmap is freed as it comes back).
 ///
 /// # Safety
-/// `cycle` is the cycle whose configuration holds `spares`, in
+/// `pool` is the pool of the cycle whose configuration holds `spares`, in
 /// init_module.
-pub unsafe fn free_spares_with_cycle(cycle: &ngx_cycle_t, spares: &mut SpareBitmaps) {
+pub unsafe fn free_spares_with_pool(pool: *mut ngx_pool_t, spares: &mut SpareBitmaps) {
     // SAFETY: per the contract; the cleanup runs before the pool's memory,
     // which holds `spares`, is freed.
     unsafe {
-        let cleanup = ngx_pool_cleanup_add(cycle.pool, 0);
+        let cleanup = ngx_pool_cleanup_add(pool, 0);
         if cleanup.is_null() {
             return;
         }
@@ -349,7 +349,7 @@ pub unsafe fn free_spares_with_cycle(cycle: &ngx_cycle_t, spares: &mut SpareBitm
 /// Pool cleanup of a cycle: frees the spares at `data`.
 unsafe extern "C" fn free_spares(data: *mut c_void) {
     // No panic can happen here: a bounded loop and libc::free.
-    // SAFETY: `data` is the SpareBitmaps of free_spares_with_cycle, still
+    // SAFETY: `data` is the SpareBitmaps of free_spares_with_pool, still
     // allocated; each spare came from ngx_calloc and is lent to no request.
     unsafe {
         let spares = &mut *data.cast::<SpareBitmaps>();

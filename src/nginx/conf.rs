@@ -2,13 +2,15 @@
 //! directives (`crate::config`) fill in, and where a request finds them.
 //! (The upstream-level ones are [`crate::zone::upstream::SrvConf`].)
 
+use core::marker::PhantomData;
 use core::ptr;
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
-use ngx::ffi::{ngx_flag_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t};
+use ngx::ffi::{ngx_flag_t, ngx_msec_t, ngx_shm_zone_t};
 use ngx::http::{Merge, MergeConfigError};
 
 use crate::nginx::balancers::KnownBalancers;
+use crate::nginx::upstreams::NgxText;
 
 /// nginx's "unset" markers (`NGX_CONF_UNSET*` are C macros, not in the bindings).
 pub const UNSET_FLAG: ngx_flag_t = -1;
@@ -32,22 +34,72 @@ pub struct MainConf {
     pub read_msg_timeout: ngx_msec_t,
     /// `dyups_trylock`: answer 409 instead of waiting for the lock.
     pub trylock: ngx_flag_t,
-    /// `dyups_upstream_conf`: file of `upstream {}` blocks kept in sync.
-    pub upstream_conf: ngx_str_t,
+    /// `dyups_upstream_conf`: file of `upstream {}` blocks kept in sync
+    /// (nginx's slot setter writes it: [`MainConf::UPSTREAM_CONF_OFFSET`]).
+    upstream_conf: NgxText,
     /// The balancers' `init_upstream` functions, learnt at configuration.
     pub balancers: KnownBalancers,
     /// The module's zone in this cycle (see [`crate::dyups::registry::declare_zone`]).
-    pub zone: *mut ngx_shm_zone_t,
+    zone: *mut ngx_shm_zone_t,
     /// `check_shm_size`: size of the health checks' zone.
     pub check_shm_size: usize,
     /// The health checks' zone in this cycle (null without `check`, a
     /// `dyups_interface` location or `check_shm_size`).
-    pub check_zone: *mut ngx_shm_zone_t,
+    check_zone: *mut ngx_shm_zone_t,
     /// A location has `dynamic_upstream_api` or `dynamic_upstream_metrics`:
     /// requests count per-peer statistics ([`crate::nginx::peer_stats`]).
     pub stats: bool,
     /// A `dyups_interface` location exists: its bodies may carry checks.
     pub dyups_interface: bool,
+}
+
+/// A zone [`crate::nginx::shm_zone::declare`] added to the cycle being configured, for
+/// the callback that declared it (only `declare` makes one): what the module's
+/// configuration keeps of it is that cycle's zone, not another's.
+pub struct DeclaredZone<'a> {
+    zone: *mut ngx_shm_zone_t,
+    _context: PhantomData<&'a mut ngx::ffi::ngx_conf_t>,
+}
+
+impl DeclaredZone<'_> {
+    pub(in crate::nginx) fn new(zone: *mut ngx_shm_zone_t) -> Self {
+        DeclaredZone { zone, _context: PhantomData }
+    }
+
+    pub(in crate::nginx) fn raw(&self) -> *mut ngx_shm_zone_t {
+        self.zone
+    }
+}
+
+/// Its fields that point into nginx's memory are written only by nginx
+/// and `nginx/` (safe code could keep a copy of a string past the cycle, or
+/// point a zone anywhere), read through these.
+impl MainConf {
+    /// Where nginx's `ngx_conf_set_str_slot` writes `dyups_upstream_conf`.
+    pub const UPSTREAM_CONF_OFFSET: usize = core::mem::offset_of!(MainConf, upstream_conf);
+
+    /// `dyups_upstream_conf` as configured (empty if not set).
+    pub fn dyups_file(&self) -> String {
+        self.upstream_conf.to_string_lossy()
+    }
+
+    /// The module's zone of this configuration (null before init_main_conf).
+    pub fn dyups_zone(&self) -> *mut ngx_shm_zone_t {
+        self.zone
+    }
+
+    pub fn set_dyups_zone(&mut self, zone: DeclaredZone<'_>) {
+        self.zone = zone.raw();
+    }
+
+    /// The health checks' zone of this configuration (null if none).
+    pub fn check_zone(&self) -> *mut ngx_shm_zone_t {
+        self.check_zone
+    }
+
+    pub fn set_check_zone(&mut self, zone: DeclaredZone<'_>) {
+        self.check_zone = zone.raw();
+    }
 }
 
 impl Default for MainConf {
@@ -56,7 +108,7 @@ impl Default for MainConf {
             shm_zone_size: UNSET_SIZE,
             read_msg_timeout: UNSET_MSEC,
             trylock: UNSET_FLAG,
-            upstream_conf: ngx_str_t::empty(),
+            upstream_conf: NgxText::EMPTY,
             balancers: KnownBalancers::default(),
             zone: ptr::null_mut(),
             check_shm_size: UNSET_SIZE,

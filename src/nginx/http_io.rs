@@ -127,15 +127,21 @@ impl HttpRequest {
 
     /// This module's settings for the request's location.
     pub fn loc_conf(&self) -> Option<&LocConf> {
+        #[allow(clippy::disallowed_methods)] // borrowed through self: see clippy.toml
         // SAFETY: self.r is the live request; its location's configuration
-        // lives as long as the cycle, beyond the request.
-        unsafe { <crate::Module as ngx::http::HttpModuleLocationConf>::location_conf(&*self.r) }
+        // lives as long as the cycle, beyond the request; lent for &self.
+        unsafe {
+            <crate::Module as ngx::http::HttpModuleLocationConf>::location_conf(&*self.r)
+        }
     }
 
     /// This module's settings for the request's http block.
     pub fn main_conf(&self) -> Option<&MainConf> {
+        #[allow(clippy::disallowed_methods)] // borrowed through self: see clippy.toml
         // SAFETY: as in loc_conf.
-        unsafe { <crate::Module as ngx::http::HttpModuleMainConf>::main_conf(&*self.r) }
+        unsafe {
+            <crate::Module as ngx::http::HttpModuleMainConf>::main_conf(&*self.r)
+        }
     }
 
     /// The raw query string (still percent-encoded).
@@ -294,6 +300,7 @@ impl HttpRequest {
     pub fn path_in_location(&self) -> String {
         use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
         let path = self.path();
+        #[allow(clippy::disallowed_methods)] // read within the call: see clippy.toml
         // SAFETY: self.r is live; its location's core conf and name live as
         // long as the configuration.
         let prefix = unsafe { NgxHttpCoreModule::location_conf(&*self.r) }

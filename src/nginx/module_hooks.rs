@@ -22,12 +22,13 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::nginx::balancers::KnownBalancers;
+use crate::nginx::conf::DeclaredZone;
 use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::NgxContentHandler;
 use crate::nginx::lua_c::{register_packages, LuaPackages};
 use crate::nginx::process::mark_exited;
-use crate::nginx::upstreams::str_lossy;
+use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
 
 /// What the module does at each step of a cycle's life.
 pub trait CycleHooks {
@@ -42,7 +43,7 @@ pub trait CycleHooks {
     /// failure here as fatal even on reload, so there is none.
     fn init_module(init: &InitModule);
     /// In each new worker (or the single process), with its cycle.
-    fn init_process(cycle: &ngx_cycle_t);
+    fn init_process(process: &InitProcess);
     /// In a worker that exits.
     fn exit_process();
     /// In the master that exits.
@@ -62,6 +63,66 @@ pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) ->
     request_guard(|| status(unsafe { register_packages::<H::LuaPackages>(cf) }))
 }
 
+/// A configured cycle nginx lent a callback, for `'c`: safe code never
+/// gets nginx's `ngx_cycle_t` itself, a `Copy` struct of raw pointers whose
+/// copy would outlive the cycle (a reload's old one, a failed reload's new
+/// one); only this file makes one, from what nginx passed.
+#[derive(Clone, Copy)]
+pub struct Cycle<'c> {
+    raw: &'c ngx_cycle_t,
+}
+
+impl<'c> Cycle<'c> {
+    /// # Safety
+    /// `cycle` is a cycle nginx passed to the calling callback (or the
+    /// cycle of the configuration context it passed), configured as far as
+    /// the callback's step goes, and live for `'c`, which does not outlast
+    /// the call.
+    unsafe fn from_raw(cycle: *const ngx_cycle_t) -> Cycle<'c> {
+        // SAFETY: per the contract.
+        Cycle { raw: unsafe { &*cycle } }
+    }
+
+    /// Its `upstream {}` blocks, in their order.
+    pub fn upstreams(self) -> Vec<Upstream<'c>> {
+        // SAFETY: a lent cycle is configured; its upstreams live as long.
+        let blocks = unsafe { configured_upstreams(self.raw) };
+        blocks
+            .into_iter()
+            .map(|uscf| {
+                // SAFETY: a block of this cycle, which outlives 'c.
+                unsafe { Upstream::from_raw(uscf) }
+            })
+            .collect()
+    }
+
+    /// The module's http-level configuration (none without an http
+    /// block): for the callbacks where nothing holds it mutably.
+    fn main_conf(self) -> Option<&'c MainConf> {
+        if self.raw.conf_ctx.is_null() {
+            return None;
+        }
+        #[allow(clippy::disallowed_methods)] // a lent cycle's, for as long as it is lent: see clippy.toml
+        crate::Module::main_conf(self.raw)
+    }
+
+    /// Its pool (what lives as long as the cycle: cleanups run when nginx
+    /// destroys it).
+    pub fn pool(self) -> *mut ngx::ffi::ngx_pool_t {
+        self.raw.pool
+    }
+
+    /// nginx's prefix (`-p`, or the compiled-in one), ending in `/`.
+    pub fn prefix(self) -> String {
+        str_lossy(&self.raw.prefix)
+    }
+
+    /// Writes `text` to the cycle's log.
+    pub fn log(self, level: u32, text: &str) {
+        ngx::ngx_log_error!(level, self.raw.log, "{}", text);
+    }
+}
+
 /// A configuration context nginx passed to one of the module's callbacks,
 /// lent for the call. What changes it (declaring a zone) is `nginx/`'s.
 pub struct ConfContext<'a> {
@@ -77,6 +138,11 @@ impl<'a> ConfContext<'a> {
         ConfContext { cf: unsafe { &mut *cf } }
     }
 
+    /// Lends `cf` (nginx's, for the callback that passed it) for `'a`.
+    pub(in crate::nginx) fn lend(cf: &'a mut ngx_conf_t) -> ConfContext<'a> {
+        ConfContext { cf }
+    }
+
     /// Writes `text` as an `[emerg]` naming the file and line being read.
     pub fn emerg(&mut self, text: &str) {
         conf_emerg(self.cf, text);
@@ -88,21 +154,37 @@ impl<'a> ConfContext<'a> {
     }
 }
 
+/// Writes `text` as an `[emerg]` naming the configuration file and line
+/// being read.
+pub(in crate::nginx) fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
+    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, ptr::from_mut(cf), "{}", text);
+}
+
 /// The http module's postconfiguration: the http block is read, its
 /// phases' handler arrays exist. Only nginx's call makes one.
 pub struct Postconfiguration<'a> {
     cf: &'a mut ngx_conf_t,
 }
 
-impl Postconfiguration<'_> {
-    /// The configuration context of the http block, to read.
-    pub fn conf(&self) -> &ngx_conf_t {
-        self.cf
+impl<'a> Postconfiguration<'a> {
+    /// The cycle being configured, its http block read, for the callback
+    /// (its `MainConf` is reached through [`Postconfiguration::main_conf`]
+    /// only, mutably).
+    pub fn cycle(&self) -> Cycle<'a> {
+        // SAFETY: a configuration context's cycle outlives the context,
+        // which is nginx's for the callback.
+        unsafe { Cycle::from_raw(self.cf.cycle) }
+    }
+
+    /// Writes `text` to the log of the configuration being read, as is (no
+    /// file and line: postconfiguration's would be the http block's end).
+    pub fn log(&self, level: u32, text: &str) {
+        ngx::ngx_log_error!(level, self.cf.log, "{}", text);
     }
 
     /// The configuration context of the http block, lent.
     pub fn context(&mut self) -> ConfContext<'_> {
-        ConfContext { cf: self.cf }
+        ConfContext::lend(self.cf)
     }
 
     /// Which balancers this nginx has ([`KnownBalancers::probe`]).
@@ -118,13 +200,28 @@ impl Postconfiguration<'_> {
         crate::Module::main_conf_mut(self.cf)
     }
 
-    /// Runs `f` with the configuration context and the module's
-    /// http-level configuration (which lives in the context's pool, not in
-    /// the context: the two do not overlap).
-    pub fn with_main_conf<R>(&mut self, f: impl FnOnce(&ngx_conf_t, &mut MainConf) -> R) -> Option<R> {
+    /// Runs `f` with the cycle being configured and the module's
+    /// http-level configuration (which lives in the cycle's pool, not in
+    /// the cycle structure: the two do not overlap).
+    pub fn with_main_conf<R>(&mut self, f: impl FnOnce(Cycle<'_>, &mut MainConf) -> R) -> Option<R> {
         #[allow(clippy::disallowed_methods)] // this module's own, borrowed through self: see clippy.toml
         let main = crate::Module::main_conf_mut(self.cf)?;
-        Some(f(self.cf, main))
+        Some(f(self.cycle(), main))
+    }
+
+    /// Declares a zone with `declare` and keeps it in the module's
+    /// http-level configuration with `keep`.
+    pub fn with_declared_zone(
+        &mut self,
+        declare: impl for<'x, 'y> FnOnce(&'x mut ConfContext<'y>) -> Option<DeclaredZone<'x>>,
+        keep: impl FnOnce(&mut MainConf, DeclaredZone<'_>),
+    ) -> Result<(), ()> {
+        #[allow(clippy::disallowed_methods)] // this module's own, in the context's pool: see clippy.toml
+        let main = crate::Module::main_conf_mut(self.cf).ok_or(())?;
+        let mut context = ConfContext::lend(self.cf);
+        let zone = declare(&mut context).ok_or(())?;
+        keep(main, zone);
+        Ok(())
     }
 
     /// Adds `handler` to the http block's POST_READ phase.
@@ -160,36 +257,63 @@ pub unsafe extern "C" fn postconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -
 /// any more. Only nginx's call of init_module makes one, so a function
 /// that takes it may rely on all of that.
 pub struct InitModule<'a> {
-    cycle: &'a ngx_cycle_t,
+    cycle: Cycle<'a>,
 }
 
-impl InitModule<'_> {
-    pub fn cycle(&self) -> &ngx_cycle_t {
+impl<'a> InitModule<'a> {
+    /// The new cycle, for the callback.
+    pub fn cycle(&self) -> Cycle<'a> {
         self.cycle
+    }
+
+    /// The new cycle's http-level configuration of the module (none
+    /// without an http block).
+    pub fn main_conf(&self) -> Option<&'a MainConf> {
+        self.cycle.main_conf()
     }
 
     /// Writes `text` to the new cycle's log (its `error_log`, which may not
     /// be the running one's).
     pub fn log(&self, level: u32, text: &str) {
-        ngx::ngx_log_error!(level, self.cycle.log, "{}", text);
+        self.cycle.log(level, text);
     }
 }
 
 pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
-    // its zones initialised.
-    let init = InitModule { cycle: unsafe { &*cycle } };
+    // its zones initialised; `init` lives for the call.
+    let init = InitModule { cycle: unsafe { Cycle::from_raw(cycle) } };
     request_guard(|| {
         H::init_module(&init);
         NGX_OK as ngx_int_t
     })
 }
 
+/// A new worker's (or the single process's) init_process. Only nginx's
+/// call makes one.
+pub struct InitProcess<'a> {
+    cycle: Cycle<'a>,
+}
+
+impl<'a> InitProcess<'a> {
+    /// The process's cycle, for the callback.
+    pub fn cycle(&self) -> Cycle<'a> {
+        self.cycle
+    }
+
+    /// The cycle's http-level configuration of the module (none without
+    /// an http block).
+    pub fn main_conf(&self) -> Option<&'a MainConf> {
+        self.cycle.main_conf()
+    }
+}
+
 pub unsafe extern "C" fn init_process<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    // SAFETY: nginx calls init_process with the process's cycle.
-    let cycle = unsafe { &*cycle };
+    // SAFETY: nginx calls init_process with the process's cycle, lent for
+    // the call.
+    let process = InitProcess { cycle: unsafe { Cycle::from_raw(cycle) } };
     request_guard(|| {
-        H::init_process(cycle);
+        H::init_process(&process);
         NGX_OK as ngx_int_t
     })
 }
@@ -208,24 +332,6 @@ pub unsafe extern "C" fn exit_master<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
         NGX_OK as ngx_int_t
     });
     mark_exited();
-}
-
-/// The cycle being configured.
-pub fn cycle_of(cf: &ngx_conf_t) -> &ngx_cycle_t {
-    // SAFETY: a configuration context's cycle outlives it.
-    unsafe { &*cf.cycle }
-}
-
-/// Writes `text` to the log of the configuration being read, as is (no
-/// file and line: see [`conf_emerg`]).
-pub fn conf_log(cf: &ngx_conf_t, level: u32, text: &str) {
-    ngx::ngx_log_error!(level, cf.log, "{}", text);
-}
-
-/// Writes `text` as an `[emerg]` naming the configuration file and line
-/// being read.
-pub(in crate::nginx) fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
-    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, ptr::from_mut(cf), "{}", text);
 }
 
 /// A configuration a directive's `conf` offset selects: nginx passes the

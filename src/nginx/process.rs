@@ -22,11 +22,35 @@ pub fn mark_started() {
 /// Whether the running process has a configured cycle with its shared
 /// zones (a worker, or `master_process off` once started): not the master
 /// while it reads the configuration (`init_by_lua`).
+/// Not on another thread (which would race nginx's reads and writes of
+/// its globals, a reload's among them).
 pub fn in_running_process() -> bool {
+    if !on_nginx_thread() {
+        return false;
+    }
     // SAFETY: a plain read of nginx's process global, which only this
-    // (the only) thread writes.
+    // thread writes.
     let process = unsafe { ngx_process } as u32;
     process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && STARTED.load(Ordering::Relaxed))
+}
+
+/// Whether this is nginx's thread: the process's main thread, the only
+/// one that runs nginx's event loop and the modules' callbacks (a thread
+/// pool's threads run their tasks only). Its thread id is the process id.
+pub fn on_nginx_thread() -> bool {
+    thread_local! {
+        static ON_NGINX_THREAD: core::cell::Cell<Option<bool>> = const { core::cell::Cell::new(None) };
+    }
+    ON_NGINX_THREAD.with(|known| {
+        known.get().unwrap_or_else(|| {
+            // SAFETY: getpid and gettid cannot fail. A forked child's
+            // thread is the copy of its parent's: main thread to main
+            // thread, so a value kept here stays true across nginx's forks.
+            let main = unsafe { libc::gettid() == libc::getpid() };
+            known.set(Some(main));
+            main
+        })
+    })
 }
 
 /// This process's id.

@@ -5,25 +5,26 @@
 use core::ffi::c_void;
 use core::ptr;
 
+use crate::nginx::conf::DeclaredZone;
 use crate::nginx::module_hooks::ConfContext;
 use ngx::ffi::{ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t};
 
 /// Declares the zone `name` of `size` bytes for the cycle being configured,
-/// with `init` as its init; null if it is smaller than nginx allows a
+/// with `init` as its init; None if it is smaller than nginx allows a
 /// zone, or nginx refused it (either said why).
-pub fn declare(
-    context: &mut ConfContext<'_>,
+pub fn declare<'a>(
+    context: &'a mut ConfContext<'_>,
     name: &'static str,
     size: usize,
     init: ngx_shm_zone_init_pt,
-) -> *mut ngx_shm_zone_t {
+) -> Option<DeclaredZone<'a>> {
     // nginx's own floor for a zone (the `zone` directive's): a smaller one
     // has no room for the slab pool's header.
     // SAFETY: a plain read of nginx's page size, set at start.
     let min = 8 * unsafe { ngx::ffi::ngx_pagesize };
     if size < min {
         context.emerg(&format!("zone \"{name}\" is too small: {size} bytes, at least {min}"));
-        return ptr::null_mut();
+        return None;
     }
     let cf = context.raw();
     let mut name = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
@@ -33,10 +34,11 @@ pub fn declare(
     // module's static.
     unsafe {
         let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
-        if !zone.is_null() {
-            (*zone).init = init;
+        if zone.is_null() {
+            return None;
         }
-        zone
+        (*zone).init = init;
+        Some(DeclaredZone::new(zone))
     }
 }
 

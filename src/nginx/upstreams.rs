@@ -1,7 +1,11 @@
 //! nginx's table of upstreams (`upstream {}` blocks), and nginx's strings and
 //! buffers as bytes.
 
+use core::marker::PhantomData;
+
 use ngx::ffi::{ngx_http_upstream_main_conf_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_HTTP_UPSTREAM_CREATE};
+
+use crate::nginx::process::in_running_process;
 
 /// Upstreams declared with `upstream {}` blocks (not the implicit ones
 /// nginx makes for `proxy_pass http://address`).
@@ -37,6 +41,7 @@ unsafe fn upstream_main_conf(cycle: *const ngx::ffi::ngx_cycle_t) -> Option<&'st
         if (*cycle).conf_ctx.is_null() {
             return None;
         }
+        #[allow(clippy::disallowed_methods)] // the contract's cycle: see clippy.toml
         NgxHttpUpstreamModule::main_conf(&*cycle)
     }
 }
@@ -58,9 +63,36 @@ pub unsafe fn http_conf_ctx() -> *mut core::ffi::c_void {
     }
 }
 
+/// A string nginx made (a directive's value its slot setter stored, a C
+/// caller's argument): `ngx_str_t` itself, whose bytes are trusted, but
+/// which safe code can neither make (its field is private) nor copy.
+#[repr(transparent)]
+pub struct NgxText(ngx_str_t);
+
+impl NgxText {
+    pub const EMPTY: NgxText = NgxText(ngx_str_t::empty());
+
+    /// Its text (invalid UTF-8 replaced).
+    pub fn to_string_lossy(&self) -> String {
+        str_lossy(&self.0)
+    }
+}
+
+/// A memory buffer nginx (or an nginx module) made: `ngx_buf_t` itself,
+/// which safe code can neither make nor copy.
+#[repr(transparent)]
+pub struct NgxBuf(ngx::ffi::ngx_buf_t);
+
+impl NgxBuf {
+    /// Its bytes (`pos..last`).
+    pub fn bytes(&self) -> &[u8] {
+        buf_bytes(&self.0)
+    }
+}
+
 /// The bytes of a memory buffer (`pos..last`). Like `ngx_str_t::as_bytes`,
 /// it trusts a buffer nginx (or an nginx module) made.
-pub fn buf_bytes(b: &ngx::ffi::ngx_buf_t) -> &[u8] {
+pub(in crate::nginx) fn buf_bytes(b: &ngx::ffi::ngx_buf_t) -> &[u8] {
     if b.pos.is_null() || b.last < b.pos {
         return &[];
     }
@@ -68,59 +100,100 @@ pub fn buf_bytes(b: &ngx::ffi::ngx_buf_t) -> &[u8] {
     unsafe { core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize) }
 }
 
-pub fn str_eq(s: &ngx_str_t, text: &str) -> bool {
-    s.len == text.len() && !s.data.is_null() && s.as_bytes() == text.as_bytes()
+/// Whether nginx's string `s` is `text` (see [`str_lossy`]).
+pub(in crate::nginx) fn str_eq(s: &ngx_str_t, text: &str) -> bool {
+    #[allow(clippy::disallowed_methods)] // a string nginx made: see str_lossy
+    let bytes = s.as_bytes();
+    s.len == text.len() && !s.data.is_null() && bytes == text.as_bytes()
 }
 
 /// An nginx string as text (invalid UTF-8 replaced). Like `ngx_str_t::as_bytes`,
-/// which it uses, it trusts a string nginx made: `data` valid for `len` bytes.
-pub fn str_lossy(s: &ngx_str_t) -> String {
+/// which it uses, it trusts a string nginx made: `data` valid for `len`
+/// bytes. Only `nginx/` has the references to nginx's strings it needs;
+/// others get an [`NgxText`].
+pub(in crate::nginx) fn str_lossy(s: &ngx_str_t) -> String {
     if s.data.is_null() || s.len == 0 {
         return String::new();
     }
-    String::from_utf8_lossy(s.as_bytes()).into_owned()
+    #[allow(clippy::disallowed_methods)] // a string nginx made: see above
+    let bytes = s.as_bytes();
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// An `upstream {}` block of a configuration (the running one, or the new
-/// one in init_module): handles are made only from a configured cycle's
-/// table, and used while that configuration lives.
+/// An `upstream {}` block of a configuration, for as long as `'c` says
+/// that configuration lives: a lent [`crate::nginx::module_hooks::Cycle`]'s
+/// blocks are its, the running cycle's are `'static` in a worker (whose
+/// cycle is its life's, see [`Upstream::running`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Upstream(*mut ngx_http_upstream_srv_conf_t);
+pub struct Upstream<'c> {
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+    _cycle: PhantomData<&'c ngx::ffi::ngx_cycle_t>,
+}
 
-impl Upstream {
-    /// The `upstream {}` blocks of the running cycle, in their order. Call
-    /// it in a process that serves requests (a worker, or the single
-    /// process of `master_process off`).
-    pub fn running() -> Vec<Upstream> {
+impl Upstream<'static> {
+    /// The `upstream {}` blocks of the running cycle, in their order: in a
+    /// process that serves requests, on nginx's thread; none anywhere else
+    /// (the master, whose running cycle a reload frees; another thread).
+    ///
+    /// A handle is `'static` because a worker's cycle lasts as long as the
+    /// worker. The one process of `master_process off` is the exception a
+    /// handle kept across its reload (in a static or a thread-local) would
+    /// meet: nginx frees the old cycle there 30 s after a reload. The
+    /// module keeps none (see docs/architecture.md).
+    pub fn running() -> Vec<Upstream<'static>> {
+        if !in_running_process() {
+            return Vec::new();
+        }
         // SAFETY: where requests are served, ngx_cycle is the running,
-        // fully configured cycle.
-        unsafe { configured_upstreams(ngx::ffi::ngx_cycle) }.into_iter().map(Upstream).collect()
+        // fully configured cycle, read on nginx's thread.
+        let blocks = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
+        blocks.into_iter().map(|uscf| Upstream { uscf, _cycle: PhantomData }).collect()
     }
+}
 
-    /// The `upstream {}` blocks of `cycle`, a configured cycle nginx handed
-    /// over (the new one in init_module, a worker's, or the one being
-    /// configured once its http block is read), in their order.
-    pub fn of_cycle(cycle: &ngx::ffi::ngx_cycle_t) -> Vec<Upstream> {
-        // SAFETY: such a cycle is configured; its upstreams live as long.
-        unsafe { configured_upstreams(cycle) }.into_iter().map(Upstream).collect()
-    }
-
+impl<'c> Upstream<'c> {
     /// # Safety
     /// `uscf` is an upstream block of a live configuration, which outlives
-    /// the handle's use.
-    pub unsafe fn from_raw(uscf: *mut ngx_http_upstream_srv_conf_t) -> Upstream {
-        Upstream(uscf)
+    /// `'c`.
+    pub unsafe fn from_raw(uscf: *mut ngx_http_upstream_srv_conf_t) -> Upstream<'c> {
+        Upstream { uscf, _cycle: PhantomData }
     }
 
     pub fn raw(self) -> *mut ngx_http_upstream_srv_conf_t {
-        self.0
+        self.uscf
     }
 
-    /// nginx's structure of the block.
-    pub fn conf(self) -> &'static ngx_http_upstream_srv_conf_t {
-        // SAFETY: handles are made only for upstream blocks of a live
-        // configuration (of_cycle, running, from_raw's contract).
-        unsafe { &*self.0 }
+    /// nginx's structure of the block: for `nginx/`, which copies nothing
+    /// out of it that outlives `'c` (its strings and pointers are the
+    /// configuration's memory).
+    pub(in crate::nginx) fn conf(self) -> &'c ngx_http_upstream_srv_conf_t {
+        // SAFETY: handles are made only for upstream blocks of a
+        // configuration that outlives 'c (running, Cycle::upstreams,
+        // from_raw's contract).
+        unsafe { &*self.uscf }
+    }
+
+    /// This module's configuration of the block.
+    ///
+    /// # Safety
+    /// No other reference to it is used while this one is, and none
+    /// outlives `'c`.
+    pub unsafe fn module_srv_conf(
+        self,
+    ) -> Option<&'c mut <crate::Module as ngx::http::HttpModuleServerConf>::ServerConf> {
+        #[allow(clippy::disallowed_methods)] // this unsafe fn's contract: see clippy.toml
+        <crate::Module as ngx::http::HttpModuleServerConf>::server_conf_mut(self.conf())
+    }
+
+    /// Its balancer's peer data (`peer.data`: after init_module, the peer
+    /// list of nginx's balancers, in the zone for a zone upstream).
+    pub fn peer_data(self) -> *mut core::ffi::c_void {
+        self.conf().peer.data
+    }
+
+    /// Whether its name is `name`, byte for byte.
+    pub fn name_is(self, name: &str) -> bool {
+        str_eq(&self.conf().host, name)
     }
 
     /// The length of its name, in bytes.
@@ -128,10 +201,40 @@ impl Upstream {
         self.conf().host.len
     }
 
-    /// Its zone (`zone NAME SIZE;`), if it has one.
-    pub fn zone(self) -> Option<&'static ngx::ffi::ngx_shm_zone_t> {
+    /// Its zone (`zone NAME SIZE;`), if it has one: for `nginx/` (see
+    /// [`Upstream::conf`]).
+    pub(in crate::nginx) fn zone(self) -> Option<&'c ngx::ffi::ngx_shm_zone_t> {
         // SAFETY: a block's zone lives as long as its configuration.
         unsafe { self.conf().shm_zone.as_ref() }
+    }
+
+    /// Whether it has a zone (`zone NAME SIZE;`).
+    pub fn has_zone(self) -> bool {
+        self.zone().is_some()
+    }
+
+    /// Its zone's raw structure (null without one), for the files that
+    /// keep the module's structures in it.
+    pub fn shm_zone(self) -> *mut ngx::ffi::ngx_shm_zone_t {
+        self.conf().shm_zone
+    }
+
+    /// Its zone's size in bytes (0 without one).
+    pub fn zone_size(self) -> usize {
+        self.zone().map_or(0, |z| z.shm.size)
+    }
+
+    /// Whether its zone is named `name`, byte for byte.
+    pub fn zone_is(self, name: &str) -> bool {
+        self.zone().is_some_and(|z| str_eq(&z.shm.name, name))
+    }
+
+    /// Whether `at` lies inside its zone's memory.
+    pub fn zone_holds(self, at: *const core::ffi::c_void) -> bool {
+        self.zone().is_some_and(|z| {
+            let (start, at) = (z.shm.addr as usize, at as usize);
+            at >= start && at < start.saturating_add(z.shm.size)
+        })
     }
 
     /// Whether its balancer made a peer list (`peer.data`): after init_module.
@@ -151,7 +254,7 @@ impl Upstream {
     /// on it), and no reference of [`Upstream::conf`] to it is in use.
     pub unsafe fn set_peer_init(self, init: ngx::ffi::ngx_http_upstream_init_peer_pt) {
         // SAFETY: per the contract; a plain write of a function pointer.
-        unsafe { (*self.0).peer.init = init };
+        unsafe { (*self.uscf).peer.init = init };
     }
 
     /// The addresses of its `server` lines as configured (`127.0.0.1:8080`,
@@ -195,7 +298,7 @@ impl Upstream {
         // SAFETY: per the contract; configured upstreams' peer lists live
         // as long as the cycle.
         unsafe {
-            let list = (*self.0).peer.data.cast::<ngx::ffi::ngx_http_upstream_rr_peers_t>();
+            let list = (*self.uscf).peer.data.cast::<ngx::ffi::ngx_http_upstream_rr_peers_t>();
             if list.is_null() {
                 Vec::new()
             } else {

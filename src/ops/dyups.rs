@@ -122,7 +122,7 @@ pub fn in_config(name: &str) -> bool {
 }
 
 /// The configuration's upstream `name` (any case), with its own spelling.
-pub fn config_upstream(name: &str) -> Option<(String, Upstream)> {
+pub fn config_upstream(name: &str) -> Option<(String, Upstream<'static>)> {
     Upstream::running().into_iter().map(|u| (u.name(), u)).find(|(host, _)| host.eq_ignore_ascii_case(name))
 }
 

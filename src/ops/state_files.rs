@@ -45,16 +45,17 @@ use dynamic_upstream_core::state::{
     parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, specs_of, DyupsEntry,
 };
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::{ngx_cycle_t, NGX_LOG_ERR, NGX_LOG_WARN};
+use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_WARN};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::atomic_file::{self as persist, FileLock};
 use crate::nginx::conf::MainConf;
 use crate::nginx::log::log;
+use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::process::testing_configuration;
-use crate::nginx::upstreams::{str_lossy, Upstream};
+use crate::nginx::upstreams::Upstream;
 use crate::zone::upstream::{has_bookkeeping, set_state_path, state_file_of, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
@@ -134,7 +135,7 @@ fn lock_at_start(directive: &str, path: &Path) -> Option<FileLock> {
 }
 
 /// A configured path, relative ones against nginx's prefix.
-fn resolve(cycle: &ngx_cycle_t, text: String) -> Option<PathBuf> {
+fn resolve(cycle: Cycle<'_>, text: String) -> Option<PathBuf> {
     if text.is_empty() {
         return None;
     }
@@ -142,19 +143,19 @@ fn resolve(cycle: &ngx_cycle_t, text: String) -> Option<PathBuf> {
         return Some(PathBuf::from(text));
     }
     // The prefix ends in '/'.
-    let prefix = str_lossy(&cycle.prefix);
+    let prefix = cycle.prefix();
     Some(PathBuf::from(format!("{prefix}{text}")))
 }
 
 /// Checks every state file while the configuration is read
 /// (postconfiguration): the message of an error is for nginx's `[emerg]`.
 /// `cycle` is the cycle being configured, its http block parsed.
-pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
-    for upstream in Upstream::of_cycle(cycle) {
+pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
+    for upstream in cycle.upstreams() {
         let Some(path) = resolve(cycle, state_file_of(upstream)) else { continue };
         let shown = path.display();
         let name = upstream.name();
-        if upstream.zone().is_none() {
+        if !upstream.has_zone() {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }
         let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
@@ -171,7 +172,7 @@ pub fn validate(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
             ));
         }
     }
-    if let Some(path) = resolve(cycle, str_lossy(&main.upstream_conf)) {
+    if let Some(path) = resolve(cycle, main.dyups_file()) {
         let shown = path.display();
         let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
         if let Some(text) = text {
@@ -193,7 +194,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         return;
     };
     let mut claims = Claims::new();
-    for upstream in Upstream::of_cycle(cycle) {
+    for upstream in cycle.upstreams() {
         let path = resolve(cycle, state_file_of(upstream));
         set_state_path(init, upstream, path.clone());
         let Some(path) = path else { continue };
@@ -213,7 +214,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
             ));
         }
     }
-    let dyups_file = resolve(cycle, str_lossy(&main.upstream_conf));
+    let dyups_file = resolve(cycle, main.dyups_file());
     if let Ok(mut slot) = DYUPS_FILE.lock() {
         slot.clone_from(&dyups_file);
     }
@@ -268,7 +269,7 @@ fn restore_zone_upstream(init: &InitModule, zone: &ZoneUpstream, path: &Path) ->
 }
 
 /// In the master at start, with the new cycle.
-fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), String> {
+fn restore_dyups(dyups: &Dyups, path: &Path, cycle: Cycle<'_>) -> Result<(), String> {
     let shown = path.display();
     let Some((_lock, entries)) = read_state("dyups_upstream_conf", path, parse_dyups_conf)? else {
         return Ok(());
@@ -277,7 +278,7 @@ fn restore_dyups(dyups: &Dyups, path: &Path, cycle: &ngx_cycle_t) -> Result<(), 
         let result = match &entry {
             DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false).map(drop),
             DyupsEntry::Deleted(name) => {
-                let in_config = Upstream::of_cycle(cycle).into_iter().any(|u| u.name().eq_ignore_ascii_case(name));
+                let in_config = cycle.upstreams().into_iter().any(|u| u.name().eq_ignore_ascii_case(name));
                 dyups.delete(name, in_config, false).map(drop)
             }
         };

@@ -32,14 +32,16 @@ use ngx::ffi::{
     ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::module_hooks::{ConfContext, InitModule};
+use crate::nginx::conf::DeclaredZone;
+use crate::nginx::conf::MainConf;
+use crate::nginx::module_hooks::ConfContext;
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, peers_of, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::process::on_nginx_thread;
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
 use crate::nginx::upstreams::Upstream;
-use crate::Module;
-use ngx::http::HttpModuleMainConf;
 
 /// The zone's name; its version names the layout of [`Slot`] (a build
 /// with another layout must not read a zone nginx hands over on reload).
@@ -132,7 +134,7 @@ pub fn superseded() -> bool {
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 
 /// Declares the health zone of the cycle being configured.
-pub fn declare_zone(context: &mut ConfContext<'_>, size: usize) -> *mut ngx_shm_zone_t {
+pub fn declare_zone<'a>(context: &'a mut ConfContext<'_>, size: usize) -> Option<DeclaredZone<'a>> {
     shm_zone::declare(context, ZONE_NAME, size, Some(init_zone))
 }
 
@@ -177,9 +179,14 @@ pub struct HealthZone {
 }
 
 impl HealthZone {
+    /// None off nginx's thread (whose reload may change and unmap it).
     pub fn running() -> Option<HealthZone> {
-        // SAFETY: ZONE is set in the master's init_module only and points
-        // at the running cycle's zone, mapped in the master and the workers.
+        if !on_nginx_thread() {
+            return None;
+        }
+        // SAFETY: ZONE is set in the master's init_module only (on nginx's
+        // thread, which this is) and points at the running cycle's zone,
+        // mapped in the master and the workers.
         let (pool, table) = unsafe { shm_zone::parts(ZONE) }?;
         Some(HealthZone { pool, table })
     }
@@ -660,11 +667,9 @@ impl CheckedList {
     /// `upstream`'s shared primary list, if it has a zone and its
     /// balancer's peer list lies in it.
     pub fn of(upstream: Upstream) -> Option<CheckedList> {
-        let zone = upstream.zone()?;
-        let primary = upstream.conf().peer.data.cast::<ngx_http_upstream_rr_peers_t>();
-        let (start, at) = (zone.shm.addr as usize, primary as usize);
-        let in_zone = !primary.is_null() && at >= start && at < start.saturating_add(zone.shm.size);
-        in_zone.then_some(CheckedList(primary))
+        let primary = upstream.peer_data();
+        let in_zone = !primary.is_null() && upstream.zone_holds(primary);
+        in_zone.then_some(CheckedList(primary.cast()))
     }
 
     /// Its peers, primaries then backups ([`list_peers`]).
@@ -847,7 +852,7 @@ unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]], runtime_chec
 /// [`set_running`] in the master's init_module with the new cycle's health
 /// zone (none without checks: its main configuration's `check_zone`).
 pub fn set_running_for(init: &InitModule, checked: &[&[u8]], runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
-    let zone = Module::main_conf(init.cycle()).map_or(ptr::null_mut(), |main| main.check_zone);
+    let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::check_zone);
     // SAFETY: an InitModule is only made for the master's init_module, before
     // the workers fork; the zone is the new cycle's (initialised: nginx
     // initialises every shared zone before init_module) or null.

@@ -43,11 +43,11 @@ use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::entry::request_guard;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_lock::ZoneLists;
-use crate::nginx::upstreams::{str_lossy, Upstream};
+use crate::nginx::upstreams::Upstream;
 use crate::nginx::version::{NGINX_FREES_REMOVED_PEERS, TABLES_FOLLOW_CHANGES};
 use crate::zone::peers::max_peers_for_zone;
 use crate::zone::reclaim::ZoneState;
-use crate::zone::tried_bitmap::free_spares_with_cycle;
+use crate::zone::tried_bitmap::free_spares_with_pool;
 use crate::zone::tried_bitmap::zeroed_bitmap;
 use crate::zone::upstream::{srv_conf_mut, Hook, SrvConf};
 
@@ -300,7 +300,7 @@ unsafe fn find_rr_data(
 /// requests' bitmaps) and, where [`needed`] says so, its `peer.init`
 /// wrapped. Workers inherit all of it.
 pub fn prepare_upstreams(init: &InitModule, balancers: &KnownBalancers, stats: bool) {
-    for upstream in Upstream::of_cycle(init.cycle()) {
+    for upstream in init.cycle().upstreams() {
         prepare_upstream(init, upstream, balancers, stats);
     }
 }
@@ -310,26 +310,25 @@ fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBala
     // nothing else reaches during the call.
     let Some(srv) = (unsafe { srv_conf_mut(upstream) }) else { return };
     srv.balancer = balancers.classify(upstream);
-    let Some(zone) = upstream.zone() else { return };
-    if !upstream.has_peer_data() {
+    if !upstream.has_zone() || !upstream.has_peer_data() {
         return;
     }
     // SAFETY: in init_module the zone is initialised, and the zone module
     // pointed `peer.data` at the primary list it copied into it; both live
     // as long as the new cycle, whose processes alone use its upstreams.
-    srv.state = ZoneState::create(unsafe { ZoneLists::new(upstream.conf().peer.data.cast()) });
+    srv.state = ZoneState::create(unsafe { ZoneLists::new(upstream.peer_data().cast()) });
     if srv.state.is_null() {
         init.log(
             NGX_LOG_WARN,
             &format!(
                 "dynamic upstream: zone \"{}\" has no room for bookkeeping; upstream \"{}\" cannot be changed",
-                str_lossy(&zone.shm.name),
+                upstream.zone_name().unwrap_or_default(),
                 upstream.name()
             ),
         );
         return;
     }
-    srv.max_peers_per_list = max_peers_for_zone(zone.shm.size);
+    srv.max_peers_per_list = max_peers_for_zone(upstream.zone_size());
     // Statistics read the balancer's request data: nginx's own balancers only.
     let known = !matches!(srv.balancer, Balancer::Other { .. });
     srv.hook = needed(stats && known, srv.balancer.follows_set_changes(TABLES_FOLLOW_CHANGES));
@@ -340,6 +339,6 @@ fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBala
         unsafe { upstream.set_peer_init(Some(init_zone_peer)) };
         // SAFETY: init_module's cycle is the one whose configuration holds
         // the spares.
-        unsafe { free_spares_with_cycle(init.cycle(), &mut srv.spare_bitmaps) };
+        unsafe { free_spares_with_pool(init.cycle().pool(), &mut srv.spare_bitmaps) };
     }
 }

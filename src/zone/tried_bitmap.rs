@@ -22,4 +22,4 @@
 
 #![forbid(unsafe_code)]
 
-pub use crate::nginx::balancers::{free_spares_with_cycle, zeroed_bitmap, SpareBitmaps};
+pub use crate::nginx::balancers::{free_spares_with_pool, zeroed_bitmap, SpareBitmaps};

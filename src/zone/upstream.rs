@@ -13,16 +13,15 @@ use dynamic_upstream_core::state::{parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_str_t, NGX_ERROR,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, NGX_ERROR,
 };
-use ngx::http::HttpModuleServerConf;
 
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, replace_peers, Replaced, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{str_eq, str_lossy, Upstream};
+use crate::nginx::upstreams::{NgxText, Upstream};
 use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
@@ -32,38 +31,38 @@ use crate::zone::peers::{
 };
 use crate::zone::reclaim::ZoneState;
 use crate::zone::tried_bitmap::SpareBitmaps;
-use crate::Module;
 
 /// Per-`upstream {}` block settings (also created for every `server {}`,
 /// where they stay unused), and what `init_module` learns about the
-/// upstream.
+/// upstream. A directive's handler gets it (`&mut`): only `checks` is
+/// its; what the request hook and the zone's code trust is `zone/`'s.
 #[repr(C)]
 pub struct SrvConf {
     /// `dynamic_state_file`: file of `server ...;` lines kept in sync.
-    pub state_file: ngx_str_t,
+    state_file: NgxText,
     /// The upstream's balancer.
-    pub balancer: Balancer,
+    pub(in crate::zone) balancer: Balancer,
     /// Shared bookkeeping in the upstream's zone (null without a zone, or
     /// if the zone had no room for it).
-    pub state: *mut ZoneState,
+    pub(in crate::zone) state: *mut ZoneState,
     /// The `peer.init` that the request hook wraps.
-    pub original_init: ngx_http_upstream_init_peer_pt,
+    pub(in crate::zone) original_init: ngx_http_upstream_init_peer_pt,
     /// The `peer.free` that the request hook wraps: the one the first
     /// request got from `original_init` (the same for every request).
-    pub original_free: ngx_event_free_peer_pt,
+    pub(in crate::zone) original_free: ngx_event_free_peer_pt,
     /// Size of every request's `tried` bitmap, in peers.
-    pub max_peers_per_list: usize,
+    pub(in crate::zone) max_peers_per_list: usize,
     /// `state_file` resolved against nginx's prefix (at start).
-    pub state_path: Option<std::path::PathBuf>,
+    pub(in crate::zone) state_path: Option<std::path::PathBuf>,
     /// The `check*` directives while the block is read, and the checks
     /// they make (postconfiguration).
     pub checks: CheckConfBuilder,
-    pub check: Option<CheckConf>,
+    pub(in crate::zone) check: Option<CheckConf>,
     /// What the request hook does (at start; none: not installed).
-    pub hook: Option<Hook>,
+    pub(in crate::zone) hook: Option<Hook>,
     /// This process's zeroed `tried` bitmaps for the requests of a large
     /// zone (see `request_hook`).
-    pub spare_bitmaps: SpareBitmaps,
+    pub(in crate::zone) spare_bitmaps: SpareBitmaps,
 }
 
 /// What the request hook does for each request of a zone upstream
@@ -77,10 +76,15 @@ pub struct Hook {
     pub free: ngx_event_free_peer_pt,
 }
 
+impl SrvConf {
+    /// Where nginx's `ngx_conf_set_str_slot` writes `dynamic_state_file`.
+    pub const STATE_FILE_OFFSET: usize = core::mem::offset_of!(SrvConf, state_file);
+}
+
 impl Default for SrvConf {
     fn default() -> Self {
         Self {
-            state_file: ngx_str_t::empty(),
+            state_file: NgxText::EMPTY,
             balancer: Balancer::RoundRobin,
             state: ptr::null_mut(),
             original_init: None,
@@ -100,9 +104,9 @@ impl Default for SrvConf {
 /// # Safety
 /// No other reference to it is used while this one is (the safe
 /// functions below hand none out: they copy or write within the call).
-pub unsafe fn srv_conf_mut(upstream: Upstream) -> Option<&'static mut SrvConf> {
-    #[allow(clippy::disallowed_methods)] // this unsafe fn's contract: see clippy.toml
-    Module::server_conf_mut(upstream.conf())
+pub unsafe fn srv_conf_mut<'c>(upstream: Upstream<'c>) -> Option<&'c mut SrvConf> {
+    // SAFETY: per the contract.
+    unsafe { upstream.module_srv_conf() }
 }
 
 /// The upstream's health checks, if any (postconfiguration makes them).
@@ -114,7 +118,7 @@ pub fn check_of(upstream: Upstream) -> Option<CheckConf> {
 /// Its `dynamic_state_file` as configured (empty if none).
 pub fn state_file_of(upstream: Upstream) -> String {
     // SAFETY: as above.
-    unsafe { srv_conf_mut(upstream) }.map(|srv| str_lossy(&srv.state_file)).unwrap_or_default()
+    unsafe { srv_conf_mut(upstream) }.map(|srv| srv.state_file.to_string_lossy()).unwrap_or_default()
 }
 
 /// Whether init_module gave it the module's bookkeeping (a zone upstream
@@ -163,8 +167,8 @@ impl ZoneUpstream {
     /// front), if it is one.
     pub fn find(name: &str, managed: Managed) -> Result<Self, ApiError> {
         let upstreams = Upstream::running();
-        let by_zone = upstreams.iter().copied().find(|u| u.zone().is_some_and(|z| str_eq(&z.shm.name, name)));
-        let by_name = || upstreams.iter().copied().find(|u| str_eq(&u.conf().host, name));
+        let by_zone = upstreams.iter().copied().find(|u| u.zone_is(name));
+        let by_name = || upstreams.iter().copied().find(|u| u.name_is(name));
         let upstream = by_zone
             .or_else(by_name)
             .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
@@ -179,7 +183,7 @@ impl ZoneUpstream {
     /// The zone upstream `upstream` (called `name` in messages), once
     /// init_module filled in its configuration.
     pub fn of(upstream: Upstream, name: &str, managed: Managed) -> Result<Self, ApiError> {
-        if upstream.zone().is_none() {
+        if !upstream.has_zone() {
             return Err(ApiError::bad_request(
                 "no_zone",
                 format!(
@@ -210,9 +214,15 @@ impl ZoneUpstream {
         })
     }
 
+    /// The block's handle.
+    fn upstream(&self) -> Upstream<'_> {
+        // SAFETY: a configured upstream of the running cycle, which
+        // outlives the handle's borrow of self.
+        unsafe { Upstream::from_raw(self.uscf) }
+    }
+
     pub fn name(&self) -> String {
-        // SAFETY: configured upstream of the running cycle.
-        unsafe { str_lossy(&(*self.uscf).host) }
+        self.upstream().name()
     }
 
     /// Its health checks, if any.
@@ -221,18 +231,17 @@ impl ZoneUpstream {
     }
 
     pub fn zone_name(&self) -> String {
-        // SAFETY: find() only returns upstreams with a zone.
-        unsafe { str_lossy(&(*(*self.uscf).shm_zone).shm.name) }
+        self.upstream().zone_name().unwrap_or_default()
     }
 
     pub fn zone_size(&self) -> usize {
-        // SAFETY: as above.
-        unsafe { (*(*self.uscf).shm_zone).shm.size }
+        self.upstream().zone_size()
     }
+
+    /// Its shared primary list: a ZoneUpstream is only made for upstreams
+    /// with a zone, whose peer.data the zone module pointed at that list.
     fn primary(&self) -> *mut ngx_http_upstream_rr_peers_t {
-        // SAFETY: a ZoneUpstream is only made for upstreams with a zone,
-        // whose peer.data the zone module pointed at the shared list.
-        unsafe { (*self.uscf).peer.data.cast() }
+        self.upstream().peer_data().cast()
     }
 
     /// Its lists, for the edits of [`crate::zone::peers`].
@@ -586,7 +595,7 @@ impl ZoneUpstream {
     /// servers they already have.
     pub fn restore_at_start(&self, init: &InitModule, servers: &[ServerSpec]) -> Result<(), String> {
         // Only the new cycle's upstreams are reached by no process yet.
-        if !Upstream::of_cycle(init.cycle()).iter().any(|u| u.raw() == self.uscf) {
+        if !init.cycle().upstreams().iter().any(|u| u.raw() == self.uscf) {
             return Err(format!("upstream \"{}\" is not one of the new configuration's", self.name()));
         }
         if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {

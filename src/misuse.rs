@@ -1,0 +1,157 @@
+//! Safe edits that an adversarial review crashed nginx with (or could
+//! have), each compiled only under `--cfg ndu_misuse="NAME"` by
+//! `scripts/check-misuse.sh`, which checks each is refused as its
+//! `// expect:` line says: by rustc with that error code, by clippy with
+//! that lint, or (`runtime`) compiled but made harmless by a check at run
+//! time. They are the `compile_fail` tests of a crate whose doc tests
+//! cannot run (a cdylib's tests cannot link without nginx). Never part of
+//! a build.
+
+#![forbid(unsafe_code)]
+
+/// A cycle kept past its callback (in a thread-local), to be read after a
+/// reload freed it: `Cycle` borrows the callback's lifetime.
+// expect: E0521
+#[cfg(ndu_misuse = "cycle_kept")]
+pub fn cycle_kept(init: &crate::nginx::module_hooks::InitModule) {
+    thread_local! {
+        static KEPT: core::cell::Cell<Option<crate::nginx::module_hooks::Cycle<'static>>> = const { core::cell::Cell::new(None) };
+    }
+    KEPT.with(|kept| kept.set(Some(init.cycle())));
+}
+
+/// nginx's cycle structure copied out of a lent cycle (`ngx_cycle_t` is
+/// `Copy`; a copy kept past a reload points into freed memory: the review
+/// reproduced it with `Upstream::of_cycle(&copy)`).
+// expect: E0616
+#[cfg(ndu_misuse = "cycle_copied")]
+pub fn cycle_copied(init: &crate::nginx::module_hooks::InitModule) -> ngx::ffi::ngx_cycle_t {
+    *init.cycle().raw
+}
+
+/// The new cycle's upstream blocks kept in a static past init_module.
+// expect: E0521
+#[cfg(ndu_misuse = "upstreams_kept")]
+pub fn upstreams_kept(init: &crate::nginx::module_hooks::InitModule) {
+    thread_local! {
+        static BLOCKS: core::cell::RefCell<Vec<crate::nginx::upstreams::Upstream<'static>>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    BLOCKS.with(|blocks| blocks.borrow_mut().extend(init.cycle().upstreams()));
+}
+
+/// nginx's structure of an upstream block copied out (its name and zone
+/// are the configuration's memory, freed by a reload).
+// expect: E0624
+#[cfg(ndu_misuse = "upstream_conf_copied")]
+pub fn upstream_conf_copied(upstream: crate::nginx::upstreams::Upstream<'_>) -> ngx::ffi::ngx_str_t {
+    upstream.conf().host
+}
+
+/// The module's zone pointed anywhere: the registry's code trusts it.
+// expect: E0616
+#[cfg(ndu_misuse = "main_zone_forged")]
+pub fn main_zone_forged(main: &mut crate::nginx::conf::MainConf) {
+    main.zone = core::ptr::dangling_mut();
+}
+
+/// The `dyups_upstream_conf` string copied out of the configuration.
+// expect: E0616
+#[cfg(ndu_misuse = "main_string_copied")]
+pub fn main_string_copied(main: &crate::nginx::conf::MainConf) -> ngx::ffi::ngx_str_t {
+    main.upstream_conf
+}
+
+/// ngx's accessor of a module's http-level configuration: a `&'static`
+/// from a reference to a request, which a reload frees.
+// expect: clippy::disallowed_methods
+#[cfg(ndu_misuse = "main_conf_static")]
+pub fn main_conf_static(r: &ngx::ffi::ngx_http_request_t) -> Option<&'static crate::nginx::conf::MainConf> {
+    <crate::Module as ngx::http::HttpModuleMainConf>::main_conf(r)
+}
+
+/// ngx's mutable accessor: nginx's own core configuration rewritten (the
+/// zone review's SIGSEGV on the first request).
+// expect: clippy::disallowed_methods
+#[cfg(ndu_misuse = "core_conf_mut")]
+pub fn core_conf_mut(r: &ngx::ffi::ngx_http_request_t) {
+    if let Some(cmcf) = <ngx::http::NgxHttpCoreModule as ngx::http::HttpModuleMainConf>::main_conf_mut(r) {
+        cmcf.phase_engine.handlers = core::ptr::null_mut();
+    }
+}
+
+/// The running cycle's upstreams and the shared zones read from another
+/// thread (racing a reload's switch in the master, or a worker's loop):
+/// compiles, and finds nothing (`on_nginx_thread`).
+// expect: runtime
+#[cfg(ndu_misuse = "off_thread")]
+pub fn off_thread() {
+    std::thread::spawn(|| {
+        let upstreams = crate::nginx::upstreams::Upstream::running().len();
+        let zones =
+            crate::dyups::registry::Dyups::get().is_some() || crate::zone::health::HealthZone::running().is_some();
+        (upstreams, zones)
+    });
+}
+
+/// A directive's handler (which gets the block's `&mut SrvConf`) pointing
+/// the zone's bookkeeping anywhere: the request hook trusts it.
+// expect: E0616
+#[cfg(ndu_misuse = "srv_state_forged")]
+pub fn srv_state_forged(srv: &mut crate::SrvConf) {
+    srv.state = core::ptr::dangling_mut();
+}
+
+/// A directive's handler resizing the requests' `tried` bitmaps (nginx's
+/// balancer then writes past them).
+// expect: E0616
+#[cfg(ndu_misuse = "srv_bitmap_size")]
+pub fn srv_bitmap_size(srv: &mut crate::SrvConf) {
+    srv.max_peers_per_list = usize::MAX;
+}
+
+/// A hand-made nginx string read (or written) through nginx-sys's safe
+/// accessors: any address.
+// expect: clippy::disallowed_methods
+#[cfg(ndu_misuse = "ngx_str_forged")]
+pub fn ngx_str_forged() -> u8 {
+    let mut forged = ngx::ffi::ngx_str_t { len: 1 << 20, data: core::ptr::dangling_mut() };
+    forged.as_bytes_mut().fill(0xbe);
+    forged.as_bytes()[0]
+}
+
+/// A hand-made nginx string passed where the module trusts one nginx made.
+// expect: E0603
+#[cfg(ndu_misuse = "ngx_text_forged")]
+pub fn ngx_text_forged() -> String {
+    crate::nginx::upstreams::NgxText(ngx::ffi::ngx_str_t { len: 1 << 20, data: core::ptr::dangling_mut() })
+        .to_string_lossy()
+}
+
+/// A peer handed to Lua with a name longer than its array (Lua reads
+/// `name_len` bytes: the review's segfault inside LuaJIT).
+// expect: E0616
+#[cfg(ndu_misuse = "lua_peer_name_len")]
+pub fn lua_peer_name_len(peer: &mut crate::nginx::lua_c::LuaPeer) {
+    peer.name_len = 1 << 30;
+}
+
+/// ngx's buffer made from any pointer, then written through.
+// expect: clippy::disallowed_methods
+#[cfg(ndu_misuse = "buffer_forged")]
+pub fn buffer_forged() {
+    use ngx::core::Buffer;
+    let mut buf = ngx::core::TemporaryBuffer::from_ngx_buf(core::ptr::dangling_mut());
+    buf.set_last_buf(true);
+}
+
+/// A shared reference to the module's configuration beside the `&mut`
+/// postconfiguration lends (the review's aliasing: UB).
+// expect: E0624
+#[cfg(ndu_misuse = "main_conf_aliased")]
+pub fn main_conf_aliased(post: &mut crate::nginx::module_hooks::Postconfiguration<'_>) -> Option<bool> {
+    post.with_main_conf(|cycle, main| {
+        let shared = cycle.main_conf()?;
+        main.stats = !shared.stats;
+        Some(shared.stats)
+    })?
+}
