@@ -155,3 +155,28 @@ pub fn main_conf_aliased(post: &mut crate::nginx::module_hooks::Postconfiguratio
         Some(shared.stats)
     })?
 }
+
+/// The new cycle's registry kept past init_module (in the master, a
+/// reload that resizes the zone unmaps it: the review's segfault).
+// expect: E0521
+#[cfg(ndu_misuse = "dyups_kept")]
+pub fn dyups_kept(init: &crate::nginx::module_hooks::InitModule) {
+    thread_local! {
+        static KEPT: core::cell::RefCell<Option<crate::dyups::registry::Dyups<'static>>> = const { core::cell::RefCell::new(None) };
+    }
+    KEPT.with(|kept| *kept.borrow_mut() = crate::dyups::registry::Dyups::of_new_cycle(init));
+}
+
+/// A zone upstream of the new cycle kept past init_module.
+// expect: E0521
+#[cfg(ndu_misuse = "zone_upstream_kept")]
+pub fn zone_upstream_kept(init: &crate::nginx::module_hooks::InitModule) {
+    thread_local! {
+        static KEPT: core::cell::RefCell<Vec<crate::zone::upstream::ZoneUpstream<'static>>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    for upstream in init.cycle().upstreams() {
+        if let Ok(zone) = crate::zone::upstream::ZoneUpstream::of_running(upstream, |_, _| None) {
+            KEPT.with(|kept| kept.borrow_mut().push(zone));
+        }
+    }
+}

@@ -35,7 +35,12 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     }
 }
 
-fn run(args: &[u8], read_only: bool, head: bool, origin: &Requester) -> Result<(QueryRequest, ZoneUpstream), ApiError> {
+fn run(
+    args: &[u8],
+    read_only: bool,
+    head: bool,
+    origin: &Requester,
+) -> Result<(QueryRequest, ZoneUpstream<'static>), ApiError> {
     // Unparsed, a request might have been a change: say why it was refused.
     let request = QueryRequest::parse(args).inspect_err(|e| log_refusal(origin, "-", e))?;
     if read_only && request.action != Action::List {

@@ -58,7 +58,7 @@ use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::SlabLocked;
-use crate::nginx::process::on_nginx_thread;
+use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::zone::health::{self, forget_runtime, RuntimeSlots};
@@ -328,28 +328,58 @@ pub fn zone() -> *mut ngx_shm_zone_t {
     unsafe { ZONE }
 }
 
-/// The registry of the running cycle, if the module's zone exists.
-pub struct Dyups {
+/// A cycle's registry, for as long as `'z` says its zone is mapped: the
+/// running cycle's in a worker ([`Dyups::get`], `'static`: a worker's zone
+/// is its life's), the new cycle's in init_module ([`Dyups::of_new_cycle`]).
+pub struct Dyups<'z> {
+    zone: *mut ngx_shm_zone_t,
     pool: *mut ngx_slab_pool_t,
     registry: *mut Registry,
+    _zone: PhantomData<&'z Registry>,
 }
 
-impl Dyups {
-    /// None off nginx's thread (whose reload may change and unmap it).
-    pub fn get() -> Option<Dyups> {
-        if !on_nginx_thread() {
+impl Dyups<'static> {
+    /// The running cycle's registry, in a process that serves requests, on
+    /// nginx's thread; none elsewhere (the master, whose reloads unmap old
+    /// zones; another thread). As for [`Upstream::running`], the one
+    /// process of `master_process off` is the exception a handle kept
+    /// across its reload would meet.
+    ///
+    /// [`Upstream::running`]: crate::nginx::upstreams::Upstream::running
+    pub fn get() -> Option<Dyups<'static>> {
+        if !in_running_process() {
             return None;
         }
         // SAFETY: ZONE is set in the master's init_module only (on nginx's
-        // thread, which this is), and points to the running cycle's zone,
-        // mapped in the master and every worker.
-        let (pool, registry) = unsafe { shm_zone::parts(ZONE) }?;
-        Some(Dyups { pool, registry })
+        // thread, which this is) and points to the running cycle's zone,
+        // mapped in every worker for its life.
+        unsafe { Dyups::of_zone(ZONE) }
+    }
+}
+
+impl<'a> Dyups<'a> {
+    /// The new cycle's registry, in its init_module (none without the
+    /// module's zone).
+    pub fn of_new_cycle(init: &InitModule<'a>) -> Option<Dyups<'a>> {
+        let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone);
+        // SAFETY: in init_module the new cycle's zones are mapped and
+        // initialised, for as long as the cycle ('a).
+        unsafe { Dyups::of_zone(zone) }
     }
 
+    /// # Safety
+    /// `zone` is null or the module's zone, initialised and mapped for `'a`.
+    unsafe fn of_zone(zone: *mut ngx_shm_zone_t) -> Option<Dyups<'a>> {
+        // SAFETY: per the contract.
+        let (pool, registry) = unsafe { shm_zone::parts(zone) }?;
+        Some(Dyups { zone, pool, registry, _zone: PhantomData })
+    }
+}
+
+impl Dyups<'_> {
     pub fn zone_size(&self) -> usize {
-        // SAFETY: see get().
-        unsafe { (*ZONE).shm.size }
+        // SAFETY: the handle's zone is mapped (see its makers).
+        unsafe { (*self.zone).shm.size }
     }
 
     /// Starts a configuration cycle (master, init_module, after which the
@@ -357,14 +387,15 @@ impl Dyups {
     /// block) becomes the running one, and workers of older cycles are from
     /// now on known to be on their way out.
     pub fn begin_cycle(init: &InitModule) {
-        let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone);
         // The running cycle's registry: still mapped, nginx frees the old
         // cycle's zones after init_module.
-        let previous = Dyups::get();
-        // SAFETY: init_module runs in the master's only thread, before the
-        // workers fork; the new cycle's zone is initialised.
-        unsafe { ZONE = zone };
-        let dyups = Dyups::get();
+        // SAFETY: ZONE is the running cycle's zone (or null), set on this
+        // thread; init_module runs in the master's only thread, before the
+        // workers fork.
+        let previous = unsafe { Dyups::of_zone(ZONE) };
+        let dyups = Dyups::of_new_cycle(init);
+        // SAFETY: as above.
+        unsafe { ZONE = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone) };
         if let Some(previous) = previous.filter(|p| dyups.as_ref().map(|d| d.registry) != Some(p.registry)) {
             // A new zone size is a new registry: the old one's workers must
             // see that they are replaced all the same, and stop changing it.

@@ -192,7 +192,7 @@ pub fn set_zone(init: &InitModule) -> usize {
     // finds the old records superseded under it and answers 503. Records
     // of run-time upstreams the registry no longer has (a reload that
     // replaced it) stay behind.
-    match Dyups::get() {
+    match Dyups::of_new_cycle(init) {
         Some(dyups) => dyups.while_write_locked(set),
         None => set(&|_| false),
     }

@@ -27,7 +27,7 @@ use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::NgxContentHandler;
 use crate::nginx::lua_c::{register_packages, LuaPackages};
-use crate::nginx::process::mark_exited;
+use crate::nginx::process::{mark_exited, note_nginx_thread};
 use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
 
 /// What the module does at each step of a cycle's life.
@@ -58,6 +58,7 @@ fn status(result: Result<(), ()>) -> ngx_int_t {
 }
 
 pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -> ngx_int_t {
+    note_nginx_thread();
     // SAFETY: nginx calls preconfiguration with the http block's live
     // configuration context.
     request_guard(|| status(unsafe { register_packages::<H::LuaPackages>(cf) }))
@@ -280,6 +281,7 @@ impl<'a> InitModule<'a> {
 }
 
 pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    note_nginx_thread();
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised; `init` lives for the call.
     let init = InitModule { cycle: unsafe { Cycle::from_raw(cycle) } };
@@ -309,6 +311,7 @@ impl<'a> InitProcess<'a> {
 }
 
 pub unsafe extern "C" fn init_process<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    note_nginx_thread();
     // SAFETY: nginx calls init_process with the process's cycle, lent for
     // the call.
     let process = InitProcess { cycle: unsafe { Cycle::from_raw(cycle) } };

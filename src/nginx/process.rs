@@ -2,7 +2,7 @@
 //! (its flags, clocks and pid).
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dynamic_upstream_core::process::{parse_stat, ProcStat};
 use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
@@ -34,23 +34,24 @@ pub fn in_running_process() -> bool {
     process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && STARTED.load(Ordering::Relaxed))
 }
 
-/// Whether this is nginx's thread: the process's main thread, the only
-/// one that runs nginx's event loop and the modules' callbacks (a thread
-/// pool's threads run their tasks only). Its thread id is the process id.
+/// nginx's thread (`pthread_self`), noted by the callbacks nginx makes
+/// ([`note_nginx_thread`]); 0 before the first.
+static NGINX_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes the calling thread as nginx's: only nginx's callbacks call it.
+pub(in crate::nginx) fn note_nginx_thread() {
+    // SAFETY: pthread_self cannot fail.
+    NGINX_THREAD.store(unsafe { libc::pthread_self() } as usize, Ordering::Relaxed);
+}
+
+/// Whether this is nginx's thread: the one that runs nginx's event loop
+/// and the modules' callbacks (a thread pool's threads run their tasks
+/// only). A forked child's only thread is the copy of its parent's, with
+/// the same `pthread_self`. A few instructions: requests ask it.
 pub fn on_nginx_thread() -> bool {
-    thread_local! {
-        static ON_NGINX_THREAD: core::cell::Cell<Option<bool>> = const { core::cell::Cell::new(None) };
-    }
-    ON_NGINX_THREAD.with(|known| {
-        known.get().unwrap_or_else(|| {
-            // SAFETY: getpid and gettid cannot fail. A forked child's
-            // thread is the copy of its parent's: main thread to main
-            // thread, so a value kept here stays true across nginx's forks.
-            let main = unsafe { libc::gettid() == libc::getpid() };
-            known.set(Some(main));
-            main
-        })
-    })
+    let nginx = NGINX_THREAD.load(Ordering::Relaxed);
+    // SAFETY: pthread_self cannot fail.
+    nginx != 0 && nginx == unsafe { libc::pthread_self() } as usize
 }
 
 /// This process's id.

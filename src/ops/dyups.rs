@@ -126,6 +126,6 @@ pub fn config_upstream(name: &str) -> Option<(String, Upstream<'static>)> {
     Upstream::running().into_iter().map(|u| (u.name(), u)).find(|(host, _)| host.eq_ignore_ascii_case(name))
 }
 
-pub fn registry() -> Result<Dyups, ApiError> {
+pub fn registry() -> Result<Dyups<'static>, ApiError> {
     Dyups::get().ok_or_else(|| ApiError::new(500, "no_zone", "the dyups zone is not available"))
 }

@@ -61,7 +61,7 @@ const TRIES: usize = 8;
 /// An upstream the API serves: one of the configuration with a zone, or
 /// one the registry holds (its servers are the registry's).
 pub enum Target {
-    Zone(ZoneUpstream),
+    Zone(ZoneUpstream<'static>),
     Runtime { name: String, runtime: bool },
 }
 

@@ -190,7 +190,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         return; // nginx -t: nothing is restored, nothing claimed
     }
     let cycle = init.cycle();
-    let Some(dyups) = Dyups::get() else {
+    let Some(dyups) = Dyups::of_new_cycle(init) else {
         return;
     };
     let mut claims = Claims::new();

@@ -15,7 +15,7 @@ use crate::zone::peers::Lost;
 use crate::zone::upstream::ZoneUpstream;
 
 /// The zone upstream `name` (by zone name, else by its own name).
-pub fn find_zone(name: &str) -> Result<ZoneUpstream, ApiError> {
+pub fn find_zone(name: &str) -> Result<ZoneUpstream<'static>, ApiError> {
     ZoneUpstream::find(name, managed_by_dyups)
 }
 
@@ -29,7 +29,7 @@ pub fn refuse(origin: &Requester, upstream: &str, action: &Action, e: ApiError) 
 
 /// Finds the zone upstream `name` and applies `action` to it. Logs the
 /// change, or why a change was refused.
-pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream, ApiError> {
+pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream<'static>, ApiError> {
     let zone = find_zone(name).map_err(|e| refuse(origin, name, action, e))?;
     if *action == Action::List {
         return Ok(zone);

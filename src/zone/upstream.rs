@@ -149,9 +149,11 @@ pub fn finish_checks(upstream: Upstream) -> Result<bool, String> {
 /// `upstream` (called by its name) is one.
 pub type Managed = fn(Upstream, &str) -> Option<ApiError>;
 
-/// A `zone` upstream of the running configuration.
-pub struct ZoneUpstream {
-    uscf: *mut ngx_http_upstream_srv_conf_t,
+/// A `zone` upstream of a configuration, for as long as its block's
+/// handle says that configuration lives (`'static`: the running one in a
+/// worker; the new one's in init_module).
+pub struct ZoneUpstream<'c> {
+    upstream: Upstream<'c>,
     balancer: Balancer,
     state: *mut ZoneState,
     /// Its `dynamic_state_file`, if any.
@@ -160,9 +162,9 @@ pub struct ZoneUpstream {
     check: Option<CheckConf>,
 }
 
-impl ZoneUpstream {
-    /// Finds an upstream by its zone name (what ngx_dynamic_upstream
-    /// expects) or, failing that, by its own name. `managed` answers the
+impl ZoneUpstream<'static> {
+    /// Finds an upstream of the running cycle by its zone name (what
+    /// ngx_dynamic_upstream expects) or, failing that, by its own name. `managed` answers the
     /// error for an upstream another part of the module serves (a dyups
     /// front), if it is one.
     pub fn find(name: &str, managed: Managed) -> Result<Self, ApiError> {
@@ -172,17 +174,19 @@ impl ZoneUpstream {
         let upstream = by_zone
             .or_else(by_name)
             .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
-        Self::of(upstream, name, managed)
+        ZoneUpstream::of(upstream, name, managed)
     }
+}
 
+impl<'c> ZoneUpstream<'c> {
     /// The zone upstream `upstream` (its own name in messages).
-    pub fn of_running(upstream: Upstream, managed: Managed) -> Result<Self, ApiError> {
+    pub fn of_running(upstream: Upstream<'c>, managed: Managed) -> Result<Self, ApiError> {
         Self::of(upstream, &upstream.name(), managed)
     }
 
     /// The zone upstream `upstream` (called `name` in messages), once
     /// init_module filled in its configuration.
-    pub fn of(upstream: Upstream, name: &str, managed: Managed) -> Result<Self, ApiError> {
+    pub fn of(upstream: Upstream<'c>, name: &str, managed: Managed) -> Result<Self, ApiError> {
         if !upstream.has_zone() {
             return Err(ApiError::bad_request(
                 "no_zone",
@@ -206,7 +210,7 @@ impl ZoneUpstream {
             ));
         }
         Ok(Self {
-            uscf: upstream.raw(),
+            upstream,
             balancer: srv.balancer.clone(),
             state: srv.state,
             state_path: srv.state_path.clone(),
@@ -214,15 +218,8 @@ impl ZoneUpstream {
         })
     }
 
-    /// The block's handle.
-    fn upstream(&self) -> Upstream<'_> {
-        // SAFETY: a configured upstream of the running cycle, which
-        // outlives the handle's borrow of self.
-        unsafe { Upstream::from_raw(self.uscf) }
-    }
-
     pub fn name(&self) -> String {
-        self.upstream().name()
+        self.upstream.name()
     }
 
     /// Its health checks, if any.
@@ -231,17 +228,17 @@ impl ZoneUpstream {
     }
 
     pub fn zone_name(&self) -> String {
-        self.upstream().zone_name().unwrap_or_default()
+        self.upstream.zone_name().unwrap_or_default()
     }
 
     pub fn zone_size(&self) -> usize {
-        self.upstream().zone_size()
+        self.upstream.zone_size()
     }
 
     /// Its shared primary list: a ZoneUpstream is only made for upstreams
     /// with a zone, whose peer.data the zone module pointed at that list.
     fn primary(&self) -> *mut ngx_http_upstream_rr_peers_t {
-        self.upstream().peer_data().cast()
+        self.upstream.peer_data().cast()
     }
 
     /// Its lists, for the edits of [`crate::zone::peers`].
@@ -595,7 +592,7 @@ impl ZoneUpstream {
     /// servers they already have.
     pub fn restore_at_start(&self, init: &InitModule, servers: &[ServerSpec]) -> Result<(), String> {
         // Only the new cycle's upstreams are reached by no process yet.
-        if !init.cycle().upstreams().iter().any(|u| u.raw() == self.uscf) {
+        if !init.cycle().upstreams().contains(&self.upstream) {
             return Err(format!("upstream \"{}\" is not one of the new configuration's", self.name()));
         }
         if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
@@ -645,7 +642,7 @@ impl ZoneUpstream {
                 // requests fail (500) instead.
                 // SAFETY: this cycle's configuration memory, in the master
                 // before the workers fork.
-                unsafe { (*self.uscf).peer.init = Some(fail_request) };
+                unsafe { (*self.upstream.raw()).peer.init = Some(fail_request) };
                 Err(format!(
                     "{}, and the configuration's could not be rebuilt: the upstream has no servers and its requests \
                      fail (500) until nginx starts with a larger zone",
