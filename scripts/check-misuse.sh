@@ -32,9 +32,9 @@ done < <(awk '
 # A file that forbids unsafe code must not allow what clippy.toml
 # disallows either (nor the lint groups that hold it).
 allowing=$(grep -lE '#!\[forbid\(unsafe_code\)\]' $(find src -name '*.rs') |
-    xargs grep -lE '(allow|expect)\(clippy::(disallowed_methods|style|all)\b' || true)
+    xargs grep -lE '(allow|expect)\(clippy::(disallowed_methods|disallowed_types|style|all)\b' || true)
 if [ -n "$allowing" ]; then
-    echo "check-misuse: files that forbid unsafe code allow clippy's disallowed methods: $allowing"
+    echo "check-misuse: files that forbid unsafe code allow clippy's disallowed methods or types: $allowing"
     exit 1
 fi
 # The crate itself must compile first (else every misuse "fails").

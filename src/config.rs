@@ -36,12 +36,10 @@ pub fn init_main_conf(context: &mut ConfContext<'_>, conf: &mut MainConf) -> *mu
     if conf.trylock == UNSET_FLAG {
         conf.trylock = 0;
     }
-    match crate::dyups::registry::declare_zone(context, conf.shm_zone_size) {
-        Some(zone) => {
-            conf.set_dyups_zone(zone);
-            NGX_CONF_OK
-        }
-        None => NGX_CONF_ERROR,
+    if crate::dyups::registry::declare_zone(context, conf) {
+        NGX_CONF_OK
+    } else {
+        NGX_CONF_ERROR
     }
 }
 
@@ -136,7 +134,8 @@ pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
         main.check_shm_size = health::DEFAULT_SHM_SIZE;
     }
     let size = main.check_shm_size;
-    post.with_declared_zone(|context| health::declare_zone(context, size), MainConf::set_check_zone)
+    let declared = post.with_context_and_main_conf(|context, main| health::declare_zone(context, main, size));
+    declared.filter(|&d| d).map(drop).ok_or(())
 }
 
 /// `dynamic_upstream;` makes the location serve the query-string API.

@@ -19,7 +19,7 @@
 use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR};
 
 use crate::dyups::registry::Dyups;
-use crate::dyups::worker::{release_all, start_timer, sync_on_request};
+use crate::dyups::worker::{release_all, start_timer, SyncOnRequest};
 use crate::health::prober;
 use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::{CycleHooks, InitModule, InitProcess, Postconfiguration};
@@ -43,7 +43,7 @@ impl CycleHooks for Hooks {
         });
         valid.ok_or(())?.map_err(|text| post.log(NGX_LOG_EMERG, &text))?;
         // Every request first checks whether the dyups registry moved.
-        post.add_post_read_handler(sync_on_request)?;
+        post.add_post_read_handler::<SyncOnRequest>()?;
         crate::config::finish_checks(post)
     }
 

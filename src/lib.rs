@@ -98,26 +98,27 @@ impl HttpModule for Module {
         // shared reference to it is what every ngx-rust module does.
         unsafe { &*core::ptr::addr_of!(ngx_http_dynamic_upstream_module) }
     }
+}
 
-    unsafe extern "C" fn init_main_conf(
-        cf: *mut ngx::ffi::ngx_conf_t,
-        conf: *mut core::ffi::c_void,
-    ) -> *mut core::ffi::c_char {
-        // SAFETY: nginx passes its live conf context and the MainConf
-        // create_main_conf made, which nothing else reaches meanwhile.
-        let (mut context, conf) = unsafe { (ConfContext::from_raw(cf), &mut *conf.cast::<MainConf>()) };
-        nginx::entry::conf_guard(|| config::init_main_conf(&mut context, conf))
-    }
+/// The http module's init_main_conf.
+unsafe extern "C" fn init_main_conf(
+    cf: *mut ngx::ffi::ngx_conf_t,
+    conf: *mut core::ffi::c_void,
+) -> *mut core::ffi::c_char {
+    // SAFETY: nginx passes its live conf context and the MainConf
+    // create_main_conf made, which nothing else reaches meanwhile.
+    let (mut context, conf) = unsafe { (ConfContext::from_raw(cf), &mut *conf.cast::<MainConf>()) };
+    nginx::entry::conf_guard(|| config::init_main_conf(&mut context, conf))
 }
 
 // Which structure each of the module's configuration levels is: the ones
 // its create_*_conf make (the `ngx` crate's HttpModule, above), and the
 // directive table's `conf` offsets (ConfLevel).
-// SAFETY: create_main_conf makes a MainConf.
+// SAFETY: create_main_conf (nginx::conf's) makes a MainConf.
 unsafe impl HttpModuleMainConf for Module {
     type MainConf = MainConf;
 }
-// SAFETY: create_srv_conf makes a SrvConf (in every server and upstream block).
+// SAFETY: create_srv_conf (zone::upstream's) makes a SrvConf (in every server and upstream block).
 unsafe impl HttpModuleServerConf for Module {
     type ServerConf = SrvConf;
 }
@@ -141,9 +142,9 @@ unsafe impl ConfLevel for LocConf {
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(module_hooks::preconfiguration::<Hooks>),
     postconfiguration: Some(module_hooks::postconfiguration::<Hooks>),
-    create_main_conf: Some(Module::create_main_conf),
-    init_main_conf: Some(Module::init_main_conf),
-    create_srv_conf: Some(Module::create_srv_conf),
+    create_main_conf: Some(nginx::conf::create_main_conf),
+    init_main_conf: Some(init_main_conf),
+    create_srv_conf: Some(zone::upstream::create_srv_conf),
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
     merge_loc_conf: Some(Module::merge_loc_conf),

@@ -180,3 +180,54 @@ pub fn zone_upstream_kept(init: &crate::nginx::module_hooks::InitModule) {
         }
     }
 }
+
+/// A hand-made nginx string read through nginx-sys's other safe readers
+/// (`strip_prefix`, `Display`, `==`, `AsRef`: review 7's `nginx -t`
+/// segfault): the type is refused where it is named (a `use`, a type, a
+/// signature) outside the files that hold `unsafe`. (A struct literal
+/// written out in full escapes the lint: nginx-sys's own hole.)
+// expect: clippy::disallowed_types
+#[cfg(ndu_misuse = "ngx_str_strip")]
+pub fn ngx_str_strip() -> bool {
+    let forged: ngx::ffi::ngx_str_t = ngx::ffi::ngx_str_t { len: 1 << 20, data: 0x1000 as *mut u8 };
+    format!("{forged}").is_empty()
+}
+
+/// The module's configuration taken out of its cycle (`mem::take`) to be
+/// swapped into the next one (review 7: the master read a freed zone).
+// expect: E0277
+#[cfg(ndu_misuse = "main_conf_taken")]
+pub fn main_conf_taken(post: &mut crate::nginx::module_hooks::Postconfiguration<'_>) -> Option<crate::MainConf> {
+    post.main_conf().map(core::mem::take)
+}
+
+/// An upstream block's configuration taken out by a directive's handler,
+/// its state file's string with it.
+// expect: E0277
+#[cfg(ndu_misuse = "srv_conf_taken")]
+pub fn srv_conf_taken(srv: &mut crate::SrvConf) -> crate::SrvConf {
+    core::mem::take(srv)
+}
+
+/// The health zone kept as the registry's (review 7: the master read the
+/// health table as the registry).
+// expect: E0133
+#[cfg(ndu_misuse = "zone_kind_mixed")]
+pub fn zone_kind_mixed(context: &mut crate::nginx::module_hooks::ConfContext<'_>, main: &mut crate::MainConf) {
+    if let Some(zone) = crate::nginx::shm_zone::declare(context, "any", 1 << 20, None) {
+        main.set_dyups_zone(zone);
+    }
+}
+
+/// A content handler (which expects its location's configuration) added
+/// to every request's POST_READ phase.
+// expect: E0200
+#[cfg(ndu_misuse = "post_read_any")]
+pub fn post_read_any(post: &mut crate::nginx::module_hooks::Postconfiguration<'_>) -> Result<(), ()> {
+    struct Any;
+    impl crate::nginx::module_hooks::PostReadHandler for Any {
+        const HANDLER: unsafe extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx::ffi::ngx_int_t =
+            crate::dyups::worker::SyncOnRequest::HANDLER;
+    }
+    post.add_post_read_handler::<Any>()
+}

@@ -12,6 +12,8 @@
 //! call: copy it if you keep it. Call them from a worker, after the
 //! configuration is read (`ngx_http_dyups_api_enable` is then 1).
 
+#![allow(clippy::disallowed_types)] // the C API's ABI: its callers' `ngx_str_t` answer slot (see clippy.toml)
+
 use core::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 
 use dynamic_upstream_core::ApiError;

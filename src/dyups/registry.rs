@@ -51,7 +51,6 @@ use crate::dyups::grace::{
     attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
 use crate::dyups::registry_lock::{Held, RegistryLock};
-use crate::nginx::conf::DeclaredZone;
 use crate::nginx::conf::MainConf;
 use crate::nginx::layout;
 use crate::nginx::module_hooks::ConfContext;
@@ -288,8 +287,16 @@ static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// Declares the zone of the cycle being configured (http `init_main_conf`).
-pub fn declare_zone<'a>(context: &'a mut ConfContext<'_>, size: usize) -> Option<DeclaredZone<'a>> {
-    shm_zone::declare(context, ZONE_NAME, size, Some(init_zone))
+/// Keeps it in `main`, its configuration; false if nginx refused it (it
+/// said why).
+pub fn declare_zone(context: &mut ConfContext<'_>, main: &mut MainConf) -> bool {
+    // SAFETY: the registry's zone name and init.
+    let Some(zone) = (unsafe { shm_zone::declare(context, ZONE_NAME, main.shm_zone_size, Some(init_zone)) }) else {
+        return false;
+    };
+    // SAFETY: the registry's zone.
+    unsafe { main.set_dyups_zone(zone) };
+    true
 }
 
 /// Zone init: a new registry, or the previous cycle's when nginx reused the
@@ -341,9 +348,9 @@ pub struct Dyups<'z> {
 impl Dyups<'static> {
     /// The running cycle's registry, in a process that serves requests, on
     /// nginx's thread; none elsewhere (the master, whose reloads unmap old
-    /// zones; another thread). As for [`Upstream::running`], the one
-    /// process of `master_process off` is the exception a handle kept
-    /// across its reload would meet.
+    /// zones; another thread). `'static` as for [`Upstream::running`]
+    /// (whose exceptions are this one's: a zone a reload of
+    /// `master_process off` does not keep is unmapped at once).
     ///
     /// [`Upstream::running`]: crate::nginx::upstreams::Upstream::running
     pub fn get() -> Option<Dyups<'static>> {
@@ -729,9 +736,7 @@ impl Dyups<'_> {
     /// another zone would let its lists be freed while read: the reads
     /// below find nothing then).
     fn read_in(&self, section: &ReadSection) -> bool {
-        let ours = ptr::eq(section.state, self.reclaim_state());
-        debug_assert!(ours, "a read section of another registry");
-        ours
+        ptr::eq(section.state, self.reclaim_state())
     }
 
     /// Copies the records out; returns them with the generation they show

@@ -26,6 +26,8 @@
 //! delay that doubles up to 60 s (back to 1 s when the upstream changes
 //! again), and logs a notice once it works.
 
+#![allow(clippy::disallowed_types)] // nginx's upstream table and the fronts' configurations (see clippy.toml)
+
 use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
 use core::ptr;
@@ -38,6 +40,7 @@ use crate::dyups::registry::{Dyups, ReadSection, RecordView};
 use crate::nginx::balancers::{balancer_directive, run_directive, BALANCER_CONF_WORDS};
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
+use crate::nginx::module_hooks::PostReadHandler;
 use crate::nginx::peer_stats::wrap_dyups_free;
 use crate::nginx::process;
 use crate::nginx::sockaddr::PeerAddress;
@@ -142,10 +145,19 @@ thread_local! {
 static SYNCED: AtomicU64 = AtomicU64::new(NEVER);
 const NEVER: u64 = u64::MAX;
 
+/// The POST_READ phase handler [`sync_on_request`].
+pub struct SyncOnRequest;
+
+// SAFETY: sync_on_request takes any request, in any phase (it does not
+// read it).
+unsafe impl PostReadHandler for SyncOnRequest {
+    const HANDLER: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t = sync_on_request;
+}
+
 /// POST_READ phase handler: sync when the registry moved. When it did not
 /// (nearly always), one load of the registry's generation and one of
 /// [`SYNCED`], nothing else (no panic possible, so no guard).
-pub unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int_t {
+unsafe extern "C" fn sync_on_request(_r: *mut ngx_http_request_t) -> ngx_int_t {
     let moved = Dyups::get().is_some_and(|dyups| dyups.generation() != SYNCED.load(Relaxed));
     if moved {
         request_guard(|| {

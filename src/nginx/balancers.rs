@@ -19,6 +19,8 @@
 //! redefined" and the upstream has no keepalive), so the balancer is seen
 //! directly.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::ffi::c_void;
 use core::mem::{size_of, zeroed};
 use core::ptr;

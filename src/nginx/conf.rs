@@ -88,7 +88,10 @@ impl MainConf {
         self.zone
     }
 
-    pub fn set_dyups_zone(&mut self, zone: DeclaredZone<'_>) {
+    /// # Safety
+    /// `zone` is the registry's zone (`dyups::registry::declare_zone`'s):
+    /// the registry's code takes its data for a registry.
+    pub unsafe fn set_dyups_zone(&mut self, zone: DeclaredZone<'_>) {
         self.zone = zone.raw();
     }
 
@@ -97,13 +100,40 @@ impl MainConf {
         self.check_zone
     }
 
-    pub fn set_check_zone(&mut self, zone: DeclaredZone<'_>) {
+    /// # Safety
+    /// `zone` is the health zone (`zone::health::declare_zone`'s).
+    pub unsafe fn set_check_zone(&mut self, zone: DeclaredZone<'_>) {
         self.check_zone = zone.raw();
     }
 }
 
-impl Default for MainConf {
-    fn default() -> Self {
+/// nginx's create_*_conf: `value` in the configuration's pool, dropped
+/// with it (null if the pool has no room).
+///
+/// # Safety
+/// `cf` is the configuration context nginx passed a create_*_conf.
+pub unsafe fn conf_in_pool<T>(cf: *mut ngx::ffi::ngx_conf_t, value: T) -> *mut core::ffi::c_void {
+    // SAFETY: per the contract, the context's pool is live.
+    let pool = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) };
+    pool.allocate(value).cast()
+}
+
+/// The http module's create_main_conf: a [`MainConf`] with every directive
+/// unset.
+///
+/// # Safety
+/// nginx's call of create_main_conf.
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx::ffi::ngx_conf_t) -> *mut core::ffi::c_void {
+    // SAFETY: per the contract.
+    unsafe { conf_in_pool(cf, MainConf::unset()) }
+}
+
+impl MainConf {
+    /// Not `Default`: a `MainConf` made outside nginx's create_main_conf
+    /// could be swapped (`mem::swap`, `mem::replace`) into another cycle's
+    /// configuration, or a cycle's taken out of it (`mem::take`) and kept
+    /// past it, with its zone pointers and strings.
+    fn unset() -> Self {
         Self {
             shm_zone_size: UNSET_SIZE,
             read_msg_timeout: UNSET_MSEC,

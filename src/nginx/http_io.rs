@@ -3,6 +3,8 @@
 //! [`RequestHandler`] (and, to read a body, [`BodyHandler`]);
 //! [`content_handler`] makes the function nginx calls from it.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::ptr;
 
 use dynamic_upstream_core::render::Origin;

@@ -10,6 +10,8 @@
 //! (`HttpModuleMainConf::main_conf_mut(&ngx_conf_t)`); the conversion from
 //! nginx's raw pointers happens here only.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::ffi::{c_char, c_void};
 use core::ptr;
 
@@ -22,7 +24,6 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::nginx::balancers::KnownBalancers;
-use crate::nginx::conf::DeclaredZone;
 use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::NgxContentHandler;
@@ -210,26 +211,21 @@ impl<'a> Postconfiguration<'a> {
         Some(f(self.cycle(), main))
     }
 
-    /// Declares a zone with `declare` and keeps it in the module's
-    /// http-level configuration with `keep`.
-    pub fn with_declared_zone(
+    /// Runs `f` with the configuration context (to declare a zone) and
+    /// the module's http-level configuration (in the context's pool, not
+    /// in the context: the two do not overlap).
+    pub fn with_context_and_main_conf<R>(
         &mut self,
-        declare: impl for<'x, 'y> FnOnce(&'x mut ConfContext<'y>) -> Option<DeclaredZone<'x>>,
-        keep: impl FnOnce(&mut MainConf, DeclaredZone<'_>),
-    ) -> Result<(), ()> {
+        f: impl FnOnce(&mut ConfContext<'_>, &mut MainConf) -> R,
+    ) -> Option<R> {
         #[allow(clippy::disallowed_methods)] // this module's own, in the context's pool: see clippy.toml
-        let main = crate::Module::main_conf_mut(self.cf).ok_or(())?;
-        let mut context = ConfContext::lend(self.cf);
-        let zone = declare(&mut context).ok_or(())?;
-        keep(main, zone);
-        Ok(())
+        let main = crate::Module::main_conf_mut(self.cf)?;
+        Some(f(&mut ConfContext::lend(self.cf), main))
     }
 
-    /// Adds `handler` to the http block's POST_READ phase.
-    pub fn add_post_read_handler(
-        &mut self,
-        handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
-    ) -> Result<(), ()> {
+    /// Adds `H`'s handler to the http block's POST_READ phase.
+    pub fn add_post_read_handler<H: PostReadHandler>(&mut self) -> Result<(), ()> {
+        let handler = H::HANDLER;
         #[allow(clippy::disallowed_methods)] // nginx's core module, in its postconfiguration: see clippy.toml
         let cmcf = NgxHttpCoreModule::main_conf_mut(self.cf).ok_or(())?;
         let handlers = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_POST_READ_PHASE as usize].handlers;
@@ -289,6 +285,16 @@ pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> 
         H::init_module(&init);
         NGX_OK as ngx_int_t
     })
+}
+
+/// A handler for every request's POST_READ phase.
+///
+/// # Safety
+/// `HANDLER` is a function nginx may call in the POST_READ phase of any
+/// request of the http block (not any `unsafe extern "C"` function of that
+/// type: a content handler's, say, expects its location's configuration).
+pub unsafe trait PostReadHandler {
+    const HANDLER: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 }
 
 /// A new worker's (or the single process's) init_process. Only nginx's

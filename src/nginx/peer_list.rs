@@ -14,6 +14,8 @@
 //!   `weighted`, `tries`, `single`) are recomputed after every change, the
 //!   way `ngx_http_upstream_init_round_robin` sets them.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};

@@ -24,6 +24,8 @@
 //! `dynamic_upstream_api` or `dynamic_upstream_metrics` (the wrappers
 //! without counting are installed then).
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use core::ptr;

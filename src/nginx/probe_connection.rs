@@ -7,6 +7,8 @@
 //! the connection: [`ProbeConnection`] closes the connection and deletes
 //! the timer before freeing it.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::mem::zeroed;
 use core::ptr::{self, NonNull};
 

@@ -2,6 +2,8 @@
 //! module's tag), which nginx hands over to the next cycle on reload when
 //! their name and size stay.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::ffi::c_void;
 use core::ptr;
 
@@ -12,7 +14,12 @@ use ngx::ffi::{ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t, ngx_
 /// Declares the zone `name` of `size` bytes for the cycle being configured,
 /// with `init` as its init; None if it is smaller than nginx allows a
 /// zone, or nginx refused it (either said why).
-pub fn declare<'a>(
+///
+/// # Safety
+/// `name` and `init` are those of the zone the caller keeps (a zone of
+/// another name, or the same name with another init, would have code read
+/// one kind of zone data as another).
+pub unsafe fn declare<'a>(
     context: &'a mut ConfContext<'_>,
     name: &'static str,
     size: usize,

@@ -1,6 +1,8 @@
 //! nginx's table of upstreams (`upstream {}` blocks), and nginx's strings and
 //! buffers as bytes.
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use core::marker::PhantomData;
 
 use ngx::ffi::{ngx_http_upstream_main_conf_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_HTTP_UPSTREAM_CREATE};
@@ -136,10 +138,12 @@ impl Upstream<'static> {
     /// (the master, whose running cycle a reload frees; another thread).
     ///
     /// A handle is `'static` because a worker's cycle lasts as long as the
-    /// worker. The one process of `master_process off` is the exception a
-    /// handle kept across its reload (in a static or a thread-local) would
-    /// meet: nginx frees the old cycle there 30 s after a reload. The
-    /// module keeps none (see docs/architecture.md).
+    /// worker, with two exceptions a handle kept in a thread-local would
+    /// meet (the module keeps none; see docs/architecture.md): a worker
+    /// destroys its cycle's pool before `exit()`, which then runs the
+    /// thread-locals' destructors; and the one process of
+    /// `master_process off` frees an old cycle once none of its
+    /// connections is open.
     pub fn running() -> Vec<Upstream<'static>> {
         if !in_running_process() {
             return Vec::new();

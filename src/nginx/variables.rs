@@ -2,6 +2,8 @@
 //! upstreams created at run time, which nginx's script compiler cannot
 //! handle once the configuration has been read).
 
+#![allow(clippy::disallowed_types)] // the wrapper layer: nginx's own structs (see clippy.toml)
+
 use dynamic_upstream_core::dyups::KeyPart;
 use ngx::ffi::{ngx_hash_find, ngx_hash_key, ngx_http_get_variable, ngx_http_request_t, ngx_pnalloc, ngx_str_t};
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};

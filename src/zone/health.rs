@@ -32,7 +32,6 @@ use ngx::ffi::{
     ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::conf::DeclaredZone;
 use crate::nginx::conf::MainConf;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
@@ -133,9 +132,16 @@ pub fn superseded() -> bool {
 /// the master's init_module, which no later failure of the cycle can undo.
 static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 
-/// Declares the health zone of the cycle being configured.
-pub fn declare_zone<'a>(context: &'a mut ConfContext<'_>, size: usize) -> Option<DeclaredZone<'a>> {
-    shm_zone::declare(context, ZONE_NAME, size, Some(init_zone))
+/// Declares the health zone of the cycle being configured and keeps it in
+/// `main`, its configuration; false if nginx refused it (it said why).
+pub fn declare_zone(context: &mut ConfContext<'_>, main: &mut MainConf, size: usize) -> bool {
+    // SAFETY: the health zone's name and init.
+    let Some(zone) = (unsafe { shm_zone::declare(context, ZONE_NAME, size, Some(init_zone)) }) else {
+        return false;
+    };
+    // SAFETY: the health zone.
+    unsafe { main.set_check_zone(zone) };
+    true
 }
 
 /// Zone init: the previous cycle's table when nginx reused the zone, else

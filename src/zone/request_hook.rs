@@ -27,6 +27,8 @@
 //! on balancers the module does not know (whose peers it never adds or
 //! removes): their request data may be shorter than what is read here.
 
+#![allow(clippy::disallowed_types)] // nginx's request data, for the request hook (see clippy.toml)
+
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use core::ptr;

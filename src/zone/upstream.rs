@@ -16,6 +16,7 @@ use ngx::ffi::{
     ngx_http_upstream_srv_conf_t, ngx_int_t, NGX_ERROR,
 };
 
+use crate::nginx::conf::conf_in_pool;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, replace_peers, Replaced, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
@@ -81,8 +82,20 @@ impl SrvConf {
     pub const STATE_FILE_OFFSET: usize = core::mem::offset_of!(SrvConf, state_file);
 }
 
-impl Default for SrvConf {
-    fn default() -> Self {
+/// The http module's create_srv_conf: a [`SrvConf`] with nothing set.
+///
+/// # Safety
+/// nginx's call of create_srv_conf.
+pub unsafe extern "C" fn create_srv_conf(cf: *mut ngx::ffi::ngx_conf_t) -> *mut core::ffi::c_void {
+    // SAFETY: per the contract.
+    unsafe { conf_in_pool(cf, SrvConf::unset()) }
+}
+
+impl SrvConf {
+    /// Not `Default`: a `SrvConf` made outside nginx's create_srv_conf
+    /// could be swapped into a block's configuration, or a block's taken
+    /// out and kept past its cycle (see `MainConf`'s).
+    fn unset() -> Self {
         Self {
             state_file: NgxText::EMPTY,
             balancer: Balancer::RoundRobin,
