@@ -114,7 +114,7 @@ unsafe extern "C" fn init_main_conf(
 // Which structure each of the module's configuration levels is: the ones
 // its create_*_conf make (the `ngx` crate's HttpModule, above), and the
 // directive table's `conf` offsets (ConfLevel).
-// SAFETY: create_main_conf (nginx::conf's) makes a MainConf.
+// SAFETY: create_main_conf (nginx::module_hooks's) makes a MainConf.
 unsafe impl HttpModuleMainConf for Module {
     type MainConf = MainConf;
 }
@@ -142,7 +142,7 @@ unsafe impl ConfLevel for LocConf {
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(module_hooks::preconfiguration::<Hooks>),
     postconfiguration: Some(module_hooks::postconfiguration::<Hooks>),
-    create_main_conf: Some(nginx::conf::create_main_conf),
+    create_main_conf: Some(module_hooks::create_main_conf),
     init_main_conf: Some(init_main_conf),
     create_srv_conf: Some(zone::upstream::create_srv_conf),
     merge_srv_conf: None,

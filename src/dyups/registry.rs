@@ -51,7 +51,7 @@ use crate::dyups::grace::{
     attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
 use crate::dyups::registry_lock::{Held, RegistryLock};
-use crate::nginx::conf::MainConf;
+use crate::nginx::conf::{MainConf, RegistryZone};
 use crate::nginx::layout;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
@@ -291,12 +291,8 @@ static MY_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// said why).
 pub fn declare_zone(context: &mut ConfContext<'_>, main: &mut MainConf) -> bool {
     // SAFETY: the registry's zone name and init.
-    let Some(zone) = (unsafe { shm_zone::declare(context, ZONE_NAME, main.shm_zone_size, Some(init_zone)) }) else {
-        return false;
-    };
-    // SAFETY: the registry's zone.
-    unsafe { main.set_dyups_zone(zone) };
-    true
+    let zone = unsafe { shm_zone::declare::<RegistryZone>(context, ZONE_NAME, main.shm_zone_size, Some(init_zone)) };
+    zone.map(|zone| main.set_dyups_zone(zone)).is_some()
 }
 
 /// Zone init: a new registry, or the previous cycle's when nginx reused the

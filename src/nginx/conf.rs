@@ -53,15 +53,23 @@ pub struct MainConf {
     pub dyups_interface: bool,
 }
 
-/// A zone [`crate::nginx::shm_zone::declare`] added to the cycle being configured, for
-/// the callback that declared it (only `declare` makes one): what the module's
-/// configuration keeps of it is that cycle's zone, not another's.
-pub struct DeclaredZone<'a> {
+/// A zone [`crate::nginx::shm_zone::declare`] added to the cycle being
+/// configured, for the callback that declared it, as a `K` zone (only
+/// `declare`, an unsafe fn whose caller vouches for the kind, makes one):
+/// what the module's configuration keeps of it is that cycle's zone of
+/// that kind, not another's.
+pub struct DeclaredZone<'a, K> {
     zone: *mut ngx_shm_zone_t,
-    _context: PhantomData<&'a mut ngx::ffi::ngx_conf_t>,
+    _context: PhantomData<(&'a mut ngx::ffi::ngx_conf_t, K)>,
 }
 
-impl DeclaredZone<'_> {
+/// The kind of the dyups registry's zone.
+pub struct RegistryZone;
+
+/// The kind of the health checks' zone.
+pub struct HealthZoneKind;
+
+impl<K> DeclaredZone<'_, K> {
     pub(in crate::nginx) fn new(zone: *mut ngx_shm_zone_t) -> Self {
         DeclaredZone { zone, _context: PhantomData }
     }
@@ -88,10 +96,7 @@ impl MainConf {
         self.zone
     }
 
-    /// # Safety
-    /// `zone` is the registry's zone (`dyups::registry::declare_zone`'s):
-    /// the registry's code takes its data for a registry.
-    pub unsafe fn set_dyups_zone(&mut self, zone: DeclaredZone<'_>) {
+    pub fn set_dyups_zone(&mut self, zone: DeclaredZone<'_, RegistryZone>) {
         self.zone = zone.raw();
     }
 
@@ -100,32 +105,9 @@ impl MainConf {
         self.check_zone
     }
 
-    /// # Safety
-    /// `zone` is the health zone (`zone::health::declare_zone`'s).
-    pub unsafe fn set_check_zone(&mut self, zone: DeclaredZone<'_>) {
+    pub fn set_check_zone(&mut self, zone: DeclaredZone<'_, HealthZoneKind>) {
         self.check_zone = zone.raw();
     }
-}
-
-/// nginx's create_*_conf: `value` in the configuration's pool, dropped
-/// with it (null if the pool has no room).
-///
-/// # Safety
-/// `cf` is the configuration context nginx passed a create_*_conf.
-pub unsafe fn conf_in_pool<T>(cf: *mut ngx::ffi::ngx_conf_t, value: T) -> *mut core::ffi::c_void {
-    // SAFETY: per the contract, the context's pool is live.
-    let pool = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) };
-    pool.allocate(value).cast()
-}
-
-/// The http module's create_main_conf: a [`MainConf`] with every directive
-/// unset.
-///
-/// # Safety
-/// nginx's call of create_main_conf.
-pub unsafe extern "C" fn create_main_conf(cf: *mut ngx::ffi::ngx_conf_t) -> *mut core::ffi::c_void {
-    // SAFETY: per the contract.
-    unsafe { conf_in_pool(cf, MainConf::unset()) }
 }
 
 impl MainConf {
@@ -133,7 +115,7 @@ impl MainConf {
     /// could be swapped (`mem::swap`, `mem::replace`) into another cycle's
     /// configuration, or a cycle's taken out of it (`mem::take`) and kept
     /// past it, with its zone pointers and strings.
-    fn unset() -> Self {
+    pub(in crate::nginx) fn unset() -> Self {
         Self {
             shm_zone_size: UNSET_SIZE,
             read_msg_timeout: UNSET_MSEC,

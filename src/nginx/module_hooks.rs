@@ -65,6 +65,27 @@ pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) ->
     request_guard(|| status(unsafe { register_packages::<H::LuaPackages>(cf) }))
 }
 
+/// nginx's create_*_conf: `value` in the configuration's pool, dropped
+/// with it (null if the pool has no room).
+///
+/// # Safety
+/// `cf` is the configuration context nginx passed a create_*_conf.
+pub unsafe fn conf_in_pool<T>(cf: *mut ngx::ffi::ngx_conf_t, value: T) -> *mut core::ffi::c_void {
+    // SAFETY: per the contract, the context's pool is live.
+    let pool = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) };
+    pool.allocate(value).cast()
+}
+
+/// The http module's create_main_conf: a [`MainConf`] with every directive
+/// unset.
+///
+/// # Safety
+/// nginx's call of create_main_conf.
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx::ffi::ngx_conf_t) -> *mut core::ffi::c_void {
+    // SAFETY: per the contract.
+    unsafe { conf_in_pool(cf, MainConf::unset()) }
+}
+
 /// A configured cycle nginx lent a callback, for `'c`: safe code never
 /// gets nginx's `ngx_cycle_t` itself, a `Copy` struct of raw pointers whose
 /// copy would outlive the cycle (a reload's old one, a failed reload's new

@@ -16,15 +16,15 @@ use ngx::ffi::{ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t, ngx_
 /// zone, or nginx refused it (either said why).
 ///
 /// # Safety
-/// `name` and `init` are those of the zone the caller keeps (a zone of
-/// another name, or the same name with another init, would have code read
-/// one kind of zone data as another).
-pub unsafe fn declare<'a>(
+/// `name` and `init` are those of the zones of kind `K` (a zone of another
+/// name, or the same name with another init, would have code read one
+/// kind of zone data as another).
+pub unsafe fn declare<'a, K>(
     context: &'a mut ConfContext<'_>,
     name: &'static str,
     size: usize,
     init: ngx_shm_zone_init_pt,
-) -> Option<DeclaredZone<'a>> {
+) -> Option<DeclaredZone<'a, K>> {
     // nginx's own floor for a zone (the `zone` directive's): a smaller one
     // has no room for the slab pool's header.
     // SAFETY: a plain read of nginx's page size, set at start.

@@ -32,7 +32,7 @@ use ngx::ffi::{
     ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
 };
 
-use crate::nginx::conf::MainConf;
+use crate::nginx::conf::{HealthZoneKind, MainConf};
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, peers_of, quietly, recount, DOWN_HEALTH};
@@ -136,12 +136,8 @@ static mut ZONE: *mut ngx_shm_zone_t = ptr::null_mut();
 /// `main`, its configuration; false if nginx refused it (it said why).
 pub fn declare_zone(context: &mut ConfContext<'_>, main: &mut MainConf, size: usize) -> bool {
     // SAFETY: the health zone's name and init.
-    let Some(zone) = (unsafe { shm_zone::declare(context, ZONE_NAME, size, Some(init_zone)) }) else {
-        return false;
-    };
-    // SAFETY: the health zone.
-    unsafe { main.set_check_zone(zone) };
-    true
+    let zone = unsafe { shm_zone::declare::<HealthZoneKind>(context, ZONE_NAME, size, Some(init_zone)) };
+    zone.map(|zone| main.set_check_zone(zone)).is_some()
 }
 
 /// Zone init: the previous cycle's table when nginx reused the zone, else

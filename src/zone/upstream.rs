@@ -16,8 +16,7 @@ use ngx::ffi::{
     ngx_http_upstream_srv_conf_t, ngx_int_t, NGX_ERROR,
 };
 
-use crate::nginx::conf::conf_in_pool;
-use crate::nginx::module_hooks::InitModule;
+use crate::nginx::module_hooks::{conf_in_pool, InitModule};
 use crate::nginx::peer_list::{list_peers, replace_peers, Replaced, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
