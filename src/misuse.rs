@@ -86,7 +86,7 @@ pub fn core_conf_mut(r: &ngx::ffi::ngx_http_request_t) {
 #[cfg(ndu_misuse = "off_thread")]
 pub fn off_thread() {
     std::thread::spawn(|| {
-        let upstreams = crate::nginx::upstreams::Upstream::running().len();
+        let upstreams = crate::nginx::upstreams::Upstream::with_running(|running| running.upstreams().len());
         let zones =
             crate::dyups::registry::Dyups::get().is_some() || crate::zone::health::HealthZone::running().is_some();
         (upstreams, zones)
@@ -230,4 +230,18 @@ pub fn post_read_any(post: &mut crate::nginx::module_hooks::Postconfiguration<'_
             crate::dyups::worker::SyncOnRequest::HANDLER;
     }
     post.add_post_read_handler::<Any>()
+}
+
+/// The running cycle's blocks kept in a thread-local whose destructor
+/// reads them (review 7: a worker destroys its cycle's pool before
+/// `exit()` runs the destructors: valgrind's invalid read).
+// expect: E0521
+#[cfg(ndu_misuse = "running_kept")]
+pub fn running_kept() {
+    thread_local! {
+        static KEPT: core::cell::RefCell<Vec<crate::nginx::upstreams::Upstream<'static>>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    crate::nginx::upstreams::Upstream::with_running(|running| {
+        KEPT.with(|kept| kept.borrow_mut().extend(running.upstreams().iter().copied()));
+    });
 }

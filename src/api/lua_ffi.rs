@@ -29,7 +29,8 @@ pub struct Calls;
 impl LuaCalls for Calls {
     fn list_zones(&self, zones: &mut TextOut<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
-            let names: Vec<String> = Upstream::running().into_iter().filter_map(Upstream::zone_name).collect();
+            let names: Vec<String> =
+                Upstream::with_running(|running| running.upstreams().iter().filter_map(|u| u.zone_name()).collect());
             zones.set_whole(&names.join("\n"));
             Ok(())
         })
@@ -37,7 +38,9 @@ impl LuaCalls for Calls {
 
     fn describe_zone(&self, zone: &[u8], peers: &mut PeersOut<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
-            let views = perform(&text(zone), &Action::List, &Requester::internal("lua"))?.peers_with_health();
+            let views = Upstream::with_running(|running| {
+                perform(running, &text(zone), &Action::List, &Requester::internal("lua")).map(|z| z.peers_with_health())
+            })?;
             peers.set(views.iter().map(lua_peer));
             Ok(())
         })
@@ -73,7 +76,7 @@ fn text(bytes: &[u8]) -> String {
 /// change refused while it is built is logged as any refusal.
 fn change(by: &Requester, zone: &str, action: impl FnOnce() -> Result<Action, ApiError>) -> Result<(), ApiError> {
     let action = action().inspect_err(|e| log_refusal(by, zone, e))?;
-    perform(zone, &action, by).map(drop)
+    Upstream::with_running(|running| perform(running, zone, &action, by).map(drop))
 }
 
 /// Runs `body` in a panic barrier, turning errors into a status and a

@@ -24,9 +24,10 @@ use crate::nginx::http_io::{Handled, HttpRequest, Response};
 use crate::nginx::peer_stats::now_ms;
 use crate::nginx::process::{pid, ppid};
 use crate::nginx::stub_status::{connections, requests};
+use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
 use crate::ops::plus::{all_upstreams_with, change_runtime, find, generation, load_ms, Listed, Target};
-use crate::ops::zone::{perform, perform_by_id, replace, IdEdit};
+use crate::ops::zone::{perform_by_id, perform_on, replace, IdEdit};
 
 /// Largest request body accepted (a PUT of a few thousand servers).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -70,6 +71,16 @@ pub fn send(req: &mut HttpRequest, answer: Result<Answer, PlusError>) -> Handled
 
 /// The answer to the request (`body`: the one a change sent).
 pub fn respond(req: &HttpRequest, write: bool, trylock: bool, body: Option<&[u8]>) -> Result<Answer, PlusError> {
+    Upstream::with_running(|running| respond_with(running, req, write, trylock, body))
+}
+
+fn respond_with(
+    running: &Running<'_>,
+    req: &HttpRequest,
+    write: bool,
+    trylock: bool,
+    body: Option<&[u8]>,
+) -> Result<Answer, PlusError> {
     let route = Route::parse(&req.path_in_location())?;
     let method = req.method_name();
     let read = matches!(method.as_str(), "GET" | "HEAD");
@@ -100,23 +111,25 @@ pub fn respond(req: &HttpRequest, write: bool, trylock: bool, body: Option<&[u8]
         }
         (Endpoint::Upstream(name), _) => {
             let fields = upstream_fields(req);
-            Answer::ok(view::upstream(&find(name)?.listed_with(fields.peers()).status(), now_ms, fields))
+            Answer::ok(view::upstream(&find(running, name)?.listed_with(fields.peers()).status(), now_ms, fields))
         }
-        (Endpoint::Servers(name), None) if read => servers_answer(&find(name)?, None),
+        (Endpoint::Servers(name), None) if read => servers_answer(&find(running, name)?, None),
         (Endpoint::Server(name, id), None) if read => {
-            let listed = find(name)?.listed();
+            let listed = find(running, name)?.listed();
             Answer::ok(view::server(peer_by_id(&listed.peers, *id)?))
         }
-        (Endpoint::Server(name, id), None) => delete(&find(name)?, *id, &origin, trylock)?,
+        (Endpoint::Server(name, id), None) => delete(&find(running, name)?, *id, &origin, trylock)?,
         (Endpoint::Servers(name), Some(body)) if method == "POST" => {
-            post(&find(name)?, body::post(body)?, &origin, trylock)?
+            post(&find(running, name)?, body::post(body)?, &origin, trylock)?
         }
         (Endpoint::Servers(name), Some(body)) => {
             let desired = body::put(body)?;
             let if_match = if_match(req)?;
-            put(&find(name)?, desired, if_match, &origin, trylock)?
+            put(&find(running, name)?, desired, if_match, &origin, trylock)?
         }
-        (Endpoint::Server(name, id), Some(body)) => patch(&find(name)?, *id, body::patch(body)?, &origin, trylock)?,
+        (Endpoint::Server(name, id), Some(body)) => {
+            patch(&find(running, name)?, *id, body::patch(body)?, &origin, trylock)?
+        }
         (Endpoint::Servers(_), None) => return Err(PlusError::new(400, "BodyReadError", "the request has no body")),
     })
 }
@@ -169,7 +182,7 @@ fn post(target: &Target, spec: ServerSpec, origin: &Requester, trylock: bool) ->
     let address = spec.address.to_string();
     match target {
         Target::Zone(zone) => {
-            perform(&zone.zone_name(), &Action::Add(spec), origin)?;
+            perform_on(zone, &Action::Add(spec), origin)?;
         }
         Target::Runtime { name, .. } => change_runtime(name, origin, trylock, None, |servers| {
             if servers.iter().any(|s| s.address == spec.address) {

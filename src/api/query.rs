@@ -10,6 +10,7 @@ use dynamic_upstream_core::render::{json_error, json_upstream, plain_list, text_
 use dynamic_upstream_core::{Action, ApiError, QueryRequest, UpstreamView};
 
 use crate::nginx::http_io::{HttpRequest, Response};
+use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::{log_refusal, Requester};
 use crate::ops::zone::{find_zone, perform, refuse};
 use crate::zone::upstream::ZoneUpstream;
@@ -20,27 +21,32 @@ pub fn respond(req: &mut HttpRequest, read_only: bool) -> Response {
     let args = req.args();
     let json = req.wants_json();
     let origin = Requester::of(req, "query");
-    let result = if req.is_get_or_head() {
-        run(&args, read_only, req.method_name() == "HEAD", &origin)
-    } else {
-        let e = ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted");
-        Err(match QueryRequest::parse(&args) {
-            Ok(request) => refuse(&origin, &request.upstream, &request.action, e),
-            Err(_) => e,
-        })
-    };
-    match result {
-        Ok((request, zone)) => render(&request, &zone, json),
-        Err(e) => error_response(&e, json),
-    }
+    let head = req.method_name() == "HEAD";
+    let get_or_head = req.is_get_or_head();
+    Upstream::with_running(|running| {
+        let result = if get_or_head {
+            run(running, &args, read_only, head, &origin)
+        } else {
+            let e = ApiError::new(405, "method_not_allowed", "only GET and HEAD are accepted");
+            Err(match QueryRequest::parse(&args) {
+                Ok(request) => refuse(&origin, &request.upstream, &request.action, e),
+                Err(_) => e,
+            })
+        };
+        match result {
+            Ok((request, zone)) => render(&request, &zone, json),
+            Err(e) => error_response(&e, json),
+        }
+    })
 }
 
-fn run(
+fn run<'r>(
+    running: &Running<'r>,
     args: &[u8],
     read_only: bool,
     head: bool,
     origin: &Requester,
-) -> Result<(QueryRequest, ZoneUpstream<'static>), ApiError> {
+) -> Result<(QueryRequest, ZoneUpstream<'r>), ApiError> {
     // Unparsed, a request might have been a change: say why it was refused.
     let request = QueryRequest::parse(args).inspect_err(|e| log_refusal(origin, "-", e))?;
     if read_only && request.action != Action::List {
@@ -49,13 +55,13 @@ fn run(
     }
     if head && request.action != Action::List {
         // HEAD must not change anything (it may still say 404).
-        let e = match find_zone(&request.upstream) {
+        let e = match find_zone(running, &request.upstream) {
             Err(e) => e,
             Ok(_) => ApiError::new(405, "method_not_allowed", "HEAD only lists: use GET to change upstreams"),
         };
         return Err(refuse(origin, &request.upstream, &request.action, e));
     }
-    let zone = perform(&request.upstream, &request.action, origin)?;
+    let zone = perform(running, &request.upstream, &request.action, origin)?;
     Ok((request, zone))
 }
 

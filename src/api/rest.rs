@@ -16,7 +16,7 @@ use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 use crate::dyups::registry::{Dyups, ReadSection, RecordView, ZONE_NAME};
 use crate::dyups::worker::{configured_peers, is_front};
 use crate::nginx::http_io::{HttpRequest, Response};
-use crate::nginx::upstreams::Upstream;
+use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::{log_refusal, Requester};
 use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream};
 use crate::zone::health::show_health;
@@ -85,14 +85,18 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
     if let Route::Upstream(name) = route {
         validate_upstream_name(name)?;
     }
+    Upstream::with_running(|running| get_with(running, route, json))
+}
+
+fn get_with(running: &Running<'_>, route: &Route, json: bool) -> Result<Response, ApiError> {
     let dyups = registry()?;
     let section = ReadSection::new(&dyups);
     match route {
         Route::Status => Ok(status(&dyups, json)),
-        Route::Upstream(name) => one_upstream(&dyups, &section, name, json),
+        Route::Upstream(name) => one_upstream(running, &dyups, &section, name, json),
         Route::List => {
             let records = dyups.records(&section).1;
-            let table = upstream_table(&records);
+            let table = upstream_table(running, &records);
             let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
             if json {
                 return Ok(json_response(dyups::list_json(&names)));
@@ -101,7 +105,7 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
         }
         Route::Detail => {
             let records = dyups.records(&section).1;
-            let table = upstream_table(&records);
+            let table = upstream_table(running, &records);
             let details: Vec<(String, Vec<PeerView>)> =
                 table.iter().map(|(name, source)| (name.clone(), source.peers(name))).collect();
             if json {
@@ -115,9 +119,15 @@ fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
 }
 
 /// `GET /upstream/NAME`: one registry lookup, not a copy of the registry.
-fn one_upstream(dyups: &Dyups, section: &ReadSection, name: &str, json: bool) -> Result<Response, ApiError> {
+fn one_upstream(
+    running: &Running<'_>,
+    dyups: &Dyups,
+    section: &ReadSection,
+    name: &str,
+    json: bool,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
-    let config = config_upstream(name);
+    let config = config_upstream(running, name);
     let record = dyups.record(section, name);
     let (name, source) = match (&record, config) {
         (Some(r), _) if r.deleted || !r.has_list() => return Err(not_found()),
@@ -144,7 +154,7 @@ enum Source<'r> {
     /// this worker has made a front (its peer.data is then the front, not a
     /// peer list): a front whose record is gone was deleted by a newer
     /// cycle, and answers 502 (see `dyups_worker::forget_deleted_front`).
-    Config(Upstream<'static>),
+    Config(Upstream<'r>),
 }
 
 impl Source<'_> {
@@ -166,13 +176,13 @@ impl Source<'_> {
 
 /// Every upstream the API shows: those of the configuration in their order
 /// (as replaced, unless deleted), then those created at run time.
-fn upstream_table<'r>(records: &'r [RecordView<'r>]) -> Vec<(String, Source<'r>)> {
+fn upstream_table<'r>(running: &Running<'r>, records: &'r [RecordView<'r>]) -> Vec<(String, Source<'r>)> {
     // Lower-case name → record: one pass, then lookups (thousands of
     // upstreams must not cost a search per upstream).
     let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
     let mut table = Vec::with_capacity(records.len());
     let mut in_config: HashSet<String> = HashSet::new();
-    for upstream in Upstream::running() {
+    for &upstream in running.upstreams() {
         let name = upstream.name();
         let key = name.to_ascii_lowercase();
         match by_name.get(&key) {

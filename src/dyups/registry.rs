@@ -344,11 +344,11 @@ pub struct Dyups<'z> {
 impl Dyups<'static> {
     /// The running cycle's registry, in a process that serves requests, on
     /// nginx's thread; none elsewhere (the master, whose reloads unmap old
-    /// zones; another thread). `'static` as for [`Upstream::running`]
-    /// (whose exceptions are this one's: a zone a reload of
-    /// `master_process off` does not keep is unmapped at once).
-    ///
-    /// [`Upstream::running`]: crate::nginx::upstreams::Upstream::running
+    /// zones; another thread). `'static` because a worker's zones stay
+    /// mapped for its life, to its exit; the one exception a handle kept
+    /// in a thread-local would meet is the one process of
+    /// `master_process off`, whose reload unmaps at once a zone it does
+    /// not keep (a new `dyups_shm_zone_size`).
     pub fn get() -> Option<Dyups<'static>> {
         if !in_running_process() {
             return None;

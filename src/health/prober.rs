@@ -363,7 +363,10 @@ fn resolve(health: HealthZone, index: usize, gen: u32) -> Option<Known> {
         }
         check.map(|check| Target { primary: None, check: Rc::new(check) })
     } else {
-        checked_upstreams(Upstream::running()).into_iter().find(|(u, _)| u.name_is(&upstream)).map(|(_, target)| target)
+        Upstream::with_running(|running| {
+            let checked = checked_upstreams(running.upstreams().to_vec());
+            checked.into_iter().find(|(u, _)| u.name_is(&upstream)).map(|(_, target)| target)
+        })
     };
     Some(Known { gen, upstream, name, runtime, target, applied: None })
 }

@@ -124,34 +124,45 @@ pub(in crate::nginx) fn str_lossy(s: &ngx_str_t) -> String {
 
 /// An `upstream {}` block of a configuration, for as long as `'c` says
 /// that configuration lives: a lent [`crate::nginx::module_hooks::Cycle`]'s
-/// blocks are its, the running cycle's are `'static` in a worker (whose
-/// cycle is its life's, see [`Upstream::running`]).
+/// blocks are its, the running cycle's are lent to a closure
+/// ([`Upstream::with_running`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Upstream<'c> {
     uscf: *mut ngx_http_upstream_srv_conf_t,
     _cycle: PhantomData<&'c ngx::ffi::ngx_cycle_t>,
 }
 
-impl Upstream<'static> {
-    /// The `upstream {}` blocks of the running cycle, in their order: in a
+/// The running cycle's `upstream {}` blocks, lent for the call of
+/// [`Upstream::with_running`]'s closure: its handles cannot be kept past
+/// it (a worker destroys its cycle's pool before `exit()` runs the
+/// thread-locals' destructors; the one process of `master_process off`
+/// frees old cycles).
+pub struct Running<'r> {
+    upstreams: Vec<Upstream<'r>>,
+}
+
+impl<'r> Running<'r> {
+    /// The blocks, in their order.
+    pub fn upstreams(&self) -> &[Upstream<'r>] {
+        &self.upstreams
+    }
+}
+
+impl Upstream<'_> {
+    /// Runs `f` with the running cycle's `upstream {}` blocks: in a
     /// process that serves requests, on nginx's thread; none anywhere else
     /// (the master, whose running cycle a reload frees; another thread).
-    ///
-    /// A handle is `'static` because a worker's cycle lasts as long as the
-    /// worker, with two exceptions a handle kept in a thread-local would
-    /// meet (the module keeps none; see docs/architecture.md): a worker
-    /// destroys its cycle's pool before `exit()`, which then runs the
-    /// thread-locals' destructors; and the one process of
-    /// `master_process off` frees an old cycle once none of its
-    /// connections is open.
-    pub fn running() -> Vec<Upstream<'static>> {
-        if !in_running_process() {
-            return Vec::new();
-        }
-        // SAFETY: where requests are served, ngx_cycle is the running,
-        // fully configured cycle, read on nginx's thread.
-        let blocks = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
-        blocks.into_iter().map(|uscf| Upstream { uscf, _cycle: PhantomData }).collect()
+    pub fn with_running<R>(f: impl for<'r> FnOnce(&Running<'r>) -> R) -> R {
+        let upstreams = if in_running_process() {
+            // SAFETY: where requests are served, ngx_cycle is the running,
+            // fully configured cycle, read on nginx's thread; it outlives
+            // the call.
+            let blocks = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
+            blocks.into_iter().map(|uscf| Upstream { uscf, _cycle: PhantomData }).collect()
+        } else {
+            Vec::new()
+        };
+        f(&Running { upstreams })
     }
 }
 

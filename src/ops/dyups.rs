@@ -8,7 +8,7 @@ use dynamic_upstream_core::{ApiError, Balancer};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{configured_peers, sync_if_moved};
-use crate::nginx::upstreams::Upstream;
+use crate::nginx::upstreams::{Running, Upstream};
 use crate::nginx::variables::variable_exists;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
 use crate::ops::state_files::{save_dyups, ChangeGuard};
@@ -83,7 +83,9 @@ fn replace_spec(
     let guard = ChangeGuard::for_dyups(trylock)?;
     // Until its first replacement, an upstream of the configuration has no
     // record: it had the configuration's servers.
-    let config_servers = config_upstream(name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len());
+    let config_servers = Upstream::with_running(|running| {
+        config_upstream(running, name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len())
+    });
     let before = dyups.replace_if(name, spec, trylock, expected)?.or(config_servers);
     sync_if_moved();
     Ok((Change::Replace { before, after: spec.servers.len() }, guard))
@@ -118,12 +120,12 @@ fn check_hash_key(spec: &UpstreamSpec) -> Result<(), ApiError> {
 }
 
 pub fn in_config(name: &str) -> bool {
-    config_upstream(name).is_some()
+    Upstream::with_running(|running| config_upstream(running, name).is_some())
 }
 
 /// The configuration's upstream `name` (any case), with its own spelling.
-pub fn config_upstream(name: &str) -> Option<(String, Upstream<'static>)> {
-    Upstream::running().into_iter().map(|u| (u.name(), u)).find(|(host, _)| host.eq_ignore_ascii_case(name))
+pub fn config_upstream<'r>(running: &Running<'r>, name: &str) -> Option<(String, Upstream<'r>)> {
+    running.upstreams().iter().map(|&u| (u.name(), u)).find(|(host, _)| host.eq_ignore_ascii_case(name))
 }
 
 pub fn registry() -> Result<Dyups<'static>, ApiError> {

@@ -17,7 +17,7 @@ use dynamic_upstream_core::{PeerView, ServerSpec};
 
 use crate::dyups::registry::{revision_mismatch, Dyups, ReadSection, RecordView, ZONE_NAME};
 use crate::dyups::worker::is_front;
-use crate::nginx::upstreams::Upstream;
+use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
@@ -60,8 +60,8 @@ const TRIES: usize = 8;
 
 /// An upstream the API serves: one of the configuration with a zone, or
 /// one the registry holds (its servers are the registry's).
-pub enum Target {
-    Zone(ZoneUpstream<'static>),
+pub enum Target<'r> {
+    Zone(ZoneUpstream<'r>),
     Runtime { name: String, runtime: bool },
 }
 
@@ -89,7 +89,7 @@ impl Listed {
     }
 }
 
-impl Target {
+impl Target<'_> {
     /// Its servers and revision. The revision is read first, so that it is
     /// never newer than the servers (a conditional change made with it
     /// fails rather than overwrite a change its sender did not see).
@@ -145,12 +145,12 @@ impl Target {
 }
 
 /// The upstream called `name`, as the API sees it.
-pub fn find(name: &str) -> Result<Target, PlusError> {
+pub fn find<'r>(running: &Running<'r>, name: &str) -> Result<Target<'r>, PlusError> {
     let not_found = || PlusError::upstream_not_found(name);
     let dyups = Dyups::get();
     let section = dyups.as_ref().map(ReadSection::new);
     let record = dyups.as_ref().zip(section.as_ref()).and_then(|(dyups, section)| dyups.record(section, name));
-    match (record, config_upstream(name)) {
+    match (record, config_upstream(running, name)) {
         (Some(r), _) if r.deleted || !r.has_list() => Err(not_found()),
         (Some(r), config) => {
             let runtime = config.is_none();
@@ -170,13 +170,17 @@ pub fn all_upstreams() -> Vec<Listed> {
 
 /// As [`all_upstreams`]; without `peers`, see [`Target::listed_with`].
 pub fn all_upstreams_with(peers: bool) -> Vec<Listed> {
+    Upstream::with_running(|running| all_upstreams_of(running, peers))
+}
+
+fn all_upstreams_of(running: &Running<'_>, peers: bool) -> Vec<Listed> {
     let dyups = Dyups::get();
     let section = dyups.as_ref().map(ReadSection::new);
     let records = dyups.as_ref().zip(section.as_ref()).map(|(d, s)| d.records(s).1).unwrap_or_default();
     let by_name: HashMap<String, &RecordView> = records.iter().map(|r| (r.name.to_ascii_lowercase(), r)).collect();
     let mut targets = Vec::new();
     let mut in_config = HashSet::new();
-    for upstream in Upstream::running() {
+    for &upstream in running.upstreams() {
         let name = upstream.name();
         let key = name.to_ascii_lowercase();
         match by_name.get(&key) {

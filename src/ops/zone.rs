@@ -9,14 +9,15 @@ use dynamic_upstream_core::{Action, ApiError, PeerParams, ServerSpec};
 
 use crate::dyups::registry::revision_mismatch;
 use crate::nginx::sockaddr::PeerAddress;
+use crate::nginx::upstreams::Running;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
 use crate::ops::state_files::{managed_by_dyups, save_zone_upstream, ChangeGuard};
 use crate::zone::peers::Lost;
 use crate::zone::upstream::ZoneUpstream;
 
 /// The zone upstream `name` (by zone name, else by its own name).
-pub fn find_zone(name: &str) -> Result<ZoneUpstream<'static>, ApiError> {
-    ZoneUpstream::find(name, managed_by_dyups)
+pub fn find_zone<'r>(running: &Running<'r>, name: &str) -> Result<ZoneUpstream<'r>, ApiError> {
+    ZoneUpstream::find(running, name, managed_by_dyups)
 }
 
 /// Refuses `action` on `upstream` with `e`, logged if it is a change.
@@ -29,18 +30,28 @@ pub fn refuse(origin: &Requester, upstream: &str, action: &Action, e: ApiError) 
 
 /// Finds the zone upstream `name` and applies `action` to it. Logs the
 /// change, or why a change was refused.
-pub fn perform(name: &str, action: &Action, origin: &Requester) -> Result<ZoneUpstream<'static>, ApiError> {
-    let zone = find_zone(name).map_err(|e| refuse(origin, name, action, e))?;
-    if *action == Action::List {
-        return Ok(zone);
+pub fn perform<'r>(
+    running: &Running<'r>,
+    name: &str,
+    action: &Action,
+    origin: &Requester,
+) -> Result<ZoneUpstream<'r>, ApiError> {
+    let zone = find_zone(running, name).map_err(|e| refuse(origin, name, action, e))?;
+    if *action != Action::List {
+        perform_on(&zone, action, origin)?;
     }
-    changing(&zone, origin, |zone| {
+    Ok(zone)
+}
+
+/// Applies the change `action` to `zone`. Logs the change, or why it was
+/// refused.
+pub fn perform_on(zone: &ZoneUpstream, action: &Action, origin: &Requester) -> Result<(), ApiError> {
+    changing(zone, origin, |zone| {
         if let Some(change) = zone.apply(action)? {
             log_change(origin, &zone.name(), &change);
         }
         Ok(())
-    })?;
-    Ok(zone)
+    })
 }
 
 /// What PATCH and DELETE of the NGINX Plus API do to a server by its ID.

@@ -21,7 +21,7 @@ use crate::nginx::peer_list::{list_peers, replace_peers, Replaced, SNAPSHOT_SERV
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::upstreams::{NgxText, Upstream};
+use crate::nginx::upstreams::{NgxText, Running, Upstream};
 use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
@@ -162,8 +162,8 @@ pub fn finish_checks(upstream: Upstream) -> Result<bool, String> {
 pub type Managed = fn(Upstream, &str) -> Option<ApiError>;
 
 /// A `zone` upstream of a configuration, for as long as its block's
-/// handle says that configuration lives (`'static`: the running one in a
-/// worker; the new one's in init_module).
+/// handle says that configuration lives (the running one's for a
+/// `with_running` closure, the new one's for init_module).
 pub struct ZoneUpstream<'c> {
     upstream: Upstream<'c>,
     balancer: Balancer,
@@ -174,13 +174,13 @@ pub struct ZoneUpstream<'c> {
     check: Option<CheckConf>,
 }
 
-impl ZoneUpstream<'static> {
+impl<'c> ZoneUpstream<'c> {
     /// Finds an upstream of the running cycle by its zone name (what
-    /// ngx_dynamic_upstream expects) or, failing that, by its own name. `managed` answers the
-    /// error for an upstream another part of the module serves (a dyups
-    /// front), if it is one.
-    pub fn find(name: &str, managed: Managed) -> Result<Self, ApiError> {
-        let upstreams = Upstream::running();
+    /// ngx_dynamic_upstream expects) or, failing that, by its own name.
+    /// `managed` answers the error for an upstream another part of the
+    /// module serves (a dyups front), if it is one.
+    pub fn find(running: &Running<'c>, name: &str, managed: Managed) -> Result<Self, ApiError> {
+        let upstreams = running.upstreams();
         let by_zone = upstreams.iter().copied().find(|u| u.zone_is(name));
         let by_name = || upstreams.iter().copied().find(|u| u.name_is(name));
         let upstream = by_zone
@@ -188,9 +188,7 @@ impl ZoneUpstream<'static> {
             .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
         ZoneUpstream::of(upstream, name, managed)
     }
-}
 
-impl<'c> ZoneUpstream<'c> {
     /// The zone upstream `upstream` (its own name in messages).
     pub fn of_running(upstream: Upstream<'c>, managed: Managed) -> Result<Self, ApiError> {
         Self::of(upstream, &upstream.name(), managed)
