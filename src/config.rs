@@ -6,7 +6,7 @@
 //! range checks, duplicate detection and error messages exactly as it does
 //! for its own directives.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use core::ffi::c_char;
 
@@ -19,7 +19,7 @@ use crate::nginx::conf::{
     LocConf, MainConf, DEFAULT_READ_MSG_TIMEOUT_MS, DEFAULT_SHM_ZONE_SIZE, MIN_SHM_ZONE_SIZE, UNSET_FLAG, UNSET_MSEC,
     UNSET_SIZE,
 };
-use crate::nginx::http_io::NgxContentHandler;
+use crate::nginx::http_io::RequestHandler;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::{Directive, DirectiveCall, DirectiveError, DirectiveError::Logged, Postconfiguration};
 use crate::zone::health;
@@ -143,7 +143,7 @@ pub struct SetDynamicUpstream;
 impl Directive for SetDynamicUpstream {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
-        call.set_location_handler(handlers::dynamic_upstream_handler)
+        call.set_location_handler::<handlers::QueryApi>()
     }
 }
 
@@ -155,7 +155,7 @@ impl Directive for SetDyupsInterface {
         if let Some(main) = call.main_conf() {
             main.dyups_interface = true;
         }
-        call.set_location_handler(handlers::dyups_interface_handler)
+        call.set_location_handler::<handlers::RestApi>()
     }
 }
 
@@ -176,7 +176,7 @@ impl Directive for SetPlusApi {
             }
         };
         call.conf().plus_write = write;
-        set_stats_handler(call, handlers::plus_api_handler)
+        set_stats_handler::<handlers::PlusApi>(call)
     }
 }
 
@@ -185,7 +185,7 @@ pub struct SetMetrics;
 impl Directive for SetMetrics {
     type Conf = LocConf;
     fn set(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
-        set_stats_handler(call, handlers::metrics_handler)
+        set_stats_handler::<handlers::MetricsPage>(call)
     }
 }
 
@@ -203,13 +203,13 @@ impl Directive for SetCheckStatus {
             })?,
         };
         call.conf().check_status = format;
-        call.set_location_handler(handlers::check_status_handler)
+        call.set_location_handler::<handlers::CheckStatusPage>()
     }
 }
 
 /// Installs `handler`, whose answers show per-peer statistics: requests
 /// count them from now on.
-fn set_stats_handler(call: &mut DirectiveCall<'_, LocConf>, handler: NgxContentHandler) -> Result<(), DirectiveError> {
+fn set_stats_handler<H: RequestHandler>(call: &mut DirectiveCall<'_, LocConf>) -> Result<(), DirectiveError> {
     call.main_conf().ok_or(Logged)?.stats = true;
-    call.set_location_handler(handler)
+    call.set_location_handler::<H>()
 }

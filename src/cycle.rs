@@ -14,7 +14,7 @@
 //! nginx calls them through [`crate::nginx::module_hooks`], which hands
 //! over its structures as references.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR};
 

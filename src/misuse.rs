@@ -7,7 +7,7 @@
 //! cannot run (a cdylib's tests cannot link without nginx). Never part of
 //! a build.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 /// A cycle kept past its callback (in a thread-local), to be read after a
 /// reload freed it: `Cycle` borrows the callback's lifetime.
@@ -244,4 +244,25 @@ pub fn running_kept() {
     crate::nginx::upstreams::Upstream::with_running(|running| {
         KEPT.with(|kept| kept.borrow_mut().extend(running.upstreams().iter().copied()));
     });
+}
+
+/// A safe file allowing itself what clippy.toml disallows (review 8: a
+/// file of `ops/`, whose forbid is its mod.rs's, allowed `from_ngx_buf`):
+/// clippy refuses the `allow` against the forbid (E0453).
+// expect: clippy::disallowed_methods
+#[cfg(ndu_misuse = "allow_in_safe_file")]
+#[allow(clippy::disallowed_methods)]
+pub fn allow_in_safe_file() {
+    use ngx::core::Buffer;
+    let mut buf = ngx::core::TemporaryBuffer::from_ngx_buf(core::ptr::dangling_mut());
+    buf.set_last_buf(true);
+}
+
+/// Another function of nginx's handler type installed as a location's
+/// content handler (review 8: `ngx_http_file_cache_open`, SIGSEGV on the
+/// first request).
+// expect: E0061
+#[cfg(ndu_misuse = "location_handler_any")]
+pub fn location_handler_any(call: &mut crate::nginx::module_hooks::DirectiveCall<'_, crate::LocConf>) {
+    let _ = call.set_location_handler(ngx::ffi::ngx_http_file_cache_open);
 }

@@ -2,7 +2,7 @@
 //! status page ([`dynamic_upstream_core::health::status_page`]) over every
 //! checked peer, of configured and run-time upstreams alike.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::health::status_page::{render, StatusFormat, StatusQuery, StatusRow};
 

@@ -2,7 +2,7 @@
 //! [`BodyHandler`]s for the APIs that read a body); the functions nginx
 //! calls are [`content_handler`]'s, the wrapper layer's.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::plus::PlusError;
@@ -10,38 +10,16 @@ use dynamic_upstream_core::ApiError;
 
 use crate::api::{check_status, metrics, plus, query, rest};
 use crate::nginx::conf::LocConf;
-use crate::nginx::http_io::{
-    content_handler, BodyError, BodyHandler, Handled, HttpRequest, NgxContentHandler, RequestHandler, Response,
-};
+use crate::nginx::http_io::{BodyError, BodyHandler, Handled, HttpRequest, RequestHandler, Response};
 use crate::ops::change_log::{log_refusal, Requester};
 
-// The content handlers the directives install (`clcf->handler`). Each is
-// `content_handler::<H>`: nginx calls it with the live request, it runs
-// `H::handle` inside the panic barrier.
-
-/// `location ... { dynamic_upstream; }`: the query-string API.
-#[allow(non_upper_case_globals)]
-pub const dynamic_upstream_handler: NgxContentHandler = content_handler::<QueryApi>;
-
-/// `location ... { dyups_interface; }`: the REST API.
-#[allow(non_upper_case_globals)]
-pub const dyups_interface_handler: NgxContentHandler = content_handler::<RestApi>;
-
-/// `location ... { dynamic_upstream_api [write=on]; }`: the NGINX Plus API.
-#[allow(non_upper_case_globals)]
-pub const plus_api_handler: NgxContentHandler = content_handler::<PlusApi>;
-
-/// `location ... { dynamic_upstream_metrics; }`: the Prometheus page.
-#[allow(non_upper_case_globals)]
-pub const metrics_handler: NgxContentHandler = content_handler::<MetricsPage>;
-
-/// `location ... { check_status [html|csv|json]; }`: the health checks'
-/// status page.
-#[allow(non_upper_case_globals)]
-pub const check_status_handler: NgxContentHandler = content_handler::<CheckStatusPage>;
+// The handlers the directives install: `DirectiveCall::set_location_handler::<H>`
+// makes the location's `clcf->handler` `content_handler::<H>`, which nginx
+// calls with the live request and which runs `H::handle` inside the panic
+// barrier.
 
 /// The query-string API.
-struct QueryApi;
+pub struct QueryApi;
 
 impl RequestHandler for QueryApi {
     fn handle(req: &mut HttpRequest) -> Handled {
@@ -55,7 +33,7 @@ impl RequestHandler for QueryApi {
 }
 
 /// The REST API.
-struct RestApi;
+pub struct RestApi;
 
 impl RequestHandler for RestApi {
     fn handle(req: &mut HttpRequest) -> Handled {
@@ -89,7 +67,7 @@ impl BodyHandler for RestApi {
 }
 
 /// The NGINX Plus API.
-struct PlusApi;
+pub struct PlusApi;
 
 impl RequestHandler for PlusApi {
     fn handle(req: &mut HttpRequest) -> Handled {
@@ -122,7 +100,7 @@ impl BodyHandler for PlusApi {
 }
 
 /// The Prometheus page.
-struct MetricsPage;
+pub struct MetricsPage;
 
 impl RequestHandler for MetricsPage {
     fn handle(req: &mut HttpRequest) -> Handled {
@@ -135,7 +113,7 @@ impl RequestHandler for MetricsPage {
 }
 
 /// The health checks' status page.
-struct CheckStatusPage;
+pub struct CheckStatusPage;
 
 impl RequestHandler for CheckStatusPage {
     fn handle(req: &mut HttpRequest) -> Handled {

@@ -9,7 +9,7 @@
 //! through LuaJIT's FFI. No `lua_package_path` is
 //! needed.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use core::ffi::CStr;
 

@@ -7,7 +7,7 @@
 //! every call returns 0 on success or the HTTP status the HTTP API would
 //! answer, with the reason in `err`.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use core::ffi::c_int;
 

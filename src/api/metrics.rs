@@ -2,7 +2,7 @@
 //! what the NGINX Plus API shows, with nginx-prometheus-exporter's metric
 //! names and labels ([`dynamic_upstream_core::prometheus`]).
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::plus::view::UpstreamStatus;
 

@@ -12,7 +12,7 @@
 //! (`api=plus`) and saved in the state files, and the other APIs see it at
 //! once.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};

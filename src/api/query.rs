@@ -4,7 +4,7 @@
 //! ([`crate::ops::zone`]), render the answer (core crate). Errors answer
 //! `STATUS Reason: text` (or JSON) and change nothing.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::render::{json_error, json_upstream, plain_list, text_error, verbose_list};
 use dynamic_upstream_core::{Action, ApiError, QueryRequest, UpstreamView};

@@ -5,7 +5,7 @@
 //! Bodies and status codes follow dyups: `success` on a change, `add
 //! server failed: ...` for a bad body.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::collections::{HashMap, HashSet};
 

@@ -25,7 +25,7 @@
 //! stays until that repair's own release, so a repairer killed in turn
 //! leaves it for the next one.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};

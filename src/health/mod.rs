@@ -5,6 +5,6 @@
 //! connections are reached through `nginx/` (`timer.rs`,
 //! `probe_connection.rs`, `process.rs`), the peer lists through `zone/`.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod prober;

@@ -49,8 +49,6 @@ impl Response {
 
 /// The signature nginx expects of a location's content handler
 /// (`clcf->handler`).
-pub type NgxContentHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
-
 /// What a handler hands back to nginx: a code nginx itself returned for
 /// the request (sending the answer, discarding the body) or the one
 /// [`HttpRequest::read_body`] returns (`NGX_DONE` once nginx holds the
@@ -87,7 +85,7 @@ pub trait BodyHandler {
 /// # Safety
 /// For nginx only: `r` must be the live request of a content phase (set it
 /// as a location's `clcf->handler`).
-pub unsafe extern "C" fn content_handler<H: RequestHandler>(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub(in crate::nginx) unsafe extern "C" fn content_handler<H: RequestHandler>(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the contract, nginx calls content handlers with the live
     // request.
     let mut req = unsafe { HttpRequest::from_raw(r) };

@@ -18,15 +18,15 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_set_size_slot, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt,
-    ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_LOG_EMERG, NGX_OK,
+    ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_palloc, ngx_pool_cleanup_add,
+    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::conf::MainConf;
 use crate::nginx::entry::{conf_guard, request_guard};
-use crate::nginx::http_io::NgxContentHandler;
+use crate::nginx::http_io::{content_handler, RequestHandler};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
 use crate::nginx::process::{mark_exited, note_nginx_thread};
 use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
@@ -66,14 +66,38 @@ pub unsafe extern "C" fn preconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) ->
 }
 
 /// nginx's create_*_conf: `value` in the configuration's pool, dropped
-/// with it (null if the pool has no room).
+/// with it; null (nginx then fails the configuration) if the pool has no
+/// room, `value` dropped. (ngx's `Pool::allocate` writes before it checks.)
 ///
 /// # Safety
 /// `cf` is the configuration context nginx passed a create_*_conf.
-pub unsafe fn conf_in_pool<T>(cf: *mut ngx::ffi::ngx_conf_t, value: T) -> *mut core::ffi::c_void {
-    // SAFETY: per the contract, the context's pool is live.
-    let pool = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) };
-    pool.allocate(value).cast()
+pub unsafe fn conf_in_pool<T>(cf: *mut ngx_conf_t, value: T) -> *mut c_void {
+    unsafe extern "C" fn drop_value<T>(data: *mut c_void) {
+        // SAFETY: the cleanup's data is the T conf_in_pool wrote, dropped
+        // once, when nginx destroys the pool.
+        unsafe { ptr::drop_in_place(data.cast::<T>()) };
+    }
+    // ngx_palloc aligns to NGX_ALIGNMENT, an unsigned long.
+    const { assert!(core::mem::align_of::<T>() <= core::mem::align_of::<core::ffi::c_ulong>()) };
+    // SAFETY: per the contract, the context's pool is live; the memory
+    // ngx_palloc returns is aligned for T (above) and of T's size; the
+    // cleanup, added first, gets its handler only once the value is
+    // written.
+    unsafe {
+        let pool = (*cf).pool;
+        let cleanup = ngx_pool_cleanup_add(pool, 0);
+        if cleanup.is_null() {
+            return ptr::null_mut();
+        }
+        let memory = ngx_palloc(pool, core::mem::size_of::<T>()).cast::<T>();
+        if memory.is_null() {
+            return ptr::null_mut();
+        }
+        memory.write(value);
+        (*cleanup).data = memory.cast();
+        (*cleanup).handler = Some(drop_value::<T>);
+        memory.cast()
+    }
 }
 
 /// The http module's create_main_conf: a [`MainConf`] with every directive
@@ -81,7 +105,7 @@ pub unsafe fn conf_in_pool<T>(cf: *mut ngx::ffi::ngx_conf_t, value: T) -> *mut c
 ///
 /// # Safety
 /// nginx's call of create_main_conf.
-pub unsafe extern "C" fn create_main_conf(cf: *mut ngx::ffi::ngx_conf_t) -> *mut core::ffi::c_void {
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: per the contract.
     unsafe { conf_in_pool(cf, MainConf::unset()) }
 }
@@ -433,11 +457,13 @@ impl<C> DirectiveCall<'_, C> {
         }
     }
 
-    /// Makes the location being read answer with `handler`.
-    pub fn set_location_handler(&mut self, handler: NgxContentHandler) -> Result<(), DirectiveError> {
+    /// Makes the location being read answer with `H` (its content handler
+    /// is `content_handler::<H>`: not any function of that type, which
+    /// may expect another phase or another module's data).
+    pub fn set_location_handler<H: RequestHandler>(&mut self) -> Result<(), DirectiveError> {
         #[allow(clippy::disallowed_methods)] // the location being read: see clippy.toml
         let clcf = NgxHttpCoreModule::location_conf_mut(self.cf).ok_or(DirectiveError::Logged)?;
-        clcf.handler = Some(handler);
+        clcf.handler = Some(content_handler::<H>);
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! or delete a run-time upstream, the reload guard and the state files,
 //! and the change log.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod change_log;
 pub mod dyups;

@@ -12,7 +12,7 @@ use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::Running;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
 use crate::ops::state_files::{managed_by_dyups, save_zone_upstream, ChangeGuard};
-use crate::zone::peers::Lost;
+use crate::zone::peers::{ListsRefused, Lost};
 use crate::zone::upstream::ZoneUpstream;
 
 /// The zone upstream `name` (by zone name, else by its own name).
@@ -172,6 +172,8 @@ fn apply_replace(
             Ok(()) => return Ok(Some(current.len())),
             Err(Lost::Race) => continue,
             Err(Lost::NoRoom) => return Err(ApiError::no_room(&zone.zone_name(), zone.zone_size())),
+            Err(Lost::Balancer(e)) => return Err(e),
+            Err(Lost::Refused(refused)) => return Err(lists_refused(zone, refused)),
         }
     }
     Err(ApiError::conflict(
@@ -180,30 +182,42 @@ fn apply_replace(
     ))
 }
 
+/// The error for a plan the lists refused under their locks (the checks
+/// of [`check_list`], made again there).
+fn lists_refused(zone: &ZoneUpstream, refused: ListsRefused) -> ApiError {
+    let which = |backup: bool| if backup { "backup" } else { "primary" };
+    match refused {
+        ListsRefused::TooMany { backup, count, max } => ApiError::new(
+            507,
+            "too_many_peers",
+            format!(
+                "upstream \"{}\": {count} {} servers, more than the {max} its zone \"{}\" can track per request",
+                zone.name(),
+                which(backup),
+                zone.zone_name()
+            ),
+        ),
+        ListsRefused::WeightTotal { backup } => ApiError::bad_request(
+            "weight_total",
+            total_weight_error(&format!("upstream \"{}\"'s {} servers", zone.name(), which(backup)), "would total"),
+        ),
+        ListsRefused::NoPrimary => {
+            ApiError::bad_request("invalid_body", format!("upstream \"{}\" would have no primary server", zone.name()))
+        }
+    }
+}
+
 /// What the desired list must satisfy whatever the current one is.
 fn check_list(zone: &ZoneUpstream, desired: &[ServerSpec]) -> Result<(), ApiError> {
     zone.check_balancer_allows(false, desired.iter().any(|s| s.backup))?;
     for backup in [false, true] {
         let list = || desired.iter().filter(move |s| s.backup == backup);
-        let which = if backup { "backup" } else { "primary" };
-        let limit = zone.max_peers_per_list();
-        if list().count() > limit {
-            return Err(ApiError::new(
-                507,
-                "too_many_peers",
-                format!(
-                    "upstream \"{}\": {} {which} servers, more than the {limit} its zone \"{}\" can track per request",
-                    zone.name(),
-                    list().count(),
-                    zone.zone_name()
-                ),
-            ));
+        let (count, max) = (list().count(), zone.max_peers_per_list());
+        if count > max {
+            return Err(lists_refused(zone, ListsRefused::TooMany { backup, count, max }));
         }
         if checked_total_weight(list().map(|s| s.weight)).is_none() {
-            return Err(ApiError::bad_request(
-                "weight_total",
-                total_weight_error(&format!("upstream \"{}\"'s {which} servers", zone.name()), "would total"),
-            ));
+            return Err(lists_refused(zone, ListsRefused::WeightTotal { backup }));
         }
     }
     Ok(())

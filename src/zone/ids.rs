@@ -8,6 +8,6 @@
 //! [`inherit`] stays an `unsafe fn` (the registry's lists are raw pointers,
 //! held by its lock): its contract is in `nginx/peer_stats.rs`.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub use crate::nginx::peer_stats::{ensure_ids, inherit};

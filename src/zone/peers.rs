@@ -27,7 +27,7 @@
 use dynamic_upstream_core::peer::checked_total_weight;
 use dynamic_upstream_core::plus::diff::Plan;
 use dynamic_upstream_core::render::PeerValues;
-use dynamic_upstream_core::{PeerParams, ServerSpec};
+use dynamic_upstream_core::{ApiError, PeerParams, ServerSpec};
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_sockaddr_t};
 
 use crate::nginx::peer_list::{NewList, NewPeer, UnlinkedPeer};
@@ -279,6 +279,24 @@ pub enum Lost {
     /// Another change came first: plan again.
     Race,
     NoRoom,
+    /// What the lists would hold breaks nginx's or the module's limits:
+    /// nothing changed.
+    Refused(ListsRefused),
+    /// The upstream's balancer cannot follow the change (found before the
+    /// locks): nothing changed.
+    Balancer(ApiError),
+}
+
+/// Why [`replace_locked`] refused a plan (found under the locks: a plain
+/// value, nothing allocated).
+#[derive(Clone, Copy, Debug)]
+pub enum ListsRefused {
+    /// The list would hold more peers than the requests' `tried` bitmaps.
+    TooMany { backup: bool, count: usize, max: usize },
+    /// Its weights would total more than nginx's balancers add up.
+    WeightTotal { backup: bool },
+    /// The primary list would be empty.
+    NoPrimary,
 }
 
 /// Applies `plan` (whose new servers and their addresses are `added`) if
@@ -291,11 +309,16 @@ pub enum Lost {
 /// under the locks (it must not allocate).
 /// As the revision moves with every change under the locks, an unchanged
 /// revision means the lists are the ones the plan was made from.
+/// What the lists hold once the plan is applied is checked under the
+/// locks (the edit's contract, whatever the caller checked before: at
+/// least one primary peer, at most `max_per_list` per list, weights within
+/// nginx's totals): else [`Lost::Refused`], nothing changed.
 #[allow(clippy::too_many_arguments)] // the plan's parts, and what runs under the locks
 pub fn replace_locked(
     zone: ZoneLists,
     state: &ZoneState,
     revision: u64,
+    max_per_list: usize,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
     health_down: &[bool],
@@ -309,6 +332,33 @@ pub fn replace_locked(
     let mut lists = locks.lists();
     if state.counters.revision() != revision {
         return Err(Lost::Race);
+    }
+    for backup in [false, true] {
+        let (mut count, mut weights) = (0usize, Some(0u64));
+        let mut count_peer = |weight: u64| {
+            count += 1;
+            weights = weights.and_then(|total| checked_total_weight([total, weight]));
+        };
+        for peer in lists.list(backup).into_iter().flat_map(|list| list.peers()) {
+            let id = peer.id();
+            if id.is_some_and(|id| plan.remove.binary_search(&id).is_ok()) {
+                continue;
+            }
+            let new_weight = id
+                .and_then(|id| plan.update.binary_search_by_key(&id, |u| u.id).ok())
+                .and_then(|i| plan.update[i].params.weight);
+            count_peer(new_weight.unwrap_or(peer.weight()));
+        }
+        added.iter().filter(|(spec, _)| spec.backup == backup).for_each(|(spec, _)| count_peer(spec.weight));
+        if count > max_per_list {
+            return Err(Lost::Refused(ListsRefused::TooMany { backup, count, max: max_per_list }));
+        }
+        if weights.is_none() {
+            return Err(Lost::Refused(ListsRefused::WeightTotal { backup }));
+        }
+        if !backup && count == 0 {
+            return Err(Lost::Refused(ListsRefused::NoPrimary));
+        }
     }
     // Every new peer first: a zone without room changes nothing. The slab
     // mutex is released before retiring (which takes it).
@@ -347,11 +397,11 @@ pub fn replace_locked(
         Some((&plan.update[i].params, plan.update[i].down))
     };
     let keep = |peer: LockedPeer<'_>| !peer.id().is_some_and(|id| plan.remove.binary_search(&id).is_ok());
-    // SAFETY: the caller checked the desired list whole before the locks
-    // (ops/zone.rs: at least one primary server, from the body's parse;
-    // weights within the totals, check_list; a balancer that follows set
-    // changes, check_balancer_allows), and the unchanged revision says the
-    // lists are the ones the plan was made from; finish_change runs
+    // SAFETY: the lists the plan makes were checked above, under these
+    // locks (at least one primary peer, weights within the totals, no more
+    // peers per list than the bitmaps hold); ZoneUpstream::replace checked
+    // that the balancer follows set changes; the unchanged revision says
+    // the lists are the ones the plan was made from; finish_change runs
     // set_single.
     unsafe { lists.edit(false, update, keep, &mut retire, taken(&mut new_peers, added, false)) };
     match backup_list.as_mut() {

@@ -31,7 +31,7 @@
 //! [`UnlinkedPeer`], which only the code that unlinked it under the lists'
 //! write locks makes.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use core::mem::size_of;
 use core::sync::atomic::AtomicBool;

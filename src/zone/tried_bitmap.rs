@@ -20,6 +20,6 @@
 //! here is what the request hook (`request_hook.rs`, which hands the bitmap
 //! to the balancer's data) uses of it.
 
-#![forbid(unsafe_code)]
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub use crate::nginx::balancers::{free_spares_with_pool, zeroed_bitmap, SpareBitmaps};

@@ -448,6 +448,11 @@ impl<'c> ZoneUpstream<'c> {
         added: &[(&ServerSpec, PeerAddress)],
         mut slots: Vec<Pending>,
     ) -> Result<(), Lost> {
+        // The edit's contract, checked here whatever the caller did: a
+        // balancer that follows the change (random, for one, builds its
+        // ranges once per worker and would read past them).
+        let backup = added.iter().any(|(spec, _)| spec.backup);
+        self.check_balancer_allows(plan.changes_set_or_weights(), backup).map_err(Lost::Balancer)?;
         let health_down: Vec<bool> =
             if slots.is_empty() { vec![false; added.len()] } else { slots.iter().map(|s| s.starts_down).collect() };
         let kept: Vec<usize> = slots.iter().filter_map(Pending::kept_slot).collect();
@@ -462,6 +467,7 @@ impl<'c> ZoneUpstream<'c> {
                 self.lists(),
                 &*self.state,
                 revision,
+                self.max_peers_per_list(),
                 plan,
                 added,
                 &health_down,
