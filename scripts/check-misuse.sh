@@ -32,9 +32,9 @@ done < <(awk '
 # The safe files: those that forbid unsafe code, and the files of a folder
 # whose mod.rs does. Each forbid also forbids clippy.toml's disallowed
 # methods and types (so that no `allow` inside can undo them: rustc's
-# E0453), and no safe file names nginx's string and buffer structs (a
-# struct literal written out in full escapes clippy's type lint; misuse.rs,
-# whose items are never built, does, to be refused).
+# E0453), and no safe file names nginx's structs or macros but its numbers
+# (below: a struct literal written out in full escapes clippy's type lint;
+# misuse.rs, whose items are never built, does, to be refused).
 forbids=$(grep -lE '^#!\[forbid\(' $(find src -name '*.rs'))
 safe=$(for f in $forbids; do
     case $f in */mod.rs) find "$(dirname "$f")" -name '*.rs' ;; *) echo "$f" ;; esac
@@ -44,9 +44,17 @@ if [ -n "$weak" ]; then
     echo "check-misuse: these forbid unsafe code but not clippy's disallowed methods and types: $weak"
     exit 1
 fi
-naming=$(grep -nE '\b(ngx_str_t|ngx_variable_value_t|ngx_buf_t)\b' $(echo "$safe" | grep -v '^src/misuse.rs$') | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+# nginx's names a safe file may use: numbers, codes and log levels. Any
+# other (a struct of raw pointers such as ngx_str_t, or ngx_keyval_t whose
+# fields are ngx_str_t; ngx's ngx_string! macro) lets safe code make a
+# string that nginx-sys's Display, == or AsRef read anywhere.
+allowed='^(ngx_int_t|ngx_uint_t|ngx_msec_t|ngx_flag_t|NGX_LOG_[A-Z]+|NGX_OK|NGX_ERROR|NGX_DECLINED|NGX_CONF_OK|NGX_CONF_ERROR|NGINX_VERSION)$'
+naming=$(for f in $(echo "$safe" | grep -v '^src/misuse.rs$'); do
+    grep -nvE '^\s*//' "$f" | grep -oE '\b(ngx_[a-z0-9_]+|NGX_[A-Z0-9_]+|NGINX_[A-Z0-9_]+)\b' |
+        grep -vE "$allowed" | sed "s|^|$f: |"
+done | sort -u)
 if [ -n "$naming" ]; then
-    echo "check-misuse: safe files name nginx's string or buffer structs (use NgxText, NgxBuf):"
+    echo "check-misuse: safe files name nginx's structs or macros (use NgxText, NgxBuf, nginx/'s wrappers):"
     echo "$naming"
     exit 1
 fi

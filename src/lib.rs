@@ -122,7 +122,7 @@ unsafe impl HttpModuleMainConf for Module {
 unsafe impl HttpModuleServerConf for Module {
     type ServerConf = SrvConf;
 }
-// SAFETY: create_loc_conf makes a LocConf.
+// SAFETY: create_loc_conf (nginx::module_hooks's) makes a LocConf.
 unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
@@ -146,7 +146,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     init_main_conf: Some(init_main_conf),
     create_srv_conf: Some(zone::upstream::create_srv_conf),
     merge_srv_conf: None,
-    create_loc_conf: Some(Module::create_loc_conf),
+    create_loc_conf: Some(module_hooks::create_loc_conf),
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
 

@@ -264,3 +264,33 @@ for my $u (qw(rnd consistent)) {
     ok(!$seen{"one\n"} && $seen{"two\n"} && $seen{"three\n"}, "$u: the new set, none to the removed server")
         or diag(explain \%seen);
 }
+
+=== TEST 7: two upstreams in one zone: a POST to the second adds to the second, not to the first
+--- http_config
+upstream first {
+    zone shared 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream second {
+    zone shared;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_2; return 200 "two\n"; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_3; return 200 "three\n"; }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /first { proxy_pass http://first; }
+location /second { proxy_pass http://second; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $r = http('POST', '/api/9/http/upstreams/second/servers', qq({"server":"127.0.0.1:$p3"}));
+is(main::plus_json($r, 201, 'POST to the second')->{server}, "127.0.0.1:$p3", 'the new server is answered');
+is_deeply(main::server_list('second'), ["0 127.0.0.1:$p2 w1", "1 127.0.0.1:$p3 w1"], 'the second has it');
+is_deeply(main::server_list('first'), ["0 127.0.0.1:$p1 w1"], 'the first does not');
+my %seen;
+$seen{ http_get('/second')->{body} }++ for 1 .. 20;
+ok($seen{"two\n"} && $seen{"three\n"}, 'traffic of the second reaches it') or diag(explain \%seen);
+%seen = ();
+$seen{ http_get('/first')->{body} }++ for 1 .. 10;
+is_deeply(\%seen, { "one\n" => 10 }, 'traffic of the first does not');

@@ -70,6 +70,8 @@ pub struct RegistryZone;
 pub struct HealthZoneKind;
 
 impl<K> DeclaredZone<'_, K> {
+    /// For `shm_zone::declare` only (which vouches for the kind): like a
+    /// private function of the wrapper layer, it trusts its caller there.
     pub(in crate::nginx) fn new(zone: *mut ngx_shm_zone_t) -> Self {
         DeclaredZone { zone, _context: PhantomData }
     }

@@ -24,7 +24,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::nginx::balancers::KnownBalancers;
-use crate::nginx::conf::MainConf;
+use crate::nginx::conf::{LocConf, MainConf};
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::{content_handler, RequestHandler};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
@@ -98,6 +98,15 @@ pub unsafe fn conf_in_pool<T>(cf: *mut ngx_conf_t, value: T) -> *mut c_void {
         (*cleanup).handler = Some(drop_value::<T>);
         memory.cast()
     }
+}
+
+/// The http module's create_loc_conf: a [`LocConf`] with nothing set.
+///
+/// # Safety
+/// nginx's call of create_loc_conf.
+pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: per the contract.
+    unsafe { conf_in_pool(cf, LocConf::default()) }
 }
 
 /// The http module's create_main_conf: a [`MainConf`] with every directive

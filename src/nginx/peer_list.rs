@@ -48,6 +48,9 @@ pub const DOWN_HEALTH: ngx_uint_t = 2;
 /// Longest `server` text copied into a snapshot (config text can be long).
 pub const SNAPSHOT_SERVER_MAX: usize = 256;
 
+/// The size of one of nginx's peers (`ngx_http_upstream_rr_peer_t`).
+pub const PEER_SIZE: usize = size_of::<ngx_http_upstream_rr_peer_t>();
+
 /// One peer copied out under the read lock, without heap allocation.
 struct PeerSnapshot {
     name: [u8; SOCKADDR_STRLEN],

@@ -313,8 +313,14 @@ pub enum ListsRefused {
 /// locks (the edit's contract, whatever the caller checked before: at
 /// least one primary peer, at most `max_per_list` per list, weights within
 /// nginx's totals): else [`Lost::Refused`], nothing changed.
+///
+/// # Safety
+/// The upstream's balancer follows changes of its set and weights where
+/// the plan makes them (`ZoneUpstream::check_balancer_allows`), and
+/// `max_per_list` is its requests' bitmaps' size
+/// (`ZoneUpstream::max_peers_per_list`).
 #[allow(clippy::too_many_arguments)] // the plan's parts, and what runs under the locks
-pub fn replace_locked(
+pub unsafe fn replace_locked(
     zone: ZoneLists,
     state: &ZoneState,
     revision: u64,
@@ -399,10 +405,9 @@ pub fn replace_locked(
     let keep = |peer: LockedPeer<'_>| !peer.id().is_some_and(|id| plan.remove.binary_search(&id).is_ok());
     // SAFETY: the lists the plan makes were checked above, under these
     // locks (at least one primary peer, weights within the totals, no more
-    // peers per list than the bitmaps hold); ZoneUpstream::replace checked
-    // that the balancer follows set changes; the unchanged revision says
-    // the lists are the ones the plan was made from; finish_change runs
-    // set_single.
+    // peers per list than the bitmaps hold); the balancer follows set
+    // changes (the contract); the unchanged revision says the lists are
+    // the ones the plan was made from; finish_change runs set_single.
     unsafe { lists.edit(false, update, keep, &mut retire, taken(&mut new_peers, added, false)) };
     match backup_list.as_mut() {
         // A new backup list has only new peers (linked once complete).

@@ -33,12 +33,9 @@
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use core::mem::size_of;
 use core::sync::atomic::AtomicBool;
 
-use ngx::ffi::ngx_http_upstream_rr_peer_t;
-
-use crate::nginx::peer_list::{place_in_zone, RetiredPeers, UnlinkedPeer};
+use crate::nginx::peer_list::{place_in_zone, RetiredPeers, UnlinkedPeer, PEER_SIZE};
 use crate::nginx::peer_lock::{ListLengths, ZoneLists};
 use crate::nginx::peer_stats::UpstreamCounters;
 
@@ -73,7 +70,7 @@ impl ZoneState {
             counters: UpstreamCounters::default(),
             lengths: ListLengths::new(lists),
         };
-        place_in_zone(lists, state, size_of::<ngx_http_upstream_rr_peer_t>())
+        place_in_zone(lists, state, PEER_SIZE)
     }
 
     /// Hands an unlinked peer of this zone upstream over, to be freed once

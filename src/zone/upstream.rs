@@ -461,7 +461,9 @@ impl<'c> ZoneUpstream<'c> {
         let mut removed = Vec::with_capacity(if health.is_some() { plan.remove.len() } else { 0 });
         // SAFETY: the primary list of a zone upstream; unlinked peers are
         // handed to reclaim (under the locks), not freed. Their slots are
-        // found under the locks too (see slot_of_removed).
+        // found under the locks too (see slot_of_removed). The balancer
+        // follows the change (checked above) and the limit is the
+        // upstream's own (max_peers_per_list).
         unsafe {
             replace_locked(
                 self.lists(),
