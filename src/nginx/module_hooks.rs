@@ -330,15 +330,26 @@ impl<'a> InitModule<'a> {
     }
 }
 
-pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+/// A cycle hook's call: nginx's thread noted, the cycle lent to `hook`
+/// for the call, inside the panic barrier.
+///
+/// # Safety
+/// `cycle` is the cycle nginx passed the calling hook, configured as far
+/// as that hook's step goes.
+unsafe fn run_cycle_hook(cycle: *mut ngx_cycle_t, hook: impl FnOnce(Cycle<'_>)) -> ngx_int_t {
     note_nginx_thread();
-    // SAFETY: nginx calls init_module with the new cycle, fully configured,
-    // its zones initialised; `init` lives for the call.
-    let init = InitModule { cycle: unsafe { Cycle::from_raw(cycle) } };
+    // SAFETY: per the contract; the lent cycle does not outlive the call.
+    let cycle = unsafe { Cycle::from_raw(cycle) };
     request_guard(|| {
-        H::init_module(&init);
+        hook(cycle);
         NGX_OK as ngx_int_t
     })
+}
+
+pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx calls init_module with the new cycle, fully configured,
+    // its zones initialised.
+    unsafe { run_cycle_hook(cycle, |cycle| H::init_module(&InitModule { cycle })) }
 }
 
 /// A handler for every request's POST_READ phase.
@@ -371,14 +382,8 @@ impl<'a> InitProcess<'a> {
 }
 
 pub unsafe extern "C" fn init_process<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    note_nginx_thread();
-    // SAFETY: nginx calls init_process with the process's cycle, lent for
-    // the call.
-    let process = InitProcess { cycle: unsafe { Cycle::from_raw(cycle) } };
-    request_guard(|| {
-        H::init_process(&process);
-        NGX_OK as ngx_int_t
-    })
+    // SAFETY: nginx calls init_process with the process's cycle.
+    unsafe { run_cycle_hook(cycle, |cycle| H::init_process(&InitProcess { cycle })) }
 }
 
 pub unsafe extern "C" fn exit_process<H: CycleHooks>(_cycle: *mut ngx_cycle_t) {
