@@ -29,7 +29,7 @@ use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::{content_handler, RequestHandler};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
 use crate::nginx::process::{mark_exited, note_nginx_thread};
-use crate::nginx::upstreams::{configured_upstreams, str_lossy, Upstream};
+use crate::nginx::upstreams::{str_lossy, Upstream};
 
 /// What the module does at each step of a cycle's life.
 pub trait CycleHooks {
@@ -141,15 +141,8 @@ impl<'c> Cycle<'c> {
 
     /// Its `upstream {}` blocks, in their order.
     pub fn upstreams(self) -> Vec<Upstream<'c>> {
-        // SAFETY: a lent cycle is configured; its upstreams live as long.
-        let blocks = unsafe { configured_upstreams(self.raw) };
-        blocks
-            .into_iter()
-            .map(|uscf| {
-                // SAFETY: a block of this cycle, which outlives 'c.
-                unsafe { Upstream::from_raw(uscf) }
-            })
-            .collect()
+        // SAFETY: a lent cycle is configured and outlives 'c.
+        unsafe { Upstream::all_of(self.raw) }
     }
 
     /// The module's http-level configuration (none without an http
@@ -212,7 +205,7 @@ impl<'a> ConfContext<'a> {
 
 /// Writes `text` as an `[emerg]` naming the configuration file and line
 /// being read.
-pub(in crate::nginx) fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
+fn conf_emerg(cf: &mut ngx_conf_t, text: &str) {
     ngx::ngx_conf_log_error!(NGX_LOG_EMERG, ptr::from_mut(cf), "{}", text);
 }
 

@@ -157,8 +157,7 @@ impl Upstream<'_> {
             // SAFETY: where requests are served, ngx_cycle is the running,
             // fully configured cycle, read on nginx's thread; it outlives
             // the call.
-            let blocks = unsafe { configured_upstreams(ngx::ffi::ngx_cycle) };
-            blocks.into_iter().map(|uscf| Upstream { uscf, _cycle: PhantomData }).collect()
+            unsafe { Upstream::all_of(ngx::ffi::ngx_cycle) }
         } else {
             Vec::new()
         };
@@ -167,6 +166,17 @@ impl Upstream<'_> {
 }
 
 impl<'c> Upstream<'c> {
+    /// The `upstream {}` blocks of `cycle`, in their order.
+    ///
+    /// # Safety
+    /// `cycle` is a configured cycle (as for [`configured_upstreams`]) that
+    /// outlives `'c`.
+    pub(in crate::nginx) unsafe fn all_of(cycle: *const ngx::ffi::ngx_cycle_t) -> Vec<Upstream<'c>> {
+        // SAFETY: per the contract.
+        let blocks = unsafe { configured_upstreams(cycle) };
+        blocks.into_iter().map(|uscf| Upstream { uscf, _cycle: PhantomData }).collect()
+    }
+
     /// # Safety
     /// `uscf` is an upstream block of a live configuration, which outlives
     /// `'c`.
@@ -226,12 +236,6 @@ impl<'c> Upstream<'c> {
     /// Whether it has a zone (`zone NAME SIZE;`).
     pub fn has_zone(self) -> bool {
         self.zone().is_some()
-    }
-
-    /// Its zone's raw structure (null without one), for the files that
-    /// keep the module's structures in it.
-    pub fn shm_zone(self) -> *mut ngx::ffi::ngx_shm_zone_t {
-        self.conf().shm_zone
     }
 
     /// Its zone's size in bytes (0 without one).
