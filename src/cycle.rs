@@ -21,7 +21,6 @@ use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR};
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, SyncOnRequest};
 use crate::health::prober;
-use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::{CycleHooks, InitModule, InitProcess, Postconfiguration};
 use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
@@ -65,7 +64,7 @@ impl CycleHooks for Hooks {
         if let Err(text) = prober::begin_cycle(init, not_carried) {
             init.log(NGX_LOG_ERR, &text);
         }
-        start_plus_api(init.cycle(), main.stats);
+        start_plus_api(init, main.stats);
     }
 
     /// Every worker keeps its dyups view fresh on a timer too, and probes
@@ -96,13 +95,13 @@ impl CycleHooks for Hooks {
 /// state file's) and first revision (the load time in microseconds, so
 /// that revisions never repeat across reloads). In init_module, with the
 /// new cycle, whose lists no worker can reach yet.
-fn start_plus_api(cycle: Cycle<'_>, counting: bool) {
+fn start_plus_api(init: &InitModule, counting: bool) {
     let now_ms = now_ms();
     crate::ops::plus::start_cycle(now_ms);
     set_counting(counting);
-    for upstream in cycle.upstreams() {
+    for upstream in init.cycle().upstreams() {
         if has_bookkeeping(upstream) {
-            if let Ok(zone) = ZoneUpstream::of_running(upstream, |_, _| None) {
+            if let Ok(zone) = ZoneUpstream::of_new_cycle(init, upstream, |_, _| None) {
                 zone.start_ids(now_ms * 1000);
             }
         }

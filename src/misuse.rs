@@ -266,3 +266,46 @@ pub fn allow_in_safe_file() {
 pub fn location_handler_any(call: &mut crate::nginx::module_hooks::DirectiveCall<'_, crate::LocConf>) {
     let _ = call.set_location_handler(ngx::ffi::ngx_http_file_cache_open);
 }
+
+/// The master's health zone kept in a thread-local across reloads that
+/// resize it (review 8: a master segfault after `check_shm_size` went
+/// 1m, 2m, 3m): the running zone is none in the master.
+// expect: runtime
+#[cfg(ndu_misuse = "health_kept_in_master")]
+pub fn health_kept_in_master(init: &crate::nginx::module_hooks::InitModule) {
+    use crate::zone::health::HealthZone;
+    thread_local! {
+        static KEPT: core::cell::Cell<Option<HealthZone<'static>>> = const { core::cell::Cell::new(None) };
+    }
+    let kept = KEPT.with(|kept| kept.replace(HealthZone::running()));
+    if let Some(zone) = kept {
+        init.log(ngx::ffi::NGX_LOG_NOTICE, &format!("{} slots", zone.len()));
+    }
+}
+
+/// The new cycle's health zone kept past init_module (the same crash, by
+/// the zone init_module lends).
+// expect: E0521
+#[cfg(ndu_misuse = "health_of_new_cycle_kept")]
+pub fn health_of_new_cycle_kept(init: &crate::nginx::module_hooks::InitModule) {
+    use crate::zone::health::HealthZone;
+    thread_local! {
+        static KEPT: core::cell::Cell<Option<HealthZone<'static>>> = const { core::cell::Cell::new(None) };
+    }
+    KEPT.with(|kept| kept.set(HealthZone::of_new_cycle(init)));
+}
+
+/// A slot of the new cycle's health zone kept past init_module (review 8:
+/// `slot()` answered a `&'static Slot`).
+// expect: E0521
+#[cfg(ndu_misuse = "health_slot_kept")]
+pub fn health_slot_kept(init: &crate::nginx::module_hooks::InitModule) {
+    use crate::zone::health::{HealthZone, Slot};
+    thread_local! {
+        static KEPT: core::cell::Cell<Option<&'static Slot>> = const { core::cell::Cell::new(None) };
+    }
+    if let Some(zone) = HealthZone::of_new_cycle(init) {
+        let slot = zone.slot(0);
+        KEPT.with(|kept| kept.set(Some(slot)));
+    }
+}

@@ -19,7 +19,7 @@ use crate::nginx::http_io::{HttpRequest, Response};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::{log_refusal, Requester};
 use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream};
-use crate::zone::health::show_health;
+use crate::zone::health::{show_health, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
 
 /// Largest body accepted by POST.
@@ -163,7 +163,7 @@ impl Source<'_> {
         match *self {
             Source::Shared(record) => {
                 let mut peers = record.peers();
-                show_health(name, true, record.check().is_some(), &mut peers);
+                show_health(HealthZone::running(), name, true, record.check().is_some(), &mut peers);
                 peers
             }
             Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {

@@ -60,7 +60,7 @@ use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::zone::health::{self, forget_runtime, RuntimeSlots};
+use crate::zone::health::{self, forget_runtime, free_pending_runtime, HealthZone, RuntimeSlots};
 use crate::zone::ids::inherit;
 
 /// Name of the module's zone. It carries the registry's layout version:
@@ -338,6 +338,9 @@ pub struct Dyups<'z> {
     zone: *mut ngx_shm_zone_t,
     pool: *mut ngx_slab_pool_t,
     registry: *mut Registry,
+    /// The same cycle's health zone (none without checks): run-time
+    /// upstreams' servers get their health records there.
+    health: Option<HealthZone<'z>>,
     _zone: PhantomData<&'z Registry>,
 }
 
@@ -356,7 +359,7 @@ impl Dyups<'static> {
         // SAFETY: ZONE is set in the master's init_module only (on nginx's
         // thread, which this is) and points to the running cycle's zone,
         // mapped in every worker for its life.
-        unsafe { Dyups::of_zone(ZONE) }
+        unsafe { Dyups::of_zone(ZONE, HealthZone::running()) }
     }
 }
 
@@ -367,15 +370,15 @@ impl<'a> Dyups<'a> {
         let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone);
         // SAFETY: in init_module the new cycle's zones are mapped and
         // initialised, for as long as the cycle ('a).
-        unsafe { Dyups::of_zone(zone) }
+        unsafe { Dyups::of_zone(zone, HealthZone::of_new_cycle(init)) }
     }
 
     /// # Safety
     /// `zone` is null or the module's zone, initialised and mapped for `'a`.
-    unsafe fn of_zone(zone: *mut ngx_shm_zone_t) -> Option<Dyups<'a>> {
+    unsafe fn of_zone(zone: *mut ngx_shm_zone_t, health: Option<HealthZone<'a>>) -> Option<Dyups<'a>> {
         // SAFETY: per the contract.
         let (pool, registry) = unsafe { shm_zone::parts(zone) }?;
-        Some(Dyups { zone, pool, registry, _zone: PhantomData })
+        Some(Dyups { zone, pool, registry, health, _zone: PhantomData })
     }
 }
 
@@ -395,7 +398,7 @@ impl Dyups<'_> {
         // SAFETY: ZONE is the running cycle's zone (or null), set on this
         // thread; init_module runs in the master's only thread, before the
         // workers fork.
-        let previous = unsafe { Dyups::of_zone(ZONE) };
+        let previous = unsafe { Dyups::of_zone(ZONE, None) };
         let dyups = Dyups::of_new_cycle(init);
         // SAFETY: as above.
         unsafe { ZONE = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone) };
@@ -475,7 +478,7 @@ impl Dyups<'_> {
     fn repaired<'a>(&'a self, held: Held<'a>) -> Held<'a> {
         if held.needs_repair() {
             // SAFETY: the registry is changed only under its lock, held here.
-            unsafe { repair(&mut *self.registry) };
+            unsafe { repair(&mut *self.registry, self.health) };
         }
         held
     }
@@ -496,7 +499,7 @@ impl Dyups<'_> {
         // it moves the health records to a new zone
         // ([`Dyups::while_write_locked`]): a change either went in
         // before (its records move) or is refused.
-        if health::superseded() {
+        if self.health.is_some_and(HealthZone::is_superseded) {
             drop(registry);
             return Err(ApiError::reloading());
         }
@@ -571,7 +574,7 @@ impl Dyups<'_> {
         };
         let check_text = spec.check.as_ref().map(CheckConf::config_text).unwrap_or_default();
         let mut health = match &spec.check {
-            Some(check) => Some(runtime_slots(name, spec, check)?),
+            Some(check) => Some(self.runtime_slots(name, spec, check)?),
             None => None,
         };
         let (registry_lock, slab) = self.lock(try_only)?;
@@ -652,7 +655,7 @@ impl Dyups<'_> {
             compiler_fence(SeqCst);
             match health {
                 Some(health) => health.free_others(),
-                None => forget_runtime(name),
+                None => self.forget_runtime(name),
             }
             if !old.is_null() {
                 #[cfg(debug_assertions)]
@@ -711,7 +714,7 @@ impl Dyups<'_> {
                 stall_for_tests("delete_retire", name);
                 registry.reclaim.retire_list(old);
             }
-            forget_runtime(name);
+            self.forget_runtime(name);
             if in_config {
                 (*record).deleted = true;
                 mark_changed(registry, record);
@@ -803,6 +806,28 @@ impl Dyups<'_> {
                 return (raw, result);
             }
             capacity = (capacity * 2).max(self.count() + 4);
+        }
+    }
+
+    /// The health slots a replace of run-time upstream `name` with `spec`
+    /// (checked by `check`) prepares, allocated before any lock is taken.
+    fn runtime_slots(&self, name: &str, spec: &UpstreamSpec, check: &CheckConf) -> Result<RuntimeSlots<'_>, ApiError> {
+        let health = self.health.ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_body",
+                "add server failed: \"check\" needs the health zone, which this nginx has not declared (add \
+                 \"check_shm_size\" or a \"dyups_interface\" location to the configuration)",
+            )
+        })?;
+        let names = spec.servers.iter().map(|s| PeerAddress::new(&s.address).name().to_vec()).collect();
+        Ok(RuntimeSlots::new(health, name, names, check.default_down))
+    }
+
+    /// Frees the health slots of run-time upstream `name`'s servers (see
+    /// [`forget_runtime`]).
+    fn forget_runtime(&self, name: &str) {
+        if let Some(health) = self.health {
+            forget_runtime(health, name);
         }
     }
 
@@ -915,7 +940,7 @@ impl Record {
 ///
 /// # Safety
 /// The caller holds the registry lock.
-unsafe fn repair(registry: &mut Registry) {
+unsafe fn repair(registry: &mut Registry, health: Option<HealthZone>) {
     registry.changes = ptr::null_mut();
     let mut record = registry.records;
     // SAFETY: per the contract; linked records are allocated.
@@ -937,7 +962,9 @@ unsafe fn repair(registry: &mut Registry) {
     registry.generation.fetch_add(1, SeqCst);
     // Run-time upstreams' health slots are claimed and activated only under
     // this lock: any still pending is the dead change's.
-    health::free_pending_runtime();
+    if let Some(health) = health {
+        free_pending_runtime(health);
+    }
 }
 
 /// Debug builds only, for the tests of a worker killed inside a change:
@@ -1118,19 +1145,6 @@ unsafe fn note_removal(registry: &mut Registry, record: *mut Record) {
     let r = unsafe { &*record };
     registry.removals[slot] = Removal { version: registry.next_version, name_len: r.name_len, name: r.name };
     registry.removals_written += 1;
-}
-
-/// The health slots a replace of run-time upstream `name` with `spec`
-/// (checked by `check`) prepares, allocated before any lock is taken.
-fn runtime_slots(name: &str, spec: &UpstreamSpec, check: &CheckConf) -> Result<RuntimeSlots, ApiError> {
-    let names = spec.servers.iter().map(|s| PeerAddress::new(&s.address).name().to_vec()).collect();
-    RuntimeSlots::new(name, names, check.default_down).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_body",
-            "add server failed: \"check\" needs the health zone, which this nginx has not declared (add \
-             \"check_shm_size\" or a \"dyups_interface\" location to the configuration)",
-        )
-    })
 }
 
 fn health_full(slots: usize) -> ApiError {

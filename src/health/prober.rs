@@ -96,7 +96,7 @@ struct Probe {
 }
 
 struct Worker {
-    health: HealthZone,
+    health: HealthZone<'static>,
     /// The configuration number it was started for.
     cycle: u64,
     /// The dyups registry's generation the run-time slots were resolved at.
@@ -208,7 +208,7 @@ pub fn set_zone(init: &InitModule) -> usize {
 /// In the master's init_module, after [`set_zone`].
 pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> {
     let cycle = init.cycle();
-    let Some(health) = HealthZone::running() else {
+    let Some(health) = HealthZone::of_new_cycle(init) else {
         return Ok(());
     };
     health.begin_cycle();

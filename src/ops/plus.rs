@@ -21,7 +21,7 @@ use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
-use crate::zone::health::show_health;
+use crate::zone::health::{show_health, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
 
 /// Configuration cycles the master started (the first is generation 0),
@@ -129,7 +129,7 @@ impl Target<'_> {
                         .map(|r| (runtime_revision(r.version), r.check(), r.peers()))
                 });
                 let (revision, check, mut peers) = record.unwrap_or_default();
-                show_health(name, true, check.is_some(), &mut peers);
+                show_health(HealthZone::running(), name, true, check.is_some(), &mut peers);
                 Listed {
                     name: name.clone(),
                     zone: ZONE_NAME.into(),

@@ -204,7 +204,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         if !has_bookkeeping(upstream) {
             continue; // no room for bookkeeping: already warned
         }
-        let restored = ZoneUpstream::of_running(upstream, managed_by_dyups)
+        let restored = ZoneUpstream::of_new_cycle(init, upstream, managed_by_dyups)
             .map_err(|e| e.text)
             .and_then(|zone| restore_zone_upstream(init, &zone, &path));
         if let Err(text) = restored {

@@ -19,6 +19,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
@@ -37,7 +38,7 @@ use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, peers_of, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
-use crate::nginx::process::on_nginx_thread;
+use crate::nginx::process::in_running_process;
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
 use crate::nginx::upstreams::Upstream;
@@ -124,8 +125,7 @@ const SUPERSEDED: u64 = u64::MAX;
 /// new `check_shm_size`): a worker of the previous configuration, whose
 /// changes to run-time upstreams' records the new workers would not see.
 pub fn superseded() -> bool {
-    // SAFETY: the table lives as long as the zone.
-    HealthZone::running().is_some_and(|zone| unsafe { (*zone.table).cycle.load(Acquire) } == SUPERSEDED)
+    HealthZone::running().is_some_and(HealthZone::is_superseded)
 }
 
 /// The health zone of the running cycle (null without checks); set by
@@ -173,26 +173,56 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     }
 }
 
-/// The running cycle's health zone, if it has checks.
+/// A cycle's health zone (one with checks), for as long as `'z` says it is
+/// mapped: the running cycle's in a process that serves requests
+/// ([`HealthZone::running`], `'static`: a worker's zones are its life's),
+/// the new cycle's in init_module ([`HealthZone::of_new_cycle`]). Never
+/// the master's running one outside init_module: a reload that gives the
+/// zone a new size unmaps the old one there.
 #[derive(Clone, Copy)]
-pub struct HealthZone {
+pub struct HealthZone<'z> {
     pool: *mut ngx_slab_pool_t,
     table: *mut Table,
+    _zone: PhantomData<&'z Table>,
 }
 
-impl HealthZone {
-    /// None off nginx's thread (whose reload may change and unmap it).
-    pub fn running() -> Option<HealthZone> {
-        if !on_nginx_thread() {
+impl HealthZone<'static> {
+    /// The running cycle's health zone, in a process that serves requests,
+    /// on nginx's thread; none elsewhere (the master; another thread). The
+    /// one exception to `'static` is the one process of `master_process
+    /// off`, whose reload unmaps at once a zone it does not keep (a new
+    /// `check_shm_size`), as for [`crate::dyups::registry::Dyups::get`].
+    pub fn running() -> Option<HealthZone<'static>> {
+        if !in_running_process() {
             return None;
         }
         // SAFETY: ZONE is set in the master's init_module only (on nginx's
         // thread, which this is) and points at the running cycle's zone,
-        // mapped in the master and the workers.
-        let (pool, table) = unsafe { shm_zone::parts(ZONE) }?;
-        Some(HealthZone { pool, table })
+        // mapped in every worker for its life.
+        unsafe { HealthZone::of_zone(ZONE) }
+    }
+}
+
+impl<'a> HealthZone<'a> {
+    /// The new cycle's health zone, in its init_module (none without
+    /// checks).
+    pub fn of_new_cycle(init: &InitModule<'a>) -> Option<HealthZone<'a>> {
+        let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::check_zone);
+        // SAFETY: in init_module the new cycle's zones are mapped and
+        // initialised, for as long as the cycle ('a).
+        unsafe { HealthZone::of_zone(zone) }
     }
 
+    /// # Safety
+    /// `zone` is null or the health zone, initialised and mapped for `'a`.
+    unsafe fn of_zone(zone: *mut ngx_shm_zone_t) -> Option<HealthZone<'a>> {
+        // SAFETY: per the contract.
+        let (pool, table) = unsafe { shm_zone::parts(zone) }?;
+        Some(HealthZone { pool, table, _zone: PhantomData })
+    }
+}
+
+impl<'z> HealthZone<'z> {
     pub fn len(self) -> usize {
         // SAFETY: the table lives as long as the zone.
         unsafe { (*self.table).count }
@@ -226,19 +256,25 @@ impl HealthZone {
         unsafe { (*self.table).cycle.load(Acquire) == MY_CYCLE.load(Acquire) }
     }
 
-    fn used(self) -> &'static AtomicUsize {
+    /// Whether a reload moved its records to a new zone (see [`superseded`]).
+    pub fn is_superseded(self) -> bool {
+        // SAFETY: the table lives as long as the zone.
+        unsafe { (*self.table).cycle.load(Acquire) == SUPERSEDED }
+    }
+
+    fn used(self) -> &'z AtomicUsize {
         // SAFETY: as above.
         unsafe { &(*self.table).used }
     }
 
-    pub fn slot(self, index: usize) -> &'static Slot {
+    pub fn slot(self, index: usize) -> &'z Slot {
         assert!(index < self.len());
         // SAFETY: in bounds; slots follow the table header, which is
         // aligned for them (a usize), and are never freed.
         unsafe { &*self.table.add(1).cast::<Slot>().add(index) }
     }
 
-    pub fn slots(self) -> impl Iterator<Item = (usize, &'static Slot)> {
+    pub fn slots(self) -> impl Iterator<Item = (usize, &'z Slot)> {
         (0..self.len()).map(move |i| (i, self.slot(i)))
     }
 
@@ -296,7 +332,7 @@ impl HealthZone {
     /// read under its mutex. Allocates nothing.
     pub fn carry_over(
         self,
-        old: HealthZone,
+        old: HealthZone<'_>,
         due: u32,
         checked: &[&[u8]],
         runtime_checked: &dyn Fn(&[u8]) -> bool,
@@ -374,7 +410,7 @@ impl HealthZone {
 
     /// The live slot of a configuration upstream's peer (`upstream`,
     /// `name`), if any.
-    fn find_locked(self, upstream: &[u8], name: &[u8]) -> Option<(usize, &'static Slot)> {
+    fn find_locked(self, upstream: &[u8], name: &[u8]) -> Option<(usize, &'z Slot)> {
         self.slots().find(|(_, s)| s.state.load(Acquire) == LIVE && !s.is_runtime() && s.is(upstream, name))
     }
 
@@ -695,8 +731,8 @@ impl CheckedList {
 /// server the same change takes out of the other list (a Plus API `PUT`
 /// that moves it between primary and backup), the slot it already has,
 /// which keeps its health.
-pub struct Pending {
-    zone: HealthZone,
+pub struct Pending<'z> {
+    zone: HealthZone<'z>,
     index: usize,
     /// The server's existing slot, of this generation, with its key (to
     /// claim another if a removal freed it meanwhile): nothing to free.
@@ -716,18 +752,30 @@ struct KeptSlot {
     name_len: usize,
 }
 
-impl Pending {
-    /// A slot for the peer `name` being added to the checked upstream
+impl<'z> Pending<'z> {
+    /// A slot in `zone` (the upstream's cycle's health zone, none if it has
+    /// none) for the peer `name` being added to the checked upstream
     /// `upstream`: due at once, down if `default_down`.
-    pub fn claim(upstream: &str, check: &CheckConf, name: &[u8]) -> Result<Pending, ApiError> {
-        Self::claim_or_keep(upstream, check, name, false)
+    pub fn claim(
+        zone: Option<HealthZone<'z>>,
+        upstream: &str,
+        check: &CheckConf,
+        name: &[u8],
+    ) -> Result<Pending<'z>, ApiError> {
+        Self::claim_or_keep(zone, upstream, check, name, false)
     }
 
     /// As [`Self::claim`], but the live slot of a server of that name (one
     /// the same change removes from the other list) is kept, with its
     /// health.
-    pub fn claim_or_keep(upstream: &str, check: &CheckConf, name: &[u8], keep: bool) -> Result<Pending, ApiError> {
-        let zone = HealthZone::running().ok_or_else(|| ApiError::new(500, "internal", "no health zone"))?;
+    pub fn claim_or_keep(
+        zone: Option<HealthZone<'z>>,
+        upstream: &str,
+        check: &CheckConf,
+        name: &[u8],
+        keep: bool,
+    ) -> Result<Pending<'z>, ApiError> {
+        let zone = zone.ok_or_else(|| ApiError::new(500, "internal", "no health zone"))?;
         if keep && upstream.len() <= UPSTREAM_NAME_MAX && name.len() <= SOCKADDR_STRLEN {
             // SAFETY: the zone's pool; keys do not change under its mutex.
             let _slab = unsafe { SlabLocked::new(zone.pool) };
@@ -802,7 +850,7 @@ impl Pending {
     }
 }
 
-impl Drop for Pending {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if self.kept.is_none() {
             self.zone.free(self.index);
@@ -811,9 +859,10 @@ impl Drop for Pending {
 }
 
 /// Gives `peers` of upstream `upstream` (a run-time one if `runtime`)
-/// their health, if the upstream is `checked`.
-pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
-    let Some(zone) = HealthZone::running().filter(|_| checked) else { return };
+/// their health from `zone` (its cycle's health zone), if the upstream is
+/// `checked`.
+pub fn show_health(zone: Option<HealthZone>, upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
+    let Some(zone) = zone.filter(|_| checked) else { return };
     if runtime {
         zone.fill_health(&upstream.to_ascii_lowercase(), true, peers);
     } else {
@@ -832,10 +881,15 @@ pub fn show_health(upstream: &str, runtime: bool, checked: bool, peers: &mut [Pe
 /// # Safety
 /// In the master's init_module, before the workers fork.
 unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]], runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
-    let previous = HealthZone::running();
-    // SAFETY: per the contract.
-    unsafe { ZONE = zone };
-    match (previous, HealthZone::running()) {
+    // SAFETY: per the contract: the running cycle's zone (or null), still
+    // mapped (nginx unmaps the old cycle's zones after init_module), and
+    // the new cycle's, initialised, set on this thread.
+    let (previous, running) = unsafe {
+        let previous = HealthZone::of_zone(ZONE);
+        ZONE = zone;
+        (previous, HealthZone::of_zone(zone))
+    };
+    match (previous, running) {
         (Some(previous), Some(running)) => {
             // SAFETY: a plain read of nginx's clock, which only this thread writes.
             let now = unsafe { ngx_current_msec } as u32;
@@ -872,8 +926,8 @@ struct Key<'a> {
 /// The health slots of a run-time upstream's servers while a POST replaces
 /// it (see [`RuntimeSlots::prepare`]). Built before the registry's lock is
 /// taken (its vectors are allocated then), filled and committed under it.
-pub struct RuntimeSlots {
-    zone: HealthZone,
+pub struct RuntimeSlots<'z> {
+    zone: HealthZone<'z>,
     /// The upstream's key (lower case: dyups names are case-insensitive).
     upstream: Vec<u8>,
     names: Vec<Vec<u8>>,
@@ -887,13 +941,12 @@ pub struct RuntimeSlots {
     claimed: Vec<usize>,
 }
 
-impl RuntimeSlots {
+impl<'z> RuntimeSlots<'z> {
     /// For the servers `names` of run-time upstream `upstream`, checked
-    /// with `default_down`; None without a health zone.
-    pub fn new(upstream: &str, names: Vec<Vec<u8>>, default_down: bool) -> Option<RuntimeSlots> {
-        let zone = HealthZone::running()?;
+    /// with `default_down`, in `zone`.
+    pub fn new(zone: HealthZone<'z>, upstream: &str, names: Vec<Vec<u8>>, default_down: bool) -> RuntimeSlots<'z> {
         let n = names.len();
-        Some(RuntimeSlots {
+        RuntimeSlots {
             zone,
             upstream: upstream.to_ascii_lowercase().into_bytes(),
             names,
@@ -901,7 +954,7 @@ impl RuntimeSlots {
             slots: Vec::with_capacity(n),
             down: Vec::with_capacity(n),
             claimed: Vec::with_capacity(n),
-        })
+        }
     }
 
     /// Finds the live slot of each server (a server that stays keeps its
@@ -969,7 +1022,7 @@ impl RuntimeSlots {
     }
 }
 
-impl Drop for RuntimeSlots {
+impl Drop for RuntimeSlots<'_> {
     fn drop(&mut self) {
         if self.claimed.is_empty() {
             return;
@@ -986,15 +1039,13 @@ impl Drop for RuntimeSlots {
 /// (`PENDING`): called by the dyups registry's repair, under the registry's
 /// lock, under which alone such slots are claimed and activated, so every
 /// one left is a dead change's. Allocates nothing.
-pub fn free_pending_runtime() {
-    let Some(zone) = HealthZone::running() else { return };
+pub fn free_pending_runtime(zone: HealthZone) {
     zone.free_where(|_, slot| slot.state.load(Acquire) == PENDING && slot.is_runtime());
 }
 
 /// Frees the slots of run-time upstream `upstream`'s servers (it was
 /// deleted, or replaced by a body without checks). Allocates nothing.
-pub fn forget_runtime(upstream: &str) {
-    let Some(zone) = HealthZone::running() else { return };
+pub fn forget_runtime(zone: HealthZone, upstream: &str) {
     let mut key = [0u8; UPSTREAM_NAME_MAX];
     let len = upstream.len().min(UPSTREAM_NAME_MAX);
     key[..len].copy_from_slice(&upstream.as_bytes()[..len]);

@@ -172,6 +172,8 @@ pub struct ZoneUpstream<'c> {
     pub state_path: Option<std::path::PathBuf>,
     /// Its health checks, if any.
     check: Option<CheckConf>,
+    /// Its cycle's health zone (none without checks).
+    health: Option<HealthZone<'c>>,
 }
 
 impl<'c> ZoneUpstream<'c> {
@@ -186,17 +188,30 @@ impl<'c> ZoneUpstream<'c> {
         let upstream = by_zone
             .or_else(by_name)
             .ok_or_else(|| ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found")))?;
-        ZoneUpstream::of(upstream, name, managed)
+        ZoneUpstream::of(upstream, name, managed, HealthZone::running())
     }
 
-    /// The zone upstream `upstream` (its own name in messages).
+    /// The zone upstream `upstream` of the running cycle (its own name in
+    /// messages).
     pub fn of_running(upstream: Upstream<'c>, managed: Managed) -> Result<Self, ApiError> {
-        Self::of(upstream, &upstream.name(), managed)
+        Self::of(upstream, &upstream.name(), managed, HealthZone::running())
+    }
+
+    /// The zone upstream `upstream` of the cycle in its init_module (its
+    /// own name in messages).
+    pub fn of_new_cycle(init: &InitModule<'c>, upstream: Upstream<'c>, managed: Managed) -> Result<Self, ApiError> {
+        Self::of(upstream, &upstream.name(), managed, HealthZone::of_new_cycle(init))
     }
 
     /// The zone upstream `upstream` (called `name` in messages), once
-    /// init_module filled in its configuration.
-    pub fn of(upstream: Upstream<'c>, name: &str, managed: Managed) -> Result<Self, ApiError> {
+    /// init_module filled in its configuration, with `health`, its cycle's
+    /// health zone.
+    fn of(
+        upstream: Upstream<'c>,
+        name: &str,
+        managed: Managed,
+        health: Option<HealthZone<'c>>,
+    ) -> Result<Self, ApiError> {
         if !upstream.has_zone() {
             return Err(ApiError::bad_request(
                 "no_zone",
@@ -225,6 +240,7 @@ impl<'c> ZoneUpstream<'c> {
             state: srv.state,
             state_path: srv.state_path.clone(),
             check: srv.check.clone(),
+            health,
         })
     }
 
@@ -269,7 +285,7 @@ impl<'c> ZoneUpstream<'c> {
     /// JSON answers and the status page).
     pub fn peers_with_health(&self) -> Vec<PeerView> {
         let mut peers = self.peers();
-        show_health(&self.name(), false, self.check.is_some(), &mut peers);
+        show_health(self.health, &self.name(), false, self.check.is_some(), &mut peers);
         peers
     }
 
@@ -335,7 +351,11 @@ impl<'c> ZoneUpstream<'c> {
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
         let limit = self.max_peers_per_list();
         // A checked upstream's new peer has its slot before it is linked.
-        let slot = self.check.as_ref().map(|check| Pending::claim(&self.name(), check, address.name())).transpose()?;
+        let slot = self
+            .check
+            .as_ref()
+            .map(|check| Pending::claim(self.health, &self.name(), check, address.name()))
+            .transpose()?;
         let health_down = slot.as_ref().is_some_and(|s| s.starts_down);
         // SAFETY: the primary list of a zone upstream.
         let added = unsafe {
@@ -376,8 +396,8 @@ impl<'c> ZoneUpstream<'c> {
     }
 
     /// The health zone, if the upstream is checked.
-    fn health(&self) -> Option<HealthZone> {
-        self.check.as_ref().and(HealthZone::running())
+    fn health(&self) -> Option<HealthZone<'c>> {
+        self.check.as_ref().and(self.health)
     }
 
     /// Changes the parameters of the server with ID `id` (found under the
@@ -425,14 +445,14 @@ impl<'c> ZoneUpstream<'c> {
         &self,
         added: &[(&ServerSpec, PeerAddress)],
         removed: &[PeerAddress],
-    ) -> Result<Vec<Pending>, ApiError> {
+    ) -> Result<Vec<Pending<'c>>, ApiError> {
         let Some(check) = &self.check else { return Ok(Vec::new()) };
         let name = self.name();
         added
             .iter()
             .map(|(_, address)| {
                 let moved = removed.iter().any(|r| r.name() == address.name());
-                Pending::claim_or_keep(&name, check, address.name(), moved)
+                Pending::claim_or_keep(self.health, &name, check, address.name(), moved)
             })
             .collect()
     }
@@ -446,7 +466,7 @@ impl<'c> ZoneUpstream<'c> {
         revision: u64,
         plan: &Plan,
         added: &[(&ServerSpec, PeerAddress)],
-        mut slots: Vec<Pending>,
+        mut slots: Vec<Pending<'_>>,
     ) -> Result<(), Lost> {
         // The edit's contract, checked here whatever the caller did: a
         // balancer that follows the change (random, for one, builds its
