@@ -338,10 +338,19 @@ pub struct Dyups<'z> {
     zone: *mut ngx_shm_zone_t,
     pool: *mut ngx_slab_pool_t,
     registry: *mut Registry,
-    /// The same cycle's health zone (none without checks): run-time
-    /// upstreams' servers get their health records there.
-    health: Option<HealthZone<'z>>,
+    /// The same cycle's health zone: run-time upstreams' servers get their
+    /// health records there.
+    health: HealthOf<'z>,
     _zone: PhantomData<&'z Registry>,
+}
+
+/// Where a [`Dyups`] finds its cycle's health zone: looked up when needed
+/// for the running one (requests make a `Dyups` for one load, see
+/// `sync_on_request`), given for the new cycle's.
+#[derive(Clone, Copy)]
+enum HealthOf<'z> {
+    Running,
+    Zone(Option<HealthZone<'z>>),
 }
 
 impl Dyups<'static> {
@@ -359,7 +368,7 @@ impl Dyups<'static> {
         // SAFETY: ZONE is set in the master's init_module only (on nginx's
         // thread, which this is) and points to the running cycle's zone,
         // mapped in every worker for its life.
-        unsafe { Dyups::of_zone(ZONE, HealthZone::running()) }
+        unsafe { Dyups::of_zone(ZONE, HealthOf::Running) }
     }
 }
 
@@ -370,19 +379,27 @@ impl<'a> Dyups<'a> {
         let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone);
         // SAFETY: in init_module the new cycle's zones are mapped and
         // initialised, for as long as the cycle ('a).
-        unsafe { Dyups::of_zone(zone, HealthZone::of_new_cycle(init)) }
+        unsafe { Dyups::of_zone(zone, HealthOf::Zone(HealthZone::of_new_cycle(init))) }
     }
 
     /// # Safety
     /// `zone` is null or the module's zone, initialised and mapped for `'a`.
-    unsafe fn of_zone(zone: *mut ngx_shm_zone_t, health: Option<HealthZone<'a>>) -> Option<Dyups<'a>> {
+    unsafe fn of_zone(zone: *mut ngx_shm_zone_t, health: HealthOf<'a>) -> Option<Dyups<'a>> {
         // SAFETY: per the contract.
         let (pool, registry) = unsafe { shm_zone::parts(zone) }?;
         Some(Dyups { zone, pool, registry, health, _zone: PhantomData })
     }
 }
 
-impl Dyups<'_> {
+impl<'z> Dyups<'z> {
+    /// Its cycle's health zone (none without checks).
+    fn health(&self) -> Option<HealthZone<'z>> {
+        match self.health {
+            HealthOf::Running => HealthZone::running(),
+            HealthOf::Zone(zone) => zone,
+        }
+    }
+
     pub fn zone_size(&self) -> usize {
         // SAFETY: the handle's zone is mapped (see its makers).
         unsafe { (*self.zone).shm.size }
@@ -398,7 +415,7 @@ impl Dyups<'_> {
         // SAFETY: ZONE is the running cycle's zone (or null), set on this
         // thread; init_module runs in the master's only thread, before the
         // workers fork.
-        let previous = unsafe { Dyups::of_zone(ZONE, None) };
+        let previous = unsafe { Dyups::of_zone(ZONE, HealthOf::Zone(None)) };
         let dyups = Dyups::of_new_cycle(init);
         // SAFETY: as above.
         unsafe { ZONE = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone) };
@@ -478,7 +495,7 @@ impl Dyups<'_> {
     fn repaired<'a>(&'a self, held: Held<'a>) -> Held<'a> {
         if held.needs_repair() {
             // SAFETY: the registry is changed only under its lock, held here.
-            unsafe { repair(&mut *self.registry, self.health) };
+            unsafe { repair(&mut *self.registry, self.health()) };
         }
         held
     }
@@ -499,7 +516,7 @@ impl Dyups<'_> {
         // it moves the health records to a new zone
         // ([`Dyups::while_write_locked`]): a change either went in
         // before (its records move) or is refused.
-        if self.health.is_some_and(HealthZone::is_superseded) {
+        if self.health().is_some_and(HealthZone::is_superseded) {
             drop(registry);
             return Err(ApiError::reloading());
         }
@@ -812,7 +829,7 @@ impl Dyups<'_> {
     /// The health slots a replace of run-time upstream `name` with `spec`
     /// (checked by `check`) prepares, allocated before any lock is taken.
     fn runtime_slots(&self, name: &str, spec: &UpstreamSpec, check: &CheckConf) -> Result<RuntimeSlots<'_>, ApiError> {
-        let health = self.health.ok_or_else(|| {
+        let health = self.health().ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_body",
                 "add server failed: \"check\" needs the health zone, which this nginx has not declared (add \
@@ -826,7 +843,7 @@ impl Dyups<'_> {
     /// Frees the health slots of run-time upstream `name`'s servers (see
     /// [`forget_runtime`]).
     fn forget_runtime(&self, name: &str) {
-        if let Some(health) = self.health {
+        if let Some(health) = self.health() {
             forget_runtime(health, name);
         }
     }
