@@ -6,7 +6,7 @@
 //! * `init_module` (in the master, after the shared zones exist and before
 //!   the workers fork): for every zone upstream, classify its balancer,
 //!   allocate the module's bookkeeping in its zone and wrap its `peer.init`
-//!   with [`crate::zone::request_hook`] where that is needed. Workers
+//!   with [`crate::zone::upstream::request_hook`] where that is needed. Workers
 //!   inherit all of it.
 //! * `init_process` (in each worker): start the dyups sync timer and the
 //!   health checks' prober.
@@ -25,7 +25,7 @@ use crate::nginx::module_hooks::{CycleHooks, InitModule, InitProcess, Postconfig
 use crate::nginx::peer_stats::{now_ms, set_counting};
 use crate::nginx::process::mark_started;
 use crate::ops::state_files;
-use crate::zone::request_hook::prepare_upstreams;
+use crate::zone::upstream::request_hook::prepare_upstreams;
 use crate::zone::upstream::{has_bookkeeping, ZoneUpstream};
 
 /// The module's cycle hooks.

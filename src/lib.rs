@@ -26,7 +26,7 @@
 //! * `zone/`: `upstream.rs` (a zone upstream's lists and srv conf),
 //!   `peers.rs` (its edits call the list changes that are `unsafe`:
 //!   nginx's balancers rely on invariants only its checks keep),
-//!   `request_hook.rs` (the
+//!   `upstream/request_hook.rs` (the
 //!   `peer.init`/`peer.free` wrappers nginx calls, installed in
 //!   init_module), `health.rs` (the health records in shared memory, and
 //!   the checked upstreams' lists their health goes to);

@@ -13,7 +13,7 @@
 //! look up or reclaim.
 //!
 //! Counting happens once per upstream attempt, in the request's
-//! `peer.free` (wrapped by [`crate::zone::request_hook`] for zone upstreams
+//! `peer.free` (wrapped by [`crate::zone::upstream::request_hook`] for zone upstreams
 //! and by [`wrap_dyups_free`] for run-time ones), before the balancer's own
 //! `free` runs: it is the last moment the request is sure to hold the peer
 //! (its `conns` still counts the request, so a removed peer is not freed,

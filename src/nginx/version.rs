@@ -19,7 +19,7 @@
 //!
 //! Before 1.27.3 (1.22, 1.26) none of this exists: the module keeps removed
 //! peers until their `conns` drops ([`crate::zone::reclaim`]), wraps the
-//! request ([`crate::zone::request_hook`]), and refuses set changes for the
+//! request ([`crate::zone::upstream::request_hook`]), and refuses set changes for the
 //! balancers whose tables are fixed at start.
 
 pub use imp::*;

@@ -6,6 +6,5 @@ pub mod health;
 pub mod ids;
 pub mod peers;
 pub mod reclaim;
-pub mod request_hook;
 pub mod tried_bitmap;
 pub mod upstream;

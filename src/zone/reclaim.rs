@@ -19,7 +19,7 @@
 //! request: it is freed. The one pointer a request keeps after `free` is
 //! the peer's name (`u->peer.name`, and `u->state->peer` for
 //! `$upstream_addr`); the request hook wraps `free` and first moves both to
-//! a copy in the request's pool ([`crate::zone::request_hook`]). A removed peer
+//! a copy in the request's pool ([`crate::zone::upstream::request_hook`]). A removed peer
 //! thus waits only for the requests that hold it: a request that never ends
 //! keeps its own peer allocated and nothing else. A worker killed while it
 //! held a peer leaves that peer's `conns` counted (in stock nginx too, where

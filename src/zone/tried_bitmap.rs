@@ -1,5 +1,5 @@
 //! The `tried` bitmaps the request hook gives the requests of a zone
-//! upstream ([`crate::zone::request_hook`]), sized for the most peers a list
+//! upstream ([`crate::zone::upstream::request_hook`]), sized for the most peers a list
 //! of the zone can hold.
 //!
 //! Up to 64 words (`POOL_BITMAP_WORDS`) a bitmap comes zeroed from the

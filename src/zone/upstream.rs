@@ -2,6 +2,8 @@
 //! query-string API, Lua and the state files change, and the module's
 //! configuration of every upstream block ([`SrvConf`]).
 
+pub mod request_hook;
+
 use core::ptr;
 
 use dynamic_upstream_core::error::human_size;
@@ -35,38 +37,39 @@ use crate::zone::tried_bitmap::SpareBitmaps;
 /// Per-`upstream {}` block settings (also created for every `server {}`,
 /// where they stay unused), and what `init_module` learns about the
 /// upstream. A directive's handler gets it (`&mut`): only `checks` is
-/// its; what the request hook and the zone's code trust is `zone/`'s.
+/// its; what the request hook and the zone's code trust is private to
+/// this file and the request hook, its child module.
 #[repr(C)]
 pub struct SrvConf {
     /// `dynamic_state_file`: file of `server ...;` lines kept in sync.
     state_file: NgxText,
     /// The upstream's balancer.
-    pub(in crate::zone) balancer: Balancer,
+    balancer: Balancer,
     /// Shared bookkeeping in the upstream's zone (null without a zone, or
     /// if the zone had no room for it).
-    pub(in crate::zone) state: *mut ZoneState,
+    state: *mut ZoneState,
     /// The `peer.init` that the request hook wraps.
-    pub(in crate::zone) original_init: ngx_http_upstream_init_peer_pt,
+    original_init: ngx_http_upstream_init_peer_pt,
     /// The `peer.free` that the request hook wraps: the one the first
     /// request got from `original_init` (the same for every request).
-    pub(in crate::zone) original_free: ngx_event_free_peer_pt,
+    original_free: ngx_event_free_peer_pt,
     /// Size of every request's `tried` bitmap, in peers.
-    pub(in crate::zone) max_peers_per_list: usize,
+    max_peers_per_list: usize,
     /// `state_file` resolved against nginx's prefix (at start).
-    pub(in crate::zone) state_path: Option<std::path::PathBuf>,
+    state_path: Option<std::path::PathBuf>,
     /// The `check*` directives while the block is read, and the checks
     /// they make (postconfiguration).
     pub checks: CheckConfBuilder,
-    pub(in crate::zone) check: Option<CheckConf>,
+    check: Option<CheckConf>,
     /// What the request hook does (at start; none: not installed).
-    pub(in crate::zone) hook: Option<Hook>,
+    hook: Option<Hook>,
     /// This process's zeroed `tried` bitmaps for the requests of a large
     /// zone (see `request_hook`).
-    pub(in crate::zone) spare_bitmaps: SpareBitmaps,
+    spare_bitmaps: SpareBitmaps,
 }
 
 /// What the request hook does for each request of a zone upstream
-/// ([`crate::zone::request_hook::needed`]).
+/// ([`crate::zone::upstream::request_hook::needed`]).
 #[derive(Clone, Copy)]
 pub struct Hook {
     /// Detach the peer's name at `free` and enlarge the `tried` bitmap.
@@ -728,7 +731,7 @@ impl<'c> ZoneUpstream<'c> {
 
     /// The most peers one list may hold: no list can have more peers than
     /// the zone has room for, and each request's `tried` bitmap is sized for
-    /// that many (see [`crate::request_hook`]).
+    /// that many (see [`request_hook`]).
     pub fn max_peers_per_list(&self) -> usize {
         let limit = max_peers_for_zone(self.zone_size());
         // SAFETY: the state lives in the zone for the cycle's lifetime.
