@@ -269,7 +269,10 @@ pub fn location_handler_any(call: &mut crate::nginx::module_hooks::DirectiveCall
 
 /// The master's health zone kept in a thread-local across reloads that
 /// resize it (review 8: a master segfault after `check_shm_size` went
-/// 1m, 2m, 3m): the running zone is none in the master.
+/// 1m, 2m, 3m): the running zone is none in the master, and none in any
+/// process while init_module runs (review 10: under `master_process off`
+/// the serving process runs a reload's init_module, and the same keep
+/// crashed it at the second resize).
 // expect: runtime
 #[cfg(ndu_misuse = "health_kept_in_master")]
 pub fn health_kept_in_master(init: &crate::nginx::module_hooks::InitModule) {

@@ -55,7 +55,7 @@ ok($status{404} && $status{503}, 'some 404 and 503 reached the backend') or diag
 upstream backends {
     zone backends 128k;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:30001 max_fails=2 fail_timeout=1s;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=2 fail_timeout=1s;
 }
 server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } }
 --- config

@@ -19,13 +19,40 @@ pub fn mark_started() {
     STARTED.store(true, Ordering::Relaxed);
 }
 
+/// Set while a cycle's init_module runs. Under `master_process off` a
+/// reload's init_module runs in the process that serves requests, whose
+/// running cycle (`ngx_cycle`) is still the old one, about to be freed: a
+/// zone or registry of the running cycle taken there would outlive it
+/// (review 10: the health zone kept there, a segfault at the second
+/// reload). init_module works with the new cycle it is lent.
+static IN_INIT_MODULE: AtomicBool = AtomicBool::new(false);
+
+/// While alive, [`in_running_process`] answers false: made around a
+/// cycle's init_module, dropped after it (a panic included: nginx's hook
+/// catches it inside).
+pub(in crate::nginx) struct InitModuleWindow(());
+
+impl InitModuleWindow {
+    pub(in crate::nginx) fn open() -> Self {
+        IN_INIT_MODULE.store(true, Ordering::Relaxed);
+        InitModuleWindow(())
+    }
+}
+
+impl Drop for InitModuleWindow {
+    fn drop(&mut self) {
+        IN_INIT_MODULE.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Whether the running process has a configured cycle with its shared
 /// zones (a worker, or `master_process off` once started): not the master
-/// while it reads the configuration (`init_by_lua`).
+/// while it reads the configuration (`init_by_lua`), and no process while
+/// a cycle's init_module runs ([`InitModuleWindow`]).
 /// Not on another thread (which would race nginx's reads and writes of
 /// its globals, a reload's among them).
 pub fn in_running_process() -> bool {
-    if !on_nginx_thread() {
+    if !on_nginx_thread() || IN_INIT_MODULE.load(Ordering::Relaxed) {
         return false;
     }
     // SAFETY: a plain read of nginx's process global, which only this

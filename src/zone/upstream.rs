@@ -201,8 +201,16 @@ impl<'c> ZoneUpstream<'c> {
     }
 
     /// The zone upstream `upstream` of the cycle in its init_module (its
-    /// own name in messages).
+    /// own name in messages). An upstream of another cycle (the running
+    /// one, whose health zone is not this cycle's) is refused.
     pub fn of_new_cycle(init: &InitModule<'c>, upstream: Upstream<'c>, managed: Managed) -> Result<Self, ApiError> {
+        if !init.cycle().upstreams().contains(&upstream) {
+            return Err(ApiError::new(
+                500,
+                "not_of_cycle",
+                format!("upstream \"{}\" is not a block of the new configuration", upstream.name()),
+            ));
+        }
         Self::of(upstream, &upstream.name(), managed, HealthZone::of_new_cycle(init))
     }
 
