@@ -90,6 +90,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# The 1.28 build takes Debian 12's echo module from its source package
+# (`apt-get source`): apt needs deb-src entries.
+# shellcheck source=scripts/lib/deb-src.sh
+source scripts/lib/deb-src.sh
+if ! has_deb_src; then
+    [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1 ||
+        fail "apt has no deb-src entries and this is not root (no sudo): run this as root"
+    ensure_deb_src
+fi
+
 # The configured tree is keyed by the installed nginx version, so a Debian
 # update of nginx-dev triggers a fresh configure.
 installed_version=$(dpkg-query -W -f='${Version}' nginx-dev)

@@ -787,3 +787,56 @@ location /iph/ { proxy_pass http://iph; proxy_http_version 1.1; proxy_set_header
 location /hsh/ { proxy_pass http://hsh; proxy_http_version 1.1; proxy_set_header Connection ""; }
 --- perl
 main::past_64th_peer(qw(lc iph hsh));
+
+=== TEST 16: hash ... consistent (nginx ≥ 1.27.3, which rebuilds its points in every worker at each change): a change that raises the primary servers' total weight past 26214 (a 64 MiB table per worker) is refused with 400 naming the limit, through every API; below it, and changes that do not raise it, work (weight=1000000 used to stall every worker for a minute and take 2.5 GB each)
+--- http_config
+upstream backends {
+    hash $arg_key consistent;
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 weight=20000;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 weight=10000;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $list = sub { http_get('/dynamic?upstream=backends&verbose=')->{body} };
+my $before = $list->();
+if (main::tables_fixed()) {
+    main::api('backends', "server=127.0.0.1:$p2&weight=1000000", 409);
+    is($list->(), $before, 'nothing changed');
+} else {
+    my $limit = "400 Bad Request: upstream \"backends\" uses the consistent hash balancer, which keeps 160 points of 16 bytes per unit of its primary servers' weight in every worker: total weight %d would take %d MiB, more than the 64 MiB allowed (total weight at most 26214)\n";
+    my $r = main::api('backends', "server=127.0.0.1:$p2&weight=1000000", 400);
+    is($r->{body}, sprintf($limit, 1020000, 2491), 'weight=1000000: the limit named');
+    is($list->(), $before, 'nothing changed');
+    $r = main::api('backends', "server=127.0.0.1:$p2&weight=10001", 400);
+    is($r->{body}, sprintf($limit, 30001, 74), 'a weight that still raises the total (30000, from the configuration, past the limit already)');
+    $r = main::api('backends', "add=&server=127.0.0.1:$p3", 400);
+    is($r->{body}, sprintf($limit, 30001, 74), 'add: refused too');
+    is($list->(), $before, 'nothing changed');
+    main::api('backends', "server=127.0.0.1:$p2&weight=4000&max_fails=2");
+    like($list->(), qr/^server 127\.0\.0\.1:$p2 weight=4000 max_fails=2 /m, 'lowering the total works');
+    main::api('backends', "server=127.0.0.1:$p2&weight=6214");
+    like($list->(), qr/^server 127\.0\.0\.1:$p2 weight=6214 /m, 'up to the limit: 26214');
+    main::api('backends', "add=&server=127.0.0.1:$p3", 400);
+    my $plus = http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p3"}));
+    is($plus->{status}, 400, 'Plus API POST past the limit: 400');
+    like($plus->{body}, qr/total weight 26215 would take 65 MiB, more than the 64 MiB allowed/, 'its reason');
+    $plus = http('PATCH', '/api/9/http/upstreams/backends/servers/1', '{"weight":6215}');
+    is($plus->{status}, 400, 'Plus API PATCH past the limit: 400');
+    like($plus->{body}, qr/"code":"UpstreamBadWeight"/, 'its code');
+    $plus = http('PUT', '/api/9/http/upstreams/backends/servers',
+                 qq([{"server":"127.0.0.1:$p1","weight": 20000},{"server":"127.0.0.1:$p2","weight": 7000}]));
+    is($plus->{status}, 400, 'Plus API PUT past the limit: 400') or diag($plus->{body});
+    main::api('backends', "server=127.0.0.1:$p1&down=");
+    like($list->(), qr/^server 127\.0\.0\.1:$p1 weight=20000 .* down;$/m, 'down: not a change of weight');
+    is(http_get('/?key=a')->{body}, "$p2\n", 'traffic flows');
+}

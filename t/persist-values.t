@@ -180,3 +180,83 @@ is(main::verbose(), $full, 'after the restart: all ' . ($added + 1) . ' servers,
 is(main::slurp(main::state_file()), $file, 'the file is left as it was');
 --- no_error_log
 nothing was restored
+
+=== TEST 6: a backup server written before hash (stock nginx accepts that order and keeps it as a backup): a change through the API writes it, and nginx -t, a restart and a reload accept the file (it used to be refused with [emerg]: nginx did not start again)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+    hash $uri;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&max_fails=3");
+is($r->{status}, 200, 'one change through the API') or diag($r->{body});
+is(main::slurp(main::state_file()),
+   $main::HEADER . "server 127.0.0.1:$p1 weight=1 max_fails=3 fail_timeout=10;\n"
+           . "server 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10 backup;\n",
+   'the state file holds the backup server as configured');
+my $after = main::verbose();
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t accepts the file') or diag($out);
+ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
+is(main::verbose(), $after, 'after the restart: the same servers');
+ok(eval { nginx_reload(); 1 }, 'and reloads') or diag($@);
+is(main::verbose(), $after, 'after the reload: the same');
+is(http_get('/x')->{body}, "one\n", 'traffic flows');
+
+=== TEST 7: the same with ip_hash
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+    ip_hash;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&max_fails=3");
+is($r->{status}, 200, 'one change through the API') or diag($r->{body});
+like(main::slurp(main::state_file()), qr/^server 127\.0\.0\.1:$p2 .* backup;$/m, 'the state file holds the backup server');
+my $after = main::verbose();
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t accepts the file') or diag($out);
+ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
+is(main::verbose(), $after, 'after the restart: the same servers');
+is(http_get('/x')->{body}, "one\n", 'traffic flows');
+
+=== TEST 8: the same with random (whose peers nginx 1.22 to 1.27.2 cannot change, only their parameters)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+    random;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&max_fails=3");
+is($r->{status}, 200, 'one change through the API') or diag($r->{body});
+like(main::slurp(main::state_file()), qr/^server 127\.0\.0\.1:$p2 .* backup;$/m, 'the state file holds the backup server');
+my $after = main::verbose();
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t accepts the file') or diag($out);
+ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
+is(main::verbose(), $after, 'after the restart: the same servers');
+is(http_get('/x')->{body}, "one\n", 'traffic flows');

@@ -17,6 +17,8 @@
 //! and follow every change. Neither does a balancer this module
 //! does not know (another module's): it may keep its own copy of the peers.
 
+use crate::peer::MAX_TOTAL_WEIGHT;
+
 /// The load-balancing method of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balancer {
@@ -42,6 +44,33 @@ pub enum Balancer {
     Other {
         backup: bool,
     },
+}
+
+/// Largest consistent-hash points table a change may make each worker
+/// build: nginx's `ngx_http_upstream_init_chash` (and from 1.27.3 its
+/// rebuild after every change) allocates, in every worker, 160 points of
+/// 16 bytes (hash and server pointer, 64-bit) per unit of the primary
+/// servers' total weight (down ones included), after an 8-byte count, and
+/// sorts them: weight=1000000 took a minute and 2.5 GB per worker.
+pub const MAX_CHASH_TABLE: u64 = 64 * 1024 * 1024;
+
+/// The primary servers' total weight whose points table fits
+/// [`MAX_CHASH_TABLE`]: 26214.
+pub const MAX_CHASH_WEIGHT: u64 = (MAX_CHASH_TABLE - 8) / CHASH_BYTES_PER_WEIGHT;
+
+const CHASH_BYTES_PER_WEIGHT: u64 = 160 * 16;
+
+/// Why a consistent-hash table for primary servers weighing `total` is
+/// refused (`total` > [`MAX_CHASH_WEIGHT`]): "total weight N would take M
+/// MiB, more than ...".
+pub fn chash_table_refusal(total: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    let bytes = total.saturating_mul(CHASH_BYTES_PER_WEIGHT).saturating_add(8);
+    format!(
+        "total weight {total} would take {} MiB, more than the {} MiB allowed (total weight at most {MAX_CHASH_WEIGHT})",
+        bytes.div_ceil(MIB),
+        MAX_CHASH_TABLE / MIB
+    )
 }
 
 impl Balancer {
@@ -83,6 +112,20 @@ impl Balancer {
             Balancer::Hash { consistent: true, .. } | Balancer::Random | Balancer::RandomTwo { .. } => tables_follow,
             Balancer::Other { .. } => false,
             _ => true,
+        }
+    }
+
+    /// The most the weights of the primary servers may total after a
+    /// change that raises their total: [`MAX_CHASH_WEIGHT`] for `hash ...
+    /// consistent` where nginx rebuilds its points table at each change
+    /// (`tables_follow`, nginx 1.27.3 and later), else nginx's own
+    /// [`MAX_TOTAL_WEIGHT`]. (A configuration may total more: nginx built
+    /// that table once; a change that does not raise the total is left to
+    /// it.)
+    pub fn max_primary_weight(&self, tables_follow: bool) -> u64 {
+        match self {
+            Balancer::Hash { consistent: true, .. } if tables_follow => MAX_CHASH_WEIGHT,
+            _ => MAX_TOTAL_WEIGHT,
         }
     }
 
@@ -160,6 +203,21 @@ impl Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chash_limit_where_tables_follow() {
+        assert_eq!(MAX_CHASH_WEIGHT, 26214);
+        let chash = Balancer::Hash { key: String::new(), consistent: true };
+        assert_eq!(chash.max_primary_weight(true), 26214);
+        assert_eq!(chash.max_primary_weight(false), MAX_TOTAL_WEIGHT);
+        assert_eq!(Balancer::Random.max_primary_weight(true), MAX_TOTAL_WEIGHT);
+        assert_eq!(
+            chash_table_refusal(26215),
+            "total weight 26215 would take 65 MiB, more than the 64 MiB allowed (total weight at most 26214)"
+        );
+        assert!(chash_table_refusal(u64::MAX)
+            .starts_with("total weight 18446744073709551615 would take 17592186044416 MiB"));
+    }
 
     fn all() -> Vec<Balancer> {
         let key = || "$host".to_string();

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::address::{shown, Address};
-use crate::balancer::Balancer;
+use crate::balancer::{chash_table_refusal, Balancer, MAX_CHASH_WEIGHT};
 use crate::error::ApiError;
 use crate::health::check_conf::{CheckConf, CheckConfBuilder};
 use crate::health::tokens;
@@ -224,29 +224,18 @@ pub fn finish(
     Ok(UpstreamSpec { balancer, servers, check })
 }
 
-/// Largest consistent-hash points table a body may make each worker
-/// allocate when it sets the upstream up.
-pub const MAX_CHASH_TABLE: u64 = 64 * 1024 * 1024;
-
-/// nginx's `ngx_http_upstream_init_chash` allocates, in every worker, 160
-/// points of 16 bytes (hash and server pointer, 64-bit) per unit of the
-/// primary servers' total weight (down ones included), after an 8-byte
-/// count. A body whose table would be larger than [`MAX_CHASH_TABLE`] is
-/// refused: a worker may fail to allocate it (the upstream would answer
-/// 502 there), and building it costs every worker time.
+/// A body whose consistent-hash table would be larger than
+/// [`MAX_CHASH_TABLE`](crate::balancer::MAX_CHASH_TABLE) is refused: a
+/// worker may fail to allocate it (the upstream would answer 502 there),
+/// and building it costs every worker time.
 fn check_chash_table(servers: &[ServerSpec]) -> Result<(), ApiError> {
-    const MIB: u64 = 1024 * 1024;
-    let bytes_for = |weight: u64| weight.saturating_mul(160 * 16).saturating_add(8);
     let total: u64 = servers.iter().filter(|s| !s.backup).map(|s| s.weight).fold(0, u64::saturating_add);
-    if bytes_for(total) <= MAX_CHASH_TABLE {
+    if total <= MAX_CHASH_WEIGHT {
         return Ok(());
     }
     Err(failed(format!(
-        "consistent hash needs 160 points of 16 bytes per unit of weight in every worker: total weight {total} \
-         would take {} MiB, more than the {} MiB allowed (total weight at most {})",
-        bytes_for(total).div_ceil(MIB),
-        MAX_CHASH_TABLE / MIB,
-        (MAX_CHASH_TABLE - 8) / (160 * 16)
+        "consistent hash needs 160 points of 16 bytes per unit of weight in every worker: {}",
+        chash_table_refusal(total)
     )))
 }
 

@@ -115,28 +115,10 @@ if [ -x "$src/objs/nginx" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_
     exit 0
 fi
 
-# 1. deb-src entries (Debian 12 keeps its sources in deb822 format).
-has_deb_src() {
-    grep -rhsE '^\s*Types:.*\bdeb-src\b' /etc/apt/sources.list.d/*.sources >/dev/null 2>&1 && return 0
-    grep -hsE '^\s*deb-src\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list >/dev/null 2>&1
-}
-if ! has_deb_src; then
-    echo "build-asan: adding /etc/apt/sources.list.d/deb-src.sources" >&2
-    "${sudo_cmd[@]}" tee /etc/apt/sources.list.d/deb-src.sources >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-    "${sudo_cmd[@]}" apt-get update -qq
-fi
+# 1. deb-src entries.
+# shellcheck source=scripts/lib/deb-src.sh
+source "$root/scripts/lib/deb-src.sh"
+ensure_deb_src
 
 # 2. The source package (dpkg-source, from dpkg-dev, unpacks it).
 need=()

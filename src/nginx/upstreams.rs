@@ -276,27 +276,35 @@ impl<'c> Upstream<'c> {
         unsafe { (*self.uscf).peer.init = init };
     }
 
+    /// Its `server` lines as configured.
+    fn configured_servers(self) -> &'c [ngx::ffi::ngx_http_upstream_server_t] {
+        let servers = self.conf().servers;
+        if servers.is_null() {
+            return &[];
+        }
+        // SAFETY: the configuration's array of ngx_http_upstream_server_t,
+        // nelts of them, which lives as long as the configuration ('c).
+        unsafe { core::slice::from_raw_parts((*servers).elts.cast(), (*servers).nelts) }
+    }
+
     /// The addresses of its `server` lines as configured (`127.0.0.1:8080`,
     /// `unix:/path`), every address each name resolved to.
     pub fn server_addresses(self) -> Vec<String> {
-        let servers = self.conf().servers;
-        if servers.is_null() {
-            return Vec::new();
-        }
-        // SAFETY: the servers array and each server's addresses are the
-        // configuration's: ngx_http_upstream_server_t elements, naddrs each.
-        unsafe {
-            let servers = core::slice::from_raw_parts(
-                (*servers).elts.cast::<ngx::ffi::ngx_http_upstream_server_t>(),
-                (*servers).nelts,
-            );
-            servers
-                .iter()
-                .filter(|s| !s.addrs.is_null())
-                .flat_map(|s| core::slice::from_raw_parts(s.addrs, s.naddrs))
-                .map(|a| str_lossy(&a.name))
-                .collect()
-        }
+        self.configured_servers()
+            .iter()
+            .filter(|s| !s.addrs.is_null())
+            // SAFETY: a server's addresses are the configuration's, naddrs
+            // of them.
+            .flat_map(|s| unsafe { core::slice::from_raw_parts(s.addrs, s.naddrs) })
+            .map(|a| str_lossy(&a.name))
+            .collect()
+    }
+
+    /// Whether one of its `server` lines says `backup`: nginx accepts one
+    /// written before a balancer directive that does not allow backups
+    /// (`hash`, `ip_hash`, `random`), and keeps it as a backup peer.
+    pub fn configures_backup(self) -> bool {
+        self.configured_servers().iter().any(|s| s.backup() != 0)
     }
 
     pub fn name(self) -> String {

@@ -201,6 +201,7 @@ fn lists_refused(zone: &ZoneUpstream, refused: ListsRefused) -> ApiError {
             "weight_total",
             total_weight_error(&format!("upstream \"{}\"'s {} servers", zone.name(), which(backup)), "would total"),
         ),
+        ListsRefused::TableTooBig { total } => zone.table_too_big(total),
         ListsRefused::NoPrimary => {
             ApiError::bad_request("invalid_body", format!("upstream \"{}\" would have no primary server", zone.name()))
         }

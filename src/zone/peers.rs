@@ -24,7 +24,7 @@
 //! nginx's limits, a balancer that follows such changes) that only the
 //! checks made here and in `ZoneUpstream::apply` keep.
 
-use dynamic_upstream_core::peer::checked_total_weight;
+use dynamic_upstream_core::peer::{checked_total_weight, MAX_TOTAL_WEIGHT};
 use dynamic_upstream_core::plus::diff::Plan;
 use dynamic_upstream_core::render::PeerValues;
 use dynamic_upstream_core::{ApiError, PeerParams, ServerSpec};
@@ -49,6 +49,12 @@ pub enum Refusal {
     /// The weights of a list would total more than [`MAX_TOTAL_WEIGHT`].
     WeightTotal {
         backup: bool,
+    },
+    /// The primary servers' weights would total `total`, more than the
+    /// balancer's table allows and more than now (consistent hash, see
+    /// `Balancer::max_primary_weight`).
+    TableTooBig {
+        total: u64,
     },
     /// nginx's resolver made this peer (`server NAME resolve`).
     Resolved,
@@ -92,6 +98,7 @@ pub fn update_locked(
     target: Target,
     params: &PeerParams,
     down: Option<bool>,
+    max_primary: u64,
 ) -> Result<(PeerName, PeerValues), Refusal> {
     let mut locks = zone.write_lock();
     let mut lists = locks.lists();
@@ -100,7 +107,8 @@ pub fn update_locked(
         return Err(Refusal::Resolved);
     }
     let key = peer.key();
-    check_totals(&lists, |p| if p.key() == key { params.weight.unwrap_or(p.weight()) } else { p.weight() }, None)?;
+    let weight = |p: LockedPeer<'_>| if p.key() == key { params.weight.unwrap_or(p.weight()) } else { p.weight() };
+    check_totals(&lists, weight, None, max_primary)?;
     // Copied into fixed-size values: nothing allocates under the locks.
     let before = peer.values();
     let name = PeerName::of(peer);
@@ -137,17 +145,26 @@ pub fn name_of(zone: ZoneLists, target: Target) -> Option<PeerName> {
 /// (to the backup list?, its weight). Sums the lists as they are, not
 /// `total_weight`: nginx's own sum of a configuration may have wrapped.
 /// Any change is checked, so the module never writes a state file past the
-/// limit (which its reader refuses).
+/// limit (which its reader refuses). And a change that raises the primary
+/// peers' total past `max_primary` (the balancer's own limit, see
+/// `Balancer::max_primary_weight`) is refused.
 fn check_totals(
     lists: &LockedLists<'_>,
     weight: impl Fn(LockedPeer<'_>) -> u64,
     added: Option<(bool, u64)>,
+    max_primary: u64,
 ) -> Result<(), Refusal> {
     for backup in [false, true] {
         let extra = added.filter(|&(to_backup, _)| to_backup == backup).map(|(_, w)| w);
         let peers = lists.list(backup).into_iter().flat_map(|list| list.peers());
-        if checked_total_weight(peers.map(&weight).chain(extra)).is_none() {
+        let Some(total) = checked_total_weight(peers.map(&weight).chain(extra)) else {
             return Err(Refusal::WeightTotal { backup });
+        };
+        if !backup && total > max_primary {
+            let now = lists.primary().peers().map(|p| p.weight()).fold(0, u64::saturating_add);
+            if total > now {
+                return Err(Refusal::TableTooBig { total });
+            }
         }
     }
     Ok(())
@@ -190,6 +207,7 @@ pub fn add_locked(
     spec: &ServerSpec,
     address: &PeerAddress,
     limit: usize,
+    max_primary: u64,
     health_down: bool,
     on_linked: impl FnOnce(),
 ) -> Result<(), Refusal> {
@@ -207,7 +225,7 @@ pub fn add_locked(
     if list_len >= limit {
         return Err(Refusal::ListFull(list_len));
     }
-    check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)))?;
+    check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), max_primary)?;
 
     let slab = lists.lock_slab();
     let new_backup_list = spec.backup && !has_backup;
@@ -254,7 +272,8 @@ pub fn remove_locked(
         return Err(Refusal::LastPeer);
     }
     let key = peer.key();
-    check_totals(&lists, |p| if p.key() == key { 0 } else { p.weight() }, None)?;
+    // A removal never raises a total: no balancer limit to check.
+    check_totals(&lists, |p| if p.key() == key { 0 } else { p.weight() }, None, MAX_TOTAL_WEIGHT)?;
     let name = PeerName::of(peer);
     // SAFETY: not the primary list's last peer (refused above), within the
     // totals, on an upstream whose balancer follows removals
@@ -295,6 +314,9 @@ pub enum ListsRefused {
     TooMany { backup: bool, count: usize, max: usize },
     /// Its weights would total more than nginx's balancers add up.
     WeightTotal { backup: bool },
+    /// The primary servers' weights would total `total`, more than the
+    /// balancer's table allows and more than now.
+    TableTooBig { total: u64 },
     /// The primary list would be empty.
     NoPrimary,
 }
@@ -312,7 +334,8 @@ pub enum ListsRefused {
 /// What the lists hold once the plan is applied is checked under the
 /// locks (the edit's contract, whatever the caller checked before: at
 /// least one primary peer, at most `max_per_list` per list, weights within
-/// nginx's totals): else [`Lost::Refused`], nothing changed.
+/// nginx's totals, the primary total within `max_primary` unless the plan
+/// lowers or keeps it): else [`Lost::Refused`], nothing changed.
 ///
 /// # Safety
 /// The upstream's balancer follows changes of its set and weights where
@@ -325,6 +348,7 @@ pub unsafe fn replace_locked(
     state: &ZoneState,
     revision: u64,
     max_per_list: usize,
+    max_primary: u64,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
     health_down: &[bool],
@@ -359,8 +383,14 @@ pub unsafe fn replace_locked(
         if count > max_per_list {
             return Err(Lost::Refused(ListsRefused::TooMany { backup, count, max: max_per_list }));
         }
-        if weights.is_none() {
+        let Some(total) = weights else {
             return Err(Lost::Refused(ListsRefused::WeightTotal { backup }));
+        };
+        if !backup && total > max_primary {
+            let now = lists.primary().peers().map(|p| p.weight()).fold(0, u64::saturating_add);
+            if total > now {
+                return Err(Lost::Refused(ListsRefused::TableTooBig { total }));
+            }
         }
         if !backup && count == 0 {
             return Err(Lost::Refused(ListsRefused::NoPrimary));

@@ -6,6 +6,7 @@ pub mod request_hook;
 
 use core::ptr;
 
+use dynamic_upstream_core::balancer::chash_table_refusal;
 use dynamic_upstream_core::error::human_size;
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckConfBuilder};
 use dynamic_upstream_core::peer::total_weight_error;
@@ -325,6 +326,27 @@ impl<'c> ZoneUpstream<'c> {
         }
     }
 
+    /// The most its primary servers' weights may total after a change that
+    /// raises it (the balancer's limit).
+    fn max_primary_weight(&self) -> u64 {
+        self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES)
+    }
+
+    /// The answer to a change after which the primary servers' weights
+    /// would total `total`, past the balancer's limit.
+    pub fn table_too_big(&self, total: u64) -> ApiError {
+        ApiError::bad_request(
+            "chash_table",
+            format!(
+                "upstream \"{}\" uses the {} balancer, which keeps 160 points of 16 bytes per unit of its primary \
+                 servers' weight in every worker: {}",
+                self.name(),
+                self.balancer().name(),
+                chash_table_refusal(total)
+            ),
+        )
+    }
+
     /// Refuses changes the upstream's balancer cannot follow at run time.
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
@@ -356,7 +378,7 @@ impl<'c> ZoneUpstream<'c> {
         params: &PeerParams,
         down: Option<bool>,
     ) -> Result<(PeerName, PeerValues), Refusal> {
-        update_locked(self.lists(), self.counters(), target, params, down)
+        update_locked(self.lists(), self.counters(), target, params, down, self.max_primary_weight())
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
@@ -370,7 +392,7 @@ impl<'c> ZoneUpstream<'c> {
         let health_down = slot.as_ref().is_some_and(|s| s.starts_down);
         // SAFETY: the primary list of a zone upstream.
         let added = unsafe {
-            add_locked(self.lists(), &*self.state, spec, address, limit, health_down, || {
+            add_locked(self.lists(), &*self.state, spec, address, limit, self.max_primary_weight(), health_down, || {
                 if let Some(slot) = slot {
                     slot.activate();
                 }
@@ -501,6 +523,7 @@ impl<'c> ZoneUpstream<'c> {
                 &*self.state,
                 revision,
                 self.max_peers_per_list(),
+                self.max_primary_weight(),
                 plan,
                 added,
                 &health_down,
@@ -619,6 +642,7 @@ impl<'c> ZoneUpstream<'c> {
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
+            Refusal::TableTooBig { total } => self.table_too_big(total),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
@@ -647,7 +671,9 @@ impl<'c> ZoneUpstream<'c> {
         if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return self.restore_parameters(servers);
         }
-        if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() {
+        // A configuration's backup servers come back as they were written
+        // (nginx accepts them before a balancer that does not allow them).
+        if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() && !self.upstream.configures_backup() {
             return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
         }
         // The configuration's servers, kept aside (before the locks) to be

@@ -90,7 +90,7 @@ impl From<ApiError> for PlusError {
             "no_zone" => (400, "UpstreamStatic".to_string()),
             "last_peer" => (400, "UpstreamServerImmutable".to_string()),
             "backup_not_allowed" => (400, "UpstreamNoBackup".to_string()),
-            "weight_total" => (400, "UpstreamBadWeight".to_string()),
+            "weight_total" | "chash_table" => (400, "UpstreamBadWeight".to_string()),
             "invalid_address" => (400, "UpstreamBadAddress".to_string()),
             other => (e.status, camel_case(other)),
         };
