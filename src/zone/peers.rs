@@ -90,6 +90,17 @@ impl PeerName {
     }
 }
 
+/// What an upstream's lists may hold after a change.
+#[derive(Clone, Copy)]
+pub struct ListLimits {
+    /// Peers per list: its requests' `tried` bitmaps' size
+    /// (`ZoneUpstream::max_peers_per_list`).
+    pub max_peers: usize,
+    /// The primary peers' total weight, for a change that raises it: the
+    /// balancer's own limit (`Balancer::max_primary_weight`).
+    pub max_primary_weight: u64,
+}
+
 /// Changes the parameters of the peer `target`, under both write locks.
 /// Returns its name and its values from before.
 pub fn update_locked(
@@ -98,7 +109,7 @@ pub fn update_locked(
     target: Target,
     params: &PeerParams,
     down: Option<bool>,
-    max_primary: u64,
+    limits: ListLimits,
 ) -> Result<(PeerName, PeerValues), Refusal> {
     let mut locks = zone.write_lock();
     let mut lists = locks.lists();
@@ -108,7 +119,7 @@ pub fn update_locked(
     }
     let key = peer.key();
     let weight = |p: LockedPeer<'_>| if p.key() == key { params.weight.unwrap_or(p.weight()) } else { p.weight() };
-    check_totals(&lists, weight, None, max_primary)?;
+    check_totals(&lists, weight, None, limits.max_primary_weight)?;
     // Copied into fixed-size values: nothing allocates under the locks.
     let before = peer.values();
     let name = PeerName::of(peer);
@@ -206,8 +217,7 @@ pub fn add_locked(
     state: &ZoneState,
     spec: &ServerSpec,
     address: &PeerAddress,
-    limit: usize,
-    max_primary: u64,
+    limits: ListLimits,
     health_down: bool,
     on_linked: impl FnOnce(),
 ) -> Result<(), Refusal> {
@@ -222,10 +232,10 @@ pub fn add_locked(
         false => lists.primary().number(),
         true => lists.list(true).map_or(0, |backup| backup.number()),
     };
-    if list_len >= limit {
+    if list_len >= limits.max_peers {
         return Err(Refusal::ListFull(list_len));
     }
-    check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), max_primary)?;
+    check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), limits.max_primary_weight)?;
 
     let slab = lists.lock_slab();
     let new_backup_list = spec.backup && !has_backup;
@@ -333,22 +343,21 @@ pub enum ListsRefused {
 /// revision means the lists are the ones the plan was made from.
 /// What the lists hold once the plan is applied is checked under the
 /// locks (the edit's contract, whatever the caller checked before: at
-/// least one primary peer, at most `max_per_list` per list, weights within
-/// nginx's totals, the primary total within `max_primary` unless the plan
-/// lowers or keeps it): else [`Lost::Refused`], nothing changed.
+/// least one primary peer, weights within nginx's totals, and `limits`,
+/// the primary total's only where the plan raises it): else
+/// [`Lost::Refused`], nothing changed.
 ///
 /// # Safety
 /// The upstream's balancer follows changes of its set and weights where
 /// the plan makes them (`ZoneUpstream::check_balancer_allows`), and
-/// `max_per_list` is its requests' bitmaps' size
+/// `limits.max_peers` is its requests' bitmaps' size
 /// (`ZoneUpstream::max_peers_per_list`).
 #[allow(clippy::too_many_arguments)] // the plan's parts, and what runs under the locks
 pub unsafe fn replace_locked(
     zone: ZoneLists,
     state: &ZoneState,
     revision: u64,
-    max_per_list: usize,
-    max_primary: u64,
+    limits: ListLimits,
     plan: &Plan,
     added: &[(&ServerSpec, PeerAddress)],
     health_down: &[bool],
@@ -380,13 +389,13 @@ pub unsafe fn replace_locked(
             count_peer(new_weight.unwrap_or(peer.weight()));
         }
         added.iter().filter(|(spec, _)| spec.backup == backup).for_each(|(spec, _)| count_peer(spec.weight));
-        if count > max_per_list {
-            return Err(Lost::Refused(ListsRefused::TooMany { backup, count, max: max_per_list }));
+        if count > limits.max_peers {
+            return Err(Lost::Refused(ListsRefused::TooMany { backup, count, max: limits.max_peers }));
         }
         let Some(total) = weights else {
             return Err(Lost::Refused(ListsRefused::WeightTotal { backup }));
         };
-        if !backup && total > max_primary {
+        if !backup && total > limits.max_primary_weight {
             let now = lists.primary().peers().map(|p| p.weight()).fold(0, u64::saturating_add);
             if total > now {
                 return Err(Lost::Refused(ListsRefused::TableTooBig { total }));

@@ -29,8 +29,8 @@ use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
-    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, update_locked, Lost, PeerName, Refusal,
-    Target,
+    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, update_locked, ListLimits, Lost, PeerName,
+    Refusal, Target,
 };
 use crate::zone::reclaim::ZoneState;
 use crate::zone::tried_bitmap::SpareBitmaps;
@@ -326,10 +326,12 @@ impl<'c> ZoneUpstream<'c> {
         }
     }
 
-    /// The most its primary servers' weights may total after a change that
-    /// raises it (the balancer's limit).
-    fn max_primary_weight(&self) -> u64 {
-        self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES)
+    /// What its lists may hold after a change.
+    fn list_limits(&self) -> ListLimits {
+        ListLimits {
+            max_peers: self.max_peers_per_list(),
+            max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
+        }
     }
 
     /// The answer to a change after which the primary servers' weights
@@ -378,11 +380,10 @@ impl<'c> ZoneUpstream<'c> {
         params: &PeerParams,
         down: Option<bool>,
     ) -> Result<(PeerName, PeerValues), Refusal> {
-        update_locked(self.lists(), self.counters(), target, params, down, self.max_primary_weight())
+        update_locked(self.lists(), self.counters(), target, params, down, self.list_limits())
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
-        let limit = self.max_peers_per_list();
         // A checked upstream's new peer has its slot before it is linked.
         let slot = self
             .check
@@ -392,7 +393,7 @@ impl<'c> ZoneUpstream<'c> {
         let health_down = slot.as_ref().is_some_and(|s| s.starts_down);
         // SAFETY: the primary list of a zone upstream.
         let added = unsafe {
-            add_locked(self.lists(), &*self.state, spec, address, limit, self.max_primary_weight(), health_down, || {
+            add_locked(self.lists(), &*self.state, spec, address, self.list_limits(), health_down, || {
                 if let Some(slot) = slot {
                     slot.activate();
                 }
@@ -522,8 +523,7 @@ impl<'c> ZoneUpstream<'c> {
                 self.lists(),
                 &*self.state,
                 revision,
-                self.max_peers_per_list(),
-                self.max_primary_weight(),
+                self.list_limits(),
                 plan,
                 added,
                 &health_down,
