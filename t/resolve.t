@@ -147,3 +147,68 @@ $r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.
 is($r->{headers}{'x-upstream-changed'}, 'false', 'the same static peers again: no change');
 --- allow_error_log
 could not be resolved
+
+=== TEST 4: with a dynamic_state_file (which holds no resolved peer), a change that would leave no static primary server is refused with 400 and the reason, through both APIs; it used to write a file without one (empty: the configuration's servers came back at the next reload; backups only: nginx refused to start with [emerg]). Without a state file the same removal works
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+upstream only_resolved {
+    zone only_resolved 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/only_resolved.state;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+upstream no_file {
+    zone no_file 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2), 'start');
+my $reason = sub { "upstream \"$_[0]\" would have no primary server its dynamic_state_file can hold (the file holds "
+                 . "no server nginx resolved, and a file without a primary cannot be restored): add a primary server first" };
+my $r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1");
+is("$r->{status} $r->{body}", "400 400 Bad Request: " . $reason->('backends') . "\n", 'removing the last static primary: 400');
+main::plus_error(http('DELETE', '/api/9/http/upstreams/backends/servers/0'), 400, 'StaticPrimaryNeeded',
+                 $reason->('backends'), 'Plus API DELETE');
+$r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p3&backup=");
+is($r->{status}, 200, 'a static backup added') or diag($r->{body});
+$r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1");
+is($r->{status}, 400, 'the last static primary still cannot go (backups only would be left in the file)');
+$r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p4");
+is($r->{status}, 200, 'another static primary added') or diag($r->{body});
+$r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1");
+is($r->{status}, 200, 'then the first can go') or diag($r->{body});
+(my $file = main::slurp(data_dir() . '/backends.state')) =~ s/ # id=\d+$//mg;
+is($file, $main::HEADER . main::line($p4) . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n",
+   'the file: the static servers, a primary among them');
+
+my $only = sub { http_get('/dynamic?upstream=only_resolved&verbose=')->{body} };
+ok(poll_until(sub { $only->() eq main::line($p2) }, 15, 'only_resolved: resolved'), 'only_resolved: resolved');
+main::plus_error(http('POST', '/api/9/http/upstreams/only_resolved/servers', qq({"server":"127.0.0.1:$p3","backup":true})),
+                 400, 'StaticPrimaryNeeded', $reason->('only_resolved'), 'a backup where no static primary is: 400');
+ok(!-e data_dir() . '/only_resolved.state', 'no file written');
+$r = http_get("/dynamic?upstream=only_resolved&add=&server=127.0.0.1:$p1");
+is($r->{status}, 200, 'a static primary first') or diag($r->{body});
+$r = http_get("/dynamic?upstream=only_resolved&add=&server=127.0.0.1:$p3&backup=");
+is($r->{status}, 200, 'then the backup') or diag($r->{body});
+
+$r = http_get("/dynamic?upstream=no_file&remove=&server=127.0.0.1:$p1");
+is($r->{status}, 200, 'no state file: the last static primary can go (the resolved one serves)') or diag($r->{body});
+
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t accepts the files') or diag($out);
+nginx_reload();
+main::resolved(main::line($p4) . main::line($p2) . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n",
+               'after the reload: the file\'s servers and the resolved one');
+--- allow_error_log
+could not be resolved

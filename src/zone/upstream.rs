@@ -331,6 +331,7 @@ impl<'c> ZoneUpstream<'c> {
         ListLimits {
             max_peers: self.max_peers_per_list(),
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
+            static_primary_needed: self.state_path.is_some(),
         }
     }
 
@@ -415,7 +416,7 @@ impl<'c> ZoneUpstream<'c> {
         // handed to reclaim (under the locks), not freed. Its slot is found
         // under the locks too (see slot_of_removed).
         let name = unsafe {
-            remove_locked(self.lists(), self.counters(), target, |peer| {
+            remove_locked(self.lists(), self.counters(), target, self.list_limits(), |peer| {
                 if let Some(health) = health {
                     slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw());
                 }
@@ -643,6 +644,15 @@ impl<'c> ZoneUpstream<'c> {
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::TableTooBig { total } => self.table_too_big(total),
+            Refusal::StaticPrimaryNeeded => ApiError::bad_request(
+                "static_primary_needed",
+                format!(
+                    "upstream \"{}\" would have no primary server its dynamic_state_file can hold (the file holds \
+                     no server nginx resolved, and a file without a primary cannot be restored): add a primary \
+                     server first",
+                    self.name()
+                ),
+            ),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
