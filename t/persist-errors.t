@@ -591,3 +591,36 @@ nginx_restart();
 is(main::admin('GET', '/upstream/evil')->{status}, 404, 'after a restart: still no upstream "evil"');
 is(main::admin('GET', '/upstream/commented')->{status}, 200, 'after a restart: commented');
 is(main::admin('GET', '/upstream/keep')->{status}, 200, 'after a restart: keep');
+
+=== TEST 12: must_die: one dynamic_state_file for two upstreams: [emerg] naming the file and both upstreams (each change of one used to overwrite the other's servers, and each restore gave both the other's)
+--- http_config
+upstream one {
+    zone one 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/shared.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream two {
+    zone two 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/shared.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dynamic_state_file "[^"]*\/shared\.state" is the state file of both upstream "one" and upstream "two": each upstream needs a file of its own/
+
+=== TEST 13: must_die: a dynamic_state_file that is also the dyups_upstream_conf file: [emerg] naming it
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/shared.state;
+upstream one {
+    zone one 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/shared.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /upstream { dyups_interface; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dynamic_state_file "[^"]*\/shared\.state" of upstream "one" is also the dyups_upstream_conf file: each needs a file of its own/

@@ -151,10 +151,27 @@ fn resolve(cycle: Cycle<'_>, text: String) -> Option<PathBuf> {
 /// (postconfiguration): the message of an error is for nginx's `[emerg]`.
 /// `cycle` is the cycle being configured, its http block parsed.
 pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
+    let dyups_file = resolve(cycle, main.dyups_file());
+    // Each file is one upstream's (or dyups'): two writers of one file
+    // would overwrite each other's servers, and each restore the other's.
+    let mut owners: Vec<(PathBuf, String)> = Vec::new();
     for upstream in cycle.upstreams() {
         let Some(path) = resolve(cycle, state_file_of(upstream)) else { continue };
         let shown = path.display();
         let name = upstream.name();
+        if dyups_file.as_ref() == Some(&path) {
+            return Err(format!(
+                "dynamic_state_file \"{shown}\" of upstream \"{name}\" is also the dyups_upstream_conf file: \
+                 each needs a file of its own"
+            ));
+        }
+        if let Some((_, other)) = owners.iter().find(|(owned, _)| *owned == path) {
+            return Err(format!(
+                "dynamic_state_file \"{shown}\" is the state file of both upstream \"{other}\" and upstream \
+                 \"{name}\": each upstream needs a file of its own"
+            ));
+        }
+        owners.push((path.clone(), name.clone()));
         if !upstream.has_zone() {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }
@@ -172,7 +189,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
             ));
         }
     }
-    if let Some(path) = resolve(cycle, main.dyups_file()) {
+    if let Some(path) = dyups_file {
         let shown = path.display();
         let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
         if let Some(text) = text {
