@@ -535,3 +535,39 @@ is(http_get('/upstream/other')->{status}, 404, 'other not created');
 close $lock;
 main::post('dyhost', 'server ' . main::addr(2) . ';');
 main::file_is([ main::ublock('dyhost', main::sv(2)) ], 'the next change, once the lock is free');
+
+=== TEST 10: a file restored only in part at start (the zone has no room for all of it): [error] says so, dyups changes answer 500 with the reason and leave the file byte for byte (the next change used to write it without the upstreams not restored); a restart with room restores all of it
+--- http_config
+dyups_shm_zone_size 64k;
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+--- config
+location / { dyups_interface; }
+--- perl
+my $file = '';
+for my $u (1 .. 8) {
+    $file .= "upstream big$u {\n" . join('', map { "    server 127.0.0.1:" . (30000 + $u * 100 + $_) . ";\n" } 1 .. 40) . "}\n";
+}
+main::spew(main::dyfile(), $file);
+nginx_restart();
+my @listed = split /\n/, http_get('/list')->{body};
+ok(@listed >= 1 && @listed < 8, 'some upstreams restored, not all (' . scalar(@listed) . ')');
+my $log = error_log_text();
+like($log, qr/\[error\].*dyups_upstream_conf "[^"]*dyups\.conf": .*; the upstreams after it were not restored, and dyups changes are refused until they are/,
+     '[error] says what was not restored and that changes are refused');
+my $reason = qr/\A500 dyups_upstream_conf "[^"]*dyups\.conf" was restored only in part at start \(the error log says why\): changes are refused so that the file keeps the upstreams not restored; fix the cause, then restart nginx \(or reload with another dyups_shm_zone_size\)\n?\z/;
+my $r = http('POST', '/upstream/x', 'server 127.0.0.1:' . port(1) . ';');
+like("$r->{status} $r->{body}", $reason, 'POST: 500 with the reason');
+$r = http('DELETE', "/upstream/$listed[0]");
+like("$r->{status} $r->{body}", $reason, 'DELETE: 500 with the reason');
+is(main::slurp(main::dyfile()), $file, 'the file byte for byte');
+nginx_reload();
+$r = http('POST', '/upstream/x', 'server 127.0.0.1:' . port(1) . ';');
+is($r->{status}, 500, 'a reload that keeps the zone keeps refusing');
+
+NginxTest::Files::spew(conf_file(), NginxTest::Files::slurp(conf_file()) =~ s/dyups_shm_zone_size 64k;/dyups_shm_zone_size 1m;/r);
+nginx_restart();
+is(scalar(split /\n/, http_get('/list')->{body}), 8, 'with room: every upstream restored');
+main::post('x', 'server 127.0.0.1:' . port(1) . ';');
+like(main::slurp(main::dyfile()), qr/upstream big8 \{/, 'and the next change writes all of them');
+--- allow_error_log
+were not restored

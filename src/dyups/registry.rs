@@ -71,8 +71,10 @@ use crate::zone::ids::inherit;
 /// version here and record the new fingerprint there (v2 is the last
 /// released layout; v4: registry lists carry their check directives, or
 /// (another v4) their upstream's server-ID counter and revision; v5: both;
-/// v6: the registry's lock names its holder, a record's balancer is kept twice).
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v6";
+/// v6: the registry's lock names its holder, a record's balancer is kept twice;
+/// v7: `loaded` says whether the file was restored only in part: the same
+/// layout, another meaning).
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v7";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
 /// targets; the numbers differ on others). It covers nginx's peer structs,
@@ -112,6 +114,11 @@ const _: () = assert!(
     fingerprint(fingerprint(0xcbf2_9ce4_8422_2325, &LAYOUTS), &crate::dyups::grace::LAYOUTS) == ZONE_LAYOUT,
     "the dyups zone's layout changed: give ZONE_NAME the next version and record the new fingerprint in ZONE_LAYOUT"
 );
+
+/// `Registry::loaded`'s values.
+const NOT_LOADED: u8 = 0;
+const LOADED: u8 = 1;
+const LOADED_IN_PART: u8 = 2;
 
 const MAX_NAME: usize = dynamic_upstream_core::dyups::MAX_UPSTREAM_NAME;
 const MAX_KEY: usize = 256;
@@ -163,8 +170,9 @@ struct Registry {
     /// A reload replaced this registry with a new one (a new zone size):
     /// changes made here would be lost.
     superseded: AtomicBool,
-    /// The `dyups_upstream_conf` file was loaded into this registry.
-    loaded: bool,
+    /// Whether the `dyups_upstream_conf` file was loaded into this
+    /// registry: [`NOT_LOADED`], [`LOADED`] or [`LOADED_IN_PART`].
+    loaded: u8,
     /// The version of the latest change.
     next_version: u64,
     records: *mut Record,
@@ -450,15 +458,37 @@ impl<'z> Dyups<'z> {
 
     /// Whether the registry is new (a fresh zone: first start, or a reload
     /// that changed the zone's size) and so should be loaded from the file.
-    /// Marks it loaded.
-    pub fn take_first_load(&self) -> bool {
-        // SAFETY: called in the master before the workers exist.
+    /// Marks a new one loaded (one loaded in part stays so: a reload that
+    /// keeps the zone does not read the file again). In init_module (the master's, before its workers).
+    pub fn take_first_load(&self, _init: &InitModule) -> bool {
+        // SAFETY: in init_module, whose process alone reaches the new
+        // cycle's registry then: the master before it forks the workers (or
+        // the one process of `master_process off`, which serves no request
+        // during the call).
         unsafe {
             let registry = &mut *self.registry;
-            let first = !registry.loaded;
-            registry.loaded = true;
+            let first = registry.loaded == NOT_LOADED;
+            if first {
+                registry.loaded = LOADED;
+            }
             first
         }
+    }
+
+    /// The file's restore stopped at an upstream it could not restore:
+    /// from now on, changes are refused ([`Self::loaded_in_part`]), so that
+    /// no write of the file drops the upstreams after it. In init_module,
+    /// as [`Self::take_first_load`].
+    pub fn mark_loaded_in_part(&self, _init: &InitModule) {
+        // SAFETY: as in take_first_load.
+        unsafe { (*self.registry).loaded = LOADED_IN_PART };
+    }
+
+    /// Whether the file was restored only in part into this registry.
+    pub fn loaded_in_part(&self) -> bool {
+        // SAFETY: written only in init_module, before the workers that
+        // read it exist (a worker of a later cycle was forked after too).
+        unsafe { (*self.registry).loaded == LOADED_IN_PART }
     }
 
     /// Total and free slab pages of the zone (the free count is a

@@ -236,10 +236,15 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         slot.clone_from(&dyups_file);
     }
     if let Some(path) = dyups_file {
-        if dyups.take_first_load() {
+        if dyups.take_first_load(init) {
             claims.claim_path("dyups_upstream_conf", &path);
             if let Err(text) = restore_dyups(&dyups, &path, cycle) {
-                log_error(&format!("{text}; the upstreams after it were not restored"));
+                dyups.mark_loaded_in_part(init);
+                log_error(&format!(
+                    "{text}; the upstreams after it were not restored, and dyups changes are refused until they are \
+                     (the next change would write the file without them): fix the cause, then restart nginx (or \
+                     reload with another dyups_shm_zone_size)"
+                ));
             }
         } else {
             claims.claim_kept(&path);
@@ -337,8 +342,23 @@ impl ChangeGuard {
         // A reload that gave the registry or the health checks a new zone
         // (a new size): this worker's changes would not reach the new
         // workers.
-        if Dyups::get().is_some_and(|d| d.is_superseded()) || crate::zone::health::superseded() {
+        let registry = Dyups::get();
+        if registry.as_ref().is_some_and(|d| d.is_superseded()) || crate::zone::health::superseded() {
             return Err(ApiError::reloading());
+        }
+        if let (Some(registry), Some(path)) = (&registry, &path) {
+            if registry.loaded_in_part() {
+                return Err(ApiError::new(
+                    500,
+                    "dyups_file_not_restored",
+                    format!(
+                        "dyups_upstream_conf \"{}\" was restored only in part at start (the error log says why): \
+                         changes are refused so that the file keeps the upstreams not restored; fix the cause, then \
+                         restart nginx (or reload with another dyups_shm_zone_size)",
+                        path.display()
+                    ),
+                ));
+            }
         }
         if let (Some(lock), Some(path)) = (&lock, &path) {
             check_claim(lock, path)?;
