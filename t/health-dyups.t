@@ -316,3 +316,57 @@ is(scalar(grep { /peers are not checked/ } split /\n/, error_log_text()), 0, 'ev
 is(main::proxied_port('cfg'), $p1, 'cfg keeps its health across the reload');
 $b1->stop;
 ok(defined main::wait_until(3, sub { main::proxied_port('cfg') ne $p1 }), 'and is still checked: its dead server goes down');
+
+=== TEST 10: a reload to a check_shm_size too small for a run-time upstream's servers: they are no longer checked, and one a check had set down takes traffic again (it used to stay down for good)
+--- http_config
+check_shm_size 1m;
+$TEST_NGINX_PROXY
+upstream big {
+    zone big 256k;
+$TEST_NGINX_BIG
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+my $b2 = main::backend($p2);
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;");
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
+$b2->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check');
+my %old = map { $_ => 1 } worker_pids();
+main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 32k;');
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
+ok(main::logged(qr/\[error\].*peers are not checked; raise "check_shm_size"/), 'the reload says some peers are not checked');
+$b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'the server left unchecked takes requests again')
+    or diag(explain(main::spread('dy', 10)));
+--- allow_error_log
+peers are not checked
+
+=== TEST 11: a reload that drops the health zone (Lua's ngx.dyups, no check anywhere in the configuration): a run-time server a check had set down takes traffic again (it used to stay down for good)
+--- modules: lua
+--- http_config
+check_shm_size 1m; # HEALTHZONE
+$TEST_NGINX_PROXY
+--- config
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+my $b2 = main::backend($p2);
+my $body = "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; check interval=200 rise=1 fall=1 timeout=300 default_down=false type=http;";
+is(main::lua('return show(dyups.update("dy", ' . main::lstr($body) . '))'), '200, "success"', 'created through Lua');
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
+$b2->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check');
+my %old = map { $_ => 1 } worker_pids();
+main::edit_conf(qr/^.*# HEALTHZONE$/m => '');
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run, without a health zone');
+$b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'the server takes requests again')
+    or diag(explain(main::spread('dy', 10)));

@@ -55,7 +55,7 @@ use crate::nginx::conf::{MainConf, RegistryZone};
 use crate::nginx::layout;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::peer_list::{build_list, free_list, list_peers, quietly, recount, DOWN_HEALTH};
+use crate::nginx::peer_list::{build_list, free_list, health_down_names, list_peers, quietly, recount, DOWN_HEALTH};
 use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
@@ -276,6 +276,16 @@ impl RecordView<'_> {
         let text = unsafe { check_text(self.list) };
         // Written from a CheckConf by replace(): it reads back.
         CheckConf::from_config_text(&String::from_utf8_lossy(text)).ok().flatten()
+    }
+
+    /// The names of its peers that a health check set down (none
+    /// without a list).
+    pub fn health_down_names(&self) -> Vec<Vec<u8>> {
+        if self.list.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: as in peers().
+        unsafe { health_down_names(self.list) }
     }
 
     /// Its list (null without one), allocated while the section lives.

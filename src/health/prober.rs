@@ -149,6 +149,7 @@ pub fn start(cycle: Cycle<'_>) {
         // default, would never come up).
         return;
     }
+    release_unchecked_runtime(HealthZone::running());
     let Some(health) = HealthZone::running() else { return };
     let intervals = checked_upstreams(cycle.upstreams()).into_iter().map(|(_, t)| t.check.interval_ms);
     let tick_ms = intervals.fold(TICK_MS, u32::min);
@@ -163,6 +164,27 @@ pub fn start(cycle: Cycle<'_>) {
     };
     worker.tick.add(worker.tick_ms);
     WORKER.with(|cell| **cell.borrow_mut() = Some(worker));
+}
+
+/// init_process: the servers of checked run-time upstreams whose health
+/// no slot of the running health zone keeps any more (a reload dropped the
+/// zone, or gave it a size too small for them) are no longer checked: the
+/// health bit a check set on their peers is cleared, else they would stay
+/// down for good (the workers of the previous configuration no longer
+/// apply their zone's results: see [`apply`]). Their checks resume at the
+/// upstream's next replace. Every worker does it: the same result.
+fn release_unchecked_runtime(health: Option<HealthZone>) {
+    let Some(dyups) = Dyups::get() else { return };
+    let section = ReadSection::new(&dyups);
+    let (_, records) = dyups.records(&section);
+    for record in records.iter().filter(|r| !r.deleted) {
+        let key = record.name.to_ascii_lowercase();
+        for name in record.health_down_names() {
+            if !health.is_some_and(|h| h.has_runtime_slot(key.as_bytes(), &name)) {
+                dyups.set_runtime_health(&record.name, &name, false);
+            }
+        }
+    }
 }
 
 /// exit_process: closes the probes in flight (unreported: their leases
@@ -300,7 +322,8 @@ fn on_tick() {
 }
 
 fn tick(w: &mut Worker) {
-    if !w.health.in_use() {
+    // A reload moved the records to a new zone, whose workers probe them.
+    if !w.health.in_use() || w.health.is_superseded() {
         return;
     }
     let now = now_msec();
@@ -418,6 +441,13 @@ fn apply(w: &mut Worker, index: usize) {
     let slot = w.health.slot(index);
     let Some(known) = w.known[index].as_mut() else { return };
     let Some(target) = &known.target else { return };
+    if target.primary.is_none() && w.health.is_superseded() {
+        // A run-time upstream's list is the registry's, which outlives
+        // this zone: the new zone's workers set its health (or, for a
+        // server that zone has no slot for, clear it: see
+        // release_unchecked_runtime); a late result from here must not.
+        return;
+    }
     let transitions = slot.transitions();
     if known.applied == Some(transitions) {
         return;

@@ -95,6 +95,15 @@ pub unsafe fn peers_of(
 /// contents); it is a shared list or a process-local one (whose locks are
 /// uncontended).
 pub unsafe fn list_peers(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
+    // SAFETY: per the contract.
+    unsafe { snapshots(primary) }.iter().map(to_view).collect()
+}
+
+/// Copies of the peers of `primary`'s lists (primaries, then backups).
+///
+/// # Safety
+/// As for [`list_peers`].
+unsafe fn snapshots(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerSnapshot> {
     // The number of peers can change between sizing and copying; copy what
     // fits and size again if the list grew meanwhile.
     // SAFETY: per the contract.
@@ -103,10 +112,21 @@ pub unsafe fn list_peers(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Peer
         let mut snapshots: Vec<PeerSnapshot> = Vec::with_capacity(capacity);
         // SAFETY: per the contract.
         if unsafe { copy_peers(primary, &mut snapshots) } {
-            return snapshots.iter().map(to_view).collect();
+            return snapshots;
         }
         capacity *= 2;
     }
+}
+
+/// The names of the peers of `primary`'s lists whose health bit
+/// ([`DOWN_HEALTH`]) is set (copied as [`list_peers`] copies them).
+///
+/// # Safety
+/// As for [`list_peers`].
+pub unsafe fn health_down_names(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Vec<u8>> {
+    // SAFETY: per the contract.
+    let snapshots = unsafe { snapshots(primary) };
+    snapshots.iter().filter(|s| s.peer.down & DOWN_HEALTH != 0).map(|s| s.name[..s.name_len].to_vec()).collect()
 }
 
 /// # Safety

@@ -408,6 +408,14 @@ impl<'z> HealthZone<'z> {
         slot.lease.store(0, Release);
     }
 
+    /// Whether a live slot keeps the health of server `name` of run-time
+    /// upstream `upstream` (its key: lower case).
+    pub fn has_runtime_slot(self, upstream: &[u8], name: &[u8]) -> bool {
+        // SAFETY: the zone's pool; keys do not change under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        self.slots().any(|(_, s)| s.state.load(Acquire) == LIVE && s.is_runtime() && s.is(upstream, name))
+    }
+
     /// The live slot of a configuration upstream's peer (`upstream`,
     /// `name`), if any.
     fn find_locked(self, upstream: &[u8], name: &[u8]) -> Option<(usize, &'z Slot)> {
