@@ -95,6 +95,32 @@ impl Directive for SetCheck {
     }
 }
 
+/// The query API finds an upstream by its zone's name first (as
+/// ngx_dynamic_upstream does), so a zone named as another upstream hides
+/// that upstream from `upstream=NAME`: said with `[warn]` while the
+/// configuration is read.
+pub fn warn_zone_name_clashes(post: &Postconfiguration) {
+    let upstreams = post.cycle().upstreams();
+    for upstream in &upstreams {
+        let Some(zone) = upstream.zone_name() else { continue };
+        if upstream.name_is(&zone) {
+            continue;
+        }
+        if let Some(other) = upstreams.iter().find(|other| other.name_is(&zone)) {
+            post.log(
+                ngx::ffi::NGX_LOG_WARN,
+                &format!(
+                    "zone \"{zone}\" of upstream \"{}\" has the name of upstream \"{}\": the query API's \
+                     upstream={zone} reaches upstream \"{}\", which finds zones first (give the zone another name)",
+                    upstream.name(),
+                    other.name(),
+                    upstream.name()
+                ),
+            );
+        }
+    }
+}
+
 /// postconfiguration: makes every upstream's checks; a checked upstream
 /// needs a `zone` (its peers' health is shared by the workers there) and
 /// a name that fits the health zone's records. Declares the health zone

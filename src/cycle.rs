@@ -41,6 +41,7 @@ impl CycleHooks for Hooks {
             state_files::validate(cycle, main)
         });
         valid.ok_or(())?.map_err(|text| post.log(NGX_LOG_EMERG, &text))?;
+        crate::config::warn_zone_name_clashes(post);
         // Every request first checks whether the dyups registry moved.
         post.add_post_read_handler::<SyncOnRequest>()?;
         crate::config::finish_checks(post)

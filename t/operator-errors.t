@@ -104,3 +104,22 @@ for my $req (['GET', '/dynamic?upstream=backends'], ['GET', '/dynamic?upstream=n
     my $r = http(@$req);
     is($r->{headers}{'x-dynamic-upstream'}, "0.1.0 (nginx $nginx)", "@$req[0,1]: $r->{status} with the header");
 }
+
+=== TEST 6: a zone named as another upstream: [warn] at start naming both (the query API finds zones first, as ngx_dynamic_upstream does, so upstream=NAME reaches the zone's upstream)
+--- http_config
+upstream one {
+    zone two 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream two {
+    zone zone_two 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+like(error_log_text(), qr/\[warn\].*zone "two" of upstream "one" has the name of upstream "two": the query API's upstream=two reaches upstream "one", which finds zones first \(give the zone another name\)/,
+     'the [warn] names the zone and both upstreams');
+is(http_get('/dynamic?upstream=two')->{body}, "server 127.0.0.1:$p1;\n", 'upstream=two: the zone "two" (of upstream one)');
+is(http_get('/dynamic?upstream=zone_two')->{body}, "server 127.0.0.1:$p2;\n", 'upstream two by its own zone');
