@@ -136,3 +136,26 @@ SKIP: {
     my $sample = join "\n", grep { /^nginxplus_(up|upstream_server_(requests|responses)\{)/ } split /\n/, $page;
     diag("exporter scrape sample:\n$sample") if $ENV{TEST_NGINX_VERBOSE};
 }
+
+=== TEST 3: a server line given twice: each of its peers has a series of its own (its address#ID), others keep their server label (two series with one label set used to make the page unusable for Prometheus)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } }
+--- config
+location = /metrics { dynamic_upstream_metrics; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+my $body = http_get('/metrics')->{body};
+my @series = map { /^(\S+) \S+$/ ? $1 : () } grep { !/^#/ && /\S/ } split /\n/, $body;
+my %seen;
+is_deeply([grep { $seen{$_}++ } @series], [], 'no series twice');
+my $s = main::samples($body);
+for my $server ("127.0.0.1:$p1#0", "127.0.0.1:$p1#1", "127.0.0.1:$p2") {
+    is(main::sample($s, 'nginxplus_upstream_server_state', 'backends', $server), 1, "state of \"$server\"");
+}

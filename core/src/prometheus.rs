@@ -4,6 +4,7 @@
 //! (`nginxplus_upstream_server_*{upstream="...",server="..."}`), so that
 //! dashboards and alerts written for it work unchanged.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::plus::stats::peer_state;
@@ -95,27 +96,33 @@ pub fn render(connections: &Connections, requests: &Requests, upstreams: &[Upstr
             let _ = writeln!(out, "nginxplus_upstream_{name}{{upstream=\"{}\"}} {value}", label(u.name));
         }
     }
-    let servers = || upstreams.iter().flat_map(|u| u.peers.iter().map(move |p| (u.name, p)));
+    let labels: Vec<Vec<String>> = upstreams.iter().map(|u| server_labels(u.peers)).collect();
+    let servers = || {
+        upstreams
+            .iter()
+            .zip(&labels)
+            .flat_map(|(u, labels)| u.peers.iter().zip(labels).map(move |(p, l)| (u.name, p, l)))
+    };
     for (name, kind, help, value) in SERVER_METRICS {
         family(&mut out, &format!("upstream_server_{name}"), kind, help);
-        for (upstream, p) in servers() {
+        for (upstream, p, server) in servers() {
             let _ = writeln!(
                 out,
                 "nginxplus_upstream_server_{name}{{upstream=\"{}\",server=\"{}\"}} {}",
                 label(upstream),
-                label(&p.server),
+                label(server),
                 value(p, now_ms)
             );
         }
     }
     family(&mut out, "upstream_server_responses", "counter", "Total responses sent to clients");
-    for (upstream, p) in servers() {
+    for (upstream, p, server) in servers() {
         for (i, count) in p.stats.responses.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "nginxplus_upstream_server_responses{{upstream=\"{}\",server=\"{}\",code=\"{}xx\"}} {count}",
                 label(upstream),
-                label(&p.server),
+                label(server),
                 i + 1
             );
         }
@@ -123,11 +130,55 @@ pub fn render(connections: &Connections, requests: &Requests, upstreams: &[Upstr
     out
 }
 
+/// Each peer's `server` label: its `server` as the NGINX Plus API shows it
+/// (the exporter's label), unless another peer of the upstream shows the
+/// same (the addresses `server NAME resolve` made, or a server line given
+/// twice): then its address, and where that is shared too, its address and
+/// ID (`127.0.0.1:8081#3`). Prometheus refuses two series of one name with
+/// the same labels.
+fn server_labels(peers: &[PeerView]) -> Vec<String> {
+    let mut servers: HashMap<&str, usize> = HashMap::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for p in peers {
+        *servers.entry(&p.server).or_default() += 1;
+        *names.entry(&p.name).or_default() += 1;
+    }
+    peers
+        .iter()
+        .map(|p| match (servers[p.server.as_str()], names[p.name.as_str()]) {
+            (1, _) => p.server.clone(),
+            (_, 1) => p.name.clone(),
+            _ => format!("{}#{}", p.name, p.stats.id.map_or_else(|| "none".to_string(), |id| id.to_string())),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plus::PeerStats;
     use crate::render::test_peer;
+
+    #[test]
+    fn shared_server_labels_are_told_apart() {
+        let peer = |server: &str, name: &str, id: u64| {
+            let mut p = test_peer(name);
+            p.server = server.into();
+            p.stats.id = Some(id);
+            p
+        };
+        let peers = [
+            peer("backend.test:80", "10.0.0.1:80", 0),
+            peer("backend.test:80", "10.0.0.2:80", 1),
+            peer("127.0.0.1:81", "127.0.0.1:81", 2),
+            peer("127.0.0.1:81", "127.0.0.1:81", 3),
+            peer("127.0.0.1:82", "127.0.0.1:82", 4),
+        ];
+        assert_eq!(
+            server_labels(&peers),
+            ["10.0.0.1:80", "10.0.0.2:80", "127.0.0.1:81#2", "127.0.0.1:81#3", "127.0.0.1:82"]
+        );
+    }
 
     #[test]
     fn exporter_names_and_labels() {
@@ -164,6 +215,10 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        // One series per label set.
+        let series: Vec<&str> =
+            text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+        assert_eq!(series.iter().collect::<std::collections::HashSet<_>>().len(), series.len());
         // Every sample line: name{labels} value, after its family's TYPE.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = l.rsplit_once(' ').unwrap();
