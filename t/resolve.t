@@ -148,7 +148,7 @@ is($r->{headers}{'x-upstream-changed'}, 'false', 'the same static peers again: n
 --- allow_error_log
 could not be resolved
 
-=== TEST 4: with a dynamic_state_file (which holds no resolved peer), a change that would leave no static primary server is refused with 400 and the reason, through both APIs; it used to write a file without one (empty: the configuration's servers came back at the next reload; backups only: nginx refused to start with [emerg]). Without a state file the same removal works
+=== TEST 4: a state file holds the static servers only: where every primary is resolved by nginx, it may hold backups only, or none (the module's file of no server), and nginx -t, a reload and a restart restore exactly that (a file of backups only used to stop nginx with [emerg]; an empty one brought the configuration's servers back)
 --- http_config
 $TEST_NGINX_RESOLVER
 upstream backends {
@@ -157,15 +157,11 @@ upstream backends {
     server 127.0.0.1:$TEST_NGINX_PORT_1;
     server backend.test:$TEST_NGINX_PORT_2 resolve;
 }
-upstream only_resolved {
-    zone only_resolved 128k;
-    dynamic_state_file $TEST_NGINX_DATA_DIR/only_resolved.state;
+upstream rb {
+    zone rb 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/rb.state;
     server backend.test:$TEST_NGINX_PORT_2 resolve;
-}
-upstream no_file {
-    zone no_file 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server backend.test:$TEST_NGINX_PORT_2 resolve;
+    server 127.0.0.1:$TEST_NGINX_PORT_3 backup;
 }
 --- config
 location /dynamic { dynamic_upstream; }
@@ -173,42 +169,36 @@ location /api { dynamic_upstream_api write=on; }
 --- perl
 my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
 my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+my $rb = sub { http_get('/dynamic?upstream=rb&verbose=')->{body} };
+my $backup = sub { "server 127.0.0.1:$_[0] weight=1 max_fails=1 fail_timeout=10 backup$_[1];\n" };
 main::resolved(main::line($p1) . main::line($p2), 'start');
-my $reason = sub { "upstream \"$_[0]\" would have no primary server its dynamic_state_file can hold (the file holds "
-                 . "no server nginx resolved, and a file without a primary cannot be restored): add a primary server first" };
+ok(poll_until(sub { $rb->() eq main::line($p2) . $backup->($p3, '') }, 15, 'rb resolved'), 'rb: resolved');
+my $file = sub { (my $f = main::slurp(data_dir() . "/$_[0].state")) =~ s/ # id=\d+$//mg; $f };
+
 my $r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1");
-is("$r->{status} $r->{body}", "400 400 Bad Request: " . $reason->('backends') . "\n", 'removing the last static primary: 400');
-main::plus_error(http('DELETE', '/api/9/http/upstreams/backends/servers/0'), 400, 'StaticPrimaryNeeded',
-                 $reason->('backends'), 'Plus API DELETE');
-$r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p3&backup=");
-is($r->{status}, 200, 'a static backup added') or diag($r->{body});
-$r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1");
-is($r->{status}, 400, 'the last static primary still cannot go (backups only would be left in the file)');
-$r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p4");
-is($r->{status}, 200, 'another static primary added') or diag($r->{body});
-$r = http_get("/dynamic?upstream=backends&remove=&server=127.0.0.1:$p1");
-is($r->{status}, 200, 'then the first can go') or diag($r->{body});
-(my $file = main::slurp(data_dir() . '/backends.state')) =~ s/ # id=\d+$//mg;
-is($file, $main::HEADER . main::line($p4) . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n",
-   'the file: the static servers, a primary among them');
-
-my $only = sub { http_get('/dynamic?upstream=only_resolved&verbose=')->{body} };
-ok(poll_until(sub { $only->() eq main::line($p2) }, 15, 'only_resolved: resolved'), 'only_resolved: resolved');
-main::plus_error(http('POST', '/api/9/http/upstreams/only_resolved/servers', qq({"server":"127.0.0.1:$p3","backup":true})),
-                 400, 'StaticPrimaryNeeded', $reason->('only_resolved'), 'a backup where no static primary is: 400');
-ok(!-e data_dir() . '/only_resolved.state', 'no file written');
-$r = http_get("/dynamic?upstream=only_resolved&add=&server=127.0.0.1:$p1");
-is($r->{status}, 200, 'a static primary first') or diag($r->{body});
-$r = http_get("/dynamic?upstream=only_resolved&add=&server=127.0.0.1:$p3&backup=");
-is($r->{status}, 200, 'then the backup') or diag($r->{body});
-
-$r = http_get("/dynamic?upstream=no_file&remove=&server=127.0.0.1:$p1");
-is($r->{status}, 200, 'no state file: the last static primary can go (the resolved one serves)') or diag($r->{body});
-
+is($r->{status}, 200, 'the last static server of backends removed (the resolved one serves)') or diag($r->{body});
+is($file->('backends'), $main::HEADER, 'its file: the header, no server');
+$r = http_get("/dynamic?upstream=rb&server=127.0.0.1:$p3&down=");
+is($r->{status}, 200, 'rb\'s static backup set down') or diag($r->{body});
+is($file->('rb'), $main::HEADER . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup down;\n",
+   'its file: the backup only');
 my ($rc, $out) = nginx_t();
-is($rc, 0, 'nginx -t accepts the files') or diag($out);
+is($rc, 0, 'nginx -t accepts both files') or diag($out);
+ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
+main::resolved(main::line($p2), 'after the restart: backends has the resolved server only');
+ok(poll_until(sub { $rb->() eq main::line($p2) . $backup->($p3, ' down') }, 15, 'rb'), 'rb: the backup, still down')
+    or diag($rb->());
+
+main::plus_json(http('POST', '/api/9/http/upstreams/rb/servers', qq({"server":"127.0.0.1:$p4","backup":true})), 201,
+                'a second backup through the NGINX Plus API');
+$r = http_get("/dynamic?upstream=rb&remove=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'the first removed') or diag($r->{body});
+$r = http_get("/dynamic?upstream=rb&remove=&server=127.0.0.1:$p4");
+is($r->{status}, 200, 'and the second: rb has no static server') or diag($r->{body});
+is($file->('rb'), $main::HEADER, 'its file: the header, no server');
 nginx_reload();
-main::resolved(main::line($p4) . main::line($p2) . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n",
-               'after the reload: the file\'s servers and the resolved one');
+ok(poll_until(sub { $rb->() eq main::line($p2) }, 15, 'rb after the reload'), 'after the reload: the configuration\'s backup does not come back')
+    or diag($rb->());
+main::resolved(main::line($p2), 'after the reload: nor does backends\' static server');
 --- allow_error_log
 could not be resolved

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use crate::address::{Address, MAX_UNIX_PATH};
 use crate::balancer::Balancer;
 use crate::dyups::{
-    config_text, finish, parse_body, parse_statement, strip_comments, validate_upstream_name, Quotes, UpstreamSpec,
+    config_text, parse_body, parse_statement, strip_comments, validate_upstream_name, Quotes, UpstreamSpec,
 };
 use crate::health::check_conf::CheckConfBuilder;
 use crate::peer::{checked_total_weight, total_weight_error, Param, ServerSpec};
@@ -43,8 +43,14 @@ fn line_of(text: &str, at: usize) -> usize {
 /// configuration can hold comes back as it was written: parameters up to
 /// nginx's own limits ([`Param::parse_config_value`]), and `unix:` paths of
 /// any characters (quoted as in nginx's syntax, see [`config_word`]).
-/// Returns None for a file with no statements (nothing to restore).
-pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateError> {
+/// A state file holds the upstream's static servers only, never those
+/// nginx resolves (`server NAME resolve`, nginx 1.27.3 and later). Where
+/// the configuration has such primaries (`resolved_primaries`), the
+/// static servers may be backups only, or none: the module's own file
+/// (its header first) with no statement says none, and restores so.
+/// Otherwise a file needs a primary server, and one with no statements
+/// (empty, or comments) is nothing to restore: None.
+pub fn parse_server_state(text: &str, resolved_primaries: bool) -> Result<Option<Vec<ServerSpec>>, StateError> {
     let mut servers = Vec::new();
     // Per list (primaries, backups), checked as nginx's balancers add them
     // up (see `peer::MAX_TOTAL_WEIGHT`); the module never writes a file past it.
@@ -69,13 +75,16 @@ pub fn parse_server_state(text: &str) -> Result<Option<Vec<ServerSpec>>, StateEr
         Ok(())
     })?;
     if servers.is_empty() {
-        return Ok(None);
+        return Ok((resolved_primaries && text.starts_with(HEADER)).then(Vec::new));
     }
-    let first_line = line_of(text, text.len() - text.trim_start().len());
+    if !resolved_primaries && servers.iter().all(|s| s.backup) {
+        return Err(StateError {
+            line: line_of(text, text.len() - text.trim_start().len()),
+            text: "every server is a backup; at least one primary is needed".to_string(),
+        });
+    }
     crate::plus::ids::attach(text, None, &mut servers);
-    finish(Balancer::RoundRobin, servers, None)
-        .map(|spec| Some(spec.servers))
-        .map_err(|e| StateError { line: first_line, text: strip_prefix(&e.text) })
+    Ok(Some(servers))
 }
 
 /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
@@ -440,7 +449,7 @@ mod tests {
         let servers = vec![server("127.0.0.1:1"), b, c, server("[::1]:80")];
         let text = render_server_state(&servers);
         assert!(text.starts_with("# Written by"));
-        assert_eq!(parse_server_state(&text).unwrap(), Some(servers));
+        assert_eq!(parse_server_state(&text, false).unwrap(), Some(servers));
     }
 
     /// Every value nginx's `server` directive accepts comes back as it
@@ -472,10 +481,10 @@ mod tests {
             servers.push(s);
         }
         let text = render_server_state(&servers);
-        assert_eq!(parse_server_state(&text).unwrap(), Some(servers), "{text}");
+        assert_eq!(parse_server_state(&text, false).unwrap(), Some(servers), "{text}");
         // nginx's own spellings of the same values
         let hand = "server 127.0.0.1:1 weight=0002000000 fail_timeout=1h max_conns=9223372036854775807;";
-        let s = &parse_server_state(hand).unwrap().unwrap()[0];
+        let s = &parse_server_state(hand, false).unwrap().unwrap()[0];
         assert_eq!((s.weight, s.max_fails, s.fail_timeout, s.max_conns), (2_000_000, 1, 3600, CONFIG_MAX));
         // A list whose weights total more than nginx's balancers can add up.
         for (text, line, list) in [
@@ -483,13 +492,13 @@ mod tests {
             (format!("server 127.0.0.1:1 weight={MAX_TOTAL_WEIGHT};\nserver 127.0.0.1:2 weight={MAX_TOTAL_WEIGHT} backup;\n# x\nserver 127.0.0.1:3 weight=1 backup;\n"), 4, "backup"),
             (format!("server 127.0.0.1:1 weight={CONFIG_MAX};\nserver 127.0.0.1:2 weight={CONFIG_MAX};\nserver 127.0.0.1:3 weight=2;\n"), 1, "primary"),
         ] {
-            let e = parse_server_state(&text).unwrap_err();
+            let e = parse_server_state(&text, false).unwrap_err();
             assert_eq!((e.line, e.text), (line, total_weight_error(&format!("the {list} servers"), "total")), "{text}");
         }
         let at_limit = format!("server 127.0.0.1:1 weight={};\nserver 127.0.0.1:2 weight=1;\nserver 127.0.0.1:3 weight={MAX_TOTAL_WEIGHT} backup;\n", MAX_TOTAL_WEIGHT - 1);
-        assert_eq!(parse_server_state(&at_limit).unwrap().unwrap().len(), 3, "each list up to the limit");
+        assert_eq!(parse_server_state(&at_limit, false).unwrap().unwrap().len(), 3, "each list up to the limit");
         for bad in ["weight=9223372036854775808", "weight=0", "max_fails=-1", "max_conns=1.5", "fail_timeout=1x"] {
-            let e = parse_server_state(&format!("# x\nserver 127.0.0.1:1 {bad};\n")).unwrap_err();
+            let e = parse_server_state(&format!("# x\nserver 127.0.0.1:1 {bad};\n"), false).unwrap_err();
             assert_eq!(e.line, 2, "{bad}");
             assert!(e.text.ends_with("to 9223372036854775807"), "{bad}: {}", e.text);
         }
@@ -520,7 +529,7 @@ mod tests {
             .collect();
         let text = render_server_state(&servers);
         assert!(text.contains("server \"unix:/tmp/a b.sock\" weight=1"), "{text}");
-        assert_eq!(parse_server_state(&text).unwrap(), Some(servers), "{text}");
+        assert_eq!(parse_server_state(&text, false).unwrap(), Some(servers), "{text}");
         assert!(parse_peer_address(&format!("unix:/{}", "a".repeat(MAX_UNIX_PATH))).is_err());
         assert!(parse_peer_address("unix:").is_err());
         assert!(parse_peer_address("unix:/a\0b").is_err());
@@ -529,27 +538,28 @@ mod tests {
 
     #[test]
     fn quoting_follows_nginx() {
-        let s = parse_server_state("server 'unix:/a \\'b' down;\nserver \"unix:/c\\d\" backup;").unwrap().unwrap();
+        let s =
+            parse_server_state("server 'unix:/a \\'b' down;\nserver \"unix:/c\\d\" backup;", false).unwrap().unwrap();
         assert_eq!(s[0].address, Address::Unix("/a 'b".into()));
         assert!(s[0].down);
         assert_eq!(s[1].address, Address::Unix("/c\\d".into()), "an unknown escape keeps its backslash");
-        let e = parse_server_state("server 127.0.0.1:1;\nserver \"unix:/a;\n").unwrap_err();
+        let e = parse_server_state("server 127.0.0.1:1;\nserver \"unix:/a;\n", false).unwrap_err();
         assert_eq!((e.line, e.text.as_str()), (2, "missing closing quote"));
-        let e = parse_server_state("server \"unix:/a\"x;").unwrap_err();
+        let e = parse_server_state("server \"unix:/a\"x;", false).unwrap_err();
         assert!(e.text.contains("after the closing"), "{}", e.text);
-        let e = parse_server_state("# c\nload_module x.so;\nevents {\n}\n").unwrap_err();
+        let e = parse_server_state("# c\nload_module x.so;\nevents {\n}\n", false).unwrap_err();
         assert_eq!(
             (e.line, e.text.as_str()),
             (2, "unknown directive \"load_module\" (a state file holds only \"server\" lines)")
         );
-        let e = parse_server_state("server 127.0.0.1:1;\nupstream x {").unwrap_err();
+        let e = parse_server_state("server 127.0.0.1:1;\nupstream x {", false).unwrap_err();
         assert_eq!(e.line, 2, "{}", e.text);
         assert_eq!(
-            parse_server_state("server 127.0.0.1:1; # unix:/x\n#server 127.0.0.1:2;").unwrap().unwrap().len(),
+            parse_server_state("server 127.0.0.1:1; # unix:/x\n#server 127.0.0.1:2;", false).unwrap().unwrap().len(),
             1
         );
         // Found by the fuzzer: an empty statement is not "nothing to restore".
-        let e = parse_server_state("# only a comment\n;\n").unwrap_err();
+        let e = parse_server_state("# only a comment\n;\n", false).unwrap_err();
         assert_eq!((e.line, e.text.as_str()), (2, "unexpected \";\""));
     }
 
@@ -561,16 +571,18 @@ mod tests {
     fn hand_written_files_read_as_nginx_reads_them() {
         let s = &parse_server_state(
             "server 127.0.0.1:9;\nserver 127.0.0.1:1 weight=2 down weight=3 backup backup max_fails=0 max_fails=4;",
+            false,
         )
         .unwrap()
         .unwrap()[1];
         assert_eq!((s.weight, s.max_fails, s.backup, s.down), (3, 4, true, true));
         for (param, seconds) in [("1000000000000s", 1_000_000_000_000), ("0000000000001s", 1), ("1h 5", 3_605)] {
             let text = format!("server 127.0.0.1:1 \"fail_timeout={param}\";");
-            assert_eq!(parse_server_state(&text).unwrap().unwrap()[0].fail_timeout, seconds, "{text}");
+            assert_eq!(parse_server_state(&text, false).unwrap().unwrap()[0].fail_timeout, seconds, "{text}");
         }
         let s = parse_server_state(
             "server unix:/tmp/a${b}c.sock;\nserver unix:/tmp/x}y weight=2;\nserver unix:/${{x;\nserver unix:/#x;",
+            false,
         )
         .unwrap()
         .unwrap();
@@ -586,28 +598,38 @@ mod tests {
                 "fail_timeout must be an integer from 0 to 9223372036854775807",
             ),
         ] {
-            let e = parse_server_state(text).unwrap_err();
+            let e = parse_server_state(text, false).unwrap_err();
             assert_eq!((e.line, e.text.as_str()), (line, error), "{text}");
         }
     }
 
     #[test]
     fn empty_state_means_nothing_to_restore() {
-        assert_eq!(parse_server_state("").unwrap(), None);
-        assert_eq!(parse_server_state("# only a comment\n\n").unwrap(), None);
+        assert_eq!(parse_server_state("", false).unwrap(), None);
+        // Where the configuration's primaries are resolved by nginx, the
+        // static servers may be backups only, or none (the module's file).
+        let backups = "server 127.0.0.1:1 backup; # id=4\n";
+        let e = parse_server_state(backups, false).unwrap_err();
+        assert_eq!(e.to_string(), "line 1: every server is a backup; at least one primary is needed");
+        let s = parse_server_state(backups, true).unwrap().unwrap();
+        assert_eq!((s.len(), s[0].backup, s[0].id), (1, true, Some(4)), "a backup keeps its ID");
+        assert_eq!(parse_server_state(HEADER, true).unwrap(), Some(Vec::new()), "the module's file of no server");
+        assert_eq!(parse_server_state(HEADER, false).unwrap(), None, "nothing to restore without resolved primaries");
+        assert_eq!(parse_server_state("# by hand\n", true).unwrap(), None, "not the module's: nothing to restore");
+        assert_eq!(parse_server_state("# only a comment\n\n", false).unwrap(), None);
     }
 
     #[test]
     fn corrupt_state_names_the_line() {
-        let e = parse_server_state("server 127.0.0.1:1;\nserver 127.0.0.1:2 weight=0;\n").unwrap_err();
+        let e = parse_server_state("server 127.0.0.1:1;\nserver 127.0.0.1:2 weight=0;\n", false).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.text.contains("weight must be"), "{}", e.text);
-        let e = parse_server_state("server 127.0.0.1:1;\n\nleast_conn;\n").unwrap_err();
+        let e = parse_server_state("server 127.0.0.1:1;\n\nleast_conn;\n", false).unwrap_err();
         assert_eq!(e.line, 3);
-        let e = parse_server_state("server 127.0.0.1:1;\nserver 127.0.0.1:2").unwrap_err();
+        let e = parse_server_state("server 127.0.0.1:1;\nserver 127.0.0.1:2", false).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.text.contains("missing ';'"));
-        let e = parse_server_state("server 127.0.0.1:1 backup;\n").unwrap_err();
+        let e = parse_server_state("server 127.0.0.1:1 backup;\n", false).unwrap_err();
         assert!(e.text.contains("at least one primary"));
     }
 

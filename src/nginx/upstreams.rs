@@ -300,6 +300,13 @@ impl<'c> Upstream<'c> {
             .collect()
     }
 
+    /// Whether one of its primary `server` lines is `server NAME resolve`
+    /// (nginx 1.27.3 and later): nginx's resolver makes those peers, which
+    /// no state file holds.
+    pub fn resolves_primary(self) -> bool {
+        self.configured_servers().iter().any(|s| s.backup() == 0 && crate::nginx::version::server_resolves(s))
+    }
+
     /// Whether one of its `server` lines says `backup`: nginx accepts one
     /// written before a balancer directive that does not allow backups
     /// (`hash`, `ip_hash`, `random`), and keeps it as a backup peer.

@@ -111,6 +111,12 @@ mod imp {
         }
     }
 
+    /// Whether a configuration's `server` line is `server NAME resolve`
+    /// (nginx keeps its name in `host` for the resolver).
+    pub fn server_resolves(server: &ngx::ffi::ngx_http_upstream_server_t) -> bool {
+        server.host.len != 0
+    }
+
     /// `ngx_http_upstream_rr_peer_free_locked` (a static inline that bindgen
     /// does not see): a peer some request holds (`refs`) becomes a zombie,
     /// freed by nginx when the last one lets go; any other is freed now.
@@ -219,6 +225,11 @@ mod imp {
     /// None needed.
     pub unsafe fn resolved_from<'a>(_peer: *const ngx_http_upstream_rr_peer_t) -> Option<&'a [u8]> {
         None
+    }
+
+    /// No `server ... resolve` before 1.27.3.
+    pub fn server_resolves(_server: &ngx::ffi::ngx_http_upstream_server_t) -> bool {
+        false
     }
 
     /// Frees the peer now (nginx has no reference count).

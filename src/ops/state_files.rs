@@ -176,7 +176,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }
         let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
-        let servers = match text.as_deref().map(parse_server_state) {
+        let servers = match text.as_deref().map(|text| parse_server_state(text, upstream.resolves_primary())) {
             None | Some(Ok(None)) => continue,
             Some(Ok(Some(servers))) => servers,
             Some(Err(e)) => return Err(format!("dynamic_state_file \"{shown}\": {e}")),
@@ -283,7 +283,9 @@ fn read_state<T, E: core::fmt::Display>(
 }
 
 fn restore_zone_upstream(init: &InitModule, zone: &ZoneUpstream, path: &Path) -> Result<(), String> {
-    let Some((_lock, Some(servers))) = read_state("dynamic_state_file", path, parse_server_state)? else {
+    let resolved_primaries = zone.resolves_primary();
+    let parse = |text: &str| parse_server_state(text, resolved_primaries);
+    let Some((_lock, Some(servers))) = read_state("dynamic_state_file", path, parse)? else {
         return Ok(());
     };
     zone.restore_at_start(init, &servers)

@@ -30,7 +30,7 @@ use dynamic_upstream_core::render::PeerValues;
 use dynamic_upstream_core::{ApiError, PeerParams, ServerSpec};
 use ngx::ffi::{ngx_http_upstream_rr_peer_t, ngx_sockaddr_t};
 
-use crate::nginx::peer_list::{NewList, NewPeer, PeerKey, UnlinkedPeer};
+use crate::nginx::peer_list::{NewList, NewPeer, UnlinkedPeer};
 use crate::nginx::peer_lock::{LockedList, LockedLists, LockedPeer, ZoneLists};
 use crate::nginx::peer_stats::{ensure_ids, UpstreamCounters};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
@@ -56,9 +56,6 @@ pub enum Refusal {
     TableTooBig {
         total: u64,
     },
-    /// No static primary peer would be left for the state file
-    /// ([`ListLimits::static_primary_needed`]).
-    StaticPrimaryNeeded,
     /// nginx's resolver made this peer (`server NAME resolve`).
     Resolved,
 }
@@ -102,10 +99,6 @@ pub struct ListLimits {
     /// The primary peers' total weight, for a change that raises it: the
     /// balancer's own limit (`Balancer::max_primary_weight`).
     pub max_primary_weight: u64,
-    /// The upstream has a `dynamic_state_file`, which holds the static
-    /// peers only (not those nginx resolved): a change may not leave it
-    /// without a static primary peer, which the file could not restore.
-    pub static_primary_needed: bool,
 }
 
 /// Changes the parameters of the peer `target`, under both write locks.
@@ -242,9 +235,6 @@ pub fn add_locked(
     if list_len >= limits.max_peers {
         return Err(Refusal::ListFull(list_len));
     }
-    if spec.backup && limits.static_primary_needed && !has_static_primary(&lists, None) {
-        return Err(Refusal::StaticPrimaryNeeded);
-    }
     check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), limits.max_primary_weight)?;
 
     let slab = lists.lock_slab();
@@ -279,7 +269,6 @@ pub fn remove_locked(
     zone: ZoneLists,
     counters: &UpstreamCounters,
     target: Target,
-    limits: ListLimits,
     retire: impl FnOnce(UnlinkedPeer<'_>),
 ) -> Result<PeerName, Refusal> {
     let mut locks = zone.write_lock();
@@ -293,9 +282,6 @@ pub fn remove_locked(
         return Err(Refusal::LastPeer);
     }
     let key = peer.key();
-    if list == lists.primary() && limits.static_primary_needed && !has_static_primary(&lists, Some(key)) {
-        return Err(Refusal::StaticPrimaryNeeded);
-    }
     // A removal never raises a total: no balancer limit to check.
     check_totals(&lists, |p| if p.key() == key { 0 } else { p.weight() }, None, MAX_TOTAL_WEIGHT)?;
     let name = PeerName::of(peer);
@@ -307,12 +293,6 @@ pub fn remove_locked(
     retire(unlinked);
     counters.bump();
     Ok(name)
-}
-
-/// Whether the primary list has a static peer (one nginx did not resolve)
-/// but `except`.
-fn has_static_primary(lists: &LockedLists<'_>, except: Option<PeerKey>) -> bool {
-    lists.primary().peers().any(|p| p.resolved_from().is_none() && Some(p.key()) != except)
 }
 
 /// An upper bound on the peers a zone of `size` bytes can hold: each peer

@@ -326,12 +326,17 @@ impl<'c> ZoneUpstream<'c> {
         }
     }
 
+    /// Whether its configuration has primary servers nginx resolves
+    /// (`server NAME resolve`), which its state file never holds.
+    pub fn resolves_primary(&self) -> bool {
+        self.upstream.resolves_primary()
+    }
+
     /// What its lists may hold after a change.
     fn list_limits(&self) -> ListLimits {
         ListLimits {
             max_peers: self.max_peers_per_list(),
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
-            static_primary_needed: self.state_path.is_some(),
         }
     }
 
@@ -416,7 +421,7 @@ impl<'c> ZoneUpstream<'c> {
         // handed to reclaim (under the locks), not freed. Its slot is found
         // under the locks too (see slot_of_removed).
         let name = unsafe {
-            remove_locked(self.lists(), self.counters(), target, self.list_limits(), |peer| {
+            remove_locked(self.lists(), self.counters(), target, |peer| {
                 if let Some(health) = health {
                     slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw());
                 }
@@ -644,15 +649,6 @@ impl<'c> ZoneUpstream<'c> {
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::TableTooBig { total } => self.table_too_big(total),
-            Refusal::StaticPrimaryNeeded => ApiError::bad_request(
-                "static_primary_needed",
-                format!(
-                    "upstream \"{}\" would have no primary server its dynamic_state_file can hold (the file holds \
-                     no server nginx resolved, and a file without a primary cannot be restored): add a primary \
-                     server first",
-                    self.name()
-                ),
-            ),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(

@@ -48,7 +48,7 @@ fn ids_in(text: &str) -> Vec<Found> {
             continue;
         }
         let id = id.parse::<u64>().unwrap_or(u64::MAX);
-        if let Ok(Some(servers)) = parse_server_state(statement.trim_end()) {
+        if let Ok(Some(servers)) = parse_server_state(statement.trim_end(), true) {
             if let [server] = servers.as_slice() {
                 found.push(Found { line: n + 1, upstream: upstream.clone(), address: server.address.clone(), id });
             }
@@ -114,7 +114,7 @@ mod tests {
         let text = render_server_state(&servers);
         assert!(text.contains("server 127.0.0.1:1 weight=1 max_fails=1 fail_timeout=10; # id=7\n"), "{text}");
         assert!(text.contains("server 127.0.0.1:2 weight=1 max_fails=1 fail_timeout=10;\n"), "{text}");
-        assert_eq!(parse_server_state(&text).unwrap(), Some(servers));
+        assert_eq!(parse_server_state(&text, false).unwrap(), Some(servers));
         assert!(problems(&text).is_empty());
     }
 
@@ -122,29 +122,33 @@ mod tests {
     fn readers_without_ids_read_the_same_servers() {
         let text = render_server_state(&[spec("127.0.0.1:1", Some(7))]);
         let without = text.replace(" # id=7", "");
-        let plain: Vec<ServerSpec> =
-            parse_server_state(&text).unwrap().unwrap().into_iter().map(|s| ServerSpec { id: None, ..s }).collect();
-        assert_eq!(Some(plain), parse_server_state(&without).unwrap());
+        let plain: Vec<ServerSpec> = parse_server_state(&text, false)
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|s| ServerSpec { id: None, ..s })
+            .collect();
+        assert_eq!(Some(plain), parse_server_state(&without, false).unwrap());
     }
 
     #[test]
     fn odd_comments_give_no_id_and_the_first_of_a_duplicate_keeps_it() {
         let text = "server 127.0.0.1:1; # id=x\nserver 127.0.0.1:2; # id=3\nserver 127.0.0.1:3; # id=3\nserver 127.0.0.1:4; # id=-1\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text).unwrap().unwrap().iter().map(|s| s.id).collect();
+        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, vec![None, Some(3), None, None]);
         assert_eq!(
             problems(text),
             vec!["line 3: the ID of server 127.0.0.1:3 is given to an earlier server too: it gets a new one"]
         );
         let text = "server 127.0.0.1:1;   # id=12  \n";
-        assert_eq!(parse_server_state(text).unwrap().unwrap()[0].id, Some(12));
+        assert_eq!(parse_server_state(text, false).unwrap().unwrap()[0].id, Some(12));
     }
 
     #[test]
     fn ids_out_of_range_are_ignored() {
         let text = "server 127.0.0.1:1; # id=18446744073709551614\nserver 127.0.0.1:2; # id=99999999999999999999999\n\
                     server 127.0.0.1:3; # id=4294967294\nserver 127.0.0.1:4; # id=4294967295\nserver 127.0.0.1:5;\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text).unwrap().unwrap().iter().map(|s| s.id).collect();
+        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, vec![None, None, Some(MAX_ID), None, None]);
         assert_eq!(
             problems(text),
