@@ -211,7 +211,7 @@ ok(eval { nginx_reload(); 1 }, 'and reloads') or diag($@);
 is(main::verbose(), $after, 'after the reload: the same');
 is(http_get('/x')->{body}, "one\n", 'traffic flows');
 
-=== TEST 7: the same with ip_hash
+=== TEST 7: the same with ip_hash; the APIs take such a backup too (a PUT of what GET lists used to be refused with UpstreamNoBackup)
 --- http_config
 upstream backends {
     zone zone_for_backends 128k;
@@ -223,18 +223,27 @@ upstream backends {
 server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
 --- config
 location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
 location / { proxy_pass http://backends; }
 --- perl
 my ($p1, $p2) = (port(1), port(2));
 my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&max_fails=3");
 is($r->{status}, 200, 'one change through the API') or diag($r->{body});
-like(main::slurp(main::state_file()), qr/^server 127\.0\.0\.1:$p2 .* backup;$/m, 'the state file holds the backup server');
+like(main::slurp(main::state_file()), qr/^server 127\.0\.0\.1:$p2 .* backup;( # id=\d+)?$/m, 'the state file holds the backup server');
 my $after = main::verbose();
 my ($rc, $out) = nginx_t();
 is($rc, 0, 'nginx -t accepts the file') or diag($out);
 ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
 is(main::verbose(), $after, 'after the restart: the same servers');
 is(http_get('/x')->{body}, "one\n", 'traffic flows');
+my $listed = http_get('/api/9/http/upstreams/backends/servers')->{body};
+my $put = http('PUT', '/api/9/http/upstreams/backends/servers', $listed);
+is($put->{status}, 200, 'a PUT of what GET lists, the backup with it') or diag($put->{body});
+my $post = http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p1","backup":true}));
+is($post->{status}, 409, 'a POST of an address it has: 409, not UpstreamNoBackup') or diag($post->{body});
+$r = http_get("/dynamic?upstream=backends&add=&backup=&server=127.0.0.1:" . port(3));
+is($r->{status}, 200, 'the query API adds another backup') or diag($r->{body});
+like(main::slurp(main::state_file()), qr/^server 127\.0\.0\.1:@{[port(3)]} .* backup;/m, 'written to the file');
 
 === TEST 8: the same with random (whose peers nginx 1.22 to 1.27.2 cannot change, only their parameters)
 --- http_config

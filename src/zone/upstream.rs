@@ -356,9 +356,12 @@ impl<'c> ZoneUpstream<'c> {
     }
 
     /// Refuses changes the upstream's balancer cannot follow at run time.
+    /// Backup servers are allowed where the balancer has them, and where
+    /// the configuration wrote one before a balancer line that has none
+    /// (nginx keeps it in a backup list, which its state file restores).
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
-        if backup && !balancer.allows_backup() {
+        if backup && !balancer.allows_backup() && !self.upstream.configures_backup() {
             return Err(ApiError::bad_request(
                 "backup_not_allowed",
                 format!(
