@@ -269,3 +269,37 @@ is($rc, 0, 'nginx -t accepts the file') or diag($out);
 ok(eval { nginx_restart(); 1 }, 'nginx restarts') or diag($@);
 is(main::verbose(), $after, 'after the restart: the same servers');
 is(http_get('/x')->{body}, "one\n", 'traffic flows');
+
+=== TEST 9: a state file whose primary weights would give hash ... consistent a table past 64 MiB (written under round robin, the upstream made consistent since) is not restored on nginx >= 1.27.3: [error] naming the limit, the configuration's servers serve (it used to stall the first request for seconds and take hundreds of MB per worker)
+--- http_config
+upstream backends {
+    hash $uri consistent;
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "ok\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+main::spew(main::state_file(), $main::HEADER . "server 127.0.0.1:$p1 weight=150000;\nserver 127.0.0.1:$p2;\n");
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t accepts the file (a restore failure is not fatal)') or diag($out);
+nginx_restart();
+if (nginx_at_least('1.27.3')) {
+    like(error_log_text(), qr/\[error\].*dynamic_state_file "[^"]*backends\.state" for upstream "backends": upstream "backends" uses the consistent hash balancer, which keeps 160 points of 16 bytes per unit of its primary servers' weight in every worker: total weight 150001 would take 367 MiB, more than the 64 MiB allowed \(total weight at most 26214\): the configuration's servers are used/,
+         '[error] naming the file and the limit');
+    is(main::verbose(), "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10;\n",
+       'the configuration\'s servers');
+} else {
+    is(main::verbose(), "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10;\n",
+       'before 1.27.3 only parameters other than the weight are restored for this balancer');
+}
+is(http_get('/x')->{status}, 200, 'traffic flows');

@@ -48,7 +48,8 @@ pub enum Balancer {
 
 /// Largest consistent-hash points table a change may make each worker
 /// build: nginx's `ngx_http_upstream_init_chash` (and from 1.27.3 its
-/// rebuild after every change) allocates, in every worker, 160 points of
+/// rebuild after each change of the set or of a weight) allocates, in
+/// every worker, 160 points of
 /// 16 bytes (hash and server pointer, 64-bit) per unit of the primary
 /// servers' total weight (down ones included), after an 8-byte count, and
 /// sorts them: weight=1000000 took a minute and 2.5 GB per worker.

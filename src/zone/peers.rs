@@ -171,14 +171,17 @@ fn check_totals(
         let Some(total) = checked_total_weight(peers.map(&weight).chain(extra)) else {
             return Err(Refusal::WeightTotal { backup });
         };
-        if !backup && total > max_primary {
-            let now = lists.primary().peers().map(|p| p.weight()).fold(0, u64::saturating_add);
-            if total > now {
-                return Err(Refusal::TableTooBig { total });
-            }
+        if !backup && total > max_primary && total > primary_total(lists) {
+            return Err(Refusal::TableTooBig { total });
         }
     }
     Ok(())
+}
+
+/// The primary peers' total weight now (counted only when a change would
+/// pass the balancer's limit: see [`ListLimits::max_primary_weight`]).
+fn primary_total(lists: &LockedLists<'_>) -> u64 {
+    lists.primary().peers().map(|p| p.weight()).fold(0, u64::saturating_add)
 }
 
 /// The end of every change that adds peers, still under both write
@@ -395,11 +398,8 @@ pub unsafe fn replace_locked(
         let Some(total) = weights else {
             return Err(Lost::Refused(ListsRefused::WeightTotal { backup }));
         };
-        if !backup && total > limits.max_primary_weight {
-            let now = lists.primary().peers().map(|p| p.weight()).fold(0, u64::saturating_add);
-            if total > now {
-                return Err(Lost::Refused(ListsRefused::TableTooBig { total }));
-            }
+        if !backup && total > limits.max_primary_weight && total > primary_total(&lists) {
+            return Err(Lost::Refused(ListsRefused::TableTooBig { total }));
         }
         if !backup && count == 0 {
             return Err(Lost::Refused(ListsRefused::NoPrimary));

@@ -689,6 +689,17 @@ impl<'c> ZoneUpstream<'c> {
         // rebuilt if the state's do not fit: as specs, with their `server`
         // text exactly (so the rebuilt blocks have the sizes of the freed).
         let current = self.static_peers();
+        // The balancer's limit, as the APIs keep it: a file may not raise
+        // the configuration's primary total past it (a file written under
+        // round robin, the upstream since made `hash ... consistent`).
+        let wanted = servers.iter().filter(|s| !s.backup).map(|s| s.weight).fold(0, u64::saturating_add);
+        if wanted > self.list_limits().max_primary_weight {
+            let weight = |p: &PeerView| u64::try_from(p.weight).unwrap_or(0);
+            let configured = current.iter().filter(|p| !p.backup).map(weight).fold(0, u64::saturating_add);
+            if wanted > configured {
+                return Err(self.table_too_big(wanted).text);
+            }
+        }
         let kept: Vec<(ServerSpec, &[u8])> =
             specs_of(&current)?.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
         if let Some(peer) = current
