@@ -9,6 +9,7 @@
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use core::ffi::c_char;
+use std::collections::HashSet;
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
 use dynamic_upstream_core::Address;
@@ -101,19 +102,20 @@ impl Directive for SetCheck {
 /// configuration is read.
 pub fn warn_zone_name_clashes(post: &Postconfiguration) {
     let upstreams = post.cycle().upstreams();
+    let names: HashSet<String> = upstreams.iter().map(|u| u.name()).collect();
     for upstream in &upstreams {
         let Some(zone) = upstream.zone_name() else { continue };
         if upstream.name_is(&zone) {
             continue;
         }
-        if let Some(other) = upstreams.iter().find(|other| other.name_is(&zone)) {
+        if let Some(other) = names.get(&zone) {
             post.log(
                 ngx::ffi::NGX_LOG_WARN,
                 &format!(
                     "zone \"{zone}\" of upstream \"{}\" has the name of upstream \"{}\": the query API's \
                      upstream={zone} reaches upstream \"{}\", which finds zones first (give the zone another name)",
                     upstream.name(),
-                    other.name(),
+                    other,
                     upstream.name()
                 ),
             );

@@ -302,12 +302,22 @@ pub unsafe extern "C" fn postconfiguration<H: CycleHooks>(cf: *mut ngx_conf_t) -
 /// that takes it may rely on all of that.
 pub struct InitModule<'a> {
     cycle: Cycle<'a>,
+    /// The new cycle's `upstream {}` blocks, gathered once.
+    upstreams: std::cell::OnceCell<std::collections::HashSet<*mut ngx::ffi::ngx_http_upstream_srv_conf_t>>,
 }
 
 impl<'a> InitModule<'a> {
     /// The new cycle, for the callback.
     pub fn cycle(&self) -> Cycle<'a> {
         self.cycle
+    }
+
+    /// Whether `upstream` is a block of the new cycle (they are gathered
+    /// on the first call: asked once per block, this costs no more than
+    /// listing them once).
+    pub fn has_upstream(&self, upstream: Upstream<'_>) -> bool {
+        let blocks = self.upstreams.get_or_init(|| self.cycle.upstreams().into_iter().map(Upstream::raw).collect());
+        blocks.contains(&upstream.raw())
     }
 
     /// The new cycle's http-level configuration of the module (none
@@ -345,7 +355,7 @@ pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> 
     let _window = InitModuleWindow::open();
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    unsafe { run_cycle_hook(cycle, |cycle| H::init_module(&InitModule { cycle })) }
+    unsafe { run_cycle_hook(cycle, |cycle| H::init_module(&InitModule { cycle, upstreams: Default::default() })) }
 }
 
 /// A handler for every request's POST_READ phase.

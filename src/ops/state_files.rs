@@ -37,6 +37,7 @@
 //!   answers 500 naming the file and the error, and the next change writes
 //!   the file again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -154,7 +155,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     let dyups_file = resolve(cycle, main.dyups_file());
     // Each file is one upstream's (or dyups'): two writers of one file
     // would overwrite each other's servers, and each restore the other's.
-    let mut owners: Vec<(PathBuf, String)> = Vec::new();
+    let mut owners: HashMap<PathBuf, String> = HashMap::new();
     for upstream in cycle.upstreams() {
         let Some(path) = resolve(cycle, state_file_of(upstream)) else { continue };
         let shown = path.display();
@@ -165,13 +166,13 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
                  each needs a file of its own"
             ));
         }
-        if let Some((_, other)) = owners.iter().find(|(owned, _)| *owned == path) {
+        if let Some(other) = owners.get(&path) {
             return Err(format!(
                 "dynamic_state_file \"{shown}\" is the state file of both upstream \"{other}\" and upstream \
                  \"{name}\": each upstream needs a file of its own"
             ));
         }
-        owners.push((path.clone(), name.clone()));
+        owners.insert(path.clone(), name.clone());
         if !upstream.has_zone() {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }

@@ -205,7 +205,7 @@ impl<'c> ZoneUpstream<'c> {
     /// own name in messages). An upstream of another cycle (the running
     /// one, whose health zone is not this cycle's) is refused.
     pub fn of_new_cycle(init: &InitModule<'c>, upstream: Upstream<'c>, managed: Managed) -> Result<Self, ApiError> {
-        if !init.cycle().upstreams().contains(&upstream) {
+        if !init.has_upstream(upstream) {
             return Err(ApiError::new(
                 500,
                 "not_of_cycle",
@@ -674,7 +674,7 @@ impl<'c> ZoneUpstream<'c> {
     /// servers they already have.
     pub fn restore_at_start(&self, init: &InitModule, servers: &[ServerSpec]) -> Result<(), String> {
         // Only the new cycle's upstreams are reached by no process yet.
-        if !init.cycle().upstreams().contains(&self.upstream) {
+        if !init.has_upstream(self.upstream) {
             return Err(format!("upstream \"{}\" is not one of the new configuration's", self.name()));
         }
         if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
