@@ -544,3 +544,52 @@ is(scalar @lines, 7, 'five peers were added');
 is(http_get('/list')->{body}, join('', "backends\n", map { "dyhost$_\n" } 2 .. 6), 'five upstreams were created');
 --- allow_error_log
 lua_code_cache is off
+
+=== TEST 8: master_process off: init_by_lua at a reload (nginx then points ngx_cycle at the new cycle, not set up yet) is refused as at start, "not available here" (it used to reach the new cycle's upstreams with the old cycle's zones: a 507 naming bookkeeping)
+--- modules: lua
+--- http_config
+--- config
+--- perl
+use POSIX ();
+my ($p3, $p4) = (port(3), port(4));
+my $dir = prefix() . 'single';
+mkdir $_ for $dir, "$dir/logs", "$dir/conf";
+NginxTest::Files::spew("$dir/conf/nginx.conf", <<"CONF");
+load_module $NginxTest::MODULES_DIR/ndk_http_module.so;
+load_module $NginxTest::MODULES_DIR/ngx_http_lua_module.so;
+load_module $NginxTest::MODULE;
+master_process off;
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path logs; proxy_temp_path logs; fastcgi_temp_path logs; uwsgi_temp_path logs; scgi_temp_path logs;
+    init_by_lua_block {
+        local dynamic = require "ngx.dynamic"
+        local ok, a, b = pcall(dynamic.add_peer, "backends", "127.0.0.9:1")
+        ngx.log(ngx.WARN, "INIT: add_peer: ", tostring(ok), " ", tostring(a), " ", tostring(b))
+    }
+    upstream backends { zone backends 128k; server 127.0.0.1:$p4; }
+    server { listen 127.0.0.1:$p3; location /dynamic { dynamic_upstream; } }
+}
+CONF
+my $pid = fork // die "fork: $!";
+if (!$pid) {
+    open STDERR, '>', "$dir/logs/stderr.log";
+    exec $NginxTest::BINARY, '-p', "$dir/", '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
+}
+my $inits = sub { open my $fh, '<', "$dir/logs/error.log" or return (); grep { /INIT: / } <$fh> };
+ok(poll_until(sub { $inits->() == 1 }, 5, 'init_by_lua at start'), 'init_by_lua ran at start');
+is(http_get("http://127.0.0.1:$p3/dynamic?upstream=backends")->{body}, "server 127.0.0.1:$p4;\n", 'serving');
+kill 'HUP', $pid;
+ok(poll_until(sub { $inits->() == 2 }, 5, 'init_by_lua at the reload'), 'init_by_lua ran at the reload');
+kill 'QUIT', $pid;
+waitpid($pid, 0);
+my @inits = $inits->();
+like($inits[$_], qr/INIT: add_peer: true nil not available here: call it from a worker \(not init_by_lua\)$/,
+     ('at start', 'at the reload')[$_]) for 0, 1;
+my @bad = grep { /\[(crit|emerg)\]|exited on signal|\[alert\](?!.*worker_connections are not enough)/ }
+          do { open my $fh, '<', "$dir/logs/error.log"; <$fh> };
+is_deeply(\@bad, [], 'its error log has no alert but nginx\'s own');

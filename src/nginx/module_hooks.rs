@@ -28,7 +28,7 @@ use crate::nginx::conf::{LocConf, MainConf};
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::{content_handler, RequestHandler};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
-use crate::nginx::process::{mark_exited, note_nginx_thread, InitModuleWindow};
+use crate::nginx::process::{mark_exited, note_nginx_thread, set_served_cycle, InitModuleWindow};
 use crate::nginx::upstreams::{str_lossy, Upstream};
 
 /// What the module does at each step of a cycle's life.
@@ -355,7 +355,12 @@ pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> 
     let _window = InitModuleWindow::open();
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    unsafe { run_cycle_hook(cycle, |cycle| H::init_module(&InitModule { cycle, upstreams: Default::default() })) }
+    let status =
+        unsafe { run_cycle_hook(cycle, |cycle| H::init_module(&InitModule { cycle, upstreams: Default::default() })) };
+    // The cycle this process's workers serve (or, under master_process
+    // off, this process once nginx's reload returns).
+    set_served_cycle(cycle);
+    status
 }
 
 /// A handler for every request's POST_READ phase.

@@ -45,20 +45,36 @@ impl Drop for InitModuleWindow {
     }
 }
 
+/// The cycle whose init_module ran last in this process: the one its
+/// workers (forked after) serve, and the one the process of `master_process
+/// off` serves once nginx's reload returns. While that process reads a
+/// reload's configuration, `init_by_lua` runs with nginx's `ngx_cycle`
+/// pointed at the new cycle, not set up yet (review 11): then they differ.
+static SERVED_CYCLE: AtomicUsize = AtomicUsize::new(0);
+
+/// At the end of init_module, with its cycle.
+pub(in crate::nginx) fn set_served_cycle(cycle: *const ngx::ffi::ngx_cycle_t) {
+    SERVED_CYCLE.store(cycle as usize, Ordering::Relaxed);
+}
+
 /// Whether the running process has a configured cycle with its shared
 /// zones (a worker, or `master_process off` once started): not the master
-/// while it reads the configuration (`init_by_lua`), and no process while
-/// a cycle's init_module runs ([`InitModuleWindow`]).
+/// while it reads the configuration (`init_by_lua`), no process while a
+/// cycle's init_module runs ([`InitModuleWindow`]), and not while nginx's
+/// `ngx_cycle` is another cycle than the one this process serves (a
+/// reload's `init_by_lua` under `master_process off`).
 /// Not on another thread (which would race nginx's reads and writes of
 /// its globals, a reload's among them).
 pub fn in_running_process() -> bool {
     if !on_nginx_thread() || IN_INIT_MODULE.load(Ordering::Relaxed) {
         return false;
     }
-    // SAFETY: a plain read of nginx's process global, which only this
-    // thread writes.
-    let process = unsafe { ngx_process } as u32;
-    process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && STARTED.load(Ordering::Relaxed))
+    // SAFETY: plain reads of nginx's process globals, which only this
+    // thread writes (`ngx_cycle` is volatile in C: read so).
+    let (process, cycle) =
+        unsafe { (ngx_process as u32, ptr::read_volatile(ptr::addr_of!(ngx::ffi::ngx_cycle)) as usize) };
+    let started = process == NGX_PROCESS_WORKER || (process == NGX_PROCESS_SINGLE && STARTED.load(Ordering::Relaxed));
+    started && cycle == SERVED_CYCLE.load(Ordering::Relaxed)
 }
 
 /// nginx's thread (`pthread_self`), noted by the callbacks nginx makes
