@@ -288,6 +288,17 @@ impl RecordView<'_> {
         unsafe { health_down_names(self.list) }
     }
 
+    /// Clears the health bit of its peers named `name` in this view's list
+    /// (not the record's current one, should a change have replaced it
+    /// since: that list's bits are its own).
+    pub fn clear_health(&self, name: &[u8]) {
+        if !self.list.is_null() {
+            // SAFETY: a registry list, allocated while the section lives;
+            // set_peer_health writes under its write lock.
+            unsafe { health::set_peer_health(self.list, name, false) };
+        }
+    }
+
     /// Its list (null without one), allocated while the section lives.
     pub fn list(&self) -> *mut ngx_http_upstream_rr_peers_t {
         self.list

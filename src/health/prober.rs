@@ -181,7 +181,7 @@ fn release_unchecked_runtime(health: Option<HealthZone>) {
         let key = record.name.to_ascii_lowercase();
         for name in record.health_down_names() {
             if !health.is_some_and(|h| h.has_runtime_slot(key.as_bytes(), &name)) {
-                dyups.set_runtime_health(&record.name, &name, false);
+                record.clear_health(&name);
             }
         }
     }
