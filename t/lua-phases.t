@@ -582,7 +582,8 @@ if (!$pid) {
 }
 my $inits = sub { open my $fh, '<', "$dir/logs/error.log" or return (); grep { /INIT: / } <$fh> };
 ok(poll_until(sub { $inits->() == 1 }, 5, 'init_by_lua at start'), 'init_by_lua ran at start');
-is(http_get("http://127.0.0.1:$p3/dynamic?upstream=backends")->{body}, "server 127.0.0.1:$p4;\n", 'serving');
+ok(poll_until(sub { (http_get("http://127.0.0.1:$p3/dynamic?upstream=backends")->{body} // '') eq "server 127.0.0.1:$p4;\n" },
+              5, 'serving'), 'serving');
 kill 'HUP', $pid;
 ok(poll_until(sub { $inits->() == 2 }, 5, 'init_by_lua at the reload'), 'init_by_lua ran at the reload');
 kill 'QUIT', $pid;
