@@ -137,10 +137,11 @@ SKIP: {
     diag("exporter scrape sample:\n$sample") if $ENV{TEST_NGINX_VERBOSE};
 }
 
-=== TEST 3: a server line given twice: each of its peers has a series of its own (its address#ID), others keep their server label (two series with one label set used to make the page unusable for Prometheus)
+=== TEST 3: a server line given twice: each of its peers has a series of its own (its address#ID), others keep their server label, also after a restart from the state file (two series with one label set used to make the page unusable for Prometheus; both lines used to get the first one's ID back)
 --- http_config
 upstream backends {
     zone backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
     server 127.0.0.1:$TEST_NGINX_PORT_2;
@@ -148,14 +149,20 @@ upstream backends {
 server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } }
 --- config
 location = /metrics { dynamic_upstream_metrics; }
+location /dynamic { dynamic_upstream; }
 location / { proxy_pass http://backends; }
 --- perl
 my ($p1, $p2) = map { port($_) } 1 .. 2;
-my $body = http_get('/metrics')->{body};
-my @series = map { /^(\S+) \S+$/ ? $1 : () } grep { !/^#/ && /\S/ } split /\n/, $body;
-my %seen;
-is_deeply([grep { $seen{$_}++ } @series], [], 'no series twice');
-my $s = main::samples($body);
-for my $server ("127.0.0.1:$p1#0", "127.0.0.1:$p1#1", "127.0.0.1:$p2") {
-    is(main::sample($s, 'nginxplus_upstream_server_state', 'backends', $server), 1, "state of \"$server\"");
+for my $when ('at start', 'after a restart from the state file') {
+    my $body = http_get('/metrics')->{body};
+    my @series = map { /^(\S+) \S+$/ ? $1 : () } grep { !/^#/ && /\S/ } split /\n/, $body;
+    my %seen;
+    is_deeply([grep { $seen{$_}++ } @series], [], "$when: no series twice");
+    my $s = main::samples($body);
+    for my $server ("127.0.0.1:$p1#0", "127.0.0.1:$p1#1", "127.0.0.1:$p2") {
+        is(main::sample($s, 'nginxplus_upstream_server_state', 'backends', $server), 1, "$when: state of \"$server\"");
+    }
+    last if $when ne 'at start';
+    is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&max_fails=2")->{status}, 200, 'a change writes the state file');
+    nginx_restart();
 }

@@ -2,8 +2,9 @@
 //! comment, `server 10.0.0.5:80 weight=1 ...; # id=3`, so that every
 //! reader that does not know IDs (an older module, nginx's own `include`)
 //! still reads the file as before, and a restart gives each server the ID
-//! it had. IDs are matched to servers by address, within an upstream
-//! block for `dyups_upstream_conf`; a line whose comment is not exactly
+//! it had. IDs are matched to servers by address, each line's to one
+//! server in the file's order, within an upstream block for
+//! `dyups_upstream_conf`; a line whose comment is not exactly
 //! that is read as before, without an ID.
 //!
 //! A file is text anyone can edit: an ID above [`MAX_ID`] is ignored, and
@@ -70,13 +71,20 @@ fn kept(all: &[Found], i: usize) -> bool {
 /// Gives `servers` (of the block `upstream`, None for a
 /// `dynamic_state_file`) the IDs the lines of `text` carry (see the module
 /// comment for the IDs it does not give).
+/// Each line's ID goes to one server: the servers (in the file's order)
+/// take the lines of their address in order, so that a server given twice,
+/// or an address both primary and backup, keeps the IDs its lines carry.
 pub fn attach(text: &str, upstream: Option<&str>, servers: &mut [ServerSpec]) {
     let all = ids_in(text);
+    let mut used = vec![false; all.len()];
     for server in servers.iter_mut() {
-        server.id = (0..all.len())
-            .find(|&i| same_block(all[i].upstream.as_deref(), upstream) && all[i].address == server.address)
-            .filter(|&i| kept(&all, i))
-            .map(|i| all[i].id);
+        let line = (0..all.len()).find(|&i| {
+            !used[i] && same_block(all[i].upstream.as_deref(), upstream) && all[i].address == server.address
+        });
+        if let Some(i) = line {
+            used[i] = true;
+        }
+        server.id = line.filter(|&i| kept(&all, i)).map(|i| all[i].id);
     }
 }
 
@@ -100,6 +108,14 @@ pub fn problems(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_given_twice_keeps_both_ids() {
+        let text = "server 127.0.0.1:1; # id=0\nserver 127.0.0.1:1; # id=1\nserver 127.0.0.1:2; # id=2\n\
+                    server 127.0.0.1:2 backup; # id=3\n";
+        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3)]);
+    }
     use crate::state::{parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry};
 
     fn spec(addr: &str, id: Option<u64>) -> ServerSpec {
