@@ -332,12 +332,37 @@ impl<'c> ZoneUpstream<'c> {
         self.upstream.resolves_primary()
     }
 
-    /// What its lists may hold after a change.
-    fn list_limits(&self) -> ListLimits {
+    /// What its lists may hold after a change. `random` (and `random two`)
+    /// take one backup at most, only where the configuration wrote one
+    /// before their line: with two or more, nginx's random balancer peeks
+    /// into the backup list through its table of the primaries once they
+    /// fail, past that table's end (nginx 1.28.3, review 12: its workers
+    /// crash holding the peers' lock, and every worker after them hangs).
+    pub fn list_limits(&self) -> ListLimits {
+        let max_peers = self.max_peers_per_list();
+        let max_backups = match self.balancer() {
+            Balancer::Random | Balancer::RandomTwo { .. } => max_peers.min(1),
+            _ => max_peers,
+        };
         ListLimits {
-            max_peers: self.max_peers_per_list(),
+            max_peers,
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
+            max_backups,
         }
+    }
+
+    /// The answer to a change after which its backup list would hold more
+    /// than `max` servers, the most its balancer takes.
+    pub fn backup_limit(&self, max: usize) -> ApiError {
+        ApiError::bad_request(
+            "backup_limit",
+            format!(
+                "upstream \"{}\" uses the {} balancer, which takes at most {max} backup server (with more, nginx's \
+                 random balancer reads past its table once the primary servers fail, and its workers crash)",
+                self.name(),
+                self.balancer().name()
+            ),
+        )
     }
 
     /// The answer to a change after which the primary servers' weights
@@ -652,6 +677,7 @@ impl<'c> ZoneUpstream<'c> {
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::TableTooBig { total } => self.table_too_big(total),
+            Refusal::BackupLimit(max) => self.backup_limit(max),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
@@ -681,9 +707,16 @@ impl<'c> ZoneUpstream<'c> {
             return self.restore_parameters(servers);
         }
         // A configuration's backup servers come back as they were written
-        // (nginx accepts them before a balancer that does not allow them).
-        if servers.iter().any(|s| s.backup) && !self.balancer().allows_backup() && !self.upstream.configures_backup() {
+        // (nginx accepts them before a balancer that does not allow them),
+        // as many as the balancer takes.
+        let backups = servers.iter().filter(|s| s.backup).count();
+        if backups > 0 && !self.balancer().allows_backup() && !self.upstream.configures_backup() {
             return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
+        }
+        if let (max, true) = self.list_limits().of_list(true) {
+            if backups > max {
+                return Err(self.backup_limit(max).text);
+            }
         }
         // The configuration's servers, kept aside (before the locks) to be
         // rebuilt if the state's do not fit: as specs, with their `server`

@@ -89,7 +89,7 @@ impl From<ApiError> for PlusError {
             "zone_full" | "too_many_peers" => (507, "UpstreamOutOfMemory".to_string()),
             "no_zone" => (400, "UpstreamStatic".to_string()),
             "last_peer" => (400, "UpstreamServerImmutable".to_string()),
-            "backup_not_allowed" => (400, "UpstreamNoBackup".to_string()),
+            "backup_not_allowed" | "backup_limit" => (400, "UpstreamNoBackup".to_string()),
             "weight_total" | "chash_table" => (400, "UpstreamBadWeight".to_string()),
             "invalid_address" => (400, "UpstreamBadAddress".to_string()),
             other => (e.status, camel_case(other)),
