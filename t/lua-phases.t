@@ -580,7 +580,7 @@ if (!$pid) {
     open STDERR, '>', "$dir/logs/stderr.log";
     exec $NginxTest::BINARY, '-p', "$dir/", '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
 }
-my $inits = sub { open my $fh, '<', "$dir/logs/error.log" or return (); grep { /INIT: / } <$fh> };
+my $inits = sub { open my $fh, '<', "$dir/logs/error.log" or return wantarray ? () : 0; grep { /INIT: / } <$fh> };
 ok(poll_until(sub { $inits->() == 1 }, 5, 'init_by_lua at start'), 'init_by_lua ran at start');
 ok(poll_until(sub { (http_get("http://127.0.0.1:$p3/dynamic?upstream=backends")->{body} // '') eq "server 127.0.0.1:$p4;\n" },
               5, 'serving'), 'serving');
