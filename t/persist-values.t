@@ -305,7 +305,7 @@ if (nginx_at_least('1.27.3')) {
 }
 is(http_get('/x')->{status}, 200, 'traffic flows');
 
-=== TEST 10: random with a backup written before it takes that one backup and no second, through every API and from a state file (nginx 1.28's random reads past its table with two backups once the primaries fail: its workers crashed holding the peers' lock)
+=== TEST 10: random with a backup written before it keeps that backup, and takes no other, through every API and from a state file (nginx 1.28's random reads past its table with two backups once the primaries fail: its workers crashed holding the peers' lock)
 --- http_config
 upstream backends {
     zone zone_for_backends 128k;
@@ -322,20 +322,22 @@ location / { proxy_pass http://backends; }
 --- perl
 my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
 my $before = main::verbose();
-my $reason = "upstream \"backends\" uses the random balancer, which takes at most 1 backup server (with more, nginx's random balancer reads past its table once the primary servers fail, and its workers crash)";
+my $reason = "upstream \"backends\" uses the random balancer, which takes no backup server but its configuration's (with more, nginx's random balancer reads past its table once the primary servers fail, and its workers crash)";
 my $r = http_get("/dynamic?upstream=backends&add=&backup=&server=127.0.0.1:$p3");
-if (nginx_at_least('1.27.3')) {
-    is("$r->{status} $r->{body}", "400 400 Bad Request: $reason\n", 'a second backup: 400 with the reason');
-    main::plus_error(http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p3","backup":true})),
-                     400, 'UpstreamNoBackup', $reason, 'Plus API POST of a second backup');
-    main::plus_error(http('PUT', '/api/9/http/upstreams/backends/servers',
-                          qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2","backup":true},{"server":"127.0.0.1:$p3","backup":true}])),
-                     400, 'UpstreamNoBackup', $reason, 'Plus API PUT with two backups');
-    my $put = http('PUT', '/api/9/http/upstreams/backends/servers', http_get('/api/9/http/upstreams/backends/servers')->{body});
-    is($put->{status}, 200, 'a PUT of what GET lists (one backup): 200') or diag($put->{body});
-} else {
-    is($r->{status}, 409, 'before 1.27.3 random takes no added server at all: 409');
+is("$r->{status} $r->{body}", "400 400 Bad Request: $reason\n", 'a second backup: 400 with the reason');
+main::plus_error(http('POST', '/api/9/http/upstreams/backends/servers', qq({"server":"127.0.0.1:$p3","backup":true})),
+                 400, 'UpstreamNoBackup', $reason, 'Plus API POST of a second backup');
+for my $put ([qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2","backup":true},{"server":"127.0.0.1:$p3","backup":true}]), 'two backups'],
+             [qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p3","backup":true}]), 'another backup instead']) {
+    my $r = http('PUT', '/api/9/http/upstreams/backends/servers', $put->[0]);
+    if (nginx_at_least('1.27.3')) {
+        main::plus_error($r, 400, 'UpstreamNoBackup', $reason, "Plus API PUT with $put->[1]");
+    } else {
+        is($r->{status}, 409, "Plus API PUT with $put->[1]: 409 (random takes no other set before 1.27.3)");
+    }
 }
+my $put = http('PUT', '/api/9/http/upstreams/backends/servers', http_get('/api/9/http/upstreams/backends/servers')->{body});
+is($put->{status}, 200, 'a PUT of what GET lists (the configuration\'s backup): 200') or diag($put->{body});
 is(main::verbose(), $before, 'the servers are as configured');
 is(http_get('/x')->{body}, "backup\n", 'the primary fails: the backup serves, no worker crashes') for 1 .. 3;
 
@@ -343,7 +345,7 @@ main::spew(main::state_file(), $main::HEADER . "server 127.0.0.1:$p1;\nserver 12
 nginx_restart();
 if (nginx_at_least('1.27.3')) {
     like(error_log_text(), qr/\[error\].*dynamic_state_file "[^"]*backends\.state" for upstream "backends": \Q$reason\E: the configuration's servers are used/,
-         'a state file with two backups is not restored: [error] with the reason');
+         'a state file with a backup the configuration has not is not restored: [error] with the reason');
 } else {
     like(error_log_text(), qr/\[error\].*dynamic_state_file "[^"]*backends\.state" for upstream "backends": its servers differ from the configuration's/,
          'before 1.27.3 a different set is not restored');

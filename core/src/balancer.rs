@@ -97,6 +97,11 @@ impl Balancer {
         }
     }
 
+    /// `random` or `random two`.
+    pub fn is_random(&self) -> bool {
+        matches!(self, Balancer::Random | Balancer::RandomTwo { .. })
+    }
+
     pub fn allows_backup(&self) -> bool {
         match self {
             Balancer::RoundRobin | Balancer::LeastConn => true,

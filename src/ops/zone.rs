@@ -202,7 +202,6 @@ fn lists_refused(zone: &ZoneUpstream, refused: ListsRefused) -> ApiError {
             total_weight_error(&format!("upstream \"{}\"'s {} servers", zone.name(), which(backup)), "would total"),
         ),
         ListsRefused::TableTooBig { total } => zone.table_too_big(total),
-        ListsRefused::BackupLimit { max } => zone.backup_limit(max),
         ListsRefused::NoPrimary => {
             ApiError::bad_request("invalid_body", format!("upstream \"{}\" would have no primary server", zone.name()))
         }
@@ -210,16 +209,15 @@ fn lists_refused(zone: &ZoneUpstream, refused: ListsRefused) -> ApiError {
 }
 
 /// What the desired list must satisfy whatever the current one is.
+/// (Backup servers are checked by the replace, which knows the ones it
+/// adds: a PUT may keep the backups a configuration wrote before a balancer
+/// line, as GET lists them.)
 fn check_list(zone: &ZoneUpstream, desired: &[ServerSpec]) -> Result<(), ApiError> {
-    zone.check_balancer_allows(false, desired.iter().any(|s| s.backup))?;
-    let limits = zone.list_limits();
     for backup in [false, true] {
         let list = || desired.iter().filter(move |s| s.backup == backup);
-        let count = list().count();
-        match limits.of_list(backup) {
-            (max, true) if count > max => return Err(lists_refused(zone, ListsRefused::BackupLimit { max })),
-            (max, _) if count > max => return Err(lists_refused(zone, ListsRefused::TooMany { backup, count, max })),
-            _ => {}
+        let (count, max) = (list().count(), zone.max_peers_per_list());
+        if count > max {
+            return Err(lists_refused(zone, ListsRefused::TooMany { backup, count, max }));
         }
         if checked_total_weight(list().map(|s| s.weight)).is_none() {
             return Err(lists_refused(zone, ListsRefused::WeightTotal { backup }));

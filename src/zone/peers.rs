@@ -56,8 +56,6 @@ pub enum Refusal {
     TableTooBig {
         total: u64,
     },
-    /// The backup list holds the most peers the balancer takes there.
-    BackupLimit(usize),
     /// nginx's resolver made this peer (`server NAME resolve`).
     Resolved,
 }
@@ -101,20 +99,6 @@ pub struct ListLimits {
     /// The primary peers' total weight, for a change that raises it: the
     /// balancer's own limit (`Balancer::max_primary_weight`).
     pub max_primary_weight: u64,
-    /// Peers of the backup list: `max_peers`, but where the balancer takes
-    /// fewer (`ZoneUpstream::list_limits`).
-    pub max_backups: usize,
-}
-
-impl ListLimits {
-    /// The most peers the list (the backup list?) may hold, and whether
-    /// that is the balancer's backup limit rather than the bitmaps'.
-    pub fn of_list(&self, backup: bool) -> (usize, bool) {
-        match backup {
-            true if self.max_backups < self.max_peers => (self.max_backups, true),
-            _ => (self.max_peers, false),
-        }
-    }
 }
 
 /// Changes the parameters of the peer `target`, under both write locks.
@@ -251,10 +235,8 @@ pub fn add_locked(
         false => lists.primary().number(),
         true => lists.list(true).map_or(0, |backup| backup.number()),
     };
-    match limits.of_list(spec.backup) {
-        (max, true) if list_len >= max => return Err(Refusal::BackupLimit(max)),
-        (max, _) if list_len >= max => return Err(Refusal::ListFull(list_len)),
-        _ => {}
+    if list_len >= limits.max_peers {
+        return Err(Refusal::ListFull(list_len));
     }
     check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), limits.max_primary_weight)?;
 
@@ -343,8 +325,6 @@ pub enum Lost {
 pub enum ListsRefused {
     /// The list would hold more peers than the requests' `tried` bitmaps.
     TooMany { backup: bool, count: usize, max: usize },
-    /// The backup list would hold more peers than the balancer takes.
-    BackupLimit { max: usize },
     /// Its weights would total more than nginx's balancers add up.
     WeightTotal { backup: bool },
     /// The primary servers' weights would total `total`, more than the
@@ -412,10 +392,8 @@ pub unsafe fn replace_locked(
             count_peer(new_weight.unwrap_or(peer.weight()));
         }
         added.iter().filter(|(spec, _)| spec.backup == backup).for_each(|(spec, _)| count_peer(spec.weight));
-        match limits.of_list(backup) {
-            (max, true) if count > max => return Err(Lost::Refused(ListsRefused::BackupLimit { max })),
-            (max, _) if count > max => return Err(Lost::Refused(ListsRefused::TooMany { backup, count, max })),
-            _ => {}
+        if count > limits.max_peers {
+            return Err(Lost::Refused(ListsRefused::TooMany { backup, count, max: limits.max_peers }));
         }
         let Some(total) = weights else {
             return Err(Lost::Refused(ListsRefused::WeightTotal { backup }));

@@ -332,37 +332,12 @@ impl<'c> ZoneUpstream<'c> {
         self.upstream.resolves_primary()
     }
 
-    /// What its lists may hold after a change. `random` (and `random two`)
-    /// take one backup at most, only where the configuration wrote one
-    /// before their line: with two or more, nginx's random balancer peeks
-    /// into the backup list through its table of the primaries once they
-    /// fail, past that table's end (nginx 1.28.3, review 12: its workers
-    /// crash holding the peers' lock, and every worker after them hangs).
+    /// What its lists may hold after a change.
     pub fn list_limits(&self) -> ListLimits {
-        let max_peers = self.max_peers_per_list();
-        let max_backups = match self.balancer() {
-            Balancer::Random | Balancer::RandomTwo { .. } => max_peers.min(1),
-            _ => max_peers,
-        };
         ListLimits {
-            max_peers,
+            max_peers: self.max_peers_per_list(),
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
-            max_backups,
         }
-    }
-
-    /// The answer to a change after which its backup list would hold more
-    /// than `max` servers, the most its balancer takes.
-    pub fn backup_limit(&self, max: usize) -> ApiError {
-        ApiError::bad_request(
-            "backup_limit",
-            format!(
-                "upstream \"{}\" uses the {} balancer, which takes at most {max} backup server (with more, nginx's \
-                 random balancer reads past its table once the primary servers fail, and its workers crash)",
-                self.name(),
-                self.balancer().name()
-            ),
-        )
     }
 
     /// The answer to a change after which the primary servers' weights
@@ -380,12 +355,35 @@ impl<'c> ZoneUpstream<'c> {
         )
     }
 
+    /// The answer to a backup server added to a `random` (or `random two`)
+    /// upstream whose configuration wrote backups before its line: nginx
+    /// 1.28.3's random peeks into the backup list through its table of the
+    /// primaries once they fail, past its end (review 12: the worker dies
+    /// holding the peers' lock, every worker after it hangs). Its
+    /// configuration's own backups stay; no API or state file adds one
+    /// (a DNS answer to a `resolve backup` line may add peers later).
+    pub fn backup_limit(&self) -> ApiError {
+        ApiError::bad_request(
+            "backup_limit",
+            format!(
+                "upstream \"{}\" uses the {} balancer, which takes no backup server but its configuration's (with \
+                 more, nginx's random balancer reads past its table once the primary servers fail, and its \
+                 workers crash)",
+                self.name(),
+                self.balancer().name()
+            ),
+        )
+    }
+
     /// Refuses changes the upstream's balancer cannot follow at run time.
     /// Backup servers are allowed where the balancer has them, and where
     /// the configuration wrote one before a balancer line that has none
     /// (nginx keeps it in a backup list, which its state file restores).
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
+        if backup && !balancer.allows_backup() && self.upstream.configures_backup() && balancer.is_random() {
+            return Err(self.backup_limit());
+        }
         if backup && !balancer.allows_backup() && !self.upstream.configures_backup() {
             return Err(ApiError::bad_request(
                 "backup_not_allowed",
@@ -677,7 +675,6 @@ impl<'c> ZoneUpstream<'c> {
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::TableTooBig { total } => self.table_too_big(total),
-            Refusal::BackupLimit(max) => self.backup_limit(max),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
                 total_weight_error(
@@ -707,21 +704,19 @@ impl<'c> ZoneUpstream<'c> {
             return self.restore_parameters(servers);
         }
         // A configuration's backup servers come back as they were written
-        // (nginx accepts them before a balancer that does not allow them),
-        // as many as the balancer takes.
+        // (nginx accepts them before a balancer that does not allow them);
+        // under random, no more than the configuration's own static ones.
         let backups = servers.iter().filter(|s| s.backup).count();
         if backups > 0 && !self.balancer().allows_backup() && !self.upstream.configures_backup() {
             return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
-        }
-        if let (max, true) = self.list_limits().of_list(true) {
-            if backups > max {
-                return Err(self.backup_limit(max).text);
-            }
         }
         // The configuration's servers, kept aside (before the locks) to be
         // rebuilt if the state's do not fit: as specs, with their `server`
         // text exactly (so the rebuilt blocks have the sizes of the freed).
         let current = self.static_peers();
+        if self.balancer().is_random() && backups > current.iter().filter(|p| p.backup).count() {
+            return Err(self.backup_limit().text);
+        }
         // The balancer's limit, as the APIs keep it: a file may not raise
         // the configuration's primary total past it (a file written under
         // round robin, the upstream since made `hash ... consistent`).
