@@ -333,7 +333,7 @@ impl<'c> ZoneUpstream<'c> {
     }
 
     /// What its lists may hold after a change.
-    pub fn list_limits(&self) -> ListLimits {
+    fn list_limits(&self) -> ListLimits {
         ListLimits {
             max_peers: self.max_peers_per_list(),
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
@@ -362,7 +362,7 @@ impl<'c> ZoneUpstream<'c> {
     /// holding the peers' lock, every worker after it hangs). Its
     /// configuration's own backups stay; no API or state file adds one
     /// (a DNS answer to a `resolve backup` line may add peers later).
-    pub fn backup_limit(&self) -> ApiError {
+    fn backup_limit(&self) -> ApiError {
         ApiError::bad_request(
             "backup_limit",
             format!(
