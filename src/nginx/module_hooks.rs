@@ -28,7 +28,7 @@ use crate::nginx::conf::{LocConf, MainConf};
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::{content_handler, RequestHandler};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
-use crate::nginx::process::{mark_exited, note_nginx_thread, set_served_cycle, InitModuleWindow};
+use crate::nginx::process::{clear_served_cycle, mark_exited, note_nginx_thread, set_served_cycle};
 use crate::nginx::upstreams::{str_lossy, Upstream};
 
 /// What the module does at each step of a cycle's life.
@@ -352,7 +352,7 @@ unsafe fn run_cycle_hook(cycle: *mut ngx_cycle_t, hook: impl FnOnce(Cycle<'_>)) 
 pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // Nothing of the running cycle is reachable while the new one's
     // init_module runs (the running process's, under `master_process off`).
-    let _window = InitModuleWindow::open();
+    clear_served_cycle();
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
     let status =

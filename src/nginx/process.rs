@@ -19,54 +19,38 @@ pub fn mark_started() {
     STARTED.store(true, Ordering::Relaxed);
 }
 
-/// Set while a cycle's init_module runs. Under `master_process off` a
-/// reload's init_module runs in the process that serves requests, whose
-/// running cycle (`ngx_cycle`) is still the old one, about to be freed: a
-/// zone or registry of the running cycle taken there would outlive it
-/// (review 10: the health zone kept there, a segfault at the second
-/// reload). init_module works with the new cycle it is lent.
-static IN_INIT_MODULE: AtomicBool = AtomicBool::new(false);
-
-/// While alive, [`in_running_process`] answers false: made around a
-/// cycle's init_module, dropped after it (a panic included: nginx's hook
-/// catches it inside).
-pub(in crate::nginx) struct InitModuleWindow(());
-
-impl InitModuleWindow {
-    pub(in crate::nginx) fn open() -> Self {
-        IN_INIT_MODULE.store(true, Ordering::Relaxed);
-        InitModuleWindow(())
-    }
-}
-
-impl Drop for InitModuleWindow {
-    fn drop(&mut self) {
-        IN_INIT_MODULE.store(false, Ordering::Relaxed);
-    }
-}
-
-/// The cycle whose init_module ran last in this process: the one its
-/// workers (forked after) serve, and the one the process of `master_process
-/// off` serves once nginx's reload returns. While that process reads a
-/// reload's configuration, `init_by_lua` runs with nginx's `ngx_cycle`
-/// pointed at the new cycle, not set up yet (review 11): then they differ.
+/// The cycle this process serves: set at the end of each init_module to
+/// its cycle (the one the workers, forked after, serve; the one the process
+/// of `master_process off` serves once nginx's reload returns), and to none
+/// while an init_module runs (under `master_process off` the serving
+/// process runs a reload's, with the old cycle, about to be freed, still in
+/// `ngx_cycle`: a zone taken there would outlive it; review 10). While that
+/// process reads a reload's configuration, `init_by_lua` runs with
+/// `ngx_cycle` pointed at the new cycle, not set up yet (review 11): then
+/// the two differ too.
 static SERVED_CYCLE: AtomicUsize = AtomicUsize::new(0);
 
-/// At the end of init_module, with its cycle.
+/// init_module begins: no cycle is served until it ends.
+pub(in crate::nginx) fn clear_served_cycle() {
+    SERVED_CYCLE.store(0, Ordering::Relaxed);
+}
+
+/// init_module ends (a panic included: nginx's hook catches it inside),
+/// with its cycle.
 pub(in crate::nginx) fn set_served_cycle(cycle: *const ngx::ffi::ngx_cycle_t) {
     SERVED_CYCLE.store(cycle as usize, Ordering::Relaxed);
 }
 
 /// Whether the running process has a configured cycle with its shared
 /// zones (a worker, or `master_process off` once started): not the master
-/// while it reads the configuration (`init_by_lua`), no process while a
-/// cycle's init_module runs ([`InitModuleWindow`]), and not while nginx's
-/// `ngx_cycle` is another cycle than the one this process serves (a
-/// reload's `init_by_lua` under `master_process off`).
+/// while it reads the configuration (`init_by_lua`), and not while nginx's
+/// `ngx_cycle` is not the cycle this process serves ([`SERVED_CYCLE`]: none
+/// while an init_module runs; another during a reload's `init_by_lua` under
+/// `master_process off`).
 /// Not on another thread (which would race nginx's reads and writes of
 /// its globals, a reload's among them).
 pub fn in_running_process() -> bool {
-    if !on_nginx_thread() || IN_INIT_MODULE.load(Ordering::Relaxed) {
+    if !on_nginx_thread() {
         return false;
     }
     // SAFETY: plain reads of nginx's process globals, which only this
