@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::health::check_conf::{CheckConf, CheckConfBuilder};
 use crate::health::tokens;
 use crate::json::Json;
-use crate::peer::{Param, ServerSpec};
+use crate::peer::{primary_weight, Param, ServerSpec};
 use crate::render::PeerView;
 
 /// Longest upstream name (a host name).
@@ -229,7 +229,7 @@ pub fn finish(
 /// worker may fail to allocate it (the upstream would answer 502 there),
 /// and building it costs every worker time.
 fn check_chash_table(servers: &[ServerSpec]) -> Result<(), ApiError> {
-    let total: u64 = servers.iter().filter(|s| !s.backup).map(|s| s.weight).fold(0, u64::saturating_add);
+    let total = primary_weight(servers);
     if total <= MAX_CHASH_WEIGHT {
         return Ok(());
     }

@@ -46,6 +46,12 @@ pub const CONFIG_MAX: u64 = i64::MAX as u64;
 /// they cannot fault.)
 pub const MAX_TOTAL_WEIGHT: u64 = (i64::MAX / 4) as u64;
 
+/// The primary servers' total weight (saturating: a table size, not
+/// nginx's sum, which [`checked_total_weight`] checks).
+pub fn primary_weight(servers: &[ServerSpec]) -> u64 {
+    servers.iter().filter(|s| !s.backup).map(|s| s.weight).fold(0, u64::saturating_add)
+}
+
 /// The total of `weights` if it is at most [`MAX_TOTAL_WEIGHT`]. Neither
 /// allocates nor panics: it is computed under the peers locks.
 pub fn checked_total_weight(weights: impl IntoIterator<Item = u64>) -> Option<u64> {

@@ -5,6 +5,7 @@
 
 use core::marker::PhantomData;
 
+use dynamic_upstream_core::Balancer;
 use ngx::ffi::{ngx_http_upstream_main_conf_t, ngx_http_upstream_srv_conf_t, ngx_str_t, NGX_HTTP_UPSTREAM_CREATE};
 
 use crate::nginx::process::in_running_process;
@@ -312,6 +313,13 @@ impl<'c> Upstream<'c> {
     /// (`hash`, `ip_hash`, `random`), and keeps it as a backup peer.
     pub fn configures_backup(self) -> bool {
         self.configured_servers().iter().any(|s| s.backup() != 0)
+    }
+
+    /// Whether backup servers may be in its lists (a state file's, an
+    /// API's) with `balancer`: where the balancer has backups, and where
+    /// the configuration wrote one before a balancer line that has none.
+    pub fn takes_backups(self, balancer: &Balancer) -> bool {
+        balancer.allows_backup() || self.configures_backup()
     }
 
     pub fn name(self) -> String {

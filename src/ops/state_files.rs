@@ -183,7 +183,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
             Some(Err(e)) => return Err(format!("dynamic_state_file \"{shown}\": {e}")),
         };
         let balancer = main.balancers.classify(upstream);
-        if servers.iter().any(|s| s.backup) && !balancer.allows_backup() && !upstream.configures_backup() {
+        if servers.iter().any(|s| s.backup) && !upstream.takes_backups(&balancer) {
             return Err(format!(
                 "dynamic_state_file \"{shown}\": backup servers, but upstream \"{name}\" uses the {} balancer",
                 balancer.name()

@@ -9,7 +9,7 @@ use core::ptr;
 use dynamic_upstream_core::balancer::chash_table_refusal;
 use dynamic_upstream_core::error::human_size;
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckConfBuilder};
-use dynamic_upstream_core::peer::total_weight_error;
+use dynamic_upstream_core::peer::{primary_weight, total_weight_error};
 use dynamic_upstream_core::plus::diff::Plan;
 use dynamic_upstream_core::render::{Change, PeerValues};
 use dynamic_upstream_core::state::{parse_peer_address, specs_of};
@@ -381,10 +381,7 @@ impl<'c> ZoneUpstream<'c> {
     /// (nginx keeps it in a backup list, which its state file restores).
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
-        if backup && !balancer.allows_backup() && self.upstream.configures_backup() && balancer.is_random() {
-            return Err(self.backup_limit());
-        }
-        if backup && !balancer.allows_backup() && !self.upstream.configures_backup() {
+        if backup && !self.upstream.takes_backups(balancer) {
             return Err(ApiError::bad_request(
                 "backup_not_allowed",
                 format!(
@@ -393,6 +390,10 @@ impl<'c> ZoneUpstream<'c> {
                     balancer.name()
                 ),
             ));
+        }
+        // Random takes only the backups its configuration wrote.
+        if backup && balancer.is_random() {
+            return Err(self.backup_limit());
         }
         if changes_set && !balancer.follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return Err(ApiError::conflict("balancer_fixed_at_start", balancer.set_change_refusal(&self.name())));
@@ -707,7 +708,7 @@ impl<'c> ZoneUpstream<'c> {
         // (nginx accepts them before a balancer that does not allow them);
         // under random, no more than the configuration's own static ones.
         let backups = servers.iter().filter(|s| s.backup).count();
-        if backups > 0 && !self.balancer().allows_backup() && !self.upstream.configures_backup() {
+        if backups > 0 && !self.upstream.takes_backups(self.balancer()) {
             return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
         }
         // The configuration's servers, kept aside (before the locks) to be
@@ -720,7 +721,7 @@ impl<'c> ZoneUpstream<'c> {
         // The balancer's limit, as the APIs keep it: a file may not raise
         // the configuration's primary total past it (a file written under
         // round robin, the upstream since made `hash ... consistent`).
-        let wanted = servers.iter().filter(|s| !s.backup).map(|s| s.weight).fold(0, u64::saturating_add);
+        let wanted = primary_weight(servers);
         if wanted > self.list_limits().max_primary_weight {
             let weight = |p: &PeerView| u64::try_from(p.weight).unwrap_or(0);
             let configured = current.iter().filter(|p| !p.backup).map(weight).fold(0, u64::saturating_add);
