@@ -480,7 +480,8 @@ impl<'z> Dyups<'z> {
     /// Whether the registry is new (a fresh zone: first start, or a reload
     /// that changed the zone's size) and so should be loaded from the file.
     /// Marks a new one loaded (one loaded in part stays so: a reload that
-    /// keeps the zone does not read the file again). In init_module (the master's, before its workers).
+    /// keeps the zone does not read the file again). In init_module (the
+    /// master's, before its workers).
     pub fn take_first_load(&self, _init: &InitModule) -> bool {
         // SAFETY: in init_module, whose process alone reaches the new
         // cycle's registry then: the master before it forks the workers (or

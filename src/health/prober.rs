@@ -178,8 +178,12 @@ fn release_unchecked_runtime(health: Option<HealthZone>) {
     let section = ReadSection::new(&dyups);
     let (_, records) = dyups.records(&section);
     for record in records.iter().filter(|r| !r.deleted) {
+        let names = record.health_down_names();
+        if names.is_empty() {
+            continue;
+        }
         let key = record.name.to_ascii_lowercase();
-        for name in record.health_down_names() {
+        for name in names {
             if !health.is_some_and(|h| h.has_runtime_slot(key.as_bytes(), &name)) {
                 record.clear_health(&name);
             }

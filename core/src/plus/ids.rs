@@ -70,10 +70,10 @@ fn kept(all: &[Found], i: usize) -> bool {
 
 /// Gives `servers` (of the block `upstream`, None for a
 /// `dynamic_state_file`) the IDs the lines of `text` carry (see the module
-/// comment for the IDs it does not give).
-/// Each line's ID goes to one server: the servers (in the file's order)
-/// take the lines of their address in order, so that a server given twice,
-/// or an address both primary and backup, keeps the IDs its lines carry.
+/// comment for the IDs it does not give). Each line's ID goes to one
+/// server: the servers (in the file's order) take the lines of their
+/// address in order, so that a server given twice, or an address both
+/// primary and backup, keeps the IDs its lines carry.
 pub fn attach(text: &str, upstream: Option<&str>, servers: &mut [ServerSpec]) {
     let all = ids_in(text);
     let mut used = vec![false; all.len()];
@@ -108,14 +108,6 @@ pub fn problems(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_server_given_twice_keeps_both_ids() {
-        let text = "server 127.0.0.1:1; # id=0\nserver 127.0.0.1:1; # id=1\nserver 127.0.0.1:2; # id=2\n\
-                    server 127.0.0.1:2 backup; # id=3\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
-        assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3)]);
-    }
     use crate::state::{parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry};
 
     fn spec(addr: &str, id: Option<u64>) -> ServerSpec {
@@ -145,6 +137,14 @@ mod tests {
             .map(|s| ServerSpec { id: None, ..s })
             .collect();
         assert_eq!(Some(plain), parse_server_state(&without, false).unwrap());
+    }
+
+    #[test]
+    fn a_server_given_twice_keeps_both_ids() {
+        let text = "server 127.0.0.1:1; # id=0\nserver 127.0.0.1:1; # id=1\nserver 127.0.0.1:2; # id=2\n\
+                    server 127.0.0.1:2 backup; # id=3\n";
+        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3)]);
     }
 
     #[test]
