@@ -55,7 +55,7 @@ is(main::verbose(), $down, 'after the reload: the same');
 
 
 
-=== TEST 2: a state file with more servers than the zone holds: nothing is restored, the configuration's servers stay intact, and [error] says so
+=== TEST 2: a state file with more servers than the zone holds: nothing is restored, the configuration's servers stay intact, [error] says so, and changes answer 500 leaving the file byte for byte (the next change used to overwrite it with the configuration's servers); a reload with a larger zone restores it and changes work again
 --- http_config
 upstream backends {
     zone zone_for_backends 32k;
@@ -70,6 +70,7 @@ server {
 }
 --- config
 location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
 location / { proxy_pass http://backends; }
 --- perl
 my ($p1, $p2) = (port(1), port(2));
@@ -85,9 +86,30 @@ my %ports;
 $ports{ http_get('/')->{body} }++ for 1 .. 6;
 is_deeply(\%ports, { "$p1\n" => 6 }, 'traffic goes to the primary of the configuration');
 like(error_log_text(),
-     qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": zone "zone_for_backends" \(32k\) has no room for the state's 301 servers; nothing was restored: the configuration's servers are used \(the next change through the API writes them to the file\)/,
+     qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": zone "zone_for_backends" \(32k\) has no room for the state's 301 servers; nothing was restored: the configuration's servers are used, and changes to the upstream are refused until the file is restored \(the next change would overwrite it\): fix the cause \(or delete the file\), then reload nginx/,
      '[error] says exactly that');
 is(main::slurp($path), $file, 'the file is left as it was');
+
+my $reason = "dynamic_state_file \"$path\" was not restored at start (the error log says why): changes to upstream "
+           . "\"backends\" are refused so that the file keeps its servers; fix the cause (or delete the file to use "
+           . "the configuration's servers), then reload nginx";
+my $r = http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&weight=2");
+is("$r->{status} $r->{body}", "500 500 Internal Server Error: $reason\n", 'a change through the query API: 500 with the reason');
+main::plus_error(http('PATCH', '/api/9/http/upstreams/backends/servers/0', '{"weight": 2}'), 500,
+                 'StateFileNotRestored', $reason, 'a change through the NGINX Plus API');
+is(main::verbose(), $config, 'nothing changed');
+is(main::slurp($path), $file, 'the file is still byte for byte as it was');
+
+my $conf = main::slurp(conf_file());
+$conf =~ s/zone zone_for_backends 32k;/zone zone_for_backends 256k;/ or die 'no zone line';
+main::spew(conf_file(), $conf);
+ok(eval { nginx_reload(); 1 }, 'a reload with a larger zone') or diag($@);
+ok(poll_until(sub { (split /\n/, main::verbose())[0] eq "server 127.0.0.1:30001 weight=1 max_fails=1 fail_timeout=10;" }),
+   "the file's servers are restored");
+$r = http_get("/dynamic?upstream=backends&server=127.0.0.1:30001&weight=2");
+is($r->{status}, 200, 'and changes work again') or diag($r->{body});
+like(main::slurp($path), qr/^server 127\.0\.0\.1:30001 weight=2 /m, 'the file holds the change');
+is(scalar(() = main::slurp($path) =~ /^server /mg), 301, 'and all of its 301 servers');
 --- allow_error_log
 has no room for the state's 301 servers
 

@@ -57,7 +57,7 @@ use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::process::testing_configuration;
 use crate::nginx::upstreams::Upstream;
-use crate::zone::upstream::{has_bookkeeping, set_state_path, state_file_of, ZoneUpstream};
+use crate::zone::upstream::{has_bookkeeping, mark_state_not_restored, set_state_path, state_file_of, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
 static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -226,9 +226,11 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
             .map_err(|e| e.text)
             .and_then(|zone| restore_zone_upstream(init, &zone, &path));
         if let Err(text) = restored {
+            mark_state_not_restored(init, upstream);
             log_error(&format!(
-                "{text}: the configuration's servers are used (the next change through the API writes them \
-                 to the file)"
+                "{text}: the configuration's servers are used, and changes to the upstream are refused until the \
+                 file is restored (the next change would overwrite it): fix the cause (or delete the file), then \
+                 reload nginx"
             ));
         }
     }
@@ -326,6 +328,19 @@ impl ChangeGuard {
         };
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
             return Err(ApiError::reloading());
+        }
+        if let (true, Some(path)) = (zone.state_not_restored, &zone.state_path) {
+            return Err(ApiError::new(
+                500,
+                "state_file_not_restored",
+                format!(
+                    "dynamic_state_file \"{}\" was not restored at start (the error log says why): changes to upstream \
+                     \"{}\" are refused so that the file keeps its servers; fix the cause (or delete the file to use \
+                     the configuration's servers), then reload nginx",
+                    path.display(),
+                    zone.name()
+                ),
+            ));
         }
         if let (Some(lock), Some(path)) = (&lock, &zone.state_path) {
             check_claim(lock, path)?;

@@ -58,6 +58,9 @@ pub struct SrvConf {
     max_peers_per_list: usize,
     /// `state_file` resolved against nginx's prefix (at start).
     state_path: Option<std::path::PathBuf>,
+    /// The state file could not be restored at start (its changes are
+    /// refused, so that the next one does not overwrite it).
+    state_not_restored: bool,
     /// The `check*` directives while the block is read, and the checks
     /// they make (postconfiguration).
     pub checks: CheckConfBuilder,
@@ -107,6 +110,7 @@ impl SrvConf {
             original_free: None,
             max_peers_per_list: 0,
             state_path: None,
+            state_not_restored: false,
             checks: CheckConfBuilder::default(),
             check: None,
             hook: None,
@@ -152,6 +156,14 @@ pub fn set_state_path(_init: &InitModule, upstream: Upstream, path: Option<std::
     }
 }
 
+/// init_module: its `dynamic_state_file` could not be restored.
+pub fn mark_state_not_restored(_init: &InitModule, upstream: Upstream) {
+    // SAFETY: written within the call.
+    if let Some(srv) = unsafe { srv_conf_mut(upstream) } {
+        srv.state_not_restored = true;
+    }
+}
+
 /// postconfiguration: makes the upstream's checks from its `check*`
 /// directives; whether it has any, or what is wrong with them.
 pub fn finish_checks(upstream: Upstream) -> Result<bool, String> {
@@ -174,6 +186,8 @@ pub struct ZoneUpstream<'c> {
     state: *mut ZoneState,
     /// Its `dynamic_state_file`, if any.
     pub state_path: Option<std::path::PathBuf>,
+    /// Whether that file could not be restored at start.
+    pub state_not_restored: bool,
     /// Its health checks, if any.
     check: Option<CheckConf>,
     /// Its cycle's health zone (none without checks).
@@ -251,6 +265,7 @@ impl<'c> ZoneUpstream<'c> {
             balancer: srv.balancer.clone(),
             state: srv.state,
             state_path: srv.state_path.clone(),
+            state_not_restored: srv.state_not_restored,
             check: srv.check.clone(),
             health,
         })
