@@ -33,6 +33,12 @@ upstream last {
     dynamic_state_file $TEST_NGINX_DATA_DIR/last.state;
     server 127.0.0.1:$TEST_NGINX_PORT_1;
 }
+upstream handmade {
+    zone handmade 64k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/handmade.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+}
 --- config
 location /api { dynamic_upstream_api write=on; }
 --- perl
@@ -57,6 +63,21 @@ is(NginxTest::Files::slurp(main::state_file('last')) =~ s/^#.*\n//r, $line->($p[
    'the file keeps them');
 nginx_restart();
 is_deeply(main::server_list('last'), ["4294967294 $p[0] w1", "0 $p[1] w1", "1 $p[2] w1"], 'and a restart restores them');
+
+# Lines added by hand without an ID, before lines of the same address that
+# have one: each keeps its place (review 13 F3: each took the next line's
+# ID, the primary the backup's, and a PATCH of ID 7 set the primary down).
+my $weighted = sub { my ($addr, $w, $id, $backup) = @_;
+    "server $addr weight=$w max_fails=1 fail_timeout=10" . ($backup ? ' backup' : '') . ';' . (defined $id ? " # id=$id" : '') . "\n" };
+NginxTest::Files::spew(main::state_file('handmade'), $weighted->($p[0], 5) . $weighted->($p[0], 1, 4)
+                                                   . $weighted->($p[1], 2) . $weighted->($p[1], 1, 7, 1));
+nginx_restart();
+is_deeply(main::server_list('handmade'), ["8 $p[0] w5", "4 $p[0] w1", "9 $p[1] w2", "7 $p[1] w1 backup"],
+          'lines with IDs keep them; the lines without get fresh ones');
+is(http('PATCH', '/api/9/http/upstreams/handmade/servers/7', '{"down":true}')->{status}, 200, 'PATCH 7 down');
+is_deeply(main::server_list('handmade'), ["8 $p[0] w5", "4 $p[0] w1", "9 $p[1] w2", "7 $p[1] w1 down backup"],
+          'the backup that carried ID 7 is down, the primary of its address is not');
+unlike(error_log_text(), qr/handmade\.state.*the ID of/, 'nothing to warn about');
 
 === TEST 2: a server PUT from primary to backup gets a new ID, on run-time and zone upstreams alike
 --- http_config

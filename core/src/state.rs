@@ -87,6 +87,20 @@ pub fn parse_server_state(text: &str, resolved_primaries: bool) -> Result<Option
     Ok(Some(servers))
 }
 
+/// The addresses of the `server` statements of `text` (one line of a
+/// file, for [`crate::plus::ids`]), if it holds only well-formed ones.
+pub(crate) fn server_addresses(text: &str) -> Option<Vec<Address>> {
+    let mut addresses = Vec::new();
+    let read = statements(text, |line, words| match words.split_first() {
+        Some((directive, args)) if directive == "server" => {
+            addresses.push(parse_server_words(args).map_err(|text| StateError { line, text })?.address);
+            Ok(())
+        }
+        _ => Err(StateError { line, text: String::new() }),
+    });
+    read.ok().map(|()| addresses)
+}
+
 /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
 /// [backup] [down]` (the words after `server`); as in nginx, a parameter
 /// given again replaces the earlier one.

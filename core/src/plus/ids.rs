@@ -5,7 +5,8 @@
 //! it had. IDs are matched to servers by address, each line's to one
 //! server in the file's order, within an upstream block for
 //! `dyups_upstream_conf`; a line whose comment is not exactly
-//! that is read as before, without an ID.
+//! that is read as before, without an ID, and keeps its place among the
+//! lines of its address (its server gets a new ID, not the next line's).
 //!
 //! A file is text anyone can edit: an ID above [`MAX_ID`] is ignored, and
 //! of servers given the same ID within a block only the first keeps it;
@@ -14,7 +15,7 @@
 
 use crate::address::Address;
 use crate::peer::ServerSpec;
-use crate::state::parse_server_state;
+use crate::state::server_addresses;
 
 /// What precedes the ID on a server line.
 pub const MARK: &str = "# id=";
@@ -23,19 +24,22 @@ pub const MARK: &str = "# id=";
 /// record ([`crate::plus::stats::word`]); JSON clients read it exactly.
 pub const MAX_ID: u64 = u32::MAX as u64 - 1;
 
-/// An ID found on a line: (line number, upstream block, address, ID),
-/// where the upstream is the name of the `upstream NAME {` block the line
-/// is in (None outside blocks).
+/// A server line: (line number, upstream block, address, the ID its
+/// comment carries), where the upstream is the name of the `upstream NAME
+/// {` block the line is in (None outside blocks). A line holding several
+/// servers gives each its own entry, none with an ID.
 struct Found {
     line: usize,
     upstream: Option<String>,
     address: Address,
-    id: u64,
+    id: Option<u64>,
 }
 
-/// The well-formed ID comments of a file, in order (out-of-range IDs
-/// included: [`attach`] skips them, [`problems`] reports them).
-fn ids_in(text: &str) -> Vec<Found> {
+/// The lines of a file that hold whole server statements, in order, with
+/// their well-formed ID comments (out-of-range IDs included: [`attach`]
+/// skips them, [`problems`] reports them). Lines without an ID are listed
+/// too, so that each keeps its place among the lines of its address.
+fn server_lines(text: &str) -> Vec<Found> {
     let mut upstream: Option<String> = None;
     let mut found = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -44,15 +48,16 @@ fn ids_in(text: &str) -> Vec<Found> {
             upstream = rest.split('{').next().map(|name| name.trim().to_string());
             continue;
         }
-        let Some((statement, id)) = trimmed.rsplit_once(MARK) else { continue };
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let id = id.parse::<u64>().unwrap_or(u64::MAX);
-        if let Ok(Some(servers)) = parse_server_state(statement.trim_end(), true) {
-            if let [server] = servers.as_slice() {
-                found.push(Found { line: n + 1, upstream: upstream.clone(), address: server.address.clone(), id });
+        let (statement, id) = match trimmed.rsplit_once(MARK) {
+            Some((statement, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                (statement.trim_end(), Some(id.parse::<u64>().unwrap_or(u64::MAX)))
             }
+            _ => (trimmed, None),
+        };
+        let Some(addresses) = server_addresses(statement) else { continue };
+        let id = if addresses.len() == 1 { id } else { None };
+        for address in addresses {
+            found.push(Found { line: n + 1, upstream: upstream.clone(), address, id });
         }
     }
     found
@@ -62,10 +67,13 @@ fn same_block(a: Option<&str>, b: Option<&str>) -> bool {
     a.map(str::to_ascii_lowercase) == b.map(str::to_ascii_lowercase)
 }
 
-/// Whether `f` is the first use of its ID within its block (and in range).
-fn kept(all: &[Found], i: usize) -> bool {
+/// The ID of line `i`, if it has one that is in range and not given to an
+/// earlier line of its block.
+fn kept(all: &[Found], i: usize) -> Option<u64> {
     let f = &all[i];
-    f.id <= MAX_ID && !all[..i].iter().any(|g| g.id == f.id && same_block(g.upstream.as_deref(), f.upstream.as_deref()))
+    let id = f.id.filter(|&id| id <= MAX_ID)?;
+    let earlier = all[..i].iter().any(|g| g.id == Some(id) && same_block(g.upstream.as_deref(), f.upstream.as_deref()));
+    (!earlier).then_some(id)
 }
 
 /// Gives `servers` (of the block `upstream`, None for a
@@ -75,7 +83,7 @@ fn kept(all: &[Found], i: usize) -> bool {
 /// address in order, so that a server given twice, or an address both
 /// primary and backup, keeps the IDs its lines carry.
 pub fn attach(text: &str, upstream: Option<&str>, servers: &mut [ServerSpec]) {
-    let all = ids_in(text);
+    let all = server_lines(text);
     let mut used = vec![false; all.len()];
     for server in servers.iter_mut() {
         let line = (0..all.len()).find(|&i| {
@@ -84,18 +92,18 @@ pub fn attach(text: &str, upstream: Option<&str>, servers: &mut [ServerSpec]) {
         if let Some(i) = line {
             used[i] = true;
         }
-        server.id = line.filter(|&i| kept(&all, i)).map(|i| all[i].id);
+        server.id = line.and_then(|i| kept(&all, i));
     }
 }
 
 /// Why IDs of `text` were not given, one line each (empty: all were).
 pub fn problems(text: &str) -> Vec<String> {
-    let all = ids_in(text);
+    let all = server_lines(text);
     (0..all.len())
-        .filter(|&i| !kept(&all, i))
+        .filter(|&i| all[i].id.is_some() && kept(&all, i).is_none())
         .map(|i| {
             let f = &all[i];
-            let why = if f.id > MAX_ID {
+            let why = if f.id > Some(MAX_ID) {
                 format!("is above {MAX_ID}")
             } else {
                 "is given to an earlier server too".to_string()
@@ -145,6 +153,18 @@ mod tests {
                     server 127.0.0.1:2 backup; # id=3\n";
         let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn a_line_without_id_keeps_its_place_among_lines_of_its_address() {
+        // Hand-edited (review 13 F3): each line without an ID used to take
+        // the ID of the next line of its address, a primary a backup's.
+        let text = "server 127.0.0.1:1 weight=5;\nserver 127.0.0.1:1; # id=4\n\
+                    server 127.0.0.1:2 weight=2;\nserver 127.0.0.1:2 backup; # id=7\n\
+                    server 127.0.0.1:3; server 127.0.0.1:3;\nserver 127.0.0.1:3; # id=9\n";
+        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [None, Some(4), None, Some(7), None, None, Some(9)]);
+        assert!(problems(text).is_empty());
     }
 
     #[test]
