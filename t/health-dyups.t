@@ -344,6 +344,17 @@ ok(main::logged(qr/\[error\].*peers are not checked; raise "check_shm_size"/), '
 $b2 = main::backend($p2);
 ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'the server left unchecked takes requests again')
     or diag(explain(main::spread('dy', 10)));
+# Room again: the reload gives the servers their records back, so their
+# checks resume without a replace of the upstream (they used to wait for one).
+%old = map { $_ => 1 } worker_pids();
+main::edit_conf(qr/check_shm_size 32k;/ => 'check_shm_size 1m;');
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'a reload with room: new workers run');
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both servers take requests');
+$b2->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check again');
+$b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'and up when it is back');
 --- allow_error_log
 peers are not checked
 
@@ -364,9 +375,16 @@ ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both serv
 $b2->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check');
 my %old = map { $_ => 1 } worker_pids();
-main::edit_conf(qr/^.*# HEALTHZONE$/m => '');
+main::edit_conf(qr/^.*# HEALTHZONE$/m => '# HEALTHZONE');
 kill 'HUP', master_pid();
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run, without a health zone');
 $b2 = main::backend($p2);
 ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'the server takes requests again')
     or diag(explain(main::spread('dy', 10)));
+# The health zone back: the servers' checks resume without a replace.
+%old = map { $_ => 1 } worker_pids();
+main::edit_conf(qr/^# HEALTHZONE$/m => 'check_shm_size 1m; # HEALTHZONE');
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'a reload with a health zone: new workers run');
+$b2->stop;
+ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check again');

@@ -55,7 +55,9 @@ use crate::nginx::conf::{MainConf, RegistryZone};
 use crate::nginx::layout;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::peer_list::{build_list, free_list, health_down_names, list_peers, quietly, recount, DOWN_HEALTH};
+use crate::nginx::peer_list::{
+    build_list, free_list, health_down_names, list_peers, names_of_fixed_list, quietly, recount, DOWN_HEALTH,
+};
 use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
@@ -303,6 +305,59 @@ impl RecordView<'_> {
     pub fn list(&self) -> *mut ngx_http_upstream_rr_peers_t {
         self.list
     }
+}
+
+/// The registry while [`Dyups::while_write_locked`] holds its lock: no
+/// record or list changes (changes need the lock), so its records and
+/// their current lists are read without a grace-period section (which the
+/// master, whose workers would inherit its slot, must not enter).
+#[derive(Clone, Copy)]
+pub struct WriteHeld<'a, 'z> {
+    dyups: &'a Dyups<'z>,
+}
+
+impl WriteHeld<'_, '_> {
+    /// Whether the registry has a run-time upstream `name` with checks.
+    /// Allocates nothing.
+    pub fn has_checked(self, name: &[u8]) -> bool {
+        // SAFETY: the registry lives as long as its zone; the held lock
+        // keeps its records and their lists (see the type).
+        unsafe { find_record(&*self.dyups.registry, name) }.is_some_and(|record| {
+            // SAFETY: as above.
+            unsafe { checked_list(&*record) }.is_some()
+        })
+    }
+
+    /// The run-time upstreams with checks: each one's name and its peers'
+    /// names. Takes no lock of their lists (a worker killed holding one
+    /// must not hang the master): their peers never change.
+    pub fn checked_servers(self) -> Vec<(String, Vec<Vec<u8>>)> {
+        let mut found = Vec::new();
+        // SAFETY: as in has_checked.
+        let mut record = unsafe { (*self.dyups.registry).records };
+        while !record.is_null() {
+            // SAFETY: as in has_checked.
+            let r = unsafe { &*record };
+            // SAFETY: as in has_checked; a registry list is never edited.
+            if let Some(list) = unsafe { checked_list(r) } {
+                let name = String::from_utf8_lossy(&r.name[..r.name_len]).into_owned();
+                // SAFETY: as above.
+                found.push((name, unsafe { names_of_fixed_list(list) }));
+            }
+            record = r.next;
+        }
+        found
+    }
+}
+
+/// The current list of `record` if it is live and checked.
+///
+/// # Safety
+/// The registry's lock is held (the record and its list stay).
+unsafe fn checked_list(record: &Record) -> Option<*mut ngx_http_upstream_rr_peers_t> {
+    // SAFETY: per the contract; the text never changes.
+    let checked = !record.deleted && !record.peers.is_null() && !unsafe { check_text(record.peers) }.is_empty();
+    checked.then_some(record.peers)
 }
 
 /// The module's zone of the running cycle, inherited by the workers. Set
@@ -579,31 +634,19 @@ impl<'z> Dyups<'z> {
 
     /// Runs `f` holding the registry's lock (the master, moving the
     /// health records in init_module: no change of a worker can be half
-    /// done meanwhile), with a test of whether the registry has a run-time
-    /// upstream of that name with checks. A lock that a running process
-    /// keeps for over a second (one stuck) is given up on: `f` runs without
-    /// it.
-    pub fn while_write_locked<T>(&self, f: impl FnOnce(&dyn Fn(&[u8]) -> bool) -> T) -> T {
-        // Walks the records, which the lock keeps still; allocates nothing.
-        let checked = |name: &[u8]| {
-            // SAFETY: the registry lives as long as the zone; see above.
-            unsafe { find_record(&*self.registry, name) }.is_some_and(|record| {
-                // SAFETY: a record of the registry, and its list, live while
-                // it holds them.
-                unsafe { !(*record).deleted && !(*record).peers.is_null() && !check_text((*record).peers).is_empty() }
-            })
-        };
+    /// done meanwhile), with the registry as the lock keeps it. A lock that
+    /// a running process keeps for over a second (one stuck) is given up
+    /// on: `f` runs without it, and gets None.
+    pub fn while_write_locked<T>(&self, f: impl FnOnce(Option<WriteHeld<'_, 'z>>) -> T) -> T {
         if let Some(held) = self.registry_lock().hold_within(Duration::from_secs(1)) {
             let _held = self.repaired(held);
-            return f(&checked);
+            return f(Some(WriteHeld { dyups: self }));
         }
-        // Not taken: the records may change under a walk, so none is made
-        // (every name counts as checked; the workers free what is not).
         crate::nginx::log::log(
             ngx::ffi::NGX_LOG_WARN,
             "dynamic upstream: the upstream registry stayed locked for 1 s; health records moved without it",
         );
-        f(&|_| true)
+        f(None)
     }
 
     /// Runs `f` holding the registry's lock: no change can be made

@@ -171,8 +171,9 @@ pub fn start(cycle: Cycle<'_>) {
 /// zone, or gave it a size too small for them) are no longer checked: the
 /// health bit a check set on their peers is cleared, else they would stay
 /// down for good (the workers of the previous configuration no longer
-/// apply their zone's results: see [`apply`]). Their checks resume at the
-/// upstream's next replace. Every worker does it: the same result.
+/// apply their zone's results: see [`apply`]). Their checks resume with
+/// the next cycle whose zone has room ([`resume_runtime_checks`]), or at
+/// the upstream's next replace. Every worker does it: the same result.
 fn release_unchecked_runtime(health: Option<HealthZone>) {
     let Some(dyups) = Dyups::get() else { return };
     let section = ReadSection::new(&dyups);
@@ -217,11 +218,42 @@ pub fn set_zone(init: &InitModule) -> usize {
     // changing a run-time upstream either did before (its records move) or
     // finds the old records superseded under it and answers 503. Records
     // of run-time upstreams the registry no longer has (a reload that
-    // replaced it) stay behind.
+    // replaced it) stay behind. Without the lock (held by a stuck process),
+    // every run-time upstream's records move (the workers free what the
+    // registry does not check).
     match Dyups::of_new_cycle(init) {
-        Some(dyups) => dyups.while_write_locked(set),
+        Some(dyups) => dyups.while_write_locked(|held| match held {
+            Some(held) => set(&|name| held.has_checked(name)),
+            None => set(&|_| true),
+        }),
         None => set(&|_| false),
     }
+}
+
+/// init_module (master, once the configuration's peers have their slots:
+/// they come first, as in [`set_zone`]): gives every server of a checked
+/// run-time upstream that has no slot one, so that its checks resume with
+/// this cycle. A previous reload left such servers unchecked (a zone too
+/// small for them, or none at all) and its workers cleared the down their
+/// checks had set ([`release_unchecked_runtime`]); their checks start up
+/// (not `default_down`: they took requests meanwhile), due at once, and
+/// each new worker applies that to their peers at its first tick (see
+/// [`apply`]). Returns how many are still left without a slot (no room),
+/// None without a registry or when its lock stayed held.
+fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Option<usize> {
+    let dyups = Dyups::of_new_cycle(init)?;
+    // Under the registry's lock, under which run-time slots are claimed:
+    // no change of an old worker runs meanwhile.
+    dyups.while_write_locked(|held| {
+        let mut unchecked = 0;
+        for (upstream, peers) in held?.checked_servers() {
+            let key = upstream.to_ascii_lowercase();
+            for name in peers {
+                unchecked += usize::from(!health.ensure_runtime_slot(key.as_bytes(), &name, Counters::new(false), now));
+            }
+        }
+        Some(unchecked)
+    })
 }
 
 /// init_module (master, after the state files were restored): gives
@@ -271,11 +303,12 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             health.free(index);
         }
     }
-    if unchecked > 0 || not_carried > 0 {
+    let runtime_unchecked = resume_runtime_checks(init, health, now).unwrap_or(not_carried);
+    if unchecked > 0 || runtime_unchecked > 0 {
         return Err(format!(
             "the health zone holds {} checked peers: {} peers are not checked; raise \"check_shm_size\"",
             health.len(),
-            unchecked + not_carried
+            unchecked + runtime_unchecked
         ));
     }
     Ok(())

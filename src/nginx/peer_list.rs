@@ -129,6 +129,32 @@ pub unsafe fn health_down_names(primary: *mut ngx_http_upstream_rr_peers_t) -> V
     snapshots.iter().filter(|s| s.peer.down & DOWN_HEALTH != 0).map(|s| s.name[..s.name_len].to_vec()).collect()
 }
 
+/// The names of the peers of `primary`'s lists (primaries, then backups),
+/// read without their locks: those of a list whose peers never change.
+///
+/// # Safety
+/// `primary` is live for the call, and no peer is added to its lists,
+/// removed or renamed while it lives (a dyups registry list, which is
+/// replaced, never edited).
+pub unsafe fn names_of_fixed_list(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Vec<u8>> {
+    let mut names = Vec::new();
+    // SAFETY: per the contract: the lists, their peers and the peers'
+    // names stay as they are while we read them.
+    unsafe {
+        for list in [primary, (*primary).next] {
+            for peer in peers_of(list) {
+                let name = &(*peer).name;
+                names.push(if name.data.is_null() {
+                    Vec::new()
+                } else {
+                    core::slice::from_raw_parts(name.data, name.len).to_vec()
+                });
+            }
+        }
+    }
+    names
+}
+
 /// # Safety
 /// As for [`list_peers`].
 unsafe fn peer_count(primary: *mut ngx_http_upstream_rr_peers_t) -> usize {

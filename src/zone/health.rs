@@ -413,7 +413,22 @@ impl<'z> HealthZone<'z> {
     pub fn has_runtime_slot(self, upstream: &[u8], name: &[u8]) -> bool {
         // SAFETY: the zone's pool; keys do not change under its mutex.
         let _slab = unsafe { SlabLocked::new(self.pool) };
+        self.has_runtime_slot_locked(upstream, name)
+    }
+
+    fn has_runtime_slot_locked(self, upstream: &[u8], name: &[u8]) -> bool {
         self.slots().any(|(_, s)| s.state.load(Acquire) == LIVE && s.is_runtime() && s.is(upstream, name))
+    }
+
+    /// Gives server `name` of run-time upstream `upstream` (its key: lower
+    /// case) a live slot with `counters`, due at `due`, unless it has one;
+    /// false if it has none (every slot is taken). The caller holds the
+    /// dyups registry's lock, under which run-time slots are claimed.
+    pub fn ensure_runtime_slot(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32) -> bool {
+        // SAFETY: the zone's pool; keys do not change under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        self.has_runtime_slot_locked(upstream, name)
+            || self.claim_locked(0, Key { upstream, name, runtime: true }, counters, due, LIVE).is_some()
     }
 
     /// The live slot of a configuration upstream's peer (`upstream`,
