@@ -13,6 +13,7 @@ use NginxTest::Dyups qw(addr line state proxied proxied_port);
 use NginxTest::Files;
 use NginxTest::Lua;
 use IO::Socket::INET;
+use JSON::PP ();
 use NginxTest::Traffic ();
 
 $ENV{TEST_NGINX_PROXY} = <<'NGINX';
@@ -388,3 +389,47 @@ kill 'HUP', master_pid();
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'a reload with a health zone: new workers run');
 $b2->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check again');
+
+
+
+=== TEST 12: a reload that gives 1200 run-time servers their records back starts their checks spread over a second, and a probe that finds no free connection is retried rather than counted against its server: every server is checked again and none goes down (all came due at once, the worker's connections ran out and 351 of 600 healthy servers went down: review 14)
+--- workers: 1
+--- timeout: 120
+--- http_config
+check_shm_size 1m;
+$TEST_NGINX_PROXY
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    return 200 "$server_port\n";
+}
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- perl
+my @ports = map { port($_) } 1 .. 4;
+my $body = join('', map { "server 127.0.0.1:$_; " } @ports)
+         . 'check interval=30000 rise=1 fall=1 timeout=2000 default_down=false type=tcp;';
+my $posted = grep { http('POST', "/upstream/u$_", $body)->{status} == 200 } 1 .. 300;
+is($posted, 300, '300 run-time upstreams of 4 checked servers');
+my $status = sub {
+    my $s = JSON::PP->new->decode(http_get('/status')->{body})->{servers}{server};
+    my %up = map { $_ => 0 } qw(up down);
+    $up{ $_->{status} }++ for grep { $_->{upstream} =~ /^u\d+$/ } @$s;
+    return "$up{up} up, $up{down} down";
+};
+for my $size ('32k', '1m') {
+    my %old = map { $_ => 1 } worker_pids();
+    main::edit_conf(qr/check_shm_size \w+;/ => "check_shm_size $size;");
+    kill 'HUP', master_pid();
+    ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), "reload to check_shm_size $size");
+}
+ok(poll_until(sub { my $rises = () = http_get('/status')->{body} =~ /"rise": [1-9]/g; $rises >= 1200 }, 10),
+   'every server probed again after the reload with room');
+is($status->(), '1200 up, 0 down', 'all 1200 servers checked and up');
+my $failed = grep { main::proxied_port("u$_") !~ /^\d+$/ } 1 .. 300;
+is($failed, 0, 'every upstream answers');
+--- allow_error_log
+peers are not checked

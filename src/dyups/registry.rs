@@ -328,10 +328,11 @@ impl WriteHeld<'_, '_> {
         })
     }
 
-    /// The run-time upstreams with checks: each one's name and its peers'
-    /// names. Takes no lock of their lists (a worker killed holding one
-    /// must not hang the master): their peers never change.
-    pub fn checked_servers(self) -> Vec<(String, Vec<Vec<u8>>)> {
+    /// The run-time upstreams with checks: each one's name, its checks'
+    /// interval and its peers' names. Takes no lock of their lists (a
+    /// worker killed holding one must not hang the master): their peers
+    /// never change.
+    pub fn checked_servers(self) -> Vec<CheckedServers> {
         let mut found = Vec::new();
         // SAFETY: as in has_checked.
         let mut record = unsafe { (*self.dyups.registry).records };
@@ -340,14 +341,28 @@ impl WriteHeld<'_, '_> {
             let r = unsafe { &*record };
             // SAFETY: as in has_checked; a registry list is never edited.
             if let Some(list) = unsafe { checked_list(r) } {
-                let name = String::from_utf8_lossy(&r.name[..r.name_len]).into_owned();
-                // SAFETY: as above.
-                found.push((name, unsafe { names_of_fixed_list(list) }));
+                // SAFETY: as above; the text never changes.
+                let text = String::from_utf8_lossy(unsafe { check_text(list) });
+                let interval_ms = CheckConf::from_config_text(&text).ok().flatten().map_or(1000, |c| c.interval_ms);
+                found.push(CheckedServers {
+                    upstream: String::from_utf8_lossy(&r.name[..r.name_len]).into_owned(),
+                    interval_ms,
+                    // SAFETY: as above.
+                    servers: unsafe { names_of_fixed_list(list) },
+                });
             }
             record = r.next;
         }
         found
     }
+}
+
+/// A checked run-time upstream's servers ([`WriteHeld::checked_servers`]).
+pub struct CheckedServers {
+    pub upstream: String,
+    pub interval_ms: u32,
+    /// Its peers' names.
+    pub servers: Vec<Vec<u8>>,
 }
 
 /// The current list of `record` if it is live and checked.

@@ -35,7 +35,7 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::log::log;
 use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::probe_connection::{Io, ProbeConnection, ProbeEvent};
+use crate::nginx::probe_connection::{ConnectError, Io, ProbeConnection, ProbeEvent};
 use crate::nginx::process::{cached_time_sec, current_msec, exiting, in_running_process, pid};
 use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::Upstream;
@@ -236,20 +236,33 @@ pub fn set_zone(init: &InitModule) -> usize {
 /// this cycle. A previous reload left such servers unchecked (a zone too
 /// small for them, or none at all) and its workers cleared the down their
 /// checks had set ([`release_unchecked_runtime`]); their checks start up
-/// (not `default_down`: they took requests meanwhile), due at once, and
-/// each new worker applies that to their peers at its first tick (see
+/// (not `default_down`: they took requests meanwhile), due within a second
+/// (spread as [`begin_cycle`] spreads the configuration's), and each new
+/// worker applies that to their peers at its first sight of them (see
 /// [`apply`]). Returns how many are still left without a slot (no room),
-/// None without a registry or when its lock stayed held.
+/// None without a registry or when its lock stayed held. One walk of the
+/// slots and one of the registry: a reload where nothing is missing
+/// claims nothing.
 fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Option<usize> {
     let dyups = Dyups::of_new_cycle(init)?;
     // Under the registry's lock, under which run-time slots are claimed:
     // no change of an old worker runs meanwhile.
     dyups.while_write_locked(|held| {
-        let mut unchecked = 0;
-        for (upstream, peers) in held?.checked_servers() {
-            let key = upstream.to_ascii_lowercase();
-            for name in peers {
-                unchecked += usize::from(!health.ensure_runtime_slot(key.as_bytes(), &name, Counters::new(false), now));
+        let held = held?;
+        let has_slot = health.runtime_keys();
+        let (mut unchecked, mut spread, mut next_free) = (0, 0u32, 0);
+        for checked in held.checked_servers() {
+            let upstream = checked.upstream.to_ascii_lowercase().into_bytes();
+            for name in checked.servers {
+                if has_slot.contains(&(upstream.clone(), name.clone())) {
+                    continue;
+                }
+                spread = spread.wrapping_add(7919);
+                let due = now.wrapping_add(spread % checked.interval_ms.clamp(1, 1000));
+                match health.claim_runtime(next_free, &upstream, &name, Counters::new(false), due) {
+                    Some(index) => next_free = index + 1,
+                    None => unchecked += 1,
+                }
             }
         }
         Some(unchecked)
@@ -525,11 +538,17 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     // A connection made at once (a unix socket) gets its write event
     // posted: it runs from the event loop, not from here, where the tick
     // still borrows the worker.
-    let Some(connection) = ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event)
-    else {
-        // NGX_ERROR, or NGX_DECLINED (refused at once): no connection left.
-        report(w, &job, Verdict::Down(Failure::Connect));
-        return;
+    let connection = match ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event) {
+        Ok(connection) => connection,
+        Err(ConnectError::Refused) => return report(w, &job, Verdict::Down(Failure::Connect)),
+        // This worker's shortage (worker_connections, sockets), not the
+        // peer's: no result; the peer is due again a second or so later
+        // (spread, so that a burst does not come back at once).
+        Err(ConnectError::NoConnection) => {
+            let due = now_msec().wrapping_add(1000 + (index as u32).wrapping_mul(7919) % 1000);
+            let _ = w.health.slot(index).lease().compare_exchange(claimed, Lease::due_at(due).pack(), AcqRel, Acquire);
+            return;
+        }
     };
     w.probes.insert(index, Probe { job, connection, http: HttpProbe::new(check.expect_alive), sent: 0 });
 }

@@ -16,7 +16,7 @@ use dynamic_upstream_core::Address;
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_ERR, ngx_connection_t, ngx_event_connect_peer,
     ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_post_event, ngx_posted_events, ngx_str_t, NGX_AGAIN, NGX_OK,
+    ngx_peer_connection_t, ngx_post_event, ngx_posted_events, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
 };
 
 use crate::nginx::entry::request_guard;
@@ -71,17 +71,31 @@ pub struct ProbeConnection {
     inner: NonNull<Inner>,
 }
 
+/// Why [`ProbeConnection::connect`] made no connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectError {
+    /// `connect()` failed at once (refused, unreachable: nginx logged
+    /// why): the peer's failure.
+    Refused,
+    /// This worker had no connection or socket to spare (nginx logged
+    /// why), or is outside its event loop: not the peer's failure.
+    NoConnection,
+}
+
 impl ProbeConnection {
     /// Starts a non-blocking connection to `address`, whose events go to
     /// `handler` with `key`, and a timeout of `timeout_ms` from now (a
     /// [`ProbeEvent::Timeout`], once). A connection made at once (a unix
     /// socket) gets a write event posted: it comes from the event loop,
-    /// after the caller is done. None if no connection was left (refused
-    /// at once, no free connection or socket: nginx logged why), or
-    /// outside nginx's event loop.
-    pub fn connect(address: &Address, timeout_ms: ngx_msec_t, key: usize, handler: ProbeHandler) -> Option<Self> {
+    /// after the caller is done.
+    pub fn connect(
+        address: &Address,
+        timeout_ms: ngx_msec_t,
+        key: usize,
+        handler: ProbeHandler,
+    ) -> Result<Self, ConnectError> {
         if !in_event_loop() {
-            return None;
+            return Err(ConnectError::NoConnection);
         }
         let inner = NonNull::from(Box::leak(Box::new(Inner {
             address: PeerAddress::new(address),
@@ -111,11 +125,16 @@ impl ProbeConnection {
             ngx_event_connect_peer(ptr::addr_of_mut!((*p).pc))
         };
         if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
-            // NGX_ERROR, NGX_DECLINED (refused at once) or NGX_BUSY: nginx
-            // closed what it had opened (pc.connection is null).
+            // NGX_DECLINED (connect() failed at once) or NGX_ERROR (no
+            // socket or connection, or an event not added): nginx closed
+            // what it had opened (pc.connection is null).
             // SAFETY: allocated above with Box; nothing points into it.
             drop(unsafe { Box::from_raw(p) });
-            return None;
+            return Err(if rc == NGX_DECLINED as ngx_int_t {
+                ConnectError::Refused
+            } else {
+                ConnectError::NoConnection
+            });
         }
         // SAFETY: a fresh connection of this worker: its data points at
         // the allocation, which stays until the connection is closed (drop).
@@ -137,7 +156,7 @@ impl ProbeConnection {
                 ngx_post_event((*c).write, ptr::addr_of_mut!(ngx_posted_events));
             }
         }
-        Some(ProbeConnection { inner })
+        Ok(ProbeConnection { inner })
     }
 
     /// The open connection.

@@ -23,6 +23,7 @@ use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::collections::HashSet;
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
@@ -413,22 +414,34 @@ impl<'z> HealthZone<'z> {
     pub fn has_runtime_slot(self, upstream: &[u8], name: &[u8]) -> bool {
         // SAFETY: the zone's pool; keys do not change under its mutex.
         let _slab = unsafe { SlabLocked::new(self.pool) };
-        self.has_runtime_slot_locked(upstream, name)
-    }
-
-    fn has_runtime_slot_locked(self, upstream: &[u8], name: &[u8]) -> bool {
         self.slots().any(|(_, s)| s.state.load(Acquire) == LIVE && s.is_runtime() && s.is(upstream, name))
     }
 
-    /// Gives server `name` of run-time upstream `upstream` (its key: lower
-    /// case) a live slot with `counters`, due at `due`, unless it has one;
-    /// false if it has none (every slot is taken). The caller holds the
-    /// dyups registry's lock, under which run-time slots are claimed.
-    pub fn ensure_runtime_slot(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32) -> bool {
-        // SAFETY: the zone's pool; keys do not change under its mutex.
+    /// The keys (upstream, peer name) of the live slots of run-time
+    /// upstreams' servers, read without the zone's mutex (each copy checked
+    /// against its slot's generation; an upstream name that is not UTF-8
+    /// reads differently, as if it had no slot).
+    pub fn runtime_keys(self) -> HashSet<(Vec<u8>, Vec<u8>)> {
+        let live = self.slots().filter(|(_, s)| s.is_live() && s.is_runtime());
+        live.filter_map(|(_, s)| s.key_copy(s.gen())).map(|(upstream, name)| (upstream.into_bytes(), name)).collect()
+    }
+
+    /// Claims a live slot for server `name` of run-time upstream `upstream`
+    /// (its key: lower case) with `counters`, due at `due`: the first free
+    /// one from `from` on; None when every slot is taken. The caller holds
+    /// the dyups registry's lock, under which run-time slots are claimed,
+    /// and knows the server has none ([`HealthZone::runtime_keys`]).
+    pub fn claim_runtime(
+        self,
+        from: usize,
+        upstream: &[u8],
+        name: &[u8],
+        counters: Counters,
+        due: u32,
+    ) -> Option<usize> {
+        // SAFETY: the zone's pool; slots are keyed under its mutex.
         let _slab = unsafe { SlabLocked::new(self.pool) };
-        self.has_runtime_slot_locked(upstream, name)
-            || self.claim_locked(0, Key { upstream, name, runtime: true }, counters, due, LIVE).is_some()
+        self.claim_locked(from, Key { upstream, name, runtime: true }, counters, due, LIVE)
     }
 
     /// The live slot of a configuration upstream's peer (`upstream`,

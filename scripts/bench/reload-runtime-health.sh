@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# What a reload costs with many checked run-time (dyups) upstreams: the time
+# from HUP until the new workers run, for two builds side by side in one
+# run (each reload's master walks the health records and the registry to
+# resume the checks of servers a previous reload left without a record).
+# UPSTREAMS run-time upstreams of 4 checked servers (type=tcp, nothing is
+# probed meanwhile: interval 60 s), a CHECK_SHM health zone, 2 workers,
+# RELOADS reloads per build; prints each build's median and their ratio.
+#
+#   scripts/bench/reload-runtime-health.sh [UPSTREAMS] [CHECK_SHM] [RELOADS]   (default 1000 16m 5)
+#   BASELINE=old.so   the build to compare with (required: e.g. a worktree's target/)
+#   MODULE=new.so     the build measured (default: this tree's release build)
+source "$(dirname "$0")/../common.sh"
+
+upstreams=${1:-1000}
+check_shm=${2:-16m}
+reloads=${3:-5}
+baseline=${BASELINE:?BASELINE=path/to/the/other/module.so}
+module=${MODULE:-$(build_module release)}
+out=$(fresh_out_dir reload-runtime-health)
+port=$(free_port_block 5)
+
+# reload_times ARM MODULE: prints each reload's seconds, one a line.
+reload_times() {
+    local arm=$1 so=$2 dir="$out/$1"
+    mkdir -p "$dir/logs" "$dir/conf"
+    {
+        nginx_conf_head "$dir" 2 1024 warn "$so"
+        echo "    dyups_shm_zone_size 64m;"
+        echo "    check_shm_size $check_shm;"
+        echo "    server { listen 127.0.0.1:$port; location / { dyups_interface; } }"
+        echo "}"
+    } > "$dir/conf/nginx.conf"
+    "$NGINX_BIN" -p "$dir/" -c conf/nginx.conf -e logs/error.log
+    local master
+    master=$(cat "$dir/logs/nginx.pid")
+    perl -I"$REPO_ROOT/t/lib" -MHttpClient -e '
+        my ($port, $n, $first) = @ARGV;
+        my $c = HttpClient->new(timeout => 10);
+        for my $i (1 .. $n) {
+            my $body = join("", map { "server 127.0.0.1:" . ($first + $_) . "; " } 0 .. 3)
+                     . "check interval=60000 rise=1 fall=1 timeout=1000 type=tcp;";
+            my $r = $c->request("POST", $port, "/upstream/u$i", "localhost", $body, "k");
+            die "POST u$i: $r->{status} $r->{body}\n" unless $r->{status} == 200;
+        }' "$port" "$upstreams" $((port + 1))
+    for _ in $(seq 1 "$reloads"); do
+        local before start
+        before=$(pgrep -P "$master" | sort | tr '\n' ' ')
+        start=$(date +%s.%N)
+        kill -HUP "$master"
+        # Until two workers run that were not there before.
+        while [ "$(pgrep -P "$master" | grep -cvxF -f <(tr ' ' '\n' <<<"$before" | grep .))" -lt 2 ]; do
+            sleep 0.005
+        done
+        echo "$(date +%s.%N) - $start" | bc
+        sleep 1
+    done
+    grep -E '\[(alert|crit|emerg)\]' "$dir/logs/error.log" >&2 || true
+    stop_by_pid_file "$dir/logs/nginx.pid"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+base_median=$(reload_times baseline "$baseline" | median)
+new_median=$(reload_times measured "$module" | median)
+echo "== reload with $upstreams run-time upstreams x 4 checked servers, check_shm_size $check_shm, $reloads reloads each"
+echo "baseline ($baseline): median ${base_median} s from HUP to the new workers"
+echo "measured ($module): median ${new_median} s"
+awk -v a="$new_median" -v b="$base_median" 'BEGIN { printf "ratio measured/baseline: %.2f\n", a / b }'
