@@ -38,6 +38,28 @@ fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
 }
 
+/// The lines of offsets asked in increasing order, each counted from the
+/// previous one (a file of many blocks is read in linear time).
+struct LineCounter<'a> {
+    text: &'a str,
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        LineCounter { text, offset: 0, line: 1 }
+    }
+
+    /// The 1-based line of byte offset `at`, not before the last one asked.
+    fn at(&mut self, at: usize) -> usize {
+        let at = at.min(self.text.len()).max(self.offset);
+        self.line += self.text[self.offset..at].matches('\n').count();
+        self.offset = at;
+        self.line
+    }
+}
+
 /// Reads a `dynamic_state_file`: `server ...;` statements only, read as
 /// nginx's `server` directive reads them, so that every server a
 /// configuration can hold comes back as it was written: parameters up to
@@ -83,7 +105,7 @@ pub fn parse_server_state(text: &str, resolved_primaries: bool) -> Result<Option
             text: "every server is a backup; at least one primary is needed".to_string(),
         });
     }
-    crate::plus::ids::attach(text, None, &mut servers);
+    crate::plus::ids::ServerLines::new(text).attach(None, &mut servers);
     Ok(Some(servers))
 }
 
@@ -317,7 +339,10 @@ pub enum DyupsEntry {
 /// Reads a `dyups_upstream_conf` file of `upstream NAME { ... }` blocks.
 pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
     let body = strip_comments(text);
+    let ids = crate::plus::ids::ServerLines::new(text);
     let mut entries: Vec<DyupsEntry> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut lines = LineCounter::new(&body);
     let mut rest = 0;
     loop {
         let skipped = body[rest..].len() - body[rest..].trim_start().len();
@@ -325,7 +350,7 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
         if rest >= body.len() {
             return Ok(entries);
         }
-        let line = line_of(&body, rest);
+        let line = lines.at(rest);
         let error = |text: String| StateError { line, text };
         let after_keyword = body[rest..]
             .strip_prefix("upstream")
@@ -334,7 +359,7 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
         let open = after_keyword.find('{').ok_or_else(|| error("missing '{' after the upstream name".to_string()))?;
         let name = after_keyword[..open].trim();
         validate_upstream_name(name).map_err(|e| error(e.text))?;
-        if entries.iter().any(|e| entry_name(e).eq_ignore_ascii_case(name)) {
+        if !names.insert(name.to_ascii_lowercase()) {
             return Err(error(format!("upstream \"{name}\" is defined twice")));
         }
         let block_start = rest + "upstream".len() + open + 1;
@@ -344,8 +369,8 @@ pub fn parse_dyups_conf(text: &str) -> Result<Vec<DyupsEntry>, StateError> {
         if block.trim().trim_end_matches(';').trim() == "deleted" {
             entries.push(DyupsEntry::Deleted(name.to_string()));
         } else {
-            let mut spec = parse_block(block, line_of(&body, block_start), name)?;
-            crate::plus::ids::attach(text, Some(name), &mut spec.servers);
+            let mut spec = parse_block(block, lines.at(block_start), name)?;
+            ids.attach(Some(name), &mut spec.servers);
             entries.push(DyupsEntry::Upstream(name.to_string(), spec));
         }
         rest = block_start + close + 1;
@@ -415,12 +440,6 @@ fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpe
     }
     // Whole-body rules (no server, backups the balancer forbids, ...).
     parse_body(block).map_err(|e| error(first_line, &e.text))
-}
-
-fn entry_name(entry: &DyupsEntry) -> &str {
-    match entry {
-        DyupsEntry::Upstream(name, _) | DyupsEntry::Deleted(name) => name,
-    }
 }
 
 /// Writes a `dyups_upstream_conf` file.

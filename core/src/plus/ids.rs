@@ -13,6 +13,8 @@
 //! those servers get new IDs, and [`problems`] says why (the module logs
 //! it at start).
 
+use std::collections::{HashMap, HashSet, VecDeque};
+
 use crate::address::Address;
 use crate::peer::ServerSpec;
 use crate::state::server_addresses;
@@ -24,93 +26,121 @@ pub const MARK: &str = "# id=";
 /// record ([`crate::plus::stats::word`]); JSON clients read it exactly.
 pub const MAX_ID: u64 = u32::MAX as u64 - 1;
 
-/// A server line: (line number, upstream block, address, the ID its
-/// comment carries), where the upstream is the name of the `upstream NAME
-/// {` block the line is in (None outside blocks). A line holding several
-/// servers gives each its own entry, none with an ID.
-struct Found {
+/// A server statement of a file: where it ends, its address, and the ID
+/// its line's comment gives it (None: no comment, a line of several
+/// statements, or an ID not given: see [`Line::problem`]).
+struct Line {
     line: usize,
-    upstream: Option<String>,
     address: Address,
     id: Option<u64>,
+    /// Why the comment's ID was not given.
+    problem: Option<Problem>,
 }
 
-/// The lines of a file that hold whole server statements, in order, with
-/// their well-formed ID comments (out-of-range IDs included: [`attach`]
-/// skips them, [`problems`] reports them). Lines without an ID are listed
-/// too, so that each keeps its place among the lines of its address.
-fn server_lines(text: &str) -> Vec<Found> {
-    let mut upstream: Option<String> = None;
-    let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if let Some(rest) = trimmed.strip_prefix("upstream ") {
-            upstream = rest.split('{').next().map(|name| name.trim().to_string());
-            continue;
+#[derive(Clone, Copy)]
+enum Problem {
+    AboveMax,
+    GivenBefore,
+}
+
+/// The server statements of a file, by block (the lower-cased name of its
+/// `upstream NAME {`, None outside blocks), each block's in order: read
+/// once per file. Each statement counts where it ends, the line its ID
+/// comment is on; statements without an ID are listed too, so that each
+/// keeps its place among those of its address.
+pub struct ServerLines {
+    blocks: HashMap<Option<String>, Vec<Line>>,
+}
+
+impl ServerLines {
+    pub fn new(text: &str) -> ServerLines {
+        let mut blocks: HashMap<Option<String>, Vec<Line>> = HashMap::new();
+        if !text.contains(MARK) {
+            return ServerLines { blocks }; // no ID to give
         }
-        let (statement, id) = match trimmed.rsplit_once(MARK) {
-            Some((statement, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
-                (statement.trim_end(), Some(id.parse::<u64>().unwrap_or(u64::MAX)))
+        let mut given: HashMap<Option<String>, HashSet<u64>> = HashMap::new();
+        let mut block: Option<String> = None;
+        // A statement not ended yet (`server ADDRESS` with its `;` on a
+        // later line).
+        let mut pending = String::new();
+        for (n, line) in text.lines().enumerate() {
+            let mut content = line.trim();
+            if let Some(rest) = content.strip_prefix("upstream ") {
+                let (name, after) = rest.split_once('{').unwrap_or((rest, ""));
+                block = Some(name.trim().to_ascii_lowercase());
+                pending.clear();
+                content = after.trim();
             }
-            _ => (trimmed, None),
-        };
-        let Some(addresses) = server_addresses(statement) else { continue };
-        let id = if addresses.len() == 1 { id } else { None };
-        for address in addresses {
-            found.push(Found { line: n + 1, upstream: upstream.clone(), address, id });
+            let content = content.strip_suffix('}').map_or(content, str::trim_end);
+            let (statement, id) = match content.rsplit_once(MARK) {
+                Some((statement, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                    (statement.trim_end(), Some(id.parse::<u64>().unwrap_or(u64::MAX)))
+                }
+                _ => (content, None),
+            };
+            if !pending.is_empty() {
+                pending.push(' ');
+            }
+            pending.push_str(statement);
+            let Some(addresses) = server_addresses(&pending) else {
+                if pending.contains(';') {
+                    pending.clear(); // not server statements
+                }
+                continue;
+            };
+            pending.clear();
+            let id = if addresses.len() == 1 { id } else { None };
+            let lines = blocks.entry(block.clone()).or_default();
+            for address in addresses {
+                let problem = match id {
+                    Some(id) if id > MAX_ID => Some(Problem::AboveMax),
+                    Some(id) if !given.entry(block.clone()).or_default().insert(id) => Some(Problem::GivenBefore),
+                    _ => None,
+                };
+                lines.push(Line { line: n + 1, address, id: id.filter(|_| problem.is_none()), problem });
+            }
+        }
+        ServerLines { blocks }
+    }
+
+    /// Gives `servers` (of the block `upstream`, None for a
+    /// `dynamic_state_file`) the IDs of their statements (see the module
+    /// comment for the IDs it does not give). The servers (in the file's
+    /// order) take the statements of their address in order, so that a
+    /// server given twice, or an address both primary and backup, keeps
+    /// the IDs its lines carry.
+    pub fn attach(&self, upstream: Option<&str>, servers: &mut [ServerSpec]) {
+        let key = upstream.map(str::to_ascii_lowercase);
+        let lines = self.blocks.get(&key).map_or(&[][..], Vec::as_slice);
+        let mut by_address: HashMap<&Address, VecDeque<&Line>> = HashMap::new();
+        for line in lines {
+            by_address.entry(&line.address).or_default().push_back(line);
+        }
+        for server in servers.iter_mut() {
+            server.id = by_address.get_mut(&server.address).and_then(|l| l.pop_front()).and_then(|l| l.id);
         }
     }
-    found
-}
 
-fn same_block(a: Option<&str>, b: Option<&str>) -> bool {
-    a.map(str::to_ascii_lowercase) == b.map(str::to_ascii_lowercase)
-}
-
-/// The ID of line `i`, if it has one that is in range and not given to an
-/// earlier line of its block.
-fn kept(all: &[Found], i: usize) -> Option<u64> {
-    let f = &all[i];
-    let id = f.id.filter(|&id| id <= MAX_ID)?;
-    let earlier = all[..i].iter().any(|g| g.id == Some(id) && same_block(g.upstream.as_deref(), f.upstream.as_deref()));
-    (!earlier).then_some(id)
-}
-
-/// Gives `servers` (of the block `upstream`, None for a
-/// `dynamic_state_file`) the IDs the lines of `text` carry (see the module
-/// comment for the IDs it does not give). Each line's ID goes to one
-/// server: the servers (in the file's order) take the lines of their
-/// address in order, so that a server given twice, or an address both
-/// primary and backup, keeps the IDs its lines carry.
-pub fn attach(text: &str, upstream: Option<&str>, servers: &mut [ServerSpec]) {
-    let all = server_lines(text);
-    let mut used = vec![false; all.len()];
-    for server in servers.iter_mut() {
-        let line = (0..all.len()).find(|&i| {
-            !used[i] && same_block(all[i].upstream.as_deref(), upstream) && all[i].address == server.address
-        });
-        if let Some(i) = line {
-            used[i] = true;
-        }
-        server.id = line.and_then(|i| kept(&all, i));
+    /// Why IDs were not given, one line each (empty: all were), in the
+    /// file's order.
+    pub fn problems(&self) -> Vec<String> {
+        let mut all: Vec<&Line> = self.blocks.values().flatten().filter(|l| l.problem.is_some()).collect();
+        all.sort_by_key(|l| l.line);
+        all.iter()
+            .map(|l| {
+                let why = match l.problem {
+                    Some(Problem::AboveMax) => format!("is above {MAX_ID}"),
+                    _ => "is given to an earlier server too".to_string(),
+                };
+                format!("line {}: the ID of server {} {why}: it gets a new one", l.line, l.address)
+            })
+            .collect()
     }
 }
 
 /// Why IDs of `text` were not given, one line each (empty: all were).
 pub fn problems(text: &str) -> Vec<String> {
-    let all = server_lines(text);
-    (0..all.len())
-        .filter(|&i| all[i].id.is_some() && kept(&all, i).is_none())
-        .map(|i| {
-            let f = &all[i];
-            let why = if f.id > Some(MAX_ID) {
-                format!("is above {MAX_ID}")
-            } else {
-                "is given to an earlier server too".to_string()
-            };
-            format!("line {}: the ID of server {} {why}: it gets a new one", f.line, f.address)
-        })
-        .collect()
+    ServerLines::new(text).problems()
 }
 
 #[cfg(test)]
@@ -165,6 +195,30 @@ mod tests {
         let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, [None, Some(4), None, Some(7), None, None, Some(9)]);
         assert!(problems(text).is_empty());
+    }
+
+    #[test]
+    fn a_statement_over_two_lines_or_after_the_block_brace_keeps_its_place() {
+        // Review 14 F3: each took the next same-address line's ID.
+        let ids: Vec<Option<u64>> =
+            parse_server_state("server 127.0.0.1:1\n    weight=5;\nserver 127.0.0.1:1; # id=4\n", false)
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect();
+        assert_eq!(ids, [None, Some(4)]);
+        let text = "upstream u { server 127.0.0.1:1 weight=5;\nserver 127.0.0.1:1; # id=3\n}\n\
+                    upstream v {\nserver 127.0.0.1:9; }\nupstream w {\nserver 127.0.0.1:9; # id=3\n}\n";
+        let ids: Vec<Vec<Option<u64>>> = parse_dyups_conf(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                DyupsEntry::Upstream(_, spec) => spec.servers.iter().map(|s| s.id).collect(),
+                DyupsEntry::Deleted(_) => Vec::new(),
+            })
+            .collect();
+        assert_eq!(ids, [vec![None, Some(3)], vec![None], vec![Some(3)]]);
     }
 
     #[test]
