@@ -540,10 +540,10 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     // still borrows the worker.
     let connection = match ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event) {
         Ok(connection) => connection,
-        Err(ConnectError::Refused) => return report(w, &job, Verdict::Down(Failure::Connect)),
-        // This worker's shortage (worker_connections, sockets), not the
-        // peer's: no result; the peer is due again a second or so later
-        // (spread, so that a burst does not come back at once).
+        Err(ConnectError::Failed) => return report(w, &job, Verdict::Down(Failure::Connect)),
+        // Every connection of this worker in use: no probe, no verdict on
+        // the peer; it is due again a second or so later (spread, so that a
+        // burst does not come back at once).
         Err(ConnectError::NoConnection) => {
             let due = now_msec().wrapping_add(1000 + (index as u32).wrapping_mul(7919) % 1000);
             let _ = w.health.slot(index).lease().compare_exchange(claimed, Lease::due_at(due).pack(), AcqRel, Acquire);

@@ -74,12 +74,19 @@ pub struct ProbeConnection {
 /// Why [`ProbeConnection::connect`] made no connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectError {
-    /// `connect()` failed at once (refused, unreachable: nginx logged
-    /// why): the peer's failure.
-    Refused,
-    /// This worker had no connection or socket to spare (nginx logged
-    /// why), or is outside its event loop: not the peer's failure.
+    /// The connection failed (refused or unreachable at once, or a socket
+    /// that could not be made: nginx logged why): the probe failed.
+    Failed,
+    /// Every connection of the worker (`worker_connections`) is in use,
+    /// or it is outside its event loop: no probe was made.
     NoConnection,
+}
+
+/// The free connections of this worker.
+fn free_connections() -> ngx::ffi::ngx_uint_t {
+    // SAFETY: a plain read of this process's cycle, which only this thread
+    // (nginx's) changes.
+    unsafe { (*ngx::ffi::ngx_cycle).free_connection_n }
 }
 
 impl ProbeConnection {
@@ -94,7 +101,9 @@ impl ProbeConnection {
         key: usize,
         handler: ProbeHandler,
     ) -> Result<Self, ConnectError> {
-        if !in_event_loop() {
+        // None free: nginx would log [alert] "worker_connections are not
+        // enough" for each probe (and a client's request needs them more).
+        if !in_event_loop() || free_connections() == 0 {
             return Err(ConnectError::NoConnection);
         }
         let inner = NonNull::from(Box::leak(Box::new(Inner {
@@ -130,11 +139,8 @@ impl ProbeConnection {
             // what it had opened (pc.connection is null).
             // SAFETY: allocated above with Box; nothing points into it.
             drop(unsafe { Box::from_raw(p) });
-            return Err(if rc == NGX_DECLINED as ngx_int_t {
-                ConnectError::Refused
-            } else {
-                ConnectError::NoConnection
-            });
+            let exhausted = rc != NGX_DECLINED as ngx_int_t && free_connections() == 0;
+            return Err(if exhausted { ConnectError::NoConnection } else { ConnectError::Failed });
         }
         // SAFETY: a fresh connection of this worker: its data points at
         // the allocation, which stays until the connection is closed (drop).
