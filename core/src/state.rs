@@ -109,20 +109,6 @@ pub fn parse_server_state(text: &str, resolved_primaries: bool) -> Result<Option
     Ok(Some(servers))
 }
 
-/// The addresses of the `server` statements of `text` (one line of a
-/// file, for [`crate::plus::ids`]), if it holds only well-formed ones.
-pub(crate) fn server_addresses(text: &str) -> Option<Vec<Address>> {
-    let mut addresses = Vec::new();
-    let read = statements(text, |line, words| match words.split_first() {
-        Some((directive, args)) if directive == "server" => {
-            addresses.push(parse_server_words(args).map_err(|text| StateError { line, text })?.address);
-            Ok(())
-        }
-        _ => Err(StateError { line, text: String::new() }),
-    });
-    read.ok().map(|()| addresses)
-}
-
 /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
 /// [backup] [down]` (the words after `server`); as in nginx, a parameter
 /// given again replaces the earlier one.
@@ -194,14 +180,40 @@ pub fn parse_peer_address(text: &str) -> Result<Address, String> {
 
 /// Hands each statement of a file in nginx's configuration syntax to
 /// `statement`, in order, with the line it starts on and its words
-/// unquoted (`"..."`, `'...'`, and the escapes `\"`, `\'`, `\\`, `\t`, `\r`,
-/// `\n`, as `ngx_conf_read_token` reads them); `#` at the start of a word
-/// comments to the end of the line. An unquoted word ends at whitespace,
-/// `;` or `{`, except a `{` right after `$` (or after such a `{`), which
-/// stays in it as in `${name}`; `}` inside a word is part of it.
+/// unquoted (see [`tokens`]); a block (`{`, `}`) is an error.
 fn statements(
     text: &str,
     mut statement: impl FnMut(usize, Vec<String>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    tokens(text, false, |token| match token {
+        Token::Statement { start_line, words, .. } => statement(start_line, words),
+        // Not made without `blocks`.
+        Token::Open { line, .. } | Token::Close { line } => Err(StateError { line, text: String::new() }),
+    })
+}
+
+/// What [`tokens`] reads.
+pub(crate) enum Token {
+    /// `WORDS;`, from `start_line` to the `;` on `end_line`.
+    Statement { start_line: usize, end_line: usize, words: Vec<String> },
+    /// `WORDS {` (with `blocks`).
+    Open { line: usize, words: Vec<String> },
+    /// `}` (with `blocks`).
+    Close { line: usize },
+}
+
+/// Reads a file in nginx's configuration syntax, handing `token` each
+/// statement, in order, its words unquoted (`"..."`, `'...'`, and the
+/// escapes `\"`, `\'`, `\\`, `\t`, `\r`, `\n`, as `ngx_conf_read_token`
+/// reads them), and with `blocks` each `{` and `}` (else they are errors);
+/// `#` at the start of a word comments to the end of the line. An unquoted
+/// word ends at whitespace, `;` or `{`, except a `{` right after `$` (or
+/// after such a `{`), which stays in it as in `${name}`; `}` inside a word
+/// is part of it.
+pub(crate) fn tokens(
+    text: &str,
+    blocks: bool,
+    mut token: impl FnMut(Token) -> Result<(), StateError>,
 ) -> Result<(), StateError> {
     let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
     let unexpected = |c: char, line: usize| StateError {
@@ -218,8 +230,16 @@ fn statements(
             c if is_space(c) => {}
             '#' => while chars.next_if(|&c| c != '\n').is_some() {},
             ';' => {
-                let line = if words.is_empty() { line } else { start_line };
-                statement(line, std::mem::take(&mut words))?
+                let start_line = if words.is_empty() { line } else { start_line };
+                token(Token::Statement { start_line, end_line: line, words: std::mem::take(&mut words) })?
+            }
+            '{' if blocks => token(Token::Open { line, words: std::mem::take(&mut words) })?,
+            '}' if blocks => {
+                // `deleted }`: a block's last statement may lack its `;`.
+                if !words.is_empty() {
+                    token(Token::Statement { start_line, end_line: line, words: std::mem::take(&mut words) })?
+                }
+                token(Token::Close { line })?
             }
             '{' | '}' => return Err(unexpected(c, line)),
             _ => {
@@ -274,7 +294,10 @@ fn statements(
                 words.push(word);
                 match pending {
                     Some('\n') => line += 1,
-                    Some(';') => statement(start_line, std::mem::take(&mut words))?,
+                    Some(';') => {
+                        token(Token::Statement { start_line, end_line: line, words: std::mem::take(&mut words) })?
+                    }
+                    Some('{') if blocks => token(Token::Open { line, words: std::mem::take(&mut words) })?,
                     Some('{') => return Err(unexpected('{', line)),
                     _ => {}
                 }

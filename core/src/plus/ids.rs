@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::address::Address;
 use crate::peer::ServerSpec;
-use crate::state::server_addresses;
+use crate::state::{parse_peer_address, tokens, Token};
 
 /// What precedes the ID on a server line.
 pub const MARK: &str = "# id=";
@@ -58,47 +58,42 @@ impl ServerLines {
         if !text.contains(MARK) {
             return ServerLines { blocks }; // no ID to give
         }
-        let mut given: HashMap<Option<String>, HashSet<u64>> = HashMap::new();
+        // Each server statement (its block, address and last line), and
+        // how many statements end on each line.
+        let mut servers: Vec<(Option<String>, Address, usize)> = Vec::new();
+        let mut ending: HashMap<usize, usize> = HashMap::new();
         let mut block: Option<String> = None;
-        // A statement not ended yet (`server ADDRESS` with its `;` on a
-        // later line).
-        let mut pending = String::new();
-        for (n, line) in text.lines().enumerate() {
-            let mut content = line.trim();
-            if let Some(rest) = content.strip_prefix("upstream ") {
-                let (name, after) = rest.split_once('{').unwrap_or((rest, ""));
-                block = Some(name.trim().to_ascii_lowercase());
-                pending.clear();
-                content = after.trim();
-            }
-            let content = content.strip_suffix('}').map_or(content, str::trim_end);
-            let (statement, id) = match content.rsplit_once(MARK) {
-                Some((statement, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
-                    (statement.trim_end(), Some(id.parse::<u64>().unwrap_or(u64::MAX)))
+        let read = tokens(text, true, |token| {
+            match token {
+                // `upstream NAME {`
+                Token::Open { words, .. } => block = words.get(1).map(|name| name.to_ascii_lowercase()),
+                Token::Close { .. } => block = None,
+                Token::Statement { end_line, words, .. } => {
+                    *ending.entry(end_line).or_default() += 1;
+                    if let [directive, address, ..] = words.as_slice() {
+                        if let (true, Ok(address)) = (directive == "server", parse_peer_address(address)) {
+                            servers.push((block.clone(), address, end_line));
+                        }
+                    }
                 }
-                _ => (content, None),
-            };
-            if !pending.is_empty() {
-                pending.push(' ');
             }
-            pending.push_str(statement);
-            let Some(addresses) = server_addresses(&pending) else {
-                if pending.contains(';') {
-                    pending.clear(); // not server statements
-                }
-                continue;
+            Ok(())
+        });
+        if read.is_err() {
+            return ServerLines { blocks }; // a file the parsers refuse too
+        }
+        let marks: Vec<Option<u64>> = text.lines().map(id_comment).collect();
+        let mut given: HashMap<Option<String>, HashSet<u64>> = HashMap::new();
+        for (block, address, line) in servers {
+            let alone = ending.get(&line) == Some(&1);
+            let id = marks.get(line - 1).copied().flatten().filter(|_| alone);
+            let problem = match id {
+                Some(id) if id > MAX_ID => Some(Problem::AboveMax),
+                Some(id) if !given.entry(block.clone()).or_default().insert(id) => Some(Problem::GivenBefore),
+                _ => None,
             };
-            pending.clear();
-            let id = if addresses.len() == 1 { id } else { None };
-            let lines = blocks.entry(block.clone()).or_default();
-            for address in addresses {
-                let problem = match id {
-                    Some(id) if id > MAX_ID => Some(Problem::AboveMax),
-                    Some(id) if !given.entry(block.clone()).or_default().insert(id) => Some(Problem::GivenBefore),
-                    _ => None,
-                };
-                lines.push(Line { line: n + 1, address, id: id.filter(|_| problem.is_none()), problem });
-            }
+            let id = id.filter(|_| problem.is_none());
+            blocks.entry(block).or_default().push(Line { line, address, id, problem });
         }
         ServerLines { blocks }
     }
@@ -112,6 +107,10 @@ impl ServerLines {
     pub fn attach(&self, upstream: Option<&str>, servers: &mut [ServerSpec]) {
         let key = upstream.map(str::to_ascii_lowercase);
         let lines = self.blocks.get(&key).map_or(&[][..], Vec::as_slice);
+        if lines.is_empty() {
+            servers.iter_mut().for_each(|server| server.id = None);
+            return;
+        }
         let mut by_address: HashMap<&Address, VecDeque<&Line>> = HashMap::new();
         for line in lines {
             by_address.entry(&line.address).or_default().push_back(line);
@@ -136,6 +135,13 @@ impl ServerLines {
             })
             .collect()
     }
+}
+
+/// The ID a line's comment gives (`...; # id=N` at its end), if any
+/// (out-of-range values as `u64::MAX`).
+fn id_comment(line: &str) -> Option<u64> {
+    let (_, id) = line.trim_end().rsplit_once(MARK)?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// Why IDs of `text` were not given, one line each (empty: all were).
@@ -219,6 +225,31 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, [vec![None, Some(3)], vec![None], vec![Some(3)]]);
+    }
+
+    #[test]
+    fn statements_are_read_as_nginx_reads_them() {
+        // Review 15: a comment inside a statement, a statement continued
+        // after another on its line, `{` on the line after the name.
+        let state = |text: &str| -> Vec<Option<u64>> {
+            parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect()
+        };
+        assert_eq!(state("server 127.0.0.1:1 # primary\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"), [None, Some(4)]);
+        assert_eq!(
+            state("server 127.0.0.1:2; server 127.0.0.1:1\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"),
+            [None, None, Some(4)]
+        );
+        let text = "upstream a {\nserver 127.0.0.1:1; # id=3\n}\nupstream\tb\n{\n    server 127.0.0.1:1; # id=3\n    \
+                    server 127.0.0.1:1; # id=4\n}\n";
+        let ids: Vec<Vec<Option<u64>>> = parse_dyups_conf(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                DyupsEntry::Upstream(_, spec) => spec.servers.iter().map(|s| s.id).collect(),
+                DyupsEntry::Deleted(_) => Vec::new(),
+            })
+            .collect();
+        assert_eq!(ids, [vec![Some(3)], vec![Some(3), Some(4)]]);
     }
 
     #[test]
