@@ -68,6 +68,9 @@ run() {
 
 scripts/setup.sh
 run "cargo test" cargo test --locked --workspace
+# The fuzz targets' checks on their seed corpora (core/fuzz is its own
+# workspace: without this, a change to core's API broke it unseen).
+run "core/fuzz seeds" cargo test --locked --manifest-path core/fuzz/Cargo.toml
 run "cargo clippy" cargo clippy --locked --workspace --all-targets -- -D warnings
 run "scripts/check-layers.sh" scripts/check-layers.sh
 run "scripts/check-misuse.sh" scripts/check-misuse.sh  # ~10 s: each misuse is refused as expected

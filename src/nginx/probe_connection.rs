@@ -75,18 +75,21 @@ pub struct ProbeConnection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectError {
     /// The connection failed (refused or unreachable at once, or a socket
-    /// that could not be made: nginx logged why): the probe failed.
+    /// of its address family cannot be made: nginx logged why): the probe
+    /// failed.
     Failed,
-    /// Every connection of the worker (`worker_connections`) is in use,
-    /// or it is outside its event loop: no probe was made.
+    /// The worker had no connection to spare (every one of
+    /// `worker_connections` busy) or no file descriptor or buffer for a
+    /// socket, or is outside its event loop: no probe was made.
     NoConnection,
 }
 
-/// The free connections of this worker.
-fn free_connections() -> ngx::ffi::ngx_uint_t {
-    // SAFETY: a plain read of this process's cycle, which only this thread
+/// Whether this worker has no connection left for a new one: none free,
+/// and none idle that nginx would close to make room.
+fn no_connection_left() -> bool {
+    // SAFETY: plain reads of this process's cycle, which only this thread
     // (nginx's) changes.
-    unsafe { (*ngx::ffi::ngx_cycle).free_connection_n }
+    unsafe { (*ngx::ffi::ngx_cycle).free_connection_n == 0 && (*ngx::ffi::ngx_cycle).reusable_connections_n == 0 }
 }
 
 impl ProbeConnection {
@@ -101,9 +104,9 @@ impl ProbeConnection {
         key: usize,
         handler: ProbeHandler,
     ) -> Result<Self, ConnectError> {
-        // None free: nginx would log [alert] "worker_connections are not
+        // None left: nginx would log [alert] "worker_connections are not
         // enough" for each probe (and a client's request needs them more).
-        if !in_event_loop() || free_connections() == 0 {
+        if !in_event_loop() || no_connection_left() {
             return Err(ConnectError::NoConnection);
         }
         let inner = NonNull::from(Box::leak(Box::new(Inner {
@@ -133,14 +136,20 @@ impl ProbeConnection {
             (*p).pc.set_log_error(ngx_connection_log_error_e_NGX_ERROR_ERR);
             ngx_event_connect_peer(ptr::addr_of_mut!((*p).pc))
         };
+        // Read at once: what socket() or connect() failed with.
+        let errno = std::io::Error::last_os_error().raw_os_error();
         if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
             // NGX_DECLINED (connect() failed at once) or NGX_ERROR (no
             // socket or connection, or an event not added): nginx closed
             // what it had opened (pc.connection is null).
             // SAFETY: allocated above with Box; nothing points into it.
             drop(unsafe { Box::from_raw(p) });
-            let exhausted = rc != NGX_DECLINED as ngx_int_t && free_connections() == 0;
-            return Err(if exhausted { ConnectError::NoConnection } else { ConnectError::Failed });
+            // NGX_ERROR for want of a connection, a descriptor or memory:
+            // this worker's shortage, not the peer's.
+            let shortage = no_connection_left()
+                || matches!(errno, Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+            let local = rc != NGX_DECLINED as ngx_int_t && shortage;
+            return Err(if local { ConnectError::NoConnection } else { ConnectError::Failed });
         }
         // SAFETY: a fresh connection of this worker: its data points at
         // the allocation, which stays until the connection is closed (drop).

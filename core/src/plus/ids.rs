@@ -2,18 +2,21 @@
 //! comment, `server 10.0.0.5:80 weight=1 ...; # id=3`, so that every
 //! reader that does not know IDs (an older module, nginx's own `include`)
 //! still reads the file as before, and a restart gives each server the ID
-//! it had. IDs are matched to servers by address, each line's to one
-//! server in the file's order, within an upstream block for
-//! `dyups_upstream_conf`; a line whose comment is not exactly
-//! that is read as before, without an ID, and keeps its place among the
-//! lines of its address (its server gets a new ID, not the next line's).
+//! it had. The file is read statement by statement as its parser reads
+//! it ([`crate::state::tokens`]); a server statement's ID is the comment
+//! at the end of the line its `;` is on (if no other statement ends
+//! there), and the servers of a block (of the file, for a
+//! `dynamic_state_file`) take their statements' IDs in order, only where
+//! those statements are the servers the parser read. A comment that is not
+//! exactly that gives no ID: that server gets a new one, the others keep
+//! theirs.
 //!
 //! A file is text anyone can edit: an ID above [`MAX_ID`] is ignored, and
 //! of servers given the same ID within a block only the first keeps it;
 //! those servers get new IDs, and [`problems`] says why (the module logs
 //! it at start).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use crate::address::Address;
 use crate::peer::ServerSpec;
@@ -99,24 +102,19 @@ impl ServerLines {
     }
 
     /// Gives `servers` (of the block `upstream`, None for a
-    /// `dynamic_state_file`) the IDs of their statements (see the module
-    /// comment for the IDs it does not give). The servers (in the file's
-    /// order) take the statements of their address in order, so that a
-    /// server given twice, or an address both primary and backup, keeps
-    /// the IDs its lines carry.
+    /// `dynamic_state_file`), in the file's order, the IDs of their
+    /// statements (see the module comment for the IDs it does not give).
+    /// Only where the statements read here are those servers, in the same
+    /// order: where the block's own parser read them otherwise (a
+    /// hand-edited file it reads with other rules), none gets an ID, rather
+    /// than one of another server's.
     pub fn attach(&self, upstream: Option<&str>, servers: &mut [ServerSpec]) {
         let key = upstream.map(str::to_ascii_lowercase);
         let lines = self.blocks.get(&key).map_or(&[][..], Vec::as_slice);
-        if lines.is_empty() {
-            servers.iter_mut().for_each(|server| server.id = None);
-            return;
-        }
-        let mut by_address: HashMap<&Address, VecDeque<&Line>> = HashMap::new();
-        for line in lines {
-            by_address.entry(&line.address).or_default().push_back(line);
-        }
-        for server in servers.iter_mut() {
-            server.id = by_address.get_mut(&server.address).and_then(|l| l.pop_front()).and_then(|l| l.id);
+        let same =
+            lines.len() == servers.len() && lines.iter().zip(servers.iter()).all(|(l, s)| l.address == s.address);
+        for (i, server) in servers.iter_mut().enumerate() {
+            server.id = if same { lines[i].id } else { None };
         }
     }
 
@@ -250,6 +248,24 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, [vec![Some(3)], vec![Some(3), Some(4)]]);
+    }
+
+    #[test]
+    fn where_the_block_parser_reads_other_servers_none_gets_an_id() {
+        // Review 16: the dyups block parser ends a word at a `#` inside it
+        // (`2#`), the ID scan does not: the second server's ID went to the
+        // first. Now neither gets one (new IDs), rather than a wrong one.
+        let text = "upstream a {\n    server 127.0.0.1:2#; server 127.0.0.1:1\n        weight=9; # id=9\n    \
+                    server 127.0.0.1:1 weight=1; # id=1\n}\n";
+        if let Ok(entries) = parse_dyups_conf(text) {
+            for entry in entries {
+                if let DyupsEntry::Upstream(_, spec) = entry {
+                    for server in &spec.servers {
+                        assert!(server.id.is_none() || server.id == Some(server.weight), "{:?}", spec.servers);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
