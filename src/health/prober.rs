@@ -249,12 +249,13 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
     // no change of an old worker runs meanwhile.
     dyups.while_write_locked(|held| {
         let held = held?;
-        let has_slot = health.runtime_keys();
+        let mut has_slot = health.runtime_keys();
         let (mut unchecked, mut spread, mut next_free) = (0, 0u32, 0);
         for checked in held.checked_servers() {
             let upstream = checked.upstream.to_ascii_lowercase().into_bytes();
             for name in checked.servers {
-                if has_slot.contains(&(upstream.clone(), name.clone())) {
+                // A server given twice gets one slot.
+                if !has_slot.insert((upstream.clone(), name.clone())) {
                     continue;
                 }
                 spread = spread.wrapping_add(7919);
@@ -541,9 +542,9 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     let connection = match ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event) {
         Ok(connection) => connection,
         Err(ConnectError::Failed) => return report(w, &job, Verdict::Down(Failure::Connect)),
-        // Every connection of this worker in use: no probe, no verdict on
-        // the peer; it is due again a second or so later (spread, so that a
-        // burst does not come back at once).
+        // This worker had no connection, descriptor or buffer to spare: no
+        // probe, no verdict on the peer; it is due again a second or so
+        // later (spread, so that a burst does not come back at once).
         Err(ConnectError::NoConnection) => {
             let due = now_msec().wrapping_add(1000 + (index as u32).wrapping_mul(7919) % 1000);
             let _ = w.health.slot(index).lease().compare_exchange(claimed, Lease::due_at(due).pack(), AcqRel, Acquire);
