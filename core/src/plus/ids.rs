@@ -152,6 +152,20 @@ mod tests {
     use super::*;
     use crate::state::{parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, DyupsEntry};
 
+    /// The IDs a `dynamic_state_file` gives its servers.
+    fn state_ids(text: &str) -> Vec<Option<u64>> {
+        parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect()
+    }
+
+    /// The IDs a `dyups_upstream_conf` gives each block's servers.
+    fn dyups_ids(text: &str) -> Vec<Vec<Option<u64>>> {
+        let ids = |entry: DyupsEntry| match entry {
+            DyupsEntry::Upstream(_, spec) => spec.servers.iter().map(|s| s.id).collect(),
+            DyupsEntry::Deleted(_) => Vec::new(),
+        };
+        parse_dyups_conf(text).unwrap().into_iter().map(ids).collect()
+    }
+
     fn spec(addr: &str, id: Option<u64>) -> ServerSpec {
         let mut s = ServerSpec::new(Address::parse(addr).unwrap());
         s.id = id;
@@ -185,7 +199,7 @@ mod tests {
     fn a_server_given_twice_keeps_both_ids() {
         let text = "server 127.0.0.1:1; # id=0\nserver 127.0.0.1:1; # id=1\nserver 127.0.0.1:2; # id=2\n\
                     server 127.0.0.1:2 backup; # id=3\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        let ids = state_ids(text);
         assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3)]);
     }
 
@@ -196,7 +210,7 @@ mod tests {
         let text = "server 127.0.0.1:1 weight=5;\nserver 127.0.0.1:1; # id=4\n\
                     server 127.0.0.1:2 weight=2;\nserver 127.0.0.1:2 backup; # id=7\n\
                     server 127.0.0.1:3; server 127.0.0.1:3;\nserver 127.0.0.1:3; # id=9\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        let ids = state_ids(text);
         assert_eq!(ids, [None, Some(4), None, Some(7), None, None, Some(9)]);
         assert!(problems(text).is_empty());
     }
@@ -204,24 +218,10 @@ mod tests {
     #[test]
     fn a_statement_over_two_lines_or_after_the_block_brace_keeps_its_place() {
         // Review 14 F3: each took the next same-address line's ID.
-        let ids: Vec<Option<u64>> =
-            parse_server_state("server 127.0.0.1:1\n    weight=5;\nserver 127.0.0.1:1; # id=4\n", false)
-                .unwrap()
-                .unwrap()
-                .iter()
-                .map(|s| s.id)
-                .collect();
-        assert_eq!(ids, [None, Some(4)]);
+        assert_eq!(state_ids("server 127.0.0.1:1\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"), [None, Some(4)]);
         let text = "upstream u { server 127.0.0.1:1 weight=5;\nserver 127.0.0.1:1; # id=3\n}\n\
                     upstream v {\nserver 127.0.0.1:9; }\nupstream w {\nserver 127.0.0.1:9; # id=3\n}\n";
-        let ids: Vec<Vec<Option<u64>>> = parse_dyups_conf(text)
-            .unwrap()
-            .into_iter()
-            .map(|e| match e {
-                DyupsEntry::Upstream(_, spec) => spec.servers.iter().map(|s| s.id).collect(),
-                DyupsEntry::Deleted(_) => Vec::new(),
-            })
-            .collect();
+        let ids = dyups_ids(text);
         assert_eq!(ids, [vec![None, Some(3)], vec![None], vec![Some(3)]]);
     }
 
@@ -229,24 +229,17 @@ mod tests {
     fn statements_are_read_as_nginx_reads_them() {
         // Review 15: a comment inside a statement, a statement continued
         // after another on its line, `{` on the line after the name.
-        let state = |text: &str| -> Vec<Option<u64>> {
-            parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect()
-        };
-        assert_eq!(state("server 127.0.0.1:1 # primary\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"), [None, Some(4)]);
         assert_eq!(
-            state("server 127.0.0.1:2; server 127.0.0.1:1\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"),
+            state_ids("server 127.0.0.1:1 # primary\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"),
+            [None, Some(4)]
+        );
+        assert_eq!(
+            state_ids("server 127.0.0.1:2; server 127.0.0.1:1\n    weight=5;\nserver 127.0.0.1:1; # id=4\n"),
             [None, None, Some(4)]
         );
         let text = "upstream a {\nserver 127.0.0.1:1; # id=3\n}\nupstream\tb\n{\n    server 127.0.0.1:1; # id=3\n    \
                     server 127.0.0.1:1; # id=4\n}\n";
-        let ids: Vec<Vec<Option<u64>>> = parse_dyups_conf(text)
-            .unwrap()
-            .into_iter()
-            .map(|e| match e {
-                DyupsEntry::Upstream(_, spec) => spec.servers.iter().map(|s| s.id).collect(),
-                DyupsEntry::Deleted(_) => Vec::new(),
-            })
-            .collect();
+        let ids = dyups_ids(text);
         assert_eq!(ids, [vec![Some(3)], vec![Some(3), Some(4)]]);
     }
 
@@ -271,7 +264,7 @@ mod tests {
     #[test]
     fn odd_comments_give_no_id_and_the_first_of_a_duplicate_keeps_it() {
         let text = "server 127.0.0.1:1; # id=x\nserver 127.0.0.1:2; # id=3\nserver 127.0.0.1:3; # id=3\nserver 127.0.0.1:4; # id=-1\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        let ids = state_ids(text);
         assert_eq!(ids, vec![None, Some(3), None, None]);
         assert_eq!(
             problems(text),
@@ -285,7 +278,7 @@ mod tests {
     fn ids_out_of_range_are_ignored() {
         let text = "server 127.0.0.1:1; # id=18446744073709551614\nserver 127.0.0.1:2; # id=99999999999999999999999\n\
                     server 127.0.0.1:3; # id=4294967294\nserver 127.0.0.1:4; # id=4294967295\nserver 127.0.0.1:5;\n";
-        let ids: Vec<Option<u64>> = parse_server_state(text, false).unwrap().unwrap().iter().map(|s| s.id).collect();
+        let ids = state_ids(text);
         assert_eq!(ids, vec![None, None, Some(MAX_ID), None, None]);
         assert_eq!(
             problems(text),
