@@ -49,8 +49,8 @@ enum Problem {
 /// The server statements of a file, by block (the lower-cased name of its
 /// `upstream NAME {`, None outside blocks), each block's in order: read
 /// once per file. Each statement counts where it ends, the line its ID
-/// comment is on; statements without an ID are listed too, so that each
-/// keeps its place among those of its address.
+/// comment is on; statements without an ID are listed too (a block's
+/// servers take their IDs by position).
 pub struct ServerLines {
     blocks: HashMap<Option<String>, Vec<Line>>,
 }
