@@ -736,16 +736,13 @@ impl<'c> ZoneUpstream<'c> {
         // The balancer's limit, as the APIs keep it: a file may not raise
         // the configuration's primary total past it (a file written under
         // round robin, the upstream since made `hash ... consistent`).
+        let current_specs = specs_of(&current)?;
         let wanted = primary_weight(servers);
-        if wanted > self.list_limits().max_primary_weight {
-            let weight = |p: &PeerView| u64::try_from(p.weight).unwrap_or(0);
-            let configured = current.iter().filter(|p| !p.backup).map(weight).fold(0, u64::saturating_add);
-            if wanted > configured {
-                return Err(self.table_too_big(wanted).text);
-            }
+        if wanted > self.list_limits().max_primary_weight && wanted > primary_weight(&current_specs) {
+            return Err(self.table_too_big(wanted).text);
         }
         let kept: Vec<(ServerSpec, &[u8])> =
-            specs_of(&current)?.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
+            current_specs.into_iter().zip(&current).map(|(spec, peer)| (spec, peer.server.as_bytes())).collect();
         if let Some(peer) = current
             .iter()
             .find(|p| p.server.len() >= SNAPSHOT_SERVER_MAX || p.server.contains(char::REPLACEMENT_CHARACTER))
