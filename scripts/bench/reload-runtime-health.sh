@@ -48,8 +48,16 @@ reload_times() {
         before=$(pgrep -P "$master" | sort | tr '\n' ' ')
         start=$(date +%s.%N)
         kill -HUP "$master"
-        # Until two workers run that were not there before.
+        # Until two children run that were not there before: forked, i.e.
+        # the master's init_module done (not the workers' own start-up,
+        # the same in both builds; scripts/reload-loop.sh waits for that).
+        local waited=0
         while [ "$(pgrep -P "$master" | grep -cvxF -f <(tr ' ' '\n' <<<"$before" | grep .))" -lt 2 ]; do
+            if [ $((waited += 1)) -gt 2000 ]; then
+                echo "$arm: no new workers 10 s after a reload" >&2
+                stop_by_pid_file "$dir/logs/nginx.pid"
+                return 1
+            fi
             sleep 0.005
         done
         echo "$(date +%s.%N) - $start" | bc
