@@ -275,9 +275,7 @@ impl RecordView<'_> {
             return None;
         }
         // SAFETY: as in peers(); the text never changes.
-        let text = unsafe { check_text(self.list) };
-        // Written from a CheckConf by replace(): it reads back.
-        CheckConf::from_config_text(&String::from_utf8_lossy(text)).ok().flatten()
+        unsafe { list_check(self.list) }
     }
 
     /// The names of its peers that a health check set down (none
@@ -342,8 +340,7 @@ impl WriteHeld<'_, '_> {
             // SAFETY: as in has_checked; a registry list is never edited.
             if let Some(list) = unsafe { checked_list(r) } {
                 // SAFETY: as above; the text never changes.
-                let text = String::from_utf8_lossy(unsafe { check_text(list) });
-                let interval_ms = CheckConf::from_config_text(&text).ok().flatten().map_or(1000, |c| c.interval_ms);
+                let interval_ms = unsafe { list_check(list) }.map_or(1000, |c| c.interval_ms);
                 found.push(CheckedServers {
                     upstream: String::from_utf8_lossy(&r.name[..r.name_len]).into_owned(),
                     interval_ms,
@@ -363,6 +360,17 @@ pub struct CheckedServers {
     pub interval_ms: u32,
     /// Its peers' names.
     pub servers: Vec<Vec<u8>>,
+}
+
+/// The check directives of the registry list `list`.
+///
+/// # Safety
+/// `list` is a live registry list for the call.
+unsafe fn list_check(list: *mut ngx_http_upstream_rr_peers_t) -> Option<CheckConf> {
+    // SAFETY: per the contract; the text never changes.
+    let text = unsafe { check_text(list) };
+    // Written from a CheckConf by replace(): it reads back.
+    CheckConf::from_config_text(&String::from_utf8_lossy(text)).ok().flatten()
 }
 
 /// The current list of `record` if it is live and checked.
