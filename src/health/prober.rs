@@ -230,6 +230,19 @@ pub fn set_zone(init: &InitModule) -> usize {
     }
 }
 
+/// First probes' times at start: the C module's random start, so that a
+/// thousand peers do not connect in one tick.
+#[derive(Default)]
+struct Spread(u32);
+
+impl Spread {
+    /// The next peer's: within min(`interval_ms`, 1 s) of `now`.
+    fn due(&mut self, now: u32, interval_ms: u32) -> u32 {
+        self.0 = self.0.wrapping_add(7919);
+        now.wrapping_add(self.0 % interval_ms.clamp(1, 1000))
+    }
+}
+
 /// init_module (master, once the configuration's peers have their slots:
 /// they come first, as in [`set_zone`]): gives every server of a checked
 /// run-time upstream that has no slot one, so that its checks resume with
@@ -250,7 +263,7 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
     dyups.while_write_locked(|held| {
         let held = held?;
         let mut has_slot = health.runtime_keys();
-        let (mut unchecked, mut spread, mut next_free) = (0, 0u32, 0);
+        let (mut unchecked, mut spread, mut next_free) = (0, Spread::default(), 0);
         for checked in held.checked_servers() {
             let upstream = checked.upstream.to_ascii_lowercase().into_bytes();
             for name in checked.servers {
@@ -258,8 +271,7 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
                 if !has_slot.insert((upstream.clone(), name.clone())) {
                     continue;
                 }
-                spread = spread.wrapping_add(7919);
-                let due = now.wrapping_add(spread % checked.interval_ms.clamp(1, 1000));
+                let due = spread.due(now, checked.interval_ms);
                 match health.claim_runtime(next_free, &upstream, &name, Counters::new(false), due) {
                     Some(index) => next_free = index + 1,
                     None => unchecked += 1,
@@ -287,7 +299,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     let now = now_msec();
     let mut keep = vec![false; health.len()];
     let mut unchecked = 0usize;
-    let mut spread = 0u32;
+    let mut spread = Spread::default();
     let checked = checked_upstreams(cycle.upstreams());
     for (upstream, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
         // The primary list of an upstream of the new cycle, which only this
@@ -295,10 +307,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         let (upstream, peers) = (upstream.name(), primary.peers());
         let upstream = upstream.as_bytes();
         for name in peers.into_iter().map(|p| p.name.into_bytes()) {
-            // The C module's random start: a thousand peers do not connect
-            // in one tick.
-            spread = spread.wrapping_add(7919);
-            let due = now.wrapping_add(spread % check.interval_ms.min(1000));
+            let due = spread.due(now, check.interval_ms);
             let Some(index) = health.find_or_claim(upstream, &name, Counters::new(check.default_down), due) else {
                 unchecked += 1;
                 continue;
