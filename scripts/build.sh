@@ -26,7 +26,7 @@ say() { echo "build.sh: $*" >&2; }
 
 # The packages the 1.26 run needs in the root: the binary, its nginx-dev
 # tree, and the modules the t/ suite loads (as on the host: scripts/setup.sh).
-trixie_packages=(nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-echo libnginx-mod-stream)
+trixie_packages=(nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-echo libnginx-mod-stream libnginx-mod-http-upstream-fair)
 
 # The Debian mirror apt uses here.
 debian_mirror() {

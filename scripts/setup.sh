@@ -40,6 +40,7 @@ packages=(
     libpcre2-dev libssl-dev zlib1g-dev   # nginx's configure checks for these
     libtest-base-perl                    # the t/ harness
     libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-stream
+    libnginx-mod-http-upstream-fair      # t/: a balancer of another module (fair)
     wrk curl gnuplot-nox                 # benchmarks and the demo
     iproute2                             # ss: the scripts' free-port checks
     valgrind                             # scripts' --valgrind modes

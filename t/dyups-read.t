@@ -280,3 +280,54 @@ is(http_get('/status')->{body} =~ /upstreams=(\d+)/ ? $1 : 'none', 1, '/status c
 is(http('DELETE', '/upstream/dyhost')->{status}, 200, 'delete dyhost');
 is(http_get('/upstream/DyHost')->{status}, 404, 'run-time deleted: 404');
 is(http_get('/status')->{body} =~ /upstreams=(\d+)/ ? $1 : 'none', 0, '/status: none left');
+
+=== TEST 13: a configuration upstream whose balancer keeps its own peers (upstream fair, a Debian module): listed from its server lines, replaced, deleted and created again; no worker dies (peer.data is fair's struct, not a round-robin list: reading it as one crashed every /detail)
+--- modules: fair
+--- http_config
+upstream fairup {
+    fair;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 weight=3 max_fails=2 fail_timeout=5s;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 down;
+}
+upstream plain { server 127.0.0.1:$TEST_NGINX_PORT_3; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+use JSON::PP ();
+my $fair_lines = main::line(main::addr(1), weight => 3, max_fails => 2, fail_timeout => 5)
+               . main::line(main::addr(2), down => 1);
+for my $round (1, 2) {
+    # Twice: before and after a request through fair (which then fills its
+    # own shared counters).
+    my $r = http_get('/detail');
+    is("$r->{status} $r->{body}", "200 fairup\n$fair_lines\nplain\n" . main::line(main::addr(3)) . "\n",
+       "round $round: /detail lists fair's servers as configured");
+    $r = http_get('/upstream/fairup');
+    is("$r->{status} $r->{body}", "200 $fair_lines", "round $round: /upstream/fairup");
+    $r = http_get('/upstream/fairup?format=json');
+    is($r->{status}, 200, "round $round: JSON status");
+    my $servers = eval { JSON::PP->new->decode($r->{body})->{peers} } || [];
+    is(join(' ', map { "$_->{server}/$_->{weight}/" . ($_->{down} ? 'down' : 'up') } @$servers),
+       main::addr(1) . '/3/up ' . main::addr(2) . '/1/down', "round $round: JSON servers");
+    is(main::proxied_port('fairup'), port(1), "round $round: fair routes to the one up server");
+}
+my $r = http('POST', '/upstream/fairup', main::servers(4));
+is("$r->{status} $r->{body}", '200 success', 'replace fairup');
+is(http_get('/upstream/fairup')->{body}, main::line(main::addr(4)), 'replaced: the new server');
+is(main::proxied_port('fairup'), port(4), 'replaced: routes to it');
+is(http('DELETE', '/upstream/fairup')->{status}, 200, 'delete fairup');
+is(main::proxied_port('fairup'), 'status 502', 'deleted: 502');
+$r = http('POST', '/upstream/fairup', main::servers(3));
+is("$r->{status} $r->{body}", '200 success', 'created again');
+is(main::proxied_port('fairup'), port(3), 'created again: routes');
+is(main::proxied_port('plain'), port(3), 'the other upstream is untouched');

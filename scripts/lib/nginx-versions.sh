@@ -50,7 +50,7 @@ cargo_target_dir() {
     esac
 }
 
-# Where the t/ suite finds the echo, lua and stream modules of version $1
+# Where the t/ suite finds the echo, lua, stream and fair modules of version $1
 # (TEST_NGINX_MODULES_DIR).
 nginx_modules_dir() {
     case $1 in
@@ -67,6 +67,7 @@ nginx_skipped_modules() {
     case $1 in
     1.26) [ "$(id -u)" -eq 0 ] ||
               echo "lua=Debian 13's Lua module needs Debian 13's lua-resty-core, which build/nginx-1.26/nginx mounts over the host's only as root" ;;
-    1.28) echo "lua=no Lua module for nginx 1.28.3: Debian's libnginx-mod-http-lua is built for Debian's nginx ABI (1.22.1 in Debian 12, 1.26.3 in Debian 13) and nginx.org ships none" ;;
+    1.28) echo "lua=no Lua module for nginx 1.28.3: Debian's libnginx-mod-http-lua is built for Debian's nginx ABI (1.22.1 in Debian 12, 1.26.3 in Debian 13) and nginx.org ships none"
+          echo "fair=no upstream fair module for nginx 1.28.3: Debian's libnginx-mod-http-upstream-fair is built for Debian's nginx ABI and nginx.org ships none" ;;
     esac
 }

@@ -48,6 +48,7 @@ use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::{configured_upstreams, http_conf_ctx, Upstream};
 use crate::nginx::variables::evaluate_key;
 use crate::nginx::version::{free_worker_tables, UPSTREAM_MODIFY};
+use crate::zone::upstream::keeps_round_robin_peers;
 use dynamic_upstream_core::dyups::{split_hash_key, KeyPart};
 use dynamic_upstream_core::{Address, Balancer};
 use ngx::ffi::{
@@ -821,10 +822,20 @@ pub fn is_front(upstream: Upstream) -> bool {
 }
 
 /// The peers of an upstream of the configuration as configured, unless
-/// this worker made it a front (its peer.data is then the front).
+/// this worker made it a front (its peer.data is then the front). Those of
+/// a balancer of another module are its `server` lines: its peer.data may
+/// be a struct of its own (upstream fair's is; reading it as a peer list
+/// crashed the worker).
 pub fn configured_peers(upstream: Upstream) -> Option<Vec<dynamic_upstream_core::PeerView>> {
-    // SAFETY: not a front: its peer.data is the configuration's peer list.
-    (!is_front(upstream)).then(|| unsafe { upstream.configured_peers() })
+    if is_front(upstream) {
+        return None;
+    }
+    if !keeps_round_robin_peers(upstream) {
+        return Some(upstream.configured_server_peers());
+    }
+    // SAFETY: not a front, and one of nginx's balancers: its peer.data is
+    // the configuration's round-robin peer list.
+    Some(unsafe { upstream.configured_peers() })
 }
 
 /// Releases this worker's versions (exit_process): nothing runs after it,

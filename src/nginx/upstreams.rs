@@ -331,11 +331,51 @@ impl<'c> Upstream<'c> {
         self.zone().map(|z| str_lossy(&z.shm.name))
     }
 
-    /// Its peers as configured.
+    /// Its `server` lines as peers, one per address, primaries then backups
+    /// (as nginx's round-robin list orders them), without live figures: for
+    /// an upstream whose balancer is another module's, which may keep a
+    /// struct of its own in `peer.data` (upstream fair does).
+    pub fn configured_server_peers(self) -> Vec<dynamic_upstream_core::PeerView> {
+        let mut peers = Vec::new();
+        for backup in [false, true] {
+            for server in self.configured_servers().iter().filter(|s| (s.backup() != 0) == backup) {
+                let addrs: &[ngx::ffi::ngx_addr_t] = if server.addrs.is_null() {
+                    &[]
+                } else {
+                    // SAFETY: a server's addresses are the configuration's,
+                    // naddrs of them.
+                    unsafe { core::slice::from_raw_parts(server.addrs, server.naddrs) }
+                };
+                peers.extend(addrs.iter().map(|addr| dynamic_upstream_core::PeerView {
+                    server: str_lossy(&server.name),
+                    name: str_lossy(&addr.name),
+                    weight: server.weight as i64,
+                    max_fails: server.max_fails as u64,
+                    fail_timeout: server.fail_timeout,
+                    max_conns: server.max_conns as u64,
+                    backup,
+                    resolved_from: None,
+                    down: server.down != 0,
+                    conns: 0,
+                    fails: 0,
+                    current_weight: 0,
+                    effective_weight: server.weight as i64,
+                    accessed: 0,
+                    checked: 0,
+                    stats: Default::default(),
+                    health: None,
+                }));
+            }
+        }
+        peers
+    }
+
+    /// Its peers as configured, with their live figures.
     ///
     /// # Safety
-    /// Its `peer.data` is a peer list (every built-in balancer keeps the
-    /// round-robin peers there; a dyups front's is not).
+    /// Its `peer.data` is a peer list: nginx's own balancers keep the
+    /// round-robin peers there (another module's may not, a dyups front's
+    /// does not).
     pub unsafe fn configured_peers(self) -> Vec<dynamic_upstream_core::PeerView> {
         // SAFETY: per the contract; configured upstreams' peer lists live
         // as long as the cycle.

@@ -141,6 +141,14 @@ pub fn state_file_of(upstream: Upstream) -> String {
     unsafe { srv_conf_mut(upstream) }.map(|srv| srv.state_file.to_string_lossy()).unwrap_or_default()
 }
 
+/// Whether its balancer is one of nginx's (init_module tells them apart),
+/// which keep the round-robin peer list in `peer.data`; false for another
+/// module's (`fair`, `balancer_by_lua`, ...).
+pub fn keeps_round_robin_peers(upstream: Upstream) -> bool {
+    // SAFETY: as above.
+    unsafe { srv_conf_mut(upstream) }.is_some_and(|srv| !matches!(srv.balancer, Balancer::Other { .. }))
+}
+
 /// Whether init_module gave it the module's bookkeeping (a zone upstream
 /// with room for it: one the APIs can change).
 pub fn has_bookkeeping(upstream: Upstream) -> bool {

@@ -143,12 +143,14 @@ The block needs an nginx built C<--with-debug> (Debian's are; nginx.org's
 C<nginx> is not, its C<nginx-debug> is): skipped otherwise, with that
 reason, as for C<TEST_NGINX_SKIP_MODULES>.
 
-=item C<--- modules: echo lua stream>
+=item C<--- modules: echo lua stream fair>
 
 Debian dynamic modules to load before ours, any subset, in the order given.
 C<lua> loads F<ndk_http_module.so> then F<ngx_http_lua_module.so> (Debian's
 lua module finds C<resty.core> in F</usr/share/lua/5.1> on its own; nothing
-else is needed).  C<stream> needs the C<libnginx-mod-stream> package.  Our
+else is needed).  C<stream> needs the C<libnginx-mod-stream> package, C<fair>
+(the C<fair> balancer of C<libnginx-mod-http-upstream-fair>, a balancer of
+another module that keeps its own struct in C<peer.data>) its package.  Our
 module (C<TEST_NGINX_MODULE>) is always loaded last.
 
 =back
@@ -584,10 +586,11 @@ our %DEBIAN_MODULES = (
     echo   => ['ngx_http_echo_module.so'],
     lua    => ['ndk_http_module.so', 'ngx_http_lua_module.so'],
     stream => ['ngx_stream_module.so'],
+    fair   => ['ngx_http_upstream_fair_module.so'],
 );
 our %DEBIAN_PACKAGE = (
     echo => 'libnginx-mod-http-echo', lua => 'libnginx-mod-http-lua',
-    stream => 'libnginx-mod-stream',
+    stream => 'libnginx-mod-stream', fair => 'libnginx-mod-http-upstream-fair',
 );
 
 # Known sections and their kind:
