@@ -145,6 +145,14 @@ pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
             failed(&format!("\"check\" needs an upstream name of at most {} bytes", health::UPSTREAM_NAME_MAX));
             return Err(());
         }
+        // Peers nginx's resolver adds and removes at run time get no health
+        // record: probing only the others would pass their failures on.
+        if upstream.resolves_any() {
+            failed(
+                "\"check\" does not probe servers with \"resolve\" (nginx adds and removes their peers at run time)",
+            );
+            return Err(());
+        }
         // The probes connect to the address a peer's name reads back as: a
         // name that does not (a relative unix path, say) could never be
         // checked, and would stay default_down.

@@ -202,3 +202,18 @@ ok(poll_until(sub { $rb->() eq main::line($p2) }, 15, 'rb after the reload'), 'a
 main::resolved(main::line($p2), 'after the reload: nor does backends\' static server');
 --- allow_error_log
 could not be resolved
+
+=== TEST 5: must_die: "check" in an upstream with a "resolve" server is refused, saying why (it was refused with "server address \"\" is empty")
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve backup;
+    check interval=1000 rise=1 fall=1 timeout=500 type=tcp;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- must_die
+--- error_log
+qr/\[emerg\].*"check" does not probe servers with "resolve" \(nginx adds and removes their peers at run time\) in upstream "backends"/

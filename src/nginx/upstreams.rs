@@ -308,6 +308,12 @@ impl<'c> Upstream<'c> {
         self.configured_servers().iter().any(|s| s.backup() == 0 && crate::nginx::version::server_resolves(s))
     }
 
+    /// Whether one of its `server` lines, primary or backup, is `server
+    /// NAME resolve` (nginx 1.27.3 and later).
+    pub fn resolves_any(self) -> bool {
+        self.configured_servers().iter().any(crate::nginx::version::server_resolves)
+    }
+
     /// Whether one of its `server` lines says `backup`: nginx accepts one
     /// written before a balancer directive that does not allow backups
     /// (`hash`, `ip_hash`, `random`), and keeps it as a backup peer.
