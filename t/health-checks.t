@@ -540,3 +540,21 @@ main::stop_single($pid);
 is(main::logged(qr/\[(crit|emerg)\]|exited on signal|\[alert\](?!.*worker_connections are not enough)/,
                 "$dir/logs/error.log"), 0, 'its error log has no alert but nginx\'s own')
     or diag(NginxTest::Files::slurp("$dir/logs/error.log"));
+
+=== TEST 18: a peer that refuses connections is a health verdict, not an [error] per probe: nginx's connection errors of probes go to the info level
+--- log_level: notice
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    check interval=100 rise=1 fall=1 timeout=400 default_down=false type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my $b = main::backend(port(1));
+my $down = qr/health check: server 127\.0\.0\.1:${\ port(2)} of upstream "backends" is down/;
+ok(poll_until(sub { error_log_text() =~ $down }, 5, 'down'), 'the refusing peer is down');
+my @errors = grep { /\[error\]/ } split /\n/, error_log_text();
+is("@errors", '', 'no [error] line') or diag(join "\n", @errors);

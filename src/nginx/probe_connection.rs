@@ -14,7 +14,7 @@ use core::ptr::{self, NonNull};
 
 use dynamic_upstream_core::Address;
 use ngx::ffi::{
-    ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_ERR, ngx_connection_t, ngx_event_connect_peer,
+    ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_INFO, ngx_connection_t, ngx_event_connect_peer,
     ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_msec_t,
     ngx_peer_connection_t, ngx_post_event, ngx_posted_events, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
 };
@@ -133,7 +133,10 @@ impl ProbeConnection {
             (*p).pc.name = ptr::addr_of_mut!((*p).name);
             (*p).pc.get = Some(ngx_event_get_peer);
             (*p).pc.log = (*ngx::ffi::ngx_cycle).log;
-            (*p).pc.set_log_error(ngx_connection_log_error_e_NGX_ERROR_ERR);
+            // A peer that refuses or resets is a probe's verdict (the module logs
+            // state changes), not an error per interval: nginx's own read and
+            // write errors on the connection go to the info level.
+            (*p).pc.set_log_error(ngx_connection_log_error_e_NGX_ERROR_INFO);
             ngx_event_connect_peer(ptr::addr_of_mut!((*p).pc))
         };
         // Read at once: what socket() or connect() failed with.
