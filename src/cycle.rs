@@ -23,7 +23,7 @@ use crate::dyups::worker::{release_all, start_timer, SyncOnRequest};
 use crate::health::prober;
 use crate::nginx::module_hooks::{CycleHooks, InitModule, InitProcess, Postconfiguration};
 use crate::nginx::peer_stats::{now_ms, set_counting};
-use crate::nginx::process::mark_started;
+use crate::nginx::process::{ignore_file_size_signal, mark_started};
 use crate::ops::state_files;
 use crate::zone::upstream::request_hook::prepare_upstreams;
 use crate::zone::upstream::{has_bookkeeping, ZoneUpstream};
@@ -72,6 +72,7 @@ impl CycleHooks for Hooks {
     /// the checked peers.
     fn init_process(process: &InitProcess) {
         mark_started();
+        ignore_file_size_signal();
         if let Some(main) = process.main_conf() {
             start_timer(main.read_msg_timeout);
             prober::start(process.cycle());

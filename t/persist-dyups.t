@@ -571,3 +571,33 @@ main::post('x', 'server 127.0.0.1:' . port(1) . ';');
 like(main::slurp(main::dyfile()), qr/upstream big8 \{/, 'and the next change writes all of them');
 --- allow_error_log
 were not restored
+
+=== TEST 11: a reload that moves dyups_upstream_conf to another file (the registry kept): the new file gets the run-time upstreams and takes the next changes; a restart loads them all (every dyups change used to answer 503 "a binary upgrade rolled back?", and the restart lost every upstream); a lock file deleted meanwhile is claimed again by the next reload
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+--- config
+location / { dyups_interface; }
+--- perl
+my $old = main::dyfile();
+my $new = data_dir() . '/moved/dyups.conf';
+mkdir(data_dir() . '/moved') && chmod(0777, data_dir() . '/moved') or die "mkdir: $!";
+main::post('one', 'server ' . main::addr(1) . ';');
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s{\Q$old\E}{$new}r);
+ok(eval { nginx_reload(); 1 }, 'reload with the file moved') or diag($@);
+is(main::slurp($new), main::slurp($old), 'the new file holds what the old one did');
+like(error_log_text(), qr/\[notice\].*dyups_upstream_conf "\Q$new\E": a reload moved it from "\Q$old\E"; it holds the run-time upstreams now/,
+     '  [notice] says so');
+main::post('two', 'server ' . main::addr(2) . ';');
+is(main::slurp($new), $main::HEADER . main::ublock('one', main::sv(1)) . main::ublock('two', main::sv(2)),
+   'the next change is written to the new file, with the earlier upstreams');
+nginx_restart();
+is(http_get('/upstream/one')->{body} . http_get('/upstream/two')->{body}, main::dline(1) . main::dline(2),
+   'after a restart: both upstreams');
+
+unlink("$new.lock") or die "unlink: $!";
+my $r = http('POST', '/upstream/three', 'server ' . main::addr(3) . ';');
+is($r->{status}, 503, 'the lock file deleted: a change is refused') or diag($r->{body});
+ok(eval { nginx_reload(); 1 }, 'a reload') or diag($@);
+main::post('three', 'server ' . main::addr(3) . ';');
+is(http_get('/upstream/three')->{body}, main::dline(3), '  claims the file again: changes are accepted');

@@ -624,3 +624,152 @@ location /upstream { dyups_interface; }
 --- must_die
 --- error_log
 qr/\[emerg\].*dynamic_state_file "[^"]*\/shared\.state" of upstream "one" is also the dyups_upstream_conf file: each needs a file of its own/
+
+=== TEST 14: a state file's lock held by a process that does not let go (a worker stuck in a change): changes answer 503 after 5 s naming the holder; a reload and nginx -t are refused naming it; nginx stays responsive to signals; once it lets go, all works (the master used to wait in flock() for ever at the reload, deaf to TERM and QUIT)
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream backends {
+    zone backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+use Fcntl qw(:flock);
+use Time::HiRes qw(time);
+my ($p1, $p2) = (port(1), port(2));
+my ($zone, $dyups) = (main::zone_file(), main::dyups_file());
+main::change("add=&server=127.0.0.1:$p2");
+is(main::admin('POST', '/upstream/dyhost', "server 127.0.0.1:$p2;")->{status}, 200, 'POST dyhost');
+my $listing = main::verbose();
+
+# A process that takes both locks and keeps them until it is killed.
+pipe(my $ready_r, my $ready_w) or die "pipe: $!";
+my $holder = fork() // die "fork: $!";
+if ($holder == 0) {
+    close $ready_r;
+    my @fh;
+    for my $path ($zone, $dyups) {
+        open(my $fh, '>>', "$path.lock") or die "open $path.lock: $!";
+        flock($fh, LOCK_EX) or die "flock: $!";
+        push @fh, $fh;
+    }
+    print $ready_w "locked\n";
+    close $ready_w;
+    sleep 1 while 1;
+    exit 0;
+}
+close $ready_w;
+is(scalar <$ready_r>, "locked\n", "the holder ($holder) has both locks");
+my $held = sub { my ($path) = @_; qr/\Q"$path"\E stayed locked for 5 s by process $holder \(a change stuck there\?\); nothing was changed; try again, and if it persists end that process \(kill -9\), then reload nginx/ };
+
+my $t0 = time;
+my $r = http_get("/dynamic?upstream=backends&down=&server=127.0.0.1:$p2");
+my $took = time - $t0;
+is($r->{status}, 503, 'a query-API change: 503');
+like($r->{body}, $held->($zone), '  naming the file and the holder');
+ok($took >= 4.5 && $took < 9, "  after the 5 s wait ($took s)");
+is(main::verbose(), $listing, '  nothing was changed');
+$r = main::admin('POST', '/upstream/dyhost', "server 127.0.0.1:$p1;");
+is($r->{status}, 503, 'a REST change: 503');
+like($r->{body}, $held->($dyups), '  naming the file and the holder');
+is_deeply(main::traffic(4, 'dyhost'), { $p2 => 4 }, '  nothing was changed');
+like(error_log_text(), qr/\[error\].*${\ $held->($zone)}/, 'error.log: [error] with the same text');
+
+my $refused = sub { my ($d, $path) = @_; qr/\Q$d "$path": its lock "$path.lock" stayed held for 5 s by process $holder (a change stuck there?): end that process (kill -9), then reload nginx\E/ };
+my ($code, $out) = nginx_t();
+isnt($code, 0, 'nginx -t fails');
+like($out, $refused->('dynamic_state_file', $zone), '  naming the file and the holder');
+my $master = master_pid();
+my @workers = worker_pids();
+$t0 = time;
+ok(!eval { nginx_reload(); 1 }, 'the reload is refused');
+like($@ // '', $refused->('dynamic_state_file', $zone), '  with the [emerg] naming the file and the holder');
+ok(main::alive($master), '  the master still runs');
+is("@{[worker_pids()]}", "@workers", '  and its workers');
+is_deeply(main::traffic(4), { $p1 => 2, $p2 => 2 }, '  which serve the state as before');
+
+kill 'KILL', $holder;
+waitpid($holder, 0);
+$r = http_get("/dynamic?upstream=backends&down=&server=127.0.0.1:$p2");
+is($r->{status}, 200, 'the holder is gone: a change is accepted') or diag($r->{body});
+is(main::admin('POST', '/upstream/dyhost', "server 127.0.0.1:$p1;")->{status}, 200, '  and a REST change');
+ok(eval { nginx_reload(); 1 }, '  and a reload') or diag($@);
+is(main::verbose(), main::srv(1) . main::srv(2, down => 1), '  which restored the file');
+is_deeply(main::traffic(4, 'dyhost'), { $p1 => 4 }, '  and kept the run-time upstream');
+--- allow_error_log
+stayed locked for 5 s by process
+stayed held for 5 s by process
+
+=== TEST 15: a file size limit (RLIMIT_FSIZE: systemd's LimitFSIZE=, ulimit -f): a state file write past it answers 500 naming the OS error and the change stays in effect, no worker dies of SIGXFSZ, no temporary file is left; temporary files of processes that are gone are removed at the next reload
+--- log_level: error
+--- http_config
+upstream backends {
+    zone backends 1m;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; access_log off; }
+--- perl
+# setrlimit(RLIMIT_FSIZE) of this process (x86_64 syscall numbers), which
+# the nginx it starts inherits.
+my ($getrlimit, $setrlimit, $fsize) = (97, 160, 1);
+my $limits = pack('Q2', 0, 0);
+syscall($getrlimit, $fsize, $limits) == 0 or die "getrlimit: $!";
+my (undef, $hard) = unpack('Q2', $limits);
+my $set_fsize = sub { syscall($setrlimit, $fsize, pack('Q2', $_[0], $hard)) == 0 or die "setrlimit: $!" };
+my $path = main::zone_file();
+my $temporaries = sub { opendir(my $d, data_dir()) or die; join ' ', sort grep { /\.tmp\z/ } readdir $d };
+
+$set_fsize->(8192);
+nginx_restart();
+$set_fsize->($hard);
+my (%status, $refused);
+for my $i (1 .. 200) {
+    my $r = http_get('/dynamic?upstream=backends&add=&server=127.0.0.1:' . (30000 + $i));
+    $status{ $r->{status} }++;
+    $refused //= $r->{body} if $r->{status} != 200;
+}
+ok($status{200} > 50 && $status{500} > 50 && keys %status == 2, 'writes below the limit: 200; past it: 500')
+    or diag(explain(\%status));
+like($refused // '', qr/could not write state file "\Q$path\E": File too large \(os error 27\); the change is in effect and the next change writes the file again/,
+     '  naming the file and the OS error');
+my @listed = main::verbose() =~ /^server /mg;
+is(scalar @listed, 201, 'every change is in effect');
+my @in_file = main::slurp($path) =~ /^server /mg;
+ok(-s $path <= 8192 && @in_file < 201, 'the file stays within the limit: the last change it could hold');
+is($temporaries->(), '', 'no temporary file is left');
+
+# A temporary file of a process that is gone, and one of a live process.
+my $gone = fork() // die "fork: $!";
+exit 0 if $gone == 0;
+waitpid($gone, 0);
+for my $pid ($gone, $$) {
+    open(my $fh, '>', data_dir() . "/.backends.state.$pid.tmp") or die "$!";
+}
+nginx_restart();
+is($temporaries->(), ".backends.state.$$.tmp", 'after a restart without the limit: the gone process\'s temporary file is removed, the live one\'s kept');
+unlink(data_dir() . "/.backends.state.$$.tmp");
+@listed = main::verbose() =~ /^server /mg;
+is(scalar @listed, scalar @in_file, '  the restart restored what the file held');
+is(http_get('/dynamic?upstream=backends&add=&server=127.0.0.1:30999')->{status}, 200, 'a change is written again');
+my @saved = main::slurp($path) =~ /^server /mg;
+is(scalar @saved, @in_file + 1, '  with the whole state');
+--- allow_error_log
+could not write state file

@@ -67,3 +67,44 @@ mod tests {
         assert_eq!(parse_stat(b"7 (x) S 1 1 1 0 -1 4 5 0 0 0 0 0 0 0 20 0 1 0 soon 1"), None);
     }
 }
+
+/// The pids that hold an `flock` on the file with device `dev` (as
+/// `stat`'s `st_dev`) and inode `ino`, read from the text of `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 2474 08:01:1234567 0 EOF`; the device is
+/// `MAJOR:MINOR` in hex). Lines of waiters (`1: -> FLOCK ...`) are not
+/// holders.
+pub fn flock_holders(proc_locks: &str, dev_major: u32, dev_minor: u32, ino: u64) -> Vec<i32> {
+    let file = format!("{dev_major:02x}:{dev_minor:02x}:{ino}");
+    proc_locks
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_ascii_whitespace().skip(1);
+            if words.next()? != "FLOCK" {
+                return None;
+            }
+            let pid = words.nth(2)?.parse().ok()?;
+            (words.next()? == file).then_some(pid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod flock_tests {
+    use super::flock_holders;
+
+    const LOCKS: &str = "1: FLOCK  ADVISORY  WRITE 2474 08:01:1234567 0 EOF\n\
+                         1: -> FLOCK  ADVISORY  WRITE 2480 08:01:1234567 0 EOF\n\
+                         2: POSIX  ADVISORY  WRITE 99 08:01:1234567 0 EOF\n\
+                         3: FLOCK  ADVISORY  WRITE 77 fd:1a:1234567 0 EOF\n\
+                         4: FLOCK  ADVISORY  READ 12 08:01:7 0 EOF\n";
+
+    #[test]
+    fn holders_of_one_file_only() {
+        assert_eq!(flock_holders(LOCKS, 8, 1, 1234567), vec![2474]);
+        assert_eq!(flock_holders(LOCKS, 0xfd, 0x1a, 1234567), vec![77]);
+        assert_eq!(flock_holders(LOCKS, 8, 1, 7), vec![12]);
+        assert_eq!(flock_holders(LOCKS, 8, 1, 123456), Vec::<i32>::new());
+        assert_eq!(flock_holders("", 8, 1, 1), Vec::<i32>::new());
+        assert_eq!(flock_holders("garbage\n1:\n1: FLOCK\n", 8, 1, 1), Vec::<i32>::new());
+    }
+}

@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// An exclusive lock on a state file, held until dropped.
 pub struct FileLock {
@@ -20,9 +21,12 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Takes the lock; with `wait` false, fails at once with
-    /// [`io::ErrorKind::WouldBlock`] if another process holds it.
-    pub fn exclusive(path: &Path, wait: bool) -> io::Result<FileLock> {
+    /// Takes the lock, waiting for it at most `wait` (none: fails at once);
+    /// fails with [`io::ErrorKind::WouldBlock`] if another process still
+    /// holds it then. Never waits in the kernel: a holder that does not let
+    /// go (a worker stuck in a change) must not stop nginx's master, whose
+    /// signals are handled only once it returns to its loop.
+    pub fn exclusive(path: &Path, wait: Duration) -> io::Result<FileLock> {
         // Read-only is enough for flock, so a lock file the master (root)
         // created stays usable by workers running as another user.
         let file = OpenOptions::new()
@@ -33,17 +37,27 @@ impl FileLock {
             .mode(0o644)
             .open(lock_path(path))
             .or_else(|_| File::open(lock_path(path)))?;
-        let operation = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-                return Ok(FileLock { file });
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        lock_within(&file, wait)?;
+        Ok(FileLock { file })
+    }
+
+    /// Whether another process holds the lock of the state file at `path`
+    /// for longer than `wait`. Creates nothing (no lock file: nobody holds
+    /// it) and leaves the lock as it found it.
+    pub fn held_past(path: &Path, wait: Duration) -> bool {
+        File::open(lock_path(path))
+            .is_ok_and(|file| lock_within(&file, wait).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock))
+    }
+
+    /// The processes that hold the lock of the state file at `path` (from
+    /// `/proc/locks`; none if it cannot be read), for messages.
+    pub fn holders(path: &Path) -> Vec<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(meta), Ok(locks)) = (fs::metadata(lock_path(path)), fs::read_to_string("/proc/locks")) else {
+            return Vec::new();
+        };
+        let dev = meta.dev();
+        dynamic_upstream_core::process::flock_holders(&locks, libc::major(dev), libc::minor(dev), meta.ino())
     }
 }
 
@@ -64,6 +78,28 @@ impl FileLock {
     }
 }
 
+/// Takes `file`'s flock, polling for at most `wait`; closing the file
+/// releases it.
+fn lock_within(file: &File, wait: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // SAFETY: flock on a descriptor the caller owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
@@ -81,6 +117,42 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
+/// Removes the file, durably; none is no error.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(()) => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+            _ => File::open(".")?.sync_all(),
+        },
+    }
+}
+
+/// `.NAME.PID.tmp`: where process PID writes file NAME before renaming it.
+fn temporary_name(name: &std::ffi::OsStr, pid: u32) -> std::ffi::OsString {
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{pid}.tmp"));
+    tmp_name
+}
+
+/// Removes the temporary files of `path` that processes now gone left
+/// (killed while writing it, see [`write_atomically`]); a live process's
+/// is being written. What cannot be removed stays: it is only litter.
+pub fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
+    let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else { return };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let pid = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".tmp")?.parse::<i32>().ok());
+        if pid.is_some_and(|pid| crate::nginx::process::gone(pid, 0)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Replaces the file with `content` atomically and durably.
 pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
@@ -88,10 +160,7 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(temporary_name(name, std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
         file.write_all(content)?;

@@ -14,6 +14,17 @@ use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
 /// every worker inherits (a grace-period slot, see [`crate::dyups::grace`]).
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// Makes a write past the file size limit (`RLIMIT_FSIZE`: systemd's
+/// `LimitFSIZE=`, `ulimit -f`) fail with `EFBIG` instead of killing the
+/// process with `SIGXFSZ`, which nginx leaves at its default: a state
+/// file's write then fails like any other (500, the change in effect).
+/// In init_process.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN, on nginx's thread,
+    // before any request runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
 /// init_process: this process serves requests.
 pub fn mark_started() {
     STARTED.store(true, Ordering::Relaxed);

@@ -40,13 +40,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::state::{
     parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, specs_of, DyupsEntry,
 };
 use dynamic_upstream_core::ApiError;
-use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_WARN};
+use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
@@ -107,6 +108,41 @@ impl Claims {
         }
     }
 
+    /// A reload moved `dyups_upstream_conf` from `old` to `new` and keeps
+    /// the registry: `new` gets what `old` holds (the registry's changes, as
+    /// written; no file if none) and is claimed, and `old`'s lock says where
+    /// it went, so that the old workers refuse changes they would write
+    /// there (see [`check_claim`]).
+    fn claim_moved(&mut self, old: &Path, new: &Path) {
+        const DIRECTIVE: &str = "dyups_upstream_conf";
+        let (Some(old_lock), Some(new_lock)) = (lock_at_start(DIRECTIVE, old), lock_at_start(DIRECTIVE, new)) else {
+            return;
+        };
+        let copied = match persist::read(old) {
+            Ok(Some(text)) => persist::write_atomically(new, text.as_bytes()),
+            Ok(None) => persist::remove(new),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = copied {
+            return log_error(&format!(
+                "{DIRECTIVE} \"{}\": a reload moved it from \"{}\", which could not be copied to it: {e}; dyups \
+                 changes are refused until a reload copies it",
+                new.display(),
+                old.display()
+            ));
+        }
+        self.claim(&new_lock, DIRECTIVE, new);
+        let _ = old_lock.claim(&format!("{MOVED_TO}{}", new.display()));
+        log(
+            NGX_LOG_NOTICE,
+            &format!(
+                "dynamic upstream: {DIRECTIVE} \"{}\": a reload moved it from \"{}\"; it holds the run-time upstreams now",
+                new.display(),
+                old.display()
+            ),
+        );
+    }
+
     /// Claims the dyups file of a registry this cycle keeps (a reload): the
     /// registry holds what the file does unless another nginx claimed the
     /// file since (a binary upgrade, rolled back): its workers may have
@@ -115,7 +151,9 @@ impl Claims {
         const DIRECTIVE: &str = "dyups_upstream_conf";
         let Some(lock) = lock_at_start(DIRECTIVE, path) else { return };
         match lock.claimed() {
-            Ok(theirs) if theirs != self.token => {
+            // An empty claim names no nginx (the lock file was deleted, or
+            // a claim cut short): this one claims it again.
+            Ok(theirs) if !theirs.is_empty() && theirs != self.token => {
                 self.foreign.push(path.to_path_buf());
                 log_error(&format!(
                     "{DIRECTIVE} \"{}\": another nginx claimed it since the run-time upstreams were loaded (a \
@@ -128,11 +166,40 @@ impl Claims {
     }
 }
 
+/// The claim a moved dyups file's lock holds: this, then the new path.
+const MOVED_TO: &str = "moved to ";
+
+/// How long a process waits for a state file's lock: writers hold it for a
+/// change and its write (milliseconds; an fsync on a busy disk may take
+/// longer). Past it, a holder is taken to be stuck.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// A state file's lock, taken at start; an error is logged.
 fn lock_at_start(directive: &str, path: &Path) -> Option<FileLock> {
-    FileLock::exclusive(path, true)
-        .inspect_err(|e| log_error(&format!("{directive} \"{}\": cannot lock: {e}", path.display())))
-        .ok()
+    FileLock::exclusive(path, LOCK_WAIT).inspect_err(|e| log_error(&lock_failure(directive, path, e))).ok()
+}
+
+/// Why `directive`'s file `path` could not be locked.
+fn lock_failure(directive: &str, path: &Path, e: &std::io::Error) -> String {
+    let shown = path.display();
+    if e.kind() != std::io::ErrorKind::WouldBlock {
+        return format!("{directive} \"{shown}\": cannot lock: {e}");
+    }
+    format!(
+        "{directive} \"{shown}\": its lock \"{shown}.lock\" stayed held for {} s by {} (a change stuck there?): end \
+         that process (kill -9), then reload nginx",
+        LOCK_WAIT.as_secs(),
+        holders_text(path)
+    )
+}
+
+/// "process N" (or processes) holding `path`'s lock, for messages.
+fn holders_text(path: &Path) -> String {
+    match FileLock::holders(path).as_slice() {
+        [] => "another process".to_string(),
+        [pid] => format!("process {pid}"),
+        pids => format!("processes {}", pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// A configured path, relative ones against nginx's prefix.
@@ -176,6 +243,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         if !upstream.has_zone() {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }
+        refuse_if_held("dynamic_state_file", &path)?;
         let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
         let servers = match text.as_deref().map(|text| parse_server_state(text, upstream.resolves_primary())) {
             None | Some(Ok(None)) => continue,
@@ -191,11 +259,24 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         }
     }
     if let Some(path) = dyups_file {
+        refuse_if_held("dyups_upstream_conf", &path)?;
         let shown = path.display();
         let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
         if let Some(text) = text {
             parse_dyups_conf(&text).map_err(|e| format!("dyups_upstream_conf \"{shown}\": {e}"))?;
         }
+    }
+    Ok(())
+}
+
+/// Refuses the configuration while a process holds the lock of
+/// `directive`'s file `path` past [`LOCK_WAIT`] (a change stuck there):
+/// init_module could not restore the file (a reload would serve the
+/// configuration's servers instead), and `nginx -t` says why.
+fn refuse_if_held(directive: &str, path: &Path) -> Result<(), String> {
+    if FileLock::held_past(path, LOCK_WAIT) {
+        let held = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        return Err(lock_failure(directive, path, &held));
     }
     Ok(())
 }
@@ -219,8 +300,20 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         // Claimed whatever follows: an old nginx's workers must not change
         // a file this one will write.
         claims.claim_path("dynamic_state_file", &path);
+        persist::remove_stale_temporaries(&path);
         if !has_bookkeeping(upstream) {
-            continue; // no room for bookkeeping: already warned
+            // No room for bookkeeping (logged): nothing can be restored.
+            if persist::read(&path).is_ok_and(|text| text.is_some()) {
+                mark_state_not_restored(init, upstream);
+                log_error(&format!(
+                    "dynamic_state_file \"{}\" for upstream \"{}\": not restored: its zone has no room for the \
+                     module's bookkeeping; the configuration's servers are used: give the zone more room, then \
+                     reload nginx",
+                    path.display(),
+                    upstream.name()
+                ));
+            }
+            continue;
         }
         let restored = ZoneUpstream::of_new_cycle(init, upstream, managed_by_dyups)
             .map_err(|e| e.text)
@@ -235,10 +328,10 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         }
     }
     let dyups_file = resolve(cycle, main.dyups_file());
-    if let Ok(mut slot) = DYUPS_FILE.lock() {
-        slot.clone_from(&dyups_file);
-    }
+    // The master's previous cycle's file (the static outlives reloads).
+    let previous = DYUPS_FILE.lock().ok().and_then(|mut slot| core::mem::replace(&mut *slot, dyups_file.clone()));
     if let Some(path) = dyups_file {
+        persist::remove_stale_temporaries(&path);
         if dyups.take_first_load(init) {
             claims.claim_path("dyups_upstream_conf", &path);
             if let Err(text) = restore_dyups(&dyups, &path, cycle) {
@@ -249,6 +342,8 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
                      reload with another dyups_shm_zone_size)"
                 ));
             }
+        } else if let Some(old) = previous.filter(|old| *old != path) {
+            claims.claim_moved(&old, &path);
         } else {
             claims.claim_kept(&path);
         }
@@ -264,7 +359,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
 /// the file in messages.
 fn read_locked(directive: &str, path: &Path) -> Result<(FileLock, Option<String>), String> {
     let shown = path.display();
-    let lock = FileLock::exclusive(path, true).map_err(|e| format!("{directive} \"{shown}\": cannot lock: {e}"))?;
+    let lock = FileLock::exclusive(path, LOCK_WAIT).map_err(|e| lock_failure(directive, path, &e))?;
     let text = persist::read(path).map_err(|e| format!("{directive} \"{shown}\": cannot read: {e}"))?;
     Ok((lock, text))
 }
@@ -323,7 +418,7 @@ impl ChangeGuard {
     /// Before changing a zone upstream.
     pub fn for_zone_upstream(zone: &ZoneUpstream) -> Result<ChangeGuard, ApiError> {
         let lock = match &zone.state_path {
-            Some(path) => Some(lock(path, true)?),
+            Some(path) => Some(lock(path, LOCK_WAIT)?),
             None => None,
         };
         if Dyups::get().is_some_and(|d| !d.is_current_cycle()) {
@@ -354,7 +449,7 @@ impl ChangeGuard {
     pub fn for_dyups(trylock: bool) -> Result<ChangeGuard, ApiError> {
         let path = dyups_file();
         let lock = match &path {
-            Some(path) => Some(lock(path, !trylock)?),
+            Some(path) => Some(lock(path, if trylock { Duration::ZERO } else { LOCK_WAIT })?),
             None => None,
         };
         // A reload that gave the registry or the health checks a new zone
@@ -423,19 +518,42 @@ fn check_claim(lock: &FileLock, path: &Path) -> Result<(), ApiError> {
     if foreign {
         return Err(ApiError::state_file_newer(&shown));
     }
+    // An unreadable claim is not checked.
+    let Ok(theirs) = lock.claimed() else { return Ok(()) };
+    if let Some(moved_to) = theirs.strip_prefix(MOVED_TO) {
+        return Err(ApiError::new(
+            503,
+            "reloading",
+            format!(
+                "a reload moved the state file \"{shown}\" to \"{moved_to}\": this worker is being replaced; retry \
+                 the request"
+            ),
+        ));
+    }
     match ours {
-        Some(ours) if lock.claimed().is_ok_and(|theirs| theirs != ours) => Err(ApiError::state_file_taken_over(&shown)),
+        Some(ours) if theirs != ours => Err(ApiError::state_file_taken_over(&shown)),
         _ => Ok(()),
     }
 }
 
-fn lock(path: &Path, wait: bool) -> Result<FileLock, ApiError> {
+fn lock(path: &Path, wait: Duration) -> Result<FileLock, ApiError> {
     FileLock::exclusive(path, wait).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
+        if e.kind() == std::io::ErrorKind::WouldBlock && wait.is_zero() {
             return ApiError::conflict(
                 "locked",
                 format!("the state file \"{}\" is locked by another change; try again", path.display()),
             );
+        }
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            let text = format!(
+                "the state file \"{}\" stayed locked for {} s by {} (a change stuck there?); nothing was changed; \
+                 try again, and if it persists end that process (kill -9), then reload nginx",
+                path.display(),
+                wait.as_secs(),
+                holders_text(path)
+            );
+            log_error(&text);
+            return ApiError::new(503, "state_file_locked", text);
         }
         let text = format!("could not lock state file \"{}\": {e}; nothing was changed", path.display());
         log_error(&text);
