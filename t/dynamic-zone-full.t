@@ -4,6 +4,7 @@
 # of removed peers is reused.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Files;
 
 # fill(UPSTREAM, PREFIX, MAX[, EXTRA]): adds PREFIX.N:80 for N = 1.. until an
 # add is refused; returns (number added, the refusing response).
@@ -161,3 +162,47 @@ is($r && $r->{status}, 507, "small full after $added peers");
 my $o = http_get('/dynamic?upstream=other&add=&server=10.1.1.1:80');
 is($o->{status}, 200, 'the other zone still accepts peers');
 is($o->{body}, "server 127.0.0.1:" . port(2) . ";\nserver 10.1.1.1:80;\n", 'listed');
+
+=== TEST 5: a zone with room for nginx's copy of the servers but not for the module's bookkeeping: no nginx [crit] (nginx -t, start), an [error] that says what is off and what to do; its dynamic_state_file is not restored and stays as it is (changes answer 507)
+--- http_config
+upstream tight {
+    zone tight 32k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/tight.state;
+    server 127.0.0.1:30001;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $conf = main::slurp(conf_file());
+my $with = sub {
+    my ($n) = @_;
+    my $servers = join "\n    ", map { 'server 127.0.0.1:' . (30000 + $_) . ';' } 1 .. $n;
+    return $conf =~ s/server 127\.0\.0\.1:30001;/$servers/r;
+};
+my $no_room = qr/\[error\].*dynamic upstream: zone "tight" \(32 KiB\) has no room for the module's bookkeeping after upstream "tight"'s servers: the upstream cannot be changed, its dynamic_state_file is not restored and its health checks are off; give the zone more room/;
+# The number of servers whose copy leaves no room for the bookkeeping
+# (nginx's structures differ between versions): nginx -t says so.
+my ($tight, @crit);
+for my $n (2 .. 80) {
+    main::spew(conf_file(), $with->($n));
+    my ($code, $out) = nginx_t();
+    push @crit, $out if $out =~ /\[crit\]/;
+    last if $code != 0;   # nginx's own copy no longer fits
+    if ($out =~ $no_room) { $tight = $n; last }
+}
+ok($tight, "nginx -t names the zone without room for the bookkeeping (at $tight servers)");
+is("@crit", '', '  and logs no [crit]');
+my $state = data_dir() . '/tight.state';
+main::spew($state, "server 127.0.0.1:30001;\nserver 127.0.0.1:30002;\n");
+main::spew(conf_file(), $with->($tight // 2));
+nginx_restart();
+like(error_log_text(), $no_room, 'at start: the same [error]');
+like(error_log_text(), qr/\[error\].*dynamic_state_file "\Q$state\E" for upstream "tight": not restored: its zone has no room for the module's bookkeeping; the configuration's servers are used: give the zone more room, then reload nginx/,
+     '  and one naming the state file not restored');
+my $r = http_get('/dynamic?upstream=tight&add=&server=127.0.0.1:30099');
+is($r->{status}, 507, 'a change: 507');
+like($r->{body}, qr/upstream "tight": its zone had no room for the module's bookkeeping at start/, '  saying why');
+is(main::slurp($state), "server 127.0.0.1:30001;\nserver 127.0.0.1:30002;\n", 'the state file is as it was');
+--- allow_error_log
+has no room for the module's bookkeeping
+not restored: its zone has no room

@@ -26,8 +26,8 @@ use dynamic_upstream_core::peer::{checked_total_weight, MAX_TOTAL_WEIGHT};
 use dynamic_upstream_core::render::PeerValues;
 use dynamic_upstream_core::{PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
-    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc,
-    ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
+    ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_slab_alloc_locked, ngx_slab_calloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t, ngx_sockaddr_t, ngx_str_t, ngx_uint_t,
 };
 
 use crate::nginx::peer_lock::{LockedLists, LockedPeer, ReadLocked, SlabLocked, ZoneLists};
@@ -692,11 +692,14 @@ pub fn place_in_zone<T>(lists: ZoneLists, value: T, min_size: usize) -> *mut T {
     // The slab aligns every block to at least 8 bytes (its smallest chunk;
     // chunks of a page sit at multiples of their power-of-two size).
     const { assert!(align_of::<T>() <= 8) };
-    // SAFETY: the zone's live slab pool (ZoneLists' contract);
-    // ngx_slab_calloc takes its mutex. The block is fresh, large enough and
-    // aligned (above).
+    // SAFETY: the zone's live slab pool (ZoneLists' contract), under its
+    // mutex; a zone without room is the caller's to report (no nginx
+    // "[crit] no memory"). The block is fresh, large enough and aligned
+    // (above).
     unsafe {
-        let block = ngx_slab_calloc(lists.shpool(), size_of::<T>().max(min_size)).cast::<T>();
+        let pool = lists.shpool();
+        let _slab = SlabLocked::new(pool);
+        let block = quietly(pool, || ngx_slab_calloc_locked(pool, size_of::<T>().max(min_size))).cast::<T>();
         if !block.is_null() {
             block.write(value);
         }

@@ -38,7 +38,7 @@ use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
     ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_str_t,
-    ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
+    ngx_uint_t, NGX_ERROR, NGX_LOG_ERR, NGX_OK,
 };
 
 use crate::nginx::balancers::KnownBalancers;
@@ -321,10 +321,13 @@ fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBala
     srv.state = ZoneState::create(unsafe { ZoneLists::new(upstream.peer_data().cast()) });
     if srv.state.is_null() {
         init.log(
-            NGX_LOG_WARN,
+            NGX_LOG_ERR,
             &format!(
-                "dynamic upstream: zone \"{}\" has no room for bookkeeping; upstream \"{}\" cannot be changed",
+                "dynamic upstream: zone \"{}\" ({} KiB) has no room for the module's \
+                 bookkeeping after upstream \"{}\"'s servers: the upstream cannot be changed, its \
+                 dynamic_state_file is not restored and its health checks are off; give the zone more room",
                 upstream.zone_name().unwrap_or_default(),
+                upstream.zone_size() / 1024,
                 upstream.name()
             ),
         );
