@@ -614,3 +614,20 @@ for my $q ("upstream=backends%zz&server=127.0.0.1:$p3&down=", "upstream=backends
            "upstream=backends&server=127.0.0.1:$p3&down=&weight=%ff") {
     main::refused("/dynamic?$q", 400, qr/^400 Bad Request: /, 'backends', main::three());
 }
+
+=== TEST 19: an upstream named beyond ASCII, as nginx's configuration allows (upstream ünï): the query API changes it as the NGINX Plus API does (it answered 400 "characters not allowed in a name"); a name with a non-ASCII space is still refused
+--- http_config
+upstream ünï {
+    zone ünï 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $p1 = port(1);
+my $r = http_get("/dynamic?upstream=%C3%BCn%C3%AF&server=127.0.0.1:$p1&weight=3");
+is("$r->{status} $r->{body}", "200 server 127.0.0.1:$p1 weight=3 max_fails=1 fail_timeout=10;\n", 'weight changed');
+$r = http_get('/dynamic?upstream=%C3%BCn%C3%AF&add=&server=127.0.0.1:30001');
+is($r->{status}, 200, 'a server added');
+$r = http_get('/dynamic?upstream=%C3%BC%C2%A0n');
+like("$r->{status} $r->{body}", qr/^400 400 Bad Request: the upstream name "[^"]*" has characters not allowed in a name/, 'a non-ASCII space is refused');

@@ -154,7 +154,9 @@ fn conflict(a: &str, b: &str) -> ApiError {
     ApiError::bad_request("invalid_combination", format!("{a} and {b} cannot be combined"))
 }
 
-/// Checks an upstream or zone name: printable, no spaces, bounded.
+/// Checks an upstream or zone name: printable, no spaces, bounded. Letters
+/// beyond ASCII pass, as nginx's configuration takes them (`upstream ünï
+/// {}`), and as the NGINX Plus API finds such an upstream.
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
         return Err(ApiError::bad_request("invalid_name", "the upstream name is empty"));
@@ -165,7 +167,8 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
             format!("the upstream name is longer than {MAX_NAME_LEN} bytes"),
         ));
     }
-    if !name.chars().all(|c| c.is_ascii_graphic()) || name.contains(['"', '\'', ';', '{', '}', '#', '\\']) {
+    let printable = |c: char| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control() && !c.is_whitespace());
+    if !name.chars().all(printable) || name.contains(['"', '\'', ';', '{', '}', '#', '\\']) {
         return Err(ApiError::bad_request(
             "invalid_name",
             format!("the upstream name \"{}\" has characters not allowed in a name", shown(name)),
@@ -357,6 +360,11 @@ mod tests {
         assert_eq!(parse("upstream=b%zz").unwrap_err().code, "invalid_encoding");
         assert_eq!(parse("upstream=b%ff").unwrap_err().code, "invalid_encoding");
         assert_eq!(parse("upstream=a;b").unwrap_err().code, "invalid_name");
+        // Beyond ASCII: letters pass, spaces and controls do not.
+        assert_eq!(parse("upstream=%C3%BCn%C3%AF").unwrap().upstream, "ünï");
+        assert_eq!(parse("upstream=a%C2%A0b").unwrap_err().code, "invalid_name");
+        assert_eq!(parse("upstream=a%E2%80%A8b").unwrap_err().code, "invalid_name");
+        assert!(parse("upstream=a%C2%85b").is_err());
     }
 
     #[test]
