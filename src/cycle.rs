@@ -73,6 +73,7 @@ impl CycleHooks for Hooks {
     fn init_process(process: &InitProcess) {
         mark_started();
         ignore_file_size_signal();
+        state_files::write_dyups_if_behind();
         if let Some(main) = process.main_conf() {
             start_timer(main.read_msg_timeout);
             prober::start(process.cycle());

@@ -572,7 +572,7 @@ like(main::slurp(main::dyfile()), qr/upstream big8 \{/, 'and the next change wri
 --- allow_error_log
 were not restored
 
-=== TEST 11: a reload that moves dyups_upstream_conf to another file (the registry kept): the new file gets the run-time upstreams and takes the next changes; a restart loads them all (every dyups change used to answer 503 "a binary upgrade rolled back?", and the restart lost every upstream); a lock file deleted meanwhile is claimed again by the next reload
+=== TEST 11: a reload that moves dyups_upstream_conf to another file (the registry kept): the first worker writes the run-time upstreams into the new file, the old workers refuse; a restart loads them all (every dyups change used to answer 503 "a binary upgrade rolled back?", and the restart lost every upstream); a lock file deleted meanwhile is claimed again by the next reload; a file named again after a cycle without one gets the changes made meanwhile
 --- http_config
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 --- config
@@ -581,23 +581,36 @@ location / { dyups_interface; }
 my $old = main::dyfile();
 my $new = data_dir() . '/moved/dyups.conf';
 mkdir(data_dir() . '/moved') && chmod(0777, data_dir() . '/moved') or die "mkdir: $!";
-main::post('one', 'server ' . main::addr(1) . ';');
 my $conf = main::slurp(conf_file());
-main::spew(conf_file(), $conf =~ s{\Q$old\E}{$new}r);
+my $with_file = sub { main::spew(conf_file(), defined $_[0] ? $conf =~ s{\Q$old\E}{$_[0]}r : $conf =~ s{^\s*dyups_upstream_conf [^\n]*\n}{}mr) };
+my $blocks = sub { $main::HEADER . join '', map { main::ublock($_, main::sv($_ eq 'one' ? 1 : 2)) } @_ };
+main::post('one', 'server ' . main::addr(1) . ';');
+$with_file->($new);
 ok(eval { nginx_reload(); 1 }, 'reload with the file moved') or diag($@);
-is(main::slurp($new), main::slurp($old), 'the new file holds what the old one did');
-like(error_log_text(), qr/\[notice\].*dyups_upstream_conf "\Q$new\E": a reload moved it from "\Q$old\E"; it holds the run-time upstreams now/,
+is(main::slurp($new), $blocks->('one'), 'the new file holds the run-time upstreams');
+like(error_log_text(), qr/\[notice\].*dyups_upstream_conf "\Q$new\E" \(before this reload: "\Q$old\E"\): the first worker writes the run-time upstreams into it/,
      '  [notice] says so');
+is(main::slurp("$old.lock"), "moved to $new", 'the old lock tells the old workers where it went');
 main::post('two', 'server ' . main::addr(2) . ';');
-is(main::slurp($new), $main::HEADER . main::ublock('one', main::sv(1)) . main::ublock('two', main::sv(2)),
-   'the next change is written to the new file, with the earlier upstreams');
+is(main::slurp($new), $blocks->('one', 'two'), 'the next change is written to the new file, with the earlier upstreams');
 nginx_restart();
 is(http_get('/upstream/one')->{body} . http_get('/upstream/two')->{body}, main::dline(1) . main::dline(2),
    'after a restart: both upstreams');
 
 unlink("$new.lock") or die "unlink: $!";
-my $r = http('POST', '/upstream/three', 'server ' . main::addr(3) . ';');
+my $r = http('POST', '/upstream/three', 'server ' . main::addr(2) . ';');
 is($r->{status}, 503, 'the lock file deleted: a change is refused') or diag($r->{body});
 ok(eval { nginx_reload(); 1 }, 'a reload') or diag($@);
-main::post('three', 'server ' . main::addr(3) . ';');
-is(http_get('/upstream/three')->{body}, main::dline(3), '  claims the file again: changes are accepted');
+main::post('three', 'server ' . main::addr(2) . ';');
+
+# The directive dropped by a reload, a change, then the old path named again.
+$with_file->(undef);
+ok(eval { nginx_reload(); 1 }, 'a reload without dyups_upstream_conf') or diag($@);
+main::post('four', 'server ' . main::addr(2) . ';');
+$with_file->($old);
+ok(eval { nginx_reload(); 1 }, 'a reload naming the first file again') or diag($@);
+is(main::slurp($old), $blocks->('one', 'two', 'three', 'four'), '  which holds every run-time upstream');
+main::post('five', 'server ' . main::addr(2) . ';');
+nginx_restart();
+is(join('', map { http_get("/upstream/$_")->{body} } qw(one two three four five)),
+   main::dline(1) . main::dline(2) x 4, 'after a restart: all five');

@@ -626,6 +626,7 @@ location /upstream { dyups_interface; }
 qr/\[emerg\].*dynamic_state_file "[^"]*\/shared\.state" of upstream "one" is also the dyups_upstream_conf file: each needs a file of its own/
 
 === TEST 14: a state file's lock held by a process that does not let go (a worker stuck in a change): changes answer 503 after 5 s naming the holder; a reload and nginx -t are refused naming it; nginx stays responsive to signals; once it lets go, all works (the master used to wait in flock() for ever at the reload, deaf to TERM and QUIT)
+--- workers: 1
 --- http_config
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 upstream backends {
@@ -685,6 +686,10 @@ is($r->{status}, 503, 'a query-API change: 503');
 like($r->{body}, $held->($zone), '  naming the file and the holder');
 ok($took >= 4.5 && $took < 9, "  after the 5 s wait ($took s)");
 is(main::verbose(), $listing, '  nothing was changed');
+$t0 = time;
+$r = http_get("/dynamic?upstream=backends&down=&server=127.0.0.1:$p2");
+$took = time - $t0;
+ok($r->{status} == 503 && $took < 1, "the next change answers 503 at once while the holder keeps it ($took s)");
 $r = main::admin('POST', '/upstream/dyhost', "server 127.0.0.1:$p1;");
 is($r->{status}, 503, 'a REST change: 503');
 like($r->{body}, $held->($dyups), '  naming the file and the holder');
@@ -703,6 +708,10 @@ like($@ // '', $refused->('dynamic_state_file', $zone), '  with the [emerg] nami
 ok(main::alive($master), '  the master still runs');
 is("@{[worker_pids()]}", "@workers", '  and its workers');
 is_deeply(main::traffic(4), { $p1 => 2, $p2 => 2 }, '  which serve the state as before');
+$t0 = time;
+my $rc = system($NginxTest::BINARY, '-p', prefix(), '-c', 'conf/nginx.conf', '-e', 'logs/error.log', '-s', 'reopen');
+$took = time - $t0;
+ok($rc == 0 && $took < 2, "nginx -s reopen signals the master at once (rc $rc, $took s): the signaller checks no lock");
 
 kill 'KILL', $holder;
 waitpid($holder, 0);

@@ -117,18 +117,6 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
-/// Removes the file, durably; none is no error.
-pub fn remove(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(()) => match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
-            _ => File::open(".")?.sync_all(),
-        },
-    }
-}
-
 /// `.NAME.PID.tmp`: where process PID writes file NAME before renaming it.
 fn temporary_name(name: &std::ffi::OsStr, pid: u32) -> std::ffi::OsString {
     let mut tmp_name = std::ffi::OsString::from(".");

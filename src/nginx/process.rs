@@ -92,6 +92,13 @@ pub fn on_nginx_thread() -> bool {
     nginx != 0 && nginx == unsafe { libc::pthread_self() } as usize
 }
 
+/// This worker's index (`ngx_worker`: 0 to worker_processes - 1; 0 in the
+/// one process of `master_process off`).
+pub fn worker_index() -> usize {
+    // SAFETY: a plain read of nginx's global, set before init_process.
+    unsafe { ngx::ffi::ngx_worker }
+}
+
 /// This process's id.
 pub fn pid() -> u64 {
     // SAFETY: a plain read of nginx's process global, set at start.
@@ -109,6 +116,15 @@ pub fn ppid() -> u64 {
 pub fn testing_configuration() -> bool {
     // SAFETY: a plain read of nginx's global, set from the command line.
     unsafe { ngx::ffi::ngx_test_config != 0 }
+}
+
+/// Whether this process only signals the running master (`nginx -s
+/// stop|quit|reopen|reload`), which reads the configuration first: it must
+/// not wait for or refuse on anything the running nginx holds.
+pub fn signalling() -> bool {
+    // SAFETY: a plain read of nginx's global, set from the command line
+    // before the configuration is read.
+    unsafe { ngx::ffi::ngx_process == ngx::ffi::NGX_PROCESS_SIGNALLER as ngx::ffi::ngx_uint_t }
 }
 
 /// Whether nginx asked this process to stop: a graceful quit under way

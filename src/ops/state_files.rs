@@ -39,6 +39,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ use crate::nginx::conf::MainConf;
 use crate::nginx::log::log;
 use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::process::testing_configuration;
+use crate::nginx::process::{self, signalling, testing_configuration};
 use crate::nginx::upstreams::Upstream;
 use crate::zone::upstream::{has_bookkeeping, mark_state_not_restored, set_state_path, state_file_of, ZoneUpstream};
 
@@ -108,39 +109,13 @@ impl Claims {
         }
     }
 
-    /// A reload moved `dyups_upstream_conf` from `old` to `new` and keeps
-    /// the registry: `new` gets what `old` holds (the registry's changes, as
-    /// written; no file if none) and is claimed, and `old`'s lock says where
-    /// it went, so that the old workers refuse changes they would write
+    /// A reload moved `dyups_upstream_conf` away from `old`: its lock says
+    /// where to, so that the old workers refuse changes they would write
     /// there (see [`check_claim`]).
-    fn claim_moved(&mut self, old: &Path, new: &Path) {
-        const DIRECTIVE: &str = "dyups_upstream_conf";
-        let (Some(old_lock), Some(new_lock)) = (lock_at_start(DIRECTIVE, old), lock_at_start(DIRECTIVE, new)) else {
-            return;
-        };
-        let copied = match persist::read(old) {
-            Ok(Some(text)) => persist::write_atomically(new, text.as_bytes()),
-            Ok(None) => persist::remove(new),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = copied {
-            return log_error(&format!(
-                "{DIRECTIVE} \"{}\": a reload moved it from \"{}\", which could not be copied to it: {e}; dyups \
-                 changes are refused until a reload copies it",
-                new.display(),
-                old.display()
-            ));
+    fn leave_moved_note(&mut self, old: &Path, new: &Path) {
+        if let Some(lock) = lock_at_start("dyups_upstream_conf", old) {
+            let _ = lock.claim(&format!("{MOVED_TO}{}", new.display()));
         }
-        self.claim(&new_lock, DIRECTIVE, new);
-        let _ = old_lock.claim(&format!("{MOVED_TO}{}", new.display()));
-        log(
-            NGX_LOG_NOTICE,
-            &format!(
-                "dynamic upstream: {DIRECTIVE} \"{}\": a reload moved it from \"{}\"; it holds the run-time upstreams now",
-                new.display(),
-                old.display()
-            ),
-        );
     }
 
     /// Claims the dyups file of a registry this cycle keeps (a reload): the
@@ -163,6 +138,32 @@ impl Claims {
             }
             _ => self.claim(&lock, DIRECTIVE, path),
         }
+    }
+}
+
+/// Set by the master when a reload kept the registry but names a
+/// `dyups_upstream_conf` that lags it; the first worker writes it.
+static DYUPS_FILE_BEHIND: AtomicBool = AtomicBool::new(false);
+
+/// init_process: the first worker writes the registry into a
+/// `dyups_upstream_conf` that lags it (a reload moved the file, or named it
+/// again after a cycle without one), so that a restart loads what runs.
+/// A write that fails is logged; the next change writes the file again.
+pub fn write_dyups_if_behind() {
+    if !DYUPS_FILE_BEHIND.load(Relaxed) || process::worker_index() != 0 {
+        return;
+    }
+    let written = ChangeGuard::for_dyups(false).and_then(|guard| {
+        let saved = save_dyups();
+        drop(guard);
+        saved
+    });
+    if written.is_ok() {
+        let path = dyups_file().map(|p| p.display().to_string()).unwrap_or_default();
+        log(
+            NGX_LOG_NOTICE,
+            &format!("dynamic upstream: dyups_upstream_conf \"{path}\": the run-time upstreams are written"),
+        );
     }
 }
 
@@ -219,6 +220,10 @@ fn resolve(cycle: Cycle<'_>, text: String) -> Option<PathBuf> {
 /// (postconfiguration): the message of an error is for nginx's `[emerg]`.
 /// `cycle` is the cycle being configured, its http block parsed.
 pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
+    if signalling() {
+        // nginx -s ...: the master it signals checks its own reload.
+        return Ok(());
+    }
     let dyups_file = resolve(cycle, main.dyups_file());
     // Each file is one upstream's (or dyups'): two writers of one file
     // would overwrite each other's servers, and each restore the other's.
@@ -327,6 +332,7 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
             ));
         }
     }
+    DYUPS_FILE_BEHIND.store(false, Relaxed);
     let dyups_file = resolve(cycle, main.dyups_file());
     // The master's previous cycle's file (the static outlives reloads).
     let previous = DYUPS_FILE.lock().ok().and_then(|mut slot| core::mem::replace(&mut *slot, dyups_file.clone()));
@@ -342,8 +348,24 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
                      reload with another dyups_shm_zone_size)"
                 ));
             }
-        } else if let Some(old) = previous.filter(|old| *old != path) {
-            claims.claim_moved(&old, &path);
+        } else if previous.as_ref() != Some(&path) {
+            // Kept by a reload that moved the file, or named it again after
+            // a cycle without one: the file lags the registry, which the
+            // first worker writes into it (see `write_dyups_if_behind`).
+            if let Some(old) = &previous {
+                claims.leave_moved_note(old, &path);
+            }
+            claims.claim_path("dyups_upstream_conf", &path);
+            DYUPS_FILE_BEHIND.store(true, Relaxed);
+            log(
+                NGX_LOG_NOTICE,
+                &format!(
+                    "dynamic upstream: dyups_upstream_conf \"{}\" (before this reload: {}): the first worker writes \
+                     the run-time upstreams into it",
+                    path.display(),
+                    previous.as_ref().map_or_else(|| "none".to_string(), |old| format!("\"{}\"", old.display()))
+                ),
+            );
         } else {
             claims.claim_kept(&path);
         }
@@ -536,8 +558,24 @@ fn check_claim(lock: &FileLock, path: &Path) -> Result<(), ApiError> {
     }
 }
 
+/// The state files whose locks this worker waited for in vain: while
+/// their holders keep them, changes answer at once instead of each waiting
+/// [`LOCK_WAIT`] again (the worker's other requests wait with it).
+static STUCK: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 fn lock(path: &Path, wait: Duration) -> Result<FileLock, ApiError> {
-    FileLock::exclusive(path, wait).map_err(|e| {
+    let stuck = STUCK.lock().is_ok_and(|stuck| stuck.iter().any(|p| p == path));
+    let result = FileLock::exclusive(path, if stuck { Duration::ZERO } else { wait });
+    if let Ok(mut paths) = STUCK.lock() {
+        match &result {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !wait.is_zero() && !stuck => {
+                paths.push(path.to_path_buf())
+            }
+            Ok(_) if stuck => paths.retain(|p| p != path),
+            _ => {}
+        }
+    }
+    result.map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock && wait.is_zero() {
             return ApiError::conflict(
                 "locked",
@@ -549,7 +587,7 @@ fn lock(path: &Path, wait: Duration) -> Result<FileLock, ApiError> {
                 "the state file \"{}\" stayed locked for {} s by {} (a change stuck there?); nothing was changed; \
                  try again, and if it persists end that process (kill -9), then reload nginx",
                 path.display(),
-                wait.as_secs(),
+                LOCK_WAIT.as_secs(),
                 holders_text(path)
             );
             log_error(&text);
