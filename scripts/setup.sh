@@ -44,6 +44,7 @@ packages=(
     wrk curl gnuplot-nox                 # benchmarks and the demo
     iproute2                             # ss: the scripts' free-port checks
     valgrind                             # scripts' --valgrind modes
+    gdb                                  # t/dyups-list-lock.t kills a worker inside nginx's round robin
     prometheus-nginx-exporter            # t/metrics.t scrapes the NGINX Plus API with it
     protobuf-compiler                    # protoc: the etcd client's build (agent/)
     etcd-server etcd-client              # scripts/test-etcd.sh (the ndu-sync agent)

@@ -56,7 +56,8 @@ use crate::nginx::layout;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{
-    build_list, free_list, health_down_names, list_peers, names_of_fixed_list, quietly, recount, DOWN_HEALTH,
+    build_list, fixed_health_down_names, free_list, list_fixed_peers, names_of_fixed_list, quietly, recount,
+    DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::SlabLocked;
 use crate::nginx::process::{in_running_process, on_nginx_thread};
@@ -259,14 +260,16 @@ impl RecordView<'_> {
         !self.list.is_null()
     }
 
-    /// The peers of its list (none without one).
+    /// The peers of its list (none without one), read without the list's
+    /// locks ([`list_fixed_peers`]: a registry list is never edited).
     pub fn peers(&self) -> Vec<PeerView> {
         if self.list.is_null() {
             return Vec::new();
         }
         // SAFETY: a list read in a section is not freed before it ends,
-        // and the section outlives this view.
-        unsafe { list_peers(self.list) }
+        // and the section outlives this view; a registry list is replaced,
+        // never edited.
+        unsafe { list_fixed_peers(self.list) }
     }
 
     /// The check directives of its list.
@@ -279,13 +282,13 @@ impl RecordView<'_> {
     }
 
     /// The names of its peers that a health check set down (none
-    /// without a list).
+    /// without a list), read as [`RecordView::peers`] reads them.
     pub fn health_down_names(&self) -> Vec<Vec<u8>> {
         if self.list.is_null() {
             return Vec::new();
         }
         // SAFETY: as in peers().
-        unsafe { health_down_names(self.list) }
+        unsafe { fixed_health_down_names(self.list) }
     }
 
     /// Clears the health bit of its peers named `name` in this view's list

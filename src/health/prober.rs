@@ -178,7 +178,8 @@ fn release_unchecked_runtime(health: Option<HealthZone>) {
     let Some(dyups) = Dyups::get() else { return };
     let section = ReadSection::new(&dyups);
     let (_, records) = dyups.records(&section);
-    for record in records.iter().filter(|r| !r.deleted) {
+    // Only checked lists carry health bits.
+    for record in records.iter().filter(|r| !r.deleted && r.check().is_some()) {
         let names = record.health_down_names();
         if names.is_empty() {
             continue;

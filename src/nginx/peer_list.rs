@@ -118,15 +118,59 @@ unsafe fn snapshots(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerSnaps
     }
 }
 
-/// The names of the peers of `primary`'s lists whose health bit
-/// ([`DOWN_HEALTH`]) is set (copied as [`list_peers`] copies them).
+/// Copies of the peers of `primary`'s lists (primaries, then backups),
+/// read without their locks: those of a list whose peers never change (a
+/// dyups registry list, replaced whole, never edited). What never changes
+/// (names, parameters, the administrator's `down`) is exact; what requests
+/// and checks change (connections, failures, weights, the health bit) is
+/// read as it is, field by field. Its locks are nginx's for those: a
+/// process killed holding one (nginx never releases it) must not stop
+/// every listing, state file write and worker start of the registry.
 ///
 /// # Safety
-/// As for [`list_peers`].
-pub unsafe fn health_down_names(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Vec<u8>> {
+/// As for [`names_of_fixed_list`].
+pub unsafe fn list_fixed_peers(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
     // SAFETY: per the contract.
-    let snapshots = unsafe { snapshots(primary) };
+    unsafe { fixed_snapshots(primary) }.iter().map(to_view).collect()
+}
+
+/// The names of the peers of `primary`'s lists whose health bit
+/// ([`DOWN_HEALTH`]) is set, read as [`list_fixed_peers`] reads them.
+///
+/// # Safety
+/// As for [`names_of_fixed_list`].
+pub unsafe fn fixed_health_down_names(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Vec<u8>> {
+    // SAFETY: per the contract.
+    let snapshots = unsafe { fixed_snapshots(primary) };
     snapshots.iter().filter(|s| s.peer.down & DOWN_HEALTH != 0).map(|s| s.name[..s.name_len].to_vec()).collect()
+}
+
+/// # Safety
+/// As for [`names_of_fixed_list`].
+unsafe fn fixed_snapshots(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerSnapshot> {
+    let mut snapshots = Vec::new();
+    // SAFETY: per the contract: the lists, their peers and the peers'
+    // names stay as they are while we read them; the fields other
+    // processes change are machine words, read volatile (no torn word).
+    unsafe {
+        for (list, backup) in [(primary, false), ((*primary).next, true)] {
+            for peer in peers_of(list) {
+                let mut snapshot = PeerSnapshot {
+                    name: [0; SOCKADDR_STRLEN],
+                    name_len: 0,
+                    server: [0; SNAPSHOT_SERVER_MAX],
+                    server_len: 0,
+                    resolved_from: None,
+                    backup,
+                    peer: ptr::read_volatile(peer),
+                };
+                snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
+                snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
+                snapshots.push(snapshot);
+            }
+        }
+    }
+    snapshots
 }
 
 /// The names of the peers of `primary`'s lists (primaries, then backups),

@@ -13,6 +13,7 @@
 use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_atomic_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock,
@@ -42,6 +43,33 @@ impl WriteLocked {
         // SAFETY: per the contract.
         unsafe { ngx_rwlock_wlock(lock) };
         Self { lock }
+    }
+}
+
+/// nginx's `NGX_RWLOCK_WLOCK` (a cast macro bindgen does not see): the
+/// word of an rwlock held for writing.
+const RWLOCK_WRITE_HELD: usize = usize::MAX;
+
+impl WriteLocked {
+    /// As [`WriteLocked::on`], as `ngx_rwlock_wlock` takes it, but giving up
+    /// at `deadline`: nginx never releases an rwlock whose holder was killed
+    /// (the OOM killer, `kill -9` inside a balancer's `get`).
+    ///
+    /// # Safety
+    /// As for [`WriteLocked::on`].
+    unsafe fn on_before(lock: *mut ngx_atomic_t, deadline: Instant) -> Option<Self> {
+        // SAFETY: per the contract: nginx's rwlock word, a machine word
+        // (`ngx_atomic_t`) that every process changes only atomically.
+        let word = unsafe { AtomicUsize::from_ptr(lock.cast::<usize>()) };
+        loop {
+            if word.load(SeqCst) == 0 && word.compare_exchange(0, RWLOCK_WRITE_HELD, SeqCst, SeqCst).is_ok() {
+                return Some(Self { lock });
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -77,6 +105,28 @@ impl ListsWriteLocked<'_> {
                 primary,
                 _lists: PhantomData,
             }
+        }
+    }
+
+    /// As [`ListsWriteLocked::new`], giving up (None, nothing held) if the
+    /// locks stay held for `wait`: a holder that never lets go must not
+    /// stop the caller for good.
+    ///
+    /// # Safety
+    /// As for [`ListsWriteLocked::new`].
+    pub unsafe fn within(primary: *mut ngx_http_upstream_rr_peers_t, wait: Duration) -> Option<Self> {
+        let deadline = Instant::now() + wait;
+        // SAFETY: per the contract; `next` is read under the primary's
+        // lock, which every change to it holds. Returning early drops the
+        // primary's guard, which unlocks it.
+        unsafe {
+            let primary_lock = WriteLocked::on_before(ptr::addr_of_mut!((*primary).rwlock), deadline)?;
+            let backup = (*primary).next;
+            let backup_lock = match backup.is_null() {
+                true => None,
+                false => Some(WriteLocked::on_before(ptr::addr_of_mut!((*backup).rwlock), deadline)?),
+            };
+            Some(Self { _backup: backup_lock, _primary: primary_lock, primary, _lists: PhantomData })
         }
     }
 

@@ -24,6 +24,7 @@ use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::collections::HashSet;
+use std::time::Duration;
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
@@ -31,10 +32,11 @@ use dynamic_upstream_core::health::PeerHealth;
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
     ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
-    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
+    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK,
 };
 
 use crate::nginx::conf::{HealthZoneKind, MainConf};
+use crate::nginx::log::log;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{list_peers, peers_of, quietly, recount, DOWN_HEALTH};
@@ -700,16 +702,31 @@ unsafe fn volatile_eq(bytes: *const [u8], other: &[u8]) -> bool {
 }
 
 /// Sets or clears the health bit of every peer named `name` in `primary`'s
-/// lists (nginx allows a server twice: both peers are that server).
+/// lists (nginx allows a server twice: both peers are that server). Gives
+/// up, with a `[warn]`, if their locks stay held for a second: a process
+/// killed holding one (nginx never releases it) must not stop the checks
+/// of every other upstream, nor a worker's start.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream, or a
 /// registry list.
 pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) {
+    // SAFETY: per the contract.
+    let Some(locks) = (unsafe { ListsWriteLocked::within(primary, Duration::from_secs(1)) }) else {
+        log(
+            NGX_LOG_WARN,
+            &format!(
+                "health check: server {} stays unchanged: its peer list stayed locked for 1 s (a process killed \
+                 holding the lock? replace or delete the upstream, or reload nginx)",
+                String::from_utf8_lossy(name)
+            ),
+        );
+        return;
+    };
     // SAFETY: per the contract; written under both write locks, nothing
     // allocated, bounded by the lists' length.
     unsafe {
-        let _locks = ListsWriteLocked::new(primary);
+        let _locks = locks;
         for list in [primary, (*primary).next] {
             let mut changed = false;
             for peer in peers_of(list) {

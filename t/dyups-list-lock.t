@@ -1,0 +1,86 @@
+# A worker killed while it holds a run-time upstream's peer-list lock (the
+# OOM killer, kill -9: nginx's round robin takes the list's write lock on
+# every request, and nginx never releases an rwlock whose holder died).
+# Requests to that upstream hang, as nginx's own would on a zone upstream;
+# but nothing else may: the respawned worker starts, the other upstreams,
+# the API, the state file and reloads work, and a replace of the upstream
+# (a new list) cures it. The registry, and so its lists, outlive reloads,
+# so a reload alone does not. Before: the respawned worker spun for ever in
+# init_process (every run-time list's health bits read under its lock), and
+# after a reload every worker: nginx answered nothing; every dyups change
+# spun writing the state file (every list read under its lock).
+#
+# gdb stops the only worker inside nginx's round robin, at the unlock of
+# the list's write lock that a request to the upstream took, and kills it.
+use lib 't/lib';
+use NginxTest;
+use NginxTest::Dyups qw(addr line admin proxied proxied_port);
+use NginxTest::Files;
+use IO::Socket::INET;
+
+run_tests();
+__DATA__
+
+=== TEST 1: a worker killed holding a run-time upstream's list lock: the respawned worker serves, other upstreams and changes work, a reload works, a replace cures the upstream
+--- workers: 1
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+for my $u (['stuck', 1], ['other', 2]) {
+    is(main::admin('POST', "/upstream/$u->[0]", 'server ' . main::addr($u->[1]) . ';')->{status}, 200, "POST $u->[0]");
+}
+is(main::proxied_port('stuck'), port(1), 'stuck routes');
+my ($worker) = worker_pids();
+my $gdb_out = data_dir() . '/gdb.out';
+my $gdb = fork() // die "fork: $!";
+if ($gdb == 0) {
+    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
+    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
+         '-ex', 'break ngx_http_upstream_get_round_robin_peer', '-ex', 'continue',
+         '-ex', 'break ngx_rwlock_unlock', '-ex', 'continue', '-ex', 'bt 3', '-ex', 'kill', '-ex', 'quit')
+        or die "exec gdb: $!";
+}
+ok(poll_until(sub { (main::slurp($gdb_out) // '') =~ /^Breakpoint 1 at/m }, 20, 'gdb attached'), "gdb holds worker $worker")
+    or diag(main::slurp($gdb_out));
+# The request stops in the worker: sent, not waited for.
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9), Timeout => 5) or die "connect: $!";
+print $s "GET / HTTP/1.1\r\nHost: stuck\r\nConnection: close\r\n\r\n";
+waitpid($gdb, 0);
+like(main::slurp($gdb_out), qr/^#0 .*ngx_rwlock_unlock.*\n#1 .*ngx_http_upstream_get_round_robin_peer/m,
+     'killed inside nginx\'s round robin, holding the list\'s write lock')
+    or diag(main::slurp($gdb_out));
+close $s;
+my @now;
+ok(poll_until(sub { @now = worker_pids(); @now == 1 && $now[0] != $worker }, 10, 'respawn'), 'the master respawned the worker');
+my $r = main::admin('GET', '/list');
+is("$r->{status} $r->{body}", "200 stuck\nother\n", 'the respawned worker answers');
+is(main::proxied_port('other'), port(2), 'the other upstream routes');
+$r = main::admin('POST', '/upstream/other', 'server ' . main::addr(3) . ';');
+is("$r->{status} $r->{body}", '200 success', 'a change of the other upstream');
+is(main::proxied_port('other'), port(3), '  in force');
+like(main::slurp(data_dir() . '/dyups.conf'), qr/upstream stuck \{\n    server \Q${\ main::addr(1)}\E [^\n]*\n\}\nupstream other \{\n    server \Q${\ main::addr(3)}\E /,
+     '  and written, with the stuck upstream');
+is(main::admin('GET', '/detail')->{status}, 200, 'GET /detail');
+ok(eval { nginx_reload(); 1 }, 'a reload') or diag($@);
+is(main::admin('GET', '/upstream/other')->{body}, main::line(main::addr(3)), '  whose worker answers');
+$r = main::admin('POST', '/upstream/stuck', 'server ' . main::addr(2) . ';');
+is("$r->{status} $r->{body}", '200 success', 'a replace of the stuck upstream');
+is(main::proxied_port('stuck'), port(2), '  routes again');
+--- allow_error_log
+worker process \d+ exited on signal 9
