@@ -84,3 +84,66 @@ is("$r->{status} $r->{body}", '200 success', 'a replace of the stuck upstream');
 is(main::proxied_port('stuck'), port(2), '  routes again');
 --- allow_error_log
 worker process \d+ exited on signal 9
+
+=== TEST 2: a health verdict whose list stays locked (by a process that does not apply it) is applied once the lock is free; the worker answers meanwhile (a verdict given up on was lost for good: a healthy peer stayed down, review 18)
+--- workers: 1
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8;
+    location / { dyups_interface; }
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_9;
+    location / { proxy_pass http://$host; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+# The peer starts down (default_down) and rises at its first probe: the
+# verdict comes while the list's write lock is held.
+my $body = 'server ' . main::addr(1) . '; check interval=100 rise=1 fall=1 timeout=1000 default_down=true type=tcp;';
+my ($worker) = worker_pids();
+my $gdb_out = data_dir() . '/gdb.out';
+my $gdb = fork() // die "fork: $!";
+if ($gdb == 0) {
+    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
+    # Stop the worker at its first request to the upstream (inside nginx's
+    # round robin, at the unlock of the list's write lock), let the unlock
+    # run, then leave the word write-held, as a process that died holding it
+    # would: nobody holds it, nobody releases it.
+    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
+         '-ex', 'break ngx_http_upstream_get_round_robin_peer', '-ex', 'continue',
+         '-ex', 'break ngx_rwlock_unlock', '-ex', 'continue', '-ex', 'set $word = $rdi', '-ex', 'finish',
+         '-ex', 'set var *(unsigned long *) $word = 0xffffffffffffffff', '-ex', 'printf "WORD %lu\n", $word',
+         '-ex', 'detach', '-ex', 'quit') or die "exec gdb: $!";
+}
+ok(poll_until(sub { (main::slurp($gdb_out) // '') =~ /^Breakpoint 1 at/m }, 20, 'gdb attached'), "gdb holds worker $worker")
+    or diag(main::slurp($gdb_out));
+is(main::admin('POST', '/upstream/dy', $body)->{status}, 200, 'POST dy, checked, its server down until it rises');
+# One request reaches nginx's round robin (502: the server is not up yet).
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9), Timeout => 5) or die "connect: $!";
+print $s "GET / HTTP/1.1\r\nHost: dy\r\nConnection: close\r\n\r\n";
+waitpid($gdb, 0);
+my ($word) = (main::slurp($gdb_out) // '') =~ /^WORD (\d+)$/m;
+ok($word, 'the list\'s lock word is left write-held') or diag(main::slurp($gdb_out));
+close $s;
+ok(poll_until(sub { error_log_text() =~ /health check: server \Q${\ main::addr(1)}\E of upstream "dy" is up/ }, 5, 'up'),
+   'the probe finds the server up');
+ok(poll_until(sub { error_log_text() =~ /health check: server \Q${\ main::addr(1)}\E waits for its peer list, locked for more than 20 ms/ }, 5, 'warn'),
+   '  and waits for the list, saying so');
+my $r = main::admin('GET', '/list');
+is("$r->{status} $r->{body}", "200 dy\n", 'the worker answers meanwhile');
+# Free the word through the master's memory (the zone is mapped at the
+# same address in every nginx process).
+open(my $mem, '+<', '/proc/' . master_pid() . '/mem') or die "open mem: $!";
+sysseek($mem, $word, 0) or die "seek: $!";
+syswrite($mem, pack('Q', 0)) == 8 or die "write: $!";
+close $mem;
+ok(poll_until(sub { main::proxied_port('dy') eq port(1) }, 5, 'routed'), 'once the lock is free the verdict is applied: dy routes');
+--- allow_error_log
+waits for its peer list

@@ -575,6 +575,8 @@ were not restored
 === TEST 11: a reload that moves dyups_upstream_conf to another file (the registry kept): the first worker writes the run-time upstreams into the new file, the old workers refuse; a restart loads them all (every dyups change used to answer 503 "a binary upgrade rolled back?", and the restart lost every upstream); a lock file deleted meanwhile is claimed again by the next reload; a file named again after a cycle without one gets the changes made meanwhile
 --- http_config
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+# The cache manager and loader run init_process too (nginx's worker index 0).
+proxy_cache_path $TEST_NGINX_DATA_DIR/cache keys_zone=cache:1m;
 --- config
 location / { dyups_interface; }
 --- perl
@@ -590,6 +592,7 @@ ok(eval { nginx_reload(); 1 }, 'reload with the file moved') or diag($@);
 is(main::slurp($new), $blocks->('one'), 'the new file holds the run-time upstreams');
 like(error_log_text(), qr/\[notice\].*dyups_upstream_conf "\Q$new\E" \(before this reload: "\Q$old\E"\): the first worker writes the run-time upstreams into it/,
      '  [notice] says so');
+is(scalar(() = error_log_text() =~ /the run-time upstreams are written/g), 1, '  written by one process, the first worker');
 is(main::slurp("$old.lock"), "moved to $new", 'the old lock tells the old workers where it went');
 main::post('two', 'server ' . main::addr(2) . ';');
 is(main::slurp($new), $blocks->('one', 'two'), 'the next change is written to the new file, with the earlier upstreams');

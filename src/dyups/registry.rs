@@ -293,12 +293,14 @@ impl RecordView<'_> {
 
     /// Clears the health bit of its peers named `name` in this view's list
     /// (not the record's current one, should a change have replaced it
-    /// since: that list's bits are its own).
+    /// since: that list's bits are its own). A list whose locks stay held
+    /// keeps the bit: requests to it wait for those locks anyway, and a
+    /// replace (a new list) cures both.
     pub fn clear_health(&self, name: &[u8]) {
         if !self.list.is_null() {
             // SAFETY: a registry list, allocated while the section lives;
             // set_peer_health writes under its write lock.
-            unsafe { health::set_peer_health(self.list, name, false) };
+            let _ = unsafe { health::set_peer_health(self.list, name, false) };
         }
     }
 
@@ -973,12 +975,13 @@ impl<'z> Dyups<'z> {
     /// current list of run-time upstream `upstream` (the health checks'
     /// prober applying a record's health), read inside a grace-period
     /// section so that the list is not freed meanwhile.
-    pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: bool) {
+    pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: bool) -> bool {
         let section = ReadSection::new(self);
-        if let Some(record) = self.record(&section, upstream).filter(RecordView::has_list) {
+        match self.record(&section, upstream).filter(RecordView::has_list) {
             // SAFETY: a registry list read in this section is not freed before
             // it ends; its peers are written only under its write lock.
-            unsafe { health::set_peer_health(record.list(), name, down) };
+            Some(record) => unsafe { health::set_peer_health(record.list(), name, down) },
+            None => true,
         }
     }
 

@@ -491,10 +491,8 @@ fn runtime_check(upstream: &str) -> Option<CheckConf> {
 
 /// Sets the health bit of peer `name` of run-time upstream `upstream` in
 /// the registry's current list.
-fn set_runtime_health(upstream: &str, name: &[u8], down: bool) {
-    if let Some(dyups) = Dyups::get() {
-        dyups.set_runtime_health(upstream, name, down);
-    }
+fn set_runtime_health(upstream: &str, name: &[u8], down: bool) -> bool {
+    Dyups::get().map_or(true, |dyups| dyups.set_runtime_health(upstream, name, down))
 }
 
 /// Applies the slot's health to this cycle's lists if it changed since.
@@ -514,13 +512,16 @@ fn apply(w: &mut Worker, index: usize) {
         return;
     }
     let down = slot.counters().down;
-    match target.primary {
+    let written = match target.primary {
         // A checked zone upstream's shared primary list, which lives as
         // long as this worker's cycle.
         Some(primary) => primary.set_health(&known.name, down),
         None => set_runtime_health(&known.upstream, &known.name, down),
+    };
+    // Not written (the list's locks stayed held): tried again next tick.
+    if written {
+        known.applied = Some(transitions);
     }
-    known.applied = Some(transitions);
 }
 
 fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {

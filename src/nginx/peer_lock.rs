@@ -110,23 +110,40 @@ impl ListsWriteLocked<'_> {
 
     /// As [`ListsWriteLocked::new`], giving up (None, nothing held) if the
     /// locks stay held for `wait`: a holder that never lets go must not
-    /// stop the caller for good.
+    /// stop the caller for good. The backup list's lock is only tried
+    /// while the primary's is held: if it is busy, the primary's is let go
+    /// before trying again (nginx's balancers hold one list's lock at a
+    /// time: a dead holder of the backup's must not stall the primaries'
+    /// requests meanwhile).
     ///
     /// # Safety
     /// As for [`ListsWriteLocked::new`].
     pub unsafe fn within(primary: *mut ngx_http_upstream_rr_peers_t, wait: Duration) -> Option<Self> {
         let deadline = Instant::now() + wait;
-        // SAFETY: per the contract; `next` is read under the primary's
-        // lock, which every change to it holds. Returning early drops the
-        // primary's guard, which unlocks it.
-        unsafe {
-            let primary_lock = WriteLocked::on_before(ptr::addr_of_mut!((*primary).rwlock), deadline)?;
-            let backup = (*primary).next;
-            let backup_lock = match backup.is_null() {
-                true => None,
-                false => Some(WriteLocked::on_before(ptr::addr_of_mut!((*backup).rwlock), deadline)?),
-            };
-            Some(Self { _backup: backup_lock, _primary: primary_lock, primary, _lists: PhantomData })
+        loop {
+            // SAFETY: per the contract; `next` is read under the primary's
+            // lock, which every change to it holds.
+            unsafe {
+                let primary_lock = WriteLocked::on_before(ptr::addr_of_mut!((*primary).rwlock), deadline)?;
+                let backup = (*primary).next;
+                if backup.is_null() {
+                    return Some(Self { _backup: None, _primary: primary_lock, primary, _lists: PhantomData });
+                }
+                // One try (a deadline already passed) while the primary is held.
+                if let Some(backup_lock) = WriteLocked::on_before(ptr::addr_of_mut!((*backup).rwlock), Instant::now()) {
+                    return Some(Self {
+                        _backup: Some(backup_lock),
+                        _primary: primary_lock,
+                        primary,
+                        _lists: PhantomData,
+                    });
+                }
+                drop(primary_lock);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::yield_now();
         }
     }
 

@@ -150,7 +150,9 @@ static DYUPS_FILE_BEHIND: AtomicBool = AtomicBool::new(false);
 /// again after a cycle without one), so that a restart loads what runs.
 /// A write that fails is logged; the next change writes the file again.
 pub fn write_dyups_if_behind() {
-    if !DYUPS_FILE_BEHIND.load(Relaxed) || process::worker_index() != 0 {
+    // Workers only (the cache manager and loader run init_process too, with
+    // nginx's worker index 0).
+    if !DYUPS_FILE_BEHIND.load(Relaxed) || !process::in_running_process() || process::worker_index() != 0 {
         return;
     }
     let written = ChangeGuard::for_dyups(false).and_then(|guard| {

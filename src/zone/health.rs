@@ -701,27 +701,46 @@ unsafe fn volatile_eq(bytes: *const [u8], other: &[u8]) -> bool {
     other.iter().enumerate().all(|(i, b)| unsafe { ptr::read_volatile(bytes.cast::<u8>().add(i)) } == *b)
 }
 
+/// How long a health bit waits for its list's write locks: nginx's
+/// holders keep them for microseconds; one that does not let go (a process
+/// killed holding one, which nginx never releases) must not stall the
+/// event loop, and the prober tries again at its next tick.
+const HEALTH_LOCK_WAIT: Duration = Duration::from_millis(20);
+
+/// When a health bit last gave up on its list's locks (nginx's msec
+/// clock), so that a lock that stays held warns once a minute, not at
+/// every tick.
+static LAST_LOCK_WARNING: AtomicU64 = AtomicU64::new(0);
+
 /// Sets or clears the health bit of every peer named `name` in `primary`'s
-/// lists (nginx allows a server twice: both peers are that server). Gives
-/// up, with a `[warn]`, if their locks stay held for a second: a process
-/// killed holding one (nginx never releases it) must not stop the checks
-/// of every other upstream, nor a worker's start.
+/// lists (nginx allows a server twice: both peers are that server). False
+/// if their locks stayed held for [`HEALTH_LOCK_WAIT`] (nothing written:
+/// the caller tries again later), with a `[warn]` at most once a minute.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream, or a
 /// registry list.
-pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) {
+#[must_use = "false: nothing was written, try again"]
+pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) -> bool {
     // SAFETY: per the contract.
-    let Some(locks) = (unsafe { ListsWriteLocked::within(primary, Duration::from_secs(1)) }) else {
-        log(
-            NGX_LOG_WARN,
-            &format!(
-                "health check: server {} stays unchanged: its peer list stayed locked for 1 s (a process killed \
-                 holding the lock? replace or delete the upstream, or reload nginx)",
-                String::from_utf8_lossy(name)
-            ),
-        );
-        return;
+    let Some(locks) = (unsafe { ListsWriteLocked::within(primary, HEALTH_LOCK_WAIT) }) else {
+        // SAFETY: a plain read of nginx's clock, which only this thread
+        // writes.
+        let now = unsafe { ngx_current_msec } as u64;
+        let last = LAST_LOCK_WARNING.load(Relaxed);
+        if last == 0 || now.wrapping_sub(last) >= 60_000 {
+            LAST_LOCK_WARNING.store(now.max(1), Relaxed);
+            log(
+                NGX_LOG_WARN,
+                &format!(
+                    "health check: server {} waits for its peer list, locked for more than {} ms (a process killed \
+                     holding the lock? replace or delete the upstream, or reload nginx); tried again at each tick",
+                    String::from_utf8_lossy(name),
+                    HEALTH_LOCK_WAIT.as_millis()
+                ),
+            );
+        }
+        return false;
     };
     // SAFETY: per the contract; written under both write locks, nothing
     // allocated, bounded by the lists' length.
@@ -741,6 +760,7 @@ pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: 
             }
         }
     }
+    true
 }
 
 /// The shared primary peer list of a zone upstream of a live
@@ -772,7 +792,8 @@ impl CheckedList {
 
     /// Sets or clears the health bit of every peer named `name`
     /// ([`set_peer_health`]).
-    pub fn set_health(self, name: &[u8], down: bool) {
+    /// False if its locks stayed held (see [`set_peer_health`]).
+    pub fn set_health(self, name: &[u8], down: bool) -> bool {
         // SAFETY: as in peers().
         unsafe { set_peer_health(self.0, name, down) }
     }
