@@ -300,7 +300,7 @@ impl RecordView<'_> {
         if !self.list.is_null() {
             // SAFETY: a registry list, allocated while the section lives;
             // set_peer_health writes under its write lock.
-            let _ = unsafe { health::set_peer_health(self.list, name, false) };
+            let _ = unsafe { health::set_peer_health(self.list, name, || false) };
         }
     }
 
@@ -975,9 +975,11 @@ impl<'z> Dyups<'z> {
     /// current list of run-time upstream `upstream` (the health checks'
     /// prober applying a record's health), read inside a grace-period
     /// section so that the list is not freed meanwhile.
-    pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: bool) -> bool {
+    pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: impl FnOnce() -> bool) -> bool {
         let section = ReadSection::new(self);
-        match self.record(&section, upstream).filter(RecordView::has_list) {
+        // A list without checks takes no verdict (a replace that dropped
+        // them publishes it before it frees the old slots).
+        match self.record(&section, upstream).filter(|r| r.has_list() && r.check().is_some()) {
             // SAFETY: a registry list read in this section is not freed before
             // it ends; its peers are written only under its write lock.
             Some(record) => unsafe { health::set_peer_health(record.list(), name, down) },

@@ -317,7 +317,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             // A carried slot is due on the new schedule (the interval may
             // have changed): its lease from the old one could be a day away.
             health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
-            primary.set_health(&name, health.slot(index).counters().down);
+            let _ = primary.set_health(&name, || health.slot(index).counters().down);
         }
     }
     for (index, slot) in health.slots() {
@@ -491,7 +491,7 @@ fn runtime_check(upstream: &str) -> Option<CheckConf> {
 
 /// Sets the health bit of peer `name` of run-time upstream `upstream` in
 /// the registry's current list.
-fn set_runtime_health(upstream: &str, name: &[u8], down: bool) -> bool {
+fn set_runtime_health(upstream: &str, name: &[u8], down: impl FnOnce() -> bool) -> bool {
     Dyups::get().map_or(true, |dyups| dyups.set_runtime_health(upstream, name, down))
 }
 
@@ -511,7 +511,7 @@ fn apply(w: &mut Worker, index: usize) {
     if known.applied == Some(transitions) {
         return;
     }
-    let down = slot.counters().down;
+    let down = || slot.counters().down;
     let written = match target.primary {
         // A checked zone upstream's shared primary list, which lives as
         // long as this worker's cycle.

@@ -707,26 +707,43 @@ unsafe fn volatile_eq(bytes: *const [u8], other: &[u8]) -> bool {
 /// event loop, and the prober tries again at its next tick.
 const HEALTH_LOCK_WAIT: Duration = Duration::from_millis(20);
 
+/// The list whose locks a health bit last waited for in vain, and until
+/// when (nginx's msec clock) its next verdicts only try once.
+static BUSY_LIST: AtomicUsize = AtomicUsize::new(0);
+static BUSY_UNTIL: AtomicU64 = AtomicU64::new(0);
+
 /// When a health bit last gave up on its list's locks (nginx's msec
 /// clock), so that a lock that stays held warns once a minute, not at
 /// every tick.
 static LAST_LOCK_WARNING: AtomicU64 = AtomicU64::new(0);
 
 /// Sets or clears the health bit of every peer named `name` in `primary`'s
-/// lists (nginx allows a server twice: both peers are that server). False
-/// if their locks stayed held for [`HEALTH_LOCK_WAIT`] (nothing written:
+/// lists (nginx allows a server twice: both peers are that server), to
+/// `down()`, read once the locks are held. False if their locks stayed held for [`HEALTH_LOCK_WAIT`] (nothing written:
 /// the caller tries again later), with a `[warn]` at most once a minute.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream, or a
 /// registry list.
 #[must_use = "false: nothing was written, try again"]
-pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: &[u8], down: bool) -> bool {
+pub unsafe fn set_peer_health(
+    primary: *mut ngx_http_upstream_rr_peers_t,
+    name: &[u8],
+    down: impl FnOnce() -> bool,
+) -> bool {
+    // SAFETY: a plain read of nginx's clock, which only this thread writes.
+    let now = unsafe { ngx_current_msec } as u64;
+    // A list this process found locked in the last second gets one try,
+    // not a wait: each of its peers' verdicts would wait again at every
+    // tick.
+    let recently_busy = BUSY_LIST.load(Relaxed) == primary as usize && now < BUSY_UNTIL.load(Relaxed);
+    let wait = if recently_busy { Duration::ZERO } else { HEALTH_LOCK_WAIT };
     // SAFETY: per the contract.
-    let Some(locks) = (unsafe { ListsWriteLocked::within(primary, HEALTH_LOCK_WAIT) }) else {
-        // SAFETY: a plain read of nginx's clock, which only this thread
-        // writes.
-        let now = unsafe { ngx_current_msec } as u64;
+    let Some(locks) = (unsafe { ListsWriteLocked::within(primary, wait) }) else {
+        if !recently_busy {
+            BUSY_LIST.store(primary as usize, Relaxed);
+            BUSY_UNTIL.store(now + 1000, Relaxed);
+        }
         let last = LAST_LOCK_WARNING.load(Relaxed);
         if last == 0 || now.wrapping_sub(last) >= 60_000 {
             LAST_LOCK_WARNING.store(now.max(1), Relaxed);
@@ -742,6 +759,9 @@ pub unsafe fn set_peer_health(primary: *mut ngx_http_upstream_rr_peers_t, name: 
         }
         return false;
     };
+    // Read under the locks: another worker may have written a newer
+    // verdict while this one waited.
+    let down = down();
     // SAFETY: per the contract; written under both write locks, nothing
     // allocated, bounded by the lists' length.
     unsafe {
@@ -793,7 +813,7 @@ impl CheckedList {
     /// Sets or clears the health bit of every peer named `name`
     /// ([`set_peer_health`]).
     /// False if its locks stayed held (see [`set_peer_health`]).
-    pub fn set_health(self, name: &[u8], down: bool) -> bool {
+    pub fn set_health(self, name: &[u8], down: impl FnOnce() -> bool) -> bool {
         // SAFETY: as in peers().
         unsafe { set_peer_health(self.0, name, down) }
     }
