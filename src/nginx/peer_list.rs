@@ -155,18 +155,7 @@ unsafe fn fixed_snapshots(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Pee
     unsafe {
         for (list, backup) in [(primary, false), ((*primary).next, true)] {
             for peer in peers_of(list) {
-                let mut snapshot = PeerSnapshot {
-                    name: [0; SOCKADDR_STRLEN],
-                    name_len: 0,
-                    server: [0; SNAPSHOT_SERVER_MAX],
-                    server_len: 0,
-                    resolved_from: None,
-                    backup,
-                    peer: ptr::read_volatile(peer),
-                };
-                snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
-                snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
-                snapshots.push(snapshot);
+                snapshots.push(snapshot_of(peer, ptr::read_volatile(peer), backup));
             }
         }
     }
@@ -266,27 +255,44 @@ unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: 
             if out.len() == out.capacity() {
                 return false;
             }
-            let mut snapshot = PeerSnapshot {
-                name: [0; SOCKADDR_STRLEN],
-                name_len: 0,
-                server: [0; SNAPSHOT_SERVER_MAX],
-                server_len: 0,
-                resolved_from: None,
-                backup,
-                peer: *peer,
-            };
+            let mut snapshot = snapshot_of(peer, *peer, backup);
             if let Some(from) = resolved_from(peer) {
                 let mut name = [0; SNAPSHOT_SERVER_MAX];
                 let len = from.len().min(name.len());
                 name[..len].copy_from_slice(&from[..len]);
                 snapshot.resolved_from = Some((name, len));
             }
-            snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
-            snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
             out.push(snapshot); // within capacity: no allocation
         }
     }
     true
+}
+
+/// A snapshot of `peer` whose fields the caller copied (`fields`), with
+/// its name and server.
+///
+/// # Safety
+/// `peer` is a live peer whose names stay as they are during the call.
+unsafe fn snapshot_of(
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    fields: ngx_http_upstream_rr_peer_t,
+    backup: bool,
+) -> PeerSnapshot {
+    let mut snapshot = PeerSnapshot {
+        name: [0; SOCKADDR_STRLEN],
+        name_len: 0,
+        server: [0; SNAPSHOT_SERVER_MAX],
+        server_len: 0,
+        resolved_from: None,
+        backup,
+        peer: fields,
+    };
+    // SAFETY: per the contract.
+    unsafe {
+        snapshot.name_len = copy_str(&(*peer).name, &mut snapshot.name);
+        snapshot.server_len = copy_str(&(*peer).server, &mut snapshot.server);
+    }
+    snapshot
 }
 
 /// Copies as much of `s` as fits into `dst`; returns the bytes copied.
