@@ -97,6 +97,13 @@ impl Balancer {
         }
     }
 
+    /// One of nginx's own balancers (any but another module's): they keep
+    /// nginx's round-robin peer list in `peer.data`, and its data in each
+    /// request's.
+    pub fn is_nginx_own(&self) -> bool {
+        !matches!(self, Balancer::Other { .. })
+    }
+
     /// `random` or `random two`.
     pub fn is_random(&self) -> bool {
         matches!(self, Balancer::Random | Balancer::RandomTwo { .. })

@@ -166,6 +166,17 @@ impl Upstream<'_> {
     }
 }
 
+/// The addresses a configuration's `server` line resolved to (none for a
+/// `server NAME resolve` whose name nginx resolves at run time).
+fn addresses_of(server: &ngx::ffi::ngx_http_upstream_server_t) -> &[ngx::ffi::ngx_addr_t] {
+    if server.addrs.is_null() {
+        return &[];
+    }
+    // SAFETY: a server's addresses are the configuration's, naddrs of them,
+    // which live as long as the server line.
+    unsafe { core::slice::from_raw_parts(server.addrs, server.naddrs) }
+}
+
 impl<'c> Upstream<'c> {
     /// The `upstream {}` blocks of `cycle`, in their order.
     ///
@@ -291,14 +302,7 @@ impl<'c> Upstream<'c> {
     /// The addresses of its `server` lines as configured (`127.0.0.1:8080`,
     /// `unix:/path`), every address each name resolved to.
     pub fn server_addresses(self) -> Vec<String> {
-        self.configured_servers()
-            .iter()
-            .filter(|s| !s.addrs.is_null())
-            // SAFETY: a server's addresses are the configuration's, naddrs
-            // of them.
-            .flat_map(|s| unsafe { core::slice::from_raw_parts(s.addrs, s.naddrs) })
-            .map(|a| str_lossy(&a.name))
-            .collect()
+        self.configured_servers().iter().flat_map(addresses_of).map(|a| str_lossy(&a.name)).collect()
     }
 
     /// Whether one of its primary `server` lines is `server NAME resolve`
@@ -345,14 +349,7 @@ impl<'c> Upstream<'c> {
         let mut peers = Vec::new();
         for backup in [false, true] {
             for server in self.configured_servers().iter().filter(|s| (s.backup() != 0) == backup) {
-                let addrs: &[ngx::ffi::ngx_addr_t] = if server.addrs.is_null() {
-                    &[]
-                } else {
-                    // SAFETY: a server's addresses are the configuration's,
-                    // naddrs of them.
-                    unsafe { core::slice::from_raw_parts(server.addrs, server.naddrs) }
-                };
-                peers.extend(addrs.iter().map(|addr| dynamic_upstream_core::PeerView {
+                peers.extend(addresses_of(server).iter().map(|addr| dynamic_upstream_core::PeerView {
                     server: str_lossy(&server.name),
                     name: str_lossy(&addr.name),
                     weight: server.weight as i64,

@@ -155,11 +155,8 @@ pub fn write_dyups_if_behind() {
     if !DYUPS_FILE_BEHIND.load(Relaxed) || !process::in_running_process() || process::worker_index() != 0 {
         return;
     }
-    let written = ChangeGuard::for_dyups(false).and_then(|guard| {
-        let saved = save_dyups();
-        drop(guard);
-        saved
-    });
+    // The file's lock (the guard) held while it is written.
+    let written = ChangeGuard::for_dyups(false).and_then(|_guard| save_dyups());
     if written.is_ok() {
         let path = dyups_file().map(|p| p.display().to_string()).unwrap_or_default();
         log(
@@ -184,10 +181,16 @@ fn lock_at_start(directive: &str, path: &Path) -> Option<FileLock> {
 
 /// Why `directive`'s file `path` could not be locked.
 fn lock_failure(directive: &str, path: &Path, e: &std::io::Error) -> String {
-    let shown = path.display();
-    if e.kind() != std::io::ErrorKind::WouldBlock {
-        return format!("{directive} \"{shown}\": cannot lock: {e}");
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        return held_too_long(directive, path);
     }
+    format!("{directive} \"{}\": cannot lock: {e}", path.display())
+}
+
+/// `directive`'s file `path` whose lock another process kept past
+/// [`LOCK_WAIT`], for nginx's log at start and reload.
+fn held_too_long(directive: &str, path: &Path) -> String {
+    let shown = path.display();
     format!(
         "{directive} \"{shown}\": its lock \"{shown}.lock\" stayed held for {} s by {} (a change stuck there?): end \
          that process (kill -9), then reload nginx",
@@ -282,8 +285,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
 /// configuration's servers instead), and `nginx -t` says why.
 fn refuse_if_held(directive: &str, path: &Path) -> Result<(), String> {
     if FileLock::held_past(path, LOCK_WAIT) {
-        let held = std::io::Error::from(std::io::ErrorKind::WouldBlock);
-        return Err(lock_failure(directive, path, &held));
+        return Err(held_too_long(directive, path));
     }
     Ok(())
 }

@@ -719,8 +719,9 @@ static LAST_LOCK_WARNING: AtomicU64 = AtomicU64::new(0);
 
 /// Sets or clears the health bit of every peer named `name` in `primary`'s
 /// lists (nginx allows a server twice: both peers are that server), to
-/// `down()`, read once the locks are held. False if their locks stayed held for [`HEALTH_LOCK_WAIT`] (nothing written:
-/// the caller tries again later), with a `[warn]` at most once a minute.
+/// `down()`, read once the locks are held. False if their locks stayed
+/// held for [`HEALTH_LOCK_WAIT`] (nothing written: the caller tries again
+/// later), with a `[warn]` at most once a minute.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream, or a

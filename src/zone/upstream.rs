@@ -146,7 +146,7 @@ pub fn state_file_of(upstream: Upstream) -> String {
 /// module's (`fair`, `balancer_by_lua`, ...).
 pub fn keeps_round_robin_peers(upstream: Upstream) -> bool {
     // SAFETY: as above.
-    unsafe { srv_conf_mut(upstream) }.is_some_and(|srv| !matches!(srv.balancer, Balancer::Other { .. }))
+    unsafe { srv_conf_mut(upstream) }.is_some_and(|srv| srv.balancer.is_nginx_own())
 }
 
 /// Whether init_module gave it the module's bookkeeping (a zone upstream

@@ -34,7 +34,6 @@ use core::mem::{offset_of, size_of};
 use core::ptr;
 use core::sync::atomic::Ordering::SeqCst;
 
-use dynamic_upstream_core::Balancer;
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t,
     ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_str_t,
@@ -335,7 +334,7 @@ fn prepare_upstream(init: &InitModule, upstream: Upstream, balancers: &KnownBala
     }
     srv.max_peers_per_list = max_peers_for_zone(upstream.zone_size());
     // Statistics read the balancer's request data: nginx's own balancers only.
-    let known = !matches!(srv.balancer, Balancer::Other { .. });
+    let known = srv.balancer.is_nginx_own();
     srv.hook = needed(stats && known, srv.balancer.follows_set_changes(TABLES_FOLLOW_CHANGES));
     if srv.hook.is_some() {
         srv.original_init = upstream.peer_init();
