@@ -166,7 +166,7 @@ ok(defined main::wait_until(5, sub {
 --- error_log
 of upstream "backends" is down (status 503 not expected)
 of upstream "backends" is down (status 302 not expected)
-health check: server 127.0.0.1:$TEST_NGINX_PORT_4 of upstream "tcp" is down (connect failed)
+health check: server 127.0.0.1:$TEST_NGINX_PORT_4 of upstream "tcp" is down (connect failed: 111: Connection refused)
 
 
 
@@ -541,7 +541,7 @@ is(main::logged(qr/\[(crit|emerg)\]|exited on signal|\[alert\](?!.*worker_connec
                 "$dir/logs/error.log"), 0, 'its error log has no alert but nginx\'s own')
     or diag(NginxTest::Files::slurp("$dir/logs/error.log"));
 
-=== TEST 18: a peer that refuses connections is a health verdict, not an [error] per probe: nginx's connection errors of probes go to the info level
+=== TEST 18: a peer that refuses connections is a health verdict, not an [error] per probe: nginx's connection errors of probes go to the info level, the verdict's line names the error
 --- log_level: notice
 --- http_config
 upstream backends {
@@ -556,5 +556,8 @@ $TEST_NGINX_PROXY
 my $b = main::backend(port(1));
 my $down = qr/health check: server 127\.0\.0\.1:${\ port(2)} of upstream "backends" is down/;
 ok(poll_until(sub { error_log_text() =~ $down }, 5, 'down'), 'the refusing peer is down');
+# The verdict's line says why, as nginx's own lines would have.
+my ($line) = grep { /$down/ } split /\n/, error_log_text();
+like($line, qr/ is down \(connect failed: 111: Connection refused\)$/, 'the line names the system error');
 my @errors = grep { /\[error\]/ } split /\n/, error_log_text();
 is("@errors", '', 'no [error] line') or diag(join "\n", @errors);

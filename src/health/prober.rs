@@ -32,7 +32,7 @@ use ngx::ffi::{ngx_int_t, ngx_msec_t, NGX_LOG_WARN, NGX_OK};
 use crate::dyups::registry::{Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
-use crate::nginx::log::log;
+use crate::nginx::log::{log, os_error_text};
 use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::probe_connection::{ConnectError, Io, ProbeConnection, ProbeEvent};
@@ -93,6 +93,9 @@ struct Probe {
     connection: ProbeConnection,
     http: HttpProbe,
     sent: usize,
+    /// The system error number the connection failed with (0: none or
+    /// not known), for the line that says the peer went down.
+    os_error: i32,
 }
 
 struct Worker {
@@ -552,7 +555,7 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     // still borrows the worker.
     let connection = match ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event) {
         Ok(connection) => connection,
-        Err(ConnectError::Failed) => return report(w, &job, Verdict::Down(Failure::Connect)),
+        Err(ConnectError::Failed(os_error)) => return report(w, &job, Verdict::Down(Failure::Connect), os_error),
         // This worker had no connection, descriptor or buffer to spare: no
         // probe, no verdict on the peer; it is due again a second or so
         // later (spread, so that a burst does not come back at once).
@@ -562,7 +565,7 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
             return;
         }
     };
-    w.probes.insert(index, Probe { job, connection, http: HttpProbe::new(check.expect_alive), sent: 0 });
+    w.probes.insert(index, Probe { job, connection, http: HttpProbe::new(check.expect_alive), sent: 0, os_error: 0 });
 }
 
 /// A probe connection's event: runs the probe's next step and ends the
@@ -574,13 +577,13 @@ fn on_probe_event(slot: usize, event: ProbeEvent) {
         if verdict == Verdict::NeedMore && !exiting() {
             return;
         }
-        let Some(Probe { job, connection, .. }) = w.probes.remove(&slot) else { return };
+        let Some(Probe { job, connection, os_error, .. }) = w.probes.remove(&slot) else { return };
         // Deletes its timer and closes it.
         drop(connection);
         // Not into a zone a `master_process off` reload replaced (the next
         // tick stops the prober).
         if !exiting() && w.health.is_running(w.cycle) {
-            report(w, &job, verdict);
+            report(w, &job, verdict, os_error);
         }
     });
 }
@@ -602,7 +605,11 @@ fn peek(probe: &mut Probe) -> Verdict {
         Ok(1) => Verdict::Up,
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Verdict::Up,
         Ok(0) => Verdict::Down(Failure::Closed),
-        _ => Verdict::Down(Failure::Connect),
+        Ok(_) => Verdict::Down(Failure::Connect),
+        Err(e) => {
+            probe.os_error = e.raw_os_error().unwrap_or(0);
+            Verdict::Down(Failure::Connect)
+        }
     }
 }
 
@@ -620,9 +627,8 @@ fn send(probe: &mut Probe) -> Verdict {
                 return Verdict::NeedMore;
             }
             Io::Unsupported => return Verdict::Down(Failure::Io),
-            Io::Closed | Io::Error => {
-                return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io })
-            }
+            Io::Closed => return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io }),
+            Io::Error(os_error) => return failed(probe, os_error),
         }
     }
     // All sent: with a level-triggered event method (`use poll` or
@@ -653,14 +659,22 @@ fn receive(probe: &mut Probe) -> Verdict {
                 return Verdict::NeedMore;
             }
             Io::Unsupported => return Verdict::Down(Failure::Io),
-            Io::Error => return Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io }),
+            Io::Error(os_error) => return failed(probe, os_error),
         }
     }
 }
 
+/// The verdict on a connection that failed with `os_error` once
+/// `probe.sent` bytes of the request were sent (none: the connect failed).
+fn failed(probe: &mut Probe, os_error: i32) -> Verdict {
+    probe.os_error = os_error;
+    Verdict::Down(if probe.sent == 0 { Failure::Connect } else { Failure::Io })
+}
+
 /// The lease holder's record of a probe's verdict; dropped if the lease
 /// is no longer this probe's (the slot was freed, or the lease expired).
-fn report(w: &mut Worker, probe: &Job, verdict: Verdict) {
+/// `os_error` (0: none) is what the connection failed with, for the log.
+fn report(w: &mut Worker, probe: &Job, verdict: Verdict, os_error: i32) {
     let failure = match verdict {
         Verdict::Down(failure) => Some(failure),
         _ => None,
@@ -675,6 +689,9 @@ fn report(w: &mut Worker, probe: &Job, verdict: Verdict) {
     apply(w, probe.slot);
     if let Some(transition) = transition {
         let text = match (transition, failure) {
+            (Transition::WentDown, Some(f)) if os_error != 0 => {
+                format!("down ({f}: {os_error}: {})", os_error_text(os_error))
+            }
             (Transition::WentDown, Some(f)) => format!("down ({f})"),
             (Transition::WentDown, None) => "down".to_string(),
             (Transition::WentUp, _) => "up".to_string(),

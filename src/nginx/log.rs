@@ -45,3 +45,15 @@ impl Log {
 pub fn log(level: u32, text: &str) {
     ngx::ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
 }
+
+/// nginx's text for the system error number `errno` (what its own lines
+/// show after `NNN: `), from the table nginx made at start.
+pub fn os_error_text(errno: i32) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: ngx_strerror copies at most `buf.len()` bytes of a message
+    // (nginx's "Unknown error" for a number outside its table) into `buf`
+    // and returns the end of what it copied.
+    let end = unsafe { ngx::ffi::ngx_strerror(errno, buf.as_mut_ptr(), buf.len()) };
+    let len = (end as usize).saturating_sub(buf.as_ptr() as usize).min(buf.len());
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}

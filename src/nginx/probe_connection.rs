@@ -42,8 +42,9 @@ pub enum Io {
     Again,
     /// 0: the peer closed the connection (recv), or nothing was sent.
     Closed,
-    /// An error (nginx logged it).
-    Error,
+    /// An error (nginx logged it at the info level), with the system
+    /// error number nginx saw (0 if none).
+    Error(i32),
     /// The connection has no such function.
     Unsupported,
 }
@@ -76,8 +77,9 @@ pub struct ProbeConnection {
 pub enum ConnectError {
     /// The connection failed (refused or unreachable at once, or a socket
     /// of its address family cannot be made: nginx logged why): the probe
-    /// failed.
-    Failed,
+    /// failed. The system error number connect() or socket() failed with
+    /// (0 if none).
+    Failed(i32),
     /// The worker had no connection to spare (every one of
     /// `worker_connections` busy) or no file descriptor or buffer for a
     /// socket, or is outside its event loop: no probe was made.
@@ -152,7 +154,7 @@ impl ProbeConnection {
             let shortage = no_connection_left()
                 || matches!(errno, Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
             let local = rc != NGX_DECLINED as ngx_int_t && shortage;
-            return Err(if local { ConnectError::NoConnection } else { ConnectError::Failed });
+            return Err(if local { ConnectError::NoConnection } else { ConnectError::Failed(errno.unwrap_or(0)) });
         }
         // SAFETY: a fresh connection of this worker: its data points at
         // the allocation, which stays until the connection is closed (drop).
@@ -264,6 +266,8 @@ impl Drop for ProbeConnection {
     }
 }
 
+/// What c->send or c->recv returned, read at once after the call (an
+/// error's number is still in errno: nginx's handlers only log after it).
 fn io(n: isize) -> Io {
     if n > 0 {
         Io::Done(n as usize)
@@ -272,7 +276,7 @@ fn io(n: isize) -> Io {
     } else if n == NGX_AGAIN as isize {
         Io::Again
     } else {
-        Io::Error
+        Io::Error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
 }
 
