@@ -46,6 +46,10 @@ sub logged {
     return scalar grep { $_ =~ $re } <$fh>;
 }
 
+# 1,000 checked servers of one upstream (addresses nothing listens on:
+# their probes go to port= instead).
+$ENV{TEST_NGINX_MANY_SERVERS} = join '', map { "    server 127.0.0.1:$_ max_fails=0;\n" } 30000 .. 30999;
+
 run_tests();
 __DATA__
 
@@ -110,3 +114,73 @@ is(main::logged(qr/open socket|\[alert\](?!.*(exited on signal 9|was locked by))
 --- allow_error_log
 exited on signal 9
 shared memory zone ".*" was locked by \d+
+
+
+=== TEST 3: probes that hang keep clients' connections: a worker keeps a quarter of its worker_connections for probes, and never has nginx close an idle client connection for one
+--- workers: 1
+--- http_config
+check_shm_size 4m;
+upstream many {
+    zone many 2m;
+$TEST_NGINX_MANY_SERVERS
+    check interval=500 rise=1 fall=1 timeout=20000 default_down=false type=http port=$TEST_NGINX_PORT_2;
+}
+--- config
+location /ok { return 200 "ok\n"; }
+--- perl
+# Port 2 completes every connection (a backlog of 2048 never accepted) and
+# answers none: each probe holds its connection until its 20 s timeout.
+# Before, the one worker's 1,024 connections all went to the 1,000 probes:
+# nginx closed idle keep-alive clients to make room, then new ones at once.
+my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(2), Listen => 2048, ReuseAddr => 1)
+    or die "listen: $!";
+my $keepalive = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die "connect: $!";
+sub ask {
+    my ($sock) = @_;
+    print $sock "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n";
+    my $answer = '';
+    while (IO::Select->new($sock)->can_read(5)) {
+        my $n = sysread($sock, $answer, 4096, length $answer);
+        last if !$n || $answer =~ /\r\n\r\nok\n/;
+    }
+    return $answer =~ m{^HTTP/1.1 200 .*ok\n$}s ? 'ok' : 'closed';
+}
+is(ask($keepalive), 'ok', 'an idle keep-alive client before the probes start');
+my $worker = (worker_pids())[0];
+# The worker's sockets: its probes, its listeners and its clients.
+my $sockets = sub { scalar grep { (readlink($_) // '') =~ /^socket:/ } glob("/proc/$worker/fd/*") };
+ok(poll_until(sub { main::logged(qr/health checks: \d+ probes wait for a connection/) }, 10, 'probes capped'),
+   'the worker says its probes wait for connections');
+ok(poll_until(sub { $sockets->() >= 256 }, 5, 'a quarter probe'), 'a quarter of the 1,024 connections probe');
+ok(!defined main::wait_until(2, sub { $sockets->() > 256 + 10 }), 'and no more, for four ticks')
+    or diag('sockets: ' . $sockets->());
+is(ask($keepalive), 'ok', 'the idle keep-alive client is still served');
+my @fresh = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) } 1 .. 20;
+is(join(' ', map { ask($_) } @fresh), join(' ', ('ok') x 20), 'twenty new clients are served');
+is(main::logged(qr/worker_connections are not enough|\[alert\]|\[crit\]/), 0, 'nginx never ran out of connections');
+--- no_error_log
+[alert]
+
+=== TEST 4: probes that wait for room take turns: with a quarter of the connections for 1,000 hanging probes, every server is probed within seconds
+--- workers: 1
+--- http_config
+check_shm_size 4m;
+upstream many {
+    zone many 2m;
+$TEST_NGINX_MANY_SERVERS
+    check interval=500 rise=1 fall=1 timeout=1000 default_down=false type=http port=$TEST_NGINX_PORT_2;
+}
+--- config
+location /status { check_status json; }
+--- perl
+# Each probe hangs for its 1 s timeout: 256 at a time probe the 1,000
+# servers in about 4 s. Before, each tick gave the room to the lowest slots
+# due, which were due again when their probes ended: the others never got
+# a probe.
+my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(2), Listen => 2048, ReuseAddr => 1)
+    or die "listen: $!";
+my $never_checked = sub { my @n = http_get('/status')->{body} =~ /"last_check": 0\b/g; scalar @n };
+ok(poll_until(sub { $never_checked->() == 0 }, 15, 'every server probed'), 'every one of the 1,000 servers is probed')
+    or diag($never_checked->() . ' never probed');
+--- allow_error_log
+probes wait for a connection

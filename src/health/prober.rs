@@ -35,7 +35,7 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::log::{log, os_error_text};
 use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::probe_connection::{ConnectError, Io, ProbeConnection, ProbeEvent};
+use crate::nginx::probe_connection::{worker_connections, ConnectError, Io, ProbeConnection, ProbeEvent};
 use crate::nginx::process::{cached_time_sec, current_msec, exiting, in_running_process, pid};
 use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::Upstream;
@@ -109,6 +109,11 @@ struct Worker {
     /// flight is not claimed again), and a probe's connection is open
     /// exactly as long as it is here (taken out, it is closed).
     probes: HashMap<usize, Probe>,
+    /// The slot the next tick looks at first: the first one the last tick
+    /// had no room to probe, so that every due slot gets its turn.
+    first_slot: usize,
+    /// When this worker last said its probes wait for connections.
+    last_wait_warning: Option<u32>,
     tick_ms: ngx_msec_t,
     tick: Timer,
 }
@@ -162,6 +167,8 @@ pub fn start(cycle: Cycle<'_>) {
         registry: None,
         known: (0..health.len()).map(|_| None).collect(),
         probes: HashMap::new(),
+        first_slot: 0,
+        last_wait_warning: None,
         tick_ms: tick_ms as ngx_msec_t,
         tick: Timer::new(on_tick),
     };
@@ -404,7 +411,11 @@ fn tick(w: &mut Worker) {
             }
         }
     }
-    for index in 0..w.health.len() {
+    let slots = w.health.len();
+    let first = if w.first_slot < slots { w.first_slot } else { 0 };
+    let mut waiting = 0;
+    w.first_slot = 0;
+    for index in (first..slots).chain(0..first) {
         let slot = w.health.slot(index);
         if !slot.is_live() {
             w.known[index] = None;
@@ -428,6 +439,14 @@ fn tick(w: &mut Worker) {
         let Some(claimed) = Lease::claim(word, pid, now, target.check.timeout_ms.saturating_add(LEASE_SLACK_MS)) else {
             continue;
         };
+        if !room_for_probe(w.probes.len()) {
+            // Due, and left for a later tick (or another worker).
+            if waiting == 0 {
+                w.first_slot = index;
+            }
+            waiting += 1;
+            continue;
+        }
         let lease = slot.lease();
         if lease.compare_exchange(word, claimed, AcqRel, Acquire).is_ok() {
             let due = Lease::unpack(word).until;
@@ -435,6 +454,28 @@ fn tick(w: &mut Worker) {
             start_probe(w, index, claimed, if late { now } else { due });
         }
     }
+    if waiting > 0 && w.last_wait_warning.map_or(true, |last| now.wrapping_sub(last) >= 60_000) {
+        w.last_wait_warning = Some(now);
+        let (_, connections) = worker_connections();
+        log(
+            NGX_LOG_WARN,
+            &format!(
+                "health checks: {waiting} probes wait for a connection: {} are in flight, a worker's probes use at \
+                 most a quarter of its {connections} worker_connections and leave a quarter free for clients; raise \
+                 worker_connections, or lengthen the checks' interval or shorten their timeout",
+                w.probes.len()
+            ),
+        );
+    }
+}
+
+/// Whether this worker may start one more probe with `in_flight` in
+/// flight: its probes hold at most a quarter of its connections, and start
+/// only while more than a quarter are free, so that its clients keep
+/// theirs however many checked peers hang.
+fn room_for_probe(in_flight: usize) -> bool {
+    let (free, total) = worker_connections();
+    in_flight < (total / 4).max(1) && free > total / 4
 }
 
 /// What this worker's cycle makes of the slot at `index` (generation `gen`).

@@ -80,18 +80,27 @@ pub enum ConnectError {
     /// failed. The system error number connect() or socket() failed with
     /// (0 if none).
     Failed(i32),
-    /// The worker had no connection to spare (every one of
+    /// The worker had no connection to spare (all but a sixteenth of its
     /// `worker_connections` busy) or no file descriptor or buffer for a
     /// socket, or is outside its event loop: no probe was made.
     NoConnection,
 }
 
-/// Whether this worker has no connection left for a new one: none free,
-/// and none idle that nginx would close to make room.
-fn no_connection_left() -> bool {
+/// This worker's connections: how many are free, and how many it has
+/// (`worker_connections`; 0 outside a worker's event loop).
+pub fn worker_connections() -> (usize, usize) {
     // SAFETY: plain reads of this process's cycle, which only this thread
     // (nginx's) changes.
-    unsafe { (*ngx::ffi::ngx_cycle).free_connection_n == 0 && (*ngx::ffi::ngx_cycle).reusable_connections_n == 0 }
+    unsafe { ((*ngx::ffi::ngx_cycle).free_connection_n, (*ngx::ffi::ngx_cycle).connection_n) }
+}
+
+/// Whether a connection taken now would be one of the last sixteenth:
+/// nginx then closes idle client connections (keep-alive ones, and new
+/// ones still waiting for their request) to make room
+/// (`ngx_drain_connections`), or has none. A probe never takes one.
+fn no_connection_to_spare() -> bool {
+    let (free, total) = worker_connections();
+    free <= total / 16
 }
 
 impl ProbeConnection {
@@ -106,9 +115,9 @@ impl ProbeConnection {
         key: usize,
         handler: ProbeHandler,
     ) -> Result<Self, ConnectError> {
-        // None left: nginx would log [alert] "worker_connections are not
-        // enough" for each probe (and a client's request needs them more).
-        if !in_event_loop() || no_connection_left() {
+        // None to spare: nginx would close a client's idle connection for
+        // the probe, or log [alert] "worker_connections are not enough".
+        if !in_event_loop() || no_connection_to_spare() {
             return Err(ConnectError::NoConnection);
         }
         let inner = NonNull::from(Box::leak(Box::new(Inner {
@@ -151,7 +160,7 @@ impl ProbeConnection {
             drop(unsafe { Box::from_raw(p) });
             // NGX_ERROR for want of a connection, a descriptor or memory:
             // this worker's shortage, not the peer's.
-            let shortage = no_connection_left()
+            let shortage = no_connection_to_spare()
                 || matches!(errno, Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
             let local = rc != NGX_DECLINED as ngx_int_t && shortage;
             return Err(if local { ConnectError::NoConnection } else { ConnectError::Failed(errno.unwrap_or(0)) });
