@@ -154,7 +154,7 @@ kill 'KILL', $backends;
 waitpid($backends, 0);
 ok(poll_until(sub { (() = error_log_text() =~ /of upstream "dy" is down/g) == 7 }, 10, 'down'),
    'the probes find the seven servers gone');
-ok(poll_until(sub { error_log_text() =~ /health check: server 127\.0\.0\.1:\d+ waits for its peer list, locked for more than 20 ms/ }, 5, 'warn'),
+ok(poll_until(sub { error_log_text() =~ /health check: upstream "dy" waits for its peer list, locked for more than 20 ms/ }, 5, 'warn'),
    '  and wait for the list, saying so');
 my ($slowest, $r) = (0);
 for (1 .. 10) {

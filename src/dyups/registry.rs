@@ -291,16 +291,17 @@ impl RecordView<'_> {
         unsafe { fixed_health_down_names(self.list) }
     }
 
-    /// Clears the health bit of its peers named `name` in this view's list
-    /// (not the record's current one, should a change have replaced it
-    /// since: that list's bits are its own). A list whose locks stay held
-    /// keeps the bit: requests to it wait for those locks anyway, and a
-    /// replace (a new list) cures both.
-    pub fn clear_health(&self, name: &[u8]) {
+    /// Clears the health bit of its peers whose names `cleared` accepts
+    /// (under the list's locks: it neither allocates nor waits) in this
+    /// view's list (not the record's current one, should a change have
+    /// replaced it since: that list's bits are its own). A list whose
+    /// locks stay held keeps the bits: requests to it wait for those locks
+    /// anyway, and a replace (a new list) cures both.
+    pub fn clear_health(&self, cleared: impl Fn(&[u8]) -> bool) {
         if !self.list.is_null() {
             // SAFETY: a registry list, allocated while the section lives;
-            // set_peer_health writes under its write lock.
-            let _ = unsafe { health::set_peer_health(self.list, name, || false) };
+            // set_peers_health writes under its write lock.
+            let _ = unsafe { health::set_peers_health(self.list, &self.name, |name| cleared(name).then_some(false)) };
         }
     }
 
@@ -971,18 +972,20 @@ impl<'z> Dyups<'z> {
         }
     }
 
-    /// Sets or clears the health bit of every peer named `name` in the
+    /// Sets or clears the health bits of the peers `health_of` names in the
     /// current list of run-time upstream `upstream` (the health checks'
-    /// prober applying a record's health), read inside a grace-period
-    /// section so that the list is not freed meanwhile.
-    pub fn set_runtime_health(&self, upstream: &str, name: &[u8], down: impl FnOnce() -> bool) -> bool {
+    /// prober applying the records' health: [`health::set_peers_health`]),
+    /// read inside a grace-period section so that the list is not freed
+    /// meanwhile. False if the list's locks stayed held.
+    #[must_use = "false: nothing was written, try again"]
+    pub fn set_runtime_health(&self, upstream: &str, health_of: impl FnMut(&[u8]) -> Option<bool>) -> bool {
         let section = ReadSection::new(self);
         // A list without checks takes no verdict (a replace that dropped
         // them publishes it before it frees the old slots).
         match self.record(&section, upstream).filter(|r| r.has_list() && r.check().is_some()) {
             // SAFETY: a registry list read in this section is not freed before
             // it ends; its peers are written only under its write lock.
-            Some(record) => unsafe { health::set_peer_health(record.list(), name, down) },
+            Some(record) => unsafe { health::set_peers_health(record.list(), upstream, health_of) },
             None => true,
         }
     }

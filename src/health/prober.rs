@@ -21,7 +21,7 @@
 use core::cell::RefCell;
 use core::mem::ManuallyDrop;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckType};
@@ -188,17 +188,17 @@ fn release_unchecked_runtime(health: Option<HealthZone>) {
     let Some(dyups) = Dyups::get() else { return };
     let section = ReadSection::new(&dyups);
     let (_, records) = dyups.records(&section);
+    let slots = health.map(|h| h.runtime_keys()).unwrap_or_default();
     // Only checked lists carry health bits.
     for record in records.iter().filter(|r| !r.deleted && r.check().is_some()) {
-        let names = record.health_down_names();
-        if names.is_empty() {
-            continue;
-        }
-        let key = record.name.to_ascii_lowercase();
-        for name in names {
-            if !health.is_some_and(|h| h.has_runtime_slot(key.as_bytes(), &name)) {
-                record.clear_health(&name);
-            }
+        let key = record.name.to_ascii_lowercase().into_bytes();
+        let unkept: HashSet<Vec<u8>> = record
+            .health_down_names()
+            .into_iter()
+            .filter(|name| !slots.contains(&(key.clone(), name.clone())))
+            .collect();
+        if !unkept.is_empty() {
+            record.clear_health(|name| unkept.contains(name));
         }
     }
 }
@@ -311,15 +311,25 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     let mut keep = vec![false; health.len()];
     let mut unchecked = 0usize;
     let mut spread = Spread::default();
+    // Each peer's slot found by key (or claimed from where the last claim
+    // was): a reload of thousands of checked peers compares no key twice.
+    let mut found = health.configured_keys();
+    let mut next_free = 0;
     let checked = checked_upstreams(cycle.upstreams());
     for (upstream, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
         // The primary list of an upstream of the new cycle, which only this
         // process reaches yet.
         let (upstream, peers) = (upstream.name(), primary.peers());
-        let upstream = upstream.as_bytes();
+        let mut slots = HashMap::new();
         for name in peers.into_iter().map(|p| p.name.into_bytes()) {
+            if slots.contains_key(&name) {
+                continue; // a server given twice: one slot
+            }
             let due = spread.due(now, check.interval_ms);
-            let Some(index) = health.find_or_claim(upstream, &name, Counters::new(check.default_down), due) else {
+            let known = found.remove(&(upstream.as_bytes().to_vec(), name.clone()));
+            let counters = Counters::new(check.default_down);
+            let Some(index) = health.keep_or_claim(known, &mut next_free, upstream.as_bytes(), &name, counters, due)
+            else {
                 unchecked += 1;
                 continue;
             };
@@ -327,8 +337,10 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             // A carried slot is due on the new schedule (the interval may
             // have changed): its lease from the old one could be a day away.
             health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
-            let _ = primary.set_health(&name, || health.slot(index).counters().down);
+            slots.insert(name, index);
         }
+        // One pass over the list sets every peer's health bit.
+        let _ = primary.set_health(&upstream, |name| slots.get(name).map(|&index| health.slot(index).counters().down));
     }
     for (index, slot) in health.slots() {
         // Run-time upstreams' slots live as long as their upstreams, which
@@ -426,7 +438,6 @@ fn tick(w: &mut Worker) {
             w.known[index] = resolve(w.health, index, gen);
         }
         let Some(target) = w.known[index].as_ref().and_then(|k| k.target.clone()) else { continue };
-        apply(w, index);
         if w.probes.contains_key(&index) {
             continue;
         }
@@ -454,6 +465,7 @@ fn tick(w: &mut Worker) {
             start_probe(w, index, claimed, if late { now } else { due });
         }
     }
+    apply(w, 0..slots);
     if waiting > 0 && w.last_wait_warning.map_or(true, |last| now.wrapping_sub(last) >= 60_000) {
         w.last_wait_warning = Some(now);
         let (_, connections) = worker_connections();
@@ -533,38 +545,65 @@ fn runtime_check(upstream: &str) -> Option<CheckConf> {
     record.check()
 }
 
-/// Sets the health bit of peer `name` of run-time upstream `upstream` in
-/// the registry's current list.
-fn set_runtime_health(upstream: &str, name: &[u8], down: impl FnOnce() -> bool) -> bool {
-    Dyups::get().map_or(true, |dyups| dyups.set_runtime_health(upstream, name, down))
+/// The list a slot's health goes to.
+#[derive(PartialEq, Eq, Hash)]
+enum HealthList {
+    /// A checked zone upstream's shared primary list, which lives as long
+    /// as this worker's cycle.
+    Configured(CheckedList),
+    /// The registry's current list of this run-time upstream.
+    Runtime(String),
 }
 
-/// Applies the slot's health to this cycle's lists if it changed since.
-fn apply(w: &mut Worker, index: usize) {
-    let slot = w.health.slot(index);
-    let Some(known) = w.known[index].as_mut() else { return };
-    let Some(target) = &known.target else { return };
-    if target.primary.is_none() && w.health.is_superseded() {
-        // A run-time upstream's list is the registry's, which outlives
-        // this zone: the new zone's workers set its health (or, for a
-        // server that zone has no slot for, clear it: see
-        // release_unchecked_runtime); a late result from here must not.
-        return;
+/// The verdicts to write into one list: its upstream's name, and by peer
+/// name the slot and the `transitions` count it is applied at.
+type Verdicts = (String, HashMap<Vec<u8>, (usize, u32)>);
+
+/// Applies the health of the slots `indexes` whose records changed since
+/// to this cycle's lists: each list in one pass under its locks (a worker's
+/// first tick applies every slot: thousands of checked peers of one
+/// upstream cost one walk of its list, not one each).
+fn apply(w: &mut Worker, indexes: std::ops::Range<usize>) {
+    let mut lists: HashMap<HealthList, Verdicts> = HashMap::new();
+    for index in indexes {
+        let Some(known) = w.known[index].as_ref() else { continue };
+        let Some(target) = &known.target else { continue };
+        if target.primary.is_none() && w.health.is_superseded() {
+            // A run-time upstream's list is the registry's, which outlives
+            // this zone: the new zone's workers set its health (or, for a
+            // server that zone has no slot for, clear it: see
+            // release_unchecked_runtime); a late result from here must not.
+            continue;
+        }
+        let transitions = w.health.slot(index).transitions();
+        if known.applied == Some(transitions) {
+            continue;
+        }
+        let list = match target.primary {
+            Some(primary) => HealthList::Configured(primary),
+            None => HealthList::Runtime(known.upstream.clone()),
+        };
+        let (_, names) = lists.entry(list).or_insert_with(|| (known.upstream.clone(), HashMap::new()));
+        names.insert(known.name.clone(), (index, transitions));
     }
-    let transitions = slot.transitions();
-    if known.applied == Some(transitions) {
-        return;
-    }
-    let down = || slot.counters().down;
-    let written = match target.primary {
-        // A checked zone upstream's shared primary list, which lives as
-        // long as this worker's cycle.
-        Some(primary) => primary.set_health(&known.name, down),
-        None => set_runtime_health(&known.upstream, &known.name, down),
-    };
-    // Not written (the list's locks stayed held): tried again next tick.
-    if written {
-        known.applied = Some(transitions);
+    let health = w.health;
+    for (list, (upstream, names)) in lists {
+        // Read under the list's locks.
+        let health_of = |name: &[u8]| names.get(name).map(|&(index, _)| health.slot(index).counters().down);
+        let written = match list {
+            HealthList::Configured(primary) => primary.set_health(&upstream, health_of),
+            HealthList::Runtime(upstream) => {
+                Dyups::get().map_or(true, |dyups| dyups.set_runtime_health(&upstream, health_of))
+            }
+        };
+        // Not written (the list's locks stayed held): tried again next tick.
+        if written {
+            for (index, transitions) in names.into_values() {
+                if let Some(known) = w.known[index].as_mut() {
+                    known.applied = Some(transitions);
+                }
+            }
+        }
     }
 }
 
@@ -726,17 +765,18 @@ fn report(w: &mut Worker, probe: &Job, verdict: Verdict, os_error: i32) {
     let recorded = w.health.record_probe(probe.slot, probe.gen, probe.claimed, released, now, failure, |counters| {
         counters.record(failure.is_none(), check.rise, check.fall)
     });
-    let Some(transition) = recorded else { return };
-    apply(w, probe.slot);
-    if let Some(transition) = transition {
-        let text = match (transition, failure) {
-            (Transition::WentDown, Some(f)) if os_error != 0 => {
-                format!("down ({f}: {os_error}: {})", os_error_text(os_error))
-            }
-            (Transition::WentDown, Some(f)) => format!("down ({f})"),
-            (Transition::WentDown, None) => "down".to_string(),
-            (Transition::WentUp, _) => "up".to_string(),
-        };
-        log(NGX_LOG_WARN, &format!("health check: server {} of upstream \"{}\" is {text}", probe.peer, probe.upstream));
-    }
+    // Applied to the lists at this worker's next tick, with every other
+    // verdict since, in one pass per list (a verdict applied at once cost
+    // a walk of its list each: thousands of peers going down together,
+    // or at start, stalled the worker for as long as it took).
+    let Some(Some(transition)) = recorded else { return };
+    let text = match (transition, failure) {
+        (Transition::WentDown, Some(f)) if os_error != 0 => {
+            format!("down ({f}: {os_error}: {})", os_error_text(os_error))
+        }
+        (Transition::WentDown, Some(f)) => format!("down ({f})"),
+        (Transition::WentDown, None) => "down".to_string(),
+        (Transition::WentUp, _) => "up".to_string(),
+    };
+    log(NGX_LOG_WARN, &format!("health check: server {} of upstream \"{}\" is {text}", probe.peer, probe.upstream));
 }

@@ -23,7 +23,7 @@ use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
@@ -384,16 +384,35 @@ impl<'z> HealthZone<'z> {
         dropped
     }
 
-    /// The live slot of (`upstream`, `name`), or a new one due at `due`.
-    pub fn find_or_claim(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32) -> Option<usize> {
-        {
-            // SAFETY: the zone's pool.
-            let _slab = unsafe { SlabLocked::new(self.pool) };
-            if let Some((index, _)) = self.find_locked(upstream, name) {
+    /// The slot of configuration upstream `upstream`'s peer `name`: `found`
+    /// ([`HealthZone::configured_keys`]: its index and generation) if it
+    /// is still that slot, or a new one due at `due`, the first free one
+    /// from `*next_free` on (then from the start), which `*next_free`
+    /// passes. None when every slot is taken.
+    pub fn keep_or_claim(
+        self,
+        found: Option<(usize, u32)>,
+        next_free: &mut usize,
+        upstream: &[u8],
+        name: &[u8],
+        counters: Counters,
+        due: u32,
+    ) -> Option<usize> {
+        // SAFETY: the zone's pool; slots are keyed and freed under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        if let Some((index, gen)) = found {
+            // Freed and claimed again since it was read: another key.
+            let slot = self.slot(index);
+            if slot.is_live() && slot.gen() == gen {
                 return Some(index);
             }
         }
-        self.claim(upstream, name, counters, due, LIVE)
+        let key = || Key { upstream, name, runtime: false };
+        let index = self
+            .claim_locked(*next_free, key(), counters, due, LIVE)
+            .or_else(|| self.claim_locked(0, key(), counters, due, LIVE))?;
+        *next_free = index + 1;
+        Some(index)
     }
 
     /// Frees the slot at `index`.
@@ -411,21 +430,25 @@ impl<'z> HealthZone<'z> {
         slot.lease.store(0, Release);
     }
 
-    /// Whether a live slot keeps the health of server `name` of run-time
-    /// upstream `upstream` (its key: lower case).
-    pub fn has_runtime_slot(self, upstream: &[u8], name: &[u8]) -> bool {
-        // SAFETY: the zone's pool; keys do not change under its mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
-        self.slots().any(|(_, s)| s.state.load(Acquire) == LIVE && s.is_runtime() && s.is(upstream, name))
-    }
-
     /// The keys (upstream, peer name) of the live slots of run-time
     /// upstreams' servers, read without the zone's mutex (each copy checked
     /// against its slot's generation; an upstream name that is not UTF-8
     /// reads differently, as if it had no slot).
     pub fn runtime_keys(self) -> HashSet<(Vec<u8>, Vec<u8>)> {
         let live = self.slots().filter(|(_, s)| s.is_live() && s.is_runtime());
-        live.filter_map(|(_, s)| s.key_copy(s.gen())).map(|(upstream, name)| (upstream.into_bytes(), name)).collect()
+        live.filter_map(|(_, s)| s.key_bytes(s.gen())).collect()
+    }
+
+    /// The live slots of configuration upstreams' peers by key (upstream
+    /// name, peer name), with their generations, read as
+    /// [`HealthZone::runtime_keys`] reads them.
+    pub fn configured_keys(self) -> HashMap<(Vec<u8>, Vec<u8>), (usize, u32)> {
+        let live = self.slots().filter(|(_, s)| s.is_live() && !s.is_runtime());
+        live.filter_map(|(index, s)| {
+            let gen = s.gen();
+            s.key_bytes(gen).map(|key| (key, (index, gen)))
+        })
+        .collect()
     }
 
     /// Claims a live slot for server `name` of run-time upstream `upstream`
@@ -619,12 +642,18 @@ impl Slot {
     /// Copies the key of a live slot of generation `gen` (the upstream's
     /// name and the peer's); None if the slot was freed or reused meanwhile.
     pub fn key_copy(&self, gen: u32) -> Option<(String, Vec<u8>)> {
+        let (u, n) = self.key_bytes(gen)?;
+        Some((String::from_utf8_lossy(&u).into_owned(), n))
+    }
+
+    /// [`Slot::key_copy`], the upstream's name as its bytes.
+    fn key_bytes(&self, gen: u32) -> Option<(Vec<u8>, Vec<u8>)> {
         let (u, n) = self.key_ranges();
         // SAFETY: both ranges are within the slot; a concurrent rewrite is
         // detected below and the copy dropped.
         let (u, n) = unsafe { (volatile_copy(u), volatile_copy(n)) };
         fence(Acquire);
-        (self.is_live() && self.gen() == gen).then(|| (String::from_utf8_lossy(&u).into_owned(), n))
+        (self.is_live() && self.gen() == gen).then_some((u, n))
     }
 
     pub fn lease(&self) -> &AtomicU64 {
@@ -717,20 +746,23 @@ static BUSY_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// every tick.
 static LAST_LOCK_WARNING: AtomicU64 = AtomicU64::new(0);
 
-/// Sets or clears the health bit of every peer named `name` in `primary`'s
-/// lists (nginx allows a server twice: both peers are that server), to
-/// `down()`, read once the locks are held. False if their locks stayed
-/// held for [`HEALTH_LOCK_WAIT`] (nothing written: the caller tries again
-/// later), with a `[warn]` at most once a minute.
+/// Sets or clears the health bit of the peers of `primary`'s lists (of
+/// upstream `upstream`) for which `health_of(name)` says whether they are
+/// down (None: leave it), in one pass under the lists' write locks: a
+/// server given twice is two peers of one name, and the verdicts are read
+/// once the locks are held. `health_of` runs under the locks: it neither
+/// allocates nor waits. False if their locks stayed held for
+/// [`HEALTH_LOCK_WAIT`] (nothing written: the caller tries again later),
+/// with a `[warn]` at most once a minute.
 ///
 /// # Safety
 /// `primary` is the live shared primary list of a zone upstream, or a
 /// registry list.
 #[must_use = "false: nothing was written, try again"]
-pub unsafe fn set_peer_health(
+pub unsafe fn set_peers_health(
     primary: *mut ngx_http_upstream_rr_peers_t,
-    name: &[u8],
-    down: impl FnOnce() -> bool,
+    upstream: &str,
+    mut health_of: impl FnMut(&[u8]) -> Option<bool>,
 ) -> bool {
     // SAFETY: a plain read of nginx's clock, which only this thread writes.
     let now = unsafe { ngx_current_msec } as u64;
@@ -751,18 +783,15 @@ pub unsafe fn set_peer_health(
             log(
                 NGX_LOG_WARN,
                 &format!(
-                    "health check: server {} waits for its peer list, locked for more than {} ms (a process killed \
-                     holding the lock? replace or delete the upstream, or reload nginx); tried again at each tick",
-                    String::from_utf8_lossy(name),
+                    "health check: upstream \"{upstream}\" waits for its peer list, locked for more than {} ms (a \
+                     process killed holding the lock? replace or delete the upstream, or reload nginx); tried again \
+                     at each tick",
                     HEALTH_LOCK_WAIT.as_millis()
                 ),
             );
         }
         return false;
     };
-    // Read under the locks: another worker may have written a newer
-    // verdict while this one waited.
-    let down = down();
     // SAFETY: per the contract; written under both write locks, nothing
     // allocated, bounded by the lists' length.
     unsafe {
@@ -770,8 +799,10 @@ pub unsafe fn set_peer_health(
         for list in [primary, (*primary).next] {
             let mut changed = false;
             for peer in peers_of(list) {
-                if (*peer).name.len == name.len() && core::slice::from_raw_parts((*peer).name.data, name.len()) == name
-                {
+                // Read under the locks: another worker may have written a
+                // newer verdict while this one waited.
+                let name = core::slice::from_raw_parts((*peer).name.data, (*peer).name.len);
+                if let Some(down) = health_of(name) {
                     (*peer).down = if down { (*peer).down | DOWN_HEALTH } else { (*peer).down & !DOWN_HEALTH };
                     changed = true;
                 }
@@ -792,7 +823,7 @@ pub unsafe fn set_peer_health(
 /// worker makes of a configuration upstream the REST API replaced, and
 /// whose `peer.data` is that worker's own memory). Like the `Upstream`
 /// handle, it is valid as long as that configuration lives.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CheckedList(*mut ngx_http_upstream_rr_peers_t);
 
 impl CheckedList {
@@ -811,12 +842,13 @@ impl CheckedList {
         unsafe { list_peers(self.0) }
     }
 
-    /// Sets or clears the health bit of every peer named `name`
-    /// ([`set_peer_health`]).
-    /// False if its locks stayed held (see [`set_peer_health`]).
-    pub fn set_health(self, name: &[u8], down: impl FnOnce() -> bool) -> bool {
+    /// Sets or clears the health bits of its peers of upstream `upstream`
+    /// that `health_of` names ([`set_peers_health`]). False if its locks
+    /// stayed held (see [`set_peers_health`]).
+    #[must_use = "false: nothing was written, try again"]
+    pub fn set_health(self, upstream: &str, health_of: impl FnMut(&[u8]) -> Option<bool>) -> bool {
         // SAFETY: as in peers().
-        unsafe { set_peer_health(self.0, name, down) }
+        unsafe { set_peers_health(self.0, upstream, health_of) }
     }
 }
 
