@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR};
+use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN};
 
 use crate::dyups::registry::Dyups;
 use crate::dyups::worker::{release_all, start_timer, SyncOnRequest};
@@ -57,6 +57,9 @@ impl CycleHooks for Hooks {
             return; // no http block
         };
         crate::api::c_api::set_enabled(!main.dyups_zone().is_null());
+        // Before the state files are restored, whose servers get IDs only
+        // where statistics are counted.
+        set_counting(main.stats);
         prepare_upstreams(init, &main.balancers, main.stats);
         // Restored run-time upstreams and zone peers get their health
         // records there.
@@ -101,12 +104,25 @@ impl CycleHooks for Hooks {
 fn start_plus_api(init: &InitModule, counting: bool) {
     let now_ms = now_ms();
     crate::ops::plus::start_cycle(now_ms);
-    set_counting(counting);
     for upstream in init.cycle().upstreams() {
         if has_bookkeeping(upstream) {
             if let Ok(zone) = ZoneUpstream::of_new_cycle(init, upstream, |_, _| None) {
                 zone.start_ids(now_ms * 1000);
             }
         }
+    }
+    // A registry a reload kept may have been built while no statistics
+    // were counted.
+    let Some(dyups) = counting.then(|| Dyups::of_new_cycle(init)).flatten() else { return };
+    let skipped = dyups.while_write_locked(|held| held.map(|held| held.ensure_ids()).unwrap_or_default());
+    if !skipped.is_empty() {
+        init.log(
+            NGX_LOG_WARN,
+            &format!(
+                "dynamic upstream: the servers of {} have no ID until their next change: their peer lists stayed \
+                 locked for 100 ms (a process killed holding a lock?)",
+                skipped.join(", ")
+            ),
+        );
     }
 }

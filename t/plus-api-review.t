@@ -281,3 +281,47 @@ my $t1 = Time::HiRes::time();
 http_get('/api/9/http/upstreams/backends/servers');
 my $listing = Time::HiRes::time() - $t1;
 ok($took < 1 + 10 * $listing, sprintf('the PUT took %.2fs, listing the servers %.2fs', $took, $listing));
+
+=== TEST 8: run-time servers restored from a dyups_upstream_conf without IDs (a Tengine file, lines added by hand) get distinct IDs, and a DELETE of a listed ID removes that server
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+is(http('POST', "http://127.0.0.1:$p4/upstream/dyhost", "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3;")->{status},
+   200, 'a run-time upstream of three servers');
+my $file = data_dir() . '/dyups.conf';
+(my $bare = NginxTest::Files::slurp($file)) =~ s/ # id=\d+$//mg;
+unlike($bare, qr/id=/, 'its file without IDs');
+NginxTest::Files::spew($file, $bare);
+nginx_restart();
+# Before, restored lines without IDs got none: all were listed as 0, and a
+# DELETE of 0 removed the first server whichever the client meant.
+is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1", "2 127.0.0.1:$p3 w1"],
+          'distinct IDs after a restart');
+is(http('DELETE', '/api/9/http/upstreams/dyhost/servers/2')->{status}, 200, 'DELETE of the third server\'s ID');
+is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1"], 'removed that server');
+like(NginxTest::Files::slurp($file), qr/127\.0\.0\.1:$p2 [^\n]*# id=1\n/, 'the file has the IDs');
+
+=== TEST 9: a reload that adds the first NGINX Plus API location gives the kept run-time upstreams' servers IDs
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+--- config
+location /ok { return 200; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+is(http('POST', "http://127.0.0.1:$p4/upstream/dyhost", "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3;")->{status},
+   200, 'a run-time upstream made without statistics');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s{location /ok \{ return 200; \}}{location /ok { return 200; }\n        location /api { dynamic_upstream_api write=on; }} or die 'no /ok';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+ok(poll_until(sub { http_get('/api/9/http/upstreams/dyhost/servers')->{status} == 200 }, 10, 'reloaded'), 'the API answers');
+is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1", "2 127.0.0.1:$p3 w1"],
+          'the kept upstream\'s servers have distinct IDs');
+is(http('PATCH', '/api/9/http/upstreams/dyhost/servers/1', '{"down":true}')->{status}, 200, 'PATCH of the second');
+is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1 down", "2 127.0.0.1:$p3 w1"],
+          'changed that server');

@@ -59,12 +59,12 @@ use crate::nginx::peer_list::{
     build_list, fixed_health_down_names, free_list, list_fixed_peers, names_of_fixed_list, quietly, recount,
     DOWN_HEALTH,
 };
-use crate::nginx::peer_lock::SlabLocked;
+use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::zone::health::{self, forget_runtime, free_pending_runtime, HealthZone, RuntimeSlots};
-use crate::zone::ids::inherit;
+use crate::zone::ids::{ensure_ids, inherit};
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
@@ -357,6 +357,37 @@ impl WriteHeld<'_, '_> {
             record = r.next;
         }
         found
+    }
+}
+
+impl WriteHeld<'_, '_> {
+    /// Gives every server of the run-time upstreams' lists that has no ID
+    /// one (a reload that turns the statistics on keeps the registry, whose
+    /// lists were built without IDs: the NGINX Plus API listed them all as
+    /// 0). Each list under its write locks, waited for at most 100 ms: a
+    /// list whose locks stay held (a process killed holding them) keeps its
+    /// servers as they are until the upstream's next change. Returns the
+    /// names of the lists left so.
+    pub fn ensure_ids(self) -> Vec<String> {
+        let mut skipped = Vec::new();
+        // SAFETY: as in has_checked.
+        let mut record = unsafe { (*self.dyups.registry).records };
+        while !record.is_null() {
+            // SAFETY: as in has_checked.
+            let r = unsafe { &*record };
+            if !r.peers.is_null() {
+                // SAFETY: a live registry list (the held lock keeps it);
+                // its IDs are atomic words of its peers, which lock-free
+                // readers read as a whole.
+                match unsafe { ListsWriteLocked::within(r.peers, Duration::from_millis(100)) } {
+                    // SAFETY: a registry list starts a RegistryList.
+                    Some(mut locked) => ensure_ids(&locked.lists(), unsafe { registry_counters(r.peers) }),
+                    None => skipped.push(String::from_utf8_lossy(&r.name[..r.name_len]).into_owned()),
+                }
+            }
+            record = r.next;
+        }
+        skipped
     }
 }
 
