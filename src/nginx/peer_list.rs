@@ -696,6 +696,12 @@ pub unsafe fn build_list(
             (*list).shpool = pool;
             (*list).name = name_block;
 
+            // Each list's last link: a peer is linked without a walk, and
+            // each list is counted once at the end (tens of thousands of
+            // servers were linked after a walk and counted again each,
+            // under the registry's lock: hunt 19). Every chain stays
+            // complete, for free_list.
+            let mut tails = [ptr::addr_of_mut!((*list).peer), ptr::null_mut()];
             for spec in servers {
                 let address = PeerAddress::new(&spec.address);
                 let with_backup_list = spec.backup && (*list).next.is_null();
@@ -706,9 +712,17 @@ pub unsafe fn build_list(
                 if with_backup_list {
                     init_backup_list(backup, list);
                     (*list).next = backup;
+                    tails[1] = ptr::addr_of_mut!((*backup).peer);
                 }
-                let target = if spec.backup { (*list).next } else { list };
-                append_peer(target, peer);
+                let tail = &mut tails[usize::from(spec.backup)];
+                (*peer).next = ptr::null_mut();
+                **tail = peer;
+                *tail = ptr::addr_of_mut!((*peer).next);
+            }
+            for built in [list, (*list).next] {
+                if !built.is_null() {
+                    set_changed(built);
+                }
             }
             set_single(list);
             Some(list)
