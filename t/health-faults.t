@@ -184,3 +184,22 @@ ok(poll_until(sub { $never_checked->() == 0 }, 15, 'every server probed'), 'ever
     or diag($never_checked->() . ' never probed');
 --- allow_error_log
 probes wait for a connection
+
+=== TEST 5: a unix-socket peer that is gone: its probes' connect() failures are the verdict's line, not nginx's [crit] per probe per worker
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server unix:$TEST_NGINX_DATA_DIR/gone.sock max_fails=0;
+    check interval=100 rise=1 fall=1 timeout=1000 default_down=false type=http;
+}
+--- config
+location / { proxy_pass http://backends; }
+--- perl
+# nginx logs a connect() that fails at once itself, at its own level
+# ([crit] for ENOENT, [error] for EAGAIN), whatever the connection's
+# log_error: before, one such line per probe per worker, forever.
+ok(poll_until(sub { error_log_text() =~ /gone\.sock of upstream "backends" is down \(connect failed: 2: No such file or directory\)/ },
+              5, 'down'), 'the verdict names the error');
+my $verdicts = sub { my @n = error_log_text() =~ /health check: server unix:\S+gone\.sock of upstream "backends" is down/g; scalar @n };
+ok(!defined main::wait_until(1, sub { $verdicts->() > 1 }), 'one line, for ten probes a second in each worker');
+is(main::logged(qr/connect\(\) to unix:\S+gone\.sock failed/), 0, 'none of nginx\'s own');

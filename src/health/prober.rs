@@ -114,6 +114,12 @@ struct Worker {
     first_slot: usize,
     /// When this worker last said its probes wait for connections.
     last_wait_warning: Option<u32>,
+    /// The slots whose verdicts changed their peers' health since they
+    /// were last applied, with the line that says so: applied together
+    /// (one pass per list) at the next turn of the event loop
+    /// (`apply_soon`), then logged.
+    transitions: Vec<(usize, String)>,
+    apply_soon: Timer,
     tick_ms: ngx_msec_t,
     tick: Timer,
 }
@@ -169,6 +175,8 @@ pub fn start(cycle: Cycle<'_>) {
         probes: HashMap::new(),
         first_slot: 0,
         last_wait_warning: None,
+        transitions: Vec::new(),
+        apply_soon: Timer::new(on_apply_soon),
         tick_ms: tick_ms as ngx_msec_t,
         tick: Timer::new(on_tick),
     };
@@ -209,6 +217,7 @@ pub fn release_all() {
     // Taken out first: nothing below runs with the prober borrowed.
     let Some(mut w) = WORKER.with(|cell| Option::take(&mut **cell.borrow_mut())) else { return };
     w.tick.del();
+    w.apply_soon.del();
     for (_, probe) in w.probes.drain() {
         drop(probe.connection);
     }
@@ -404,6 +413,30 @@ fn on_tick() {
     }
 }
 
+/// The `apply_soon` timer's handler: the verdicts of the last turn of the
+/// event loop.
+fn on_apply_soon() {
+    let _ = request_guard(|| {
+        with_worker(|w| {
+            if !exiting() && w.health.is_running(w.cycle) {
+                apply_transitions(w);
+            }
+        });
+        NGX_OK as ngx_int_t
+    });
+}
+
+/// Applies the pending transitions to the lists, then logs them (a line
+/// says the peer is down once this worker no longer picks it).
+fn apply_transitions(w: &mut Worker) {
+    w.apply_soon.del();
+    let transitions = std::mem::take(&mut w.transitions);
+    apply(w, transitions.iter().map(|(index, _)| *index));
+    for (_, line) in transitions {
+        log(NGX_LOG_WARN, &line);
+    }
+}
+
 fn tick(w: &mut Worker) {
     // A reload moved the records to a new zone, whose workers probe them.
     if !w.health.in_use() || w.health.is_superseded() {
@@ -462,10 +495,13 @@ fn tick(w: &mut Worker) {
         if lease.compare_exchange(word, claimed, AcqRel, Acquire).is_ok() {
             let due = Lease::unpack(word).until;
             let late = now.wrapping_sub(due) >= target.check.interval_ms;
-            start_probe(w, index, claimed, if late { now } else { due });
+            if !start_probe(w, index, claimed, if late { now } else { due }) {
+                waiting += 1;
+            }
         }
     }
     apply(w, 0..slots);
+    apply_transitions(w);
     if waiting > 0 && w.last_wait_warning.map_or(true, |last| now.wrapping_sub(last) >= 60_000) {
         w.last_wait_warning = Some(now);
         let (_, connections) = worker_connections();
@@ -473,8 +509,9 @@ fn tick(w: &mut Worker) {
             NGX_LOG_WARN,
             &format!(
                 "health checks: {waiting} probes wait for a connection: {} are in flight, a worker's probes use at \
-                 most a quarter of its {connections} worker_connections and leave a quarter free for clients; raise \
-                 worker_connections, or lengthen the checks' interval or shorten their timeout",
+                 most a quarter of its {connections} worker_connections and leave a quarter free for clients (and \
+                 need a file descriptor each); raise worker_connections (and worker_rlimit_nofile), or lengthen the \
+                 checks' interval or shorten their timeout",
                 w.probes.len()
             ),
         );
@@ -563,7 +600,7 @@ type Verdicts = (String, HashMap<Vec<u8>, (usize, u32)>);
 /// to this cycle's lists: each list in one pass under its locks (a worker's
 /// first tick applies every slot: thousands of checked peers of one
 /// upstream cost one walk of its list, not one each).
-fn apply(w: &mut Worker, indexes: std::ops::Range<usize>) {
+fn apply(w: &mut Worker, indexes: impl IntoIterator<Item = usize>) {
     let mut lists: HashMap<HealthList, Verdicts> = HashMap::new();
     for index in indexes {
         let Some(known) = w.known[index].as_ref() else { continue };
@@ -607,9 +644,11 @@ fn apply(w: &mut Worker, indexes: std::ops::Range<usize>) {
     }
 }
 
-fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
-    let Some(known) = w.known[index].as_ref() else { return };
-    let Some(target) = &known.target else { return };
+/// Starts a probe of the slot at `index`; false if this worker had no
+/// connection, descriptor or buffer to spare (the probe waits).
+fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) -> bool {
+    let Some(known) = w.known[index].as_ref() else { return true };
+    let Some(target) = &known.target else { return true };
     let check = target.check.clone();
     let address = match Address::parse(&String::from_utf8_lossy(&known.name)) {
         Ok(Address::Inet(mut a)) if check.port != 0 => {
@@ -619,7 +658,7 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
         Ok(a) => a,
         // Names come from validated addresses; one that does not read back
         // is not probed.
-        Err(_) => return,
+        Err(_) => return true,
     };
     let job = Job {
         slot: index,
@@ -635,17 +674,21 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) {
     // still borrows the worker.
     let connection = match ProbeConnection::connect(&address, check.timeout_ms as ngx_msec_t, index, on_probe_event) {
         Ok(connection) => connection,
-        Err(ConnectError::Failed(os_error)) => return report(w, &job, Verdict::Down(Failure::Connect), os_error),
+        Err(ConnectError::Failed(os_error)) => {
+            report(w, &job, Verdict::Down(Failure::Connect), os_error);
+            return true;
+        }
         // This worker had no connection, descriptor or buffer to spare: no
         // probe, no verdict on the peer; it is due again a second or so
         // later (spread, so that a burst does not come back at once).
         Err(ConnectError::NoConnection) => {
             let due = now_msec().wrapping_add(1000 + (index as u32).wrapping_mul(7919) % 1000);
             let _ = w.health.slot(index).lease().compare_exchange(claimed, Lease::due_at(due).pack(), AcqRel, Acquire);
-            return;
+            return false;
         }
     };
     w.probes.insert(index, Probe { job, connection, http: HttpProbe::new(check.expect_alive), sent: 0, os_error: 0 });
+    true
 }
 
 /// A probe connection's event: runs the probe's next step and ends the
@@ -765,10 +808,10 @@ fn report(w: &mut Worker, probe: &Job, verdict: Verdict, os_error: i32) {
     let recorded = w.health.record_probe(probe.slot, probe.gen, probe.claimed, released, now, failure, |counters| {
         counters.record(failure.is_none(), check.rise, check.fall)
     });
-    // Applied to the lists at this worker's next tick, with every other
-    // verdict since, in one pass per list (a verdict applied at once cost
-    // a walk of its list each: thousands of peers going down together,
-    // or at start, stalled the worker for as long as it took).
+    // Applied to the lists at the next turn of the event loop, with every
+    // other verdict of this one, in one pass per list (a verdict applied
+    // at once cost a walk of its list each: thousands of peers going down
+    // together, or at start, stalled the worker for as long as it took).
     let Some(Some(transition)) = recorded else { return };
     let text = match (transition, failure) {
         (Transition::WentDown, Some(f)) if os_error != 0 => {
@@ -778,5 +821,9 @@ fn report(w: &mut Worker, probe: &Job, verdict: Verdict, os_error: i32) {
         (Transition::WentDown, None) => "down".to_string(),
         (Transition::WentUp, _) => "up".to_string(),
     };
-    log(NGX_LOG_WARN, &format!("health check: server {} of upstream \"{}\" is {text}", probe.peer, probe.upstream));
+    let line = format!("health check: server {} of upstream \"{}\" is {text}", probe.peer, probe.upstream);
+    w.transitions.push((probe.slot, line));
+    if !w.apply_soon.is_set() {
+        w.apply_soon.add(0);
+    }
 }

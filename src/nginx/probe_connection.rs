@@ -15,8 +15,9 @@ use core::ptr::{self, NonNull};
 use dynamic_upstream_core::Address;
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_INFO, ngx_connection_t, ngx_event_connect_peer,
-    ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_post_event, ngx_posted_events, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
+    ngx_event_get_peer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t,
+    ngx_peer_connection_t, ngx_post_event, ngx_posted_events, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_LOG_EMERG,
+    NGX_OK,
 };
 
 use crate::nginx::entry::request_guard;
@@ -58,6 +59,9 @@ pub type ProbeHandler = fn(usize, ProbeEvent);
 struct Inner {
     address: PeerAddress,
     name: ngx_str_t,
+    /// The connection's log: a copy of the cycle's (whose files and next
+    /// logs live as long as the cycle), quiet while it connects.
+    log: ngx_log_t,
     pc: ngx_peer_connection_t,
     timeout: ngx_event_t,
     key: usize,
@@ -123,6 +127,9 @@ impl ProbeConnection {
         let inner = NonNull::from(Box::leak(Box::new(Inner {
             address: PeerAddress::new(address),
             name: ngx_str_t::empty(),
+            // SAFETY: the running cycle's log, copied; what it points at
+            // lives as long as the cycle, which outlives the connection.
+            log: unsafe { *(*ngx::ffi::ngx_cycle).log },
             // SAFETY: plain C structs, all-zero is their initial state.
             pc: unsafe { zeroed() },
             // SAFETY: as above.
@@ -143,12 +150,20 @@ impl ProbeConnection {
             (*p).pc.socklen = (*p).address.socklen;
             (*p).pc.name = ptr::addr_of_mut!((*p).name);
             (*p).pc.get = Some(ngx_event_get_peer);
-            (*p).pc.log = (*ngx::ffi::ngx_cycle).log;
+            (*p).pc.log = ptr::addr_of_mut!((*p).log);
             // A peer that refuses or resets is a probe's verdict (the module logs
-            // state changes), not an error per interval: nginx's own read and
-            // write errors on the connection go to the info level.
+            // state changes, with the error), not an error per interval: nginx's
+            // own read and write errors on the connection go to the info level,
+            // and what ngx_event_connect_peer logs at a level of its own (a
+            // connect() that fails at once: [crit] for a unix socket that is
+            // gone, [error] for a full backlog; [alert] for a socket() without a
+            // descriptor, which is this worker's shortage: no verdict) to none.
             (*p).pc.set_log_error(ngx_connection_log_error_e_NGX_ERROR_INFO);
-            ngx_event_connect_peer(ptr::addr_of_mut!((*p).pc))
+            let level = (*p).log.log_level;
+            (*p).log.log_level = NGX_LOG_EMERG as usize;
+            let rc = ngx_event_connect_peer(ptr::addr_of_mut!((*p).pc));
+            (*p).log.log_level = level;
+            rc
         };
         // Read at once: what socket() or connect() failed with.
         let errno = std::io::Error::last_os_error().raw_os_error();
