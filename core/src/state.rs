@@ -442,6 +442,9 @@ fn split_statements(block: &str) -> Vec<&str> {
 fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpec, StateError> {
     let error =
         |line: usize, text: &str| StateError { line, text: format!("upstream \"{name}\": {}", strip_prefix(text)) };
+    // Each statement's newlines are counted once, from the previous one
+    // (counting from the block's start for each was O(N²) for N servers).
+    let mut lines = LineCounter::new(block);
     let mut offset = 0;
     for statement in split_statements(block) {
         let start = offset + statement.len() - statement.trim_start().len();
@@ -450,7 +453,7 @@ fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpe
         if trimmed.is_empty() {
             continue;
         }
-        let line = first_line + block[..start].matches('\n').count();
+        let line = first_line + lines.at(start) - 1;
         if !trimmed.ends_with(';') {
             return Err(error(line, &format!("missing ';' after \"{}\"", crate::address::shown(trimmed))));
         }
@@ -748,6 +751,45 @@ mod tests {
         assert!(e.text.contains("not a valid host name"));
         let e = parse_dyups_conf("upstream a { server 127.0.0.1:1; }\nupstream A { server 127.0.0.1:2; }").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    /// The line of an error deep in a block of tens of thousands of
+    /// servers (hunt 19 F1: each statement's line was counted from the
+    /// block's start), after comments, statements over two lines and two
+    /// statements on a line; such a block is read whole.
+    #[test]
+    fn errors_in_a_long_block_name_their_line() {
+        const N: usize = 30_000;
+        let server = |i: usize| format!("    server 127.1.{}.{}:80 weight=1; # {i}", i / 256, i % 256);
+        let file = |lines: &[String]| {
+            format!("# header\nupstream a {{\n    server 127.0.0.1:1;\n}}\nupstream big {{\n{}\n}}\n", lines.join("\n"))
+        };
+        const FIRST: usize = 6; // the line of `lines[0]`
+        let mut lines: Vec<String> = (0..N).map(server).collect();
+        lines[100] = "    server 127.2.0.1:80\n        weight=2;".to_string();
+        lines[200] = "    server 127.2.0.2:80; server 127.2.0.3:80;".to_string();
+        let entries = parse_dyups_conf(&file(&lines)).unwrap();
+        let [DyupsEntry::Upstream(_, _), DyupsEntry::Upstream(name, spec)] = &entries[..] else { panic!() };
+        assert_eq!((name.as_str(), spec.servers.len()), ("big", N + 1));
+        let text = parse_dyups_conf("upstream big {\n    server 127.3.0.1:80 weight=0;\n}\n").unwrap_err().text;
+        assert!(text.starts_with("upstream \"big\": "), "{text}");
+        // `lines[100]` takes two lines: the ones after it are one further.
+        let line_of = |k: usize| FIRST + k + usize::from(k > 100);
+        for k in [0, 1, 99, 101, 150, 201, N / 2, N - 1] {
+            let mut bad = lines.clone();
+            bad[k] = format!("{}\n    server 127.3.0.1:80 weight=0;", bad[k]);
+            let e = parse_dyups_conf(&file(&bad)).unwrap_err();
+            assert_eq!((e.line, &e.text), (line_of(k) + 1, &text), "{k}");
+            // Its first word on one line, the rest on the next.
+            let mut bad = lines.clone();
+            bad[k] = "    server\n127.3.0.1:80 weight=0;".to_string();
+            assert_eq!(parse_dyups_conf(&file(&bad)).unwrap_err().line, line_of(k), "{k}");
+            // The second statement of a line.
+            let mut bad = lines.clone();
+            bad[k] = "    server 127.3.0.2:80; server 127.3.0.1:80 weight=0; # c".to_string();
+            let e = parse_dyups_conf(&file(&bad)).unwrap_err();
+            assert_eq!((e.line, &e.text), (line_of(k), &text), "{k}");
+        }
     }
 
     #[test]
