@@ -433,3 +433,59 @@ my $failed = grep { main::proxied_port("u$_") !~ /^\d+$/ } 1 .. 300;
 is($failed, 0, 'every upstream answers');
 --- allow_error_log
 peers are not checked
+
+=== TEST 13: a health zone far larger than its use, whose walks stop at the highest slot ever claimed: servers whose records are claimed past that mark (after others were freed) are checked, across a reload that keeps the zone and one that resizes it; the listings show each server's health; a worker's private memory does not grow with check_shm_size (each kept a cache entry per slot of the zone: 48 MB for 256m)
+--- http_config
+check_shm_size 256m;
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+my ($d1, $d2, $d3) = NginxTest::Traffic::dead_ports(3);
+my %b = map { $_ => main::backend($_) } $p1, $p2, $p3;
+# default_down=true: a server comes up only once a probe passed.
+my $check = 'check interval=200 rise=1 fall=1 timeout=300 default_down=true type=http;';
+my $servers = sub { join('', map { "server 127.0.0.1:$_ max_fails=0; " } @_) . $check };
+# Each server's health in dyups' /detail (one listing of every upstream).
+my $detail = sub {
+    my $j = JSON::PP->new->decode(http_get('/detail?format=json')->{body});
+    return { map { my $u = $_->{upstream}; map { ("$u $_->{name}" => $_->{health}) } @{ $_->{peers} } } @{ $j->{upstreams} } };
+};
+main::post('a', $servers->($p1, $d1));    # slots 0 and 1
+main::post('b', $servers->($p2));         # slot 2: the mark is 3
+ok(defined main::wait_until(3, sub { main::only_on('a', 6, $p1) && main::proxied_port('b') eq $p2 }), 'a and b are checked');
+for my $w (worker_pids()) {
+    open my $fh, '<', "/proc/$w/smaps_rollup" or next;
+    my ($kb) = map { /^Private_Dirty:\s+(\d+)/ ? $1 : () } <$fh>;
+    cmp_ok($kb, '<', 24 * 1024, "worker $w: private memory below 24 MB with check_shm_size 256m") or diag("$kb kB");
+}
+is(http('DELETE', '/upstream/a')->{status}, 200, 'a deleted: slots 0 and 1 free');
+main::post('c', $servers->($d2, $p3, $p1));    # slots 0, 1 and 3 (past the mark)
+ok(defined main::wait_until(3, sub { my $s = main::spread('c', 8); $s->{$p1} && $s->{$p3} && keys %$s == 2 }),
+   'the server claimed past the mark rises') or diag(explain(main::spread('c', 8)));
+my $h = $detail->();
+is_deeply([@$h{"c 127.0.0.1:$d2", "c 127.0.0.1:$p3", "c 127.0.0.1:$p1", "b 127.0.0.1:$p2"}], [qw(down up up up)], '/detail: each server\'s health')
+    or diag(explain($h));
+
+nginx_reload();    # the zone is kept, with its mark
+is(http('DELETE', '/upstream/b')->{status}, 200, 'b deleted: slot 2 free');
+main::post('e', $servers->($d3, $p2));    # slots 2 and 4 (past the mark)
+ok(defined main::wait_until(3, sub { main::only_on('e', 6, $p2) }), 'after a reload that keeps the zone, a server claimed past the mark rises')
+    or diag(explain(main::spread('e', 6)));
+$b{$p3}->stop;
+ok(defined main::wait_until(3, sub { main::only_on('c', 6, $p1) }), 'and one claimed before goes down when it dies')
+    or diag(explain(main::spread('c', 6)));
+
+main::edit_conf(qr/check_shm_size 256m;/ => 'check_shm_size 128m;');
+nginx_reload();    # a new zone: the records move into it
+$b{$p3} = main::backend($p3);
+ok(defined main::wait_until(3, sub { main::spread('c', 8)->{$p3} }), 'after a reload that resizes the zone, a moved record is checked')
+    or diag(explain(main::spread('c', 8)));
+is(http('DELETE', '/upstream/c')->{status}, 200, 'c deleted');
+main::post('f', $servers->($d1, $d2, $p3));
+ok(defined main::wait_until(3, sub { main::only_on('f', 6, $p3) }), 'and servers claimed in the new zone are checked')
+    or diag(explain(main::spread('f', 6)));
+$h = $detail->();
+is_deeply([@$h{"e 127.0.0.1:$d3", "e 127.0.0.1:$p2", "f 127.0.0.1:$d1", "f 127.0.0.1:$d2", "f 127.0.0.1:$p3"}], [qw(down up down down up)],
+          '/detail: each server\'s health') or diag(explain($h));

@@ -111,7 +111,7 @@ fn respond_with(
         }
         (Endpoint::Upstream(name), _) => {
             let fields = upstream_fields(req);
-            Answer::ok(view::upstream(&find(running, name)?.listed_with(fields.peers()).status(), now_ms, fields))
+            Answer::ok(view::upstream(&find(running, name)?.listed_with(fields.peers(), None).status(), now_ms, fields))
         }
         (Endpoint::Servers(name), None) if read => servers_answer(&find(running, name)?, None),
         (Endpoint::Server(name, id), None) if read => {

@@ -19,7 +19,7 @@ use crate::nginx::http_io::{HttpRequest, Response};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::{log_refusal, Requester};
 use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream};
-use crate::zone::health::{show_health, HealthZone};
+use crate::zone::health::{show_health, HealthListing, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
 
 /// Largest body accepted by POST.
@@ -106,8 +106,10 @@ fn get_with(running: &Running<'_>, route: &Route, json: bool) -> Result<Response
         Route::Detail => {
             let records = dyups.records(&section).1;
             let table = upstream_table(running, &records);
+            // One copy of the health zone for the whole answer.
+            let health = HealthListing::new(HealthZone::running());
             let details: Vec<(String, Vec<PeerView>)> =
-                table.iter().map(|(name, source)| (name.clone(), source.peers(name))).collect();
+                table.iter().map(|(name, source)| (name.clone(), source.peers(name, Some(&health)))).collect();
             if json {
                 let upstreams: Vec<UpstreamView> =
                     details.into_iter().map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers }).collect();
@@ -138,7 +140,7 @@ fn one_upstream(
         (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
         (None, None) => return Err(not_found()),
     };
-    let peers = source.peers(&name);
+    let peers = source.peers(&name, None);
     if json {
         let view = UpstreamView { upstream: name, zone: None, peers };
         return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
@@ -158,16 +160,22 @@ enum Source<'r> {
 }
 
 impl Source<'_> {
-    /// The peers of upstream `name`, with their health if it is checked.
-    fn peers(&self, name: &str) -> Vec<PeerView> {
+    /// The peers of upstream `name`, with their health if it is checked
+    /// (from `health`, the copy of an answer about many upstreams, if
+    /// given).
+    fn peers(&self, name: &str, health: Option<&HealthListing>) -> Vec<PeerView> {
         match *self {
             Source::Shared(record) => {
                 let mut peers = record.peers();
-                show_health(HealthZone::running(), name, true, record.check().is_some(), &mut peers);
+                let checked = record.check().is_some();
+                match health {
+                    Some(health) => health.show(HealthZone::running(), name, true, checked, &mut peers),
+                    None => show_health(HealthZone::running(), name, true, checked, &mut peers),
+                }
                 peers
             }
             Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {
-                Ok(zone) if !is_front(upstream) => zone.peers_with_health(),
+                Ok(zone) if !is_front(upstream) => zone.peers_with_health_in(health),
                 _ => configured_peers(upstream).unwrap_or_default(),
             },
         }

@@ -52,7 +52,6 @@ use crate::dyups::grace::{
 };
 use crate::dyups::registry_lock::{Held, RegistryLock};
 use crate::nginx::conf::{MainConf, RegistryZone};
-use crate::nginx::layout;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{
@@ -63,6 +62,7 @@ use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
+use crate::nginx::{fingerprint, layout, FNV_OFFSET};
 use crate::zone::health::{self, forget_runtime, free_pending_runtime, HealthZone, RuntimeSlots};
 use crate::zone::ids::{ensure_ids, inherit};
 
@@ -98,23 +98,9 @@ const LAYOUTS: [&[usize]; 6] = [
     &[size_of::<ngx_http_upstream_rr_peer_t>(), size_of::<ngx_http_upstream_rr_peers_t>()],
 ];
 
-/// FNV-1a over the numbers of `layouts`.
-const fn fingerprint(mut hash: u64, layouts: &[&[usize]]) -> u64 {
-    let mut i = 0;
-    while i < layouts.len() {
-        let mut j = 0;
-        while j < layouts[i].len() {
-            hash = (hash ^ layouts[i][j] as u64).wrapping_mul(0x0100_0000_01b3);
-            j += 1;
-        }
-        i += 1;
-    }
-    hash
-}
-
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(
-    fingerprint(fingerprint(0xcbf2_9ce4_8422_2325, &LAYOUTS), &crate::dyups::grace::LAYOUTS) == ZONE_LAYOUT,
+    fingerprint(fingerprint(FNV_OFFSET, &LAYOUTS), &crate::dyups::grace::LAYOUTS) == ZONE_LAYOUT,
     "the dyups zone's layout changed: give ZONE_NAME the next version and record the new fingerprint in ZONE_LAYOUT"
 );
 

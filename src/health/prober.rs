@@ -2,16 +2,16 @@
 //!
 //! Every worker runs one tick timer (every 100 ms, or the smallest
 //! `interval` of the configuration if shorter). Each tick walks the health
-//! zone's slots ([`crate::zone::health`]): for a slot of one of its cycle's
-//! checked upstreams, or of a run-time upstream of the dyups registry whose
-//! list carries checks, it applies the slot's health to the peer lists
-//! when it changed (the registry's current list for a run-time upstream,
-//! read inside a grace-period section), and, when the slot's lease is due,
-//! claims it (one CAS) and
-//! starts a probe: a non-blocking connection ([`ProbeConnection`]:
-//! `ngx_event_connect_peer`), whose read, write and timeout events come back
-//! here. `type=tcp` peeks one byte once connected (up on a byte or EAGAIN,
-//! as nginx_upstream_check_module); `type=http` sends `check_http_send` and
+//! zone's slots up to its high-water mark ([`crate::zone::health`]): for a
+//! slot of one of its cycle's checked upstreams, or of a run-time upstream
+//! of the dyups registry whose list carries checks, it applies the slot's
+//! health to the peer lists when it changed (the registry's current list
+//! for a run-time upstream, read inside a grace-period section), and, when
+//! the slot's lease is due, claims it (one CAS) and starts a probe: a
+//! non-blocking connection ([`ProbeConnection`]: `ngx_event_connect_peer`),
+//! whose read, write and timeout events come back here. `type=tcp` peeks
+//! one byte once connected (up on a byte or EAGAIN, as
+//! nginx_upstream_check_module); `type=http` sends `check_http_send` and
 //! reads the status line ([`HttpProbe`]). The lease holder records the
 //! result and releases the lease due one interval after the probe was due
 //! (not after it started: ticks come up to 100 ms late, which would stretch
@@ -104,6 +104,8 @@ struct Worker {
     cycle: u64,
     /// The dyups registry's generation the run-time slots were resolved at.
     registry: Option<u64>,
+    /// By slot index, up to the zone's high-water mark (grown as it rises:
+    /// a zone sized for growth costs what it holds).
     known: Vec<Option<Known>>,
     /// By slot index: one probe per slot at a time (a slot with one in
     /// flight is not claimed again), and a probe's connection is open
@@ -171,7 +173,7 @@ pub fn start(cycle: Cycle<'_>) {
         health,
         cycle: configuration_number(),
         registry: None,
-        known: (0..health.len()).map(|_| None).collect(),
+        known: Vec::new(),
         probes: HashMap::new(),
         first_slot: 0,
         last_wait_warning: None,
@@ -317,7 +319,8 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     };
     health.begin_cycle();
     let now = now_msec();
-    let mut keep = vec![false; health.len()];
+    // By slot index, up to the highest one kept.
+    let mut keep = Vec::new();
     let mut unchecked = 0usize;
     let mut spread = Spread::default();
     // Each peer's slot found by key (or claimed from where the last claim
@@ -342,6 +345,9 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
                 unchecked += 1;
                 continue;
             };
+            if keep.len() <= index {
+                keep.resize(index + 1, false);
+            }
             keep[index] = true;
             // A carried slot is due on the new schedule (the interval may
             // have changed): its lease from the old one could be a day away.
@@ -354,7 +360,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     for (index, slot) in health.slots() {
         // Run-time upstreams' slots live as long as their upstreams, which
         // the dyups registry keeps across reloads.
-        if slot.is_live() && !slot.is_runtime() && !keep[index] {
+        if slot.is_live() && !slot.is_runtime() && !keep.get(index).copied().unwrap_or(false) {
             health.free(index);
         }
     }
@@ -456,7 +462,11 @@ fn tick(w: &mut Worker) {
             }
         }
     }
-    let slots = w.health.len();
+    // Up to the high-water mark: every slot from it on is free.
+    let slots = w.health.high();
+    if w.known.len() < slots {
+        w.known.resize_with(slots, || None);
+    }
     let first = if w.first_slot < slots { w.first_slot } else { 0 };
     let mut waiting = 0;
     w.first_slot = 0;
@@ -603,7 +613,8 @@ type Verdicts = (String, HashMap<Vec<u8>, (usize, u32)>);
 fn apply(w: &mut Worker, indexes: impl IntoIterator<Item = usize>) {
     let mut lists: HashMap<HealthList, Verdicts> = HashMap::new();
     for index in indexes {
-        let Some(known) = w.known[index].as_ref() else { continue };
+        // (`known` reaches every slot a probe or the tick names.)
+        let Some(known) = w.known.get(index).and_then(Option::as_ref) else { continue };
         let Some(target) = &known.target else { continue };
         if target.primary.is_none() && w.health.is_superseded() {
             // A run-time upstream's list is the registry's, which outlives
@@ -636,7 +647,7 @@ fn apply(w: &mut Worker, indexes: impl IntoIterator<Item = usize>) {
         // Not written (the list's locks stayed held): tried again next tick.
         if written {
             for (index, transitions) in names.into_values() {
-                if let Some(known) = w.known[index].as_mut() {
+                if let Some(known) = w.known.get_mut(index).and_then(Option::as_mut) {
                     known.applied = Some(transitions);
                 }
             }

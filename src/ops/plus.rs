@@ -21,7 +21,7 @@ use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
-use crate::zone::health::{show_health, HealthZone};
+use crate::zone::health::{show_health, HealthListing, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
 
 /// Configuration cycles the master started (the first is generation 0),
@@ -94,19 +94,21 @@ impl Target<'_> {
     /// never newer than the servers (a conditional change made with it
     /// fails rather than overwrite a change its sender did not see).
     pub fn listed(&self) -> Listed {
-        self.listed_with(true)
+        self.listed_with(true, None)
     }
 
     /// As [`Target::listed`]; without `peers`, no servers (nor their
     /// health, checks and revision) are gathered: a listing of names and
-    /// kinds (`?fields=` without `peers`) stays cheap with thousands.
-    pub fn listed_with(&self, peers: bool) -> Listed {
+    /// kinds (`?fields=` without `peers`) stays cheap with thousands. The
+    /// health comes from `health`, the copy of an answer about many
+    /// upstreams, if given.
+    pub fn listed_with(&self, peers: bool, health: Option<&HealthListing>) -> Listed {
         match self {
             Target::Zone(zone) => {
                 let (revision, check, servers) = if peers {
                     zone.give_ids();
                     let revision = zone.counters().revision();
-                    (revision, zone.check().cloned(), zone.peers_with_health())
+                    (revision, zone.check().cloned(), zone.peers_with_health_in(health))
                 } else {
                     (0, None, Vec::new())
                 };
@@ -129,7 +131,10 @@ impl Target<'_> {
                         .map(|r| (runtime_revision(r.version), r.check(), r.peers()))
                 });
                 let (revision, check, mut peers) = record.unwrap_or_default();
-                show_health(HealthZone::running(), name, true, check.is_some(), &mut peers);
+                match health {
+                    Some(health) => health.show(HealthZone::running(), name, true, check.is_some(), &mut peers),
+                    None => show_health(HealthZone::running(), name, true, check.is_some(), &mut peers),
+                }
                 Listed {
                     name: name.clone(),
                     zone: ZONE_NAME.into(),
@@ -200,7 +205,9 @@ fn all_upstreams_of(running: &Running<'_>, peers: bool) -> Vec<Listed> {
             targets.push(Target::Runtime { name: r.name.clone(), runtime: true });
         }
     }
-    targets.iter().map(|t| t.listed_with(peers)).collect()
+    // One copy of the health zone for the whole answer.
+    let health = HealthListing::new(HealthZone::running());
+    targets.iter().map(|t| t.listed_with(peers, Some(&health))).collect()
 }
 
 /// Changes a run-time upstream's server list with `edit` (which answers

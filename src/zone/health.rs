@@ -13,11 +13,12 @@
 //! a slot bumps its `gen` and clears its lease: the probe's release fails
 //! and its result is dropped. Slots are claimed and freed under the zone's
 //! slab mutex (taken with no peers lock held); the per-tick walk of every
-//! worker reads them with atomic loads only. nginx reuses the zone across
+//! worker reads them with atomic loads only. Every walk stops at the
+//! table's high-water mark (`Table::high`). nginx reuses the zone across
 //! reloads when its name and size are unchanged, so health survives them
 //! for the peers that still exist ([`begin_cycle`]).
 
-use core::cell::UnsafeCell;
+use core::cell::{OnceCell, UnsafeCell};
 use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::mem::size_of;
@@ -45,11 +46,32 @@ use crate::nginx::process::in_running_process;
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::SOCKADDR_STRLEN;
 use crate::nginx::upstreams::Upstream;
+use crate::nginx::{fingerprint, layout, FNV_OFFSET};
 
-/// The zone's name; its version names the layout of [`Slot`] (a build
-/// with another layout must not read a zone nginx hands over on reload).
-pub const ZONE_NAME: &str = "dynamic_upstream_check_v3";
-const _: () = assert!(size_of::<Slot>() == 440, "the health zone's layout changed: give ZONE_NAME the next version");
+/// The zone's name; its version names the layout of its [`Table`] and
+/// [`Slot`]s (a build with another layout must not read a zone nginx hands
+/// over on reload: with another name, it gets a zone of its own). The
+/// build fails when the layout no longer has [`ZONE_LAYOUT`]'s
+/// fingerprint: bump the version here and record the new fingerprint there
+/// (v4: the table's header keeps its high-water mark, `high`).
+pub const ZONE_NAME: &str = "dynamic_upstream_check_v4";
+
+/// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
+/// targets).
+const ZONE_LAYOUT: u64 = 0x5fa0_2a4c_1870_fc1e;
+
+/// Everything the zone keeps, as sizes, alignments and field offsets.
+const LAYOUTS: [&[usize]; 2] = [
+    &layout!(Table; count, used, cycle, high),
+    &layout!(Slot; state, gen, lease, down, rises, falls, transitions, last_error, runtime, checks, fails, unhealthy,
+        last_check, upstream_len, name_len, upstream, name),
+];
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(
+    fingerprint(FNV_OFFSET, &LAYOUTS) == ZONE_LAYOUT,
+    "the health zone's layout changed: give ZONE_NAME the next version and record the new fingerprint in ZONE_LAYOUT"
+);
 
 /// Default and smallest `check_shm_size` (the C module's default; nginx's
 /// smallest shared zone is 8 pages).
@@ -109,6 +131,15 @@ struct Table {
     /// workers of older cycles no longer probe configuration upstreams'
     /// peers (their checks may have changed).
     cycle: AtomicU64,
+    /// The high-water mark: one past the highest slot ever claimed in this
+    /// table (every slot from it on is free and always was). Raised under
+    /// the zone's mutex when a slot is claimed, never lowered (a worker's
+    /// tick reads it without the mutex and forgets what it knew of a slot
+    /// only when it sees it free); a new table (a reload that resizes the
+    /// zone, [`HealthZone::carry_over`]) starts again from 0. Every walk
+    /// of the slots ([`HealthZone::slots`]) stops at it: a zone sized for
+    /// growth costs what it holds, not what it could.
+    high: AtomicUsize,
 }
 
 /// The `cycle` of this process's configuration (set by the master in
@@ -277,8 +308,18 @@ impl<'z> HealthZone<'z> {
         unsafe { &*self.table.add(1).cast::<Slot>().add(index) }
     }
 
+    /// The high-water mark ([`Table::high`]): no slot from it on was ever
+    /// claimed.
+    pub fn high(self) -> usize {
+        // SAFETY: the table lives as long as the zone.
+        unsafe { (*self.table).high.load(Acquire) }.min(self.len())
+    }
+
+    /// The slots below the high-water mark (read once, when called): every
+    /// slot that may be claimed. Under the zone's mutex, all of them; without
+    /// it, a slot claimed meanwhile may be left out.
     pub fn slots(self) -> impl Iterator<Item = (usize, &'z Slot)> {
-        (0..self.len()).map(move |i| (i, self.slot(i)))
+        (0..self.high()).map(move |i| (i, self.slot(i)))
     }
 
     /// Claims a free slot for (`upstream`, `name`) in `state`; None when
@@ -317,6 +358,10 @@ impl<'z> HealthZone<'z> {
         slot.lease.store(Lease::due_at(due).pack(), Relaxed);
         slot.state.store(state, Release);
         self.used().fetch_add(1, AcqRel);
+        // After the state: a tick that reads the mark sees the slot claimed.
+        // SAFETY: the table lives as long as the zone; written under the
+        // mutex the caller holds.
+        unsafe { (*self.table).high.fetch_max(index + 1, AcqRel) };
         Some(index)
     }
 
@@ -511,6 +556,47 @@ impl<'z> HealthZone<'z> {
                 peers[i].health = Some(slot.health());
             }
         }
+    }
+
+    /// Copies the key and health of every live slot, under the zone's
+    /// mutex into room reserved before it (at least as many entries as
+    /// slots are claimed: that count changes only under the mutex), ordered
+    /// by key outside it.
+    fn live_slots(self) -> LiveSlots {
+        let mut entries: Vec<LiveSlot> = Vec::new();
+        loop {
+            entries.reserve_exact(self.used().load(Acquire));
+            // SAFETY: the zone's pool; keys do not change under its mutex.
+            let _slab = unsafe { SlabLocked::new(self.pool) };
+            if self.used().load(Acquire) > entries.capacity() {
+                continue; // claimed meanwhile: more room, outside the mutex
+            }
+            for (_, slot) in self.slots() {
+                if !slot.is_live() || entries.len() == entries.capacity() {
+                    continue; // (never full: live slots are claimed ones)
+                }
+                let (u, n) = slot.key_ranges();
+                let mut entry = LiveSlot {
+                    runtime: slot.is_runtime(),
+                    upstream_len: u.len() as u16,
+                    name_len: n.len() as u16,
+                    upstream: [0; UPSTREAM_NAME_MAX],
+                    name: [0; SOCKADDR_STRLEN],
+                    health: slot.health(),
+                };
+                // SAFETY: the ranges are within the slot and bounded by the
+                // arrays; the key does not change under the mutex.
+                unsafe {
+                    ptr::copy_nonoverlapping(u.cast::<u8>(), entry.upstream.as_mut_ptr(), u.len());
+                    ptr::copy_nonoverlapping(n.cast::<u8>(), entry.name.as_mut_ptr(), n.len());
+                }
+                entries.push(entry); // within the capacity: no allocation
+            }
+            break;
+        }
+        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| entries[a as usize].key().cmp(&entries[b as usize].key()));
+        LiveSlots { entries, order }
     }
 
     /// The slot, as (index, generation), of `peer`, which an API just
@@ -987,13 +1073,86 @@ impl Drop for Pending<'_> {
 
 /// Gives `peers` of upstream `upstream` (a run-time one if `runtime`)
 /// their health from `zone` (its cycle's health zone), if the upstream is
-/// `checked`.
+/// `checked`: one walk of the zone's slots, for an answer about one
+/// upstream (an answer about many uses a [`HealthListing`]).
 pub fn show_health(zone: Option<HealthZone>, upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
     let Some(zone) = zone.filter(|_| checked) else { return };
     if runtime {
         zone.fill_health(&upstream.to_ascii_lowercase(), true, peers);
     } else {
         zone.fill_health(upstream, false, peers);
+    }
+}
+
+/// The health of the peers of every upstream one answer lists (the Plus
+/// API's and dyups' listings, `/metrics`, `check_status`): the live slots
+/// of `zone` are copied once, when the first checked upstream needs them,
+/// and each upstream's peers then find theirs by binary search, so a
+/// listing of U upstreams costs one walk of the zone and O(peers x log
+/// slots), not U walks (each under the zone's mutex).
+pub struct HealthListing<'z> {
+    zone: Option<HealthZone<'z>>,
+    copy: OnceCell<LiveSlots>,
+}
+
+/// What a [`HealthListing`] copied: the live slots, and their indexes in
+/// `entries` ordered by key (runtime, upstream, name).
+struct LiveSlots {
+    entries: Vec<LiveSlot>,
+    order: Vec<u32>,
+}
+
+/// One live slot's key and health, fixed-size: copied under the zone's
+/// mutex into room reserved before it.
+#[derive(Clone, Copy)]
+struct LiveSlot {
+    runtime: bool,
+    upstream_len: u16,
+    name_len: u16,
+    upstream: [u8; UPSTREAM_NAME_MAX],
+    name: [u8; SOCKADDR_STRLEN],
+    health: PeerHealth,
+}
+
+impl LiveSlot {
+    fn key(&self) -> (bool, &[u8], &[u8]) {
+        (self.runtime, &self.upstream[..self.upstream_len as usize], &self.name[..self.name_len as usize])
+    }
+}
+
+impl<'z> HealthListing<'z> {
+    /// For one answer, with `zone` (the running health zone; none without
+    /// checks). Copies nothing yet.
+    pub fn new(zone: Option<HealthZone<'z>>) -> HealthListing<'z> {
+        HealthListing { zone, copy: OnceCell::new() }
+    }
+
+    /// [`show_health`] from the copy, for an upstream whose health zone is
+    /// `zone` (the listing's: else, as [`show_health`]).
+    pub fn show(&self, zone: Option<HealthZone>, upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
+        let Some(zone) = zone.filter(|_| checked) else { return };
+        let Some(mine) = self.zone.filter(|mine| mine.table == zone.table) else {
+            return show_health(Some(zone), upstream, runtime, checked, peers);
+        };
+        let copy = self.copy.get_or_init(|| mine.live_slots());
+        let lower;
+        let upstream = if runtime {
+            lower = upstream.to_ascii_lowercase();
+            lower.as_bytes()
+        } else {
+            upstream.as_bytes()
+        };
+        let key = |i: &u32| copy.entries[*i as usize].key();
+        // The upstream's slots, then each peer's among them.
+        let first = copy.order.partition_point(|i| key(i) < (runtime, upstream, &[][..]));
+        let end = first + copy.order[first..].partition_point(|i| key(i).0 == runtime && key(i).1 == upstream);
+        let slots = &copy.order[first..end];
+        for peer in peers.iter_mut() {
+            let name = peer.name.as_bytes();
+            let at = slots.partition_point(|i| key(i).2 < name);
+            let health = slots.get(at).filter(|i| key(i).2 == name).map(|&i| copy.entries[i as usize].health);
+            peer.health = Some(health.unwrap_or_default());
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{NgxText, Running, Upstream};
 use crate::nginx::version::TABLES_FOLLOW_CHANGES;
-use crate::zone::health::{show_health, HealthZone, Pending};
+use crate::zone::health::{show_health, HealthListing, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
     add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, update_locked, ListLimits, Lost, PeerName,
@@ -319,8 +319,18 @@ impl<'c> ZoneUpstream<'c> {
     /// [`Self::peers`] with their health, if the upstream is checked (the
     /// JSON answers and the status page).
     pub fn peers_with_health(&self) -> Vec<PeerView> {
+        self.peers_with_health_in(None)
+    }
+
+    /// [`Self::peers_with_health`], their health from `listing` (the copy
+    /// of an answer about many upstreams) if given.
+    pub fn peers_with_health_in(&self, listing: Option<&HealthListing>) -> Vec<PeerView> {
         let mut peers = self.peers();
-        show_health(self.health, &self.name(), false, self.check.is_some(), &mut peers);
+        let (name, checked) = (self.name(), self.check.is_some());
+        match listing {
+            Some(listing) => listing.show(self.health, &name, false, checked, &mut peers),
+            None => show_health(self.health, &name, false, checked, &mut peers),
+        }
         peers
     }
 
