@@ -203,3 +203,48 @@ ok(poll_until(sub { error_log_text() =~ /gone\.sock of upstream "backends" is do
 my $verdicts = sub { my @n = error_log_text() =~ /health check: server unix:\S+gone\.sock of upstream "backends" is down/g; scalar @n };
 ok(!defined main::wait_until(1, sub { $verdicts->() > 1 }), 'one line, for ten probes a second in each worker');
 is(main::logged(qr/connect\(\) to unix:\S+gone\.sock failed/), 0, 'none of nginx\'s own');
+
+=== TEST 6: a busy worker still probes: with three quarters of its connections held by idle clients, a peer that dies is taken down
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=200 rise=1 fall=1 timeout=1000 default_down=false type=http;
+}
+--- config
+location / { proxy_pass http://backends; proxy_next_upstream off; }
+--- perl
+# Review 20: a first version started a probe only while a quarter of the
+# connections were free: a worker this busy checked nothing.
+my ($b1, $b2) = (main::backend(port(1)), main::backend(port(2)));
+my @idle = grep { defined } map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) } 1 .. 800;
+is(scalar @idle, 800, '800 of the worker\'s 1,024 connections held by idle clients');
+$b1->stop;
+ok(poll_until(sub { error_log_text() =~ /127\.0\.0\.1:${\ port(1)} of upstream "backends" is down/ }, 5, 'down'),
+   'the dead peer is taken down');
+
+=== TEST 7: probes leave clients file descriptors: with worker_rlimit_nofile 128, 1,000 hanging probes hold at most 32
+--- workers: 1
+--- main_config
+worker_rlimit_nofile 128;
+--- http_config
+check_shm_size 4m;
+upstream many {
+    zone many 2m;
+$TEST_NGINX_MANY_SERVERS
+    check interval=500 rise=1 fall=1 timeout=20000 default_down=false type=http port=$TEST_NGINX_PORT_2;
+}
+--- config
+location /ok { return 200 "ok\n"; }
+--- perl
+# Review 20: the cap counted worker_connections only: hanging probes took
+# every descriptor, and nginx refused every client (accept4() failed (24)).
+my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(2), Listen => 2048, ReuseAddr => 1)
+    or die "listen: $!";
+ok(poll_until(sub { main::logged(qr/health checks: \d+ probes wait for a connection: 32 are in flight, .* of the 128 connections it can have/) },
+              10, 'capped'), 'the worker caps its probes at a quarter of its descriptors');
+my @answers = map { http_get('/ok')->{status} } 1 .. 20;
+is("@answers", join(' ', (200) x 20), 'clients are served');
+is(main::logged(qr/Too many open files/), 0, 'no descriptor ran out');

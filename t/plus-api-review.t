@@ -325,3 +325,34 @@ is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w
 is(http('PATCH', '/api/9/http/upstreams/dyhost/servers/1', '{"down":true}')->{status}, 200, 'PATCH of the second');
 is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1 down", "2 127.0.0.1:$p3 w1"],
           'changed that server');
+
+=== TEST 10: a change a worker of the previous configuration finishes after that reload gives its new servers IDs too
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+--- config
+location /ok { return 200; }
+--- perl
+# Review 20 F2: the master gives the kept servers IDs at the reload that
+# turns statistics on (TEST 9), but a worker of the old configuration,
+# which counts nothing, still finishes a change it was reading: its new
+# server got no ID (listed as 0 next to the real 0).
+my ($p1, $p2, $p3, $p4, $p5) = map { port($_) } 1 .. 5;
+is(http('POST', "http://127.0.0.1:$p4/upstream/dyhost", "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3;")->{status},
+   200, 'a run-time upstream made without statistics');
+my $body = "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3; server 127.0.0.1:$p5;";
+my $slow = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p4) or die "connect: $!";
+print $slow "POST /upstream/dyhost HTTP/1.0\r\nHost: x\r\nContent-Length: " . length($body) . "\r\n\r\n";
+# The old worker reads the headers and waits for the body.
+Time::HiRes::sleep(0.3);
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s{location /ok \{ return 200; \}}{location /ok { return 200; }\n        location /api { dynamic_upstream_api write=on; }} or die 'no /ok';
+NginxTest::Files::spew(conf_file(), $conf);
+# (nginx_reload would wait for the old worker, which waits for the body.)
+kill 'HUP', master_pid();
+ok(poll_until(sub { http_get('/api/9/http/upstreams/dyhost/servers')->{status} == 200 }, 10, 'reloaded'), 'the new workers answer');
+print $slow $body;
+my $reply = do { local $/; <$slow> } // '';
+like($reply, qr{^HTTP/1\.\d 200}, 'the old worker finished the POST');
+is_deeply(main::server_list('dyhost'),
+          ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1", "2 127.0.0.1:$p3 w1", "3 127.0.0.1:$p5 w1"], 'the new server has the next ID');

@@ -35,7 +35,7 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::log::{log, os_error_text};
 use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
-use crate::nginx::probe_connection::{worker_connections, ConnectError, Io, ProbeConnection, ProbeEvent};
+use crate::nginx::probe_connection::{connection_limit, ConnectError, Io, ProbeConnection, ProbeEvent};
 use crate::nginx::process::{cached_time_sec, current_msec, exiting, in_running_process, pid};
 use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::Upstream;
@@ -464,6 +464,12 @@ fn tick(w: &mut Worker) {
     }
     // Up to the high-water mark: every slot from it on is free.
     let slots = w.health.high();
+    // A worker's probes hold at most a quarter of the connections it can
+    // have, so that its clients keep theirs however many checked peers
+    // hang (and a probe never takes one of the last sixteenth: see
+    // ProbeConnection::connect).
+    let limit = connection_limit();
+    let most_probes = (limit / 4).max(1);
     if w.known.len() < slots {
         w.known.resize_with(slots, || None);
     }
@@ -493,7 +499,7 @@ fn tick(w: &mut Worker) {
         let Some(claimed) = Lease::claim(word, pid, now, target.check.timeout_ms.saturating_add(LEASE_SLACK_MS)) else {
             continue;
         };
-        if !room_for_probe(w.probes.len()) {
+        if w.probes.len() >= most_probes {
             // Due, and left for a later tick (or another worker).
             if waiting == 0 {
                 w.first_slot = index;
@@ -514,27 +520,17 @@ fn tick(w: &mut Worker) {
     apply_transitions(w);
     if waiting > 0 && w.last_wait_warning.map_or(true, |last| now.wrapping_sub(last) >= 60_000) {
         w.last_wait_warning = Some(now);
-        let (_, connections) = worker_connections();
         log(
             NGX_LOG_WARN,
             &format!(
                 "health checks: {waiting} probes wait for a connection: {} are in flight, a worker's probes use at \
-                 most a quarter of its {connections} worker_connections and leave a quarter free for clients (and \
-                 need a file descriptor each); raise worker_connections (and worker_rlimit_nofile), or lengthen the \
-                 checks' interval or shorten their timeout",
+                 most a quarter of the {limit} connections it can have (worker_connections, or fewer file \
+                 descriptors); raise worker_connections (and worker_rlimit_nofile), or lengthen the checks' \
+                 interval or shorten their timeout",
                 w.probes.len()
             ),
         );
     }
-}
-
-/// Whether this worker may start one more probe with `in_flight` in
-/// flight: its probes hold at most a quarter of its connections, and start
-/// only while more than a quarter are free, so that its clients keep
-/// theirs however many checked peers hang.
-fn room_for_probe(in_flight: usize) -> bool {
-    let (free, total) = worker_connections();
-    in_flight < (total / 4).max(1) && free > total / 4
 }
 
 /// What this worker's cycle makes of the slot at `index` (generation `gen`).

@@ -126,9 +126,13 @@ impl LockedPeer<'_> {
 /// (a state file may give one that high), the lowest free ID instead.
 /// Bounded work without allocation (called under the lists' write locks).
 pub fn ensure_ids(lists: &LockedLists<'_>, counters: &UpstreamCounters) {
-    if !counting() {
-        return;
+    if counting() {
+        give_ids(lists, counters);
     }
+}
+
+/// [`ensure_ids`], whether this cycle counts or not.
+fn give_ids(lists: &LockedLists<'_>, counters: &UpstreamCounters) {
     let peers = || lists.peers();
     let mut next = counters.next_id.load(Relaxed);
     for id in peers().filter_map(|p| p.id()) {
@@ -192,7 +196,14 @@ pub unsafe fn inherit(
         }
     }
     new_counters.next_id.store(old_counters.map_or(0, |c| c.next_id.load(Relaxed)), Relaxed);
-    ensure_ids(&new, new_counters);
+    // A list whose servers have IDs gives its new ones IDs too, whether
+    // this process counts or not: a worker a reload replaced, which still
+    // finishes a change, does not count when the reload is the one that
+    // turned statistics on (the master gave the kept lists IDs then); its
+    // new servers would have none, listed as 0 (review 20).
+    if counting() || old.as_ref().is_some_and(|old| old.peers().any(|p| p.id().is_some())) {
+        give_ids(&new, new_counters);
+    }
 }
 
 /// An upstream's next free server ID and its revision (the number that

@@ -92,10 +92,25 @@ pub enum ConnectError {
 
 /// This worker's connections: how many are free, and how many it has
 /// (`worker_connections`; 0 outside a worker's event loop).
-pub fn worker_connections() -> (usize, usize) {
+fn worker_connections() -> (usize, usize) {
     // SAFETY: plain reads of this process's cycle, which only this thread
     // (nginx's) changes.
     unsafe { ((*ngx::ffi::ngx_cycle).free_connection_n, (*ngx::ffi::ngx_cycle).connection_n) }
+}
+
+/// How many connections this worker can have open at once: its
+/// `worker_connections`, or fewer if its file descriptors
+/// (`worker_rlimit_nofile`, or the limit it inherited) are fewer.
+pub fn connection_limit() -> usize {
+    let (_, connections) = worker_connections();
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    let descriptors = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    connections.min(descriptors)
 }
 
 /// Whether a connection taken now would be one of the last sixteenth:

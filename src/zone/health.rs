@@ -732,8 +732,15 @@ impl Slot {
         Some((String::from_utf8_lossy(&u).into_owned(), n))
     }
 
-    /// [`Slot::key_copy`], the upstream's name as its bytes.
+    /// [`Slot::key_copy`], the upstream's name as its bytes. `gen` was read
+    /// before: a claim does not change it, only a free does, so the slot is
+    /// live (fully keyed: its state is stored after its key) when the copy
+    /// starts, or the copy is not made (a slot freed and claimed again
+    /// between a caller's check and its read of `gen` is being keyed now).
     fn key_bytes(&self, gen: u32) -> Option<(Vec<u8>, Vec<u8>)> {
+        if !self.is_live() {
+            return None;
+        }
         let (u, n) = self.key_ranges();
         // SAFETY: both ranges are within the slot; a concurrent rewrite is
         // detected below and the copy dropped.
