@@ -49,6 +49,23 @@ sub logged {
 # 1,000 checked servers of one upstream (addresses nothing listens on:
 # their probes go to port= instead).
 $ENV{TEST_NGINX_MANY_SERVERS} = join '', map { "    server 127.0.0.1:$_ max_fails=0;\n" } 30000 .. 30999;
+# Those 1,000 servers, probed on port 2 (see hanging_listener) with a 20 s
+# timeout, and a location that answers without them.
+$ENV{TEST_NGINX_MANY_HANGING} = "check_shm_size 4m;\nupstream many {\n    zone many 2m;\n$ENV{TEST_NGINX_MANY_SERVERS}" . <<'NGINX';
+    check interval=500 rise=1 fall=1 timeout=20000 default_down=false type=http port=$TEST_NGINX_PORT_2;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_3; location /ok { return 200 "ok\n"; } }
+NGINX
+
+# A listener on PORT that completes every connection (a backlog of 2048,
+# never accepted) and answers none: a probe of it holds its connection
+# until its timeout.
+sub hanging_listener {
+    my ($port) = @_;
+    my $listener = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 2048, ReuseAddr => 1)
+        or die "listen: $!";
+    return $listener;
+}
 
 run_tests();
 __DATA__
@@ -119,22 +136,13 @@ shared memory zone ".*" was locked by \d+
 === TEST 3: probes that hang keep clients' connections: a worker keeps a quarter of its worker_connections for probes, and never has nginx close an idle client connection for one
 --- workers: 1
 --- http_config
-check_shm_size 4m;
-upstream many {
-    zone many 2m;
-$TEST_NGINX_MANY_SERVERS
-    check interval=500 rise=1 fall=1 timeout=20000 default_down=false type=http port=$TEST_NGINX_PORT_2;
-}
+$TEST_NGINX_MANY_HANGING
 --- config
-location /ok { return 200 "ok\n"; }
 --- perl
-# Port 2 completes every connection (a backlog of 2048 never accepted) and
-# answers none: each probe holds its connection until its 20 s timeout.
 # Before, the one worker's 1,024 connections all went to the 1,000 probes:
 # nginx closed idle keep-alive clients to make room, then new ones at once.
-my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(2), Listen => 2048, ReuseAddr => 1)
-    or die "listen: $!";
-my $keepalive = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die "connect: $!";
+my $hang = main::hanging_listener(port(2));
+my $keepalive = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(3)) or die "connect: $!";
 sub ask {
     my ($sock) = @_;
     print $sock "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -155,7 +163,7 @@ ok(poll_until(sub { $sockets->() >= 256 }, 5, 'a quarter probe'), 'a quarter of 
 ok(!defined main::wait_until(2, sub { $sockets->() > 256 + 10 }), 'and no more, for four ticks')
     or diag('sockets: ' . $sockets->());
 is(ask($keepalive), 'ok', 'the idle keep-alive client is still served');
-my @fresh = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) } 1 .. 20;
+my @fresh = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(3)) } 1 .. 20;
 is(join(' ', map { ask($_) } @fresh), join(' ', ('ok') x 20), 'twenty new clients are served');
 is(main::logged(qr/worker_connections are not enough|\[alert\]|\[crit\]/), 0, 'nginx never ran out of connections');
 --- no_error_log
@@ -177,8 +185,7 @@ location /status { check_status json; }
 # servers in about 4 s. Before, each tick gave the room to the lowest slots
 # due, which were due again when their probes ended: the others never got
 # a probe.
-my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(2), Listen => 2048, ReuseAddr => 1)
-    or die "listen: $!";
+my $hang = main::hanging_listener(port(2));
 my $never_checked = sub { my @n = http_get('/status')->{body} =~ /"last_check": 0\b/g; scalar @n };
 ok(poll_until(sub { $never_checked->() == 0 }, 15, 'every server probed'), 'every one of the 1,000 servers is probed')
     or diag($never_checked->() . ' never probed');
@@ -230,21 +237,14 @@ ok(poll_until(sub { error_log_text() =~ /127\.0\.0\.1:${\ port(1)} of upstream "
 --- main_config
 worker_rlimit_nofile 128;
 --- http_config
-check_shm_size 4m;
-upstream many {
-    zone many 2m;
-$TEST_NGINX_MANY_SERVERS
-    check interval=500 rise=1 fall=1 timeout=20000 default_down=false type=http port=$TEST_NGINX_PORT_2;
-}
+$TEST_NGINX_MANY_HANGING
 --- config
-location /ok { return 200 "ok\n"; }
 --- perl
 # Review 20: the cap counted worker_connections only: hanging probes took
 # every descriptor, and nginx refused every client (accept4() failed (24)).
-my $hang = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => port(2), Listen => 2048, ReuseAddr => 1)
-    or die "listen: $!";
+my $hang = main::hanging_listener(port(2));
 ok(poll_until(sub { main::logged(qr/health checks: \d+ probes wait for a connection: 32 are in flight, .* of the 128 connections it can have/) },
               10, 'capped'), 'the worker caps its probes at a quarter of its descriptors');
-my @answers = map { http_get('/ok')->{status} } 1 .. 20;
+my @answers = map { http_get('http://127.0.0.1:' . port(3) . '/ok')->{status} } 1 .. 20;
 is("@answers", join(' ', (200) x 20), 'clients are served');
 is(main::logged(qr/Too many open files/), 0, 'no descriptor ran out');
