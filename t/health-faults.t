@@ -23,6 +23,9 @@ sub raw_peer {
     my @hold;
     while (my $c = $l->accept) {
         if ($mode eq 'silent') { push @hold, $c; next }
+        # The probe's request read first: a close with it unread would be a
+        # reset (a connection error), not the close the mode means.
+        sysread($c, my $request, 65536) if IO::Select->new($c)->can_read(1);
         if ($mode eq 'half') { print $c "HTTP/1.1 20" }
         elsif ($mode eq 'garbage') { print $c "\x00\xffSSH-2.0-OpenSSH\r\n" }
         elsif ($mode eq 'huge_line') { print $c 'HTTP/1.1 200 ' . ('A' x 65536) }
