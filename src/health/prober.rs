@@ -294,9 +294,11 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
                     continue;
                 }
                 let due = spread.due(now, checked.interval_ms);
-                match health.claim_runtime(next_free, &upstream, &name, Counters::new(false), due) {
-                    Some(index) => next_free = index + 1,
-                    None => unchecked += 1,
+                if health
+                    .keep_or_claim(None, &mut next_free, &upstream, &name, true, Counters::new(false), due)
+                    .is_none()
+                {
+                    unchecked += 1;
                 }
             }
         }
@@ -340,7 +342,8 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             let due = spread.due(now, check.interval_ms);
             let known = found.remove(&(upstream.as_bytes().to_vec(), name.clone()));
             let counters = Counters::new(check.default_down);
-            let Some(index) = health.keep_or_claim(known, &mut next_free, upstream.as_bytes(), &name, counters, due)
+            let Some(index) =
+                health.keep_or_claim(known, &mut next_free, upstream.as_bytes(), &name, false, counters, due)
             else {
                 unchecked += 1;
                 continue;

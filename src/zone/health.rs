@@ -429,17 +429,22 @@ impl<'z> HealthZone<'z> {
         dropped
     }
 
-    /// The slot of configuration upstream `upstream`'s peer `name`: `found`
-    /// ([`HealthZone::configured_keys`]: its index and generation) if it
-    /// is still that slot, or a new one due at `due`, the first free one
+    /// The slot of server `name` of upstream `upstream` (a run-time one's
+    /// if `runtime`: its key is lower case): `found` (its index and
+    /// generation, [`HealthZone::configured_keys`]) if it is still that
+    /// slot, or a new one with `counters`, due at `due`, the first free one
     /// from `*next_free` on (then from the start), which `*next_free`
-    /// passes. None when every slot is taken.
+    /// passes. None when every slot is taken. Run-time slots are claimed
+    /// under the dyups registry's lock, by a caller that knows the server
+    /// has none ([`HealthZone::runtime_keys`]).
+    #[allow(clippy::too_many_arguments)] // the key, where to look, and what a new slot holds
     pub fn keep_or_claim(
         self,
         found: Option<(usize, u32)>,
         next_free: &mut usize,
         upstream: &[u8],
         name: &[u8],
+        runtime: bool,
         counters: Counters,
         due: u32,
     ) -> Option<usize> {
@@ -452,7 +457,7 @@ impl<'z> HealthZone<'z> {
                 return Some(index);
             }
         }
-        let key = || Key { upstream, name, runtime: false };
+        let key = || Key { upstream, name, runtime };
         let index = self
             .claim_locked(*next_free, key(), counters, due, LIVE)
             .or_else(|| self.claim_locked(0, key(), counters, due, LIVE))?;
@@ -494,24 +499,6 @@ impl<'z> HealthZone<'z> {
             s.key_bytes(gen).map(|key| (key, (index, gen)))
         })
         .collect()
-    }
-
-    /// Claims a live slot for server `name` of run-time upstream `upstream`
-    /// (its key: lower case) with `counters`, due at `due`: the first free
-    /// one from `from` on; None when every slot is taken. The caller holds
-    /// the dyups registry's lock, under which run-time slots are claimed,
-    /// and knows the server has none ([`HealthZone::runtime_keys`]).
-    pub fn claim_runtime(
-        self,
-        from: usize,
-        upstream: &[u8],
-        name: &[u8],
-        counters: Counters,
-        due: u32,
-    ) -> Option<usize> {
-        // SAFETY: the zone's pool; slots are keyed under its mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
-        self.claim_locked(from, Key { upstream, name, runtime: true }, counters, due, LIVE)
     }
 
     /// The live slot of a configuration upstream's peer (`upstream`,
