@@ -489,3 +489,17 @@ ok(defined main::wait_until(3, sub { main::only_on('f', 6, $p3) }), 'and servers
 $h = $detail->();
 is_deeply([@$h{"e 127.0.0.1:$d3", "e 127.0.0.1:$p2", "f 127.0.0.1:$d1", "f 127.0.0.1:$d2", "f 127.0.0.1:$p3"}], [qw(down up down down up)],
           '/detail: each server\'s health') or diag(explain($h));
+
+=== TEST 14: a run-time server given twice has one health record: one line per transition
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+# Review 21: each of its lines got a record, probed and logged apart.
+my $p1 = port(1);
+my $b = main::backend($p1);
+main::post('dup', "server 127.0.0.1:$p1; server 127.0.0.1:$p1; check interval=300 rise=1 fall=1 timeout=1000 default_down=true type=tcp;");
+my $up = sub { my @n = error_log_text() =~ /server 127\.0\.0\.1:$p1 of upstream "dup" is up/g; scalar @n };
+ok(poll_until(sub { $up->() >= 1 }, 5, 'up'), 'the server rises');
+ok(!defined main::wait_until(1, sub { $up->() > 1 }), 'said once');

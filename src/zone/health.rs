@@ -473,10 +473,15 @@ impl<'z> HealthZone<'z> {
     }
 
     fn free_locked(self, slot: &Slot) {
-        slot.gen.fetch_add(1, AcqRel);
+        // Free, then the next generation: a lock-free reader that reads the
+        // new generation finds the slot free, or claimed again with its new
+        // key whole (`Slot::key_bytes`; review 21: in the other order it
+        // could read the new generation on a slot still live, then copy a
+        // key a claim was rewriting).
         if slot.state.swap(FREE, AcqRel) != FREE {
             self.used().fetch_sub(1, AcqRel);
         }
+        slot.gen.fetch_add(1, AcqRel);
         slot.lease.store(0, Release);
     }
 
@@ -1211,6 +1216,9 @@ pub struct RuntimeSlots<'z> {
     /// The upstream's key (lower case: dyups names are case-insensitive).
     upstream: Vec<u8>,
     names: Vec<Vec<u8>>,
+    /// Per name: the first earlier name it repeats (a server given twice
+    /// has one slot), if any.
+    earlier: Vec<Option<usize>>,
     default_down: bool,
     /// Per name: its slot, once prepared.
     slots: Vec<usize>,
@@ -1226,10 +1234,19 @@ impl<'z> RuntimeSlots<'z> {
     /// with `default_down`, in `zone`.
     pub fn new(zone: HealthZone<'z>, upstream: &str, names: Vec<Vec<u8>>, default_down: bool) -> RuntimeSlots<'z> {
         let n = names.len();
+        let earlier = {
+            let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(n);
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| Some(*first.entry(name).or_insert(i)).filter(|&j| j != i))
+                .collect()
+        };
         RuntimeSlots {
             zone,
             upstream: upstream.to_ascii_lowercase().into_bytes(),
             names,
+            earlier,
             default_down,
             slots: Vec::with_capacity(n),
             down: Vec::with_capacity(n),
@@ -1248,7 +1265,14 @@ impl<'z> RuntimeSlots<'z> {
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
         let mut next_free = 0;
-        for name in &self.names {
+        for (name, earlier) in self.names.iter().zip(&self.earlier) {
+            if let Some(&j) = earlier.as_ref() {
+                // A server given twice: the slot of its first line.
+                let (index, down) = (self.slots[j], self.down[j]);
+                self.slots.push(index);
+                self.down.push(down);
+                continue;
+            }
             let key = Key { upstream: &self.upstream, name, runtime: true };
             let found = zone.slots().find(|(_, s)| s.is_live() && s.is_runtime() && s.is(key.upstream, key.name));
             let (index, down) = match found {
@@ -1295,9 +1319,15 @@ impl<'z> RuntimeSlots<'z> {
     /// Frees the upstream's other slots (servers its new list no longer
     /// has): called once the new list is published, so that the old one
     /// keeps its checks while it is served. Allocates nothing.
-    pub fn free_others(self) {
+    pub fn free_others(mut self) {
+        // Sorted (in place) before the zone's mutex: one search per slot.
+        let mut kept = std::mem::take(&mut self.slots);
+        kept.sort_unstable();
         self.zone.free_where(|index, slot| {
-            slot.is_live() && slot.is_runtime() && !self.slots.contains(&index) && slot.upstream_is(&self.upstream)
+            slot.is_live()
+                && slot.is_runtime()
+                && kept.binary_search(&index).is_err()
+                && slot.upstream_is(&self.upstream)
         });
     }
 }
