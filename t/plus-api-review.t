@@ -349,8 +349,15 @@ my $conf = NginxTest::Files::slurp(conf_file());
 $conf =~ s{location /ok \{ return 200; \}}{location /ok { return 200; }\n        location /api { dynamic_upstream_api write=on; }} or die 'no /ok';
 NginxTest::Files::spew(conf_file(), $conf);
 # (nginx_reload would wait for the old worker, which waits for the body.)
+my @old = worker_pids();
 kill 'HUP', master_pid();
-ok(poll_until(sub { http_get('/api/9/http/upstreams/dyhost/servers')->{status} == 200 }, 10, 'reloaded'), 'the new workers answer');
+# Every old worker gone or shutting down (no longer accepting), so that the
+# requests below reach new ones.
+my $old_done = sub {
+    !grep { my $title = NginxTest::Files::slurp("/proc/$_/cmdline") // ''; $title ne '' && $title !~ /shutting down/ } @old
+};
+ok(poll_until($old_done, 10, 'reloaded'), 'the old workers no longer accept');
+is(http_get('/api/9/http/upstreams/dyhost/servers')->{status}, 200, 'the new workers answer');
 print $slow $body;
 my $reply = do { local $/; <$slow> } // '';
 like($reply, qr{^HTTP/1\.\d 200}, 'the old worker finished the POST');
