@@ -77,6 +77,11 @@ $(temp_paths "$out")
 EOF
 }
 
+# now_seconds: the time in seconds, to the nanosecond; seconds_since T: the
+# seconds since T (a now_seconds), to the hundredth.
+now_seconds() { date +%s.%N; }
+seconds_since() { awk -v a="$1" -v b="$(now_seconds)" 'BEGIN { printf "%.2f", b - a }'; }
+
 # Stops the nginx whose pid file is FILE (only that one): QUIT, then wait.
 stop_by_pid_file() {
     local pid

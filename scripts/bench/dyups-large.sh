@@ -26,8 +26,6 @@ trap 'stop_by_pid_file "$out/logs/nginx.pid"' EXIT
     echo "}"
 } > "$out/conf/nginx.conf"
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 start() { "$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log; }
 
 echo "== one run-time upstream of N servers (module: $module)"
@@ -42,13 +40,13 @@ for n in "${sizes[@]}"; do
     sleep 0.2
     list=$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/list")
     wait
-    t0=$(now)
+    t0=$(now_seconds)
     "$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log -t 2>/dev/null
-    test_time=$(since "$t0")
+    test_time=$(seconds_since "$t0")
     stop_by_pid_file "$out/logs/nginx.pid"
-    t0=$(now)
+    t0=$(now_seconds)
     start
-    restart=$(since "$t0")
+    restart=$(seconds_since "$t0")
     servers=$(curl -s "http://127.0.0.1:$port/upstream/big" | grep -c '^server')
     stop_by_pid_file "$out/logs/nginx.pid"
     [ "$servers" = "$n" ] || echo "after the restart: $servers servers, not $n" >&2

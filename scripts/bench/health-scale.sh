@@ -34,22 +34,20 @@ conf() {
     echo "worker_rlimit_nofile 4096;"
 }
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # measure N CHECKED: prints "NGINX_T FIRST SLOWEST" in seconds.
 measure() {
     local t0 t_test first slowest=0 took end
     conf "$1" "$2" > "$out/conf/nginx.conf"
-    t0=$(now)
+    t0=$(now_seconds)
     "$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log -t 2>/dev/null || { echo "nginx -t failed" >&2; exit 1; }
-    t_test=$(since "$t0")
-    t0=$(now)
+    t_test=$(seconds_since "$t0")
+    t0=$(now_seconds)
     "$NGINX_BIN" -p "$out/" -c conf/nginx.conf -e logs/error.log
     until curl -sf -o /dev/null --max-time 60 "http://127.0.0.1:$port/"; do sleep 0.01; done
-    first=$(since "$t0")
-    end=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 3 }')
-    while awk -v t="$(now)" -v e="$end" 'BEGIN { exit !(t < e) }'; do
+    first=$(seconds_since "$t0")
+    end=$(awk -v t="$(now_seconds)" 'BEGIN { printf "%.3f", t + 3 }')
+    while awk -v t="$(now_seconds)" -v e="$end" 'BEGIN { exit !(t < e) }'; do
         took=$(curl -s -o /dev/null --max-time 60 -w '%{time_total}' "http://127.0.0.1:$port/")
         slowest=$(awk -v a="$slowest" -v b="$took" 'BEGIN { print (b > a ? b : a) }')
     done

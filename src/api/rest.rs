@@ -167,11 +167,7 @@ impl Source<'_> {
         match *self {
             Source::Shared(record) => {
                 let mut peers = record.peers();
-                let checked = record.check().is_some();
-                match health {
-                    Some(health) => health.show(HealthZone::running(), name, true, checked, &mut peers),
-                    None => show_health(HealthZone::running(), name, true, checked, &mut peers),
-                }
+                show_health(health, HealthZone::running(), name, true, record.check().is_some(), &mut peers);
                 peers
             }
             Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {

@@ -131,10 +131,7 @@ impl Target<'_> {
                         .map(|r| (runtime_revision(r.version), r.check(), r.peers()))
                 });
                 let (revision, check, mut peers) = record.unwrap_or_default();
-                match health {
-                    Some(health) => health.show(HealthZone::running(), name, true, check.is_some(), &mut peers),
-                    None => show_health(HealthZone::running(), name, true, check.is_some(), &mut peers),
-                }
+                show_health(health, HealthZone::running(), name, true, check.is_some(), &mut peers);
                 Listed {
                     name: name.clone(),
                     zone: ZONE_NAME.into(),

@@ -1072,9 +1072,19 @@ impl Drop for Pending<'_> {
 
 /// Gives `peers` of upstream `upstream` (a run-time one if `runtime`)
 /// their health from `zone` (its cycle's health zone), if the upstream is
-/// `checked`: one walk of the zone's slots, for an answer about one
-/// upstream (an answer about many uses a [`HealthListing`]).
-pub fn show_health(zone: Option<HealthZone>, upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
+/// `checked`: from `listing`, the copy of an answer about many upstreams,
+/// if given, else with one walk of the zone's slots.
+pub fn show_health(
+    listing: Option<&HealthListing>,
+    zone: Option<HealthZone>,
+    upstream: &str,
+    runtime: bool,
+    checked: bool,
+    peers: &mut [PeerView],
+) {
+    if let Some(listing) = listing {
+        return listing.show(zone, upstream, runtime, checked, peers);
+    }
     let Some(zone) = zone.filter(|_| checked) else { return };
     if runtime {
         zone.fill_health(&upstream.to_ascii_lowercase(), true, peers);
@@ -1127,11 +1137,11 @@ impl<'z> HealthListing<'z> {
     }
 
     /// [`show_health`] from the copy, for an upstream whose health zone is
-    /// `zone` (the listing's: else, as [`show_health`]).
-    pub fn show(&self, zone: Option<HealthZone>, upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
+    /// `zone` (the listing's: else, as [`show_health`] without one).
+    fn show(&self, zone: Option<HealthZone>, upstream: &str, runtime: bool, checked: bool, peers: &mut [PeerView]) {
         let Some(zone) = zone.filter(|_| checked) else { return };
         let Some(mine) = self.zone.filter(|mine| mine.table == zone.table) else {
-            return show_health(Some(zone), upstream, runtime, checked, peers);
+            return show_health(None, Some(zone), upstream, runtime, checked, peers);
         };
         let copy = self.copy.get_or_init(|| mine.live_slots());
         let lower;

@@ -326,11 +326,7 @@ impl<'c> ZoneUpstream<'c> {
     /// of an answer about many upstreams) if given.
     pub fn peers_with_health_in(&self, listing: Option<&HealthListing>) -> Vec<PeerView> {
         let mut peers = self.peers();
-        let (name, checked) = (self.name(), self.check.is_some());
-        match listing {
-            Some(listing) => listing.show(self.health, &name, false, checked, &mut peers),
-            None => show_health(self.health, &name, false, checked, &mut peers),
-        }
+        show_health(listing, self.health, &self.name(), false, self.check.is_some(), &mut peers);
         peers
     }
 
