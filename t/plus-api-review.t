@@ -18,6 +18,29 @@ sub put {
     return http('PUT', "/api/9/http/upstreams/$upstream/servers", $body, $headers);
 }
 
+# The REST API on port 4, its state file in the data directory (TESTs 8-10).
+$ENV{TEST_NGINX_DYUPS_ON_4} = <<'NGINX';
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+NGINX
+
+# POSTs run-time upstream dyhost of servers 127.0.0.1:PORT... through the
+# REST API on 127.0.0.1:API (TESTs 9, 10: while nothing counts statistics).
+sub post_dyhost {
+    my ($api, @ports) = @_;
+    my $servers = join ' ', map { "server 127.0.0.1:$_;" } @ports;
+    is(http('POST', "http://127.0.0.1:$api/upstream/dyhost", $servers)->{status}, 200, 'a run-time upstream made without statistics');
+}
+
+# Adds the first NGINX Plus API location (/api) to the block's configuration,
+# beside its "location /ok"; the caller reloads.
+sub add_plus_api {
+    my $conf = NginxTest::Files::slurp(conf_file());
+    $conf =~ s{location /ok \{ return 200; \}}{location /ok { return 200; }\n        location /api { dynamic_upstream_api write=on; }}
+        or die 'no /ok';
+    NginxTest::Files::spew(conf_file(), $conf);
+}
+
 run_tests();
 __DATA__
 
@@ -284,8 +307,7 @@ ok($took < 1 + 10 * $listing, sprintf('the PUT took %.2fs, listing the servers %
 
 === TEST 8: run-time servers restored from a dyups_upstream_conf without IDs (a Tengine file, lines added by hand) get distinct IDs, and a DELETE of a listed ID removes that server
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+$TEST_NGINX_DYUPS_ON_4
 --- config
 location /api { dynamic_upstream_api write=on; }
 --- perl
@@ -307,17 +329,13 @@ like(NginxTest::Files::slurp($file), qr/127\.0\.0\.1:$p2 [^\n]*# id=1\n/, 'the f
 
 === TEST 9: a reload that adds the first NGINX Plus API location gives the kept run-time upstreams' servers IDs
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+$TEST_NGINX_DYUPS_ON_4
 --- config
 location /ok { return 200; }
 --- perl
 my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
-is(http('POST', "http://127.0.0.1:$p4/upstream/dyhost", "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3;")->{status},
-   200, 'a run-time upstream made without statistics');
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s{location /ok \{ return 200; \}}{location /ok { return 200; }\n        location /api { dynamic_upstream_api write=on; }} or die 'no /ok';
-NginxTest::Files::spew(conf_file(), $conf);
+main::post_dyhost($p4, $p1, $p2, $p3);
+main::add_plus_api();
 nginx_reload();
 ok(poll_until(sub { http_get('/api/9/http/upstreams/dyhost/servers')->{status} == 200 }, 10, 'reloaded'), 'the API answers');
 is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1", "2 127.0.0.1:$p3 w1"],
@@ -328,8 +346,7 @@ is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w
 
 === TEST 10: a change a worker of the previous configuration finishes after that reload gives its new servers IDs too
 --- http_config
-dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
-server { listen 127.0.0.1:$TEST_NGINX_PORT_4; location / { dyups_interface; } }
+$TEST_NGINX_DYUPS_ON_4
 --- config
 location /ok { return 200; }
 --- perl
@@ -338,16 +355,13 @@ location /ok { return 200; }
 # which counts nothing, still finishes a change it was reading: its new
 # server got no ID (listed as 0 next to the real 0).
 my ($p1, $p2, $p3, $p4, $p5) = map { port($_) } 1 .. 5;
-is(http('POST', "http://127.0.0.1:$p4/upstream/dyhost", "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3;")->{status},
-   200, 'a run-time upstream made without statistics');
+main::post_dyhost($p4, $p1, $p2, $p3);
 my $body = "server 127.0.0.1:$p1; server 127.0.0.1:$p2; server 127.0.0.1:$p3; server 127.0.0.1:$p5;";
 my $slow = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p4) or die "connect: $!";
 print $slow "POST /upstream/dyhost HTTP/1.0\r\nHost: x\r\nContent-Length: " . length($body) . "\r\n\r\n";
 # The old worker reads the headers and waits for the body.
 Time::HiRes::sleep(0.3);
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s{location /ok \{ return 200; \}}{location /ok { return 200; }\n        location /api { dynamic_upstream_api write=on; }} or die 'no /ok';
-NginxTest::Files::spew(conf_file(), $conf);
+main::add_plus_api();
 # (nginx_reload would wait for the old worker, which waits for the body.)
 my @old = worker_pids();
 kill 'HUP', master_pid();
