@@ -364,3 +364,67 @@ main::kill_inside('POST', 'leak', $servers->($room) . $check);
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
 is(main::admin('GET', '/upstream/leak')->{status}, 404, 'the killed change made no upstream');
 main::accepted('POST', 'full', $servers->($room) . $check);
+
+=== TEST 10: killed after a new upstream is linked in creation order, before it is indexed: the repair indexes it; later upstreams follow it; the file and a restart keep all
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=append_chained:mid;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+main::accepted('POST', 'first', 'server ' . main::addr(1) . ';');
+main::kill_inside('POST', 'mid', 'server ' . main::addr(2) . ';');
+main::accepted('POST', 'last', 'server ' . main::addr(3) . ';');
+# Before the repair rebuilt the index, "mid" was listed but not found; before
+# it rebuilt the last record, "last" was linked after "first" and "mid" lost.
+main::every_worker_serves('mid', main::line(main::addr(2)), 2, 'after the takeover');
+main::every_worker_serves('last', main::line(main::addr(3)), 3, 'after the takeover');
+main::accepted('POST', 'MID', 'server ' . main::addr(1) . ';');
+is(main::admin('GET', '/list')->{body}, "first\nmid\nlast\n", 'listed once each, in creation order (MID replaced mid)');
+main::accepted('DELETE', 'last');
+main::accepted('POST', 'again', 'server ' . main::addr(3) . ';');
+is(main::admin('GET', '/list')->{body}, "first\nmid\nagain\n", 'the last one deleted and another added: in order');
+my $file = main::slurp(data_dir() . '/dyups.conf') // '';
+is(join(' ', $file =~ /^upstream (\S+) \{/mg), 'first mid again', 'the file holds them in order');
+nginx_restart();
+is(main::admin('GET', '/list')->{body}, "first\nmid\nagain\n", 'a restart keeps them');
+main::every_worker_serves('mid', main::line(main::addr(1)), 1, 'after a restart');
+
+=== TEST 11: killed after a deleted upstream leaves the creation order, before it leaves the index: it is gone everywhere; made again, it is listed once and kept
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=delete_unchained:mid;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+main::accepted('POST', 'first', 'server ' . main::addr(1) . ';');
+main::accepted('POST', 'mid', 'server ' . main::addr(2) . ';');
+main::accepted('POST', 'last', 'server ' . main::addr(3) . ';');
+main::kill_inside('DELETE', 'mid');
+main::accepted('POST', 'after', 'server ' . main::addr(1) . ';');
+# Before the repair rebuilt the index, the unlinked record was still found:
+# "mid" was answered, and a POST of it changed a record no listing showed.
+main::every_worker_lists('mid', 404, 'upstream "mid" not found', 'after the takeover');
+main::accepted('POST', 'mid', 'server ' . main::addr(2) . ';');
+is(main::admin('GET', '/list')->{body}, "first\nlast\nafter\nmid\n", 'made again: listed once, last');
+main::accepted('DELETE', 'after');
+main::accepted('DELETE', 'first');
+is(main::admin('GET', '/list')->{body}, "last\nmid\n", 'its neighbours deleted: the rest in order');
+my $file = main::slurp(data_dir() . '/dyups.conf') // '';
+is(join(' ', $file =~ /^upstream (\S+) \{/mg), 'last mid', 'the file holds them');
+nginx_restart();
+main::every_worker_serves('mid', main::line(main::addr(2)), 2, 'after a restart');

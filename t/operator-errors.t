@@ -30,7 +30,7 @@ location / { dyups_interface; }
 --- perl
 my ($full, $n) = main::fill_dyups();
 is($full->{status}, 507, "507 after $n upstreams");
-is($full->{body}, 'shared memory zone "dynamic_upstream_dyups_v7" (64k) has no room left: raise '
+is($full->{body}, 'shared memory zone "dynamic_upstream_dyups_v8" (64k) has no room left: raise '
    . 'dyups_shm_zone_size and reload; a new size makes a new zone, which starts with only the upstreams '
    . 'saved in dyups_upstream_conf', 'the answer says what to change and what it does');
 my $conf = main::slurp(conf_file());

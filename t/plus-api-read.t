@@ -135,7 +135,7 @@ my $p1 = port(1);
 is(http('POST', '/upstream/rt', "server 127.0.0.1:$p1;")->{status}, 200, 'run-time upstream created');
 my $body = sub { my $r = http_get($_[0]); is($r->{status}, 200, "$_[0]: 200"); $r->{body} };
 is($body->('/api/9/http/upstreams?fields=runtime,zone'),
-   '{"backends":{"zone":"backends","runtime":false},"rt":{"zone":"dynamic_upstream_dyups_v7","runtime":true}}',
+   '{"backends":{"zone":"backends","runtime":false},"rt":{"zone":"dynamic_upstream_dyups_v8","runtime":true}}',
    'zone and runtime, in the upstream object\'s order');
 is($body->('/api/9/http/upstreams?fields='), '{"backends":{},"rt":{}}', 'empty: only the names');
 is($body->('/api/9/http/upstreams/rt/?fields=zombies%2Ckeepalive'), '{"keepalive":0,"zombies":0}',

@@ -10,6 +10,10 @@
 //! which workers compare with one atomic load on every request
 //! ([`crate::dyups::worker`]).
 //!
+//! The records are chained in creation order (listings) and indexed by
+//! name (a hash of chains), so that a change finds its record in a few
+//! steps whatever the registry's size.
+//!
 //! Every change also takes the next `version`. So that a worker's sync
 //! costs the changes it missed, not the size of the registry, the records
 //! are also chained by their last change (newest first), and the names of
@@ -62,9 +66,9 @@ use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
-use crate::nginx::{fingerprint, layout, FNV_OFFSET};
+use crate::nginx::{fingerprint, layout, FNV_OFFSET, FNV_PRIME};
 use crate::zone::health::{self, forget_runtime, free_pending_runtime, HealthZone, RuntimeSlots};
-use crate::zone::ids::{ensure_ids, inherit};
+use crate::zone::ids::{ensure_ids, inherit, InheritRoom};
 
 /// Name of the module's zone. It carries the registry's layout version:
 /// nginx hands a zone of the same name and size to the next cycle on
@@ -76,8 +80,9 @@ use crate::zone::ids::{ensure_ids, inherit};
 /// (another v4) their upstream's server-ID counter and revision; v5: both;
 /// v6: the registry's lock names its holder, a record's balancer is kept twice;
 /// v7: `loaded` says whether the file was restored only in part: the same
-/// layout, another meaning).
-pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v7";
+/// layout, another meaning; v8: records are indexed by name and linked
+/// both ways).
+pub const ZONE_NAME: &str = "dynamic_upstream_dyups_v8";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
 /// targets; the numbers differ on others). It covers nginx's peer structs,
@@ -90,9 +95,10 @@ const ZONE_LAYOUT: u64 = crate::nginx::version::DYUPS_ZONE_LAYOUT;
 /// [`Balancer::code`], whose values core's tests pin.
 const LAYOUTS: [&[usize]; 6] = [
     &crate::dyups::registry_lock::LAYOUT,
-    &layout!(Registry; lock, generation, epoch, superseded, loaded, next_version, records, changes, removals,
-        removals_written, forgotten, reclaim),
-    &layout!(Record; next, newer, older, version, deleted, current_balancer, name_len, name, balancers, peers),
+    &layout!(Registry; lock, generation, epoch, superseded, loaded, next_version, records, last, index, index_len,
+        changes, removals, removals_written, forgotten, reclaim),
+    &layout!(Record; next, previous, same_bucket, newer, older, version, deleted, current_balancer, name_len, name,
+        balancers, peers),
     &layout!(BalancerSlot; balancer, key_len, key),
     &layout!(Removal; version, name_len, name),
     &[size_of::<ngx_http_upstream_rr_peer_t>(), size_of::<ngx_http_upstream_rr_peers_t>()],
@@ -117,8 +123,11 @@ const MAX_KEY: usize = 256;
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Record {
-    /// Creation order (listings).
+    /// Creation order (listings), and back.
     next: *mut Record,
+    previous: *mut Record,
+    /// The next record in its bucket of `Registry::index`.
+    same_bucket: *mut Record,
     /// The change chain, newest first (see `Registry::changes`).
     newer: *mut Record,
     older: *mut Record,
@@ -164,7 +173,14 @@ struct Registry {
     loaded: u8,
     /// The version of the latest change.
     next_version: u64,
+    /// The first and the last record in creation order.
     records: *mut Record,
+    last: *mut Record,
+    /// The records by name ([`bucket_of`]): `index_len` chains of
+    /// `Record::same_bucket`, so that a change finds its record without
+    /// walking them all (restoring N upstreams at start cost N² before).
+    index: *mut *mut Record,
+    index_len: usize,
     /// The most recently changed record; `older` leads to the rest.
     changes: *mut Record,
     /// The latest deletions of run-time upstreams, a ring.
@@ -438,9 +454,13 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
         // The registry, then its first grace-period slots (see crate::dyups::grace).
         let size = core::mem::size_of::<Registry>() + core::mem::size_of::<SlotBlock>();
         let registry = ngx_slab_calloc(pool, size).cast::<Registry>();
-        if registry.is_null() {
+        let index_len = index_len((*zone).shm.size);
+        let index = ngx_slab_calloc(pool, index_len * size_of::<*mut Record>()).cast::<*mut Record>();
+        if registry.is_null() || index.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
+        (*registry).index = index;
+        (*registry).index_len = index_len;
         // A Registry's size is a multiple of its alignment, which is the
         // slots' alignment.
         GracePeriod::place_first_block(ptr::addr_of_mut!((*registry).reclaim), registry.add(1).cast(), pool);
@@ -735,6 +755,7 @@ impl<'z> Dyups<'z> {
             Some(check) => Some(self.runtime_slots(name, spec, check)?),
             None => None,
         };
+        let mut inherit_room = InheritRoom::for_servers(spec.servers.len());
         let (registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
@@ -781,7 +802,7 @@ impl<'z> Dyups<'z> {
             let r = &mut *record;
             let old = r.peers;
             let old_counters = (!old.is_null()).then(|| registry_counters(old));
-            inherit(list, registry_counters(list), old, old_counters);
+            inherit(list, registry_counters(list), old, old_counters, &mut inherit_room);
             let before = existed.map(|_| if old.is_null() { 0 } else { server_count(old) });
             // The stores below are ordered so that a holder killed between
             // any two leaves a registry that repair() makes whole, or at
@@ -1090,9 +1111,10 @@ impl Record {
 }
 
 /// Makes the registry consistent again after a holder of its lock died
-/// inside a change ([`RegistryLock`]). The creation chain is consistent
-/// after every single store (a record is linked, or unlinked, by one);
-/// the change chain, which several stores update, is rebuilt from it,
+/// inside a change ([`RegistryLock`]). The creation chain's `next` links
+/// are consistent after every single store (a record is linked, or
+/// unlinked, by one); what several stores update is rebuilt from them:
+/// the `previous` links, `last`, the index and the change chain,
 /// every record with a new version, and every worker is made to copy the
 /// whole registry (`forgotten`, as for one that missed more deletions than
 /// the ring holds), so whatever the dead holder had written reaches all of
@@ -1105,11 +1127,19 @@ impl Record {
 /// The caller holds the registry lock.
 unsafe fn repair(registry: &mut Registry, health: Option<HealthZone>) {
     registry.changes = ptr::null_mut();
+    let mut previous = ptr::null_mut();
     let mut record = registry.records;
-    // SAFETY: per the contract; linked records are allocated.
+    // SAFETY: per the contract; linked records are allocated, the index
+    // has index_len chains.
     unsafe {
+        ptr::write_bytes(registry.index, 0, registry.index_len);
         while !record.is_null() {
             let r = &mut *record;
+            r.previous = previous;
+            previous = record;
+            let bucket = bucket(registry, &r.name[..r.name_len]);
+            r.same_bucket = *bucket;
+            *bucket = record;
             registry.next_version += 1;
             r.version = registry.next_version;
             r.newer = ptr::null_mut();
@@ -1121,6 +1151,7 @@ unsafe fn repair(registry: &mut Registry, health: Option<HealthZone>) {
             record = r.next;
         }
     }
+    registry.last = previous;
     registry.forgotten = registry.next_version;
     registry.generation.fetch_add(1, SeqCst);
     // Run-time upstreams' health slots are claimed and activated only under
@@ -1137,10 +1168,12 @@ unsafe fn repair(registry: &mut Registry, health: Option<HealthZone>) {
 /// claimed, pending), `replace_activated` (checked, the list not
 /// published), `replace_balancer` (the new balancer written, not in force),
 /// `replace_retire` (its new list in, the old one not retired),
-/// `replace_version` (complete but its version not moved); in a delete:
-/// `delete_retire` (its list unpublished, not retired), `delete_unlinked`
-/// (a run-time upstream's record unlinked, its deletion
-/// not noted yet) for 60 s, with the
+/// `replace_version` (complete but its version not moved); when a new
+/// record is linked: `append_chained` (in creation order, not in `last`
+/// nor the index); in a delete: `delete_retire` (its list unpublished, not
+/// retired), `delete_unchained` (a run-time upstream's record out of the
+/// creation order, still in the index), `delete_unlinked` (unlinked, its
+/// deletion not noted yet) for 60 s, with the
 /// registry's lock and the slab mutex held, after logging `stalling at
 /// POINT in a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path,
 /// only the process that creates that file stalls. (Test code: it reads
@@ -1161,19 +1194,44 @@ fn stall_for_tests(point: &str, name: &str) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
+/// How many chains `Registry::index` has in a zone of `zone_size` bytes:
+/// one per 4 KiB (a record and its list take over 1 KiB, so a chain holds
+/// a few records at most), a power of two.
+fn index_len(zone_size: usize) -> usize {
+    (zone_size / 4096).next_power_of_two().max(16)
+}
+
+/// The chain of `Registry::index` (of `index_len` chains) that holds the
+/// record of `name`, in any case (FNV-1a of its lower case).
+fn bucket_of(name: &[u8], index_len: usize) -> usize {
+    let hash = name
+        .iter()
+        .fold(FNV_OFFSET, |hash, byte| (hash ^ u64::from(byte.to_ascii_lowercase())).wrapping_mul(FNV_PRIME));
+    (hash as usize) & (index_len - 1)
+}
+
+/// Where the chain of `name`'s bucket starts.
+///
+/// # Safety
+/// The registry's index is allocated (init_zone).
+unsafe fn bucket(registry: &Registry, name: &[u8]) -> *mut *mut Record {
+    // SAFETY: per the contract; bucket_of is below index_len.
+    unsafe { registry.index.add(bucket_of(name, registry.index_len)) }
+}
+
 /// # Safety
 /// The caller holds the registry lock.
 unsafe fn find_record(registry: &Registry, name: impl AsRef<[u8]>) -> Option<*mut Record> {
     let name = name.as_ref();
-    let mut record = registry.records;
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; linked records are allocated.
     unsafe {
+        let mut record = *bucket(registry, name);
         while !record.is_null() {
             let r = &*record;
             if r.name[..r.name_len].eq_ignore_ascii_case(name) {
                 return Some(record);
             }
-            record = r.next;
+            record = r.same_bucket;
         }
     }
     None
@@ -1195,34 +1253,55 @@ unsafe fn new_record(pool: *mut ngx_slab_pool_t, name: &str) -> *mut Record {
     }
 }
 
-/// Appends at the tail, so listings keep creation order.
+/// Appends at the tail, so listings keep creation order, and indexes it.
+/// The store that links it in creation order comes first: a holder killed
+/// after it leaves `last`, `previous` and the index for [`repair`] to
+/// redo, one killed before leaves it unlinked (a leak).
 ///
 /// # Safety
 /// The caller holds the registry lock; `record` is not linked.
 unsafe fn append_record(registry: &mut Registry, record: *mut Record) {
-    let mut link: *mut *mut Record = &mut registry.records;
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; linked records are allocated.
     unsafe {
-        while !(*link).is_null() {
-            link = &mut (**link).next;
-        }
-        (*record).next = ptr::null_mut();
+        let r = &mut *record;
+        r.next = ptr::null_mut();
+        r.previous = registry.last;
+        let link = if registry.last.is_null() { &mut registry.records } else { &mut (*registry.last).next };
+        compiler_fence(SeqCst);
         *link = record;
+        compiler_fence(SeqCst);
+        #[cfg(debug_assertions)]
+        stall_for_tests("append_chained", &String::from_utf8_lossy(&r.name[..r.name_len]));
+        registry.last = record;
+        let bucket = bucket(registry, &r.name[..r.name_len]);
+        r.same_bucket = *bucket;
+        *bucket = record;
     }
 }
 
+/// Takes `record` out of the creation order and the index. The store that
+/// unlinks it in creation order comes first (see [`append_record`]).
+///
 /// # Safety
 /// The caller holds the registry lock; `record` is linked.
 unsafe fn unlink_record(registry: &mut Registry, record: *mut Record) {
-    let mut link: *mut *mut Record = &mut registry.records;
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; linked records are allocated.
     unsafe {
+        let r = &mut *record;
+        let link = if r.previous.is_null() { &mut registry.records } else { &mut (*r.previous).next };
+        *link = r.next;
+        compiler_fence(SeqCst);
+        #[cfg(debug_assertions)]
+        stall_for_tests("delete_unchained", &String::from_utf8_lossy(&r.name[..r.name_len]));
+        let back = if r.next.is_null() { &mut registry.last } else { &mut (*r.next).previous };
+        *back = r.previous;
+        let mut link = bucket(registry, &r.name[..r.name_len]);
         while !(*link).is_null() {
             if *link == record {
-                *link = (*record).next;
-                return;
+                *link = r.same_bucket;
+                break;
             }
-            link = &mut (**link).next;
+            link = &mut (**link).same_bucket;
         }
     }
 }

@@ -14,6 +14,8 @@ pub(crate) use layout;
 
 /// FNV-1a's offset basis: where a [`fingerprint`] starts.
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's 64-bit prime.
+pub const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
 /// FNV-1a over the numbers of `layouts` ([`layout!`]s), from `hash`: what
 /// a shared zone's name version is checked against at build time.
@@ -22,7 +24,7 @@ pub const fn fingerprint(mut hash: u64, layouts: &[&[usize]]) -> u64 {
     while i < layouts.len() {
         let mut j = 0;
         while j < layouts[i].len() {
-            hash = (hash ^ layouts[i][j] as u64).wrapping_mul(0x0100_0000_01b3);
+            hash = (hash ^ layouts[i][j] as u64).wrapping_mul(FNV_PRIME);
             j += 1;
         }
         i += 1;

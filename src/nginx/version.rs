@@ -50,7 +50,7 @@ mod imp {
     pub type ConfigWord = ngx_uint_t;
 
     /// `registry::ZONE_LAYOUT` with this nginx's peer structs.
-    pub const DYUPS_ZONE_LAYOUT: u64 = 0x0f35_10a8_9bb6_10f7;
+    pub const DYUPS_ZONE_LAYOUT: u64 = 0x9580_a460_e276_f8d7;
 
     /// Tells nginx that the set of peers or their weights changed (not for
     /// down/up and the other parameters: a request whose list moved gets no
@@ -199,7 +199,7 @@ mod imp {
     pub type ConfigWord = ();
 
     /// `registry::ZONE_LAYOUT` with this nginx's peer structs.
-    pub const DYUPS_ZONE_LAYOUT: u64 = 0xd2be_abe3_26ff_7257;
+    pub const DYUPS_ZONE_LAYOUT: u64 = 0xe548_db2d_af14_bfb7;
 
     /// No generation word.
     ///

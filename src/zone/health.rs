@@ -531,15 +531,7 @@ impl<'z> HealthZone<'z> {
             if !slot.is_live() || slot.is_runtime() != runtime || !slot.upstream_is(upstream.as_bytes()) {
                 continue;
             }
-            let (_, range) = slot.key_ranges();
-            // SAFETY: the range is within the slot and at most
-            // SOCKADDR_STRLEN long; the key does not change under the mutex.
-            let name = unsafe {
-                for (i, b) in name.iter_mut().enumerate().take(range.len()) {
-                    *b = ptr::read_volatile(range.cast::<u8>().add(i));
-                }
-                &name[..range.len()]
-            };
+            let name = slot.name_locked(&mut name);
             let first = by_name.partition_point(|&i| peers[i].name.as_bytes() < name);
             for &i in &by_name[first..] {
                 if peers[i].name.as_bytes() != name {
@@ -705,6 +697,18 @@ impl Slot {
         let (u, _) = self.key_ranges();
         // SAFETY: the key does not change under the mutex.
         u.len() == upstream.len() && unsafe { volatile_eq(u, upstream) }
+    }
+
+    /// The peer's name, copied into `buffer`; the caller holds the zone's
+    /// mutex. Allocates nothing.
+    fn name_locked<'b>(&self, buffer: &'b mut [u8; SOCKADDR_STRLEN]) -> &'b [u8] {
+        let (_, name) = self.key_ranges();
+        for (i, byte) in buffer.iter_mut().take(name.len()).enumerate() {
+            // SAFETY: within the slot's name; the key does not change under
+            // the mutex.
+            *byte = unsafe { ptr::read_volatile(name.cast::<u8>().add(i)) };
+        }
+        &buffer[..name.len()]
     }
 
     /// Where the key is: (upstream name, peer name).
@@ -1229,6 +1233,11 @@ pub struct RuntimeSlots<'z> {
     /// Per name: the first earlier name it repeats (a server given twice
     /// has one slot), if any.
     earlier: Vec<Option<usize>>,
+    /// The names that repeat none, as indexes sorted by name, and per
+    /// name the live slot it keeps (and its health), found by `prepare` in
+    /// one walk of the zone.
+    by_name: Vec<usize>,
+    kept: Vec<Option<(usize, bool)>>,
     default_down: bool,
     /// Per name: its slot, once prepared.
     slots: Vec<usize>,
@@ -1244,7 +1253,7 @@ impl<'z> RuntimeSlots<'z> {
     /// with `default_down`, in `zone`.
     pub fn new(zone: HealthZone<'z>, upstream: &str, names: Vec<Vec<u8>>, default_down: bool) -> RuntimeSlots<'z> {
         let n = names.len();
-        let earlier = {
+        let earlier: Vec<Option<usize>> = {
             let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(n);
             names
                 .iter()
@@ -1252,11 +1261,15 @@ impl<'z> RuntimeSlots<'z> {
                 .map(|(i, name)| Some(*first.entry(name).or_insert(i)).filter(|&j| j != i))
                 .collect()
         };
+        let mut by_name: Vec<usize> = (0..n).filter(|&i| earlier[i].is_none()).collect();
+        by_name.sort_unstable_by(|&a, &b| names[a].cmp(&names[b]));
         RuntimeSlots {
             zone,
             upstream: upstream.to_ascii_lowercase().into_bytes(),
             names,
             earlier,
+            by_name,
+            kept: vec![None; n],
             default_down,
             slots: Vec::with_capacity(n),
             down: Vec::with_capacity(n),
@@ -1274,8 +1287,20 @@ impl<'z> RuntimeSlots<'z> {
         let slab = unsafe { SlabLocked::new(zone.pool) };
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
+        // One walk finds the live slots of the servers that stay (a walk
+        // per server cost servers x slots under the mutex).
+        let mut buffer = [0; SOCKADDR_STRLEN];
+        for (index, slot) in zone.slots() {
+            if !(slot.is_live() && slot.is_runtime() && slot.upstream_is(&self.upstream)) {
+                continue;
+            }
+            let name = slot.name_locked(&mut buffer);
+            if let Ok(at) = self.by_name.binary_search_by(|&i| self.names[i].as_slice().cmp(name)) {
+                self.kept[self.by_name[at]].get_or_insert((index, slot.counters().down));
+            }
+        }
         let mut next_free = 0;
-        for (name, earlier) in self.names.iter().zip(&self.earlier) {
+        for (i, (name, earlier)) in self.names.iter().zip(&self.earlier).enumerate() {
             if let Some(&j) = earlier.as_ref() {
                 // A server given twice: the slot of its first line.
                 let (index, down) = (self.slots[j], self.down[j]);
@@ -1284,9 +1309,8 @@ impl<'z> RuntimeSlots<'z> {
                 continue;
             }
             let key = Key { upstream: &self.upstream, name, runtime: true };
-            let found = zone.slots().find(|(_, s)| s.is_live() && s.is_runtime() && s.is(key.upstream, key.name));
-            let (index, down) = match found {
-                Some((index, slot)) => (index, slot.counters().down),
+            let (index, down) = match self.kept[i] {
+                Some(kept) => kept,
                 None => {
                     let claimed = zone.claim_locked(next_free, key, Counters::new(self.default_down), now, PENDING);
                     let Some(index) = claimed else {

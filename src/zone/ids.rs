@@ -10,4 +10,4 @@
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub use crate::nginx::peer_stats::{ensure_ids, inherit};
+pub use crate::nginx::peer_stats::{ensure_ids, inherit, InheritRoom};
