@@ -205,10 +205,15 @@ pub unsafe fn inherit(
         for o in old_list.peers() {
             let name = o.name();
             let first = by_name.partition_point(|&(p, _)| peer(p).name() < name);
+            // The first old peer of a name gives its record to every new
+            // peer of that name at once; a later one finds them taken and
+            // is skipped without a walk (a walk per old duplicate cost
+            // duplicates² under the registry's lock, review 22).
+            if by_name.get(first).map_or(true, |&(p, taken)| taken || peer(p).name() != name) {
+                continue;
+            }
             for (raw, taken) in by_name[first..].iter_mut().take_while(|(p, _)| peer(*p).name() == name) {
-                if core::mem::replace(taken, true) {
-                    continue; // an earlier server of `old` of this address gave its record
-                }
+                *taken = true;
                 let kept = peer(*raw);
                 let given = kept.id();
                 kept.copy_record_from(o);
