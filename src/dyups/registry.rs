@@ -350,7 +350,7 @@ impl WriteHeld<'_, '_> {
                 // SAFETY: as above; the text never changes.
                 let interval_ms = unsafe { list_check(list) }.map_or(1000, |c| c.interval_ms);
                 found.push(CheckedServers {
-                    upstream: String::from_utf8_lossy(&r.name[..r.name_len]).into_owned(),
+                    upstream: String::from_utf8_lossy(r.name()).into_owned(),
                     interval_ms,
                     // SAFETY: as above.
                     servers: unsafe { names_of_fixed_list(list) },
@@ -384,7 +384,7 @@ impl WriteHeld<'_, '_> {
                 match unsafe { ListsWriteLocked::within(r.peers, Duration::from_millis(100)) } {
                     // SAFETY: a registry list starts a RegistryList.
                     Some(mut locked) => ensure_ids(&locked.lists(), unsafe { registry_counters(r.peers) }),
-                    None => skipped.push(String::from_utf8_lossy(&r.name[..r.name_len]).into_owned()),
+                    None => skipped.push(String::from_utf8_lossy(r.name()).into_owned()),
                 }
             }
             record = r.next;
@@ -1092,10 +1092,15 @@ impl Drop for ReadSection {
 }
 
 impl Record {
+    /// Its upstream's name, as given when it was made.
+    fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+
     fn view<'s>(&self) -> RecordView<'s> {
         let slot = &self.balancers[usize::from(self.current_balancer & 1)];
         RecordView {
-            name: String::from_utf8_lossy(&self.name[..self.name_len]).into_owned(),
+            name: String::from_utf8_lossy(self.name()).into_owned(),
             version: self.version,
             deleted: self.deleted,
             // Only Balancer::code writes the byte.
@@ -1137,7 +1142,7 @@ unsafe fn repair(registry: &mut Registry, health: Option<HealthZone>) {
             let r = &mut *record;
             r.previous = previous;
             previous = record;
-            let bucket = bucket(registry, &r.name[..r.name_len]);
+            let bucket = bucket(registry, r.name());
             r.same_bucket = *bucket;
             *bucket = record;
             registry.next_version += 1;
@@ -1228,7 +1233,7 @@ unsafe fn find_record(registry: &Registry, name: impl AsRef<[u8]>) -> Option<*mu
         let mut record = *bucket(registry, name);
         while !record.is_null() {
             let r = &*record;
-            if r.name[..r.name_len].eq_ignore_ascii_case(name) {
+            if r.name().eq_ignore_ascii_case(name) {
                 return Some(record);
             }
             record = r.same_bucket;
@@ -1271,9 +1276,9 @@ unsafe fn append_record(registry: &mut Registry, record: *mut Record) {
         *link = record;
         compiler_fence(SeqCst);
         #[cfg(debug_assertions)]
-        stall_for_tests("append_chained", &String::from_utf8_lossy(&r.name[..r.name_len]));
+        stall_for_tests("append_chained", &String::from_utf8_lossy(r.name()));
         registry.last = record;
-        let bucket = bucket(registry, &r.name[..r.name_len]);
+        let bucket = bucket(registry, r.name());
         r.same_bucket = *bucket;
         *bucket = record;
     }
@@ -1292,10 +1297,10 @@ unsafe fn unlink_record(registry: &mut Registry, record: *mut Record) {
         *link = r.next;
         compiler_fence(SeqCst);
         #[cfg(debug_assertions)]
-        stall_for_tests("delete_unchained", &String::from_utf8_lossy(&r.name[..r.name_len]));
+        stall_for_tests("delete_unchained", &String::from_utf8_lossy(r.name()));
         let back = if r.next.is_null() { &mut registry.last } else { &mut (*r.next).previous };
         *back = r.previous;
-        let mut link = bucket(registry, &r.name[..r.name_len]);
+        let mut link = bucket(registry, r.name());
         while !(*link).is_null() {
             if *link == record {
                 *link = r.same_bucket;
