@@ -617,3 +617,46 @@ main::post('five', 'server ' . main::addr(2) . ';');
 nginx_restart();
 is(join('', map { http_get("/upstream/$_")->{body} } qw(one two three four five)),
    main::dline(1) . main::dline(2) x 4, 'after a restart: all five');
+
+=== TEST 12: each worker renders only the upstreams changed since its last write (hunt 22 F2): changes made by another worker in between, a deletion and a re-creation of the same name, all reach the file written by the first worker's next change
+--- workers: 2
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_8 reuseport;
+    add_header X-Pid $pid always;
+    location / { dyups_interface; }
+}
+--- config
+location / { dyups_interface; }
+--- perl
+# One keep-alive connection on each of the two workers.
+my %on;
+for (1 .. 40) {
+    my $c = NginxTest::Dyups::keepalive(port(8));
+    my $pid = $c->request('GET', '/list', 'localhost')->{pid} // next;
+    $on{$pid} //= $c;
+    last if keys %on == 2;
+}
+my ($a, $b) = values %on;
+ok(defined $b, 'a connection on each worker') or return;
+my $change = sub {
+    my ($c, $method, $name, $n) = @_;
+    my $r = $c->request($method, "/upstream/$name", 'localhost', defined $n ? 'server ' . main::addr($n) . ';' : undef);
+    is("$r->{status} $r->{body}", '200 success', "$method /upstream/$name" . (defined $n ? " (server $n)" : '') . " on worker $r->{pid}");
+};
+$change->($a, 'POST', 'one', 1);
+$change->($a, 'POST', 'two', 1);
+main::file_is([ map { main::ublock($_, main::sv(1)) } qw(one two) ], 'the first worker wrote both');
+$change->($b, 'POST', 'one', 2);
+$change->($a, 'POST', 'three', 1);
+main::file_is([ main::ublock('one', main::sv(2)), map { main::ublock($_, main::sv(1)) } qw(two three) ],
+              'the other worker replaced one: the first worker\'s next write has it');
+$change->($b, 'DELETE', 'two');
+$change->($b, 'POST', 'two', 3);
+$change->($a, 'POST', 'four', 1);
+main::file_is([ main::ublock('one', main::sv(2)), main::ublock('two', main::sv(3)), map { main::ublock($_, main::sv(1)) } qw(three four) ],
+              'deleted and created again by the other worker: the new one');
+$change->($b, 'DELETE', 'three');
+$change->($a, 'DELETE', 'four');
+main::file_is([ main::ublock('one', main::sv(2)), main::ublock('two', main::sv(3)) ], 'deletions by both workers');

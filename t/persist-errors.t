@@ -772,9 +772,13 @@ waitpid($gone, 0);
 for my $pid ($gone, $$) {
     open(my $fh, '>', data_dir() . "/.backends.state.$pid.tmp") or die "$!";
 }
+# A gone process's temporary of a file that is no state file stays.
+open(my $other, '>', data_dir() . "/.other.state.$gone.tmp") or die "$!";
+close $other;
 nginx_restart();
-is($temporaries->(), ".backends.state.$$.tmp", 'after a restart without the limit: the gone process\'s temporary file is removed, the live one\'s kept');
-unlink(data_dir() . "/.backends.state.$$.tmp");
+is($temporaries->(), ".backends.state.$$.tmp .other.state.$gone.tmp",
+   'after a restart without the limit: the gone process\'s temporary file is removed, the live one\'s kept, another file\'s kept');
+unlink(data_dir() . "/.backends.state.$$.tmp", data_dir() . "/.other.state.$gone.tmp");
 @listed = main::verbose() =~ /^server /mg;
 is(scalar @listed, scalar @in_file, '  the restart restored what the file held');
 is(http_get('/dynamic?upstream=backends&add=&server=127.0.0.1:30999')->{status}, 200, 'a change is written again');

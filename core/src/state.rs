@@ -31,7 +31,7 @@ pub struct StateError {
     pub text: String,
 }
 
-const HEADER: &str = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
+pub const HEADER: &str = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
 /// The 1-based line of byte offset `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
@@ -472,17 +472,25 @@ fn parse_block(block: &str, first_line: usize, name: &str) -> Result<UpstreamSpe
 pub fn render_dyups_conf(entries: &[DyupsEntry]) -> String {
     let mut out = String::from(HEADER);
     for entry in entries {
-        match entry {
-            DyupsEntry::Upstream(name, spec) => {
-                let _ = writeln!(out, "upstream {name} {{");
-                for line in config_text(spec).lines() {
-                    let _ = writeln!(out, "    {line}");
-                }
-                out.push_str("}\n");
+        out.push_str(&render_dyups_entry(entry));
+    }
+    out
+}
+
+/// One upstream's block of a `dyups_upstream_conf` file: the file is
+/// [`HEADER`] and its upstreams' blocks in order.
+pub fn render_dyups_entry(entry: &DyupsEntry) -> String {
+    let mut out = String::new();
+    match entry {
+        DyupsEntry::Upstream(name, spec) => {
+            let _ = writeln!(out, "upstream {name} {{");
+            for line in config_text(spec).lines() {
+                let _ = writeln!(out, "    {line}");
             }
-            DyupsEntry::Deleted(name) => {
-                let _ = writeln!(out, "upstream {name} {{\n    deleted;\n}}");
-            }
+            out.push_str("}\n");
+        }
+        DyupsEntry::Deleted(name) => {
+            let _ = writeln!(out, "upstream {name} {{\n    deleted;\n}}");
         }
     }
     out

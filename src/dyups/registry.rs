@@ -205,6 +205,19 @@ struct Removal {
     name: [u8; MAX_NAME],
 }
 
+/// A record's name and version ([`Dyups::versions`]).
+pub struct RecordVersion {
+    pub version: u64,
+    name_len: usize,
+    name: [u8; MAX_NAME],
+}
+
+impl RecordVersion {
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len.min(MAX_NAME)]
+    }
+}
+
 /// What a worker must apply to catch up with the registry (see
 /// [`Dyups::changes_since`]).
 pub struct Changes<'s> {
@@ -929,6 +942,39 @@ impl<'z> Dyups<'z> {
             all.then(|| registry.generation.load(SeqCst))
         });
         (generation, raw.iter().map(Record::view).collect())
+    }
+
+    /// Each record's name and version, in creation order: what a writer of
+    /// the dyups file needs to tell the records that changed since it last
+    /// rendered them (a fraction of [`Self::records`]' copy). Copied under
+    /// the lock into room reserved before it; none outside a section of
+    /// this registry.
+    pub fn versions(&self, section: &ReadSection) -> Vec<RecordVersion> {
+        if !self.read_in(section) {
+            return Vec::new();
+        }
+        let mut capacity = self.count() + 4;
+        loop {
+            let mut out: Vec<RecordVersion> = Vec::with_capacity(capacity);
+            let reading = self.read_lock();
+            // SAFETY: the registry is read under its lock; every linked
+            // record is allocated; each copy is a fixed-size value pushed
+            // within the capacity (no allocation under the lock).
+            let complete = unsafe {
+                let mut record = (*self.registry).records;
+                while !record.is_null() && out.len() < out.capacity() {
+                    let r = &*record;
+                    out.push(RecordVersion { version: r.version, name_len: r.name_len, name: r.name });
+                    record = r.next;
+                }
+                record.is_null()
+            };
+            drop(reading);
+            if complete {
+                return out;
+            }
+            capacity = (capacity * 2).max(self.count() + 4);
+        }
     }
 
     /// What changed after version `seen` (None: never synced): the changed

@@ -8,6 +8,7 @@
 //! also holds the claim of the nginx that read the state file last
 //! ([`FileLock::claim`]).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -125,20 +126,37 @@ fn temporary_name(name: &std::ffi::OsStr, pid: u32) -> std::ffi::OsString {
     tmp_name
 }
 
-/// Removes the temporary files of `path` that processes now gone left
-/// (killed while writing it, see [`write_atomically`]); a live process's
-/// is being written. What cannot be removed stays: it is only litter.
-pub fn remove_stale_temporaries(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
-    let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else { return };
-    let prefix = format!(".{name}.");
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let pid = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".tmp")?.parse::<i32>().ok());
-        if pid.is_some_and(|pid| crate::nginx::process::gone(pid, 0)) {
-            let _ = fs::remove_file(entry.path());
+/// Removes the temporary files of `paths` that processes now gone left
+/// (killed while writing one, see [`write_atomically`]); a live process's
+/// is being written. Each directory is read once, however many of the
+/// files it holds (a start with thousands of state files in one
+/// directory). What cannot be removed stays: it is only litter.
+pub fn remove_stale_temporaries<'p>(paths: impl IntoIterator<Item = &'p Path>) {
+    let mut names_by_dir: HashMap<&Path, HashSet<&str>> = HashMap::new();
+    for path in paths {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            names_by_dir.entry(dir).or_default().insert(name);
         }
     }
+    for (dir, names) in names_by_dir {
+        let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some((name, pid)) = file_name.to_str().and_then(parse_temporary_name) else { continue };
+            if names.contains(name) && crate::nginx::process::gone(pid, 0) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The file name and the writer's pid of a [`temporary_name`].
+fn parse_temporary_name(file_name: &str) -> Option<(&str, i32)> {
+    let (name, pid) = file_name.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.')?;
+    let pid: u32 = pid.parse().ok()?;
+    Some((name, i32::try_from(pid).ok().filter(|&pid| pid > 0)?))
 }
 
 /// Replaces the file with `content` atomically and durably.

@@ -6,6 +6,7 @@
 
 pub mod change_log;
 pub mod dyups;
+pub mod dyups_conf;
 pub mod plus;
 pub mod state_files;
 pub mod zone;

@@ -43,10 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use dynamic_upstream_core::dyups::UpstreamSpec;
-use dynamic_upstream_core::state::{
-    parse_dyups_conf, parse_server_state, render_dyups_conf, render_server_state, specs_of, DyupsEntry,
-};
+use dynamic_upstream_core::state::{parse_dyups_conf, parse_server_state, render_server_state, DyupsEntry};
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 
@@ -59,6 +56,7 @@ use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::process::{self, signalling, testing_configuration};
 use crate::nginx::upstreams::Upstream;
+use crate::ops::dyups_conf;
 use crate::zone::upstream::{has_bookkeeping, mark_state_not_restored, set_state_path, state_file_of, ZoneUpstream};
 
 /// `dyups_upstream_conf`, resolved (set by the master for each cycle).
@@ -297,19 +295,27 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
     if testing_configuration() {
         return; // nginx -t: nothing is restored, nothing claimed
     }
+    // A process that serves this cycle too (`master_process off`) renders
+    // its registry's blocks anew.
+    dyups_conf::forget();
     let cycle = init.cycle();
     let Some(dyups) = Dyups::of_new_cycle(init) else {
         return;
     };
     let mut claims = Claims::new();
-    for upstream in cycle.upstreams() {
-        let path = resolve(cycle, state_file_of(upstream));
+    let dyups_file = resolve(cycle, main.dyups_file());
+    let state_paths: Vec<(Upstream<'_>, Option<PathBuf>)> =
+        cycle.upstreams().into_iter().map(|upstream| (upstream, resolve(cycle, state_file_of(upstream)))).collect();
+    // One read of each directory for all the files (not one per file).
+    persist::remove_stale_temporaries(
+        state_paths.iter().filter_map(|(_, p)| p.as_deref()).chain(dyups_file.as_deref()),
+    );
+    for (upstream, path) in state_paths {
         set_state_path(init, upstream, path.clone());
         let Some(path) = path else { continue };
         // Claimed whatever follows: an old nginx's workers must not change
         // a file this one will write.
         claims.claim_path("dynamic_state_file", &path);
-        persist::remove_stale_temporaries(&path);
         if !has_bookkeeping(upstream) {
             // No room for bookkeeping (logged): nothing can be restored.
             if persist::read(&path).is_ok_and(|text| text.is_some()) {
@@ -337,11 +343,9 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
         }
     }
     DYUPS_FILE_BEHIND.store(false, Relaxed);
-    let dyups_file = resolve(cycle, main.dyups_file());
     // The master's previous cycle's file (the static outlives reloads).
     let previous = DYUPS_FILE.lock().ok().and_then(|mut slot| core::mem::replace(&mut *slot, dyups_file.clone()));
     if let Some(path) = dyups_file {
-        persist::remove_stale_temporaries(&path);
         if dyups.take_first_load(init) {
             claims.claim_path("dyups_upstream_conf", &path);
             if let Err(text) = restore_dyups(&dyups, &path, cycle) {
@@ -610,26 +614,16 @@ pub fn save_zone_upstream(zone: &ZoneUpstream) -> Result<(), ApiError> {
     persist::write_atomically(path, render_server_state(&servers).as_bytes()).map_err(|e| failure(path, &e))
 }
 
-/// After a change to the dyups registry (holding the ChangeGuard).
+/// After a change to the dyups registry (holding the ChangeGuard): the
+/// upstreams' blocks that changed are rendered again ([`dyups_conf`]).
 pub fn save_dyups() -> Result<(), ApiError> {
     let Some(path) = dyups_file() else { return Ok(()) };
     let Some(dyups) = Dyups::get() else { return Ok(()) };
     let section = ReadSection::new(&dyups);
-    let (_, records) = dyups.records(&section);
-    let entries: Result<Vec<DyupsEntry>, String> = records
-        .iter()
-        .map(|r| {
-            if r.deleted || !r.has_list() {
-                return Ok(DyupsEntry::Deleted(r.name.clone()));
-            }
-            let servers = specs_of(&r.peers())?;
-            let check = r.check();
-            Ok(DyupsEntry::Upstream(r.name.clone(), UpstreamSpec { balancer: r.balancer.clone(), servers, check }))
-        })
-        .collect();
+    let text = dyups_conf::render(&dyups, &section);
     drop(section);
-    let entries = entries.map_err(|e| failure(&path, &e))?;
-    persist::write_atomically(&path, render_dyups_conf(&entries).as_bytes()).map_err(|e| failure(&path, &e))
+    let text = text.map_err(|e| failure(&path, &e))?;
+    persist::write_atomically(&path, text.as_bytes()).map_err(|e| failure(&path, &e))
 }
 
 /// A state file that could not be written: logged, and answered with 500.

@@ -132,6 +132,34 @@ pub fn update_locked(
     Ok((name, before))
 }
 
+/// Sets max_fails, fail_timeout, max_conns and down of any number of peers
+/// in one walk of each list, under both write locks: `params` answers a
+/// peer's new values (None leaves it as it is). Weights stay as they are
+/// (a `weight` in the answer is ignored), so the totals need no check; a
+/// peer nginx's resolver made is left alone, as [`update_locked`] refuses
+/// it.
+pub fn set_parameters_locked<'p>(
+    zone: ZoneLists,
+    counters: &UpstreamCounters,
+    params: impl Fn(LockedPeer<'_>) -> Option<(&'p PeerParams, Option<bool>)>,
+) {
+    let mut locks = zone.write_lock();
+    let mut lists = locks.lists();
+    let unweighted = |peer: LockedPeer<'_>| {
+        if peer.resolved_from().is_some() {
+            return None;
+        }
+        params(peer).filter(|(params, _)| params.weight.is_none())
+    };
+    for backup in [false, true] {
+        // SAFETY: no peer is removed or added and no weight changes, so the
+        // lists keep their totals and sizes; set_single follows.
+        unsafe { lists.edit(backup, unweighted, |_| true, |_| {}, core::iter::empty()) };
+    }
+    lists.set_single();
+    counters.bump();
+}
+
 /// The list holding the peer `target`, and the peer.
 fn find_in_lists<'l>(lists: &'l LockedLists<'_>, target: Target) -> Option<(LockedList<'l>, LockedPeer<'l>)> {
     [lists.list(false), lists.list(true)].into_iter().flatten().find_map(|list| {

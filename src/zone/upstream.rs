@@ -4,7 +4,9 @@
 
 pub mod request_hook;
 
+use core::cell::Cell;
 use core::ptr;
+use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::balancer::chash_table_refusal;
 use dynamic_upstream_core::error::human_size;
@@ -29,8 +31,8 @@ use crate::nginx::version::TABLES_FOLLOW_CHANGES;
 use crate::zone::health::{show_health, HealthListing, HealthZone, Pending};
 use crate::zone::ids::ensure_ids;
 use crate::zone::peers::{
-    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, update_locked, ListLimits, Lost, PeerName,
-    Refusal, Target,
+    add_locked, max_peers_for_zone, name_of, remove_locked, replace_locked, set_parameters_locked, update_locked,
+    ListLimits, Lost, PeerName, Refusal, Target,
 };
 use crate::zone::reclaim::ZoneState;
 use crate::zone::tried_bitmap::SpareBitmaps;
@@ -803,26 +805,44 @@ impl<'c> ZoneUpstream<'c> {
     }
 
     /// For balancers with fixed tables: the state's parameters of servers
-    /// the upstream has; other differences are reported.
+    /// the upstream has; other differences are reported. Linear in the
+    /// servers (it runs in the master at every start and reload): the sets
+    /// are compared as hash sets, and the parameters set in one walk of the
+    /// lists, the k-th peer of a name taking the k-th server of that name.
     fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        let current: Vec<String> = self.static_peers().into_iter().map(|p| p.name).collect();
-        let wanted: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
-        if current.iter().any(|n| !wanted.contains(n)) || wanted.iter().any(|n| !current.contains(n)) {
+        let current: HashSet<String> = self.static_peers().into_iter().map(|p| p.name).collect();
+        let addresses: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
+        let wanted: HashSet<&str> = addresses.iter().map(String::as_str).collect();
+        if wanted.len() != current.len() || !current.iter().all(|name| wanted.contains(name.as_str())) {
             return Err(format!(
                 "its servers differ from the configuration's, and the {} balancer cannot change its set of \
                  servers: remove the file to start from the configuration",
                 self.balancer().name()
             ));
         }
-        for spec in servers {
+        // Each name's servers in the file's order, and how many of them
+        // peers took so far.
+        #[derive(Default)]
+        struct Saved {
+            params: Vec<(PeerParams, Option<bool>)>,
+            taken: Cell<usize>,
+        }
+        let mut by_name: HashMap<&[u8], Saved> = HashMap::new();
+        for (spec, address) in servers.iter().zip(&addresses) {
             let params = PeerParams {
                 weight: None,
                 max_fails: Some(spec.max_fails),
                 fail_timeout: Some(spec.fail_timeout),
                 max_conns: Some(spec.max_conns),
             };
-            self.update(&PeerAddress::new(&spec.address), &params, Some(spec.down)).map_err(|e| e.text)?;
+            by_name.entry(address.as_bytes()).or_default().params.push((params, Some(spec.down)));
         }
+        set_parameters_locked(self.lists(), self.counters(), |peer| {
+            let saved = by_name.get(peer.name())?;
+            let (params, down) = saved.params.get(saved.taken.get())?;
+            saved.taken.set(saved.taken.get() + 1);
+            Some((params, *down))
+        });
         Ok(())
     }
 
