@@ -161,3 +161,37 @@ location /api { dynamic_upstream_api write=on; }
 location / { proxy_pass http://backends; proxy_next_upstream off; }
 --- perl
 main::move_then_remove(1);
+
+=== TEST 5: a PUT that removes the backup copy of a checked server that is also a primary keeps checking the primary copy; a PUT that removes that one too stops its checks
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0 backup;
+    check interval=200 rise=1 fall=1 timeout=400 type=http;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; proxy_next_upstream off; }
+--- perl
+my ($p1, $p2) = map { port($_) } 1 .. 2;
+my ($b1, $b2) = (main::backend($p1), main::backend($p2));
+ok(defined main::wait_until(5, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), 'port 2 is probed and up');
+my $r = http('PUT', '/api/9/http/upstreams/backends/servers',
+             qq([{"server":"127.0.0.1:$p1","max_fails":0},{"server":"127.0.0.1:$p2","max_fails":0}]));
+main::plus_json($r, 200, 'PUT: the backup copy of port 2 is removed');
+my $listed = JSON::PP->new->decode(http_get('/api/9/http/upstreams/backends')->{body});
+is(join(' ', map { $_->{server} =~ s/.*://r . ($_->{backup} ? '(backup)' : '') } @{ $listed->{peers} }), "$p1 $p2",
+   'the primary copy of port 2 is left');
+my $probes = $b2->accepted;
+ok(defined main::wait_until(3, sub { $b2->accepted > $probes + 2 }), 'it is still probed');
+$b2->stop;
+ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'unhealthy' }), '  and its health follows its backend');
+$b2 = main::backend($p2);
+ok(defined main::wait_until(3, sub { main::peer("127.0.0.1:$p2")->{state} eq 'up' }), '  up again');
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p1","max_fails":0}]));
+main::plus_json($r, 200, 'PUT: the primary copy is removed too');
+$probes = $b2->accepted;
+ok(!defined main::wait_until(1.5, sub { $b2->accepted > $probes + 1 }), 'no probe of the removed server for 7 intervals')
+    or diag($b2->accepted - $probes . ' more probes');

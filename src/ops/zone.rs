@@ -168,7 +168,7 @@ fn apply_replace(
             .map(|c| PeerAddress::new(&c.spec.address))
             .collect();
         let slots = zone.claim_slots(&added, &removed)?;
-        match zone.replace(revision, &plan, &added, slots) {
+        match zone.replace(revision, &plan, &added, &removed, slots) {
             Ok(()) => return Ok(Some(current.len())),
             Err(Lost::Race) => continue,
             Err(Lost::NoRoom) => return Err(ApiError::no_room(&zone.zone_name(), zone.zone_size())),

@@ -322,12 +322,27 @@ impl<'z> HealthZone<'z> {
         (0..self.high()).map(move |i| (i, self.slot(i)))
     }
 
-    /// Claims a free slot for (`upstream`, `name`) in `state`; None when
-    /// every slot is taken.
-    fn claim(self, upstream: &[u8], name: &[u8], counters: Counters, due: u32, state: u32) -> Option<usize> {
+    /// Claims a free slot for (`upstream`, `name`) in `state`, the first
+    /// from `*next_free` on (then from the start), and moves `*next_free`
+    /// past it: a caller claiming many slots searches the zone about once,
+    /// not once per slot. None when every slot is taken.
+    fn claim(
+        self,
+        upstream: &[u8],
+        name: &[u8],
+        counters: Counters,
+        due: u32,
+        state: u32,
+        next_free: &mut usize,
+    ) -> Option<usize> {
+        let key = Key { upstream, name, runtime: false };
         // SAFETY: the zone's pool; slots are keyed under its mutex.
         let _slab = unsafe { SlabLocked::new(self.pool) };
-        self.claim_locked(0, Key { upstream, name, runtime: false }, counters, due, state)
+        let index = self
+            .claim_locked(*next_free, key, counters, due, state)
+            .or_else(|| self.claim_locked(0, key, counters, due, state))?;
+        *next_free = index + 1;
+        Some(index)
     }
 
     /// Claims the first free slot from `from` on; the caller holds the
@@ -540,6 +555,31 @@ impl<'z> HealthZone<'z> {
                 peers[i].health = Some(slot.health());
             }
         }
+    }
+
+    /// The live slot, as (index, generation), of each of `names` (sorted,
+    /// without repeats) of the configuration upstream `upstream`: the first
+    /// in the zone's order where several are live. One walk of the zone
+    /// under its mutex, allocating nothing there (a replace of thousands of
+    /// servers used to walk the zone once per removed server, under the
+    /// upstream's write locks: hunt 22 F4).
+    pub fn live_slots_named(self, upstream: &[u8], names: &[&[u8]]) -> Vec<Option<(usize, u32)>> {
+        let mut found = vec![None; names.len()];
+        if names.is_empty() {
+            return found;
+        }
+        let mut name = [0u8; SOCKADDR_STRLEN];
+        // SAFETY: the zone's pool; keys do not change under its mutex.
+        let _slab = unsafe { SlabLocked::new(self.pool) };
+        for (index, slot) in self.slots() {
+            if !slot.is_live() || slot.is_runtime() || !slot.upstream_is(upstream) {
+                continue;
+            }
+            if let Ok(i) = names.binary_search(&slot.name_locked(&mut name)) {
+                found[i].get_or_insert((index, slot.gen()));
+            }
+        }
+        found
     }
 
     /// Copies the key and health of every live slot, under the zone's
@@ -978,18 +1018,20 @@ impl<'z> Pending<'z> {
         check: &CheckConf,
         name: &[u8],
     ) -> Result<Pending<'z>, ApiError> {
-        Self::claim_or_keep(zone, upstream, check, name, false)
+        Self::claim_or_keep(zone, upstream, check, name, false, &mut 0)
     }
 
     /// As [`Self::claim`], but the live slot of a server of that name (one
     /// the same change removes from the other list) is kept, with its
-    /// health.
+    /// health. A new slot is searched from `*next_free` on (see
+    /// [`HealthZone::claim`]: 0 for the whole zone).
     pub fn claim_or_keep(
         zone: Option<HealthZone<'z>>,
         upstream: &str,
         check: &CheckConf,
         name: &[u8],
         keep: bool,
+        next_free: &mut usize,
     ) -> Result<Pending<'z>, ApiError> {
         let zone = zone.ok_or_else(|| ApiError::new(500, "internal", "no health zone"))?;
         if keep && upstream.len() <= UPSTREAM_NAME_MAX && name.len() <= SOCKADDR_STRLEN {
@@ -1012,7 +1054,7 @@ impl<'z> Pending<'z> {
         let counters = Counters::new(check.default_down);
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
-        let index = zone.claim(upstream.as_bytes(), name, counters, now, PENDING).ok_or_else(|| {
+        let index = zone.claim(upstream.as_bytes(), name, counters, now, PENDING, next_free).ok_or_else(|| {
             ApiError::new(
                 507,
                 "check_zone_full",

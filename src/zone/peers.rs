@@ -221,7 +221,7 @@ fn finish_change<'a>(
     lists: &mut LockedLists<'a>,
     state: &ZoneState,
     new_backup: Option<NewList<'a>>,
-    on_linked: impl FnOnce(),
+    on_linked: impl FnOnce(&LockedLists<'_>),
 ) {
     if let Some(backup) = new_backup {
         // SAFETY: a new backup list of validated peers, within the totals
@@ -232,7 +232,7 @@ fn finish_change<'a>(
             lists.lock_slab().free_list(list);
         }
     }
-    on_linked();
+    on_linked(lists);
     lists.set_single();
     ensure_ids(lists, &state.counters);
     state.counters.bump();
@@ -250,7 +250,7 @@ pub fn add_locked(
     address: &PeerAddress,
     limits: ListLimits,
     health_down: bool,
-    on_linked: impl FnOnce(),
+    on_linked: impl FnOnce(&LockedLists<'_>),
 ) -> Result<(), Refusal> {
     let mut locks = zone.write_lock();
     let mut lists = locks.lists();
@@ -369,7 +369,8 @@ pub enum ListsRefused {
 /// on the heap under them).
 /// The new peers start down by their checks where `health_down` (one per
 /// entry of `added`) says so; `on_linked` runs once they are linked, still
-/// under the locks (it must not allocate).
+/// under the locks, with the lists as the change left them (it must not
+/// allocate).
 /// As the revision moves with every change under the locks, an unchanged
 /// revision means the lists are the ones the plan was made from.
 /// What the lists hold once the plan is applied is checked under the
@@ -393,7 +394,7 @@ pub unsafe fn replace_locked(
     added: &[(&ServerSpec, PeerAddress)],
     health_down: &[bool],
     mut retire: impl FnMut(UnlinkedPeer<'_>),
-    on_linked: impl FnOnce(),
+    on_linked: impl FnOnce(&LockedLists<'_>),
 ) -> Result<(), Lost> {
     // Allocated before the locks (with room for every new peer); each is
     // taken out as it is linked.

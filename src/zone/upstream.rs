@@ -457,7 +457,7 @@ impl<'c> ZoneUpstream<'c> {
         let health_down = slot.as_ref().is_some_and(|s| s.starts_down);
         // SAFETY: the primary list of a zone upstream.
         let added = unsafe {
-            add_locked(self.lists(), &*self.state, spec, address, self.list_limits(), health_down, || {
+            add_locked(self.lists(), &*self.state, spec, address, self.list_limits(), health_down, |_| {
                 if let Some(slot) = slot {
                     slot.activate();
                 }
@@ -546,24 +546,29 @@ impl<'c> ZoneUpstream<'c> {
     ) -> Result<Vec<Pending<'c>>, ApiError> {
         let Some(check) = &self.check else { return Ok(Vec::new()) };
         let name = self.name();
+        let removed: HashSet<&[u8]> = removed.iter().map(PeerAddress::name).collect();
+        // Free slots are searched from the last one claimed on.
+        let mut next_free = 0;
         added
             .iter()
             .map(|(_, address)| {
-                let moved = removed.iter().any(|r| r.name() == address.name());
-                Pending::claim_or_keep(self.health, &name, check, address.name(), moved)
+                let moved = removed.contains(address.name());
+                Pending::claim_or_keep(self.health, &name, check, address.name(), moved, &mut next_free)
             })
             .collect()
     }
 
     /// Makes the servers what `plan` says, if the upstream's revision is
     /// still `revision`: `added` are the plan's new servers with their
-    /// addresses and `slots` their health slots ([`Self::claim_slots`])
-    /// (see [`crate::zone::peers::replace_locked`]).
+    /// addresses and `slots` their health slots ([`Self::claim_slots`]),
+    /// `removed` the names of the servers it removes (see
+    /// [`crate::zone::peers::replace_locked`]).
     pub fn replace(
         &self,
         revision: u64,
         plan: &Plan,
         added: &[(&ServerSpec, PeerAddress)],
+        removed: &[PeerAddress],
         mut slots: Vec<Pending<'_>>,
     ) -> Result<(), Lost> {
         // The edit's contract, checked here whatever the caller did: a
@@ -573,13 +578,23 @@ impl<'c> ZoneUpstream<'c> {
         self.check_balancer_allows(plan.changes_set_or_weights(), backup).map_err(Lost::Balancer)?;
         let health_down: Vec<bool> =
             if slots.is_empty() { vec![false; added.len()] } else { slots.iter().map(|s| s.starts_down).collect() };
-        let kept: Vec<usize> = slots.iter().filter_map(Pending::kept_slot).collect();
-        let (health, upstream) = (self.health(), self.name());
-        // Filled under the locks within this capacity (no allocation).
-        let mut removed = Vec::with_capacity(if health.is_some() { plan.remove.len() } else { 0 });
+        let mut kept: Vec<usize> = slots.iter().filter_map(Pending::kept_slot).collect();
+        kept.sort_unstable();
+        // The removed servers' live slots, found before the locks: the
+        // unchanged revision under them says that no change of the
+        // upstream (which alone claims or frees its slots) came between.
+        let mut removed_names: Vec<&[u8]> = removed.iter().map(PeerAddress::name).collect();
+        removed_names.sort_unstable();
+        removed_names.dedup();
+        let health = self.health().filter(|_| !removed_names.is_empty());
+        let removed_slots = health.map(|h| h.live_slots_named(self.name().as_bytes(), &removed_names));
+        // Whether a peer of each removed name is linked once the change
+        // is made (a server given twice, or moved to the other list): its
+        // slot stays. Marked under the locks, so that a peer another
+        // worker adds after them has its own slot, never this one.
+        let mut stays = vec![false; removed_names.len()];
         // SAFETY: the primary list of a zone upstream; unlinked peers are
-        // handed to reclaim (under the locks), not freed. Their slots are
-        // found under the locks too (see slot_of_removed). The balancer
+        // handed to reclaim (under the locks), not freed. The balancer
         // follows the change (checked above) and the limit is the
         // upstream's own (max_peers_per_list).
         unsafe {
@@ -591,22 +606,28 @@ impl<'c> ZoneUpstream<'c> {
                 plan,
                 added,
                 &health_down,
-                |peer| {
-                    let slot = health.and_then(|h| h.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw()));
-                    if let Some(slot) = slot.filter(|_| removed.len() < removed.capacity()) {
-                        removed.push(slot);
+                |peer| (*self.state).retire(peer),
+                |lists| {
+                    // Drained: the vector's memory is freed after the locks.
+                    slots.drain(..).for_each(Pending::activate);
+                    if health.is_some() {
+                        for peer in [lists.list(false), lists.list(true)].into_iter().flatten().flat_map(|l| l.peers())
+                        {
+                            if let Ok(i) = removed_names.binary_search(&peer.name()) {
+                                stays[i] = true;
+                            }
+                        }
                     }
-                    (*self.state).retire(peer)
                 },
-                // Drained: the vector's memory is freed after the locks.
-                || slots.drain(..).for_each(Pending::activate),
             )
         }?;
         // The removed servers' checks stop with them (but the slot of one
         // that moved to the other list: its new peer keeps it).
-        if let Some(health) = health {
-            for (index, gen) in removed.into_iter().filter(|(index, _)| !kept.contains(index)) {
-                health.free_generation(index, gen);
+        if let (Some(health), Some(removed_slots)) = (health, removed_slots) {
+            for (slot, stays) in removed_slots.into_iter().zip(stays) {
+                if let Some((index, gen)) = slot.filter(|(index, _)| !stays && kept.binary_search(index).is_err()) {
+                    health.free_generation(index, gen);
+                }
             }
         }
         Ok(())
