@@ -377,3 +377,25 @@ my $reply = do { local $/; <$slow> } // '';
 like($reply, qr{^HTTP/1\.\d 200}, 'the old worker finished the POST');
 is_deeply(main::server_list('dyhost'),
           ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1", "2 127.0.0.1:$p3 w1", "3 127.0.0.1:$p5 w1"], 'the new server has the next ID');
+
+=== TEST 11: a run-time upstream POSTed again with a server given several times: each copy keeps the ID of the old copy in its place (the k-th of that address in the same list takes the k-th), extra copies get new IDs: no ID is listed twice (review 22: every copy took the first old copy's ID)
+--- http_config
+$TEST_NGINX_DYUPS_ON_4
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($a, $b, $c, $e, $p4) = map { port($_) } 1, 2, 3, 5, 4;
+my $post = sub {
+    my $r = http('POST', "http://127.0.0.1:$p4/upstream/dyhost", join '', map { "server 127.0.0.1:$_;" } @_);
+    is("$r->{status} $r->{body}", '200 success', 'POST ' . join(' ', @_));
+};
+$post->($a, $b, $a, "$c backup", "$a backup");
+is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$a w1", "1 127.0.0.1:$b w1", "2 127.0.0.1:$a w1",
+                                        "3 127.0.0.1:$c w1 backup", "4 127.0.0.1:$a w1 backup"], 'created: IDs 0 to 4');
+$post->("$a weight=2", $e, $a, $b, "$a backup", "$c backup", "$c backup");
+is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$a w2", "5 127.0.0.1:$e w1", "2 127.0.0.1:$a w1", "1 127.0.0.1:$b w1",
+                                        "4 127.0.0.1:$a w1 backup", "3 127.0.0.1:$c w1 backup", "6 127.0.0.1:$c w1 backup"],
+          'posted again: each copy of a server keeps its ID in order, the extra copy gets a new one');
+$post->($c, $a, "$a backup");
+is_deeply(main::server_list('dyhost'), ["7 127.0.0.1:$c w1", "0 127.0.0.1:$a w1", "4 127.0.0.1:$a w1 backup"],
+          'fewer copies: the first ones keep theirs');

@@ -160,15 +160,16 @@ fn give_ids(lists: &LockedLists<'_>, counters: &UpstreamCounters) {
 
 /// A new version of a run-time upstream (`new`, not published yet) takes
 /// over from `old` (null when created): a server of the same address in
-/// the same kind of list (primary or backup) keeps its ID and counters
-/// (the first of `old`'s servers of that address, if it has several),
-/// the others get new IDs (unless the caller gave them one), from `old`'s
-/// next free ID on. Requests that still hold `old` count into its peers
-/// until they end: those counts are not carried over (README). Sorts the
-/// new peers by name in `room` (reserved before the lock), so that a list
-/// of N servers costs N log N, not N² (seconds for 20,000 servers, every
-/// worker waiting on the lock). Allocates nothing (called under the
-/// registry's lock).
+/// the same kind of list (primary or backup) keeps its ID and counters,
+/// the k-th new server of an address taking the k-th old one's (in list
+/// order); the others, and copies beyond the old list's, get new IDs
+/// (unless the caller gave them one), from `old`'s next free ID on, so
+/// that no ID is given twice. Requests that still hold `old` count into
+/// its peers until they end: those counts are not carried over (README).
+/// Sorts the new peers by name (then position) in `room` (reserved before
+/// the lock), so that a list of N servers costs N log N, not N² (seconds
+/// for 20,000 servers, every worker waiting on the lock). Allocates
+/// nothing (called under the registry's lock).
 ///
 /// # Safety
 /// The caller holds the registry lock; `old` is null or the live list
@@ -193,33 +194,34 @@ pub unsafe fn inherit(
         };
         let by_name = &mut room.peers;
         by_name.clear();
-        for peer in list.peers() {
+        for (position, peer) in list.peers().enumerate() {
             if by_name.len() == by_name.capacity() {
                 break; // never: the room was reserved for every server
             }
-            by_name.push((peer.raw(), false));
+            by_name.push(NewPeerEntry { peer: peer.raw(), position, taken: 0 });
         }
         // SAFETY: the peers just taken from `list`, live for the call.
         let peer = |raw| unsafe { LockedPeer::assume(raw) };
-        by_name.sort_unstable_by(|a, b| peer(a.0).name().cmp(peer(b.0).name()));
+        by_name.sort_unstable_by(|a, b| peer(a.peer).name().cmp(peer(b.peer).name()).then(a.position.cmp(&b.position)));
         for o in old_list.peers() {
             let name = o.name();
-            let first = by_name.partition_point(|&(p, _)| peer(p).name() < name);
-            // The first old peer of a name gives its record to every new
-            // peer of that name at once; a later one finds them taken and
-            // is skipped without a walk (a walk per old duplicate cost
-            // duplicates² under the registry's lock, review 22).
-            if by_name.get(first).map_or(true, |&(p, taken)| taken || peer(p).name() != name) {
+            let first = by_name.partition_point(|e| peer(e.peer).name() < name);
+            // The first entry of a name's run counts the old peers of that
+            // name seen so far: the next one gives its record to the next
+            // new peer of the run (no walk of the run per old duplicate,
+            // which cost duplicates² under the registry's lock, review 22).
+            let Some(taken) = by_name.get(first).filter(|e| peer(e.peer).name() == name).map(|e| e.taken) else {
                 continue;
-            }
-            for (raw, taken) in by_name[first..].iter_mut().take_while(|(p, _)| peer(*p).name() == name) {
-                *taken = true;
-                let kept = peer(*raw);
-                let given = kept.id();
-                kept.copy_record_from(o);
-                if let Some(id) = given {
-                    kept.set_id(id);
-                }
+            };
+            by_name[first].taken += 1;
+            let Some(entry) = by_name.get(first + taken).filter(|e| peer(e.peer).name() == name) else {
+                continue; // more old copies of the name than new ones
+            };
+            let kept = peer(entry.peer);
+            let given = kept.id();
+            kept.copy_record_from(o);
+            if let Some(id) = given {
+                kept.set_id(id);
             }
         }
     }
@@ -237,7 +239,15 @@ pub unsafe fn inherit(
 /// Room for [`inherit`]'s peers sorted by name, reserved before the
 /// registry's lock is taken.
 pub struct InheritRoom {
-    peers: Vec<(*mut ngx_http_upstream_rr_peer_t, bool)>,
+    peers: Vec<NewPeerEntry>,
+}
+
+/// A new peer in [`InheritRoom`]: its place in its list, and (in the first
+/// entry of a name's run) how many old peers of that name gave theirs.
+struct NewPeerEntry {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    position: usize,
+    taken: usize,
 }
 
 impl InheritRoom {
