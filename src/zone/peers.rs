@@ -135,9 +135,9 @@ pub fn update_locked(
 /// Sets max_fails, fail_timeout, max_conns and down of any number of peers
 /// in one walk of each list, under both write locks: `params` answers a
 /// peer's new values (None leaves it as it is). Weights stay as they are
-/// (a `weight` in the answer is ignored), so the totals need no check; a
-/// peer nginx's resolver made is left alone, as [`update_locked`] refuses
-/// it.
+/// (an answer with a `weight` is ignored whole), so the totals need no
+/// check; a peer nginx's resolver made is left alone, as [`update_locked`]
+/// refuses it.
 pub fn set_parameters_locked<'p>(
     zone: ZoneLists,
     counters: &UpstreamCounters,
