@@ -14,6 +14,10 @@
 # upstream whose nginx answers fail, 1,000 upstreams of 10 servers (first
 # full sync, one later change). Where the module has the NGINX
 # Plus-compatible API (`dynamic_upstream_api`), configuration upstreams too.
+# Also: names that differ only in case (a key "Backends" for the
+# configuration upstream "backends", two keys "App" and "app"), a document
+# nginx refuses without the Plus API (not sent again at every check), an
+# agent whose stderr breaks, and etcd restored from a snapshot.
 # NDU_AGENT=PATH runs another build of the agent.
 # Everything it started is stopped by pid; ports come from free_port_block.
 #
@@ -32,7 +36,19 @@ plus=0
 grep -q dynamic_upstream_api "$module" && plus=1
 
 work=$(mktemp -d /tmp/ndu-etcd.XXXXXX)
-base=$(free_port_block 24)
+# NDU_PORT_BASE=P: the ports P .. P+23 instead of a block free_port_block
+# picks; checked free in every state (a port of Linux's ephemeral range,
+# 32768-60999, may be the local end of a client connection, which keeps a
+# listener off it).
+if [ -n "${NDU_PORT_BASE:-}" ]; then
+    base=$NDU_PORT_BASE
+    if ss -Htan | awk '{print $4}' | grep -qE ":($(seq -s '|' "$base" "$((base + 23))"))$"; then
+        echo "test-etcd: a port of $base-$((base + 23)) is in use" >&2
+        exit 1
+    fi
+else
+    base=$(free_port_block 24)
+fi
 echo "test-etcd: work directory $work, ports $base-$((base + 23)), Plus API: $([ $plus = 1 ] && echo yes || echo no)"
 
 export REPO_ROOT NGINX_BIN

@@ -1,9 +1,15 @@
 //! ndu-sync: keeps one nginx's upstreams equal to a desired state held in
 //! etcd (keys `PREFIX/upstreams/NAME`, see the README), without a reload.
 
-/// One line on stderr (the journal under systemd).
+/// One line on stderr (the journal under systemd). A line that cannot be
+/// written (stderr a pipe whose reader is gone: a logger restarting, `| head`)
+/// is dropped: `eprintln!` would panic and stop the agent, whose changes
+/// matter more than its log (hunt 21 F7).
 macro_rules! log {
-    ($($arg:tt)*) => { eprintln!("ndu-sync: {}", format_args!($($arg)*)) };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), "ndu-sync: {}", format_args!($($arg)*));
+    }};
 }
 
 mod args;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use dynamic_upstream_core::{Address, ServerSpec};
 
-use crate::plan::{Action, BootId};
+use crate::plan::{fold, Action, BootId};
 
 /// How long one request to nginx may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -179,7 +179,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// `{"NAME": {"peers": [...], "zone": "...", "runtime": false}, ...}`
+/// `{"NAME": {"peers": [...], "zone": "...", "runtime": false}, ...}`; the
+/// names folded (lower-cased), as every name the agent keeps.
 pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
     #[derive(Deserialize)]
     struct Upstream {
@@ -189,22 +190,23 @@ pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
     let upstreams: BTreeMap<String, Upstream> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let mut inventory = Inventory::default();
     for (name, upstream) in upstreams {
-        if upstream.runtime { &mut inventory.run_time } else { &mut inventory.configuration }.insert(name);
+        if upstream.runtime { &mut inventory.run_time } else { &mut inventory.configuration }.insert(fold(&name));
     }
     Ok(inventory)
 }
 
-/// `{"upstreams": ["NAME", ...]}`
+/// `{"upstreams": ["NAME", ...]}`, the names folded.
 pub fn parse_list(body: &str) -> Result<BTreeSet<String>, String> {
     #[derive(Deserialize)]
     struct List {
         upstreams: BTreeSet<String>,
     }
-    serde_json::from_str::<List>(body).map(|l| l.upstreams).map_err(|e| e.to_string())
+    let list = serde_json::from_str::<List>(body).map_err(|e| e.to_string())?;
+    Ok(list.upstreams.iter().map(|name| fold(name)).collect())
 }
 
 /// `{"upstreams": [{"upstream": "NAME", "zone": ..., "peers": [...]}]}`:
-/// each upstream's peers as servers.
+/// each upstream's peers as servers, by folded name.
 pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<ServerSpec>>, String> {
     #[derive(Deserialize)]
     struct Detail {
@@ -221,7 +223,7 @@ pub fn parse_detail(body: &str) -> Result<HashMap<String, Vec<ServerSpec>>, Stri
         .into_iter()
         .map(|u| {
             let peers = u.peers.iter().map(peer_spec).collect::<Option<Vec<_>>>();
-            Ok((u.upstream, peers.ok_or("a peer without its address or parameters")?))
+            Ok((fold(&u.upstream), peers.ok_or("a peer without its address or parameters")?))
         })
         .collect()
 }
@@ -259,6 +261,9 @@ mod tests {
         .unwrap();
         assert_eq!(inventory.configuration, BTreeSet::from(["backends".to_string()]));
         assert_eq!(inventory.run_time, BTreeSet::from(["dyhost".to_string()]));
+        // nginx's names ignore case: the agent keeps them folded.
+        let spelled = parse_inventory(r#"{"Backends":{"runtime":false},"DyHost":{"runtime":true}}"#).unwrap();
+        assert_eq!(spelled, inventory);
         // What `?fields=runtime` answers.
         let light = parse_inventory(r#"{"backends":{"runtime":false},"dyhost":{"runtime":true}}"#).unwrap();
         assert_eq!(light, inventory);
@@ -270,6 +275,7 @@ mod tests {
         let names = parse_list(r#"{"upstreams":["backends","dyhost"]}"#).unwrap();
         assert_eq!(names, BTreeSet::from(["backends".to_string(), "dyhost".to_string()]));
         assert!(parse_list("backends\n").is_err());
+        assert_eq!(parse_list(r#"{"upstreams":["Backends","dyhost"]}"#).unwrap(), names);
     }
 
     #[test]
@@ -283,6 +289,8 @@ mod tests {
         let mut want = ServerSpec::new(Address::parse("127.0.0.1:8088").unwrap());
         want.weight = 2;
         assert_eq!(peers["dyhost"], [want]);
+        let spelled = parse_detail(r#"{"upstreams":[{"upstream":"DyHost","peers":[]}]}"#).unwrap();
+        assert_eq!(spelled.keys().collect::<Vec<_>>(), ["dyhost"]);
         assert!(parse_detail(r#"{"upstreams":[{"upstream":"x","peers":[{"name":"127.0.0.1:1"}]}]}"#).is_err());
     }
 }

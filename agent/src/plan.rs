@@ -24,6 +24,132 @@ pub fn upstream_name<'k>(watched: &str, key: &'k str) -> Result<&'k str, String>
     Ok(name)
 }
 
+/// The upstream name as nginx compares it: nginx's upstream names (and
+/// `$host`) ignore ASCII case, so `App` and `app` name one upstream. Every
+/// map of the agent is keyed by this form, and it is what is sent to nginx.
+pub fn fold(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// A key's value as the agent identifies it: its revision and a hash of its
+/// bytes. The revision alone is not enough: etcd restored from a snapshot
+/// (or rebuilt) gives its next writes the revisions of the lost history
+/// again, with other values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    pub revision: i64,
+    pub digest: u64,
+}
+
+impl Version {
+    pub fn of(revision: i64, value: &[u8]) -> Self {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hasher::write(&mut hasher, value);
+        Self { revision, digest: std::hash::Hasher::finish(&hasher) }
+    }
+}
+
+/// The keys of each upstream name (folded): nginx has one upstream for
+/// `App` and `app`, so only one key may hold it: the first in key order
+/// (byte order, upper case first), which every agent of a fleet picks the
+/// same whatever order it saw the keys in. The others are refused until it
+/// is deleted; the next in key order then holds the upstream.
+#[derive(Debug, Default)]
+pub struct Names {
+    keys: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// What adding a key (its name as spelled) did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// It holds the upstream; `displaced`: the key that held it so far
+    /// (later in key order), now refused.
+    Holds { displaced: Option<String> },
+    /// Another key, first in key order, holds the upstream.
+    Refused { holder: String },
+}
+
+/// What removing a key did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// It was not there.
+    Unknown,
+    /// It was a refused duplicate: nothing changes.
+    Duplicate,
+    /// It held the upstream and was its only key: the upstream has no key.
+    Last,
+    /// It held the upstream: this key, next in key order, holds it now.
+    Next(String),
+}
+
+impl Names {
+    pub fn add(&mut self, spelled: &str) -> Added {
+        let spellings = self.keys.entry(fold(spelled)).or_default();
+        let before = spellings.first().cloned();
+        spellings.insert(spelled.to_string());
+        match before {
+            Some(holder) if *holder < *spelled => Added::Refused { holder },
+            Some(holder) if holder != spelled => Added::Holds { displaced: Some(holder) },
+            _ => Added::Holds { displaced: None },
+        }
+    }
+
+    pub fn remove(&mut self, spelled: &str) -> Removed {
+        let name = fold(spelled);
+        let Some(spellings) = self.keys.get_mut(&name) else { return Removed::Unknown };
+        let held = spellings.first().is_some_and(|h| h == spelled);
+        if !spellings.remove(spelled) {
+            return Removed::Unknown;
+        }
+        match spellings.first() {
+            _ if !held => Removed::Duplicate,
+            Some(next) => Removed::Next(next.clone()),
+            None => {
+                self.keys.remove(&name);
+                Removed::Last
+            }
+        }
+    }
+
+    /// The key (name as spelled) that holds the upstream `name` (folded).
+    pub fn holder(&self, name: &str) -> Option<&String> {
+        self.keys.get(name).and_then(|s| s.first())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.keys.contains_key(name)
+    }
+
+    /// The upstream names (folded) that have a key, with the key holding each.
+    pub fn holders(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.keys.iter().filter_map(|(name, s)| Some((name, s.first()?)))
+    }
+}
+
+/// What a read of etcd says of its history, against what the agent took in
+/// before (`seen`: the newest revision; `cluster`: the cluster id of the
+/// last read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// The same history, at `seen` or later (or the first read).
+    Continues,
+    /// A read below a revision already seen: etcd restored from a snapshot
+    /// or rebuilt (a live etcd's revision never goes back, and the read is
+    /// linearizable).
+    WentBack { from: i64, to: i64 },
+    /// Another cluster id: another cluster, or one restored from a snapshot
+    /// (which gives its members new ids).
+    OtherCluster { from: u64, to: u64 },
+}
+
+pub fn history(seen: i64, cluster: Option<u64>, revision: i64, read_cluster: u64) -> History {
+    match cluster {
+        Some(from) if from != read_cluster => History::OtherCluster { from, to: read_cluster },
+        _ if revision < seen => History::WentBack { from: seen, to: revision },
+        _ => History::Continues,
+    }
+}
+
 /// What the agent sends nginx for one upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -108,26 +234,31 @@ pub fn nginx_restarted(known: Option<&BootId>, now: &BootId) -> bool {
     known.is_some_and(|known| known != now)
 }
 
-/// The upstreams nginx lists by name (`GET {dyups}/list`) that it no longer
-/// has of those `desired`: restarted without them (no Plus API, no boot id).
-pub fn missing<'a>(desired: impl Iterator<Item = &'a String>, listed: &BTreeSet<String>) -> Vec<String> {
-    desired.filter(|name| !listed.contains(*name)).cloned().collect()
+/// The upstreams nginx lists by name (`GET {dyups}/list`, folded) that it no
+/// longer has of those `desired` (folded name, revision of its document):
+/// restarted without them (no Plus API, no boot id). A document nginx
+/// refused at that revision (`refused`) is not listed and is not missing:
+/// nginx would refuse it again.
+pub fn missing<'a>(
+    desired: impl Iterator<Item = (&'a String, i64)>,
+    listed: &BTreeSet<String>,
+    refused: &BTreeMap<String, i64>,
+) -> Vec<(String, i64)> {
+    desired
+        .filter(|(name, revision)| !listed.contains(*name) && refused.get(*name) != Some(revision))
+        .map(|(name, revision)| (name.clone(), revision))
+        .collect()
 }
 
 /// The run-time upstreams to delete because they have no key: only after a
 /// read of etcd succeeded (`read`), and only those the agent owns (it
 /// created them, or saw their key deleted), never one made by hand or by
 /// another agent.
-pub fn prunable(
-    read: bool,
-    run_time: &BTreeSet<String>,
-    owned: &BTreeSet<String>,
-    keys: &BTreeMap<String, i64>,
-) -> Vec<String> {
+pub fn prunable(read: bool, run_time: &BTreeSet<String>, owned: &BTreeSet<String>, keys: &Names) -> Vec<String> {
     if !read {
         return Vec::new();
     }
-    run_time.iter().filter(|name| owned.contains(*name) && !keys.contains_key(*name)).cloned().collect()
+    run_time.iter().filter(|name| owned.contains(*name) && !keys.contains(name)).cloned().collect()
 }
 
 /// Whether one read or watch answer deletes too many of the `holding`
@@ -269,10 +400,16 @@ mod tests {
 
     #[test]
     fn without_the_plus_api_the_missing_upstreams_are_sent_again() {
-        let desired: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        let desired: Vec<(String, i64)> = [("a", 3), ("b", 4), ("c", 5)].map(|(n, r)| (n.to_string(), r)).into();
+        let desired = || desired.iter().map(|(n, r)| (n, *r));
         let listed = BTreeSet::from(["backends", "b"].map(String::from));
-        assert_eq!(missing(desired.iter(), &listed), ["a", "c"]);
-        assert!(missing(desired.iter(), &desired.iter().cloned().collect()).is_empty());
+        let none = BTreeMap::new();
+        assert_eq!(missing(desired(), &listed, &none), [("a".to_string(), 3), ("c".to_string(), 5)]);
+        assert!(missing(desired(), &desired().map(|(n, _)| n.clone()).collect(), &none).is_empty());
+        // A document nginx refused at that revision is not listed: it is
+        // not sent again at every check (hunt 21 F2: 580 refusals in 10 s).
+        let refused = BTreeMap::from([("a".to_string(), 3), ("c".to_string(), 4)]);
+        assert_eq!(missing(desired(), &listed, &refused), [("c".to_string(), 5)]);
     }
 
     #[test]
@@ -280,12 +417,72 @@ mod tests {
         let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         let run_time = set(&["a", "b", "by-hand", "gone"]);
         let owned = set(&["a", "b", "gone"]);
-        let keys = BTreeMap::from([("a".to_string(), 5), ("b".to_string(), 6)]);
+        let mut keys = Names::default();
+        keys.add("a");
+        keys.add("B");
         assert_eq!(prunable(true, &run_time, &owned, &keys), ["gone"]);
         // etcd not read yet (down at start): nothing, whatever else holds.
-        assert!(prunable(false, &run_time, &owned, &BTreeMap::new()).is_empty());
+        assert!(prunable(false, &run_time, &owned, &Names::default()).is_empty());
         // A new agent (owns nothing) on an empty or mistyped prefix.
-        assert!(prunable(true, &run_time, &BTreeSet::new(), &BTreeMap::new()).is_empty());
+        assert!(prunable(true, &run_time, &BTreeSet::new(), &Names::default()).is_empty());
+    }
+
+    #[test]
+    fn names_ignore_case_as_nginx_does() {
+        assert_eq!(fold("Backend.Example_1-A"), "backend.example_1-a");
+        assert_eq!(fold("app"), "app");
+    }
+
+    #[test]
+    fn one_key_per_upstream_the_first_in_key_order() {
+        let mut names = Names::default();
+        assert_eq!(names.add("app"), Added::Holds { displaced: None });
+        // A new value of the same key.
+        assert_eq!(names.add("app"), Added::Holds { displaced: None });
+        // "App" comes first in key order (upper case first): it holds the
+        // upstream, "app" is refused from now on.
+        assert_eq!(names.add("App"), Added::Holds { displaced: Some("app".into()) });
+        assert_eq!(names.add("app"), Added::Refused { holder: "App".into() });
+        assert_eq!(names.add("aPP"), Added::Refused { holder: "App".into() });
+        assert_eq!(names.holder("app").map(String::as_str), Some("App"));
+        assert_eq!(names.holders().collect::<Vec<_>>(), [(&"app".to_string(), &"App".to_string())]);
+        assert!(names.contains("app") && !names.contains("App"));
+        // Seen in another order (another agent, a restart): the same holder.
+        let mut other = Names::default();
+        for key in ["aPP", "app", "App"] {
+            other.add(key);
+        }
+        assert_eq!(other.holder("app"), names.holder("app"));
+        // A refused key deleted changes nothing; the holder deleted, the
+        // next in key order holds it; the last deleted, nothing does.
+        assert_eq!(names.remove("aPP"), Removed::Duplicate);
+        assert_eq!(names.remove("App"), Removed::Next("app".into()));
+        assert_eq!(names.remove("App"), Removed::Unknown);
+        assert_eq!(names.remove("app"), Removed::Last);
+        assert!(!names.contains("app") && names.holders().next().is_none());
+        assert_eq!(names.remove("app"), Removed::Unknown);
+    }
+
+    #[test]
+    fn a_value_is_its_revision_and_its_bytes() {
+        let (a, b) = (br#"{"servers":[{"server":"10.0.0.1"}]}"#, br#"{"servers":[{"server":"10.0.0.2"}]}"#);
+        assert_eq!(Version::of(5, a), Version::of(5, a));
+        // etcd restored: the same revision again, another value.
+        assert_ne!(Version::of(5, a), Version::of(5, b));
+        assert_ne!(Version::of(5, a), Version::of(6, a));
+    }
+
+    #[test]
+    fn etcd_history_going_back() {
+        // The first read, and reads at or after what was seen.
+        assert_eq!(history(0, None, 7, 11), History::Continues);
+        assert_eq!(history(7, Some(11), 7, 11), History::Continues);
+        assert_eq!(history(7, Some(11), 9, 11), History::Continues);
+        // Restored from a snapshot taken at revision 3.
+        assert_eq!(history(7, Some(11), 3, 11), History::WentBack { from: 7, to: 3 });
+        // Another cluster (or one restored with new ids), at any revision.
+        assert_eq!(history(7, Some(11), 9, 12), History::OtherCluster { from: 11, to: 12 });
+        assert_eq!(history(7, Some(11), 3, 12), History::OtherCluster { from: 11, to: 12 });
     }
 
     #[test]

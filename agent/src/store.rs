@@ -18,6 +18,9 @@ pub struct Entry {
 /// Every key under the prefix at one revision.
 pub struct Snapshot {
     pub revision: i64,
+    /// The id of the cluster that answered: a snapshot restore or another
+    /// cluster changes it.
+    pub cluster: u64,
     pub entries: Vec<Entry>,
 }
 
@@ -70,7 +73,7 @@ pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapsh
     let client = timed(Client::connect(endpoints, Some(options))).await?;
     let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
     let end = range_end(prefix);
-    let (mut from, mut revision, mut entries) = (prefix.as_bytes().to_vec(), 0, Vec::new());
+    let (mut from, mut revision, mut cluster, mut entries) = (prefix.as_bytes().to_vec(), 0, 0, Vec::new());
     loop {
         let mut page = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
         if revision > 0 {
@@ -78,7 +81,8 @@ pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapsh
         }
         let read = timed(kv.get(from.clone(), Some(page))).await?;
         if revision == 0 {
-            revision = read.header().map(|h| h.revision()).ok_or("the read has no revision")?;
+            let header = read.header().ok_or("the read has no revision")?;
+            (revision, cluster) = (header.revision(), header.cluster_id());
         }
         entries.extend(read.kvs().iter().map(|kv| Entry {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -93,7 +97,7 @@ pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapsh
     let watch = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
     let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
     let (watcher, stream) = timed(watch_client.watch(prefix, Some(watch))).await?;
-    Ok((Session { _watcher: watcher, stream }, Snapshot { revision, entries }))
+    Ok((Session { _watcher: watcher, stream }, Snapshot { revision, cluster, entries }))
 }
 
 async fn timed<T>(request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {

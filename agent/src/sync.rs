@@ -24,7 +24,7 @@ use tokio::time::{interval, sleep_until, Instant, Interval, MissedTickBehavior};
 use crate::args::Config;
 use crate::document;
 use crate::nginx::{Inventory, Nginx};
-use crate::plan::{self, Action, Backoff, BootId, Outcome};
+use crate::plan::{self, Action, Added, Backoff, BootId, History, Names, Outcome, Removed, Version};
 use crate::store::{self, Entry, Session, Snapshot};
 
 /// Why an upstream is sent to nginx again: the etcd revision of its key (or
@@ -36,18 +36,34 @@ struct Why {
     note: Option<&'static str>,
 }
 
+/// What the agent holds of one key: the version of its value, and its last
+/// good document with that document's revision.
+struct Held {
+    version: Version,
+    good: Option<(i64, UpstreamSpec)>,
+}
+
+/// Every map below but `held` and `bad_keys` is keyed by the upstream name
+/// folded to lower case, as nginx compares names (hunt 21 F1: a key
+/// `Backend` took over and then deleted the configuration upstream
+/// `backend`).
 struct Engine {
     nginx: Nginx,
     watched: String,
     dyups: String,
     max_delete: u8,
-    /// The last good document of each key, with its revision.
-    desired: BTreeMap<String, (i64, UpstreamSpec)>,
-    /// Every name that has a key, good or not, with the key's revision: the
-    /// agent never deletes a run-time upstream whose key holds a bad document.
-    keys: BTreeMap<String, i64>,
+    /// Every key that names an upstream, good or not, by its name as
+    /// spelled: the agent never deletes a run-time upstream whose key holds
+    /// a bad document.
+    held: BTreeMap<String, Held>,
+    /// The keys of each upstream name: one holds it (the first in key
+    /// order), the others are refused. The desired state is the last good
+    /// document of each holder.
+    names: Names,
     /// Keys that name no upstream, with the revision logged (once).
     bad_keys: BTreeMap<String, i64>,
+    /// The id of the etcd cluster of the last read.
+    cluster: Option<u64>,
     /// The revision of the last read of the whole prefix; 0 before the
     /// first: nothing is deleted before etcd has been read.
     read_revision: i64,
@@ -138,9 +154,10 @@ pub async fn run(config: Config) {
         watched: watched.clone(),
         dyups: config.dyups.clone(),
         max_delete: config.max_delete,
-        desired: BTreeMap::new(),
-        keys: BTreeMap::new(),
+        held: BTreeMap::new(),
+        names: Names::default(),
         bad_keys: BTreeMap::new(),
+        cluster: None,
         read_revision: 0,
         seen_revision: 0,
         pending: BTreeMap::new(),
@@ -189,6 +206,12 @@ pub async fn run(config: Config) {
                 }
                 Err(e) => {
                     session = None;
+                    // A resync's read under way is now the reconnection's:
+                    // taken in whatever its revision (etcd may have come
+                    // back restored, its revisions below those seen).
+                    if let Some(opening) = opening.as_mut() {
+                        opening.what = false;
+                    }
                     if plan::watch_was_healthy(opened_at.elapsed(), delivered) {
                         etcd_backoff.reset();
                     }
@@ -271,24 +294,32 @@ impl Engine {
             .iter()
             .filter(|e| e.value.is_none())
             .filter_map(|e| plan::upstream_name(&self.watched, &e.key).ok())
-            .filter(|name| self.keys.contains_key(*name))
+            .filter(|spelled| self.held.contains_key(*spelled))
             .map(String::from)
             .collect();
-        if plan::too_many_deletes(deleting.len(), self.keys.len(), self.max_delete) {
+        if plan::too_many_deletes(deleting.len(), self.held.len(), self.max_delete) {
             let revision = entries.iter().map(|e| e.revision).max().unwrap_or_default();
             log!(
                 "held the deletion of {} of the {} upstreams at revision {revision} (more than --max-delete {}%): \
                  nginx keeps them and this agent no longer manages them; if this was meant, delete them with \
                  DELETE {}/upstream/NAME",
                 deleting.len(),
-                self.keys.len(),
+                self.held.len(),
                 self.max_delete,
                 self.dyups
             );
-            for name in &deleting {
-                self.forget(name);
-                self.owned.remove(name);
-                self.pending.remove(name);
+            for spelled in &deleting {
+                let name = plan::fold(spelled);
+                self.held.remove(spelled);
+                match self.names.remove(spelled) {
+                    Removed::Last => {
+                        self.forget(&name);
+                        self.owned.remove(&name);
+                        self.pending.remove(&name);
+                    }
+                    Removed::Next(next) => self.hand_over(&name, &next, revision),
+                    Removed::Duplicate | Removed::Unknown => {}
+                }
             }
             let watched = &self.watched;
             entries.retain(|e| {
@@ -300,11 +331,13 @@ impl Engine {
         }
     }
 
-    /// A key's new value or deletion. A value already seen (same revision,
-    /// as a re-read finds most keys) changes nothing.
+    /// A key's new value or deletion. A value already seen (same revision
+    /// and same bytes, as a re-read finds most keys) changes nothing; the
+    /// revision alone does not identify a value (etcd restored from a
+    /// snapshot reuses revisions, hunt 21 F3).
     fn change(&mut self, entry: Entry) {
-        let name = match plan::upstream_name(&self.watched, &entry.key) {
-            Ok(name) => name.to_string(),
+        let spelled = match plan::upstream_name(&self.watched, &entry.key) {
+            Ok(spelled) => spelled.to_string(),
             Err(reason) => {
                 if self.bad_keys.insert(entry.key.clone(), entry.revision) != Some(entry.revision) {
                     log!("refused revision {} of key \"{}\": {reason}", entry.revision, printable(&entry.key));
@@ -312,40 +345,102 @@ impl Engine {
                 return;
             }
         };
+        let name = plan::fold(&spelled);
         let why = Why { revision: entry.revision, note: None };
         let Some(value) = entry.value else {
-            self.forget(&name);
-            // Its key was there: the upstream is the agent's to delete.
-            self.owned.insert(name.clone());
-            self.touched.insert(name.clone());
-            self.pending.insert(name, why);
+            self.held.remove(&spelled);
+            match self.names.remove(&spelled) {
+                // A refused key (another spelling holds the upstream).
+                Removed::Duplicate => {}
+                Removed::Unknown if self.names.contains(&name) => {}
+                Removed::Next(next) => self.hand_over(&name, &next, entry.revision),
+                Removed::Last | Removed::Unknown => {
+                    self.forget(&name);
+                    // Its key was there: the upstream is the agent's to delete.
+                    self.owned.insert(name.clone());
+                    self.touched.insert(name.clone());
+                    self.pending.insert(name, why);
+                }
+            }
             return;
         };
-        if self.keys.insert(name.clone(), entry.revision) == Some(entry.revision) {
+        let version = Version::of(entry.revision, &value);
+        if self.held.get(&spelled).is_some_and(|h| h.version == version) {
             return;
         }
-        match document::parse(&value) {
-            Err(reason) => {
-                let kept = match self.desired.get(&name) {
-                    Some((revision, _)) => format!("upstream keeps revision {revision}"),
-                    None => "nothing applied".to_string(),
-                };
-                log!("refused revision {} of upstream \"{name}\": {}; {kept}", entry.revision, printable(&reason));
+        let kept = match self.desired(&name) {
+            Some((revision, _)) => format!("upstream keeps revision {revision}"),
+            None => "nothing applied".to_string(),
+        };
+        let previous = self.held.remove(&spelled).and_then(|h| h.good);
+        let (good, reason) = match document::parse(&value) {
+            Ok(spec) => (Some((entry.revision, spec)), None),
+            Err(reason) => (previous, Some(reason)),
+        };
+        self.held.insert(spelled.clone(), Held { version, good });
+        match self.names.add(&spelled) {
+            Added::Refused { holder } => {
+                return log!(
+                    "refused revision {} of key \"{}\": upstream \"{name}\" has the key \"{}{holder}\", first in key \
+                     order (nginx's upstream names ignore case: one key per upstream)",
+                    entry.revision,
+                    printable(&entry.key),
+                    self.watched
+                );
             }
-            Ok(spec) => {
-                self.desired.insert(name.clone(), (entry.revision, spec));
-                // A new document is sent at once, whatever failed before.
-                self.delayed.remove(&name);
-                self.touched.insert(name.clone());
-                self.pending.insert(name, why);
-            }
+            Added::Holds { displaced: Some(before) } => log!(
+                "refused key \"{}{before}\" from revision {} on: upstream \"{name}\" has the key \"{}\", first in key \
+                 order (nginx's upstream names ignore case: one key per upstream)",
+                self.watched,
+                entry.revision,
+                printable(&entry.key)
+            ),
+            Added::Holds { displaced: None } => {}
         }
+        if let Some(reason) = reason {
+            return log!("refused revision {} of upstream \"{name}\": {}; {kept}", entry.revision, printable(&reason));
+        }
+        // A new document is sent at once, whatever failed before.
+        self.refused.remove(&name);
+        self.delayed.remove(&name);
+        self.touched.insert(name.clone());
+        self.pending.insert(name, why);
     }
 
-    /// Drops what the agent knows of a key that is gone.
+    /// The key that held upstream `name` is gone at `revision`: `next`,
+    /// another spelling of it, holds it now and its document is sent.
+    fn hand_over(&mut self, name: &str, next: &str, revision: i64) {
+        let Some(&(good, _)) = self.held.get(next).and_then(|h| h.good.as_ref()) else {
+            return log!(
+                "key \"{}{next}\" holds upstream \"{name}\" from revision {revision} on (the key before it in key order \
+                 is gone); it has no good document: the upstream keeps what it has",
+                self.watched
+            );
+        };
+        log!(
+            "key \"{}{next}\" holds upstream \"{name}\" from revision {revision} on (the key before it in key order is \
+             gone): sending its revision {good}",
+            self.watched
+        );
+        self.refused.remove(name);
+        self.delayed.remove(name);
+        self.touched.insert(name.to_string());
+        self.pending.insert(name.to_string(), Why { revision: good, note: Some("next key in key order") });
+    }
+
+    /// The desired state of upstream `name`: the last good document of the
+    /// key that holds it, with its revision.
+    fn desired(&self, name: &str) -> Option<&(i64, UpstreamSpec)> {
+        self.held.get(self.names.holder(name)?)?.good.as_ref()
+    }
+
+    /// Every upstream's desired state.
+    fn documents(&self) -> impl Iterator<Item = (&String, &(i64, UpstreamSpec))> {
+        self.names.holders().filter_map(|(name, key)| Some((name, self.held.get(key)?.good.as_ref()?)))
+    }
+
+    /// Drops what the agent knows of an upstream whose key is gone.
     fn forget(&mut self, name: &str) {
-        self.keys.remove(name);
-        self.desired.remove(name);
         self.refused.remove(name);
         self.delayed.remove(name);
     }
@@ -362,13 +457,14 @@ impl Engine {
     }
 
     /// A resync's read, made while the old watch went on. If that watch
-    /// delivered a revision newer than the read, it was live and has
-    /// delivered every change up to it (a watch delivers in revision
-    /// order): the read, older, would only take keys back to older
-    /// revisions, and is not taken in. Otherwise it is taken in as at a
-    /// connection (what a stalled watch missed is sent).
+    /// delivered a revision newer than the read, from the same cluster, it
+    /// was live and has delivered every change up to it (a watch delivers
+    /// in revision order): the read, older, would only take keys back to
+    /// older revisions, and is not taken in. Otherwise it is taken in as at
+    /// a connection (what a stalled watch missed is sent; another cluster's
+    /// history is another history).
     fn resynced(&mut self, snapshot: Snapshot) {
-        if snapshot.revision < self.seen_revision {
+        if snapshot.revision < self.seen_revision && self.cluster == Some(snapshot.cluster) {
             log!(
                 "etcd: resync read {} keys at revision {}; the watch had delivered up to revision {}: nothing missed",
                 snapshot.entries.len(),
@@ -382,7 +478,9 @@ impl Engine {
     }
 
     /// Everything etcd holds, read at (re)connection: what changed since
-    /// the last read is sent, and keys deleted meanwhile are deletions.
+    /// the last read is sent, and keys deleted meanwhile are deletions. A
+    /// read whose history went back (below a revision already seen, or
+    /// another cluster id) takes every key as new.
     fn load(&mut self, snapshot: Snapshot) {
         log!(
             "etcd: read {} keys at revision {}; watching from {}",
@@ -390,11 +488,29 @@ impl Engine {
             snapshot.revision,
             snapshot.revision + 1
         );
+        match plan::history(self.seen_revision, self.cluster, snapshot.revision, snapshot.cluster) {
+            History::Continues => {}
+            History::WentBack { from, to } => {
+                log!(
+                    "etcd's revision went back from {from} to {to} (restored from a snapshot, or rebuilt?): every key of \
+                     this read is taken as new"
+                );
+                self.renew();
+            }
+            History::OtherCluster { from, to } => {
+                log!(
+                    "etcd's cluster id changed from {from:x} to {to:x} (another cluster, or one restored from a \
+                     snapshot?): every key of this read is taken as new"
+                );
+                self.renew();
+            }
+        }
+        self.cluster = Some(snapshot.cluster);
         let read: BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
         let gone: Vec<Entry> = self
-            .keys
+            .held
             .keys()
-            .map(|name| format!("{}{name}", self.watched))
+            .map(|spelled| format!("{}{spelled}", self.watched))
             .filter(|key| !read.contains(key))
             .map(|key| Entry { key, value: None, revision: snapshot.revision })
             .collect();
@@ -405,6 +521,18 @@ impl Engine {
         self.seen_revision = snapshot.revision;
         // Keys deleted while etcd was out of reach.
         self.prune = true;
+    }
+
+    /// etcd's history went back: no value held is identified by what the
+    /// agent saw before (the revisions are reused), so the next read's are
+    /// all new (etcd's revisions start at 1: none is 0), and what was
+    /// refused or logged at a revision may be another value now.
+    fn renew(&mut self) {
+        for held in self.held.values_mut() {
+            held.version.revision = 0;
+        }
+        self.refused.clear();
+        self.bad_keys.clear();
     }
 
     /// Asks nginx whether it restarted or reloaded since the last look; a
@@ -420,27 +548,49 @@ impl Engine {
             if restarted {
                 log!(
                     "nginx restarted or reloaded (new boot id): comparing it with the {} documents",
-                    self.desired.len()
+                    self.documents().count()
                 );
+                // What nginx refused may fit now (a bigger zone, a new
+                // variable): the comparison sends it again.
+                self.refused.clear();
                 self.reconcile_wanted = Some("nginx restarted or reloaded");
                 return;
             }
         } else {
-            // No boot id: a restarted nginx is one that lacks upstreams.
+            // No boot id: a restarted nginx is one that lacks upstreams it
+            // had taken (not those it refused: hunt 21 F2, each was sent
+            // again at every check).
             let Ok(listed) = self.nginx.dyups_names().await else { return };
-            let missing = plan::missing(self.desired.keys(), &listed);
-            if !missing.is_empty() {
-                log!(
-                    "nginx lacks {} of the {} upstreams (restarted?): sending them again",
-                    missing.len(),
-                    self.desired.len()
-                );
+            let documents: Vec<(String, i64)> = self.documents().map(|(name, (r, _))| (name.clone(), *r)).collect();
+            let missing = plan::missing(documents.iter().map(|(name, r)| (name, *r)), &listed, &self.refused);
+            if missing.is_empty() {
+                return self.flush_pending().await;
             }
-            for name in missing {
-                let revision = self.desired[&name].0;
+            // Restarted: what it refused may fit now (a bigger zone).
+            let refused: Vec<(String, i64)> = std::mem::take(&mut self.refused)
+                .into_iter()
+                .filter(|(name, revision)| self.desired(name).is_some_and(|(r, _)| r == revision))
+                .collect();
+            let also = match refused.len() {
+                0 => String::new(),
+                n => format!(", and the {n} it refused"),
+            };
+            log!(
+                "nginx lacks {} of the {} upstreams (restarted?): sending them again{also}",
+                missing.len(),
+                documents.len()
+            );
+            for (name, revision) in missing {
                 self.pending.entry(name).or_insert(Why { revision, note: Some("missing in nginx") });
             }
+            for (name, revision) in refused {
+                self.pending.entry(name).or_insert(Why { revision, note: Some("refused before nginx restarted") });
+            }
         }
+        self.flush_pending().await;
+    }
+
+    async fn flush_pending(&mut self) {
         if !self.pending.is_empty() && self.retry_at.is_none() {
             self.flush().await;
         }
@@ -474,19 +624,26 @@ impl Engine {
             Ok(peers) => peers,
             Err(e) => return log!("{note}: {e}"),
         };
-        for (name, (revision, spec)) in &self.desired {
-            if self.touched.contains(name) {
-                continue;
-            }
-            let differs = if self.is_configuration(name) {
-                // A PUT of the same servers changes nothing and says so.
-                true
-            } else {
-                !peers.get(name).is_some_and(|p| plan::holds(spec, p))
-            };
-            if differs && self.refused.get(name) != Some(revision) {
-                self.pending.entry(name.clone()).or_insert(Why { revision: *revision, note: Some(note) });
-            }
+        let differing: Vec<(String, i64)> = self
+            .documents()
+            .filter(|(name, _)| !self.touched.contains(*name))
+            .filter(|(name, (revision, spec))| {
+                let differs = if self.is_configuration(name) {
+                    // A PUT of the same servers changes nothing and says so.
+                    true
+                } else {
+                    !peers.get(*name).is_some_and(|p| plan::holds(spec, p))
+                };
+                // What nginx refused is sent again: with the Plus API once
+                // it restarted or reloaded (a new boot id clears `refused`);
+                // without it, at every resync (a reload that made room is
+                // not seen otherwise), never at every check.
+                differs && (!self.plus_api || self.refused.get(*name) != Some(revision))
+            })
+            .map(|(name, (revision, _))| (name.clone(), *revision))
+            .collect();
+        for (name, revision) in differing {
+            self.pending.entry(name).or_insert(Why { revision, note: Some(note) });
         }
         self.flush().await;
     }
@@ -516,12 +673,12 @@ impl Engine {
             Some(inventory) if self.plus_api => inventory.run_time.clone(),
             _ => self.nginx.dyups_names().await?,
         };
-        for name in plan::prunable(self.read_revision > 0, &run_time, &self.owned, &self.keys) {
+        for name in plan::prunable(self.read_revision > 0, &run_time, &self.owned, &self.names) {
             let why = Why { revision: self.read_revision, note: Some("no key at the last read") };
             self.pending.entry(name).or_insert(why);
         }
         if self.plus_api && self.read_revision > 0 {
-            for name in run_time.iter().filter(|n| !self.keys.contains_key(*n) && !self.owned.contains(*n)) {
+            for name in run_time.iter().filter(|n| !self.names.contains(n) && !self.owned.contains(*n)) {
                 if self.not_owned.insert(name.clone()) {
                     log!("run-time upstream \"{name}\" has no key and this agent did not create it: left as it is");
                 }
@@ -551,7 +708,8 @@ impl Engine {
             .collect();
         for (name, why) in due {
             let configuration = self.is_configuration(&name);
-            let spec = self.desired.get(&name).map(|(_, spec)| spec);
+            let spec = self.desired(&name).map(|(_, spec)| spec.clone());
+            let spec = spec.as_ref();
             let action = plan::action(configuration, spec);
             let kind = if configuration { "configuration" } else { "run-time" };
             let note = why.note.map(|n| format!(", {n}")).unwrap_or_default();

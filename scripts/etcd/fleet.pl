@@ -9,7 +9,7 @@ use HttpClient;
 use IO::Select;
 use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64);
-use POSIX qw(ceil);
+use POSIX qw(ceil WNOHANG);
 use Time::HiRes qw(time sleep);
 
 my $module = $ENV{NDU_MODULE};
@@ -28,6 +28,7 @@ my @proxy = map { $base + 12 + 3 * $_ } 0 .. 2;    # proxy_pass http://$host
 my @admin = map { $base + 13 + 3 * $_ } 0 .. 2;    # dyups at /, Plus API at /api
 my @conf = map { $base + 14 + 3 * $_ } 0 .. 2;     # proxy_pass http://backends (Plus API only)
 my $relay_port = $base + 21;                       # agent 2 reaches etcd through it
+my @side_ports = ($base + 22, $base + 23);         # a restored etcd, where no agent looks
 my $prefix = '/ndu-test';
 my $resync = 3;                                    # the agents' --resync, seconds
 
@@ -84,28 +85,34 @@ sub until_true {
 
 # --- etcd ---------------------------------------------------------------
 
+# DATA (default etcd.data) and PORT (default $etcd_port) for a restored etcd.
 sub etcd_start {
-    $pid{etcd} = spawn("$work/etcd.log", 'etcd', '--name', 'ndu', '--data-dir', "$work/etcd.data",
-        '--listen-client-urls', "http://127.0.0.1:$etcd_port", '--advertise-client-urls', "http://127.0.0.1:$etcd_port",
+    my ($data, $port) = @_;
+    $data //= "$work/etcd.data";
+    $port //= $etcd_port;
+    $pid{etcd} = spawn("$work/etcd.log", 'etcd', '--name', 'ndu', '--data-dir', $data,
+        '--listen-client-urls', "http://127.0.0.1:$port", '--advertise-client-urls', "http://127.0.0.1:$port",
         '--listen-peer-urls', "http://127.0.0.1:$etcd_peer", '--initial-advertise-peer-urls', "http://127.0.0.1:$etcd_peer",
         '--initial-cluster', "ndu=http://127.0.0.1:$etcd_peer", '--log-level', 'warn');
-    defined until_true(30, sub { $http->once('GET', $etcd_port, '/health')->{body} =~ /"health":"true"/ }, 0.05)
+    defined until_true(30, sub { $http->once('GET', $port, '/health')->{body} =~ /"health":"true"/ }, 0.05)
         or die "etcd did not start: see $work/etcd.log\n";
 }
 
 sub b64 { encode_base64($_[0], '') }
 
-# Through etcd's JSON gateway; returns the revision, or undef if etcd did not answer.
+# Through etcd's JSON gateway (on PORT, default $etcd_port); returns the
+# revision, or undef if etcd did not answer.
 sub etcd_call {
-    my ($path, $json) = @_;
-    my $res = $http->once('POST', $etcd_port, $path, undef, $json);
+    my ($path, $json, $port) = @_;
+    my $res = $http->once('POST', $port // $etcd_port, $path, undef, $json);
     return undef unless $res->{status} == 200;
     return $res->{body} =~ /"revision":"(\d+)"/ ? $1 : die "etcd: $res->{body}\n";
 }
 
 sub put {
-    my ($name, $doc) = @_;
-    return etcd_call('/v3/kv/put', sprintf '{"key":"%s","value":"%s"}', b64("$prefix/upstreams/$name"), b64($doc));
+    my ($name, $doc, $port) = @_;
+    return etcd_call('/v3/kv/put', sprintf('{"key":"%s","value":"%s"}', b64("$prefix/upstreams/$name"), b64($doc)),
+        $port);
 }
 
 # Deletes NAME's key, or with END every key from NAME's to END's (one revision).
@@ -284,12 +291,19 @@ sub converge {
 # --- agents -------------------------------------------------------------
 
 # Agent 2 reaches etcd through the relay; PREFIX replaces the fleet's.
-sub agent_start {
-    my ($i, $other_prefix) = @_;
+# Options: api => the Plus API location's path ("no-api": one nginx answers
+# 404 for, as an nginx without it), resync => the --resync value.
+sub agent_args {
+    my ($i, $other_prefix, %opt) = @_;
     my $etcd = $i == 2 ? $relay_port : $etcd_port;
-    $pid{"agent$i"} = spawn("$work/agent$i.log", $agent_bin, '--etcd', "http://127.0.0.1:$etcd",
-        '--prefix', $other_prefix // $prefix, '--api', "http://127.0.0.1:$admin[$i]/api",
-        '--dyups', "http://127.0.0.1:$admin[$i]", '--check', '200ms', '--resync', "${resync}s");
+    return ($agent_bin, '--etcd', "http://127.0.0.1:$etcd", '--prefix', $other_prefix // $prefix,
+        '--api', "http://127.0.0.1:$admin[$i]/" . ($opt{api} // 'api'), '--dyups', "http://127.0.0.1:$admin[$i]",
+        '--check', '200ms', '--resync', $opt{resync} // "${resync}s");
+}
+
+sub agent_start {
+    my ($i, @rest) = @_;
+    $pid{"agent$i"} = spawn("$work/agent$i.log", agent_args($i, @rest));
 }
 
 sub agent_log {
@@ -588,6 +602,129 @@ sub main {
         ok(defined logged(qr/upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/, undef, $marks),
             'a deleted key leaves a configuration upstream as it is');
     }
+
+
+    # --- names ignore case, as nginx's (hunt 21 F1)
+    if ($plus) {
+        # A key spelled otherwise than a configuration upstream is that
+        # upstream: it gets the PUT, and its deletion leaves it as it is.
+        $marks = marks();
+        $rev = put('Backends', doc_one($backends[6]));
+        ok(defined converge('localhost', $backends[6], 10, undef, \@conf),
+            'a key "Backends": the configuration upstream "backends" routes by it on all three');
+        ok(defined logged(qr/applied revision $rev to upstream "backends" \(configuration\): 1 server/, undef, $marks),
+            'the key "Backends" is sent as the configuration upstream "backends" (PUT)');
+        $marks = marks();
+        $rev = del('Backends');
+        ok(defined logged(qr/applied revision $rev to upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/, undef, $marks),
+            'the key "Backends" deleted: the configuration upstream is left as it is');
+        ok(stays($resync + 1, sub { !grep { route($_, 'localhost', $conf[$_]) ne $backends[6] } 0 .. 2 }),
+            'the key "Backends" deleted: the configuration upstream "backends" keeps routing on all three through a resync');
+        ok(!grep({ log_since($_, $marks) =~ /deleted$/m } 0 .. 2), 'nothing is deleted in nginx');
+    }
+    # Two keys for one upstream: the first in key order ("App") holds it,
+    # the other is refused, logged once per revision; no flapping.
+    put('app', doc_one($backends[2]));
+    ok(defined converge('app', $backends[2]), 'the key "app" alone: all three route by it');
+    $marks = marks();
+    my $upper = put('App', doc_one($backends[3]));
+    ok(defined converge('app', $backends[3]), 'a key "App" beside "app": all three route by "App", first in key order');
+    my $key = qr/"\Q$prefix\E\/upstreams\//;
+    ok(defined logged(qr/refused key ${key}app" from revision $upper on: upstream "app" has the key ${key}App", first in key order/, undef, $marks),
+        'the key "app" is refused from then on, naming the key that holds the upstream');
+    $marks = marks();
+    my $lower = put('app', doc_one($backends[4]));
+    ok(defined logged(qr/refused revision $lower of key ${key}app": upstream "app" has the key ${key}App", first in key order/, undef, $marks),
+        'a new value of the key "app" is refused, once, naming the key that holds the upstream');
+    ok(stays(2 * $resync + 1, sub { !grep { route($_, 'app') ne $backends[3] } 0 .. 2 }),
+        'two keys "App" and "app": all three keep routing by "App" through two resyncs');
+    ok(!grep({ log_since($_, $marks) =~ /to upstream "app"/i } 0 .. 2), 'nothing is sent to nginx for them meanwhile (no flapping)');
+    ok(!grep({ my @lines = log_since($_, $marks) =~ /refused revision $lower of key/g; @lines != 1 } 0 .. 2),
+        'each agent logged the refused key once through two resyncs');
+    $marks = marks();
+    $rev = del('App');
+    ok(defined logged(qr/key ${key}app" holds upstream "app" from revision $rev on \(the key before it in key order is gone\): sending its revision $lower/, undef, $marks),
+        'the key "App" deleted: "app" holds the upstream, logged');
+    ok(defined converge('app', $backends[4]), 'the key "App" deleted: all three route by "app"');
+    ok(!grep({ log_since($_, $marks) =~ /upstream "app" \(run-time\): deleted/i } 0 .. 2), 'the upstream is not deleted meanwhile');
+
+    # --- without the Plus API, a document nginx refused is not sent again at
+    # every --check (hunt 21 F2): agent 1 as for an nginx without it
+    stop_child('agent1');
+    $marks = marks();
+    agent_start(1, undef, api => 'no-api', resync => '1h');
+    ok(defined logged(qr/etcd: read \d+ keys at revision/, [1], $marks), 'agent 1 started without the Plus API, no resync');
+    $marks = marks();
+    my $refused = put('refused', doc_one($backends[1]) =~ s/\]\}$/],"balancer":"hash \$no_such_variable"}/r);
+    my $refusals = sub { my @lines = log_since(1, $marks) =~ /nginx refused revision $refused of upstream "refused"/g; scalar @lines };
+    ok(defined until_true(10, sub { $refusals->() >= 1 }, 0.02), 'without the Plus API: a document nginx refuses is logged');
+    ok(stays(2.5, sub { $refusals->() == 1 }), 'without the Plus API: it is not sent again within 12 checks (200ms)');
+    ok(log_since(1, $marks) !~ /nginx lacks/, 'without the Plus API: nginx is not said to lack it');
+    # Restarted (with a bigger zone, say), nginx gets it again.
+    $marks = marks();
+    nginx_stop(nginx_dir(1));
+    nginx_start(nginx_dir(1));
+    ok(defined logged(qr/nginx lacks \d+ of the \d+ upstreams \(restarted\?\): sending them again, and the 1 it refused$/m, [1], $marks),
+        'without the Plus API: nginx 1 restarted, its agent sends everything again with what nginx refused');
+    ok(defined until_true(10, sub { $refusals->() == 1 }, 0.02), 'without the Plus API: the refused document is sent again after the restart');
+    ok(defined converge('app', $backends[4], 10, [1]), 'nginx 1 restarted: it routes by etcd again');
+    # And at every resync (a reload is not seen without the Plus API).
+    stop_child('agent1');
+    agent_start(1, undef, api => 'no-api');
+    $marks = marks();
+    ok(defined until_true($resync + 2, sub { $refusals->() >= 1 }, 0.02),
+        "without the Plus API: the refused document is sent again at the resync (every ${resync}s)");
+    stop_child('agent1');
+    del('refused');
+    agent_start(1);
+
+    # --- an agent whose stderr breaks goes on (hunt 21 F7)
+    stop_child('agent0');
+    pipe(my $reader, my $writer) or die "pipe: $!";
+    my $broken = fork // die "fork: $!";
+    if ($broken == 0) {
+        close $reader;
+        open STDOUT, '>&', $writer or die;
+        open STDERR, '>&', $writer or die;
+        exec agent_args(0) or die;
+    }
+    close $writer;
+    close $reader;    # no reader: every line the agent writes fails (EPIPE)
+    $pid{agent0} = $broken;
+    put('app', doc_one($backends[5]));
+    ok(defined converge('app', $backends[5], 10, [0]), 'an agent whose stderr is a pipe without reader applies a change');
+    ok(waitpid($broken, WNOHANG) == 0, 'and is still running');
+    stop_child('agent0');
+    agent_start(0);
+
+    # --- etcd restored from a snapshot: a write that reuses a revision the
+    # agents saw for another value is applied (hunt 21 F3)
+    my $etcdctl = "etcdctl --endpoints http://127.0.0.1:$etcd_port";
+    system("$etcdctl snapshot save $work/etcd.snap >>$work/etcdctl.log 2>&1") == 0 or die "snapshot save: see $work/etcdctl.log\n";
+    my $at = put('app', doc_one($backends[6]));
+    my $filler = put('filler', doc_one($backends[7]));
+    ok(defined converge('app', $backends[6]) && defined converge('filler', $backends[7]), 'after a snapshot of etcd, two writes reach all three');
+    stop_child('etcd');
+    system("etcdctl snapshot restore $work/etcd.snap --data-dir $work/etcd.restored --name ndu "
+        . "--initial-cluster ndu=http://127.0.0.1:$etcd_peer --initial-advertise-peer-urls http://127.0.0.1:$etcd_peer "
+        . ">>$work/etcdctl.log 2>&1") == 0 or die "snapshot restore: see $work/etcdctl.log\n";
+    # The first of the side ports free now (in Linux's ephemeral range, as
+    # NDU_PORT_BASE may put them, a client connection can hold one).
+    my ($side_port) = grep {
+        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $_, Listen => 1, ReuseAddr => 1)
+    } @side_ports;
+    defined $side_port or die "ports @side_ports are both in use\n";
+    etcd_start("$work/etcd.restored", $side_port);
+    my $again = put('app', doc_one($backends[8]), $side_port);
+    ok(defined $again && $again == $at, "etcd restored from the snapshot: \"app\" written again at revision $at (" . ($again // 'failed') . ')');
+    stop_child('etcd');
+    $marks = marks();
+    etcd_start("$work/etcd.restored");
+    ok(defined converge('app', $backends[8], 15), 'etcd restored: all three route by the value written at a revision they saw for another');
+    ok(defined logged(qr/etcd's (revision went back from $filler to $at|cluster id changed from \w+ to \w+)/, undef, $marks),
+        'etcd restored: each agent says its history went back');
+    ok(defined converge('filler', '502'), 'etcd restored: the key the restore lost is deleted on all three');
+    figure('etcd restored (agents logged)', join '; ', map { (log_since($_, $marks) =~ /(etcd's [^:]*)/)[0] // 'nothing' } 0 .. 2);
 
     # --- scale: $scale upstreams of 10 servers
     stop_child("agent$_") for 0 .. 2;
