@@ -37,9 +37,10 @@ grep -q dynamic_upstream_api "$module" && plus=1
 
 work=$(mktemp -d /tmp/ndu-etcd.XXXXXX)
 # NDU_PORT_BASE=P: the ports P .. P+23 instead of a block free_port_block
-# picks; checked free in every state (a port of Linux's ephemeral range,
-# 32768-60999, may be the local end of a client connection, which keeps a
-# listener off it).
+# picks; checked free in every TCP state (a port of Linux's ephemeral
+# range, 32768-60999, may be the local end of a client connection, even in
+# TIME-WAIT, which keeps a listener off it: a block there can also be taken
+# by the test's own clients before a restarted etcd or nginx binds again).
 if [ -n "${NDU_PORT_BASE:-}" ]; then
     base=$NDU_PORT_BASE
     if ss -Htan | awk '{print $4}' | grep -qE ":($(seq -s '|' "$base" "$((base + 23))"))$"; then
