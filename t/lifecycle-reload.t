@@ -351,3 +351,32 @@ nginx_reload();
 is(master_pid(), $master, 'the same master throughout');
 main::respawned_worker_serves('after a configuration without http and back');
 is(http('POST', '/upstream/dyhost', 'server ' . main::addr(1) . ';')->{body}, 'success', 'a change after it');
+
+=== TEST 9: a reload without this module (its load_module line and the http block removed), then with it again: the master unloads the module, and serves with it again (a thread-local with a destructor, touched in the master's init_module, kept the module loaded for the master's life: a reinstalled file was never loaded, and its statics pointed into the freed cycle at the next reload, review 23)
+--- workers: 2
+--- http_config
+$TEST_NGINX_DYUPS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9$
+--- perl
+use Cwd ();
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(2) . ';')->{body}, 'success', 'dyhost created');
+my $conf = main::slurp(conf_file());
+my $module = Cwd::abs_path($NginxTest::MODULE) // $NginxTest::MODULE;
+my ($no_http) = $conf =~ /\A(.*?)^http \{/ms or die "no http block in the configuration\n";
+$no_http =~ s{^load_module \Q$NginxTest::MODULE\E;\n}{}m or die "no load_module of the module\n";
+my $master = master_pid();
+main::spew(conf_file(), $no_http);
+nginx_reload();
+my $maps = main::slurp("/proc/$master/maps") // '';
+SKIP: {
+    skip('ASan or valgrind keep the objects nginx closes', 1) if $maps =~ /libasan|vgpreload|valgrind/;
+    unlike($maps, qr/\Q$module\E/, 'the master no longer maps the module');
+}
+main::spew(conf_file(), $conf);
+nginx_reload();
+is(master_pid(), $master, 'the same master throughout');
+main::respawned_worker_serves('after a reload without the module and back (dyhost restored from the file)');
+is(http('POST', '/upstream/dyhost', 'server ' . main::addr(1) . ';')->{body}, 'success', 'a change after it');

@@ -402,3 +402,11 @@ is(main::verbose(), $saved, 'after the restart: each server as its line says');
 is(http_get('/x')->{body}, "two\n", 'the servers marked down take no request') for 1 .. 3;
 ok(eval { nginx_reload(); 1 }, 'nginx reloads') or diag($@);
 is(main::verbose(), $saved, 'after the reload: the same');
+SKIP: {
+    skip('nginx >= 1.27.3: random takes the file\'s set of servers', 2) if nginx_at_least('1.27.3');
+    main::spew(main::state_file(), $main::HEADER . $saved . "server 127.0.0.1:$p1 weight=1 max_fails=9 fail_timeout=10;\n");
+    nginx_restart();
+    like(error_log_text(), qr/\[error\].*dynamic_state_file "[^"]*backends\.state" for upstream "backends": its servers differ from the configuration's/,
+         'a third line for a server the configuration has twice: not restored, [error] (its max_fails=9 was dropped unseen)');
+    unlike(main::verbose(), qr/max_fails=9/, '  the configuration\'s servers');
+}

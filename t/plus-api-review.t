@@ -399,3 +399,35 @@ is_deeply(main::server_list('dyhost'), ["0 127.0.0.1:$a w2", "5 127.0.0.1:$e w1"
 $post->($c, $a, "$a backup");
 is_deeply(main::server_list('dyhost'), ["7 127.0.0.1:$c w1", "0 127.0.0.1:$a w1", "4 127.0.0.1:$a w1 backup"],
           'fewer copies: the first ones keep theirs');
+
+=== TEST 12: the reload that turns statistics on gives the kept run-time upstreams' servers IDs as a change: a worker of the previous configuration that writes dyups_upstream_conf after it renders them again, with their IDs (review 23: it wrote the blocks it had rendered before, without)
+--- workers: 1
+--- http_config
+$TEST_NGINX_DYUPS_ON_4
+--- config
+location /ok { return 200; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+main::post_dyhost($p4, $p1);
+is(http('POST', "http://127.0.0.1:$p4/upstream/other", "server 127.0.0.1:$p2;")->{status}, 200, 'a second run-time upstream');
+my $file = data_dir() . '/dyups.conf';
+unlike(NginxTest::Files::slurp($file), qr/# id=/, 'the file has no IDs before the reload');
+# The only worker reads the headers of a POST and waits for its body
+# across the reload.
+my $body = "server 127.0.0.1:$p3;";
+my $slow = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p4) or die "connect: $!";
+print $slow "POST /upstream/third HTTP/1.0\r\nHost: x\r\nContent-Length: " . length($body) . "\r\n\r\n";
+Time::HiRes::sleep(0.3);
+main::add_plus_api();
+my @old = worker_pids();
+kill 'HUP', master_pid();
+ok(poll_until(sub { http_get('/api/9/http/upstreams/dyhost/servers')->{status} == 200 }, 10, 'reloaded'),
+   'a new worker answers the Plus API');
+print $slow $body;
+my $reply = do { local $/; <$slow> } // '';
+like($reply, qr{^HTTP/1\.\d 200}, 'the old worker finished the POST, writing the file');
+my $text = NginxTest::Files::slurp($file);
+like($text, qr/^upstream dyhost \{\n    server 127\.0\.0\.1:$p1 [^\n]*; # id=0\n\}$/m, 'dyhost\'s server with its ID')
+    or diag($text);
+like($text, qr/^upstream other \{\n    server 127\.0\.0\.1:$p2 [^\n]*; # id=0\n\}$/m, 'the other upstream\'s too');
+like($text, qr/^upstream third \{\n    server 127\.0\.0\.1:$p3 /m, 'and the new upstream');

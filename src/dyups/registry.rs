@@ -382,25 +382,44 @@ impl WriteHeld<'_, '_> {
     /// 0). Each list under its write locks, waited for at most 100 ms: a
     /// list whose locks stay held (a process killed holding them) keeps its
     /// servers as they are until the upstream's next change. Returns the
-    /// names of the lists left so.
+    /// names of the lists left so. A record whose servers got IDs counts
+    /// as changed (a new version): the `dyups_upstream_conf` text a worker
+    /// rendered from it before has no IDs (review 23: a worker of the
+    /// previous cycle wrote the file without them).
     pub fn ensure_ids(self) -> Vec<String> {
         let mut skipped = Vec::new();
+        let mut changed = false;
         // SAFETY: as in has_checked.
         let mut record = unsafe { (*self.dyups.registry).records };
         while !record.is_null() {
             // SAFETY: as in has_checked.
-            let r = unsafe { &*record };
-            if !r.peers.is_null() {
+            let (peers, next) = unsafe { ((*record).peers, (*record).next) };
+            if !peers.is_null() {
                 // SAFETY: a live registry list (the held lock keeps it);
                 // its IDs are atomic words of its peers, which lock-free
                 // readers read as a whole.
-                match unsafe { ListsWriteLocked::within(r.peers, Duration::from_millis(100)) } {
-                    // SAFETY: a registry list starts a RegistryList.
-                    Some(mut locked) => ensure_ids(&locked.lists(), unsafe { registry_counters(r.peers) }),
-                    None => skipped.push(String::from_utf8_lossy(r.name()).into_owned()),
+                match unsafe { ListsWriteLocked::within(peers, Duration::from_millis(100)) } {
+                    Some(mut locked) => {
+                        let lists = locked.lists();
+                        let lacked = lists.peers().any(|p| p.id().is_none());
+                        // SAFETY: a registry list starts a RegistryList.
+                        ensure_ids(&lists, unsafe { registry_counters(peers) });
+                        if lacked && lists.peers().all(|p| p.id().is_some()) {
+                            // SAFETY: the registry, held (marked changing by
+                            // while_write_locked); the record is linked.
+                            unsafe { mark_changed(&mut *self.dyups.registry, record) };
+                            changed = true;
+                        }
+                    }
+                    // SAFETY: as in has_checked.
+                    None => skipped.push(String::from_utf8_lossy(unsafe { (*record).name() }).into_owned()),
                 }
             }
-            record = r.next;
+            record = next;
+        }
+        if changed {
+            // SAFETY: as above.
+            unsafe { (*self.dyups.registry).generation.fetch_add(1, SeqCst) };
         }
         skipped
     }
@@ -575,10 +594,19 @@ impl<'z> Dyups<'z> {
     pub fn begin_cycle(init: &InitModule) {
         // The running cycle's registry: still mapped, nginx frees the old
         // cycle's zones after init_module.
-        // SAFETY: ZONE is the running cycle's zone (or null), set on this
-        // thread; init_module runs in the master's only thread, before the
-        // workers fork.
-        let previous = unsafe { Dyups::of_zone(ZONE, HealthOf::Zone(None)) };
+        // ZONE is the running cycle's zone (or null) when the new cycle
+        // replaces the one that set it; else a freed cycle's (see
+        // replaces_served_cycle).
+        let running = if init.replaces_served_cycle() {
+            // SAFETY: ZONE, set on this thread; init_module runs in the
+            // master's only thread, before the workers fork.
+            unsafe { ZONE }
+        } else {
+            ptr::null_mut()
+        };
+        // SAFETY: the running cycle's zone, still mapped (nginx frees the
+        // old cycle's zones after init_module), or null.
+        let previous = unsafe { Dyups::of_zone(running, HealthOf::Zone(None)) };
         let dyups = Dyups::of_new_cycle(init);
         // SAFETY: as above.
         unsafe { ZONE = init.main_conf().map_or(ptr::null_mut(), MainConf::dyups_zone) };
@@ -718,7 +746,10 @@ impl<'z> Dyups<'z> {
     /// on: `f` runs without it, and gets None.
     pub fn while_write_locked<T>(&self, f: impl FnOnce(Option<WriteHeld<'_, 'z>>) -> T) -> T {
         if let Some(held) = self.registry_lock().hold_within(Duration::from_secs(1)) {
-            let _held = self.repaired(held);
+            let held = self.repaired(held);
+            // `f` may change records (WriteHeld::ensure_ids): a takeover
+            // after this process died meanwhile repairs the registry.
+            held.changing();
             return f(Some(WriteHeld { dyups: self }));
         }
         crate::nginx::log::log(

@@ -28,7 +28,7 @@ use crate::nginx::conf::{LocConf, MainConf};
 use crate::nginx::entry::{conf_guard, request_guard};
 use crate::nginx::http_io::{content_handler, RequestHandler};
 use crate::nginx::lua_c::{register_packages, LuaPackages};
-use crate::nginx::process::{clear_served_cycle, mark_exited, note_nginx_thread, set_served_cycle};
+use crate::nginx::process::{clear_served_cycle, mark_exited, note_nginx_thread, served_cycle, set_served_cycle};
 use crate::nginx::upstreams::{str_lossy, Upstream};
 
 /// What the module does at each step of a cycle's life.
@@ -304,12 +304,26 @@ pub struct InitModule<'a> {
     cycle: Cycle<'a>,
     /// The new cycle's `upstream {}` blocks, gathered once.
     upstreams: std::cell::OnceCell<std::collections::HashSet<*mut ngx::ffi::ngx_http_upstream_srv_conf_t>>,
+    /// See [`InitModule::replaces_served_cycle`].
+    replaces_served: bool,
 }
 
 impl<'a> InitModule<'a> {
     /// The new cycle, for the callback.
     pub fn cycle(&self) -> Cycle<'a> {
         self.cycle
+    }
+
+    /// Whether the new cycle replaces the one this module's last
+    /// init_module set up in this process (a reload of a running nginx).
+    /// Not at start, and not after a cycle that did not load the module (a
+    /// reload without `load_module`, then one with it, where the module
+    /// stayed loaded: glibc keeps an object some of whose thread-locals
+    /// have destructors, ASan's nginx keeps every one): what the module's
+    /// statics say of the running cycle is then of a cycle nginx freed
+    /// since (review 23: the master wrote through such a zone pointer).
+    pub fn replaces_served_cycle(&self) -> bool {
+        self.replaces_served
     }
 
     /// Whether `upstream` is a block of the new cycle (they are gathered
@@ -350,13 +364,19 @@ unsafe fn run_cycle_hook(cycle: *mut ngx_cycle_t, hook: impl FnOnce(Cycle<'_>)) 
 }
 
 pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx calls init_module with the new cycle, whose `old_cycle`
+    // it set (the running cycle, or its initial one at start).
+    let replaces_served = served_cycle() == unsafe { (*cycle).old_cycle } as usize;
     // Nothing of the running cycle is reachable while the new one's
     // init_module runs (the running process's, under `master_process off`).
     clear_served_cycle();
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    let status =
-        unsafe { run_cycle_hook(cycle, |cycle| H::init_module(&InitModule { cycle, upstreams: Default::default() })) };
+    let status = unsafe {
+        run_cycle_hook(cycle, |cycle| {
+            H::init_module(&InitModule { cycle, upstreams: Default::default(), replaces_served })
+        })
+    };
     // The cycle this process's workers serve (or, under master_process
     // off, this process once nginx's reload returns).
     set_served_cycle(cycle);

@@ -41,6 +41,12 @@ pub fn mark_started() {
 /// the two differ too.
 static SERVED_CYCLE: AtomicUsize = AtomicUsize::new(0);
 
+/// The cycle the last init_module set up (0 before the first, and while
+/// one runs).
+pub(in crate::nginx) fn served_cycle() -> usize {
+    SERVED_CYCLE.load(Ordering::Relaxed)
+}
+
 /// init_module begins: no cycle is served until it ends.
 pub(in crate::nginx) fn clear_served_cycle() {
     SERVED_CYCLE.store(0, Ordering::Relaxed);

@@ -12,10 +12,15 @@
 //!
 //! The blocks hold no pointer into nginx's memory. A new cycle in the same
 //! process (`master_process off`'s reload) may come with a new registry
-//! whose versions start again: [`forget`] drops every block then.
+//! whose versions start again: [`forget`] drops every block then. They are
+//! kept in a plain static, not a `thread_local!`: a thread-local with a
+//! destructor, once touched (init_module runs in the master), makes glibc
+//! keep the module loaded for the master's life, so a reload that drops
+//! `load_module` no longer unloads it, and a reinstalled file is never
+//! loaded (review 23).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::state::{render_dyups_entry, specs_of, DyupsEntry, HEADER};
@@ -36,20 +41,19 @@ struct Blocks {
     writes: u64,
 }
 
-thread_local! {
-    /// This process's blocks (nginx's thread is the only one that writes
-    /// the file).
-    static BLOCKS: RefCell<Blocks> = RefCell::default();
-}
+/// This process's blocks (nginx's thread is the only one that writes the
+/// file: the mutex is never contended).
+static BLOCKS: Mutex<Option<Blocks>> = Mutex::new(None);
 
 /// The file's text for the registry as `section` reads it.
 pub fn render(dyups: &Dyups<'_>, section: &ReadSection) -> Result<String, String> {
-    BLOCKS.with(|blocks| blocks.borrow_mut().render(dyups, section))
+    let mut blocks = BLOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    blocks.get_or_insert_with(Blocks::default).render(dyups, section)
 }
 
 /// Drops every block (a new cycle: see the module comment).
 pub fn forget() {
-    BLOCKS.with(|blocks| *blocks.borrow_mut() = Blocks::default());
+    *BLOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
 }
 
 impl Blocks {

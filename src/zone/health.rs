@@ -1217,16 +1217,24 @@ impl<'z> HealthListing<'z> {
 /// configuration upstreams' of the upstreams named `checked`, the run-time
 /// upstreams' for which `runtime_checked` says the registry still has
 /// them with checks); returns how many run-time upstreams' servers did not
-/// fit.
+/// fit. The running zone is taken for the previous only if the new cycle
+/// `replaces_served` the cycle that set it.
 ///
 /// # Safety
 /// In the master's init_module, before the workers fork.
-unsafe fn set_running(zone: *mut ngx_shm_zone_t, checked: &[&[u8]], runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
+unsafe fn set_running(
+    zone: *mut ngx_shm_zone_t,
+    replaces_served: bool,
+    checked: &[&[u8]],
+    runtime_checked: &dyn Fn(&[u8]) -> bool,
+) -> usize {
     // SAFETY: per the contract: the running cycle's zone (or null), still
-    // mapped (nginx unmaps the old cycle's zones after init_module), and
-    // the new cycle's, initialised, set on this thread.
+    // mapped (nginx unmaps the old cycle's zones after init_module), when
+    // the new cycle replaces the one that set it (else a freed cycle's:
+    // see InitModule::replaces_served_cycle), and the new cycle's,
+    // initialised, set on this thread.
     let (previous, running) = unsafe {
-        let previous = HealthZone::of_zone(ZONE);
+        let previous = if replaces_served { HealthZone::of_zone(ZONE) } else { None };
         ZONE = zone;
         (previous, HealthZone::of_zone(zone))
     };
@@ -1253,7 +1261,7 @@ pub fn set_running_for(init: &InitModule, checked: &[&[u8]], runtime_checked: &d
     // SAFETY: an InitModule is only made for the master's init_module, before
     // the workers fork; the zone is the new cycle's (initialised: nginx
     // initialises every shared zone before init_module) or null.
-    unsafe { set_running(zone, checked, runtime_checked) }
+    unsafe { set_running(zone, init.replaces_served_cycle(), checked, runtime_checked) }
 }
 
 /// A slot's key: (upstream name, peer name), and whose peer it is.

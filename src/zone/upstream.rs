@@ -827,14 +827,23 @@ impl<'c> ZoneUpstream<'c> {
 
     /// For balancers with fixed tables: the state's parameters of servers
     /// the upstream has; other differences are reported. Linear in the
-    /// servers (it runs in the master at every start and reload): the sets
-    /// are compared as hash sets, and the parameters set in one walk of the
-    /// lists, the k-th peer of a name taking the k-th server of that name.
+    /// servers (it runs in the master at every start and reload): the
+    /// servers are compared by name and count in hash maps, and the
+    /// parameters set in one walk of the lists, the k-th peer of a name
+    /// taking the k-th server of that name.
     fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        let current: HashSet<String> = self.static_peers().into_iter().map(|p| p.name).collect();
+        // Each name's count: a server given twice in one and three times in
+        // the other differs too (its extra lines would be dropped unseen).
+        let mut current: HashMap<String, usize> = HashMap::new();
+        for peer in self.static_peers() {
+            *current.entry(peer.name).or_default() += 1;
+        }
         let addresses: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
-        let wanted: HashSet<&str> = addresses.iter().map(String::as_str).collect();
-        if wanted.len() != current.len() || !current.iter().all(|name| wanted.contains(name.as_str())) {
+        let mut wanted: HashMap<&str, usize> = HashMap::new();
+        for address in &addresses {
+            *wanted.entry(address).or_default() += 1;
+        }
+        if wanted.len() != current.len() || !current.iter().all(|(name, n)| wanted.get(name.as_str()) == Some(n)) {
             return Err(format!(
                 "its servers differ from the configuration's, and the {} balancer cannot change its set of \
                  servers: remove the file to start from the configuration",
