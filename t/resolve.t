@@ -217,3 +217,51 @@ location /dynamic { dynamic_upstream; }
 --- must_die
 --- error_log
 qr/\[emerg\].*"check" does not probe servers with "resolve" \(nginx adds and removes their peers at run time\) in upstream "backends"/
+
+=== TEST 6: the REST API refuses to replace or delete an upstream of the configuration that has "resolve" servers (nginx's resolver changes its list through the upstream's peer.data, where the run-time version sat: nginx wrote past the worker's structure at every DNS change, hunt 23); such an upstream in dyups_upstream_conf is not used: the configuration's servers stay, with a [warn]
+--- http_config
+$TEST_NGINX_RESOLVER
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_4;
+    location / { dyups_interface; }
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+my $dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2), 'start');
+my $reason = "409 upstream \"backends\" of the configuration has servers with \"resolve\", whose peers nginx's resolver "
+           . "changes: it cannot be replaced or deleted through this API; change its other servers with the NGINX Plus "
+           . "API or the query-string API";
+my $r = http('POST', "http://127.0.0.1:$p4/upstream/backends", "server 127.0.0.1:$p3;");
+like("$r->{status} $r->{body}", qr/\A\Q$reason\E\n?\z/, 'POST: 409 with the reason');
+$r = http('DELETE', "http://127.0.0.1:$p4/upstream/BACKENDS");
+like("$r->{status} $r->{body}", qr/\A\Q$reason\E\n?\z/, 'DELETE (any case): 409 with the reason');
+$r = http('POST', "http://127.0.0.1:$p4/upstream/other", "server 127.0.0.1:$p3;");
+is("$r->{status} $r->{body}", '200 success', 'another upstream: 200');
+is(main::verbose(), main::line($p1) . main::line($p2), 'backends unchanged');
+
+# An entry for it in the file (written before the configuration had
+# "resolve", or by hand): not used.
+main::spew(data_dir() . '/dyups.conf', $main::HEADER . "upstream backends {\n    server 127.0.0.1:$p3;\n}\n");
+nginx_restart();
+main::resolved(main::line($p1) . main::line($p2), 'after a restart with the entry');
+my %seen;
+$seen{ http_get('/')->{body} }++ for 1 .. 10;
+is_deeply(\%seen, { "$p1\n" => 5, "$p2\n" => 5 }, 'traffic goes to the configuration\'s servers');
+like(error_log_text(), qr/\[warn\].*upstream "backends" has servers with "resolve": its run-time replacement or deletion is not used/,
+     '[warn] says why');

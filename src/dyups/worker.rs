@@ -58,7 +58,7 @@ use ngx::ffi::{
     ngx_pcalloc, ngx_peer_connection_t, ngx_pnalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_BUSY,
     NGX_DECLINED, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
     NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT,
-    NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
+    NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
 };
 
 /// One name's entry point in this worker.
@@ -73,6 +73,12 @@ struct Front {
     /// A run-time upstream named like an implicit upstream of the
     /// configuration (see [`add_to_array`]).
     before_implicit: bool,
+    /// An upstream of the configuration with `server NAME resolve` (nginx
+    /// 1.27.3 and later): nginx's resolver changes its zone list through
+    /// `peer.data` (`ngx_http_upstream_zone_set_single`), so the front is
+    /// never installed there (it wrote past this struct, hunt 23); the
+    /// REST API refuses to replace or delete such an upstream.
+    resolving: bool,
     in_array: bool,
     /// The registry version this front shows (0: none yet).
     version_id: u64,
@@ -331,6 +337,7 @@ fn new_front(name: &str, config: Option<&ConfigUpstream>) -> Front {
         uscf: runtime_upstream(name),
         from_config: false,
         before_implicit,
+        resolving: false,
         in_array: false,
         version_id: 0,
         current: ptr::null_mut(),
@@ -340,6 +347,9 @@ fn new_front(name: &str, config: Option<&ConfigUpstream>) -> Front {
             uscf,
             from_config: true,
             before_implicit: false,
+            // SAFETY: an upstream block of the running configuration,
+            // which outlives the worker's fronts.
+            resolving: unsafe { Upstream::from_raw(uscf) }.resolves_any(),
             in_array: true,
             version_id: 0,
             current: ptr::null_mut(),
@@ -373,6 +383,22 @@ fn runtime_upstream(name: &str) -> *mut ngx_http_upstream_srv_conf_t {
 /// Shows `record` through `front`; false if this worker could not set it
 /// up (it then has no version: 502).
 fn update_front(front: &mut Front, record: &RecordView) -> bool {
+    if front.resolving {
+        // The registry's record (from a dyups_upstream_conf, or made before
+        // the configuration gave the upstream `resolve` servers) is not
+        // shown: the configuration's servers stay.
+        log(
+            NGX_LOG_WARN,
+            &format!(
+                "dynamic upstream: upstream \"{}\" has servers with \"resolve\": its run-time replacement or deletion \
+                 is not used (nginx's resolver changes its servers); remove its entry from dyups_upstream_conf and \
+                 restart nginx",
+                record.name
+            ),
+        );
+        front.version_id = record.version;
+        return true;
+    }
     if front.uscf.is_null() {
         // The cycle pool had no room for it when the front was made.
         front.uscf = runtime_upstream(&record.name);

@@ -79,6 +79,7 @@ fn replace_spec(
     expected: Option<u64>,
 ) -> Result<(Change<'static>, ChangeGuard), ApiError> {
     check_hash_key(spec)?;
+    refuse_resolving(name)?;
     let dyups = registry()?;
     let guard = ChangeGuard::for_dyups(trylock)?;
     // Until its first replacement, an upstream of the configuration has no
@@ -93,6 +94,7 @@ fn replace_spec(
 
 fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {
     validate_upstream_name(name)?;
+    refuse_resolving(name)?;
     let dyups = registry()?;
     let guard = ChangeGuard::for_dyups(trylock)?;
     if !dyups.delete(name, in_config(name), trylock)? {
@@ -100,6 +102,28 @@ fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {
     }
     sync_if_moved();
     Ok(guard)
+}
+
+/// An upstream of the configuration with `server NAME resolve` (nginx
+/// 1.27.3 and later) is not replaced or deleted here: nginx's resolver
+/// changes its zone list through the upstream's `peer.data`, where a
+/// run-time version would sit (nginx wrote past the worker's structure
+/// there, hunt 23). Its other servers change through the NGINX Plus API or
+/// the query-string API.
+fn refuse_resolving(name: &str) -> Result<(), ApiError> {
+    let resolving =
+        Upstream::with_running(|running| config_upstream(running, name).map(|(n, u)| (n, u.resolves_any())));
+    match resolving {
+        Some((spelled, true)) => Err(ApiError::conflict(
+            "upstream_resolves",
+            format!(
+                "upstream \"{spelled}\" of the configuration has servers with \"resolve\", whose peers nginx's \
+                 resolver changes: it cannot be replaced or deleted through this API; change its other servers \
+                 with the NGINX Plus API or the query-string API"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A hash key may only use variables nginx knows.
