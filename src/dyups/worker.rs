@@ -445,9 +445,12 @@ fn set_version(front: &mut Front, version: *mut Version) {
             release_if_done(old);
         }
     }
-    if version.is_null() && front.from_config && !front.uscf.is_null() {
+    if version.is_null() && front.from_config && !front.resolving && !front.uscf.is_null() {
         // A deleted upstream of the configuration: static proxy_pass
-        // references to it reach no peer (502) from now on.
+        // references to it reach no peer (502) from now on. Never one with
+        // `resolve` servers, whose peer.data nginx's resolver reads as its
+        // list (see Front::resolving; review 24: a record of it leaving the
+        // registry came here through forget_deleted_front).
         // SAFETY: as in update_front.
         unsafe {
             (*front.uscf).peer.init = Some(init_front_peer);
