@@ -984,28 +984,21 @@ impl<'z> Dyups<'z> {
         if !self.read_in(section) {
             return Vec::new();
         }
-        let mut capacity = self.count() + 4;
-        loop {
-            let mut out: Vec<RecordVersion> = Vec::with_capacity(capacity);
-            let reading = self.read_lock();
-            // SAFETY: the registry is read under its lock; every linked
-            // record is allocated; each copy is a fixed-size value pushed
-            // within the capacity (no allocation under the lock).
-            let complete = unsafe {
-                let mut record = (*self.registry).records;
+        let (out, ()) = self.copy_out(self.count() + 4, |registry, out| {
+            let mut record = registry.records;
+            // SAFETY: copy_out holds the registry lock; every linked record
+            // is allocated; each copy is a fixed-size value pushed within
+            // the capacity.
+            unsafe {
                 while !record.is_null() && out.len() < out.capacity() {
                     let r = &*record;
                     out.push(RecordVersion { version: r.version, name_len: r.name_len, name: r.name });
                     record = r.next;
                 }
-                record.is_null()
-            };
-            drop(reading);
-            if complete {
-                return out;
             }
-            capacity = (capacity * 2).max(self.count() + 4);
-        }
+            record.is_null().then_some(())
+        });
+        out
     }
 
     /// What changed after version `seen` (None: never synced): the changed
@@ -1046,13 +1039,13 @@ impl<'z> Dyups<'z> {
     /// beforehand, so that nothing is allocated while the lock is held.
     /// `copy` answers None when the records did not fit; it runs again with
     /// more room (the registry can grow between sizing and locking).
-    fn copy_out<T>(
+    fn copy_out<E, T>(
         &self,
         mut capacity: usize,
-        mut copy: impl FnMut(&Registry, &mut Vec<Record>) -> Option<T>,
-    ) -> (Vec<Record>, T) {
+        mut copy: impl FnMut(&Registry, &mut Vec<E>) -> Option<T>,
+    ) -> (Vec<E>, T) {
         loop {
-            let mut raw: Vec<Record> = Vec::with_capacity(capacity);
+            let mut raw: Vec<E> = Vec::with_capacity(capacity);
             let reading = self.read_lock();
             // SAFETY: the registry lives as long as the zone and is read
             // under its lock.
