@@ -611,8 +611,7 @@ impl<'c> ZoneUpstream<'c> {
                     // Drained: the vector's memory is freed after the locks.
                     slots.drain(..).for_each(Pending::activate);
                     if health.is_some() {
-                        for peer in [lists.list(false), lists.list(true)].into_iter().flatten().flat_map(|l| l.peers())
-                        {
+                        for peer in lists.peers() {
                             if let Ok(i) = removed_names.binary_search(&peer.name()) {
                                 stays[i] = true;
                             }
