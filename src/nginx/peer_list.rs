@@ -31,7 +31,7 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_lock::{LockedLists, LockedPeer, ReadLocked, SlabLocked, ZoneLists};
-use crate::nginx::peer_stats::{record_of, set_id};
+use crate::nginx::peer_stats::{id_of, record_of, set_id};
 use crate::nginx::sockaddr::{PeerAddress, SOCKADDR_STRLEN};
 use crate::nginx::version::{
     bump_config, free_peer_now, peer_free_locked, resolved_from, share_config, NGINX_FREES_REMOVED_PEERS,
@@ -196,6 +196,28 @@ unsafe fn peer_count(primary: *mut ngx_http_upstream_rr_peers_t) -> usize {
         let _lock = ReadLocked::new(primary);
         let backup = (*primary).next;
         (*primary).number + if backup.is_null() { 0 } else { (*backup).number }
+    }
+}
+
+/// Whether a peer of the zone upstream's lists has no server ID yet:
+/// read under the lists' read locks (primary first, as nginx takes them),
+/// so that a listing that finds every ID given (every scrape of the NGINX
+/// Plus API, once the IDs are given) holds no request up.
+pub fn some_peer_lacks_id(lists: ZoneLists) -> bool {
+    let primary = lists.raw();
+    // SAFETY: a ZoneLists is a live shared list and its backup list, once
+    // linked, lives as long; each walked under its read lock.
+    unsafe {
+        let _primary_lock = ReadLocked::new(primary);
+        if peers_of(primary).any(|peer| id_of(peer).is_none()) {
+            return true;
+        }
+        let backup = (*primary).next;
+        if backup.is_null() {
+            return false;
+        }
+        let _backup_lock = ReadLocked::new(backup);
+        peers_of(backup).any(|peer| id_of(peer).is_none())
     }
 }
 

@@ -22,9 +22,9 @@ use ngx::ffi::{
 };
 
 use crate::nginx::module_hooks::{conf_in_pool, InitModule};
-use crate::nginx::peer_list::{list_peers, replace_peers, Replaced, SNAPSHOT_SERVER_MAX};
+use crate::nginx::peer_list::{list_peers, replace_peers, some_peer_lacks_id, Replaced, SNAPSHOT_SERVER_MAX};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
-use crate::nginx::peer_stats::UpstreamCounters;
+use crate::nginx::peer_stats::{counting, UpstreamCounters};
 use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::upstreams::{NgxText, Running, Upstream};
 use crate::nginx::version::TABLES_FOLLOW_CHANGES;
@@ -655,6 +655,13 @@ impl<'c> ZoneUpstream<'c> {
     /// resolver added since the last change (`server NAME resolve`, nginx
     /// 1.27.3 and later), before the NGINX Plus API lists them.
     pub fn give_ids(&self) {
+        if !counting() || !some_peer_lacks_id(self.lists()) {
+            // Nothing to give: no write lock. The lengths are noted as
+            // under it (an atomic maximum of lengths read without a lock).
+            // SAFETY: the zone's state lives for the cycle.
+            unsafe { (*self.state).note_list_lengths() };
+            return;
+        }
         // SAFETY: the zone's lists, under both write locks.
         unsafe {
             let mut locks = ListsWriteLocked::new(self.primary());
