@@ -6,6 +6,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Backend qw(backend wait_until spread);
+use NginxTest::Files;
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
@@ -251,3 +252,62 @@ ok(poll_until(sub { main::logged(qr/health checks: \d+ probes wait for a connect
 my @answers = map { http_get('http://127.0.0.1:' . port(3) . '/ok')->{status} } 1 .. 20;
 is("@answers", join(' ', (200) x 20), 'clients are served');
 is(main::logged(qr/Too many open files/), 0, 'no descriptor ran out');
+
+=== TEST 8: a worker that dies holding the health zone's mutex while the master reads a reload's configuration: the master takes the mutex from it and the reload completes (the master waited on it for ever, deaf to every signal, while nginx, which frees a dead worker's mutexes when it reaps it, reaps nothing during a reload; hunt 24)
+--- workers: 2
+--- http_config
+check_shm_size 1m;
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    check interval=100 rise=1 fall=1 timeout=1000 type=http;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    return 200 "ok\n";
+}
+--- config
+location / { proxy_pass http://backends; }
+location /status { check_status json; }
+--- perl
+my $master = master_pid();
+my ($worker, @others) = worker_pids();
+# The health zone: the only shared mapping of 1 MiB (check_shm_size).
+no warnings 'portable'; # 64-bit addresses
+my @zones = grep { $_->[1] - $_->[0] == 1 << 20 }
+            map { /^([0-9a-f]+)-([0-9a-f]+) rw-s / ? [hex $1, hex $2] : () } split /\n/, main::slurp("/proc/$worker/maps");
+is(scalar @zones, 1, 'the health zone mapped in the worker');
+my $zone = $zones[0][0];
+# gdb stops the worker at the unlock of that zone's mutex (a probe's
+# verdict), stops it there with SIGSTOP, and lets go: it holds the mutex.
+my $gdb_out = data_dir() . '/gdb.out';
+my $gdb = fork() // die "fork: $!";
+if ($gdb == 0) {
+    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
+    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
+         '-ex', "break ngx_shmtx_unlock if *(long *) \$rdi == $zone", '-ex', 'continue',
+         '-ex', "shell kill -STOP $worker", '-ex', 'detach', '-ex', 'quit') or die "exec gdb: $!";
+}
+waitpid($gdb, 0);
+ok(poll_until(sub { (main::slurp("/proc/$worker/stat") // '') =~ /^\d+ \(.*\) T /s }, 5, 'stopped'),
+   "worker $worker stopped holding the health zone's mutex") or diag(main::slurp($gdb_out));
+kill 'HUP', $master or die "kill HUP: $!";
+ok(poll_until(sub { error_log_text() =~ /shared zone "dynamic_upstream_check_v\d+" has been locked by process $worker for 1 s/ }, 10, 'waits'),
+   'the reload waits for the mutex, saying so');
+kill 'KILL', $worker;
+ok(poll_until(sub { error_log_text() =~ /shared zone "dynamic_upstream_check_v\d+" was locked by process $worker, which has ended: unlocked/ }, 10, 'taken'),
+   'once the worker is dead the master takes the mutex from it');
+my @now;
+ok(poll_until(sub { @now = worker_pids(); @now == 2 && !grep { $_ == $worker || $_ == $others[0] } @now }, 15, 'reloaded'),
+   'the reload completes: two new workers') or diag("workers: @now");
+is(http_get('/')->{body}, "ok\n", 'requests are served');
+my $status;
+ok(poll_until(sub {
+    my $r = http_get('/status');
+    $status = $r->{status} == 200 ? JSON::PP::decode_json($r->{body}) : undef;
+    $status && 2 == grep { $_->{status} eq 'up' } @{ $status->{servers}{server} };
+}, 5, 'checked'), 'both servers checked and up') or diag(explain($status));
+--- allow_error_log
+exited on signal 9

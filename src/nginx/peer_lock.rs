@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_atomic_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_rwlock_rlock, ngx_rwlock_unlock,
-    ngx_rwlock_wlock, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_pool_t,
+    ngx_rwlock_wlock, ngx_shmtx_force_unlock, ngx_shmtx_lock, ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_pool_t,
+    NGX_LOG_WARN,
 };
+
+use crate::nginx::log::log;
+use crate::nginx::process::ended;
 
 /// Holds an nginx rwlock (`ngx_atomic_t` in shared memory) for writing.
 pub struct WriteLocked {
@@ -413,6 +417,61 @@ impl SlabLocked {
         // SAFETY: per the contract.
         unsafe { ngx_shmtx_lock(&mut (*pool).mutex) };
         Self { pool }
+    }
+
+    /// [`SlabLocked::new`] for the master in init_module, on a zone the
+    /// workers lock too (one kept across reloads). nginx frees the mutexes
+    /// of a worker that died when it reaps it, and it does not reap while
+    /// it reads a reload's configuration (SIGCHLD is blocked then): waiting
+    /// on the mutex of a worker that dies meanwhile would stop the master
+    /// for good, deaf to every signal (hunt 24). So this polls (every
+    /// millisecond, not sleeping on the mutex's semaphore) and takes the
+    /// mutex from a holder that has ended (no such process, or a zombie),
+    /// as nginx does once it reaps it. A live holder is waited for (a
+    /// worker holds it for a probe's verdict or a change): saying so once a
+    /// second has passed, for one that is stopped. `zone` names the zone in
+    /// those messages.
+    ///
+    /// # Safety
+    /// As for [`SlabLocked::new`].
+    pub unsafe fn in_master(pool: *mut ngx_slab_pool_t, zone: &str) -> Self {
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            // SAFETY: per the contract: the pool's mutex is live.
+            let (taken, holder) = unsafe {
+                let mutex = ptr::addr_of_mut!((*pool).mutex);
+                (ngx_shmtx_trylock(mutex) != 0, ptr::read_volatile((*mutex).lock) as ngx::ffi::ngx_pid_t)
+            };
+            if taken {
+                return Self { pool };
+            }
+            // No lock is held here: /proc may be read, and the log written.
+            if holder > 0 && ended(holder) {
+                // SAFETY: as above; unlocks only if `holder` still holds it.
+                if unsafe { ngx_shmtx_force_unlock(ptr::addr_of_mut!((*pool).mutex), holder) } != 0 {
+                    log(
+                        NGX_LOG_WARN,
+                        &format!(
+                            "dynamic upstream: shared zone \"{zone}\" was locked by process {holder}, which has \
+                             ended: unlocked"
+                        ),
+                    );
+                }
+                continue;
+            }
+            if !said && started.elapsed() >= Duration::from_secs(1) {
+                said = true;
+                log(
+                    NGX_LOG_WARN,
+                    &format!(
+                        "dynamic upstream: shared zone \"{zone}\" has been locked by process {holder} for 1 s (a \
+                         stopped process?): the reload waits for it"
+                    ),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub fn pool(&self) -> *mut ngx_slab_pool_t {

@@ -221,6 +221,16 @@ pub fn gone(pid: i32, start: u64) -> bool {
     start != 0 && proc_stat(Some(pid)).is_some_and(|now| now.ended() || now.start_time != start)
 }
 
+/// Whether the process `pid` has ended: no process has that pid, or the
+/// one that has it is a zombie its parent has not reaped (a worker that
+/// died while its master reads a reload's configuration). /proc is
+/// believed only where it shows this process under its own pid (else what
+/// it says of `pid` may be another pid namespace's process's): without it
+/// a zombie counts as running. Reads /proc: never call it under a lock.
+pub fn ended(pid: i32) -> bool {
+    gone(pid, 0) || (my_start_time() != 0 && proc_stat(Some(pid)).is_some_and(|stat| stat.ended()))
+}
+
 /// This process's start time in clock ticks since boot, if /proc shows this
 /// process under its own pid (else it is another pid namespace's, and start
 /// times are not compared: 0).

@@ -269,6 +269,20 @@ impl<'z> HealthZone<'z> {
         unsafe { (*self.table).used.load(Acquire) != 0 }
     }
 
+    /// Takes the zone's mutex; in the master (init_module) without waiting
+    /// on a worker that died holding it ([`SlabLocked::in_master`]).
+    fn lock(self) -> SlabLocked {
+        // SAFETY: the zone's pool, mapped for 'z; no caller takes its mutex
+        // twice.
+        unsafe {
+            if in_running_process() {
+                SlabLocked::new(self.pool)
+            } else {
+                SlabLocked::in_master(self.pool, ZONE_NAME)
+            }
+        }
+    }
+
     /// init_module (master): the zone belongs to a new cycle from now on.
     pub fn begin_cycle(self) {
         // SAFETY: the table lives as long as the zone.
@@ -336,8 +350,8 @@ impl<'z> HealthZone<'z> {
         next_free: &mut usize,
     ) -> Option<usize> {
         let key = Key { upstream, name, runtime: false };
-        // SAFETY: the zone's pool; slots are keyed under its mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        // Slots are keyed under the zone's mutex.
+        let _slab = self.lock();
         let index = self
             .claim_locked(*next_free, key, counters, due, state)
             .or_else(|| self.claim_locked(0, key, counters, due, state))?;
@@ -405,9 +419,9 @@ impl<'z> HealthZone<'z> {
         }
         // SAFETY: the old table lives as long as its zone, mapped here.
         unsafe { (*old.table).cycle.store(SUPERSEDED, Release) };
-        // SAFETY: both zones' pools; the old zone's mutex, then the new
-        // one's (no other code holds two health zones' mutexes).
-        let (_old, _new) = unsafe { (SlabLocked::new(old.pool), SlabLocked::new(self.pool)) };
+        // The old zone's mutex, then the new one's (no other code holds two
+        // health zones' mutexes).
+        let (_old, _new) = (old.lock(), self.lock());
         let (mut upstream, mut name) = ([0u8; UPSTREAM_NAME_MAX], [0u8; SOCKADDR_STRLEN]);
         let (mut next_free, mut dropped) = (0, 0);
         for runtime in [false, true] {
@@ -463,8 +477,8 @@ impl<'z> HealthZone<'z> {
         counters: Counters,
         due: u32,
     ) -> Option<usize> {
-        // SAFETY: the zone's pool; slots are keyed and freed under its mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        // Slots are keyed and freed under the zone's mutex.
+        let _slab = self.lock();
         if let Some((index, gen)) = found {
             // Freed and claimed again since it was read: another key.
             let slot = self.slot(index);
@@ -482,8 +496,7 @@ impl<'z> HealthZone<'z> {
 
     /// Frees the slot at `index`.
     pub fn free(self, index: usize) {
-        // SAFETY: the zone's pool.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let _slab = self.lock();
         self.free_locked(self.slot(index));
     }
 
@@ -540,8 +553,8 @@ impl<'z> HealthZone<'z> {
         let mut by_name: Vec<usize> = (0..peers.len()).collect();
         by_name.sort_by(|&a, &b| peers[a].name.cmp(&peers[b].name));
         let mut name = [0u8; SOCKADDR_STRLEN];
-        // SAFETY: the zone's pool; keys do not change under its mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        // Keys do not change under the zone's mutex.
+        let _slab = self.lock();
         for (_, slot) in self.slots() {
             if !slot.is_live() || slot.is_runtime() != runtime || !slot.upstream_is(upstream.as_bytes()) {
                 continue;
@@ -569,8 +582,8 @@ impl<'z> HealthZone<'z> {
             return found;
         }
         let mut name = [0u8; SOCKADDR_STRLEN];
-        // SAFETY: the zone's pool; keys do not change under its mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        // Keys do not change under the zone's mutex.
+        let _slab = self.lock();
         for (index, slot) in self.slots() {
             if !slot.is_live() || slot.is_runtime() || !slot.upstream_is(upstream) {
                 continue;
@@ -590,8 +603,8 @@ impl<'z> HealthZone<'z> {
         let mut entries: Vec<LiveSlot> = Vec::new();
         loop {
             entries.reserve_exact(self.used().load(Acquire));
-            // SAFETY: the zone's pool; keys do not change under its mutex.
-            let _slab = unsafe { SlabLocked::new(self.pool) };
+            // Keys do not change under the zone's mutex.
+            let _slab = self.lock();
             if self.used().load(Acquire) > entries.capacity() {
                 continue; // claimed meanwhile: more room, outside the mutex
             }
@@ -647,7 +660,7 @@ impl<'z> HealthZone<'z> {
             if [primary, (*primary).next].into_iter().any(|list| peers_of(list).any(same)) {
                 return None;
             }
-            let _slab = SlabLocked::new(self.pool);
+            let _slab = self.lock();
             self.find_locked(upstream, name).map(|(index, slot)| (index, slot.gen()))
         }
     }
@@ -670,9 +683,8 @@ impl<'z> HealthZone<'z> {
         failure: Option<Failure>,
         update: impl FnOnce(&mut Counters) -> T,
     ) -> Option<T> {
-        // SAFETY: the zone's pool; slots are claimed and freed under its
-        // mutex.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        // Slots are claimed and freed under the zone's mutex.
+        let _slab = self.lock();
         let slot = self.slot(index);
         if slot.gen() != gen || !slot.is_live() || slot.lease.load(Acquire) != claimed {
             return None;
@@ -687,8 +699,7 @@ impl<'z> HealthZone<'z> {
     /// Frees every slot `wanted` picks (by index and slot), under the
     /// zone's mutex. Allocates nothing.
     fn free_where(self, wanted: impl Fn(usize, &Slot) -> bool) {
-        // SAFETY: the zone's pool.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let _slab = self.lock();
         for (index, slot) in self.slots() {
             if wanted(index, slot) {
                 self.free_locked(slot);
@@ -698,8 +709,7 @@ impl<'z> HealthZone<'z> {
 
     /// Frees the slot at `index` if it is still of generation `gen`.
     pub fn free_generation(self, index: usize, gen: u32) {
-        // SAFETY: the zone's pool.
-        let _slab = unsafe { SlabLocked::new(self.pool) };
+        let _slab = self.lock();
         let slot = self.slot(index);
         if slot.is_live() && slot.gen() == gen {
             self.free_locked(slot);
@@ -1035,8 +1045,8 @@ impl<'z> Pending<'z> {
     ) -> Result<Pending<'z>, ApiError> {
         let zone = zone.ok_or_else(|| ApiError::new(500, "internal", "no health zone"))?;
         if keep && upstream.len() <= UPSTREAM_NAME_MAX && name.len() <= SOCKADDR_STRLEN {
-            // SAFETY: the zone's pool; keys do not change under its mutex.
-            let _slab = unsafe { SlabLocked::new(zone.pool) };
+            // Keys do not change under the zone's mutex.
+            let _slab = zone.lock();
             if let Some((index, slot)) = zone.find_locked(upstream.as_bytes(), name) {
                 let mut kept = KeptSlot {
                     gen: slot.gen(),
@@ -1082,9 +1092,9 @@ impl<'z> Pending<'z> {
             Some(kept) => {
                 // A removal of that server by another worker may have freed
                 // the kept slot since: its new peer gets a fresh one.
-                // SAFETY: the zone's pool; its mutex comes after the lists'
-                // locks, as everywhere.
-                let _slab = unsafe { SlabLocked::new(self.zone.pool) };
+                // The zone's mutex comes after the lists' locks, as
+                // everywhere.
+                let _slab = self.zone.lock();
                 let slot = self.zone.slot(self.index);
                 if slot.is_live() && slot.gen() == kept.gen {
                     // Its health may have moved since `starts_down` was
@@ -1333,8 +1343,8 @@ impl<'z> RuntimeSlots<'z> {
     /// number of slots it holds.
     pub fn prepare(&mut self) -> Result<(), usize> {
         let zone = self.zone;
-        // SAFETY: the zone's pool; slots are keyed under its mutex.
-        let slab = unsafe { SlabLocked::new(zone.pool) };
+        // Slots are keyed under the zone's mutex.
+        let slab = zone.lock();
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
         // One walk finds the live slots of the servers that stay (a walk
@@ -1392,8 +1402,7 @@ impl<'z> RuntimeSlots<'z> {
     /// Allocates nothing.
     pub fn activate(&mut self) {
         let zone = self.zone;
-        // SAFETY: the zone's pool.
-        let _slab = unsafe { SlabLocked::new(zone.pool) };
+        let _slab = zone.lock();
         for &index in &self.claimed {
             zone.slot(index).state.store(LIVE, Release);
         }
@@ -1421,8 +1430,7 @@ impl Drop for RuntimeSlots<'_> {
         if self.claimed.is_empty() {
             return;
         }
-        // SAFETY: the zone's pool.
-        let _slab = unsafe { SlabLocked::new(self.zone.pool) };
+        let _slab = self.zone.lock();
         for &index in &self.claimed {
             self.zone.free_locked(self.zone.slot(index));
         }
