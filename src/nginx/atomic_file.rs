@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// An exclusive lock on a state file, held until dropped.
 pub struct FileLock {
     file: File,
+    /// Why the lock file could not be opened for writing (then it is open
+    /// read-only: enough for flock, not for a claim).
+    write_error: Option<i32>,
 }
 
 impl FileLock {
@@ -30,16 +33,19 @@ impl FileLock {
     pub fn exclusive(path: &Path, wait: Duration) -> io::Result<FileLock> {
         // Read-only is enough for flock, so a lock file the master (root)
         // created stays usable by workers running as another user.
-        let file = OpenOptions::new()
+        let (file, write_error) = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
             .open(lock_path(path))
-            .or_else(|_| File::open(lock_path(path)))?;
+        {
+            Ok(file) => (file, None),
+            Err(e) => (File::open(lock_path(path))?, e.raw_os_error()),
+        };
         lock_within(&file, wait)?;
-        Ok(FileLock { file })
+        Ok(FileLock { file, write_error })
     }
 
     /// Whether another process holds the lock of the state file at `path`
@@ -67,6 +73,11 @@ impl FileLock {
     /// and cycle) that read the state file last. Fails where the lock file
     /// is not writable (opened read-only).
     pub fn claim(&self, token: &str) -> io::Result<()> {
+        // The reason the file is read-only here (EROFS, EACCES), not the
+        // EINVAL of truncating a read-only descriptor (hunt 24 F3).
+        if let Some(code) = self.write_error {
+            return Err(io::Error::from_raw_os_error(code));
+        }
         self.file.set_len(0)?;
         self.file.write_all_at(token.as_bytes(), 0)
     }
