@@ -64,6 +64,9 @@ impl CycleHooks for Hooks {
         // Restored run-time upstreams and zone peers get their health
         // records there.
         let not_carried = prober::set_zone(init);
+        // The cycle's load time, before the dyups_upstream_conf a new
+        // registry loads: its versions follow it.
+        crate::ops::cycles::start_cycle(now_ms());
         state_files::load_at_start(init, main);
         if let Err(text) = prober::begin_cycle(init, not_carried) {
             init.log(NGX_LOG_ERR, &text);
@@ -95,15 +98,13 @@ impl CycleHooks for Hooks {
     }
 }
 
-/// After the state files were restored: the instance's figures for the
-/// NGINX Plus API's `/nginx`, whether this cycle counts statistics, and
+/// After the state files were restored (and [`crate::ops::cycles::start_cycle`]):
 /// every zone upstream's server IDs (the configuration's order, or the
 /// state file's) and first revision (the load time in microseconds, so
 /// that revisions never repeat across reloads). In init_module, with the
 /// new cycle, whose lists no worker can reach yet.
 fn start_plus_api(init: &InitModule, counting: bool) {
-    let now_ms = now_ms();
-    crate::ops::plus::start_cycle(now_ms);
+    let now_ms = crate::ops::cycles::load_ms();
     for upstream in init.cycle().upstreams() {
         if has_bookkeeping(upstream) {
             if let Ok(zone) = ZoneUpstream::of_new_cycle(init, upstream, |_, _| None) {

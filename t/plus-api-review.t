@@ -431,3 +431,75 @@ like($text, qr/^upstream dyhost \{\n    server 127\.0\.0\.1:$p1 [^\n]*; # id=0\n
     or diag($text);
 like($text, qr/^upstream other \{\n    server 127\.0\.0\.1:$p2 [^\n]*; # id=0\n\}$/m, 'the other upstream\'s too');
 like($text, qr/^upstream third \{\n    server 127\.0\.0\.1:$p3 /m, 'and the new upstream');
+
+=== TEST 13: the first REST replace of a configuration upstream continues its zone's numbering: the revision goes on (an ETag read before no longer matches: 412) and the new servers get IDs the zone never gave (a DELETE by an old ID is 404), also after a reload (hunt 26: the revision was given again or went back, the IDs started again at 0)
+--- workers: 1
+--- http_config
+$TEST_NGINX_DYUPS_ON_4
+upstream mixed {
+    zone mixed 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream again {
+    zone again 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($p1, $p2, $p3, $p4, $p5, $p6) = map { port($_) } 1 .. 6;
+my $servers = '/api/9/http/upstreams/mixed/servers';
+is(http_get("/dynamic?upstream=mixed&server=127.0.0.1:$p2&weight=3")->{status}, 200, 'a query-API change');
+my $before = http_get($servers)->{headers}{etag};
+like($before, qr/^"\d+"$/, 'the ETag before');
+my $r = http('POST', "http://127.0.0.1:$p4/upstream/mixed", "server 127.0.0.1:$p5;server 127.0.0.1:$p6;");
+is("$r->{status} $r->{body}", '200 success', 'the REST API replaces it');
+my $after = http_get($servers)->{headers}{etag};
+my ($n_before, $n_after) = map { /(\d+)/ ? $1 : 0 } $before, $after;
+cmp_ok($n_after, '>', $n_before, 'the revision went on');
+is_deeply(main::server_list('mixed'), ["2 127.0.0.1:$p5 w1", "3 127.0.0.1:$p6 w1"], 'the new servers: IDs after the zone\'s');
+is(main::put('mixed', ["127.0.0.1:$p1"], [['If-Match', $before]])->{status}, 412, 'a PUT with the ETag read before: 412');
+is(http('DELETE', "$servers/0")->{status}, 404, 'a DELETE by an ID of the zone\'s: 404');
+is(scalar @{ main::server_list('mixed') }, 2, '  nothing removed');
+# After a reload the zone's revision starts at the reload's time.
+nginx_reload();
+is(http_get('/dynamic?upstream=again&server=127.0.0.1:' . $p1 . '&weight=2')->{status}, 200, 'a change of the other upstream, after a reload');
+$before = http_get('/api/9/http/upstreams/again/servers')->{headers}{etag};
+$r = http('POST', "http://127.0.0.1:$p4/upstream/again", "server 127.0.0.1:$p5;");
+is("$r->{status} $r->{body}", '200 success', 'the REST API replaces it');
+$after = http_get('/api/9/http/upstreams/again/servers')->{headers}{etag};
+($n_before, $n_after) = map { /(\d+)/ ? $1 : 0 } $before, $after;
+cmp_ok($n_after, '>', $n_before, '  its revision went on');
+is_deeply(main::server_list('again'), ["1 127.0.0.1:$p5 w1"], '  its new server an ID after the zone\'s');
+
+=== TEST 14: a reload that loads the registry anew (another dyups_shm_zone_size) does not take run-time upstreams' revisions back: no earlier ETag matches again (hunt 26: versions restarted, an ETag of 50 changes before matched a later list)
+--- workers: 1
+--- http_config
+$TEST_NGINX_DYUPS_ON_4
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /ok { return 200; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+my $servers = '/api/9/http/upstreams/dyrev/servers';
+my %seen;
+for my $i (1 .. 5) {
+    is(http('POST', "http://127.0.0.1:$p4/upstream/dyrev", "server 127.0.0.1:$p1 weight=$i;")->{status}, 200, "change $i");
+    $seen{ http_get($servers)->{headers}{etag} } = $i;
+}
+my $last = (sort { $seen{$b} <=> $seen{$a} } keys %seen)[0];
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s{(dyups_upstream_conf [^;]*;)}{$1\n    dyups_shm_zone_size 4m;} or die 'no dyups_upstream_conf';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+my $tag = http_get($servers)->{headers}{etag};
+my ($n_last, $n_now) = map { /(\d+)/ ? $1 : 0 } $last, $tag;
+cmp_ok($n_now, '>', $n_last, 'the revision after the reload is past the last one before');
+for my $i (1 .. 5) {
+    is(http('POST', "http://127.0.0.1:$p4/upstream/dyrev", "server 127.0.0.1:$p2 weight=$i;")->{status}, 200, "change $i after");
+    my $now = http_get($servers)->{headers}{etag};
+    ok(!exists $seen{$now}, "  a new ETag ($now)");
+}
+is(main::put('dyrev', ["127.0.0.1:$p3"], [['If-Match', $last]])->{status}, 412, 'a PUT with the last ETag of before the reload: 412');

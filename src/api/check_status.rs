@@ -7,7 +7,8 @@
 use dynamic_upstream_core::health::status_page::{render, StatusFormat, StatusQuery, StatusRow};
 
 use crate::nginx::http_io::{HttpRequest, Response};
-use crate::ops::plus::{all_upstreams, generation, Listed};
+use crate::ops::cycles::generation;
+use crate::ops::plus::{all_upstreams, Listed};
 
 /// The page, in `format` unless `?format=` says otherwise.
 pub fn respond(req: &HttpRequest, format: StatusFormat) -> Response {

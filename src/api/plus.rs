@@ -26,7 +26,8 @@ use crate::nginx::process::{pid, ppid};
 use crate::nginx::stub_status::{connections, requests};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
-use crate::ops::plus::{all_upstreams_with, change_runtime, find, generation, load_ms, Listed, Target};
+use crate::ops::cycles::{generation, load_ms};
+use crate::ops::plus::{all_upstreams_with, change_runtime, find, Listed, Target};
 use crate::ops::zone::{perform_by_id, perform_on, replace, IdEdit};
 
 /// Largest request body accepted (a PUT of a few thousand servers).

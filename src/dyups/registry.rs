@@ -40,7 +40,7 @@ use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
@@ -63,6 +63,7 @@ use crate::nginx::peer_list::{
     DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
+use crate::nginx::peer_stats::UpstreamCounters;
 use crate::nginx::process::{in_running_process, on_nginx_thread};
 use crate::nginx::shm_zone;
 use crate::nginx::sockaddr::PeerAddress;
@@ -454,6 +455,19 @@ unsafe fn checked_list(record: &Record) -> Option<*mut ngx_http_upstream_rr_peer
     checked.then_some(record.peers)
 }
 
+/// What a replace continues from, so that an upstream never gives a server
+/// ID twice nor goes back in revision: a configuration upstream's zone,
+/// whose servers and numbering the first replace takes over (hunt 26), or
+/// the time a registry loaded anew (a reload with another
+/// `dyups_shm_zone_size`) follows. Zero: nothing.
+#[derive(Clone, Copy, Default)]
+pub struct Continues {
+    /// The lowest server ID the replaced list may give a new server.
+    pub next_id: u64,
+    /// The record's new version is greater.
+    pub version_floor: u64,
+}
+
 /// The module's zone of the running cycle, inherited by the workers. Set
 /// only in init_module ([`Dyups::begin_cycle`]), once the new cycle can no
 /// longer fail: a reload that fails earlier frees its cycle and its new
@@ -776,8 +790,14 @@ impl<'z> Dyups<'z> {
     /// peer list first: if the zone has no room, nothing changes. Returns
     /// how many servers its record had before (0 if deleted; `None` if it
     /// had no record), for the change log.
-    pub fn replace(&self, name: &str, spec: &UpstreamSpec, try_only: bool) -> Result<Option<usize>, ApiError> {
-        self.replace_if(name, spec, try_only, None)
+    pub fn replace(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        try_only: bool,
+        continues: Continues,
+    ) -> Result<Option<usize>, ApiError> {
+        self.replace_if(name, spec, try_only, None, continues)
     }
 
     /// [`Dyups::replace`], only if the upstream's version is still
@@ -789,6 +809,7 @@ impl<'z> Dyups<'z> {
         spec: &UpstreamSpec,
         try_only: bool,
         expected: Option<u64>,
+        continues: Continues,
     ) -> Result<Option<usize>, ApiError> {
         let key = match &spec.balancer {
             Balancer::Hash { key, .. } => key.as_str(),
@@ -845,8 +866,11 @@ impl<'z> Dyups<'z> {
             };
             let r = &mut *record;
             let old = r.peers;
-            let old_counters = (!old.is_null()).then(|| registry_counters(old));
-            inherit(list, registry_counters(list), old, old_counters, &mut inherit_room);
+            // The next free ID: the old list's, or past what `continues`
+            // gave out (a configuration upstream's zone), whichever is later.
+            let old_next = if old.is_null() { 0 } else { registry_counters(old).next_id.load(Relaxed) };
+            let numbering = UpstreamCounters::starting_at(old_next.max(continues.next_id));
+            inherit(list, registry_counters(list), old, Some(&numbering), &mut inherit_room);
             let before = existed.map(|_| if old.is_null() { 0 } else { server_count(old) });
             // The stores below are ordered so that a holder killed between
             // any two leaves a registry that repair() makes whole, or at
@@ -891,6 +915,7 @@ impl<'z> Dyups<'z> {
             }
             #[cfg(debug_assertions)]
             stall_for_tests("replace_version", name);
+            registry.next_version = registry.next_version.max(continues.version_floor);
             mark_changed(registry, record);
             registry.generation.fetch_add(1, SeqCst);
             registry.reclaim.reap(slab.pool());

@@ -267,6 +267,11 @@ pub struct UpstreamCounters {
 }
 
 impl UpstreamCounters {
+    /// Counters whose next free ID is `next_id` (revision 0).
+    pub fn starting_at(next_id: u64) -> Self {
+        Self { next_id: AtomicU64::new(next_id), revision: AtomicU64::new(0) }
+    }
+
     /// A change was made (called under the lists' write locks).
     pub fn bump(&self) {
         self.revision.fetch_add(1, Relaxed);
@@ -274,6 +279,10 @@ impl UpstreamCounters {
 
     pub fn revision(&self) -> u64 {
         self.revision.load(Relaxed)
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.load(Relaxed)
     }
 }
 

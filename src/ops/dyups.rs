@@ -6,12 +6,14 @@ use dynamic_upstream_core::dyups::{self, parse_body, parse_json_body, validate_u
 use dynamic_upstream_core::render::Change;
 use dynamic_upstream_core::{ApiError, Balancer};
 
-use crate::dyups::registry::Dyups;
+use crate::dyups::registry::{Continues, Dyups};
 use crate::dyups::worker::{configured_peers, sync_if_moved};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::nginx::variables::variable_exists;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
-use crate::ops::state_files::{save_dyups, ChangeGuard};
+use crate::ops::cycles::runtime_version_after;
+use crate::ops::state_files::{managed_by_dyups, save_dyups, ChangeGuard};
+use crate::zone::upstream::ZoneUpstream;
 
 /// Creates or replaces `name` from a body of `server ...;` statements (or
 /// JSON): the operation behind POST, the C API and Lua. Logs the change,
@@ -87,9 +89,26 @@ fn replace_spec(
     let config_servers = Upstream::with_running(|running| {
         config_upstream(running, name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len())
     });
-    let before = dyups.replace_if(name, spec, trylock, expected)?.or(config_servers);
+    let before = dyups.replace_if(name, spec, trylock, expected, zone_numbering(name))?.or(config_servers);
     sync_if_moved();
     Ok((Change::Replace { before, after: spec.servers.len() }, guard))
+}
+
+/// What the first replace of a configuration upstream served from its
+/// zone continues: the zone's next server ID and its revision, so that no
+/// ID the zone gave is given again to another server (a DELETE by an old
+/// ID would remove it) and the revision does not go back (a conditional
+/// change with an ETag read before would pass; hunt 26). Nothing for other
+/// upstreams, and for one the registry serves already (its record
+/// continues itself; its `peer.data` is no zone list any more).
+fn zone_numbering(name: &str) -> Continues {
+    Upstream::with_running(|running| {
+        let (_, upstream) = config_upstream(running, name)?;
+        let zone = ZoneUpstream::of_running(upstream, managed_by_dyups).ok()?;
+        let counters = zone.counters();
+        Some(Continues { next_id: counters.next_id(), version_floor: runtime_version_after(counters.revision()) })
+    })
+    .unwrap_or_default()
 }
 
 fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod change_log;
+pub mod cycles;
 pub mod dyups;
 pub mod dyups_conf;
 pub mod plus;

@@ -5,7 +5,6 @@
 //! whole new server lists for [`crate::ops::dyups::update_upstream_spec`]
 //! (keeping its balancer), made only if nothing changed it meanwhile.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::dyups::{finish, UpstreamSpec};
@@ -19,40 +18,11 @@ use crate::dyups::registry::{revision_mismatch, Dyups, ReadSection, RecordView, 
 use crate::dyups::worker::is_front;
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
+use crate::ops::cycles::runtime_revision;
 use crate::ops::dyups::{config_upstream, update_upstream_spec};
 use crate::ops::state_files::managed_by_dyups;
 use crate::zone::health::{show_health, HealthListing, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
-
-/// Configuration cycles the master started (the first is generation 0),
-/// when the running one was loaded (ms), and when the master started (µs):
-/// set by the master in init_module, inherited by the workers.
-static CYCLES: AtomicU64 = AtomicU64::new(0);
-static LOAD_MS: AtomicU64 = AtomicU64::new(0);
-static MASTER_START_US: AtomicU64 = AtomicU64::new(0);
-
-/// init_module: a cycle was loaded at `now_ms`.
-pub fn start_cycle(now_ms: u64) {
-    CYCLES.fetch_add(1, Relaxed);
-    LOAD_MS.store(now_ms, Relaxed);
-    let _ = MASTER_START_US.compare_exchange(0, now_ms * 1000, Relaxed, Relaxed);
-}
-
-/// Configuration reloads since the master started.
-pub fn generation() -> u64 {
-    CYCLES.load(Relaxed).saturating_sub(1)
-}
-
-/// When the running configuration was loaded (Unix ms).
-pub fn load_ms() -> u64 {
-    LOAD_MS.load(Relaxed)
-}
-
-/// A run-time upstream's revision: the registry's version of it, after the
-/// master's start time (registries live as long as the master).
-fn runtime_revision(version: u64) -> u64 {
-    MASTER_START_US.load(Relaxed) + version
-}
 
 /// Conditional run-time upstream changes lost to another change are
 /// planned again at most this often.

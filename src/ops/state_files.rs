@@ -47,7 +47,7 @@ use dynamic_upstream_core::state::{parse_dyups_conf, parse_server_state, render_
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 
-use crate::dyups::registry::{Dyups, ReadSection};
+use crate::dyups::registry::{Continues, Dyups, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::atomic_file::{self as persist, FileLock};
 use crate::nginx::conf::MainConf;
@@ -56,6 +56,7 @@ use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::process::{self, signalling, testing_configuration};
 use crate::nginx::upstreams::Upstream;
+use crate::ops::cycles::{load_ms, runtime_version_after};
 use crate::ops::dyups_conf;
 use crate::zone::upstream::{has_bookkeeping, mark_state_not_restored, set_state_path, state_file_of, ZoneUpstream};
 
@@ -426,9 +427,13 @@ fn restore_dyups(dyups: &Dyups, path: &Path, cycle: Cycle<'_>) -> Result<(), Str
     let Some((_lock, entries)) = read_state("dyups_upstream_conf", path, parse_dyups_conf)? else {
         return Ok(());
     };
+    // A registry loaded anew by a reload (another dyups_shm_zone_size)
+    // gives versions past this cycle's load time: revisions its upstreams
+    // had before are not given again (hunt 26).
+    let continues = Continues { next_id: 0, version_floor: runtime_version_after(load_ms() * 1000) };
     for entry in entries {
         let result = match &entry {
-            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false).map(drop),
+            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false, continues).map(drop),
             DyupsEntry::Deleted(name) => {
                 let in_config = cycle.upstreams().into_iter().any(|u| u.name().eq_ignore_ascii_case(name));
                 dyups.delete(name, in_config, false).map(drop)
