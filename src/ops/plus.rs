@@ -75,6 +75,12 @@ impl Target<'_> {
     pub fn listed_with(&self, peers: bool, health: Option<&HealthListing>) -> Listed {
         match self {
             Target::Zone(zone) => {
+                if zone.zombies() > 0 {
+                    // Removed peers whose last request ended are no zombies:
+                    // freed before they are counted (hunt 26; the lists'
+                    // write locks only while there are some).
+                    zone.reap();
+                }
                 let (revision, check, servers) = if peers {
                     zone.give_ids();
                     let revision = zone.counters().revision();
