@@ -123,3 +123,17 @@ like(error_log_text(), qr/\[warn\].*zone "two" of upstream "one" has the name of
      'the [warn] names the zone and both upstreams');
 is(http_get('/dynamic?upstream=two')->{body}, "server 127.0.0.1:$p1;\n", 'upstream=two: the zone "two" (of upstream one)');
 is(http_get('/dynamic?upstream=zone_two')->{body}, "server 127.0.0.1:$p2;\n", 'upstream two by its own zone');
+
+=== TEST 10: 409 also for an upstream without a zone that the REST API replaced: it is the REST API's, whatever the query API could do with it before (hunt 26: 400 "has no zone")
+--- http_config
+upstream plain { server 127.0.0.1:30001; }
+--- config
+location /dynamic { dynamic_upstream; }
+location / { dyups_interface; }
+--- perl
+my $change = '/dynamic?upstream=plain&server=127.0.0.1:30001&weight=5';
+like(http_get($change)->{body}, qr/^400 Bad Request: upstream "plain" has no zone/, 'before: it has no zone');
+is(http('POST', '/upstream/plain', 'server 127.0.0.1:30002;')->{status}, 200, 'REST replaces the upstream');
+is(http_get($change)->{body}, "409 Conflict: upstream \"plain\" is managed through the REST API since it was "
+   . "replaced or deleted there: to manage it here again, restart nginx (a reload keeps the REST API's copy)\n",
+   'then: 409, saying how to hand it back');

@@ -248,6 +248,11 @@ impl<'c> ZoneUpstream<'c> {
         managed: Managed,
         health: Option<HealthZone<'c>>,
     ) -> Result<Self, ApiError> {
+        // First: one the REST API replaced is its, with or without a zone
+        // (hunt 26: a zone-less one was answered 400 "no zone").
+        if let Some(e) = managed(upstream, name) {
+            return Err(e);
+        }
         if !upstream.has_zone() {
             return Err(ApiError::bad_request(
                 "no_zone",
@@ -256,9 +261,6 @@ impl<'c> ZoneUpstream<'c> {
                      and cannot be changed (add \"zone NAME SIZE;\" to it)"
                 ),
             ));
-        }
-        if let Some(e) = managed(upstream, name) {
-            return Err(e);
         }
         // SAFETY: read and copied within the call.
         let srv = unsafe { srv_conf_mut(upstream) }
