@@ -503,3 +503,19 @@ main::post('dup', "server 127.0.0.1:$p1; server 127.0.0.1:$p1; check interval=30
 my $up = sub { my @n = error_log_text() =~ /server 127\.0\.0\.1:$p1 of upstream "dup" is up/g; scalar @n };
 ok(poll_until(sub { $up->() >= 1 }, 5, 'up'), 'the server rises');
 ok(!defined main::wait_until(1, sub { $up->() > 1 }), 'said once');
+
+=== TEST 15: a replace that shortens the check interval puts the servers it keeps on the new interval at once: a server that starts down rises within the new interval, not after the old one (hunt 25: it kept its old schedule, down for up to the old interval: up to a day)
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+my $b = main::backend($p1);
+main::post('dy', "server 127.0.0.1:$p1; check interval=60000 rise=2 fall=1 timeout=1000 type=tcp;");
+ok(defined main::wait_until(3, sub { $b->accepted >= 1 }), 'probed once: it rose once of twice, still down');
+is(main::proxied('dy')->{status}, 502, '  requests: 502');
+main::post('dy', "server 127.0.0.1:$p1; check interval=200 rise=2 fall=1 timeout=1000 type=tcp;");
+my $t = main::wait_until(3, sub { main::proxied('dy')->{status} == 200 });
+ok(defined $t, 'with interval=200 it rises within 3 s');
+is(main::proxied('dy')->{body}, "$p1\n", '  and serves');

@@ -1094,7 +1094,7 @@ impl<'z> Dyups<'z> {
             )
         })?;
         let names = spec.servers.iter().map(|s| PeerAddress::new(&s.address).name().to_vec()).collect();
-        Ok(RuntimeSlots::new(health, name, names, check.default_down))
+        Ok(RuntimeSlots::new(health, name, names, check))
     }
 
     /// Frees the health slots of run-time upstream `name`'s servers (see

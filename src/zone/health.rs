@@ -1299,6 +1299,8 @@ pub struct RuntimeSlots<'z> {
     by_name: Vec<usize>,
     kept: Vec<Option<(usize, bool)>>,
     default_down: bool,
+    /// The new list's check interval.
+    interval_ms: u32,
     /// Per name: its slot, once prepared.
     slots: Vec<usize>,
     /// Per name: whether it starts down (its kept slot's health, or
@@ -1310,8 +1312,8 @@ pub struct RuntimeSlots<'z> {
 
 impl<'z> RuntimeSlots<'z> {
     /// For the servers `names` of run-time upstream `upstream`, checked
-    /// with `default_down`, in `zone`.
-    pub fn new(zone: HealthZone<'z>, upstream: &str, names: Vec<Vec<u8>>, default_down: bool) -> RuntimeSlots<'z> {
+    /// as `check` says, in `zone`.
+    pub fn new(zone: HealthZone<'z>, upstream: &str, names: Vec<Vec<u8>>, check: &CheckConf) -> RuntimeSlots<'z> {
         let n = names.len();
         let earlier: Vec<Option<usize>> = {
             let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(n);
@@ -1330,7 +1332,8 @@ impl<'z> RuntimeSlots<'z> {
             earlier,
             by_name,
             kept: vec![None; n],
-            default_down,
+            default_down: check.default_down,
+            interval_ms: check.interval_ms,
             slots: Vec::with_capacity(n),
             down: Vec::with_capacity(n),
             claimed: Vec::with_capacity(n),
@@ -1370,7 +1373,15 @@ impl<'z> RuntimeSlots<'z> {
             }
             let key = Key { upstream: &self.upstream, name, runtime: true };
             let (index, down) = match self.kept[i] {
-                Some(kept) => kept,
+                Some(kept) => {
+                    // On the new interval from now on, if it is shorter.
+                    let lease = zone.slot(kept.0).lease();
+                    let word = lease.load(Acquire);
+                    if let Some(sooner) = Lease::unpack(word).rescheduled(now, self.interval_ms) {
+                        let _ = lease.compare_exchange(word, sooner.pack(), AcqRel, Acquire);
+                    }
+                    kept
+                }
                 None => {
                     let claimed = zone.claim_locked(next_free, key, Counters::new(self.default_down), now, PENDING);
                     let Some(index) = claimed else {

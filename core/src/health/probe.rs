@@ -279,6 +279,17 @@ impl Lease {
         Self { pid: (word >> 32) as u32, until: word as u32 }
     }
 
+    /// The lease of a peer whose checks a change kept while their interval
+    /// became `interval_ms`: due at once if its next probe, on the old
+    /// schedule, would come later than one new interval from `now` (a
+    /// shorter interval is in force at once, not after the old one ran
+    /// out: up to a day; hunt 25); None to keep it as it is (also while a
+    /// probe holds it).
+    pub fn rescheduled(self, now: u32, interval_ms: u32) -> Option<Self> {
+        let wait = self.until.wrapping_sub(now) as i32;
+        (self.pid == 0 && wait > 0 && wait as u32 > interval_ms).then(|| Self::due_at(now))
+    }
+
     /// Whether `until` has passed at `now`.
     pub fn expired(self, now: u32) -> bool {
         now.wrapping_sub(self.until) as i32 >= 0
@@ -501,5 +512,20 @@ mod tests {
         assert!(lease.expired(899 + 86_400_000));
         assert!(!Lease::due_at(5).expired(4));
         assert_eq!(Lease::unpack(Lease { pid: u32::MAX, until: 1 }.pack()), Lease { pid: u32::MAX, until: 1 });
+    }
+
+    #[test]
+    fn a_shorter_interval_reschedules_a_kept_peer() {
+        let next = |until| Lease { pid: 0, until };
+        // Due in 60 s, the interval now 0.5 s: due at once.
+        assert_eq!(next(61_000).rescheduled(1_000, 500), Some(Lease::due_at(1_000)));
+        // Due within the new interval, already due, or being probed: kept.
+        assert_eq!(next(1_400).rescheduled(1_000, 500), None);
+        assert_eq!(next(1_500).rescheduled(1_000, 500), None);
+        assert_eq!(next(900).rescheduled(1_000, 500), None);
+        assert_eq!(Lease { pid: 7, until: 61_000 }.rescheduled(1_000, 500), None);
+        // Across the clock's wrap.
+        assert_eq!(next(59_000).rescheduled(u32::MAX - 1_000, 500), Some(Lease::due_at(u32::MAX - 1_000)));
+        assert_eq!(next(100).rescheduled(u32::MAX - 1_000, 30_000), None);
     }
 }
