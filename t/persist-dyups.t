@@ -660,3 +660,21 @@ main::file_is([ main::ublock('one', main::sv(2)), main::ublock('two', main::sv(3
 $change->($b, 'DELETE', 'three');
 $change->($a, 'DELETE', 'four');
 main::file_is([ main::ublock('one', main::sv(2)), main::ublock('two', main::sv(3)) ], 'deletions by both workers');
+
+=== TEST 13: a reload that names dyups_upstream_conf for the first time, the registry kept: the live run-time upstreams stay as they are and the first worker writes them into the file, which is not loaded (review 25: the master loaded the file into the live registry, waiting on the workers' locks without end, the file's upstreams replaced live ones of the same name, and a restart lost the live ones it lacked)
+--- config
+location / { dyups_interface; }
+--- perl
+my $file = main::dyfile();
+main::post('live', 'server ' . main::addr(1) . ';');
+main::post('same', 'server ' . main::addr(2) . ';');
+main::spew($file, $main::HEADER . main::ublock('fromfile', main::sv(3)) . main::ublock('same', main::sv(3)));
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s{^(http \{)$}{$1\n    dyups_upstream_conf $file;}mr);
+ok(eval { nginx_reload(); 1 }, 'reload naming the file') or diag($@);
+is(http_get('/list')->{body}, "live\nsame\n", 'the live upstreams, not the file\'s');
+is(http_get('/upstream/same')->{body}, main::dline(2), '  same keeps its live server');
+ok(poll_until(sub { (main::slurp($file) // '') eq $main::HEADER . main::ublock('live', main::sv(1)) . main::ublock('same', main::sv(2)) }, 5, 'written'),
+   'the first worker writes them into the file') or diag(main::slurp($file));
+nginx_restart();
+is(http_get('/list')->{body}, "live\nsame\n", 'after a restart: both');

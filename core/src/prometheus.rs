@@ -36,7 +36,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 type PeerMetric = (&'static str, &'static str, &'static str, fn(&PeerView, u64) -> u64);
 
 /// The per-server families: name, type, help (the exporter's), value.
-const SERVER_METRICS: [PeerMetric; 12] = [
+const SERVER_METRICS: [PeerMetric; 15] = [
     ("state", "gauge", "Current state", |p, now| state_value(peer_state(p, (now / 1000) as i64))),
     ("active", "gauge", "Active connections", |p, _| p.conns),
     (
@@ -68,6 +68,15 @@ const SERVER_METRICS: [PeerMetric; 12] = [
     }),
     ("selected", "gauge", "Unix time in milliseconds the server was last selected (0: never)", |p, _| {
         p.stats.selected_ms
+    }),
+    // The health checks' counters, as the NGINX Plus API's `health_checks`
+    // (0 for a server nothing checks).
+    ("health_checks_checks", "counter", "Health checks made of the server", |p, _| p.health.map_or(0, |h| h.checks)),
+    ("health_checks_fails", "counter", "Health checks of the server that failed", |p, _| {
+        p.health.map_or(0, |h| h.fails)
+    }),
+    ("health_checks_unhealthy", "counter", "Times the server's health checks took it down", |p, _| {
+        p.health.map_or(0, |h| h.unhealthy)
     }),
 ];
 
@@ -212,6 +221,8 @@ mod tests {
             "nginxplus_upstream_server_responses{upstream=\"backends\",server=\"127.0.0.1:8081\",code=\"5xx\"} 1",
             "nginxplus_upstream_server_header_time{upstream=\"backends\",server=\"127.0.0.1:8081\"} 1",
             "nginxplus_upstream_server_response_time{upstream=\"backends\",server=\"127.0.0.1:8081\"} 3",
+            "# TYPE nginxplus_upstream_server_health_checks_fails counter",
+            "nginxplus_upstream_server_health_checks_checks{upstream=\"backends\",server=\"127.0.0.1:8081\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

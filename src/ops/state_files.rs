@@ -346,8 +346,16 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
     DYUPS_FILE_BEHIND.store(false, Relaxed);
     // The master's previous cycle's file (the static outlives reloads).
     let previous = DYUPS_FILE.lock().ok().and_then(|mut slot| core::mem::replace(&mut *slot, dyups_file.clone()));
+    // Taken whether a file is named or not: a registry is new only in the
+    // cycle that made its zone. A kept one that no file was named for is
+    // live (workers change it, and hold its locks): the master must not
+    // load a file named by a later reload into it (it waited on the
+    // workers' locks without end, and the file overwrote live upstreams
+    // while those it lacked were never written: review 25); the first
+    // worker writes the registry into the file instead (below).
+    let new_registry = dyups.take_first_load(init);
     if let Some(path) = dyups_file {
-        if dyups.take_first_load(init) {
+        if new_registry {
             claims.claim_path("dyups_upstream_conf", &path);
             if let Err(text) = restore_dyups(&dyups, &path, cycle) {
                 dyups.mark_loaded_in_part(init);
