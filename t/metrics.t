@@ -62,6 +62,8 @@ is(main::sample($s, 'nginxplus_upstream_server_limit', 'backends', $down), 7, 'l
 is(main::sample($s, 'nginxplus_upstream_server_active', 'backends', $up), 0, 'active');
 ok(main::sample($s, 'nginxplus_upstream_server_received', 'backends', $up) > 0, 'received');
 is($s->{'nginxplus_upstream_zombies{upstream="backends"}'}, 0, 'zombies');
+is(main::sample($s, "nginxplus_upstream_server_health_checks_$_", 'backends', $up), 0, "health_checks_$_ (nothing checks it)")
+    for qw(checks fails unhealthy);
 ok($s->{nginxplus_http_requests_total} >= 5, 'http requests');
 like($r->{body}, qr/^# TYPE nginxplus_upstream_server_requests counter$/m, 'TYPE lines');
 is(http('POST', '/metrics', 'x')->{status}, 405, 'GET only');
