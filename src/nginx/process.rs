@@ -221,14 +221,29 @@ pub fn gone(pid: i32, start: u64) -> bool {
     start != 0 && proc_stat(Some(pid)).is_some_and(|now| now.ended() || now.start_time != start)
 }
 
-/// Whether the process `pid` has ended: no process has that pid, or the
-/// one that has it is a zombie its parent has not reaped (a worker that
-/// died while its master reads a reload's configuration). /proc is
-/// believed only where it shows this process under its own pid (else what
-/// it says of `pid` may be another pid namespace's process's): without it
-/// a zombie counts as running. Reads /proc: never call it under a lock.
+/// Whether the process `pid` has ended: a child of this process that has
+/// exited (a worker that died while its master reads a reload's
+/// configuration: asked with `waitid`, which leaves it to nginx to reap,
+/// and works in any pid namespace, /proc or not; review 25), no process
+/// has that pid, or the one that has it is a zombie its parent has not
+/// reaped. /proc is believed only where it shows this process under its
+/// own pid (else what it says of `pid` may be another pid namespace's
+/// process's). Reads /proc: never call it under a lock.
 pub fn ended(pid: i32) -> bool {
-    gone(pid, 0) || (my_start_time() != 0 && proc_stat(Some(pid)).is_some_and(|stat| stat.ended()))
+    child_exited(pid) || gone(pid, 0) || (my_start_time() != 0 && proc_stat(Some(pid)).is_some_and(|stat| stat.ended()))
+}
+
+/// Whether `pid` is a child of this process that has exited and not been
+/// reaped yet (it stays so: `WNOWAIT`).
+fn child_exited(pid: i32) -> bool {
+    let Ok(id) = libc::id_t::try_from(pid) else { return false };
+    // SAFETY: a zeroed siginfo_t is valid for waitid to fill in; WNOHANG
+    // returns at once, WNOWAIT leaves the child waitable by nginx.
+    unsafe {
+        let mut info: libc::siginfo_t = core::mem::zeroed();
+        libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) == 0
+            && info.si_pid() == pid
+    }
 }
 
 /// This process's start time in clock ticks since boot, if /proc shows this
