@@ -16,6 +16,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Dyups qw(addr line admin proxied proxied_port);
 use NginxTest::Files;
+use NginxTest::Gdb;
 use IO::Socket::INET;
 
 run_tests();
@@ -47,24 +48,15 @@ for my $u (['stuck', 1], ['other', 2]) {
 }
 is(main::proxied_port('stuck'), port(1), 'stuck routes');
 my ($worker) = worker_pids();
-my $gdb_out = data_dir() . '/gdb.out';
-my $gdb = fork() // die "fork: $!";
-if ($gdb == 0) {
-    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
-    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
-         '-ex', 'break ngx_http_upstream_get_round_robin_peer', '-ex', 'continue',
-         '-ex', 'break ngx_rwlock_unlock', '-ex', 'continue', '-ex', 'bt 3', '-ex', 'kill', '-ex', 'quit')
-        or die "exec gdb: $!";
-}
-ok(poll_until(sub { (main::slurp($gdb_out) // '') =~ /^Breakpoint 1 at/m }, 20, 'gdb attached'), "gdb holds worker $worker")
-    or diag(main::slurp($gdb_out));
-# The request stops in the worker: sent, not waited for.
-my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9), Timeout => 5) or die "connect: $!";
-print $s "GET / HTTP/1.1\r\nHost: stuck\r\nConnection: close\r\n\r\n";
-waitpid($gdb, 0);
-like(main::slurp($gdb_out), qr/^#0 .*ngx_rwlock_unlock.*\n#1 .*ngx_http_upstream_get_round_robin_peer/m,
+my $s;
+my $gdb_out = main::gdb_batch($worker, sub {
+    # The request stops in the worker: sent, not waited for.
+    $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(9), Timeout => 5) or die "connect: $!";
+    print $s "GET / HTTP/1.1\r\nHost: stuck\r\nConnection: close\r\n\r\n";
+}, 'break ngx_http_upstream_get_round_robin_peer', 'continue', 'break ngx_rwlock_unlock', 'continue', 'bt 3', 'kill', 'quit');
+like($gdb_out, qr/^#0 .*ngx_rwlock_unlock.*\n#1 .*ngx_http_upstream_get_round_robin_peer/m,
      'killed inside nginx\'s round robin, holding the list\'s write lock')
-    or diag(main::slurp($gdb_out));
+    or diag($gdb_out);
 close $s;
 my @now;
 ok(poll_until(sub { @now = worker_pids(); @now == 1 && $now[0] != $worker }, 10, 'respawn'), 'the master respawned the worker');
@@ -123,33 +115,12 @@ my $body = join('', map { "server 127.0.0.1:$_;" } @ports)
          . ' check interval=100 rise=1 fall=1 timeout=1000 default_down=false type=tcp;';
 is(main::admin('POST', '/upstream/dy', $body)->{status}, 200, 'POST dy, seven checked servers');
 is(main::proxied('dy')->{status}, 200, 'dy routes');
-# The list's lock word, from nginx's round robin (gdb stops the worker at
-# the unlock of the list's write lock for a request, and lets it go on).
+# The list's lock word, from nginx's round robin.
 my ($worker) = worker_pids();
-my $gdb_out = data_dir() . '/gdb.out';
-my $gdb = fork() // die "fork: $!";
-if ($gdb == 0) {
-    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
-    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
-         '-ex', 'break ngx_http_upstream_get_round_robin_peer', '-ex', 'continue',
-         '-ex', 'break ngx_rwlock_unlock', '-ex', 'continue', '-ex', 'printf "WORD %lu\n", $rdi',
-         '-ex', 'detach', '-ex', 'quit') or die "exec gdb: $!";
-}
-ok(poll_until(sub { (main::slurp($gdb_out) // '') =~ /^Breakpoint 1 at/m }, 20, 'gdb attached'), "gdb holds worker $worker")
-    or diag(main::slurp($gdb_out));
-is(main::proxied('dy')->{status}, 200, 'a request through dy (gdb reads the lock word)');
-waitpid($gdb, 0);
-my ($word) = (main::slurp($gdb_out) // '') =~ /^WORD (\d+)$/m;
-ok($word, 'the list\'s lock word') or diag(main::slurp($gdb_out));
-# Leave it write-held, as a process that died holding it would, through
-# the master's memory (the zone is mapped at the same address in every
-# nginx process); no request to dy is sent while it is.
-my $set_word = sub {
-    open(my $mem, '+<', '/proc/' . master_pid() . '/mem') or die "open mem: $!";
-    sysseek($mem, $word, 0) or die "seek: $!";
-    syswrite($mem, pack('Q', $_[0])) == 8 or die "write: $!";
-};
-$set_word->(0xffffffffffffffff);
+my $word = main::list_lock_word($worker, sub { is(main::proxied('dy')->{status}, 200, 'a request through dy (gdb reads the lock word)') });
+# Leave it write-held, as a process that died holding it would; no request
+# to dy is sent while it is.
+main::set_shared_word($word, 0xffffffffffffffff);
 kill 'KILL', $backends;
 waitpid($backends, 0);
 ok(poll_until(sub { (() = error_log_text() =~ /of upstream "dy" is down/g) == 7 }, 10, 'down'),
@@ -165,7 +136,7 @@ for (1 .. 10) {
 }
 is("$r->{status} $r->{body}", "200 dy\n", 'the worker answers meanwhile');
 cmp_ok($slowest, '<', 0.1, '  at once (the slowest of 10 answers, s)');
-$set_word->(0);
+main::set_shared_word($word, 0);
 # Requests through dy: with the verdicts applied nginx finds no live server
 # ("no live upstreams"); without them it connects to the gone ones.
 ok(poll_until(sub { main::proxied('dy'); error_log_text() =~ /no live upstreams while connecting to upstream, [^\n]*host: "dy"/ }, 5, 'applied'),

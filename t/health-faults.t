@@ -7,6 +7,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Backend qw(backend wait_until spread);
 use NginxTest::Files;
+use NginxTest::Gdb;
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
@@ -282,17 +283,10 @@ is(scalar @zones, 1, 'the health zone mapped in the worker');
 my $zone = $zones[0][0];
 # gdb stops the worker at the unlock of that zone's mutex (a probe's
 # verdict), stops it there with SIGSTOP, and lets go: it holds the mutex.
-my $gdb_out = data_dir() . '/gdb.out';
-my $gdb = fork() // die "fork: $!";
-if ($gdb == 0) {
-    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
-    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
-         '-ex', "break ngx_shmtx_unlock if *(long *) \$rdi == $zone", '-ex', 'continue',
-         '-ex', "shell kill -STOP $worker", '-ex', 'detach', '-ex', 'quit') or die "exec gdb: $!";
-}
-waitpid($gdb, 0);
+my $gdb_out = main::gdb_batch($worker, undef, "break ngx_shmtx_unlock if *(long *) \$rdi == $zone", 'continue',
+                              "shell kill -STOP $worker", 'detach', 'quit');
 ok(poll_until(sub { (main::slurp("/proc/$worker/stat") // '') =~ /^\d+ \(.*\) T /s }, 5, 'stopped'),
-   "worker $worker stopped holding the health zone's mutex") or diag(main::slurp($gdb_out));
+   "worker $worker stopped holding the health zone's mutex") or diag($gdb_out);
 kill 'HUP', $master or die "kill HUP: $!";
 ok(poll_until(sub { error_log_text() =~ /shared zone "dynamic_upstream_check_v\d+" has been locked by process $worker for 1 s/ }, 10, 'waits'),
    'the reload waits for the mutex, saying so');

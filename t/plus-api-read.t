@@ -4,7 +4,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::PlusApi;
-use NginxTest::Files;
+use NginxTest::Gdb;
 use JSON::PP ();
 
 our $T = JSON::PP::true;
@@ -199,35 +199,12 @@ server {
 location /api { dynamic_upstream_api; }
 location / { proxy_pass http://backends; }
 --- perl
-# The list's lock word, from nginx's round robin: gdb stops the worker at
-# the unlock of the write lock that a request took, and lets it go on.
 my ($worker) = worker_pids();
-my $gdb_out = data_dir() . '/gdb.out';
-my $gdb = fork() // die "fork: $!";
-if ($gdb == 0) {
-    open(STDOUT, '>', $gdb_out) or die; open(STDERR, '>&', \*STDOUT) or die;
-    exec('gdb', '-p', $worker, '-batch', '-ex', 'set pagination off',
-         '-ex', 'break ngx_http_upstream_get_round_robin_peer', '-ex', 'continue',
-         '-ex', 'break ngx_rwlock_unlock', '-ex', 'continue', '-ex', 'printf "WORD %lu\n", $rdi',
-         '-ex', 'detach', '-ex', 'quit') or die "exec gdb: $!";
-}
-ok(poll_until(sub { (main::slurp($gdb_out) // '') =~ /^Breakpoint 1 at/m }, 20, 'gdb attached'), "gdb holds worker $worker")
-    or diag(main::slurp($gdb_out));
-is(http_get('/')->{status}, 200, 'a request through backends (gdb reads the lock word)');
-waitpid($gdb, 0);
-my ($word) = (main::slurp($gdb_out) // '') =~ /^WORD (\d+)$/m;
-ok($word, 'the list\'s lock word') or diag(main::slurp($gdb_out));
-# One reader holds the list, as a request of another worker would, through
-# the master's memory (the zone is mapped at the same address in every
-# nginx process).
-my $set_word = sub {
-    open(my $mem, '+<', '/proc/' . master_pid() . '/mem') or die "open mem: $!";
-    sysseek($mem, $word, 0) or die "seek: $!";
-    syswrite($mem, pack('Q', $_[0])) == 8 or die "write: $!";
-};
-$set_word->(1);
+my $word = main::list_lock_word($worker, sub { is(http_get('/')->{status}, 200, 'a request through backends (gdb reads the lock word)') });
+# One reader holds the list, as a request of another worker would.
+main::set_shared_word($word, 1);
 my $r = http_get('/api/9/http/upstreams/backends/servers');
-$set_word->(0);
+main::set_shared_word($word, 0);
 is($r->{status}, 200, 'the servers listed while the list is read-locked');
 my $servers = main::plus_json($r, 200, 'servers');
 is_deeply([map { "$_->{id} $_->{server}" } @$servers], ["0 127.0.0.1:" . port(1)], '  with their IDs');
