@@ -369,6 +369,11 @@ struct Loan {
     words: usize,
     spares: *mut SpareBitmaps,
     lengths: *const ListLengths,
+    /// The lists' most peers when the bitmap was lent: nginx's resolver
+    /// (1.27.3 and later) grows and shrinks a list without the module
+    /// noting it, so the lengths when it is given back may be lower than
+    /// the positions the request's balancer could set (review 25 F5).
+    most_when_lent: usize,
 }
 
 /// A zeroed bitmap of `words` words for request `r` (see the module
@@ -389,7 +394,8 @@ pub unsafe fn zeroed_bitmap(
         if words <= POOL_BITMAP_WORDS {
             ngx_pcalloc((*r).pool, words * size_of::<usize>()).cast()
         } else {
-            lend_bitmap(r, Loan { bitmap: ptr::null_mut(), words, spares, lengths })
+            let most_when_lent = (*lengths).most();
+            lend_bitmap(r, Loan { bitmap: ptr::null_mut(), words, spares, lengths, most_when_lent })
         }
     }
 }
@@ -427,7 +433,8 @@ unsafe fn lend_bitmap(r: *mut ngx_http_request_t, mut loan: Loan) -> *mut usize 
 
 /// Pool cleanup of a request with a lent bitmap: zeroes the words its
 /// balancer can have set (list positions below the most peers the zone's
-/// lists ever had, which nothing lowers) and keeps it for the next request.
+/// lists had when it was lent or have had since) and keeps it for the
+/// next request.
 unsafe extern "C" fn give_back_bitmap(data: *mut c_void) {
     // No panic can happen here: arithmetic, raw pointer work and FFI calls.
     // SAFETY: `data` is the Loan written by lend_bitmap; the request that
@@ -436,7 +443,7 @@ unsafe extern "C" fn give_back_bitmap(data: *mut c_void) {
     // requests.
     unsafe {
         let loan = &*data.cast::<Loan>();
-        let most = (*loan.lengths).most();
+        let most = (*loan.lengths).most().max(loan.most_when_lent);
         let dirty = most.div_ceil(BITS_PER_WORD).min(loan.words);
         ptr::write_bytes(loan.bitmap, 0, dirty);
         let spares = &mut *loan.spares;
