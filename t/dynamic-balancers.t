@@ -428,6 +428,11 @@ if (!main::tables_fixed()) {
     $r = main::api('backends', "server=127.0.0.1:$p[1]&max_fails=3&fail_timeout=20&max_conns=50");
     is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
                  . main::vline($p[2]), 'max_fails, fail_timeout, max_conns accepted');
+    # The weight it has is no re-weighting (hunt 26: 409, where a Plus API
+    # PUT of the same weights was accepted).
+    $r = main::api('backends', "server=127.0.0.1:$p[2]&weight=1&max_fails=2");
+    is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
+                 . "server 127.0.0.1:$p[2] weight=1 max_fails=2 fail_timeout=10;\n", 'the same weight with max_fails: accepted');
     $r = main::api('backends', "server=127.0.0.1:$p[2]&down=&max_fails=0");
     is($r->{body}, main::vline($p[0]) . "server 127.0.0.1:$p[1] weight=1 max_fails=3 fail_timeout=20 max_conns=50;\n"
                  . "server 127.0.0.1:$p[2] weight=1 max_fails=0 fail_timeout=10 down;\n", 'down with max_fails accepted');
@@ -467,11 +472,13 @@ if (!main::tables_fixed()) {
     my $s = main::spread(30);
     is(scalar keys %$s, 3, 'random spreads over the three peers') or diag(explain($s));
     for my $q ("add=&server=127.0.0.1:$p[3]", "remove=&server=127.0.0.1:$p[2]", "server=127.0.0.1:$p[2]&weight=2",
-               "server=127.0.0.1:$p[0]&weight=1") {
+               "server=127.0.0.1:$p[0]&weight=3") {
         my $r = main::api('backends', $q, 409);
         is($r->{body}, $conflict, "$q: reason");
         is(http_get('/dynamic?upstream=backends&verbose=')->{body}, $list, "$q: nothing changed");
     }
+    # The weight it has is no re-weighting (hunt 26: 409 too).
+    is(main::api('backends', "server=127.0.0.1:$p[0]&weight=1")->{body}, $list, 'the same weight: accepted, nothing changed');
     my $r = main::api('backends', "server=127.0.0.1:$p[0]&down=");
     is($r->{body}, main::vline($p[0], ' down') . main::vline($p[1]) . main::vline($p[2]), 'down listed');
     $s = main::spread(40);

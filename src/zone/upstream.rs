@@ -342,7 +342,9 @@ impl<'c> ZoneUpstream<'c> {
         match action {
             Action::List => Ok(None),
             Action::Update { server, params, down } => {
-                self.check_balancer_allows(params.weight.is_some(), false)?;
+                let name = PeerAddress::new(server);
+                let name = String::from_utf8_lossy(name.name());
+                self.check_balancer_allows(self.reweights(params.weight, |p| p.name == name), false)?;
                 let before = self.update(&PeerAddress::new(server), params, *down)?;
                 Ok(Some(Change::Update { server, before, params, down: *down }))
             }
@@ -412,6 +414,20 @@ impl<'c> ZoneUpstream<'c> {
     /// Backup servers are allowed where the balancer has them, and where
     /// the configuration wrote one before a balancer line that has none
     /// (nginx keeps it in a backup list, which its state file restores).
+    /// Whether `weight` would change the weight of a server `which` picks
+    /// (of none: the edit's own error says so): a weight given equal to
+    /// the current one is no re-weighting, also where the balancer refuses
+    /// those (hunt 26: refused 409 where a PUT of the same weights was
+    /// accepted). Copies the peers only for such a balancer.
+    fn reweights(&self, weight: Option<u64>, which: impl Fn(&PeerView) -> bool) -> bool {
+        let Some(weight) = weight else { return false };
+        if self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
+            return true;
+        }
+        let picked: Vec<PeerView> = self.peers().into_iter().filter(|p| which(p)).collect();
+        picked.is_empty() || picked.iter().any(|p| i64::try_from(weight).map_or(true, |w| p.weight != w))
+    }
+
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
         if backup && !self.upstream.takes_backups(balancer) {
@@ -508,7 +524,7 @@ impl<'c> ZoneUpstream<'c> {
         params: &PeerParams,
         down: Option<bool>,
     ) -> Result<(Address, PeerValues), ApiError> {
-        self.check_balancer_allows(params.weight.is_some(), false)?;
+        self.check_balancer_allows(self.reweights(params.weight, |p| p.stats.id == Some(id)), false)?;
         let (name, before) = self.update_target(Target::Id(id), params, down).map_err(|r| self.refused_id(r, id))?;
         Ok((address_of(&name)?, before))
     }
