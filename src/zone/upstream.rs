@@ -425,7 +425,7 @@ impl<'c> ZoneUpstream<'c> {
             return true;
         }
         let picked: Vec<PeerView> = self.peers().into_iter().filter(|p| which(p)).collect();
-        picked.is_empty() || picked.iter().any(|p| i64::try_from(weight).map_or(true, |w| p.weight != w))
+        picked.is_empty() || picked.iter().any(|p| i64::try_from(weight).ok() != Some(p.weight))
     }
 
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
