@@ -503,3 +503,38 @@ for my $i (1 .. 5) {
     ok(!exists $seen{$now}, "  a new ETag ($now)");
 }
 is(main::put('dyrev', ["127.0.0.1:$p3"], [['If-Match', $last]])->{status}, 412, 'a PUT with the last ETag of before the reload: 412');
+
+=== TEST 15: the first REST replace of a configuration upstream, finished by a worker a reload replaced, answers 503 (retry): it would number from its own cycle's zone, which the new configuration no longer uses (review 26: an ID given again, the revision back); retried, it continues the new zone's numbering
+--- workers: 1
+--- http_config
+$TEST_NGINX_DYUPS_ON_4
+upstream mixed {
+    zone mixed 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3, $p4, $p5) = map { port($_) } 1 .. 5;
+my $servers = '/api/9/http/upstreams/mixed/servers';
+# The only worker reads the headers of a POST and waits for its body
+# across the reload.
+my $body = "server 127.0.0.1:$p5;";
+my $slow = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p4) or die "connect: $!";
+print $slow "POST /upstream/mixed HTTP/1.0\r\nHost: x\r\nContent-Length: " . length($body) . "\r\n\r\n";
+Time::HiRes::sleep(0.3);
+my ($old) = worker_pids();
+kill 'HUP', master_pid();
+# Once the old worker shuts down (it no longer accepts), only the new one answers.
+ok(poll_until(sub { error_log_text() =~ /\b$old#\d+: gracefully shutting down/ }, 10, 'old worker leaving'), 'reloaded');
+is(http('POST', $servers, qq({"server":"127.0.0.1:$p2"}))->{status}, 201, 'a new worker adds a server to the new zone');
+my $before = http_get($servers)->{headers}{etag};
+print $slow $body;
+my $reply = do { local $/; <$slow> } // '';
+like($reply, qr{^HTTP/1\.\d 503 }, 'the old worker answers 503') or diag($reply);
+is_deeply(main::server_list('mixed'), ["0 127.0.0.1:$p1 w1", "1 127.0.0.1:$p2 w1"], '  nothing changed');
+my $r = http('POST', "http://127.0.0.1:$p4/upstream/mixed", $body);
+is("$r->{status} $r->{body}", '200 success', 'retried: replaced');
+is_deeply(main::server_list('mixed'), ["2 127.0.0.1:$p5 w1"], '  its server an ID after the new zone\'s');
+my ($n_before, $n_after) = map { /(\d+)/ ? $1 : 0 } $before, http_get($servers)->{headers}{etag};
+cmp_ok($n_after, '>', $n_before, '  the revision went on');

@@ -8,6 +8,7 @@ use dynamic_upstream_core::{ApiError, Balancer};
 
 use crate::dyups::registry::{Continues, Dyups};
 use crate::dyups::worker::{configured_peers, sync_if_moved};
+use crate::nginx::peer_stats::now_ms;
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::nginx::variables::variable_exists;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
@@ -89,26 +90,36 @@ fn replace_spec(
     let config_servers = Upstream::with_running(|running| {
         config_upstream(running, name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len())
     });
-    let before = dyups.replace_if(name, spec, trylock, expected, zone_numbering(name))?.or(config_servers);
+    let numbering = zone_numbering(&dyups, name)?;
+    let before = dyups.replace_if(name, spec, trylock, expected, numbering)?.or(config_servers);
     sync_if_moved();
     Ok((Change::Replace { before, after: spec.servers.len() }, guard))
 }
 
 /// What the first replace of a configuration upstream served from its
-/// zone continues: the zone's next server ID and its revision, so that no
-/// ID the zone gave is given again to another server (a DELETE by an old
-/// ID would remove it) and the revision does not go back (a conditional
-/// change with an ETag read before would pass; hunt 26). Nothing for other
-/// upstreams, and for one the registry serves already (its record
-/// continues itself; its `peer.data` is no zone list any more).
-fn zone_numbering(name: &str) -> Continues {
+/// zone continues: the zone's next server ID, and a revision past the
+/// zone's and past now, so that no ID the zone gave is given again to
+/// another server (a DELETE by an old ID would remove it) and the revision
+/// does not go back (a conditional change with an ETag read before would
+/// pass; hunt 26). Nothing for other upstreams, and for one the registry
+/// serves already (its record continues itself; its `peer.data` is no
+/// zone list any more). A worker a reload replaced would read its own
+/// cycle's zone, which the running configuration no longer uses: it
+/// answers 503, retry (review 26).
+fn zone_numbering(dyups: &Dyups, name: &str) -> Result<Continues, ApiError> {
     Upstream::with_running(|running| {
-        let (_, upstream) = config_upstream(running, name)?;
-        let zone = ZoneUpstream::of_running(upstream, managed_by_dyups).ok()?;
+        let Some(zone) = config_upstream(running, name)
+            .and_then(|(_, upstream)| ZoneUpstream::of_running(upstream, managed_by_dyups).ok())
+        else {
+            return Ok(Continues::default());
+        };
+        if !dyups.is_current_cycle() {
+            return Err(ApiError::reloading());
+        }
         let counters = zone.counters();
-        Some(Continues { next_id: counters.next_id(), version_floor: runtime_version_after(counters.revision()) })
+        let floor = runtime_version_after(counters.revision()).max(runtime_version_after(now_ms() * 1000));
+        Ok(Continues { next_id: counters.next_id(), version_floor: floor })
     })
-    .unwrap_or_default()
 }
 
 fn delete_record(name: &str, trylock: bool) -> Result<ChangeGuard, ApiError> {
