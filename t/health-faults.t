@@ -305,3 +305,24 @@ ok(poll_until(sub {
 }, 5, 'checked'), 'both servers checked and up') or diag(explain($status));
 --- allow_error_log
 exited on signal 9
+
+=== TEST 9: a replace that shortens a run-time upstream's check interval while a probe of a server it keeps is in flight: that probe hands the server back on the new interval (review 26: on the old one, 30 s here, which the replace could not change while the probe held the server)
+--- http_config
+check_shm_size 1m;
+--- config
+location / { dyups_interface; }
+location /api { dynamic_upstream_api; }
+--- perl
+my $p1 = port(1);
+my $hang = main::hanging_listener($p1);
+my $checks = sub {
+    my $r = http_get('/api/9/http/upstreams/dy');
+    return $r->{status} == 200 ? JSON::PP->new->decode($r->{body})->{peers}[0]{health_checks}{checks} : -1;
+};
+my $in_flight = sub { scalar grep { /:$p1\b/ } split /\n/, `ss -Htn state established '( dport = :$p1 )'` };
+my $check = 'rise=1 fall=1 timeout=1000 default_down=false type=http';
+is(http('POST', '/upstream/dy', "server 127.0.0.1:$p1; check interval=30000 $check;")->{status}, 200, 'POST, interval 30 s');
+ok(poll_until(sub { $in_flight->() >= 1 }, 3, 'probing'), 'its first probe is in flight (it waits out its 1 s timeout)');
+is(http('POST', '/upstream/dy', "server 127.0.0.1:$p1; check interval=200 $check;")->{status}, 200, 'POST, interval 0.2 s');
+is($checks->(), 0, '  while the probe is still in flight');
+ok(poll_until(sub { $checks->() >= 2 }, 4, 'probed again'), 'the server is probed again on the new interval') or diag($checks->());

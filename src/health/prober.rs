@@ -137,6 +137,9 @@ struct Job {
     /// When the probe was due (or started, if it is an interval late).
     scheduled: u32,
     check: Rc<CheckConf>,
+    /// The interval the next probe is due after: the check's, or a shorter
+    /// one a replace gave the server while this probe ran (review 26).
+    interval_ms: u32,
     upstream: String,
     /// The peer's name (the address probed differs with `port=`).
     peer: String,
@@ -544,7 +547,14 @@ fn tick(w: &mut Worker) {
         let gen = slot.gen();
         if !w.known[index].as_ref().is_some_and(|k| k.gen == gen && !k.stale) {
             let was = w.known[index].take().filter(|k| k.gen == gen);
+            let interval_was = was.as_ref().and_then(|k| k.target.as_ref()).map(|t| t.check.interval_ms);
             w.known[index] = resolve(w.health, index, gen, &mut resolver, was);
+            let interval = w.known[index].as_ref().and_then(|k| k.target.as_ref()).map(|t| t.check.interval_ms);
+            if let (Some(was), Some(now_ms)) = (interval_was, interval) {
+                if now_ms < was {
+                    shorten_interval(w, index, now, now_ms);
+                }
+            }
         }
         let Some(target) = w.known[index].as_ref().and_then(|k| k.target.clone()) else { continue };
         if w.probes.contains_key(&index) {
@@ -590,6 +600,23 @@ fn tick(w: &mut Worker) {
                 w.probes.len()
             ),
         );
+    }
+}
+
+/// A replace gave the server of the slot at `index` a shorter check
+/// interval, `interval_ms`: a probe of it in flight here hands it back on
+/// that interval, and a next probe due later than one interval from `now`
+/// (handed back on the old interval before the replace was seen here) is
+/// due at once. The replace itself reschedules a slot no probe holds
+/// (`RuntimeSlots::prepare`); a probe in flight held it then (review 26).
+fn shorten_interval(w: &mut Worker, index: usize, now: u32, interval_ms: u32) {
+    if let Some(probe) = w.probes.get_mut(&index) {
+        probe.job.interval_ms = probe.job.interval_ms.min(interval_ms);
+    }
+    let lease = w.health.slot(index).lease();
+    let word = lease.load(Acquire);
+    if let Some(sooner) = Lease::unpack(word).rescheduled(now, interval_ms) {
+        let _ = lease.compare_exchange(word, sooner.pack(), AcqRel, Acquire);
     }
 }
 
@@ -738,6 +765,7 @@ fn start_probe(w: &mut Worker, index: usize, claimed: u64, scheduled: u32) -> bo
         scheduled,
         upstream: known.upstream.clone(),
         peer: String::from_utf8_lossy(&known.name).into_owned(),
+        interval_ms: check.interval_ms,
         check: check.clone(),
     };
     // A connection made at once (a unix socket) gets its write event
@@ -875,7 +903,7 @@ fn report(w: &mut Worker, probe: &Job, verdict: Verdict, os_error: i32) {
     };
     let check = &probe.check;
     let now = cached_time_sec();
-    let released = Lease::release(probe.scheduled, check.interval_ms);
+    let released = Lease::release(probe.scheduled, probe.interval_ms);
     let recorded = w.health.record_probe(probe.slot, probe.gen, probe.claimed, released, now, failure, |counters| {
         counters.record(failure.is_none(), check.rise, check.fall)
     });
