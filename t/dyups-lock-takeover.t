@@ -20,6 +20,7 @@ use lib 't/lib';
 use NginxTest;
 use NginxTest::Dyups qw(addr line admin proxied keepalive);
 use NginxTest::Files;
+use NginxTest::PlusApi;
 use IO::Socket::INET;
 
 plan skip_all => 'the stall that this file kills workers in exists in debug builds only'
@@ -428,3 +429,40 @@ my $file = main::slurp(data_dir() . '/dyups.conf') // '';
 is(join(' ', $file =~ /^upstream (\S+) \{/mg), 'last mid', 'the file holds them');
 nginx_restart();
 main::every_worker_serves('mid', main::line(main::addr(2)), 2, 'after a restart');
+
+=== TEST 12: the first REST replace of a configuration upstream hands its zone over before it takes the registry: a change of the zone through another API meanwhile is refused (409), never made on a list the replace then leaves (it answered 201, and its server's ID was given again to a server of the replace: review 26); a replace that dies before it is done leaves the zone refusing such changes, and done again continues the zone's numbering
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_activated:mixed;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled;
+--- http_config
+$TEST_NGINX_SERVERS
+upstream mixed {
+    zone mixed 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+my $c = main::keepalive(port(8));
+$c->send('POST', '/upstream/mixed', 'localhost', 'server ' . main::addr(3) . ';');
+my $pid;
+ok(poll_until(sub { $pid = main::stalled_pid('mixed') }, 10, 'stall'), 'a worker stalls inside the REST replace of "mixed"');
+# Sent to the other worker (the stalled one accepts nothing); it answers
+# once the stalled one is gone.
+my $plus = main::keepalive(server_port());
+$plus->send('POST', '/api/9/http/upstreams/mixed/servers', 'localhost', '{"server":"127.0.0.1:' . port(3) . '"}');
+ok(kill('KILL', $pid), "kill -9 of worker $pid, inside the replace");
+my $r = $plus->read;
+is($r->{status}, 409, 'the Plus API\'s change of the zone meanwhile: 409') or diag("$r->{status} $r->{body}");
+like($r->{body}, qr/being replaced through the REST API/, '  saying why');
+is_deeply(main::server_list('mixed'), ['0 127.0.0.1:' . port(1) . ' w1', '1 127.0.0.1:' . port(2) . ' w1'],
+          'the zone\'s servers as they were');
+is(http_get('/api/9/http/upstreams/mixed/servers/1')->{status}, 200, 'the zone is listed');
+is(http('DELETE', '/api/9/http/upstreams/mixed/servers/1')->{status}, 409, '  and refuses changes (a replace died inside)');
+main::accepted('POST', 'mixed', 'server ' . main::addr(3) . ';');
+is_deeply(main::server_list('mixed'), ['2 127.0.0.1:' . port(3) . ' w1'], 'done again: its server takes the ID after the zone\'s');

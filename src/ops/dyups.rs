@@ -90,35 +90,49 @@ fn replace_spec(
     let config_servers = Upstream::with_running(|running| {
         config_upstream(running, name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len())
     });
-    let numbering = zone_numbering(&dyups, name)?;
-    let before = dyups.replace_if(name, spec, trylock, expected, numbering)?.or(config_servers);
+    let before =
+        replace_taking_over(&dyups, name, |continues| dyups.replace_if(name, spec, trylock, expected, continues))?
+            .or(config_servers);
     sync_if_moved();
     Ok((Change::Replace { before, after: spec.servers.len() }, guard))
 }
 
-/// What the first replace of a configuration upstream served from its
-/// zone continues: the zone's next server ID, and a revision past the
-/// zone's and past now, so that no ID the zone gave is given again to
-/// another server (a DELETE by an old ID would remove it) and the revision
-/// does not go back (a conditional change with an ETag read before would
-/// pass; hunt 26). Nothing for other upstreams, and for one the registry
-/// serves already (its record continues itself; its `peer.data` is no
-/// zone list any more). A worker a reload replaced would read its own
-/// cycle's zone, which the running configuration no longer uses: it
-/// answers 503, retry (review 26).
-fn zone_numbering(dyups: &Dyups, name: &str) -> Result<Continues, ApiError> {
+/// Runs `replace` (of `name`) with what it continues: for the first
+/// replace of a configuration upstream served from its zone, the zone's
+/// next server ID and a revision past the zone's and past now, so that no
+/// ID the zone gave is given again to another server (a DELETE by an old
+/// ID would remove it) and the revision does not go back (a conditional
+/// change with an ETag read before would pass; hunt 26). The zone is
+/// handed over as its numbering is read, under its lists' locks: no change
+/// of it through another API comes after (409), none is lost or numbered
+/// again (review 26); taken back if the replace fails. Nothing for other
+/// upstreams, and for one the registry serves already (its record
+/// continues itself; its `peer.data` is no zone list any more). A worker a
+/// reload replaced would read its own cycle's zone, which the running
+/// configuration no longer uses: it answers 503, retry (review 26).
+fn replace_taking_over<T>(
+    dyups: &Dyups,
+    name: &str,
+    replace: impl FnOnce(Continues) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     Upstream::with_running(|running| {
         let Some(zone) = config_upstream(running, name)
             .and_then(|(_, upstream)| ZoneUpstream::of_running(upstream, managed_by_dyups).ok())
         else {
-            return Ok(Continues::default());
+            return replace(Continues::default());
         };
         if !dyups.is_current_cycle() {
             return Err(ApiError::reloading());
         }
-        let counters = zone.counters();
-        let floor = runtime_version_after(counters.revision()).max(runtime_version_after(now_ms() * 1000));
-        Ok(Continues { next_id: counters.next_id(), version_floor: floor })
+        let (next_id, revision) = zone.hand_over().ok_or_else(|| {
+            ApiError::conflict("locked", format!("upstream \"{name}\"'s servers stayed locked for 100 ms; try again"))
+        })?;
+        let floor = runtime_version_after(revision).max(runtime_version_after(now_ms() * 1000));
+        let replaced = replace(Continues { next_id, version_floor: floor });
+        if replaced.is_err() {
+            zone.take_back();
+        }
+        replaced
     })
 }
 

@@ -171,6 +171,7 @@ fn apply_replace(
         match zone.replace(revision, &plan, &added, &removed, slots) {
             Ok(()) => return Ok(Some(current.len())),
             Err(Lost::Race) => continue,
+            Err(Lost::HandedOver) => return Err(zone.handed_over_conflict()),
             Err(Lost::NoRoom) => return Err(ApiError::no_room(&zone.zone_name(), zone.zone_size())),
             Err(Lost::Balancer(e)) => return Err(e),
             Err(Lost::Refused(refused)) => return Err(lists_refused(zone, refused)),

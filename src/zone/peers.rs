@@ -58,6 +58,8 @@ pub enum Refusal {
     },
     /// nginx's resolver made this peer (`server NAME resolve`).
     Resolved,
+    /// The REST API took the upstream over ([`ZoneState::hand_over`]).
+    HandedOver,
 }
 
 /// The peer an edit is about: by address, or by its server ID (resolved
@@ -105,13 +107,16 @@ pub struct ListLimits {
 /// Returns its name and its values from before.
 pub fn update_locked(
     zone: ZoneLists,
-    counters: &UpstreamCounters,
+    state: &ZoneState,
     target: Target,
     params: &PeerParams,
     down: Option<bool>,
     limits: ListLimits,
 ) -> Result<(PeerName, PeerValues), Refusal> {
     let mut locks = zone.write_lock();
+    if state.handed_over() {
+        return Err(Refusal::HandedOver);
+    }
     let mut lists = locks.lists();
     let (_, peer) = find_in_lists(&lists, target).ok_or(Refusal::NotFound)?;
     if peer.resolved_from().is_some() {
@@ -128,7 +133,7 @@ pub fn update_locked(
     // balancer does not follow; set_single follows.
     unsafe { lists.update(key, params, down) };
     lists.set_single();
-    counters.bump();
+    state.counters.bump();
     Ok((name, before))
 }
 
@@ -253,6 +258,9 @@ pub fn add_locked(
     on_linked: impl FnOnce(&LockedLists<'_>),
 ) -> Result<(), Refusal> {
     let mut locks = zone.write_lock();
+    if state.handed_over() {
+        return Err(Refusal::HandedOver);
+    }
     let mut lists = locks.lists();
 
     if find_in_lists(&lists, Target::Name(address)).is_some() {
@@ -298,11 +306,14 @@ pub fn add_locked(
 /// hands it to `retire` (still under them). Returns its name.
 pub fn remove_locked(
     zone: ZoneLists,
-    counters: &UpstreamCounters,
+    state: &ZoneState,
     target: Target,
     retire: impl FnOnce(UnlinkedPeer<'_>),
 ) -> Result<PeerName, Refusal> {
     let mut locks = zone.write_lock();
+    if state.handed_over() {
+        return Err(Refusal::HandedOver);
+    }
     let mut lists = locks.lists();
 
     let (list, peer) = find_in_lists(&lists, target).ok_or(Refusal::NotFound)?;
@@ -322,7 +333,7 @@ pub fn remove_locked(
     let unlinked = unsafe { lists.unlink(key) }.ok_or(Refusal::NotFound)?;
     lists.set_single();
     retire(unlinked);
-    counters.bump();
+    state.counters.bump();
     Ok(name)
 }
 
@@ -338,6 +349,8 @@ pub fn max_peers_for_zone(size: usize) -> usize {
 pub enum Lost {
     /// Another change came first: plan again.
     Race,
+    /// The REST API took the upstream over ([`ZoneState::hand_over`]).
+    HandedOver,
     NoRoom,
     /// What the lists would hold breaks nginx's or the module's limits:
     /// nothing changed.
@@ -401,6 +414,9 @@ pub unsafe fn replace_locked(
     let mut new_peers: Vec<Option<NewPeer>> = Vec::with_capacity(added.len());
     let mut locks = zone.write_lock();
     let mut lists = locks.lists();
+    if state.handed_over() {
+        return Err(Lost::HandedOver);
+    }
     if state.counters.revision() != revision {
         return Err(Lost::Race);
     }

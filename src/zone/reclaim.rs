@@ -33,7 +33,7 @@
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use crate::nginx::peer_list::{place_in_zone, RetiredPeers, UnlinkedPeer, PEER_SIZE};
 use crate::nginx::peer_lock::{ListLengths, ZoneLists};
@@ -53,6 +53,9 @@ pub struct ZoneState {
     /// The most peers either list of the upstream has had since the workers
     /// started (see `request_hook`).
     lengths: ListLengths,
+    /// REST API replaces taking the upstream over from its zone (see
+    /// [`ZoneState::hand_over`]).
+    hand_overs: AtomicU64,
 }
 
 impl ZoneState {
@@ -69,6 +72,7 @@ impl ZoneState {
             retired: RetiredPeers::new(lists),
             counters: UpstreamCounters::default(),
             lengths: ListLengths::new(lists),
+            hand_overs: AtomicU64::new(0),
         };
         place_in_zone(lists, state, PEER_SIZE)
     }
@@ -85,6 +89,24 @@ impl ZoneState {
     /// not know, whose `get` may not count: `Balancer::follows_set_changes`).
     pub fn retire(&self, peer: UnlinkedPeer<'_>) {
         self.retired.retire(peer);
+    }
+
+    /// A REST API replace takes the upstream over from its zone (under the
+    /// lists' write locks, where it reads the zone's numbering): from now
+    /// on no change of the zone's lists is made (`Refusal::HandedOver`),
+    /// so that none is lost or numbered like the replace's servers
+    /// (review 26). [`Self::take_back`] if the replace fails.
+    pub fn hand_over(&self) {
+        self.hand_overs.fetch_add(1, SeqCst);
+    }
+
+    pub fn take_back(&self) {
+        self.hand_overs.fetch_sub(1, SeqCst);
+    }
+
+    /// Whether a REST API replace took (or is taking) the upstream over.
+    pub fn handed_over(&self) -> bool {
+        self.hand_overs.load(SeqCst) != 0
     }
 
     /// Notes the lengths of the upstream's lists in [`Self::lengths`]

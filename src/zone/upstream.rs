@@ -462,7 +462,7 @@ impl<'c> ZoneUpstream<'c> {
         params: &PeerParams,
         down: Option<bool>,
     ) -> Result<(PeerName, PeerValues), Refusal> {
-        update_locked(self.lists(), self.counters(), target, params, down, self.list_limits())
+        update_locked(self.lists(), self.state(), target, params, down, self.list_limits())
     }
 
     fn add(&self, spec: &ServerSpec, address: &PeerAddress) -> Result<(), ApiError> {
@@ -497,7 +497,7 @@ impl<'c> ZoneUpstream<'c> {
         // handed to reclaim (under the locks), not freed. Its slot is found
         // under the locks too (see slot_of_removed).
         let name = unsafe {
-            remove_locked(self.lists(), self.counters(), target, |peer| {
+            remove_locked(self.lists(), self.state(), target, |peer| {
                 if let Some(health) = health {
                     slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw());
                 }
@@ -652,8 +652,41 @@ impl<'c> ZoneUpstream<'c> {
 
     /// Its next server ID and revision.
     pub fn counters(&self) -> &UpstreamCounters {
+        &self.state().counters
+    }
+
+    /// Its bookkeeping in its zone.
+    fn state(&self) -> &ZoneState {
         // SAFETY: the state lives in the zone for the cycle's lifetime.
-        unsafe { &(*self.state).counters }
+        unsafe { &*self.state }
+    }
+
+    /// Hands the upstream over to the REST API, whose first replace of it
+    /// continues its numbering: under its lists' write locks (waited for
+    /// at most 100 ms: None if they stayed held), from when no change of
+    /// its zone's lists is made ([`ZoneState::hand_over`]), its next
+    /// server ID and revision. [`Self::take_back`] if the replace fails.
+    pub fn hand_over(&self) -> Option<(u64, u64)> {
+        // SAFETY: the zone's lists, under both write locks.
+        let _locks = unsafe { ListsWriteLocked::within(self.primary(), std::time::Duration::from_millis(100)) }?;
+        self.state().hand_over();
+        Some((self.counters().next_id(), self.counters().revision()))
+    }
+
+    pub fn take_back(&self) {
+        self.state().take_back();
+    }
+
+    /// The answer to a change of its zone's lists once the REST API took
+    /// the upstream over (before this worker serves it from the registry).
+    pub fn handed_over_conflict(&self) -> ApiError {
+        ApiError::conflict(
+            "managed_by_dyups",
+            format!(
+                "upstream \"{}\" is being replaced through the REST API (dyups_interface): change it there",
+                self.name()
+            ),
+        )
     }
 
     /// Removed peers that requests still hold.
@@ -751,6 +784,7 @@ impl<'c> ZoneUpstream<'c> {
                 format!("server {server} is not in upstream \"{}\"", self.name()),
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
+            Refusal::HandedOver => self.handed_over_conflict(),
             Refusal::TableTooBig { total } => self.table_too_big(total),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
