@@ -342,10 +342,10 @@ impl<'c> ZoneUpstream<'c> {
         match action {
             Action::List => Ok(None),
             Action::Update { server, params, down } => {
-                let name = PeerAddress::new(server);
-                let name = String::from_utf8_lossy(name.name());
+                let address = PeerAddress::new(server);
+                let name = String::from_utf8_lossy(address.name());
                 self.check_balancer_allows(self.reweights(params.weight, |p| p.name == name), false)?;
-                let before = self.update(&PeerAddress::new(server), params, *down)?;
+                let before = self.update(&address, params, *down)?;
                 Ok(Some(Change::Update { server, before, params, down: *down }))
             }
             Action::Add(spec) => {
@@ -410,10 +410,6 @@ impl<'c> ZoneUpstream<'c> {
         )
     }
 
-    /// Refuses changes the upstream's balancer cannot follow at run time.
-    /// Backup servers are allowed where the balancer has them, and where
-    /// the configuration wrote one before a balancer line that has none
-    /// (nginx keeps it in a backup list, which its state file restores).
     /// Whether `weight` would change the weight of a server `which` picks
     /// (of none: the edit's own error says so): a weight given equal to
     /// the current one is no re-weighting, also where the balancer refuses
@@ -428,6 +424,10 @@ impl<'c> ZoneUpstream<'c> {
         picked.is_empty() || picked.iter().any(|p| i64::try_from(weight).ok() != Some(p.weight))
     }
 
+    /// Refuses changes the upstream's balancer cannot follow at run time.
+    /// Backup servers are allowed where the balancer has them, and where
+    /// the configuration wrote one before a balancer line that has none
+    /// (nginx keeps it in a backup list, which its state file restores).
     pub fn check_balancer_allows(&self, changes_set: bool, backup: bool) -> Result<(), ApiError> {
         let balancer = self.balancer();
         if backup && !self.upstream.takes_backups(balancer) {
@@ -691,8 +691,7 @@ impl<'c> ZoneUpstream<'c> {
 
     /// Removed peers that requests still hold.
     pub fn zombies(&self) -> u64 {
-        // SAFETY: the zone's slab and state live for the cycle.
-        unsafe { (*self.state).zombies() }
+        self.state().zombies()
     }
 
     /// Starts the upstream's revisions at `revision` and gives its servers
@@ -709,8 +708,7 @@ impl<'c> ZoneUpstream<'c> {
         if !counting() || !some_peer_lacks_id(self.lists()) {
             // Nothing to give: no write lock. The lengths are noted as
             // under it (an atomic maximum of lengths read without a lock).
-            // SAFETY: the zone's state lives for the cycle.
-            unsafe { (*self.state).note_list_lengths() };
+            self.state().note_list_lengths();
             return;
         }
         // SAFETY: the zone's lists, under both write locks.
@@ -951,8 +949,7 @@ impl<'c> ZoneUpstream<'c> {
     /// that many (see [`request_hook`]).
     pub fn max_peers_per_list(&self) -> usize {
         let limit = max_peers_for_zone(self.zone_size());
-        // SAFETY: the state lives in the zone for the cycle's lifetime.
-        if unsafe { (*self.state).unknown_request_data.load(core::sync::atomic::Ordering::SeqCst) } {
+        if self.state().unknown_request_data.load(core::sync::atomic::Ordering::SeqCst) {
             return limit.min(64);
         }
         limit
@@ -965,8 +962,7 @@ impl<'c> ZoneUpstream<'c> {
     /// Frees the removed peers no request holds any more (see
     /// [`crate::zone::reclaim`]).
     pub fn reap(&self) {
-        // SAFETY: the zone's lists, slab and state live for the cycle.
-        unsafe { (*self.state).reap() }
+        self.state().reap();
     }
 }
 
