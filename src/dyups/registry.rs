@@ -40,7 +40,7 @@ use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
@@ -868,7 +868,7 @@ impl<'z> Dyups<'z> {
             let old = r.peers;
             // The next free ID: the old list's, or past what `continues`
             // gave out (a configuration upstream's zone), whichever is later.
-            let old_next = if old.is_null() { 0 } else { registry_counters(old).next_id.load(Relaxed) };
+            let old_next = if old.is_null() { 0 } else { registry_counters(old).next_id() };
             let numbering = UpstreamCounters::starting_at(old_next.max(continues.next_id));
             inherit(list, registry_counters(list), old, Some(&numbering), &mut inherit_room);
             let before = existed.map(|_| if old.is_null() { 0 } else { server_count(old) });

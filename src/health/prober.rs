@@ -613,11 +613,7 @@ fn shorten_interval(w: &mut Worker, index: usize, now: u32, interval_ms: u32) {
     if let Some(probe) = w.probes.get_mut(&index) {
         probe.job.interval_ms = probe.job.interval_ms.min(interval_ms);
     }
-    let lease = w.health.slot(index).lease();
-    let word = lease.load(Acquire);
-    if let Some(sooner) = Lease::unpack(word).rescheduled(now, interval_ms) {
-        let _ = lease.compare_exchange(word, sooner.pack(), AcqRel, Acquire);
-    }
+    w.health.slot(index).reschedule(now, interval_ms);
 }
 
 /// What this worker's cycle makes of the slot at `index` (generation `gen`),

@@ -799,6 +799,17 @@ impl Slot {
         &self.lease
     }
 
+    /// Brings its next probe forward to `now` if, on its schedule, it
+    /// would come later than one `interval_ms` from now (a replace gave it
+    /// that shorter interval: [`Lease::rescheduled`]); a lease a probe
+    /// holds is left as it is.
+    pub fn reschedule(&self, now: u32, interval_ms: u32) {
+        let word = self.lease.load(Acquire);
+        if let Some(sooner) = Lease::unpack(word).rescheduled(now, interval_ms) {
+            let _ = self.lease.compare_exchange(word, sooner.pack(), AcqRel, Acquire);
+        }
+    }
+
     pub fn counters(&self) -> Counters {
         Counters {
             down: self.down.load(Acquire) != 0,
@@ -1375,11 +1386,7 @@ impl<'z> RuntimeSlots<'z> {
             let (index, down) = match self.kept[i] {
                 Some(kept) => {
                     // On the new interval from now on, if it is shorter.
-                    let lease = zone.slot(kept.0).lease();
-                    let word = lease.load(Acquire);
-                    if let Some(sooner) = Lease::unpack(word).rescheduled(now, self.interval_ms) {
-                        let _ = lease.compare_exchange(word, sooner.pack(), AcqRel, Acquire);
-                    }
+                    zone.slot(kept.0).reschedule(now, self.interval_ms);
                     kept
                 }
                 None => {
