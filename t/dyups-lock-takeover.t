@@ -466,3 +466,67 @@ is(http_get('/api/9/http/upstreams/mixed/servers/1')->{status}, 200, 'the zone i
 is(http('DELETE', '/api/9/http/upstreams/mixed/servers/1')->{status}, 409, '  and refuses changes (a replace died inside)');
 main::accepted('POST', 'mixed', 'server ' . main::addr(3) . ';');
 is_deeply(main::server_list('mixed'), ['2 127.0.0.1:' . port(3) . ' w1'], 'done again: its server takes the ID after the zone\'s');
+
+=== TEST 13: killed in the grace period's flip (the retired lists waiting, the phase not flipped): the next change does not free a list a request of the current phase is still reading (hunt 28: the waiting phase was stored after the lists, and a kill between left the previous flip's phase: the next change freed the list under the request, whose memory went to another upstream's list; the request to "u" was proxied to "y"'s server)
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=grace_flip:registry;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+dyups_read_msg_timeout 3600s;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+use NginxTest::Gdb;
+my $once = data_dir() . '/stalled-once';
+# The stall is disarmed while its file exists.
+open(my $fh, '>', $once) or die "$once: $!";
+close $fh;
+main::accepted('POST', 'u', 'server ' . main::addr(1) . ';') for 1 .. 4;
+# A keep-alive proxy connection to each worker, and an admin one to B.
+my %proxy;
+for (1 .. 200) {
+    my $c = main::keepalive(port(9));
+    my $w = $c->request('GET', '/', 'u')->{headers}{'x-worker'};
+    $proxy{$w} //= $c;
+    last if keys %proxy == 2;
+}
+my ($a, $b) = sort keys %proxy;
+my $admin;
+for (1 .. 200) {
+    my $c = main::keepalive(port(8));
+    if ($c->request('GET', '/list', 'localhost')->{headers}{'x-worker'} eq $b) { $admin = $c; last }
+}
+ok($admin, "an admin connection to worker $b");
+is($proxy{$a}->request('GET', '/', 'u')->{body}, port(1) . "\n", "worker $a serves u");
+my $go = data_dir() . '/go';
+my $answer;
+my $out = gdb_batch($a, sub {
+    # A stops inside its grace period's section, u's list read.
+    $proxy{$a}->send('GET', '/', 'u');
+    ok(poll_until(sub { (join '', map { main::slurp($_) // '' } glob(data_dir() . "/gdb-$a-*.out")) =~ /^HELD/m }, 10, 'held'),
+       "worker $a stops in u's list");
+    unlink $once;
+    $admin->send('POST', '/upstream/u', 'localhost', 'server ' . main::addr(2) . ';');
+    my $pid;
+    ok(poll_until(sub { $pid = main::stalled_pid('registry') }, 10, 'stall'), 'worker B stalls in the flip of the reap after retiring u\'s list');
+    is($pid, $b, '  it is B');
+    ok(kill('KILL', $pid), "kill -9 of worker $pid");
+    # The next change (the respawned worker; A accepts nothing meanwhile)
+    # takes the lock over and reaps; y's list may take freed memory.
+    my $r;
+    poll_until(sub { $r = http('POST', '/upstream/y', 'server ' . main::addr(3) . ';'); $r->{status} == 200 }, 20, 'POST y');
+    is("$r->{status} $r->{body}", '200 success', 'POST /upstream/y after the takeover');
+    open(my $g, '>', $go) or die "$go: $!";
+    close $g;
+}, 'break ngx_http_dynamic_upstream_module::dyups::grace::hold_list', 'continue', 'printf "HELD\n"',
+   "shell while [ ! -e $go ]; do sleep 0.05; done", 'detach', 'quit');
+$answer = $proxy{$a}->read;
+like($answer->{body}, qr/^(?:${\ port(1)}|${\ port(2)})\n\z/, 'the held request is proxied to a server of u, never of y')
+    or diag("$answer->{status} $answer->{body}\n$out");
+main::every_worker_serves('u', main::line(main::addr(2)), 2, 'after the takeover');
+main::every_worker_serves('y', main::line(main::addr(3)), 3, 'after the takeover');

@@ -460,10 +460,30 @@ impl GracePeriod {
             }
         }
         if self.waiting.is_null() && !self.pending.is_null() {
-            self.waiting = core::mem::replace(&mut self.pending, ptr::null_mut());
+            // The flip, in an order where a worker killed between any two
+            // stores leaves lists waiting for the phase their readers are
+            // in, or in no chain (a leak): the waiting phase first (a kill
+            // after a waiting list was stored, before the phase it waits
+            // for, left the previous flip's, already drained: the next
+            // reap freed lists requests were reading; hunt 28), then the
+            // chain out of `pending` before it is in `waiting` (never in
+            // both: a double free), then the phase.
             let old = self.phase.load(SeqCst) & 1;
             self.waiting_phase = old;
+            let lists = self.pending;
+            compiler_fence(SeqCst);
+            self.pending = ptr::null_mut();
+            compiler_fence(SeqCst);
+            self.waiting = lists;
+            compiler_fence(SeqCst);
+            #[cfg(debug_assertions)]
+            crate::dyups::test_stall::stall_for_tests("grace_flip", "registry");
             self.phase.store(old ^ 1, SeqCst);
+        } else if !self.waiting.is_null() && self.waiting_phase == self.phase.load(SeqCst) & 1 {
+            // A flip its worker did not finish (killed before the phase
+            // store; the phase moves only here, with nothing waiting):
+            // new readers go to the other phase from now on.
+            self.phase.store(self.waiting_phase ^ 1, SeqCst);
         }
     }
 }

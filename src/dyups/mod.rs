@@ -4,4 +4,6 @@
 pub mod grace;
 pub mod registry;
 pub mod registry_lock;
+#[cfg(debug_assertions)]
+pub mod test_stall;
 pub mod worker;

@@ -55,6 +55,8 @@ use crate::dyups::grace::{
     attach_config_word, check_text, list_block_size, registry_counters, set_check_text, GracePeriod, SlotBlock, Ticket,
 };
 use crate::dyups::registry_lock::{Held, RegistryLock};
+#[cfg(debug_assertions)]
+use crate::dyups::test_stall::stall_for_tests;
 use crate::nginx::conf::{MainConf, RegistryZone};
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
@@ -1259,39 +1261,6 @@ unsafe fn repair(registry: &mut Registry, health: Option<HealthZone>) {
     if let Some(health) = health {
         free_pending_runtime(health);
     }
-}
-
-/// Debug builds only, for the tests of a worker killed inside a change:
-/// with the environment variable `NDU_TEST_STALL` set to `POINT:NAME`
-/// (passed to workers with nginx's `env` directive), a change of upstream
-/// NAME stops at POINT, in a replace: `replace_prepared` (its health slots
-/// claimed, pending), `replace_activated` (checked, the list not
-/// published), `replace_balancer` (the new balancer written, not in force),
-/// `replace_retire` (its new list in, the old one not retired),
-/// `replace_version` (complete but its version not moved); when a new
-/// record is linked: `append_chained` (in creation order, not in `last`
-/// nor the index); in a delete: `delete_retire` (its list unpublished, not
-/// retired), `delete_unchained` (a run-time upstream's record out of the
-/// creation order, still in the index), `delete_unlinked` (unlinked, its
-/// deletion not noted yet) for 60 s, with the
-/// registry's lock and the slab mutex held, after logging `stalling at
-/// POINT in a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path,
-/// only the process that creates that file stalls. (Test code: it reads
-/// the environment, logs and sleeps under the locks, which the module
-/// never does otherwise.)
-#[cfg(debug_assertions)]
-fn stall_for_tests(point: &str, name: &str) {
-    let Ok(wanted) = std::env::var("NDU_TEST_STALL") else { return };
-    if wanted.split_once(':') != Some((point, name)) {
-        return;
-    }
-    if let Ok(once) = std::env::var("NDU_TEST_STALL_ONCE") {
-        if std::fs::OpenOptions::new().write(true).create_new(true).open(once).is_err() {
-            return;
-        }
-    }
-    crate::nginx::log::log(ngx::ffi::NGX_LOG_NOTICE, &format!("stalling at {point} in a change of {name}"));
-    std::thread::sleep(Duration::from_secs(60));
 }
 
 /// How many chains `Registry::index` has in a zone of `zone_size` bytes:

@@ -1,0 +1,42 @@
+//! The debug builds' stall points, for the tests of a worker killed
+//! inside a change of the run-time upstreams' registry
+//! (t/dyups-lock-takeover.t).
+
+#![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::time::Duration;
+
+/// Debug builds only, for the tests of a worker killed inside a change:
+/// with the environment variable `NDU_TEST_STALL` set to `POINT:NAME`
+/// (passed to workers with nginx's `env` directive), a change of upstream
+/// NAME stops at POINT, in a replace: `replace_prepared` (its health slots
+/// claimed, pending), `replace_activated` (checked, the list not
+/// published), `replace_balancer` (the new balancer written, not in force),
+/// `replace_retire` (its new list in, the old one not retired),
+/// `replace_version` (complete but its version not moved); when a new
+/// record is linked: `append_chained` (in creation order, not in `last`
+/// nor the index); in a delete: `delete_retire` (its list unpublished, not
+/// retired), `delete_unchained` (a run-time upstream's record out of the
+/// creation order, still in the index), `delete_unlinked` (unlinked, its
+/// deletion not noted yet); in the grace period's reap (any change):
+/// `grace_flip` (the retired lists waiting, the phase not flipped yet;
+/// NAME `registry`) for 60 s, with the registry's lock and the slab mutex
+/// held, after logging `stalling at
+/// POINT in a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path,
+/// only the process that creates that file stalls. (Test code: it reads
+/// the environment, logs and sleeps under the locks, which the module
+/// never does otherwise.)
+#[cfg(debug_assertions)]
+pub fn stall_for_tests(point: &str, name: &str) {
+    let Ok(wanted) = std::env::var("NDU_TEST_STALL") else { return };
+    if wanted.split_once(':') != Some((point, name)) {
+        return;
+    }
+    if let Ok(once) = std::env::var("NDU_TEST_STALL_ONCE") {
+        if std::fs::OpenOptions::new().write(true).create_new(true).open(once).is_err() {
+            return;
+        }
+    }
+    crate::nginx::log::log(ngx::ffi::NGX_LOG_NOTICE, &format!("stalling at {point} in a change of {name}"));
+    std::thread::sleep(Duration::from_secs(60));
+}
