@@ -365,6 +365,12 @@ impl<'z> HealthZone<'z> {
         let Key { upstream, name, runtime } = key;
         let (index, slot) =
             (from..self.len()).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)?;
+        // Pairs with `Slot::key_bytes`'s acquire fence: a lock-free reader
+        // that copies any byte of the new key then sees the slot's free
+        // (its state, its generation), whichever process freed it. x86-64
+        // keeps stores in order anyway; a weakly ordered CPU (arm64) would
+        // not (hunt 28).
+        fence(Release);
         // SAFETY: a FREE slot's key is written only under the mutex we
         // hold; readers check `gen` and `state` around their copies. The
         // callers bound the lengths (upstream names at configuration, peer
