@@ -147,7 +147,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     create_srv_conf: Some(zone::upstream::create_srv_conf),
     merge_srv_conf: None,
     create_loc_conf: Some(module_hooks::create_loc_conf),
-    merge_loc_conf: Some(Module::merge_loc_conf),
+    merge_loc_conf: Some(module_hooks::merge_loc_conf),
 };
 
 /// The module object nginx loads; its name is the one `load_module` reports.

@@ -119,3 +119,66 @@ is(http('GET', $change, undef, { Authorization => $good })->{body},
 --- allow_error_log
 user "admin": password mismatch
 no user/password was provided for basic authentication
+
+=== TEST 6: limit_except GET { auth_basic } around the REST API, the NGINX Plus API and the status page (README's example): reads for everyone, changes with the password are made, without it refused; an `if` block inside a location answers as the location does (hunt 29: every authorised write got nginx's static 404/405 page, the limit_except block had no content handler; an `if` block's requests lost write=on and the status page's format)
+--- http_config
+upstream backends {
+    zone backends 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    check interval=60000 rise=1 fall=1 timeout=1000 type=tcp;
+}
+--- config
+location / {
+    limit_except GET {
+        auth_basic "upstream admin";
+        auth_basic_user_file $TEST_NGINX_DATA_DIR/htpasswd;
+    }
+    dyups_interface;
+}
+location /api {
+    limit_except GET {
+        auth_basic "upstream admin";
+        auth_basic_user_file $TEST_NGINX_DATA_DIR/htpasswd;
+    }
+    if ($arg_via_if) { set $unused 1; }
+    dynamic_upstream_api write=on;
+}
+location /status {
+    if ($arg_via_if) { set $unused 1; }
+    check_status json;
+}
+--- perl
+use MIME::Base64 ();
+open(my $fh, '>', data_dir() . '/htpasswd') or die $!;
+print $fh 'admin:' . crypt('secret', 'ab') . "\n";
+close $fh;
+chmod 0644, data_dir() . '/htpasswd';
+my $good = { Authorization => 'Basic ' . MIME::Base64::encode_base64('admin:secret', '') };
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+my $r = http('POST', '/upstream/dyhost', "server 127.0.0.1:$p2;");
+is($r->{status}, 401, 'REST POST without the password: 401');
+$r = http('POST', '/upstream/dyhost', "server 127.0.0.1:$p2;", $good);
+is("$r->{status} $r->{body}", '200 success', 'REST POST with the password: made');
+is(http_get('/upstream/dyhost')->{body}, "server 127.0.0.1:$p2 weight=1 max_conns=0 max_fails=1 fail_timeout=10 backup=0 down=0\n",
+   'REST GET without the password lists it');
+is(http('DELETE', '/upstream/dyhost')->{status}, 401, 'REST DELETE without the password: 401');
+$r = http('DELETE', '/upstream/dyhost', undef, $good);
+is("$r->{status} $r->{body}", '200 success', 'REST DELETE with the password: made');
+my $servers = '/api/9/http/upstreams/backends/servers';
+is(http('POST', $servers, qq({"server":"127.0.0.1:$p3"}))->{status}, 401, 'Plus API POST without the password: 401');
+$r = http('POST', $servers, qq({"server":"127.0.0.1:$p3"}), { %$good, 'Content-Type' => 'application/json' });
+is($r->{status}, 201, 'Plus API POST with the password: 201') or diag($r->{body});
+like($r->{body}, qr/"id":1,"server":"127\.0\.0\.1:$p3"/, 'the new server');
+$r = http('PATCH', "$servers/1", '{"weight":3}', { %$good, 'Content-Type' => 'application/json' });
+is($r->{status}, 200, 'Plus API PATCH with the password: 200') or diag($r->{body});
+$r = http('PATCH', "$servers/1?via_if=1", '{"weight":4}', { %$good, 'Content-Type' => 'application/json' });
+is($r->{status}, 200, 'Plus API PATCH through the if block: write=on holds') or diag($r->{body});
+$r = http('DELETE', "$servers/1", undef, $good);
+is($r->{status}, 200, 'Plus API DELETE with the password: 200') or diag($r->{body});
+$r = http_get("$servers?via_if=1");
+like($r->{body}, qr/^\[\{"id":0,"server":"127\.0\.0\.1:$p1"[^\]]*\}\]$/, 'GET through the if block lists one server')
+    or diag($r->{body});
+like(http_get('/status')->{body}, qr/^\{"servers":/, 'status page: JSON');
+like(http_get('/status?via_if=1')->{body}, qr/^\{"servers":/, 'status page through the if block: JSON too');
+--- allow_error_log
+no user/password was provided for basic authentication

@@ -6,7 +6,7 @@ use core::marker::PhantomData;
 use core::ptr;
 
 use dynamic_upstream_core::health::status_page::StatusFormat;
-use ngx::ffi::{ngx_flag_t, ngx_msec_t, ngx_shm_zone_t};
+use ngx::ffi::{ngx_flag_t, ngx_http_handler_pt, ngx_msec_t, ngx_shm_zone_t};
 use ngx::http::{Merge, MergeConfigError};
 
 use crate::nginx::balancers::KnownBalancers;
@@ -145,6 +145,10 @@ pub struct LocConf {
     pub plus_write: ngx_flag_t,
     /// `check_status FORMAT`: the status page's format without `?format=`.
     pub check_status: StatusFormat,
+    /// The content handler one of the module's directives installed on
+    /// this location, for the `limit_except` block inside it
+    /// ([`LocConf::inherit_location`]).
+    pub(in crate::nginx) content_handler: ngx_http_handler_pt,
 }
 
 impl Default for LocConf {
@@ -154,6 +158,7 @@ impl Default for LocConf {
             dyups_read_only: UNSET_FLAG,
             plus_write: 0,
             check_status: StatusFormat::Html,
+            content_handler: None,
         }
     }
 }
@@ -168,5 +173,19 @@ impl Merge for LocConf {
             }
         }
         Ok(())
+    }
+}
+
+impl LocConf {
+    /// For the location nginx makes of a `limit_except` or `if` block
+    /// inside `location` (a "noname" one, which no directive of this
+    /// module can appear in): the requests nginx serves with it get the
+    /// location's settings (`write=on`, the status page's format, what
+    /// answers them), not the defaults. Nested `location` blocks inherit
+    /// none of them, as nginx's content handlers are not inherited.
+    pub(in crate::nginx) fn inherit_location(&mut self, location: &Self) {
+        self.plus_write = location.plus_write;
+        self.check_status = location.check_status;
+        self.content_handler = location.content_handler;
     }
 }

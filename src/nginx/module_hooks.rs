@@ -21,7 +21,7 @@ use ngx::ffi::{
     ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_palloc, ngx_pool_cleanup_add,
     ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, NgxHttpCoreModule};
 
 use crate::nginx::balancers::KnownBalancers;
 use crate::nginx::conf::{LocConf, MainConf};
@@ -107,6 +107,41 @@ pub unsafe fn conf_in_pool<T>(cf: *mut ngx_conf_t, value: T) -> *mut c_void {
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     // SAFETY: per the contract.
     unsafe { conf_in_pool(cf, LocConf::default()) }
+}
+
+/// The http module's merge_loc_conf: [`LocConf`]'s `Merge`; and a
+/// `limit_except` or `if` block inside one of the module's locations
+/// answers as that location does ([`LocConf::inherit_location`]). nginx
+/// serves the methods a `limit_except` names with the block's own
+/// location, and looks for a content handler there only (hunt 29: the
+/// README's `limit_except GET { auth_basic ...; }` left every authorised
+/// change to nginx's static handler); so the block gets the location's,
+/// as nginx's proxy and fastcgi modules do for theirs in their merge.
+///
+/// # Safety
+/// nginx's call of merge_loc_conf: `prev` and `conf` are [`LocConf`]s
+/// create_loc_conf made, `cf`'s context is `conf`'s location's (nginx's
+/// ngx_http_merge_servers and ngx_http_merge_locations set it so).
+pub unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: per the contract; two distinct locations' configurations,
+    // which nothing else reaches during the call.
+    let (prev, conf) = unsafe { (&*prev.cast::<LocConf>(), &mut *conf.cast::<LocConf>()) };
+    if conf.merge(prev).is_err() {
+        return NGX_CONF_ERROR as *mut c_char;
+    }
+    // SAFETY: per the contract, cf is nginx's live configuration context.
+    let cf = unsafe { &*cf };
+    #[allow(clippy::disallowed_methods)] // the location being merged: see clippy.toml
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf) else {
+        return NGX_CONF_ERROR as *mut c_char;
+    };
+    if clcf.noname() != 0 {
+        conf.inherit_location(prev);
+        if clcf.lmt_excpt() != 0 && clcf.handler.is_none() {
+            clcf.handler = conf.content_handler;
+        }
+    }
+    NGX_CONF_OK
 }
 
 /// The http module's create_main_conf: a [`MainConf`] with every directive
@@ -502,20 +537,24 @@ impl<C> DirectiveCall<'_, C> {
         }
     }
 
-    /// Makes the location being read answer with `H` (its content handler
-    /// is `content_handler::<H>`: not any function of that type, which
-    /// may expect another phase or another module's data).
-    pub fn set_location_handler<H: RequestHandler>(&mut self) -> Result<(), DirectiveError> {
-        #[allow(clippy::disallowed_methods)] // the location being read: see clippy.toml
-        let clcf = NgxHttpCoreModule::location_conf_mut(self.cf).ok_or(DirectiveError::Logged)?;
-        clcf.handler = Some(content_handler::<H>);
-        Ok(())
-    }
-
     /// The module's http-level configuration.
     pub fn main_conf(&mut self) -> Option<&mut MainConf> {
         #[allow(clippy::disallowed_methods)] // this module's own, borrowed through self: see clippy.toml
         crate::Module::main_conf_mut(self.cf)
+    }
+}
+
+impl DirectiveCall<'_, LocConf> {
+    /// Makes the location being read answer with `H` (its content handler
+    /// is `content_handler::<H>`: not any function of that type, which
+    /// may expect another phase or another module's data), and a
+    /// `limit_except` block inside it too ([`merge_loc_conf`]).
+    pub fn set_location_handler<H: RequestHandler>(&mut self) -> Result<(), DirectiveError> {
+        #[allow(clippy::disallowed_methods)] // the location being read: see clippy.toml
+        let clcf = NgxHttpCoreModule::location_conf_mut(self.cf).ok_or(DirectiveError::Logged)?;
+        clcf.handler = Some(content_handler::<H>);
+        self.conf().content_handler = clcf.handler;
+        Ok(())
     }
 }
 
