@@ -80,8 +80,9 @@ for my $case (['/list?format=json', {}], ['/list', { Accept => 'application/json
 }
 is(http_get('/list')->{body}, "host1\nhost2\ndyhost\n", 'without either: text');
 
-=== TEST 2: /detail as JSON: every upstream with zone null and every peer field
+=== TEST 2: /detail as JSON: every upstream with its zone (null without one, the registry's for a run-time upstream, as the NGINX Plus API names them; hunt 29: always null) and every peer field
 --- http_config
+upstream zoned { zone zoned 64k; server 127.0.0.1:$TEST_NGINX_PORT_5; }
 upstream host1 { server 127.0.0.1:$TEST_NGINX_PORT_1; }
 upstream host2 {
     server 127.0.0.1:$TEST_NGINX_PORT_2 weight=5 max_fails=3 fail_timeout=7 max_conns=9;
@@ -102,11 +103,12 @@ for my $case (['/detail?format=json', {}], ['/detail', { Accept => 'application/
     my $j = main::decode($r, $what) or next;
     is_deeply([keys %$j], ['upstreams'], "$what: one key, upstreams");
     my @u = @{ $j->{upstreams} // [] };
-    is_deeply([map { $_->{upstream} } @u], [qw(host1 host2 dyhost)], "$what: upstreams in order");
+    is_deeply([map { $_->{upstream} } @u], [qw(zoned host1 host2 dyhost)], "$what: upstreams in order");
     for my $u (@u) {
         is_deeply([sort keys %$u], [qw(peers upstream zone)], "$what $u->{upstream}: keys");
-        ok(exists $u->{zone} && !defined $u->{zone}, "$what $u->{upstream}: zone is null");
     }
+    is_deeply([map { $_->{zone} } @u], ['zoned', undef, undef, 'dynamic_upstream_dyups_v8'], "$what: zones");
+    shift @u;
     is(scalar @{ $u[0]{peers} }, 1, "$what host1: one peer");
     main::peer_is($u[0]{peers}[0], main::defaults(main::addr(1)), "$what host1 peer");
     is(scalar @{ $u[1]{peers} }, 2, "$what host2: two peers");
@@ -140,13 +142,14 @@ for my $case (['/upstream/dyhost?format=json', {}], ['/upstream/dyhost', { Accep
     my $j = main::decode($r, $what) or next;
     is_deeply([sort keys %$j], [qw(peers upstream zone)], "$what: keys");
     is($j->{upstream}, 'dyhost', "$what: upstream");
-    ok(exists $j->{zone} && !defined $j->{zone}, "$what: zone null");
+    is($j->{zone}, 'dynamic_upstream_dyups_v8', "$what: zone, the registry's");
     is(scalar @{ $j->{peers} }, 2, "$what: two peers");
     main::peer_is($j->{peers}[0], main::defaults(main::addr(2)), "$what peer 1");
     main::peer_is($j->{peers}[1], main::defaults(main::addr(3), weight => 3, effective_weight => 3), "$what peer 2");
 }
 my $j = main::decode(http_get('/upstream/host1?format=json'), 'host1');
 is($j->{upstream}, 'host1', 'a configured upstream too');
+ok(exists $j->{zone} && !defined $j->{zone}, 'host1: zone null (it has none)');
 main::peer_is($j->{peers}[0], main::defaults(main::addr(1)), 'host1 peer');
 
 === TEST 4: POST with a JSON body

@@ -111,8 +111,11 @@ fn get_with(running: &Running<'_>, route: &Route, json: bool) -> Result<Response
             let details: Vec<(String, Vec<PeerView>)> =
                 table.iter().map(|(name, source)| (name.clone(), source.peers(name, Some(&health)))).collect();
             if json {
-                let upstreams: Vec<UpstreamView> =
-                    details.into_iter().map(|(upstream, peers)| UpstreamView { upstream, zone: None, peers }).collect();
+                let upstreams: Vec<UpstreamView> = details
+                    .into_iter()
+                    .zip(&table)
+                    .map(|((upstream, peers), (_, source))| UpstreamView { upstream, zone: source.zone(), peers })
+                    .collect();
                 return Ok(json_response(dyups::detail_json(&upstreams)));
             }
             Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
@@ -142,7 +145,7 @@ fn one_upstream(
     };
     let peers = source.peers(&name, None);
     if json {
-        let view = UpstreamView { upstream: name, zone: None, peers };
+        let view = UpstreamView { upstream: name, zone: source.zone(), peers };
         return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
     }
     Ok(Response::text(200, dyups::upstream_lines(&peers)))
@@ -160,6 +163,17 @@ enum Source<'r> {
 }
 
 impl Source<'_> {
+    /// The shared memory zone its peers are in, as the NGINX Plus API
+    /// names it: a record's list is in the registry's zone; an upstream
+    /// of the configuration has its own zone, or none (hunt 29: always
+    /// `null`, where the query-string API named the zone).
+    fn zone(&self) -> Option<String> {
+        match *self {
+            Source::Shared(_) => Some(ZONE_NAME.to_string()),
+            Source::Config(upstream) => upstream.zone_name(),
+        }
+    }
+
     /// The peers of upstream `name`, with their health if it is checked
     /// (from `health`, the copy of an answer about many upstreams, if
     /// given).
