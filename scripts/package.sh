@@ -30,7 +30,8 @@ source "$(dirname "$0")/common.sh"
 name=libnginx-mod-http-dynamic-upstream
 out="$REPO_ROOT/target/package"
 
-scripts/setup.sh >&2
+# Only what the build needs: this may be the machine the package is for.
+scripts/setup.sh --build >&2
 version=$(awk -F'"' '/^\[/ { in_package = ($0 == "[package]") }
                      in_package && /^version *=/ { print $2; exit }' Cargo.toml)
 

@@ -5,7 +5,21 @@
 #
 # Idempotent: packages already installed and a tree already configured are
 # left alone. Run it as root (or through sudo) on Debian 12.
+#
+#   scripts/setup.sh           everything the tests, benchmarks and demo use
+#   scripts/setup.sh --build   only what building the module needs (what
+#                              scripts/package.sh runs, maybe on the machine
+#                              that serves with its nginx: no other nginx
+#                              modules, which Debian would enable there, no
+#                              etcd or exporter service, no apt deb-src entry)
 set -euo pipefail
+
+only_build=
+case "${1:-}" in
+    '') ;;
+    --build) only_build=1 ;;
+    *) echo "usage: scripts/setup.sh [--build]" >&2; exit 2 ;;
+esac
 
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -34,10 +48,14 @@ if [ "$(printf '%s\n%s\n' "$rust_min" "$rust_version" | sort -V | head -1)" != "
     fail "rustc $rust_version is too old: this crate needs $rust_min or newer (rustup update)"
 fi
 
-packages=(
-    nginx nginx-dev                      # the target binary and its headers
+build_packages=(
+    nginx nginx-dev                      # the target binary and its headers (and debhelper)
     libclang-dev                         # bindgen
     libpcre2-dev libssl-dev zlib1g-dev   # nginx's configure checks for these
+    build-essential pkg-config
+)
+packages=(
+    "${build_packages[@]}"
     libtest-base-perl                    # the t/ harness
     libnginx-mod-http-echo libnginx-mod-http-lua libnginx-mod-stream
     libnginx-mod-http-upstream-fair      # t/: a balancer of another module (fair)
@@ -48,9 +66,9 @@ packages=(
     prometheus-nginx-exporter            # t/metrics.t scrapes the NGINX Plus API with it
     protobuf-compiler                    # protoc: the etcd client's build (agent/)
     etcd-server etcd-client              # scripts/test-etcd.sh (the ndu-sync agent)
-    build-essential pkg-config
     debootstrap patchelf                 # scripts/build.sh --nginx 1.26: Debian 13's nginx
 )
+[ -n "$only_build" ] && packages=("${build_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -96,7 +114,7 @@ fi
 # (`apt-get source`): apt needs deb-src entries.
 # shellcheck source=scripts/lib/deb-src.sh
 source scripts/lib/deb-src.sh
-if ! has_deb_src; then
+if [ -z "$only_build" ] && ! has_deb_src; then
     [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1 ||
         fail "apt has no deb-src entries and this is not root (no sudo): run this as root"
     ensure_deb_src
