@@ -265,3 +265,49 @@ $seen{ http_get('/')->{body} }++ for 1 .. 10;
 is_deeply(\%seen, { "$p1\n" => 5, "$p2\n" => 5 }, 'traffic goes to the configuration\'s servers');
 like(error_log_text(), qr/\[warn\].*upstream "backends" has servers with "resolve": its run-time replacement or deletion is not used/,
      '[warn] says why');
+
+=== TEST 7: a static server added while DNS did not return its address, then a resolved peer of the same address: the static one is the one the APIs name (a PUT of the servers as listed applies; down and remove by address reach it, a backup too), and the refusal of a resolved-only address names the name it was resolved from (hunt 27: the PUT answered 409 'resolved from ""', and a static backup could not be reached by address)
+--- http_config
+$TEST_NGINX_RESOLVER
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_2 resolve;
+}
+upstream other {
+    zone other 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server backend.test:$TEST_NGINX_PORT_3 resolve;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; listen 127.0.0.1:$TEST_NGINX_PORT_2; return 200 "$server_port\n"; }
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $dns = main::dns_server(port(5), { 'other.test' => ['127.0.0.1'] });
+my $r = http_get("/dynamic?upstream=backends&add=&server=127.0.0.1:$p2");
+is($r->{status}, 200, 'static X added while DNS does not answer backend.test') or diag($r->{body});
+$r = http_get("/dynamic?upstream=other&add=&backup=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'a static backup Y likewise') or diag($r->{body});
+$dns->stop;
+$dns = main::dns_server(port(5), { 'backend.test' => ['127.0.0.1'] });
+main::resolved(main::line($p1) . main::line($p2) . main::line($p2), 'X resolved too');
+ok(poll_until(sub { http_get('/dynamic?upstream=other&verbose=')->{body} =~ /\Q:$p3\E.*\n.*\Q:$p3\E/s }, 15, 'Y'), 'Y resolved too');
+my $servers = '/api/9/http/upstreams/backends/servers';
+$r = http('PUT', $servers, qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2"}]));
+is($r->{status}, 200, 'PUT of the static servers as GET lists them') or diag($r->{body});
+$r = http('PUT', $servers, qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p2","weight":2}]));
+is($r->{status}, 200, 'a PUT that re-weights static X') or diag($r->{body});
+my @listed = map { "$_->{server} w$_->{weight}" } @{ main::plus_json(http_get($servers), 200, 'GET') };
+is_deeply([sort @listed], [sort("127.0.0.1:$p1 w1", "127.0.0.1:$p2 w2", "backend.test:$p2 w1")],
+          'static X re-weighted, the resolved one as it was');
+$r = http_get("/dynamic?upstream=other&server=127.0.0.1:$p3&down=");
+is($r->{status}, 200, 'down of static backup Y by address') or diag($r->{body});
+like($r->{body}, qr/\Q127.0.0.1:$p3\E[^\n]*backup down;/, '  the backup is down');
+$r = http_get("/dynamic?upstream=other&remove=&server=127.0.0.1:$p3");
+is($r->{status}, 200, 'remove of static backup Y by address') or diag($r->{body});
+is(http_get('/dynamic?upstream=other&verbose=')->{body}, main::line($p1) . main::line($p3), '  only the resolved Y is left');
+$r = http('PUT', '/api/9/http/upstreams/other/servers', qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p3"}]));
+is($r->{status}, 409, 'a PUT naming the resolved-only Y: 409');
+like($r->{body}, qr/was resolved from \\"backend\.test:$p3\\"|was resolved from \\"backend\.test\\"/, '  naming what it was resolved from') or diag($r->{body});

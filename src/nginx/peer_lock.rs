@@ -327,11 +327,6 @@ impl<'a> LockedList<'a> {
         .map(|peer| LockedPeer { peer, _locked: PhantomData })
     }
 
-    /// Its peer named `name`, if any.
-    pub fn find(self, name: &[u8]) -> Option<LockedPeer<'a>> {
-        self.peers().find(|p| p.name() == name)
-    }
-
     /// Its number of peers (`number`).
     pub fn number(self) -> usize {
         // SAFETY: a live list that no one else changes for 'a.

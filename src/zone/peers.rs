@@ -167,13 +167,20 @@ pub fn set_parameters_locked<'p>(
 
 /// The list holding the peer `target`, and the peer.
 fn find_in_lists<'l>(lists: &'l LockedLists<'_>, target: Target) -> Option<(LockedList<'l>, LockedPeer<'l>)> {
-    [lists.list(false), lists.list(true)].into_iter().flatten().find_map(|list| {
-        let peer = match target {
-            Target::Name(address) => list.find(address.name()),
-            Target::Id(id) => list.peers().find(|p| p.id() == Some(id)),
-        };
-        peer.map(|peer| (list, peer))
-    })
+    let in_lists = |found: &dyn Fn(LockedPeer<'l>) -> bool| {
+        [lists.list(false), lists.list(true)]
+            .into_iter()
+            .flatten()
+            .find_map(|list| list.peers().find(|&p| found(p)).map(|peer| (list, peer)))
+    };
+    match target {
+        // A static peer of that address first: nginx's resolver may have
+        // added a peer of the same address to either list (nginx 1.27.3
+        // and later), which would hide it (hunt 27).
+        Target::Name(address) => in_lists(&|p| p.name() == address.name() && p.resolved_from().is_none())
+            .or_else(|| in_lists(&|p| p.name() == address.name())),
+        Target::Id(id) => in_lists(&|p| p.id() == Some(id)),
+    }
 }
 
 /// The name of the peer `target`, if there is one.

@@ -724,7 +724,7 @@ impl<'c> ZoneUpstream<'c> {
     /// The answer to a change of the peer `server` that nginx's resolver
     /// made.
     fn resolved_conflict(&self, server: &str) -> ApiError {
-        let from = self.peers().into_iter().find(|p| p.name == server).and_then(|p| p.resolved_from);
+        let from = self.peers().into_iter().find_map(|p| p.resolved_from.filter(|_| p.name == server));
         ApiError::conflict(
             "server_resolved",
             format!(
@@ -740,11 +740,14 @@ impl<'c> ZoneUpstream<'c> {
     /// nginx's resolver made: the replace is about the static peers, and
     /// the resolved ones stay nginx's (409, as changing them).
     pub fn check_not_resolved(&self, desired: &[ServerSpec]) -> Result<(), ApiError> {
-        let resolved: Vec<String> =
-            self.peers().into_iter().filter(|p| p.resolved_from.is_some()).map(|p| p.name).collect();
+        // An address nginx resolved that a static peer also has names the
+        // static one (hunt 27: such a PUT, of the servers as listed, was
+        // refused).
+        let (resolved, fixed): (Vec<PeerView>, Vec<PeerView>) =
+            self.peers().into_iter().partition(|p| p.resolved_from.is_some());
         for spec in desired {
             let name = String::from_utf8_lossy(PeerAddress::new(&spec.address).name()).into_owned();
-            if resolved.contains(&name) {
+            if resolved.iter().any(|p| p.name == name) && !fixed.iter().any(|p| p.name == name) {
                 return Err(self.resolved_conflict(&name));
             }
         }
