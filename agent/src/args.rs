@@ -11,7 +11,8 @@ Keeps one nginx's upstreams equal to the documents under PREFIX/upstreams/ in et
   --prefix PREFIX    key prefix: each key PREFIX/upstreams/NAME holds one upstream
   --api URL          base URL of the nginx's `dynamic_upstream_api write=on` location
                      (e.g. http://127.0.0.1:8088/api)
-  --dyups URL        base URL of its `dyups_interface` location (e.g. http://127.0.0.1:8081)
+  --dyups URL        base URL of its `dyups_interface` server, whose paths are absolute
+                     (e.g. http://127.0.0.1:8081)
   --resync DURATION  full resync (default 60s, 0: never): a new etcd connection reads the
                      prefix again (a stalled watch cannot hide a change longer than this), then
                      nginx's upstreams are compared with the documents and what differs is sent
