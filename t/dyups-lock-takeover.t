@@ -6,7 +6,7 @@
 #
 # The module's debug builds (which the tests load) stop a change of an
 # upstream at a point NDU_TEST_STALL names ("POINT:NAME", see
-# stall_for_tests in src/dyups/registry.rs), with the lock held, for 60 s
+# stall_for_tests in src/dyups/test_stall.rs), with the lock held, for 60 s
 # after logging "stalling at POINT in a change of NAME": the test kills
 # that worker there. Before the lock named its holder every later change
 # and listing spun for ever on the dead worker's lock; before the stores of

@@ -21,12 +21,10 @@ use std::time::Duration;
 /// deletion not noted yet); in the grace period's reap (any change):
 /// `grace_flip` (the retired lists waiting, the phase not flipped yet;
 /// NAME `registry`) for 60 s, with the registry's lock and the slab mutex
-/// held, after logging `stalling at
-/// POINT in a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path,
-/// only the process that creates that file stalls. (Test code: it reads
-/// the environment, logs and sleeps under the locks, which the module
-/// never does otherwise.)
-#[cfg(debug_assertions)]
+/// held, after logging `stalling at POINT in a change of NAME`. With
+/// `NDU_TEST_STALL_ONCE` set to a path, only the process that creates that
+/// file stalls. (Test code: it reads the environment, logs and sleeps
+/// under the locks, which the module never does otherwise.)
 pub fn stall_for_tests(point: &str, name: &str) {
     let Ok(wanted) = std::env::var("NDU_TEST_STALL") else { return };
     if wanted.split_once(':') != Some((point, name)) {
