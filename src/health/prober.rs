@@ -419,13 +419,10 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         // One pass over the list sets every peer's health bit.
         let _ = primary.set_health(&upstream, |name| slots.get(name).map(|&index| health.slot(index).counters().down));
     }
-    for (index, slot) in health.slots() {
-        // Run-time upstreams' slots live as long as their upstreams, which
-        // the dyups registry keeps across reloads.
-        if slot.is_live() && !slot.is_runtime() && !keep.get(index).copied().unwrap_or(false) {
-            health.free(index);
-        }
-    }
+    // Run-time upstreams' slots live as long as their upstreams, which the
+    // dyups registry keeps across reloads. Decided under the mutex: the
+    // previous configuration's workers may free and claim slots meanwhile.
+    health.free_where(|index, slot| slot.is_live() && !slot.is_runtime() && !keep.get(index).copied().unwrap_or(false));
     let runtime_unchecked = resume_runtime_checks(init, health, now).unwrap_or(not_carried);
     if unchecked > 0 || runtime_unchecked > 0 {
         return Err(format!(
@@ -634,9 +631,7 @@ fn resolve(health: HealthZone, index: usize, gen: u32, resolver: &mut Resolver, 
             }
         };
     }
-    let slot = health.slot(index);
-    let runtime = slot.is_runtime();
-    let (upstream, name) = slot.key_copy(gen)?;
+    let (upstream, name, runtime) = health.slot(index).key_copy(gen)?;
     let (target, version) = if runtime {
         let Some((version, check)) = resolver.runtime(&upstream, None) else {
             free_orphan(health, index, gen, &upstream);

@@ -87,6 +87,15 @@ const FREE: u32 = 0;
 const PENDING: u32 = 1;
 const LIVE: u32 = 2;
 
+/// A live slot's key and kind, copied without the zone's mutex
+/// ([`Slot::key_bytes`]).
+struct SlotKey {
+    upstream: Vec<u8>,
+    name: Vec<u8>,
+    /// A run-time upstream's server.
+    runtime: bool,
+}
+
 /// One checked peer's record.
 #[repr(C)]
 pub struct Slot {
@@ -525,7 +534,8 @@ impl<'z> HealthZone<'z> {
     /// reads differently, as if it had no slot).
     pub fn runtime_keys(self) -> HashSet<(Vec<u8>, Vec<u8>)> {
         let live = self.slots().filter(|(_, s)| s.is_live() && s.is_runtime());
-        live.filter_map(|(_, s)| s.key_bytes(s.gen())).collect()
+        live.filter_map(|(_, s)| s.key_bytes(s.gen()).filter(|key| key.runtime).map(|key| (key.upstream, key.name)))
+            .collect()
     }
 
     /// The live slots of configuration upstreams' peers by key (upstream
@@ -535,7 +545,7 @@ impl<'z> HealthZone<'z> {
         let live = self.slots().filter(|(_, s)| s.is_live() && !s.is_runtime());
         live.filter_map(|(index, s)| {
             let gen = s.gen();
-            s.key_bytes(gen).map(|key| (key, (index, gen)))
+            s.key_bytes(gen).filter(|key| !key.runtime).map(|key| ((key.upstream, key.name), (index, gen)))
         })
         .collect()
     }
@@ -704,7 +714,7 @@ impl<'z> HealthZone<'z> {
 
     /// Frees every slot `wanted` picks (by index and slot), under the
     /// zone's mutex. Allocates nothing.
-    fn free_where(self, wanted: impl Fn(usize, &Slot) -> bool) {
+    pub fn free_where(self, wanted: impl Fn(usize, &Slot) -> bool) {
         let _slab = self.lock();
         for (index, slot) in self.slots() {
             if wanted(index, slot) {
@@ -779,9 +789,9 @@ impl Slot {
 
     /// Copies the key of a live slot of generation `gen` (the upstream's
     /// name and the peer's); None if the slot was freed or reused meanwhile.
-    pub fn key_copy(&self, gen: u32) -> Option<(String, Vec<u8>)> {
-        let (u, n) = self.key_bytes(gen)?;
-        Some((String::from_utf8_lossy(&u).into_owned(), n))
+    pub fn key_copy(&self, gen: u32) -> Option<(String, Vec<u8>, bool)> {
+        let key = self.key_bytes(gen)?;
+        Some((String::from_utf8_lossy(&key.upstream).into_owned(), key.name, key.runtime))
     }
 
     /// [`Slot::key_copy`], the upstream's name as its bytes. `gen` was read
@@ -789,16 +799,20 @@ impl Slot {
     /// live (fully keyed: its state is stored after its key) when the copy
     /// starts, or the copy is not made (a slot freed and claimed again
     /// between a caller's check and its read of `gen` is being keyed now).
-    fn key_bytes(&self, gen: u32) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn key_bytes(&self, gen: u32) -> Option<SlotKey> {
         if !self.is_live() {
             return None;
         }
         let (u, n) = self.key_ranges();
         // SAFETY: both ranges are within the slot; a concurrent rewrite is
         // detected below and the copy dropped.
-        let (u, n) = unsafe { (volatile_copy(u), volatile_copy(n)) };
+        let (upstream, name) = unsafe { (volatile_copy(u), volatile_copy(n)) };
+        // Read with the key, inside the same check (review 28: read before
+        // it, a slot freed and claimed again meanwhile was taken for the
+        // other kind: a configuration peer's slot freed as an orphan).
+        let runtime = self.is_runtime();
         fence(Acquire);
-        (self.is_live() && self.gen() == gen).then_some((u, n))
+        (self.is_live() && self.gen() == gen).then_some(SlotKey { upstream, name, runtime })
     }
 
     pub fn lease(&self) -> &AtomicU64 {
