@@ -72,6 +72,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# What the checks below use (curl; ss for free ports) besides what the
+# package's build needs (package.sh installs only that).
+scripts/setup.sh >"$tmp/setup.log" 2>&1 || { cat "$tmp/setup.log" >&2; fail "scripts/setup.sh"; }
 deb=$(scripts/package.sh 2>"$tmp/package.log" | tail -1) || { cat "$tmp/package.log" >&2; fail "scripts/package.sh"; }
 dpkg -i "$deb" >/dev/null
 ! running || fail "dpkg -i started nginx"
