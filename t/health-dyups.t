@@ -519,3 +519,18 @@ main::post('dy', "server 127.0.0.1:$p1; check interval=200 rise=2 fall=1 timeout
 my $t = main::wait_until(3, sub { main::proxied('dy')->{status} == 200 });
 ok(defined $t, 'with interval=200 it rises within 3 s');
 is(main::proxied('dy')->{body}, "$p1\n", '  and serves');
+
+=== TEST 16: a run-time upstream's check interval shorter than the workers' 100 ms tick is kept: 40 probes at interval=20 take well under the 4 s a 100 ms tick needs (hunt 25: the tick followed the configuration's shortest interval only, and a run-time interval=20 was probed every 100 ms at best)
+--- workers: 1
+--- http_config
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my $p1 = port(1);
+my $b = main::backend($p1);
+main::post('dy', "server 127.0.0.1:$p1; check interval=20 rise=1 fall=1 timeout=1000 type=tcp;");
+ok(defined main::wait_until(3, sub { $b->accepted >= 1 }), 'probed');
+my $from = $b->accepted;
+my $t = main::wait_until(10, sub { $b->accepted - $from >= 40 });
+ok(defined $t && $t < 2.5, '40 more probes within 2.5 s (4 s at least on a 100 ms tick)') or diag('took ' . ($t // 'over 10') . ' s');

@@ -1,7 +1,8 @@
 //! The probes of the active health checks, on each worker's event loop.
 //!
 //! Every worker runs one tick timer (every 100 ms, or the smallest
-//! `interval` of the configuration if shorter). Each tick walks the health
+//! `interval` of the checks it knows, the configuration's and the run-time
+//! upstreams', if shorter). Each tick walks the health
 //! zone's slots up to its high-water mark ([`crate::zone::health`]): for a
 //! slot of one of its cycle's checked upstreams, or of a run-time upstream
 //! of the dyups registry whose list carries checks, it applies the slot's
@@ -226,6 +227,8 @@ pub fn start(cycle: Cycle<'_>) {
     }
     release_unchecked_runtime(HealthZone::running());
     let Some(health) = HealthZone::running() else { return };
+    // The first tick: after the configuration's shortest interval; the
+    // next ones follow the checks known then ([`tick`]).
     let intervals = checked_upstreams(cycle.upstreams()).into_iter().map(|(_, t)| t.check.interval_ms);
     let tick_ms = intervals.fold(TICK_MS, u32::min);
     let mut worker = Worker {
@@ -534,6 +537,10 @@ fn tick(w: &mut Worker) {
     let first = if w.first_slot < slots { w.first_slot } else { 0 };
     let mut waiting = 0;
     let mut resolver = Resolver::default();
+    // The next tick comes after the shortest interval of the checks known
+    // now, run-time upstreams' too (hunt 25: only the configuration's
+    // counted, and a run-time interval=20 was probed every 100 ms at best).
+    let mut shortest = TICK_MS;
     w.first_slot = 0;
     for index in (first..slots).chain(0..first) {
         let slot = w.health.slot(index);
@@ -554,6 +561,7 @@ fn tick(w: &mut Worker) {
             }
         }
         let Some(target) = w.known[index].as_ref().and_then(|k| k.target.clone()) else { continue };
+        shortest = shortest.min(target.check.interval_ms);
         if w.probes.contains_key(&index) {
             continue;
         }
@@ -583,6 +591,7 @@ fn tick(w: &mut Worker) {
             }
         }
     }
+    w.tick_ms = shortest.max(1) as ngx_msec_t;
     apply(w, 0..slots);
     apply_transitions(w);
     if waiting > 0 && w.last_wait_warning.map_or(true, |last| now.wrapping_sub(last) >= 60_000) {
