@@ -68,8 +68,10 @@ static DYUPS_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
 static CLAIMS: Mutex<Option<Claims>> = Mutex::new(None);
 
 /// This master's token (workers inherit it): its pid and the time it was
-/// first needed, which no other master writes.
-static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// first needed (nanoseconds since the epoch), which no other master
+/// writes. Numbers, not a string: a process-global heap block is never
+/// freed (valgrind counted it lost in every process).
+static TOKEN: std::sync::OnceLock<(u32, u128)> = std::sync::OnceLock::new();
 
 struct Claims {
     token: String,
@@ -82,11 +84,11 @@ struct Claims {
 
 impl Claims {
     fn new() -> Claims {
-        let token = TOKEN.get_or_init(|| {
+        let (pid, nanos) = TOKEN.get_or_init(|| {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            format!("{} {}", std::process::id(), now.as_nanos())
+            (std::process::id(), now.as_nanos())
         });
-        Claims { token: token.clone(), paths: Vec::new(), foreign: Vec::new() }
+        Claims { token: format!("{pid} {nanos}"), paths: Vec::new(), foreign: Vec::new() }
     }
 
     /// Claims the state file whose lock `lock` is.
