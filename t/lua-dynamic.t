@@ -931,3 +931,72 @@ is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p2&up=")->{status}, 20
 is(main::lua('return peers("backends")'), main::three(), 'describe_zone sees it up');
 --- no_error_log
 [error]
+
+=== TEST 21: option tables are checked as the query-string API checks its arguments: an unknown key, backup on an update, a flag that is not a boolean are refused and change nothing (hunt 31: a typo was ignored, backup on an update ignored, and down = 0 or set_peer_down(..., "false") marked the peer down)
+--- modules: lua
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+my ($p2, $p4) = (port(2), port(4));
+my $s2 = "127.0.0.1:$p2";
+my @refused = (
+    [qq{dynamic.update_peer("backends", "$s2", { wieght = 5 })}, 'nil, "unknown parameter wieght"'],
+    [qq{dynamic.update_peer("backends", "$s2", { weight = 2, [1] = 3 })}, 'nil, "unknown parameter 1"'],
+    [qq{dynamic.update_peer("backends", "$s2", { backup = true })},
+     'nil, "backup is only accepted with add (a peer cannot move between lists)"'],
+    [qq{dynamic.update_peer("backends", "$s2", { down = 0 })}, 'nil, "down must be a boolean"'],
+    [qq{dynamic.set_peer_down("backends", "$s2", "false")}, 'nil, "down must be a boolean"'],
+    [qq{dynamic.add_peer("backends", "127.0.0.1:$p4", { down = 0 })}, 'nil, "down must be a boolean"'],
+    [qq{dynamic.add_peer("backends", "127.0.0.1:$p4", { backup = "no" })}, 'nil, "backup must be a boolean"'],
+    [qq{dynamic.add_peer("backends", "127.0.0.1:$p4", 1, 1, 10, "yes")}, 'nil, "down must be a boolean"'],
+);
+for my $case (@refused) {
+    my ($call, $want) = @$case;
+    is(main::lua("return show($call)"), $want, $call);
+}
+is(main::lua('return peers("backends")'), main::three(), 'nothing changed');
+is(http_get("/dynamic?upstream=backends&server=$s2&wieght=5")->{body},
+   "400 Bad Request: unknown parameter wieght\n", 'the query-string API\'s answer to the same typo');
+is(main::lua(qq{return show(dynamic.update_peer("backends", "$s2", { down = false, weight = 2 }))}), 'true', 'booleans are taken');
+is(main::lua(qq{return show(dynamic.add_peer("backends", "127.0.0.1:$p4", { backup = true, down = false }))}), 'true',
+   'backup on an add is taken');
+is(main::lua('return peers("backends")'),
+   "server 127.0.0.1:" . port(1) . " weight=1 max_fails=1 fail_timeout=10;\nserver $s2 weight=2 max_fails=1 fail_timeout=10;\n"
+   . "server 127.0.0.1:" . port(3) . " weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p4 weight=1 max_fails=1 fail_timeout=10 backup;\n",
+   'the accepted changes');
+
+=== TEST 22: a zone name over 255 bytes is refused as the query-string API refuses it; list_zones leaves out the zones of upstreams the REST API took over, which describe_zone refuses (hunt 31: the long name was looked up and echoed, cut at the error buffer; list_zones listed zones describe_zone refused)
+--- modules: lua
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream other {
+    zone zone_for_other 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /upstream/ { dyups_interface; }
+$TEST_NGINX_LUA_EVAL
+--- perl
+my $long = 'string.rep("u", 300)';
+is(main::lua("return show(dynamic.describe_zone($long))"), 'nil, "the upstream name is longer than 255 bytes"',
+   'describe_zone of a 300-byte name');
+is(main::lua(qq{return show(dynamic.add_peer($long, "127.0.0.1:1"))}), 'nil, "the upstream name is longer than 255 bytes"',
+   'add_peer to it');
+is(main::lua('return table.concat(dynamic.list_zones(), " ")'), 'zone_for_backends zone_for_other', 'both zones listed');
+is(http('POST', '/upstream/backends', 'server 127.0.0.1:' . port(3) . ';')->{status}, 200, 'the REST API takes backends over');
+is(main::lua('return table.concat(dynamic.list_zones(), " ")'), 'zone_for_other', 'its zone is no longer listed');
+like(main::lua('return show(dynamic.describe_zone("zone_for_backends"))'), qr/^nil, "upstream \\"zone_for_backends\\" is managed through the REST API/,
+     '  which describe_zone refuses');
+--- allow_error_log
+the upstream name is longer than 255 bytes

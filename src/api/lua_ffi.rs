@@ -11,9 +11,11 @@
 
 use core::ffi::c_int;
 
+use dynamic_upstream_core::query::validate_name;
 use dynamic_upstream_core::render::Origin;
 use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
 
+use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::Log;
 use crate::nginx::lua_c::{LuaCalls, LuaPeer, PeerChange, PeersOut, TextOut};
@@ -29,8 +31,11 @@ pub struct Calls;
 impl LuaCalls for Calls {
     fn list_zones(&self, zones: &mut TextOut<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
-            let names: Vec<String> =
-                Upstream::with_running(|running| running.upstreams().iter().filter_map(|u| u.zone_name()).collect());
+            // Not those of upstreams the REST API took over, which
+            // describe_zone refuses (hunt 31).
+            let names: Vec<String> = Upstream::with_running(|running| {
+                running.upstreams().iter().filter(|&&u| !is_front(u)).filter_map(|u| u.zone_name()).collect()
+            });
             zones.set_whole(&names.join("\n"));
             Ok(())
         })
@@ -38,8 +43,10 @@ impl LuaCalls for Calls {
 
     fn describe_zone(&self, zone: &[u8], peers: &mut PeersOut<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
+            let zone = text(zone);
+            validate_name(&zone)?;
             let views = Upstream::with_running(|running| {
-                perform(running, &text(zone), &Action::List, &Requester::internal("lua")).map(|z| z.peers_with_health())
+                perform(running, &zone, &Action::List, &Requester::internal("lua")).map(|z| z.peers_with_health())
             })?;
             peers.set(views.iter().map(lua_peer));
             Ok(())
@@ -49,7 +56,10 @@ impl LuaCalls for Calls {
     fn change_peer(&self, log: Log, change: &PeerChange<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
             let by = lua(log);
-            self::change(&by, &text(change.zone), || peer_action(change))
+            let zone = text(change.zone);
+            // The query-string API's check (hunt 31: a 1 MB name was
+            // looked up and echoed, cut at the error buffer).
+            self::change(&by, &zone, || validate_name(&zone).and_then(|()| peer_action(change)))
         })
     }
 

@@ -95,9 +95,43 @@ local function number(value, what)
     return value
 end
 
-local function options(opts)
+-- A flag: nil (not given) or a boolean; 0, "false" and the like would be
+-- true to Lua and mark a peer down (hunt 31).
+local function flag(value, what)
+    if value ~= nil and type(value) ~= "boolean" then
+        return nil, what .. " must be a boolean"
+    end
+    return true
+end
+
+local NUMBERS = { "weight", "max_fails", "fail_timeout", "max_conns" }
+local KNOWN = { weight = true, max_fails = true, fail_timeout = true, max_conns = true, down = true, backup = true }
+
+-- The options of a change, checked as the query-string API checks its
+-- arguments: an unknown key, `backup` on anything but an add, a flag that
+-- is not a boolean are refused with its messages (they were ignored, or
+-- taken for true: hunt 31).
+local function options(opts, adding)
+    for key in pairs(opts) do
+        if not KNOWN[key] then
+            local shown = tostring(key):gsub("%c", "?")
+            if #shown > 64 then
+                shown = shown:sub(1, 64) .. "..."
+            end
+            return nil, "unknown parameter " .. shown
+        end
+    end
+    if opts.backup ~= nil and not adding then
+        return nil, "backup is only accepted with add (a peer cannot move between lists)"
+    end
+    for _, key in ipairs({ "down", "backup" }) do
+        local ok, err = flag(opts[key], key)
+        if not ok then
+            return nil, err
+        end
+    end
     local values = {}
-    for _, key in ipairs({ "weight", "max_fails", "fail_timeout", "max_conns" }) do
+    for _, key in ipairs(NUMBERS) do
         local v, err = number(opts[key], key)
         if not v then
             return nil, err
@@ -126,18 +160,24 @@ function _M.list_zones()
     end
 end
 
+-- Each zone's peer count at its last describe_zone: the next call makes
+-- room for that many at once (a first try with room for 64 listed a big
+-- zone twice: hunt 31). Only zones that exist are kept.
+local last_count = {}
+
 function _M.describe_zone(zone)
     local ok, err = check_string(zone, "zone")
     if not ok then
         return nil, err
     end
-    local cap = 64
+    local cap = math.max(64, (last_count[zone] or 0) + 16)
     while true do
         local peers = ffi.new("ndu_peer_t[?]", cap)
         if C.ndu_describe_zone(zone, #zone, peers, cap, size, err_buf, ERR_CAP, err_len) ~= 0 then
             return failed()
         end
         local count = tonumber(size[0])
+        last_count[zone] = count
         if count <= cap then
             local out = {}
             for i = 0, count - 1 do
@@ -187,7 +227,7 @@ function _M.add_peer(zone, server, weight, max_fails, fail_timeout, down)
     else
         opts = { weight = weight, max_fails = max_fails, fail_timeout = fail_timeout, down = down }
     end
-    local v, verr = options(opts)
+    local v, verr = options(opts, true)
     if not v then
         return nil, verr
     end
@@ -220,7 +260,7 @@ function _M.update_peer(zone, server, opts)
     if type(opts) ~= "table" then
         return nil, "options must be a table"
     end
-    local v, verr = options(opts)
+    local v, verr = options(opts, false)
     if not v then
         return nil, verr
     end
@@ -240,7 +280,7 @@ function _M.set_peer_down(zone, server, down)
     if down == nil then
         down = true
     end
-    return _M.update_peer(zone, server, { down = down and true or false })
+    return _M.update_peer(zone, server, { down = down })
 end
 
 return _M
