@@ -302,9 +302,15 @@ is($r->{status}, 200, 'a PUT that re-weights static X') or diag($r->{body});
 my @listed = map { "$_->{server} w$_->{weight}" } @{ main::plus_json(http_get($servers), 200, 'GET') };
 is_deeply([sort @listed], [sort("127.0.0.1:$p1 w1", "127.0.0.1:$p2 w2", "backend.test:$p2 w1")],
           'static X re-weighted, the resolved one as it was');
+my ($y) = grep { $_->{backup} } @{ main::plus_json(http_get('/api/9/http/upstreams/other/servers'), 200, 'GET other') };
+$r = http('PATCH', "/api/9/http/upstreams/other/servers/$y->{id}", '{"max_fails":7}');
+my $patched = main::plus_json($r, 200, 'PATCH of static backup Y by ID');
+is(join(' ', map { $patched->{$_} } qw(id server max_fails)), "$y->{id} 127.0.0.1:$p3 7",
+   '  the answer is Y, patched (review 29: the resolved twin\'s, unchanged)');
+ok($patched->{backup}, '  a backup');
 $r = http_get("/dynamic?upstream=other&server=127.0.0.1:$p3&down=");
 is($r->{status}, 200, 'down of static backup Y by address') or diag($r->{body});
-like($r->{body}, qr/\Q127.0.0.1:$p3\E[^\n]*backup down;/, '  the backup is down');
+like($r->{body}, qr/\Q127.0.0.1:$p3\E[^\n]*max_fails=7[^\n]*backup down;/, '  the backup is down');
 $r = http_get("/dynamic?upstream=other&remove=&server=127.0.0.1:$p3");
 is($r->{status}, 200, 'remove of static backup Y by address') or diag($r->{body});
 is(http_get('/dynamic?upstream=other&verbose=')->{body}, main::line($p1) . main::line($p3), '  only the resolved Y is left');

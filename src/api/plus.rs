@@ -168,13 +168,16 @@ fn servers_answer(target: &Target, changed: Option<bool>) -> Answer {
     Answer { status: 200, body: view::servers(&listed.peers), headers }
 }
 
-/// The server at `address` of `target` now, as POST and PATCH answer.
-fn server_answer(target: &Target, status: u16, address: &str) -> Result<Answer, PlusError> {
+/// The server of `target` now that `is_it` picks, as POST (by its
+/// address: a POST adds no second server of one address) and PATCH (by
+/// its ID: a peer nginx resolved may have the address of the static
+/// server patched, and be listed first; review 29) answer.
+fn server_answer(target: &Target, status: u16, is_it: impl Fn(&PeerView) -> bool) -> Result<Answer, PlusError> {
     let listed = target.listed();
     let peer = listed
         .peers
         .iter()
-        .find(|p| p.name == address)
+        .find(|&p| is_it(p))
         .ok_or_else(|| PlusError::new(409, "UpstreamChanged", "the server was changed again meanwhile"))?;
     Ok(Answer { status, body: view::server(peer), headers: Vec::new() })
 }
@@ -193,7 +196,7 @@ fn post(target: &Target, spec: ServerSpec, origin: &Requester, trylock: bool) ->
             Ok(true)
         })?,
     }
-    server_answer(target, 201, &address)
+    server_answer(target, 201, |p| p.name == address)
 }
 
 fn patch(
@@ -221,7 +224,6 @@ fn patch(
     if fields.backup.is_some_and(|b| b != peer.backup) {
         return Err(immutable("\"backup\" flag"));
     }
-    let address = peer.name.clone();
     if !fields.params.is_empty() || fields.down.is_some() {
         match target {
             Target::Zone(zone) => {
@@ -237,7 +239,7 @@ fn patch(
             })?,
         }
     }
-    server_answer(target, 200, &address)
+    server_answer(target, 200, |p| p.stats.id == Some(id))
 }
 
 fn delete(target: &Target, id: u64, origin: &Requester, trylock: bool) -> Result<Answer, PlusError> {
