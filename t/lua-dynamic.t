@@ -973,7 +973,7 @@ is(main::lua('return peers("backends")'),
    . "server 127.0.0.1:" . port(3) . " weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p4 weight=1 max_fails=1 fail_timeout=10 backup;\n",
    'the accepted changes');
 
-=== TEST 22: a zone name over 255 bytes is refused as the query-string API refuses it; list_zones leaves out the zones of upstreams the REST API took over, which describe_zone refuses (hunt 31: the long name was looked up and echoed, cut at the error buffer; list_zones listed zones describe_zone refused)
+=== TEST 22: list_zones lists the zones describe_zone takes: once each (the first upstream that has it), not one whose upstream the REST API took over (hunt 31, review 29: list_zones listed zones describe_zone refused, a shared zone twice)
 --- modules: lua
 --- http_config
 upstream backends {
@@ -984,19 +984,26 @@ upstream other {
     zone zone_for_other 128k;
     server 127.0.0.1:$TEST_NGINX_PORT_2;
 }
+upstream first {
+    zone shared 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+upstream second {
+    zone shared 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_4;
+}
 --- config
 location /upstream/ { dyups_interface; }
 $TEST_NGINX_LUA_EVAL
 --- perl
-my $long = 'string.rep("u", 300)';
-is(main::lua("return show(dynamic.describe_zone($long))"), 'nil, "the upstream name is longer than 255 bytes"',
-   'describe_zone of a 300-byte name');
-is(main::lua(qq{return show(dynamic.add_peer($long, "127.0.0.1:1"))}), 'nil, "the upstream name is longer than 255 bytes"',
-   'add_peer to it');
-is(main::lua('return table.concat(dynamic.list_zones(), " ")'), 'zone_for_backends zone_for_other', 'both zones listed');
+is(main::lua('return table.concat(dynamic.list_zones(), " ")'), 'zone_for_backends zone_for_other shared', 'each zone once');
 is(http('POST', '/upstream/backends', 'server 127.0.0.1:' . port(3) . ';')->{status}, 200, 'the REST API takes backends over');
-is(main::lua('return table.concat(dynamic.list_zones(), " ")'), 'zone_for_other', 'its zone is no longer listed');
+is(http('POST', '/upstream/first', 'server 127.0.0.1:' . port(3) . ';')->{status}, 200, '  and first');
+is(main::lua('return table.concat(dynamic.list_zones(), " ")'), 'zone_for_other', 'their zones are no longer listed');
 like(main::lua('return show(dynamic.describe_zone("zone_for_backends"))'), qr/^nil, "upstream \\"zone_for_backends\\" is managed through the REST API/,
      '  which describe_zone refuses');
---- allow_error_log
-the upstream name is longer than 255 bytes
+like(main::lua('return show(dynamic.describe_zone("shared"))'), qr/^nil, "upstream \\"shared\\" is managed through the REST API/,
+     '  the shared one too (its first upstream was taken over)');
+is(main::lua('return show(dynamic.update_peer("zone_for_other", "127.0.0.1:' . port(2) . '", '
+             . '{ [setmetatable({}, { __tostring = function() return 1 end })] = 1 }))'),
+   'nil, "unknown parameter (table)"', 'an option key that is not a string or a number: named by its type (its __tostring raised)');

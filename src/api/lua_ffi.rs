@@ -11,7 +11,6 @@
 
 use core::ffi::c_int;
 
-use dynamic_upstream_core::query::validate_name;
 use dynamic_upstream_core::render::Origin;
 use dynamic_upstream_core::{Action, Address, ApiError, Param, PeerParams, PeerView, ServerSpec};
 
@@ -31,10 +30,19 @@ pub struct Calls;
 impl LuaCalls for Calls {
     fn list_zones(&self, zones: &mut TextOut<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
-            // Not those of upstreams the REST API took over, which
-            // describe_zone refuses (hunt 31).
+            // The zones describe_zone takes: each once, as the first
+            // upstream that has it (the one describe_zone finds), unless the
+            // REST API took that upstream over (describe_zone refuses it;
+            // hunt 31, review 29).
             let names: Vec<String> = Upstream::with_running(|running| {
-                running.upstreams().iter().filter(|&&u| !is_front(u)).filter_map(|u| u.zone_name()).collect()
+                let mut seen = std::collections::HashSet::new();
+                running
+                    .upstreams()
+                    .iter()
+                    .filter_map(|&u| u.zone_name().map(|zone| (zone, u)))
+                    .filter(|(zone, u)| seen.insert(zone.clone()) && !is_front(*u))
+                    .map(|(zone, _)| zone)
+                    .collect()
             });
             zones.set_whole(&names.join("\n"));
             Ok(())
@@ -43,10 +51,8 @@ impl LuaCalls for Calls {
 
     fn describe_zone(&self, zone: &[u8], peers: &mut PeersOut<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
-            let zone = text(zone);
-            validate_name(&zone)?;
             let views = Upstream::with_running(|running| {
-                perform(running, &zone, &Action::List, &Requester::internal("lua")).map(|z| z.peers_with_health())
+                perform(running, &text(zone), &Action::List, &Requester::internal("lua")).map(|z| z.peers_with_health())
             })?;
             peers.set(views.iter().map(lua_peer));
             Ok(())
@@ -56,10 +62,7 @@ impl LuaCalls for Calls {
     fn change_peer(&self, log: Log, change: &PeerChange<'_>, err: &mut TextOut<'_>) -> c_int {
         lua_call(err, || {
             let by = lua(log);
-            let zone = text(change.zone);
-            // The query-string API's check (hunt 31: a 1 MB name was
-            // looked up and echoed, cut at the error buffer).
-            self::change(&by, &zone, || validate_name(&zone).and_then(|()| peer_action(change)))
+            self::change(&by, &text(change.zone), || peer_action(change))
         })
     }
 

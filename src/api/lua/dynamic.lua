@@ -114,7 +114,11 @@ local KNOWN = { weight = true, max_fails = true, fail_timeout = true, max_conns 
 local function options(opts, adding)
     for key in pairs(opts) do
         if not KNOWN[key] then
-            local shown = tostring(key):gsub("%c", "?")
+            -- Strings and numbers as they are, another key by its type (its
+            -- __tostring may return anything, or raise: review 29).
+            local shown = type(key) == "string" and key or type(key) == "number" and tostring(key)
+                or "(" .. type(key) .. ")"
+            shown = shown:gsub("%c", "?")
             if #shown > 64 then
                 shown = shown:sub(1, 64) .. "..."
             end
@@ -162,7 +166,7 @@ end
 
 -- Each zone's peer count at its last describe_zone: the next call makes
 -- room for that many at once (a first try with room for 64 listed a big
--- zone twice: hunt 31). Only zones that exist are kept.
+-- zone twice: hunt 31). A zone a call does not find is dropped.
 local last_count = {}
 
 function _M.describe_zone(zone)
@@ -174,6 +178,7 @@ function _M.describe_zone(zone)
     while true do
         local peers = ffi.new("ndu_peer_t[?]", cap)
         if C.ndu_describe_zone(zone, #zone, peers, cap, size, err_buf, ERR_CAP, err_len) ~= 0 then
+            last_count[zone] = nil
             return failed()
         end
         local count = tonumber(size[0])
