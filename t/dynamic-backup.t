@@ -439,3 +439,50 @@ is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&up=")->{status}, 20
 %seen = ();
 $seen{ http_get('/')->{body} }++ for 1 .. 4;
 is_deeply(\%seen, { "$p1\n" => 4 }, 'the primary serves again');
+
+=== TEST 12: ip_hash and hash with a backup written before them: no backup may join a lone primary server (one, without backup) before nginx 1.27.3, through either API, with the reason; beside two primaries it may (hunt 32: hash and ip_hash read the lone primary's single flag apart from round robin: a backup added in between sent a retried request to the backups, hashed over them, and an emptied backup list then divided by zero)
+--- http_config
+upstream iphashed {
+    zone zone_iphashed 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+    ip_hash;
+}
+upstream hashed {
+    zone zone_hashed 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+    hash $uri;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
+my $refuses = !nginx_at_least('1.27.3');
+for my $u (['iphashed', 'ip_hash'], ['hashed', 'hash']) {
+    my ($name, $balancer) = @$u;
+    my $q = "/dynamic?upstream=$name";
+    is(http_get("$q&remove=&server=127.0.0.1:$p2")->{status}, 200, "$name: its backup removed: a lone primary");
+    my $lone = "upstream \"$name\" has one primary server and no backup: before nginx 1.27.3 its $balancer balancer cannot "
+        . "take a backup beside a lone primary server while requests run (a request retried across the change could crash "
+        . "its worker); add another primary server first";
+    my $r = http_get("$q&add=&backup=&server=127.0.0.1:$p3");
+    if ($refuses) {
+        is("$r->{status} $r->{body}", "409 409 Conflict: $lone\n", "$name: a backup beside it: 409, saying why");
+        $r = http('PUT', "/api/9/http/upstreams/$name/servers",
+                  qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p3","backup":true}]));
+        is($r->{status}, 409, "$name: a Plus API PUT giving it a backup: 409");
+        like($r->{body}, qr/"code":"LonePrimary"/, '  LonePrimary');
+        is(http_get("$q&verbose=")->{body}, "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\n",
+           "$name: nothing changed");
+        is(http_get("$q&add=&server=127.0.0.1:$p4")->{status}, 200, "$name: a second primary");
+        is(http_get("$q&add=&backup=&server=127.0.0.1:$p3")->{status}, 200, "$name: then the backup");
+    } else {
+        is($r->{status}, 200, "$name: a backup beside it (nginx >= 1.27.3 reads single under one lock)");
+        is(http_get("$q&add=&server=127.0.0.1:$p4")->{status}, 200, "$name: a second primary");
+    }
+    is(http_get("$q&verbose=")->{body},
+       "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p4 weight=1 max_fails=1 fail_timeout=10;\n"
+       . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n", "$name: two primaries and the backup");
+}

@@ -128,6 +128,20 @@ impl Balancer {
         }
     }
 
+    /// Whether a backup server may not be added beside a lone primary
+    /// server (one, with no backup) while requests run. Before nginx 1.27.3
+    /// (`tables_follow` false) `hash` and `ip_hash` read the primary list's
+    /// `single` flag under its read lock, and round robin, which they then
+    /// call, reads it again under the write lock: a backup added in between
+    /// sends a request that took the single path to the backups, over which
+    /// the balancer then hashes (its retries are counted as if it never
+    /// hashed), and divides by their total weight, 0 once the last backup
+    /// is removed: the worker dies of SIGFPE (hunt 32). Stock nginx never
+    /// changes `single` while requests run.
+    pub fn refuses_backup_beside_lone_primary(&self, tables_follow: bool) -> bool {
+        !tables_follow && matches!(self, Balancer::IpHash | Balancer::Hash { .. })
+    }
+
     /// The most the weights of the primary servers may total after a
     /// change that raises their total: [`MAX_CHASH_WEIGHT`] for `hash ...
     /// consistent` where nginx rebuilds its points table at each change
@@ -230,6 +244,18 @@ mod tests {
         );
         assert!(chash_table_refusal(u64::MAX)
             .starts_with("total weight 18446744073709551615 would take 17592186044416 MiB"));
+    }
+
+    #[test]
+    fn hashes_refuse_a_backup_beside_a_lone_primary_before_tables_follow() {
+        let hash = Balancer::Hash { key: "$host".into(), consistent: false };
+        assert!(hash.refuses_backup_beside_lone_primary(false));
+        assert!(Balancer::IpHash.refuses_backup_beside_lone_primary(false));
+        assert!(!hash.refuses_backup_beside_lone_primary(true));
+        assert!(!Balancer::IpHash.refuses_backup_beside_lone_primary(true));
+        for other in [Balancer::RoundRobin, Balancer::LeastConn, Balancer::Random, Balancer::Other { backup: true }] {
+            assert!(!other.refuses_backup_beside_lone_primary(false), "{other:?}");
+        }
     }
 
     fn all() -> Vec<Balancer> {

@@ -60,6 +60,9 @@ pub enum Refusal {
     Resolved,
     /// The REST API took the upstream over ([`ZoneState::hand_over`]).
     HandedOver,
+    /// A backup beside the lone primary server, which the balancer does
+    /// not allow while requests run ([`ListLimits::backup_beside_lone_primary`]).
+    LonePrimary,
 }
 
 /// The peer an edit is about: by address, or by its server ID (resolved
@@ -101,6 +104,16 @@ pub struct ListLimits {
     /// The primary peers' total weight, for a change that raises it: the
     /// balancer's own limit (`Balancer::max_primary_weight`).
     pub max_primary_weight: u64,
+    /// Whether a change may give backups to an upstream whose primary
+    /// list has one peer and no backup (its `single` flag set): not where
+    /// the balancer reads that flag apart from round robin
+    /// (`Balancer::refuses_backup_beside_lone_primary`).
+    pub backup_beside_lone_primary: bool,
+}
+
+/// Whether the lists are one primary peer and no backup (nginx's `single`).
+fn lone_primary(lists: &LockedLists<'_>) -> bool {
+    lists.primary().number() == 1 && lists.list(true).map_or(0, |backup| backup.number()) == 0
 }
 
 /// Changes the parameters of the peer `target`, under both write locks.
@@ -281,6 +294,9 @@ pub fn add_locked(
     if list_len >= limits.max_peers {
         return Err(Refusal::ListFull(list_len));
     }
+    if spec.backup && !limits.backup_beside_lone_primary && lone_primary(&lists) {
+        return Err(Refusal::LonePrimary);
+    }
     check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), limits.max_primary_weight)?;
 
     let slab = lists.lock_slab();
@@ -380,6 +396,8 @@ pub enum ListsRefused {
     TableTooBig { total: u64 },
     /// The primary list would be empty.
     NoPrimary,
+    /// Backups beside the lone primary server ([`Refusal::LonePrimary`]).
+    LonePrimary,
 }
 
 /// Applies `plan` (whose new servers and their addresses are `added`) if
@@ -427,6 +445,7 @@ pub unsafe fn replace_locked(
     if state.counters.revision() != revision {
         return Err(Lost::Race);
     }
+    let was_lone_primary = lone_primary(&lists);
     for backup in [false, true] {
         let (mut count, mut weights) = (0usize, Some(0u64));
         let mut count_peer = |weight: u64| {
@@ -455,6 +474,9 @@ pub unsafe fn replace_locked(
         }
         if !backup && count == 0 {
             return Err(Lost::Refused(ListsRefused::NoPrimary));
+        }
+        if backup && count > 0 && was_lone_primary && !limits.backup_beside_lone_primary {
+            return Err(Lost::Refused(ListsRefused::LonePrimary));
         }
     }
     // Every new peer first: a zone without room changes nothing. The slab

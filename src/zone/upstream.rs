@@ -372,7 +372,24 @@ impl<'c> ZoneUpstream<'c> {
         ListLimits {
             max_peers: self.max_peers_per_list(),
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
+            backup_beside_lone_primary: !self.balancer().refuses_backup_beside_lone_primary(TABLES_FOLLOW_CHANGES),
         }
+    }
+
+    /// The answer to a change that would give backups to the lone primary
+    /// server of an upstream whose balancer does not allow it
+    /// ([`Balancer::refuses_backup_beside_lone_primary`]).
+    pub fn lone_primary_conflict(&self) -> ApiError {
+        ApiError::conflict(
+            "lone_primary",
+            format!(
+                "upstream \"{}\" has one primary server and no backup: before nginx 1.27.3 its {} balancer cannot \
+                 take a backup beside a lone primary server while requests run (a request retried across the \
+                 change could crash its worker); add another primary server first",
+                self.name(),
+                self.balancer().name()
+            ),
+        )
     }
 
     /// The answer to a change after which the primary servers' weights
@@ -786,6 +803,7 @@ impl<'c> ZoneUpstream<'c> {
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::HandedOver => self.handed_over_conflict(),
+            Refusal::LonePrimary => self.lone_primary_conflict(),
             Refusal::TableTooBig { total } => self.table_too_big(total),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
