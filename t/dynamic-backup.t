@@ -3,6 +3,7 @@
 # balancers that refuse them, and their traffic.
 use lib 't/lib';
 use NginxTest;
+use NginxTest::Files;
 run_tests();
 __DATA__
 
@@ -440,49 +441,71 @@ is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&up=")->{status}, 20
 $seen{ http_get('/')->{body} }++ for 1 .. 4;
 is_deeply(\%seen, { "$p1\n" => 4 }, 'the primary serves again');
 
-=== TEST 12: ip_hash and hash with a backup written before them: no backup may join a lone primary server (one, without backup) before nginx 1.27.3, through either API, with the reason; beside two primaries it may (hunt 32: hash and ip_hash read the lone primary's single flag apart from round robin: a backup added in between sent a retried request to the backups, hashed over them, and an emptied backup list then divided by zero)
+=== TEST 15: hash with a backup written before it: a request that met a lone primary server while the API added a primary and a backup, then removed that backup, ends with 502, and its worker lives (hunt 32, review 30: before nginx 1.27.3 hash read the single flag apart from round robin, went on over the backups, and divided by their total weight, 0: the worker died of SIGFPE). gdb holds the worker at each step while the API changes the lists
+--- workers: 2
+--- needs_nginx_before: 1.27.3 from it on hash takes round robin below two peers, and a request whose list changed gets no further peer from it
 --- http_config
-upstream iphashed {
-    zone zone_iphashed 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
-    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
-    ip_hash;
-}
 upstream hashed {
     zone zone_hashed 128k;
-    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_6 down;
     server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+    server 127.0.0.1:$TEST_NGINX_PORT_7 backup;
     hash $uri;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    listen 127.0.0.1:$TEST_NGINX_PORT_7;
+    return 502 "bad $server_port\n";
 }
 --- config
 location /dynamic { dynamic_upstream; }
-location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://hashed; proxy_next_upstream error timeout http_502; proxy_next_upstream_tries 10; }
 --- perl
-my ($p1, $p2, $p3, $p4) = map { port($_) } 1 .. 4;
-my $refuses = !nginx_at_least('1.27.3');
-for my $u (['iphashed', 'ip_hash'], ['hashed', 'hash']) {
-    my ($name, $balancer) = @$u;
-    my $q = "/dynamic?upstream=$name";
-    is(http_get("$q&remove=&server=127.0.0.1:$p2")->{status}, 200, "$name: its backup removed: a lone primary");
-    my $lone = "upstream \"$name\" has one primary server and no backup: before nginx 1.27.3 its $balancer balancer cannot "
-        . "take a backup beside a lone primary server while requests run (a request retried across the change could crash "
-        . "its worker); add another primary server first";
-    my $r = http_get("$q&add=&backup=&server=127.0.0.1:$p3");
-    if ($refuses) {
-        is("$r->{status} $r->{body}", "409 409 Conflict: $lone\n", "$name: a backup beside it: 409, saying why");
-        $r = http('PUT', "/api/9/http/upstreams/$name/servers",
-                  qq([{"server":"127.0.0.1:$p1"},{"server":"127.0.0.1:$p3","backup":true}]));
-        is($r->{status}, 409, "$name: a Plus API PUT giving it a backup: 409");
-        like($r->{body}, qr/"code":"LonePrimary"/, '  LonePrimary');
-        is(http_get("$q&verbose=")->{body}, "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\n",
-           "$name: nothing changed");
-        is(http_get("$q&add=&server=127.0.0.1:$p4")->{status}, 200, "$name: a second primary");
-        is(http_get("$q&add=&backup=&server=127.0.0.1:$p3")->{status}, 200, "$name: then the backup");
-    } else {
-        is($r->{status}, 200, "$name: a backup beside it (nginx >= 1.27.3 reads single under one lock)");
-        is(http_get("$q&add=&server=127.0.0.1:$p4")->{status}, 200, "$name: a second primary");
+my ($p1, $p2, $p3, $p6, $p7) = map { port($_) } 1, 2, 3, 6, 7;
+my $log = data_dir() . '/changes.out';
+my $api = '/dynamic?upstream=hashed';
+my $curl = sub { map { qq{shell curl -s 'http://127.0.0.1:} . server_port() . qq{$api&$_' >> $log} } @_ };
+# The steps, each when the worker that serves the request reaches it: at
+# its second connect (the first server failed) the lists become a lone
+# primary beside an emptied backup list; when round robin is called, a
+# primary (down) and a backup are added; when that backup has failed, it
+# is removed.
+my @script = ('set pagination off', 'set confirm off', 'handle SIGPIPE nostop noprint pass', 'set $stage = 0',
+    'set $hits = 0',
+    'break ngx_event_connect_peer if $stage == 0 && ++$hits == 2', 'commands', 'silent', 'set $stage = 1',
+    $curl->("remove=&server=127.0.0.1:$p6", "remove=&server=127.0.0.1:$p7", "remove=&server=127.0.0.1:$p2"),
+    'continue', 'end',
+    'break ngx_http_upstream_get_round_robin_peer if $stage == 1', 'commands', 'silent', 'set $stage = 2',
+    $curl->("add=&server=127.0.0.1:$p3&down=", "add=&backup=&server=127.0.0.1:$p2"),
+    'continue', 'end',
+    'break ngx_http_upstream_free_round_robin_peer if $stage == 2', 'commands', 'silent', 'set $stage = 3',
+    $curl->("remove=&server=127.0.0.1:$p2"), qq{shell echo removed >> $log},
+    'continue', 'end',
+    'continue', 'continue');
+my $file = data_dir() . '/steps.gdb';
+NginxTest::Files::spew($file, join("\n", @script) . "\n");
+my @gdb;
+for my $worker (worker_pids()) {
+    my $out = data_dir() . "/gdb-$worker.out";
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open(STDOUT, '>', $out) or die; open(STDERR, '>&', \*STDOUT) or die;
+        exec('gdb', '-p', $worker, '-batch', '-x', $file) or die "exec gdb: $!";
     }
-    is(http_get("$q&verbose=")->{body},
-       "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p4 weight=1 max_fails=1 fail_timeout=10;\n"
-       . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n", "$name: two primaries and the backup");
+    push @gdb, [$pid, $out];
 }
+ok(poll_until(sub { !grep { (NginxTest::Files::slurp($_->[1]) // '') !~ /^Breakpoint 3 at/m } @gdb }, 30, 'gdb'),
+   'gdb holds every worker');
+my $r = http_get('/some/key');
+is($r->{status}, 502, 'the request ends with 502: every server failed');
+like(NginxTest::Files::slurp($log) // '', qr/removed/, 'every step was taken while it ran');
+for (@gdb) { kill 'TERM', $_->[0]; waitpid($_->[0], 0) }
+is(http_get("$api&verbose=")->{body},
+   "server 127.0.0.1:$p1 weight=1 max_fails=0 fail_timeout=10;\nserver 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 down;\n",
+   'the lists as the steps left them');
+--- allow_error_log
+upstream server temporarily disabled
+no live upstreams

@@ -128,17 +128,21 @@ impl Balancer {
         }
     }
 
-    /// Whether a backup server may not be added beside a lone primary
-    /// server (one, with no backup) while requests run. Before nginx 1.27.3
-    /// (`tables_follow` false) `hash` and `ip_hash` read the primary list's
-    /// `single` flag under its read lock, and round robin, which they then
-    /// call, reads it again under the write lock: a backup added in between
-    /// sends a request that took the single path to the backups, over which
-    /// the balancer then hashes (its retries are counted as if it never
-    /// hashed), and divides by their total weight, 0 once the last backup
-    /// is removed: the worker dies of SIGFPE (hunt 32). Stock nginx never
+    /// Whether the primary list's `single` flag must stay off while a
+    /// backup list is linked, even an emptied one. Before nginx 1.27.3
+    /// (`tables_follow` false) `hash` and `ip_hash` read `single` under the
+    /// list's read lock and then call round robin, which reads it again
+    /// under the write lock: a change between the two (a backup added
+    /// beside a lone primary, or a primary and then a backup) sent a
+    /// request that took the single path to the backups, over which the
+    /// balancer then hashed (its retries counted as if it never hashed),
+    /// dividing by their total weight, 0 once the last backup was removed:
+    /// the worker died of SIGFPE (hunt 32, review 30). nginx itself sets
+    /// `single` off where the configuration has backups; with it off while
+    /// a backup list exists, `single` can no longer change under such a
+    /// request (the backup list, once linked, stays). Stock nginx never
     /// changes `single` while requests run.
-    pub fn refuses_backup_beside_lone_primary(&self, tables_follow: bool) -> bool {
+    pub fn keeps_single_off_beside_backups(&self, tables_follow: bool) -> bool {
         !tables_follow && matches!(self, Balancer::IpHash | Balancer::Hash { .. })
     }
 
@@ -247,14 +251,14 @@ mod tests {
     }
 
     #[test]
-    fn hashes_refuse_a_backup_beside_a_lone_primary_before_tables_follow() {
+    fn hashes_keep_single_off_beside_backups_before_tables_follow() {
         let hash = Balancer::Hash { key: "$host".into(), consistent: false };
-        assert!(hash.refuses_backup_beside_lone_primary(false));
-        assert!(Balancer::IpHash.refuses_backup_beside_lone_primary(false));
-        assert!(!hash.refuses_backup_beside_lone_primary(true));
-        assert!(!Balancer::IpHash.refuses_backup_beside_lone_primary(true));
+        assert!(hash.keeps_single_off_beside_backups(false));
+        assert!(Balancer::IpHash.keeps_single_off_beside_backups(false));
+        assert!(!hash.keeps_single_off_beside_backups(true));
+        assert!(!Balancer::IpHash.keeps_single_off_beside_backups(true));
         for other in [Balancer::RoundRobin, Balancer::LeastConn, Balancer::Random, Balancer::Other { backup: true }] {
-            assert!(!other.refuses_backup_beside_lone_primary(false), "{other:?}");
+            assert!(!other.keeps_single_off_beside_backups(false), "{other:?}");
         }
     }
 

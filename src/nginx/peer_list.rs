@@ -500,14 +500,16 @@ pub unsafe fn set_changed(list: *mut ngx_http_upstream_rr_peers_t) {
 
 /// `single` tells the balancer there is exactly one peer and no backup to
 /// fall back to; nginx then never marks that peer failed.
+/// With `off_beside_backups`, a linked backup list keeps it off, even an
+/// empty one (`Balancer::keeps_single_off_beside_backups`).
 ///
 /// # Safety
 /// The caller holds the primary list's write lock.
-pub unsafe fn set_single(primary: *mut ngx_http_upstream_rr_peers_t) {
+pub unsafe fn set_single(primary: *mut ngx_http_upstream_rr_peers_t, off_beside_backups: bool) {
     // SAFETY: per the contract; primary->next is read under its lock.
     unsafe {
         let backup = (*primary).next;
-        let has_backups = !backup.is_null() && (*backup).number > 0;
+        let has_backups = !backup.is_null() && ((*backup).number > 0 || off_beside_backups);
         (*primary).set_single(((*primary).number == 1 && !has_backups) as _);
     }
 }
@@ -746,7 +748,9 @@ pub unsafe fn build_list(
                     set_changed(built);
                 }
             }
-            set_single(list);
+            // A registry list never changes once published: nothing reads
+            // its single flag apart from round robin while it changes.
+            set_single(list, false);
             Some(list)
         })
     }
@@ -1063,9 +1067,9 @@ impl<'a> LockedLists<'a> {
     }
 
     /// Keeps the primary list's `single` flag right ([`set_single`]).
-    pub fn set_single(&mut self) {
+    pub fn set_single(&mut self, off_beside_backups: bool) {
         // SAFETY: the primary list, which no one else changes for 'a.
-        unsafe { set_single(self.primary_raw()) };
+        unsafe { set_single(self.primary_raw(), off_beside_backups) };
     }
 
     /// Links a complete new backup list (requests reach it from then on);
@@ -1211,6 +1215,7 @@ pub unsafe fn replace_peers(
     primary: *mut ngx_http_upstream_rr_peers_t,
     servers: &[ServerSpec],
     kept: &[(ServerSpec, &[u8])],
+    single_off_beside_backups: bool,
 ) -> Replaced {
     // SAFETY: per the contract.
     unsafe {
@@ -1219,9 +1224,14 @@ pub unsafe fn replace_peers(
                 (*list).peer = free_static_peers(pool, (*list).peer);
             }
         }
-        if link_peers(pool, primary, servers.iter().map(|spec| (spec, None))) {
+        if link_peers(pool, primary, servers.iter().map(|spec| (spec, None)), single_off_beside_backups) {
             Replaced::Yes
-        } else if link_peers(pool, primary, kept.iter().map(|(spec, server)| (spec, Some(*server)))) {
+        } else if link_peers(
+            pool,
+            primary,
+            kept.iter().map(|(spec, server)| (spec, Some(*server))),
+            single_off_beside_backups,
+        ) {
             Replaced::NoRoom
         } else {
             // Lists of their resolved peers only (if any), whose counts
@@ -1231,7 +1241,7 @@ pub unsafe fn replace_peers(
                     set_changed(list);
                 }
             }
-            set_single(primary);
+            set_single(primary, single_off_beside_backups);
             Replaced::Lost
         }
     }
@@ -1249,6 +1259,7 @@ unsafe fn link_peers<'a>(
     pool: *mut ngx_slab_pool_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
     servers: impl Iterator<Item = (&'a ServerSpec, Option<&'a [u8]>)>,
+    single_off_beside_backups: bool,
 ) -> bool {
     // SAFETY: per the contract; the new peers are reachable by nobody
     // until linked at the end.
@@ -1290,7 +1301,7 @@ unsafe fn link_peers<'a>(
             (*list).peer = heads[chain];
             set_changed(list);
         }
-        set_single(primary);
+        set_single(primary, single_off_beside_backups);
         true
     }
 }

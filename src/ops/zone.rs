@@ -206,7 +206,6 @@ fn lists_refused(zone: &ZoneUpstream, refused: ListsRefused) -> ApiError {
         ListsRefused::NoPrimary => {
             ApiError::bad_request("invalid_body", format!("upstream \"{}\" would have no primary server", zone.name()))
         }
-        ListsRefused::LonePrimary => zone.lone_primary_conflict(),
     }
 }
 

@@ -60,9 +60,6 @@ pub enum Refusal {
     Resolved,
     /// The REST API took the upstream over ([`ZoneState::hand_over`]).
     HandedOver,
-    /// A backup beside the lone primary server, which the balancer does
-    /// not allow while requests run ([`ListLimits::backup_beside_lone_primary`]).
-    LonePrimary,
 }
 
 /// The peer an edit is about: by address, or by its server ID (resolved
@@ -104,16 +101,9 @@ pub struct ListLimits {
     /// The primary peers' total weight, for a change that raises it: the
     /// balancer's own limit (`Balancer::max_primary_weight`).
     pub max_primary_weight: u64,
-    /// Whether a change may give backups to an upstream whose primary
-    /// list has one peer and no backup (its `single` flag set): not where
-    /// the balancer reads that flag apart from round robin
-    /// (`Balancer::refuses_backup_beside_lone_primary`).
-    pub backup_beside_lone_primary: bool,
-}
-
-/// Whether the lists are one primary peer and no backup (nginx's `single`).
-fn lone_primary(lists: &LockedLists<'_>) -> bool {
-    lists.primary().number() == 1 && lists.list(true).map_or(0, |backup| backup.number()) == 0
+    /// A linked backup list keeps the primary list's `single` flag off
+    /// (`Balancer::keeps_single_off_beside_backups`).
+    pub single_off_beside_backups: bool,
 }
 
 /// Changes the parameters of the peer `target`, under both write locks.
@@ -145,7 +135,7 @@ pub fn update_locked(
     // totals above; the caller's ZoneUpstream::apply refused a re-weight the
     // balancer does not follow; set_single follows.
     unsafe { lists.update(key, params, down) };
-    lists.set_single();
+    lists.set_single(limits.single_off_beside_backups);
     state.counters.bump();
     Ok((name, before))
 }
@@ -159,6 +149,7 @@ pub fn update_locked(
 pub fn set_parameters_locked<'p>(
     zone: ZoneLists,
     counters: &UpstreamCounters,
+    limits: ListLimits,
     params: impl Fn(LockedPeer<'_>) -> Option<(&'p PeerParams, Option<bool>)>,
 ) {
     let mut locks = zone.write_lock();
@@ -174,7 +165,7 @@ pub fn set_parameters_locked<'p>(
         // lists keep their totals and sizes; set_single follows.
         unsafe { lists.edit(backup, unweighted, |_| true, |_| {}, core::iter::empty()) };
     }
-    lists.set_single();
+    lists.set_single(limits.single_off_beside_backups);
     counters.bump();
 }
 
@@ -245,6 +236,7 @@ fn primary_total(lists: &LockedLists<'_>) -> u64 {
 fn finish_change<'a>(
     lists: &mut LockedLists<'a>,
     state: &ZoneState,
+    limits: ListLimits,
     new_backup: Option<NewList<'a>>,
     on_linked: impl FnOnce(&LockedLists<'_>),
 ) {
@@ -258,7 +250,7 @@ fn finish_change<'a>(
         }
     }
     on_linked(lists);
-    lists.set_single();
+    lists.set_single(limits.single_off_beside_backups);
     ensure_ids(lists, &state.counters);
     state.counters.bump();
     state.note_list_lengths();
@@ -294,9 +286,6 @@ pub fn add_locked(
     if list_len >= limits.max_peers {
         return Err(Refusal::ListFull(list_len));
     }
-    if spec.backup && !limits.backup_beside_lone_primary && lone_primary(&lists) {
-        return Err(Refusal::LonePrimary);
-    }
     check_totals(&lists, |p| p.weight(), Some((spec.backup, spec.weight)), limits.max_primary_weight)?;
 
     let slab = lists.lock_slab();
@@ -321,7 +310,7 @@ pub fn add_locked(
             }
         }
     }
-    finish_change(&mut lists, state, new_list, on_linked);
+    finish_change(&mut lists, state, limits, new_list, on_linked);
     Ok(())
 }
 
@@ -331,6 +320,7 @@ pub fn remove_locked(
     zone: ZoneLists,
     state: &ZoneState,
     target: Target,
+    limits: ListLimits,
     retire: impl FnOnce(UnlinkedPeer<'_>),
 ) -> Result<PeerName, Refusal> {
     let mut locks = zone.write_lock();
@@ -354,7 +344,7 @@ pub fn remove_locked(
     // totals, on an upstream whose balancer follows removals
     // (ZoneUpstream::apply); set_single follows.
     let unlinked = unsafe { lists.unlink(key) }.ok_or(Refusal::NotFound)?;
-    lists.set_single();
+    lists.set_single(limits.single_off_beside_backups);
     retire(unlinked);
     state.counters.bump();
     Ok(name)
@@ -396,8 +386,6 @@ pub enum ListsRefused {
     TableTooBig { total: u64 },
     /// The primary list would be empty.
     NoPrimary,
-    /// Backups beside the lone primary server ([`Refusal::LonePrimary`]).
-    LonePrimary,
 }
 
 /// Applies `plan` (whose new servers and their addresses are `added`) if
@@ -445,7 +433,6 @@ pub unsafe fn replace_locked(
     if state.counters.revision() != revision {
         return Err(Lost::Race);
     }
-    let was_lone_primary = lone_primary(&lists);
     for backup in [false, true] {
         let (mut count, mut weights) = (0usize, Some(0u64));
         let mut count_peer = |weight: u64| {
@@ -474,9 +461,6 @@ pub unsafe fn replace_locked(
         }
         if !backup && count == 0 {
             return Err(Lost::Refused(ListsRefused::NoPrimary));
-        }
-        if backup && count > 0 && was_lone_primary && !limits.backup_beside_lone_primary {
-            return Err(Lost::Refused(ListsRefused::LonePrimary));
         }
     }
     // Every new peer first: a zone without room changes nothing. The slab
@@ -530,7 +514,7 @@ pub unsafe fn replace_locked(
             unsafe { lists.edit(true, update, keep, &mut retire, taken(&mut new_peers, added, true)) };
         }
     }
-    finish_change(&mut lists, state, backup_list, on_linked);
+    finish_change(&mut lists, state, limits, backup_list, on_linked);
     Ok(())
 }
 

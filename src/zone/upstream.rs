@@ -372,24 +372,14 @@ impl<'c> ZoneUpstream<'c> {
         ListLimits {
             max_peers: self.max_peers_per_list(),
             max_primary_weight: self.balancer().max_primary_weight(TABLES_FOLLOW_CHANGES),
-            backup_beside_lone_primary: !self.balancer().refuses_backup_beside_lone_primary(TABLES_FOLLOW_CHANGES),
+            single_off_beside_backups: self.single_off_beside_backups(),
         }
     }
 
-    /// The answer to a change that would give backups to the lone primary
-    /// server of an upstream whose balancer does not allow it
-    /// ([`Balancer::refuses_backup_beside_lone_primary`]).
-    pub fn lone_primary_conflict(&self) -> ApiError {
-        ApiError::conflict(
-            "lone_primary",
-            format!(
-                "upstream \"{}\" has one primary server and no backup: before nginx 1.27.3 its {} balancer cannot \
-                 take a backup beside a lone primary server while requests run (a request retried across the \
-                 change could crash its worker); add another primary server first",
-                self.name(),
-                self.balancer().name()
-            ),
-        )
+    /// Whether a linked backup list keeps the primary list's `single` flag
+    /// off ([`Balancer::keeps_single_off_beside_backups`]).
+    fn single_off_beside_backups(&self) -> bool {
+        self.balancer().keeps_single_off_beside_backups(TABLES_FOLLOW_CHANGES)
     }
 
     /// The answer to a change after which the primary servers' weights
@@ -514,7 +504,7 @@ impl<'c> ZoneUpstream<'c> {
         // handed to reclaim (under the locks), not freed. Its slot is found
         // under the locks too (see slot_of_removed).
         let name = unsafe {
-            remove_locked(self.lists(), self.state(), target, |peer| {
+            remove_locked(self.lists(), self.state(), target, self.list_limits(), |peer| {
                 if let Some(health) = health {
                     slot = health.slot_of_removed(self.primary(), upstream.as_bytes(), peer.raw());
                 }
@@ -803,7 +793,6 @@ impl<'c> ZoneUpstream<'c> {
             ),
             Refusal::Resolved => self.resolved_conflict(&server.to_string()),
             Refusal::HandedOver => self.handed_over_conflict(),
-            Refusal::LonePrimary => self.lone_primary_conflict(),
             Refusal::TableTooBig { total } => self.table_too_big(total),
             Refusal::WeightTotal { backup } => ApiError::bad_request(
                 "weight_total",
@@ -872,7 +861,7 @@ impl<'c> ZoneUpstream<'c> {
         let replaced = unsafe {
             let _locks = ListsWriteLocked::new(primary);
             let slab = SlabLocked::new((*primary).shpool);
-            replace_peers(slab.pool(), primary, servers, &kept)
+            replace_peers(slab.pool(), primary, servers, &kept, self.single_off_beside_backups())
         };
         let no_room = || {
             format!(
@@ -944,7 +933,7 @@ impl<'c> ZoneUpstream<'c> {
             };
             by_name.entry(address.as_bytes()).or_default().params.push((params, Some(spec.down)));
         }
-        set_parameters_locked(self.lists(), self.counters(), |peer| {
+        set_parameters_locked(self.lists(), self.counters(), self.list_limits(), |peer| {
             let saved = by_name.get(peer.name())?;
             let (params, down) = saved.params.get(saved.taken.get())?;
             saved.taken.set(saved.taken.get() + 1);

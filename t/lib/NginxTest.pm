@@ -143,6 +143,12 @@ The block needs an nginx built C<--with-debug> (Debian's are; nginx.org's
 C<nginx> is not, its C<nginx-debug> is): skipped otherwise, with that
 reason, as for C<TEST_NGINX_SKIP_MODULES>.
 
+=item C<--- needs_nginx_before: 1.27.3 REASON>
+
+The block is about an nginx older than that version (what it checks cannot
+happen from it on, and the block's steps need the older code): skipped
+otherwise, with the reason.
+
 =item C<--- modules: echo lua stream fair>
 
 Debian dynamic modules to load before ours, any subset, in the order given.
@@ -605,6 +611,7 @@ our %SECTIONS = (
     modules            => { kind => 'value' },
     needs_modules      => { kind => 'value' },
     needs_debug        => { kind => 'flag' },
+    needs_nginx_before => { kind => 'value' },
     timeout            => { kind => 'value' },
     request            => { kind => 'text' },
     more_headers       => { kind => 'text' },
@@ -709,6 +716,11 @@ sub _skip_reason {
     }
     return "needs nginx built --with-debug: this one is not (nginx -V)"
         if exists $block->{needs_debug} && !_builtin_modules()->{debug};
+    if (my $before = $block->{needs_nginx_before}) {
+        my ($version, $reason) = split ' ', _raw($block, 'needs_nginx_before'), 2;
+        return "needs nginx before $version (this one is " . nginx_version() . ")" . ($reason ? ": $reason" : '')
+            if nginx_at_least($version);
+    }
     return undef;
 }
 
