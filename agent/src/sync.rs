@@ -129,9 +129,10 @@ type Opened = Result<(Session, Snapshot), String>;
 /// while the current watch goes on).
 type Opening = Underway<bool, Opened>;
 
-fn open(config: &Config, prefix: &str, resync: bool) -> Opening {
+/// `since`: the newest revision taken in and its cluster (see store::open).
+fn open(config: &Config, prefix: &str, resync: bool, since: Option<(i64, u64)>) -> Opening {
     let (endpoints, prefix) = (config.etcd.clone(), prefix.to_string());
-    Underway { what: resync, future: Box::pin(async move { store::open(&endpoints, &prefix).await }) }
+    Underway { what: resync, future: Box::pin(async move { store::open(&endpoints, &prefix, since).await }) }
 }
 
 /// A comparison's reads; `what`: why it was asked for.
@@ -221,7 +222,7 @@ pub async fn run(config: Config) {
                 }
             },
             _ = sleep_until(connect_at), if session.is_none() && opening.is_none() => {
-                opening = Some(open(&config, &watched, false));
+                opening = Some(open(&config, &watched, false, engine.since()));
             }
             _ = check.tick() => engine.check().await,
             _ = next_tick(&mut resync) => {
@@ -229,7 +230,7 @@ pub async fn run(config: Config) {
                 // failing (a member cut off from etcd's leader) is replaced.
                 // The current one goes on meanwhile.
                 if session.is_some() && opening.is_none() {
-                    opening = Some(open(&config, &watched, true));
+                    opening = Some(open(&config, &watched, true, engine.since()));
                 }
                 engine.reconcile_wanted.get_or_insert("resync");
             }
@@ -286,25 +287,26 @@ async fn next_tick(every: &mut Option<Interval>) {
 }
 
 impl Engine {
-    /// The changes of one watch answer or read. One that would delete more
-    /// than `--max-delete` percent of the upstreams is not applied: etcd
-    /// emptied or restored from an old backup, a mistyped range delete.
+    /// The changes of one watch answer or read. An etcd revision that
+    /// deletes more than `--max-delete` percent of the upstreams is not
+    /// applied: etcd emptied or restored from an old backup, a mistyped
+    /// range delete (see plan::mass_deletes: one revision is one operation).
     fn batch(&mut self, mut entries: Vec<Entry>) {
-        let deleting: BTreeSet<String> = entries
+        let deletions: Vec<(i64, &str)> = entries
             .iter()
             .filter(|e| e.value.is_none())
-            .filter_map(|e| plan::upstream_name(&self.watched, &e.key).ok())
-            .filter(|spelled| self.held.contains_key(*spelled))
-            .map(String::from)
+            .filter_map(|e| Some((e.revision, plan::upstream_name(&self.watched, &e.key).ok()?)))
+            .filter(|(revision, spelled)| self.held.get(*spelled).is_some_and(|h| h.version.revision <= *revision))
             .collect();
-        if plan::too_many_deletes(deleting.len(), self.held.len(), self.max_delete) {
-            let revision = entries.iter().map(|e| e.revision).max().unwrap_or_default();
+        let mass = plan::mass_deletes(&deletions, self.held.len(), self.max_delete);
+        let holding = self.held.len();
+        for (revision, deleting) in mass {
             log!(
                 "held the deletion of {} of the {} upstreams at revision {revision} (more than --max-delete {}%): \
                  nginx keeps them and this agent no longer manages them; if this was meant, delete them with \
                  DELETE {}/upstream/NAME",
                 deleting.len(),
-                self.held.len(),
+                holding,
                 self.max_delete,
                 self.dyups
             );
@@ -323,7 +325,9 @@ impl Engine {
             }
             let watched = &self.watched;
             entries.retain(|e| {
-                e.value.is_some() || !plan::upstream_name(watched, &e.key).is_ok_and(|n| deleting.contains(n))
+                e.value.is_some()
+                    || e.revision != revision
+                    || !plan::upstream_name(watched, &e.key).is_ok_and(|n| deleting.contains(n))
             });
         }
         for entry in entries {
@@ -347,6 +351,12 @@ impl Engine {
         };
         let name = plan::fold(&spelled);
         let why = Why { revision: entry.revision, note: None };
+        // A watch replaying changes since an older revision (store::open)
+        // delivers values older than those the read gave: a key's revision
+        // never goes back in one history.
+        if self.held.get(&spelled).is_some_and(|h| entry.revision < h.version.revision) {
+            return;
+        }
         let Some(value) = entry.value else {
             self.held.remove(&spelled);
             match self.names.remove(&spelled) {
@@ -448,10 +458,22 @@ impl Engine {
     /// Changes a watch delivered; those up to the newest revision taken in
     /// were (a resync's new watch delivers again what the old one did
     /// after the new read).
+    ///
+    /// Of a watch that replays the changes before the last read (see
+    /// store::open), only the deletions of keys still held are taken: the
+    /// read gave every key's value as of its revision (a key put and
+    /// deleted meanwhile is not sent to nginx for a moment).
     fn watched(&mut self, mut entries: Vec<Entry>) {
-        entries.retain(|e| e.revision > self.seen_revision);
-        if let Some(newest) = entries.iter().map(|e| e.revision).max() {
-            self.seen_revision = newest;
+        let (seen, read) = (self.seen_revision, self.read_revision);
+        let newest = entries.iter().map(|e| e.revision).max().unwrap_or_default();
+        self.seen_revision = self.seen_revision.max(newest);
+        entries.retain(|e| {
+            e.revision > seen
+                && (e.revision > read
+                    || e.value.is_none()
+                        && plan::upstream_name(&self.watched, &e.key).is_ok_and(|s| self.held.contains_key(s)))
+        });
+        if !entries.is_empty() {
             self.batch(entries);
         }
     }
@@ -486,9 +508,10 @@ impl Engine {
             "etcd: read {} keys at revision {}; watching from {}",
             snapshot.entries.len(),
             snapshot.revision,
-            snapshot.revision + 1
+            snapshot.watch_after + 1
         );
-        match plan::history(self.seen_revision, self.cluster, snapshot.revision, snapshot.cluster) {
+        let history = plan::history(self.seen_revision, self.cluster, snapshot.revision, snapshot.cluster);
+        match history {
             History::Continues => {}
             History::WentBack { from, to } => {
                 log!(
@@ -506,21 +529,40 @@ impl Engine {
             }
         }
         self.cluster = Some(snapshot.cluster);
-        let read: BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
-        let gone: Vec<Entry> = self
-            .held
-            .keys()
-            .map(|spelled| format!("{}{spelled}", self.watched))
-            .filter(|key| !read.contains(key))
-            .map(|key| Entry { key, value: None, revision: snapshot.revision })
-            .collect();
+        // The watch delivers again every change after the revision seen,
+        // each deletion at its own revision: keys missing from the read are
+        // left to it (hunt 30 F1). Otherwise (the first read, a history
+        // change, a compacted etcd), they are deletions at the read's
+        // revision: one operation, under --max-delete.
+        let replayed = history == History::Continues && snapshot.watch_after < snapshot.revision;
         let mut entries = snapshot.entries;
-        entries.extend(gone);
+        if !replayed {
+            let read: BTreeSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+            let gone: Vec<Entry> = self
+                .held
+                .keys()
+                .map(|spelled| format!("{}{spelled}", self.watched))
+                .filter(|key| !read.contains(key))
+                .map(|key| Entry { key, value: None, revision: snapshot.revision })
+                .collect();
+            entries.extend(gone);
+        }
         self.batch(entries);
         self.read_revision = snapshot.revision;
-        self.seen_revision = snapshot.revision;
+        // A resync's old watch may have delivered past where the new one
+        // starts: what it delivers again is skipped (Engine::watched).
+        self.seen_revision = match replayed {
+            true => self.seen_revision.max(snapshot.watch_after),
+            false => snapshot.revision,
+        };
         // Keys deleted while etcd was out of reach.
         self.prune = true;
+    }
+
+    /// The newest revision taken in and its cluster, for a new connection's
+    /// watch to start after (store::open); None before the first read.
+    fn since(&self) -> Option<(i64, u64)> {
+        Some((self.seen_revision, self.cluster?)).filter(|(seen, _)| *seen > 0)
     }
 
     /// etcd's history went back: no value held is identified by what the

@@ -570,6 +570,21 @@ sub main {
         'a range delete of 4 of 5 upstreams is held, and logged');
     ok(stays($resync + 1, sub { !grep { route($_, 'm1') ne $backends[0] } 0 .. 2 }), 'the 4 upstreams stay on all three');
 
+    # --- keys deleted one at a time while agent 2 is cut off: applied when
+    # it reconnects, not held as one mass delete (hunt 30 F1: 3 of 4)
+    my @single = map { "s$_" } 1 .. 3;
+    put($single[$_], doc_one($backends[$_])) for 0 .. 2;
+    ok(defined converge($single[-1], $backends[2]), '3 more upstreams, for deletions one at a time');
+    relay_stop();
+    $marks = marks();
+    ok(defined logged(qr/etcd: .*nginx keeps what it has/, [2], $marks), 'agent 2 cut off from etcd again');
+    del($_) for @single;
+    ok(defined converge($single[-1], '502', 10, [0, 1]), '3 of 4 keys deleted one at a time: the connected agents apply each');
+    relay_start();
+    ok(!grep({ !defined converge($_, '502', 15, [2]) } @single),
+        'agent 2 reaches etcd again: it applies the 3 deletions, each its own revision');
+    ok(log_since(2, $marks) !~ /held the deletion/, 'agent 2 held no mass delete');
+
     # --- one upstream whose nginx answers fail does not block the others
     $marks = marks();
     put('a-stuck', doc_one($backends[1]));
