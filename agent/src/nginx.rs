@@ -48,6 +48,9 @@ pub struct Inventory {
     pub configuration: BTreeSet<String>,
     /// Upstreams created through dyups.
     pub run_time: BTreeSet<String>,
+    /// Upstreams of the configuration without a zone: dyups lists them
+    /// (`GET {dyups}/list`), the Plus API does not.
+    pub zoneless: BTreeSet<String>,
 }
 
 impl Answer {
@@ -124,14 +127,21 @@ impl Nginx {
     /// `runtime` field only (`?fields=`): without their servers, thousands
     /// of upstreams are a short answer (a module that ignores the argument
     /// sends everything, which parses the same).
+    ///
+    /// dyups' list is read first: an upstream created between the two
+    /// reads is in the Plus API's listing, and not taken for one without a
+    /// zone.
     pub async fn inventory(&self) -> Result<Option<Inventory>, String> {
+        let listed = self.dyups_names().await?;
         let url = format!("{}/{API_VERSION}/http/upstreams?fields=runtime", self.api);
         let answer = self.send(Method::GET, &url, None).await?;
-        match answer.status {
-            200 => off_the_loop(answer.body, parse_inventory).await.map(Some).map_err(|e| format!("{url}: {e}")),
-            404 => Ok(None),
-            s => Err(format!("{url}: {s} {}", answer.body)),
-        }
+        let mut inventory = match answer.status {
+            200 => off_the_loop(answer.body, parse_inventory).await.map_err(|e| format!("{url}: {e}"))?,
+            404 => return Ok(None),
+            s => return Err(format!("{url}: {s} {}", answer.body)),
+        };
+        inventory.zoneless = zoneless(listed, &inventory);
+        Ok(Some(inventory))
     }
 
     /// The peers of every upstream `GET {dyups}/detail` lists.
@@ -193,6 +203,13 @@ pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
         if upstream.runtime { &mut inventory.run_time } else { &mut inventory.configuration }.insert(fold(&name));
     }
     Ok(inventory)
+}
+
+/// The names dyups lists (`listed`) that the Plus API's listing lacks:
+/// upstreams of the configuration without a zone.
+pub fn zoneless(mut listed: BTreeSet<String>, plus: &Inventory) -> BTreeSet<String> {
+    listed.retain(|name| !plus.configuration.contains(name) && !plus.run_time.contains(name));
+    listed
 }
 
 /// `{"upstreams": ["NAME", ...]}`, the names folded.
@@ -268,6 +285,13 @@ mod tests {
         let light = parse_inventory(r#"{"backends":{"runtime":false},"dyhost":{"runtime":true}}"#).unwrap();
         assert_eq!(light, inventory);
         assert!(parse_inventory("[]").is_err());
+    }
+
+    #[test]
+    fn configuration_upstreams_without_a_zone() {
+        let plus = parse_inventory(r#"{"backends":{"runtime":false},"dyhost":{"runtime":true}}"#).unwrap();
+        let listed = parse_list(r#"{"upstreams":["Plain","backends","dyhost"]}"#).unwrap();
+        assert_eq!(zoneless(listed, &plus), BTreeSet::from(["plain".to_string()]));
     }
 
     #[test]

@@ -169,13 +169,16 @@ pub enum Action {
 }
 
 /// The action for an upstream: `desired` is its document (None: no key),
-/// `configuration` whether nginx's configuration declares it with a zone.
-pub fn action(configuration: bool, desired: Option<&UpstreamSpec>) -> Action {
+/// `configuration` whether nginx's configuration declares it with a zone,
+/// `zoneless` whether it declares it without one (dyups replaces it, and
+/// deleting it would leave its traffic without an upstream until nginx
+/// restarts: its key's deletion leaves it, hunt 30 F2).
+pub fn action(configuration: bool, zoneless: bool, desired: Option<&UpstreamSpec>) -> Action {
     match (configuration, desired) {
         (true, Some(spec)) => Action::PutServers(document::plus_servers(spec)),
         (false, Some(spec)) => Action::PostDyups(document::dyups_body(spec)),
-        (false, None) => Action::DeleteDyups,
-        (true, None) => Action::Leave,
+        (false, None) if !zoneless => Action::DeleteDyups,
+        (_, None) => Action::Leave,
     }
 }
 
@@ -253,12 +256,23 @@ pub fn missing<'a>(
 /// The run-time upstreams to delete because they have no key: only after a
 /// read of etcd succeeded (`read`), and only those the agent owns (it
 /// created them, or saw their key deleted), never one made by hand or by
-/// another agent.
-pub fn prunable(read: bool, run_time: &BTreeSet<String>, owned: &BTreeSet<String>, keys: &Names) -> Vec<String> {
+/// another agent, nor one of the configuration without a zone (`zoneless`:
+/// dyups replaced it; see [`action`]).
+pub fn prunable(
+    read: bool,
+    run_time: &BTreeSet<String>,
+    owned: &BTreeSet<String>,
+    zoneless: &BTreeSet<String>,
+    keys: &Names,
+) -> Vec<String> {
     if !read {
         return Vec::new();
     }
-    run_time.iter().filter(|name| owned.contains(*name) && !keys.contains(name)).cloned().collect()
+    run_time
+        .iter()
+        .filter(|name| owned.contains(*name) && !zoneless.contains(*name) && !keys.contains(name))
+        .cloned()
+        .collect()
 }
 
 /// Whether one etcd operation deletes too many of the `holding` upstreams
@@ -351,18 +365,22 @@ mod tests {
     fn the_action_depends_on_the_kind_of_upstream() {
         let s = spec(r#"{"servers": [{"server": "10.0.0.1:81", "weight": 2}], "balancer": "least_conn"}"#);
         assert_eq!(
-            action(false, Some(&s)),
+            action(false, false, Some(&s)),
             Action::PostDyups("least_conn;\nserver 10.0.0.1:81 weight=2 max_fails=1 fail_timeout=10;\n".into())
         );
         assert_eq!(
-            action(true, Some(&s)),
+            action(true, false, Some(&s)),
             Action::PutServers(
                 r#"[{"backup":false,"down":false,"fail_timeout":"10s","max_conns":0,"max_fails":1,"server":"10.0.0.1:81","weight":2}]"#
                     .into()
             )
         );
-        assert_eq!(action(false, None), Action::DeleteDyups);
-        assert_eq!(action(true, None), Action::Leave);
+        assert_eq!(action(false, false, None), Action::DeleteDyups);
+        assert_eq!(action(true, false, None), Action::Leave);
+        // A configuration upstream without a zone: dyups replaces it, and
+        // its key's deletion leaves it (hunt 30 F2).
+        assert_eq!(action(false, true, Some(&s)), action(false, false, Some(&s)));
+        assert_eq!(action(false, true, None), Action::Leave);
     }
 
     #[test]
@@ -437,11 +455,14 @@ mod tests {
         let mut keys = Names::default();
         keys.add("a");
         keys.add("B");
-        assert_eq!(prunable(true, &run_time, &owned, &keys), ["gone"]);
+        let none = BTreeSet::new();
+        assert_eq!(prunable(true, &run_time, &owned, &none, &keys), ["gone"]);
+        // A configuration upstream without a zone that dyups replaced.
+        assert!(prunable(true, &run_time, &owned, &set(&["gone"]), &keys).is_empty());
         // etcd not read yet (down at start): nothing, whatever else holds.
-        assert!(prunable(false, &run_time, &owned, &Names::default()).is_empty());
+        assert!(prunable(false, &run_time, &owned, &none, &Names::default()).is_empty());
         // A new agent (owns nothing) on an empty or mistyped prefix.
-        assert!(prunable(true, &run_time, &BTreeSet::new(), &Names::default()).is_empty());
+        assert!(prunable(true, &run_time, &BTreeSet::new(), &none, &Names::default()).is_empty());
     }
 
     #[test]

@@ -86,6 +86,11 @@ struct Engine {
     not_owned: BTreeSet<String>,
     /// The kinds of nginx's upstreams; None until learned (again).
     inventory: Option<Inventory>,
+    /// Upstreams of the configuration without a zone, as first seen (Plus
+    /// API): dyups replaces them, and their key's deletion leaves them.
+    /// Kept for the agent's life: once replaced through dyups, the Plus API
+    /// lists them (as configuration upstreams).
+    zoneless: BTreeSet<String>,
     /// Whether nginx has the Plus API location (boot id, kinds of upstreams).
     plus_api: bool,
     /// Owned run-time upstreams without a key are looked for at the next send.
@@ -167,6 +172,7 @@ pub async fn run(config: Config) {
         owned: BTreeSet::new(),
         not_owned: BTreeSet::new(),
         inventory: None,
+        zoneless: BTreeSet::new(),
         plus_api: false,
         prune: false,
         boot: None,
@@ -690,8 +696,10 @@ impl Engine {
         self.flush().await;
     }
 
+    /// A configuration upstream with a zone (PUT). One without a zone is
+    /// not, even once dyups replaced it and the Plus API lists it.
     fn is_configuration(&self, name: &str) -> bool {
-        self.inventory.as_ref().is_some_and(|i| i.configuration.contains(name))
+        !self.zoneless.contains(name) && self.inventory.as_ref().is_some_and(|i| i.configuration.contains(name))
     }
 
     async fn learn_inventory(&mut self) -> Result<(), String> {
@@ -706,6 +714,13 @@ impl Engine {
     /// nginx's upstreams by kind, as read (None: no Plus API location).
     fn take_inventory(&mut self, inventory: Option<Inventory>) {
         self.plus_api = inventory.is_some();
+        // Not one the agent created or deleted (a run-time upstream deleted
+        // between the two reads of the listing).
+        for name in inventory.iter().flat_map(|i| &i.zoneless) {
+            if !self.owned.contains(name) {
+                self.zoneless.insert(name.clone());
+            }
+        }
         self.inventory = Some(inventory.unwrap_or_default());
     }
 
@@ -715,7 +730,7 @@ impl Engine {
             Some(inventory) if self.plus_api => inventory.run_time.clone(),
             _ => self.nginx.dyups_names().await?,
         };
-        for name in plan::prunable(self.read_revision > 0, &run_time, &self.owned, &self.names) {
+        for name in plan::prunable(self.read_revision > 0, &run_time, &self.owned, &self.zoneless, &self.names) {
             let why = Why { revision: self.read_revision, note: Some("no key at the last read") };
             self.pending.entry(name).or_insert(why);
         }
@@ -752,14 +767,21 @@ impl Engine {
             let configuration = self.is_configuration(&name);
             let spec = self.desired(&name).map(|(_, spec)| spec.clone());
             let spec = spec.as_ref();
-            let action = plan::action(configuration, spec);
-            let kind = if configuration { "configuration" } else { "run-time" };
+            let zoneless = self.plus_api && self.zoneless.contains(&name);
+            let action = plan::action(configuration, zoneless, spec);
+            let kind = match (configuration, zoneless) {
+                (true, _) => "configuration",
+                (false, true) => "configuration, without a zone",
+                (false, false) => "run-time",
+            };
             let note = why.note.map(|n| format!(", {n}")).unwrap_or_default();
             self.touched.insert(name.clone());
             match self.nginx.apply(&name, &action).await {
+                // dyups' copy of a zone-less one outlives a reload.
                 None => {
+                    let until = if zoneless { "restarts" } else { "reloads" };
                     log!(
-                        "applied revision {} to upstream \"{name}\" ({kind}{note}): key deleted, its servers stay until nginx reloads",
+                        "applied revision {} to upstream \"{name}\" ({kind}{note}): key deleted, its servers stay until nginx {until}",
                         why.revision
                     );
                 }

@@ -226,6 +226,9 @@ EOF
         zone backends 256k;
         server 127.0.0.1:$backends[0];
     }
+    upstream plain {
+        server 127.0.0.1:$backends[9];
+    }
     server {
         listen 127.0.0.1:$conf[$i];
         location / { proxy_pass http://backends; }
@@ -616,6 +619,17 @@ sub main {
         del('backends');
         ok(defined logged(qr/upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/, undef, $marks),
             'a deleted key leaves a configuration upstream as it is');
+
+        # --- a configuration upstream without a zone: dyups replaces it;
+        # its key deleted, it keeps those servers (hunt 30 F2: deleted, 502)
+        put('plain', doc_one($backends[5]));
+        ok(defined converge('plain', $backends[5]), 'a configuration upstream without a zone gets the document (dyups)');
+        $marks = marks();
+        $rev = del('plain');
+        ok(defined logged(qr/applied revision $rev to upstream "plain" \(configuration, without a zone\): key deleted, its servers stay until nginx restarts/, undef, $marks),
+            'its key deleted: it is left as it is, logged');
+        ok(stays($resync + 1, sub { !grep { route($_, 'plain') ne $backends[5] } 0 .. 2 }),
+            'its key deleted: it keeps routing by the last document on all three through a resync');
     }
 
 
