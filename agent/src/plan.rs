@@ -196,6 +196,11 @@ pub enum Outcome {
     /// nginx could not take it now (busy lock, reload in progress, error):
     /// tried again after a delay of its own; other upstreams go on.
     Retry,
+    /// A PUT's 404: the configuration upstream is gone (deleted through
+    /// dyups): the agent's idea of nginx's upstreams is stale. It learns
+    /// them again and sends the upstream again (hunt 30 F6: filed as
+    /// refused, never sent again).
+    Stale,
 }
 
 /// `code` is the `error.code` of the answer's JSON body, if any.
@@ -203,6 +208,7 @@ pub fn outcome(action: &Action, status: u16, code: Option<&str>) -> Outcome {
     match status {
         200 => Outcome::Applied,
         404 if *action == Action::DeleteDyups => Outcome::Applied,
+        404 if matches!(action, Action::PutServers(_)) => Outcome::Stale,
         500 if code == Some("persist_failed") => Outcome::Unsaved,
         // 507: the zone is full, which only the operator can fix.
         409 | 500..=506 | 508..=599 => Outcome::Retry,
@@ -390,6 +396,9 @@ mod tests {
         assert_eq!(outcome(&post, 400, Some("invalid_body")), Outcome::Refused);
         assert_eq!(outcome(&post, 404, None), Outcome::Refused);
         assert_eq!(outcome(&Action::DeleteDyups, 404, None), Outcome::Applied);
+        let put = Action::PutServers(String::new());
+        assert_eq!(outcome(&put, 404, None), Outcome::Stale);
+        assert_eq!(outcome(&put, 400, None), Outcome::Refused);
         assert_eq!(outcome(&post, 507, None), Outcome::Refused);
         // "the change is in effect and the next change writes the file again"
         assert_eq!(outcome(&post, 500, Some("persist_failed")), Outcome::Unsaved);

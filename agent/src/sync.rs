@@ -91,6 +91,9 @@ struct Engine {
     /// Kept for the agent's life: once replaced through dyups, the Plus API
     /// lists them (as configuration upstreams).
     zoneless: BTreeSet<String>,
+    /// The upstream and revision whose PUT got a 404 (Outcome::Stale): a
+    /// second 404 for it, once the kinds are learned again, is a refusal.
+    stale: Option<(String, i64)>,
     /// Whether nginx has the Plus API location (boot id, kinds of upstreams).
     plus_api: bool,
     /// Owned run-time upstreams without a key are looked for at the next send.
@@ -173,6 +176,7 @@ pub async fn run(config: Config) {
         not_owned: BTreeSet::new(),
         inventory: None,
         zoneless: BTreeSet::new(),
+        stale: None,
         plus_api: false,
         prune: false,
         boot: None,
@@ -815,7 +819,20 @@ impl Engine {
                             );
                         }
                     }
-                    Outcome::Refused => {
+                    Outcome::Stale if self.stale.as_ref() != Some(&(name.clone(), why.revision)) => {
+                        self.stale = Some((name.clone(), why.revision));
+                        // Nothing else is sent with the stale kinds (a
+                        // configuration upstream taken for a run-time one
+                        // would be replaced through dyups).
+                        self.inventory = None;
+                        return self.later(&format!(
+                            "{} {} for revision {} of upstream \"{name}\" (configuration): its upstreams are read again",
+                            answer.status,
+                            printable(&answer.reason()),
+                            why.revision
+                        ));
+                    }
+                    Outcome::Refused | Outcome::Stale => {
                         self.refused.insert(name.clone(), why.revision);
                         log!(
                             "nginx refused revision {} of upstream \"{name}\" ({kind}): {} {}; it keeps what it had",

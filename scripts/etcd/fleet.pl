@@ -650,6 +650,19 @@ sub main {
         ok(stays($resync + 1, sub { !grep { route($_, 'localhost', $conf[$_]) ne $backends[6] } 0 .. 2 }),
             'the key "Backends" deleted: the configuration upstream "backends" keeps routing on all three through a resync');
         ok(!grep({ log_since($_, $marks) =~ /deleted$/m } 0 .. 2), 'nothing is deleted in nginx');
+
+        # --- a configuration upstream deleted by hand, then its key changed
+        # before a resync: the PUT's 404 makes the agent learn the kinds
+        # again and send it through dyups (hunt 30 F6: filed as refused, 502)
+        $marks = marks();
+        my $res = $http->once('DELETE', $admin[0], '/upstream/backends');
+        ok($res->{status} == 200, "the configuration upstream \"backends\" deleted by hand on nginx 0 ($res->{status})");
+        $rev = put('backends', doc_one($backends[8]));
+        ok(defined converge('localhost', $backends[8], 10, undef, \@conf),
+            'its key changed at once: all three route by it (nginx 0 through dyups)');
+        ok(defined logged(qr/404 .*revision $rev of upstream "backends" \(configuration\): its upstreams are read again/, [0], $marks),
+            'agent 0 logged the 404 and read the kinds again');
+        ok(log_since(0, $marks) !~ /nginx refused revision $rev/, 'the 404 is not filed as refused');
     }
     # Two keys for one upstream: the first in key order ("App") holds it,
     # the other is refused, logged once per revision; no flapping.
