@@ -28,6 +28,10 @@ const API_VERSION: u32 = 9;
 #[derive(Clone)]
 pub struct Nginx {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Without kept-alive connections, for the boot id: a connection kept
+    /// alive to a worker of nginx's old binary (USR2) would go on showing
+    /// the old boot id for as long as that worker runs (hunt 30 F5).
+    fresh: Client<HttpConnector, Full<Bytes>>,
     api: String,
     dyups: String,
 }
@@ -73,12 +77,31 @@ impl Answer {
 
 impl Nginx {
     pub fn new(api: &str, dyups: &str) -> Self {
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
-        Self { client, api: api.to_string(), dyups: dyups.to_string() }
+        let fresh = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http();
+        Self { client: pooled(), fresh, api: api.to_string(), dyups: dyups.to_string() }
+    }
+
+    /// Drops the connections kept alive (nginx restarted, reloaded or
+    /// upgraded: they may be to workers of the old generation).
+    pub fn new_connections(&mut self) {
+        self.client = pooled();
     }
 
     async fn send(&self, method: Method, url: &str, body: Option<(&str, String)>) -> Result<Answer, String> {
+        self.send_on(&self.client, method, url, body).await
+    }
+
+    async fn send_on(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        method: Method,
+        url: &str,
+        body: Option<(&str, String)>,
+    ) -> Result<Answer, String> {
         let mut request = hyper::Request::builder().method(method).uri(url).header("accept", "application/json");
+        if std::ptr::eq(client, &self.fresh) {
+            request = request.header("connection", "close");
+        }
         if let Some((content_type, _)) = &body {
             request = request.header("content-type", *content_type);
         }
@@ -86,7 +109,7 @@ impl Nginx {
             .body(Full::new(Bytes::from(body.map(|(_, b)| b).unwrap_or_default())))
             .map_err(|e| format!("{url}: {e}"))?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            let response = client.request(request).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
             let status = response.status().as_u16();
             let changed = response
                 .headers()
@@ -101,10 +124,10 @@ impl Nginx {
             .unwrap_or_else(|_| Err(format!("{url}: no answer within {}s", REQUEST_TIMEOUT.as_secs())))
     }
 
-    /// nginx's boot id, from the Plus API location.
+    /// nginx's boot id, from the Plus API location, over a new connection.
     pub async fn boot_id(&self) -> Result<BootId, String> {
         let url = format!("{}/{API_VERSION}/nginx", self.api);
-        let answer = self.send(Method::GET, &url, None).await?;
+        let answer = self.send_on(&self.fresh, Method::GET, &url, None).await?;
         match answer.status {
             200 => serde_json::from_str(&answer.body).map_err(|e| format!("{url}: {e}")),
             s => Err(format!("{url}: {s} {}", answer.body)),
@@ -168,6 +191,10 @@ impl Nginx {
             Action::Leave => return None,
         })
     }
+}
+
+fn pooled() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http()
 }
 
 /// Parses a listing on a thread of its own: thousands of upstreams take

@@ -598,6 +598,7 @@ impl Engine {
             let restarted = plan::nginx_restarted(self.boot.as_ref(), &boot);
             self.boot = Some(boot);
             if restarted {
+                self.nginx.new_connections();
                 log!(
                     "nginx restarted or reloaded (new boot id): comparing it with the {} documents",
                     self.documents().count()
