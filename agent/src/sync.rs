@@ -809,7 +809,16 @@ impl Engine {
                             _ => String::new(),
                         };
                         self.refused.remove(&name);
-                        if !configuration {
+                        if action == Action::DeleteDyups {
+                            // Deleted: no longer the agent's. One made by
+                            // hand under that name later is left alone, and
+                            // the listing read before is not taken for it
+                            // (hunt 30 F4).
+                            self.owned.remove(&name);
+                            if let Some(inventory) = self.inventory.as_mut() {
+                                inventory.run_time.remove(&name);
+                            }
+                        } else if !configuration {
                             self.owned.insert(name.clone());
                         }
                         // A PUT sent again that changed nothing is no change.

@@ -468,6 +468,13 @@ sub main {
     ok(defined converge('other', '502'), 'a deleted key deletes the run-time upstream on all three');
     ok(defined logged(qr/applied revision $rev to upstream "other" \(run-time\): deleted$/m, undef, $marks),
         'the deletion is logged with its revision');
+    # An upstream made by hand under that name is no longer the agents':
+    # left through a resync, and the deletion is not sent again (hunt 30 F4)
+    my $res = $http->once('POST', $admin[0], '/upstream/other', undef, "server 127.0.0.1:$backends[3];");
+    ok($res->{status} == 200, "an upstream \"other\" made by hand on nginx 0 ($res->{status})");
+    ok(stays($resync + 1, sub { route(0, 'other') eq $backends[3] }), 'the agent leaves it through a resync');
+    ok(!grep({ log_since($_, $marks) =~ /deleted \(it did not exist\)/ } 0 .. 2), 'no deletion was sent again');
+    $http->once('DELETE', $admin[0], '/upstream/other');
     put('kept', doc_one($backends[2]));
     ok(defined converge('kept', $backends[2]), 'another upstream for what follows');
 
