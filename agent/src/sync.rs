@@ -258,9 +258,16 @@ pub async fn run(config: Config) {
                         }
                         engine.flush().await;
                     }
+                    // A resync's connection or read failed (one hung member
+                    // of several): no news, as a failed read of nginx. The
+                    // current watch goes on, and the next resync tries again
+                    // (hunt 30 F3: dropping it left the agent without a
+                    // watch through several reconnections); a watch that
+                    // stalled still ends by the HTTP/2 pings.
+                    Err(e) if resync && session.is_some() => {
+                        log!("etcd: resync: {e}: the current watch goes on; next try at the next resync");
+                    }
                     Err(e) => {
-                        // A resync's watch is replaced as well (it may have
-                        // stalled, which is what the resync is for).
                         session = None;
                         let delay = etcd_backoff.next_delay(random());
                         connect_at = Instant::now() + delay;
