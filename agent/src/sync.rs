@@ -60,7 +60,8 @@ struct Engine {
     /// order), the others are refused. The desired state is the last good
     /// document of each holder.
     names: Names,
-    /// Keys that name no upstream, with the revision logged (once).
+    /// Keys that name no upstream, with the revision logged (once); a
+    /// deleted one is forgotten.
     bad_keys: BTreeMap<String, i64>,
     /// The id of the etcd cluster of the last read.
     cluster: Option<u64>,
@@ -359,6 +360,12 @@ impl Engine {
     fn change(&mut self, entry: Entry) {
         let spelled = match plan::upstream_name(&self.watched, &entry.key) {
             Ok(spelled) => spelled.to_string(),
+            // A key naming no upstream deleted: forgotten (bad_keys grew
+            // with every such key ever put), nothing to log or apply.
+            Err(_) if entry.value.is_none() => {
+                self.bad_keys.remove(&entry.key);
+                return;
+            }
             Err(reason) => {
                 if self.bad_keys.insert(entry.key.clone(), entry.revision) != Some(entry.revision) {
                     log!("refused revision {} of key \"{}\": {reason}", entry.revision, printable(&entry.key));

@@ -458,6 +458,14 @@ sub main {
     my $rev = put('app', doc_one($backends[1]) =~ s/\]\}$/],"balancer":"hash \$no_such_variable"}/r);
     ok(defined logged(qr/nginx refused revision $rev of upstream "app" \(run-time\): 400 add server failed: .*no_such_variable/),
         'a document nginx refuses is logged with nginx\'s answer');
+    # A key that names no upstream: refused once; its deletion is not
+    # (the agent forgets the key)
+    $marks = marks();
+    $rev = put('x/lock-1', '{}');
+    ok(defined logged(qr/refused revision $rev of key "\Q$prefix\E\/upstreams\/x\/lock-1": .*not a valid host name/, undef, $marks),
+        'a key that names no upstream is refused, logged');
+    $rev = del('x/lock-1');
+    ok(stays(1, sub { !grep { log_since($_, $marks) =~ /revision $rev /} 0 .. 2 }), 'its deletion is neither refused nor applied');
     put('other', doc_one($backends[2]));
     ok(defined converge('other', $backends[2]), 'other upstreams keep syncing');
     ok(!grep({ route($_, 'app') ne $last } 0 .. 2), 'the upstream of the refused documents keeps its last good state');
