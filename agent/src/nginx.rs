@@ -88,20 +88,24 @@ impl Nginx {
     }
 
     async fn send(&self, method: Method, url: &str, body: Option<(&str, String)>) -> Result<Answer, String> {
-        self.send_on(&self.client, method, url, body).await
+        self.send_on(Connection::KeptAlive, method, url, body).await
     }
 
     async fn send_on(
         &self,
-        client: &Client<HttpConnector, Full<Bytes>>,
+        connection: Connection,
         method: Method,
         url: &str,
         body: Option<(&str, String)>,
     ) -> Result<Answer, String> {
         let mut request = hyper::Request::builder().method(method).uri(url).header("accept", "application/json");
-        if std::ptr::eq(client, &self.fresh) {
-            request = request.header("connection", "close");
-        }
+        let client = match connection {
+            Connection::KeptAlive => &self.client,
+            Connection::New => {
+                request = request.header("connection", "close");
+                &self.fresh
+            }
+        };
         if let Some((content_type, _)) = &body {
             request = request.header("content-type", *content_type);
         }
@@ -127,7 +131,7 @@ impl Nginx {
     /// nginx's boot id, from the Plus API location, over a new connection.
     pub async fn boot_id(&self) -> Result<BootId, String> {
         let url = format!("{}/{API_VERSION}/nginx", self.api);
-        let answer = self.send_on(&self.fresh, Method::GET, &url, None).await?;
+        let answer = self.send_on(Connection::New, Method::GET, &url, None).await?;
         match answer.status {
             200 => serde_json::from_str(&answer.body).map_err(|e| format!("{url}: {e}")),
             s => Err(format!("{url}: {s} {}", answer.body)),
@@ -191,6 +195,15 @@ impl Nginx {
             Action::Leave => return None,
         })
     }
+}
+
+/// Which connection a request goes on.
+#[derive(Clone, Copy)]
+enum Connection {
+    /// One of the pool's, kept alive.
+    KeptAlive,
+    /// A new one, closed after the answer.
+    New,
 }
 
 fn pooled() -> Client<HttpConnector, Full<Bytes>> {
