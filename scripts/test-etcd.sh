@@ -10,8 +10,7 @@
 # burst, bad documents, a key deleted, etcd stopped and started, an agent
 # started while etcd is down or on a mistyped prefix, an agent cut off from
 # etcd, an agent killed and restarted, an nginx restarted, a manual change
-# undone by the resync, a prefix over 4 MiB, a mass delete held (keys deleted
-# one at a time while an agent is cut off are not one), one
+# undone by the resync, a prefix over 4 MiB, a mass delete held, one
 # upstream whose nginx answers fail, 1,000 upstreams of 10 servers (first
 # full sync, one later change). Where the module has the NGINX
 # Plus-compatible API (`dynamic_upstream_api`), configuration upstreams too.

@@ -17,7 +17,7 @@ Keeps one nginx's upstreams equal to the documents under PREFIX/upstreams/ in et
                      prefix again (a stalled watch cannot hide a change longer than this), then
                      nginx's upstreams are compared with the documents and what differs is sent
   --check DURATION   how often nginx is asked whether it restarted or reloaded (default 1s)
-  --max-delete PERCENT  an etcd revision that deletes more than PERCENT of the upstreams
+  --max-delete PERCENT  a read or watch answer that deletes more than PERCENT of the upstreams
                      (and more than one) is not applied: they stay, logged (default 50, 100: no limit)
 DURATION: 500ms, 10s, 5m, 1h (at most 24h).";
 

@@ -281,28 +281,11 @@ pub fn prunable(
         .collect()
 }
 
-/// Whether one etcd operation deletes too many of the `holding` upstreams
-/// at once to be applied: more than one, and more than `max_percent` of
-/// them (an emptied or wrong etcd, a mistyped range delete).
+/// Whether one read or watch answer deletes too many of the `holding`
+/// upstreams at once to be applied: more than one, and more than
+/// `max_percent` of them (an emptied or wrong etcd, a mistyped range delete).
 pub fn too_many_deletes(deleting: usize, holding: usize, max_percent: u8) -> bool {
     deleting > 1 && deleting * 100 > holding * usize::from(max_percent)
-}
-
-/// The mass deletes among `deletions` (the revision of each deletion, and
-/// the key's name as spelled) of `holding` upstreams: the revisions whose
-/// deletions are too many, with their names. One etcd revision is one
-/// operation: deletions made one at a time are never a mass delete, however
-/// many the agent takes in together (a watch answer covering many
-/// revisions, a reconnection after a cut; hunt 30 F1). Deletions found only
-/// by a read (etcd's history changed, or was compacted since) carry the
-/// read's revision: they count as one operation.
-pub fn mass_deletes(deletions: &[(i64, &str)], holding: usize, max_percent: u8) -> BTreeMap<i64, BTreeSet<String>> {
-    let mut by_revision: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    for (revision, name) in deletions {
-        by_revision.entry(*revision).or_default().insert(name.to_string());
-    }
-    by_revision.retain(|_, names| too_many_deletes(names.len(), holding, max_percent));
-    by_revision
 }
 
 /// How long a new watch must live without failing before the delays
@@ -541,21 +524,6 @@ mod tests {
         assert!(too_many_deletes(1000, 1000, 99));
         assert!(!too_many_deletes(1000, 1000, 100));
         assert!(!too_many_deletes(0, 0, 0));
-    }
-
-    #[test]
-    fn a_mass_delete_is_one_revision() {
-        // Three keys of four deleted one at a time, taken in together (a
-        // reconnection's replay, a watch answer of many revisions): applied.
-        assert!(mass_deletes(&[(6, "u1"), (7, "u2"), (8, "u3")], 4, 50).is_empty());
-        // The same three in one revision (a range delete), or found by a
-        // read after a history change (the read's revision): held.
-        let held = mass_deletes(&[(8, "u1"), (8, "u2"), (8, "u3")], 4, 50);
-        assert_eq!(held, BTreeMap::from([(8, BTreeSet::from(["u1", "u2", "u3"].map(String::from)))]));
-        // Among single deletions, only the range delete is held.
-        let held = mass_deletes(&[(5, "a"), (6, "b"), (6, "c"), (6, "d"), (7, "e")], 5, 50);
-        assert_eq!(held.keys().collect::<Vec<_>>(), [&6]);
-        assert!(mass_deletes(&[(6, "b"), (6, "c")], 6, 50).is_empty());
     }
 
     #[test]

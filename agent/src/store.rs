@@ -22,10 +22,6 @@ pub struct Snapshot {
     /// cluster changes it.
     pub cluster: u64,
     pub entries: Vec<Entry>,
-    /// The revision after which the watch starts: the read's own, or an
-    /// older one (`since` of [`open`]) whose changes the watch delivers
-    /// again, each at its revision (deletions included).
-    pub watch_after: i64,
 }
 
 /// A connection to etcd watching the prefix.
@@ -62,18 +58,7 @@ pub fn range_end(prefix: &str) -> Vec<u8> {
 /// is linearizable (it needs etcd's leader: a member cut off from the
 /// others fails it instead of answering its stale copy), in pages of
 /// `PAGE` keys at the revision of the first page.
-///
-/// `since`: the newest revision the agent took in, with its cluster id. If
-/// the read continues that history (same cluster, a later revision) and
-/// etcd still has it (not compacted), the watch starts after `since`
-/// instead: it delivers every change made since, deletions with their own
-/// revisions, so that keys deleted one at a time while the agent was away
-/// are not taken for one mass delete (hunt 30 F1).
-pub async fn open(
-    endpoints: &[String],
-    prefix: &str,
-    since: Option<(i64, u64)>,
-) -> Result<(Session, Snapshot), String> {
+pub async fn open(endpoints: &[String], prefix: &str) -> Result<(Session, Snapshot), String> {
     let options = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         // HTTP/2 pings: an etcd that stops answering (host down, network
@@ -109,24 +94,10 @@ pub async fn open(
             _ => break,
         }
     }
-    let mut watch_after = revision;
-    if let Some((seen, seen_cluster)) = since {
-        if seen_cluster == cluster && seen > 0 && seen < revision {
-            // Revision `seen + 1` still readable: not compacted (a count
-            // only, one key at most).
-            let probe = GetOptions::new().with_range(end.clone()).with_revision(seen + 1).with_count_only();
-            match timed(kv.get(prefix, Some(probe))).await {
-                Ok(_) => watch_after = seen,
-                // Compacted: only the read tells what was deleted since.
-                Err(e) if e.contains("compacted") => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let watch = WatchOptions::new().with_prefix().with_start_revision(watch_after + 1);
+    let watch = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
     let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
     let (watcher, stream) = timed(watch_client.watch(prefix, Some(watch))).await?;
-    Ok((Session { _watcher: watcher, stream }, Snapshot { revision, cluster, entries, watch_after }))
+    Ok((Session { _watcher: watcher, stream }, Snapshot { revision, cluster, entries }))
 }
 
 async fn timed<T>(request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, String> {

@@ -138,10 +138,9 @@ type Opened = Result<(Session, Snapshot), String>;
 /// while the current watch goes on).
 type Opening = Underway<bool, Opened>;
 
-/// `since`: the newest revision taken in and its cluster (see store::open).
-fn open(config: &Config, prefix: &str, resync: bool, since: Option<(i64, u64)>) -> Opening {
+fn open(config: &Config, prefix: &str, resync: bool) -> Opening {
     let (endpoints, prefix) = (config.etcd.clone(), prefix.to_string());
-    Underway { what: resync, future: Box::pin(async move { store::open(&endpoints, &prefix, since).await }) }
+    Underway { what: resync, future: Box::pin(async move { store::open(&endpoints, &prefix).await }) }
 }
 
 /// A comparison's reads; `what`: why it was asked for.
@@ -233,7 +232,7 @@ pub async fn run(config: Config) {
                 }
             },
             _ = sleep_until(connect_at), if session.is_none() && opening.is_none() => {
-                opening = Some(open(&config, &watched, false, engine.since()));
+                opening = Some(open(&config, &watched, false));
             }
             _ = check.tick() => engine.check().await,
             _ = next_tick(&mut resync) => {
@@ -241,7 +240,7 @@ pub async fn run(config: Config) {
                 // failing (a member cut off from etcd's leader) is replaced.
                 // The current one goes on meanwhile.
                 if session.is_some() && opening.is_none() {
-                    opening = Some(open(&config, &watched, true, engine.since()));
+                    opening = Some(open(&config, &watched, true));
                 }
                 engine.reconcile_wanted.get_or_insert("resync");
             }
@@ -305,26 +304,25 @@ async fn next_tick(every: &mut Option<Interval>) {
 }
 
 impl Engine {
-    /// The changes of one watch answer or read. An etcd revision that
-    /// deletes more than `--max-delete` percent of the upstreams is not
-    /// applied: etcd emptied or restored from an old backup, a mistyped
-    /// range delete (see plan::mass_deletes: one revision is one operation).
+    /// The changes of one watch answer or read. One that would delete more
+    /// than `--max-delete` percent of the upstreams is not applied: etcd
+    /// emptied or restored from an old backup, a mistyped range delete.
     fn batch(&mut self, mut entries: Vec<Entry>) {
-        let deletions: Vec<(i64, &str)> = entries
+        let deleting: BTreeSet<String> = entries
             .iter()
             .filter(|e| e.value.is_none())
-            .filter_map(|e| Some((e.revision, plan::upstream_name(&self.watched, &e.key).ok()?)))
-            .filter(|(revision, spelled)| self.held.get(*spelled).is_some_and(|h| h.version.revision <= *revision))
+            .filter_map(|e| plan::upstream_name(&self.watched, &e.key).ok())
+            .filter(|spelled| self.held.contains_key(*spelled))
+            .map(String::from)
             .collect();
-        let mass = plan::mass_deletes(&deletions, self.held.len(), self.max_delete);
-        let holding = self.held.len();
-        for (revision, deleting) in mass {
+        if plan::too_many_deletes(deleting.len(), self.held.len(), self.max_delete) {
+            let revision = entries.iter().map(|e| e.revision).max().unwrap_or_default();
             log!(
                 "held the deletion of {} of the {} upstreams at revision {revision} (more than --max-delete {}%): \
                  nginx keeps them and this agent no longer manages them; if this was meant, delete them with \
                  DELETE {}/upstream/NAME",
                 deleting.len(),
-                holding,
+                self.held.len(),
                 self.max_delete,
                 self.dyups
             );
@@ -343,9 +341,7 @@ impl Engine {
             }
             let watched = &self.watched;
             entries.retain(|e| {
-                e.value.is_some()
-                    || e.revision != revision
-                    || !plan::upstream_name(watched, &e.key).is_ok_and(|n| deleting.contains(n))
+                e.value.is_some() || !plan::upstream_name(watched, &e.key).is_ok_and(|n| deleting.contains(n))
             });
         }
         for entry in entries {
@@ -375,12 +371,6 @@ impl Engine {
         };
         let name = plan::fold(&spelled);
         let why = Why { revision: entry.revision, note: None };
-        // A watch replaying changes since an older revision (store::open)
-        // delivers values older than those the read gave: a key's revision
-        // never goes back in one history.
-        if self.held.get(&spelled).is_some_and(|h| entry.revision < h.version.revision) {
-            return;
-        }
         let Some(value) = entry.value else {
             self.held.remove(&spelled);
             match self.names.remove(&spelled) {
@@ -482,22 +472,10 @@ impl Engine {
     /// Changes a watch delivered; those up to the newest revision taken in
     /// were (a resync's new watch delivers again what the old one did
     /// after the new read).
-    ///
-    /// Of a watch that replays the changes before the last read (see
-    /// store::open), only the deletions of keys still held are taken: the
-    /// read gave every key's value as of its revision (a key put and
-    /// deleted meanwhile is not sent to nginx for a moment).
     fn watched(&mut self, mut entries: Vec<Entry>) {
-        let (seen, read) = (self.seen_revision, self.read_revision);
-        let newest = entries.iter().map(|e| e.revision).max().unwrap_or_default();
-        self.seen_revision = self.seen_revision.max(newest);
-        entries.retain(|e| {
-            e.revision > seen
-                && (e.revision > read
-                    || e.value.is_none()
-                        && plan::upstream_name(&self.watched, &e.key).is_ok_and(|s| self.held.contains_key(s)))
-        });
-        if !entries.is_empty() {
+        entries.retain(|e| e.revision > self.seen_revision);
+        if let Some(newest) = entries.iter().map(|e| e.revision).max() {
+            self.seen_revision = newest;
             self.batch(entries);
         }
     }
@@ -532,10 +510,9 @@ impl Engine {
             "etcd: read {} keys at revision {}; watching from {}",
             snapshot.entries.len(),
             snapshot.revision,
-            snapshot.watch_after + 1
+            snapshot.revision + 1
         );
-        let history = plan::history(self.seen_revision, self.cluster, snapshot.revision, snapshot.cluster);
-        match history {
+        match plan::history(self.seen_revision, self.cluster, snapshot.revision, snapshot.cluster) {
             History::Continues => {}
             History::WentBack { from, to } => {
                 log!(
@@ -553,40 +530,21 @@ impl Engine {
             }
         }
         self.cluster = Some(snapshot.cluster);
-        // The watch delivers again every change after the revision seen,
-        // each deletion at its own revision: keys missing from the read are
-        // left to it (hunt 30 F1). Otherwise (the first read, a history
-        // change, a compacted etcd), they are deletions at the read's
-        // revision: one operation, under --max-delete.
-        let replayed = history == History::Continues && snapshot.watch_after < snapshot.revision;
+        let read: BTreeSet<String> = snapshot.entries.iter().map(|e| e.key.clone()).collect();
+        let gone: Vec<Entry> = self
+            .held
+            .keys()
+            .map(|spelled| format!("{}{spelled}", self.watched))
+            .filter(|key| !read.contains(key))
+            .map(|key| Entry { key, value: None, revision: snapshot.revision })
+            .collect();
         let mut entries = snapshot.entries;
-        if !replayed {
-            let read: BTreeSet<String> = entries.iter().map(|e| e.key.clone()).collect();
-            let gone: Vec<Entry> = self
-                .held
-                .keys()
-                .map(|spelled| format!("{}{spelled}", self.watched))
-                .filter(|key| !read.contains(key))
-                .map(|key| Entry { key, value: None, revision: snapshot.revision })
-                .collect();
-            entries.extend(gone);
-        }
+        entries.extend(gone);
         self.batch(entries);
         self.read_revision = snapshot.revision;
-        // A resync's old watch may have delivered past where the new one
-        // starts: what it delivers again is skipped (Engine::watched).
-        self.seen_revision = match replayed {
-            true => self.seen_revision.max(snapshot.watch_after),
-            false => snapshot.revision,
-        };
+        self.seen_revision = snapshot.revision;
         // Keys deleted while etcd was out of reach.
         self.prune = true;
-    }
-
-    /// The newest revision taken in and its cluster, for a new connection's
-    /// watch to start after (store::open); None before the first read.
-    fn since(&self) -> Option<(i64, u64)> {
-        Some((self.seen_revision, self.cluster?)).filter(|(seen, _)| *seen > 0)
     }
 
     /// etcd's history went back: no value held is identified by what the
@@ -823,16 +781,7 @@ impl Engine {
                             _ => String::new(),
                         };
                         self.refused.remove(&name);
-                        if action == Action::DeleteDyups {
-                            // Deleted: no longer the agent's. One made by
-                            // hand under that name later is left alone, and
-                            // the listing read before is not taken for it
-                            // (hunt 30 F4).
-                            self.owned.remove(&name);
-                            if let Some(inventory) = self.inventory.as_mut() {
-                                inventory.run_time.remove(&name);
-                            }
-                        } else if !configuration {
+                        if !configuration {
                             self.owned.insert(name.clone());
                         }
                         // A PUT sent again that changed nothing is no change.
