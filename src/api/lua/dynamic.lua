@@ -105,7 +105,13 @@ local function flag(value, what)
 end
 
 local NUMBERS = { "weight", "max_fails", "fail_timeout", "max_conns" }
-local KNOWN = { weight = true, max_fails = true, fail_timeout = true, max_conns = true, down = true, backup = true }
+local FLAGS = { "down", "backup" }
+local KNOWN = {}
+for _, list in ipairs({ NUMBERS, FLAGS }) do
+    for _, key in ipairs(list) do
+        KNOWN[key] = true
+    end
+end
 
 -- The options of a change, checked as the query-string API checks its
 -- arguments: an unknown key, `backup` on anything but an add, a flag that
@@ -128,7 +134,7 @@ local function options(opts, adding)
     if opts.backup ~= nil and not adding then
         return nil, "backup is only accepted with add (a peer cannot move between lists)"
     end
-    for _, key in ipairs({ "down", "backup" }) do
+    for _, key in ipairs(FLAGS) do
         local ok, err = flag(opts[key], key)
         if not ok then
             return nil, err
