@@ -786,3 +786,96 @@ my @saved = main::slurp($path) =~ /^server /mg;
 is(scalar @saved, @in_file + 1, '  with the whole state');
 --- allow_error_log
 could not write state file
+
+=== TEST 16: one state file named two ways (`sub/../`, a linked directory): nginx -t fails naming both spellings and both owners; so for dynamic_state_file and dyups_upstream_conf (path strings were compared: each change of one upstream overwrote the other's servers, and the dyups file lost its upstreams and stopped the next start, hunt 33)
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+upstream one {
+    zone one 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/x.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream two {
+    zone two 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/sub/../x.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+upstream three {
+    zone three 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/linked/dyups.conf;
+    server 127.0.0.1:$TEST_NGINX_PORT_3;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /upstream { dyups_interface; }
+--- perl
+# Without `sub` and `linked` the spellings name no file (nginx starts: a
+# write there would fail); with them, each names another's file.
+my $dir = data_dir();
+mkdir "$dir/sub" or die "mkdir: $!";
+my ($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails: x.state named twice');
+like($out, qr{\[emerg\].*dynamic_state_file "\Q$dir\E/sub/\.\./x\.state" is the state file of both upstream "one" \(named "\Q$dir\E/x\.state" there\) and upstream "two": each upstream needs a file of its own},
+     '  [emerg] names both spellings and both upstreams') or diag($out);
+rmdir "$dir/sub" or die "rmdir: $!";
+symlink($dir, "$dir/linked") or die "symlink: $!";
+($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails: the dyups file named again through a linked directory');
+like($out, qr{\[emerg\].*dynamic_state_file "\Q$dir\E/linked/dyups\.conf" of upstream "three" is also the dyups_upstream_conf file \(named "\Q$dir\E/dyups\.conf" there\): each needs a file of its own},
+     '  [emerg] names both spellings') or diag($out);
+unlink "$dir/linked";
+($rc, $out) = nginx_t();
+is($rc, 0, 'without them nginx -t passes') or diag($out);
+--- allow_error_log
+is the state file of both
+is also the dyups_upstream_conf file
+
+=== TEST 17: a symbolic link (or a FIFO, or a hard link) where a state file or its lock belongs, planted by the worker user in the directory it writes: nginx -t and a start refuse it naming the path, and never write, truncate or quote the file it points to (the root master truncated and rewrote any file as the lock, and quoted the first line of any file, /etc/shadow's hash, into error.log, hunt 33); at run time the write replaces a link planted as its temporary file instead of writing through it
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $path = main::zone_file();
+my $dir = data_dir();
+my $secret = "$dir/../secret";
+my $guarded = "root:SECRETHASH:7:0:7:7:::\n";
+main::spew($secret, $guarded);
+chmod 0600, $secret;
+my $refused = sub {
+    my ($what, $shown, $why) = @_;
+    my ($rc, $out) = nginx_t();
+    isnt($rc, 0, "nginx -t fails: $what");
+    like($out, qr/\[emerg\].*dynamic_state_file "\Q$path\E": .*"\Q$shown\E" is $why/, "  [emerg] says what the path is") or diag($out);
+    unlike($out, qr/SECRETHASH/, '  and quotes nothing of the file it points to');
+    is(main::slurp($secret), $guarded, '  which is unchanged');
+};
+unlink "$path.lock";    # the running master's
+symlink($secret, "$path.lock") or die "symlink: $!";
+$refused->('the lock is a symbolic link', "$path.lock", qr/a symbolic link \(name the file it points to instead\): a state file and its lock must be regular files/);
+ok(!eval { nginx_restart(); 1 }, '  nginx refuses to start');
+is(main::slurp($secret), $guarded, '  the file it points to is unchanged');
+unlink "$path.lock";
+symlink($secret, $path) or die "symlink: $!";
+$refused->('the state file is a symbolic link', $path, qr/a symbolic link/);
+unlink $path;
+link($secret, $path) or die "link: $!";
+$refused->('the state file has another hard link', $path, qr/a file with other hard links/);
+unlink $path;
+system('mkfifo', $path) == 0 or die "mkfifo";
+$refused->('the state file is a FIFO (it was read: the master hung)', $path, qr/not a regular file/);
+unlink $path;
+nginx_restart();
+# A worker's temporary file planted as a link: the write does not follow it.
+my @workers = worker_pids();
+symlink($secret, "$dir/.backends.state.$_.tmp") or die "symlink: $!" for @workers;
+is(http_get('/dynamic?upstream=zone_for_backends&server=127.0.0.1:' . port(1) . '&weight=2')->{status}, 200, 'a change: 200');
+is(main::slurp($path), "$main::HEADER" . 'server 127.0.0.1:' . port(1) . " weight=2 max_fails=1 fail_timeout=10;\n", '  written');
+is(main::slurp($secret), $guarded, '  the file a temporary name pointed to is unchanged');
+ok(! -l $path, '  the state file is a regular file');
+--- allow_error_log
+dynamic_state_file "

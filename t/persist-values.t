@@ -410,3 +410,83 @@ SKIP: {
          'a third line for a server the configuration has twice: not restored, [error] (its max_fails=9 was dropped unseen)');
     unlike(main::verbose(), qr/max_fails=9/, '  the configuration\'s servers');
 }
+
+=== TEST 12: a file the module wrote that the configuration no longer suits is not restored, and nginx still starts and reloads: a backup, then `hash` added to the upstream; static backups only (as written beside primaries nginx resolves, 1.27.3 and later), then those primaries made static: [error] naming the file and the reason, the configuration's servers serve, changes answer 500 leaving the file as it was; with the file deleted they work again (each was an [emerg]: nginx did not start again, hunt 33)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 backup;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200 "one\n"; }
+--- config
+location /dynamic { dynamic_upstream; }
+location / { proxy_pass http://backends; }
+--- perl
+my ($p1, $p2, $p3) = (port(1), port(2), port(3));
+my $path = main::state_file();
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&max_fails=3")->{status}, 200, 'a change writes the file');
+like(main::slurp($path), qr/^server 127\.0\.0\.1:$p2 .* backup;/m, '  with the backup');
+my $conf = main::slurp(conf_file());
+my $hashed = $conf =~ s{(server 127\.0\.0\.1:$p2 backup;\n)}{$1    hash \$uri;\n}r;
+$hashed =~ s{ backup;}{;};    # nginx refuses a backup beside hash written after it
+main::spew(conf_file(), $hashed);
+my $file = main::slurp($path);
+my $not_restored = qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": backup servers, but the hash balancer does not allow them: the configuration's servers are used, and changes to the upstream are refused until the file is restored/;
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'hash added: nginx -t passes') or diag($out);
+ok(eval { nginx_reload(); 1 }, '  a reload is accepted') or diag($@);
+like(error_log_text(), $not_restored, '  [error]: the file is not restored, and why');
+is(main::verbose(), "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10;\n", '  the configuration\'s servers');
+is(http_get('/x')->{status}, 200, '  traffic flows');
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&weight=2")->{status}, 500, '  a change: 500');
+is(main::slurp($path), $file, '  the file is as it was');
+ok(eval { nginx_restart(); 1 }, '  and nginx restarts') or diag($@);
+# Backups only, as nginx 1.27.3 and later write it beside resolved primaries.
+main::spew(conf_file(), $conf);
+main::spew($path, "$main::HEADER" . "server 127.0.0.1:$p3 weight=1 max_fails=1 fail_timeout=10 backup;\n");
+($rc, $out) = nginx_t();
+is($rc, 0, 'backups only, no resolved primary: nginx -t passes') or diag($out);
+ok(eval { nginx_restart(); 1 }, '  nginx starts') or diag($@);
+like(error_log_text(), qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": every server of the file is a backup, and the configuration has no primary server that nginx resolves: at least one primary is needed: the configuration's servers are used/, '  [error] says why');
+is(main::verbose(), "server 127.0.0.1:$p1 weight=1 max_fails=1 fail_timeout=10;\nserver 127.0.0.1:$p2 weight=1 max_fails=1 fail_timeout=10 backup;\n", '  the configuration\'s servers');
+unlink $path or die "unlink: $!";
+ok(eval { nginx_reload(); 1 }, 'the file deleted, a reload') or diag($@);
+is(http_get("/dynamic?upstream=backends&server=127.0.0.1:$p1&weight=2")->{status}, 200, '  changes work again');
+--- allow_error_log
+dynamic_state_file "
+
+=== TEST 13: hash ... consistent keeps its keys on their servers across the restore of a state file: the restored peers keep the configuration's spelling of each address (`127.0.0.1:0PORT`), by which nginx places their points (on nginx 1.27.3 and later the restore named them by their addresses: most keys moved to other servers at the first reload after any change, hunt 33)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    hash $arg_k consistent;
+    server 127.0.0.1:0$TEST_NGINX_PORT_1;
+    server 127.0.0.1:0$TEST_NGINX_PORT_2;
+    server 127.0.0.1:0$TEST_NGINX_PORT_3;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    listen 127.0.0.1:$TEST_NGINX_PORT_2;
+    listen 127.0.0.1:$TEST_NGINX_PORT_3;
+    return 200 "$server_port\n";
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://backends; }
+--- perl
+my $placement = sub { join ' ', map { my $r = http_get("/x?k=key$_"); $r->{status} == 200 ? $r->{body} =~ s/\n//r : $r->{status} } 1 .. 90 };
+my $names = sub { join ' ', http_get('/api/9/http/upstreams/backends/servers')->{body} =~ /"server":"([^"]+)"/g };
+my $before = $placement->();
+my $spelled = join ' ', map { '127.0.0.1:0' . port($_) } 1 .. 3;
+is($names->(), $spelled, 'the servers as the configuration spells them');
+is(http_get('/dynamic?upstream=backends&server=127.0.0.1:' . port(1) . '&max_fails=2')->{status}, 200, 'a change writes the file');
+ok(eval { nginx_reload(); 1 }, 'a reload restores it') or diag($@);
+like(http_get('/dynamic?upstream=backends&verbose=')->{body}, qr/^server 127\.0\.0\.1:@{[port(1)]} weight=1 max_fails=2 /m, '  restored');
+is($names->(), $spelled, '  the same spellings');
+is($placement->(), $before, '  every key on the server it had');
+ok(eval { nginx_restart(); 1 }, 'a restart') or diag($@);
+is($placement->(), $before, '  every key on the server it had');

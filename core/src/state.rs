@@ -33,11 +33,6 @@ pub struct StateError {
 
 pub const HEADER: &str = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
-/// The 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].matches('\n').count() + 1
-}
-
 /// The lines of offsets asked in increasing order, each counted from the
 /// previous one (a file of many blocks is read in linear time).
 struct LineCounter<'a> {
@@ -68,10 +63,13 @@ impl<'a> LineCounter<'a> {
 /// A state file holds the upstream's static servers only, never those
 /// nginx resolves (`server NAME resolve`, nginx 1.27.3 and later). Where
 /// the configuration has such primaries (`resolved_primaries`), the
-/// static servers may be backups only, or none: the module's own file
-/// (its header first) with no statement says none, and restores so.
-/// Otherwise a file needs a primary server, and one with no statements
-/// (empty, or comments) is nothing to restore: None.
+/// static servers may be none: the module's own file (its header first)
+/// with no statement says none, and restores so. Otherwise a file with no
+/// statements (empty, or comments) is nothing to restore: None. Whether
+/// the servers suit the configuration (a primary among them, see
+/// [`check_primaries`]; backups the balancer takes) is the restore's
+/// question, not the syntax's: a file the module wrote stays readable
+/// after a configuration change it no longer suits (hunt 33).
 pub fn parse_server_state(text: &str, resolved_primaries: bool) -> Result<Option<Vec<ServerSpec>>, StateError> {
     let mut servers = Vec::new();
     // Per list (primaries, backups), checked as nginx's balancers add them
@@ -99,14 +97,20 @@ pub fn parse_server_state(text: &str, resolved_primaries: bool) -> Result<Option
     if servers.is_empty() {
         return Ok((resolved_primaries && text.starts_with(HEADER)).then(Vec::new));
     }
-    if !resolved_primaries && servers.iter().all(|s| s.backup) {
-        return Err(StateError {
-            line: line_of(text, text.len() - text.trim_start().len()),
-            text: "every server is a backup; at least one primary is needed".to_string(),
-        });
-    }
     crate::plus::ids::ServerLines::new(text).attach(None, &mut servers);
     Ok(Some(servers))
+}
+
+/// A state file's servers need a primary, unless the configuration has
+/// primaries nginx resolves (`resolved_primaries`; the file then holds
+/// the static backups only).
+pub fn check_primaries(servers: &[ServerSpec], resolved_primaries: bool) -> Result<(), String> {
+    if resolved_primaries || servers.iter().any(|s| !s.backup) {
+        return Ok(());
+    }
+    Err("every server of the file is a backup, and the configuration has no primary server that nginx resolves: \
+         at least one primary is needed"
+        .to_string())
 }
 
 /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N]
@@ -676,10 +680,16 @@ mod tests {
         // Where the configuration's primaries are resolved by nginx, the
         // static servers may be backups only, or none (the module's file).
         let backups = "server 127.0.0.1:1 backup; # id=4\n";
-        let e = parse_server_state(backups, false).unwrap_err();
-        assert_eq!(e.to_string(), "line 1: every server is a backup; at least one primary is needed");
         let s = parse_server_state(backups, true).unwrap().unwrap();
         assert_eq!((s.len(), s[0].backup, s[0].id), (1, true, Some(4)), "a backup keeps its ID");
+        assert!(check_primaries(&s, true).is_ok());
+        // Without them, the file is read (the module wrote it before a
+        // configuration change) but not restored.
+        let s = parse_server_state(backups, false).unwrap().unwrap();
+        let e = check_primaries(&s, false).unwrap_err();
+        assert!(e.starts_with("every server of the file is a backup"), "{e}");
+        let mixed = parse_server_state("server 127.0.0.1:1 backup;\nserver 127.0.0.1:2;\n", false).unwrap().unwrap();
+        assert!(check_primaries(&mixed, false).is_ok());
         assert_eq!(parse_server_state(HEADER, true).unwrap(), Some(Vec::new()), "the module's file of no server");
         assert_eq!(parse_server_state(HEADER, false).unwrap(), None, "nothing to restore without resolved primaries");
         assert_eq!(parse_server_state("# by hand\n", true).unwrap(), None, "not the module's: nothing to restore");
@@ -696,8 +706,6 @@ mod tests {
         let e = parse_server_state("server 127.0.0.1:1;\nserver 127.0.0.1:2", false).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.text.contains("missing ';'"));
-        let e = parse_server_state("server 127.0.0.1:1 backup;\n", false).unwrap_err();
-        assert!(e.text.contains("at least one primary"));
     }
 
     #[test]

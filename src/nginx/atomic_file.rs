@@ -7,11 +7,17 @@
 //! which the kernel releases if a worker dies holding it. The lock file
 //! also holds the claim of the nginx that read the state file last
 //! ([`FileLock::claim`]).
+//!
+//! The files' directory is writable by nginx's worker user, and the master
+//! (root) opens them: a state or lock file must be a regular file with one
+//! link, opened without following a symbolic link ([`open_regular`]), so
+//! that a link planted there never makes root truncate, write or quote
+//! another file (hunt 33).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,16 +39,16 @@ impl FileLock {
     pub fn exclusive(path: &Path, wait: Duration) -> io::Result<FileLock> {
         // Read-only is enough for flock, so a lock file the master (root)
         // created stays usable by workers running as another user.
-        let (file, write_error) = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(lock_path(path))
-        {
+        let lock = lock_path(path);
+        let (file, write_error) = match open_regular(
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644),
+            &lock,
+        ) {
             Ok(file) => (file, None),
-            Err(e) => (File::open(lock_path(path))?, e.raw_os_error()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS) => {
+                (open_regular(OpenOptions::new().read(true), &lock)?, e.raw_os_error())
+            }
+            Err(e) => return Err(e),
         };
         lock_within(&file, wait)?;
         Ok(FileLock { file, write_error })
@@ -52,15 +58,23 @@ impl FileLock {
     /// for longer than `wait`. Creates nothing (no lock file: nobody holds
     /// it) and leaves the lock as it found it.
     pub fn held_past(path: &Path, wait: Duration) -> bool {
-        File::open(lock_path(path))
+        open_regular(OpenOptions::new().read(true), &lock_path(path))
             .is_ok_and(|file| lock_within(&file, wait).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock))
+    }
+
+    /// Whether the lock file of the state file at `path` could be used:
+    /// absent, or a regular file ([`open_regular`]).
+    pub fn check_usable(path: &Path) -> io::Result<()> {
+        match open_regular(OpenOptions::new().read(true), &lock_path(path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The processes that hold the lock of the state file at `path` (from
     /// `/proc/locks`; none if it cannot be read), for messages.
     pub fn holders(path: &Path) -> Vec<i32> {
-        use std::os::unix::fs::MetadataExt;
-        let (Ok(meta), Ok(locks)) = (fs::metadata(lock_path(path)), fs::read_to_string("/proc/locks")) else {
+        let (Ok(meta), Ok(locks)) = (fs::symlink_metadata(lock_path(path)), fs::read_to_string("/proc/locks")) else {
             return Vec::new();
         };
         let dev = meta.dev();
@@ -120,13 +134,46 @@ fn lock_path(path: &Path) -> PathBuf {
 
 /// The file's contents, or None if it does not exist.
 pub fn read(path: &Path) -> io::Result<Option<String>> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            String::from_utf8(bytes).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+    let mut file = match open_regular(OpenOptions::new().read(true), path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    String::from_utf8(bytes).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// Opens `path` with `options` if it is a regular file with one link:
+/// never through a symbolic link (`O_NOFOLLOW`), never blocking on a FIFO
+/// (`O_NONBLOCK`, which regular files ignore). The errors say what the
+/// path is instead, for nginx's log.
+pub fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let refused = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("\"{}\" is {what}: a state file and its lock must be regular files", path.display()),
+        )
+    };
+    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            refused("a symbolic link (name the file it points to instead)")
+        } else {
+            e
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(if meta.is_dir() {
+            io::Error::from_raw_os_error(libc::EISDIR)
+        } else {
+            refused("not a regular file")
+        });
     }
+    if meta.nlink() > 1 {
+        return Err(refused("a file with other hard links"));
+    }
+    Ok(file)
 }
 
 /// `.NAME.PID.tmp`: where process PID writes file NAME before renaming it.
@@ -179,7 +226,18 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let tmp = dir.join(temporary_name(name, std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        // A file (or link) of that name is a dead writer's (same pid):
+        // removed, then created anew, never opened through a link.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
         file.write_all(content)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

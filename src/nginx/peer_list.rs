@@ -1188,7 +1188,8 @@ pub enum Replaced {
     Lost,
 }
 
-/// Makes `servers` the peers of `primary` and its backup list, next to
+/// Makes `servers` (specs, and `server` texts where not their names) the
+/// peers of `primary` and its backup list, next to
 /// the peers nginx's resolver made (kept as they are). The old
 /// peers are freed first, so the zone needs room for the new ones only
 /// (a zone filled through the API holds its own state file). If it has
@@ -1213,7 +1214,7 @@ pub enum Replaced {
 pub unsafe fn replace_peers(
     pool: *mut ngx_slab_pool_t,
     primary: *mut ngx_http_upstream_rr_peers_t,
-    servers: &[ServerSpec],
+    servers: &[(&ServerSpec, Option<&[u8]>)],
     kept: &[(ServerSpec, &[u8])],
     single_off_beside_backups: bool,
 ) -> Replaced {
@@ -1224,7 +1225,7 @@ pub unsafe fn replace_peers(
                 (*list).peer = free_static_peers(pool, (*list).peer);
             }
         }
-        if link_peers(pool, primary, servers.iter().map(|spec| (spec, None)), single_off_beside_backups) {
+        if link_peers(pool, primary, servers.iter().copied(), single_off_beside_backups) {
             Replaced::Yes
         } else if link_peers(
             pool,

@@ -231,42 +231,42 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         return Ok(());
     }
     let dyups_file = resolve(cycle, main.dyups_file());
+    let dyups_identity = dyups_file.as_deref().map(file_identity);
     // Each file is one upstream's (or dyups'): two writers of one file
     // would overwrite each other's servers, and each restore the other's.
-    let mut owners: HashMap<PathBuf, String> = HashMap::new();
+    // Two spellings of one file (`a/../x`, a linked directory) are one.
+    let mut owners: HashMap<PathBuf, (String, PathBuf)> = HashMap::new();
     for upstream in cycle.upstreams() {
         let Some(path) = resolve(cycle, state_file_of(upstream)) else { continue };
         let shown = path.display();
         let name = upstream.name();
-        if dyups_file.as_ref() == Some(&path) {
+        let identity = file_identity(&path);
+        if dyups_identity.as_ref() == Some(&identity) {
             return Err(format!(
-                "dynamic_state_file \"{shown}\" of upstream \"{name}\" is also the dyups_upstream_conf file: \
-                 each needs a file of its own"
+                "dynamic_state_file \"{shown}\" of upstream \"{name}\" is also the dyups_upstream_conf file{}: \
+                 each needs a file of its own",
+                also_spelled(&path, dyups_file.as_deref())
             ));
         }
-        if let Some(other) = owners.get(&path) {
+        if let Some((other, other_path)) = owners.get(&identity) {
             return Err(format!(
-                "dynamic_state_file \"{shown}\" is the state file of both upstream \"{other}\" and upstream \
-                 \"{name}\": each upstream needs a file of its own"
+                "dynamic_state_file \"{shown}\" is the state file of both upstream \"{other}\"{} and upstream \
+                 \"{name}\": each upstream needs a file of its own",
+                also_spelled(&path, Some(other_path))
             ));
         }
-        owners.insert(path.clone(), name.clone());
+        owners.insert(identity, (name.clone(), path.clone()));
         if !upstream.has_zone() {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
         }
         refuse_if_held("dynamic_state_file", &path)?;
+        // Only the syntax: servers the configuration no longer suits (a
+        // backup and now `hash`, backups only and no resolved primary) are
+        // a file not restored, logged at start (hunt 33: nginx no longer
+        // started with the file it had written).
         let text = persist::read(&path).map_err(|e| format!("dynamic_state_file \"{shown}\": cannot read: {e}"))?;
-        let servers = match text.as_deref().map(|text| parse_server_state(text, upstream.resolves_primary())) {
-            None | Some(Ok(None)) => continue,
-            Some(Ok(Some(servers))) => servers,
-            Some(Err(e)) => return Err(format!("dynamic_state_file \"{shown}\": {e}")),
-        };
-        let balancer = main.balancers.classify(upstream);
-        if servers.iter().any(|s| s.backup) && !upstream.takes_backups(&balancer) {
-            return Err(format!(
-                "dynamic_state_file \"{shown}\": backup servers, but upstream \"{name}\" uses the {} balancer",
-                balancer.name()
-            ));
+        if let Some(Err(e)) = text.as_deref().map(|text| parse_server_state(text, upstream.resolves_primary())) {
+            return Err(format!("dynamic_state_file \"{shown}\": {e}"));
         }
     }
     if let Some(path) = dyups_file {
@@ -280,11 +280,31 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     Ok(())
 }
 
-/// Refuses the configuration while a process holds the lock of
-/// `directive`'s file `path` past [`LOCK_WAIT`] (a change stuck there):
-/// init_module could not restore the file (a reload would serve the
-/// configuration's servers instead), and `nginx -t` says why.
+/// What tells `path`'s file from others: its directory's canonical path
+/// (`..` and linked directories resolved) and its name; the path as it is
+/// if the directory cannot be resolved (then nothing can be written there).
+fn file_identity(path: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_path_buf();
+    };
+    std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |dir| dir.join(name))
+}
+
+/// ` (named "OTHER" there)` when `other` spells `path`'s file otherwise.
+fn also_spelled(path: &Path, other: Option<&Path>) -> String {
+    match other {
+        Some(other) if other != path => format!(" (named \"{}\" there)", other.display()),
+        _ => String::new(),
+    }
+}
+
+/// Refuses the configuration where the lock of `directive`'s file `path`
+/// is not a regular file (a link planted there), or while a process holds
+/// it past [`LOCK_WAIT`] (a change stuck there): init_module could not
+/// restore the file (a reload would serve the configuration's servers
+/// instead), and `nginx -t` says why.
 fn refuse_if_held(directive: &str, path: &Path) -> Result<(), String> {
+    FileLock::check_usable(path).map_err(|e| lock_failure(directive, path, &e))?;
     if FileLock::held_past(path, LOCK_WAIT) {
         return Err(held_too_long(directive, path));
     }

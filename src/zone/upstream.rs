@@ -6,7 +6,7 @@ pub mod request_hook;
 
 use core::cell::Cell;
 use core::ptr;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use dynamic_upstream_core::balancer::chash_table_refusal;
 use dynamic_upstream_core::error::human_size;
@@ -14,7 +14,7 @@ use dynamic_upstream_core::health::check_conf::{CheckConf, CheckConfBuilder};
 use dynamic_upstream_core::peer::{primary_weight, total_weight_error};
 use dynamic_upstream_core::plus::diff::Plan;
 use dynamic_upstream_core::render::{Change, PeerValues};
-use dynamic_upstream_core::state::{parse_peer_address, specs_of};
+use dynamic_upstream_core::state::{check_primaries, parse_peer_address, specs_of};
 use dynamic_upstream_core::{Action, Address, ApiError, Balancer, PeerParams, PeerView, ServerSpec};
 use ngx::ffi::{
     ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt, ngx_http_upstream_rr_peers_t,
@@ -819,6 +819,7 @@ impl<'c> ZoneUpstream<'c> {
         if !init.has_upstream(self.upstream) {
             return Err(format!("upstream \"{}\" is not one of the new configuration's", self.name()));
         }
+        check_primaries(servers, self.resolves_primary())?;
         if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
             return self.restore_parameters(servers);
         }
@@ -855,13 +856,14 @@ impl<'c> ZoneUpstream<'c> {
                 peer.server
             ));
         }
+        let servers = with_config_spelling(servers, &kept);
         let primary = self.primary();
         // SAFETY: the zone's lists, which no request can reach yet (see
         // above), so old peers are freed right away.
         let replaced = unsafe {
             let _locks = ListsWriteLocked::new(primary);
             let slab = SlabLocked::new((*primary).shpool);
-            replace_peers(slab.pool(), primary, servers, &kept, self.single_off_beside_backups())
+            replace_peers(slab.pool(), primary, &servers, &kept, self.single_off_beside_backups())
         };
         let no_room = || {
             format!(
@@ -990,4 +992,22 @@ unsafe extern "C" fn fail_request(_r: *mut ngx_http_request_t, _us: *mut ngx_htt
 
 fn shown_name(address: &PeerAddress) -> String {
     String::from_utf8_lossy(address.name()).into_owned()
+}
+
+/// `servers` (a state file's), each with the `server` text the
+/// configuration spells its address with (`localhost:8080`, `10.0.0.1`
+/// for 10.0.0.1:80), the k-th server of an address taking the k-th
+/// configuration peer's: nginx's `hash ... consistent` places a peer's
+/// points by that text, and a restore that named the peers by their
+/// addresses moved most keys to other servers (nginx 1.27.3 and later,
+/// hunt 33). None for an address the configuration does not have.
+fn with_config_spelling<'s>(
+    servers: &'s [ServerSpec],
+    kept: &[(ServerSpec, &'s [u8])],
+) -> Vec<(&'s ServerSpec, Option<&'s [u8]>)> {
+    let mut spellings: HashMap<&Address, VecDeque<&[u8]>> = HashMap::new();
+    for (spec, server) in kept {
+        spellings.entry(&spec.address).or_default().push_back(server);
+    }
+    servers.iter().map(|spec| (spec, spellings.get_mut(&spec.address).and_then(VecDeque::pop_front))).collect()
 }
