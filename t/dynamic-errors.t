@@ -472,8 +472,13 @@ main::refused("/dynamic?upstream=backends&foo=1", 400, "400 Bad Request: unknown
               'backends', main::three());
 main::refused("/dynamic?upstream=backends&server=127.0.0.1:$p3&down=&foo=1", 400,
               "400 Bad Request: unknown parameter foo\n", 'backends', main::three());
-main::refused("/dynamic?upstream=backends&server=127.0.0.1:$p3&Weight=3", 400,
-              "400 Bad Request: unknown parameter Weight\n", 'backends', main::three());
+# Names in any case, as nginx's $arg_NAME reads them (ngx_dynamic_upstream's).
+main::refused("/dynamic?upstream=backends&server=127.0.0.1:$p3&Weight=3&weight=4", 400,
+              "400 Bad Request: parameter weight is given more than once\n", 'backends', main::three());
+# A parameter without "=" is no parameter for $arg_NAME: a change here
+# would be a listing there (hunt 34).
+main::refused("/dynamic?upstream=backends&server=127.0.0.1:$p3&down", 400,
+              "400 Bad Request: parameter down has no \"=\": give down= (a flag) or down=VALUE\n", 'backends', main::three());
 main::refused("/dynamic?upstream=backends&add=&server=127.0.0.1:9&weights=3", 400,
               "400 Bad Request: unknown parameter weights\n", 'backends', main::three());
 main::refused("/dynamic?upstream=backends&server=127.0.0.1:$p3&weight=1&weight=2", 400,

@@ -270,3 +270,28 @@ cmp_ok($dead->{accessed}, '>=', $before - 1, 'accessed is a recent unix time');
 cmp_ok($dead->{checked}, '>=', $before - 1, 'checked is a recent unix time');
 is($j->{peers}[0]{fails}, 0, 'the live peer has no failures');
 is($j->{peers}[0]{conns}, 0, 'no connection open now');
+
+=== TEST 9: JSON only for an Accept header that prefers application/json to text/plain: client libraries' defaults (axios' "application/json, text/plain, */*") answer text, as the C modules do (any mention of application/json answered JSON, hunt 34); so for dyups' listings
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_2; location / { dyups_interface; } }
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $text = "server 127.0.0.1:" . port(1) . ";\n";
+for my $accept ('application/json, text/plain, */*', 'text/plain;q=1, application/json;q=0.1',
+                'text/plain, application/json, application/*+json, */*', 'application/json;q=0, */*') {
+    my $r = http('GET', '/dynamic?upstream=backends', undef, { Accept => $accept });
+    is("$r->{status} $r->{headers}{'content-type'} $r->{body}", "200 text/plain $text", "Accept: $accept: text");
+    $r = http('GET', 'http://127.0.0.1:' . port(2) . '/list', undef, { Accept => $accept });
+    is("$r->{status} $r->{headers}{'content-type'} $r->{body}", "200 text/plain backends\n", "  dyups /list: text");
+}
+for my $accept ('application/json, */*;q=0.8', 'text/plain;q=0.5, application/json') {
+    my $r = http('GET', '/dynamic?upstream=backends', undef, { Accept => $accept });
+    like("$r->{status} $r->{headers}{'content-type'}", qr{^200 application/json}, "Accept: $accept: JSON");
+}
+my $r = http('GET', '/dynamic?upstream=backends&FORMAT=json');
+like("$r->{status} $r->{headers}{'content-type'}", qr{^200 application/json}, 'FORMAT=json: JSON (names in any case)');

@@ -100,7 +100,7 @@ server 127.0.0.1:$TEST_NGINX_PORT_5 weight=1 max_fails=1 fail_timeout=10 max_con
 
 
 
-=== TEST 5: verbose flag spelled verbose, verbose=1 and verbose=true
+=== TEST 5: verbose flag spelled verbose=, Verbose=1 and verbose=true (names in any case, as nginx's $arg_NAME reads them); a bare verbose (no parameter for $arg_verbose) is refused
 --- http_config
 upstream backends {
     zone zone_for_backends 128k;
@@ -109,11 +109,15 @@ upstream backends {
 --- config
 location /dynamic { dynamic_upstream; }
 --- steps
->>> GET /dynamic?upstream=backends&verbose
+>>> GET /dynamic?upstream=backends&verbose=
 <<< 200
 server 127.0.0.1:$TEST_NGINX_PORT_1 weight=1 max_fails=1 fail_timeout=10;
 
->>> GET /dynamic?upstream=backends&verbose=1
+>>> GET /dynamic?upstream=backends&verbose
+<<< 400
+400 Bad Request: parameter verbose has no "=": give verbose= (a flag) or verbose=VALUE
+
+>>> GET /dynamic?UPSTREAM=backends&Verbose=1
 <<< 200
 server 127.0.0.1:$TEST_NGINX_PORT_1 weight=1 max_fails=1 fail_timeout=10;
 

@@ -273,8 +273,14 @@ location / { dyups_interface; }
 --- perl
 main::setup();
 my $before = main::state();
-for my $uri ('/', '/foo', '/lists', '/list/x', '/detail/dyhost', '/details', '/upstream', '/upstreams/dyhost') {
+for my $uri ('/', '/foo', '/lists', '/details', '/upstream', '/upstreams/dyhost') {
     is(http_get($uri)->{status}, 404, "GET $uri: 404");
+}
+# As Tengine's dyups: the first segment in any case, what follows /list/
+# and /detail/ ignored (hunt 34).
+for my $case (['/LIST', '/list'], ['/list/x', '/list'], ['/Detail', '/detail'], ['/detail/dyhost', '/detail']) {
+    my ($uri, $same) = @$case;
+    is(http_get($uri)->{body}, http_get($same)->{body}, "GET $uri: as GET $same");
 }
 for my $uri ('/upstreams/dyhost', '/foo', '/upstream') {
     is(http('POST', $uri, 'server 127.0.0.1:' . main::p(1) . ';')->{status}, 404, "POST $uri: 404");

@@ -35,13 +35,26 @@ pub enum Route {
 }
 
 impl Route {
-    /// `/list`, `/detail`, `/upstream/NAME`; None for anything else.
+    /// `/list`, `/detail`, `/status`, `/upstream/NAME`; None for anything
+    /// else. As Tengine's dyups reads them: the first segment in any case,
+    /// and what follows `/list/` or `/detail/` ignored (hunt 34).
     pub fn parse(path: &str) -> Option<Route> {
-        match path {
-            "/list" => Some(Route::List),
-            "/detail" => Some(Route::Detail),
-            "/status" => Some(Route::Status),
-            _ => path.strip_prefix("/upstream/").map(|name| Route::Upstream(name.to_string())),
+        let rest = path.strip_prefix('/')?;
+        let (first, tail) = match rest.split_once('/') {
+            Some((first, tail)) => (first, Some(tail)),
+            None => (rest, None),
+        };
+        let is = |name: &str| first.eq_ignore_ascii_case(name);
+        if is("list") {
+            Some(Route::List)
+        } else if is("detail") {
+            Some(Route::Detail)
+        } else if is("status") {
+            Some(Route::Status)
+        } else if is("upstream") {
+            tail.map(|name| Route::Upstream(name.to_string()))
+        } else {
+            None
         }
     }
 }

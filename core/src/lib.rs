@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod address;
 pub mod balancer;
 pub mod dyups;

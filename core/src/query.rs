@@ -181,12 +181,23 @@ fn collect_args(query: &[u8]) -> Result<RawArgs, ApiError> {
     let mut args = RawArgs::default();
     let mut seen: Vec<String> = Vec::new();
     for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
+        // As nginx's `$arg_NAME` reads them (ngx_dynamic_upstream's
+        // parameters): names in any case, a value only after `=` (`&down`
+        // there is no parameter at all: refused here, it would be a change).
+        let Some(i) = pair.iter().position(|&b| b == b'=') else {
+            let key = decode(pair)?.to_ascii_lowercase();
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!(
+                    "parameter {} has no \"=\": give {}= (a flag) or {}=VALUE",
+                    shown(&key),
+                    shown(&key),
+                    shown(&key)
+                ),
+            ));
         };
-        let key = decode(key)?;
-        let value = decode(value)?;
+        let key = decode(&pair[..i])?.to_ascii_lowercase();
+        let value = decode(&pair[i + 1..])?;
         if seen.contains(&key) {
             return Err(ApiError::bad_request(
                 "duplicate_parameter",
@@ -217,12 +228,12 @@ fn take_arg(args: &mut RawArgs, key: &str, value: String) -> Result<(), ApiError
         "up" => &mut args.up,
         _ => return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter {}", shown(key)))),
     };
-    // Flags are given bare (`down=` or `down`); `1` and `true` are accepted
-    // for scripts that send a value. Anything else is ambiguous (`down=0`).
+    // Flags are given bare (`down=`); `1` and `true` are accepted for
+    // scripts that send a value. Anything else is ambiguous (`down=0`).
     if !matches!(value.as_str(), "" | "1" | "true") {
         return Err(ApiError::bad_request(
             "invalid_parameter",
-            format!("{key} is a flag and takes no value (give {key}=)"),
+            format!("{key} is a flag: give {key}= (or {key}=1, {key}=true) to set it, leave it out otherwise"),
         ));
     }
     *flag = true;
@@ -282,7 +293,10 @@ mod tests {
         assert_eq!(r.action, Action::List);
         assert!(!r.verbose);
         assert!(parse("upstream=b&verbose=").unwrap().verbose);
-        assert!(parse("upstream=b&verbose").unwrap().verbose);
+        // No parameter without "=" (nginx's $arg_verbose would not see it).
+        assert_eq!(parse("upstream=b&verbose").unwrap_err().status, 400);
+        assert!(parse("UPSTREAM=b&Verbose=").unwrap().verbose, "names in any case, as $arg_NAME reads them");
+        assert_eq!(parse("upstream=b&Upstream=c").unwrap_err().status, 400, "given twice");
     }
 
     #[test]

@@ -254,17 +254,18 @@ impl HttpRequest {
         Ok(body)
     }
 
-    /// JSON when asked by `format=json` or an `Accept: application/json`
-    /// header (an explicit `format=text` wins over the header).
+    /// JSON when asked by `format=json` or an `Accept` header that
+    /// prefers `application/json` to `text/plain` (an explicit
+    /// `format=text` wins over the header).
     pub fn wants_json(&self) -> bool {
         let args = self.args();
-        let format = args.split(|&b| b == b'&').find_map(|pair| pair.strip_prefix(b"format="));
+        let format = args
+            .split(|&b| b == b'&')
+            .find_map(|pair| pair.get(..7).filter(|k| k.eq_ignore_ascii_case(b"format=")).map(|_| &pair[7..]));
         match format {
             Some(b"json") => true,
             Some(_) => false,
-            None => self
-                .header_in("accept")
-                .is_some_and(|v| v.windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json"))),
+            None => self.header_in("accept").is_some_and(|v| dynamic_upstream_core::accept::prefers_json(&v)),
         }
     }
 
