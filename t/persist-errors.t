@@ -830,7 +830,7 @@ is($rc, 0, 'without them nginx -t passes') or diag($out);
 is the state file of both
 is also the dyups_upstream_conf file
 
-=== TEST 17: a symbolic link (or a FIFO, or a hard link) where a state file or its lock belongs, planted by the worker user in the directory it writes: nginx -t and a start refuse it naming the path, and never write, truncate or quote the file it points to (the root master truncated and rewrote any file as the lock, and quoted the first line of any file, /etc/shadow's hash, into error.log, hunt 33); at run time the write replaces a link planted as its temporary file instead of writing through it
+=== TEST 17: a symbolic link (or a FIFO) where a state file or its lock belongs, planted by the worker user in the directory it writes: nginx -t and a start refuse it naming the path, and never write, truncate or quote the file it points to (the root master truncated and rewrote any file as the lock, and quoted the first line of any file, /etc/shadow's hash, into error.log, hunt 33); at run time the write replaces a link planted as its temporary file instead of writing through it
 --- http_config
 upstream backends {
     zone zone_for_backends 128k;
@@ -863,9 +863,6 @@ unlink "$path.lock";
 symlink($secret, $path) or die "symlink: $!";
 $refused->('the state file is a symbolic link', $path, qr/a symbolic link/);
 unlink $path;
-link($secret, $path) or die "link: $!";
-$refused->('the state file has another hard link', $path, qr/a file with other hard links/);
-unlink $path;
 system('mkfifo', $path) == 0 or die "mkfifo";
 $refused->('the state file is a FIFO (it was read: the master hung)', $path, qr/not a regular file/);
 unlink $path;
@@ -879,3 +876,21 @@ is(main::slurp($secret), $guarded, '  the file a temporary name pointed to is un
 ok(! -l $path, '  the state file is a regular file');
 --- allow_error_log
 dynamic_state_file "
+
+=== TEST 18: one upstream's state file named as another's lock file (PATH.lock), or the dyups file as one: nginx -t fails naming both (the claim written at start overwrote the state file, and nginx then neither reloaded nor started, review 32)
+--- http_config
+upstream one {
+    zone one 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/a.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream two {
+    zone two 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/a.state.lock;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dynamic_state_file "[^"]*\/a\.state\.lock" of upstream "two" is the lock file of upstream "one"'s state file \(its name and "\.lock"\): each needs a file of its own/

@@ -9,10 +9,12 @@
 //! ([`FileLock::claim`]).
 //!
 //! The files' directory is writable by nginx's worker user, and the master
-//! (root) opens them: a state or lock file must be a regular file with one
-//! link, opened without following a symbolic link ([`open_regular`]), so
-//! that a link planted there never makes root truncate, write or quote
-//! another file (hunt 33).
+//! (root) opens them: a state or lock file must be a regular file, opened
+//! without following a symbolic link ([`open_regular`]), so that a link
+//! planted there never makes root truncate, write or quote another file
+//! (hunt 33). (A hard link to a file the worker user does not own cannot
+//! be made where `fs.protected_hardlinks` is on, Linux's default; a
+//! backup made with `cp -al` has such links, review 32.)
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -126,7 +128,8 @@ fn lock_within(file: &File, wait: Duration) -> io::Result<()> {
     }
 }
 
-fn lock_path(path: &Path) -> PathBuf {
+/// `PATH.lock`, the lock file of the state file `PATH`.
+pub fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
@@ -144,8 +147,8 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
     String::from_utf8(bytes).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// Opens `path` with `options` if it is a regular file with one link:
-/// never through a symbolic link (`O_NOFOLLOW`), never blocking on a FIFO
+/// Opens `path` with `options` if it is a regular file: never through a
+/// symbolic link (`O_NOFOLLOW`), never blocking on a FIFO
 /// (`O_NONBLOCK`, which regular files ignore). The errors say what the
 /// path is instead, for nginx's log.
 pub fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
@@ -169,9 +172,6 @@ pub fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> 
         } else {
             refused("not a regular file")
         });
-    }
-    if meta.nlink() > 1 {
-        return Err(refused("a file with other hard links"));
     }
     Ok(file)
 }

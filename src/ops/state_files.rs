@@ -232,12 +232,26 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     }
     let dyups_file = resolve(cycle, main.dyups_file());
     let dyups_identity = dyups_file.as_deref().map(file_identity);
+    let files: Vec<(Upstream<'_>, PathBuf)> = cycle
+        .upstreams()
+        .into_iter()
+        .filter_map(|upstream| resolve(cycle, state_file_of(upstream)).map(|path| (upstream, path)))
+        .collect();
+    // The lock files (`PATH.lock`), whose owners' names a state file may
+    // not take (the claim written at start overwrote it, review 32).
+    let mut locks: HashMap<FileId, String> = HashMap::new();
+    for (upstream, path) in &files {
+        locks.insert(file_identity(&persist::lock_path(path)), format!("upstream \"{}\"'s", upstream.name()));
+    }
+    if let Some(path) = &dyups_file {
+        locks.insert(file_identity(&persist::lock_path(path)), "the dyups_upstream_conf file's".to_string());
+    }
     // Each file is one upstream's (or dyups'): two writers of one file
     // would overwrite each other's servers, and each restore the other's.
-    // Two spellings of one file (`a/../x`, a linked directory) are one.
-    let mut owners: HashMap<PathBuf, (String, PathBuf)> = HashMap::new();
-    for upstream in cycle.upstreams() {
-        let Some(path) = resolve(cycle, state_file_of(upstream)) else { continue };
+    // Two spellings of one file (`a/../x`, a linked directory, a bind
+    // mount) are one.
+    let mut owners: HashMap<FileId, (String, PathBuf)> = HashMap::new();
+    for (upstream, path) in files {
         let shown = path.display();
         let name = upstream.name();
         let identity = file_identity(&path);
@@ -255,6 +269,12 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
                 also_spelled(&path, Some(other_path))
             ));
         }
+        if let Some(owner) = locks.get(&identity) {
+            return Err(format!(
+                "dynamic_state_file \"{shown}\" of upstream \"{name}\" is the lock file of {owner} state file \
+                 (its name and \".lock\"): each needs a file of its own"
+            ));
+        }
         owners.insert(identity, (name.clone(), path.clone()));
         if !upstream.has_zone() {
             return Err(format!("dynamic_state_file \"{shown}\": upstream \"{name}\" has no zone"));
@@ -270,6 +290,13 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         }
     }
     if let Some(path) = dyups_file {
+        if let Some(owner) = dyups_identity.as_ref().and_then(|identity| locks.get(identity)) {
+            return Err(format!(
+                "dyups_upstream_conf \"{}\" is the lock file of {owner} state file (its name and \".lock\"): each \
+                 needs a file of its own",
+                path.display()
+            ));
+        }
         refuse_if_held("dyups_upstream_conf", &path)?;
         let shown = path.display();
         let text = persist::read(&path).map_err(|e| format!("dyups_upstream_conf \"{shown}\": cannot read: {e}"))?;
@@ -280,14 +307,26 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     Ok(())
 }
 
-/// What tells `path`'s file from others: its directory's canonical path
-/// (`..` and linked directories resolved) and its name; the path as it is
-/// if the directory cannot be resolved (then nothing can be written there).
-fn file_identity(path: &Path) -> PathBuf {
+/// What tells a file from others: its directory's device and inode
+/// (whatever path reaches it: `..`, a linked directory, a bind mount) and
+/// its name; or the path as it is where the directory cannot be read
+/// (then nothing can be written there either).
+#[derive(PartialEq, Eq, Hash)]
+enum FileId {
+    InDirectory { dev: u64, ino: u64, name: std::ffi::OsString },
+    Path(PathBuf),
+}
+
+fn file_identity(path: &Path) -> FileId {
+    use std::os::unix::fs::MetadataExt;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return path.to_path_buf();
+        return FileId::Path(path.to_path_buf());
     };
-    std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |dir| dir.join(name))
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    match std::fs::metadata(dir) {
+        Ok(meta) => FileId::InDirectory { dev: meta.dev(), ino: meta.ino(), name: name.to_os_string() },
+        Err(_) => FileId::Path(path.to_path_buf()),
+    }
 }
 
 /// ` (named "OTHER" there)` when `other` spells `path`'s file otherwise.

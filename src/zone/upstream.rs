@@ -820,15 +820,15 @@ impl<'c> ZoneUpstream<'c> {
             return Err(format!("upstream \"{}\" is not one of the new configuration's", self.name()));
         }
         check_primaries(servers, self.resolves_primary())?;
-        if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
-            return self.restore_parameters(servers);
-        }
         // A configuration's backup servers come back as they were written
         // (nginx accepts them before a balancer that does not allow them);
         // under random, no more than the configuration's own static ones.
         let backups = servers.iter().filter(|s| s.backup).count();
         if backups > 0 && !self.upstream.takes_backups(self.balancer()) {
             return Err(format!("backup servers, but the {} balancer does not allow them", self.balancer().name()));
+        }
+        if !self.balancer().follows_set_changes(TABLES_FOLLOW_CHANGES) {
+            return self.restore_parameters(servers);
         }
         // The configuration's servers, kept aside (before the locks) to be
         // rebuilt if the state's do not fit: as specs, with their `server`
@@ -900,18 +900,23 @@ impl<'c> ZoneUpstream<'c> {
     /// parameters set in one walk of the lists, the k-th peer of a name
     /// taking the k-th server of that name.
     fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        // Each name's count: a server given twice in one and three times in
-        // the other differs too (its extra lines would be dropped unseen).
-        let mut current: HashMap<String, usize> = HashMap::new();
+        // Each name's count, primaries and backups apart: a server given
+        // twice in one and three times in the other differs too (its extra
+        // lines would be dropped unseen), and so does a backup in one that
+        // is a primary in the other (its flag would be dropped, and the
+        // next change would write it so, review 32).
+        let mut current: HashMap<(String, bool), usize> = HashMap::new();
         for peer in self.static_peers() {
-            *current.entry(peer.name).or_default() += 1;
+            *current.entry((peer.name, peer.backup)).or_default() += 1;
         }
         let addresses: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
-        let mut wanted: HashMap<&str, usize> = HashMap::new();
-        for address in &addresses {
-            *wanted.entry(address).or_default() += 1;
+        let mut wanted: HashMap<(&str, bool), usize> = HashMap::new();
+        for (address, spec) in addresses.iter().zip(servers) {
+            *wanted.entry((address, spec.backup)).or_default() += 1;
         }
-        if wanted.len() != current.len() || !current.iter().all(|(name, n)| wanted.get(name.as_str()) == Some(n)) {
+        if wanted.len() != current.len()
+            || !current.iter().all(|((name, backup), n)| wanted.get(&(name.as_str(), *backup)) == Some(n))
+        {
             return Err(format!(
                 "its servers differ from the configuration's, and the {} balancer cannot change its set of \
                  servers: remove the file to start from the configuration",
