@@ -294,3 +294,27 @@ ok($seen{"two\n"} && $seen{"three\n"}, 'traffic of the second reaches it') or di
 %seen = ();
 $seen{ http_get('/first')->{body} }++ for 1 .. 10;
 is_deeply(\%seen, { "one\n" => 10 }, 'traffic of the first does not');
+
+=== TEST 8: a PUT of what GET lists, with a server the configuration names by host name (`server localhost:PORT;`, listed so): nothing changes, the peer keeps its ID and spelling; the spelling with another ID, or one no server has, is refused (it was refused as a host name, hunt 36)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server localhost:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+my $servers = '/api/9/http/upstreams/backends/servers';
+my $listed = http_get($servers)->{body};
+like($listed, qr/"server":"localhost:@{[port(1)]}"/, 'listed as the configuration spells it');
+my $r = http('PUT', $servers, $listed);
+is($r->{status}, 200, 'a PUT of what GET lists: 200') or diag($r->{body});
+is($r->{headers}{'x-upstream-changed'}, 'false', '  nothing changed');
+is(http_get($servers)->{body}, $listed, '  the same listing: IDs and spellings');
+$r = http('PUT', $servers, qq([{"server":"localhost:@{[port(1)]}","weight":3},{"server":"127.0.0.1:@{[port(2)]}"}]));
+is($r->{status}, 200, 'the spelling without its ID (one server has it): 200') or diag($r->{body});
+like(http_get($servers)->{body}, qr/"id":0,"server":"localhost:@{[port(1)]}","weight":3,/, '  that server re-weighted') or diag(http_get($servers)->{body});
+$r = http('PUT', $servers, qq([{"server":"nosuch.example:80"},{"server":"127.0.0.1:@{[port(2)]}"}]));
+is($r->{status}, 400, 'a host name no server is spelled with: 400');
+like($r->{body}, qr/"code":"UpstreamBadAddress"/, '  UpstreamBadAddress') or diag($r->{body});

@@ -14,10 +14,11 @@
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
+use dynamic_upstream_core::plus::body::{self, Spellings};
 use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};
-use dynamic_upstream_core::plus::{body, diff, Endpoint, PlusError, Route};
-use dynamic_upstream_core::{Action, PeerView, ServerSpec};
+use dynamic_upstream_core::plus::{diff, Endpoint, PlusError, Route};
+use dynamic_upstream_core::{Action, Address, PeerView, ServerSpec};
 use ngx::ffi::NGINX_VERSION;
 
 use crate::nginx::http_io::{Handled, HttpRequest, Response};
@@ -124,9 +125,13 @@ fn respond_with(
             post(&find(running, name)?, body::post(body)?, &origin, trylock)?
         }
         (Endpoint::Servers(name), Some(body)) => {
-            let desired = body::put(body)?;
+            let target = find(running, name)?;
+            let desired = match body::put(body) {
+                Err(e) if e.code == "UpstreamBadAddress" => body::put_spelled(body, &spellings(&target))?,
+                desired => desired?,
+            };
             let if_match = if_match(req)?;
-            put(&find(running, name)?, desired, if_match, &origin, trylock)?
+            put(&target, desired, if_match, &origin, trylock)?
         }
         (Endpoint::Server(name, id), Some(body)) => {
             patch(&find(running, name)?, *id, body::patch(body)?, &origin, trylock)?
@@ -152,6 +157,22 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, PlusError> {
     tag.parse::<u64>().map(Some).map_err(|_| {
         PlusError::new(412, "UpstreamRevisionMismatch", "If-Match must be a revision the API sent as ETag, e.g. \"12\"")
     })
+}
+
+/// How `target`'s configuration spells its static servers where not by
+/// their addresses (`server localhost:8080;`), as its listings show them.
+fn spellings(target: &Target) -> Spellings {
+    let mut spellings = Spellings::default();
+    if let Target::Zone(_) = target {
+        for peer in target.listed().peers {
+            if let (None, true, Ok(address)) =
+                (&peer.resolved_from, peer.server != peer.name, Address::parse(&peer.name))
+            {
+                spellings.add(peer.server, peer.stats.id, address);
+            }
+        }
+    }
+    spellings
 }
 
 fn peer_by_id(peers: &[PeerView], id: u64) -> Result<&PeerView, PlusError> {

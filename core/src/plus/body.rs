@@ -49,8 +49,53 @@ pub fn patch(body: &[u8]) -> Result<ServerFields, PlusError> {
     fields(&parse_json(body)?)
 }
 
+/// A configuration's spellings of its servers (`server localhost:8080;`),
+/// as the listings show them in `server`: each text with the IDs and
+/// addresses of the peers nginx made of it, so that a PUT of what GET
+/// lists names them (hunt 36: a host name was refused).
+#[derive(Default)]
+pub struct Spellings {
+    peers: Vec<(String, Option<u64>, Address)>,
+}
+
+impl Spellings {
+    /// A peer listed as `text` (its configuration's spelling), with `id`,
+    /// at `address`.
+    pub fn add(&mut self, text: String, id: Option<u64>, address: Address) {
+        self.peers.push((text, id, address));
+    }
+
+    /// The address `text` (not an address itself) names: the peer of that
+    /// ID, or the only peer spelled so; None if no peer is spelled so.
+    fn address(&self, text: &str, id: Option<u64>) -> Option<Result<Address, PlusError>> {
+        let spelled: Vec<&(String, Option<u64>, Address)> = self.peers.iter().filter(|(t, ..)| t == text).collect();
+        if let Some((.., address)) = spelled.iter().find(|(_, peer_id, _)| id.is_some() && *peer_id == id) {
+            return Some(Ok(address.clone()));
+        }
+        match spelled.as_slice() {
+            [] => None,
+            [(.., address)] => Some(Ok(address.clone())),
+            many => Some(Err(PlusError::new(
+                400,
+                "UpstreamBadAddress",
+                format!(
+                    "server \"{}\" names {} servers of the configuration: give each one's \"id\" as listed, or its \
+                     address",
+                    shown(text),
+                    many.len()
+                ),
+            ))),
+        }
+    }
+}
+
 /// `PUT .../servers`: the complete, non-empty list; no address twice.
 pub fn put(body: &[u8]) -> Result<Vec<ServerSpec>, PlusError> {
+    put_spelled(body, &Spellings::default())
+}
+
+/// [`put`], where a `server` that is no address may be one of `spellings`.
+pub fn put_spelled(body: &[u8], spellings: &Spellings) -> Result<Vec<ServerSpec>, PlusError> {
     let Json::Array(items) = parse_json(body)? else {
         return Err(PlusError::format("the body must be a JSON array of server objects"));
     };
@@ -62,7 +107,7 @@ pub fn put(body: &[u8]) -> Result<Vec<ServerSpec>, PlusError> {
     // server cost O(N²) for a list of tens of thousands.
     let mut addresses: HashSet<Address> = HashSet::with_capacity(items.len());
     for item in &items {
-        let spec = fields(item)?.into_spec()?;
+        let spec = fields_spelled(item, Some(spellings))?.into_spec()?;
         if !addresses.insert(spec.address.clone()) {
             return Err(PlusError::format(format!("server \"{}\" is given twice", spec.address)));
         }
@@ -76,10 +121,17 @@ pub fn put(body: &[u8]) -> Result<Vec<ServerSpec>, PlusError> {
 
 /// The fields of one server object.
 pub fn fields(json: &Json) -> Result<ServerFields, PlusError> {
+    fields_spelled(json, None)
+}
+
+/// [`fields`], where a `server` that is no address may be one of
+/// `spellings` (named with the object's `id`).
+fn fields_spelled(json: &Json, spellings: Option<&Spellings>) -> Result<ServerFields, PlusError> {
     let Json::Object(entries) = json else {
         return Err(PlusError::format("a server must be a JSON object"));
     };
     let mut out = ServerFields::default();
+    let mut spelled: Option<(&str, crate::ApiError)> = None;
     for (key, value) in entries {
         if matches!(value, Json::Array(_) | Json::Object(_)) {
             return Err(PlusError::format(format!("nested object or list in \"{}\"", shown(key))));
@@ -88,7 +140,11 @@ pub fn fields(json: &Json) -> Result<ServerFields, PlusError> {
             "id" => out.id = Some(unsigned(key, value)?),
             "server" => {
                 let Json::String(text) = value else { return Err(invalid(key)) };
-                out.server = Some(Address::parse(text).map_err(|e| PlusError::new(400, "UpstreamBadAddress", e.text))?);
+                match Address::parse(text) {
+                    Ok(address) => out.server = Some(address),
+                    Err(e) if spellings.is_none() => return Err(PlusError::new(400, "UpstreamBadAddress", e.text)),
+                    Err(e) => spelled = Some((text, e)),
+                }
             }
             "backup" => out.backup = Some(flag(key, value)?),
             "down" => out.down = Some(flag(key, value)?),
@@ -128,6 +184,13 @@ pub fn fields(json: &Json) -> Result<ServerFields, PlusError> {
                 param.set(&mut out.params, v);
             }
         }
+    }
+    if let (Some((text, e)), Some(spellings)) = (spelled, spellings) {
+        // Named with the object's `id`, wherever it stands in the object.
+        out.server = Some(match spellings.address(text, out.id) {
+            Some(address) => address?,
+            None => return Err(PlusError::new(400, "UpstreamBadAddress", e.text)),
+        });
     }
     Ok(out)
 }
@@ -227,6 +290,31 @@ mod tests {
         let f = patch(br#"{"down":true,"weight":3}"#).unwrap();
         assert_eq!((f.down, f.params.weight, f.server), (Some(true), Some(3), None));
         assert_eq!(err(patch(br#"{"max_fails":"x"}"#)).1, "UpstreamConfFormatError");
+    }
+
+    #[test]
+    fn put_names_servers_as_the_configuration_spells_them() {
+        let a = |text: &str| Address::parse(text).unwrap();
+        let mut spellings = Spellings::default();
+        spellings.add("localhost:80".into(), Some(0), a("127.0.0.1:80"));
+        spellings.add("localhost:80".into(), Some(1), a("[::1]:80"));
+        spellings.add("single:81".into(), Some(2), a("127.0.0.2:81"));
+        let s = put_spelled(
+            br#"[{"server":"localhost:80","id":1},{"id":0,"server":"localhost:80"},{"server":"single:81"}]"#,
+            &spellings,
+        )
+        .unwrap();
+        let addresses: Vec<String> = s.iter().map(|s| s.address.to_string()).collect();
+        assert_eq!(addresses, ["[::1]:80", "127.0.0.1:80", "127.0.0.2:81"], "by ID, or the only one spelled so");
+        let (status, code, text) = err(put_spelled(br#"[{"server":"localhost:80"}]"#, &spellings));
+        assert_eq!((status, code.as_str()), (400, "UpstreamBadAddress"));
+        assert!(text.contains("names 2 servers of the configuration"), "{text}");
+        let (_, code, text) = err(put_spelled(br#"[{"server":"other:80"}]"#, &spellings));
+        assert_eq!(code, "UpstreamBadAddress");
+        assert!(text.contains("host name"), "{text}");
+        // Without spellings (POST, PATCH, a run-time upstream): host names
+        // stay refused.
+        assert_eq!(err(put(br#"[{"server":"single:81"}]"#)).1, "UpstreamBadAddress");
     }
 
     #[test]
