@@ -894,3 +894,21 @@ location /dynamic { dynamic_upstream; }
 --- must_die
 --- error_log
 qr/\[emerg\].*dynamic_state_file "[^"]*\/a\.state\.lock" of upstream "two" is the lock file of upstream "one"'s state file \(its name and "\.lock"\): each needs a file of its own/
+
+=== TEST 19: one upstream's state file named as a temporary file of another's (.NAME.PID.tmp, which a start removes once its writer is gone): nginx -t fails naming both (its changes were lost at the next start, review 33)
+--- http_config
+upstream one {
+    zone one 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/a.conf;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+upstream two {
+    zone two 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/.a.conf.999999.tmp;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dynamic_state_file "[^"]*\/\.a\.conf\.999999\.tmp" of upstream "two" is named as a temporary file of state file "a\.conf" \("\.NAME\.PID\.tmp", removed at start\): each needs a name of its own/

@@ -211,7 +211,7 @@ pub fn remove_stale_temporaries<'p>(paths: impl IntoIterator<Item = &'p Path>) {
 }
 
 /// The file name and the writer's pid of a [`temporary_name`].
-fn parse_temporary_name(file_name: &str) -> Option<(&str, i32)> {
+pub fn parse_temporary_name(file_name: &str) -> Option<(&str, i32)> {
     let (name, pid) = file_name.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.')?;
     let pid: u32 = pid.parse().ok()?;
     Some((name, i32::try_from(pid).ok().filter(|&pid| pid > 0)?))

@@ -37,7 +37,7 @@
 //!   answers 500 naming the file and the error, and the next change writes
 //!   the file again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -241,10 +241,28 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     // not take (the claim written at start overwrote it, review 32).
     let mut locks: HashMap<FileId, String> = HashMap::new();
     for (upstream, path) in &files {
-        locks.insert(file_identity(&persist::lock_path(path)), format!("upstream \"{}\"'s", upstream.name()));
+        locks
+            .insert(file_identity(&persist::lock_path(path)), format!("upstream \"{}\"'s state file", upstream.name()));
     }
     if let Some(path) = &dyups_file {
-        locks.insert(file_identity(&persist::lock_path(path)), "the dyups_upstream_conf file's".to_string());
+        locks.insert(file_identity(&persist::lock_path(path)), "the dyups_upstream_conf file".to_string());
+    }
+    // The temporary files of a write (`.NAME.PID.tmp`), removed at start
+    // once their writer is gone: no state file may be named as one of a
+    // state file of its directory (its upstream's changes were lost at
+    // the next start, review 33).
+    let named: HashSet<FileId> =
+        files.iter().map(|(_, path)| file_identity(path)).chain(dyups_identity.iter().cloned()).collect();
+    for (upstream, path) in &files {
+        if let Some(base) = temporary_of(&file_identity(path)).filter(|base| named.contains(base)) {
+            return Err(format!(
+                "dynamic_state_file \"{}\" of upstream \"{}\" is named as a temporary file of state file \"{}\" \
+                 (\".NAME.PID.tmp\", removed at start): each needs a name of its own",
+                path.display(),
+                upstream.name(),
+                base.name()
+            ));
+        }
     }
     // Each file is one upstream's (or dyups'): two writers of one file
     // would overwrite each other's servers, and each restore the other's.
@@ -271,8 +289,8 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         }
         if let Some(owner) = locks.get(&identity) {
             return Err(format!(
-                "dynamic_state_file \"{shown}\" of upstream \"{name}\" is the lock file of {owner} state file \
-                 (its name and \".lock\"): each needs a file of its own"
+                "dynamic_state_file \"{shown}\" of upstream \"{name}\" is the lock file of {owner} (its \
+                 name and \".lock\"): each needs a file of its own"
             ));
         }
         owners.insert(identity, (name.clone(), path.clone()));
@@ -292,8 +310,8 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     if let Some(path) = dyups_file {
         if let Some(owner) = dyups_identity.as_ref().and_then(|identity| locks.get(identity)) {
             return Err(format!(
-                "dyups_upstream_conf \"{}\" is the lock file of {owner} state file (its name and \".lock\"): each \
-                 needs a file of its own",
+                "dyups_upstream_conf \"{}\" is the lock file of {owner} (its name and \".lock\"): each needs a file \
+                 of its own",
                 path.display()
             ));
         }
@@ -311,10 +329,26 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
 /// (whatever path reaches it: `..`, a linked directory, a bind mount) and
 /// its name; or the path as it is where the directory cannot be read
 /// (then nothing can be written there either).
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum FileId {
     InDirectory { dev: u64, ino: u64, name: std::ffi::OsString },
     Path(PathBuf),
+}
+
+impl FileId {
+    fn name(&self) -> String {
+        match self {
+            FileId::InDirectory { name, .. } => name.to_string_lossy().into_owned(),
+            FileId::Path(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// The file (of the same directory) whose temporary file `id`'s name is.
+fn temporary_of(id: &FileId) -> Option<FileId> {
+    let FileId::InDirectory { dev, ino, name } = id else { return None };
+    let (base, _) = persist::parse_temporary_name(name.to_str()?)?;
+    Some(FileId::InDirectory { dev: *dev, ino: *ino, name: base.into() })
 }
 
 fn file_identity(path: &Path) -> FileId {

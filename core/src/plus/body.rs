@@ -4,7 +4,7 @@
 //! nginx (`slow_start` other than 0, `route`, `service`, `drain`) are
 //! refused with a 400 that says so, rather than ignored.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::address::{shown, Address};
 use crate::json::Json;
@@ -55,26 +55,28 @@ pub fn patch(body: &[u8]) -> Result<ServerFields, PlusError> {
 /// lists names them (hunt 36: a host name was refused).
 #[derive(Default)]
 pub struct Spellings {
-    peers: Vec<(String, Option<u64>, Address)>,
+    /// By text: the peers spelled so, (ID, address) each, in list order
+    /// (a table: one scan per server made a PUT of N spelled servers
+    /// O(N²), review 33).
+    by_text: HashMap<String, Vec<(Option<u64>, Address)>>,
 }
 
 impl Spellings {
     /// A peer listed as `text` (its configuration's spelling), with `id`,
     /// at `address`.
     pub fn add(&mut self, text: String, id: Option<u64>, address: Address) {
-        self.peers.push((text, id, address));
+        self.by_text.entry(text).or_default().push((id, address));
     }
 
     /// The address `text` (not an address itself) names: the peer of that
     /// ID, or the only peer spelled so; None if no peer is spelled so.
     fn address(&self, text: &str, id: Option<u64>) -> Option<Result<Address, PlusError>> {
-        let spelled: Vec<&(String, Option<u64>, Address)> = self.peers.iter().filter(|(t, ..)| t == text).collect();
-        if let Some((.., address)) = spelled.iter().find(|(_, peer_id, _)| id.is_some() && *peer_id == id) {
+        let spelled = self.by_text.get(text)?;
+        if let Some((_, address)) = spelled.iter().find(|(peer_id, _)| id.is_some() && *peer_id == id) {
             return Some(Ok(address.clone()));
         }
         match spelled.as_slice() {
-            [] => None,
-            [(.., address)] => Some(Ok(address.clone())),
+            [(_, address)] => Some(Ok(address.clone())),
             many => Some(Err(PlusError::new(
                 400,
                 "UpstreamBadAddress",
