@@ -12,9 +12,10 @@
 //! (root) opens them: a state or lock file must be a regular file, opened
 //! without following a symbolic link ([`open_regular`]), so that a link
 //! planted there never makes root truncate, write or quote another file
-//! (hunt 33). (A hard link to a file the worker user does not own cannot
-//! be made where `fs.protected_hardlinks` is on, Linux's default; a
-//! backup made with `cp -al` has such links, review 32.)
+//! (hunt 33). Hard links are not refused (a backup made with `cp -al` has
+//! them, review 32): the worker user cannot link a file it does not own
+//! where `fs.protected_hardlinks` is 1, as Debian sets it (procps), not
+//! the kernel's default (review 33).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
