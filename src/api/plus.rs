@@ -22,6 +22,7 @@ use dynamic_upstream_core::{Action, Address, PeerView, ServerSpec};
 use ngx::ffi::NGINX_VERSION;
 
 use crate::nginx::http_io::{Handled, HttpRequest, Response};
+use crate::nginx::peer_list::Pick;
 use crate::nginx::peer_stats::now_ms;
 use crate::nginx::process::{pid, ppid};
 use crate::nginx::stub_status::{connections, requests};
@@ -117,7 +118,7 @@ fn respond_with(
         }
         (Endpoint::Servers(name), None) if read => servers_answer(&find(running, name)?, None),
         (Endpoint::Server(name, id), None) if read => {
-            let listed = find(running, name)?.listed();
+            let listed = find(running, name)?.listed_one(Pick::Id(*id));
             Answer::ok(view::server(peer_by_id(&listed.peers, *id)?))
         }
         (Endpoint::Server(name, id), None) => delete(&find(running, name)?, *id, &origin, trylock)?,
@@ -189,12 +190,18 @@ fn servers_answer(target: &Target, changed: Option<bool>) -> Answer {
     Answer { status: 200, body: view::servers(&listed.peers), headers }
 }
 
-/// The server of `target` now that `is_it` picks, as POST (by its
-/// address: a POST adds no second server of one address) and PATCH (by
-/// its ID: a peer nginx resolved may have the address of the static
-/// server patched, and be listed first; review 29) answer.
-fn server_answer(target: &Target, status: u16, is_it: impl Fn(&PeerView) -> bool) -> Result<Answer, PlusError> {
-    let listed = target.listed();
+/// The server of `target` now that `pick` and `is_it` pick, as POST (by
+/// its address: a POST adds no second server of one address; nginx's
+/// resolved peers of that address are not it) and PATCH (by its ID: a
+/// peer nginx resolved may have the address of the static server patched,
+/// and be listed first; review 29) answer.
+fn server_answer(
+    target: &Target,
+    status: u16,
+    pick: Pick<'_>,
+    is_it: impl Fn(&PeerView) -> bool,
+) -> Result<Answer, PlusError> {
+    let listed = target.listed_one(pick);
     let peer = listed
         .peers
         .iter()
@@ -217,7 +224,7 @@ fn post(target: &Target, spec: ServerSpec, origin: &Requester, trylock: bool) ->
             Ok(true)
         })?,
     }
-    server_answer(target, 201, |p| p.name == address)
+    server_answer(target, 201, Pick::Name(address.as_bytes()), |p| p.name == address)
 }
 
 fn patch(
@@ -227,7 +234,7 @@ fn patch(
     origin: &Requester,
     trylock: bool,
 ) -> Result<Answer, PlusError> {
-    let listed = target.listed();
+    let listed = target.listed_one(Pick::Id(id));
     let peer = peer_by_id(&listed.peers, id)?;
     let immutable = |what: &str| {
         PlusError::new(
@@ -260,7 +267,7 @@ fn patch(
             })?,
         }
     }
-    server_answer(target, 200, |p| p.stats.id == Some(id))
+    server_answer(target, 200, Pick::Id(id), |p| p.stats.id == Some(id))
 }
 
 fn delete(target: &Target, id: u64, origin: &Requester, trylock: bool) -> Result<Answer, PlusError> {

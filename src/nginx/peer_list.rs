@@ -96,22 +96,65 @@ pub unsafe fn peers_of(
 /// uncontended).
 pub unsafe fn list_peers(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerView> {
     // SAFETY: per the contract.
-    unsafe { snapshots(primary) }.iter().map(to_view).collect()
+    unsafe { list_peers_picked(primary, Pick::All) }
 }
 
-/// Copies of the peers of `primary`'s lists (primaries, then backups).
+/// Which peers [`list_peers_picked`] copies.
+#[derive(Clone, Copy)]
+pub enum Pick<'a> {
+    All,
+    /// The peer of this server ID.
+    Id(u64),
+    /// The peers of this name (`127.0.0.1:8080`).
+    Name(&'a [u8]),
+}
+
+impl Pick<'_> {
+    /// # Safety
+    /// `peer` is live (its list locked).
+    unsafe fn takes(self, peer: *mut ngx_http_upstream_rr_peer_t) -> bool {
+        // SAFETY: per the contract.
+        unsafe {
+            match self {
+                Pick::All => true,
+                Pick::Id(id) => id_of(peer) == Some(id),
+                Pick::Name(name) => {
+                    let own = &(*peer).name;
+                    !own.data.is_null() && core::slice::from_raw_parts(own.data, own.len) == name
+                }
+            }
+        }
+    }
+}
+
+/// [`list_peers`], of the peers `pick` takes only: an answer about one
+/// server copies that one, not the whole list (a single-server NGINX Plus
+/// API call copied 16 MB at 20,000 servers under the read lock, hunt 35).
 ///
 /// # Safety
 /// As for [`list_peers`].
-unsafe fn snapshots(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<PeerSnapshot> {
+pub unsafe fn list_peers_picked(primary: *mut ngx_http_upstream_rr_peers_t, pick: Pick<'_>) -> Vec<PeerView> {
+    // SAFETY: per the contract.
+    unsafe { snapshots(primary, pick) }.iter().map(to_view).collect()
+}
+
+/// Copies of the peers of `primary`'s lists (primaries, then backups)
+/// that `pick` takes.
+///
+/// # Safety
+/// As for [`list_peers`].
+unsafe fn snapshots(primary: *mut ngx_http_upstream_rr_peers_t, pick: Pick<'_>) -> Vec<PeerSnapshot> {
     // The number of peers can change between sizing and copying; copy what
     // fits and size again if the list grew meanwhile.
-    // SAFETY: per the contract.
-    let mut capacity = unsafe { peer_count(primary) } + 8;
+    let mut capacity = match pick {
+        // SAFETY: per the contract.
+        Pick::All => (unsafe { peer_count(primary) }) + 8,
+        Pick::Id(_) | Pick::Name(_) => 4,
+    };
     loop {
         let mut snapshots: Vec<PeerSnapshot> = Vec::with_capacity(capacity);
         // SAFETY: per the contract.
-        if unsafe { copy_peers(primary, &mut snapshots) } {
+        if unsafe { copy_peers(primary, pick, &mut snapshots) } {
             return snapshots;
         }
         capacity *= 2;
@@ -226,12 +269,12 @@ pub fn some_peer_lacks_id(lists: ZoneLists) -> bool {
 ///
 /// # Safety
 /// As for [`list_peers`].
-unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<PeerSnapshot>) -> bool {
+unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, pick: Pick<'_>, out: &mut Vec<PeerSnapshot>) -> bool {
     // SAFETY: each list walked under its read lock (primary first, as
     // nginx does).
     unsafe {
         let _primary_lock = ReadLocked::new(primary);
-        if !copy_list(primary, false, out) {
+        if !copy_list(primary, false, pick, out) {
             return false;
         }
         let backup = (*primary).next;
@@ -239,7 +282,7 @@ unsafe fn copy_peers(primary: *mut ngx_http_upstream_rr_peers_t, out: &mut Vec<P
             return true;
         }
         let _backup_lock = ReadLocked::new(backup);
-        copy_list(backup, true, out)
+        copy_list(backup, true, pick, out)
     }
 }
 
@@ -266,14 +309,23 @@ fn to_view(s: &PeerSnapshot) -> PeerView {
     }
 }
 
-/// Appends copies of the list's peers to `out` while it has room.
+/// Appends copies of the list's peers that `pick` takes to `out` while it
+/// has room.
 ///
 /// # Safety
 /// `list` must be a live peer list whose lock the caller holds.
-unsafe fn copy_list(list: *mut ngx_http_upstream_rr_peers_t, backup: bool, out: &mut Vec<PeerSnapshot>) -> bool {
+unsafe fn copy_list(
+    list: *mut ngx_http_upstream_rr_peers_t,
+    backup: bool,
+    pick: Pick<'_>,
+    out: &mut Vec<PeerSnapshot>,
+) -> bool {
     // SAFETY: per the contract; every peer of a locked list is live.
     unsafe {
         for peer in peers_of(list) {
+            if !pick.takes(peer) {
+                continue;
+            }
             if out.len() == out.capacity() {
                 return false;
             }

@@ -16,6 +16,7 @@ use dynamic_upstream_core::{PeerView, ServerSpec};
 
 use crate::dyups::registry::{revision_mismatch, Dyups, ReadSection, RecordView, ZONE_NAME};
 use crate::dyups::worker::is_front;
+use crate::nginx::peer_list::Pick;
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
 use crate::ops::cycles::runtime_revision;
@@ -73,6 +74,17 @@ impl Target<'_> {
     /// health comes from `health`, the copy of an answer about many
     /// upstreams, if given.
     pub fn listed_with(&self, peers: bool, health: Option<&HealthListing>) -> Listed {
+        self.listed_picked(peers, health, Pick::All)
+    }
+
+    /// The one server the single-server answers are about (`pick`: by ID
+    /// or name), with what [`Target::listed`] gives: not a copy of every
+    /// server to find it (hunt 35).
+    pub fn listed_one(&self, pick: Pick<'_>) -> Listed {
+        self.listed_picked(true, None, pick)
+    }
+
+    fn listed_picked(&self, peers: bool, health: Option<&HealthListing>, pick: Pick<'_>) -> Listed {
         match self {
             Target::Zone(zone) => {
                 if zone.zombies() > 0 {
@@ -84,7 +96,7 @@ impl Target<'_> {
                 let (revision, check, servers) = if peers {
                     zone.give_ids();
                     let revision = zone.counters().revision();
-                    (revision, zone.check().cloned(), zone.peers_with_health_in(health))
+                    (revision, zone.check().cloned(), zone.peers_with_health_picked(health, pick))
                 } else {
                     (0, None, Vec::new())
                 };
@@ -107,6 +119,13 @@ impl Target<'_> {
                         .map(|r| (runtime_revision(r.version), r.check(), r.peers()))
                 });
                 let (revision, check, mut peers) = record.unwrap_or_default();
+                // A registry list is copied whole (it is never edited: no
+                // lock), then picked.
+                peers.retain(|p| match pick {
+                    Pick::All => true,
+                    Pick::Id(id) => p.stats.id == Some(id),
+                    Pick::Name(name) => p.name.as_bytes() == name,
+                });
                 show_health(health, HealthZone::running(), name, true, check.is_some(), &mut peers);
                 Listed {
                     name: name.clone(),

@@ -22,7 +22,9 @@ use ngx::ffi::{
 };
 
 use crate::nginx::module_hooks::{conf_in_pool, InitModule};
-use crate::nginx::peer_list::{list_peers, replace_peers, some_peer_lacks_id, Replaced, SNAPSHOT_SERVER_MAX};
+use crate::nginx::peer_list::{
+    list_peers_picked, replace_peers, some_peer_lacks_id, Pick, Replaced, SNAPSHOT_SERVER_MAX,
+};
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked, ZoneLists};
 use crate::nginx::peer_stats::{counting, UpstreamCounters};
 use crate::nginx::sockaddr::PeerAddress;
@@ -315,9 +317,14 @@ impl<'c> ZoneUpstream<'c> {
 
     /// All peers, primaries then backups, with their live figures.
     pub fn peers(&self) -> Vec<PeerView> {
+        self.peers_picked(Pick::All)
+    }
+
+    /// [`Self::peers`], those `pick` takes only.
+    pub fn peers_picked(&self, pick: Pick<'_>) -> Vec<PeerView> {
         // SAFETY: the primary list of a zone upstream lives as long as the
         // cycle.
-        unsafe { list_peers(self.primary()) }
+        unsafe { list_peers_picked(self.primary(), pick) }
     }
 
     /// [`Self::peers`] with their health, if the upstream is checked (the
@@ -329,7 +336,12 @@ impl<'c> ZoneUpstream<'c> {
     /// [`Self::peers_with_health`], their health from `listing` (the copy
     /// of an answer about many upstreams) if given.
     pub fn peers_with_health_in(&self, listing: Option<&HealthListing>) -> Vec<PeerView> {
-        let mut peers = self.peers();
+        self.peers_with_health_picked(listing, Pick::All)
+    }
+
+    /// [`Self::peers_with_health_in`], those `pick` takes only.
+    pub fn peers_with_health_picked(&self, listing: Option<&HealthListing>, pick: Pick<'_>) -> Vec<PeerView> {
+        let mut peers = self.peers_picked(pick);
         show_health(listing, self.health, &self.name(), false, self.check.is_some(), &mut peers);
         peers
     }
