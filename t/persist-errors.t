@@ -912,3 +912,18 @@ location /dynamic { dynamic_upstream; }
 --- must_die
 --- error_log
 qr/\[emerg\].*dynamic_state_file "[^"]*\/\.a\.conf\.999999\.tmp" of upstream "two" is named as a temporary file of state file "a\.conf" \("\.NAME\.PID\.tmp", removed at start\): each needs a name of its own/
+
+=== TEST 20: the dyups_upstream_conf file named as a temporary file of a state file: nginx -t fails naming both (the start deleted it, and every run-time upstream with it, review 34)
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/.a.conf.999999.tmp;
+upstream one {
+    zone one 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/a.conf;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+location /upstream { dyups_interface; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dyups_upstream_conf "[^"]*\/\.a\.conf\.999999\.tmp" is named as a temporary file of state file "a\.conf" \("\.NAME\.PID\.tmp", removed at start\): each needs a name of its own/

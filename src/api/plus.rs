@@ -191,10 +191,10 @@ fn servers_answer(target: &Target, changed: Option<bool>) -> Answer {
 }
 
 /// The server of `target` now that `pick` and `is_it` pick, as POST (by
-/// its address: a POST adds no second server of one address; nginx's
-/// resolved peers of that address are not it) and PATCH (by its ID: a
-/// peer nginx resolved may have the address of the static server patched,
-/// and be listed first; review 29) answer.
+/// its address: a POST adds no second server of one address, nor one
+/// nginx resolved) and PATCH (by its ID: a peer nginx resolved may have
+/// the address of the static server patched, and be listed first; review
+/// 29) answer.
 fn server_answer(
     target: &Target,
     status: u16,

@@ -253,13 +253,17 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     // the next start, review 33).
     let named: HashSet<FileId> =
         files.iter().map(|(_, path)| file_identity(path)).chain(dyups_identity.iter().cloned()).collect();
-    for (upstream, path) in &files {
+    let owned = files
+        .iter()
+        .map(|(upstream, path)| {
+            (format!("dynamic_state_file \"{}\" of upstream \"{}\"", path.display(), upstream.name()), path)
+        })
+        .chain(dyups_file.iter().map(|path| (format!("dyups_upstream_conf \"{}\"", path.display()), path)));
+    for (what, path) in owned {
         if let Some(base) = temporary_of(&file_identity(path)).filter(|base| named.contains(base)) {
             return Err(format!(
-                "dynamic_state_file \"{}\" of upstream \"{}\" is named as a temporary file of state file \"{}\" \
-                 (\".NAME.PID.tmp\", removed at start): each needs a name of its own",
-                path.display(),
-                upstream.name(),
+                "{what} is named as a temporary file of state file \"{}\" (\".NAME.PID.tmp\", removed at start): \
+                 each needs a name of its own",
                 base.name()
             ));
         }
