@@ -190,22 +190,16 @@ fn servers_answer(target: &Target, changed: Option<bool>) -> Answer {
     Answer { status: 200, body: view::servers(&listed.peers), headers }
 }
 
-/// The server of `target` now that `pick` and `is_it` pick, as POST (by
-/// its address: a POST adds no second server of one address, nor one
-/// nginx resolved) and PATCH (by its ID: a peer nginx resolved may have
-/// the address of the static server patched, and be listed first; review
-/// 29) answer.
-fn server_answer(
-    target: &Target,
-    status: u16,
-    pick: Pick<'_>,
-    is_it: impl Fn(&PeerView) -> bool,
-) -> Result<Answer, PlusError> {
+/// The server of `target` now that `pick` picks, as POST (by its
+/// address: a POST adds no second server of one address, nor one nginx
+/// resolved) and PATCH (by its ID: a peer nginx resolved may have the
+/// address of the static server patched, and be listed first; review 29)
+/// answer.
+fn server_answer(target: &Target, status: u16, pick: Pick<'_>) -> Result<Answer, PlusError> {
     let listed = target.listed_one(pick);
     let peer = listed
         .peers
-        .iter()
-        .find(|&p| is_it(p))
+        .first()
         .ok_or_else(|| PlusError::new(409, "UpstreamChanged", "the server was changed again meanwhile"))?;
     Ok(Answer { status, body: view::server(peer), headers: Vec::new() })
 }
@@ -224,7 +218,7 @@ fn post(target: &Target, spec: ServerSpec, origin: &Requester, trylock: bool) ->
             Ok(true)
         })?,
     }
-    server_answer(target, 201, Pick::Name(address.as_bytes()), |p| p.name == address)
+    server_answer(target, 201, Pick::Name(address.as_bytes()))
 }
 
 fn patch(
@@ -267,7 +261,7 @@ fn patch(
             })?,
         }
     }
-    server_answer(target, 200, Pick::Id(id), |p| p.stats.id == Some(id))
+    server_answer(target, 200, Pick::Id(id))
 }
 
 fn delete(target: &Target, id: u64, origin: &Requester, trylock: bool) -> Result<Answer, PlusError> {

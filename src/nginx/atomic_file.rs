@@ -59,18 +59,13 @@ impl FileLock {
 
     /// Whether another process holds the lock of the state file at `path`
     /// for longer than `wait`. Creates nothing (no lock file: nobody holds
-    /// it) and leaves the lock as it found it.
-    pub fn held_past(path: &Path, wait: Duration) -> bool {
-        open_regular(OpenOptions::new().read(true), &lock_path(path))
-            .is_ok_and(|file| lock_within(&file, wait).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock))
-    }
-
-    /// Whether the lock file of the state file at `path` could be used:
-    /// absent, or a regular file ([`open_regular`]).
-    pub fn check_usable(path: &Path) -> io::Result<()> {
+    /// it) and leaves the lock as it found it. Fails where the lock file
+    /// cannot be used: not a regular file ([`open_regular`]), unreadable.
+    pub fn held_past(path: &Path, wait: Duration) -> io::Result<bool> {
         match open_regular(OpenOptions::new().read(true), &lock_path(path)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            Ok(file) => Ok(lock_within(&file, wait).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

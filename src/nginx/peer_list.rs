@@ -110,6 +110,17 @@ pub enum Pick<'a> {
 }
 
 impl Pick<'_> {
+    /// Whether it takes a copied peer (a registry list's, copied whole).
+    pub fn takes_view(self, peer: &PeerView) -> bool {
+        match self {
+            Pick::All => true,
+            Pick::Id(id) => peer.stats.id == Some(id),
+            Pick::Name(name) => peer.name.as_bytes() == name,
+        }
+    }
+
+    /// Whether it takes `peer`, read in its list.
+    ///
     /// # Safety
     /// `peer` is live (its list locked).
     unsafe fn takes(self, peer: *mut ngx_http_upstream_rr_peer_t) -> bool {

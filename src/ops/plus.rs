@@ -121,11 +121,7 @@ impl Target<'_> {
                 let (revision, check, mut peers) = record.unwrap_or_default();
                 // A registry list is copied whole (it is never edited: no
                 // lock), then picked.
-                peers.retain(|p| match pick {
-                    Pick::All => true,
-                    Pick::Id(id) => p.stats.id == Some(id),
-                    Pick::Name(name) => p.name.as_bytes() == name,
-                });
+                peers.retain(|p| pick.takes_view(p));
                 show_health(health, HealthZone::running(), name, true, check.is_some(), &mut peers);
                 Listed {
                     name: name.clone(),

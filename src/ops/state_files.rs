@@ -232,35 +232,47 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     }
     let dyups_file = resolve(cycle, main.dyups_file());
     let dyups_identity = dyups_file.as_deref().map(file_identity);
-    let files: Vec<(Upstream<'_>, PathBuf)> = cycle
+    // Each state file with its identity (one `stat` of its directory).
+    let files: Vec<(Upstream<'_>, PathBuf, FileId)> = cycle
         .upstreams()
         .into_iter()
         .filter_map(|upstream| resolve(cycle, state_file_of(upstream)).map(|path| (upstream, path)))
+        .map(|(upstream, path)| {
+            let identity = file_identity(&path);
+            (upstream, path, identity)
+        })
         .collect();
     // The lock files (`PATH.lock`), whose owners' names a state file may
-    // not take (the claim written at start overwrote it, review 32).
+    // not take (the claim written at start overwrote it, review 32): in
+    // the state file's directory, so its identity with the lock's name.
     let mut locks: HashMap<FileId, String> = HashMap::new();
-    for (upstream, path) in &files {
-        locks
-            .insert(file_identity(&persist::lock_path(path)), format!("upstream \"{}\"'s state file", upstream.name()));
+    for (upstream, path, identity) in &files {
+        locks.insert(
+            identity.with_name(&persist::lock_path(path)),
+            format!("upstream \"{}\"'s state file", upstream.name()),
+        );
     }
-    if let Some(path) = &dyups_file {
-        locks.insert(file_identity(&persist::lock_path(path)), "the dyups_upstream_conf file".to_string());
+    if let (Some(path), Some(identity)) = (&dyups_file, &dyups_identity) {
+        locks.insert(identity.with_name(&persist::lock_path(path)), "the dyups_upstream_conf file".to_string());
     }
     // The temporary files of a write (`.NAME.PID.tmp`), removed at start
     // once their writer is gone: no state file may be named as one of a
     // state file of its directory (its upstream's changes were lost at
     // the next start, review 33).
-    let named: HashSet<FileId> =
-        files.iter().map(|(_, path)| file_identity(path)).chain(dyups_identity.iter().cloned()).collect();
+    let named: HashSet<&FileId> = files.iter().map(|(.., identity)| identity).chain(dyups_identity.iter()).collect();
     let owned = files
         .iter()
-        .map(|(upstream, path)| {
-            (format!("dynamic_state_file \"{}\" of upstream \"{}\"", path.display(), upstream.name()), path)
+        .map(|(upstream, path, identity)| {
+            (format!("dynamic_state_file \"{}\" of upstream \"{}\"", path.display(), upstream.name()), identity)
         })
-        .chain(dyups_file.iter().map(|path| (format!("dyups_upstream_conf \"{}\"", path.display()), path)));
-    for (what, path) in owned {
-        if let Some(base) = temporary_of(&file_identity(path)).filter(|base| named.contains(base)) {
+        .chain(
+            dyups_file
+                .iter()
+                .zip(&dyups_identity)
+                .map(|(path, identity)| (format!("dyups_upstream_conf \"{}\"", path.display()), identity)),
+        );
+    for (what, identity) in owned {
+        if let Some(base) = temporary_of(identity).filter(|base| named.contains(base)) {
             return Err(format!(
                 "{what} is named as a temporary file of state file \"{}\" (\".NAME.PID.tmp\", removed at start): \
                  each needs a name of its own",
@@ -273,10 +285,9 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     // Two spellings of one file (`a/../x`, a linked directory, a bind
     // mount) are one.
     let mut owners: HashMap<FileId, (String, PathBuf)> = HashMap::new();
-    for (upstream, path) in files {
+    for (upstream, path, identity) in files {
         let shown = path.display();
         let name = upstream.name();
-        let identity = file_identity(&path);
         if dyups_identity.as_ref() == Some(&identity) {
             return Err(format!(
                 "dynamic_state_file \"{shown}\" of upstream \"{name}\" is also the dyups_upstream_conf file{}: \
@@ -340,6 +351,17 @@ enum FileId {
 }
 
 impl FileId {
+    /// The identity of the file named as `path`'s last component in this
+    /// one's directory.
+    fn with_name(&self, path: &Path) -> FileId {
+        match (self, path.file_name()) {
+            (FileId::InDirectory { dev, ino, .. }, Some(name)) => {
+                FileId::InDirectory { dev: *dev, ino: *ino, name: name.to_os_string() }
+            }
+            _ => FileId::Path(path.to_path_buf()),
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             FileId::InDirectory { name, .. } => name.to_string_lossy().into_owned(),
@@ -381,8 +403,7 @@ fn also_spelled(path: &Path, other: Option<&Path>) -> String {
 /// restore the file (a reload would serve the configuration's servers
 /// instead), and `nginx -t` says why.
 fn refuse_if_held(directive: &str, path: &Path) -> Result<(), String> {
-    FileLock::check_usable(path).map_err(|e| lock_failure(directive, path, &e))?;
-    if FileLock::held_past(path, LOCK_WAIT) {
+    if FileLock::held_past(path, LOCK_WAIT).map_err(|e| lock_failure(directive, path, &e))? {
         return Err(held_too_long(directive, path));
     }
     Ok(())
