@@ -927,3 +927,92 @@ location /upstream { dyups_interface; }
 --- must_die
 --- error_log
 qr/\[emerg\].*dyups_upstream_conf "[^"]*\/\.a\.conf\.999999\.tmp" is named as a temporary file of state file "a\.conf" \("\.NAME\.PID\.tmp", removed at start\): each needs a name of its own/
+
+=== TEST 21: a state file in a subdirectory of the directory the worker user writes, and the worker user replaces that subdirectory with a symbolic link: nginx -t, a reload and the workers' writes refuse the path naming the link, and never write, truncate or quote a file of the directory it points to (the root master rewrote DIR/NAME.lock and quoted the first line of DIR/NAME of any directory, review 32); a link in a directory no other user can change is followed
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $data = data_dir();    # 0777: the directory the worker user writes
+my $zones = "$data/zones";
+my $victim = "$data/../victim";    # a directory the worker user cannot read
+mkdir $_ or die "mkdir $_: $!" for $zones, $victim;
+chmod 0777, $zones;
+chmod 0700, $victim;
+my $guarded = "root-only content\n";
+my $quoted = "server root:SECRETHASH:7:0:7:7:::;\n";
+main::spew("$victim/backends.state.lock", $guarded);
+main::spew("$victim/backends.state", $quoted);
+chmod 0600, "$victim/backends.state.lock", "$victim/backends.state";
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$zones/backends.state}r);
+nginx_reload();
+my $change = sub { http_get('/dynamic?upstream=zone_for_backends&server=127.0.0.1:' . port(1) . "&weight=$_[0]") };
+is($change->(2)->{status}, 200, 'a change with the state file in data/zones: 200');
+my $saved = "$main::HEADER" . 'server 127.0.0.1:' . port(1) . " weight=2 max_fails=1 fail_timeout=10;\n";
+is(main::slurp("$zones/backends.state"), $saved, '  written there');
+# What the worker user can do: data/zones becomes a link to the victim.
+rename($zones, "$zones.old") or die "rename: $!";
+symlink($victim, $zones) or die "symlink: $!";
+my $refusal = qr/"\Q$zones\E" is a symbolic link in a directory other users can change \("\Q$data\E"\): name the directory it points to instead/;
+my $unchanged = sub {
+    is(main::slurp("$victim/backends.state.lock"), $guarded, "  $_[0]: the victim's lock file is unchanged");
+    is(main::slurp("$victim/backends.state"), $quoted, '  and its state file too');
+    is(join(' ', sort map { s{.*/}{}r } glob("$victim/* $victim/.*[!.]")), 'backends.state backends.state.lock', '  and nothing was created there');
+};
+my ($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails');
+like($out, qr/\[emerg\].*dynamic_state_file "\Q$zones\E\/backends\.state": cannot lock: $refusal/, '  [emerg] names the link') or diag($out);
+unlike($out, qr/SECRETHASH/, '  and quotes nothing of the file behind it');
+$unchanged->('nginx -t');
+main::spew("$victim/backends.state", "server 127.0.0.1:" . port(2) . ";\n");    # one that would restore
+$quoted = main::slurp("$victim/backends.state");
+ok(!eval { nginx_reload(); 1 }, 'a reload is refused');
+like($@, $refusal, '  naming the link');
+$unchanged->('the reload');
+my $r = $change->(3);
+is($r->{status}, 500, 'a change the running workers cannot save: 500');
+like($r->{body}, $refusal, '  naming the link');
+$unchanged->('the change');
+# A link only root (or nginx's master user) can change is the administrator's: followed.
+my $real = "$data/../real";
+rename("$zones.old", $real) or die "rename: $!";
+unlink $zones or die "unlink: $!";
+my $safe = "$data/../safe";
+mkdir $safe or die "mkdir: $!";
+symlink($real, "$safe/zones") or die "symlink: $!";
+main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$safe/zones/backends.state}r);
+nginx_reload();
+like(http_get('/dynamic?upstream=zone_for_backends&verbose=')->{body}, qr/ weight=2 /, 'a link in a directory only root can change: followed, the file restored (the refused change left weight 2)');
+is($change->(4)->{status}, 200, '  a change: 200');
+like(main::slurp("$real/backends.state"), qr/weight=4/, '  written through it');
+--- allow_error_log
+dynamic_state_file "
+could not write state file
+
+=== TEST 22: a dynamic_state_file whose name is too long for the module's temporary file (.NAME.PID.tmp, 255 bytes at most): nginx -t fails saying the longest name (it passed, then every change answered 500 "File name too long", or worked until the pids grew a digit, review 35)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dynamic_state_file "[^"]*\/a{243}": its file name is 243 bytes long: at most 242 \(its temporary file \.NAME\.PID\.tmp must fit in 255\)/
+
+=== TEST 23: a dyups_upstream_conf (or a dynamic_state_file) that names a directory (ending in "/", "/." or "/.."): nginx -t fails saying so (it passed where the directory did not exist, and then nothing could be written, review 35)
+--- http_config
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/missing/.;
+--- config
+location /upstream { dyups_interface; }
+--- must_die
+--- error_log
+qr/\[emerg\].*dyups_upstream_conf "[^"]*\/data\/missing\/\.": names a directory: name the file in it/

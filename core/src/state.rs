@@ -33,6 +33,30 @@ pub struct StateError {
 
 pub const HEADER: &str = "# Written by nginx-dynamic-upstream after every change through its APIs.\n";
 
+/// Longest name of a state file: its temporary file `.NAME.PID.tmp` must
+/// fit in a file name's 255 bytes with any Linux pid (at most 4194304,
+/// `PID_MAX_LIMIT`: 7 digits), and so must its lock file `NAME.lock`.
+pub const MAX_FILE_NAME: usize = 255 - ".".len() - ".4194304.tmp".len();
+
+/// Why a configured state file path cannot name a state file, if it
+/// cannot: it names a directory (it ends in `/`, `/.` or `/..`), or its
+/// name is too long for the module's temporary file (review 35: both
+/// passed `nginx -t`, and then every change answered 500; a name of 243 or
+/// 244 bytes worked until the pids grew a digit).
+pub fn file_name_problem(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.is_empty() || name == "." || name == ".." {
+        return Some("names a directory: name the file in it".to_string());
+    }
+    (name.len() > MAX_FILE_NAME).then(|| {
+        format!(
+            "its file name is {} bytes long: at most {MAX_FILE_NAME} (its temporary file .NAME.PID.tmp must fit in \
+             255)",
+            name.len()
+        )
+    })
+}
+
 /// The lines of offsets asked in increasing order, each counted from the
 /// previous one (a file of many blocks is read in linear time).
 struct LineCounter<'a> {
@@ -507,6 +531,20 @@ mod tests {
 
     fn server(addr: &str) -> ServerSpec {
         ServerSpec::new(Address::parse(addr).unwrap())
+    }
+
+    #[test]
+    fn file_name_problems() {
+        assert_eq!(file_name_problem("/var/lib/x.state"), None);
+        assert_eq!(file_name_problem("x"), None);
+        for dir in ["/var/lib/", "/var/lib/.", "/var/lib/..", "..", "."] {
+            assert_eq!(file_name_problem(dir).as_deref(), Some("names a directory: name the file in it"), "{dir}");
+        }
+        assert_eq!(MAX_FILE_NAME, 242);
+        assert_eq!(file_name_problem(&format!("/d/{}", "a".repeat(242))), None);
+        assert!(file_name_problem(&format!("/d/{}", "a".repeat(243)))
+            .unwrap()
+            .starts_with("its file name is 243 bytes"));
     }
 
     #[test]

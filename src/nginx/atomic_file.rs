@@ -12,12 +12,15 @@
 //! (root) opens them: a state or lock file must be a regular file, opened
 //! without following a symbolic link ([`open_regular`]), so that a link
 //! planted there never makes root truncate, write or quote another file
-//! (hunt 33). Hard links are not refused (a backup made with `cp -al` has
-//! them, review 32): the worker user cannot link a file it does not own
-//! where `fs.protected_hardlinks` is 1, as Debian sets it (procps), not
-//! the kernel's default (review 33).
+//! (hunt 33). Nor may a link stand for a directory on the way there where
+//! another user could have planted it ([`Directory::open`], review 32).
+//! Hard links are not refused (a backup made with `cp -al` has them,
+//! review 32): the worker user cannot link a file it does not own where
+//! `fs.protected_hardlinks` is 1, as Debian sets it (procps), not the
+//! kernel's default (review 33).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -42,14 +45,16 @@ impl FileLock {
     pub fn exclusive(path: &Path, wait: Duration) -> io::Result<FileLock> {
         // Read-only is enough for flock, so a lock file the master (root)
         // created stays usable by workers running as another user.
-        let lock = lock_path(path);
+        let (dir, name) = Directory::of(path)?;
+        let (lock, shown) = (dir.file(&lock_name(name)), lock_path(path));
         let (file, write_error) = match open_regular(
             OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644),
             &lock,
+            &shown,
         ) {
             Ok(file) => (file, None),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS) => {
-                (open_regular(OpenOptions::new().read(true), &lock)?, e.raw_os_error())
+                (open_regular(OpenOptions::new().read(true), &lock, &shown)?, e.raw_os_error())
             }
             Err(e) => return Err(e),
         };
@@ -62,7 +67,12 @@ impl FileLock {
     /// it) and leaves the lock as it found it. Fails where the lock file
     /// cannot be used: not a regular file ([`open_regular`]), unreadable.
     pub fn held_past(path: &Path, wait: Duration) -> io::Result<bool> {
-        match open_regular(OpenOptions::new().read(true), &lock_path(path)) {
+        let (dir, name) = match Directory::of(path) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match open_regular(OpenOptions::new().read(true), &dir.file(&lock_name(name)), &lock_path(path)) {
             Ok(file) => Ok(lock_within(&file, wait).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -72,7 +82,10 @@ impl FileLock {
     /// The processes that hold the lock of the state file at `path` (from
     /// `/proc/locks`; none if it cannot be read), for messages.
     pub fn holders(path: &Path) -> Vec<i32> {
-        let (Ok(meta), Ok(locks)) = (fs::symlink_metadata(lock_path(path)), fs::read_to_string("/proc/locks")) else {
+        let Ok((dir, name)) = Directory::of(path) else { return Vec::new() };
+        let (Ok(meta), Ok(locks)) =
+            (fs::symlink_metadata(dir.file(&lock_name(name))), fs::read_to_string("/proc/locks"))
+        else {
             return Vec::new();
         };
         let dev = meta.dev();
@@ -126,14 +139,21 @@ fn lock_within(file: &File, wait: Duration) -> io::Result<()> {
 
 /// `PATH.lock`, the lock file of the state file `PATH`.
 pub fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    PathBuf::from(lock_name(path.as_os_str()))
 }
 
-/// The file's contents, or None if it does not exist.
+/// `NAME.lock`.
+fn lock_name(name: &OsStr) -> OsString {
+    let mut lock = name.to_owned();
+    lock.push(".lock");
+    lock
+}
+
+/// The file's contents, or None if it (or its directory) does not exist.
 pub fn read(path: &Path) -> io::Result<Option<String>> {
-    let mut file = match open_regular(OpenOptions::new().read(true), path) {
+    let opened =
+        Directory::of(path).and_then(|(dir, name)| open_regular(OpenOptions::new().read(true), &dir.file(name), path));
+    let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -143,15 +163,16 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
     String::from_utf8(bytes).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// Opens `path` with `options` if it is a regular file: never through a
-/// symbolic link (`O_NOFOLLOW`), never blocking on a FIFO
-/// (`O_NONBLOCK`, which regular files ignore). The errors say what the
-/// path is instead, for nginx's log.
-pub fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+/// Opens the file at `path` (a [`Directory::file`]) with `options` if it
+/// is a regular file: never through a symbolic link (`O_NOFOLLOW`), never
+/// blocking on a FIFO (`O_NONBLOCK`, which regular files ignore). The
+/// errors say what the file, `shown` in messages, is instead, for nginx's
+/// log.
+fn open_regular(options: &mut OpenOptions, path: &Path, shown: &Path) -> io::Result<File> {
     let refused = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("\"{}\" is {what}: a state file and its lock must be regular files", path.display()),
+            format!("\"{}\" is {what}: a state file and its lock must be regular files", shown.display()),
         )
     };
     let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).map_err(|e| {
@@ -193,14 +214,15 @@ pub fn remove_stale_temporaries<'p>(paths: impl IntoIterator<Item = &'p Path>) {
         }
     }
     for (dir, names) in names_by_dir {
-        let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else {
+        let Ok(dir) = Directory::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else {
             continue;
         };
+        let Ok(entries) = fs::read_dir(dir.path()) else { continue };
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some((name, pid)) = file_name.to_str().and_then(parse_temporary_name) else { continue };
             if names.contains(name) && crate::nginx::process::gone(pid, 0) {
-                let _ = fs::remove_file(entry.path());
+                let _ = fs::remove_file(dir.file(&file_name));
             }
         }
     }
@@ -215,12 +237,8 @@ pub fn parse_temporary_name(file_name: &str) -> Option<(&str, i32)> {
 
 /// Replaces the file with `content` atomically and durably.
 pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(temporary_name(name, std::process::id()));
+    let (dir, name) = Directory::of(path)?;
+    let tmp = dir.file(&temporary_name(name, std::process::id()));
     let result = (|| {
         // A file (or link) of that name is a dead writer's (same pid):
         // removed, then created anew, never opened through a link.
@@ -236,11 +254,122 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
             .open(&tmp)?;
         file.write_all(content)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        fs::rename(&tmp, dir.file(name))?;
+        File::open(dir.path())?.sync_all()
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The directory of a state file, opened by [`Directory::open`]. Its files
+/// are reached through `/proc/self/fd/N/NAME`: what the walk checked is
+/// what is used, whatever is renamed or linked in the meantime.
+struct Directory {
+    /// `O_PATH`: no permission beyond reaching it is needed to hold it.
+    handle: File,
+}
+
+/// Symbolic links followed at most in one path, as the kernel's `MAXSYMLINKS`.
+const MAX_LINKS: usize = 40;
+
+impl Directory {
+    /// The directory of the file at `path`, and the file's name.
+    fn of(path: &Path) -> io::Result<(Directory, &OsStr)> {
+        let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        Ok((Directory::open(dir)?, name))
+    }
+
+    /// Opens `dir` one component at a time. A symbolic link on the way is
+    /// followed only where it sits in a directory no other user can change
+    /// (owned by root or by this process's user, and writable by its owner
+    /// only): nginx's worker user can plant one in the directory it writes
+    /// (or in any directory below it), and the master, root, would then read
+    /// and write the state and lock files of whatever directory it points
+    /// to (review 32). Such a link is refused, naming it.
+    fn open(dir: &Path) -> io::Result<Directory> {
+        let mut pending: Vec<OsString> = Vec::new();
+        push_components(&mut pending, dir);
+        let mut current = open_directory(Path::new(if dir.is_absolute() { "/" } else { "." }))?;
+        let mut shown = PathBuf::from(if dir.is_absolute() { "/" } else { "" });
+        let mut links = 0;
+        while let Some(name) = pending.pop() {
+            if name == "/" {
+                current = open_directory(Path::new("/"))?;
+                shown = PathBuf::from("/");
+                continue;
+            }
+            let at = Directory::path_of(&current).join(&name);
+            if fs::symlink_metadata(&at)?.file_type().is_symlink() {
+                if !unchangeable_by_others(&current.metadata()?) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "\"{}\" is a symbolic link in a directory other users can change (\"{}\"): name the \
+                             directory it points to instead",
+                            shown.join(&name).display(),
+                            shown.display()
+                        ),
+                    ));
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                push_components(&mut pending, &fs::read_link(&at)?);
+                continue;
+            }
+            current = open_directory(&at)?;
+            shown.push(&name);
+        }
+        Ok(Directory { handle: current })
+    }
+
+    /// The directory itself, as a path.
+    fn path(&self) -> PathBuf {
+        Directory::path_of(&self.handle)
+    }
+
+    /// The file `name` of the directory, as a path (valid while `self` is).
+    fn file(&self, name: &OsStr) -> PathBuf {
+        self.path().join(name)
+    }
+
+    fn path_of(handle: &File) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+    }
+}
+
+/// Pushes `path`'s components onto `pending` (a stack: the first on top),
+/// the root as "/", leaving out ".".
+fn push_components(pending: &mut Vec<OsString>, path: &Path) {
+    use std::path::Component;
+    for component in path.components().rev() {
+        match component {
+            Component::RootDir => pending.push(OsString::from("/")),
+            Component::ParentDir => pending.push(OsString::from("..")),
+            Component::Normal(name) => pending.push(name.to_owned()),
+            Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+}
+
+/// Opens the directory `path` (`O_PATH`), not through a symbolic link.
+fn open_directory(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Whether only root or this process's user can change the directory.
+fn unchangeable_by_others(dir: &fs::Metadata) -> bool {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let user = unsafe { libc::geteuid() };
+    (dir.uid() == 0 || dir.uid() == user) && dir.mode() & 0o022 == 0
 }

@@ -43,7 +43,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use dynamic_upstream_core::state::{parse_dyups_conf, parse_server_state, render_server_state, DyupsEntry};
+use dynamic_upstream_core::state::{
+    file_name_problem, parse_dyups_conf, parse_server_state, render_server_state, DyupsEntry,
+};
 use dynamic_upstream_core::ApiError;
 use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 
@@ -242,6 +244,12 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
             (upstream, path, identity)
         })
         .collect();
+    let named = files.iter().map(|(_, path, _)| ("dynamic_state_file", path));
+    for (directive, path) in named.chain(dyups_file.iter().map(|path| ("dyups_upstream_conf", path))) {
+        if let Some(problem) = file_name_problem(&path.to_string_lossy()) {
+            return Err(format!("{directive} \"{}\": {problem}", path.display()));
+        }
+    }
     // The lock files (`PATH.lock`), whose owners' names a state file may
     // not take (the claim written at start overwrote it, review 32): in
     // the state file's directory, so its identity with the lock's name.
