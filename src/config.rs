@@ -131,6 +131,7 @@ pub fn warn_zone_name_clashes(post: &Postconfiguration) {
 /// C API).
 pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
     let mut any = false;
+    let mut peers = 0;
     for upstream in post.cycle().upstreams() {
         let name = upstream.name();
         let mut failed = |text: &str| post.context().emerg(&format!("{text} in upstream \"{name}\""));
@@ -156,12 +157,16 @@ pub fn finish_checks(post: &mut Postconfiguration) -> Result<(), ()> {
         // The probes connect to the address a peer's name reads back as: a
         // name that does not (a relative unix path, say) could never be
         // checked, and would stay default_down.
-        if let Some(e) = upstream.server_addresses().iter().find_map(|a| Address::parse(a).err()) {
+        let addresses = upstream.server_addresses();
+        if let Some(e) = addresses.iter().find_map(|a| Address::parse(a).err()) {
             failed(&format!("\"check\" cannot probe this server: {}", e.text));
             return Err(());
         }
+        // A server given twice has one record.
+        peers += addresses.iter().collect::<std::collections::HashSet<_>>().len();
         any = true;
     }
+    health::expect_configured_peers(peers);
     let main = post.main_conf().ok_or(())?;
     if !(any || main.dyups_interface || main.check_shm_size != UNSET_SIZE) {
         return Ok(());

@@ -561,3 +561,36 @@ my ($line) = grep { /$down/ } split /\n/, error_log_text();
 like($line, qr/ is down \(connect failed: 111: Connection refused\)$/, 'the line names the system error');
 my @errors = grep { /\[error\]/ } split /\n/, error_log_text();
 is("@errors", '', 'no [error] line') or diag(join "\n", @errors);
+
+=== TEST 19: a reload that renames a checked upstream, or moves a server to another one, keeps each address's verdict: the live peer keeps taking requests and the dead one gets none (they started afresh, default_down: 502 until the live one rose, where the C module keeps the verdict by address, hunt 37)
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=1000 rise=2 fall=1 timeout=300 type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=down" }), 'one peer rose, the dead one is down')
+    or diag(main::health());
+my $conf = NginxTest::Files::slurp(conf_file());
+(my $renamed = $conf) =~ s/\bbackends\b/renamed/g;
+NginxTest::Files::spew(conf_file(), $renamed);
+nginx_reload();
+my %seen;
+$seen{ http_get('/')->{status} }++ for 1 .. 10;
+is_deeply(\%seen, { 200 => 10 }, 'renamed: the live peer keeps taking requests right after the reload') or diag(explain(\%seen));
+my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=renamed&format=json')->{body});
+is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up 127.0.0.1:$p2=down", '  each keeps its verdict');
+# The live server moves to an upstream of its own.
+my $line = "\n    server 127.0.0.1:$p1 max_fails=0;";
+(my $moved = $renamed) =~ s/\Q$line\E// or die 'no server line';
+$moved =~ s/upstream renamed \{/upstream other {\n    zone other 64k;$line\n    check interval=1000 rise=2 fall=1 timeout=300 type=http;\n}\nupstream renamed {/;
+NginxTest::Files::spew(conf_file(), $moved);
+nginx_reload();
+$j = JSON::PP->new->decode(http_get('/dynamic?upstream=other&format=json')->{body});
+is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up", 'moved to another upstream: still up');

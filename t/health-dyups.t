@@ -338,7 +338,13 @@ ok(defined main::wait_until(3, sub { main::spread('dy', 6)->{$p2} }), 'both serv
 $b2->stop;
 ok(defined main::wait_until(3, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check');
 my %old = map { $_ => 1 } worker_pids();
+# A zone the configuration's 80 servers cannot fit is refused (nginx -t
+# says how many it holds): keep as many, so that it has no room left.
 main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 32k;');
+my (undef, $out) = nginx_t();
+my ($holds) = $out =~ /check_shm_size 32k holds the records of (\d+) checked peers/ or die "nginx -t: $out";
+my @big = $ENV{TEST_NGINX_BIG} =~ /^.*\n/mg;
+main::edit_conf(qr/\Q$ENV{TEST_NGINX_BIG}\E/ => join '', @big[0 .. $holds - 1]);
 kill 'HUP', master_pid();
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
 ok(main::logged(qr/\[error\].*peers are not checked; raise "check_shm_size"/), 'the reload says some peers are not checked');

@@ -185,14 +185,21 @@ is(main::lua(sprintf($code, '"plain"')), qq(127.0.0.1:$p1 nil nil nil 'nil' nil)
 
 
 
-=== TEST 6: peers the health zone had no room for are not on the page, and "unchecked" in JSON
+=== TEST 6: peers the health zone had no room for (a state file restored more servers than the configuration has) are not on the page, and "unchecked" in JSON
 --- http_config
 check_shm_size 32k;
-$TEST_NGINX_MANY
+upstream many {
+    zone many 256k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/many.state;
+    server 127.0.0.1:30001;
+    check interval=30000 timeout=1000;
+}
 --- config
 location /status { check_status csv; }
 location /dynamic { dynamic_upstream; }
 --- perl
+NginxTest::Files::spew(data_dir() . '/many.state', join '', map { "server 127.0.0.1:$_;\n" } 30001 .. 30080);
+nginx_reload();
 my @rows = split /\n/, http_get('/status')->{body};
 my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=many&format=json')->{body});
 my %health;
@@ -202,3 +209,54 @@ is_deeply(\%health, { down => scalar @rows, unchecked => 80 - @rows }, 'the othe
 like($rows[-1], qr/^\d+,many,127\.0\.0\.1:300\d\d,down,0,[01],tcp,0$/, 'rows are the checked peers') or diag($rows[-1]);
 --- error_log
 peers are not checked; raise "check_shm_size"
+
+=== TEST 7: more checked servers in the configuration than check_shm_size holds records for: nginx -t fails and nginx does not start, naming the sizes and a size that holds them, as the C module refuses (nginx started with the others unchecked, taking requests whatever their state, hunt 37)
+--- http_config
+check_shm_size 32k;
+$TEST_NGINX_MANY
+--- config
+location /status { check_status csv; }
+--- must_die
+--- error_log
+qr/\[emerg\].*check_shm_size 32k holds the records of \d+ checked peers, and the configuration checks 80: raise it to \d+k or more/
+
+=== TEST 8: a reload to more checked servers than the zone holds is refused and the running checks stay; the size the message names holds them; a reload that swaps servers in a full zone checks every new one (the new ones were claimed before the gone ones were freed, and stayed unchecked: hunt 37)
+--- http_config
+check_shm_size 32k;
+upstream many {
+    zone many 256k;
+    server 127.0.0.1:30001;
+    check interval=30000 timeout=1000;
+}
+--- config
+location /status { check_status csv; }
+--- perl
+my $conf = NginxTest::Files::slurp(conf_file());
+my $with = sub {
+    my ($size, @ports) = @_;
+    my $servers = join '', map { "    server 127.0.0.1:$_;\n" } @ports;
+    NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 32k;/check_shm_size $size;/r
+        =~ s/    server 127\.0\.0\.1:30001;\n/$servers/r);
+};
+my $rows = sub { scalar(() = http_get('/status')->{body} =~ /^\d+,many,/mg) };
+$with->('32k', 30001 .. 30080);
+my ($rc, $out) = nginx_t();
+my ($holds, $enough) = $out =~ /holds the records of (\d+) checked peers, and the configuration checks 80: raise it to (\d+k) or more/
+    or return fail('nginx -t names the sizes') || diag($out);
+ok(!eval { nginx_reload(); 1 }, 'a reload to 80 checked servers is refused');
+is($rows->(), 1, '  the running configuration keeps its checks');
+$with->($enough, 30001 .. 30080);
+nginx_reload();
+is($rows->(), 80, "check_shm_size $enough, as the message said: every server is checked");
+$with->('32k', 30001 .. 30000 + $holds);
+nginx_reload();
+is($rows->(), $holds, "a full zone ($holds servers)");
+my $size = -s prefix() . 'logs/error.log';
+$with->('32k', 30010 .. 30009 + $holds);
+nginx_reload();
+is($rows->(), $holds, '  9 servers swapped for 9 others: every one checked');
+open my $log, '<', prefix() . 'logs/error.log' or die $!;
+seek $log, $size, 0;
+is(scalar(grep { /not checked/ } <$log>), 0, '  and no peer said to be unchecked');
+--- allow_error_log
+check_shm_size 32k holds the records

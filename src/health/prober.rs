@@ -378,9 +378,14 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
 /// init_module (master, after the state files were restored): gives
 /// every peer of the cycle's checked upstreams its slot, keeping the
 /// counters of a peer that had one (a reload) and setting its health bit
-/// from them; frees the slots of peers that are gone. A peer the zone has
-/// no room for stays unchecked (the error says so, with the
-/// `not_carried` run-time servers of [`set_zone`]; failing init_module
+/// from them. A peer without one takes the verdict of a peer of the same
+/// address that is gone (its upstream renamed, or the server moved to
+/// another upstream: it was `default_down` again, a 502 until it rose,
+/// where the C module keeps it, hunt 37). The slots of the peers that are
+/// gone are freed before any is claimed (claimed first, a reload that
+/// swaps servers in a full zone left the new ones unchecked, hunt 37). A
+/// peer the zone has no room for stays unchecked (the error says so, with
+/// the `not_carried` run-time servers of [`set_zone`]; failing init_module
 /// would stop nginx).
 /// In the master's init_module, after [`set_zone`].
 pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> {
@@ -390,49 +395,68 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     };
     health.begin_cycle();
     let now = now_msec();
-    // By slot index, up to the highest one kept.
-    let mut keep = Vec::new();
-    let mut unchecked = 0usize;
     let mut spread = Spread::default();
-    // Each peer's slot found by key (or claimed from where the last claim
-    // was): a reload of thousands of checked peers compares no key twice.
+    // Each peer's slot found by key: a reload of thousands of checked peers
+    // compares no key twice.
     let mut found = health.configured_keys();
-    let mut next_free = 0;
-    let checked = checked_upstreams(cycle.upstreams());
-    for (upstream, primary, check) in checked.into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check))) {
+    // The peers, each with the slot it keeps, or the counters it starts
+    // with: by upstream, its primary list and its peers (a server given
+    // twice: one slot).
+    let mut upstreams = Vec::new();
+    let mut kept_slots = HashSet::new();
+    for (upstream, primary, check) in
+        checked_upstreams(cycle.upstreams()).into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check)))
+    {
         // The primary list of an upstream of the new cycle, which only this
         // process reaches yet.
-        let (upstream, peers) = (upstream.name(), primary.peers());
-        let mut slots = HashMap::new();
-        for name in peers.into_iter().map(|p| p.name.into_bytes()) {
-            if slots.contains_key(&name) {
-                continue; // a server given twice: one slot
+        let (name, peers) = (upstream.name(), primary.peers());
+        let mut seen = HashSet::new();
+        let mut planned = Vec::new();
+        for peer in peers.into_iter().map(|p| p.name.into_bytes()) {
+            if !seen.insert(peer.clone()) {
+                continue;
             }
-            let due = spread.due(now, check.interval_ms);
-            let known = found.remove(&(upstream.as_bytes().to_vec(), name.clone()));
-            let counters = Counters::new(check.default_down);
+            let known = found.remove(&(name.as_bytes().to_vec(), peer.clone()));
+            if let Some((index, _)) = known {
+                kept_slots.insert(index);
+            }
+            planned.push(PlannedSlot { due: spread.due(now, check.interval_ms), known, peer });
+        }
+        upstreams.push((name, primary, check.default_down, planned));
+    }
+    // What `found` still holds is gone: each address's verdict, for the new
+    // peers of that address.
+    let verdicts: HashMap<Vec<u8>, Counters> = found
+        .into_iter()
+        .filter_map(|((_, peer), (index, gen))| {
+            let slot = health.slot(index);
+            let counters = slot.counters();
+            (slot.is_live() && slot.gen() == gen).then_some((peer, counters))
+        })
+        .collect();
+    // Run-time upstreams' slots live as long as their upstreams, which the
+    // dyups registry keeps across reloads. Decided under the mutex: the
+    // previous configuration's workers may free and claim slots meanwhile.
+    health.free_where(|index, slot| slot.is_live() && !slot.is_runtime() && !kept_slots.contains(&index));
+    let (mut unchecked, mut next_free) = (0usize, 0);
+    for (upstream, primary, default_down, planned) in upstreams {
+        let mut slots = HashMap::new();
+        for PlannedSlot { peer, known, due } in planned {
+            let counters = verdicts.get(&peer).copied().unwrap_or_else(|| Counters::new(default_down));
             let Some(index) =
-                health.keep_or_claim(known, &mut next_free, upstream.as_bytes(), &name, false, counters, due)
+                health.keep_or_claim(known, &mut next_free, upstream.as_bytes(), &peer, false, counters, due)
             else {
                 unchecked += 1;
                 continue;
             };
-            if keep.len() <= index {
-                keep.resize(index + 1, false);
-            }
-            keep[index] = true;
             // A carried slot is due on the new schedule (the interval may
             // have changed): its lease from the old one could be a day away.
             health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
-            slots.insert(name, index);
+            slots.insert(peer, index);
         }
         // One pass over the list sets every peer's health bit.
         let _ = primary.set_health(&upstream, |name| slots.get(name).map(|&index| health.slot(index).counters().down));
     }
-    // Run-time upstreams' slots live as long as their upstreams, which the
-    // dyups registry keeps across reloads. Decided under the mutex: the
-    // previous configuration's workers may free and claim slots meanwhile.
-    health.free_where(|index, slot| slot.is_live() && !slot.is_runtime() && !keep.get(index).copied().unwrap_or(false));
     let runtime_unchecked = resume_runtime_checks(init, health, now).unwrap_or(not_carried);
     if unchecked > 0 || runtime_unchecked > 0 {
         return Err(format!(
@@ -442,6 +466,14 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// A peer of a checked upstream of the new cycle, in [`begin_cycle`]: the
+/// slot it had, when its probes are due.
+struct PlannedSlot {
+    peer: Vec<u8>,
+    known: Option<(usize, u32)>,
+    due: u32,
 }
 
 /// The checked zone upstreams among `upstreams` (of this process's cycle,

@@ -33,7 +33,7 @@ use dynamic_upstream_core::health::PeerHealth;
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
     ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
-    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK,
+    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK,
 };
 
 use crate::nginx::conf::{HealthZoneKind, MainConf};
@@ -183,14 +183,49 @@ pub fn declare_zone(context: &mut ConfContext<'_>, main: &mut MainConf, size: us
     zone.map(|zone| main.set_check_zone(zone)).is_some()
 }
 
+/// The checked peers of the configuration being read (every address of
+/// its checked upstreams' `server` lines), for [`init_zone`].
+static CONFIGURED_PEERS: AtomicUsize = AtomicUsize::new(0);
+
+/// postconfiguration: the configuration's checked peers need `count`
+/// records.
+pub fn expect_configured_peers(count: usize) {
+    CONFIGURED_PEERS.store(count, Relaxed);
+}
+
+/// Fails the cycle (an [`init_zone`] error, which nginx takes as a
+/// configuration it cannot start, or reload to) when the zone's `count`
+/// records cannot hold the configuration's checked peers, as the C module
+/// does: nginx started with the others unchecked, taking requests whatever
+/// their state, and said so in one `[error]` (hunt 37).
+fn holds_configured_peers(zone: *mut ngx_shm_zone_t, count: usize) -> bool {
+    let wanted = CONFIGURED_PEERS.load(Relaxed);
+    if wanted <= count {
+        return true;
+    }
+    // SAFETY: nginx's zone, mapped, in its init.
+    let size = unsafe { (*zone).shm.size };
+    let enough = (size / count.max(1) * wanted).div_ceil(1024) + 1;
+    log(
+        NGX_LOG_EMERG,
+        &format!(
+            "check_shm_size {}k holds the records of {count} checked peers, and the configuration checks {wanted}: \
+             raise it to {enough}k or more",
+            size / 1024
+        ),
+    );
+    false
+}
+
 /// Zone init: the previous cycle's table when nginx reused the zone, else
-/// as many free slots as the zone holds.
+/// as many free slots as the zone holds; an error when they cannot hold
+/// the configuration's checked peers ([`holds_configured_peers`]).
 unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     // SAFETY: nginx calls this in the master with the mapped zone; `data`
     // is the previous cycle's table when the zone is reused.
     unsafe {
         if shm_zone::reuse(zone, data) {
-            return NGX_OK as ngx_int_t;
+            return init_result(holds_configured_peers(zone, (*(*zone).data.cast::<Table>()).count));
         }
         let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
         // The slab's own bookkeeping takes a share of the zone: ask for
@@ -212,7 +247,15 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
         (*table).count = count;
         (*pool).data = table.cast();
         (*zone).data = table.cast();
+        init_result(holds_configured_peers(zone, count))
+    }
+}
+
+fn init_result(ok: bool) -> ngx_int_t {
+    if ok {
         NGX_OK as ngx_int_t
+    } else {
+        NGX_ERROR as ngx_int_t
     }
 }
 
