@@ -1016,3 +1016,69 @@ location /upstream { dyups_interface; }
 --- must_die
 --- error_log
 qr/\[emerg\].*dyups_upstream_conf "[^"]*\/data\/missing\/\.": names a directory: name the file in it/
+
+=== TEST 24: a state file path that climbs ("..") out of a directory other users can change: nginx -t fails naming it (the worker user could move that directory elsewhere, and the root master then followed ".." into a directory only root can write, review 36); out of one only root can change, ".." is followed
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $data = data_dir();    # 0777
+mkdir "$data/sub" or die "mkdir: $!";
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$data/sub/../backends.state}r);
+my ($rc, $out) = nginx_t();
+isnt($rc, 0, 'nginx -t fails');
+like($out, qr/\[emerg\].*dynamic_state_file "\Q$data\E\/sub\/\.\.\/backends\.state": cannot lock: "\Q$data\E\/sub" is in a directory other users can change, and "\.\." climbs out of it: name the directory without "\.\."/, '  naming the path') or diag($out);
+chmod 0755, $data;
+($rc, $out) = nginx_t();
+is($rc, 0, 'the same path in a directory only root (or the master user) can change: nginx -t passes') or diag($out);
+
+=== TEST 25: a symbolic link root (or nginx's master user) made in a sticky directory (/tmp) is followed: no other user can replace it there (refused at first, review 36); the workers, running as the worker user, refuse a link in a directory of the worker user's as the master does (they followed it: a change answered 503 "taken over by another nginx", or wrote through the link, review 36)
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my $data = data_dir();
+my $link = "/tmp/ndu-test-$$-" . port(1);
+symlink($data, $link) or die "symlink: $!";
+my $conf = main::slurp(conf_file());
+main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$link/backends.state}r);
+my $ok = eval { nginx_reload(); 1 };
+my $err = $@;
+ok($ok, 'a state file through a link of ours in /tmp: the reload succeeds') or diag($err);
+my $change = sub { http_get('/dynamic?upstream=zone_for_backends&server=127.0.0.1:' . port(1) . "&weight=$_[0]") };
+is($change->(2)->{status}, 200, '  a change: 200');
+like(main::slurp("$data/backends.state"), qr/ weight=2 /, '  written through it');
+unlink $link;
+main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$data/zones/backends.state}r);
+my $worker = getpwnam('nobody');
+SKIP: {
+    skip 'the workers run as the master user unless nginx runs as root', 3 unless $> == 0 && defined $worker;
+    mkdir "$data/zones" or die "mkdir: $!";
+    chown $worker, -1, $data, "$data/zones";
+    chmod 0755, $data, "$data/zones";
+    nginx_reload();
+    is($change->(3)->{status}, 200, 'a state file in data/zones, both the worker user\'s: a change: 200');
+    # The worker user plants a link to a directory of its own.
+    my $elsewhere = "$data/../elsewhere";
+    mkdir $elsewhere or die "mkdir: $!";
+    chown $worker, -1, $elsewhere;
+    rename("$data/zones", "$data/zones.old") or die "rename: $!";
+    symlink($elsewhere, "$data/zones") or die "symlink: $!";
+    my $r = $change->(4);
+    is($r->{status}, 500, 'a link the worker user planted in its own directory: the workers refuse it too (500)');
+    like($r->{body}, qr/"\Q$data\E\/zones" is a symbolic link in a directory other users can change/, '  naming the link');
+}
+--- allow_error_log
+dynamic_state_file "
+could not lock state file

@@ -20,12 +20,15 @@
 //! kernel's default (review 33).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// An exclusive lock on a state file, held until dropped.
@@ -46,15 +49,11 @@ impl FileLock {
         // Read-only is enough for flock, so a lock file the master (root)
         // created stays usable by workers running as another user.
         let (dir, name) = Directory::of(path)?;
-        let (lock, shown) = (dir.file(&lock_name(name)), lock_path(path));
-        let (file, write_error) = match open_regular(
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644),
-            &lock,
-            &shown,
-        ) {
+        let (lock, shown) = (lock_name(name), lock_path(path));
+        let (file, write_error) = match dir.open_regular(&lock, libc::O_RDWR | libc::O_CREAT, &shown) {
             Ok(file) => (file, None),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS) => {
-                (open_regular(OpenOptions::new().read(true), &lock, &shown)?, e.raw_os_error())
+                (dir.open_regular(&lock, libc::O_RDONLY, &shown)?, e.raw_os_error())
             }
             Err(e) => return Err(e),
         };
@@ -65,14 +64,15 @@ impl FileLock {
     /// Whether another process holds the lock of the state file at `path`
     /// for longer than `wait`. Creates nothing (no lock file: nobody holds
     /// it) and leaves the lock as it found it. Fails where the lock file
-    /// cannot be used: not a regular file ([`open_regular`]), unreadable.
+    /// cannot be used: not a regular file ([`Directory::open_regular`]),
+    /// unreadable.
     pub fn held_past(path: &Path, wait: Duration) -> io::Result<bool> {
         let (dir, name) = match Directory::of(path) {
             Ok(found) => found,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        match open_regular(OpenOptions::new().read(true), &dir.file(&lock_name(name)), &lock_path(path)) {
+        match dir.open_regular(&lock_name(name), libc::O_RDONLY, &lock_path(path)) {
             Ok(file) => Ok(lock_within(&file, wait).is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -83,13 +83,15 @@ impl FileLock {
     /// `/proc/locks`; none if it cannot be read), for messages.
     pub fn holders(path: &Path) -> Vec<i32> {
         let Ok((dir, name)) = Directory::of(path) else { return Vec::new() };
-        let (Ok(meta), Ok(locks)) =
-            (fs::symlink_metadata(dir.file(&lock_name(name))), fs::read_to_string("/proc/locks"))
-        else {
+        let (Ok(lock), Ok(locks)) = (dir.entry(&lock_name(name)), fs::read_to_string("/proc/locks")) else {
             return Vec::new();
         };
-        let dev = meta.dev();
-        dynamic_upstream_core::process::flock_holders(&locks, libc::major(dev), libc::minor(dev), meta.ino())
+        dynamic_upstream_core::process::flock_holders(
+            &locks,
+            libc::major(lock.st_dev),
+            libc::minor(lock.st_dev),
+            lock.st_ino,
+        )
     }
 }
 
@@ -151,8 +153,7 @@ fn lock_name(name: &OsStr) -> OsString {
 
 /// The file's contents, or None if it (or its directory) does not exist.
 pub fn read(path: &Path) -> io::Result<Option<String>> {
-    let opened =
-        Directory::of(path).and_then(|(dir, name)| open_regular(OpenOptions::new().read(true), &dir.file(name), path));
+    let opened = Directory::of(path).and_then(|(dir, name)| dir.open_regular(name, libc::O_RDONLY, path));
     let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -161,36 +162,6 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut file, &mut bytes)?;
     String::from_utf8(bytes).map(Some).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
-}
-
-/// Opens the file at `path` (a [`Directory::file`]) with `options` if it
-/// is a regular file: never through a symbolic link (`O_NOFOLLOW`), never
-/// blocking on a FIFO (`O_NONBLOCK`, which regular files ignore). The
-/// errors say what the file, `shown` in messages, is instead, for nginx's
-/// log.
-fn open_regular(options: &mut OpenOptions, path: &Path, shown: &Path) -> io::Result<File> {
-    let refused = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("\"{}\" is {what}: a state file and its lock must be regular files", shown.display()),
-        )
-    };
-    let file = options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            refused("a symbolic link (name the file it points to instead)")
-        } else {
-            e
-        }
-    })?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(if meta.is_dir() {
-            io::Error::from_raw_os_error(libc::EISDIR)
-        } else {
-            refused("not a regular file")
-        });
-    }
-    Ok(file)
 }
 
 /// `.NAME.PID.tmp`: where process PID writes file NAME before renaming it.
@@ -214,15 +185,17 @@ pub fn remove_stale_temporaries<'p>(paths: impl IntoIterator<Item = &'p Path>) {
         }
     }
     for (dir, names) in names_by_dir {
-        let Ok(dir) = Directory::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else {
+        let Ok(dir) = Directory::kept(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else {
             continue;
         };
-        let Ok(entries) = fs::read_dir(dir.path()) else { continue };
+        // Listed through /proc (std reads no directory by descriptor):
+        // without it, the litter stays.
+        let Ok(entries) = fs::read_dir(dir.proc_path()) else { continue };
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some((name, pid)) = file_name.to_str().and_then(parse_temporary_name) else { continue };
             if names.contains(name) && crate::nginx::process::gone(pid, 0) {
-                let _ = fs::remove_file(dir.file(&file_name));
+                let _ = dir.remove(&file_name);
             }
         }
     }
@@ -238,138 +211,322 @@ pub fn parse_temporary_name(file_name: &str) -> Option<(&str, i32)> {
 /// Replaces the file with `content` atomically and durably.
 pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     let (dir, name) = Directory::of(path)?;
-    let tmp = dir.file(&temporary_name(name, std::process::id()));
+    let tmp = temporary_name(name, std::process::id());
     let result = (|| {
         // A file (or link) of that name is a dead writer's (same pid):
         // removed, then created anew, never opened through a link.
-        match fs::remove_file(&tmp) {
+        match dir.remove(&tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
+        let mut file = dir.open_at(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW)?;
         file.write_all(content)?;
         file.sync_all()?;
-        fs::rename(&tmp, dir.file(name))?;
-        File::open(dir.path())?.sync_all()
+        dir.rename(&tmp, name)?;
+        dir.sync()
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp);
     }
     result
 }
 
-/// The directory of a state file, opened by [`Directory::open`]. Its files
-/// are reached through `/proc/self/fd/N/NAME`: what the walk checked is
-/// what is used, whatever is renamed or linked in the meantime.
+/// The directory of a state file, opened by [`Directory::open`]; its
+/// files are reached from its descriptor (`openat`, `renameat`, ...), so
+/// what the walk checked is what is used, whatever is renamed or linked
+/// in the meantime.
 struct Directory {
     /// `O_PATH`: no permission beyond reaching it is needed to hold it.
-    handle: File,
+    fd: OwnedFd,
 }
 
 /// Symbolic links followed at most in one path, as the kernel's `MAXSYMLINKS`.
 const MAX_LINKS: usize = 40;
 
+/// A step of [`Directory::open`]'s walk.
+enum Step {
+    Root,
+    Up,
+    Down(OsString),
+}
+
+/// The directories opened during [`with_directories_kept`], by path. A
+/// static, not a thread-local: a thread-local with a destructor keeps the
+/// module loaded for the master's life (review 23).
+static KEPT: Mutex<Option<HashMap<PathBuf, Arc<Directory>>>> = Mutex::new(None);
+
+fn kept_directories() -> std::sync::MutexGuard<'static, Option<HashMap<PathBuf, Arc<Directory>>>> {
+    KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `f` keeping every directory it opens open until it returns, so
+/// that each is walked once however many of its files `f` reads or locks
+/// (a start with thousands of state files walked each directory several
+/// times per file: twice as slow, review 36).
+pub fn with_directories_kept<R>(f: impl FnOnce() -> R) -> R {
+    let outer = kept_directories().replace(HashMap::new());
+    let result = f();
+    *kept_directories() = outer;
+    result
+}
+
 impl Directory {
     /// The directory of the file at `path`, and the file's name.
-    fn of(path: &Path) -> io::Result<(Directory, &OsStr)> {
+    fn of(path: &Path) -> io::Result<(Arc<Directory>, &OsStr)> {
         let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        Ok((Directory::open(dir)?, name))
+        Ok((Directory::kept(dir)?, name))
     }
 
-    /// Opens `dir` one component at a time. A symbolic link on the way is
+    /// [`Directory::open`], or the one [`with_directories_kept`] keeps.
+    fn kept(dir: &Path) -> io::Result<Arc<Directory>> {
+        if let Some(found) = kept_directories().as_ref().and_then(|kept| kept.get(dir).cloned()) {
+            return Ok(found);
+        }
+        let opened = Arc::new(Directory::open(dir)?);
+        if let Some(kept) = kept_directories().as_mut() {
+            kept.insert(dir.to_path_buf(), Arc::clone(&opened));
+        }
+        Ok(opened)
+    }
+
+    /// Opens `dir` one component at a time, where no other user than
+    /// root or the master's can have planted what it goes through: nginx's
+    /// worker user can change the directory it writes (and any below it),
+    /// and the master, root, would otherwise read and write the state and
+    /// lock files of another directory (review 32). So a symbolic link is
     /// followed only where it sits in a directory no other user can change
-    /// (owned by root or by this process's user, and writable by its owner
-    /// only): nginx's worker user can plant one in the directory it writes
-    /// (or in any directory below it), and the master, root, would then read
-    /// and write the state and lock files of whatever directory it points
-    /// to (review 32). Such a link is refused, naming it.
+    /// ([`unchangeable_by_others`]), or is the master user's own in a
+    /// sticky one (`/tmp`); `..` climbs only out of a directory no other
+    /// user can move (its parent unchangeable: the worker user moving its
+    /// own directory elsewhere moved where `..` led, review 36). Either is
+    /// refused, naming the path.
     fn open(dir: &Path) -> io::Result<Directory> {
-        let mut pending: Vec<OsString> = Vec::new();
-        push_components(&mut pending, dir);
-        let mut current = open_directory(Path::new(if dir.is_absolute() { "/" } else { "." }))?;
+        let mut pending = Vec::new();
+        push_steps(&mut pending, dir);
+        let mut current = Directory::open_root(if dir.is_absolute() { c"/" } else { c"." })?;
         let mut shown = PathBuf::from(if dir.is_absolute() { "/" } else { "" });
+        // For each directory entered from `current`: whether other users
+        // could have moved it there.
+        let mut movable: Vec<bool> = Vec::new();
         let mut links = 0;
-        while let Some(name) = pending.pop() {
-            if name == "/" {
-                current = open_directory(Path::new("/"))?;
-                shown = PathBuf::from("/");
-                continue;
-            }
-            let at = Directory::path_of(&current).join(&name);
-            if fs::symlink_metadata(&at)?.file_type().is_symlink() {
-                if !unchangeable_by_others(&current.metadata()?) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "\"{}\" is a symbolic link in a directory other users can change (\"{}\"): name the \
-                             directory it points to instead",
-                            shown.join(&name).display(),
+        while let Some(step) = pending.pop() {
+            let name = match step {
+                Step::Root => {
+                    current = Directory::open_root(c"/")?;
+                    shown = PathBuf::from("/");
+                    movable.clear();
+                    continue;
+                }
+                Step::Up => {
+                    if movable.pop().unwrap_or(false) {
+                        return Err(refused(format!(
+                            "\"{}\" is in a directory other users can change, and \"..\" climbs out of it: name the \
+                             directory without \"..\"",
                             shown.display()
-                        ),
-                    ));
+                        )));
+                    }
+                    shown.push("..");
+                    OsString::from("..")
+                }
+                Step::Down(name) => name,
+            };
+            let here = current.status()?;
+            let entry = current.entry(&name)?;
+            if entry.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                let link = shown.join(&name);
+                if !unchangeable_by_others(&here) && !master_link_in_sticky(&here, &entry) {
+                    return Err(refused(format!(
+                        "\"{}\" is a symbolic link in a directory other users can change (\"{}\"): name the \
+                         directory it points to instead",
+                        link.display(),
+                        shown.display()
+                    )));
                 }
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
-                push_components(&mut pending, &fs::read_link(&at)?);
+                push_steps(&mut pending, &current.read_link(&name)?);
                 continue;
             }
-            current = open_directory(&at)?;
-            shown.push(&name);
+            if name != ".." {
+                movable.push(!unchangeable_by_others(&here) && !master_entry_in_sticky(&here, &entry));
+                shown.push(&name);
+            }
+            current =
+                Directory { fd: current.open_at(&name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)?.into() };
         }
-        Ok(Directory { handle: current })
+        Ok(current)
     }
 
-    /// The directory itself, as a path.
-    fn path(&self) -> PathBuf {
-        Directory::path_of(&self.handle)
+    fn open_root(path: &CStr) -> io::Result<Directory> {
+        // SAFETY: a NUL-terminated path; the descriptor returned is ours.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        owned(fd).map(|fd| Directory { fd })
     }
 
-    /// The file `name` of the directory, as a path (valid while `self` is).
-    fn file(&self, name: &OsStr) -> PathBuf {
-        self.path().join(name)
+    /// `openat(name, flags)` (`O_CLOEXEC` added; new files `0644`).
+    fn open_at(&self, name: &OsStr, flags: libc::c_int) -> io::Result<File> {
+        let name = c_name(name)?;
+        // SAFETY: our directory descriptor and a NUL-terminated name; the
+        // descriptor returned is ours.
+        let fd =
+            unsafe { libc::openat(self.fd.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, 0o644 as libc::c_uint) };
+        owned(fd).map(File::from)
     }
 
-    fn path_of(handle: &File) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+    /// Opens its file `name` with `flags` if it is a regular file: never
+    /// through a symbolic link (`O_NOFOLLOW`), never blocking on a FIFO
+    /// (`O_NONBLOCK`, which regular files ignore). The errors say what the
+    /// file, `shown` in messages, is instead, for nginx's log.
+    fn open_regular(&self, name: &OsStr, flags: libc::c_int, shown: &Path) -> io::Result<File> {
+        let refused_as = |what: &str| {
+            refused(format!("\"{}\" is {what}: a state file and its lock must be regular files", shown.display()))
+        };
+        let file = self.open_at(name, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refused_as("a symbolic link (name the file it points to instead)")
+            } else {
+                e
+            }
+        })?;
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(if meta.is_dir() {
+                io::Error::from_raw_os_error(libc::EISDIR)
+            } else {
+                refused_as("not a regular file")
+            });
+        }
+        Ok(file)
+    }
+
+    /// The directory's own status.
+    fn status(&self) -> io::Result<libc::stat> {
+        // SAFETY: a zeroed stat is a valid value to overwrite.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: our descriptor (O_PATH allows fstat) and a stat to fill.
+        check(unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) })?;
+        Ok(st)
+    }
+
+    /// The status of its entry `name`, not following a link.
+    fn entry(&self, name: &OsStr) -> io::Result<libc::stat> {
+        let name = c_name(name)?;
+        // SAFETY: as in status().
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: our descriptor, a NUL-terminated name, a stat to fill.
+        check(unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+        Ok(st)
+    }
+
+    fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
+        let name = c_name(name)?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: our descriptor, a NUL-terminated name, and a buffer of
+        // buf.len() bytes the kernel writes at most that many into.
+        let n = unsafe { libc::readlinkat(self.fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        buf.truncate(n);
+        Ok(PathBuf::from(OsString::from_vec(buf)))
+    }
+
+    fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        let (from, to) = (c_name(from)?, c_name(to)?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: our descriptor and two NUL-terminated names.
+        check(unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) })
+    }
+
+    fn remove(&self, name: &OsStr) -> io::Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: our descriptor and a NUL-terminated name.
+        check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) })
+    }
+
+    /// `fsync`s the directory (its entries: a rename).
+    fn sync(&self) -> io::Result<()> {
+        self.open_at(OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY)?.sync_all()
+    }
+
+    /// The directory as a path, through `/proc/self/fd`, valid while
+    /// `self` is (for listing it).
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
     }
 }
 
-/// Pushes `path`'s components onto `pending` (a stack: the first on top),
-/// the root as "/", leaving out ".".
-fn push_components(pending: &mut Vec<OsString>, path: &Path) {
+/// Pushes the steps of `path` onto `pending` (a stack: the first on top).
+fn push_steps(pending: &mut Vec<Step>, path: &Path) {
     use std::path::Component;
     for component in path.components().rev() {
         match component {
-            Component::RootDir => pending.push(OsString::from("/")),
-            Component::ParentDir => pending.push(OsString::from("..")),
-            Component::Normal(name) => pending.push(name.to_owned()),
+            Component::RootDir => pending.push(Step::Root),
+            Component::ParentDir => pending.push(Step::Up),
+            Component::Normal(name) => pending.push(Step::Down(name.to_owned())),
             Component::CurDir | Component::Prefix(_) => {}
         }
     }
 }
 
-/// Opens the directory `path` (`O_PATH`), not through a symbolic link.
-fn open_directory(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+/// The user trusted beside root: the master's. Read once, in the master
+/// (which reads every state file at start, before it forks): a worker,
+/// running as nginx's worker user, trusts what the master trusts, and
+/// refuses the same links (review 36).
+fn master_user() -> libc::uid_t {
+    static USER: std::sync::OnceLock<libc::uid_t> = std::sync::OnceLock::new();
+    // SAFETY: geteuid takes nothing and cannot fail.
+    *USER.get_or_init(|| unsafe { libc::geteuid() })
 }
 
-/// Whether only root or this process's user can change the directory.
-fn unchangeable_by_others(dir: &fs::Metadata) -> bool {
-    // SAFETY: geteuid takes nothing and cannot fail.
-    let user = unsafe { libc::geteuid() };
-    (dir.uid() == 0 || dir.uid() == user) && dir.mode() & 0o022 == 0
+fn trusted_owner(uid: libc::uid_t) -> bool {
+    uid == 0 || uid == master_user()
+}
+
+/// Whether only root or the master's user can change the directory:
+/// owned by one of them, writable by its owner only (a POSIX ACL that
+/// lets another user write shows as the group's write bit).
+fn unchangeable_by_others(dir: &libc::stat) -> bool {
+    trusted_owner(dir.st_uid) && dir.st_mode & 0o022 == 0
+}
+
+/// Whether `entry` of the sticky directory `dir`, owned by root or the
+/// master's user as the directory is, cannot be renamed or removed by
+/// anyone else (`/tmp/link`, root's).
+fn master_entry_in_sticky(dir: &libc::stat, entry: &libc::stat) -> bool {
+    dir.st_mode & libc::S_ISVTX != 0 && trusted_owner(dir.st_uid) && trusted_owner(entry.st_uid)
+}
+
+/// [`master_entry_in_sticky`] for a link (review 36: refused in `/tmp`,
+/// which it was not before).
+fn master_link_in_sticky(dir: &libc::stat, link: &libc::stat) -> bool {
+    master_entry_in_sticky(dir, link)
+}
+
+fn refused(text: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, text)
+}
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| refused("a file name with a NUL byte".to_string()))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just returned, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

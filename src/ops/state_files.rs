@@ -232,6 +232,11 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         // nginx -s ...: the master it signals checks its own reload.
         return Ok(());
     }
+    // Each directory walked once for all its files.
+    persist::with_directories_kept(|| validate_files(cycle, main))
+}
+
+fn validate_files(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
     let dyups_file = resolve(cycle, main.dyups_file());
     let dyups_identity = dyups_file.as_deref().map(file_identity);
     // Each state file with its identity (one `stat` of its directory).
@@ -424,6 +429,10 @@ pub fn load_at_start(init: &InitModule, main: &MainConf) {
     if testing_configuration() {
         return; // nginx -t: nothing is restored, nothing claimed
     }
+    persist::with_directories_kept(|| load_files(init, main));
+}
+
+fn load_files(init: &InitModule, main: &MainConf) {
     // A process that serves this cycle too (`master_process off`) renders
     // its registry's blocks anew.
     dyups_conf::forget();
