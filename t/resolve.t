@@ -145,6 +145,20 @@ is_deeply([map { "$_->{id} $_->{server}" } @$put], ["1 backend.test:$p2", "2 127
 is(main::verbose(), main::line($p2) . main::line($p3), 'the resolved peer was neither removed nor duplicated');
 $r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"127.0.0.1:$p3"}]));
 is($r->{headers}{'x-upstream-changed'}, 'false', 'the same static peers again: no change');
+# A PUT of what GET lists keeps the resolved server (review 33: it was
+# refused as a host name); changing it is refused as a PATCH of it is.
+my $listed = http_get('/api/9/http/upstreams/backends/servers')->{body};
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', $listed);
+is("$r->{status} $r->{headers}{'x-upstream-changed'}", '200 false', 'a PUT of the servers as GET lists them: 200, nothing changed')
+    or diag($r->{body});
+(my $reweighted = $listed) =~ s/("server":"backend\.test:$p2","weight":)1\b/${1}5/ or die "no resolved server in $listed";
+main::plus_error(http('PUT', '/api/9/http/upstreams/backends/servers', $reweighted), 409, 'ServerResolved',
+                 "server \"backend.test:$p2\" is resolved by nginx (server ... resolve): a PUT keeps it as it is, and "
+                 . "cannot change its \"weight\"; change the configuration's server line instead",
+                 'a PUT that changes the resolved server');
+$r = http('PUT', '/api/9/http/upstreams/backends/servers', qq([{"server":"backend.test:$p2"}]));
+is($r->{status}, 200, 'a PUT of the resolved server alone: 200') or diag($r->{body});
+is(main::verbose(), main::line($p2), '  the static servers removed, the resolved one kept');
 --- allow_error_log
 could not be resolved
 

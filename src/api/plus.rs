@@ -14,7 +14,7 @@
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use dynamic_upstream_core::plus::body::{self, Spellings};
+use dynamic_upstream_core::plus::body::{self, ServerFields, Spellings};
 use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};
 use dynamic_upstream_core::plus::{diff, Endpoint, PlusError, Route};
@@ -160,15 +160,17 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, PlusError> {
     })
 }
 
-/// How `target`'s configuration spells its static servers where not by
-/// their addresses (`server localhost:8080;`), as its listings show them.
+/// How `target`'s configuration spells its servers where not by their
+/// addresses (`server localhost:8080;`, `server NAME resolve;`), as its
+/// listings show them.
 fn spellings(target: &Target) -> Spellings {
     let mut spellings = Spellings::default();
     if let Target::Zone(_) = target {
         for peer in target.listed().peers {
-            if let (None, true, Ok(address)) =
-                (&peer.resolved_from, peer.server != peer.name, Address::parse(&peer.name))
-            {
+            if peer.resolved_from.is_some() {
+                let listed = ServerFields::listed(&peer);
+                spellings.add_resolved(peer.server, listed);
+            } else if let (true, Ok(address)) = (peer.server != peer.name, Address::parse(&peer.name)) {
                 spellings.add(peer.server, peer.stats.id, address);
             }
         }

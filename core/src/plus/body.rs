@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::address::{shown, Address};
 use crate::json::Json;
 use crate::peer::{Param, PeerParams, ServerSpec};
+use crate::render::PeerView;
 
 use super::PlusError;
 
@@ -23,6 +24,21 @@ pub struct ServerFields {
 }
 
 impl ServerFields {
+    /// Every field of `peer` as GET lists it (but its ID and address).
+    pub fn listed(peer: &PeerView) -> ServerFields {
+        ServerFields {
+            params: PeerParams {
+                weight: u64::try_from(peer.weight).ok(),
+                max_fails: Some(peer.max_fails),
+                fail_timeout: u64::try_from(peer.fail_timeout).ok(),
+                max_conns: Some(peer.max_conns),
+            },
+            backup: Some(peer.backup),
+            down: Some(peer.down),
+            ..ServerFields::default()
+        }
+    }
+
     /// The server to add: nginx's defaults for what was not given.
     fn into_spec(self) -> Result<ServerSpec, PlusError> {
         let address = self.server.ok_or_else(|| PlusError::format("missing \"server\" argument"))?;
@@ -59,6 +75,11 @@ pub struct Spellings {
     /// (a table: one scan per server made a PUT of N spelled servers
     /// O(N²), review 33).
     by_text: HashMap<String, Vec<(Option<u64>, Address)>>,
+    /// The servers nginx resolves (`server NAME resolve`), by the text
+    /// GET lists them as (`NAME:PORT`), with their values as listed: a PUT
+    /// keeps them, so an object of the body that names one as listed means
+    /// "kept" (review 33: it was refused as a host name).
+    resolved: HashMap<String, ServerFields>,
 }
 
 impl Spellings {
@@ -66,6 +87,23 @@ impl Spellings {
     /// at `address`.
     pub fn add(&mut self, text: String, id: Option<u64>, address: Address) {
         self.by_text.entry(text).or_default().push((id, address));
+    }
+
+    /// A peer nginx resolved from the `server` line GET lists as `text`,
+    /// with the values it lists (those of its line).
+    pub fn add_resolved(&mut self, text: String, listed: ServerFields) {
+        self.resolved.insert(text, listed);
+    }
+
+    /// The listed values of the resolved server `item` names by its
+    /// `server` text, if it names one.
+    fn resolved_named_by(&self, item: &Json) -> Option<(&str, &ServerFields)> {
+        let Json::Object(entries) = item else { return None };
+        let text = entries.iter().find_map(|(key, value)| match (key.as_str(), value) {
+            ("server", Json::String(text)) => Some(text.as_str()),
+            _ => None,
+        })?;
+        self.resolved.get_key_value(text).map(|(text, listed)| (text.as_str(), listed))
     }
 
     /// The address `text` (not an address itself) names: the peer of that
@@ -108,17 +146,54 @@ pub fn put_spelled(body: &[u8], spellings: &Spellings) -> Result<Vec<ServerSpec>
     // The addresses so far, hashed: a scan of the earlier servers per
     // server cost O(N²) for a list of tens of thousands.
     let mut addresses: HashSet<Address> = HashSet::with_capacity(items.len());
+    let mut resolved_kept = false;
     for item in &items {
+        if let Some((text, listed)) = spellings.resolved_named_by(item) {
+            keep_as_listed(item, text, listed)?;
+            resolved_kept = true;
+            continue;
+        }
         let spec = fields_spelled(item, Some(spellings))?.into_spec()?;
         if !addresses.insert(spec.address.clone()) {
             return Err(PlusError::format(format!("server \"{}\" is given twice", spec.address)));
         }
         servers.push(spec);
     }
-    if servers.iter().all(|s| s.backup) {
+    // With resolved servers kept, whether a primary is left is the lists'
+    // question (nginx may resolve the name to nothing).
+    if !resolved_kept && servers.iter().all(|s| s.backup) {
         return Err(PlusError::format("every server is a backup: at least one primary server is needed"));
     }
     Ok(servers)
+}
+
+/// Checks that `item`, which names the resolved server `text`, gives it
+/// the values it is listed with: a PUT cannot change a server nginx
+/// resolves (409, as a PATCH of it).
+fn keep_as_listed(item: &Json, text: &str, listed: &ServerFields) -> Result<(), PlusError> {
+    let Json::Object(entries) = item else { return Ok(()) };
+    let others: Vec<(String, Json)> = entries.iter().filter(|(key, _)| key != "server").cloned().collect();
+    let given = fields(&Json::Object(others))?;
+    let params = [Param::Weight, Param::MaxFails, Param::FailTimeout, Param::MaxConns];
+    let differs = params.into_iter().find_map(|param| {
+        let value = param.get(&given.params)?;
+        (Some(value) != param.get(&listed.params)).then_some(param.name())
+    });
+    let differs = differs
+        .or_else(|| given.backup.filter(|&b| Some(b) != listed.backup).map(|_| "backup"))
+        .or_else(|| given.down.filter(|&d| Some(d) != listed.down).map(|_| "down"));
+    match differs {
+        None => Ok(()),
+        Some(field) => Err(PlusError::new(
+            409,
+            "ServerResolved",
+            format!(
+                "server \"{}\" is resolved by nginx (server ... resolve): a PUT keeps it as it is, and cannot change its \
+                 \"{field}\"; change the configuration's server line instead",
+                shown(text)
+            ),
+        )),
+    }
 }
 
 /// The fields of one server object.
@@ -363,5 +438,36 @@ mod tests {
             let text = format!("server \"{}\" is given twice", addresses[first]);
             assert_eq!((status, code.as_str(), t.as_str()), (400, "UpstreamConfFormatError", text.as_str()));
         }
+    }
+
+    /// A resolved server named as GET lists it is kept (dropped from the
+    /// static list), unless the object changes one of its values (review
+    /// 33: it was refused as a host name).
+    #[test]
+    fn put_keeps_resolved_servers_as_listed() {
+        let mut spellings = Spellings::default();
+        let listed = ServerFields {
+            params: PeerParams { weight: Some(1), max_fails: Some(1), fail_timeout: Some(10), max_conns: Some(0) },
+            backup: Some(false),
+            down: Some(false),
+            ..ServerFields::default()
+        };
+        spellings.add_resolved("b.test:81".to_string(), listed);
+        let as_listed = r#"{"id":3,"server":"b.test:81","weight":1,"max_conns":0,"max_fails":1,"fail_timeout":"10s","slow_start":"0s","route":"","backup":false,"down":false}"#;
+        let body = format!(r#"[{as_listed},{{"server":"10.0.0.1:80"}}]"#);
+        let servers = put_spelled(body.as_bytes(), &spellings).unwrap();
+        assert_eq!(servers.iter().map(|s| s.address.to_string()).collect::<Vec<_>>(), ["10.0.0.1:80"]);
+        assert_eq!(put_spelled(format!("[{as_listed}]").as_bytes(), &spellings).unwrap(), []);
+        for (changed, field) in
+            [(r#""weight":2"#, "weight"), (r#""backup":true"#, "backup"), (r#""fail_timeout":"11s""#, "fail_timeout")]
+        {
+            let body = format!(r#"[{{"server":"b.test:81",{changed}}}]"#);
+            let (status, code, text) = err(put_spelled(body.as_bytes(), &spellings));
+            assert_eq!((status, code.as_str()), (409, "ServerResolved"), "{changed}");
+            assert!(text.contains(&format!("cannot change its \"{field}\"")), "{text}");
+        }
+        // Another host name is still refused as one.
+        let (status, code, _) = err(put_spelled(br#"[{"server":"c.test:81"}]"#, &spellings));
+        assert_eq!((status, code.as_str()), (400, "UpstreamBadAddress"));
     }
 }
