@@ -9,6 +9,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::Backend qw(backend wait_until spread);
+use NginxTest::Traffic ();
 use IO::Socket::INET;
 use POSIX ();
 use JSON::PP ();
@@ -104,6 +105,9 @@ sub get_status {
     my $reply = do { local $/; <$s> } // '';
     return ($reply =~ m{^HTTP/1\.\d (\d+)})[0] // 0;
 }
+
+# 100 servers nobody listens on.
+$ENV{TEST_NGINX_DEAD_100} = join '', map { "    server 127.0.0.1:$_ max_fails=0;\n" } NginxTest::Traffic::dead_ports(100);
 
 run_tests();
 __DATA__
@@ -594,3 +598,63 @@ NginxTest::Files::spew(conf_file(), $moved);
 nginx_reload();
 $j = JSON::PP->new->decode(http_get('/dynamic?upstream=other&format=json')->{body});
 is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up", 'moved to another upstream: still up');
+
+=== TEST 20: the same when the reload also changes check_shm_size (the records move to a new zone: a renamed upstream's stayed behind, and its live peer started down again, review 37)
+--- http_config
+check_shm_size 1m;
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=0;
+    check interval=1000 rise=2 fall=1 timeout=300 type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=down" }), 'one peer rose, the dead one is down')
+    or diag(main::health());
+my $conf = NginxTest::Files::slurp(conf_file());
+(my $renamed = $conf) =~ s/\bbackends\b/renamed/g;
+$renamed =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die;
+NginxTest::Files::spew(conf_file(), $renamed);
+nginx_reload();
+my %seen;
+$seen{ http_get('/')->{status} }++ for 1 .. 10;
+is_deeply(\%seen, { 200 => 10 }, 'renamed, check_shm_size raised: the live peer keeps taking requests') or diag(explain(\%seen));
+my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=renamed&format=json')->{body});
+is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up 127.0.0.1:$p2=down", '  each keeps its verdict');
+
+=== TEST 21: a reload to a smaller check_shm_size that removes servers: the records of the servers kept move first (in the table's order the removed ones took the room, and a live server kept started down again: 502 until it rose, review 37)
+--- http_config
+check_shm_size 64k;
+upstream backends {
+    zone backends 256k;
+$TEST_NGINX_DEAD_100
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=0;
+    check interval=1000 rise=2 fall=1 timeout=300 type=http;
+}
+--- config
+$TEST_NGINX_PROXY
+--- perl
+# The dead servers' records come first in the table, the live one's last.
+my $p1 = port(1);
+my $b1 = main::backend($p1);
+ok(defined main::wait_until(5, sub { http_get('/')->{status} == 200 }), 'the live server rose');
+my $conf = NginxTest::Files::slurp(conf_file());
+my @dead = $ENV{TEST_NGINX_DEAD_100} =~ /^.*\n/mg;
+my $with = sub {
+    my ($size, @lines) = @_;
+    NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 64k;/check_shm_size $size;/r
+        =~ s/\Q$ENV{TEST_NGINX_DEAD_100}\E/join '', @lines/er);
+};
+$with->('32k', @dead);
+my (undef, $out) = nginx_t();
+my ($holds) = $out =~ /check_shm_size 32k holds the records of (\d+) checked peers/ or die "nginx -t: $out";
+$with->('32k', @dead[0 .. $holds - 2]);
+nginx_reload();
+my %seen;
+$seen{ http_get('/')->{status} }++ for 1 .. 10;
+is_deeply(\%seen, { 200 => 10 }, "32k ($holds records), the live server and " . ($holds - 1) . ' others kept: it keeps taking requests')
+    or diag(explain(\%seen));

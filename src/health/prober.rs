@@ -40,7 +40,7 @@ use crate::nginx::probe_connection::{connection_limit, ConnectError, Io, ProbeCo
 use crate::nginx::process::{cached_time_sec, current_msec, exiting, in_running_process, pid};
 use crate::nginx::timer::Timer;
 use crate::nginx::upstreams::Upstream;
-use crate::zone::health::{configuration_number, set_running_for, CheckedList, HealthZone};
+use crate::zone::health::{configuration_number, set_running_for, CheckedList, HealthZone, NewPeers};
 use crate::zone::upstream::check_of;
 
 /// The longest time between two ticks.
@@ -300,11 +300,14 @@ pub fn release_all() {
 /// configuration upstreams this cycle still checks). Returns how many
 /// run-time upstreams' servers did not fit, for [`begin_cycle`].
 pub fn set_zone(init: &InitModule) -> usize {
-    let names: Vec<String> =
-        checked_upstreams(init.cycle().upstreams()).into_iter().map(|(upstream, _)| upstream.name()).collect();
-    let names: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+    let mut new_peers = NewPeers::default();
+    for (upstream, target) in checked_upstreams(init.cycle().upstreams()) {
+        // The new cycle's lists, which only this process reaches yet.
+        let peers = target.primary.map(|primary| primary.peers()).unwrap_or_default();
+        new_peers.add(upstream.name().as_bytes(), peers.into_iter().map(|p| p.name.into_bytes()));
+    }
     // The new cycle's health zone (none without checks).
-    let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| set_running_for(init, &names, runtime_checked);
+    let set = |runtime_checked: &dyn Fn(&[u8]) -> bool| set_running_for(init, &new_peers, runtime_checked);
     // Under the registry's lock: a worker of the previous configuration
     // changing a run-time upstream either did before (its records move) or
     // finds the old records superseded under it and answers 503. Records
@@ -403,7 +406,8 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     // with: by upstream, its primary list and its peers (a server given
     // twice: one slot).
     let mut upstreams = Vec::new();
-    let mut kept_slots = HashSet::new();
+    // Slot index -> generation, of the slots kept.
+    let mut kept_slots = HashMap::new();
     for (upstream, primary, check) in
         checked_upstreams(cycle.upstreams()).into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check)))
     {
@@ -417,27 +421,33 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
                 continue;
             }
             let known = found.remove(&(name.as_bytes().to_vec(), peer.clone()));
-            if let Some((index, _)) = known {
-                kept_slots.insert(index);
+            if let Some((index, gen)) = known {
+                kept_slots.insert(index, gen);
             }
             planned.push(PlannedSlot { due: spread.due(now, check.interval_ms), known, peer });
         }
         upstreams.push((name, primary, check.default_down, planned));
     }
     // What `found` still holds is gone: each address's verdict, for the new
-    // peers of that address.
-    let verdicts: HashMap<Vec<u8>, Counters> = found
-        .into_iter()
-        .filter_map(|((_, peer), (index, gen))| {
-            let slot = health.slot(index);
-            let counters = slot.counters();
-            (slot.is_live() && slot.gen() == gen).then_some((peer, counters))
-        })
-        .collect();
+    // peers of that address; of two records of one address, the first in
+    // the table's order, as the C module takes (not a hash map's order,
+    // review 37).
+    let mut gone: Vec<(usize, u32, Vec<u8>)> = found.into_iter().map(|((_, peer), (i, gen))| (i, gen, peer)).collect();
+    gone.sort_unstable_by_key(|&(index, ..)| index);
+    let mut verdicts: HashMap<Vec<u8>, Counters> = HashMap::new();
+    for (index, gen, peer) in gone {
+        let slot = health.slot(index);
+        let counters = slot.counters();
+        if slot.is_live() && slot.gen() == gen {
+            verdicts.entry(peer).or_insert(counters);
+        }
+    }
     // Run-time upstreams' slots live as long as their upstreams, which the
     // dyups registry keeps across reloads. Decided under the mutex: the
-    // previous configuration's workers may free and claim slots meanwhile.
-    health.free_where(|index, slot| slot.is_live() && !slot.is_runtime() && !kept_slots.contains(&index));
+    // previous configuration's workers may free and claim slots meanwhile
+    // (a slot kept but freed and claimed again since: theirs, or nobody's).
+    health
+        .free_where(|index, slot| slot.is_live() && !slot.is_runtime() && kept_slots.get(&index) != Some(&slot.gen()));
     let (mut unchecked, mut next_free) = (0usize, 0);
     for (upstream, primary, default_down, planned) in upstreams {
         let mut slots = HashMap::new();

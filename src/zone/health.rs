@@ -452,16 +452,22 @@ impl<'z> HealthZone<'z> {
         Some(index)
     }
 
-    /// init_module (master), after a reload gave the zone a new size (and
+    /// A reload gave the zone a new size (nginx made a new zone for it,
     /// so a new, empty table): copies the live records of `old`, the
     /// previous cycle's zone (still mapped until the new cycle has
     /// started), by key into this one, due at `due`, so that every peer
     /// keeps its health and the run-time upstreams' servers (whose slots
-    /// only their POSTs claim) stay checked: first the configuration
-    /// upstreams' peers of the upstreams `checked` (by name) in the new
-    /// configuration, then the run-time upstreams' (some may be of
-    /// upstreams a replaced registry lost: the workers free those,
-    /// `prober::free_orphan`). Marks `old` superseded (see
+    /// only their POSTs claim) stay checked. As many as fit, in this order
+    /// ([`NewPeers::pass_of`]): the configuration's servers the new cycle
+    /// still checks in the same upstream; the run-time upstreams' (some
+    /// may be of upstreams a replaced registry lost: the workers free
+    /// those, `prober::free_orphan`); the other records of the upstreams
+    /// it checks (servers a state file adds, or removed ones); the records
+    /// of other upstreams of an address the new cycle checks (a renamed
+    /// upstream's, whose verdicts `prober::begin_cycle` passes on). In the
+    /// old table's order the records of removed servers took the room of
+    /// those kept, which started afresh, and of run-time servers, checked
+    /// down, which came back up (review 37). Marks `old` superseded (see
     /// [`superseded`]). Returns how many run-time upstreams' servers did
     /// not fit. Nothing else uses the new table yet; the old one's keys are
     /// read under its mutex. Allocates nothing.
@@ -469,7 +475,7 @@ impl<'z> HealthZone<'z> {
         self,
         old: HealthZone<'_>,
         due: u32,
-        checked: &[&[u8]],
+        new_peers: &NewPeers,
         runtime_checked: &dyn Fn(&[u8]) -> bool,
     ) -> usize {
         if old.table == self.table {
@@ -482,8 +488,8 @@ impl<'z> HealthZone<'z> {
         let (_old, _new) = (old.lock(), self.lock());
         let (mut upstream, mut name) = ([0u8; UPSTREAM_NAME_MAX], [0u8; SOCKADDR_STRLEN]);
         let (mut next_free, mut dropped) = (0, 0);
-        for runtime in [false, true] {
-            for (_, from) in old.slots().filter(|(_, s)| s.is_live() && s.is_runtime() == runtime) {
+        for pass in 0..NewPeers::PASSES {
+            for (_, from) in old.slots().filter(|(_, s)| s.is_live()) {
                 let (u, n) = from.key_ranges();
                 // SAFETY: the ranges are within the slot and bounded by the
                 // arrays; the key does not change under the old zone's mutex.
@@ -491,15 +497,14 @@ impl<'z> HealthZone<'z> {
                     ptr::copy_nonoverlapping(u.cast::<u8>(), upstream.as_mut_ptr(), u.len());
                     ptr::copy_nonoverlapping(n.cast::<u8>(), name.as_mut_ptr(), n.len());
                 }
-                let key = Key { upstream: &upstream[..u.len()], name: &name[..n.len()], runtime };
-                let wanted = if runtime { runtime_checked(key.upstream) } else { checked.contains(&key.upstream) };
-                if !wanted {
-                    continue; // nothing checks it any more
+                let key = Key { upstream: &upstream[..u.len()], name: &name[..n.len()], runtime: from.is_runtime() };
+                if new_peers.pass_of(&key, runtime_checked) != Some(pass) {
+                    continue;
                 }
                 let Some(index) = self.claim_locked(next_free, key, from.counters(), due, LIVE) else {
                     // A configuration upstream's peer is claimed again (or
                     // counted) by begin_cycle.
-                    dropped += usize::from(runtime);
+                    dropped += usize::from(from.is_runtime());
                     continue;
                 };
                 next_free = index + 1;
@@ -1295,13 +1300,57 @@ impl<'z> HealthListing<'z> {
     }
 }
 
+/// The checked upstreams of a new cycle and their servers, for
+/// [`HealthZone::carry_over`] (made before the zones' mutexes: looking a
+/// key up allocates nothing).
+#[derive(Default)]
+pub struct NewPeers {
+    upstreams: HashSet<Vec<u8>>,
+    /// `UPSTREAM\0NAME`.
+    keys: HashSet<Vec<u8>>,
+    names: HashSet<Vec<u8>>,
+}
+
+impl NewPeers {
+    const PASSES: usize = 4;
+
+    /// The checked upstream `upstream` with its servers `peers`.
+    pub fn add(&mut self, upstream: &[u8], peers: impl IntoIterator<Item = Vec<u8>>) {
+        self.upstreams.insert(upstream.to_vec());
+        for name in peers {
+            self.keys.insert([upstream, b"\0", &name].concat());
+            self.names.insert(name);
+        }
+    }
+
+    /// In which pass [`HealthZone::carry_over`] copies the record of
+    /// `key`, if it does.
+    fn pass_of(&self, key: &Key, runtime_checked: &dyn Fn(&[u8]) -> bool) -> Option<usize> {
+        if key.runtime {
+            return runtime_checked(key.upstream).then_some(1);
+        }
+        let mut joined = [0u8; UPSTREAM_NAME_MAX + 1 + SOCKADDR_STRLEN];
+        let len = key.upstream.len() + 1 + key.name.len();
+        joined[..key.upstream.len()].copy_from_slice(key.upstream);
+        joined[key.upstream.len() + 1..len].copy_from_slice(key.name);
+        if self.keys.contains(&joined[..len]) {
+            Some(0)
+        } else if self.upstreams.contains(key.upstream) {
+            Some(2)
+        } else if self.names.contains(key.name) {
+            Some(3)
+        } else {
+            None
+        }
+    }
+}
+
 /// init_module (master, once per cycle): makes `zone` (null without
 /// checks) the running health zone. If a reload gave it a new size, the
 /// previous zone's records move into it ([`HealthZone::carry_over`]: the
-/// configuration upstreams' of the upstreams named `checked`, the run-time
-/// upstreams' for which `runtime_checked` says the registry still has
-/// them with checks); returns how many run-time upstreams' servers did not
-/// fit. The running zone is taken for the previous only if the new cycle
+/// new cycle's `new_peers`, and the run-time upstreams' for which
+/// `runtime_checked` says the registry still has them with checks);
+/// returns how many run-time upstreams' servers did not fit. The running zone is taken for the previous only if the new cycle
 /// `replaces_served` the cycle that set it.
 ///
 /// # Safety
@@ -1309,7 +1358,7 @@ impl<'z> HealthListing<'z> {
 unsafe fn set_running(
     zone: *mut ngx_shm_zone_t,
     replaces_served: bool,
-    checked: &[&[u8]],
+    new_peers: &NewPeers,
     runtime_checked: &dyn Fn(&[u8]) -> bool,
 ) -> usize {
     // SAFETY: per the contract: the running cycle's zone (or null), still
@@ -1326,7 +1375,7 @@ unsafe fn set_running(
         (Some(previous), Some(running)) => {
             // SAFETY: a plain read of nginx's clock, which only this thread writes.
             let now = unsafe { ngx_current_msec } as u32;
-            running.carry_over(previous, now, checked, runtime_checked)
+            running.carry_over(previous, now, new_peers, runtime_checked)
         }
         (Some(previous), None) => {
             // No health zone any more: the old workers' records go nowhere.
@@ -1340,12 +1389,12 @@ unsafe fn set_running(
 
 /// [`set_running`] in the master's init_module with the new cycle's health
 /// zone (none without checks: its main configuration's `check_zone`).
-pub fn set_running_for(init: &InitModule, checked: &[&[u8]], runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
+pub fn set_running_for(init: &InitModule, new_peers: &NewPeers, runtime_checked: &dyn Fn(&[u8]) -> bool) -> usize {
     let zone = init.main_conf().map_or(ptr::null_mut(), MainConf::check_zone);
     // SAFETY: an InitModule is only made for the master's init_module, before
     // the workers fork; the zone is the new cycle's (initialised: nginx
     // initialises every shared zone before init_module) or null.
-    unsafe { set_running(zone, init.replaces_served_cycle(), checked, runtime_checked) }
+    unsafe { set_running(zone, init.replaces_served_cycle(), new_peers, runtime_checked) }
 }
 
 /// A slot's key: (upstream name, peer name), and whose peer it is.
