@@ -1029,6 +1029,7 @@ location /dynamic { dynamic_upstream; }
 --- perl
 my $data = data_dir();    # 0777
 mkdir "$data/sub" or die "mkdir: $!";
+chmod 0777, "$data/sub";    # the worker user's to move (a root-owned 0755 one it could not move elsewhere)
 my $conf = main::slurp(conf_file());
 main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$data/sub/../backends.state}r);
 my ($rc, $out) = nginx_t();

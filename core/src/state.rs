@@ -39,11 +39,17 @@ pub const HEADER: &str = "# Written by nginx-dynamic-upstream after every change
 pub const MAX_FILE_NAME: usize = 255 - ".".len() - ".4194304.tmp".len();
 
 /// Why a configured state file path cannot name a state file, if it
-/// cannot: it names a directory (it ends in `/`, `/.` or `/..`), or its
+/// cannot: it is not UTF-8 (nginx's bytes read as text hold U+FFFD), it
+/// names a directory (it ends in `/`, `/.` or `/..`), or its
 /// name is too long for the module's temporary file (review 35: both
 /// passed `nginx -t`, and then every change answered 500; a name of 243 or
 /// 244 bytes worked until the pids grew a digit).
 pub fn file_name_problem(path: &str) -> Option<String> {
+    if path.contains(char::REPLACEMENT_CHARACTER) {
+        // What nginx's bytes became where they were not UTF-8: another path
+        // (review 38: the file was never restored).
+        return Some("is not UTF-8 text: name it in UTF-8".to_string());
+    }
     let name = path.rsplit('/').next().unwrap_or(path);
     if name.is_empty() || name == "." || name == ".." {
         return Some("names a directory: name the file in it".to_string());

@@ -259,10 +259,15 @@ fn kept_directories() -> std::sync::MutexGuard<'static, Option<HashMap<PathBuf, 
     KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs `f` keeping every directory it opens open until it returns, so
-/// that each is walked once however many of its files `f` reads or locks
-/// (a start with thousands of state files walked each directory several
-/// times per file: twice as slow, review 36).
+/// Directories [`with_directories_kept`] keeps at most: each holds a
+/// descriptor, and a master under systemd's 1,024 (thousands of state
+/// directories) ran out of them and restored nothing (review 38).
+const KEPT_MAX: usize = 64;
+
+/// Runs `f` keeping the directories it opens (the first [`KEPT_MAX`]) open
+/// until it returns, so that each is walked once however many of its
+/// files `f` reads or locks (a start with thousands of state files walked
+/// each directory several times per file: twice as slow, review 36).
 pub fn with_directories_kept<R>(f: impl FnOnce() -> R) -> R {
     let outer = kept_directories().replace(HashMap::new());
     let result = f();
@@ -287,7 +292,7 @@ impl Directory {
             return Ok(found);
         }
         let opened = Arc::new(Directory::open(dir)?);
-        if let Some(kept) = kept_directories().as_mut() {
+        if let Some(kept) = kept_directories().as_mut().filter(|kept| kept.len() < KEPT_MAX) {
             kept.insert(dir.to_path_buf(), Arc::clone(&opened));
         }
         Ok(opened)
@@ -354,7 +359,12 @@ impl Directory {
                 continue;
             }
             if name != ".." {
-                movable.push(!unchangeable_by_others(&here) && !master_entry_in_sticky(&here, &entry));
+                // Another user can move it to another parent only where it
+                // may change both (and it itself, whose `..` changes).
+                let movable_here = !unchangeable_by_others(&here)
+                    && !master_entry_in_sticky(&here, &entry)
+                    && !unchangeable_by_others(&entry);
+                movable.push(movable_here);
                 shown.push(&name);
             }
             current =
@@ -473,14 +483,21 @@ fn push_steps(pending: &mut Vec<Step>, path: &Path) {
     }
 }
 
-/// The user trusted beside root: the master's. Read once, in the master
-/// (which reads every state file at start, before it forks): a worker,
-/// running as nginx's worker user, trusts what the master trusts, and
-/// refuses the same links (review 36).
+/// The user trusted beside root: the master's, which [`trust_master_user`]
+/// records, so that a worker, running as nginx's worker user, trusts what
+/// the master trusts and refuses the same links (review 36).
+static MASTER_USER: std::sync::OnceLock<libc::uid_t> = std::sync::OnceLock::new();
+
+/// Records this process's user as the master's: call it in the master
+/// while it reads a configuration, before it forks a worker (a worker
+/// that was first recorded its own, review 38).
+pub fn trust_master_user() {
+    master_user();
+}
+
 fn master_user() -> libc::uid_t {
-    static USER: std::sync::OnceLock<libc::uid_t> = std::sync::OnceLock::new();
     // SAFETY: geteuid takes nothing and cannot fail.
-    *USER.get_or_init(|| unsafe { libc::geteuid() })
+    *MASTER_USER.get_or_init(|| unsafe { libc::geteuid() })
 }
 
 fn trusted_owner(uid: libc::uid_t) -> bool {

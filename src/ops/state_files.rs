@@ -232,6 +232,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         // nginx -s ...: the master it signals checks its own reload.
         return Ok(());
     }
+    persist::trust_master_user();
     // Each directory walked once for all its files.
     persist::with_directories_kept(|| validate_files(cycle, main))
 }
