@@ -306,9 +306,10 @@ impl Directory {
     /// followed only where it sits in a directory no other user can change
     /// ([`unchangeable_by_others`]), or is the master user's own in a
     /// sticky one (`/tmp`); `..` climbs only out of a directory no other
-    /// user can move (its parent unchangeable: the worker user moving its
-    /// own directory elsewhere moved where `..` led, review 36). Either is
-    /// refused, naming the path.
+    /// user can move to another parent (it, or the directory it is in,
+    /// unchangeable by others: the worker user moving its own directory
+    /// elsewhere moved where `..` led, review 36). Either is refused,
+    /// naming the path.
     fn open(dir: &Path) -> io::Result<Directory> {
         let mut pending = Vec::new();
         push_steps(&mut pending, dir);
@@ -343,7 +344,8 @@ impl Directory {
             let entry = current.entry(&name)?;
             if entry.st_mode & libc::S_IFMT == libc::S_IFLNK {
                 let link = shown.join(&name);
-                if !unchangeable_by_others(&here) && !master_link_in_sticky(&here, &entry) {
+                // A link root made in /tmp was refused at first (review 36).
+                if !unchangeable_by_others(&here) && !master_entry_in_sticky(&here, &entry) {
                     return Err(refused(format!(
                         "\"{}\" is a symbolic link in a directory other users can change (\"{}\"): name the \
                          directory it points to instead",
@@ -516,12 +518,6 @@ fn unchangeable_by_others(dir: &libc::stat) -> bool {
 /// anyone else (`/tmp/link`, root's).
 fn master_entry_in_sticky(dir: &libc::stat, entry: &libc::stat) -> bool {
     dir.st_mode & libc::S_ISVTX != 0 && trusted_owner(dir.st_uid) && trusted_owner(entry.st_uid)
-}
-
-/// [`master_entry_in_sticky`] for a link (review 36: refused in `/tmp`,
-/// which it was not before).
-fn master_link_in_sticky(dir: &libc::stat, link: &libc::stat) -> bool {
-    master_entry_in_sticky(dir, link)
 }
 
 fn refused(text: String) -> io::Error {
