@@ -540,3 +540,22 @@ ok(defined main::wait_until(3, sub { $b->accepted >= 1 }), 'probed');
 my $from = $b->accepted;
 my $t = main::wait_until(10, sub { $b->accepted - $from >= 40 });
 ok(defined $t && $t < 2.5, '40 more probes within 2.5 s (4 s at least on a 100 ms tick)') or diag('took ' . ($t // 'over 10') . ' s');
+
+=== TEST 22: a reload that changes check_shm_size and dyups_shm_zone_size at once keeps the run-time upstreams' verdicts: a server its check set down gets no request (the new registry, loaded from dyups_upstream_conf only later, had no upstream to say whose records to move: none moved, and the server came back up, review 39)
+--- http_config
+check_shm_size 1m;
+dyups_shm_zone_size 2m;
+dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+my $b1 = main::backend($p1);
+main::post('dy', "server 127.0.0.1:$p1 max_fails=0; server 127.0.0.1:$p2 max_fails=0; check interval=1000 rise=1 fall=3 timeout=300 default_down=false type=http;");
+ok(defined main::wait_until(8, sub { main::only_on('dy', 6, $p1) }), 'the dead server is set down by its check');
+my %old = map { $_ => 1 } worker_pids();
+main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 2m;', qr/dyups_shm_zone_size 2m;/ => 'dyups_shm_zone_size 4m;');
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
+ok(main::only_on('dy', 10, $p1), 'right after the reload, the dead server still gets no request') or diag(explain(main::spread('dy', 10)));

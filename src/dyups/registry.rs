@@ -655,6 +655,13 @@ impl<'z> Dyups<'z> {
         unsafe { (*self.registry).superseded.load(SeqCst) }
     }
 
+    /// Whether the registry is new and not loaded from the file yet (see
+    /// [`Self::take_first_load`]). In init_module.
+    pub fn is_unloaded(&self, _init: &InitModule) -> bool {
+        // SAFETY: as in take_first_load: only this process reaches it now.
+        unsafe { (*self.registry).loaded == NOT_LOADED }
+    }
+
     /// Whether the registry is new (a fresh zone: first start, or a reload
     /// that changed the zone's size) and so should be loaded from the file.
     /// Marks a new one loaded (one loaded in part stays so: a reload that

@@ -360,17 +360,21 @@ impl Directory {
                 push_steps(&mut pending, &current.read_link(&name)?);
                 continue;
             }
+            let next =
+                Directory { fd: current.open_at(&name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)?.into() };
             if name != ".." {
                 // Another user can move it to another parent only where it
-                // may change both (and it itself, whose `..` changes).
+                // may change both (and it itself, whose `..` changes): the
+                // directory opened, not the one the name showed before (the
+                // worker user swapped them in between, review 39).
+                let opened = next.status()?;
                 let movable_here = !unchangeable_by_others(&here)
-                    && !master_entry_in_sticky(&here, &entry)
-                    && !unchangeable_by_others(&entry);
+                    && !master_entry_in_sticky(&here, &opened)
+                    && !unchangeable_by_others(&opened);
                 movable.push(movable_here);
                 shown.push(&name);
             }
-            current =
-                Directory { fd: current.open_at(&name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)?.into() };
+            current = next;
         }
         Ok(current)
     }
