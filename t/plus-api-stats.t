@@ -111,3 +111,22 @@ is(http_get('/')->{status}, 200, 'proxied');
 my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=backends&format=json')->{body});
 is_deeply([sort keys %{ $j->{peers}[0] }], [sort qw(server name weight max_fails fail_timeout max_conns backup down
           conns fails current_weight effective_weight accessed checked)], 'the query API\'s JSON is as before');
+
+=== TEST 5: a one-server upstream: its failures count in fails, never in unavail, and it has no downtime (nginx never makes the only server unavailable: every failure counted unavail and started downtime, hunt 38)
+--- workers: 1
+--- http_config
+upstream one {
+    zone one 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://one; }
+--- perl
+is(http_get('/')->{status}, 502, "request $_: nothing listens") for 1 .. 3;
+my ($peer) = @{ main::upstream_peers('one') };
+is_deeply([@$peer{qw(requests fails unavail downtime state)}], [3, 3, 0, 0, 'up'], 'fails 3, unavail 0, downtime 0, up')
+    or diag(explain $peer);
+ok(!exists $peer->{downstart}, 'no downstart');
+--- allow_error_log
+connect() failed

@@ -308,12 +308,13 @@ unsafe fn attempt_peer(
     pc: *mut ngx_peer_connection_t,
     data: *mut c_void,
     u: *mut ngx_http_upstream_t,
-) -> Option<*mut ngx_http_upstream_rr_peer_t> {
+) -> Option<(*mut ngx_http_upstream_rr_peer_t, *mut ngx_http_upstream_rr_peer_data_t)> {
     // SAFETY: per the contract; every layout read is at least three words.
     unsafe {
         let picked = |rrp: *mut ngx_http_upstream_rr_peer_data_t| {
             let current = (*rrp).current;
-            (!current.is_null() && same_name(ptr::addr_of_mut!((*current).name), (*pc).name)).then_some(current)
+            (!current.is_null() && same_name(ptr::addr_of_mut!((*current).name), (*pc).name))
+                .then_some((current, rrp))
         };
         if data.is_null() {
             return None;
@@ -355,7 +356,7 @@ pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ng
     // still counts in its conns (or holds its dyups list).
     unsafe {
         let u = pc.byte_sub(offset_of!(ngx_http_upstream_t, peer)).cast::<ngx_http_upstream_t>();
-        let Some(peer) = attempt_peer(pc, data, u) else { return };
+        let Some((peer, rrp)) = attempt_peer(pc, data, u) else { return };
         let add = |i: usize, n: u64| {
             at(peer, i).fetch_add(n, Relaxed);
         };
@@ -381,10 +382,15 @@ pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ng
         if state as u32 & NGX_PEER_FAILED != 0 {
             add(word::FAILS, 1);
             // nginx counts this failure next (`fails++` in its free): the
-            // one that reaches max_fails makes the peer unavailable.
+            // one that reaches max_fails makes the peer unavailable; but
+            // never the only server's (its free returns first for a
+            // `single` list: every failure of a one-server upstream counted
+            // `unavail`, hunt 38).
             let max_fails = (*peer).max_fails as u64;
             let fails = ptr::read_volatile(ptr::addr_of!((*peer).fails)) as u64;
-            if max_fails != 0 && fails + 1 == max_fails {
+            let peers = (*rrp).peers;
+            let single = !peers.is_null() && ptr::read_volatile(peers).single() != 0;
+            if max_fails != 0 && fails + 1 == max_fails && !single {
                 add(word::ID_UNAVAIL, word::UNAVAIL_ONE);
                 let _ = at(peer, word::DOWNSTART).compare_exchange(0, now, Relaxed, Relaxed);
             }
