@@ -559,3 +559,31 @@ main::edit_conf(qr/check_shm_size 1m;/ => 'check_shm_size 2m;', qr/dyups_shm_zon
 kill 'HUP', master_pid();
 ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
 ok(main::only_on('dy', 10, $p1), 'right after the reload, the dead server still gets no request') or diag(explain(main::spread('dy', 10)));
+
+=== TEST 23: without dyups_upstream_conf, the same reload (both sizes) with more checked servers in the configuration: the run-time records of the replaced registry, which restores none, leave their room to them (every run-time record moved, and took the room of configuration servers, which stayed unchecked, review 40)
+--- http_config
+check_shm_size 32k;
+dyups_shm_zone_size 2m;
+upstream cfg {
+    zone cfg 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- perl
+my $servers = sub { my ($host, $n) = @_; join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1 };
+my $check = 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+my $r = http('POST', '/upstream/dy', $servers->('127.0.2.1', 200) . $check);
+my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
+main::post('dy', $servers->('127.0.2.1', $holds - 1) . $check);
+my $more = $holds + 21;    # fits a 64k zone (about twice 32k's), not beside the run-time servers
+my %old = map { $_ => 1 } worker_pids();
+main::edit_conf(qr/check_shm_size 32k;/ => 'check_shm_size 64k;', qr/dyups_shm_zone_size 2m;/ => 'dyups_shm_zone_size 4m;',
+                qr/    server 127\.0\.1\.1:30001;\n/ => join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30000 + $more);
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), 'new workers run');
+my $status = JSON::PP->new->decode(http_get('/status')->{body});
+is(scalar(grep { $_->{upstream} eq 'cfg' } @{ $status->{servers}{server} }), $more, "all $more configuration servers are checked");
+ok(!main::logged(qr/peers are not checked/), '  none said to be unchecked');

@@ -447,6 +447,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             verdicts.entry(peer).or_insert(counters);
         }
     }
+    free_orphaned_runtime(init, health);
     // Run-time upstreams' slots live as long as their upstreams, which the
     // dyups registry keeps across reloads. Decided under the mutex: the
     // previous configuration's workers may free and claim slots meanwhile
@@ -481,6 +482,25 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// Frees the records of run-time upstreams the new cycle's registry does
+/// not check, before the configuration's peers claim theirs: a reload
+/// that replaced the registry carried every run-time record ([`set_zone`]),
+/// and those the file did not restore took the room of servers the
+/// configuration added, which stayed unchecked (review 40; the workers
+/// would free them a tick later). Under the registry's lock, under which
+/// run-time records are claimed.
+fn free_orphaned_runtime(init: &InitModule, health: HealthZone) {
+    let Some(dyups) = Dyups::of_new_cycle(init) else { return };
+    dyups.while_write_locked(|held| {
+        let Some(held) = held else { return };
+        for (index, gen, upstream) in health.runtime_slots() {
+            if !held.has_checked(&upstream) {
+                health.free_generation(index, gen);
+            }
+        }
+    });
 }
 
 /// A peer of a checked upstream of the new cycle, in [`begin_cycle`]: the

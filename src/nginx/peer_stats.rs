@@ -313,8 +313,7 @@ unsafe fn attempt_peer(
     unsafe {
         let picked = |rrp: *mut ngx_http_upstream_rr_peer_data_t| {
             let current = (*rrp).current;
-            (!current.is_null() && same_name(ptr::addr_of_mut!((*current).name), (*pc).name))
-                .then_some((current, rrp))
+            (!current.is_null() && same_name(ptr::addr_of_mut!((*current).name), (*pc).name)).then_some((current, rrp))
         };
         if data.is_null() {
             return None;

@@ -586,6 +586,18 @@ impl<'z> HealthZone<'z> {
             .collect()
     }
 
+    /// The live slots of run-time upstreams' servers: index, generation
+    /// and upstream name each, read as [`HealthZone::runtime_keys`] reads
+    /// them.
+    pub fn runtime_slots(self) -> Vec<(usize, u32, Vec<u8>)> {
+        let live = self.slots().filter(|(_, s)| s.is_live() && s.is_runtime());
+        live.filter_map(|(index, s)| {
+            let gen = s.gen();
+            s.key_bytes(gen).filter(|key| key.runtime).map(|key| (index, gen, key.upstream))
+        })
+        .collect()
+    }
+
     /// The live slots of configuration upstreams' peers by key (upstream
     /// name, peer name), with their generations, read as
     /// [`HealthZone::runtime_keys`] reads them.
