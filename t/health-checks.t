@@ -106,6 +106,27 @@ sub get_status {
     return ($reply =~ m{^HTTP/1\.\d (\d+)})[0] // 0;
 }
 
+# Once port(1)'s live peer of upstream "backends" rose and port(2)'s dead
+# one is down: a reload that renames the upstream "renamed" (and makes
+# EDIT's change to the configuration's text) keeps both verdicts. Returns
+# the configuration.
+sub renamed_keeps_verdicts {
+    my ($what, $edit) = @_;
+    my ($p1, $p2) = (port(1), port(2));
+    my $before = "127.0.0.1:$p1=up 127.0.0.1:$p2=down";
+    ok(defined wait_until(5, sub { health() eq $before }), 'one peer rose, the dead one is down') or diag(health());
+    (my $renamed = NginxTest::Files::slurp(conf_file())) =~ s/\bbackends\b/renamed/g;
+    $edit->($renamed) if $edit;
+    NginxTest::Files::spew(conf_file(), $renamed);
+    nginx_reload();
+    my %seen;
+    $seen{ http_get('/')->{status} }++ for 1 .. 10;
+    is_deeply(\%seen, { 200 => 10 }, "$what: the live peer keeps taking requests right after the reload") or diag(explain(\%seen));
+    my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=renamed&format=json')->{body});
+    is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), $before, '  each keeps its verdict');
+    return $renamed;
+}
+
 # 100 servers nobody listens on.
 $ENV{TEST_NGINX_DEAD_100} = join '', map { "    server 127.0.0.1:$_ max_fails=0;\n" } NginxTest::Traffic::dead_ports(100);
 
@@ -577,26 +598,16 @@ upstream backends {
 --- config
 $TEST_NGINX_PROXY
 --- perl
-my ($p1, $p2) = (port(1), port(2));
+my $p1 = port(1);
 my $b1 = main::backend($p1);
-ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=down" }), 'one peer rose, the dead one is down')
-    or diag(main::health());
-my $conf = NginxTest::Files::slurp(conf_file());
-(my $renamed = $conf) =~ s/\bbackends\b/renamed/g;
-NginxTest::Files::spew(conf_file(), $renamed);
-nginx_reload();
-my %seen;
-$seen{ http_get('/')->{status} }++ for 1 .. 10;
-is_deeply(\%seen, { 200 => 10 }, 'renamed: the live peer keeps taking requests right after the reload') or diag(explain(\%seen));
-my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=renamed&format=json')->{body});
-is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up 127.0.0.1:$p2=down", '  each keeps its verdict');
+my $renamed = main::renamed_keeps_verdicts('renamed');
 # The live server moves to an upstream of its own.
 my $line = "\n    server 127.0.0.1:$p1 max_fails=0;";
 (my $moved = $renamed) =~ s/\Q$line\E// or die 'no server line';
 $moved =~ s/upstream renamed \{/upstream other {\n    zone other 64k;$line\n    check interval=1000 rise=2 fall=1 timeout=300 type=http;\n}\nupstream renamed {/;
 NginxTest::Files::spew(conf_file(), $moved);
 nginx_reload();
-$j = JSON::PP->new->decode(http_get('/dynamic?upstream=other&format=json')->{body});
+my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=other&format=json')->{body});
 is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up", 'moved to another upstream: still up');
 
 === TEST 20: the same when the reload also changes check_shm_size (the records move to a new zone: a renamed upstream's stayed behind, and its live peer started down again, review 37)
@@ -611,20 +622,8 @@ upstream backends {
 --- config
 $TEST_NGINX_PROXY
 --- perl
-my ($p1, $p2) = (port(1), port(2));
-my $b1 = main::backend($p1);
-ok(defined main::wait_until(5, sub { main::health() eq "127.0.0.1:$p1=up 127.0.0.1:$p2=down" }), 'one peer rose, the dead one is down')
-    or diag(main::health());
-my $conf = NginxTest::Files::slurp(conf_file());
-(my $renamed = $conf) =~ s/\bbackends\b/renamed/g;
-$renamed =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die;
-NginxTest::Files::spew(conf_file(), $renamed);
-nginx_reload();
-my %seen;
-$seen{ http_get('/')->{status} }++ for 1 .. 10;
-is_deeply(\%seen, { 200 => 10 }, 'renamed, check_shm_size raised: the live peer keeps taking requests') or diag(explain(\%seen));
-my $j = JSON::PP->new->decode(http_get('/dynamic?upstream=renamed&format=json')->{body});
-is(join(' ', map { "$_->{name}=$_->{health}" } @{ $j->{peers} }), "127.0.0.1:$p1=up 127.0.0.1:$p2=down", '  each keeps its verdict');
+my $b1 = main::backend(port(1));
+main::renamed_keeps_verdicts('renamed, check_shm_size raised', sub { $_[0] =~ s/check_shm_size 1m;/check_shm_size 2m;/ or die });
 
 === TEST 21: a reload to a smaller check_shm_size that removes servers: the records of the servers kept move first (in the table's order the removed ones took the room, and a live server kept started down again: 502 until it rose, review 37)
 --- http_config
