@@ -317,9 +317,10 @@ pub fn set_zone(init: &InitModule) -> usize {
     // registry does not check).
     match Dyups::of_new_cycle(init) {
         // A new registry (a new dyups_shm_zone_size), which the dyups file
-        // fills only later: every run-time record moves, and the workers
-        // free those of upstreams it does not restore (they were dropped:
-        // a checked-down server took requests again, review 39).
+        // fills only later: every run-time record moves, and begin_cycle
+        // frees those of upstreams it does not restore
+        // ([`free_orphaned_runtime`]; they were dropped: a checked-down
+        // server took requests again, review 39).
         Some(dyups) if dyups.is_unloaded(init) => set(&|_| true),
         Some(dyups) => dyups.while_write_locked(|held| match held {
             Some(held) => set(&|name| held.has_checked(name)),

@@ -460,8 +460,8 @@ impl<'z> HealthZone<'z> {
     /// only their POSTs claim) stay checked. As many as fit, in this order
     /// ([`NewPeers::pass_of`]): the configuration's servers the new cycle
     /// still checks in the same upstream; the run-time upstreams' (some
-    /// may be of upstreams a replaced registry lost: the workers free
-    /// those, `prober::free_orphan`); the other records of the upstreams
+    /// may be of upstreams a replaced registry lost: `prober::begin_cycle`
+    /// frees those); the other records of the upstreams
     /// it checks (servers a state file adds, or removed ones); the records
     /// of other upstreams of an address the new cycle checks (a renamed
     /// upstream's, whose verdicts `prober::begin_cycle` passes on). In the
@@ -1362,7 +1362,8 @@ impl NewPeers {
 /// previous zone's records move into it ([`HealthZone::carry_over`]: the
 /// new cycle's `new_peers`, and the run-time upstreams' for which
 /// `runtime_checked` says the registry still has them with checks);
-/// returns how many run-time upstreams' servers did not fit. The running zone is taken for the previous only if the new cycle
+/// returns how many run-time upstreams' servers did not fit. The running
+/// zone is taken for the previous only if the new cycle
 /// `replaces_served` the cycle that set it.
 ///
 /// # Safety
