@@ -130,3 +130,30 @@ is_deeply([@$peer{qw(requests fails unavail downtime state)}], [3, 3, 0, 0, 'up'
 ok(!exists $peer->{downstart}, 'no downstart');
 --- allow_error_log
 connect() failed
+
+=== TEST 6: a dyups POST of the list an upstream has already changes nothing: no replace (revision, counts, change log; each send replaced the list, and the counts of the requests in flight were lost: a controller re-sending its lists lost 28 % of them, hunt 38); another order, or another parameter, replaces
+--- http_config
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "one\n"; } }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_3; location / { dyups_interface; } }
+--- config
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://$host; }
+--- perl
+my ($p1, $p2, $p3) = map { port($_) } 1 .. 3;
+my $post = sub { http('POST', "http://127.0.0.1:$p3/upstream/dyhost", $_[0])->{status} };
+my $etag = sub { http_get('/api/9/http/upstreams/dyhost/servers')->{headers}{etag} };
+my $list = "server 127.0.0.1:$p1 weight=2; server 127.0.0.1:$p2 backup; check interval=60000 default_down=false type=tcp;";
+is($post->($list), 200, 'created');
+my $created = $etag->();
+is(http('GET', '/', undef, { Host => 'dyhost' })->{status}, 200, "request $_") for 1 .. 3;
+is($post->($list), 200, 'the same list again: 200');
+is($etag->(), $created, '  the revision stays');
+is(main::upstream_peers('dyhost')->[0]{requests}, 3, '  the counts stay');
+is(scalar(() = NginxTest::Files::slurp(prefix() . 'logs/error.log') =~ /api=rest upstream=dyhost/g), 1, '  one change logged: the creation');
+is($post->("server 127.0.0.1:$p2 backup; server 127.0.0.1:$p1 weight=2; check interval=60000 default_down=false type=tcp;"), 200, 'another order');
+isnt($etag->(), $created, '  replaces');
+my $ordered = $etag->();
+is($post->("server 127.0.0.1:$p1 weight=3; server 127.0.0.1:$p2 backup; check interval=60000 default_down=false type=tcp;"), 200, 'another weight');
+isnt($etag->(), $ordered, '  replaces');
+--- allow_error_log
+connect() failed
