@@ -4,16 +4,15 @@
 
 use dynamic_upstream_core::dyups::{self, parse_body, parse_json_body, validate_upstream_name, KeyPart, UpstreamSpec};
 use dynamic_upstream_core::render::Change;
-use dynamic_upstream_core::{ApiError, Balancer, ServerSpec};
+use dynamic_upstream_core::{ApiError, Balancer};
 
-use crate::dyups::registry::{Continues, Dyups, ReadSection};
+use crate::dyups::registry::{Continues, Dyups};
 use crate::dyups::worker::{configured_peers, sync_if_moved};
 use crate::nginx::peer_stats::now_ms;
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::nginx::variables::variable_exists;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
 use crate::ops::cycles::runtime_version_after;
-use crate::ops::dyups_conf::spec_of;
 use crate::ops::state_files::{managed_by_dyups, save_dyups, ChangeGuard};
 use crate::zone::upstream::ZoneUpstream;
 
@@ -32,7 +31,7 @@ pub fn update_upstream(
 
 /// Deletes `name`: the operation behind DELETE, the C API and Lua.
 pub fn delete_upstream(name: &str, trylock: bool, origin: &Requester) -> Result<(), ApiError> {
-    logged(origin, name, delete_record(name, trylock).map(|guard| Some((Change::Delete, guard))))
+    logged(origin, name, delete_record(name, trylock).map(|guard| (Change::Delete, guard)))
 }
 
 /// Logs `result` (the change made, or the refusal), then saves the state
@@ -41,11 +40,10 @@ pub fn delete_upstream(name: &str, trylock: bool, origin: &Requester) -> Result<
 fn logged(
     origin: &Requester,
     name: &str,
-    result: Result<Option<(Change<'static>, ChangeGuard)>, ApiError>,
+    result: Result<(Change<'static>, ChangeGuard), ApiError>,
 ) -> Result<(), ApiError> {
     match result {
-        Ok(None) => Ok(()),
-        Ok(Some((change, _guard))) => {
+        Ok((change, _guard)) => {
             log_change(origin, name, &change);
             save_dyups()
         }
@@ -56,40 +54,12 @@ fn logged(
     }
 }
 
-/// None where the upstream has the body's servers already.
-fn replace(
-    name: &str,
-    body: &[u8],
-    is_json: bool,
-    trylock: bool,
-) -> Result<Option<(Change<'static>, ChangeGuard)>, ApiError> {
+fn replace(name: &str, body: &[u8], is_json: bool, trylock: bool) -> Result<(Change<'static>, ChangeGuard), ApiError> {
     validate_upstream_name(name)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "add server failed: body is not UTF-8"))?;
     let spec = if is_json { parse_json_body(text)? } else { parse_body(text)? };
-    if has_already(name, &spec) {
-        return Ok(None);
-    }
-    replace_spec(name, &spec, trylock, None).map(Some)
-}
-
-/// Whether run-time upstream `name` has `spec` already: the same servers
-/// in the same order with the same parameters, balancer and checks. A POST
-/// of it changes nothing, so it replaces nothing (Tengine replaces: a
-/// controller re-sending its lists dropped, at each send, the counts of
-/// the requests in flight and the lists' failure state, hunt 38).
-fn has_already(name: &str, spec: &UpstreamSpec) -> bool {
-    let Some(dyups) = Dyups::get() else { return false };
-    let section = ReadSection::new(&dyups);
-    let Some(Ok(Some(mut current))) = dyups.record(&section, name).map(|record| spec_of(&record)) else {
-        return false;
-    };
-    drop(section);
-    let without_ids = |servers: &mut Vec<ServerSpec>| servers.iter_mut().for_each(|s| s.id = None);
-    let mut wanted = spec.clone();
-    without_ids(&mut current.servers);
-    without_ids(&mut wanted.servers);
-    current == wanted
+    replace_spec(name, &spec, trylock, None)
 }
 
 /// Sets the servers of run-time upstream `name` to `spec`'s (the NGINX
@@ -102,7 +72,7 @@ pub fn update_upstream_spec(
     expected: u64,
     origin: &Requester,
 ) -> Result<(), ApiError> {
-    logged(origin, name, replace_spec(name, spec, trylock, Some(expected)).map(Some))
+    logged(origin, name, replace_spec(name, spec, trylock, Some(expected)))
 }
 
 fn replace_spec(

@@ -89,18 +89,10 @@ impl Blocks {
 /// The file's entry for a record: its upstream, or the tombstone of a
 /// configuration upstream deleted through the API.
 fn entry_of(record: &RecordView<'_>) -> Result<DyupsEntry, String> {
-    Ok(match spec_of(record)? {
-        Some(spec) => DyupsEntry::Upstream(record.name.clone(), spec),
-        None => DyupsEntry::Deleted(record.name.clone()),
-    })
-}
-
-/// The upstream a record holds now, as a POST would give it (None for
-/// the tombstone of a deleted configuration upstream).
-pub fn spec_of(record: &RecordView<'_>) -> Result<Option<UpstreamSpec>, String> {
     if record.deleted || !record.has_list() {
-        return Ok(None);
+        return Ok(DyupsEntry::Deleted(record.name.clone()));
     }
     let servers = specs_of(&record.peers())?;
-    Ok(Some(UpstreamSpec { balancer: record.balancer.clone(), servers, check: record.check() }))
+    let spec = UpstreamSpec { balancer: record.balancer.clone(), servers, check: record.check() };
+    Ok(DyupsEntry::Upstream(record.name.clone(), spec))
 }
