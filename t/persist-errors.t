@@ -20,6 +20,14 @@ our $HEADER = "# Written by nginx-dynamic-upstream after every change through it
 $ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([d => 'ngx.dynamic', dyups => 'ngx.dyups']);
 
 sub zone_file  { data_dir() . '/backends.state' }
+
+# Rewrites the configuration's dynamic_state_file to PATH (for a reload).
+sub move_state_file {
+    my ($path) = @_;
+    my $conf = slurp(conf_file());
+    $conf =~ s{dynamic_state_file [^;]+;}{dynamic_state_file $path;} or die "no dynamic_state_file";
+    spew(conf_file(), $conf);
+}
 sub dyups_file { data_dir() . '/dyups.conf' }
 
 # Backend ports that N proxied requests reached: { port => count }.
@@ -949,8 +957,7 @@ my $quoted = "server root:SECRETHASH:7:0:7:7:::;\n";
 main::spew("$victim/backends.state.lock", $guarded);
 main::spew("$victim/backends.state", $quoted);
 chmod 0600, "$victim/backends.state.lock", "$victim/backends.state";
-my $conf = main::slurp(conf_file());
-main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$zones/backends.state}r);
+main::move_state_file("$zones/backends.state");
 nginx_reload();
 my $change = sub { http_get('/dynamic?upstream=zone_for_backends&server=127.0.0.1:' . port(1) . "&weight=$_[0]") };
 is($change->(2)->{status}, 200, 'a change with the state file in data/zones: 200');
@@ -986,7 +993,7 @@ unlink $zones or die "unlink: $!";
 my $safe = "$data/../safe";
 mkdir $safe or die "mkdir: $!";
 symlink($real, "$safe/zones") or die "symlink: $!";
-main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$safe/zones/backends.state}r);
+main::move_state_file("$safe/zones/backends.state");
 nginx_reload();
 like(http_get('/dynamic?upstream=zone_for_backends&verbose=')->{body}, qr/ weight=2 /, 'a link in a directory only root can change: followed, the file restored (the refused change left weight 2)');
 is($change->(4)->{status}, 200, '  a change: 200');
@@ -1030,8 +1037,7 @@ location /dynamic { dynamic_upstream; }
 my $data = data_dir();    # 0777
 mkdir "$data/sub" or die "mkdir: $!";
 chmod 0777, "$data/sub";    # the worker user's to move (a root-owned 0755 one it could not move elsewhere)
-my $conf = main::slurp(conf_file());
-main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$data/sub/../backends.state}r);
+main::move_state_file("$data/sub/../backends.state");
 my ($rc, $out) = nginx_t();
 isnt($rc, 0, 'nginx -t fails');
 like($out, qr/\[emerg\].*dynamic_state_file "\Q$data\E\/sub\/\.\.\/backends\.state": cannot lock: "\Q$data\E\/sub" is in a directory other users can change, and "\.\." climbs out of it: name the directory without "\.\."/, '  naming the path') or diag($out);
@@ -1052,8 +1058,7 @@ location /dynamic { dynamic_upstream; }
 my $data = data_dir();
 my $link = "/tmp/ndu-test-$$-" . port(1);
 symlink($data, $link) or die "symlink: $!";
-my $conf = main::slurp(conf_file());
-main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$link/backends.state}r);
+main::move_state_file("$link/backends.state");
 my $ok = eval { nginx_reload(); 1 };
 my $err = $@;
 ok($ok, 'a state file through a link of ours in /tmp: the reload succeeds') or diag($err);
@@ -1061,7 +1066,7 @@ my $change = sub { http_get('/dynamic?upstream=zone_for_backends&server=127.0.0.
 is($change->(2)->{status}, 200, '  a change: 200');
 like(main::slurp("$data/backends.state"), qr/ weight=2 /, '  written through it');
 unlink $link;
-main::spew(conf_file(), $conf =~ s{\Q$data\E/backends\.state}{$data/zones/backends.state}r);
+main::move_state_file("$data/zones/backends.state");
 my $worker = getpwnam('nobody');
 SKIP: {
     skip 'the workers run as the master user unless nginx runs as root', 3 unless $> == 0 && defined $worker;

@@ -10,7 +10,7 @@
 //!
 //! The files' directory is writable by nginx's worker user, and the master
 //! (root) opens them: a state or lock file must be a regular file, opened
-//! without following a symbolic link ([`open_regular`]), so that a link
+//! without following a symbolic link ([`Directory::open_regular`]), so that a link
 //! planted there never makes root truncate, write or quote another file
 //! (hunt 33). Nor may a link stand for a directory on the way there where
 //! another user could have planted it ([`Directory::open`], review 32).
@@ -165,8 +165,8 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
 }
 
 /// `.NAME.PID.tmp`: where process PID writes file NAME before renaming it.
-fn temporary_name(name: &std::ffi::OsStr, pid: u32) -> std::ffi::OsString {
-    let mut tmp_name = std::ffi::OsString::from(".");
+fn temporary_name(name: &OsStr, pid: u32) -> OsString {
+    let mut tmp_name = OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{pid}.tmp"));
     tmp_name
@@ -423,20 +423,20 @@ impl Directory {
 
     /// The directory's own status.
     fn status(&self) -> io::Result<libc::stat> {
-        // SAFETY: a zeroed stat is a valid value to overwrite.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        // SAFETY: our descriptor (O_PATH allows fstat) and a stat to fill.
-        check(unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) })?;
-        Ok(st)
+        self.stat_at(c"", libc::AT_EMPTY_PATH)
     }
 
     /// The status of its entry `name`, not following a link.
     fn entry(&self, name: &OsStr) -> io::Result<libc::stat> {
-        let name = c_name(name)?;
-        // SAFETY: as in status().
+        self.stat_at(&c_name(name)?, libc::AT_SYMLINK_NOFOLLOW)
+    }
+
+    fn stat_at(&self, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
+        // SAFETY: a zeroed stat is a valid value to overwrite.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        // SAFETY: our descriptor, a NUL-terminated name, a stat to fill.
-        check(unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+        // SAFETY: our descriptor (O_PATH allows fstatat, AT_EMPTY_PATH
+        // too), a NUL-terminated name, a stat to fill.
+        check(unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), &mut st, flags) })?;
         Ok(st)
     }
 
