@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Builds the Debian package of the module for the nginx installed here:
-# target/package/libnginx-mod-http-dynamic-upstream_<version>_<arch>.deb
-# (version from Cargo.toml), whose path is the last line printed.
+# Builds the Debian package of the module and prints its path as the last
+# line:
+#
+#   scripts/package.sh               for the nginx installed here (Debian 12's
+#                                    1.22.1): target/package/NAME_VERSION_ARCH.deb
+#   scripts/package.sh --nginx 1.26  for Debian 13's nginx 1.26.3, on this
+#                                    Debian 12 machine, as root:
+#                                    target/nginx-1.26/package/NAME_VERSION_ARCH.deb
+#
+# NAME is libnginx-mod-http-dynamic-upstream, VERSION Cargo.toml's.
 #
 # With Debian's own tooling, as Debian's libnginx-mod-* packages are built:
 # packaging/debian/rules runs `dh` and calls dh_nginx (from nginx-dev) after
@@ -23,22 +30,61 @@
 # debian/rules does not run cargo: dpkg-buildpackage would then build inside
 # the repository and write its output to the repository's parent directory.
 # This script builds the module (release), copies it and packaging/debian/
-# into a staging tree target/package/<name>-<version>/ and runs
-# `dpkg-buildpackage -b` there, so everything lands in target/package/.
+# into a staging tree NAME-VERSION/ and runs `dpkg-buildpackage -b` there.
+#
+# For Debian 13 the packaging tools are Debian 13's: the staging tree is made
+# in the trixie root that scripts/build.sh --nginx 1.26 keeps (build/trixie,
+# with nginx-dev and so debhelper) and dpkg-buildpackage runs there through
+# chroot, so dh_nginx, the nginx:abi substitution and dpkg-shlibdeps are
+# that release's. The module is built on the host against the root's
+# nginx-dev tree, as for the t/ suite. `-d`: the root lacks build-essential,
+# which dpkg-buildpackage checks for and nothing here uses (no C is
+# compiled; binutils, which dh_strip and dpkg-shlibdeps use, is there).
 source "$(dirname "$0")/common.sh"
 
-name=libnginx-mod-http-dynamic-upstream
-out="$REPO_ROOT/target/package"
+source scripts/lib/nginx-versions.sh
 
-# Only what the build needs: this may be the machine the package is for.
-scripts/setup.sh --build >&2
+nginx=1.22
+while [ $# -gt 0 ]; do
+    case $1 in
+    --nginx) nginx=${2:-}; shift 2 || shift ;;
+    *) echo "usage: scripts/package.sh [--nginx 1.22|1.26]" >&2; exit 2 ;;
+    esac
+done
+check_nginx_version "$nginx"
+case $nginx in
+1.22) root= ;;
+1.26) root=$TRIXIE_ROOT ;;
+*) echo "package: no Debian package for nginx $nginx: nginx.org's packages have no nginx-dev (dh_nginx, nginx:abi); load scripts/build.sh --nginx $nginx's module with load_module" >&2
+   exit 2 ;;
+esac
+# A command in the system the package is for: this one, or the trixie root.
+in_target() { if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi; }
+
+name=libnginx-mod-http-dynamic-upstream
+out="$(cargo_target_dir "$nginx")/package"
+
+if [ -z "$root" ]; then
+    # Only what the build needs: this may be the machine the package is for.
+    scripts/setup.sh --build >&2
+else
+    [ "$(id -u)" -eq 0 ] || { echo "package: the Debian 13 package is built in build/trixie through chroot: run this as root" >&2; exit 1; }
+    # A Debian 12 build machine (not the one the package is for): what
+    # scripts/build.sh --nginx 1.26 needs, then the root, its packaging tools
+    # and the nginx-dev tree the module builds against.
+    scripts/setup.sh >&2
+    scripts/build.sh --nginx "$nginx" >/dev/null
+    NGINX_BUILD_DIR=$(nginx_build_dir "$nginx")
+    CARGO_TARGET_DIR=$(cargo_target_dir "$nginx")
+    export NGINX_BUILD_DIR CARGO_TARGET_DIR
+fi
 version=$(awk -F'"' '/^\[/ { in_package = ($0 == "[package]") }
                      in_package && /^version *=/ { print $2; exit }' Cargo.toml)
 
-# dh_nginx takes the ABI from nginx-dev; the module must load into the nginx
-# installed here, so both must agree.
-abi_dev=$(sed -n 's/^nginx:abi=//p' /usr/share/nginx/src/debian/libnginx-mod.abisubstvars)
-abi_nginx=$(dpkg-query -W -f='${Provides}' nginx | grep -o 'nginx-abi-[^ ,]*' || true)
+# dh_nginx takes the ABI from nginx-dev; the module must load into that
+# system's nginx, so both must agree.
+abi_dev=$(sed -n 's/^nginx:abi=//p' "$root/usr/share/nginx/src/debian/libnginx-mod.abisubstvars")
+abi_nginx=$(in_target dpkg-query -W -f='${Provides}' nginx | grep -o 'nginx-abi-[^ ,]*' || true)
 if [ -z "$abi_dev" ] || [ "$abi_dev" != "$abi_nginx" ]; then
     echo "package: nginx-dev's ABI '$abi_dev' is not the installed nginx's '$abi_nginx': install matching nginx and nginx-dev" >&2
     exit 1
@@ -46,9 +92,13 @@ fi
 
 module=$(build_module release)
 
-stage="$out/$name-$version"
-rm -rf "$out"
-mkdir -p "$stage"
+# Where dpkg-buildpackage runs: under $out, or in the root (its tools see
+# nothing else), whence the results move to $out.
+work=$out
+[ -n "$root" ] && work=$root/tmp/ndu-package
+stage="$work/$name-$version"
+rm -rf "$out" "$work"
+mkdir -p "$out" "$stage"
 cp -a packaging/debian "$stage/debian"
 cp "$module" "$stage/ngx_http_dynamic_upstream_module.so"
 
@@ -64,7 +114,13 @@ $name ($version) unstable; urgency=medium
  -- $maintainer  $(date -R -u -d "@$epoch")
 EOF
 
-(cd "$stage" && SOURCE_DATE_EPOCH=$epoch dpkg-buildpackage -b -us -uc) >&2
+# shellcheck disable=SC2016
+in_target sh -c 'cd "$1" && SOURCE_DATE_EPOCH=$2 dpkg-buildpackage -b -us -uc $3' sh \
+    "${stage#"$root"}" "$epoch" "${root:+-d}" >&2
+if [ -n "$root" ]; then
+    mv "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo "$out"/
+    rm -rf "$work"
+fi
 
 deb="$out/${name}_${version}_$(dpkg --print-architecture).deb"
 [ -f "$deb" ] || { echo "package: dpkg-buildpackage did not write $deb" >&2; exit 1; }

@@ -3,8 +3,9 @@
 # against each nginx the module supports (scripts/lib/nginx-versions.sh),
 # each with the module built for it (scripts/build.sh), then the checks that
 # a module refuses to load into another nginx (scripts/test-abi.sh), the demo
-# (scripts/test-run.sh) and the Debian package (scripts/test-package.sh),
-# both for Debian 12's nginx 1.22 only.
+# (scripts/test-run.sh, Debian 12's nginx 1.22 only) and the Debian package
+# (scripts/test-package.sh: Debian 12's on this machine, Debian 13's in the
+# trixie root that the 1.26 suite runs from).
 #
 #   scripts/test.sh              every version (CI)
 #   scripts/test.sh --nginx V    the t/ suite against V only
@@ -84,6 +85,9 @@ if [[ " ${versions[*]} " == *" 1.22 "* ]]; then
     run "scripts/test-run.sh" scripts/test-run.sh         # the demo, headless
     run "scripts/test-etcd.sh" scripts/test-etcd.sh       # ndu-sync, real etcd, three nginx
     run "scripts/test-package.sh" scripts/test-package.sh
+fi
+if [[ " ${versions[*]} " == *" 1.26 "* ]]; then
+    run "scripts/test-package.sh --nginx 1.26" scripts/test-package.sh --nginx 1.26
 fi
 
 echo "== summary"
