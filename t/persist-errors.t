@@ -1088,3 +1088,54 @@ SKIP: {
 --- allow_error_log
 dynamic_state_file "
 could not lock state file
+
+=== TEST 26: a relative -p prefix with working_directory: the workers write the state file the master read (every change answered 503 "taken over by another nginx": the workers chdir to working_directory and resolved the relative path there, review 39)
+--- config
+location / { return 200; }
+--- perl
+my $base = prefix() . 'relative';
+mkdir $_ or die "mkdir $_: $!" for $base, map { "$base/$_" } qw(rel rel/conf rel/logs rel/data wd);
+chmod 0777, "$base/rel/data", "$base/wd";    # the worker user's
+my ($backend, $listen) = (port(1), port(2));
+main::spew("$base/rel/data/a.state", "server 127.0.0.1:$backend weight=3;\n");
+main::spew("$base/rel/conf/nginx.conf", <<"CONF");
+load_module $NginxTest::MODULE;
+daemon off;
+worker_processes 1;
+working_directory $base/wd;
+pid logs/nginx.pid;
+error_log logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path logs; proxy_temp_path logs; fastcgi_temp_path logs; uwsgi_temp_path logs; scgi_temp_path logs;
+    upstream a { zone za 64k; dynamic_state_file data/a.state; server 127.0.0.1:$backend; }
+    server { listen 127.0.0.1:$listen; location /dynamic { dynamic_upstream; } }
+}
+CONF
+my $pid = fork // die "fork: $!";
+if (!$pid) {
+    chdir $base or POSIX::_exit(1);
+    open STDERR, '>', "$base/rel/logs/stderr.log";
+    exec $NginxTest::BINARY, '-p', 'rel/', '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
+}
+my $api = "http://127.0.0.1:$listen/dynamic?upstream=za";
+# Stopped whatever happens (the harness stops only its own nginx).
+my $checked = eval {
+    ok(poll_until(sub { http_get($api)->{status} == 200 }, 10), 'the nginx started with -p rel/ answers');
+    is(http_get("$api&verbose=")->{body}, "server 127.0.0.1:$backend weight=3 max_fails=1 fail_timeout=10;\n",
+        'rel/data/a.state restored');
+    my $r = http_get("$api&server=127.0.0.1:$backend&weight=7");
+    is($r->{status}, 200, 'a change: 200') or diag($r->{body});
+    is(main::slurp("$base/rel/data/a.state"),
+        "$main::HEADER" . "server 127.0.0.1:$backend weight=7 max_fails=1 fail_timeout=10;\n",
+        '  written to rel/data/a.state, the file the master read');
+    ok(!-e "$base/wd/rel", '  nothing under working_directory');
+    1;
+};
+my $error = $@;
+kill 'QUIT', $pid;
+waitpid($pid, 0);
+die $error unless $checked;
+my $log = main::slurp("$base/rel/logs/error.log");
+unlike($log, qr/\[(alert|crit|emerg)\]|exited on signal/, 'its error log: no alert, crit, emerg or signal exit') or diag($log);
