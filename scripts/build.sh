@@ -25,8 +25,11 @@ say() { echo "build.sh: $*" >&2; }
 # --- 1.26: Debian 13's stock nginx in a trixie root -------------------------
 
 # The packages the 1.26 run needs in the root: the binary, its nginx-dev
-# tree, and the modules the t/ suite loads (as on the host: scripts/setup.sh).
-trixie_packages=(nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-echo libnginx-mod-stream libnginx-mod-http-upstream-fair)
+# tree, and the modules the t/ suite loads (as on the host: scripts/setup.sh);
+# and Debian 13's prometheus-nginx-exporter, which t/metrics.t runs (on the
+# host: a Go program, it needs nothing of the root) beside Debian 12's.
+trixie_packages=(nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-echo libnginx-mod-stream libnginx-mod-http-upstream-fair
+                 prometheus-nginx-exporter)
 
 # The Debian mirror apt uses here.
 debian_mirror() {

@@ -27,8 +27,12 @@ for my $uri ('/api', '/api/') {
 }
 for my $v (6 .. 9) {
     is_deeply(main::plus_json(http_get("/api/$v/"), 200, "/api/$v/"),
-              [qw(nginx processes connections slabs http resolvers ssl)], "version $v: root endpoints");
+              [qw(nginx processes connections slabs http resolvers ssl), $v >= 9 ? 'workers' : ()], "version $v: root endpoints");
 }
+# /workers (API version 9; Debian 13's prometheus-nginx-exporter 1.4.1 reads it and could not scrape without it):
+# open-source nginx keeps no per-worker statistics.
+is(http_get('/api/9/workers')->{body}, '[]', '/api/9/workers: an empty array');
+is(http_get('/api/8/workers')->{status}, 404, '/api/8/workers: 404, as before version 9');
 is_deeply(main::plus_json(http_get('/api/9/http/'), 200, 'http'),
           [qw(requests server_zones location_zones caches limit_conns limit_reqs keyvals upstreams)], 'http endpoints');
 for my $empty (qw(ssl slabs resolvers http/server_zones http/location_zones http/caches http/limit_conns

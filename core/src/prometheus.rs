@@ -71,19 +71,21 @@ const SERVER_METRICS: [PeerMetric; 15] = [
     }),
     // The health checks' counters, as the NGINX Plus API's `health_checks`
     // (0 for a server nothing checks).
-    ("health_checks_checks", "counter", "Health checks made of the server", |p, _| p.health.map_or(0, |h| h.checks)),
-    ("health_checks_fails", "counter", "Health checks of the server that failed", |p, _| {
-        p.health.map_or(0, |h| h.fails)
-    }),
-    ("health_checks_unhealthy", "counter", "Times the server's health checks took it down", |p, _| {
+    ("health_checks_checks", "counter", "Total health check requests", |p, _| p.health.map_or(0, |h| h.checks)),
+    ("health_checks_fails", "counter", "Failed health checks", |p, _| p.health.map_or(0, |h| h.fails)),
+    ("health_checks_unhealthy", "counter", "How many times the server became unhealthy (state 'unhealthy')", |p, _| {
         p.health.map_or(0, |h| h.unhealthy)
     }),
 ];
 
-/// The whole exposition: connections and requests, then per upstream its
-/// zombies and keepalive connections, then per server its families.
+/// The whole exposition: `nginxplus_up` (the exporter's: 1 when it could
+/// read the API, as whoever reads this page could), connections and
+/// requests, then per upstream its zombies and keepalive connections, then
+/// per server its families.
 pub fn render(connections: &Connections, requests: &Requests, upstreams: &[UpstreamStatus<'_>], now_ms: u64) -> String {
     let mut out = String::new();
+    family(&mut out, "up", "gauge", "Status of the last metric scrape");
+    out.push_str("nginxplus_up 1\n");
     for (name, kind, help, value) in [
         ("connections_accepted", "counter", "Accepted client connections", connections.accepted),
         ("connections_dropped", "counter", "Dropped client connections", connections.dropped),
@@ -95,8 +97,12 @@ pub fn render(connections: &Connections, requests: &Requests, upstreams: &[Upstr
         family(&mut out, name, kind, help);
         let _ = writeln!(out, "nginxplus_{name} {value}");
     }
+    // Keepalive connections under both of the exporter's names: 1.3.0
+    // renamed `keepalives` (Debian 12's 0.11.0) `keepalive` (Debian 13's
+    // 1.4.1). Never counted here: 0.
     for (name, help) in [
         ("keepalives", "Idle keepalive connections"),
+        ("keepalive", "Idle keepalive connections"),
         ("zombies", "Servers removed from the group but still processing active client requests"),
     ] {
         family(&mut out, &format!("upstream_{name}"), "gauge", help);
@@ -210,6 +216,10 @@ mod tests {
         for line in [
             "# TYPE nginxplus_connections_accepted counter",
             "nginxplus_connections_accepted 10",
+            "# TYPE nginxplus_up gauge",
+            "nginxplus_up 1",
+            "nginxplus_upstream_keepalives{upstream=\"backends\"} 0",
+            "nginxplus_upstream_keepalive{upstream=\"backends\"} 0",
             "nginxplus_http_requests_total 20",
             "nginxplus_upstream_zombies{upstream=\"backends\"} 0",
             "# TYPE nginxplus_upstream_server_requests counter",
@@ -222,6 +232,8 @@ mod tests {
             "nginxplus_upstream_server_header_time{upstream=\"backends\",server=\"127.0.0.1:8081\"} 1",
             "nginxplus_upstream_server_response_time{upstream=\"backends\",server=\"127.0.0.1:8081\"} 3",
             "# TYPE nginxplus_upstream_server_health_checks_fails counter",
+            "# HELP nginxplus_upstream_server_health_checks_unhealthy How many times the server became unhealthy \
+             (state 'unhealthy')",
             "nginxplus_upstream_server_health_checks_checks{upstream=\"backends\",server=\"127.0.0.1:8081\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");

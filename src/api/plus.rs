@@ -15,7 +15,7 @@
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::plus::body::{self, ServerFields, Spellings};
-use dynamic_upstream_core::plus::route::{HTTP_ENDPOINTS, ROOT_ENDPOINTS};
+use dynamic_upstream_core::plus::route::{root_endpoints, HTTP_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};
 use dynamic_upstream_core::plus::{diff, Endpoint, PlusError, Route};
 use dynamic_upstream_core::{Action, Address, PeerView, ServerSpec};
@@ -99,9 +99,10 @@ fn respond_with(
     let now_ms = now_ms();
     Ok(match (&route.endpoint, body) {
         (Endpoint::Versions, _) => Answer::ok(view::versions()),
-        (Endpoint::Root, _) => Answer::ok(view::names(&ROOT_ENDPOINTS)),
+        (Endpoint::Root, _) => Answer::ok(view::names(root_endpoints(route.version))),
         (Endpoint::Http, _) => Answer::ok(view::names(&HTTP_ENDPOINTS)),
         (Endpoint::Empty, _) => Answer::ok("{}".into()),
+        (Endpoint::Workers, _) => Answer::ok("[]".into()),
         (Endpoint::Nginx, _) => Answer::ok(view::json(&nginx_info(req, now_ms))),
         (Endpoint::Processes, _) => Answer::ok(view::json(&Processes { respawned: 0 })),
         (Endpoint::Connections, _) => Answer::ok(view::json(&connections())),

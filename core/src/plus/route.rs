@@ -17,6 +17,9 @@ pub enum Endpoint {
     Nginx,
     Processes,
     Connections,
+    /// `/9/workers` (API version 9 on): per-worker statistics, which
+    /// open-source nginx does not keep: an empty array.
+    Workers,
     /// `/N/http/`: the http endpoints.
     Http,
     HttpRequests,
@@ -37,8 +40,16 @@ pub struct Route {
     pub endpoint: Endpoint,
 }
 
-/// The root endpoints this module serves (`/N/`).
-pub const ROOT_ENDPOINTS: [&str; 7] = ["nginx", "processes", "connections", "slabs", "http", "resolvers", "ssl"];
+/// The root endpoints this module serves (`/N/`), as NGINX Plus lists
+/// them: `workers` from API version 9 on.
+pub fn root_endpoints(version: u32) -> &'static [&'static str] {
+    const ENDPOINTS: [&str; 8] = ["nginx", "processes", "connections", "slabs", "http", "resolvers", "ssl", "workers"];
+    if version >= 9 {
+        &ENDPOINTS
+    } else {
+        &ENDPOINTS[..7]
+    }
+}
 
 /// The http endpoints this module serves (`/N/http/`).
 pub const HTTP_ENDPOINTS: [&str; 8] =
@@ -62,6 +73,7 @@ impl Route {
             ["nginx"] => Endpoint::Nginx,
             ["processes"] => Endpoint::Processes,
             ["connections"] => Endpoint::Connections,
+            ["workers"] if version >= 9 => Endpoint::Workers,
             ["slabs"] | ["resolvers"] | ["ssl"] => Endpoint::Empty,
             ["http"] => Endpoint::Http,
             ["http", "requests"] => Endpoint::HttpRequests,
@@ -123,6 +135,9 @@ mod tests {
         assert_eq!(endpoint("/9/http/upstreams/b/servers/"), Endpoint::Servers("b".into()));
         assert_eq!(endpoint("/9/http/upstreams/b/servers/12/"), Endpoint::Server("b".into(), 12));
         assert_eq!(endpoint("//9//http//upstreams//b"), Endpoint::Upstream("b".into()));
+        assert_eq!(endpoint("/9/workers/"), Endpoint::Workers);
+        assert_eq!(root_endpoints(9).last(), Some(&"workers"));
+        assert!(!root_endpoints(8).contains(&"workers"));
     }
 
     #[test]
@@ -130,7 +145,8 @@ mod tests {
         for bad in [
             "/9/stream/upstreams",
             "/9/http/upstreams/b/x",
-            "/9/workers",
+            "/8/workers",
+            "/9/workers/0",
             "/9/nginx/x",
             "/9/http/upstreams/b/servers/1/2",
         ] {
