@@ -5,6 +5,7 @@
 use lib 't/lib';
 use NginxTest;
 use NginxTest::PlusApi;
+use NginxTest::Traffic;
 use JSON::PP ();
 
 run_tests();
@@ -49,7 +50,7 @@ for my $peer ($a, $b) {
 }
 ok($status{404} && $status{503}, 'some 404 and 503 reached the backend') or diag(explain \%status);
 
-=== TEST 2: fails, unavail, state, downtime; a failed server is counted by its next success
+=== TEST 2: fails, unavail, state, downtime; a failed server is unavail, with a downstart, while nginx skips it
 --- workers: 1
 --- http_config
 upstream backends {
@@ -130,3 +131,96 @@ is_deeply([@$peer{qw(requests fails unavail downtime state)}], [3, 3, 0, 0, 'up'
 ok(!exists $peer->{downstart}, 'no downstart');
 --- allow_error_log
 connect() failed
+
+=== TEST 6: downtime ends when nginx tries the server again (fail_timeout after its last failure, in nginx's seconds), not at its next success: an idle server that failed once is listed up with a frozen downtime and no downstart; failing again once tried makes it unavail again (hunt 38 F2 a)
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=1 fail_timeout=1s;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } }
+--- config
+location /api { dynamic_upstream_api; }
+location /metrics { dynamic_upstream_metrics; }
+location / { proxy_pass http://backends; }
+--- perl
+my $dead = sub { main::upstream_peers('backends')->[1] };
+my $fail_once = sub {
+    my $want = shift;
+    for (1 .. 6) {
+        is(http_get('/')->{status}, 200, 'answered by the live server');
+        return 1 if $dead->()->{fails} >= $want;
+    }
+    return 0;
+};
+ok($fail_once->(1), 'nothing listens on the second server: it failed');
+my $p = $dead->();
+is_deeply([@$p{qw(fails unavail state)}], [1, 1, 'unavail'], 'one failure reaches max_fails=1: unavail') or diag(explain $p);
+ok(my $start = $p->{downstart}, 'downstart while unavail');
+ok(poll_until(sub { $dead->()->{state} eq 'up' }, 4), 'listed up after fail_timeout');
+$p = $dead->();
+ok(!exists $p->{downstart}, 'no downstart once nginx would send it requests again') or diag(explain $p);
+my $down = $p->{downtime};
+ok($down > 1000 && $down <= 2000, "downtime $down: from the failure to the second after fail_timeout (nginx's rule)");
+select(undef, undef, undef, 1.2);
+$p = $dead->();
+is_deeply([@$p{qw(state downtime)}], ['up', $down], 'no traffic: still up, downtime frozen') or diag(explain $p);
+like(http_get('/metrics')->{body}, qr/^nginxplus_upstream_server_downtime\{[^}]*server="127\.0\.0\.1:\d+"[^}]*\} $down$/m,
+    '/metrics: the same downtime');
+ok($fail_once->(2), 'nginx tries it again, and it fails again');
+$p = $dead->();
+is_deeply([@$p{qw(fails unavail state)}], [2, 2, 'unavail'], 'unavail again: counted a second time') or diag(explain $p);
+ok($p->{downstart} && $p->{downstart} gt $start, "a new downstart: $p->{downstart} after $start") or diag(explain $p);
+ok($p->{downtime} >= $down, 'downtime runs on from where it stopped');
+ok(poll_until(sub { $dead->()->{state} eq 'up' }, 4), 'up again after fail_timeout');
+$p = $dead->();
+# From the second nginx let the request through to the first second more
+# than fail_timeout after its failure (the same second, unless it ended in
+# the next one).
+ok(!exists $p->{downstart} && $p->{downtime} >= $down + 2000 && $p->{downtime} <= $down + 3000,
+    "the second stretch added 2 s (3 if the failure came a second later): $p->{downtime}") or diag(explain $p);
+--- allow_error_log
+connect() failed
+upstream server temporarily disabled
+
+=== TEST 7: a request sent before the failure that succeeds while the server is unavail does not end the downtime (nginx still skips the server: it resets fails only for a request sent after the failure, accessed < checked) (hunt 38 F2 b)
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 down;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=1 fail_timeout=2s;
+}
+--- config
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://backends; }
+--- perl
+my $server = sub { main::upstream_peers('backends')->[1] };
+my $listener = main::silent_backend(port(2));
+my ($slow, $slow_upstream) = main::hold_proxied_request($listener);
+my ($failing, $failing_upstream) = main::hold_proxied_request($listener);
+close $failing_upstream;
+my $answer = do { local $/; <$failing> };
+like($answer, qr{^HTTP/1\.1 502}, 'the second request failed: the server closed its connection');
+my $p = $server->();
+is_deeply([@$p{qw(fails unavail state)}], [1, 1, 'unavail'], 'unavail') or diag(explain $p);
+ok(my $start = $p->{downstart}, 'downstart');
+print $slow_upstream "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+close $slow_upstream;
+$answer = do { local $/; <$slow> };
+like($answer, qr{^HTTP/1\.1 200}, 'the request sent before the failure succeeded');
+$p = $server->();
+is_deeply([@$p{qw(state downstart)}], ['unavail', $start], 'still unavail, with the same downstart') or diag(explain $p);
+my $down = $p->{downtime};
+ok(poll_until(sub { $server->()->{downtime} > $down }, 2), 'downtime still runs');
+is(http_get('/')->{status}, 502, 'nginx still skips it: no live upstreams');
+ok(poll_until(sub { $server->()->{state} eq 'up' }, 5), 'up after fail_timeout');
+$p = $server->();
+ok(!exists $p->{downstart} && $p->{downtime} > 2000 && $p->{downtime} <= 3000,
+    "then no downstart, downtime $p->{downtime} (2 to 3 s)") or diag(explain $p);
+--- allow_error_log
+no live upstreams
+upstream server temporarily disabled
+upstream prematurely closed connection

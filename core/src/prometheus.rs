@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::plus::stats::peer_state;
+use crate::plus::stats::{peer_state, Passive};
 use crate::plus::view::{Connections, Requests, UpstreamStatus};
 use crate::render::PeerView;
 
@@ -64,7 +64,7 @@ const SERVER_METRICS: [PeerMetric; 15] = [
         p.stats.average_times().map_or(0, |t| t.1)
     }),
     ("downtime", "counter", "Total time the server was unavailable, in milliseconds", |p, now| {
-        p.stats.downtime_at(now)
+        p.stats.downtime_at(&Passive::of(p), now).total_ms
     }),
     ("selected", "gauge", "Unix time in milliseconds the server was last selected (0: never)", |p, _| {
         p.stats.selected_ms

@@ -340,6 +340,7 @@ unsafe fn copy_list(
             if out.len() == out.capacity() {
                 return false;
             }
+            crate::nginx::peer_stats::observe(peer);
             let mut snapshot = snapshot_of(peer, *peer, backup);
             if let Some(from) = resolved_from(peer) {
                 let mut name = [0; SNAPSHOT_SERVER_MAX];
@@ -422,6 +423,11 @@ pub unsafe fn update_peer(
 unsafe fn set_params(peer: *mut ngx_http_upstream_rr_peer_t, params: &PeerParams, down: Option<bool>) -> bool {
     // SAFETY: per the contract.
     unsafe {
+        if params.max_fails.is_some() || params.fail_timeout.is_some() || down == Some(false) {
+            // The fields that decide whether nginx skips it change: its
+            // stretch of unavail so far is folded first.
+            crate::nginx::peer_stats::settle(peer);
+        }
         let p = &mut *peer;
         let weight_changed = params.weight.is_some_and(|w| w != p.weight as u64);
         if let Some(weight) = params.weight {

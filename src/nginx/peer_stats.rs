@@ -32,7 +32,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use dynamic_upstream_core::plus::ids::MAX_ID;
-use dynamic_upstream_core::plus::stats::{response_class, word};
+use dynamic_upstream_core::plus::stats::{self, response_class, word};
 use ngx::ffi::{
     ngx_http_upstream_free_round_robin_peer, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peer_t,
     ngx_http_upstream_rr_peers_t, ngx_http_upstream_t, ngx_peer_connection_t, ngx_uint_t, NGX_PEER_FAILED,
@@ -111,11 +111,21 @@ impl LockedPeer<'_> {
         unsafe { set_id(self.raw(), id) }
     }
 
-    /// Copies `from`'s whole record (ID and counters) into this peer's.
+    /// Copies `from`'s whole record (ID and counters) into this peer's;
+    /// its `downtime` as read now (this peer is new to nginx: not
+    /// unavailable, no stretch running).
     fn copy_record_from(self, from: LockedPeer<'_>) {
         for i in 0..word::COUNT {
             // SAFETY: both are live while they can be used.
             unsafe { at(self.raw(), i).store(at(from.raw(), i).load(Relaxed), Relaxed) };
+        }
+        // SAFETY: as above.
+        unsafe {
+            let (stored, downstart) =
+                (at(from.raw(), word::DOWNTIME).load(Relaxed), at(from.raw(), word::DOWNSTART).load(Relaxed));
+            let read = stats::downtime(stored, downstart, &passive_of(from.raw()), now_ms());
+            at(self.raw(), word::DOWNTIME).store(read.total_ms, Relaxed);
+            at(self.raw(), word::DOWNSTART).store(0, Relaxed);
         }
     }
 }
@@ -378,29 +388,93 @@ pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ng
                 add(word::RESPONSE_TIME, response_time as u64);
             }
         }
-        if state as u32 & NGX_PEER_FAILED != 0 {
+        let failed = state as u32 & NGX_PEER_FAILED != 0;
+        if failed {
             add(word::FAILS, 1);
-            // nginx counts this failure next (`fails++` in its free): the
-            // one that reaches max_fails makes the peer unavailable; but
-            // never the only server's (its free returns first for a
-            // `single` list: every failure of a one-server upstream counted
-            // `unavail`, hunt 38).
-            let max_fails = (*peer).max_fails as u64;
-            let fails = ptr::read_volatile(ptr::addr_of!((*peer).fails)) as u64;
+        }
+        // The stretch of `unavail` (`downtime`, `downstart`): nothing to
+        // do for an attempt that neither fails nor makes nginx reset
+        // `fails` (one read of `fails` on the usual path).
+        if failed || ptr::read_volatile(ptr::addr_of!((*peer).fails)) != 0 {
+            // nginx never makes the only server of a list unavailable (its
+            // free returns first, resetting fails from 1.27.x on; hunt 38).
             let peers = (*rrp).peers;
             let single = !peers.is_null() && ptr::read_volatile(peers).single() != 0;
-            if max_fails != 0 && fails + 1 == max_fails && !single {
-                add(word::ID_UNAVAIL, word::UNAVAIL_ONE);
-                let _ = at(peer, word::DOWNSTART).compare_exchange(0, now, Relaxed, Relaxed);
-            }
-        } else {
-            // It answered: a stretch of unavailability ends.
-            let started = at(peer, word::DOWNSTART).swap(0, Relaxed);
-            if started != 0 {
-                add(word::DOWNTIME, now.saturating_sub(started));
+            change_stretch(peer, |downstart, p| stats::fold(downstart, p, failed, single, now));
+        }
+    }
+}
+
+/// nginx's fields of `peer` that decide whether round robin skips it.
+///
+/// # Safety
+/// `peer` is live; its fields are read as they are (nginx changes them
+/// under the peer's lock, which is not taken: each is one word).
+unsafe fn passive_of(peer: *mut ngx_http_upstream_rr_peer_t) -> stats::Passive {
+    // SAFETY: per the contract.
+    unsafe {
+        stats::Passive {
+            fails: ptr::read_volatile(ptr::addr_of!((*peer).fails)) as u64,
+            max_fails: ptr::read_volatile(ptr::addr_of!((*peer).max_fails)) as u64,
+            accessed: ptr::read_volatile(ptr::addr_of!((*peer).accessed)) as i64,
+            checked: ptr::read_volatile(ptr::addr_of!((*peer).checked)) as i64,
+            fail_timeout: ptr::read_volatile(ptr::addr_of!((*peer).fail_timeout)) as i64,
+        }
+    }
+}
+
+/// Applies `change` (given the `downstart` word and nginx's fields) to the
+/// peer's stretch: the compare-exchange of `downstart` decides who folds
+/// (two workers ending attempts, a listing); the loser reads again. No
+/// lock, no allocation; a few rounds at most (each lost round means
+/// another won one), bounded all the same.
+///
+/// # Safety
+/// `peer` is live.
+unsafe fn change_stretch(
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    change: impl Fn(u64, &stats::Passive) -> Option<stats::Fold>,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        let start = at(peer, word::DOWNSTART);
+        for _ in 0..8 {
+            let downstart = start.load(Relaxed);
+            let Some(f) = change(downstart, &passive_of(peer)) else { return };
+            if start.compare_exchange(downstart, f.downstart_ms, Relaxed, Relaxed).is_ok() {
+                at(peer, word::DOWNTIME).fetch_add(f.add_ms as u64, Relaxed); // wrapping: may be negative
+                if f.became_unavail {
+                    at(peer, word::ID_UNAVAIL).fetch_add(word::UNAVAIL_ONE, Relaxed);
+                }
+                return;
             }
         }
     }
+}
+
+/// Before a listing copies the peer: folds what it reads of a wait for a
+/// request nginx let through after `fail_timeout` ([`stats::observe`]).
+///
+/// # Safety
+/// `peer` is live (its list is locked).
+pub unsafe fn observe(peer: *mut ngx_http_upstream_rr_peer_t) {
+    if counting() {
+        let now = now_ms();
+        // SAFETY: per the contract.
+        unsafe { change_stretch(peer, |downstart, p| stats::observe(downstart, p, now)) };
+    }
+}
+
+/// Before nginx's fields of the peer change out of request time (an
+/// operator brings it up, or changes `max_fails` or `fail_timeout`):
+/// folds its stretch up to now ([`stats::settle`]).
+///
+/// # Safety
+/// `peer` is live (its list is write-locked).
+pub unsafe fn settle(peer: *mut ngx_http_upstream_rr_peer_t) {
+    let now = now_ms();
+    // SAFETY: per the contract.
+    unsafe { change_stretch(peer, |downstart, p| stats::settle(downstart, p, now)) };
 }
 
 /// `peer.free` of requests through a run-time (dyups) upstream while

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::route::VERSIONS;
-use super::stats::peer_state;
+use super::stats::{peer_state, Passive};
 use crate::render::PeerView;
 
 /// `/`: the versions served.
@@ -130,6 +130,7 @@ fn peer(p: &PeerView, now_ms: u64) -> Peer<'_> {
     let s = &p.stats;
     let r = s.responses;
     let times = s.average_times();
+    let down = s.downtime_at(&Passive::of(p), now_ms);
     Peer {
         id: s.id.unwrap_or(0),
         server: &p.server,
@@ -146,8 +147,8 @@ fn peer(p: &PeerView, now_ms: u64) -> Peer<'_> {
         fails: s.fails,
         unavail: s.unavail,
         health_checks: health_checks(p),
-        downtime: s.downtime_at(now_ms),
-        downstart: (s.downstart_ms != 0).then(|| iso8601(s.downstart_ms)),
+        downtime: down.total_ms,
+        downstart: down.start_ms.map(iso8601),
         selected: (s.selected_ms != 0).then(|| iso8601(s.selected_ms)),
         header_time: times.map(|t| t.0),
         response_time: times.map(|t| t.1),
