@@ -3,10 +3,10 @@
 # line:
 #
 #   scripts/package.sh               for the nginx installed here (Debian 12's
-#                                    1.22.1): target/package/NAME_VERSION_ARCH.deb
+#                                    1.22.1): target/package/NAME_VERSION+deb12_ARCH.deb
 #   scripts/package.sh --nginx 1.26  for Debian 13's nginx 1.26.3, on this
 #                                    Debian 12 machine, as root:
-#                                    target/nginx-1.26/package/NAME_VERSION_ARCH.deb
+#                                    target/nginx-1.26/package/NAME_VERSION+deb13_ARCH.deb
 #
 # NAME is libnginx-mod-http-dynamic-upstream, VERSION Cargo.toml's.
 #
@@ -78,8 +78,13 @@ else
     CARGO_TARGET_DIR=$(cargo_target_dir "$nginx")
     export NGINX_BUILD_DIR CARGO_TARGET_DIR
 fi
+# Cargo.toml's version, +debNN for the Debian release it is built for: the
+# two packages differ (nginx's ABI, the .so) and an archive holds both, and
+# a Debian 12 -> 13 upgrade takes +deb13 as newer than +deb12.
+release=$(in_target sh -c '. /etc/os-release && echo "$VERSION_ID $VERSION_CODENAME"')
+codename=${release#* }
 version=$(awk -F'"' '/^\[/ { in_package = ($0 == "[package]") }
-                     in_package && /^version *=/ { print $2; exit }' Cargo.toml)
+                     in_package && /^version *=/ { print $2; exit }' Cargo.toml)+deb${release%% *}
 
 # dh_nginx takes the ABI from nginx-dev; the module must load into that
 # system's nginx, so both must agree.
@@ -92,13 +97,17 @@ fi
 
 module=$(build_module release)
 
-# Where dpkg-buildpackage runs: under $out, or in the root (its tools see
-# nothing else), whence the results move to $out.
-work=$out
-[ -n "$root" ] && work=$root/tmp/ndu-package
+# Where dpkg-buildpackage runs: a directory of this run's, in the root for
+# Debian 13 (its tools see nothing else), whence the results move to $out
+# once built (a failed build leaves the last package there).
+if [ -n "$root" ]; then
+    work=$(mktemp -d "$root/tmp/ndu-package.XXXXXX")
+else
+    work=$(mktemp -d "$REPO_ROOT/target/package-build.XXXXXX")
+fi
+trap 'rm -rf "$work"' EXIT
 stage="$work/$name-$version"
-rm -rf "$out" "$work"
-mkdir -p "$out" "$stage"
+mkdir -p "$stage"
 cp -a packaging/debian "$stage/debian"
 cp "$module" "$stage/ngx_http_dynamic_upstream_module.so"
 
@@ -107,7 +116,7 @@ cp "$module" "$stage/ngx_http_dynamic_upstream_module.so"
 maintainer=$(sed -n 's/^Maintainer: //p' packaging/debian/control)
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 cat > "$stage/debian/changelog" <<EOF
-$name ($version) unstable; urgency=medium
+$name ($version) $codename; urgency=medium
 
   * nginx-dynamic-upstream $version, built for $abi_nginx.
 
@@ -117,10 +126,9 @@ EOF
 # shellcheck disable=SC2016
 in_target sh -c 'cd "$1" && SOURCE_DATE_EPOCH=$2 dpkg-buildpackage -b -us -uc $3' sh \
     "${stage#"$root"}" "$epoch" "${root:+-d}" >&2
-if [ -n "$root" ]; then
-    mv "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo "$out"/
-    rm -rf "$work"
-fi
+rm -rf "$out"
+mkdir -p "$out"
+mv "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo "$out"/
 
 deb="$out/${name}_${version}_$(dpkg --print-architecture).deb"
 [ -f "$deb" ] || { echo "package: dpkg-buildpackage did not write $deb" >&2; exit 1; }

@@ -85,6 +85,11 @@ owners=$(stat -c '%u %n' "$root"/var/lib/nginx/*/ 2>/dev/null || true)
 # The master this test started (set once it runs): the only nginx it stops.
 master=
 stop_master() {
+    # Started, but failed before its pid was read (a slow start): the pid
+    # file it wrote, where there was none before, names it.
+    if [ -z "$master" ] && ! $pid_file_existed && [ -s "$root$pid_file" ]; then
+        master=$(cat "$root$pid_file")
+    fi
     [ -n "$master" ] || return 0
     kill -QUIT "$master" 2>/dev/null || true
     for _ in $(seq 1 300); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
@@ -110,6 +115,10 @@ cleanup() {
 }
 deb=
 trap cleanup EXIT
+# A signal is a failure (the EXIT trap would see the last command's status).
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # What the checks below use (curl; ss for free ports) besides what the
 # package's build needs (package.sh installs only that).
@@ -234,16 +243,23 @@ fi
 
 # Reinstalling while nginx runs activates Debian's nginx-reload trigger: the
 # nginx package's postinst reloads nginx through invoke-rc.d (nginx -t
-# first), unless policy-rc.d denies service actions, as in Docker images.
-# Either way the changes are still there.
+# first), unless policy-rc.d denies service actions, as in Docker images, or
+# there is no init system (the Debian 13 root: invoke-rc.d then blocks every
+# action). Either way the changes are still there.
 workers() { pgrep -P "$master" | sort; }
 workers_before=$(workers)
 out=$(in_target dpkg -i "$deb" 2>&1)
 [[ "$out" == *"Processing triggers for nginx "* ]] || fail "dpkg -i did not trigger nginx-reload: $out"
-if [ -x "$root/usr/sbin/policy-rc.d" ] && { in_target /usr/sbin/policy-rc.d nginx reload >/dev/null 2>&1; [ $? -eq 101 ]; }; then
+denied=
+if [ -n "$root" ]; then
+    denied="the Debian 13 root has no init system"
+elif [ -x /usr/sbin/policy-rc.d ] && { /usr/sbin/policy-rc.d nginx reload >/dev/null 2>&1; [ $? -eq 101 ]; }; then
+    denied="/usr/sbin/policy-rc.d denies service actions here"
+fi
+if [ -n "$denied" ]; then
     [ "$(cat "$root$pid_file")" = "$master" ] && [ "$(workers)" = "$workers_before" ] \
-        || fail "nginx was reloaded or restarted although policy-rc.d denies it"
-    reloaded="not reloaded: /usr/sbin/policy-rc.d denies service actions here"
+        || fail "nginx was reloaded or restarted although $denied"
+    reloaded="not reloaded: $denied"
 else
     for _ in $(seq 1 50); do [ "$(workers)" != "$workers_before" ] && break; sleep 0.1; done
     [ "$(cat "$root$pid_file")" = "$master" ] && [ "$(workers)" != "$workers_before" ] \

@@ -8,7 +8,8 @@
 # trixie root that the 1.26 suite runs from).
 #
 #   scripts/test.sh              every version (CI)
-#   scripts/test.sh --nginx V    the t/ suite against V only
+#   scripts/test.sh --nginx V    the t/ suite against V only (and, for 1.22 or
+#                                1.26, the steps above that are for that version)
 #
 # Ends with one line per version: files, assertions, time and skipped blocks
 # (with their reasons); exits non-zero if any step failed.
