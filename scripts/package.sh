@@ -41,7 +41,6 @@
 # which dpkg-buildpackage checks for and nothing here uses (no C is
 # compiled; binutils, which dh_strip and dpkg-shlibdeps use, is there).
 source "$(dirname "$0")/common.sh"
-
 source scripts/lib/nginx-versions.sh
 
 nginx=1.22
@@ -52,14 +51,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 check_nginx_version "$nginx"
-case $nginx in
-1.22) root= ;;
-1.26) root=$TRIXIE_ROOT ;;
-*) echo "package: no Debian package for nginx $nginx: nginx.org's packages have no nginx-dev (dh_nginx, nginx:abi); load scripts/build.sh --nginx $nginx's module with load_module" >&2
-   exit 2 ;;
-esac
-# A command in the system the package is for: this one, or the trixie root.
-in_target() { if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi; }
+root=$(debian_package_root "$nginx") || exit 2
 
 name=libnginx-mod-http-dynamic-upstream
 out="$(cargo_target_dir "$nginx")/package"
@@ -81,7 +73,7 @@ fi
 # Cargo.toml's version, +debNN for the Debian release it is built for: the
 # two packages differ (nginx's ABI, the .so) and an archive holds both, and
 # a Debian 12 -> 13 upgrade takes +deb13 as newer than +deb12.
-release=$(in_target sh -c '. /etc/os-release && echo "$VERSION_ID $VERSION_CODENAME"')
+release=$(in_target "$root" sh -c '. /etc/os-release && echo "$VERSION_ID $VERSION_CODENAME"')
 codename=${release#* }
 version=$(awk -F'"' '/^\[/ { in_package = ($0 == "[package]") }
                      in_package && /^version *=/ { print $2; exit }' Cargo.toml)+deb${release%% *}
@@ -89,7 +81,7 @@ version=$(awk -F'"' '/^\[/ { in_package = ($0 == "[package]") }
 # dh_nginx takes the ABI from nginx-dev; the module must load into that
 # system's nginx, so both must agree.
 abi_dev=$(sed -n 's/^nginx:abi=//p' "$root/usr/share/nginx/src/debian/libnginx-mod.abisubstvars")
-abi_nginx=$(in_target dpkg-query -W -f='${Provides}' nginx | grep -o 'nginx-abi-[^ ,]*' || true)
+abi_nginx=$(in_target "$root" dpkg-query -W -f='${Provides}' nginx | grep -o 'nginx-abi-[^ ,]*' || true)
 if [ -z "$abi_dev" ] || [ "$abi_dev" != "$abi_nginx" ]; then
     echo "package: nginx-dev's ABI '$abi_dev' is not the installed nginx's '$abi_nginx': install matching nginx and nginx-dev" >&2
     exit 1
@@ -124,7 +116,7 @@ $name ($version) $codename; urgency=medium
 EOF
 
 # shellcheck disable=SC2016
-in_target sh -c 'cd "$1" && SOURCE_DATE_EPOCH=$2 dpkg-buildpackage -b -us -uc $3' sh \
+in_target "$root" sh -c 'cd "$1" && SOURCE_DATE_EPOCH=$2 dpkg-buildpackage -b -us -uc $3' sh \
     "${stage#"$root"}" "$epoch" "${root:+-d}" >&2
 rm -rf "$out"
 mkdir -p "$out"

@@ -36,14 +36,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: scripts/test-package.sh [--nginx 1.22|1.26]" >&2; exit 2 ;;
     esac
 done
-case $nginx in
-1.22) root= ;;
-1.26) root=$TRIXIE_ROOT ;;
-*) echo "usage: scripts/test-package.sh [--nginx 1.22|1.26]" >&2; exit 2 ;;
-esac
+check_nginx_version "$nginx"
 # The system under test is / or the root: every path below is as that
 # system sees it; this script reaches it as "$root$path".
-in_target() { if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi; }
+root=$(debian_package_root "$nginx") || exit 2
 
 name=libnginx-mod-http-dynamic-upstream
 so=/usr/lib/nginx/modules/ngx_http_dynamic_upstream_module.so
@@ -62,7 +58,7 @@ flock -n 9 || skip "another test-package.sh --nginx $nginx runs"
 if [ -n "$root" ]; then
     [ -x "$root/usr/sbin/nginx" ] || skip "no Debian 13 root in build/trixie (scripts/build.sh --nginx 1.26 makes it)"
 fi
-status=$(in_target dpkg-query -W -f='${db:Status-Status}' "$name" 2>/dev/null || true)
+status=$(in_target "$root" dpkg-query -W -f='${db:Status-Status}' "$name" 2>/dev/null || true)
 [ -z "$status" ] || [ "$status" = not-installed ] || skip "$name is $status already"
 [ ! -e "$root$state" ] || skip "$root$state exists already"
 [ ! -e "$root$site" ] || skip "$root$site exists already"
@@ -100,7 +96,7 @@ cleanup() {
     stop_master
     $pid_file_existed || rm -f "$root$pid_file"
     rm -f "$root$site"
-    in_target dpkg-query -W "$name" >/dev/null 2>&1 && in_target dpkg --purge "$name" >/dev/null
+    in_target "$root" dpkg-query -W "$name" >/dev/null 2>&1 && in_target "$root" dpkg --purge "$name" >/dev/null
     rm -rf "$root$state" "$root$tmp"
     # The copy of the package in the root.
     [ -n "$root" ] && [ -n "$deb" ] && rm -f "$root$deb"
@@ -130,7 +126,7 @@ if [ -n "$root" ]; then
     cp "$deb" "$root/tmp/"
     deb=/tmp/$(basename "$deb")
 fi
-in_target dpkg -i "$deb" >/dev/null
+in_target "$root" dpkg -i "$deb" >/dev/null
 ! running || fail "dpkg -i started nginx"
 
 # 1. What the package installed.
@@ -138,10 +134,10 @@ in_target dpkg -i "$deb" >/dev/null
 [ "$(cat "$root$load_file")" = "load_module modules/ngx_http_dynamic_upstream_module.so;" ] \
     || fail "$load_file: $(cat "$root$load_file")"
 [ "$(readlink "$root$link")" = "$load_file" ] || fail "$link -> $(readlink "$root$link")"
-owner=$(in_target stat -c '%U:%G %a' "$state")
+owner=$(in_target "$root" stat -c '%U:%G %a' "$state")
 [ "$owner" = "www-data:www-data 750" ] || fail "$state: $owner"
-abi=$(in_target dpkg-query -W -f='${Provides}' nginx | grep -o 'nginx-abi-[^ ,]*')
-depends=$(in_target dpkg-query -W -f='${Depends}' "$name")
+abi=$(in_target "$root" dpkg-query -W -f='${Provides}' nginx | grep -o 'nginx-abi-[^ ,]*')
+depends=$(in_target "$root" dpkg-query -W -f='${Depends}' "$name")
 [[ "$depends" == "$abi, libc6 (>= "*", libgcc-s1 (>= "*")" ]] || fail "Depends: $depends (nginx provides $abi)"
 ok "dpkg -i: the module, $load_file, $link, $state (www-data, 750), Depends: $depends"
 
@@ -166,7 +162,7 @@ server {
 }
 EOF
 fi
-out=$(in_target /usr/sbin/nginx -t 2>&1) || fail "nginx -t with the stock nginx.conf: $out"
+out=$(in_target "$root" /usr/sbin/nginx -t 2>&1) || fail "nginx -t with the stock nginx.conf: $out"
 ok "nginx -t with the stock /etc/nginx/nginx.conf and the site"
 
 # 3. The system nginx, with the stock nginx.conf but only our site.
@@ -248,7 +244,7 @@ fi
 # action). Either way the changes are still there.
 workers() { pgrep -P "$master" | sort; }
 workers_before=$(workers)
-out=$(in_target dpkg -i "$deb" 2>&1)
+out=$(in_target "$root" dpkg -i "$deb" 2>&1)
 [[ "$out" == *"Processing triggers for nginx "* ]] || fail "dpkg -i did not trigger nginx-reload: $out"
 denied=
 if [ -n "$root" ]; then
@@ -274,11 +270,11 @@ ok "dpkg -i while nginx runs: the nginx-reload trigger ran, nginx $reloaded, cha
 stop_master
 ! grep -E '\[(alert|crit|emerg)\]|exited on signal' "$root$tmp/error.log" || fail "$root$tmp/error.log"
 rm "$root$site"
-in_target dpkg -r "$name" >/dev/null
+in_target "$root" dpkg -r "$name" >/dev/null
 [ ! -e "$root$link" ] && [ ! -e "$root$so" ] && [ ! -e "$root$load_file" ] || fail "dpkg -r left the module or its link"
 [ "$(readlink "$root$link.removed")" = "$load_file" ] || fail "dpkg -r did not set the link aside as $link.removed"
-out=$(in_target /usr/sbin/nginx -t 2>&1) || fail "nginx -t after dpkg -r: $out"
+out=$(in_target "$root" /usr/sbin/nginx -t 2>&1) || fail "nginx -t after dpkg -r: $out"
 ok "dpkg -r: the module gone, its link set aside (.removed), nginx -t passes"
-in_target dpkg --purge "$name" >/dev/null
+in_target "$root" dpkg --purge "$name" >/dev/null
 [ ! -e "$root$link.removed" ] && [ ! -e "$root$state" ] || fail "dpkg --purge left $link.removed or $state"
 ok "dpkg --purge: the set-aside link and $state gone"

@@ -71,3 +71,24 @@ nginx_skipped_modules() {
           echo "fair=no upstream fair module for nginx 1.28.3: Debian's libnginx-mod-http-upstream-fair is built for Debian's nginx ABI and nginx.org ships none" ;;
     esac
 }
+
+# The Debian system whose package scripts/package.sh builds and
+# scripts/test-package.sh tests for version $1: "" for this machine (1.22),
+# the trixie root (1.26); for 1.28 a one-line reason on stderr, and status 2
+# (nginx.org's packages have no nginx-dev: no dh_nginx, no nginx:abi).
+debian_package_root() {
+    case $1 in
+    1.22) echo "" ;;
+    1.26) echo "$TRIXIE_ROOT" ;;
+    *) echo "no Debian package for nginx $1: nginx.org's packages have no nginx-dev (dh_nginx, nginx:abi); load scripts/build.sh --nginx $1's module with load_module" >&2
+       return 2 ;;
+    esac
+}
+
+# in_target ROOT COMMAND...: COMMAND in the system ROOT names ("": this one),
+# through chroot.
+in_target() {
+    local root=$1
+    shift
+    if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi
+}
