@@ -224,3 +224,31 @@ ok(!exists $p->{downstart} && $p->{downtime} > 2000 && $p->{downtime} <= 3000,
 no live upstreams
 upstream server temporarily disabled
 upstream prematurely closed connection
+
+=== TEST 8: a server that is the only one left of its list, failing while its downtime runs: the downtime is kept (on nginx 1.28, whose free resets the only server's fails after a failure too, the running stretch was lost: downtime fell to 0, a counter reset for Prometheus, review 43)
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:$TEST_NGINX_PORT_2 max_fails=1 fail_timeout=30s;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { return 200 "ok\n"; } }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; }
+--- perl
+my $dead = sub { (grep { $_->{server} eq '127.0.0.1:' . port(2) } @{ main::upstream_peers('backends') })[0] };
+ok(poll_until(sub { http_get('/'); $dead->()->{unavail} == 1 }, 5), 'nothing listens on the second server: unavail');
+ok(poll_until(sub { $dead->()->{downtime} >= 1000 }, 3), 'its downtime runs');
+my $live = (grep { $_->{server} eq '127.0.0.1:' . port(1) } @{ main::upstream_peers('backends') })[0];
+is(http('DELETE', "/api/9/http/upstreams/backends/servers/$live->{id}")->{status}, 200, 'the live server deleted: the dead one is the only one');
+my $before = $dead->()->{downtime};
+is(http_get('/')->{status}, 502, 'a request to it fails');
+my $after = $dead->()->{downtime};
+ok($after >= $before, "downtime kept: $before ms before the failure, $after after") or diag(explain $dead->());
+select(undef, undef, undef, 0.3);
+ok($dead->()->{downtime} >= $after, 'and never lower later');
+--- allow_error_log
+connect() failed
+upstream server temporarily disabled

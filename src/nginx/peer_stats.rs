@@ -39,6 +39,7 @@ use ngx::ffi::{
 };
 
 use crate::nginx::peer_lock::{LockedLists, LockedPeer};
+use crate::nginx::version;
 
 /// The spare words of a peer in the nginx this module is built for (they
 /// end the struct).
@@ -397,10 +398,16 @@ pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ng
         // `fails` (one read of `fails` on the usual path).
         if failed || ptr::read_volatile(ptr::addr_of!((*peer).fails)) != 0 {
             // nginx never makes the only server of a list unavailable (its
-            // free returns first, resetting fails from 1.27.x on; hunt 38).
+            // free returns first, resetting fails from 1.27.3 on; hunt 38).
             let peers = (*rrp).peers;
-            let single = !peers.is_null() && ptr::read_volatile(peers).single() != 0;
-            change_stretch(peer, |downstart, p| stats::fold(downstart, p, failed, single, now));
+            let list = if peers.is_null() || ptr::read_volatile(peers).single() == 0 {
+                stats::List::Several
+            } else if version::SINGLE_FREE_RESETS_FAILS {
+                stats::List::OnlyResetsFails
+            } else {
+                stats::List::OnlyKeepsFails
+            };
+            change_stretch(peer, |downstart, p| stats::fold(downstart, p, failed, list, now));
         }
     }
 }
@@ -474,7 +481,7 @@ pub unsafe fn observe(peer: *mut ngx_http_upstream_rr_peer_t) {
 pub unsafe fn settle(peer: *mut ngx_http_upstream_rr_peer_t) {
     let now = now_ms();
     // SAFETY: per the contract.
-    unsafe { change_stretch(peer, |downstart, p| stats::settle(downstart, p, now)) };
+    unsafe { change_stretch(peer, |downstart, p| Some(stats::settle(downstart, p, now))) };
 }
 
 /// `peer.free` of requests through a run-time (dyups) upstream while

@@ -38,6 +38,10 @@ mod imp {
     /// nginx frees removed peers itself once no request holds them.
     pub const NGINX_FREES_REMOVED_PEERS: bool = true;
 
+    /// Round robin's `free` resets `fails` of the only server of a list
+    /// after every attempt (1.28.3 does; 1.26.3 does not).
+    pub const SINGLE_FREE_RESETS_FAILS: bool = true;
+
     /// `hash ... consistent` and `random` follow changes of the set of
     /// peers and of their weights.
     pub const TABLES_FOLLOW_CHANGES: bool = true;
@@ -188,6 +192,10 @@ mod imp {
     /// nginx frees no removed peer: the module does
     /// ([`crate::zone::reclaim`]).
     pub const NGINX_FREES_REMOVED_PEERS: bool = false;
+
+    /// Round robin's `free` returns before it counts or resets anything
+    /// for the only server of a list.
+    pub const SINGLE_FREE_RESETS_FAILS: bool = false;
 
     /// `hash ... consistent` and `random` compute their tables once.
     pub const TABLES_FOLLOW_CHANGES: bool = false;

@@ -175,11 +175,11 @@ impl Passive {
         secs_to_ms(self.checked.saturating_add(self.fail_timeout).saturating_add(1))
     }
 
-    /// Whether nginx's `free` resets `fails` after a successful attempt
-    /// (`accessed < checked`: a request let through after the failure,
-    /// this one or another; always for the only server of a list).
-    pub fn success_resets(&self, single: bool) -> bool {
-        self.fails != 0 && (single || self.accessed < self.checked)
+    /// Whether nginx's `free` resets `fails` after a successful attempt in
+    /// a list of several servers (`accessed < checked`: a request let
+    /// through after the failure, this one or another).
+    fn success_resets(&self) -> bool {
+        self.fails != 0 && self.accessed < self.checked
     }
 }
 
@@ -266,39 +266,43 @@ pub struct Fold {
     pub became_unavail: bool,
 }
 
+/// The list an attempt ended in, as nginx's round robin `free` treats
+/// its peer's `fails`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    /// Several servers: failures count up to `max_fails`.
+    Several,
+    /// The only server, which nginx never skips: its `free` returns before
+    /// it counts or resets anything (before nginx 1.27.3: 1.22, 1.26).
+    OnlyKeepsFails,
+    /// The only server, whose `free` resets `fails` after every attempt,
+    /// failed or not (nginx 1.27.3 on: 1.28).
+    OnlyResetsFails,
+}
+
 /// What an attempt that ends at `now_ms` (`failed`: nginx's
-/// `NGX_PEER_FAILED`) changes, for a record whose `downstart` word is
-/// `downstart_ms` and a peer whose fields are `p` before nginx's `free`
-/// updates them (`single`: the only server of its list, which nginx never
-/// skips); None: nothing. Readers read the same before the change, after
-/// it, and after nginx's `free`.
-pub fn fold(downstart_ms: u64, p: &Passive, failed: bool, single: bool, now_ms: u64) -> Option<Fold> {
+/// `NGX_PEER_FAILED`) in `list` changes, for a record whose `downstart`
+/// word is `downstart_ms` and a peer whose fields are `p` before nginx's
+/// `free` updates them; None: nothing. Readers read the same before the
+/// change, after it, and after nginx's `free`.
+pub fn fold(downstart_ms: u64, p: &Passive, failed: bool, list: List, now_ms: u64) -> Option<Fold> {
     let now = (now_ms / 1000) as i64;
     let r = read(0, downstart_ms, p, now_ms);
-    if failed {
-        // After nginx's free: fails + 1, accessed = checked = now, so it
-        // is unavail from now on (if it reaches max_fails).
-        if single || p.max_fails == 0 || p.fails + 1 < p.max_fails {
-            return None;
+    let resets = match list {
+        List::OnlyKeepsFails => return None,
+        // A failure too: what ran would be lost with `fails` (review 43).
+        List::OnlyResetsFails => p.fails != 0,
+        List::Several if failed => {
+            // After nginx's free: fails + 1, accessed = checked = now, so
+            // it is unavail from now on (if it reaches max_fails).
+            if p.max_fails == 0 || p.fails + 1 < p.max_fails {
+                return None;
+            }
+            return started_by_failure(&r, p, now, now_ms);
         }
-        // Unavail since a failure: it goes on.
-        if r.failure_running && !p.let_through() {
-            return None;
-        }
-        // It goes on from the let-through request's start (what readers
-        // folded of it is taken back, so that `downstart` shows it), or
-        // begins now; what ended before is folded.
-        let from = r.shown.start_ms.unwrap_or(now_ms).min(now_ms);
-        return Some(Fold {
-            downstart_ms: from,
-            add_ms: r.shown.total_ms as i64 - (now_ms - from) as i64,
-            // nginx disables it ("upstream server temporarily disabled"):
-            // the failure that reached max_fails, or one after nginx let a
-            // request through again.
-            became_unavail: !(p.unavailable(now) && p.accessed == p.checked),
-        });
-    }
-    if !p.success_resets(single) || (downstart_ms == 0 && r.shown.total_ms == 0) {
+        List::Several => p.success_resets(),
+    };
+    if !resets || (downstart_ms == 0 && r.shown.total_ms == 0) {
         return None;
     }
     // nginx resets fails: everything up to now is folded; `downstart`
@@ -311,18 +315,36 @@ pub fn fold(downstart_ms: u64, p: &Passive, failed: bool, single: bool, now_ms: 
     })
 }
 
+/// A failure that reaches `max_fails` in a list of several servers.
+fn started_by_failure(r: &Reading, p: &Passive, now: i64, now_ms: u64) -> Option<Fold> {
+    // Unavail since a failure: it goes on.
+    if r.failure_running && !p.let_through() {
+        return None;
+    }
+    // It goes on from the let-through request's start (what readers
+    // folded of it is taken back, so that `downstart` shows it), or
+    // begins now; what ended before is folded.
+    let from = r.shown.start_ms.unwrap_or(now_ms).min(now_ms);
+    Some(Fold {
+        downstart_ms: from,
+        add_ms: r.shown.total_ms as i64 - (now_ms - from) as i64,
+        // nginx disables it ("upstream server temporarily disabled"): the
+        // failure that reached max_fails, or one after nginx let a request
+        // through again.
+        became_unavail: !(p.unavailable(now) && p.accessed == p.checked),
+    })
+}
+
 /// What ends a stretch out of request time, before nginx's fields change
 /// (an operator brings the server up, which resets `fails`, or changes its
 /// `max_fails` or `fail_timeout`; its list is replaced): everything up to
-/// `now_ms` folded, `downstart` a mark from which a stretch still running
-/// by the new fields goes on. None: nothing to change.
-pub fn settle(downstart_ms: u64, p: &Passive, now_ms: u64) -> Option<Fold> {
+/// `now_ms` folded, `downstart` a mark from which a stretch running by the
+/// new fields goes on, also one they begin (a `max_fails` lowered to the
+/// failures counted: nginx skips the server from then on, review 43). A
+/// mark counts nothing while `fails` is below `max_fails`.
+pub fn settle(downstart_ms: u64, p: &Passive, now_ms: u64) -> Fold {
     let r = read(0, downstart_ms, p, now_ms);
-    (downstart_ms != 0 || r.shown.total_ms != 0).then_some(Fold {
-        downstart_ms: if r.shown.total_ms != 0 { now_ms.max(1) } else { 0 },
-        add_ms: r.shown.total_ms as i64,
-        became_unavail: false,
-    })
+    Fold { downstart_ms: now_ms.max(1), add_ms: r.shown.total_ms as i64, became_unavail: false }
 }
 
 /// What a reader folds at `now_ms`: the wait for a request nginx let
@@ -433,7 +455,7 @@ mod tests {
             if std::env::var("SIM_TRACE").is_ok() {
                 eprintln!("end failed={failed} at {now_ms}");
             }
-            if let Some(f) = fold(self.downstart, &self.p, failed, false, now_ms) {
+            if let Some(f) = fold(self.downstart, &self.p, failed, List::Several, now_ms) {
                 self.downstart = f.downstart_ms;
                 self.stored = self.stored.wrapping_add(f.add_ms as u64);
                 self.unavail += u64::from(f.became_unavail);
@@ -521,7 +543,7 @@ mod tests {
         s.end(true, 1_400);
         assert_eq!((s.unavail, s.read(2_400)), (1, Downtime { total_ms: 1_000, start_ms: Some(1_400) }));
         // An operator brings it up (nginx's fails and checked reset).
-        let f = settle(s.downstart, &s.p, 2_500).unwrap();
+        let f = settle(s.downstart, &s.p, 2_500);
         (s.downstart, s.stored) = (f.downstart_ms, s.stored.wrapping_add(f.add_ms as u64));
         (s.p.fails, s.p.checked) = (0, 0);
         assert_eq!(s.read(2_500), Downtime { total_ms: 1_100, start_ms: None });
@@ -531,12 +553,41 @@ mod tests {
         s.pick(10_000).unwrap();
         s.end(true, 10_100);
         s.end(true, 10_200);
-        let f = settle(s.downstart, &s.p, 10_600).unwrap();
+        let f = settle(s.downstart, &s.p, 10_600);
         (s.downstart, s.stored) = (f.downstart_ms, s.stored.wrapping_add(f.add_ms as u64));
         s.p.fail_timeout = 3;
         assert_eq!(s.read(12_000), Downtime { total_ms: 1_100 + 1_800, start_ms: Some(10_600) });
         assert_eq!(s.read(14_000), Downtime { total_ms: 1_100 + 3_800, start_ms: None });
-        assert_eq!(settle(0, &Passive::default(), 5), None);
+        // Nothing ran: the mark counts nothing.
+        let f = settle(0, &Passive::default(), 5);
+        assert_eq!(downtime(f.add_ms as u64, f.downstart_ms, &Passive::default(), 9_000), Downtime::default());
+        // review 43: max_fails lowered to the failures counted: nginx
+        // skips the server from then on, and so the stretch runs from then.
+        let mut p = Passive { fails: 1, max_fails: 3, accessed: 5, checked: 5, fail_timeout: 10 };
+        let f = settle(0, &p, 6_000);
+        p.max_fails = 1;
+        let stored = f.add_ms as u64;
+        assert_eq!(downtime(stored, f.downstart_ms, &p, 8_000), Downtime { total_ms: 2_000, start_ms: Some(6_000) });
+        assert_eq!(downtime(stored, f.downstart_ms, &p, 20_000), Downtime { total_ms: 10_000, start_ms: None });
+    }
+
+    #[test]
+    fn the_only_server_of_a_list() {
+        let p = Passive { fails: 1, max_fails: 1, accessed: 5, checked: 5, fail_timeout: 30 };
+        // From nginx 1.27.3 its free resets fails after a failure too: what
+        // ran is folded first, or the reading would drop (review 43).
+        let f = fold(5_000, &p, true, List::OnlyResetsFails, 8_500).unwrap();
+        assert_eq!(f, Fold { downstart_ms: 0, add_ms: 3_500, became_unavail: false });
+        let after = Passive { fails: 0, ..p };
+        assert_eq!(
+            downtime(f.add_ms as u64, f.downstart_ms, &after, 9_000),
+            Downtime { total_ms: 3_500, start_ms: None }
+        );
+        assert_eq!(fold(5_000, &p, false, List::OnlyResetsFails, 8_500), Some(f));
+        // Before, it leaves fails alone: nothing changes.
+        for failed in [true, false] {
+            assert_eq!(fold(5_000, &p, failed, List::OnlyKeepsFails, 8_500), None);
+        }
     }
 
     #[test]
