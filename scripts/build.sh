@@ -73,9 +73,9 @@ trixie_root() {
 # --library-path` would prefix them with the loader's command line), reloads,
 # and load_module of any host path.
 nginx_126_binary() {
-    local bin=$REPO_ROOT/build/nginx-1.26/sbin/nginx stock=$TRIXIE_ROOT/usr/sbin/nginx
-    # Made from this checkout's root (a build/ shared by another checkout
-    # names that one's paths: redone).
+    local bin=$BUILD_DIR/nginx-1.26/sbin/nginx stock=$TRIXIE_ROOT/usr/sbin/nginx
+    # Made from the root at build/'s physical path, which every checkout
+    # sharing build/ names alike (redone only if build/ moved).
     [ "$bin" -nt "$stock" ] &&
         [ "$(patchelf --print-interpreter "$bin")" = "$TRIXIE_ROOT/lib64/ld-linux-x86-64.so.2" ] && return
     mkdir -p "$(dirname "$bin")"
@@ -98,7 +98,7 @@ nginx_126_wrapper() {
     cat > "$wrapper.tmp" <<EOF
 #!/bin/sh
 # Debian 13's stock nginx, made by scripts/build.sh --nginx 1.26 from $TRIXIE_ROOT
-bin=$REPO_ROOT/build/nginx-1.26/sbin/nginx
+bin=$BUILD_DIR/nginx-1.26/sbin/nginx
 [ "\$(id -u)" = 0 ] || exec "\$bin" "\$@"
 exec unshare --mount --propagation private sh -c 'mount --bind "\$0" /usr/share/lua && exec "\$@"' \\
     "$TRIXIE_ROOT/usr/share/lua" "\$bin" "\$@"
@@ -218,7 +218,7 @@ nginx_src_dir() {
 # Its physical path, as build_128's: it is part of build_128's stamp.
 echo_src_dir() {
     local dir
-    dir=$(cd -P "$REPO_ROOT/build" && pwd)/nginx-1.28/echo
+    dir=$BUILD_DIR/nginx-1.28/echo
     if [ ! -f "$dir/.fetched" ]; then
         say "fetching Debian 12's libnginx-mod-http-echo source (apt-get source) into build/nginx-1.28/echo"
         rm -rf "$dir"
@@ -236,7 +236,7 @@ build_128() {
     local dir src stamp echo_dir args
     # The physical path: worktrees that share build/ (a symlink) then agree
     # on the stamp, and none rebuilds what another built.
-    dir=$(cd -P "$REPO_ROOT/build" && pwd)/nginx-1.28
+    dir=$BUILD_DIR/nginx-1.28
     src=$(nginx_src_dir)
     [ -f "$src/src/core/nginx.h" ] || { say "nginx-src crate not found (cargo fetch)"; exit 1; }
     echo_dir=$(echo_src_dir)

@@ -13,7 +13,12 @@
 # shellcheck shell=bash
 
 NGINX_VERSIONS=(1.22 1.26 1.28)
-TRIXIE_ROOT=$REPO_ROOT/build/trixie
+# build/ by its physical path: worktrees share it through a symlink, and
+# what the 1.26 binary and its wrapper name (the root's loader, the binary)
+# must not be a worktree that may be removed (review 42).
+mkdir -p "$REPO_ROOT/build"
+BUILD_DIR=$(cd -P "$REPO_ROOT/build" && pwd)
+TRIXIE_ROOT=$BUILD_DIR/trixie
 
 # Exits with a one-line error unless $1 is one of NGINX_VERSIONS.
 check_nginx_version() {
