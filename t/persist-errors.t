@@ -1089,20 +1089,22 @@ SKIP: {
 dynamic_state_file "
 could not lock state file
 
-=== TEST 26: a relative -p prefix with working_directory: the workers write the state file the master read (every change answered 503 "taken over by another nginx": the workers chdir to working_directory and resolved the relative path there, review 39)
+=== TEST 26: a relative -p prefix with working_directory, run from a directory in one the worker user cannot search: the workers write the state file the master read (every change answered 503 "taken over by another nginx": the workers chdir to working_directory and resolved the relative path there, review 39; then 500 "Permission denied" when the path was made absolute, review 44)
 --- config
 location / { return 200; }
 --- perl
-my $base = prefix() . 'relative';
-mkdir $_ or die "mkdir $_: $!" for $base, map { "$base/$_" } qw(rel rel/conf rel/logs rel/data wd);
-chmod 0777, "$base/rel/data", "$base/wd";    # the worker user's
+my $private = prefix() . 'private';    # root's (the test's), 0700
+my $base = "$private/w";
+mkdir $_ or die "mkdir $_: $!" for $private, $base, (map { "$base/$_" } qw(rel rel/conf rel/logs rel/data)), prefix() . 'wd';
+chmod 0700, $private;
+chmod 0777, "$base/rel/data", prefix() . 'wd';    # the worker user's
 my ($backend, $listen) = (port(1), port(2));
 main::spew("$base/rel/data/a.state", "server 127.0.0.1:$backend weight=3;\n");
 main::spew("$base/rel/conf/nginx.conf", <<"CONF");
 load_module $NginxTest::MODULE;
 daemon off;
 worker_processes 1;
-working_directory $base/wd;
+working_directory ${\ prefix()}wd;
 pid logs/nginx.pid;
 error_log logs/error.log info;
 events { worker_connections 64; }
@@ -1130,7 +1132,7 @@ my $checked = eval {
     is(main::slurp("$base/rel/data/a.state"),
         "$main::HEADER" . "server 127.0.0.1:$backend weight=7 max_fails=1 fail_timeout=10;\n",
         '  written to rel/data/a.state, the file the master read');
-    ok(!-e "$base/wd/rel", '  nothing under working_directory');
+    ok(!-e prefix() . 'wd/rel', '  nothing under working_directory');
     1;
 };
 my $error = $@;

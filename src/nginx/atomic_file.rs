@@ -313,7 +313,7 @@ impl Directory {
     fn open(dir: &Path) -> io::Result<Directory> {
         let mut pending = Vec::new();
         push_steps(&mut pending, dir);
-        let mut current = Directory::open_root(if dir.is_absolute() { c"/" } else { c"." })?;
+        let mut current = if dir.is_absolute() { Directory::open_root(c"/")? } else { Directory::of_master()? };
         let mut shown = PathBuf::from(if dir.is_absolute() { "/" } else { "" });
         // For each directory entered from `current`: whether other users
         // could have moved it there.
@@ -377,6 +377,15 @@ impl Directory {
             current = next;
         }
         Ok(current)
+    }
+
+    /// The master's directory, where relative paths start
+    /// ([`MASTER_DIRECTORY`]); this process's own where none was opened.
+    fn of_master() -> io::Result<Directory> {
+        match master_directory() {
+            Some(fd) => fd.try_clone().map(|fd| Directory { fd }),
+            None => Directory::open_root(c"."),
+        }
     }
 
     fn open_root(path: &CStr) -> io::Result<Directory> {
@@ -494,11 +503,32 @@ fn push_steps(pending: &mut Vec<Step>, path: &Path) {
 /// the master trusts and refuses the same links (review 36).
 static MASTER_USER: std::sync::OnceLock<libc::uid_t> = std::sync::OnceLock::new();
 
-/// Records this process's user as the master's: call it in the master
-/// while it reads a configuration, before it forks a worker (a worker
-/// that was first recorded its own, review 38).
+/// The directory the master runs in, which relative state file paths
+/// start from in every process: nginx keeps a relative `-p` prefix as
+/// given, and the workers, which `chdir` to `working_directory`, inherit
+/// this descriptor, not the directory (they resolved such paths there:
+/// every change answered 503 "taken over", review 39; a path made
+/// absolute instead was walked from `/`, which needs search permission on
+/// every directory above, review 44). None where it could not be opened
+/// (then the process's own).
+static MASTER_DIRECTORY: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+
+fn master_directory() -> Option<&'static OwnedFd> {
+    MASTER_DIRECTORY
+        .get_or_init(|| {
+            // SAFETY: a NUL-terminated path; the descriptor returned is ours.
+            let fd = unsafe { libc::open(c".".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+            owned(fd).ok()
+        })
+        .as_ref()
+}
+
+/// Records this process's user and directory as the master's: call it in
+/// the master while it reads a configuration, before it forks a worker (a
+/// worker that was first recorded its own, review 38).
 pub fn trust_master_user() {
     master_user();
+    master_directory();
 }
 
 fn master_user() -> libc::uid_t {

@@ -211,12 +211,11 @@ fn holders_text(path: &Path) -> String {
     }
 }
 
-/// A configured path, relative ones against nginx's prefix, made absolute:
-/// nginx keeps a relative `-p` prefix as given, and the workers resolve
-/// what stays relative against `working_directory`, where they `chdir`,
-/// not where the master reads the files (review 39: every change answered
-/// 503 "taken over", the master's claim being on another path). The master
-/// (which runs this) never changes its directory.
+/// A configured path, relative ones against nginx's prefix. nginx keeps a
+/// relative `-p` prefix as given: such a path stays relative to the
+/// master's directory, where every process reaches it from
+/// ([`persist::trust_master_user`] opens that directory; the workers
+/// `chdir` to `working_directory`).
 fn resolve(cycle: Cycle<'_>, text: String) -> Option<PathBuf> {
     if text.is_empty() {
         return None;
@@ -225,13 +224,8 @@ fn resolve(cycle: Cycle<'_>, text: String) -> Option<PathBuf> {
         return Some(PathBuf::from(text));
     }
     // The prefix ends in '/'.
-    let path = PathBuf::from(format!("{}{text}", cycle.prefix()));
-    if path.is_absolute() {
-        return Some(path);
-    }
-    // Without a current directory (removed under nginx), the files are not
-    // found: what the kernel says about them is reported as for any path.
-    Some(std::env::current_dir().map_or_else(|_| path.clone(), |dir| dir.join(&path)))
+    let prefix = cycle.prefix();
+    Some(PathBuf::from(format!("{prefix}{text}")))
 }
 
 /// Checks every state file while the configuration is read
