@@ -252,3 +252,33 @@ ok($dead->()->{downtime} >= $after, 'and never lower later');
 --- allow_error_log
 connect() failed
 upstream server temporarily disabled
+
+=== TEST 9: a server left alone in its list by a change while unavail: listed up at once, its downtime frozen, as nginx serves it (nginx never skips the only server; before 1.27.3 it kept its failures, and the APIs listed it unavail with its downtime running while it served every request, review 44)
+--- workers: 1
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1 max_fails=1 fail_timeout=20s;
+    server 127.0.0.1:$TEST_NGINX_PORT_2;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; location / { if ($arg_fail) { return 500; } return 200 "A\n"; } }
+server { listen 127.0.0.1:$TEST_NGINX_PORT_2; location / { return 200 "B\n"; } }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location / { proxy_pass http://backends; proxy_next_upstream error http_500; }
+--- perl
+my $peer = sub { my ($port) = @_; (grep { $_->{server} eq "127.0.0.1:$port" } @{ main::upstream_peers('backends') })[0] };
+ok(poll_until(sub { http_get('/?fail=1'); $peer->(port(1))->{unavail} == 1 }, 5), 'the first server fails once (the second answers)');
+my $a = $peer->(port(1));
+is_deeply([@$a{qw(state unavail)}], ['unavail', 1], 'unavail') or diag(explain $a);
+my $other = $peer->(port(2));
+is(http('DELETE', "/api/9/http/upstreams/backends/servers/$other->{id}")->{status}, 200, 'the other server deleted');
+$a = $peer->(port(1));
+is_deeply([$a->{state}, exists $a->{downstart}], ['up', ''], 'the only server: up, no downstart') or diag(explain $a);
+my $down = $a->{downtime};
+is(http_get('/')->{body}, "A\n", 'nginx serves it') for 1 .. 3;
+select(undef, undef, undef, 1.1);
+$a = $peer->(port(1));
+is_deeply([@$a{qw(state downtime)}], ['up', $down], 'still up, downtime frozen') or diag(explain $a);
+--- allow_error_log
+upstream server temporarily disabled

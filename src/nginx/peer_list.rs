@@ -572,6 +572,12 @@ pub unsafe fn set_changed(list: *mut ngx_http_upstream_rr_peers_t) {
 /// With `off_beside_backups`, a linked backup list keeps it off, even an
 /// empty one (`Balancer::keeps_single_off_beside_backups`).
 ///
+/// A peer left alone by a change (the others removed) has its failures
+/// forgotten, its stretch of `unavail` folded first: nginx never skips the
+/// only server, whatever its `fails` (before 1.27.3 it kept them, and the
+/// APIs listed it `unavail`, its downtime running, while it served every
+/// request, review 44; from 1.27.3 nginx resets them at its next attempt).
+///
 /// # Safety
 /// The caller holds the primary list's write lock.
 pub unsafe fn set_single(primary: *mut ngx_http_upstream_rr_peers_t, off_beside_backups: bool) {
@@ -579,7 +585,13 @@ pub unsafe fn set_single(primary: *mut ngx_http_upstream_rr_peers_t, off_beside_
     unsafe {
         let backup = (*primary).next;
         let has_backups = !backup.is_null() && ((*backup).number > 0 || off_beside_backups);
-        (*primary).set_single(((*primary).number == 1 && !has_backups) as _);
+        let single = (*primary).number == 1 && !has_backups;
+        let peer = (*primary).peer;
+        if single && (*primary).single() == 0 && !peer.is_null() && (*peer).fails != 0 {
+            crate::nginx::peer_stats::settle(peer);
+            (*peer).fails = 0;
+        }
+        (*primary).set_single(single as _);
     }
 }
 
