@@ -587,3 +587,89 @@ ok(poll_until(sub { my @w = worker_pids(); @w && !grep { $old{$_} } @w }, 10), '
 my $status = JSON::PP->new->decode(http_get('/status')->{body});
 is(scalar(grep { $_->{upstream} eq 'cfg' } @{ $status->{servers}{server} }), $more, "all $more configuration servers are checked");
 ok(!main::logged(qr/peers are not checked/), '  none said to be unchecked');
+
+=== TEST 24: a reload that keeps the health zone and gives the configuration more checked servers than the run-time upstreams leave room for: the configuration's servers take the run-time records they need (they stayed unchecked and took requests, dead or not: the run-time records were never freed, review 37 R1); the [error] names the run-time servers left unchecked
+--- http_config
+check_shm_size 32k;
+upstream cfg {
+    zone cfg 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- perl
+my $servers = sub { my ($host, $n) = @_; join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1 };
+my $check = 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+my $r = http('POST', '/upstream/dy', $servers->('127.0.2.1', 200) . $check);
+my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
+main::post('dy', $servers->('127.0.2.1', $holds - 1) . $check);
+my $rows = sub {
+    my ($upstream) = @_;
+    my $status = JSON::PP->new->decode(http_get('/status')->{body});
+    return scalar grep { $_->{upstream} eq $upstream } @{ $status->{servers}{server} };
+};
+is($rows->('dy') + $rows->('cfg'), $holds, "the zone is full: $holds records");
+# 21 configuration servers: they fit the zone (nginx -t passes), not beside the run-time ones.
+main::edit_conf(qr/    server 127\.0\.1\.1:30001;\n/ => join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30021);
+my ($rc, $out) = nginx_t();
+is($rc, 0, 'nginx -t accepts the configuration') or diag($out);
+my $size = -s prefix() . 'logs/error.log';
+nginx_reload();
+is($rows->('cfg'), 21, 'every configuration server has a record');
+is($rows->('dy'), $holds - 21, '  the run-time upstream gave up 20 of its records');
+my $log = substr(error_log_text(), $size);
+my @unchecked = $log =~ /^.*\[error\].*the health zone holds $holds checked peers: 20 peers are not checked; raise "check_shm_size" \((.*)\)$/m
+    or diag($log);
+my @named = ($unchecked[0] // '') =~ /127\.0\.2\.1:(\d+)/g;
+is(scalar @named, 10, '  the [error] names the first run-time servers left unchecked');
+like($unchecked[0] // '', qr/^upstream "dy": 127\.0\.2\.1:\d+, .*, and 10 more$/, '  of upstream "dy", and says how many more');
+my $statuses = join ' ', map { main::proxied('cfg')->{status} } 1 .. 10;
+is($statuses, join(' ', ('502') x 10), 'every configuration server is checked down: no request reaches one (502)');
+$log = substr(error_log_text(), $size);
+is(scalar(() = $log =~ /connect\(\) failed .*upstream: "http:\/\/127\.0\.1\.1:/g), 0, '  no request was sent to a dead configuration server');
+--- allow_error_log
+peers are not checked
+
+=== TEST 25: the run-time records a reload gives to the configuration's servers are those of servers that are up first: a run-time server its check set down keeps its record, and still gets no request (losing it, it would be unchecked and take requests again)
+--- http_config
+check_shm_size 32k;
+upstream cfg {
+    zone cfg 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_1; return 200; }
+$TEST_NGINX_PROXY
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- perl
+my $servers = sub { my ($host, $n) = @_; join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1 };
+my $r = http('POST', '/upstream/dn', $servers->('127.0.2.1', 200) . 'check type=tcp;');
+my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
+# "up": 30 servers probed on port 1, which answers (nothing is sent to
+# them); "dn": dead servers, down after their first probe.
+main::post('up', $servers->('127.0.0.1', 30) . 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp port=' . port(1) . ';');
+main::post('dn', $servers->('127.0.2.1', $holds - 31) . 'check interval=60000 rise=1 fall=1 timeout=300 default_down=false type=tcp;');
+my $health = sub {
+    my $status = JSON::PP->new->decode(http_get('/status')->{body});
+    my %n;
+    $n{"$_->{upstream} $_->{status}"}++ for @{ $status->{servers}{server} };
+    return join ', ', map { "$_ $n{$_}" } sort keys %n;
+};
+my $before = "cfg down 1, dn down " . ($holds - 31) . ', up up 30';
+ok(poll_until(sub { $health->() eq $before }, 5), 'the zone is full; up is up, dn down') or diag($health->());
+main::edit_conf(qr/    server 127\.0\.1\.1:30001;\n/ => join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30021);
+my $size = -s prefix() . 'logs/error.log';
+nginx_reload();
+is($health->(), "cfg down 21, dn down " . ($holds - 31) . ', up up 10', 'the 20 records the configuration took were up servers\'');
+my $statuses = join ' ', map { main::proxied('dn')->{status} } 1 .. 5;
+is($statuses, join(' ', ('502') x 5), 'the checked-down run-time servers still get no request (502)');
+my $log = substr(error_log_text(), $size);
+is(scalar(() = $log =~ /connect\(\) failed .*upstream: "http:\/\/127\.0\.2\.1:/g), 0, '  none was sent to one');
+like($log, qr/\[error\].*: 20 peers are not checked; raise "check_shm_size" \(upstream "up": 127\.0\.0\.1:/, '  the [error] names up\'s servers');
+--- allow_error_log
+peers are not checked

@@ -260,3 +260,59 @@ seek $log, $size, 0;
 is(scalar(grep { /not checked/ } <$log>), 0, '  and no peer said to be unchecked');
 --- allow_error_log
 check_shm_size 32k holds the records
+
+=== TEST 9: servers a state file adds to an earlier upstream do not take the room of a later upstream's configuration servers, at a reload that keeps the zone (their records were kept) and at a cold start (claimed upstream by upstream, they came first): every configuration server has a record, a dead one gets no request, and the [error] names the state file's servers left unchecked (review 37 R1b)
+--- http_config
+check_shm_size 32k;
+upstream a {
+    zone a 256k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/a.state;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=1000;
+}
+upstream b {
+    zone b 256k;
+    server 127.0.1.2:30001;
+    check interval=60000 rise=1 fall=1 timeout=1000;
+}
+server { listen 127.0.0.1:$TEST_NGINX_PORT_9; location / { proxy_pass http://$host; proxy_next_upstream off; } }
+--- config
+location /status { check_status csv; }
+--- perl
+my $conf = NginxTest::Files::slurp(conf_file());
+my $with_b = sub {
+    my ($n) = @_;
+    NginxTest::Files::spew(conf_file(), $conf =~ s/    server 127\.0\.1\.2:30001;\n/join '', map { "    server 127.0.1.2:$_;\n" } 30001 .. 30000 + $n/er);
+};
+$with_b->(80);
+my (undef, $out) = nginx_t();
+my ($holds) = $out =~ /holds (?:the records of )?(\d+) checked peers/ or return fail("nginx -t names the size: $out");
+$with_b->(1);
+# a: its configuration server and as many as the zone has room for beside b's.
+NginxTest::Files::spew(data_dir() . '/a.state', join '', map { "server 127.0.1.1:$_;\n" } 30001 .. 30000 + $holds - 1);
+nginx_reload();
+my $rows = sub { my ($u) = @_; scalar(() = http_get('/status')->{body} =~ /^\d+,$u,/mg) };
+is($rows->('a') . ' ' . $rows->('b'), ($holds - 1) . ' 1', "the zone is full: $holds records");
+$with_b->(21);
+my $check = sub {
+    my ($when, $size) = @_;
+    is($rows->('b'), 21, "$when: every server of b has a record");
+    like(http_get('/status')->{body}, qr/^\d+,a,127\.0\.1\.1:30001,/m, "$when:   and a's configuration server");
+    is($rows->('a'), $holds - 21, "$when:   a keeps the records of as many of its state file's servers as the zone has room for");
+    my $log = substr(error_log_text(), $size);
+    my ($named) = $log =~ /\[error\].*the health zone holds $holds checked peers: 20 peers are not checked; raise "check_shm_size" \((.*)\)$/m;
+    like($named // '', qr/^upstream "a": 127\.0\.1\.1:\d+, .*, and 10 more$/, "$when:   the [error] names a's servers left unchecked")
+        or diag($log);
+    my $statuses = join ' ', map { http('GET', 'http://127.0.0.1:' . port(9) . '/', undef, { Host => 'b' })->{status} } 1 .. 10;
+    is($statuses, join(' ', ('502') x 10), "$when:   every server of b is checked down: 502");
+    $log = substr(error_log_text(), $size);
+    is(scalar(() = $log =~ /connect\(\) failed .*upstream: "http:\/\/127\.0\.1\.2:/g), 0, "$when:   no request was sent to a dead server of b");
+};
+my $size = -s prefix() . 'logs/error.log';
+nginx_reload();
+$check->('reload', $size);
+$size = -s prefix() . 'logs/error.log';
+nginx_restart();
+$check->('cold start', $size);
+--- allow_error_log
+check_shm_size 32k holds the records

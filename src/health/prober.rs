@@ -352,18 +352,19 @@ impl Spread {
 /// (not `default_down`: they took requests meanwhile), due within a second
 /// (spread as [`begin_cycle`] spreads the configuration's), and each new
 /// worker applies that to their peers at its first sight of them (see
-/// [`apply`]). Returns how many are still left without a slot (no room),
+/// [`apply`]). Returns the servers still left without a slot (no room:
+/// the configuration's servers may have taken theirs, [`take_runtime_room`]),
 /// None without a registry or when its lock stayed held. One walk of the
 /// slots and one of the registry: a reload where nothing is missing
 /// claims nothing.
-fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Option<usize> {
+fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Option<Vec<Unchecked>> {
     let dyups = Dyups::of_new_cycle(init)?;
     // Under the registry's lock, under which run-time slots are claimed:
     // no change of an old worker runs meanwhile.
     dyups.while_write_locked(|held| {
         let held = held?;
         let mut has_slot = health.runtime_keys();
-        let (mut unchecked, mut spread, mut next_free) = (0, Spread::default(), 0);
+        let (mut unchecked, mut spread, mut next_free) = (Vec::new(), Spread::default(), 0);
         for checked in held.checked_servers() {
             let upstream = checked.upstream.to_ascii_lowercase().into_bytes();
             for name in checked.servers {
@@ -376,12 +377,52 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
                     .keep_or_claim(None, &mut next_free, &upstream, &name, true, Counters::new(false), due)
                     .is_none()
                 {
-                    unchecked += 1;
+                    unchecked.push(Unchecked { upstream: checked.upstream.clone(), name });
                 }
             }
         }
         Some(unchecked)
     })
+}
+
+/// A peer left without a record, for the `[error]` that names it.
+struct Unchecked {
+    upstream: String,
+    name: Vec<u8>,
+}
+
+/// How many of the peers left unchecked the `[error]` names (nginx cuts a
+/// log line at 2048 bytes).
+const UNCHECKED_NAMED: usize = 10;
+
+/// The `[error]` of a cycle that left `count` checked peers without a
+/// record in a zone of `len`: the first [`UNCHECKED_NAMED`] of `named` by
+/// upstream, and how many more there are.
+fn not_checked_text(len: usize, count: usize, named: &[Unchecked]) -> String {
+    let mut text =
+        format!("the health zone holds {len} checked peers: {count} peers are not checked; raise \"check_shm_size\"");
+    if named.is_empty() {
+        return text;
+    }
+    let mut upstream: Option<&str> = None;
+    text.push_str(" (");
+    for (i, peer) in named.iter().take(UNCHECKED_NAMED).enumerate() {
+        if upstream != Some(peer.upstream.as_str()) {
+            if i > 0 {
+                text.push_str("; ");
+            }
+            text.push_str(&format!("upstream \"{}\": ", peer.upstream));
+            upstream = Some(&peer.upstream);
+        } else {
+            text.push_str(", ");
+        }
+        text.push_str(&String::from_utf8_lossy(&peer.name));
+    }
+    if count > UNCHECKED_NAMED.min(named.len()) {
+        text.push_str(&format!(", and {} more", count - UNCHECKED_NAMED.min(named.len())));
+    }
+    text.push(')');
+    text
 }
 
 /// init_module (master, after the state files were restored): gives
@@ -392,10 +433,20 @@ fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Opt
 /// another upstream: it was `default_down` again, a 502 until it rose,
 /// where the C module keeps it, hunt 37). The slots of the peers that are
 /// gone are freed before any is claimed (claimed first, a reload that
-/// swaps servers in a full zone left the new ones unchecked, hunt 37). A
-/// peer the zone has no room for stays unchecked (the error says so, with
-/// the `not_carried` run-time servers of [`set_zone`]; failing init_module
-/// would stop nginx).
+/// swaps servers in a full zone left the new ones unchecked, hunt 37).
+///
+/// The configuration's own servers (the `server` lines of nginx.conf,
+/// which the zone's init made sure it holds) come first, in every
+/// upstream, then the servers a state file added: claimed upstream by
+/// upstream, a state file's servers of one upstream took the room of the
+/// configuration's servers of a later one, which took requests unchecked
+/// (review 37 R1b). A configuration server that still finds no room takes
+/// it from the records of a state file's servers, then from run-time
+/// upstreams' ([`take_runtime_room`]; a reload that keeps the zone keeps
+/// theirs, which took that room: review 37 R1), those that are up first.
+/// The peers left without a record stay unchecked; the error names them
+/// (with the `not_carried` run-time servers of [`set_zone`] when their
+/// registry's lock stayed held); failing init_module would stop nginx.
 /// In the master's init_module, after [`set_zone`].
 pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> {
     let cycle = init.cycle();
@@ -408,20 +459,22 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     // Each peer's slot found by key: a reload of thousands of checked peers
     // compares no key twice.
     let mut found = health.configured_keys();
-    // The peers, each with the slot it keeps, or the counters it starts
-    // with: by upstream, its primary list and its peers (a server given
-    // twice: one slot).
+    // By upstream: its name, primary list and `default_down`; the peers,
+    // each with the slot it keeps, or the counters it starts with, of
+    // every upstream (a server given twice: one slot).
     let mut upstreams = Vec::new();
+    let mut planned = Vec::new();
     // Slot index -> generation, of the slots kept.
     let mut kept_slots = HashMap::new();
     for (upstream, primary, check) in
         checked_upstreams(cycle.upstreams()).into_iter().filter_map(|(u, t)| Some((u, t.primary?, t.check)))
     {
         // The primary list of an upstream of the new cycle, which only this
-        // process reaches yet.
+        // process reaches yet; its `server` lines' addresses, as its peers
+        // are named.
         let (name, peers) = (upstream.name(), primary.peers());
+        let configured: HashSet<Vec<u8>> = upstream.server_addresses().into_iter().map(String::into_bytes).collect();
         let mut seen = HashSet::new();
-        let mut planned = Vec::new();
         for peer in peers.into_iter().map(|p| p.name.into_bytes()) {
             if !seen.insert(peer.clone()) {
                 continue;
@@ -430,9 +483,11 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             if let Some((index, gen)) = known {
                 kept_slots.insert(index, gen);
             }
-            planned.push(PlannedSlot { due: spread.due(now, check.interval_ms), known, peer });
+            let due = spread.due(now, check.interval_ms);
+            let configured = configured.contains(&peer);
+            planned.push(PlannedSlot { upstream: upstreams.len(), configured, due, known, peer, slot: None });
         }
-        upstreams.push((name, primary, check.default_down, planned));
+        upstreams.push((name, primary, check.default_down));
     }
     // What `found` still holds is gone: each address's verdict, for the new
     // peers of that address; of two records of one address, the first in
@@ -455,34 +510,123 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
     // (a slot kept but freed and claimed again since: theirs, or nobody's).
     health
         .free_where(|index, slot| slot.is_live() && !slot.is_runtime() && kept_slots.get(&index) != Some(&slot.gen()));
-    let (mut unchecked, mut next_free) = (0usize, 0);
-    for (upstream, primary, default_down, planned) in upstreams {
-        let mut slots = HashMap::new();
-        for PlannedSlot { peer, known, due } in planned {
-            let counters = verdicts.get(&peer).copied().unwrap_or_else(|| Counters::new(default_down));
-            let Some(index) =
-                health.keep_or_claim(known, &mut next_free, upstream.as_bytes(), &peer, false, counters, due)
-            else {
-                unchecked += 1;
-                continue;
-            };
-            // A carried slot is due on the new schedule (the interval may
-            // have changed): its lease from the old one could be a day away.
-            health.slot(index).lease().store(Lease::due_at(due).pack(), Release);
-            slots.insert(peer, index);
+    let mut next_free = 0;
+    // Keeps or claims the slot of each peer `which` picks that has none
+    // yet; how many of them are left without one.
+    let mut claim = |planned: &mut [PlannedSlot], which: &dyn Fn(&PlannedSlot) -> bool| {
+        let mut short = 0;
+        for p in planned.iter_mut().filter(|p| p.slot.is_none() && which(p)) {
+            let (upstream, _, default_down) = &upstreams[p.upstream];
+            let counters = verdicts.get(&p.peer).copied().unwrap_or_else(|| Counters::new(*default_down));
+            match health.keep_or_claim(p.known, &mut next_free, upstream.as_bytes(), &p.peer, false, counters, p.due) {
+                Some(index) => {
+                    // A carried slot is due on the new schedule (the interval
+                    // may have changed): its lease from the old one could be
+                    // a day away.
+                    health.slot(index).lease().store(Lease::due_at(p.due).pack(), Release);
+                    p.slot = Some(index);
+                }
+                None => short += 1,
+            }
         }
-        // One pass over the list sets every peer's health bit.
-        let _ = primary.set_health(&upstream, |name| slots.get(name).map(|&index| health.slot(index).counters().down));
+        short
+    };
+    if claim(&mut planned, &|p| p.configured) > 0 {
+        // The room of a state file's servers first (this cycle's own
+        // peers, whose records nobody else frees or claims), those up
+        // before those down (an unchecked peer takes requests), the last
+        // ones first.
+        let short = planned.iter().filter(|p| p.configured && p.slot.is_none()).count();
+        let mut extras: Vec<usize> =
+            (0..planned.len()).filter(|&i| !planned[i].configured && planned[i].known.is_some()).collect();
+        let down = |i: usize| planned[i].known.is_some_and(|(index, _)| health.slot(index).counters().down);
+        extras.sort_by_key(|&i| (down(i), core::cmp::Reverse(i)));
+        for &i in extras.iter().take(short) {
+            if let Some((index, gen)) = planned[i].known.take() {
+                health.free_generation(index, gen);
+            }
+        }
+        if claim(&mut planned, &|p| p.configured) > 0 {
+            take_runtime_room(init, health, || claim(&mut planned, &|p| p.configured));
+        }
     }
-    let runtime_unchecked = resume_runtime_checks(init, health, now).unwrap_or(not_carried);
-    if unchecked > 0 || runtime_unchecked > 0 {
-        return Err(format!(
-            "the health zone holds {} checked peers: {} peers are not checked; raise \"check_shm_size\"",
-            health.len(),
-            unchecked + runtime_unchecked
-        ));
+    // Then the servers the state files added.
+    claim(&mut planned, &|p| !p.configured);
+    for (i, (upstream, primary, _)) in upstreams.iter().enumerate() {
+        let peers = planned.iter().filter(|p| p.upstream == i);
+        let slots: HashMap<&[u8], usize> = peers.filter_map(|p| Some((p.peer.as_slice(), p.slot?))).collect();
+        // One pass over the list sets every peer's health bit.
+        let _ = primary.set_health(upstream, |name| slots.get(name).map(|&index| health.slot(index).counters().down));
+    }
+    // Those left without a record: the configuration's servers first.
+    let mut left: Vec<&PlannedSlot> = planned.iter().filter(|p| p.slot.is_none()).collect();
+    left.sort_by_key(|p| !p.configured);
+    let mut unchecked: Vec<Unchecked> = left
+        .into_iter()
+        .map(|p| Unchecked { upstream: upstreams[p.upstream].0.clone(), name: p.peer.clone() })
+        .collect();
+    let count = unchecked.len();
+    let (runtime_count, runtime_named) = match resume_runtime_checks(init, health, now) {
+        Some(named) => (named.len(), named),
+        None => (not_carried, Vec::new()),
+    };
+    if count + runtime_count > 0 {
+        unchecked.extend(runtime_named);
+        return Err(not_checked_text(health.len(), count + runtime_count, &unchecked));
     }
     Ok(())
+}
+
+/// init_module (master), for configuration servers of the new cycle that
+/// found no room ([`begin_cycle`]): frees run-time upstreams' records, as
+/// many as `claim` (which claims those servers' slots) says it still
+/// lacks, those of servers that are up first (a server that loses its
+/// record is no longer checked: the new workers clear the down a check had
+/// set, [`release_unchecked_runtime`], and it takes requests; one that is
+/// up only loses its probes), the last in the zone first. Their servers are
+/// left without a record, as a smaller zone leaves them (the error names
+/// them: [`resume_runtime_checks`] finds no room for them). Under the
+/// registry's lock, under which run-time records are claimed, kept and
+/// freed: no change of an old worker is half done meanwhile (a replace
+/// that found a server's record and set its list's health from it), and
+/// none takes the room freed before `claim` does. A freed record's
+/// generation is bumped, its lease cleared: a worker that knew it (the
+/// previous cycle's, which probe run-time upstreams until they exit)
+/// drops its probe's result and no longer applies it ([`apply`] checks the
+/// generation), and every reader that looks a server's record up by key
+/// (listings, replaces, [`release_unchecked_runtime`]) finds none: the
+/// server is unchecked, never given another peer's record. Without the
+/// lock (held by a stuck process) nothing is freed. Without a registry in
+/// the new cycle, the run-time records are nobody's (the workers free them
+/// as orphans) and are taken as they are.
+fn take_runtime_room(init: &InitModule, health: HealthZone, mut claim: impl FnMut() -> usize) {
+    match Dyups::of_new_cycle(init) {
+        Some(dyups) => dyups.while_write_locked(|held| {
+            if held.is_some() {
+                free_runtime_for(health, &mut claim);
+            }
+        }),
+        None => free_runtime_for(health, &mut claim),
+    }
+}
+
+/// [`take_runtime_room`]'s frees, the caller holding the registry's lock
+/// (if there is a registry).
+fn free_runtime_for(health: HealthZone, claim: &mut impl FnMut() -> usize) {
+    let mut records = health.runtime_records();
+    // Up before down, then the last first: popped from the end.
+    records.sort_by_key(|r| (core::cmp::Reverse(r.down), r.index));
+    // Claimed again first: room freed meanwhile is taken before any record.
+    let mut short = claim();
+    while short > 0 && !records.is_empty() {
+        while short > 0 {
+            let Some(record) = records.pop() else { break };
+            if health.free_generation(record.index, record.gen) {
+                short -= 1;
+            }
+        }
+        short = claim();
+    }
 }
 
 /// Frees the records of run-time upstreams the new cycle's registry does
@@ -504,12 +648,17 @@ fn free_orphaned_runtime(init: &InitModule, health: HealthZone) {
     });
 }
 
-/// A peer of a checked upstream of the new cycle, in [`begin_cycle`]: the
-/// slot it had, when its probes are due.
+/// A peer of a checked upstream of the new cycle, in [`begin_cycle`]: its
+/// upstream (an index), whether a `server` line of the configuration
+/// names it (else a state file added it), the slot it had, when its probes
+/// are due, and the slot it keeps or got.
 struct PlannedSlot {
+    upstream: usize,
+    configured: bool,
     peer: Vec<u8>,
     known: Option<(usize, u32)>,
     due: u32,
+    slot: Option<usize>,
 }
 
 /// The checked zone upstreams among `upstreams` (of this process's cycle,
@@ -767,8 +916,9 @@ enum HealthList {
 }
 
 /// The verdicts to write into one list: its upstream's name, and by peer
-/// name the slot and the `transitions` count it is applied at.
-type Verdicts = (String, HashMap<Vec<u8>, (usize, u32)>);
+/// name the slot, its generation, and the `transitions` count it is
+/// applied at.
+type Verdicts = (String, HashMap<Vec<u8>, (usize, u32, u32)>);
 
 /// Applies the health of the slots `indexes` whose records changed since
 /// to this cycle's lists: each list in one pass under its locks (a worker's
@@ -796,12 +946,21 @@ fn apply(w: &mut Worker, indexes: impl IntoIterator<Item = usize>) {
             None => HealthList::Runtime(known.upstream.clone()),
         };
         let (_, names) = lists.entry(list).or_insert_with(|| (known.upstream.clone(), HashMap::new()));
-        names.insert(known.name.clone(), (index, transitions));
+        names.insert(known.name.clone(), (index, known.gen, transitions));
     }
     let health = w.health;
     for (list, (upstream, names)) in lists {
-        // Read under the list's locks.
-        let health_of = |name: &[u8]| names.get(name).map(|&(index, _)| health.slot(index).counters().down);
+        // Read under the list's locks; a slot freed since this worker read
+        // it (its peer removed, or a reload's master gave its room to a
+        // configuration server: [`take_runtime_room`]) is left as it is,
+        // never read for another peer's record: its generation, read after
+        // its health, is bumped before a new claim writes that health.
+        let health_of = |name: &[u8]| {
+            let &(index, gen, _) = names.get(name)?;
+            let slot = health.slot(index);
+            let down = slot.counters().down;
+            (slot.is_live() && slot.gen() == gen).then_some(down)
+        };
         let written = match list {
             HealthList::Configured(primary) => primary.set_health(&upstream, health_of),
             HealthList::Runtime(upstream) => {
@@ -810,7 +969,7 @@ fn apply(w: &mut Worker, indexes: impl IntoIterator<Item = usize>) {
         };
         // Not written (the list's locks stayed held): tried again next tick.
         if written {
-            for (index, transitions) in names.into_values() {
+            for (index, _, transitions) in names.into_values() {
                 if let Some(known) = w.known.get_mut(index).and_then(Option::as_mut) {
                     known.applied = Some(transitions);
                 }

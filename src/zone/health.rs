@@ -96,6 +96,14 @@ struct SlotKey {
     runtime: bool,
 }
 
+/// A run-time upstream's server's record, as [`HealthZone::runtime_records`]
+/// read it: its slot and generation, and whether the server was down.
+pub struct RuntimeRecord {
+    pub index: usize,
+    pub gen: u32,
+    pub down: bool,
+}
+
 /// One checked peer's record.
 #[repr(C)]
 pub struct Slot {
@@ -598,6 +606,21 @@ impl<'z> HealthZone<'z> {
         .collect()
     }
 
+    /// The live slots of run-time upstreams' servers, each with whether
+    /// the server is down, read as [`HealthZone::runtime_keys`] reads them
+    /// (for the room the configuration's servers take from them:
+    /// `prober::begin_cycle`).
+    pub fn runtime_records(self) -> Vec<RuntimeRecord> {
+        let live = self.slots().filter(|(_, s)| s.is_live() && s.is_runtime());
+        live.filter_map(|(index, s)| {
+            let gen = s.gen();
+            let down = s.counters().down;
+            // The counters were of that record if its key still is.
+            s.key_bytes(gen).filter(|key| key.runtime).map(|_| RuntimeRecord { index, gen, down })
+        })
+        .collect()
+    }
+
     /// The live slots of configuration upstreams' peers by key (upstream
     /// name, peer name), with their generations, read as
     /// [`HealthZone::runtime_keys`] reads them.
@@ -783,13 +806,16 @@ impl<'z> HealthZone<'z> {
         }
     }
 
-    /// Frees the slot at `index` if it is still of generation `gen`.
-    pub fn free_generation(self, index: usize, gen: u32) {
+    /// Frees the slot at `index` if it is still of generation `gen`;
+    /// whether it did.
+    pub fn free_generation(self, index: usize, gen: u32) -> bool {
         let _slab = self.lock();
         let slot = self.slot(index);
-        if slot.is_live() && slot.gen() == gen {
+        let freed = slot.is_live() && slot.gen() == gen;
+        if freed {
             self.free_locked(slot);
         }
+        freed
     }
 }
 
