@@ -66,6 +66,8 @@ running() { [ -s "$root$pid_file" ] && kill -0 "$(cat "$root$pid_file")" 2>/dev/
 ! running || skip "a system nginx runs (pid file $pid_file)"
 # `nginx -t` creates an empty pid file where there is none.
 [ -e "$root$pid_file" ] && pid_file_existed=true || pid_file_existed=false
+# A stale one's pid (an nginx killed with -9): not the nginx this run starts.
+old_pid=$(cat "$root$pid_file" 2>/dev/null || true)
 
 fail() { echo "test-package: FAIL: $*" >&2; exit 1; }
 ok() { echo "ok - $*"; }
@@ -82,9 +84,10 @@ owners=$(stat -c '%u %n' "$root"/var/lib/nginx/*/ 2>/dev/null || true)
 master=
 stop_master() {
     # Started, but failed before its pid was read (a slow start): the pid
-    # file it wrote, where there was none before, names it.
-    if [ -z "$master" ] && ! $pid_file_existed && [ -s "$root$pid_file" ]; then
-        master=$(cat "$root$pid_file")
+    # file names it once it holds another pid than before the run.
+    if [ -z "$master" ]; then
+        master=$(cat "$root$pid_file" 2>/dev/null || true)
+        [ "$master" != "$old_pid" ] || master=
     fi
     [ -n "$master" ] || return 0
     kill -QUIT "$master" 2>/dev/null || true
@@ -93,6 +96,8 @@ stop_master() {
 }
 cleanup() {
     local status=$?
+    # Every step, whatever one of them answers.
+    set +e
     stop_master
     $pid_file_existed || rm -f "$root$pid_file"
     rm -f "$root$site"
