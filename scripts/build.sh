@@ -11,14 +11,7 @@
 source "$(dirname "$0")/common.sh"
 source scripts/lib/nginx-versions.sh
 
-version=1.22
-while [ $# -gt 0 ]; do
-    case $1 in
-    --nginx) version=${2:-}; shift 2 || shift ;;
-    *) echo "usage: scripts/build.sh [--nginx ${NGINX_VERSIONS[*]// /|}]" >&2; exit 2 ;;
-    esac
-done
-check_nginx_version "$version"
+version=$(nginx_option "scripts/build.sh [--nginx $(IFS="|"; echo "${NGINX_VERSIONS[*]}")]" "$@")
 
 say() { echo "build.sh: $*" >&2; }
 

@@ -43,14 +43,7 @@
 source "$(dirname "$0")/common.sh"
 source scripts/lib/nginx-versions.sh
 
-nginx=1.22
-while [ $# -gt 0 ]; do
-    case $1 in
-    --nginx) nginx=${2:-}; shift 2 || shift ;;
-    *) echo "usage: scripts/package.sh [--nginx 1.22|1.26]" >&2; exit 2 ;;
-    esac
-done
-check_nginx_version "$nginx"
+nginx=$(nginx_option "scripts/package.sh [--nginx 1.22|1.26]" "$@")
 root=$(debian_package_root "$nginx") || exit 2
 
 name=libnginx-mod-http-dynamic-upstream

@@ -29,14 +29,7 @@
 source "$(dirname "$0")/common.sh"
 source scripts/lib/nginx-versions.sh
 
-nginx=1.22
-while [ $# -gt 0 ]; do
-    case $1 in
-    --nginx) nginx=${2:-}; shift 2 || shift ;;
-    *) echo "usage: scripts/test-package.sh [--nginx 1.22|1.26]" >&2; exit 2 ;;
-    esac
-done
-check_nginx_version "$nginx"
+nginx=$(nginx_option "scripts/test-package.sh [--nginx 1.22|1.26]" "$@")
 # The system under test is / or the root: every path below is as that
 # system sees it; this script reaches it as "$root$path".
 root=$(debian_package_root "$nginx") || exit 2

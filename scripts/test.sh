@@ -20,7 +20,7 @@ versions=("${NGINX_VERSIONS[@]}")
 while [ $# -gt 0 ]; do
     case $1 in
     --nginx) check_nginx_version "${2:-}"; versions=("$2"); shift 2 ;;
-    *) echo "usage: scripts/test.sh [--nginx ${NGINX_VERSIONS[*]// /|}]" >&2; exit 2 ;;
+    *) echo "usage: scripts/test.sh [--nginx $(IFS="|"; echo "${NGINX_VERSIONS[*]}")]" >&2; exit 2 ;;
     esac
 done
 

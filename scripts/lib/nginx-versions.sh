@@ -28,6 +28,22 @@ check_nginx_version() {
     esac
 }
 
+# nginx_option USAGE ARGS...: the version a script's only option names,
+# `--nginx V` (1.22 without it); anything else prints "usage: USAGE" and
+# exits 2, as an unknown version does.
+nginx_option() {
+    local usage=$1 version=1.22
+    shift
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --nginx) version=${2:-}; shift 2 || shift ;;
+        *) echo "usage: $usage" >&2; exit 2 ;;
+        esac
+    done
+    check_nginx_version "$version"
+    echo "$version"
+}
+
 # The nginx binary (or the wrapper that runs it) of version $1.
 nginx_binary() {
     case $1 in
