@@ -56,6 +56,22 @@ sub logged {
 
 sub dyfile { data_dir() . '/dyups.conf' }
 
+# N server lines of HOST, ports 30001 on (checks only: nothing is proxied
+# to them).
+sub server_lines {
+    my ($host, $n) = @_;
+    return join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1;
+}
+
+# How many checked peers the health zone holds: the 507 of a POST of run-time
+# upstream NAME with more servers (checked by CHECK) than it can hold says.
+sub zone_holds {
+    my ($name, $check) = @_;
+    my $r = http('POST', "/upstream/$name", server_lines('127.0.2.1', 200) . $check);
+    my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
+    return $holds;
+}
+
 # A Lua string as show() renders it (%q).
 sub luaq { my ($s) = @_; $s =~ s/([\\"])/\\$1/g; return qq{"$s"} }
 
@@ -573,11 +589,9 @@ upstream cfg {
 location / { dyups_interface; }
 location /status { check_status json; }
 --- perl
-my $servers = sub { my ($host, $n) = @_; join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1 };
 my $check = 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
-my $r = http('POST', '/upstream/dy', $servers->('127.0.2.1', 200) . $check);
-my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
-main::post('dy', $servers->('127.0.2.1', $holds - 1) . $check);
+my $holds = main::zone_holds('dy', $check);
+main::post('dy', main::server_lines('127.0.2.1', $holds - 1) . $check);
 my $more = $holds + 21;    # fits a 64k zone (about twice 32k's), not beside the run-time servers
 my %old = map { $_ => 1 } worker_pids();
 main::edit_conf(qr/check_shm_size 32k;/ => 'check_shm_size 64k;', qr/dyups_shm_zone_size 2m;/ => 'dyups_shm_zone_size 4m;',
@@ -601,11 +615,9 @@ $TEST_NGINX_PROXY
 location / { dyups_interface; }
 location /status { check_status json; }
 --- perl
-my $servers = sub { my ($host, $n) = @_; join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1 };
 my $check = 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
-my $r = http('POST', '/upstream/dy', $servers->('127.0.2.1', 200) . $check);
-my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
-main::post('dy', $servers->('127.0.2.1', $holds - 1) . $check);
+my $holds = main::zone_holds('dy', $check);
+main::post('dy', main::server_lines('127.0.2.1', $holds - 1) . $check);
 my $rows = sub {
     my ($upstream) = @_;
     my $status = JSON::PP->new->decode(http_get('/status')->{body});
@@ -647,13 +659,11 @@ $TEST_NGINX_PROXY
 location / { dyups_interface; }
 location /status { check_status json; }
 --- perl
-my $servers = sub { my ($host, $n) = @_; join '', map { sprintf 'server %s:%d; ', $host, 30001 + $_ } 0 .. $n - 1 };
-my $r = http('POST', '/upstream/dn', $servers->('127.0.2.1', 200) . 'check type=tcp;');
-my ($holds) = $r->{body} =~ /holds (\d+)/ or die "POST: $r->{status} $r->{body}";
+my $holds = main::zone_holds('dn', 'check type=tcp;');
 # "up": 30 servers probed on port 1, which answers (nothing is sent to
 # them); "dn": dead servers, down after their first probe.
-main::post('up', $servers->('127.0.0.1', 30) . 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp port=' . port(1) . ';');
-main::post('dn', $servers->('127.0.2.1', $holds - 31) . 'check interval=60000 rise=1 fall=1 timeout=300 default_down=false type=tcp;');
+main::post('up', main::server_lines('127.0.0.1', 30) . 'check interval=60000 rise=1 fall=1 timeout=300 type=tcp port=' . port(1) . ';');
+main::post('dn', main::server_lines('127.0.2.1', $holds - 31) . 'check interval=60000 rise=1 fall=1 timeout=300 default_down=false type=tcp;');
 my $health = sub {
     my $status = JSON::PP->new->decode(http_get('/status')->{body});
     my %n;
