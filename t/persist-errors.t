@@ -1089,7 +1089,7 @@ SKIP: {
 dynamic_state_file "
 could not lock state file
 
-=== TEST 26: a relative -p prefix with working_directory, run from a directory in one the worker user cannot search: the workers write the state file the master read (every change answered 503 "taken over by another nginx": the workers chdir to working_directory and resolved the relative path there, review 39; then 500 "Permission denied" when the path was made absolute, review 44)
+=== TEST 26: a relative -p prefix with working_directory, run from a directory in one the worker user cannot search, as a daemon with standard input closed: the workers write the state file the master read (every change answered 503 "taken over by another nginx": the workers chdir to working_directory and resolved the relative path there, review 39; then 500 "Permission denied" when the path was made absolute, review 44)
 --- config
 location / { return 200; }
 --- perl
@@ -1102,7 +1102,6 @@ my ($backend, $listen) = (port(1), port(2));
 main::spew("$base/rel/data/a.state", "server 127.0.0.1:$backend weight=3;\n");
 main::spew("$base/rel/conf/nginx.conf", <<"CONF");
 load_module $NginxTest::MODULE;
-daemon off;
 worker_processes 1;
 working_directory ${\ prefix()}wd;
 pid logs/nginx.pid;
@@ -1115,12 +1114,17 @@ http {
     server { listen 127.0.0.1:$listen; location /dynamic { dynamic_upstream; } }
 }
 CONF
-my $pid = fork // die "fork: $!";
-if (!$pid) {
+my $launcher = fork // die "fork: $!";
+if (!$launcher) {
     chdir $base or POSIX::_exit(1);
+    close STDIN;
     open STDERR, '>', "$base/rel/logs/stderr.log";
     exec $NginxTest::BINARY, '-p', 'rel/', '-c', 'conf/nginx.conf', '-e', 'logs/error.log' or POSIX::_exit(1);
 }
+waitpid($launcher, 0);
+my $pid_file = "$base/rel/logs/nginx.pid";
+poll_until(sub { -s $pid_file }, 10);
+my $pid = main::slurp($pid_file) =~ s/\s+//gr;
 my $api = "http://127.0.0.1:$listen/dynamic?upstream=za";
 # Stopped whatever happens (the harness stops only its own nginx).
 my $checked = eval {
@@ -1136,8 +1140,8 @@ my $checked = eval {
     1;
 };
 my $error = $@;
-kill 'QUIT', $pid;
-waitpid($pid, 0);
+kill 'QUIT', $pid if $pid;
+poll_until(sub { !kill 0, $pid }, 10) if $pid;
 die $error unless $checked;
 my $log = main::slurp("$base/rel/logs/error.log");
 unlike($log, qr/\[(alert|crit|emerg)\]|exited on signal/, 'its error log: no alert, crit, emerg or signal exit') or diag($log);

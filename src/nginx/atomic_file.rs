@@ -518,7 +518,17 @@ fn master_directory() -> Option<&'static OwnedFd> {
         .get_or_init(|| {
             // SAFETY: a NUL-terminated path; the descriptor returned is ours.
             let fd = unsafe { libc::open(c".".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-            owned(fd).ok()
+            if fd > 2 {
+                return owned(fd).ok();
+            }
+            // 0-2 were closed when nginx started (it got one of their
+            // numbers), and nginx points them at /dev/null and the error
+            // log as it becomes a daemon (review 46): a copy above them is
+            // kept; the number stays taken (nginx's next file would take
+            // it, and be replaced so).
+            // SAFETY: our descriptor (or -1: an error); the copy returned
+            // is ours.
+            owned(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) }).ok()
         })
         .as_ref()
 }
