@@ -423,6 +423,11 @@ impl<'z> HealthZone<'z> {
     /// zone's mutex.
     fn claim_locked(self, from: usize, key: Key, counters: Counters, due: u32, state: u32) -> Option<usize> {
         let Key { upstream, name, runtime } = key;
+        // A full zone answers at once: a reload that places thousands of
+        // servers in a full zone scanned it whole for each (review 45).
+        if self.used().load(Acquire) >= self.len() {
+            return None;
+        }
         let (index, slot) =
             (from..self.len()).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)?;
         // Pairs with `Slot::key_bytes`'s acquire fence: a lock-free reader
