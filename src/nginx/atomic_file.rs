@@ -498,7 +498,7 @@ fn push_steps(pending: &mut Vec<Step>, path: &Path) {
     }
 }
 
-/// The user trusted beside root: the master's, which [`trust_master_user`]
+/// The user trusted beside root: the master's, which [`record_master`]
 /// records, so that a worker, running as nginx's worker user, trusts what
 /// the master trusts and refuses the same links (review 36).
 static MASTER_USER: std::sync::OnceLock<libc::uid_t> = std::sync::OnceLock::new();
@@ -536,7 +536,7 @@ fn master_directory() -> Option<&'static OwnedFd> {
 /// Records this process's user and directory as the master's: call it in
 /// the master while it reads a configuration, before it forks a worker (a
 /// worker that was first recorded its own, review 38).
-pub fn trust_master_user() {
+pub fn record_master() {
     master_user();
     master_directory();
 }

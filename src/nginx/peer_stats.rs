@@ -473,8 +473,9 @@ pub unsafe fn observe(peer: *mut ngx_http_upstream_rr_peer_t) {
 }
 
 /// Before nginx's fields of the peer change out of request time (an
-/// operator brings it up, or changes `max_fails` or `fail_timeout`):
-/// folds its stretch up to now ([`stats::settle`]).
+/// operator brings it up or changes `max_fails` or `fail_timeout`; a
+/// change leaves it alone in its list, which forgets its failures): folds
+/// its stretch up to now ([`stats::settle`]).
 ///
 /// # Safety
 /// `peer` is live (its list is write-locked).

@@ -214,7 +214,7 @@ fn holders_text(path: &Path) -> String {
 /// A configured path, relative ones against nginx's prefix. nginx keeps a
 /// relative `-p` prefix as given: such a path stays relative to the
 /// master's directory, where every process reaches it from
-/// ([`persist::trust_master_user`] opens that directory; the workers
+/// ([`persist::record_master`] opens that directory; the workers
 /// `chdir` to `working_directory`).
 fn resolve(cycle: Cycle<'_>, text: String) -> Option<PathBuf> {
     if text.is_empty() {
@@ -236,7 +236,7 @@ pub fn validate(cycle: Cycle<'_>, main: &MainConf) -> Result<(), String> {
         // nginx -s ...: the master it signals checks its own reload.
         return Ok(());
     }
-    persist::trust_master_user();
+    persist::record_master();
     // Each directory walked once for all its files.
     persist::with_directories_kept(|| validate_files(cycle, main))
 }
