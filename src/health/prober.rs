@@ -531,12 +531,12 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         }
         short
     };
-    if claim(&mut planned, &|p| p.configured) > 0 {
+    let short = claim(&mut planned, &|p| p.configured);
+    if short > 0 {
         // The room of a state file's servers first (this cycle's own
         // peers, whose records nobody else frees or claims), those up
         // before those down (an unchecked peer takes requests), the last
         // ones first.
-        let short = planned.iter().filter(|p| p.configured && p.slot.is_none()).count();
         let mut extras: Vec<usize> =
             (0..planned.len()).filter(|&i| !planned[i].configured && planned[i].known.is_some()).collect();
         let down = |i: usize| planned[i].known.is_some_and(|(index, _)| health.slot(index).counters().down);

@@ -158,8 +158,14 @@ impl Passive {
 
     /// When (Unix ms) nginx lets a request through again after the last
     /// failure: the first second more than `fail_timeout` after it.
-    pub fn failures_end_ms(&self) -> u64 {
-        secs_to_ms(self.accessed.saturating_add(self.fail_timeout).saturating_add(1))
+    fn failures_end_ms(&self) -> u64 {
+        self.fail_timeout_end_ms(self.accessed)
+    }
+
+    /// The first second (Unix ms) more than `fail_timeout` after `since`
+    /// (seconds): where nginx's `now - checked <= fail_timeout` turns false.
+    fn fail_timeout_end_ms(&self, since: i64) -> u64 {
+        secs_to_ms(since.saturating_add(self.fail_timeout).saturating_add(1))
     }
 
     /// Whether nginx let a request through after that (at `checked`): it
@@ -172,7 +178,7 @@ impl Passive {
     /// When (Unix ms) the wait for the request let through at `checked`
     /// ends at the latest: `fail_timeout` after it, as after a failure.
     fn let_through_end_ms(&self) -> u64 {
-        secs_to_ms(self.checked.saturating_add(self.fail_timeout).saturating_add(1))
+        self.fail_timeout_end_ms(self.checked)
     }
 
     /// Whether nginx's `free` resets `fails` after a successful attempt in
@@ -286,8 +292,6 @@ pub enum List {
 /// `free` updates them; None: nothing. Readers read the same before the
 /// change, after it, and after nginx's `free`.
 pub fn fold(downstart_ms: u64, p: &Passive, failed: bool, list: List, now_ms: u64) -> Option<Fold> {
-    let now = (now_ms / 1000) as i64;
-    let r = read(0, downstart_ms, p, now_ms);
     let resets = match list {
         List::OnlyKeepsFails => return None,
         // A failure too: what ran would be lost with `fails` (review 43).
@@ -298,11 +302,15 @@ pub fn fold(downstart_ms: u64, p: &Passive, failed: bool, list: List, now_ms: u6
             if p.max_fails == 0 || p.fails + 1 < p.max_fails {
                 return None;
             }
-            return started_by_failure(&r, p, now, now_ms);
+            return started_by_failure(&read(0, downstart_ms, p, now_ms), p, now_ms);
         }
         List::Several => p.success_resets(),
     };
-    if !resets || (downstart_ms == 0 && r.shown.total_ms == 0) {
+    if !resets {
+        return None;
+    }
+    let r = read(0, downstart_ms, p, now_ms);
+    if downstart_ms == 0 && r.shown.total_ms == 0 {
         return None;
     }
     // nginx resets fails: everything up to now is folded; `downstart`
@@ -316,7 +324,7 @@ pub fn fold(downstart_ms: u64, p: &Passive, failed: bool, list: List, now_ms: u6
 }
 
 /// A failure that reaches `max_fails` in a list of several servers.
-fn started_by_failure(r: &Reading, p: &Passive, now: i64, now_ms: u64) -> Option<Fold> {
+fn started_by_failure(r: &Reading, p: &Passive, now_ms: u64) -> Option<Fold> {
     // Unavail since a failure: it goes on.
     if r.failure_running && !p.let_through() {
         return None;
@@ -331,7 +339,7 @@ fn started_by_failure(r: &Reading, p: &Passive, now: i64, now_ms: u64) -> Option
         // nginx disables it ("upstream server temporarily disabled"): the
         // failure that reached max_fails, or one after nginx let a request
         // through again.
-        became_unavail: !(p.unavailable(now) && p.accessed == p.checked),
+        became_unavail: !(p.unavailable((now_ms / 1000) as i64) && p.accessed == p.checked),
     })
 }
 
