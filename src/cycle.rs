@@ -18,7 +18,7 @@
 
 use ngx::ffi::{NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN};
 
-use crate::dyups::registry::Dyups;
+use crate::dyups::registry::{Dyups, InitPatience};
 use crate::dyups::worker::{release_all, start_timer, SyncOnRequest};
 use crate::health::prober;
 use crate::nginx::module_hooks::{CycleHooks, InitModule, InitProcess, Postconfiguration};
@@ -51,8 +51,10 @@ impl CycleHooks for Hooks {
         // Only now, when this cycle can no longer fail, does its zone (none
         // without an http block) become the running one.
         Dyups::begin_cycle(init);
+        // One wait for a registry lock a stuck process holds, not one per step.
+        let mut patience = InitPatience::default();
         let Some(main) = init.main_conf() else {
-            prober::set_zone(init);
+            prober::set_zone(init, &mut patience);
             crate::api::c_api::set_enabled(false);
             return; // no http block
         };
@@ -63,15 +65,15 @@ impl CycleHooks for Hooks {
         prepare_upstreams(init, &main.balancers, main.stats);
         // Restored run-time upstreams and zone peers get their health
         // records there.
-        let not_carried = prober::set_zone(init);
+        let not_carried = prober::set_zone(init, &mut patience);
         // The cycle's load time, before the dyups_upstream_conf a new
         // registry loads: its versions follow it.
         crate::ops::cycles::start_cycle(now_ms());
         state_files::load_at_start(init, main);
-        if let Err(text) = prober::begin_cycle(init, not_carried) {
+        if let Err(text) = prober::begin_cycle(init, not_carried, &mut patience) {
             init.log(NGX_LOG_ERR, &text);
         }
-        start_plus_api(init, main.stats);
+        start_plus_api(init, main.stats, &mut patience);
     }
 
     /// Every worker keeps its dyups view fresh on a timer too, and probes
@@ -103,7 +105,7 @@ impl CycleHooks for Hooks {
 /// state file's) and first revision (the load time in microseconds, so
 /// that revisions never repeat across reloads). In init_module, with the
 /// new cycle, whose lists no worker can reach yet.
-fn start_plus_api(init: &InitModule, counting: bool) {
+fn start_plus_api(init: &InitModule, counting: bool, patience: &mut InitPatience) {
     let now_ms = crate::ops::cycles::load_ms();
     for upstream in init.cycle().upstreams() {
         if has_bookkeeping(upstream) {
@@ -115,7 +117,7 @@ fn start_plus_api(init: &InitModule, counting: bool) {
     // A registry a reload kept may have been built while no statistics
     // were counted.
     let Some(dyups) = counting.then(|| Dyups::of_new_cycle(init)).flatten() else { return };
-    let skipped = dyups.while_write_locked(|held| held.map(|held| held.ensure_ids()).unwrap_or_default());
+    let skipped = dyups.while_write_locked(patience, |held| held.map(|held| held.ensure_ids()).unwrap_or_default());
     if !skipped.is_empty() {
         init.log(
             NGX_LOG_WARN,

@@ -329,6 +329,23 @@ impl RecordView<'_> {
     }
 }
 
+/// How long one init_module waits for the registry's lock in
+/// [`Dyups::while_write_locked`]: up to a second, once. After a wait that
+/// timed out (a stuck process holds the lock), its later steps take the
+/// lock only if it is free or its holder is gone: a reload waits one
+/// second, not one for each step that needs the lock (review 45).
+#[derive(Default)]
+pub struct InitPatience {
+    gave_up: bool,
+}
+
+impl InitPatience {
+    /// Whether a wait for the lock timed out.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up
+    }
+}
+
 /// The registry while [`Dyups::while_write_locked`] holds its lock: no
 /// record or list changes (changes need the lock), so its records and
 /// their current lists are read without a grace-period section (which the
@@ -766,19 +783,30 @@ impl<'z> Dyups<'z> {
     /// health records in init_module: no change of a worker can be half
     /// done meanwhile), with the registry as the lock keeps it. A lock that
     /// a running process keeps for over a second (one stuck) is given up
-    /// on: `f` runs without it, and gets None.
-    pub fn while_write_locked<T>(&self, f: impl FnOnce(Option<WriteHeld<'_, 'z>>) -> T) -> T {
-        if let Some(held) = self.registry_lock().hold_within(Duration::from_secs(1)) {
+    /// on: `f` runs without it, and gets None; after that, the same
+    /// init_module's later calls (`patience`) wait no more.
+    pub fn while_write_locked<T>(
+        &self,
+        patience: &mut InitPatience,
+        f: impl FnOnce(Option<WriteHeld<'_, 'z>>) -> T,
+    ) -> T {
+        let lock = self.registry_lock();
+        let held = if patience.gave_up { lock.try_hold() } else { lock.hold_within(Duration::from_secs(1)) };
+        if let Some(held) = held {
             let held = self.repaired(held);
             // `f` may change records (WriteHeld::ensure_ids): a takeover
             // after this process died meanwhile repairs the registry.
             held.changing();
             return f(Some(WriteHeld { dyups: self }));
         }
-        crate::nginx::log::log(
-            ngx::ffi::NGX_LOG_WARN,
-            "dynamic upstream: the upstream registry stayed locked for 1 s; health records moved without it",
-        );
+        if !patience.gave_up {
+            patience.gave_up = true;
+            crate::nginx::log::log(
+                ngx::ffi::NGX_LOG_WARN,
+                "dynamic upstream: the upstream registry stayed locked for 1 s (a stuck process?); this reload goes \
+                 on without it (it frees and claims no run-time upstream's health record)",
+            );
+        }
         f(None)
     }
 

@@ -30,7 +30,7 @@ use dynamic_upstream_core::health::probe::{Counters, Failure, HttpProbe, Lease, 
 use dynamic_upstream_core::Address;
 use ngx::ffi::{ngx_int_t, ngx_msec_t, NGX_LOG_WARN, NGX_OK};
 
-use crate::dyups::registry::{Dyups, ReadSection};
+use crate::dyups::registry::{Dyups, InitPatience, ReadSection};
 use crate::dyups::worker::is_front;
 use crate::nginx::entry::request_guard;
 use crate::nginx::log::{log, os_error_text};
@@ -299,7 +299,7 @@ pub fn release_all() {
 /// it a new size, the previous zone's records move into it (those of the
 /// configuration upstreams this cycle still checks). Returns how many
 /// run-time upstreams' servers did not fit, for [`begin_cycle`].
-pub fn set_zone(init: &InitModule) -> usize {
+pub fn set_zone(init: &InitModule, patience: &mut InitPatience) -> usize {
     let mut new_peers = NewPeers::default();
     for (upstream, target) in checked_upstreams(init.cycle().upstreams()) {
         // The new cycle's lists, which only this process reaches yet.
@@ -322,7 +322,7 @@ pub fn set_zone(init: &InitModule) -> usize {
         // ([`free_orphaned_runtime`]; they were dropped: a checked-down
         // server took requests again, review 39).
         Some(dyups) if dyups.is_unloaded(init) => set(&|_| true),
-        Some(dyups) => dyups.while_write_locked(|held| match held {
+        Some(dyups) => dyups.while_write_locked(patience, |held| match held {
             Some(held) => set(&|name| held.has_checked(name)),
             None => set(&|_| true),
         }),
@@ -357,11 +357,16 @@ impl Spread {
 /// None without a registry or when its lock stayed held. One walk of the
 /// slots and one of the registry: a reload where nothing is missing
 /// claims nothing.
-fn resume_runtime_checks(init: &InitModule, health: HealthZone, now: u32) -> Option<Vec<Unchecked>> {
+fn resume_runtime_checks(
+    init: &InitModule,
+    health: HealthZone,
+    now: u32,
+    patience: &mut InitPatience,
+) -> Option<Vec<Unchecked>> {
     let dyups = Dyups::of_new_cycle(init)?;
     // Under the registry's lock, under which run-time slots are claimed:
     // no change of an old worker runs meanwhile.
-    dyups.while_write_locked(|held| {
+    dyups.while_write_locked(patience, |held| {
         let held = held?;
         let mut has_slot = health.runtime_keys();
         let (mut unchecked, mut spread, mut next_free) = (Vec::new(), Spread::default(), 0);
@@ -397,10 +402,14 @@ const UNCHECKED_NAMED: usize = 10;
 
 /// The `[error]` of a cycle that left `count` checked peers without a
 /// record in a zone of `len`: the first [`UNCHECKED_NAMED`] of `named` by
-/// upstream, and how many more there are.
-fn not_checked_text(len: usize, count: usize, named: &[Unchecked]) -> String {
+/// upstream, and how many more there are. `registry_stuck`: the cycle went
+/// on without the registry's lock, and so took no run-time record.
+fn not_checked_text(len: usize, count: usize, named: &[Unchecked], registry_stuck: bool) -> String {
     let mut text =
         format!("the health zone holds {len} checked peers: {count} peers are not checked; raise \"check_shm_size\"");
+    if registry_stuck {
+        text.push_str(", or reload once the upstream registry is no longer locked");
+    }
     if named.is_empty() {
         return text;
     }
@@ -448,7 +457,7 @@ fn not_checked_text(len: usize, count: usize, named: &[Unchecked]) -> String {
 /// (with the `not_carried` run-time servers of [`set_zone`] when their
 /// registry's lock stayed held); failing init_module would stop nginx.
 /// In the master's init_module, after [`set_zone`].
-pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> {
+pub fn begin_cycle(init: &InitModule, not_carried: usize, patience: &mut InitPatience) -> Result<(), String> {
     let cycle = init.cycle();
     let Some(health) = HealthZone::of_new_cycle(init) else {
         return Ok(());
@@ -503,7 +512,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             verdicts.entry(peer).or_insert(counters);
         }
     }
-    free_orphaned_runtime(init, health);
+    free_orphaned_runtime(init, health, patience);
     // Run-time upstreams' slots live as long as their upstreams, which the
     // dyups registry keeps across reloads. Decided under the mutex: the
     // previous configuration's workers may free and claim slots meanwhile
@@ -547,7 +556,7 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
             }
         }
         if claim(&mut planned, &|p| p.configured) > 0 {
-            take_runtime_room(init, health, || claim(&mut planned, &|p| p.configured));
+            take_runtime_room(init, health, patience, || claim(&mut planned, &|p| p.configured));
         }
     }
     // Then the servers the state files added.
@@ -566,13 +575,13 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
         .map(|p| Unchecked { upstream: upstreams[p.upstream].0.clone(), name: p.peer.clone() })
         .collect();
     let count = unchecked.len();
-    let (runtime_count, runtime_named) = match resume_runtime_checks(init, health, now) {
+    let (runtime_count, runtime_named) = match resume_runtime_checks(init, health, now, patience) {
         Some(named) => (named.len(), named),
         None => (not_carried, Vec::new()),
     };
     if count + runtime_count > 0 {
         unchecked.extend(runtime_named);
-        return Err(not_checked_text(health.len(), count + runtime_count, &unchecked));
+        return Err(not_checked_text(health.len(), count + runtime_count, &unchecked, patience.gave_up()));
     }
     Ok(())
 }
@@ -599,9 +608,14 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize) -> Result<(), String> 
 /// lock (held by a stuck process) nothing is freed. Without a registry in
 /// the new cycle, the run-time records are nobody's (the workers free them
 /// as orphans) and are taken as they are.
-fn take_runtime_room(init: &InitModule, health: HealthZone, mut claim: impl FnMut() -> usize) {
+fn take_runtime_room(
+    init: &InitModule,
+    health: HealthZone,
+    patience: &mut InitPatience,
+    mut claim: impl FnMut() -> usize,
+) {
     match Dyups::of_new_cycle(init) {
-        Some(dyups) => dyups.while_write_locked(|held| {
+        Some(dyups) => dyups.while_write_locked(patience, |held| {
             if held.is_some() {
                 free_runtime_for(health, &mut claim);
             }
@@ -636,9 +650,9 @@ fn free_runtime_for(health: HealthZone, claim: &mut impl FnMut() -> usize) {
 /// configuration added, which stayed unchecked (review 40; the workers
 /// would free them a tick later). Under the registry's lock, under which
 /// run-time records are claimed.
-fn free_orphaned_runtime(init: &InitModule, health: HealthZone) {
+fn free_orphaned_runtime(init: &InitModule, health: HealthZone, patience: &mut InitPatience) {
     let Some(dyups) = Dyups::of_new_cycle(init) else { return };
-    dyups.while_write_locked(|held| {
+    dyups.while_write_locked(patience, |held| {
         let Some(held) = held else { return };
         for (index, gen, upstream) in health.runtime_slots() {
             if !held.has_checked(&upstream) {
