@@ -70,6 +70,9 @@ impl CycleHooks for Hooks {
         // registry loads: its versions follow it.
         crate::ops::cycles::start_cycle(now_ms());
         state_files::load_at_start(init, main);
+        for warning in crate::ops::dyups::unknown_key_variables(init, &mut patience) {
+            init.log(NGX_LOG_WARN, &warning);
+        }
         if let Err(text) = prober::begin_cycle(init, not_carried, &mut patience) {
             init.log(NGX_LOG_ERR, &text);
         }

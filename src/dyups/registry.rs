@@ -367,6 +367,22 @@ impl WriteHeld<'_, '_> {
         })
     }
 
+    /// The run-time upstreams balanced by a hash: each one's name and key.
+    pub fn hash_keys(self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        // SAFETY: as in has_checked.
+        let mut record = unsafe { (*self.dyups.registry).records };
+        while !record.is_null() {
+            // SAFETY: as in has_checked.
+            let r = unsafe { &*record };
+            if let (false, Balancer::Hash { key, .. }) = (r.deleted, r.balancer()) {
+                found.push((String::from_utf8_lossy(r.name()).into_owned(), key));
+            }
+            record = r.next;
+        }
+        found
+    }
+
     /// The run-time upstreams with checks: each one's name, its checks'
     /// interval and its peers' names. Takes no lock of their lists (a
     /// worker killed holding one must not hang the master): their peers
@@ -1229,18 +1245,20 @@ impl Record {
         &self.name[..self.name_len]
     }
 
-    fn view<'s>(&self) -> RecordView<'s> {
+    /// The balancer in force.
+    fn balancer(&self) -> Balancer {
         let slot = &self.balancers[usize::from(self.current_balancer & 1)];
+        // Only Balancer::code writes the byte.
+        Balancer::from_code(slot.balancer, &String::from_utf8_lossy(&slot.key[..slot.key_len.min(MAX_KEY)]))
+            .unwrap_or(Balancer::RoundRobin)
+    }
+
+    fn view<'s>(&self) -> RecordView<'s> {
         RecordView {
             name: String::from_utf8_lossy(self.name()).into_owned(),
             version: self.version,
             deleted: self.deleted,
-            // Only Balancer::code writes the byte.
-            balancer: Balancer::from_code(
-                slot.balancer,
-                &String::from_utf8_lossy(&slot.key[..slot.key_len.min(MAX_KEY)]),
-            )
-            .unwrap_or(Balancer::RoundRobin),
+            balancer: self.balancer(),
             list: self.peers,
             _section: PhantomData,
         }

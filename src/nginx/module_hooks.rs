@@ -369,6 +369,14 @@ impl<'a> InitModule<'a> {
         blocks.contains(&upstream.raw())
     }
 
+    /// Whether the new cycle's http block knows variable `name` (lower
+    /// case): a declared one, or one of a prefix family such as `arg_`.
+    pub fn has_variable(&self, name: &str) -> bool {
+        // SAFETY: init_module's cycle is configured (its variables hashed
+        // at the end of its http block) and outlives the call.
+        unsafe { crate::nginx::variables::variable_exists_in(self.cycle.raw, name) }
+    }
+
     /// The new cycle's http-level configuration of the module (none
     /// without an http block).
     pub fn main_conf(&self) -> Option<&'a MainConf> {

@@ -48,12 +48,23 @@ pub unsafe fn evaluate_key(r: *mut ngx_http_request_t, parts: &[KeyPart]) -> Opt
 /// Whether nginx knows a variable of this (lower-case) name: a declared
 /// one, or one of a prefix family such as `arg_` or `http_`.
 pub fn variable_exists(name: &str) -> bool {
-    // SAFETY: in a worker ngx_cycle is the running cycle; the core main
-    // conf lives as long as it, and its variables hash and prefix list are
-    // read-only by now.
+    // SAFETY: in a worker ngx_cycle is the running cycle, configured, and
+    // lives as long as the worker.
+    unsafe { variable_exists_in(&*ngx::ffi::ngx_cycle, name) }
+}
+
+/// [`variable_exists`] in `cycle`'s http block.
+///
+/// # Safety
+/// `cycle` is configured as far as nginx hashing its variables (its http
+/// block read: init_module's cycle, or a worker's; not postconfiguration's,
+/// whose hash is still empty) and lives for the call.
+pub unsafe fn variable_exists_in(cycle: &ngx::ffi::ngx_cycle_t, name: &str) -> bool {
+    // SAFETY: per the contract; the core main conf lives as long as the
+    // cycle, and its variables hash and prefix list are read-only by now.
     unsafe {
         #[allow(clippy::disallowed_methods)] // see clippy.toml; inside this unsafe block's contract
-        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*ngx::ffi::ngx_cycle) else {
+        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cycle) else {
             return false;
         };
         let data = name.as_ptr().cast_mut();

@@ -6,8 +6,9 @@ use dynamic_upstream_core::dyups::{self, parse_body, parse_json_body, validate_u
 use dynamic_upstream_core::render::Change;
 use dynamic_upstream_core::{ApiError, Balancer};
 
-use crate::dyups::registry::{Continues, Dyups};
+use crate::dyups::registry::{Continues, Dyups, InitPatience};
 use crate::dyups::worker::{configured_peers, sync_if_moved};
+use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_stats::now_ms;
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::nginx::variables::variable_exists;
@@ -168,6 +169,31 @@ fn refuse_resolving(name: &str) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// init_module (master), the state files restored: one warning for each
+/// variable a run-time upstream's hash key names that the new
+/// configuration does not define (a `map` or `set` removed since the key
+/// was accepted, which a kept registry or the dyups file still holds).
+/// nginx takes such a variable as empty: every request of that upstream
+/// hashes alike (hunt 33; a change with that key answers 400).
+pub fn unknown_key_variables(init: &InitModule, patience: &mut InitPatience) -> Vec<String> {
+    let Some(dyups) = Dyups::of_new_cycle(init) else { return Vec::new() };
+    let keys = dyups.while_write_locked(patience, |held| held.map(|held| held.hash_keys()).unwrap_or_default());
+    let mut warnings = Vec::new();
+    for (name, key) in keys {
+        for part in dyups::split_hash_key(&key).unwrap_or_default() {
+            match part {
+                KeyPart::Variable(var) if !init.has_variable(&var) => warnings.push(format!(
+                    "dynamic upstream: the hash key \"{key}\" of run-time upstream \"{name}\" names the variable \
+                     \"${var}\", which this configuration does not define: it is empty for every request (all hash \
+                     alike); define it again, or POST the upstream with another key"
+                )),
+                _ => {}
+            }
+        }
+    }
+    warnings
 }
 
 /// A hash key may only use variables nginx knows.
