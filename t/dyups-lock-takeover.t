@@ -22,6 +22,8 @@ use NginxTest::Dyups qw(addr line admin proxied keepalive);
 use NginxTest::Files;
 use NginxTest::PlusApi;
 use IO::Socket::INET;
+use JSON::PP ();
+use Time::HiRes ();
 
 plan skip_all => 'the stall that this file kills workers in exists in debug builds only'
     if ($ENV{TEST_NGINX_MODULE} // '') =~ m{/release/};
@@ -71,6 +73,53 @@ sub accepted {
     my $r;
     poll_until(sub { $r = admin($method, "/upstream/$name", $body); $r->{status} == 200 }, 20, "$method $name");
     is("$r->{status} $r->{body}", '200 success', "$method /upstream/$name");
+}
+
+# For the reloads with a stalled registry lock (TESTs 14, 15): fills the
+# health zone (cfg's record, run-time "dy" all but two, and the last one
+# claimed by a replace of "d" that stalls holding the registry's lock), gives
+# cfg three servers (two more than the zone has room for) and sends HUP;
+# with KILL_AFTER, kills the stalled worker that many seconds after the HUP.
+# Returns { holds, stalled (its pid), rows (records of an upstream), log (the
+# error log since the HUP), old (the old workers) } once the master is done
+# with the new configuration (the new workers wait for the lock too: their
+# first sync of the registry).
+sub stalled_reload {
+    my ($kill_after) = @_;
+    my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+    my $servers = sub { join '', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. $_[0] - 1 };
+    my $r = admin('POST', '/upstream/dy', $servers->(200) . $check);
+    my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
+    ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
+    accepted('POST', 'dy', $servers->($holds - 2) . $check);
+    keepalive(port(8))->send('POST', '/upstream/d', 'localhost', 'server 127.0.3.1:30001;' . $check);
+    my $stalled;
+    ok(poll_until(sub { $stalled = stalled_pid('d') }, 10, 'stall'), 'a worker stalls in a replace of d, holding the registry lock');
+    my $conf = NginxTest::Files::slurp(conf_file());
+    $conf =~ s/    server 127\.0\.1\.1:30001;\n/join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30003/e or die 'no server line';
+    NginxTest::Files::spew(conf_file(), $conf);
+    my %old = map { $_ => 1 } worker_pids();
+    my $size = -s prefix() . 'logs/error.log';
+    my $log = sub { substr(error_log_text(), $size) };
+    kill 'HUP', master_pid() or die "HUP: $!";
+    if ($kill_after) {
+        Time::HiRes::sleep($kill_after);
+        ok(kill('KILL', $stalled), "kill -9 of the stalled worker $stalled, $kill_after s after the HUP");
+    }
+    ok(poll_until(sub { $log->() =~ /start worker processes/ }, 15, 'reload'), 'the master is done with the new configuration');
+    my $rows = sub {
+        my ($upstream) = @_;
+        my $status = JSON::PP->new->decode(http_get('/status')->{body});
+        return scalar grep { $_->{upstream} eq $upstream } @{ $status->{servers}{server} };
+    };
+    return { holds => $holds, stalled => $stalled, rows => $rows, log => $log, old => \%old };
+}
+
+# The old workers of stalled_reload's T are gone, two new ones run: one test.
+sub reloaded {
+    my ($t) = @_;
+    ok(poll_until(sub { !(grep { $t->{old}{$_} } worker_pids()) && worker_pids() == 2 }, 10, 'workers'),
+       '  the old workers are gone, the new ones run');
 }
 
 # Four upstreams of 8 servers each (never proxied to): lists the size of
@@ -531,7 +580,7 @@ like($answer->{body}, qr/^(?:${\ port(1)}|${\ port(2)})\n\z/, 'the held request 
 main::every_worker_serves('u', main::line(main::addr(2)), 2, 'after the takeover');
 main::every_worker_serves('y', main::line(main::addr(3)), 3, 'after the takeover');
 
-=== TEST 14: a reload while a stuck worker holds the registry's lock waits for it once (1 s), not once for each of the four steps that need it (review 45); the configuration servers it could not give a run-time record name the lock in the [error], and a reload once the lock is free checks them
+=== TEST 14: a reload while a stuck worker holds the registry's lock waits for it once (2 s), not once for each step that needs it (a second each, review 45); the configuration servers it could not give a run-time record name the lock in the [error], and a reload once the lock is free checks them
 --- workers: 2
 --- main_config
 env NDU_TEST_STALL=replace_prepared:d;
@@ -551,42 +600,44 @@ exited on signal 9
 shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
 peers are not checked
 --- perl
-use JSON::PP ();
-my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
-my $servers = sub { join '', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. $_[0] - 1 };
-my $r = main::admin('POST', '/upstream/dy', $servers->(200) . $check);
-my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
-ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
-# cfg has one record, dy all but two, and the stalled replace of d the last.
-main::accepted('POST', 'dy', $servers->($holds - 2) . $check);
-my $c = main::keepalive(port(8));
-$c->send('POST', '/upstream/d', 'localhost', 'server 127.0.3.1:30001;' . $check);
-my $stalled;
-ok(poll_until(sub { $stalled = main::stalled_pid('d') }, 10, 'stall'), 'a worker stalls in a replace of d, holding the registry lock');
-my $rows = sub {
-    my ($upstream) = @_;
-    my $status = JSON::PP->new->decode(http_get('/status')->{body});
-    return scalar grep { $_->{upstream} eq $upstream } @{ $status->{servers}{server} };
-};
-# Three configuration servers: two more than the zone has room for.
-my $conf = NginxTest::Files::slurp(conf_file());
-$conf =~ s/    server 127\.0\.1\.1:30001;\n/join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30003/e or die 'no server line';
-NginxTest::Files::spew(conf_file(), $conf);
-my %old = map { $_ => 1 } worker_pids();
-my $size = -s prefix() . 'logs/error.log';
-my $log = sub { substr(error_log_text(), $size) };
-kill 'HUP', master_pid() or die "HUP: $!";
-# The new workers wait for the lock too (their first sync of the registry).
-ok(poll_until(sub { $log->() =~ /start worker processes/ }, 15, 'reload'), 'the master is done with the new configuration');
-is(scalar(() = $log->() =~ /\[warn\].*the upstream registry stayed locked for 1 s/g), 1, '  it waited for the lock once')
-    or diag($log->());
-like($log->(), qr/\[error\].*the health zone holds $holds checked peers: 2 peers are not checked; raise "check_shm_size", or reload once the upstream registry is no longer locked \(upstream "cfg": 127\.0\.1\.1:3000[23], 127\.0\.1\.1:3000[23]\)$/m,
+my $t = main::stalled_reload();
+is(scalar(() = $t->{log}->() =~ /\[warn\].*the upstream registry stayed locked for 2 s/g), 1, '  it waited for the lock once')
+    or diag($t->{log}->());
+like($t->{log}->(), qr/\[error\].*the health zone holds $t->{holds} checked peers: 2 peers are not checked; raise "check_shm_size", or reload once the upstream registry is no longer locked \(upstream "cfg": 127\.0\.1\.1:3000[23], 127\.0\.1\.1:3000[23]\)$/m,
      '  the [error] names the two configuration servers left unchecked and the lock');
-ok(kill('KILL', $stalled), "kill -9 of the stalled worker $stalled");
-ok(poll_until(sub { !(grep { $old{$_} } worker_pids()) && worker_pids() == 2 }, 10, 'workers'),
-   '  the old workers are gone, the new ones run');
-is($rows->('cfg'), 1, 'the two configuration servers have no record');
+ok(kill('KILL', $t->{stalled}), "kill -9 of the stalled worker $t->{stalled}");
+main::reloaded($t);
+is($t->{rows}->('cfg'), 1, 'the two configuration servers have no record');
 main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
 nginx_reload();
-is($rows->('cfg'), 3, 'a reload once the lock is free gives every configuration server a record');
-is($rows->('dy'), $holds - 3, '  the run-time upstream gave up two of its records');
+is($t->{rows}->('cfg'), 3, 'a reload once the lock is free gives every configuration server a record');
+is($t->{rows}->('dy'), $t->{holds} - 3, '  the run-time upstream gave up two of its records');
+
+=== TEST 15: a reload whose registry lock holder goes away within the wait's budget (1.3 s after the HUP; the wait was 1 s per step, then one for all: review 47) runs every step under the lock: the configuration servers take run-time records
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_prepared:d;
+--- http_config
+check_shm_size 32k;
+upstream cfg {
+    zone cfg 64k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+peers are not checked
+--- perl
+my $t = main::stalled_reload(1.3);
+ok(kill('KILL', $t->{stalled}), "kill -9 of the stalled worker $t->{stalled}, 1.3 s after the HUP");
+main::reloaded($t);
+unlike($t->{log}->(), qr/stayed locked/, 'the reload got the lock: no [warn]');
+like($t->{log}->(), qr/\[error\].*: 1 peers are not checked; raise "check_shm_size" \(upstream "dy": 127\.0\.2\.1:\d+\)$/m,
+     '  the [error] names the run-time server left without a record, no configuration server');
+is($t->{rows}->('cfg'), 3, 'every configuration server has a record');
+is($t->{rows}->('dy'), $t->{holds} - 3, '  the run-time upstream gave up two of its records (d\'s, claimed by the killed change, is free)');

@@ -623,6 +623,47 @@ pub fn config_text(spec: &UpstreamSpec) -> String {
     out
 }
 
+/// The warnings for run-time upstreams' hash keys (`keys`: each upstream's
+/// name and key) that name variables `known` does not know: one per such
+/// variable, naming the first [`KEY_UPSTREAMS_NAMED`] upstreams whose keys
+/// name it (nginx takes an unknown variable as empty for every request).
+pub fn unknown_key_variables(keys: &[(String, String)], known: impl Fn(&str) -> bool) -> Vec<String> {
+    // Each unknown variable, with the upstreams whose keys name it.
+    let mut unknown: Vec<(String, Vec<&str>)> = Vec::new();
+    for (upstream, key) in keys {
+        for part in split_hash_key(key).unwrap_or_default() {
+            let KeyPart::Variable(var) = part else { continue };
+            if known(&var) {
+                continue;
+            }
+            match unknown.iter_mut().find(|(seen, _)| *seen == var) {
+                // A key may name a variable twice.
+                Some((_, upstreams)) if upstreams.last() == Some(&upstream.as_str()) => {}
+                Some((_, upstreams)) => upstreams.push(upstream),
+                None => unknown.push((var, vec![upstream])),
+            }
+        }
+    }
+    unknown.iter().map(|(var, upstreams)| unknown_variable_text(var, upstreams)).collect()
+}
+
+/// How many upstreams a warning of [`unknown_key_variables`] names.
+pub const KEY_UPSTREAMS_NAMED: usize = 10;
+
+fn unknown_variable_text(var: &str, upstreams: &[&str]) -> String {
+    let mut named: Vec<String> = upstreams.iter().take(KEY_UPSTREAMS_NAMED).map(|u| format!("\"{u}\"")).collect();
+    if upstreams.len() > KEY_UPSTREAMS_NAMED {
+        named.push(format!("and {} more", upstreams.len() - KEY_UPSTREAMS_NAMED));
+    }
+    let (whose, those) =
+        if upstreams.len() == 1 { ("key of run-time upstream", "it") } else { ("keys of run-time upstreams", "them") };
+    format!(
+        "dynamic upstream: the variable \"${var}\" in the hash {whose} {} is not defined by this configuration: \
+         nginx takes it as empty for every request; define it again, or POST {those} with another key",
+        named.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,5 +967,31 @@ mod tests {
         ] {
             assert!(json_err(body).starts_with(text), "{body}: {}", json_err(body));
         }
+    }
+
+    #[test]
+    fn unknown_key_variables_group_by_variable() {
+        let keys: Vec<(String, String)> =
+            [("h", "$mykey"), ("twice", "$mykey$MYKEY-$arg_k"), ("other", "${gone}x$uri"), ("fine", "$arg_k$uri")]
+                .iter()
+                .map(|(u, k)| (u.to_string(), k.to_string()))
+                .collect();
+        let known = |var: &str| var == "uri" || var.starts_with("arg_");
+        assert_eq!(
+            unknown_key_variables(&keys, known),
+            [
+                "dynamic upstream: the variable \"$mykey\" in the hash keys of run-time upstreams \"h\", \"twice\" is \
+                 not defined by this configuration: nginx takes it as empty for every request; define it again, or \
+                 POST them with another key",
+                "dynamic upstream: the variable \"$gone\" in the hash key of run-time upstream \"other\" is not \
+                 defined by this configuration: nginx takes it as empty for every request; define it again, or POST \
+                 it with another key",
+            ]
+        );
+        assert!(unknown_key_variables(&keys, |_| true).is_empty());
+        let many: Vec<(String, String)> = (0..12).map(|i| (format!("u{i}"), "$gone".to_string())).collect();
+        let text = &unknown_key_variables(&many, |_| false)[0];
+        assert!(text.contains("\"u9\", and 2 more is not defined"), "{text}");
+        assert!(!text.contains("\"u10\""), "{text}");
     }
 }

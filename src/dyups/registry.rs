@@ -41,7 +41,7 @@ use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::health::check_conf::CheckConf;
@@ -330,19 +330,31 @@ impl RecordView<'_> {
 }
 
 /// How long one init_module waits for the registry's lock in
-/// [`Dyups::while_write_locked`]: up to a second, once. After a wait that
-/// timed out (a stuck process holds the lock), its later steps take the
-/// lock only if it is free or its holder is gone: a reload waits one
-/// second, not one for each step that needs the lock (review 45).
+/// [`Dyups::while_write_locked`]: [`INIT_LOCK_BUDGET`] in all, counted from
+/// its first wait. Once that is spent (a stuck process holds the lock),
+/// its later steps take the lock only if it is free or its holder is gone:
+/// a reload waits once, not a second for each step that needs the lock
+/// (review 45), and a holder that lets go within the budget is waited for
+/// by the first step, so that every step runs under the lock (review 47).
 #[derive(Default)]
 pub struct InitPatience {
+    deadline: Option<Instant>,
     gave_up: bool,
 }
 
+/// See [`InitPatience`].
+pub const INIT_LOCK_BUDGET: Duration = Duration::from_secs(2);
+
 impl InitPatience {
-    /// Whether a wait for the lock timed out.
+    /// Whether a wait for the lock ran out of time.
     pub fn gave_up(&self) -> bool {
         self.gave_up
+    }
+
+    /// How long the next wait may last.
+    fn left(&mut self) -> Duration {
+        let deadline = *self.deadline.get_or_insert_with(|| Instant::now() + INIT_LOCK_BUDGET);
+        deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -798,16 +810,18 @@ impl<'z> Dyups<'z> {
     /// Runs `f` holding the registry's lock (the master, moving the
     /// health records in init_module: no change of a worker can be half
     /// done meanwhile), with the registry as the lock keeps it. A lock that
-    /// a running process keeps for over a second (one stuck) is given up
-    /// on: `f` runs without it, and gets None; after that, the same
-    /// init_module's later calls (`patience`) wait no more.
+    /// a running process keeps past the init_module's budget (`patience`:
+    /// one stuck) is given up on: `f` runs without it, and gets None.
     pub fn while_write_locked<T>(
         &self,
         patience: &mut InitPatience,
         f: impl FnOnce(Option<WriteHeld<'_, 'z>>) -> T,
     ) -> T {
         let lock = self.registry_lock();
-        let held = if patience.gave_up { lock.try_hold() } else { lock.hold_within(Duration::from_secs(1)) };
+        let held = match patience.left() {
+            Duration::ZERO => lock.try_hold(),
+            left => lock.hold_within(left),
+        };
         if let Some(held) = held {
             let held = self.repaired(held);
             // `f` may change records (WriteHeld::ensure_ids): a takeover
@@ -819,8 +833,12 @@ impl<'z> Dyups<'z> {
             patience.gave_up = true;
             crate::nginx::log::log(
                 ngx::ffi::NGX_LOG_WARN,
-                "dynamic upstream: the upstream registry stayed locked for 1 s (a stuck process?); this reload goes \
-                 on without it (it frees and claims no run-time upstream's health record)",
+                &format!(
+                    "dynamic upstream: the upstream registry stayed locked for {} s (a stuck process?); this reload \
+                     goes on without it: it frees and claims no run-time upstream's health record, gives their \
+                     servers no statistics ID and checks none of their hash keys",
+                    INIT_LOCK_BUDGET.as_secs()
+                ),
             );
         }
         f(None)

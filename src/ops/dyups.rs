@@ -172,28 +172,15 @@ fn refuse_resolving(name: &str) -> Result<(), ApiError> {
 }
 
 /// init_module (master), the state files restored: one warning for each
-/// variable a run-time upstream's hash key names that the new
+/// variable that run-time upstreams' hash keys name and the new
 /// configuration does not define (a `map` or `set` removed since the key
-/// was accepted, which a kept registry or the dyups file still holds).
-/// nginx takes such a variable as empty: every request of that upstream
-/// hashes alike (hunt 33; a change with that key answers 400).
+/// was accepted, which a kept registry or the dyups file still holds),
+/// naming those upstreams. nginx takes such a variable as empty for every
+/// request (hunt 33; a change with that key answers 400).
 pub fn unknown_key_variables(init: &InitModule, patience: &mut InitPatience) -> Vec<String> {
     let Some(dyups) = Dyups::of_new_cycle(init) else { return Vec::new() };
     let keys = dyups.while_write_locked(patience, |held| held.map(|held| held.hash_keys()).unwrap_or_default());
-    let mut warnings = Vec::new();
-    for (name, key) in keys {
-        for part in dyups::split_hash_key(&key).unwrap_or_default() {
-            match part {
-                KeyPart::Variable(var) if !init.has_variable(&var) => warnings.push(format!(
-                    "dynamic upstream: the hash key \"{key}\" of run-time upstream \"{name}\" names the variable \
-                     \"${var}\", which this configuration does not define: it is empty for every request (all hash \
-                     alike); define it again, or POST the upstream with another key"
-                )),
-                _ => {}
-            }
-        }
-    }
-    warnings
+    dyups::unknown_key_variables(&keys, |var| init.has_variable(var))
 }
 
 /// A hash key may only use variables nginx knows.
