@@ -380,3 +380,41 @@ nginx_reload();
 is(master_pid(), $master, 'the same master throughout');
 main::respawned_worker_serves('after a reload without the module and back (dyhost restored from the file)');
 is(http('POST', '/upstream/dyhost', 'server ' . main::addr(1) . ';')->{body}, 'success', 'a change after it');
+
+=== TEST 10: load_module moved between two builds of the module (two files) and back, reload after reload, with health checks, run-time upstreams and the Plus API: every cycle serves changes and checks. (The build loaded first stays loaded while the other serves, nginx loading modules RTLD_GLOBAL; coming back, it took a new cycle at the address of the one it served last for that cycle, and used zones of a freed cycle, hunt 39, seen with gdb; what that wrote does not show here, so this block checks only that every switch serves)
+--- workers: 2
+--- http_config
+check_shm_size 64k;
+upstream zu {
+    zone zu 64k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+    check interval=200 rise=1 fall=1 timeout=500 type=tcp;
+}
+$TEST_NGINX_DYUPS
+--- config
+location / { dyups_interface; }
+location /status { check_status csv; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+use File::Copy ();
+my $other = data_dir() . '/other-build.so';
+File::Copy::copy($NginxTest::MODULE, $other) or die "copy: $!";
+my $conf = main::slurp(conf_file());
+my $moved = $conf =~ s{^load_module \Q$NginxTest::MODULE\E;$}{load_module $other;}mr;
+isnt($moved, $conf, 'a configuration that loads the other file');
+my $check = 'check interval=200 rise=1 fall=1 timeout=500 type=tcp;';
+for my $round (1 .. 4) {
+    for my $step (['the other file', $moved], ['the first file', $conf]) {
+        my ($what, $text) = @$step;
+        main::spew(conf_file(), $text);
+        nginx_reload();
+        my $r = http('POST', "/upstream/d$round", 'server ' . main::addr(2) . "; $check");
+        is("$r->{status} $r->{body}", '200 success', "round $round, $what: a checked run-time upstream is created");
+        ok(poll_until(sub { (http_get('/status')->{body} // '') =~ /^\d+,d$round,127\.0\.0\.1:\d+,up,/m }, 5, 'up'),
+           "  its server is checked up");
+        ok(poll_until(sub { (http_get('/status')->{body} // '') =~ /^\d+,zu,127\.0\.0\.1:\d+,up,/m }, 5, 'up'),
+           '  zu\'s server is checked up');
+        $r = http('PATCH', '/api/9/http/upstreams/zu/servers/0', '{"weight":' . (1 + $round) . '}');
+        is($r->{status}, 200, '  a Plus API PATCH of zu answers 200') or diag($r->{body});
+    }
+}

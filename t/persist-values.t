@@ -55,7 +55,9 @@ is(main::verbose(), $down, 'after the reload: the same');
 
 
 
-=== TEST 2: a state file with more servers than the zone holds: nothing is restored, the configuration's servers stay intact, [error] says so, and changes answer 500 leaving the file byte for byte (the next change used to overwrite it with the configuration's servers); a reload with a larger zone restores it and changes work again
+=== TEST 2: a state file with more servers than the zone holds: nothing is restored, the configuration's servers stay intact, [error] says so, in the configured error_log (at start it went to nginx's initial log only, stderr or the compiled-in file: hunt 39), and changes answer 500 leaving the file byte for byte (the next change used to overwrite it with the configuration's servers); a reload with a larger zone restores it and changes work again
+--- main_config
+error_log $TEST_NGINX_DATA_DIR/configured.log info;
 --- http_config
 upstream backends {
     zone zone_for_backends 32k;
@@ -88,6 +90,8 @@ is_deeply(\%ports, { "$p1\n" => 6 }, 'traffic goes to the primary of the configu
 like(error_log_text(),
      qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": zone "zone_for_backends" \(32k\) has no room for the state's 301 servers; nothing was restored: the configuration's servers are used, and changes to the upstream are refused until the file is restored \(the next change would overwrite it\): fix the cause \(or delete the file\), then reload nginx/,
      '[error] says exactly that');
+like(main::slurp(data_dir() . '/configured.log') // '', qr/\[error\].*dynamic_state_file "\Q$path\E" for upstream "backends": zone "zone_for_backends" \(32k\) has no room/,
+     '  also in the error_log the configuration names (not only in nginx\'s -e log)');
 is(main::slurp($path), $file, 'the file is left as it was');
 
 my $reason = "dynamic_state_file \"$path\" was not restored at start (the error log says why): changes to upstream "

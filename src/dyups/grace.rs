@@ -357,11 +357,10 @@ impl GracePeriod {
             return slot;
         }
         if !OVERFLOW_WARNED.swap(true, SeqCst) {
-            ngx::ngx_log_error!(
+            crate::nginx::log::log(
                 ngx::ffi::NGX_LOG_WARN,
-                ngx::log::ngx_cycle_log().as_ptr(),
-                "dynamic upstream: no room in the dyups zone for this process's grace-period slot; \
-                 if it dies while serving, replaced and deleted upstreams stay allocated"
+                "dynamic upstream: no room in the dyups zone for this process's grace-period slot; if it dies while \
+                 serving, replaced and deleted upstreams stay allocated",
             );
         }
         &self.overflow

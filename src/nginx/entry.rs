@@ -38,10 +38,5 @@ fn log_panic(panic: &Box<dyn std::any::Any + Send>) {
         .unwrap_or("unknown panic");
     // Bounded: a panic message is short, and we are not holding any lock here.
     let what: String = what.chars().take(200).collect();
-    ngx::ngx_log_error!(
-        ngx::ffi::NGX_LOG_ERR,
-        ngx::log::ngx_cycle_log().as_ptr(),
-        "dynamic upstream module: internal error: {}",
-        what
-    );
+    crate::nginx::log::log(ngx::ffi::NGX_LOG_ERR, &format!("dynamic upstream module: internal error: {what}"));
 }

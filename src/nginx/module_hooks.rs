@@ -415,14 +415,17 @@ pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> 
     clear_served_cycle();
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    let status = unsafe {
+    // Its lines go to the new cycle's log (`ngx_cycle` is another's).
+    // SAFETY: as above.
+    let status = crate::nginx::log::with_init_module_log(unsafe { (*cycle).log }, || unsafe {
         run_cycle_hook(cycle, |cycle| {
             H::init_module(&InitModule { cycle, upstreams: Default::default(), replaces_served })
         })
-    };
+    });
     // The cycle this process's workers serve (or, under master_process
     // off, this process once nginx's reload returns).
-    set_served_cycle(cycle);
+    // SAFETY: the new cycle, live.
+    unsafe { set_served_cycle(cycle) };
     status
 }
 

@@ -53,8 +53,36 @@ pub(in crate::nginx) fn clear_served_cycle() {
 }
 
 /// init_module ends (a panic included: nginx's hook catches it inside),
-/// with its cycle.
-pub(in crate::nginx) fn set_served_cycle(cycle: *const ngx::ffi::ngx_cycle_t) {
+/// with its cycle, which is then served until nginx frees it: a cleanup of
+/// its pool forgets it. A cycle's address is only its identity while it
+/// lives: when `load_module` moves to another build of the module and
+/// back, this build stays loaded in between (the other binds its
+/// `ngx_http_dyups_api_enable` to this one's: nginx loads modules
+/// `RTLD_GLOBAL`), and glibc often gives the cycle it comes back after the
+/// address of the cycle this build served last; taken for that one, its
+/// zones' statics (of a freed cycle) were used (hunt 39). Without room in
+/// the pool for the cleanup, no cycle is taken as served (the next
+/// init_module then starts afresh).
+///
+/// # Safety
+/// `cycle` is the cycle of the init_module that ends, live.
+pub(in crate::nginx) unsafe fn set_served_cycle(cycle: *mut ngx::ffi::ngx_cycle_t) {
+    /// Forgets the cycle (the cleanup's data) if it is still the served one.
+    unsafe extern "C" fn forget(data: *mut core::ffi::c_void) {
+        let _ = SERVED_CYCLE.compare_exchange(data as usize, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    // SAFETY: per the contract; nginx runs the pool's cleanups when it
+    // destroys the cycle's pool (last added first: before the dlclose of
+    // this module that load_module added while the configuration was read).
+    let cleanup = unsafe { ngx::ffi::ngx_pool_cleanup_add((*cycle).pool, 0) };
+    if cleanup.is_null() {
+        return;
+    }
+    // SAFETY: a cleanup nginx just allocated.
+    unsafe {
+        (*cleanup).handler = Some(forget);
+        (*cleanup).data = cycle.cast();
+    }
     SERVED_CYCLE.store(cycle as usize, Ordering::Relaxed);
 }
 
