@@ -533,6 +533,24 @@ fn master_directory() -> Option<&'static OwnedFd> {
         .as_ref()
 }
 
+/// Closes the master's directory descriptor when the process unloads the
+/// module (a reload whose configuration no longer loads it; at exit too):
+/// a static is never dropped, and a module loaded again opens one anew,
+/// so each unload and load kept one more descriptor in the master and
+/// every worker (hunt 40).
+extern "C" fn close_master_directory() {
+    if let Some(Some(fd)) = MASTER_DIRECTORY.get() {
+        // SAFETY: the descriptor is ours; no code of the module runs after
+        // its destructors (the object is unmapped, or the process exits).
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
+}
+
+/// [`close_master_directory`] as a destructor of the module's object.
+#[used]
+#[link_section = ".fini_array"]
+static CLOSE_MASTER_DIRECTORY: extern "C" fn() = close_master_directory;
+
 /// Records this process's user and directory as the master's: call it in
 /// the master while it reads a configuration, before it forks a worker (a
 /// worker that was first recorded its own, review 38).
