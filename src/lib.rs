@@ -41,7 +41,7 @@
 //! `health/`, `zone/ids.rs`, `zone/reclaim.rs` and `zone/tried_bitmap.rs`
 //! (which reach the peers' records and the removed peers through
 //! `nginx/`'s handles of locked lists, the bitmaps through
-//! `nginx/balancers.rs`), `dyups/registry_lock.rs`, `dyups/test_stall.rs` and every file of `api/` but `c_api.rs` (whose
+//! `nginx/balancers.rs`), `nginx/holder.rs`, `dyups/registry_lock.rs`, `dyups/test_stall.rs` and every file of `api/` but `c_api.rs` (whose
 //! `#[no_mangle]` the lint counts; it takes nginx's structures as
 //! references and has no `unsafe` block) start with `#![forbid(unsafe_code)]`.
 //! A reference to an nginx structure is trusted to be one nginx made, as

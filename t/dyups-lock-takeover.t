@@ -144,6 +144,38 @@ sub every_worker_lists {
     is_deeply([(grep { !$seen{$_} } keys %workers), @bad], [], "$what: every worker answers GET /upstream/$name with $status");
 }
 
+# For TESTs 16 to 18: the number of records the health zone holds (read
+# from the 507 of a run-time POST too big for it), then a Plus API PUT of
+# zu's servers (its configuration server and HOLDS - 1 new ones) that
+# stalls once their records are claimed (pending, not yet checked), and a
+# kill -9 of that worker there (four tests). Returns HOLDS.
+sub killed_put {
+    my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+    my $r = admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . $check);
+    my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
+    ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
+    keepalive(server_port())->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', put_body($holds));
+    my $stalled;
+    ok(poll_until(sub { $stalled = stalled_pid('zu') }, 10, 'stall'), "a worker stalls in a PUT of zu's $holds servers, their records claimed");
+    ok(kill('KILL', $stalled), "kill -9 of worker $stalled there");
+    ok(poll_until(sub { my @w = worker_pids(); @w == 1 && $w[0] != $stalled }, 10, 'respawn'), '  the master started another worker');
+    return $holds;
+}
+
+# The body of a PUT of zu's servers: its configuration server and N - 1 others.
+sub put_body {
+    my ($n) = @_;
+    my @servers = ({ server => '127.0.1.1:30001' }, map { { server => sprintf('127.0.3.1:%d', 30001 + $_) } } 1 .. $n - 1);
+    return JSON::PP->new->encode(\@servers);
+}
+
+# How many records the health zone has for UPSTREAM's servers.
+sub records {
+    my ($upstream) = @_;
+    my $status = JSON::PP->new->decode(http_get('/status')->{body});
+    return scalar grep { $_->{upstream} eq $upstream } @{ $status->{servers}{server} };
+}
+
 # Backends on ports 1 to 3 that answer their port, the admin API on port 8
 # and the proxy on port 9.
 $ENV{TEST_NGINX_SERVERS} = <<'EOF';
@@ -641,3 +673,82 @@ like($t->{log}->(), qr/\[error\].*: 1 peers are not checked; raise "check_shm_si
      '  the [error] names the run-time server left without a record, no configuration server');
 is($t->{rows}->('cfg'), 3, 'every configuration server has a record');
 is($t->{rows}->('dy'), $t->{holds} - 3, '  the run-time upstream gave up two of its records (d\'s, claimed by the killed change, is free)');
+
+
+=== TEST 16: a worker killed in a Plus API PUT of a checked zone upstream's servers, after their health records were claimed (pending) and before they were checked, leaks none of them: the next change that needs their room frees the dead claimer's records and gets it (they stayed claimed for good: hunt 40 F3)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=zone_claimed:zu;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /status { check_status json; }
+--- allow_error_log
+exited on signal 9
+--- perl
+my $holds = main::killed_put();
+is(main::records('zu'), 1, 'zu has its configuration server\'s record');
+my $r;
+main::poll_until(sub { $r = http('PUT', '/api/9/http/upstreams/zu/servers', main::put_body($holds)); $r->{status} != 502 }, 10, 'PUT');
+is($r->{status}, 200, "the same PUT of $holds servers (what the zone holds) once the worker is gone") or diag($r->{body});
+is(main::records('zu'), $holds, '  every server of zu has a record');
+
+=== TEST 17: the records a worker killed in a PUT claimed are freed for a run-time upstream's POST that needs their room (hunt 40 F3)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=zone_claimed:zu;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /status { check_status json; }
+--- allow_error_log
+exited on signal 9
+--- perl
+my $holds = main::killed_put();
+my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+main::accepted('POST', 'd', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 1 .. $holds - 1) . $check);
+is(main::records('d'), $holds - 1, "  d's $holds - 1 servers have records (the zone holds $holds: zu's one, and d's)");
+
+=== TEST 18: a reload after a worker was killed in a PUT, its records claimed (pending), gives every configuration server of a configuration that fits the zone a record: the master frees the dead claimer's records (they stayed claimed across reloads, and servers went unchecked: hunt 40 F3)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=zone_claimed:zu;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+--- http_config
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /status { check_status json; }
+--- allow_error_log
+exited on signal 9
+--- perl
+my $holds = main::killed_put();
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/    server 127\.0\.1\.1:30001;\n/join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30000 + $holds/e or die 'no server line';
+NginxTest::Files::spew(conf_file(), $conf);
+my $size = -s prefix() . 'logs/error.log';
+nginx_reload();
+is(main::records('zu'), $holds, "a reload with $holds configuration servers in zu (what the zone holds): every one has a record");
+unlike(substr(error_log_text(), $size), qr/not checked/, '  no [error] of servers left unchecked');

@@ -873,8 +873,30 @@ impl<'z> Dyups<'z> {
 
     /// [`Dyups::replace`], only if the upstream's version is still
     /// `expected` (0: it has no record) when the lock is taken: else 412
-    /// (the NGINX Plus API's conditional changes).
+    /// (the NGINX Plus API's conditional changes). A health zone with no
+    /// room for the new servers is tried once more if that freed the slots
+    /// of claimers killed inside a change ([`HealthZone::free_dead_claims`]:
+    /// /proc, read outside the locks).
     pub fn replace_if(
+        &self,
+        name: &str,
+        spec: &UpstreamSpec,
+        try_only: bool,
+        expected: Option<u64>,
+        continues: Continues,
+    ) -> Result<Option<usize>, ApiError> {
+        match self.replace_if_once(name, spec, try_only, expected, continues) {
+            Err(full)
+                if full.code == HEALTH_FULL && self.health().is_some_and(|health| health.free_dead_claims() > 0) =>
+            {
+                self.replace_if_once(name, spec, try_only, expected, continues)
+            }
+            done => done,
+        }
+    }
+
+    /// [`Dyups::replace_if`], tried once.
+    fn replace_if_once(
         &self,
         name: &str,
         spec: &UpstreamSpec,
@@ -1529,10 +1551,13 @@ unsafe fn note_removal(registry: &mut Registry, record: *mut Record) {
     registry.removals_written += 1;
 }
 
+/// The code of [`health_full`]'s error.
+const HEALTH_FULL: &str = "check_zone_full";
+
 fn health_full(slots: usize) -> ApiError {
     ApiError::new(
         507,
-        "check_zone_full",
+        HEALTH_FULL,
         format!(
             "the health zone holds {slots} checked peers and has no room for these servers: raise \"check_shm_size\" \
              and reload"

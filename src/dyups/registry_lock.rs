@@ -8,7 +8,7 @@
 //! (`ngx_unlock_mutexes`), not a module's own locks. Here the lock word is
 //! the holder's pid and start time ([`Holder`]); a waiter that finds the
 //! word unchanged for a while asks whether that process still runs
-//! ([`process::gone`]) and, if not, takes the lock over with one
+//! ([`Holder::gone`]) and, if not, takes the lock over with one
 //! compare-and-swap against the word it judged (which fails if anyone else
 //! took it meanwhile).
 //!
@@ -30,8 +30,8 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use crate::nginx::holder::Holder;
 use crate::nginx::log::log;
-use crate::nginx::process;
 
 /// The lock, in shared memory (zeroed: free).
 #[repr(C)]
@@ -49,52 +49,6 @@ pub const LAYOUT: [usize; 4] = [
     core::mem::offset_of!(RegistryLock, holder),
     core::mem::offset_of!(RegistryLock, changing),
 ];
-
-/// A process as the lock word names it: its pid in the low [`PID_BITS`]
-/// bits (Linux's `pid_max` is at most 2^22), its start time in clock ticks
-/// since boot above (42 bits: over a century at 100 ticks a second; 0 when
-/// /proc does not say). One word, so that a takeover is one
-/// compare-and-swap against the holder that was found dead.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Holder(u64);
-
-const PID_BITS: u32 = 22;
-const PID_MASK: u64 = (1 << PID_BITS) - 1;
-
-impl Holder {
-    fn new(pid: u32, start: u64) -> Self {
-        Holder(start << PID_BITS | u64::from(pid) & PID_MASK)
-    }
-
-    /// This process (its start time read once per process: a worker
-    /// inherits its master's memory, so the pid says whose it is).
-    fn me() -> Self {
-        static ME: AtomicU64 = AtomicU64::new(0);
-        let pid = std::process::id();
-        let known = Holder(ME.load(SeqCst));
-        if known.0 != 0 && known.pid() == pid {
-            return known;
-        }
-        let me = Holder::new(pid, process::my_start_time() & (u64::MAX >> PID_BITS));
-        ME.store(me.0, SeqCst);
-        me
-    }
-
-    fn pid(self) -> u32 {
-        (self.0 & PID_MASK) as u32
-    }
-
-    fn start(self) -> u64 {
-        self.0 >> PID_BITS
-    }
-
-    /// Whether this holder no longer runs. Reads /proc. (The word keeps
-    /// 42 bits of the start time: a start past them, after centuries of
-    /// uptime, would read as another process.)
-    fn gone(self) -> bool {
-        process::gone(self.pid() as i32, self.start())
-    }
-}
 
 /// How long [`RegistryLock::acquire`] waits for a running holder.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,9 +97,9 @@ impl RegistryLock {
         let mut next_check = started + CHECK_EVERY;
         let mut spins = 0u32;
         loop {
-            let seen = match self.holder.compare_exchange(0, me.0, SeqCst, SeqCst) {
+            let seen = match self.holder.compare_exchange(0, me.word(), SeqCst, SeqCst) {
                 Ok(_) => return Some(self.outermost(me)),
-                Err(seen) => Holder(seen),
+                Err(seen) => Holder::from_word(seen),
             };
             let now = Instant::now();
             // This process's word without a hold of this process: a dead
@@ -193,7 +147,7 @@ impl RegistryLock {
                 }
             ),
         );
-        self.holder.compare_exchange(dead.0, me.0, SeqCst, SeqCst).ok()?;
+        self.holder.compare_exchange(dead.word(), me.word(), SeqCst, SeqCst).ok()?;
         Some(self.outermost(me))
     }
 
@@ -287,7 +241,7 @@ impl Drop for Held<'_> {
         if !self.outermost {
             return;
         }
-        if self.lock.holder.load(SeqCst) != self.me.0 {
+        if self.lock.holder.load(SeqCst) != self.me.word() {
             // Taken over while this process held it (judged dead): the
             // lock and its mark are the new holder's.
             log(

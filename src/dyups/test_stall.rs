@@ -1,6 +1,6 @@
 //! The debug builds' stall points, for the tests of a worker killed
 //! inside a change of the run-time upstreams' registry
-//! (t/dyups-lock-takeover.t).
+//! (t/dyups-lock-takeover.t), or of a zone upstream's servers.
 
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -21,7 +21,9 @@ use std::time::Duration;
 /// deletion not noted yet); in the grace period's reap (any change):
 /// `grace_flip` (the retired lists waiting, the phase not flipped yet;
 /// NAME `registry`) for 60 s, with the registry's lock and the slab mutex
-/// held, after logging `stalling at POINT in a change of NAME`. With
+/// held; in a Plus API replace (`PUT`) of zone upstream NAME's servers:
+/// `zone_claimed` (the new servers' health slots claimed, pending; no lock
+/// held), after logging `stalling at POINT in a change of NAME`. With
 /// `NDU_TEST_STALL_ONCE` set to a path, only the process that creates that
 /// file stalls. (Test code: it reads the environment, logs and sleeps
 /// under the locks, which the module never does otherwise.)

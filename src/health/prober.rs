@@ -370,6 +370,8 @@ fn resume_runtime_checks(
         let held = held?;
         let mut has_slot = health.runtime_keys();
         let (mut unchecked, mut spread, mut next_free) = (Vec::new(), Spread::default(), 0);
+        // One recount of a zone full by its count, for all of them.
+        let mut recount = true;
         for checked in held.checked_servers() {
             let upstream = checked.upstream.to_ascii_lowercase().into_bytes();
             for name in checked.servers {
@@ -379,7 +381,16 @@ fn resume_runtime_checks(
                 }
                 let due = spread.due(now, checked.interval_ms);
                 if health
-                    .keep_or_claim(None, &mut next_free, &upstream, &name, true, Counters::new(false), due)
+                    .keep_or_claim(
+                        None,
+                        &mut next_free,
+                        &mut recount,
+                        &upstream,
+                        &name,
+                        true,
+                        Counters::new(false),
+                        due,
+                    )
                     .is_none()
                 {
                     unchecked.push(Unchecked { upstream: checked.upstream.clone(), name });
@@ -519,7 +530,10 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize, patience: &mut InitPat
     // (a slot kept but freed and claimed again since: theirs, or nobody's).
     health
         .free_where(|index, slot| slot.is_live() && !slot.is_runtime() && kept_slots.get(&index) != Some(&slot.gen()));
-    let mut next_free = 0;
+    // One recount of a zone full by its count for all the claims
+    // (HealthZone::begin_cycle recounted it; old workers may have died in
+    // a free since).
+    let (mut next_free, mut recount) = (0, true);
     // Keeps or claims the slot of each peer `which` picks that has none
     // yet; how many of them are left without one.
     let mut claim = |planned: &mut [PlannedSlot], which: &dyn Fn(&PlannedSlot) -> bool| {
@@ -527,7 +541,8 @@ pub fn begin_cycle(init: &InitModule, not_carried: usize, patience: &mut InitPat
         for p in planned.iter_mut().filter(|p| p.slot.is_none() && which(p)) {
             let (upstream, _, default_down) = &upstreams[p.upstream];
             let counters = verdicts.get(&p.peer).copied().unwrap_or_else(|| Counters::new(*default_down));
-            match health.keep_or_claim(p.known, &mut next_free, upstream.as_bytes(), &p.peer, false, counters, p.due) {
+            let (name, peer) = (upstream.as_bytes(), &p.peer);
+            match health.keep_or_claim(p.known, &mut next_free, &mut recount, name, peer, false, counters, p.due) {
                 Some(index) => {
                     // A carried slot is due on the new schedule (the interval
                     // may have changed): its lease from the old one could be

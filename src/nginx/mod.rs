@@ -36,6 +36,7 @@ pub mod atomic_file;
 pub mod balancers;
 pub mod conf;
 pub mod entry;
+pub mod holder;
 pub mod http_io;
 pub mod log;
 pub mod lua_c;

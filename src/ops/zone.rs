@@ -168,6 +168,8 @@ fn apply_replace(
             .map(|c| PeerAddress::new(&c.spec.address))
             .collect();
         let slots = zone.claim_slots(&added, &removed)?;
+        #[cfg(debug_assertions)]
+        crate::dyups::test_stall::stall_for_tests("zone_claimed", &zone.name());
         match zone.replace(revision, &plan, &added, &removed, slots) {
             Ok(()) => return Ok(Some(current.len())),
             Err(Lost::Race) => continue,

@@ -37,6 +37,7 @@ use ngx::ffi::{
 };
 
 use crate::nginx::conf::{HealthZoneKind, MainConf};
+use crate::nginx::holder::Holder;
 use crate::nginx::log::log;
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
@@ -53,17 +54,18 @@ use crate::nginx::{fingerprint, layout, FNV_OFFSET};
 /// over on reload: with another name, it gets a zone of its own). The
 /// build fails when the layout no longer has [`ZONE_LAYOUT`]'s
 /// fingerprint: bump the version here and record the new fingerprint there
-/// (v4: the table's header keeps its high-water mark, `high`).
-pub const ZONE_NAME: &str = "dynamic_upstream_check_v4";
+/// (v4: the table's header keeps its high-water mark, `high`; v5: a
+/// `PENDING` slot names its claimer, `claimer`).
+pub const ZONE_NAME: &str = "dynamic_upstream_check_v5";
 
 /// The fingerprint of the layout [`ZONE_NAME`]'s version names (64-bit
 /// targets).
-const ZONE_LAYOUT: u64 = 0x5fa0_2a4c_1870_fc1e;
+const ZONE_LAYOUT: u64 = 0xbac1_4965_c25c_29e0;
 
 /// Everything the zone keeps, as sizes, alignments and field offsets.
 const LAYOUTS: [&[usize]; 2] = [
     &layout!(Table; count, used, cycle, high),
-    &layout!(Slot; state, gen, lease, down, rises, falls, transitions, last_error, runtime, checks, fails, unhealthy,
+    &layout!(Slot; state, gen, lease, claimer, down, rises, falls, transitions, last_error, runtime, checks, fails, unhealthy,
         last_check, upstream_len, name_len, upstream, name),
 ];
 
@@ -83,7 +85,9 @@ pub const UPSTREAM_NAME_MAX: usize = 255;
 
 const FREE: u32 = 0;
 /// Claimed for a peer an API is adding: not probed, not applied, until the
-/// peer is linked ([`Pending::activate`]).
+/// peer is linked ([`Pending::activate`]). The slot names its claimer
+/// (`Slot::claimer`): the slots of a claimer killed before it activated
+/// or freed them are freed by [`HealthZone::free_dead_claims`].
 const PENDING: u32 = 1;
 const LIVE: u32 = 2;
 
@@ -112,6 +116,9 @@ pub struct Slot {
     /// it did not change meanwhile.
     gen: AtomicU32,
     lease: AtomicU64,
+    /// A `PENDING` slot's claimer ([`Holder::word`]); 0 in a slot claimed
+    /// `LIVE`. Written with the key.
+    claimer: AtomicU64,
     down: AtomicU32,
     rises: AtomicU32,
     falls: AtomicU32,
@@ -344,10 +351,65 @@ impl<'z> HealthZone<'z> {
     }
 
     /// init_module (master): the zone belongs to a new cycle from now on.
+    /// Heals what processes killed inside a claim or a free left (every
+    /// reload): the `PENDING` slots of claimers that are gone are freed
+    /// ([`HealthZone::free_dead_claims`]) and the count of slots claimed
+    /// is made again from their states ([`HealthZone::recount_locked`]).
     pub fn begin_cycle(self) {
         // SAFETY: the table lives as long as the zone.
         let cycle = unsafe { (*self.table).cycle.fetch_add(1, AcqRel) } + 1;
         MY_CYCLE.store(cycle, Release);
+        self.free_dead_claims();
+        let _slab = self.lock();
+        self.recount_locked();
+    }
+
+    /// Frees the `PENDING` slots whose claimers no longer run (a worker
+    /// killed inside an add: nothing else frees them, and the zone lost
+    /// their room for good, hunt 40 F3); a running claimer's are never
+    /// touched. Returns how many it freed. The claimers are read without
+    /// the zone's mutex and asked about outside it (/proc: one read per
+    /// claimer, not per slot); each slot is freed under the mutex only if
+    /// it is still `PENDING` for one of the claimers found gone (a gone
+    /// process claims nothing again; a recycled pid has another start time).
+    pub fn free_dead_claims(self) -> usize {
+        let me = Holder::me().word();
+        let mut claimers: Vec<u64> = self
+            .slots()
+            .filter(|(_, s)| s.state.load(Acquire) == PENDING)
+            .map(|(_, s)| s.claimer.load(Acquire))
+            .filter(|&c| c != 0 && c != me)
+            .collect();
+        if claimers.is_empty() {
+            return 0;
+        }
+        claimers.sort_unstable();
+        claimers.dedup();
+        claimers.retain(|&c| Holder::from_word(c).gone());
+        if claimers.is_empty() {
+            return 0;
+        }
+        let _slab = self.lock();
+        let mut freed = 0;
+        for (_, slot) in self.slots() {
+            if slot.state.load(Acquire) == PENDING && claimers.binary_search(&slot.claimer.load(Acquire)).is_ok() {
+                self.free_locked(slot);
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Counts the slots claimed (not free) again and stores the count in
+    /// `used`; the caller holds the zone's mutex. `used` is raised before a
+    /// claim publishes its slot and lowered after a free: a process killed
+    /// in between leaves it one too high (never too low: listings reserve
+    /// room by it), which made the zone's last free slot unclaimable for
+    /// good (hunt 40 F2a). Walks the slots below the high-water mark.
+    fn recount_locked(self) -> usize {
+        let count = self.slots().filter(|(_, s)| s.state.load(Acquire) != FREE).count();
+        self.used().store(count, Release);
+        count
     }
 
     /// Whether this is still the running health zone of this process's
@@ -396,40 +458,70 @@ impl<'z> HealthZone<'z> {
         (0..self.high()).map(move |i| (i, self.slot(i)))
     }
 
-    /// Claims a free slot for (`upstream`, `name`) in `state`, the first
-    /// from `*next_free` on (then from the start), and moves `*next_free`
-    /// past it: a caller claiming many slots searches the zone about once,
-    /// not once per slot. None when every slot is taken.
-    fn claim(
+    /// Claims a free slot `PENDING` for (`upstream`, `name`) of a
+    /// configuration upstream, named as this process's, the first from
+    /// `*next_free` on (then from the start), and moves `*next_free` past
+    /// it: a caller claiming many slots searches the zone about once, not
+    /// once per slot. Returns its index and generation; None when every
+    /// slot is taken, once the slots of claimers that are gone were freed
+    /// ([`HealthZone::free_dead_claims`]) and the search made again.
+    fn claim_pending(
         self,
         upstream: &[u8],
         name: &[u8],
         counters: Counters,
         due: u32,
-        state: u32,
         next_free: &mut usize,
-    ) -> Option<usize> {
+    ) -> Option<(usize, u32)> {
         let key = Key { upstream, name, runtime: false };
-        // Slots are keyed under the zone's mutex.
-        let _slab = self.lock();
-        let index = self
-            .claim_locked(*next_free, key, counters, due, state)
-            .or_else(|| self.claim_locked(0, key, counters, due, state))?;
-        *next_free = index + 1;
-        Some(index)
+        // Read before the mutex (/proc, the first time in a process).
+        let claimer = Holder::me().word();
+        for retry in [false, true] {
+            if retry && self.free_dead_claims() == 0 {
+                return None;
+            }
+            // Slots are keyed under the zone's mutex.
+            let _slab = self.lock();
+            if let Some(index) = self.claim_locked(*next_free, key, counters, due, claimer, &mut true) {
+                *next_free = index + 1;
+                return Some((index, self.slot(index).gen()));
+            }
+        }
+        None
     }
 
-    /// Claims the first free slot from `from` on; the caller holds the
-    /// zone's mutex.
-    fn claim_locked(self, from: usize, key: Key, counters: Counters, due: u32, state: u32) -> Option<usize> {
+    /// Claims the first free slot from `from` on (then from the start),
+    /// `PENDING` for `claimer` (a [`Holder::word`]), or `LIVE` if it is 0;
+    /// the caller holds the zone's mutex. A zone full by its count answers
+    /// at once (a reload that places thousands of servers in a full zone
+    /// scanned it whole for each: review 45), unless `*recount` (then
+    /// cleared): the count is made again first, which a process killed
+    /// inside a free may have left too high (hunt 40 F2a). A caller that
+    /// claims many slots passes one `recount` for them all: one walk per
+    /// round, not per slot.
+    fn claim_locked(
+        self,
+        from: usize,
+        key: Key,
+        counters: Counters,
+        due: u32,
+        claimer: u64,
+        recount: &mut bool,
+    ) -> Option<usize> {
         let Key { upstream, name, runtime } = key;
-        // A full zone answers at once: a reload that places thousands of
-        // servers in a full zone scanned it whole for each (review 45).
-        if self.used().load(Acquire) >= self.len() {
+        let len = self.len();
+        if self.used().load(Acquire) >= len && !(core::mem::take(recount) && self.recount_locked() < len) {
             return None;
         }
-        let (index, slot) =
-            (from..self.len()).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)?;
+        let from = from.min(len);
+        let Some((index, slot)) =
+            (from..len).chain(0..from).map(|i| (i, self.slot(i))).find(|(_, s)| s.state.load(Acquire) == FREE)
+        else {
+            // Counted with room, none found: a wrong count (never made
+            // here: it errs high), mended.
+            self.recount_locked();
+            return None;
+        };
         // Pairs with `Slot::key_bytes`'s acquire fence: a lock-free reader
         // that copies any byte of the new key then sees the slot's free
         // (its state, its generation), whichever process freed it. x86-64
@@ -449,6 +541,7 @@ impl<'z> HealthZone<'z> {
             slot.name_len.store(name.len() as u32, Relaxed);
         }
         slot.runtime.store(u32::from(runtime), Relaxed);
+        slot.claimer.store(claimer, Relaxed);
         slot.set_counters(counters);
         slot.last_check.store(0, Relaxed);
         slot.last_error.store(0, Relaxed);
@@ -456,12 +549,17 @@ impl<'z> HealthZone<'z> {
             count.store(0, Relaxed);
         }
         slot.lease.store(Lease::due_at(due).pack(), Relaxed);
-        slot.state.store(state, Release);
-        self.used().fetch_add(1, AcqRel);
-        // After the state: a tick that reads the mark sees the slot claimed.
+        // The mark and the count before the state: a process killed in
+        // between leaves a free slot within the mark and the count one too
+        // high, which a recount mends (`recount_locked`); in the other
+        // order it left a claimed slot past the mark, which no walk of the
+        // slots sees, so nobody ever freed it (hunt 40 F2b), or the count
+        // too low, and listings that reserve room by it missed live slots.
         // SAFETY: the table lives as long as the zone; written under the
         // mutex the caller holds.
         unsafe { (*self.table).high.fetch_max(index + 1, AcqRel) };
+        self.used().fetch_add(1, AcqRel);
+        slot.state.store(if claimer == 0 { LIVE } else { PENDING }, Release);
         Some(index)
     }
 
@@ -501,6 +599,8 @@ impl<'z> HealthZone<'z> {
         let (_old, _new) = (old.lock(), self.lock());
         let (mut upstream, mut name) = ([0u8; UPSTREAM_NAME_MAX], [0u8; SOCKADDR_STRLEN]);
         let (mut next_free, mut dropped) = (0, 0);
+        // A new table, counted by its claims alone: no recount.
+        let mut recount = false;
         for pass in 0..NewPeers::PASSES {
             for (_, from) in old.slots().filter(|(_, s)| s.is_live()) {
                 let (u, n) = from.key_ranges();
@@ -514,7 +614,7 @@ impl<'z> HealthZone<'z> {
                 if new_peers.pass_of(&key, runtime_checked) != Some(pass) {
                     continue;
                 }
-                let Some(index) = self.claim_locked(next_free, key, from.counters(), due, LIVE) else {
+                let Some(index) = self.claim_locked(next_free, key, from.counters(), due, 0, &mut recount) else {
                     // A configuration upstream's peer is claimed again (or
                     // counted) by begin_cycle.
                     dropped += usize::from(from.is_runtime());
@@ -541,12 +641,14 @@ impl<'z> HealthZone<'z> {
     /// from `*next_free` on (then from the start), which `*next_free`
     /// passes. None when every slot is taken. Run-time slots are claimed
     /// under the dyups registry's lock, by a caller that knows the server
-    /// has none ([`HealthZone::runtime_keys`]).
+    /// has none ([`HealthZone::runtime_keys`]). `recount`: see
+    /// [`HealthZone::claim_locked`] (one per round of claims).
     #[allow(clippy::too_many_arguments)] // the key, where to look, and what a new slot holds
     pub fn keep_or_claim(
         self,
         found: Option<(usize, u32)>,
         next_free: &mut usize,
+        recount: &mut bool,
         upstream: &[u8],
         name: &[u8],
         runtime: bool,
@@ -562,18 +664,38 @@ impl<'z> HealthZone<'z> {
                 return Some(index);
             }
         }
-        let key = || Key { upstream, name, runtime };
-        let index = self
-            .claim_locked(*next_free, key(), counters, due, LIVE)
-            .or_else(|| self.claim_locked(0, key(), counters, due, LIVE))?;
+        let key = Key { upstream, name, runtime };
+        let index = self.claim_locked(*next_free, key, counters, due, 0, recount)?;
         *next_free = index + 1;
         Some(index)
     }
 
-    /// Frees the slot at `index`.
-    pub fn free(self, index: usize) {
+    /// Frees the `PENDING` slot at `index` if it is still of generation
+    /// `gen` (else it was freed, and maybe claimed again by another).
+    fn free_pending(self, index: usize, gen: u32) {
         let _slab = self.lock();
-        self.free_locked(self.slot(index));
+        self.free_pending_locked(index, gen);
+    }
+
+    /// [`HealthZone::free_pending`]; the caller holds the zone's mutex.
+    fn free_pending_locked(self, index: usize, gen: u32) {
+        let slot = self.slot(index);
+        if slot.state.load(Acquire) == PENDING && slot.gen() == gen {
+            self.free_locked(slot);
+        }
+    }
+
+    /// Makes the `PENDING` slot at `index` `LIVE` if it is still of
+    /// generation `gen`; the caller holds the zone's mutex. Whether it did
+    /// (not: freed meanwhile, as a dead claimer's, and maybe claimed again
+    /// by another: never made live for this one).
+    fn activate_locked(self, index: usize, gen: u32) -> bool {
+        let slot = self.slot(index);
+        let ours = slot.state.load(Acquire) == PENDING && slot.gen() == gen;
+        if ours {
+            slot.state.store(LIVE, Release);
+        }
+        ours
     }
 
     fn free_locked(self, slot: &Slot) {
@@ -1122,6 +1244,8 @@ impl CheckedList {
 pub struct Pending<'z> {
     zone: HealthZone<'z>,
     index: usize,
+    /// The generation of the slot claimed (a kept slot's is in `kept`).
+    gen: u32,
     /// The server's existing slot, of this generation, with its key (to
     /// claim another if a removal freed it meanwhile): nothing to free.
     kept: Option<KeptSlot>,
@@ -1180,13 +1304,13 @@ impl<'z> Pending<'z> {
                 kept.upstream[..upstream.len()].copy_from_slice(upstream.as_bytes());
                 kept.name[..name.len()].copy_from_slice(name);
                 let starts_down = slot.counters().down;
-                return Ok(Pending { zone, index, kept: Some(kept), starts_down });
+                return Ok(Pending { zone, index, gen: kept.gen, kept: Some(kept), starts_down });
             }
         }
         let counters = Counters::new(check.default_down);
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
-        let index = zone.claim(upstream.as_bytes(), name, counters, now, PENDING, next_free).ok_or_else(|| {
+        let (index, gen) = zone.claim_pending(upstream.as_bytes(), name, counters, now, next_free).ok_or_else(|| {
             ApiError::new(
                 507,
                 "check_zone_full",
@@ -1196,7 +1320,7 @@ impl<'z> Pending<'z> {
                 ),
             )
         })?;
-        Ok(Pending { zone, index, kept: None, starts_down: check.default_down })
+        Ok(Pending { zone, index, gen, kept: None, starts_down: check.default_down })
     }
 
     /// The slot an existing server keeps (see [`Self::claim_or_keep`]).
@@ -1207,10 +1331,17 @@ impl<'z> Pending<'z> {
     /// The peer is linked: the slot is checked from now on. Called under
     /// the lists' write locks, so that a removal of the peer (which finds
     /// its slot under them, [`HealthZone::slot_of_removed`]) never misses
-    /// it. Allocates nothing.
+    /// it. A slot freed meanwhile (judged a dead claimer's) is not made
+    /// live: the peer stays unchecked until a reload gives it a record.
+    /// Allocates nothing.
     pub fn activate(self) {
         match &self.kept {
-            None => self.zone.slot(self.index).state.store(LIVE, Release),
+            None => {
+                // Checked and stored under the zone's mutex (after the
+                // lists' locks, as everywhere), where slots are freed.
+                let _slab = self.zone.lock();
+                self.zone.activate_locked(self.index, self.gen);
+            }
             Some(kept) => {
                 // A removal of that server by another worker may have freed
                 // the kept slot since: its new peer gets a fresh one.
@@ -1232,7 +1363,7 @@ impl<'z> Pending<'z> {
                     // SAFETY: a plain read of nginx's clock.
                     let now = unsafe { ngx_current_msec } as u32;
                     // No room: the peer stays unchecked, as at start.
-                    let _ = self.zone.claim_locked(0, key, Counters::new(self.starts_down), now, LIVE);
+                    let _ = self.zone.claim_locked(0, key, Counters::new(self.starts_down), now, 0, &mut true);
                 }
             }
         }
@@ -1243,7 +1374,7 @@ impl<'z> Pending<'z> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if self.kept.is_none() {
-            self.zone.free(self.index);
+            self.zone.free_pending(self.index, self.gen);
         }
     }
 }
@@ -1473,8 +1604,12 @@ pub struct RuntimeSlots<'z> {
     /// Per name: whether it starts down (its kept slot's health, or
     /// `default_down`).
     down: Vec<bool>,
-    /// Slots claimed by `prepare`, freed unless committed.
-    claimed: Vec<usize>,
+    /// Slots claimed by `prepare` (index, generation), freed unless
+    /// committed.
+    claimed: Vec<(usize, u32)>,
+    /// This process as the claimer its `PENDING` slots name (read when
+    /// made, before any lock: /proc).
+    claimer: u64,
 }
 
 impl<'z> RuntimeSlots<'z> {
@@ -1504,6 +1639,7 @@ impl<'z> RuntimeSlots<'z> {
             slots: Vec::with_capacity(n),
             down: Vec::with_capacity(n),
             claimed: Vec::with_capacity(n),
+            claimer: Holder::me().word(),
         }
     }
 
@@ -1529,7 +1665,7 @@ impl<'z> RuntimeSlots<'z> {
                 self.kept[self.by_name[at]].get_or_insert((index, slot.counters().down));
             }
         }
-        let mut next_free = 0;
+        let (mut next_free, mut recount) = (0, true);
         for (i, (name, earlier)) in self.names.iter().zip(&self.earlier).enumerate() {
             if let Some(&j) = earlier.as_ref() {
                 // A server given twice: the slot of its first line.
@@ -1546,17 +1682,18 @@ impl<'z> RuntimeSlots<'z> {
                     kept
                 }
                 None => {
-                    let claimed = zone.claim_locked(next_free, key, Counters::new(self.default_down), now, PENDING);
+                    let counters = Counters::new(self.default_down);
+                    let claimed = zone.claim_locked(next_free, key, counters, now, self.claimer, &mut recount);
                     let Some(index) = claimed else {
-                        for &index in &self.claimed {
-                            zone.free_locked(zone.slot(index));
+                        for &(index, gen) in &self.claimed {
+                            zone.free_pending_locked(index, gen);
                         }
                         self.claimed.clear();
                         drop(slab);
                         return Err(zone.len());
                     };
                     next_free = index + 1;
-                    self.claimed.push(index);
+                    self.claimed.push((index, zone.slot(index).gen()));
                     (index, self.default_down)
                 }
             };
@@ -1577,8 +1714,8 @@ impl<'z> RuntimeSlots<'z> {
     pub fn activate(&mut self) {
         let zone = self.zone;
         let _slab = zone.lock();
-        for &index in &self.claimed {
-            zone.slot(index).state.store(LIVE, Release);
+        for &(index, gen) in &self.claimed {
+            zone.activate_locked(index, gen);
         }
         self.claimed.clear();
     }
@@ -1605,8 +1742,8 @@ impl Drop for RuntimeSlots<'_> {
             return;
         }
         let _slab = self.zone.lock();
-        for &index in &self.claimed {
-            self.zone.free_locked(self.zone.slot(index));
+        for &(index, gen) in &self.claimed {
+            self.zone.free_pending_locked(index, gen);
         }
     }
 }
