@@ -197,6 +197,17 @@ server {
 }
 EOF
 
+# TESTs 14, 15: a zone of 32k and one checked configuration server, "cfg",
+# which stalled_reload gives three.
+$ENV{TEST_NGINX_CHECKED_CFG} = <<'EOF';
+check_shm_size 32k;
+upstream cfg {
+    zone cfg 64k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+EOF
+
 run_tests();
 
 __DATA__
@@ -617,12 +628,7 @@ main::every_worker_serves('y', main::line(main::addr(3)), 3, 'after the takeover
 --- main_config
 env NDU_TEST_STALL=replace_prepared:d;
 --- http_config
-check_shm_size 32k;
-upstream cfg {
-    zone cfg 64k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_CFG
 $TEST_NGINX_SERVERS
 --- config
 location / { dyups_interface; }
@@ -650,12 +656,7 @@ is($t->{rows}->('dy'), $t->{holds} - 3, '  the run-time upstream gave up two of 
 --- main_config
 env NDU_TEST_STALL=replace_prepared:d;
 --- http_config
-check_shm_size 32k;
-upstream cfg {
-    zone cfg 64k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_CFG
 $TEST_NGINX_SERVERS
 --- config
 location / { dyups_interface; }
