@@ -282,3 +282,31 @@ $a = $peer->(port(1));
 is_deeply([@$a{qw(state downtime)}], ['up', $down], 'still up, downtime frozen') or diag(explain $a);
 --- allow_error_log
 upstream server temporarily disabled
+
+=== TEST 10: selected is when nginx picked the server for its last attempt, not when that attempt ended (a 1 s request was listed as selected a second late: hunt 38 F3)
+--- modules: echo
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT_1;
+    location / { echo_sleep 1; echo "slow"; }
+}
+--- config
+location /api { dynamic_upstream_api; }
+location / { proxy_pass http://backends; }
+--- perl
+use Time::HiRes ();
+use Time::Local ();
+my $ms = sub {
+    my ($y, $mo, $d, $h, $mi, $s, $f) = $_[0] =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or return undef;
+    return Time::Local::timegm($s, $mi, $h, $d, $mo - 1, $y) * 1000 + $f;
+};
+my $sent = int(Time::HiRes::time() * 1000);
+is(http_get('/')->{body}, "slow\n", 'a request of one second');
+my $answered = int(Time::HiRes::time() * 1000);
+my $selected = $ms->(main::upstream_peers('backends')->[0]{selected} // '');
+ok(defined $selected && $selected >= $sent - 20 && $selected < $sent + 500 && $selected < $answered - 500,
+   'selected is when the request was sent to it') or diag("sent $sent, selected " . ($selected // 'none') . ", answered $answered");
