@@ -753,3 +753,39 @@ my $size = -s prefix() . 'logs/error.log';
 nginx_reload();
 is(main::records('zu'), $holds, "a reload with $holds configuration servers in zu (what the zone holds): every one has a record");
 unlike(substr(error_log_text(), $size), qr/not checked/, '  no [error] of servers left unchecked');
+
+=== TEST 19: a Plus API PUT of a checked zone upstream that a reload overtakes (its records claimed before the reload, the peers linked after it, in lists no new worker serves) makes none of its records live: they are freed, the new configuration gets their room (they kept it until the next reload: review 48)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=zone_claimed:zu;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=3;
+--- http_config
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /status { check_status json; }
+--- perl
+my $r = main::admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . ' check type=tcp;');
+my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
+ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
+my $c = main::keepalive(server_port());
+$c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', main::put_body($holds - 10));
+my $stalled;
+ok(poll_until(sub { $stalled = main::stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT, its records claimed');
+my $size = -s prefix() . 'logs/error.log';
+kill 'HUP', master_pid() or die "HUP: $!";
+ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload meanwhile');
+my $answer = $c->read;
+ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
+ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
+is(main::records('zu'), 1, 'zu has its configuration server\'s record only');
+$r = http('PUT', '/api/9/http/upstreams/zu/servers', main::put_body($holds));
+is($r->{status}, 200, "a PUT of $holds servers (what the zone holds) in the new configuration") or diag($r->{body});
+is(main::records('zu'), $holds, '  every server of zu has a record');

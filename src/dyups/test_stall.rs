@@ -23,9 +23,10 @@ use std::time::Duration;
 /// NAME `registry`) for 60 s, with the registry's lock and the slab mutex
 /// held; in a Plus API replace (`PUT`) of zone upstream NAME's servers:
 /// `zone_claimed` (the new servers' health slots claimed, pending; no lock
-/// held), after logging `stalling at POINT in a change of NAME`. With
-/// `NDU_TEST_STALL_ONCE` set to a path, only the process that creates that
-/// file stalls. (Test code: it reads the environment, logs and sleeps
+/// held but a `dynamic_state_file`'s), after logging `stalling at POINT in
+/// a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path, only the
+/// process that creates that file stalls; `NDU_TEST_STALL_SECONDS` sets how
+/// long (60 by default). (Test code: it reads the environment, logs and sleeps
 /// under the locks, which the module never does otherwise.)
 pub fn stall_for_tests(point: &str, name: &str) {
     let Ok(wanted) = std::env::var("NDU_TEST_STALL") else { return };
@@ -38,5 +39,6 @@ pub fn stall_for_tests(point: &str, name: &str) {
         }
     }
     crate::nginx::log::log(ngx::ffi::NGX_LOG_NOTICE, &format!("stalling at {point} in a change of {name}"));
-    std::thread::sleep(Duration::from_secs(60));
+    let seconds = std::env::var("NDU_TEST_STALL_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    std::thread::sleep(Duration::from_secs(seconds));
 }

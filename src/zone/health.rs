@@ -1335,6 +1335,15 @@ impl<'z> Pending<'z> {
     /// live: the peer stays unchecked until a reload gives it a record.
     /// Allocates nothing.
     pub fn activate(self) {
+        if !self.zone.is_current_cycle() {
+            // A reload replaced this worker's configuration while it made
+            // the change: its lists are no longer served, nor probed, and
+            // the reload's master, which frees the records the new
+            // configuration does not keep, has run; made live, the record
+            // kept its room until the next reload (review 48). Dropped, a
+            // claimed record is freed (a kept one is the new cycle's).
+            return;
+        }
         match &self.kept {
             None => {
                 // Checked and stored under the zone's mutex (after the
