@@ -789,3 +789,41 @@ is(main::records('zu'), 1, 'zu has its configuration server\'s record only');
 $r = http('PUT', '/api/9/http/upstreams/zu/servers', main::put_body($holds));
 is($r->{status}, 200, "a PUT of $holds servers (what the zone holds) in the new configuration") or diag($r->{body});
 is(main::records('zu'), $holds, '  every server of zu has a record');
+
+=== TEST 20: a Plus API PUT that removes a checked configuration server, overtaken by a reload that keeps that server: the old worker leaves the server's record, which the new configuration kept (it freed it: the server was left unchecked until the next reload, review 49)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=zone_claimed:zu;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=3;
+--- http_config
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    server 127.0.1.1:30002;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /status { check_status json; }
+--- perl
+my $names = sub {
+    my $status = JSON::PP->new->decode(http_get('/status')->{body});
+    return join ',', sort map { $_->{name} } grep { $_->{upstream} eq 'zu' } @{ $status->{servers}{server} };
+};
+is($names->(), '127.0.1.1:30001,127.0.1.1:30002', 'both configuration servers have a record');
+my $c = main::keepalive(server_port());
+# Keeps 30001, removes 30002, adds 30003.
+$c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost',
+         JSON::PP->new->encode([{ server => '127.0.1.1:30001' }, { server => '127.0.1.1:30003' }]));
+my $stalled;
+ok(poll_until(sub { $stalled = main::stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT, its records claimed');
+my $size = -s prefix() . 'logs/error.log';
+kill 'HUP', master_pid() or die "HUP: $!";
+ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload of the same configuration meanwhile');
+my $answer = $c->read;
+ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
+ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
+is($names->(), '127.0.1.1:30001,127.0.1.1:30002', 'both servers of the new configuration keep their records');

@@ -283,7 +283,7 @@ is_deeply([@$a{qw(state downtime)}], ['up', $down], 'still up, downtime frozen')
 --- allow_error_log
 upstream server temporarily disabled
 
-=== TEST 10: selected is when nginx picked the server for its last attempt, not when that attempt ended (a 1 s request was listed as selected a second late: hunt 38 F3)
+=== TEST 10: selected is when nginx picked the server for its last attempt, not when that attempt ended (a 1 s request was listed as selected a second late: hunt 38 F3), and the latest pick whichever attempt ends last (a long one ending after a later, quick one moved it back: review 49)
 --- modules: echo
 --- http_config
 upstream backends {
@@ -292,21 +292,36 @@ upstream backends {
 }
 server {
     listen 127.0.0.1:$TEST_NGINX_PORT_1;
-    location / { echo_sleep 1; echo "slow"; }
+    location /slow { echo_sleep 1; echo "slow"; }
+    location / { echo "quick"; }
 }
 --- config
 location /api { dynamic_upstream_api; }
 location / { proxy_pass http://backends; }
 --- perl
+use IO::Socket::INET;
 use Time::HiRes ();
 use Time::Local ();
-my $ms = sub {
-    my ($y, $mo, $d, $h, $mi, $s, $f) = $_[0] =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or return undef;
+my $now = sub { int(Time::HiRes::time() * 1000) };
+my $selected = sub {
+    my ($y, $mo, $d, $h, $mi, $s, $f) = (main::upstream_peers('backends')->[0]{selected} // '')
+        =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/ or return undef;
     return Time::Local::timegm($s, $mi, $h, $d, $mo - 1, $y) * 1000 + $f;
 };
-my $sent = int(Time::HiRes::time() * 1000);
-is(http_get('/')->{body}, "slow\n", 'a request of one second');
-my $answered = int(Time::HiRes::time() * 1000);
-my $selected = $ms->(main::upstream_peers('backends')->[0]{selected} // '');
-ok(defined $selected && $selected >= $sent - 20 && $selected < $sent + 500 && $selected < $answered - 500,
-   'selected is when the request was sent to it') or diag("sent $sent, selected " . ($selected // 'none') . ", answered $answered");
+my $sent = $now->();
+is(http_get('/slow')->{body}, "slow\n", 'a request of one second');
+my $answered = $now->();
+my $at = $selected->();
+ok(defined $at && $at >= $sent - 20 && $at < $sent + 500 && $at < $answered - 500,
+   'selected is when the request was sent to it') or diag("sent $sent, selected " . ($at // 'none') . ", answered $answered");
+my $slow = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port()) or die "connect: $!";
+print $slow "GET /slow HTTP/1.0\r\nHost: localhost\r\n\r\n";
+# The quick request's pick comes measurably later than the slow one's.
+Time::HiRes::sleep(0.3);
+my $quick_sent = $now->();
+is(http_get('/')->{body}, "quick\n", 'a quick request while a slow one runs');
+my $answer = do { local $/; <$slow> };
+like($answer, qr/slow/, '  the slow one ends after it');
+$at = $selected->();
+ok(defined $at && $at >= $quick_sent - 20, 'selected is the quick request\'s pick, the later one')
+    or diag("quick sent $quick_sent, selected " . ($at // 'none'));

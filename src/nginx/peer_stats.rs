@@ -374,9 +374,11 @@ pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ng
         add(word::REQUESTS, 1);
         // When nginx picked the server: the attempt's start (`start_time`,
         // set as it connects, before the balancer's `get`), not its end,
-        // which a long request put seconds or minutes later (hunt 38 F3).
+        // which a long request put seconds or minutes later (hunt 38 F3);
+        // the latest pick, whichever attempt ends last (a long one ending
+        // after a later, shorter one moved it back, review 49).
         let elapsed = ngx::ffi::ngx_current_msec.wrapping_sub((*u).start_time);
-        at(peer, word::SELECTED).store(now.saturating_sub(elapsed as u64), Relaxed);
+        at(peer, word::SELECTED).fetch_max(now.saturating_sub(elapsed as u64), Relaxed);
         let s = (*u).state;
         if !s.is_null() {
             add(word::SENT, (*s).bytes_sent.max(0) as u64);

@@ -937,6 +937,22 @@ impl<'z> HealthZone<'z> {
     /// whether it did.
     pub fn free_generation(self, index: usize, gen: u32) -> bool {
         let _slab = self.lock();
+        self.free_generation_locked(index, gen)
+    }
+
+    /// [`HealthZone::free_generation`] for a server a worker removed from
+    /// its lists: not in a worker whose configuration a reload replaced
+    /// meanwhile, whose lists no longer count (the new configuration may
+    /// have kept that server, and its record: an overtaken PUT left it
+    /// unchecked, review 49; the reload's master frees the records it does
+    /// not keep). Checked under the mutex, under which that master frees
+    /// them after its cycle moved.
+    pub fn free_removed(self, index: usize, gen: u32) -> bool {
+        let _slab = self.lock();
+        self.is_current_cycle() && self.free_generation_locked(index, gen)
+    }
+
+    fn free_generation_locked(self, index: usize, gen: u32) -> bool {
         let slot = self.slot(index);
         let freed = slot.is_live() && slot.gen() == gen;
         if freed {
@@ -1335,47 +1351,44 @@ impl<'z> Pending<'z> {
     /// live: the peer stays unchecked until a reload gives it a record.
     /// Allocates nothing.
     pub fn activate(self) {
+        // The zone's mutex comes after the lists' locks, as everywhere.
+        let slab = self.zone.lock();
         if !self.zone.is_current_cycle() {
             // A reload replaced this worker's configuration while it made
-            // the change: its lists are no longer served, nor probed, and
-            // the reload's master, which frees the records the new
-            // configuration does not keep, has run; made live, the record
-            // kept its room until the next reload (review 48). Dropped, a
-            // claimed record is freed (a kept one is the new cycle's).
-            return;
-        }
-        match &self.kept {
-            None => {
-                // Checked and stored under the zone's mutex (after the
-                // lists' locks, as everywhere), where slots are freed.
-                let _slab = self.zone.lock();
-                self.zone.activate_locked(self.index, self.gen);
+            // the change: its lists are no longer served, nor probed.
+            // Checked under the mutex, under which the reload's master
+            // frees what the new configuration does not keep, after its
+            // cycle moved: made live before, the record is freed by the
+            // master; after, it kept its room until the next reload
+            // (review 48, 49). A claimed record is freed here (a kept one
+            // is the new cycle's).
+            if self.kept.is_none() {
+                self.zone.free_pending_locked(self.index, self.gen);
             }
-            Some(kept) => {
-                // A removal of that server by another worker may have freed
-                // the kept slot since: its new peer gets a fresh one.
-                // The zone's mutex comes after the lists' locks, as
-                // everywhere.
-                let _slab = self.zone.lock();
-                let slot = self.zone.slot(self.index);
-                if slot.is_live() && slot.gen() == kept.gen {
-                    // Its health may have moved since `starts_down` was
-                    // read: every worker applies it again to the server's
-                    // peers, the new one too.
-                    slot.transitions.fetch_add(1, Release);
-                } else {
-                    let key = Key {
-                        upstream: &kept.upstream[..kept.upstream_len],
-                        name: &kept.name[..kept.name_len],
-                        runtime: false,
-                    };
-                    // SAFETY: a plain read of nginx's clock.
-                    let now = unsafe { ngx_current_msec } as u32;
-                    // No room: the peer stays unchecked, as at start.
-                    let _ = self.zone.claim_locked(0, key, Counters::new(self.starts_down), now, 0, &mut true);
-                }
+        } else if let Some(kept) = &self.kept {
+            // A removal of that server by another worker may have freed
+            // the kept slot since: its new peer gets a fresh one.
+            let slot = self.zone.slot(self.index);
+            if slot.is_live() && slot.gen() == kept.gen {
+                // Its health may have moved since `starts_down` was read:
+                // every worker applies it again to the server's peers, the
+                // new one too.
+                slot.transitions.fetch_add(1, Release);
+            } else {
+                let key = Key {
+                    upstream: &kept.upstream[..kept.upstream_len],
+                    name: &kept.name[..kept.name_len],
+                    runtime: false,
+                };
+                // SAFETY: a plain read of nginx's clock.
+                let now = unsafe { ngx_current_msec } as u32;
+                // No room: the peer stays unchecked, as at start.
+                let _ = self.zone.claim_locked(0, key, Counters::new(self.starts_down), now, 0, &mut true);
             }
+        } else {
+            self.zone.activate_locked(self.index, self.gen);
         }
+        drop(slab);
         core::mem::forget(self);
     }
 }

@@ -525,7 +525,7 @@ impl<'c> ZoneUpstream<'c> {
         }?;
         // Its checks stop with it.
         if let (Some(health), Some((index, gen))) = (health, slot) {
-            health.free_generation(index, gen);
+            health.free_removed(index, gen);
         }
         Ok(name)
     }
@@ -662,7 +662,7 @@ impl<'c> ZoneUpstream<'c> {
         if let (Some(health), Some(removed_slots)) = (health, removed_slots) {
             for (slot, stays) in removed_slots.into_iter().zip(stays) {
                 if let Some((index, gen)) = slot.filter(|(index, _)| !stays && kept.binary_search(index).is_err()) {
-                    health.free_generation(index, gen);
+                    health.free_removed(index, gen);
                 }
             }
         }
