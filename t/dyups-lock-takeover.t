@@ -827,3 +827,80 @@ my $answer = $c->read;
 ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
 ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
 is($names->(), '127.0.1.1:30001,127.0.1.1:30002', 'both servers of the new configuration keep their records');
+
+=== TEST 21: a reload while a worker's checked PUT holds pending records: the new configuration's servers take their room (the master left them unchecked, dead ones taking requests, and told to raise check_shm_size though the configuration fit: hunt 41)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=zone_claimed:zu;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=3;
+--- http_config
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
+}
+$TEST_NGINX_SERVERS
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /status { check_status json; }
+--- perl
+my $r = main::admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . ' check type=tcp;');
+my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
+ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
+my $c = main::keepalive(server_port());
+# zu's server and HOLDS - 2 new ones: two records left free.
+$c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', main::put_body($holds - 1));
+my $stalled;
+ok(poll_until(sub { $stalled = main::stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT, its records claimed');
+# Six configuration servers: five more than zu has, three more than the zone has free.
+my $conf = main::slurp(conf_file());
+$conf =~ s/    server 127\.0\.1\.1:30001;\n/join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30006/e or die 'no server line';
+main::spew(conf_file(), $conf);
+my $size = -s prefix() . 'logs/error.log';
+kill 'HUP', master_pid() or die "HUP: $!";
+ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload meanwhile');
+unlike(substr(error_log_text(), $size), qr/not checked/, '  no server is left unchecked');
+ok(poll_until(sub { main::records('zu') == 6 }, 5, 'records'), '  the six configuration servers have records');
+my $answer = $c->read;
+ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
+ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
+is(main::records('zu'), 6, 'the six configuration servers keep their records');
+
+=== TEST 22: a checked POST of a run-time upstream whose worker holds the registry's lock past a reload that moves the health records to a new zone (another check_shm_size) is refused with 503 and changes nothing (it answered 200, and its new servers had no record in the new zone: dead ones took requests, hunt 41)
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=replace_prepared:dyx;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=4;
+--- http_config
+check_shm_size 32k;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- perl
+my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+# The first POST creates the file: it does not stall.
+main::spew(data_dir() . '/stalled-once', '');
+main::accepted('POST', 'dyx', 'server 127.0.2.1:30001;' . $check);
+unlink data_dir() . '/stalled-once';
+my $c = main::keepalive(port(8));
+$c->send('POST', '/upstream/dyx', 'localhost', 'server 127.0.2.1:30001; server 127.0.2.1:30002;' . $check);
+my $stalled;
+ok(poll_until(sub { $stalled = main::stalled_pid('dyx') }, 10, 'stall'), 'a worker stalls in the POST, holding the registry lock');
+my $conf = main::slurp(conf_file());
+$conf =~ s/check_shm_size 32k;/check_shm_size 48k;/ or die 'no check_shm_size';
+main::spew(conf_file(), $conf);
+my $size = -s prefix() . 'logs/error.log';
+kill 'HUP', master_pid() or die "HUP: $!";
+ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload to a new health zone meanwhile');
+like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock');
+my $answer = $c->read;
+is("$answer->{status} $answer->{body}",
+   "503 nginx is reloading and this worker's configuration is being replaced: retry the request",
+   'the stalled POST is refused');
+ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  its worker exits');
+is(main::admin('GET', '/upstream/dyx')->{body}, main::line('127.0.2.1:30001'), 'dyx keeps its one server');
+is(main::records('dyx'), 1, '  which has its record in the new zone');

@@ -974,8 +974,18 @@ impl<'z> Dyups<'z> {
             // at a list that may be freed) and the slots of servers it alone
             // had freed (it keeps its checks while it is served); a new
             // record is linked once complete.
-            if let Some(health) = health.as_mut() {
-                health.activate();
+            if health.as_mut().is_some_and(|health| !health.activate()) {
+                // A reload moved the health records to a new zone while
+                // this process held the lock past its wait: the change is
+                // refused whole, as one that took the lock after it.
+                free_list(slab.pool(), list);
+                if existed.is_none() {
+                    ngx_slab_free_locked(slab.pool(), record.cast());
+                }
+                // Its claimed slots are freed under the lock, as above.
+                drop(health);
+                drop((slab, registry_lock)); // the error allocates: not under the locks
+                return Err(ApiError::reloading());
             }
             #[cfg(debug_assertions)]
             stall_for_tests("replace_activated", name);

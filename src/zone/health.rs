@@ -353,14 +353,26 @@ impl<'z> HealthZone<'z> {
     /// init_module (master): the zone belongs to a new cycle from now on.
     /// Heals what processes killed inside a claim or a free left (every
     /// reload): the `PENDING` slots of claimers that are gone are freed
-    /// ([`HealthZone::free_dead_claims`]) and the count of slots claimed
-    /// is made again from their states ([`HealthZone::recount_locked`]).
+    /// ([`HealthZone::free_dead_claims`]), those of zone upstreams' adds
+    /// too, and the count of slots claimed is made again from their states
+    /// ([`HealthZone::recount_locked`]).
     pub fn begin_cycle(self) {
         // SAFETY: the table lives as long as the zone.
         let cycle = unsafe { (*self.table).cycle.fetch_add(1, AcqRel) } + 1;
         MY_CYCLE.store(cycle, Release);
         self.free_dead_claims();
         let _slab = self.lock();
+        // The pending records of adds to zone upstreams: made by workers of
+        // the configurations this cycle replaces, they can no longer go
+        // live (Pending::activate checks the cycle under this mutex), and
+        // they took the room of this cycle's servers, left unchecked though
+        // the configuration fit (hunt 41). A run-time upstream's may still
+        // go live (the registry outlives reloads).
+        for (_, slot) in self.slots() {
+            if slot.state.load(Acquire) == PENDING && !slot.is_runtime() {
+                self.free_locked(slot);
+            }
+        }
         self.recount_locked();
     }
 
@@ -1732,14 +1744,25 @@ impl<'z> RuntimeSlots<'z> {
 
     /// The new servers' slots are checked from now on: called before their
     /// list is published, so that it never is with slots nobody checks.
+    /// False, and nothing activated (dropped, the claims are freed), when a
+    /// reload moved the records to a new zone meanwhile (this process held
+    /// the registry's lock past the reload's wait for it): the new workers
+    /// would find no record for these servers, which would take requests
+    /// unchecked (hunt 41). Decided under the zone's mutex, which the reload
+    /// takes to copy the records once it marked the zone superseded.
     /// Allocates nothing.
-    pub fn activate(&mut self) {
+    #[must_use]
+    pub fn activate(&mut self) -> bool {
         let zone = self.zone;
         let _slab = zone.lock();
+        if zone.is_superseded() {
+            return false;
+        }
         for &(index, gen) in &self.claimed {
             zone.activate_locked(index, gen);
         }
         self.claimed.clear();
+        true
     }
 
     /// Frees the upstream's other slots (servers its new list no longer
