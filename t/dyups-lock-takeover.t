@@ -107,12 +107,7 @@ sub stalled_reload {
         ok(kill('KILL', $stalled), "kill -9 of the stalled worker $stalled, $kill_after s after the HUP");
     }
     ok(poll_until(sub { $log->() =~ /start worker processes/ }, 15, 'reload'), 'the master is done with the new configuration');
-    my $rows = sub {
-        my ($upstream) = @_;
-        my $status = JSON::PP->new->decode(http_get('/status')->{body});
-        return scalar grep { $_->{upstream} eq $upstream } @{ $status->{servers}{server} };
-    };
-    return { holds => $holds, stalled => $stalled, rows => $rows, log => $log, old => \%old };
+    return { holds => $holds, stalled => $stalled, rows => \&records, log => $log, old => \%old };
 }
 
 # The old workers of stalled_reload's T are gone, two new ones run: one test.
@@ -150,16 +145,50 @@ sub every_worker_lists {
 # stalls once their records are claimed (pending, not yet checked), and a
 # kill -9 of that worker there (four tests). Returns HOLDS.
 sub killed_put {
-    my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
-    my $r = admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . $check);
-    my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
-    ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
-    keepalive(server_port())->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', put_body($holds));
-    my $stalled;
-    ok(poll_until(sub { $stalled = stalled_pid('zu') }, 10, 'stall'), "a worker stalls in a PUT of zu's $holds servers, their records claimed");
+    my $holds = zone_holds();
+    my (undef, $stalled) = stalled_put(put_body($holds));
     ok(kill('KILL', $stalled), "kill -9 of worker $stalled there");
     ok(poll_until(sub { my @w = worker_pids(); @w == 1 && $w[0] != $stalled }, 10, 'respawn'), '  the master started another worker');
     return $holds;
+}
+
+# How many checked peers the health zone holds: the 507 of a POST of a
+# run-time upstream with 200 checked servers says.
+sub zone_holds {
+    my $r = admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . ' check type=tcp;');
+    my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
+    ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
+    return $holds;
+}
+
+# Sends a Plus API PUT of zu's servers (BODY) on a connection of its own and
+# waits until its worker stalls at zone_claimed, the new servers' records
+# claimed: one test. Returns the connection and the worker's pid.
+sub stalled_put {
+    my ($body) = @_;
+    my $c = keepalive(server_port());
+    $c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', $body);
+    my $stalled;
+    ok(poll_until(sub { $stalled = stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT of zu, its records claimed');
+    return ($c, $stalled);
+}
+
+# Reloads (HUP) while a worker stalls, and waits until the master is done
+# with the configuration: one test. Returns the error log's size before.
+sub reload_meanwhile {
+    my $size = -s prefix() . 'logs/error.log';
+    kill 'HUP', master_pid() or die "HUP: $!";
+    ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload meanwhile');
+    return $size;
+}
+
+# The stalled worker of CONNECTION (PID) answers its change in the
+# configuration it had, and exits: two tests.
+sub overtaken_answers {
+    my ($c, $pid) = @_;
+    my $answer = $c->read;
+    ok($answer->{status}, "the stalled worker answers ($answer->{status}) in the configuration it had");
+    ok(poll_until(sub { !kill(0, $pid) }, 10, 'exit'), '  and exits');
 }
 
 # The body of a PUT of zu's servers: its configuration server and N - 1 others.
@@ -194,6 +223,16 @@ server {
     listen 127.0.0.1:$TEST_NGINX_PORT_9 reuseport;
     add_header X-Worker $pid always;
     location / { proxy_pass http://$host; }
+}
+EOF
+
+# TESTs 16-19, 21: a zone of 32k and one checked zone upstream, "zu".
+$ENV{TEST_NGINX_CHECKED_ZU} = <<'EOF';
+check_shm_size 32k;
+upstream zu {
+    zone zu 512k;
+    server 127.0.1.1:30001;
+    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
 }
 EOF
 
@@ -682,12 +721,7 @@ is($t->{rows}->('dy'), $t->{holds} - 3, '  the run-time upstream gave up two of 
 env NDU_TEST_STALL=zone_claimed:zu;
 env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
 --- http_config
-check_shm_size 32k;
-upstream zu {
-    zone zu 512k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_ZU
 $TEST_NGINX_SERVERS
 --- config
 location /api { dynamic_upstream_api write=on; }
@@ -708,12 +742,7 @@ is(main::records('zu'), $holds, '  every server of zu has a record');
 env NDU_TEST_STALL=zone_claimed:zu;
 env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
 --- http_config
-check_shm_size 32k;
-upstream zu {
-    zone zu 512k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_ZU
 $TEST_NGINX_SERVERS
 --- config
 location /api { dynamic_upstream_api write=on; }
@@ -732,12 +761,7 @@ is(main::records('d'), $holds - 1, "  d's $holds - 1 servers have records (the z
 env NDU_TEST_STALL=zone_claimed:zu;
 env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
 --- http_config
-check_shm_size 32k;
-upstream zu {
-    zone zu 512k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_ZU
 $TEST_NGINX_SERVERS
 --- config
 location /api { dynamic_upstream_api write=on; }
@@ -761,32 +785,18 @@ env NDU_TEST_STALL=zone_claimed:zu;
 env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
 env NDU_TEST_STALL_SECONDS=3;
 --- http_config
-check_shm_size 32k;
-upstream zu {
-    zone zu 512k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_ZU
 $TEST_NGINX_SERVERS
 --- config
 location /api { dynamic_upstream_api write=on; }
 location /status { check_status json; }
 --- perl
-my $r = main::admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . ' check type=tcp;');
-my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
-ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
-my $c = main::keepalive(server_port());
-$c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', main::put_body($holds - 10));
-my $stalled;
-ok(poll_until(sub { $stalled = main::stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT, its records claimed');
-my $size = -s prefix() . 'logs/error.log';
-kill 'HUP', master_pid() or die "HUP: $!";
-ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload meanwhile');
-my $answer = $c->read;
-ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
-ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
+my $holds = main::zone_holds();
+my ($c, $stalled) = main::stalled_put(main::put_body($holds - 10));
+main::reload_meanwhile();
+main::overtaken_answers($c, $stalled);
 is(main::records('zu'), 1, 'zu has its configuration server\'s record only');
-$r = http('PUT', '/api/9/http/upstreams/zu/servers', main::put_body($holds));
+my $r = http('PUT', '/api/9/http/upstreams/zu/servers', main::put_body($holds));
 is($r->{status}, 200, "a PUT of $holds servers (what the zone holds) in the new configuration") or diag($r->{body});
 is(main::records('zu'), $holds, '  every server of zu has a record');
 
@@ -814,18 +824,10 @@ my $names = sub {
     return join ',', sort map { $_->{name} } grep { $_->{upstream} eq 'zu' } @{ $status->{servers}{server} };
 };
 is($names->(), '127.0.1.1:30001,127.0.1.1:30002', 'both configuration servers have a record');
-my $c = main::keepalive(server_port());
-# Keeps 30001, removes 30002, adds 30003.
-$c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost',
-         JSON::PP->new->encode([{ server => '127.0.1.1:30001' }, { server => '127.0.1.1:30003' }]));
-my $stalled;
-ok(poll_until(sub { $stalled = main::stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT, its records claimed');
-my $size = -s prefix() . 'logs/error.log';
-kill 'HUP', master_pid() or die "HUP: $!";
-ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload of the same configuration meanwhile');
-my $answer = $c->read;
-ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
-ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
+# Keeps 30001, removes 30002, adds 30003; the reload keeps the configuration.
+my ($c, $stalled) = main::stalled_put(JSON::PP->new->encode([{ server => '127.0.1.1:30001' }, { server => '127.0.1.1:30003' }]));
+main::reload_meanwhile();
+main::overtaken_answers($c, $stalled);
 is($names->(), '127.0.1.1:30001,127.0.1.1:30002', 'both servers of the new configuration keep their records');
 
 === TEST 21: a reload while a worker's checked PUT holds pending records: the new configuration's servers take their room (the master left them unchecked, dead ones taking requests, and told to raise check_shm_size though the configuration fit: hunt 41)
@@ -835,37 +837,23 @@ env NDU_TEST_STALL=zone_claimed:zu;
 env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
 env NDU_TEST_STALL_SECONDS=3;
 --- http_config
-check_shm_size 32k;
-upstream zu {
-    zone zu 512k;
-    server 127.0.1.1:30001;
-    check interval=60000 rise=1 fall=1 timeout=300 type=tcp;
-}
+$TEST_NGINX_CHECKED_ZU
 $TEST_NGINX_SERVERS
 --- config
 location /api { dynamic_upstream_api write=on; }
 location /status { check_status json; }
 --- perl
-my $r = main::admin('POST', '/upstream/probe', join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 0 .. 199) . ' check type=tcp;');
-my ($holds) = $r->{body} =~ /holds (\d+) checked peers/;
-ok($holds, "the health zone holds $holds checked peers") or diag("$r->{status} $r->{body}");
-my $c = main::keepalive(server_port());
+my $holds = main::zone_holds();
 # zu's server and HOLDS - 2 new ones: two records left free.
-$c->send('PUT', '/api/9/http/upstreams/zu/servers', 'localhost', main::put_body($holds - 1));
-my $stalled;
-ok(poll_until(sub { $stalled = main::stalled_pid('zu') }, 10, 'stall'), 'a worker stalls in the PUT, its records claimed');
+my ($c, $stalled) = main::stalled_put(main::put_body($holds - 1));
 # Six configuration servers: five more than zu has, three more than the zone has free.
 my $conf = main::slurp(conf_file());
 $conf =~ s/    server 127\.0\.1\.1:30001;\n/join '', map { "    server 127.0.1.1:$_;\n" } 30001 .. 30006/e or die 'no server line';
 main::spew(conf_file(), $conf);
-my $size = -s prefix() . 'logs/error.log';
-kill 'HUP', master_pid() or die "HUP: $!";
-ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload meanwhile');
+my $size = main::reload_meanwhile();
 unlike(substr(error_log_text(), $size), qr/not checked/, '  no server is left unchecked');
 ok(poll_until(sub { main::records('zu') == 6 }, 5, 'records'), '  the six configuration servers have records');
-my $answer = $c->read;
-ok($answer->{status}, "the stalled worker answers the PUT ($answer->{status}) in the configuration it had");
-ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  and exits');
+main::overtaken_answers($c, $stalled);
 is(main::records('zu'), 6, 'the six configuration servers keep their records');
 
 === TEST 22: a checked POST of a run-time upstream whose worker holds the registry's lock past a reload that moves the health records to a new zone (another check_shm_size) is refused with 503 and changes nothing (it answered 200, and its new servers had no record in the new zone: dead ones took requests, hunt 41)
@@ -893,10 +881,8 @@ ok(poll_until(sub { $stalled = main::stalled_pid('dyx') }, 10, 'stall'), 'a work
 my $conf = main::slurp(conf_file());
 $conf =~ s/check_shm_size 32k;/check_shm_size 48k;/ or die 'no check_shm_size';
 main::spew(conf_file(), $conf);
-my $size = -s prefix() . 'logs/error.log';
-kill 'HUP', master_pid() or die "HUP: $!";
-ok(poll_until(sub { substr(error_log_text(), $size) =~ /start worker processes/ }, 15, 'reload'), 'a reload to a new health zone meanwhile');
-like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock');
+my $size = main::reload_meanwhile();
+like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock, a new health zone');
 my $answer = $c->read;
 is("$answer->{status} $answer->{body}",
    "503 nginx is reloading and this worker's configuration is being replaced: retry the request",
