@@ -413,10 +413,9 @@ pub unsafe extern "C" fn init_module<H: CycleHooks>(cycle: *mut ngx_cycle_t) -> 
     // Nothing of the running cycle is reachable while the new one's
     // init_module runs (the running process's, under `master_process off`).
     clear_served_cycle();
+    // Its lines go to the new cycle's log (`ngx_cycle` is another's).
     // SAFETY: nginx calls init_module with the new cycle, fully configured,
     // its zones initialised.
-    // Its lines go to the new cycle's log (`ngx_cycle` is another's).
-    // SAFETY: as above.
     let status = crate::nginx::log::with_init_module_log(unsafe { (*cycle).log }, || unsafe {
         run_cycle_hook(cycle, |cycle| {
             H::init_module(&InitModule { cycle, upstreams: Default::default(), replaces_served })

@@ -698,16 +698,14 @@ impl<'z> HealthZone<'z> {
     }
 
     /// Makes the `PENDING` slot at `index` `LIVE` if it is still of
-    /// generation `gen`; the caller holds the zone's mutex. Whether it did
-    /// (not: freed meanwhile, as a dead claimer's, and maybe claimed again
-    /// by another: never made live for this one).
-    fn activate_locked(self, index: usize, gen: u32) -> bool {
+    /// generation `gen` (else it was freed meanwhile, as a dead claimer's,
+    /// and maybe claimed again by another: never made live for this one);
+    /// the caller holds the zone's mutex.
+    fn activate_locked(self, index: usize, gen: u32) {
         let slot = self.slot(index);
-        let ours = slot.state.load(Acquire) == PENDING && slot.gen() == gen;
-        if ours {
+        if slot.state.load(Acquire) == PENDING && slot.gen() == gen {
             slot.state.store(LIVE, Release);
         }
-        ours
     }
 
     fn free_locked(self, slot: &Slot) {
