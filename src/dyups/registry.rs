@@ -330,15 +330,17 @@ impl RecordView<'_> {
 }
 
 /// How long one init_module waits for the registry's lock in
-/// [`Dyups::while_write_locked`]: [`INIT_LOCK_BUDGET`] in all, counted from
-/// its first wait. Once that is spent (a stuck process holds the lock),
-/// its later steps take the lock only if it is free or its holder is gone:
-/// a reload waits once, not a second for each step that needs the lock
-/// (review 45), and a holder that lets go within the budget is waited for
-/// by the first step, so that every step runs under the lock (review 47).
+/// [`Dyups::while_write_locked`]: [`INIT_LOCK_BUDGET`] in all, counted in
+/// the time its steps spend waiting (not the time between them: a reload
+/// that takes longer for its own work still waits for a worker's change
+/// of a few milliseconds, review 51). Once that is spent (a stuck process
+/// holds the lock), its later steps take the lock only if it is free or
+/// its holder is gone: a reload waits once, not a second for each step
+/// that needs the lock (review 45), and a holder that lets go within the
+/// budget is waited for, so that every step runs under the lock (review 47).
 #[derive(Default)]
 pub struct InitPatience {
-    deadline: Option<Instant>,
+    waited: Duration,
     gave_up: bool,
 }
 
@@ -349,12 +351,6 @@ impl InitPatience {
     /// Whether a wait for the lock ran out of time.
     pub fn gave_up(&self) -> bool {
         self.gave_up
-    }
-
-    /// How long the next wait may last.
-    fn left(&mut self) -> Duration {
-        let deadline = *self.deadline.get_or_insert_with(|| Instant::now() + INIT_LOCK_BUDGET);
-        deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -818,10 +814,12 @@ impl<'z> Dyups<'z> {
         f: impl FnOnce(Option<WriteHeld<'_, 'z>>) -> T,
     ) -> T {
         let lock = self.registry_lock();
-        let held = match patience.left() {
+        let started = Instant::now();
+        let held = match INIT_LOCK_BUDGET.saturating_sub(patience.waited) {
             Duration::ZERO => lock.try_hold(),
             left => lock.hold_within(left),
         };
+        patience.waited += started.elapsed();
         if let Some(held) = held {
             let held = self.repaired(held);
             // `f` may change records (WriteHeld::ensure_ids): a takeover

@@ -476,7 +476,8 @@ impl<'z> HealthZone<'z> {
     /// it: a caller claiming many slots searches the zone about once, not
     /// once per slot. Returns its index and generation; None when every
     /// slot is taken, once the slots of claimers that are gone were freed
-    /// ([`HealthZone::free_dead_claims`]) and the search made again.
+    /// ([`HealthZone::free_dead_claims`]) and the search made again; None
+    /// too in a worker whose configuration a reload replaced.
     fn claim_pending(
         self,
         upstream: &[u8],
@@ -494,6 +495,14 @@ impl<'z> HealthZone<'z> {
             }
             // Slots are keyed under the zone's mutex.
             let _slab = self.lock();
+            if !self.is_current_cycle() {
+                // A reload replaced this worker's configuration since the
+                // change began: the claim could never go live (see
+                // Pending::activate), and taken after the reload's master
+                // freed such claims, it took the room of the new
+                // configuration's servers (review 51).
+                return None;
+            }
             if let Some(index) = self.claim_locked(*next_free, key, counters, due, claimer, &mut true) {
                 *next_free = index + 1;
                 return Some((index, self.slot(index).gen()));
@@ -1337,6 +1346,9 @@ impl<'z> Pending<'z> {
         // SAFETY: a plain read of nginx's clock, which only this thread writes.
         let now = unsafe { ngx_current_msec } as u32;
         let (index, gen) = zone.claim_pending(upstream.as_bytes(), name, counters, now, next_free).ok_or_else(|| {
+            if !zone.is_current_cycle() {
+                return ApiError::reloading();
+            }
             ApiError::new(
                 507,
                 "check_zone_full",
