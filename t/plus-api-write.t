@@ -318,3 +318,20 @@ like(http_get($servers)->{body}, qr/"id":0,"server":"localhost:@{[port(1)]}","we
 $r = http('PUT', $servers, qq([{"server":"nosuch.example:80"},{"server":"127.0.0.1:@{[port(2)]}"}]));
 is($r->{status}, 400, 'a host name no server is spelled with: 400');
 like($r->{body}, qr/"code":"UpstreamBadAddress"/, '  UpstreamBadAddress') or diag($r->{body});
+
+=== TEST 9: a POST of an IPv4-compatible IPv6 server, which nginx names in its own spelling ([::5.6.7.8]:80 for the [::506:708]:80 the module's parser prints): 201 with the server, in a zone upstream and a run-time one (the server was added and the answer was 409 "UpstreamChanged": it was looked for by the parser's spelling, review/study 53)
+--- http_config
+upstream zu {
+    zone zu 128k;
+    server 127.0.0.1:$TEST_NGINX_PORT_1;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /upstream { dyups_interface; }
+--- perl
+is(http('POST', '/upstream/dy', 'server 127.0.0.1:' . port(1) . ';')->{status}, 200, 'a run-time upstream dy');
+for my $upstream ('zu', 'dy') {
+    my $r = http('POST', "/api/9/http/upstreams/$upstream/servers", '{"server":"[::5.6.7.8]:80"}');
+    is(main::plus_json($r, 201, "POST to $upstream")->{server}, '[::5.6.7.8]:80', "  $upstream: the new server is answered");
+    is_deeply(main::server_list($upstream), ['0 127.0.0.1:' . port(1) . ' w1', '1 [::5.6.7.8]:80 w1'], "  $upstream has it once");
+}

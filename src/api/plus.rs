@@ -25,6 +25,7 @@ use crate::nginx::http_io::{Handled, HttpRequest, Response};
 use crate::nginx::peer_list::Pick;
 use crate::nginx::peer_stats::now_ms;
 use crate::nginx::process::{pid, ppid};
+use crate::nginx::sockaddr::PeerAddress;
 use crate::nginx::stub_status::{connections, requests};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::Requester;
@@ -208,7 +209,10 @@ fn server_answer(target: &Target, status: u16, pick: Pick<'_>) -> Result<Answer,
 }
 
 fn post(target: &Target, spec: ServerSpec, origin: &Requester, trylock: bool) -> Result<Answer, PlusError> {
-    let address = spec.address.to_string();
+    // The new peer's name, as nginx spells it (its spelling of an
+    // IPv4-compatible IPv6 address is not the parser's: the new server was
+    // not found, and a POST that added it answered 409, study 53).
+    let name = PeerAddress::new(&spec.address).name().to_vec();
     match target {
         Target::Zone(zone) => {
             perform_on(zone, &Action::Add(spec), origin)?;
@@ -221,7 +225,7 @@ fn post(target: &Target, spec: ServerSpec, origin: &Requester, trylock: bool) ->
             Ok(true)
         })?,
     }
-    server_answer(target, 201, Pick::Name(address.as_bytes()))
+    server_answer(target, 201, Pick::Name(&name))
 }
 
 fn patch(
