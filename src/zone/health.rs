@@ -360,19 +360,24 @@ impl<'z> HealthZone<'z> {
         // SAFETY: the table lives as long as the zone.
         let cycle = unsafe { (*self.table).cycle.fetch_add(1, AcqRel) } + 1;
         MY_CYCLE.store(cycle, Release);
-        self.free_dead_claims();
-        let _slab = self.lock();
-        // The pending records of adds to zone upstreams: made by workers of
-        // the configurations this cycle replaces, they can no longer go
-        // live (Pending::activate checks the cycle under this mutex), and
-        // they took the room of this cycle's servers, left unchecked though
-        // the configuration fit (hunt 41). A run-time upstream's may still
-        // go live (the registry outlives reloads).
-        for (_, slot) in self.slots() {
-            if slot.state.load(Acquire) == PENDING && !slot.is_runtime() {
-                self.free_locked(slot);
+        {
+            let _slab = self.lock();
+            // The pending records of adds to zone upstreams: made by workers
+            // of the configurations this cycle replaces, they can no longer
+            // go live (Pending::activate checks the cycle under this mutex),
+            // and they took the room of this cycle's servers, left unchecked
+            // though the configuration fit (hunt 41). A run-time upstream's
+            // may still go live (the registry outlives reloads): freed only
+            // if its claimer is gone, below (asked after these, so that
+            // /proc is read only for the claimers left).
+            for (_, slot) in self.slots() {
+                if slot.state.load(Acquire) == PENDING && !slot.is_runtime() {
+                    self.free_locked(slot);
+                }
             }
         }
+        self.free_dead_claims();
+        let _slab = self.lock();
         self.recount_locked();
     }
 
@@ -1279,9 +1284,9 @@ impl CheckedList {
 pub struct Pending<'z> {
     zone: HealthZone<'z>,
     index: usize,
-    /// The generation of the slot claimed (a kept slot's is in `kept`).
+    /// The generation of the slot claimed or kept.
     gen: u32,
-    /// The server's existing slot, of this generation, with its key (to
+    /// The server's existing slot, of generation `gen`, with its key (to
     /// claim another if a removal freed it meanwhile): nothing to free.
     kept: Option<KeptSlot>,
     /// Whether the new peer starts down: `default_down`, or the kept
@@ -1292,7 +1297,6 @@ pub struct Pending<'z> {
 /// See [`Pending::kept`]: fixed-size, so that nothing is freed under the
 /// lists' locks where it is used.
 struct KeptSlot {
-    gen: u32,
     upstream: [u8; UPSTREAM_NAME_MAX],
     upstream_len: usize,
     name: [u8; SOCKADDR_STRLEN],
@@ -1315,7 +1319,7 @@ impl<'z> Pending<'z> {
     /// As [`Self::claim`], but the live slot of a server of that name (one
     /// the same change removes from the other list) is kept, with its
     /// health. A new slot is searched from `*next_free` on (see
-    /// [`HealthZone::claim`]: 0 for the whole zone).
+    /// [`HealthZone::claim_pending`]: 0 for the whole zone).
     pub fn claim_or_keep(
         zone: Option<HealthZone<'z>>,
         upstream: &str,
@@ -1330,7 +1334,6 @@ impl<'z> Pending<'z> {
             let _slab = zone.lock();
             if let Some((index, slot)) = zone.find_locked(upstream.as_bytes(), name) {
                 let mut kept = KeptSlot {
-                    gen: slot.gen(),
                     upstream: [0; UPSTREAM_NAME_MAX],
                     upstream_len: upstream.len(),
                     name: [0; SOCKADDR_STRLEN],
@@ -1339,7 +1342,7 @@ impl<'z> Pending<'z> {
                 kept.upstream[..upstream.len()].copy_from_slice(upstream.as_bytes());
                 kept.name[..name.len()].copy_from_slice(name);
                 let starts_down = slot.counters().down;
-                return Ok(Pending { zone, index, gen: kept.gen, kept: Some(kept), starts_down });
+                return Ok(Pending { zone, index, gen: slot.gen(), kept: Some(kept), starts_down });
             }
         }
         let counters = Counters::new(check.default_down);
@@ -1391,7 +1394,7 @@ impl<'z> Pending<'z> {
             // A removal of that server by another worker may have freed
             // the kept slot since: its new peer gets a fresh one.
             let slot = self.zone.slot(self.index);
-            if slot.is_live() && slot.gen() == kept.gen {
+            if slot.is_live() && slot.gen() == self.gen {
                 // Its health may have moved since `starts_down` was read:
                 // every worker applies it again to the server's peers, the
                 // new one too.
