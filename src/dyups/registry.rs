@@ -377,18 +377,12 @@ impl WriteHeld<'_, '_> {
 
     /// The run-time upstreams balanced by a hash: each one's name and key.
     pub fn hash_keys(self) -> Vec<(String, String)> {
-        let mut found = Vec::new();
-        // SAFETY: as in has_checked.
-        let mut record = unsafe { (*self.dyups.registry).records };
-        while !record.is_null() {
-            // SAFETY: as in has_checked.
-            let r = unsafe { &*record };
-            if let (false, Balancer::Hash { key, .. }) = (r.deleted, r.balancer()) {
-                found.push((String::from_utf8_lossy(r.name()).into_owned(), key));
-            }
-            record = r.next;
-        }
-        found
+        self.records()
+            .filter_map(|r| match (r.deleted, r.balancer()) {
+                (false, Balancer::Hash { key, .. }) => Some((String::from_utf8_lossy(r.name()).into_owned(), key)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The run-time upstreams with checks: each one's name, its checks'
@@ -396,26 +390,31 @@ impl WriteHeld<'_, '_> {
     /// worker killed holding one must not hang the master): their peers
     /// never change.
     pub fn checked_servers(self) -> Vec<CheckedServers> {
-        let mut found = Vec::new();
-        // SAFETY: as in has_checked.
-        let mut record = unsafe { (*self.dyups.registry).records };
-        while !record.is_null() {
-            // SAFETY: as in has_checked.
-            let r = unsafe { &*record };
-            // SAFETY: as in has_checked; a registry list is never edited.
-            if let Some(list) = unsafe { checked_list(r) } {
+        self.records()
+            .filter_map(|r| {
+                // SAFETY: as in has_checked; a registry list is never edited.
+                let list = unsafe { checked_list(r) }?;
                 // SAFETY: as above; the text never changes.
                 let interval_ms = unsafe { list_check(list) }.map_or(1000, |c| c.interval_ms);
-                found.push(CheckedServers {
+                Some(CheckedServers {
                     upstream: String::from_utf8_lossy(r.name()).into_owned(),
                     interval_ms,
                     // SAFETY: as above.
                     servers: unsafe { names_of_fixed_list(list) },
-                });
-            }
-            record = r.next;
-        }
-        found
+                })
+            })
+            .collect()
+    }
+}
+
+impl<'a> WriteHeld<'a, '_> {
+    /// The registry's records, in creation order.
+    fn records(self) -> impl Iterator<Item = &'a Record> {
+        // SAFETY: as in has_checked: the held lock keeps the records and
+        // their links.
+        let first = unsafe { (*self.dyups.registry).records.as_ref() };
+        // SAFETY: as above.
+        core::iter::successors(first, |r| unsafe { r.next.as_ref() })
     }
 }
 
