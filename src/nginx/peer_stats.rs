@@ -385,11 +385,8 @@ pub unsafe fn count(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ng
             add(word::RECEIVED, (*s).bytes_received.max(0) as u64);
             let class = response_class((*s).status as u64);
             if let (Some(class), true) = (class, (*s).header_time != ngx::ffi::ngx_msec_t::MAX) {
-                let response_time = if (*s).response_time == ngx::ffi::ngx_msec_t::MAX {
-                    ngx::ffi::ngx_current_msec.wrapping_sub((*u).start_time)
-                } else {
-                    (*s).response_time
-                };
+                let response_time =
+                    if (*s).response_time == ngx::ffi::ngx_msec_t::MAX { elapsed } else { (*s).response_time };
                 add(word::RESPONSES + class, 1);
                 add(word::HEADER_TIME, (*s).header_time as u64);
                 add(word::RESPONSE_TIME, response_time as u64);
