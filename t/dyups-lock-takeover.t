@@ -161,6 +161,17 @@ sub zone_holds {
     return $holds;
 }
 
+# POST /upstream/NAME with N checked servers that the health zone has room
+# for answers 200 (polled for 5 s: the records a worker frees at its next
+# tick make room): one test.
+sub room_for {
+    my ($name, $n, $what) = @_;
+    my $body = join('', map { sprintf 'server 127.0.3.1:%d;', 30001 + $_ } 0 .. $n - 1) . ' check interval=60000 type=tcp;';
+    my $r;
+    poll_until(sub { $r = admin('POST', "/upstream/$name", $body); $r->{status} == 200 }, 5, 'room');
+    is("$r->{status} $r->{body}", '200 success', "$what: a POST of $n checked servers has room");
+}
+
 # Sends a Plus API PUT of zu's servers (BODY) on a connection of its own and
 # waits until its worker stalls at zone_claimed, the new servers' records
 # claimed: one test. Returns the connection and the worker's pid.
@@ -890,3 +901,66 @@ is("$answer->{status} $answer->{body}",
 ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  its worker exits');
 is(main::admin('GET', '/upstream/dyx')->{body}, main::line('127.0.2.1:30001'), 'dyx keeps its one server');
 is(main::records('dyx'), 1, '  which has its record in the new zone');
+
+=== TEST 23: a checked POST that removes servers, whose worker holds the registry's lock past a reload's wait after its records went live, in a reload that moves the records to a new zone (another check_shm_size): the new workers free the removed servers' records (they stayed, probed and taking room, until the upstream's next change: review 50 F1) and keep those of the servers that stay, however their addresses are spelled, backups included
+--- workers: 1
+--- main_config
+env NDU_TEST_STALL=replace_activated:dyx;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=4;
+--- http_config
+check_shm_size 32k;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- perl
+my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
+my $socket = data_dir() . '/none.sock';
+# The first POST creates the file: it does not stall.
+main::spew(data_dir() . '/stalled-once', '');
+main::accepted('POST', 'dyx', 'server ' . main::addr(1) . '; server [::1]:' . port(2) . "; server unix:$socket;"
+    . ' server 127.0.2.1:30001; server 127.0.2.1:30002; server 127.0.2.1:30003 backup;' . $check);
+unlink data_dir() . '/stalled-once';
+# The servers that stay, spelled otherwise, the socket now a backup.
+my $c = main::keepalive(port(8));
+$c->send('POST', '/upstream/dyx', 'localhost', 'server ' . main::addr(1) . '; server [0:0:0:0:0:0:0:1]:' . port(2)
+    . "; server unix:$socket backup;" . $check);
+my $stalled;
+ok(poll_until(sub { $stalled = main::stalled_pid('dyx') }, 10, 'stall'), 'a worker stalls in the POST after its records went live, holding the registry lock');
+my $conf = main::slurp(conf_file());
+$conf =~ s/check_shm_size 32k;/check_shm_size 48k;/ or die 'no check_shm_size';
+main::spew(conf_file(), $conf);
+my $size = main::reload_meanwhile();
+like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock, a new health zone');
+my $answer = $c->read;
+is("$answer->{status} $answer->{body}", '200 success', 'the stalled POST completes');
+ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  its worker exits');
+is(main::records('dyx'), 3, 'the three servers that stay have their records in the new zone');
+my $holds = main::zone_holds();
+main::room_for('dyz', $holds - 3, 'only those three records are in use');
+is(main::records('dyx'), 3, '  and they keep them');
+
+=== TEST 24: killed after a replace's new servers' records went live, before its list is published: once the next change took the lock over, the workers free those records (they stayed, probed and taking room, until the upstream's next change) and keep the old list's
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=replace_activated:U;
+--- http_config
+check_shm_size 32k;
+$TEST_NGINX_SERVERS
+--- config
+location / { dyups_interface; }
+location /status { check_status json; }
+--- allow_error_log
+exited on signal 9
+shared memory zone "dynamic_upstream_dyups_v\d+" was locked by
+--- perl
+my $check = ' check interval=200 rise=1 fall=1 timeout=300 type=tcp;';
+main::accepted('POST', 'u', 'server ' . main::addr(1) . ';' . $check);
+my $holds = main::zone_holds();
+main::kill_inside('POST', 'U', 'server ' . main::addr(1) . ';'
+    . join('', map { sprintf 'server 127.0.2.1:%d;', 30001 + $_ } 1 .. $holds - 1) . $check);
+main::accepted('POST', 'b', 'server ' . main::addr(3) . ';');
+main::room_for('dyz', $holds - 1, 'the killed change\'s records are freed');
+is(main::records('u'), 1, 'u keeps its server\'s record');
+ok(poll_until(sub { main::proxied('u')->{status} == 200 }, 5, 'up'), '  which is checked and up');

@@ -290,6 +290,18 @@ impl RecordView<'_> {
         unsafe { list_fixed_peers(self.list) }
     }
 
+    /// The names of its peers, primaries and backups (none without a
+    /// list): nginx's names (`ngx_sock_ntop`), the bytes the health
+    /// records of its servers are keyed by, which the body's text or
+    /// `Address`'s display need not be (`[::1.2.3.4]:80`).
+    pub fn peer_names(&self) -> Vec<Vec<u8>> {
+        if self.list.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: as in peers().
+        unsafe { names_of_fixed_list(self.list) }
+    }
+
     /// The check directives of its list.
     pub fn check(&self) -> Option<CheckConf> {
         if self.list.is_null() {

@@ -99,7 +99,14 @@ struct Resolver {
     /// Run-time upstreams looked up: their record's version and checks
     /// (None: no record with checks).
     runtime: HashMap<String, Option<(u64, Rc<CheckConf>)>>,
+    /// Run-time upstreams whose servers were looked up: their record's
+    /// version and its peers' names, sorted (None: no record).
+    listed: HashMap<String, Option<Listed>>,
 }
+
+/// A run-time upstream's record version and the names of its list's
+/// peers (primaries and backups), sorted.
+type Listed = (u64, Rc<[Vec<u8>]>);
 
 impl Resolver {
     /// The checked zone upstream `upstream` of the running cycle.
@@ -133,6 +140,25 @@ impl Resolver {
             }
         })();
         self.runtime.insert(upstream.to_string(), found.clone());
+        found
+    }
+
+    /// Run-time upstream `upstream`'s record version and the names of its
+    /// list's peers, sorted: read only for a slot whose server may have
+    /// left the list (one walk of the list per upstream and tick).
+    fn listed(&mut self, upstream: &str) -> Option<Listed> {
+        if let Some(found) = self.listed.get(upstream) {
+            return found.clone();
+        }
+        let found = (|| {
+            let dyups = Dyups::get()?;
+            let section = ReadSection::new(&dyups);
+            let record = dyups.record(&section, upstream)?;
+            let mut names = record.peer_names();
+            names.sort_unstable();
+            Some((record.version, Rc::from(names)))
+        })();
+        self.listed.insert(upstream.to_string(), found.clone());
         found
     }
 }
@@ -880,17 +906,22 @@ fn shorten_interval(w: &mut Worker, index: usize, now: u32, interval_ms: u32) {
 /// What this worker's cycle makes of the slot at `index` (generation `gen`),
 /// which it knew as `was` (the same generation) before the registry
 /// changed: kept, applied health included, if its record's version stayed.
+/// A run-time slot seen first, or whose record's version moved, is kept
+/// only if its server is in the record's list (see [`free_orphan`]).
 fn resolve(health: HealthZone, index: usize, gen: u32, resolver: &mut Resolver, was: Option<Known>) -> Option<Known> {
     if let Some(was) = was {
         let known = was.target.as_ref().map(|t| (was.version, &t.check));
         return match resolver.runtime(&was.upstream, known) {
             Some((version, _)) if version == was.version && was.target.is_some() => Some(Known { stale: false, ..was }),
             Some((version, check)) => {
+                if !still_listed(health, index, gen, resolver, &was.upstream, &was.name) {
+                    return None;
+                }
                 let target = Some(Target { primary: None, check });
                 Some(Known { target, version, applied: None, stale: false, ..was })
             }
             None => {
-                free_orphan(health, index, gen, &was.upstream);
+                free_orphan(health, index, gen, &was.upstream, None);
                 None
             }
         };
@@ -898,9 +929,12 @@ fn resolve(health: HealthZone, index: usize, gen: u32, resolver: &mut Resolver, 
     let (upstream, name, runtime) = health.slot(index).key_copy(gen)?;
     let (target, version) = if runtime {
         let Some((version, check)) = resolver.runtime(&upstream, None) else {
-            free_orphan(health, index, gen, &upstream);
+            free_orphan(health, index, gen, &upstream, None);
             return None;
         };
+        if !still_listed(health, index, gen, resolver, &upstream, &name) {
+            return None;
+        }
         (Some(Target { primary: None, check }), version)
     } else {
         (resolver.configured(&upstream), 0)
@@ -908,13 +942,43 @@ fn resolve(health: HealthZone, index: usize, gen: u32, resolver: &mut Resolver, 
     Some(Known { gen, upstream, name, runtime, target, applied: None, version, stale: false })
 }
 
+/// Whether the server of run-time slot `index` (generation `gen`), `name`
+/// of `upstream`, is in its record's list; if not, the slot is freed
+/// ([`free_orphan`]) or, when a change came in between, left for the next
+/// tick to resolve again. The names compared are the peers' own (nginx's),
+/// never a spelling of the body's: `[::102:304]:80` is `[::1.2.3.4]:80`.
+fn still_listed(
+    health: HealthZone,
+    index: usize,
+    gen: u32,
+    resolver: &mut Resolver,
+    upstream: &str,
+    name: &[u8],
+) -> bool {
+    let Some((version, names)) = resolver.listed(upstream) else {
+        // Deleted since: the next tick finds no record.
+        return false;
+    };
+    if names.binary_search_by(|listed| listed.as_slice().cmp(name)).is_ok() {
+        return true;
+    }
+    free_orphan(health, index, gen, upstream, Some(version));
+    false
+}
+
 /// Frees the record of a server of run-time upstream `upstream` that the
 /// registry no longer has with checks (deleted, or replaced without them,
 /// by a worker of a previous configuration whose records a reload moved;
-/// or the upstream was lost with a registry a reload replaced): decided
-/// and freed under the registry's read lock, so that no change of that
-/// upstream (which takes its write lock) comes in between.
-fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str) {
+/// or the upstream was lost with a registry a reload replaced), or, with
+/// `unlisted_at`, whose server the list of that version of the record does
+/// not have: records a change left behind (its worker was killed after
+/// they went live and before it published its list or freed the servers
+/// it removed; or it held the registry's lock past a reload's wait, and
+/// the reload copied the records of the servers it then removed, review
+/// 50). Decided and freed under the registry's lock, so that no change of
+/// that upstream comes in between: one made since `unlisted_at` (a new
+/// version) leaves the record to the next tick.
+fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str, unlisted_at: Option<u64>) {
     let Some(dyups) = Dyups::get() else {
         health.free_generation(index, gen);
         return;
@@ -928,7 +992,11 @@ fn free_orphan(health: HealthZone, index: usize, gen: u32, upstream: &str) {
     // (reading /proc), which grace.rs does outside the registry's lock.
     let section = ReadSection::new(&dyups);
     dyups.while_read_locked(|| {
-        if dyups.record(&section, upstream).and_then(|r| r.check()).is_none() {
+        let orphan = match dyups.record(&section, upstream) {
+            Some(record) if record.check().is_some() => unlisted_at == Some(record.version),
+            _ => true,
+        };
+        if orphan {
             health.free_generation(index, gen);
         }
     });
