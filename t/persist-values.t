@@ -500,3 +500,27 @@ is($names->(), $spelled, '  the same spellings');
 is($placement->(), $before, '  every key on the server it had');
 ok(eval { nginx_restart(); 1 }, 'a restart') or diag($@);
 is($placement->(), $before, '  every key on the server it had');
+
+=== TEST 14: a balancer with fixed tables (random) restores the parameters of servers whatever their spelling: an IPv4-compatible IPv6 address, which nginx names [::1.2.3.4] and Rust writes [::102:304] (before 1.27.3 the file was refused as different: changes answered 500), and a port with a leading zero; nothing is sent to them
+--- http_config
+upstream backends {
+    zone zone_for_backends 128k;
+    dynamic_state_file $TEST_NGINX_DATA_DIR/backends.state;
+    server 127.0.0.1:0$TEST_NGINX_PORT_1;
+    server [::1.2.3.4]:$TEST_NGINX_PORT_2;
+    server [::102:305]:$TEST_NGINX_PORT_2 backup;
+    random;
+}
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my ($p1, $p2) = (port(1), port(2));
+for my $server ("127.0.0.1:$p1", "[::1.2.3.4]:$p2", "[::102:305]:$p2") {
+    my $r = http_get("/dynamic?upstream=backends&server=$server&max_fails=7");
+    is($r->{status}, 200, "max_fails=7 on $server") or diag($r->{body});
+}
+my $changed = main::verbose();
+is(() = $changed =~ /max_fails=7/g, 3, 'three servers changed') or diag($changed);
+ok(eval { nginx_restart(); 1 }, 'a restart') or diag($@);
+unlike(error_log_text(), qr/\[error\]/, '  restores the file without an error');
+is(main::verbose(), $changed, '  every server as it was');

@@ -37,8 +37,12 @@ impl Address {
     }
 }
 
-/// The canonical form, identical to the peer name nginx derives from the
-/// socket address (`ngx_sock_ntop` with the port).
+/// The canonical form: the peer name nginx derives from the socket address
+/// (`ngx_sock_ntop` with the port) for every address but IPv6 ones nginx
+/// writes with a dotted IPv4 tail and Rust does not (IPv4-compatible
+/// ones: nginx's `[::1.2.3.4]:80` is `[::102:304]:80` here). Compare
+/// addresses as values, or by nginx's name of the socket address, never
+/// this text against a peer's name.
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -908,52 +908,62 @@ impl<'c> ZoneUpstream<'c> {
     /// For balancers with fixed tables: the state's parameters of servers
     /// the upstream has; other differences are reported. Linear in the
     /// servers (it runs in the master at every start and reload): the
-    /// servers are compared by name and count in hash maps, and the
-    /// parameters set in one walk of the lists, the k-th peer of a name
-    /// taking the k-th server of that name.
+    /// servers are compared by address and count in hash maps, and the
+    /// parameters set in one walk of the lists, the k-th peer of an address
+    /// taking the k-th server of that address. Addresses, not names: the
+    /// file has nginx's name of each peer, which nginx may spell otherwise
+    /// in a list the configuration made (`[::1.2.3.4]:80`, parsed as
+    /// `[::102:304]:80`; the file was refused as different).
     fn restore_parameters(&self, servers: &[ServerSpec]) -> Result<(), String> {
-        // Each name's count, primaries and backups apart: a server given
+        let differ = || {
+            format!(
+                "its servers differ from the configuration's, and the {} balancer cannot change its set of \
+                 servers: remove the file to start from the configuration",
+                self.balancer().name()
+            )
+        };
+        // Each peer's address by its name, read before the lists' locks
+        // (under them, the walk only looks up).
+        let mut address_of: HashMap<Vec<u8>, Address> = HashMap::new();
+        // Each address's count, primaries and backups apart: a server given
         // twice in one and three times in the other differs too (its extra
         // lines would be dropped unseen), and so does a backup in one that
         // is a primary in the other (its flag would be dropped, and the
         // next change would write it so, review 32).
-        let mut current: HashMap<(String, bool), usize> = HashMap::new();
+        let mut current: HashMap<(Address, bool), usize> = HashMap::new();
         for peer in self.static_peers() {
-            *current.entry((peer.name, peer.backup)).or_default() += 1;
+            let Ok(address) = parse_peer_address(&peer.name) else { return Err(differ()) };
+            address_of.insert(peer.name.into_bytes(), address.clone());
+            *current.entry((address, peer.backup)).or_default() += 1;
         }
-        let addresses: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
-        let mut wanted: HashMap<(&str, bool), usize> = HashMap::new();
-        for (address, spec) in addresses.iter().zip(servers) {
-            *wanted.entry((address, spec.backup)).or_default() += 1;
+        let mut wanted: HashMap<(&Address, bool), usize> = HashMap::new();
+        for spec in servers {
+            *wanted.entry((&spec.address, spec.backup)).or_default() += 1;
         }
         if wanted.len() != current.len()
-            || !current.iter().all(|((name, backup), n)| wanted.get(&(name.as_str(), *backup)) == Some(n))
+            || !current.iter().all(|((address, backup), n)| wanted.get(&(address, *backup)) == Some(n))
         {
-            return Err(format!(
-                "its servers differ from the configuration's, and the {} balancer cannot change its set of \
-                 servers: remove the file to start from the configuration",
-                self.balancer().name()
-            ));
+            return Err(differ());
         }
-        // Each name's servers in the file's order, and how many of them
+        // Each address's servers in the file's order, and how many of them
         // peers took so far.
         #[derive(Default)]
         struct Saved {
             params: Vec<(PeerParams, Option<bool>)>,
             taken: Cell<usize>,
         }
-        let mut by_name: HashMap<&[u8], Saved> = HashMap::new();
-        for (spec, address) in servers.iter().zip(&addresses) {
+        let mut by_address: HashMap<&Address, Saved> = HashMap::new();
+        for spec in servers {
             let params = PeerParams {
                 weight: None,
                 max_fails: Some(spec.max_fails),
                 fail_timeout: Some(spec.fail_timeout),
                 max_conns: Some(spec.max_conns),
             };
-            by_name.entry(address.as_bytes()).or_default().params.push((params, Some(spec.down)));
+            by_address.entry(&spec.address).or_default().params.push((params, Some(spec.down)));
         }
         set_parameters_locked(self.lists(), self.counters(), self.list_limits(), |peer| {
-            let saved = by_name.get(peer.name())?;
+            let saved = by_address.get(address_of.get(peer.name())?)?;
             let (params, down) = saved.params.get(saved.taken.get())?;
             saved.taken.set(saved.taken.get() + 1);
             Some((params, *down))
