@@ -781,8 +781,22 @@ impl Engine {
                             _ => String::new(),
                         };
                         self.refused.remove(&name);
-                        if !configuration {
-                            self.owned.insert(name.clone());
+                        match (&action, outcome) {
+                            _ if configuration => {}
+                            // Deleted, and saved so: the name is no longer
+                            // the agent's (an upstream made by hand under it
+                            // later is left as it is, as after a restart:
+                            // hunt 30 F4), nor listed (the inventory is read
+                            // again only at a resync's comparison).
+                            (Action::DeleteDyups, Outcome::Applied) => {
+                                self.owned.remove(&name);
+                                if let Some(inventory) = &mut self.inventory {
+                                    inventory.run_time.remove(&name);
+                                }
+                            }
+                            _ => {
+                                self.owned.insert(name.clone());
+                            }
                         }
                         // A PUT sent again that changed nothing is no change.
                         if !(why.note.is_some() && answer.changed == Some(false)) {
