@@ -12,6 +12,7 @@ pub mod dyups;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod name_set;
 pub mod peer;
 pub mod plus;
 pub mod process;

@@ -6,6 +6,9 @@
 # UPSTREAMS run-time upstreams of 4 checked servers (type=tcp, nothing is
 # probed meanwhile: interval 60 s), a CHECK_SHM health zone, 2 workers,
 # RELOADS reloads per build; prints each build's median and their ratio.
+# Also the CPU time the two new workers take in their first 2 s (their
+# first ticks find every health record: each run-time upstream's checks
+# are read, and its servers' names where a record may have lost its server).
 #
 #   scripts/bench/reload-runtime-health.sh [UPSTREAMS] [CHECK_SHM] [RELOADS]   (default 1000 16m 5)
 #   BASELINE=old.so   the build to compare with (required: e.g. a worktree's target/)
@@ -20,7 +23,8 @@ module=${MODULE:-$(build_module release)}
 out=$(fresh_out_dir reload-runtime-health)
 port=$(free_port_block 5)
 
-# reload_times ARM MODULE: prints each reload's seconds, one a line.
+# reload_times ARM MODULE: prints each reload's seconds and the new workers'
+# CPU milliseconds in their first 2 s, one reload a line.
 reload_times() {
     local arm=$1 so=$2 dir="$out/$1"
     mkdir -p "$dir/logs" "$dir/conf"
@@ -60,18 +64,31 @@ reload_times() {
             fi
             sleep 0.005
         done
-        echo "$(date +%s.%N) - $start" | bc
-        sleep 1
+        local seconds new cpu=0
+        seconds=$(echo "$(date +%s.%N) - $start" | bc)
+        new=$(pgrep -P "$master" | grep -vxF -f <(tr ' ' '\n' <<<"$before" | grep .))
+        sleep 2
+        for pid in $new; do
+            # utime + stime (fields 14 and 15; the name, field 2, has no space).
+            cpu=$((cpu + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+        done
+        echo "$seconds $((cpu * 1000 / $(getconf CLK_TCK)))"
     done
     grep -E '\[(alert|crit|emerg)\]' "$dir/logs/error.log" >&2 || true
     stop_by_pid_file "$dir/logs/nginx.pid"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# median COLUMN: the median of that column of stdin.
+median() { awk -v c="$1" '{ print $c }' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-base_median=$(reload_times baseline "$baseline" | median)
-new_median=$(reload_times measured "$module" | median)
+base_times=$(reload_times baseline "$baseline")
+new_times=$(reload_times measured "$module")
+base_median=$(median 1 <<<"$base_times")
+new_median=$(median 1 <<<"$new_times")
+base_cpu=$(median 2 <<<"$base_times")
+new_cpu=$(median 2 <<<"$new_times")
 echo "== reload with $upstreams run-time upstreams x 4 checked servers, check_shm_size $check_shm, $reloads reloads each"
-echo "baseline ($baseline): median ${base_median} s from HUP to the new workers"
-echo "measured ($module): median ${new_median} s"
+echo "baseline ($baseline): median ${base_median} s from HUP to the new workers; their CPU in the first 2 s: ${base_cpu} ms"
+echo "measured ($module): median ${new_median} s; ${new_cpu} ms"
 awk -v a="$new_median" -v b="$base_median" 'BEGIN { printf "ratio measured/baseline: %.2f\n", a / b }'
+awk -v a="$new_cpu" -v b="$base_cpu" 'BEGIN { if (b > 0) printf "CPU ratio measured/baseline: %.2f\n", a / b }'

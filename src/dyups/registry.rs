@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use dynamic_upstream_core::dyups::UpstreamSpec;
 use dynamic_upstream_core::health::check_conf::CheckConf;
+use dynamic_upstream_core::name_set::NameSet;
 use dynamic_upstream_core::{ApiError, Balancer, PeerView};
 use ngx::ffi::{
     ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_calloc,
@@ -61,8 +62,8 @@ use crate::nginx::conf::{MainConf, RegistryZone};
 use crate::nginx::module_hooks::ConfContext;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::peer_list::{
-    build_list, fixed_health_down_names, free_list, list_fixed_peers, names_of_fixed_list, quietly, recount,
-    DOWN_HEALTH,
+    build_list, each_name_of_fixed_list, fixed_health_down_names, free_list, list_fixed_peers, names_of_fixed_list,
+    quietly, recount, DOWN_HEALTH,
 };
 use crate::nginx::peer_lock::{ListsWriteLocked, SlabLocked};
 use crate::nginx::peer_stats::UpstreamCounters;
@@ -294,12 +295,14 @@ impl RecordView<'_> {
     /// list): nginx's names (`ngx_sock_ntop`), the bytes the health
     /// records of its servers are keyed by, which the body's text or
     /// `Address`'s display need not be (`[::1.2.3.4]:80`).
-    pub fn peer_names(&self) -> Vec<Vec<u8>> {
-        if self.list.is_null() {
-            return Vec::new();
+    pub fn peer_names(&self) -> NameSet {
+        let mut names = NameSet::default();
+        if !self.list.is_null() {
+            // SAFETY: as in peers().
+            unsafe { each_name_of_fixed_list(self.list, |name| names.push(name)) };
         }
-        // SAFETY: as in peers().
-        unsafe { names_of_fixed_list(self.list) }
+        names.sort();
+        names
     }
 
     /// The check directives of its list.

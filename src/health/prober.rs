@@ -27,6 +27,7 @@ use std::rc::Rc;
 
 use dynamic_upstream_core::health::check_conf::{CheckConf, CheckType};
 use dynamic_upstream_core::health::probe::{Counters, Failure, HttpProbe, Lease, Transition, Verdict};
+use dynamic_upstream_core::name_set::NameSet;
 use dynamic_upstream_core::Address;
 use ngx::ffi::{ngx_int_t, ngx_msec_t, NGX_LOG_WARN, NGX_OK};
 
@@ -105,8 +106,8 @@ struct Resolver {
 }
 
 /// A run-time upstream's record version and the names of its list's
-/// peers (primaries and backups), sorted.
-type Listed = (u64, Rc<[Vec<u8>]>);
+/// peers (primaries and backups).
+type Listed = (u64, Rc<NameSet>);
 
 impl Resolver {
     /// The checked zone upstream `upstream` of the running cycle.
@@ -144,8 +145,8 @@ impl Resolver {
     }
 
     /// Run-time upstream `upstream`'s record version and the names of its
-    /// list's peers, sorted: read only for a slot whose server may have
-    /// left the list (one walk of the list per upstream and tick).
+    /// list's peers: read only for a slot whose server may have left the
+    /// list (one walk of the list per upstream and tick).
     fn listed(&mut self, upstream: &str) -> Option<Listed> {
         if let Some(found) = self.listed.get(upstream) {
             return found.clone();
@@ -154,9 +155,7 @@ impl Resolver {
             let dyups = Dyups::get()?;
             let section = ReadSection::new(&dyups);
             let record = dyups.record(&section, upstream)?;
-            let mut names = record.peer_names();
-            names.sort_unstable();
-            Some((record.version, Rc::from(names)))
+            Some((record.version, Rc::new(record.peer_names())))
         })();
         self.listed.insert(upstream.to_string(), found.clone());
         found
@@ -959,7 +958,7 @@ fn still_listed(
         // Deleted since: the next tick finds no record.
         return false;
     };
-    if names.binary_search_by(|listed| listed.as_slice().cmp(name)).is_ok() {
+    if names.contains(name) {
         return true;
     }
     free_orphan(health, index, gen, upstream, Some(version));

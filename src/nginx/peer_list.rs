@@ -225,21 +225,28 @@ unsafe fn fixed_snapshots(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Pee
 /// replaced, never edited).
 pub unsafe fn names_of_fixed_list(primary: *mut ngx_http_upstream_rr_peers_t) -> Vec<Vec<u8>> {
     let mut names = Vec::new();
+    // SAFETY: per the contract.
+    unsafe { each_name_of_fixed_list(primary, |name| names.push(name.to_vec())) };
+    names
+}
+
+/// Gives `f` the name of each peer of `primary`'s lists (primaries, then
+/// backups; empty for a peer without one), read as [`names_of_fixed_list`]
+/// reads them.
+///
+/// # Safety
+/// As for [`names_of_fixed_list`].
+pub unsafe fn each_name_of_fixed_list(primary: *mut ngx_http_upstream_rr_peers_t, mut f: impl FnMut(&[u8])) {
     // SAFETY: per the contract: the lists, their peers and the peers'
     // names stay as they are while we read them.
     unsafe {
         for list in [primary, (*primary).next] {
             for peer in peers_of(list) {
                 let name = &(*peer).name;
-                names.push(if name.data.is_null() {
-                    Vec::new()
-                } else {
-                    core::slice::from_raw_parts(name.data, name.len).to_vec()
-                });
+                f(if name.data.is_null() { &[] } else { core::slice::from_raw_parts(name.data, name.len) });
             }
         }
     }
-    names
 }
 
 /// # Safety
