@@ -316,3 +316,36 @@ nginx_restart();
 $check->('cold start', $size);
 --- allow_error_log
 check_shm_size 32k holds the records
+
+=== TEST 10: a larger check_shm_size never holds fewer records (35k held 57 where 34k held 62, 46k 84 where 44k held 90: the table shrank in steps of 10% until it fit), and the size the [emerg] names holds the configuration's checked servers also for thousands of them (2,500 from 1m: "raise it to 1215k", which held 2,499 and named 1215k again: hunt 43)
+--- http_config
+check_shm_size 32k;
+upstream many {
+    zone many 4m;
+    server 127.0.0.1:30001;
+    check interval=30000 timeout=1000;
+}
+--- config
+location /status { check_status csv; }
+--- perl
+my $conf = NginxTest::Files::slurp(conf_file());
+# The [emerg] of check_shm_size SIZE and N checked servers: [holds, enough].
+my $emerg = sub {
+    my ($size, $n) = @_;
+    my $servers = join '', map { sprintf "    server 127.0.%d.%d:30001;\n", 1 + $_ / 250, 1 + $_ % 250 } 0 .. $n - 1;
+    NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 32k;/check_shm_size $size;/r
+        =~ s/    server 127\.0\.0\.1:30001;\n/$servers/r);
+    my ($rc, $out) = nginx_t();
+    return [$rc, $out =~ /holds the records of (\d+) checked peers, and the configuration checks $n: raise it to (\d+k) or more/];
+};
+my @holds = map { $emerg->("${_}k", 200)->[1] } 32 .. 48;
+my @falls = grep { !defined $holds[$_] || !defined $holds[$_ - 1] || $holds[$_] < $holds[$_ - 1] } 1 .. $#holds;
+is_deeply([map { 32 + $_ . "k holds $holds[$_]" } @falls], [], 'from 32k to 48k each size holds at least as many records as the one before')
+    or diag("@holds");
+for my $case ([80, '32k'], [2500, '1m']) {
+    my ($n, $size) = @$case;
+    my (undef, $holds, $enough) = @{ $emerg->($size, $n) };
+    ok($enough, "$n checked servers in $size: the [emerg] names a size ($holds held)") or next;
+    my ($rc) = @{ $emerg->($enough, $n) };
+    is($rc, 0, "  nginx -t passes with check_shm_size $enough");
+}

@@ -29,11 +29,13 @@ use std::time::Duration;
 
 use dynamic_upstream_core::health::check_conf::CheckConf;
 use dynamic_upstream_core::health::probe::{Counters, Failure, Lease};
+use dynamic_upstream_core::health::zone_size::{self, SlabLayout};
 use dynamic_upstream_core::health::PeerHealth;
 use dynamic_upstream_core::{ApiError, PeerView};
 use ngx::ffi::{
-    ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_shm_zone_t,
-    ngx_slab_calloc_locked, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK,
+    ngx_current_msec, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_int_t, ngx_pagesize,
+    ngx_shm_zone_t, ngx_slab_calloc_locked, ngx_slab_page_t, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_WARN,
+    NGX_OK,
 };
 
 use crate::nginx::conf::{HealthZoneKind, MainConf};
@@ -212,15 +214,16 @@ pub fn expect_configured_peers(count: usize) {
 /// configuration it cannot start, or reload to) when the zone's `count`
 /// records cannot hold the configuration's checked peers, as the C module
 /// does: nginx started with the others unchecked, taking requests whatever
-/// their state, and said so in one `[error]` (hunt 37).
-fn holds_configured_peers(zone: *mut ngx_shm_zone_t, count: usize) -> bool {
+/// their state, and said so in one `[error]` (hunt 37). `layout`: the
+/// zone's as nginx laid it out, from which the size that holds them is
+/// computed.
+fn holds_configured_peers(count: usize, layout: SlabLayout) -> bool {
     let wanted = CONFIGURED_PEERS.load(Relaxed);
     if wanted <= count {
         return true;
     }
-    // SAFETY: nginx's zone, mapped, in its init.
-    let size = unsafe { (*zone).shm.size };
-    let enough = (size / count.max(1) * wanted).div_ceil(1024) + 1;
+    let size = layout.size;
+    let enough = zone_size::kib_for(layout, size_of::<Table>(), size_of::<Slot>(), wanted);
     log(
         NGX_LOG_EMERG,
         &format!(
@@ -239,16 +242,24 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     // SAFETY: nginx calls this in the master with the mapped zone; `data`
     // is the previous cycle's table when the zone is reused.
     unsafe {
-        if shm_zone::reuse(zone, data) {
-            return init_result(holds_configured_peers(zone, (*(*zone).data.cast::<Table>()).count));
-        }
         let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
-        // The slab's own bookkeeping takes a share of the zone: ask for
-        // less until the table fits (calloc: every slot FREE, gen 0).
-        let mut count = (*zone).shm.size / size_of::<Slot>();
+        if shm_zone::reuse(zone, data) {
+            // Laid out as below: its free pages then were at least those
+            // free now and the table's.
+            let count = (*(*zone).data.cast::<Table>()).count;
+            let table_pages = (size_of::<Table>() + count * size_of::<Slot>()).div_ceil(ngx_pagesize);
+            let layout = slab_layout(zone, (*pool).pfree + table_pages);
+            return init_result(holds_configured_peers(count, layout));
+        }
+        // The slab's own bookkeeping takes a share of the zone (a share
+        // that grows with it); the table takes the rest: the pages nginx
+        // left free, one run in a new zone (calloc: every slot FREE, gen
+        // 0). It shrank by a tenth until it fit, so that a larger zone
+        // could hold fewer records (hunt 43).
+        let layout = slab_layout(zone, (*pool).pfree);
+        let mut count = zone_size::records_in(layout, size_of::<Table>(), size_of::<Slot>());
         let slab = SlabLocked::new(pool);
         let table = loop {
-            count = count * 9 / 10;
             if count == 0 {
                 return NGX_ERROR as ngx_int_t;
             }
@@ -257,12 +268,30 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
             if !table.is_null() {
                 break table;
             }
+            // Not seen: the free pages are one run in a new zone.
+            count -= count.div_ceil(100);
         };
         drop(slab);
         (*table).count = count;
         (*pool).data = table.cast();
         (*zone).data = table.cast();
-        init_result(holds_configured_peers(zone, count))
+        init_result(holds_configured_peers(count, layout))
+    }
+}
+
+/// The health zone `zone` as nginx's slab allocator laid it out, with
+/// `free_pages` free before the table.
+///
+/// # Safety
+/// `zone` is nginx's, mapped.
+unsafe fn slab_layout(zone: *mut ngx_shm_zone_t, free_pages: usize) -> SlabLayout {
+    SlabLayout {
+        // SAFETY: per the contract.
+        size: unsafe { (*zone).shm.size },
+        free_pages,
+        // SAFETY: set once by nginx at start.
+        page_size: unsafe { ngx_pagesize },
+        page_header: size_of::<ngx_slab_page_t>(),
     }
 }
 

@@ -2,13 +2,14 @@
 //! nginx_upstream_check_module (`check_conf`), the words of a dyups body
 //! (`tokens`), the probe parser, rise/fall counters and the lease that lets
 //! one worker probe each peer (`probe`), and the `check_status` page
-//! (`status_page`). The module crate runs the probes on nginx's event loop
+//! (`status_page`), the zone size records need (`zone_size`). The module crate runs the probes on nginx's event loop
 //! and keeps the records in shared memory.
 
 pub mod check_conf;
 pub mod probe;
 pub mod status_page;
 pub mod tokens;
+pub mod zone_size;
 
 /// The health of a peer of a checked upstream, as its shared record has
 /// it. In JSON answers: `"health": "up"|"down"|"unchecked"` (no record:
