@@ -265,7 +265,7 @@ is_deeply([ map { /\[(warn|info)\] \d+#\d+: (dynamic upstream change.*)$/ ? ("[$
 ], "the admin locations' error_log has the lines, at their levels");
 is_deeply(main::change_lines(), [], 'the main error_log (at error) has none');
 
-=== TEST 8: a state file that cannot be written: the change is logged (it is live), the failure as an [error], no "change refused"
+=== TEST 8: a state file that cannot be written: the change is logged (it is live), the failure as an [error], no "change refused" (the NGINX Plus API's PersistFailed too)
 --- http_config
 dyups_upstream_conf $TEST_NGINX_DATA_DIR/dyups.conf;
 upstream backends {
@@ -275,18 +275,21 @@ upstream backends {
 }
 --- config
 location /dynamic { dynamic_upstream; }
+location /api { dynamic_upstream_api write=on; }
 location / { dyups_interface; }
 --- perl
 chmod(0555, data_dir()) or die "chmod: $!";
 is(http('GET', '/dynamic?upstream=backends&server=127.0.0.1:30001&weight=5')->{status}, 500, 'query API: not saved');
 is(http('POST', '/upstream/dyn', 'server 127.0.0.1:30001;')->{status}, 500, 'REST API: not saved');
+is(http('PATCH', '/api/9/http/upstreams/backends/servers/0', '{"weight":6}')->{status}, 500, 'NGINX Plus API: not saved');
 chmod(0777, data_dir()) or die "chmod: $!";
 is_deeply(main::change_lines(), [
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=query upstream=backends: 127.0.0.1:30001 weight 1 -> 5',
     '[warn] dynamic upstream change: client=127.0.0.1 user=- api=rest upstream=dyn: created: 1 servers',
+    '[warn] dynamic upstream change: client=127.0.0.1 user=- api=plus upstream=backends: 127.0.0.1:30001 weight 5 -> 6',
 ], 'the changes, and no refusal');
 my @errors = grep { /\[error\]/ } split /\n/, error_log_text();
-is(scalar @errors, 2, 'one [error] per state file');
+is(scalar @errors, 3, 'one [error] per state file and failed write');
 like($errors[0] // '', qr/could not write state file "[^"]*backends\.state": Permission denied/, 'the zone state file');
 like($errors[1] // '', qr/could not write state file "[^"]*dyups\.conf": Permission denied/, 'the dyups file');
 --- allow_error_log
@@ -327,3 +330,40 @@ is_deeply($admin_lines->(), [
     '[warn] dynamic upstream change: client=- user=- api=lua upstream=backends: 127.0.0.1:30001 weight 3 -> 5',
 ], "in the location's error_log");
 is_deeply(main::change_lines(), [], 'none in the main one');
+
+=== TEST 10: NGINX Plus API: every refused change is logged once, with the status and the reason the client got (a 409 EntryExists was logged as 400, and refusals of the body, of an immutable field or of a write-off location were not logged: hunt 43), through zone and run-time upstreams alike
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+--- config
+location /api { dynamic_upstream_api write=on; }
+location /ro { dynamic_upstream_api; }
+location / { dyups_interface; }
+--- perl
+use JSON::PP ();
+is(http('POST', '/upstream/dy', 'server 127.0.0.1:30001;')->{status}, 200, 'a run-time upstream');
+my $servers = '/api/9/http/upstreams/backends/servers';
+my @expected;
+for my $case (
+    ['POST', $servers, '{"server":"127.0.0.1:30002"}', 201],
+    ['POST', $servers, '{"server":"127.0.0.1:30002"}', 409],
+    ['POST', $servers, '{"server":"127.0.0.1:30003","weight":0}', 400],
+    ['POST', $servers, '{"server":"127.0.0.1:30003","bogus":1}', 400],
+    ['POST', $servers, 'not json', 415],
+    ['PATCH', "$servers/0", '{"backup":true}', 400],
+    ['PATCH', "$servers/99", '{"weight":2}', 404],
+    ['DELETE', "$servers/1", undef, 200],
+    ['PATCH', '/ro/9/http/upstreams/backends/servers/0', '{"weight":2}', 405],
+    ['POST', '/api/9/http/upstreams/nosuch/servers', '{"server":"127.0.0.1:30002"}', 404],
+    ['POST', '/api/9/http/upstreams/dy/servers', '{"server":"127.0.0.1:30001"}', 409],
+    ['PUT', '/api/9/http/upstreams/dy/servers', '[{"server":"127.0.0.1:30001","backup":true}]', 400],
+) {
+    my ($method, $path, $body, $status) = @$case;
+    my $r = http($method, $path, $body);
+    is($r->{status}, $status, "$method $path $status") or diag($r->{body});
+    next if $status < 300;
+    my ($upstream) = $path =~ m{/upstreams/([^/]+)/};
+    my $text = eval { JSON::PP->new->decode($r->{body})->{error}{text} } // "(no JSON: $r->{body})";
+    push @expected, "[info] dynamic upstream change refused: client=127.0.0.1 user=- api=plus upstream=$upstream: $status $text";
+}
+is_deeply([grep { /^\[info\]/ } @{ main::change_lines() }], \@expected, 'one line per refusal, as answered');
+is(scalar(grep { /^\[warn\].*api=plus/ } @{ main::change_lines() }), 2, 'and one per change');

@@ -174,10 +174,10 @@ pub fn change_line(origin: &Origin, upstream: &str, change: &Change) -> String {
     printable(&format!("dynamic upstream change: {}: {}", who(origin, upstream), describe(change))).into_owned()
 }
 
-/// `dynamic upstream change refused: client=... upstream=backend: 400 server 10.0.0.9:80 is not in upstream "backend"`
-pub fn refusal_line(origin: &Origin, upstream: &str, e: &ApiError) -> String {
-    printable(&format!("dynamic upstream change refused: {}: {} {}", who(origin, upstream), e.status, e.text))
-        .into_owned()
+/// `dynamic upstream change refused: client=... upstream=backend: 400 server 10.0.0.9:80 is not in upstream "backend"`:
+/// the status and the reason the client got.
+pub fn refusal_line(origin: &Origin, upstream: &str, status: u16, reason: &str) -> String {
+    printable(&format!("dynamic upstream change refused: {}: {status} {reason}", who(origin, upstream))).into_owned()
 }
 
 /// `text` with every non-printing character escaped, for a log line whose
@@ -422,7 +422,7 @@ mod tests {
             Origin { api: "query", client: Some("127.0.0.1".into()), user: Some("a\u{1b}]0;x\u{7}\u{85}".into()) };
         let e = ApiError::not_found("upstream_not_found", "upstream \"x\u{1b}[2J\0\" not found");
         assert_eq!(
-            refusal_line(&who, "x\u{1b}[2J\0", &e),
+            refusal_line(&who, "x\u{1b}[2J\0", e.status, &e.text),
             "dynamic upstream change refused: client=127.0.0.1 user=\"a\\x1b]0;x\\x07\\u{85}\" api=query \
              upstream=\"x\\x1b[2J\\x00\": 404 upstream \"x\\x1b[2J\\x00\" not found"
         );
@@ -437,7 +437,7 @@ mod tests {
         let who = Origin { api: "rest", client: Some("::1".into()), user: Some("a b".into()) };
         let e = ApiError::not_found("upstream_not_found", "upstream \"x\" not found");
         assert_eq!(
-            refusal_line(&who, "x", &e),
+            refusal_line(&who, "x", e.status, &e.text),
             "dynamic upstream change refused: client=::1 user=\"a b\" api=rest upstream=x: 404 upstream \"x\" not found"
         );
     }

@@ -14,11 +14,22 @@ use crate::nginx::log::Log;
 pub struct Requester {
     origin: Origin,
     log: Log,
+    /// The front end logs its refusals itself ([`log_answered_refusal`]),
+    /// with the status it answers: [`log_refusal`] leaves them to it.
+    front_end_logs_refusals: bool,
 }
 
 impl Requester {
     pub fn new(origin: Origin, log: Log) -> Self {
-        Self { origin, log }
+        Self { origin, log, front_end_logs_refusals: false }
+    }
+
+    /// For a front end that answers other statuses than the operations'
+    /// errors carry (the NGINX Plus API: 409 `EntryExists` for a 400), and
+    /// refuses changes of its own (a body it does not take): it logs every
+    /// refusal itself, once, as answered.
+    pub fn logging_refusals_itself(self) -> Self {
+        Self { front_end_logs_refusals: true, ..self }
     }
 
     /// The client of an HTTP request (address and `$remote_user`, if set);
@@ -40,7 +51,16 @@ pub fn log_change(by: &Requester, upstream: &str, change: &Change) {
     by.log.write_plain(NGX_LOG_WARN, &change_line(&by.origin, upstream, change));
 }
 
-/// Logs why a change was refused, at `info`.
+/// Logs why a change was refused, at `info` (unless the front end logs
+/// its refusals itself).
 pub fn log_refusal(by: &Requester, upstream: &str, e: &ApiError) {
-    by.log.write_plain(NGX_LOG_INFO, &refusal_line(&by.origin, upstream, e));
+    if !by.front_end_logs_refusals {
+        log_answered_refusal(by, upstream, e.status, &e.text);
+    }
+}
+
+/// Logs a refused change at `info` with the status and reason the client
+/// got.
+pub fn log_answered_refusal(by: &Requester, upstream: &str, status: u16, reason: &str) {
+    by.log.write_plain(NGX_LOG_INFO, &refusal_line(&by.origin, upstream, status, reason));
 }

@@ -758,7 +758,8 @@ fn lock(path: &Path, wait: Duration) -> Result<FileLock, ApiError> {
         }
         let text = format!("could not lock state file \"{}\": {e}; nothing was changed", path.display());
         log_error(&text);
-        ApiError::new(500, "persist_failed", text)
+        // Not persist_failed, which says the change is in effect.
+        ApiError::new(500, "state_file_lock_failed", text)
     })
 }
 
