@@ -319,7 +319,7 @@ $r = http('PUT', $servers, qq([{"server":"nosuch.example:80"},{"server":"127.0.0
 is($r->{status}, 400, 'a host name no server is spelled with: 400');
 like($r->{body}, qr/"code":"UpstreamBadAddress"/, '  UpstreamBadAddress') or diag($r->{body});
 
-=== TEST 9: a POST of an IPv4-compatible IPv6 server, which nginx names in its own spelling ([::5.6.7.8]:80 for the [::506:708]:80 the module's parser prints): 201 with the server, in a zone upstream and a run-time one (the server was added and the answer was 409 "UpstreamChanged": it was looked for by the parser's spelling, review/study 53)
+=== TEST 9: a POST of an IPv4-compatible IPv6 server, which nginx names in its own spelling ([::5.6.7.8]:80 for the [::506:708]:80 the module's parser prints): 201 with the server, in a zone upstream and a run-time one (the server was added and the answer was 409 "UpstreamChanged": it was looked for by the parser's spelling, review/study 53); a PATCH that sends its address back as listed changes it (it was refused as a change of the address: compared in the parser's spelling)
 --- http_config
 upstream zu {
     zone zu 128k;
@@ -334,4 +334,8 @@ for my $upstream ('zu', 'dy') {
     my $r = http('POST', "/api/9/http/upstreams/$upstream/servers", '{"server":"[::5.6.7.8]:80"}');
     is(main::plus_json($r, 201, "POST to $upstream")->{server}, '[::5.6.7.8]:80', "  $upstream: the new server is answered");
     is_deeply(main::server_list($upstream), ['0 127.0.0.1:' . port(1) . ' w1', '1 [::5.6.7.8]:80 w1'], "  $upstream has it once");
+    # A PATCH that sends the address back as listed (it was refused as a
+    # change of the address: compared in the parser's spelling).
+    $r = http('PATCH', "/api/9/http/upstreams/$upstream/servers/1", '{"server":"[::5.6.7.8]:80","weight":3}');
+    is(main::plus_json($r, 200, "PATCH of ${upstream}'s server with its address")->{weight}, 3, '  the weight changes');
 }

@@ -272,7 +272,9 @@ fn patch(
     if fields.id.is_some_and(|given| given != id) {
         return Err(immutable("ID"));
     }
-    if fields.server.as_ref().is_some_and(|a| a.to_string() != peer.name) {
+    // By nginx's name of the address, as the peer's (not the parser's
+    // spelling, `[::102:304]:80` for `[::1.2.3.4]:80`).
+    if fields.server.as_ref().is_some_and(|a| PeerAddress::new(a).name() != peer.name.as_bytes()) {
         return Err(immutable("address"));
     }
     if fields.backup.is_some_and(|b| b != peer.backup) {
