@@ -15,6 +15,7 @@ use JSON::PP ();
 our $FAILED  = qr/\Aadd server failed: [^\n]+\z/;
 our $BADNAME = qr/\Aupstream name "[^\n]*" is not a valid host name [^\n]+\z/;
 our $E405    = 'only GET, POST and DELETE are accepted';
+our $E405GET = 'only GET is accepted here (POST and DELETE change /upstream/NAME)';
 our $ANY4XX  = qr/\A4\d\d\z/;
 our $MiB     = 1024 * 1024;
 
@@ -511,13 +512,18 @@ location / { dyups_interface; }
 --- perl
 main::setup();
 my $s3 = 'server 127.0.0.1:' . main::p(3) . ';';
-my @paths = ('/upstream/dyhost', '/upstream/host1', '/upstream/newname', '/list', '/detail', '/status');
+my @upstreams = ('/upstream/dyhost', '/upstream/host1', '/upstream/newname');
+my @listings = ('/list', '/detail', '/status');
+my @paths = (@upstreams, @listings);
 for my $m (qw(PUT PATCH OPTIONS FOO PROPFIND MKCOL COPY MOVE LOCK UNLOCK)) {
-    main::refused($m, $_, $s3, 405, $main::E405) for @paths;
-    main::refused($m, $_, undef, 405, $main::E405) for @paths;
+    main::refused($m, $_, $s3, 405, $main::E405) for @upstreams;
+    main::refused($m, $_, undef, 405, $main::E405) for @upstreams;
+    main::refused($m, $_, $s3, 405, $main::E405GET) for @listings;
+    main::refused($m, $_, undef, 405, $main::E405GET) for @listings;
 }
+# (A POST of /list was told POST is accepted: hunt 43.)
 for my $m (qw(POST DELETE)) {
-    main::refused($m, $_, ($m eq 'POST' ? $s3 : undef), 405, $main::E405) for '/list', '/detail', '/status';
+    main::refused($m, $_, ($m eq 'POST' ? $s3 : undef), 405, $main::E405GET) for @listings;
 }
 # nginx itself refuses TRACE and CONNECT (405) and lower-case methods (400).
 for my $m (qw(TRACE CONNECT post Post delete)) {

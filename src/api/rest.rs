@@ -61,14 +61,18 @@ pub fn respond(req: &HttpRequest, body: Option<&[u8]>, trylock: bool, read_only:
             }
             None => Err(ApiError::new(500, "internal", "body not read")),
         },
-        (_, route) => {
+        (_, Some(Route::Upstream(name))) => {
             let e = ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted");
             // Any other method on an upstream asked to change it.
-            if let Some(Route::Upstream(name)) = route {
-                log_refusal(&origin, &name, &e);
-            }
+            log_refusal(&origin, &name, &e);
             Err(e)
         }
+        // (It said GET, POST and DELETE to a POST of /list: hunt 43.)
+        (_, Some(_)) => Err(ApiError::new(
+            405,
+            "method_not_allowed",
+            "only GET is accepted here (POST and DELETE change /upstream/NAME)",
+        )),
     };
     result.unwrap_or_else(|e| error_response(&e, json))
 }
