@@ -161,6 +161,29 @@ sub zone_holds {
     return $holds;
 }
 
+# For TESTs 22 and 23 (NDU_TEST_STALL_ONCE names the file): POST
+# /upstream/dyx (FIRST, which does not stall), then, on a connection of its
+# own, POST /upstream/dyx (THEN), which stalls holding the registry lock, and
+# a reload meanwhile that gives the health zone a new size (32k to 48k),
+# which goes on without the lock (four tests). Returns the connection and
+# the stalled worker's pid.
+sub stalled_post_resized {
+    my ($first, $then) = @_;
+    spew(data_dir() . '/stalled-once', '');
+    accepted('POST', 'dyx', $first);
+    unlink data_dir() . '/stalled-once';
+    my $c = keepalive(port(8));
+    $c->send('POST', '/upstream/dyx', 'localhost', $then);
+    my $stalled;
+    ok(poll_until(sub { $stalled = stalled_pid('dyx') }, 10, 'stall'), 'a worker stalls in the second POST, holding the registry lock');
+    my $conf = slurp(conf_file());
+    $conf =~ s/check_shm_size 32k;/check_shm_size 48k;/ or die 'no check_shm_size';
+    spew(conf_file(), $conf);
+    my $size = reload_meanwhile();
+    like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock, a new health zone');
+    return ($c, $stalled);
+}
+
 # POST /upstream/NAME with N checked servers that the health zone has room
 # for answers 200 (polled for 5 s: the records a worker frees at its next
 # tick make room): one test.
@@ -881,19 +904,8 @@ location / { dyups_interface; }
 location /status { check_status json; }
 --- perl
 my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
-# The first POST creates the file: it does not stall.
-main::spew(data_dir() . '/stalled-once', '');
-main::accepted('POST', 'dyx', 'server 127.0.2.1:30001;' . $check);
-unlink data_dir() . '/stalled-once';
-my $c = main::keepalive(port(8));
-$c->send('POST', '/upstream/dyx', 'localhost', 'server 127.0.2.1:30001; server 127.0.2.1:30002;' . $check);
-my $stalled;
-ok(poll_until(sub { $stalled = main::stalled_pid('dyx') }, 10, 'stall'), 'a worker stalls in the POST, holding the registry lock');
-my $conf = main::slurp(conf_file());
-$conf =~ s/check_shm_size 32k;/check_shm_size 48k;/ or die 'no check_shm_size';
-main::spew(conf_file(), $conf);
-my $size = main::reload_meanwhile();
-like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock, a new health zone');
+my ($c, $stalled) = main::stalled_post_resized('server 127.0.2.1:30001;' . $check,
+                                               'server 127.0.2.1:30001; server 127.0.2.1:30002;' . $check);
 my $answer = $c->read;
 is("$answer->{status} $answer->{body}",
    "503 nginx is reloading and this worker's configuration is being replaced: retry the request",
@@ -917,22 +929,12 @@ location /status { check_status json; }
 --- perl
 my $check = ' check interval=60000 rise=1 fall=1 timeout=300 type=tcp;';
 my $socket = data_dir() . '/none.sock';
-# The first POST creates the file: it does not stall.
-main::spew(data_dir() . '/stalled-once', '');
-main::accepted('POST', 'dyx', 'server ' . main::addr(1) . '; server [::1]:' . port(2) . "; server unix:$socket;"
-    . ' server 127.0.2.1:30001; server 127.0.2.1:30002; server 127.0.2.1:30003 backup;' . $check);
-unlink data_dir() . '/stalled-once';
-# The servers that stay, spelled otherwise, the socket now a backup.
-my $c = main::keepalive(port(8));
-$c->send('POST', '/upstream/dyx', 'localhost', 'server ' . main::addr(1) . '; server [0:0:0:0:0:0:0:1]:' . port(2)
-    . "; server unix:$socket backup;" . $check);
-my $stalled;
-ok(poll_until(sub { $stalled = main::stalled_pid('dyx') }, 10, 'stall'), 'a worker stalls in the POST after its records went live, holding the registry lock');
-my $conf = main::slurp(conf_file());
-$conf =~ s/check_shm_size 32k;/check_shm_size 48k;/ or die 'no check_shm_size';
-main::spew(conf_file(), $conf);
-my $size = main::reload_meanwhile();
-like(substr(error_log_text(), $size), qr/the upstream registry stayed locked for 2 s/, '  without the registry\'s lock, a new health zone');
+# The second POST keeps three servers, spelled otherwise, the socket now a
+# backup; it stalls after its records went live.
+my ($c, $stalled) = main::stalled_post_resized(
+    'server ' . main::addr(1) . '; server [::1]:' . port(2) . "; server unix:$socket;"
+        . ' server 127.0.2.1:30001; server 127.0.2.1:30002; server 127.0.2.1:30003 backup;' . $check,
+    'server ' . main::addr(1) . '; server [0:0:0:0:0:0:0:1]:' . port(2) . "; server unix:$socket backup;" . $check);
 my $answer = $c->read;
 is("$answer->{status} $answer->{body}", '200 success', 'the stalled POST completes');
 ok(poll_until(sub { !kill(0, $stalled) }, 10, 'exit'), '  its worker exits');
