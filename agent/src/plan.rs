@@ -203,6 +203,13 @@ pub enum Outcome {
     Stale,
 }
 
+/// The `409`s that no retry gets past: only another configuration does
+/// (nginx reloaded or restarted), as for a refused document (hunt 42: a
+/// consistent-hash upstream's PUT was sent again and logged every few
+/// seconds for good). In the Plus API's spelling and in dyups'.
+const LASTING_CONFLICTS: [&str; 5] =
+    ["BalancerFixedAtStart", "balancer_fixed_at_start", "ServerResolved", "server_resolved", "upstream_resolves"];
+
 /// `code` is the `error.code` of the answer's JSON body, if any.
 pub fn outcome(action: &Action, status: u16, code: Option<&str>) -> Outcome {
     match status {
@@ -210,6 +217,7 @@ pub fn outcome(action: &Action, status: u16, code: Option<&str>) -> Outcome {
         404 if *action == Action::DeleteDyups => Outcome::Applied,
         404 if matches!(action, Action::PutServers(_)) => Outcome::Stale,
         500 if code == Some("persist_failed") => Outcome::Unsaved,
+        409 if code.is_some_and(|c| LASTING_CONFLICTS.contains(&c)) => Outcome::Refused,
         // 507: the zone is full, which only the operator can fix.
         409 | 500..=506 | 508..=599 => Outcome::Retry,
         _ => Outcome::Refused,
@@ -388,6 +396,12 @@ mod tests {
         assert_eq!(outcome(&Action::DeleteDyups, 500, Some("persist_failed")), Outcome::Unsaved);
         for busy in [409, 500, 502, 503] {
             assert_eq!(outcome(&post, busy, None), Outcome::Retry, "{busy}");
+        }
+        for busy in ["locked", "Busy", "busy", "ManagedByDyups", "UpstreamChanged"] {
+            assert_eq!(outcome(&put, 409, Some(busy)), Outcome::Retry, "{busy}");
+        }
+        for lasting in LASTING_CONFLICTS {
+            assert_eq!(outcome(&put, 409, Some(lasting)), Outcome::Refused, "{lasting}");
         }
     }
 

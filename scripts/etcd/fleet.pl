@@ -235,12 +235,15 @@ EOF
     }
 EOF
         my $api = $plus ? "        location /api { dynamic_upstream_api write=on; }\n" : '';
-        # Staged answers of nginx for two upstreams: a POST to a-stuck always
+        # Staged answers of nginx for three upstreams: a POST to a-stuck always
         # fails (503), one to a-unsaved answers as the module does when its
-        # state file cannot be written (500 persist_failed: in effect).
+        # state file cannot be written (500 persist_failed: in effect), one to
+        # a-fixed as to a consistent-hash upstream before nginx 1.27.3 (409
+        # balancer_fixed_at_start: only another configuration takes it).
         my $staged = '';
         for (['a-stuck', 503, 'busy', 'staged failure'],
-             ['a-unsaved', 500, 'persist_failed', 'staged: could not write state file; the change is in effect']) {
+             ['a-unsaved', 500, 'persist_failed', 'staged: could not write state file; the change is in effect'],
+             ['a-fixed', 409, 'balancer_fixed_at_start', 'staged: the table is computed once at start']) {
             my ($name, $status, $code, $text) = @$_;
             $staged .= "        location = /upstream/$name {\n"
                 . "            if (\$request_method = POST) { return $status '{\"error\":{\"status\":$status,"
@@ -605,7 +608,12 @@ sub main {
     ok(defined logged(qr/applied revision $rev to upstream "a-unsaved" \(run-time\): 1 server, round robin; nginx: staged: could not write state file/, undef, $marks),
         'nginx\'s 500 persist_failed ("the change is in effect") counts as applied, logged');
     ok(stays(1, sub { !grep { log_since($_, $marks) =~ /nginx: 500/ } 0 .. 2 }), 'and is not sent again');
-    del($_) for 'a-stuck', 'a-unsaved';
+    # (hunt 42: retried as a busy lock, logged every few seconds for good)
+    $rev = put('a-fixed', doc_one($backends[2]));
+    ok(defined logged(qr/nginx refused revision $rev of upstream "a-fixed" \(run-time\): 409 staged: the table is computed once at start; it keeps what it had/, undef, $marks),
+        'a 409 only another configuration gets past is logged as refused');
+    ok(stays($resync + 1, sub { !grep { (() = log_since($_, $marks) =~ /"a-fixed"/g) > 1 } 0 .. 2 }), '  and not sent again through a resync');
+    del($_) for 'a-stuck', 'a-unsaved', 'a-fixed';
 
     if ($plus) {
         # --- a configuration upstream: PUT, kept across a reload
