@@ -160,7 +160,7 @@ impl Nginx {
     /// zone.
     pub async fn inventory(&self) -> Result<Option<Inventory>, String> {
         let listed = self.dyups_names().await?;
-        let url = format!("{}/{API_VERSION}/http/upstreams?fields=runtime", self.api);
+        let url = format!("{}/{API_VERSION}/http/upstreams?fields=runtime,zone", self.api);
         let answer = self.send(Method::GET, &url, None).await?;
         let mut inventory = match answer.status {
             200 => off_the_loop(answer.body, parse_inventory).await.map_err(|e| format!("{url}: {e}"))?,
@@ -229,26 +229,40 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The zone of an upstream of the configuration that dyups serves: one
+/// without a zone of its own that dyups replaced (or one it took over).
+const DYUPS_ZONE: &str = "dynamic_upstream_dyups";
+
 /// `{"NAME": {"peers": [...], "zone": "...", "runtime": false}, ...}`; the
-/// names folded (lower-cased), as every name the agent keeps.
+/// names folded (lower-cased), as every name the agent keeps. An upstream
+/// of the configuration in dyups' zone is one without a zone of its own.
 pub fn parse_inventory(body: &str) -> Result<Inventory, String> {
     #[derive(Deserialize)]
     struct Upstream {
         #[serde(default)]
         runtime: bool,
+        #[serde(default)]
+        zone: String,
     }
     let upstreams: BTreeMap<String, Upstream> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let mut inventory = Inventory::default();
     for (name, upstream) in upstreams {
-        if upstream.runtime { &mut inventory.run_time } else { &mut inventory.configuration }.insert(fold(&name));
+        let kind = match (upstream.runtime, upstream.zone.starts_with(DYUPS_ZONE)) {
+            (true, _) => &mut inventory.run_time,
+            (false, true) => &mut inventory.zoneless,
+            (false, false) => &mut inventory.configuration,
+        };
+        kind.insert(fold(&name));
     }
     Ok(inventory)
 }
 
-/// The names dyups lists (`listed`) that the Plus API's listing lacks:
-/// upstreams of the configuration without a zone.
+/// The upstreams of the configuration without a zone of their own: those
+/// dyups lists (`listed`) that the Plus API's listing lacks (not replaced
+/// yet), and those it lists in dyups' zone (replaced through dyups).
 pub fn zoneless(mut listed: BTreeSet<String>, plus: &Inventory) -> BTreeSet<String> {
     listed.retain(|name| !plus.configuration.contains(name) && !plus.run_time.contains(name));
+    listed.extend(plus.zoneless.iter().cloned());
     listed
 }
 
@@ -321,10 +335,20 @@ mod tests {
         // nginx's names ignore case: the agent keeps them folded.
         let spelled = parse_inventory(r#"{"Backends":{"runtime":false},"DyHost":{"runtime":true}}"#).unwrap();
         assert_eq!(spelled, inventory);
-        // What `?fields=runtime` answers.
+        // What `?fields=runtime` answers (no zone: none of dyups').
         let light = parse_inventory(r#"{"backends":{"runtime":false},"dyhost":{"runtime":true}}"#).unwrap();
         assert_eq!(light, inventory);
         assert!(parse_inventory("[]").is_err());
+        // An upstream of the configuration that dyups serves (replaced
+        // through it): without a zone of its own.
+        let replaced = parse_inventory(
+            r#"{"plain":{"zone":"dynamic_upstream_dyups_v8","runtime":false},"backends":{"zone":"backends","runtime":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(replaced.zoneless, BTreeSet::from(["plain".to_string()]));
+        assert_eq!(replaced.configuration, BTreeSet::from(["backends".to_string()]));
+        let listed = BTreeSet::from(["plain".to_string(), "backends".to_string(), "fresh".to_string()]);
+        assert_eq!(zoneless(listed, &replaced), BTreeSet::from(["fresh".to_string(), "plain".to_string()]));
     }
 
     #[test]

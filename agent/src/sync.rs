@@ -87,10 +87,12 @@ struct Engine {
     not_owned: BTreeSet<String>,
     /// The kinds of nginx's upstreams; None until learned (again).
     inventory: Option<Inventory>,
-    /// Upstreams of the configuration without a zone, as first seen (Plus
-    /// API): dyups replaces them, and their key's deletion leaves them.
-    /// Kept for the agent's life: once replaced through dyups, the Plus API
-    /// lists them (as configuration upstreams).
+    /// Upstreams of the configuration without a zone of their own, as seen
+    /// (Plus API): dyups replaces them, and their key's deletion leaves
+    /// them. Kept (a name may be the agent's own since: its key deleted)
+    /// until the Plus API lists it with a zone of its own, given at a
+    /// restart (hunt 42: kept for the agent's life, it was still replaced
+    /// through dyups, its zone and checks gone).
     zoneless: BTreeSet<String>,
     /// The upstream and revision whose PUT got a 404 (Outcome::Stale): a
     /// second 404 for it, once the kinds are learned again, is a refusal.
@@ -576,8 +578,10 @@ impl Engine {
                     self.documents().count()
                 );
                 // What nginx refused may fit now (a bigger zone, a new
-                // variable): the comparison sends it again.
+                // variable): the comparison sends it again; the kinds of
+                // its upstreams may have changed (a zone given).
                 self.refused.clear();
+                self.inventory = None;
                 self.reconcile_wanted = Some("nginx restarted or reloaded");
                 return;
             }
@@ -697,6 +701,9 @@ impl Engine {
             if !self.owned.contains(name) {
                 self.zoneless.insert(name.clone());
             }
+        }
+        if let Some(inventory) = &inventory {
+            self.zoneless.retain(|name| !inventory.configuration.contains(name));
         }
         self.inventory = Some(inventory.unwrap_or_default());
     }

@@ -643,6 +643,26 @@ sub main {
             'its key deleted: it is left as it is, logged');
         ok(stays($resync + 1, sub { !grep { route($_, 'plain') ne $backends[5] } 0 .. 2 }),
             'its key deleted: it keeps routing by the last document on all three through a resync');
+
+        # --- that upstream given a zone at a restart of nginx 0: its agent,
+        # running, sends it through the Plus API, which keeps the zone
+        # (hunt 42 F2: its kind was kept for the agent's life, and dyups
+        # replaced it, zone and all)
+        my $conf_file = nginx_dir(0) . '/nginx.conf';
+        my $text = do { local (@ARGV, $/) = $conf_file; <> };
+        $text =~ s/upstream plain \{\n/upstream plain {\n        zone plain 256k;\n/ or die 'no upstream plain';
+        write_file($conf_file, $text);
+        nginx_stop(nginx_dir(0));
+        $marks = marks();
+        nginx_start(nginx_dir(0));
+        ok(defined logged(qr/nginx restarted or reloaded \(new boot id\)/, [0], $marks), 'nginx 0 restarted with a zone for "plain"');
+        $marks = marks();
+        $rev = put('plain', doc_one($backends[4]));
+        ok(defined converge('plain', $backends[4], 10, [0]), '  its document is applied');
+        ok(defined logged(qr/applied revision $rev to upstream "plain" \(configuration\): /, [0], $marks),
+            '  as to an upstream of the configuration with a zone (PUT)');
+        my $zone = $http->request('GET', $admin[0], '/api/9/http/upstreams/plain?fields=zone');
+        ok($zone->{status} == 200 && $zone->{body} =~ /"zone":"plain"/, '  which keeps its zone') or print "# $zone->{body}\n";
     }
 
 
