@@ -331,11 +331,11 @@ is_deeply($admin_lines->(), [
 ], "in the location's error_log");
 is_deeply(main::change_lines(), [], 'none in the main one');
 
-=== TEST 10: NGINX Plus API: every refused change is logged once, with the status and the reason the client got (a 409 EntryExists was logged as 400, and refusals of the body, of an immutable field or of a write-off location were not logged: hunt 43), through zone and run-time upstreams alike
+=== TEST 10: NGINX Plus API: every refused change is logged once, with the status and the reason the client got (a 409 EntryExists was logged as 400, and refusals of the body, of an immutable field, of a write-off location, of a bad server ID or of a body over 1 MiB were not logged: hunt 43, review 54), through zone and run-time upstreams alike
 --- http_config
 upstream backends { zone backends 64k; server 127.0.0.1:30001; }
 --- config
-location /api { dynamic_upstream_api write=on; }
+location /api { dynamic_upstream_api write=on; client_max_body_size 4m; }
 location /ro { dynamic_upstream_api; }
 location / { dyups_interface; }
 --- perl
@@ -356,6 +356,10 @@ for my $case (
     ['POST', '/api/9/http/upstreams/nosuch/servers', '{"server":"127.0.0.1:30002"}', 404],
     ['POST', '/api/9/http/upstreams/dy/servers', '{"server":"127.0.0.1:30001"}', 409],
     ['PUT', '/api/9/http/upstreams/dy/servers', '[{"server":"127.0.0.1:30001","backup":true}]', 400],
+    # (review 54: a bad ID and a body over 1 MiB were not logged)
+    ['PATCH', "$servers/abc", '{"weight":2}', 400],
+    ['DELETE', "$servers/abc", undef, 400],
+    ['POST', $servers, '{"server":"127.0.0.1:30003","x":"' . ('y' x 1100000) . '"}', 413],
 ) {
     my ($method, $path, $body, $status) = @$case;
     my $r = http($method, $path, $body);

@@ -339,3 +339,26 @@ for my $upstream ('zu', 'dy') {
     $r = http('PATCH', "/api/9/http/upstreams/$upstream/servers/1", '{"server":"[::5.6.7.8]:80","weight":3}');
     is(main::plus_json($r, 200, "PATCH of ${upstream}'s server with its address")->{weight}, 3, '  the weight changes');
 }
+
+=== TEST 10: a PATCH of each server object as GET lists it, the configuration spelling servers otherwise than nginx names them (a host name, a port with a leading zero): the weight changes (they were refused as a host name and as an invalid port, review 54); another server's spelling is a change of the address
+--- http_config
+upstream backends {
+    zone backends 128k;
+    server localhost:$TEST_NGINX_PORT_1;
+    server 127.0.0.1:0$TEST_NGINX_PORT_2;
+}
+--- config
+location /api { dynamic_upstream_api write=on; }
+--- perl
+use JSON::PP ();
+my $servers = '/api/9/http/upstreams/backends/servers';
+my $listed = JSON::PP->new->decode(http_get($servers)->{body});
+is_deeply([map { $_->{server} } @$listed], ['localhost:' . port(1), '127.0.0.1:0' . port(2)], 'listed as the configuration spells them');
+for my $server (@$listed) {
+    my $id = $server->{id};
+    my $r = http('PATCH', "$servers/$id", JSON::PP->new->encode({ %$server, weight => 5 + $id }));
+    is(main::plus_json($r, 200, "PATCH of server $id as listed, weight " . (5 + $id))->{weight}, 5 + $id, "  server $id re-weighted");
+}
+my $r = http('PATCH', "$servers/1", JSON::PP->new->encode({ server => 'localhost:' . port(1) }));
+main::plus_error($r, 400, 'UpstreamServerImmutable', 'the address of server 1 cannot be changed: DELETE it and POST a new one',
+                 'PATCH of server 1 with server 0\'s spelling');

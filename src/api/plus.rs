@@ -15,6 +15,7 @@
 #![forbid(unsafe_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use dynamic_upstream_core::plus::body::{self, ServerFields, Spellings};
+use dynamic_upstream_core::plus::route::changed_upstream;
 use dynamic_upstream_core::plus::route::{root_endpoints, HTTP_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};
 use dynamic_upstream_core::plus::{diff, Endpoint, PlusError, Route};
@@ -64,6 +65,9 @@ impl Answer {
 
 /// Sends the answer, or the error in NGINX Plus's shape.
 pub fn send(req: &mut HttpRequest, answer: Result<Answer, PlusError>) -> Handled {
+    if let Err(e) = &answer {
+        log_if_refused_change(req, e);
+    }
     let answer = answer.unwrap_or_else(|e| Answer {
         status: e.status,
         body: e.json(&req.variable("request_id")),
@@ -71,6 +75,22 @@ pub fn send(req: &mut HttpRequest, answer: Result<Answer, PlusError>) -> Handled
     });
     let response = Response { status: answer.status, content_type: "application/json", body: answer.body.into_bytes() };
     req.send_with_headers(&response, &answer.headers)
+}
+
+/// Logs `e` if it refused a change, once, with the status and reason the
+/// client gets: every refusal of the Plus API is logged here (the
+/// operations' errors are mapped to its statuses, and it refuses paths,
+/// bodies and locations of its own: such refusals went unlogged or
+/// misstated, hunt 43, review 54). Not PersistFailed, nor UpstreamChanged:
+/// the change was made.
+fn log_if_refused_change(req: &HttpRequest, e: &PlusError) {
+    if matches!(e.code.as_str(), "PersistFailed" | "UpstreamChanged") {
+        return;
+    }
+    let path = req.path_in_location();
+    if let Some(upstream) = changed_upstream(&req.method_name(), &path) {
+        log_answered_refusal(&Requester::of(req, "plus"), upstream, e.status, &e.text);
+    }
 }
 
 /// The answer to the request (`body`: the one a change sent).
@@ -88,27 +108,17 @@ fn respond_with(
     let route = Route::parse(&req.path_in_location())?;
     let method = req.method_name();
     let read = matches!(method.as_str(), "GET" | "HEAD");
-    let changed = match (&route.endpoint, method.as_str()) {
-        (Endpoint::Servers(name), "POST" | "PUT") | (Endpoint::Server(name, _), "PATCH" | "DELETE") => Some(name),
-        _ if read => None,
+    let change = match (&route.endpoint, method.as_str()) {
+        (Endpoint::Servers(_), "POST" | "PUT") | (Endpoint::Server(..), "PATCH" | "DELETE") => true,
+        _ if read => false,
         _ => return Err(PlusError::method_not_supported()),
     };
-    // Every refused change is logged here, once, as answered (the
-    // operations' errors are mapped to the Plus API's statuses, and its own
-    // refusals of a body come first: both went unlogged or misstated, hunt 43).
-    let origin = Requester::of(req, "plus").logging_refusals_itself();
-    let answer = match changed {
-        Some(_) if !write => Err(PlusError::method_disabled()),
-        _ => answer(running, req, &route, read, trylock, body, &origin),
-    };
-    // PersistFailed: the change is in effect (logged as made, the file's
-    // failure as an [error]).
-    if let (Some(upstream), Err(e)) = (changed, &answer) {
-        if e.code != "PersistFailed" {
-            log_answered_refusal(&origin, upstream, e.status, &e.text);
-        }
+    if change && !write {
+        return Err(PlusError::method_disabled());
     }
-    answer
+    // Refusals are logged as sent ([`log_if_refused_change`]).
+    let origin = Requester::of(req, "plus").logging_refusals_itself();
+    answer(running, req, &route, read, trylock, body, &origin)
 }
 
 /// The answer to the request `route` names (`read`: a GET or HEAD).
@@ -162,7 +172,12 @@ fn answer(
             put(&target, desired, if_match, origin, trylock)?
         }
         (Endpoint::Server(name, id), Some(body)) => {
-            patch(&find(running, name)?, *id, body::patch(body)?, origin, trylock)?
+            let target = find(running, name)?;
+            let fields = match body::patch(body) {
+                Err(e) if e.code == "UpstreamBadAddress" => body::patch_spelled(body, &spellings(&target), *id)?,
+                fields => fields?,
+            };
+            patch(&target, *id, fields, origin, trylock)?
         }
         (Endpoint::Servers(_), None) => return Err(PlusError::new(400, "BodyReadError", "the request has no body")),
     })
@@ -226,10 +241,13 @@ fn servers_answer(target: &Target, changed: Option<bool>) -> Answer {
 /// answer.
 fn server_answer(target: &Target, status: u16, pick: Pick<'_>) -> Result<Answer, PlusError> {
     let listed = target.listed_one(pick);
-    let peer = listed
-        .peers
-        .first()
-        .ok_or_else(|| PlusError::new(409, "UpstreamChanged", "the server was changed again meanwhile"))?;
+    let peer = listed.peers.first().ok_or_else(|| {
+        PlusError::new(
+            409,
+            "UpstreamChanged",
+            "the change was made, then another change removed or changed the server before it could be read back",
+        )
+    })?;
     Ok(Answer { status, body: view::server(peer), headers: Vec::new() })
 }
 

@@ -65,6 +65,15 @@ pub fn patch(body: &[u8]) -> Result<ServerFields, PlusError> {
     fields(&parse_json(body)?)
 }
 
+/// [`patch`] of the server `id`, where a `server` that is no address may
+/// be how GET lists it (`spellings`): the configuration's spelling of its
+/// address (`localhost:8080`, `127.0.0.1:08080`), or, for a server nginx
+/// resolved, its `server` line (no address then: the server's own). A PATCH
+/// of what GET lists was refused as a host name (review 54).
+pub fn patch_spelled(body: &[u8], spellings: &Spellings, id: u64) -> Result<ServerFields, PlusError> {
+    fields_spelled(&parse_json(body)?, Some(spellings), Some(id))
+}
+
 /// A configuration's spellings of its servers (`server localhost:8080;`),
 /// as the listings show them in `server`: each text with the IDs and
 /// addresses of the peers nginx made of it, so that a PUT of what GET
@@ -153,7 +162,7 @@ pub fn put_spelled(body: &[u8], spellings: &Spellings) -> Result<Vec<ServerSpec>
             resolved_kept = true;
             continue;
         }
-        let spec = fields_spelled(item, Some(spellings))?.into_spec()?;
+        let spec = fields_spelled(item, Some(spellings), None)?.into_spec()?;
         if !addresses.insert(spec.address.clone()) {
             return Err(PlusError::format(format!("server \"{}\" is given twice", spec.address)));
         }
@@ -198,12 +207,12 @@ fn keep_as_listed(item: &Json, text: &str, listed: &ServerFields) -> Result<(), 
 
 /// The fields of one server object.
 pub fn fields(json: &Json) -> Result<ServerFields, PlusError> {
-    fields_spelled(json, None)
+    fields_spelled(json, None, None)
 }
 
 /// [`fields`], where a `server` that is no address may be one of
 /// `spellings` (named with the object's `id`).
-fn fields_spelled(json: &Json, spellings: Option<&Spellings>) -> Result<ServerFields, PlusError> {
+fn fields_spelled(json: &Json, spellings: Option<&Spellings>, id: Option<u64>) -> Result<ServerFields, PlusError> {
     let Json::Object(entries) = json else {
         return Err(PlusError::format("a server must be a JSON object"));
     };
@@ -263,11 +272,13 @@ fn fields_spelled(json: &Json, spellings: Option<&Spellings>) -> Result<ServerFi
         }
     }
     if let (Some((text, e)), Some(spellings)) = (spelled, spellings) {
-        // Named with the object's `id`, wherever it stands in the object.
-        out.server = Some(match spellings.address(text, out.id) {
-            Some(address) => address?,
+        // Named with the object's `id`, wherever it stands in the object
+        // (or the path's).
+        out.server = match spellings.address(text, out.id.or(id)) {
+            Some(address) => Some(address?),
+            None if spellings.resolved.contains_key(text) => None,
             None => return Err(PlusError::new(400, "UpstreamBadAddress", e.text)),
-        });
+        };
     }
     Ok(out)
 }

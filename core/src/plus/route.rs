@@ -90,6 +90,19 @@ impl Route {
     }
 }
 
+/// The upstream a request of `method` to `rest` (the path after the
+/// location) asks to change: its servers (POST, PUT) or one of them (PATCH,
+/// DELETE), whatever the rest of the path (a bad server ID, an unknown
+/// version): for the change log.
+pub fn changed_upstream<'p>(method: &str, rest: &'p str) -> Option<&'p str> {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match (method, segments.as_slice()) {
+        ("POST" | "PUT", [_, "http", "upstreams", name, "servers"])
+        | ("PATCH" | "DELETE", [_, "http", "upstreams", name, "servers", _]) => Some(name),
+        _ => None,
+    }
+}
+
 /// A server ID: a decimal integer.
 fn parse_id(text: &str) -> Result<u64, PlusError> {
     text.parse::<u64>().ok().filter(|_| text.bytes().all(|b| b.is_ascii_digit())).ok_or_else(|| {
@@ -99,6 +112,18 @@ fn parse_id(text: &str) -> Result<u64, PlusError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn changed_upstreams() {
+        use super::changed_upstream;
+        assert_eq!(changed_upstream("POST", "/9/http/upstreams/b/servers"), Some("b"));
+        assert_eq!(changed_upstream("PUT", "9/http/upstreams/b/servers/"), Some("b"));
+        assert_eq!(changed_upstream("PATCH", "/9/http/upstreams/b/servers/abc"), Some("b"));
+        assert_eq!(changed_upstream("DELETE", "/10/http/upstreams/b/servers/1"), Some("b"));
+        assert_eq!(changed_upstream("GET", "/9/http/upstreams/b/servers/1"), None);
+        assert_eq!(changed_upstream("PATCH", "/9/http/upstreams/b/servers"), None);
+        assert_eq!(changed_upstream("POST", "/9/http/upstreams/b"), None);
+    }
+
     use super::*;
 
     fn endpoint(path: &str) -> Endpoint {
