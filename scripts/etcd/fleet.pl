@@ -661,8 +661,6 @@ sub main {
         ok(defined converge('plain', $backends[4], 10, [0]), '  its document is applied');
         ok(defined logged(qr/applied revision $rev to upstream "plain" \(configuration\): /, [0], $marks),
             '  as to an upstream of the configuration with a zone (PUT)');
-        my $zone = $http->request('GET', $admin[0], '/api/9/http/upstreams/plain?fields=zone');
-        ok($zone->{status} == 200 && $zone->{body} =~ /"zone":"plain"/, '  which keeps its zone') or print "# $zone->{body}\n";
     }
 
 
