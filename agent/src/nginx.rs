@@ -43,6 +43,8 @@ pub struct Answer {
     pub body: String,
     /// `X-Upstream-Changed` of a PUT (false: it changed nothing).
     pub changed: Option<bool>,
+    /// `ETag` of a listing of servers: the upstream's revision.
+    pub etag: Option<String>,
 }
 
 /// The upstreams nginx has, by kind, from `GET {api}/9/http/upstreams`.
@@ -88,7 +90,7 @@ impl Nginx {
     }
 
     async fn send(&self, method: Method, url: &str, body: Option<(&str, String)>) -> Result<Answer, String> {
-        self.send_on(Connection::KeptAlive, method, url, body).await
+        self.send_on(Connection::KeptAlive, method, url, body, None).await
     }
 
     async fn send_on(
@@ -97,8 +99,12 @@ impl Nginx {
         method: Method,
         url: &str,
         body: Option<(&str, String)>,
+        if_match: Option<&str>,
     ) -> Result<Answer, String> {
         let mut request = hyper::Request::builder().method(method).uri(url).header("accept", "application/json");
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
         let client = match connection {
             Connection::KeptAlive => &self.client,
             Connection::New => {
@@ -115,13 +121,11 @@ impl Nginx {
         let exchange = async {
             let response = client.request(request).await.map_err(|e| format!("{url}: {}", error_chain(&e)))?;
             let status = response.status().as_u16();
-            let changed = response
-                .headers()
-                .get("x-upstream-changed")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.eq_ignore_ascii_case("true"));
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+            let changed = header("x-upstream-changed").map(|v| v.eq_ignore_ascii_case("true"));
+            let etag = header("etag");
             let body = response.into_body().collect().await.map_err(|e| format!("{url}: {e}"))?.to_bytes();
-            Ok(Answer { status, body: String::from_utf8_lossy(&body).trim_end().to_string(), changed })
+            Ok(Answer { status, body: String::from_utf8_lossy(&body).trim_end().to_string(), changed, etag })
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
@@ -131,7 +135,7 @@ impl Nginx {
     /// nginx's boot id, from the Plus API location, over a new connection.
     pub async fn boot_id(&self) -> Result<BootId, String> {
         let url = format!("{}/{API_VERSION}/nginx", self.api);
-        let answer = self.send_on(Connection::New, Method::GET, &url, None).await?;
+        let answer = self.send_on(Connection::New, Method::GET, &url, None, None).await?;
         match answer.status {
             200 => serde_json::from_str(&answer.body).map_err(|e| format!("{url}: {e}")),
             s => Err(format!("{url}: {s} {}", answer.body)),
@@ -188,7 +192,17 @@ impl Nginx {
         Some(match action {
             Action::PutServers(json) => {
                 let url = format!("{}/{API_VERSION}/http/upstreams/{name}/servers", self.api);
-                self.send(Method::PUT, &url, Some(("application/json", json.clone()))).await
+                // For the revision read now only: a PUT nginx takes late
+                // (a worker stalled past the timeout, after which the agent
+                // sent it again, and then newer documents) finds another
+                // revision and changes nothing (412), where it overwrote
+                // the newer documents (hunt 42).
+                let listed = match self.send(Method::GET, &url, None).await {
+                    Ok(listed) if listed.status == 200 => listed,
+                    other => return Some(other),
+                };
+                let body = Some(("application/json", json.clone()));
+                self.send_on(Connection::KeptAlive, Method::PUT, &url, body, listed.etag.as_deref()).await
             }
             Action::PostDyups(body) => self.send(Method::POST, &dyups, Some(("text/plain", body.clone()))).await,
             Action::DeleteDyups => self.send(Method::DELETE, &dyups, None).await,
@@ -314,7 +328,7 @@ mod tests {
 
     #[test]
     fn error_reasons() {
-        let answer = |body: &str| Answer { status: 400, body: body.into(), changed: None };
+        let answer = |body: &str| Answer { status: 400, body: body.into(), changed: None, etag: None };
         let json =
             answer(r#"{"error":{"status":400,"code":"invalid_body","text":"add server failed: no server given"}}"#);
         assert_eq!(json.reason(), "add server failed: no server given");

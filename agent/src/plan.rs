@@ -218,8 +218,10 @@ pub fn outcome(action: &Action, status: u16, code: Option<&str>) -> Outcome {
         404 if matches!(action, Action::PutServers(_)) => Outcome::Stale,
         500 if code == Some("persist_failed") => Outcome::Unsaved,
         409 if code.is_some_and(|c| LASTING_CONFLICTS.contains(&c)) => Outcome::Refused,
+        // 412: the upstream changed between the agent's read of its
+        // revision and its PUT (another client): read it again.
         // 507: the zone is full, which only the operator can fix.
-        409 | 500..=506 | 508..=599 => Outcome::Retry,
+        409 | 412 | 500..=506 | 508..=599 => Outcome::Retry,
         _ => Outcome::Refused,
     }
 }
@@ -394,7 +396,7 @@ mod tests {
         // "the change is in effect and the next change writes the file again"
         assert_eq!(outcome(&post, 500, Some("persist_failed")), Outcome::Unsaved);
         assert_eq!(outcome(&Action::DeleteDyups, 500, Some("persist_failed")), Outcome::Unsaved);
-        for busy in [409, 500, 502, 503] {
+        for busy in [409, 412, 500, 502, 503] {
             assert_eq!(outcome(&post, busy, None), Outcome::Retry, "{busy}");
         }
         for busy in ["locked", "Busy", "busy", "ManagedByDyups", "UpstreamChanged"] {

@@ -221,9 +221,23 @@ EOF
     for my $i (0 .. 2) {
         my $dir = nginx_dir($i);
         mkdir $dir;
+        # The first Plus API PUT of "slowput" stalls its worker for 15 s,
+        # past the agent's 5 s timeout (the debug builds' stall point).
+        # (The workers' user, nobody, creates the file that says so: the
+        # directories up to it let it through.)
+        my $once = "$dir/once";
+        mkdir $once;
+        chmod 0711, $work, $dir;
+        chmod 0777, $once;
+        my $stall = $plus ? "env NDU_TEST_STALL=zone_claimed:slowput;\nenv NDU_TEST_STALL_ONCE=$once/stalled;\n"
+                          . "env NDU_TEST_STALL_SECONDS=15;\n" : '';
         my $conf_upstream = $plus ? <<EOF : '';
     upstream backends {
         zone backends 256k;
+        server 127.0.0.1:$backends[0];
+    }
+    upstream slowput {
+        zone slowput 256k;
         server 127.0.0.1:$backends[0];
     }
     upstream plain {
@@ -251,6 +265,7 @@ EOF
         }
         write_file("$dir/nginx.conf", <<EOF);
 load_module $module;
+$stall
 worker_processes 2;
 pid nginx.pid;
 error_log error.log notice;
@@ -277,8 +292,8 @@ EOF
 
 # The backend port that nginx I routes HOST to, or the failure.
 sub route {
-    my ($i, $host, $port) = @_;
-    my $res = $http->request('GET', $port // $proxy[$i], '/', $host, undef, "route$i");
+    my ($i, $host, $port, $client) = @_;
+    my $res = ($client // $http)->request('GET', $port // $proxy[$i], '/', $host, undef, "route$i");
     return $res->{status} == 200 && $res->{body} =~ /^backend (\d+)$/ ? $1 : "$res->{status}";
 }
 
@@ -632,6 +647,21 @@ sub main {
         del('backends');
         ok(defined logged(qr/upstream "backends" \(configuration\): key deleted, its servers stay until nginx reloads/, undef, $marks),
             'a deleted key leaves a configuration upstream as it is');
+
+        # --- a PUT nginx takes after the agent's timeout (its worker
+        # stalled 15 s; the agent sent it again, then a newer document)
+        # changes nothing (hunt 42 F1: it overwrote the newer document,
+        # logged as applied, until the next resync)
+        $marks = marks();
+        put('slowput', doc_one($backends[2]));
+        ok(defined converge('slowput', $backends[2], 20), 'a PUT that stalls 15 s in one worker: sent again, applied');
+        ok(defined logged(qr/upstreams\/slowput\/servers: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+        put('slowput', doc_one($backends[3]));
+        ok(defined converge('slowput', $backends[3], 5), '  a newer document, applied');
+        # New connections: a kept-alive one may be the stalled worker's.
+        my $fresh_route = sub { route($_[0], 'slowput', undef, HttpClient->new(timeout => 10)) };
+        ok(stays(10, sub { !grep { $fresh_route->($_) ne $backends[3] } 0 .. 2 }),
+           '  the stalled PUTs, which end meanwhile, change nothing');
 
         # --- a configuration upstream without a zone: dyups replaces it;
         # its key deleted, it keeps those servers (hunt 30 F2: deleted, 502)
