@@ -652,16 +652,19 @@ sub main {
         # stalled 15 s; the agent sent it again, then a newer document)
         # changes nothing (hunt 42 F1: it overwrote the newer document,
         # logged as applied, until the next resync)
-        $marks = marks();
-        put('slowput', doc_one($backends[2]));
-        ok(defined converge('slowput', $backends[2], 20), 'a PUT that stalls 15 s in one worker: sent again, applied');
-        ok(defined logged(qr/upstreams\/slowput\/servers: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
-        put('slowput', doc_one($backends[3]));
-        ok(defined converge('slowput', $backends[3], 5), '  a newer document, applied');
-        # New connections: a kept-alive one may be the stalled worker's.
-        my $fresh_route = sub { route($_[0], 'slowput', undef, HttpClient->new(timeout => 10)) };
-        ok(stays(10, sub { !grep { $fresh_route->($_) ne $backends[3] } 0 .. 2 }),
-           '  the stalled PUTs, which end meanwhile, change nothing');
+        # (The stall point is the debug builds'.)
+        if ($module !~ m{/release/}) {
+            $marks = marks();
+            put('slowput', doc_one($backends[2]));
+            ok(defined converge('slowput', $backends[2], 20), 'a PUT that stalls 15 s in one worker: sent again, applied');
+            ok(defined logged(qr/upstreams\/slowput\/servers: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+            put('slowput', doc_one($backends[3]));
+            ok(defined converge('slowput', $backends[3], 5), '  a newer document, applied');
+            # New connections: a kept-alive one may be the stalled worker's.
+            my $fresh_route = sub { route($_[0], 'slowput', undef, HttpClient->new(timeout => 10)) };
+            ok(stays(10, sub { !grep { $fresh_route->($_) ne $backends[3] } 0 .. 2 }),
+               '  the stalled PUTs, which end meanwhile, change nothing');
+        }
 
         # --- a configuration upstream without a zone: dyups replaces it;
         # its key deleted, it keeps those servers (hunt 30 F2: deleted, 502)
