@@ -788,21 +788,19 @@ impl Engine {
                             _ => String::new(),
                         };
                         self.refused.remove(&name);
-                        match (&action, outcome) {
-                            _ if configuration => {}
-                            // Deleted, and saved so: the name is no longer
-                            // the agent's (an upstream made by hand under it
-                            // later is left as it is, as after a restart:
-                            // hunt 30 F4), nor listed (the inventory is read
-                            // again only at a resync's comparison).
-                            (Action::DeleteDyups, Outcome::Applied) => {
-                                self.owned.remove(&name);
-                                if let Some(inventory) = &mut self.inventory {
-                                    inventory.run_time.remove(&name);
-                                }
-                            }
-                            _ => {
-                                self.owned.insert(name.clone());
+                        if !configuration {
+                            // Still the agent's once deleted: a late request
+                            // (a stalled worker) that makes it again is
+                            // undone at the next resync (review 55).
+                            self.owned.insert(name.clone());
+                        }
+                        if action == Action::DeleteDyups {
+                            // No longer listed (the inventory is read again
+                            // only at a resync's comparison): not deleted
+                            // again at every read meanwhile, "deleted (it did
+                            // not exist)" (hunt 30 F4).
+                            if let Some(inventory) = &mut self.inventory {
+                                inventory.run_time.remove(&name);
                             }
                         }
                         // A PUT sent again that changed nothing is no change.
