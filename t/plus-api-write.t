@@ -340,7 +340,7 @@ for my $upstream ('zu', 'dy') {
     is(main::plus_json($r, 200, "PATCH of ${upstream}'s server with its address")->{weight}, 3, '  the weight changes');
 }
 
-=== TEST 10: a PATCH of each server object as GET lists it, the configuration spelling servers otherwise than nginx names them (a host name, a port with a leading zero): the weight changes (they were refused as a host name and as an invalid port, review 54); another server's spelling is a change of the address
+=== TEST 10: a PATCH of each server object as GET lists it, the configuration spelling servers otherwise than nginx names them (a host name, a port with a leading zero): the weight changes (they were refused as a host name and as an invalid port, review 54); another server's spelling is refused as a host name
 --- http_config
 upstream backends {
     zone backends 128k;
@@ -359,6 +359,8 @@ for my $server (@$listed) {
     my $r = http('PATCH', "$servers/$id", JSON::PP->new->encode({ %$server, weight => 5 + $id }));
     is(main::plus_json($r, 200, "PATCH of server $id as listed, weight " . (5 + $id))->{weight}, 5 + $id, "  server $id re-weighted");
 }
+# Only the server's own spelling: another's is a host name (review 55).
 my $r = http('PATCH', "$servers/1", JSON::PP->new->encode({ server => 'localhost:' . port(1) }));
-main::plus_error($r, 400, 'UpstreamServerImmutable', 'the address of server 1 cannot be changed: DELETE it and POST a new one',
+main::plus_error($r, 400, 'UpstreamBadAddress',
+                 "server \"localhost:@{[port(1)]}\" is a host name; only IP addresses and unix sockets are accepted (names are not resolved at run time)",
                  'PATCH of server 1 with server 0\'s spelling');

@@ -165,7 +165,7 @@ fn answer(
         (Endpoint::Servers(name), Some(body)) => {
             let target = find(running, name)?;
             let desired = match body::put(body) {
-                Err(e) if e.code == "UpstreamBadAddress" => body::put_spelled(body, &spellings(&target))?,
+                Err(e) if e.code == "UpstreamBadAddress" => body::put_spelled(body, &spellings(&target, None))?,
                 desired => desired?,
             };
             let if_match = if_match(req)?;
@@ -174,7 +174,9 @@ fn answer(
         (Endpoint::Server(name, id), Some(body)) => {
             let target = find(running, name)?;
             let fields = match body::patch(body) {
-                Err(e) if e.code == "UpstreamBadAddress" => body::patch_spelled(body, &spellings(&target), *id)?,
+                Err(e) if e.code == "UpstreamBadAddress" => {
+                    body::patch_spelled(body, &spellings(&target, Some(*id)), *id)?
+                }
                 fields => fields?,
             };
             patch(&target, *id, fields, origin, trylock)?
@@ -204,11 +206,12 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, PlusError> {
 
 /// How `target`'s configuration spells its servers where not by their
 /// addresses (`server localhost:8080;`, `server NAME resolve;`), as its
-/// listings show them.
-fn spellings(target: &Target) -> Spellings {
+/// listings show them; `only`: the server with that ID alone (a PATCH of
+/// it names no other's: review 55).
+fn spellings(target: &Target, only: Option<u64>) -> Spellings {
     let mut spellings = Spellings::default();
     if let Target::Zone(_) = target {
-        for peer in target.listed().peers {
+        for peer in target.listed().peers.into_iter().filter(|p| only.map_or(true, |id| p.stats.id == Some(id))) {
             if peer.resolved_from.is_some() {
                 let listed = ServerFields::listed(&peer);
                 spellings.add_resolved(peer.server, listed);
