@@ -101,7 +101,7 @@ struct Resolver {
     /// (None: no record with checks).
     runtime: HashMap<String, Option<(u64, Rc<CheckConf>)>>,
     /// Run-time upstreams whose servers were looked up: their record's
-    /// version and its peers' names, sorted (None: no record).
+    /// version and its peers' names (None: no record).
     listed: HashMap<String, Option<Listed>>,
 }
 
