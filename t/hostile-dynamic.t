@@ -592,3 +592,18 @@ my $chunked = (sprintf("%x\r\n%s\r\n", length $chunk, $chunk) x 160) . "0\r\n\r\
 # location and the module refuses the method.
 main::refused('POST', "/dynamic?upstream=backends&server=$s1&down=", qr/\A(?:405|413)\z/, undef, body => $chunked,
               headers => { 'Transfer-Encoding' => 'chunked' }, what => 'POST with a chunked 10 MiB body');
+
+=== TEST 16: conditional request headers (If-Match, If-None-Match, If-Unmodified-Since) neither stop a change nor turn its answer into 412 or 304 (nginx's not_modified filter answered 412 or 304 to a change it had made)
+--- http_config
+upstream backends { zone backends 64k; server 127.0.0.1:30001; }
+--- config
+location /dynamic { dynamic_upstream; }
+--- perl
+my @conditionals = (['If-Match' => '"7"'], ['If-None-Match' => '*'], ['If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:00 GMT']);
+my $weight = 1;
+for my $header (@conditionals) {
+    $weight++;
+    my $r = http('GET', "/dynamic?upstream=backends&server=127.0.0.1:30001&weight=$weight", undef, { @$header });
+    is("$r->{status} $r->{body}", "200 server 127.0.0.1:30001 weight=$weight max_fails=1 fail_timeout=10;\n",
+       "an update with $header->[0]: 200, made");
+}

@@ -645,3 +645,15 @@ for my $name (qw(dyhost host1 newname)) {
     main::refused('POST', "/upstream/$name", $body, qr/\A(?:4\d\d|507)\z/, qr/\A[^\n]+\z/,
                   what => "POST /upstream/$name: " . ($body =~ tr/;//) . ' servers');
 }
+
+=== TEST 15: conditional request headers (If-Match, If-None-Match, If-Unmodified-Since) neither stop a change nor turn its answer into 412 or 304: dyups has no versions to match (nginx's not_modified filter answered 412 or 304 to a change it had made)
+--- config
+location / { dyups_interface; }
+--- perl
+my @conditionals = (['If-Match' => '"7"'], ['If-None-Match' => '*'], ['If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:00 GMT']);
+for my $header (@conditionals) {
+    my $r = http('POST', '/upstream/c', 'server 127.0.0.1:30001;', { @$header });
+    is("$r->{status} $r->{body}", '200 success', "POST with $header->[0]: 200");
+    $r = http('DELETE', '/upstream/c', undef, { @$header });
+    is("$r->{status} $r->{body}", '200 success', "DELETE with $header->[0]: 200");
+}

@@ -322,17 +322,20 @@ impl HttpRequest {
     /// Sends `response` as the whole answer; returns what the content
     /// handler should return to nginx.
     pub fn send(&mut self, response: &Response) -> Handled {
-        Handled(self.send_answer(response, &[], false))
+        Handled(self.send_answer(response, &[]))
     }
 
-    /// [`send`](Self::send) with more response headers, for an API that
-    /// reads the request's `If-Match` itself: nginx's not_modified filter
-    /// is kept out (it would answer 412 for any ETag but the one given).
+    /// [`send`](Self::send) with more response headers.
     pub fn send_with_headers(&mut self, response: &Response, headers: &[(&str, String)]) -> Handled {
-        Handled(self.send_answer(response, headers, true))
+        Handled(self.send_answer(response, headers))
     }
 
-    fn send_answer(&mut self, response: &Response, headers: &[(&str, String)], own_conditionals: bool) -> ngx_int_t {
+    /// nginx's not_modified filter is kept out of every answer: it answered
+    /// 412 or 304 to a change already made when the request carried
+    /// `If-Match`, `If-None-Match` or `If-Unmodified-Since` (study 54); the
+    /// answers are no stored representations, and the NGINX Plus API reads
+    /// `If-Match` itself.
+    fn send_answer(&mut self, response: &Response, headers: &[(&str, String)]) -> ngx_int_t {
         // SAFETY: self.r is the live request; every pointer stored into it
         // points into the request pool or static data, so it outlives the
         // request's use of it (each header's element is pushed onto the
@@ -346,9 +349,7 @@ impl HttpRequest {
             r.headers_out.content_type.data = response.content_type.as_ptr().cast_mut();
             r.headers_out.content_type_len = response.content_type.len();
             r.headers_out.content_type_lowcase = ptr::null_mut();
-            if own_conditionals {
-                r.set_disable_not_modified(1);
-            }
+            r.set_disable_not_modified(1);
             let version = [("X-Dynamic-Upstream", version())];
             for (name, value) in version.iter().chain(headers) {
                 let header = ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
