@@ -329,23 +329,27 @@ upstream many {
 location /status { check_status csv; }
 --- perl
 my $conf = NginxTest::Files::slurp(conf_file());
-# The [emerg] of check_shm_size SIZE and N checked servers: [holds, enough].
+# The [emerg] of check_shm_size SIZE and N checked servers: [rc, holds,
+# enough]; the line in $emerg_text.
+my $emerg_text;
 my $emerg = sub {
     my ($size, $n) = @_;
     my $servers = join '', map { sprintf "    server 127.0.%d.%d:30001;\n", 1 + $_ / 250, 1 + $_ % 250 } 0 .. $n - 1;
     NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 32k;/check_shm_size $size;/r
         =~ s/    server 127\.0\.0\.1:30001;\n/$servers/r);
     my ($rc, $out) = nginx_t();
+    ($emerg_text) = $out =~ /(\[emerg\][^\n]*)/;
     return [$rc, $out =~ /holds the records of (\d+) checked peers, and the configuration checks $n: raise it to (\d+k) or more/];
 };
 my @holds = map { $emerg->("${_}k", 200)->[1] } 32 .. 48;
 my @falls = grep { !defined $holds[$_] || !defined $holds[$_ - 1] || $holds[$_] < $holds[$_ - 1] } 1 .. $#holds;
 is_deeply([map { 32 + $_ . "k holds $holds[$_]" } @falls], [], 'from 32k to 48k each size holds at least as many records as the one before')
     or diag("@holds");
-for my $case ([80, '32k'], [2500, '1m']) {
+for my $case ([80, '32k'], [2500, '1m'], [80, '40000']) {
     my ($n, $size) = @$case;
     my (undef, $holds, $enough) = @{ $emerg->($size, $n) };
     ok($enough, "$n checked servers in $size: the [emerg] names a size ($holds held)") or next;
+    like($emerg_text, qr/check_shm_size \Q@{[$size eq '1m' ? '1024k' : $size]}\E holds/, '  and the size as configured (40000 was "39k")');
     my ($rc) = @{ $emerg->($enough, $n) };
     is($rc, 0, "  nginx -t passes with check_shm_size $enough");
 }

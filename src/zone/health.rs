@@ -222,14 +222,17 @@ fn holds_configured_peers(count: usize, layout: SlabLayout) -> bool {
     if wanted <= count {
         return true;
     }
-    let size = layout.size;
+    // As configured: `40000`, not a truncated `39k` (review 54).
+    let size = match layout.size {
+        size if size % 1024 == 0 => format!("{}k", size / 1024),
+        size => size.to_string(),
+    };
     let enough = zone_size::kib_for(layout, size_of::<Table>(), size_of::<Slot>(), wanted);
     log(
         NGX_LOG_EMERG,
         &format!(
-            "check_shm_size {}k holds the records of {count} checked peers, and the configuration checks {wanted}: \
-             raise it to {enough}k or more",
-            size / 1024
+            "check_shm_size {size} holds the records of {count} checked peers, and the configuration checks {wanted}: \
+             raise it to {enough}k or more"
         ),
     );
     false
