@@ -117,21 +117,7 @@ fn respond_with(
         return Err(PlusError::method_disabled());
     }
     // Refusals are logged as sent ([`log_if_refused_change`]).
-    let origin = Requester::of(req, "plus").logging_refusals_itself();
-    answer(running, req, &route, read, trylock, body, &origin)
-}
-
-/// The answer to the request `route` names (`read`: a GET or HEAD).
-fn answer(
-    running: &Running<'_>,
-    req: &HttpRequest,
-    route: &Route,
-    read: bool,
-    trylock: bool,
-    body: Option<&[u8]>,
-    origin: &Requester,
-) -> Result<Answer, PlusError> {
-    let method = req.method_name();
+    let origin = &Requester::of(req, "plus").logging_refusals_itself();
     let now_ms = now_ms();
     Ok(match (&route.endpoint, body) {
         (Endpoint::Versions, _) => Answer::ok(view::versions()),

@@ -114,7 +114,6 @@ fn parse_id(text: &str) -> Result<u64, PlusError> {
 mod tests {
     #[test]
     fn changed_upstreams() {
-        use super::changed_upstream;
         assert_eq!(changed_upstream("POST", "/9/http/upstreams/b/servers"), Some("b"));
         assert_eq!(changed_upstream("PUT", "9/http/upstreams/b/servers/"), Some("b"));
         assert_eq!(changed_upstream("PATCH", "/9/http/upstreams/b/servers/abc"), Some("b"));
