@@ -35,10 +35,12 @@ pub fn kib_for(layout: SlabLayout, header: usize, record: usize, wanted: usize) 
 mod tests {
     use super::*;
 
-    /// nginx's ngx_slab_init, modelled: a pool header, then one page
-    /// header per page, then the pages from the next page boundary.
+    /// nginx's ngx_slab_init, modelled: the pool's header, its 9 size
+    /// classes' page headers and statistics (page shift 12 minus the
+    /// smallest shift 3), one page header per page, then the pages from
+    /// the next page boundary.
     fn laid_out(size: usize) -> SlabLayout {
-        let (page_size, page_header, fixed) = (4096, 24, 200 + 8 * 24 + 8 * 32);
+        let (page_size, page_header, fixed) = (4096, 24, 200 + 9 * 24 + 9 * 32);
         let mut pages = (size - fixed) / (page_size + page_header);
         let start = (fixed + pages * page_header).div_ceil(page_size) * page_size;
         pages = pages.min((size - start) / page_size);
