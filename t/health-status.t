@@ -59,6 +59,16 @@ $ENV{TEST_NGINX_MANY} = "upstream many {\n    zone many 256k;\n"
 
 $ENV{TEST_NGINX_LUA_EVAL} = lua_eval_location([dynamic => 'ngx.dynamic']);
 
+# Writes CONF (a block's configuration, read before any rewrite) with
+# check_shm_size SIZE and the checked servers SERVERS (addresses) in place
+# of its `check_shm_size 32k;` and `server 127.0.0.1:30001;` (TESTs 8, 10).
+sub with_checked {
+    my ($conf, $size, @servers) = @_;
+    my $lines = join '', map { "    server $_;\n" } @servers;
+    NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 32k;/check_shm_size $size;/r
+        =~ s/    server 127\.0\.0\.1:30001;\n/$lines/r);
+}
+
 run_tests();
 __DATA__
 
@@ -234,9 +244,7 @@ location /status { check_status csv; }
 my $conf = NginxTest::Files::slurp(conf_file());
 my $with = sub {
     my ($size, @ports) = @_;
-    my $servers = join '', map { "    server 127.0.0.1:$_;\n" } @ports;
-    NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 32k;/check_shm_size $size;/r
-        =~ s/    server 127\.0\.0\.1:30001;\n/$servers/r);
+    main::with_checked($conf, $size, map { "127.0.0.1:$_" } @ports);
 };
 my $rows = sub { scalar(() = http_get('/status')->{body} =~ /^\d+,many,/mg) };
 $with->('32k', 30001 .. 30080);
@@ -334,9 +342,7 @@ my $conf = NginxTest::Files::slurp(conf_file());
 my $emerg_text;
 my $emerg = sub {
     my ($size, $n) = @_;
-    my $servers = join '', map { sprintf "    server 127.0.%d.%d:30001;\n", 1 + $_ / 250, 1 + $_ % 250 } 0 .. $n - 1;
-    NginxTest::Files::spew(conf_file(), $conf =~ s/check_shm_size 32k;/check_shm_size $size;/r
-        =~ s/    server 127\.0\.0\.1:30001;\n/$servers/r);
+    main::with_checked($conf, $size, map { sprintf '127.0.%d.%d:30001', 1 + $_ / 250, 1 + $_ % 250 } 0 .. $n - 1);
     my ($rc, $out) = nginx_t();
     ($emerg_text) = $out =~ /(\[emerg\][^\n]*)/;
     return [$rc, $out =~ /holds the records of (\d+) checked peers, and the configuration checks $n: raise it to (\d+k) or more/];
