@@ -646,14 +646,25 @@ for my $name (qw(dyhost host1 newname)) {
                   what => "POST /upstream/$name: " . ($body =~ tr/;//) . ' servers');
 }
 
-=== TEST 15: conditional request headers (If-Match, If-None-Match, If-Unmodified-Since) neither stop a change nor turn its answer into 412 or 304: dyups has no versions to match (nginx's not_modified filter answered 412 or 304 to a change it had made)
+=== TEST 15: conditional request headers are the module's, never nginx's not_modified filter's (which answered 412 or 304 to a change it had made): If-Unmodified-Since is ignored; If-Match with a revision the module never gave answers 412 and If-None-Match 400, and neither changes anything (t/dyups-if-match.t: If-Match with an ETag)
 --- config
 location / { dyups_interface; }
 --- perl
-my @conditionals = (['If-Match' => '"7"'], ['If-None-Match' => '*'], ['If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:00 GMT']);
-for my $header (@conditionals) {
-    my $r = http('POST', '/upstream/c', 'server 127.0.0.1:30001;', { @$header });
-    is("$r->{status} $r->{body}", '200 success', "POST with $header->[0]: 200");
-    $r = http('DELETE', '/upstream/c', undef, { @$header });
-    is("$r->{status} $r->{body}", '200 success', "DELETE with $header->[0]: 200");
+my $date = ['If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:00 GMT'];
+my $r = http('POST', '/upstream/c', 'server 127.0.0.1:30001;', {@$date});
+is("$r->{status} $r->{body}", '200 success', 'POST with If-Unmodified-Since: 200');
+$r = http('DELETE', '/upstream/c', undef, {@$date});
+is("$r->{status} $r->{body}", '200 success', 'DELETE with If-Unmodified-Since: 200');
+my $stale = 'upstream "c" changed since the revision given in If-Match: read it again';
+my $none = 'If-None-Match is not supported on changes: use If-Match with the ETag of GET /upstream/NAME (a 404 answers one too)';
+for my $refused ([['If-Match' => '"7"'], "412 $stale"], [['If-None-Match' => '*'], "400 $none"]) {
+    my ($header, $answer) = @$refused;
+    $r = http('POST', '/upstream/c', 'server 127.0.0.1:30001;', {@$header});
+    is("$r->{status} $r->{body}", $answer, "POST with $header->[0]");
+    is(http_get('/upstream/c')->{status}, 404, "  not made");
+    is(http('POST', '/upstream/c', 'server 127.0.0.1:30001;')->{status}, 200, '  made without it');
+    $r = http('DELETE', '/upstream/c', undef, {@$header});
+    is("$r->{status} $r->{body}", $answer, "DELETE with $header->[0]");
+    is(http_get('/upstream/c')->{status}, 200, "  not deleted");
+    is(http('DELETE', '/upstream/c')->{status}, 200, '  deleted without it');
 }

@@ -204,8 +204,30 @@ impl Nginx {
                 let body = Some(("application/json", json.clone()));
                 self.send_on(Connection::KeptAlive, Method::PUT, &url, body, listed.etag.as_deref()).await
             }
-            Action::PostDyups(body) => self.send(Method::POST, &dyups, Some(("text/plain", body.clone()))).await,
-            Action::DeleteDyups => self.send(Method::DELETE, &dyups, None).await,
+            // As for a PUT: the upstream's revision now (`HEAD`: found or
+            // not, the module answers one), so that a POST or DELETE nginx
+            // takes late changes nothing if anything changed the upstream
+            // since (412), where it undid the newer documents or deletions
+            // (a late POST made a deleted upstream again). No `If-Match`
+            // where the module sent no `ETag` (an older one, which would
+            // make the change, then answer 412 from nginx's not_modified
+            // filter).
+            Action::PostDyups(body) => {
+                let read = match self.send(Method::HEAD, &dyups, None).await {
+                    Ok(read) if matches!(read.status, 200 | 404) => read,
+                    other => return Some(other),
+                };
+                let body = Some(("text/plain", body.clone()));
+                self.send_on(Connection::KeptAlive, Method::POST, &dyups, body, read.etag.as_deref()).await
+            }
+            Action::DeleteDyups => {
+                let read = match self.send(Method::HEAD, &dyups, None).await {
+                    Ok(read) if read.status == 200 => read,
+                    // Gone already.
+                    other => return Some(other),
+                };
+                self.send_on(Connection::KeptAlive, Method::DELETE, &dyups, None, read.etag.as_deref()).await
+            }
             Action::Leave => return None,
         })
     }

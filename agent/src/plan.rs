@@ -219,7 +219,8 @@ pub fn outcome(action: &Action, status: u16, code: Option<&str>) -> Outcome {
         500 if code == Some("persist_failed") => Outcome::Unsaved,
         409 if code.is_some_and(|c| LASTING_CONFLICTS.contains(&c)) => Outcome::Refused,
         // 412: the upstream changed between the agent's read of its
-        // revision and its PUT (another client): read it again.
+        // revision and its PUT, POST or DELETE (another client, or the
+        // agent's own request nginx took late): read it again.
         // 507: the zone is full, which only the operator can fix.
         409 | 412 | 500..=506 | 508..=599 => Outcome::Retry,
         _ => Outcome::Refused,
@@ -398,6 +399,9 @@ mod tests {
         assert_eq!(outcome(&Action::DeleteDyups, 500, Some("persist_failed")), Outcome::Unsaved);
         for busy in [409, 412, 500, 502, 503] {
             assert_eq!(outcome(&post, busy, None), Outcome::Retry, "{busy}");
+        }
+        for changed in [&post, &Action::DeleteDyups, &put] {
+            assert_eq!(outcome(changed, 412, Some("upstream_revision_mismatch")), Outcome::Retry);
         }
         for busy in ["locked", "Busy", "busy", "ManagedByDyups", "UpstreamChanged"] {
             assert_eq!(outcome(&put, 409, Some(busy)), Outcome::Retry, "{busy}");

@@ -19,6 +19,7 @@ pub mod process;
 pub mod prometheus;
 pub mod query;
 pub mod render;
+pub mod revision;
 pub mod state;
 
 pub use address::Address;

@@ -221,15 +221,18 @@ EOF
     for my $i (0 .. 2) {
         my $dir = nginx_dir($i);
         mkdir $dir;
-        # The first Plus API PUT of "slowput" stalls its worker for 15 s,
-        # past the agent's 5 s timeout (the debug builds' stall point).
-        # (The workers' user, nobody, creates the file that says so: the
-        # directories up to it let it through.)
+        # The first Plus API PUT of "slowput", dyups POST of "slowpost" and
+        # dyups DELETE of "slowdel" stall their worker for 15 s, past the
+        # agent's 5 s timeout (the debug builds' stall points; each
+        # creates its own file, stalled.POINT). (The workers' user,
+        # nobody, creates the file that says so: the directories up to it
+        # let it through.)
         my $once = "$dir/once";
         mkdir $once;
         chmod 0711, $work, $dir;
         chmod 0777, $once;
-        my $stall = $plus ? "env NDU_TEST_STALL=zone_claimed:slowput;\nenv NDU_TEST_STALL_ONCE=$once/stalled;\n"
+        my $stall = $plus ? "env NDU_TEST_STALL=zone_claimed:slowput,dyups_received:slowpost,delete_received:slowdel;\n"
+                          . "env NDU_TEST_STALL_ONCE=$once/stalled;\n"
                           . "env NDU_TEST_STALL_SECONDS=15;\n" : '';
         my $conf_upstream = $plus ? <<EOF : '';
     upstream backends {
@@ -349,6 +352,13 @@ sub logged {
 sub stays {
     my ($seconds, $check) = @_;
     return !defined until_true($seconds, sub { !$check->() }, 0.05);
+}
+
+# Whether all three route HOST to backend PORT for 10 s, each time on a new
+# connection (a kept-alive one may be a stalled worker's).
+sub stays_routed_fresh {
+    my ($host, $port) = @_;
+    return stays(10, sub { !grep { route($_, $host, undef, HttpClient->new(timeout => 10)) ne $port } 0 .. 2 });
 }
 
 # --- load ---------------------------------------------------------------
@@ -654,10 +664,28 @@ sub main {
             ok(defined logged(qr/upstreams\/slowput\/servers: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
             put('slowput', doc_one($backends[3]));
             ok(defined converge('slowput', $backends[3], 5), '  a newer document, applied');
-            # New connections: a kept-alive one may be the stalled worker's.
-            my $fresh_route = sub { route($_[0], 'slowput', undef, HttpClient->new(timeout => 10)) };
-            ok(stays(10, sub { !grep { $fresh_route->($_) ne $backends[3] } 0 .. 2 }),
-               '  the stalled PUTs, which end meanwhile, change nothing');
+            ok(stays_routed_fresh('slowput', $backends[3]), '  the stalled PUTs, which end meanwhile, change nothing');
+
+            # --- the same for a run-time upstream: dyups POSTs and
+            # DELETEs are conditional on the revision the agent reads just
+            # before (HEAD, If-Match): a late POST undid the newer document,
+            # a late DELETE removed the upstream made again (study 54)
+            $marks = marks();
+            put('slowpost', doc_one($backends[2]));
+            ok(defined converge('slowpost', $backends[2], 20), 'a dyups POST that stalls 15 s in one worker: sent again, applied');
+            ok(defined logged(qr/upstream\/slowpost: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+            put('slowpost', doc_one($backends[3]));
+            ok(defined converge('slowpost', $backends[3], 5), '  a newer document, applied');
+            ok(stays_routed_fresh('slowpost', $backends[3]), '  the stalled POSTs, which end meanwhile, change nothing');
+            put('slowdel', doc_one($backends[2]));
+            ok(defined converge('slowdel', $backends[2], 5), 'a run-time upstream to delete');
+            $marks = marks();
+            del('slowdel');
+            ok(defined converge('slowdel', '502', 20), '  its key deleted: a DELETE that stalls 15 s in one worker: sent again, applied');
+            ok(defined logged(qr/upstream\/slowdel: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+            put('slowdel', doc_one($backends[3]));
+            ok(defined converge('slowdel', $backends[3], 5), '  its key put again: made again');
+            ok(stays_routed_fresh('slowdel', $backends[3]), '  the stalled DELETEs, which end meanwhile, change nothing');
         }
 
         # --- a configuration upstream without a zone: dyups replaces it;

@@ -23,7 +23,7 @@ use crate::nginx::entry::request_guard;
 use crate::nginx::process::in_running_process;
 use crate::nginx::upstreams::{NgxBuf, NgxText};
 use crate::ops::change_log::Requester;
-use crate::ops::dyups::{delete_upstream, update_upstream};
+use crate::ops::dyups::{delete_upstream, update_upstream, Condition};
 
 /// 1 while the running configuration has an http block (and so the dyups
 /// zone); set in init_module, when a cycle can no longer fail. C reads it
@@ -62,7 +62,9 @@ pub extern "C" fn ngx_dyups_update_upstream(
         let body = buf.map_or(&[][..], NgxBuf::bytes);
         let result = match name.map(NgxText::to_string_lossy) {
             _ if !in_running_process() => Err(not_running()),
-            Some(name) => update_upstream(&name, body, false, false, &Requester::internal("c")),
+            Some(name) => {
+                update_upstream(&name, body, false, false, Condition::None, &Requester::internal("c")).map(drop)
+            }
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         answer(result, rv)
@@ -74,7 +76,7 @@ pub extern "C" fn ngx_dyups_delete_upstream(name: Option<&NgxText>, rv: Option<&
     request_guard(|| {
         let result = match name.map(NgxText::to_string_lossy) {
             _ if !in_running_process() => Err(not_running()),
-            Some(name) => delete_upstream(&name, false, &Requester::internal("c")),
+            Some(name) => delete_upstream(&name, false, Condition::None, &Requester::internal("c")),
             None => Err(ApiError::bad_request("invalid_name", "no upstream name given")),
         };
         answer(result, rv)

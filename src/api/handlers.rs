@@ -47,8 +47,8 @@ impl RequestHandler for RestApi {
         if let Err(rc) = req.discard_body() {
             return rc;
         }
-        let response = rest::respond(req, None, trylock(req), read_only);
-        req.send(&response)
+        let answer = rest::respond(req, None, trylock(req), read_only);
+        req.send_with_headers(&answer.response, &answer.headers())
     }
 }
 
@@ -57,8 +57,8 @@ impl BodyHandler for RestApi {
     fn body_ready(req: &mut HttpRequest) -> Handled {
         match req.body(rest::MAX_BODY) {
             Ok(body) => {
-                let response = rest::respond(req, Some(&body), trylock(req), dyups_read_only(req));
-                req.send(&response)
+                let answer = rest::respond(req, Some(&body), trylock(req), dyups_read_only(req));
+                req.send_with_headers(&answer.response, &answer.headers())
             }
             Err(BodyError::TooLarge) => too_large(req),
             Err(BodyError::Unreadable) => req.send(&Response::text(500, "could not read the request body")),

@@ -21,7 +21,7 @@ use crate::nginx::lua_c::{LuaCalls, LuaPeer, PeerChange, PeersOut, TextOut};
 use crate::nginx::process::in_running_process;
 use crate::nginx::upstreams::Upstream;
 use crate::ops::change_log::{log_refusal, Requester};
-use crate::ops::dyups::{delete_upstream, update_upstream};
+use crate::ops::dyups::{delete_upstream, update_upstream, Condition};
 use crate::ops::zone::perform;
 
 /// The calls the Lua packages are registered with.
@@ -67,11 +67,11 @@ impl LuaCalls for Calls {
     }
 
     fn dyups_update(&self, log: Log, name: &[u8], body: &[u8], msg: &mut TextOut<'_>) -> c_int {
-        dyups_status(msg, || update_upstream(&text(name), body, false, false, &lua(log)))
+        dyups_status(msg, || update_upstream(&text(name), body, false, false, Condition::None, &lua(log)).map(drop))
     }
 
     fn dyups_delete(&self, log: Log, name: &[u8], msg: &mut TextOut<'_>) -> c_int {
-        dyups_status(msg, || delete_upstream(&text(name), false, &lua(log)))
+        dyups_status(msg, || delete_upstream(&text(name), false, Condition::None, &lua(log)))
     }
 }
 

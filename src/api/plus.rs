@@ -19,6 +19,7 @@ use dynamic_upstream_core::plus::route::changed_upstream;
 use dynamic_upstream_core::plus::route::{root_endpoints, HTTP_ENDPOINTS};
 use dynamic_upstream_core::plus::view::{self, NginxInfo, Processes, UpstreamFields, UpstreamStatus};
 use dynamic_upstream_core::plus::{diff, Endpoint, PlusError, Route};
+use dynamic_upstream_core::revision::{etag, IfMatch};
 use dynamic_upstream_core::{Action, Address, PeerView, ServerSpec};
 use ngx::ffi::NGINX_VERSION;
 
@@ -179,15 +180,15 @@ fn upstream_fields(req: &HttpRequest) -> UpstreamFields {
 /// `If-Match: "REV"` (None without the header; `*` matches anything).
 fn if_match(req: &HttpRequest) -> Result<Option<u64>, PlusError> {
     let Some(value) = req.header_in("if-match") else { return Ok(None) };
-    let text = String::from_utf8_lossy(&value);
-    let text = text.trim();
-    if text == "*" {
-        return Ok(None);
+    match IfMatch::parse(&String::from_utf8_lossy(&value)) {
+        IfMatch::Any => Ok(None),
+        IfMatch::Revision(revision) => Ok(Some(revision)),
+        IfMatch::Invalid => Err(PlusError::new(
+            412,
+            "UpstreamRevisionMismatch",
+            "If-Match must be a revision the API sent as ETag, e.g. \"12\"",
+        )),
     }
-    let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    tag.parse::<u64>().map(Some).map_err(|_| {
-        PlusError::new(412, "UpstreamRevisionMismatch", "If-Match must be a revision the API sent as ETag, e.g. \"12\"")
-    })
 }
 
 /// How `target`'s configuration spells its servers where not by their
@@ -216,7 +217,7 @@ fn peer_by_id(peers: &[PeerView], id: u64) -> Result<&PeerView, PlusError> {
 /// The servers of `target`, with its revision as `ETag`.
 fn servers_answer(target: &Target, changed: Option<bool>) -> Answer {
     let listed = target.listed();
-    let mut headers = vec![("ETag", format!("\"{}\"", listed.revision))];
+    let mut headers = vec![("ETag", etag(listed.revision))];
     if let Some(changed) = changed {
         headers.push(("X-Upstream-Changed", changed.to_string()));
     }

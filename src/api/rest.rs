@@ -11,14 +11,16 @@ use std::collections::{HashMap, HashSet};
 
 use dynamic_upstream_core::dyups::{self, validate_upstream_name, Route};
 use dynamic_upstream_core::render::json_error;
+use dynamic_upstream_core::revision::{etag, IfMatch};
 use dynamic_upstream_core::{ApiError, PeerView, UpstreamView};
 
-use crate::dyups::registry::{Dyups, ReadSection, RecordView, ZONE_NAME};
+use crate::dyups::registry::{revision_mismatch, Dyups, ReadSection, RecordView, ZONE_NAME};
 use crate::dyups::worker::{configured_peers, is_front};
 use crate::nginx::http_io::{HttpRequest, Response};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::{log_refusal, Requester};
-use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream};
+use crate::ops::cycles::runtime_revision;
+use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream, Condition};
 use crate::zone::health::{show_health, HealthListing, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
 
@@ -33,48 +35,104 @@ pub fn reads_body(req: &HttpRequest, read_only: bool) -> bool {
     req.method_name() == "POST" && !read_only && matches!(Route::parse(&req.path()), Some(Route::Upstream(_)))
 }
 
+/// An answer, with the revision it sends as `ETag`.
+pub struct Answer {
+    pub response: Response,
+    pub revision: Option<u64>,
+}
+
+impl Answer {
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        self.revision.map(|revision| ("ETag", etag(revision))).into_iter().collect()
+    }
+}
+
 /// Answers a request; `body` is the one read when [`reads_body`] said so.
-pub fn respond(req: &HttpRequest, body: Option<&[u8]>, trylock: bool, read_only: bool) -> Response {
+pub fn respond(req: &HttpRequest, body: Option<&[u8]>, trylock: bool, read_only: bool) -> Answer {
     let json = req.wants_json();
     let origin = Requester::of(req, "rest");
-    let result = match (req.method_name().as_str(), Route::parse(&req.path())) {
-        (_, None) => Err(ApiError::not_found(
-            "no_route",
-            "not found: use GET /list, GET /detail, GET /status, GET /upstream/NAME, POST /upstream/NAME or \
-             DELETE /upstream/NAME",
-        )),
+    let (result, revision) = match (req.method_name().as_str(), Route::parse(&req.path())) {
+        (_, None) => (
+            Err(ApiError::not_found(
+                "no_route",
+                "not found: use GET /list, GET /detail, GET /status, GET /upstream/NAME, POST /upstream/NAME or \
+                 DELETE /upstream/NAME",
+            )),
+            None,
+        ),
         ("GET" | "HEAD", Some(route)) => get(&route, json),
         ("POST" | "DELETE", Some(Route::Upstream(name))) if read_only => {
             let e = ApiError::read_only("dyups_read_only");
             log_refusal(&origin, &name, &e);
-            Err(e)
+            (Err(e), None)
         }
         ("DELETE", Some(Route::Upstream(name))) => {
-            delete_upstream(&name, trylock, &origin).map(|()| Response::text(200, "success"))
+            let deleted = condition(req, &name, &origin)
+                .and_then(|condition| delete_upstream(&name, trylock, condition, &origin));
+            (deleted.map(|()| Response::text(200, "success")), None)
         }
         ("POST", Some(Route::Upstream(name))) => match body {
             Some(body) => {
                 let is_json_body = req
                     .header_in("content-type")
                     .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
-                update_upstream(&name, body, is_json_body, trylock, &origin).map(|()| Response::text(200, "success"))
+                match condition(req, &name, &origin) {
+                    // The new revision only to a conditional change: an
+                    // unconditional one is answered as dyups does.
+                    Ok(condition) => match update_upstream(&name, body, is_json_body, trylock, condition, &origin) {
+                        Ok(revision) => (
+                            Ok(Response::text(200, "success")),
+                            (!matches!(condition, Condition::None)).then_some(revision),
+                        ),
+                        Err(e) => (Err(e), None),
+                    },
+                    Err(e) => (Err(e), None),
+                }
             }
-            None => Err(ApiError::new(500, "internal", "body not read")),
+            None => (Err(ApiError::new(500, "internal", "body not read")), None),
         },
         (_, Some(Route::Upstream(name))) => {
             let e = ApiError::new(405, "method_not_allowed", "only GET, POST and DELETE are accepted");
             // Any other method on an upstream asked to change it.
             log_refusal(&origin, &name, &e);
-            Err(e)
+            (Err(e), None)
         }
         // (It said GET, POST and DELETE to a POST of /list: hunt 43.)
-        (_, Some(_)) => Err(ApiError::new(
-            405,
-            "method_not_allowed",
-            "only GET is accepted here (POST and DELETE change /upstream/NAME)",
-        )),
+        (_, Some(_)) => (
+            Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                "only GET is accepted here (POST and DELETE change /upstream/NAME)",
+            )),
+            None,
+        ),
     };
-    result.unwrap_or_else(|e| error_response(&e, json))
+    Answer { response: result.unwrap_or_else(|e| error_response(&e, json)), revision }
+}
+
+/// What a change of `name` is conditional on: `If-Match`, a revision that
+/// `GET /upstream/NAME` answered as `ETag` (`*`: none; one the module
+/// never gives holds for nothing: 412). `If-None-Match` is refused: the
+/// change would not be conditional on it (nginx's not_modified filter,
+/// which acts on it after the change, is kept out of every answer).
+fn condition(req: &HttpRequest, name: &str, origin: &Requester) -> Result<Condition, ApiError> {
+    let refused = |e: ApiError| {
+        log_refusal(origin, name, &e);
+        Err(e)
+    };
+    if req.header_in("if-none-match").is_some() {
+        return refused(ApiError::bad_request(
+            "invalid_precondition",
+            "If-None-Match is not supported on changes: use If-Match with the ETag of GET /upstream/NAME (a 404 \
+             answers one too)",
+        ));
+    }
+    let Some(value) = req.header_in("if-match") else { return Ok(Condition::None) };
+    match IfMatch::parse(&String::from_utf8_lossy(&value)) {
+        IfMatch::Any => Ok(Condition::None),
+        IfMatch::Revision(revision) => Ok(Condition::Revision(revision)),
+        IfMatch::Invalid => refused(revision_mismatch(name)),
+    }
 }
 
 /// The upstream a POST is about (`-` if none), for the change log.
@@ -85,27 +143,40 @@ pub fn upstream_of(req: &HttpRequest) -> String {
     }
 }
 
-fn get(route: &Route, json: bool) -> Result<Response, ApiError> {
+/// A GET's answer, with the revision of `/upstream/NAME`, found or not.
+fn get(route: &Route, json: bool) -> (Result<Response, ApiError>, Option<u64>) {
     if let Route::Upstream(name) = route {
-        validate_upstream_name(name)?;
+        if let Err(e) = validate_upstream_name(name) {
+            return (Err(e), None);
+        }
     }
-    Upstream::with_running(|running| get_with(running, route, json))
+    Upstream::with_running(|running| match registry() {
+        Ok(dyups) => get_with(running, &dyups, route, json),
+        Err(e) => (Err(e), None),
+    })
 }
 
-fn get_with(running: &Running<'_>, route: &Route, json: bool) -> Result<Response, ApiError> {
-    let dyups = registry()?;
-    let section = ReadSection::new(&dyups);
-    match route {
-        Route::Status => Ok(status(&dyups, json)),
-        Route::Upstream(name) => one_upstream(running, &dyups, &section, name, json),
+fn get_with(
+    running: &Running<'_>,
+    dyups: &Dyups,
+    route: &Route,
+    json: bool,
+) -> (Result<Response, ApiError>, Option<u64>) {
+    let section = ReadSection::new(dyups);
+    let response = match route {
+        Route::Status => status(dyups, json),
+        Route::Upstream(name) => return one_upstream(running, dyups, &section, name, json),
         Route::List => {
             let records = dyups.records(&section).1;
             let table = upstream_table(running, &records);
             let names: Vec<String> = table.iter().map(|(name, _)| name.clone()).collect();
             if json {
-                return Ok(json_response(dyups::list_json(&names)));
+                json_response(dyups::list_json(&names))
+            } else if names.is_empty() {
+                Response::text(204, "")
+            } else {
+                Response::text(200, dyups::list(&names))
             }
-            Ok(if names.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::list(&names)) })
         }
         Route::Detail => {
             let records = dyups.records(&section).1;
@@ -120,39 +191,50 @@ fn get_with(running: &Running<'_>, route: &Route, json: bool) -> Result<Response
                     .zip(&table)
                     .map(|((upstream, peers), (_, source))| UpstreamView { upstream, zone: source.zone(), peers })
                     .collect();
-                return Ok(json_response(dyups::detail_json(&upstreams)));
+                json_response(dyups::detail_json(&upstreams))
+            } else if details.is_empty() {
+                Response::text(204, "")
+            } else {
+                Response::text(200, dyups::detail(&details))
             }
-            Ok(if details.is_empty() { Response::text(204, "") } else { Response::text(200, dyups::detail(&details)) })
         }
-    }
+    };
+    (Ok(response), None)
 }
 
 /// `GET /upstream/NAME`: one registry lookup, not a copy of the registry.
+/// Answered, found or not, with the revision a change conditional on this
+/// read must find (`If-Match`): its record's, its zone's (a configuration
+/// upstream served from its zone: the NGINX Plus API's ETag of it), or that
+/// of the registry when read (no record: it is unchanged while no record
+/// of the name is made or deleted).
 fn one_upstream(
     running: &Running<'_>,
     dyups: &Dyups,
     section: &ReadSection,
     name: &str,
     json: bool,
-) -> Result<Response, ApiError> {
+) -> (Result<Response, ApiError>, Option<u64>) {
     let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
     let config = config_upstream(running, name);
-    let record = dyups.record(section, name);
+    let (record, version) = dyups.record_read(section, name);
+    let revision = version.map(runtime_revision);
     let (name, source) = match (&record, config) {
-        (Some(r), _) if r.deleted || !r.has_list() => return Err(not_found()),
+        (Some(r), _) if r.deleted || !r.has_list() => return (Err(not_found()), revision),
         // An upstream of the configuration keeps the configuration's spelling.
         (Some(r), Some((config_name, _))) => (config_name, Source::Shared(r)),
         (Some(r), None) => (r.name.clone(), Source::Shared(r)),
-        (None, Some((_, upstream))) if is_front(upstream) => return Err(not_found()),
+        (None, Some((_, upstream))) if is_front(upstream) => return (Err(not_found()), revision),
         (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
-        (None, None) => return Err(not_found()),
+        (None, None) => return (Err(not_found()), revision),
     };
+    let revision = source.zone_revision().or(revision);
     let peers = source.peers(&name, None);
     if json {
         let view = UpstreamView { upstream: name, zone: source.zone(), peers };
-        return Ok(json_response(dynamic_upstream_core::render::json_upstream(&view)));
+        return (Ok(json_response(dynamic_upstream_core::render::json_upstream(&view))), revision);
     }
-    Ok(Response::text(200, dyups::upstream_lines(&peers)))
+    (Ok(Response::text(200, dyups::upstream_lines(&peers))), revision)
 }
 
 /// Where an upstream's peers are.
@@ -175,6 +257,16 @@ impl Source<'_> {
         match *self {
             Source::Shared(_) => Some(ZONE_NAME.to_string()),
             Source::Config(upstream) => upstream.zone_name(),
+        }
+    }
+
+    /// The revision of a configuration upstream served from its zone.
+    fn zone_revision(&self) -> Option<u64> {
+        match *self {
+            Source::Config(upstream) if !is_front(upstream) => {
+                ZoneUpstream::of_running(upstream, |_, _| None).ok().map(|zone| zone.counters().revision())
+            }
+            _ => None,
         }
     }
 

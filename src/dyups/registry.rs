@@ -209,6 +209,12 @@ struct Removal {
     name: [u8; MAX_NAME],
 }
 
+impl Removal {
+    fn name(&self) -> &[u8] {
+        &self.name[..self.name_len.min(MAX_NAME)]
+    }
+}
+
 /// A record's name and version ([`Dyups::versions`]).
 pub struct RecordVersion {
     pub version: u64,
@@ -248,6 +254,55 @@ unsafe fn server_count(list: *mut ngx_http_upstream_rr_peers_t) -> usize {
         let backup = (*list).next;
         (*list).number + if backup.is_null() { 0 } else { (*backup).number }
     }
+}
+
+/// What a conditional change ([`Dyups::replace_if`], [`Dyups::delete`])
+/// requires of its upstream's record when it takes the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// A record of version V (a read found it: the NGINX Plus API's
+    /// changes of a run-time upstream, the first is the read's).
+    Record(u64),
+    /// What a read when the registry was at version V saw (dyups'
+    /// `If-Match`, [`Dyups::record_read`]): a record of version V, or no
+    /// record and no deletion of the name since V. Any record made later
+    /// has a greater version, and every deletion of a run-time upstream is
+    /// noted in the ring under its own, greater one; one that left the ring
+    /// (`forgotten` past V) fails the check, as a change would.
+    Unchanged(u64),
+    /// No record (a configuration upstream still served from its zone,
+    /// whose own revision was checked).
+    NoRecord,
+}
+
+impl Precondition {
+    /// # Safety
+    /// The caller holds the registry lock. Allocates nothing.
+    unsafe fn holds(self, registry: &Registry, name: &str) -> bool {
+        // SAFETY: per the contract; a linked record is allocated.
+        let version = unsafe { find_record(registry, name).map(|record| (*record).version) };
+        match (self, version) {
+            (Precondition::NoRecord, found) => found.is_none(),
+            (Precondition::Record(wanted) | Precondition::Unchanged(wanted), Some(found)) => found == wanted,
+            (Precondition::Record(_), None) => false,
+            (Precondition::Unchanged(since), None) => {
+                // (A ring slot never written has version 0.)
+                since <= registry.next_version
+                    && registry.forgotten <= since
+                    && !registry
+                        .removals
+                        .iter()
+                        .any(|removal| removal.version > since && removal.name().eq_ignore_ascii_case(name.as_bytes()))
+            }
+        }
+    }
+}
+
+/// A replace done: how many servers the record had before (0 if deleted;
+/// `None` if it had no record), for the change log, and its new version.
+pub struct Replaced {
+    pub before: Option<usize>,
+    pub version: u64,
 }
 
 /// 412 for a conditional change of an upstream that changed meanwhile.
@@ -720,9 +775,12 @@ impl<'z> Dyups<'z> {
     /// Whether the registry is new (a fresh zone: first start, or a reload
     /// that changed the zone's size) and so should be loaded from the file.
     /// Marks a new one loaded (one loaded in part stays so: a reload that
-    /// keeps the zone does not read the file again). In init_module (the
-    /// master's, before its workers).
-    pub fn take_first_load(&self, _init: &InitModule) -> bool {
+    /// keeps the zone does not read the file again), its versions starting
+    /// past `version_floor`, where any change of the previous registry
+    /// counts as forgotten: a revision read there, of an upstream or of
+    /// its absence, matches nothing here ([`Precondition`]). In init_module
+    /// (the master's, before its workers).
+    pub fn take_first_load(&self, _init: &InitModule, version_floor: u64) -> bool {
         // SAFETY: in init_module, whose process alone reaches the new
         // cycle's registry then: the master before it forks the workers (or
         // the one process of `master_process off`, which serves no request
@@ -732,6 +790,8 @@ impl<'z> Dyups<'z> {
             let first = registry.loaded == NOT_LOADED;
             if first {
                 registry.loaded = LOADED;
+                registry.next_version = registry.next_version.max(version_floor);
+                registry.forgotten = registry.next_version;
             }
             first
         }
@@ -880,12 +940,12 @@ impl<'z> Dyups<'z> {
         try_only: bool,
         continues: Continues,
     ) -> Result<Option<usize>, ApiError> {
-        self.replace_if(name, spec, try_only, None, continues)
+        self.replace_if(name, spec, try_only, None, continues).map(|replaced| replaced.before)
     }
 
-    /// [`Dyups::replace`], only if the upstream's version is still
-    /// `expected` (0: it has no record) when the lock is taken: else 412
-    /// (the NGINX Plus API's conditional changes). A health zone with no
+    /// [`Dyups::replace`], only if `pre` holds when the lock is taken: else
+    /// 412 (conditional changes: the NGINX Plus API's, dyups' `If-Match`).
+    /// Returns the record's new version too. A health zone with no
     /// room for the new servers is tried once more if that freed the slots
     /// of claimers killed inside a change ([`HealthZone::free_dead_claims`]:
     /// /proc, read outside the locks).
@@ -894,14 +954,14 @@ impl<'z> Dyups<'z> {
         name: &str,
         spec: &UpstreamSpec,
         try_only: bool,
-        expected: Option<u64>,
+        pre: Option<Precondition>,
         continues: Continues,
-    ) -> Result<Option<usize>, ApiError> {
-        match self.replace_if_once(name, spec, try_only, expected, continues) {
+    ) -> Result<Replaced, ApiError> {
+        match self.replace_if_once(name, spec, try_only, pre, continues) {
             Err(full)
                 if full.code == HEALTH_FULL && self.health().is_some_and(|health| health.free_dead_claims() > 0) =>
             {
-                self.replace_if_once(name, spec, try_only, expected, continues)
+                self.replace_if_once(name, spec, try_only, pre, continues)
             }
             done => done,
         }
@@ -913,9 +973,9 @@ impl<'z> Dyups<'z> {
         name: &str,
         spec: &UpstreamSpec,
         try_only: bool,
-        expected: Option<u64>,
+        pre: Option<Precondition>,
         continues: Continues,
-    ) -> Result<Option<usize>, ApiError> {
+    ) -> Result<Replaced, ApiError> {
         let key = match &spec.balancer {
             Balancer::Hash { key, .. } => key.as_str(),
             _ => "",
@@ -930,8 +990,7 @@ impl<'z> Dyups<'z> {
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
-            let version = find_record(registry, name).map_or(0, |r| (*r).version);
-            if expected.is_some_and(|expected| expected != version) {
+            if pre.is_some_and(|pre| !pre.holds(registry, name)) {
                 drop((slab, registry_lock)); // the error allocates: not under the locks
                 return Err(revision_mismatch(name));
             }
@@ -1034,18 +1093,31 @@ impl<'z> Dyups<'z> {
             mark_changed(registry, record);
             registry.generation.fetch_add(1, SeqCst);
             registry.reclaim.reap(slab.pool());
-            Ok(before)
+            Ok(Replaced { before, version: r.version })
         }
     }
 
     /// Deletes `name`. A run-time upstream disappears; an upstream of the
     /// configuration (`in_config`) stays as a tombstone so that every worker
-    /// hides it. Returns false if there was nothing to delete.
-    pub fn delete(&self, name: &str, in_config: bool, try_only: bool) -> Result<bool, ApiError> {
+    /// hides it, with a version past `continues`'. Returns false if there
+    /// was nothing to delete; 412 if `pre` does not hold (checked first: a
+    /// stale revision of an upstream deleted since is refused too).
+    pub fn delete(
+        &self,
+        name: &str,
+        in_config: bool,
+        try_only: bool,
+        pre: Option<Precondition>,
+        continues: Continues,
+    ) -> Result<bool, ApiError> {
         let (registry_lock, slab) = self.lock(try_only)?;
         // SAFETY: the registry is changed only under the lock held here.
         unsafe {
             let registry = &mut *self.registry;
+            if pre.is_some_and(|pre| !pre.holds(registry, name)) {
+                drop((slab, registry_lock)); // the error allocates: not under the locks
+                return Err(revision_mismatch(name));
+            }
             registry.reclaim.reap(slab.pool());
             let record = find_record(registry, name);
             match record {
@@ -1078,6 +1150,7 @@ impl<'z> Dyups<'z> {
                 registry.reclaim.retire_list(old);
             }
             self.forget_runtime(name);
+            registry.next_version = registry.next_version.max(continues.version_floor);
             if in_config {
                 (*record).deleted = true;
                 mark_changed(registry, record);
@@ -1169,8 +1242,7 @@ impl<'z> Dyups<'z> {
             }
             Some((registry.generation.load(SeqCst), registry.next_version, complete))
         });
-        let removed =
-            removals.iter().map(|r| (r.version, String::from_utf8_lossy(&r.name[..r.name_len]).into_owned())).collect();
+        let removed = removals.iter().map(|r| (r.version, String::from_utf8_lossy(r.name()).into_owned())).collect();
         let records = raw.iter().map(Record::view).collect();
         Changes { generation, version, complete, records, removed }
     }
@@ -1241,15 +1313,27 @@ impl<'z> Dyups<'z> {
     /// The record of `name` (any case), copied out (none outside a
     /// section of this registry).
     pub fn record<'s>(&self, section: &'s ReadSection, name: &str) -> Option<RecordView<'s>> {
+        self.record_read(section, name).0
+    }
+
+    /// [`Dyups::record`], with the version a change of `name` that is
+    /// conditional on this read must find ([`Precondition::Unchanged`]):
+    /// its record's, or, without one, the registry's then (none outside a
+    /// section of this registry).
+    pub fn record_read<'s>(&self, section: &'s ReadSection, name: &str) -> (Option<RecordView<'s>>, Option<u64>) {
         if !self.read_in(section) {
-            return None;
+            return (None, None);
         }
         let reading = self.read_lock();
         // SAFETY: the registry is read under its lock; the copy is a fixed
         // size value (no heap allocation under the lock).
-        let raw = unsafe { find_record(&*self.registry, name).map(|record| *record) };
+        let (raw, version) = unsafe {
+            let registry = &*self.registry;
+            let raw = find_record(registry, name).map(|record| *record);
+            (raw, raw.map_or(registry.next_version, |raw| raw.version))
+        };
         drop(reading);
-        raw.map(|raw| raw.view())
+        (raw.map(|raw| raw.view()), Some(version))
     }
 
     fn count(&self) -> usize {

@@ -23,17 +23,22 @@ use std::time::Duration;
 /// NAME `registry`) for 60 s, with the registry's lock and the slab mutex
 /// held; in a Plus API replace (`PUT`) of zone upstream NAME's servers:
 /// `zone_claimed` (the new servers' health slots claimed, pending; no lock
-/// held but a `dynamic_state_file`'s), after logging `stalling at POINT in
-/// a change of NAME`. With `NDU_TEST_STALL_ONCE` set to a path, only the
-/// process that creates that file stalls; `NDU_TEST_STALL_SECONDS` sets how
-/// long (60 by default). (Test code: it reads the environment, logs and sleeps
+/// held but a `dynamic_state_file`'s); in a dyups POST or DELETE of NAME,
+/// validated, before any lock: `dyups_received` (also a run-time
+/// upstream's change through the NGINX Plus API), `delete_received`; after
+/// logging `stalling at POINT in a change of NAME`. `NDU_TEST_STALL` may
+/// name several, separated by commas. With `NDU_TEST_STALL_ONCE` set to a
+/// path, only the process that creates that file stalls (with several
+/// points, the file `PATH.POINT`); `NDU_TEST_STALL_SECONDS` sets how long
+/// (60 by default). (Test code: it reads the environment, logs and sleeps
 /// under the locks, which the module never does otherwise.)
 pub fn stall_for_tests(point: &str, name: &str) {
     let Ok(wanted) = std::env::var("NDU_TEST_STALL") else { return };
-    if wanted.split_once(':') != Some((point, name)) {
+    if !wanted.split(',').any(|one| one.split_once(':') == Some((point, name))) {
         return;
     }
     if let Ok(once) = std::env::var("NDU_TEST_STALL_ONCE") {
+        let once = if wanted.contains(',') { format!("{once}.{point}") } else { once };
         if std::fs::OpenOptions::new().write(true).create_new(true).open(once).is_err() {
             return;
         }

@@ -41,6 +41,12 @@ pub fn runtime_revision(version: u64) -> u64 {
     MASTER_START_US.load(Relaxed) + version
 }
 
+/// The version whose revision is `revision`: none for a revision before
+/// this master's start (another master's, or none it gave).
+pub fn runtime_version_of(revision: u64) -> Option<u64> {
+    revision.checked_sub(MASTER_START_US.load(Relaxed))
+}
+
 /// The version past which a run-time upstream's record has revisions
 /// greater than `revision` (a configuration upstream's zone's, or a time in
 /// microseconds: a registry loaded anew by a reload continues from its

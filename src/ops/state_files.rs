@@ -495,7 +495,10 @@ fn load_files(init: &InitModule, main: &MainConf) {
     // workers' locks without end, and the file overwrote live upstreams
     // while those it lacked were never written: review 25); the first
     // worker writes the registry into the file instead (below).
-    let new_registry = dyups.take_first_load(init);
+    // A registry loaded anew by a reload (another dyups_shm_zone_size)
+    // gives versions past this cycle's load time: revisions its upstreams
+    // had before are not given again (hunt 26).
+    let new_registry = dyups.take_first_load(init, runtime_version_after(load_ms() * 1000));
     if let Some(path) = dyups_file {
         if new_registry {
             claims.claim_path("dyups_upstream_conf", &path);
@@ -577,16 +580,12 @@ fn restore_dyups(dyups: &Dyups, path: &Path, cycle: Cycle<'_>) -> Result<(), Str
     let Some((_lock, entries)) = read_state("dyups_upstream_conf", path, parse_dyups_conf)? else {
         return Ok(());
     };
-    // A registry loaded anew by a reload (another dyups_shm_zone_size)
-    // gives versions past this cycle's load time: revisions its upstreams
-    // had before are not given again (hunt 26).
-    let continues = Continues { next_id: 0, version_floor: runtime_version_after(load_ms() * 1000) };
     for entry in entries {
         let result = match &entry {
-            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false, continues).map(drop),
+            DyupsEntry::Upstream(name, spec) => dyups.replace(name, spec, false, Continues::default()).map(drop),
             DyupsEntry::Deleted(name) => {
                 let in_config = cycle.upstreams().into_iter().any(|u| u.name().eq_ignore_ascii_case(name));
-                dyups.delete(name, in_config, false).map(drop)
+                dyups.delete(name, in_config, false, None, Continues::default()).map(drop)
             }
         };
         result.map_err(|e| format!("dyups_upstream_conf \"{shown}\": {}", e.text))?;
