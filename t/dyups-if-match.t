@@ -654,7 +654,117 @@ main::send_on($holder, 'DELETE', 'gone', undef, [['If-Match', $e0 // '']]);
 my $pid;
 ok(poll_until(sub { $pid = main::stalled_pid('delete_received', 'gone') }, 10, 'stall'), 'the DELETE with E0 stalls before any lock');
 is($pid, $holder->{pid}, '  in the worker it was sent to');
-ok(-e "$once.delete_received" && !-e $once, '  with two stall points, the once file is NDU_TEST_STALL_ONCE.POINT');
+ok(-e "$once.delete_received.gone" && !-e $once, '  with two stall points, the once file is NDU_TEST_STALL_ONCE.POINT.NAME');
 my $e1 = main::applied_at_once($other, 'gone', 2, $e0, 'a POST with E0 on the other worker');
 main::refused_late($holder, $other, 'DELETE', 'gone', 2, $e1);
+}
+
+=== TEST 11: a DELETE with If-Match that finds nothing to delete (404) still moves the name's revision, so that a change read before it is refused: a run-time name found absent, a configuration upstream deleted already; without If-Match it moves nothing (review 57 F1)
+--- http_config
+$TEST_NGINX_CONFIGURED
+--- config
+location / { dyups_interface; }
+--- perl
+my $e0 = main::get_tag('x');
+my $r = main::delete_if('x', $e0);
+is("$r->{status} $r->{body}", '404 upstream "x" not found', 'DELETE x (absent) with the ETag of its 404: 404 as before');
+isnt(main::get_tag('x'), $e0, '  its 404 has another ETag now');
+my $before = main::state();
+main::mismatch(main::post_if('x', main::servers(1), $e0), 'x', 'POST x with the ETag read before that DELETE');
+is(main::state(), $before, '  x is not created');
+main::mismatch(main::delete_if('x', $e0), 'x', 'the same DELETE again');
+
+my $e1 = main::get_tag('y');
+is(http('DELETE', '/upstream/y')->{status}, 404, 'DELETE y (absent) without If-Match: 404');
+is(main::get_tag('y'), $e1, '  moves nothing');
+main::applied(main::post_if('y', main::servers(1), $e1), 'y', 'POST y with the ETag read before it');
+
+is(http('DELETE', '/upstream/plain')->{status}, 200, 'plain (of the configuration) deleted');
+my $t0 = main::get_tag('plain');
+$r = main::delete_if('plain', $t0);
+is("$r->{status} $r->{body}", '404 upstream "plain" not found', 'DELETE plain again with the ETag of its 404: 404');
+isnt(main::get_tag('plain'), $t0, '  its 404 has another ETag now');
+main::mismatch(main::post_if('plain', main::servers(2), $t0), 'plain', 'POST plain with the ETag read before that DELETE');
+is(http_get('/upstream/plain')->{status}, 404, '  plain is not made again');
+
+=== TEST 12: (debug builds) a POST that waits before taking any lock, for a name found absent, is refused once a DELETE with the same ETag found it absent meanwhile: the upstream is not made (review 57 F1: the agent's key deleted while its POST was late)
+--- workers: 2
+--- main_config
+env NDU_TEST_STALL=dyups_received:late;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=5;
+--- http_config
+$TEST_NGINX_ADMIN
+--- config
+location / { dyups_interface; }
+--- perl
+SKIP: {
+skip('the stall points exist in debug builds only', 1) if main::release_module();
+my ($holder, $other) = main::worker_connections();
+my $e0 = main::get_tag('late');
+like($e0 // '', $main::TAG, 'the ETag of late\'s 404: E0');
+main::send_on($holder, 'POST', 'late', main::servers(1), [['If-Match', $e0 // '']]);
+ok(poll_until(sub { main::stalled_pid('dyups_received', 'late') }, 10, 'stall'), 'the POST of late with E0 stalls before any lock');
+my ($r) = main::on_conn($other, 'HEAD', 'late');
+is($r->{headers}{etag}, $e0, 'HEAD late on the other worker: still absent, E0');
+($r) = main::on_conn($other, 'DELETE', 'late', undef, [['If-Match', $e0 // '']]);
+is("$r->{status} $r->{body}", '404 upstream "late" not found', 'DELETE late with E0 there: 404');
+ok(!$holder->{conn}->answered, 'the POST is still stalled');
+$r = $holder->{conn}->read('POST', Time::HiRes::time() + 15);
+is($r && "$r->{status} $r->{body}", '412 ' . main::mismatch_text('late'), 'the POST, once it goes on: 412');
+($r) = main::on_conn($other, 'GET', 'late');
+is($r->{status}, 404, 'late was not made');
+}
+
+=== TEST 13: a reload that keeps the registry: an ETag read before it of a name without a record is stale after it, and so is a zone upstream's that the reload removed (its revision was on the registry's scale: review 57 F2); a record's is not
+--- http_config
+$TEST_NGINX_CONFIGURED
+--- config
+location / { dyups_interface; }
+location /api { dynamic_upstream_api write=on; }
+--- perl
+is(http('POST', '/upstream/dy', main::servers(1))->{status}, 200, 'dy created');
+my $dy = main::get_tag('dy');
+my $absent = main::get_tag('absent');
+my $zoned = main::get_tag('zoned');
+is($zoned, main::plus_tag('zoned'), 'zoned: its zone\'s ETag');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/upstream zoned \{.*?\n\}\n//s or die 'no upstream zoned';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+is(http_get('/upstream/zoned')->{status}, 404, 'the reload removed zoned');
+my $before = main::state();
+main::mismatch(main::post_if('zoned', main::servers(2), $zoned), 'zoned', 'POST zoned with its zone\'s ETag of before the reload');
+main::mismatch(main::post_if('absent', main::servers(2), $absent), 'absent', 'POST absent with the ETag of its 404 before the reload');
+is(main::state(), $before, 'nothing made');
+is(main::get_tag('dy'), $dy, 'dy keeps its ETag');
+main::applied(main::post_if('dy', main::servers(2), $dy), 'dy', 'POST dy with its ETag of before the reload');
+
+=== TEST 14: (debug builds) a reload while a worker holds the registry's lock past the reload's patience (stall point replace_version): the ETag of a zone upstream the reload removed, read before it, is still refused after it (review 58 R2: the floor was moved under that lock in init_module, and skipped)
+--- main_config
+env NDU_TEST_STALL=replace_version:y;
+env NDU_TEST_STALL_ONCE=$TEST_NGINX_DATA_DIR/stalled-once;
+env NDU_TEST_STALL_SECONDS=4;
+--- http_config
+$TEST_NGINX_CONFIGURED
+$TEST_NGINX_ADMIN
+--- config
+location / { dyups_interface; }
+--- perl
+SKIP: {
+skip('the stall points exist in debug builds only', 1) if main::release_module();
+my $zoned = main::get_tag('zoned');
+like($zoned // '', $main::TAG, 'zoned: its zone\'s ETag');
+my $c = HttpClient::Connection->open(port(8), 10) or die "connect: $@";
+main::send_on({ conn => $c }, 'POST', 'y', main::servers(1));
+ok(poll_until(sub { main::stalled_pid('replace_version', 'y') }, 10, 'stall'), 'a POST of y stalls holding the registry\'s lock');
+my $conf = NginxTest::Files::slurp(conf_file());
+$conf =~ s/upstream zoned \{.*?\n\}\n//s or die 'no upstream zoned';
+NginxTest::Files::spew(conf_file(), $conf);
+nginx_reload();
+ok(poll_until(sub { http_get('/upstream/zoned')->{status} == 404 }, 15, 'reload'), 'the reload removed zoned');
+my $r = $c->read('POST', Time::HiRes::time() + 15);
+is($r && $r->{status}, 200, 'the stalled POST of y ends');
+main::mismatch(main::post_if('zoned', main::servers(2), $zoned), 'zoned', 'POST zoned with its zone\'s ETag of before the reload');
+is(http_get('/upstream/zoned')->{status}, 404, '  zoned is not made');
 }

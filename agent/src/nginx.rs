@@ -208,10 +208,13 @@ impl Nginx {
             // not, the module answers one), so that a POST or DELETE nginx
             // takes late changes nothing if anything changed the upstream
             // since (412), where it undid the newer documents or deletions
-            // (a late POST made a deleted upstream again). No `If-Match`
-            // where the module sent no `ETag` (an older one, which would
-            // make the change, then answer 412 from nginx's not_modified
-            // filter).
+            // (a late POST made a deleted upstream again). A DELETE of an
+            // upstream found absent is sent too: it moves the name's
+            // revision, so that a POST of it still on its way is refused
+            // (review 57 F1). No `If-Match` where the module sent no
+            // `ETag` (an older one, which would make the change, then
+            // answer 412 from nginx's not_modified filter), and then no
+            // DELETE of an upstream found absent.
             Action::PostDyups(body) => {
                 let read = match self.send(Method::HEAD, &dyups, None).await {
                     Ok(read) if matches!(read.status, 200 | 404) => read,
@@ -222,8 +225,7 @@ impl Nginx {
             }
             Action::DeleteDyups => {
                 let read = match self.send(Method::HEAD, &dyups, None).await {
-                    Ok(read) if read.status == 200 => read,
-                    // Gone already.
+                    Ok(read) if read.status == 200 || (read.status == 404 && read.etag.is_some()) => read,
                     other => return Some(other),
                 };
                 self.send_on(Connection::KeptAlive, Method::DELETE, &dyups, None, read.etag.as_deref()).await

@@ -177,6 +177,13 @@ sub doc_ten {
 
 # --- nginx --------------------------------------------------------------
 
+# The text of PATH ('' if it cannot be read).
+sub read_text {
+    open my $fh, '<', $_[0] or return '';
+    local $/;
+    return <$fh>;
+}
+
 sub write_file {
     my ($path, $text) = @_;
     open my $fh, '>', $path or die "$path: $!";
@@ -224,14 +231,16 @@ EOF
         # The first Plus API PUT of "slowput", dyups POST of "slowpost" and
         # dyups DELETE of "slowdel" stall their worker for 15 s, past the
         # agent's 5 s timeout (the debug builds' stall points; each
-        # creates its own file, stalled.POINT). (The workers' user,
+        # creates its own file, stalled.POINT.NAME), as does the first POST
+        # of "slowgone". (The workers' user,
         # nobody, creates the file that says so: the directories up to it
         # let it through.)
         my $once = "$dir/once";
         mkdir $once;
         chmod 0711, $work, $dir;
         chmod 0777, $once;
-        my $stall = $plus ? "env NDU_TEST_STALL=zone_claimed:slowput,dyups_received:slowpost,delete_received:slowdel;\n"
+        my $stall = $plus ? "env NDU_TEST_STALL=zone_claimed:slowput,dyups_received:slowpost,delete_received:slowdel,"
+                          . "dyups_received:slowgone;\n"
                           . "env NDU_TEST_STALL_ONCE=$once/stalled;\n"
                           . "env NDU_TEST_STALL_SECONDS=15;\n" : '';
         my $conf_upstream = $plus ? <<EOF : '';
@@ -301,12 +310,15 @@ sub route {
 }
 
 # Seconds until every nginx in @$which routes HOST to backend port PORT.
+# FRESH: each time on a new connection (a kept-alive one may be a stalled
+# worker's, which answers only once the stall ends).
 sub converge {
-    my ($host, $port, $deadline, $which, $via) = @_;
+    my ($host, $port, $deadline, $which, $via, $fresh) = @_;
     my %pending = map { $_ => 1 } @{ $which // [0 .. 2] };
     return until_true($deadline // 10, sub {
         for my $i (keys %pending) {
-            delete $pending{$i} if route($i, $host, $via ? $via->[$i] : undef) eq $port;
+            my $client = $fresh ? HttpClient->new(timeout => 10) : undef;
+            delete $pending{$i} if route($i, $host, $via ? $via->[$i] : undef, $client) eq $port;
         }
         return !%pending;
     });
@@ -330,11 +342,7 @@ sub agent_start {
     $pid{"agent$i"} = spawn("$work/agent$i.log", agent_args($i, @rest));
 }
 
-sub agent_log {
-    open my $fh, '<', "$work/agent$_[0].log" or return '';
-    local $/;
-    return <$fh>;
-}
+sub agent_log { read_text("$work/agent$_[0].log") }
 
 # Where each agent's log ends now: logged() and log_since() look after it.
 sub marks { return { map { $_ => length agent_log($_) } 0 .. 2 } }
@@ -354,11 +362,40 @@ sub stays {
     return !defined until_true($seconds, sub { !$check->() }, 0.05);
 }
 
-# Whether all three route HOST to backend PORT for 10 s, each time on a new
-# connection (a kept-alive one may be a stalled worker's).
+# When the changes of NAME that stall at POINT for 15 s in each nginx have
+# ended (with a margin), once all three are stalling; undef if they are not
+# within 10 s.
+sub stall_end {
+    my ($point, $name) = @_;
+    my $stalling = sub { read_text(nginx_dir($_[0]) . '/error.log') =~ /stalling at \Q$point\E in a change of \Q$name\E$/m };
+    return defined until_true(10, sub { !grep { !$stalling->($_) } 0 .. 2 }) ? time + 16.5 : undef;
+}
+
+# The first document of HOST stalls at POINT 15 s in one worker of each
+# nginx (a WHAT to URL), past the agents' timeout: they send it again, then
+# a newer document, both applied before the stalls end; the stalled
+# changes, which end meanwhile, change nothing (each check is made before
+# the stalls end: a change after them would hide a late one).
+sub late_change_changes_nothing {
+    my ($host, $point, $what, $url) = @_;
+    my $marks = marks();
+    put($host, doc_one($backends[2]));
+    my $stall_end = stall_end($point, $host);
+    ok(defined $stall_end, "a $what that stalls 15 s in one worker of each nginx");
+    ok(defined converge($host, $backends[2], 20, undef, undef, 1), '  sent again, applied');
+    put($host, doc_one($backends[3]));
+    ok(defined converge($host, $backends[3], 5, undef, undef, 1) && time < $stall_end - 3,
+       '  a newer document, applied before the stalls end');
+    ok(stays_routed_fresh($host, $backends[3], $stall_end - time), "  the stalled ${what}s, which end meanwhile, change nothing");
+    ok(defined logged(qr/\Q$url\E: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+}
+
+# Whether all three route HOST to backend PORT (or answer that status) for
+# SECONDS, each time on a new connection (a kept-alive one may be a
+# stalled worker's).
 sub stays_routed_fresh {
-    my ($host, $port) = @_;
-    return stays(10, sub { !grep { route($_, $host, undef, HttpClient->new(timeout => 10)) ne $port } 0 .. 2 });
+    my ($host, $port, $seconds) = @_;
+    return stays($seconds, sub { !grep { route($_, $host, undef, HttpClient->new(timeout => 10)) ne $port } 0 .. 2 });
 }
 
 # --- load ---------------------------------------------------------------
@@ -658,34 +695,36 @@ sub main {
         # logged as applied, until the next resync)
         # (The stall point is the debug builds'.)
         if ($module !~ m{/release/}) {
-            $marks = marks();
-            put('slowput', doc_one($backends[2]));
-            ok(defined converge('slowput', $backends[2], 20), 'a PUT that stalls 15 s in one worker: sent again, applied');
-            ok(defined logged(qr/upstreams\/slowput\/servers: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
-            put('slowput', doc_one($backends[3]));
-            ok(defined converge('slowput', $backends[3], 5), '  a newer document, applied');
-            ok(stays_routed_fresh('slowput', $backends[3]), '  the stalled PUTs, which end meanwhile, change nothing');
+            late_change_changes_nothing('slowput', 'zone_claimed', 'PUT', 'upstreams/slowput/servers');
 
             # --- the same for a run-time upstream: dyups POSTs and
             # DELETEs are conditional on the revision the agent reads just
             # before (HEAD, If-Match): a late POST undid the newer document,
             # a late DELETE removed the upstream made again (study 54)
-            $marks = marks();
-            put('slowpost', doc_one($backends[2]));
-            ok(defined converge('slowpost', $backends[2], 20), 'a dyups POST that stalls 15 s in one worker: sent again, applied');
-            ok(defined logged(qr/upstream\/slowpost: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
-            put('slowpost', doc_one($backends[3]));
-            ok(defined converge('slowpost', $backends[3], 5), '  a newer document, applied');
-            ok(stays_routed_fresh('slowpost', $backends[3]), '  the stalled POSTs, which end meanwhile, change nothing');
+            late_change_changes_nothing('slowpost', 'dyups_received', 'dyups POST', 'upstream/slowpost');
             put('slowdel', doc_one($backends[2]));
             ok(defined converge('slowdel', $backends[2], 5), 'a run-time upstream to delete');
             $marks = marks();
             del('slowdel');
-            ok(defined converge('slowdel', '502', 20), '  its key deleted: a DELETE that stalls 15 s in one worker: sent again, applied');
-            ok(defined logged(qr/upstream\/slowdel: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+            my $stall_end = stall_end('delete_received', 'slowdel');
+            ok(defined $stall_end, '  its key deleted: a DELETE that stalls 15 s in one worker of each nginx');
+            ok(defined converge('slowdel', '502', 20, undef, undef, 1), '  sent again, applied');
             put('slowdel', doc_one($backends[3]));
-            ok(defined converge('slowdel', $backends[3], 5), '  its key put again: made again');
-            ok(stays_routed_fresh('slowdel', $backends[3]), '  the stalled DELETEs, which end meanwhile, change nothing');
+            ok(defined converge('slowdel', $backends[3], 5, undef, undef, 1) && time < $stall_end - 3,
+               '  its key put again: made again before the stalls end');
+            ok(stays_routed_fresh('slowdel', $backends[3], $stall_end - time),
+               '  the stalled DELETEs, which end meanwhile, change nothing');
+            ok(defined logged(qr/upstream\/slowdel: no answer within 5s/, undef, $marks), '  the agents say the first got no answer');
+            # A key deleted while the POST of its first document is late:
+            # the agent's DELETE, which finds the upstream absent, still
+            # refuses that POST (it made the upstream, which stayed until
+            # the next resync: review 57 F1).
+            put('slowgone', doc_one($backends[2]));
+            $stall_end = stall_end('dyups_received', 'slowgone');
+            ok(defined $stall_end, 'a dyups POST that stalls 15 s in one worker of each nginx');
+            del('slowgone');
+            ok(stays_routed_fresh('slowgone', '502', $stall_end - time),
+               '  its key deleted meanwhile: the upstream is not made, when the stalled POSTs end either');
         }
 
         # --- a configuration upstream without a zone: dyups replaces it;

@@ -19,7 +19,7 @@ use crate::dyups::worker::{configured_peers, is_front};
 use crate::nginx::http_io::{HttpRequest, Response};
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::ops::change_log::{log_refusal, Requester};
-use crate::ops::cycles::runtime_revision;
+use crate::ops::cycles::{cycle_version_floor, runtime_revision};
 use crate::ops::dyups::{config_upstream, delete_upstream, registry, update_upstream, Condition};
 use crate::zone::health::{show_health, HealthListing, HealthZone};
 use crate::zone::upstream::ZoneUpstream;
@@ -72,23 +72,7 @@ pub fn respond(req: &HttpRequest, body: Option<&[u8]>, trylock: bool, read_only:
             (deleted.map(|()| Response::text(200, "success")), None)
         }
         ("POST", Some(Route::Upstream(name))) => match body {
-            Some(body) => {
-                let is_json_body = req
-                    .header_in("content-type")
-                    .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
-                match condition(req, &name, &origin) {
-                    // The new revision only to a conditional change: an
-                    // unconditional one is answered as dyups does.
-                    Ok(condition) => match update_upstream(&name, body, is_json_body, trylock, condition, &origin) {
-                        Ok(revision) => (
-                            Ok(Response::text(200, "success")),
-                            (!matches!(condition, Condition::None)).then_some(revision),
-                        ),
-                        Err(e) => (Err(e), None),
-                    },
-                    Err(e) => (Err(e), None),
-                }
-            }
+            Some(body) => post(req, &name, body, trylock, &origin),
             None => (Err(ApiError::new(500, "internal", "body not read")), None),
         },
         (_, Some(Route::Upstream(name))) => {
@@ -108,6 +92,28 @@ pub fn respond(req: &HttpRequest, body: Option<&[u8]>, trylock: bool, read_only:
         ),
     };
     Answer { response: result.unwrap_or_else(|e| error_response(&e, json)), revision }
+}
+
+/// `POST /upstream/NAME`, answered with the new revision if it was
+/// conditional (an unconditional one is answered as dyups does).
+fn post(
+    req: &HttpRequest,
+    name: &str,
+    body: &[u8],
+    trylock: bool,
+    origin: &Requester,
+) -> (Result<Response, ApiError>, Option<u64>) {
+    let is_json_body = req
+        .header_in("content-type")
+        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
+    let posted = condition(req, name, origin).and_then(|condition| {
+        update_upstream(name, body, is_json_body, trylock, condition, origin)
+            .map(|revision| (!matches!(condition, Condition::None)).then_some(revision))
+    });
+    match posted {
+        Ok(revision) => (Ok(Response::text(200, "success")), revision),
+        Err(e) => (Err(e), None),
+    }
 }
 
 /// What a change of `name` is conditional on: `If-Match`, a revision that
@@ -217,7 +223,7 @@ fn one_upstream(
 ) -> (Result<Response, ApiError>, Option<u64>) {
     let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
     let config = config_upstream(running, name);
-    let (record, version) = dyups.record_read(section, name);
+    let (record, version) = dyups.record_read(section, name, cycle_version_floor());
     let revision = version.map(runtime_revision);
     let (name, source) = match (&record, config) {
         (Some(r), _) if r.deleted || !r.has_list() => return (Err(not_found()), revision),

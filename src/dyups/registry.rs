@@ -210,6 +210,13 @@ struct Removal {
 }
 
 impl Removal {
+    /// A deletion of `name` (its version is set when noted).
+    fn of(name: &str) -> Removal {
+        let mut removal = Removal { version: 0, name_len: name.len().min(MAX_NAME), name: [0; MAX_NAME] };
+        removal.name[..removal.name_len].copy_from_slice(&name.as_bytes()[..removal.name_len]);
+        removal
+    }
+
     fn name(&self) -> &[u8] {
         &self.name[..self.name_len.min(MAX_NAME)]
     }
@@ -263,13 +270,17 @@ pub enum Precondition {
     /// A record of version V (a read found it: the NGINX Plus API's
     /// changes of a run-time upstream, the first is the read's).
     Record(u64),
-    /// What a read when the registry was at version V saw (dyups'
-    /// `If-Match`, [`Dyups::record_read`]): a record of version V, or no
-    /// record and no deletion of the name since V. Any record made later
-    /// has a greater version, and every deletion of a run-time upstream is
-    /// noted in the ring under its own, greater one; one that left the ring
-    /// (`forgotten` past V) fails the check, as a change would.
-    Unchanged(u64),
+    /// What a read when the registry was at version `since` saw (dyups'
+    /// `If-Match`, [`Dyups::record_read`]): a record of that version, or no
+    /// record and no deletion of the name since. Any record made later has
+    /// a greater version, and every deletion of a run-time upstream is noted
+    /// in the ring under its own, greater one; one that left the ring
+    /// (`forgotten` past `since`) fails the check, as a change would. So
+    /// does a `since` below `floor`, the checking process's cycle's
+    /// ([`Dyups::record_read`]): a read before the reload to that cycle
+    /// (the name's absence then, or a zone upstream's revision, on the same
+    /// scale, of an upstream the reload removed: review 57 F2).
+    Unchanged { since: u64, floor: u64 },
     /// No record (a configuration upstream still served from its zone,
     /// whose own revision was checked).
     NoRecord,
@@ -283,11 +294,13 @@ impl Precondition {
         let version = unsafe { find_record(registry, name).map(|record| (*record).version) };
         match (self, version) {
             (Precondition::NoRecord, found) => found.is_none(),
-            (Precondition::Record(wanted) | Precondition::Unchanged(wanted), Some(found)) => found == wanted,
+            (Precondition::Record(wanted) | Precondition::Unchanged { since: wanted, .. }, Some(found)) => {
+                found == wanted
+            }
             (Precondition::Record(_), None) => false,
-            (Precondition::Unchanged(since), None) => {
+            (Precondition::Unchanged { since, floor }, None) => {
                 // (A ring slot never written has version 0.)
-                since <= registry.next_version
+                (floor..=registry.next_version).contains(&since)
                     && registry.forgotten <= since
                     && !registry
                         .removals
@@ -776,10 +789,9 @@ impl<'z> Dyups<'z> {
     /// that changed the zone's size) and so should be loaded from the file.
     /// Marks a new one loaded (one loaded in part stays so: a reload that
     /// keeps the zone does not read the file again), its versions starting
-    /// past `version_floor`, where any change of the previous registry
-    /// counts as forgotten: a revision read there, of an upstream or of
-    /// its absence, matches nothing here ([`Precondition`]). In init_module
-    /// (the master's, before its workers).
+    /// past `version_floor` (the cycle's, see [`Dyups::record_read`]), where
+    /// every deletion before counts as forgotten. In init_module (the
+    /// master's, before its workers).
     pub fn take_first_load(&self, _init: &InitModule, version_floor: u64) -> bool {
         // SAFETY: in init_module, whose process alone reaches the new
         // cycle's registry then: the master before it forks the workers (or
@@ -1120,9 +1132,28 @@ impl<'z> Dyups<'z> {
             }
             registry.reclaim.reap(slab.pool());
             let record = find_record(registry, name);
+            // Nothing to delete: a conditional delete still moves the
+            // name's revision, so that a change read before it finds
+            // another (a late POST does not make again what the client
+            // deleted, found absent: review 57 F1). The generation moves as
+            // for a deletion, so that busy workers sync at once (32 of these
+            // between two syncs of a worker cost it a copy of the whole
+            // registry, as 32 deletions do: review 58).
             match record {
-                Some(record) if (*record).deleted => return Ok(false),
-                None if !in_config => return Ok(false),
+                Some(record) if (*record).deleted => {
+                    if pre.is_some() {
+                        mark_changed(registry, record);
+                        registry.generation.fetch_add(1, SeqCst);
+                    }
+                    return Ok(false);
+                }
+                None if !in_config => {
+                    if pre.is_some() {
+                        note_deletion(registry, Removal::of(name));
+                        registry.generation.fetch_add(1, SeqCst);
+                    }
+                    return Ok(false);
+                }
                 _ => {}
             }
             let record = match record {
@@ -1313,23 +1344,35 @@ impl<'z> Dyups<'z> {
     /// The record of `name` (any case), copied out (none outside a
     /// section of this registry).
     pub fn record<'s>(&self, section: &'s ReadSection, name: &str) -> Option<RecordView<'s>> {
-        self.record_read(section, name).0
+        self.record_read(section, name, 0).0
     }
 
     /// [`Dyups::record`], with the version a change of `name` that is
     /// conditional on this read must find ([`Precondition::Unchanged`]):
-    /// its record's, or, without one, the registry's then (none outside a
-    /// section of this registry).
-    pub fn record_read<'s>(&self, section: &'s ReadSection, name: &str) -> (Option<RecordView<'s>>, Option<u64>) {
+    /// its record's, or, without one, the registry's then, first moved to
+    /// `floor` (the version of the reading process's cycle's load time), so
+    /// that every change after the read, in any process, has a greater
+    /// version (none outside a section of this registry).
+    pub fn record_read<'s>(
+        &self,
+        section: &'s ReadSection,
+        name: &str,
+        floor: u64,
+    ) -> (Option<RecordView<'s>>, Option<u64>) {
         if !self.read_in(section) {
             return (None, None);
         }
         let reading = self.read_lock();
-        // SAFETY: the registry is read under its lock; the copy is a fixed
-        // size value (no heap allocation under the lock).
+        // SAFETY: the registry is read under its lock, which is exclusive
+        // (one store moves its version: a reader killed after it leaves it
+        // whole); the copy is a fixed size value (no heap allocation under
+        // the lock).
         let (raw, version) = unsafe {
-            let registry = &*self.registry;
+            let registry = &mut *self.registry;
             let raw = find_record(registry, name).map(|record| *record);
+            if raw.is_none() {
+                registry.next_version = registry.next_version.max(floor);
+            }
             (raw, raw.map_or(registry.next_version, |raw| raw.version))
         };
         drop(reading);
@@ -1646,14 +1689,20 @@ unsafe fn unchain(registry: &mut Registry, record: *mut Record) {
 unsafe fn note_removal(registry: &mut Registry, record: *mut Record) {
     // SAFETY: per the contract.
     unsafe { unchain(registry, record) };
+    // SAFETY: per the contract, the record is still allocated.
+    let r = unsafe { &*record };
+    note_deletion(registry, Removal { version: 0, name_len: r.name_len, name: r.name });
+}
+
+/// Notes the deletion of `removal`'s name in the ring, under the next
+/// version. The caller holds the registry lock.
+fn note_deletion(registry: &mut Registry, removal: Removal) {
     registry.next_version += 1;
     let slot = (registry.removals_written % REMOVALS as u64) as usize;
     if registry.removals_written >= REMOVALS as u64 {
         registry.forgotten = registry.forgotten.max(registry.removals[slot].version);
     }
-    // SAFETY: per the contract, the record is still allocated.
-    let r = unsafe { &*record };
-    registry.removals[slot] = Removal { version: registry.next_version, name_len: r.name_len, name: r.name };
+    registry.removals[slot] = Removal { version: registry.next_version, ..removal };
     registry.removals_written += 1;
 }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 /// logging `stalling at POINT in a change of NAME`. `NDU_TEST_STALL` may
 /// name several, separated by commas. With `NDU_TEST_STALL_ONCE` set to a
 /// path, only the process that creates that file stalls (with several
-/// points, the file `PATH.POINT`); `NDU_TEST_STALL_SECONDS` sets how long
+/// points, the file `PATH.POINT.NAME`); `NDU_TEST_STALL_SECONDS` sets how long
 /// (60 by default). (Test code: it reads the environment, logs and sleeps
 /// under the locks, which the module never does otherwise.)
 pub fn stall_for_tests(point: &str, name: &str) {
@@ -38,7 +38,7 @@ pub fn stall_for_tests(point: &str, name: &str) {
         return;
     }
     if let Ok(once) = std::env::var("NDU_TEST_STALL_ONCE") {
-        let once = if wanted.contains(',') { format!("{once}.{point}") } else { once };
+        let once = if wanted.contains(',') { format!("{once}.{point}.{name}") } else { once };
         if std::fs::OpenOptions::new().write(true).create_new(true).open(once).is_err() {
             return;
         }

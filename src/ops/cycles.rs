@@ -41,6 +41,13 @@ pub fn runtime_revision(version: u64) -> u64 {
     MASTER_START_US.load(Relaxed) + version
 }
 
+/// The version whose revision is this process's cycle's load time: a
+/// registry version a read in this cycle starts from (see
+/// `Dyups::record_read`).
+pub fn cycle_version_floor() -> u64 {
+    runtime_version_after(load_ms() * 1000)
+}
+
 /// The version whose revision is `revision`: none for a revision before
 /// this master's start (another master's, or none it gave).
 pub fn runtime_version_of(revision: u64) -> Option<u64> {

@@ -13,7 +13,7 @@ use crate::nginx::peer_stats::now_ms;
 use crate::nginx::upstreams::{Running, Upstream};
 use crate::nginx::variables::variable_exists;
 use crate::ops::change_log::{log_change, log_refusal, Requester};
-use crate::ops::cycles::{runtime_revision, runtime_version_after, runtime_version_of};
+use crate::ops::cycles::{cycle_version_floor, runtime_revision, runtime_version_after, runtime_version_of};
 use crate::ops::state_files::{managed_by_dyups, save_dyups, ChangeGuard};
 use crate::zone::upstream::ZoneUpstream;
 
@@ -115,32 +115,47 @@ fn replace_spec(
     let config_servers = Upstream::with_running(|running| {
         config_upstream(running, name).and_then(|(_, upstream)| configured_peers(upstream)).map(|p| p.len())
     });
-    let replaced =
-        taking_over(&dyups, name, condition, |pre, continues| dyups.replace_if(name, spec, trylock, pre, continues))?;
+    let replaced = taking_over(&dyups, name, condition, HandOver::Always, |pre, continues| {
+        dyups.replace_if(name, spec, trylock, pre, continues)
+    })?;
     sync_if_moved();
     let before = replaced.before.or(config_servers);
     Ok((Change::Replace { before, after: spec.servers.len() }, guard, runtime_revision(replaced.version)))
 }
 
+/// Whether a change of a configuration upstream served from its zone
+/// hands the zone over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// A replace: the registry serves the upstream from then on.
+    Always,
+    /// A delete: only to compare the zone's revision (`If-Match`) with no
+    /// change of it in between. An unconditional one is not refused, as
+    /// before, while the zone's lists stay locked or in a worker a reload
+    /// replaced (review 57 F4).
+    IfConditional,
+}
+
 /// Runs `change` (of `name`) with the precondition `condition` sets and
 /// what it continues: for the first change of a configuration upstream
-/// served from its zone, the zone's next server ID and a version whose
-/// revision is past the zone's and past now, so that no ID
-/// the zone gave is given again to another server (a DELETE by an old ID
-/// would remove it) and the revision does not go back (a conditional
-/// change with an ETag read before would pass; hunt 26). The zone is
-/// handed over as its numbering and revision are read, under its lists'
-/// locks: no change of it through another API comes after (409), none is
-/// lost or numbered again (review 26); taken back if the change fails or
-/// its revision is not the one wanted. Nothing for other upstreams, and
-/// for one the registry serves already (its record continues itself; its
-/// `peer.data` is no zone list any more). A worker a reload replaced
-/// would read its own cycle's zone, which the running configuration no
-/// longer uses: it answers 503, retry (review 26).
+/// served from its zone, a version whose revision is past the zone's and
+/// past now, so that the revision does not go back (a conditional change
+/// with an ETag read before would pass; hunt 26), and for a replace the
+/// zone's next server ID, so that no ID the zone gave is given again to
+/// another server (a DELETE by an old ID would remove it). The zone is
+/// handed over (see [`HandOver`]) as its numbering and revision are read,
+/// under its lists' locks: no change of it through another API comes after
+/// (409), none is lost or numbered again (review 26); taken back if the
+/// change fails or its revision is not the one wanted. Nothing for other
+/// upstreams, and for one the registry serves already (its record
+/// continues itself; its `peer.data` is no zone list any more). A worker a
+/// reload replaced would read its own cycle's zone, which the running
+/// configuration no longer uses: it answers 503, retry (review 26).
 fn taking_over<T>(
     dyups: &Dyups,
     name: &str,
     condition: Condition,
+    hand_over: HandOver,
     change: impl FnOnce(Option<Precondition>, Continues) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     Upstream::with_running(|running| {
@@ -149,6 +164,10 @@ fn taking_over<T>(
         else {
             return change(precondition(name, condition)?, Continues::default());
         };
+        let past_now = runtime_version_after(now_ms() * 1000);
+        if hand_over == HandOver::IfConditional && matches!(condition, Condition::None) {
+            return change(None, Continues { next_id: 0, version_floor: past_now });
+        }
         if !dyups.is_current_cycle() {
             return Err(ApiError::reloading());
         }
@@ -165,7 +184,7 @@ fn taking_over<T>(
             }
             other => precondition(name, other),
         };
-        let floor = runtime_version_after(revision).max(runtime_version_after(now_ms() * 1000));
+        let floor = runtime_version_after(revision).max(past_now);
         let changed = pre.and_then(|pre| change(pre, Continues { next_id, version_floor: floor }));
         if changed.is_err() {
             zone.take_back();
@@ -181,9 +200,10 @@ fn precondition(name: &str, condition: Condition) -> Result<Option<Precondition>
     Ok(match condition {
         Condition::None => None,
         Condition::Record(version) => Some(Precondition::Record(version)),
-        Condition::Revision(wanted) => {
-            Some(Precondition::Unchanged(runtime_version_of(wanted).ok_or_else(|| revision_mismatch(name))?))
-        }
+        Condition::Revision(wanted) => Some(Precondition::Unchanged {
+            since: runtime_version_of(wanted).ok_or_else(|| revision_mismatch(name))?,
+            floor: cycle_version_floor(),
+        }),
     })
 }
 
@@ -195,7 +215,7 @@ fn delete_record(name: &str, trylock: bool, condition: Condition) -> Result<Chan
     crate::dyups::test_stall::stall_for_tests("delete_received", name);
     let guard = ChangeGuard::for_dyups(trylock)?;
     let in_config = in_config(name);
-    taking_over(&dyups, name, condition, |pre, continues| {
+    taking_over(&dyups, name, condition, HandOver::IfConditional, |pre, continues| {
         match dyups.delete(name, in_config, trylock, pre, continues)? {
             true => Ok(()),
             false => Err(ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"))),

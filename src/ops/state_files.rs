@@ -58,7 +58,7 @@ use crate::nginx::module_hooks::Cycle;
 use crate::nginx::module_hooks::InitModule;
 use crate::nginx::process::{self, signalling, testing_configuration};
 use crate::nginx::upstreams::Upstream;
-use crate::ops::cycles::{load_ms, runtime_version_after};
+use crate::ops::cycles::cycle_version_floor;
 use crate::ops::dyups_conf;
 use crate::zone::upstream::{has_bookkeeping, mark_state_not_restored, set_state_path, state_file_of, ZoneUpstream};
 
@@ -495,10 +495,7 @@ fn load_files(init: &InitModule, main: &MainConf) {
     // workers' locks without end, and the file overwrote live upstreams
     // while those it lacked were never written: review 25); the first
     // worker writes the registry into the file instead (below).
-    // A registry loaded anew by a reload (another dyups_shm_zone_size)
-    // gives versions past this cycle's load time: revisions its upstreams
-    // had before are not given again (hunt 26).
-    let new_registry = dyups.take_first_load(init, runtime_version_after(load_ms() * 1000));
+    let new_registry = dyups.take_first_load(init, cycle_version_floor());
     if let Some(path) = dyups_file {
         if new_registry {
             claims.claim_path("dyups_upstream_conf", &path);
