@@ -68,7 +68,8 @@ impl CycleHooks for Hooks {
         let not_carried = prober::set_zone(init, &mut patience);
         // The cycle's load time, before the dyups_upstream_conf a new
         // registry loads: its versions follow it.
-        crate::ops::cycles::start_cycle(now_ms());
+        let registry_version = Dyups::of_new_cycle(init).map_or(0, |dyups| dyups.version_now());
+        crate::ops::cycles::start_cycle(now_ms(), registry_version);
         state_files::load_at_start(init, main);
         for warning in crate::ops::dyups::unknown_key_variables(init, &mut patience) {
             init.log(NGX_LOG_WARN, &warning);
@@ -105,15 +106,16 @@ impl CycleHooks for Hooks {
 
 /// After the state files were restored (and [`crate::ops::cycles::start_cycle`]):
 /// every zone upstream's server IDs (the configuration's order, or the
-/// state file's) and first revision (the load time in microseconds, so
-/// that revisions never repeat across reloads). In init_module, with the
-/// new cycle, whose lists no worker can reach yet.
+/// state file's) and first revision (past the load time in microseconds and
+/// every revision given before, so that revisions never repeat across
+/// reloads). In init_module, with the new cycle, whose lists no worker can
+/// reach yet.
 fn start_plus_api(init: &InitModule, counting: bool, patience: &mut InitPatience) {
-    let now_ms = crate::ops::cycles::load_ms();
+    let first_revision = crate::ops::cycles::revisions_start_us();
     for upstream in init.cycle().upstreams() {
         if has_bookkeeping(upstream) {
             if let Ok(zone) = ZoneUpstream::of_new_cycle(init, upstream, |_, _| None) {
-                zone.start_ids(now_ms * 1000);
+                zone.start_ids(first_revision);
             }
         }
     }

@@ -716,7 +716,7 @@ is($r && "$r->{status} $r->{body}", '412 ' . main::mismatch_text('late'), 'the P
 is($r->{status}, 404, 'late was not made');
 }
 
-=== TEST 13: a reload that keeps the registry: an ETag read before it of a name without a record is stale after it, and so is a zone upstream's that the reload removed (its revision was on the registry's scale: review 57 F2); a record's is not
+=== TEST 13: a reload that keeps the registry: an ETag read before it of a name without a record is stale after it, and so is a zone upstream's that the reload removed (its revision was on the registry's scale: review 57 F2); a record's is not; a zone upstream the reload adds starts its revisions past every ETag given before (review 60: one could equal an absence's)
 --- http_config
 $TEST_NGINX_CONFIGURED
 --- config
@@ -730,9 +730,15 @@ my $zoned = main::get_tag('zoned');
 is($zoned, main::plus_tag('zoned'), 'zoned: its zone\'s ETag');
 my $conf = NginxTest::Files::slurp(conf_file());
 $conf =~ s/upstream zoned \{.*?\n\}\n//s or die 'no upstream zoned';
+my $added = main::get_tag('added');
+my $p3 = port(3);
+$conf =~ s/^(upstream plain )/upstream added { zone added 64k; server 127.0.0.1:$p3; }\n$1/m or die 'no upstream plain';
 NginxTest::Files::spew(conf_file(), $conf);
 nginx_reload();
 is(http_get('/upstream/zoned')->{status}, 404, 'the reload removed zoned');
+my $first = main::bare(main::get_tag('added'));
+is($first, main::bare(main::plus_tag('added')), 'added, a zone upstream the reload added: its zone\'s ETag');
+ok($first > main::bare($_), "  past $_, given before the reload") for $dy, $absent, $zoned, $added;
 my $before = main::state();
 main::mismatch(main::post_if('zoned', main::servers(2), $zoned), 'zoned', 'POST zoned with its zone\'s ETag of before the reload');
 main::mismatch(main::post_if('absent', main::servers(2), $absent), 'absent', 'POST absent with the ETag of its 404 before the reload');
@@ -768,3 +774,43 @@ is($r && $r->{status}, 200, 'the stalled POST of y ends');
 main::mismatch(main::post_if('zoned', main::servers(2), $zoned), 'zoned', 'POST zoned with its zone\'s ETag of before the reload');
 is(http_get('/upstream/zoned')->{status}, 404, '  zoned is not made');
 }
+
+=== TEST 15: a worker a reload replaced (the registry kept) answers, for a name without a record, an ETag that no change in the new workers matches: its configuration is the old one (a zoneless upstream whose servers the reload changed), and its reads, or its changes, which it still makes, could have moved the registry's revisions past the new cycle's start (review 59)
+--- http_config
+upstream plain { server 127.0.0.1:$TEST_NGINX_PORT_1; }
+--- config
+location / { dyups_interface; }
+location = /basic_status { stub_status; }
+--- perl
+# Two requests whose headers a worker of the first configuration is still
+# reading (stub_status counts them) when the reload comes.
+my @open = map {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port(), Timeout => 5) or die "connect: $!";
+    $s->autoflush(1);
+    $s
+} 1 .. 2;
+my ($post, $get) = @open;
+print $post "POST /upstream/dy HTTP/1.0\r\nHost: x\r\n";
+print $get "GET /upstream/plain HTTP/1.0\r\nHost: x\r\n";
+ok(poll_until(sub { http_get('/basic_status')->{body} =~ /Reading: ([2-9]|\d\d)/ }, 5, 'reading'), 'old workers read both');
+my %old = map { $_ => 1 } worker_pids();
+my $conf = NginxTest::Files::slurp(conf_file());
+my ($p1, $p2) = (port(1), port(2));
+$conf =~ s/upstream plain \{ server 127\.0\.0\.1:$p1; \}/upstream plain { server 127.0.0.1:$p2; }/ or die 'no upstream plain';
+NginxTest::Files::spew(conf_file(), $conf);
+kill 'HUP', master_pid();
+ok(poll_until(sub { my @w = worker_pids(); @w >= 2 && !grep { $old{$_} } @w }, 10, 'reload'), 'new workers run: plain has another server');
+is(http_get('/upstream/plain')->{body}, main::line(main::addr(2)), '  which a new worker shows');
+my $body = main::servers(1);
+print $post 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+my $reply = do { local $/; <$post> } // '';
+like($reply, qr{^HTTP/1\.\d 200 .*\r\n\r\nsuccess\z}s, 'the old worker makes the POST of dy, as before') or diag($reply);
+is(http_get('/upstream/dy')->{body}, main::line(main::addr(1)), '  the new workers have dy');
+print $get "\r\n";
+$reply = do { local $/; <$get> } // '';
+like($reply, qr{^HTTP/1\.\d 200 .*\Q${\ main::line(main::addr(1))}\E\z}s, 'the old worker shows plain as it was configured');
+my ($old_tag) = $reply =~ /^ETag: ("\d+")\r$/mi;
+like($old_tag // '', $main::TAG, '  with an ETag');
+main::mismatch(main::post_if('plain', main::servers(3), $old_tag), 'plain', 'POST plain with that ETag to a new worker');
+is(http_get('/upstream/plain')->{body}, main::line(main::addr(2)), '  plain keeps the new configuration\'s server');
+main::applied(main::post_if('plain', main::servers(3), main::get_tag('plain')), 'plain', 'POST plain with the ETag a new worker answers');

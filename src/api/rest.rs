@@ -213,7 +213,7 @@ fn get_with(
 /// read must find (`If-Match`): its record's, its zone's (a configuration
 /// upstream served from its zone: the NGINX Plus API's ETag of it), or that
 /// of the registry when read (no record: it is unchanged while no record
-/// of the name is made or deleted).
+/// of the name is made or deleted, within this cycle).
 fn one_upstream(
     running: &Running<'_>,
     dyups: &Dyups,
@@ -224,6 +224,12 @@ fn one_upstream(
     let not_found = || ApiError::not_found("upstream_not_found", format!("upstream \"{name}\" not found"));
     let config = config_upstream(running, name);
     let (record, version) = dyups.record_read(section, name, cycle_version_floor());
+    // A worker a reload replaced sees the old configuration: for a name
+    // without a record it answers a revision no change in a new worker
+    // matches (their reads start past every version given before the new
+    // cycle began; a change made here since may have moved the registry's
+    // past that too: review 59).
+    let version = if record.is_none() && !dyups.is_current_cycle() { Some(0) } else { version };
     let revision = version.map(runtime_revision);
     let (name, source) = match (&record, config) {
         (Some(r), _) if r.deleted || !r.has_list() => return (Err(not_found()), revision),

@@ -837,6 +837,13 @@ impl<'z> Dyups<'z> {
         }
     }
 
+    /// The registry's version, a momentary reading without the lock (one
+    /// word, read volatile: other processes change it).
+    pub fn version_now(&self) -> u64 {
+        // SAFETY: the registry lives as long as the zone; an aligned word.
+        unsafe { ptr::read_volatile(ptr::addr_of!((*self.registry).next_version)) }
+    }
+
     /// The registry's change counter: one atomic load.
     pub fn generation(&self) -> u64 {
         // SAFETY: the registry lives as long as the zone.
