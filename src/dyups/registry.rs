@@ -1377,8 +1377,8 @@ impl<'z> Dyups<'z> {
         let (raw, version) = unsafe {
             let registry = &mut *self.registry;
             let raw = find_record(registry, name).map(|record| *record);
-            if raw.is_none() {
-                registry.next_version = registry.next_version.max(floor);
+            if raw.is_none() && registry.next_version < floor {
+                registry.next_version = floor;
             }
             (raw, raw.map_or(registry.next_version, |raw| raw.version))
         };
