@@ -240,7 +240,7 @@ fn one_upstream(
         (None, Some((config_name, upstream))) => (config_name, Source::Config(upstream)),
         (None, None) => return (Err(not_found()), revision),
     };
-    let revision = source.zone_revision().or(revision);
+    let revision = source.served_zone().map(|zone| zone.counters().revision()).or(revision);
     let peers = source.peers(&name, None);
     if json {
         let view = UpstreamView { upstream: name, zone: source.zone(), peers };
@@ -260,7 +260,7 @@ enum Source<'r> {
     Config(Upstream<'r>),
 }
 
-impl Source<'_> {
+impl<'r> Source<'r> {
     /// The shared memory zone its peers are in, as the NGINX Plus API
     /// names it: a record's list is in the registry's zone; an upstream
     /// of the configuration has its own zone, or none (hunt 29: always
@@ -272,12 +272,11 @@ impl Source<'_> {
         }
     }
 
-    /// The revision of a configuration upstream served from its zone.
-    fn zone_revision(&self) -> Option<u64> {
+    /// The zone of a configuration upstream served from it (none for one
+    /// the registry serves, nor for one without a zone).
+    fn served_zone(&self) -> Option<ZoneUpstream<'r>> {
         match *self {
-            Source::Config(upstream) if !is_front(upstream) => {
-                ZoneUpstream::of_running(upstream, |_, _| None).ok().map(|zone| zone.counters().revision())
-            }
+            Source::Config(upstream) if !is_front(upstream) => ZoneUpstream::of_running(upstream, |_, _| None).ok(),
             _ => None,
         }
     }
@@ -292,9 +291,9 @@ impl Source<'_> {
                 show_health(health, HealthZone::running(), name, true, record.check().is_some(), &mut peers);
                 peers
             }
-            Source::Config(upstream) => match ZoneUpstream::of_running(upstream, |_, _| None) {
-                Ok(zone) if !is_front(upstream) => zone.peers_with_health_in(health),
-                _ => configured_peers(upstream).unwrap_or_default(),
+            Source::Config(upstream) => match self.served_zone() {
+                Some(zone) => zone.peers_with_health_in(health),
+                None => configured_peers(upstream).unwrap_or_default(),
             },
         }
     }
