@@ -229,12 +229,11 @@ EOF
         my $dir = nginx_dir($i);
         mkdir $dir;
         # The first Plus API PUT of "slowput", dyups POST of "slowpost" and
-        # dyups DELETE of "slowdel" stall their worker for 15 s, past the
-        # agent's 5 s timeout (the debug builds' stall points; each
-        # creates its own file, stalled.POINT.NAME), as does the first POST
-        # of "slowgone". (The workers' user,
-        # nobody, creates the file that says so: the directories up to it
-        # let it through.)
+        # "slowgone", and dyups DELETE of "slowdel" stall their worker for
+        # 15 s, past the agent's 5 s timeout (the debug builds' stall
+        # points; each creates its own file, stalled.POINT.NAME). (The
+        # workers' user, nobody, creates the file that says so: the
+        # directories up to it let it through.)
         my $once = "$dir/once";
         mkdir $once;
         chmod 0711, $work, $dir;
